@@ -1,0 +1,69 @@
+/**
+ * A small seeded generator (sfc32, seeded through splitmix32) so that splits, shuffles
+ * and initializers are reproducible from one seed. Its state is four uint32s that can be
+ * saved and restored (checkpoints).
+ */
+export class Rng {
+  private s: Uint32Array;
+
+  constructor(seed: number | readonly number[]) {
+    if (typeof seed === 'number') {
+      let x = seed >>> 0;
+      const next = (): number => {
+        x = (x + 0x9e3779b9) >>> 0;
+        let z = x;
+        z = Math.imul(z ^ (z >>> 16), 0x85ebca6b) >>> 0;
+        z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35) >>> 0;
+        return (z ^ (z >>> 16)) >>> 0;
+      };
+      this.s = Uint32Array.from([next(), next(), next(), next()]);
+      for (let i = 0; i < 12; i++) this.nextUint32();
+    } else {
+      if (seed.length !== 4) throw new Error('Rng state must be four uint32 values');
+      this.s = Uint32Array.from(seed);
+    }
+  }
+
+  state(): number[] {
+    return Array.from(this.s);
+  }
+
+  nextUint32(): number {
+    const s = this.s;
+    const t = (((s[0]! + s[1]!) >>> 0) + s[3]!) >>> 0;
+    s[3] = (s[3]! + 1) >>> 0;
+    s[0] = s[1]! ^ (s[1]! >>> 9);
+    s[1] = (s[2]! + (s[2]! << 3)) >>> 0;
+    s[2] = ((s[2]! << 21) | (s[2]! >>> 11)) >>> 0;
+    s[2] = (s[2]! + t) >>> 0;
+    return t;
+  }
+
+  /** Uniform in [0, 1). */
+  next(): number {
+    return this.nextUint32() / 4294967296;
+  }
+
+  /** Uniform integer in [0, n). */
+  int(n: number): number {
+    return Math.floor(this.next() * n);
+  }
+
+  /** Fisher–Yates shuffle in place. */
+  shuffle<T extends Int32Array | number[]>(a: T): T {
+    for (let i = a.length - 1; i > 0; i--) {
+      const j = this.int(i + 1);
+      const tmp = a[i]!;
+      a[i] = a[j]!;
+      a[j] = tmp;
+    }
+    return a;
+  }
+
+  /** A permutation of 0..n-1. */
+  permutation(n: number): Int32Array {
+    const p = new Int32Array(n);
+    for (let i = 0; i < n; i++) p[i] = i;
+    return this.shuffle(p);
+  }
+}
