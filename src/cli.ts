@@ -5,6 +5,8 @@ import { runCommand } from './commands/run';
 import { evaluateCommand } from './commands/evaluate';
 import { validateCommand } from './commands/validate';
 import { dataCommand } from './commands/data';
+import { compareCommand } from './commands/compare';
+import { planCommand } from './commands/plan';
 
 const EXIT_CODES_HELP = `
 Exit codes:
@@ -26,6 +28,8 @@ export function buildProgram(): Command {
   program.addCommand(evaluateCommand());
   program.addCommand(validateCommand());
   program.addCommand(dataCommand());
+  program.addCommand(compareCommand());
+  program.addCommand(planCommand());
   for (const cmd of program.commands) cmd.exitOverride().addHelpText('after', EXIT_CODES_HELP);
   return program;
 }

@@ -1,8 +1,18 @@
 import { Command } from 'commander';
-import { FailureError } from '../errors';
+import { loadSpec, parseSetFlag, specToYaml } from '../spec';
+
+export function collectSets(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
 
 export function validateCommand(): Command {
-  return new Command('validate').description('validate (not implemented yet)').action(() => {
-    throw new FailureError('validate: not implemented yet');
-  });
+  return new Command('validate')
+    .description('check a spec and print it fully resolved (defaults filled in); lists every error and exits 2 otherwise')
+    .argument('<spec>', 'experiment spec (YAML)')
+    .option('--set <path=value>', 'override a field, e.g. --set training.epochs=3 (repeatable)', collectSets, [])
+    .option('--json', 'print the resolved spec as JSON')
+    .action((file: string, opts: { set: string[]; json?: boolean }) => {
+      const { spec } = loadSpec(file, opts.set.map(parseSetFlag));
+      process.stdout.write(opts.json ? JSON.stringify(spec) + '\n' : specToYaml(spec));
+    });
 }

@@ -1,0 +1,495 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as YAML from 'yaml';
+import { z } from 'zod';
+import { InputError } from './errors';
+
+/**
+ * The experiment spec. This zod schema is the single source of truth: the TypeScript
+ * type, the defaults `validate` prints, and every error message come from it.
+ * Defaults follow Keras where Keras has one (batch 32, shuffle, Glorot-uniform kernels,
+ * zero biases, linear activation, SGD momentum 0).
+ */
+
+export const SPEC_VERSION = 1;
+export const NUM_CLASSES = 10;
+export const IMAGE_SHAPE = [28, 28] as const;
+/** Refused before anything is allocated (a typo like `units: 1e9` must not eat the machine). */
+export const MAX_UNITS = 65536;
+export const MAX_PARAMETERS = 50_000_000;
+
+// ---------- building blocks with uniform messages ("expected …"; the formatter adds "got …") ----------
+
+const num = (what = 'a number') => z.number({ error: `expected ${what}` });
+const nonNegative = () => num('a finite number ≥ 0').min(0, { error: 'expected a finite number ≥ 0' });
+const intRange = (min: number, max: number, below: string) =>
+  z
+    .number({ error: below })
+    .int({ error: 'expected an integer' })
+    .min(min, { error: below })
+    .max(max, { error: `expected at most ${max}` });
+const positiveInt = (max: number) => intRange(1, max, 'expected a positive integer');
+const rate = () => num('a rate in [0, 1)').min(0, { error: 'expected a rate in [0, 1)' }).lt(1, { error: 'expected a rate in [0, 1)' });
+const oneOf = <T extends readonly [string, ...string[]]>(values: T) =>
+  z.enum(values, { error: `expected one of ${values.join(', ')}` });
+
+/** tfjs and tf.keras 2 give a bare `l1`/`l2`/`l1l2` a factor of 0.01 (Keras 3's bare `L1L2()` means zero). */
+const SHORTHAND_FACTOR = 0.01;
+const REGULARIZER_SHORTHANDS: Record<string, { l1?: number; l2?: number }> = {
+  l1: { l1: SHORTHAND_FACTOR },
+  l2: { l2: SHORTHAND_FACTOR },
+  l1l2: { l1: SHORTHAND_FACTOR, l2: SHORTHAND_FACTOR },
+};
+
+/** Penalty = l1·Σ|w| + l2·Σw² (Keras's form: no ½ on the L2 term). Either factor defaults to 0. */
+const regularizer = z
+  .preprocess(
+    (v) => (typeof v === 'string' && v in REGULARIZER_SHORTHANDS ? { ...REGULARIZER_SHORTHANDS[v] } : v),
+    z.strictObject(
+      {
+        l1: nonNegative().default(0),
+        l2: nonNegative().default(0),
+      },
+      { error: 'expected {l1, l2} or one of l1, l2, l1l2' },
+    ),
+  )
+  .nullable()
+  .default(null);
+export type RegularizerSpec = { l1: number; l2: number };
+
+const ACTIVATIONS = ['linear', 'relu', 'relu6', 'elu', 'selu', 'sigmoid', 'hardSigmoid', 'tanh', 'softmax', 'softplus', 'softsign', 'swish', 'mish', 'gelu'] as const;
+const INITIALIZERS = ['glorotUniform', 'glorotNormal', 'heUniform', 'heNormal', 'leCunUniform', 'leCunNormal', 'zeros', 'ones'] as const;
+
+const flattenLayer = z.strictObject({
+  /** Fashion-MNIST images are 28×28; stated here for Keras readers, and checked. */
+  inputShape: z.tuple([num(), num()], { error: 'expected [28, 28]' }).default([28, 28]),
+});
+const denseLayer = z.strictObject({
+  units: positiveInt(MAX_UNITS),
+  /** Keras's default: no activation (linear). */
+  activation: oneOf(ACTIVATIONS).default('linear'),
+  useBias: z.boolean({ error: 'expected true or false' }).default(true),
+  kernelInitializer: oneOf(INITIALIZERS).default('glorotUniform'),
+  biasInitializer: oneOf(INITIALIZERS).default('zeros'),
+  kernelRegularizer: regularizer,
+  biasRegularizer: regularizer,
+  activityRegularizer: regularizer,
+});
+const dropoutLayer = z.strictObject({ rate: rate() });
+const batchNormLayer = z.strictObject({
+  /** Keras defaults. */
+  momentum: rate().default(0.99),
+  epsilon: num('a positive number').positive({ error: 'expected a positive number' }).default(0.001),
+  center: z.boolean({ error: 'expected true or false' }).default(true),
+  scale: z.boolean({ error: 'expected true or false' }).default(true),
+});
+
+export const LAYER_TYPES = ['flatten', 'dense', 'dropout', 'batchNormalization'] as const;
+export type LayerType = (typeof LAYER_TYPES)[number];
+
+/** A layer is a map with exactly one key, its type: `- dense: { units: 10 }`. */
+const layer = z
+  .strictObject(
+    {
+      flatten: flattenLayer.optional(),
+      dense: denseLayer.optional(),
+      dropout: dropoutLayer.optional(),
+      batchNormalization: batchNormLayer.optional(),
+    },
+    { error: `expected a layer: one of ${LAYER_TYPES.join(', ')}` },
+  )
+  .superRefine((l, ctx) => {
+    const kinds = Object.keys(l).filter((k) => l[k as LayerType] !== undefined);
+    if (kinds.length !== 1) ctx.addIssue({ code: 'custom', message: `expected exactly one layer type (${LAYER_TYPES.join(', ')}), got ${kinds.length}` });
+  });
+export type LayerSpec = z.infer<typeof layer>;
+
+const earlyStopping = z
+  .strictObject({
+    monitor: oneOf(['val_loss', 'val_accuracy', 'loss', 'accuracy'] as const).default('val_loss'),
+    /** Keras's defaults: patience 0, minDelta 0, restoreBestWeights false. */
+    patience: intRange(0, 100000, 'expected an integer ≥ 0').default(0),
+    minDelta: nonNegative().default(0),
+    restoreBestWeights: z.boolean({ error: 'expected true or false' }).default(false),
+  })
+  .nullable()
+  .default(null);
+
+const overrideMap = z.record(z.string(), z.unknown(), { error: 'expected a map of dotted paths to values' });
+
+export const experimentSpec = z
+  .strictObject({
+    /** Spec format version; a spec from a newer regtrain is refused rather than misread. */
+    version: z.literal(SPEC_VERSION, { error: `expected ${SPEC_VERSION} (this regtrain reads spec version ${SPEC_VERSION})` }).default(SPEC_VERSION),
+    /** Names the run directory, so it may not contain path separators. */
+    name: z
+      .string({ error: 'expected a name' })
+      .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, { error: 'expected 1–64 letters, digits, ".", "_" or "-", starting with a letter or digit' }),
+    /** One seed drives initializers, the validation split, shuffling and dropout. */
+    seed: intRange(0, 2 ** 32 - 1, 'expected an integer from 0 to 4294967295').default(1234),
+    /** auto: tfjs-node if it loads, else wasm, else cpu. */
+    backend: oneOf(['auto', 'tfjs-node', 'wasm', 'cpu'] as const).default('auto'),
+    data: z
+      .strictObject({
+        normalize: oneOf(['scale01', 'standardize', 'none'] as const).default('scale01'),
+        validation: z
+          .strictObject({
+            size: intRange(0, 60000, 'expected an integer ≥ 0').default(5000),
+            /** false = the tutorial's way: the validation images are also trained on (a leak). */
+            holdout: z.boolean({ error: 'expected true or false' }).default(true),
+            /** Take the validation images after a seeded shuffle instead of the first N. */
+            shuffle: z.boolean({ error: 'expected true or false' }).default(false),
+            stratify: z.boolean({ error: 'expected true or false' }).default(false),
+          })
+          .prefault({}),
+        trainLimit: positiveInt(60000).nullable().default(null),
+        testLimit: positiveInt(10000).nullable().default(null),
+      })
+      .prefault({}),
+    model: z.strictObject({
+      layers: z.array(layer, { error: 'expected a list of layers' }).min(1, { error: 'expected at least one layer' }),
+    }),
+    optimizer: z
+      .strictObject(
+        {
+          sgd: z
+            .strictObject({
+              learningRate: num('a positive number').positive({ error: 'expected a positive number' }).default(0.01),
+              momentum: rate().default(0),
+              nesterov: z.boolean({ error: 'expected true or false' }).default(false),
+            })
+            .prefault({}),
+        },
+        { error: 'expected { sgd: { learningRate, momentum, nesterov } }' },
+      )
+      .prefault({}),
+    loss: z.literal('sparseCategoricalCrossentropy', { error: 'expected sparseCategoricalCrossentropy' }).default('sparseCategoricalCrossentropy'),
+    training: z
+      .strictObject({
+        /** Keras's fit() defaults: 1 epoch, batch 32, shuffled. */
+        epochs: positiveInt(100000).default(1),
+        batchSize: positiveInt(60000).default(32),
+        shuffle: z.boolean({ error: 'expected true or false' }).default(true),
+        earlyStopping,
+      })
+      .prefault({}),
+    /** Study: named partial overrides of this spec, each a map of dotted paths to values. */
+    variants: z.record(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, { error: 'expected a variant name of letters, digits, ".", "_" or "-"' }), overrideMap).nullable().default(null),
+    /** Study: a grid over dotted paths, e.g. `model.layers.1.dense.kernelRegularizer.l1: [0, 1e-4, 1e-3]`. */
+    sweep: z.record(z.string(), z.array(z.unknown(), { error: 'expected a list of values' }).min(1, { error: 'expected at least one value' })).nullable().default(null),
+    /** Study: seeds per variant (seed, seed+1, …). */
+    repeats: positiveInt(1000).default(1),
+  })
+  .superRefine(checkModel);
+
+export type ExperimentSpec = z.infer<typeof experimentSpec>;
+
+export function layerType(l: LayerSpec): LayerType {
+  for (const t of LAYER_TYPES) if (l[t] !== undefined) return t;
+  throw new Error('layer without a type (the schema should have refused it)');
+}
+
+/** Checks that span fields: shapes, the class count, parameter budget, early stopping's monitor. */
+function checkModel(spec: {
+  model: { layers: LayerSpec[] };
+  data: { validation: { size: number; holdout: boolean }; trainLimit: number | null };
+  training: { earlyStopping: { monitor: string } | null };
+}, ctx: z.RefinementCtx): void {
+  const layers = spec.model.layers;
+  let features: number[] = [...IMAGE_SHAPE];
+  let params = 0;
+  layers.forEach((l, i) => {
+    const at = ['model', 'layers', i];
+    if (l.flatten) {
+      const [a, b] = l.flatten.inputShape;
+      if (a !== IMAGE_SHAPE[0] || b !== IMAGE_SHAPE[1]) ctx.addIssue({ code: 'custom', path: [...at, 'flatten', 'inputShape'], message: `expected [28, 28] (Fashion-MNIST images), got [${a}, ${b}]` });
+      features = [features.reduce((x, y) => x * y, 1)];
+    } else if (l.dense) {
+      if (features.length !== 1) {
+        ctx.addIssue({ code: 'custom', path: [...at, 'dense'], message: 'a flatten layer must come before the first dense layer (inputs are 28×28 images)' });
+        features = [features.reduce((x, y) => x * y, 1)];
+      }
+      params += features[0]! * l.dense.units + (l.dense.useBias ? l.dense.units : 0);
+      features = [l.dense.units];
+    } else if (l.batchNormalization) {
+      params += 4 * features[features.length - 1]!;
+    }
+  });
+  if (params > MAX_PARAMETERS) ctx.addIssue({ code: 'custom', path: ['model', 'layers'], message: `the model has ${params} parameters, more than the limit of ${MAX_PARAMETERS}` });
+  const lastIndex = layers.length - 1;
+  const last = layers[lastIndex];
+  if (last && !last.dense) {
+    ctx.addIssue({ code: 'custom', path: ['model', 'layers', lastIndex], message: `the last layer must be dense with ${NUM_CLASSES} units and softmax (one output per class)` });
+  } else if (last?.dense) {
+    if (last.dense.units !== NUM_CLASSES) ctx.addIssue({ code: 'custom', path: ['model', 'layers', lastIndex, 'dense', 'units'], message: `the last layer must have ${NUM_CLASSES} units (one per class), got ${last.dense.units}` });
+    if (last.dense.activation !== 'softmax') ctx.addIssue({ code: 'custom', path: ['model', 'layers', lastIndex, 'dense', 'activation'], message: `the last layer must use softmax (sparseCategoricalCrossentropy takes probabilities, as Keras's from_logits=False), got ${last.dense.activation}` });
+  }
+  const es = spec.training.earlyStopping;
+  if (es && es.monitor.startsWith('val_') && spec.data.validation.size === 0) {
+    ctx.addIssue({ code: 'custom', path: ['training', 'earlyStopping', 'monitor'], message: `monitoring ${es.monitor} needs data.validation.size > 0` });
+  }
+  const { size, holdout } = spec.data.validation;
+  const available = spec.data.trainLimit ?? 60000;
+  if (size > available || (holdout && size >= available)) {
+    ctx.addIssue({ code: 'custom', path: ['data', 'validation', 'size'], message: `expected fewer than the ${available} training images${holdout ? ' (holdout leaves none to train on)' : ''}, got ${size}` });
+  }
+}
+
+// ---------- errors with dotted paths and YAML positions ----------
+
+export interface SpecIssue {
+  path: (string | number)[];
+  message: string;
+  /** "spec.yaml:9:16", or "--set training.epochs=abc". */
+  where: string;
+}
+
+export class SpecError extends InputError {
+  constructor(readonly issues: SpecIssue[]) {
+    super(issues.map(formatIssue).join('\n'));
+  }
+}
+
+export function formatIssue(i: SpecIssue): string {
+  const where = i.where ? ` (${i.where})` : '';
+  return i.path.length ? `! ${i.path.join('.')}: ${i.message}${where}` : `! ${i.message}${where}`;
+}
+
+/** Where a value came from: its YAML node, or the --set flag that put it there. */
+interface Origin {
+  file: string;
+  doc: YAML.Document.Parsed | null;
+  lines: YAML.LineCounter;
+  sets: { path: string[]; flag: string }[];
+}
+
+function locate(origin: Origin, p: (string | number)[], key?: string): string {
+  const set = [...origin.sets].reverse().find((s) => s.path.length <= p.length + (key ? 1 : 0) && s.path.every((seg, k) => String([...p, ...(key ? [key] : [])][k]) === seg));
+  if (set) return set.flag;
+  if (!origin.doc) return origin.file;
+  // Walk down to the deepest node that exists; point at the offending key itself where there is one.
+  let node: unknown = origin.doc.contents;
+  let offset: number | undefined = (node as YAML.Node | null)?.range?.[0];
+  const segments = key ? [...p, key] : p;
+  for (let k = 0; k < segments.length; k++) {
+    const seg = segments[k]!;
+    if (YAML.isMap(node)) {
+      const pair = node.items.find((it) => YAML.isScalar(it.key) && String(it.key.value) === String(seg));
+      if (!pair) break;
+      const isLast = k === segments.length - 1;
+      const keyNode = pair.key as YAML.Node;
+      offset = (isLast && key !== undefined) || !pair.value ? keyNode.range?.[0] : (pair.value as YAML.Node).range?.[0];
+      node = pair.value;
+    } else if (YAML.isSeq(node)) {
+      const item = node.items[Number(seg)] as YAML.Node | undefined;
+      if (!item) break;
+      offset = item.range?.[0];
+      node = item;
+    } else break;
+  }
+  if (offset === undefined) return origin.file;
+  const { line, col } = origin.lines.linePos(offset);
+  return `${origin.file}:${line}:${col}`;
+}
+
+function getAt(value: unknown, p: (string | number)[]): unknown {
+  let v = value;
+  for (const seg of p) {
+    if (v === null || typeof v !== 'object') return undefined;
+    v = (v as Record<string, unknown>)[String(seg)];
+  }
+  return v;
+}
+
+function describe(v: unknown): string {
+  if (v === undefined) return 'nothing';
+  if (typeof v === 'number') return Number.isNaN(v) ? 'NaN' : String(v);
+  if (typeof v === 'string') return JSON.stringify(v);
+  if (Array.isArray(v)) return 'a list';
+  if (v === null) return 'null';
+  if (typeof v === 'object') return 'a map';
+  return String(v);
+}
+
+/** Levenshtein distance, for "did you mean" hints on unknown keys. */
+function editDistance(a: string, b: string): number {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...new Array<number>(b.length).fill(0)]);
+  for (let j = 1; j <= b.length; j++) d[0]![j] = j;
+  for (let i = 1; i <= a.length; i++)
+    for (let j = 1; j <= b.length; j++)
+      d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + (a[i - 1]!.toLowerCase() === b[j - 1]!.toLowerCase() ? 0 : 1));
+  return d[a.length]![b.length]!;
+}
+
+export function didYouMean(key: string, known: string[]): string {
+  let best: string | undefined;
+  let bestD = Infinity;
+  for (const k of known) {
+    const dist = editDistance(key, k);
+    if (dist < bestD) [best, bestD] = [k, dist];
+  }
+  return best !== undefined && bestD <= Math.max(2, Math.floor(best.length / 3)) ? ` (did you mean '${best}'?)` : '';
+}
+
+/** The keys a strict object at `p` knows, found by walking the schema along the path. */
+function knownKeysAt(p: (string | number)[]): string[] {
+  let s: z.ZodType = experimentSpec;
+  for (const seg of [...p, null]) {
+    // Peel wrappers (default, nullable, pipe/preprocess, refinements) down to the object/array/record.
+    for (let guard = 0; guard < 10; guard++) {
+      const def = (s as unknown as { _zod: { def: { type: string; innerType?: z.ZodType; out?: z.ZodType; in?: z.ZodType } } })._zod.def;
+      if (def.innerType) s = def.innerType;
+      else if (def.type === 'pipe') s = (def.out && (def.out as unknown as { _zod: { def: { type: string } } })._zod.def.type !== 'transform' ? def.out : def.in)!;
+      else break;
+    }
+    if (seg === null) break;
+    if (s instanceof z.ZodObject) s = (s.shape as Record<string, z.ZodType>)[String(seg)] ?? s;
+    else if (s instanceof z.ZodArray) s = s.element as z.ZodType;
+    else if (s instanceof z.ZodRecord) s = s.valueType as z.ZodType;
+  }
+  return s instanceof z.ZodObject ? Object.keys(s.shape) : [];
+}
+
+function issuesFromZod(error: z.ZodError, raw: unknown, origin: Origin): SpecIssue[] {
+  const out: SpecIssue[] = [];
+  const pathKey = (p: PropertyKey[]) => p.map(String).join('.');
+  // An unknown key already explains why a layer has no known type; don't say it twice.
+  const unknownAt = new Set(error.issues.filter((i) => i.code === 'unrecognized_keys').map((i) => pathKey(i.path)));
+  for (const issue of error.issues) {
+    const p = issue.path.map((x) => (typeof x === 'symbol' ? String(x) : x));
+    if (issue.code === 'custom' && unknownAt.has(pathKey(issue.path))) continue;
+    if (issue.code === 'unrecognized_keys') {
+      const known = knownKeysAt(p);
+      for (const key of issue.keys) {
+        const what = known.includes('dense') && known.includes('flatten') ? 'unknown layer type' : 'unknown key';
+        out.push({ path: [...p, key], message: `${what}${didYouMean(key, known)}`, where: locate(origin, p, key) });
+      }
+      continue;
+    }
+    if (issue.code === 'invalid_union') {
+      out.push({ path: p, message: issue.message, where: locate(origin, p) });
+      continue;
+    }
+    const value = getAt(raw, p);
+    const msg = issue.message;
+    const got = issue.code === 'custom' || / got /.test(msg) ? '' : `, got ${describe(value)}`;
+    out.push({ path: p, message: `${msg}${got}`, where: locate(origin, p) });
+  }
+  return out;
+}
+
+// ---------- overrides (--set, variants, sweeps) ----------
+
+export interface Override {
+  path: string[];
+  value: unknown;
+  /** How to name it in errors, e.g. "--set training.epochs=3". */
+  label: string;
+}
+
+/** `training.epochs=3` → path and a value parsed as a YAML scalar (so 1e-3, true, null, [28, 28] work). */
+export function parseSetFlag(flag: string): Override {
+  const eq = flag.indexOf('=');
+  const key = eq < 0 ? '' : flag.slice(0, eq).trim();
+  if (eq < 0 || !/^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$/.test(key)) {
+    throw new InputError(`--set ${flag}: expected PATH=VALUE with a dotted path, e.g. --set training.epochs=3`);
+  }
+  let value: unknown;
+  try {
+    value = YAML.parse(flag.slice(eq + 1));
+  } catch (err) {
+    throw new InputError(`--set ${flag}: the value is not valid YAML (${(err as Error).message.split('\n')[0]})`);
+  }
+  return { path: key.split('.'), value: value === undefined ? null : value, label: `--set ${flag}` };
+}
+
+/** Returns a deep copy of `raw` with each override's value placed at its path (creating maps on the way). */
+export function applyOverrides(raw: unknown, overrides: Override[]): unknown {
+  const root = structuredClone(raw ?? {}) as Record<string, unknown>;
+  for (const o of overrides) {
+    let node: Record<string, unknown> | unknown[] = root;
+    o.path.forEach((seg, k) => {
+      const last = k === o.path.length - 1;
+      const container = node as Record<string, unknown>;
+      if (Array.isArray(node) && !/^\d+$/.test(seg)) throw new InputError(`${o.label}: ${o.path.slice(0, k).join('.')} is a list; expected an index, got '${seg}'`);
+      if (last) {
+        container[seg] = structuredClone(o.value);
+        return;
+      }
+      const next = container[seg];
+      if (next === null || typeof next !== 'object') container[seg] = {};
+      node = container[seg] as Record<string, unknown>;
+    });
+  }
+  return root;
+}
+
+// ---------- loading ----------
+
+export interface LoadedSpec {
+  spec: ExperimentSpec;
+  /** The document after overrides, before defaults: what studies expand further. */
+  raw: Record<string, unknown>;
+  file: string;
+}
+
+const MAX_SPEC_BYTES = 1024 * 1024;
+
+/** Reads a spec file, parses the YAML, applies --set overrides, validates. Throws InputError/SpecError. */
+export function loadSpec(file: string, sets: Override[] = []): LoadedSpec {
+  let text: string;
+  try {
+    const st = fs.statSync(file);
+    if (st.isDirectory()) throw new InputError(`${file}: is a directory, expected a YAML spec file`);
+    if (st.size > MAX_SPEC_BYTES) throw new InputError(`${file}: ${st.size} bytes is too large for a spec (limit ${MAX_SPEC_BYTES})`);
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    if (err instanceof InputError) throw err;
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new InputError(`${file}: ${code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (err as Error).message}`);
+  }
+  return parseSpec(text, path.basename(file), sets, path.basename(file).replace(/\.ya?ml$/i, ''));
+}
+
+/** Parses spec text (named `label` in messages). `defaultName` fills in `name` when the spec has none. */
+export function parseSpec(text: string, label: string, sets: Override[] = [], defaultName?: string): LoadedSpec {
+  if (text.includes('\u0000')) throw new InputError(`${label}: not a YAML text file (it contains NUL bytes)`);
+  const lines = new YAML.LineCounter();
+  const doc = YAML.parseDocument(text, { lineCounter: lines, prettyErrors: true, uniqueKeys: true });
+  const origin: Origin = { file: label, doc, lines, sets: sets.map((s) => ({ path: s.path, flag: s.label })) };
+  const yamlProblems = [...doc.errors];
+  if (yamlProblems.length) {
+    throw new SpecError(
+      yamlProblems.map((e) => {
+        const pos = e.linePos?.[0];
+        return { path: [], message: `invalid YAML: ${e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '')}`, where: pos ? `${label}:${pos.line}:${pos.col}` : label };
+      }),
+    );
+  }
+  let parsed: unknown;
+  try {
+    parsed = doc.toJS({ maxAliasCount: 100 });
+  } catch (err) {
+    throw new SpecError([{ path: [], message: `invalid YAML: ${(err as Error).message.split('\n')[0]}`, where: label }]);
+  }
+  if (parsed === null || parsed === undefined) throw new SpecError([{ path: [], message: 'the spec is empty', where: label }]);
+  if (typeof parsed !== 'object' || Array.isArray(parsed)) {
+    throw new SpecError([{ path: [], message: `expected a map of settings at the top level, got ${describe(parsed)}`, where: `${label}:1:1` }]);
+  }
+  const withName = defaultName !== undefined && (parsed as Record<string, unknown>).name === undefined && /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(defaultName) ? { ...parsed, name: defaultName } : parsed;
+  const raw = applyOverrides(withName, sets) as Record<string, unknown>;
+  return { spec: validateSpec(raw, origin), raw, file: label };
+}
+
+/** Validates an already-parsed spec object (used by studies for each expanded variant). */
+export function validateSpec(raw: unknown, origin: Origin | string = '(spec)'): ExperimentSpec {
+  const o: Origin = typeof origin === 'string' ? { file: origin, doc: null, lines: new YAML.LineCounter(), sets: [] } : origin;
+  const result = experimentSpec.safeParse(raw);
+  if (!result.success) throw new SpecError(issuesFromZod(result.error, raw, o));
+  return result.data;
+}
+
+/** The resolved spec as YAML (what `validate` prints and a run directory keeps). */
+export function specToYaml(spec: ExperimentSpec): string {
+  return YAML.stringify(spec, { lineWidth: 0 });
+}
