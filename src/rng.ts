@@ -24,6 +24,20 @@ export class Rng {
     }
   }
 
+  /**
+   * An independent stream for one purpose ("init", "shuffle", "dropout"…) of a seed, so that
+   * drawing more numbers for one purpose never shifts another, and seed+1 is not another stream's seed.
+   */
+  static derive(seed: number, stream: string): Rng {
+    let h = 0x811c9dc5;
+    for (let i = 0; i < stream.length; i++) h = Math.imul(h ^ stream.charCodeAt(i), 0x01000193) >>> 0;
+    const a = new Rng(seed).nextUint32();
+    const b = new Rng(h).nextUint32();
+    const rng = new Rng([a, b, (a ^ b ^ 0x9e3779b9) >>> 0, (a + b + 1) >>> 0]);
+    for (let i = 0; i < 12; i++) rng.nextUint32();
+    return rng;
+  }
+
   state(): number[] {
     return Array.from(this.s);
   }

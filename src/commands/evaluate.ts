@@ -1,8 +1,110 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { Command } from 'commander';
-import { FailureError } from '../errors';
+import { BackendChoice, initBackend } from '../backend';
+import { loadDataset } from '../data/dataset';
+import { InputError } from '../errors';
+import { bindSpec } from '../model';
+import { loadModel, readJsonFile, METRICS_FILE, SPEC_FILE } from '../rundir';
+import { MetricsFile } from '../runformat';
+import { parseSpec, parseSetFlag, NUM_CLASSES } from '../spec';
+import { evaluateSplit, weightPenalty } from '../train';
+import { addDataOptions, backendOption, Console } from './common';
+
+interface EvaluateOptions {
+  json?: boolean;
+  backend?: BackendChoice;
+  testLimit?: string;
+  dataDir?: string;
+  source: string[];
+}
 
 export function evaluateCommand(): Command {
-  return new Command('evaluate').description('evaluate (not implemented yet)').action(() => {
-    throw new FailureError('evaluate: not implemented yet');
+  const cmd = new Command('evaluate')
+    .description("re-evaluate a saved run's model on the test set: loss, accuracy, per-class accuracy, confusion matrix")
+    .argument('<run-dir>', 'a run directory written by `regtrain run`')
+    .addOption(backendOption())
+    .option('--test-limit <n>', 'evaluate on the first N test images only')
+    .option('--json', 'print one JSON object: loss, accuracy, perClass, confusion');
+  return addDataOptions(cmd).action(async (dir: string, opts: EvaluateOptions) => {
+    await evaluateRun(dir, opts);
   });
+}
+
+export interface EvaluationReport {
+  runDir: string;
+  loss: number;
+  accuracy: number;
+  count: number;
+  perClass: { name: string; accuracy: number; count: number }[];
+  /** confusion[true][predicted]. */
+  confusion: number[][];
+}
+
+export async function evaluateRun(dir: string, opts: EvaluateOptions): Promise<EvaluationReport> {
+  const out = new Console(!!opts.json, false);
+  if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new InputError(`${dir}: not a run directory (no such directory)`);
+  const metrics = readJsonFile<MetricsFile>(dir, METRICS_FILE);
+  if (metrics.status !== 'complete') {
+    throw new InputError(`${dir}: the run is ${metrics.status ?? 'of unknown status'} (${metrics.stopReason ?? 'no stop reason'}); evaluate needs a finished run`);
+  }
+  let specText: string;
+  try {
+    specText = fs.readFileSync(path.join(dir, SPEC_FILE), 'utf8');
+  } catch {
+    throw new InputError(`${path.join(dir, SPEC_FILE)}: missing (not a complete run directory)`);
+  }
+  const sets = opts.testLimit !== undefined ? [parseSetFlag(`data.testLimit=${opts.testLimit}`)] : [];
+  const { spec } = parseSpec(specText, path.join(dir, SPEC_FILE), sets.map((s) => ({ ...s, label: `--test-limit ${opts.testLimit}` })));
+
+  const backend = await initBackend(opts.backend ?? spec.backend);
+  out.info(`Backend: ${backend.name} — ${backend.reason}`);
+  const { model } = await loadModel(dir);
+  let built;
+  try {
+    built = bindSpec(model, spec);
+  } catch (err) {
+    throw new InputError(`${dir}: model.json does not match spec.yaml (${(err as Error).message})`);
+  }
+  const data = await loadDataset({
+    ...(opts.dataDir ? { dataDir: opts.dataDir } : {}),
+    ...(opts.source.length ? { sources: opts.source } : {}),
+    normalize: spec.data.normalize,
+    validation: spec.data.validation,
+    trainLimit: spec.data.trainLimit,
+    testLimit: spec.data.testLimit,
+    seed: spec.seed,
+  });
+  const recorded = metrics.dataset?.normalization;
+  if (recorded && (Math.abs(recorded.mean - data.normalization.mean) > 1e-6 || Math.abs(recorded.std - data.normalization.std) > 1e-6)) {
+    out.warn(`normalization constants differ from the run's (mean ${recorded.mean} vs ${data.normalization.mean}); the data may differ`);
+  }
+  for (const [name, hash] of Object.entries(metrics.dataset?.sha256 ?? {})) {
+    if (data.sha256[name] && data.sha256[name] !== hash) out.warn(`${name} differs from the file the run used (sha256 ${hash.slice(0, 12)}… vs ${data.sha256[name]!.slice(0, 12)}…)`);
+  }
+
+  const ev = evaluateSplit(built, data.test);
+  const loss = ev.dataLoss + ev.activityPenalty + weightPenalty(built);
+  const confusion = Array.from({ length: NUM_CLASSES }, () => new Array<number>(NUM_CLASSES).fill(0));
+  for (let i = 0; i < ev.count; i++) confusion[data.test.labels[i]!]![ev.predictions[i]!]!++;
+  const perClass = confusion.map((row, c) => {
+    const count = row.reduce((a, b) => a + b, 0);
+    return { name: data.classNames[c] ?? String(c), accuracy: count ? row[c]! / count : 0, count };
+  });
+  const report: EvaluationReport = { runDir: dir, loss, accuracy: ev.accuracy, count: ev.count, perClass, confusion };
+
+  if (opts.json) {
+    out.event(report as unknown as Record<string, unknown>);
+  } else {
+    const w = Math.max(...perClass.map((p) => p.name.length));
+    out.result(`Test: loss: ${loss.toFixed(4)} - accuracy: ${ev.accuracy.toFixed(4)} (${ev.count} images)`);
+    if (metrics.test && metrics.test.count === ev.count) out.result(`(run reported accuracy ${metrics.test.accuracy.toFixed(4)} on the same ${ev.count} images)`);
+    out.result('\nPer class:');
+    for (const p of perClass) out.result(`  ${p.name.padEnd(w)}  ${(100 * p.accuracy).toFixed(1).padStart(5)}%  (${p.count})`);
+    out.result('\nConfusion matrix (rows: true class, columns: predicted):');
+    out.result('  ' + ''.padEnd(w) + confusion.map((_, c) => String(c).padStart(6)).join(''));
+    confusion.forEach((row, c) => out.result(`  ${perClass[c]!.name.padEnd(w)}${row.map((v) => String(v).padStart(6)).join('')}`));
+  }
+  model.dispose();
+  return report;
 }

@@ -1,18 +1,19 @@
 import { Command } from 'commander';
 import { loadSpec, parseSetFlag, specToYaml } from '../spec';
+import { collect } from './common';
 
-export function collectSets(value: string, previous: string[]): string[] {
-  return [...previous, value];
-}
 
 export function validateCommand(): Command {
   return new Command('validate')
     .description('check a spec and print it fully resolved (defaults filled in); lists every error and exits 2 otherwise')
     .argument('<spec>', 'experiment spec (YAML)')
-    .option('--set <path=value>', 'override a field, e.g. --set training.epochs=3 (repeatable)', collectSets, [])
+    .option('--set <path=value>', 'override a field, e.g. --set training.epochs=3 (repeatable)', collect, [])
     .option('--json', 'print the resolved spec as JSON')
     .action((file: string, opts: { set: string[]; json?: boolean }) => {
       const { spec } = loadSpec(file, opts.set.map(parseSetFlag));
       process.stdout.write(opts.json ? JSON.stringify(spec) + '\n' : specToYaml(spec));
     });
 }
+
+/** Kept for the study commands; the same as common's `collect`. */
+export const collectSets = collect;

@@ -1,0 +1,219 @@
+import * as tf from '@tensorflow/tfjs';
+import { ExperimentSpec, LayerSpec, RegularizerSpec, layerType, IMAGE_SHAPE } from './spec';
+import { Rng } from './rng';
+import { WeightStats, Histogram } from './runformat';
+
+/** One penalized tensor: a kernel or bias with its Keras-style factors. */
+export interface PenaltyTerm {
+  /** e.g. "dense_1/kernel". */
+  name: string;
+  variable: tf.LayerVariable;
+  l1: number;
+  l2: number;
+}
+
+/** An activity regularizer on a layer's output (tfjs-layers cannot apply these itself; we do). */
+export interface ActivityTerm {
+  layerIndex: number;
+  name: string;
+  l1: number;
+  l2: number;
+}
+
+export interface BuiltModel {
+  model: tf.Sequential;
+  /** Kernel and bias penalties, in layer order. */
+  penalties: PenaltyTerm[];
+  activity: ActivityTerm[];
+  /** Layer index → dropout rate, for the layers the training step drops out itself. */
+  dropout: Map<number, number>;
+  /** Names of the dense layers (for weight statistics), in order. */
+  denseLayers: tf.layers.Layer[];
+}
+
+type Initializer = ReturnType<typeof tf.initializers.zeros>;
+
+function initializer(name: string, seed: number): Initializer {
+  switch (name) {
+    case 'zeros':
+      return tf.initializers.zeros();
+    case 'ones':
+      return tf.initializers.ones();
+    case 'glorotUniform':
+      return tf.initializers.glorotUniform({ seed });
+    case 'glorotNormal':
+      return tf.initializers.glorotNormal({ seed });
+    case 'heUniform':
+      return tf.initializers.heUniform({ seed });
+    case 'heNormal':
+      return tf.initializers.heNormal({ seed });
+    case 'leCunUniform':
+      return tf.initializers.leCunUniform({ seed });
+    case 'leCunNormal':
+      return tf.initializers.leCunNormal({ seed });
+    default:
+      throw new Error(`unknown initializer ${name}`);
+  }
+}
+
+const tfRegularizer = (r: RegularizerSpec | null) => (r && (r.l1 > 0 || r.l2 > 0) ? tf.regularizers.l1l2({ l1: r.l1, l2: r.l2 }) : undefined);
+
+/** Keras's naming: flatten, dense, dense_1, dense_2, … (explicit names keep saved models reproducible). */
+function namer(): (type: string) => string {
+  const seen = new Map<string, number>();
+  return (type) => {
+    const n = seen.get(type) ?? 0;
+    seen.set(type, n + 1);
+    const base = type === 'batchNormalization' ? 'batch_normalization' : type;
+    return n === 0 ? base : `${base}_${n}`;
+  };
+}
+
+/**
+ * Builds the spec's Sequential model with seeded initializers (Glorot-uniform kernels and
+ * zero biases by default, as Keras). Regularizers are recorded on the tfjs layers too, so a
+ * saved model.json states them, but the training step computes the penalties itself.
+ */
+export function buildModel(spec: ExperimentSpec): BuiltModel {
+  const rng = Rng.derive(spec.seed, 'init');
+  const name = namer();
+  const model = tf.sequential();
+  spec.model.layers.forEach((l: LayerSpec, index: number) => {
+    const layerName = name(layerType(l));
+    const inputShape = index === 0 ? { inputShape: [...IMAGE_SHAPE] } : {};
+    if (l.flatten) {
+      model.add(tf.layers.flatten({ name: layerName, ...inputShape }));
+    } else if (l.dense) {
+      const d = l.dense;
+      model.add(
+        tf.layers.dense({
+          name: layerName,
+          units: d.units,
+          activation: d.activation,
+          useBias: d.useBias,
+          kernelInitializer: initializer(d.kernelInitializer, rng.nextUint32()),
+          biasInitializer: initializer(d.biasInitializer, rng.nextUint32()),
+          kernelRegularizer: tfRegularizer(d.kernelRegularizer),
+          biasRegularizer: tfRegularizer(d.biasRegularizer),
+          ...inputShape,
+        }),
+      );
+    } else if (l.dropout) {
+      model.add(tf.layers.dropout({ name: layerName, rate: l.dropout.rate, ...inputShape }));
+    } else if (l.batchNormalization) {
+      const b = l.batchNormalization;
+      model.add(tf.layers.batchNormalization({ name: layerName, momentum: b.momentum, epsilon: b.epsilon, center: b.center, scale: b.scale, ...inputShape }));
+    }
+  });
+  return bindSpec(model, spec);
+}
+
+const TFJS_CLASS: Record<string, string> = { flatten: 'Flatten', dense: 'Dense', dropout: 'Dropout', batchNormalization: 'BatchNormalization' };
+
+/**
+ * Pairs a tfjs model (built here or loaded from a run directory) with the spec's
+ * regularizers and dropout rates. Throws if the two do not describe the same layers.
+ */
+export function bindSpec(model: tf.Sequential | tf.LayersModel, spec: ExperimentSpec): BuiltModel {
+  const layers = spec.model.layers;
+  if (model.layers.length !== layers.length) throw new Error(`the model has ${model.layers.length} layers, its spec ${layers.length}`);
+  const penalties: PenaltyTerm[] = [];
+  const activity: ActivityTerm[] = [];
+  const dropout = new Map<number, number>();
+  const denseLayers: tf.layers.Layer[] = [];
+  layers.forEach((l, index) => {
+    const layer = model.layers[index]!;
+    const type = layerType(l);
+    if (layer.getClassName() !== TFJS_CLASS[type]) throw new Error(`layer ${index} is ${layer.getClassName()} in the model but ${type} in the spec`);
+    if (l.dense) {
+      denseLayers.push(layer);
+      const [kernel, bias] = layer.trainableWeights;
+      if (l.dense.kernelRegularizer && kernel) penalties.push({ name: `${layer.name}/kernel`, variable: kernel, ...l.dense.kernelRegularizer });
+      if (l.dense.biasRegularizer && bias) penalties.push({ name: `${layer.name}/bias`, variable: bias, ...l.dense.biasRegularizer });
+      if (l.dense.activityRegularizer) activity.push({ layerIndex: index, name: `${layer.name}/activity`, ...l.dense.activityRegularizer });
+    } else if (l.dropout) {
+      dropout.set(index, l.dropout.rate);
+    }
+  });
+  return { model: model as tf.Sequential, penalties, activity, dropout, denseLayers };
+}
+
+/** Keras's penalty of one tensor: l1·Σ|w| + l2·Σw² (no ½). Call inside tf.tidy or a gradient closure. */
+export function penaltyOf(w: tf.Tensor, l1: number, l2: number): tf.Scalar {
+  let p: tf.Scalar = tf.scalar(0);
+  if (l1 > 0) p = p.add(tf.abs(w).sum().mul(l1));
+  if (l2 > 0) p = p.add(tf.square(w).sum().mul(l2));
+  return p;
+}
+
+/** Each kernel/bias penalty's current value, by name (end-of-epoch reporting). */
+export function penaltyValues(built: BuiltModel): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const t of built.penalties) {
+    const v = tf.tidy(() => penaltyOf(t.variable.read(), t.l1, t.l2));
+    out[t.name] = v.dataSync()[0]!;
+    v.dispose();
+  }
+  return out;
+}
+
+/** Per-layer kernel statistics: the numbers that show what L1 (sparsity) and L2 (shrinkage) do. */
+export function weightStats(built: BuiltModel): WeightStats[] {
+  return built.denseLayers.map((layer) => {
+    const w = layer.getWeights()[0]!.dataSync() as Float32Array;
+    let l1 = 0;
+    let sq = 0;
+    let max = 0;
+    let small3 = 0;
+    let small2 = 0;
+    for (let i = 0; i < w.length; i++) {
+      const a = Math.abs(w[i]!);
+      l1 += a;
+      sq += a * a;
+      if (a > max) max = a;
+      if (a < 1e-3) small3++;
+      if (a < 1e-2) small2++;
+    }
+    return { layer: layer.name, l1, l2: Math.sqrt(sq), sparsity1e3: small3 / w.length, sparsity1e2: small2 / w.length, maxAbs: max };
+  });
+}
+
+/** A 50-bin histogram of each dense kernel, symmetric around zero. */
+export function weightHistograms(built: BuiltModel, bins = 50): Histogram[] {
+  return built.denseLayers.map((layer) => {
+    const w = layer.getWeights()[0]!.dataSync() as Float32Array;
+    let max = 0;
+    for (let i = 0; i < w.length; i++) max = Math.max(max, Math.abs(w[i]!));
+    const lim = max > 0 ? max : 1;
+    const edges = Array.from({ length: bins + 1 }, (_, i) => -lim + (2 * lim * i) / bins);
+    const counts = new Array<number>(bins).fill(0);
+    for (let i = 0; i < w.length; i++) counts[Math.min(bins - 1, Math.floor(((w[i]! + lim) / (2 * lim)) * bins))]!++;
+    return { layer: layer.name, edges, counts };
+  });
+}
+
+export function parameterCounts(model: tf.LayersModel): { total: number; trainable: number } {
+  const count = (ws: tf.LayerVariable[]) => ws.reduce((n, w) => n + w.shape.reduce((a: number, b) => a * (b ?? 1), 1), 0);
+  return { total: count(model.weights), trainable: count(model.trainableWeights) };
+}
+
+const fmtReg = (r: { l1: number; l2: number }) => (r.l1 > 0 && r.l2 > 0 ? `L1L2(l1=${r.l1}, l2=${r.l2})` : r.l1 > 0 ? `L1(${r.l1})` : r.l2 > 0 ? `L2(${r.l2})` : '-');
+
+/** A Keras-like summary table, with each layer's regularizers. */
+export function modelSummary(built: BuiltModel): string[] {
+  const rows: string[][] = [['Layer (type)', 'Output Shape', 'Param #', 'Regularizers']];
+  built.model.layers.forEach((layer, i) => {
+    const shape = `(None, ${(layer.outputShape as number[]).slice(1).join(', ')})`;
+    const params = layer.countParams();
+    const regs = [
+      ...built.penalties.filter((p) => p.name.startsWith(`${layer.name}/`)).map((p) => `${p.name.split('/')[1]} ${fmtReg(p)}`),
+      ...built.activity.filter((a) => a.layerIndex === i).map((a) => `activity ${fmtReg(a)}`),
+    ].join('; ');
+    rows.push([`${layer.name} (${layer.getClassName()})`, shape, String(params), regs || '-']);
+  });
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
+  const line = (r: string[]) => r.map((cell, c) => cell.padEnd(widths[c]!)).join('  ').trimEnd();
+  const rule = '─'.repeat(widths.reduce((a, b) => a + b + 2, -2));
+  const { total, trainable } = parameterCounts(built.model);
+  return [rule, line(rows[0]!), rule, ...rows.slice(1).map(line), rule, `Total params: ${total.toLocaleString('en-US')}  (trainable: ${trainable.toLocaleString('en-US')})`];
+}

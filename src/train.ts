@@ -1,0 +1,317 @@
+import * as tf from '@tensorflow/tfjs';
+
+type NamedTensor = { name: string; tensor: tf.Tensor };
+import { BuiltModel, penaltyOf, penaltyValues, weightStats } from './model';
+import { Rng } from './rng';
+import { EpochRecord } from './runformat';
+import { ExperimentSpec, NUM_CLASSES } from './spec';
+
+/** Keras's epsilon: probabilities are clipped to [ε, 1−ε] before the log. */
+export const EPSILON = 1e-7;
+const IMAGE_SIZE = 28 * 28;
+/** Inference runs in chunks this large: big enough to amortize per-kernel overhead, small enough for memory. */
+const EVAL_CHUNK = 2000;
+
+export interface Split {
+  images: Float32Array;
+  labels: Int32Array;
+  count: number;
+}
+
+// ---------- the training step: the one seam that owns forward, backward, penalties and the update ----------
+
+export interface StepResult {
+  /** Mean cross-entropy over the batch. */
+  dataLoss: number;
+  /** Kernel/bias penalties plus activity penalties (per sample, as tf.keras 2) for this batch. */
+  penalty: number;
+  /** Correct predictions in the batch. */
+  correct: number;
+}
+
+export interface TrainStep {
+  /** Describes the path in use, e.g. "tfjs optimizer.minimize". */
+  readonly description: string;
+  /** One SGD update on a batch. `x` is [batch, 28, 28], `y` int32 [batch]. */
+  run(x: tf.Tensor, y: tf.Tensor1D, dropoutSeed: number): StepResult;
+  /** Optimizer state (SGD momentum) for checkpoints. */
+  optimizerWeights(): Promise<NamedTensor[]>;
+  setOptimizerWeights(w: NamedTensor[]): Promise<void>;
+  dispose(): void;
+}
+
+/**
+ * The model's forward pass, layer by layer, so that the step can apply what tfjs-layers
+ * does not: activity regularizers (tfjs throws on them) and a fresh dropout mask per batch
+ * (a seeded tfjs Dropout layer would reuse one mask for every batch).
+ */
+export function forward(built: BuiltModel, x: tf.Tensor, training: boolean, dropoutSeed = 0): { probs: tf.Tensor2D; activitySum: tf.Scalar } {
+  let h = x;
+  let activitySum: tf.Scalar = tf.scalar(0);
+  built.model.layers.forEach((layer, i) => {
+    const rate = built.dropout.get(i);
+    if (rate !== undefined) {
+      if (training && rate > 0) h = tf.dropout(h, rate, undefined, dropoutSeed + i);
+    } else {
+      h = layer.apply(h, { training }) as tf.Tensor;
+    }
+    for (const a of built.activity) if (a.layerIndex === i) activitySum = activitySum.add(penaltyOf(h, a.l1, a.l2));
+  });
+  return { probs: h as tf.Tensor2D, activitySum };
+}
+
+/** Sparse categorical cross-entropy on probabilities, summed over the batch (Keras: −log clip(p_y, ε, 1−ε)). */
+export function crossEntropySum(probs: tf.Tensor2D, labels: tf.Tensor1D): tf.Scalar {
+  const oneHot = tf.oneHot(labels, NUM_CLASSES);
+  return tf.neg(tf.sum(tf.mul(tf.log(tf.clipByValue(probs, EPSILON, 1 - EPSILON)), oneHot))) as tf.Scalar;
+}
+
+export function correctCount(probs: tf.Tensor2D, labels: tf.Tensor1D): tf.Scalar {
+  return tf.sum(tf.cast(tf.equal(tf.argMax(probs, 1), labels), 'float32'));
+}
+
+export function makeOptimizer(sgd: ExperimentSpec['optimizer']['sgd']): tf.Optimizer {
+  // tfjs's momentum (accum = m·accum + g; w −= lr·accum) equals Keras's (v = m·v − lr·g; w += v) for a fixed lr.
+  return sgd.momentum > 0 ? tf.train.momentum(sgd.learningRate, sgd.momentum, sgd.nesterov) : tf.train.sgd(sgd.learningRate);
+}
+
+/** The plain path: tfjs autodiff and optimizer over the whole loss. Works on every backend. */
+export function createReferenceStep(built: BuiltModel, sgd: ExperimentSpec['optimizer']['sgd']): TrainStep {
+  const optimizer = makeOptimizer(sgd);
+  const vars = built.model.trainableWeights.map((w) => w.read() as tf.Variable);
+  return {
+    description: 'tfjs autodiff + optimizer',
+    run(x, y, dropoutSeed) {
+      let stats: tf.Tensor1D | undefined;
+      const batch = x.shape[0]!;
+      const cost = optimizer.minimize(
+        () => {
+          const { probs, activitySum } = forward(built, x, true, dropoutSeed);
+          const dataLoss = crossEntropySum(probs, y).div(batch) as tf.Scalar;
+          let penalty = activitySum.div(batch) as tf.Scalar;
+          for (const t of built.penalties) penalty = penalty.add(penaltyOf(t.variable.read(), t.l1, t.l2));
+          stats = tf.keep(tf.stack([dataLoss, penalty, correctCount(probs, y)]) as tf.Tensor1D);
+          return dataLoss.add(penalty);
+        },
+        false,
+        vars,
+      );
+      cost?.dispose();
+      const [dataLoss, penalty, correct] = stats!.dataSync();
+      stats!.dispose();
+      return { dataLoss: dataLoss!, penalty: penalty!, correct: correct! };
+    },
+    async optimizerWeights() {
+      return optimizer.getWeights();
+    },
+    async setOptimizerWeights(w) {
+      await optimizer.setWeights(w);
+    },
+    dispose() {
+      optimizer.dispose();
+    },
+  };
+}
+
+// ---------- evaluation ----------
+
+export interface Evaluation {
+  /** Mean cross-entropy. */
+  dataLoss: number;
+  /** Mean activity penalty per sample (zero without activity regularizers). */
+  activityPenalty: number;
+  correct: number;
+  count: number;
+  accuracy: number;
+  predictions: Int32Array;
+}
+
+/** Inference-mode pass over a split (dropout off, batch-norm moving statistics). */
+export function evaluateSplit(built: BuiltModel, split: Split): Evaluation {
+  let ceSum = 0;
+  let actSum = 0;
+  let correct = 0;
+  const predictions = new Int32Array(split.count);
+  for (let start = 0; start < split.count; start += EVAL_CHUNK) {
+    const n = Math.min(EVAL_CHUNK, split.count - start);
+    const [ce, act, ok, pred] = tf.tidy(() => {
+      const x = tf.tensor3d(split.images.subarray(start * IMAGE_SIZE, (start + n) * IMAGE_SIZE), [n, 28, 28]);
+      const y = tf.tensor1d(split.labels.subarray(start, start + n), 'int32');
+      const { probs, activitySum } = forward(built, x, false);
+      return [crossEntropySum(probs, y), activitySum, correctCount(probs, y), tf.argMax(probs, 1)];
+    });
+    ceSum += ce.dataSync()[0]!;
+    actSum += act.dataSync()[0]!;
+    correct += ok.dataSync()[0]!;
+    predictions.set(pred.dataSync() as Int32Array, start);
+    tf.dispose([ce, act, ok, pred]);
+  }
+  const count = split.count;
+  return { dataLoss: ceSum / count, activityPenalty: actSum / count, correct, count, accuracy: count ? correct / count : 0, predictions };
+}
+
+/** Kernel and bias penalties at the current weights. */
+export function weightPenalty(built: BuiltModel): number {
+  return Object.values(penaltyValues(built)).reduce((a, b) => a + b, 0);
+}
+
+// ---------- the loop ----------
+
+export type StopReason = 'epochs' | 'early-stopping' | 'interrupted' | 'non-finite-loss';
+
+export interface TrainEvents {
+  onEpochStart?(epoch: number, epochs: number, steps: number): void;
+  /** After each batch: 1-based step, the epoch's steps, the running mean loss. */
+  onBatch?(step: number, steps: number, runningLoss: number): void;
+  onEpochEnd?(record: EpochRecord): void;
+}
+
+export interface TrainOptions {
+  training: ExperimentSpec['training'];
+  seed: number;
+  /** Checked between batches; true finishes the current batch and stops (SIGINT/SIGTERM). */
+  shouldStop?: () => boolean;
+}
+
+export interface TrainResult {
+  history: EpochRecord[];
+  stopReason: StopReason;
+  /** The epoch whose weights the model ends with when early stopping restored them, else null. */
+  bestEpoch: number | null;
+  /** Where training found a non-finite loss, for the error message. */
+  nonFinite?: { epoch: number; step: number };
+}
+
+interface Monitor {
+  mode: 'min' | 'max';
+  best: number;
+  bestEpoch: number;
+  wait: number;
+  bestWeights: Float32Array[] | null;
+}
+
+function snapshot(model: tf.LayersModel): Float32Array[] {
+  return model.weights.map((w) => (w.read().dataSync() as Float32Array).slice());
+}
+
+function restore(model: tf.LayersModel, weights: Float32Array[]): void {
+  const tensors = model.weights.map((w, i) => tf.tensor(weights[i]!, w.shape as number[]));
+  model.setWeights(tensors);
+  tf.dispose(tensors);
+}
+
+const nextTick = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+/**
+ * Trains with mini-batch SGD, reporting through events (the caller prints). Epoch metrics
+ * follow Keras: `loss` is the sample-weighted mean over the epoch's batches of data loss +
+ * penalties; `val_loss` adds the penalties at the epoch's end to the validation cross-entropy.
+ */
+export async function train(built: BuiltModel, step: TrainStep, data: { train: Split; validation: Split | null }, opts: TrainOptions, events: TrainEvents = {}): Promise<TrainResult> {
+  const { epochs, batchSize, shuffle, earlyStopping: es } = opts.training;
+  const shuffleRng = Rng.derive(opts.seed, 'shuffle');
+  const dropoutRng = Rng.derive(opts.seed, 'dropout');
+  const { train: trainSplit, validation } = data;
+  const n = trainSplit.count;
+  const steps = Math.ceil(n / batchSize);
+  const xBuf = new Float32Array(batchSize * IMAGE_SIZE);
+  const yBuf = new Int32Array(batchSize);
+  const history: EpochRecord[] = [];
+  const monitor: Monitor | null = es
+    ? { mode: es.monitor.endsWith('accuracy') ? 'max' : 'min', best: es.monitor.endsWith('accuracy') ? -Infinity : Infinity, bestEpoch: 0, wait: 0, bestWeights: null }
+    : null;
+  let stopReason: StopReason = 'epochs';
+  let nonFinite: TrainResult['nonFinite'];
+
+  epochLoop: for (let epoch = 1; epoch <= epochs; epoch++) {
+    const started = process.hrtime.bigint();
+    const order = shuffle ? shuffleRng.permutation(n) : Int32Array.from({ length: n }, (_, i) => i);
+    events.onEpochStart?.(epoch, epochs, steps);
+    let lossSum = 0;
+    let dataSum = 0;
+    let penaltySum = 0;
+    let correct = 0;
+    let seen = 0;
+    for (let s = 0; s < steps; s++) {
+      if (opts.shouldStop?.()) {
+        stopReason = 'interrupted';
+        break epochLoop;
+      }
+      const start = s * batchSize;
+      const b = Math.min(batchSize, n - start);
+      for (let k = 0; k < b; k++) {
+        const idx = order[start + k]!;
+        xBuf.set(trainSplit.images.subarray(idx * IMAGE_SIZE, (idx + 1) * IMAGE_SIZE), k * IMAGE_SIZE);
+        yBuf[k] = trainSplit.labels[idx]!;
+      }
+      const x = tf.tensor3d(b === batchSize ? xBuf : xBuf.subarray(0, b * IMAGE_SIZE), [b, 28, 28]);
+      const y = tf.tensor1d(b === batchSize ? yBuf : yBuf.subarray(0, b), 'int32');
+      const r = step.run(x, y, dropoutRng.nextUint32());
+      x.dispose();
+      y.dispose();
+      if (!Number.isFinite(r.dataLoss) || !Number.isFinite(r.penalty)) {
+        stopReason = 'non-finite-loss';
+        nonFinite = { epoch, step: s + 1 };
+        break epochLoop;
+      }
+      dataSum += r.dataLoss * b;
+      penaltySum += r.penalty * b;
+      lossSum += (r.dataLoss + r.penalty) * b;
+      correct += r.correct;
+      seen += b;
+      events.onBatch?.(s + 1, steps, lossSum / seen);
+      // Let signal handlers and the progress bar run between batches.
+      await nextTick();
+    }
+
+    const penalties = penaltyValues(built);
+    let valLoss: number | null = null;
+    let valAccuracy: number | null = null;
+    if (validation && validation.count > 0) {
+      const v = evaluateSplit(built, validation);
+      valLoss = v.dataLoss + v.activityPenalty + Object.values(penalties).reduce((a, c) => a + c, 0);
+      valAccuracy = v.accuracy;
+    }
+    const record: EpochRecord = {
+      epoch,
+      loss: lossSum / seen,
+      accuracy: correct / seen,
+      val_loss: valLoss,
+      val_accuracy: valAccuracy,
+      data_loss: dataSum / seen,
+      penalty: penaltySum / seen,
+      penalties,
+      seconds: Number(process.hrtime.bigint() - started) / 1e9,
+      weights: weightStats(built),
+    };
+    history.push(record);
+    events.onEpochEnd?.(record);
+
+    if (monitor && es) {
+      const current = { loss: record.loss, accuracy: record.accuracy, val_loss: record.val_loss, val_accuracy: record.val_accuracy }[es.monitor];
+      if (current !== null && current !== undefined) {
+        const improved = monitor.mode === 'min' ? current < monitor.best - es.minDelta : current > monitor.best + es.minDelta;
+        if (improved) {
+          monitor.best = current;
+          monitor.bestEpoch = epoch;
+          monitor.wait = 0;
+          if (es.restoreBestWeights) monitor.bestWeights = snapshot(built.model);
+        } else if (++monitor.wait > es.patience - 1 && epoch < epochs) {
+          // Keras stops once `wait >= patience` epochs passed without improvement.
+          stopReason = 'early-stopping';
+          break;
+        }
+      }
+    }
+  }
+
+  let bestEpoch: number | null = null;
+  if (monitor?.bestWeights && stopReason !== 'interrupted' && stopReason !== 'non-finite-loss') {
+    // Unlike Keras 2 (which restores only after an early stop), restore whenever asked.
+    restore(built.model, monitor.bestWeights);
+    bestEpoch = monitor.bestEpoch;
+  } else if (monitor) {
+    bestEpoch = monitor.bestEpoch || null;
+  }
+  return { history, stopReason, bestEpoch, ...(nonFinite ? { nonFinite } : {}) };
+}
