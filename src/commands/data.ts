@@ -1,8 +1,223 @@
-import { Command } from 'commander';
-import { FailureError } from '../errors';
+import * as fs from 'node:fs';
+import { Command, Option } from 'commander';
+import * as cliProgress from 'cli-progress';
+import { FailureError, InputError } from '../errors';
+import { fetchDataset, loadManifest, resolveDataDir, verifyCache, DEFAULT_TIMEOUT_MS, type CacheStatus, type FetchProgress, type Manifest } from '../data/fetch';
+import { classCounts, pixelStats, IMAGE_COLS, IMAGE_ROWS } from '../data/dataset';
+import { parseIdx } from '../data/idx';
+
+const MB = 1024 * 1024;
+/** Without a TTY: one progress line per quarter of a file, or at least this often. */
+const PLAIN_PROGRESS_INTERVAL_MS = 10_000;
+const PLAIN_PROGRESS_STEPS = 4;
+
+interface CommonOpts {
+  dataDir?: string;
+  source: string[];
+  json?: boolean;
+}
+
+const DATA_DIR_HELP = 'cache directory (default: $REGTRAIN_DATA_DIR, else $XDG_CACHE_HOME/regtrain/datasets/fashion-mnist, else ~/.cache/...)';
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
+function withCommonOptions(cmd: Command, sources: boolean): Command {
+  cmd.option('--data-dir <dir>', DATA_DIR_HELP).option('--json', 'print one JSON object on stdout (human text is suppressed)');
+  if (sources) cmd.option('--source <url-or-dir>', 'URL prefix or directory to fetch from, repeatable; replaces the default list (Debian dir, then official mirrors)', collect, []);
+  return cmd.exitOverride();
+}
+
+function printJson(value: unknown): void {
+  process.stdout.write(JSON.stringify(value, null, 2) + '\n');
+}
+
+function formatBytes(n: number): string {
+  return n < MB ? `${(n / 1024).toFixed(1)} KB` : `${(n / MB).toFixed(1)} MB`;
+}
+
+/** Progress on stderr: a bar on a TTY, occasional plain lines otherwise (never bar redraws into a pipe). */
+function progressReporter(): { update: (e: FetchProgress) => void; stop: () => void } {
+  const stream = process.stderr;
+  if (stream.isTTY) {
+    let bar: cliProgress.SingleBar | null = null;
+    let current = '';
+    const stop = (): void => {
+      bar?.stop();
+      bar = null;
+    };
+    return {
+      update: (e) => {
+        if (e.url !== current) {
+          stop();
+          current = e.url;
+          bar = new cliProgress.SingleBar(
+            { stream, format: `${e.name.padEnd(12)} [{bar}] {percentage}% | {mb} MB | {rate} MB/s`, hideCursor: true },
+            cliProgress.Presets.shades_classic,
+          );
+          bar.start(e.total ?? e.bytes, 0, { mb: '0.0', rate: '0.0' });
+        }
+        if (e.total === null) bar?.setTotal(e.bytes);
+        bar?.update(e.bytes, { mb: (e.bytes / MB).toFixed(1), rate: (e.rate / MB).toFixed(1) });
+        if (e.done) stop();
+      },
+      stop,
+    };
+  }
+  let lastUrl = '';
+  let lastTime = 0;
+  let lastStep = 0;
+  return {
+    update: (e) => {
+      const now = Date.now();
+      // The final quarter is reported by the 'done' event, not twice.
+      const step = e.total ? Math.min(Math.floor((e.bytes / e.total) * PLAIN_PROGRESS_STEPS), PLAIN_PROGRESS_STEPS - 1) : 0;
+      const first = e.url !== lastUrl;
+      if (!first && !e.done && step === lastStep && now - lastTime < PLAIN_PROGRESS_INTERVAL_MS) return;
+      lastUrl = e.url;
+      lastTime = now;
+      lastStep = step;
+      const size = e.total ? `${formatBytes(e.bytes)}/${formatBytes(e.total)}` : formatBytes(e.bytes);
+      const what = first ? `downloading ${e.url}` : e.done ? `${e.name}: done` : `${e.name}:`;
+      stream.write(`${what} ${size} (${(e.rate / MB).toFixed(1)} MB/s)\n`);
+    },
+    stop: () => undefined,
+  };
+}
+
+function fetchAction(manifest: () => Manifest) {
+  return async (opts: CommonOpts & { offline?: boolean; timeout: string }): Promise<void> => {
+    const timeoutSec = Number(opts.timeout);
+    if (!(timeoutSec > 0)) throw new InputError(`--timeout must be a positive number of seconds, got ${opts.timeout}`);
+    const progress = progressReporter();
+    let result;
+    try {
+      result = await fetchDataset({
+        manifest: manifest(),
+        timeoutMs: timeoutSec * 1000,
+        onProgress: progress.update,
+        ...(opts.dataDir !== undefined ? { dataDir: opts.dataDir } : {}),
+        ...(opts.source.length > 0 ? { sources: opts.source } : {}),
+        ...(opts.offline ? { offline: true } : {}),
+      });
+    } finally {
+      progress.stop();
+    }
+    const files = result.files.map((f) => ({ name: f.name, file: f.file, bytes: f.bytes, sha256: f.sha256, verified: true, source: f.source, fromCache: f.fromCache }));
+    if (opts.json) return printJson({ dataDir: result.dataDir, files });
+    for (const f of files) process.stdout.write(`${f.name.padEnd(12)} ${f.file.padEnd(24)} ${f.fromCache ? 'cached, from' : 'fetched from'} ${f.source}\n`);
+    process.stdout.write(`verified (sha256) into ${result.dataDir}\n`);
+  };
+}
+
+/** Exit status shared by verify and info: mismatch is a failure (1), missing files need a fetch (2). */
+function throwForCache(statuses: CacheStatus[], dataDir: string): void {
+  const bad = statuses.filter((s) => s.state === 'mismatch');
+  if (bad.length > 0) throw new FailureError(`${bad.map((s) => s.file).join(', ')} in ${dataDir} fail${bad.length === 1 ? 's' : ''} sha256 verification; run \`regtrain data fetch\` to replace`);
+  const missing = statuses.filter((s) => s.state === 'missing');
+  if (missing.length > 0) throw new InputError(`${missing.map((s) => s.file).join(', ')} missing from ${dataDir}; run \`regtrain data fetch\``);
+}
+
+function existingDataDir(opts: CommonOpts): string {
+  const dir = resolveDataDir(opts.dataDir);
+  if (!fs.existsSync(dir)) throw new InputError(`data dir ${dir} does not exist; run \`regtrain data fetch\` first`);
+  return dir;
+}
+
+function fileJson(s: CacheStatus): Record<string, unknown> {
+  return { name: s.name, file: s.file, state: s.state, verified: s.state === 'ok', sha256: s.actual, expected: s.expected, source: s.source };
+}
+
+function verifyAction(manifest: () => Manifest) {
+  return (opts: CommonOpts): void => {
+    const dir = existingDataDir(opts);
+    const statuses = verifyCache(dir, manifest());
+    if (opts.json) {
+      printJson({ dataDir: dir, ok: statuses.every((s) => s.state === 'ok'), files: statuses.map(fileJson) });
+    } else {
+      for (const s of statuses) {
+        const detail =
+          s.state === 'ok' ? `sha256 ${s.expected.slice(0, 16)}… from ${s.source ?? 'unknown origin'}` : s.state === 'mismatch' ? `sha256 ${s.actual}, expected ${s.expected}` : s.path;
+        process.stdout.write(`${s.state.toUpperCase().padEnd(8)} ${s.name.padEnd(12)} ${s.file.padEnd(24)} ${detail}\n`);
+      }
+    }
+    throwForCache(statuses, dir);
+  };
+}
+
+interface SplitInfo {
+  count: number;
+  shape: [number, number];
+  classCounts: Record<string, number>;
+  mean: number;
+  std: number;
+}
+
+function splitInfo(images: CacheStatus | undefined, labels: CacheStatus | undefined, classNames: string[]): SplitInfo | null {
+  if (!images?.data || !labels?.data) return null;
+  const img = parseIdx(images.data, images.path, { dims: [null, IMAGE_ROWS, IMAGE_COLS] });
+  const lab = parseIdx(labels.data, labels.path, { dims: [img.dims[0]!] });
+  const counts = classCounts(lab.data, classNames.length);
+  const { mean, std } = pixelStats(img.data);
+  return { count: img.dims[0]!, shape: [IMAGE_ROWS, IMAGE_COLS], classCounts: Object.fromEntries(classNames.map((c, k) => [c, counts[k]!])), mean, std };
+}
+
+function infoAction(manifest: () => Manifest) {
+  return (opts: CommonOpts): void => {
+    const m = manifest();
+    const dir = existingDataDir(opts);
+    const statuses = verifyCache(dir, m);
+    const byName = new Map(statuses.map((s) => [s.name, s]));
+    const train = splitInfo(byName.get('trainImages'), byName.get('trainLabels'), m.classNames);
+    const test = splitInfo(byName.get('testImages'), byName.get('testLabels'), m.classNames);
+    if (opts.json) {
+      printJson({ dataset: m.name, dataDir: dir, train, test, files: statuses.map(fileJson) });
+    } else {
+      const out: string[] = [`${m.name} in ${dir}`];
+      for (const [name, s] of [['train', train], ['test', test]] as const) {
+        if (!s) {
+          out.push(`${name}: not available (files missing or unverified)`);
+          continue;
+        }
+        out.push(`${name}: ${s.count} images ${s.shape.join('x')}, pixel mean ${s.mean.toFixed(4)} std ${s.std.toFixed(4)} (of x/255)`);
+        out.push('  ' + Object.entries(s.classCounts).map(([c, k]) => `${c}: ${k}`).join(', '));
+      }
+      out.push('files:');
+      for (const s of statuses) out.push(`  ${s.file.padEnd(24)} ${s.state === 'ok' ? 'verified' : s.state.padEnd(8)} from ${s.source ?? 'unknown origin'}`);
+      process.stdout.write(out.join('\n') + '\n');
+    }
+    throwForCache(statuses, dir);
+  };
+}
+
+const STATUS_HELP = `
+verify and info exit with 1 when a cached file fails its sha256 check (re-run fetch),
+and 2 when the cache directory or a file is missing (run fetch first).`;
 
 export function dataCommand(): Command {
-  return new Command('data').description('data (not implemented yet)').action(() => {
-    throw new FailureError('data: not implemented yet');
-  });
+  const manifest = (): Manifest => loadManifest();
+  const data = new Command('data')
+    .description('Fashion-MNIST: fetch it into the cache, verify the cache, show what is in it')
+    .addHelpText('after', STATUS_HELP)
+    .exitOverride();
+
+  withCommonOptions(
+    data.command('fetch').description('get the four files into the cache, verified by sha256 (cache, then local dirs, then mirrors)'),
+    true,
+  )
+    .option('--offline', 'use only the cache and local directories')
+    .addOption(new Option('--timeout <seconds>', 'give up on a download that sends nothing for this long').default(String(DEFAULT_TIMEOUT_MS / 1000)))
+    .action(fetchAction(manifest));
+
+  withCommonOptions(data.command('verify').description('re-hash the cached files: OK, MISMATCH or MISSING each').addHelpText('after', STATUS_HELP), false).action(
+    verifyAction(manifest),
+  );
+
+  withCommonOptions(
+    data.command('info').description('per split: count, image shape, class counts, pixel mean/std; per file: source and verification').addHelpText('after', STATUS_HELP),
+    false,
+  ).action(infoAction(manifest));
+
+  return data;
 }

@@ -1,0 +1,236 @@
+/**
+ * The loading API the rest of regtrain uses: verified files in, normalized typed arrays out,
+ * with a reproducible train/validation split.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { FailureError, InputError } from '../errors';
+import { Rng } from '../rng';
+import { IDX_MAGIC_IMAGES, IDX_MAGIC_LABELS, parseIdx } from './idx';
+import { fetchDataset, loadManifest, type FetchProgress, type FetchedFile, type Manifest } from './fetch';
+
+export type { FetchProgress } from './fetch';
+
+export const IMAGE_ROWS = 28;
+export const IMAGE_COLS = 28;
+export const PIXELS_PER_IMAGE = IMAGE_ROWS * IMAGE_COLS;
+const PIXEL_MAX = 255;
+const BYTE_VALUES = 256;
+/** Salt so the split draws from its own stream, not the same one as weight init with the same seed. */
+const SPLIT_STREAM_SALT = 0x243f6a88;
+
+export type Normalization = 'scale01' | 'standardize' | 'none';
+
+export interface DataOptions {
+  dataDir?: string;
+  sources?: string[];
+  offline?: boolean;
+  normalize: Normalization;
+  /**
+   * size: validation images (0 = none). holdout: remove them from training (false reproduces
+   * the Keras tutorial's leak: validation = training images that are also trained on).
+   * shuffle: pick after a seeded shuffle (else the first ones). stratify: keep per-class
+   * proportions (combined with shuffle: random within each class; without: first of each class).
+   */
+  validation: { size: number; holdout: boolean; shuffle: boolean; stratify: boolean };
+  /** First N images of each file, applied before the split; null = all. */
+  trainLimit: number | null;
+  testLimit: number | null;
+  seed: number;
+  onProgress?: (e: FetchProgress) => void;
+  /** Tests pass a tiny manifest; the packaged Fashion-MNIST one by default. */
+  manifest?: Manifest;
+}
+
+/** images: row-major [count, 28, 28]. */
+export interface Split {
+  images: Float32Array;
+  labels: Int32Array;
+  count: number;
+}
+
+export interface Dataset {
+  train: Split;
+  validation: Split | null;
+  test: Split;
+  /** Applied as x' = (s(x) - mean) / std, with s(x) = x/255 (scale01, standardize) or x (none). */
+  normalization: { method: Normalization; mean: number; std: number };
+  source: string;
+  sha256: Record<string, string>;
+  classNames: string[];
+}
+
+/** Counts of each byte value; exact pixel statistics come from these 256 numbers. */
+function histogram(pixels: Uint8Array, indices: Int32Array | null, count: number): Uint32Array {
+  const h = new Uint32Array(BYTE_VALUES); // integer counts: faster than float increments
+  for (let i = 0; i < count; i++) {
+    const start = (indices ? indices[i]! : i) * PIXELS_PER_IMAGE;
+    const end = start + PIXELS_PER_IMAGE;
+    for (let p = start; p < end; p++) h[pixels[p]!]!++;
+  }
+  return h;
+}
+
+function statsFromHistogram(h: Uint32Array): { mean: number; std: number } {
+  let n = 0;
+  let sum = 0;
+  for (let v = 0; v < BYTE_VALUES; v++) {
+    n += h[v]!;
+    sum += h[v]! * (v / PIXEL_MAX);
+  }
+  if (n === 0) return { mean: 0, std: 0 };
+  const mean = sum / n;
+  let sq = 0;
+  for (let v = 0; v < BYTE_VALUES; v++) sq += h[v]! * (v / PIXEL_MAX - mean) ** 2;
+  return { mean, std: Math.sqrt(sq / n) };
+}
+
+/** Population mean and std of x/255 over all pixels of `count` images. */
+export function pixelStats(pixels: Uint8Array, count: number = pixels.length / PIXELS_PER_IMAGE): { mean: number; std: number } {
+  return statsFromHistogram(histogram(pixels, null, count));
+}
+
+/** Images per class, indexed by label. */
+export function classCounts(labels: Uint8Array | Int32Array, numClasses: number): number[] {
+  const counts = new Array<number>(numClasses).fill(0);
+  for (let i = 0; i < labels.length; i++) counts[labels[i]!]!++;
+  return counts;
+}
+
+/**
+ * Indices (ascending) of the validation images among the first n. Stratified quotas use
+ * largest remainders so they sum to exactly `size` (ties go to the lower class).
+ */
+export function chooseValidation(labels: Uint8Array, n: number, size: number, shuffle: boolean, stratify: boolean, seed: number, numClasses: number): Int32Array {
+  const order = shuffle ? new Rng((seed ^ SPLIT_STREAM_SALT) >>> 0).permutation(n) : Int32Array.from({ length: n }, (_, i) => i);
+  let picked: Int32Array;
+  if (!stratify) {
+    picked = order.slice(0, size);
+  } else {
+    const counts = classCounts(labels.subarray(0, n), numClasses);
+    const exact = counts.map((c) => (size * c) / n);
+    const quota = exact.map(Math.floor);
+    let left = size - quota.reduce((a, b) => a + b, 0);
+    const byRemainder = exact.map((_, k) => k).sort((a, b) => exact[b]! - quota[b]! - (exact[a]! - quota[a]!) || a - b);
+    for (const k of byRemainder) {
+      if (left === 0) break;
+      quota[k]!++;
+      left--;
+    }
+    picked = new Int32Array(size);
+    let m = 0;
+    for (let i = 0; i < n && m < size; i++) {
+      const idx = order[i]!;
+      const k = labels[idx]!;
+      if (quota[k]! > 0) {
+        quota[k]!--;
+        picked[m++] = idx;
+      }
+    }
+  }
+  return picked.sort();
+}
+
+/** Copies the chosen images through a 256-entry lookup table: one typed-array load per pixel. */
+function gather(pixels: Uint8Array, labels: Uint8Array, indices: Int32Array | null, count: number, lut: Float32Array): Split {
+  const images = new Float32Array(count * PIXELS_PER_IMAGE);
+  const outLabels = new Int32Array(count);
+  for (let i = 0; i < count; i++) {
+    const src = indices ? indices[i]! : i;
+    const from = src * PIXELS_PER_IMAGE;
+    const to = i * PIXELS_PER_IMAGE;
+    for (let p = 0; p < PIXELS_PER_IMAGE; p++) images[to + p] = lut[pixels[from + p]!]!;
+    outLabels[i] = labels[src]!;
+  }
+  return { images, labels: outLabels, count };
+}
+
+function checkCount(value: number | null, what: string): void {
+  if (value !== null && (!Number.isInteger(value) || value < 0)) throw new InputError(`${what} must be a non-negative integer, got ${value}`);
+}
+
+interface RawSplit {
+  pixels: Uint8Array;
+  labels: Uint8Array;
+  count: number;
+}
+
+/** Parses and cross-checks one images/labels pair. */
+function rawSplit(images: FetchedFile, labels: FetchedFile, numClasses: number): RawSplit {
+  const img = parseIdx(images.data, images.path, { magic: IDX_MAGIC_IMAGES, dims: [null, IMAGE_ROWS, IMAGE_COLS] });
+  const lab = parseIdx(labels.data, labels.path, { magic: IDX_MAGIC_LABELS });
+  const count = img.dims[0]!;
+  if (lab.dims[0] !== count) throw new InputError(`${labels.path}: ${lab.dims[0]} labels for ${count} images in ${images.path}`);
+  for (let i = 0; i < count; i++) {
+    if (lab.data[i]! >= numClasses) throw new InputError(`${labels.path}: label ${lab.data[i]} at index ${i} is not one of the ${numClasses} classes`);
+  }
+  return { pixels: img.data, labels: lab.data, count };
+}
+
+export async function loadDataset(opts: DataOptions): Promise<Dataset> {
+  const { validation: v } = opts;
+  checkCount(opts.trainLimit, 'trainLimit');
+  checkCount(opts.testLimit, 'testLimit');
+  checkCount(v.size, 'validation size');
+  const manifest = opts.manifest ?? loadManifest();
+  const fetched = await fetchDataset({
+    manifest,
+    ...(opts.dataDir !== undefined ? { dataDir: opts.dataDir } : {}),
+    ...(opts.sources !== undefined ? { sources: opts.sources } : {}),
+    ...(opts.offline !== undefined ? { offline: opts.offline } : {}),
+    ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+  });
+  const byName = new Map(fetched.files.map((f) => [f.name, f]));
+  const need = (name: string): FetchedFile => {
+    const f = byName.get(name);
+    if (!f) throw new FailureError(`dataset manifest has no file named ${name}`);
+    return f;
+  };
+  const numClasses = manifest.classNames.length;
+  const train = rawSplit(need('trainImages'), need('trainLabels'), numClasses);
+  const test = rawSplit(need('testImages'), need('testLabels'), numClasses);
+
+  const n = opts.trainLimit === null ? train.count : Math.min(opts.trainLimit, train.count);
+  const testCount = opts.testLimit === null ? test.count : Math.min(opts.testLimit, test.count);
+  if (v.size > n) throw new InputError(`validation size ${v.size} is more than the ${n} training images`);
+  if (v.holdout && v.size > 0 && v.size === n) throw new InputError(`validation size ${v.size} with holdout leaves no training images`);
+
+  const valIdx = v.size > 0 ? chooseValidation(train.labels, n, v.size, v.shuffle, v.stratify, opts.seed, numClasses) : null;
+  let trainIdx: Int32Array | null = null;
+  if (valIdx && v.holdout) {
+    const inVal = new Uint8Array(n);
+    for (const i of valIdx) inVal[i] = 1;
+    trainIdx = new Int32Array(n - valIdx.length);
+    let m = 0;
+    for (let i = 0; i < n; i++) if (!inVal[i]) trainIdx[m++] = i;
+  }
+  const trainCount = trainIdx ? trainIdx.length : n;
+
+  let mean = 0;
+  let std = 1;
+  if (opts.normalize === 'standardize') {
+    ({ mean, std } = statsFromHistogram(histogram(train.pixels, trainIdx, trainCount)));
+    if (std === 0) std = 1; // constant images: centre them, do not divide by zero
+  }
+  const scale = opts.normalize === 'none' ? 1 : PIXEL_MAX;
+  const lut = new Float32Array(BYTE_VALUES);
+  for (let b = 0; b < BYTE_VALUES; b++) lut[b] = (b / scale - mean) / std;
+
+  const source = [...new Set(fetched.files.map((f) => f.source))].join(', ');
+  return {
+    train: gather(train.pixels, train.labels, trainIdx, trainCount, lut),
+    validation: valIdx ? gather(train.pixels, train.labels, valIdx, valIdx.length, lut) : null,
+    test: gather(test.pixels, test.labels, null, testCount, lut),
+    normalization: { method: opts.normalize, mean, std },
+    source,
+    sha256: Object.fromEntries(fetched.files.map((f) => [f.name, f.sha256])),
+    classNames: [...manifest.classNames],
+  };
+}
+
+/** x: float32 [count, 28, 28]; y: int32 [count]. */
+export function splitToTensors(split: Split): { x: tf.Tensor3D; y: tf.Tensor1D } {
+  return {
+    x: tf.tensor3d(split.images, [split.count, IMAGE_ROWS, IMAGE_COLS], 'float32'),
+    y: tf.tensor1d(split.labels, 'int32'),
+  };
+}

@@ -1,0 +1,157 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { loadDataset, splitToTensors, type DataOptions, type Split } from '../src/data/dataset';
+import { InputError } from '../src/errors';
+import { CLASS_NAMES, PIXELS, TEST_LABELS, TRAIN_LABELS, tinyManifest, tmpDir, writeTiny } from './fixtures/data/tiny';
+
+const SOURCE = writeTiny(tmpDir(), true);
+const NO_VALIDATION = { size: 0, holdout: true, shuffle: false, stratify: false };
+
+function load(over: Partial<DataOptions> = {}): ReturnType<typeof loadDataset> {
+  return loadDataset({
+    manifest: tinyManifest(),
+    dataDir: tmpDir(),
+    sources: [SOURCE],
+    offline: true,
+    normalize: 'none',
+    validation: NO_VALIDATION,
+    trainLimit: null,
+    testLimit: null,
+    seed: 1,
+    ...over,
+  });
+}
+
+/** Which fixture images a split holds: with normalize 'none', image i's pixels are all 10*i. */
+function indices(split: Split | null): number[] {
+  assert.ok(split);
+  return Array.from({ length: split.count }, (_, k) => split.images[k * PIXELS]! / 10);
+}
+
+function perClass(split: Split | null): number[] {
+  assert.ok(split);
+  const counts = [0, 0, 0];
+  for (const l of split.labels) counts[l]!++;
+  return counts;
+}
+
+const validation = (size: number, v: Partial<DataOptions['validation']> = {}): DataOptions['validation'] => ({ ...NO_VALIDATION, size, ...v });
+
+test('without a validation set all images load with their labels, class names, hashes and source', async () => {
+  const ds = await load();
+  assert.equal(ds.train.count, 20);
+  assert.equal(ds.train.images.length, 20 * 28 * 28);
+  assert.deepEqual([...ds.train.labels], TRAIN_LABELS);
+  assert.deepEqual([...ds.test.labels], TEST_LABELS);
+  assert.equal(ds.validation, null);
+  assert.deepEqual(ds.classNames, CLASS_NAMES);
+  assert.equal(ds.source, SOURCE);
+  assert.deepEqual(ds.sha256, Object.fromEntries(tinyManifest().files.map((f) => [f.name, f.sha256])));
+});
+
+test('none keeps raw 0..255 values and scale01 divides by 255, both with mean 0 and std 1', async () => {
+  const raw = await load({ normalize: 'none' });
+  assert.equal(raw.train.images[3 * PIXELS + 100], 30);
+  assert.deepEqual(raw.normalization, { method: 'none', mean: 0, std: 1 });
+  const scaled = await load({ normalize: 'scale01' });
+  assert.equal(scaled.train.images[3 * PIXELS + 100], Math.fround(30 / 255));
+  assert.deepEqual(scaled.normalization, { method: 'scale01', mean: 0, std: 1 });
+});
+
+test('standardize uses the pixel mean and std of the training images', async () => {
+  // Pixel values 0, 10, ..., 190 (784 each): mean 95, variance 100 * (20^2 - 1) / 12 = 3325.
+  const ds = await load({ normalize: 'standardize' });
+  assert.ok(Math.abs(ds.normalization.mean - 95 / 255) < 1e-12);
+  assert.ok(Math.abs(ds.normalization.std - Math.sqrt(3325) / 255) < 1e-12);
+  assert.ok(Math.abs(ds.train.images[0]! - -95 / Math.sqrt(3325)) < 1e-6); // -1.6475
+  assert.ok(Math.abs(ds.test.images[4 * PIXELS]! - (40 - 95) / Math.sqrt(3325)) < 1e-6);
+});
+
+test('standardize takes its statistics after the split and applies them to every split', async () => {
+  // Held-out validation = images 0..9, so training holds values 100..190: mean 145, variance 100 * 99 / 12 = 825.
+  const ds = await load({ normalize: 'standardize', validation: validation(10) });
+  const std = Math.sqrt(825);
+  assert.ok(Math.abs(ds.normalization.mean - 145 / 255) < 1e-12);
+  assert.ok(Math.abs(ds.normalization.std - std / 255) < 1e-12);
+  assert.ok(Math.abs(ds.train.images[0]! - (100 - 145) / std) < 1e-6);
+  assert.ok(Math.abs(ds.validation!.images[0]! - -145 / std) < 1e-6); // -5.0483
+  assert.ok(Math.abs(ds.test.images[0]! - -145 / std) < 1e-6);
+});
+
+test('a held-out validation set is removed from training', async () => {
+  const ds = await load({ validation: validation(5) });
+  assert.deepEqual(indices(ds.validation), [0, 1, 2, 3, 4]);
+  assert.deepEqual(indices(ds.train), [5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19]);
+  assert.deepEqual([...ds.validation!.labels], TRAIN_LABELS.slice(0, 5));
+});
+
+test('without holdout the validation images are also trained on, as in the Keras tutorial', async () => {
+  const ds = await load({ validation: validation(5, { holdout: false }) });
+  assert.equal(ds.train.count, 20);
+  assert.deepEqual(indices(ds.validation), [0, 1, 2, 3, 4]);
+  assert.deepEqual(ds.validation!.images, ds.train.images.subarray(0, 5 * PIXELS));
+});
+
+test('a shuffled split is the same for the same seed and different for another seed', async () => {
+  const v = validation(8, { shuffle: true });
+  const [a, b, c] = await Promise.all([load({ validation: v, seed: 1 }), load({ validation: v, seed: 1 }), load({ validation: v, seed: 2 })]);
+  assert.deepEqual(indices(a.validation), indices(b.validation));
+  assert.deepEqual(a.train.images, b.train.images);
+  assert.notDeepEqual(indices(a.validation), indices(c.validation));
+  assert.notDeepEqual(indices(a.validation), [0, 1, 2, 3, 4, 5, 6, 7]);
+  const all = [...indices(a.train), ...indices(a.validation)].sort((x, y) => x - y);
+  assert.deepEqual(all, Array.from({ length: 20 }, (_, i) => i));
+});
+
+test('a stratified split keeps class proportions, rounding by largest remainder', async () => {
+  // 10/6/4 images per class: 10 of 20 -> 5/3/2; 5 of 20 -> 2.5/1.5/1 -> 3/1/1 (the tie goes to the lower class).
+  const ten = await load({ validation: validation(10, { shuffle: true, stratify: true }) });
+  assert.deepEqual(perClass(ten.validation), [5, 3, 2]);
+  assert.deepEqual(perClass(ten.train), [5, 3, 2]);
+  const five = await load({ validation: validation(5, { shuffle: true, stratify: true }) });
+  assert.deepEqual(perClass(five.validation), [3, 1, 1]);
+  const other = await load({ validation: validation(10, { shuffle: true, stratify: true }), seed: 7 });
+  assert.notDeepEqual(indices(ten.validation), indices(other.validation));
+  assert.deepEqual(perClass(other.validation), [5, 3, 2]);
+});
+
+test('a stratified split without shuffle takes the first images of each class', async () => {
+  const ds = await load({ validation: validation(6, { stratify: true }) });
+  // Quotas 3/2/1 (exact 3, 1.8, 1.2): class 0 -> 0, 2, 4; class 1 -> 1, 5; class 2 -> 3.
+  assert.deepEqual(indices(ds.validation), [0, 1, 2, 3, 4, 5]);
+  assert.deepEqual(perClass(ds.validation), [3, 2, 1]);
+});
+
+test('limits take the first images before the split and never exceed the file', async () => {
+  const ds = await load({ trainLimit: 8, testLimit: 3, validation: validation(3) });
+  assert.deepEqual(indices(ds.validation), [0, 1, 2]);
+  assert.deepEqual(indices(ds.train), [3, 4, 5, 6, 7]);
+  assert.equal(ds.test.count, 3);
+  const big = await load({ trainLimit: 1000, testLimit: 1000 });
+  assert.equal(big.train.count, 20);
+  assert.equal(big.test.count, 5);
+});
+
+test('impossible sizes are bad input', async () => {
+  const isInput = (message: string) => (err: unknown) => err instanceof InputError && err.message === message;
+  await assert.rejects(load({ validation: validation(21) }), isInput('validation size 21 is more than the 20 training images'));
+  await assert.rejects(load({ validation: validation(20) }), isInput('validation size 20 with holdout leaves no training images'));
+  await assert.rejects(load({ trainLimit: -1 }), isInput('trainLimit must be a non-negative integer, got -1'));
+  const all = await load({ validation: validation(20, { holdout: false }) });
+  assert.equal(all.validation!.count, 20);
+});
+
+test('a split becomes a float32 [count, 28, 28] tensor and int32 labels', async () => {
+  const ds = await load({ normalize: 'scale01' });
+  const { x, y } = splitToTensors(ds.test);
+  try {
+    assert.deepEqual(x.shape, [5, 28, 28]);
+    assert.equal(x.dtype, 'float32');
+    assert.deepEqual(y.shape, [5]);
+    assert.equal(y.dtype, 'int32');
+    assert.deepEqual(Array.from(y.dataSync()), TEST_LABELS);
+  } finally {
+    x.dispose();
+    y.dispose();
+  }
+});
