@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { FailureError, InputError } from './errors';
-import { writeFileAtomic } from './fsutil';
+import { sha256, writeFileAtomic } from './fsutil';
 import { EpochRecord, HistoryFile, MetricsFile, RUN_FORMAT_VERSION } from './runformat';
 
 export const MODEL_FILE = 'model.json';
@@ -55,6 +55,35 @@ export function createRunDir(opts: { out?: string; name: string; cwd?: string })
     throw new FailureError(`${dir}: cannot create the run directory (${e.message})`);
   }
   return dir;
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Claims an existing run directory (for --resume). A lock left by a process that no longer
+ * exists (killed with SIGKILL, machine crash) is taken over.
+ */
+export function claimRunDir(dir: string): void {
+  const lock = path.join(dir, LOCK_FILE);
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      fs.writeFileSync(lock, `${process.pid}\n`, { flag: 'wx' });
+      return;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new FailureError(`${lock}: cannot create (${(err as Error).message})`);
+      const pid = Number.parseInt(fs.readFileSync(lock, 'utf8'), 10);
+      if (Number.isInteger(pid) && pid > 0 && pidAlive(pid)) throw new InputError(`${dir}: another regtrain run (pid ${pid}) is writing to it`);
+      fs.rmSync(lock, { force: true });
+    }
+  }
+  throw new InputError(`${dir}: another regtrain run is writing to it`);
 }
 
 export function releaseRunDir(dir: string): void {
@@ -206,4 +235,77 @@ export function readJsonFile<T>(dir: string, file: string): T {
     const e = err as NodeJS.ErrnoException;
     throw new InputError(`${p}: ${e.code === 'ENOENT' ? 'missing (not a complete run directory)' : `unreadable (${e.message})`}`);
   }
+}
+
+// ---------- checkpoints and the run's origin (for --resume) ----------
+
+export const CHECKPOINT_FILE = 'checkpoint.json';
+export const ORIGIN_FILE = 'run.json';
+
+/** Where a run came from, so `--resume` can tell whether the spec file changed since. */
+export interface RunOrigin {
+  formatVersion: number;
+  specFile: string | null;
+  sets: string[];
+  /** SHA-256 of the resolved spec.yaml the run trains with. */
+  specSha256: string;
+}
+
+export interface CheckpointTensor {
+  group: 'weights' | 'optimizer' | 'best';
+  name: string;
+  shape: number[];
+  dtype: 'float32' | 'int32';
+  data: Float32Array | Int32Array;
+}
+
+interface CheckpointJson<S> {
+  formatVersion: number;
+  epoch: number;
+  dataFile: string;
+  sha256: string;
+  tensors: (Omit<CheckpointTensor, 'data'> & { offset: number; bytes: number })[];
+  state: S;
+}
+
+/**
+ * Writes a checkpoint: the tensors into `checkpoint-<epoch>.bin`, then checkpoint.json
+ * naming that file and its hash, then removes older .bin files. A crash at any point
+ * leaves the previous checkpoint usable.
+ */
+export function writeCheckpoint<S>(dir: string, epoch: number, state: S, tensors: CheckpointTensor[]): void {
+  const dataFile = `checkpoint-${epoch}.bin`;
+  let offset = 0;
+  const entries = tensors.map((t) => {
+    const e = { group: t.group, name: t.name, shape: t.shape, dtype: t.dtype, offset, bytes: t.data.byteLength };
+    offset += t.data.byteLength;
+    return e;
+  });
+  const bin = new Uint8Array(offset);
+  tensors.forEach((t, i) => bin.set(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength), entries[i]!.offset));
+  writeRunFile(dir, dataFile, bin);
+  const json: CheckpointJson<S> = { formatVersion: RUN_FORMAT_VERSION, epoch, dataFile, sha256: sha256(bin), tensors: entries, state };
+  writeJson(dir, CHECKPOINT_FILE, json);
+  for (const f of fs.readdirSync(dir)) if (/^checkpoint-\d+\.bin$/.test(f) && f !== dataFile) fs.rmSync(path.join(dir, f), { force: true });
+}
+
+export function readCheckpoint<S>(dir: string): { epoch: number; state: S; tensors: CheckpointTensor[] } | null {
+  const file = path.join(dir, CHECKPOINT_FILE);
+  if (!fs.existsSync(file)) return null;
+  const json = readJsonFile<CheckpointJson<S>>(dir, CHECKPOINT_FILE);
+  if (json.formatVersion !== RUN_FORMAT_VERSION) throw new InputError(`${file}: format version ${json.formatVersion}, this regtrain reads ${RUN_FORMAT_VERSION}`);
+  if (typeof json.dataFile !== 'string' || !/^checkpoint-\d+\.bin$/.test(json.dataFile)) throw new InputError(`${file}: names an invalid data file`);
+  let bin: Buffer;
+  try {
+    bin = fs.readFileSync(path.join(dir, json.dataFile));
+  } catch {
+    throw new InputError(`${path.join(dir, json.dataFile)}: missing (named by ${CHECKPOINT_FILE})`);
+  }
+  if (sha256(bin) !== json.sha256) throw new InputError(`${path.join(dir, json.dataFile)}: does not match the hash in ${CHECKPOINT_FILE} (damaged checkpoint)`);
+  const tensors = json.tensors.map((e) => {
+    if (e.offset + e.bytes > bin.length) throw new InputError(`${file}: tensor ${e.name} lies outside ${json.dataFile}`);
+    const buf = bin.buffer.slice(bin.byteOffset + e.offset, bin.byteOffset + e.offset + e.bytes);
+    return { group: e.group, name: e.name, shape: e.shape, dtype: e.dtype, data: e.dtype === 'int32' ? new Int32Array(buf) : new Float32Array(buf) };
+  });
+  return { epoch: json.epoch, state: json.state, tensors };
 }

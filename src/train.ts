@@ -159,11 +159,27 @@ export function weightPenalty(built: BuiltModel): number {
 
 export type StopReason = 'epochs' | 'early-stopping' | 'interrupted' | 'non-finite-loss';
 
+/**
+ * Everything besides the model's weights and the optimizer's state that training needs to
+ * continue exactly where it was: a resumed run ends with the same history and weights.
+ */
+export interface TrainState {
+  /** Completed epochs. */
+  epoch: number;
+  shuffleRng: number[];
+  dropoutRng: number[];
+  monitor: { best: number; bestEpoch: number; wait: number } | null;
+  /** The best epoch's weights (early stopping with restoreBestWeights), in model.weights order. */
+  bestWeights: Float32Array[] | null;
+  history: EpochRecord[];
+}
+
 export interface TrainEvents {
   onEpochStart?(epoch: number, epochs: number, steps: number): void;
   /** After each batch: 1-based step, the epoch's steps, the running mean loss. */
   onBatch?(step: number, steps: number, runningLoss: number): void;
-  onEpochEnd?(record: EpochRecord): void;
+  /** After each epoch, with the state to checkpoint; training waits for it. */
+  onEpochEnd?(record: EpochRecord, state: TrainState): void | Promise<void>;
 }
 
 export interface TrainOptions {
@@ -171,12 +187,14 @@ export interface TrainOptions {
   seed: number;
   /** Checked between batches; true finishes the current batch and stops (SIGINT/SIGTERM). */
   shouldStop?: () => boolean;
+  /** Continue from a checkpoint (weights and optimizer state already restored by the caller). */
+  resume?: TrainState;
 }
 
 export interface TrainResult {
   history: EpochRecord[];
   stopReason: StopReason;
-  /** The epoch whose weights the model ends with when early stopping restored them, else null. */
+  /** Early stopping's best epoch by its monitor (the weights the model ends with when restoreBestWeights), else null. */
   bestEpoch: number | null;
   /** Where training found a non-finite loss, for the error message. */
   nonFinite?: { epoch: number; step: number };
@@ -187,14 +205,14 @@ interface Monitor {
   best: number;
   bestEpoch: number;
   wait: number;
-  bestWeights: Float32Array[] | null;
 }
 
-function snapshot(model: tf.LayersModel): Float32Array[] {
+/** Copies of all model weights (trainable and batch-norm statistics), in model.weights order. */
+export function snapshot(model: tf.LayersModel): Float32Array[] {
   return model.weights.map((w) => (w.read().dataSync() as Float32Array).slice());
 }
 
-function restore(model: tf.LayersModel, weights: Float32Array[]): void {
+export function restore(model: tf.LayersModel, weights: Float32Array[]): void {
   const tensors = model.weights.map((w, i) => tf.tensor(weights[i]!, w.shape as number[]));
   model.setWeights(tensors);
   tf.dispose(tensors);
@@ -209,21 +227,30 @@ const nextTick = () => new Promise<void>((resolve) => setImmediate(resolve));
  */
 export async function train(built: BuiltModel, step: TrainStep, data: { train: Split; validation: Split | null }, opts: TrainOptions, events: TrainEvents = {}): Promise<TrainResult> {
   const { epochs, batchSize, shuffle, earlyStopping: es } = opts.training;
-  const shuffleRng = Rng.derive(opts.seed, 'shuffle');
-  const dropoutRng = Rng.derive(opts.seed, 'dropout');
+  const resume = opts.resume;
+  const shuffleRng = resume ? new Rng(resume.shuffleRng) : Rng.derive(opts.seed, 'shuffle');
+  const dropoutRng = resume ? new Rng(resume.dropoutRng) : Rng.derive(opts.seed, 'dropout');
   const { train: trainSplit, validation } = data;
   const n = trainSplit.count;
   const steps = Math.ceil(n / batchSize);
   const xBuf = new Float32Array(batchSize * IMAGE_SIZE);
   const yBuf = new Int32Array(batchSize);
-  const history: EpochRecord[] = [];
-  const monitor: Monitor | null = es
-    ? { mode: es.monitor.endsWith('accuracy') ? 'max' : 'min', best: es.monitor.endsWith('accuracy') ? -Infinity : Infinity, bestEpoch: 0, wait: 0, bestWeights: null }
-    : null;
+  const history: EpochRecord[] = resume ? [...resume.history] : [];
+  const mode = es?.monitor.endsWith('accuracy') ? 'max' : 'min';
+  const monitor: Monitor | null = es ? { mode, best: mode === 'max' ? -Infinity : Infinity, bestEpoch: 0, wait: 0, ...(resume?.monitor ?? {}) } : null;
+  let bestWeights: Float32Array[] | null = resume?.bestWeights ?? null;
+  const state = (epoch: number): TrainState => ({
+    epoch,
+    shuffleRng: shuffleRng.state(),
+    dropoutRng: dropoutRng.state(),
+    monitor: monitor ? { best: monitor.best, bestEpoch: monitor.bestEpoch, wait: monitor.wait } : null,
+    bestWeights,
+    history: [...history],
+  });
   let stopReason: StopReason = 'epochs';
   let nonFinite: TrainResult['nonFinite'];
 
-  epochLoop: for (let epoch = 1; epoch <= epochs; epoch++) {
+  epochLoop: for (let epoch = (resume?.epoch ?? 0) + 1; epoch <= epochs; epoch++) {
     const started = process.hrtime.bigint();
     const order = shuffle ? shuffleRng.permutation(n) : Int32Array.from({ length: n }, (_, i) => i);
     events.onEpochStart?.(epoch, epochs, steps);
@@ -285,8 +312,8 @@ export async function train(built: BuiltModel, step: TrainStep, data: { train: S
       weights: weightStats(built),
     };
     history.push(record);
-    events.onEpochEnd?.(record);
 
+    let stopEarly = false;
     if (monitor && es) {
       const current = { loss: record.loss, accuracy: record.accuracy, val_loss: record.val_loss, val_accuracy: record.val_accuracy }[es.monitor];
       if (current !== null && current !== undefined) {
@@ -295,23 +322,24 @@ export async function train(built: BuiltModel, step: TrainStep, data: { train: S
           monitor.best = current;
           monitor.bestEpoch = epoch;
           monitor.wait = 0;
-          if (es.restoreBestWeights) monitor.bestWeights = snapshot(built.model);
-        } else if (++monitor.wait > es.patience - 1 && epoch < epochs) {
+          if (es.restoreBestWeights) bestWeights = snapshot(built.model);
+        } else if (++monitor.wait >= es.patience && epoch < epochs) {
           // Keras stops once `wait >= patience` epochs passed without improvement.
-          stopReason = 'early-stopping';
-          break;
+          stopEarly = true;
         }
       }
     }
+    await events.onEpochEnd?.(record, state(epoch));
+    if (stopEarly) {
+      stopReason = 'early-stopping';
+      break;
+    }
   }
 
-  let bestEpoch: number | null = null;
-  if (monitor?.bestWeights && stopReason !== 'interrupted' && stopReason !== 'non-finite-loss') {
+  if (bestWeights && stopReason !== 'interrupted' && stopReason !== 'non-finite-loss') {
     // Unlike Keras 2 (which restores only after an early stop), restore whenever asked.
-    restore(built.model, monitor.bestWeights);
-    bestEpoch = monitor.bestEpoch;
-  } else if (monitor) {
-    bestEpoch = monitor.bestEpoch || null;
+    restore(built.model, bestWeights);
   }
+  const bestEpoch = monitor?.bestEpoch || null;
   return { history, stopReason, bestEpoch, ...(nonFinite ? { nonFinite } : {}) };
 }

@@ -1,17 +1,36 @@
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Command } from 'commander';
 import { SingleBar } from 'cli-progress';
 import * as tf from '@tensorflow/tfjs';
 import { BackendChoice, BackendInfo, initBackend } from '../backend';
 import { loadDataset, type Dataset } from '../data/dataset';
-import { FailureError, InterruptedError } from '../errors';
-import { packageVersion } from '../fsutil';
+import { FailureError, InputError, InterruptedError } from '../errors';
+import { packageVersion, sha256 } from '../fsutil';
 import { buildModel, modelSummary, parameterCounts, weightHistograms, weightStats, BuiltModel } from '../model';
-import { createRunDir, releaseRunDir, saveModel, writeHistory, writeMetrics, writeRunFile, SPEC_FILE } from '../rundir';
+import {
+  claimRunDir,
+  createRunDir,
+  readCheckpoint,
+  readJsonFile,
+  releaseRunDir,
+  saveModel,
+  writeCheckpoint,
+  writeHistory,
+  writeJson,
+  writeMetrics,
+  writeRunFile,
+  CheckpointTensor,
+  RunOrigin,
+  CHECKPOINT_FILE,
+  METRICS_FILE,
+  ORIGIN_FILE,
+  SPEC_FILE,
+} from '../rundir';
 import { EpochRecord, MetricsFile, RUN_FORMAT_VERSION } from '../runformat';
-import { ExperimentSpec, loadSpec, parseSetFlag, specToYaml } from '../spec';
+import { ExperimentSpec, loadSpec, parseSetFlag, parseSpec, specToYaml } from '../spec';
 import { createTrainStep } from '../step';
-import { evaluateSplit, train, TrainResult, weightPenalty } from '../train';
+import { evaluateSplit, restore, snapshot, train, TrainResult, TrainState, TrainStep, weightPenalty } from '../train';
 import { addDataOptions, backendOption, collect, Console, fmtSeconds, trapSignals } from './common';
 
 export interface RunOptions {
@@ -22,25 +41,100 @@ export interface RunOptions {
   quiet?: boolean;
   dataDir?: string;
   source: string[];
+  resume?: string;
+  force?: boolean;
+}
+
+/** What a resumed run continues from. */
+interface ResumeFrom {
+  runDir: string;
+  checkpoint: { epoch: number; state: TrainState; tensors: CheckpointTensor[] } | null;
 }
 
 export function runCommand(): Command {
   const cmd = new Command('run')
     .description('train the model a spec describes, report per epoch, evaluate on the test set and save a run directory')
-    .argument('<spec>', 'experiment spec (YAML)')
+    .argument('[spec]', 'experiment spec (YAML); optional with --resume')
     .option('--set <path=value>', 'override a spec field, e.g. --set training.epochs=3 (repeatable)', collect, [])
     .option('--out <dir>', 'the run directory to create (default: runs/<name>-<UTC timestamp>)')
     .addOption(backendOption())
     .option('--json', 'stdout carries only JSON lines (one event per line); human text goes to stderr')
-    .option('-q, --quiet', 'print only the final result');
-  return addDataOptions(cmd).action(async (file: string, opts: RunOptions) => {
+    .option('-q, --quiet', 'print only the final result')
+    .option('--resume <run-dir>', 'continue an interrupted or crashed run from its last checkpoint')
+    .option('--force', 'with --resume: accept a spec that changed since the run started (and a failed run)');
+  return addDataOptions(cmd).action(async (file: string | undefined, opts: RunOptions) => {
     await runSpecFile(file, opts);
   });
 }
 
-export async function runSpecFile(file: string, opts: RunOptions): Promise<string> {
+export async function runSpecFile(file: string | undefined, opts: RunOptions): Promise<string> {
+  if (opts.resume) return resumeRun(opts.resume, file, opts);
+  if (!file) throw new InputError('run: missing the spec file (or --resume RUN_DIR)');
   const loaded = loadSpec(file, opts.set.map(parseSetFlag));
-  return runExperiment(loaded.spec, opts);
+  return runExperiment(loaded.spec, opts, null, { specFile: path.resolve(file), sets: opts.set });
+}
+
+/**
+ * `--resume DIR`: checks the run is unfinished and its spec unchanged, then continues from
+ * the last checkpoint (or from the start when it stopped before its first epoch ended).
+ */
+async function resumeRun(dir: string, file: string | undefined, opts: RunOptions): Promise<string> {
+  const runDir = path.resolve(dir);
+  if (!fs.existsSync(runDir) || !fs.statSync(runDir).isDirectory()) throw new InputError(`--resume ${dir}: no such run directory`);
+  if (fs.existsSync(path.join(runDir, METRICS_FILE))) {
+    const status = readJsonFile<{ status?: string }>(runDir, METRICS_FILE).status;
+    if (status === 'complete') throw new InputError(`--resume ${dir}: the run already finished; start a new run instead`);
+    if (status === 'failed' && !opts.force) throw new InputError(`--resume ${dir}: the run failed (non-finite loss); resuming would repeat it (--force to try anyway)`);
+  }
+  let savedText: string;
+  try {
+    savedText = fs.readFileSync(path.join(runDir, SPEC_FILE), 'utf8');
+  } catch {
+    throw new InputError(`--resume ${dir}: ${SPEC_FILE} is missing; not a run directory`);
+  }
+  let spec = parseSpec(savedText, path.join(dir, SPEC_FILE)).spec;
+  const origin = fs.existsSync(path.join(runDir, ORIGIN_FILE)) ? readJsonFile<RunOrigin>(runDir, ORIGIN_FILE) : null;
+  const specFile = file ? path.resolve(file) : origin?.specFile;
+  const sets = opts.set.length ? opts.set : (origin?.sets ?? []);
+  if (specFile && fs.existsSync(specFile)) {
+    const current = loadSpec(specFile, sets.map(parseSetFlag)).spec;
+    if (specToYaml(current) !== specToYaml(spec)) {
+      if (!opts.force) throw new InputError(`--resume ${dir}: ${specFile} changed since the run started; pass --force to continue with the changed spec`);
+      spec = current;
+      writeRunFile(runDir, SPEC_FILE, specToYaml(spec));
+    }
+  }
+  claimRunDir(runDir);
+  const checkpoint = readCheckpoint<Omit<TrainState, 'bestWeights'>>(runDir);
+  let resume: ResumeFrom['checkpoint'] = null;
+  if (checkpoint) {
+    const best = checkpoint.tensors.filter((t) => t.group === 'best').map((t) => t.data as Float32Array);
+    resume = { epoch: checkpoint.epoch, state: { ...checkpoint.state, bestWeights: best.length ? best : null }, tensors: checkpoint.tensors };
+  }
+  return runExperiment(spec, opts, { runDir, checkpoint: resume }, { specFile: specFile ?? null, sets });
+}
+
+/** Model weights, optimizer state and the best epoch's weights, as one checkpoint. */
+async function checkpointTensors(built: BuiltModel, step: TrainStep, state: TrainState): Promise<CheckpointTensor[]> {
+  const weights = snapshot(built.model).map((data, i): CheckpointTensor => ({ group: 'weights', name: built.model.weights[i]!.name, shape: built.model.weights[i]!.shape as number[], dtype: 'float32', data }));
+  const opt = await step.optimizerWeights();
+  const optimizer = opt.map(({ name, tensor }): CheckpointTensor => {
+    const dtype = tensor.dtype === 'int32' ? 'int32' : 'float32';
+    return { group: 'optimizer', name, shape: tensor.shape, dtype, data: (tensor.dataSync() as Float32Array | Int32Array).slice() };
+  });
+  const best = (state.bestWeights ?? []).map((data, i): CheckpointTensor => ({ group: 'best', name: built.model.weights[i]!.name, shape: built.model.weights[i]!.shape as number[], dtype: 'float32', data }));
+  return [...weights, ...optimizer, ...best];
+}
+
+async function restoreCheckpoint(built: BuiltModel, step: TrainStep, tensors: CheckpointTensor[], runDir: string): Promise<void> {
+  const weights = tensors.filter((t) => t.group === 'weights');
+  const names = built.model.weights.map((w) => w.name);
+  if (weights.length !== names.length || weights.some((t, i) => t.name !== names[i] || t.data.length !== built.model.weights[i]!.shape.reduce((a: number, b) => a * (b ?? 1), 1))) {
+    throw new InputError(`${path.join(runDir, CHECKPOINT_FILE)}: its weights do not fit the spec's model`);
+  }
+  restore(built.model, weights.map((t) => t.data as Float32Array));
+  const opt = tensors.filter((t) => t.group === 'optimizer').map((t) => ({ name: t.name, tensor: tf.tensor(t.data, t.shape, t.dtype) }));
+  await step.setOptimizerWeights(opt);
 }
 
 function epochLine(r: EpochRecord, epochs: number): string {
@@ -52,19 +146,26 @@ function epochLine(r: EpochRecord, epochs: number): string {
 }
 
 /** Trains one experiment into a new run directory; returns its path. Throws typed errors. */
-export async function runExperiment(spec: ExperimentSpec, opts: RunOptions): Promise<string> {
+export async function runExperiment(spec: ExperimentSpec, opts: RunOptions, resumeFrom: ResumeFrom | null = null, origin: Omit<RunOrigin, 'formatVersion' | 'specSha256'> = { specFile: null, sets: [] }): Promise<string> {
   const out = new Console(!!opts.json, !!opts.quiet);
   const started = process.hrtime.bigint();
   const elapsed = () => Number(process.hrtime.bigint() - started) / 1e9;
   const signals = trapSignals();
-  const history: EpochRecord[] = [];
+  const resumeState = resumeFrom?.checkpoint?.state;
+  const history: EpochRecord[] = resumeState ? [...resumeState.history] : [];
   let runDir: string | undefined;
   try {
     const backend = await initBackend(opts.backend ?? spec.backend);
     out.info(`Backend: ${backend.name} — ${backend.reason}`);
-    runDir = createRunDir({ ...(opts.out ? { out: opts.out } : {}), name: spec.name });
-    writeRunFile(runDir, SPEC_FILE, specToYaml(spec));
-    out.event({ event: 'start', runDir, backend: backend.name, backendReason: backend.reason, name: spec.name, seed: spec.seed });
+    if (resumeFrom) {
+      runDir = resumeFrom.runDir;
+    } else {
+      runDir = createRunDir({ ...(opts.out ? { out: opts.out } : {}), name: spec.name });
+      const specYaml = specToYaml(spec);
+      writeRunFile(runDir, SPEC_FILE, specYaml);
+      writeJson(runDir, ORIGIN_FILE, { formatVersion: RUN_FORMAT_VERSION, ...origin, specSha256: sha256(Buffer.from(specYaml)) } satisfies RunOrigin);
+    }
+    out.event({ event: 'start', runDir, backend: backend.name, backendReason: backend.reason, name: spec.name, seed: spec.seed, resumedAfterEpoch: resumeState?.epoch ?? null });
 
     const data = await loadDataset({
       ...(opts.dataDir ? { dataDir: opts.dataDir } : {}),
@@ -86,6 +187,11 @@ export async function runExperiment(spec: ExperimentSpec, opts: RunOptions): Pro
     for (const line of modelSummary(built)) out.info(line);
     const step = createTrainStep(built, spec, backend);
     out.info(`Training step: ${step.description}`);
+    if (resumeFrom?.checkpoint) {
+      await restoreCheckpoint(built, step, resumeFrom.checkpoint.tensors, runDir);
+      out.info(`Resuming after epoch ${resumeFrom.checkpoint.epoch} of ${spec.training.epochs}`);
+      for (const r of history) out.info(epochLine(r, spec.training.epochs));
+    }
     out.info(`Run directory: ${runDir}`);
 
     const bar = process.stderr.isTTY && !opts.quiet ? new SingleBar({ format: ' {bar} {value}/{total} steps | {rate} steps/s | ETA {eta_formatted} | loss {loss}', stream: process.stderr, clearOnComplete: true, hideCursor: true }) : null;
@@ -94,7 +200,7 @@ export async function runExperiment(spec: ExperimentSpec, opts: RunOptions): Pro
       built,
       step,
       { train: data.train, validation: data.validation },
-      { training: spec.training, seed: spec.seed, shouldStop: signals.stopRequested },
+      { training: spec.training, seed: spec.seed, shouldStop: signals.stopRequested, ...(resumeState ? { resume: resumeState } : {}) },
       {
         onEpochStart: (_epoch, _epochs, steps) => {
           bar?.start(steps, 0, { loss: '-', rate: '-' });
@@ -103,10 +209,12 @@ export async function runExperiment(spec: ExperimentSpec, opts: RunOptions): Pro
         onBatch: (s, steps, loss) => {
           if (bar && (s % 10 === 0 || s === steps)) bar.update(s, { loss: loss.toFixed(4), rate: ((s * 1000) / Math.max(1, Date.now() - barStarted)).toFixed(0) });
         },
-        onEpochEnd: (r) => {
+        onEpochEnd: async (r, state) => {
           bar?.stop();
           history.push(r);
           writeHistory(runDir!, history);
+          const { bestWeights: _b, ...plain } = state;
+          writeCheckpoint(runDir!, state.epoch, plain, await checkpointTensors(built, step, state));
           out.info(epochLine(r, spec.training.epochs));
           const { weights: _w, penalties, ...rest } = r;
           out.event({ event: 'epoch', ...rest, penalties, weights: r.weights });
@@ -163,6 +271,10 @@ async function finish(spec: ExperimentSpec, built: BuiltModel, data: Dataset, ba
     await saveModel(built.model, runDir, { status: metrics.status, stopReason: result.stopReason, epochsRun: metrics.epochsRun });
   }
   writeMetrics(runDir, metrics);
+  if (complete) {
+    // A finished run needs no checkpoint: its model is saved and it cannot be resumed.
+    for (const f of fs.readdirSync(runDir)) if (f === CHECKPOINT_FILE || /^checkpoint-\d+\.bin$/.test(f)) fs.rmSync(path.join(runDir, f), { force: true });
+  }
 
   if (result.stopReason === 'interrupted') {
     throw new InterruptedError(`${signal ?? 'signal'}: training stopped after ${result.history.length} complete epoch(s); history and the model so far (marked incomplete) are saved in ${runDir}`);
