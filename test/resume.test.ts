@@ -1,0 +1,80 @@
+import { test, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+const repoRoot = path.resolve(__dirname, '../..');
+const bin = path.join(repoRoot, 'bin', 'regtrain');
+const quick = path.join(repoRoot, 'configs', 'quick.yaml');
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-resume-'));
+const env = { ...process.env, REGTRAIN_DATA_DIR: path.join(tmp, 'cache') };
+const small = ['--set', 'data.trainLimit=1200', '--set', 'data.validation.size=200', '--set', 'data.testLimit=300', '--set', 'training.epochs=3', '--backend', 'wasm'];
+
+function regtrain(args: string[]) {
+  return spawnSync(process.execPath, [bin, ...args], { cwd: tmp, env, encoding: 'utf8' });
+}
+
+/** Starts a run and SIGKILLs it as soon as its first epoch is on stdout (so a checkpoint exists). */
+function runAndKillAfterFirstEpoch(args: string[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [bin, ...args, '--json'], { cwd: tmp, env });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out.includes('"event":"epoch"')) child.kill('SIGKILL');
+    });
+    child.on('error', reject);
+    child.on('exit', (code, signal) => (signal === 'SIGKILL' ? resolve() : reject(new Error(`run ended by itself (code ${code}) before it could be killed`))));
+  });
+}
+
+const read = (dir: string, file: string) => fs.readFileSync(path.join(tmp, dir, file));
+const history = (dir: string) => (JSON.parse(read(dir, 'history.json').toString()) as { epochs: Record<string, unknown>[] }).epochs.map(({ seconds: _s, ...rest }) => rest);
+
+before(() => {
+  const r = regtrain(['run', quick, ...small, '--out', 'whole', '-q']);
+  assert.equal(r.status, 0, r.stderr);
+});
+
+test('a run killed with SIGKILL and resumed ends with the same history and weights as an uninterrupted run', async () => {
+  await runAndKillAfterFirstEpoch(['run', quick, ...small, '--out', 'killed']);
+  assert.ok(fs.existsSync(path.join(tmp, 'killed', 'checkpoint.json')), 'the first epoch left a checkpoint');
+  assert.ok(!fs.existsSync(path.join(tmp, 'killed', 'metrics.json')), 'a killed run has no metrics yet');
+  const r = regtrain(['run', '--resume', 'killed', '-q']);
+  assert.equal(r.status, 0, r.stderr);
+  assert.deepEqual(history('killed'), history('whole'));
+  assert.ok(read('killed', 'weights.bin').equals(read('whole', 'weights.bin')), 'weights.bin is byte-identical');
+  const metrics = JSON.parse(read('killed', 'metrics.json').toString()) as { status: string; test: { accuracy: number } };
+  const wholeMetrics = JSON.parse(read('whole', 'metrics.json').toString()) as { test: { accuracy: number } };
+  assert.equal(metrics.status, 'complete');
+  assert.equal(metrics.test.accuracy, wholeMetrics.test.accuracy);
+  assert.ok(!fs.readdirSync(path.join(tmp, 'killed')).some((f) => f.startsWith('checkpoint')), 'a finished run keeps no checkpoint');
+});
+
+test('a finished run cannot be resumed by mistake', () => {
+  const r = regtrain(['run', '--resume', 'whole']);
+  assert.equal(r.status, 2);
+  assert.equal(r.stderr.trim(), 'error: --resume whole: the run already finished; start a new run instead');
+});
+
+test('a run whose spec file changed since is refused unless --force', async () => {
+  const specFile = path.join(tmp, 'changing.yaml');
+  fs.copyFileSync(quick, specFile);
+  await runAndKillAfterFirstEpoch(['run', specFile, ...small, '--out', 'changed']);
+  fs.writeFileSync(specFile, fs.readFileSync(quick, 'utf8').replace('seed: 1234', 'seed: 99'));
+  const refused = regtrain(['run', '--resume', 'changed']);
+  assert.equal(refused.status, 2);
+  assert.equal(refused.stderr.trim(), `error: --resume changed: ${specFile} changed since the run started; pass --force to continue with the changed spec`);
+  const forced = regtrain(['run', '--resume', 'changed', '--force', '-q']);
+  assert.equal(forced.status, 0, forced.stderr);
+  assert.match(read('changed', 'spec.yaml').toString(), /^seed: 99$/m);
+});
+
+test('resuming a directory that is not a run is refused with exit 2', () => {
+  fs.mkdirSync(path.join(tmp, 'empty'), { recursive: true });
+  const r = regtrain(['run', '--resume', 'empty']);
+  assert.equal(r.status, 2);
+  assert.equal(r.stderr.trim(), 'error: --resume empty: spec.yaml is missing; not a run directory');
+});
