@@ -39,6 +39,13 @@ export function buildProgram(): Command {
  * anything else is a bug and keeps its stack trace (exit 1).
  */
 export async function main(argv: string[]): Promise<void> {
+  // `regtrain … | head` closes the pipe early: that is the reader's choice, not an error.
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+      throw err;
+    });
+  }
   let code: number = ExitCode.ok;
   try {
     await buildProgram().parseAsync(argv);

@@ -1,8 +1,41 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { Command } from 'commander';
-import { FailureError } from '../errors';
+import { FailureError, InputError, errorMessage } from '../errors';
+import { writeFileAtomic } from '../fsutil';
+import { collectRuns, compareRuns, formatCsv, formatMarkdown, formatText, toJson } from '../compare';
+import { renderReport } from '../report';
 
 export function compareCommand(): Command {
-  return new Command('compare').description('compare (not implemented yet)').action(() => {
-    throw new FailureError('compare: not implemented yet');
-  });
+  return new Command('compare')
+    .description('compare run and study directories: one row per variant (mean ± std over seeds), paired test against the baseline, optional HTML report')
+    .argument('<dirs...>', 'run directories, study directories, or folders of runs')
+    .option('--json', 'print the comparison as JSON')
+    .option('--csv', 'print the table as CSV')
+    .option('--md', 'print the table as Markdown')
+    .option('--baseline <variant>', 'the variant (or run directory) to compare against (default: the study\'s baseline, else the first)')
+    .option('--report <file.html>', 'also write a self-contained HTML report, and its charts as SVG files in <file>-charts/')
+    .action((dirs: string[], opts: { json?: boolean; csv?: boolean; md?: boolean; baseline?: string; report?: string }) => {
+      if ([opts.json, opts.csv, opts.md].filter(Boolean).length > 1) throw new InputError('choose one of --json, --csv, --md');
+      const collected = collectRuns(dirs);
+      for (const s of collected.skipped) process.stderr.write(`warning: skipped ${s.dir}: ${s.reason}\n`);
+      if (collected.runs.length === 0) throw new InputError(`no complete runs to compare in ${dirs.join(', ')}`);
+      const result = compareRuns(collected, { baseline: opts.baseline });
+      for (const w of result.warnings) process.stderr.write(`warning: ${w}\n`);
+      if (opts.report) {
+        const { html, charts } = renderReport(result);
+        const file = path.resolve(opts.report);
+        const chartDir = file.replace(/\.html?$/i, '') + '-charts';
+        try {
+          fs.mkdirSync(chartDir, { recursive: true });
+          for (const c of charts) writeFileAtomic(path.join(chartDir, `${c.id}.svg`), c.svg);
+          writeFileAtomic(file, html);
+        } catch (err) {
+          throw new FailureError(`cannot write the report ${file}: ${errorMessage(err)}`);
+        }
+        process.stderr.write(`report: ${file} (${charts.length} charts also in ${chartDir})\n`);
+      }
+      const text = opts.json ? JSON.stringify(toJson(result), null, 2) + '\n' : opts.csv ? formatCsv(result) : opts.md ? formatMarkdown(result) : formatText(result);
+      process.stdout.write(text);
+    });
 }

@@ -30,6 +30,7 @@ import {
 import { EpochRecord, MetricsFile, RUN_FORMAT_VERSION } from '../runformat';
 import { ExperimentSpec, loadSpec, parseSetFlag, parseSpec, specToYaml } from '../spec';
 import { createTrainStep } from '../step';
+import { isStudy, runStudy } from '../study';
 import { evaluateSplit, restore, snapshot, train, TrainResult, TrainState, TrainStep, weightPenalty } from '../train';
 import { addDataOptions, backendOption, collect, Console, fmtSeconds, trapSignals } from './common';
 
@@ -43,6 +44,8 @@ export interface RunOptions {
   source: string[];
   resume?: string;
   force?: boolean;
+  jobs?: string;
+  dryRun?: boolean;
 }
 
 /** What a resumed run continues from. */
@@ -61,7 +64,9 @@ export function runCommand(): Command {
     .option('--json', 'stdout carries only JSON lines (one event per line); human text goes to stderr')
     .option('-q, --quiet', 'print only the final result')
     .option('--resume <run-dir>', 'continue an interrupted or crashed run from its last checkpoint')
-    .option('--force', 'with --resume: accept a spec that changed since the run started (and a failed run)');
+    .option('--force', 'with --resume: accept a spec that changed since the run started (and a failed run)')
+    .option('--jobs <n>', 'study specs (variants/sweep/repeats): members trained at once, each in its own process', '1')
+    .option('--dry-run', 'study specs: list the members and their commands without training');
   return addDataOptions(cmd).action(async (file: string | undefined, opts: RunOptions) => {
     await runSpecFile(file, opts);
   });
@@ -71,6 +76,19 @@ export async function runSpecFile(file: string | undefined, opts: RunOptions): P
   if (opts.resume) return resumeRun(opts.resume, file, opts);
   if (!file) throw new InputError('run: missing the spec file (or --resume RUN_DIR)');
   const loaded = loadSpec(file, opts.set.map(parseSetFlag));
+  if (isStudy(loaded.raw)) {
+    const jobs = Number(opts.jobs ?? '1');
+    if (!Number.isInteger(jobs) || jobs < 1 || jobs > 64) throw new InputError(`--jobs ${opts.jobs}: expected an integer from 1 to 64`);
+    const extraArgs = [
+      ...(opts.backend ? ['--backend', opts.backend] : []),
+      ...(opts.dataDir ? ['--data-dir', path.resolve(opts.dataDir)] : []),
+      ...opts.source.flatMap((s) => ['--source', /^[a-z]+:\/\//i.test(s) ? s : path.resolve(s)]),
+      ...(opts.quiet ? ['-q'] : []),
+    ];
+    const results = await runStudy(loaded, { ...(opts.out ? { out: opts.out } : {}), jobs, json: !!opts.json, dryRun: !!opts.dryRun, specFile: file, sets: opts.set, extraArgs });
+    return results[0] ? path.dirname(path.dirname(results[0].runDir)) : '';
+  }
+  if (opts.dryRun) throw new InputError('--dry-run: the spec has no variants, sweep or repeats (it is a single run)');
   return runExperiment(loaded.spec, opts, null, { specFile: path.resolve(file), sets: opts.set });
 }
 

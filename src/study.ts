@@ -1,0 +1,438 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as crypto from 'node:crypto';
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as YAML from 'yaml';
+import { FailureError, InputError, InterruptedError, errorMessage } from './errors';
+import { packageRoot, writeFileAtomic } from './fsutil';
+import { SpecError, specToYaml, validateSpec, applyOverrides, type ExperimentSpec, type LoadedSpec, type Override } from './spec';
+
+/**
+ * Studies: a spec with `variants:`, `sweep:` and/or `repeats: N` stands for a grid of single
+ * runs (variants × sweep points × seeds). Each grid point becomes a plain, fully resolved spec
+ * in `<study>/specs/<member>.yaml` and runs as its own `regtrain run` child process into
+ * `<study>/runs/<member>/`, so that `plan` can hand the very same commands to GNU parallel,
+ * Slurm or Kubernetes, and `compare` reads the results with no knowledge of how they ran.
+ *
+ *   studies/<name>-<UTC timestamp>/
+ *     study.json          StudyFile
+ *     specs/<member>.yaml one resolved single-run spec per member
+ *     runs/<member>/      one run directory per member (src/runformat.ts)
+ */
+
+export const STUDY_FORMAT_VERSION = 1;
+const STUDY_KEYS = ['variants', 'sweep', 'repeats'] as const;
+const MAX_MEMBER_NAME = 64;
+const DOTTED_PATH = /^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$/;
+
+export interface StudyMember {
+  /** Filesystem-safe, unique, ≤ 64 chars, e.g. `l1-l1=0.001-seed1235`. Names the spec file and run directory. */
+  name: string;
+  /** The variant name, or "base" when the spec has no variants. */
+  variant: string;
+  /** The member without its seed: repeats of one group differ only in seed, e.g. `l1-l1=0.001`. */
+  group: string;
+  /** The sweep point, dotted path → value (empty without a sweep). */
+  sweep: Record<string, unknown>;
+  seed: number;
+  /** 0-based repeat index. */
+  repeat: number;
+  /** Applied in order to the base spec: the variant's paths, the sweep point, `seed`. */
+  overrides: Override[];
+  spec: ExperimentSpec;
+}
+
+/** study.json: what `compare` needs to name groups, find the baseline and draw sweeps. */
+export interface StudyFile {
+  formatVersion: number;
+  name: string;
+  /** The spec file as given on the command line (for provenance; the specs/ files are what ran). */
+  specFile: string;
+  sets: string[];
+  createdAt: string;
+  baseline: string;
+  variants: string[];
+  sweep: Record<string, unknown[]>;
+  repeats: number;
+  members: { name: string; variant: string; group: string; sweep: Record<string, unknown>; seed: number; repeat: number; overrides: { path: string; value: unknown }[]; spec: string; runDir: string }[];
+}
+
+/** A spec is a study when it asks for more than one run, or names variants/sweeps at all. */
+export function isStudy(raw: unknown): boolean {
+  if (raw === null || typeof raw !== 'object') return false;
+  const r = raw as Record<string, unknown>;
+  const nonEmpty = (v: unknown) => v !== null && v !== undefined && (typeof v !== 'object' || Object.keys(v as object).length > 0);
+  return nonEmpty(r.variants) || nonEmpty(r.sweep) || (typeof r.repeats === 'number' && r.repeats > 1);
+}
+
+/** The comparison baseline: a variant named `baseline`, else the first one. */
+export function baselineVariant(variants: string[]): string {
+  return variants.includes('baseline') ? 'baseline' : (variants[0] ?? 'base');
+}
+
+/** Short, filesystem-safe text for a value in a member name. */
+function nameValue(v: unknown): string {
+  const s = typeof v === 'string' ? v : typeof v === 'number' ? String(v) : JSON.stringify(v);
+  return s.replace(/[^A-Za-z0-9._+-]+/g, '_').replace(/^_+|_+$/g, '') || '_';
+}
+
+/**
+ * Short names for sweep keys: the last segment, plus the segments where keys sharing that last
+ * segment differ (`model.layers.1.dense.kernelRegularizer.l1` and `…layers.2…` → `1.l1`, `2.l1`).
+ */
+function shortKeys(keys: string[]): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const k of keys) {
+    const segs = k.split('.');
+    const rivals = keys.filter((o) => o !== k && o.split('.').pop() === segs[segs.length - 1]).map((o) => o.split('.'));
+    const keep = segs.filter((seg, i) => i === segs.length - 1 || rivals.some((r) => r[i] !== seg));
+    out.set(k, keep.join('.'));
+  }
+  return out;
+}
+
+/** Caps a name at 64 chars; a hash of the full name keeps truncated names distinct. */
+function capName(name: string): string {
+  if (name.length <= MAX_MEMBER_NAME) return name;
+  const hash = crypto.createHash('sha256').update(name).digest('hex').slice(0, 8);
+  return `${name.slice(0, MAX_MEMBER_NAME - 9).replace(/[-._=]+$/, '')}-${hash}`;
+}
+
+function checkPath(key: string, where: string): string[] {
+  if (!DOTTED_PATH.test(key)) throw new InputError(`${where}: '${key}' is not a dotted path (expected e.g. model.layers.1.dense.kernelRegularizer.l1)`);
+  return key.split('.');
+}
+
+/** A spec error that says which variant/sweep point it came from, keeping each issue's path. */
+function validateMember(raw: unknown, where: string, overrides: Override[]): ExperimentSpec {
+  // validateSpec's origin: overridden paths are attributed to the override's label, the rest to `where`.
+  const origin: Parameters<typeof validateSpec>[1] = { file: where, doc: null, lines: new YAML.LineCounter(), sets: overrides.map((o) => ({ path: o.path, flag: o.label })) };
+  return validateSpec(raw, origin);
+}
+
+/**
+ * Expands a study spec into its members: variants × sweep points × repeats, in that order.
+ * Each member spec is the base document (without variants/sweep/repeats) with the member's
+ * overrides applied, validated in full; a bad path or value names the variant and the path.
+ */
+export function expandStudy(loaded: LoadedSpec): StudyMember[] {
+  const base: Record<string, unknown> = { ...loaded.raw };
+  for (const k of STUDY_KEYS) delete base[k];
+  const file = loaded.file;
+  const variantMap = loaded.spec.variants && Object.keys(loaded.spec.variants).length ? loaded.spec.variants : { base: {} };
+  const sweep = loaded.spec.sweep ?? {};
+  const sweepKeys = Object.keys(sweep);
+  const shorts = shortKeys(sweepKeys);
+  const repeats = loaded.spec.repeats;
+
+  // Cartesian product of the sweep, first key outermost.
+  let points: Record<string, unknown>[] = [{}];
+  for (const key of sweepKeys) {
+    checkPath(key, `${file}: sweep`);
+    points = points.flatMap((p) => sweep[key]!.map((v) => ({ ...p, [key]: v })));
+  }
+
+  const members: StudyMember[] = [];
+  const used = new Set<string>();
+  for (const [variant, paths] of Object.entries(variantMap)) {
+    const variantOverrides: Override[] = Object.entries(paths).map(([key, value]) => ({
+      path: checkPath(key, `${file}: variant '${variant}'`),
+      value,
+      label: `variant '${variant}': ${key}`,
+    }));
+    for (const point of points) {
+      const pointOverrides: Override[] = Object.entries(point).map(([key, value]) => ({ path: key.split('.'), value, label: `sweep ${key}=${JSON.stringify(value)}` }));
+      const where = `${file}: variant '${variant}'${pointOverrides.length ? `, ${pointOverrides.map((o) => o.label).join(', ')}` : ''}`;
+      const pre = [...variantOverrides, ...pointOverrides];
+      const raw = applyOverrides(base, pre);
+      // Validate once without the seed, so a bad variant is reported once, not per repeat.
+      let first: ExperimentSpec;
+      try {
+        first = validateMember(raw, where, pre);
+      } catch (err) {
+        if (err instanceof SpecError) throw new SpecError(err.issues.map((i) => ({ ...i, where: i.where === where ? where : `${file}: ${i.where}` })));
+        throw err;
+      }
+      const group = [variant, ...Object.entries(point).map(([k, v]) => `${shorts.get(k)}=${nameValue(v)}`)].join('-');
+      for (let r = 0; r < repeats; r++) {
+        const seed = first.seed + r;
+        let name = capName(repeats > 1 ? `${group}-seed${seed}` : group);
+        for (let n = 2; used.has(name); n++) name = capName(`${group}-${n}`);
+        used.add(name);
+        // The run's own name is the member name, so metrics.json identifies it; `=` is not allowed there.
+        const overrides: Override[] = [...pre, { path: ['seed'], value: seed, label: `repeat ${r + 1}: seed` }, { path: ['name'], value: name.replace(/=/g, '_'), label: 'member name' }];
+        const spec = validateMember(applyOverrides(base, overrides), where, overrides);
+        members.push({ name, variant, group: capName(group), sweep: point, seed, repeat: r, overrides: overrides.filter((o) => o.path[0] !== 'name'), spec });
+      }
+    }
+  }
+  return members;
+}
+
+// ---------- running ----------
+
+/** What `regtrain run` passes for a study spec: --out, --jobs, --dry-run, --json (and --set, already applied). */
+export interface StudyOptions {
+  /** --out: the study directory. Default: studies/<name>-<UTC timestamp>/ under the cwd. */
+  out?: string;
+  /** --jobs: members run at once (default 1). */
+  jobs?: number;
+  /** --json: JSON lines on stdout; each child's lines get a "member" field. */
+  json?: boolean;
+  /** --dry-run: list the members and commands, write and run nothing. */
+  dryRun?: boolean;
+  /** The spec path as given (recorded in study.json). */
+  specFile?: string;
+  /** The raw --set flags (recorded in study.json; already applied to `loaded`). */
+  sets?: string[];
+  /** Passed on to every member's `regtrain run`, e.g. ['--backend', 'wasm', '--data-dir', 'D']. */
+  extraArgs?: string[];
+  /** Test seam: a script run by node instead of bin/regtrain (same arguments). */
+  runner?: string;
+}
+
+export interface MemberResult {
+  name: string;
+  runDir: string;
+  /** Child exit code; 0 also for members skipped because their run was already complete. */
+  exitCode: number;
+  skipped: boolean;
+}
+
+export interface PreparedStudy {
+  studyDir: string;
+  members: StudyMember[];
+}
+
+function timestamp(d = new Date()): string {
+  return d.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+}
+
+export function defaultStudyDir(loaded: LoadedSpec, now = new Date()): string {
+  return path.resolve('studies', `${loaded.spec.name}-${timestamp(now)}`);
+}
+
+export function memberSpecPath(studyDir: string, member: string): string {
+  return path.join(studyDir, 'specs', `${member}.yaml`);
+}
+export function memberRunDir(studyDir: string, member: string): string {
+  return path.join(studyDir, 'runs', member);
+}
+
+/** The argv (after the node binary) that runs one member: what runStudy spawns and plan prints. */
+export function memberArgs(studyDir: string, member: string, json = false, extraArgs: string[] = []): string[] {
+  return [path.join(packageRoot(), 'bin', 'regtrain'), 'run', memberSpecPath(studyDir, member), '--out', memberRunDir(studyDir, member), ...(json ? ['--json'] : []), ...extraArgs];
+}
+
+/** POSIX-shell quoting, only where needed, so printed commands run as printed. */
+export function shellQuote(arg: string): string {
+  return /^[A-Za-z0-9_./:=,+@%-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
+}
+
+export function memberCommand(studyDir: string, member: string, json = false, extraArgs: string[] = []): string {
+  return [process.execPath, ...memberArgs(studyDir, member, json, extraArgs)].map(shellQuote).join(' ');
+}
+
+/**
+ * Writes specs/<member>.yaml and study.json. Refuses a directory that holds a different study
+ * (re-running the same study into its directory resumes it: complete runs are kept).
+ */
+export function prepareStudy(loaded: LoadedSpec, opts: StudyOptions = {}): PreparedStudy {
+  const members = expandStudy(loaded);
+  const studyDir = path.resolve(opts.out ?? defaultStudyDir(loaded));
+  if (fs.existsSync(studyDir) && !fs.statSync(studyDir).isDirectory()) throw new InputError(`${studyDir}: exists and is not a directory`);
+  const texts = members.map((m) => specToYaml(m.spec));
+  members.forEach((m, i) => {
+    const file = memberSpecPath(studyDir, m.name);
+    if (fs.existsSync(file) && fs.readFileSync(file, 'utf8') !== texts[i]) {
+      throw new InputError(`${studyDir} holds a different study (${path.relative(studyDir, file)} differs); choose another --out`);
+    }
+  });
+  try {
+    fs.mkdirSync(path.join(studyDir, 'specs'), { recursive: true });
+    fs.mkdirSync(path.join(studyDir, 'runs'), { recursive: true });
+    members.forEach((m, i) => writeFileAtomic(memberSpecPath(studyDir, m.name), texts[i]!));
+    const variants = [...new Set(members.map((m) => m.variant))];
+    const study: StudyFile = {
+      formatVersion: STUDY_FORMAT_VERSION,
+      name: loaded.spec.name,
+      specFile: opts.specFile ? path.resolve(opts.specFile) : loaded.file,
+      sets: opts.sets ?? [],
+      createdAt: new Date().toISOString(),
+      baseline: baselineVariant(variants),
+      variants,
+      sweep: loaded.spec.sweep ?? {},
+      repeats: loaded.spec.repeats,
+      members: members.map((m) => ({
+        name: m.name,
+        variant: m.variant,
+        group: m.group,
+        sweep: m.sweep,
+        seed: m.seed,
+        repeat: m.repeat,
+        overrides: m.overrides.map((o) => ({ path: o.path.join('.'), value: o.value })),
+        spec: path.relative(studyDir, memberSpecPath(studyDir, m.name)),
+        runDir: path.relative(studyDir, memberRunDir(studyDir, m.name)),
+      })),
+    };
+    writeFileAtomic(path.join(studyDir, 'study.json'), JSON.stringify(study, null, 2) + '\n');
+  } catch (err) {
+    throw new FailureError(`cannot write the study to ${studyDir}: ${errorMessage(err)}`);
+  }
+  return { studyDir, members };
+}
+
+function runState(runDir: string): 'absent' | 'started' | 'complete' {
+  try {
+    if ((JSON.parse(fs.readFileSync(path.join(runDir, 'metrics.json'), 'utf8')) as { status?: string }).status === 'complete') return 'complete';
+  } catch {
+    // no metrics yet: fall through
+  }
+  try {
+    return fs.readdirSync(runDir).length > 0 ? 'started' : 'absent';
+  } catch {
+    return 'absent';
+  }
+}
+
+/** Calls `onLine` per complete line of a stream (the last partial line at the end). */
+function lines(stream: NodeJS.ReadableStream | null, onLine: (line: string) => void): void {
+  if (!stream) return;
+  let buf = '';
+  stream.setEncoding('utf8');
+  stream.on('data', (chunk: string) => {
+    buf += chunk;
+    let nl: number;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      onLine(buf.slice(0, nl));
+      buf = buf.slice(nl + 1);
+    }
+  });
+  stream.on('end', () => {
+    if (buf) onLine(buf);
+  });
+}
+
+/**
+ * Runs a study: writes the specs, then each member as a child `regtrain run` process, `jobs` at
+ * a time. A failing member does not stop the others; SIGINT/SIGTERM are forwarded to running
+ * children, no new member starts, and the study ends with exit 130. Resolves when every member
+ * succeeded; otherwise throws (FailureError 1, InputError 2 when every failure was bad input,
+ * InterruptedError 130).
+ */
+export async function runStudy(loaded: LoadedSpec, opts: StudyOptions = {}): Promise<MemberResult[]> {
+  const jobs = opts.jobs ?? 1;
+  if (!Number.isInteger(jobs) || jobs < 1) throw new InputError(`--jobs: expected a positive integer, got ${jobs}`);
+  const out = (obj: object) => process.stdout.write(JSON.stringify(obj) + '\n');
+  const say = (text: string) => process.stderr.write(text + '\n');
+
+  if (opts.dryRun) {
+    const members = expandStudy(loaded);
+    const studyDir = path.resolve(opts.out ?? defaultStudyDir(loaded));
+    for (const m of members) {
+      const overrides = m.overrides.map((o) => `${o.path.join('.')}=${JSON.stringify(o.value)}`);
+      if (opts.json) out({ event: 'member', member: m.name, variant: m.variant, group: m.group, seed: m.seed, sweep: m.sweep, overrides: m.overrides.map((o) => ({ path: o.path.join('.'), value: o.value })), runDir: memberRunDir(studyDir, m.name) });
+      else process.stdout.write(`${m.name}\t${overrides.join(' ')}\n`);
+    }
+    say(`dry run: ${members.length} member${members.length === 1 ? '' : 's'} would run into ${studyDir} (nothing written)`);
+    return members.map((m) => ({ name: m.name, runDir: memberRunDir(studyDir, m.name), exitCode: 0, skipped: true }));
+  }
+
+  const { studyDir, members } = prepareStudy(loaded, opts);
+  say(`study ${loaded.spec.name}: ${members.length} runs into ${studyDir}${jobs > 1 ? `, ${jobs} at a time` : ''}`);
+  if (opts.json) out({ event: 'study', studyDir, members: members.map((m) => m.name) });
+
+  const results: MemberResult[] = [];
+  const running = new Set<ChildProcess>();
+  let interrupted = false;
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (!interrupted) say(`${sig}: stopping the running members (finished runs are kept)`);
+    interrupted = true;
+    for (const c of running) c.kill(sig);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  // Children live in their own process group (so a terminal's Ctrl-C reaches them once, through us); don't orphan them.
+  const onExit = () => {
+    for (const c of running) c.kill('SIGTERM');
+  };
+  process.on('exit', onExit);
+
+  const runOne = (m: StudyMember, index: number): Promise<MemberResult> => {
+    const runDir = memberRunDir(studyDir, m.name);
+    const tag = `[${m.name}]`;
+    const state = runState(runDir);
+    if (state === 'complete') {
+      say(`${tag} already complete, kept`);
+      if (opts.json) out({ event: 'member-end', member: m.name, runDir, exitCode: 0, skipped: true });
+      return Promise.resolve({ name: m.name, runDir, exitCode: 0, skipped: true });
+    }
+    say(`${tag} (${index + 1}/${members.length}) starting`);
+    if (opts.json) out({ event: 'member-start', member: m.name, runDir });
+    const passThrough = jobs === 1;
+    return new Promise((resolve) => {
+      const args = memberArgs(studyDir, m.name, opts.json, opts.extraArgs);
+      if (opts.runner) args[0] = opts.runner;
+      // `run` never writes into a non-empty directory: an interrupted member continues with --resume.
+      if (state === 'started') args.splice(args.indexOf('--out'), 2, '--resume', runDir);
+      const child = spawn(process.execPath, args, {
+        stdio: ['ignore', opts.json || !passThrough ? 'pipe' : 'inherit', passThrough ? 'inherit' : 'pipe'],
+        detached: true,
+      });
+      running.add(child);
+      lines(child.stdout, (line) => {
+        if (opts.json) {
+          let obj: unknown;
+          try {
+            obj = JSON.parse(line);
+          } catch {
+            obj = undefined;
+          }
+          if (obj && typeof obj === 'object' && !Array.isArray(obj)) out({ ...(obj as object), member: m.name });
+          else say(`${tag} ${line}`);
+        } else process.stdout.write(`${tag} ${line}\n`);
+      });
+      lines(child.stderr, (line) => say(`${tag} ${line}`));
+      let settled = false;
+      const finish = (exitCode: number) => {
+        if (settled) return;
+        settled = true;
+        running.delete(child);
+        say(`${tag} ${exitCode === 0 ? 'done' : `failed (exit ${exitCode})`}`);
+        if (opts.json) out({ event: 'member-end', member: m.name, runDir, exitCode, skipped: false });
+        resolve({ name: m.name, runDir, exitCode, skipped: false });
+      };
+      child.on('error', (err) => {
+        say(`${tag} cannot start: ${err.message}`);
+        finish(1);
+      });
+      child.on('close', (code, signal) => finish(code ?? (signal === 'SIGINT' || signal === 'SIGTERM' ? 130 : 1)));
+    });
+  };
+
+  try {
+    let next = 0;
+    const worker = async () => {
+      while (!interrupted && next < members.length) {
+        const i = next++;
+        results[i] = await runOne(members[i]!, i);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(jobs, members.length) }, worker));
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    process.off('exit', onExit);
+  }
+
+  const done = results.filter((r) => r !== undefined);
+  const failed = done.filter((r) => r.exitCode !== 0);
+  const notStarted = members.length - done.length;
+  const summary = { event: 'study-end', studyDir, ok: done.length - failed.length, failed: failed.map((r) => ({ member: r.name, exitCode: r.exitCode })), notStarted };
+  if (opts.json) out(summary);
+  say(`study: ${summary.ok}/${members.length} runs ok${failed.length ? `, failed: ${failed.map((r) => `${r.name} (exit ${r.exitCode})`).join(', ')}` : ''}${notStarted ? `, ${notStarted} not started` : ''}; compare with: regtrain compare ${shellQuote(path.relative(process.cwd(), studyDir) || '.')}`);
+  if (interrupted) throw new InterruptedError(`study interrupted; rerun with --out ${shellQuote(studyDir)} to finish the remaining runs`);
+  if (failed.length && failed.every((r) => r.exitCode === 2)) throw new InputError(`${failed.length} of ${members.length} runs refused their input`);
+  if (failed.length) throw new FailureError(`${failed.length} of ${members.length} runs failed`);
+  return done;
+}
