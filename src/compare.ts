@@ -377,7 +377,12 @@ export function specDiff(spec: Record<string, unknown> | null, base: Record<stri
   const a = flatten(spec);
   const b = flatten(base);
   const out: string[] = [];
+  // Inserting a layer shifts every later index: describe the whole stack instead of each shifted field.
+  const layersOf = (s: Record<string, unknown>) => (getPath(s, 'model.layers') as Record<string, Record<string, unknown>>[] | undefined) ?? [];
+  const restacked = layersOf(spec).length !== layersOf(base).length;
+  if (restacked) out.push(`model.layers=[${layersOf(spec).map(layerBrief).join(', ')}]`);
   for (const k of Object.keys(a)) {
+    if (restacked && k.startsWith('model.layers.')) continue;
     if (IDENTITY_FIELDS.has(k) || JSON.stringify(a[k]) === JSON.stringify(b[k])) continue;
     let at = k;
     if (!(k in b)) {
@@ -394,6 +399,15 @@ export function specDiff(spec: Record<string, unknown> | null, base: Record<stri
     if (!out.includes(text)) out.push(text);
   }
   return out.join(', ');
+}
+
+/** "dense 200 relu", "dropout 0.2", "flatten". */
+function layerBrief(layer: Record<string, unknown>): string {
+  const [type, cfg] = Object.entries(layer)[0] ?? ['?', {}];
+  const c = (cfg ?? {}) as Record<string, unknown>;
+  if (type === 'dense') return `dense ${c.units}${c.activation && c.activation !== 'linear' ? ` ${c.activation}` : ''}`;
+  if (type === 'dropout') return `dropout ${c.rate}`;
+  return type === 'batchNormalization' ? 'batchnorm' : type;
 }
 
 function meanCurve(runs: RunData[]): CurvePoint[] {
