@@ -141,7 +141,8 @@ export function bindSpec(model: tf.Sequential | tf.LayersModel, spec: Experiment
 /** Keras's penalty of one tensor: l1·Σ|w| + l2·Σw² (no ½). Call inside tf.tidy or a gradient closure. */
 export function penaltyOf(w: tf.Tensor, l1: number, l2: number): tf.Scalar {
   let p: tf.Scalar = tf.scalar(0);
-  if (l1 > 0) p = p.add(tf.abs(w).sum().mul(l1));
+  // Σ w·sign(w) = Σ|w|, with Keras's gradient sign(w) (0 at w = 0; tfjs's abs gradient gives −1 there).
+  if (l1 > 0) p = p.add(tf.mul(w, tf.sign(w)).sum().mul(l1));
   if (l2 > 0) p = p.add(tf.square(w).sum().mul(l2));
   return p;
 }

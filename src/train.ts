@@ -197,7 +197,8 @@ export interface TrainResult {
   /** Early stopping's best epoch by its monitor (the weights the model ends with when restoreBestWeights), else null. */
   bestEpoch: number | null;
   /** Where training found a non-finite loss, for the error message. */
-  nonFinite?: { epoch: number; step: number };
+  /** `step` null: the validation loss at the epoch's end. */
+  nonFinite?: { epoch: number; step: number | null };
 }
 
 interface Monitor {
@@ -298,6 +299,11 @@ export async function train(built: BuiltModel, step: TrainStep, data: { train: S
       const v = evaluateSplit(built, validation);
       valLoss = v.dataLoss + v.activityPenalty + Object.values(penalties).reduce((a, c) => a + c, 0);
       valAccuracy = v.accuracy;
+      if (!Number.isFinite(valLoss)) {
+        stopReason = 'non-finite-loss';
+        nonFinite = { epoch, step: null };
+        break;
+      }
     }
     const record: EpochRecord = {
       epoch,

@@ -299,10 +299,10 @@ async function finish(spec: ExperimentSpec, built: BuiltModel, data: Dataset, ba
   }
   if (result.stopReason === 'non-finite-loss') {
     const at = result.nonFinite!;
-    throw new FailureError(`the loss became NaN or infinite at epoch ${at.epoch}, step ${at.step}: training stopped; try a smaller learning rate or smaller penalties (history so far is in ${runDir})`);
+    throw new FailureError(`the ${at.step === null ? 'validation loss' : 'loss'} became NaN or infinite at epoch ${at.epoch}${at.step === null ? '' : `, step ${at.step}`}: training stopped; try a smaller learning rate or smaller penalties (history so far is in ${runDir})`);
   }
   if (result.stopReason === 'early-stopping') out.info(`Early stopping after epoch ${result.history.length}${result.bestEpoch ? `; best epoch ${result.bestEpoch}` : ''}`);
-  else if (result.bestEpoch) out.info(`Restored the weights of epoch ${result.bestEpoch} (best ${spec.training.earlyStopping?.monitor})`);
+  else if (result.bestEpoch && spec.training.earlyStopping?.restoreBestWeights) out.info(`Restored the weights of epoch ${result.bestEpoch} (best ${spec.training.earlyStopping?.monitor})`);
   out.result(`Test: loss: ${test!.loss.toFixed(4)} - accuracy: ${test!.accuracy.toFixed(4)} (${test!.count} images)`);
   out.result(`Done in ${fmtSeconds(elapsed())}; run directory: ${displayPath(runDir)}`);
   out.event({ event: 'test', loss: test!.loss, accuracy: test!.accuracy, count: test!.count, train_accuracy: trainEval!.accuracy });
