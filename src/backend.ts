@@ -1,6 +1,7 @@
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { FailureError, InputError } from './errors';
+import { installAcceleratedKernels } from './accel/kernels';
 
 export type BackendChoice = 'auto' | 'tfjs-node' | 'wasm' | 'cpu';
 
@@ -9,6 +10,20 @@ export interface BackendInfo {
   name: string;
   /** One line for the user: which backend and why. */
   reason: string;
+  /** Whether OpenBLAS kernels run the matmuls (wasm/cpu only), and why (not). */
+  blas: { installed: boolean; reason: string };
+}
+
+/** REGTRAIN_ACCEL=off keeps tfjs's own kernels and the reference training step (for comparisons). */
+export function accelerationDisabled(): boolean {
+  return /^(off|0|false|no)$/i.test(process.env.REGTRAIN_ACCEL ?? '');
+}
+
+function withKernels(name: string, reason: string): BackendInfo {
+  if (name === 'tensorflow') return { name, reason, blas: { installed: false, reason: 'tfjs-node runs its own native kernels' } };
+  if (accelerationDisabled()) return { name, reason, blas: { installed: false, reason: 'disabled by REGTRAIN_ACCEL=off' } };
+  const r = installAcceleratedKernels(name);
+  return { name, reason, blas: { installed: r.installed, reason: r.installed ? 'OpenBLAS matmul kernels' : r.reason } };
 }
 
 /** tfjs-node is an optional dependency: its install downloads libtensorflow, which may fail. */
@@ -45,20 +60,20 @@ export async function initBackend(choice: BackendChoice): Promise<BackendInfo> {
   if (choice === 'tfjs-node' || choice === 'auto') {
     const node = tryTfjsNode();
     if (node.ok && (await tf.setBackend('tensorflow'))) {
-      return { name: 'tensorflow', reason: 'tfjs-node (native TensorFlow)' };
+      return withKernels('tensorflow', 'tfjs-node (native TensorFlow)');
     }
     const why = node.ok ? 'tfjs-node loaded but its backend failed to initialize' : node.why;
     if (choice === 'tfjs-node') throw new InputError(`backend tfjs-node: ${why}; install it with \`npm install @tensorflow/tfjs-node\` or choose --backend wasm`);
     const wasm = await tryWasm();
-    if (wasm.ok) return { name: 'wasm', reason: `${why} — using wasm; \`npm install @tensorflow/tfjs-node\` for native speed` };
+    if (wasm.ok) return withKernels('wasm', `${why} — using wasm; \`npm install @tensorflow/tfjs-node\` for native speed`);
     if (!(await tf.setBackend('cpu'))) throw new FailureError('no tfjs backend could be initialized');
-    return { name: 'cpu', reason: `${why}; ${wasm.why} — using the pure-JS cpu backend (slow)` };
+    return withKernels('cpu', `${why}; ${wasm.why} — using the pure-JS cpu backend (slow)`);
   }
   if (choice === 'wasm') {
     const wasm = await tryWasm();
     if (!wasm.ok) throw new FailureError(`backend wasm: ${wasm.why}`);
-    return { name: 'wasm', reason: 'wasm (requested)' };
+    return withKernels('wasm', 'wasm (requested)');
   }
   if (!(await tf.setBackend('cpu'))) throw new FailureError('backend cpu failed to initialize');
-  return { name: 'cpu', reason: 'cpu (requested; pure JavaScript, slow)' };
+  return withKernels('cpu', 'cpu (requested; pure JavaScript)');
 }

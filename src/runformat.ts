@@ -78,6 +78,8 @@ export interface MetricsFile {
    */
   trainEval: { loss: number; accuracy: number; count: number } | null;
   seconds: { total: number; perEpoch: number[] };
+  /** Peak resident memory of the training process, in MiB. */
+  peakRssMB: number;
   finalWeights: WeightStats[];
   histograms: Histogram[];
   parameters: { total: number; trainable: number };

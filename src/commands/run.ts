@@ -220,7 +220,8 @@ export async function runExperiment(spec: ExperimentSpec, opts: RunOptions, resu
       { train: data.train, validation: data.validation },
       { training: spec.training, seed: spec.seed, shouldStop: signals.stopRequested, ...(resumeState ? { resume: resumeState } : {}) },
       {
-        onEpochStart: (_epoch, _epochs, steps) => {
+        onEpochStart: (epoch, epochs, steps) => {
+          if (epoch === (resumeState?.epoch ?? 0) + 1) out.event({ event: 'training', epochs, steps, seconds: elapsed() });
           bar?.start(steps, 0, { loss: '-', rate: '-' });
           barStarted = Date.now();
         },
@@ -281,6 +282,7 @@ async function finish(spec: ExperimentSpec, built: BuiltModel, data: Dataset, ba
     test,
     trainEval,
     seconds: { total: elapsed(), perEpoch: result.history.map((e) => e.seconds) },
+    peakRssMB: Math.round(process.resourceUsage().maxRSS / 1024),
     finalWeights: weightStats(built),
     histograms: weightHistograms(built),
     parameters: parameterCounts(built.model),
@@ -306,7 +308,7 @@ async function finish(spec: ExperimentSpec, built: BuiltModel, data: Dataset, ba
   out.result(`Test: loss: ${test!.loss.toFixed(4)} - accuracy: ${test!.accuracy.toFixed(4)} (${test!.count} images)`);
   out.result(`Done in ${fmtSeconds(elapsed())}; run directory: ${displayPath(runDir)}`);
   out.event({ event: 'test', loss: test!.loss, accuracy: test!.accuracy, count: test!.count, train_accuracy: trainEval!.accuracy });
-  out.event({ event: 'done', runDir, seconds: elapsed(), epochs: result.history.length, stopReason: result.stopReason });
+  out.event({ event: 'done', runDir, seconds: elapsed(), epochs: result.history.length, stopReason: result.stopReason, peakRssMB: metrics.peakRssMB });
   return runDir;
 }
 

@@ -1,0 +1,340 @@
+/**
+ * BLAS-backed `BatchMatMul` and `_FusedMatMul` kernels for tfjs's `cpu` and `wasm` backends.
+ *
+ * `installAcceleratedKernels(name)` replaces the backend's registered kernels with wrappers that run
+ * OpenBLAS's cblas_sgemm on the tensors' own memory (the cpu backend's Float32Arrays; for wasm, views
+ * of the module heap at each tensor's `memoryOffset`) and allocate the output through the backend the
+ * way its own kernels do. Anything the wrapper does not handle (non-float32, a broadcast pattern other
+ * than "equal batch or batch 1", a bias that is not a length-N vector, an activation other than
+ * linear/relu/relu6, prelu weights, empty tensors) goes to the original kernel, which is kept.
+ * `uninstallAcceleratedKernels(name)` puts the originals back.
+ *
+ * Numbers: BLAS sums in a different order than tfjs's loops/XNNPACK, so results agree to float32
+ * rounding: |Δ| ≤ 1e-5 · max|C| on the test shapes (see test/accel.test.ts), not bit for bit.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { loadBlas, type Blas } from './blas';
+
+type TensorInfo = tf.TensorInfo;
+
+interface MatMulAttrs {
+  transposeA: boolean;
+  transposeB: boolean;
+}
+interface FusedAttrs extends MatMulAttrs {
+  activation?: string | null;
+  leakyreluAlpha?: number;
+}
+interface KernelArgs {
+  inputs: Record<string, TensorInfo | undefined | null>;
+  backend: unknown;
+  attrs?: Record<string, unknown>;
+}
+
+/** What a backend must give: float32 memory of a tensor (base array + element offset) and an output allocator. */
+interface MemoryAccess {
+  /** Base array and element offset of a float32 tensor's data, or null if not plainly available. */
+  floats(t: TensorInfo): { base: Float32Array; offset: number } | null;
+  /** Allocate a float32 output; returns its info and a getter for (base, offset) valid after all allocations. */
+  alloc(shape: number[]): { info: TensorInfo; mem: () => { base: Float32Array; offset: number } };
+}
+
+interface WasmBackendLike {
+  dataIdMap: { get(id: unknown): { memoryOffset: number | null; dtype: string } | undefined };
+  wasm: { HEAPF32: Float32Array };
+  makeOutput(shape: number[], dtype: string): TensorInfo;
+}
+interface CpuBackendLike {
+  data: { get(id: unknown): { values?: unknown } | undefined };
+  makeTensorInfo(shape: number[], dtype: string, values?: Float32Array): TensorInfo;
+}
+
+function wasmAccess(backend: WasmBackendLike): MemoryAccess {
+  return {
+    floats(t) {
+      const d = backend.dataIdMap.get(t.dataId);
+      if (!d || d.dtype !== 'float32' || d.memoryOffset == null || d.memoryOffset % 4 !== 0) return null;
+      return { base: backend.wasm.HEAPF32, offset: d.memoryOffset >>> 2 };
+    },
+    alloc(shape) {
+      const info = backend.makeOutput(shape, 'float32');
+      // Re-read HEAPF32 at use time: a malloc may have grown (and replaced) the heap's buffer.
+      return { info, mem: () => ({ base: backend.wasm.HEAPF32, offset: backend.dataIdMap.get(info.dataId)!.memoryOffset! >>> 2 }) };
+    },
+  };
+}
+
+function cpuAccess(backend: CpuBackendLike): MemoryAccess {
+  return {
+    floats(t) {
+      const v = backend.data.get(t.dataId)?.values;
+      return v instanceof Float32Array ? { base: v, offset: 0 } : null;
+    },
+    alloc(shape) {
+      const size = shape.reduce((a, b) => a * b, 1);
+      const values = new Float32Array(size);
+      const info = backend.makeTensorInfo(shape, 'float32', values);
+      return { info, mem: () => ({ base: values, offset: 0 }) };
+    },
+  };
+}
+
+interface Plan {
+  m: number;
+  n: number;
+  k: number;
+  batch: number;
+  batchA: number;
+  batchB: number;
+  outShape: number[];
+}
+
+/** Shapes for C = op(A)·op(B) with leading batch dims, or null when we leave it to the original kernel. */
+export function planMatMul(aShape: number[], bShape: number[], transposeA: boolean, transposeB: boolean): Plan | null {
+  const ra = aShape.length;
+  const rb = bShape.length;
+  if (ra < 2 || rb < 2) return null;
+  const m = transposeA ? aShape[ra - 1] : aShape[ra - 2];
+  const kA = transposeA ? aShape[ra - 2] : aShape[ra - 1];
+  const kB = transposeB ? bShape[rb - 1] : bShape[rb - 2];
+  const n = transposeB ? bShape[rb - 2] : bShape[rb - 1];
+  if (kA !== kB) return null; // the original kernel raises tfjs's own error message
+  const outerA = aShape.slice(0, -2);
+  const outerB = bShape.slice(0, -2);
+  let outer: number[];
+  try {
+    outer = tf.broadcast_util.assertAndGetBroadcastShape(outerA, outerB);
+  } catch {
+    return null;
+  }
+  const prod = (s: number[]) => s.reduce((x, y) => x * y, 1);
+  const batch = prod(outer);
+  const batchA = prod(outerA);
+  const batchB = prod(outerB);
+  // Each operand must either be one matrix reused for every batch or have exactly the output's batch
+  // layout (equal product ⇒ equal dims, since each dim is 1 or the output's).
+  if (!(batchA === 1 || batchA === batch) || !(batchB === 1 || batchB === batch)) return null;
+  if (m === 0 || n === 0 || kA === 0 || batch === 0) return null;
+  return { m, n, k: kA, batch, batchA, batchB, outShape: [...outer, m, n] };
+}
+
+function runGemm(
+  blas: Blas,
+  p: Plan,
+  tA: boolean,
+  tB: boolean,
+  a: { base: Float32Array; offset: number },
+  b: { base: Float32Array; offset: number },
+  c: { base: Float32Array; offset: number },
+): void {
+  const { m, n, k, batch, batchA, batchB } = p;
+  const lda = tA ? m : k;
+  const ldb = tB ? k : n;
+  const aSize = m * k;
+  const bSize = k * n;
+  const cSize = m * n;
+  const sgemm = blas.sgemmUnchecked;
+  if (batch > 1 && batchB === 1 && batchA === batch && !tA) {
+    // Stack the A matrices: one (batch·M)×K by K×N product.
+    sgemm(false, tB, batch * m, n, k, 1, a.base.subarray(a.offset, a.offset + batch * aSize), lda, b.base.subarray(b.offset, b.offset + bSize), ldb, 0, c.base.subarray(c.offset, c.offset + batch * cSize), n);
+    return;
+  }
+  for (let i = 0; i < batch; i++) {
+    const ao = a.offset + (batchA === 1 ? 0 : i * aSize);
+    const bo = b.offset + (batchB === 1 ? 0 : i * bSize);
+    const co = c.offset + i * cSize;
+    sgemm(tA, tB, m, n, k, 1, a.base.subarray(ao, ao + aSize), lda, b.base.subarray(bo, bo + bSize), ldb, 0, c.base.subarray(co, co + cSize), n);
+  }
+}
+
+const FUSABLE = new Set(['linear', 'relu', 'relu6']);
+
+function applyBiasActivation(c: Float32Array, off: number, rows: number, n: number, bias: Float32Array | null, biasOff: number, act: string): void {
+  const end = off + rows * n;
+  if (bias) {
+    for (let r = off; r < end; r += n) {
+      for (let j = 0; j < n; j++) c[r + j] += bias[biasOff + j];
+    }
+  }
+  if (act === 'relu') {
+    for (let i = off; i < end; i++) if (c[i] < 0) c[i] = 0;
+  } else if (act === 'relu6') {
+    for (let i = off; i < end; i++) {
+      const v = c[i];
+      if (v < 0) c[i] = 0;
+      else if (v > 6) c[i] = 6;
+    }
+  }
+}
+
+type KernelFunc = (args: KernelArgs) => TensorInfo | TensorInfo[];
+
+interface Installed {
+  originals: tf.KernelConfig[];
+  blas: boolean;
+}
+const installed = new Map<string, Installed>();
+
+/** Counters, for tests and benchmarks: how many calls took the BLAS path vs fell back. */
+export const accelStats = { blasCalls: 0, fallbacks: 0 };
+
+function makeAccess(backendName: string, backend: unknown): MemoryAccess | null {
+  if (backendName === 'wasm') return wasmAccess(backend as WasmBackendLike);
+  if (backendName === 'cpu') return cpuAccess(backend as CpuBackendLike);
+  return null;
+}
+
+function batchMatMulFunc(blas: Blas, backendName: string, original: KernelFunc): KernelFunc {
+  return (args) => {
+    const { a, b } = args.inputs as { a: TensorInfo; b: TensorInfo };
+    const { transposeA, transposeB } = args.attrs as unknown as MatMulAttrs;
+    const acc = makeAccess(backendName, args.backend);
+    const p = a.dtype === 'float32' && b.dtype === 'float32' ? planMatMul(a.shape, b.shape, !!transposeA, !!transposeB) : null;
+    const am = p && acc ? acc.floats(a) : null;
+    const bm = p && acc ? acc.floats(b) : null;
+    if (!p || !acc || !am || !bm) {
+      accelStats.fallbacks++;
+      return original(args);
+    }
+    const out = acc.alloc(p.outShape);
+    // Heap may have moved during alloc: fetch the input views again.
+    runGemm(blas, p, !!transposeA, !!transposeB, acc.floats(a)!, acc.floats(b)!, out.mem());
+    accelStats.blasCalls++;
+    return out.info;
+  };
+}
+
+function fusedMatMulFunc(blas: Blas, backendName: string, original: KernelFunc): KernelFunc {
+  return (args) => {
+    const { a, b, bias, preluActivationWeights } = args.inputs as Record<string, TensorInfo | null | undefined>;
+    const attrs = args.attrs as unknown as FusedAttrs;
+    const act = attrs.activation == null ? 'linear' : String(attrs.activation);
+    const acc = makeAccess(backendName, args.backend);
+    const p =
+      a && b && a.dtype === 'float32' && b.dtype === 'float32' && preluActivationWeights == null && FUSABLE.has(act)
+        ? planMatMul(a.shape, b.shape, !!attrs.transposeA, !!attrs.transposeB)
+        : null;
+    const biasOk = !bias || (bias.dtype === 'float32' && bias.shape.reduce((x, y) => x * y, 1) === p?.n && bias.shape[bias.shape.length - 1] === p?.n);
+    if (!p || !acc || !biasOk || !acc.floats(a!) || !acc.floats(b!) || (bias && !acc.floats(bias))) {
+      accelStats.fallbacks++;
+      return original(args);
+    }
+    const out = acc.alloc(p.outShape);
+    const cm = out.mem();
+    runGemm(blas, p, !!attrs.transposeA, !!attrs.transposeB, acc.floats(a!)!, acc.floats(b!)!, cm);
+    const bm = bias ? acc.floats(bias)! : null;
+    applyBiasActivation(cm.base, cm.offset, p.batch * p.m, p.n, bm ? bm.base : null, bm ? bm.offset : 0, act);
+    accelStats.blasCalls++;
+    return out.info;
+  };
+}
+
+interface WasmHeapBackend {
+  dataIdMap: { get(id: unknown): { memoryOffset: number | null } | undefined };
+  wasm: { HEAPU8: Uint8Array };
+  makeOutput(shape: number[], dtype: string): TensorInfo;
+}
+
+/**
+ * tfjs-wasm 4.22's Slice copies the WHOLE input out of the heap (`readSync`) before taking the slice,
+ * so every batch that model.fit (or a loop) slices from a 60000×784 training set costs a 188 MB copy.
+ * For a contiguous slice (e.g. rows of a batch along axis 0) this copies only the slice, heap to heap.
+ * Other slices and strings go to the original kernel. Needs no BLAS.
+ */
+function wasmSliceFunc(original: KernelFunc): KernelFunc {
+  return (args) => {
+    const x = args.inputs.x as TensorInfo;
+    const { begin, size } = args.attrs as unknown as { begin: number | number[]; size?: number | number[] };
+    const bpe = x.dtype === 'float32' || x.dtype === 'int32' ? 4 : x.dtype === 'bool' ? 1 : 0;
+    if (!bpe) return original(args);
+    const [b, sz] = tf.slice_util.parseSliceParams(x as unknown as tf.Tensor, begin, size);
+    if (!tf.slice_util.isSliceContinous(x.shape, b, sz)) return original(args);
+    const backend = args.backend as WasmHeapBackend;
+    const out = backend.makeOutput(sz, x.dtype);
+    const n = sz.reduce((p, q) => p * q, 1);
+    if (n === 0) return out;
+    const flat = tf.slice_util.computeFlatOffset(b, tf.util.computeStrides(x.shape));
+    const xOff = backend.dataIdMap.get(x.dataId)?.memoryOffset;
+    const oOff = backend.dataIdMap.get(out.dataId)?.memoryOffset;
+    if (xOff == null || oOff == null) {
+      (args.backend as { disposeData(id: unknown): void }).disposeData(out.dataId);
+      return original(args);
+    }
+    const start = xOff + flat * bpe;
+    backend.wasm.HEAPU8.copyWithin(oOff, start, start + n * bpe);
+    return out;
+  };
+}
+
+export interface InstallResult {
+  installed: boolean;
+  reason: string;
+  /** Kernel names now wrapped (BatchMatMul/_FusedMatMul via BLAS; on wasm also Slice, even without BLAS). */
+  kernels?: string[];
+}
+
+/**
+ * Register the BLAS kernels for `backendName` ('cpu' or 'wasm'), and on wasm the Slice fix (which
+ * needs no BLAS, so it is installed even when `installed` comes back false). Never throws. Safe to call before or
+ * after the backend is initialised; the originals' setup/dispose functions are kept on the wrappers.
+ */
+export function installAcceleratedKernels(backendName: string, opts: { threads?: number; sliceFix?: boolean } = {}): InstallResult {
+  try {
+    if (backendName !== 'cpu' && backendName !== 'wasm') {
+      return { installed: false, reason: `no BLAS kernels for backend '${backendName}' (only cpu, wasm)` };
+    }
+    if (installed.has(backendName)) {
+      const inst = installed.get(backendName)!;
+      return { installed: inst.blas, reason: 'already installed', kernels: inst.originals.map((c) => c.kernelName) };
+    }
+    const blas = loadBlas({ threads: opts.threads });
+    const originals: tf.KernelConfig[] = [];
+    const names: Array<[string, (o: KernelFunc) => KernelFunc]> = [];
+    if (backendName === 'wasm' && opts.sliceFix !== false) names.push(['Slice', (o) => wasmSliceFunc(o)]);
+    if (blas.ok) {
+      names.push(['BatchMatMul', (o) => batchMatMulFunc(blas, backendName, o)]);
+      names.push(['_FusedMatMul', (o) => fusedMatMulFunc(blas, backendName, o)]);
+    }
+    for (const [name, wrap] of names) {
+      const orig = tf.getKernel(name, backendName);
+      if (!orig) continue;
+      originals.push(orig);
+      tf.unregisterKernel(name, backendName);
+      tf.registerKernel({
+        kernelName: name,
+        backendName,
+        kernelFunc: wrap(orig.kernelFunc as unknown as KernelFunc) as unknown as tf.KernelFunc,
+        setupFunc: orig.setupFunc,
+        disposeFunc: orig.disposeFunc,
+      });
+    }
+    if (originals.length > 0) installed.set(backendName, { originals, blas: blas.ok });
+    if (!blas.ok) return { installed: false, reason: blas.reason, kernels: originals.map((c) => c.kernelName) };
+    if (!originals.some((c) => c.kernelName === 'BatchMatMul')) {
+      return { installed: false, reason: `backend '${backendName}' has no MatMul kernels registered (is its package loaded?)` };
+    }
+    return {
+      installed: true,
+      reason: `${blas.library} (${blas.config}), ${blas.getThreads()} thread(s)`,
+      kernels: originals.map((c) => c.kernelName),
+    };
+  } catch (e) {
+    return { installed: false, reason: `install failed: ${(e as Error).message}` };
+  }
+}
+
+/** Put the backend's original kernels back. Returns false if nothing was installed. */
+export function uninstallAcceleratedKernels(backendName: string): boolean {
+  const inst = installed.get(backendName);
+  if (!inst) return false;
+  for (const orig of inst.originals) {
+    tf.unregisterKernel(orig.kernelName, backendName);
+    tf.registerKernel(orig);
+  }
+  installed.delete(backendName);
+  return true;
+}
+
+export function acceleratedKernelsInstalled(backendName: string): boolean {
+  return installed.has(backendName);
+}

@@ -1,0 +1,445 @@
+/**
+ * A lean training step for a tfjs Sequential model of Dense layers (optionally a leading Flatten), with
+ * a final softmax Dense, sparse categorical cross-entropy and SGD (optionally momentum/Nesterov).
+ *
+ * It runs the same math as `model.fit` / `model.trainOnBatch` + `optimizer.minimize`, but with hand-
+ * written gradients instead of the autodiff tape: ~80 kernels a step instead of ~280, no per-batch
+ * metric tensors, and no gradient for the input batch (autodiff computes dL/dx of the first layer
+ * and throws it away: at batch 512 that is a 512×200×784 GEMM, a sixth of the step's FLOPs).
+ *
+ * Every tensor op is tfjs's (forward through tf.fused.matMul with each layer's own kernel, bias and
+ * activation; gradients through tf.matMul/sum/step/mul/add), so BLAS kernels installed with
+ * installAcceleratedKernels() are used when present and tfjs's own kernels otherwise.
+ *
+ * Semantics, matched to tfjs-layers 4.22:
+ * - Loss: sparseCategoricalCrossentropy(y, p) = −log(clip(q_y, ε, 1−ε)) with q = clip(p, ε, 1−ε)/Σclip(p),
+ *   ε = 1e-7 (tfjs clips twice). Its gradient is computed exactly through both clips, the
+ *   renormalisation and the softmax (in JS on the B×C probabilities, float64 then rounded to float32),
+ *   times 1/B for the batch mean. Away from the clip bounds this is (p − onehot)/B.
+ * - Penalties: Keras l1·Σ|w| + l2·Σw² on kernels; gradient l1·sign(w) + 2·l2·w with sign(0) = 0, as
+ *   Keras (tfjs's own Abs gradient would give −l1 at w = 0; the reference path computes Σ w·sign(w)
+ *   to get Keras's gradient, and this step does the same).
+ * - ReLU gradient: dy·step(z) with step(0) = 0, as tfjs (mask taken from the layer output a = relu(z):
+ *   a > 0 ⇔ z > 0).
+ * - SGD: w ← w + (−lr)·g, as tfjs's SGDOptimizer. Momentum m > 0 follows tfjs's MomentumOptimizer:
+ *   acc ← m·acc + g; w ← w − lr·acc (Nesterov: w ← w − lr·(g + m·acc)). For a constant lr this is
+ *   Keras's v ← m·v − lr·g; w ← w + v (Nesterov w ← w + m·v − lr·g) with v = −lr·acc, and the same
+ *   numbers up to float32 rounding.
+ * - Accuracy: argmax(p) (first maximum) == y, as tfjs's sparseCategoricalAccuracy.
+ *
+ * Agreement with trainOnBatch: float32 rounding only (different summation orders); verified ≤ 1e-5
+ * relative on weights and losses after 20 steps (test/accel.test.ts).
+ */
+import * as tf from '@tensorflow/tfjs';
+
+/** Per-batch results. `dataLoss` is the SUM over the batch of per-sample cross-entropy (no penalty):
+ *  divide by `batchSize` for the batch mean Keras reports (before adding the penalty). */
+export interface StepResult {
+  dataLoss: number;
+  correct: number;
+  batchSize: number;
+  /** Kernel penalties at the weights before this step's update. */
+  penalty: number;
+}
+
+export interface TrainStep {
+  run(x: tf.Tensor2D | tf.Tensor3D, y: tf.Tensor1D): StepResult;
+  /** Σ over the penalised layers of l1·Σ|w| + l2·Σw² at the current weights (Keras's regularisation loss). */
+  penalty(): number;
+  /** Momentum accumulators by name (empty for plain SGD), for checkpoints. */
+  optimizerState(): { name: string; tensor: tf.Tensor }[];
+  setOptimizerState(state: { name: string; tensor: tf.Tensor }[]): void;
+  /** Frees momentum accumulators (the model's weights are untouched). */
+  dispose(): void;
+}
+
+export interface LeanStepOptions {
+  learningRate: number;
+  momentum: number;
+  nesterov: boolean;
+  /**
+   * On the cpu and wasm backends, apply penalty gradient + SGD/momentum update in one JS pass over
+   * the tensors' memory (default true) instead of ~7 tfjs kernels per weight: in place on cpu; on
+   * wasm into a fresh tensor that is then assigned (tfjs-wasm caches packed weights per tensor id).
+   * Used only when the variable's data is not shared (refCount 1); otherwise, and on other
+   * backends, tfjs ops. Default: on for cpu (its kernels are JS loops too: 1 pass beats ~7), off for
+   * wasm (its SIMD kernels beat a JS loop: measured ~1.5 ms vs ~0.3 ms for the 784×200 kernel).
+   */
+  inPlace?: boolean;
+}
+
+export interface Penalty {
+  layerIndex: number;
+  l1: number;
+  l2: number;
+}
+
+interface DenseLike {
+  getClassName(): string;
+  kernel: { read(): tf.Variable } | null;
+  bias: { read(): tf.Variable } | null;
+  activation: { getClassName(): string } | null;
+  kernelRegularizer?: { getConfig?(): Record<string, unknown> } | null;
+  biasRegularizer?: unknown;
+  activityRegularizer?: unknown;
+  units?: number;
+}
+
+interface DensePlan {
+  layerIndex: number;
+  kernel: tf.Variable;
+  bias: tf.Variable | null;
+  act: 'relu' | 'linear' | 'softmax';
+  l1: number;
+  l2: number;
+  accK: tf.Variable | null;
+  accB: tf.Variable | null;
+}
+
+/**
+ * The float32 memory of a tensor on the cpu or wasm backend (a view, not a copy), or null. With
+ * `exclusive`, only if no other tensor shares the data (so writing to it changes only this tensor).
+ * Valid until the next tensor allocation (a wasm malloc may move the heap).
+ */
+function ownFloats(t: tf.Tensor, exclusive: boolean): Float32Array | null {
+  if (t.dtype !== 'float32') return null;
+  const name = tf.getBackend();
+  const backend = tf.backend() as unknown as {
+    dataIdMap?: { get(id: unknown): { memoryOffset: number; refCount: number } | undefined };
+    wasm?: { HEAPF32: Float32Array };
+    data?: { get(id: unknown): { values?: unknown; refCount: number } | undefined };
+  };
+  if (name === 'wasm' && backend.dataIdMap && backend.wasm) {
+    const d = backend.dataIdMap.get(t.dataId);
+    if (!d || (exclusive && d.refCount !== 1)) return null;
+    return new Float32Array(backend.wasm.HEAPF32.buffer, d.memoryOffset, t.size);
+  }
+  if (name === 'cpu' && backend.data) {
+    const d = backend.data.get(t.dataId);
+    if (!d || !(d.values instanceof Float32Array) || (exclusive && d.refCount !== 1)) return null;
+    return d.values.length === t.size ? d.values : null;
+  }
+  return null;
+}
+
+/**
+ * One fused pass over a weight tensor: the penalty's sums at the old weights, its gradient
+ * l1·sign(w) + l2x2·w added to the data gradient, and the SGD update into D (D may be W).
+ * Each step rounds to float32 where tfjs's op-by-op path does (g + l1·sign, + l2x2·w, lr·g, w + …):
+ * a weight that L1 makes dither around zero follows the same side as on the reference path.
+ * The sign is branch-free: weights are positive or negative at random, and a mispredicted
+ * branch per weight made this loop 3× slower.
+ */
+function sgdPass(W: Float32Array, G: Float32Array, D: Float32Array, l1: number, l2x2: number, lr: number): { abs: number; sq: number } {
+  let abs = 0;
+  let sq = 0;
+  const n = W.length;
+  for (let i = 0; i < n; i++) {
+    const w = W[i]!;
+    const s = +(w > 0) - +(w < 0); // a ternary here compiles to a branch
+    abs += s * w;
+    sq += w * w;
+    const g = Math.fround(Math.fround(G[i]! + l1 * s) + Math.fround(l2x2 * w));
+    D[i] = w + Math.fround(lr * g);
+  }
+  return { abs, sq };
+}
+
+/** As sgdPass, with tfjs's momentum: acc ← m·acc + g; w ← w − lr·acc (Nesterov: w ← w − lr·(g + m·acc)). */
+function sgdMomentumPass(W: Float32Array, G: Float32Array, A: Float32Array, D: Float32Array, l1: number, l2x2: number, lr: number, m: number, nesterov: boolean): { abs: number; sq: number } {
+  let abs = 0;
+  let sq = 0;
+  const n = W.length;
+  for (let i = 0; i < n; i++) {
+    const w = W[i]!;
+    const s = +(w > 0) - +(w < 0); // a ternary here compiles to a branch
+    abs += s * w;
+    sq += w * w;
+    const g = Math.fround(Math.fround(G[i]! + l1 * s) + Math.fround(l2x2 * w));
+    const a = Math.fround(Math.fround(m * A[i]!) + g);
+    A[i] = a;
+    D[i] = w + Math.fround(lr * (nesterov ? Math.fround(g + Math.fround(a * m)) : a));
+  }
+  return { abs, sq };
+}
+
+const EPS = Math.fround(1e-7);
+const ONE_MINUS_EPS = Math.fround(1 - 1e-7);
+
+/** Read {l1, l2} per Dense layer from the model's kernelRegularizers (tfjs L1L2). */
+export function penaltiesFromModel(model: tf.Sequential): Penalty[] | { unsupported: string } {
+  const out: Penalty[] = [];
+  model.layers.forEach((layer, i) => {
+    const reg = (layer as unknown as DenseLike).kernelRegularizer;
+    if (!reg) return;
+    const cfg = reg.getConfig ? reg.getConfig() : {};
+    out.push({ layerIndex: i, l1: Number(cfg.l1 ?? 0), l2: Number(cfg.l2 ?? 0) });
+  });
+  return out;
+}
+
+export function createLeanStep(model: tf.Sequential, opts: LeanStepOptions, penalties: Penalty[]): TrainStep | { unsupported: string } {
+  const layers = model.layers as unknown as DenseLike[];
+  let flatten = false;
+  const dense: DensePlan[] = [];
+  const fromModel = penaltiesFromModel(model);
+  if ('unsupported' in fromModel) return fromModel;
+  const pen = new Map(penalties.map((p) => [p.layerIndex, p]));
+  for (const p of penalties) {
+    if (!(p.l1 >= 0 && p.l2 >= 0)) return { unsupported: `penalty for layer ${p.layerIndex} must be non-negative` };
+  }
+  // The model's own regularizers and the given penalties must say the same thing (else fit and this differ).
+  for (const m of fromModel) {
+    const p = pen.get(m.layerIndex);
+    if (!p ? m.l1 !== 0 || m.l2 !== 0 : Math.fround(p.l1) !== Math.fround(m.l1) || Math.fround(p.l2) !== Math.fround(m.l2)) {
+      return { unsupported: `penalties do not match layer ${m.layerIndex}'s kernelRegularizer (l1=${m.l1}, l2=${m.l2})` };
+    }
+  }
+  for (const p of penalties) {
+    if ((p.l1 !== 0 || p.l2 !== 0) && !fromModel.some((m) => m.layerIndex === p.layerIndex)) {
+      return { unsupported: `penalty given for layer ${p.layerIndex}, which has no kernelRegularizer` };
+    }
+  }
+  for (let i = 0; i < layers.length; i++) {
+    const layer = layers[i];
+    const cls = layer.getClassName();
+    if (cls === 'Flatten') {
+      if (dense.length > 0 || flatten) return { unsupported: 'Flatten is only supported as the first layer' };
+      flatten = true;
+      continue;
+    }
+    if (cls !== 'Dense') return { unsupported: `layer ${i} is ${cls}; only Flatten and Dense are supported` };
+    if (layer.biasRegularizer || layer.activityRegularizer) return { unsupported: `layer ${i} has a bias/activity regularizer` };
+    if (!layer.kernel) return { unsupported: `layer ${i} is not built` };
+    const actName = layer.activation ? layer.activation.getClassName() : 'linear';
+    const last = i === layers.length - 1;
+    if (last ? actName !== 'softmax' : actName !== 'relu' && actName !== 'linear') {
+      return { unsupported: `layer ${i} activation ${actName}: need relu/linear hidden layers and a softmax output` };
+    }
+    const p = pen.get(i);
+    dense.push({
+      layerIndex: i,
+      kernel: layer.kernel.read(),
+      bias: layer.bias ? layer.bias.read() : null,
+      act: actName as DensePlan['act'],
+      l1: p ? p.l1 : 0,
+      l2: p ? p.l2 : 0,
+      accK: null,
+      accB: null,
+    });
+  }
+  if (dense.length === 0) return { unsupported: 'no Dense layer' };
+  for (const p of penalties) {
+    if (!dense.some((d) => d.layerIndex === p.layerIndex)) return { unsupported: `penalty layer ${p.layerIndex} is not a Dense layer` };
+  }
+  for (const d of dense) {
+    if (!d.kernel.trainable) return { unsupported: `layer ${d.layerIndex} is frozen` };
+  }
+  if (!(opts.learningRate > 0) || !(opts.momentum >= 0)) return { unsupported: 'learningRate must be > 0 and momentum ≥ 0' };
+  const useMomentum = opts.momentum > 0;
+
+  const c = tf.scalar(-opts.learningRate);
+  const mom = tf.scalar(opts.momentum);
+  const l1s = dense.map((d) => (d.l1 !== 0 ? tf.scalar(d.l1) : null));
+  const l2x2s = dense.map((d) => (d.l2 !== 0 ? tf.scalar(2 * Math.fround(d.l2)) : null));
+  if (useMomentum) {
+    for (const d of dense) {
+      d.accK = tf.variable(tf.zerosLike(d.kernel), false);
+      if (d.bias) d.accB = tf.variable(tf.zerosLike(d.bias), false);
+    }
+  }
+  let dz = new Float32Array(0);
+  let ones: tf.Tensor2D | null = null;
+  const onesRow = (B: number): tf.Tensor2D => {
+    if (ones && ones.shape[1] === B) return ones;
+    ones?.dispose();
+    const fresh = tf.keep(tf.ones([1, B]) as tf.Tensor2D);
+    ones = fresh;
+    return fresh;
+  };
+
+  const update = (v: tf.Variable, g: tf.Tensor, acc: tf.Variable | null): void => {
+    if (!acc) {
+      v.assign(tf.add(tf.mul(c, g), v));
+      return;
+    }
+    const newAcc = tf.add(tf.mul(mom, acc), g);
+    const newV = opts.nesterov ? tf.add(tf.mul(c, tf.add(g, tf.mul(newAcc, mom))), v) : tf.add(tf.mul(c, newAcc), v);
+    acc.assign(newAcc);
+    v.assign(newV);
+  };
+
+  const lr32 = Math.fround(-opts.learningRate);
+  const m32 = Math.fround(opts.momentum);
+  const inPlaceOpt = opts.inPlace;
+  /**
+   * w ← w + c·(g + l1·step(w,−1) + 2·l2·w) (with momentum as `update`), in place. Returns false when
+   * the memory is not plainly reachable (other backend, shared data), and the caller uses tf ops.
+   */
+  const updateInPlace = (v: tf.Variable, g: tf.Tensor, acc: tf.Variable | null, l1: number, l2x2: number, sums?: { abs: number; sq: number }): boolean => {
+    const backendName = tf.getBackend();
+    if (backendName !== 'cpu' && backendName !== 'wasm') return false;
+    // Default on: the fused JS pass (penalty sums, penalty gradient, update) replaces ~8 tfjs kernels
+    // over the whole kernel, which cost ~0.5 ms each on wasm for the 784×200 layer.
+    if (inPlaceOpt === false) return false;
+    if (!ownFloats(v, true) || !ownFloats(g, false) || (acc && !ownFloats(acc, true))) return false;
+    // wasm: write the new weights into a fresh tensor and assign it (new dataId). tfjs-wasm caches
+    // XNNPACK operators with packed weights per tensor id, so rewriting a weight's memory in place
+    // would leave stale packed copies behind (observed: wrong losses from step 2 on). cpu: in place.
+    let fresh: tf.Tensor | null = null;
+    if (backendName === 'wasm') {
+      const b = tf.backend() as unknown as { makeOutput(shape: number[], dtype: string): tf.TensorInfo };
+      fresh = tf.engine().makeTensorFromTensorInfo(b.makeOutput(v.shape.slice(), 'float32'));
+    }
+    // Views only after the allocation above (it may grow the wasm heap).
+    const W = ownFloats(v, false)!;
+    const G = ownFloats(g, false)!;
+    const A = acc ? ownFloats(acc, true) : null;
+    const D = fresh ? ownFloats(fresh, true)! : W;
+    if (W.length !== G.length || D.length !== W.length) {
+      fresh?.dispose();
+      return false;
+    }
+    const r = A ? sgdMomentumPass(W, G, A, D, l1, l2x2, lr32, m32, opts.nesterov) : sgdPass(W, G, D, l1, l2x2, lr32);
+    const absSum = r.abs;
+    const sqSum = r.sq;
+    if (fresh) v.assign(fresh);
+    if (sums) {
+      sums.abs = absSum;
+      sums.sq = sqSum;
+    }
+    return true;
+  };
+
+  const run = (x: tf.Tensor2D | tf.Tensor3D, y: tf.Tensor1D): StepResult => {
+    const B = x.shape[0];
+    const labels = y.dataSync();
+    if (labels.length !== B) throw new Error(`lean step: ${labels.length} labels for a batch of ${B}`);
+    let dataLoss = 0;
+    let correct = 0;
+    let batchPenalty = 0;
+    tf.tidy(() => {
+      // Forward, keeping each layer's input.
+      let h: tf.Tensor2D = flatten ? tf.reshape(x, [B, -1]) : (x as tf.Tensor2D);
+      if (h.rank !== 2) throw new Error(`lean step: input of rank ${x.rank} needs a Flatten layer`);
+      const inputs: tf.Tensor2D[] = [];
+      for (const d of dense) {
+        inputs.push(h);
+        const act = d.act === 'softmax' ? 'linear' : d.act;
+        h = tf.fused.matMul({ a: h, b: d.kernel as tf.Tensor2D, bias: d.bias ?? undefined, activation: act }) as tf.Tensor2D;
+        if (d.act === 'softmax') h = tf.softmax(h);
+      }
+      const p = h.dataSync();
+      const C = h.shape[1];
+      if (dz.length !== B * C) dz = new Float32Array(B * C);
+      const invB = 1 / B;
+      for (let i = 0; i < B; i++) {
+        const o = i * C;
+        const yi = labels[i];
+        if (!(yi >= 0 && yi < C) || Math.floor(yi) !== yi) throw new Error(`lean step: label ${yi} out of range 0..${C - 1}`);
+        // Accuracy: first index of the maximum.
+        let best = 0;
+        for (let j = 1; j < C; j++) if (p[o + j] > p[o + best]) best = j;
+        if (best === yi) correct++;
+        // Keras/tfjs sparse CE: clip, renormalise, clip, −log; gradient through all of it.
+        let S = 0;
+        for (let j = 0; j < C; j++) S += Math.fround(Math.min(Math.max(p[o + j], EPS), ONE_MINUS_EPS));
+        S = Math.fround(S);
+        const c1y = Math.fround(Math.min(Math.max(p[o + yi], EPS), ONE_MINUS_EPS));
+        const q = Math.fround(c1y / S);
+        const c2 = Math.min(Math.max(q, EPS), ONE_MINUS_EPS);
+        dataLoss += -Math.log(c2);
+        const gq = q >= EPS && q <= ONE_MINUS_EPS ? -invB / c2 : 0; // dL/dq_y (mean over batch)
+        // dL/dp_j = mask1_j · gq · (δ_jy/S − c1_y/S²); then softmax: dz_j = p_j·(dp_j − Σ_k p_k·dp_k).
+        let dot = 0;
+        const base = (gq * -c1y) / (S * S);
+        for (let j = 0; j < C; j++) {
+          const pj = p[o + j];
+          const inRange = pj >= EPS && pj <= ONE_MINUS_EPS;
+          const dp = inRange ? base + (j === yi ? gq / S : 0) : 0;
+          dz[o + j] = dp; // temporarily dp
+          dot += pj * dp;
+        }
+        for (let j = 0; j < C; j++) dz[o + j] = p[o + j] * (dz[o + j] - dot);
+      }
+      let dZ: tf.Tensor2D = tf.tensor2d(dz, [B, C]);
+      // Backward, top layer first; each layer's weight is updated after its input gradient is taken.
+      for (let li = dense.length - 1; li >= 0; li--) {
+        const d = dense[li];
+        const a = inputs[li];
+        let gK: tf.Tensor = tf.matMul(a, dZ, true, false);
+        // Bias gradient Σ_rows dZ as ones(1×B)·dZ: a GEMV through the (BLAS) MatMul kernel; the wasm
+        // backend's Sum over axis 0 transposes first and costs more than the weight-gradient GEMM.
+        const gB = d.bias ? tf.reshape(tf.matMul(onesRow(B), dZ), [dZ.shape[1]]) : null;
+        let dPrev: tf.Tensor2D | null = null;
+        if (li > 0) {
+          const dA: tf.Tensor2D = tf.matMul(dZ, d.kernel as tf.Tensor2D, false, true);
+          dPrev = dense[li - 1].act === 'relu' ? (tf.mul(dA, tf.step(a)) as tf.Tensor2D) : dA;
+        }
+        // The batch's penalty is taken at the weights it was computed with (Keras logs data loss + it).
+        const sums = { abs: 0, sq: 0 };
+        if (updateInPlace(d.kernel, gK, d.accK, Math.fround(d.l1), Math.fround(2 * Math.fround(d.l2)), sums)) {
+          batchPenalty += d.l1 * sums.abs + d.l2 * sums.sq;
+        } else {
+          const l1 = l1s[li];
+          const l2x2 = l2x2s[li];
+          if (l1) {
+            // By comparisons: tfjs-wasm's Sign kernel returns 0 for |w| ≤ 1e-7.
+            const sign = tf.sub(tf.cast(tf.greater(d.kernel, 0), 'float32'), tf.cast(tf.less(d.kernel, 0), 'float32'));
+            batchPenalty += d.l1 * tf.sum(tf.mul(d.kernel, sign)).dataSync()[0]!;
+            gK = tf.add(gK, tf.mul(l1, sign));
+          }
+          if (l2x2) {
+            batchPenalty += d.l2 * tf.sum(tf.square(d.kernel)).dataSync()[0]!;
+            gK = tf.add(gK, tf.mul(l2x2, d.kernel));
+          }
+          update(d.kernel, gK, d.accK);
+        }
+        if (d.bias && gB && !updateInPlace(d.bias, gB, d.accB, 0, 0)) update(d.bias, gB, d.accB);
+        if (dPrev) dZ = dPrev;
+      }
+    });
+    return { dataLoss, correct, batchSize: B, penalty: batchPenalty };
+  };
+
+  const penalty = (): number =>
+    tf.tidy(() => {
+      let total = 0;
+      dense.forEach((d) => {
+        if (d.l1 !== 0) total += tf.sum(tf.mul(d.l1, tf.abs(d.kernel))).dataSync()[0];
+        if (d.l2 !== 0) total += tf.sum(tf.mul(d.l2, tf.square(d.kernel))).dataSync()[0];
+      });
+      return total;
+    });
+
+  const dispose = (): void => {
+    for (const d of dense) {
+      d.accK?.dispose();
+      d.accB?.dispose();
+      d.accK = null;
+      d.accB = null;
+    }
+    c.dispose();
+    mom.dispose();
+    ones?.dispose();
+    ones = null;
+    for (const t of [...l1s, ...l2x2s]) t?.dispose();
+  };
+
+  const accumulators = (): [string, tf.Variable][] =>
+    dense.flatMap((d) => [
+      ...(d.accK ? [[`${d.kernel.name}/momentum`, d.accK] as [string, tf.Variable]] : []),
+      ...(d.accB && d.bias ? [[`${d.bias.name}/momentum`, d.accB] as [string, tf.Variable]] : []),
+    ]);
+  const optimizerState = () => accumulators().map(([name, v]) => ({ name, tensor: v.clone() }));
+  const setOptimizerState = (state: { name: string; tensor: tf.Tensor }[]): void => {
+    const byName = new Map(state.map((s) => [s.name, s.tensor]));
+    for (const [name, v] of accumulators()) {
+      const t = byName.get(name);
+      if (!t || !tf.util.arraysEqual(t.shape, v.shape)) throw new Error(`the checkpoint has no momentum state for ${name} (written by another training path?)`);
+      v.assign(t);
+    }
+  };
+
+  return { run, penalty, optimizerState, setOptimizerState, dispose };
+}
