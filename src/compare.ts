@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as YAML from 'yaml';
 import type { EpochRecord, Histogram, MetricsFile, WeightStats } from './runformat';
+import { RUN_FORMAT_VERSION } from './runformat';
 import type { StudyFile } from './study';
 
 /**
@@ -89,6 +90,9 @@ export function readRun(dir: string): { run?: RunData; reason?: string; warnings
   if (m.error) return { reason: `metrics.json: ${m.error}`, warnings };
   if (!isObj(m.value)) return { reason: 'metrics.json: expected an object', warnings };
   const raw = m.value;
+  if (raw.formatVersion !== RUN_FORMAT_VERSION) {
+    return { reason: `metrics.json is run format ${JSON.stringify(raw.formatVersion ?? null)}; this regtrain reads format ${RUN_FORMAT_VERSION}`, warnings };
+  }
   if (raw.status !== 'complete') return { reason: `the run is ${typeof raw.status === 'string' ? raw.status : 'of unknown status'}${typeof raw.stopReason === 'string' ? ` (${raw.stopReason})` : ''}`, warnings };
   const test = isObj(raw.test) ? raw.test : null;
   if (!test || finite(test.accuracy) === null || finite(test.loss) === null) return { reason: 'metrics.json has no test accuracy/loss', warnings };

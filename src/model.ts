@@ -126,6 +126,11 @@ export function bindSpec(model: tf.Sequential | tf.LayersModel, spec: Experiment
     const type = layerType(l);
     if (layer.getClassName() !== TFJS_CLASS[type]) throw new Error(`layer ${index} is ${layer.getClassName()} in the model but ${type} in the spec`);
     if (l.dense) {
+      const cfg = layer.getConfig() as { units?: number; activation?: string; useBias?: boolean };
+      const said = { units: l.dense.units, activation: l.dense.activation, useBias: l.dense.useBias };
+      for (const key of ['units', 'activation', 'useBias'] as const) {
+        if (cfg[key] !== said[key]) throw new Error(`layer ${index} has ${key} ${String(cfg[key])} in the model but ${String(said[key])} in the spec`);
+      }
       denseLayers.push(layer);
       const [kernel, bias] = layer.trainableWeights;
       if (l.dense.kernelRegularizer && kernel) penalties.push({ name: `${layer.name}/kernel`, variable: kernel, ...l.dense.kernelRegularizer });

@@ -50,6 +50,16 @@ export function createRunDir(opts: { out?: string; name: string; cwd?: string })
     fs.writeFileSync(path.join(dir, LOCK_FILE), `${process.pid}\n`, { flag: 'wx' });
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
+    if (e.code === 'ENOENT') {
+      // mkdir -p on a read-only file system reports ENOENT; ask the nearest existing ancestor why.
+      let up = path.dirname(dir);
+      while (!fs.existsSync(up) && path.dirname(up) !== up) up = path.dirname(up);
+      try {
+        fs.accessSync(up, fs.constants.W_OK);
+      } catch (why) {
+        e.code = (why as NodeJS.ErrnoException).code;
+      }
+    }
     if (e.code === 'EEXIST') throw new InputError(`${dir}: another regtrain run is writing to it`);
     if (e.code === 'EACCES' || e.code === 'EROFS') throw new InputError(`${dir}: cannot create the run directory (${e.code === 'EROFS' ? 'read-only file system' : 'permission denied'})`);
     throw new FailureError(`${dir}: cannot create the run directory (${e.message})`);

@@ -146,9 +146,12 @@ export const experimentSpec = z
         testLimit: positiveInt(10000).nullable().default(null),
       })
       .prefault({}),
-    model: z.strictObject({
-      layers: z.array(layer, { error: 'expected a list of layers' }).min(1, { error: 'expected at least one layer' }),
-    }),
+    model: z.strictObject(
+      {
+        layers: z.array(layer, { error: 'expected a list of layers' }).min(1, { error: 'expected at least one layer' }),
+      },
+      { error: 'expected a map with a list of layers' },
+    ),
     optimizer: z
       .strictObject(
         {
@@ -412,6 +415,10 @@ export function applyOverrides(raw: unknown, overrides: Override[]): unknown {
       const last = k === o.path.length - 1;
       const container = node as Record<string, unknown>;
       if (Array.isArray(node) && !/^\d+$/.test(seg)) throw new InputError(`${o.label}: ${o.path.slice(0, k).join('.')} is a list; expected an index, got '${seg}'`);
+      // An index far past the end would make a huge sparse list (out of memory); one past the end appends.
+      if (Array.isArray(node) && Number(seg) > node.length) throw new InputError(`${o.label}: ${o.path.slice(0, k).join('.')} has ${node.length} items; index ${seg} is past the end`);
+      // Never walk into Object.prototype (`--set __proto__.x=1` would change every object in the process).
+      if (seg === '__proto__' || seg === 'constructor' || seg === 'prototype') throw new InputError(`${o.label}: '${seg}' is not a spec key`);
       if (last) {
         container[seg] = structuredClone(o.value);
         return;
@@ -435,6 +442,20 @@ export interface LoadedSpec {
 
 const MAX_SPEC_BYTES = 1024 * 1024;
 
+/** Reads at most MAX_SPEC_BYTES: /dev/zero or a /proc file report size 0 and would be read forever. */
+function readBounded(file: string): string {
+  const fd = fs.openSync(file, 'r');
+  try {
+    const buf = Buffer.alloc(MAX_SPEC_BYTES + 1);
+    let n = 0;
+    for (let r; n < buf.length && (r = fs.readSync(fd, buf, n, buf.length - n, null)) > 0; ) n += r;
+    if (n > MAX_SPEC_BYTES) throw new InputError(`${file}: more than ${MAX_SPEC_BYTES} bytes is too large for a spec`);
+    return buf.toString('utf8', 0, n);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 /** Reads a spec file, parses the YAML, applies --set overrides, validates. Throws InputError/SpecError. */
 export function loadSpec(file: string, sets: Override[] = []): LoadedSpec {
   let text: string;
@@ -442,7 +463,7 @@ export function loadSpec(file: string, sets: Override[] = []): LoadedSpec {
     const st = fs.statSync(file);
     if (st.isDirectory()) throw new InputError(`${file}: is a directory, expected a YAML spec file`);
     if (st.size > MAX_SPEC_BYTES) throw new InputError(`${file}: ${st.size} bytes is too large for a spec (limit ${MAX_SPEC_BYTES})`);
-    text = fs.readFileSync(file, 'utf8');
+    text = readBounded(file);
   } catch (err) {
     if (err instanceof InputError) throw err;
     const code = (err as NodeJS.ErrnoException).code;
@@ -455,14 +476,17 @@ export function loadSpec(file: string, sets: Override[] = []): LoadedSpec {
 export function parseSpec(text: string, label: string, sets: Override[] = [], defaultName?: string): LoadedSpec {
   if (text.includes('\u0000')) throw new InputError(`${label}: not a YAML text file (it contains NUL bytes)`);
   const lines = new YAML.LineCounter();
-  const doc = YAML.parseDocument(text, { lineCounter: lines, prettyErrors: true, uniqueKeys: true });
+  // logLevel 'error': YAML warnings (unknown tags, collection keys) must not reach stderr as Node warnings.
+  const doc = YAML.parseDocument(text, { lineCounter: lines, prettyErrors: true, uniqueKeys: true, logLevel: 'error' });
   const origin: Origin = { file: label, doc, lines, sets: sets.map((s) => ({ path: s.path, flag: s.label })) };
   const yamlProblems = [...doc.errors];
   if (yamlProblems.length) {
     throw new SpecError(
       yamlProblems.map((e) => {
         const pos = e.linePos?.[0];
-        return { path: [], message: `invalid YAML: ${e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '')}`, where: pos ? `${label}:${pos.line}:${pos.col}` : label };
+        // The parser is recursive: a few thousand nested brackets overflow its stack.
+        const msg = /Maximum call stack/.test(e.message) ? 'nested too deeply' : e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
+        return { path: [], message: `invalid YAML: ${msg}`, where: pos ? `${label}:${pos.line}:${pos.col}` : label };
       }),
     );
   }
@@ -470,7 +494,23 @@ export function parseSpec(text: string, label: string, sets: Override[] = [], de
   try {
     parsed = doc.toJS({ maxAliasCount: 100 });
   } catch (err) {
-    throw new SpecError([{ path: [], message: `invalid YAML: ${(err as Error).message.split('\n')[0]}`, where: label }]);
+    const msg = err instanceof RangeError ? 'nested too deeply' : (err as Error).message.split('\n')[0];
+    // Alias problems carry no position: point at the first unresolved alias, else the first alias.
+    let where = label;
+    let first: YAML.Alias | undefined;
+    YAML.visit(doc, {
+      Alias: (_, a) => {
+        first ??= a;
+        if (a.resolve(doc) !== undefined) return undefined;
+        first = a;
+        return YAML.visit.BREAK;
+      },
+    });
+    if (first?.range) {
+      const { line, col } = lines.linePos(first.range[0]);
+      where = `${label}:${line}:${col}`;
+    }
+    throw new SpecError([{ path: [], message: `invalid YAML: ${msg}`, where }]);
   }
   if (parsed === null || parsed === undefined) throw new SpecError([{ path: [], message: 'the spec is empty', where: label }]);
   if (typeof parsed !== 'object' || Array.isArray(parsed)) {

@@ -6,7 +6,7 @@ import { loadDataset } from '../data/dataset';
 import { InputError } from '../errors';
 import { bindSpec } from '../model';
 import { loadModel, readJsonFile, METRICS_FILE, SPEC_FILE } from '../rundir';
-import { MetricsFile } from '../runformat';
+import { MetricsFile, RUN_FORMAT_VERSION } from '../runformat';
 import { parseSpec, parseSetFlag, NUM_CLASSES } from '../spec';
 import { evaluateSplit, weightPenalty } from '../train';
 import { addDataOptions, backendOption, Console } from './common';
@@ -43,8 +43,15 @@ export interface EvaluationReport {
 
 export async function evaluateRun(dir: string, opts: EvaluateOptions): Promise<EvaluationReport> {
   const out = new Console(!!opts.json, false);
-  if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new InputError(`${dir}: not a run directory (no such directory)`);
+  if (!fs.existsSync(dir)) throw new InputError(`${dir}: not a run directory (no such directory)`);
+  if (!fs.statSync(dir).isDirectory()) throw new InputError(`${dir}: not a run directory (not a directory)`);
   const metrics = readJsonFile<MetricsFile>(dir, METRICS_FILE);
+  if (metrics === null || typeof metrics !== 'object' || Array.isArray(metrics)) throw new InputError(`${path.join(dir, METRICS_FILE)}: expected a JSON object`);
+  if (metrics.formatVersion !== RUN_FORMAT_VERSION) {
+    const v = metrics.formatVersion;
+    const which = typeof v === 'number' && v > RUN_FORMAT_VERSION ? 'a newer' : 'an older or unknown';
+    throw new InputError(`${path.join(dir, METRICS_FILE)}: run format version ${JSON.stringify(v ?? null)} is from ${which} regtrain (this one reads version ${RUN_FORMAT_VERSION})`);
+  }
   if (metrics.status !== 'complete') {
     throw new InputError(`${dir}: the run is ${metrics.status ?? 'of unknown status'} (${metrics.stopReason ?? 'no stop reason'}); evaluate needs a finished run`);
   }

@@ -16,7 +16,7 @@ import * as zlib from 'node:zlib';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { z } from 'zod';
-import { FailureError, InputError, errorMessage } from '../errors';
+import { FailureError, InputError, InterruptedError, errorMessage } from '../errors';
 import { packageRoot, sha256, writeFileAtomic } from '../fsutil';
 
 export const DEFAULT_TIMEOUT_MS = 30_000;
@@ -32,6 +32,8 @@ const GZIP_MAGIC = [0x1f, 0x8b] as const;
 const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
 /** Transient HTTP statuses worth retrying; other 4xx answers will not change. */
 const RETRY_STATUSES = new Set([408, 425, 429]);
+/** Write errors that no other source can fix: the cache itself cannot take the file. */
+const CACHE_WRITE_CODES = new Set(['ENOSPC', 'EROFS', 'EACCES', 'EPERM', 'EDQUOT']);
 /** Connection errors that say the host will not answer this run at all. */
 const HOST_DEAD_CODES = new Set(['ENOTFOUND', 'ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_FAIL']);
 
@@ -140,7 +142,13 @@ export function verifyCache(dataDir: string, manifest: Manifest = loadManifest()
   const sidecar = readSidecar(dataDir);
   return manifest.files.map((spec) => {
     const file = path.join(dataDir, spec.file);
-    const data = readIfExists(file);
+    let data: Buffer | null;
+    try {
+      data = readIfExists(file);
+    } catch (err) {
+      // A directory or an unreadable file where a cached file belongs: the data dir is unusable as given.
+      throw new InputError(`data dir ${dataDir}: cannot read ${spec.file} (${(err as NodeJS.ErrnoException).code ?? errorMessage(err)}); remove it or choose another --data-dir`);
+    }
     const actual = data ? sha256(data) : null;
     const state: CacheState = actual === null ? 'missing' : actual === spec.sha256 ? 'ok' : 'mismatch';
     const entry = sidecar?.files[spec.name];
@@ -279,6 +287,8 @@ function sleep(ms: number): Promise<void> {
 }
 
 interface DownloadSettings {
+  /** Aborted by SIGINT/SIGTERM: the download stops and its partial file is removed. */
+  abort: AbortSignal;
   timeoutMs: number;
   retries: number;
   backoffMs: number;
@@ -295,13 +305,19 @@ function downloadOnce(url: string, tmp: string, name: string, s: DownloadSetting
     let timer: NodeJS.Timeout | undefined;
     let req: http.ClientRequest | undefined;
     let out: fs.WriteStream | undefined;
+    const onAbort = (): void => fail(new InterruptedError(`${String(s.abort.reason)}: download of ${name} stopped; no partial file is kept`));
     const fail = (err: Error): void => {
       if (settled) return;
       settled = true;
+      s.abort.removeEventListener('abort', onAbort);
       clearTimeout(timer);
       req?.destroy();
-      out?.destroy();
-      reject(err);
+      // Reject only once the temp file is closed: a stream destroyed before its open() finished
+      // would otherwise create the .part file after the caller has removed it.
+      if (out && !out.closed) {
+        out.once('close', () => reject(err));
+        out.destroy();
+      } else reject(err);
     };
     const arm = (): void => {
       clearTimeout(timer);
@@ -355,6 +371,7 @@ function downloadOnce(url: string, tmp: string, name: string, s: DownloadSetting
           if (settled) return;
           if (total !== null && bytes !== total) return fail(new DownloadError(`got ${bytes} bytes, Content-Length said ${total}`, true));
           settled = true;
+          s.abort.removeEventListener('abort', onAbort);
           clearTimeout(timer);
           progress(true);
           resolve();
@@ -367,6 +384,8 @@ function downloadOnce(url: string, tmp: string, name: string, s: DownloadSetting
         fail(new DownloadError(err.message, code !== 'ENOTFOUND', HOST_DEAD_CODES.has(code)));
       });
     };
+    if (s.abort.aborted) return onAbort();
+    s.abort.addEventListener('abort', onAbort, { once: true });
     get(url, MAX_REDIRECTS);
   });
 }
@@ -410,7 +429,23 @@ export async function fetchDataset(opts: FetchOptions = {}): Promise<FetchResult
   } catch (err) {
     throw new InputError(`data dir ${dataDir}: cannot create it (${errorMessage(err)})`);
   }
+  // While fetching, SIGINT/SIGTERM abort the download in progress (its .part file is removed) instead of
+  // killing the process with the file half-written; the InterruptedError exits 130 at the CLI boundary.
+  const abort = new AbortController();
+  const onSignal = (sig: NodeJS.Signals): void => abort.abort(sig);
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    return await fetchInto(dataDir, manifest, sources, notes, opts, abort.signal);
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
+
+async function fetchInto(dataDir: string, manifest: Manifest, sources: Source[], notes: string[], opts: FetchOptions, abort: AbortSignal): Promise<FetchResult> {
   const settings: DownloadSettings = {
+    abort,
     timeoutMs: opts.timeoutMs ?? DEFAULT_TIMEOUT_MS,
     retries: opts.retries ?? DEFAULT_RETRIES,
     backoffMs: opts.backoffMs ?? DEFAULT_BACKOFF_MS,
@@ -467,7 +502,9 @@ export async function fetchDataset(opts: FetchOptions = {}): Promise<FetchResult
             missing++;
             continue;
           }
-          if (err instanceof InputError || err instanceof FailureError) throw err;
+          if (err instanceof InputError || err instanceof FailureError || err instanceof InterruptedError) throw err;
+          const code = (err as NodeJS.ErrnoException).code;
+          if (code && CACHE_WRITE_CODES.has(code)) throw new FailureError(`data dir ${dataDir}: cannot write ${spec.file} (${code === 'ENOSPC' ? 'no space left on device' : code === 'EROFS' ? 'read-only file system' : 'permission denied'}); nothing partial is kept`);
           tried.push(`${where}: ${errorMessage(err)}`);
           if (err instanceof DownloadError && err.hostDead) {
             deadSources.set(src.label, err.message);
@@ -486,7 +523,13 @@ export async function fetchDataset(opts: FetchOptions = {}): Promise<FetchResult
     sidecarChanged = true;
   }
 
-  if (sidecarChanged) writeSidecar(dataDir, manifest, files);
+  if (sidecarChanged) {
+    try {
+      writeSidecar(dataDir, manifest, files);
+    } catch (err) {
+      throw new FailureError(`data dir ${dataDir}: cannot write ${SIDECAR_FILE} (${errorMessage(err)}); the verified data files are intact`);
+    }
+  }
   return { dataDir, files };
 }
 

@@ -1,0 +1,219 @@
+/**
+ * Property-based fuzzing of spec loading: random mutations of the valid specs in configs/
+ * (text edits, structural edits, random --set flags) must either validate or be refused with an
+ * InputError (exit 2 at the CLI) — never another exception (an "internal error" with a stack),
+ * and never take long. Most cases run in-process through parseSpec; a handful go through the
+ * real CLI. Seeds are fixed, so a failure is reproducible (fast-check prints the counterexample).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { execFile } from 'node:child_process';
+import fc from 'fast-check';
+import * as YAML from 'yaml';
+import { InputError } from '../src/errors';
+import { parseSetFlag, parseSpec, type Override } from '../src/spec';
+
+const ROOT = path.resolve(__dirname, '../..');
+const BIN = path.join(ROOT, 'bin', 'regtrain');
+const CONFIGS = path.join(ROOT, 'configs');
+const SEEDS: string[] = fs
+  .readdirSync(CONFIGS)
+  .filter((f) => /\.ya?ml$/.test(f))
+  .sort()
+  .map((f) => fs.readFileSync(path.join(CONFIGS, f), 'utf8'));
+/** One case may take this long in-process (a quadratic blow-up or a hang would exceed it). */
+const CASE_MS = 2000;
+/** FUZZ_RUNS / FUZZ_SEED widen a local hunt; the defaults keep the suite fast and reproducible. */
+const RUNS = Number(process.env.FUZZ_RUNS) || 300;
+const SEED_OFFSET = Number(process.env.FUZZ_SEED) || 0;
+
+/** YAML fragments that tend to break things: syntax, anchors, tags, odd numbers, hostile keys. */
+const TOKENS = [':', ': ', '- ', '[', ']', '{', '}', ',', '"', "'", '#', '&a ', '*a', '<<: *a', '!!binary ', '!!js/function ', '!custom ', '? ', '|', '>', '\t', '\n', '\n  ', '---\n', '...', '%YAML 1.1\n',
+  '1e9', '1e999', '-1e999', '.nan', '.inf', '-0', '0x1F', '0o17', '4294967296', '-1', '0', '2.5', 'null', '~', 'true', 'yes', '""', '[]', '{}', '__proto__', 'constructor', 'prototype', 'units', 'dense', 'layers', 'model', '\u0000', '\uFEFF', '\u2028', '😀'];
+
+interface Outcome {
+  ok: boolean;
+  message: string;
+}
+
+/** parseSpec must return or throw InputError, quickly; anything else fails the property. */
+function check(text: string, sets: Override[] = []): Outcome {
+  const t0 = performance.now();
+  let outcome: Outcome;
+  try {
+    parseSpec(text, 'fuzz.yaml', sets, 'fuzz');
+    outcome = { ok: true, message: '' };
+  } catch (err) {
+    if (!(err instanceof InputError)) throw new Error(`crash (not an InputError): ${err instanceof Error ? err.stack : String(err)}\n--- input ---\n${text}`);
+    outcome = { ok: false, message: err.message };
+  }
+  const ms = performance.now() - t0;
+  assert.ok(ms < CASE_MS, `took ${ms.toFixed(0)} ms (limit ${CASE_MS}):\n${text.slice(0, 500)}`);
+  if (!outcome.ok) {
+    assert.ok(outcome.message.length > 0 && !/\n\s+at /.test(outcome.message), `a stack trace in the message:\n${outcome.message}`);
+    for (const line of outcome.message.split('\n')) assert.ok(line.trim().length > 0, `an empty line in:\n${outcome.message}`);
+  }
+  return outcome;
+}
+
+/** A text edit at a position given as a fraction of the length. */
+const textEdit = fc.oneof(
+  fc.record({ kind: fc.constant('insert' as const), at: fc.double({ min: 0, max: 1, noNaN: true }), what: fc.oneof(fc.constantFrom(...TOKENS), fc.string({ maxLength: 8 }), fc.string({ unit: 'binary', maxLength: 4 })) }),
+  fc.record({ kind: fc.constant('delete' as const), at: fc.double({ min: 0, max: 1, noNaN: true }), len: fc.integer({ min: 1, max: 20 }) }),
+  fc.record({ kind: fc.constant('truncate' as const), at: fc.double({ min: 0, max: 1, noNaN: true }) }),
+  fc.record({ kind: fc.constant('dupline' as const), at: fc.double({ min: 0, max: 1, noNaN: true }) }),
+  fc.record({ kind: fc.constant('swaplines' as const), a: fc.double({ min: 0, max: 1, noNaN: true }), b: fc.double({ min: 0, max: 1, noNaN: true }) }),
+);
+type TextEdit = typeof textEdit extends fc.Arbitrary<infer T> ? T : never;
+
+function applyTextEdit(text: string, e: TextEdit): string {
+  const pos = (f: number) => Math.min(text.length, Math.floor(f * text.length));
+  const lines = text.split('\n');
+  const line = (f: number) => Math.min(lines.length - 1, Math.floor(f * lines.length));
+  switch (e.kind) {
+    case 'insert':
+      return text.slice(0, pos(e.at)) + e.what + text.slice(pos(e.at));
+    case 'delete':
+      return text.slice(0, pos(e.at)) + text.slice(pos(e.at) + e.len);
+    case 'truncate':
+      return text.slice(0, pos(e.at));
+    case 'dupline': {
+      const i = line(e.at);
+      lines.splice(i, 0, lines[i]!);
+      return lines.join('\n');
+    }
+    case 'swaplines': {
+      const [i, j] = [line(e.a), line(e.b)];
+      [lines[i], lines[j]] = [lines[j]!, lines[i]!];
+      return lines.join('\n');
+    }
+  }
+}
+
+/** Values a structural edit may put anywhere: JSON-ish, special numbers, deep nesting, big lists. */
+const weirdValue = fc.oneof(
+  fc.jsonValue({ maxDepth: 3 }),
+  fc.constantFrom(NaN, Infinity, -Infinity, -0, 1e9, 2 ** 53, -1, 0, 0.5, 65537, 1e308, '', 'relu', 'softmax', 'l1', 'l3', null, true, [], {}),
+  fc.integer({ min: 1, max: 300 }).map((d) => JSON.parse('['.repeat(d) + ']'.repeat(d)) as unknown),
+  fc.integer({ min: 0, max: 2000 }).map((n) => Array.from({ length: n }, () => ({ dense: { units: 1 } }))),
+);
+
+/** All paths to values inside a parsed document. */
+function paths(v: unknown, prefix: (string | number)[] = [], out: (string | number)[][] = []): (string | number)[][] {
+  out.push(prefix);
+  if (Array.isArray(v)) v.forEach((x, i) => paths(x, [...prefix, i], out));
+  else if (v && typeof v === 'object') for (const [k, x] of Object.entries(v)) paths(x, [...prefix, k], out);
+  return out;
+}
+
+const structEdit = fc.record({
+  pick: fc.double({ min: 0, max: 1, noNaN: true }),
+  kind: fc.constantFrom('replace', 'delete', 'addKey', 'wrapList', 'wrapMap'),
+  value: weirdValue,
+  key: fc.oneof(fc.constantFrom('units', 'dense', 'sgd', 'l1', 'version', 'name', 'x', '__proto__', 'constructor', ''), fc.string({ maxLength: 6 })),
+});
+type StructEdit = typeof structEdit extends fc.Arbitrary<infer T> ? T : never;
+
+function applyStructEdit(doc: unknown, e: StructEdit): unknown {
+  const all = paths(doc);
+  const p = all[Math.min(all.length - 1, Math.floor(e.pick * all.length))]!;
+  if (p.length === 0) return e.kind === 'replace' ? e.value : doc;
+  let parent = doc as Record<string | number, unknown>;
+  for (const seg of p.slice(0, -1)) parent = parent[seg] as Record<string | number, unknown>;
+  const last = p[p.length - 1]!;
+  if (e.kind === 'replace') parent[last] = e.value;
+  else if (e.kind === 'delete') {
+    if (Array.isArray(parent)) parent.splice(Number(last), 1);
+    else delete parent[last];
+  } else if (e.kind === 'addKey') {
+    const target = parent[last];
+    if (target && typeof target === 'object' && !Array.isArray(target)) Object.defineProperty(target, e.key, { value: e.value, enumerable: true, writable: true, configurable: true });
+  } else if (e.kind === 'wrapList') parent[last] = [parent[last]];
+  else parent[last] = { [e.key]: parent[last] };
+  return doc;
+}
+
+test(`${RUNS} random text mutations of valid specs never crash and never take long`, { timeout: 120_000 }, () => {
+  let refused = 0;
+  fc.assert(
+    fc.property(fc.integer({ min: 0, max: SEEDS.length - 1 }), fc.array(textEdit, { minLength: 1, maxLength: 5 }), (seed, edits) => {
+      const text = edits.reduce(applyTextEdit, SEEDS[seed]!);
+      if (!check(text).ok) refused++;
+    }),
+    { numRuns: RUNS, seed: 20240611 + SEED_OFFSET },
+  );
+  assert.ok(refused > RUNS / 4, `only ${refused} of ${RUNS} mutations were refused: the mutations are too weak`);
+});
+
+test(`${RUNS} random structural mutations (weird values anywhere) never crash and never take long`, { timeout: 120_000 }, () => {
+  fc.assert(
+    fc.property(fc.integer({ min: 0, max: SEEDS.length - 1 }), fc.array(structEdit, { minLength: 1, maxLength: 4 }), (seed, edits) => {
+      const doc = edits.reduce(applyStructEdit, YAML.parse(SEEDS[seed]!) as unknown);
+      let text: string;
+      try {
+        text = YAML.stringify(doc, { aliasDuplicateObjects: false });
+      } catch {
+        return; // not representable as YAML (e.g. a lone surrogate); nothing to test
+      }
+      check(text);
+    }),
+    { numRuns: RUNS, seed: 777 + SEED_OFFSET },
+  );
+});
+
+test(`${RUNS} random --set flags never crash`, { timeout: 120_000 }, () => {
+  const segment = fc.oneof(fc.constantFrom('model', 'layers', '0', '1', '4', '5', '6', '99999999', 'dense', 'units', 'training', 'epochs', 'data', 'validation', 'size', '__proto__', 'constructor', 'prototype', 'variants', 'sweep'), fc.stringMatching(/^[A-Za-z0-9_]{1,6}$/));
+  const flag = fc.oneof(
+    fc.tuple(fc.array(segment, { minLength: 1, maxLength: 6 }), fc.oneof(fc.constantFrom(...TOKENS), fc.string({ maxLength: 10 }))).map(([p, v]) => `${p.join('.')}=${v}`),
+    fc.string({ maxLength: 20 }),
+  );
+  fc.assert(
+    fc.property(fc.integer({ min: 0, max: SEEDS.length - 1 }), fc.array(flag, { minLength: 1, maxLength: 3 }), (seed, flags) => {
+      let sets: Override[];
+      try {
+        sets = flags.map(parseSetFlag);
+      } catch (err) {
+        if (err instanceof InputError) return;
+        throw err;
+      }
+      check(SEEDS[seed]!, sets);
+    }),
+    { numRuns: RUNS, seed: 4242 + SEED_OFFSET },
+  );
+  assert.equal(({} as Record<string, unknown>).polluted, undefined);
+});
+
+test('a handful of mutated specs through the real CLI exit 0 or 2, never with a stack, never hanging', { timeout: 60_000 }, async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-fuzz-'));
+  try {
+    const samples = fc.sample(fc.tuple(fc.integer({ min: 0, max: SEEDS.length - 1 }), fc.array(textEdit, { minLength: 1, maxLength: 5 })), { numRuns: 8, seed: 99 });
+    const files = samples.map(([seed, edits], i) => {
+      const file = path.join(dir, `m${i}.yaml`);
+      fs.writeFileSync(file, edits.reduce(applyTextEdit, SEEDS[seed]!));
+      return file;
+    });
+    const runs = await Promise.all(
+      files.map(
+        (file) =>
+          new Promise<{ file: string; code: number | null; signal: string | null; stderr: string }>((resolve) => {
+            execFile(process.execPath, [BIN, 'validate', file], { encoding: 'utf8', timeout: 20_000 }, (err, _out, stderr) => {
+              const e = err as (Error & { code?: number | string; signal?: string }) | null;
+              resolve({ file, code: e ? (typeof e.code === 'number' ? e.code : null) : 0, signal: e?.signal ?? null, stderr });
+            });
+          }),
+      ),
+    );
+    for (const r of runs) {
+      const input = fs.readFileSync(r.file, 'utf8');
+      assert.equal(r.signal, null, `${r.file} was killed (hang?):\n${input}`);
+      assert.ok(r.code === 0 || r.code === 2, `${r.file}: exit ${r.code}\n${r.stderr}\n--- input ---\n${input}`);
+      assert.doesNotMatch(r.stderr, /internal error|^ {4}at /m, `${r.file}:\n${r.stderr}`);
+    }
+    assert.ok(runs.some((r) => r.code === 2), 'at least one sample is refused');
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
