@@ -118,7 +118,7 @@ function disabledByEnv(): boolean {
 
 function requireKoffi(): Koffi | string {
   try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
+     
     const k = require('koffi') as Koffi | { default: Koffi };
     return 'load' in k ? k : k.default;
   } catch (e) {

@@ -1,5 +1,7 @@
 import { Command, Option } from 'commander';
 import { InterruptedError } from '../errors';
+import { loadDataset, type Dataset, type FetchProgress } from '../data/dataset';
+import type { ExperimentSpec } from '../spec';
 
 /** Repeatable options (--set, --source) collect into a list. */
 export function collect(value: string, previous: string[]): string[] {
@@ -78,4 +80,18 @@ export function fmtSeconds(s: number): string {
   if (s < 60) return `${s.toFixed(1)}s`;
   const m = Math.floor(s / 60);
   return m < 60 ? `${m}m${String(Math.round(s - 60 * m)).padStart(2, '0')}s` : `${Math.floor(m / 60)}h${String(m % 60).padStart(2, '0')}m`;
+}
+
+/** The dataset a spec asks for, from where the command line says (--data-dir, --source). */
+export function loadSpecData(spec: ExperimentSpec, opts: { dataDir?: string; source: string[] }, onProgress?: (p: FetchProgress) => void): Promise<Dataset> {
+  return loadDataset({
+    ...(opts.dataDir ? { dataDir: opts.dataDir } : {}),
+    ...(opts.source.length ? { sources: opts.source } : {}),
+    normalize: spec.data.normalize,
+    validation: spec.data.validation,
+    trainLimit: spec.data.trainLimit,
+    testLimit: spec.data.testLimit,
+    seed: spec.seed,
+    ...(onProgress ? { onProgress } : {}),
+  });
 }

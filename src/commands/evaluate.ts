@@ -2,14 +2,13 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Command } from 'commander';
 import { BackendChoice, initBackend } from '../backend';
-import { loadDataset } from '../data/dataset';
 import { InputError } from '../errors';
 import { bindSpec } from '../model';
 import { loadModel, readJsonFile, METRICS_FILE, SPEC_FILE } from '../rundir';
 import { MetricsFile, RUN_FORMAT_VERSION } from '../runformat';
 import { parseSpec, parseSetFlag, NUM_CLASSES } from '../spec';
 import { evaluateSplit, weightPenalty } from '../train';
-import { addDataOptions, backendOption, Console } from './common';
+import { addDataOptions, backendOption, Console, loadSpecData } from './common';
 
 interface EvaluateOptions {
   json?: boolean;
@@ -73,15 +72,7 @@ export async function evaluateRun(dir: string, opts: EvaluateOptions): Promise<E
   } catch (err) {
     throw new InputError(`${dir}: model.json does not match spec.yaml (${(err as Error).message})`);
   }
-  const data = await loadDataset({
-    ...(opts.dataDir ? { dataDir: opts.dataDir } : {}),
-    ...(opts.source.length ? { sources: opts.source } : {}),
-    normalize: spec.data.normalize,
-    validation: spec.data.validation,
-    trainLimit: spec.data.trainLimit,
-    testLimit: spec.data.testLimit,
-    seed: spec.seed,
-  });
+  const data = await loadSpecData(spec, opts);
   const recorded = metrics.dataset?.normalization;
   if (recorded && (Math.abs(recorded.mean - data.normalization.mean) > 1e-6 || Math.abs(recorded.std - data.normalization.std) > 1e-6)) {
     out.warn(`normalization constants differ from the run's (mean ${recorded.mean} vs ${data.normalization.mean}); the data may differ`);

@@ -4,7 +4,7 @@ import { Command } from 'commander';
 import { SingleBar } from 'cli-progress';
 import * as tf from '@tensorflow/tfjs';
 import { BackendChoice, BackendInfo, initBackend } from '../backend';
-import { loadDataset, type Dataset } from '../data/dataset';
+import { type Dataset } from '../data/dataset';
 import { FailureError, InputError, InterruptedError } from '../errors';
 import { packageVersion, sha256 } from '../fsutil';
 import { buildModel, modelSummary, parameterCounts, weightHistograms, weightStats, BuiltModel } from '../model';
@@ -32,7 +32,7 @@ import { ExperimentSpec, loadSpec, parseSetFlag, parseSpec, specToYaml } from '.
 import { createTrainStep } from '../step';
 import { isStudy, runStudy } from '../study';
 import { evaluateSplit, restore, snapshot, train, TrainResult, TrainState, TrainStep, weightPenalty } from '../train';
-import { addDataOptions, backendOption, collect, Console, fmtSeconds, trapSignals } from './common';
+import { addDataOptions, backendOption, collect, Console, fmtSeconds, loadSpecData, trapSignals } from './common';
 
 export interface RunOptions {
   set: string[];
@@ -185,17 +185,8 @@ export async function runExperiment(spec: ExperimentSpec, opts: RunOptions, resu
     }
     out.event({ event: 'start', runDir, backend: backend.name, backendReason: backend.reason, name: spec.name, seed: spec.seed, resumedAfterEpoch: resumeState?.epoch ?? null });
 
-    const data = await loadDataset({
-      ...(opts.dataDir ? { dataDir: opts.dataDir } : {}),
-      ...(opts.source.length ? { sources: opts.source } : {}),
-      normalize: spec.data.normalize,
-      validation: spec.data.validation,
-      trainLimit: spec.data.trainLimit,
-      testLimit: spec.data.testLimit,
-      seed: spec.seed,
-      onProgress: (p) => {
-        if (p.done) out.info(`Downloaded ${p.name} (${(p.bytes / 1e6).toFixed(1)} MB) from ${p.url}`);
-      },
+    const data = await loadSpecData(spec, opts, (p) => {
+      if (p.done) out.info(`Downloaded ${p.name} (${(p.bytes / 1e6).toFixed(1)} MB) from ${p.url}`);
     });
     if (signals.signal()) throw new InterruptedError(`${signals.signal()}: stopped before training; ${runDir} holds only the spec`);
     const valNote = data.validation ? (spec.data.validation.holdout ? 'held out' : 'also trained on, as the tutorial') : 'none';
