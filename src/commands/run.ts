@@ -212,7 +212,7 @@ export async function runExperiment(spec: ExperimentSpec, opts: RunOptions, resu
       { training: spec.training, seed: spec.seed, shouldStop: signals.stopRequested, ...(resumeState ? { resume: resumeState } : {}) },
       {
         onEpochStart: (epoch, epochs, steps) => {
-          if (epoch === (resumeState?.epoch ?? 0) + 1) out.event({ event: 'training', epochs, steps, seconds: elapsed() });
+          if (epoch === (resumeState?.epoch ?? 0) + 1) out.event({ event: 'training', epochs, steps, seconds: elapsed(), step: step.description, blas: backend.blas });
           bar?.start(steps, 0, { loss: '-', rate: '-' });
           barStarted = Date.now();
         },

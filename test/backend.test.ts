@@ -1,0 +1,105 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+/**
+ * Every backend and training-step path `regtrain run` can choose, driven through the CLI:
+ * each is run where this machine has it and skipped with the reason where it does not.
+ */
+const repoRoot = path.resolve(__dirname, '../..');
+const bin = path.join(repoRoot, 'bin', 'regtrain');
+const quick = path.join(repoRoot, 'configs', 'quick.yaml');
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-backend-'));
+const tiny = ['--set', 'data.trainLimit=400', '--set', 'data.validation.size=100', '--set', 'data.testLimit=100', '--set', 'training.epochs=1'];
+
+function hasModule(name: string): string | null {
+  try {
+    require(name);
+    return null;
+  } catch (err) {
+    return `${name} does not load here (${(err as Error).message.split('\n')[0]})`;
+  }
+}
+const noTfjsNode = hasModule('@tensorflow/tfjs-node');
+const noBlas = ((): string | null => {
+  const { loadBlas } = require('../src/accel/blas') as typeof import('../src/accel/blas');
+  const b = loadBlas();
+  return b.ok ? null : `OpenBLAS is not available: ${b.reason}`;
+})();
+
+interface Events {
+  start: { backend: string; backendReason: string };
+  training: { step: string; blas: { installed: boolean; reason: string } };
+}
+
+function run(args: string[], env: Record<string, string> = {}): { status: number | null; events: Events; stderr: string } {
+  const r = spawnSync(process.execPath, [bin, 'run', quick, ...tiny, '--json', '--out', fs.mkdtempSync(path.join(tmp, 'run-')) + '/r', ...args], {
+    cwd: tmp,
+    env: { ...process.env, REGTRAIN_DATA_DIR: path.join(tmp, 'cache'), ...env },
+    encoding: 'utf8',
+  });
+  const events = Object.fromEntries(
+    r.stdout
+      .trim()
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as { event: string })
+      .map((e) => [e.event, e]),
+  ) as unknown as Events;
+  return { status: r.status, events, stderr: r.stderr };
+}
+
+test('auto picks tfjs-node when it loads, else wasm, and says why', () => {
+  const r = run(['--backend', 'auto']);
+  assert.equal(r.status, 0, r.stderr);
+  if (noTfjsNode) {
+    assert.equal(r.events.start.backend, 'wasm');
+    assert.match(r.events.start.backendReason, /^tfjs-node is not installed — using wasm; `npm install @tensorflow\/tfjs-node` for native speed$/);
+  } else {
+    assert.equal(r.events.start.backend, 'tensorflow');
+  }
+});
+
+test('an explicit tfjs-node that cannot load is a clear exit 2, not a silent fallback', { skip: noTfjsNode ? false : 'tfjs-node loads here' }, () => {
+  const r = run(['--backend', 'tfjs-node']);
+  assert.equal(r.status, 2);
+  assert.match(r.stderr, /^error: backend tfjs-node: tfjs-node is not installed; install it with `npm install @tensorflow\/tfjs-node` or choose --backend wasm$/m);
+});
+
+test('tfjs-node trains with the lean step', { skip: noTfjsNode ?? false }, () => {
+  const r = run(['--backend', 'tfjs-node']);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.events.training.step, /^lean step/);
+});
+
+for (const backend of ['wasm', 'cpu']) {
+  test(`${backend} with OpenBLAS trains the tutorial model with the lean step`, { skip: noBlas ?? false }, () => {
+    const r = run(['--backend', backend]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.events.start.backend, backend);
+    assert.equal(r.events.training.blas.installed, true);
+    assert.match(r.events.training.step, /^lean step \(hand-written gradients\) \+ OpenBLAS matmuls \(1 thread\)$/);
+  });
+
+  test(`${backend} without OpenBLAS falls back to the reference step and says why`, () => {
+    const r = run(['--backend', backend], { REGTRAIN_BLAS: 'off' });
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.events.training.blas.installed, false);
+    assert.equal(r.events.training.step, 'tfjs autodiff + optimizer (no BLAS: disabled by REGTRAIN_BLAS)');
+  });
+}
+
+test('REGTRAIN_ACCEL=off keeps tfjs kernels and the reference step', () => {
+  const r = run(['--backend', 'wasm'], { REGTRAIN_ACCEL: 'off' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.events.training.step, 'tfjs autodiff + optimizer (REGTRAIN_ACCEL=off)');
+});
+
+test('a model with dropout uses the reference step, whatever the kernels', () => {
+  const r = run(['--backend', 'wasm', '--set', 'model.layers.2={dropout: {rate: 0.1}}', '--set', 'model.layers.3.dense.kernelRegularizer=null']);
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.events.training.step, `tfjs autodiff + optimizer (${noBlas ? `no BLAS: ${noBlas.replace('OpenBLAS is not available: ', '')}` : 'dropout, activity or bias penalties need autodiff'})`);
+});
