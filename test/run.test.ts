@@ -143,16 +143,18 @@ test('a quick run on the real dataset exits 0 and writes a complete run director
   assert.ok(r.stdout.includes(`Test: loss: ${m.test!.loss.toFixed(4)} - accuracy: ${m.test!.accuracy.toFixed(4)} (500 images)\n`), r.stdout);
 });
 
-test('--json prints only JSON lines: start, one epoch per epoch, test, done, with the documented keys', async () => {
+test('--json prints only JSON lines: start, training, one epoch per epoch, test, done, with the documented keys', async () => {
   const cwd = workdir();
   const out = path.join(cwd, 'run');
   const r = await regtrain(['run', QUICK, ...TINY, '--set', 'training.epochs=3', '--out', out, '--json'], cwd);
   assert.equal(r.code, 0, r.stderr);
   assert.ok(r.stdout.endsWith('\n'));
   const events = r.stdout.trimEnd().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
-  assert.deepEqual(events.map((e) => e.event), ['start', 'epoch', 'epoch', 'epoch', 'test', 'done']);
+  assert.deepEqual(events.map((e) => e.event), ['start', 'training', 'epoch', 'epoch', 'epoch', 'test', 'done']);
 
-  const [startEv, ...rest] = events;
+  const [startEv, trainingEv, ...rest] = events;
+  assert.deepEqual(Object.keys(trainingEv!).sort(), ['blas', 'epochs', 'event', 'seconds', 'step', 'steps']);
+  assert.deepEqual([trainingEv!.epochs, trainingEv!.steps], [3, Math.ceil(500 / 32)]);
   assert.deepEqual(Object.keys(startEv!).sort(), ['backend', 'backendReason', 'event', 'name', 'resumedAfterEpoch', 'runDir', 'seed']);
   assert.deepEqual([startEv!.runDir, startEv!.backend, startEv!.name, startEv!.seed, startEv!.resumedAfterEpoch], [out, 'wasm', 'quick', 1234, null]);
 
@@ -170,7 +172,7 @@ test('--json prints only JSON lines: start, one epoch per epoch, test, done, wit
   assert.deepEqual([testEv.loss, testEv.accuracy, testEv.count, testEv.train_accuracy], [m.test!.loss, m.test!.accuracy, 500, m.trainEval!.accuracy]);
 
   const done = rest[4]!;
-  assert.deepEqual(Object.keys(done).sort(), ['epochs', 'event', 'runDir', 'seconds', 'stopReason']);
+  assert.deepEqual(Object.keys(done).sort(), ['epochs', 'event', 'peakRssMB', 'runDir', 'seconds', 'stopReason']);
   assert.deepEqual([done.runDir, done.epochs, done.stopReason], [out, 3, 'epochs']);
   assert.ok(typeof done.seconds === 'number' && done.seconds > 0);
 
