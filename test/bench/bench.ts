@@ -35,7 +35,7 @@ function toolRun(args: string[]): Promise<ToolRun> {
   return new Promise((resolve, reject) => {
     const out = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-bench-'));
     const t0 = process.hrtime.bigint();
-    const child = spawn(process.execPath, [path.join(repoRoot, 'bin', 'regtrain'), 'run', path.join(repoRoot, 'configs', 'article.yaml'), ...args, '--out', path.join(out, 'run'), '--json'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, [path.join(repoRoot, 'bin', 'regtrain'), 'run', path.join(repoRoot, 'configs', 'article.yaml'), ...args, '--out', path.join(out, 'run'), '--json'], { stdio: ['ignore', 'pipe', 'ignore'] });
     let buf = '';
     const result: Partial<ToolRun> = { epochSeconds: [] };
     child.stdout.on('data', (d: Buffer) => {
@@ -62,6 +62,7 @@ function toolRun(args: string[]): Promise<ToolRun> {
 const fmt = (v: number | undefined) => (v === undefined ? '—' : Math.round(v).toLocaleString('en-US'));
 
 async function main(): Promise<void> {
+  tf.env().set('PROD', true); // no tfjs console hints in the table
   const quick = process.argv.includes('--quick');
   const torch = !process.argv.includes('--no-torch');
   const blas = loadBlas();
