@@ -278,3 +278,40 @@ test('BLAS loading never throws; unknown backends are refused', () => {
   }
   assert.equal(installAcceleratedKernels('webgl').installed, false);
 });
+
+test('wasm: the SIMD passes (simd.wat) give bit-identical weights to the JS loops they replace', async (t) => {
+  if (!(await useBackend('wasm'))) return t.skip('wasm backend unavailable');
+  const { wasmSimd } = await import('../src/accel/simd');
+  if (!wasmSimd()) return t.skip('simd.wasm not built or the wasm memory cannot be shared');
+  const blas = installAcceleratedKernels('wasm').installed;
+  try {
+    const train = (simd: boolean): { weights: Float32Array[]; losses: number[] } => {
+      process.env.REGTRAIN_SIMD = simd ? 'on' : 'off';
+      const model = buildTutorialModel(5);
+      const step = createLeanStep(model, { learningRate: 0.01, momentum: 0, nesterov: false }, TUTORIAL_PENALTIES);
+      if ('unsupported' in step) throw new Error(step.unsupported);
+      const { x, y } = fakeData(50 * 10, 4); // 50: the bias/relu rows and the update both have tails past a multiple of 4
+      const losses: number[] = [];
+      for (let s = 0; s < 10; s++) {
+        const xb = x.slice(s * 50, 50);
+        const yb = y.slice(s * 50, 50);
+        const r = step.run(xb, yb);
+        losses.push(r.dataLoss + r.penalty);
+        tf.dispose([xb, yb]);
+      }
+      const weights = model.getWeights().map((w) => (w.dataSync() as Float32Array).slice());
+      step.dispose();
+      model.dispose();
+      tf.dispose([x, y]);
+      return { weights, losses };
+    };
+    const js = train(false);
+    const simd = train(true);
+    simd.weights.forEach((w, i) => assert.deepEqual(w, js.weights[i], `weight ${i} differs (BLAS ${blas})`));
+    // The penalty's sums are added in another order (4 lanes, float64): equal to ~1e-12.
+    simd.losses.forEach((l, i) => assert.ok(Math.abs(l - js.losses[i]!) <= 1e-9 * Math.abs(l), `step ${i}: ${l} vs ${js.losses[i]}`));
+  } finally {
+    delete process.env.REGTRAIN_SIMD;
+    uninstallAcceleratedKernels('wasm');
+  }
+});

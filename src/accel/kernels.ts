@@ -13,6 +13,7 @@
  * rounding: |Δ| ≤ 1e-5 · max|C| on the test shapes (see test/accel.test.ts), not bit for bit.
  */
 import * as tf from '@tensorflow/tfjs';
+import { wasmSimd } from './simd';
 import { loadBlas, type Blas } from './blas';
 
 type TensorInfo = tf.TensorInfo;
@@ -238,7 +239,13 @@ function fusedMatMulFunc(blas: Blas, backendName: string, original: KernelFunc):
     const cm = out.mem();
     runGemm(blas, p, !!attrs.transposeA, !!attrs.transposeB, acc.floats(a!)!, acc.floats(b!)!, cm);
     const bm = bias ? acc.floats(bias)! : null;
-    applyBiasActivation(cm.base, cm.offset, p.batch * p.m, p.n, bm ? bm.base : null, bm ? bm.offset : 0, act);
+    const simd = backendName === 'wasm' && act !== 'relu6' ? wasmSimd() : null;
+    if (simd) {
+      // Byte addresses in the wasm heap (0 = no bias: malloc never returns address 0).
+      simd.biasAct(cm.base.byteOffset + 4 * cm.offset, p.batch * p.m, p.n, bm ? bm.base.byteOffset + 4 * bm.offset : 0, act === 'relu' ? 1 : 0);
+    } else {
+      applyBiasActivation(cm.base, cm.offset, p.batch * p.m, p.n, bm ? bm.base : null, bm ? bm.offset : 0, act);
+    }
     accelStats.blasCalls++;
     return out.info;
   };

@@ -31,6 +31,7 @@
  * relative on weights and losses after 20 steps (test/accel.test.ts).
  */
 import * as tf from '@tensorflow/tfjs';
+import { wasmSimd } from './simd';
 
 /** Per-batch results. `dataLoss` is the SUM over the batch of per-sample cross-entropy (no penalty):
  *  divide by `batchSize` for the batch mean Keras reports (before adding the penalty). */
@@ -269,6 +270,13 @@ export function createLeanStep(model: tf.Sequential, opts: LeanStepOptions, pena
     v.assign(newV);
   };
 
+  // 16 bytes of the wasm heap where the SIMD pass leaves its two float64 sums.
+  let scratchTensor: tf.Tensor | null = null;
+  const scratchSums = (): Float64Array => {
+    if (!scratchTensor) scratchTensor = tf.keep(tf.zeros([4]));
+    const f = ownFloats(scratchTensor, false)!;
+    return new Float64Array(f.buffer, f.byteOffset, 2);
+  };
   const lr32 = Math.fround(-opts.learningRate);
   const m32 = Math.fround(opts.momentum);
   const inPlaceOpt = opts.inPlace;
@@ -300,7 +308,18 @@ export function createLeanStep(model: tf.Sequential, opts: LeanStepOptions, pena
       fresh?.dispose();
       return false;
     }
-    const r = A ? sgdMomentumPass(W, G, A, D, l1, l2x2, lr32, m32, opts.nesterov) : sgdPass(W, G, D, l1, l2x2, lr32);
+    let r: { abs: number; sq: number };
+    const simd = !A && backendName === 'wasm' ? wasmSimd() : null;
+    if (simd) {
+      // SIMD over the multiple of 4, the JS loop over the last few.
+      const n4 = W.length & ~3;
+      const scratch = scratchSums();
+      simd.sgd(W.byteOffset, G.byteOffset, D.byteOffset, n4, l1, l2x2, lr32, scratch.byteOffset);
+      const tail = sgdPass(W.subarray(n4), G.subarray(n4), D.subarray(n4), l1, l2x2, lr32);
+      r = { abs: scratch[0]! + tail.abs, sq: scratch[1]! + tail.sq };
+    } else {
+      r = A ? sgdMomentumPass(W, G, A, D, l1, l2x2, lr32, m32, opts.nesterov) : sgdPass(W, G, D, l1, l2x2, lr32);
+    }
     const absSum = r.abs;
     const sqSum = r.sq;
     if (fresh) v.assign(fresh);
@@ -421,6 +440,8 @@ export function createLeanStep(model: tf.Sequential, opts: LeanStepOptions, pena
     }
     c.dispose();
     mom.dispose();
+    scratchTensor?.dispose();
+    scratchTensor = null;
     ones?.dispose();
     ones = null;
     for (const t of [...l1s, ...l2x2s]) t?.dispose();

@@ -1,0 +1,46 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+
+/**
+ * The SIMD loops of simd.wat, instantiated on tfjs-wasm's own memory so they read and write
+ * tensors where they live (addresses are byte offsets in that heap). Null when the backend is
+ * not wasm, its memory cannot be shared with us, simd.wasm was not built, or REGTRAIN_SIMD=off.
+ */
+export interface Simd {
+  sgd(w: number, g: number, d: number, n: number, l1: number, l2x2: number, lr: number, out: number): void;
+  biasAct(c: number, rows: number, n: number, bias: number, relu: number): void;
+}
+
+// The ES2022 lib has no WebAssembly types (they come with DOM); the few used here:
+// eslint-disable-next-line @typescript-eslint/no-namespace -- an ambient declaration of a global, not a module
+declare namespace WebAssembly {
+  class Memory {
+    readonly buffer: ArrayBuffer;
+  }
+  class Module {
+    constructor(bytes: Uint8Array);
+  }
+  class Instance {
+    constructor(module: Module, imports: object);
+    readonly exports: Record<string, unknown>;
+  }
+}
+
+let cached: { memory: WebAssembly.Memory; simd: Simd | null } | null = null;
+
+export function wasmSimd(): Simd | null {
+  if (tf.getBackend() !== 'wasm' || /^(off|0|false|no)$/i.test(process.env.REGTRAIN_SIMD ?? '')) return null;
+  const memory = (tf.backend() as unknown as { wasm?: { asm?: { memory?: unknown } } }).wasm?.asm?.memory;
+  if (!(memory instanceof WebAssembly.Memory)) return null;
+  if (cached && cached.memory === memory) return cached.simd;
+  let simd: Simd | null = null;
+  try {
+    const bytes = fs.readFileSync(path.join(__dirname, 'simd.wasm'));
+    simd = new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } }).exports as unknown as Simd;
+  } catch {
+    simd = null; // not built, or the memory is of another kind (shared): the JS loops serve
+  }
+  cached = { memory, simd };
+  return simd;
+}

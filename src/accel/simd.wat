@@ -1,0 +1,91 @@
+;; SIMD loops for the wasm backend, run directly on tfjs-wasm's heap (the memory is imported).
+;; Each matches, rounding for rounding, the float32 op-by-op arithmetic of the JS fallbacks in
+;; step.ts and kernels.ts. Compiled to simd.wasm by `npm run build` (src/accel/build-simd.ts).
+(module
+  (import "env" "memory" (memory 1))
+
+  ;; One SGD pass over n floats (n a multiple of 4; the caller does the tail):
+  ;;   D = W + lr·((G + l1·sign(W)) + l2x2·W), every operation rounded to float32,
+  ;; and at out: f64 Σ|W|, f64 ΣW² (the penalty's sums at the old weights).
+  (func (export "sgd")
+    (param $w i32) (param $g i32) (param $d i32) (param $n i32)
+    (param $l1 f32) (param $l2x2 f32) (param $lr f32) (param $out i32)
+    (local $i i32) (local $end i32)
+    (local $vw v128) (local $s v128) (local $vg v128) (local $a v128) (local $q v128)
+    (local $abs v128) (local $sq v128)
+    (local $vl1 v128) (local $vl2 v128) (local $vlr v128) (local $one v128) (local $zero v128)
+    (local.set $vl1 (f32x4.splat (local.get $l1)))
+    (local.set $vl2 (f32x4.splat (local.get $l2x2)))
+    (local.set $vlr (f32x4.splat (local.get $lr)))
+    (local.set $one (f32x4.splat (f32.const 1)))
+    (local.set $zero (f32x4.splat (f32.const 0)))
+    (local.set $abs (f64x2.splat (f64.const 0)))
+    (local.set $sq (f64x2.splat (f64.const 0)))
+    (local.set $end (i32.shl (local.get $n) (i32.const 2)))
+    (block $done
+      (loop $loop
+        (br_if $done (i32.ge_u (local.get $i) (local.get $end)))
+        (local.set $vw (v128.load (i32.add (local.get $w) (local.get $i))))
+        (local.set $s
+          (f32x4.sub
+            (v128.and (f32x4.gt (local.get $vw) (local.get $zero)) (local.get $one))
+            (v128.and (f32x4.lt (local.get $vw) (local.get $zero)) (local.get $one))))
+        ;; sums in float64: lanes 0,1 then lanes 2,3
+        (local.set $a (f32x4.abs (local.get $vw)))
+        (local.set $q (f32x4.mul (local.get $vw) (local.get $vw)))
+        (local.set $abs (f64x2.add (local.get $abs) (f64x2.promote_low_f32x4 (local.get $a))))
+        (local.set $abs (f64x2.add (local.get $abs)
+          (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $a) (local.get $a)))))
+        (local.set $sq (f64x2.add (local.get $sq) (f64x2.promote_low_f32x4 (local.get $q))))
+        (local.set $sq (f64x2.add (local.get $sq)
+          (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $q) (local.get $q)))))
+        (local.set $vg
+          (f32x4.add
+            (f32x4.add (v128.load (i32.add (local.get $g) (local.get $i))) (f32x4.mul (local.get $vl1) (local.get $s)))
+            (f32x4.mul (local.get $vl2) (local.get $vw))))
+        (v128.store (i32.add (local.get $d) (local.get $i))
+          (f32x4.add (local.get $vw) (f32x4.mul (local.get $vlr) (local.get $vg))))
+        (local.set $i (i32.add (local.get $i) (i32.const 16)))
+        (br $loop)))
+    (f64.store (local.get $out)
+      (f64.add (f64x2.extract_lane 0 (local.get $abs)) (f64x2.extract_lane 1 (local.get $abs))))
+    (f64.store offset=8 (local.get $out)
+      (f64.add (f64x2.extract_lane 0 (local.get $sq)) (f64x2.extract_lane 1 (local.get $sq)))))
+
+  ;; C[r, j] = act(C[r, j] + bias[j]) over rows × n (bias = 0: no bias; relu = 1: max(·, 0)).
+  (func (export "biasAct")
+    (param $c i32) (param $rows i32) (param $n i32) (param $bias i32) (param $relu i32)
+    (local $r i32) (local $j i32) (local $row i32) (local $n4 i32)
+    (local $v v128) (local $x f32) (local $zero v128)
+    (local.set $zero (f32x4.splat (f32.const 0)))
+    (local.set $n4 (i32.and (local.get $n) (i32.const -4)))
+    (block $rowsDone
+      (loop $rowLoop
+        (br_if $rowsDone (i32.ge_u (local.get $r) (local.get $rows)))
+        (local.set $row (i32.add (local.get $c) (i32.shl (i32.mul (local.get $r) (local.get $n)) (i32.const 2))))
+        (local.set $j (i32.const 0))
+        (block $vecDone
+          (loop $vecLoop
+            (br_if $vecDone (i32.ge_u (local.get $j) (local.get $n4)))
+            (local.set $v (v128.load (i32.add (local.get $row) (i32.shl (local.get $j) (i32.const 2)))))
+            (if (local.get $bias)
+              (then (local.set $v (f32x4.add (local.get $v) (v128.load (i32.add (local.get $bias) (i32.shl (local.get $j) (i32.const 2))))))))
+            (if (local.get $relu)
+              (then (local.set $v (f32x4.max (local.get $v) (local.get $zero)))))
+            (v128.store (i32.add (local.get $row) (i32.shl (local.get $j) (i32.const 2))) (local.get $v))
+            (local.set $j (i32.add (local.get $j) (i32.const 4)))
+            (br $vecLoop)))
+        (block $tailDone
+          (loop $tailLoop
+            (br_if $tailDone (i32.ge_u (local.get $j) (local.get $n)))
+            (local.set $x (f32.load (i32.add (local.get $row) (i32.shl (local.get $j) (i32.const 2)))))
+            (if (local.get $bias)
+              (then (local.set $x (f32.add (local.get $x) (f32.load (i32.add (local.get $bias) (i32.shl (local.get $j) (i32.const 2))))))))
+            (if (local.get $relu)
+              (then (local.set $x (f32.max (local.get $x) (f32.const 0)))))
+            (f32.store (i32.add (local.get $row) (i32.shl (local.get $j) (i32.const 2))) (local.get $x))
+            (local.set $j (i32.add (local.get $j) (i32.const 1)))
+            (br $tailLoop)))
+        (local.set $r (i32.add (local.get $r) (i32.const 1)))
+        (br $rowLoop))))
+)
