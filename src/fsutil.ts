@@ -50,3 +50,8 @@ export function writeFileAtomic(file: string, data: string | Uint8Array): void {
 export function sha256(data: Uint8Array): string {
   return crypto.createHash('sha256').update(data).digest('hex');
 }
+
+/** 20261127T160730Z: a UTC time that sorts and is safe in file names. */
+export function utcStamp(d = new Date()): string {
+  return d.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+}

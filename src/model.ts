@@ -144,7 +144,7 @@ export function bindSpec(model: tf.Sequential | tf.LayersModel, spec: Experiment
 }
 
 /** sign(w) by comparisons: tfjs-wasm's Sign kernel returns 0 for |w| ≤ 1e-7. */
-function exactSign(w: tf.Tensor): tf.Tensor {
+export function exactSign(w: tf.Tensor): tf.Tensor {
   return tf.sub(tf.cast(tf.greater(w, 0), 'float32'), tf.cast(tf.less(w, 0), 'float32'));
 }
 

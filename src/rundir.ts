@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { FailureError, InputError } from './errors';
-import { sha256, writeFileAtomic } from './fsutil';
+import { sha256, utcStamp, writeFileAtomic } from './fsutil';
 import { EpochRecord, HistoryFile, MetricsFile, RUN_FORMAT_VERSION } from './runformat';
 
 export const MODEL_FILE = 'model.json';
@@ -13,10 +13,6 @@ export const HISTORY_CSV = 'history.csv';
 export const METRICS_FILE = 'metrics.json';
 /** Held (O_EXCL) by the process writing a run directory, so a second writer refuses. */
 export const LOCK_FILE = '.regtrain.lock';
-
-function utcStamp(d = new Date()): string {
-  return d.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
-}
 
 function isEmptyDir(dir: string): boolean {
   return fs.readdirSync(dir).length === 0;

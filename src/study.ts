@@ -4,7 +4,7 @@ import * as crypto from 'node:crypto';
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as YAML from 'yaml';
 import { FailureError, InputError, InterruptedError, errorMessage } from './errors';
-import { packageRoot, writeFileAtomic } from './fsutil';
+import { packageRoot, utcStamp, writeFileAtomic } from './fsutil';
 import { SpecError, specToYaml, validateSpec, applyOverrides, type ExperimentSpec, type LoadedSpec, type Override } from './spec';
 
 /**
@@ -204,12 +204,9 @@ export interface PreparedStudy {
   members: StudyMember[];
 }
 
-function timestamp(d = new Date()): string {
-  return d.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
-}
 
 export function defaultStudyDir(loaded: LoadedSpec, now = new Date()): string {
-  return path.resolve('studies', `${loaded.spec.name}-${timestamp(now)}`);
+  return path.resolve('studies', `${loaded.spec.name}-${utcStamp(now)}`);
 }
 
 export function memberSpecPath(studyDir: string, member: string): string {

@@ -5,6 +5,7 @@ import { BuiltModel, penaltyOf, penaltyValues, weightStats } from './model';
 import { Rng } from './rng';
 import { EpochRecord } from './runformat';
 import { ExperimentSpec, NUM_CLASSES } from './spec';
+import { InputError } from './errors';
 
 /** Keras's epsilon: probabilities are clipped to [ε, 1−ε] before the log. */
 export const EPSILON = 1e-7;
@@ -34,8 +35,12 @@ export interface TrainStep {
   readonly description: string;
   /** One SGD update on a batch. `x` is [batch, 28, 28], `y` int32 [batch]. */
   run(x: tf.Tensor, y: tf.Tensor1D, dropoutSeed: number): StepResult;
-  /** Optimizer state (SGD momentum) for checkpoints. */
+  /**
+   * Optimizer state for checkpoints, in one form for every path: a copy of each momentum
+   * accumulator, named `<variable>/momentum` (none for plain SGD). The caller disposes them.
+   */
   optimizerWeights(): Promise<NamedTensor[]>;
+  /** Takes what optimizerWeights() gave (on any path); throws InputError when it does not fit. */
   setOptimizerWeights(w: NamedTensor[]): Promise<void>;
   dispose(): void;
 }
@@ -102,10 +107,21 @@ export function createReferenceStep(built: BuiltModel, sgd: ExperimentSpec['opti
       return { dataLoss: dataLoss!, penalty: penalty!, correct: correct! };
     },
     async optimizerWeights() {
-      return optimizer.getWeights();
+      // tfjs lists its iteration count first (plain SGD and momentum do not use it) and hands
+      // out its live accumulators: return copies of the accumulators only.
+      const [iterations, ...accumulators] = await optimizer.getWeights();
+      iterations?.tensor.dispose();
+      return accumulators.map(({ name, tensor }) => ({ name, tensor: tensor.clone() }));
     },
     async setOptimizerWeights(w) {
-      await optimizer.setWeights(w);
+      // tfjs matches accumulators to variables by position: order them like the variables.
+      const byName = new Map(w.map((t) => [t.name, t.tensor]));
+      const accumulators = sgd.momentum > 0 ? vars.map((v) => ({ name: `${v.name}/momentum`, tensor: byName.get(`${v.name}/momentum`) })) : [];
+      const missing = accumulators.find((a) => !a.tensor || !tf.util.arraysEqual(a.tensor.shape, vars.find((v) => `${v.name}/momentum` === a.name)!.shape));
+      if (missing) throw new InputError(`the checkpoint has no momentum state for ${missing.name.replace(/\/momentum$/, '')}`);
+      const iterations = tf.scalar(0, 'int32');
+      await optimizer.setWeights([{ name: 'iter', tensor: iterations }, ...(accumulators as NamedTensor[])]);
+      iterations.dispose();
     },
     dispose() {
       optimizer.dispose();
@@ -293,11 +309,12 @@ export async function train(built: BuiltModel, step: TrainStep, data: { train: S
     }
 
     const penalties = penaltyValues(built);
+    const weightPenaltyNow = Object.values(penalties).reduce((a, c) => a + c, 0);
     let valLoss: number | null = null;
     let valAccuracy: number | null = null;
     if (validation && validation.count > 0) {
       const v = evaluateSplit(built, validation);
-      valLoss = v.dataLoss + v.activityPenalty + Object.values(penalties).reduce((a, c) => a + c, 0);
+      valLoss = v.dataLoss + v.activityPenalty + weightPenaltyNow;
       valAccuracy = v.accuracy;
       if (!Number.isFinite(valLoss)) {
         stopReason = 'non-finite-loss';

@@ -12,14 +12,14 @@ const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-resume-'));
 const env = { ...process.env, REGTRAIN_DATA_DIR: path.join(tmp, 'cache') };
 const small = ['--set', 'data.trainLimit=1200', '--set', 'data.validation.size=200', '--set', 'data.testLimit=300', '--set', 'training.epochs=3', '--backend', 'wasm'];
 
-function regtrain(args: string[]) {
-  return spawnSync(process.execPath, [bin, ...args], { cwd: tmp, env, encoding: 'utf8' });
+function regtrain(args: string[], extraEnv: Record<string, string> = {}) {
+  return spawnSync(process.execPath, [bin, ...args], { cwd: tmp, env: { ...env, ...extraEnv }, encoding: 'utf8' });
 }
 
 /** Starts a run and SIGKILLs it as soon as its first epoch is on stdout (so a checkpoint exists). */
-function runAndKillAfterFirstEpoch(args: string[]): Promise<void> {
+function runAndKillAfterFirstEpoch(args: string[], extraEnv: Record<string, string> = {}): Promise<void> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [bin, ...args, '--json'], { cwd: tmp, env });
+    const child = spawn(process.execPath, [bin, ...args, '--json'], { cwd: tmp, env: { ...env, ...extraEnv } });
     let out = '';
     child.stdout.on('data', (d: Buffer) => {
       out += d.toString();
@@ -77,4 +77,31 @@ test('resuming a directory that is not a run is refused with exit 2', () => {
   const r = regtrain(['run', '--resume', 'empty']);
   assert.equal(r.status, 2);
   assert.equal(r.stderr.trim(), 'error: --resume empty: spec.yaml is missing; not a run directory');
+});
+
+for (const momentum of [0, 0.9]) {
+  test(`a checkpoint from one training path resumes on the other (momentum ${momentum}) and the run completes`, async () => {
+    const withMomentum = [...small, '--set', `optimizer.sgd.momentum=${momentum}`];
+    // Lean step (OpenBLAS) → reference step (REGTRAIN_ACCEL=off), and back.
+    for (const [first, second, name] of [
+      [{}, { REGTRAIN_ACCEL: 'off' }, `lean-to-ref-${momentum}`],
+      [{ REGTRAIN_ACCEL: 'off' }, {}, `ref-to-lean-${momentum}`],
+    ] as const) {
+      await runAndKillAfterFirstEpoch(['run', quick, ...withMomentum, '--out', name], first);
+      const r = regtrain(['run', '--resume', name, '-q'], second);
+      assert.equal(r.status, 0, `${name}: ${r.stderr}`);
+      assert.equal(history(name).length, 3);
+      assert.ok(!fs.existsSync(path.join(tmp, name, '.regtrain.lock')), 'the lock is released');
+    }
+  });
+}
+
+test('a damaged checkpoint is refused with exit 2 and leaves no lock behind', async () => {
+  await runAndKillAfterFirstEpoch(['run', quick, ...small, '--out', 'damaged']);
+  const bin = fs.readdirSync(path.join(tmp, 'damaged')).find((f) => /^checkpoint-\d+\.bin$/.test(f))!;
+  fs.appendFileSync(path.join(tmp, 'damaged', bin), 'xx');
+  const r = regtrain(['run', '--resume', 'damaged']);
+  assert.equal(r.status, 2);
+  assert.equal(r.stderr.trim(), `error: ${path.join(tmp, 'damaged', bin)}: does not match the hash in checkpoint.json (damaged checkpoint)`);
+  assert.ok(!fs.existsSync(path.join(tmp, 'damaged', '.regtrain.lock')), 'the lock is released');
 });

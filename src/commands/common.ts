@@ -1,5 +1,4 @@
 import { Command, Option } from 'commander';
-import { InterruptedError } from '../errors';
 import { loadDataset, type Dataset, type FetchProgress } from '../data/dataset';
 import type { ExperimentSpec } from '../spec';
 
@@ -70,10 +69,6 @@ export function trapSignals(onSecond?: () => void): { stopRequested: () => boole
       process.off('SIGTERM', handler);
     },
   };
-}
-
-export function throwIfInterrupted(signal: string | null, what: string): void {
-  if (signal) throw new InterruptedError(`${signal}: ${what}`);
 }
 
 export function fmtSeconds(s: number): string {

@@ -66,43 +66,46 @@ export async function evaluateRun(dir: string, opts: EvaluateOptions): Promise<E
   const backend = await initBackend(opts.backend ?? spec.backend);
   out.info(`Backend: ${backend.name} — ${backend.reason}`);
   const { model } = await loadModel(dir);
-  let built;
   try {
-    built = bindSpec(model, spec);
-  } catch (err) {
-    throw new InputError(`${dir}: model.json does not match spec.yaml (${(err as Error).message})`);
-  }
-  const data = await loadSpecData(spec, opts);
-  const recorded = metrics.dataset?.normalization;
-  if (recorded && (Math.abs(recorded.mean - data.normalization.mean) > 1e-6 || Math.abs(recorded.std - data.normalization.std) > 1e-6)) {
-    out.warn(`normalization constants differ from the run's (mean ${recorded.mean} vs ${data.normalization.mean}); the data may differ`);
-  }
-  for (const [name, hash] of Object.entries(metrics.dataset?.sha256 ?? {})) {
-    if (data.sha256[name] && data.sha256[name] !== hash) out.warn(`${name} differs from the file the run used (sha256 ${hash.slice(0, 12)}… vs ${data.sha256[name]!.slice(0, 12)}…)`);
-  }
+    let built;
+    try {
+      built = bindSpec(model, spec);
+    } catch (err) {
+      throw new InputError(`${dir}: model.json does not match spec.yaml (${(err as Error).message})`);
+    }
+    const data = await loadSpecData(spec, opts);
+    const recorded = metrics.dataset?.normalization;
+    if (recorded && (Math.abs(recorded.mean - data.normalization.mean) > 1e-6 || Math.abs(recorded.std - data.normalization.std) > 1e-6)) {
+      out.warn(`normalization constants differ from the run's (mean ${recorded.mean} vs ${data.normalization.mean}); the data may differ`);
+    }
+    for (const [name, hash] of Object.entries(metrics.dataset?.sha256 ?? {})) {
+      if (data.sha256[name] && data.sha256[name] !== hash) out.warn(`${name} differs from the file the run used (sha256 ${hash.slice(0, 12)}… vs ${data.sha256[name]!.slice(0, 12)}…)`);
+    }
 
-  const ev = evaluateSplit(built, data.test);
-  const loss = ev.dataLoss + ev.activityPenalty + weightPenalty(built);
-  const confusion = Array.from({ length: NUM_CLASSES }, () => new Array<number>(NUM_CLASSES).fill(0));
-  for (let i = 0; i < ev.count; i++) confusion[data.test.labels[i]!]![ev.predictions[i]!]!++;
-  const perClass = confusion.map((row, c) => {
-    const count = row.reduce((a, b) => a + b, 0);
-    return { name: data.classNames[c] ?? String(c), accuracy: count ? row[c]! / count : 0, count };
-  });
-  const report: EvaluationReport = { runDir: dir, loss, accuracy: ev.accuracy, count: ev.count, perClass, confusion };
+    const ev = evaluateSplit(built, data.test);
+    const loss = ev.dataLoss + ev.activityPenalty + weightPenalty(built);
+    const confusion = Array.from({ length: NUM_CLASSES }, () => new Array<number>(NUM_CLASSES).fill(0));
+    for (let i = 0; i < ev.count; i++) confusion[data.test.labels[i]!]![ev.predictions[i]!]!++;
+    const perClass = confusion.map((row, c) => {
+      const count = row.reduce((a, b) => a + b, 0);
+      return { name: data.classNames[c] ?? String(c), accuracy: count ? row[c]! / count : 0, count };
+    });
+    const report: EvaluationReport = { runDir: dir, loss, accuracy: ev.accuracy, count: ev.count, perClass, confusion };
 
-  if (opts.json) {
-    out.event(report as unknown as Record<string, unknown>);
-  } else {
-    const w = Math.max(...perClass.map((p) => p.name.length));
-    out.result(`Test: loss: ${loss.toFixed(4)} - accuracy: ${ev.accuracy.toFixed(4)} (${ev.count} images)`);
-    if (metrics.test && metrics.test.count === ev.count) out.result(`(run reported accuracy ${metrics.test.accuracy.toFixed(4)} on the same ${ev.count} images)`);
-    out.result('\nPer class:');
-    for (const p of perClass) out.result(`  ${p.name.padEnd(w)}  ${(100 * p.accuracy).toFixed(1).padStart(5)}%  (${p.count})`);
-    out.result('\nConfusion matrix (rows: true class, columns: predicted):');
-    out.result('  ' + ''.padEnd(w) + confusion.map((_, c) => String(c).padStart(6)).join(''));
-    confusion.forEach((row, c) => out.result(`  ${perClass[c]!.name.padEnd(w)}${row.map((v) => String(v).padStart(6)).join('')}`));
+    if (opts.json) {
+      out.event(report as unknown as Record<string, unknown>);
+    } else {
+      const w = Math.max(...perClass.map((p) => p.name.length));
+      out.result(`Test: loss: ${loss.toFixed(4)} - accuracy: ${ev.accuracy.toFixed(4)} (${ev.count} images)`);
+      if (metrics.test && metrics.test.count === ev.count) out.result(`(run reported accuracy ${metrics.test.accuracy.toFixed(4)} on the same ${ev.count} images)`);
+      out.result('\nPer class:');
+      for (const p of perClass) out.result(`  ${p.name.padEnd(w)}  ${(100 * p.accuracy).toFixed(1).padStart(5)}%  (${p.count})`);
+      out.result('\nConfusion matrix (rows: true class, columns: predicted):');
+      out.result('  ' + ''.padEnd(w) + confusion.map((_, c) => String(c).padStart(6)).join(''));
+      confusion.forEach((row, c) => out.result(`  ${perClass[c]!.name.padEnd(w)}${row.map((v) => String(v).padStart(6)).join('')}`));
+    }
+    return report;
+  } finally {
+    model.dispose();
   }
-  model.dispose();
-  return report;
 }

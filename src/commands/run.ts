@@ -114,20 +114,32 @@ async function resumeRun(dir: string, file: string | undefined, opts: RunOptions
   const origin = fs.existsSync(path.join(runDir, ORIGIN_FILE)) ? readJsonFile<RunOrigin>(runDir, ORIGIN_FILE) : null;
   const specFile = file ? path.resolve(file) : origin?.specFile;
   const sets = opts.set.length ? opts.set : (origin?.sets ?? []);
+  let changed = false;
   if (specFile && fs.existsSync(specFile)) {
     const current = loadSpec(specFile, sets.map(parseSetFlag)).spec;
     if (specToYaml(current) !== specToYaml(spec)) {
       if (!opts.force) throw new InputError(`--resume ${dir}: ${specFile} changed since the run started; pass --force to continue with the changed spec`);
       spec = current;
-      writeRunFile(runDir, SPEC_FILE, specToYaml(spec));
+      changed = true;
     }
   }
+  // Claim the directory before writing anything in it; runExperiment releases it from here on.
   claimRunDir(runDir);
-  const checkpoint = readCheckpoint<Omit<TrainState, 'bestWeights'>>(runDir);
   let resume: ResumeFrom['checkpoint'] = null;
-  if (checkpoint) {
-    const best = checkpoint.tensors.filter((t) => t.group === 'best').map((t) => t.data as Float32Array);
-    resume = { epoch: checkpoint.epoch, state: { ...checkpoint.state, bestWeights: best.length ? best : null }, tensors: checkpoint.tensors };
+  try {
+    if (changed) {
+      const specYaml = specToYaml(spec);
+      writeRunFile(runDir, SPEC_FILE, specYaml);
+      writeJson(runDir, ORIGIN_FILE, { formatVersion: RUN_FORMAT_VERSION, specFile: specFile ?? null, sets, specSha256: sha256(Buffer.from(specYaml)) } satisfies RunOrigin);
+    }
+    const checkpoint = readCheckpoint<Omit<TrainState, 'bestWeights'>>(runDir);
+    if (checkpoint) {
+      const best = checkpoint.tensors.filter((t) => t.group === 'best').map((t) => t.data as Float32Array);
+      resume = { epoch: checkpoint.epoch, state: { ...checkpoint.state, bestWeights: best.length ? best : null }, tensors: checkpoint.tensors };
+    }
+  } catch (err) {
+    releaseRunDir(runDir);
+    throw err;
   }
   return runExperiment(spec, opts, { runDir, checkpoint: resume }, { specFile: specFile ?? null, sets });
 }
@@ -140,6 +152,7 @@ async function checkpointTensors(built: BuiltModel, step: TrainStep, state: Trai
     const dtype = tensor.dtype === 'int32' ? 'int32' : 'float32';
     return { group: 'optimizer', name, shape: tensor.shape, dtype, data: (tensor.dataSync() as Float32Array | Int32Array).slice() };
   });
+  tf.dispose(opt.map((t) => t.tensor));
   const best = (state.bestWeights ?? []).map((data, i): CheckpointTensor => ({ group: 'best', name: built.model.weights[i]!.name, shape: built.model.weights[i]!.shape as number[], dtype: 'float32', data }));
   return [...weights, ...optimizer, ...best];
 }
@@ -152,7 +165,14 @@ async function restoreCheckpoint(built: BuiltModel, step: TrainStep, tensors: Ch
   }
   restore(built.model, weights.map((t) => t.data as Float32Array));
   const opt = tensors.filter((t) => t.group === 'optimizer').map((t) => ({ name: t.name, tensor: tf.tensor(t.data, t.shape, t.dtype) }));
-  await step.setOptimizerWeights(opt);
+  try {
+    await step.setOptimizerWeights(opt);
+  } catch (err) {
+    if (err instanceof InputError) throw new InputError(`${path.join(runDir, CHECKPOINT_FILE)}: ${err.message}`);
+    throw err;
+  } finally {
+    tf.dispose(opt.map((t) => t.tensor));
+  }
 }
 
 function epochLine(r: EpochRecord, epochs: number): string {
@@ -168,7 +188,10 @@ export async function runExperiment(spec: ExperimentSpec, opts: RunOptions, resu
   const out = new Console(!!opts.json, !!opts.quiet);
   const started = process.hrtime.bigint();
   const elapsed = () => Number(process.hrtime.bigint() - started) / 1e9;
-  const signals = trapSignals();
+  // A second Ctrl-C exits at once: release the directory on the way out.
+  const signals = trapSignals(() => {
+    if (runDir) releaseRunDir(runDir);
+  });
   const resumeState = resumeFrom?.checkpoint?.state;
   const history: EpochRecord[] = resumeState ? [...resumeState.history] : [];
   let runDir: string | undefined;
