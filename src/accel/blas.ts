@@ -23,39 +23,13 @@ interface Koffi {
   load(path: string): KoffiLib;
 }
 
-type RawSgemm = (
-  order: number,
-  transA: number,
-  transB: number,
-  m: number,
-  n: number,
-  k: number,
-  alpha: number,
-  a: Float32Array,
-  lda: number,
-  b: Float32Array,
-  ldb: number,
-  beta: number,
-  c: Float32Array,
-  ldc: number,
-) => void;
+/** The sizes and operands shared by cblas_sgemm and our wrapper: M, N, K, alpha, A, lda, B, ldb, beta, C, ldc. */
+type GemmOperands = [m: number, n: number, k: number, alpha: number, a: Float32Array, lda: number, b: Float32Array, ldb: number, beta: number, c: Float32Array, ldc: number];
+
+type RawSgemm = (order: number, transA: number, transB: number, ...operands: GemmOperands) => void;
 
 /** Row-major C = alpha·op(A)·op(B) + beta·C, op(X) = Xᵀ when its flag is set. A is M×K after op, B is K×N. */
-export type Sgemm = (
-  transA: boolean,
-  transB: boolean,
-  m: number,
-  n: number,
-  k: number,
-  alpha: number,
-  a: Float32Array,
-  lda: number,
-  b: Float32Array,
-  ldb: number,
-  beta: number,
-  c: Float32Array,
-  ldc: number,
-) => void;
+export type Sgemm = (transA: boolean, transB: boolean, ...operands: GemmOperands) => void;
 
 export interface Blas {
   ok: true;
