@@ -249,8 +249,7 @@ export async function runExperiment(spec: ExperimentSpec, opts: RunOptions, resu
           const { bestWeights: _b, ...plain } = state;
           writeCheckpoint(runDir!, state.epoch, plain, await checkpointTensors(built, step, state));
           out.info(epochLine(r, spec.training.epochs));
-          const { weights: _w, penalties, ...rest } = r;
-          out.event({ event: 'epoch', ...rest, penalties, weights: r.weights });
+          out.event({ event: 'epoch', ...r });
         },
       },
     );
