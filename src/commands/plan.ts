@@ -3,7 +3,7 @@ import { Command } from 'commander';
 import { InputError } from '../errors';
 import { loadSpec, parseSetFlag } from '../spec';
 import { isStudy, memberArgs, memberCommand, prepareStudy } from '../study';
-import { collectSets } from './validate';
+import { collect } from './common';
 
 /**
  * `regtrain plan SPEC`: writes the study's specs and prints one self-contained
@@ -15,7 +15,7 @@ export function planCommand(): Command {
     .description('write a study\'s member specs and print one `regtrain run` command per member (for GNU parallel, Slurm arrays, Kubernetes Jobs)')
     .argument('<spec>', 'experiment spec (YAML) with variants, sweep and/or repeats')
     .option('--out <dir>', 'study directory (default: studies/<name>-<UTC timestamp>)')
-    .option('--set <path=value>', 'override a field of the base spec, e.g. --set training.epochs=3 (repeatable)', collectSets, [])
+    .option('--set <path=value>', 'override a field of the base spec, e.g. --set training.epochs=3 (repeatable)', collect, [])
     .option('--json', 'print a JSON array of {member, argv, command} instead of shell lines')
     .action((file: string, opts: { out?: string; set: string[]; json?: boolean }) => {
       const loaded = loadSpec(file, opts.set.map(parseSetFlag));

@@ -14,6 +14,3 @@ export function validateCommand(): Command {
       process.stdout.write(opts.json ? JSON.stringify(spec) + '\n' : specToYaml(spec));
     });
 }
-
-/** Kept for the study commands; the same as common's `collect`. */
-export const collectSets = collect;
