@@ -36,6 +36,8 @@ export interface EpochRecord {
   penalty: number;
   /** Penalty per regularized layer and kind, e.g. { "dense_1/kernel/l1": 0.31 }. */
   penalties: Record<string, number>;
+  /** The optimizer's learning rate at the epoch's end (absent in runs before regtrain 0.2). */
+  lr?: number;
   seconds: number;
   weights: WeightStats[];
 }

@@ -3,6 +3,8 @@ import * as path from 'node:path';
 import * as YAML from 'yaml';
 import { z } from 'zod';
 import { InputError } from './errors';
+import { checkpointSchema, earlyStoppingSchema, optimizerSchema, reduceLrOnPlateauSchema, tensorboardSchema } from './spec/training';
+export type { LearningRateSpec } from './spec/training';
 
 /**
  * The experiment spec. This zod schema is the single source of truth: the TypeScript
@@ -104,17 +106,6 @@ const layer = z
   });
 export type LayerSpec = z.infer<typeof layer>;
 
-const earlyStopping = z
-  .strictObject({
-    monitor: oneOf(['val_loss', 'val_accuracy', 'loss', 'accuracy'] as const).default('val_loss'),
-    /** Keras's defaults: patience 0, minDelta 0, restoreBestWeights false. */
-    patience: intRange(0, 100000, 'expected an integer ≥ 0').default(0),
-    minDelta: nonNegative().default(0),
-    restoreBestWeights: z.boolean({ error: 'expected true or false' }).default(false),
-  })
-  .nullable()
-  .default(null);
-
 const overrideMap = z.record(z.string(), z.unknown(), { error: 'expected a map of dotted paths to values' });
 
 export const experimentSpec = z
@@ -152,20 +143,7 @@ export const experimentSpec = z
       },
       { error: 'expected a map with a list of layers' },
     ),
-    optimizer: z
-      .strictObject(
-        {
-          sgd: z
-            .strictObject({
-              learningRate: num('a positive number').positive({ error: 'expected a positive number' }).default(0.01),
-              momentum: rate().default(0),
-              nesterov: z.boolean({ error: 'expected true or false' }).default(false),
-            })
-            .prefault({}),
-        },
-        { error: 'expected { sgd: { learningRate, momentum, nesterov } }' },
-      )
-      .prefault({}),
+    optimizer: optimizerSchema,
     loss: z.literal('sparseCategoricalCrossentropy', { error: 'expected sparseCategoricalCrossentropy' }).default('sparseCategoricalCrossentropy'),
     training: z
       .strictObject({
@@ -173,7 +151,10 @@ export const experimentSpec = z
         epochs: positiveInt(100000).default(1),
         batchSize: positiveInt(60000).default(32),
         shuffle: z.boolean({ error: 'expected true or false' }).default(true),
-        earlyStopping,
+        earlyStopping: earlyStoppingSchema,
+        reduceLrOnPlateau: reduceLrOnPlateauSchema,
+        checkpoint: checkpointSchema,
+        tensorboard: tensorboardSchema,
       })
       .prefault({}),
     /** Study: named partial overrides of this spec, each a map of dotted paths to values. */
@@ -196,7 +177,7 @@ export function layerType(l: LayerSpec): LayerType {
 function checkModel(spec: {
   model: { layers: LayerSpec[] };
   data: { validation: { size: number; holdout: boolean }; trainLimit: number | null };
-  training: { earlyStopping: { monitor: string } | null };
+  training: { earlyStopping: { monitor: string } | null; reduceLrOnPlateau: { monitor: string } | null; checkpoint: { saveBest: { monitor: string } | null } };
 }, ctx: z.RefinementCtx): void {
   const layers = spec.model.layers;
   let features: number[] = [...IMAGE_SHAPE];
@@ -227,9 +208,13 @@ function checkModel(spec: {
     if (last.dense.units !== NUM_CLASSES) ctx.addIssue({ code: 'custom', path: ['model', 'layers', lastIndex, 'dense', 'units'], message: `the last layer must have ${NUM_CLASSES} units (one per class), got ${last.dense.units}` });
     if (last.dense.activation !== 'softmax') ctx.addIssue({ code: 'custom', path: ['model', 'layers', lastIndex, 'dense', 'activation'], message: `the last layer must use softmax (sparseCategoricalCrossentropy takes probabilities, as Keras's from_logits=False), got ${last.dense.activation}` });
   }
-  const es = spec.training.earlyStopping;
-  if (es && es.monitor.startsWith('val_') && spec.data.validation.size === 0) {
-    ctx.addIssue({ code: 'custom', path: ['training', 'earlyStopping', 'monitor'], message: `monitoring ${es.monitor} needs data.validation.size > 0` });
+  const monitored: [string[], string | undefined][] = [
+    [['training', 'earlyStopping', 'monitor'], spec.training.earlyStopping?.monitor],
+    [['training', 'reduceLrOnPlateau', 'monitor'], spec.training.reduceLrOnPlateau?.monitor],
+    [['training', 'checkpoint', 'saveBest', 'monitor'], spec.training.checkpoint.saveBest?.monitor],
+  ];
+  for (const [at, monitor] of monitored) {
+    if (monitor?.startsWith('val_') && spec.data.validation.size === 0) ctx.addIssue({ code: 'custom', path: at, message: `monitoring ${monitor} needs data.validation.size > 0` });
   }
   const { size, holdout } = spec.data.validation;
   const available = spec.data.trainLimit ?? 60000;

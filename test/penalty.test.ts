@@ -31,7 +31,9 @@ import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/backend';
 import { buildModel, penaltyOf, penaltyValues, type BuiltModel } from '../src/model';
 import { validateSpec, type ExperimentSpec } from '../src/spec';
-import { createReferenceStep, crossEntropySum, forward } from '../src/train';
+import { createReferenceStep } from '../src/train/step';
+import { crossEntropySum, forward } from '../src/train/forward';
+import { createOptimizer } from '../src/train/optimizers';
 
 const KERNEL = [
   [1, -2],
@@ -40,7 +42,7 @@ const KERNEL = [
 const SUM_ABS = 3.5;
 const SUM_SQ = 5.25;
 const LR = 0.1;
-const SGD = { learningRate: LR, momentum: 0, nesterov: false };
+const SGD = () => createOptimizer({ sgd: { learningRate: LR } });
 const PENALTY_RTOL = 1e-6;
 const WEIGHT_ATOL = 1e-6;
 
@@ -159,8 +161,8 @@ for (const form of FORMS) {
         return grads[kernelVar.name]!.arraySync() as number[][];
       });
 
-      const regStep = createReferenceStep(reg, SGD);
-      const plainStep = createReferenceStep(plain, SGD);
+      const regStep = createReferenceStep(reg, SGD());
+      const plainStep = createReferenceStep(plain, SGD());
       const r = regStep.run(x, y, 0);
       const p = plainStep.run(x, y, 0);
       assertRelClose(r.penalty, form.penalty, 'step penalty');
@@ -195,8 +197,8 @@ describe('a weight that is exactly zero', () => {
     const reg = buildWithKernel({ l1: 0.01 });
     const plain = buildWithKernel(null);
     const { x, y } = batch();
-    const regStep = createReferenceStep(reg, SGD);
-    const plainStep = createReferenceStep(plain, SGD);
+    const regStep = createReferenceStep(reg, SGD());
+    const plainStep = createReferenceStep(plain, SGD());
     regStep.run(x, y, 0);
     plainStep.run(x, y, 0);
     const extra = kernelOf(reg)[1]![1]! - kernelOf(plain)[1]![1]!;

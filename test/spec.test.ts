@@ -191,7 +191,7 @@ describe('--set overrides', () => {
     const { spec } = loadSpec(quick, ['training.epochs=3', 'training.epochs=7', 'model.layers.1.dense.kernelRegularizer=l2', 'optimizer.sgd.learningRate=1e-3'].map(parseSetFlag));
     assert.equal(spec.training.epochs, 7);
     assert.deepEqual(spec.model.layers[1]!.dense!.kernelRegularizer, { l1: 0, l2: 0.01 });
-    assert.equal(spec.optimizer.sgd.learningRate, 0.001);
+    assert.equal(spec.optimizer.sgd?.learningRate, 0.001);
   });
 
   test('a flow map value gets its defaults filled in', () => {

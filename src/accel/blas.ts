@@ -14,6 +14,7 @@
  * - `REGTRAIN_BLAS_LIB=/path/libopenblas.so.0`: try this library first.
  * - `REGTRAIN_BLAS_THREADS=N`: OpenBLAS thread count (default: see `defaultThreads`).
  */
+import { InputError } from '../errors';
 
 /** Minimal view of koffi's API that this module uses (koffi is optional, so no static import). */
 interface KoffiLib {
@@ -190,4 +191,12 @@ function tryLoad(threads?: number): BlasLoadResult {
   } catch (e) {
     return { ok: false, reason: `BLAS load failed: ${(e as Error).message}` };
   }
+}
+
+/** REGTRAIN_BLAS_THREADS as a thread count: undefined when unset, refused unless a whole number from 1 to 256. */
+export function parseThreadCount(value: string | undefined): number | undefined {
+  if (value === undefined || value.trim() === '') return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > 256) throw new InputError(`REGTRAIN_BLAS_THREADS=${value}: expected a whole number from 1 to 256`);
+  return n;
 }

@@ -21,10 +21,9 @@
  *   to get Keras's gradient, and this step does the same).
  * - ReLU gradient: dy·step(z) with step(0) = 0, as tfjs (mask taken from the layer output a = relu(z):
  *   a > 0 ⇔ z > 0).
- * - SGD: w ← w + (−lr)·g, as tfjs's SGDOptimizer. Momentum m > 0 follows tfjs's MomentumOptimizer:
- *   acc ← m·acc + g; w ← w − lr·acc (Nesterov: w ← w − lr·(g + m·acc)). For a constant lr this is
- *   Keras's v ← m·v − lr·g; w ← w + v (Nesterov w ← w + m·v − lr·g) with v = −lr·acc, and the same
- *   numbers up to float32 rounding.
+ * - The update: the optimizer module's (src/train/optimizers.ts: SGD, momentum, Adam, AdamW, weight
+ *   decay), the same code the reference step calls, fused here with the penalty gradient in one pass
+ *   per weight tensor over the tensor's own memory.
  * - Accuracy: argmax(p) (first maximum) == y, as tfjs's sparseCategoricalAccuracy.
  *
  * Agreement with trainOnBatch: float32 rounding only (different summation orders); verified ≤ 1e-5
@@ -32,12 +31,11 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { wasmSimd } from './simd';
-import { InputError } from '../errors';
-import { exactSign } from '../model';
+import { Optimizer } from '../train/optimizers';
 
 /** Per-batch results. `dataLoss` is the SUM over the batch of per-sample cross-entropy (no penalty):
  *  divide by `batchSize` for the batch mean Keras reports (before adding the penalty). */
-export interface StepResult {
+export interface LeanStepResult {
   dataLoss: number;
   correct: number;
   batchSize: number;
@@ -45,28 +43,12 @@ export interface StepResult {
   penalty: number;
 }
 
-export interface TrainStep {
-  run(x: tf.Tensor2D | tf.Tensor3D, y: tf.Tensor1D): StepResult;
-  /** Momentum accumulators by name (empty for plain SGD), for checkpoints. */
-  optimizerState(): { name: string; tensor: tf.Tensor }[];
-  setOptimizerState(state: { name: string; tensor: tf.Tensor }[]): void;
-  /** Frees momentum accumulators (the model's weights are untouched). */
+export interface LeanStep {
+  run(x: tf.Tensor2D | tf.Tensor3D, y: tf.Tensor1D): LeanStepResult;
+  /** The model's trainable variables this step updates, with their sizes (for optimizer state checks). */
+  variables(): { name: string; size: number }[];
+  /** Frees the step's scratch tensors (the model's weights and the optimizer are untouched). */
   dispose(): void;
-}
-
-export interface LeanStepOptions {
-  learningRate: number;
-  momentum: number;
-  nesterov: boolean;
-  /**
-   * On the cpu and wasm backends, apply penalty gradient + SGD/momentum update in one JS pass over
-   * the tensors' memory (default true) instead of ~7 tfjs kernels per weight: in place on cpu; on
-   * wasm into a fresh tensor that is then assigned (tfjs-wasm caches packed weights per tensor id).
-   * Used only when the variable's data is not shared (refCount 1); otherwise, and on other
-   * backends, tfjs ops. Default on for both: on wasm the pass is a SIMD loop (simd.wat), faster
-   * than the ~7 tfjs kernels it replaces; false forces the tfjs ops (for comparisons).
-   */
-  inPlace?: boolean;
 }
 
 export interface Penalty {
@@ -93,8 +75,6 @@ interface DensePlan {
   act: 'relu' | 'linear' | 'softmax';
   l1: number;
   l2: number;
-  accK: tf.Variable | null;
-  accB: tf.Variable | null;
 }
 
 /**
@@ -123,47 +103,6 @@ function ownFloats(t: tf.Tensor, exclusive: boolean): Float32Array | null {
   return null;
 }
 
-/**
- * One fused pass over a weight tensor: the penalty's sums at the old weights, its gradient
- * l1·sign(w) + l2x2·w added to the data gradient, and the SGD update into D (D may be W).
- * Each step rounds to float32 where tfjs's op-by-op path does (g + l1·sign, + l2x2·w, lr·g, w + …):
- * a weight that L1 makes dither around zero follows the same side as on the reference path.
- * The sign is branch-free: weights are positive or negative at random, and a mispredicted
- * branch per weight made this loop 3× slower.
- */
-function sgdPass(W: Float32Array, G: Float32Array, D: Float32Array, l1: number, l2x2: number, lr: number): { abs: number; sq: number } {
-  let abs = 0;
-  let sq = 0;
-  const n = W.length;
-  for (let i = 0; i < n; i++) {
-    const w = W[i]!;
-    const s = +(w > 0) - +(w < 0); // a ternary here compiles to a branch
-    abs += s * w;
-    sq += w * w;
-    const g = Math.fround(Math.fround(G[i]! + l1 * s) + Math.fround(l2x2 * w));
-    D[i] = w + Math.fround(lr * g);
-  }
-  return { abs, sq };
-}
-
-/** As sgdPass, with tfjs's momentum: acc ← m·acc + g; w ← w − lr·acc (Nesterov: w ← w − lr·(g + m·acc)). */
-function sgdMomentumPass(W: Float32Array, G: Float32Array, A: Float32Array, D: Float32Array, l1: number, l2x2: number, lr: number, m: number, nesterov: boolean): { abs: number; sq: number } {
-  let abs = 0;
-  let sq = 0;
-  const n = W.length;
-  for (let i = 0; i < n; i++) {
-    const w = W[i]!;
-    const s = +(w > 0) - +(w < 0); // a ternary here compiles to a branch
-    abs += s * w;
-    sq += w * w;
-    const g = Math.fround(Math.fround(G[i]! + l1 * s) + Math.fround(l2x2 * w));
-    const a = Math.fround(Math.fround(m * A[i]!) + g);
-    A[i] = a;
-    D[i] = w + Math.fround(lr * (nesterov ? Math.fround(g + Math.fround(a * m)) : a));
-  }
-  return { abs, sq };
-}
-
 const EPS = Math.fround(1e-7);
 const ONE_MINUS_EPS = Math.fround(1 - 1e-7);
 
@@ -179,7 +118,7 @@ export function penaltiesFromModel(model: tf.Sequential): Penalty[] | { unsuppor
   return out;
 }
 
-export function createLeanStep(model: tf.Sequential, opts: LeanStepOptions, penalties: Penalty[]): TrainStep | { unsupported: string } {
+export function createLeanStep(model: tf.Sequential, optimizer: Optimizer, penalties: Penalty[]): LeanStep | { unsupported: string } {
   const layers = model.layers as unknown as DenseLike[];
   let flatten = false;
   const dense: DensePlan[] = [];
@@ -225,8 +164,6 @@ export function createLeanStep(model: tf.Sequential, opts: LeanStepOptions, pena
       act: actName as DensePlan['act'],
       l1: p ? p.l1 : 0,
       l2: p ? p.l2 : 0,
-      accK: null,
-      accB: null,
     });
   }
   if (dense.length === 0) return { unsupported: 'no Dense layer' };
@@ -235,19 +172,6 @@ export function createLeanStep(model: tf.Sequential, opts: LeanStepOptions, pena
   }
   for (const d of dense) {
     if (!d.kernel.trainable) return { unsupported: `layer ${d.layerIndex} is frozen` };
-  }
-  if (!(opts.learningRate > 0) || !(opts.momentum >= 0)) return { unsupported: 'learningRate must be > 0 and momentum ≥ 0' };
-  const useMomentum = opts.momentum > 0;
-
-  const c = tf.scalar(-opts.learningRate);
-  const mom = tf.scalar(opts.momentum);
-  const l1s = dense.map((d) => (d.l1 !== 0 ? tf.scalar(d.l1) : null));
-  const l2x2s = dense.map((d) => (d.l2 !== 0 ? tf.scalar(2 * Math.fround(d.l2)) : null));
-  if (useMomentum) {
-    for (const d of dense) {
-      d.accK = tf.variable(tf.zerosLike(d.kernel), false);
-      if (d.bias) d.accB = tf.variable(tf.zerosLike(d.bias), false);
-    }
   }
   let dz = new Float32Array(0);
   let ones: tf.Tensor2D | null = null;
@@ -259,17 +183,6 @@ export function createLeanStep(model: tf.Sequential, opts: LeanStepOptions, pena
     return fresh;
   };
 
-  const update = (v: tf.Variable, g: tf.Tensor, acc: tf.Variable | null): void => {
-    if (!acc) {
-      v.assign(tf.add(tf.mul(c, g), v));
-      return;
-    }
-    const newAcc = tf.add(tf.mul(mom, acc), g);
-    const newV = opts.nesterov ? tf.add(tf.mul(c, tf.add(g, tf.mul(newAcc, mom))), v) : tf.add(tf.mul(c, newAcc), v);
-    acc.assign(newAcc);
-    v.assign(newV);
-  };
-
   // 16 bytes of the wasm heap where the SIMD pass leaves its two float64 sums.
   let scratchTensor: tf.Tensor | null = null;
   const scratchSums = (): Float64Array => {
@@ -277,23 +190,25 @@ export function createLeanStep(model: tf.Sequential, opts: LeanStepOptions, pena
     const f = ownFloats(scratchTensor, false)!;
     return new Float64Array(f.buffer, f.byteOffset, 2);
   };
-  const lr32 = Math.fround(-opts.learningRate);
-  const m32 = Math.fround(opts.momentum);
-  const inPlaceOpt = opts.inPlace;
   /**
-   * w ← w + c·(g + l1·step(w,−1) + 2·l2·w) (with momentum as `update`), in place. Returns false when
-   * the memory is not plainly reachable (other backend, shared data), and the caller uses tf ops.
+   * The optimizer's update of one variable with the penalty gradient l1·sign(w) + 2·l2·w folded in,
+   * in one pass over the tensors' memory: on cpu in place; on wasm into a fresh tensor that is then
+   * assigned (tfjs-wasm caches XNNPACK operators with packed weights per tensor id, so rewriting a
+   * weight's memory in place would leave stale packed copies behind: wrong losses from step 2 on).
+   * Elsewhere (tfjs-node, or shared data) through copies. Plain SGD on wasm runs as a SIMD loop
+   * (simd.wat), bit-identical to the optimizer's JS loop.
    */
-  const updateInPlace = (v: tf.Variable, g: tf.Tensor, acc: tf.Variable | null, l1: number, l2x2: number, sums?: { abs: number; sq: number }): boolean => {
+  const applyUpdate = (v: tf.Variable, g: tf.Tensor, l1: number, l2: number, lr: number): { abs: number; sq: number } => {
     const backendName = tf.getBackend();
-    if (backendName !== 'cpu' && backendName !== 'wasm') return false;
-    // Default on: the fused JS pass (penalty sums, penalty gradient, update) replaces ~8 tfjs kernels
-    // over the whole kernel, which cost ~0.5 ms each on wasm for the 784×200 layer.
-    if (inPlaceOpt === false) return false;
-    if (!ownFloats(v, true) || !ownFloats(g, false) || (acc && !ownFloats(acc, true))) return false;
-    // wasm: write the new weights into a fresh tensor and assign it (new dataId). tfjs-wasm caches
-    // XNNPACK operators with packed weights per tensor id, so rewriting a weight's memory in place
-    // would leave stale packed copies behind (observed: wrong losses from step 2 on). cpu: in place.
+    const zeroCopy = (backendName === 'cpu' || backendName === 'wasm') && ownFloats(v, true) && ownFloats(g, false);
+    if (!zeroCopy) {
+      const out = new Float32Array(v.size);
+      const sums = optimizer.update({ name: v.name, w: v.dataSync() as Float32Array, g: g.dataSync() as Float32Array, out, l1, l2 }, lr);
+      const next = tf.tensor(out, v.shape);
+      v.assign(next);
+      next.dispose();
+      return sums;
+    }
     let fresh: tf.Tensor | null = null;
     if (backendName === 'wasm') {
       const b = tf.backend() as unknown as { makeOutput(shape: number[], dtype: string): tf.TensorInfo };
@@ -302,35 +217,28 @@ export function createLeanStep(model: tf.Sequential, opts: LeanStepOptions, pena
     // Views only after the allocation above (it may grow the wasm heap).
     const W = ownFloats(v, false)!;
     const G = ownFloats(g, false)!;
-    const A = acc ? ownFloats(acc, true) : null;
     const D = fresh ? ownFloats(fresh, true)! : W;
-    if (W.length !== G.length || D.length !== W.length) {
-      fresh?.dispose();
-      return false;
-    }
-    let r: { abs: number; sq: number };
-    const simd = !A && backendName === 'wasm' ? wasmSimd() : null;
+    let sums: { abs: number; sq: number };
+    const simd = backendName === 'wasm' && optimizer.isPlainSgd(v.name) ? wasmSimd() : null;
     if (simd) {
-      // SIMD over the multiple of 4, the JS loop over the last few.
+      // SIMD over the multiple of 4, the optimizer's JS loop over the last few.
       const n4 = W.length & ~3;
       const scratch = scratchSums();
-      simd.sgd(W.byteOffset, G.byteOffset, D.byteOffset, n4, l1, l2x2, lr32, scratch.byteOffset);
-      const tail = sgdPass(W.subarray(n4), G.subarray(n4), D.subarray(n4), l1, l2x2, lr32);
-      r = { abs: scratch[0]! + tail.abs, sq: scratch[1]! + tail.sq };
+      simd.sgd(W.byteOffset, G.byteOffset, D.byteOffset, n4, l1, Math.fround(2 * l2), Math.fround(-lr), scratch.byteOffset);
+      const tail = optimizer.update({ name: v.name, w: W.subarray(n4), g: G.subarray(n4), out: D.subarray(n4), l1, l2 }, lr);
+      sums = { abs: scratch[0]! + tail.abs, sq: scratch[1]! + tail.sq };
     } else {
-      r = A ? sgdMomentumPass(W, G, A, D, l1, l2x2, lr32, m32, opts.nesterov) : sgdPass(W, G, D, l1, l2x2, lr32);
+      sums = optimizer.update({ name: v.name, w: W, g: G, out: D, l1, l2 }, lr);
     }
-    const absSum = r.abs;
-    const sqSum = r.sq;
-    if (fresh) v.assign(fresh);
-    if (sums) {
-      sums.abs = absSum;
-      sums.sq = sqSum;
+    if (fresh) {
+      v.assign(fresh);
+      fresh.dispose();
     }
-    return true;
+    return sums;
   };
 
-  const run = (x: tf.Tensor2D | tf.Tensor3D, y: tf.Tensor1D): StepResult => {
+  const run = (x: tf.Tensor2D | tf.Tensor3D, y: tf.Tensor1D): LeanStepResult => {
+    const lr = optimizer.learningRate();
     const B = x.shape[0];
     const labels = y.dataSync();
     if (labels.length !== B) throw new Error(`lean step: ${labels.length} labels for a batch of ${B}`);
@@ -386,7 +294,7 @@ export function createLeanStep(model: tf.Sequential, opts: LeanStepOptions, pena
       for (let li = dense.length - 1; li >= 0; li--) {
         const d = dense[li];
         const a = inputs[li];
-        let gK: tf.Tensor = tf.matMul(a, dZ, true, false);
+        const gK: tf.Tensor = tf.matMul(a, dZ, true, false);
         // Bias gradient Σ_rows dZ as ones(1×B)·dZ: a GEMV through the (BLAS) MatMul kernel; the wasm
         // backend's Sum over axis 0 transposes first and costs more than the weight-gradient GEMM.
         const gB = d.bias ? tf.reshape(tf.matMul(onesRow(B), dZ), [dZ.shape[1]]) : null;
@@ -396,60 +304,25 @@ export function createLeanStep(model: tf.Sequential, opts: LeanStepOptions, pena
           dPrev = dense[li - 1].act === 'relu' ? (tf.mul(dA, tf.step(a)) as tf.Tensor2D) : dA;
         }
         // The batch's penalty is taken at the weights it was computed with (Keras logs data loss + it).
-        const sums = { abs: 0, sq: 0 };
-        if (updateInPlace(d.kernel, gK, d.accK, Math.fround(d.l1), Math.fround(2 * Math.fround(d.l2)), sums)) {
-          batchPenalty += d.l1 * sums.abs + d.l2 * sums.sq;
-        } else {
-          const l1 = l1s[li];
-          const l2x2 = l2x2s[li];
-          if (l1) {
-            const sign = exactSign(d.kernel);
-            batchPenalty += d.l1 * tf.sum(tf.mul(d.kernel, sign)).dataSync()[0]!;
-            gK = tf.add(gK, tf.mul(l1, sign));
-          }
-          if (l2x2) {
-            batchPenalty += d.l2 * tf.sum(tf.square(d.kernel)).dataSync()[0]!;
-            gK = tf.add(gK, tf.mul(l2x2, d.kernel));
-          }
-          update(d.kernel, gK, d.accK);
-        }
-        if (d.bias && gB && !updateInPlace(d.bias, gB, d.accB, 0, 0)) update(d.bias, gB, d.accB);
+        const l1 = Math.fround(d.l1);
+        const l2 = Math.fround(d.l2);
+        const sums = applyUpdate(d.kernel, gK, l1, l2, lr);
+        batchPenalty += d.l1 * sums.abs + d.l2 * sums.sq;
+        if (d.bias && gB) applyUpdate(d.bias, gB, 0, 0, lr);
         if (dPrev) dZ = dPrev;
       }
     });
+    optimizer.endStep();
     return { dataLoss, correct, batchSize: B, penalty: batchPenalty };
   };
 
   const dispose = (): void => {
-    for (const d of dense) {
-      d.accK?.dispose();
-      d.accB?.dispose();
-      d.accK = null;
-      d.accB = null;
-    }
-    c.dispose();
-    mom.dispose();
     scratchTensor?.dispose();
     scratchTensor = null;
     ones?.dispose();
     ones = null;
-    for (const t of [...l1s, ...l2x2s]) t?.dispose();
   };
+  const variables = () => dense.flatMap((d) => [d.kernel, ...(d.bias ? [d.bias] : [])]).map((v) => ({ name: v.name, size: v.size }));
 
-  const accumulators = (): [string, tf.Variable][] =>
-    dense.flatMap((d) => [
-      ...(d.accK ? [[`${d.kernel.name}/momentum`, d.accK] as [string, tf.Variable]] : []),
-      ...(d.accB && d.bias ? [[`${d.bias.name}/momentum`, d.accB] as [string, tf.Variable]] : []),
-    ]);
-  const optimizerState = () => accumulators().map(([name, v]) => ({ name, tensor: v.clone() }));
-  const setOptimizerState = (state: { name: string; tensor: tf.Tensor }[]): void => {
-    const byName = new Map(state.map((s) => [s.name, s.tensor]));
-    for (const [name, v] of accumulators()) {
-      const t = byName.get(name);
-      if (!t || !tf.util.arraysEqual(t.shape, v.shape)) throw new InputError(`the checkpoint has no momentum state for ${name.replace(/\/momentum$/, '')}`);
-      v.assign(t);
-    }
-  };
-
-  return { run, optimizerState, setOptimizerState, dispose };
+  return { run, variables, dispose };
 }

@@ -7,7 +7,7 @@ import { bindSpec } from '../model';
 import { loadModel, readJsonFile, METRICS_FILE, SPEC_FILE } from '../rundir';
 import { MetricsFile, RUN_FORMAT_VERSION } from '../runformat';
 import { parseSpec, parseSetFlag, NUM_CLASSES } from '../spec';
-import { evaluateSplit, weightPenalty } from '../train';
+import { evaluateSplit, weightPenalty } from '../train/forward';
 import { addDataOptions, backendOption, Console, loadSpecData } from './common';
 
 interface EvaluateOptions {

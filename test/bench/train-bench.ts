@@ -16,6 +16,7 @@ import * as tf from '@tensorflow/tfjs';
 import { installAcceleratedKernels, uninstallAcceleratedKernels } from '../../src/accel/kernels';
 import { loadBlas } from '../../src/accel/blas';
 import { createLeanStep } from '../../src/accel/step';
+import { createOptimizer } from '../../src/train/optimizers';
 import { buildTutorialModel, fakeData, TUTORIAL_PENALTIES } from './tutorial-model';
 
 export interface BenchRow {
@@ -110,7 +111,7 @@ async function benchPath(backend: string, blas: boolean, step: 'fit' | 'lean', b
       }
     };
   } else {
-    const lean = createLeanStep(model, { learningRate: 0.01, momentum: 0, nesterov: false }, TUTORIAL_PENALTIES);
+    const lean = createLeanStep(model, createOptimizer({ sgd: {} }), TUTORIAL_PENALTIES);
     if ('unsupported' in lean) throw new Error(lean.unsupported);
     dispose = () => lean.dispose();
     runSteps = async (k) => {

@@ -1,0 +1,252 @@
+/**
+ * One experiment, end to end: spec → data → model → fit → evaluate → run directory. `run`
+ * (and a study's members) call this; the command only parses its arguments and prints.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { BackendChoice, BackendInfo, initBackend } from './backend';
+import { Checkpoint, readCheckpoint, removeCheckpoint } from './checkpoint';
+import { type Dataset } from './data/dataset';
+import { FailureError, InputError, InterruptedError } from './errors';
+import { packageVersion, sha256 } from './fsutil';
+import { buildModel, BuiltModel, modelSummary, parameterCounts, weightHistograms, weightStats } from './model';
+import { claimRunDir, createRunDir, readJsonFile, releaseRunDir, saveModel, writeHistory, writeJson, writeMetrics, writeRunFile, RunOrigin, METRICS_FILE, ORIGIN_FILE, SPEC_FILE } from './rundir';
+import { EpochRecord, MetricsFile, RUN_FORMAT_VERSION } from './runformat';
+import { ExperimentSpec, loadSpec, parseSetFlag, parseSpec, specToYaml } from './spec';
+import { BestModel } from './train/callbacks/best-model';
+import { Callback, CallbackList } from './train/callbacks/callback';
+import { CheckpointWriter, restoreCheckpoint } from './train/callbacks/checkpoint';
+import { EarlyStopping } from './train/callbacks/early-stopping';
+import { EpochLines, epochLine, fmtDuration } from './train/callbacks/epoch-lines';
+import { History } from './train/callbacks/history';
+import { JsonEvents } from './train/callbacks/json-events';
+import { ProgressBar } from './train/callbacks/progress-bar';
+import { ReduceLrOnPlateau } from './train/callbacks/reduce-lr-on-plateau';
+import { evaluateSplit, weightPenalty } from './train/forward';
+import { fit, FitResult } from './train/loop';
+import { createTrainStep } from './train/step';
+import { Console, loadSpecData, trapSignals } from './commands/common';
+
+export interface ExperimentOptions {
+  out?: string;
+  backend?: BackendChoice;
+  dataDir?: string;
+  source: string[];
+}
+
+/** A run directory to continue, with its checkpoint (null: it stopped before its first epoch ended). */
+export interface ResumeFrom {
+  runDir: string;
+  checkpoint: Checkpoint | null;
+}
+
+/**
+ * `--resume DIR`: checks that the run is unfinished and its spec unchanged (spec.yaml against
+ * run.json's hash, the original spec file and --set flags against spec.yaml), claims the
+ * directory and reads its checkpoint. With `force`, a changed spec file is trained with, and an
+ * original spec file that no longer loads is passed over for the run directory's own spec.
+ */
+export function prepareResume(dir: string, file: string | undefined, sets: string[], force: boolean, out: Console): { spec: ExperimentSpec; resume: ResumeFrom; origin: Omit<RunOrigin, 'formatVersion' | 'specSha256'> } {
+  const runDir = path.resolve(dir);
+  if (!fs.existsSync(runDir) || !fs.statSync(runDir).isDirectory()) throw new InputError(`--resume ${dir}: no such run directory`);
+  if (fs.existsSync(path.join(runDir, METRICS_FILE))) {
+    const status = readJsonFile<{ status?: string }>(runDir, METRICS_FILE).status;
+    if (status === 'complete') throw new InputError(`--resume ${dir}: the run already finished; start a new run instead`);
+    if (status === 'failed' && !force) throw new InputError(`--resume ${dir}: the run failed (non-finite loss); resuming would repeat it (--force to try anyway)`);
+  }
+  let savedText: string;
+  try {
+    savedText = fs.readFileSync(path.join(runDir, SPEC_FILE), 'utf8');
+  } catch {
+    throw new InputError(`--resume ${dir}: ${SPEC_FILE} is missing; not a run directory`);
+  }
+  const origin = fs.existsSync(path.join(runDir, ORIGIN_FILE)) ? readJsonFile<RunOrigin>(runDir, ORIGIN_FILE) : null;
+  if (origin && typeof origin.specSha256 === 'string' && origin.specSha256 !== sha256(Buffer.from(savedText)) && !force) {
+    throw new InputError(`--resume ${dir}: ${SPEC_FILE} was edited since the run started (its hash differs from ${ORIGIN_FILE}); pass --force to train with it`);
+  }
+  let spec = parseSpec(savedText, path.join(dir, SPEC_FILE)).spec;
+  const specFile = file ? path.resolve(file) : (origin?.specFile ?? null);
+  const setsNow = sets.length ? sets : (origin?.sets ?? []);
+  let changed = false;
+  if (specFile && fs.existsSync(specFile)) {
+    let current: ExperimentSpec | null = null;
+    try {
+      current = loadSpec(specFile, setsNow.map(parseSetFlag)).spec;
+    } catch (err) {
+      if (!force) throw err;
+      out.warn(`${specFile} no longer loads (${(err as Error).message.split('\n')[0]}); resuming with the run directory's own ${SPEC_FILE}`);
+    }
+    if (current && specToYaml(current) !== specToYaml(spec)) {
+      if (!force) {
+        const setsDiffer = sets.length > 0 && JSON.stringify(sets) !== JSON.stringify(origin?.sets ?? []);
+        const what = setsDiffer ? `the --set flags (${sets.join(' ')}) differ from the run's (${(origin?.sets ?? []).join(' ') || 'none'})` : `${specFile} changed since the run started`;
+        throw new InputError(`--resume ${dir}: ${what}; pass --force to continue with the changed spec`);
+      }
+      spec = current;
+      changed = true;
+    }
+  }
+  // Claim the directory before writing anything in it; runExperiment releases it from here on.
+  claimRunDir(runDir);
+  try {
+    if (changed) {
+      const specYaml = specToYaml(spec);
+      writeRunFile(runDir, SPEC_FILE, specYaml);
+      writeJson(runDir, ORIGIN_FILE, { formatVersion: RUN_FORMAT_VERSION, specFile, sets: setsNow, specSha256: sha256(Buffer.from(specYaml)) } satisfies RunOrigin);
+    }
+    return { spec, resume: { runDir, checkpoint: readCheckpoint(runDir) }, origin: { specFile, sets: setsNow } };
+  } catch (err) {
+    releaseRunDir(runDir);
+    throw err;
+  }
+}
+
+/** Trains one experiment into a new (or, resuming, its own) run directory; returns its path. Throws typed errors. */
+export async function runExperiment(spec: ExperimentSpec, opts: ExperimentOptions, out: Console, resumeFrom: ResumeFrom | null = null, origin: Omit<RunOrigin, 'formatVersion' | 'specSha256'> = { specFile: null, sets: [] }): Promise<string> {
+  const started = process.hrtime.bigint();
+  const elapsed = () => Number(process.hrtime.bigint() - started) / 1e9;
+  let runDir: string | undefined = resumeFrom?.runDir;
+  let bar: ProgressBar | null = null;
+  // A second Ctrl-C exits at once: release the directory on the way out.
+  const signals = trapSignals(() => {
+    bar?.stop();
+    if (runDir) releaseRunDir(runDir);
+  });
+  try {
+    const backend = await initBackend(opts.backend ?? spec.backend);
+    out.info(`Backend: ${backend.name} — ${backend.reason}`);
+    if (!runDir) {
+      runDir = createRunDir({ ...(opts.out ? { out: opts.out } : {}), name: spec.name });
+      const specYaml = specToYaml(spec);
+      writeRunFile(runDir, SPEC_FILE, specYaml);
+      writeJson(runDir, ORIGIN_FILE, { formatVersion: RUN_FORMAT_VERSION, ...origin, specSha256: sha256(Buffer.from(specYaml)) } satisfies RunOrigin);
+    }
+    const checkpoint = resumeFrom?.checkpoint ?? null;
+    out.event({ event: 'start', runDir, backend: backend.name, backendReason: backend.reason, name: spec.name, seed: spec.seed, resumedAfterEpoch: checkpoint?.body.epoch ?? null });
+
+    const data = await loadSpecData(spec, opts, (p) => {
+      if (p.done) out.info(`Downloaded ${p.name} (${(p.bytes / 1e6).toFixed(1)} MB) from ${p.url}`);
+    });
+    if (signals.signal()) throw new InterruptedError(`${signals.signal()}: stopped before training; ${runDir} holds only the spec`);
+    const valNote = data.validation ? (spec.data.validation.holdout ? 'held out' : 'also trained on, as the tutorial') : 'none';
+    out.info(`Data: ${data.source}; train ${data.train.count}, validation ${data.validation?.count ?? 0} (${valNote}), test ${data.test.count}; normalize ${spec.data.normalize}`);
+
+    const built = buildModel(spec);
+    for (const line of modelSummary(built)) out.info(line);
+    const step = createTrainStep(built, spec, backend);
+    out.info(`Training step: ${step.description}`);
+
+    const dir = runDir;
+    const history = new History(dir);
+    const earlyStopping = spec.training.earlyStopping ? new EarlyStopping(spec.training.earlyStopping) : null;
+    const own: Callback[] = [history];
+    if (earlyStopping) own.push(earlyStopping);
+    if (spec.training.reduceLrOnPlateau) own.push(new ReduceLrOnPlateau(spec.training.reduceLrOnPlateau));
+    if (spec.training.checkpoint.saveBest) own.push(new BestModel(dir, spec.training.checkpoint.saveBest));
+    // The checkpoint records the decisions of the callbacks before it; the ones after only report.
+    own.push(new CheckpointWriter(dir, backend.name, () => callbacks));
+    bar = process.stderr.isTTY && !out.quiet ? new ProgressBar() : null;
+    const presentation: Callback[] = [
+      ...(bar ? [bar] : []),
+      new EpochLines((line) => out.info(line)),
+      new JsonEvents((e) => out.event(e), () => ({ seconds: elapsed(), step: step.description, blas: backend.blas })),
+    ];
+    const callbacks = new CallbackList([...own, ...presentation]);
+
+    let resumeState;
+    if (checkpoint) {
+      resumeState = restoreCheckpoint(checkpoint, dir, built, step, callbacks);
+      if (checkpoint.body.trainingPath !== step.path || checkpoint.body.backend !== backend.name) {
+        out.warn(`the checkpoint was written on ${checkpoint.body.backend} (${checkpoint.body.trainingPath} step), this run trains on ${backend.name} (${step.path} step): the result matches an uninterrupted run to float32 rounding, not bit for bit`);
+      }
+      out.info(`Resuming after epoch ${checkpoint.body.epoch} of ${spec.training.epochs}`);
+      for (const r of history.records) out.info(epochLine(r, spec.training.epochs));
+    }
+    out.info(`Run directory: ${dir}`);
+
+    const result = await fit(built, step, { train: data.train, validation: data.validation }, callbacks, {
+      epochs: spec.training.epochs,
+      batchSize: spec.training.batchSize,
+      shuffle: spec.training.shuffle,
+      seed: spec.seed,
+      shouldStop: signals.stopRequested,
+      ...(resumeState ? { resume: resumeState } : {}),
+    });
+    bar?.stop();
+    step.dispose();
+    return await finish(spec, built, data, backend, result, history.records, earlyStopping, dir, out, elapsed, signals.signal());
+  } finally {
+    bar?.stop();
+    signals.release();
+    if (runDir) releaseRunDir(runDir);
+  }
+}
+
+async function finish(spec: ExperimentSpec, built: BuiltModel, data: Dataset, backend: BackendInfo, result: FitResult, history: EpochRecord[], earlyStopping: EarlyStopping | null, runDir: string, out: Console, elapsed: () => number, signal: string | null): Promise<string> {
+  const complete = result.stopReason === 'epochs' || result.stopReason === 'early-stopping';
+  writeHistory(runDir, history);
+  let test: MetricsFile['test'] = null;
+  let trainEval: MetricsFile['trainEval'] = null;
+  if (complete) {
+    const penalty = weightPenalty(built);
+    const t = evaluateSplit(built, data.test);
+    test = { loss: t.dataLoss + t.activityPenalty + penalty, accuracy: t.accuracy, count: t.count };
+    const tr = evaluateSplit(built, data.train);
+    trainEval = { loss: tr.dataLoss + tr.activityPenalty + penalty, accuracy: tr.accuracy, count: tr.count };
+  }
+  const bestEpoch = earlyStopping?.bestEpoch || null;
+  const metrics: MetricsFile = {
+    formatVersion: RUN_FORMAT_VERSION,
+    regtrainVersion: packageVersion(),
+    status: complete ? 'complete' : result.stopReason === 'interrupted' ? 'incomplete' : 'failed',
+    stopReason: result.stopReason,
+    name: spec.name,
+    seed: spec.seed,
+    backend: { name: backend.name, reason: backend.reason },
+    versions: { regtrain: packageVersion(), tfjs: tf.version.tfjs, node: process.versions.node },
+    dataset: {
+      source: data.source,
+      sha256: data.sha256,
+      normalization: data.normalization,
+      sizes: { train: data.train.count, validation: data.validation?.count ?? 0, test: data.test.count },
+    },
+    epochsRun: history.length,
+    bestEpoch,
+    test,
+    trainEval,
+    seconds: { total: elapsed(), perEpoch: history.map((e) => e.seconds) },
+    peakRssMB: Math.round(process.resourceUsage().maxRSS / 1024),
+    finalWeights: weightStats(built),
+    histograms: weightHistograms(built),
+    parameters: parameterCounts(built.model),
+  };
+  if (result.stopReason !== 'non-finite-loss') {
+    await saveModel(built.model, runDir, { status: metrics.status, stopReason: result.stopReason, epochsRun: metrics.epochsRun });
+  }
+  writeMetrics(runDir, metrics);
+  // A finished run needs no checkpoint: its model is saved and it cannot be resumed.
+  if (complete) removeCheckpoint(runDir);
+
+  if (result.stopReason === 'interrupted') {
+    throw new InterruptedError(`${signal ?? 'signal'}: training stopped after ${history.length} complete epoch(s); history and the model so far (marked incomplete) are saved in ${runDir}`);
+  }
+  if (result.stopReason === 'non-finite-loss') {
+    const at = result.nonFinite!;
+    throw new FailureError(`the ${at.step === null ? 'validation loss' : 'loss'} became NaN or infinite at epoch ${at.epoch}${at.step === null ? '' : `, step ${at.step}`}: training stopped; try a smaller learning rate or smaller penalties (history so far is in ${runDir})`);
+  }
+  if (result.stopReason === 'early-stopping') out.info(`Early stopping after epoch ${history.length}${bestEpoch ? `; best epoch ${bestEpoch}` : ''}`);
+  else if (bestEpoch && earlyStopping?.restoresBest()) out.info(`Restored the weights of epoch ${bestEpoch} (best ${spec.training.earlyStopping?.monitor})`);
+  out.result(`Test: loss: ${test!.loss.toFixed(4)} - accuracy: ${test!.accuracy.toFixed(4)} (${test!.count} images)`);
+  out.result(`Done in ${fmtDuration(elapsed())}; run directory: ${displayPath(runDir)}`);
+  out.event({ event: 'test', loss: test!.loss, accuracy: test!.accuracy, count: test!.count, train_accuracy: trainEval!.accuracy });
+  out.event({ event: 'done', runDir, seconds: elapsed(), epochs: history.length, stopReason: result.stopReason, peakRssMB: metrics.peakRssMB });
+  return runDir;
+}
+
+/** Relative to the current directory when inside it, else absolute. */
+function displayPath(p: string): string {
+  const rel = path.relative(process.cwd(), p);
+  return rel && !rel.startsWith('..') && !path.isAbsolute(rel) ? rel : p;
+}
+

@@ -1,0 +1,173 @@
+/**
+ * The spec's optimizer and training-callback sections: zod schemas with Keras's names and
+ * defaults (keras.optimizers, keras.optimizers.schedules, keras.callbacks), documented where
+ * they are declared. src/spec.ts assembles them into the experiment spec.
+ */
+import { z } from 'zod';
+
+const num = (what = 'a number') => z.number({ error: `expected ${what}` });
+const positive = () => num('a positive number').positive({ error: 'expected a positive number' });
+const nonNegative = () => num('a finite number ≥ 0').min(0, { error: 'expected a finite number ≥ 0' });
+const bool = () => z.boolean({ error: 'expected true or false' });
+const positiveInt = () => z.number({ error: 'expected a positive integer' }).int({ error: 'expected an integer' }).positive({ error: 'expected a positive integer' });
+const nonNegativeInt = () => z.number({ error: 'expected an integer ≥ 0' }).int({ error: 'expected an integer' }).min(0, { error: 'expected an integer ≥ 0' });
+/** A factor in (0, 1): β₁, β₂, momentum-like values. */
+const unitOpen = () => num('a number in (0, 1)').gt(0, { error: 'expected a number in (0, 1)' }).lt(1, { error: 'expected a number in (0, 1)' });
+
+export const MONITORS = ['val_loss', 'val_accuracy', 'loss', 'accuracy'] as const;
+export type Monitor = (typeof MONITORS)[number];
+const monitor = () => z.enum(MONITORS, { error: `expected one of ${MONITORS.join(', ')}` });
+/** Keras's `mode`: "auto" minimizes losses and maximizes accuracies. */
+const mode = () => z.enum(['auto', 'min', 'max'] as const, { error: 'expected one of auto, min, max' }).default('auto');
+
+// ---------- learning-rate schedules (keras.optimizers.schedules); steps count optimizer updates ----------
+
+const exponentialDecay = z.strictObject({
+  initialLearningRate: positive(),
+  decaySteps: positiveInt(),
+  decayRate: positive(),
+  /** Keras's default: a smooth decay. */
+  staircase: bool().default(false),
+});
+const piecewiseConstant = z
+  .strictObject({
+    boundaries: z.array(nonNegativeInt(), { error: 'expected a list of step numbers' }).min(1, { error: 'expected at least one boundary' }),
+    values: z.array(positive(), { error: 'expected a list of learning rates' }),
+  })
+  .superRefine((o, ctx) => {
+    if (o.values.length !== o.boundaries.length + 1) ctx.addIssue({ code: 'custom', path: ['values'], message: `expected ${o.boundaries.length + 1} values (one more than the boundaries), got ${o.values.length}` });
+    if (o.boundaries.some((b, i) => i > 0 && b <= o.boundaries[i - 1]!)) ctx.addIssue({ code: 'custom', path: ['boundaries'], message: 'expected strictly increasing step numbers' });
+  });
+const cosineDecay = z.strictObject({
+  initialLearningRate: nonNegative(),
+  decaySteps: positiveInt(),
+  /** Keras's defaults: decay to 0, no warm-up. */
+  alpha: num('a number in [0, 1]').min(0, { error: 'expected a number in [0, 1]' }).max(1, { error: 'expected a number in [0, 1]' }).default(0),
+  warmupSteps: nonNegativeInt().default(0),
+  /** The peak reached after warmupSteps; null: no warm-up, the cosine starts at initialLearningRate. */
+  warmupTarget: positive().nullable().default(null),
+});
+
+export const SCHEDULE_TYPES = ['exponentialDecay', 'piecewiseConstant', 'cosineDecay'] as const;
+const schedule = z
+  .strictObject(
+    { exponentialDecay: exponentialDecay.optional(), piecewiseConstant: piecewiseConstant.optional(), cosineDecay: cosineDecay.optional() },
+    { error: `expected a positive number or one schedule: ${SCHEDULE_TYPES.join(', ')}` },
+  )
+  .superRefine((s, ctx) => {
+    const kinds = SCHEDULE_TYPES.filter((k) => s[k] !== undefined);
+    if (kinds.length !== 1) ctx.addIssue({ code: 'custom', message: `expected exactly one schedule (${SCHEDULE_TYPES.join(', ')}), got ${kinds.length}` });
+  });
+
+/** A constant learning rate or a schedule, as Keras's `learning_rate` argument takes either. */
+const learningRate = (defaultValue: number) => z.union([positive(), schedule], { error: `expected a positive number or one schedule: ${SCHEDULE_TYPES.join(', ')}` }).default(defaultValue);
+export type LearningRateSpec = number | z.infer<typeof schedule>;
+
+// ---------- optimizers (keras.optimizers), with decoupled weight decay ----------
+
+/**
+ * Decoupled weight decay as Keras 3 and PyTorch's AdamW apply it: before each update,
+ * w ← w − lr·weightDecay·w, apart from the gradient. By default it touches every trainable
+ * variable (kernels, biases, batch-norm γ/β), as Keras does; `excludeFromWeightDecay` lists
+ * substrings of variable names to leave alone (e.g. ["bias"]), as Keras's
+ * `exclude_from_weight_decay(var_names=…)`.
+ */
+const weightDecay = (defaultValue: number) => nonNegative().default(defaultValue);
+const excludeFromWeightDecay = () => z.array(z.string({ error: 'expected a variable-name substring' }).min(1, { error: 'expected a non-empty substring' }), { error: 'expected a list of variable-name substrings' }).default([]);
+
+const sgd = z.strictObject({
+  /** keras.optimizers.SGD defaults: lr 0.01, no momentum, no weight decay. */
+  learningRate: learningRate(0.01),
+  momentum: num('a number in [0, 1)').min(0, { error: 'expected a number in [0, 1)' }).lt(1, { error: 'expected a number in [0, 1)' }).default(0),
+  nesterov: bool().default(false),
+  weightDecay: weightDecay(0),
+  excludeFromWeightDecay: excludeFromWeightDecay(),
+});
+const adamFields = {
+  /** keras.optimizers.Adam defaults: lr 0.001, β₁ 0.9, β₂ 0.999, ε 1e-7 (Keras's, not PyTorch's 1e-8). */
+  learningRate: learningRate(0.001),
+  beta1: unitOpen().default(0.9),
+  beta2: unitOpen().default(0.999),
+  epsilon: positive().default(1e-7),
+  amsgrad: bool().default(false),
+  excludeFromWeightDecay: excludeFromWeightDecay(),
+};
+const adam = z.strictObject({ ...adamFields, weightDecay: weightDecay(0) });
+/** keras.optimizers.AdamW: Adam with weightDecay 0.004 by default. */
+const adamw = z.strictObject({ ...adamFields, weightDecay: weightDecay(0.004) });
+
+export const OPTIMIZER_TYPES = ['sgd', 'adam', 'adamw'] as const;
+export type OptimizerType = (typeof OPTIMIZER_TYPES)[number];
+
+/** Exactly one of sgd, adam, adamw; plain SGD (Keras's defaults) when left out. */
+export const optimizerSchema = z
+  .strictObject({ sgd: sgd.optional(), adam: adam.optional(), adamw: adamw.optional() }, { error: `expected one optimizer: ${OPTIMIZER_TYPES.join(', ')}` })
+  .superRefine((o, ctx) => {
+    const kinds = OPTIMIZER_TYPES.filter((k) => o[k] !== undefined);
+    if (kinds.length !== 1) ctx.addIssue({ code: 'custom', message: `expected exactly one optimizer (${OPTIMIZER_TYPES.join(', ')}), got ${kinds.length}` });
+  })
+  .prefault({ sgd: {} });
+export type OptimizerSpec = z.infer<typeof optimizerSchema>;
+export type SgdSpec = z.infer<typeof sgd>;
+export type AdamSpec = z.infer<typeof adam>;
+
+/** The one optimizer a spec names, with its type. */
+export type OptimizerChoice = { type: 'sgd'; config: SgdSpec } | { type: 'adam' | 'adamw'; config: AdamSpec };
+export function optimizerChoice(o: OptimizerSpec): OptimizerChoice {
+  if (o.sgd) return { type: 'sgd', config: o.sgd };
+  if (o.adam) return { type: 'adam', config: o.adam };
+  if (o.adamw) return { type: 'adamw', config: o.adamw };
+  throw new Error('optimizer without a type (the schema should have refused it)');
+}
+
+// ---------- callbacks ----------
+
+export const earlyStoppingSchema = z
+  .strictObject({
+    monitor: monitor().default('val_loss'),
+    /** Keras's defaults: patience 0, minDelta 0, restoreBestWeights false. */
+    patience: nonNegativeInt().default(0),
+    minDelta: nonNegative().default(0),
+    restoreBestWeights: bool().default(false),
+  })
+  .nullable()
+  .default(null);
+
+/** keras.callbacks.ReduceLROnPlateau, with its defaults. */
+export const reduceLrOnPlateauSchema = z
+  .strictObject({
+    monitor: monitor().default('val_loss'),
+    factor: unitOpen().default(0.1),
+    patience: nonNegativeInt().default(10),
+    minDelta: nonNegative().default(1e-4),
+    cooldown: nonNegativeInt().default(0),
+    minLr: nonNegative().default(0),
+  })
+  .nullable()
+  .default(null);
+
+/** keras.callbacks.ModelCheckpoint(save_best_only=True): RUN_DIR/best/ holds the best epoch's model. */
+export const checkpointSchema = z
+  .strictObject({
+    saveBest: z
+      .strictObject({
+        monitor: monitor().default('val_loss'),
+        mode: mode(),
+      })
+      .nullable()
+      .default(null),
+  })
+  .prefault({});
+
+/** TensorBoard event files in RUN_DIR/tensorboard/ (on by default). */
+export const tensorboardSchema = bool().default(true);
+
+/** "min" or "max" for a monitor, as Keras's mode "auto" decides it. */
+export function monitorMode(monitorName: Monitor, mode: 'auto' | 'min' | 'max' = 'auto'): 'min' | 'max' {
+  if (mode !== 'auto') return mode;
+  return monitorName.endsWith('accuracy') ? 'max' : 'min';
+}
+
+export type EarlyStoppingSpec = z.infer<typeof earlyStoppingSchema>;
+export type ReduceLrOnPlateauSpec = z.infer<typeof reduceLrOnPlateauSchema>;
+export type CheckpointSpec = z.infer<typeof checkpointSchema>;

@@ -1,0 +1,21 @@
+import type { EpochRecord } from '../../runformat';
+import type { Callback, TrainingContext } from './callback';
+
+export type EventSink = (event: Record<string, unknown>) => void;
+
+/** The `training` event when training starts and an `epoch` event per epoch, for `--json`. */
+export class JsonEvents implements Callback {
+  readonly name = 'jsonEvents';
+  constructor(
+    private readonly emit: EventSink,
+    private readonly training: () => Record<string, unknown>,
+  ) {}
+
+  onTrainBegin(ctx: TrainingContext, resumedAfterEpoch: number): void {
+    this.emit({ event: 'training', epochs: ctx.epochs, steps: ctx.stepsPerEpoch, resumedAfterEpoch, ...this.training() });
+  }
+
+  onEpochEnd(_epoch: number, logs: EpochRecord): void {
+    this.emit({ event: 'epoch', ...logs });
+  }
+}

@@ -1,0 +1,84 @@
+/**
+ * The model's forward pass and the losses and counts computed from it, shared by the
+ * reference training step, validation, the test evaluation and `evaluate`.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { BuiltModel, penaltyOf, penaltyValues } from '../model';
+import { NUM_CLASSES } from '../spec';
+import type { Split } from './types';
+
+/** Keras's epsilon: probabilities are clipped to [ε, 1−ε] before the log. */
+export const EPSILON = 1e-7;
+const IMAGE_SIZE = 28 * 28;
+/** Inference runs in chunks this large: big enough to amortize per-kernel overhead, small enough for memory. */
+const EVAL_CHUNK = 2000;
+
+/**
+ * The model's forward pass, layer by layer, so that training can apply what tfjs-layers
+ * does not: activity regularizers (tfjs throws on them) and a fresh dropout mask per batch
+ * (a seeded tfjs Dropout layer would reuse one mask for every batch).
+ */
+export function forward(built: BuiltModel, x: tf.Tensor, training: boolean, dropoutSeed = 0): { probs: tf.Tensor2D; activitySum: tf.Scalar } {
+  let h = x;
+  let activitySum: tf.Scalar = tf.scalar(0);
+  built.model.layers.forEach((layer, i) => {
+    const rate = built.dropout.get(i);
+    if (rate !== undefined) {
+      if (training && rate > 0) h = tf.dropout(h, rate, undefined, dropoutSeed + i);
+    } else {
+      h = layer.apply(h, { training }) as tf.Tensor;
+    }
+    for (const a of built.activity) if (a.layerIndex === i) activitySum = activitySum.add(penaltyOf(h, a.l1, a.l2));
+  });
+  return { probs: h as tf.Tensor2D, activitySum };
+}
+
+/** Sparse categorical cross-entropy on probabilities, summed over the batch (Keras: −log clip(p_y, ε, 1−ε)). */
+export function crossEntropySum(probs: tf.Tensor2D, labels: tf.Tensor1D): tf.Scalar {
+  const oneHot = tf.oneHot(labels, NUM_CLASSES);
+  return tf.neg(tf.sum(tf.mul(tf.log(tf.clipByValue(probs, EPSILON, 1 - EPSILON)), oneHot))) as tf.Scalar;
+}
+
+export function correctCount(probs: tf.Tensor2D, labels: tf.Tensor1D): tf.Scalar {
+  return tf.sum(tf.cast(tf.equal(tf.argMax(probs, 1), labels), 'float32'));
+}
+
+export interface Evaluation {
+  /** Mean cross-entropy. */
+  dataLoss: number;
+  /** Mean activity penalty per sample (zero without activity regularizers). */
+  activityPenalty: number;
+  correct: number;
+  count: number;
+  accuracy: number;
+  predictions: Int32Array;
+}
+
+/** Inference-mode pass over a split (dropout off, batch-norm moving statistics). */
+export function evaluateSplit(built: BuiltModel, split: Split): Evaluation {
+  let ceSum = 0;
+  let actSum = 0;
+  let correct = 0;
+  const predictions = new Int32Array(split.count);
+  for (let start = 0; start < split.count; start += EVAL_CHUNK) {
+    const n = Math.min(EVAL_CHUNK, split.count - start);
+    const [ce, act, ok, pred] = tf.tidy(() => {
+      const x = tf.tensor3d(split.images.subarray(start * IMAGE_SIZE, (start + n) * IMAGE_SIZE), [n, 28, 28]);
+      const y = tf.tensor1d(split.labels.subarray(start, start + n), 'int32');
+      const { probs, activitySum } = forward(built, x, false);
+      return [crossEntropySum(probs, y), activitySum, correctCount(probs, y), tf.argMax(probs, 1)];
+    });
+    ceSum += ce.dataSync()[0]!;
+    actSum += act.dataSync()[0]!;
+    correct += ok.dataSync()[0]!;
+    predictions.set(pred.dataSync() as Int32Array, start);
+    tf.dispose([ce, act, ok, pred]);
+  }
+  const count = split.count;
+  return { dataLoss: ceSum / count, activityPenalty: actSum / count, correct, count, accuracy: count ? correct / count : 0, predictions };
+}
+
+/** Kernel and bias penalties at the current weights. */
+export function weightPenalty(built: BuiltModel): number {
+  return Object.values(penaltyValues(built)).reduce((a, b) => a + b, 0);
+}

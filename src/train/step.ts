@@ -1,0 +1,108 @@
+/**
+ * The training-step seam: chooses what runs under it and builds it. The loop only ever sees a
+ * TrainStep (./types).
+ *
+ * - The lean step (src/accel/step.ts: hand-written gradients, 43 tfjs kernels a step instead of
+ *   model.fit's 281) when the model is Flatten + Dense layers with kernel penalties only, and
+ *   either tfjs-node runs it or fast matmul kernels are installed: on plain tfjs-wasm its extra
+ *   small kernels cost more than they save.
+ * - Otherwise the reference step: tfjs autodiff over the whole loss, every layer the spec allows.
+ * Both call the same optimizer update (./optimizers), so they differ only in how gradients are
+ * computed: the same losses and weights to float32 rounding (test/accel.test.ts).
+ */
+import * as os from 'node:os';
+import * as tf from '@tensorflow/tfjs';
+import { accelerationDisabled, BackendInfo } from '../backend';
+import { createLeanStep } from '../accel/step';
+import { loadBlas, parseThreadCount } from '../accel/blas';
+import { BuiltModel, penaltyOf } from '../model';
+import { ExperimentSpec } from '../spec';
+import { optimizerChoice } from '../spec/training';
+import { correctCount, crossEntropySum, forward } from './forward';
+import { Optimizer } from './optimizers';
+import type { TrainStep } from './types';
+
+/** The reference path: tfjs autodiff over data loss + penalties, then the optimizer's update. Works on every backend. */
+export function createReferenceStep(built: BuiltModel, optimizer: Optimizer): TrainStep {
+  const vars = built.model.trainableWeights.map((w) => w.read() as tf.Variable);
+  return {
+    description: 'tfjs autodiff',
+    path: 'reference',
+    run(x, y, dropoutSeed) {
+      const lr = optimizer.learningRate();
+      const batch = x.shape[0]!;
+      let stats: tf.Tensor1D | undefined;
+      const { value, grads } = tf.variableGrads(() => {
+        const { probs, activitySum } = forward(built, x, true, dropoutSeed);
+        const dataLoss = crossEntropySum(probs, y).div(batch) as tf.Scalar;
+        let penalty = activitySum.div(batch) as tf.Scalar;
+        for (const t of built.penalties) penalty = penalty.add(penaltyOf(t.variable.read(), t.l1, t.l2));
+        stats = tf.keep(tf.stack([dataLoss, penalty, correctCount(probs, y)]) as tf.Tensor1D);
+        return dataLoss.add(penalty);
+      }, vars);
+      value.dispose();
+      for (const v of vars) {
+        const g = grads[v.name]!;
+        const out = new Float32Array(v.size);
+        // The gradient already holds the penalties' part: no l1/l2 to add.
+        optimizer.update({ name: v.name, w: v.dataSync() as Float32Array, g: g.dataSync() as Float32Array, out, l1: 0, l2: 0 }, lr);
+        const next = tf.tensor(out, v.shape);
+        v.assign(next);
+        next.dispose();
+      }
+      tf.dispose(Object.values(grads));
+      optimizer.endStep();
+      const [dataLoss, penalty, correct] = stats!.dataSync();
+      stats!.dispose();
+      return { dataLoss: dataLoss!, penalty: penalty!, correct: correct! };
+    },
+    learningRate: () => optimizer.learningRate(),
+    setLearningRate: (lr) => optimizer.setLearningRate(lr),
+    optimizerState: () => optimizer.state(),
+    setOptimizerState: (state) => optimizer.setState(state, vars.map((v) => ({ name: v.name, size: v.size }))),
+    dispose() {},
+  };
+}
+
+/** The BLAS thread count: REGTRAIN_BLAS_THREADS, else 1 below batch 128 and up to 2 from there. */
+function blasThreads(batchSize: number): number {
+  // Measured here (2 cores): at batch 32 a second BLAS thread does not pay for its hand-offs
+  // (23k vs 23k samples/s); at batch 512 it does (102k vs 79k).
+  return parseThreadCount(process.env.REGTRAIN_BLAS_THREADS) ?? (batchSize >= 128 ? Math.min(2, os.cpus().length) : 1);
+}
+
+export function createTrainStep(built: BuiltModel, spec: ExperimentSpec, backend: BackendInfo): TrainStep {
+  const optimizer = new Optimizer(optimizerChoice(spec.optimizer));
+  const fallback = (why: string): TrainStep => {
+    const ref = createReferenceStep(built, optimizer);
+    return Object.assign(ref, { description: `${ref.description} (${why})` });
+  };
+  if (accelerationDisabled()) return fallback('REGTRAIN_ACCEL=off');
+  if (!backend.blas.installed && backend.name !== 'tensorflow') return fallback(`no BLAS: ${backend.blas.reason}`);
+  if (built.dropout.size || built.activity.length || built.penalties.some((p) => !p.name.endsWith('/kernel'))) {
+    return fallback('dropout, activity or bias penalties need autodiff');
+  }
+  const penalties = built.penalties.map((p) => ({ layerIndex: built.model.layers.findIndex((l) => p.name.startsWith(`${l.name}/`)), l1: p.l1, l2: p.l2 }));
+  const lean = createLeanStep(built.model, optimizer, penalties);
+  if ('unsupported' in lean) return fallback(lean.unsupported);
+  let threads = '';
+  const blas = backend.blas.installed ? loadBlas() : null;
+  if (blas?.ok) {
+    const n = blasThreads(spec.training.batchSize);
+    blas.setThreads(n);
+    threads = ` (${n} thread${n > 1 ? 's' : ''})`;
+  }
+  return {
+    description: `lean step (hand-written gradients)${backend.blas.installed ? ` + OpenBLAS matmuls${threads}` : ''}`,
+    path: 'lean',
+    run(x, y) {
+      const r = lean.run(x as tf.Tensor3D, y);
+      return { dataLoss: r.dataLoss / r.batchSize, penalty: r.penalty, correct: r.correct };
+    },
+    learningRate: () => optimizer.learningRate(),
+    setLearningRate: (lr) => optimizer.setLearningRate(lr),
+    optimizerState: () => optimizer.state(),
+    setOptimizerState: (state) => optimizer.setState(state, lean.variables()),
+    dispose: () => lean.dispose(),
+  };
+}

@@ -1,0 +1,92 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { initBackend } from '../src/backend';
+import { buildModel } from '../src/model';
+import { loadSpec, parseSetFlag } from '../src/spec';
+import { readCheckpoint } from '../src/checkpoint';
+import { Callback, CallbackList } from '../src/train/callbacks/callback';
+import { CheckpointWriter } from '../src/train/callbacks/checkpoint';
+import { EarlyStopping } from '../src/train/callbacks/early-stopping';
+import { History } from '../src/train/callbacks/history';
+import { ReduceLrOnPlateau } from '../src/train/callbacks/reduce-lr-on-plateau';
+import { fit } from '../src/train/loop';
+import { createTrainStep } from '../src/train/step';
+import { Rng } from '../src/rng';
+
+const QUICK = path.resolve(__dirname, '../../configs/quick.yaml');
+
+function split(count: number, seed: number) {
+  const rng = new Rng(seed);
+  return { images: new Float32Array(count * 784).map(() => rng.next()), labels: Int32Array.from({ length: count }, () => rng.int(10)), count };
+}
+
+async function setup(sets: string[] = []) {
+  const spec = loadSpec(QUICK, ['training.batchSize=50', ...sets].map(parseSetFlag)).spec;
+  const backend = await initBackend('wasm');
+  const built = buildModel(spec);
+  return { spec, backend, built, step: createTrainStep(built, spec, backend), data: { train: split(200, 1), validation: split(50, 2) } };
+}
+
+test('the loop calls the hooks in order: train begin, then per epoch begin, batch ends, epoch end, and train end', async () => {
+  const { built, step, data } = await setup();
+  const calls: string[] = [];
+  const recorder: Callback = {
+    name: 'recorder',
+    onTrainBegin: () => void calls.push('trainBegin'),
+    onEpochBegin: (e) => void calls.push(`epochBegin ${e}`),
+    onBatchEnd: (b) => void calls.push(`batchEnd ${b}`),
+    onEpochEnd: (e) => void calls.push(`epochEnd ${e}`),
+    onTrainEnd: (logs) => void calls.push(`trainEnd ${logs.stopReason} ${logs.epochs}`),
+  };
+  const r = await fit(built, step, data, new CallbackList([recorder]), { epochs: 2, batchSize: 50, shuffle: true, seed: 1 });
+  assert.equal(r.stopReason, 'epochs');
+  const epoch = (e: number) => [`epochBegin ${e}`, 'batchEnd 1', 'batchEnd 2', 'batchEnd 3', 'batchEnd 4', `epochEnd ${e}`];
+  assert.deepEqual(calls, ['trainBegin', ...epoch(1), ...epoch(2), 'trainEnd epochs 2']);
+  step.dispose();
+  built.model.dispose();
+});
+
+test('a callback that sets stopTraining ends training after that epoch, with its reason', async () => {
+  const { built, step, data } = await setup();
+  const seen: number[] = [];
+  const stopper: Callback = {
+    name: 'stopper',
+    onEpochEnd: (e, _logs, ctx) => {
+      seen.push(e);
+      if (e === 2) ctx.stopTraining = 'early-stopping';
+    },
+  };
+  const r = await fit(built, step, data, new CallbackList([stopper]), { epochs: 5, batchSize: 50, shuffle: true, seed: 1 });
+  assert.deepEqual(seen, [1, 2]);
+  assert.deepEqual([r.stopReason, r.epochs], ['early-stopping', 2]);
+  step.dispose();
+  built.model.dispose();
+});
+
+test("a checkpoint holds the loop's, the optimizer's and every callback's state", async () => {
+  const { built, step, data, backend } = await setup(['optimizer={adam: {}}']);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-cb-'));
+  const history = new History(dir);
+  const early = new EarlyStopping({ monitor: 'val_loss', patience: 5, minDelta: 0, restoreBestWeights: true });
+  const plateau = new ReduceLrOnPlateau({ monitor: 'val_loss', factor: 0.5, patience: 1, minDelta: 0, cooldown: 0, minLr: 0 });
+  const list: CallbackList = new CallbackList([history, early, plateau, new CheckpointWriter(dir, backend.name, () => list)]);
+  await fit(built, step, data, list, { epochs: 3, batchSize: 50, shuffle: true, seed: 1 });
+  const cp = readCheckpoint(dir)!;
+  assert.equal(cp.body.epoch, 3);
+  assert.deepEqual(Object.keys(cp.body.callbacks).sort(), ['earlyStopping', 'history', 'reduceLrOnPlateau']);
+  assert.deepEqual(cp.body.callbacks.history, history.getState().json);
+  assert.deepEqual(cp.body.callbacks.earlyStopping, early.getState().json);
+  assert.deepEqual(cp.body.callbacks.reduceLrOnPlateau, plateau.getState().json);
+  assert.deepEqual(cp.body.optimizer, { type: 'adam', iterations: 12, learningRateScale: step.optimizerState().learningRateScale });
+  assert.equal(cp.body.loop.epoch, 3);
+  assert.equal(cp.body.trainingPath, step.path);
+  const groups = new Set(cp.arrays.map((a) => a.group));
+  assert.deepEqual([...groups].sort(), ['callback:earlyStopping', 'optimizer', 'weights']);
+  // Adam keeps m and v for each of the 8 trainable variables.
+  assert.equal(cp.arrays.filter((a) => a.group === 'optimizer').length, 16);
+  step.dispose();
+  built.model.dispose();
+});
