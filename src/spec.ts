@@ -355,7 +355,10 @@ function issuesFromZod(error: z.ZodError, raw: unknown, origin: Origin): SpecIss
       continue;
     }
     if (issue.code === 'invalid_union') {
-      out.push({ path: p, message: issue.message, where: locate(origin, p) });
+      // A number that fits no branch (a learning rate of .nan or -1): say what a number must be.
+      const value = getAt(raw, p);
+      const numberIssue = typeof value === 'number' ? issue.errors.flat().find((e) => e.code !== 'invalid_type' || e.expected === 'number') : undefined;
+      out.push({ path: p, message: numberIssue ? `${numberIssue.message}, got ${describe(value)}` : issue.message, where: locate(origin, p) });
       continue;
     }
     const value = getAt(raw, p);

@@ -99,9 +99,88 @@ for (const momentum of [0, 0.9]) {
 test('a damaged checkpoint is refused with exit 2 and leaves no lock behind', async () => {
   await runAndKillAfterFirstEpoch(['run', quick, ...small, '--out', 'damaged']);
   const bin = fs.readdirSync(path.join(tmp, 'damaged')).find((f) => /^checkpoint-\d+\.bin$/.test(f))!;
-  fs.appendFileSync(path.join(tmp, 'damaged', bin), 'xx');
+  const file = path.join(tmp, 'damaged', bin);
+  const bytes = fs.readFileSync(file);
+  bytes[100] ^= 0xff; // one weight's bits flipped, the size unchanged
+  fs.writeFileSync(file, bytes);
   const r = regtrain(['run', '--resume', 'damaged']);
   assert.equal(r.status, 2);
   assert.equal(r.stderr.trim(), `error: ${path.join(tmp, 'damaged', bin)}: does not match the hash in checkpoint.json (damaged checkpoint)`);
   assert.ok(!fs.existsSync(path.join(tmp, 'damaged', '.regtrain.lock')), 'the lock is released');
+});
+
+test('a run with Adam, a cosine schedule and ReduceLROnPlateau killed with SIGKILL resumes bit for bit', async () => {
+  const sets = [
+    ...small,
+    '--set',
+    'optimizer={adam: {learningRate: {cosineDecay: {initialLearningRate: 0.002, decaySteps: 60, alpha: 0.1}}}}',
+    '--set',
+    'training.reduceLrOnPlateau={monitor: val_accuracy, patience: 0, factor: 0.5, minDelta: 0.5}',
+  ];
+  const whole = regtrain(['run', quick, ...sets, '--out', 'adam-whole', '-q']);
+  assert.equal(whole.status, 0, whole.stderr);
+  await runAndKillAfterFirstEpoch(['run', quick, ...sets, '--out', 'adam-killed']);
+  const r = regtrain(['run', '--resume', 'adam-killed', '-q']);
+  assert.equal(r.status, 0, r.stderr);
+  const lrs = history('adam-whole').map((e) => e.lr as number);
+  // 32 steps an epoch: the cosine is at 0.002·(0.9·½(1 + cos(32π/60)) + 0.1) after epoch 1 and at its floor 0.0002 from step 60;
+  // minDelta 0.5 makes epoch 2 a plateau, so epoch 3 runs at half the floor.
+  const want = [0.002 * (0.9 * 0.5 * (1 + Math.cos((32 * Math.PI) / 60)) + 0.1), 0.0002, 0.0001];
+  lrs.forEach((lr, i) => assert.ok(Math.abs(lr - want[i]!) < 1e-9, `epoch ${i + 1}: lr ${lr}, expected ${want[i]}`));
+  assert.deepEqual(history('adam-killed'), history('adam-whole'));
+  assert.ok(read('adam-killed', 'weights.bin').equals(read('adam-whole', 'weights.bin')), 'weights.bin is byte-identical');
+});
+
+test('a run killed after the checkpoint of the epoch early stopping ended it resumes to the same end, training no extra epoch', async () => {
+  // patience 0 and a minDelta no epoch can beat: training stops after epoch 2 of 5.
+  const sets = [...small, '--set', 'training.epochs=5', '--set', 'training.earlyStopping={monitor: val_loss, patience: 0, minDelta: 1000, restoreBestWeights: true}', '--set', 'data.testLimit=10000'];
+  const whole = regtrain(['run', quick, ...sets, '--out', 'es-whole', '-q']);
+  assert.equal(whole.status, 0, whole.stderr);
+  assert.equal(history('es-whole').length, 2);
+  // Freeze the run the moment epoch 2 is reported (after its checkpoint), then kill it.
+  for (let attempt = 0; ; attempt++) {
+    const dir = `es-killed-${attempt}`;
+    await new Promise<void>((resolve, reject) => {
+      const child = spawn(process.execPath, [bin, 'run', quick, ...sets, '--out', dir, '--json'], { cwd: tmp, env });
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => {
+        out += d.toString();
+        if (out.includes('"event":"epoch","epoch":2')) {
+          child.kill('SIGSTOP');
+          child.kill('SIGKILL');
+        }
+      });
+      child.on('error', reject);
+      child.on('exit', () => resolve());
+    });
+    if (fs.existsSync(path.join(tmp, dir, 'metrics.json'))) {
+      assert.ok(attempt < 3, 'the run finished before it could be killed, three times');
+      continue;
+    }
+    const cp = JSON.parse(read(dir, 'checkpoint.json').toString()) as { body: { epoch: number; loop: { stopTraining: string | null } } };
+    assert.deepEqual([cp.body.epoch, cp.body.loop.stopTraining], [2, 'early-stopping'], 'the checkpoint records the decision to stop');
+    const r = regtrain(['run', '--resume', dir, '-q']);
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(history(dir), history('es-whole'));
+    assert.ok(read(dir, 'weights.bin').equals(read('es-whole', 'weights.bin')), 'weights.bin is byte-identical');
+    break;
+  }
+});
+
+test('a spec.yaml edited in the run directory is refused on resume unless --force', async () => {
+  await runAndKillAfterFirstEpoch(['run', quick, ...small, '--out', 'edited']);
+  const file = path.join(tmp, 'edited', 'spec.yaml');
+  fs.writeFileSync(file, fs.readFileSync(file, 'utf8').replace(/^seed: \d+$/m, 'seed: 7'));
+  const r = regtrain(['run', '--resume', 'edited']);
+  assert.equal(r.status, 2);
+  assert.equal(r.stderr.trim(), 'error: --resume edited: spec.yaml was edited since the run started (its hash differs from run.json); pass --force to train with it');
+});
+
+test('--resume refuses --dry-run and --out instead of ignoring them', () => {
+  const dry = regtrain(['run', '--resume', 'whole', '--dry-run']);
+  assert.equal(dry.status, 2);
+  assert.equal(dry.stderr.trim(), 'error: --dry-run does not go with --resume (a resume trains the run it names)');
+  const out = regtrain(['run', '--resume', 'whole', '--out', 'elsewhere']);
+  assert.equal(out.status, 2);
+  assert.equal(out.stderr.trim(), 'error: --out does not go with --resume: the run continues in whole');
 });

@@ -135,10 +135,10 @@ test('a quick run on the real dataset exits 0 and writes a complete run director
   const lines = r.stdout.split('\n').filter((l) => l.startsWith('Epoch '));
   assert.equal(lines.length, 2, r.stdout);
   h.epochs.forEach((e, i) => {
-    const re = /^Epoch (\d+)\/2 - \d+\.\ds - loss: (\d+\.\d{4}) - accuracy: (\d\.\d{4}) - val_loss: (\d+\.\d{4}) - val_accuracy: (\d\.\d{4}) - penalty: (\d+\.\d{4})$/;
+    const re = /^Epoch (\d+)\/2 - \d+\.\ds - loss: (\d+\.\d{4}) - accuracy: (\d\.\d{4}) - val_loss: (\d+\.\d{4}) - val_accuracy: (\d\.\d{4}) - penalty: (\d+\.\d{4}) - lr: (\d\.\d{4})$/;
     const match = re.exec(lines[i]!);
     assert.ok(match, `not a Keras-style epoch line: ${lines[i]}`);
-    assert.deepEqual(match.slice(1), [String(e.epoch), e.loss.toFixed(4), e.accuracy.toFixed(4), e.val_loss!.toFixed(4), e.val_accuracy!.toFixed(4), e.penalty.toFixed(4)]);
+    assert.deepEqual(match.slice(1), [String(e.epoch), e.loss.toFixed(4), e.accuracy.toFixed(4), e.val_loss!.toFixed(4), e.val_accuracy!.toFixed(4), e.penalty.toFixed(4), '0.0100']);
   });
   assert.ok(r.stdout.includes(`Test: loss: ${m.test!.loss.toFixed(4)} - accuracy: ${m.test!.accuracy.toFixed(4)} (500 images)\n`), r.stdout);
 });
@@ -153,7 +153,7 @@ test('--json prints only JSON lines: start, training, one epoch per epoch, test,
   assert.deepEqual(events.map((e) => e.event), ['start', 'training', 'epoch', 'epoch', 'epoch', 'test', 'done']);
 
   const [startEv, trainingEv, ...rest] = events;
-  assert.deepEqual(Object.keys(trainingEv!).sort(), ['blas', 'epochs', 'event', 'seconds', 'step', 'steps']);
+  assert.deepEqual(Object.keys(trainingEv!).sort(), ['blas', 'epochs', 'event', 'resumedAfterEpoch', 'seconds', 'step', 'steps']);
   assert.deepEqual([trainingEv!.epochs, trainingEv!.steps], [3, Math.ceil(500 / 32)]);
   assert.deepEqual(Object.keys(startEv!).sort(), ['backend', 'backendReason', 'event', 'name', 'resumedAfterEpoch', 'runDir', 'seed']);
   assert.deepEqual([startEv!.runDir, startEv!.backend, startEv!.name, startEv!.seed, startEv!.resumedAfterEpoch], [out, 'wasm', 'quick', 1234, null]);

@@ -155,8 +155,8 @@ describe('valid specs', () => {
     const { spec } = loadSpec(fixture('minimal'));
     assert.equal(spec.name, 'minimal');
     assert.equal(spec.seed, 1234);
-    assert.deepEqual(spec.training, { epochs: 1, batchSize: 32, shuffle: true, earlyStopping: null });
-    assert.deepEqual(spec.optimizer, { sgd: { learningRate: 0.01, momentum: 0, nesterov: false } });
+    assert.deepEqual(spec.training, { epochs: 1, batchSize: 32, shuffle: true, earlyStopping: null, reduceLrOnPlateau: null, checkpoint: { saveBest: null }, tensorboard: true });
+    assert.deepEqual(spec.optimizer, { sgd: { learningRate: 0.01, momentum: 0, nesterov: false, weightDecay: 0, excludeFromWeightDecay: [] } });
     assert.deepEqual(spec.model.layers[0], { flatten: { inputShape: [28, 28] } });
     assert.deepEqual(spec.model.layers[1], {
       dense: { units: 10, activation: 'softmax', useBias: true, kernelInitializer: 'glorotUniform', biasInitializer: 'zeros', kernelRegularizer: null, biasRegularizer: null, activityRegularizer: null },

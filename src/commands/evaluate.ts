@@ -9,11 +9,28 @@ import { MetricsFile, RUN_FORMAT_VERSION } from '../runformat';
 import { parseSpec, parseSetFlag, NUM_CLASSES } from '../spec';
 import { evaluateSplit, weightPenalty } from '../train/forward';
 import { addDataOptions, backendOption, Console, loadSpecData } from './common';
+import { BEST_DIR, BEST_INFO_FILE, BestInfo, bestInfoSchema } from '../train/callbacks/best-model';
+
+/** RUN_DIR/best/best.json, checked; a run without a best model is refused with the way to get one. */
+function readBestInfo(dir: string): BestInfo {
+  const file = path.join(dir, BEST_DIR, BEST_INFO_FILE);
+  let raw: unknown;
+  try {
+    raw = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new InputError(`${dir}: has no best model (train with training.checkpoint.saveBest, e.g. --set 'training.checkpoint.saveBest={monitor: val_loss}')`);
+    throw new InputError(`${file}: unreadable (${(err as Error).message})`);
+  }
+  const parsed = bestInfoSchema.safeParse(raw);
+  if (!parsed.success) throw new InputError(`${file}: damaged (${parsed.error.issues[0]!.path.join('.') || 'content'} is invalid)`);
+  return parsed.data;
+}
 
 interface EvaluateOptions {
   json?: boolean;
   backend?: BackendChoice;
   testLimit?: string;
+  best?: boolean;
   dataDir?: string;
   source: string[];
 }
@@ -24,6 +41,7 @@ export function evaluateCommand(): Command {
     .argument('<run-dir>', 'a run directory written by `regtrain run`')
     .addOption(backendOption())
     .option('--test-limit <n>', 'evaluate on the first N test images only')
+    .option('--best', "evaluate the best epoch's model (RUN_DIR/best/, kept by training.checkpoint.saveBest) instead of the final one")
     .option('--json', 'print one JSON object: loss, accuracy, perClass, confusion');
   return addDataOptions(cmd).action(async (dir: string, opts: EvaluateOptions) => {
     await evaluateRun(dir, opts);
@@ -32,6 +50,8 @@ export function evaluateCommand(): Command {
 
 export interface EvaluationReport {
   runDir: string;
+  /** With --best: the epoch and monitor value the evaluated model was saved at. */
+  best?: BestInfo;
   loss: number;
   accuracy: number;
   count: number;
@@ -51,7 +71,8 @@ export async function evaluateRun(dir: string, opts: EvaluateOptions): Promise<E
     const which = typeof v === 'number' && v > RUN_FORMAT_VERSION ? 'a newer' : 'an older or unknown';
     throw new InputError(`${path.join(dir, METRICS_FILE)}: run format version ${JSON.stringify(v ?? null)} is from ${which} regtrain (this one reads version ${RUN_FORMAT_VERSION})`);
   }
-  if (metrics.status !== 'complete') {
+  const best = opts.best ? readBestInfo(dir) : null;
+  if (metrics.status !== 'complete' && !best) {
     throw new InputError(`${dir}: the run is ${metrics.status ?? 'of unknown status'} (${metrics.stopReason ?? 'no stop reason'}); evaluate needs a finished run`);
   }
   let specText: string;
@@ -65,7 +86,8 @@ export async function evaluateRun(dir: string, opts: EvaluateOptions): Promise<E
 
   const backend = await initBackend(opts.backend ?? spec.backend);
   out.info(`Backend: ${backend.name} — ${backend.reason}`);
-  const { model } = await loadModel(dir);
+  const { model } = await loadModel(best ? path.join(dir, BEST_DIR) : dir);
+  if (best) out.result(`Best model: epoch ${best.epoch} (${best.monitor} ${best.value.toFixed(4)})`);
   try {
     let built;
     try {
@@ -90,14 +112,14 @@ export async function evaluateRun(dir: string, opts: EvaluateOptions): Promise<E
       const count = row.reduce((a, b) => a + b, 0);
       return { name: data.classNames[c] ?? String(c), accuracy: count ? row[c]! / count : 0, count };
     });
-    const report: EvaluationReport = { runDir: dir, loss, accuracy: ev.accuracy, count: ev.count, perClass, confusion };
+    const report: EvaluationReport = { runDir: dir, ...(best ? { best } : {}), loss, accuracy: ev.accuracy, count: ev.count, perClass, confusion };
 
     if (opts.json) {
       out.event(report as unknown as Record<string, unknown>);
     } else {
       const w = Math.max(...perClass.map((p) => p.name.length));
       out.result(`Test: loss: ${loss.toFixed(4)} - accuracy: ${ev.accuracy.toFixed(4)} (${ev.count} images)`);
-      if (metrics.test && metrics.test.count === ev.count) out.result(`(run reported accuracy ${metrics.test.accuracy.toFixed(4)} on the same ${ev.count} images)`);
+      if (!best && metrics.test && metrics.test.count === ev.count) out.result(`(run reported accuracy ${metrics.test.accuracy.toFixed(4)} on the same ${ev.count} images)`);
       out.result('\nPer class:');
       for (const p of perClass) out.result(`  ${p.name.padEnd(w)}  ${(100 * p.accuracy).toFixed(1).padStart(5)}%  (${p.count})`);
       out.result('\nConfusion matrix (rows: true class, columns: predicted):');

@@ -26,7 +26,7 @@ import type { TrainStep } from './types';
 export function createReferenceStep(built: BuiltModel, optimizer: Optimizer): TrainStep {
   const vars = built.model.trainableWeights.map((w) => w.read() as tf.Variable);
   return {
-    description: 'tfjs autodiff',
+    description: 'tfjs autodiff + optimizer',
     path: 'reference',
     run(x, y, dropoutSeed) {
       const lr = optimizer.learningRate();

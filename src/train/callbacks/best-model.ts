@@ -1,5 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { z } from 'zod';
 import { FailureError } from '../../errors';
 import { saveModel } from '../../rundir';
 import type { EpochRecord } from '../../runformat';
@@ -10,12 +11,8 @@ export const BEST_DIR = 'best';
 export const BEST_INFO_FILE = 'best.json';
 
 /** What RUN_DIR/best/best.json says of the model beside it. */
-export interface BestInfo {
-  epoch: number;
-  monitor: string;
-  value: number;
-  mode: 'min' | 'max';
-}
+export const bestInfoSchema = z.strictObject({ epoch: z.number().int().positive(), monitor: z.string(), value: z.number(), mode: z.enum(['min', 'max']) });
+export type BestInfo = z.infer<typeof bestInfoSchema>;
 
 /**
  * keras.callbacks.ModelCheckpoint(save_best_only=True): whenever the monitor improves on its
