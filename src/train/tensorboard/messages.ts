@@ -1,5 +1,6 @@
 /**
- * The Event, Summary and HistogramProto messages of an events file, encoded by field number.
+ * The Event, Summary and HistogramProto messages of an events file, encoded by field number in
+ * proto3's canonical form (fields in number order, plain fields at their default left out).
  * The numbers are those of TensorBoard's tensorboard/compat/proto/event.proto, summary.proto and
  * histogram.proto (the same as TensorFlow's); only the fields regtrain writes are listed.
  */
@@ -33,27 +34,27 @@ export type EventContent =
 export function encodeEvent(wallTime: number, step: number, content: EventContent): Uint8Array {
   const w = new ProtoWriter().double(EVENT.wallTime, wallTime).int64(EVENT.step, step);
   if ('fileVersion' in content) {
-    w.string(EVENT.fileVersion, content.fileVersion);
-    w.bytesField(EVENT.sourceMetadata, new ProtoWriter().string(SOURCE_METADATA.writer, content.sourceWriter).finish());
+    w.string(EVENT.fileVersion, content.fileVersion, 'explicit');
+    w.bytesField(EVENT.sourceMetadata, new ProtoWriter().string(SOURCE_METADATA.writer, content.sourceWriter).finish(), 'explicit');
   } else if ('sessionStart' in content) {
-    w.bytesField(EVENT.sessionLog, new ProtoWriter().int64(SESSION_LOG.status, SESSION_START).finish());
+    w.bytesField(EVENT.sessionLog, new ProtoWriter().int64(SESSION_LOG.status, SESSION_START).finish(), 'explicit');
   } else {
-    w.bytesField(EVENT.summary, encodeSummary(content.summary));
+    w.bytesField(EVENT.summary, encodeSummary(content.summary), 'explicit');
   }
   return w.finish();
 }
 
 function encodeSummary(values: SummaryValue[]): Uint8Array {
   const w = new ProtoWriter();
-  for (const v of values) w.bytesField(SUMMARY.value, encodeValue(v));
+  for (const v of values) w.bytesField(SUMMARY.value, encodeValue(v), 'explicit');
   return w.finish();
 }
 
 function encodeValue(value: SummaryValue): Uint8Array {
   const w = new ProtoWriter().string(VALUE.tag, value.tag);
-  // Written even when 0: membership of a oneof is told by the field's presence.
-  if ('simpleValue' in value) w.float(VALUE.simpleValue, value.simpleValue);
-  else w.bytesField(VALUE.histo, encodeHistogram(value.histogram));
+  // 'explicit': a oneof member is written even at 0, its presence says which member is set.
+  if ('simpleValue' in value) w.float(VALUE.simpleValue, value.simpleValue, 'explicit');
+  else w.bytesField(VALUE.histo, encodeHistogram(value.histogram), 'explicit');
   return w.finish();
 }
 

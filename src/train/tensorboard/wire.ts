@@ -16,13 +16,22 @@ const enum WireType {
 
 const textEncoder = new TextEncoder();
 
+/**
+ * Whether a field is written at its default (0, ""): proto3 leaves out a plain singular field that
+ * holds its default ('implicit', as protoc's serializers do), but a oneof member must be written
+ * whatever its value, since its presence says which member is set ('explicit').
+ */
+export type Presence = 'implicit' | 'explicit';
+
 /** Appends fields to a growing buffer; `finish()` returns the encoded message. */
 export class ProtoWriter {
   private bytes = new Uint8Array(64);
   private view = new DataView(this.bytes.buffer);
   private length = 0;
 
-  double(field: number, value: number): this {
+  double(field: number, value: number, presence: Presence = 'implicit'): this {
+    // +0 only, as protoc compares the bits: -0 is written
+    if (presence === 'implicit' && Object.is(value, 0)) return this;
     this.tag(field, WireType.fixed64);
     this.reserve(8);
     this.view.setFloat64(this.length, value, true);
@@ -31,7 +40,8 @@ export class ProtoWriter {
   }
 
   /** A proto `float`: the value rounded to float32, as a typed field would hold it. */
-  float(field: number, value: number): this {
+  float(field: number, value: number, presence: Presence = 'implicit'): this {
+    if (presence === 'implicit' && Object.is(value, 0)) return this;
     this.tag(field, WireType.fixed32);
     this.reserve(4);
     this.view.setFloat32(this.length, value, true);
@@ -40,20 +50,22 @@ export class ProtoWriter {
   }
 
   /** int64 (and enums): negative numbers take ten bytes, as two's complement. */
-  int64(field: number, value: number): this {
+  int64(field: number, value: number, presence: Presence = 'implicit'): this {
     if (!Number.isSafeInteger(value)) throw new RangeError(`protobuf field ${field}: ${value} is not an integer`);
+    if (presence === 'implicit' && value === 0) return this;
     this.tag(field, WireType.varint);
     if (value >= 0) this.varint(value);
     else this.negativeVarint(value);
     return this;
   }
 
-  string(field: number, value: string): this {
-    return this.bytesField(field, textEncoder.encode(value));
+  string(field: number, value: string, presence: Presence = 'implicit'): this {
+    return this.bytesField(field, textEncoder.encode(value), presence);
   }
 
-  /** A length-delimited field: raw bytes or an already encoded message. */
-  bytesField(field: number, value: Uint8Array): this {
+  /** A length-delimited field: raw bytes or an already encoded message (messages are always 'explicit'). */
+  bytesField(field: number, value: Uint8Array, presence: Presence = 'implicit'): this {
+    if (presence === 'implicit' && value.length === 0) return this;
     this.tag(field, WireType.lengthDelimited);
     this.varint(value.length);
     this.reserve(value.length);
@@ -64,6 +76,7 @@ export class ProtoWriter {
 
   /** `repeated double … [packed = true]`: one length-delimited run of little-endian doubles. */
   packedDoubles(field: number, values: ArrayLike<number>): this {
+    if (values.length === 0) return this;
     this.tag(field, WireType.lengthDelimited);
     this.varint(values.length * 8);
     this.reserve(values.length * 8);

@@ -47,6 +47,9 @@ function describeIoError(err: unknown): string {
       return 'permission denied';
     case 'EIO':
       return 'input/output error';
+    case 'ENOTDIR':
+    case 'EEXIST':
+      return 'a file is in the way of the folder';
     default:
       return e.message;
   }
