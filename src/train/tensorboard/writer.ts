@@ -18,7 +18,7 @@ import { frameRecord } from './record';
 export interface TensorBoardWriterOptions {
   /** Seconds since the Unix epoch (fractional) for each event's wall_time and the file name; default the system clock. */
   wallTime?: () => number;
-  /** The host part of the file name; default os.hostname(). */
+  /** The host part of the file name; default os.hostname(). Characters other than letters, digits, '.', '_' and '-' become '_'. */
   host?: string;
   /**
    * The first step this writer will log (default 0). The file's SessionLog START carries it: when a
