@@ -3,7 +3,7 @@
  * double, fixed32 float, length-delimited bytes and packed doubles).
  *
  * Written here rather than taken from a package (protobufjs, @bufbuild/protobuf): four small
- * messages need about fifty lines and no generated code, regtrain's runtime dependencies stay as
+ * messages need a hundred lines and no generated code, regtrain's runtime dependencies stay as
  * they are, and the tests decode what this writes with protobufjs, an independent implementation.
  */
 
