@@ -23,6 +23,7 @@ import { History } from './train/callbacks/history';
 import { JsonEvents } from './train/callbacks/json-events';
 import { ProgressBar } from './train/callbacks/progress-bar';
 import { ReduceLrOnPlateau } from './train/callbacks/reduce-lr-on-plateau';
+import { TensorBoardLogger } from './train/callbacks/tensorboard';
 import { evaluateSplit, weightPenalty } from './train/forward';
 import { fit, FitResult } from './train/loop';
 import { createTrainStep } from './train/step';
@@ -144,6 +145,7 @@ export async function runExperiment(spec: ExperimentSpec, opts: ExperimentOption
     if (earlyStopping) own.push(earlyStopping);
     if (spec.training.reduceLrOnPlateau) own.push(new ReduceLrOnPlateau(spec.training.reduceLrOnPlateau));
     if (spec.training.checkpoint.saveBest) own.push(new BestModel(dir, spec.training.checkpoint.saveBest));
+    if (spec.training.tensorboard) own.push(new TensorBoardLogger(dir));
     // The checkpoint records the decisions of the callbacks before it; the ones after only report.
     own.push(new CheckpointWriter(dir, backend.name, () => callbacks));
     bar = process.stderr.isTTY && !out.quiet ? new ProgressBar() : null;

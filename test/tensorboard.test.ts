@@ -483,3 +483,28 @@ function canMountTmpfs(): string | false {
     return 'cannot mount a tmpfs here (not root, or no CAP_SYS_ADMIN)';
   }
 }
+
+describe('regtrain run', () => {
+  test('writes RUN_DIR/tensorboard/ that the independent reader decodes: every epoch scalar of history.json and a histogram per weight', () => {
+    const root = path.resolve(__dirname, '../..');
+    const out = path.join(TMP, 'run');
+    const args = ['run', path.join(root, 'configs', 'quick.yaml'), '--set', 'data.trainLimit=1200', '--set', 'data.validation.size=200', '--set', 'data.testLimit=300', '--set', 'training.epochs=2', '--out', out, '-q'];
+    execFileSync(process.execPath, [path.join(root, 'bin', 'regtrain'), ...args], { env: { ...process.env, REGTRAIN_DATA_DIR: path.join(TMP, 'cache') } });
+    const files = fs.readdirSync(path.join(out, 'tensorboard'));
+    assert.equal(files.length, 1);
+    assert.match(files[0]!, /^events\.out\.tfevents\.\d{10}\.[A-Za-z0-9._-]+$/);
+    const got = summaries(readEvents(path.join(out, 'tensorboard', files[0]!)));
+    const history = (JSON.parse(fs.readFileSync(path.join(out, 'history.json'), 'utf8')) as { epochs: Record<string, unknown>[] }).epochs;
+    const f32 = (x: number) => Math.fround(x);
+    for (const e of history) {
+      const at = (tag: string) => got.find(([step, t]) => step === e.epoch && t === tag)?.[2];
+      for (const tag of ['loss', 'accuracy', 'val_loss', 'val_accuracy', 'data_loss', 'penalty', 'lr']) assert.equal(at(tag), f32(e[tag] as number), `epoch ${String(e.epoch)}: ${tag}`);
+      for (const [name, v] of Object.entries(e.penalties as Record<string, number>)) assert.equal(at(`penalty/${name}`), f32(v), `epoch ${String(e.epoch)}: penalty/${name}`);
+      // The 784×200 first kernel: its buckets count every weight.
+      const kernel = at('weights/dense/kernel') as DecodedHistogram;
+      assert.equal(sumOf(kernel.bucket), 784 * 200);
+      assert.equal(kernel.num, 784 * 200);
+    }
+    assert.deepEqual([...new Set(got.filter(([, t]) => t.startsWith('weights/')).map(([, t]) => t))].sort(), ['weights/dense/bias', 'weights/dense/kernel', 'weights/dense_1/bias', 'weights/dense_1/kernel', 'weights/dense_2/bias', 'weights/dense_2/kernel', 'weights/dense_3/bias', 'weights/dense_3/kernel']);
+  });
+});
