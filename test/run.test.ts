@@ -336,26 +336,33 @@ test('early stopping with restoreBestWeights stops after `patience` epochs witho
   assertNoLeftovers(out);
 });
 
-test('early stopping on val_accuracy records the first best epoch as bestEpoch', async () => {
+test('early stopping on val_accuracy stops after patience epochs without an improvement of minDelta and restores the best epoch', async () => {
   const cwd = workdir();
   const out = path.join(cwd, 'run');
-  const es = 'training.earlyStopping={monitor: val_accuracy, patience: 1, restoreBestWeights: true}';
+  // On this slice val_accuracy climbs 0.16, 0.20, 0.34, 0.35, 0.49, 0.53, 0.56, …: with minDelta 0.05 only
+  // epochs 1, 3 and 5 improve, and patience 2 ends training after epoch 7.
+  const es = 'training.earlyStopping={monitor: val_accuracy, patience: 2, minDelta: 0.05, restoreBestWeights: true}';
   const r = await regtrain(['run', QUICK, ...TINY, '--set', 'training.epochs=8', '--set', es, '--out', out, '-q'], cwd);
   assert.equal(r.code, 0, r.stderr);
   const m = metrics(out);
   const h = history(out);
-  // Keras's rule: an epoch improves when val_accuracy > best (minDelta 0); the best is the first maximum.
-  const accs = h.epochs.map((e) => e.val_accuracy!);
-  const best = accs.indexOf(Math.max(...accs)) + 1;
-  assert.equal(m.bestEpoch, best);
-  assert.deepEqual(m.finalWeights, h.epochs[best - 1]!.weights);
-  if (m.stopReason === 'early-stopping') {
-    // patience 1: the epoch after the last improvement is the last one run.
-    assert.equal(m.epochsRun, best + 1);
-  } else {
-    assert.equal(m.stopReason, 'epochs');
-    assert.equal(m.epochsRun, 8);
+  // Keras's rule, replayed on the logged values: an epoch improves when val_accuracy > best + minDelta.
+  let best = -Infinity;
+  let bestEpoch = 0;
+  let wait = 0;
+  let stoppedAt = 0;
+  for (const e of h.epochs) {
+    if (e.val_accuracy! > best + 0.05) [best, bestEpoch, wait] = [e.val_accuracy!, e.epoch, 0];
+    else if (++wait >= 2) {
+      stoppedAt = e.epoch;
+      break;
+    }
   }
+  assert.deepEqual([bestEpoch, stoppedAt], [5, 7], `val_accuracy per epoch: ${h.epochs.map((e) => e.val_accuracy).join(', ')}`);
+  assert.equal(m.stopReason, 'early-stopping');
+  assert.equal(m.epochsRun, 7);
+  assert.equal(m.bestEpoch, 5);
+  assert.deepEqual(m.finalWeights, h.epochs[4]!.weights);
 });
 
 test('early stopping without restoreBestWeights keeps the last weights, records bestEpoch and does not claim a restore', async () => {
