@@ -300,7 +300,8 @@ test('BLAS loading never throws; unknown backends are refused', () => {
   assert.equal(installAcceleratedKernels('webgl').installed, false);
 });
 
-test('wasm: the SIMD passes (simd.wat) give bit-identical weights to the JS loops they replace', async (t) => {
+for (const optimizer of [{ sgd: {} }, { adam: { amsgrad: true } }, { adamw: { weightDecay: 0.1 } }]) {
+test(`wasm: the SIMD passes (simd.wat) give bit-identical weights to the JS loops they replace (${Object.keys(optimizer)[0]})`, async (t) => {
   if (!(await useBackend('wasm'))) return t.skip('wasm backend unavailable');
   const { wasmSimd } = await import('../src/accel/simd');
   if (!wasmSimd()) return t.skip('simd.wasm not built or the wasm memory cannot be shared');
@@ -309,7 +310,7 @@ test('wasm: the SIMD passes (simd.wat) give bit-identical weights to the JS loop
     const train = (simd: boolean): { weights: Float32Array[]; losses: number[] } => {
       process.env.REGTRAIN_SIMD = simd ? 'on' : 'off';
       const model = buildTutorialModel(5);
-      const step = createLeanStep(model, createOptimizer({ sgd: {} }), TUTORIAL_PENALTIES);
+      const step = createLeanStep(model, createOptimizer(optimizer), TUTORIAL_PENALTIES);
       if ('unsupported' in step) throw new Error(step.unsupported);
       const { x, y } = fakeData(50 * 10, 4); // 50: the bias/relu rows and the update both have tails past a multiple of 4
       const losses: number[] = [];
@@ -336,3 +337,4 @@ test('wasm: the SIMD passes (simd.wat) give bit-identical weights to the JS loop
     uninstallAcceleratedKernels('wasm');
   }
 });
+}

@@ -319,3 +319,30 @@ describe('evaluate refuses tampered run directories with exit 2 and one clear li
     assert.equal((JSON.parse(r.stdout) as { accuracy: number }).accuracy, metricsOf(RUN).test!.accuracy);
   });
 });
+
+test('evaluate --best evaluates the best epoch saved by training.checkpoint.saveBest', async () => {
+  const out = path.join(TMP, 'with-best');
+  // Early stopping restores the same best epoch (val_loss): the final model is the best one.
+  const sets = ['--set', 'training.epochs=4', '--set', 'training.checkpoint.saveBest={monitor: val_loss}', '--set', 'training.earlyStopping={monitor: val_loss, patience: 10, restoreBestWeights: true}'];
+  const run = await regtrain(['run', QUICK, ...TINY, ...sets, '--out', out, '-q']);
+  assert.equal(run.code, 0, run.stderr);
+  const metrics = metricsOf(out);
+  const best = readJson<{ epoch: number; monitor: string; value: number; mode: string }>(path.join(out, 'best', 'best.json'));
+  const history = readJson<{ epochs: { epoch: number; val_loss: number }[] }>(path.join(out, 'history.json')).epochs;
+  const lowest = history.reduce((a, b) => (b.val_loss < a.val_loss ? b : a));
+  assert.deepEqual(best, { epoch: lowest.epoch, monitor: 'val_loss', value: lowest.val_loss, mode: 'min' });
+  assert.equal(best.epoch, metrics.bestEpoch);
+  const r = await regtrain(['evaluate', out, '--best', '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  const report = JSON.parse(r.stdout) as { accuracy: number; best: typeof best };
+  assert.deepEqual(report.best, best);
+  assert.equal(report.accuracy, metrics.test!.accuracy);
+  const text = await regtrain(['evaluate', out, '--best']);
+  assert.match(text.stdout, new RegExp(`^Best model: epoch ${best.epoch} \\(val_loss ${best.value.toFixed(4)}\\)$`, 'm'));
+});
+
+test('evaluate --best on a run without a best model says how to keep one', async () => {
+  const r = await regtrain(['evaluate', RUN, '--best']);
+  assert.equal(r.code, 2);
+  assert.equal(r.stderr.trim(), `error: ${RUN}: has no best model (train with training.checkpoint.saveBest, e.g. --set 'training.checkpoint.saveBest={monitor: val_loss}')`);
+});

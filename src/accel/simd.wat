@@ -52,6 +52,72 @@
     (f64.store offset=8 (local.get $out)
       (f64.add (f64x2.extract_lane 0 (local.get $sq)) (f64x2.extract_lane 1 (local.get $sq)))))
 
+  ;; One Adam pass over n floats (n a multiple of 4; the caller does the tail), Keras's update with
+  ;; the penalty gradient folded in, every operation rounded to float32 as optimizers.ts's adamPass:
+  ;;   g = (G + l1·sign(W)) + l2x2·W;  W' = W − (W·wd)·lr when wd ≠ 0
+  ;;   M = M + (g − M)·omb1;  V = V + (g·g − V)·omb2;  (AMSGrad: VH = max(VH, V), used for V)
+  ;;   D = W' − (M·alpha)/(sqrt(V) + eps)
+  ;; and at out: f64 Σ|W|, f64 ΣW² at the old weights.
+  (func (export "adam")
+    (param $w i32) (param $g i32) (param $d i32) (param $m i32) (param $v i32) (param $vh i32) (param $ams i32) (param $n i32)
+    (param $l1 f32) (param $l2x2 f32) (param $lr f32) (param $wd f32) (param $alpha f32) (param $omb1 f32) (param $omb2 f32) (param $eps f32)
+    (param $out i32)
+    (local $i i32) (local $end i32)
+    (local $vw v128) (local $s v128) (local $vg v128) (local $a v128) (local $q v128) (local $dec v128)
+    (local $vm v128) (local $vv v128) (local $abs v128) (local $sq v128)
+    (local $one v128) (local $zero v128)
+    (local.set $one (f32x4.splat (f32.const 1)))
+    (local.set $zero (f32x4.splat (f32.const 0)))
+    (local.set $abs (f64x2.splat (f64.const 0)))
+    (local.set $sq (f64x2.splat (f64.const 0)))
+    (local.set $end (i32.shl (local.get $n) (i32.const 2)))
+    (block $done
+      (loop $loop
+        (br_if $done (i32.ge_u (local.get $i) (local.get $end)))
+        (local.set $vw (v128.load (i32.add (local.get $w) (local.get $i))))
+        (local.set $s
+          (f32x4.sub
+            (v128.and (f32x4.gt (local.get $vw) (local.get $zero)) (local.get $one))
+            (v128.and (f32x4.lt (local.get $vw) (local.get $zero)) (local.get $one))))
+        (local.set $a (f32x4.abs (local.get $vw)))
+        (local.set $q (f32x4.mul (local.get $vw) (local.get $vw)))
+        (local.set $abs (f64x2.add (local.get $abs) (f64x2.promote_low_f32x4 (local.get $a))))
+        (local.set $abs (f64x2.add (local.get $abs)
+          (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $a) (local.get $a)))))
+        (local.set $sq (f64x2.add (local.get $sq) (f64x2.promote_low_f32x4 (local.get $q))))
+        (local.set $sq (f64x2.add (local.get $sq)
+          (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $q) (local.get $q)))))
+        (local.set $vg
+          (f32x4.add
+            (f32x4.add (v128.load (i32.add (local.get $g) (local.get $i))) (f32x4.mul (f32x4.splat (local.get $l1)) (local.get $s)))
+            (f32x4.mul (f32x4.splat (local.get $l2x2)) (local.get $vw))))
+        (local.set $dec (local.get $vw))
+        (if (f32.ne (local.get $wd) (f32.const 0))
+          (then (local.set $dec (f32x4.sub (local.get $vw)
+            (f32x4.mul (f32x4.mul (local.get $vw) (f32x4.splat (local.get $wd))) (f32x4.splat (local.get $lr)))))))
+        (local.set $vm (v128.load (i32.add (local.get $m) (local.get $i))))
+        (local.set $vm (f32x4.add (local.get $vm) (f32x4.mul (f32x4.sub (local.get $vg) (local.get $vm)) (f32x4.splat (local.get $omb1)))))
+        (v128.store (i32.add (local.get $m) (local.get $i)) (local.get $vm))
+        (local.set $vv (v128.load (i32.add (local.get $v) (local.get $i))))
+        (local.set $vv (f32x4.add (local.get $vv)
+          (f32x4.mul (f32x4.sub (f32x4.mul (local.get $vg) (local.get $vg)) (local.get $vv)) (f32x4.splat (local.get $omb2)))))
+        (v128.store (i32.add (local.get $v) (local.get $i)) (local.get $vv))
+        (if (local.get $ams)
+          (then
+            (local.set $vv (f32x4.max (v128.load (i32.add (local.get $vh) (local.get $i))) (local.get $vv)))
+            (v128.store (i32.add (local.get $vh) (local.get $i)) (local.get $vv))))
+        (v128.store (i32.add (local.get $d) (local.get $i))
+          (f32x4.sub (local.get $dec)
+            (f32x4.div
+              (f32x4.mul (local.get $vm) (f32x4.splat (local.get $alpha)))
+              (f32x4.add (f32x4.sqrt (local.get $vv)) (f32x4.splat (local.get $eps))))))
+        (local.set $i (i32.add (local.get $i) (i32.const 16)))
+        (br $loop)))
+    (f64.store (local.get $out)
+      (f64.add (f64x2.extract_lane 0 (local.get $abs)) (f64x2.extract_lane 1 (local.get $abs))))
+    (f64.store offset=8 (local.get $out)
+      (f64.add (f64x2.extract_lane 0 (local.get $sq)) (f64x2.extract_lane 1 (local.get $sq)))))
+
   ;; C[r, j] = act(C[r, j] + bias[j]) over rows × n (bias = 0: no bias; relu = 1: max(·, 0)).
   (func (export "biasAct")
     (param $c i32) (param $rows i32) (param $n i32) (param $bias i32) (param $relu i32)

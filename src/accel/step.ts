@@ -31,7 +31,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { wasmSimd } from './simd';
-import { Optimizer } from '../train/optimizers';
+import { adamPass, Optimizer } from '../train/optimizers';
 
 /** Per-batch results. `dataLoss` is the SUM over the batch of per-sample cross-entropy (no penalty):
  *  divide by `batchSize` for the batch mean Keras reports (before adding the penalty). */
@@ -183,6 +183,17 @@ export function createLeanStep(model: tf.Sequential, optimizer: Optimizer, penal
     return fresh;
   };
 
+  // On tfjs-wasm with the SIMD passes, the optimizer keeps its slots on the wasm heap, where
+  // the Adam pass reads them (a kept tensor each, its memory viewed afresh at every use).
+  const heapSlots = tf.getBackend() === 'wasm' && wasmSimd() !== null;
+  if (heapSlots) {
+    optimizer.useSlotStore({
+      allocate(size) {
+        const t = tf.keep(tf.zeros([size]));
+        return { view: () => ownFloats(t, false)!, dispose: () => t.dispose() };
+      },
+    });
+  }
   // 16 bytes of the wasm heap where the SIMD pass leaves its two float64 sums.
   let scratchTensor: tf.Tensor | null = null;
   const scratchSums = (): Float64Array => {
@@ -200,6 +211,9 @@ export function createLeanStep(model: tf.Sequential, optimizer: Optimizer, penal
    */
   const applyUpdate = (v: tf.Variable, g: tf.Tensor, l1: number, l2: number, lr: number): { abs: number; sq: number } => {
     const backendName = tf.getBackend();
+    // Allocations first (slots, the sums' scratch): they may grow the wasm heap and detach every view taken before.
+    optimizer.ensureSlots(v.name, v.size);
+    if (backendName === 'wasm') scratchSums();
     const zeroCopy = (backendName === 'cpu' || backendName === 'wasm') && ownFloats(v, true) && ownFloats(g, false);
     if (!zeroCopy) {
       const out = new Float32Array(v.size);
@@ -219,8 +233,17 @@ export function createLeanStep(model: tf.Sequential, optimizer: Optimizer, penal
     const G = ownFloats(g, false)!;
     const D = fresh ? ownFloats(fresh, true)! : W;
     let sums: { abs: number; sq: number };
-    const simd = backendName === 'wasm' && optimizer.isPlainSgd(v.name) ? wasmSimd() : null;
-    if (simd) {
+    const simd = backendName === 'wasm' ? wasmSimd() : null;
+    const adam = simd && heapSlots ? optimizer.adamStep(v.name, v.size, lr) : null;
+    if (simd && adam) {
+      // Adam's moments live on the wasm heap (heapSlots): one SIMD pass, the JS loop for the tail.
+      const n4 = W.length & ~3;
+      const sumsAt = scratchSums();
+      const vhat = adam.vhat;
+      simd.adam(W.byteOffset, G.byteOffset, D.byteOffset, adam.m.byteOffset, adam.v.byteOffset, vhat ? vhat.byteOffset : 0, vhat ? 1 : 0, n4, l1, Math.fround(2 * l2), adam.lr, adam.wd, adam.alpha, adam.oneMinusB1, adam.oneMinusB2, adam.epsilon, sumsAt.byteOffset);
+      const tail = adamPass({ name: v.name, w: W.subarray(n4), g: G.subarray(n4), out: D.subarray(n4), l1, l2 }, adam, n4);
+      sums = { abs: sumsAt[0]! + tail.abs, sq: sumsAt[1]! + tail.sq };
+    } else if (simd && optimizer.isPlainSgd(v.name)) {
       // SIMD over the multiple of 4, the optimizer's JS loop over the last few.
       const n4 = W.length & ~3;
       const scratch = scratchSums();

@@ -55,6 +55,38 @@ export function createOptimizer(section: unknown): Optimizer {
   return new Optimizer(optimizerChoice(optimizerSchema.parse(section)));
 }
 
+/**
+ * Where an optimizer keeps a slot (a momentum or moment array): plain JS memory by default; the
+ * lean step on tfjs-wasm keeps them on the wasm heap so its SIMD pass can reach them. `view()`
+ * may move when the heap grows: take it after any allocation, use it before the next.
+ */
+export interface SlotStore {
+  allocate(size: number): Slot;
+}
+export interface Slot {
+  view(): Float32Array;
+  dispose(): void;
+}
+const jsSlots: SlotStore = {
+  allocate(size) {
+    const data = new Float32Array(size);
+    return { view: () => data, dispose: () => {} };
+  },
+};
+
+/** Adam's per-step coefficients (float32) and one variable's moments, for a SIMD pass. */
+export interface AdamStep {
+  lr: number;
+  wd: number;
+  alpha: number;
+  oneMinusB1: number;
+  oneMinusB2: number;
+  epsilon: number;
+  m: Float32Array;
+  v: Float32Array;
+  vhat: Float32Array | null;
+}
+
 const SLOT_NAMES: Record<string, string[]> = { sgd: [], sgdMomentum: ['momentum'], adam: ['m', 'v'], adamAmsgrad: ['m', 'v', 'vhat'] };
 
 export class Optimizer {
@@ -67,7 +99,8 @@ export class Optimizer {
    */
   learningRateScale = 1;
   private readonly schedule: Schedule;
-  private readonly slots = new Map<string, Float32Array[]>();
+  private readonly slots = new Map<string, Slot[]>();
+  private slotStore: SlotStore = jsSlots;
   private readonly slotNames: string[];
 
   constructor(private readonly choice: OptimizerChoice) {
@@ -102,6 +135,55 @@ export class Optimizer {
     return this.choice.type === 'sgd' && this.choice.config.momentum === 0 && !this.decays(name);
   }
 
+  /** Keeps slots in `store` from now on (existing ones move there). */
+  useSlotStore(store: SlotStore): void {
+    for (const [name, slots] of this.slots) {
+      const moved = slots.map((old) => {
+        const data = old.view().slice();
+        const slot = store.allocate(data.length);
+        slot.view().set(data);
+        old.dispose();
+        return slot;
+      });
+      this.slots.set(name, moved);
+    }
+    this.slotStore = store;
+  }
+
+  /** Allocates a variable's slots if it has none yet (before taking views of other memory). */
+  ensureSlots(name: string, size: number): void {
+    this.slotsFor(name, size);
+  }
+
+  /** Adam's coefficients for the next update and the variable's moments; null for SGD. */
+  adamStep(name: string, size: number, lr: number): AdamStep | null {
+    if (this.choice.type === 'sgd') return null;
+    const c = this.choice.config;
+    const t = this.iterations + 1;
+    const lr32 = f(lr);
+    // Keras computes these in float32: β^t, then α = lr·√(1 − β₂ᵗ)/(1 − β₁ᵗ).
+    const b1t = f(Math.pow(f(c.beta1), t));
+    const b2t = f(Math.pow(f(c.beta2), t));
+    const [m, v, vhat] = this.slotsFor(name, size).map((s) => s.view());
+    return {
+      lr: lr32,
+      wd: this.decays(name) ? f(c.weightDecay) : 0,
+      alpha: f(f(lr32 * f(Math.sqrt(f(1 - b2t)))) / f(1 - b1t)),
+      oneMinusB1: f(1 - f(c.beta1)),
+      oneMinusB2: f(1 - f(c.beta2)),
+      epsilon: f(c.epsilon),
+      m: m!,
+      v: v!,
+      vhat: vhat ?? null,
+    };
+  }
+
+  /** Frees the slots (the optimizer cannot step afterwards). */
+  dispose(): void {
+    for (const slots of this.slots.values()) for (const s of slots) s.dispose();
+    this.slots.clear();
+  }
+
   /** Applies one variable's update with learning rate `lr` (from learningRate(), once per step). */
   update(u: VariableUpdate, lr: number): PenaltySums {
     const n = u.w.length;
@@ -112,16 +194,9 @@ export class Optimizer {
     if (this.choice.type === 'sgd') {
       const c = this.choice.config;
       if (c.momentum === 0) return sgdPass(u.w, u.g, u.out, u.l1, l2x2, lr32, wd);
-      return sgdMomentumPass(u.w, u.g, this.slotsFor(u.name, n)[0]!, u.out, u.l1, l2x2, lr32, wd, f(c.momentum), c.nesterov);
+      return sgdMomentumPass(u.w, u.g, this.slotsFor(u.name, n)[0]!.view(), u.out, u.l1, l2x2, lr32, wd, f(c.momentum), c.nesterov);
     }
-    const c = this.choice.config;
-    const t = this.iterations + 1;
-    // Keras computes these in float32: β^t, then α = lr·√(1 − β₂ᵗ)/(1 − β₁ᵗ).
-    const b1t = f(Math.pow(f(c.beta1), t));
-    const b2t = f(Math.pow(f(c.beta2), t));
-    const alpha = f(f(lr32 * f(Math.sqrt(f(1 - b2t)))) / f(1 - b1t));
-    const [m, v, vhat] = this.slotsFor(u.name, n);
-    return adamPass(u.w, u.g, m!, v!, vhat ?? null, u.out, u.l1, l2x2, lr32, wd, alpha, f(1 - f(c.beta1)), f(1 - f(c.beta2)), f(c.epsilon));
+    return adamPass(u, this.adamStep(u.name, n, lr)!);
   }
 
   /** Counts the step: call once after every variable was updated. */
@@ -129,10 +204,10 @@ export class Optimizer {
     this.iterations++;
   }
 
-  private slotsFor(name: string, size: number): Float32Array[] {
+  private slotsFor(name: string, size: number): Slot[] {
     let s = this.slots.get(name);
     if (!s) {
-      s = this.slotNames.map(() => new Float32Array(size));
+      s = this.slotNames.map(() => this.slotStore.allocate(size));
       this.slots.set(name, s);
     }
     return s;
@@ -140,7 +215,7 @@ export class Optimizer {
 
   state(): OptimizerState {
     const slots: NamedArray[] = [];
-    for (const [name, arrays] of this.slots) arrays.forEach((data, i) => slots.push({ name: `${name}/${this.slotNames[i]}`, data: data.slice() }));
+    for (const [name, arrays] of this.slots) arrays.forEach((slot, i) => slots.push({ name: `${name}/${this.slotNames[i]}`, data: slot.view().slice() }));
     return { type: this.type, iterations: this.iterations, learningRateScale: this.learningRateScale, slots };
   }
 
@@ -151,15 +226,18 @@ export class Optimizer {
   setState(state: OptimizerState, variables: { name: string; size: number }[]): void {
     if (state.type !== this.type) throw new InputError(`the checkpoint holds ${state.type} state, the spec trains with ${this.type}`);
     const byName = new Map(state.slots.map((s) => [s.name, s.data]));
-    this.slots.clear();
     if (state.iterations > 0 && this.slotNames.length) {
       for (const v of variables) {
-        const arrays = this.slotNames.map((slot) => {
+        for (const slot of this.slotNames) {
           const data = byName.get(`${v.name}/${slot}`);
           if (!data || data.length !== v.size) throw new InputError(`the checkpoint has no ${slot} state for ${v.name}`);
-          return data.slice();
-        });
-        this.slots.set(v.name, arrays);
+        }
+      }
+    }
+    this.dispose();
+    if (state.iterations > 0 && this.slotNames.length) {
+      for (const v of variables) {
+        this.slotsFor(v.name, v.size).forEach((slot, i) => slot.view().set(byName.get(`${v.name}/${this.slotNames[i]}`)!));
       }
     }
     this.iterations = state.iterations;
@@ -205,7 +283,14 @@ function sgdMomentumPass(W: Float32Array, G: Float32Array, V: Float32Array, D: F
   return { abs, sq };
 }
 
-function adamPass(W: Float32Array, G: Float32Array, M: Float32Array, V: Float32Array, VHat: Float32Array | null, D: Float32Array, l1: number, l2x2: number, lr: number, wd: number, alpha: number, oneMinusB1: number, oneMinusB2: number, eps: number): PenaltySums {
+/** Adam's update over one variable (or, for a SIMD pass's tail, a slice: `offset` into the moments). */
+export function adamPass(u: VariableUpdate, a: AdamStep, offset = 0): PenaltySums {
+  const { w: W, g: G, out: D, l1 } = u;
+  const l2x2 = f(2 * u.l2);
+  const { lr, wd, alpha, oneMinusB1, oneMinusB2, epsilon: eps } = a;
+  const M = a.m.subarray(offset, offset + W.length);
+  const V = a.v.subarray(offset, offset + W.length);
+  const VHat = a.vhat?.subarray(offset, offset + W.length) ?? null;
   let abs = 0;
   let sq = 0;
   for (let i = 0; i < W.length; i++) {

@@ -60,7 +60,7 @@ export function createReferenceStep(built: BuiltModel, optimizer: Optimizer): Tr
     setLearningRate: (lr) => optimizer.setLearningRate(lr),
     optimizerState: () => optimizer.state(),
     setOptimizerState: (state) => optimizer.setState(state, vars.map((v) => ({ name: v.name, size: v.size }))),
-    dispose() {},
+    dispose: () => optimizer.dispose(),
   };
 }
 
@@ -103,6 +103,9 @@ export function createTrainStep(built: BuiltModel, spec: ExperimentSpec, backend
     setLearningRate: (lr) => optimizer.setLearningRate(lr),
     optimizerState: () => optimizer.state(),
     setOptimizerState: (state) => optimizer.setState(state, lean.variables()),
-    dispose: () => lean.dispose(),
+    dispose() {
+      lean.dispose();
+      optimizer.dispose();
+    },
   };
 }
