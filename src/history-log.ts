@@ -32,7 +32,7 @@ export class HistoryLog {
       fs.appendFileSync(this.file, line + '\n');
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
-      throw new FailureError(`${this.file}: cannot append (${e.code === 'ENOSPC' ? 'no space left on device' : e.message}); the checkpoint of the previous epoch is intact`);
+      throw new FailureError(`${this.file}: cannot write (${e.code === 'ENOSPC' ? 'no space left on device' : e.message}); files written before are intact`);
     }
     this.chain = link(this.chain, line);
   }

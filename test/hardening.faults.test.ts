@@ -378,7 +378,7 @@ describe('saving faults', () => {
     const out = path.join(tmpfs('out-full', '16k'), 'run');
     const r = await regtrain(['run', SPEC, '--out', out, '--quiet', ...TINY]);
     assertClean(r, 1, 'disk full');
-    assert.match(errorLine(r), new RegExp(`^error: ${out}/[a-z.]+: cannot write \\(no space left on device\\); files written before are intact$`));
+    assert.match(errorLine(r), new RegExp(`^error: ${out}/[A-Za-z0-9._/-]+: cannot write \\(no space left on device\\); files written before are intact$`));
     const left = listDir(out);
     assert.ok(left.includes('spec.yaml'), left.join(','));
     assert.ok(!left.some((f) => f.endsWith('.tmp')), `temp files left: ${left.join(',')}`);

@@ -461,7 +461,7 @@ describe('TensorBoardWriter', () => {
       }
     }
     assert.ok(failure instanceof FailureError, `expected a FailureError, got ${String(failure)}`);
-    assert.equal(failure.message, `${writer.file}: cannot write TensorBoard events (no space left on device); the events written before are intact`);
+    assert.equal(failure.message, `${writer.file}: cannot write (no space left on device); files written before are intact`);
     assert.ok(written >= 1, 'at least one histogram fitted');
     const events = readEvents(writer.file);
     assert.equal(events.length, 2 + written);

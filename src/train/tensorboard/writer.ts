@@ -183,7 +183,7 @@ export class TensorBoardWriter {
         this.broken = new FailureError(`${this.file}: cannot write TensorBoard events (${why}); the file may end in a partial record`);
         throw this.broken;
       }
-      throw new FailureError(`${this.file}: cannot write TensorBoard events (${why}); the events written before are intact`);
+      throw new FailureError(`${this.file}: cannot write (${why}); files written before are intact`);
     }
     this.size += record.length;
   }
