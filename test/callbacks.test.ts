@@ -90,3 +90,21 @@ test("a checkpoint holds the loop's, the optimizer's and every callback's state"
   step.dispose();
   built.model.dispose();
 });
+
+test('the checkpoint does not grow with the epochs: the history is appended to history.jsonl instead', async () => {
+  const { built, step, data, backend } = await setup();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-cb-'));
+  const sizes: number[] = [];
+  const list: CallbackList = new CallbackList([
+    new History(dir),
+    new CheckpointWriter(dir, backend.name, () => list),
+    { name: 'size', onEpochEnd: () => void sizes.push(fs.statSync(path.join(dir, 'checkpoint.json')).size) },
+  ]);
+  await fit(built, step, data, list, { epochs: 6, batchSize: 50, shuffle: true, seed: 1 });
+  // Only the numbers change (rng states, epoch counts): a few bytes either way, not a record per epoch.
+  assert.ok(Math.max(...sizes) - Math.min(...sizes) < 64, `checkpoint.json sizes: ${sizes.join(', ')}`);
+  const lines = fs.readFileSync(path.join(dir, 'history.jsonl'), 'utf8').trim().split('\n');
+  assert.deepEqual(lines.map((l) => (JSON.parse(l) as { epoch: number }).epoch), [1, 2, 3, 4, 5, 6]);
+  step.dispose();
+  built.model.dispose();
+});

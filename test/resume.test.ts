@@ -90,6 +90,9 @@ for (const momentum of [0, 0.9]) {
       await runAndKillAfterFirstEpoch(['run', quick, ...withMomentum, '--out', name], first);
       const r = regtrain(['run', '--resume', name, '-q'], second);
       assert.equal(r.status, 0, `${name}: ${r.stderr}`);
+      // The switch really happened, and the user is told what it means.
+      const [from, to] = name.startsWith('lean') ? ['lean', 'reference'] : ['reference', 'lean'];
+      assert.match(r.stderr, new RegExp(`^warning: the checkpoint was written on wasm \\(${from} step\\), this run trains on wasm \\(${to} step\\): the result matches an uninterrupted run to float32 rounding, not bit for bit$`, 'm'));
       assert.equal(history(name).length, 3);
       assert.ok(!fs.existsSync(path.join(tmp, name, '.regtrain.lock')), 'the lock is released');
     }
@@ -183,4 +186,17 @@ test('--resume refuses --dry-run and --out instead of ignoring them', () => {
   const out = regtrain(['run', '--resume', 'whole', '--out', 'elsewhere']);
   assert.equal(out.status, 2);
   assert.equal(out.stderr.trim(), 'error: --out does not go with --resume: the run continues in whole');
+});
+
+test('--resume --force continues from the run directory\'s own spec when the original spec file no longer loads', async () => {
+  const specFile = path.join(tmp, 'broken-later.yaml');
+  fs.copyFileSync(quick, specFile);
+  await runAndKillAfterFirstEpoch(['run', specFile, ...small, '--out', 'orphan']);
+  fs.writeFileSync(specFile, 'name: [this is not a spec\n');
+  const refused = regtrain(['run', '--resume', 'orphan']);
+  assert.equal(refused.status, 2, refused.stderr);
+  const forced = regtrain(['run', '--resume', 'orphan', '--force', '-q']);
+  assert.equal(forced.status, 0, forced.stderr);
+  assert.match(forced.stderr, new RegExp(`^warning: ${specFile.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} no longer loads \\(.+\\); resuming with the run directory's own spec.yaml$`, 'm'));
+  assert.deepEqual(history('orphan'), history('whole'));
 });
