@@ -345,8 +345,8 @@ export function prepareStudy(loaded: LoadedSpec, opts: StudyOptions = {}): Prepa
       formatVersion: STUDY_FORMAT_VERSION,
       name: loaded.spec.name,
       studyHash: hash,
-      // Relative to the study directory when the spec lives inside it, else the name as given: no host paths.
-      specFile: opts.specFile ?? path.basename(loaded.file),
+      // Relative to the study directory, like every path in it: no host paths.
+      specFile: path.relative(studyDir, path.resolve(opts.specFile ?? loaded.file)),
       sets: opts.sets ?? [],
       createdAt: new Date().toISOString(),
       baseline: baselineVariant(variants),
