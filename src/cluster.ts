@@ -253,7 +253,7 @@ export function k8sManifest(study: StudyRef, site: SiteOptions): string {
 # ${site.dataPvc} the Fashion-MNIST files. Then: kubectl apply -f k8s.yaml
 # Pod i runs member i; a pod that is evicted or fails is retried (up to 3 times) and resumes from its checkpoint.
 `;
-  return header + [members, compare].map((doc) => YAML.stringify(doc, { lineWidth: 0 })).join('---\n');
+  return header + [members, compare].map((doc) => YAML.stringify(doc, { lineWidth: 0, aliasDuplicateObjects: false })).join('---\n');
 }
 
 export function artifactText(format: ArtifactFormat, study: StudyRef, site: SiteOptions): string {
