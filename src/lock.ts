@@ -79,8 +79,11 @@ export function readLock(file: string): { record: LockRecord | null; mtimeMs: nu
   let text: string;
   let mtimeMs: number;
   try {
+    // Only a small regular file is a lock: a FIFO, a device or a huge file is never read (it could block or fill memory).
+    const st = fs.lstatSync(file);
+    mtimeMs = st.mtimeMs;
+    if (!st.isFile() || st.size > 4096) return { record: null, mtimeMs };
     text = fs.readFileSync(file, 'utf8');
-    mtimeMs = fs.statSync(file).mtimeMs;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw err;

@@ -156,3 +156,15 @@ for (const signal of ['SIGKILL', 'SIGHUP'] as const) {
     assert.ok(!fs.existsSync(path.join(out, LOCK_FILE)), 'released at the end');
   });
 }
+
+test('a lock that is a FIFO is never read (no hang): it counts as held while fresh and is taken over once stale', () => {
+  const dir = runDir('fifo');
+  assert.equal(spawnSync('mkfifo', [path.join(dir, LOCK_FILE)]).status, 0);
+  assert.throws(() => claimRunDir(dir), (err: unknown) => err instanceof InputError && err.message === `${dir}: another regtrain run is writing to it (held by an unreadable lock with a recent heartbeat)`);
+  const old = new Date(Date.now() - 200_000);
+  fs.utimesSync(path.join(dir, LOCK_FILE), old, old);
+  claimRunDir(dir);
+  assert.ok(fs.statSync(path.join(dir, LOCK_FILE)).isFile());
+  assert.equal(lockPid(dir), process.pid);
+  releaseRunDir(dir);
+});
