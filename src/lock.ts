@@ -129,6 +129,24 @@ export function liveHolder(lock: { record: LockRecord | null; mtimeMs: number },
   return age < staleAfterMs() ? `pid ${r.pid} on host ${r.host}, heartbeat ${Math.round(age / 1000)} s ago (taken over after ${staleAfterMs() / 1000} s)` : null;
 }
 
+/**
+ * A lock from another host can only be judged by its heartbeat. A scheduler that starts a
+ * member again after its node or pod died (OOM, node failure) would be refused until the
+ * heartbeat is stale, and might give up retrying: so wait, as long as the heartbeat does not
+ * move, until it is stale. Resolves at once for any other lock.
+ */
+export async function waitForSilentForeignLock(file: string, say: (line: string) => void, pollMs = 1000): Promise<void> {
+  const first = readLock(file);
+  if (!first?.record || first.record.host === os.hostname() || !liveHolder(first)) return;
+  const left = Math.ceil((staleAfterMs() - (Date.now() - first.mtimeMs)) / 1000);
+  say(`the lock is held by pid ${first.record.pid} on host ${first.record.host}; waiting up to ${left} s: taken over if its heartbeat stays silent, refused if it moves`);
+  for (;;) {
+    await new Promise((resolve) => setTimeout(resolve, pollMs));
+    const now = readLock(file);
+    if (!now || now.mtimeMs !== first.mtimeMs || now.record?.token !== first.record.token || !liveHolder(now)) return;
+  }
+}
+
 function heartbeat(file: string, token: string): NodeJS.Timeout {
   const timer = setInterval(() => {
     try {

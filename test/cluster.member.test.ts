@@ -219,6 +219,31 @@ test('status shows each state with its indexes on a partly finished study, and c
   assert.deepEqual(partialRow.slice(0, -1).slice(6), aRow.slice(0, -1).slice(6), 'the finished member\'s numbers are those of the whole study (seconds aside)');
 });
 
+test('a member whose lock was left by a pod on another host waits while that heartbeat stays silent, then takes it over; a moving heartbeat is refused', async () => {
+  plan('foreign');
+  await startMember(['foreign', '--index', '0'], (line, c) => {
+    if (line.includes('"event":"epoch"')) c.kill('SIGKILL');
+  }).code;
+  const lock = path.join(tmp, 'foreign/runs/a/.regtrain.lock');
+  const writeLock = (token: string) => fs.writeFileSync(lock, JSON.stringify({ pid: 1, start: '9', boot: null, host: 'pod-a-0-xk2p', token }) + '\n');
+
+  writeLock('alivepod');
+  const beat = setInterval(() => fs.utimesSync(lock, new Date(), new Date()), 300);
+  const live = startMember(['foreign', '--index', '0']);
+  const liveCode = await live.code;
+  clearInterval(beat);
+  assert.equal(liveCode, 2, live.stderr());
+  assert.match(live.stderr(), /^member 0: the lock is held by pid 1 on host pod-a-0-xk2p; waiting up to 120 s: taken over if its heartbeat stays silent, refused if it moves$/m);
+  assert.match(live.stderr(), new RegExp(`^error: ${path.join(tmp, 'foreign/runs/a')}: another regtrain run is writing to it \\(held by pid 1 on host pod-a-0-xk2p, heartbeat 0 s ago \\(taken over after 120 s\\)\\)$`, 'm'));
+
+  writeLock('deadpod');
+  const taken = startMember(['foreign', '--index', '0'], undefined, { REGTRAIN_LOCK_STALE_SECONDS: '5' });
+  assert.equal(await taken.code, 0, taken.stderr());
+  assert.match(taken.stderr(), /^member 0: the lock is held by pid 1 on host pod-a-0-xk2p; waiting up to [1-5] s: taken over if its heartbeat stays silent/m);
+  assert.deepEqual(history('foreign/runs/a'), history('whole/runs/a'));
+  assert.ok(file('foreign/runs/a', 'weights.bin').equals(file('whole/runs/a', 'weights.bin')));
+});
+
 test('the CPU budget comes from SLURM_CPUS_PER_TASK, else the cgroup CPU quota, and reaches the training step through REGTRAIN_BLAS_THREADS', () => {
   const cg = fs.mkdtempSync(path.join(tmp, 'cgroup-'));
   assert.equal(cgroupCpus(cg), null, 'no cgroup files: no budget');

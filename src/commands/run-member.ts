@@ -3,6 +3,8 @@ import { Command } from 'commander';
 import { BackendChoice } from '../backend';
 import { applyCpuBudget } from '../cpus';
 import { InputError } from '../errors';
+import { waitForSilentForeignLock } from '../lock';
+import { LOCK_FILE } from '../rundir';
 import { memberRunDir, memberSpecPath, readStudy, runState, type StudyFile } from '../study';
 import { runSpecFile } from './run';
 import { addDataOptions, backendOption } from './common';
@@ -64,6 +66,7 @@ export async function runMember(dir: string, opts: RunMemberOptions): Promise<vo
   if (threads) say(threads);
   say(`member ${index} of ${study.members.length} (${member.name}): ${state === 'absent' ? 'starting' : 'resuming'}`);
   const started = state !== 'absent';
+  if (started) await waitForSilentForeignLock(path.join(runDir, LOCK_FILE), (line) => say(`member ${index}: ${line}`));
   // The one entry into training: a new run into its directory, or `run --resume` of it.
   await runSpecFile(started ? undefined : memberSpecPath(studyDir, member.name), {
     set: [],
