@@ -7,6 +7,8 @@ import { validateCommand } from './commands/validate';
 import { dataCommand } from './commands/data';
 import { compareCommand } from './commands/compare';
 import { planCommand } from './commands/plan';
+import { runMemberCommand } from './commands/run-member';
+import { statusCommand } from './commands/status';
 
 const EXIT_CODES_HELP = `
 Exit codes:
@@ -30,6 +32,8 @@ export function buildProgram(): Command {
   program.addCommand(dataCommand());
   program.addCommand(compareCommand());
   program.addCommand(planCommand());
+  program.addCommand(runMemberCommand());
+  program.addCommand(statusCommand());
   for (const cmd of program.commands) cmd.exitOverride().addHelpText('after', EXIT_CODES_HELP);
   return program;
 }

@@ -1,7 +1,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { FailureError, InputError } from './errors';
+import { FailureError, InputError, errorMessage } from './errors';
+import { acquireLock, liveHolder, readLock, releaseLock, LockHeldError } from './lock';
 import { sha256, utcStamp, writeFileAtomic } from './fsutil';
 import { EpochRecord, HistoryFile, MetricsFile, RUN_FORMAT_VERSION } from './runformat';
 
@@ -11,11 +12,24 @@ export const SPEC_FILE = 'spec.yaml';
 export const HISTORY_JSON = 'history.json';
 export const HISTORY_CSV = 'history.csv';
 export const METRICS_FILE = 'metrics.json';
-/** Held (O_EXCL) by the process writing a run directory, so a second writer refuses. */
+/** Held by the process writing a run directory, so a second writer refuses (src/lock.ts). */
 export const LOCK_FILE = '.regtrain.lock';
 
 function isEmptyDir(dir: string): boolean {
   return fs.readdirSync(dir).length === 0;
+}
+
+/** Why a non-empty directory cannot become a new run: a live writer, an unfinished run, or anything else. */
+function occupiedReason(dir: string): string {
+  const lock = readLock(path.join(dir, LOCK_FILE));
+  if (lock) {
+    const live = liveHolder(lock);
+    if (live) return 'another regtrain run is writing to it';
+  }
+  if (fs.existsSync(path.join(dir, SPEC_FILE)) && !fs.existsSync(path.join(dir, METRICS_FILE))) {
+    return `holds a run that stopped before finishing (its process is gone); continue it with: regtrain run --resume ${dir}`;
+  }
+  return 'exists and is not empty; regtrain never overwrites a run';
 }
 
 /**
@@ -30,10 +44,7 @@ export function createRunDir(opts: { out?: string; name: string; cwd?: string })
     dir = path.resolve(cwd, opts.out);
     if (fs.existsSync(dir)) {
       if (!fs.statSync(dir).isDirectory()) throw new InputError(`--out ${opts.out}: exists and is not a directory`);
-      if (!isEmptyDir(dir)) {
-        const busy = fs.existsSync(path.join(dir, LOCK_FILE));
-        throw new InputError(`--out ${opts.out}: ${busy ? 'another regtrain run is writing to it' : 'exists and is not empty; regtrain never overwrites a run'}`);
-      }
+      if (!isEmptyDir(dir)) throw new InputError(`--out ${opts.out}: ${occupiedReason(dir)}`);
     }
   } else {
     // The schema restricts names to [A-Za-z0-9._-], so a name can never leave runs/.
@@ -43,8 +54,14 @@ export function createRunDir(opts: { out?: string; name: string; cwd?: string })
   }
   try {
     fs.mkdirSync(dir, { recursive: true });
-    fs.writeFileSync(path.join(dir, LOCK_FILE), `${process.pid}\n`, { flag: 'wx' });
+    takeLock(dir);
+    // Two runs racing for one empty --out: the loser may take the lock after the winner released it.
+    if (fs.readdirSync(dir).some((f) => f !== LOCK_FILE && !f.startsWith(`${LOCK_FILE}.`))) {
+      releaseRunDir(dir);
+      throw new InputError(`${dir}: another regtrain run wrote to it first`);
+    }
   } catch (err) {
+    if (err instanceof InputError) throw err;
     const e = err as NodeJS.ErrnoException;
     if (e.code === 'ENOENT') {
       // mkdir -p on a read-only file system reports ENOENT; ask the nearest existing ancestor why.
@@ -56,44 +73,38 @@ export function createRunDir(opts: { out?: string; name: string; cwd?: string })
         e.code = (why as NodeJS.ErrnoException).code;
       }
     }
-    if (e.code === 'EEXIST') throw new InputError(`${dir}: another regtrain run is writing to it`);
     if (e.code === 'EACCES' || e.code === 'EROFS') throw new InputError(`${dir}: cannot create the run directory (${e.code === 'EROFS' ? 'read-only file system' : 'permission denied'})`);
     throw new FailureError(`${dir}: cannot create the run directory (${e.message})`);
   }
   return dir;
 }
 
-function pidAlive(pid: number): boolean {
+/** Takes the directory's lock; a live holder is bad input (exit 2), naming who holds it. */
+function takeLock(dir: string): void {
   try {
-    process.kill(pid, 0);
-    return true;
+    acquireLock(path.join(dir, LOCK_FILE));
   } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
+    if (err instanceof LockHeldError) throw new InputError(`${dir}: another regtrain run is writing to it (${err.message})`);
+    throw err;
   }
 }
 
 /**
- * Claims an existing run directory (for --resume). A lock left by a process that no longer
- * exists (killed with SIGKILL, machine crash) is taken over.
+ * Claims an existing run directory (for --resume). A lock whose holder is gone (SIGKILL, OOM,
+ * a dead node or pod, a PID since reused) is taken over atomically: of several processes
+ * resuming at once, exactly one wins and the others are refused.
  */
 export function claimRunDir(dir: string): void {
-  const lock = path.join(dir, LOCK_FILE);
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      fs.writeFileSync(lock, `${process.pid}\n`, { flag: 'wx' });
-      return;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new FailureError(`${lock}: cannot create (${(err as Error).message})`);
-      const pid = Number.parseInt(fs.readFileSync(lock, 'utf8'), 10);
-      if (Number.isInteger(pid) && pid > 0 && pidAlive(pid)) throw new InputError(`${dir}: another regtrain run (pid ${pid}) is writing to it`);
-      fs.rmSync(lock, { force: true });
-    }
+  try {
+    takeLock(dir);
+  } catch (err) {
+    if (err instanceof InputError) throw err;
+    throw new FailureError(`${path.join(dir, LOCK_FILE)}: cannot create (${errorMessage(err)})`);
   }
-  throw new InputError(`${dir}: another regtrain run is writing to it`);
 }
 
 export function releaseRunDir(dir: string): void {
-  fs.rmSync(path.join(dir, LOCK_FILE), { force: true });
+  releaseLock(path.join(dir, LOCK_FILE));
 }
 
 /** Writes a file of the run atomically; disk-full and permission problems become one clear line. */

@@ -3,18 +3,22 @@ import * as path from 'node:path';
 import * as crypto from 'node:crypto';
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as YAML from 'yaml';
+import { z } from 'zod';
 import { FailureError, InputError, InterruptedError, errorMessage } from './errors';
-import { packageRoot, utcStamp, writeFileAtomic } from './fsutil';
+import { packageRoot, sha256, writeFileAtomic } from './fsutil';
 import { SpecError, specToYaml, validateSpec, applyOverrides, type ExperimentSpec, type LoadedSpec, type Override } from './spec';
 
 /**
  * Studies: a spec with `variants:`, `sweep:` and/or `repeats: N` stands for a grid of single
  * runs (variants × sweep points × seeds). Each grid point becomes a plain, fully resolved spec
- * in `<study>/specs/<member>.yaml` and runs as its own `regtrain run` child process into
- * `<study>/runs/<member>/`, so that `plan` can hand the very same commands to GNU parallel,
- * Slurm or Kubernetes, and `compare` reads the results with no knowledge of how they ran.
+ * in `<study>/specs/<member>.yaml` and runs as `regtrain run-member <study> --index I` into
+ * `<study>/runs/<member>/`, so that `plan` can hand the very same work to GNU parallel, Slurm
+ * or Kubernetes, and `compare` reads the results with no knowledge of how they ran.
  *
- *   studies/<name>-<UTC timestamp>/
+ * The study directory is the unit of work and holds exactly one study, named by a hash of its
+ * resolved members; everything in it refers to its files by paths relative to it.
+ *
+ *   studies/<name>-<study hash>/
  *     study.json          StudyFile
  *     specs/<member>.yaml one resolved single-run spec per member
  *     runs/<member>/      one run directory per member (src/runformat.ts)
@@ -23,6 +27,10 @@ import { SpecError, specToYaml, validateSpec, applyOverrides, type ExperimentSpe
 export const STUDY_FORMAT_VERSION = 1;
 const STUDY_KEYS = ['variants', 'sweep', 'repeats'] as const;
 const MAX_MEMBER_NAME = 64;
+/** More members than this is almost always a typo in a sweep; --max-members / REGTRAIN_MAX_MEMBERS raise it. */
+export const DEFAULT_MAX_MEMBERS = 10_000;
+export const STUDY_FILE = 'study.json';
+const MEMBER_NAME = /^[A-Za-z0-9][A-Za-z0-9._=+-]{0,63}$/;
 const DOTTED_PATH = /^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$/;
 
 export interface StudyMember {
@@ -42,20 +50,36 @@ export interface StudyMember {
   spec: ExperimentSpec;
 }
 
-/** study.json: what `compare` needs to name groups, find the baseline and draw sweeps. */
-export interface StudyFile {
-  formatVersion: number;
-  name: string;
+const StudyMemberEntry = z.object({
+  name: z.string().regex(MEMBER_NAME, { error: 'expected a member name of letters, digits and ._=+- (at most 64)' }),
+  variant: z.string(),
+  group: z.string(),
+  sweep: z.record(z.string(), z.unknown()),
+  seed: z.number(),
+  repeat: z.number(),
+  overrides: z.array(z.object({ path: z.string(), value: z.unknown() })),
+  /** specs/<name>.yaml and runs/<name>, relative to the study directory. */
+  spec: z.string(),
+  runDir: z.string(),
+});
+
+/** study.json: what `compare` needs to name groups, find the baseline and draw sweeps; what `run-member` needs to find a member. */
+export const StudyFileSchema = z.object({
+  formatVersion: z.number(),
+  name: z.string(),
+  /** Hash of the resolved members (names and spec texts): the study's identity. Absent in studies planned before it existed. */
+  studyHash: z.string().optional(),
   /** The spec file as given on the command line (for provenance; the specs/ files are what ran). */
-  specFile: string;
-  sets: string[];
-  createdAt: string;
-  baseline: string;
-  variants: string[];
-  sweep: Record<string, unknown[]>;
-  repeats: number;
-  members: { name: string; variant: string; group: string; sweep: Record<string, unknown>; seed: number; repeat: number; overrides: { path: string; value: unknown }[]; spec: string; runDir: string }[];
-}
+  specFile: z.string(),
+  sets: z.array(z.string()),
+  createdAt: z.string(),
+  baseline: z.string(),
+  variants: z.array(z.string()),
+  sweep: z.record(z.string(), z.array(z.unknown())),
+  repeats: z.number(),
+  members: z.array(StudyMemberEntry),
+});
+export type StudyFile = z.infer<typeof StudyFileSchema>;
 
 /** A spec is a study when it asks for more than one run, or names variants/sweeps at all. */
 export function isStudy(raw: unknown): boolean {
@@ -110,12 +134,30 @@ function validateMember(raw: unknown, where: string, overrides: Override[]): Exp
   return validateSpec(raw, origin);
 }
 
+/** The member count, computed from the spec's sizes without expanding anything, and how it was reached. */
+export function studySize(loaded: LoadedSpec): { count: number; formula: string } {
+  const variants = loaded.spec.variants ? Object.keys(loaded.spec.variants).length || 1 : 1;
+  const factors = [variants, ...Object.values(loaded.spec.sweep ?? {}).map((v) => v.length), loaded.spec.repeats];
+  return { count: factors.reduce((a, b) => a * b, 1), formula: factors.join(' × ') };
+}
+
+/** The member cap: --max-members, else REGTRAIN_MAX_MEMBERS, else DEFAULT_MAX_MEMBERS. */
+export function memberCap(flag?: string): number {
+  const [raw, where] = flag !== undefined ? [flag, '--max-members'] : process.env.REGTRAIN_MAX_MEMBERS ? [process.env.REGTRAIN_MAX_MEMBERS, 'REGTRAIN_MAX_MEMBERS'] : [String(DEFAULT_MAX_MEMBERS), 'default'];
+  if (!/^\d+$/.test(raw.trim()) || Number(raw) < 1) throw new InputError(`${where}: expected a positive integer, got ${JSON.stringify(raw)}`);
+  return Number(raw);
+}
+
 /**
  * Expands a study spec into its members: variants × sweep points × repeats, in that order.
  * Each member spec is the base document (without variants/sweep/repeats) with the member's
  * overrides applied, validated in full; a bad path or value names the variant and the path.
  */
-export function expandStudy(loaded: LoadedSpec): StudyMember[] {
+export function expandStudy(loaded: LoadedSpec, maxMembers = memberCap()): StudyMember[] {
+  const size = studySize(loaded);
+  if (size.count > maxMembers) {
+    throw new InputError(`${loaded.file}: the study has ${size.formula} = ${size.count} members, more than the limit of ${maxMembers}; raise it with --max-members N (or REGTRAIN_MAX_MEMBERS=N) if you mean it`);
+  }
   const base: Record<string, unknown> = { ...loaded.raw };
   for (const k of STUDY_KEYS) delete base[k];
   const file = loaded.file;
@@ -169,11 +211,11 @@ export function expandStudy(loaded: LoadedSpec): StudyMember[] {
   return members;
 }
 
-// ---------- running ----------
+// ---------- the study directory ----------
 
 /** What `regtrain run` passes for a study spec: --out, --jobs, --dry-run, --json (and --set, already applied). */
 export interface StudyOptions {
-  /** --out: the study directory. Default: studies/<name>-<UTC timestamp>/ under the cwd. */
+  /** --out / --study-dir: the study directory. Default: studies/<name>-<study hash>/ under the cwd. */
   out?: string;
   /** --jobs: members run at once (default 1). */
   jobs?: number;
@@ -185,7 +227,9 @@ export interface StudyOptions {
   specFile?: string;
   /** The raw --set flags (recorded in study.json; already applied to `loaded`). */
   sets?: string[];
-  /** Passed on to every member's `regtrain run`, e.g. ['--backend', 'wasm', '--data-dir', 'D']. */
+  /** --max-members (default: memberCap()). */
+  maxMembers?: number;
+  /** Passed on to every member's `regtrain run-member`, e.g. ['--backend', 'wasm', '--data-dir', 'D']. */
   extraArgs?: string[];
   /** Test seam: a script run by node instead of bin/regtrain (same arguments). */
   runner?: string;
@@ -202,11 +246,18 @@ export interface MemberResult {
 export interface PreparedStudy {
   studyDir: string;
   members: StudyMember[];
+  /** False when the directory already held this very study (planned before): nothing was rewritten. */
+  created: boolean;
 }
 
+/** The identity of a study: its members' names and resolved spec texts. */
+export function studyHash(members: StudyMember[], texts = members.map((m) => specToYaml(m.spec))): string {
+  return sha256(Buffer.from(JSON.stringify(members.map((m, i) => [m.name, texts[i]])))).slice(0, 10);
+}
 
-export function defaultStudyDir(loaded: LoadedSpec, now = new Date()): string {
-  return path.resolve('studies', `${loaded.spec.name}-${utcStamp(now)}`);
+/** studies/<name>-<hash>: planning the same study again finds the same directory. */
+export function defaultStudyDir(name: string, hash: string): string {
+  return path.resolve('studies', `${name}-${hash}`);
 }
 
 export function memberSpecPath(studyDir: string, member: string): string {
@@ -216,44 +267,86 @@ export function memberRunDir(studyDir: string, member: string): string {
   return path.join(studyDir, 'runs', member);
 }
 
-/** The argv (after the node binary) that runs one member: what runStudy spawns and plan prints. */
-export function memberArgs(studyDir: string, member: string, json = false, extraArgs: string[] = []): string[] {
-  return [path.join(packageRoot(), 'bin', 'regtrain'), 'run', memberSpecPath(studyDir, member), '--out', memberRunDir(studyDir, member), ...(json ? ['--json'] : []), ...extraArgs];
-}
-
 /** POSIX-shell quoting, only where needed, so printed commands run as printed. */
 export function shellQuote(arg: string): string {
   return /^[A-Za-z0-9_./:=,+@%-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
 }
 
-export function memberCommand(studyDir: string, member: string, json = false, extraArgs: string[] = []): string {
-  return [process.execPath, ...memberArgs(studyDir, member, json, extraArgs)].map(shellQuote).join(' ');
+/** Reads and checks study.json; exit 2 naming the file and the field when it is not a study. */
+export function readStudy(studyDir: string): StudyFile {
+  const file = path.join(studyDir, STUDY_FILE);
+  let text: string;
+  try {
+    const st = fs.statSync(file);
+    if (!st.isFile()) throw new InputError(`${file}: not a regular file`);
+    if (st.size > 256 * 1024 * 1024) throw new InputError(`${file}: ${st.size} bytes, too large for a study file`);
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    if (err instanceof InputError) throw err;
+    const e = err as NodeJS.ErrnoException;
+    throw new InputError(e.code === 'ENOENT' ? `${studyDir}: not a study directory (no ${STUDY_FILE}; create one with regtrain plan)` : `${file}: unreadable (${e.message})`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
+    throw new InputError(`${file}: not valid JSON (${errorMessage(err)})`);
+  }
+  const parsed = StudyFileSchema.safeParse(json);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new InputError(`${file}: ${issue.path.join('.') || '(top level)'}: ${issue.code === 'invalid_type' ? `expected ${String((issue as { expected?: unknown }).expected)}` : issue.message}`);
+  }
+  return parsed.data;
+}
+
+/** Why `dir` cannot hold a new study, or null when it may (absent or empty). */
+function notAStudyDir(dir: string): string | null {
+  let entries: string[];
+  try {
+    if (!fs.statSync(dir).isDirectory()) return 'exists and is not a directory';
+    entries = fs.readdirSync(dir);
+  } catch {
+    return null;
+  }
+  if (entries.length === 0) return null;
+  if (entries.includes('spec.yaml') || entries.includes('metrics.json') || entries.includes('.regtrain.lock')) return 'is a run directory, not a study directory; choose another';
+  return `exists, is not empty and holds no ${STUDY_FILE}; choose an empty or new directory`;
 }
 
 /**
- * Writes specs/<member>.yaml and study.json. Refuses a directory that holds a different study
- * (re-running the same study into its directory resumes it: complete runs are kept).
+ * Creates the study directory (or finds this same study already in it): study.json, then
+ * specs/<member>.yaml. A directory holds exactly one study: one holding another study, a run
+ * or anything else is refused; study.json is created with an atomic no-replace link, so two
+ * `plan`s racing for one directory cannot both write it.
  */
 export function prepareStudy(loaded: LoadedSpec, opts: StudyOptions = {}): PreparedStudy {
-  const members = expandStudy(loaded);
-  const studyDir = path.resolve(opts.out ?? defaultStudyDir(loaded));
-  if (fs.existsSync(studyDir) && !fs.statSync(studyDir).isDirectory()) throw new InputError(`${studyDir}: exists and is not a directory`);
+  const members = expandStudy(loaded, opts.maxMembers);
   const texts = members.map((m) => specToYaml(m.spec));
-  members.forEach((m, i) => {
-    const file = memberSpecPath(studyDir, m.name);
-    if (fs.existsSync(file) && fs.readFileSync(file, 'utf8') !== texts[i]) {
-      throw new InputError(`${studyDir} holds a different study (${path.relative(studyDir, file)} differs); choose another --out`);
-    }
-  });
-  try {
-    fs.mkdirSync(path.join(studyDir, 'specs'), { recursive: true });
-    fs.mkdirSync(path.join(studyDir, 'runs'), { recursive: true });
-    members.forEach((m, i) => writeFileAtomic(memberSpecPath(studyDir, m.name), texts[i]!));
+  const hash = studyHash(members, texts);
+  const studyDir = path.resolve(opts.out ?? defaultStudyDir(loaded.spec.name, hash));
+  const studyFile = path.join(studyDir, STUDY_FILE);
+  const where = opts.out !== undefined ? `${opts.out}` : studyDir;
+
+  /** Same study → fine; another study → refused. */
+  const checkExisting = (): void => {
+    const existing = readStudy(studyDir);
+    const same = existing.studyHash !== undefined ? existing.studyHash === hash : existing.members.length === members.length && members.every((m, i) => existing.members[i]!.name === m.name && readIfExists(memberSpecPath(studyDir, m.name)) === texts[i]);
+    if (!same) throw new InputError(`${where}: holds another study (${existing.name}, ${existing.members.length} members${existing.studyHash ? `, hash ${existing.studyHash}` : ''}; this one is ${loaded.spec.name}, ${members.length} members, hash ${hash}); a study directory holds one study: choose another directory`);
+  };
+
+  let created = false;
+  if (fs.existsSync(studyFile)) checkExisting();
+  else {
+    const why = notAStudyDir(studyDir);
+    if (why) throw new InputError(`${where}: ${why}`);
     const variants = [...new Set(members.map((m) => m.variant))];
     const study: StudyFile = {
       formatVersion: STUDY_FORMAT_VERSION,
       name: loaded.spec.name,
-      specFile: opts.specFile ? path.resolve(opts.specFile) : loaded.file,
+      studyHash: hash,
+      // Relative to the study directory, like every path in it: no host paths.
+      specFile: path.relative(studyDir, path.resolve(opts.specFile ?? loaded.file)),
       sets: opts.sets ?? [],
       createdAt: new Date().toISOString(),
       baseline: baselineVariant(variants),
@@ -272,16 +365,55 @@ export function prepareStudy(loaded: LoadedSpec, opts: StudyOptions = {}): Prepa
         runDir: path.relative(studyDir, memberRunDir(studyDir, m.name)),
       })),
     };
-    writeFileAtomic(path.join(studyDir, 'study.json'), JSON.stringify(study, null, 2) + '\n');
+    try {
+      fs.mkdirSync(studyDir, { recursive: true });
+      const tmp = path.join(studyDir, `.${STUDY_FILE}.${process.pid}.${crypto.randomBytes(4).toString('hex')}.tmp`);
+      writeFileAtomic(tmp, JSON.stringify(study, null, 2) + '\n');
+      try {
+        fs.linkSync(tmp, studyFile);
+        created = true;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      } finally {
+        fs.rmSync(tmp, { force: true });
+      }
+    } catch (err) {
+      throw new FailureError(`cannot write the study to ${studyDir}: ${errorMessage(err)}`);
+    }
+    if (!created) checkExisting(); // another plan won the race: fine if it planned the same study
+  }
+  try {
+    fs.mkdirSync(path.join(studyDir, 'specs'), { recursive: true });
+    fs.mkdirSync(path.join(studyDir, 'runs'), { recursive: true });
+    members.forEach((m, i) => {
+      const file = memberSpecPath(studyDir, m.name);
+      const text = readIfExists(file);
+      if (text === null) writeFileAtomic(file, texts[i]!);
+      else if (text !== texts[i]) throw new InputError(`${path.join(where, 'specs', `${m.name}.yaml`)}: differs from the study's member spec (edited by hand?); a study's specs are frozen`);
+    });
   } catch (err) {
+    if (err instanceof InputError) throw err;
     throw new FailureError(`cannot write the study to ${studyDir}: ${errorMessage(err)}`);
   }
-  return { studyDir, members };
+  return { studyDir, members, created };
 }
 
-function runState(runDir: string): 'absent' | 'started' | 'complete' {
+function readIfExists(file: string): string | null {
   try {
-    if ((JSON.parse(fs.readFileSync(path.join(runDir, 'metrics.json'), 'utf8')) as { status?: string }).status === 'complete') return 'complete';
+    return fs.readFileSync(file, 'utf8');
+  } catch {
+    return null;
+  }
+}
+
+export type RunState = 'absent' | 'started' | 'complete' | 'failed';
+
+/** How far a member's run directory got, from its files alone (no lock: see status for liveness). */
+export function runState(runDir: string): RunState {
+  try {
+    const status = (JSON.parse(fs.readFileSync(path.join(runDir, 'metrics.json'), 'utf8')) as { status?: string }).status;
+    if (status === 'complete') return 'complete';
+    if (status === 'failed') return 'failed';
   } catch {
     // no metrics yet: fall through
   }
@@ -291,6 +423,8 @@ function runState(runDir: string): 'absent' | 'started' | 'complete' {
     return 'absent';
   }
 }
+
+// ---------- running ----------
 
 /** Calls `onLine` per complete line of a stream (the last partial line at the end). */
 function lines(stream: NodeJS.ReadableStream | null, onLine: (line: string) => void): void {
@@ -324,8 +458,8 @@ export async function runStudy(loaded: LoadedSpec, opts: StudyOptions = {}): Pro
   const say = (text: string) => process.stderr.write(text + '\n');
 
   if (opts.dryRun) {
-    const members = expandStudy(loaded);
-    const studyDir = path.resolve(opts.out ?? defaultStudyDir(loaded));
+    const members = expandStudy(loaded, opts.maxMembers);
+    const studyDir = path.resolve(opts.out ?? defaultStudyDir(loaded.spec.name, studyHash(members)));
     for (const m of members) {
       const overrides = m.overrides.map((o) => `${o.path.join('.')}=${JSON.stringify(o.value)}`);
       if (opts.json) out({ event: 'member', member: m.name, variant: m.variant, group: m.group, seed: m.seed, sweep: m.sweep, overrides: m.overrides.map((o) => ({ path: o.path.join('.'), value: o.value })), runDir: memberRunDir(studyDir, m.name) });
@@ -364,14 +498,12 @@ export async function runStudy(loaded: LoadedSpec, opts: StudyOptions = {}): Pro
       if (opts.json) out({ event: 'member-end', member: m.name, runDir, exitCode: 0, skipped: true });
       return Promise.resolve({ name: m.name, runDir, exitCode: 0, skipped: true });
     }
-    say(`${tag} (${index + 1}/${members.length}) starting`);
+    say(`${tag} (${index + 1}/${members.length}) ${state === 'started' ? 'resuming' : 'starting'}`);
     if (opts.json) out({ event: 'member-start', member: m.name, runDir });
     const passThrough = jobs === 1;
     return new Promise((resolve) => {
-      const args = memberArgs(studyDir, m.name, opts.json, opts.extraArgs);
-      if (opts.runner) args[0] = opts.runner;
-      // `run` never writes into a non-empty directory: an interrupted member continues with --resume.
-      if (state === 'started') args.splice(args.indexOf('--out'), 2, '--resume', runDir);
+      // The same command a cluster runs: it starts the member, or resumes it when it was interrupted.
+      const args = [opts.runner ?? path.join(packageRoot(), 'bin', 'regtrain'), 'run-member', studyDir, '--index', String(index), ...(opts.json ? ['--json'] : []), ...(opts.extraArgs ?? [])];
       const child = spawn(process.execPath, args, {
         stdio: ['ignore', opts.json || !passThrough ? 'pipe' : 'inherit', passThrough ? 'inherit' : 'pipe'],
         detached: true,
@@ -428,7 +560,7 @@ export async function runStudy(loaded: LoadedSpec, opts: StudyOptions = {}): Pro
   const summary = { event: 'study-end', studyDir, ok: done.length - failed.length, failed: failed.map((r) => ({ member: r.name, exitCode: r.exitCode })), notStarted };
   if (opts.json) out(summary);
   say(`study: ${summary.ok}/${members.length} runs ok${failed.length ? `, failed: ${failed.map((r) => `${r.name} (exit ${r.exitCode})`).join(', ')}` : ''}${notStarted ? `, ${notStarted} not started` : ''}; compare with: regtrain compare ${shellQuote(path.relative(process.cwd(), studyDir) || '.')}`);
-  if (interrupted) throw new InterruptedError(`study interrupted; rerun with --out ${shellQuote(studyDir)} to finish the remaining runs`);
+  if (interrupted) throw new InterruptedError(`study interrupted; run the same command again (or regtrain run-member ${shellQuote(studyDir)} --index I) to finish the remaining runs`);
   if (failed.length && failed.every((r) => r.exitCode === 2)) throw new InputError(`${failed.length} of ${members.length} runs refused their input`);
   if (failed.length) throw new FailureError(`${failed.length} of ${members.length} runs failed`);
   return done;

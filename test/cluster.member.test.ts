@@ -1,0 +1,284 @@
+import { test, before } from 'node:test';
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { spawn, spawnSync } from 'node:child_process';
+import { applyCpuBudget, cgroupCpus, cpuBudget } from '../src/cpus';
+import { indexRanges } from '../src/commands/status';
+
+const ROOT = path.resolve(__dirname, '..', '..');
+const BIN = path.join(ROOT, 'bin', 'regtrain');
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-member-'));
+const env: NodeJS.ProcessEnv = { ...process.env, REGTRAIN_DATA_DIR: path.join(tmp, 'cache') };
+delete env.SLURM_ARRAY_TASK_ID;
+delete env.JOB_COMPLETION_INDEX;
+delete env.SLURM_CPUS_PER_TASK;
+
+// Three members of a few seconds each, and one whose loss blows up (a member that fails).
+const SPEC = `
+name: tiny
+seed: 7
+data: { trainLimit: 2000, testLimit: 500, validation: { size: 200 } }
+model:
+  layers:
+    - flatten: { inputShape: [28, 28] }
+    - dense: { units: 32, activation: relu }
+    - dense: { units: 10, activation: softmax }
+training: { epochs: 3, batchSize: 32 }
+variants:
+  a: {}
+  b: { model.layers.1.dense.units: 16 }
+  c: { training.batchSize: 64 }
+  diverge: { optimizer.sgd.learningRate: 1.0e+30 }
+`;
+const specFile = path.join(tmp, 'tiny.yaml');
+
+function regtrain(args: string[], extraEnv: Record<string, string> = {}) {
+  return spawnSync(process.execPath, [BIN, ...args], { cwd: tmp, env: { ...env, ...extraEnv }, encoding: 'utf8' });
+}
+
+function plan(studyDir: string): void {
+  const r = regtrain(['plan', specFile, '--study-dir', studyDir]);
+  assert.equal(r.status, 0, r.stderr);
+}
+
+interface Started {
+  code: Promise<number | null>;
+  stdout: () => string;
+  stderr: () => string;
+  kill: (sig: NodeJS.Signals) => void;
+}
+
+/** Starts `regtrain run-member`; `onLine` sees each stdout JSON line. */
+function startMember(args: string[], onLine?: (line: string, child: Started) => void, extraEnv: Record<string, string> = {}): Started {
+  const child = spawn(process.execPath, [BIN, 'run-member', ...args, '--json'], { cwd: tmp, env: { ...env, ...extraEnv } });
+  let out = '';
+  let err = '';
+  const started: Started = {
+    code: new Promise((resolve) => child.on('close', (code, signal) => resolve(code ?? (signal === 'SIGKILL' ? -9 : null)))),
+    stdout: () => out,
+    stderr: () => err,
+    kill: (sig) => child.kill(sig),
+  };
+  let buf = '';
+  child.stdout.on('data', (d: Buffer) => {
+    out += d.toString();
+    buf += d.toString();
+    let nl: number;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      onLine?.(buf.slice(0, nl), started);
+      buf = buf.slice(nl + 1);
+    }
+  });
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  return started;
+}
+
+const file = (dir: string, f: string) => fs.readFileSync(path.join(tmp, dir, f));
+const history = (dir: string) => (JSON.parse(file(dir, 'history.json').toString()) as { epochs: Record<string, unknown>[] }).epochs.map(({ seconds: _s, ...rest }) => rest);
+
+before(() => {
+  fs.writeFileSync(specFile, SPEC);
+  // The reference: the whole study run locally, one member at a time (through run-member underneath).
+  const r = regtrain(['run', specFile, '--out', 'whole', '--jobs', '1']);
+  assert.equal(r.status, 1, r.stderr);
+  assert.match(r.stderr, /study: 3\/4 runs ok, failed: diverge \(exit 1\)/);
+});
+
+test('run-member starts a member from its frozen spec into its run directory, and a finished member exits 0 saying so and is left untouched', () => {
+  plan('fresh');
+  const r = regtrain(['run-member', 'fresh', '--index', '0', '-q']);
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(JSON.parse(file('fresh/runs/a', 'metrics.json').toString()).status, 'complete');
+  assert.ok(file('fresh/runs/a', 'weights.bin').equals(file('whole/runs/a', 'weights.bin')), 'the same weights as the member run by `regtrain run STUDY`');
+  const mtime = fs.statSync(path.join(tmp, 'fresh/runs/a/weights.bin')).mtimeMs;
+  const again = regtrain(['run-member', 'fresh', '--index', '0']);
+  assert.equal(again.status, 0, again.stderr);
+  assert.equal(again.stderr, 'member 0 (a) already finished; nothing to do\n');
+  assert.equal(fs.statSync(path.join(tmp, 'fresh/runs/a/weights.bin')).mtimeMs, mtime);
+  // The index can come from the scheduler's environment instead of --index.
+  for (const variable of ['SLURM_ARRAY_TASK_ID', 'JOB_COMPLETION_INDEX']) {
+    const viaEnv = regtrain(['run-member', 'fresh'], { [variable]: '0' });
+    assert.equal(viaEnv.status, 0, viaEnv.stderr);
+    assert.equal(viaEnv.stderr, 'member 0 (a) already finished; nothing to do\n');
+  }
+});
+
+test('run-member refuses a missing or out-of-range index and a directory that is not a study, with exit 2 and one line', () => {
+  plan('bad');
+  for (const [args, extraEnv, message] of [
+    [['bad'], {}, 'error: run-member: which member? pass --index N, or run it as a Slurm array task (SLURM_ARRAY_TASK_ID) or a Kubernetes Indexed Job pod (JOB_COMPLETION_INDEX)'],
+    [['bad', '--index', '4'], {}, 'error: --index 4: expected a member index from 0 to 3 (the study has 4 members)'],
+    [['bad', '--index', '-1'], {}, 'error: --index -1: expected a member index from 0 to 3 (the study has 4 members)'],
+    [['bad'], { SLURM_ARRAY_TASK_ID: 'x' }, 'error: SLURM_ARRAY_TASK_ID x: expected a member index from 0 to 3 (the study has 4 members)'],
+    [['whole/runs/a', '--index', '0'], {}, `error: ${path.join(tmp, 'whole/runs/a')}: not a study directory (no study.json; create one with regtrain plan)`],
+  ] as const) {
+    const r = regtrain(['run-member', ...args], extraEnv);
+    assert.equal(r.status, 2, args.join(' '));
+    assert.equal(r.stderr, message + '\n');
+  }
+});
+
+test('a member killed with SIGKILL resumes through run-member and ends bit-identical to an uninterrupted one', async () => {
+  plan('killed');
+  const first = startMember(['killed', '--index', '1'], (line, c) => {
+    if (line.includes('"event":"epoch"')) c.kill('SIGKILL');
+  });
+  assert.equal(await first.code, -9);
+  assert.ok(fs.existsSync(path.join(tmp, 'killed/runs/b/checkpoint.json')));
+  const r = regtrain(['run-member', 'killed', '--index', '1', '--json']);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, /^member 1 of 4 \(b\): resuming$/m);
+  const start = JSON.parse(r.stdout.split('\n').find((l) => l.includes('"event":"start"'))!) as { resumedAfterEpoch: number };
+  assert.equal(start.resumedAfterEpoch, 1);
+  assert.deepEqual(history('killed/runs/b'), history('whole/runs/b'));
+  assert.ok(file('killed/runs/b', 'weights.bin').equals(file('whole/runs/b', 'weights.bin')), 'weights.bin is byte-identical');
+});
+
+test('two run-member processes for one index at once, new or resumed: one trains, the other is refused with exit 2', async () => {
+  plan('twice');
+  for (const round of ['new', 'resumed']) {
+    if (round === 'resumed') {
+      const killed = startMember(['twice', '--index', '2'], (line, c) => {
+        if (line.includes('"event":"epoch"')) c.kill('SIGKILL');
+      });
+      await killed.code;
+      fs.rmSync(path.join(tmp, 'twice/runs/c/metrics.json'), { force: true });
+    } else fs.rmSync(path.join(tmp, 'twice/runs/c'), { recursive: true, force: true });
+    const both = [startMember(['twice', '--index', '2']), startMember(['twice', '--index', '2'])];
+    const codes = await Promise.all(both.map((m) => m.code));
+    assert.deepEqual([...codes].sort(), [0, 2], `${round}: ${both.map((m) => m.stderr()).join('\n')}`);
+    const loser = both[codes.indexOf(2)]!.stderr();
+    assert.match(loser.split('\n').filter((l) => l.startsWith('error:')).join('\n'), new RegExp(`^error: (--out )?${path.join(tmp, 'twice/runs/c')}: another regtrain run is writing to it`), round);
+    assert.equal(JSON.parse(file('twice/runs/c', 'metrics.json').toString()).status, 'complete');
+    assert.ok(file('twice/runs/c', 'weights.bin').equals(file('whole/runs/c', 'weights.bin')), `${round}: the winner's result is the uninterrupted one`);
+  }
+});
+
+test('SIGTERM stops a member after the current batch with its checkpoint saved and exit 130; status calls it interrupted and run-member finishes it identically', async () => {
+  plan('term');
+  const m = startMember(['term', '--index', '0'], (line, c) => {
+    if (line.includes('"event":"epoch"')) c.kill('SIGTERM');
+  });
+  assert.equal(await m.code, 130, m.stderr());
+  assert.match(m.stderr(), /SIGTERM: finishing the current batch, then saving/);
+  const checkpoint = JSON.parse(file('term/runs/a', 'checkpoint.json').toString()) as { epoch: number };
+  assert.ok(checkpoint.epoch >= 1, 'a checkpoint of a finished epoch');
+  assert.equal(JSON.parse(file('term/runs/a', 'metrics.json').toString()).status, 'incomplete');
+  assert.ok(!fs.existsSync(path.join(tmp, 'term/runs/a/.regtrain.lock')), 'the lock is released');
+  const status = regtrain(['status', 'term', '--json']);
+  assert.equal(status.status, 0, status.stderr);
+  assert.equal(status.stdout.split('\n')[0], '{"index":0,"name":"a","state":"interrupted"}');
+  const r = regtrain(['run-member', 'term', '--index', '0', '-q']);
+  assert.equal(r.status, 0, r.stderr);
+  assert.deepEqual(history('term/runs/a'), history('whole/runs/a'));
+  assert.ok(file('term/runs/a', 'weights.bin').equals(file('whole/runs/a', 'weights.bin')));
+});
+
+test('status shows each state with its indexes on a partly finished study, and compare compares what finished', async () => {
+  plan('partial');
+  // 0 done, 1 interrupted (killed), 3 failed (loss blew up), 2 running while we look, then not started.
+  assert.equal(regtrain(['run-member', 'partial', '--index', '0', '-q']).status, 0);
+  await startMember(['partial', '--index', '1'], (line, c) => {
+    if (line.includes('"event":"epoch"')) c.kill('SIGKILL');
+  }).code;
+  assert.equal(regtrain(['run-member', 'partial', '--index', '3', '-q']).status, 1);
+  const running = startMember(['partial', '--index', '2'], (line, c) => {
+    if (!line.includes('"event":"training"')) return;
+    c.kill('SIGSTOP'); // alive, holding its lock, but not finishing while we look
+    const json = regtrain(['status', 'partial', '--json']);
+    const human = regtrain(['status', 'partial']);
+    c.kill('SIGKILL');
+    seen = { json: json.stdout, human: human.stdout };
+  });
+  let seen = { json: '', human: '' };
+  await running.code;
+  assert.deepEqual(seen.json.trim().split('\n').map((l) => JSON.parse(l) as unknown), [
+    { index: 0, name: 'a', state: 'done' },
+    { index: 1, name: 'b', state: 'interrupted' },
+    { index: 2, name: 'c', state: 'running' },
+    { index: 3, name: 'diverge', state: 'failed' },
+  ]);
+  assert.equal(
+    seen.human,
+    ['study tiny in partial: 1 of 4 members done', '  done            1  0', '  running         1  2', '  interrupted     1  1', '  failed          1  3', '  not started     0', ''].join('\n'),
+  );
+  fs.rmSync(path.join(tmp, 'partial/runs/c'), { recursive: true });
+  const after = regtrain(['status', 'partial']);
+  assert.match(after.stdout, /^ {2}not started {5}1 {2}2$/m);
+
+  const compare = regtrain(['compare', 'partial', '--csv']);
+  assert.equal(compare.status, 0, compare.stderr);
+  const rows = compare.stdout.trim().split('\n').slice(1).map((l) => l.split(',')[0]);
+  assert.deepEqual(rows, ['a']);
+  assert.match(compare.stderr, /partial\/runs\/c: not run yet/);
+  const whole = regtrain(['compare', 'whole', '--csv']).stdout.trim().split('\n');
+  const aRow = whole.find((l) => l.startsWith('a,'))!.split(',');
+  const partialRow = compare.stdout.trim().split('\n')[1]!.split(',');
+  assert.deepEqual(partialRow.slice(0, -1).slice(6), aRow.slice(0, -1).slice(6), 'the finished member\'s numbers are those of the whole study (seconds aside)');
+});
+
+test('a member whose lock was left by a pod on another host waits while that heartbeat stays silent, then takes it over; a moving heartbeat is refused', async () => {
+  plan('foreign');
+  await startMember(['foreign', '--index', '0'], (line, c) => {
+    if (line.includes('"event":"epoch"')) c.kill('SIGKILL');
+  }).code;
+  const lock = path.join(tmp, 'foreign/runs/a/.regtrain.lock');
+  const writeLock = (token: string) => fs.writeFileSync(lock, JSON.stringify({ pid: 1, start: '9', boot: null, host: 'pod-a-0-xk2p', token }) + '\n');
+
+  writeLock('alivepod');
+  const beat = setInterval(() => fs.utimesSync(lock, new Date(), new Date()), 300);
+  const live = startMember(['foreign', '--index', '0']);
+  const liveCode = await live.code;
+  clearInterval(beat);
+  assert.equal(liveCode, 2, live.stderr());
+  assert.match(live.stderr(), /^member 0: the lock is held by pid 1 on host pod-a-0-xk2p; waiting up to 120 s: taken over if its heartbeat stays silent, refused if it moves$/m);
+  assert.match(live.stderr(), new RegExp(`^error: ${path.join(tmp, 'foreign/runs/a')}: another regtrain run is writing to it \\(held by pid 1 on host pod-a-0-xk2p, heartbeat 0 s ago \\(taken over after 120 s\\)\\)$`, 'm'));
+
+  writeLock('deadpod');
+  const taken = startMember(['foreign', '--index', '0'], undefined, { REGTRAIN_LOCK_STALE_SECONDS: '5' });
+  assert.equal(await taken.code, 0, taken.stderr());
+  assert.match(taken.stderr(), /^member 0: the lock is held by pid 1 on host pod-a-0-xk2p; waiting up to [1-5] s: taken over if its heartbeat stays silent/m);
+  assert.deepEqual(history('foreign/runs/a'), history('whole/runs/a'));
+  assert.ok(file('foreign/runs/a', 'weights.bin').equals(file('whole/runs/a', 'weights.bin')));
+});
+
+test('the CPU budget comes from SLURM_CPUS_PER_TASK, else the cgroup CPU quota, and reaches the training step through REGTRAIN_BLAS_THREADS', () => {
+  const cg = fs.mkdtempSync(path.join(tmp, 'cgroup-'));
+  assert.equal(cgroupCpus(cg), null, 'no cgroup files: no budget');
+  fs.writeFileSync(path.join(cg, 'cpu.max'), 'max 100000\n');
+  assert.equal(cgroupCpus(cg), null, 'no quota: no budget');
+  fs.writeFileSync(path.join(cg, 'cpu.max'), '250000 100000\n');
+  assert.deepEqual(cgroupCpus(cg), { cpus: 2, source: 'cgroup cpu.max 250000 100000' });
+  fs.writeFileSync(path.join(cg, 'cpu.max'), '50000 100000\n');
+  assert.deepEqual(cgroupCpus(cg), { cpus: 1, source: 'cgroup cpu.max 50000 100000' }, 'half a CPU is still one thread');
+  const v1 = fs.mkdtempSync(path.join(tmp, 'cgroup-v1-'));
+  fs.mkdirSync(path.join(v1, 'cpu'));
+  fs.writeFileSync(path.join(v1, 'cpu', 'cpu.cfs_quota_us'), '300000\n');
+  fs.writeFileSync(path.join(v1, 'cpu', 'cpu.cfs_period_us'), '100000\n');
+  assert.deepEqual(cgroupCpus(v1), { cpus: 3, source: 'cgroup cpu.cfs_quota_us 300000/100000' });
+  assert.deepEqual(cpuBudget({ SLURM_CPUS_PER_TASK: '4' }, v1), { cpus: 4, source: 'SLURM_CPUS_PER_TASK=4' });
+  assert.deepEqual(cpuBudget({ SLURM_CPUS_PER_TASK: 'lots' }, v1), { cpus: 3, source: 'cgroup cpu.cfs_quota_us 300000/100000' });
+  const userSet: NodeJS.ProcessEnv = { SLURM_CPUS_PER_TASK: '4', REGTRAIN_BLAS_THREADS: '1' };
+  assert.equal(applyCpuBudget(userSet, v1), null, 'the user\'s REGTRAIN_BLAS_THREADS wins');
+  assert.equal(userSet.REGTRAIN_BLAS_THREADS, '1');
+  const fromSlurm: NodeJS.ProcessEnv = { SLURM_CPUS_PER_TASK: '2' };
+  assert.equal(applyCpuBudget(fromSlurm, v1), 'Threads: 2 (SLURM_CPUS_PER_TASK=2)');
+  assert.equal(fromSlurm.REGTRAIN_BLAS_THREADS, '2');
+
+  // End to end: a member under a Slurm task with 2 CPUs trains with 2 BLAS threads (batch 32 alone would use 1).
+  plan('threads');
+  const r = regtrain(['run-member', 'threads', '--index', '0'], { SLURM_CPUS_PER_TASK: '2' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, /^Threads: 2 \(SLURM_CPUS_PER_TASK=2\)$/m);
+  const stepLine = r.stdout.split('\n').find((l) => l.startsWith('Training step:'))!;
+  if (/OpenBLAS/.test(stepLine)) assert.match(stepLine, /\(2 threads\)/);
+  else console.log(`# OpenBLAS is not in use here (${stepLine}); the thread count is not shown by the step`);
+});
+
+test('index ranges read as Slurm\'s --array does', () => {
+  assert.equal(indexRanges([0, 1, 2, 4, 7, 8]), '0-2,4,7-8');
+  assert.equal(indexRanges([5]), '5');
+  assert.equal(indexRanges([]), '');
+});
