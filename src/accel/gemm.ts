@@ -19,11 +19,12 @@ import * as v8 from 'node:v8';
  * `c = fround(c + fround(a·b))` bit for bit. The relaxed build rounds once per multiply-add where the
  * CPU fuses (FMA), so it differs from the plain build by float32 rounding.
  *
- * - `heapGemm(memory, malloc)` runs on a wasm memory the caller owns (tfjs-wasm's heap: tensors are
- *   read and written where they live; addresses are byte offsets).
- * - `arrayGemm()` runs on Float32Arrays (the cpu backend), copying them into a private memory.
- * Both return null when the .wasm files were not built, the memory cannot be imported (shared), the
- * smoke test fails, or REGTRAIN_SIMD=off.
+ * - `chooseWasmGemm()` picks the build (or says why there is none: not built, REGTRAIN_SIMD=off).
+ * - `heapGemm(kind, memory, malloc)` runs on a wasm memory the caller owns (tfjs-wasm's heap: tensors
+ *   are read and written where they live; addresses are byte offsets).
+ * - `arrayGemm(kind)` runs on Float32Arrays (the cpu backend), copying them into a private memory.
+ * Both return { reason } when the build cannot be compiled, the memory cannot be imported (shared), or
+ * the smoke test fails.
  */
 
 export type WasmGemmKind = 'wasm-simd' | 'wasm-relaxed-simd';
@@ -98,15 +99,12 @@ function readModule(kind: WasmGemmKind): WebAssembly.Module | string {
 }
 
 /** The build to use: relaxed SIMD unless switched off (REGTRAIN_RELAXED_SIMD=off) or unavailable. */
-export function chooseGemmModule(): { kind: WasmGemmKind; module: WebAssembly.Module } | { reason: string } {
+export function chooseWasmGemm(): { kind: WasmGemmKind } | { reason: string } {
   if (offByEnv('REGTRAIN_SIMD')) return { reason: 'disabled by REGTRAIN_SIMD' };
-  if (!offByEnv('REGTRAIN_RELAXED_SIMD')) {
-    const relaxed = readModule('wasm-relaxed-simd');
-    if (typeof relaxed !== 'string') return { kind: 'wasm-relaxed-simd', module: relaxed };
-  }
+  if (!offByEnv('REGTRAIN_RELAXED_SIMD') && typeof readModule('wasm-relaxed-simd') !== 'string') return { kind: 'wasm-relaxed-simd' };
   const plain = readModule('wasm-simd');
   if (typeof plain === 'string') return { reason: `no wasm GEMM (${plain})` };
-  return { kind: 'wasm-simd', module: plain };
+  return { kind: 'wasm-simd' };
 }
 
 /** [[1,2],[3,4]]·[[5,6],[7,8]] + [1,−50] with relu = [[20,0],[44,0]] (exact in float32). */
@@ -122,9 +120,10 @@ const heapCache = new Map<WebAssembly.Memory, Partial<Record<WasmGemmKind, HeapG
  * The GEMM on `memory` (tfjs-wasm's heap), with its packing scratch from `malloc` (kept for the
  * process's life: ~400 KB per build used). Cached per memory and build.
  */
-export function heapGemm(memory: WebAssembly.Memory, malloc: (bytes: number) => number): HeapGemm | { reason: string } {
-  const chosen = chooseGemmModule();
-  if ('reason' in chosen) return chosen;
+export function heapGemm(kind: WasmGemmKind, memory: WebAssembly.Memory, malloc: (bytes: number) => number): HeapGemm | { reason: string } {
+  const module = readModule(kind);
+  if (typeof module === 'string') return { reason: module };
+  const chosen = { kind, module };
   const perKind = heapCache.get(memory) ?? {};
   heapCache.set(memory, perKind);
   const known = perKind[chosen.kind];
@@ -161,13 +160,16 @@ export function heapGemm(memory: WebAssembly.Memory, malloc: (bytes: number) => 
   return typeof made === 'string' ? { reason: made } : made;
 }
 
-let arrayCache: ArrayGemm | string | null = null;
+const arrayCache: Partial<Record<WasmGemmKind, ArrayGemm | string>> = {};
 
 /** The GEMM for Float32Arrays: operands are copied into a private wasm memory and C copied back. */
-export function arrayGemm(): ArrayGemm | { reason: string } {
-  const chosen = chooseGemmModule();
-  if ('reason' in chosen) return chosen;
-  if (arrayCache && (typeof arrayCache === 'string' || arrayCache.kind === chosen.kind)) return typeof arrayCache === 'string' ? { reason: arrayCache } : arrayCache;
+export function arrayGemm(kind: WasmGemmKind): ArrayGemm | { reason: string } {
+  const module = readModule(kind);
+  if (typeof module === 'string') return { reason: module };
+  const chosen = { kind, module };
+  const known = arrayCache[kind];
+  if (known) return typeof known === 'string' ? { reason: known } : known;
+  let made: ArrayGemm | string;
   try {
     const memory = new WebAssembly.Memory({ initial: 16 });
     const ex = new WebAssembly.Instance(chosen.module, { env: { memory } }).exports as unknown as GemmExports;
@@ -200,9 +202,10 @@ export function arrayGemm(): ArrayGemm | { reason: string } {
     const ok = smokeTest((a, b, bias, c) => g.gemm(false, false, 2, 2, 2, { base: a, offset: 0 }, 2, { base: b, offset: 0 }, 2, { base: c, offset: 0 }, 2, { base: bias, offset: 0 }, true));
     wasmGemmStats.calls--;
     if (!ok) throw new Error(`the ${chosen.kind} GEMM failed its smoke test`);
-    arrayCache = g;
+    made = g;
   } catch (e) {
-    arrayCache = (e as Error).message.split('\n')[0]!;
+    made = (e as Error).message.split('\n')[0]!;
   }
-  return typeof arrayCache === 'string' ? { reason: arrayCache } : arrayCache;
+  arrayCache[kind] = made;
+  return typeof made === 'string' ? { reason: made } : made;
 }

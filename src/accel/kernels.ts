@@ -18,7 +18,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { wasmSimd } from './simd';
 import { loadBlas, type Blas } from './blas';
-import { arrayGemm, chooseGemmModule, heapGemm, type WasmGemmKind } from './gemm';
+import { arrayGemm, chooseWasmGemm, heapGemm, type WasmGemmKind } from './gemm';
 
 /** Which GEMM runs tfjs's matmuls on a backend. */
 export type GemmKind = 'openblas' | WasmGemmKind;
@@ -244,7 +244,7 @@ function wasmEngine(kind: WasmGemmKind, backendName: string): Engine {
     return {
       kind,
       runner: () => {
-        const g = arrayGemm();
+        const g = arrayGemm(kind);
         if ('reason' in g) return null;
         return (p, tA, tB, a, b, c, bias, act) => {
           for (const q of products(p, tA)) {
@@ -257,23 +257,30 @@ function wasmEngine(kind: WasmGemmKind, backendName: string): Engine {
       },
     };
   }
+  // One runner per tfjs-wasm module (the backend object stays; this saves a lookup per call).
+  let last: { wasm: unknown; run: Runner | null } | null = null;
   return {
     kind,
     runner: (backend) => {
       const wasm = (backend as WasmModuleBackend).wasm;
-      const memory = wasm?.asm?.memory;
-      if (!memory || typeof wasm._malloc !== 'function') return null;
-      const g = heapGemm(memory as Parameters<typeof heapGemm>[0], (n) => wasm._malloc(n));
-      if ('reason' in g) return null;
-      return (p, tA, tB, a, b, c, bias, act) => {
-        const at = (m: Mem, off: number) => m.base.byteOffset + 4 * (m.offset + off);
-        for (const q of products(p, tA)) {
-          g.gemm(tA, tB, q.m, p.n, p.k, at(a, q.a), tA ? q.m : p.k, at(b, q.b), tB ? p.k : p.n, at(c, q.c), p.n, bias ? at(bias, 0) : 0, act === 'relu');
-        }
-        epilogue(p, c, act);
-      };
+      if (last && last.wasm === wasm) return last.run;
+      last = { wasm, run: heapRunner(wasm) };
+      return last.run;
     },
   };
+  function heapRunner(wasm: WasmModuleBackend['wasm'] | undefined): Runner | null {
+    const memory = wasm?.asm?.memory;
+    if (!wasm || !memory || typeof wasm._malloc !== 'function') return null;
+    const g = heapGemm(kind, memory as Parameters<typeof heapGemm>[1], (n) => wasm._malloc(n));
+    if ('reason' in g) return null;
+    return (p, tA, tB, a, b, c, bias, act) => {
+      const at = (m: Mem, off: number) => m.base.byteOffset + 4 * (m.offset + off);
+      for (const q of products(p, tA)) {
+        g.gemm(tA, tB, q.m, p.n, p.k, at(a, q.a), tA ? q.m : p.k, at(b, q.b), tB ? p.k : p.n, at(c, q.c), p.n, bias ? at(bias, 0) : 0, act === 'relu');
+      }
+      epilogue(p, c, act);
+    };
+  }
 }
 
 interface Installed {
@@ -416,7 +423,7 @@ export function installAcceleratedKernels(backendName: string, opts: { threads?:
     if (blas.ok) {
       engine = blasEngine(blas, backendName);
     } else if (choice === 'auto' || choice === 'wasm') {
-      const wasm = chooseGemmModule();
+      const wasm = chooseWasmGemm();
       if ('kind' in wasm) {
         engine = wasmEngine(wasm.kind, backendName);
         reason = `${wasm.kind} GEMM (OpenBLAS: ${blas.reason})`;
