@@ -31,10 +31,11 @@
   (func $biasOff (result i32) (i32.add (call $tileOff) (i32.const 128)))
   (func (export "scratchBytes") (result i32) (i32.add (call $biasOff) (i32.mul (global.get $NC) (i32.const 4))))
 
-  ;; The 4×8 micro-kernel over kc steps: ap = 4-row panel (k-major), bp = 8-column panel (k-major).
+  ;; The 4×8 micro-kernel over kc steps: ap = 4-row panel (k-major), bp = 8 columns of B for step 0,
+  ;; bs = bytes from one step's 8 columns to the next (32 in a packed panel, ldb·4 reading B in place).
   ;; flags: 1 = start from C (a later K block; else from 0), 2 = last K block: add the bias (bias ≠ 0),
   ;; 4 = and then relu. The C tile is 4 rows at c, c + ldc·4, … bytes, 8 floats each.
-  (func $kernel (param $kc i32) (param $ap i32) (param $bp i32) (param $c i32) (param $ldc i32) (param $flags i32) (param $bias i32)
+  (func $kernel (param $kc i32) (param $ap i32) (param $bp i32) (param $bs i32) (param $c i32) (param $ldc i32) (param $flags i32) (param $bias i32)
     (local $c1 i32) (local $c2 i32) (local $c3 i32)
     (local $a v128) (local $b0 v128) (local $b1 v128)
     (local $c00 v128) (local $c01 v128) (local $c10 v128) (local $c11 v128)
@@ -70,7 +71,7 @@
         (local.set $c30 (f32x4.relaxed_madd (local.get $a) (local.get $b0) (local.get $c30)))
         (local.set $c31 (f32x4.relaxed_madd (local.get $a) (local.get $b1) (local.get $c31)))
         (local.set $ap (i32.add (local.get $ap) (i32.const 16)))
-        (local.set $bp (i32.add (local.get $bp) (i32.const 32)))
+        (local.set $bp (i32.add (local.get $bp) (local.get $bs)))
         (local.set $kc (i32.sub (local.get $kc) (i32.const 1)))
         (br_if $ks (local.get $kc))))
     (if (i32.and (local.get $flags) (i32.const 2))
@@ -108,7 +109,7 @@
     (v128.store offset=16 (local.get $c3) (local.get $c31)))
 
   ;; A tile at the right or bottom edge (mr < 4 or nr < 8): run the kernel on a 4×8 scratch tile.
-  (func $edge (param $kc i32) (param $ap i32) (param $bp i32) (param $c i32) (param $ldc i32) (param $flags i32) (param $bias i32)
+  (func $edge (param $kc i32) (param $ap i32) (param $bp i32) (param $bs i32) (param $c i32) (param $ldc i32) (param $flags i32) (param $bias i32)
     (param $mr i32) (param $nr i32) (param $tile i32)
     (local $i i32) (local $j i32)
     (if (i32.and (local.get $flags) (i32.const 1))
@@ -124,7 +125,7 @@
             (br_if $cols (i32.lt_u (local.get $j) (local.get $nr))))
           (local.set $i (i32.add (local.get $i) (i32.const 1)))
           (br_if $rows (i32.lt_u (local.get $i) (local.get $mr))))))
-    (call $kernel (local.get $kc) (local.get $ap) (local.get $bp) (local.get $tile) (i32.const 8) (local.get $flags) (local.get $bias))
+    (call $kernel (local.get $kc) (local.get $ap) (local.get $bp) (local.get $bs) (local.get $tile) (i32.const 8) (local.get $flags) (local.get $bias))
     (local.set $i (i32.const 0))
     (loop $rows
       (local.set $j (i32.const 0))
@@ -343,12 +344,16 @@
     (local $jc i32) (local $nc i32) (local $pc i32) (local $kc i32) (local $kStep i32) (local $ic i32) (local $mc i32) (local $mStep i32)
     (local $jr i32) (local $ir i32) (local $nr i32) (local $mr i32) (local $flags i32) (local $j i32)
     (local $ap i32) (local $bp i32) (local $tile i32) (local $biasBuf i32) (local $biasPtr i32) (local $cptr i32)
+    (local $direct i32) (local $nfull i32) (local $bpj i32) (local $bs i32)
     (local.set $ap (i32.add (local.get $scratch) (call $apOff)))
     (local.set $bp (i32.add (local.get $scratch) (call $bpOff)))
     (local.set $tile (i32.add (local.get $scratch) (call $tileOff)))
     (local.set $biasBuf (i32.add (local.get $scratch) (call $biasOff)))
     (local.set $kStep (call $evenBlock (local.get $K) (global.get $KC)))
     (local.set $mStep (call $evenBlock (local.get $M) (global.get $MC)))
+    ;; With few rows, packing B costs more than it saves (each panel serves ≤ 16 tiles): the kernel
+    ;; reads B's rows in place then, and only a last partial panel (zero-padded) is packed.
+    (local.set $direct (i32.and (i32.eqz (local.get $tB)) (i32.le_u (local.get $M) (i32.const 64))))
     (block $jcDone
       (loop $jcLoop
         (br_if $jcDone (i32.ge_u (local.get $jc) (local.get $N)))
@@ -371,7 +376,9 @@
             (br_if $pcDone (i32.ge_u (local.get $pc) (local.get $K)))
             (local.set $kc (select (local.get $kStep) (i32.sub (local.get $K) (local.get $pc))
               (i32.lt_u (local.get $kStep) (i32.sub (local.get $K) (local.get $pc)))))
-            (call $packB (local.get $tB) (local.get $b) (local.get $ldb) (local.get $pc) (local.get $kc) (local.get $jc) (local.get $nc) (local.get $bp))
+            (local.set $nfull (select (i32.and (local.get $nc) (i32.const -8)) (i32.const 0) (local.get $direct)))
+            (call $packB (local.get $tB) (local.get $b) (local.get $ldb) (local.get $pc) (local.get $kc)
+              (i32.add (local.get $jc) (local.get $nfull)) (i32.sub (local.get $nc) (local.get $nfull)) (local.get $bp))
             (local.set $flags (i32.or
               (select (i32.const 1) (i32.const 0) (local.get $pc))
               (select (i32.or (i32.const 2) (select (i32.const 4) (i32.const 0) (local.get $relu))) (i32.const 0)
@@ -390,6 +397,15 @@
                     (local.set $nr (select (i32.const 8) (i32.sub (local.get $nc) (local.get $jr))
                       (i32.lt_u (i32.const 8) (i32.sub (local.get $nc) (local.get $jr)))))
                     (local.set $biasPtr (select (i32.add (local.get $biasBuf) (i32.shl (local.get $jr) (i32.const 2))) (i32.const 0) (local.get $bias)))
+                    ;; This panel's B: in place (columns before nfull, when direct) or packed.
+                    (if (i32.lt_u (local.get $jr) (local.get $nfull))
+                      (then
+                        (local.set $bpj (i32.add (local.get $b)
+                          (i32.shl (i32.add (i32.mul (local.get $pc) (local.get $ldb)) (i32.add (local.get $jc) (local.get $jr))) (i32.const 2))))
+                        (local.set $bs (i32.shl (local.get $ldb) (i32.const 2))))
+                      (else
+                        (local.set $bpj (i32.add (local.get $bp) (i32.shl (i32.mul (i32.sub (local.get $jr) (local.get $nfull)) (local.get $kc)) (i32.const 2))))
+                        (local.set $bs (i32.const 32))))
                     (local.set $ir (i32.const 0))
                     (block $irDone
                       (loop $irLoop
@@ -402,12 +418,12 @@
                           (then
                             (call $kernel (local.get $kc)
                               (i32.add (local.get $ap) (i32.shl (i32.mul (local.get $ir) (local.get $kc)) (i32.const 2)))
-                              (i32.add (local.get $bp) (i32.shl (i32.mul (local.get $jr) (local.get $kc)) (i32.const 2)))
+                              (local.get $bpj) (local.get $bs)
                               (local.get $cptr) (local.get $ldc) (local.get $flags) (local.get $biasPtr)))
                           (else
                             (call $edge (local.get $kc)
                               (i32.add (local.get $ap) (i32.shl (i32.mul (local.get $ir) (local.get $kc)) (i32.const 2)))
-                              (i32.add (local.get $bp) (i32.shl (i32.mul (local.get $jr) (local.get $kc)) (i32.const 2)))
+                              (local.get $bpj) (local.get $bs)
                               (local.get $cptr) (local.get $ldc) (local.get $flags) (local.get $biasPtr)
                               (local.get $mr) (local.get $nr) (local.get $tile))))
                         (local.set $ir (i32.add (local.get $ir) (i32.const 4)))
