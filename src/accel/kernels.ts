@@ -386,8 +386,10 @@ export interface InstallResult {
   installed: boolean;
   /** Which GEMM runs the matmuls now: OpenBLAS, regtrain's wasm SIMD GEMM, or none (tfjs's own kernels). */
   gemm: GemmKind | null;
-  /** Why OpenBLAS is (not) used; with the wasm GEMM, which build and why OpenBLAS is not. */
+  /** Why OpenBLAS is (not) used. */
   reason: string;
+  /** Why the wasm GEMM is (not) used, when OpenBLAS is not: e.g. 'wasm-relaxed-simd GEMM' or 'disabled by REGTRAIN_SIMD'. */
+  gemmReason?: string;
   /** Kernel names now wrapped (BatchMatMul/_FusedMatMul; on wasm also Slice, even without a GEMM). */
   kernels?: string[];
 }
@@ -419,17 +421,16 @@ export function installAcceleratedKernels(backendName: string, opts: { threads?:
     if (inst) uninstallAcceleratedKernels(backendName);
     const blas = choice === 'auto' || choice === 'openblas' ? loadBlas({ threads: opts.threads }) : { ok: false as const, reason: `not chosen (gemm: '${choice}')` };
     let engine: Engine | null = null;
-    let reason = blas.ok ? `${blas.library} (${blas.config}), ${blas.getThreads()} thread(s)` : blas.reason;
+    const reason = blas.ok ? `${blas.library} (${blas.config}), ${blas.getThreads()} thread(s)` : blas.reason;
+    let gemmReason: string | undefined;
     if (blas.ok) {
       engine = blasEngine(blas, backendName);
     } else if (choice === 'auto' || choice === 'wasm') {
       const wasm = chooseWasmGemm();
-      if ('kind' in wasm) {
-        engine = wasmEngine(wasm.kind, backendName);
-        reason = `${wasm.kind} GEMM (OpenBLAS: ${blas.reason})`;
-      } else {
-        reason = `${blas.reason}; ${wasm.reason}`;
-      }
+      if ('kind' in wasm) engine = wasmEngine(wasm.kind, backendName);
+      gemmReason = 'kind' in wasm ? `${wasm.kind} GEMM` : wasm.reason;
+    } else {
+      gemmReason = `not chosen (gemm: '${choice}')`;
     }
     const originals: tf.KernelConfig[] = [];
     const names: Array<[string, (o: KernelFunc) => KernelFunc]> = [];
@@ -457,7 +458,7 @@ export function installAcceleratedKernels(backendName: string, opts: { threads?:
     if (engine && !kernels.includes('BatchMatMul')) {
       result = { installed: false, gemm: null, reason: `backend '${backendName}' has no MatMul kernels registered (is its package loaded?)`, kernels };
     } else {
-      result = { installed: engine?.kind === 'openblas', gemm: engine?.kind ?? null, reason, kernels };
+      result = { installed: engine?.kind === 'openblas', gemm: engine?.kind ?? null, reason, ...(gemmReason ? { gemmReason } : {}), kernels };
     }
     if (originals.length > 0) installed.set(backendName, { originals, gemm: result.gemm, choice, result });
     return result;

@@ -12,7 +12,8 @@
  *    OpenBLAS when it loads, and with REGTRAIN_BLAS=off) against the same training in PyTorch
  *    (test/bench/torch_tutorial.py). Takes a long while (tens of minutes on a busy 2-core box).
  *
- * Options: --quick (fewer paths), --no-torch, --rounds N (default 5), --tutorial [--tutorial-epochs N].
+ * Options: --quick (fewer paths), --no-torch, --rounds N (default 5), --tutorial or --tutorial-only
+ * (just 1 and 5) [--tutorial-epochs N].
  */
 import { execFileSync, spawn } from 'node:child_process';
 import * as os from 'node:os';
@@ -123,6 +124,8 @@ async function main(): Promise<void> {
   console.log(`node ${process.version} (V8 ${process.versions.v8}), tfjs ${tf.version.tfjs}, PyTorch ${torchVersion(py)}`);
   console.log(`BLAS: ${blas.ok ? `${blas.library} (${blas.config})` : blas.reason}`);
   console.log(`wasm GEMM: ${'kind' in wasmGemm ? wasmGemm.kind : wasmGemm.reason}\n`);
+
+  if (process.argv.includes('--tutorial-only')) return tutorialEndToEnd(Number(arg('--tutorial-epochs') ?? 60), py);
 
   const data = await benchDataLoad();
   console.log(`Data load, 70,000 images from a warm cache (median of 5): ${data.seconds.toFixed(3)} s`);
