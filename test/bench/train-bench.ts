@@ -3,9 +3,10 @@
  * of the tutorial model, per backend/path, at batch 32 and 512, against PyTorch on the same machine.
  *
  * The machine is shared and noisy, so absolute rates from one run decide nothing. Each round measures
- * every regtrain path once and then PyTorch (1 thread, and 2 if asked) once, in turn; the ratio of a
- * path to PyTorch is taken within a round, and the report gives each ratio's median over the rounds
- * with its range (min–max).
+ * every regtrain path once, each measurement followed at once by one of PyTorch (1 thread, same batch
+ * size, in a PyTorch process kept running: torch_bench.py --serve); a ratio is regtrain's rate over
+ * the PyTorch rate measured right after it, and the report gives each ratio's median over the rounds
+ * with its range (min–max). PyTorch at 2 threads is measured once per round, for reference.
  *
  * Paths: tfjs backend (wasm, cpu, tensorflow if tfjs-node loads) × GEMM under tfjs's matmul kernels
  * (OpenBLAS at 1 or 2 threads, regtrain's wasm SIMD GEMM with relaxed or plain SIMD, or tfjs's own) ×
@@ -14,7 +15,9 @@
  * Run: npx tsc -p tsconfig.json && node dist/test/bench/train-bench.js [--quick] [--rounds N] [--no-torch]
  * Env: REGTRAIN_BENCH_SECONDS (time per measurement, default 1), REGTRAIN_BENCH_ROUNDS (default 5).
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcessByStdio } from 'node:child_process';
+import type { Readable, Writable } from 'node:stream';
+import * as readline from 'node:readline';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { installAcceleratedKernels, uninstallAcceleratedKernels, type GemmChoice } from '../../src/accel/kernels';
@@ -197,12 +200,51 @@ export function findTorchPython(): string | null {
   return null;
 }
 
-/** One PyTorch measurement per batch and thread count (a child process: torch_bench.py). */
-export function torchRound(py: string, batches: number[], threads: number[], seconds = SECONDS): { rows: TorchRow[]; version: string } {
-  const script = path.join(__dirname, '..', '..', '..', 'test', 'bench', 'torch_bench.py');
-  const out = execFileSync(py, [script, '--batches', batches.join(','), '--threads', threads.join(','), '--seconds', String(seconds), '--repeats', '1'], { encoding: 'utf8', timeout: 600000 });
-  const j = JSON.parse(out.trim().split('\n').pop()!) as { rows: TorchRow[]; torch: string };
-  return { rows: j.rows, version: String(j.torch) };
+/** A running `torch_bench.py --serve`: one PyTorch measurement per request. */
+export class TorchWorker {
+  private readonly lines: string[] = [];
+  private waiting: ((line: string | null) => void) | null = null;
+  private closed = false;
+
+  private constructor(private readonly child: ChildProcessByStdio<Writable, Readable, null>) {
+    const rl = readline.createInterface({ input: child.stdout });
+    rl.on('line', (line) => {
+      if (this.waiting) {
+        const w = this.waiting;
+        this.waiting = null;
+        w(line);
+      } else this.lines.push(line);
+    });
+    rl.on('close', () => {
+      this.closed = true;
+      this.waiting?.(null);
+    });
+  }
+
+  private next(): Promise<string> {
+    const queued = this.lines.shift();
+    if (queued !== undefined) return Promise.resolve(queued);
+    if (this.closed) return Promise.reject(new Error('the PyTorch worker exited'));
+    return new Promise((resolve, reject) => {
+      this.waiting = (line) => (line === null ? reject(new Error('the PyTorch worker exited')) : resolve(line));
+    });
+  }
+
+  static async start(py: string): Promise<{ worker: TorchWorker; version: string }> {
+    const script = path.join(__dirname, '..', '..', '..', 'test', 'bench', 'torch_bench.py');
+    const worker = new TorchWorker(spawn(py, [script, '--serve'], { stdio: ['pipe', 'pipe', 'inherit'] }));
+    const hello = JSON.parse(await worker.next()) as { torch: string };
+    return { worker, version: String(hello.torch) };
+  }
+
+  async measure(batch: number, threads: number, seconds = SECONDS): Promise<number> {
+    this.child.stdin.write(`${batch} ${threads} ${seconds}\n`);
+    return (JSON.parse(await this.next()) as TorchRow).samplesPerSec;
+  }
+
+  close(): void {
+    this.child.stdin.end();
+  }
 }
 
 export interface RoundsResult {
@@ -212,40 +254,45 @@ export interface RoundsResult {
 }
 
 /**
- * `rounds` rounds; in each, every path at every batch size, then PyTorch. Ratios within a round.
- * `log` gets one line per measurement.
+ * `rounds` rounds; in each, every path at every batch size, each measurement paired with a PyTorch
+ * (1 thread) measurement of the same batch size right after it. `log` gets one line per measurement.
  */
 export async function benchRounds(opts: { paths: PathSpec[]; batches?: number[]; rounds?: number; torch?: boolean; torchThreads?: number[]; log?: (s: string) => void }): Promise<RoundsResult> {
   const batches = opts.batches ?? [32, 512];
   const rounds = opts.rounds ?? ROUNDS;
-  const threads = opts.torchThreads ?? [1];
   const log = opts.log ?? (() => {});
   const py = opts.torch === false ? null : findTorchPython();
+  const torch = py ? await TorchWorker.start(py) : null;
   const results: PathResult[] = [];
   for (const spec of opts.paths) for (const batch of batches) results.push({ spec, label: pathLabel(spec), batch, rates: [], ratios: [] });
   const torchRates = new Map<string, number[]>();
-  let version = '';
-  for (let r = 1; r <= rounds; r++) {
-    for (const res of results) {
-      const rate = await measurePath(res.spec, res.batch);
-      if (rate !== null) res.rates.push(rate);
-      log(`round ${r}: ${res.label.padEnd(44)} batch ${String(res.batch).padStart(4)}: ${rate === null ? 'n/a' : Math.round(rate).toLocaleString('en-US').padStart(9)} samples/s`);
+  const torchName = (t: number) => `PyTorch ${torch?.version} (${t} thread${t > 1 ? 's' : ''})`;
+  const line = (r: number, label: string, batch: number, rate: number | null) =>
+    log(`round ${r}: ${label.padEnd(44)} batch ${String(batch).padStart(4)}: ${rate === null ? 'n/a' : Math.round(rate).toLocaleString('en-US').padStart(9)} samples/s`);
+  const torchMeasure = async (r: number, batch: number, threads: number): Promise<number> => {
+    const rate = await torch!.worker.measure(batch, threads);
+    const key = `${batch}/${threads}`;
+    torchRates.set(key, [...(torchRates.get(key) ?? []), rate]);
+    line(r, torchName(threads), batch, rate);
+    return rate;
+  };
+  try {
+    for (let r = 1; r <= rounds; r++) {
+      for (const res of results) {
+        const rate = await measurePath(res.spec, res.batch);
+        line(r, res.label, res.batch, rate);
+        if (rate === null) continue;
+        res.rates.push(rate);
+        if (torch) res.ratios.push(rate / (await torchMeasure(r, res.batch, 1)));
+      }
+      if (torch) for (const t of (opts.torchThreads ?? [1]).filter((x) => x !== 1)) for (const b of batches) await torchMeasure(r, b, t);
     }
-    if (!py) continue;
-    const t = torchRound(py, batches, threads);
-    version = t.version;
-    for (const row of t.rows) {
-      const key = `${row.batch}/${row.threads}`;
-      torchRates.set(key, [...(torchRates.get(key) ?? []), row.samplesPerSec]);
-      log(`round ${r}: ${`PyTorch ${version} (${row.threads} thread${row.threads > 1 ? 's' : ''})`.padEnd(44)} batch ${String(row.batch).padStart(4)}: ${Math.round(row.samplesPerSec).toLocaleString('en-US').padStart(9)} samples/s`);
-      if (row.threads !== 1) continue;
-      // This round's ratios: each path's measurement of this round over PyTorch's.
-      for (const res of results) if (res.batch === row.batch && res.rates.length === r) res.ratios.push(res.rates[r - 1]! / row.samplesPerSec);
-    }
+  } finally {
+    torch?.worker.close();
   }
   return {
     results,
-    torch: py ? { version, rates: torchRates } : { skipped: opts.torch === false ? 'not asked (--no-torch)' : 'no python3 with torch (apt-get install python3-torch)' },
+    torch: torch ? { version: torch.version, rates: torchRates } : { skipped: opts.torch === false ? 'not asked (--no-torch)' : 'no python3 with torch (apt-get install python3-torch)' },
     rounds,
   };
 }
