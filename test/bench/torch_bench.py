@@ -13,7 +13,8 @@ Usage: python3 test/bench/torch_bench.py [--batches 32,512] [--threads 1,2] [--s
 
 With --serve it stays up for a caller that pairs each of its own measurements with one of PyTorch's
 taken right after it: it prints {"torch": version} once, then for each stdin line "BATCH THREADS SECONDS"
-measures that long (after a warm-up the first time) and prints {"batch", "threads", "samplesPerSec"}.
+measures that long (after a warm-up) and prints {"batch", "threads", "samplesPerSec", "cpuSamplesPerSec"}
+(the second per second of the process's CPU time: what a busy machine's time-sharing does not change).
 """
 import argparse
 import gzip
@@ -172,10 +173,12 @@ def serve(torch, build, step, X, Y):
         run(2)
         k = max(2, int(seconds / ((time.perf_counter() - t0) / 2)))
         t0 = time.perf_counter()
+        c0 = time.process_time()
         run(k)
         rate = k * batch / (time.perf_counter() - t0)
+        cpu_rate = k * batch / max(1e-9, time.process_time() - c0)
         state[key][2] = pos
-        print(json.dumps({'batch': batch, 'threads': torch.get_num_threads(), 'samplesPerSec': rate}), flush=True)
+        print(json.dumps({'batch': batch, 'threads': torch.get_num_threads(), 'samplesPerSec': rate, 'cpuSamplesPerSec': cpu_rate}), flush=True)
 
 
 if __name__ == '__main__':

@@ -43,12 +43,15 @@ export interface PathResult {
   rates: number[];
   /** rate ÷ PyTorch (1 thread) of the same round, one per round */
   ratios: number[];
+  /** The same per second of CPU time (this process's; PyTorch's process's), one per round */
+  cpuRatios: number[];
 }
 
 export interface TorchRow {
   batch: number;
   threads: number;
   samplesPerSec: number;
+  cpuSamplesPerSec?: number;
 }
 
 const SECONDS = Number(process.env.REGTRAIN_BENCH_SECONDS ?? 1);
@@ -133,8 +136,11 @@ export async function availablePaths(opts: { quick?: boolean; backends?: string[
   return out;
 }
 
-/** One measurement: warm-up, then as many steps as fit in ~SECONDS; samples/s. */
-export async function measurePath(p: PathSpec, batch: number, seconds = SECONDS): Promise<number | null> {
+/**
+ * One measurement: warm-up, then as many steps as fit in ~SECONDS; samples per second of wall time
+ * and per second of this process's CPU time.
+ */
+export async function measurePath(p: PathSpec, batch: number, seconds = SECONDS): Promise<{ rate: number; cpuRate: number } | null> {
   if (!(await useBackend(p.backend)) || !installGemm(p)) return null;
   const model = buildTutorialModel(1);
   const { x, y } = fakeData(SAMPLES, 5);
@@ -179,13 +185,16 @@ export async function measurePath(p: PathSpec, batch: number, seconds = SECONDS)
   const perStep = (performance.now() - t0) / 2 / 1000;
   const k = Math.max(2, Math.round(seconds / perStep));
   t0 = performance.now();
+  const c0 = process.cpuUsage();
   await runSteps(k);
   const rate = (k * batch) / ((performance.now() - t0) / 1000);
+  const cpu = process.cpuUsage(c0);
+  const cpuRate = (k * batch) / ((cpu.user + cpu.system) / 1e6);
   dispose();
   model.dispose();
   tf.dispose([x, y, y2]);
   if (p.backend !== 'tensorflow') uninstallAcceleratedKernels(p.backend);
-  return rate;
+  return { rate, cpuRate };
 }
 
 export function findTorchPython(): string | null {
@@ -237,9 +246,9 @@ export class TorchWorker {
     return { worker, version: String(hello.torch) };
   }
 
-  async measure(batch: number, threads: number, seconds = SECONDS): Promise<number> {
+  async measure(batch: number, threads: number, seconds = SECONDS): Promise<TorchRow> {
     this.child.stdin.write(`${batch} ${threads} ${seconds}\n`);
-    return (JSON.parse(await this.next()) as TorchRow).samplesPerSec;
+    return JSON.parse(await this.next()) as TorchRow;
   }
 
   close(): void {
@@ -264,26 +273,29 @@ export async function benchRounds(opts: { paths: PathSpec[]; batches?: number[];
   const py = opts.torch === false ? null : findTorchPython();
   const torch = py ? await TorchWorker.start(py) : null;
   const results: PathResult[] = [];
-  for (const spec of opts.paths) for (const batch of batches) results.push({ spec, label: pathLabel(spec), batch, rates: [], ratios: [] });
+  for (const spec of opts.paths) for (const batch of batches) results.push({ spec, label: pathLabel(spec), batch, rates: [], ratios: [], cpuRatios: [] });
   const torchRates = new Map<string, number[]>();
   const torchName = (t: number) => `PyTorch ${torch?.version} (${t} thread${t > 1 ? 's' : ''})`;
   const line = (r: number, label: string, batch: number, rate: number | null) =>
     log(`round ${r}: ${label.padEnd(44)} batch ${String(batch).padStart(4)}: ${rate === null ? 'n/a' : Math.round(rate).toLocaleString('en-US').padStart(9)} samples/s`);
-  const torchMeasure = async (r: number, batch: number, threads: number): Promise<number> => {
-    const rate = await torch!.worker.measure(batch, threads);
+  const torchMeasure = async (r: number, batch: number, threads: number): Promise<TorchRow> => {
+    const row = await torch!.worker.measure(batch, threads);
     const key = `${batch}/${threads}`;
-    torchRates.set(key, [...(torchRates.get(key) ?? []), rate]);
-    line(r, torchName(threads), batch, rate);
-    return rate;
+    torchRates.set(key, [...(torchRates.get(key) ?? []), row.samplesPerSec]);
+    line(r, torchName(threads), batch, row.samplesPerSec);
+    return row;
   };
   try {
     for (let r = 1; r <= rounds; r++) {
       for (const res of results) {
-        const rate = await measurePath(res.spec, res.batch);
-        line(r, res.label, res.batch, rate);
-        if (rate === null) continue;
-        res.rates.push(rate);
-        if (torch) res.ratios.push(rate / (await torchMeasure(r, res.batch, 1)));
+        const m = await measurePath(res.spec, res.batch);
+        line(r, res.label, res.batch, m && m.rate);
+        if (m === null) continue;
+        res.rates.push(m.rate);
+        if (!torch) continue;
+        const t = await torchMeasure(r, res.batch, 1);
+        res.ratios.push(m.rate / t.samplesPerSec);
+        if (t.cpuSamplesPerSec) res.cpuRatios.push(m.cpuRate / t.cpuSamplesPerSec);
       }
       if (torch) for (const t of (opts.torchThreads ?? [1]).filter((x) => x !== 1)) for (const b of batches) await torchMeasure(r, b, t);
     }
@@ -300,22 +312,28 @@ export async function benchRounds(opts: { paths: PathSpec[]; batches?: number[];
 const fmtRate = (v: number | undefined) => (v === undefined ? '—' : Math.round(v).toLocaleString('en-US'));
 const fmtRatio = (xs: number[]) => (xs.length ? `${median(xs).toFixed(2)}× (${Math.min(...xs).toFixed(2)}–${Math.max(...xs).toFixed(2)})` : '—');
 
-/** A Markdown table: per path, median samples/s and median ratio (range) at each batch size. */
+/**
+ * A Markdown table: per path, median samples/s, and the median ratio to PyTorch (range) at each batch
+ * size, by wall time and by CPU time (on a shared machine the second is the steadier one).
+ */
 export function roundsTable(r: RoundsResult, batches = [32, 512]): string {
   const lines: string[] = [];
-  lines.push(`| path | ${batches.map((b) => `batch ${b}`).join(' | ')} | ${batches.map((b) => `÷ PyTorch 1t, batch ${b}: median (range)`).join(' | ')} |`);
-  lines.push(`| --- | ${batches.map(() => '---:').join(' | ')} | ${batches.map(() => '---:').join(' | ')} |`);
+  const cols = (f: (b: number) => string) => batches.map(f).join(' | ');
+  lines.push(`| path | ${cols((b) => `batch ${b}`)} | ${cols((b) => `÷ PyTorch 1t, batch ${b}`)} | ${cols((b) => `÷ PyTorch 1t by CPU time, batch ${b}`)} |`);
+  lines.push(`| --- | ${cols(() => '---:')} | ${cols(() => '---:')} | ${cols(() => '---:')} |`);
   for (const label of [...new Set(r.results.map((x) => x.label))]) {
     const at = (b: number) => r.results.find((x) => x.label === label && x.batch === b);
-    lines.push(`| ${label} | ${batches.map((b) => fmtRate(at(b)?.rates.length ? median(at(b)!.rates) : undefined)).join(' | ')} | ${batches.map((b) => fmtRatio(at(b)?.ratios ?? [])).join(' | ')} |`);
+    lines.push(`| ${label} | ${cols((b) => fmtRate(at(b)?.rates.length ? median(at(b)!.rates) : undefined))} | ${cols((b) => fmtRatio(at(b)?.ratios ?? []))} | ${cols((b) => fmtRatio(at(b)?.cpuRatios ?? []))} |`);
   }
   if ('rates' in r.torch) {
     const threads = [...new Set([...r.torch.rates.keys()].map((k) => Number(k.split('/')[1])))];
     for (const t of threads) {
       const rates = r.torch.rates;
-      lines.push(`| PyTorch ${r.torch.version} (${t} thread${t > 1 ? 's' : ''}) | ${batches.map((b) => fmtRate(rates.get(`${b}/${t}`) ? median(rates.get(`${b}/${t}`)!) : undefined)).join(' | ')} | ${batches.map(() => '').join(' | ')} |`);
+      lines.push(`| PyTorch ${r.torch.version} (${t} thread${t > 1 ? 's' : ''}) | ${cols((b) => fmtRate(rates.get(`${b}/${t}`) ? median(rates.get(`${b}/${t}`)!) : undefined))} | ${cols(() => '')} | ${cols(() => '')} |`);
     }
   }
+  lines.push('');
+  lines.push(`Ratios: regtrain's rate over PyTorch's measured right after it, median over ${r.rounds} rounds (min–max).`);
   return lines.join('\n');
 }
 
