@@ -138,7 +138,7 @@ async function main(): Promise<void> {
   console.log(`regtrain run, peak RSS: ${tool.peakRssMB} MiB\n`);
 
   const rounds = Number(arg('--rounds') ?? 5);
-  console.log(`Training step alone (forward, backward, penalties, SGD update), samples/s: ${rounds} rounds, each measuring every path once and then PyTorch; ratios within a round:`);
+  console.log(`Training step alone (forward, backward, penalties, SGD update), samples/s: ${rounds} rounds; each measurement is paired with a PyTorch one (1 thread, same batch) taken right after it:`);
   const paths = await availablePaths({ quick });
   const r = await benchRounds({ paths, rounds, torch, torchThreads: quick ? [1] : [1, 2], log: (s) => console.error(s) });
   console.log('\n' + roundsTable(r));
