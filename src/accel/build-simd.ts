@@ -1,26 +1,53 @@
 /**
- * Build step (`npm run build`): compiles simd.wat to simd.wasm next to the compiled JS, with
- * wabt (a dev dependency). Without it the wasm backend falls back to the JS loops.
+ * Build step (`npm run build`): compiles the WebAssembly text next to the compiled JS, with wabt
+ * (a dev dependency):
+ * - simd.wat → simd.wasm (the SGD and bias/activation passes);
+ * - gemm.wat → gemm-relaxed.wasm (as written, with relaxed-SIMD multiply-adds) and gemm.wasm (each
+ *   `f32x4.relaxed_madd a b c` rewritten to `f32x4.add (f32x4.mul a b) c`: plain SIMD, for runtimes
+ *   without relaxed SIMD or when it is switched off).
+ * Without wabt the wasm backend falls back to the JS loops and tfjs's own matmul kernels.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
-async function main(): Promise<void> {
-  const source = path.resolve(__dirname, '../../../src/accel/simd.wat');
-  const target = path.join(__dirname, 'simd.wasm');
-  let wabt: { parseWat(name: string, text: string, features: Record<string, boolean>): { toBinary(o: object): { buffer: Uint8Array }; destroy(): void } };
-  try {
-    wabt = await (require('wabt') as () => Promise<typeof wabt>)();
-  } catch (err) {
-    process.stderr.write(`build-simd: wabt unavailable (${(err as Error).message.split('\n')[0]}); the wasm backend will use JS loops\n`);
-    return;
-  }
-  const mod = wabt.parseWat('simd.wat', fs.readFileSync(source, 'utf8'), { simd: true });
-  fs.writeFileSync(target, mod.toBinary({}).buffer);
-  mod.destroy();
+type Wabt = { parseWat(name: string, text: string, features: Record<string, boolean>): { toBinary(o: object): { buffer: Uint8Array }; destroy(): void } };
+
+const MADD = /\(f32x4\.relaxed_madd (\(local\.get \$\w+\)) (\(local\.get \$\w+\)) (\(local\.get \$\w+\))\)/g;
+
+/** gemm.wat's text with every multiply-add as plain SIMD (mul, then add: both rounded). */
+export function plainSimdText(relaxed: string): string {
+  const plain = relaxed.replace(MADD, '(f32x4.add (f32x4.mul $1 $2) $3)');
+  if (/relaxed/.test(plain.replace(/;;.*$/gm, ''))) throw new Error('gemm.wat: a relaxed-SIMD instruction is not in the form `(f32x4.relaxed_madd (local.get $a) (local.get $b) (local.get $c))`');
+  return plain;
 }
 
-main().catch((err: unknown) => {
-  process.stderr.write(`build-simd: ${(err as Error).message}\n`);
-  process.exitCode = 1;
-});
+function compile(wabt: Wabt, name: string, text: string, target: string): void {
+  const mod = wabt.parseWat(name, text, { simd: true, relaxed_simd: true });
+  try {
+    fs.writeFileSync(target, mod.toBinary({}).buffer);
+  } finally {
+    mod.destroy();
+  }
+}
+
+async function main(): Promise<void> {
+  const src = path.resolve(__dirname, '../../../src/accel');
+  let wabt: Wabt;
+  try {
+    wabt = await (require('wabt') as () => Promise<Wabt>)();
+  } catch (err) {
+    process.stderr.write(`build-simd: wabt unavailable (${(err as Error).message.split('\n')[0]}); the wasm backend will use JS loops and tfjs's matmuls\n`);
+    return;
+  }
+  compile(wabt, 'simd.wat', fs.readFileSync(path.join(src, 'simd.wat'), 'utf8'), path.join(__dirname, 'simd.wasm'));
+  const gemm = fs.readFileSync(path.join(src, 'gemm.wat'), 'utf8');
+  compile(wabt, 'gemm.wat', gemm, path.join(__dirname, 'gemm-relaxed.wasm'));
+  compile(wabt, 'gemm.wat', plainSimdText(gemm), path.join(__dirname, 'gemm.wasm'));
+}
+
+if (require.main === module) {
+  main().catch((err: unknown) => {
+    process.stderr.write(`build-simd: ${(err as Error).message}\n`);
+    process.exitCode = 1;
+  });
+}

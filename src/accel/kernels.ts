@@ -1,20 +1,27 @@
 /**
- * BLAS-backed `BatchMatMul` and `_FusedMatMul` kernels for tfjs's `cpu` and `wasm` backends.
+ * GEMM-backed `BatchMatMul` and `_FusedMatMul` kernels for tfjs's `cpu` and `wasm` backends.
  *
  * `installAcceleratedKernels(name)` replaces the backend's registered kernels with wrappers that run
- * OpenBLAS's cblas_sgemm on the tensors' own memory (the cpu backend's Float32Arrays; for wasm, views
- * of the module heap at each tensor's `memoryOffset`) and allocate the output through the backend the
- * way its own kernels do. Anything the wrapper does not handle (non-float32, a broadcast pattern other
+ * a GEMM on the tensors' own memory and allocate the output through the backend the way its own
+ * kernels do. The GEMM is OpenBLAS's cblas_sgemm when it loads (on the cpu backend's Float32Arrays;
+ * for wasm, views of the module heap at each tensor's `memoryOffset`), else regtrain's WebAssembly
+ * SIMD GEMM (gemm.ts: on tfjs-wasm's heap in place; for cpu, copied into its own memory and back).
+ * `installedGemm(name)` says which one runs. Anything the wrapper does not handle (non-float32, a broadcast pattern other
  * than "equal batch or batch 1", a bias that is not a length-N vector, an activation other than
  * linear/relu/relu6, prelu weights, empty tensors) goes to the original kernel, which is kept.
  * `uninstallAcceleratedKernels(name)` puts the originals back.
  *
- * Numbers: BLAS sums in a different order than tfjs's loops/XNNPACK, so results agree to float32
- * rounding: |Δ| ≤ 1e-5 · max|C| on the test shapes (see test/accel.test.ts), not bit for bit.
+ * Numbers: BLAS and the wasm GEMM sum in a different order than tfjs's loops/XNNPACK, so results
+ * agree to float32 rounding: |Δ| ≤ 1e-5 · max|C| on the test shapes (see test/accel.test.ts and
+ * test/gemm.test.ts), not bit for bit.
  */
 import * as tf from '@tensorflow/tfjs';
 import { wasmSimd } from './simd';
 import { loadBlas, type Blas } from './blas';
+import { arrayGemm, chooseWasmGemm, heapGemm, type WasmGemmKind } from './gemm';
+
+/** Which GEMM runs tfjs's matmuls on a backend. */
+export type GemmKind = 'openblas' | WasmGemmKind;
 
 type TensorInfo = tf.TensorInfo;
 
@@ -119,33 +126,37 @@ export function planMatMul(aShape: number[], bShape: number[], transposeA: boole
   return { m, n, k: kA, batch, batchA, batchB, outShape: [...outer, m, n] };
 }
 
-function runGemm(
+type Mem = { base: Float32Array; offset: number };
+
+function runBlas(
   blas: Blas,
   p: Plan,
   tA: boolean,
   tB: boolean,
-  a: { base: Float32Array; offset: number },
-  b: { base: Float32Array; offset: number },
-  c: { base: Float32Array; offset: number },
+  a: Mem,
+  b: Mem,
+  c: Mem,
 ): void {
-  const { m, n, k, batch, batchA, batchB } = p;
+  const { m, n, k } = p;
   const lda = tA ? m : k;
   const ldb = tB ? k : n;
-  const aSize = m * k;
-  const bSize = k * n;
-  const cSize = m * n;
   const sgemm = blas.sgemmUnchecked;
-  if (batch > 1 && batchB === 1 && batchA === batch && !tA) {
-    // Stack the A matrices: one (batch·M)×K by K×N product.
-    sgemm(false, tB, batch * m, n, k, 1, a.base.subarray(a.offset, a.offset + batch * aSize), lda, b.base.subarray(b.offset, b.offset + bSize), ldb, 0, c.base.subarray(c.offset, c.offset + batch * cSize), n);
-    return;
+  for (const q of products(p, tA)) {
+    sgemm(tA, tB, q.m, n, k, 1, a.base.subarray(a.offset + q.a, a.offset + q.a + q.m * k), lda, b.base.subarray(b.offset + q.b, b.offset + q.b + k * n), ldb, 0, c.base.subarray(c.offset + q.c, c.offset + q.c + q.m * n), n);
   }
-  for (let i = 0; i < batch; i++) {
-    const ao = a.offset + (batchA === 1 ? 0 : i * aSize);
-    const bo = b.offset + (batchB === 1 ? 0 : i * bSize);
-    const co = c.offset + i * cSize;
-    sgemm(tA, tB, m, n, k, 1, a.base.subarray(ao, ao + aSize), lda, b.base.subarray(bo, bo + bSize), ldb, 0, c.base.subarray(co, co + cSize), n);
-  }
+}
+
+/**
+ * The plan as 2-D products: element offsets of each product's A, B and C from the operands' starts,
+ * and its rows. When B is one matrix shared by a batch of untransposed A's, the A's are stacked into
+ * one (batch·M)×K by K×N product.
+ */
+function products(p: Plan, tA: boolean): Array<{ a: number; b: number; c: number; m: number }> {
+  const { m, n, k, batch, batchA, batchB } = p;
+  if (batch > 1 && batchB === 1 && batchA === batch && !tA) return [{ a: 0, b: 0, c: 0, m: batch * m }];
+  const out = [];
+  for (let i = 0; i < batch; i++) out.push({ a: batchA === 1 ? 0 : i * m * k, b: batchB === 1 ? 0 : i * k * n, c: i * m * n, m });
+  return out;
 }
 
 const FUSABLE = new Set(['linear', 'relu', 'relu6']);
@@ -185,14 +196,101 @@ function applyBiasActivation(c: Float32Array, off: number, rows: number, n: numb
 
 type KernelFunc = (args: KernelArgs) => TensorInfo | TensorInfo[];
 
+/** Runs a planned product C = act(op(A)·op(B) + bias) on one backend's memory (operands as views). */
+type Runner = (p: Plan, tA: boolean, tB: boolean, a: Mem, b: Mem, c: Mem, bias: Mem | null, act: string) => void;
+
+/** A GEMM for a backend: the runner for a call's backend object, or null (then tfjs's kernel runs). */
+interface Engine {
+  kind: GemmKind;
+  runner(backend: unknown): Runner | null;
+}
+
+/** Counters, for tests and benchmarks: how many calls took the OpenBLAS or wasm GEMM path vs fell back. */
+export const accelStats = { blasCalls: 0, wasmGemmCalls: 0, fallbacks: 0 };
+
+function count(kind: GemmKind): void {
+  if (kind === 'openblas') accelStats.blasCalls++;
+  else accelStats.wasmGemmCalls++;
+}
+
+function blasEngine(blas: Blas, backendName: string): Engine {
+  const run: Runner = (p, tA, tB, a, b, c, bias, act) => {
+    runBlas(blas, p, tA, tB, a, b, c);
+    if (!bias && act === 'linear') return;
+    const simd = backendName === 'wasm' && act !== 'relu6' ? wasmSimd() : null;
+    if (simd) {
+      // Byte addresses in the wasm heap (0 = no bias: malloc never returns address 0).
+      simd.biasAct(c.base.byteOffset + 4 * c.offset, p.batch * p.m, p.n, bias ? bias.base.byteOffset + 4 * bias.offset : 0, act === 'relu' ? 1 : 0);
+    } else {
+      applyBiasActivation(c.base, c.offset, p.batch * p.m, p.n, bias ? bias.base : null, bias ? bias.offset : 0, act);
+    }
+  };
+  return { kind: 'openblas', runner: () => run };
+}
+
+interface WasmModuleBackend {
+  wasm: { asm?: { memory?: unknown }; _malloc(bytes: number): number };
+}
+
+/**
+ * The wasm GEMM: on tfjs-wasm's heap (byte address = 4 × element index: HEAPF32 starts at 0), or on
+ * copies for the cpu backend. Bias and relu run in the GEMM's last pass; relu6 clamps after it.
+ */
+function wasmEngine(kind: WasmGemmKind, backendName: string): Engine {
+  const epilogue = (p: Plan, c: Mem, act: string): void => {
+    if (act === 'relu6') applyBiasActivation(c.base, c.offset, p.batch * p.m, p.n, null, 0, act);
+  };
+  if (backendName === 'cpu') {
+    return {
+      kind,
+      runner: () => {
+        const g = arrayGemm(kind);
+        if ('reason' in g) return null;
+        return (p, tA, tB, a, b, c, bias, act) => {
+          for (const q of products(p, tA)) {
+            const at = { base: a.base, offset: a.offset + q.a };
+            const bt = { base: b.base, offset: b.offset + q.b };
+            g.gemm(tA, tB, q.m, p.n, p.k, at, tA ? q.m : p.k, bt, tB ? p.k : p.n, { base: c.base, offset: c.offset + q.c }, p.n, bias, act === 'relu');
+          }
+          epilogue(p, c, act);
+        };
+      },
+    };
+  }
+  // One runner per tfjs-wasm module (the backend object stays; this saves a lookup per call).
+  let last: { wasm: unknown; run: Runner | null } | null = null;
+  return {
+    kind,
+    runner: (backend) => {
+      const wasm = (backend as WasmModuleBackend).wasm;
+      if (last && last.wasm === wasm) return last.run;
+      last = { wasm, run: heapRunner(wasm) };
+      return last.run;
+    },
+  };
+  function heapRunner(wasm: WasmModuleBackend['wasm'] | undefined): Runner | null {
+    const memory = wasm?.asm?.memory;
+    if (!wasm || !memory || typeof wasm._malloc !== 'function') return null;
+    const g = heapGemm(kind, memory as Parameters<typeof heapGemm>[1], (n) => wasm._malloc(n));
+    if ('reason' in g) return null;
+    return (p, tA, tB, a, b, c, bias, act) => {
+      const at = (m: Mem, off: number) => m.base.byteOffset + 4 * (m.offset + off);
+      for (const q of products(p, tA)) {
+        g.gemm(tA, tB, q.m, p.n, p.k, at(a, q.a), tA ? q.m : p.k, at(b, q.b), tB ? p.k : p.n, at(c, q.c), p.n, bias ? at(bias, 0) : 0, act === 'relu');
+      }
+      epilogue(p, c, act);
+    };
+  }
+}
+
 interface Installed {
   originals: tf.KernelConfig[];
-  blas: boolean;
+  gemm: GemmKind | null;
+  /** What was asked for, to tell a repeated install from a change of GEMM. */
+  choice: GemmChoice;
+  result: InstallResult;
 }
 const installed = new Map<string, Installed>();
-
-/** Counters, for tests and benchmarks: how many calls took the BLAS path vs fell back. */
-export const accelStats = { blasCalls: 0, fallbacks: 0 };
 
 function makeAccess(backendName: string, backend: unknown): MemoryAccess | null {
   if (backendName === 'wasm') return wasmAccess(backend as WasmBackendLike);
@@ -200,7 +298,7 @@ function makeAccess(backendName: string, backend: unknown): MemoryAccess | null 
   return null;
 }
 
-function batchMatMulFunc(blas: Blas, backendName: string, original: KernelFunc): KernelFunc {
+function batchMatMulFunc(engine: Engine, backendName: string, original: KernelFunc): KernelFunc {
   return (args) => {
     const { a, b } = args.inputs as { a: TensorInfo; b: TensorInfo };
     const { transposeA, transposeB } = args.attrs as unknown as MatMulAttrs;
@@ -208,19 +306,20 @@ function batchMatMulFunc(blas: Blas, backendName: string, original: KernelFunc):
     const p = a.dtype === 'float32' && b.dtype === 'float32' ? planMatMul(a.shape, b.shape, !!transposeA, !!transposeB) : null;
     const am = p && acc ? acc.floats(a) : null;
     const bm = p && acc ? acc.floats(b) : null;
-    if (!p || !acc || !am || !bm) {
+    const run = p && acc && am && bm ? engine.runner(args.backend) : null;
+    if (!p || !acc || !run) {
       accelStats.fallbacks++;
       return original(args);
     }
     const out = acc.alloc(p.outShape);
     // Heap may have moved during alloc: fetch the input views again.
-    runGemm(blas, p, !!transposeA, !!transposeB, acc.floats(a)!, acc.floats(b)!, out.mem());
-    accelStats.blasCalls++;
+    run(p, !!transposeA, !!transposeB, acc.floats(a)!, acc.floats(b)!, out.mem(), null, 'linear');
+    count(engine.kind);
     return out.info;
   };
 }
 
-function fusedMatMulFunc(blas: Blas, backendName: string, original: KernelFunc): KernelFunc {
+function fusedMatMulFunc(engine: Engine, backendName: string, original: KernelFunc): KernelFunc {
   return (args) => {
     const { a, b, bias, preluActivationWeights } = args.inputs as Record<string, TensorInfo | null | undefined>;
     const attrs = args.attrs as unknown as FusedAttrs;
@@ -231,22 +330,16 @@ function fusedMatMulFunc(blas: Blas, backendName: string, original: KernelFunc):
         ? planMatMul(a.shape, b.shape, !!attrs.transposeA, !!attrs.transposeB)
         : null;
     const biasOk = !bias || (bias.dtype === 'float32' && bias.shape.reduce((x, y) => x * y, 1) === p?.n && bias.shape[bias.shape.length - 1] === p?.n);
-    if (!p || !acc || !biasOk || !acc.floats(a!) || !acc.floats(b!) || (bias && !acc.floats(bias))) {
+    const inputsOk = p && acc && biasOk && acc.floats(a!) && acc.floats(b!) && (!bias || acc.floats(bias));
+    const run = inputsOk ? engine.runner(args.backend) : null;
+    if (!p || !acc || !run) {
       accelStats.fallbacks++;
       return original(args);
     }
     const out = acc.alloc(p.outShape);
     const cm = out.mem();
-    runGemm(blas, p, !!attrs.transposeA, !!attrs.transposeB, acc.floats(a!)!, acc.floats(b!)!, cm);
-    const bm = bias ? acc.floats(bias)! : null;
-    const simd = backendName === 'wasm' && act !== 'relu6' ? wasmSimd() : null;
-    if (simd) {
-      // Byte addresses in the wasm heap (0 = no bias: malloc never returns address 0).
-      simd.biasAct(cm.base.byteOffset + 4 * cm.offset, p.batch * p.m, p.n, bm ? bm.base.byteOffset + 4 * bm.offset : 0, act === 'relu' ? 1 : 0);
-    } else {
-      applyBiasActivation(cm.base, cm.offset, p.batch * p.m, p.n, bm ? bm.base : null, bm ? bm.offset : 0, act);
-    }
-    accelStats.blasCalls++;
+    run(p, !!attrs.transposeA, !!attrs.transposeB, acc.floats(a!)!, acc.floats(b!)!, cm, bias ? acc.floats(bias)! : null, act);
+    count(engine.kind);
     return out.info;
   };
 }
@@ -289,33 +382,63 @@ function wasmSliceFunc(original: KernelFunc): KernelFunc {
 }
 
 export interface InstallResult {
+  /** Whether OpenBLAS runs the matmuls. */
   installed: boolean;
+  /** Which GEMM runs the matmuls now: OpenBLAS, regtrain's wasm SIMD GEMM, or none (tfjs's own kernels). */
+  gemm: GemmKind | null;
+  /** Why OpenBLAS is (not) used. */
   reason: string;
-  /** Kernel names now wrapped (BatchMatMul/_FusedMatMul via BLAS; on wasm also Slice, even without BLAS). */
+  /** Why the wasm GEMM is (not) used, when OpenBLAS is not: e.g. 'wasm-relaxed-simd GEMM' or 'disabled by REGTRAIN_SIMD'. */
+  gemmReason?: string;
+  /** Kernel names now wrapped (BatchMatMul/_FusedMatMul; on wasm also Slice, even without a GEMM). */
   kernels?: string[];
 }
 
 /**
- * Register the BLAS kernels for `backendName` ('cpu' or 'wasm'), and on wasm the Slice fix (which
- * needs no BLAS, so it is installed even when `installed` comes back false). Never throws. Safe to call before or
- * after the backend is initialised; the originals' setup/dispose functions are kept on the wrappers.
+ * Which GEMM to install: 'auto' = OpenBLAS when it loads, else the wasm SIMD GEMM; 'openblas' or
+ * 'wasm' = only that one (for comparisons); 'none' = neither (tfjs's own matmuls; on wasm the Slice
+ * fix still goes in).
  */
-export function installAcceleratedKernels(backendName: string, opts: { threads?: number; sliceFix?: boolean } = {}): InstallResult {
+export type GemmChoice = 'auto' | 'openblas' | 'wasm' | 'none';
+
+/**
+ * Register the GEMM kernels for `backendName` ('cpu' or 'wasm'), and on wasm the Slice fix (which
+ * needs no GEMM, so it is installed even when `gemm` comes back null). Never throws. Safe to call before or
+ * after the backend is initialised; the originals' setup/dispose functions are kept on the wrappers.
+ * Calling it again with the same choice returns the first result; with another choice, reinstalls.
+ */
+export function installAcceleratedKernels(backendName: string, opts: { threads?: number; sliceFix?: boolean; gemm?: GemmChoice } = {}): InstallResult {
+  const choice = opts.gemm ?? 'auto';
   try {
     if (backendName !== 'cpu' && backendName !== 'wasm') {
-      return { installed: false, reason: `no BLAS kernels for backend '${backendName}' (only cpu, wasm)` };
+      return { installed: false, gemm: null, reason: `no BLAS kernels for backend '${backendName}' (only cpu, wasm)` };
     }
-    if (installed.has(backendName)) {
-      const inst = installed.get(backendName)!;
-      return { installed: inst.blas, reason: 'already installed', kernels: inst.originals.map((c) => c.kernelName) };
+    const inst = installed.get(backendName);
+    if (inst && inst.choice === choice) {
+      if (inst.gemm === 'openblas' && opts.threads) loadBlas({ threads: opts.threads });
+      return { ...inst.result, reason: 'already installed' };
     }
-    const blas = loadBlas({ threads: opts.threads });
+    if (inst) uninstallAcceleratedKernels(backendName);
+    const blas = choice === 'auto' || choice === 'openblas' ? loadBlas({ threads: opts.threads }) : { ok: false as const, reason: `not chosen (gemm: '${choice}')` };
+    let engine: Engine | null = null;
+    const reason = blas.ok ? `${blas.library} (${blas.config}), ${blas.getThreads()} thread(s)` : blas.reason;
+    let gemmReason: string | undefined;
+    if (blas.ok) {
+      engine = blasEngine(blas, backendName);
+    } else if (choice === 'auto' || choice === 'wasm') {
+      const wasm = chooseWasmGemm();
+      if ('kind' in wasm) engine = wasmEngine(wasm.kind, backendName);
+      gemmReason = 'kind' in wasm ? `${wasm.kind} GEMM` : wasm.reason;
+    } else {
+      gemmReason = `not chosen (gemm: '${choice}')`;
+    }
     const originals: tf.KernelConfig[] = [];
     const names: Array<[string, (o: KernelFunc) => KernelFunc]> = [];
     if (backendName === 'wasm' && opts.sliceFix !== false) names.push(['Slice', (o) => wasmSliceFunc(o)]);
-    if (blas.ok) {
-      names.push(['BatchMatMul', (o) => batchMatMulFunc(blas, backendName, o)]);
-      names.push(['_FusedMatMul', (o) => fusedMatMulFunc(blas, backendName, o)]);
+    if (engine) {
+      const e = engine;
+      names.push(['BatchMatMul', (o) => batchMatMulFunc(e, backendName, o)]);
+      names.push(['_FusedMatMul', (o) => fusedMatMulFunc(e, backendName, o)]);
     }
     for (const [name, wrap] of names) {
       const orig = tf.getKernel(name, backendName);
@@ -330,19 +453,23 @@ export function installAcceleratedKernels(backendName: string, opts: { threads?:
         disposeFunc: orig.disposeFunc,
       });
     }
-    if (originals.length > 0) installed.set(backendName, { originals, blas: blas.ok });
-    if (!blas.ok) return { installed: false, reason: blas.reason, kernels: originals.map((c) => c.kernelName) };
-    if (!originals.some((c) => c.kernelName === 'BatchMatMul')) {
-      return { installed: false, reason: `backend '${backendName}' has no MatMul kernels registered (is its package loaded?)` };
+    const kernels = originals.map((c) => c.kernelName);
+    let result: InstallResult;
+    if (engine && !kernels.includes('BatchMatMul')) {
+      result = { installed: false, gemm: null, reason: `backend '${backendName}' has no MatMul kernels registered (is its package loaded?)`, kernels };
+    } else {
+      result = { installed: engine?.kind === 'openblas', gemm: engine?.kind ?? null, reason, ...(gemmReason ? { gemmReason } : {}), kernels };
     }
-    return {
-      installed: true,
-      reason: `${blas.library} (${blas.config}), ${blas.getThreads()} thread(s)`,
-      kernels: originals.map((c) => c.kernelName),
-    };
+    if (originals.length > 0) installed.set(backendName, { originals, gemm: result.gemm, choice, result });
+    return result;
   } catch (e) {
-    return { installed: false, reason: `install failed: ${(e as Error).message}` };
+    return { installed: false, gemm: null, reason: `install failed: ${(e as Error).message}` };
   }
+}
+
+/** Which GEMM runs `backendName`'s matmuls: 'openblas', 'wasm-relaxed-simd', 'wasm-simd', or null (tfjs's own). */
+export function installedGemm(backendName: string): GemmKind | null {
+  return installed.get(backendName)?.gemm ?? null;
 }
 
 /** Put the backend's original kernels back. Returns false if nothing was installed. */

@@ -1,41 +1,53 @@
 /**
- * `npm run bench`: the numbers issue 5 asks for, on this machine, in one table.
+ * `npm run bench`: regtrain's speed on this machine, against PyTorch, in one report.
  *
- * 1. Data: loading + normalizing all 70,000 images from a warm cache.
- * 2. The tool itself: `regtrain run configs/article.yaml` for 2 epochs as a child process —
- *    time from process start to the first training step (data, model build, backend), the
- *    end-to-end training throughput of epoch 2 (all 60,000 images, validation included),
- *    and the process's peak RSS.
- * 3. The training step alone, per backend/path, at batch 32 and 512, against PyTorch on the
- *    same CPU when Debian's python3-torch is installed (test/bench/train-bench.ts).
+ * 1. The machine, BLAS and versions (node, tfjs, torch; which wasm GEMM build runs).
+ * 2. Data: loading + normalizing all 70,000 images from a warm cache.
+ * 3. The tool itself: `regtrain run configs/article.yaml` for 2 epochs as a child process —
+ *    time from process start to the first training step, the end-to-end throughput of epoch 2
+ *    (all 60,000 images, validation included), and the process's peak RSS.
+ * 4. The training step alone, per backend/path, at batch 32 and 512, alternating with PyTorch in
+ *    rounds (test/bench/train-bench.ts): median ratio to PyTorch (1 thread) with its range.
+ * 5. With --tutorial: the 60-epoch tutorial end to end, `regtrain run configs/article.yaml` (with
+ *    OpenBLAS when it loads, and with REGTRAIN_BLAS=off) against the same training in PyTorch
+ *    (test/bench/torch_tutorial.py). Takes a long while (tens of minutes on a busy 2-core box).
  *
- * Options: --quick (fewer paths), --no-torch.
+ * Options: --quick (fewer paths), --no-torch, --rounds N (default 5), --tutorial or --tutorial-only
+ * (just 1 and 5) [--tutorial-epochs N].
  */
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as fs from 'node:fs';
 import * as tf from '@tensorflow/tfjs';
 import { loadBlas } from '../../src/accel/blas';
+import { chooseWasmGemm } from '../../src/accel/gemm';
+import { resolveDataDir } from '../../src/data/fetch';
 import { benchDataLoad } from './data-bench';
-import { benchTraining, BenchRow } from './train-bench';
+import { availablePaths, benchRounds, findTorchPython, roundsTable } from './train-bench';
 
 const repoRoot = path.resolve(__dirname, '../../..');
 
 interface ToolRun {
   startupSeconds: number;
+  totalSeconds: number;
   epochSeconds: number[];
   samplesPerEpoch: number;
   peakRssMB: number;
   backend: string;
+  step: string;
+  testAccuracy: number;
 }
 
 /** Runs the real CLI and reads its --json events. */
-function toolRun(args: string[]): Promise<ToolRun> {
+function toolRun(args: string[], env: Record<string, string> = {}): Promise<ToolRun> {
   return new Promise((resolve, reject) => {
     const out = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-bench-'));
     const t0 = process.hrtime.bigint();
-    const child = spawn(process.execPath, [path.join(repoRoot, 'bin', 'regtrain'), 'run', path.join(repoRoot, 'configs', 'article.yaml'), ...args, '--out', path.join(out, 'run'), '--json'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    const child = spawn(process.execPath, [path.join(repoRoot, 'bin', 'regtrain'), 'run', path.join(repoRoot, 'configs', 'article.yaml'), ...args, '--out', path.join(out, 'run'), '--json'], {
+      stdio: ['ignore', 'pipe', 'ignore'],
+      env: { ...process.env, ...env },
+    });
     let buf = '';
     const result: Partial<ToolRun> = { epochSeconds: [] };
     child.stdout.on('data', (d: Buffer) => {
@@ -45,8 +57,12 @@ function toolRun(args: string[]): Promise<ToolRun> {
         const e = JSON.parse(buf.slice(0, nl)) as Record<string, unknown>;
         buf = buf.slice(nl + 1);
         if (e.event === 'start') result.backend = String(e.backend);
-        if (e.event === 'training') result.startupSeconds = Number(process.hrtime.bigint() - t0) / 1e9;
+        if (e.event === 'training') {
+          result.startupSeconds = Number(process.hrtime.bigint() - t0) / 1e9;
+          result.step = String(e.step);
+        }
         if (e.event === 'epoch') result.epochSeconds!.push(Number(e.seconds));
+        if (e.event === 'test') result.testAccuracy = Number(e.accuracy);
         if (e.event === 'done') result.peakRssMB = Number(e.peakRssMB);
       }
     });
@@ -54,20 +70,62 @@ function toolRun(args: string[]): Promise<ToolRun> {
     child.on('exit', (code) => {
       fs.rmSync(out, { recursive: true, force: true });
       if (code !== 0) reject(new Error(`regtrain run exited ${code}`));
-      else resolve({ ...(result as ToolRun), samplesPerEpoch: 60000 });
+      else resolve({ ...(result as ToolRun), totalSeconds: Number(process.hrtime.bigint() - t0) / 1e9, samplesPerEpoch: 60000 });
     });
   });
 }
 
 const fmt = (v: number | undefined) => (v === undefined ? '—' : Math.round(v).toLocaleString('en-US'));
 
+function torchVersion(py: string | null): string {
+  if (!py) return 'not installed';
+  try {
+    return execFileSync(py, ['-c', 'import torch; print(torch.__version__)'], { encoding: 'utf8', timeout: 60000 }).trim();
+  } catch {
+    return 'not loadable';
+  }
+}
+
+async function tutorialEndToEnd(epochs: number, py: string | null): Promise<void> {
+  console.log(`\n## The tutorial end to end: ${epochs} epochs, batch 32, 60,000 images + 5,000 validation each epoch, then the test set\n`);
+  console.log('| run | total s | s per epoch (median) | test accuracy | step |');
+  console.log('| --- | ---: | ---: | ---: | --- |');
+  const row = (name: string, total: number, perEpoch: number[], acc: number, step: string) => {
+    const sorted = [...perEpoch].sort((a, b) => a - b);
+    console.log(`| ${name} | ${total.toFixed(0)} | ${sorted[sorted.length >> 1]?.toFixed(2) ?? '—'} | ${acc.toFixed(4)} | ${step} |`);
+  };
+  const set = ['--set', `training.epochs=${epochs}`];
+  if (loadBlas().ok) {
+    const r = await toolRun(set);
+    row(`regtrain ${r.backend} + OpenBLAS`, r.totalSeconds, r.epochSeconds, r.testAccuracy, r.step);
+  }
+  const nb = await toolRun(set, { REGTRAIN_BLAS: 'off' });
+  row(`regtrain ${nb.backend}, REGTRAIN_BLAS=off`, nb.totalSeconds, nb.epochSeconds, nb.testAccuracy, nb.step);
+  if (!py) return void console.log('| PyTorch | skipped: no python3 with torch | | | |');
+  const script = path.join(repoRoot, 'test', 'bench', 'torch_tutorial.py');
+  const t0 = performance.now();
+  const out = execFileSync(py, [script, '--data', resolveDataDir(undefined, process.env), '--epochs', String(epochs), '--threads', '1'], { encoding: 'utf8', timeout: 6 * 3600 * 1000 });
+  const j = JSON.parse(out.trim().split('\n').pop()!) as { torch: string; epochSeconds: number[]; testAccuracy: number };
+  row(`PyTorch ${j.torch}, 1 thread`, (performance.now() - t0) / 1000, j.epochSeconds, j.testAccuracy, 'autograd + torch.optim.SGD');
+}
+
 async function main(): Promise<void> {
   tf.env().set('PROD', true); // no tfjs console hints in the table
   const quick = process.argv.includes('--quick');
   const torch = !process.argv.includes('--no-torch');
+  const arg = (name: string) => {
+    const i = process.argv.indexOf(name);
+    return i > 0 ? process.argv[i + 1] : undefined;
+  };
   const blas = loadBlas();
-  console.log(`# regtrain bench — ${os.cpus()[0]?.model ?? 'cpu'} ×${os.cpus().length}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, node ${process.version}, tfjs ${tf.version.tfjs}`);
-  console.log(`BLAS: ${blas.ok ? `${blas.library} (${blas.config})` : blas.reason}\n`);
+  const py = torch ? findTorchPython() : null;
+  const wasmGemm = chooseWasmGemm();
+  console.log(`# regtrain bench — ${os.cpus()[0]?.model ?? 'cpu'} ×${os.cpus().length}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`);
+  console.log(`node ${process.version} (V8 ${process.versions.v8}), tfjs ${tf.version.tfjs}, PyTorch ${torchVersion(py)}`);
+  console.log(`BLAS: ${blas.ok ? `${blas.library} (${blas.config})` : blas.reason}`);
+  console.log(`wasm GEMM: ${'kind' in wasmGemm ? wasmGemm.kind : wasmGemm.reason}\n`);
+
+  if (process.argv.includes('--tutorial-only')) return tutorialEndToEnd(Number(arg('--tutorial-epochs') ?? 60), py);
 
   const data = await benchDataLoad();
   console.log(`Data load, 70,000 images from a warm cache (median of 5): ${data.seconds.toFixed(3)} s`);
@@ -75,27 +133,18 @@ async function main(): Promise<void> {
   // Epoch 2 of the tutorial (validation on 5,000 images included), as the tool runs it.
   const tool = await toolRun(['--set', 'training.epochs=2']);
   const e2 = tool.epochSeconds[1]!;
-  console.log(`regtrain run, process start → first training step: ${tool.startupSeconds.toFixed(2)} s (backend ${tool.backend})`);
+  console.log(`regtrain run, process start → first training step: ${tool.startupSeconds.toFixed(2)} s (backend ${tool.backend}; ${tool.step})`);
   console.log(`regtrain run, tutorial epoch (60,000 images + 5,000 validation): ${e2.toFixed(2)} s = ${fmt(tool.samplesPerEpoch / e2)} samples/s; 60 epochs ≈ ${((60 * e2) / 60).toFixed(1)} min`);
   console.log(`regtrain run, peak RSS: ${tool.peakRssMB} MiB\n`);
 
-  console.log('Training step alone (forward, backward, penalties, SGD update), samples/s, median of 3:');
-  const { rows, torch: t } = await benchTraining({ quick, torch });
-  const label = (r: BenchRow) => `${r.backend}${r.blas ? `+BLAS(${r.threads} thread${r.threads === 1 ? '' : 's'})` : ''} ${r.step === 'fit' ? 'model.fit' : 'lean step'}`;
-  const torchRate = (b: number, th: number) => (t && 'rows' in t ? t.rows.find((r) => r.batch === b && r.threads === th)?.samplesPerSec : undefined);
-  const bestTorch = (b: number) => Math.max(torchRate(b, 1) ?? 0, torchRate(b, 2) ?? 0) || undefined;
-  console.log('\n| path | batch 32 | batch 512 | ÷ PyTorch best (32 / 512) |');
-  console.log('| --- | ---: | ---: | ---: |');
-  for (const l of [...new Set(rows.map(label))]) {
-    const r32 = rows.find((r) => label(r) === l && r.batch === 32)?.samplesPerSec;
-    const r512 = rows.find((r) => label(r) === l && r.batch === 512)?.samplesPerSec;
-    const ratio = (a?: number, b?: number) => (a && b ? `${(a / b).toFixed(2)}×` : '—');
-    console.log(`| ${l} | ${fmt(r32)} | ${fmt(r512)} | ${ratio(r32, bestTorch(32))} / ${ratio(r512, bestTorch(512))} |`);
-  }
-  if (t && 'rows' in t) for (const th of [1, 2]) console.log(`| PyTorch ${t.version} (${th} thread${th > 1 ? 's' : ''}) | ${fmt(torchRate(32, th))} | ${fmt(torchRate(512, th))} | |`);
-  else if (t) console.log(`\nPyTorch: skipped (${t.skipped})`);
-  const best = (b: number) => Math.max(...rows.filter((r) => r.batch === b).map((r) => r.samplesPerSec));
-  if (t && 'rows' in t) console.log(`\nbest regtrain path ÷ best PyTorch: batch 32 ${(best(32) / bestTorch(32)!).toFixed(2)}×, batch 512 ${(best(512) / bestTorch(512)!).toFixed(2)}×`);
+  const rounds = Number(arg('--rounds') ?? 5);
+  console.log(`Training step alone (forward, backward, penalties, SGD update), samples/s: ${rounds} rounds; each measurement is paired with a PyTorch one (1 thread, same batch) taken right after it:`);
+  const paths = await availablePaths({ quick });
+  const r = await benchRounds({ paths, rounds, torch, torchThreads: quick ? [1] : [1, 2], log: (s) => console.error(s) });
+  console.log('\n' + roundsTable(r));
+  if ('skipped' in r.torch) console.log(`\nPyTorch: skipped (${r.torch.skipped})`);
+
+  if (process.argv.includes('--tutorial')) await tutorialEndToEnd(Number(arg('--tutorial-epochs') ?? 60), py);
 }
 
 if (require.main === module && !process.env.NODE_TEST_CONTEXT) {

@@ -10,6 +10,11 @@ from --data DIR holding train-images-idx3-ubyte[.gz] and train-labels-idx1-ubyte
 
 Prints one JSON object: {"torch": version, "threads": [...], "rows": [{batch, threads, samplesPerSec}]}.
 Usage: python3 test/bench/torch_bench.py [--batches 32,512] [--threads 1,2] [--seconds 1.0] [--repeats 3]
+
+With --serve it stays up for a caller that pairs each of its own measurements with one of PyTorch's
+taken right after it: it prints {"torch": version} once, then for each stdin line "BATCH THREADS SECONDS"
+measures that long (after a warm-up) and prints {"batch", "threads", "samplesPerSec", "cpuSamplesPerSec"}
+(the second per second of the process's CPU time: what a busy machine's time-sharing does not change).
 """
 import argparse
 import gzip
@@ -53,6 +58,7 @@ def main():
     ap.add_argument('--samples', type=int, default=16384)
     ap.add_argument('--momentum', type=float, default=0.0)
     ap.add_argument('--data', default=None)
+    ap.add_argument('--serve', action='store_true')
     args = ap.parse_args()
 
     import torch
@@ -94,6 +100,10 @@ def main():
         opt.step()
         return loss
 
+    if args.serve:
+        serve(torch, build, step, X, Y)
+        return
+
     rows = []
     for threads in [int(t) for t in args.threads.split(',')]:
         torch.set_num_threads(threads)
@@ -129,6 +139,46 @@ def main():
                          'steps': k, 'repeats': args.repeats})
     print(json.dumps({'torch': torch.__version__, 'python': sys.version.split()[0],
                       'blas': 'see torch.__config__.show()', 'data': args.data or 'random', 'rows': rows}))
+
+
+def serve(torch, build, step, X, Y):
+    """One measurement per request line; a model per (batch, threads), trained on from call to call."""
+    n = X.shape[0]
+    state = {}
+    print(json.dumps({'torch': torch.__version__}), flush=True)
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        batch, threads, seconds = line.split()
+        batch, threads, seconds = int(batch), int(threads), float(seconds)
+        torch.set_num_threads(threads)
+        key = (batch, threads)
+        if key not in state:
+            model = build()
+            state[key] = [model, torch.optim.SGD(model.parameters(), lr=0.01), 0]
+        model, opt, pos = state[key]
+        steps_per_epoch = max(1, n // batch)
+
+        def run(k):
+            nonlocal pos
+            for _ in range(k):
+                if pos >= steps_per_epoch:
+                    pos = 0
+                s = pos * batch
+                step(model, opt, X[s:s + batch], Y[s:s + batch])
+                pos += 1
+
+        run(3)  # warm-up, and the time of one step to size the measurement
+        t0 = time.perf_counter()
+        run(2)
+        k = max(2, int(seconds / ((time.perf_counter() - t0) / 2)))
+        t0 = time.perf_counter()
+        c0 = time.process_time()
+        run(k)
+        rate = k * batch / (time.perf_counter() - t0)
+        cpu_rate = k * batch / max(1e-9, time.process_time() - c0)
+        state[key][2] = pos
+        print(json.dumps({'batch': batch, 'threads': torch.get_num_threads(), 'samplesPerSec': rate, 'cpuSamplesPerSec': cpu_rate}), flush=True)
 
 
 if __name__ == '__main__':

@@ -1,58 +1,84 @@
 /**
- * Issue 5 benchmark: samples/s of the full training step (forward, backward, penalties, SGD update)
+ * Issue 5/11 benchmark: samples/s of the full training step (forward, backward, penalties, SGD update)
  * of the tutorial model, per backend/path, at batch 32 and 512, against PyTorch on the same machine.
  *
- * Paths: tfjs backend (cpu, wasm, tensorflow if tfjs-node loads) × kernels (plain, +BLAS via
- * src/accel/kernels.ts) × step (model.fit, lean step from src/accel/step.ts). Each row: warm-up,
- * then `repeats` timed runs of ~`seconds` each; the median is reported. The very slow plain-cpu
- * model.fit path gets fewer steps.
+ * The machine is shared and noisy, so absolute rates from one run decide nothing. Each round measures
+ * every regtrain path once, each measurement followed at once by one of PyTorch (1 thread, same batch
+ * size, in a PyTorch process kept running: torch_bench.py --serve); a ratio is regtrain's rate over
+ * the PyTorch rate measured right after it, and the report gives each ratio's median over the rounds
+ * with its range (min–max). PyTorch at 2 threads is measured once per round, for reference.
  *
- * Run: npx tsc -p tsconfig.json && node dist/test/bench/train-bench.js [--quick] [--no-torch]
- * Env: REGTRAIN_BENCH_SECONDS (default 0.6), REGTRAIN_BENCH_REPEATS (default 3).
+ * Paths: tfjs backend (wasm, cpu, tensorflow if tfjs-node loads) × GEMM under tfjs's matmul kernels
+ * (OpenBLAS at 1 or 2 threads, regtrain's wasm SIMD GEMM with relaxed or plain SIMD, or tfjs's own) ×
+ * step (model.fit, or the lean step of src/accel/step.ts).
+ *
+ * Run: npx tsc -p tsconfig.json && node dist/test/bench/train-bench.js [--quick] [--rounds N] [--no-torch]
+ * Env: REGTRAIN_BENCH_SECONDS (time per measurement, default 1), REGTRAIN_BENCH_ROUNDS (default 5).
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcessByStdio } from 'node:child_process';
+import type { Readable, Writable } from 'node:stream';
+import * as readline from 'node:readline';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { installAcceleratedKernels, uninstallAcceleratedKernels } from '../../src/accel/kernels';
+import { installAcceleratedKernels, uninstallAcceleratedKernels, type GemmChoice } from '../../src/accel/kernels';
+import { chooseWasmGemm } from '../../src/accel/gemm';
 import { loadBlas } from '../../src/accel/blas';
 import { createLeanStep } from '../../src/accel/step';
 import { createOptimizer } from '../../src/train/optimizers';
 import { buildTutorialModel, fakeData, TUTORIAL_PENALTIES } from './tutorial-model';
 
-export interface BenchRow {
-  backend: string;
-  blas: boolean;
-  threads: number | null;
+export interface PathSpec {
+  backend: 'wasm' | 'cpu' | 'tensorflow';
+  /** Which GEMM runs tfjs's matmuls ('none': tfjs's own kernels). */
+  gemm: 'openblas' | 'wasm-relaxed-simd' | 'wasm-simd' | 'none';
+  /** OpenBLAS threads. */
+  threads?: number;
   step: 'fit' | 'lean';
+}
+
+export interface PathResult {
+  spec: PathSpec;
+  label: string;
   batch: number;
-  samplesPerSec: number;
-  /** steps per timed repeat */
-  steps: number;
+  /** samples/s, one per round */
+  rates: number[];
+  /** rate ÷ PyTorch (1 thread) of the same round, one per round */
+  ratios: number[];
+  /** The same per second of CPU time (this process's; PyTorch's process's), one per round */
+  cpuRatios: number[];
 }
 
 export interface TorchRow {
   batch: number;
   threads: number;
   samplesPerSec: number;
+  cpuSamplesPerSec?: number;
 }
 
-const SECONDS = Number(process.env.REGTRAIN_BENCH_SECONDS ?? 0.6);
-const REPEATS = Number(process.env.REGTRAIN_BENCH_REPEATS ?? 3);
+const SECONDS = Number(process.env.REGTRAIN_BENCH_SECONDS ?? 1);
+const ROUNDS = Number(process.env.REGTRAIN_BENCH_ROUNDS ?? 5);
 const SAMPLES = 512 * 16;
 
-function median(xs: number[]): number {
+export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
-async function useBackend(name: string): Promise<boolean> {
+export function pathLabel(p: PathSpec): string {
+  const gemm =
+    p.gemm === 'openblas' ? `+OpenBLAS(${p.threads ?? 1}t)` : p.gemm === 'wasm-relaxed-simd' ? '+wasm GEMM (relaxed SIMD)' : p.gemm === 'wasm-simd' ? '+wasm GEMM (SIMD)' : p.backend === 'tensorflow' ? '' : ' (tfjs kernels)';
+  return `${p.backend}${gemm} ${p.step === 'fit' ? 'model.fit' : 'lean step'}`;
+}
+
+export async function useBackend(name: string): Promise<boolean> {
   try {
     if (name === 'wasm') {
       const wasm = await import('@tensorflow/tfjs-backend-wasm');
       const dir = path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm/package.json'));
       wasm.setWasmPaths(path.join(dir, 'dist') + path.sep);
     }
+    if (name === 'tensorflow') require('@tensorflow/tfjs-node');
     const ok = await tf.setBackend(name);
     await tf.ready();
     return ok && tf.getBackend() === name;
@@ -61,33 +87,62 @@ async function useBackend(name: string): Promise<boolean> {
   }
 }
 
-/** Time `runSteps(k)` (k training steps of `batch` samples): warm-up, size k to ~SECONDS, median of REPEATS. */
-async function timeSteps(batch: number, runSteps: (k: number) => Promise<void>, maxSteps: number): Promise<{ rate: number; steps: number }> {
-  await runSteps(2); // warm-up (first-call setup, allocations)
-  let t0 = performance.now();
-  await runSteps(2);
-  const perStep = (performance.now() - t0) / 2 / 1000;
-  const k = Math.max(2, Math.min(maxSteps, Math.round(SECONDS / perStep)));
-  const rates: number[] = [];
-  for (let r = 0; r < REPEATS; r++) {
-    t0 = performance.now();
-    await runSteps(k);
-    rates.push((k * batch) / ((performance.now() - t0) / 1000));
+/** Installs the path's GEMM; false when it is not available here. */
+function installGemm(p: PathSpec): boolean {
+  if (p.backend === 'tensorflow') return p.gemm === 'none';
+  uninstallAcceleratedKernels(p.backend);
+  const choice: GemmChoice = p.gemm === 'openblas' ? 'openblas' : p.gemm === 'none' ? 'none' : 'wasm';
+  const saved = process.env.REGTRAIN_RELAXED_SIMD;
+  if (p.gemm === 'wasm-simd') process.env.REGTRAIN_RELAXED_SIMD = 'off';
+  try {
+    const r = installAcceleratedKernels(p.backend, { gemm: choice, ...(p.threads ? { threads: p.threads } : {}) });
+    if (p.gemm === 'openblas' && p.threads) {
+      const b = loadBlas();
+      if (b.ok) b.setThreads(p.threads);
+    }
+    return p.gemm === 'none' ? r.gemm === null : r.gemm === p.gemm;
+  } finally {
+    if (saved === undefined) delete process.env.REGTRAIN_RELAXED_SIMD;
+    else process.env.REGTRAIN_RELAXED_SIMD = saved;
   }
-  return { rate: median(rates), steps: k };
 }
 
-async function benchPath(backend: string, blas: boolean, step: 'fit' | 'lean', batch: number, threads: number | null): Promise<BenchRow | null> {
-  if (blas) {
-    const r = installAcceleratedKernels(backend, threads ? { threads } : {});
-    if (!r.installed) return null;
-    if (threads) {
-      const b = loadBlas();
-      if (b.ok) b.setThreads(threads);
+/** The paths this machine can run: each backend that loads, with each GEMM that installs. */
+export async function availablePaths(opts: { quick?: boolean; backends?: string[] } = {}): Promise<PathSpec[]> {
+  const out: PathSpec[] = [];
+  const blasOk = loadBlas().ok;
+  const wasmGemm = chooseWasmGemm();
+  const relaxed = 'kind' in wasmGemm && wasmGemm.kind === 'wasm-relaxed-simd';
+  for (const backend of (opts.backends ?? ['tensorflow', 'wasm', 'cpu']) as PathSpec['backend'][]) {
+    if (backend === 'tensorflow') {
+      if (await useBackend('tensorflow')) out.push({ backend, gemm: 'none', step: 'fit' });
+      continue;
     }
-  } else {
-    uninstallAcceleratedKernels(backend);
+    if (backend === 'cpu' && opts.quick) continue;
+    if (!(await useBackend(backend))) continue;
+    if ('kind' in wasmGemm) {
+      out.push({ backend, gemm: wasmGemm.kind, step: 'lean' });
+      if (relaxed && backend === 'wasm') out.push({ backend, gemm: 'wasm-simd', step: 'lean' });
+      if (backend === 'wasm' && !opts.quick) out.push({ backend, gemm: wasmGemm.kind, step: 'fit' });
+    }
+    if (blasOk) {
+      out.push({ backend, gemm: 'openblas', threads: 1, step: 'lean' });
+      if (!opts.quick) out.push({ backend, gemm: 'openblas', threads: 2, step: 'lean' });
+    }
+    if (backend === 'wasm') {
+      out.push({ backend, gemm: 'none', step: 'lean' });
+      if (!opts.quick) out.push({ backend, gemm: 'none', step: 'fit' });
+    }
   }
+  return out;
+}
+
+/**
+ * One measurement: warm-up, then as many steps as fit in ~SECONDS; samples per second of wall time
+ * and per second of this process's CPU time.
+ */
+export async function measurePath(p: PathSpec, batch: number, seconds = SECONDS): Promise<{ rate: number; cpuRate: number } | null> {
+  if (!(await useBackend(p.backend)) || !installGemm(p)) return null;
   const model = buildTutorialModel(1);
   const { x, y } = fakeData(SAMPLES, 5);
   const y2 = y.reshape([-1, 1]);
@@ -95,7 +150,7 @@ async function benchPath(backend: string, blas: boolean, step: 'fit' | 'lean', b
   let pos = 0;
   let runSteps: (k: number) => Promise<void>;
   let dispose = () => {};
-  if (step === 'fit') {
+  if (p.step === 'fit') {
     runSteps = async (k) => {
       // One fit call over k batches (the data it slices from is a contiguous window of the set).
       let left = k;
@@ -125,19 +180,25 @@ async function benchPath(backend: string, blas: boolean, step: 'fit' | 'lean', b
       }
     };
   }
-  // Plain cpu model.fit runs ~400 samples/s: cap its steps so the whole bench stays short.
-  const slow = backend === 'cpu' && !blas;
-  const maxSteps = slow ? Math.max(2, Math.round(1500 / batch)) : 100000;
-  const { rate, steps } = await timeSteps(batch, runSteps, maxSteps);
+  await runSteps(2); // warm-up (first-call setup, allocations)
+  let t0 = performance.now();
+  await runSteps(2);
+  const perStep = (performance.now() - t0) / 2 / 1000;
+  const k = Math.max(2, Math.round(seconds / perStep));
+  t0 = performance.now();
+  const c0 = process.cpuUsage();
+  await runSteps(k);
+  const rate = (k * batch) / ((performance.now() - t0) / 1000);
+  const cpu = process.cpuUsage(c0);
+  const cpuRate = (k * batch) / ((cpu.user + cpu.system) / 1e6);
   dispose();
   model.dispose();
-  x.dispose();
-  y.dispose();
-  y2.dispose();
-  return { backend, blas, threads: blas ? (threads ?? (loadBlas() as { getThreads?: () => number }).getThreads?.() ?? null) : null, step, batch, samplesPerSec: rate, steps };
+  tf.dispose([x, y, y2]);
+  if (p.backend !== 'tensorflow') uninstallAcceleratedKernels(p.backend);
+  return { rate, cpuRate };
 }
 
-function findTorchPython(): string | null {
+export function findTorchPython(): string | null {
   for (const py of ['python3', '/usr/bin/python3']) {
     try {
       execFileSync(py, ['-c', 'import torch'], { stdio: 'ignore', timeout: 60000 });
@@ -149,89 +210,144 @@ function findTorchPython(): string | null {
   return null;
 }
 
-export function benchTorch(batches: number[], threads: number[]): { rows: TorchRow[]; version: string } | { skipped: string } {
-  const py = findTorchPython();
-  if (!py) return { skipped: "no python3 with torch (apt-get install python3-torch libopenblas0-pthread)" };
-  const script = path.join(__dirname, '..', '..', '..', 'test', 'bench', 'torch_bench.py');
-  try {
-    const out = execFileSync(py, [script, '--batches', batches.join(','), '--threads', threads.join(','), '--seconds', String(Math.max(1, SECONDS)), '--repeats', String(REPEATS)], {
-      encoding: 'utf8',
-      timeout: 180000,
+/** A running `torch_bench.py --serve`: one PyTorch measurement per request. */
+export class TorchWorker {
+  private readonly lines: string[] = [];
+  private waiting: ((line: string | null) => void) | null = null;
+  private closed = false;
+
+  private constructor(private readonly child: ChildProcessByStdio<Writable, Readable, null>) {
+    const rl = readline.createInterface({ input: child.stdout });
+    rl.on('line', (line) => {
+      if (this.waiting) {
+        const w = this.waiting;
+        this.waiting = null;
+        w(line);
+      } else this.lines.push(line);
     });
-    const j = JSON.parse(out.trim().split('\n').pop()!);
-    return { rows: j.rows as TorchRow[], version: String(j.torch) };
-  } catch (e) {
-    return { skipped: `torch bench failed: ${(e as Error).message.split('\n')[0]}` };
+    rl.on('close', () => {
+      this.closed = true;
+      this.waiting?.(null);
+    });
+  }
+
+  private next(): Promise<string> {
+    const queued = this.lines.shift();
+    if (queued !== undefined) return Promise.resolve(queued);
+    if (this.closed) return Promise.reject(new Error('the PyTorch worker exited'));
+    return new Promise((resolve, reject) => {
+      this.waiting = (line) => (line === null ? reject(new Error('the PyTorch worker exited')) : resolve(line));
+    });
+  }
+
+  static async start(py: string): Promise<{ worker: TorchWorker; version: string }> {
+    const script = path.join(__dirname, '..', '..', '..', 'test', 'bench', 'torch_bench.py');
+    const worker = new TorchWorker(spawn(py, [script, '--serve'], { stdio: ['pipe', 'pipe', 'inherit'] }));
+    const hello = JSON.parse(await worker.next()) as { torch: string };
+    return { worker, version: String(hello.torch) };
+  }
+
+  async measure(batch: number, threads: number, seconds = SECONDS): Promise<TorchRow> {
+    this.child.stdin.write(`${batch} ${threads} ${seconds}\n`);
+    return JSON.parse(await this.next()) as TorchRow;
+  }
+
+  close(): void {
+    this.child.stdin.end();
   }
 }
 
-export async function benchTraining(opts: { quick?: boolean; torch?: boolean; batches?: number[]; backends?: string[] } = {}): Promise<{ rows: BenchRow[]; torch: ReturnType<typeof benchTorch> | null }> {
+export interface RoundsResult {
+  results: PathResult[];
+  torch: { version: string; rates: Map<string, number[]> } | { skipped: string };
+  rounds: number;
+}
+
+/**
+ * `rounds` rounds; in each, every path at every batch size, each measurement paired with a PyTorch
+ * (1 thread) measurement of the same batch size right after it. `log` gets one line per measurement.
+ */
+export async function benchRounds(opts: { paths: PathSpec[]; batches?: number[]; rounds?: number; torch?: boolean; torchThreads?: number[]; log?: (s: string) => void }): Promise<RoundsResult> {
   const batches = opts.batches ?? [32, 512];
-  const rows: BenchRow[] = [];
-  const log = (r: BenchRow | null) => {
-    if (!r) return;
-    rows.push(r);
-    console.error(`  ${label(r).padEnd(34)} batch ${String(r.batch).padStart(4)}: ${Math.round(r.samplesPerSec).toLocaleString('en-US').padStart(9)} samples/s`);
+  const rounds = opts.rounds ?? ROUNDS;
+  const log = opts.log ?? (() => {});
+  const py = opts.torch === false ? null : findTorchPython();
+  const torch = py ? await TorchWorker.start(py) : null;
+  const results: PathResult[] = [];
+  for (const spec of opts.paths) for (const batch of batches) results.push({ spec, label: pathLabel(spec), batch, rates: [], ratios: [], cpuRatios: [] });
+  const torchRates = new Map<string, number[]>();
+  const torchName = (t: number) => `PyTorch ${torch?.version} (${t} thread${t > 1 ? 's' : ''})`;
+  const line = (r: number, label: string, batch: number, rate: number | null) =>
+    log(`round ${r}: ${label.padEnd(44)} batch ${String(batch).padStart(4)}: ${rate === null ? 'n/a' : Math.round(rate).toLocaleString('en-US').padStart(9)} samples/s`);
+  const torchMeasure = async (r: number, batch: number, threads: number): Promise<TorchRow> => {
+    const row = await torch!.worker.measure(batch, threads);
+    const key = `${batch}/${threads}`;
+    torchRates.set(key, [...(torchRates.get(key) ?? []), row.samplesPerSec]);
+    line(r, torchName(threads), batch, row.samplesPerSec);
+    return row;
   };
-  const blasOk = loadBlas().ok;
-  let hasNode = false;
   try {
-    require('@tensorflow/tfjs-node');
-    hasNode = true;
-  } catch {
-    /* not installed: expected here */
-  }
-  if (hasNode && (await useBackend('tensorflow'))) {
-    for (const b of batches) log(await benchPath('tensorflow', false, 'fit', b, null));
-  }
-  for (const backend of opts.backends ?? ['cpu', 'wasm']) {
-    if (!(await useBackend(backend))) continue;
-    for (const b of batches) {
-      if (!opts.quick || backend === 'wasm') log(await benchPath(backend, false, 'fit', b, null));
-      log(await benchPath(backend, false, 'lean', b, null));
-      if (blasOk) {
-        log(await benchPath(backend, true, 'fit', b, null));
-        for (const th of opts.quick ? [2] : [1, 2]) log(await benchPath(backend, true, 'lean', b, th));
+    for (let r = 1; r <= rounds; r++) {
+      for (const res of results) {
+        const m = await measurePath(res.spec, res.batch);
+        line(r, res.label, res.batch, m && m.rate);
+        if (m === null) continue;
+        res.rates.push(m.rate);
+        if (!torch) continue;
+        const t = await torchMeasure(r, res.batch, 1);
+        res.ratios.push(m.rate / t.samplesPerSec);
+        if (t.cpuSamplesPerSec) res.cpuRatios.push(m.cpuRate / t.cpuSamplesPerSec);
       }
+      if (torch) for (const t of (opts.torchThreads ?? [1]).filter((x) => x !== 1)) for (const b of batches) await torchMeasure(r, b, t);
     }
-    uninstallAcceleratedKernels(backend);
+  } finally {
+    torch?.worker.close();
   }
-  const torch = opts.torch === false ? null : benchTorch(batches, [1, 2]);
-  return { rows, torch };
+  return {
+    results,
+    torch: torch ? { version: torch.version, rates: torchRates } : { skipped: opts.torch === false ? 'not asked (--no-torch)' : 'no python3 with torch (apt-get install python3-torch)' },
+    rounds,
+  };
 }
 
-function label(r: BenchRow): string {
-  return `${r.backend}${r.blas ? `+BLAS(${r.threads}t)` : ''} ${r.step === 'fit' ? 'model.fit' : 'lean step'}`;
+const fmtRate = (v: number | undefined) => (v === undefined ? '—' : Math.round(v).toLocaleString('en-US'));
+const fmtRatio = (xs: number[]) => (xs.length ? `${median(xs).toFixed(2)}× (${Math.min(...xs).toFixed(2)}–${Math.max(...xs).toFixed(2)})` : '—');
+
+/**
+ * A Markdown table: per path, median samples/s, and the median ratio to PyTorch (range) at each batch
+ * size, by wall time and by CPU time (on a shared machine the second is the steadier one).
+ */
+export function roundsTable(r: RoundsResult, batches = [32, 512]): string {
+  const lines: string[] = [];
+  const cols = (f: (b: number) => string) => batches.map(f).join(' | ');
+  lines.push(`| path | ${cols((b) => `batch ${b}`)} | ${cols((b) => `÷ PyTorch 1t, batch ${b}`)} | ${cols((b) => `÷ PyTorch 1t by CPU time, batch ${b}`)} |`);
+  lines.push(`| --- | ${cols(() => '---:')} | ${cols(() => '---:')} | ${cols(() => '---:')} |`);
+  for (const label of [...new Set(r.results.map((x) => x.label))]) {
+    const at = (b: number) => r.results.find((x) => x.label === label && x.batch === b);
+    lines.push(`| ${label} | ${cols((b) => fmtRate(at(b)?.rates.length ? median(at(b)!.rates) : undefined))} | ${cols((b) => fmtRatio(at(b)?.ratios ?? []))} | ${cols((b) => fmtRatio(at(b)?.cpuRatios ?? []))} |`);
+  }
+  if ('rates' in r.torch) {
+    const threads = [...new Set([...r.torch.rates.keys()].map((k) => Number(k.split('/')[1])))];
+    for (const t of threads) {
+      const rates = r.torch.rates;
+      lines.push(`| PyTorch ${r.torch.version} (${t} thread${t > 1 ? 's' : ''}) | ${cols((b) => fmtRate(rates.get(`${b}/${t}`) ? median(rates.get(`${b}/${t}`)!) : undefined))} | ${cols(() => '')} | ${cols(() => '')} |`);
+    }
+  }
+  lines.push('');
+  lines.push(`Ratios: regtrain's rate over PyTorch's measured right after it, median over ${r.rounds} rounds (min–max).`);
+  return lines.join('\n');
 }
 
 async function main(): Promise<void> {
-  const quick = process.argv.includes('--quick');
-  const torchOn = !process.argv.includes('--no-torch');
-  console.error(`tfjs ${tf.version.tfjs}, node ${process.version}; BLAS: ${(() => { const b = loadBlas(); return b.ok ? `${b.library} ${b.config}` : b.reason; })()}`);
-  const t0 = performance.now();
-  const bi = process.argv.indexOf('--backends');
-  const backends = bi > 0 ? process.argv[bi + 1].split(',') : undefined;
-  const { rows, torch } = await benchTraining({ quick, torch: torchOn, backends });
-  const best = (b: number, t: number) => (torch && 'rows' in torch ? torch.rows.find((r) => r.batch === b && r.threads === t)?.samplesPerSec : undefined);
-  console.log('\n| path | batch 32 | batch 512 | vs torch 1t (32 / 512) |');
-  console.log('| --- | ---: | ---: | ---: |');
-  const labels = [...new Set(rows.map(label))];
-  const fmt = (v?: number) => (v == null ? '—' : Math.round(v).toLocaleString('en-US'));
-  for (const l of labels) {
-    const r32 = rows.find((r) => label(r) === l && r.batch === 32)?.samplesPerSec;
-    const r512 = rows.find((r) => label(r) === l && r.batch === 512)?.samplesPerSec;
-    const t32 = best(32, 1);
-    const t512 = best(512, 1);
-    const ratio = (a?: number, b?: number) => (a && b ? (a / b).toFixed(2) + '×' : '—');
-    console.log(`| ${l} | ${fmt(r32)} | ${fmt(r512)} | ${ratio(r32, t32)} / ${ratio(r512, t512)} |`);
-  }
-  if (torch && 'rows' in torch) {
-    for (const t of [1, 2]) console.log(`| PyTorch ${torch.version} (${t} thread${t > 1 ? 's' : ''}) | ${fmt(best(32, t))} | ${fmt(best(512, t))} | |`);
-  } else if (torch) {
-    console.log(`PyTorch: skipped (${torch.skipped})`);
-  }
-  console.log(`\n(${((performance.now() - t0) / 1000).toFixed(0)} s; median of ${REPEATS} × ~${SECONDS}s; random Fashion-MNIST-shaped data)`);
-  console.log(JSON.stringify({ rows, torch }));
+  tf.env().set('PROD', true);
+  const arg = (name: string) => {
+    const i = process.argv.indexOf(name);
+    return i > 0 ? process.argv[i + 1] : undefined;
+  };
+  const paths = await availablePaths({ quick: process.argv.includes('--quick'), backends: arg('--backends')?.split(',') });
+  const rounds = Number(arg('--rounds') ?? ROUNDS);
+  const r = await benchRounds({ paths, rounds, torch: !process.argv.includes('--no-torch'), log: (s) => console.error(s) });
+  console.log(roundsTable(r));
 }
 
 // NODE_TEST_CONTEXT: `node --test dist/test/` also loads files under test/bench; don't bench then.

@@ -1,0 +1,211 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as v8 from 'node:v8';
+
+/**
+ * regtrain's own single-precision GEMM in WebAssembly SIMD (gemm.wat), for when no native BLAS is
+ * there: C = act(op(A)·op(B) + bias), act = identity or relu, op(X) = X or Xᵀ, row-major.
+ *
+ * Two builds of the same kernels: gemm-relaxed.wasm multiplies-and-adds with relaxed SIMD's
+ * f32x4.relaxed_madd (one fused FMA on x64 CPUs with FMA3 and on arm64: ~1.6× the speed here), and
+ * gemm.wasm with f32x4.mul then f32x4.add. The relaxed build is used when the runtime validates it.
+ * Node 20's V8 (11.3) has relaxed SIMD complete but behind --experimental-wasm-relaxed-simd (it ships
+ * by default from V8 11.4, Node 22): there we turn that flag on before compiling, which only lets
+ * modules compiled afterwards use the new instructions, and check again. REGTRAIN_RELAXED_SIMD=off
+ * keeps the plain build (and leaves V8's flags alone).
+ *
+ * Results: each C element is the float32 chain Σ over k in order (see gemm.wat), so identical on
+ * every run and independent of blocking and alignment; the plain build equals the naive loop
+ * `c = fround(c + fround(a·b))` bit for bit. The relaxed build rounds once per multiply-add where the
+ * CPU fuses (FMA), so it differs from the plain build by float32 rounding.
+ *
+ * - `chooseWasmGemm()` picks the build (or says why there is none: not built, REGTRAIN_SIMD=off).
+ * - `heapGemm(kind, memory, malloc)` runs on a wasm memory the caller owns (tfjs-wasm's heap: tensors
+ *   are read and written where they live; addresses are byte offsets).
+ * - `arrayGemm(kind)` runs on Float32Arrays (the cpu backend), copying them into a private memory.
+ * Both return { reason } when the build cannot be compiled, the memory cannot be imported (shared), or
+ * the smoke test fails.
+ */
+
+export type WasmGemmKind = 'wasm-simd' | 'wasm-relaxed-simd';
+
+interface GemmExports {
+  gemm(tA: number, tB: number, m: number, n: number, k: number, a: number, lda: number, b: number, ldb: number, c: number, ldc: number, bias: number, relu: number, scratch: number): void;
+  scratchBytes(): number;
+}
+
+// The ES2022 lib has no WebAssembly types (they come with DOM); the few used here:
+// eslint-disable-next-line @typescript-eslint/no-namespace -- an ambient declaration of a global, not a module
+declare namespace WebAssembly {
+  class Memory {
+    constructor(desc: { initial: number; maximum?: number });
+    readonly buffer: ArrayBuffer;
+    grow(pages: number): number;
+  }
+  class Module {
+    constructor(bytes: Uint8Array);
+  }
+  class Instance {
+    constructor(module: Module, imports: object);
+    readonly exports: Record<string, unknown>;
+  }
+  function validate(bytes: Uint8Array): boolean;
+}
+
+/** On a caller's memory: byte addresses; `bias` 0 = none. */
+export interface HeapGemm {
+  kind: WasmGemmKind;
+  gemm(tA: boolean, tB: boolean, m: number, n: number, k: number, a: number, lda: number, b: number, ldb: number, c: number, ldc: number, bias: number, relu: boolean): void;
+}
+
+/** A float32 matrix operand: the array and the element offset where the matrix starts. */
+export interface FloatsAt {
+  base: Float32Array;
+  offset: number;
+}
+
+/** On Float32Arrays (copied in and out of a private memory). */
+export interface ArrayGemm {
+  kind: WasmGemmKind;
+  gemm(tA: boolean, tB: boolean, m: number, n: number, k: number, a: FloatsAt, lda: number, b: FloatsAt, ldb: number, c: FloatsAt, ldc: number, bias: FloatsAt | null, relu: boolean): void;
+}
+
+/** How many GEMMs the wasm kernels ran (for tests and benchmarks: proof the path was taken). */
+export const wasmGemmStats = { calls: 0 };
+
+function offByEnv(name: string): boolean {
+  return /^(off|0|false|no)$/i.test(process.env[name] ?? '');
+}
+
+const modules = new Map<WasmGemmKind, WebAssembly.Module | string>();
+
+function readModule(kind: WasmGemmKind): WebAssembly.Module | string {
+  const known = modules.get(kind);
+  if (known) return known;
+  let result: WebAssembly.Module | string;
+  try {
+    const bytes = fs.readFileSync(path.join(__dirname, kind === 'wasm-relaxed-simd' ? 'gemm-relaxed.wasm' : 'gemm.wasm'));
+    if (kind === 'wasm-relaxed-simd' && !WebAssembly.validate(bytes)) {
+      // V8 11.3 (Node 20): relaxed SIMD is behind a flag; V8 ≥ 11.4 validates without it.
+      v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
+      if (!WebAssembly.validate(bytes)) throw new Error('this runtime has no relaxed SIMD');
+    }
+    result = new WebAssembly.Module(bytes);
+  } catch (e) {
+    result = (e as Error).message.split('\n')[0]!;
+  }
+  modules.set(kind, result);
+  return result;
+}
+
+/** The build to use: relaxed SIMD unless switched off (REGTRAIN_RELAXED_SIMD=off) or unavailable. */
+export function chooseWasmGemm(): { kind: WasmGemmKind } | { reason: string } {
+  if (offByEnv('REGTRAIN_SIMD')) return { reason: 'disabled by REGTRAIN_SIMD' };
+  if (!offByEnv('REGTRAIN_RELAXED_SIMD') && typeof readModule('wasm-relaxed-simd') !== 'string') return { kind: 'wasm-relaxed-simd' };
+  const plain = readModule('wasm-simd');
+  if (typeof plain === 'string') return { reason: `no wasm GEMM (${plain})` };
+  return { kind: 'wasm-simd' };
+}
+
+/** [[1,2],[3,4]]·[[5,6],[7,8]] + [1,−50] with relu = [[20,0],[44,0]] (exact in float32). */
+function smokeTest(run: (a: Float32Array, b: Float32Array, bias: Float32Array, c: Float32Array) => void): boolean {
+  const c = new Float32Array(4);
+  run(new Float32Array([1, 2, 3, 4]), new Float32Array([5, 6, 7, 8]), new Float32Array([1, -50]), c);
+  return c[0] === 20 && c[1] === 0 && c[2] === 44 && c[3] === 0;
+}
+
+const heapCache = new Map<WebAssembly.Memory, Partial<Record<WasmGemmKind, HeapGemm | string>>>();
+
+/**
+ * The GEMM on `memory` (tfjs-wasm's heap), with its packing scratch from `malloc` (kept for the
+ * process's life: ~400 KB per build used). Cached per memory and build.
+ */
+export function heapGemm(kind: WasmGemmKind, memory: WebAssembly.Memory, malloc: (bytes: number) => number): HeapGemm | { reason: string } {
+  const module = readModule(kind);
+  if (typeof module === 'string') return { reason: module };
+  const chosen = { kind, module };
+  const perKind = heapCache.get(memory) ?? {};
+  heapCache.set(memory, perKind);
+  const known = perKind[chosen.kind];
+  if (known) return typeof known === 'string' ? { reason: known } : known;
+  let made: HeapGemm | string;
+  try {
+    const ex = new WebAssembly.Instance(chosen.module, { env: { memory } }).exports as unknown as GemmExports;
+    // The scratch, then 64 bytes for the smoke test's operands.
+    const scratch = (malloc(ex.scratchBytes() + 64 + 16) + 15) & ~15;
+    if (scratch <= 16) throw new Error('no memory for the GEMM scratch');
+    const g: HeapGemm = {
+      kind: chosen.kind,
+      gemm(tA, tB, m, n, k, a, lda, b, ldb, c, ldc, bias, relu) {
+        ex.gemm(+tA, +tB, m, n, k, a, lda, b, ldb, c, ldc, bias, +relu, scratch);
+        wasmGemmStats.calls++;
+      },
+    };
+    const tmp = scratch + ex.scratchBytes();
+    const ok = smokeTest((a, b, bias, c) => {
+      const f = new Float32Array(memory.buffer, tmp, 12);
+      f.set(a, 0);
+      f.set(b, 4);
+      f.set(bias, 8);
+      g.gemm(false, false, 2, 2, 2, tmp, 2, tmp + 16, 2, tmp + 40, 2, tmp + 32, true);
+      c.set(new Float32Array(memory.buffer, tmp + 40, 4));
+    });
+    wasmGemmStats.calls--;
+    if (!ok) throw new Error(`the ${chosen.kind} GEMM failed its smoke test`);
+    made = g;
+  } catch (e) {
+    made = (e as Error).message.split('\n')[0]!; // e.g. a shared memory (threaded tfjs-wasm) we cannot import as declared
+  }
+  perKind[chosen.kind] = made;
+  return typeof made === 'string' ? { reason: made } : made;
+}
+
+const arrayCache: Partial<Record<WasmGemmKind, ArrayGemm | string>> = {};
+
+/** The GEMM for Float32Arrays: operands are copied into a private wasm memory and C copied back. */
+export function arrayGemm(kind: WasmGemmKind): ArrayGemm | { reason: string } {
+  const module = readModule(kind);
+  if (typeof module === 'string') return { reason: module };
+  const chosen = { kind, module };
+  const known = arrayCache[kind];
+  if (known) return typeof known === 'string' ? { reason: known } : known;
+  let made: ArrayGemm | string;
+  try {
+    const memory = new WebAssembly.Memory({ initial: 16 });
+    const ex = new WebAssembly.Instance(chosen.module, { env: { memory } }).exports as unknown as GemmExports;
+    const scratch = 16; // address 0 stays unused: bias 0 means "no bias"
+    const data = (scratch + ex.scratchBytes() + 15) & ~15;
+    const g: ArrayGemm = {
+      kind: chosen.kind,
+      gemm(tA, tB, m, n, k, a, lda, b, ldb, c, ldc, bias, relu) {
+        // Extents of each operand as stored (rows × leading dimension, the last row only as wide as used).
+        const aLen = tA ? (k - 1) * lda + m : (m - 1) * lda + k;
+        const bLen = tB ? (n - 1) * ldb + k : (k - 1) * ldb + n;
+        const cLen = (m - 1) * ldc + n;
+        const pa = data;
+        const pb = (pa + 4 * aLen + 15) & ~15;
+        const pbias = (pb + 4 * bLen + 15) & ~15;
+        const pc = (pbias + 4 * (bias ? n : 0) + 15) & ~15;
+        const end = pc + 4 * cLen;
+        if (end > memory.buffer.byteLength) memory.grow(Math.ceil((end - memory.buffer.byteLength) / 65536));
+        const f = new Float32Array(memory.buffer);
+        f.set(a.base.subarray(a.offset, a.offset + aLen), pa >>> 2);
+        f.set(b.base.subarray(b.offset, b.offset + bLen), pb >>> 2);
+        if (bias) f.set(bias.base.subarray(bias.offset, bias.offset + n), pbias >>> 2);
+        ex.gemm(+tA, +tB, m, n, k, pa, lda, pb, ldb, pc, ldc, bias ? pbias : 0, +relu, scratch);
+        wasmGemmStats.calls++;
+        // Rows of C between the n used columns (ldc > n) are not ours to overwrite: copy row by row then.
+        if (ldc === n) c.base.set(f.subarray(pc >>> 2, (pc >>> 2) + cLen), c.offset);
+        else for (let i = 0; i < m; i++) c.base.set(f.subarray((pc >>> 2) + i * ldc, (pc >>> 2) + i * ldc + n), c.offset + i * ldc);
+      },
+    };
+    const ok = smokeTest((a, b, bias, c) => g.gemm(false, false, 2, 2, 2, { base: a, offset: 0 }, 2, { base: b, offset: 0 }, 2, { base: c, offset: 0 }, 2, { base: bias, offset: 0 }, true));
+    wasmGemmStats.calls--;
+    if (!ok) throw new Error(`the ${chosen.kind} GEMM failed its smoke test`);
+    made = g;
+  } catch (e) {
+    made = (e as Error).message.split('\n')[0]!;
+  }
+  arrayCache[kind] = made;
+  return typeof made === 'string' ? { reason: made } : made;
+}

@@ -1,0 +1,465 @@
+/**
+ * Issue 11: regtrain's WebAssembly SIMD GEMM (src/accel/gemm.wat, gemm.ts) under tfjs's
+ * BatchMatMul/_FusedMatMul, for when no native BLAS is there.
+ *
+ * Error bound used against the float64 reference: a float32 sum of K products, plus the bias, in
+ * any fixed order, is within γ·(Σ_k |a_ik·b_kj| + |bias_j|) of the exact value, γ = (K + 1)·2⁻²⁴
+ * (relu cannot increase it). Every element is checked against its own bound.
+ * The plain-SIMD build must equal the naive float32 loop c = fround(c + fround(a·b)) bit for bit.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as zlib from 'node:zlib';
+import * as tf from '@tensorflow/tfjs';
+import { loadBlas } from '../src/accel/blas';
+import { chooseWasmGemm, heapGemm, wasmGemmStats, type WasmGemmKind } from '../src/accel/gemm';
+import { accelStats, installAcceleratedKernels, installedGemm, uninstallAcceleratedKernels } from '../src/accel/kernels';
+import { createLeanStep } from '../src/accel/step';
+import { parseIdx, IDX_MAGIC_IMAGES, IDX_MAGIC_LABELS } from '../src/data/idx';
+import { bindSpec } from '../src/model';
+import { validateSpec } from '../src/spec';
+import { createReferenceStep } from '../src/train';
+import { buildTutorialModel, TUTORIAL_PENALTIES } from './bench/tutorial-model';
+
+const U = 2 ** -24;
+const STEP_TOL = 1e-5;
+const DEBIAN_DIR = '/usr/share/datasets/fashion-mnist';
+
+let wasmReady: boolean | null = null;
+async function useBackend(name: 'cpu' | 'wasm'): Promise<boolean> {
+  if (name === 'wasm' && wasmReady === null) {
+    try {
+      const wasm = await import('@tensorflow/tfjs-backend-wasm');
+      const dir = path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm/package.json'));
+      wasm.setWasmPaths(path.join(dir, 'dist') + path.sep);
+      wasmReady = await tf.setBackend('wasm');
+    } catch (e) {
+      console.log(`# gemm: wasm backend unavailable: ${(e as Error).message}`);
+      wasmReady = false;
+    }
+  }
+  if (name === 'wasm' && !wasmReady) return false;
+  await tf.setBackend(name);
+  await tf.ready();
+  return tf.getBackend() === name;
+}
+
+/** Runs fn with environment variables set (undefined = unset), restoring them after. */
+function withEnv<T>(vars: Record<string, string | undefined>, fn: () => T): T {
+  const saved = Object.fromEntries(Object.keys(vars).map((k) => [k, process.env[k]]));
+  const set = (v: Record<string, string | undefined>) => {
+    for (const [k, x] of Object.entries(v)) {
+      if (x === undefined) delete process.env[k];
+      else process.env[k] = x;
+    }
+  };
+  set(vars);
+  try {
+    return fn();
+  } finally {
+    set(saved);
+  }
+}
+
+const relaxedAvailable = withEnv({ REGTRAIN_SIMD: undefined, REGTRAIN_RELAXED_SIMD: undefined }, () => {
+  const c = chooseWasmGemm();
+  return 'kind' in c && c.kind === 'wasm-relaxed-simd';
+});
+const BUILDS: Array<{ kind: WasmGemmKind; skip: string | false }> = [
+  { kind: 'wasm-relaxed-simd', skip: relaxedAvailable ? false : 'this runtime has no relaxed SIMD' },
+  { kind: 'wasm-simd', skip: false },
+];
+
+const BEST_BUILD: WasmGemmKind = relaxedAvailable ? 'wasm-relaxed-simd' : 'wasm-simd';
+
+/** Installs only the wasm GEMM of the given build on `backend` (REGTRAIN_RELAXED_SIMD=off for the plain one). */
+function installWasmGemm(backend: 'cpu' | 'wasm', kind: WasmGemmKind): void {
+  uninstallAcceleratedKernels(backend);
+  const r = withEnv({ REGTRAIN_RELAXED_SIMD: kind === 'wasm-simd' ? 'off' : undefined }, () => installAcceleratedKernels(backend, { gemm: 'wasm' }));
+  assert.equal(r.gemm, kind, r.gemmReason);
+  assert.equal(installedGemm(backend), kind);
+}
+
+interface Case {
+  m: number;
+  k: number;
+  n: number;
+  tA: boolean;
+  tB: boolean;
+}
+/** M×K×N: a single element, odd small sizes, a batch of 33 into the tutorial's first layer, a batch of 512 into its second. */
+const SHAPES: Array<[number, number, number]> = [
+  [1, 1, 1],
+  [7, 13, 5],
+  [33, 784, 200],
+  [512, 200, 100],
+];
+const TRANSPOSES: Array<[boolean, boolean]> = [
+  [false, false],
+  [true, false],
+  [false, true],
+  [true, true],
+];
+const caseName = (c: Case) => `${c.m}×${c.k}×${c.n} ${c.tA ? 'T' : 'N'}${c.tB ? 'T' : 'N'}`;
+
+/** op(A)[i,k] and op(B)[k,j] from row-major storage. */
+const opA = (A: Float32Array, c: Case, i: number, k: number) => (c.tA ? A[k * c.m + i]! : A[i * c.k + k]!);
+const opB = (B: Float32Array, c: Case, k: number, j: number) => (c.tB ? B[j * c.k + k]! : B[k * c.n + j]!);
+
+/** Asserts every element of got is within its float32 rounding bound of the float64 value. */
+function assertNearExact(got: Float32Array, A: Float32Array, B: Float32Array, bias: Float32Array | null, relu: boolean, c: Case, what: string): void {
+  const gamma = (c.k + 1) * U * 1.0001;
+  for (let i = 0; i < c.m; i++) {
+    for (let j = 0; j < c.n; j++) {
+      let exact = bias ? bias[j]! : 0;
+      let mag = bias ? Math.abs(bias[j]!) : 0;
+      for (let k = 0; k < c.k; k++) {
+        const p = opA(A, c, i, k) * opB(B, c, k, j);
+        exact += p;
+        mag += Math.abs(p);
+      }
+      if (relu) exact = Math.max(exact, 0);
+      const g = got[i * c.n + j]!;
+      if (!(Math.abs(g - exact) <= gamma * mag)) assert.fail(`${what}: C[${i},${j}] = ${g}, exact ${exact}, bound ${gamma * mag}`);
+    }
+  }
+}
+
+/** The naive loop in float32: c = fround(c + fround(a·b)) over k in order, then + bias, then relu. */
+function naiveFloat32(A: Float32Array, B: Float32Array, bias: Float32Array | null, relu: boolean, c: Case): Float32Array {
+  const C = new Float32Array(c.m * c.n);
+  for (let i = 0; i < c.m; i++) {
+    for (let j = 0; j < c.n; j++) {
+      let s = 0;
+      for (let k = 0; k < c.k; k++) s = Math.fround(s + Math.fround(opA(A, c, i, k) * opB(B, c, k, j)));
+      if (bias) s = Math.fround(s + bias[j]!);
+      C[i * c.n + j] = relu ? Math.max(s, 0) : s;
+    }
+  }
+  return C;
+}
+
+/** Operands for a case, seeded; the bias is shifted negative so relu zeroes a good share of C. */
+function operands(c: Case, seed: number): { a: tf.Tensor2D; b: tf.Tensor2D; bias: tf.Tensor1D } {
+  return {
+    a: tf.randomNormal(c.tA ? [c.k, c.m] : [c.m, c.k], 0, 1, 'float32', seed),
+    b: tf.randomNormal(c.tB ? [c.n, c.k] : [c.k, c.n], 0, 1, 'float32', seed + 1),
+    bias: tf.randomNormal([c.n], -0.5, 2, 'float32', seed + 2),
+  };
+}
+
+type Epilogue = 'matMul' | 'bias' | 'bias+relu';
+const EPILOGUES: Epilogue[] = ['matMul', 'bias', 'bias+relu'];
+
+/** Runs one product through tfjs (BatchMatMul for 'matMul', _FusedMatMul otherwise); returns C and how many wasm GEMMs ran. */
+function product(c: Case, o: ReturnType<typeof operands>, e: Epilogue): { C: Float32Array; gemms: number } {
+  const before = accelStats.wasmGemmCalls;
+  const out =
+    e === 'matMul'
+      ? tf.matMul(o.a, o.b, c.tA, c.tB)
+      : tf.fused.matMul({ a: o.a, b: o.b, transposeA: c.tA, transposeB: c.tB, bias: o.bias, activation: e === 'bias+relu' ? 'relu' : 'linear' });
+  const C = out.dataSync() as Float32Array;
+  out.dispose();
+  return { C, gemms: accelStats.wasmGemmCalls - before };
+}
+
+for (const backend of ['wasm', 'cpu'] as const) {
+  for (const build of BUILDS) {
+    test(`${backend}, ${build.kind}: every transposition case with every epilogue is within float32 rounding of a float64 reference on odd shapes`, { skip: build.skip }, async (t) => {
+      if (!(await useBackend(backend))) return t.skip(`${backend} backend unavailable`);
+      installWasmGemm(backend, build.kind);
+      try {
+        let seed = 10;
+        for (const [m, k, n] of SHAPES) {
+          for (const [tA, tB] of TRANSPOSES) {
+            const c = { m, k, n, tA, tB };
+            const o = operands(c, (seed += 3));
+            const A = o.a.dataSync() as Float32Array;
+            const B = o.b.dataSync() as Float32Array;
+            const bias = o.bias.dataSync() as Float32Array;
+            for (const e of EPILOGUES) {
+              const r = product(c, o, e);
+              const what = `${backend} ${build.kind} ${caseName(c)} ${e}`;
+              assert.equal(r.gemms, 1, `${what}: the wasm GEMM did not run`);
+              assertNearExact(r.C, A, B, e === 'matMul' ? null : bias, e === 'bias+relu', c, what);
+            }
+            tf.dispose([o.a, o.b, o.bias]);
+          }
+        }
+      } finally {
+        uninstallAcceleratedKernels(backend);
+      }
+    });
+  }
+}
+
+test('wasm, wasm-simd (relaxed SIMD forced off): results equal the naive float32 loop bit for bit', async (t) => {
+  if (!(await useBackend('wasm'))) return t.skip('wasm backend unavailable');
+  installWasmGemm('wasm', 'wasm-simd');
+  try {
+    for (const [m, k, n] of SHAPES.slice(0, 3)) {
+      for (const [tA, tB] of TRANSPOSES) {
+        const c = { m, k, n, tA, tB };
+        const o = operands(c, 77);
+        const want = naiveFloat32(o.a.dataSync() as Float32Array, o.b.dataSync() as Float32Array, o.bias.dataSync() as Float32Array, true, c);
+        const r = product(c, o, 'bias+relu');
+        assert.equal(r.gemms, 1);
+        assert.deepEqual(r.C, want, caseName(c));
+        tf.dispose([o.a, o.b, o.bias]);
+      }
+    }
+  } finally {
+    uninstallAcceleratedKernels('wasm');
+  }
+});
+
+test('wasm: the same product gives identical bits on every run and at every alignment of its operands', async (t) => {
+  if (!(await useBackend('wasm'))) return t.skip('wasm backend unavailable');
+  const wasm = (tf.backend() as unknown as { wasm: { asm: { memory: unknown }; _malloc(n: number): number; _free(p: number): void; HEAPF32: Float32Array } }).wasm;
+  const c: Case = { m: 37, k: 301, n: 29, tA: false, tB: true };
+  const o = operands(c, 5);
+  const A = o.a.dataSync() as Float32Array;
+  const B = o.b.dataSync() as Float32Array;
+  const bias = o.bias.dataSync() as Float32Array;
+  tf.dispose([o.a, o.b, o.bias]);
+  for (const build of BUILDS) {
+    if (build.skip) continue;
+    const g = heapGemm(build.kind, wasm.asm.memory as Parameters<typeof heapGemm>[1], (n) => wasm._malloc(n));
+    if ('reason' in g) assert.fail(g.reason);
+    const results: Float32Array[] = [];
+    // Each operand 0–3 floats past a 16-byte boundary (every misalignment), twice over.
+    for (const shift of [0, 1, 2, 3, 0, 1, 2, 3]) {
+      const floats = A.length + B.length + bias.length + c.m * c.n + 4 * 16;
+      const block = wasm._malloc(4 * floats);
+      const base = (((block + 15) & ~15) >>> 2) + shift;
+      const pa = base;
+      const pb = pa + A.length + 4 + shift;
+      const pbias = pb + B.length + 4 + shift;
+      const pc = pbias + bias.length + 4 + shift;
+      wasm.HEAPF32.set(A, pa);
+      wasm.HEAPF32.set(B, pb);
+      wasm.HEAPF32.set(bias, pbias);
+      g.gemm(c.tA, c.tB, c.m, c.n, c.k, 4 * pa, c.k, 4 * pb, c.k, 4 * pc, c.n, 4 * pbias, true);
+      results.push(wasm.HEAPF32.slice(pc, pc + c.m * c.n));
+      wasm._free(block);
+    }
+    for (const r of results.slice(1)) assert.deepEqual(r, results[0], build.kind);
+    assertNearExact(results[0]!, A, B, bias, true, c, build.kind);
+  }
+});
+
+const blas = loadBlas();
+test('wasm: the wasm GEMM agrees with OpenBLAS to float32 rounding', { skip: blas.ok ? false : `OpenBLAS unavailable: ${(blas as { reason: string }).reason}` }, async (t) => {
+  if (!(await useBackend('wasm'))) return t.skip('wasm backend unavailable');
+  for (const build of BUILDS) {
+    if (build.skip) continue;
+    for (const [m, k, n] of SHAPES) {
+      for (const [tA, tB] of TRANSPOSES) {
+        const c = { m, k, n, tA, tB };
+        const o = operands(c, 40);
+        uninstallAcceleratedKernels('wasm');
+        assert.equal(installAcceleratedKernels('wasm', { gemm: 'openblas' }).gemm, 'openblas');
+        const before = accelStats.blasCalls;
+        const viaBlas = tf.fused.matMul({ a: o.a, b: o.b, transposeA: tA, transposeB: tB, bias: o.bias, activation: 'relu' });
+        assert.equal(accelStats.blasCalls - before, 1);
+        installWasmGemm('wasm', build.kind);
+        const viaWasm = product(c, o, 'bias+relu');
+        assert.equal(viaWasm.gemms, 1);
+        // Both are within γ·Σ|a·b| of the exact value, so within 2γ·Σ|a·b| of each other.
+        const A = o.a.dataSync() as Float32Array;
+        const B = o.b.dataSync() as Float32Array;
+        const bias = o.bias.dataSync() as Float32Array;
+        const X = viaBlas.dataSync() as Float32Array;
+        const gamma = 2 * (k + 1) * U * 1.0001;
+        for (let i = 0; i < m; i++) {
+          for (let j = 0; j < n; j++) {
+            let mag = Math.abs(bias[j]!);
+            for (let q = 0; q < k; q++) mag += Math.abs(opA(A, c, i, q) * opB(B, c, q, j));
+            const d = Math.abs(viaWasm.C[i * n + j]! - X[i * n + j]!);
+            if (!(d <= gamma * mag)) assert.fail(`${build.kind} ${caseName(c)}: C[${i},${j}] wasm ${viaWasm.C[i * n + j]} vs OpenBLAS ${X[i * n + j]}`);
+          }
+        }
+        tf.dispose([o.a, o.b, o.bias, viaBlas]);
+      }
+    }
+  }
+  uninstallAcceleratedKernels('wasm');
+});
+
+test('wasm: batched products (shared or per-batch operands) run on the wasm GEMM; other activations and broadcasts go to tfjs\'s kernels', async (t) => {
+  if (!(await useBackend('wasm'))) return t.skip('wasm backend unavailable');
+  const cases: Array<[number[], number[], boolean]> = [
+    [[3, 7, 13], [1, 13, 5], false], // B shared: the three A's stacked into one product
+    [[1, 7, 13], [3, 13, 5], false], // A shared
+    [[3, 13, 7], [3, 13, 5], true], // per batch, Aᵀ
+    [[2, 3, 7, 13], [13, 5], false],
+  ];
+  const refs = cases.map(([as, bs, tA]) => tf.tidy(() => tf.matMul(tf.randomNormal(as, 0, 1, 'float32', 1), tf.randomNormal(bs, 0, 1, 'float32', 2), tA, false).dataSync()));
+  installWasmGemm('wasm', BEST_BUILD);
+  try {
+    cases.forEach(([as, bs, tA], i) => {
+      tf.tidy(() => {
+        const before = accelStats.wasmGemmCalls;
+        const got = tf.matMul(tf.randomNormal(as, 0, 1, 'float32', 1), tf.randomNormal(bs, 0, 1, 'float32', 2), tA, false).dataSync();
+        assert.equal(accelStats.wasmGemmCalls - before, 1, `${as} × ${bs}`);
+        let d = 0;
+        let mx = 0;
+        for (let j = 0; j < got.length; j++) {
+          d = Math.max(d, Math.abs(got[j]! - refs[i]![j]!));
+          mx = Math.max(mx, Math.abs(refs[i]![j]!));
+        }
+        assert.ok(d <= 1e-5 * mx, `${as} × ${bs}: max |Δ| ${d}`);
+      });
+    });
+    tf.tidy(() => {
+      const beforeGemm = accelStats.wasmGemmCalls;
+      const beforeFallback = accelStats.fallbacks;
+      // An activation the GEMM does not apply: ones(2×3)·ones(3×2) + [−5, 0] = [−2, 3] per row, through elu.
+      const elu = tf.fused.matMul({ a: tf.ones([2, 3]), b: tf.ones([3, 2]), bias: tf.tensor1d([-5, 0]), activation: 'elu' }).dataSync();
+      [Math.expm1(-2), 3, Math.expm1(-2), 3].forEach((v, i) => assert.ok(Math.abs(elu[i]! - v) <= 1e-6, `elu ${i}: ${elu[i]} vs ${v}`));
+      // Batch dims [2,1] × [1,2]: each operand repeats along a different axis, which the plan does not take.
+      const cross = tf.matMul(tf.ones([2, 1, 3, 4]), tf.ones([1, 2, 4, 5]));
+      assert.deepEqual(cross.shape, [2, 2, 3, 5]);
+      assert.ok(Array.from(cross.dataSync()).every((v) => v === 4));
+      assert.equal(accelStats.wasmGemmCalls, beforeGemm);
+      assert.equal(accelStats.fallbacks - beforeFallback, 2);
+    });
+  } finally {
+    uninstallAcceleratedKernels('wasm');
+  }
+});
+
+test('the installed GEMM is OpenBLAS when it loads, else the wasm GEMM, else none; installedGemm says which', async (t) => {
+  if (!(await useBackend('wasm'))) return t.skip('wasm backend unavailable');
+  const reinstall = (env: Record<string, string | undefined>) =>
+    withEnv(env, () => {
+      uninstallAcceleratedKernels('wasm');
+      loadBlas({ reload: true });
+      return installAcceleratedKernels('wasm');
+    });
+  try {
+    if (blas.ok) {
+      const r = reinstall({});
+      assert.equal(r.gemm, 'openblas');
+      assert.equal(r.installed, true);
+    }
+    const noBlas = reinstall({ REGTRAIN_BLAS: 'off' });
+    assert.equal(noBlas.installed, false);
+    assert.equal(noBlas.gemm, BEST_BUILD);
+    assert.equal(noBlas.reason, 'disabled by REGTRAIN_BLAS');
+    assert.equal(noBlas.gemmReason, `${noBlas.gemm} GEMM`);
+    assert.equal(installedGemm('wasm'), noBlas.gemm);
+    const plain = reinstall({ REGTRAIN_BLAS: 'off', REGTRAIN_RELAXED_SIMD: 'off' });
+    assert.equal(plain.gemm, 'wasm-simd');
+    const none = reinstall({ REGTRAIN_BLAS: 'off', REGTRAIN_SIMD: 'off' });
+    assert.equal(none.gemm, null);
+    assert.equal(none.reason, 'disabled by REGTRAIN_BLAS');
+    assert.equal(none.gemmReason, 'disabled by REGTRAIN_SIMD');
+    assert.deepEqual(none.kernels, ['Slice']);
+    assert.equal(installedGemm('wasm'), null);
+    uninstallAcceleratedKernels('wasm');
+    assert.equal(installedGemm('wasm'), null);
+  } finally {
+    uninstallAcceleratedKernels('wasm');
+    loadBlas({ reload: true });
+  }
+});
+
+/** The first n real Fashion-MNIST training images (x/255) and labels, from Debian's dataset package. */
+function realImages(n: number): { x: tf.Tensor3D; y: tf.Tensor1D } | null {
+  const file = (name: string) => path.join(DEBIAN_DIR, `${name}.gz`);
+  if (!fs.existsSync(file('train-images-idx3-ubyte'))) return null;
+  const img = parseIdx(zlib.gunzipSync(fs.readFileSync(file('train-images-idx3-ubyte'))), 'train images', { magic: IDX_MAGIC_IMAGES });
+  const lab = parseIdx(zlib.gunzipSync(fs.readFileSync(file('train-labels-idx1-ubyte'))), 'train labels', { magic: IDX_MAGIC_LABELS });
+  const x = new Float32Array(n * 784);
+  for (let i = 0; i < x.length; i++) x[i] = img.data[i]! / 255;
+  return { x: tf.tensor3d(x, [n, 28, 28]), y: tf.tensor1d(Float32Array.from(lab.data.subarray(0, n)), 'float32') };
+}
+
+const TUTORIAL_SPEC = validateSpec({
+  name: 'tutorial',
+  model: {
+    layers: [
+      { flatten: {} },
+      { dense: { units: 200, activation: 'relu', kernelRegularizer: { l1: 0.01 } } },
+      { dense: { units: 100, activation: 'relu', kernelRegularizer: { l2: 0.001 } } },
+      { dense: { units: 50, activation: 'relu', kernelRegularizer: { l1: 0.01, l2: 0.01 } } },
+      { dense: { units: 10, activation: 'softmax' } },
+    ],
+  },
+});
+
+const STEP_CASES: Array<{ backend: 'cpu' | 'wasm'; kind: WasmGemmKind; momentum: number }> = [
+  { backend: 'wasm', kind: 'wasm-relaxed-simd', momentum: 0 },
+  { backend: 'wasm', kind: 'wasm-simd', momentum: 0 },
+  { backend: 'wasm', kind: 'wasm-relaxed-simd', momentum: 0.9 },
+  { backend: 'cpu', kind: 'wasm-relaxed-simd', momentum: 0 },
+];
+
+for (const c of STEP_CASES) {
+  const skip = !fs.existsSync(DEBIAN_DIR) ? `${DEBIAN_DIR} not found (install Debian's dataset-fashion-mnist)` : c.kind === 'wasm-relaxed-simd' && !relaxedAvailable ? 'this runtime has no relaxed SIMD' : false;
+  test(`${c.backend} without OpenBLAS: the lean step on the ${c.kind} GEMM equals tfjs's reference step after 20 steps on real images (momentum ${c.momentum})`, { skip }, async (t) => {
+    if (!(await useBackend(c.backend))) return t.skip(`${c.backend} backend unavailable`);
+    const B = 64;
+    const steps = 20;
+    const data = realImages(B * steps)!;
+    const opts = { learningRate: 0.01, momentum: c.momentum, nesterov: false };
+    const batches = (fn: (xb: tf.Tensor3D, yb: tf.Tensor1D) => void) => {
+      for (let s = 0; s < steps; s++) {
+        const xb = data.x.slice(s * B, B);
+        const yb = data.y.slice(s * B, B);
+        fn(xb, yb);
+        tf.dispose([xb, yb]);
+      }
+    };
+    // The reference: tfjs autodiff on tfjs's own kernels.
+    uninstallAcceleratedKernels(c.backend);
+    const ref = buildTutorialModel(21, opts);
+    const refStep = createReferenceStep(bindSpec(ref, TUTORIAL_SPEC), opts);
+    batches((xb, yb) => {
+      const yi = yb.cast('int32') as tf.Tensor1D;
+      refStep.run(xb, yi, 0);
+      yi.dispose();
+    });
+    // The lean step with REGTRAIN_BLAS=off: `auto` must pick the wasm GEMM.
+    withEnv({ REGTRAIN_BLAS: 'off', REGTRAIN_RELAXED_SIMD: c.kind === 'wasm-simd' ? 'off' : undefined }, () => {
+      loadBlas({ reload: true });
+      const r = installAcceleratedKernels(c.backend);
+      assert.equal(r.gemm, c.kind, r.gemmReason);
+    });
+    try {
+      const lean = buildTutorialModel(21, opts);
+      const step = createLeanStep(lean, opts, TUTORIAL_PENALTIES);
+      if ('unsupported' in step) throw new Error(step.unsupported);
+      const calls = wasmGemmStats.calls;
+      const fallbacks = accelStats.fallbacks;
+      batches((xb, yb) => step.run(xb, yb));
+      // Each step: 4 forward, 4 weight-gradient, 4 bias-gradient and 3 input-gradient products.
+      assert.equal(wasmGemmStats.calls - calls, 15 * steps);
+      assert.equal(accelStats.fallbacks, fallbacks);
+      const wr = ref.getWeights();
+      const wl = lean.getWeights();
+      wr.forEach((w, i) => {
+        const a = w.dataSync();
+        const b = wl[i]!.dataSync();
+        let d = 0;
+        let mx = 0;
+        for (let j = 0; j < a.length; j++) {
+          d = Math.max(d, Math.abs(a[j]! - b[j]!));
+          mx = Math.max(mx, Math.abs(a[j]!));
+        }
+        assert.ok(d <= STEP_TOL * mx, `weight ${i} ${w.shape}: max |Δ| ${d} > ${STEP_TOL}·${mx}`);
+      });
+      step.dispose();
+      lean.dispose();
+    } finally {
+      uninstallAcceleratedKernels(c.backend);
+      loadBlas({ reload: true });
+      refStep.dispose();
+      ref.dispose();
+      tf.dispose([data.x, data.y]);
+    }
+  });
+}
