@@ -1,7 +1,7 @@
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { FailureError, InputError } from './errors';
-import { installAcceleratedKernels } from './accel/kernels';
+import { installAcceleratedKernels, type GemmKind } from './accel/kernels';
 
 export type BackendChoice = 'auto' | 'tfjs-node' | 'wasm' | 'cpu';
 
@@ -12,6 +12,8 @@ export interface BackendInfo {
   reason: string;
   /** Whether OpenBLAS kernels run the matmuls (wasm/cpu only), and why (not). */
   blas: { installed: boolean; reason: string };
+  /** Which matmul kernels regtrain installed: OpenBLAS, its own SIMD WebAssembly GEMM, or none (tfjs's own), and why. */
+  gemm: { kind: GemmKind | null; reason: string };
 }
 
 /** REGTRAIN_ACCEL=off keeps tfjs's own kernels and the reference training step (for comparisons). */
@@ -20,10 +22,16 @@ export function accelerationDisabled(): boolean {
 }
 
 function withKernels(name: string, reason: string): BackendInfo {
-  if (name === 'tensorflow') return { name, reason, blas: { installed: false, reason: 'tfjs-node runs its own native kernels' } };
-  if (accelerationDisabled()) return { name, reason, blas: { installed: false, reason: 'disabled by REGTRAIN_ACCEL=off' } };
+  if (name === 'tensorflow') {
+    const why = 'tfjs-node runs its own native kernels';
+    return { name, reason, blas: { installed: false, reason: why }, gemm: { kind: null, reason: why } };
+  }
+  if (accelerationDisabled()) {
+    const why = 'disabled by REGTRAIN_ACCEL=off';
+    return { name, reason, blas: { installed: false, reason: why }, gemm: { kind: null, reason: why } };
+  }
   const r = installAcceleratedKernels(name);
-  return { name, reason, blas: { installed: r.installed, reason: r.installed ? 'OpenBLAS matmul kernels' : r.reason } };
+  return { name, reason, blas: { installed: r.installed, reason: r.installed ? 'OpenBLAS matmul kernels' : r.reason }, gemm: { kind: r.gemm, reason: r.gemm === 'openblas' ? 'OpenBLAS matmul kernels' : (r.gemmReason ?? r.reason) } };
 }
 
 /** tfjs-node is an optional dependency: its install downloads libtensorflow, which may fail. */

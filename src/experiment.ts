@@ -152,7 +152,7 @@ export async function runExperiment(spec: ExperimentSpec, opts: ExperimentOption
     const presentation: Callback[] = [
       ...(bar ? [bar] : []),
       new EpochLines((line) => out.info(line)),
-      new JsonEvents((e) => out.event(e), () => ({ seconds: elapsed(), step: step.description, blas: backend.blas })),
+      new JsonEvents((e) => out.event(e), () => ({ seconds: elapsed(), step: step.description, blas: backend.blas, gemm: backend.gemm })),
     ];
     const callbacks = new CallbackList([...own, ...presentation]);
 

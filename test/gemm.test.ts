@@ -20,7 +20,8 @@ import { createLeanStep } from '../src/accel/step';
 import { parseIdx, IDX_MAGIC_IMAGES, IDX_MAGIC_LABELS } from '../src/data/idx';
 import { bindSpec } from '../src/model';
 import { validateSpec } from '../src/spec';
-import { createReferenceStep } from '../src/train';
+import { createReferenceStep } from '../src/train/step';
+import { createOptimizer } from '../src/train/optimizers';
 import { buildTutorialModel, TUTORIAL_PENALTIES } from './bench/tutorial-model';
 
 const U = 2 ** -24;
@@ -417,7 +418,8 @@ for (const c of STEP_CASES) {
     // The reference: tfjs autodiff on tfjs's own kernels.
     uninstallAcceleratedKernels(c.backend);
     const ref = buildTutorialModel(21, opts);
-    const refStep = createReferenceStep(bindSpec(ref, TUTORIAL_SPEC), opts);
+    const sgd = () => createOptimizer({ sgd: opts });
+    const refStep = createReferenceStep(bindSpec(ref, TUTORIAL_SPEC), sgd());
     batches((xb, yb) => {
       const yi = yb.cast('int32') as tf.Tensor1D;
       refStep.run(xb, yi, 0);
@@ -431,7 +433,7 @@ for (const c of STEP_CASES) {
     });
     try {
       const lean = buildTutorialModel(21, opts);
-      const step = createLeanStep(lean, opts, TUTORIAL_PENALTIES);
+      const step = createLeanStep(lean, sgd(), TUTORIAL_PENALTIES);
       if ('unsupported' in step) throw new Error(step.unsupported);
       const calls = wasmGemmStats.calls;
       const fallbacks = accelStats.fallbacks;

@@ -153,7 +153,7 @@ test('--json prints only JSON lines: start, training, one epoch per epoch, test,
   assert.deepEqual(events.map((e) => e.event), ['start', 'training', 'epoch', 'epoch', 'epoch', 'test', 'done']);
 
   const [startEv, trainingEv, ...rest] = events;
-  assert.deepEqual(Object.keys(trainingEv!).sort(), ['blas', 'epochs', 'event', 'resumedAfterEpoch', 'seconds', 'step', 'steps']);
+  assert.deepEqual(Object.keys(trainingEv!).sort(), ['blas', 'epochs', 'event', 'gemm', 'resumedAfterEpoch', 'seconds', 'step', 'steps']);
   assert.deepEqual([trainingEv!.epochs, trainingEv!.steps], [3, Math.ceil(500 / 32)]);
   assert.deepEqual(Object.keys(startEv!).sort(), ['backend', 'backendReason', 'event', 'name', 'resumedAfterEpoch', 'runDir', 'seed']);
   assert.deepEqual([startEv!.runDir, startEv!.backend, startEv!.name, startEv!.seed, startEv!.resumedAfterEpoch], [out, 'wasm', 'quick', 1234, null]);

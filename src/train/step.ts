@@ -4,8 +4,9 @@
  *
  * - The lean step (src/accel/step.ts: hand-written gradients, 43 tfjs kernels a step instead of
  *   model.fit's 281) when the model is Flatten + Dense layers with kernel penalties only, and
- *   either tfjs-node runs it or fast matmul kernels are installed: on plain tfjs-wasm its extra
- *   small kernels cost more than they save.
+ *   either tfjs-node runs it or fast matmul kernels are installed (OpenBLAS, else regtrain's own
+ *   SIMD WebAssembly GEMM): on tfjs's own wasm kernels its extra small kernels cost more than
+ *   they save.
  * - Otherwise the reference step: tfjs autodiff over the whole loss, every layer the spec allows.
  * Both call the same optimizer update (./optimizers), so they differ only in how gradients are
  * computed: the same losses and weights to float32 rounding (test/accel.test.ts).
@@ -78,22 +79,24 @@ export function createTrainStep(built: BuiltModel, spec: ExperimentSpec, backend
     return Object.assign(ref, { description: `${ref.description} (${why})` });
   };
   if (accelerationDisabled()) return fallback('REGTRAIN_ACCEL=off');
-  if (!backend.blas.installed && backend.name !== 'tensorflow') return fallback(`no BLAS: ${backend.blas.reason}`);
+  if (!backend.gemm.kind && backend.name !== 'tensorflow') return fallback(`no fast matmul kernels: ${backend.blas.reason}; ${backend.gemm.reason}`);
   if (built.dropout.size || built.activity.length || built.penalties.some((p) => !p.name.endsWith('/kernel'))) {
     return fallback('dropout, activity or bias penalties need autodiff');
   }
   const penalties = built.penalties.map((p) => ({ layerIndex: built.model.layers.findIndex((l) => p.name.startsWith(`${l.name}/`)), l1: p.l1, l2: p.l2 }));
   const lean = createLeanStep(built.model, optimizer, penalties);
   if ('unsupported' in lean) return fallback(lean.unsupported);
-  let threads = '';
-  const blas = backend.blas.installed ? loadBlas() : null;
+  let kernels = '';
+  const blas = backend.gemm.kind === 'openblas' ? loadBlas() : null;
   if (blas?.ok) {
     const n = blasThreads(spec.training.batchSize);
     blas.setThreads(n);
-    threads = ` (${n} thread${n > 1 ? 's' : ''})`;
+    kernels = ` + OpenBLAS matmuls (${n} thread${n > 1 ? 's' : ''})`;
+  } else if (backend.gemm.kind) {
+    kernels = ` + regtrain's ${backend.gemm.kind === 'wasm-relaxed-simd' ? 'relaxed-SIMD' : 'SIMD'} WebAssembly matmuls`;
   }
   return {
-    description: `lean step (hand-written gradients)${backend.blas.installed ? ` + OpenBLAS matmuls${threads}` : ''}`,
+    description: `lean step (hand-written gradients)${kernels}`,
     path: 'lean',
     run(x, y) {
       const r = lean.run(x as tf.Tensor3D, y);
