@@ -164,7 +164,7 @@ describe('the lean step and the reference step', () => {
   for (const optimizer of optimizers) {
     test(`agree after 20 steps of ${optimizer} on real images: weights within 1e-5·max|w|`, async (t) => {
       const backend = await initBackend('wasm');
-      if (!backend.blas.installed) return t.skip(`the lean step needs fast matmul kernels: ${backend.blas.reason}`);
+      if (!backend.gemm.kind) return t.skip(`the lean step needs fast matmul kernels: ${backend.gemm.reason}`);
       // L2 penalties only: an L1-pinned weight within 1 ulp of zero may take either side (test/accel.test.ts).
       const spec = loadSpec(QUICK, ['training.batchSize=64', 'data.trainLimit=1280', 'data.validation.size=0', 'model.layers.1.dense.kernelRegularizer={l2: 0.001}', 'model.layers.3.dense.kernelRegularizer={l2: 0.01}', `optimizer=${optimizer}`].map(parseSetFlag)).spec;
       const data = await realImages(1280);
