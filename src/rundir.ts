@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { FailureError, InputError, errorMessage } from './errors';
 import { acquireLock, liveHolder, readLock, releaseLock, LockHeldError } from './lock';
-import { sha256, utcStamp, writeFileAtomic } from './fsutil';
+import { utcStamp, writeFileAtomic } from './fsutil';
 import { EpochRecord, HistoryFile, MetricsFile, RUN_FORMAT_VERSION } from './runformat';
 
 export const MODEL_FILE = 'model.json';
@@ -254,9 +254,8 @@ export function readJsonFile<T>(dir: string, file: string): T {
   }
 }
 
-// ---------- checkpoints and the run's origin (for --resume) ----------
+// ---------- the run's origin (for --resume) ----------
 
-export const CHECKPOINT_FILE = 'checkpoint.json';
 export const ORIGIN_FILE = 'run.json';
 
 /** Where a run came from, so `--resume` can tell whether the spec file changed since. */
@@ -268,61 +267,3 @@ export interface RunOrigin {
   specSha256: string;
 }
 
-export interface CheckpointTensor {
-  group: 'weights' | 'optimizer' | 'best';
-  name: string;
-  shape: number[];
-  dtype: 'float32' | 'int32';
-  data: Float32Array | Int32Array;
-}
-
-interface CheckpointJson<S> {
-  formatVersion: number;
-  epoch: number;
-  dataFile: string;
-  sha256: string;
-  tensors: (Omit<CheckpointTensor, 'data'> & { offset: number; bytes: number })[];
-  state: S;
-}
-
-/**
- * Writes a checkpoint: the tensors into `checkpoint-<epoch>.bin`, then checkpoint.json
- * naming that file and its hash, then removes older .bin files. A crash at any point
- * leaves the previous checkpoint usable.
- */
-export function writeCheckpoint<S>(dir: string, epoch: number, state: S, tensors: CheckpointTensor[]): void {
-  const dataFile = `checkpoint-${epoch}.bin`;
-  let offset = 0;
-  const entries = tensors.map((t) => {
-    const e = { group: t.group, name: t.name, shape: t.shape, dtype: t.dtype, offset, bytes: t.data.byteLength };
-    offset += t.data.byteLength;
-    return e;
-  });
-  const bin = new Uint8Array(offset);
-  tensors.forEach((t, i) => bin.set(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength), entries[i]!.offset));
-  writeRunFile(dir, dataFile, bin);
-  const json: CheckpointJson<S> = { formatVersion: RUN_FORMAT_VERSION, epoch, dataFile, sha256: sha256(bin), tensors: entries, state };
-  writeJson(dir, CHECKPOINT_FILE, json);
-  for (const f of fs.readdirSync(dir)) if (/^checkpoint-\d+\.bin$/.test(f) && f !== dataFile) fs.rmSync(path.join(dir, f), { force: true });
-}
-
-export function readCheckpoint<S>(dir: string): { epoch: number; state: S; tensors: CheckpointTensor[] } | null {
-  const file = path.join(dir, CHECKPOINT_FILE);
-  if (!fs.existsSync(file)) return null;
-  const json = readJsonFile<CheckpointJson<S>>(dir, CHECKPOINT_FILE);
-  if (json.formatVersion !== RUN_FORMAT_VERSION) throw new InputError(`${file}: format version ${json.formatVersion}, this regtrain reads ${RUN_FORMAT_VERSION}`);
-  if (typeof json.dataFile !== 'string' || !/^checkpoint-\d+\.bin$/.test(json.dataFile)) throw new InputError(`${file}: names an invalid data file`);
-  let bin: Buffer;
-  try {
-    bin = fs.readFileSync(path.join(dir, json.dataFile));
-  } catch {
-    throw new InputError(`${path.join(dir, json.dataFile)}: missing (named by ${CHECKPOINT_FILE})`);
-  }
-  if (sha256(bin) !== json.sha256) throw new InputError(`${path.join(dir, json.dataFile)}: does not match the hash in ${CHECKPOINT_FILE} (damaged checkpoint)`);
-  const tensors = json.tensors.map((e) => {
-    if (e.offset + e.bytes > bin.length) throw new InputError(`${file}: tensor ${e.name} lies outside ${json.dataFile}`);
-    const buf = bin.buffer.slice(bin.byteOffset + e.offset, bin.byteOffset + e.offset + e.bytes);
-    return { group: e.group, name: e.name, shape: e.shape, dtype: e.dtype, data: e.dtype === 'int32' ? new Int32Array(buf) : new Float32Array(buf) };
-  });
-  return { epoch: json.epoch, state: json.state, tensors };
-}

@@ -163,8 +163,8 @@ test('SIGTERM stops a member after the current batch with its checkpoint saved a
   });
   assert.equal(await m.code, 130, m.stderr());
   assert.match(m.stderr(), /SIGTERM: finishing the current batch, then saving/);
-  const checkpoint = JSON.parse(file('term/runs/a', 'checkpoint.json').toString()) as { epoch: number };
-  assert.ok(checkpoint.epoch >= 1, 'a checkpoint of a finished epoch');
+  const checkpoint = JSON.parse(file('term/runs/a', 'checkpoint.json').toString()) as { body: { epoch: number } };
+  assert.ok(checkpoint.body.epoch >= 1, 'a checkpoint of a finished epoch');
   assert.equal(JSON.parse(file('term/runs/a', 'metrics.json').toString()).status, 'incomplete');
   assert.ok(!fs.existsSync(path.join(tmp, 'term/runs/a/.regtrain.lock')), 'the lock is released');
   const status = regtrain(['status', 'term', '--json']);

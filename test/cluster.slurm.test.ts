@@ -105,7 +105,7 @@ test('a study submitted with its sbatch script runs as a Slurm array; a task req
         if (!fs.existsSync(checkpoint)) continue;
         const r = sh('scontrol', ['requeue', task]);
         assert.equal(r.status, 0, r.stderr);
-        requeued = { index, afterEpoch: (JSON.parse(fs.readFileSync(checkpoint, 'utf8')) as { epoch: number }).epoch };
+        requeued = { index, afterEpoch: (JSON.parse(fs.readFileSync(checkpoint, 'utf8')) as { body: { epoch: number } }).body.epoch };
         break;
       }
       await sleep(100);
