@@ -8,7 +8,7 @@ import * as tf from '@tensorflow/tfjs';
  * not wasm, its memory cannot be shared with us, simd.wasm was not built, or REGTRAIN_SIMD=off.
  */
 export interface Simd {
-  sgd(w: number, g: number, d: number, n: number, l1: number, l2x2: number, lr: number, out: number): void;
+  sgd(w: number, g: number, d: number, n: number, l1: number, l2x2: number, lr: number, wd: number, out: number): void;
   biasAct(c: number, rows: number, n: number, bias: number, relu: number): void;
   adam(w: number, g: number, d: number, m: number, v: number, vh: number, ams: number, n: number, l1: number, l2x2: number, lr: number, wd: number, alpha: number, oneMinusB1: number, oneMinusB2: number, eps: number, out: number): void;
 }

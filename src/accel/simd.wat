@@ -4,12 +4,12 @@
 (module
   (import "env" "memory" (memory 1))
 
-  ;; One SGD pass over n floats (n a multiple of 4; the caller does the tail):
-  ;;   D = W + lr·((G + l1·sign(W)) + l2x2·W), every operation rounded to float32,
-  ;; and at out: f64 Σ|W|, f64 ΣW² (the penalty's sums at the old weights).
+  ;; One SGD pass over n floats (n a multiple of 4; the caller does the tail), lr negative:
+  ;;   D = W' + lr·((G + l1·sign(W)) + l2x2·W), W' = W + (W·wd)·lr when wd ≠ 0 (decoupled decay),
+  ;; every operation rounded to float32, and at out: f64 Σ|W|, f64 ΣW² (the penalty's sums at the old weights).
   (func (export "sgd")
     (param $w i32) (param $g i32) (param $d i32) (param $n i32)
-    (param $l1 f32) (param $l2x2 f32) (param $lr f32) (param $out i32)
+    (param $l1 f32) (param $l2x2 f32) (param $lr f32) (param $wd f32) (param $out i32)
     (local $i i32) (local $end i32)
     (local $vw v128) (local $s v128) (local $vg v128) (local $a v128) (local $q v128)
     (local $abs v128) (local $sq v128)
@@ -43,8 +43,11 @@
           (f32x4.add
             (f32x4.add (v128.load (i32.add (local.get $g) (local.get $i))) (f32x4.mul (local.get $vl1) (local.get $s)))
             (f32x4.mul (local.get $vl2) (local.get $vw))))
+        (local.set $a (local.get $vw))
+        (if (f32.ne (local.get $wd) (f32.const 0))
+          (then (local.set $a (f32x4.add (local.get $vw) (f32x4.mul (f32x4.mul (local.get $vw) (f32x4.splat (local.get $wd))) (local.get $vlr))))))
         (v128.store (i32.add (local.get $d) (local.get $i))
-          (f32x4.add (local.get $vw) (f32x4.mul (local.get $vlr) (local.get $vg))))
+          (f32x4.add (local.get $a) (f32x4.mul (local.get $vlr) (local.get $vg))))
         (local.set $i (i32.add (local.get $i) (i32.const 16)))
         (br $loop)))
     (f64.store (local.get $out)

@@ -235,6 +235,7 @@ export function createLeanStep(model: tf.Sequential, optimizer: Optimizer, penal
     let sums: { abs: number; sq: number };
     const simd = backendName === 'wasm' ? wasmSimd() : null;
     const adam = simd && heapSlots ? optimizer.adamStep(v.name, v.size, lr) : null;
+    const sgdDecay = optimizer.plainSgdDecay(v.name);
     if (simd && adam) {
       // Adam's moments live on the wasm heap (heapSlots): one SIMD pass, the JS loop for the tail.
       const n4 = W.length & ~3;
@@ -243,11 +244,11 @@ export function createLeanStep(model: tf.Sequential, optimizer: Optimizer, penal
       simd.adam(W.byteOffset, G.byteOffset, D.byteOffset, adam.m.byteOffset, adam.v.byteOffset, vhat ? vhat.byteOffset : 0, vhat ? 1 : 0, n4, l1, Math.fround(2 * l2), adam.lr, adam.wd, adam.alpha, adam.oneMinusB1, adam.oneMinusB2, adam.epsilon, sumsAt.byteOffset);
       const tail = adamPass({ name: v.name, w: W.subarray(n4), g: G.subarray(n4), out: D.subarray(n4), l1, l2 }, adam, n4);
       sums = { abs: sumsAt[0]! + tail.abs, sq: sumsAt[1]! + tail.sq };
-    } else if (simd && optimizer.isPlainSgd(v.name)) {
+    } else if (simd && sgdDecay !== null) {
       // SIMD over the multiple of 4, the optimizer's JS loop over the last few.
       const n4 = W.length & ~3;
       const scratch = scratchSums();
-      simd.sgd(W.byteOffset, G.byteOffset, D.byteOffset, n4, l1, Math.fround(2 * l2), Math.fround(-lr), scratch.byteOffset);
+      simd.sgd(W.byteOffset, G.byteOffset, D.byteOffset, n4, l1, Math.fround(2 * l2), Math.fround(-lr), sgdDecay!, scratch.byteOffset);
       const tail = optimizer.update({ name: v.name, w: W.subarray(n4), g: G.subarray(n4), out: D.subarray(n4), l1, l2 }, lr);
       sums = { abs: scratch[0]! + tail.abs, sq: scratch[1]! + tail.sq };
     } else {

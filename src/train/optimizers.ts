@@ -128,11 +128,13 @@ export class Optimizer {
   }
 
   /**
-   * True when this variable's update is plain SGD (no momentum, no decay): w ← w − lr·(g + penalty
-   * gradient). The lean step runs that case as a SIMD pass, bit-identical to `update`.
+   * For SGD without momentum, the float32 weight decay of this variable (0 when none): its update
+   * is then w ← w − (w·wd)·lr − lr·(g + penalty gradient), which the lean step runs as a SIMD
+   * pass, bit-identical to `update`. Null for every other optimizer.
    */
-  isPlainSgd(name: string): boolean {
-    return this.choice.type === 'sgd' && this.choice.config.momentum === 0 && !this.decays(name);
+  plainSgdDecay(name: string): number | null {
+    if (this.choice.type !== 'sgd' || this.choice.config.momentum !== 0) return null;
+    return this.decays(name) ? f(this.choice.config.weightDecay) : 0;
   }
 
   /** Keeps slots in `store` from now on (existing ones move there). */
