@@ -429,6 +429,8 @@ export interface LoadedSpec {
 }
 
 const MAX_SPEC_BYTES = 1024 * 1024;
+/** Deepest nesting of maps and lists a spec may have; real specs need about 6. */
+export const MAX_YAML_DEPTH = 64;
 
 /** Reads at most MAX_SPEC_BYTES: /dev/zero or a /proc file report size 0 and would be read forever. */
 function readBounded(file: string): string {
@@ -460,9 +462,80 @@ export function loadSpec(file: string, sets: Override[] = []): LoadedSpec {
   return parseSpec(text, path.basename(file), sets, path.basename(file).replace(/\.ya?ml$/i, ''));
 }
 
+/**
+ * Refuses YAML nested deeper than MAX_YAML_DEPTH before the parser sees it: the YAML parser and composer
+ * recurse once per level, so without this the limit (and the error) would be the runtime's stack depth.
+ * Works on the lexer's tokens (a loop, no recursion): depth = open flow brackets + open block collections,
+ * the latter known by the column where each starts (a list may start at its parent key's column).
+ */
+function checkYamlNesting(text: string, label: string): void {
+  const blocks: { col: number; list: boolean }[] = [];
+  let flow = 0;
+  let line = 1;
+  let col = 0;
+  let lineStart = true;
+  /** Column of the first token of the current key or value, the start of a map if a ':' follows. */
+  let keyCol: number | undefined;
+  let scalarNext = false;
+  let blockScalar = false;
+  const open = (at: number): void => {
+    if (blocks.length + flow > MAX_YAML_DEPTH) throw new SpecError([{ path: [], message: `YAML nesting deeper than ${MAX_YAML_DEPTH} levels`, where: `${label}:${line}:${at + 1}` }]);
+  };
+  /** A '-' or a key at column `at`: the next entry of the innermost collection, or the first of a new one. */
+  const entry = (at: number, list: boolean): void => {
+    const top = blocks[blocks.length - 1];
+    if (top && (top.col > at || (top.col === at && (top.list || !list)))) return;
+    blocks.push({ col: at, list });
+    open(at);
+  };
+  for (const token of new YAML.Lexer().lex(text)) {
+    // Marker tokens have no width: '\x02' document, '\x18' flow error, '\x1f' a scalar's text follows.
+    if (token === '\x02' || token === '\x18') continue;
+    if (token === '\x1f') {
+      scalarNext = true;
+      continue;
+    }
+    const type = scalarNext ? 'scalar' : YAML.CST.tokenType(token);
+    scalarNext = false;
+    if (type === 'block-scalar-header') blockScalar = true;
+    if (type === 'scalar' && blockScalar) blockScalar = false; // the body of | or >: text, not structure
+    else if (type === 'doc-start') blocks.length = flow = 0;
+    else if (type !== 'newline' && type !== 'space' && type !== 'comment' && type !== 'byte-order-mark') {
+      const blockLevel = flow === 0; // inside brackets, indentation and block indicators mean nothing
+      if (type === 'flow-map-start' || type === 'flow-seq-start') {
+        flow++;
+        open(col);
+      } else if (type === 'flow-map-end' || type === 'flow-seq-end') flow = Math.max(0, flow - 1);
+      if (blockLevel) {
+        if (lineStart) {
+          // Dedent closes collections; at a list's own column only a '-' continues it.
+          for (let top = blocks[blocks.length - 1]; top && (top.col > col || (top.col === col && top.list && type !== 'seq-item-ind')); top = blocks[blocks.length - 1]) blocks.pop();
+          keyCol = undefined;
+        }
+        keyCol ??= col;
+        if (type === 'seq-item-ind' || type === 'explicit-key-ind') {
+          entry(col, type === 'seq-item-ind');
+          keyCol = undefined;
+        } else if (type === 'map-value-ind') {
+          entry(keyCol, false);
+          keyCol = undefined;
+        }
+      }
+      lineStart = false;
+    }
+    const newlines = token.split('\n').length - 1;
+    if (newlines > 0) {
+      line += newlines;
+      col = token.length - token.lastIndexOf('\n') - 1;
+      if (col === 0) lineStart = true;
+    } else col += token.length;
+  }
+}
+
 /** Parses spec text (named `label` in messages). `defaultName` fills in `name` when the spec has none. */
 export function parseSpec(text: string, label: string, sets: Override[] = [], defaultName?: string): LoadedSpec {
   if (text.includes('\u0000')) throw new InputError(`${label}: not a YAML text file (it contains NUL bytes)`);
+  checkYamlNesting(text, label);
   const lines = new YAML.LineCounter();
   // logLevel 'error': YAML warnings (unknown tags, collection keys) must not reach stderr as Node warnings.
   const doc = YAML.parseDocument(text, { lineCounter: lines, prettyErrors: true, uniqueKeys: true, logLevel: 'error' });

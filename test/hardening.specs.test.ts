@@ -91,7 +91,9 @@ const CORPUS: Record<string, string> = {
   // aliases, nesting, duplicates
   'alias-bomb.yaml': '! invalid YAML: Excessive alias count indicates a resource exhaustion attack (alias-bomb.yaml:2:8)',
   'alias-self-reference.yaml': '! model.layers: expected a list of layers, got a map (alias-self-reference.yaml:3:11)',
-  'deeply-nested-flow.yaml': '! invalid YAML: nested too deeply (deeply-nested-flow.yaml:2:3200)',
+  // The 65th level (64 + 1), not a runtime's stack depth; the block one used to crash the YAML parser (exit 1, stack trace).
+  'deeply-nested-flow.yaml': '! YAML nesting deeper than 64 levels (deeply-nested-flow.yaml:2:260)',
+  'deeply-nested-block.yaml': '! YAML nesting deeper than 64 levels (deeply-nested-block.yaml:3:129)',
   'duplicate-top-level-key.yaml': '! invalid YAML: Map keys must be unique (duplicate-top-level-key.yaml:7:1)',
   'duplicate-flow-key.yaml': '! invalid YAML: Map keys must be unique (duplicate-flow-key.yaml:5:48)',
   // cross-field checks

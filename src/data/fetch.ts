@@ -296,6 +296,17 @@ interface DownloadSettings {
 }
 
 /**
+ * A connection-level failure, judged by its code: the message text differs between Node versions
+ * (a reset before the answer reads "socket hang up" or "read ECONNRESET").
+ */
+function connectionError(err: NodeJS.ErrnoException): DownloadError {
+  const code = err.code ?? '';
+  if (code === 'ECONNRESET') return new DownloadError('connection closed before a response (ECONNRESET)', true);
+  // A name that does not resolve will not resolve on retry either.
+  return new DownloadError(err.message, code !== 'ENOTFOUND', HOST_DEAD_CODES.has(code));
+}
+
+/**
  * One GET of `url` streamed into `tmp`, following up to MAX_REDIRECTS redirects. An idle
  * timer (reset on every chunk) catches servers that stall before or during the body.
  */
@@ -305,6 +316,8 @@ function downloadOnce(url: string, tmp: string, name: string, s: DownloadSetting
     let timer: NodeJS.Timeout | undefined;
     let req: http.ClientRequest | undefined;
     let out: fs.WriteStream | undefined;
+    /** Set while a 200 body streams in: the short-read error, or undefined once the body is complete. */
+    let bodyCut: (() => DownloadError | undefined) | undefined;
     const onAbort = (): void => fail(new InterruptedError(`${String(s.abort.reason)}: download of ${name} stopped; no partial file is kept`));
     const fail = (err: Error): void => {
       if (settled) return;
@@ -356,6 +369,7 @@ function downloadOnce(url: string, tmp: string, name: string, s: DownloadSetting
           s.onProgress?.({ name, url: u, bytes, total, rate: bytes / secs, done });
         };
         const short = (): DownloadError => new DownloadError(`connection closed after ${bytes} of ${total ?? '?'} bytes`, true);
+        bodyCut = () => (res.complete ? undefined : short());
         out = fs.createWriteStream(tmp, { flags: 'wx' });
         out.on('error', (err) => fail(err));
         res.on('data', (chunk: Buffer) => {
@@ -378,11 +392,9 @@ function downloadOnce(url: string, tmp: string, name: string, s: DownloadSetting
         });
         res.pipe(out);
       });
-      req.on('error', (err: NodeJS.ErrnoException) => {
-        const code = err.code ?? '';
-        // A name that does not resolve will not resolve on retry either.
-        fail(new DownloadError(err.message, code !== 'ENOTFOUND', HOST_DEAD_CODES.has(code)));
-      });
+      // A reset in the middle of the body reaches the request first on Node 24 and only the response on Node 20/22:
+      // both report the same short read.
+      req.on('error', (err: NodeJS.ErrnoException) => fail(bodyCut?.() ?? connectionError(err)));
     };
     if (s.abort.aborted) return onAbort();
     s.abort.addEventListener('abort', onAbort, { once: true });
