@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { FailureError, InputError } from './errors';
-import { sha256, utcStamp, writeFileAtomic } from './fsutil';
+import { checkCreatableDir, sha256, utcStamp, writeFileAtomic } from './fsutil';
 import { EpochRecord, HistoryFile, MetricsFile, RUN_FORMAT_VERSION } from './runformat';
 
 export const MODEL_FILE = 'model.json';
@@ -28,6 +28,7 @@ export function createRunDir(opts: { out?: string; name: string; cwd?: string })
   let dir: string;
   if (opts.out) {
     dir = path.resolve(cwd, opts.out);
+    checkCreatableDir(dir, `--out ${opts.out}`);
     if (fs.existsSync(dir)) {
       if (!fs.statSync(dir).isDirectory()) throw new InputError(`--out ${opts.out}: exists and is not a directory`);
       if (!isEmptyDir(dir)) {
