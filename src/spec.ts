@@ -554,7 +554,7 @@ export interface LoadedSpec {
   file: string;
 }
 
-const MAX_SPEC_BYTES = 1024 * 1024;
+export const MAX_SPEC_BYTES = 1024 * 1024;
 
 /** Reads a spec file, parses the YAML, applies --set overrides, validates. Throws InputError/SpecError. */
 export function loadSpec(file: string, sets: Override[] = []): LoadedSpec {

@@ -67,3 +67,23 @@ export function inRegtrainWords(issue: Issue): string {
 
 /** True for the wording zod uses when a schema states no message of its own (tests look for leaks). */
 export const ZOD_WORDING = /Invalid input|Invalid option|Invalid key|Invalid element|Invalid string|received |Too (big|small)|Unrecognized key|expected (object|array|string|number|boolean|record|tuple)\b/;
+
+/** A value as a message shows it: "a list", "a map", "null", 42, "text". */
+export function describeValue(v: unknown): string {
+  if (v === undefined) return 'nothing';
+  if (typeof v === 'number') return Number.isNaN(v) ? 'NaN' : String(v);
+  if (typeof v === 'string') return JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v);
+  if (Array.isArray(v)) return 'a list';
+  if (v === null) return 'null';
+  if (typeof v === 'object') return 'a map';
+  return String(v);
+}
+
+/** One zod issue as "dotted.path: message, got value" (the value looked up in `root`). */
+export function issueLine(issue: z.core.$ZodIssue, root: unknown): string {
+  const p = issue.path.map(String);
+  let v: unknown = root;
+  for (const seg of p) v = v !== null && typeof v === 'object' ? (v as Record<string, unknown>)[seg] : undefined;
+  const got = issue.code === 'custom' || / got /.test(issue.message) || issue.code === 'unrecognized_keys' ? '' : `, got ${describeValue(v)}`;
+  return `${p.length ? `${p.join('.')}: ` : ''}${issue.message}${got}`;
+}
