@@ -12,8 +12,12 @@
  * Environment:
  * - `REGTRAIN_BLAS=off` (or `0`, `false`): never load.
  * - `REGTRAIN_BLAS_LIB=/path/libopenblas.so.0`: try this library first.
- * - `REGTRAIN_BLAS_THREADS=N`: OpenBLAS thread count (default: see `defaultThreads`).
+ * - `REGTRAIN_BLAS_THREADS=N`: OpenBLAS thread count (default: see `defaultThreads`); capped at the CPU count,
+ *   and anything but a whole number ≥ 1 is refused (`loadBlas` then reports it as its reason).
  */
+
+import * as os from 'node:os';
+import { InputError } from '../errors';
 
 /** Minimal view of koffi's API that this module uses (koffi is optional, so no static import). */
 interface KoffiLib {
@@ -78,9 +82,19 @@ export function candidateLibraries(): string[] {
  * batch 512 (81k vs 70k): the step's small GEMMs, the JS thread and other processes share 2 cores.
  */
 export function defaultThreads(): number {
-  const env = Number(process.env.REGTRAIN_BLAS_THREADS);
-  if (Number.isInteger(env) && env > 0) return env;
-  return 1;
+  return parseBlasThreads(process.env.REGTRAIN_BLAS_THREADS) ?? 1;
+}
+
+/**
+ * REGTRAIN_BLAS_THREADS as a thread count: null when unset or empty; a whole number ≥ 1 is
+ * capped at the number of CPUs (more threads than CPUs only add hand-offs, and a huge value
+ * would be passed to OpenBLAS as is); anything else throws an InputError naming the variable.
+ * The training step reads the variable through this too.
+ */
+export function parseBlasThreads(raw: string | undefined, cpus: number = os.availableParallelism()): number | null {
+  if (raw === undefined || raw.trim() === '') return null;
+  if (!/^\s*\d+\s*$/.test(raw) || Number(raw) < 1) throw new InputError(`REGTRAIN_BLAS_THREADS=${raw}: expected a whole number of threads ≥ 1`);
+  return Math.min(Number(raw), Math.max(1, cpus));
 }
 
 let cached: BlasLoadResult | undefined;

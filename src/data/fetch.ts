@@ -433,13 +433,12 @@ export async function fetchDataset(opts: FetchOptions = {}): Promise<FetchResult
   // killing the process with the file half-written; the InterruptedError exits 130 at the CLI boundary.
   const abort = new AbortController();
   const onSignal = (sig: NodeJS.Signals): void => abort.abort(sig);
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+  for (const sig of signals) process.on(sig, onSignal);
   try {
     return await fetchInto(dataDir, manifest, sources, notes, opts, abort.signal);
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    for (const sig of signals) process.off(sig, onSignal);
   }
 }
 
