@@ -370,7 +370,7 @@ function issuesFromZod(error: z.ZodError, raw: unknown, origin: Origin): SpecIss
     }
     const value = getAt(raw, p);
     const msg = issue.message;
-    const got = issue.code === 'custom' || / got /.test(msg) ? '' : `, got ${describe(value)}`;
+    const got = issue.code === 'custom' || issue.code === 'invalid_key' || / got /.test(msg) ? '' : `, got ${describe(value)}`;
     out.push({ path: p, message: `${msg}${got}`, where: locate(origin, p) });
   }
   return out;

@@ -84,6 +84,6 @@ export function issueLine(issue: z.core.$ZodIssue, root: unknown): string {
   const p = issue.path.map(String);
   let v: unknown = root;
   for (const seg of p) v = v !== null && typeof v === 'object' ? (v as Record<string, unknown>)[seg] : undefined;
-  const got = issue.code === 'custom' || / got /.test(issue.message) || issue.code === 'unrecognized_keys' ? '' : `, got ${describeValue(v)}`;
+  const got = issue.code === 'custom' || / got /.test(issue.message) || issue.code === 'unrecognized_keys' || issue.code === 'invalid_key' ? '' : `, got ${describeValue(v)}`;
   return `${p.length ? `${p.join('.')}: ` : ''}${issue.message}${got}`;
 }
