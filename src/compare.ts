@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { InputError } from './errors';
 import { readRegularFile, UnreadableFileError } from './fsutil';
-import { readHistory, readMetrics, readStudyRecord, METRICS_FILE, SPEC_FILE, STUDY_FILE } from './rundir';
+import { readHistory, readMetrics, readStudyRecord, HISTORY_JSON, METRICS_FILE, SPEC_FILE, STUDY_FILE } from './rundir';
 import { HISTOGRAM_BIN_WIDTH, HISTOGRAM_MAX_HALF_BINS, type EpochRecord, type Histogram, type MetricsFile, type StudyRecord } from './runformat';
 import { parsePlainYaml, MAX_SPEC_BYTES } from './spec';
 import { latticeEdge } from './model';
@@ -82,7 +82,8 @@ export function readRun(dir: string): { run?: RunData; reason?: string; warnings
   try {
     history = readHistory(dir).epochs;
   } catch (err) {
-    warnings.push(`${dir}: ${reasonOf(err, dir)}; its curves and best validation accuracy are left out`);
+    const why = fs.existsSync(path.join(dir, HISTORY_JSON)) ? reasonOf(err, dir) : 'history.json missing';
+    warnings.push(`${dir}: ${why}; its curves and best validation accuracy are left out`);
   }
 
   let spec: Record<string, unknown> | null = null;

@@ -125,8 +125,8 @@ export const MetricsFileSchema = z.object({
    */
   trainEval: evaluation,
   seconds: z.object({ total: jsonNumber, perEpoch: z.array(jsonNumber) }),
-  /** Peak resident memory of the training process, in MiB. */
-  peakRssMB: jsonNumber,
+  /** Peak resident memory of the training process, in MiB (absent in the first runs of format 1). */
+  peakRssMB: jsonNumber.optional(),
   finalWeights: z.array(WeightStatsSchema),
   histograms: z.array(HistogramSchema),
   parameters: z.object({ total: count, trainable: count }),
