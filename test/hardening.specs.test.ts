@@ -63,7 +63,7 @@ const CORPUS: Record<string, string> = {
   'type-top-level-list.yaml': '! expected a map of settings at the top level, got a list (type-top-level-list.yaml:1:1)',
   'type-top-level-scalar.yaml': '! expected a map of settings at the top level, got "just a sentence" (type-top-level-scalar.yaml:1:1)',
   'type-boolean-string.yaml': '! model.layers.1.dense.useBias: expected true or false, got "yes" (type-boolean-string.yaml:5:57)',
-  'type-custom-tag.yaml': '! seed: expected an integer from 0 to 4294967295, got "return 1" (type-custom-tag.yaml:2:21)',
+  'type-custom-tag.yaml': '! seed: the YAML tag !!js/function is not supported: write a plain value, map or list (type-custom-tag.yaml:2:21)',
   // unknown keys
   'unknown-top-level-key.yaml': "! optimiser: unknown key (did you mean 'optimizer'?) (unknown-top-level-key.yaml:2:1)",
   'unknown-nested-key.yaml': "! model.layers.1.dense.kernel_regularizer: unknown key (did you mean 'kernelRegularizer'?) (unknown-nested-key.yaml:5:48)",
@@ -84,7 +84,7 @@ const CORPUS: Record<string, string> = {
   'empty-comment-only.yaml': '! the spec is empty (empty-comment-only.yaml)',
   'empty-null.yaml': '! the spec is empty (empty-null.yaml)',
   'binary-file.yaml': 'error: binary-file.yaml: not a YAML text file (it contains NUL bytes)',
-  'a-directory.yaml': 'error: a-directory.yaml: is a directory, expected a YAML spec file',
+  'a-directory.yaml': 'error: a-directory.yaml: a directory, not a regular file',
   // spec versions
   'version-newer.yaml': '! version: expected 1 (this regtrain reads spec version 1), got 2 (version-newer.yaml:1:10)',
   'version-older.yaml': '! version: expected 1 (this regtrain reads spec version 1), got 0 (version-older.yaml:1:10)',
@@ -133,14 +133,14 @@ describe('bad spec files that cannot be fixtures', () => {
     assertRefused(await regtrain(['validate', 'no-such-spec.yaml']), 'error: no-such-spec.yaml: no such file', 'missing');
   });
 
-  test('/dev/zero (an endless device) is refused as too large instead of being read forever', async () => {
-    assertRefused(await regtrain(['validate', '/dev/zero']), 'error: /dev/zero: more than 1048576 bytes is too large for a spec', '/dev/zero');
+  test('/dev/zero (an endless device) is refused as not a regular file instead of being read forever', async () => {
+    assertRefused(await regtrain(['validate', '/dev/zero']), 'error: /dev/zero: a character device, not a regular file', '/dev/zero');
   });
 
   test('a spec over 1 MiB is refused by its size', async () => {
     const big = path.join(TMP, 'big.yaml');
     fs.writeFileSync(big, `name: big\n# ${'x'.repeat(1024 * 1024)}\n`);
-    assertRefused(await regtrain(['validate', big]), `error: ${big}: 1048589 bytes is too large for a spec (limit 1048576)`, 'big');
+    assertRefused(await regtrain(['validate', big]), `error: ${big}: 1048589 bytes is more than the 1048576 this file may have`, 'big');
   });
 
   test('a symlink loop is refused in one line', async () => {
@@ -148,9 +148,8 @@ describe('bad spec files that cannot be fixtures', () => {
     const b = path.join(TMP, 'loop-b.yaml');
     fs.symlinkSync(b, a);
     fs.symlinkSync(a, b);
-    const r = await regtrain(['validate', a]);
-    assertRefused(r, r.stderr.split('\n')[0]!, 'loop');
-    assert.match(r.stderr, /^error: .*loop-a\.yaml: ELOOP/);
+    // The expected line is written out: comparing the first line with itself could never fail.
+    assertRefused(await regtrain(['validate', a]), `error: ${a}: a loop of symbolic links`, 'loop');
   });
 });
 

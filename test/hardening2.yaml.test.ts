@@ -87,6 +87,11 @@ describe('YAML values that are not plain scalars, maps or lists are refused at t
     assert.deepEqual(errors(QUICK_TEXT.replace('seed: 1234', '? [a, b]\n: 3')), ['! a map key must be a plain value, not a map, list or tagged value (spec.yaml:3:3)']);
   });
 
+  test('a __proto__ key in a spec file is an unknown key, never a hidden default (epochs stays unread)', () => {
+    const text = QUICK_TEXT.replace('training:\n', 'training:\n  __proto__: { epochs: 99 }\n');
+    assert.deepEqual(errors(text), ['! training.__proto__: unknown key (spec.yaml:18:3)']);
+  });
+
   test('the same rules hold in a --set value, naming the flag and the full path', () => {
     const cases: [string, string][] = [
       ['seed=!!binary aGVsbG8=', '--set seed=!!binary aGVsbG8=: seed: the YAML tag !!binary is not supported: write a plain value, map or list'],
