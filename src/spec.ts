@@ -3,7 +3,7 @@ import * as YAML from 'yaml';
 import { z } from 'zod';
 import { InputError, errorMessage } from './errors';
 import { inRegtrainWords } from './zodwords';
-import { readRegularFile } from './fsutil';
+import { readRegularFile, UnreadableFileError } from './fsutil';
 
 /**
  * The experiment spec. This zod schema is the single source of truth: the TypeScript
@@ -559,7 +559,13 @@ export const MAX_SPEC_BYTES = 1024 * 1024;
 /** Reads a spec file, parses the YAML, applies --set overrides, validates. Throws InputError/SpecError. */
 export function loadSpec(file: string, sets: Override[] = []): LoadedSpec {
   // A regular file of at most 1 MiB: /dev/zero, a FIFO or a huge file is refused before reading.
-  const text = readRegularFile(file, { maxBytes: MAX_SPEC_BYTES }).toString('utf8');
+  let text: string;
+  try {
+    text = readRegularFile(file, { maxBytes: MAX_SPEC_BYTES }).toString('utf8');
+  } catch (err) {
+    if (err instanceof UnreadableFileError && err.reason.startsWith('a directory')) throw new InputError(`${file}: is a directory, expected a YAML spec file`);
+    throw err;
+  }
   return parseSpec(text, path.basename(file), sets, path.basename(file).replace(/\.ya?ml$/i, ''));
 }
 

@@ -84,7 +84,7 @@ const CORPUS: Record<string, string> = {
   'empty-comment-only.yaml': '! the spec is empty (empty-comment-only.yaml)',
   'empty-null.yaml': '! the spec is empty (empty-null.yaml)',
   'binary-file.yaml': 'error: binary-file.yaml: not a YAML text file (it contains NUL bytes)',
-  'a-directory.yaml': 'error: a-directory.yaml: a directory, not a regular file',
+  'a-directory.yaml': 'error: a-directory.yaml: is a directory, expected a YAML spec file',
   // spec versions
   'version-newer.yaml': '! version: expected 1 (this regtrain reads spec version 1), got 2 (version-newer.yaml:1:10)',
   'version-older.yaml': '! version: expected 1 (this regtrain reads spec version 1), got 0 (version-older.yaml:1:10)',
