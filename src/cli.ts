@@ -48,12 +48,10 @@ export async function main(argv: string[]): Promise<void> {
   } catch (err) {
     code = exitCodeFor(err);
   }
-  const lost = stdout.failure();
-  if (lost && code === ExitCode.ok) {
-    process.stderr.write(`error: cannot write to standard output (${lost}); the output is incomplete\n`);
-    code = ExitCode.failure;
-  }
+  // A write error is reported on a later tick: let it arrive before deciding the exit code.
+  await new Promise((resolve) => setImmediate(resolve));
   process.exitCode = code;
+  stdout.settle();
 }
 
 const ERRNO_TEXT: Record<string, string> = { ENOSPC: 'no space left on device', EDQUOT: 'disk quota exceeded', EIO: 'input/output error', EBADF: 'not open for writing', EFBIG: 'file too large' };
@@ -64,8 +62,14 @@ const ERRNO_TEXT: Record<string, string> = { ENOSPC: 'no space left on device', 
  * any other failure (`> /dev/full`: ENOSPC) ends the command with one line and exit 1.
  * stderr failures are ignored: there is nowhere left to report them.
  */
-function guardStdout(): { failure: () => string | null } {
+function guardStdout(): { settle: () => void } {
   let failure: string | null = null;
+  let settled = false;
+  const report = () => {
+    if (failure === null || process.exitCode !== ExitCode.ok) return;
+    process.stderr.write(`error: cannot write to standard output (${failure}); the output is incomplete\n`);
+    process.exitCode = ExitCode.failure;
+  };
   const mute = (stream: NodeJS.WriteStream) => {
     stream.write = ((...args: unknown[]) => {
       const cb = args.find((a) => typeof a === 'function') as (() => void) | undefined;
@@ -75,10 +79,18 @@ function guardStdout(): { failure: () => string | null } {
   };
   process.stdout.on('error', (err: NodeJS.ErrnoException) => {
     mute(process.stdout);
-    if (err.code !== 'EPIPE' && failure === null) failure = (err.code && ERRNO_TEXT[err.code]) ?? err.code ?? err.message;
+    if (err.code === 'EPIPE' || failure !== null) return;
+    failure = (err.code && ERRNO_TEXT[err.code]) ?? err.code ?? err.message;
+    // After the command has finished, a late error still decides the exit code.
+    if (settled) report();
   });
   process.stderr.on('error', () => mute(process.stderr));
-  return { failure: () => failure };
+  return {
+    settle: () => {
+      settled = true;
+      report();
+    },
+  };
 }
 
 function exitCodeFor(err: unknown): number {

@@ -38,11 +38,13 @@ const num = z.number({ error: 'expected a number' });
 const jsonNumber = z.union([num, z.null().transform(() => NaN)], { error: 'expected a number or null' });
 const count = z.number({ error: 'expected a count' }).int({ error: 'expected a whole count' }).min(0, { error: 'expected a count ≥ 0' });
 const text = z.string({ error: 'expected text' });
+/** A layer's name is a label: a number written where a name belongs is read as its text. */
+const layerName = z.union([z.string(), z.number().transform(String)], { error: 'expected a layer name' });
 
 /** Statistics of one layer's kernel at one moment. */
 export const WeightStatsSchema = z.object({
   /** Layer name as in the model summary, e.g. "dense_1". */
-  layer: text,
+  layer: layerName,
   /** Σ|w| */
   l1: jsonNumber,
   /** sqrt(Σw²) */
@@ -81,7 +83,7 @@ export type HistoryFile = z.infer<typeof HistoryFileSchema>;
 
 export const HistogramSchema = z
   .object({
-    layer: text,
+    layer: layerName,
     /** bins+1 edges, ascending. */
     edges: z.array(num.refine(Number.isFinite, { error: 'expected a finite number' }), { error: 'expected a list of edges' }).min(2, { error: 'expected at least 2 edges' }).max(MAX_HISTOGRAM_BINS + 1, { error: `expected at most ${MAX_HISTOGRAM_BINS + 1} edges` }),
     counts: z.array(count, { error: 'expected a list of counts' }),
@@ -97,7 +99,8 @@ export const HistogramSchema = z
   });
 export type Histogram = z.infer<typeof HistogramSchema>;
 
-const evaluation = z.object({ loss: jsonNumber, accuracy: jsonNumber, count }).nullable();
+/** An accuracy is always a finite number; a loss may have overflowed (null in JSON). */
+const evaluation = z.object({ loss: jsonNumber, accuracy: num.min(0, { error: 'expected an accuracy from 0 to 1' }).max(1, { error: 'expected an accuracy from 0 to 1' }), count }).nullable();
 
 export const MetricsFileSchema = z.object({
   formatVersion: num,
