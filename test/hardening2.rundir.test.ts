@@ -5,6 +5,7 @@
  * reading, a hostile model.json is refused before tfjs allocates, and stdout on a full disk.
  * Two real tiny runs (two seeds) are made once; every damaged case is a copy of one of them.
  */
+/* eslint-disable @typescript-eslint/no-explicit-any -- the tests damage JSON files field by field, any shape */
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
