@@ -153,6 +153,6 @@ export function checkCreatableDir(dir: string, label: string): void {
       lst = target;
     }
     const last = i === parts.length - 1;
-    if (!lst.isDirectory()) throw new InputError(`${label}: ${at} is ${last ? 'a file, not a directory' : 'a file, so nothing can be created below it'}`);
+    if (!lst.isDirectory()) throw new InputError(last ? `${label}: exists and is not a directory` : `${label}: ${at} is a file, so nothing can be created below it`);
   }
 }

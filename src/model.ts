@@ -206,17 +206,20 @@ export function weightHistograms(built: BuiltModel): Histogram[] {
   return built.denseLayers.map((layer) => {
     const w = layer.getWeights()[0]!.dataSync() as Float32Array;
     let max = 0;
-    for (let i = 0; i < w.length; i++) max = Math.max(max, Math.abs(w[i]!));
+    for (let i = 0; i < w.length; i++) if (Math.abs(w[i]!) > max) max = Math.abs(w[i]!);
     return { layer: layer.name, ...latticeHistogram(w, max) };
   });
 }
 
 /** Counts of `values` on the lattice reaching past `maxAbs`; values beyond the widest lattice count in its outer bins. */
 export function latticeHistogram(values: ArrayLike<number>, maxAbs: number): { edges: number[]; counts: number[] } {
-  const half = Math.min(HISTOGRAM_MAX_HALF_BINS, Math.max(1, Math.floor(maxAbs / HISTOGRAM_BIN_WIDTH) + 1));
+  // A failed run's weights may be NaN or infinite: NaN is not counted, ±∞ counts in the outer bins.
+  const reach = Number.isFinite(maxAbs) ? maxAbs : HISTOGRAM_MAX_HALF_BINS * HISTOGRAM_BIN_WIDTH;
+  const half = Math.min(HISTOGRAM_MAX_HALF_BINS, Math.max(1, Math.floor(reach / HISTOGRAM_BIN_WIDTH) + 1));
   const edges = Array.from({ length: 2 * half + 1 }, (_, i) => latticeEdge(i - half));
   const counts = new Array<number>(2 * half).fill(0);
   for (let i = 0; i < values.length; i++) {
+    if (Number.isNaN(values[i]!)) continue;
     const j = Math.floor(values[i]! / HISTOGRAM_BIN_WIDTH) + half;
     counts[Math.min(2 * half - 1, Math.max(0, j))]!++;
   }

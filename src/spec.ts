@@ -461,12 +461,15 @@ function placeOverride(root: Record<string, unknown>, o: Override): void {
       c[key] = structuredClone(o.value);
       return;
     }
-    // Going deeper: a map the document leaves out (or sets to null/a shorthand) becomes one.
-    const next = peelSchema(child ?? z.unknown());
-    const wantsList = next instanceof z.ZodArray || next instanceof z.ZodTuple;
-    if (!wantsList && !isPlainMap(c[key]) && !(child === null && Array.isArray(c[key]))) c[key] = {};
-    container = (wantsList && !Array.isArray(c[key]) ? [] : c[key]) as Record<string, unknown> | unknown[];
-    if (wantsList && !Array.isArray(c[key])) throw new InputError(`${o.label}: ${o.path.slice(0, k + 1).join('.')} is not a list in the spec, so it has no item ${o.path[k + 1]}`);
+    // Going deeper: a map the document leaves out (or sets to null/a shorthand) becomes one;
+    // a list must already be there, since only its existing items can be addressed.
+    const next = child === null ? null : peelSchema(child);
+    if (next instanceof z.ZodArray || next instanceof z.ZodTuple) {
+      if (!Array.isArray(c[key])) throw new InputError(`${o.label}: ${o.path.slice(0, k + 1).join('.')} is not a list in the spec, so it has no item ${o.path[k + 1]}`);
+    } else if (!isPlainMap(c[key]) && !(next === null && Array.isArray(c[key]))) {
+      c[key] = {};
+    }
+    container = c[key] as Record<string, unknown> | unknown[];
     schema = child;
   });
 }
