@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { ExitCode, RegtrainError } from './errors';
 import { packageVersion } from './fsutil';
+import { installDefaultSignalHandling } from './signals';
 import { runCommand } from './commands/run';
 import { evaluateCommand } from './commands/evaluate';
 import { validateCommand } from './commands/validate';
@@ -15,7 +16,7 @@ Exit codes:
   0    success
   1    runtime failure (data unavailable, non-finite loss, disk full, internal error)
   2    bad input (usage, spec, data files or run directories)
-  130  interrupted (SIGINT/SIGTERM); finished work is saved`;
+  130  interrupted (SIGINT/SIGTERM/SIGHUP); finished work is saved`;
 
 export function buildProgram(): Command {
   const program = new Command()
@@ -43,20 +44,57 @@ export function buildProgram(): Command {
  * anything else is a bug and keeps its stack trace (exit 1).
  */
 export async function main(argv: string[]): Promise<void> {
-  // `regtrain … | head` closes the pipe early: that is the reader's choice, not an error.
-  for (const stream of [process.stdout, process.stderr]) {
-    stream.on('error', (err: NodeJS.ErrnoException) => {
-      if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
-      throw err;
-    });
-  }
+  const stdout = guardStdout();
+  installDefaultSignalHandling();
   let code: number = ExitCode.ok;
   try {
     await buildProgram().parseAsync(argv);
   } catch (err) {
     code = exitCodeFor(err);
   }
+  // A write error is reported on a later tick: let it arrive before deciding the exit code.
+  await new Promise((resolve) => setImmediate(resolve));
   process.exitCode = code;
+  stdout.settle();
+}
+
+const ERRNO_TEXT: Record<string, string> = { ENOSPC: 'no space left on device', EDQUOT: 'disk quota exceeded', EIO: 'input/output error', EBADF: 'not open for writing', EFBIG: 'file too large' };
+
+/**
+ * When stdout fails, regtrain writes nothing more to it and keeps going (a run still trains and
+ * saves). A closed pipe (`regtrain … | head`) is the reader's choice and changes nothing else;
+ * any other failure (`> /dev/full`: ENOSPC) ends the command with one line and exit 1.
+ * stderr failures are ignored: there is nowhere left to report them.
+ */
+function guardStdout(): { settle: () => void } {
+  let failure: string | null = null;
+  let settled = false;
+  const report = () => {
+    if (failure === null || process.exitCode !== ExitCode.ok) return;
+    process.stderr.write(`error: cannot write to standard output (${failure}); the output is incomplete\n`);
+    process.exitCode = ExitCode.failure;
+  };
+  const mute = (stream: NodeJS.WriteStream) => {
+    stream.write = ((...args: unknown[]) => {
+      const cb = args.find((a) => typeof a === 'function') as (() => void) | undefined;
+      cb?.();
+      return true;
+    }) as typeof stream.write;
+  };
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    mute(process.stdout);
+    if (err.code === 'EPIPE' || failure !== null) return;
+    failure = (err.code && ERRNO_TEXT[err.code]) ?? err.code ?? err.message;
+    // After the command has finished, a late error still decides the exit code.
+    if (settled) report();
+  });
+  process.stderr.on('error', () => mute(process.stderr));
+  return {
+    settle: () => {
+      settled = true;
+      report();
+    },
+  };
 }
 
 function exitCodeFor(err: unknown): number {

@@ -1,9 +1,11 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import * as YAML from 'yaml';
-import type { EpochRecord, Histogram, MetricsFile, WeightStats } from './runformat';
-import { RUN_FORMAT_VERSION } from './runformat';
-import type { StudyFile } from './study';
+import { InputError } from './errors';
+import { readRegularFile, UnreadableFileError } from './fsutil';
+import { readHistory, readMetrics, readStudyRecord, HISTORY_JSON, METRICS_FILE, SPEC_FILE, STUDY_FILE } from './rundir';
+import { HISTOGRAM_BIN_WIDTH, HISTOGRAM_MAX_HALF_BINS, type EpochRecord, type Histogram, type MetricsFile, type StudyRecord } from './runformat';
+import { parsePlainYaml, MAX_SPEC_BYTES } from './spec';
+import { latticeEdge } from './model';
 
 /**
  * `compare`: reads run and study directories (skipping broken or unfinished runs with a
@@ -19,7 +21,7 @@ export interface RunData {
   history: EpochRecord[] | null;
   /** The resolved spec.yaml as a plain object, or null when missing/unreadable. */
   spec: Record<string, unknown> | null;
-  study: { dir: string; file: StudyFile; member: StudyFile['members'][number] } | null;
+  study: { dir: string; file: StudyRecord; member: StudyRecord['members'][number] } | null;
 }
 
 export interface Skipped {
@@ -32,13 +34,18 @@ export interface Collected {
   skipped: Skipped[];
   /** Non-fatal problems with runs that were kept (e.g. an unreadable history.json). */
   warnings: string[];
-  studies: { dir: string; file: StudyFile }[];
+  studies: { dir: string; file: StudyRecord }[];
 }
 
 const RUN_FILES = ['metrics.json', 'history.json', 'spec.yaml', 'model.json'];
 
-const isObj = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
 const finite = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+/** What a reader's InputError says after the file name (the reason names the file already). */
+const reasonOf = (err: unknown, dir: string): string => {
+  if (!(err instanceof InputError)) throw err;
+  const msg = err.message.split('\n')[0]!;
+  return msg.startsWith(dir) ? msg.slice(dir.length).replace(/^[\\/]/, '') : msg;
+};
 
 function looksLikeRun(dir: string): boolean {
   return RUN_FILES.some((f) => fs.existsSync(path.join(dir, f)));
@@ -56,81 +63,48 @@ function subdirs(dir: string): string[] {
   }
 }
 
-function readJson(file: string): { value?: unknown; error?: string } {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (err) {
-    return { error: (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'missing' : (err as Error).message };
-  }
-  try {
-    return { value: JSON.parse(text) };
-  } catch {
-    return { error: 'not valid JSON (truncated or corrupt)' };
-  }
-}
-
-function readWeights(v: unknown): WeightStats[] {
-  if (!Array.isArray(v)) return [];
-  return v.filter(isObj).map((w, i) => ({
-    layer: typeof w.layer === 'string' ? w.layer : `layer ${i + 1}`,
-    l1: finite(w.l1) ?? NaN,
-    l2: finite(w.l2) ?? NaN,
-    sparsity1e3: finite(w.sparsity1e3) ?? NaN,
-    sparsity1e2: finite(w.sparsity1e2) ?? NaN,
-    maxAbs: finite(w.maxAbs) ?? NaN,
-  }));
-}
-
 /** Reads one run directory; returns a reason instead when it cannot be compared. */
 export function readRun(dir: string): { run?: RunData; reason?: string; warnings: string[] } {
   const warnings: string[] = [];
-  const m = readJson(path.join(dir, 'metrics.json'));
-  if (m.error === 'missing') return { reason: 'no metrics.json (the run did not finish, or this is not a run directory)', warnings };
-  if (m.error) return { reason: `metrics.json: ${m.error}`, warnings };
-  if (!isObj(m.value)) return { reason: 'metrics.json: expected an object', warnings };
-  const raw = m.value;
-  if (raw.formatVersion !== RUN_FORMAT_VERSION) {
-    return { reason: `metrics.json is run format ${JSON.stringify(raw.formatVersion ?? null)}; this regtrain reads format ${RUN_FORMAT_VERSION}`, warnings };
+  if (!fs.existsSync(path.join(dir, METRICS_FILE))) return { reason: 'no metrics.json (the run did not finish, or this is not a run directory)', warnings };
+  let metrics: MetricsFile;
+  try {
+    const read = readMetrics(dir);
+    metrics = read.metrics;
+    warnings.push(...read.warnings);
+  } catch (err) {
+    return { reason: reasonOf(err, dir), warnings };
   }
-  if (raw.status !== 'complete') return { reason: `the run is ${typeof raw.status === 'string' ? raw.status : 'of unknown status'}${typeof raw.stopReason === 'string' ? ` (${raw.stopReason})` : ''}`, warnings };
-  const test = isObj(raw.test) ? raw.test : null;
-  if (!test || finite(test.accuracy) === null || finite(test.loss) === null) return { reason: 'metrics.json has no test accuracy/loss', warnings };
-  const trainEval = isObj(raw.trainEval) && finite(raw.trainEval.accuracy) !== null ? (raw.trainEval as MetricsFile['trainEval']) : null;
-  const seconds = isObj(raw.seconds) ? raw.seconds : {};
-  const metrics: MetricsFile = {
-    ...(raw as unknown as MetricsFile),
-    name: typeof raw.name === 'string' ? raw.name : path.basename(dir),
-    seed: finite(raw.seed) ?? NaN,
-    epochsRun: finite(raw.epochsRun) ?? NaN,
-    bestEpoch: finite(raw.bestEpoch),
-    test: { loss: test.loss as number, accuracy: test.accuracy as number, count: finite(test.count) ?? 0 },
-    trainEval,
-    seconds: { total: finite(seconds.total) ?? NaN, perEpoch: Array.isArray(seconds.perEpoch) ? (seconds.perEpoch as number[]) : [] },
-    finalWeights: readWeights(raw.finalWeights),
-    histograms: Array.isArray(raw.histograms) ? (raw.histograms as unknown[]).filter((h): h is Histogram => isObj(h) && Array.isArray(h.edges) && Array.isArray(h.counts) && h.edges.length === h.counts.length + 1) : [],
-  };
+  if (metrics.status !== 'complete') return { reason: `the run is ${metrics.status} (${metrics.stopReason})`, warnings };
+  if (!metrics.test || finite(metrics.test.accuracy) === null || finite(metrics.test.loss) === null) return { reason: 'metrics.json has no test accuracy/loss', warnings };
 
   let history: EpochRecord[] | null = null;
-  const h = readJson(path.join(dir, 'history.json'));
-  if (h.error) warnings.push(`${dir}: history.json ${h.error}; its curves and best validation accuracy are left out`);
-  else if (!isObj(h.value) || !Array.isArray(h.value.epochs)) warnings.push(`${dir}: history.json has no epochs list; its curves are left out`);
-  else history = (h.value.epochs as unknown[]).filter((e): e is EpochRecord => isObj(e) && finite(e.epoch) !== null);
+  try {
+    history = readHistory(dir).epochs;
+  } catch (err) {
+    const why = fs.existsSync(path.join(dir, HISTORY_JSON)) ? reasonOf(err, dir) : 'history.json missing';
+    warnings.push(`${dir}: ${why}; its curves and best validation accuracy are left out`);
+  }
 
   let spec: Record<string, unknown> | null = null;
+  const specFile = path.join(dir, SPEC_FILE);
   try {
-    const parsed: unknown = YAML.parse(fs.readFileSync(path.join(dir, 'spec.yaml'), 'utf8'));
-    if (isObj(parsed)) spec = parsed;
+    const parsed = parsePlainYaml(readRegularFile(specFile, { maxBytes: MAX_SPEC_BYTES }).toString('utf8'), specFile);
+    if (parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed)) spec = parsed as Record<string, unknown>;
     else warnings.push(`${dir}: spec.yaml is not a map; grouped by name only`);
   } catch (err) {
-    warnings.push(`${dir}: spec.yaml ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'missing' : 'unreadable'}; grouped by name only`);
+    warnings.push(`${dir}: ${err instanceof UnreadableFileError && err.code === 'ENOENT' ? 'spec.yaml missing' : reasonOf(err, dir)}; grouped by name only`);
   }
   return { run: { dir, metrics, history, spec, study: null }, warnings };
 }
 
-function readStudyFile(dir: string): StudyFile | null {
-  const s = readJson(path.join(dir, 'study.json'));
-  return isObj(s.value) && Array.isArray(s.value.members) ? (s.value as unknown as StudyFile) : null;
+function readStudyFile(dir: string): { study: StudyRecord | null; problem: string | null } {
+  if (!fs.existsSync(path.join(dir, STUDY_FILE))) return { study: null, problem: null };
+  try {
+    return { study: readStudyRecord(dir), problem: null };
+  } catch (err) {
+    return { study: null, problem: reasonOf(err, dir) };
+  }
 }
 
 /** Expands the arguments (run dirs, study dirs, folders of runs) and reads every run. */
@@ -159,11 +133,17 @@ export function collectRuns(args: string[]): Collected {
       add(arg, null);
       continue;
     }
-    const study = readStudyFile(arg);
+    const { study, problem } = readStudyFile(arg);
     if (study) {
       out.studies.push({ dir: arg, file: study });
       for (const member of study.members) {
-        const runDir = path.join(arg, member.runDir ?? path.join('runs', member.name));
+        // runDir comes from a file: it must stay inside the study directory.
+        const rel = member.runDir ?? path.join('runs', member.name);
+        const runDir = path.join(arg, rel);
+        if (path.isAbsolute(rel) || path.relative(arg, runDir).startsWith('..')) {
+          out.skipped.push({ dir: runDir, reason: 'study.json names a run directory outside the study' });
+          continue;
+        }
         if (!fs.existsSync(runDir)) out.skipped.push({ dir: runDir, reason: 'not run yet' });
         else add(runDir, { dir: arg, file: study, member });
       }
@@ -173,7 +153,7 @@ export function collectRuns(args: string[]): Collected {
     }
     // A folder of runs (e.g. runs/), or a study whose study.json is lost.
     const candidates = [...subdirs(arg), ...subdirs(path.join(arg, 'runs'))].filter(looksLikeRun);
-    if (fs.existsSync(path.join(arg, 'study.json'))) out.warnings.push(`${arg}: study.json unreadable; its runs are compared without variant names`);
+    if (problem) out.warnings.push(`${arg}: ${problem}; its runs are compared without variant names`);
     if (candidates.length === 0) out.skipped.push({ dir: arg, reason: 'not a run directory, a study directory or a folder of runs' });
     for (const d of candidates) add(d, null);
   }
@@ -329,11 +309,20 @@ export interface Group {
   layers: LayerRow[];
   /** Mean over the group's runs per epoch (runs that stopped early drop out of later epochs). */
   curve: CurvePoint[];
-  /** Per layer: counts summed over runs when their bins agree, else the first run's. */
+  /** Per layer: every run's counts summed on the shared lattice of edges. */
   histograms: Histogram[];
 }
 
+/** A run left out because another run with the same resolved spec and seed was counted. */
+export interface Duplicate {
+  kept: string;
+  dropped: string;
+  seed: number;
+}
+
 export interface CompareResult {
+  /** Runs that repeat a counted run (same spec and seed), left out of every statistic. */
+  duplicates: Duplicate[];
   groups: Group[];
   baseline: string | null;
   paired: PairedResult[];
@@ -426,17 +415,54 @@ function meanCurve(runs: RunData[]): CurvePoint[] {
     });
 }
 
-function groupHistograms(runs: RunData[]): Histogram[] {
-  const first = runs.find((r) => r.metrics.histograms.length)?.metrics.histograms ?? [];
-  return first.map((h, i) => {
-    const counts = [...h.counts];
-    for (const r of runs) {
-      const o = r.metrics.histograms[i];
-      if (r.metrics.histograms === first || !o || JSON.stringify(o.edges) !== JSON.stringify(h.edges)) continue;
-      o.counts.forEach((c, j) => (counts[j]! += c));
+/**
+ * A run's histogram as counts on the shared lattice (bin j covers [(j−half)·w, (j−half+1)·w)).
+ * Histograms written on the lattice map exactly; older ones (own ±max|w| edges) are re-binned by
+ * overlap, assuming weights spread evenly within each old bin.
+ */
+export function onLattice(h: Histogram): { half: number; counts: number[] } {
+  const w = HISTOGRAM_BIN_WIDTH;
+  const k0 = Math.round(h.edges[0]! / w);
+  const exact = -k0 === h.edges.length - 1 + k0 && k0 < 0 && h.edges.every((e, i) => Math.abs(e - latticeEdge(k0 + i)) < 1e-9);
+  if (exact) return { half: -k0, counts: [...h.counts] };
+  let lo = 0;
+  let hi = 0;
+  for (const e of h.edges) {
+    lo = Math.min(lo, e);
+    hi = Math.max(hi, e);
+  }
+  const half = Math.min(HISTOGRAM_MAX_HALF_BINS, Math.max(1, Math.ceil(Math.max(-lo, hi) / w - 1e-9)));
+  const counts = new Array<number>(2 * half).fill(0);
+  const clampK = (x: number) => Math.min(half, Math.max(-half, x));
+  h.counts.forEach((c, i) => {
+    const a = clampK(h.edges[i]! / w);
+    const b = clampK(h.edges[i + 1]! / w);
+    if (c === 0) return;
+    if (b - a < 1e-12) {
+      counts[Math.min(2 * half - 1, Math.max(0, Math.floor(a) + half))]! += c;
+      return;
     }
-    return { layer: h.layer, edges: h.edges, counts };
+    for (let k = Math.floor(a); k < b; k++) {
+      const overlap = Math.min(b, k + 1) - Math.max(a, k);
+      if (overlap > 0) counts[Math.min(2 * half - 1, Math.max(0, k + half))]! += (c * overlap) / (b - a);
+    }
   });
+  return { half, counts };
+}
+
+/** Per layer (by position): every run's counts added on the shared lattice, so each seed counts. */
+function groupHistograms(runs: RunData[]): Histogram[] {
+  const nLayers = runs.reduce((n, r) => Math.max(n, r.metrics.histograms.length), 0);
+  const out: Histogram[] = [];
+  for (let li = 0; li < nLayers; li++) {
+    const parts = runs.map((r) => r.metrics.histograms[li]).filter((h): h is Histogram => h !== undefined).map((h) => ({ layer: h.layer, ...onLattice(h) }));
+    if (parts.length === 0) continue;
+    const half = parts.reduce((n, p) => Math.max(n, p.half), 1);
+    const counts = new Array<number>(2 * half).fill(0);
+    for (const p of parts) p.counts.forEach((c, j) => (counts[j + half - p.half]! += c));
+    out.push({ layer: parts[0]!.layer, edges: Array.from({ length: 2 * half + 1 }, (_, i) => latticeEdge(i - half)), counts });
+  }
+  return out;
 }
 
 function bestVal(run: RunData): { acc: number; epoch: number } | null {
@@ -452,7 +478,7 @@ function buildGroup(name: string, runs: RunData[], sweepPaths: string[]): Group 
   const m = runs.map((r) => r.metrics);
   const last = runs.map((r) => (r.history?.length ? r.history[r.history.length - 1]! : null));
   const vals = runs.map(bestVal);
-  const nLayers = Math.max(0, ...m.map((x) => x.finalWeights.length));
+  const nLayers = m.reduce((n, x) => Math.max(n, x.finalWeights.length), 0);
   const layers: LayerRow[] = Array.from({ length: nLayers }, (_, i) => {
     const ws = m.map((x) => x.finalWeights[i]);
     return {
@@ -491,9 +517,20 @@ function buildGroup(name: string, runs: RunData[], sweepPaths: string[]): Group 
 /** Groups runs that differ only in seed, names them, picks the baseline, pairs each group with it. */
 export function compareRuns(collected: Collected, opts: { baseline?: string } = {}): CompareResult {
   const sweepPaths = [...new Set(collected.studies.flatMap((s) => Object.entries(s.file.sweep ?? {}).filter(([, vs]) => Array.isArray(vs) && vs.every((v) => typeof v === 'number')).map(([p]) => p)))];
+  // The same (resolved spec, seed) found twice (a study compared twice, a copied run) is one
+  // experiment: counting it twice would inflate n and the paired test. Keep the first, say so.
   const byKey = new Map<string, RunData[]>();
+  const firstOf = new Map<string, RunData>();
+  const duplicates: Duplicate[] = [];
   for (const r of collected.runs) {
     const k = specKey(r);
+    const id = `${k}\u0000${r.metrics.seed}`;
+    const first = firstOf.get(id);
+    if (first) {
+      duplicates.push({ kept: first.dir, dropped: r.dir, seed: r.metrics.seed });
+      continue;
+    }
+    firstOf.set(id, r);
     byKey.set(k, [...(byKey.get(k) ?? []), r]);
   }
   // Names: the study's group name; else the run's name, or its directory's where names collide.
@@ -518,7 +555,7 @@ export function compareRuns(collected: Collected, opts: { baseline?: string } = 
     groups.find((g) => g.variant !== null && studyBaselines.has(g.variant)) ??
     groups.find((g) => g.name === 'baseline' || g.name.startsWith('baseline-')) ??
     groups[0];
-  const warnings = [...collected.warnings];
+  const warnings = [...collected.warnings, ...duplicates.map((d) => `${d.dropped} repeats ${d.kept} (same spec, seed ${d.seed}): counted once`)];
   if (wanted !== undefined && base && base.name !== wanted && base.variant !== wanted && !base.runs.some((r) => path.resolve(r.dir) === path.resolve(wanted))) {
     warnings.push(`--baseline ${wanted}: no such variant or run; using ${base.name}`);
   }
@@ -540,7 +577,7 @@ export function compareRuns(collected: Collected, opts: { baseline?: string } = 
       paired.push({ group: g.name, baseline: base.name, metric: 'test accuracy', seeds: matched.map((r) => r.metrics.seed), ...res, verdict });
     }
   }
-  return { groups, baseline: base?.name ?? null, paired, skipped: collected.skipped, warnings, sweepPaths };
+  return { groups, baseline: base?.name ?? null, paired, skipped: collected.skipped, warnings, sweepPaths, duplicates };
 }
 
 // ---------- formatting ----------
@@ -657,6 +694,7 @@ export function toJson(r: CompareResult): object {
     groups: r.groups.map(({ runs, ...g }) => ({ ...g, runDirs: runs.map((x) => x.dir) })),
     paired: r.paired.map((p) => ({ ...p, t: Number.isFinite(p.t) ? p.t : p.t > 0 ? 'Infinity' : '-Infinity' })),
     skipped: r.skipped,
+    duplicates: r.duplicates,
     warnings: r.warnings,
   };
 }

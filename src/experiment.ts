@@ -11,7 +11,7 @@ import { type Dataset } from './data/dataset';
 import { FailureError, InputError, InterruptedError } from './errors';
 import { packageVersion, sha256 } from './fsutil';
 import { buildModel, BuiltModel, modelSummary, parameterCounts, weightHistograms, weightStats } from './model';
-import { claimRunDir, createRunDir, readJsonFile, releaseRunDir, saveModel, writeHistory, writeJson, writeMetrics, writeRunFile, RunOrigin, METRICS_FILE, ORIGIN_FILE, SPEC_FILE } from './rundir';
+import { claimRunDir, createRunDir, readMetrics, readOrigin, releaseRunDir, saveModel, writeHistory, writeJson, writeMetrics, writeRunFile, RunOrigin, METRICS_FILE, ORIGIN_FILE, SPEC_FILE } from './rundir';
 import { EpochRecord, MetricsFile, RUN_FORMAT_VERSION } from './runformat';
 import { ExperimentSpec, loadSpec, parseSetFlag, parseSpec, specToYaml } from './spec';
 import { BestModel } from './train/callbacks/best-model';
@@ -52,7 +52,7 @@ export function prepareResume(dir: string, file: string | undefined, sets: strin
   const runDir = path.resolve(dir);
   if (!fs.existsSync(runDir) || !fs.statSync(runDir).isDirectory()) throw new InputError(`--resume ${dir}: no such run directory`);
   if (fs.existsSync(path.join(runDir, METRICS_FILE))) {
-    const status = readJsonFile<{ status?: string }>(runDir, METRICS_FILE).status;
+    const { status } = readMetrics(runDir).metrics;
     if (status === 'complete') throw new InputError(`--resume ${dir}: the run already finished; start a new run instead`);
     if (status === 'failed' && !force) throw new InputError(`--resume ${dir}: the run failed (non-finite loss); resuming would repeat it (--force to try anyway)`);
   }
@@ -62,8 +62,8 @@ export function prepareResume(dir: string, file: string | undefined, sets: strin
   } catch {
     throw new InputError(`--resume ${dir}: ${SPEC_FILE} is missing; not a run directory`);
   }
-  const origin = fs.existsSync(path.join(runDir, ORIGIN_FILE)) ? readJsonFile<RunOrigin>(runDir, ORIGIN_FILE) : null;
-  if (origin && typeof origin.specSha256 === 'string' && origin.specSha256 !== sha256(Buffer.from(savedText)) && !force) {
+  const origin = fs.existsSync(path.join(runDir, ORIGIN_FILE)) ? readOrigin(runDir) : null;
+  if (origin && origin.specSha256 !== sha256(Buffer.from(savedText)) && !force) {
     throw new InputError(`--resume ${dir}: ${SPEC_FILE} was edited since the run started (its hash differs from ${ORIGIN_FILE}); pass --force to train with it`);
   }
   let spec = parseSpec(savedText, path.join(dir, SPEC_FILE)).spec;

@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as crypto from 'node:crypto';
+import { InputError, errorMessage } from './errors';
 
 /** The folder holding regtrain's package.json (works from src/ under ts and dist/src/ when built). */
 export function packageRoot(): string {
@@ -54,4 +55,104 @@ export function sha256(data: Uint8Array): string {
 /** 20261127T160730Z: a UTC time that sorts and is safe in file names. */
 export function utcStamp(d = new Date()): string {
   return d.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+}
+
+const FILE_KINDS: [(s: fs.Stats) => boolean, string][] = [
+  [(s) => s.isDirectory(), 'a directory'],
+  [(s) => s.isFIFO(), 'a FIFO (named pipe)'],
+  [(s) => s.isCharacterDevice(), 'a character device'],
+  [(s) => s.isBlockDevice(), 'a block device'],
+  [(s) => s.isSocket(), 'a socket'],
+];
+
+/** A file regtrain was asked to read but will not: missing, not a regular file, too large, unreadable. */
+export class UnreadableFileError extends InputError {
+  constructor(
+    readonly file: string,
+    readonly reason: string,
+    /** errno code when the OS refused (ENOENT, EACCES, …), else null. */
+    readonly code: string | null,
+  ) {
+    super(`${file}: ${reason}`);
+  }
+}
+
+const ERRNO_WORDS: Record<string, string> = {
+  ENOENT: 'no such file',
+  EACCES: 'permission denied',
+  EPERM: 'permission denied',
+  ELOOP: 'a loop of symbolic links',
+  ENOTDIR: 'a part of the path is not a directory',
+  ENAMETOOLONG: 'the path is too long',
+  EISDIR: 'a directory',
+  EIO: 'input/output error',
+};
+
+/**
+ * Reads a whole file that must be a regular file of at most `maxBytes` (or exactly `exactBytes`).
+ * Opens without blocking (a FIFO with no writer would wait forever), then checks the opened file
+ * itself: /dev/zero, a FIFO, a socket or a directory is refused, and so is a file larger than
+ * allowed, before a byte is read. Reads at most maxBytes + 1 bytes, so a file that grows while
+ * it is read cannot run the process out of memory. Every refusal is one UnreadableFileError line.
+ */
+export function readRegularFile(file: string, limit: { maxBytes: number; exactBytes?: number }): Buffer {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOCTTY);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? null;
+    throw new UnreadableFileError(file, (code && ERRNO_WORDS[code]) ?? errorMessage(err), code);
+  }
+  try {
+    const st = fs.fstatSync(fd);
+    const kind = FILE_KINDS.find(([is]) => is(st));
+    if (kind) throw new UnreadableFileError(file, `${kind[1]}, not a regular file`, null);
+    if (limit.exactBytes !== undefined && st.size !== limit.exactBytes) throw new UnreadableFileError(file, `${st.size} bytes, expected ${limit.exactBytes}`, null);
+    if (st.size > limit.maxBytes) throw new UnreadableFileError(file, `${st.size} bytes is more than the ${limit.maxBytes} this file may have`, null);
+    const buf = Buffer.allocUnsafe(Math.min(limit.maxBytes, st.size) + 1);
+    let n = 0;
+    for (let r; n < buf.length && (r = fs.readSync(fd, buf, n, buf.length - n, null)) > 0; ) n += r;
+    if (n > limit.maxBytes || (limit.exactBytes !== undefined && n !== limit.exactBytes)) throw new UnreadableFileError(file, 'changed size while it was read', null);
+    return buf.subarray(0, n);
+  } catch (err) {
+    if (err instanceof UnreadableFileError) throw err;
+    const code = (err as NodeJS.ErrnoException).code ?? null;
+    throw new UnreadableFileError(file, (code && ERRNO_WORDS[code]) ?? errorMessage(err), code);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/**
+ * `--out DIR` must be creatable: no ancestor may be a file, and no part of it a symlink that leads
+ * nowhere (mkdir -p would fail with raw ENOTDIR/EEXIST/ENOENT text). Throws a one-line
+ * InputError naming the offending path; returns quietly when the path is fine or does not exist yet.
+ */
+export function checkCreatableDir(dir: string, label: string): void {
+  const abs = path.resolve(dir);
+  const parts = abs.split(path.sep).filter(Boolean);
+  let at = path.parse(abs).root;
+  for (let i = 0; i < parts.length; i++) {
+    at = path.join(at, parts[i]!);
+    let lst: fs.Stats;
+    try {
+      lst = fs.lstatSync(at);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return;
+      throw new InputError(`${label}: cannot use ${at} (${(code && ERRNO_WORDS[code]) ?? errorMessage(err)})`);
+    }
+    if (lst.isSymbolicLink()) {
+      let target: fs.Stats;
+      try {
+        target = fs.statSync(at);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        throw new InputError(`${label}: ${at} is a symbolic link that leads nowhere${code === 'ELOOP' ? ' (a loop)' : ''}`);
+      }
+      lst = target;
+    }
+    const last = i === parts.length - 1;
+    if (!lst.isDirectory()) throw new InputError(last ? `${label}: exists and is not a directory` : `${label}: ${at} is a file, so nothing can be created below it`);
+  }
 }

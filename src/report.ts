@@ -22,6 +22,13 @@ export function esc(s: string): string {
   return s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
 }
 
+/** The largest of `xs` (at least `floor`), without spreading them into Math.max's arguments (a 200k-bin histogram would overflow the stack). */
+function maxOf(xs: readonly number[], floor: number): number {
+  let m = floor;
+  for (const x of xs) if (x > m) m = x;
+  return m;
+}
+
 const r2 = (x: number) => (Math.round(x * 100) / 100).toString();
 const safeId = (s: string) => s.replace(/[^A-Za-z0-9_.-]+/g, '_').slice(0, 80);
 
@@ -40,8 +47,8 @@ const tickLabel = (v: number) => (Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-3 && v
 function extent(values: number[], pad = 0.05): [number, number] {
   const xs = values.filter(Number.isFinite);
   if (xs.length === 0) return [0, 1];
-  let lo = Math.min(...xs);
-  let hi = Math.max(...xs);
+  let lo = -maxOf(xs.map((x) => -x), -Infinity);
+  let hi = maxOf(xs, -Infinity);
   if (lo === hi) [lo, hi] = [lo - (Math.abs(lo) || 1) * 0.1, hi + (Math.abs(hi) || 1) * 0.1];
   const p = (hi - lo) * pad;
   return [lo - p, hi + p];
@@ -90,7 +97,7 @@ interface LineSeries {
 }
 
 function lineChart(id: string, title: string, xLabel: string, yLabel: string, series: LineSeries[], xCategories?: string[]): Chart {
-  const legendWidth = Math.min(260, 30 + Math.max(0, ...series.map((s) => s.name.length)) * 6);
+  const legendWidth = Math.min(260, 30 + maxOf(series.map((s) => s.name.length), 0) * 6);
   const f: Frame = { w: 560 + legendWidth, h: Math.max(300, 50 + series.length * 14), left: 56, top: 28, right: 20 + legendWidth, bottom: 40 };
   const xs = series.flatMap((s) => s.points.map((p) => p[0]));
   const ys = series.flatMap((s) => s.points.map((p) => p[1]));
@@ -152,12 +159,13 @@ function gapChart(groups: Group[]): Chart {
 
 /** One chart per layer: a panel per variant on a shared, symmetric x axis (L1's spike at 0 vs L2's narrower bell). */
 function histogramCharts(groups: Group[]): Chart[] {
-  const nLayers = Math.max(0, ...groups.map((g) => g.histograms.length));
+  const nLayers = maxOf(groups.map((g) => g.histograms.length), 0);
   const charts: Chart[] = [];
   for (let li = 0; li < nLayers; li++) {
     const panels = groups.filter((g) => g.histograms[li]);
     const layer = panels[0]!.histograms[li]!.layer;
-    const maxAbs = Math.max(1e-9, ...panels.flatMap((g) => g.histograms[li]!.edges.map(Math.abs).filter(Number.isFinite)));
+    let maxAbs = 1e-9;
+    for (const g of panels) for (const e of g.histograms[li]!.edges) if (Number.isFinite(e)) maxAbs = Math.max(maxAbs, Math.abs(e));
     const cols = Math.min(3, panels.length);
     const pw = 240;
     const ph = 150;
@@ -170,7 +178,7 @@ function histogramCharts(groups: Group[]): Chart[] {
         const oy = 28 + Math.floor(k / cols) * ph;
         const [l, t, iw, ih] = [ox + 14, oy + 18, pw - 28, ph - 44];
         const total = hist.counts.reduce((a, b) => a + b, 0) || 1;
-        const top = Math.max(...hist.counts, 1);
+        const top = maxOf(hist.counts, 1);
         const sx = (v: number) => l + ((v + maxAbs) / (2 * maxAbs)) * iw;
         const rects = hist.counts
           .map((c, j) => {
@@ -204,7 +212,7 @@ function sparsityCharts(r: CompareResult): Chart[] {
     const series: LineSeries[] = [];
     let i = 0;
     for (const [name, members] of lines) {
-      const nLayers = Math.max(0, ...members.map((g) => g.layers.length));
+      const nLayers = maxOf(members.map((g) => g.layers.length), 0);
       for (let li = 0; li < nLayers; li++) {
         const points = members
           .filter((g) => g.layers[li]?.sparsity1e3)

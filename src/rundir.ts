@@ -3,8 +3,27 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { FailureError, InputError, errorMessage } from './errors';
 import { acquireLock, liveHolder, readLock, releaseLock, LockHeldError } from './lock';
-import { utcStamp, writeFileAtomic } from './fsutil';
-import { EpochRecord, HistoryFile, MetricsFile, RUN_FORMAT_VERSION } from './runformat';
+import { checkCreatableDir, readRegularFile, utcStamp, writeFileAtomic, UnreadableFileError } from './fsutil';
+import { z } from 'zod';
+import {
+  EpochRecord,
+  HistogramSchema,
+  HistoryFile,
+  HistoryFileSchema,
+  MetricsFile,
+  MetricsFileSchema,
+  RunOrigin,
+  RunOriginSchema,
+  StudyRecord,
+  StudyRecordSchema,
+  MAX_HISTORY_BYTES,
+  MAX_MODEL_JSON_BYTES,
+  MAX_RUN_JSON_BYTES,
+  RUN_FORMAT_VERSION,
+  type Histogram,
+} from './runformat';
+import { IMAGE_SHAPE, layerType, type ExperimentSpec, type LayerType } from './spec';
+import { describeValue, inRegtrainWords, issueLine } from './zodwords';
 
 export const MODEL_FILE = 'model.json';
 export const WEIGHTS_FILE = 'weights.bin';
@@ -42,6 +61,7 @@ export function createRunDir(opts: { out?: string; name: string; cwd?: string })
   let dir: string;
   if (opts.out) {
     dir = path.resolve(cwd, opts.out);
+    checkCreatableDir(dir, `--out ${opts.out}`);
     if (fs.existsSync(dir)) {
       if (!fs.statSync(dir).isDirectory()) throw new InputError(`--out ${opts.out}: exists and is not a directory`);
       if (!isEmptyDir(dir)) throw new InputError(`--out ${opts.out}: ${occupiedReason(dir)}`);
@@ -171,6 +191,7 @@ export async function saveModel(model: tf.LayersModel, dir: string, metadata: Re
 }
 
 const BYTES_PER: Record<string, number> = { float32: 4, int32: 4 };
+const TFJS_CLASS: Record<LayerType, string> = { flatten: 'Flatten', dense: 'Dense', dropout: 'Dropout', batchNormalization: 'BatchNormalization' };
 
 /** A weights path must name a plain file inside the run directory (no traversal, no symlink out). */
 function weightFile(dir: string, realDir: string, p: unknown): string {
@@ -185,45 +206,87 @@ function weightFile(dir: string, realDir: string, p: unknown): string {
     throw new InputError(`${file}: missing (named by ${MODEL_FILE})`);
   }
   if (path.dirname(real) !== realDir) throw new InputError(`${file}: is a link that leads outside the run directory`);
-  if (!fs.statSync(real).isFile()) throw new InputError(`${file}: not a regular file`);
   return real;
 }
 
-/**
- * Loads a saved model after checking model.json against what is on disk: paths stay
- * inside the directory, byte counts match the manifest, and every weight is finite.
- */
-export async function loadModel(dir: string): Promise<{ model: tf.LayersModel; metadata: Record<string, unknown> }> {
-  const file = path.join(dir, MODEL_FILE);
-  let json: ModelJson;
-  try {
-    json = JSON.parse(fs.readFileSync(file, 'utf8')) as ModelJson;
-  } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    throw new InputError(`${file}: ${e.code === 'ENOENT' ? 'missing (not a complete run directory)' : `not valid JSON (${e.message})`}`);
+/** The weight shapes, in tfjs's order, of the model a spec describes (what weights.bin must hold). */
+export function expectedWeightShapes(spec: ExperimentSpec): number[][] {
+  const shapes: number[][] = [];
+  let features = IMAGE_SHAPE[0] * IMAGE_SHAPE[1];
+  for (const l of spec.model.layers) {
+    if (l.dense) {
+      shapes.push([features, l.dense.units]);
+      if (l.dense.useBias) shapes.push([l.dense.units]);
+      features = l.dense.units;
+    } else if (l.batchNormalization) {
+      if (l.batchNormalization.scale) shapes.push([features]);
+      if (l.batchNormalization.center) shapes.push([features]);
+      shapes.push([features], [features]);
+    }
   }
+  return shapes;
+}
+
+/**
+ * model.json against the spec, before tfjs builds anything: a hostile or damaged topology
+ * (a Dense layer of 1e9 units, another layer stack) would otherwise allocate first and fail later.
+ */
+function checkTopology(file: string, json: ModelJson, spec: ExperimentSpec, weightSpecs: tf.io.WeightsManifestEntry[]): void {
+  const topology = json.modelTopology as { class_name?: unknown; config?: { layers?: unknown } };
+  const layers = topology.config?.layers;
+  if (topology.class_name !== 'Sequential' || !Array.isArray(layers)) throw new InputError(`${file}: expected a Sequential model with a list of layers`);
+  const want = spec.model.layers;
+  if (layers.length !== want.length) throw new InputError(`${file}: ${layers.length} layers, but spec.yaml describes ${want.length}`);
+  want.forEach((l, i) => {
+    const got = layers[i] as { class_name?: unknown; config?: { units?: unknown } } | null;
+    const type = layerType(l);
+    if (!got || got.class_name !== TFJS_CLASS[type]) throw new InputError(`${file}: layer ${i} is ${JSON.stringify(got?.class_name ?? null)}, but spec.yaml has ${type} there`);
+    if (l.dense && got.config?.units !== l.dense.units) throw new InputError(`${file}: layer ${i} has ${JSON.stringify(got.config?.units ?? null)} units, but spec.yaml says ${l.dense.units}`);
+  });
+  const shapes = expectedWeightShapes(spec);
+  if (weightSpecs.length !== shapes.length) throw new InputError(`${file}: ${weightSpecs.length} weights in the manifest, but spec.yaml's model has ${shapes.length}`);
+  weightSpecs.forEach((w, i) => {
+    const bytes = BYTES_PER[w.dtype];
+    if (!bytes || w.quantization || !Array.isArray(w.shape) || w.shape.some((d) => !Number.isInteger(d) || d < 0)) {
+      throw new InputError(`${file}: weight ${JSON.stringify(w.name)} has an unsupported dtype, shape or quantization`);
+    }
+    if (JSON.stringify(w.shape) !== JSON.stringify(shapes[i])) throw new InputError(`${file}: weight ${JSON.stringify(w.name)} has shape [${w.shape.join(', ')}], but spec.yaml's model needs [${shapes[i]!.join(', ')}]`);
+  });
+}
+
+/**
+ * Loads a saved model after checking model.json against the spec and what is on disk: the
+ * topology and weight shapes match the spec (before anything is allocated), paths stay inside
+ * the directory, the file holds exactly the manifest's bytes, and every weight is finite.
+ */
+export async function loadModel(dir: string, spec: ExperimentSpec): Promise<{ model: tf.LayersModel; metadata: Record<string, unknown> }> {
+  const file = path.join(dir, MODEL_FILE);
+  const raw = readJsonFile<unknown>(dir, MODEL_FILE, MAX_MODEL_JSON_BYTES);
+  const json = raw as ModelJson;
   if (json === null || typeof json !== 'object' || typeof json.modelTopology !== 'object' || json.modelTopology === null || !Array.isArray(json.weightsManifest)) {
     throw new InputError(`${file}: not a tfjs Layers model (expected modelTopology and weightsManifest)`);
   }
   const realDir = fs.realpathSync(dir);
   const weightSpecs: tf.io.WeightsManifestEntry[] = [];
-  const chunks: Buffer[] = [];
+  const paths: string[] = [];
   for (const group of json.weightsManifest) {
     if (!group || !Array.isArray(group.paths) || !Array.isArray(group.weights)) throw new InputError(`${file}: malformed weightsManifest`);
-    for (const p of group.paths) chunks.push(fs.readFileSync(weightFile(dir, realDir, p)));
-    weightSpecs.push(...group.weights);
+    for (const p of group.paths) paths.push(weightFile(dir, realDir, p));
+    weightSpecs.push(...(group.weights as tf.io.WeightsManifestEntry[]));
   }
-  let expected = 0;
-  for (const w of weightSpecs) {
-    const bytes = BYTES_PER[w.dtype];
-    if (!bytes || w.quantization || !Array.isArray(w.shape) || w.shape.some((d) => !Number.isInteger(d) || d < 0)) {
-      throw new InputError(`${file}: weight ${JSON.stringify(w.name)} has an unsupported dtype, shape or quantization`);
+  checkTopology(file, json, spec, weightSpecs);
+  const expected = weightSpecs.reduce((n, w) => n + BYTES_PER[w.dtype]! * w.shape.reduce((a, b) => a * b, 1), 0);
+  if (paths.length !== 1) throw new InputError(`${file}: expected one weights file, the manifest names ${paths.length}`);
+  let data: Buffer;
+  try {
+    // Checked against the manifest's size before reading: /dev/zero or a huge file is never read.
+    data = readRegularFile(paths[0]!, { maxBytes: expected, exactBytes: expected });
+  } catch (err) {
+    if (err instanceof UnreadableFileError && /bytes, expected|more than/.test(err.reason)) {
+      const size = fs.statSync(paths[0]!).size;
+      throw new InputError(`${path.join(dir, WEIGHTS_FILE)}: ${size} bytes, but ${MODEL_FILE} describes ${expected}`);
     }
-    expected += bytes * w.shape.reduce((a, b) => a * b, 1);
-  }
-  const data = Buffer.concat(chunks);
-  if (data.length !== expected) {
-    throw new InputError(`${path.join(dir, WEIGHTS_FILE)}: ${data.length} bytes, but ${MODEL_FILE} describes ${expected}`);
+    throw err;
   }
   let offset = 0;
   for (const w of weightSpecs) {
@@ -244,26 +307,81 @@ export async function loadModel(dir: string): Promise<{ model: tf.LayersModel; m
   }
 }
 
-export function readJsonFile<T>(dir: string, file: string): T {
+/** Reads and parses a JSON file of a run directory (bounded, regular files only); no schema. */
+export function readJsonFile<T>(dir: string, file: string, maxBytes = MAX_RUN_JSON_BYTES): T {
+  return parseJsonText(dir, file, maxBytes) as T;
+}
+
+function parseJsonText(dir: string, file: string, maxBytes: number): unknown {
   const p = path.join(dir, file);
+  let text: string;
   try {
-    return JSON.parse(fs.readFileSync(p, 'utf8')) as T;
+    text = readRegularFile(p, { maxBytes }).toString('utf8');
   } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    throw new InputError(`${p}: ${e.code === 'ENOENT' ? 'missing (not a complete run directory)' : `unreadable (${e.message})`}`);
+    if (err instanceof UnreadableFileError && err.code === 'ENOENT') throw new InputError(`${p}: missing (not a complete run directory)`);
+    throw err;
   }
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    throw new InputError(`${p}: not valid JSON (truncated or corrupt)`);
+  }
+}
+
+/**
+ * The one reader of each run-directory JSON file: bounded read, JSON, format version, then the
+ * file's zod schema. Every problem is one InputError line naming the file and the dotted path.
+ */
+export function readRunJson<S extends z.ZodType>(dir: string, file: string, schema: S, opts: { version: number; maxBytes?: number }): z.infer<S> {
+  const p = path.join(dir, file);
+  const value = parseJsonText(dir, file, opts.maxBytes ?? MAX_RUN_JSON_BYTES);
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new InputError(`${p}: expected a JSON object, got ${describeValue(value)}`);
+  const v = (value as { formatVersion?: unknown }).formatVersion;
+  if (v !== opts.version) {
+    const which = typeof v === 'number' && v > opts.version ? 'a newer' : 'an older or unknown';
+    throw new InputError(`${p}: run format version ${JSON.stringify(v ?? null)} is from ${which} regtrain (this one reads version ${opts.version})`);
+  }
+  const parsed = schema.safeParse(value, { error: inRegtrainWords });
+  if (!parsed.success) throw new InputError(`${p}: ${issueLine(parsed.error.issues[0]!, value)}`);
+  return parsed.data as z.infer<S>;
+}
+
+/**
+ * metrics.json. Histograms are checked one by one: a damaged histogram is left out with a
+ * warning (it only feeds a chart), while any other damage refuses the file.
+ */
+export function readMetrics(dir: string): { metrics: MetricsFile; warnings: string[] } {
+  const lenient = MetricsFileSchema.extend({ histograms: z.array(z.unknown(), { error: 'expected a list of histograms' }) });
+  const raw = readRunJson(dir, METRICS_FILE, lenient, { version: RUN_FORMAT_VERSION });
+  const warnings: string[] = [];
+  const histograms: Histogram[] = [];
+  raw.histograms.forEach((h, i) => {
+    const parsed = HistogramSchema.safeParse(h, { error: inRegtrainWords });
+    if (parsed.success) histograms.push(parsed.data);
+    else warnings.push(`${path.join(dir, METRICS_FILE)}: histograms.${i}.${issueLine(parsed.error.issues[0]!, h)}; that histogram is left out`);
+  });
+  return { metrics: { ...raw, histograms }, warnings };
+}
+
+export function readHistory(dir: string): HistoryFile {
+  return readRunJson(dir, HISTORY_JSON, HistoryFileSchema, { version: RUN_FORMAT_VERSION, maxBytes: MAX_HISTORY_BYTES });
+}
+
+export function readOrigin(dir: string): RunOrigin {
+  return readRunJson(dir, ORIGIN_FILE, RunOriginSchema, { version: RUN_FORMAT_VERSION });
+}
+
+export const STUDY_FILE = 'study.json';
+/** study.json's own format version (src/study.ts writes it as STUDY_FORMAT_VERSION). */
+export const STUDY_RECORD_VERSION = 1;
+
+export function readStudyRecord(dir: string): StudyRecord {
+  return readRunJson(dir, STUDY_FILE, StudyRecordSchema, { version: STUDY_RECORD_VERSION });
 }
 
 // ---------- the run's origin (for --resume) ----------
 
 export const ORIGIN_FILE = 'run.json';
 
-/** Where a run came from, so `--resume` can tell whether the spec file changed since. */
-export interface RunOrigin {
-  formatVersion: number;
-  specFile: string | null;
-  sets: string[];
-  /** SHA-256 of the resolved spec.yaml the run trains with. */
-  specSha256: string;
-}
+export type { RunOrigin } from './runformat';
 

@@ -1,88 +1,170 @@
+import { z } from 'zod';
+
 /**
- * The files of a run directory, as types. `run` writes them, `evaluate`, `compare`
- * and `--resume` read them. Bump RUN_FORMAT_VERSION when a field changes meaning.
+ * The files of a run directory (and a study's study.json), as zod schemas: the single source
+ * of truth for what `run` writes and what `evaluate`, `compare` and `--resume` read
+ * (src/rundir.ts has one reader per file). Types come from the schemas.
+ * Bump RUN_FORMAT_VERSION when a field changes meaning.
  *
  *   runs/<name>-<UTC timestamp>/
  *     model.json, weights.bin   tfjs Layers format (tf.loadLayersModel('file://…/model.json'))
  *     spec.yaml                 the fully resolved spec (defaults filled in)
+ *     run.json                  RunOrigin: where the spec came from (for --resume)
  *     history.json              HistoryFile
  *     history.csv               one row per epoch: epoch,loss,accuracy,val_loss,val_accuracy,data_loss,penalty,seconds
  *     metrics.json              MetricsFile (written last: its presence with status "complete" marks a finished run)
  */
 export const RUN_FORMAT_VERSION = 1;
 
+/**
+ * Weight histograms use one fixed lattice of bin edges shared by every run: edges are multiples
+ * of HISTOGRAM_BIN_WIDTH, symmetric around 0, reaching just past the layer's largest |w| (at most
+ * HISTOGRAM_MAX_HALF_BINS bins each side; larger weights count in the outermost bins). Runs and
+ * seeds therefore add up bin by bin. Older runs whose edges are not on the lattice are re-binned
+ * by overlap when compared (src/compare.ts).
+ */
+export const HISTOGRAM_BIN_WIDTH = 0.005;
+export const HISTOGRAM_MAX_HALF_BINS = 2000;
+/** A histogram with more bins than this is not drawn (compare warns and leaves it out). */
+export const MAX_HISTOGRAM_BINS = 100_000;
+
+/** Size limits of run-directory files, checked before they are read. */
+export const MAX_RUN_JSON_BYTES = 64 * 1024 * 1024;
+export const MAX_HISTORY_BYTES = 512 * 1024 * 1024;
+export const MAX_MODEL_JSON_BYTES = 16 * 1024 * 1024;
+
+const num = z.number({ error: 'expected a number' });
+/** JSON has no NaN or ±Infinity: the writer stores them as null, and the reader gives them back as NaN. */
+const jsonNumber = z.union([num, z.null().transform(() => NaN)], { error: 'expected a number or null' });
+const count = z.number({ error: 'expected a count' }).int({ error: 'expected a whole count' }).min(0, { error: 'expected a count ≥ 0' });
+const text = z.string({ error: 'expected text' });
+/** A layer's name is a label: a number written where a name belongs is read as its text. */
+const layerName = z.union([z.string(), z.number().transform(String)], { error: 'expected a layer name' });
+
 /** Statistics of one layer's kernel at one moment. */
-export interface WeightStats {
+export const WeightStatsSchema = z.object({
   /** Layer name as in the model summary, e.g. "dense_1". */
-  layer: string;
-  l1: number; // Σ|w|
-  l2: number; // sqrt(Σw²)
+  layer: layerName,
+  /** Σ|w| */
+  l1: jsonNumber,
+  /** sqrt(Σw²) */
+  l2: jsonNumber,
   /** Share of kernel weights with |w| < 1e-3 and < 1e-2 (0..1). */
-  sparsity1e3: number;
-  sparsity1e2: number;
-  maxAbs: number;
-}
+  sparsity1e3: jsonNumber,
+  sparsity1e2: jsonNumber,
+  maxAbs: jsonNumber,
+});
+export type WeightStats = z.infer<typeof WeightStatsSchema>;
 
 /** One epoch, with Keras's log names. `loss` is the total (data loss + penalty), as Keras reports it. */
-export interface EpochRecord {
-  epoch: number; // 1-based
-  loss: number;
-  accuracy: number;
-  val_loss: number | null;
-  val_accuracy: number | null;
+export const EpochRecordSchema = z.object({
+  /** 1-based. */
+  epoch: count.min(1, { error: 'expected an epoch number ≥ 1' }),
+  loss: jsonNumber,
+  accuracy: jsonNumber,
+  val_loss: num.nullable(),
+  val_accuracy: num.nullable(),
   /** Mean cross-entropy part of the loss over the epoch. */
-  data_loss: number;
+  data_loss: jsonNumber,
   /** Sum of all regularization penalties (end of epoch value). */
-  penalty: number;
+  penalty: jsonNumber,
   /** Penalty per regularized layer and kind, e.g. { "dense_1/kernel/l1": 0.31 }. */
-  penalties: Record<string, number>;
+  penalties: z.record(z.string(), jsonNumber, { error: 'expected a map of penalties' }),
   /** The optimizer's learning rate at the epoch's end (absent in runs before regtrain 0.2). */
-  lr?: number;
-  seconds: number;
-  weights: WeightStats[];
-}
+  lr: jsonNumber.optional(),
+  seconds: jsonNumber,
+  weights: z.array(WeightStatsSchema, { error: 'expected a list of layer statistics' }),
+});
+export type EpochRecord = z.infer<typeof EpochRecordSchema>;
 
-export interface HistoryFile {
-  formatVersion: number;
-  epochs: EpochRecord[];
-}
+export const HistoryFileSchema = z.object({
+  formatVersion: num,
+  epochs: z.array(EpochRecordSchema, { error: 'expected a list of epochs' }),
+});
+export type HistoryFile = z.infer<typeof HistoryFileSchema>;
 
-export interface Histogram {
-  layer: string;
-  /** bins+1 edges, ascending. */
-  edges: number[];
-  counts: number[];
-}
+export const HistogramSchema = z
+  .object({
+    layer: layerName,
+    /** bins+1 edges, ascending. */
+    edges: z.array(num.refine(Number.isFinite, { error: 'expected a finite number' }), { error: 'expected a list of edges' }).min(2, { error: 'expected at least 2 edges' }).max(MAX_HISTOGRAM_BINS + 1, { error: `expected at most ${MAX_HISTOGRAM_BINS + 1} edges` }),
+    counts: z.array(count, { error: 'expected a list of counts' }),
+  })
+  .superRefine((h, ctx) => {
+    if (h.counts.length !== h.edges.length - 1) ctx.addIssue({ code: 'custom', path: ['counts'], message: `expected ${h.edges.length - 1} counts (one per bin), got ${h.counts.length}` });
+    for (let i = 1; i < h.edges.length; i++) {
+      if (!(h.edges[i]! > h.edges[i - 1]!)) {
+        ctx.addIssue({ code: 'custom', path: ['edges', i], message: 'expected ascending edges' });
+        break;
+      }
+    }
+  });
+export type Histogram = z.infer<typeof HistogramSchema>;
 
-export interface MetricsFile {
-  formatVersion: number;
-  regtrainVersion: string;
+/** An accuracy is always a finite number; a loss may have overflowed (null in JSON). */
+const evaluation = z.object({ loss: jsonNumber, accuracy: num.min(0, { error: 'expected an accuracy from 0 to 1' }).max(1, { error: 'expected an accuracy from 0 to 1' }), count }).nullable();
+
+export const MetricsFileSchema = z.object({
+  formatVersion: num,
+  regtrainVersion: text,
   /** "complete" once training and the test evaluation finished; "incomplete" after an interruption. */
-  status: 'complete' | 'incomplete' | 'failed';
+  status: z.enum(['complete', 'incomplete', 'failed'], { error: 'expected complete, incomplete or failed' }),
   /** Why training ended: "epochs", "early-stopping", "interrupted", "non-finite-loss". */
-  stopReason: string;
-  name: string;
-  seed: number;
-  backend: { name: string; reason: string };
-  versions: Record<string, string>;
-  dataset: {
-    source: string;
-    sha256: Record<string, string>;
-    normalization: { method: 'scale01' | 'standardize' | 'none'; mean: number; std: number };
-    sizes: { train: number; validation: number; test: number };
-  };
-  epochsRun: number;
-  bestEpoch: number | null;
-  test: { loss: number; accuracy: number; count: number } | null;
+  stopReason: text,
+  name: text,
+  seed: count,
+  backend: z.object({ name: text, reason: text }),
+  versions: z.record(z.string(), text),
+  dataset: z.object({
+    source: text,
+    sha256: z.record(z.string(), z.string({ error: 'expected a SHA-256 in hex' }).regex(/^[0-9a-f]{64}$/, { error: 'expected a SHA-256 in hex' }), { error: 'expected a map of file names to SHA-256' }),
+    normalization: z.object({ method: z.enum(['scale01', 'standardize', 'none'], { error: 'expected scale01, standardize or none' }), mean: jsonNumber, std: jsonNumber }),
+    sizes: z.object({ train: count, validation: count, test: count }),
+  }),
+  epochsRun: count,
+  bestEpoch: count.nullable(),
+  test: evaluation,
   /**
    * The final model evaluated on the (non-validation) training data in inference mode,
    * so that train − test accuracy is an honest generalization gap (dropout off).
    */
-  trainEval: { loss: number; accuracy: number; count: number } | null;
-  seconds: { total: number; perEpoch: number[] };
-  /** Peak resident memory of the training process, in MiB. */
-  peakRssMB: number;
-  finalWeights: WeightStats[];
-  histograms: Histogram[];
-  parameters: { total: number; trainable: number };
-}
+  trainEval: evaluation,
+  seconds: z.object({ total: jsonNumber, perEpoch: z.array(jsonNumber) }),
+  /** Peak resident memory of the training process, in MiB (absent in the first runs of format 1). */
+  peakRssMB: jsonNumber.optional(),
+  finalWeights: z.array(WeightStatsSchema),
+  histograms: z.array(HistogramSchema),
+  parameters: z.object({ total: count, trainable: count }),
+});
+export type MetricsFile = z.infer<typeof MetricsFileSchema>;
+
+/** run.json: where a run came from, so `--resume` can tell whether the spec file changed since. */
+export const RunOriginSchema = z.object({
+  formatVersion: num,
+  specFile: text.nullable(),
+  sets: z.array(text),
+  /** SHA-256 of the resolved spec.yaml the run trains with. */
+  specSha256: z.string({ error: 'expected a SHA-256 in hex' }).regex(/^[0-9a-f]{64}$/, { error: 'expected a SHA-256 in hex' }),
+});
+export type RunOrigin = z.infer<typeof RunOriginSchema>;
+
+/** study.json, as far as `compare` reads it (src/study.ts writes it). */
+export const StudyMemberRecordSchema = z.object({
+  name: text,
+  variant: text,
+  group: text,
+  sweep: z.record(z.string(), z.unknown()),
+  seed: count,
+  repeat: count,
+  runDir: text.optional(),
+});
+export const StudyRecordSchema = z.object({
+  formatVersion: num,
+  name: text,
+  baseline: text,
+  variants: z.array(text),
+  sweep: z.record(z.string(), z.array(z.unknown())).nullable().optional(),
+  repeats: count,
+  members: z.array(StudyMemberRecordSchema, { error: 'expected a list of members' }),
+});
+export type StudyRecord = z.infer<typeof StudyRecordSchema>;

@@ -1,8 +1,9 @@
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as YAML from 'yaml';
 import { z } from 'zod';
-import { InputError } from './errors';
+import { InputError, errorMessage } from './errors';
+import { inRegtrainWords } from './zodwords';
+import { readRegularFile, UnreadableFileError } from './fsutil';
 import { checkpointSchema, earlyStoppingSchema, optimizerSchema, reduceLrOnPlateauSchema, tensorboardSchema } from './spec/training';
 export type { LearningRateSpec } from './spec/training';
 
@@ -322,19 +323,13 @@ export function didYouMean(key: string, known: string[]): string {
 /** The keys a strict object at `p` knows, found by walking the schema along the path. */
 function knownKeysAt(p: (string | number)[]): string[] {
   let s: z.ZodType = experimentSpec;
-  for (const seg of [...p, null]) {
-    // Peel wrappers (default, nullable, pipe/preprocess, refinements) down to the object/array/record.
-    for (let guard = 0; guard < 10; guard++) {
-      const def = (s as unknown as { _zod: { def: { type: string; innerType?: z.ZodType; out?: z.ZodType; in?: z.ZodType } } })._zod.def;
-      if (def.innerType) s = def.innerType;
-      else if (def.type === 'pipe') s = (def.out && (def.out as unknown as { _zod: { def: { type: string } } })._zod.def.type !== 'transform' ? def.out : def.in)!;
-      else break;
-    }
-    if (seg === null) break;
+  for (const seg of p) {
+    s = peelSchema(s);
     if (s instanceof z.ZodObject) s = (s.shape as Record<string, z.ZodType>)[String(seg)] ?? s;
     else if (s instanceof z.ZodArray) s = s.element as z.ZodType;
     else if (s instanceof z.ZodRecord) s = s.valueType as z.ZodType;
   }
+  s = peelSchema(s);
   return s instanceof z.ZodObject ? Object.keys(s.shape) : [];
 }
 
@@ -363,7 +358,7 @@ function issuesFromZod(error: z.ZodError, raw: unknown, origin: Origin): SpecIss
     }
     const value = getAt(raw, p);
     const msg = issue.message;
-    const got = issue.code === 'custom' || / got /.test(msg) ? '' : `, got ${describe(value)}`;
+    const got = issue.code === 'custom' || issue.code === 'invalid_key' || / got /.test(msg) ? '' : `, got ${describe(value)}`;
     out.push({ path: p, message: `${msg}${got}`, where: locate(origin, p) });
   }
   return out;
@@ -385,38 +380,160 @@ export function parseSetFlag(flag: string): Override {
   if (eq < 0 || !/^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$/.test(key)) {
     throw new InputError(`--set ${flag}: expected PATH=VALUE with a dotted path, e.g. --set training.epochs=3`);
   }
-  let value: unknown;
-  try {
-    value = YAML.parse(flag.slice(eq + 1));
-  } catch (err) {
-    throw new InputError(`--set ${flag}: the value is not valid YAML (${(err as Error).message.split('\n')[0]})`);
-  }
+  const value = parsePlainYaml(flag.slice(eq + 1), `--set ${flag}`, key.split('.'));
   return { path: key.split('.'), value: value === undefined ? null : value, label: `--set ${flag}` };
 }
 
-/** Returns a deep copy of `raw` with each override's value placed at its path (creating maps on the way). */
+/** A path segment that would walk into Object.prototype (`--set __proto__.x=1` would change every object). */
+const FORBIDDEN_SEGMENTS = new Set(['__proto__', 'constructor', 'prototype']);
+/** A list index as written canonically: 0, 1, 12 (not 01, +1, 1.0). */
+const CANONICAL_INDEX = /^(0|[1-9]\d*)$/;
+
+/** Strips wrappers (default, nullable, prefault, pipe/preprocess) down to the object/array/record/leaf schema. */
+function peelSchema(s: z.ZodType): z.ZodType {
+  for (let guard = 0; guard < 10; guard++) {
+    const def = (s as unknown as { _zod: { def: { type: string; innerType?: z.ZodType; out?: z.ZodType; in?: z.ZodType } } })._zod.def;
+    if (def.innerType) s = def.innerType;
+    else if (def.type === 'pipe') s = (def.out && (def.out as unknown as { _zod: { def: { type: string } } })._zod.def.type !== 'transform' ? def.out : def.in)!;
+    else break;
+  }
+  return s;
+}
+
+const isPlainMap = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+
+/**
+ * Returns a deep copy of `raw` with each override's value placed at its path. A path must name
+ * a field the schema knows (maps on the way that the document leaves out are created, as their
+ * defaults would be) or an existing list element by its canonical index; anything else is refused
+ * naming the override, so a typo never lands on a field nobody reads. Studies use the same rule.
+ */
 export function applyOverrides(raw: unknown, overrides: Override[]): unknown {
   const root = structuredClone(raw ?? {}) as Record<string, unknown>;
-  for (const o of overrides) {
-    let node: Record<string, unknown> | unknown[] = root;
-    o.path.forEach((seg, k) => {
-      const last = k === o.path.length - 1;
-      const container = node as Record<string, unknown>;
-      if (Array.isArray(node) && !/^\d+$/.test(seg)) throw new InputError(`${o.label}: ${o.path.slice(0, k).join('.')} is a list; expected an index, got '${seg}'`);
-      // An index far past the end would make a huge sparse list (out of memory); one past the end appends.
-      if (Array.isArray(node) && Number(seg) > node.length) throw new InputError(`${o.label}: ${o.path.slice(0, k).join('.')} has ${node.length} items; index ${seg} is past the end`);
-      // Never walk into Object.prototype (`--set __proto__.x=1` would change every object in the process).
-      if (seg === '__proto__' || seg === 'constructor' || seg === 'prototype') throw new InputError(`${o.label}: '${seg}' is not a spec key`);
-      if (last) {
-        container[seg] = structuredClone(o.value);
-        return;
-      }
-      const next = container[seg];
-      if (next === null || typeof next !== 'object') container[seg] = {};
-      node = container[seg] as Record<string, unknown>;
-    });
-  }
+  for (const o of overrides) placeOverride(root, o);
   return root;
+}
+
+function placeOverride(root: Record<string, unknown>, o: Override): void {
+  let container: Record<string, unknown> | unknown[] = root;
+  let schema: z.ZodType | null = experimentSpec;
+  o.path.forEach((seg, k) => {
+    const here = o.path.slice(0, k).join('.') || 'the spec';
+    if (FORBIDDEN_SEGMENTS.has(seg)) throw new InputError(`${o.label}: '${seg}' is not a spec key`);
+    const s = schema ? peelSchema(schema) : null;
+    let child: z.ZodType | null;
+    let key: string | number;
+    if (s instanceof z.ZodArray || s instanceof z.ZodTuple || (s === null && Array.isArray(container))) {
+      if (!/^\d+$/.test(seg)) throw new InputError(`${o.label}: ${here} is a list; expected an index, got '${seg}'`);
+      if (!CANONICAL_INDEX.test(seg)) throw new InputError(`${o.label}: ${here}: '${seg}' is not written as a list index (write ${Number(seg)})`);
+      if (!Array.isArray(container)) throw new InputError(`${o.label}: ${here} is not a list in the spec, so it has no item ${seg}`);
+      // An index past the end would leave holes (or, far past it, a huge sparse list): only existing items are set.
+      if (Number(seg) >= container.length) throw new InputError(`${o.label}: ${here} has ${container.length} items; index ${seg} is past the end`);
+      key = Number(seg);
+      child = s instanceof z.ZodArray ? (s.element as z.ZodType) : s instanceof z.ZodTuple ? ((s._zod.def.items[key] as z.ZodType | undefined) ?? null) : null;
+    } else if (s instanceof z.ZodObject) {
+      const known = Object.keys(s.shape as object);
+      // Worded as an unknown key in a spec file is, at the override that named it.
+      if (!known.includes(seg)) throw new SpecError([{ path: o.path.slice(0, k + 1), message: `unknown key${didYouMean(seg, known)}`, where: o.label }]);
+      key = seg;
+      child = (s.shape as Record<string, z.ZodType>)[seg]!;
+    } else if (s instanceof z.ZodRecord || s === null || s instanceof z.ZodUnknown || s instanceof z.ZodAny) {
+      // Free-form maps (variants, sweep): any key; the values are checked when the spec is validated.
+      key = seg;
+      child = s instanceof z.ZodRecord ? (s.valueType as z.ZodType) : null;
+    } else {
+      throw new InputError(`${o.label}: ${here} is a single value, so it has no field '${seg}'`);
+    }
+    const c = container as Record<string | number, unknown>;
+    if (k === o.path.length - 1) {
+      c[key] = structuredClone(o.value);
+      return;
+    }
+    // Going deeper: a map the document leaves out (or sets to null/a shorthand) becomes one;
+    // a list must already be there, since only its existing items can be addressed.
+    const next = child === null ? null : peelSchema(child);
+    if (next instanceof z.ZodArray || next instanceof z.ZodTuple) {
+      if (!Array.isArray(c[key])) throw new InputError(`${o.label}: ${o.path.slice(0, k + 1).join('.')} is not a list in the spec, so it has no item ${o.path[k + 1]}`);
+    } else if (!isPlainMap(c[key]) && !(next === null && Array.isArray(c[key]))) {
+      c[key] = {};
+    }
+    container = c[key] as Record<string, unknown> | unknown[];
+    schema = child;
+  });
+}
+
+// ---------- YAML with plain values only ----------
+
+/** The core schema's tags for plain values; anything else (!!omap, !!set, !!binary, !!timestamp, custom tags) is refused. */
+const PLAIN_TAGS = new Set(['str', 'int', 'float', 'bool', 'null', 'map', 'seq'].map((t) => `tag:yaml.org,2002:${t}`).concat(['!']));
+const shortTag = (tag: string) => tag.replace(/^tag:yaml\.org,2002:/, '!!');
+/** Stop listing after this many: a document made only of tagged values gets a bounded message. */
+const MAX_NON_PLAIN_REPORTED = 10;
+
+interface NonPlain {
+  path: (string | number)[];
+  message: string;
+  offset: number | undefined;
+}
+
+/**
+ * Values that are not a plain YAML scalar, map or list: explicit tags other than the core
+ * schema's, keys that are maps or lists. Each is reported once at its node (a `!!binary` value
+ * is one problem, not one per decoded byte); what lies inside it is not looked at.
+ */
+export function nonPlainValues(doc: YAML.Document.Parsed): NonPlain[] {
+  const out: NonPlain[] = [];
+  const walk = (node: unknown, p: (string | number)[]): void => {
+    if (out.length >= MAX_NON_PLAIN_REPORTED || node === null || node === undefined || YAML.isAlias(node)) return;
+    const n = node as YAML.Node;
+    if (n.tag !== undefined && !PLAIN_TAGS.has(n.tag)) {
+      out.push({ path: p, message: `the YAML tag ${shortTag(n.tag)} is not supported: write a plain value, map or list`, offset: n.range?.[0] });
+      return;
+    }
+    if (YAML.isMap(node)) {
+      for (const pair of node.items) {
+        const key = pair.key as YAML.Node | null;
+        if (key !== null && !(YAML.isScalar(key) && (key.tag === undefined || PLAIN_TAGS.has(key.tag)) && (key.value === null || ['string', 'number', 'boolean'].includes(typeof key.value)))) {
+          out.push({ path: p, message: 'a map key must be a plain value, not a map, list or tagged value', offset: key.range?.[0] });
+          continue;
+        }
+        walk(pair.value, [...p, String(key?.value ?? '')]);
+      }
+    } else if (YAML.isSeq(node)) {
+      node.items.forEach((item, i) => walk(item, [...p, i]));
+    } else if (YAML.isScalar(node) && !(node.value === null || ['string', 'number', 'boolean'].includes(typeof node.value))) {
+      out.push({ path: p, message: 'not a plain YAML value', offset: node.range?.[0] });
+    }
+  };
+  walk(doc.contents, []);
+  return out;
+}
+
+/** `%YAML 1.1` switches the parser to YAML 1.1, where yes/no, 010 and 1:20 silently become true/false, 8 and 80. */
+function yaml11Problem(doc: YAML.Document.Parsed): string | null {
+  const v = doc.directives?.yaml;
+  return v?.explicit && v.version !== '1.2' ? `%YAML ${v.version} is not supported (regtrain reads YAML 1.2, where yes, 010 and 1:20 keep their plain meaning)` : null;
+}
+
+/**
+ * Parses one small YAML value (a --set value, a run directory's spec.yaml for compare) with the
+ * same rules as a spec file: YAML 1.2 plain values only, no warnings on stderr. Throws an
+ * InputError of one line starting with `label`.
+ */
+export function parsePlainYaml(text: string, label: string, at: string[] = []): unknown {
+  const doc = YAML.parseDocument(text, { uniqueKeys: true, logLevel: 'error' });
+  const first = doc.errors[0];
+  if (first) throw new InputError(`${label}: the value is not valid YAML (${first.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '')})`);
+  const old = yaml11Problem(doc);
+  if (old) throw new InputError(`${label}: ${old}`);
+  const bad = nonPlainValues(doc)[0];
+  const where = [...at, ...bad?.path ?? []];
+  if (bad) throw new InputError(`${label}: ${where.length ? `${where.join('.')}: ` : ''}${bad.message}`);
+  try {
+    return doc.toJS({ maxAliasCount: 100 });
+  } catch (err) {
+    throw new InputError(`${label}: the value is not valid YAML (${err instanceof RangeError ? 'nested too deeply' : errorMessage(err).split('\n')[0]})`);
+  }
 }
 
 // ---------- loading ----------
@@ -428,36 +545,19 @@ export interface LoadedSpec {
   file: string;
 }
 
-const MAX_SPEC_BYTES = 1024 * 1024;
+export const MAX_SPEC_BYTES = 1024 * 1024;
 /** Deepest nesting of maps and lists a spec may have; real specs need about 6. */
 export const MAX_YAML_DEPTH = 64;
 
-/** Reads at most MAX_SPEC_BYTES: /dev/zero or a /proc file report size 0 and would be read forever. */
-function readBounded(file: string): string {
-  const fd = fs.openSync(file, 'r');
-  try {
-    const buf = Buffer.alloc(MAX_SPEC_BYTES + 1);
-    let n = 0;
-    for (let r; n < buf.length && (r = fs.readSync(fd, buf, n, buf.length - n, null)) > 0; ) n += r;
-    if (n > MAX_SPEC_BYTES) throw new InputError(`${file}: more than ${MAX_SPEC_BYTES} bytes is too large for a spec`);
-    return buf.toString('utf8', 0, n);
-  } finally {
-    fs.closeSync(fd);
-  }
-}
-
 /** Reads a spec file, parses the YAML, applies --set overrides, validates. Throws InputError/SpecError. */
 export function loadSpec(file: string, sets: Override[] = []): LoadedSpec {
+  // A regular file of at most 1 MiB: /dev/zero, a FIFO or a huge file is refused before reading.
   let text: string;
   try {
-    const st = fs.statSync(file);
-    if (st.isDirectory()) throw new InputError(`${file}: is a directory, expected a YAML spec file`);
-    if (st.size > MAX_SPEC_BYTES) throw new InputError(`${file}: ${st.size} bytes is too large for a spec (limit ${MAX_SPEC_BYTES})`);
-    text = readBounded(file);
+    text = readRegularFile(file, { maxBytes: MAX_SPEC_BYTES }).toString('utf8');
   } catch (err) {
-    if (err instanceof InputError) throw err;
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new InputError(`${file}: ${code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (err as Error).message}`);
+    if (err instanceof UnreadableFileError && err.reason.startsWith('a directory')) throw new InputError(`${file}: is a directory, expected a YAML spec file`);
+    throw err;
   }
   return parseSpec(text, path.basename(file), sets, path.basename(file).replace(/\.ya?ml$/i, ''));
 }
@@ -551,6 +651,12 @@ export function parseSpec(text: string, label: string, sets: Override[] = [], de
       }),
     );
   }
+  const old = yaml11Problem(doc);
+  if (old) throw new SpecError([{ path: [], message: `invalid YAML: ${old}`, where: `${label}:1:1` }]);
+  const nonPlain = nonPlainValues(doc);
+  if (nonPlain.length) {
+    throw new SpecError(nonPlain.map((n) => ({ path: n.path, message: n.message, where: n.offset === undefined ? label : `${label}:${lines.linePos(n.offset).line}:${lines.linePos(n.offset).col}` })));
+  }
   let parsed: unknown;
   try {
     parsed = doc.toJS({ maxAliasCount: 100 });
@@ -585,7 +691,7 @@ export function parseSpec(text: string, label: string, sets: Override[] = [], de
 /** Validates an already-parsed spec object (used by studies for each expanded variant). */
 export function validateSpec(raw: unknown, origin: Origin | string = '(spec)'): ExperimentSpec {
   const o: Origin = typeof origin === 'string' ? { file: origin, doc: null, lines: new YAML.LineCounter(), sets: [] } : origin;
-  const result = experimentSpec.safeParse(raw);
+  const result = experimentSpec.safeParse(raw, { error: inRegtrainWords });
   if (!result.success) throw new SpecError(issuesFromZod(result.error, raw, o));
   return result.data;
 }

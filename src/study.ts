@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { FailureError, InputError, InterruptedError, errorMessage } from './errors';
 import { packageRoot, sha256, writeFileAtomic } from './fsutil';
 import { SpecError, specToYaml, validateSpec, applyOverrides, type ExperimentSpec, type LoadedSpec, type Override } from './spec';
+import { readMetrics } from './rundir';
 
 /**
  * Studies: a spec with `variants:`, `sweep:` and/or `repeats: N` stands for a grid of single
@@ -411,11 +412,11 @@ export type RunState = 'absent' | 'started' | 'complete' | 'failed';
 /** How far a member's run directory got, from its files alone (no lock: see status for liveness). */
 export function runState(runDir: string): RunState {
   try {
-    const status = (JSON.parse(fs.readFileSync(path.join(runDir, 'metrics.json'), 'utf8')) as { status?: string }).status;
+    const { status } = readMetrics(runDir).metrics;
     if (status === 'complete') return 'complete';
     if (status === 'failed') return 'failed';
   } catch {
-    // no metrics yet: fall through
+    // no metrics yet (or unreadable ones): fall through
   }
   try {
     return fs.readdirSync(runDir).length > 0 ? 'started' : 'absent';

@@ -39,7 +39,14 @@ interface Outcome {
   message: string;
 }
 
-/** parseSpec must return or throw InputError, quickly; anything else fails the property. */
+/** The own keys of the shared prototypes: a polluting key (`__proto__.x`, `constructor.prototype.x`) would add one. */
+const prototypeKeys = () => [Object.getOwnPropertyNames(Object.prototype).sort().join(','), Object.getOwnPropertyNames(Array.prototype).sort().join(',')];
+const CLEAN_PROTOTYPES = prototypeKeys();
+/** The keys that reach prototypes; the generators below produce them, and counters prove they did. */
+const HOSTILE_KEYS = ['__proto__', 'constructor', 'prototype'];
+const hostileSeen = { text: 0, struct: 0, set: 0 };
+
+/** parseSpec must return or throw InputError, quickly, and leave the prototypes alone; anything else fails the property. */
 function check(text: string, sets: Override[] = []): Outcome {
   const t0 = performance.now();
   let outcome: Outcome;
@@ -50,6 +57,7 @@ function check(text: string, sets: Override[] = []): Outcome {
     if (!(err instanceof InputError)) throw new Error(`crash (not an InputError): ${err instanceof Error ? err.stack : String(err)}\n--- input ---\n${text}`);
     outcome = { ok: false, message: err.message };
   }
+  assert.deepEqual(prototypeKeys(), CLEAN_PROTOTYPES, `a prototype gained a key from:\n${text.slice(0, 300)}\n${sets.map((o) => o.label).join('\n')}`);
   const ms = performance.now() - t0;
   assert.ok(ms < CASE_MS, `took ${ms.toFixed(0)} ms (limit ${CASE_MS}):\n${text.slice(0, 500)}`);
   if (!outcome.ok) {
@@ -66,6 +74,8 @@ const textEdit = fc.oneof(
   fc.record({ kind: fc.constant('truncate' as const), at: fc.double({ min: 0, max: 1, noNaN: true }) }),
   fc.record({ kind: fc.constant('dupline' as const), at: fc.double({ min: 0, max: 1, noNaN: true }) }),
   fc.record({ kind: fc.constant('swaplines' as const), a: fc.double({ min: 0, max: 1, noNaN: true }), b: fc.double({ min: 0, max: 1, noNaN: true }) }),
+  // A line whose key reaches a prototype, at the indentation of the line it follows (so often valid YAML).
+  fc.record({ kind: fc.constant('hostileKey' as const), at: fc.double({ min: 0, max: 1, noNaN: true }), key: fc.constantFrom('__proto__', 'constructor', 'prototype'), nested: fc.boolean() }),
 );
 type TextEdit = typeof textEdit extends fc.Arbitrary<infer T> ? T : never;
 
@@ -85,6 +95,12 @@ function applyTextEdit(text: string, e: TextEdit): string {
       lines.splice(i, 0, lines[i]!);
       return lines.join('\n');
     }
+    case 'hostileKey': {
+      const i = line(e.at);
+      const indent = /^\s*(- )?/.exec(lines[i]!)![0].replace('- ', '  ');
+      lines.splice(i + 1, 0, `${indent}${e.key}: ${e.nested ? '{ prototype: { polluted: 1, epochs: 99 } }' : '{ polluted: 1, epochs: 99 }'}`);
+      return lines.join('\n');
+    }
     case 'swaplines': {
       const [i, j] = [line(e.a), line(e.b)];
       [lines[i], lines[j]] = [lines[j]!, lines[i]!];
@@ -96,6 +112,8 @@ function applyTextEdit(text: string, e: TextEdit): string {
 /** Values a structural edit may put anywhere: JSON-ish, special numbers, deep nesting, big lists. */
 const weirdValue = fc.oneof(
   fc.jsonValue({ maxDepth: 3 }),
+  // A map whose keys reach prototypes, with a payload that would show up everywhere if it got there.
+  fc.constantFrom(...HOSTILE_KEYS).map((k) => Object.defineProperty({}, k, { value: { polluted: 1, epochs: 99 }, enumerable: true, writable: true, configurable: true }) as unknown),
   fc.constantFrom(NaN, Infinity, -Infinity, -0, 1e9, 2 ** 53, -1, 0, 0.5, 65537, 1e308, '', 'relu', 'softmax', 'l1', 'l3', null, true, [], {}),
   fc.integer({ min: 1, max: 300 }).map((d) => JSON.parse('['.repeat(d) + ']'.repeat(d)) as unknown),
   fc.integer({ min: 0, max: 2000 }).map((n) => Array.from({ length: n }, () => ({ dense: { units: 1 } }))),
@@ -113,7 +131,7 @@ const structEdit = fc.record({
   pick: fc.double({ min: 0, max: 1, noNaN: true }),
   kind: fc.constantFrom('replace', 'delete', 'addKey', 'wrapList', 'wrapMap'),
   value: weirdValue,
-  key: fc.oneof(fc.constantFrom('units', 'dense', 'sgd', 'l1', 'version', 'name', 'x', '__proto__', 'constructor', ''), fc.string({ maxLength: 6 })),
+  key: fc.oneof(fc.constantFrom('units', 'dense', 'sgd', 'l1', 'version', 'name', 'x', ''), fc.constantFrom(...HOSTILE_KEYS), fc.string({ maxLength: 6 })),
 });
 type StructEdit = typeof structEdit extends fc.Arbitrary<infer T> ? T : never;
 
@@ -141,6 +159,7 @@ test(`${RUNS} random text mutations of valid specs never crash and never take lo
   fc.assert(
     fc.property(fc.integer({ min: 0, max: SEEDS.length - 1 }), fc.array(textEdit, { minLength: 1, maxLength: 5 }), (seed, edits) => {
       const text = edits.reduce(applyTextEdit, SEEDS[seed]!);
+      if (HOSTILE_KEYS.some((k) => text.includes(k))) hostileSeen.text++;
       if (!check(text).ok) refused++;
     }),
     { numRuns: RUNS, seed: 20240611 + SEED_OFFSET },
@@ -158,6 +177,7 @@ test(`${RUNS} random structural mutations (weird values anywhere) never crash an
       } catch {
         return; // not representable as YAML (e.g. a lone surrogate); nothing to test
       }
+      if (HOSTILE_KEYS.some((k) => new RegExp(`(^|[\\s{,])${k}:`, 'm').test(text))) hostileSeen.struct++;
       check(text);
     }),
     { numRuns: RUNS, seed: 777 + SEED_OFFSET },
@@ -172,6 +192,7 @@ test(`${RUNS} random --set flags never crash`, { timeout: 120_000 }, () => {
   );
   fc.assert(
     fc.property(fc.integer({ min: 0, max: SEEDS.length - 1 }), fc.array(flag, { minLength: 1, maxLength: 3 }), (seed, flags) => {
+      if (flags.some((f) => HOSTILE_KEYS.some((k) => f.split('=')[0]!.split('.').includes(k)))) hostileSeen.set++;
       let sets: Override[];
       try {
         sets = flags.map(parseSetFlag);
@@ -183,7 +204,15 @@ test(`${RUNS} random --set flags never crash`, { timeout: 120_000 }, () => {
     }),
     { numRuns: RUNS, seed: 4242 + SEED_OFFSET },
   );
-  assert.equal(({} as Record<string, unknown>).polluted, undefined);
+  // The generators must really produce the hostile keys (else the prototype check above proves nothing).
+  assert.ok(hostileSeen.set > RUNS / 10, `only ${hostileSeen.set} of ${RUNS} --set cases had a __proto__/constructor/prototype segment`);
+  assert.deepEqual(prototypeKeys(), CLEAN_PROTOTYPES);
+});
+
+test('the text and structural generators produce __proto__, constructor and prototype keys', () => {
+  // Runs after the two properties above (node:test runs a file's tests in order).
+  assert.ok(hostileSeen.text > 0, 'no text mutation inserted a hostile key');
+  assert.ok(hostileSeen.struct > RUNS / 20, `only ${hostileSeen.struct} of ${RUNS} structural mutations wrote a hostile key`);
 });
 
 test('a handful of mutated specs through the real CLI exit 0 or 2, never with a stack, never hanging', { timeout: 60_000 }, async () => {

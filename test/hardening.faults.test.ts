@@ -171,7 +171,7 @@ describe('data faults', () => {
     for (const sub of ['fetch', 'verify', 'info']) {
       const r = await regtrain(['data', sub, '--data-dir', dataDir, ...(sub === 'fetch' ? ['--offline'] : [])]);
       assertClean(r, 2, `data ${sub}`);
-      assert.equal(errorLine(r), `error: data dir ${dataDir}: cannot read train-images-idx3-ubyte (EISDIR); remove it or choose another --data-dir`);
+      assert.equal(errorLine(r), `error: data dir ${dataDir}: cannot read train-images-idx3-ubyte (a directory, not a regular file); remove it or choose another --data-dir`);
     }
   });
 
@@ -246,9 +246,10 @@ describe('network faults (a real HTTP server on 127.0.0.1)', () => {
 
   test('a mirror that resets the connection mid-body is rejected and the next source is used', async () => {
     await fallsThrough((_req, res) => {
-      res.writeHead(200, { 'content-length': 20000 });
+      // 10000: within the manifest's size (a larger Content-Length is refused before the body).
+      res.writeHead(200, { 'content-length': 10000 });
       res.write(Buffer.alloc(500), () => res.socket?.resetAndDestroy());
-    }, /\/bad\/train-images-idx3-ubyte\.gz: connection closed after 500 of 20000 bytes \(2 attempts\)\n {2}http:\/\/127\.0\.0\.1:\d+\/bad\/train-images-idx3-ubyte: connection closed after 500 of 20000 bytes \(2 attempts\)$/);
+    }, /\/bad\/train-images-idx3-ubyte\.gz: connection closed after 500 of 10000 bytes \(2 attempts\)\n {2}http:\/\/127\.0\.0\.1:\d+\/bad\/train-images-idx3-ubyte: connection closed after 500 of 10000 bytes \(2 attempts\)$/);
   });
 
   test('a mirror that resets the connection before answering is rejected and the next source is used', async () => {
@@ -326,7 +327,7 @@ describe('run directory faults (evaluate, compare)', () => {
       ],
       ['metrics-newer', (d) => editJson(path.join(d, 'metrics.json'), (m) => ({ ...m, formatVersion: 2 })), (d) => `error: ${d}/metrics.json: run format version 2 is from a newer regtrain (this one reads version 1)`],
       ['metrics-older', (d) => editJson(path.join(d, 'metrics.json'), ({ formatVersion: _v, ...m }) => m), (d) => `error: ${d}/metrics.json: run format version null is from an older or unknown regtrain (this one reads version 1)`],
-      ['metrics-null', (d) => fs.writeFileSync(path.join(d, 'metrics.json'), 'null'), (d) => `error: ${d}/metrics.json: expected a JSON object`],
+      ['metrics-null', (d) => fs.writeFileSync(path.join(d, 'metrics.json'), 'null'), (d) => `error: ${d}/metrics.json: expected a JSON object, got null`],
       ['spec-newer', (d) => fs.writeFileSync(path.join(d, 'spec.yaml'), fs.readFileSync(path.join(d, 'spec.yaml'), 'utf8').replace(/^version: 1$/m, 'version: 2')), (d) => `! version: expected 1 (this regtrain reads spec version 1), got 2 (${d}/spec.yaml:1:10)`],
       ['not-a-directory', (d) => {
         fs.rmSync(d, { recursive: true });
@@ -358,7 +359,7 @@ describe('run directory faults (evaluate, compare)', () => {
     const nul = broken('compare-null', (d) => fs.writeFileSync(path.join(d, 'metrics.json'), 'null'));
     const r = await regtrain(['compare', nul, path.join(TMP, 'no-such-run')]);
     assertClean(r, 2, 'compare');
-    assert.match(r.stderr, /warning: skipped .*run-compare-null: metrics.json: expected an object/);
+    assert.match(r.stderr, /warning: skipped .*run-compare-null: metrics.json: expected a JSON object, got null/);
     assert.match(r.stderr, /error: no complete runs to compare/);
   });
 

@@ -63,7 +63,7 @@ const CORPUS: Record<string, string> = {
   'type-top-level-list.yaml': '! expected a map of settings at the top level, got a list (type-top-level-list.yaml:1:1)',
   'type-top-level-scalar.yaml': '! expected a map of settings at the top level, got "just a sentence" (type-top-level-scalar.yaml:1:1)',
   'type-boolean-string.yaml': '! model.layers.1.dense.useBias: expected true or false, got "yes" (type-boolean-string.yaml:5:57)',
-  'type-custom-tag.yaml': '! seed: expected an integer from 0 to 4294967295, got "return 1" (type-custom-tag.yaml:2:21)',
+  'type-custom-tag.yaml': '! seed: the YAML tag !!js/function is not supported: write a plain value, map or list (type-custom-tag.yaml:2:21)',
   // unknown keys
   'unknown-top-level-key.yaml': "! optimiser: unknown key (did you mean 'optimizer'?) (unknown-top-level-key.yaml:2:1)",
   'unknown-nested-key.yaml': "! model.layers.1.dense.kernel_regularizer: unknown key (did you mean 'kernelRegularizer'?) (unknown-nested-key.yaml:5:48)",
@@ -135,14 +135,14 @@ describe('bad spec files that cannot be fixtures', () => {
     assertRefused(await regtrain(['validate', 'no-such-spec.yaml']), 'error: no-such-spec.yaml: no such file', 'missing');
   });
 
-  test('/dev/zero (an endless device) is refused as too large instead of being read forever', async () => {
-    assertRefused(await regtrain(['validate', '/dev/zero']), 'error: /dev/zero: more than 1048576 bytes is too large for a spec', '/dev/zero');
+  test('/dev/zero (an endless device) is refused as not a regular file instead of being read forever', async () => {
+    assertRefused(await regtrain(['validate', '/dev/zero']), 'error: /dev/zero: a character device, not a regular file', '/dev/zero');
   });
 
   test('a spec over 1 MiB is refused by its size', async () => {
     const big = path.join(TMP, 'big.yaml');
     fs.writeFileSync(big, `name: big\n# ${'x'.repeat(1024 * 1024)}\n`);
-    assertRefused(await regtrain(['validate', big]), `error: ${big}: 1048589 bytes is too large for a spec (limit 1048576)`, 'big');
+    assertRefused(await regtrain(['validate', big]), `error: ${big}: 1048589 bytes is more than the 1048576 this file may have`, 'big');
   });
 
   test('a symlink loop is refused in one line', async () => {
@@ -150,9 +150,8 @@ describe('bad spec files that cannot be fixtures', () => {
     const b = path.join(TMP, 'loop-b.yaml');
     fs.symlinkSync(b, a);
     fs.symlinkSync(a, b);
-    const r = await regtrain(['validate', a]);
-    assertRefused(r, r.stderr.split('\n')[0]!, 'loop');
-    assert.match(r.stderr, /^error: .*loop-a\.yaml: ELOOP/);
+    // The expected line is written out: comparing the first line with itself could never fail.
+    assertRefused(await regtrain(['validate', a]), `error: ${a}: a loop of symbolic links`, 'loop');
   });
 });
 

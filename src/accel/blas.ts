@@ -12,8 +12,10 @@
  * Environment:
  * - `REGTRAIN_BLAS=off` (or `0`, `false`): never load.
  * - `REGTRAIN_BLAS_LIB=/path/libopenblas.so.0`: try this library first.
- * - `REGTRAIN_BLAS_THREADS=N`: OpenBLAS thread count (default: see `defaultThreads`).
+ * - `REGTRAIN_BLAS_THREADS=N`: OpenBLAS thread count (default: see `defaultThreads`); capped at the CPU count,
+ *   and anything but a whole number ≥ 1 is refused (`loadBlas` then reports it as its reason).
  */
+import * as os from 'node:os';
 import { InputError } from '../errors';
 
 /** Minimal view of koffi's API that this module uses (koffi is optional, so no static import). */
@@ -79,9 +81,19 @@ export function candidateLibraries(): string[] {
  * batch 512 (81k vs 70k): the step's small GEMMs, the JS thread and other processes share 2 cores.
  */
 export function defaultThreads(): number {
-  const env = Number(process.env.REGTRAIN_BLAS_THREADS);
-  if (Number.isInteger(env) && env > 0) return env;
-  return 1;
+  return parseBlasThreads(process.env.REGTRAIN_BLAS_THREADS) ?? 1;
+}
+
+/**
+ * REGTRAIN_BLAS_THREADS as a thread count: null when unset or empty; a whole number ≥ 1 is
+ * capped at the number of CPUs (more threads than CPUs only add hand-offs, and a huge value
+ * would be passed to OpenBLAS as is); anything else throws an InputError naming the variable.
+ * The training step reads the variable through this too.
+ */
+export function parseBlasThreads(raw: string | undefined, cpus: number = os.availableParallelism()): number | null {
+  if (raw === undefined || raw.trim() === '') return null;
+  if (!/^\s*\d+\s*$/.test(raw) || Number(raw) < 1) throw new InputError(`REGTRAIN_BLAS_THREADS=${raw}: expected a whole number of threads ≥ 1`);
+  return Math.min(Number(raw), Math.max(1, cpus));
 }
 
 let cached: BlasLoadResult | undefined;
@@ -191,12 +203,4 @@ function tryLoad(threads?: number): BlasLoadResult {
   } catch (e) {
     return { ok: false, reason: `BLAS load failed: ${(e as Error).message}` };
   }
-}
-
-/** REGTRAIN_BLAS_THREADS as a thread count: undefined when unset, refused unless a whole number from 1 to 256. */
-export function parseThreadCount(value: string | undefined): number | undefined {
-  if (value === undefined || value.trim() === '') return undefined;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1 || n > 256) throw new InputError(`REGTRAIN_BLAS_THREADS=${value}: expected a whole number from 1 to 256`);
-  return n;
 }

@@ -44,8 +44,11 @@ export class Console {
   }
 }
 
+/** SIGHUP (the terminal went away) saves like SIGTERM. */
+const TRAPPED = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+
 /**
- * SIGINT/SIGTERM ask the work to stop at the next safe point; a second signal gives up
+ * SIGINT/SIGTERM/SIGHUP ask the work to stop at the next safe point; a second signal gives up
  * waiting (files are written atomically, so what is on disk stays consistent).
  */
 export function trapSignals(onSecond?: () => void): { stopRequested: () => boolean; signal: () => string | null; release: () => void } {
@@ -59,14 +62,12 @@ export function trapSignals(onSecond?: () => void): { stopRequested: () => boole
     received = sig;
     process.stderr.write(`\n${sig}: finishing the current batch, then saving (press Ctrl-C again to stop at once)\n`);
   };
-  process.on('SIGINT', handler);
-  process.on('SIGTERM', handler);
+  for (const sig of TRAPPED) process.on(sig, handler);
   return {
     stopRequested: () => received !== null,
     signal: () => received,
     release: () => {
-      process.off('SIGINT', handler);
-      process.off('SIGTERM', handler);
+      for (const sig of TRAPPED) process.off(sig, handler);
     },
   };
 }

@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import { Command, Option } from 'commander';
 import * as cliProgress from 'cli-progress';
 import { FailureError, InputError } from '../errors';
-import { fetchDataset, loadManifest, resolveDataDir, verifyCache, DEFAULT_TIMEOUT_MS, type CacheStatus, type FetchProgress, type Manifest } from '../data/fetch';
+import { fetchDataset, loadManifest, resolveDataDir, verifyCache, DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS, type CacheStatus, type FetchProgress, type Manifest } from '../data/fetch';
 import { classCounts, pixelStats, IMAGE_COLS, IMAGE_ROWS } from '../data/dataset';
 import { parseIdx } from '../data/idx';
 
@@ -90,6 +90,8 @@ function fetchAction(manifest: () => Manifest) {
   return async (opts: CommonOpts & { offline?: boolean; timeout: string }): Promise<void> => {
     const timeoutSec = Number(opts.timeout);
     if (!(timeoutSec > 0)) throw new InputError(`--timeout must be a positive number of seconds, got ${opts.timeout}`);
+    // Refused rather than capped: Node's timers cannot wait longer, and a longer one would fire at once.
+    if (timeoutSec * 1000 > MAX_TIMEOUT_MS) throw new InputError(`--timeout ${opts.timeout}: at most ${Math.floor(MAX_TIMEOUT_MS / 1000)} seconds (~24.8 days, the longest timer Node.js can set)`);
     const progress = progressReporter();
     let result;
     try {

@@ -4,9 +4,9 @@ import { Command } from 'commander';
 import { BackendChoice, initBackend } from '../backend';
 import { InputError } from '../errors';
 import { bindSpec } from '../model';
-import { loadModel, readJsonFile, METRICS_FILE, SPEC_FILE } from '../rundir';
-import { MetricsFile, RUN_FORMAT_VERSION } from '../runformat';
-import { parseSpec, parseSetFlag, NUM_CLASSES } from '../spec';
+import { readRegularFile, UnreadableFileError } from '../fsutil';
+import { loadModel, readMetrics, SPEC_FILE } from '../rundir';
+import { parseSpec, parseSetFlag, MAX_SPEC_BYTES, NUM_CLASSES } from '../spec';
 import { evaluateSplit, weightPenalty } from '../train/forward';
 import { addDataOptions, backendOption, Console, loadSpecData } from './common';
 import { BEST_DIR, BEST_INFO_FILE, BestInfo, bestInfoSchema } from '../train/callbacks/best-model';
@@ -64,29 +64,26 @@ export async function evaluateRun(dir: string, opts: EvaluateOptions): Promise<E
   const out = new Console(!!opts.json, false);
   if (!fs.existsSync(dir)) throw new InputError(`${dir}: not a run directory (no such directory)`);
   if (!fs.statSync(dir).isDirectory()) throw new InputError(`${dir}: not a run directory (not a directory)`);
-  const metrics = readJsonFile<MetricsFile>(dir, METRICS_FILE);
-  if (metrics === null || typeof metrics !== 'object' || Array.isArray(metrics)) throw new InputError(`${path.join(dir, METRICS_FILE)}: expected a JSON object`);
-  if (metrics.formatVersion !== RUN_FORMAT_VERSION) {
-    const v = metrics.formatVersion;
-    const which = typeof v === 'number' && v > RUN_FORMAT_VERSION ? 'a newer' : 'an older or unknown';
-    throw new InputError(`${path.join(dir, METRICS_FILE)}: run format version ${JSON.stringify(v ?? null)} is from ${which} regtrain (this one reads version ${RUN_FORMAT_VERSION})`);
-  }
+  const { metrics, warnings } = readMetrics(dir);
+  for (const w of warnings) out.warn(w);
   const best = opts.best ? readBestInfo(dir) : null;
   if (metrics.status !== 'complete' && !best) {
-    throw new InputError(`${dir}: the run is ${metrics.status ?? 'of unknown status'} (${metrics.stopReason ?? 'no stop reason'}); evaluate needs a finished run`);
+    throw new InputError(`${dir}: the run is ${metrics.status} (${metrics.stopReason}); evaluate needs a finished run`);
   }
+  const specFile = path.join(dir, SPEC_FILE);
   let specText: string;
   try {
-    specText = fs.readFileSync(path.join(dir, SPEC_FILE), 'utf8');
-  } catch {
-    throw new InputError(`${path.join(dir, SPEC_FILE)}: missing (not a complete run directory)`);
+    specText = readRegularFile(specFile, { maxBytes: MAX_SPEC_BYTES }).toString('utf8');
+  } catch (err) {
+    if (err instanceof UnreadableFileError && err.code === 'ENOENT') throw new InputError(`${specFile}: missing (not a complete run directory)`);
+    throw err;
   }
   const sets = opts.testLimit !== undefined ? [parseSetFlag(`data.testLimit=${opts.testLimit}`)] : [];
-  const { spec } = parseSpec(specText, path.join(dir, SPEC_FILE), sets.map((s) => ({ ...s, label: `--test-limit ${opts.testLimit}` })));
+  const { spec } = parseSpec(specText, specFile, sets.map((s) => ({ ...s, label: `--test-limit ${opts.testLimit}` })));
 
   const backend = await initBackend(opts.backend ?? spec.backend);
   out.info(`Backend: ${backend.name} — ${backend.reason}`);
-  const { model } = await loadModel(best ? path.join(dir, BEST_DIR) : dir);
+  const { model } = await loadModel(best ? path.join(dir, BEST_DIR) : dir, spec);
   if (best) out.result(`Best model: epoch ${best.epoch} (${best.monitor} ${best.value.toFixed(4)})`);
   try {
     let built;
@@ -96,11 +93,11 @@ export async function evaluateRun(dir: string, opts: EvaluateOptions): Promise<E
       throw new InputError(`${dir}: model.json does not match spec.yaml (${(err as Error).message})`);
     }
     const data = await loadSpecData(spec, opts);
-    const recorded = metrics.dataset?.normalization;
+    const recorded = metrics.dataset.normalization;
     if (recorded && (Math.abs(recorded.mean - data.normalization.mean) > 1e-6 || Math.abs(recorded.std - data.normalization.std) > 1e-6)) {
       out.warn(`normalization constants differ from the run's (mean ${recorded.mean} vs ${data.normalization.mean}); the data may differ`);
     }
-    for (const [name, hash] of Object.entries(metrics.dataset?.sha256 ?? {})) {
+    for (const [name, hash] of Object.entries(metrics.dataset.sha256)) {
       if (data.sha256[name] && data.sha256[name] !== hash) out.warn(`${name} differs from the file the run used (sha256 ${hash.slice(0, 12)}… vs ${data.sha256[name]!.slice(0, 12)}…)`);
     }
 

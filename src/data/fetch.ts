@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { z } from 'zod';
 import { FailureError, InputError, InterruptedError, errorMessage } from '../errors';
-import { packageRoot, sha256, writeFileAtomic } from '../fsutil';
+import { packageRoot, readRegularFile, sha256, writeFileAtomic, UnreadableFileError } from '../fsutil';
 
 export const DEFAULT_TIMEOUT_MS = 30_000;
 export const DEFAULT_RETRIES = 3;
@@ -25,6 +25,10 @@ export const DEFAULT_BACKOFF_MS = 1_000;
 export const MAX_REDIRECTS = 5;
 export const SIDECAR_FILE = 'sources.json';
 export const GZ_SUFFIX = '.gz';
+/** The manifest and the sources.json sidecar are a few KiB; anything past this is not one. */
+const MAX_SMALL_JSON_BYTES = 1024 * 1024;
+/** Node's timers hold at most 2^31 − 1 ms (~24.8 days); a longer one fires after 1 ms. */
+export const MAX_TIMEOUT_MS = 2 ** 31 - 1;
 /** Source recorded for a verified cached file whose origin the sidecar does not know. */
 export const UNKNOWN_ORIGIN = 'cache (origin unknown)';
 /** Every gzip stream starts with these two bytes; used instead of trusting file names. */
@@ -64,7 +68,7 @@ export function defaultManifestPath(): string {
 export function loadManifest(file: string = defaultManifestPath()): Manifest {
   let raw: unknown;
   try {
-    raw = JSON.parse(fs.readFileSync(file, 'utf8'));
+    raw = JSON.parse(readRegularFile(file, { maxBytes: MAX_SMALL_JSON_BYTES }).toString('utf8'));
   } catch (err) {
     throw new FailureError(`dataset manifest ${file}: ${errorMessage(err)}`);
   }
@@ -103,7 +107,7 @@ export interface Sidecar {
 /** The cache's sources.json, or null when missing or unreadable (it is informational only). */
 export function readSidecar(dataDir: string): Sidecar | null {
   try {
-    const s = JSON.parse(fs.readFileSync(path.join(dataDir, SIDECAR_FILE), 'utf8')) as Sidecar;
+    const s = JSON.parse(readRegularFile(path.join(dataDir, SIDECAR_FILE), { maxBytes: MAX_SMALL_JSON_BYTES }).toString('utf8')) as Sidecar;
     return s && typeof s.files === 'object' && s.files !== null ? s : null;
   } catch {
     return null;
@@ -128,11 +132,12 @@ export interface CacheStatus {
   data: Buffer | null;
 }
 
-function readIfExists(file: string): Buffer | null {
+/** A cache or source file, bounded and regular (never /dev/zero or a FIFO); null when missing. */
+function readIfExists(file: string, maxBytes: number): Buffer | null {
   try {
-    return fs.readFileSync(file);
+    return readRegularFile(file, { maxBytes });
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    if (err instanceof UnreadableFileError && err.code === 'ENOENT') return null;
     throw err;
   }
 }
@@ -144,10 +149,15 @@ export function verifyCache(dataDir: string, manifest: Manifest = loadManifest()
     const file = path.join(dataDir, spec.file);
     let data: Buffer | null;
     try {
-      data = readIfExists(file);
+      data = readIfExists(file, spec.bytes);
     } catch (err) {
-      // A directory or an unreadable file where a cached file belongs: the data dir is unusable as given.
-      throw new InputError(`data dir ${dataDir}: cannot read ${spec.file} (${(err as NodeJS.ErrnoException).code ?? errorMessage(err)}); remove it or choose another --data-dir`);
+      // A directory, device, FIFO or unreadable file where a cached file belongs: the data dir is unusable as given.
+      // A regular file of the wrong size is simply not the verified file: re-fetched like a changed one.
+      if (!(err instanceof UnreadableFileError) || err.code !== null || /^(a directory|a FIFO|a char|a block|a socket)/.test(err.reason)) {
+        const why = err instanceof UnreadableFileError ? (err.code ?? err.reason) : errorMessage(err);
+        throw new InputError(`data dir ${dataDir}: cannot read ${spec.file} (${why}); remove it or choose another --data-dir`);
+      }
+      return { name: spec.name, file: spec.file, path: file, expected: spec.sha256, actual: `(${fs.statSync(file).size} bytes, expected ${spec.bytes})`, state: 'mismatch' as const, source: null, data: null };
     }
     const actual = data ? sha256(data) : null;
     const state: CacheState = actual === null ? 'missing' : actual === spec.sha256 ? 'ok' : 'mismatch';
@@ -255,7 +265,12 @@ function parseSources(given: string[] | undefined, manifest: Manifest): { source
       }
       return { label: s, kind: 'url' };
     }
-    const dir = s.startsWith('file:') ? fileURLToPath(s) : path.resolve(s);
+    let dir: string;
+    try {
+      dir = s.startsWith('file:') ? fileURLToPath(s) : path.resolve(s);
+    } catch (err) {
+      throw new InputError(`source ${s}: not a valid file: URL (${errorMessage(err).split('\n')[0]})`);
+    }
     if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new InputError(`source ${s}: not an http(s) URL or an existing directory`);
     return { label: dir, kind: 'dir' };
   });
@@ -269,13 +284,20 @@ function joinUrl(prefix: string, name: string): string {
 const gunzip = promisify(zlib.gunzip);
 
 /** Decompresses gzip content (detected by its magic bytes, not by name); plain IDX passes through. */
-async function decode(raw: Buffer): Promise<Buffer> {
+async function decode(raw: Buffer, maxBytes: number): Promise<Buffer> {
   if (raw.length < 2 || raw[0] !== GZIP_MAGIC[0] || raw[1] !== GZIP_MAGIC[1]) return raw;
   try {
-    return await gunzip(raw);
+    // Capped at the manifest's size: a gzip bomb stops there instead of filling memory.
+    return await gunzip(raw, { maxOutputLength: maxBytes + 1 });
   } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE' || err instanceof RangeError) throw new Error(`decompresses to more than the ${maxBytes} bytes the manifest gives`);
     throw new Error(`corrupt or truncated gzip (${errorMessage(err)})`);
   }
+}
+
+/** The most a source may send for a file: its size, plus gzip's worst-case overhead on incompressible data. */
+function maxRawBytes(spec: FileSpec): number {
+  return spec.bytes + Math.ceil(spec.bytes / 1000) + 1024;
 }
 
 function looksLikeHtml(data: Buffer): boolean {
@@ -293,6 +315,8 @@ interface DownloadSettings {
   retries: number;
   backoffMs: number;
   onProgress?: (e: FetchProgress) => void;
+  /** The most this file may be; a body past it (with or without Content-Length) is cut off. */
+  maxBytes?: number;
 }
 
 /**
@@ -362,6 +386,10 @@ function downloadOnce(url: string, tmp: string, name: string, s: DownloadSetting
         }
         const lengthHeader = res.headers['content-length'];
         const total = lengthHeader !== undefined && /^\d+$/.test(lengthHeader) ? Number(lengthHeader) : null;
+        if (total !== null && s.maxBytes !== undefined && total > s.maxBytes) {
+          res.resume();
+          return fail(new DownloadError(`Content-Length ${total} is more than the ${s.maxBytes} bytes this file may have`, false));
+        }
         const started = Date.now();
         let bytes = 0;
         const progress = (done: boolean): void => {
@@ -374,6 +402,7 @@ function downloadOnce(url: string, tmp: string, name: string, s: DownloadSetting
         out.on('error', (err) => fail(err));
         res.on('data', (chunk: Buffer) => {
           bytes += chunk.length;
+          if (s.maxBytes !== undefined && bytes > s.maxBytes) return fail(new DownloadError(`sent more than the ${s.maxBytes} bytes this file may have`, false));
           arm();
           progress(false);
         });
@@ -411,7 +440,7 @@ async function download(url: string, dataDir: string, name: string, s: DownloadS
     const tmp = path.join(dataDir, `.${path.basename(new URL(url).pathname)}.${process.pid}.${crypto.randomBytes(4).toString('hex')}.part`);
     try {
       await downloadOnce(url, tmp, name, s);
-      return fs.readFileSync(tmp);
+      return readRegularFile(tmp, { maxBytes: s.maxBytes ?? Number.MAX_SAFE_INTEGER });
     } catch (err) {
       if (!(err instanceof DownloadError) || !err.retry) throw err;
       last = err;
@@ -445,20 +474,19 @@ export async function fetchDataset(opts: FetchOptions = {}): Promise<FetchResult
   // killing the process with the file half-written; the InterruptedError exits 130 at the CLI boundary.
   const abort = new AbortController();
   const onSignal = (sig: NodeJS.Signals): void => abort.abort(sig);
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+  for (const sig of signals) process.on(sig, onSignal);
   try {
     return await fetchInto(dataDir, manifest, sources, notes, opts, abort.signal);
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    for (const sig of signals) process.off(sig, onSignal);
   }
 }
 
 async function fetchInto(dataDir: string, manifest: Manifest, sources: Source[], notes: string[], opts: FetchOptions, abort: AbortSignal): Promise<FetchResult> {
   const settings: DownloadSettings = {
     abort,
-    timeoutMs: opts.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+    timeoutMs: Math.min(opts.timeoutMs ?? DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS),
     retries: opts.retries ?? DEFAULT_RETRIES,
     backoffMs: opts.backoffMs ?? DEFAULT_BACKOFF_MS,
     ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
@@ -497,10 +525,11 @@ async function fetchInto(dataDir: string, manifest: Manifest, sources: Source[],
         const where = src.kind === 'url' ? joinUrl(src.label, n) : path.join(src.label, n);
         try {
           let raw: Buffer | null;
-          if (src.kind === 'url') raw = await download(where, dataDir, spec.name, settings);
-          else raw = readIfExists(where);
+          if (src.kind === 'url') raw = await download(where, dataDir, spec.name, { ...settings, maxBytes: maxRawBytes(spec) });
+          else raw = readIfExists(where, maxRawBytes(spec));
           if (raw === null) throw new NotFound('not found');
-          const data = await decode(raw);
+          const data = await decode(raw, spec.bytes);
+          if (data.length > spec.bytes) throw new Error(`${data.length} bytes, more than the ${spec.bytes} the manifest gives`);
           const actual = sha256(data);
           if (actual !== spec.sha256) {
             const hint = looksLikeHtml(data) ? ', looks like an HTML page' : data.length !== spec.bytes ? `, ${data.length} bytes, expected ${spec.bytes}` : '';

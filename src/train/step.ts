@@ -15,7 +15,7 @@ import * as os from 'node:os';
 import * as tf from '@tensorflow/tfjs';
 import { accelerationDisabled, BackendInfo } from '../backend';
 import { createLeanStep } from '../accel/step';
-import { loadBlas, parseThreadCount } from '../accel/blas';
+import { loadBlas, parseBlasThreads } from '../accel/blas';
 import { BuiltModel, penaltyOf } from '../model';
 import { ExperimentSpec } from '../spec';
 import { optimizerChoice } from '../spec/training';
@@ -69,7 +69,7 @@ export function createReferenceStep(built: BuiltModel, optimizer: Optimizer): Tr
 function blasThreads(batchSize: number): number {
   // Measured here (2 cores): at batch 32 a second BLAS thread does not pay for its hand-offs
   // (23k vs 23k samples/s); at batch 512 it does (102k vs 79k).
-  return parseThreadCount(process.env.REGTRAIN_BLAS_THREADS) ?? (batchSize >= 128 ? Math.min(2, os.cpus().length) : 1);
+  return parseBlasThreads(process.env.REGTRAIN_BLAS_THREADS) ?? (batchSize >= 128 ? Math.min(2, os.cpus().length) : 1);
 }
 
 export function createTrainStep(built: BuiltModel, spec: ExperimentSpec, backend: BackendInfo): TrainStep {

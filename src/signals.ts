@@ -1,0 +1,27 @@
+/**
+ * The exit code for a stop signal, from the first moment: bin/regtrain installs this before it
+ * loads the CLI (loading tfjs takes a while, and Node's default would exit 128 + the signal's
+ * number, e.g. 143 for SIGTERM). No imports, so it is in place at once.
+ */
+
+/** SIGHUP is a closed terminal: like SIGTERM, the user is gone and the work should stop cleanly. */
+export const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+/** ExitCode.interrupted (src/errors.ts), repeated here to keep this file free of imports. */
+const INTERRUPTED = 130;
+
+let installed: ((sig: NodeJS.Signals) => void) | null = null;
+
+/**
+ * Every command exits 130 on SIGINT, SIGTERM or SIGHUP. Commands that must save or clean up
+ * first (run's trapSignals, data fetch's abort) install their own handlers; while one is
+ * installed, this one steps aside. Idempotent.
+ */
+export function installDefaultSignalHandling(): void {
+  if (installed) return;
+  installed = (sig: NodeJS.Signals) => {
+    if (process.listenerCount(sig) > 1) return;
+    process.stderr.write(`\n${sig}: stopped\n`);
+    process.exit(INTERRUPTED);
+  };
+  for (const sig of STOP_SIGNALS) process.on(sig, installed);
+}
