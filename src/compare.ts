@@ -2,8 +2,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { InputError } from './errors';
 import { readRegularFile, UnreadableFileError } from './fsutil';
-import { readHistory, readMetrics, readStudyRecord, HISTORY_JSON, METRICS_FILE, SPEC_FILE, STUDY_FILE } from './rundir';
-import { HISTOGRAM_BIN_WIDTH, HISTOGRAM_MAX_HALF_BINS, type EpochRecord, type Histogram, type MetricsFile, type StudyRecord } from './runformat';
+import { readHistory, readMetrics, readStudy, HISTORY_JSON, METRICS_FILE, SPEC_FILE, STUDY_FILE } from './rundir';
+import { HISTOGRAM_BIN_WIDTH, HISTOGRAM_MAX_HALF_BINS, type EpochRecord, type Histogram, type MetricsFile, type StudyFile } from './runformat';
 import { parsePlainYaml, MAX_SPEC_BYTES } from './spec';
 import { latticeEdge } from './model';
 
@@ -21,7 +21,7 @@ export interface RunData {
   history: EpochRecord[] | null;
   /** The resolved spec.yaml as a plain object, or null when missing/unreadable. */
   spec: Record<string, unknown> | null;
-  study: { dir: string; file: StudyRecord; member: StudyRecord['members'][number] } | null;
+  study: { dir: string; file: StudyFile; member: StudyFile['members'][number] } | null;
 }
 
 export interface Skipped {
@@ -34,7 +34,7 @@ export interface Collected {
   skipped: Skipped[];
   /** Non-fatal problems with runs that were kept (e.g. an unreadable history.json). */
   warnings: string[];
-  studies: { dir: string; file: StudyRecord }[];
+  studies: { dir: string; file: StudyFile }[];
 }
 
 const RUN_FILES = ['metrics.json', 'history.json', 'spec.yaml', 'model.json'];
@@ -98,10 +98,10 @@ export function readRun(dir: string): { run?: RunData; reason?: string; warnings
   return { run: { dir, metrics, history, spec, study: null }, warnings };
 }
 
-function readStudyFile(dir: string): { study: StudyRecord | null; problem: string | null } {
+function readStudyFile(dir: string): { study: StudyFile | null; problem: string | null } {
   if (!fs.existsSync(path.join(dir, STUDY_FILE))) return { study: null, problem: null };
   try {
-    return { study: readStudyRecord(dir), problem: null };
+    return { study: readStudy(dir), problem: null };
   } catch (err) {
     return { study: null, problem: reasonOf(err, dir) };
   }

@@ -14,8 +14,8 @@ import {
   MetricsFileSchema,
   RunOrigin,
   RunOriginSchema,
-  StudyRecord,
-  StudyRecordSchema,
+  StudyFile,
+  StudyFileSchema,
   MAX_HISTORY_BYTES,
   MAX_MODEL_JSON_BYTES,
   MAX_RUN_JSON_BYTES,
@@ -375,8 +375,10 @@ export const STUDY_FILE = 'study.json';
 /** study.json's own format version (src/study.ts writes it as STUDY_FORMAT_VERSION). */
 export const STUDY_RECORD_VERSION = 1;
 
-export function readStudyRecord(dir: string): StudyRecord {
-  return readRunJson(dir, STUDY_FILE, StudyRecordSchema, { version: STUDY_RECORD_VERSION });
+/** study.json of a study directory; exit 2 naming the file (or saying the directory holds no study). */
+export function readStudy(studyDir: string): StudyFile {
+  if (!fs.existsSync(path.join(studyDir, STUDY_FILE))) throw new InputError(`${studyDir}: not a study directory (no ${STUDY_FILE}; create one with regtrain plan)`);
+  return readRunJson(studyDir, STUDY_FILE, StudyFileSchema, { version: STUDY_RECORD_VERSION });
 }
 
 // ---------- the run's origin (for --resume) ----------

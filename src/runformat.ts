@@ -148,23 +148,37 @@ export const RunOriginSchema = z.object({
 });
 export type RunOrigin = z.infer<typeof RunOriginSchema>;
 
-/** study.json, as far as `compare` reads it (src/study.ts writes it). */
-export const StudyMemberRecordSchema = z.object({
-  name: text,
+/** A study member's name, which is also its run directory's and spec file's (src/study.ts makes them). */
+export const MEMBER_NAME = /^[A-Za-z0-9][A-Za-z0-9._=+-]{0,63}$/;
+
+/** study.json's members: what `compare` needs to name groups and draw sweeps, what `run-member` needs to find one. */
+export const StudyMemberSchema = z.object({
+  name: z.string().regex(MEMBER_NAME, { error: 'expected a member name of letters, digits and ._=+- (at most 64)' }),
   variant: text,
   group: text,
   sweep: z.record(z.string(), z.unknown()),
   seed: count,
   repeat: count,
-  runDir: text.optional(),
+  overrides: z.array(z.object({ path: z.string(), value: z.unknown() })),
+  /** specs/<name>.yaml and runs/<name>, relative to the study directory. */
+  spec: text,
+  runDir: text,
 });
-export const StudyRecordSchema = z.object({
+
+/** study.json (src/study.ts writes it). */
+export const StudyFileSchema = z.object({
   formatVersion: num,
   name: text,
+  /** Hash of the resolved members (names and spec texts): the study's identity. Absent in studies planned before it existed. */
+  studyHash: text.optional(),
+  /** The spec file as given on the command line (for provenance; the specs/ files are what ran). */
+  specFile: text,
+  sets: z.array(z.string()),
+  createdAt: text,
   baseline: text,
   variants: z.array(text),
-  sweep: z.record(z.string(), z.array(z.unknown())).nullable().optional(),
+  sweep: z.record(z.string(), z.array(z.unknown())),
   repeats: count,
-  members: z.array(StudyMemberRecordSchema, { error: 'expected a list of members' }),
+  members: z.array(StudyMemberSchema, { error: 'expected a list of members' }),
 });
-export type StudyRecord = z.infer<typeof StudyRecordSchema>;
+export type StudyFile = z.infer<typeof StudyFileSchema>;

@@ -3,11 +3,12 @@ import * as path from 'node:path';
 import * as crypto from 'node:crypto';
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as YAML from 'yaml';
-import { z } from 'zod';
 import { FailureError, InputError, InterruptedError, errorMessage } from './errors';
 import { packageRoot, sha256, writeFileAtomic } from './fsutil';
 import { SpecError, specToYaml, validateSpec, applyOverrides, type ExperimentSpec, type LoadedSpec, type Override } from './spec';
-import { readMetrics } from './rundir';
+import { readMetrics, readStudy, STUDY_FILE } from './rundir';
+import { type StudyFile } from './runformat';
+export { readStudy, STUDY_FILE };
 
 /**
  * Studies: a spec with `variants:`, `sweep:` and/or `repeats: N` stands for a grid of single
@@ -30,8 +31,6 @@ const STUDY_KEYS = ['variants', 'sweep', 'repeats'] as const;
 const MAX_MEMBER_NAME = 64;
 /** More members than this is almost always a typo in a sweep; --max-members / REGTRAIN_MAX_MEMBERS raise it. */
 export const DEFAULT_MAX_MEMBERS = 10_000;
-export const STUDY_FILE = 'study.json';
-const MEMBER_NAME = /^[A-Za-z0-9][A-Za-z0-9._=+-]{0,63}$/;
 const DOTTED_PATH = /^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$/;
 
 export interface StudyMember {
@@ -51,36 +50,7 @@ export interface StudyMember {
   spec: ExperimentSpec;
 }
 
-const StudyMemberEntry = z.object({
-  name: z.string().regex(MEMBER_NAME, { error: 'expected a member name of letters, digits and ._=+- (at most 64)' }),
-  variant: z.string(),
-  group: z.string(),
-  sweep: z.record(z.string(), z.unknown()),
-  seed: z.number(),
-  repeat: z.number(),
-  overrides: z.array(z.object({ path: z.string(), value: z.unknown() })),
-  /** specs/<name>.yaml and runs/<name>, relative to the study directory. */
-  spec: z.string(),
-  runDir: z.string(),
-});
-
-/** study.json: what `compare` needs to name groups, find the baseline and draw sweeps; what `run-member` needs to find a member. */
-export const StudyFileSchema = z.object({
-  formatVersion: z.number(),
-  name: z.string(),
-  /** Hash of the resolved members (names and spec texts): the study's identity. Absent in studies planned before it existed. */
-  studyHash: z.string().optional(),
-  /** The spec file as given on the command line (for provenance; the specs/ files are what ran). */
-  specFile: z.string(),
-  sets: z.array(z.string()),
-  createdAt: z.string(),
-  baseline: z.string(),
-  variants: z.array(z.string()),
-  sweep: z.record(z.string(), z.array(z.unknown())),
-  repeats: z.number(),
-  members: z.array(StudyMemberEntry),
-});
-export type StudyFile = z.infer<typeof StudyFileSchema>;
+export type { StudyFile };
 
 /** A spec is a study when it asks for more than one run, or names variants/sweeps at all. */
 export function isStudy(raw: unknown): boolean {
@@ -273,33 +243,6 @@ export function shellQuote(arg: string): string {
   return /^[A-Za-z0-9_./:=,+@%-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
 }
 
-/** Reads and checks study.json; exit 2 naming the file and the field when it is not a study. */
-export function readStudy(studyDir: string): StudyFile {
-  const file = path.join(studyDir, STUDY_FILE);
-  let text: string;
-  try {
-    const st = fs.statSync(file);
-    if (!st.isFile()) throw new InputError(`${file}: not a regular file`);
-    if (st.size > 256 * 1024 * 1024) throw new InputError(`${file}: ${st.size} bytes, too large for a study file`);
-    text = fs.readFileSync(file, 'utf8');
-  } catch (err) {
-    if (err instanceof InputError) throw err;
-    const e = err as NodeJS.ErrnoException;
-    throw new InputError(e.code === 'ENOENT' ? `${studyDir}: not a study directory (no ${STUDY_FILE}; create one with regtrain plan)` : `${file}: unreadable (${e.message})`);
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (err) {
-    throw new InputError(`${file}: not valid JSON (${errorMessage(err)})`);
-  }
-  const parsed = StudyFileSchema.safeParse(json);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    throw new InputError(`${file}: ${issue.path.join('.') || '(top level)'}: ${issue.code === 'invalid_type' ? `expected ${String((issue as { expected?: unknown }).expected)}` : issue.message}`);
-  }
-  return parsed.data;
-}
 
 /** Why `dir` cannot hold a new study, or null when it may (absent or empty). */
 function notAStudyDir(dir: string): string | null {

@@ -14,7 +14,7 @@ import * as path from 'node:path';
 import { spawn, execFileSync } from 'node:child_process';
 import { collectRuns, compareRuns, onLattice } from '../src/compare';
 import { latticeHistogram } from '../src/model';
-import { readHistory, readOrigin, readStudyRecord } from '../src/rundir';
+import { readHistory, readOrigin, readStudy } from '../src/rundir';
 import { renderReport } from '../src/report';
 import type { MetricsFile } from '../src/runformat';
 
@@ -259,7 +259,7 @@ describe('run-dir files: one schema and one reader each; damage is one line, nev
     writeJson(path.join(dir, 'run.json'), { formatVersion: 1, specFile: 5, sets: [], specSha256: 'x' });
     assert.throws(() => readOrigin(dir), { name: 'InputError', message: `${dir}/run.json: specFile: expected text, got 5` });
     writeJson(path.join(dir, 'study.json'), { formatVersion: 1, name: 's', baseline: 'b', variants: [], repeats: 1, members: 'all' });
-    assert.throws(() => readStudyRecord(dir), { name: 'InputError', message: `${dir}/study.json: members: expected a list of members, got "all"` });
+    assert.throws(() => readStudy(dir), { name: 'InputError', message: `${dir}/study.json: members: expected a list of members, got "all"` });
     fs.writeFileSync(path.join(dir, 'history.json'), '{"formatVersion": 1, "epochs": [');
     assert.throws(() => readHistory(dir), { name: 'InputError', message: `${dir}/history.json: not valid JSON (truncated or corrupt)` });
   });
