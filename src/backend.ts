@@ -31,7 +31,12 @@ function withKernels(name: string, reason: string): BackendInfo {
     return { name, reason, blas: { installed: false, reason: why }, gemm: { kind: null, reason: why } };
   }
   const r = installAcceleratedKernels(name);
-  return { name, reason, blas: { installed: r.installed, reason: r.installed ? 'OpenBLAS matmul kernels' : r.reason }, gemm: { kind: r.gemm, reason: r.gemm === 'openblas' ? 'OpenBLAS matmul kernels' : (r.gemmReason ?? r.reason) } };
+  return {
+    name,
+    reason,
+    blas: { installed: r.installed, reason: r.installed ? 'OpenBLAS matmul kernels' : r.reason },
+    gemm: { kind: r.gemm, reason: r.gemm === 'openblas' ? 'OpenBLAS matmul kernels' : (r.gemmReason ?? r.reason) },
+  };
 }
 
 /** tfjs-node is an optional dependency: its install downloads libtensorflow, which may fail. */

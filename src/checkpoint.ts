@@ -100,7 +100,8 @@ export function readCheckpoint(dir: string): Checkpoint | null {
   } catch {
     throw new InputError(`${file}: damaged (not a checkpoint file); resume from scratch with a new run`);
   }
-  if (parsed.formatVersion !== CHECKPOINT_FORMAT_VERSION) throw new InputError(`${file}: checkpoint format ${parsed.formatVersion}, this regtrain resumes format ${CHECKPOINT_FORMAT_VERSION} (start a new run)`);
+  if (parsed.formatVersion !== CHECKPOINT_FORMAT_VERSION)
+    throw new InputError(`${file}: checkpoint format ${parsed.formatVersion}, this regtrain resumes format ${CHECKPOINT_FORMAT_VERSION} (start a new run)`);
   if (digestOf(parsed.body) !== parsed.digest) throw new InputError(`${file}: damaged (its content does not match its digest)`);
   const checked = bodySchema.safeParse(parsed.body);
   if (!checked.success) throw new InputError(`${file}: damaged (${checked.error.issues[0]!.path.join('.') || 'body'} is invalid)`);

@@ -58,7 +58,13 @@ export async function main(argv: string[]): Promise<void> {
   stdout.settle();
 }
 
-const ERRNO_TEXT: Record<string, string> = { ENOSPC: 'no space left on device', EDQUOT: 'disk quota exceeded', EIO: 'input/output error', EBADF: 'not open for writing', EFBIG: 'file too large' };
+const ERRNO_TEXT: Record<string, string> = {
+  ENOSPC: 'no space left on device',
+  EDQUOT: 'disk quota exceeded',
+  EIO: 'input/output error',
+  EBADF: 'not open for writing',
+  EFBIG: 'file too large',
+};
 
 /**
  * When stdout fails, regtrain writes nothing more to it and keeps going (a run still trains and

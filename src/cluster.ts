@@ -47,18 +47,34 @@ export interface StudyRef {
 const MEM = /^(\d+)([KMGT]?)$/;
 const TIME = /^(?:(\d+)-)?(\d+)(?::(\d{1,2}))?(?::(\d{1,2}))?$/;
 
-export function parseSiteOptions(o: { jobs?: string; cpus: string; mem: string; time: string; partition?: string; image?: string; dataDir?: string; regtrain: string; pvc: string; dataPvc: string }): SiteOptions {
+export function parseSiteOptions(o: {
+  jobs?: string;
+  cpus: string;
+  mem: string;
+  time: string;
+  partition?: string;
+  image?: string;
+  dataDir?: string;
+  regtrain: string;
+  pvc: string;
+  dataPvc: string;
+}): SiteOptions {
   const int = (flag: string, v: string, max: number) => {
     if (!/^\d+$/.test(v) || Number(v) < 1 || Number(v) > max) throw new InputError(`${flag} ${v}: expected an integer from 1 to ${max}`);
     return Number(v);
   };
   if (!MEM.test(o.mem) || Number(MEM.exec(o.mem)![1]) < 1) throw new InputError(`--mem ${o.mem}: expected a size like 2G, 1500M (K, M, G or T; binary units)`);
   if (!TIME.test(o.time) || timeSeconds(o.time) < 1) throw new InputError(`--time ${o.time}: expected minutes or [D-]HH:MM:SS, e.g. 2:00:00`);
-  if (o.partition !== undefined && !/^[A-Za-z0-9_.,-]+$/.test(o.partition)) throw new InputError(`--partition ${o.partition}: expected a partition name (letters, digits, _ . , -)`);
+  if (o.partition !== undefined && !/^[A-Za-z0-9_.,-]+$/.test(o.partition))
+    throw new InputError(`--partition ${o.partition}: expected a partition name (letters, digits, _ . , -)`);
   const regtrain = o.regtrain.trim().split(/\s+/).filter(Boolean);
   if (regtrain.length === 0) throw new InputError('--regtrain: expected a command, e.g. regtrain or "npx regtrain"');
   const dns = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
-  for (const [flag, v] of [['--pvc', o.pvc], ['--data-pvc', o.dataPvc]] as const) if (!dns.test(v)) throw new InputError(`${flag} ${v}: expected a Kubernetes name (lowercase letters, digits and -)`);
+  for (const [flag, v] of [
+    ['--pvc', o.pvc],
+    ['--data-pvc', o.dataPvc],
+  ] as const)
+    if (!dns.test(v)) throw new InputError(`${flag} ${v}: expected a Kubernetes name (lowercase letters, digits and -)`);
   const image = o.image ?? `regtrain:${packageVersion()}`;
   if (/\s/.test(image) || image === '') throw new InputError(`--image ${JSON.stringify(image)}: expected an image reference without spaces`);
   if (o.dataDir !== undefined && o.dataDir.trim() === '') throw new InputError('--data-dir: expected a directory');
@@ -168,7 +184,14 @@ echo "study complete; comparison in compare.txt"
 
 /** Kubernetes object names: lowercase letters, digits and '-', at most `max` characters. */
 function k8sName(text: string, max: number): string {
-  return text.toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/^-+/, '').slice(0, max).replace(/-+$/, '') || 'study';
+  return (
+    text
+      .toLowerCase()
+      .replace(/[^a-z0-9-]+/g, '-')
+      .replace(/^-+/, '')
+      .slice(0, max)
+      .replace(/-+$/, '') || 'study'
+  );
 }
 
 /**

@@ -179,7 +179,10 @@ export function stat(values: (number | null | undefined)[]): Stat | null {
 
 function logGamma(x: number): number {
   // Lanczos approximation (g = 7, n = 9), accurate to ~1e-15 for x > 0.
-  const c = [0.99999999999980993, 676.5203681218851, -1259.1392167224028, 771.32342877765313, -176.61502916214059, 12.507343278686905, -0.13857109526572012, 9.9843695780195716e-6, 1.5056327351493116e-7];
+  const c = [
+    0.99999999999980993, 676.5203681218851, -1259.1392167224028, 771.32342877765313, -176.61502916214059, 12.507343278686905, -0.13857109526572012, 9.9843695780195716e-6,
+    1.5056327351493116e-7,
+  ];
   if (x < 0.5) return Math.log(Math.PI / Math.sin(Math.PI * x)) - logGamma(1 - x);
   x -= 1;
   let a = c[0]!;
@@ -346,13 +349,21 @@ const IDENTITY_FIELDS = new Set(['name', 'seed']);
 function specKey(run: RunData): string {
   if (!run.spec) return `name:${run.metrics.name.replace(/-seed\d+$/, '')}`;
   const flat = flatten(run.spec);
-  return JSON.stringify(Object.keys(flat).filter((k) => !IDENTITY_FIELDS.has(k)).sort().map((k) => [k, flat[k]]));
+  return JSON.stringify(
+    Object.keys(flat)
+      .filter((k) => !IDENTITY_FIELDS.has(k))
+      .sort()
+      .map((k) => [k, flat[k]]),
+  );
 }
 
 /** YAML-flow-like compact text: `{l1: 0.001, l2: 0}`, `[28, 28]`, `relu`. */
 export function compact(v: unknown): string {
   if (Array.isArray(v)) return `[${v.map(compact).join(', ')}]`;
-  if (v !== null && typeof v === 'object') return `{${Object.entries(v).map(([k, x]) => `${k}: ${compact(x)}`).join(', ')}}`;
+  if (v !== null && typeof v === 'object')
+    return `{${Object.entries(v)
+      .map(([k, x]) => `${k}: ${compact(x)}`)
+      .join(', ')}}`;
   return typeof v === 'string' ? v : JSON.stringify(v);
 }
 
@@ -455,7 +466,10 @@ function groupHistograms(runs: RunData[]): Histogram[] {
   const nLayers = runs.reduce((n, r) => Math.max(n, r.metrics.histograms.length), 0);
   const out: Histogram[] = [];
   for (let li = 0; li < nLayers; li++) {
-    const parts = runs.map((r) => r.metrics.histograms[li]).filter((h): h is Histogram => h !== undefined).map((h) => ({ layer: h.layer, ...onLattice(h) }));
+    const parts = runs
+      .map((r) => r.metrics.histograms[li])
+      .filter((h): h is Histogram => h !== undefined)
+      .map((h) => ({ layer: h.layer, ...onLattice(h) }));
     if (parts.length === 0) continue;
     const half = parts.reduce((n, p) => Math.max(n, p.half), 1);
     const counts = new Array<number>(2 * half).fill(0);
@@ -516,7 +530,15 @@ function buildGroup(name: string, runs: RunData[], sweepPaths: string[]): Group 
 
 /** Groups runs that differ only in seed, names them, picks the baseline, pairs each group with it. */
 export function compareRuns(collected: Collected, opts: { baseline?: string } = {}): CompareResult {
-  const sweepPaths = [...new Set(collected.studies.flatMap((s) => Object.entries(s.file.sweep ?? {}).filter(([, vs]) => Array.isArray(vs) && vs.every((v) => typeof v === 'number')).map(([p]) => p)))];
+  const sweepPaths = [
+    ...new Set(
+      collected.studies.flatMap((s) =>
+        Object.entries(s.file.sweep ?? {})
+          .filter(([, vs]) => Array.isArray(vs) && vs.every((v) => typeof v === 'number'))
+          .map(([p]) => p),
+      ),
+    ),
+  ];
   // The same (resolved spec, seed) found twice (a study compared twice, a copied run) is one
   // experiment: counting it twice would inflate n and the paired test. Keep the first, say so.
   const byKey = new Map<string, RunData[]>();
@@ -571,7 +593,10 @@ export function compareRuns(collected: Collected, opts: { baseline?: string } = 
     for (const g of groups) {
       if (g === base || g.runs.length < 2) continue;
       const matched = g.runs.filter((r) => baseBySeed.has(r.metrics.seed));
-      const res = pairedT(matched.map((r) => r.metrics.test!.accuracy), matched.map((r) => baseBySeed.get(r.metrics.seed)!));
+      const res = pairedT(
+        matched.map((r) => r.metrics.test!.accuracy),
+        matched.map((r) => baseBySeed.get(r.metrics.seed)!),
+      );
       if (!res) continue;
       const verdict = res.ci95[0] > 0 ? 'better' : res.ci95[1] < 0 ? 'worse' : 'inconclusive';
       paired.push({ group: g.name, baseline: base.name, metric: 'test accuracy', seeds: matched.map((r) => r.metrics.seed), ...res, verdict });
@@ -633,7 +658,11 @@ export function formatText(r: CompareResult): string {
   const cols = columns();
   const rows = [cols.map((c) => c.title), ...r.groups.map((g) => cols.map((c) => c.cell(g)))];
   const widths = cols.map((_, i) => Math.max(...rows.map((row) => [...row[i]!].length)));
-  const line = (row: string[]) => row.map((cell, i) => cell + ' '.repeat(widths[i]! - [...cell].length)).join('  ').trimEnd();
+  const line = (row: string[]) =>
+    row
+      .map((cell, i) => cell + ' '.repeat(widths[i]! - [...cell].length))
+      .join('  ')
+      .trimEnd();
   const out = [line(rows[0]!), widths.map((w) => '─'.repeat(w)).join('  '), ...rows.slice(1).map(line)];
   out.push('', '* best test accuracy; mean ± std over seeds where a variant has several runs; gap = train accuracy (inference mode) − test accuracy');
   if (r.paired.length) out.push('', `Paired against the baseline (${r.baseline}), matched by seed:`, ...r.paired.map((p) => `  ${pairedLine(p)}`));
@@ -644,7 +673,11 @@ const mdCell = (s: string) => s.replace(/\|/g, '\\|');
 
 export function formatMarkdown(r: CompareResult): string {
   const cols = columns();
-  const out = [`| ${cols.map((c) => mdCell(c.title)).join(' | ')} |`, `|${cols.map(() => '---').join('|')}|`, ...r.groups.map((g) => `| ${cols.map((c) => mdCell(c.cell(g))).join(' | ')} |`)];
+  const out = [
+    `| ${cols.map((c) => mdCell(c.title)).join(' | ')} |`,
+    `|${cols.map(() => '---').join('|')}|`,
+    ...r.groups.map((g) => `| ${cols.map((c) => mdCell(c.cell(g))).join(' | ')} |`),
+  ];
   out.push('', '\\* best test accuracy; mean ± std over seeds; gap = train accuracy (inference mode) − test accuracy.');
   if (r.paired.length) out.push('', `Paired against the baseline (${r.baseline}), matched by seed:`, '', ...r.paired.map((p) => `- ${mdCell(pairedLine(p))}`));
   return out.join('\n') + '\n';

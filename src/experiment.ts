@@ -11,7 +11,22 @@ import { type Dataset } from './data/dataset';
 import { FailureError, InputError, InterruptedError } from './errors';
 import { packageVersion, sha256 } from './fsutil';
 import { buildModel, BuiltModel, modelSummary, parameterCounts, weightHistograms, weightStats } from './model';
-import { claimRunDir, createRunDir, readMetrics, readOrigin, releaseRunDir, saveModel, writeHistory, writeJson, writeMetrics, writeRunFile, RunOrigin, METRICS_FILE, ORIGIN_FILE, SPEC_FILE } from './rundir';
+import {
+  claimRunDir,
+  createRunDir,
+  readMetrics,
+  readOrigin,
+  releaseRunDir,
+  saveModel,
+  writeHistory,
+  writeJson,
+  writeMetrics,
+  writeRunFile,
+  RunOrigin,
+  METRICS_FILE,
+  ORIGIN_FILE,
+  SPEC_FILE,
+} from './rundir';
 import { EpochRecord, MetricsFile, RUN_FORMAT_VERSION } from './runformat';
 import { ExperimentSpec, loadSpec, parseSetFlag, parseSpec, specToYaml } from './spec';
 import { BestModel } from './train/callbacks/best-model';
@@ -48,7 +63,13 @@ export interface ResumeFrom {
  * directory and reads its checkpoint. With `force`, a changed spec file is trained with, and an
  * original spec file that no longer loads is passed over for the run directory's own spec.
  */
-export function prepareResume(dir: string, file: string | undefined, sets: string[], force: boolean, out: Console): { spec: ExperimentSpec; resume: ResumeFrom; origin: Omit<RunOrigin, 'formatVersion' | 'specSha256'> } {
+export function prepareResume(
+  dir: string,
+  file: string | undefined,
+  sets: string[],
+  force: boolean,
+  out: Console,
+): { spec: ExperimentSpec; resume: ResumeFrom; origin: Omit<RunOrigin, 'formatVersion' | 'specSha256'> } {
   const runDir = path.resolve(dir);
   if (!fs.existsSync(runDir) || !fs.statSync(runDir).isDirectory()) throw new InputError(`--resume ${dir}: no such run directory`);
   if (fs.existsSync(path.join(runDir, METRICS_FILE))) {
@@ -81,7 +102,9 @@ export function prepareResume(dir: string, file: string | undefined, sets: strin
     if (current && specToYaml(current) !== specToYaml(spec)) {
       if (!force) {
         const setsDiffer = sets.length > 0 && JSON.stringify(sets) !== JSON.stringify(origin?.sets ?? []);
-        const what = setsDiffer ? `the --set flags (${sets.join(' ')}) differ from the run's (${(origin?.sets ?? []).join(' ') || 'none'})` : `${specFile} changed since the run started`;
+        const what = setsDiffer
+          ? `the --set flags (${sets.join(' ')}) differ from the run's (${(origin?.sets ?? []).join(' ') || 'none'})`
+          : `${specFile} changed since the run started`;
         throw new InputError(`--resume ${dir}: ${what}; pass --force to continue with the changed spec`);
       }
       spec = current;
@@ -104,7 +127,13 @@ export function prepareResume(dir: string, file: string | undefined, sets: strin
 }
 
 /** Trains one experiment into a new (or, resuming, its own) run directory; returns its path. Throws typed errors. */
-export async function runExperiment(spec: ExperimentSpec, opts: ExperimentOptions, out: Console, resumeFrom: ResumeFrom | null = null, origin: Omit<RunOrigin, 'formatVersion' | 'specSha256'> = { specFile: null, sets: [] }): Promise<string> {
+export async function runExperiment(
+  spec: ExperimentSpec,
+  opts: ExperimentOptions,
+  out: Console,
+  resumeFrom: ResumeFrom | null = null,
+  origin: Omit<RunOrigin, 'formatVersion' | 'specSha256'> = { specFile: null, sets: [] },
+): Promise<string> {
   const started = process.hrtime.bigint();
   const elapsed = () => Number(process.hrtime.bigint() - started) / 1e9;
   let runDir: string | undefined = resumeFrom?.runDir;
@@ -124,7 +153,15 @@ export async function runExperiment(spec: ExperimentSpec, opts: ExperimentOption
       writeJson(runDir, ORIGIN_FILE, { formatVersion: RUN_FORMAT_VERSION, ...origin, specSha256: sha256(Buffer.from(specYaml)) } satisfies RunOrigin);
     }
     const checkpoint = resumeFrom?.checkpoint ?? null;
-    out.event({ event: 'start', runDir, backend: backend.name, backendReason: backend.reason, name: spec.name, seed: spec.seed, resumedAfterEpoch: checkpoint?.body.epoch ?? null });
+    out.event({
+      event: 'start',
+      runDir,
+      backend: backend.name,
+      backendReason: backend.reason,
+      name: spec.name,
+      seed: spec.seed,
+      resumedAfterEpoch: checkpoint?.body.epoch ?? null,
+    });
 
     const data = await loadSpecData(spec, opts, (p) => {
       if (p.done) out.info(`Downloaded ${p.name} (${(p.bytes / 1e6).toFixed(1)} MB) from ${p.url}`);
@@ -152,7 +189,10 @@ export async function runExperiment(spec: ExperimentSpec, opts: ExperimentOption
     const presentation: Callback[] = [
       ...(bar ? [bar] : []),
       new EpochLines((line) => out.info(line)),
-      new JsonEvents((e) => out.event(e), () => ({ seconds: elapsed(), step: step.description, blas: backend.blas, gemm: backend.gemm })),
+      new JsonEvents(
+        (e) => out.event(e),
+        () => ({ seconds: elapsed(), step: step.description, blas: backend.blas, gemm: backend.gemm }),
+      ),
     ];
     const callbacks = new CallbackList([...own, ...presentation]);
 
@@ -160,7 +200,9 @@ export async function runExperiment(spec: ExperimentSpec, opts: ExperimentOption
     if (checkpoint) {
       resumeState = restoreCheckpoint(checkpoint, dir, built, step, callbacks);
       if (checkpoint.body.trainingPath !== step.path || checkpoint.body.backend !== backend.name) {
-        out.warn(`the checkpoint was written on ${checkpoint.body.backend} (${checkpoint.body.trainingPath} step), this run trains on ${backend.name} (${step.path} step): the result matches an uninterrupted run to float32 rounding, not bit for bit`);
+        out.warn(
+          `the checkpoint was written on ${checkpoint.body.backend} (${checkpoint.body.trainingPath} step), this run trains on ${backend.name} (${step.path} step): the result matches an uninterrupted run to float32 rounding, not bit for bit`,
+        );
       }
       out.info(`Resuming after epoch ${checkpoint.body.epoch} of ${spec.training.epochs}`);
       for (const r of history.records) out.info(epochLine(r, spec.training.epochs));
@@ -185,7 +227,19 @@ export async function runExperiment(spec: ExperimentSpec, opts: ExperimentOption
   }
 }
 
-async function finish(spec: ExperimentSpec, built: BuiltModel, data: Dataset, backend: BackendInfo, result: FitResult, history: EpochRecord[], earlyStopping: EarlyStopping | null, runDir: string, out: Console, elapsed: () => number, signal: string | null): Promise<string> {
+async function finish(
+  spec: ExperimentSpec,
+  built: BuiltModel,
+  data: Dataset,
+  backend: BackendInfo,
+  result: FitResult,
+  history: EpochRecord[],
+  earlyStopping: EarlyStopping | null,
+  runDir: string,
+  out: Console,
+  elapsed: () => number,
+  signal: string | null,
+): Promise<string> {
   const complete = result.stopReason === 'epochs' || result.stopReason === 'early-stopping';
   writeHistory(runDir, history);
   let test: MetricsFile['test'] = null;
@@ -231,11 +285,15 @@ async function finish(spec: ExperimentSpec, built: BuiltModel, data: Dataset, ba
   if (complete) removeCheckpoint(runDir);
 
   if (result.stopReason === 'interrupted') {
-    throw new InterruptedError(`${signal ?? 'signal'}: training stopped after ${history.length} complete epoch(s); history and the model so far (marked incomplete) are saved in ${runDir}`);
+    throw new InterruptedError(
+      `${signal ?? 'signal'}: training stopped after ${history.length} complete epoch(s); history and the model so far (marked incomplete) are saved in ${runDir}`,
+    );
   }
   if (result.stopReason === 'non-finite-loss') {
     const at = result.nonFinite!;
-    throw new FailureError(`the ${at.step === null ? 'validation loss' : 'loss'} became NaN or infinite at epoch ${at.epoch}${at.step === null ? '' : `, step ${at.step}`}: training stopped; try a smaller learning rate or smaller penalties (history so far is in ${runDir})`);
+    throw new FailureError(
+      `the ${at.step === null ? 'validation loss' : 'loss'} became NaN or infinite at epoch ${at.epoch}${at.step === null ? '' : `, step ${at.step}`}: training stopped; try a smaller learning rate or smaller penalties (history so far is in ${runDir})`,
+    );
   }
   if (result.stopReason === 'early-stopping') out.info(`Early stopping after epoch ${history.length}${bestEpoch ? `; best epoch ${bestEpoch}` : ''}`);
   else if (bestEpoch && earlyStopping?.restoresBest()) out.info(`Restored the weights of epoch ${bestEpoch} (best ${spec.training.earlyStopping?.monitor})`);
@@ -251,4 +309,3 @@ function displayPath(p: string): string {
   const rel = path.relative(process.cwd(), p);
   return rel && !rel.startsWith('..') && !path.isAbsolute(rel) ? rel : p;
 }
-

@@ -54,7 +54,10 @@ export function sha256(data: Uint8Array): string {
 
 /** 20261127T160730Z: a UTC time that sorts and is safe in file names. */
 export function utcStamp(d = new Date()): string {
-  return d.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  return d
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z');
 }
 
 const FILE_KINDS: [(s: fs.Stats) => boolean, string][] = [
@@ -111,7 +114,7 @@ export function readRegularFile(file: string, limit: { maxBytes: number; exactBy
     if (st.size > limit.maxBytes) throw new UnreadableFileError(file, `${st.size} bytes is more than the ${limit.maxBytes} this file may have`, null);
     const buf = Buffer.allocUnsafe(Math.min(limit.maxBytes, st.size) + 1);
     let n = 0;
-    for (let r; n < buf.length && (r = fs.readSync(fd, buf, n, buf.length - n, null)) > 0; ) n += r;
+    for (let r; n < buf.length && (r = fs.readSync(fd, buf, n, buf.length - n, null)) > 0;) n += r;
     if (n > limit.maxBytes || (limit.exactBytes !== undefined && n !== limit.exactBytes)) throw new UnreadableFileError(file, 'changed size while it was read', null);
     return buf.subarray(0, n);
   } catch (err) {

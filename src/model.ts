@@ -251,7 +251,11 @@ export function modelSummary(built: BuiltModel): string[] {
     rows.push([`${layer.name} (${layer.getClassName()})`, shape, String(params), regs || '-']);
   });
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
-  const line = (r: string[]) => r.map((cell, c) => cell.padEnd(widths[c]!)).join('  ').trimEnd();
+  const line = (r: string[]) =>
+    r
+      .map((cell, c) => cell.padEnd(widths[c]!))
+      .join('  ')
+      .trimEnd();
   const rule = '─'.repeat(widths.reduce((a, b) => a + b + 2, -2));
   const { total, trainable } = parameterCounts(built.model);
   return [rule, line(rows[0]!), rule, ...rows.slice(1).map(line), rule, `Total params: ${total.toLocaleString('en-US')}  (trainable: ${trainable.toLocaleString('en-US')})`];

@@ -47,7 +47,10 @@ const tickLabel = (v: number) => (Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-3 && v
 function extent(values: number[], pad = 0.05): [number, number] {
   const xs = values.filter(Number.isFinite);
   if (xs.length === 0) return [0, 1];
-  let lo = -maxOf(xs.map((x) => -x), -Infinity);
+  let lo = -maxOf(
+    xs.map((x) => -x),
+    -Infinity,
+  );
   let hi = maxOf(xs, -Infinity);
   if (lo === hi) [lo, hi] = [lo - (Math.abs(lo) || 1) * 0.1, hi + (Math.abs(hi) || 1) * 0.1];
   const p = (hi - lo) * pad;
@@ -67,16 +70,27 @@ function svgOpen(id: string, title: string, w: number, h: number, series: number
   return `<svg xmlns="http://www.w3.org/2000/svg" class="chart" data-chart="${esc(id)}" data-series="${series}" viewBox="0 0 ${w} ${h}" width="${w}" height="${h}" role="img" aria-label="${esc(title)}" font-family="system-ui, sans-serif" font-size="11"><title>${esc(title)}</title><rect width="${w}" height="${h}" fill="#fff"/><text x="${w / 2}" y="16" text-anchor="middle" font-size="13" font-weight="600">${esc(title)}</text>`;
 }
 
-function axes(f: Frame, x: { lo: number; hi: number; ticks: { v: number; label: string }[]; label: string }, y: { lo: number; hi: number; label: string }, sx: (v: number) => number, sy: (v: number) => number): string {
+function axes(
+  f: Frame,
+  x: { lo: number; hi: number; ticks: { v: number; label: string }[]; label: string },
+  y: { lo: number; hi: number; label: string },
+  sx: (v: number) => number,
+  sy: (v: number) => number,
+): string {
   const parts: string[] = [];
   const x0 = f.left;
   const x1 = f.w - f.right;
   const y0 = f.h - f.bottom;
   const y1 = f.top;
   for (const t of ticks(y.lo, y.hi)) {
-    parts.push(`<line x1="${x0}" x2="${x1}" y1="${r2(sy(t))}" y2="${r2(sy(t))}" stroke="#e5e5e5"/><text x="${x0 - 4}" y="${r2(sy(t) + 3)}" text-anchor="end">${esc(tickLabel(t))}</text>`);
+    parts.push(
+      `<line x1="${x0}" x2="${x1}" y1="${r2(sy(t))}" y2="${r2(sy(t))}" stroke="#e5e5e5"/><text x="${x0 - 4}" y="${r2(sy(t) + 3)}" text-anchor="end">${esc(tickLabel(t))}</text>`,
+    );
   }
-  for (const t of x.ticks) parts.push(`<line x1="${r2(sx(t.v))}" x2="${r2(sx(t.v))}" y1="${y0}" y2="${y0 + 4}" stroke="#333"/><text x="${r2(sx(t.v))}" y="${y0 + 15}" text-anchor="middle">${esc(t.label)}</text>`);
+  for (const t of x.ticks)
+    parts.push(
+      `<line x1="${r2(sx(t.v))}" x2="${r2(sx(t.v))}" y1="${y0}" y2="${y0 + 4}" stroke="#333"/><text x="${r2(sx(t.v))}" y="${y0 + 15}" text-anchor="middle">${esc(t.label)}</text>`,
+    );
   parts.push(`<line x1="${x0}" x2="${x1}" y1="${y0}" y2="${y0}" stroke="#333"/><line x1="${x0}" x2="${x0}" y1="${y0}" y2="${y1}" stroke="#333"/>`);
   parts.push(`<text x="${(x0 + x1) / 2}" y="${f.h - 6}" text-anchor="middle">${esc(x.label)}</text>`);
   parts.push(`<text transform="translate(12 ${(y0 + y1) / 2}) rotate(-90)" text-anchor="middle">${esc(y.label)}</text>`);
@@ -85,7 +99,10 @@ function axes(f: Frame, x: { lo: number; hi: number; ticks: { v: number; label: 
 
 function legend(items: { name: string; color: string; dash?: boolean }[], x: number, y: number): string {
   return items
-    .map((it, i) => `<g transform="translate(${x} ${y + i * 14})"><line x1="0" x2="18" y1="-4" y2="-4" stroke="${it.color}" stroke-width="2"${it.dash ? ' stroke-dasharray="4 3"' : ''}/><text x="22" y="0">${esc(it.name)}</text></g>`)
+    .map(
+      (it, i) =>
+        `<g transform="translate(${x} ${y + i * 14})"><line x1="0" x2="18" y1="-4" y2="-4" stroke="${it.color}" stroke-width="2"${it.dash ? ' stroke-dasharray="4 3"' : ''}/><text x="22" y="0">${esc(it.name)}</text></g>`,
+    )
     .join('');
 }
 
@@ -97,7 +114,15 @@ interface LineSeries {
 }
 
 function lineChart(id: string, title: string, xLabel: string, yLabel: string, series: LineSeries[], xCategories?: string[]): Chart {
-  const legendWidth = Math.min(260, 30 + maxOf(series.map((s) => s.name.length), 0) * 6);
+  const legendWidth = Math.min(
+    260,
+    30 +
+      maxOf(
+        series.map((s) => s.name.length),
+        0,
+      ) *
+        6,
+  );
   const f: Frame = { w: 560 + legendWidth, h: Math.max(300, 50 + series.length * 14), left: 56, top: 28, right: 20 + legendWidth, bottom: 40 };
   const xs = series.flatMap((s) => s.points.map((p) => p[0]));
   const ys = series.flatMap((s) => s.points.map((p) => p[1]));
@@ -105,16 +130,28 @@ function lineChart(id: string, title: string, xLabel: string, yLabel: string, se
   const [ylo, yhi] = extent(ys);
   const sx = (v: number) => f.left + ((v - xlo) / (xhi - xlo)) * (f.w - f.left - f.right);
   const sy = (v: number) => f.h - f.bottom - ((v - ylo) / (yhi - ylo)) * (f.h - f.top - f.bottom);
-  const xTicks = xCategories ? xCategories.map((label, i) => ({ v: i, label })) : ticks(xlo, xhi).filter((t) => Number.isInteger(t) || xhi - xlo > 10).map((v) => ({ v, label: tickLabel(v) }));
+  const xTicks = xCategories
+    ? xCategories.map((label, i) => ({ v: i, label }))
+    : ticks(xlo, xhi)
+        .filter((t) => Number.isInteger(t) || xhi - xlo > 10)
+        .map((v) => ({ v, label: tickLabel(v) }));
   const body = series
     .map((s) => {
       const pts = s.points.filter((p) => Number.isFinite(p[0]) && Number.isFinite(p[1]));
       const d = pts.map((p, i) => `${i ? 'L' : 'M'}${r2(sx(p[0]))} ${r2(sy(p[1]))}`).join('');
-      const marks = pts.length <= 30 ? pts.map((p) => `<circle cx="${r2(sx(p[0]))}" cy="${r2(sy(p[1]))}" r="2.5" fill="${s.color}"><title>${esc(`${s.name}: ${tickLabel(p[1])}`)}</title></circle>`).join('') : '';
+      const marks =
+        pts.length <= 30
+          ? pts.map((p) => `<circle cx="${r2(sx(p[0]))}" cy="${r2(sy(p[1]))}" r="2.5" fill="${s.color}"><title>${esc(`${s.name}: ${tickLabel(p[1])}`)}</title></circle>`).join('')
+          : '';
       return `<g class="series" data-name="${esc(s.name)}"><path d="${d}" fill="none" stroke="${s.color}" stroke-width="1.8"${s.dash ? ' stroke-dasharray="5 4"' : ''}/>${marks}</g>`;
     })
     .join('');
-  const svg = svgOpen(id, title, f.w, f.h, series.length) + axes(f, { lo: xlo, hi: xhi, ticks: xTicks, label: xLabel }, { lo: ylo, hi: yhi, label: yLabel }, sx, sy) + body + legend(series, f.w - f.right + 14, f.top + 10) + '</svg>';
+  const svg =
+    svgOpen(id, title, f.w, f.h, series.length) +
+    axes(f, { lo: xlo, hi: xhi, ticks: xTicks, label: xLabel }, { lo: ylo, hi: yhi, label: yLabel }, sx, sy) +
+    body +
+    legend(series, f.w - f.right + 14, f.top + 10) +
+    '</svg>';
   return { id, title, svg, series: series.length };
 }
 
@@ -159,7 +196,10 @@ function gapChart(groups: Group[]): Chart {
 
 /** One chart per layer: a panel per variant on a shared, symmetric x axis (L1's spike at 0 vs L2's narrower bell). */
 function histogramCharts(groups: Group[]): Chart[] {
-  const nLayers = maxOf(groups.map((g) => g.histograms.length), 0);
+  const nLayers = maxOf(
+    groups.map((g) => g.histograms.length),
+    0,
+  );
   const charts: Chart[] = [];
   for (let li = 0; li < nLayers; li++) {
     const panels = groups.filter((g) => g.histograms[li]);
@@ -206,13 +246,24 @@ function sparsityCharts(r: CompareResult): Chart[] {
     if (gs.length < 2) return [];
     const xsSorted = [...new Set(gs.map((g) => g.sweep[p] as number))].sort((a, b) => a - b);
     // Groups that differ only in this path form one line.
-    const rest = (g: Group) => [g.variant ?? '', ...Object.entries(g.sweep).filter(([k]) => k !== p).map(([k, v]) => `${k.split('.').pop()}=${JSON.stringify(v)}`)].filter(Boolean).join(' ');
+    const rest = (g: Group) =>
+      [
+        g.variant ?? '',
+        ...Object.entries(g.sweep)
+          .filter(([k]) => k !== p)
+          .map(([k, v]) => `${k.split('.').pop()}=${JSON.stringify(v)}`),
+      ]
+        .filter(Boolean)
+        .join(' ');
     const lines = new Map<string, Group[]>();
     for (const g of gs) lines.set(rest(g), [...(lines.get(rest(g)) ?? []), g]);
     const series: LineSeries[] = [];
     let i = 0;
     for (const [name, members] of lines) {
-      const nLayers = maxOf(members.map((g) => g.layers.length), 0);
+      const nLayers = maxOf(
+        members.map((g) => g.layers.length),
+        0,
+      );
       for (let li = 0; li < nLayers; li++) {
         const points = members
           .filter((g) => g.layers[li]?.sparsity1e3)
@@ -223,7 +274,16 @@ function sparsityCharts(r: CompareResult): Chart[] {
       }
     }
     const id = `sparsity-${safeId(p)}`;
-    return [lineChart(id, `Sparsity (% of |w| < 1e-3) vs ${p}`, p, 'sparsity %', series, xsSorted.map((v) => tickLabel(v)))];
+    return [
+      lineChart(
+        id,
+        `Sparsity (% of |w| < 1e-3) vs ${p}`,
+        p,
+        'sparsity %',
+        series,
+        xsSorted.map((v) => tickLabel(v)),
+      ),
+    ];
   });
 }
 
@@ -241,12 +301,24 @@ export function renderReport(r: CompareResult, title = 'regtrain comparison'): {
   const charts = renderCharts(r);
   const { header, rows } = tableCells(r);
   const table = `<div class="scroll"><table><thead><tr>${header.map((h) => `<th>${esc(h)}</th>`).join('')}</tr></thead><tbody>${rows
-    .map((row, i) => `<tr class="${[r.groups[i]!.best ? 'best' : '', r.groups[i]!.isBaseline ? 'baseline' : ''].join(' ').trim()}">${row.map((c) => `<td>${esc(c)}</td>`).join('')}</tr>`)
+    .map(
+      (row, i) =>
+        `<tr class="${[r.groups[i]!.best ? 'best' : '', r.groups[i]!.isBaseline ? 'baseline' : ''].join(' ').trim()}">${row.map((c) => `<td>${esc(c)}</td>`).join('')}</tr>`,
+    )
     .join('')}</tbody></table></div>`;
   const section = (heading: string, content: string) => `<section><h2>${esc(heading)}</h2>${content}</section>`;
-  const byPrefix = (prefix: string) => charts.filter((c) => c.id.startsWith(prefix)).map((c) => c.svg).join('\n');
-  const paired = r.paired.length ? `<ul>${r.paired.map((p) => `<li>${esc(pairedLine(p))}</li>`).join('')}</ul>` : '<p class="note">No paired comparison: it needs at least two seeds on both the baseline and the variant.</p>';
-  const skipped = r.skipped.length || r.warnings.length ? section('Skipped runs and warnings', `<ul>${[...r.skipped.map((s) => `skipped ${s.dir}: ${s.reason}`), ...r.warnings].map((t) => `<li>${esc(t)}</li>`).join('')}</ul>`) : '';
+  const byPrefix = (prefix: string) =>
+    charts
+      .filter((c) => c.id.startsWith(prefix))
+      .map((c) => c.svg)
+      .join('\n');
+  const paired = r.paired.length
+    ? `<ul>${r.paired.map((p) => `<li>${esc(pairedLine(p))}</li>`).join('')}</ul>`
+    : '<p class="note">No paired comparison: it needs at least two seeds on both the baseline and the variant.</p>';
+  const skipped =
+    r.skipped.length || r.warnings.length
+      ? section('Skipped runs and warnings', `<ul>${[...r.skipped.map((s) => `skipped ${s.dir}: ${s.reason}`), ...r.warnings].map((t) => `<li>${esc(t)}</li>`).join('')}</ul>`)
+      : '';
   const html = `<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>${esc(title)}</title><style>${STYLE}</style></head>
 <body><h1>${esc(title)}</h1>

@@ -93,7 +93,8 @@ export function createRunDir(opts: { out?: string; name: string; cwd?: string })
         e.code = (why as NodeJS.ErrnoException).code;
       }
     }
-    if (e.code === 'EACCES' || e.code === 'EROFS') throw new InputError(`${dir}: cannot create the run directory (${e.code === 'EROFS' ? 'read-only file system' : 'permission denied'})`);
+    if (e.code === 'EACCES' || e.code === 'EROFS')
+      throw new InputError(`${dir}: cannot create the run directory (${e.code === 'EROFS' ? 'read-only file system' : 'permission denied'})`);
     throw new FailureError(`${dir}: cannot create the run directory (${e.message})`);
   }
   return dir;
@@ -241,7 +242,8 @@ function checkTopology(file: string, json: ModelJson, spec: ExperimentSpec, weig
     const got = layers[i] as { class_name?: unknown; config?: { units?: unknown } } | null;
     const type = layerType(l);
     if (!got || got.class_name !== TFJS_CLASS[type]) throw new InputError(`${file}: layer ${i} is ${JSON.stringify(got?.class_name ?? null)}, but spec.yaml has ${type} there`);
-    if (l.dense && got.config?.units !== l.dense.units) throw new InputError(`${file}: layer ${i} has ${JSON.stringify(got.config?.units ?? null)} units, but spec.yaml says ${l.dense.units}`);
+    if (l.dense && got.config?.units !== l.dense.units)
+      throw new InputError(`${file}: layer ${i} has ${JSON.stringify(got.config?.units ?? null)} units, but spec.yaml says ${l.dense.units}`);
   });
   const shapes = expectedWeightShapes(spec);
   if (weightSpecs.length !== shapes.length) throw new InputError(`${file}: ${weightSpecs.length} weights in the manifest, but spec.yaml's model has ${shapes.length}`);
@@ -250,7 +252,8 @@ function checkTopology(file: string, json: ModelJson, spec: ExperimentSpec, weig
     if (!bytes || w.quantization || !Array.isArray(w.shape) || w.shape.some((d) => !Number.isInteger(d) || d < 0)) {
       throw new InputError(`${file}: weight ${JSON.stringify(w.name)} has an unsupported dtype, shape or quantization`);
     }
-    if (JSON.stringify(w.shape) !== JSON.stringify(shapes[i])) throw new InputError(`${file}: weight ${JSON.stringify(w.name)} has shape [${w.shape.join(', ')}], but spec.yaml's model needs [${shapes[i]!.join(', ')}]`);
+    if (JSON.stringify(w.shape) !== JSON.stringify(shapes[i]))
+      throw new InputError(`${file}: weight ${JSON.stringify(w.name)} has shape [${w.shape.join(', ')}], but spec.yaml's model needs [${shapes[i]!.join(', ')}]`);
   });
 }
 
@@ -386,4 +389,3 @@ export function readStudy(studyDir: string): StudyFile {
 export const ORIGIN_FILE = 'run.json';
 
 export type { RunOrigin } from './runformat';
-

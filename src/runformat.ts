@@ -87,11 +87,15 @@ export const HistogramSchema = z
   .object({
     layer: layerName,
     /** bins+1 edges, ascending. */
-    edges: z.array(num.refine(Number.isFinite, { error: 'expected a finite number' }), { error: 'expected a list of edges' }).min(2, { error: 'expected at least 2 edges' }).max(MAX_HISTOGRAM_BINS + 1, { error: `expected at most ${MAX_HISTOGRAM_BINS + 1} edges` }),
+    edges: z
+      .array(num.refine(Number.isFinite, { error: 'expected a finite number' }), { error: 'expected a list of edges' })
+      .min(2, { error: 'expected at least 2 edges' })
+      .max(MAX_HISTOGRAM_BINS + 1, { error: `expected at most ${MAX_HISTOGRAM_BINS + 1} edges` }),
     counts: z.array(count, { error: 'expected a list of counts' }),
   })
   .superRefine((h, ctx) => {
-    if (h.counts.length !== h.edges.length - 1) ctx.addIssue({ code: 'custom', path: ['counts'], message: `expected ${h.edges.length - 1} counts (one per bin), got ${h.counts.length}` });
+    if (h.counts.length !== h.edges.length - 1)
+      ctx.addIssue({ code: 'custom', path: ['counts'], message: `expected ${h.edges.length - 1} counts (one per bin), got ${h.counts.length}` });
     for (let i = 1; i < h.edges.length; i++) {
       if (!(h.edges[i]! > h.edges[i - 1]!)) {
         ctx.addIssue({ code: 'custom', path: ['edges', i], message: 'expected ascending edges' });
@@ -102,7 +106,9 @@ export const HistogramSchema = z
 export type Histogram = z.infer<typeof HistogramSchema>;
 
 /** An accuracy is always a finite number; a loss may have overflowed (null in JSON). */
-const evaluation = z.object({ loss: jsonNumber, accuracy: num.min(0, { error: 'expected an accuracy from 0 to 1' }).max(1, { error: 'expected an accuracy from 0 to 1' }), count }).nullable();
+const evaluation = z
+  .object({ loss: jsonNumber, accuracy: num.min(0, { error: 'expected an accuracy from 0 to 1' }).max(1, { error: 'expected an accuracy from 0 to 1' }), count })
+  .nullable();
 
 export const MetricsFileSchema = z.object({
   formatVersion: num,
@@ -117,7 +123,9 @@ export const MetricsFileSchema = z.object({
   versions: z.record(z.string(), text),
   dataset: z.object({
     source: text,
-    sha256: z.record(z.string(), z.string({ error: 'expected a SHA-256 in hex' }).regex(/^[0-9a-f]{64}$/, { error: 'expected a SHA-256 in hex' }), { error: 'expected a map of file names to SHA-256' }),
+    sha256: z.record(z.string(), z.string({ error: 'expected a SHA-256 in hex' }).regex(/^[0-9a-f]{64}$/, { error: 'expected a SHA-256 in hex' }), {
+      error: 'expected a map of file names to SHA-256',
+    }),
     normalization: z.object({ method: z.enum(['scale01', 'standardize', 'none'], { error: 'expected scale01, standardize or none' }), mean: jsonNumber, std: jsonNumber }),
     sizes: z.object({ train: count, validation: count, test: count }),
   }),

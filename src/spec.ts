@@ -33,8 +33,7 @@ const intRange = (min: number, max: number, below: string) =>
     .max(max, { error: `expected at most ${max}` });
 const positiveInt = (max: number) => intRange(1, max, 'expected a positive integer');
 const rate = () => num('a rate in [0, 1)').min(0, { error: 'expected a rate in [0, 1)' }).lt(1, { error: 'expected a rate in [0, 1)' });
-const oneOf = <T extends readonly [string, ...string[]]>(values: T) =>
-  z.enum(values, { error: `expected one of ${values.join(', ')}` });
+const oneOf = <T extends readonly [string, ...string[]]>(values: T) => z.enum(values, { error: `expected one of ${values.join(', ')}` });
 
 /** tfjs and tf.keras 2 give a bare `l1`/`l2`/`l1l2` a factor of 0.01 (Keras 3's bare `L1L2()` means zero). */
 const SHORTHAND_FACTOR = 0.01;
@@ -159,9 +158,15 @@ export const experimentSpec = z
       })
       .prefault({}),
     /** Study: named partial overrides of this spec, each a map of dotted paths to values. */
-    variants: z.record(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, { error: 'expected a variant name of letters, digits, ".", "_" or "-"' }), overrideMap).nullable().default(null),
+    variants: z
+      .record(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, { error: 'expected a variant name of letters, digits, ".", "_" or "-"' }), overrideMap)
+      .nullable()
+      .default(null),
     /** Study: a grid over dotted paths, e.g. `model.layers.1.dense.kernelRegularizer.l1: [0, 1e-4, 1e-3]`. */
-    sweep: z.record(z.string(), z.array(z.unknown(), { error: 'expected a list of values' }).min(1, { error: 'expected at least one value' })).nullable().default(null),
+    sweep: z
+      .record(z.string(), z.array(z.unknown(), { error: 'expected a list of values' }).min(1, { error: 'expected at least one value' }))
+      .nullable()
+      .default(null),
     /** Study: seeds per variant (seed, seed+1, …). */
     repeats: positiveInt(1000).default(1),
   })
@@ -175,11 +180,14 @@ export function layerType(l: LayerSpec): LayerType {
 }
 
 /** Checks that span fields: shapes, the class count, parameter budget, early stopping's monitor. */
-function checkModel(spec: {
-  model: { layers: LayerSpec[] };
-  data: { validation: { size: number; holdout: boolean }; trainLimit: number | null };
-  training: { earlyStopping: { monitor: string } | null; reduceLrOnPlateau: { monitor: string } | null; checkpoint: { saveBest: { monitor: string } | null } };
-}, ctx: z.RefinementCtx): void {
+function checkModel(
+  spec: {
+    model: { layers: LayerSpec[] };
+    data: { validation: { size: number; holdout: boolean }; trainLimit: number | null };
+    training: { earlyStopping: { monitor: string } | null; reduceLrOnPlateau: { monitor: string } | null; checkpoint: { saveBest: { monitor: string } | null } };
+  },
+  ctx: z.RefinementCtx,
+): void {
   const layers = spec.model.layers;
   let features: number[] = [...IMAGE_SHAPE];
   let params = 0;
@@ -187,7 +195,8 @@ function checkModel(spec: {
     const at = ['model', 'layers', i];
     if (l.flatten) {
       const [a, b] = l.flatten.inputShape;
-      if (a !== IMAGE_SHAPE[0] || b !== IMAGE_SHAPE[1]) ctx.addIssue({ code: 'custom', path: [...at, 'flatten', 'inputShape'], message: `expected [28, 28] (Fashion-MNIST images), got [${a}, ${b}]` });
+      if (a !== IMAGE_SHAPE[0] || b !== IMAGE_SHAPE[1])
+        ctx.addIssue({ code: 'custom', path: [...at, 'flatten', 'inputShape'], message: `expected [28, 28] (Fashion-MNIST images), got [${a}, ${b}]` });
       features = [features.reduce((x, y) => x * y, 1)];
     } else if (l.dense) {
       if (features.length !== 1) {
@@ -206,8 +215,18 @@ function checkModel(spec: {
   if (last && !last.dense) {
     ctx.addIssue({ code: 'custom', path: ['model', 'layers', lastIndex], message: `the last layer must be dense with ${NUM_CLASSES} units and softmax (one output per class)` });
   } else if (last?.dense) {
-    if (last.dense.units !== NUM_CLASSES) ctx.addIssue({ code: 'custom', path: ['model', 'layers', lastIndex, 'dense', 'units'], message: `the last layer must have ${NUM_CLASSES} units (one per class), got ${last.dense.units}` });
-    if (last.dense.activation !== 'softmax') ctx.addIssue({ code: 'custom', path: ['model', 'layers', lastIndex, 'dense', 'activation'], message: `the last layer must use softmax (sparseCategoricalCrossentropy takes probabilities, as Keras's from_logits=False), got ${last.dense.activation}` });
+    if (last.dense.units !== NUM_CLASSES)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['model', 'layers', lastIndex, 'dense', 'units'],
+        message: `the last layer must have ${NUM_CLASSES} units (one per class), got ${last.dense.units}`,
+      });
+    if (last.dense.activation !== 'softmax')
+      ctx.addIssue({
+        code: 'custom',
+        path: ['model', 'layers', lastIndex, 'dense', 'activation'],
+        message: `the last layer must use softmax (sparseCategoricalCrossentropy takes probabilities, as Keras's from_logits=False), got ${last.dense.activation}`,
+      });
   }
   const monitored: [string[], string | undefined][] = [
     [['training', 'earlyStopping', 'monitor'], spec.training.earlyStopping?.monitor],
@@ -220,7 +239,11 @@ function checkModel(spec: {
   const { size, holdout } = spec.data.validation;
   const available = spec.data.trainLimit ?? 60000;
   if (size > available || (holdout && size >= available)) {
-    ctx.addIssue({ code: 'custom', path: ['data', 'validation', 'size'], message: `expected fewer than the ${available} training images${holdout ? ' (holdout leaves none to train on)' : ''}, got ${size}` });
+    ctx.addIssue({
+      code: 'custom',
+      path: ['data', 'validation', 'size'],
+      message: `expected fewer than the ${available} training images${holdout ? ' (holdout leaves none to train on)' : ''}, got ${size}`,
+    });
   }
 }
 
@@ -493,7 +516,10 @@ export function nonPlainValues(doc: YAML.Document.Parsed): NonPlain[] {
     if (YAML.isMap(node)) {
       for (const pair of node.items) {
         const key = pair.key as YAML.Node | null;
-        if (key !== null && !(YAML.isScalar(key) && (key.tag === undefined || PLAIN_TAGS.has(key.tag)) && (key.value === null || ['string', 'number', 'boolean'].includes(typeof key.value)))) {
+        if (
+          key !== null &&
+          !(YAML.isScalar(key) && (key.tag === undefined || PLAIN_TAGS.has(key.tag)) && (key.value === null || ['string', 'number', 'boolean'].includes(typeof key.value)))
+        ) {
           out.push({ path: p, message: 'a map key must be a plain value, not a map, list or tagged value', offset: key.range?.[0] });
           continue;
         }
@@ -527,7 +553,7 @@ export function parsePlainYaml(text: string, label: string, at: string[] = []): 
   const old = yaml11Problem(doc);
   if (old) throw new InputError(`${label}: ${old}`);
   const bad = nonPlainValues(doc)[0];
-  const where = [...at, ...bad?.path ?? []];
+  const where = [...at, ...(bad?.path ?? [])];
   if (bad) throw new InputError(`${label}: ${where.length ? `${where.join('.')}: ` : ''}${bad.message}`);
   try {
     return doc.toJS({ maxAliasCount: 100 });
@@ -579,7 +605,8 @@ function checkYamlNesting(text: string, label: string): void {
   let scalarNext = false;
   let blockScalar = false;
   const open = (at: number): void => {
-    if (blocks.length + flow > MAX_YAML_DEPTH) throw new SpecError([{ path: [], message: `YAML nesting deeper than ${MAX_YAML_DEPTH} levels`, where: `${label}:${line}:${at + 1}` }]);
+    if (blocks.length + flow > MAX_YAML_DEPTH)
+      throw new SpecError([{ path: [], message: `YAML nesting deeper than ${MAX_YAML_DEPTH} levels`, where: `${label}:${line}:${at + 1}` }]);
   };
   /** A '-' or a key at column `at`: the next entry of the innermost collection, or the first of a new one. */
   const entry = (at: number, list: boolean): void => {
@@ -598,7 +625,8 @@ function checkYamlNesting(text: string, label: string): void {
     const type = scalarNext ? 'scalar' : YAML.CST.tokenType(token);
     scalarNext = false;
     if (type === 'block-scalar-header') blockScalar = true;
-    if (type === 'scalar' && blockScalar) blockScalar = false; // the body of | or >: text, not structure
+    if (type === 'scalar' && blockScalar)
+      blockScalar = false; // the body of | or >: text, not structure
     else if (type === 'doc-start') blocks.length = flow = 0;
     else if (type !== 'newline' && type !== 'space' && type !== 'comment' && type !== 'byte-order-mark') {
       const blockLevel = flow === 0; // inside brackets, indentation and block indicators mean nothing
@@ -609,7 +637,8 @@ function checkYamlNesting(text: string, label: string): void {
       if (blockLevel) {
         if (lineStart) {
           // Dedent closes collections; at a list's own column only a '-' continues it.
-          for (let top = blocks[blocks.length - 1]; top && (top.col > col || (top.col === col && top.list && type !== 'seq-item-ind')); top = blocks[blocks.length - 1]) blocks.pop();
+          for (let top = blocks[blocks.length - 1]; top && (top.col > col || (top.col === col && top.list && type !== 'seq-item-ind')); top = blocks[blocks.length - 1])
+            blocks.pop();
           keyCol = undefined;
         }
         keyCol ??= col;
@@ -655,7 +684,13 @@ export function parseSpec(text: string, label: string, sets: Override[] = [], de
   if (old) throw new SpecError([{ path: [], message: `invalid YAML: ${old}`, where: `${label}:1:1` }]);
   const nonPlain = nonPlainValues(doc);
   if (nonPlain.length) {
-    throw new SpecError(nonPlain.map((n) => ({ path: n.path, message: n.message, where: n.offset === undefined ? label : `${label}:${lines.linePos(n.offset).line}:${lines.linePos(n.offset).col}` })));
+    throw new SpecError(
+      nonPlain.map((n) => ({
+        path: n.path,
+        message: n.message,
+        where: n.offset === undefined ? label : `${label}:${lines.linePos(n.offset).line}:${lines.linePos(n.offset).col}`,
+      })),
+    );
   }
   let parsed: unknown;
   try {
@@ -683,7 +718,10 @@ export function parseSpec(text: string, label: string, sets: Override[] = [], de
   if (typeof parsed !== 'object' || Array.isArray(parsed)) {
     throw new SpecError([{ path: [], message: `expected a map of settings at the top level, got ${describe(parsed)}`, where: `${label}:1:1` }]);
   }
-  const withName = defaultName !== undefined && (parsed as Record<string, unknown>).name === undefined && /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(defaultName) ? { ...parsed, name: defaultName } : parsed;
+  const withName =
+    defaultName !== undefined && (parsed as Record<string, unknown>).name === undefined && /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(defaultName)
+      ? { ...parsed, name: defaultName }
+      : parsed;
   const raw = applyOverrides(withName, sets) as Record<string, unknown>;
   return { spec: validateSpec(raw, origin), raw, file: label };
 }

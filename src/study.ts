@@ -114,7 +114,12 @@ export function studySize(loaded: LoadedSpec): { count: number; formula: string 
 
 /** The member cap: --max-members, else REGTRAIN_MAX_MEMBERS, else DEFAULT_MAX_MEMBERS. */
 export function memberCap(flag?: string): number {
-  const [raw, where] = flag !== undefined ? [flag, '--max-members'] : process.env.REGTRAIN_MAX_MEMBERS ? [process.env.REGTRAIN_MAX_MEMBERS, 'REGTRAIN_MAX_MEMBERS'] : [String(DEFAULT_MAX_MEMBERS), 'default'];
+  const [raw, where] =
+    flag !== undefined
+      ? [flag, '--max-members']
+      : process.env.REGTRAIN_MAX_MEMBERS
+        ? [process.env.REGTRAIN_MAX_MEMBERS, 'REGTRAIN_MAX_MEMBERS']
+        : [String(DEFAULT_MAX_MEMBERS), 'default'];
   if (!/^\d+$/.test(raw.trim()) || Number(raw) < 1) throw new InputError(`${where}: expected a positive integer, got ${JSON.stringify(raw)}`);
   return Number(raw);
 }
@@ -127,7 +132,9 @@ export function memberCap(flag?: string): number {
 export function expandStudy(loaded: LoadedSpec, maxMembers = memberCap()): StudyMember[] {
   const size = studySize(loaded);
   if (size.count > maxMembers) {
-    throw new InputError(`${loaded.file}: the study has ${size.formula} = ${size.count} members, more than the limit of ${maxMembers}; raise it with --max-members N (or REGTRAIN_MAX_MEMBERS=N) if you mean it`);
+    throw new InputError(
+      `${loaded.file}: the study has ${size.formula} = ${size.count} members, more than the limit of ${maxMembers}; raise it with --max-members N (or REGTRAIN_MAX_MEMBERS=N) if you mean it`,
+    );
   }
   const base: Record<string, unknown> = { ...loaded.raw };
   for (const k of STUDY_KEYS) delete base[k];
@@ -173,7 +180,11 @@ export function expandStudy(loaded: LoadedSpec, maxMembers = memberCap()): Study
         for (let n = 2; used.has(name); n++) name = capName(`${group}-${n}`);
         used.add(name);
         // The run's own name is the member name, so metrics.json identifies it; `=` is not allowed there.
-        const overrides: Override[] = [...pre, { path: ['seed'], value: seed, label: `repeat ${r + 1}: seed` }, { path: ['name'], value: name.replace(/=/g, '_'), label: 'member name' }];
+        const overrides: Override[] = [
+          ...pre,
+          { path: ['seed'], value: seed, label: `repeat ${r + 1}: seed` },
+          { path: ['name'], value: name.replace(/=/g, '_'), label: 'member name' },
+        ];
         const spec = validateMember(applyOverrides(base, overrides), where, overrides);
         members.push({ name, variant, group: capName(group), sweep: point, seed, repeat: r, overrides: overrides.filter((o) => o.path[0] !== 'name'), spec });
       }
@@ -243,7 +254,6 @@ export function shellQuote(arg: string): string {
   return /^[A-Za-z0-9_./:=,+@%-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
 }
 
-
 /** Why `dir` cannot hold a new study, or null when it may (absent or empty). */
 function notAStudyDir(dir: string): string | null {
   let entries: string[];
@@ -275,8 +285,15 @@ export function prepareStudy(loaded: LoadedSpec, opts: StudyOptions = {}): Prepa
   /** Same study → fine; another study → refused. */
   const checkExisting = (): void => {
     const existing = readStudy(studyDir);
-    const same = existing.studyHash !== undefined ? existing.studyHash === hash : existing.members.length === members.length && members.every((m, i) => existing.members[i]!.name === m.name && readIfExists(memberSpecPath(studyDir, m.name)) === texts[i]);
-    if (!same) throw new InputError(`${where}: holds another study (${existing.name}, ${existing.members.length} members${existing.studyHash ? `, hash ${existing.studyHash}` : ''}; this one is ${loaded.spec.name}, ${members.length} members, hash ${hash}); a study directory holds one study: choose another directory`);
+    const same =
+      existing.studyHash !== undefined
+        ? existing.studyHash === hash
+        : existing.members.length === members.length &&
+          members.every((m, i) => existing.members[i]!.name === m.name && readIfExists(memberSpecPath(studyDir, m.name)) === texts[i]);
+    if (!same)
+      throw new InputError(
+        `${where}: holds another study (${existing.name}, ${existing.members.length} members${existing.studyHash ? `, hash ${existing.studyHash}` : ''}; this one is ${loaded.spec.name}, ${members.length} members, hash ${hash}); a study directory holds one study: choose another directory`,
+      );
   };
 
   let created = false;
@@ -333,7 +350,8 @@ export function prepareStudy(loaded: LoadedSpec, opts: StudyOptions = {}): Prepa
       const file = memberSpecPath(studyDir, m.name);
       const text = readIfExists(file);
       if (text === null) writeFileAtomic(file, texts[i]!);
-      else if (text !== texts[i]) throw new InputError(`${path.join(where, 'specs', `${m.name}.yaml`)}: differs from the study's member spec (edited by hand?); a study's specs are frozen`);
+      else if (text !== texts[i])
+        throw new InputError(`${path.join(where, 'specs', `${m.name}.yaml`)}: differs from the study's member spec (edited by hand?); a study's specs are frozen`);
     });
   } catch (err) {
     if (err instanceof InputError) throw err;
@@ -406,7 +424,17 @@ export async function runStudy(loaded: LoadedSpec, opts: StudyOptions = {}): Pro
     const studyDir = path.resolve(opts.out ?? defaultStudyDir(loaded.spec.name, studyHash(members)));
     for (const m of members) {
       const overrides = m.overrides.map((o) => `${o.path.join('.')}=${JSON.stringify(o.value)}`);
-      if (opts.json) out({ event: 'member', member: m.name, variant: m.variant, group: m.group, seed: m.seed, sweep: m.sweep, overrides: m.overrides.map((o) => ({ path: o.path.join('.'), value: o.value })), runDir: memberRunDir(studyDir, m.name) });
+      if (opts.json)
+        out({
+          event: 'member',
+          member: m.name,
+          variant: m.variant,
+          group: m.group,
+          seed: m.seed,
+          sweep: m.sweep,
+          overrides: m.overrides.map((o) => ({ path: o.path.join('.'), value: o.value })),
+          runDir: memberRunDir(studyDir, m.name),
+        });
       else process.stdout.write(`${m.name}\t${overrides.join(' ')}\n`);
     }
     say(`dry run: ${members.length} member${members.length === 1 ? '' : 's'} would run into ${studyDir} (nothing written)`);
@@ -447,7 +475,15 @@ export async function runStudy(loaded: LoadedSpec, opts: StudyOptions = {}): Pro
     const passThrough = jobs === 1;
     return new Promise((resolve) => {
       // The same command a cluster runs: it starts the member, or resumes it when it was interrupted.
-      const args = [opts.runner ?? path.join(packageRoot(), 'bin', 'regtrain'), 'run-member', studyDir, '--index', String(index), ...(opts.json ? ['--json'] : []), ...(opts.extraArgs ?? [])];
+      const args = [
+        opts.runner ?? path.join(packageRoot(), 'bin', 'regtrain'),
+        'run-member',
+        studyDir,
+        '--index',
+        String(index),
+        ...(opts.json ? ['--json'] : []),
+        ...(opts.extraArgs ?? []),
+      ];
       const child = spawn(process.execPath, args, {
         stdio: ['ignore', opts.json || !passThrough ? 'pipe' : 'inherit', passThrough ? 'inherit' : 'pipe'],
         detached: true,
@@ -503,8 +539,11 @@ export async function runStudy(loaded: LoadedSpec, opts: StudyOptions = {}): Pro
   const notStarted = members.length - done.length;
   const summary = { event: 'study-end', studyDir, ok: done.length - failed.length, failed: failed.map((r) => ({ member: r.name, exitCode: r.exitCode })), notStarted };
   if (opts.json) out(summary);
-  say(`study: ${summary.ok}/${members.length} runs ok${failed.length ? `, failed: ${failed.map((r) => `${r.name} (exit ${r.exitCode})`).join(', ')}` : ''}${notStarted ? `, ${notStarted} not started` : ''}; compare with: regtrain compare ${shellQuote(path.relative(process.cwd(), studyDir) || '.')}`);
-  if (interrupted) throw new InterruptedError(`study interrupted; run the same command again (or regtrain run-member ${shellQuote(studyDir)} --index I) to finish the remaining runs`);
+  say(
+    `study: ${summary.ok}/${members.length} runs ok${failed.length ? `, failed: ${failed.map((r) => `${r.name} (exit ${r.exitCode})`).join(', ')}` : ''}${notStarted ? `, ${notStarted} not started` : ''}; compare with: regtrain compare ${shellQuote(path.relative(process.cwd(), studyDir) || '.')}`,
+  );
+  if (interrupted)
+    throw new InterruptedError(`study interrupted; run the same command again (or regtrain run-member ${shellQuote(studyDir)} --index I) to finish the remaining runs`);
   if (failed.length && failed.every((r) => r.exitCode === 2)) throw new InputError(`${failed.length} of ${members.length} runs refused their input`);
   if (failed.length) throw new FailureError(`${failed.length} of ${members.length} runs failed`);
   return done;

@@ -66,7 +66,8 @@ export function inRegtrainWords(issue: Issue): string {
 }
 
 /** True for the wording zod uses when a schema states no message of its own (tests look for leaks). */
-export const ZOD_WORDING = /Invalid input|Invalid option|Invalid key|Invalid element|Invalid string|received |Too (big|small)|Unrecognized key|expected (object|array|string|number|boolean|record|tuple)\b/;
+export const ZOD_WORDING =
+  /Invalid input|Invalid option|Invalid key|Invalid element|Invalid string|received |Too (big|small)|Unrecognized key|expected (object|array|string|number|boolean|record|tuple)\b/;
 
 /** A value as a message shows it: "a list", "a map", "null", 42, "text". */
 export function describeValue(v: unknown): string {

@@ -100,13 +100,34 @@ function relMaxDiff(ref: ArrayLike<number>, got: ArrayLike<number>): number {
 }
 
 const SHAPES: Array<[number[], number[]]> = [
-  [[37, 53], [53, 29]],
-  [[1, 37, 53], [1, 53, 29]], // what Dense produces
-  [[3, 37, 53], [1, 53, 29]], // broadcast B
-  [[1, 37, 53], [3, 53, 29]], // broadcast A
-  [[3, 37, 53], [3, 53, 29]],
-  [[2, 3, 37, 53], [53, 29]],
-  [[32, 784], [784, 200]],
+  [
+    [37, 53],
+    [53, 29],
+  ],
+  [
+    [1, 37, 53],
+    [1, 53, 29],
+  ], // what Dense produces
+  [
+    [3, 37, 53],
+    [1, 53, 29],
+  ], // broadcast B
+  [
+    [1, 37, 53],
+    [3, 53, 29],
+  ], // broadcast A
+  [
+    [3, 37, 53],
+    [3, 53, 29],
+  ],
+  [
+    [2, 3, 37, 53],
+    [53, 29],
+  ],
+  [
+    [32, 784],
+    [784, 200],
+  ],
 ];
 
 function transposed(shape: number[], t: boolean): number[] {
@@ -173,11 +194,32 @@ for (const backend of ['cpu', 'wasm'] as const) {
   });
 }
 
-test('wasm: Slice fix gives the original kernel\'s results (contiguous and not)', async (t) => {
+test("wasm: Slice fix gives the original kernel's results (contiguous and not)", async (t) => {
   if (!(await useBackend('wasm'))) return t.skip('wasm backend unavailable');
   const x = tf.randomNormal([50, 28, 28], 0, 1, 'float32', 8);
   const xi = tf.cast(x, 'int32');
-  const cases: Array<[number[], number[]]> = [[[0, 0, 0], [32, 28, 28]], [[17, 0, 0], [33, 28, 28]], [[3, 0, 0], [1, -1, -1]], [[2, 5, 0], [4, 3, 28]], [[0, 0, 0], [0, 28, 28]]];
+  const cases: Array<[number[], number[]]> = [
+    [
+      [0, 0, 0],
+      [32, 28, 28],
+    ],
+    [
+      [17, 0, 0],
+      [33, 28, 28],
+    ],
+    [
+      [3, 0, 0],
+      [1, -1, -1],
+    ],
+    [
+      [2, 5, 0],
+      [4, 3, 28],
+    ],
+    [
+      [0, 0, 0],
+      [0, 28, 28],
+    ],
+  ];
   for (const [b, s] of cases) {
     for (const src of [x, xi]) {
       uninstallAcceleratedKernels('wasm');
@@ -301,40 +343,40 @@ test('BLAS loading never throws; unknown backends are refused', () => {
 });
 
 for (const optimizer of [{ sgd: {} }, { sgd: { weightDecay: 0.5 } }, { adam: { amsgrad: true } }, { adamw: { weightDecay: 0.1 } }]) {
-test(`wasm: the SIMD passes (simd.wat) give bit-identical weights to the JS loops they replace (${JSON.stringify(optimizer)})`, async (t) => {
-  if (!(await useBackend('wasm'))) return t.skip('wasm backend unavailable');
-  const { wasmSimd } = await import('../src/accel/simd');
-  if (!wasmSimd()) return t.skip('simd.wasm not built or the wasm memory cannot be shared');
-  const blas = installAcceleratedKernels('wasm').installed;
-  try {
-    const train = (simd: boolean): { weights: Float32Array[]; losses: number[] } => {
-      process.env.REGTRAIN_SIMD = simd ? 'on' : 'off';
-      const model = buildTutorialModel(5);
-      const step = createLeanStep(model, createOptimizer(optimizer), TUTORIAL_PENALTIES);
-      if ('unsupported' in step) throw new Error(step.unsupported);
-      const { x, y } = fakeData(50 * 10, 4); // 50: the bias/relu rows and the update both have tails past a multiple of 4
-      const losses: number[] = [];
-      for (let s = 0; s < 10; s++) {
-        const xb = x.slice(s * 50, 50);
-        const yb = y.slice(s * 50, 50);
-        const r = step.run(xb, yb);
-        losses.push(r.dataLoss + r.penalty);
-        tf.dispose([xb, yb]);
-      }
-      const weights = model.getWeights().map((w) => (w.dataSync() as Float32Array).slice());
-      step.dispose();
-      model.dispose();
-      tf.dispose([x, y]);
-      return { weights, losses };
-    };
-    const js = train(false);
-    const simd = train(true);
-    simd.weights.forEach((w, i) => assert.deepEqual(w, js.weights[i], `weight ${i} differs (BLAS ${blas})`));
-    // The penalty's sums are added in another order (4 lanes, float64): equal to ~1e-12.
-    simd.losses.forEach((l, i) => assert.ok(Math.abs(l - js.losses[i]!) <= 1e-9 * Math.abs(l), `step ${i}: ${l} vs ${js.losses[i]}`));
-  } finally {
-    delete process.env.REGTRAIN_SIMD;
-    uninstallAcceleratedKernels('wasm');
-  }
-});
+  test(`wasm: the SIMD passes (simd.wat) give bit-identical weights to the JS loops they replace (${JSON.stringify(optimizer)})`, async (t) => {
+    if (!(await useBackend('wasm'))) return t.skip('wasm backend unavailable');
+    const { wasmSimd } = await import('../src/accel/simd');
+    if (!wasmSimd()) return t.skip('simd.wasm not built or the wasm memory cannot be shared');
+    const blas = installAcceleratedKernels('wasm').installed;
+    try {
+      const train = (simd: boolean): { weights: Float32Array[]; losses: number[] } => {
+        process.env.REGTRAIN_SIMD = simd ? 'on' : 'off';
+        const model = buildTutorialModel(5);
+        const step = createLeanStep(model, createOptimizer(optimizer), TUTORIAL_PENALTIES);
+        if ('unsupported' in step) throw new Error(step.unsupported);
+        const { x, y } = fakeData(50 * 10, 4); // 50: the bias/relu rows and the update both have tails past a multiple of 4
+        const losses: number[] = [];
+        for (let s = 0; s < 10; s++) {
+          const xb = x.slice(s * 50, 50);
+          const yb = y.slice(s * 50, 50);
+          const r = step.run(xb, yb);
+          losses.push(r.dataLoss + r.penalty);
+          tf.dispose([xb, yb]);
+        }
+        const weights = model.getWeights().map((w) => (w.dataSync() as Float32Array).slice());
+        step.dispose();
+        model.dispose();
+        tf.dispose([x, y]);
+        return { weights, losses };
+      };
+      const js = train(false);
+      const simd = train(true);
+      simd.weights.forEach((w, i) => assert.deepEqual(w, js.weights[i], `weight ${i} differs (BLAS ${blas})`));
+      // The penalty's sums are added in another order (4 lanes, float64): equal to ~1e-12.
+      simd.losses.forEach((l, i) => assert.ok(Math.abs(l - js.losses[i]!) <= 1e-9 * Math.abs(l), `step ${i}: ${l} vs ${js.losses[i]}`));
+    } finally {
+      delete process.env.REGTRAIN_SIMD;
+      uninstallAcceleratedKernels('wasm');
+    }
+  });
 }

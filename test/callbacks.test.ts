@@ -104,7 +104,10 @@ test('the checkpoint does not grow with the epochs: the history is appended to h
   // Only the numbers change (rng states, epoch counts): a few bytes either way, not a record per epoch.
   assert.ok(Math.max(...sizes) - Math.min(...sizes) < 64, `checkpoint.json sizes: ${sizes.join(', ')}`);
   const lines = fs.readFileSync(path.join(dir, 'history.jsonl'), 'utf8').trim().split('\n');
-  assert.deepEqual(lines.map((l) => (JSON.parse(l) as { epoch: number }).epoch), [1, 2, 3, 4, 5, 6]);
+  assert.deepEqual(
+    lines.map((l) => (JSON.parse(l) as { epoch: number }).epoch),
+    [1, 2, 3, 4, 5, 6],
+  );
   step.dispose();
   built.model.dispose();
 });

@@ -53,79 +53,87 @@ interface Job {
   };
 }
 
-test('the Kubernetes manifest is an Indexed Job whose pods get their index and the volumes, and a compare Job; each pod\'s command runs a member here with JOB_COMPLETION_INDEX set', { timeout: 10 * 60_000 }, () => {
-  fs.writeFileSync(path.join(tmp, 'study.yaml'), SPEC);
-  const planned = spawnSync(process.execPath, [BIN, 'plan', 'study.yaml', '--format', 'k8s', '--jobs', '2', '--cpus', '2', '--mem', '1G', '--time', '30', '--image', 'registry.example/regtrain:0.1.0'], { cwd: tmp, env: baseEnv, encoding: 'utf8' });
-  assert.equal(planned.status, 0, planned.stderr);
-  const manifest = planned.stdout.trim();
-  const studyDir = path.join(tmp, path.dirname(manifest));
-  const dirName = path.basename(studyDir);
-  const docs = YAML.parseAllDocuments(fs.readFileSync(path.join(tmp, manifest), 'utf8'));
-  assert.ok(docs.every((d) => d.errors.length === 0));
-  const [members, compare] = docs.map((d) => d.toJS() as Job) as [Job, Job];
-  assert.equal(docs.length, 2);
+test(
+  "the Kubernetes manifest is an Indexed Job whose pods get their index and the volumes, and a compare Job; each pod's command runs a member here with JOB_COMPLETION_INDEX set",
+  { timeout: 10 * 60_000 },
+  () => {
+    fs.writeFileSync(path.join(tmp, 'study.yaml'), SPEC);
+    const planned = spawnSync(
+      process.execPath,
+      [BIN, 'plan', 'study.yaml', '--format', 'k8s', '--jobs', '2', '--cpus', '2', '--mem', '1G', '--time', '30', '--image', 'registry.example/regtrain:0.1.0'],
+      { cwd: tmp, env: baseEnv, encoding: 'utf8' },
+    );
+    assert.equal(planned.status, 0, planned.stderr);
+    const manifest = planned.stdout.trim();
+    const studyDir = path.join(tmp, path.dirname(manifest));
+    const dirName = path.basename(studyDir);
+    const docs = YAML.parseAllDocuments(fs.readFileSync(path.join(tmp, manifest), 'utf8'));
+    assert.ok(docs.every((d) => d.errors.length === 0));
+    const [members, compare] = docs.map((d) => d.toJS() as Job) as [Job, Job];
+    assert.equal(docs.length, 2);
 
-  // The members: one pod per index, retried per index, never restarted in place.
-  assert.deepEqual([members.apiVersion, members.kind, compare.apiVersion, compare.kind], ['batch/v1', 'Job', 'batch/v1', 'Job']);
-  assert.match(members.metadata.name, /^regtrain-k8s-tiny-[0-9a-f]{8}$/);
-  assert.ok(members.metadata.name.length <= 52, 'short enough for Indexed Job pod names');
-  assert.equal(compare.metadata.name, `${members.metadata.name}-compare`);
-  assert.equal(members.spec.completionMode, 'Indexed');
-  assert.equal(members.spec.completions, 3);
-  assert.equal(members.spec.parallelism, 2);
-  assert.equal(members.spec.backoffLimitPerIndex, 3);
-  const pod = members.spec.template.spec;
-  assert.equal(pod.restartPolicy, 'Never');
-  const [c] = pod.containers as [Container];
-  assert.equal(c.image, 'registry.example/regtrain:0.1.0');
-  assert.equal(c.workingDir, `/studies/${dirName}`);
-  assert.deepEqual(c.command, ['regtrain', 'run-member', '.']);
-  assert.deepEqual(c.env, [
-    { name: 'JOB_COMPLETION_INDEX', valueFrom: { fieldRef: { fieldPath: "metadata.annotations['batch.kubernetes.io/job-completion-index']" } } },
-    { name: 'REGTRAIN_DATA_DIR', value: '/data' },
-  ]);
-  assert.deepEqual(c.resources, { requests: { cpu: '2', memory: '1Gi' }, limits: { cpu: '2', memory: '1Gi' } });
-  assert.deepEqual(c.volumeMounts, [
-    { name: 'studies', mountPath: '/studies' },
-    { name: 'data', mountPath: '/data', readOnly: true },
-  ]);
-  assert.deepEqual(pod.volumes, [
-    { name: 'studies', persistentVolumeClaim: { claimName: 'regtrain-studies' } },
-    { name: 'data', persistentVolumeClaim: { claimName: 'regtrain-data', readOnly: true } },
-  ]);
-  // The compare Job waits for the members, then writes compare.txt into the study directory.
-  assert.equal(compare.spec.completionMode, undefined);
-  assert.equal(compare.spec.activeDeadlineSeconds, 30 * 60 * 2 + 3600, 'two waves of 30 minutes, and an hour');
-  const [cc] = compare.spec.template.spec.containers as [Container];
-  assert.equal(cc.workingDir, `/studies/${dirName}`);
-  assert.deepEqual(cc.command, ['sh', '-c', 'regtrain status . --wait --poll 30 && regtrain compare . > compare.txt && cat compare.txt']);
-  assert.deepEqual(cc.volumeMounts, [{ name: 'studies', mountPath: '/studies' }]);
+    // The members: one pod per index, retried per index, never restarted in place.
+    assert.deepEqual([members.apiVersion, members.kind, compare.apiVersion, compare.kind], ['batch/v1', 'Job', 'batch/v1', 'Job']);
+    assert.match(members.metadata.name, /^regtrain-k8s-tiny-[0-9a-f]{8}$/);
+    assert.ok(members.metadata.name.length <= 52, 'short enough for Indexed Job pod names');
+    assert.equal(compare.metadata.name, `${members.metadata.name}-compare`);
+    assert.equal(members.spec.completionMode, 'Indexed');
+    assert.equal(members.spec.completions, 3);
+    assert.equal(members.spec.parallelism, 2);
+    assert.equal(members.spec.backoffLimitPerIndex, 3);
+    const pod = members.spec.template.spec;
+    assert.equal(pod.restartPolicy, 'Never');
+    const [c] = pod.containers as [Container];
+    assert.equal(c.image, 'registry.example/regtrain:0.1.0');
+    assert.equal(c.workingDir, `/studies/${dirName}`);
+    assert.deepEqual(c.command, ['regtrain', 'run-member', '.']);
+    assert.deepEqual(c.env, [
+      { name: 'JOB_COMPLETION_INDEX', valueFrom: { fieldRef: { fieldPath: "metadata.annotations['batch.kubernetes.io/job-completion-index']" } } },
+      { name: 'REGTRAIN_DATA_DIR', value: '/data' },
+    ]);
+    assert.deepEqual(c.resources, { requests: { cpu: '2', memory: '1Gi' }, limits: { cpu: '2', memory: '1Gi' } });
+    assert.deepEqual(c.volumeMounts, [
+      { name: 'studies', mountPath: '/studies' },
+      { name: 'data', mountPath: '/data', readOnly: true },
+    ]);
+    assert.deepEqual(pod.volumes, [
+      { name: 'studies', persistentVolumeClaim: { claimName: 'regtrain-studies' } },
+      { name: 'data', persistentVolumeClaim: { claimName: 'regtrain-data', readOnly: true } },
+    ]);
+    // The compare Job waits for the members, then writes compare.txt into the study directory.
+    assert.equal(compare.spec.completionMode, undefined);
+    assert.equal(compare.spec.activeDeadlineSeconds, 30 * 60 * 2 + 3600, 'two waves of 30 minutes, and an hour');
+    const [cc] = compare.spec.template.spec.containers as [Container];
+    assert.equal(cc.workingDir, `/studies/${dirName}`);
+    assert.deepEqual(cc.command, ['sh', '-c', 'regtrain status . --wait --poll 30 && regtrain compare . > compare.txt && cat compare.txt']);
+    assert.deepEqual(cc.volumeMounts, [{ name: 'studies', mountPath: '/studies' }]);
 
-  // Here, the studies volume is tmp/studies and the data volume a local cache: map the container paths onto them.
-  const volumes: Record<string, string> = { '/studies': path.join(tmp, 'studies'), '/data': path.join(tmp, 'data') };
-  const local = (p: string) => Object.entries(volumes).reduce((acc, [from, to]) => (acc.startsWith(from) ? to + acc.slice(from.length) : acc), p);
-  const podEnv = (container: Container, index: number | null): NodeJS.ProcessEnv => {
-    const e: NodeJS.ProcessEnv = { ...baseEnv };
-    for (const v of container.env ?? []) {
-      // The downward API fills the annotation with the pod's index; that is what we set here.
-      if (v.valueFrom) e[v.name] = String(index);
-      else e[v.name] = local(v.value!);
+    // Here, the studies volume is tmp/studies and the data volume a local cache: map the container paths onto them.
+    const volumes: Record<string, string> = { '/studies': path.join(tmp, 'studies'), '/data': path.join(tmp, 'data') };
+    const local = (p: string) => Object.entries(volumes).reduce((acc, [from, to]) => (acc.startsWith(from) ? to + acc.slice(from.length) : acc), p);
+    const podEnv = (container: Container, index: number | null): NodeJS.ProcessEnv => {
+      const e: NodeJS.ProcessEnv = { ...baseEnv };
+      for (const v of container.env ?? []) {
+        // The downward API fills the annotation with the pod's index; that is what we set here.
+        if (v.valueFrom) e[v.name] = String(index);
+        else e[v.name] = local(v.value!);
+      }
+      return e;
+    };
+    for (const index of [0, 1, 2]) {
+      const r = spawnSync(c.command[0]!, c.command.slice(1), { cwd: local(c.workingDir), env: podEnv(c, index), encoding: 'utf8' });
+      assert.equal(r.status, 0, r.stderr);
+      assert.match(r.stderr, new RegExp(`^member ${index} of 3 \\(base-seed${5 + index}\\): starting$`, 'm'));
     }
-    return e;
-  };
-  for (const index of [0, 1, 2]) {
-    const r = spawnSync(c.command[0]!, c.command.slice(1), { cwd: local(c.workingDir), env: podEnv(c, index), encoding: 'utf8' });
-    assert.equal(r.status, 0, r.stderr);
-    assert.match(r.stderr, new RegExp(`^member ${index} of 3 \\(base-seed${5 + index}\\): starting$`, 'm'));
-  }
-  // A pod retried after its member finished (e.g. the node died after the write) exits 0 at once.
-  const retry = spawnSync(c.command[0]!, c.command.slice(1), { cwd: local(c.workingDir), env: podEnv(c, 1), encoding: 'utf8' });
-  assert.equal(retry.status, 0);
-  assert.equal(retry.stderr, 'member 1 (base-seed6) already finished; nothing to do\n');
-  const compared = spawnSync(cc.command[0]!, cc.command.slice(1), { cwd: local(cc.workingDir), env: podEnv(cc, null), encoding: 'utf8' });
-  assert.equal(compared.status, 0, compared.stderr);
-  assert.match(compared.stdout, /^study K8s_Tiny in \.: 3 of 3 members done$/m);
-  const table = fs.readFileSync(path.join(studyDir, 'compare.txt'), 'utf8');
-  assert.match(table, /^\*base \(baseline\) +3 +0\.\d{4} ± 0\.\d{4}/m);
-  assert.ok(compared.stdout.endsWith(table), 'the pod log ends with the comparison');
-});
+    // A pod retried after its member finished (e.g. the node died after the write) exits 0 at once.
+    const retry = spawnSync(c.command[0]!, c.command.slice(1), { cwd: local(c.workingDir), env: podEnv(c, 1), encoding: 'utf8' });
+    assert.equal(retry.status, 0);
+    assert.equal(retry.stderr, 'member 1 (base-seed6) already finished; nothing to do\n');
+    const compared = spawnSync(cc.command[0]!, cc.command.slice(1), { cwd: local(cc.workingDir), env: podEnv(cc, null), encoding: 'utf8' });
+    assert.equal(compared.status, 0, compared.stderr);
+    assert.match(compared.stdout, /^study K8s_Tiny in \.: 3 of 3 members done$/m);
+    const table = fs.readFileSync(path.join(studyDir, 'compare.txt'), 'utf8');
+    assert.match(table, /^\*base \(baseline\) +3 +0\.\d{4} ± 0\.\d{4}/m);
+    assert.ok(compared.stdout.endsWith(table), 'the pod log ends with the comparison');
+  },
+);

@@ -150,7 +150,14 @@ test('two run-member processes for one index at once, new or resumed: one trains
     const codes = await Promise.all(both.map((m) => m.code));
     assert.deepEqual([...codes].sort(), [0, 2], `${round}: ${both.map((m) => m.stderr()).join('\n')}`);
     const loser = both[codes.indexOf(2)]!.stderr();
-    assert.match(loser.split('\n').filter((l) => l.startsWith('error:')).join('\n'), new RegExp(`^error: (--out )?${path.join(tmp, 'twice/runs/c')}: another regtrain run is writing to it`), round);
+    assert.match(
+      loser
+        .split('\n')
+        .filter((l) => l.startsWith('error:'))
+        .join('\n'),
+      new RegExp(`^error: (--out )?${path.join(tmp, 'twice/runs/c')}: another regtrain run is writing to it`),
+      round,
+    );
     assert.equal(JSON.parse(file('twice/runs/c', 'metrics.json').toString()).status, 'complete');
     assert.ok(file('twice/runs/c', 'weights.bin').equals(file('whole/runs/c', 'weights.bin')), `${round}: the winner's result is the uninterrupted one`);
   }
@@ -194,15 +201,29 @@ test('status shows each state with its indexes on a partly finished study, and c
   });
   let seen = { json: '', human: '' };
   await running.code;
-  assert.deepEqual(seen.json.trim().split('\n').map((l) => JSON.parse(l) as unknown), [
-    { index: 0, name: 'a', state: 'done' },
-    { index: 1, name: 'b', state: 'interrupted' },
-    { index: 2, name: 'c', state: 'running' },
-    { index: 3, name: 'diverge', state: 'failed' },
-  ]);
+  assert.deepEqual(
+    seen.json
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as unknown),
+    [
+      { index: 0, name: 'a', state: 'done' },
+      { index: 1, name: 'b', state: 'interrupted' },
+      { index: 2, name: 'c', state: 'running' },
+      { index: 3, name: 'diverge', state: 'failed' },
+    ],
+  );
   assert.equal(
     seen.human,
-    ['study tiny in partial: 1 of 4 members done', '  done            1  0', '  running         1  2', '  interrupted     1  1', '  failed          1  3', '  not started     0', ''].join('\n'),
+    [
+      'study tiny in partial: 1 of 4 members done',
+      '  done            1  0',
+      '  running         1  2',
+      '  interrupted     1  1',
+      '  failed          1  3',
+      '  not started     0',
+      '',
+    ].join('\n'),
   );
   fs.rmSync(path.join(tmp, 'partial/runs/c'), { recursive: true });
   const after = regtrain(['status', 'partial']);
@@ -210,13 +231,17 @@ test('status shows each state with its indexes on a partly finished study, and c
 
   const compare = regtrain(['compare', 'partial', '--csv']);
   assert.equal(compare.status, 0, compare.stderr);
-  const rows = compare.stdout.trim().split('\n').slice(1).map((l) => l.split(',')[0]);
+  const rows = compare.stdout
+    .trim()
+    .split('\n')
+    .slice(1)
+    .map((l) => l.split(',')[0]);
   assert.deepEqual(rows, ['a']);
   assert.match(compare.stderr, /partial\/runs\/c: not run yet/);
   const whole = regtrain(['compare', 'whole', '--csv']).stdout.trim().split('\n');
   const aRow = whole.find((l) => l.startsWith('a,'))!.split(',');
   const partialRow = compare.stdout.trim().split('\n')[1]!.split(',');
-  assert.deepEqual(partialRow.slice(0, -1).slice(6), aRow.slice(0, -1).slice(6), 'the finished member\'s numbers are those of the whole study (seconds aside)');
+  assert.deepEqual(partialRow.slice(0, -1).slice(6), aRow.slice(0, -1).slice(6), "the finished member's numbers are those of the whole study (seconds aside)");
 });
 
 test('a member whose lock was left by a pod on another host waits while that heartbeat stays silent, then takes it over; a moving heartbeat is refused', async () => {
@@ -234,7 +259,13 @@ test('a member whose lock was left by a pod on another host waits while that hea
   clearInterval(beat);
   assert.equal(liveCode, 2, live.stderr());
   assert.match(live.stderr(), /^member 0: the lock is held by pid 1 on host pod-a-0-xk2p; waiting up to 120 s: taken over if its heartbeat stays silent, refused if it moves$/m);
-  assert.match(live.stderr(), new RegExp(`^error: ${path.join(tmp, 'foreign/runs/a')}: another regtrain run is writing to it \\(held by pid 1 on host pod-a-0-xk2p, heartbeat 0 s ago \\(taken over after 120 s\\)\\)$`, 'm'));
+  assert.match(
+    live.stderr(),
+    new RegExp(
+      `^error: ${path.join(tmp, 'foreign/runs/a')}: another regtrain run is writing to it \\(held by pid 1 on host pod-a-0-xk2p, heartbeat 0 s ago \\(taken over after 120 s\\)\\)$`,
+      'm',
+    ),
+  );
 
   writeLock('deadpod');
   const taken = startMember(['foreign', '--index', '0'], undefined, { REGTRAIN_LOCK_STALE_SECONDS: '5' });
@@ -261,7 +292,7 @@ test('the CPU budget comes from SLURM_CPUS_PER_TASK, else the cgroup CPU quota, 
   assert.deepEqual(cpuBudget({ SLURM_CPUS_PER_TASK: '4' }, v1), { cpus: 4, source: 'SLURM_CPUS_PER_TASK=4' });
   assert.deepEqual(cpuBudget({ SLURM_CPUS_PER_TASK: 'lots' }, v1), { cpus: 3, source: 'cgroup cpu.cfs_quota_us 300000/100000' });
   const userSet: NodeJS.ProcessEnv = { SLURM_CPUS_PER_TASK: '4', REGTRAIN_BLAS_THREADS: '1' };
-  assert.equal(applyCpuBudget(userSet, v1), null, 'the user\'s REGTRAIN_BLAS_THREADS wins');
+  assert.equal(applyCpuBudget(userSet, v1), null, "the user's REGTRAIN_BLAS_THREADS wins");
   assert.equal(userSet.REGTRAIN_BLAS_THREADS, '1');
   const fromSlurm: NodeJS.ProcessEnv = { SLURM_CPUS_PER_TASK: '2' };
   assert.equal(applyCpuBudget(fromSlurm, v1), 'Threads: 2 (SLURM_CPUS_PER_TASK=2)');
@@ -277,7 +308,7 @@ test('the CPU budget comes from SLURM_CPUS_PER_TASK, else the cgroup CPU quota, 
   else console.log(`# OpenBLAS is not in use here (${stepLine}); the thread count is not shown by the step`);
 });
 
-test('index ranges read as Slurm\'s --array does', () => {
+test("index ranges read as Slurm's --array does", () => {
   assert.equal(indexRanges([0, 1, 2, 4, 7, 8]), '0-2,4,7-8');
   assert.equal(indexRanges([5]), '5');
   assert.equal(indexRanges([]), '');

@@ -40,11 +40,15 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 function compareRows(dir: string): string[] {
   const r = regtrain(['compare', dir, '--csv']);
   assert.equal(r.status, 0, r.stderr);
-  const rows = r.stdout.trim().split('\n').map((l) => [...l.matchAll(/("(?:[^"]|"")*"|[^,]*)(?:,|$)/g)].map((m) => m[1]!).slice(0, -1));
+  const rows = r.stdout
+    .trim()
+    .split('\n')
+    .map((l) => [...l.matchAll(/("(?:[^"]|"")*"|[^,]*)(?:,|$)/g)].map((m) => m[1]!).slice(0, -1));
   const seconds = rows[0]!.indexOf('seconds');
   return rows.map((cells) => cells.filter((_, i) => i !== seconds).join(','));
 }
-const history = (runDir: string) => (JSON.parse(fs.readFileSync(path.join(runDir, 'history.json'), 'utf8')) as { epochs: Record<string, unknown>[] }).epochs.map(({ seconds: _s, ...rest }) => rest);
+const history = (runDir: string) =>
+  (JSON.parse(fs.readFileSync(path.join(runDir, 'history.json'), 'utf8')) as { epochs: Record<string, unknown>[] }).epochs.map(({ seconds: _s, ...rest }) => rest);
 
 /** Joblog rows (after the header): [index, exit value, signal]. */
 function joblog(studyDir: string): [number, number, number][] {
@@ -57,69 +61,79 @@ function joblog(studyDir: string): [number, number, number][] {
     .map((c) => [Number(/--index (\d+)/.exec(c[8]!)![1]), Number(c[6]), Number(c[7])]);
 }
 
-test('the GNU parallel script runs the study 2 at a time; a member killed mid-run is rerun by --resume-failed alone, resumes, and the study equals the local run', { timeout: 15 * 60_000 }, async (t) => {
-  if (spawnSync('parallel', ['--version'], { encoding: 'utf8' }).status !== 0) {
-    console.log('# skipped: GNU parallel is not installed (apt-get install parallel)');
-    t.skip('GNU parallel is not installed');
-    return;
-  }
-  const specFile = path.join(tmp, 'study.yaml');
-  fs.writeFileSync(specFile, SPEC);
-  const local = regtrain(['run', specFile, '--out', 'local', '--jobs', '1', '-q']);
-  assert.equal(local.status, 0, local.stderr);
-
-  const planned = regtrain(['plan', specFile, '--format', 'parallel', '--jobs', '2']);
-  assert.equal(planned.status, 0, planned.stderr);
-  const script = planned.stdout.trim();
-  const studyDir = path.join(tmp, path.dirname(script));
-  const members = (JSON.parse(fs.readFileSync(path.join(studyDir, 'study.json'), 'utf8')) as { members: { name: string }[] }).members.map((m) => m.name);
-
-  // First pass: SIGKILL the first member seen with a checkpoint (its pid is in its lock), as the OOM killer would.
-  const first = spawn('bash', [script], { cwd: tmp, env });
-  let output = '';
-  first.stdout.on('data', (d: Buffer) => (output += d.toString()));
-  first.stderr.on('data', (d: Buffer) => (output += d.toString()));
-  const firstCode = new Promise<number | null>((resolve) => first.on('close', resolve));
-  let killed: number | null = null;
-  for (let waited = 0; killed === null && waited < 300_000; waited += 50) {
-    for (const [index, name] of members.entries()) {
-      const runDir = path.join(studyDir, 'runs', name);
-      if (!fs.existsSync(path.join(runDir, 'checkpoint.json'))) continue;
-      try {
-        const holder = JSON.parse(fs.readFileSync(path.join(runDir, '.regtrain.lock'), 'utf8')) as { pid: number };
-        process.kill(holder.pid, 'SIGKILL');
-        killed = index;
-        break;
-      } catch {
-        // not locked (finished) or not yet readable: look again
-      }
+test(
+  'the GNU parallel script runs the study 2 at a time; a member killed mid-run is rerun by --resume-failed alone, resumes, and the study equals the local run',
+  { timeout: 15 * 60_000 },
+  async (t) => {
+    if (spawnSync('parallel', ['--version'], { encoding: 'utf8' }).status !== 0) {
+      console.log('# skipped: GNU parallel is not installed (apt-get install parallel)');
+      t.skip('GNU parallel is not installed');
+      return;
     }
-    await sleep(50);
-  }
-  assert.notEqual(killed, null, 'a member was seen training with a checkpoint');
-  assert.equal(await firstCode, 1, `parallel reports one failed job:\n${output}`);
-  assert.ok(!fs.existsSync(path.join(studyDir, 'compare.txt')), 'no comparison while a member is missing');
-  const afterFirst = joblog(studyDir);
-  assert.deepEqual(afterFirst.map(([i]) => i).sort(), [0, 1, 2, 3]);
-  assert.deepEqual(afterFirst.filter(([, exit, signal]) => exit !== 0 || signal !== 0).map(([i]) => i), [killed]);
-  const status = regtrain(['status', studyDir, '--json']);
-  assert.deepEqual(
-    status.stdout.trim().split('\n').map((l) => (JSON.parse(l) as { state: string }).state),
-    members.map((_, i) => (i === killed ? 'interrupted' : 'done')),
-  );
+    const specFile = path.join(tmp, 'study.yaml');
+    fs.writeFileSync(specFile, SPEC);
+    const local = regtrain(['run', specFile, '--out', 'local', '--jobs', '1', '-q']);
+    assert.equal(local.status, 0, local.stderr);
 
-  // Second pass: only the killed member runs again, from its checkpoint.
-  const second = spawnSync('bash', [script, '--resume-failed'], { cwd: tmp, env, encoding: 'utf8' });
-  assert.equal(second.status, 0, second.stderr + second.stdout);
-  assert.match(second.stdout + second.stderr, new RegExp(`member ${killed} of 4 \\(${members[killed!]}\\): resuming`));
-  assert.match(second.stdout, /^study complete; comparison in compare\.txt$/m);
-  const afterSecond = joblog(studyDir);
-  assert.deepEqual(afterSecond.slice(afterFirst.length), [[killed, 0, 0]], 'the rerun ran exactly the failed member');
-  const name = members[killed!]!;
-  assert.deepEqual(history(path.join(studyDir, 'runs', name)), history(path.join(tmp, 'local', 'runs', name)));
-  assert.ok(fs.readFileSync(path.join(studyDir, 'runs', name, 'weights.bin')).equals(fs.readFileSync(path.join(tmp, 'local', 'runs', name, 'weights.bin'))));
-  const localRows = compareRows(path.join(tmp, 'local'));
-  assert.equal(localRows.length, 3);
-  assert.deepEqual(compareRows(studyDir), localRows);
-  assert.match(fs.readFileSync(path.join(studyDir, 'compare.txt'), 'utf8'), /^variant +changes +n +test acc/);
-});
+    const planned = regtrain(['plan', specFile, '--format', 'parallel', '--jobs', '2']);
+    assert.equal(planned.status, 0, planned.stderr);
+    const script = planned.stdout.trim();
+    const studyDir = path.join(tmp, path.dirname(script));
+    const members = (JSON.parse(fs.readFileSync(path.join(studyDir, 'study.json'), 'utf8')) as { members: { name: string }[] }).members.map((m) => m.name);
+
+    // First pass: SIGKILL the first member seen with a checkpoint (its pid is in its lock), as the OOM killer would.
+    const first = spawn('bash', [script], { cwd: tmp, env });
+    let output = '';
+    first.stdout.on('data', (d: Buffer) => (output += d.toString()));
+    first.stderr.on('data', (d: Buffer) => (output += d.toString()));
+    const firstCode = new Promise<number | null>((resolve) => first.on('close', resolve));
+    let killed: number | null = null;
+    for (let waited = 0; killed === null && waited < 300_000; waited += 50) {
+      for (const [index, name] of members.entries()) {
+        const runDir = path.join(studyDir, 'runs', name);
+        if (!fs.existsSync(path.join(runDir, 'checkpoint.json'))) continue;
+        try {
+          const holder = JSON.parse(fs.readFileSync(path.join(runDir, '.regtrain.lock'), 'utf8')) as { pid: number };
+          process.kill(holder.pid, 'SIGKILL');
+          killed = index;
+          break;
+        } catch {
+          // not locked (finished) or not yet readable: look again
+        }
+      }
+      await sleep(50);
+    }
+    assert.notEqual(killed, null, 'a member was seen training with a checkpoint');
+    assert.equal(await firstCode, 1, `parallel reports one failed job:\n${output}`);
+    assert.ok(!fs.existsSync(path.join(studyDir, 'compare.txt')), 'no comparison while a member is missing');
+    const afterFirst = joblog(studyDir);
+    assert.deepEqual(afterFirst.map(([i]) => i).sort(), [0, 1, 2, 3]);
+    assert.deepEqual(
+      afterFirst.filter(([, exit, signal]) => exit !== 0 || signal !== 0).map(([i]) => i),
+      [killed],
+    );
+    const status = regtrain(['status', studyDir, '--json']);
+    assert.deepEqual(
+      status.stdout
+        .trim()
+        .split('\n')
+        .map((l) => (JSON.parse(l) as { state: string }).state),
+      members.map((_, i) => (i === killed ? 'interrupted' : 'done')),
+    );
+
+    // Second pass: only the killed member runs again, from its checkpoint.
+    const second = spawnSync('bash', [script, '--resume-failed'], { cwd: tmp, env, encoding: 'utf8' });
+    assert.equal(second.status, 0, second.stderr + second.stdout);
+    assert.match(second.stdout + second.stderr, new RegExp(`member ${killed} of 4 \\(${members[killed!]}\\): resuming`));
+    assert.match(second.stdout, /^study complete; comparison in compare\.txt$/m);
+    const afterSecond = joblog(studyDir);
+    assert.deepEqual(afterSecond.slice(afterFirst.length), [[killed, 0, 0]], 'the rerun ran exactly the failed member');
+    const name = members[killed!]!;
+    assert.deepEqual(history(path.join(studyDir, 'runs', name)), history(path.join(tmp, 'local', 'runs', name)));
+    assert.ok(fs.readFileSync(path.join(studyDir, 'runs', name, 'weights.bin')).equals(fs.readFileSync(path.join(tmp, 'local', 'runs', name, 'weights.bin'))));
+    const localRows = compareRows(path.join(tmp, 'local'));
+    assert.equal(localRows.length, 3);
+    assert.deepEqual(compareRows(studyDir), localRows);
+    assert.match(fs.readFileSync(path.join(studyDir, 'compare.txt'), 'utf8'), /^variant +changes +n +test acc/);
+  },
+);

@@ -12,7 +12,8 @@ const RUNS = path.join(ROOT, 'test', 'fixtures', 'runs');
 const STUDY = path.join(RUNS, 'study');
 const LOOSE = path.join(RUNS, 'loose');
 
-const close = (actual: number | null | undefined, expected: number, eps = 1e-6) => assert.ok(actual !== null && actual !== undefined && Math.abs(actual - expected) < eps, `expected ${expected}, got ${actual}`);
+const close = (actual: number | null | undefined, expected: number, eps = 1e-6) =>
+  assert.ok(actual !== null && actual !== undefined && Math.abs(actual - expected) < eps, `expected ${expected}, got ${actual}`);
 const cli = (args: string[]) => spawnSync(process.execPath, [BIN, ...args], { cwd: ROOT, encoding: 'utf8' });
 /** RFC 4180 fields of one line (quotes, doubled quotes). */
 function csvFields(line: string): string[] {
@@ -69,7 +70,10 @@ test('runs differing only in seed form one row, with hand-checked means, std, ga
   // last epoch: penalty 0.1/0.2/0.3, data loss 0.7 − penalty
   close(l1.penalty!.mean, 0.2);
   close(l1.dataLoss!.mean, 0.5);
-  assert.deepEqual(l1.layers.map((l) => l.layer), ['dense_1', 'dense_2']);
+  assert.deepEqual(
+    l1.layers.map((l) => l.layer),
+    ['dense_1', 'dense_2'],
+  );
   close(l1.layers[0]!.sparsity1e3!.mean, 0.5);
   close(l1.layers[0]!.sparsity1e3!.std!, 0.1);
   close(l1.layers[1]!.sparsity1e3!.mean, 0.2);
@@ -85,7 +89,10 @@ test('a row is labelled only with the spec fields that differ from the baseline'
   const r = compareRuns(collectRuns([STUDY]));
   assert.equal(byName(r.groups, 'baseline').label, '');
   assert.equal(byName(r.groups, 'l1').label, 'model.layers.1.dense.kernelRegularizer={l1: 0.001, l2: 0}');
-  assert.equal(specDiff({ name: 'a', seed: 1, training: { epochs: 3, earlyStopping: null } }, { name: 'b', seed: 2, training: { epochs: 3, earlyStopping: { patience: 2 } } }), 'training.earlyStopping=null');
+  assert.equal(
+    specDiff({ name: 'a', seed: 1, training: { epochs: 3, earlyStopping: null } }, { name: 'b', seed: 2, training: { epochs: 3, earlyStopping: { patience: 2 } } }),
+    'training.earlyStopping=null',
+  );
 });
 
 test('the paired statistic matches a hand-computed example', () => {
@@ -122,10 +129,16 @@ test('each variant with repeats is compared with the baseline pair by pair, matc
 
 test('loose run directories are grouped by spec, named by directory, and a missing history only drops its curves', () => {
   const c = collectRuns([LOOSE]);
-  assert.deepEqual(c.skipped.map((s) => path.basename(s.dir)), ['model-only']);
+  assert.deepEqual(
+    c.skipped.map((s) => path.basename(s.dir)),
+    ['model-only'],
+  );
   assert.ok(c.warnings.some((w) => w.includes('tiny-lr1') && w.includes('history.json missing')));
   const r = compareRuns(c);
-  assert.deepEqual(r.groups.map((g) => g.name), ['tiny-lr1', 'tiny-lr01']);
+  assert.deepEqual(
+    r.groups.map((g) => g.name),
+    ['tiny-lr1', 'tiny-lr01'],
+  );
   const lr1 = byName(r.groups, 'tiny-lr1');
   assert.equal(lr1.label, 'optimizer.sgd.learningRate=0.1');
   assert.equal(lr1.bestValAccuracy, null);
@@ -150,7 +163,10 @@ test('compare --json, --csv and --md carry the same numbers', () => {
   assert.equal(j.status, 0, j.stderr);
   const doc = JSON.parse(j.stdout) as { baseline: string; groups: { name: string; testAccuracy: { mean: number } }[]; paired: { group: string }[]; skipped: unknown[] };
   assert.equal(doc.baseline, 'baseline');
-  assert.deepEqual(doc.groups.map((g) => g.name), ['l1', 'baseline', 'l2']);
+  assert.deepEqual(
+    doc.groups.map((g) => g.name),
+    ['l1', 'baseline', 'l2'],
+  );
   close(doc.groups[0]!.testAccuracy.mean, 0.85);
   assert.equal(doc.skipped.length, 3);
 

@@ -53,12 +53,15 @@ test('verify --json reports a corrupted file as a mismatch and exits 1', async (
   const out = JSON.parse(r.stdout) as { ok: boolean; dataDir: string; files: { name: string; state: string; verified: boolean }[] };
   assert.equal(out.ok, false);
   assert.equal(out.dataDir, dir);
-  assert.deepEqual(out.files.map((f) => [f.name, f.state, f.verified]), [
-    ['trainImages', 'missing', false],
-    ['trainLabels', 'mismatch', false],
-    ['testImages', 'missing', false],
-    ['testLabels', 'missing', false],
-  ]);
+  assert.deepEqual(
+    out.files.map((f) => [f.name, f.state, f.verified]),
+    [
+      ['trainImages', 'missing', false],
+      ['trainLabels', 'mismatch', false],
+      ['testImages', 'missing', false],
+      ['testLabels', 'missing', false],
+    ],
+  );
   assert.match(r.stderr, /train-labels-idx1-ubyte in .* fails sha256 verification/);
 });
 

@@ -100,7 +100,10 @@ test('a shuffled split is the same for the same seed and different for another s
   assert.notDeepEqual(indices(a.validation), indices(c.validation));
   assert.notDeepEqual(indices(a.validation), [0, 1, 2, 3, 4, 5, 6, 7]);
   const all = [...indices(a.train), ...indices(a.validation)].sort((x, y) => x - y);
-  assert.deepEqual(all, Array.from({ length: 20 }, (_, i) => i));
+  assert.deepEqual(
+    all,
+    Array.from({ length: 20 }, (_, i) => i),
+  );
 });
 
 test('a stratified split keeps class proportions, rounding by largest remainder', async () => {

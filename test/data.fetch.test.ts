@@ -93,7 +93,10 @@ test('a file with the wrong hash is rejected, named with both hashes and its URL
       `${server.url}train-labels-idx1-ubyte.gz: sha256 mismatch: got ${sha256(bad)}`,
     );
     assert.ok(!listDir(dataDir).includes('train-labels-idx1-ubyte'));
-    assert.ok(listDir(dataDir).every((f) => !f.endsWith('.part') && !f.endsWith('.tmp')), listDir(dataDir).join(','));
+    assert.ok(
+      listDir(dataDir).every((f) => !f.endsWith('.part') && !f.endsWith('.tmp')),
+      listDir(dataDir).join(','),
+    );
   } finally {
     await server.close();
   }
@@ -130,7 +133,10 @@ test('a server that stalls mid-body times out, is retried, then reported', async
     );
     assert.ok(Date.now() - started < 5000);
     assert.equal(server.requests.filter((r) => r === '/train-images-idx3-ubyte.gz').length, 2);
-    assert.ok(listDir(dataDir).every((f) => !f.endsWith('.part')), listDir(dataDir).join(','));
+    assert.ok(
+      listDir(dataDir).every((f) => !f.endsWith('.part')),
+      listDir(dataDir).join(','),
+    );
   } finally {
     await server.close();
   }
@@ -230,7 +236,10 @@ test('two concurrent fetches into one cache both succeed and leave it intact', a
     const dataDir = tmpDir();
     const opts = { manifest: tinyManifest(), dataDir, sources: [server.url], ...FAST };
     const [a, b] = await Promise.all([fetchDataset(opts), fetchDataset(opts)]);
-    assert.deepEqual(a.files.map((f) => f.sha256), b.files.map((f) => f.sha256));
+    assert.deepEqual(
+      a.files.map((f) => f.sha256),
+      b.files.map((f) => f.sha256),
+    );
     assert.ok(verifyCache(dataDir, tinyManifest()).every((s) => s.state === 'ok'));
     assert.deepEqual(listDir(dataDir), [...IDX_NAMES, SIDECAR_FILE].sort());
     assert.equal(Object.keys(readSidecar(dataDir)?.files ?? {}).length, 4);
@@ -281,7 +290,10 @@ test('the data dir comes from the option, then REGTRAIN_DATA_DIR, then XDG_CACHE
 
 test('the real manifest describes four IDX files with decompressed sizes matching their dims', () => {
   const m = loadManifest();
-  assert.deepEqual(m.files.map((f) => f.name), ['trainImages', 'trainLabels', 'testImages', 'testLabels']);
+  assert.deepEqual(
+    m.files.map((f) => f.name),
+    ['trainImages', 'trainLabels', 'testImages', 'testLabels'],
+  );
   for (const f of m.files) {
     const header = 4 + 4 * f.dims.length;
     assert.equal(f.bytes, header + f.dims.reduce((a, b) => a * b, 1), f.file);

@@ -46,10 +46,7 @@ test('a file that is not IDX at all is rejected by its magic', () => {
 });
 
 test('images with the wrong dimensions are rejected', () => {
-  throwsInput(
-    () => parseIdx(encodeIdx([2, 27, 28], new Uint8Array(2 * 27 * 28)), 'imgs', { dims: [null, 28, 28] }),
-    'imgs: IDX dimensions [2, 27, 28], expected [*, 28, 28]',
-  );
+  throwsInput(() => parseIdx(encodeIdx([2, 27, 28], new Uint8Array(2 * 27 * 28)), 'imgs', { dims: [null, 28, 28] }), 'imgs: IDX dimensions [2, 27, 28], expected [*, 28, 28]');
   throwsInput(() => parseIdx(images(2), 'imgs', { dims: [3, 28, 28] }), 'imgs: IDX dimensions [2, 28, 28], expected [3, 28, 28]');
 });
 

@@ -104,7 +104,14 @@ describe('evaluate round trip', () => {
     assert.equal(r.code, 0, r.stderr);
     const lines = r.stdout.trimEnd().split('\n');
     assert.equal(lines.length, 1, 'one JSON object');
-    const report = JSON.parse(lines[0]!) as { runDir: string; loss: number; accuracy: number; count: number; perClass: { name: string; accuracy: number; count: number }[]; confusion: number[][] };
+    const report = JSON.parse(lines[0]!) as {
+      runDir: string;
+      loss: number;
+      accuracy: number;
+      count: number;
+      perClass: { name: string; accuracy: number; count: number }[];
+      confusion: number[][];
+    };
     assert.deepEqual(Object.keys(report).sort(), ['accuracy', 'confusion', 'count', 'loss', 'perClass', 'runDir']);
 
     const m = metricsOf(RUN);
@@ -119,15 +126,28 @@ describe('evaluate round trip', () => {
     const labels = fs.readFileSync(path.join(CACHE, 't10k-labels-idx1-ubyte')).subarray(8, 8 + TEST_COUNT);
     const labelCounts = new Array<number>(10).fill(0);
     for (const l of labels) labelCounts[l]!++;
-    assert.deepEqual(report.perClass.map((p) => p.name), FASHION_CLASSES);
-    assert.deepEqual(report.perClass.map((p) => p.count), labelCounts);
-    assert.equal(report.perClass.reduce((a, p) => a + p.count, 0), TEST_COUNT);
+    assert.deepEqual(
+      report.perClass.map((p) => p.name),
+      FASHION_CLASSES,
+    );
+    assert.deepEqual(
+      report.perClass.map((p) => p.count),
+      labelCounts,
+    );
+    assert.equal(
+      report.perClass.reduce((a, p) => a + p.count, 0),
+      TEST_COUNT,
+    );
 
     // Confusion rows (true class) sum to the class counts; its diagonal gives the accuracies.
     assert.equal(report.confusion.length, 10);
     report.confusion.forEach((row, c) => {
       assert.equal(row.length, 10);
-      assert.equal(row.reduce((a, b) => a + b, 0), labelCounts[c], `row ${c}`);
+      assert.equal(
+        row.reduce((a, b) => a + b, 0),
+        labelCounts[c],
+        `row ${c}`,
+      );
       assert.equal(report.perClass[c]!.accuracy, labelCounts[c] ? row[c]! / labelCounts[c]! : 0);
     });
     const correct = report.confusion.reduce((a, row, c) => a + row[c]!, 0);
@@ -149,7 +169,10 @@ describe('evaluate round trip', () => {
     assert.equal(r.code, 0, r.stderr);
     const report = JSON.parse(r.stdout) as { count: number; perClass: { count: number }[] };
     assert.equal(report.count, 100);
-    assert.equal(report.perClass.reduce((a, p) => a + p.count, 0), 100);
+    assert.equal(
+      report.perClass.reduce((a, p) => a + p.count, 0),
+      100,
+    );
   });
 });
 
@@ -189,7 +212,10 @@ describe('the saved model', () => {
         weightData: bin.buffer.slice(bin.byteOffset, bin.byteOffset + bin.length),
       }),
     );
-    assert.deepEqual(model.layers.map((l) => l.getClassName()), ['Flatten', 'Dense', 'Dense', 'Dense', 'Dense']);
+    assert.deepEqual(
+      model.layers.map((l) => l.getClassName()),
+      ['Flatten', 'Dense', 'Dense', 'Dense', 'Dense'],
+    );
     // The loaded kernel is byte for byte the start of weights.bin.
     const kernel = model.layers[1]!.getWeights()[0]!.dataSync() as Float32Array;
     assert.ok(Buffer.from(kernel.buffer, kernel.byteOffset, kernel.byteLength).equals(bin.subarray(0, 4 * 784 * 200)));
@@ -197,7 +223,10 @@ describe('the saved model', () => {
     // The first 500 test images, scaled to [0, 1] as the spec's `normalize: scale01`.
     const raw = fs.readFileSync(path.join(CACHE, 't10k-images-idx3-ubyte')).subarray(16, 16 + TEST_COUNT * 784);
     const labels = fs.readFileSync(path.join(CACHE, 't10k-labels-idx1-ubyte')).subarray(8, 8 + TEST_COUNT);
-    const x = tf.tensor3d(Float32Array.from(raw, (b) => b / 255), [TEST_COUNT, 28, 28]);
+    const x = tf.tensor3d(
+      Float32Array.from(raw, (b) => b / 255),
+      [TEST_COUNT, 28, 28],
+    );
     const predicted = tf.tidy(() => (model.predict(x) as tf.Tensor).argMax(1).dataSync() as Int32Array);
     x.dispose();
     model.dispose();
@@ -324,7 +353,14 @@ describe('evaluate refuses tampered run directories with exit 2 and one clear li
 test('evaluate --best evaluates the best epoch saved by training.checkpoint.saveBest', async () => {
   const out = path.join(TMP, 'with-best');
   // Early stopping restores the same best epoch (val_loss): the final model is the best one.
-  const sets = ['--set', 'training.epochs=4', '--set', 'training.checkpoint.saveBest={monitor: val_loss}', '--set', 'training.earlyStopping={monitor: val_loss, patience: 10, restoreBestWeights: true}'];
+  const sets = [
+    '--set',
+    'training.epochs=4',
+    '--set',
+    'training.checkpoint.saveBest={monitor: val_loss}',
+    '--set',
+    'training.earlyStopping={monitor: val_loss, patience: 10, restoreBestWeights: true}',
+  ];
   const run = await regtrain(['run', QUICK, ...TINY, ...sets, '--out', out, '-q']);
   assert.equal(run.code, 0, run.stderr);
   const metrics = metricsOf(out);

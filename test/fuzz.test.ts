@@ -31,8 +31,64 @@ const RUNS = Number(process.env.FUZZ_RUNS) || 300;
 const SEED_OFFSET = Number(process.env.FUZZ_SEED) || 0;
 
 /** YAML fragments that tend to break things: syntax, anchors, tags, odd numbers, hostile keys. */
-const TOKENS = [':', ': ', '- ', '[', ']', '{', '}', ',', '"', "'", '#', '&a ', '*a', '<<: *a', '!!binary ', '!!js/function ', '!custom ', '? ', '|', '>', '\t', '\n', '\n  ', '---\n', '...', '%YAML 1.1\n',
-  '1e9', '1e999', '-1e999', '.nan', '.inf', '-0', '0x1F', '0o17', '4294967296', '-1', '0', '2.5', 'null', '~', 'true', 'yes', '""', '[]', '{}', '__proto__', 'constructor', 'prototype', 'units', 'dense', 'layers', 'model', '\u0000', '\uFEFF', '\u2028', '😀'];
+const TOKENS = [
+  ':',
+  ': ',
+  '- ',
+  '[',
+  ']',
+  '{',
+  '}',
+  ',',
+  '"',
+  "'",
+  '#',
+  '&a ',
+  '*a',
+  '<<: *a',
+  '!!binary ',
+  '!!js/function ',
+  '!custom ',
+  '? ',
+  '|',
+  '>',
+  '\t',
+  '\n',
+  '\n  ',
+  '---\n',
+  '...',
+  '%YAML 1.1\n',
+  '1e9',
+  '1e999',
+  '-1e999',
+  '.nan',
+  '.inf',
+  '-0',
+  '0x1F',
+  '0o17',
+  '4294967296',
+  '-1',
+  '0',
+  '2.5',
+  'null',
+  '~',
+  'true',
+  'yes',
+  '""',
+  '[]',
+  '{}',
+  '__proto__',
+  'constructor',
+  'prototype',
+  'units',
+  'dense',
+  'layers',
+  'model',
+  '\u0000',
+  '\uFEFF',
+  '\u2028',
+  '😀',
+];
 
 interface Outcome {
   ok: boolean;
@@ -69,13 +125,22 @@ function check(text: string, sets: Override[] = []): Outcome {
 
 /** A text edit at a position given as a fraction of the length. */
 const textEdit = fc.oneof(
-  fc.record({ kind: fc.constant('insert' as const), at: fc.double({ min: 0, max: 1, noNaN: true }), what: fc.oneof(fc.constantFrom(...TOKENS), fc.string({ maxLength: 8 }), fc.string({ unit: 'binary', maxLength: 4 })) }),
+  fc.record({
+    kind: fc.constant('insert' as const),
+    at: fc.double({ min: 0, max: 1, noNaN: true }),
+    what: fc.oneof(fc.constantFrom(...TOKENS), fc.string({ maxLength: 8 }), fc.string({ unit: 'binary', maxLength: 4 })),
+  }),
   fc.record({ kind: fc.constant('delete' as const), at: fc.double({ min: 0, max: 1, noNaN: true }), len: fc.integer({ min: 1, max: 20 }) }),
   fc.record({ kind: fc.constant('truncate' as const), at: fc.double({ min: 0, max: 1, noNaN: true }) }),
   fc.record({ kind: fc.constant('dupline' as const), at: fc.double({ min: 0, max: 1, noNaN: true }) }),
   fc.record({ kind: fc.constant('swaplines' as const), a: fc.double({ min: 0, max: 1, noNaN: true }), b: fc.double({ min: 0, max: 1, noNaN: true }) }),
   // A line whose key reaches a prototype, at the indentation of the line it follows (so often valid YAML).
-  fc.record({ kind: fc.constant('hostileKey' as const), at: fc.double({ min: 0, max: 1, noNaN: true }), key: fc.constantFrom('__proto__', 'constructor', 'prototype'), nested: fc.boolean() }),
+  fc.record({
+    kind: fc.constant('hostileKey' as const),
+    at: fc.double({ min: 0, max: 1, noNaN: true }),
+    key: fc.constantFrom('__proto__', 'constructor', 'prototype'),
+    nested: fc.boolean(),
+  }),
 );
 type TextEdit = typeof textEdit extends fc.Arbitrary<infer T> ? T : never;
 
@@ -113,7 +178,9 @@ function applyTextEdit(text: string, e: TextEdit): string {
 const weirdValue = fc.oneof(
   fc.jsonValue({ maxDepth: 3 }),
   // A map whose keys reach prototypes, with a payload that would show up everywhere if it got there.
-  fc.constantFrom(...HOSTILE_KEYS).map((k) => Object.defineProperty({}, k, { value: { polluted: 1, epochs: 99 }, enumerable: true, writable: true, configurable: true }) as unknown),
+  fc
+    .constantFrom(...HOSTILE_KEYS)
+    .map((k) => Object.defineProperty({}, k, { value: { polluted: 1, epochs: 99 }, enumerable: true, writable: true, configurable: true }) as unknown),
   fc.constantFrom(NaN, Infinity, -Infinity, -0, 1e9, 2 ** 53, -1, 0, 0.5, 65537, 1e308, '', 'relu', 'softmax', 'l1', 'l3', null, true, [], {}),
   fc.integer({ min: 1, max: 300 }).map((d) => JSON.parse('['.repeat(d) + ']'.repeat(d)) as unknown),
   fc.integer({ min: 0, max: 2000 }).map((n) => Array.from({ length: n }, () => ({ dense: { units: 1 } }))),
@@ -148,7 +215,8 @@ function applyStructEdit(doc: unknown, e: StructEdit): unknown {
     else delete parent[last];
   } else if (e.kind === 'addKey') {
     const target = parent[last];
-    if (target && typeof target === 'object' && !Array.isArray(target)) Object.defineProperty(target, e.key, { value: e.value, enumerable: true, writable: true, configurable: true });
+    if (target && typeof target === 'object' && !Array.isArray(target))
+      Object.defineProperty(target, e.key, { value: e.value, enumerable: true, writable: true, configurable: true });
   } else if (e.kind === 'wrapList') parent[last] = [parent[last]];
   else parent[last] = { [e.key]: parent[last] };
   return doc;
@@ -185,7 +253,31 @@ test(`${RUNS} random structural mutations (weird values anywhere) never crash an
 });
 
 test(`${RUNS} random --set flags never crash`, { timeout: 120_000 }, () => {
-  const segment = fc.oneof(fc.constantFrom('model', 'layers', '0', '1', '4', '5', '6', '99999999', 'dense', 'units', 'training', 'epochs', 'data', 'validation', 'size', '__proto__', 'constructor', 'prototype', 'variants', 'sweep'), fc.stringMatching(/^[A-Za-z0-9_]{1,6}$/));
+  const segment = fc.oneof(
+    fc.constantFrom(
+      'model',
+      'layers',
+      '0',
+      '1',
+      '4',
+      '5',
+      '6',
+      '99999999',
+      'dense',
+      'units',
+      'training',
+      'epochs',
+      'data',
+      'validation',
+      'size',
+      '__proto__',
+      'constructor',
+      'prototype',
+      'variants',
+      'sweep',
+    ),
+    fc.stringMatching(/^[A-Za-z0-9_]{1,6}$/),
+  );
   const flag = fc.oneof(
     fc.tuple(fc.array(segment, { minLength: 1, maxLength: 6 }), fc.oneof(fc.constantFrom(...TOKENS), fc.string({ maxLength: 10 }))).map(([p, v]) => `${p.join('.')}=${v}`),
     fc.string({ maxLength: 20 }),
@@ -241,7 +333,10 @@ test('a handful of mutated specs through the real CLI exit 0 or 2, never with a 
       assert.ok(r.code === 0 || r.code === 2, `${r.file}: exit ${r.code}\n${r.stderr}\n--- input ---\n${input}`);
       assert.doesNotMatch(r.stderr, /internal error|^ {4}at /m, `${r.file}:\n${r.stderr}`);
     }
-    assert.ok(runs.some((r) => r.code === 2), 'at least one sample is refused');
+    assert.ok(
+      runs.some((r) => r.code === 2),
+      'at least one sample is refused',
+    );
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

@@ -168,31 +168,35 @@ function product(c: Case, o: ReturnType<typeof operands>, e: Epilogue): { C: Flo
 
 for (const backend of ['wasm', 'cpu'] as const) {
   for (const build of BUILDS) {
-    test(`${backend}, ${build.kind}: every transposition case with every epilogue is within float32 rounding of a float64 reference on odd shapes`, { skip: build.skip }, async (t) => {
-      if (!(await useBackend(backend))) return t.skip(`${backend} backend unavailable`);
-      installWasmGemm(backend, build.kind);
-      try {
-        let seed = 10;
-        for (const [m, k, n] of SHAPES) {
-          for (const [tA, tB] of TRANSPOSES) {
-            const c = { m, k, n, tA, tB };
-            const o = operands(c, (seed += 3));
-            const A = o.a.dataSync() as Float32Array;
-            const B = o.b.dataSync() as Float32Array;
-            const bias = o.bias.dataSync() as Float32Array;
-            for (const e of EPILOGUES) {
-              const r = product(c, o, e);
-              const what = `${backend} ${build.kind} ${caseName(c)} ${e}`;
-              assert.equal(r.gemms, 1, `${what}: the wasm GEMM did not run`);
-              assertNearExact(r.C, A, B, e === 'matMul' ? null : bias, e === 'bias+relu', c, what);
+    test(
+      `${backend}, ${build.kind}: every transposition case with every epilogue is within float32 rounding of a float64 reference on odd shapes`,
+      { skip: build.skip },
+      async (t) => {
+        if (!(await useBackend(backend))) return t.skip(`${backend} backend unavailable`);
+        installWasmGemm(backend, build.kind);
+        try {
+          let seed = 10;
+          for (const [m, k, n] of SHAPES) {
+            for (const [tA, tB] of TRANSPOSES) {
+              const c = { m, k, n, tA, tB };
+              const o = operands(c, (seed += 3));
+              const A = o.a.dataSync() as Float32Array;
+              const B = o.b.dataSync() as Float32Array;
+              const bias = o.bias.dataSync() as Float32Array;
+              for (const e of EPILOGUES) {
+                const r = product(c, o, e);
+                const what = `${backend} ${build.kind} ${caseName(c)} ${e}`;
+                assert.equal(r.gemms, 1, `${what}: the wasm GEMM did not run`);
+                assertNearExact(r.C, A, B, e === 'matMul' ? null : bias, e === 'bias+relu', c, what);
+              }
+              tf.dispose([o.a, o.b, o.bias]);
             }
-            tf.dispose([o.a, o.b, o.bias]);
           }
+        } finally {
+          uninstallAcceleratedKernels(backend);
         }
-      } finally {
-        uninstallAcceleratedKernels(backend);
-      }
-    });
+      },
+    );
   }
 }
 
@@ -289,7 +293,7 @@ test('wasm: the wasm GEMM agrees with OpenBLAS to float32 rounding', { skip: bla
   uninstallAcceleratedKernels('wasm');
 });
 
-test('wasm: batched products (shared or per-batch operands) run on the wasm GEMM; other activations and broadcasts go to tfjs\'s kernels', async (t) => {
+test("wasm: batched products (shared or per-batch operands) run on the wasm GEMM; other activations and broadcasts go to tfjs's kernels", async (t) => {
   if (!(await useBackend('wasm'))) return t.skip('wasm backend unavailable');
   const cases: Array<[number[], number[], boolean]> = [
     [[3, 7, 13], [1, 13, 5], false], // B shared: the three A's stacked into one product
@@ -400,68 +404,76 @@ const STEP_CASES: Array<{ backend: 'cpu' | 'wasm'; kind: WasmGemmKind; momentum:
 ];
 
 for (const c of STEP_CASES) {
-  const skip = !fs.existsSync(DEBIAN_DIR) ? `${DEBIAN_DIR} not found (install Debian's dataset-fashion-mnist)` : c.kind === 'wasm-relaxed-simd' && !relaxedAvailable ? 'this runtime has no relaxed SIMD' : false;
-  test(`${c.backend} without OpenBLAS: the lean step on the ${c.kind} GEMM equals tfjs's reference step after 20 steps on real images (momentum ${c.momentum})`, { skip }, async (t) => {
-    if (!(await useBackend(c.backend))) return t.skip(`${c.backend} backend unavailable`);
-    const B = 64;
-    const steps = 20;
-    const data = realImages(B * steps)!;
-    const opts = { learningRate: 0.01, momentum: c.momentum, nesterov: false };
-    const batches = (fn: (xb: tf.Tensor3D, yb: tf.Tensor1D) => void) => {
-      for (let s = 0; s < steps; s++) {
-        const xb = data.x.slice(s * B, B);
-        const yb = data.y.slice(s * B, B);
-        fn(xb, yb);
-        tf.dispose([xb, yb]);
-      }
-    };
-    // The reference: tfjs autodiff on tfjs's own kernels.
-    uninstallAcceleratedKernels(c.backend);
-    const ref = buildTutorialModel(21, opts);
-    const sgd = () => createOptimizer({ sgd: opts });
-    const refStep = createReferenceStep(bindSpec(ref, TUTORIAL_SPEC), sgd());
-    batches((xb, yb) => {
-      const yi = yb.cast('int32') as tf.Tensor1D;
-      refStep.run(xb, yi, 0);
-      yi.dispose();
-    });
-    // The lean step with REGTRAIN_BLAS=off: `auto` must pick the wasm GEMM.
-    withEnv({ REGTRAIN_BLAS: 'off', REGTRAIN_RELAXED_SIMD: c.kind === 'wasm-simd' ? 'off' : undefined }, () => {
-      loadBlas({ reload: true });
-      const r = installAcceleratedKernels(c.backend);
-      assert.equal(r.gemm, c.kind, r.gemmReason);
-    });
-    try {
-      const lean = buildTutorialModel(21, opts);
-      const step = createLeanStep(lean, sgd(), TUTORIAL_PENALTIES);
-      if ('unsupported' in step) throw new Error(step.unsupported);
-      const calls = wasmGemmStats.calls;
-      const fallbacks = accelStats.fallbacks;
-      batches((xb, yb) => step.run(xb, yb));
-      // Each step: 4 forward, 4 weight-gradient, 4 bias-gradient and 3 input-gradient products.
-      assert.equal(wasmGemmStats.calls - calls, 15 * steps);
-      assert.equal(accelStats.fallbacks, fallbacks);
-      const wr = ref.getWeights();
-      const wl = lean.getWeights();
-      wr.forEach((w, i) => {
-        const a = w.dataSync();
-        const b = wl[i]!.dataSync();
-        let d = 0;
-        let mx = 0;
-        for (let j = 0; j < a.length; j++) {
-          d = Math.max(d, Math.abs(a[j]! - b[j]!));
-          mx = Math.max(mx, Math.abs(a[j]!));
+  const skip = !fs.existsSync(DEBIAN_DIR)
+    ? `${DEBIAN_DIR} not found (install Debian's dataset-fashion-mnist)`
+    : c.kind === 'wasm-relaxed-simd' && !relaxedAvailable
+      ? 'this runtime has no relaxed SIMD'
+      : false;
+  test(
+    `${c.backend} without OpenBLAS: the lean step on the ${c.kind} GEMM equals tfjs's reference step after 20 steps on real images (momentum ${c.momentum})`,
+    { skip },
+    async (t) => {
+      if (!(await useBackend(c.backend))) return t.skip(`${c.backend} backend unavailable`);
+      const B = 64;
+      const steps = 20;
+      const data = realImages(B * steps)!;
+      const opts = { learningRate: 0.01, momentum: c.momentum, nesterov: false };
+      const batches = (fn: (xb: tf.Tensor3D, yb: tf.Tensor1D) => void) => {
+        for (let s = 0; s < steps; s++) {
+          const xb = data.x.slice(s * B, B);
+          const yb = data.y.slice(s * B, B);
+          fn(xb, yb);
+          tf.dispose([xb, yb]);
         }
-        assert.ok(d <= STEP_TOL * mx, `weight ${i} ${w.shape}: max |Δ| ${d} > ${STEP_TOL}·${mx}`);
-      });
-      step.dispose();
-      lean.dispose();
-    } finally {
+      };
+      // The reference: tfjs autodiff on tfjs's own kernels.
       uninstallAcceleratedKernels(c.backend);
-      loadBlas({ reload: true });
-      refStep.dispose();
-      ref.dispose();
-      tf.dispose([data.x, data.y]);
-    }
-  });
+      const ref = buildTutorialModel(21, opts);
+      const sgd = () => createOptimizer({ sgd: opts });
+      const refStep = createReferenceStep(bindSpec(ref, TUTORIAL_SPEC), sgd());
+      batches((xb, yb) => {
+        const yi = yb.cast('int32') as tf.Tensor1D;
+        refStep.run(xb, yi, 0);
+        yi.dispose();
+      });
+      // The lean step with REGTRAIN_BLAS=off: `auto` must pick the wasm GEMM.
+      withEnv({ REGTRAIN_BLAS: 'off', REGTRAIN_RELAXED_SIMD: c.kind === 'wasm-simd' ? 'off' : undefined }, () => {
+        loadBlas({ reload: true });
+        const r = installAcceleratedKernels(c.backend);
+        assert.equal(r.gemm, c.kind, r.gemmReason);
+      });
+      try {
+        const lean = buildTutorialModel(21, opts);
+        const step = createLeanStep(lean, sgd(), TUTORIAL_PENALTIES);
+        if ('unsupported' in step) throw new Error(step.unsupported);
+        const calls = wasmGemmStats.calls;
+        const fallbacks = accelStats.fallbacks;
+        batches((xb, yb) => step.run(xb, yb));
+        // Each step: 4 forward, 4 weight-gradient, 4 bias-gradient and 3 input-gradient products.
+        assert.equal(wasmGemmStats.calls - calls, 15 * steps);
+        assert.equal(accelStats.fallbacks, fallbacks);
+        const wr = ref.getWeights();
+        const wl = lean.getWeights();
+        wr.forEach((w, i) => {
+          const a = w.dataSync();
+          const b = wl[i]!.dataSync();
+          let d = 0;
+          let mx = 0;
+          for (let j = 0; j < a.length; j++) {
+            d = Math.max(d, Math.abs(a[j]! - b[j]!));
+            mx = Math.max(mx, Math.abs(a[j]!));
+          }
+          assert.ok(d <= STEP_TOL * mx, `weight ${i} ${w.shape}: max |Δ| ${d} > ${STEP_TOL}·${mx}`);
+        });
+        step.dispose();
+        lean.dispose();
+      } finally {
+        uninstallAcceleratedKernels(c.backend);
+        loadBlas({ reload: true });
+        refStep.dispose();
+        ref.dispose();
+        tf.dispose([data.x, data.y]);
+      }
+    },
+  );
 }

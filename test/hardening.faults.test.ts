@@ -59,10 +59,15 @@ function env(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
 
 function regtrain(args: string[], opts: { uid?: number; timeout?: number } = {}): Promise<Run> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { cwd: TMP, env: env(), encoding: 'utf8', timeout: opts.timeout ?? 60_000, maxBuffer: 16 << 20, ...(opts.uid !== undefined ? { uid: opts.uid, gid: opts.uid } : {}) }, (err, stdout, stderr) => {
-      const e = err as (Error & { code?: number | string; signal?: string }) | null;
-      resolve({ code: e ? (typeof e.code === 'number' ? e.code : null) : 0, signal: e?.signal ?? null, stdout, stderr });
-    });
+    execFile(
+      process.execPath,
+      [BIN, ...args],
+      { cwd: TMP, env: env(), encoding: 'utf8', timeout: opts.timeout ?? 60_000, maxBuffer: 16 << 20, ...(opts.uid !== undefined ? { uid: opts.uid, gid: opts.uid } : {}) },
+      (err, stdout, stderr) => {
+        const e = err as (Error & { code?: number | string; signal?: string }) | null;
+        resolve({ code: e ? (typeof e.code === 'number' ? e.code : null) : 0, signal: e?.signal ?? null, stdout, stderr });
+      },
+    );
   });
 }
 
@@ -111,7 +116,17 @@ function brokenData(changes: Record<string, Buffer>): { manifest: Manifest; sour
 }
 
 function loadOpts(manifest: Manifest, source: string): DataOptions {
-  return { manifest, dataDir: tmpDir(), sources: [source], offline: true, normalize: 'scale01', validation: { size: 0, holdout: true, shuffle: false, stratify: false }, trainLimit: null, testLimit: null, seed: 1 };
+  return {
+    manifest,
+    dataDir: tmpDir(),
+    sources: [source],
+    offline: true,
+    normalize: 'scale01',
+    validation: { size: 0, holdout: true, shuffle: false, stratify: false },
+    trainLimit: null,
+    testLimit: null,
+    seed: 1,
+  };
 }
 
 async function rejectsInput(p: Promise<unknown>, re: RegExp): Promise<void> {
@@ -126,7 +141,7 @@ async function rejectsInput(p: Promise<unknown>, re: RegExp): Promise<void> {
 describe('data faults', () => {
   const images = (n: number) => encodeIdx([n, SIDE, SIDE], new Uint8Array(n * PIXELS));
 
-  test('an images file with a label file\'s magic number is refused naming the file and both magics', async () => {
+  test("an images file with a label file's magic number is refused naming the file and both magics", async () => {
     const { manifest, source } = brokenData({ 'train-images-idx3-ubyte': encodeIdx([TRAIN_LABELS.length * PIXELS], new Uint8Array(TRAIN_LABELS.length * PIXELS)) });
     await rejectsInput(loadDataset(loadOpts(manifest, source)), /train-images-idx3-ubyte: bad IDX magic 0x00000801, expected 0x00000803$/);
   });
@@ -160,7 +175,10 @@ describe('data faults', () => {
     const used = first.files.find((f) => f.name === 'trainLabels')!;
     assert.equal(sha256(used.data), manifest.files[1]!.sha256, 'the returned bytes are the verified ones, not re-read from disk');
     // Without a source the swap is reported; with one it is replaced.
-    await assert.rejects(fetchDataset({ manifest, dataDir, sources: [tmpDir()], offline: true }), (err: unknown) => err instanceof FailureError && /changed since verified; re-fetching/.test(err.message));
+    await assert.rejects(
+      fetchDataset({ manifest, dataDir, sources: [tmpDir()], offline: true }),
+      (err: unknown) => err instanceof FailureError && /changed since verified; re-fetching/.test(err.message),
+    );
     const ds = await loadDataset({ ...loadOpts(manifest, source), dataDir });
     assert.deepEqual([...ds.train.labels], TRAIN_LABELS);
   });
@@ -191,7 +209,8 @@ describe('data faults', () => {
     const dataDir = tmpfs('cache-full', '8k');
     await assert.rejects(
       fetchDataset({ manifest: tinyManifest(), dataDir, sources: [writeTiny(tmpDir(), true)] }),
-      (err: unknown) => err instanceof FailureError && err.message === `data dir ${dataDir}: cannot write train-images-idx3-ubyte (no space left on device); nothing partial is kept`,
+      (err: unknown) =>
+        err instanceof FailureError && err.message === `data dir ${dataDir}: cannot write train-images-idx3-ubyte (no space left on device); nothing partial is kept`,
     );
     assert.deepEqual(listDir(dataDir), []);
   });
@@ -234,11 +253,20 @@ describe('network faults (a real HTTP server on 127.0.0.1)', () => {
     try {
       const dataDir = tmpDir();
       const result = await fetchDataset({ manifest: tinyManifest(), dataDir, sources, ...FAST });
-      assert.ok(result.files.every((f) => f.source === sources[1]), 'every file came from the good mirror');
-      assert.ok(listDir(dataDir).every((f) => !f.endsWith('.part') && !f.endsWith('.tmp')), listDir(dataDir).join(','));
+      assert.ok(
+        result.files.every((f) => f.source === sources[1]),
+        'every file came from the good mirror',
+      );
+      assert.ok(
+        listDir(dataDir).every((f) => !f.endsWith('.part') && !f.endsWith('.tmp')),
+        listDir(dataDir).join(','),
+      );
       assert.ok(server.requests.some((r) => r.startsWith('/bad/')));
       // And with the bad mirror alone, the reason is reported.
-      await assert.rejects(fetchDataset({ manifest: tinyManifest(), dataDir: tmpDir(), sources: [sources[0]!], ...FAST }), (err: unknown) => err instanceof FailureError && note.test(err.message));
+      await assert.rejects(
+        fetchDataset({ manifest: tinyManifest(), dataDir: tmpDir(), sources: [sources[0]!], ...FAST }),
+        (err: unknown) => err instanceof FailureError && note.test(err.message),
+      );
     } finally {
       await server.close();
     }
@@ -253,7 +281,10 @@ describe('network faults (a real HTTP server on 127.0.0.1)', () => {
   });
 
   test('a mirror that resets the connection before answering is rejected and the next source is used', async () => {
-    await fallsThrough((req) => req.socket.resetAndDestroy(), /\/bad\/train-images-idx3-ubyte\.gz: connection closed before a response \(ECONNRESET\) \(2 attempts\)\n {2}http:\/\/127\.0\.0\.1:\d+\/bad\/train-images-idx3-ubyte: connection closed before a response \(ECONNRESET\) \(2 attempts\)$/);
+    await fallsThrough(
+      (req) => req.socket.resetAndDestroy(),
+      /\/bad\/train-images-idx3-ubyte\.gz: connection closed before a response \(ECONNRESET\) \(2 attempts\)\n {2}http:\/\/127\.0\.0\.1:\d+\/bad\/train-images-idx3-ubyte: connection closed before a response \(ECONNRESET\) \(2 attempts\)$/,
+    );
   });
 
   test('a Content-Length smaller than the body is rejected (the file fails its hash) and the next source is used', async () => {
@@ -289,7 +320,8 @@ describe('run directory faults (evaluate, compare)', () => {
     mutate(dir);
     return dir;
   }
-  const editJson = (file: string, edit: (v: Record<string, unknown>) => unknown) => fs.writeFileSync(file, JSON.stringify(edit(JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>)));
+  const editJson = (file: string, edit: (v: Record<string, unknown>) => unknown) =>
+    fs.writeFileSync(file, JSON.stringify(edit(JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>)));
   const editModel = (dir: string, edit: (m: { weightsManifest: { paths: string[] }[] }) => void) =>
     editJson(path.join(dir, 'model.json'), (m) => {
       edit(m as unknown as { weightsManifest: { paths: string[] }[] });
@@ -315,8 +347,16 @@ describe('run directory faults (evaluate, compare)', () => {
         },
         (d) => `error: ${d}/weights.bin: weight dense/kernel contains NaN or infinite values`,
       ],
-      ['traversal', (d) => editModel(d, (m) => (m.weightsManifest[0]!.paths = ['../outside.bin'])), (d) => `error: ${d}/model.json: weights path "../outside.bin" points outside the run directory`],
-      ['absolute-path', (d) => editModel(d, (m) => (m.weightsManifest[0]!.paths = [outside])), (d) => `error: ${d}/model.json: weights path ${JSON.stringify(outside)} points outside the run directory`],
+      [
+        'traversal',
+        (d) => editModel(d, (m) => (m.weightsManifest[0]!.paths = ['../outside.bin'])),
+        (d) => `error: ${d}/model.json: weights path "../outside.bin" points outside the run directory`,
+      ],
+      [
+        'absolute-path',
+        (d) => editModel(d, (m) => (m.weightsManifest[0]!.paths = [outside])),
+        (d) => `error: ${d}/model.json: weights path ${JSON.stringify(outside)} points outside the run directory`,
+      ],
       [
         'symlink-out',
         (d) => {
@@ -325,14 +365,30 @@ describe('run directory faults (evaluate, compare)', () => {
         },
         (d) => `error: ${d}/weights.bin: is a link that leads outside the run directory`,
       ],
-      ['metrics-newer', (d) => editJson(path.join(d, 'metrics.json'), (m) => ({ ...m, formatVersion: 2 })), (d) => `error: ${d}/metrics.json: run format version 2 is from a newer regtrain (this one reads version 1)`],
-      ['metrics-older', (d) => editJson(path.join(d, 'metrics.json'), ({ formatVersion: _v, ...m }) => m), (d) => `error: ${d}/metrics.json: run format version null is from an older or unknown regtrain (this one reads version 1)`],
+      [
+        'metrics-newer',
+        (d) => editJson(path.join(d, 'metrics.json'), (m) => ({ ...m, formatVersion: 2 })),
+        (d) => `error: ${d}/metrics.json: run format version 2 is from a newer regtrain (this one reads version 1)`,
+      ],
+      [
+        'metrics-older',
+        (d) => editJson(path.join(d, 'metrics.json'), ({ formatVersion: _v, ...m }) => m),
+        (d) => `error: ${d}/metrics.json: run format version null is from an older or unknown regtrain (this one reads version 1)`,
+      ],
       ['metrics-null', (d) => fs.writeFileSync(path.join(d, 'metrics.json'), 'null'), (d) => `error: ${d}/metrics.json: expected a JSON object, got null`],
-      ['spec-newer', (d) => fs.writeFileSync(path.join(d, 'spec.yaml'), fs.readFileSync(path.join(d, 'spec.yaml'), 'utf8').replace(/^version: 1$/m, 'version: 2')), (d) => `! version: expected 1 (this regtrain reads spec version 1), got 2 (${d}/spec.yaml:1:10)`],
-      ['not-a-directory', (d) => {
-        fs.rmSync(d, { recursive: true });
-        fs.writeFileSync(d, 'x');
-      }, (d) => `error: ${d}: not a run directory (not a directory)`],
+      [
+        'spec-newer',
+        (d) => fs.writeFileSync(path.join(d, 'spec.yaml'), fs.readFileSync(path.join(d, 'spec.yaml'), 'utf8').replace(/^version: 1$/m, 'version: 2')),
+        (d) => `! version: expected 1 (this regtrain reads spec version 1), got 2 (${d}/spec.yaml:1:10)`,
+      ],
+      [
+        'not-a-directory',
+        (d) => {
+          fs.rmSync(d, { recursive: true });
+          fs.writeFileSync(d, 'x');
+        },
+        (d) => `error: ${d}: not a run directory (not a directory)`,
+      ],
     ];
     const dirs = cases.map(([name, mutate]) => broken(name, mutate));
     const results = await Promise.all(dirs.map((d) => regtrain(['evaluate', d, '--backend', 'cpu'])));
@@ -364,7 +420,9 @@ describe('run directory faults (evaluate, compare)', () => {
   });
 
   test('evaluate of a run whose spec.yaml no longer matches its model is refused', async () => {
-    const d = broken('spec-mismatch', (dir) => fs.writeFileSync(path.join(dir, 'spec.yaml'), fs.readFileSync(path.join(dir, 'spec.yaml'), 'utf8').replace('activation: softmax', 'activation: sigmoid')));
+    const d = broken('spec-mismatch', (dir) =>
+      fs.writeFileSync(path.join(dir, 'spec.yaml'), fs.readFileSync(path.join(dir, 'spec.yaml'), 'utf8').replace('activation: softmax', 'activation: sigmoid')),
+    );
     const r = await regtrain(['evaluate', d, '--backend', 'cpu']);
     assert.equal(r.code, 2, r.stderr);
   });
@@ -409,7 +467,13 @@ async function slowMirror() {
     timers.add(t);
     res.on('close', () => clearInterval(t));
   });
-  return { server, close: async () => { for (const t of timers) clearInterval(t); await server.close(); } };
+  return {
+    server,
+    close: async () => {
+      for (const t of timers) clearInterval(t);
+      await server.close();
+    },
+  };
 }
 
 function start(args: string[], extraEnv: Record<string, string> = {}): { child: ChildProcess; done: Promise<Run>; output: () => string } {
@@ -449,7 +513,7 @@ describe('signals', () => {
     }
   });
 
-  test('two `regtrain run` into one --out: the second refuses (exit 2); SIGTERM during the first one\'s download: exit 130, only spec.yaml left, no partial data, lock released', async () => {
+  test("two `regtrain run` into one --out: the second refuses (exit 2); SIGTERM during the first one's download: exit 130, only spec.yaml left, no partial data, lock released", async () => {
     const mirror = await slowMirror();
     try {
       const out = path.join(TMP, 'run-shared-out');
@@ -465,7 +529,10 @@ describe('signals', () => {
       assertClean(r, 130, 'run SIGTERM during download');
       assert.match(errorLine(r), /^error: SIGTERM: download of trainImages stopped; no partial file is kept$/);
       assert.deepEqual(partial(dataDir), []);
-      assert.deepEqual(listDir(out).filter((f) => f !== 'run.json'), ['spec.yaml']);
+      assert.deepEqual(
+        listDir(out).filter((f) => f !== 'run.json'),
+        ['spec.yaml'],
+      );
     } finally {
       await mirror.close();
     }

@@ -106,9 +106,11 @@ const CORPUS: Record<string, string> = {
 /** Runs jobs with at most `n` at once (child processes are the slow part). */
 async function pool<T>(items: T[], n: number, job: (item: T) => Promise<void>): Promise<void> {
   const queue = [...items];
-  await Promise.all(Array.from({ length: n }, async () => {
-    for (let item = queue.shift(); item !== undefined; item = queue.shift()) await job(item);
-  }));
+  await Promise.all(
+    Array.from({ length: n }, async () => {
+      for (let item = queue.shift(); item !== undefined; item = queue.shift()) await job(item);
+    }),
+  );
 }
 
 describe('the bad-spec corpus (test/fixtures/bad-specs)', () => {

@@ -140,7 +140,7 @@ describe('--out, --timeout and REGTRAIN_BLAS_THREADS', () => {
     }
   });
 
-  test('data fetch --timeout past Node\'s timer limit (2^31 − 1 ms) is refused; the limit itself is accepted', async () => {
+  test("data fetch --timeout past Node's timer limit (2^31 − 1 ms) is refused; the limit itself is accepted", async () => {
     const over = await regtrain(['data', 'fetch', '--offline', '--timeout', '2147484']);
     assert.equal(over.code, 2);
     assert.equal(over.stderr, 'error: --timeout 2147484: at most 2147483 seconds (~24.8 days, the longest timer Node.js can set)\n');
@@ -192,7 +192,7 @@ describe('data sources and cache files that would hang or exhaust memory', () =>
     return message;
   }
 
-  test('a gzip bomb in a source directory stops at the manifest\'s size', async () => {
+  test("a gzip bomb in a source directory stops at the manifest's size", async () => {
     const src = writeTiny(tmpDir(), true);
     fs.writeFileSync(path.join(src, 'train-images-idx3-ubyte.gz'), zlib.gzipSync(Buffer.alloc(10 * 1024 * 1024)));
     fs.rmSync(path.join(src, 'train-images-idx3-ubyte'), { force: true });
@@ -200,7 +200,7 @@ describe('data sources and cache files that would hang or exhaust memory', () =>
     assert.ok(message.includes(`${src}/train-images-idx3-ubyte.gz: decompresses to more than the ${trainImages.bytes} bytes the manifest gives`), message);
   });
 
-  test('a mirror sending an endless body without Content-Length is cut at the manifest\'s size', async () => {
+  test("a mirror sending an endless body without Content-Length is cut at the manifest's size", async () => {
     const server = await serve((_req, res) => {
       res.writeHead(200);
       const chunk = Buffer.alloc(4096, 1);
@@ -241,7 +241,10 @@ describe('data sources and cache files that would hang or exhaust memory', () =>
       if (make === 'fifo') execFileSync('mkfifo', [file]);
       else fs.symlinkSync('/dev/zero', file);
       const what = make === 'fifo' ? 'a FIFO (named pipe), not a regular file' : 'a character device, not a regular file';
-      assert.throws(() => verifyCache(dir, manifest), { name: 'InputError', message: `data dir ${dir}: cannot read train-images-idx3-ubyte (${what}); remove it or choose another --data-dir` });
+      assert.throws(() => verifyCache(dir, manifest), {
+        name: 'InputError',
+        message: `data dir ${dir}: cannot read train-images-idx3-ubyte (${what}); remove it or choose another --data-dir`,
+      });
     }
     const dir = writeTiny(tmpDir(), false);
     fs.truncateSync(path.join(dir, 'train-images-idx3-ubyte'), 1024 ** 3);

@@ -86,7 +86,14 @@ describe('compare counts a repeated (spec, seed) once', () => {
       const dir = path.join(TMP, folder, `${name}-seed${seed}`);
       fs.cpSync(RUN_A, dir, { recursive: true });
       const specFile = path.join(dir, 'spec.yaml');
-      fs.writeFileSync(specFile, fs.readFileSync(specFile, 'utf8').replace(/^seed: \d+$/m, `seed: ${seed}`).replace(/^name: .*$/m, `name: ${name}-seed${seed}`).replace('units: 200', `units: ${units}`));
+      fs.writeFileSync(
+        specFile,
+        fs
+          .readFileSync(specFile, 'utf8')
+          .replace(/^seed: \d+$/m, `seed: ${seed}`)
+          .replace(/^name: .*$/m, `name: ${name}-seed${seed}`)
+          .replace('units: 200', `units: ${units}`),
+      );
       editMetrics(dir, (m) => {
         m.seed = Number(seed);
         m.name = `${name}-seed${seed}`;
@@ -101,7 +108,10 @@ describe('compare counts a repeated (spec, seed) once', () => {
     group('twice', 'wide', { 1: 0.83, 2: 0.84, 3: 0.85 }, 256);
     fs.cpSync(path.join(TMP, 'twice'), path.join(TMP, 'twice-copy'), { recursive: true });
     const result = compareRuns(collectRuns([path.join(TMP, 'twice'), path.join(TMP, 'twice-copy')]), { baseline: 'baseline' });
-    assert.deepEqual(result.groups.map((g) => [g.name.replace(/-seed\d+$/, ''), g.runs.length]).sort(), [['baseline', 3], ['wide', 3]]);
+    assert.deepEqual(result.groups.map((g) => [g.name.replace(/-seed\d+$/, ''), g.runs.length]).sort(), [
+      ['baseline', 3],
+      ['wide', 3],
+    ]);
     assert.equal(result.duplicates.length, 6);
     assert.equal(result.paired.length, 1);
     const p = result.paired[0]!;
@@ -112,7 +122,10 @@ describe('compare counts a repeated (spec, seed) once', () => {
     assert.ok(Math.abs(p.meanDiff - 0.03) < 1e-12);
     const repeats = result.warnings.filter((w) => w.includes('(same spec, seed'));
     assert.equal(repeats.length, 6);
-    assert.ok(repeats.includes(`${path.join(TMP, 'twice-copy', 'wide-seed2')} repeats ${path.join(TMP, 'twice', 'wide-seed2')} (same spec, seed 2): counted once`), repeats.join('\n'));
+    assert.ok(
+      repeats.includes(`${path.join(TMP, 'twice-copy', 'wide-seed2')} repeats ${path.join(TMP, 'twice', 'wide-seed2')} (same spec, seed 2): counted once`),
+      repeats.join('\n'),
+    );
   });
 
   test('a single run found twice is one run: no paired test, no t = ∞', () => {
@@ -146,7 +159,12 @@ describe('weight histograms use shared edges, so every seed and variant adds up'
     assert.equal(h.edges[61], 0);
     const nonZero = h.counts.flatMap((c, j) => (c ? [[j, c]] : []));
     // −0.012 → floor(−2.4) = −3 → 58; 0 and 0.0049 → 61; 0.005 → 62; 0.3 → 60 + 61 = 121.
-    assert.deepEqual(nonZero, [[58, 1], [61, 2], [62, 1], [121, 1]]);
+    assert.deepEqual(nonZero, [
+      [58, 1],
+      [61, 2],
+      [62, 1],
+      [121, 1],
+    ]);
   });
 
   test('each real run writes lattice edges, and a group of two seeds sums both runs per layer', () => {
@@ -155,12 +173,18 @@ describe('weight histograms use shared edges, so every seed and variant adds up'
       m.histograms.forEach((h, i) => {
         const half = (h.edges.length - 1) / 2;
         h.edges.forEach((e, k) => assert.equal(e, Number(((k - half) * 0.005).toFixed(6)), `${run} layer ${i} edge ${k}`));
-        assert.equal(h.counts.reduce((a, b) => a + b, 0), KERNEL_SIZES[i]);
+        assert.equal(
+          h.counts.reduce((a, b) => a + b, 0),
+          KERNEL_SIZES[i],
+        );
       });
     }
     const result = compareRuns(collectRuns([RUN_A, RUN_B]));
     assert.equal(result.groups.length, 1);
-    assert.deepEqual(result.groups[0]!.histograms.map((h) => h.counts.reduce((a, b) => a + b, 0)), KERNEL_SIZES.map((n) => 2 * n));
+    assert.deepEqual(
+      result.groups[0]!.histograms.map((h) => h.counts.reduce((a, b) => a + b, 0)),
+      KERNEL_SIZES.map((n) => 2 * n),
+    );
   });
 
   test('a run with the old per-run ±max|w| edges is re-binned onto the lattice, keeping its count', () => {
@@ -212,7 +236,10 @@ describe('run-dir files: one schema and one reader each; damage is one line, nev
     const r = await regtrain(['compare', RUN_A, ...dirs]);
     assert.equal(r.code, 0, r.stderr);
     const lines = r.stderr.trimEnd().split('\n');
-    assert.deepEqual(lines, cases.map(([name, , message]) => `warning: skipped ${path.join(TMP, 'cases', `metrics-${name}`)}: metrics.json: ${message}`));
+    assert.deepEqual(
+      lines,
+      cases.map(([name, , message]) => `warning: skipped ${path.join(TMP, 'cases', `metrics-${name}`)}: metrics.json: ${message}`),
+    );
   });
 
   test('compare and --report on null edges, numeric layer names, a 200k-bin histogram and members: [null] end in one line per problem', async () => {
@@ -246,7 +273,15 @@ describe('run-dir files: one schema and one reader each; damage is one line, nev
   test('a study.json naming a run directory outside the study is skipped, not followed', () => {
     const study = path.join(TMP, 'study-escape');
     fs.mkdirSync(study);
-    writeJson(path.join(study, 'study.json'), { formatVersion: 1, name: 's', baseline: 'base', variants: ['base'], sweep: {}, repeats: 1, members: [{ name: 'm', variant: 'base', group: 'base', sweep: {}, seed: 1, repeat: 0, runDir: '../run-a' }] });
+    writeJson(path.join(study, 'study.json'), {
+      formatVersion: 1,
+      name: 's',
+      baseline: 'base',
+      variants: ['base'],
+      sweep: {},
+      repeats: 1,
+      members: [{ name: 'm', variant: 'base', group: 'base', sweep: {}, seed: 1, repeat: 0, runDir: '../run-a' }],
+    });
     const c = collectRuns([study]);
     assert.deepEqual(c.runs, []);
     assert.deepEqual(c.skipped, [{ dir: path.join(TMP, 'run-a'), reason: 'study.json names a run directory outside the study' }]);

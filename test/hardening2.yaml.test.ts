@@ -70,14 +70,16 @@ describe('YAML values that are not plain scalars, maps or lists are refused at t
     assert.deepEqual(errors(text), ['! model.layers.2.dense.kernelRegularizer: the YAML tag !!omap is not supported: write a plain value, map or list (spec.yaml:13:72)']);
   });
 
-  test('the core schema\'s own tags (!!str, !!int, !!float, !!bool, !!null, !!map, !!seq) are plain and accepted', () => {
+  test("the core schema's own tags (!!str, !!int, !!float, !!bool, !!null, !!map, !!seq) are plain and accepted", () => {
     const text = withSeed('!!int "7"').replace('epochs: 3', 'epochs: !!int 3').replace('batchSize: 32', 'batchSize: !!int 32').replace('name: quick', 'name: !!str quick');
     assert.deepEqual(errors(text), []);
     assert.equal(parseSpec(text, 'spec.yaml').spec.seed, 7);
   });
 
   test('%YAML 1.1 (yes/no booleans, octal 010, sexagesimal 1:20) is refused, not read with other meanings', () => {
-    assert.deepEqual(errors(`%YAML 1.1\n---\n${QUICK_TEXT}`), ['! invalid YAML: %YAML 1.1 is not supported (regtrain reads YAML 1.2, where yes, 010 and 1:20 keep their plain meaning) (spec.yaml:1:1)']);
+    assert.deepEqual(errors(`%YAML 1.1\n---\n${QUICK_TEXT}`), [
+      '! invalid YAML: %YAML 1.1 is not supported (regtrain reads YAML 1.2, where yes, 010 and 1:20 keep their plain meaning) (spec.yaml:1:1)',
+    ]);
     // Without the directive, 010 is ten (YAML 1.2), not eight.
     // The position is the value's (the node after its tag).
     assert.equal(parseSpec(QUICK_TEXT.replace('epochs: 3', 'epochs: 010'), 'spec.yaml').spec.training.epochs, 10);
@@ -134,7 +136,10 @@ describe('override paths must name a field the schema knows or an existing list 
     ['trainig.epochs=3', "! trainig: unknown key (did you mean 'training'?) (--set trainig.epochs=3)"],
     ['data.validation.sise=3', "! data.validation.size: unknown key (did you mean 'size'?) (--set data.validation.sise=3)".replace('validation.size', 'validation.sise')],
     ['optimizer.sgd.lr=0.1', '! optimizer.sgd.lr: unknown key (--set optimizer.sgd.lr=0.1)'],
-    ['model.layers.1.dense.kernelRegularizer.l3=0.1', "! model.layers.1.dense.kernelRegularizer.l3: unknown key (did you mean 'l1'?) (--set model.layers.1.dense.kernelRegularizer.l3=0.1)"],
+    [
+      'model.layers.1.dense.kernelRegularizer.l3=0.1',
+      "! model.layers.1.dense.kernelRegularizer.l3: unknown key (did you mean 'l1'?) (--set model.layers.1.dense.kernelRegularizer.l3=0.1)",
+    ],
     ['foo=1', '! foo: unknown key (--set foo=1)'],
   ];
 
@@ -146,7 +151,14 @@ describe('override paths must name a field the schema knows or an existing list 
   });
 
   test('paths that name a real field work, including fields the file leaves to their defaults', () => {
-    const ok = ['model.layers.1.dense.units=50', 'training.earlyStopping.patience=2', 'model.layers.4.dense.kernelRegularizer.l1=0.001', 'data.validation.stratify=true', 'optimizer.sgd.momentum=0.9', 'model.layers.0.flatten.inputShape.1=28'];
+    const ok = [
+      'model.layers.1.dense.units=50',
+      'training.earlyStopping.patience=2',
+      'model.layers.4.dense.kernelRegularizer.l1=0.001',
+      'data.validation.stratify=true',
+      'optimizer.sgd.momentum=0.9',
+      'model.layers.0.flatten.inputShape.1=28',
+    ];
     const { spec } = parseSpec(QUICK_TEXT, 'spec.yaml', ok.map(parseSetFlag));
     assert.equal(spec.model.layers[1]!.dense!.units, 50);
     assert.deepEqual(spec.training.earlyStopping, { monitor: 'val_loss', patience: 2, minDelta: 0, restoreBestWeights: false });
@@ -210,6 +222,8 @@ describe("every spec message is in regtrain's words, never zod's", () => {
     assert.deepEqual(errors(QUICK_TEXT, ['data=5']), ['! data: expected a map, got 5 (--set data=5)']);
     assert.deepEqual(errors(QUICK_TEXT, ['variants=5']), ['! variants: expected a map, got 5 (--set variants=5)']);
     assert.deepEqual(errors(QUICK_TEXT, ['training=[1]']), ['! training: expected a map, got a list (--set training=[1])']);
-    assert.deepEqual(errors(`${QUICK_TEXT}variants: { "bad name!": {} }\n`), ['! variants.bad name!: invalid key: expected a variant name of letters, digits, ".", "_" or "-" (spec.yaml:20:26)']);
+    assert.deepEqual(errors(`${QUICK_TEXT}variants: { "bad name!": {} }\n`), [
+      '! variants.bad name!: invalid key: expected a variant name of letters, digits, ".", "_" or "-" (spec.yaml:20:26)',
+    ]);
   });
 });

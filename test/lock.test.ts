@@ -79,7 +79,8 @@ test('of eight processes racing to take over one stale lock, exactly one wins an
     fs.writeFileSync(go, '');
     const outcomes = await Promise.all(racers);
     assert.equal(outcomes.filter((o) => o === 'won').length, 1, outcomes.join('\n'));
-    for (const o of outcomes.filter((x) => x !== 'won')) assert.match(o, new RegExp(`^lost: ${dir}: another regtrain run is writing to it \\((held by pid \\d+|being taken over by another process)\\)$`));
+    for (const o of outcomes.filter((x) => x !== 'won'))
+      assert.match(o, new RegExp(`^lost: ${dir}: another regtrain run is writing to it \\((held by pid \\d+|being taken over by another process)\\)$`));
     assert.deepEqual(fs.readdirSync(dir), [], 'no lock, claim or temp files left once the winner released');
   }
 });
@@ -99,7 +100,10 @@ test('a lock whose pid now belongs to an unrelated live process (a reused PID) i
 
     const live = runDir('live');
     writeLock(live, { pid: sleeper.pid!, start, token: 'livesleeper' });
-    assert.throws(() => claimRunDir(live), (err: unknown) => err instanceof InputError && err.message === `${live}: another regtrain run is writing to it (held by pid ${sleeper.pid})`);
+    assert.throws(
+      () => claimRunDir(live),
+      (err: unknown) => err instanceof InputError && err.message === `${live}: another regtrain run is writing to it (held by pid ${sleeper.pid})`,
+    );
     assert.equal(lockToken(live), 'livesleeper', 'the live lock is untouched');
   } finally {
     sleeper.kill();
@@ -119,7 +123,11 @@ test('a lock left by this very pid in an earlier life (PID 1 in a restarted cont
 test('a lock from another host is respected while its heartbeat is fresh and taken over once it is older than the stale limit', () => {
   const dir = runDir('foreign');
   writeLock(dir, { pid: 1, start: '55', host: 'node-17', token: 'foreignfresh' }, 30);
-  assert.throws(() => claimRunDir(dir), (err: unknown) => err instanceof InputError && err.message === `${dir}: another regtrain run is writing to it (held by pid 1 on host node-17, heartbeat 30 s ago (taken over after 120 s))`);
+  assert.throws(
+    () => claimRunDir(dir),
+    (err: unknown) =>
+      err instanceof InputError && err.message === `${dir}: another regtrain run is writing to it (held by pid 1 on host node-17, heartbeat 30 s ago (taken over after 120 s))`,
+  );
   writeLock(dir, { pid: 1, start: '55', host: 'node-17', token: 'foreignstale' }, 121);
   claimRunDir(dir);
   assert.equal(lockPid(dir), process.pid);
@@ -137,7 +145,22 @@ test('a lock in the format before this one ("<pid>\\n") of a dead process is tak
 for (const signal of ['SIGKILL', 'SIGHUP'] as const) {
   test(`a run ended by ${signal} leaves a lock that is reported as an interrupted run, not as "another regtrain run is writing to it", and --resume takes it over`, async () => {
     const out = path.join(tmp, `killed-${signal}`);
-    const args = [BIN, 'run', QUICK, '--set', 'data.trainLimit=1200', '--set', 'data.validation.size=200', '--set', 'data.testLimit=300', '--set', 'training.epochs=3', '--out', out, '--json'];
+    const args = [
+      BIN,
+      'run',
+      QUICK,
+      '--set',
+      'data.trainLimit=1200',
+      '--set',
+      'data.validation.size=200',
+      '--set',
+      'data.testLimit=300',
+      '--set',
+      'training.epochs=3',
+      '--out',
+      out,
+      '--json',
+    ];
     await new Promise<void>((resolve, reject) => {
       const child = spawn(process.execPath, args, { cwd: tmp });
       let stdout = '';
@@ -150,7 +173,13 @@ for (const signal of ['SIGKILL', 'SIGHUP'] as const) {
     assert.ok(fs.existsSync(path.join(out, LOCK_FILE)), 'the dead run left its lock');
     const again = spawnSync(process.execPath, args, { cwd: tmp, encoding: 'utf8' });
     assert.equal(again.status, 2);
-    assert.equal(again.stderr.split('\n').filter((l) => l.startsWith('error:')).join('\n') + '\n', `error: --out ${out}: holds a run that stopped before finishing (its process is gone); continue it with: regtrain run --resume ${out}\n`);
+    assert.equal(
+      again.stderr
+        .split('\n')
+        .filter((l) => l.startsWith('error:'))
+        .join('\n') + '\n',
+      `error: --out ${out}: holds a run that stopped before finishing (its process is gone); continue it with: regtrain run --resume ${out}\n`,
+    );
     const resumed = spawnSync(process.execPath, [BIN, 'run', '--resume', out, '-q'], { cwd: tmp, encoding: 'utf8' });
     assert.equal(resumed.status, 0, resumed.stderr);
     assert.ok(!fs.existsSync(path.join(out, LOCK_FILE)), 'released at the end');
@@ -160,7 +189,10 @@ for (const signal of ['SIGKILL', 'SIGHUP'] as const) {
 test('a lock that is a FIFO is never read (no hang): it counts as held while fresh and is taken over once stale', () => {
   const dir = runDir('fifo');
   assert.equal(spawnSync('mkfifo', [path.join(dir, LOCK_FILE)]).status, 0);
-  assert.throws(() => claimRunDir(dir), (err: unknown) => err instanceof InputError && err.message === `${dir}: another regtrain run is writing to it (held by an unreadable lock with a recent heartbeat)`);
+  assert.throws(
+    () => claimRunDir(dir),
+    (err: unknown) => err instanceof InputError && err.message === `${dir}: another regtrain run is writing to it (held by an unreadable lock with a recent heartbeat)`,
+  );
   const old = new Date(Date.now() - 200_000);
   fs.utimesSync(path.join(dir, LOCK_FILE), old, old);
   claimRunDir(dir);

@@ -125,7 +125,10 @@ describe('Adam and AdamW', () => {
     a.update({ name: 'k', w, g: Float32Array.from(GRADS[0]!), out: w, l1: 0, l2: 0 }, LR);
     a.endStep();
     const state = a.state();
-    assert.deepEqual(state.slots.map((s) => s.name), ['k/m', 'k/v', 'k/vhat']);
+    assert.deepEqual(
+      state.slots.map((s) => s.name),
+      ['k/m', 'k/v', 'k/vhat'],
+    );
     const b = createOptimizer({ adam: { learningRate: LR, amsgrad: true } });
     b.setState(state, [{ name: 'k', size: 4 }]);
     const [wa, wb] = [Float32Array.from(w), Float32Array.from(w)];
@@ -142,7 +145,14 @@ describe('an L2 penalty and weight decay', () => {
     const lambda = 0.005;
     const base = ['training.batchSize=64', 'data.trainLimit=1280', 'data.validation.size=0'];
     const l2 = loadSpec(QUICK, [...base, ...[1, 2, 3, 4].map((i) => `model.layers.${i}.dense.kernelRegularizer={l2: ${lambda}}`)].map(parseSetFlag)).spec;
-    const wd = loadSpec(QUICK, [...base, ...[1, 2, 3].map((i) => `model.layers.${i}.dense.kernelRegularizer=null`), `optimizer={sgd: {learningRate: 0.01, weightDecay: ${2 * lambda}, excludeFromWeightDecay: [bias]}}`].map(parseSetFlag)).spec;
+    const wd = loadSpec(
+      QUICK,
+      [
+        ...base,
+        ...[1, 2, 3].map((i) => `model.layers.${i}.dense.kernelRegularizer=null`),
+        `optimizer={sgd: {learningRate: 0.01, weightDecay: ${2 * lambda}, excludeFromWeightDecay: [bias]}}`,
+      ].map(parseSetFlag),
+    ).spec;
     const data = await realImages(1280);
     const [a, b] = [buildModel(l2), buildModel(wd)];
     const stepA = createReferenceStep(a, createOptimizer(l2.optimizer));
@@ -160,13 +170,29 @@ describe('an L2 penalty and weight decay', () => {
 });
 
 describe('the lean step and the reference step', () => {
-  const optimizers = ['{sgd: {learningRate: 0.01}}', '{sgd: {learningRate: 0.01, momentum: 0.9, weightDecay: 0.01}}', '{adam: {learningRate: 0.001}}', '{adam: {learningRate: 0.001, amsgrad: true}}', '{adamw: {learningRate: 0.001}}'];
+  const optimizers = [
+    '{sgd: {learningRate: 0.01}}',
+    '{sgd: {learningRate: 0.01, momentum: 0.9, weightDecay: 0.01}}',
+    '{adam: {learningRate: 0.001}}',
+    '{adam: {learningRate: 0.001, amsgrad: true}}',
+    '{adamw: {learningRate: 0.001}}',
+  ];
   for (const optimizer of optimizers) {
     test(`agree after 20 steps of ${optimizer} on real images: weights within 1e-5·max|w|`, async (t) => {
       const backend = await initBackend('wasm');
       if (!backend.gemm.kind) return t.skip(`the lean step needs fast matmul kernels: ${backend.gemm.reason}`);
       // L2 penalties only: an L1-pinned weight within 1 ulp of zero may take either side (test/accel.test.ts).
-      const spec = loadSpec(QUICK, ['training.batchSize=64', 'data.trainLimit=1280', 'data.validation.size=0', 'model.layers.1.dense.kernelRegularizer={l2: 0.001}', 'model.layers.3.dense.kernelRegularizer={l2: 0.01}', `optimizer=${optimizer}`].map(parseSetFlag)).spec;
+      const spec = loadSpec(
+        QUICK,
+        [
+          'training.batchSize=64',
+          'data.trainLimit=1280',
+          'data.validation.size=0',
+          'model.layers.1.dense.kernelRegularizer={l2: 0.001}',
+          'model.layers.3.dense.kernelRegularizer={l2: 0.01}',
+          `optimizer=${optimizer}`,
+        ].map(parseSetFlag),
+      ).spec;
       const data = await realImages(1280);
       const [ref, lean] = [buildModel(spec), buildModel(spec)];
       const refStep = createReferenceStep(ref, createOptimizer(spec.optimizer));
@@ -176,7 +202,10 @@ describe('the lean step and the reference step', () => {
         const { x, y } = batchOf(data, s, 64);
         const r = refStep.run(x, y, 0);
         const l = leanStep.run(x, y, 0);
-        assert.ok(Math.abs(r.dataLoss + r.penalty - (l.dataLoss + l.penalty)) <= 3e-5 * (r.dataLoss + r.penalty), `step ${s}: loss ${l.dataLoss + l.penalty} vs ${r.dataLoss + r.penalty}`);
+        assert.ok(
+          Math.abs(r.dataLoss + r.penalty - (l.dataLoss + l.penalty)) <= 3e-5 * (r.dataLoss + r.penalty),
+          `step ${s}: loss ${l.dataLoss + l.penalty} vs ${r.dataLoss + r.penalty}`,
+        );
         tf.dispose([x, y]);
       }
       ref.model.weights.forEach((w, i) => {
@@ -200,7 +229,14 @@ describe('the lean step and the reference step', () => {
 type Images = { images: Float32Array; labels: Int32Array; count: number };
 const cache = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-opt-'));
 async function realImages(n: number): Promise<Images> {
-  const ds = await loadDataset({ dataDir: cache, normalize: 'scale01', validation: { size: 0, holdout: true, shuffle: false, stratify: false }, trainLimit: n, testLimit: 10, seed: 1 });
+  const ds = await loadDataset({
+    dataDir: cache,
+    normalize: 'scale01',
+    validation: { size: 0, holdout: true, shuffle: false, stratify: false },
+    trainLimit: n,
+    testLimit: 10,
+    seed: 1,
+  });
   return ds.train;
 }
 function batchOf(d: Images, s: number, b: number): { x: tf.Tensor3D; y: tf.Tensor1D } {

@@ -58,12 +58,72 @@ interface Form {
 }
 
 const FORMS: Form[] = [
-  { label: '{l1: 0.01}', regularizer: { l1: 0.01 }, l1: 0.01, l2: 0, penalty: 0.035, update: [[0.001, -0.001], [0.001, 0]] },
-  { label: '{l2: 0.001}', regularizer: { l2: 0.001 }, l1: 0, l2: 0.001, penalty: 0.00525, update: [[0.0002, -0.0004], [0.0001, 0]] },
-  { label: '{l1: 0.01, l2: 0.01}', regularizer: { l1: 0.01, l2: 0.01 }, l1: 0.01, l2: 0.01, penalty: 0.0875, update: [[0.003, -0.005], [0.002, 0]] },
-  { label: 'l1', regularizer: 'l1', l1: 0.01, l2: 0, penalty: 0.035, update: [[0.001, -0.001], [0.001, 0]] },
-  { label: 'l2', regularizer: 'l2', l1: 0, l2: 0.01, penalty: 0.0525, update: [[0.002, -0.004], [0.001, 0]] },
-  { label: 'l1l2', regularizer: 'l1l2', l1: 0.01, l2: 0.01, penalty: 0.0875, update: [[0.003, -0.005], [0.002, 0]] },
+  {
+    label: '{l1: 0.01}',
+    regularizer: { l1: 0.01 },
+    l1: 0.01,
+    l2: 0,
+    penalty: 0.035,
+    update: [
+      [0.001, -0.001],
+      [0.001, 0],
+    ],
+  },
+  {
+    label: '{l2: 0.001}',
+    regularizer: { l2: 0.001 },
+    l1: 0,
+    l2: 0.001,
+    penalty: 0.00525,
+    update: [
+      [0.0002, -0.0004],
+      [0.0001, 0],
+    ],
+  },
+  {
+    label: '{l1: 0.01, l2: 0.01}',
+    regularizer: { l1: 0.01, l2: 0.01 },
+    l1: 0.01,
+    l2: 0.01,
+    penalty: 0.0875,
+    update: [
+      [0.003, -0.005],
+      [0.002, 0],
+    ],
+  },
+  {
+    label: 'l1',
+    regularizer: 'l1',
+    l1: 0.01,
+    l2: 0,
+    penalty: 0.035,
+    update: [
+      [0.001, -0.001],
+      [0.001, 0],
+    ],
+  },
+  {
+    label: 'l2',
+    regularizer: 'l2',
+    l1: 0,
+    l2: 0.01,
+    penalty: 0.0525,
+    update: [
+      [0.002, -0.004],
+      [0.001, 0],
+    ],
+  },
+  {
+    label: 'l1l2',
+    regularizer: 'l1l2',
+    l1: 0.01,
+    l2: 0.01,
+    penalty: 0.0875,
+    update: [
+      [0.003, -0.005],
+      [0.002, 0],
+    ],
+  },
 ];
 
 /** flatten → dense(2) → dense(2, the regularized 2×2 kernel) → dense(10, softmax). */
@@ -120,8 +180,14 @@ before(async () => {
 
 describe('the hand-computed sums', () => {
   test('Σ|w| = 3.5 and Σw² = 5.25 for the kernel [[1, -2], [0.5, 0]]', () => {
-    assert.equal(tf.tidy(() => tf.abs(tf.tensor2d(KERNEL)).sum().arraySync()), SUM_ABS);
-    assert.equal(tf.tidy(() => tf.square(tf.tensor2d(KERNEL)).sum().arraySync()), SUM_SQ);
+    assert.equal(
+      tf.tidy(() => tf.abs(tf.tensor2d(KERNEL)).sum().arraySync()),
+      SUM_ABS,
+    );
+    assert.equal(
+      tf.tidy(() => tf.square(tf.tensor2d(KERNEL)).sum().arraySync()),
+      SUM_SQ,
+    );
   });
 });
 
@@ -212,13 +278,29 @@ describe('a weight that is exactly zero', () => {
   });
 
   test('gets an L1 gradient of 0 from penaltyOf (and ±l1 elsewhere)', () => {
-    const g = tf.tidy(() => tf.grad((w: tf.Tensor) => penaltyOf(w, 0.01, 0))(tf.tensor1d([-1, 0, 2])).arraySync() as number[]);
-    assert.deepEqual(g.map((v) => Math.round(v * 1e6) / 1e6 + 0), [-0.01, 0, 0.01]);
+    const g = tf.tidy(
+      () =>
+        tf
+          .grad((w: tf.Tensor) => penaltyOf(w, 0.01, 0))(tf.tensor1d([-1, 0, 2]))
+          .arraySync() as number[],
+    );
+    assert.deepEqual(
+      g.map((v) => Math.round(v * 1e6) / 1e6 + 0),
+      [-0.01, 0, 0.01],
+    );
   });
 
   test('gets no L2 gradient (2·l2·0 = 0)', () => {
-    const g = tf.tidy(() => tf.grad((w: tf.Tensor) => penaltyOf(w, 0, 0.01))(tf.tensor1d([-1, 0, 2])).arraySync() as number[]);
-    assert.deepEqual(g.map((v) => Math.round(v * 1e6) / 1e6), [-0.02, 0, 0.04]);
+    const g = tf.tidy(
+      () =>
+        tf
+          .grad((w: tf.Tensor) => penaltyOf(w, 0, 0.01))(tf.tensor1d([-1, 0, 2]))
+          .arraySync() as number[],
+    );
+    assert.deepEqual(
+      g.map((v) => Math.round(v * 1e6) / 1e6),
+      [-0.02, 0, 0.04],
+    );
   });
 });
 

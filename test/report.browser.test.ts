@@ -44,7 +44,20 @@ class Browser {
   constructor(readonly profile: string) {
     this.proc = spawn(
       CHROMIUM!,
-      ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage', `--user-data-dir=${profile}`, '--remote-debugging-pipe', 'about:blank'],
+      [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+        '--disable-dev-shm-usage',
+        `--user-data-dir=${profile}`,
+        '--remote-debugging-pipe',
+        'about:blank',
+      ],
       { stdio: ['ignore', 'ignore', 'ignore', 'pipe', 'pipe'] },
     );
     let buf = '';
@@ -103,11 +116,16 @@ class Browser {
       problems: () =>
         mine().flatMap((e) => {
           if (e.method === 'Runtime.exceptionThrown') return [`exception: ${JSON.stringify(e.params.exceptionDetails)}`];
-          if (e.method === 'Runtime.consoleAPICalled' && (e.params.type === 'error' || e.params.type === 'warning')) return [`console.${String(e.params.type)}: ${JSON.stringify(e.params.args)}`];
-          if (e.method === 'Log.entryAdded' && ['error', 'warning'].includes(String((e.params.entry as { level: string }).level))) return [`log: ${JSON.stringify(e.params.entry)}`];
+          if (e.method === 'Runtime.consoleAPICalled' && (e.params.type === 'error' || e.params.type === 'warning'))
+            return [`console.${String(e.params.type)}: ${JSON.stringify(e.params.args)}`];
+          if (e.method === 'Log.entryAdded' && ['error', 'warning'].includes(String((e.params.entry as { level: string }).level)))
+            return [`log: ${JSON.stringify(e.params.entry)}`];
           return [];
         }),
-      requests: () => mine().filter((e) => e.method === 'Network.requestWillBeSent').map((e) => String((e.params.request as { url: string }).url)),
+      requests: () =>
+        mine()
+          .filter((e) => e.method === 'Network.requestWillBeSent')
+          .map((e) => String((e.params.request as { url: string }).url)),
     };
   }
 
@@ -177,10 +195,16 @@ test('the HTML report loads in headless Chromium with no console errors, no netw
     assert.deepEqual(rows, ['*l1', 'baseline', 'l2']);
     // The histogram panels really differ: L1's spike at zero makes its tallest bar the largest share of its panel
     // (the fixtures' 5-bin histograms are re-binned onto the shared 0.005 lattice, so the spike spans several bars).
-    const centre = await browser.evaluate<number[]>(page.session, `[...document.querySelectorAll('svg[data-chart="hist-1-dense_1"] g.series')].map((g) => { const h = [...g.querySelectorAll('rect')].map((r) => Number(r.getAttribute('height'))); return h.reduce((a, b) => Math.max(a, b), 0) / h.reduce((a, b) => a + b, 0); })`);
+    const centre = await browser.evaluate<number[]>(
+      page.session,
+      `[...document.querySelectorAll('svg[data-chart="hist-1-dense_1"] g.series')].map((g) => { const h = [...g.querySelectorAll('rect')].map((r) => Number(r.getAttribute('height'))); return h.reduce((a, b) => Math.max(a, b), 0) / h.reduce((a, b) => a + b, 0); })`,
+    );
     assert.ok(centre[0]! > centre[1]!, `L1's spike at zero should dominate its panel: ${centre}`);
     assert.deepEqual(page.problems(), []);
-    assert.deepEqual(page.requests().filter((u) => !u.startsWith('file:')), []);
+    assert.deepEqual(
+      page.requests().filter((u) => !u.startsWith('file:')),
+      [],
+    );
 
     // The standalone SVG files open on their own, as SVG, with the same series.
     const chartDir = path.join(path.dirname(out), 'report-charts');
@@ -188,7 +212,10 @@ test('the HTML report loads in headless Chromium with no console errors, no netw
     assert.equal(files.length, 6);
     for (const f of files) {
       const svg = await browser.open(pathToFileURL(path.join(chartDir, f)).href);
-      const info = await browser.evaluate<{ tag: string; errors: number; series: number }>(svg.session, `({ tag: document.documentElement.tagName, errors: document.getElementsByTagName('parsererror').length, series: document.querySelectorAll('g.series').length })`);
+      const info = await browser.evaluate<{ tag: string; errors: number; series: number }>(
+        svg.session,
+        `({ tag: document.documentElement.tagName, errors: document.getElementsByTagName('parsererror').length, series: document.querySelectorAll('g.series').length })`,
+      );
       assert.equal(info.tag, 'svg', f);
       assert.equal(info.errors, 0, f);
       assert.equal(info.series, charts.find((c) => `${c.id}.svg` === f)!.series, f);

@@ -92,7 +92,13 @@ for (const momentum of [0, 0.9]) {
       assert.equal(r.status, 0, `${name}: ${r.stderr}`);
       // The switch really happened, and the user is told what it means.
       const [from, to] = name.startsWith('lean') ? ['lean', 'reference'] : ['reference', 'lean'];
-      assert.match(r.stderr, new RegExp(`^warning: the checkpoint was written on wasm \\(${from} step\\), this run trains on wasm \\(${to} step\\): the result matches an uninterrupted run to float32 rounding, not bit for bit$`, 'm'));
+      assert.match(
+        r.stderr,
+        new RegExp(
+          `^warning: the checkpoint was written on wasm \\(${from} step\\), this run trains on wasm \\(${to} step\\): the result matches an uninterrupted run to float32 rounding, not bit for bit$`,
+          'm',
+        ),
+      );
       assert.equal(history(name).length, 3);
       assert.ok(!fs.existsSync(path.join(tmp, name, '.regtrain.lock')), 'the lock is released');
     }
@@ -136,7 +142,15 @@ test('a run with Adam, a cosine schedule and ReduceLROnPlateau killed with SIGKI
 
 test('a run killed after the checkpoint of the epoch early stopping ended it resumes to the same end, training no extra epoch', async () => {
   // patience 0 and a minDelta no epoch can beat: training stops after epoch 2 of 5.
-  const sets = [...small, '--set', 'training.epochs=5', '--set', 'training.earlyStopping={monitor: val_loss, patience: 0, minDelta: 1000, restoreBestWeights: true}', '--set', 'data.testLimit=10000'];
+  const sets = [
+    ...small,
+    '--set',
+    'training.epochs=5',
+    '--set',
+    'training.earlyStopping={monitor: val_loss, patience: 0, minDelta: 1000, restoreBestWeights: true}',
+    '--set',
+    'data.testLimit=10000',
+  ];
   const whole = regtrain(['run', quick, ...sets, '--out', 'es-whole', '-q']);
   assert.equal(whole.status, 0, whole.stderr);
   assert.equal(history('es-whole').length, 2);
@@ -188,7 +202,7 @@ test('--resume refuses --dry-run and --out instead of ignoring them', () => {
   assert.equal(out.stderr.trim(), 'error: --out does not go with --resume: the run continues in whole');
 });
 
-test('--resume --force continues from the run directory\'s own spec when the original spec file no longer loads', async () => {
+test("--resume --force continues from the run directory's own spec when the original spec file no longer loads", async () => {
   const specFile = path.join(tmp, 'broken-later.yaml');
   fs.copyFileSync(quick, specFile);
   await runAndKillAfterFirstEpoch(['run', specFile, ...small, '--out', 'orphan']);
@@ -197,6 +211,9 @@ test('--resume --force continues from the run directory\'s own spec when the ori
   assert.equal(refused.status, 2, refused.stderr);
   const forced = regtrain(['run', '--resume', 'orphan', '--force', '-q']);
   assert.equal(forced.status, 0, forced.stderr);
-  assert.match(forced.stderr, new RegExp(`^warning: ${specFile.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} no longer loads \\(.+\\); resuming with the run directory's own spec.yaml$`, 'm'));
+  assert.match(
+    forced.stderr,
+    new RegExp(`^warning: ${specFile.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} no longer loads \\(.+\\); resuming with the run directory's own spec.yaml$`, 'm'),
+  );
   assert.deepEqual(history('orphan'), history('whole'));
 });

@@ -72,7 +72,11 @@ const numbers = (epochs: EpochRecord[]) => epochs.map(({ seconds: _s, ...rest })
 /** No temp files from atomic writes and no lock left behind. */
 function assertNoLeftovers(dir: string): void {
   const names = fs.readdirSync(dir);
-  assert.deepEqual(names.filter((f) => /^\..*\.tmp$/.test(f)), [], `temp files left in ${dir}: ${names.join(', ')}`);
+  assert.deepEqual(
+    names.filter((f) => /^\..*\.tmp$/.test(f)),
+    [],
+    `temp files left in ${dir}: ${names.join(', ')}`,
+  );
   assert.ok(!names.includes('.regtrain.lock'), `lock file left in ${dir}`);
 }
 
@@ -87,7 +91,10 @@ test('a quick run on the real dataset exits 0 and writes a complete run director
   }
   assertNoLeftovers(out);
   // A finished run keeps no checkpoint (it cannot be resumed).
-  assert.deepEqual(fs.readdirSync(out).filter((f) => f.startsWith('checkpoint')), []);
+  assert.deepEqual(
+    fs.readdirSync(out).filter((f) => f.startsWith('checkpoint')),
+    [],
+  );
 
   const m = metrics(out);
   assert.equal(m.status, 'complete');
@@ -102,13 +109,19 @@ test('a quick run on the real dataset exits 0 and writes a complete run director
   assert.ok(m.test!.accuracy > 0.1 && m.test!.accuracy <= 1, `test accuracy ${m.test!.accuracy}`);
   assert.equal(m.trainEval?.count, 500);
   assert.equal(m.seconds.perEpoch.length, 2);
-  assert.deepEqual(m.finalWeights.map((w) => w.layer), ['dense', 'dense_1', 'dense_2', 'dense_3']);
+  assert.deepEqual(
+    m.finalWeights.map((w) => w.layer),
+    ['dense', 'dense_1', 'dense_2', 'dense_3'],
+  );
   // 784·200+200 + 200·100+100 + 100·50+50 + 50·10+10 = 157000 + 20100 + 5050 + 510.
   assert.deepEqual(m.parameters, { total: 182660, trainable: 182660 });
 
   const h = history(out);
   assert.equal(h.formatVersion, 1);
-  assert.deepEqual(h.epochs.map((e) => e.epoch), [1, 2]);
+  assert.deepEqual(
+    h.epochs.map((e) => e.epoch),
+    [1, 2],
+  );
   for (const e of h.epochs) {
     // Keras's loss is data loss + penalty; this spec regularizes dense, dense_1 and dense_2.
     assert.ok(Math.abs(e.loss - (e.data_loss + e.penalty)) < 1e-9 * Math.max(1, e.loss), `epoch ${e.epoch}: loss ≠ data_loss + penalty`);
@@ -125,7 +138,10 @@ test('a quick run on the real dataset exits 0 and writes a complete run director
   );
 
   // spec.yaml is the resolved spec, overrides included.
-  const spec = YAML.parse(fs.readFileSync(path.join(out, 'spec.yaml'), 'utf8')) as { data: { trainLimit: number; testLimit: number; validation: { size: number } }; training: { epochs: number; batchSize: number } };
+  const spec = YAML.parse(fs.readFileSync(path.join(out, 'spec.yaml'), 'utf8')) as {
+    data: { trainLimit: number; testLimit: number; validation: { size: number } };
+    training: { epochs: number; batchSize: number };
+  };
   assert.equal(spec.data.trainLimit, 600);
   assert.equal(spec.data.testLimit, 500);
   assert.equal(spec.data.validation.size, 100);
@@ -135,10 +151,19 @@ test('a quick run on the real dataset exits 0 and writes a complete run director
   const lines = r.stdout.split('\n').filter((l) => l.startsWith('Epoch '));
   assert.equal(lines.length, 2, r.stdout);
   h.epochs.forEach((e, i) => {
-    const re = /^Epoch (\d+)\/2 - \d+\.\ds - loss: (\d+\.\d{4}) - accuracy: (\d\.\d{4}) - val_loss: (\d+\.\d{4}) - val_accuracy: (\d\.\d{4}) - penalty: (\d+\.\d{4}) - lr: (\d\.\d{4})$/;
+    const re =
+      /^Epoch (\d+)\/2 - \d+\.\ds - loss: (\d+\.\d{4}) - accuracy: (\d\.\d{4}) - val_loss: (\d+\.\d{4}) - val_accuracy: (\d\.\d{4}) - penalty: (\d+\.\d{4}) - lr: (\d\.\d{4})$/;
     const match = re.exec(lines[i]!);
     assert.ok(match, `not a Keras-style epoch line: ${lines[i]}`);
-    assert.deepEqual(match.slice(1), [String(e.epoch), e.loss.toFixed(4), e.accuracy.toFixed(4), e.val_loss!.toFixed(4), e.val_accuracy!.toFixed(4), e.penalty.toFixed(4), '0.0100']);
+    assert.deepEqual(match.slice(1), [
+      String(e.epoch),
+      e.loss.toFixed(4),
+      e.accuracy.toFixed(4),
+      e.val_loss!.toFixed(4),
+      e.val_accuracy!.toFixed(4),
+      e.penalty.toFixed(4),
+      '0.0100',
+    ]);
   });
   assert.ok(r.stdout.includes(`Test: loss: ${m.test!.loss.toFixed(4)} - accuracy: ${m.test!.accuracy.toFixed(4)} (500 images)\n`), r.stdout);
 });
@@ -149,8 +174,14 @@ test('--json prints only JSON lines: start, training, one epoch per epoch, test,
   const r = await regtrain(['run', QUICK, ...TINY, '--set', 'training.epochs=3', '--out', out, '--json'], cwd);
   assert.equal(r.code, 0, r.stderr);
   assert.ok(r.stdout.endsWith('\n'));
-  const events = r.stdout.trimEnd().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
-  assert.deepEqual(events.map((e) => e.event), ['start', 'training', 'epoch', 'epoch', 'epoch', 'test', 'done']);
+  const events = r.stdout
+    .trimEnd()
+    .split('\n')
+    .map((line) => JSON.parse(line) as Record<string, unknown>);
+  assert.deepEqual(
+    events.map((e) => e.event),
+    ['start', 'training', 'epoch', 'epoch', 'epoch', 'test', 'done'],
+  );
 
   const [startEv, trainingEv, ...rest] = events;
   assert.deepEqual(Object.keys(trainingEv!).sort(), ['blas', 'epochs', 'event', 'gemm', 'resumedAfterEpoch', 'seconds', 'step', 'steps']);
@@ -204,7 +235,10 @@ test('a run whose loss becomes non-finite exits 1 with a clear message, keeps it
   // overflows float32 a few epochs in (at epoch 5 on wasm here), after at least one full epoch.
   const r = await regtrain(['run', QUICK, ...TINY, '--set', 'training.epochs=20', '--set', 'training.batchSize=500', '--set', 'optimizer.sgd.learningRate=1e7', '--out', out], cwd);
   assert.equal(r.code, 1, r.stderr);
-  const match = /^error: the loss became NaN or infinite at epoch (\d+), step (\d+): training stopped; try a smaller learning rate or smaller penalties \(history so far is in (.+)\)\n$/.exec(r.stderr);
+  const match =
+    /^error: the loss became NaN or infinite at epoch (\d+), step (\d+): training stopped; try a smaller learning rate or smaller penalties \(history so far is in (.+)\)\n$/.exec(
+      r.stderr,
+    );
   assert.ok(match, `unexpected stderr:\n${r.stderr}`);
   assert.equal(match[3], out);
   const epoch = Number(match[1]);

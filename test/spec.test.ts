@@ -64,7 +64,9 @@ describe('spec errors name the path, the problem and the line:col', () => {
   });
 
   test('a last layer without 10 units is refused (one output per class)', () => {
-    assert.deepEqual(errorLines(fixture('last-layer-units')), ['! model.layers.2.dense.units: the last layer must have 10 units (one per class), got 5 (last-layer-units.yaml:6:23)']);
+    assert.deepEqual(errorLines(fixture('last-layer-units')), [
+      '! model.layers.2.dense.units: the last layer must have 10 units (one per class), got 5 (last-layer-units.yaml:6:23)',
+    ]);
   });
 
   test('a NaN learning rate (.nan in YAML) is refused', () => {
@@ -72,7 +74,9 @@ describe('spec errors name the path, the problem and the line:col', () => {
   });
 
   test('a regularizer shorthand other than l1, l2, l1l2 is refused at its value', () => {
-    assert.deepEqual(errorLines(fixture('bad-shorthand')), ['! model.layers.1.dense.kernelRegularizer: expected {l1, l2} or one of l1, l2, l1l2, got "l3" (bad-shorthand.yaml:8:28)']);
+    assert.deepEqual(errorLines(fixture('bad-shorthand')), [
+      '! model.layers.1.dense.kernelRegularizer: expected {l1, l2} or one of l1, l2, l1l2, got "l3" (bad-shorthand.yaml:8:28)',
+    ]);
   });
 
   test('a YAML syntax error is reported as invalid YAML with its position', () => {
@@ -125,7 +129,10 @@ describe('spec errors name the path, the problem and the line:col', () => {
 });
 
 describe('valid specs', () => {
-  const configs = fs.readdirSync(CONFIGS).filter((f) => /\.ya?ml$/.test(f)).sort();
+  const configs = fs
+    .readdirSync(CONFIGS)
+    .filter((f) => /\.ya?ml$/.test(f))
+    .sort();
 
   test('the configs folder holds at least quick.yaml and article.yaml', () => {
     assert.ok(configs.includes('quick.yaml') && configs.includes('article.yaml'), configs.join(', '));
@@ -159,7 +166,16 @@ describe('valid specs', () => {
     assert.deepEqual(spec.optimizer, { sgd: { learningRate: 0.01, momentum: 0, nesterov: false, weightDecay: 0, excludeFromWeightDecay: [] } });
     assert.deepEqual(spec.model.layers[0], { flatten: { inputShape: [28, 28] } });
     assert.deepEqual(spec.model.layers[1], {
-      dense: { units: 10, activation: 'softmax', useBias: true, kernelInitializer: 'glorotUniform', biasInitializer: 'zeros', kernelRegularizer: null, biasRegularizer: null, activityRegularizer: null },
+      dense: {
+        units: 10,
+        activation: 'softmax',
+        useBias: true,
+        kernelInitializer: 'glorotUniform',
+        biasInitializer: 'zeros',
+        kernelRegularizer: null,
+        biasRegularizer: null,
+        activityRegularizer: null,
+      },
     });
   });
 
@@ -227,7 +243,18 @@ describe('regtrain validate (CLI)', () => {
     const printed = YAML.parse(r.stdout) as ExperimentSpec;
     assert.deepEqual(printed, loadSpec(fixture('minimal')).spec);
     // Defaults a reader looks for are stated explicitly.
-    for (const line of ['version: 1', 'name: minimal', 'seed: 1234', 'backend: auto', '  epochs: 1', '  batchSize: 32', '  shuffle: true', '    learningRate: 0.01', '    size: 5000', '        kernelInitializer: glorotUniform']) {
+    for (const line of [
+      'version: 1',
+      'name: minimal',
+      'seed: 1234',
+      'backend: auto',
+      '  epochs: 1',
+      '  batchSize: 32',
+      '  shuffle: true',
+      '    learningRate: 0.01',
+      '    size: 5000',
+      '        kernelInitializer: glorotUniform',
+    ]) {
       assert.ok(r.stdout.split('\n').includes(line), `missing line ${JSON.stringify(line)} in:\n${r.stdout}`);
     }
   });

@@ -59,7 +59,16 @@ repeats: 2
   const members = expandStudy(loaded);
   assert.deepEqual(
     members.map((m) => m.name),
-    ['baseline-batchSize=16-seed1234', 'baseline-batchSize=16-seed1235', 'baseline-batchSize=64-seed1234', 'baseline-batchSize=64-seed1235', 'l1-batchSize=16-seed1234', 'l1-batchSize=16-seed1235', 'l1-batchSize=64-seed1234', 'l1-batchSize=64-seed1235'],
+    [
+      'baseline-batchSize=16-seed1234',
+      'baseline-batchSize=16-seed1235',
+      'baseline-batchSize=64-seed1234',
+      'baseline-batchSize=64-seed1235',
+      'l1-batchSize=16-seed1234',
+      'l1-batchSize=16-seed1235',
+      'l1-batchSize=64-seed1234',
+      'l1-batchSize=64-seed1235',
+    ],
   );
   const m = members[6]!;
   assert.equal(m.variant, 'l1');
@@ -113,7 +122,9 @@ test('sweep keys are shortened only as far as they stay distinct, and long names
     assert.ok(n.length <= 64, `${n} is longer than 64`);
     assert.match(n, /^[A-Za-z0-9][A-Za-z0-9._=+-]*$/);
   }
-  const long = expandStudy(parseSpec(BASE + `sweep: { data.normalize: [${'a'.repeat(0)}scale01], model.layers.1.dense.activation: [relu, selu] }\nvariants: { ${'v'.repeat(60)}: {} }\n`, 'study.yaml')).map((m) => m.name);
+  const long = expandStudy(
+    parseSpec(BASE + `sweep: { data.normalize: [${'a'.repeat(0)}scale01], model.layers.1.dense.activation: [relu, selu] }\nvariants: { ${'v'.repeat(60)}: {} }\n`, 'study.yaml'),
+  ).map((m) => m.name);
   assert.equal(new Set(long).size, 2);
   for (const n of long) assert.ok(n.length <= 64 && /-[0-9a-f]{8}$/.test(n), n);
   const short = expandStudy(parseSpec(BASE + 'sweep: { model.layers.1.dense.kernelRegularizer.l1: [0, 1e-4, 1e-3, 1e-2] }\n', 'study.yaml')).map((m) => m.name);
@@ -135,7 +146,10 @@ test('a bad value in a variant is reported with the variant and the path', () =>
 
 test('a variant key that is not a dotted path is refused with the variant named', () => {
   const loaded = parseSpec(BASE + 'variants:\n  odd: { "model layers": 1 }\n', 'study.yaml');
-  assert.throws(() => expandStudy(loaded), (err: unknown) => err instanceof InputError && /variant 'odd'.*'model layers' is not a dotted path/.test(err.message));
+  assert.throws(
+    () => expandStudy(loaded),
+    (err: unknown) => err instanceof InputError && /variant 'odd'.*'model layers' is not a dotted path/.test(err.message),
+  );
 });
 
 test('an unknown key in a variant gets a did-you-mean hint', () => {
@@ -159,7 +173,11 @@ test('--dry-run lists every member and writes nothing', async () => {
     process.stdout.write = orig;
     process.stderr.write = origErr;
   }
-  const events = writes.join('').trim().split('\n').map((l) => JSON.parse(l) as { event: string; member: string; overrides: unknown[] });
+  const events = writes
+    .join('')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { event: string; member: string; overrides: unknown[] });
   assert.deepEqual(
     events.map((e) => e.member),
     ['a-seed1234', 'a-seed1235', 'b-seed1234', 'b-seed1235'],
@@ -177,14 +195,20 @@ test('a study runs each member as a child process into its own run directory, ta
   const out = path.join(dir, 'study');
   const r = spawnSync(process.execPath, [path.join(FAKE, 'study-driver.js'), spec, out, '1', '--json'], { encoding: 'utf8' });
   assert.equal(r.status, 0, r.stderr);
-  const events = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  const events = r.stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
   assert.deepEqual(
     events.map((e) => `${e.event}${e.member ? ` ${e.member}` : ''}`),
     ['study', 'member-start baseline', 'epoch baseline', 'done baseline', 'member-end baseline', 'member-start wide', 'epoch wide', 'done wide', 'member-end wide', 'study-end'],
   );
   const study = JSON.parse(fs.readFileSync(path.join(out, 'study.json'), 'utf8')) as StudyFile;
   assert.equal(study.baseline, 'baseline');
-  assert.deepEqual(study.members.map((m) => m.name), ['baseline', 'wide']);
+  assert.deepEqual(
+    study.members.map((m) => m.name),
+    ['baseline', 'wide'],
+  );
   assert.match(fs.readFileSync(path.join(out, 'specs', 'wide.yaml'), 'utf8'), /units: 64/);
   for (const m of ['baseline', 'wide']) assert.ok(fs.existsSync(path.join(out, 'runs', m, 'metrics.json')));
   // Re-running into the same directory keeps complete runs instead of training them again.
@@ -195,7 +219,10 @@ test('a study runs each member as a child process into its own run directory, ta
   const other = writeSpec(dir, BASE + 'variants: { baseline: {}, wide: { model.layers.1.dense.units: 128 } }\n', 'other.yaml');
   const refused = spawnSync(process.execPath, [path.join(FAKE, 'study-driver.js'), other, out, '1'], { encoding: 'utf8' });
   assert.equal(refused.status, 2);
-  assert.match(refused.stderr, /holds another study \(tiny, 2 members, hash [0-9a-f]{10}; this one is tiny, 2 members, hash [0-9a-f]{10}\); a study directory holds one study: choose another directory/);
+  assert.match(
+    refused.stderr,
+    /holds another study \(tiny, 2 members, hash [0-9a-f]{10}; this one is tiny, 2 members, hash [0-9a-f]{10}\); a study directory holds one study: choose another directory/,
+  );
 });
 
 test('a failing member does not stop the others, and the study exits 1 naming it', () => {
@@ -244,7 +271,11 @@ test('SIGINT reaches the running members, starts no new ones, the study exits 13
   // Running the study again continues the interrupted member (run refuses a non-empty --out) and runs the rest.
   const again = spawnSync(process.execPath, [path.join(FAKE, 'study-driver.js'), spec, out, '1'], { encoding: 'utf8' });
   assert.equal(again.status, 0, again.stderr);
-  const log = fs.readFileSync(path.join(out, 'fake.log'), 'utf8').trim().split('\n').map((l) => l.split(' ').slice(1).join(' '));
+  const log = fs
+    .readFileSync(path.join(out, 'fake.log'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => l.split(' ').slice(1).join(' '));
   assert.deepEqual(log, ['start slow', 'end slow', 'resume slow', 'end slow', 'start later', 'end later']);
 });
 
@@ -267,18 +298,24 @@ test('plan --format lines writes members.txt into studies/<name>-<hash>, prints 
   assert.match(artifact, /^studies\/tiny-[0-9a-f]{10}\/members\.txt$/);
   const studyDir = path.dirname(artifact);
   const lines = fs.readFileSync(path.join(dir, artifact), 'utf8').trim().split('\n');
-  assert.deepEqual(lines, [0, 1, 2, 3].map((i) => `regtrain run-member ${studyDir} --index ${i}`));
+  assert.deepEqual(
+    lines,
+    [0, 1, 2, 3].map((i) => `regtrain run-member ${studyDir} --index ${i}`),
+  );
   assert.match(r.stderr, new RegExp(`^planned study tiny: 4 members in ${studyDir}; .*afterwards: regtrain compare ${studyDir}\n$`));
   // The line itself runs from a shell where regtrain is installed (--help: the test must not train).
   const help = spawnSync('sh', ['-c', `${lines[0]} --help`], { encoding: 'utf8', cwd: dir, env: regtrainOnPath(dir) });
   assert.equal(help.status, 0, help.stderr);
   assert.match(help.stdout, /Usage: regtrain run-member/);
   const study = JSON.parse(fs.readFileSync(path.join(dir, studyDir, 'study.json'), 'utf8')) as StudyFile;
-  assert.deepEqual(study.members.map((m) => [m.name, m.spec, m.runDir]), ['baseline-seed1234', 'baseline-seed1235', 'l2-seed1234', 'l2-seed1235'].map((n) => [n, `specs/${n}.yaml`, `runs/${n}`]));
+  assert.deepEqual(
+    study.members.map((m) => [m.name, m.spec, m.runDir]),
+    ['baseline-seed1234', 'baseline-seed1235', 'l2-seed1234', 'l2-seed1235'].map((n) => [n, `specs/${n}.yaml`, `runs/${n}`]),
+  );
   for (const m of study.members) assert.equal(cli(['validate', path.join(dir, studyDir, m.spec)], dir).status, 0, `${m.spec} does not validate`);
 });
 
-test('every artifact is free of this machine\'s absolute paths, and --json prints one line naming the study directory, the artifact and the member count', () => {
+test("every artifact is free of this machine's absolute paths, and --json prints one line naming the study directory, the artifact and the member count", () => {
   const dir = tmpdir();
   const spec = writeSpec(dir, TWO_BY_TWO);
   for (const format of ['slurm', 'k8s', 'parallel', 'lines']) {
@@ -319,12 +356,22 @@ test('a study directory holds one study: another study, a run directory or a fol
   const spec = writeSpec(dir, TWO_BY_TWO);
   const studyDir = path.join(dir, 'S');
   assert.equal(cli(['plan', spec, '--out', studyDir], dir).status, 0);
-  const snapshot = (d: string) => fs.readdirSync(d, { recursive: true }).map(String).sort().map((f) => [f, fs.statSync(path.join(d, f)).isFile() ? fs.readFileSync(path.join(d, f), 'utf8') : 'dir']);
+  const snapshot = (d: string) =>
+    fs
+      .readdirSync(d, { recursive: true })
+      .map(String)
+      .sort()
+      .map((f) => [f, fs.statSync(path.join(d, f)).isFile() ? fs.readFileSync(path.join(d, f), 'utf8') : 'dir']);
   const before = snapshot(studyDir);
   const other = writeSpec(dir, BASE + 'variants: { x: {}, y: { training.epochs: 3 } }\n', 'other.yaml');
   const r = cli(['plan', other, '--out', studyDir], dir);
   assert.equal(r.status, 2);
-  assert.match(r.stderr, new RegExp(`^error: ${studyDir}: holds another study \\(tiny, 4 members, hash [0-9a-f]{10}; this one is tiny, 2 members, hash [0-9a-f]{10}\\); a study directory holds one study: choose another directory\n$`));
+  assert.match(
+    r.stderr,
+    new RegExp(
+      `^error: ${studyDir}: holds another study \\(tiny, 4 members, hash [0-9a-f]{10}; this one is tiny, 2 members, hash [0-9a-f]{10}\\); a study directory holds one study: choose another directory\n$`,
+    ),
+  );
   assert.deepEqual(snapshot(studyDir), before);
   // A finished run directory is not a study directory.
   const runDir = path.join(dir, 'run');
@@ -368,18 +415,24 @@ test('two plans of different studies racing for one directory: exactly one is wr
     assert.deepEqual(results.map((r) => r.code).sort(), [0, 2], results.map((r) => r.stderr).join('\n'));
     const winner = results.findIndex((r) => r.code === 0) === 0 ? 'a' : 'b';
     const study = JSON.parse(fs.readFileSync(path.join(studyDir, 'study.json'), 'utf8')) as StudyFile;
-    assert.deepEqual(study.members.map((m) => m.name), [`${winner}1`, `${winner}2`]);
+    assert.deepEqual(
+      study.members.map((m) => m.name),
+      [`${winner}1`, `${winner}2`],
+    );
     assert.deepEqual(fs.readdirSync(path.join(studyDir, 'specs')).sort(), [`${winner}1.yaml`, `${winner}2.yaml`]);
   }
 });
 
-test('a study\'s member count is checked before it is expanded: a huge sweep is refused at once, naming the count and how to raise the cap', () => {
+test("a study's member count is checked before it is expanded: a huge sweep is refused at once, naming the count and how to raise the cap", () => {
   const dir = tmpdir();
   const values = `[${Array.from({ length: 1000 }, (_, i) => i + 1).join(', ')}]`;
   const spec = writeSpec(dir, BASE + `sweep: { training.batchSize: ${values}, training.epochs: ${values} }\nrepeats: 1000\nvariants: { a: {}, b: {} }\n`);
   const r = cli(['plan', spec], dir);
   assert.equal(r.status, 2);
-  assert.equal(r.stderr, `error: study.yaml: the study has 2 × 1000 × 1000 × 1000 = 2000000000 members, more than the limit of 10000; raise it with --max-members N (or REGTRAIN_MAX_MEMBERS=N) if you mean it\n`);
+  assert.equal(
+    r.stderr,
+    `error: study.yaml: the study has 2 × 1000 × 1000 × 1000 = 2000000000 members, more than the limit of 10000; raise it with --max-members N (or REGTRAIN_MAX_MEMBERS=N) if you mean it\n`,
+  );
   assert.equal(fs.existsSync(path.join(dir, 'studies')), false);
   const small = writeSpec(dir, BASE + 'repeats: 3\n', 'small.yaml');
   const capped = cli(['plan', small, '--max-members', '2'], dir);

@@ -141,7 +141,7 @@ function tfMask(crc: number): number {
 function readRecords(file: string): Uint8Array[] {
   const buf = fs.readFileSync(file);
   const records: Uint8Array[] = [];
-  for (let offset = 0; offset < buf.length; ) {
+  for (let offset = 0; offset < buf.length;) {
     assert.ok(offset + 12 <= buf.length, `${file}: record at byte ${offset}: header cut short`);
     const length = Number(buf.readBigUInt64LE(offset));
     assert.equal(buf.readUInt32LE(offset + 8), tfMask(CRC32C.buf(buf.subarray(offset, offset + 8))), `${file}: record at byte ${offset}: CRC of the length`);
@@ -219,7 +219,7 @@ describe('CRC-32C', () => {
 });
 
 describe('TFRecord framing', () => {
-  test('a 3-byte record is the length as uint64 LE, its masked CRC, the data and the data\'s masked CRC', () => {
+  test("a 3-byte record is the length as uint64 LE, its masked CRC, the data and the data's masked CRC", () => {
     const data = Uint8Array.from([7, 8, 9]);
     const record = Buffer.from(frameRecord(data));
     assert.equal(record.length, 8 + 4 + 3 + 4);
@@ -232,11 +232,14 @@ describe('TFRecord framing', () => {
 
 // ---- histogram bucketing ------------------------------------------------------------------------
 
-describe('histogram bucketing (TensorFlow\'s default buckets)', () => {
+describe("histogram bucketing (TensorFlow's default buckets)", () => {
   test('there are 1551 limits, -DBL_MAX … -1e-12, 0, 1e-12 … DBL_MAX, each 1.1 times the one nearer zero', () => {
     const limits = defaultBucketLimits();
     assert.equal(limits.length, 1551);
-    assert.deepEqual([limits[0], limits[773], limits[774], limits[775], limits[776], limits[777], limits[1549], limits[1550]], [-DBL_MAX, -1e-12 * 1.1, -1e-12, 0, 1e-12, 1e-12 * 1.1, limits[1549], DBL_MAX]);
+    assert.deepEqual(
+      [limits[0], limits[773], limits[774], limits[775], limits[776], limits[777], limits[1549], limits[1550]],
+      [-DBL_MAX, -1e-12 * 1.1, -1e-12, 0, 1e-12, 1e-12 * 1.1, limits[1549], DBL_MAX],
+    );
     for (let i = 777; i < 1550; i++) assert.equal(limits[i], limits[i - 1] * 1.1, `limit ${i}`);
     for (let i = 0; i < 775; i++) assert.equal(limits[i], -limits[1550 - i], `limit ${i} mirrors ${1550 - i}`);
     assert.ok(limits[1549] < 1e20 && limits[1549] * 1.1 >= 1e20, `largest finite limit ${limits[1549]}`);
@@ -261,28 +264,40 @@ describe('histogram bucketing (TensorFlow\'s default buckets)', () => {
     assert.deepEqual([h.min, h.max, h.num, h.sum, h.sumSquares], [0.25, 0.25, 7, 1.75, 0.4375]);
   });
 
-  test('no values give TensorFlow\'s empty histogram: one empty bucket up to DBL_MAX, min DBL_MAX, max -DBL_MAX', () => {
+  test("no values give TensorFlow's empty histogram: one empty bucket up to DBL_MAX, min DBL_MAX, max -DBL_MAX", () => {
     const h: Histogram = histogramOf([], 'empty');
     assert.deepEqual(h, { min: DBL_MAX, max: -DBL_MAX, num: 0, sum: 0, sumSquares: 0, bucketLimit: [DBL_MAX], bucket: [0] });
   });
 
   test('NaN and infinite values are refused in one line that counts them', () => {
-    assert.throws(() => histogramOf([1, NaN, Infinity, NaN, -Infinity], 'dense/kernel'), (err: unknown) => {
-      assert.ok(err instanceof FailureError);
-      assert.equal(err.message, 'dense/kernel: 2 NaN and 2 infinite of 5 values; a TensorBoard histogram cannot hold them (training has diverged?)');
-      return true;
-    });
+    assert.throws(
+      () => histogramOf([1, NaN, Infinity, NaN, -Infinity], 'dense/kernel'),
+      (err: unknown) => {
+        assert.ok(err instanceof FailureError);
+        assert.equal(err.message, 'dense/kernel: 2 NaN and 2 infinite of 5 values; a TensorBoard histogram cannot hold them (training has diverged?)');
+        return true;
+      },
+    );
   });
 
-  test('for any finite values the counts sum to their number and match a recount into the proto\'s buckets', () => {
+  test("for any finite values the counts sum to their number and match a recount into the proto's buckets", () => {
     fc.assert(
-      fc.property(fc.array(fc.oneof(fc.double({ noNaN: true, noDefaultInfinity: true }), fc.double({ min: -1, max: 1, noNaN: true }), fc.constantFrom(0, -0, 1e-12, -1e-12, DBL_MAX, -DBL_MAX)), { maxLength: 200 }), (values) => {
-        const h = histogramOf(values, 'values');
-        assert.equal(sumOf(h.bucket), values.length);
-        assert.equal(h.num, values.length);
-        if (values.length > 0) assert.deepEqual(h.bucket, recount(values, h));
-        assert.ok(h.bucketLimit.every((l, i) => i === 0 || l > h.bucketLimit[i - 1]), 'limits ascend');
-      }),
+      fc.property(
+        fc.array(
+          fc.oneof(fc.double({ noNaN: true, noDefaultInfinity: true }), fc.double({ min: -1, max: 1, noNaN: true }), fc.constantFrom(0, -0, 1e-12, -1e-12, DBL_MAX, -DBL_MAX)),
+          { maxLength: 200 },
+        ),
+        (values) => {
+          const h = histogramOf(values, 'values');
+          assert.equal(sumOf(h.bucket), values.length);
+          assert.equal(h.num, values.length);
+          if (values.length > 0) assert.deepEqual(h.bucket, recount(values, h));
+          assert.ok(
+            h.bucketLimit.every((l, i) => i === 0 || l > h.bucketLimit[i - 1]),
+            'limits ascend',
+          );
+        },
+      ),
       { seed: 5, numRuns: 300 },
     );
   });
@@ -309,7 +324,13 @@ describe('TensorBoardWriter', () => {
     const events = readEvents(writer.file);
     assert.equal(events.length, 2 + 9);
     assert.deepEqual(events[0], { wall_time: 1_700_000_000.25, step: 0, what: 'file_version', file_version: 'brain.Event:2', source_metadata: { writer: 'regtrain' } });
-    assert.deepEqual(events[1], { wall_time: 1_700_000_001.25, step: 0, what: 'session_log', session_log: { status: 'START', checkpoint_path: '', msg: '' }, source_metadata: null });
+    assert.deepEqual(events[1], {
+      wall_time: 1_700_000_001.25,
+      step: 0,
+      what: 'session_log',
+      session_log: { status: 'START', checkpoint_path: '', msg: '' },
+      source_metadata: null,
+    });
     assert.deepEqual(
       events.map((e) => e.wall_time),
       Array.from({ length: 11 }, (_, i) => 1_700_000_000.25 + i),
@@ -358,7 +379,15 @@ describe('TensorBoardWriter', () => {
     assert.equal(path.basename(w2.file), 'events.out.tfevents.0000086400.odd_host_name');
     const w3 = TensorBoardWriter.open(dir);
     w3.close();
-    assert.match(path.basename(w3.file), new RegExp(`^events\\.out\\.tfevents\\.\\d{10}\\.${os.hostname().replace(/[^A-Za-z0-9._-]/g, '_').replace(/\./g, '\\.')}$`));
+    assert.match(
+      path.basename(w3.file),
+      new RegExp(
+        `^events\\.out\\.tfevents\\.\\d{10}\\.${os
+          .hostname()
+          .replace(/[^A-Za-z0-9._-]/g, '_')
+          .replace(/\./g, '\\.')}$`,
+      ),
+    );
     assert.deepEqual(fs.readdirSync(dir).sort(), [w2.file, w1.file, w3.file].map((f) => path.basename(f)).sort());
   });
 
@@ -410,11 +439,14 @@ describe('TensorBoardWriter', () => {
     const dir = freshDir();
     const writer = TensorBoardWriter.open(dir, { wallTime: () => 1_700_000_000, host: 'h' });
     const size = fs.statSync(writer.file).size;
-    assert.throws(() => writer.histogram('dense_1/kernel', Float32Array.from([0.1, NaN, 0.2]), 4), (err: unknown) => {
-      assert.ok(err instanceof FailureError);
-      assert.equal(err.message, `${writer.file}: histogram "dense_1/kernel" at step 4: 1 NaN of 3 values; a TensorBoard histogram cannot hold them (training has diverged?)`);
-      return true;
-    });
+    assert.throws(
+      () => writer.histogram('dense_1/kernel', Float32Array.from([0.1, NaN, 0.2]), 4),
+      (err: unknown) => {
+        assert.ok(err instanceof FailureError);
+        assert.equal(err.message, `${writer.file}: histogram "dense_1/kernel" at step 4: 1 NaN of 3 values; a TensorBoard histogram cannot hold them (training has diverged?)`);
+        return true;
+      },
+    );
     assert.equal(fs.statSync(writer.file).size, size);
     writer.scalar('loss', 1, 4);
     writer.close();
@@ -434,11 +466,14 @@ describe('TensorBoardWriter', () => {
     const blocker = path.join(TMP, 'a-file');
     fs.writeFileSync(blocker, 'not a folder');
     const dir = path.join(blocker, 'tensorboard');
-    assert.throws(() => TensorBoardWriter.open(dir, { host: 'h' }), (err: unknown) => {
-      assert.ok(err instanceof FailureError);
-      assert.equal(err.message, `${dir}: cannot create the TensorBoard folder (a file is in the way of the folder)`);
-      return true;
-    });
+    assert.throws(
+      () => TensorBoardWriter.open(dir, { host: 'h' }),
+      (err: unknown) => {
+        assert.ok(err instanceof FailureError);
+        assert.equal(err.message, `${dir}: cannot create the TensorBoard folder (a file is in the way of the folder)`);
+        return true;
+      },
+    );
   });
 
   const NO_MOUNT = canMountTmpfs();
@@ -488,7 +523,21 @@ describe('regtrain run', () => {
   test('writes RUN_DIR/tensorboard/ that the independent reader decodes: every epoch scalar of history.json and a histogram per weight', () => {
     const root = path.resolve(__dirname, '../..');
     const out = path.join(TMP, 'run');
-    const args = ['run', path.join(root, 'configs', 'quick.yaml'), '--set', 'data.trainLimit=1200', '--set', 'data.validation.size=200', '--set', 'data.testLimit=300', '--set', 'training.epochs=2', '--out', out, '-q'];
+    const args = [
+      'run',
+      path.join(root, 'configs', 'quick.yaml'),
+      '--set',
+      'data.trainLimit=1200',
+      '--set',
+      'data.validation.size=200',
+      '--set',
+      'data.testLimit=300',
+      '--set',
+      'training.epochs=2',
+      '--out',
+      out,
+      '-q',
+    ];
     execFileSync(process.execPath, [path.join(root, 'bin', 'regtrain'), ...args], { env: { ...process.env, REGTRAIN_DATA_DIR: path.join(TMP, 'cache') } });
     const files = fs.readdirSync(path.join(out, 'tensorboard'));
     assert.equal(files.length, 1);
@@ -498,13 +547,23 @@ describe('regtrain run', () => {
     const f32 = (x: number) => Math.fround(x);
     for (const e of history) {
       const at = (tag: string) => got.find(([step, t]) => step === e.epoch && t === tag)?.[2];
-      for (const tag of ['loss', 'accuracy', 'val_loss', 'val_accuracy', 'data_loss', 'penalty', 'lr']) assert.equal(at(tag), f32(e[tag] as number), `epoch ${String(e.epoch)}: ${tag}`);
+      for (const tag of ['loss', 'accuracy', 'val_loss', 'val_accuracy', 'data_loss', 'penalty', 'lr'])
+        assert.equal(at(tag), f32(e[tag] as number), `epoch ${String(e.epoch)}: ${tag}`);
       for (const [name, v] of Object.entries(e.penalties as Record<string, number>)) assert.equal(at(`penalty/${name}`), f32(v), `epoch ${String(e.epoch)}: penalty/${name}`);
       // The 784×200 first kernel: its buckets count every weight.
       const kernel = at('weights/dense/kernel') as DecodedHistogram;
       assert.equal(sumOf(kernel.bucket), 784 * 200);
       assert.equal(kernel.num, 784 * 200);
     }
-    assert.deepEqual([...new Set(got.filter(([, t]) => t.startsWith('weights/')).map(([, t]) => t))].sort(), ['weights/dense/bias', 'weights/dense/kernel', 'weights/dense_1/bias', 'weights/dense_1/kernel', 'weights/dense_2/bias', 'weights/dense_2/kernel', 'weights/dense_3/bias', 'weights/dense_3/kernel']);
+    assert.deepEqual([...new Set(got.filter(([, t]) => t.startsWith('weights/')).map(([, t]) => t))].sort(), [
+      'weights/dense/bias',
+      'weights/dense/kernel',
+      'weights/dense_1/bias',
+      'weights/dense_1/kernel',
+      'weights/dense_2/bias',
+      'weights/dense_2/kernel',
+      'weights/dense_3/bias',
+      'weights/dense_3/kernel',
+    ]);
   });
 });

@@ -34,7 +34,12 @@ for (const variant of [
     // The test is about this path: a silent fallback to the other must fail it.
     assert.equal(step.path, variant.path, step.description);
     const counts: number[] = [];
-    await fit(built, step, { train: split(640, 1), validation: split(128, 2) }, new CallbackList([{ name: 'count', onEpochEnd: () => void counts.push(tf.memory().numTensors) }]), { epochs: 4, batchSize: 64, shuffle: true, seed: spec.seed });
+    await fit(built, step, { train: split(640, 1), validation: split(128, 2) }, new CallbackList([{ name: 'count', onEpochEnd: () => void counts.push(tf.memory().numTensors) }]), {
+      epochs: 4,
+      batchSize: 64,
+      shuffle: true,
+      seed: spec.seed,
+    });
     step.dispose();
     built.model.dispose();
     assert.equal(counts.length, 4);

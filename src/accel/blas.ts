@@ -55,8 +55,7 @@ const CblasTrans = 112;
 
 /** Candidate sonames/paths, most specific last-resort paths after the loader's own search. */
 export function candidateLibraries(): string[] {
-  const triplet =
-    process.arch === 'x64' ? 'x86_64-linux-gnu' : process.arch === 'arm64' ? 'aarch64-linux-gnu' : `${process.arch}-linux-gnu`;
+  const triplet = process.arch === 'x64' ? 'x86_64-linux-gnu' : process.arch === 'arm64' ? 'aarch64-linux-gnu' : `${process.arch}-linux-gnu`;
   const list: string[] = [];
   const fromEnv = process.env.REGTRAIN_BLAS_LIB;
   if (fromEnv) list.push(fromEnv);
@@ -105,7 +104,6 @@ function disabledByEnv(): boolean {
 
 function requireKoffi(): Koffi | string {
   try {
-     
     const k = require('koffi') as Koffi | { default: Koffi };
     return 'load' in k ? k : k.default;
   } catch (e) {

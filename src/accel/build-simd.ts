@@ -17,7 +17,8 @@ const MADD = /\(f32x4\.relaxed_madd (\(local\.get \$\w+\)) (\(local\.get \$\w+\)
 /** gemm.wat's text with every multiply-add as plain SIMD (mul, then add: both rounded). */
 export function plainSimdText(relaxed: string): string {
   const plain = relaxed.replace(MADD, '(f32x4.add (f32x4.mul $1 $2) $3)');
-  if (/relaxed/.test(plain.replace(/;;.*$/gm, ''))) throw new Error('gemm.wat: a relaxed-SIMD instruction is not in the form `(f32x4.relaxed_madd (local.get $a) (local.get $b) (local.get $c))`');
+  if (/relaxed/.test(plain.replace(/;;.*$/gm, '')))
+    throw new Error('gemm.wat: a relaxed-SIMD instruction is not in the form `(f32x4.relaxed_madd (local.get $a) (local.get $b) (local.get $c))`');
   return plain;
 }
 

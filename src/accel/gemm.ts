@@ -30,7 +30,22 @@ import * as v8 from 'node:v8';
 export type WasmGemmKind = 'wasm-simd' | 'wasm-relaxed-simd';
 
 interface GemmExports {
-  gemm(tA: number, tB: number, m: number, n: number, k: number, a: number, lda: number, b: number, ldb: number, c: number, ldc: number, bias: number, relu: number, scratch: number): void;
+  gemm(
+    tA: number,
+    tB: number,
+    m: number,
+    n: number,
+    k: number,
+    a: number,
+    lda: number,
+    b: number,
+    ldb: number,
+    c: number,
+    ldc: number,
+    bias: number,
+    relu: number,
+    scratch: number,
+  ): void;
   scratchBytes(): number;
 }
 
@@ -67,7 +82,21 @@ export interface FloatsAt {
 /** On Float32Arrays (copied in and out of a private memory). */
 export interface ArrayGemm {
   kind: WasmGemmKind;
-  gemm(tA: boolean, tB: boolean, m: number, n: number, k: number, a: FloatsAt, lda: number, b: FloatsAt, ldb: number, c: FloatsAt, ldc: number, bias: FloatsAt | null, relu: boolean): void;
+  gemm(
+    tA: boolean,
+    tB: boolean,
+    m: number,
+    n: number,
+    k: number,
+    a: FloatsAt,
+    lda: number,
+    b: FloatsAt,
+    ldb: number,
+    c: FloatsAt,
+    ldc: number,
+    bias: FloatsAt | null,
+    relu: boolean,
+  ): void;
 }
 
 /** How many GEMMs the wasm kernels ran (for tests and benchmarks: proof the path was taken). */
@@ -199,7 +228,9 @@ export function arrayGemm(kind: WasmGemmKind): ArrayGemm | { reason: string } {
         else for (let i = 0; i < m; i++) c.base.set(f.subarray((pc >>> 2) + i * ldc, (pc >>> 2) + i * ldc + n), c.offset + i * ldc);
       },
     };
-    const ok = smokeTest((a, b, bias, c) => g.gemm(false, false, 2, 2, 2, { base: a, offset: 0 }, 2, { base: b, offset: 0 }, 2, { base: c, offset: 0 }, 2, { base: bias, offset: 0 }, true));
+    const ok = smokeTest((a, b, bias, c) =>
+      g.gemm(false, false, 2, 2, 2, { base: a, offset: 0 }, 2, { base: b, offset: 0 }, 2, { base: c, offset: 0 }, 2, { base: bias, offset: 0 }, true),
+    );
     wasmGemmStats.calls--;
     if (!ok) throw new Error(`the ${chosen.kind} GEMM failed its smoke test`);
     made = g;

@@ -128,21 +128,27 @@ export function planMatMul(aShape: number[], bShape: number[], transposeA: boole
 
 type Mem = { base: Float32Array; offset: number };
 
-function runBlas(
-  blas: Blas,
-  p: Plan,
-  tA: boolean,
-  tB: boolean,
-  a: Mem,
-  b: Mem,
-  c: Mem,
-): void {
+function runBlas(blas: Blas, p: Plan, tA: boolean, tB: boolean, a: Mem, b: Mem, c: Mem): void {
   const { m, n, k } = p;
   const lda = tA ? m : k;
   const ldb = tB ? k : n;
   const sgemm = blas.sgemmUnchecked;
   for (const q of products(p, tA)) {
-    sgemm(tA, tB, q.m, n, k, 1, a.base.subarray(a.offset + q.a, a.offset + q.a + q.m * k), lda, b.base.subarray(b.offset + q.b, b.offset + q.b + k * n), ldb, 0, c.base.subarray(c.offset + q.c, c.offset + q.c + q.m * n), n);
+    sgemm(
+      tA,
+      tB,
+      q.m,
+      n,
+      k,
+      1,
+      a.base.subarray(a.offset + q.a, a.offset + q.a + q.m * k),
+      lda,
+      b.base.subarray(b.offset + q.b, b.offset + q.b + k * n),
+      ldb,
+      0,
+      c.base.subarray(c.offset + q.c, c.offset + q.c + q.m * n),
+      n,
+    );
   }
 }
 

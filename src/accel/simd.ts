@@ -10,7 +10,25 @@ import * as tf from '@tensorflow/tfjs';
 export interface Simd {
   sgd(w: number, g: number, d: number, n: number, l1: number, l2x2: number, lr: number, wd: number, out: number): void;
   biasAct(c: number, rows: number, n: number, bias: number, relu: number): void;
-  adam(w: number, g: number, d: number, m: number, v: number, vh: number, ams: number, n: number, l1: number, l2x2: number, lr: number, wd: number, alpha: number, oneMinusB1: number, oneMinusB2: number, eps: number, out: number): void;
+  adam(
+    w: number,
+    g: number,
+    d: number,
+    m: number,
+    v: number,
+    vh: number,
+    ams: number,
+    n: number,
+    l1: number,
+    l2x2: number,
+    lr: number,
+    wd: number,
+    alpha: number,
+    oneMinusB1: number,
+    oneMinusB2: number,
+    eps: number,
+    out: number,
+  ): void;
 }
 
 // The ES2022 lib has no WebAssembly types (they come with DOM); the few used here:

@@ -241,7 +241,25 @@ export function createLeanStep(model: tf.Sequential, optimizer: Optimizer, penal
       const n4 = W.length & ~3;
       const sumsAt = scratchSums();
       const vhat = adam.vhat;
-      simd.adam(W.byteOffset, G.byteOffset, D.byteOffset, adam.m.byteOffset, adam.v.byteOffset, vhat ? vhat.byteOffset : 0, vhat ? 1 : 0, n4, l1, Math.fround(2 * l2), adam.lr, adam.wd, adam.alpha, adam.oneMinusB1, adam.oneMinusB2, adam.epsilon, sumsAt.byteOffset);
+      simd.adam(
+        W.byteOffset,
+        G.byteOffset,
+        D.byteOffset,
+        adam.m.byteOffset,
+        adam.v.byteOffset,
+        vhat ? vhat.byteOffset : 0,
+        vhat ? 1 : 0,
+        n4,
+        l1,
+        Math.fround(2 * l2),
+        adam.lr,
+        adam.wd,
+        adam.alpha,
+        adam.oneMinusB1,
+        adam.oneMinusB2,
+        adam.epsilon,
+        sumsAt.byteOffset,
+      );
       const tail = adamPass({ name: v.name, w: W.subarray(n4), g: G.subarray(n4), out: D.subarray(n4), l1, l2 }, adam, n4);
       sums = { abs: sumsAt[0]! + tail.abs, sq: sumsAt[1]! + tail.sq };
     } else if (simd && sgdDecay !== null) {

@@ -13,7 +13,7 @@ export function compareCommand(): Command {
     .option('--json', 'print the comparison as JSON')
     .option('--csv', 'print the table as CSV')
     .option('--md', 'print the table as Markdown')
-    .option('--baseline <variant>', 'the variant (or run directory) to compare against (default: the study\'s baseline, else the first)')
+    .option('--baseline <variant>', "the variant (or run directory) to compare against (default: the study's baseline, else the first)")
     .option('--report <file.html>', 'also write a self-contained HTML report, and its charts as SVG files in <file>-charts/')
     .action((dirs: string[], opts: { json?: boolean; csv?: boolean; md?: boolean; baseline?: string; report?: string }) => {
       if ([opts.json, opts.csv, opts.md].filter(Boolean).length > 1) throw new InputError('choose one of --json, --csv, --md');

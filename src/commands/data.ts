@@ -91,7 +91,8 @@ function fetchAction(manifest: () => Manifest) {
     const timeoutSec = Number(opts.timeout);
     if (!(timeoutSec > 0)) throw new InputError(`--timeout must be a positive number of seconds, got ${opts.timeout}`);
     // Refused rather than capped: Node's timers cannot wait longer, and a longer one would fire at once.
-    if (timeoutSec * 1000 > MAX_TIMEOUT_MS) throw new InputError(`--timeout ${opts.timeout}: at most ${Math.floor(MAX_TIMEOUT_MS / 1000)} seconds (~24.8 days, the longest timer Node.js can set)`);
+    if (timeoutSec * 1000 > MAX_TIMEOUT_MS)
+      throw new InputError(`--timeout ${opts.timeout}: at most ${Math.floor(MAX_TIMEOUT_MS / 1000)} seconds (~24.8 days, the longest timer Node.js can set)`);
     const progress = progressReporter();
     let result;
     try {
@@ -116,7 +117,8 @@ function fetchAction(manifest: () => Manifest) {
 /** Exit status shared by verify and info: mismatch is a failure (1), missing files need a fetch (2). */
 function throwForCache(statuses: CacheStatus[], dataDir: string): void {
   const bad = statuses.filter((s) => s.state === 'mismatch');
-  if (bad.length > 0) throw new FailureError(`${bad.map((s) => s.file).join(', ')} in ${dataDir} fail${bad.length === 1 ? 's' : ''} sha256 verification; run \`regtrain data fetch\` to replace`);
+  if (bad.length > 0)
+    throw new FailureError(`${bad.map((s) => s.file).join(', ')} in ${dataDir} fail${bad.length === 1 ? 's' : ''} sha256 verification; run \`regtrain data fetch\` to replace`);
   const missing = statuses.filter((s) => s.state === 'missing');
   if (missing.length > 0) throw new InputError(`${missing.map((s) => s.file).join(', ')} missing from ${dataDir}; run \`regtrain data fetch\``);
 }
@@ -140,7 +142,11 @@ function verifyAction(manifest: () => Manifest) {
     } else {
       for (const s of statuses) {
         const detail =
-          s.state === 'ok' ? `sha256 ${s.expected.slice(0, 16)}… from ${s.source ?? 'unknown origin'}` : s.state === 'mismatch' ? `sha256 ${s.actual}, expected ${s.expected}` : s.path;
+          s.state === 'ok'
+            ? `sha256 ${s.expected.slice(0, 16)}… from ${s.source ?? 'unknown origin'}`
+            : s.state === 'mismatch'
+              ? `sha256 ${s.actual}, expected ${s.expected}`
+              : s.path;
         process.stdout.write(`${s.state.toUpperCase().padEnd(8)} ${s.name.padEnd(12)} ${s.file.padEnd(24)} ${detail}\n`);
       }
     }
@@ -177,13 +183,21 @@ function infoAction(manifest: () => Manifest) {
       printJson({ dataset: m.name, dataDir: dir, train, test, files: statuses.map(fileJson) });
     } else {
       const out: string[] = [`${m.name} in ${dir}`];
-      for (const [name, s] of [['train', train], ['test', test]] as const) {
+      for (const [name, s] of [
+        ['train', train],
+        ['test', test],
+      ] as const) {
         if (!s) {
           out.push(`${name}: not available (files missing or unverified)`);
           continue;
         }
         out.push(`${name}: ${s.count} images ${s.shape.join('x')}, pixel mean ${s.mean.toFixed(4)} std ${s.std.toFixed(4)} (of x/255)`);
-        out.push('  ' + Object.entries(s.classCounts).map(([c, k]) => `${c}: ${k}`).join(', '));
+        out.push(
+          '  ' +
+            Object.entries(s.classCounts)
+              .map(([c, k]) => `${c}: ${k}`)
+              .join(', '),
+        );
       }
       out.push('files:');
       for (const s of statuses) out.push(`  ${s.file.padEnd(24)} ${s.state === 'ok' ? 'verified' : s.state.padEnd(8)} from ${s.source ?? 'unknown origin'}`);
@@ -199,15 +213,9 @@ and 2 when the cache directory or a file is missing (run fetch first).`;
 
 export function dataCommand(): Command {
   const manifest = (): Manifest => loadManifest();
-  const data = new Command('data')
-    .description('Fashion-MNIST: fetch it into the cache, verify the cache, show what is in it')
-    .addHelpText('after', STATUS_HELP)
-    .exitOverride();
+  const data = new Command('data').description('Fashion-MNIST: fetch it into the cache, verify the cache, show what is in it').addHelpText('after', STATUS_HELP).exitOverride();
 
-  withCommonOptions(
-    data.command('fetch').description('get the four files into the cache, verified by sha256 (cache, then local dirs, then mirrors)'),
-    true,
-  )
+  withCommonOptions(data.command('fetch').description('get the four files into the cache, verified by sha256 (cache, then local dirs, then mirrors)'), true)
     .option('--offline', 'use only the cache and local directories')
     .addOption(new Option('--timeout <seconds>', 'give up on a download that sends nothing for this long').default(String(DEFAULT_TIMEOUT_MS / 1000)))
     .action(fetchAction(manifest));

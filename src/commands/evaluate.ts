@@ -18,7 +18,8 @@ function readBestInfo(dir: string): BestInfo {
   try {
     raw = JSON.parse(fs.readFileSync(file, 'utf8'));
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new InputError(`${dir}: has no best model (train with training.checkpoint.saveBest, e.g. --set 'training.checkpoint.saveBest={monitor: val_loss}')`);
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT')
+      throw new InputError(`${dir}: has no best model (train with training.checkpoint.saveBest, e.g. --set 'training.checkpoint.saveBest={monitor: val_loss}')`);
     throw new InputError(`${file}: unreadable (${(err as Error).message})`);
   }
   const parsed = bestInfoSchema.safeParse(raw);
@@ -79,7 +80,11 @@ export async function evaluateRun(dir: string, opts: EvaluateOptions): Promise<E
     throw err;
   }
   const sets = opts.testLimit !== undefined ? [parseSetFlag(`data.testLimit=${opts.testLimit}`)] : [];
-  const { spec } = parseSpec(specText, specFile, sets.map((s) => ({ ...s, label: `--test-limit ${opts.testLimit}` })));
+  const { spec } = parseSpec(
+    specText,
+    specFile,
+    sets.map((s) => ({ ...s, label: `--test-limit ${opts.testLimit}` })),
+  );
 
   const backend = await initBackend(opts.backend ?? spec.backend);
   out.info(`Backend: ${backend.name} — ${backend.reason}`);
@@ -98,7 +103,8 @@ export async function evaluateRun(dir: string, opts: EvaluateOptions): Promise<E
       out.warn(`normalization constants differ from the run's (mean ${recorded.mean} vs ${data.normalization.mean}); the data may differ`);
     }
     for (const [name, hash] of Object.entries(metrics.dataset.sha256)) {
-      if (data.sha256[name] && data.sha256[name] !== hash) out.warn(`${name} differs from the file the run used (sha256 ${hash.slice(0, 12)}… vs ${data.sha256[name]!.slice(0, 12)}…)`);
+      if (data.sha256[name] && data.sha256[name] !== hash)
+        out.warn(`${name} differs from the file the run used (sha256 ${hash.slice(0, 12)}… vs ${data.sha256[name]!.slice(0, 12)}…)`);
     }
 
     const ev = evaluateSplit(built, data.test);

@@ -54,14 +54,15 @@ export function planCommand(): Command {
     .option('--cpus <n>', 'CPUs per member (Slurm --cpus-per-task, Kubernetes CPU request and limit, BLAS threads)', '1')
     .option('--mem <size>', 'memory per member, e.g. 2G (Slurm --mem; Kubernetes 2Gi)', '2G')
     .option('--time <time>', 'wall time per member, [D-]HH:MM:SS or minutes (Slurm --time)', '2:00:00')
-    .option('--partition <name>', 'Slurm partition (default: the cluster\'s default)')
+    .option('--partition <name>', "Slurm partition (default: the cluster's default)")
     .option('--image <ref>', 'Kubernetes: container image with regtrain installed (default: regtrain:<version>)')
     .option('--data-dir <dir>', 'the dataset on the nodes (Kubernetes: where the data volume is mounted, default /data)')
     .option('--regtrain <command>', 'how regtrain is invoked on the nodes, e.g. "npx regtrain"', 'regtrain')
     .option('--pvc <name>', 'Kubernetes: PersistentVolumeClaim holding the study directory', 'regtrain-studies')
     .option('--data-pvc <name>', 'Kubernetes: PersistentVolumeClaim holding the dataset', 'regtrain-data')
     .action((file: string, opts: PlanOptions) => {
-      if (opts.studyDir !== undefined && opts.out !== undefined && path.resolve(opts.studyDir) !== path.resolve(opts.out)) throw new InputError('--out and --study-dir name different directories; give one');
+      if (opts.studyDir !== undefined && opts.out !== undefined && path.resolve(opts.studyDir) !== path.resolve(opts.out))
+        throw new InputError('--out and --study-dir name different directories; give one');
       const site = parseSiteOptions(opts);
       const maxMembers = memberCap(opts.maxMembers);
       const loaded = loadSpec(file, opts.set.map(parseSetFlag));
@@ -80,6 +81,8 @@ export function planCommand(): Command {
       }
       if (opts.json) process.stdout.write(JSON.stringify({ studyDir, artifact, members: members.length }) + '\n');
       else process.stdout.write(path.relative(process.cwd(), artifact) + '\n');
-      process.stderr.write(`${created ? 'planned' : 'found'} study ${loaded.spec.name}: ${members.length} members in ${rel}; ${NEXT[opts.format](shellQuote(rel))}; progress: regtrain status ${shellQuote(rel)}; afterwards: regtrain compare ${shellQuote(rel)}\n`);
+      process.stderr.write(
+        `${created ? 'planned' : 'found'} study ${loaded.spec.name}: ${members.length} members in ${rel}; ${NEXT[opts.format](shellQuote(rel))}; progress: regtrain status ${shellQuote(rel)}; afterwards: regtrain compare ${shellQuote(rel)}\n`,
+      );
     });
 }

@@ -40,10 +40,18 @@ export function runMemberCommand(): Command {
 /** The member index from --index, else from the scheduler's environment. */
 export function memberIndex(flag: string | undefined, study: StudyFile, env: NodeJS.ProcessEnv = process.env): number {
   const [raw, where] =
-    flag !== undefined ? [flag, '--index'] : env.SLURM_ARRAY_TASK_ID !== undefined ? [env.SLURM_ARRAY_TASK_ID, 'SLURM_ARRAY_TASK_ID'] : env.JOB_COMPLETION_INDEX !== undefined ? [env.JOB_COMPLETION_INDEX, 'JOB_COMPLETION_INDEX'] : [undefined, ''];
-  if (raw === undefined) throw new InputError('run-member: which member? pass --index N, or run it as a Slurm array task (SLURM_ARRAY_TASK_ID) or a Kubernetes Indexed Job pod (JOB_COMPLETION_INDEX)');
+    flag !== undefined
+      ? [flag, '--index']
+      : env.SLURM_ARRAY_TASK_ID !== undefined
+        ? [env.SLURM_ARRAY_TASK_ID, 'SLURM_ARRAY_TASK_ID']
+        : env.JOB_COMPLETION_INDEX !== undefined
+          ? [env.JOB_COMPLETION_INDEX, 'JOB_COMPLETION_INDEX']
+          : [undefined, ''];
+  if (raw === undefined)
+    throw new InputError('run-member: which member? pass --index N, or run it as a Slurm array task (SLURM_ARRAY_TASK_ID) or a Kubernetes Indexed Job pod (JOB_COMPLETION_INDEX)');
   const n = study.members.length;
-  if (!/^\d+$/.test(raw.trim()) || Number(raw) >= n) throw new InputError(`${where} ${raw}: expected a member index from 0 to ${n - 1} (the study has ${n} member${n === 1 ? '' : 's'})`);
+  if (!/^\d+$/.test(raw.trim()) || Number(raw) >= n)
+    throw new InputError(`${where} ${raw}: expected a member index from 0 to ${n - 1} (the study has ${n} member${n === 1 ? '' : 's'})`);
   return Number(raw);
 }
 

@@ -76,7 +76,8 @@ export function statusCommand(): Command {
         lines.push(`  ${state.replace('-', ' ').padEnd(12)} ${String(idx.length).padStart(4)}${idx.length ? `  ${indexRanges(idx)}` : ''}`);
       }
       const retry = members.filter((m) => m.state === 'interrupted' || m.state === 'not-started').map((m) => m.index);
-      if (retry.length && fs.existsSync(path.join(studyDir, 'slurm.sbatch'))) lines.push(`resubmit the unfinished ones with: sbatch --array=${indexRanges(retry)} slurm.sbatch (from ${rel})`);
+      if (retry.length && fs.existsSync(path.join(studyDir, 'slurm.sbatch')))
+        lines.push(`resubmit the unfinished ones with: sbatch --array=${indexRanges(retry)} slurm.sbatch (from ${rel})`);
       process.stdout.write(lines.join('\n') + '\n');
     });
 }

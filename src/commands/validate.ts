@@ -2,7 +2,6 @@ import { Command } from 'commander';
 import { loadSpec, parseSetFlag, specToYaml } from '../spec';
 import { collect } from './common';
 
-
 export function validateCommand(): Command {
   return new Command('validate')
     .description('check a spec and print it fully resolved (defaults filled in); lists every error and exits 2 otherwise')

@@ -157,7 +157,16 @@ export function verifyCache(dataDir: string, manifest: Manifest = loadManifest()
         const why = err instanceof UnreadableFileError ? (err.code ?? err.reason) : errorMessage(err);
         throw new InputError(`data dir ${dataDir}: cannot read ${spec.file} (${why}); remove it or choose another --data-dir`);
       }
-      return { name: spec.name, file: spec.file, path: file, expected: spec.sha256, actual: `(${fs.statSync(file).size} bytes, expected ${spec.bytes})`, state: 'mismatch' as const, source: null, data: null };
+      return {
+        name: spec.name,
+        file: spec.file,
+        path: file,
+        expected: spec.sha256,
+        actual: `(${fs.statSync(file).size} bytes, expected ${spec.bytes})`,
+        state: 'mismatch' as const,
+        source: null,
+        data: null,
+      };
     }
     const actual = data ? sha256(data) : null;
     const state: CacheState = actual === null ? 'missing' : actual === spec.sha256 ? 'ok' : 'mismatch';
@@ -290,7 +299,8 @@ async function decode(raw: Buffer, maxBytes: number): Promise<Buffer> {
     // Capped at the manifest's size: a gzip bomb stops there instead of filling memory.
     return await gunzip(raw, { maxOutputLength: maxBytes + 1 });
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE' || err instanceof RangeError) throw new Error(`decompresses to more than the ${maxBytes} bytes the manifest gives`);
+    if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE' || err instanceof RangeError)
+      throw new Error(`decompresses to more than the ${maxBytes} bytes the manifest gives`);
     throw new Error(`corrupt or truncated gzip (${errorMessage(err)})`);
   }
 }
@@ -545,7 +555,10 @@ async function fetchInto(dataDir: string, manifest: Manifest, sources: Source[],
           }
           if (err instanceof InputError || err instanceof FailureError || err instanceof InterruptedError) throw err;
           const code = (err as NodeJS.ErrnoException).code;
-          if (code && CACHE_WRITE_CODES.has(code)) throw new FailureError(`data dir ${dataDir}: cannot write ${spec.file} (${code === 'ENOSPC' ? 'no space left on device' : code === 'EROFS' ? 'read-only file system' : 'permission denied'}); nothing partial is kept`);
+          if (code && CACHE_WRITE_CODES.has(code))
+            throw new FailureError(
+              `data dir ${dataDir}: cannot write ${spec.file} (${code === 'ENOSPC' ? 'no space left on device' : code === 'EROFS' ? 'read-only file system' : 'permission denied'}); nothing partial is kept`,
+            );
           tried.push(`${where}: ${errorMessage(err)}`);
           if (err instanceof DownloadError && err.hostDead) {
             deadSources.set(src.label, err.message);

@@ -35,8 +35,10 @@ const piecewiseConstant = z
     values: z.array(positive(), { error: 'expected a list of learning rates' }),
   })
   .superRefine((o, ctx) => {
-    if (o.values.length !== o.boundaries.length + 1) ctx.addIssue({ code: 'custom', path: ['values'], message: `expected ${o.boundaries.length + 1} values (one more than the boundaries), got ${o.values.length}` });
-    if (o.boundaries.some((b, i) => i > 0 && b <= o.boundaries[i - 1]!)) ctx.addIssue({ code: 'custom', path: ['boundaries'], message: 'expected strictly increasing step numbers' });
+    if (o.values.length !== o.boundaries.length + 1)
+      ctx.addIssue({ code: 'custom', path: ['values'], message: `expected ${o.boundaries.length + 1} values (one more than the boundaries), got ${o.values.length}` });
+    if (o.boundaries.some((b, i) => i > 0 && b <= o.boundaries[i - 1]!))
+      ctx.addIssue({ code: 'custom', path: ['boundaries'], message: 'expected strictly increasing step numbers' });
   });
 const cosineDecay = z.strictObject({
   initialLearningRate: nonNegative(),
@@ -60,7 +62,8 @@ const schedule = z
   });
 
 /** A constant learning rate or a schedule, as Keras's `learning_rate` argument takes either. */
-const learningRate = (defaultValue: number) => z.union([positive(), schedule], { error: `expected a positive number or one schedule: ${SCHEDULE_TYPES.join(', ')}` }).default(defaultValue);
+const learningRate = (defaultValue: number) =>
+  z.union([positive(), schedule], { error: `expected a positive number or one schedule: ${SCHEDULE_TYPES.join(', ')}` }).default(defaultValue);
 export type LearningRateSpec = number | z.infer<typeof schedule>;
 
 // ---------- optimizers (keras.optimizers), with decoupled weight decay ----------
@@ -73,7 +76,10 @@ export type LearningRateSpec = number | z.infer<typeof schedule>;
  * `exclude_from_weight_decay(var_names=…)`.
  */
 const weightDecay = (defaultValue: number) => nonNegative().default(defaultValue);
-const excludeFromWeightDecay = () => z.array(z.string({ error: 'expected a variable-name substring' }).min(1, { error: 'expected a non-empty substring' }), { error: 'expected a list of variable-name substrings' }).default([]);
+const excludeFromWeightDecay = () =>
+  z
+    .array(z.string({ error: 'expected a variable-name substring' }).min(1, { error: 'expected a non-empty substring' }), { error: 'expected a list of variable-name substrings' })
+    .default([]);
 
 const sgd = z.strictObject({
   /** keras.optimizers.SGD defaults: lr 0.01, no momentum, no weight decay. */

@@ -267,7 +267,18 @@ function sgdPass(W: Float32Array, G: Float32Array, D: Float32Array, l1: number, 
   return { abs, sq };
 }
 
-function sgdMomentumPass(W: Float32Array, G: Float32Array, V: Float32Array, D: Float32Array, l1: number, l2x2: number, lr: number, wd: number, m: number, nesterov: boolean): PenaltySums {
+function sgdMomentumPass(
+  W: Float32Array,
+  G: Float32Array,
+  V: Float32Array,
+  D: Float32Array,
+  l1: number,
+  l2x2: number,
+  lr: number,
+  wd: number,
+  m: number,
+  nesterov: boolean,
+): PenaltySums {
   let abs = 0;
   let sq = 0;
   for (let i = 0; i < W.length; i++) {

@@ -60,7 +60,11 @@ export function createReferenceStep(built: BuiltModel, optimizer: Optimizer): Tr
     learningRate: () => optimizer.learningRate(),
     setLearningRate: (lr) => optimizer.setLearningRate(lr),
     optimizerState: () => optimizer.state(),
-    setOptimizerState: (state) => optimizer.setState(state, vars.map((v) => ({ name: v.name, size: v.size }))),
+    setOptimizerState: (state) =>
+      optimizer.setState(
+        state,
+        vars.map((v) => ({ name: v.name, size: v.size })),
+      ),
     dispose: () => optimizer.dispose(),
   };
 }

@@ -44,10 +44,14 @@ function toolRun(args: string[], env: Record<string, string> = {}): Promise<Tool
   return new Promise((resolve, reject) => {
     const out = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-bench-'));
     const t0 = process.hrtime.bigint();
-    const child = spawn(process.execPath, [path.join(repoRoot, 'bin', 'regtrain'), 'run', path.join(repoRoot, 'configs', 'article.yaml'), ...args, '--out', path.join(out, 'run'), '--json'], {
-      stdio: ['ignore', 'pipe', 'ignore'],
-      env: { ...process.env, ...env },
-    });
+    const child = spawn(
+      process.execPath,
+      [path.join(repoRoot, 'bin', 'regtrain'), 'run', path.join(repoRoot, 'configs', 'article.yaml'), ...args, '--out', path.join(out, 'run'), '--json'],
+      {
+        stdio: ['ignore', 'pipe', 'ignore'],
+        env: { ...process.env, ...env },
+      },
+    );
     let buf = '';
     const result: Partial<ToolRun> = { epochSeconds: [] };
     child.stdout.on('data', (d: Buffer) => {
@@ -104,7 +108,10 @@ async function tutorialEndToEnd(epochs: number, py: string | null): Promise<void
   if (!py) return void console.log('| PyTorch | skipped: no python3 with torch | | | |');
   const script = path.join(repoRoot, 'test', 'bench', 'torch_tutorial.py');
   const t0 = performance.now();
-  const out = execFileSync(py, [script, '--data', resolveDataDir(undefined, process.env), '--epochs', String(epochs), '--threads', '1'], { encoding: 'utf8', timeout: 6 * 3600 * 1000 });
+  const out = execFileSync(py, [script, '--data', resolveDataDir(undefined, process.env), '--epochs', String(epochs), '--threads', '1'], {
+    encoding: 'utf8',
+    timeout: 6 * 3600 * 1000,
+  });
   const j = JSON.parse(out.trim().split('\n').pop()!) as { torch: string; epochSeconds: number[]; testAccuracy: number };
   row(`PyTorch ${j.torch}, 1 thread`, (performance.now() - t0) / 1000, j.epochSeconds, j.testAccuracy, 'autograd + torch.optim.SGD');
 }
@@ -120,7 +127,12 @@ async function main(): Promise<void> {
   const blas = loadBlas();
   const py = torch ? findTorchPython() : null;
   const wasmGemm = chooseWasmGemm();
-  console.log(`# regtrain bench — ${os.cpus()[0]?.model ?? 'cpu'} ×${os.cpus().length}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`);
+  console.log(
+    `# regtrain bench — ${os.cpus()[0]?.model ?? 'cpu'} ×${os.cpus().length}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, load average ${os
+      .loadavg()
+      .map((l) => l.toFixed(1))
+      .join(' ')}`,
+  );
   console.log(`node ${process.version} (V8 ${process.versions.v8}), tfjs ${tf.version.tfjs}, PyTorch ${torchVersion(py)}`);
   console.log(`BLAS: ${blas.ok ? `${blas.library} (${blas.config})` : blas.reason}`);
   console.log(`wasm GEMM: ${'kind' in wasmGemm ? wasmGemm.kind : wasmGemm.reason}\n`);
@@ -134,11 +146,15 @@ async function main(): Promise<void> {
   const tool = await toolRun(['--set', 'training.epochs=2']);
   const e2 = tool.epochSeconds[1]!;
   console.log(`regtrain run, process start → first training step: ${tool.startupSeconds.toFixed(2)} s (backend ${tool.backend}; ${tool.step})`);
-  console.log(`regtrain run, tutorial epoch (60,000 images + 5,000 validation): ${e2.toFixed(2)} s = ${fmt(tool.samplesPerEpoch / e2)} samples/s; 60 epochs ≈ ${((60 * e2) / 60).toFixed(1)} min`);
+  console.log(
+    `regtrain run, tutorial epoch (60,000 images + 5,000 validation): ${e2.toFixed(2)} s = ${fmt(tool.samplesPerEpoch / e2)} samples/s; 60 epochs ≈ ${((60 * e2) / 60).toFixed(1)} min`,
+  );
   console.log(`regtrain run, peak RSS: ${tool.peakRssMB} MiB\n`);
 
   const rounds = Number(arg('--rounds') ?? 5);
-  console.log(`Training step alone (forward, backward, penalties, SGD update), samples/s: ${rounds} rounds; each measurement is paired with a PyTorch one (1 thread, same batch) taken right after it:`);
+  console.log(
+    `Training step alone (forward, backward, penalties, SGD update), samples/s: ${rounds} rounds; each measurement is paired with a PyTorch one (1 thread, same batch) taken right after it:`,
+  );
   const paths = await availablePaths({ quick });
   const r = await benchRounds({ paths, rounds, torch, torchThreads: quick ? [1] : [1, 2], log: (s) => console.error(s) });
   console.log('\n' + roundsTable(r));

@@ -67,7 +67,15 @@ export function median(xs: number[]): number {
 
 export function pathLabel(p: PathSpec): string {
   const gemm =
-    p.gemm === 'openblas' ? `+OpenBLAS(${p.threads ?? 1}t)` : p.gemm === 'wasm-relaxed-simd' ? '+wasm GEMM (relaxed SIMD)' : p.gemm === 'wasm-simd' ? '+wasm GEMM (SIMD)' : p.backend === 'tensorflow' ? '' : ' (tfjs kernels)';
+    p.gemm === 'openblas'
+      ? `+OpenBLAS(${p.threads ?? 1}t)`
+      : p.gemm === 'wasm-relaxed-simd'
+        ? '+wasm GEMM (relaxed SIMD)'
+        : p.gemm === 'wasm-simd'
+          ? '+wasm GEMM (SIMD)'
+          : p.backend === 'tensorflow'
+            ? ''
+            : ' (tfjs kernels)';
   return `${p.backend}${gemm} ${p.step === 'fit' ? 'model.fit' : 'lean step'}`;
 }
 
@@ -267,7 +275,14 @@ export interface RoundsResult {
  * `rounds` rounds; in each, every path at every batch size, each measurement paired with a PyTorch
  * (1 thread) measurement of the same batch size right after it. `log` gets one line per measurement.
  */
-export async function benchRounds(opts: { paths: PathSpec[]; batches?: number[]; rounds?: number; torch?: boolean; torchThreads?: number[]; log?: (s: string) => void }): Promise<RoundsResult> {
+export async function benchRounds(opts: {
+  paths: PathSpec[];
+  batches?: number[];
+  rounds?: number;
+  torch?: boolean;
+  torchThreads?: number[];
+  log?: (s: string) => void;
+}): Promise<RoundsResult> {
   const batches = opts.batches ?? [32, 512];
   const rounds = opts.rounds ?? ROUNDS;
   const log = opts.log ?? (() => {});
@@ -305,7 +320,9 @@ export async function benchRounds(opts: { paths: PathSpec[]; batches?: number[];
   }
   return {
     results,
-    torch: torch ? { version: torch.version, rates: torchRates } : { skipped: opts.torch === false ? 'not asked (--no-torch)' : 'no python3 with torch (apt-get install python3-torch)' },
+    torch: torch
+      ? { version: torch.version, rates: torchRates }
+      : { skipped: opts.torch === false ? 'not asked (--no-torch)' : 'no python3 with torch (apt-get install python3-torch)' },
     rounds,
   };
 }
@@ -324,13 +341,17 @@ export function roundsTable(r: RoundsResult, batches = [32, 512]): string {
   lines.push(`| --- | ${cols(() => '---:')} | ${cols(() => '---:')} | ${cols(() => '---:')} |`);
   for (const label of [...new Set(r.results.map((x) => x.label))]) {
     const at = (b: number) => r.results.find((x) => x.label === label && x.batch === b);
-    lines.push(`| ${label} | ${cols((b) => fmtRate(at(b)?.rates.length ? median(at(b)!.rates) : undefined))} | ${cols((b) => fmtRatio(at(b)?.ratios ?? []))} | ${cols((b) => fmtRatio(at(b)?.cpuRatios ?? []))} |`);
+    lines.push(
+      `| ${label} | ${cols((b) => fmtRate(at(b)?.rates.length ? median(at(b)!.rates) : undefined))} | ${cols((b) => fmtRatio(at(b)?.ratios ?? []))} | ${cols((b) => fmtRatio(at(b)?.cpuRatios ?? []))} |`,
+    );
   }
   if ('rates' in r.torch) {
     const threads = [...new Set([...r.torch.rates.keys()].map((k) => Number(k.split('/')[1])))];
     for (const t of threads) {
       const rates = r.torch.rates;
-      lines.push(`| PyTorch ${r.torch.version} (${t} thread${t > 1 ? 's' : ''}) | ${cols((b) => fmtRate(rates.get(`${b}/${t}`) ? median(rates.get(`${b}/${t}`)!) : undefined))} | ${cols(() => '')} | ${cols(() => '')} |`);
+      lines.push(
+        `| PyTorch ${r.torch.version} (${t} thread${t > 1 ? 's' : ''}) | ${cols((b) => fmtRate(rates.get(`${b}/${t}`) ? median(rates.get(`${b}/${t}`)!) : undefined))} | ${cols(() => '')} | ${cols(() => '')} |`,
+      );
     }
   }
   lines.push('');

@@ -46,7 +46,10 @@ export function restoreCheckpoint(cp: Checkpoint, runDir: string, built: BuiltMo
   if (weights.length !== model.length || weights.some((w, i) => w.name !== model[i]!.name || w.data.length !== sizeOf(i))) {
     throw new InputError(`${where}: its weights do not fit the spec's model`);
   }
-  restore(built.model, weights.map((w) => w.data));
+  restore(
+    built.model,
+    weights.map((w) => w.data),
+  );
   try {
     step.setOptimizerState({ ...cp.body.optimizer, slots: cp.arrays.filter((a) => a.group === 'optimizer').map((a) => ({ name: a.name, data: a.data })) });
     const states: Record<string, CallbackState> = {};

@@ -19,7 +19,8 @@ export class ProgressBar implements Callback {
   }
 
   onBatchEnd(batch: number, logs: BatchLogs, ctx: TrainingContext): void {
-    if (batch % 10 === 0 || batch === ctx.stepsPerEpoch) this.bar.update(batch, { loss: logs.loss.toFixed(4), rate: ((batch * 1000) / Math.max(1, Date.now() - this.startedAt)).toFixed(0) });
+    if (batch % 10 === 0 || batch === ctx.stepsPerEpoch)
+      this.bar.update(batch, { loss: logs.loss.toFixed(4), rate: ((batch * 1000) / Math.max(1, Date.now() - this.startedAt)).toFixed(0) });
   }
 
   onEpochEnd(): void {

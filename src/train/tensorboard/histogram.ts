@@ -88,7 +88,7 @@ export function histogramOf(values: ArrayLike<number>, what: string): Histogram 
   }
   const bucketLimit: number[] = [];
   const bucket: number[] = [];
-  for (let i = 0; i < limits.length; ) {
+  for (let i = 0; i < limits.length;) {
     let end = limits[i];
     const count = counts[i++];
     if (count === 0) {

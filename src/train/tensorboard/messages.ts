@@ -26,10 +26,7 @@ export const FILE_VERSION = 'brain.Event:2';
 export type SummaryValue = { tag: string; simpleValue: number } | { tag: string; histogram: Histogram };
 
 /** What an Event carries (its `oneof what`). */
-export type EventContent =
-  | { fileVersion: string; sourceWriter: string }
-  | { sessionStart: true }
-  | { summary: SummaryValue[] };
+export type EventContent = { fileVersion: string; sourceWriter: string } | { sessionStart: true } | { summary: SummaryValue[] };
 
 export function encodeEvent(wallTime: number, step: number, content: EventContent): Uint8Array {
   const w = new ProtoWriter().double(EVENT.wallTime, wallTime).int64(EVENT.step, step);
