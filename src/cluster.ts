@@ -47,7 +47,8 @@ export interface StudyRef {
 const MEM = /^(\d+)([KMGT]?)$/;
 const TIME = /^(?:(\d+)-)?(\d+)(?::(\d{1,2}))?(?::(\d{1,2}))?$/;
 
-export function parseSiteOptions(o: {
+/** The site flags of `plan` as commander gives them (strings), before parseSiteOptions checks them. */
+export interface SiteFlags {
   jobs?: string;
   cpus: string;
   mem: string;
@@ -58,7 +59,9 @@ export function parseSiteOptions(o: {
   regtrain: string;
   pvc: string;
   dataPvc: string;
-}): SiteOptions {
+}
+
+export function parseSiteOptions(o: SiteFlags): SiteOptions {
   const int = (flag: string, v: string, max: number) => {
     if (!/^\d+$/.test(v) || Number(v) < 1 || Number(v) > max) throw new InputError(`${flag} ${v}: expected an integer from 1 to ${max}`);
     return Number(v);

@@ -1,30 +1,20 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Command, Option } from 'commander';
-import { ARTIFACT_FILES, artifactText, parseSiteOptions, type ArtifactFormat } from '../cluster';
+import { ARTIFACT_FILES, artifactText, parseSiteOptions, type ArtifactFormat, type SiteFlags } from '../cluster';
 import { FailureError, InputError, errorMessage } from '../errors';
 import { writeFileAtomic } from '../fsutil';
 import { loadSpec, parseSetFlag } from '../spec';
 import { isStudy, memberCap, prepareStudy, shellQuote, studyHash } from '../study';
 import { collect } from './common';
 
-interface PlanOptions {
+interface PlanOptions extends SiteFlags {
   format: ArtifactFormat;
   studyDir?: string;
   out?: string;
   set: string[];
   json?: boolean;
   maxMembers?: string;
-  jobs?: string;
-  cpus: string;
-  mem: string;
-  time: string;
-  partition?: string;
-  image?: string;
-  dataDir?: string;
-  regtrain: string;
-  pvc: string;
-  dataPvc: string;
 }
 
 const NEXT: Record<ArtifactFormat, (rel: string) => string> = {
