@@ -1,21 +1,12 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
+import { BIN, clusterEnv } from './helpers/cluster-env';
 import { spawnSync } from 'node:child_process';
 import * as YAML from 'yaml';
 
-const ROOT = path.resolve(__dirname, '..', '..');
-const BIN = path.join(ROOT, 'bin', 'regtrain');
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-k8s-'));
-
-/** `regtrain` on PATH, as in the container image. */
-const pathBin = path.join(tmp, 'path-bin');
-fs.mkdirSync(pathBin);
-fs.symlinkSync(BIN, path.join(pathBin, 'regtrain'));
-const baseEnv: NodeJS.ProcessEnv = { ...process.env, PATH: `${pathBin}${path.delimiter}${process.env.PATH ?? ''}` };
-for (const k of Object.keys(baseEnv)) if (k.startsWith('SLURM_') || k.startsWith('REGTRAIN_') || k === 'JOB_COMPLETION_INDEX') delete baseEnv[k];
+const { tmp, env: baseEnv } = clusterEnv('regtrain-k8s-', { dropRegtrainVars: true });
 
 const SPEC = `
 name: K8s_Tiny

@@ -1,20 +1,12 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
+import { BIN, clusterEnv } from './helpers/cluster-env';
 import { spawn, spawnSync } from 'node:child_process';
 
-const ROOT = path.resolve(__dirname, '..', '..');
-const BIN = path.join(ROOT, 'bin', 'regtrain');
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-parallel-'));
-
-/** `regtrain` on PATH, as on a machine where it is installed (the artifact names no path of ours). */
-const pathBin = path.join(tmp, 'path-bin');
-fs.mkdirSync(pathBin);
-fs.symlinkSync(BIN, path.join(pathBin, 'regtrain'));
-const env: NodeJS.ProcessEnv = { ...process.env, PATH: `${pathBin}${path.delimiter}${process.env.PATH ?? ''}`, REGTRAIN_DATA_DIR: path.join(tmp, 'cache') };
-for (const k of Object.keys(env)) if (k.startsWith('SLURM_') || k === 'JOB_COMPLETION_INDEX') delete env[k];
+const { tmp, env: env } = clusterEnv('regtrain-parallel-');
+env.REGTRAIN_DATA_DIR = path.join(tmp, 'cache');
 
 const SPEC = `
 name: paralleltiny

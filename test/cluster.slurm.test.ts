@@ -1,20 +1,12 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
+import { BIN, ROOT, clusterEnv } from './helpers/cluster-env';
 import { spawnSync } from 'node:child_process';
 
-const ROOT = path.resolve(__dirname, '..', '..');
-const BIN = path.join(ROOT, 'bin', 'regtrain');
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-slurm-'));
-
-/** `regtrain` on PATH, as on a cluster node where it is installed (the artifact names no path of ours). */
-const pathBin = path.join(tmp, 'path-bin');
-fs.mkdirSync(pathBin);
-fs.symlinkSync(BIN, path.join(pathBin, 'regtrain'));
-const env: NodeJS.ProcessEnv = { ...process.env, PATH: `${pathBin}${path.delimiter}${process.env.PATH ?? ''}`, REGTRAIN_DATA_DIR: path.join(tmp, 'cache') };
-for (const k of Object.keys(env)) if (k.startsWith('SLURM_')) delete env[k];
+const { tmp, env: env } = clusterEnv('regtrain-slurm-');
+env.REGTRAIN_DATA_DIR = path.join(tmp, 'cache');
 
 // Four members (2 variants × 2 seeds) of a few seconds each; 5 epochs, so a task has a checkpoint well before it ends.
 const SPEC = `
