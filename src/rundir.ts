@@ -366,6 +366,19 @@ export function readMetrics(dir: string): { metrics: MetricsFile; warnings: stri
   return { metrics: { ...raw, histograms }, warnings };
 }
 
+/**
+ * Only the status metrics.json records, or null when there is none or it cannot be read: how far
+ * a run got, for `status` and `run-member` (which then resume it, and a resume reads it in full).
+ */
+export function readRunStatus(dir: string): MetricsFile['status'] | null {
+  try {
+    const parsed = z.object({ status: MetricsFileSchema.shape.status }).safeParse(parseJsonText(dir, METRICS_FILE, MAX_RUN_JSON_BYTES));
+    return parsed.success ? parsed.data.status : null;
+  } catch {
+    return null;
+  }
+}
+
 export function readHistory(dir: string): HistoryFile {
   return readRunJson(dir, HISTORY_JSON, HistoryFileSchema, { version: RUN_FORMAT_VERSION, maxBytes: MAX_HISTORY_BYTES });
 }

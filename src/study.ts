@@ -6,7 +6,7 @@ import * as YAML from 'yaml';
 import { FailureError, InputError, InterruptedError, errorMessage } from './errors';
 import { packageRoot, sha256, writeFileAtomic } from './fsutil';
 import { SpecError, specToYaml, validateSpec, applyOverrides, type ExperimentSpec, type LoadedSpec, type Override } from './spec';
-import { readMetrics, readStudy, STUDY_FILE } from './rundir';
+import { readRunStatus, readStudy, STUDY_FILE } from './rundir';
 import { type StudyFile } from './runformat';
 export { readStudy, STUDY_FILE };
 
@@ -372,13 +372,9 @@ export type RunState = 'absent' | 'started' | 'complete' | 'failed';
 
 /** How far a member's run directory got, from its files alone (no lock: see status for liveness). */
 export function runState(runDir: string): RunState {
-  try {
-    const { status } = readMetrics(runDir).metrics;
-    if (status === 'complete') return 'complete';
-    if (status === 'failed') return 'failed';
-  } catch {
-    // no metrics yet (or unreadable ones): fall through
-  }
+  const status = readRunStatus(runDir);
+  if (status === 'complete') return 'complete';
+  if (status === 'failed') return 'failed';
   try {
     return fs.readdirSync(runDir).length > 0 ? 'started' : 'absent';
   } catch {
