@@ -547,6 +547,8 @@ function yaml11Problem(doc: YAML.Document.Parsed): string | null {
  * InputError of one line starting with `label`.
  */
 export function parsePlainYaml(text: string, label: string, at: string[] = []): unknown {
+  // As deep as a spec file may be, whatever the runtime's stack (a --set value is YAML too).
+  checkYamlNesting(text, label);
   const doc = YAML.parseDocument(text, { uniqueKeys: true, logLevel: 'error' });
   const first = doc.errors[0];
   if (first) throw new InputError(`${label}: the value is not valid YAML (${first.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '')})`);

@@ -227,3 +227,9 @@ describe("every spec message is in regtrain's words, never zod's", () => {
     ]);
   });
 });
+
+test('a --set value nested deeper than a spec may be is refused by the same limit, not by the stack', () => {
+  const deep = `${'['.repeat(100)}${']'.repeat(100)}`;
+  // The 65th bracket is where the limit of 64 levels is passed.
+  assert.deepEqual(errors(QUICK_TEXT, [`model=${deep}`]), [`! YAML nesting deeper than 64 levels (--set model=${deep}:1:65)`]);
+});
