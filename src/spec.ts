@@ -576,6 +576,8 @@ export interface LoadedSpec {
 export const MAX_SPEC_BYTES = 1024 * 1024;
 /** Deepest nesting of maps and lists a spec may have; real specs need about 6. */
 export const MAX_YAML_DEPTH = 64;
+/** Most YAML aliases a spec may use (the same bound the value conversion already has). */
+export const MAX_YAML_ALIASES = 100;
 
 /** Reads a spec file, parses the YAML, applies --set overrides, validates. Throws InputError/SpecError. */
 export function loadSpec(file: string, sets: Override[] = []): LoadedSpec {
@@ -606,6 +608,7 @@ function checkYamlNesting(text: string, label: string): void {
   let keyCol: number | undefined;
   let scalarNext = false;
   let blockScalar = false;
+  let aliases = 0;
   const open = (at: number): void => {
     if (blocks.length + flow > MAX_YAML_DEPTH)
       throw new SpecError([{ path: [], message: `YAML nesting deeper than ${MAX_YAML_DEPTH} levels`, where: `${label}:${line}:${at + 1}` }]);
@@ -626,6 +629,9 @@ function checkYamlNesting(text: string, label: string): void {
     }
     const type = scalarNext ? 'scalar' : YAML.CST.tokenType(token);
     scalarNext = false;
+    // The YAML library resolves long alias chains in quadratic time (3,000 took 85 s): a spec needs a few at most.
+    if (type === 'alias' && ++aliases > MAX_YAML_ALIASES)
+      throw new SpecError([{ path: [], message: `more than ${MAX_YAML_ALIASES} YAML aliases (*name)`, where: `${label}:${line}:${col + 1}` }]);
     if (type === 'block-scalar-header') blockScalar = true;
     if (type === 'scalar' && blockScalar)
       blockScalar = false; // the body of | or >: text, not structure

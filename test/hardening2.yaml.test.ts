@@ -233,3 +233,9 @@ test('a --set value nested deeper than a spec may be is refused by the same limi
   // The 65th bracket is where the limit of 64 levels is passed.
   assert.deepEqual(errors(QUICK_TEXT, [`model=${deep}`]), [`! YAML nesting deeper than 64 levels (--set model=${deep}:1:65)`]);
 });
+
+test('a spec with more YAML aliases than any spec needs is refused at the alias that passes the limit, before the YAML library resolves the chain', () => {
+  const chain = ['a0: &a0 [1]', ...Array.from({ length: 3000 }, (_, i) => `a${i + 1}: &a${i + 1} [*a${i}]`)].join('\n');
+  // Line 102 holds the 101st alias (lines 2 onwards hold one each), at its column 14 in `a101: &a101 [*a100]`.
+  assert.deepEqual(errors(chain), ['! more than 100 YAML aliases (*name) (spec.yaml:102:14)']);
+});
