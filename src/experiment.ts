@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { BackendChoice, BackendInfo, initBackend } from './backend';
 import { Checkpoint, readCheckpoint, removeCheckpoint } from './checkpoint';
-import { type Dataset } from './data/dataset';
+import { loadSpecData, type Dataset } from './data/dataset';
 import { FailureError, InputError, InterruptedError } from './errors';
 import { packageVersion, sha256 } from './fsutil';
 import { buildModel, BuiltModel, modelSummary, parameterCounts, weightHistograms, weightStats } from './model';
@@ -42,7 +42,8 @@ import { TensorBoardLogger } from './train/callbacks/tensorboard';
 import { evaluateSplit, weightPenalty } from './train/forward';
 import { fit, FitResult } from './train/loop';
 import { createTrainStep } from './train/step';
-import { Console, loadSpecData, trapSignals } from './commands/common';
+import { Console } from './console';
+import { trapSignals } from './signals';
 
 export interface ExperimentOptions {
   out?: string;

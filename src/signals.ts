@@ -25,3 +25,28 @@ export function installDefaultSignalHandling(): void {
   };
   for (const sig of STOP_SIGNALS) process.on(sig, installed);
 }
+
+/**
+ * For work that saves before it stops (`run`): SIGINT/SIGTERM/SIGHUP (SIGHUP saves like SIGTERM) ask it to stop at the next safe point; a second signal gives up
+ * waiting (files are written atomically, so what is on disk stays consistent).
+ */
+export function trapSignals(onSecond?: () => void): { stopRequested: () => boolean; signal: () => string | null; release: () => void } {
+  let received: string | null = null;
+  const handler = (sig: NodeJS.Signals) => {
+    if (received) {
+      onSecond?.();
+      process.stderr.write(`\n${sig} again: stopping now\n`);
+      process.exit(INTERRUPTED);
+    }
+    received = sig;
+    process.stderr.write(`\n${sig}: finishing the current batch, then saving (press Ctrl-C again to stop at once)\n`);
+  };
+  for (const sig of STOP_SIGNALS) process.on(sig, handler);
+  return {
+    stopRequested: () => received !== null,
+    signal: () => received,
+    release: () => {
+      for (const sig of STOP_SIGNALS) process.off(sig, handler);
+    },
+  };
+}

@@ -8,7 +8,9 @@ import { readRegularFile, UnreadableFileError } from '../fsutil';
 import { loadModel, readMetrics, SPEC_FILE } from '../rundir';
 import { parseSpec, parseSetFlag, MAX_SPEC_BYTES, NUM_CLASSES } from '../spec';
 import { evaluateSplit, weightPenalty } from '../train/forward';
-import { addDataOptions, backendOption, Console, loadSpecData } from './common';
+import { Console } from '../console';
+import { loadSpecData } from '../data/dataset';
+import { addDataOptions, backendOption } from './common';
 import { BEST_DIR, BEST_INFO_FILE, BestInfo, bestInfoSchema } from '../train/callbacks/best-model';
 
 /** RUN_DIR/best/best.json, checked; a run without a best model is refused with the way to get one. */

@@ -5,7 +5,8 @@ import { InputError } from '../errors';
 import { prepareResume, runExperiment } from '../experiment';
 import { loadSpec, parseSetFlag } from '../spec';
 import { isStudy, runStudy } from '../study';
-import { addDataOptions, backendOption, collect, Console } from './common';
+import { Console } from '../console';
+import { addDataOptions, backendOption, collect } from './common';
 
 export interface RunOptions {
   set: string[];

@@ -7,6 +7,7 @@ import { FailureError, InputError } from '../errors';
 import { Rng } from '../rng';
 import { IDX_MAGIC_IMAGES, IDX_MAGIC_LABELS, parseIdx } from './idx';
 import { fetchDataset, loadManifest, type FetchProgress, type FetchedFile, type Manifest } from './fetch';
+import type { ExperimentSpec } from '../spec';
 
 export type { FetchProgress } from './fetch';
 
@@ -233,4 +234,18 @@ export function splitToTensors(split: Split): { x: tf.Tensor3D; y: tf.Tensor1D }
     x: tf.tensor3d(split.images, [split.count, IMAGE_ROWS, IMAGE_COLS], 'float32'),
     y: tf.tensor1d(split.labels, 'int32'),
   };
+}
+
+/** The dataset a spec asks for, from where the command line says (--data-dir, --source). */
+export function loadSpecData(spec: ExperimentSpec, opts: { dataDir?: string; source: string[] }, onProgress?: (p: FetchProgress) => void): Promise<Dataset> {
+  return loadDataset({
+    ...(opts.dataDir ? { dataDir: opts.dataDir } : {}),
+    ...(opts.source.length ? { sources: opts.source } : {}),
+    normalize: spec.data.normalize,
+    validation: spec.data.validation,
+    trainLimit: spec.data.trainLimit,
+    testLimit: spec.data.testLimit,
+    seed: spec.seed,
+    ...(onProgress ? { onProgress } : {}),
+  });
 }
