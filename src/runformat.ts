@@ -167,10 +167,10 @@ export const StudyMemberSchema = z.object({
   sweep: z.record(z.string(), z.unknown()),
   seed: count,
   repeat: count,
-  overrides: z.array(z.object({ path: z.string(), value: z.unknown() })),
-  /** specs/<name>.yaml and runs/<name>, relative to the study directory. */
-  spec: text,
-  runDir: text,
+  overrides: z.array(z.object({ path: z.string(), value: z.unknown() })).default([]),
+  /** specs/<name>.yaml and runs/<name>, relative to the study directory (regtrain finds both by the member's name). */
+  spec: text.optional(),
+  runDir: text.optional(),
 });
 
 /** study.json (src/study.ts writes it). */
@@ -180,12 +180,16 @@ export const StudyFileSchema = z.object({
   /** Hash of the resolved members (names and spec texts): the study's identity. Absent in studies planned before it existed. */
   studyHash: text.optional(),
   /** The spec file as given on the command line (for provenance; the specs/ files are what ran). */
-  specFile: text,
-  sets: z.array(z.string()),
-  createdAt: text,
+  specFile: text.optional(),
+  sets: z.array(z.string()).default([]),
+  createdAt: text.optional(),
   baseline: text,
   variants: z.array(text),
-  sweep: z.record(z.string(), z.array(z.unknown())),
+  /** The swept paths and their values (absent or null: no sweep). */
+  sweep: z
+    .record(z.string(), z.array(z.unknown()))
+    .nullish()
+    .transform((v) => v ?? {}),
   repeats: count,
   members: z.array(StudyMemberSchema, { error: 'expected a list of members' }),
 });

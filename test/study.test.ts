@@ -312,7 +312,7 @@ test('plan --format lines writes members.txt into studies/<name>-<hash>, prints 
     study.members.map((m) => [m.name, m.spec, m.runDir]),
     ['baseline-seed1234', 'baseline-seed1235', 'l2-seed1234', 'l2-seed1235'].map((n) => [n, `specs/${n}.yaml`, `runs/${n}`]),
   );
-  for (const m of study.members) assert.equal(cli(['validate', path.join(dir, studyDir, m.spec)], dir).status, 0, `${m.spec} does not validate`);
+  for (const m of study.members) assert.equal(cli(['validate', path.join(dir, studyDir, m.spec!)], dir).status, 0, `${m.spec!} does not validate`);
 });
 
 test("every artifact is free of this machine's absolute paths, and --json prints one line naming the study directory, the artifact and the member count", () => {
