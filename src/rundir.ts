@@ -143,12 +143,12 @@ export function writeJson(dir: string, file: string, value: unknown): void {
   writeRunFile(dir, file, JSON.stringify(value, null, 2) + '\n');
 }
 
-const CSV_COLUMNS = ['epoch', 'loss', 'accuracy', 'val_loss', 'val_accuracy', 'data_loss', 'penalty', 'seconds'] as const;
+const CSV_COLUMNS = ['epoch', 'loss', 'accuracy', 'val_loss', 'val_accuracy', 'data_loss', 'penalty', 'lr', 'seconds'] as const;
 
 export function writeHistory(dir: string, epochs: EpochRecord[]): void {
   const file: HistoryFile = { formatVersion: RUN_FORMAT_VERSION, epochs };
   writeJson(dir, HISTORY_JSON, file);
-  const rows = epochs.map((e) => CSV_COLUMNS.map((c) => (e[c] === null ? '' : String(e[c]))).join(','));
+  const rows = epochs.map((e) => CSV_COLUMNS.map((c) => (e[c] === null || e[c] === undefined ? '' : String(e[c]))).join(','));
   writeRunFile(dir, HISTORY_CSV, [CSV_COLUMNS.join(','), ...rows].join('\n') + '\n');
 }
 

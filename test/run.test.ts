@@ -131,10 +131,10 @@ test('a quick run on the real dataset exits 0 and writes a complete run director
 
   // history.csv carries the same numbers, one row per epoch.
   const csv = fs.readFileSync(path.join(out, 'history.csv'), 'utf8').trimEnd().split('\n');
-  assert.equal(csv[0], 'epoch,loss,accuracy,val_loss,val_accuracy,data_loss,penalty,seconds');
+  assert.equal(csv[0], 'epoch,loss,accuracy,val_loss,val_accuracy,data_loss,penalty,lr,seconds');
   assert.deepEqual(
     csv.slice(1),
-    h.epochs.map((e) => [e.epoch, e.loss, e.accuracy, e.val_loss, e.val_accuracy, e.data_loss, e.penalty, e.seconds].map(String).join(',')),
+    h.epochs.map((e) => [e.epoch, e.loss, e.accuracy, e.val_loss, e.val_accuracy, e.data_loss, e.penalty, e.lr, e.seconds].map(String).join(',')),
   );
 
   // spec.yaml is the resolved spec, overrides included.
