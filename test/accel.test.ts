@@ -10,7 +10,6 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { loadBlas } from '../src/accel/blas';
 import { accelStats, installAcceleratedKernels, uninstallAcceleratedKernels } from '../src/accel/kernels';
@@ -20,6 +19,7 @@ import { validateSpec } from '../src/spec';
 import { createReferenceStep } from '../src/train/step';
 import { createOptimizer } from '../src/train/optimizers';
 import { buildTutorialModel, fakeData, TUTORIAL_PENALTIES } from './bench/tutorial-model';
+import { useBackend } from './helpers/backend';
 
 /** The tutorial's layers as a spec, to pair the test's tfjs models with regtrain's penalties. */
 const TUTORIAL_SPEC = validateSpec({
@@ -48,25 +48,6 @@ const MOMENTUM_LOSS_TOL = 1e-4;
 const blas = loadBlas();
 const blasSkip = blas.ok ? false : `BLAS unavailable: ${blas.reason}`;
 if (!blas.ok) console.log(`# accel: BLAS tests skipped: ${blas.reason}`);
-
-let wasmReady: boolean | null = null;
-async function useBackend(name: 'cpu' | 'wasm'): Promise<boolean> {
-  if (name === 'wasm' && wasmReady === null) {
-    try {
-      const wasm = await import('@tensorflow/tfjs-backend-wasm');
-      const dir = path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm/package.json'));
-      wasm.setWasmPaths(path.join(dir, 'dist') + path.sep);
-      wasmReady = await tf.setBackend('wasm');
-    } catch (e) {
-      console.log(`# accel: wasm backend unavailable: ${(e as Error).message}`);
-      wasmReady = false;
-    }
-  }
-  if (name === 'wasm' && !wasmReady) return false;
-  await tf.setBackend(name);
-  await tf.ready();
-  return tf.getBackend() === name;
-}
 
 /**
  * As relMaxDiff, over the weights L1 does not hold dithering around zero. With momentum a

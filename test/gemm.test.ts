@@ -23,29 +23,11 @@ import { validateSpec } from '../src/spec';
 import { createReferenceStep } from '../src/train/step';
 import { createOptimizer } from '../src/train/optimizers';
 import { buildTutorialModel, TUTORIAL_PENALTIES } from './bench/tutorial-model';
+import { useBackend } from './helpers/backend';
 
 const U = 2 ** -24;
 const STEP_TOL = 1e-5;
 const DEBIAN_DIR = '/usr/share/datasets/fashion-mnist';
-
-let wasmReady: boolean | null = null;
-async function useBackend(name: 'cpu' | 'wasm'): Promise<boolean> {
-  if (name === 'wasm' && wasmReady === null) {
-    try {
-      const wasm = await import('@tensorflow/tfjs-backend-wasm');
-      const dir = path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm/package.json'));
-      wasm.setWasmPaths(path.join(dir, 'dist') + path.sep);
-      wasmReady = await tf.setBackend('wasm');
-    } catch (e) {
-      console.log(`# gemm: wasm backend unavailable: ${(e as Error).message}`);
-      wasmReady = false;
-    }
-  }
-  if (name === 'wasm' && !wasmReady) return false;
-  await tf.setBackend(name);
-  await tf.ready();
-  return tf.getBackend() === name;
-}
 
 /** Runs fn with environment variables set (undefined = unset), restoring them after. */
 function withEnv<T>(vars: Record<string, string | undefined>, fn: () => T): T {
