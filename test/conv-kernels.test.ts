@@ -18,6 +18,7 @@ import { convGeometry, convStats, registerWasmConvKernels, type ConvGeometry } f
 import { loadBlas } from '../src/accel/blas';
 import { installAcceleratedKernels, uninstallAcceleratedKernels, type GemmChoice } from '../src/accel/kernels';
 import { useBackend } from './helpers/backend';
+import { buildCnn, cnnStep } from './bench/cnn-bench';
 
 type Pad = 'valid' | 'same' | number | [[number, number], [number, number], [number, number], [number, number]];
 
@@ -320,4 +321,48 @@ test("the one-pass MaxPoolGrad sends a window's gradient to its first maximum, a
   );
   assert.deepEqual(Array.from(dx.dataSync()), [0, 5, 0, 7, 0, 0, 0, 0]);
   dx.dispose();
+});
+
+/** k Adam steps of the bench's CNN (configs/cnn.yaml's architecture) on batches of 8; losses and final weights. */
+function trainCnn(steps: number): { losses: number[]; weights: Float32Array[] } {
+  const model = buildCnn(3);
+  const step = cnnStep(model);
+  const losses: number[] = [];
+  const { x, y } = tf.tidy(() => ({
+    x: tf.tensor3d(
+      values(16 * 784, 21).map((v) => Math.abs(v)),
+      [16, 28, 28],
+    ),
+    y: tf.tensor1d(
+      Array.from({ length: 16 }, (_, i) => (i * 7) % 10),
+      'int32',
+    ),
+  }));
+  for (let i = 0; i < steps; i++) {
+    const xs = x.slice((i % 2) * 8, 8);
+    const ys = y.slice((i % 2) * 8, 8);
+    losses.push(step.run(xs, ys));
+    tf.dispose([xs, ys]);
+  }
+  const weights = model.getWeights().map((w) => w.dataSync() as Float32Array);
+  tf.dispose([x, y]);
+  model.dispose();
+  return { losses, weights };
+}
+
+test("6 Adam steps of the CNN with regtrain's wasm kernels give tfjs-wasm's losses and weights to float32 rounding, identical run to run", async (t) => {
+  if (!(await useBackend('wasm'))) return t.skip('wasm backend unavailable');
+  uninstallAcceleratedKernels('wasm');
+  const reference = trainCnn(6);
+  const before = { ...convStats };
+  const fast = withFastPool(() => trainCnn(6));
+  assert.ok(convStats.filterGemm - before.filterGemm >= 12 && convStats.inputGemm - before.inputGemm >= 6, 'the GEMM conv gradients ran');
+  for (let i = 0; i < 6; i++) assert.ok(Math.abs(fast.losses[i]! - reference.losses[i]!) <= 3e-5, `loss ${i}: ${fast.losses[i]} vs ${reference.losses[i]}`);
+  fast.weights.forEach((w, i) => {
+    const scale = Math.max(...reference.weights[i]!.map(Math.abs));
+    assertWithin(w, reference.weights[i]!, () => 1e-5 * scale, `weights ${i}`);
+  });
+  const again = withFastPool(() => trainCnn(6));
+  assert.deepEqual(again.losses, fast.losses);
+  again.weights.forEach((w, i) => assert.deepEqual(w, fast.weights[i]));
 });

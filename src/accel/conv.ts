@@ -217,23 +217,30 @@ export const convStats = { filterGemm: 0, inputGemm: 0, maxPoolGrad: 0 };
 export function im2col(g: ConvGeometry, x: Float32Array, xOff: number, col: Float32Array, colOff: number): void {
   const { batch, inH, inW, inC, outH, outW, fH, fW, strideH, strideW, padTop, padLeft } = g;
   const rowLen = fH * fW * inC;
+  const run = fW * inC;
   let r = colOff;
   for (let b = 0; b < batch; b++) {
     const xb = xOff + b * inH * inW * inC;
     for (let oh = 0; oh < outH; oh++) {
       for (let ow = 0; ow < outW; ow++, r += rowLen) {
+        const iw0 = ow * strideW - padLeft;
+        // The whole filter row inside the input: its fW·inC values are contiguous in NHWC.
+        const inside = iw0 >= 0 && iw0 + fW <= inW;
         let c = r;
-        for (let kh = 0; kh < fH; kh++) {
+        for (let kh = 0; kh < fH; kh++, c += run) {
           const ih = oh * strideH + kh - padTop;
           if (ih < 0 || ih >= inH) {
-            col.fill(0, c, c + fW * inC);
-            c += fW * inC;
-            continue;
-          }
-          for (let kw = 0; kw < fW; kw++, c += inC) {
-            const iw = ow * strideW + kw - padLeft;
-            if (iw < 0 || iw >= inW) col.fill(0, c, c + inC);
-            else for (let ci = 0, xi = xb + (ih * inW + iw) * inC; ci < inC; ci++) col[c + ci] = x[xi + ci]!;
+            col.fill(0, c, c + run);
+          } else if (inside) {
+            const xi = xb + (ih * inW + iw0) * inC;
+            for (let j = 0; j < run; j++) col[c + j] = x[xi + j]!;
+          } else {
+            for (let kw = 0; kw < fW; kw++) {
+              const iw = iw0 + kw;
+              const cc = c + kw * inC;
+              if (iw < 0 || iw >= inW) col.fill(0, cc, cc + inC);
+              else for (let ci = 0, xi = xb + (ih * inW + iw) * inC; ci < inC; ci++) col[cc + ci] = x[xi + ci]!;
+            }
           }
         }
       }
@@ -246,23 +253,28 @@ export function col2im(g: ConvGeometry, col: Float32Array, colOff: number, dx: F
   const { batch, inH, inW, inC, outH, outW, fH, fW, strideH, strideW, padTop, padLeft } = g;
   dx.fill(0, dxOff, dxOff + batch * inH * inW * inC);
   const rowLen = fH * fW * inC;
+  const run = fW * inC;
   let r = colOff;
   for (let b = 0; b < batch; b++) {
     const xb = dxOff + b * inH * inW * inC;
     for (let oh = 0; oh < outH; oh++) {
       for (let ow = 0; ow < outW; ow++, r += rowLen) {
+        const iw0 = ow * strideW - padLeft;
+        const inside = iw0 >= 0 && iw0 + fW <= inW;
         let c = r;
-        for (let kh = 0; kh < fH; kh++) {
+        for (let kh = 0; kh < fH; kh++, c += run) {
           const ih = oh * strideH + kh - padTop;
-          if (ih < 0 || ih >= inH) {
-            c += fW * inC;
-            continue;
-          }
-          for (let kw = 0; kw < fW; kw++, c += inC) {
-            const iw = ow * strideW + kw - padLeft;
-            if (iw < 0 || iw >= inW) continue;
-            const xi = xb + (ih * inW + iw) * inC;
-            for (let ci = 0; ci < inC; ci++) dx[xi + ci] += col[c + ci]!;
+          if (ih < 0 || ih >= inH) continue;
+          if (inside) {
+            const xi = xb + (ih * inW + iw0) * inC;
+            for (let j = 0; j < run; j++) dx[xi + j] += col[c + j]!;
+          } else {
+            for (let kw = 0; kw < fW; kw++) {
+              const iw = iw0 + kw;
+              if (iw < 0 || iw >= inW) continue;
+              const cc = c + kw * inC;
+              for (let ci = 0, xi = xb + (ih * inW + iw) * inC; ci < inC; ci++) dx[xi + ci] += col[cc + ci]!;
+            }
           }
         }
       }
@@ -367,29 +379,36 @@ export function maxPoolGradInto(
 ): void {
   const { batch, inH, inW, ch, outH, outW, fH, fW, strideH, strideW, padTop, padLeft } = p;
   dx.fill(0, dxOff, dxOff + batch * inH * inW * ch);
+  // Per window, all channels at once: the running maximum and its position per channel, scanning the
+  // window's pixels in row-major order with the channels (contiguous in NHWC) innermost.
+  const best = new Float32Array(ch);
+  const at = new Int32Array(ch);
   for (let b = 0; b < batch; b++) {
-    const xb = b * inH * inW * ch;
+    const xb = xOff + b * inH * inW * ch;
     for (let oh = 0; oh < outH; oh++) {
       const h0 = Math.max(0, oh * strideH - padTop);
       const h1 = Math.min(inH, oh * strideH - padTop + fH);
       for (let ow = 0; ow < outW; ow++) {
         const w0 = Math.max(0, ow * strideW - padLeft);
         const w1 = Math.min(inW, ow * strideW - padLeft + fW);
-        const d = dyOff + ((b * outH + oh) * outW + ow) * ch;
-        for (let c = 0; c < ch; c++) {
-          let best = -Infinity;
-          let at = -1;
-          for (let h = h0; h < h1; h++) {
-            for (let w = w0; w < w1; w++) {
-              const i = xb + (h * inW + w) * ch + c;
-              const v = x[xOff + i]!;
-              if (v > best) {
-                best = v;
-                at = i;
+        best.fill(-Infinity);
+        at.fill(-1);
+        for (let h = h0; h < h1; h++) {
+          for (let w = w0; w < w1; w++) {
+            const r = xb + (h * inW + w) * ch;
+            for (let c = 0; c < ch; c++) {
+              const v = x[r + c]!;
+              if (v > best[c]!) {
+                best[c] = v;
+                at[c] = r + c;
               }
             }
           }
-          if (at >= 0) dx[dxOff + at] += dy[d + c]!;
+        }
+        const d = dyOff + ((b * outH + oh) * outW + ow) * ch;
+        for (let c = 0; c < ch; c++) {
+          const i = at[c]!;
+          if (i >= 0) dx[dxOff - xOff + i] += dy[d + c]!;
         }
       }
     }
