@@ -416,3 +416,45 @@ test('the SIMD max-pool gradient and col2im adds (conv.wasm) give the bits of th
     uninstallAcceleratedKernels('wasm');
   }
 });
+
+test("Sum over every axis but the last (a bias gradient) is within float32 rounding of the exact column sums, as tfjs-wasm's own; other sums are left to it", async (t) => {
+  if (!(await useBackend('wasm'))) return t.skip('wasm backend unavailable');
+  const cases: Array<{ shape: number[]; axis: number[]; keepDims: boolean; fast: boolean }> = [
+    { shape: [3, 5, 7, 8], axis: [0, 1, 2], keepDims: false, fast: true },
+    { shape: [37, 12], axis: [0], keepDims: false, fast: true },
+    { shape: [4, 6, 16], axis: [1, 0], keepDims: true, fast: true },
+    { shape: [4, 6, 6], axis: [0, 1], keepDims: false, fast: false }, // 6 columns: not a multiple of 4
+    { shape: [4, 8], axis: [1], keepDims: false, fast: false },
+  ];
+  for (const c of cases) {
+    const data = values(
+      c.shape.reduce((a, b) => a * b),
+      23,
+    ).map((v) => v * 1000);
+    const x = tf.tensor(data, c.shape);
+    uninstallAcceleratedKernels('wasm');
+    const theirs = tf.sum(x, c.axis, c.keepDims);
+    assert.ok(installAcceleratedKernels('wasm', { gemm: 'wasm' }).gemm);
+    const before = convStats.colSum;
+    const ours = tf.sum(x, c.axis, c.keepDims);
+    uninstallAcceleratedKernels('wasm');
+    assert.equal(convStats.colSum - before, c.fast ? 1 : 0, `${c.shape} over ${c.axis}: fast path taken or not`);
+    assert.deepEqual(ours.shape, theirs.shape);
+    if (!c.fast) {
+      assert.deepEqual(ours.dataSync(), theirs.dataSync(), `${c.shape} over ${c.axis}: tfjs's kernel ran`);
+    } else {
+      // A float32 sum of `rows` terms in any order is within rows·2⁻²⁴·Σ|x| of the exact sum.
+      const cols = c.shape[c.shape.length - 1]!;
+      const rows = data.length / cols;
+      const exact = new Float64Array(cols);
+      const magnitude = new Float64Array(cols);
+      data.forEach((v, i) => {
+        exact[i % cols] += v;
+        magnitude[i % cols] += Math.abs(v);
+      });
+      assertWithin(ours.dataSync() as Float32Array, exact, (j) => rows * 2 ** -24 * magnitude[j]!, `${c.shape} over ${c.axis}`);
+      assertWithin(theirs.dataSync() as Float32Array, exact, (j) => rows * 2 ** -24 * magnitude[j]!, `${c.shape} over ${c.axis} (tfjs)`);
+    }
+    tf.dispose([x, ours, theirs]);
+  }
+});

@@ -212,6 +212,7 @@ function heapGemmFn(kind: 'openblas' | WasmGemmKind, backend: WasmBackendLike): 
 /** conv.wat's loops, on a tfjs-wasm heap (byte addresses). */
 interface ConvSimd {
   addTo(dst: number, src: number, n: number): void;
+  colSum(x: number, out: number, rows: number, cols: number): void;
   maxPoolGrad(
     x: number,
     dy: number,
@@ -265,7 +266,7 @@ function convSimd(backend: WasmBackendLike): ConvSimd | null {
 }
 
 /** How many conv/pool gradients took the fast path (for tests and the bench: proof it ran). */
-export const convStats = { filterGemm: 0, inputGemm: 0, maxPoolGrad: 0 };
+export const convStats = { filterGemm: 0, inputGemm: 0, maxPoolGrad: 0, colSum: 0 };
 
 /**
  * Rows (b, oh, ow) × columns (kh, kw, ci) of the input patches, zeros where a patch reaches into the
@@ -525,6 +526,33 @@ function maxPoolGradFunc(original: KernelFunc): KernelFunc {
 }
 
 /**
+ * Sum over every axis but the last of a float32 tensor (what a conv or dense layer's bias gradient
+ * asks for) as column sums in one SIMD pass, row by row: tfjs-wasm first transposes the whole
+ * tensor so that the reduced axes come last. Anything else goes to tfjs's kernel.
+ */
+function sumFunc(original: KernelFunc): KernelFunc {
+  return (args) => {
+    const backend = args.backend as WasmBackendLike;
+    const x = args.inputs.x as TensorInfo;
+    const { axis, keepDims } = args.attrs as unknown as { axis: number | number[]; keepDims: boolean };
+    const rank = x.shape.length;
+    const axes = tf.util.parseAxisParam(axis, x.shape).sort((a, b) => a - b);
+    const cols = x.shape[rank - 1] ?? 0;
+    const leading = rank >= 2 && axes.length === rank - 1 && axes.every((a, i) => a === i);
+    const simd = leading && cols % 4 === 0 && cols > 0 && x.dtype === 'float32' ? convSimd(backend) : null;
+    const xi = simd ? floatIndex(backend, x) : null;
+    if (!simd || xi === null) return original(args);
+    const rows = tf.util.sizeFromShape(x.shape) / cols;
+    const out = backend.makeOutput(keepDims ? [...x.shape.slice(0, -1).map(() => 1), cols] : [cols], 'float32');
+    const o = backend.dataIdMap.get(out.dataId)!.memoryOffset!;
+    backend.wasm.HEAPF32.fill(0, o >>> 2, (o >>> 2) + cols);
+    simd.colSum(4 * floatIndex(backend, x)!, o, rows, cols);
+    convStats.colSum++;
+    return out;
+  };
+}
+
+/**
  * The wrappers installAcceleratedKernels registers on wasm when a GEMM runs its matmuls: kernel
  * name and a function from the registered kernel (kept as the fallback) to its replacement.
  */
@@ -534,5 +562,6 @@ export function wasmConvKernelWrappers(kind: 'openblas' | WasmGemmKind): Array<[
     ['Conv2DBackpropFilter', (o) => filterGradGemm(gemmOf, o)],
     ['Conv2DBackpropInput', (o) => inputGradGemm(gemmOf, o)],
     ['MaxPoolGrad', (o) => maxPoolGradFunc(o)],
+    ['Sum', (o) => sumFunc(o)],
   ];
 }

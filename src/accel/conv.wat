@@ -24,6 +24,25 @@
         (local.set $src (i32.add (local.get $src) (i32.const 4)))
         (br $loop))))
 
+;; out[c] += x[r·cols + c] for every row r in order (out zeroed by the caller, cols a multiple of 4):
+  ;; the sums over all but the last axis (a conv layer's bias gradient), float32, row by row.
+  (func (export "colSum") (param $x i32) (param $out i32) (param $rows i32) (param $cols i32)
+    (local $r i32) (local $p i32) (local $end i32)
+    (local.set $end (i32.add (local.get $out) (i32.shl (local.get $cols) (i32.const 2))))
+    (block $rDone
+      (loop $rLoop
+        (br_if $rDone (i32.ge_u (local.get $r) (local.get $rows)))
+        (local.set $p (local.get $out))
+        (block $cDone
+          (loop $cLoop
+            (br_if $cDone (i32.ge_u (local.get $p) (local.get $end)))
+            (v128.store (local.get $p) (f32x4.add (v128.load (local.get $p)) (v128.load (local.get $x))))
+            (local.set $p (i32.add (local.get $p) (i32.const 16)))
+            (local.set $x (i32.add (local.get $x) (i32.const 16)))
+            (br $cLoop)))
+        (local.set $r (i32.add (local.get $r) (i32.const 1)))
+        (br $rLoop))))
+
   ;; One lane of the scatter: dx[at − x] += dy lane, unless the window had no maximum (at = −1).
   (func $scatter (param $at i32) (param $x i32) (param $dx i32) (param $g f32)
     (local $p i32)
