@@ -13,6 +13,7 @@
  * step (model.fit, or the lean step of src/accel/step.ts).
  *
  * Run: npx tsc -p tsconfig.json && node dist/test/bench/train-bench.js [--quick] [--rounds N] [--no-torch]
+ *      [--backends wasm,cpu] [--torch-threads 1,2]
  * Env: REGTRAIN_BENCH_SECONDS (time per measurement, default 1), REGTRAIN_BENCH_ROUNDS (default 5).
  */
 import { execFileSync, spawn, type ChildProcessByStdio } from 'node:child_process';
@@ -372,7 +373,8 @@ async function main(): Promise<void> {
   };
   const paths = await availablePaths({ quick: process.argv.includes('--quick'), backends: arg('--backends')?.split(',') });
   const rounds = Number(arg('--rounds') ?? ROUNDS);
-  const r = await benchRounds({ paths, rounds, torch: !process.argv.includes('--no-torch'), log: (s) => console.error(s) });
+  const torchThreads = (arg('--torch-threads') ?? '1').split(',').map(Number);
+  const r = await benchRounds({ paths, rounds, torch: !process.argv.includes('--no-torch'), torchThreads, log: (s) => console.error(s) });
   console.log(roundsTable(r));
 }
 
