@@ -192,7 +192,7 @@ export function heapGemm(kind: WasmGemmKind, memory: WebAssembly.Memory, malloc:
       kind: chosen.kind,
       gemm(tA, tB, m, n, k, a, lda, b, ldb, c, ldc, bias, relu) {
         wasmGemmStats.calls++;
-        if (pool && ldc === n && pool.worth(m, n, k) && pool.ready()) {
+        if (pool && ldc === n && pool.worth(m, n, k) && pool.ready() && pool.idle()) {
           wasmGemmStats.workerBlocks += pool.gemm(memory.buffer, tA, tB, m, n, k, a, lda, b, ldb, c, bias, relu);
           wasmGemmStats.pooled++;
           return;
