@@ -156,9 +156,6 @@ export function gemmThreads(raw = process.env.REGTRAIN_GEMM_THREADS, cpus = os.a
 export const MIN_MACS = 1 << 21;
 const MIN_ROWS = 64;
 
-/** Blocks of the worker's that the main thread computed again (it was not scheduled in time). */
-export const stats = { recomputed: 0 };
-
 export interface GemmPool {
   /** Whether the worker has started and takes blocks (before that, the main thread runs them all). */
   ready(): boolean;
@@ -168,7 +165,8 @@ export interface GemmPool {
   worth(m: number, n: number, k: number): boolean;
   /**
    * C = act(op(A)·op(B) + bias) with the operands at byte addresses of `heap` (tfjs-wasm's memory,
-   * leading dimensions as in gemm.wat, C's rows contiguous: ldc = n). Returns the blocks the worker ran.
+   * leading dimensions as in gemm.wat, C's rows contiguous: ldc = n). Returns how many blocks the
+   * worker ran, and how many it had claimed but the main thread computed (it was not scheduled in time).
    */
   gemm(
     heap: ArrayBuffer,
@@ -184,7 +182,7 @@ export interface GemmPool {
     c: number,
     bias: number,
     relu: boolean,
-  ): number;
+  ): { workerBlocks: number; recomputed: number };
   /** Stops the worker. */
   close(): Promise<void>;
 }
@@ -269,8 +267,7 @@ export function createGemmPool(module: WebAssembly.Module): GemmPool | { reason:
         }
       }
       new Uint8Array(heap).set(new Uint8Array(memory.buffer, pc, 4 * m * n), c);
-      stats.recomputed += stolen;
-      return blocks - mine - stolen;
+      return { workerBlocks: blocks - mine - stolen, recomputed: stolen };
     },
     async close() {
       Atomics.store(ctl, STOP, 1);

@@ -102,9 +102,17 @@ export interface ArrayGemm {
 
 /**
  * How many GEMMs the wasm kernels ran (for tests and benchmarks: proof the path was taken); how many
- * of them went to the two-thread pool, and how many row blocks the pool's worker ran.
+ * of them went to the two-thread pool, how many row blocks the pool's worker ran, how many of its
+ * blocks the main thread computed again (the worker was not scheduled in time), and how many products
+ * ran on one thread while the pool backed off after that.
  */
-export const wasmGemmStats = { calls: 0, pooled: 0, workerBlocks: 0 };
+export const wasmGemmStats = { calls: 0, pooled: 0, workerBlocks: 0, recomputed: 0, backedOff: 0 };
+
+/**
+ * Products run single-threaded after a pooled one in which the worker was late (a busy machine: the
+ * second thread then costs copies and waiting and gains nothing), before the pool is tried again.
+ */
+const BACKOFF = 32;
 
 function offByEnv(name: string): boolean {
   return /^(off|0|false|no)$/i.test(process.env[name] ?? '');
@@ -188,14 +196,23 @@ export function heapGemm(kind: WasmGemmKind, memory: WebAssembly.Memory, malloc:
     if (scratch <= 16) throw new Error('no memory for the GEMM scratch');
     const found = threads >= 2 ? gemmPool(kind) : null;
     const pool = found && !('reason' in found) ? found : null;
+    let backoff = 0;
     const g: HeapGemm = {
       kind: chosen.kind,
       gemm(tA, tB, m, n, k, a, lda, b, ldb, c, ldc, bias, relu) {
         wasmGemmStats.calls++;
-        if (pool && ldc === n && pool.worth(m, n, k) && pool.ready() && pool.idle()) {
-          wasmGemmStats.workerBlocks += pool.gemm(memory.buffer, tA, tB, m, n, k, a, lda, b, ldb, c, bias, relu);
-          wasmGemmStats.pooled++;
-          return;
+        if (pool && ldc === n && pool.worth(m, n, k)) {
+          if (backoff > 0) {
+            backoff--;
+            wasmGemmStats.backedOff++;
+          } else if (pool.ready() && pool.idle()) {
+            const r = pool.gemm(memory.buffer, tA, tB, m, n, k, a, lda, b, ldb, c, bias, relu);
+            wasmGemmStats.pooled++;
+            wasmGemmStats.workerBlocks += r.workerBlocks;
+            wasmGemmStats.recomputed += r.recomputed;
+            if (r.recomputed > 0 || r.workerBlocks === 0) backoff = BACKOFF;
+            return;
+          }
         }
         ex.gemm(+tA, +tB, m, n, k, a, lda, b, ldb, c, ldc, bias, +relu, scratch);
       },
