@@ -152,8 +152,12 @@ export function gemmThreads(raw = process.env.REGTRAIN_GEMM_THREADS, cpus = os.a
   return Math.min(2, Number(raw));
 }
 
-/** A product is split when it has at least this many multiply-adds and MIN_ROWS rows. */
-export const MIN_MACS = 1 << 21;
+/**
+ * A product is split when it has at least this many multiply-adds (~1 ms on one thread) and MIN_ROWS
+ * rows: at batch 512 the tutorial's five largest products, at batch 32 none (the copies and the
+ * hand-off would eat what a second thread saves).
+ */
+export const MIN_MACS = 1 << 23;
 const MIN_ROWS = 64;
 
 export interface GemmPool {

@@ -110,9 +110,11 @@ export const wasmGemmStats = { calls: 0, pooled: 0, workerBlocks: 0, recomputed:
 
 /**
  * Products run single-threaded after a pooled one in which the worker was late (a busy machine: the
- * second thread then costs copies and waiting and gains nothing), before the pool is tried again.
+ * second thread then costs copies and waiting and gains nothing), before the pool is tried again:
+ * 32, doubled after each late one up to 1024, back to 32 once the worker is on time.
  */
-const BACKOFF = 32;
+const BACKOFF_MIN = 32;
+const BACKOFF_MAX = 1024;
 
 function offByEnv(name: string): boolean {
   return /^(off|0|false|no)$/i.test(process.env[name] ?? '');
@@ -197,6 +199,7 @@ export function heapGemm(kind: WasmGemmKind, memory: WebAssembly.Memory, malloc:
     const found = threads >= 2 ? gemmPool(kind) : null;
     const pool = found && !('reason' in found) ? found : null;
     let backoff = 0;
+    let nextBackoff = BACKOFF_MIN;
     const g: HeapGemm = {
       kind: chosen.kind,
       gemm(tA, tB, m, n, k, a, lda, b, ldb, c, ldc, bias, relu) {
@@ -210,7 +213,10 @@ export function heapGemm(kind: WasmGemmKind, memory: WebAssembly.Memory, malloc:
             wasmGemmStats.pooled++;
             wasmGemmStats.workerBlocks += r.workerBlocks;
             wasmGemmStats.recomputed += r.recomputed;
-            if (r.recomputed > 0 || r.workerBlocks === 0) backoff = BACKOFF;
+            if (r.recomputed > 0 || r.workerBlocks === 0) {
+              backoff = nextBackoff;
+              nextBackoff = Math.min(BACKOFF_MAX, 2 * nextBackoff);
+            } else nextBackoff = BACKOFF_MIN;
             return;
           }
         }
