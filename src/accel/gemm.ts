@@ -21,8 +21,9 @@ import { createGemmPool, gemmThreads, type GemmPool } from './gemm-pool';
  * CPU fuses (FMA), so it differs from the plain build by float32 rounding.
  *
  * - `chooseWasmGemm()` picks the build (or says why there is none: not built, REGTRAIN_SIMD=off).
- * - `heapGemm(kind, memory, malloc)` runs on a wasm memory the caller owns (tfjs-wasm's heap: tensors
- *   are read and written where they live; addresses are byte offsets).
+ * - `heapGemm(kind, memory, malloc, threads)` runs on a wasm memory the caller owns (tfjs-wasm's heap:
+ *   tensors are read and written where they live; addresses are byte offsets); with 2 threads, large
+ *   products go to the two-thread pool (gemm-pool.ts, the shared-memory builds gemm-shared*.wasm).
  * - `arrayGemm(kind)` runs on Float32Arrays (the cpu backend), copying them into a private memory.
  * Both return { reason } when the build cannot be compiled, the memory cannot be imported (shared), or
  * the smoke test fails.
