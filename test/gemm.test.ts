@@ -14,7 +14,9 @@ import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 import * as tf from '@tensorflow/tfjs';
 import { loadBlas } from '../src/accel/blas';
-import { chooseWasmGemm, heapGemm, wasmGemmStats, type WasmGemmKind } from '../src/accel/gemm';
+import { chooseWasmGemm, gemmPool, heapGemm, wasmGemmStats, type WasmGemmKind } from '../src/accel/gemm';
+import { gemmThreads, MIN_MACS } from '../src/accel/gemm-pool';
+import { InputError } from '../src/errors';
 import { accelStats, installAcceleratedKernels, installedGemm, uninstallAcceleratedKernels } from '../src/accel/kernels';
 import { createLeanStep } from '../src/accel/step';
 import { parseIdx, IDX_MAGIC_IMAGES, IDX_MAGIC_LABELS } from '../src/data/idx';
@@ -234,6 +236,84 @@ test('wasm: the same product gives identical bits on every run and at every alig
     }
     for (const r of results.slice(1)) assert.deepEqual(r, results[0], build.kind);
     assertNearExact(results[0]!, A, B, bias, true, c, build.kind);
+  }
+});
+
+/** Resolves once the two-thread pool's worker takes blocks (it starts in the background), or fails after 20 s. */
+async function poolReady(kind: WasmGemmKind): Promise<void> {
+  const pool = gemmPool(kind);
+  if ('reason' in pool) assert.fail(pool.reason);
+  for (let waited = 0; !pool.ready(); waited += 20) {
+    if (waited > 20000) assert.fail('the GEMM worker did not start within 20 s');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+test('wasm: with two threads, products split between the main thread and the worker give the bits of one thread, in every transposition case', async (t) => {
+  if (!(await useBackend('wasm'))) return t.skip('wasm backend unavailable');
+  const wasm = (tf.backend() as unknown as { wasm: { asm: { memory: unknown }; _malloc(n: number): number; _free(p: number): void; HEAPF32: Float32Array } }).wasm;
+  const memory = wasm.asm.memory as Parameters<typeof heapGemm>[1];
+  // M×K×N: a batch of 512 into the tutorial's second layer, odd sizes (blocks of 36 rows, the last of 11), the batch-64 first-layer weight gradient.
+  const shapes: Array<[number, number, number]> = [
+    [512, 200, 100],
+    [263, 301, 111],
+    [784, 64, 200],
+  ];
+  for (const build of BUILDS) {
+    if (build.skip) continue;
+    await poolReady(build.kind);
+    const one = heapGemm(build.kind, memory, (n) => wasm._malloc(n), 1);
+    const two = heapGemm(build.kind, memory, (n) => wasm._malloc(n), 2);
+    if ('reason' in one || 'reason' in two) assert.fail('no wasm GEMM');
+    let seed = 90;
+    for (const [m, k, n] of shapes) {
+      assert.ok(m * n * k >= MIN_MACS, 'a product the pool takes');
+      for (const [tA, tB] of TRANSPOSES) {
+        const c = { m, k, n, tA, tB };
+        const o = operands(c, (seed += 3));
+        const A = o.a.dataSync() as Float32Array;
+        const B = o.b.dataSync() as Float32Array;
+        const bias = o.bias.dataSync() as Float32Array;
+        tf.dispose([o.a, o.b, o.bias]);
+        const block = wasm._malloc(4 * (A.length + B.length + bias.length + 2 * m * n) + 64);
+        const pa = ((block + 15) & ~15) >>> 2;
+        const pb = pa + A.length;
+        const pbias = pb + B.length;
+        const pc1 = pbias + bias.length;
+        const pc2 = pc1 + m * n;
+        wasm.HEAPF32.set(A, pa);
+        wasm.HEAPF32.set(B, pb);
+        wasm.HEAPF32.set(bias, pbias);
+        const run = (g: typeof one, pc: number) => g.gemm(tA, tB, m, n, k, 4 * pa, tA ? m : k, 4 * pb, tB ? k : n, 4 * pc, n, 4 * pbias, true);
+        run(one, pc1);
+        const want = wasm.HEAPF32.slice(pc1, pc1 + m * n);
+        // Until the worker has taken a share of the blocks (on a busy machine the main thread may take them all, and the pool backs off for a while).
+        const before = { ...wasmGemmStats };
+        for (let i = 0; i < 4000 && wasmGemmStats.workerBlocks === before.workerBlocks; i++) {
+          wasm.HEAPF32.fill(NaN, pc2, pc2 + m * n);
+          run(two, pc2);
+          assert.deepEqual(wasm.HEAPF32.slice(pc2, pc2 + m * n), want, `${build.kind} ${caseName(c)}, run ${i + 1}`);
+        }
+        assert.ok(wasmGemmStats.workerBlocks > before.workerBlocks, `${build.kind} ${caseName(c)}: the worker took no block in 4000 runs`);
+        assert.ok(wasmGemmStats.pooled > before.pooled);
+        assertNearExact(want, A, B, bias, true, c, `${build.kind} ${caseName(c)}`);
+        wasm._free(block);
+      }
+    }
+  }
+});
+
+test('REGTRAIN_GEMM_THREADS: 1 or 2 threads, more capped at 2, default 2 on two CPUs; anything else is refused by name', () => {
+  assert.equal(gemmThreads(undefined, 2), 2);
+  assert.equal(gemmThreads('', 8), 2);
+  assert.equal(gemmThreads(undefined, 1), 1);
+  assert.equal(gemmThreads('1', 2), 1);
+  assert.equal(gemmThreads(' 4 ', 2), 2);
+  for (const bad of ['0', 'two', '1.5', '-2']) {
+    assert.throws(
+      () => gemmThreads(bad, 2),
+      (e: Error) => e instanceof InputError && e.message === `REGTRAIN_GEMM_THREADS=${bad}: expected a whole number of threads ≥ 1`,
+    );
   }
 });
 

@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as v8 from 'node:v8';
+import { createGemmPool, gemmThreads, type GemmPool } from './gemm-pool';
 
 /**
  * regtrain's own single-precision GEMM in WebAssembly SIMD (gemm.wat), for when no native BLAS is
@@ -20,8 +21,9 @@ import * as v8 from 'node:v8';
  * CPU fuses (FMA), so it differs from the plain build by float32 rounding.
  *
  * - `chooseWasmGemm()` picks the build (or says why there is none: not built, REGTRAIN_SIMD=off).
- * - `heapGemm(kind, memory, malloc)` runs on a wasm memory the caller owns (tfjs-wasm's heap: tensors
- *   are read and written where they live; addresses are byte offsets).
+ * - `heapGemm(kind, memory, malloc, threads)` runs on a wasm memory the caller owns (tfjs-wasm's heap:
+ *   tensors are read and written where they live; addresses are byte offsets); with 2 threads, large
+ *   products go to the two-thread pool (gemm-pool.ts, the shared-memory builds gemm-shared*.wasm).
  * - `arrayGemm(kind)` runs on Float32Arrays (the cpu backend), copying them into a private memory.
  * Both return { reason } when the build cannot be compiled, the memory cannot be imported (shared), or
  * the smoke test fails.
@@ -99,21 +101,36 @@ export interface ArrayGemm {
   ): void;
 }
 
-/** How many GEMMs the wasm kernels ran (for tests and benchmarks: proof the path was taken). */
-export const wasmGemmStats = { calls: 0 };
+/**
+ * How many GEMMs the wasm kernels ran (for tests and benchmarks: proof the path was taken); how many
+ * of them went to the two-thread pool, how many row blocks the pool's worker ran, how many of its
+ * blocks the main thread computed again (the worker was not scheduled in time), and how many products
+ * ran on one thread while the pool backed off after that.
+ */
+export const wasmGemmStats = { calls: 0, pooled: 0, workerBlocks: 0, recomputed: 0, backedOff: 0 };
+
+/**
+ * Products run single-threaded after a pooled one in which the worker was late (a busy machine: the
+ * second thread then costs copies and waiting and gains nothing), before the pool is tried again:
+ * 32, doubled after each late one up to 1024, back to 32 once the worker is on time.
+ */
+const BACKOFF_MIN = 32;
+const BACKOFF_MAX = 1024;
 
 function offByEnv(name: string): boolean {
   return /^(off|0|false|no)$/i.test(process.env[name] ?? '');
 }
 
-const modules = new Map<WasmGemmKind, WebAssembly.Module | string>();
+const modules = new Map<string, WebAssembly.Module | string>();
 
-function readModule(kind: WasmGemmKind): WebAssembly.Module | string {
-  const known = modules.get(kind);
+/** A build's module (compiled once), or why not; `shared`: the build importing a shared memory (gemm-pool.ts). */
+function readModule(kind: WasmGemmKind, shared = false): WebAssembly.Module | string {
+  const file = `gemm${shared ? '-shared' : ''}${kind === 'wasm-relaxed-simd' ? '-relaxed' : ''}.wasm`;
+  const known = modules.get(file);
   if (known) return known;
   let result: WebAssembly.Module | string;
   try {
-    const bytes = fs.readFileSync(path.join(__dirname, kind === 'wasm-relaxed-simd' ? 'gemm-relaxed.wasm' : 'gemm.wasm'));
+    const bytes = fs.readFileSync(path.join(__dirname, file));
     if (kind === 'wasm-relaxed-simd' && !WebAssembly.validate(bytes)) {
       // V8 11.3 (Node 20): relaxed SIMD is behind a flag; V8 ≥ 11.4 validates without it.
       v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
@@ -123,8 +140,22 @@ function readModule(kind: WasmGemmKind): WebAssembly.Module | string {
   } catch (e) {
     result = (e as Error).message.split('\n')[0]!;
   }
-  modules.set(kind, result);
+  modules.set(file, result);
   return result;
+}
+
+const pools = new Map<WasmGemmKind, GemmPool | string>();
+
+/** The two-thread pool for a build (one per process, started on first use), or why there is none. */
+export function gemmPool(kind: WasmGemmKind): GemmPool | { reason: string } {
+  let known = pools.get(kind);
+  if (!known) {
+    const module = readModule(kind, true);
+    const made = typeof module === 'string' ? module : createGemmPool(module);
+    known = 'reason' in (made as object) ? (made as { reason: string }).reason : (made as GemmPool);
+    pools.set(kind, known);
+  }
+  return typeof known === 'string' ? { reason: known } : known;
 }
 
 /** The build to use: relaxed SIMD unless switched off (REGTRAIN_RELAXED_SIMD=off) or unavailable. */
@@ -143,19 +174,22 @@ function smokeTest(run: (a: Float32Array, b: Float32Array, bias: Float32Array, c
   return c[0] === 20 && c[1] === 0 && c[2] === 44 && c[3] === 0;
 }
 
-const heapCache = new Map<WebAssembly.Memory, Partial<Record<WasmGemmKind, HeapGemm | string>>>();
+const heapCache = new Map<WebAssembly.Memory, Partial<Record<string, HeapGemm | string>>>();
 
 /**
  * The GEMM on `memory` (tfjs-wasm's heap), with its packing scratch from `malloc` (kept for the
- * process's life: ~400 KB per build used). Cached per memory and build.
+ * process's life: ~400 KB per build used). Cached per memory, build and thread count. With two
+ * threads (default gemmThreads(): REGTRAIN_GEMM_THREADS, else 2 on a 2-CPU machine), products the
+ * pool finds worth it run on gemm-pool.ts's two threads, with the same bits as on one.
  */
-export function heapGemm(kind: WasmGemmKind, memory: WebAssembly.Memory, malloc: (bytes: number) => number): HeapGemm | { reason: string } {
+export function heapGemm(kind: WasmGemmKind, memory: WebAssembly.Memory, malloc: (bytes: number) => number, threads = gemmThreads()): HeapGemm | { reason: string } {
   const module = readModule(kind);
   if (typeof module === 'string') return { reason: module };
   const chosen = { kind, module };
   const perKind = heapCache.get(memory) ?? {};
   heapCache.set(memory, perKind);
-  const known = perKind[chosen.kind];
+  const key = `${kind}/${threads}`;
+  const known = perKind[key];
   if (known) return typeof known === 'string' ? { reason: known } : known;
   let made: HeapGemm | string;
   try {
@@ -163,11 +197,31 @@ export function heapGemm(kind: WasmGemmKind, memory: WebAssembly.Memory, malloc:
     // The scratch, then 64 bytes for the smoke test's operands.
     const scratch = (malloc(ex.scratchBytes() + 64 + 16) + 15) & ~15;
     if (scratch <= 16) throw new Error('no memory for the GEMM scratch');
+    const found = threads >= 2 ? gemmPool(kind) : null;
+    const pool = found && !('reason' in found) ? found : null;
+    let backoff = 0;
+    let nextBackoff = BACKOFF_MIN;
     const g: HeapGemm = {
       kind: chosen.kind,
       gemm(tA, tB, m, n, k, a, lda, b, ldb, c, ldc, bias, relu) {
-        ex.gemm(+tA, +tB, m, n, k, a, lda, b, ldb, c, ldc, bias, +relu, scratch);
         wasmGemmStats.calls++;
+        if (pool && ldc === n && pool.worth(m, n, k)) {
+          if (backoff > 0) {
+            backoff--;
+            wasmGemmStats.backedOff++;
+          } else if (pool.ready() && pool.idle()) {
+            const r = pool.gemm(memory.buffer, tA, tB, m, n, k, a, lda, b, ldb, c, bias, relu);
+            wasmGemmStats.pooled++;
+            wasmGemmStats.workerBlocks += r.workerBlocks;
+            wasmGemmStats.recomputed += r.recomputed;
+            if (r.recomputed > 0 || r.workerBlocks === 0) {
+              backoff = nextBackoff;
+              nextBackoff = Math.min(BACKOFF_MAX, 2 * nextBackoff);
+            } else nextBackoff = BACKOFF_MIN;
+            return;
+          }
+        }
+        ex.gemm(+tA, +tB, m, n, k, a, lda, b, ldb, c, ldc, bias, +relu, scratch);
       },
     };
     const tmp = scratch + ex.scratchBytes();
@@ -185,7 +239,7 @@ export function heapGemm(kind: WasmGemmKind, memory: WebAssembly.Memory, malloc:
   } catch (e) {
     made = (e as Error).message.split('\n')[0]!; // e.g. a shared memory (threaded tfjs-wasm) we cannot import as declared
   }
-  perKind[chosen.kind] = made;
+  perKind[key] = made;
   return typeof made === 'string' ? { reason: made } : made;
 }
 

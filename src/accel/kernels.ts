@@ -20,6 +20,8 @@ import { wasmSimd } from './simd';
 import { loadBlas, type Blas } from './blas';
 import { arrayGemm, chooseWasmGemm, heapGemm, type WasmGemmKind } from './gemm';
 import { registerWasmConvKernels, wasmConvKernelWrappers } from './conv';
+import { gemmThreads } from './gemm-pool';
+import { InputError } from '../errors';
 
 /** Which GEMM runs tfjs's matmuls on a backend. */
 export type GemmKind = 'openblas' | WasmGemmKind;
@@ -240,10 +242,11 @@ interface WasmModuleBackend {
 }
 
 /**
- * The wasm GEMM: on tfjs-wasm's heap (byte address = 4 × element index: HEAPF32 starts at 0), or on
- * copies for the cpu backend. Bias and relu run in the GEMM's last pass; relu6 clamps after it.
+ * The wasm GEMM: on tfjs-wasm's heap (byte address = 4 × element index: HEAPF32 starts at 0), on
+ * up to `threads` threads (gemm-pool.ts), or on copies for the cpu backend. Bias and relu run in the
+ * GEMM's last pass; relu6 clamps after it.
  */
-function wasmEngine(kind: WasmGemmKind, backendName: string): Engine {
+function wasmEngine(kind: WasmGemmKind, backendName: string, threads: number): Engine {
   const epilogue = (p: Plan, c: Mem, act: string): void => {
     if (act === 'relu6') applyBiasActivation(c.base, c.offset, p.batch * p.m, p.n, null, 0, act);
   };
@@ -278,7 +281,7 @@ function wasmEngine(kind: WasmGemmKind, backendName: string): Engine {
   function heapRunner(wasm: WasmModuleBackend['wasm'] | undefined): Runner | null {
     const memory = wasm?.asm?.memory;
     if (!wasm || !memory || typeof wasm._malloc !== 'function') return null;
-    const g = heapGemm(kind, memory as Parameters<typeof heapGemm>[1], (n) => wasm._malloc(n));
+    const g = heapGemm(kind, memory as Parameters<typeof heapGemm>[1], (n) => wasm._malloc(n), threads);
     if ('reason' in g) return null;
     return (p, tA, tB, a, b, c, bias, act) => {
       const at = (m: Mem, off: number) => m.base.byteOffset + 4 * (m.offset + off);
@@ -410,7 +413,9 @@ export type GemmChoice = 'auto' | 'openblas' | 'wasm' | 'none';
 
 /**
  * Register the GEMM kernels for `backendName` ('cpu' or 'wasm'), and on wasm the Slice fix (which
- * needs no GEMM, so it is installed even when `gemm` comes back null). Never throws. Safe to call before or
+ * needs no GEMM, so it is installed even when `gemm` comes back null). `threads`: OpenBLAS's threads,
+ * or the wasm GEMM's (1 or 2; default gemmThreads(): REGTRAIN_GEMM_THREADS, else 2 on 2+ CPUs).
+ * Never throws, but for an InputError naming a malformed REGTRAIN_GEMM_THREADS. Safe to call before or
  * after the backend is initialised; the originals' setup/dispose functions are kept on the wrappers.
  * Calling it again with the same choice returns the first result; with another choice, reinstalls.
  */
@@ -434,7 +439,7 @@ export function installAcceleratedKernels(backendName: string, opts: { threads?:
       engine = blasEngine(blas, backendName);
     } else if (choice === 'auto' || choice === 'wasm') {
       const wasm = chooseWasmGemm();
-      if ('kind' in wasm) engine = wasmEngine(wasm.kind, backendName);
+      if ('kind' in wasm) engine = wasmEngine(wasm.kind, backendName, opts.threads ?? gemmThreads());
       gemmReason = 'kind' in wasm ? `${wasm.kind} GEMM` : wasm.reason;
     } else {
       gemmReason = `not chosen (gemm: '${choice}')`;
@@ -474,6 +479,7 @@ export function installAcceleratedKernels(backendName: string, opts: { threads?:
     if (originals.length > 0) installed.set(backendName, { originals, gemm: result.gemm, choice, result });
     return result;
   } catch (e) {
+    if (e instanceof InputError) throw e; // a malformed REGTRAIN_GEMM_THREADS
     return { installed: false, gemm: null, reason: `install failed: ${(e as Error).message}` };
   }
 }

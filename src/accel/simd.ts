@@ -10,6 +10,8 @@ import * as tf from '@tensorflow/tfjs';
 export interface Simd {
   sgd(w: number, g: number, d: number, n: number, l1: number, l2x2: number, lr: number, wd: number, out: number): void;
   biasAct(c: number, rows: number, n: number, bias: number, relu: number): void;
+  /** d ← d · step(a) elementwise over n floats (the relu gradient, as tfjs's mul(d, step(a))). */
+  reluGrad(d: number, a: number, n: number): void;
   adam(
     w: number,
     g: number,

@@ -157,4 +157,31 @@
             (br $tailLoop)))
         (local.set $r (i32.add (local.get $r) (i32.const 1)))
         (br $rowLoop))))
+;; The relu gradient in place: d[i] = d[i] · (a[i] > 0 ? 1 : 0), as tfjs's mul(d, step(a)) computes it
+  ;; (including −0 for a negative d and NaN for a NaN d where the mask is 0).
+  (func (export "reluGrad") (param $d i32) (param $a i32) (param $n i32)
+    (local $i i32) (local $n4 i32) (local $one v128) (local $zero v128)
+    (local.set $one (f32x4.splat (f32.const 1)))
+    (local.set $zero (f32x4.splat (f32.const 0)))
+    (local.set $n4 (i32.and (local.get $n) (i32.const -4)))
+    (block $vecDone
+      (loop $vecLoop
+        (br_if $vecDone (i32.ge_u (local.get $i) (local.get $n4)))
+        (v128.store (i32.add (local.get $d) (i32.shl (local.get $i) (i32.const 2)))
+          (f32x4.mul
+            (v128.load (i32.add (local.get $d) (i32.shl (local.get $i) (i32.const 2))))
+            (v128.bitselect (local.get $one) (local.get $zero)
+              (f32x4.gt (v128.load (i32.add (local.get $a) (i32.shl (local.get $i) (i32.const 2)))) (local.get $zero)))))
+        (local.set $i (i32.add (local.get $i) (i32.const 4)))
+        (br $vecLoop)))
+    (block $tailDone
+      (loop $tailLoop
+        (br_if $tailDone (i32.ge_u (local.get $i) (local.get $n)))
+        (f32.store (i32.add (local.get $d) (i32.shl (local.get $i) (i32.const 2)))
+          (f32.mul
+            (f32.load (i32.add (local.get $d) (i32.shl (local.get $i) (i32.const 2))))
+            (select (f32.const 1) (f32.const 0)
+              (f32.gt (f32.load (i32.add (local.get $a) (i32.shl (local.get $i) (i32.const 2)))) (f32.const 0)))))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $tailLoop))))
 )

@@ -279,6 +279,19 @@ export function createLeanStep(model: tf.Sequential, optimizer: Optimizer, penal
     return sums;
   };
 
+  /**
+   * dA · step(a), the relu gradient: on wasm one SIMD pass over dA's own memory (a fresh tensor only
+   * this step holds), with tfjs's results bit for bit; else tfjs's mul and step.
+   */
+  const reluGrad = (dA: tf.Tensor2D, a: tf.Tensor2D): tf.Tensor2D => {
+    const simd = tf.getBackend() === 'wasm' ? wasmSimd() : null;
+    const D = simd ? ownFloats(dA, true) : null;
+    const A = D ? ownFloats(a, false) : null;
+    if (!simd || !D || !A) return tf.mul(dA, tf.step(a));
+    simd.reluGrad(D.byteOffset, A.byteOffset, D.length);
+    return dA;
+  };
+
   const run = (x: tf.Tensor2D | tf.Tensor3D, y: tf.Tensor1D): LeanStepResult => {
     const lr = optimizer.learningRate();
     const B = x.shape[0];
@@ -343,7 +356,7 @@ export function createLeanStep(model: tf.Sequential, optimizer: Optimizer, penal
         let dPrev: tf.Tensor2D | null = null;
         if (li > 0) {
           const dA: tf.Tensor2D = tf.matMul(dZ, d.kernel as tf.Tensor2D, false, true);
-          dPrev = dense[li - 1].act === 'relu' ? (tf.mul(dA, tf.step(a)) as tf.Tensor2D) : dA;
+          dPrev = dense[li - 1].act === 'relu' ? reluGrad(dA, a) : dA;
         }
         // The batch's penalty is taken at the weights it was computed with (Keras logs data loss + it).
         const l1 = Math.fround(d.l1);

@@ -26,6 +26,25 @@ import sys
 import time
 
 
+def set_threads(torch, n):
+    """torch.set_num_threads(n), and the same for the OpenBLAS that torch's matmuls call.
+
+    Debian's PyTorch 1.13 calls the system OpenBLAS (pthreads build), which keeps its own thread
+    pool: torch.set_num_threads does not reach it, so "1 thread" would still run its large GEMMs on
+    every core (seen here: a second thread doing a quarter of a 512x784x200 product's work). The
+    library already loaded is found in /proc/self/maps and told directly.
+    """
+    torch.set_num_threads(n)
+    try:
+        import ctypes
+        with open('/proc/self/maps') as f:
+            libs = {line.split()[-1] for line in f if 'libopenblas' in line}
+        for lib in libs:
+            ctypes.CDLL(lib).openblas_set_num_threads(n)
+    except (OSError, AttributeError):
+        pass  # no OpenBLAS in this torch (MKL follows set_num_threads by itself)
+
+
 def read_idx(path):
     import numpy as np
     opener = gzip.open if path.endswith('.gz') else open
@@ -106,7 +125,7 @@ def main():
 
     rows = []
     for threads in [int(t) for t in args.threads.split(',')]:
-        torch.set_num_threads(threads)
+        set_threads(torch, threads)
         for batch in [int(b) for b in args.batches.split(',')]:
             model = build()
             opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=args.momentum)
@@ -151,7 +170,7 @@ def serve(torch, build, step, X, Y):
             continue
         batch, threads, seconds = line.split()
         batch, threads, seconds = int(batch), int(threads), float(seconds)
-        torch.set_num_threads(threads)
+        set_threads(torch, threads)
         key = (batch, threads)
         if key not in state:
             model = build()

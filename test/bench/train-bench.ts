@@ -13,6 +13,7 @@
  * step (model.fit, or the lean step of src/accel/step.ts).
  *
  * Run: npx tsc -p tsconfig.json && node dist/test/bench/train-bench.js [--quick] [--rounds N] [--no-torch]
+ *      [--backends wasm,cpu] [--torch-threads 1,2]
  * Env: REGTRAIN_BENCH_SECONDS (time per measurement, default 1), REGTRAIN_BENCH_ROUNDS (default 5).
  */
 import { execFileSync, spawn, type ChildProcessByStdio } from 'node:child_process';
@@ -22,6 +23,7 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { installAcceleratedKernels, uninstallAcceleratedKernels, type GemmChoice } from '../../src/accel/kernels';
 import { chooseWasmGemm } from '../../src/accel/gemm';
+import { gemmThreads } from '../../src/accel/gemm-pool';
 import { loadBlas } from '../../src/accel/blas';
 import { createLeanStep } from '../../src/accel/step';
 import { createOptimizer } from '../../src/train/optimizers';
@@ -31,7 +33,7 @@ export interface PathSpec {
   backend: 'wasm' | 'cpu' | 'tensorflow';
   /** Which GEMM runs tfjs's matmuls ('none': tfjs's own kernels). */
   gemm: 'openblas' | 'wasm-relaxed-simd' | 'wasm-simd' | 'none';
-  /** OpenBLAS threads. */
+  /** GEMM threads: OpenBLAS's, or the wasm GEMM's (1, or 2 with its worker: gemm-pool.ts). */
   threads?: number;
   step: 'fit' | 'lean';
 }
@@ -70,9 +72,9 @@ export function pathLabel(p: PathSpec): string {
     p.gemm === 'openblas'
       ? `+OpenBLAS(${p.threads ?? 1}t)`
       : p.gemm === 'wasm-relaxed-simd'
-        ? '+wasm GEMM (relaxed SIMD)'
+        ? `+wasm GEMM (relaxed SIMD, ${p.threads ?? 1}t)`
         : p.gemm === 'wasm-simd'
-          ? '+wasm GEMM (SIMD)'
+          ? `+wasm GEMM (SIMD, ${p.threads ?? 1}t)`
           : p.backend === 'tensorflow'
             ? ''
             : ' (tfjs kernels)';
@@ -129,13 +131,17 @@ export async function availablePaths(opts: { quick?: boolean; backends?: string[
     if (backend === 'cpu' && opts.quick) continue;
     if (!(await useBackend(backend))) continue;
     if ('kind' in wasmGemm) {
-      out.push({ backend, gemm: wasmGemm.kind, step: 'lean' });
-      if (relaxed && backend === 'wasm') out.push({ backend, gemm: 'wasm-simd', step: 'lean' });
-      if (backend === 'wasm' && !opts.quick) out.push({ backend, gemm: wasmGemm.kind, step: 'fit' });
+      // The default thread count (2 on a 2-CPU machine, its worker in gemm-pool.ts), and 1 thread.
+      const threads = gemmThreads();
+      out.push({ backend, gemm: wasmGemm.kind, threads, step: 'lean' });
+      if (backend === 'wasm' && threads > 1) out.push({ backend, gemm: wasmGemm.kind, threads: 1, step: 'lean' });
+      if (relaxed && backend === 'wasm') out.push({ backend, gemm: 'wasm-simd', threads, step: 'lean' });
+      if (backend === 'wasm' && !opts.quick) out.push({ backend, gemm: wasmGemm.kind, threads, step: 'fit' });
     }
     if (blasOk) {
       out.push({ backend, gemm: 'openblas', threads: 1, step: 'lean' });
-      if (!opts.quick) out.push({ backend, gemm: 'openblas', threads: 2, step: 'lean' });
+      // 2 threads: what `regtrain run` uses from batch 128 up (src/train/step.ts).
+      if (backend === 'wasm' || !opts.quick) out.push({ backend, gemm: 'openblas', threads: 2, step: 'lean' });
     }
     if (backend === 'wasm') {
       out.push({ backend, gemm: 'none', step: 'lean' });
@@ -367,7 +373,8 @@ async function main(): Promise<void> {
   };
   const paths = await availablePaths({ quick: process.argv.includes('--quick'), backends: arg('--backends')?.split(',') });
   const rounds = Number(arg('--rounds') ?? ROUNDS);
-  const r = await benchRounds({ paths, rounds, torch: !process.argv.includes('--no-torch'), log: (s) => console.error(s) });
+  const torchThreads = (arg('--torch-threads') ?? '1').split(',').map(Number);
+  const r = await benchRounds({ paths, rounds, torch: !process.argv.includes('--no-torch'), torchThreads, log: (s) => console.error(s) });
   console.log(roundsTable(r));
 }
 
