@@ -41,10 +41,10 @@ export function deltaCell(r: CompareResult, g: Group): string {
   if (g.isBaseline) return '—';
   const p = pairedOf(r, g);
   if (p) return `${fmtSigned(p.meanDiff, 4)} [${fmtSigned(p.ci95[0], 4)}, ${fmtSigned(p.ci95[1], 4)}] ${p.verdict}`;
-  const base = r.groups.find((x) => x.isBaseline);
-  if (!base) return '—';
-  const few = Math.min(g.runs.length, base.runs.length) < 2 ? 'one run' : 'no seeds in common';
-  return `${fmtSigned(g.testAccuracy.mean - base.testAccuracy.mean, 4)} (no CI: ${few})`;
+  const ref = r.groups.find((x) => x.name === g.reference) ?? r.groups.find((x) => x.isBaseline);
+  if (!ref || ref === g) return '—';
+  const few = Math.min(g.runs.length, ref.runs.length) < 2 ? 'one run' : 'no seeds in common';
+  return `${fmtSigned(g.testAccuracy.mean - ref.testAccuracy.mean, 4)} (no CI: ${few})`;
 }
 
 interface Column {
@@ -108,7 +108,7 @@ export function tableCells(r: CompareResult, opts: FormatOptions = {}): { header
 /** `l1 − baseline: +0.0300 [+0.0052, +0.0548], t(2) = 5.20, p = 0.035, 3 pairs: better` (test accuracy). */
 export function pairedLine(p: PairedResult): string {
   const t = Number.isFinite(p.t) ? fmtNum(p.t, 2) : p.t > 0 ? '∞' : `${MINUS}∞`;
-  return `${p.group} − ${p.baseline}: ${fmtSigned(p.meanDiff, 4)} [${fmtSigned(p.ci95[0], 4)}, ${fmtSigned(p.ci95[1], 4)}], t(${p.df}) = ${t}, p = ${p.p < 0.001 ? '<0.001' : p.p.toFixed(3)}, ${p.pairs} pairs: ${p.verdict}`;
+  return `${p.group} − ${p.baseline}: ${fmtSigned(p.meanDiff, 4)} [${fmtSigned(p.ci95[0], 4)}, ${fmtSigned(p.ci95[1], 4)}], t(${p.df}) = ${t}, p ${p.p < 0.001 ? '< 0.001' : `= ${p.p.toFixed(3)}`}, ${p.pairs} pairs: ${p.verdict}`;
 }
 
 /** "Paired against the baseline" or "Paired against the baseline, l1": never "the baseline (baseline)". */
@@ -122,7 +122,7 @@ export function legendSentences(r: CompareResult, opts: FormatOptions = {}): str
   const out = [
     `Best test accuracy: ${best?.name ?? '—'}.`,
     'test acc: mean ± std over seeds (n runs).',
-    `Δ: test accuracy minus the baseline's, paired by seed, with its 95% t interval (better or worse when the interval excludes 0).`,
+    `Δ: test accuracy minus the baseline's${r.sweepPaths.length || r.paired.some((p) => p.baseline !== r.baseline) ? ' (in a sweep, the baseline variant at the same swept values)' : ''}, paired by seed, with its 95% t interval (better or worse when the interval excludes 0).`,
   ];
   if (!opts.wide) {
     const first = r.groups.find((g) => g.layers[0])?.layers[0]?.layer;
@@ -170,7 +170,7 @@ export function formatText(r: CompareResult, opts: FormatOptions = {}): string {
       .join('  ')
       .trimEnd();
   const out = [line(all[0]!), widths.map((w) => '─'.repeat(w)).join('  '), ...marked.map(line)];
-  out.push('', ...wrap(legendSentences(r, opts), TEXT_WIDTH, ' ', '', ''));
+  out.push('', ...wrap(legendSentences(r, opts).join(' ').split(' '), TEXT_WIDTH, ' ', '', ''));
   const legend = variantLegend(r);
   if (!opts.wide && legend.length) {
     const w = Math.max(...legend.map((v) => [...v.name].length));

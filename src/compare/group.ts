@@ -39,6 +39,8 @@ export interface Group {
   runs: RunData[];
   seeds: number[];
   isBaseline: boolean;
+  /** The group its Δ is measured against: the baseline, or in a sweep the baseline variant at the same swept values (null for the baseline). */
+  reference: string | null;
   best: boolean;
   testAccuracy: Stat;
   testLoss: Stat;
@@ -161,6 +163,7 @@ function buildGroup(name: string, runs: RunData[], sweepPaths: string[]): Group 
     runs,
     seeds: m.map((x) => x.seed),
     isBaseline: false,
+    reference: null,
     best: false,
     testAccuracy: stat(m.map((x) => x.test!.accuracy))!,
     testLoss: stat(m.map((x) => x.test!.loss))!,
@@ -259,7 +262,7 @@ export function compareRuns(collected: Collected, opts: { baseline?: string } = 
   const wanted = opts.baseline;
   const base =
     (wanted !== undefined ? groups.find((g) => g.name === wanted || g.variant === wanted || g.runs.some((r) => path.resolve(r.dir) === path.resolve(wanted))) : undefined) ??
-    groups.find((g) => g.variant !== null && studyBaselines.has(g.variant)) ??
+    groups.filter((g) => g.variant !== null && studyBaselines.has(g.variant)).sort((a, b) => compareKeys(orderKey(a, collected.studies), orderKey(b, collected.studies)))[0] ??
     groups.find((g) => g.name === 'baseline' || g.name.startsWith('baseline-')) ??
     groups[0];
   const warnings = [...collected.warnings, ...duplicates.map((d) => `${d.dropped} repeats ${d.kept} (same spec, seed ${d.seed}): counted once`)];
@@ -277,20 +280,33 @@ export function compareRuns(collected: Collected, opts: { baseline?: string } = 
   const keys = new Map(groups.map((g) => [g, orderKey(g, collected.studies)]));
   groups.sort((a, b) => compareKeys(keys.get(a)!, keys.get(b)!));
 
-  const paired: PairedResult[] = [];
-  if (base && base.runs.length > 1) {
-    const baseBySeed = new Map(base.runs.map((r) => [r.metrics.seed, r.metrics.test!.accuracy]));
-    for (const g of groups) {
-      if (g === base || g.runs.length < 2) continue;
-      const matched = g.runs.filter((r) => baseBySeed.has(r.metrics.seed));
-      const res = pairedT(
-        matched.map((r) => r.metrics.test!.accuracy),
-        matched.map((r) => baseBySeed.get(r.metrics.seed)!),
+  // In a sweep, a variant is paired with the baseline variant at the same swept values (l1 at
+  // 1,000 images against the baseline at 1,000 images), else with the baseline.
+  const sweepOf = (g: Group) => g.runs.find((r) => r.study)?.study ?? null;
+  const referenceOf = (g: Group): Group | undefined => {
+    const st = sweepOf(g);
+    if (st && Object.keys(st.member.sweep).length > 0) {
+      const twin = groups.find(
+        (h) => h !== g && sweepOf(h)?.file === st.file && h.variant === st.file.baseline && JSON.stringify(sweepOf(h)!.member.sweep) === JSON.stringify(st.member.sweep),
       );
-      if (!res) continue;
-      const verdict = res.ci95[0] > 0 ? 'better' : res.ci95[1] < 0 ? 'worse' : 'inconclusive';
-      paired.push({ group: g.name, baseline: base.name, metric: 'test accuracy', seeds: matched.map((r) => r.metrics.seed), ...res, verdict });
+      if (twin) return twin;
     }
+    return base;
+  };
+  for (const g of groups) g.reference = g === base ? null : (referenceOf(g)?.name ?? null);
+  const paired: PairedResult[] = [];
+  for (const g of groups) {
+    const ref = referenceOf(g);
+    if (!ref || g === ref || g === base || g.runs.length < 2 || ref.runs.length < 2) continue;
+    const refBySeed = new Map(ref.runs.map((r) => [r.metrics.seed, r.metrics.test!.accuracy]));
+    const matched = g.runs.filter((r) => refBySeed.has(r.metrics.seed));
+    const res = pairedT(
+      matched.map((r) => r.metrics.test!.accuracy),
+      matched.map((r) => refBySeed.get(r.metrics.seed)!),
+    );
+    if (!res) continue;
+    const verdict = res.ci95[0] > 0 ? 'better' : res.ci95[1] < 0 ? 'worse' : 'inconclusive';
+    paired.push({ group: g.name, baseline: ref.name, metric: 'test accuracy', seeds: matched.map((r) => r.metrics.seed), ...res, verdict });
   }
   return { groups, baseline: base?.name ?? null, paired, skipped: collected.skipped, warnings, sweepPaths, duplicates };
 }

@@ -98,7 +98,8 @@ export function pairedT(x: number[], y: number[]): Omit<PairedResult, 'group' | 
   const df = n - 1;
   const se = sd / Math.sqrt(n);
   const crit = tQuantile(0.975, df);
-  if (se === 0) {
+  // Differences equal up to rounding (0.82 − 0.72 vs 0.84 − 0.74) have no spread either.
+  if (se <= 1e-12 * Math.max(1, Math.abs(s.mean))) {
     // Identical differences: no spread, so the interval collapses to the difference itself.
     return { pairs: n, meanDiff: s.mean, sdDiff: 0, t: s.mean === 0 ? 0 : Math.sign(s.mean) * Infinity, df, p: s.mean === 0 ? 1 : 0, ci95: [s.mean, s.mean] };
   }
