@@ -198,7 +198,7 @@ function orderKey(g: Group, studies: Collected['studies']): number[] {
     studies.findIndex((s) => s.file === file),
   );
   const sweepRanks = Object.entries(file.sweep).map(([p, values]) => {
-    const v = member.sweep[p];
+    const v = p in g.sweep ? g.sweep[p] : member.sweep[p];
     const numeric = values.every((x) => typeof x === 'number');
     const ordered = numeric ? [...(values as number[])].sort((a, b) => a - b) : values;
     const i = ordered.findIndex((x) => JSON.stringify(x) === JSON.stringify(v));
