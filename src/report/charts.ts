@@ -30,7 +30,7 @@ export function groupColors(r: CompareResult): Map<Group, string> {
 function curvePanels(r: CompareResult, colors: Map<Group, string>, metric: 'accuracy' | 'loss'): Chart {
   const groups = r.groups.filter((g) => g.curve.length > 0);
   const valKey = metric === 'loss' ? 'val_loss' : 'val_accuracy';
-  const cols = Math.min(4, Math.max(1, groups.length));
+  const cols = Math.min(4, Math.max(2, groups.length));
   const pw = CHART_WIDTH / cols;
   const ph = 230;
   const top = 52;
@@ -125,7 +125,7 @@ function histogramCharts(r: CompareResult, colors: Map<Group, string>): Chart[] 
       });
     }
     const decades = Math.max(1, Math.ceil(Math.log10(top + 1)));
-    const cols = Math.min(4, panels.length);
+    const cols = Math.min(4, Math.max(2, panels.length));
     const pw = CHART_WIDTH / cols;
     const ph = 210;
     const h = 30 + Math.ceil(panels.length / cols) * ph;

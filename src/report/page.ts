@@ -103,7 +103,7 @@ export function renderReport(r: CompareResult, title = 'regtrain comparison'): {
 ${settings}
 ${best ? `<p class="note">Best test accuracy: ${esc(best.name)} (${fmtNum(best.testAccuracy.mean, 4)}).</p>` : ''}
 ${section('Results', table)}
-${section(`${pairedHeading(r)}`, paired)}
+${r.groups.length > 1 ? section(pairedHeading(r), paired) : ''}
 ${section('Test accuracy vs training-set size', byPrefix('accuracy-vs-train-size'))}
 ${section('Against the swept parameter', byPrefix('accuracy-vs-', 'sparsity-').replace(/<svg[^>]*data-chart="accuracy-vs-train-size"[\s\S]*?<\/svg>/, ''))}
 ${section('Per class', byPrefix('per-class', 'confusion'))}
