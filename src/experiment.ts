@@ -27,7 +27,7 @@ import {
   ORIGIN_FILE,
   SPEC_FILE,
 } from './rundir';
-import { EpochRecord, MetricsFile, RUN_FORMAT_VERSION } from './runformat';
+import { confusionOf, EpochRecord, MetricsFile, RUN_FORMAT_VERSION } from './runformat';
 import { ExperimentSpec, loadSpec, parseSetFlag, parseSpec, specToYaml } from './spec';
 import { BestModel } from './train/callbacks/best-model';
 import { Callback, CallbackList } from './train/callbacks/callback';
@@ -245,10 +245,12 @@ async function finish(
   writeHistory(runDir, history);
   let test: MetricsFile['test'] = null;
   let trainEval: MetricsFile['trainEval'] = null;
+  let confusion: MetricsFile['confusion'];
   if (complete) {
     const penalty = weightPenalty(built);
     const t = evaluateSplit(built, data.test);
     test = { loss: t.dataLoss + t.activityPenalty + penalty, accuracy: t.accuracy, count: t.count };
+    confusion = confusionOf(data.test.labels, t.predictions, data.classNames);
     const tr = evaluateSplit(built, data.train);
     trainEval = { loss: tr.dataLoss + tr.activityPenalty + penalty, accuracy: tr.accuracy, count: tr.count };
   }
@@ -272,6 +274,7 @@ async function finish(
     bestEpoch,
     test,
     trainEval,
+    ...(confusion ? { confusion } : {}),
     seconds: { total: elapsed(), perEpoch: history.map((e) => e.seconds) },
     peakRssMB: Math.round(process.resourceUsage().maxRSS / 1024),
     finalWeights: weightStats(built),

@@ -110,6 +110,31 @@ const evaluation = z
   .object({ loss: jsonNumber, accuracy: num.min(0, { error: 'expected an accuracy from 0 to 1' }).max(1, { error: 'expected an accuracy from 0 to 1' }), count })
   .nullable();
 
+/**
+ * The test set's confusion matrix: matrix[true class][predicted class] image counts, one row and
+ * one column per class name. Absent in runs written before regtrain stored it.
+ */
+export const ConfusionSchema = z
+  .object({
+    classNames: z.array(text, { error: 'expected a list of class names' }).min(2, { error: 'expected at least 2 class names' }),
+    matrix: z.array(z.array(count, { error: 'expected a row of counts' }), { error: 'expected a list of rows' }),
+  })
+  .superRefine((c, ctx) => {
+    const n = c.classNames.length;
+    if (c.matrix.length !== n) ctx.addIssue({ code: 'custom', path: ['matrix'], message: `expected ${n} rows (one per class), got ${c.matrix.length}` });
+    c.matrix.forEach((row, i) => {
+      if (row.length !== n) ctx.addIssue({ code: 'custom', path: ['matrix', i], message: `expected ${n} counts (one per class), got ${row.length}` });
+    });
+  });
+export type Confusion = z.infer<typeof ConfusionSchema>;
+
+/** The confusion matrix of `predictions` against `labels` (class indexes), as metrics.json stores it. */
+export function confusionOf(labels: ArrayLike<number>, predictions: ArrayLike<number>, classNames: string[]): Confusion {
+  const matrix = classNames.map(() => new Array<number>(classNames.length).fill(0));
+  for (let i = 0; i < predictions.length; i++) matrix[labels[i]!]![predictions[i]!]!++;
+  return { classNames: [...classNames], matrix };
+}
+
 export const MetricsFileSchema = z.object({
   formatVersion: num,
   regtrainVersion: text,
@@ -137,6 +162,7 @@ export const MetricsFileSchema = z.object({
    * so that train − test accuracy is an honest generalization gap (dropout off).
    */
   trainEval: evaluation,
+  confusion: ConfusionSchema.optional(),
   seconds: z.object({ total: jsonNumber, perEpoch: z.array(jsonNumber) }),
   /** Peak resident memory of the training process, in MiB (absent in the first runs of format 1). */
   peakRssMB: jsonNumber.optional(),

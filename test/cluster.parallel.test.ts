@@ -126,6 +126,6 @@ test(
     const localRows = compareRows(path.join(tmp, 'local'));
     assert.equal(localRows.length, 3);
     assert.deepEqual(compareRows(studyDir), localRows);
-    assert.match(fs.readFileSync(path.join(studyDir, 'compare.txt'), 'utf8'), /^variant +changes +n +test acc/);
+    assert.match(fs.readFileSync(path.join(studyDir, 'compare.txt'), 'utf8'), /^ variant +test acc ± std \(n\) +Δ vs baseline/);
   },
 );

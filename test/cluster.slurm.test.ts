@@ -157,7 +157,7 @@ test(
 
       // The dependent compare job ran after the array and wrote compare.txt; the comparison equals the local one.
       const compareTxt = fs.readFileSync(path.join(studyDir, 'compare.txt'), 'utf8');
-      assert.match(compareTxt, /^variant +changes +n +test acc/);
+      assert.match(compareTxt, /^ variant +test acc ± std \(n\) +Δ vs baseline/);
       const localRows = compareRows(path.join(tmp, 'local'));
       assert.equal(localRows.length, 3, 'a header and one row per variant');
       assert.deepEqual(compareRows(studyDir), localRows);

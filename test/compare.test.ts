@@ -3,18 +3,20 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { collectRuns, compareRuns, pairedT, tCdf, tQuantile, specDiff, type Group } from '../src/compare';
+import { readMetrics } from '../src/rundir';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const BIN = path.join(ROOT, 'bin', 'regtrain');
 const RUNS = path.join(ROOT, 'test', 'fixtures', 'runs');
 const STUDY = path.join(RUNS, 'study');
 const LOOSE = path.join(RUNS, 'loose');
+const SINGLE = path.join(RUNS, 'single-run');
 
 const close = (actual: number | null | undefined, expected: number, eps = 1e-6) =>
   assert.ok(actual !== null && actual !== undefined && Math.abs(actual - expected) < eps, `expected ${expected}, got ${actual}`);
-const cli = (args: string[]) => spawnSync(process.execPath, [BIN, ...args], { cwd: ROOT, encoding: 'utf8' });
+const cli = (args: string[]) => spawnSync(process.execPath, [BIN, ...args], { cwd: RUNS, encoding: 'utf8' });
 /** RFC 4180 fields of one line (quotes, doubled quotes). */
 function csvFields(line: string): string[] {
   const out: string[] = [];
@@ -37,13 +39,14 @@ test('a study directory yields its complete runs and skips unrun, interrupted an
   );
 });
 
-test('runs differing only in seed form one row, with hand-checked means, std, gaps and sparsity', () => {
+test('runs differing only in seed form one row, with hand-checked means, std, gaps, sparsity and penalty shares', () => {
   const r = compareRuns(collectRuns([STUDY]));
+  // The study's order (baseline first, then its variants as declared), the best one marked.
   assert.deepEqual(
     r.groups.map((g) => [g.name, g.runs.length, g.best, g.isBaseline]),
     [
-      ['l1', 3, true, false],
       ['baseline', 3, false, true],
+      ['l1', 3, true, false],
       ['l2', 1, false, false],
     ],
   );
@@ -70,6 +73,9 @@ test('runs differing only in seed form one row, with hand-checked means, std, ga
   // last epoch: penalty 0.1/0.2/0.3, data loss 0.7 − penalty
   close(l1.penalty!.mean, 0.2);
   close(l1.dataLoss!.mean, 0.5);
+  // penalty ÷ (data loss + penalty) per run: 0.1/0.7, 0.2/0.7, 0.3/0.7
+  close(l1.penaltyShare!.mean, 0.2 / 0.7);
+  close(byName(r.groups, 'baseline').penaltyShare!.mean, 0);
   assert.deepEqual(
     l1.layers.map((l) => l.layer),
     ['dense_1', 'dense_2'],
@@ -92,6 +98,12 @@ test('a row is labelled only with the spec fields that differ from the baseline'
   assert.equal(
     specDiff({ name: 'a', seed: 1, training: { epochs: 3, earlyStopping: null } }, { name: 'b', seed: 2, training: { epochs: 3, earlyStopping: { patience: 2 } } }),
     'training.earlyStopping=null',
+  );
+  const layers = (reg: unknown) => ({ model: { layers: [{ flatten: {} }, { dense: { units: 4, kernelRegularizer: reg } }, { dense: { units: 2, kernelRegularizer: reg } }] } });
+  assert.equal(specDiff(layers({ l2: 0.01 }), layers(null)), 'model.layers.{1,2}.dense.kernelRegularizer={l2: 0.01}');
+  assert.equal(
+    specDiff({ optimizer: { adam: { learningRate: 0.001, amsgrad: false } } }, { optimizer: { sgd: { learningRate: 0.01 } } }),
+    'optimizer.adam={learningRate: 0.001, amsgrad: false}',
   );
 });
 
@@ -137,7 +149,7 @@ test('loose run directories are grouped by spec, named by directory, and a missi
   const r = compareRuns(c);
   assert.deepEqual(
     r.groups.map((g) => g.name),
-    ['tiny-lr1', 'tiny-lr01'],
+    ['tiny-lr01', 'tiny-lr1'],
   );
   const lr1 = byName(r.groups, 'tiny-lr1');
   assert.equal(lr1.label, 'optimizer.sgd.learningRate=0.1');
@@ -146,46 +158,263 @@ test('loose run directories are grouped by spec, named by directory, and a missi
   assert.equal(r.paired.length, 0);
 });
 
-test('compare prints the table, sorted by test accuracy with the best marked, and warns about every skipped directory', () => {
-  const r = cli(['compare', STUDY, path.join(RUNS, 'nowhere')]);
+const STUDY_TABLE = ` variant    test acc ± std (n)  Δ vs baseline [95% CI]                gap  sparsity  penalty
+─────────  ───────────────────  ─────────────────────────────────  ──────  ────────  ───────
+ baseline  0.8200 ± 0.0200 (3)  —                                  0.0900      1.0%     0.0%
+*l1        0.8500 ± 0.0265 (3)  +0.0300 [+0.0052, +0.0548] better  0.0233     50.0%    28.6%
+ l2                 0.8100 (1)  −0.0100 (no CI: one run)           0.0400      3.0%     7.7%
+
+Best test accuracy: l1. test acc: mean ± std over seeds (n runs). Δ: test accuracy minus the baseline's, paired by seed,
+with its 95% t interval (better or worse when the interval excludes 0). gap: train accuracy (inference mode) − test
+accuracy. sparsity: share of the first layer's kernel weights (dense_1) with |w| < 1e-3. penalty: the penalty's share of
+the loss at the last epoch.
+
+Variants (what differs from the baseline):
+  l1  model.layers.1.dense.kernelRegularizer={l1: 0.001, l2: 0}
+  l2  model.layers.1.dense.kernelRegularizer={l1: 0, l2: 0.01}
+
+Test accuracy paired against the baseline, matched by seed (95% CI, paired t-test):
+  l1 − baseline: +0.0300 [+0.0052, +0.0548], t(2) = 5.20, p = 0.035, 3 pairs: better
+`;
+
+test('compare prints a table that fits 120 columns, the changes in a legend under it, and warns about every skipped directory', () => {
+  const r = cli(['compare', 'study', 'nowhere']);
   assert.equal(r.status, 0, r.stderr);
-  const rows = r.stdout.split('\n');
-  assert.match(rows[0]!, /^variant\s+changes\s+n\s+test acc/);
-  assert.match(rows[2]!, /^\*l1 .* 3 {2}0\.8500 ± 0\.0265/);
-  assert.match(rows[3]!, /^baseline .* 0\.8200 ± 0\.0200/);
-  assert.match(rows[4]!, /^l2 .* 0\.8100 /);
-  assert.match(r.stdout, /l1 − baseline: \+0\.0300 test accuracy, 95% CI \[\+0\.0052, \+0\.0548\], paired t\(2\) = 5\.20, p = 0\.035/);
-  for (const d of ['l2-seed2', 'l2-seed3', 'broken', 'nowhere']) assert.match(r.stderr, new RegExp(`warning: skipped \\S*${d}: `));
+  // l1 − baseline: differences 0.03, 0.02, 0.04 → +0.0300 ± 4.303·0.01/√3; l2 has one run: the difference of means, no interval.
+  assert.equal(r.stdout, STUDY_TABLE);
+  assert.equal(
+    r.stderr,
+    [
+      'warning: skipped study/runs/l2-seed2: not run yet',
+      'warning: skipped study/runs/l2-seed3: the run is incomplete (interrupted)',
+      'warning: skipped study/runs/broken: metrics.json: not valid JSON (truncated or corrupt)',
+      'warning: skipped nowhere: no such directory',
+      '',
+    ].join('\n'),
+  );
 });
 
-test('compare --json, --csv and --md carry the same numbers', () => {
-  const j = cli(['compare', STUDY, '--json']);
-  assert.equal(j.status, 0, j.stderr);
-  const doc = JSON.parse(j.stdout) as { baseline: string; groups: { name: string; testAccuracy: { mean: number } }[]; paired: { group: string }[]; skipped: unknown[] };
-  assert.equal(doc.baseline, 'baseline');
-  assert.deepEqual(
-    doc.groups.map((g) => g.name),
-    ['l1', 'baseline', 'l2'],
-  );
-  close(doc.groups[0]!.testAccuracy.mean, 0.85);
-  assert.equal(doc.skipped.length, 3);
+test('every line of the default output stays within 120 columns, even with long overrides', () => {
+  const long = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-cmp-'));
+  fs.cpSync(STUDY, path.join(long, 'study'), { recursive: true });
+  // l1's spec gains a long optimizer change: the legend wraps it at its commas.
+  const spec = path.join(long, 'study', 'runs');
+  for (const d of ['l1-seed1', 'l1-seed2', 'l1-seed3']) {
+    const f = path.join(spec, d, 'spec.yaml');
+    fs.writeFileSync(
+      f,
+      fs
+        .readFileSync(f, 'utf8')
+        .replace(
+          /optimizer:\n  sgd:\n    learningRate: 0.01\n    momentum: 0\n    nesterov: false/,
+          'optimizer:\n  adam:\n    learningRate: 0.001\n    beta1: 0.9\n    beta2: 0.999\n    epsilon: 1.0e-7\n    amsgrad: false\n    weightDecay: 0\n    excludeFromWeightDecay: [bias, gamma, beta]',
+        ),
+    );
+  }
+  const r = spawnSync(process.execPath, [BIN, 'compare', path.join(long, 'study')], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  const lines = r.stdout.split('\n');
+  for (const line of lines) assert.ok([...line].length <= 120, `${[...line].length} columns: ${line}`);
+  const at = lines.findIndex((l) => l.startsWith('  l1  '));
+  assert.equal(lines[at], '  l1  model.layers.1.dense.kernelRegularizer={l1: 0.001, l2: 0}, optimizer.adam={learningRate: 0.001, beta1: 0.9,');
+  assert.equal(lines[at + 1], '      beta2: 0.999, epsilon: 1e-7, amsgrad: false, weightDecay: 0, excludeFromWeightDecay: [bias, gamma, beta]}');
+});
 
-  const c = cli(['compare', STUDY, '--csv']);
-  const [header, first] = c.stdout.split('\n');
+test('compare --wide prints every column, with the changes in the table', () => {
+  const r = cli(['compare', 'study', '--wide']);
+  assert.equal(r.status, 0, r.stderr);
+  const [header, , first, second] = r.stdout.split('\n');
+  assert.deepEqual(header!.trim().split(/ {2,}/), [
+    'variant',
+    'changes',
+    'n',
+    'test acc',
+    'Δ vs baseline [95% CI]',
+    'test loss',
+    'best val acc (epoch)',
+    'train−test gap',
+    'data loss / penalty',
+    'penalty share',
+    'sparsity |w|<1e-3 per layer',
+    'L1 per layer',
+    'L2 per layer',
+    'epochs',
+    'seconds',
+  ]);
+  assert.deepEqual(first!.trim().split(/ {2,}/), [
+    'baseline',
+    '3',
+    '0.8200 ± 0.0200',
+    '—',
+    '0.4800 ± 0.0200',
+    '0.7900 ± 0.0100 (2.3)',
+    '0.0900 ± 0.0100',
+    '0.6000 ± 0.0000 / 0.0000 ± 0.0000',
+    '0.0%',
+    '1.0% / 2.0%',
+    '100 / 50.0',
+    '10.0 / 5.00',
+    '3',
+    '12.0',
+  ]);
+  assert.deepEqual(second!.trim().split(/ {2,}/), [
+    '*l1',
+    'model.layers.1.dense.kernelRegularizer={l1: 0.001, l2: 0}',
+    '3',
+    '0.8500 ± 0.0265',
+    '+0.0300 [+0.0052, +0.0548] better',
+    '0.4400 ± 0.0100',
+    '0.8233 ± 0.0153 (2.7)',
+    '0.0233 ± 0.0058',
+    '0.5000 ± 0.1000 / 0.2000 ± 0.1000',
+    '28.6%',
+    '50.0% / 20.0%',
+    '30.0 / 20.0',
+    '3.00 / 2.00',
+    '3',
+    '13.0',
+  ]);
+  assert.doesNotMatch(r.stdout, /Variants \(what differs/);
+});
+
+const STUDY_MD = `| variant | test acc ± std (n) | Δ vs baseline [95% CI] | gap | sparsity | penalty |
+| --- | ---: | --- | ---: | ---: | ---: |
+| baseline | 0.8200 ± 0.0200 (3) | — | 0.0900 | 1.0% | 0.0% |
+| l1 | **0.8500 ± 0.0265 (3)** | +0.0300 [+0.0052, +0.0548] better | 0.0233 | 50.0% | 28.6% |
+| l2 | 0.8100 (1) | −0.0100 (no CI: one run) | 0.0400 | 3.0% | 7.7% |
+
+Best test accuracy in bold. test acc: mean ± std over seeds (n runs). Δ: test accuracy minus the baseline's, paired by seed, with its 95% t interval (better or worse when the interval excludes 0). gap: train accuracy (inference mode) − test accuracy. sparsity: share of the first layer's kernel weights (dense_1) with |w| < 1e-3. penalty: the penalty's share of the loss at the last epoch.
+
+Variants (what differs from the baseline):
+
+- l1: \`model.layers.1.dense.kernelRegularizer={l1: 0.001, l2: 0}\`
+- l2: \`model.layers.1.dense.kernelRegularizer={l1: 0, l2: 0.01}\`
+
+Test accuracy paired against the baseline, matched by seed (95% CI, paired t-test):
+
+- l1 − baseline: +0.0300 [+0.0052, +0.0548], t(2) = 5.20, p = 0.035, 3 pairs: better
+`;
+
+test('compare --md prints the same table as Markdown, the best accuracy in bold', () => {
+  const r = cli(['compare', 'study', '--md']);
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.stdout, STUDY_MD);
+});
+
+test('compare --json prints JSON Lines: a comparison line, one line per variant in table order, per paired comparison, per skipped directory', () => {
+  const j = cli(['compare', 'study', '--json']);
+  assert.equal(j.status, 0, j.stderr);
+  const lines = j.stdout.trimEnd().split('\n');
+  const docs = lines.map((l) => JSON.parse(l) as { type: string } & Record<string, unknown>);
+  assert.deepEqual(
+    docs.map((d) => d.type),
+    ['comparison', 'group', 'group', 'group', 'paired', 'skipped', 'skipped', 'skipped'],
+  );
+  assert.deepEqual(docs[0], { type: 'comparison', baseline: 'baseline', groups: 3, runs: 7, paired: 1, skipped: 3, duplicates: 0, sweepPaths: [] });
+  const groups = docs.slice(1, 4) as unknown as { name: string; testAccuracy: { mean: number; n: number }; reference: string | null; runDirs: string[] }[];
+  assert.deepEqual(
+    groups.map((g) => [g.name, g.testAccuracy.n, g.reference]),
+    [
+      ['baseline', 3, null],
+      ['l1', 3, 'baseline'],
+      ['l2', 1, 'baseline'],
+    ],
+  );
+  close(groups[1]!.testAccuracy.mean, 0.85);
+  assert.deepEqual(groups[2]!.runDirs, [path.join('study', 'runs', 'l2-seed1')]);
+  const paired = docs[4] as unknown as { group: string; baseline: string; meanDiff: number; verdict: string };
+  assert.deepEqual([paired.group, paired.baseline, paired.verdict], ['l1', 'baseline', 'better']);
+  assert.deepEqual(docs[7], { type: 'skipped', dir: path.join('study', 'runs', 'broken'), reason: 'metrics.json: not valid JSON (truncated or corrupt)' });
+
+  const c = cli(['compare', 'study', '--csv']);
+  const [header, , second] = c.stdout.split('\n');
   const cols = csvFields(header!);
-  const cells = csvFields(first!);
+  const cells = csvFields(second!);
   assert.equal(cells.length, cols.length);
   const at = (name: string) => cells[cols.indexOf(name)];
   assert.equal(at('variant'), 'l1');
   assert.equal(at('changes'), 'model.layers.1.dense.kernelRegularizer={l1: 0.001, l2: 0}');
   close(Number(at('test_accuracy')), 0.85);
+  close(Number(at('delta')), 0.03);
+  assert.equal(at('verdict'), 'better');
   close(Number(at('sparsity1e3_dense_1')), 0.5);
   close(Number(at('gap')), 0.07 / 3);
+  close(Number(at('penalty_share')), 0.2 / 0.7);
   assert.equal(at('best'), '1');
 
-  const md = cli(['compare', STUDY, '--md']);
-  assert.match(md.stdout, /^\| variant \| changes \|/);
-  assert.match(md.stdout, /\| \*l1 \| model\.layers\.1\.dense\.kernelRegularizer=\{l1: 0\.001, l2: 0\} \| 3 \| 0\.8500 ± 0\.0265 \|/);
+  const both = cli(['compare', 'study', '--json', '--wide']);
+  assert.equal(both.status, 2);
+  assert.equal(
+    both.stderr
+      .split('\n')
+      .filter((l) => !l.startsWith('warning: '))
+      .join('\n'),
+    'error: --wide is for the table (text or --md); --json always carries every column\n',
+  );
+});
+
+test('a sweep is ordered by its values, and each variant is paired with the baseline at the same swept value', () => {
+  // study.json declares data.trainLimit [1000, 400]; the table lists 400 first.
+  const r = cli(['compare', 'small-data']);
+  assert.equal(r.status, 0, r.stderr);
+  const lines = r.stdout.split('\n');
+  assert.deepEqual(lines.slice(0, 6), [
+    ' variant                              test acc ± std (n)  Δ vs baseline [95% CI]                gap  sparsity  penalty',
+    '───────────────────────────────────  ───────────────────  ─────────────────────────────────  ──────  ────────  ───────',
+    // 0.70, 0.70, 0.76: mean 0.72, std √((4+4+16)e-4 / 2) = 0.0346
+    ' baseline-trainLimit=400 (baseline)  0.7200 ± 0.0346 (3)  —                                  0.2700      1.0%     0.0%',
+    // differences 0.10, 0.12, 0.08 from the baseline at 400: mean 0.10, sd 0.02, CI ± 4.303·0.02/√3 = 0.0497
+    ' baseline-trainLimit=1000            0.8200 ± 0.0200 (3)  +0.1000 [+0.0503, +0.1497] better  0.0900      1.0%     0.0%',
+    // 0.79, 0.79, 0.86 against 0.70, 0.70, 0.76 (same trainLimit): differences 0.09, 0.09, 0.10
+    ' l1-trainLimit=400                   0.8133 ± 0.0404 (3)  +0.0933 [+0.0790, +0.1077] better  0.1767     50.0%    28.6%',
+    // against the baseline at 1000: differences 0.03, 0.02, 0.04, as in the plain study
+    '*l1-trainLimit=1000                  0.8500 ± 0.0265 (3)  +0.0300 [+0.0052, +0.0548] better  0.0233     50.0%    28.6%',
+  ]);
+  assert.match(r.stdout, /\n {2}l1-trainLimit=1000 − baseline-trainLimit=1000: \+0\.0300 \[\+0\.0052, \+0\.0548\], t\(2\) = 5\.20, p = 0\.035, 3 pairs: better\n/);
+});
+
+test('a run directory written before metrics.json stored the confusion matrix is read as before; one that stores it is checked', () => {
+  assert.equal(readMetrics(path.join(STUDY, 'runs', 'baseline-seed1')).metrics.confusion, undefined);
+  assert.equal(readMetrics(SINGLE).metrics.confusion!.matrix[6]![6], 20);
+  const bad = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-cmp-'));
+  fs.cpSync(SINGLE, bad, { recursive: true });
+  const m = JSON.parse(fs.readFileSync(path.join(bad, 'metrics.json'), 'utf8')) as { confusion: { matrix: number[][] } };
+  m.confusion.matrix[3]!.pop();
+  fs.writeFileSync(path.join(bad, 'metrics.json'), JSON.stringify(m));
+  const r = spawnSync(process.execPath, [BIN, 'compare', bad], { encoding: 'utf8' });
+  assert.equal(r.status, 2);
+  assert.match(r.stderr, new RegExp(`^warning: skipped ${bad}: metrics\\.json: confusion\\.matrix\\.3: expected 10 counts \\(one per class\\), got 9\n`));
+});
+
+test('a finished run stores its test confusion matrix, whose diagonal gives its test accuracy and which evaluate reproduces', async () => {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-cmp-run-'));
+  const run = path.join(tmp, 'run');
+  const env = { ...process.env, REGTRAIN_DATA_DIR: path.join(tmp, 'cache'), XDG_CACHE_HOME: path.join(tmp, 'xdg') };
+  const exec = (args: string[]) =>
+    new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+      const child = spawn(process.execPath, [BIN, ...args], { cwd: tmp, env, stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.setEncoding('utf8').on('data', (x: string) => (stdout += x));
+      child.stderr.setEncoding('utf8').on('data', (x: string) => (stderr += x));
+      child.on('close', (code) => resolve({ code, stdout, stderr }));
+    });
+  const tiny = ['--backend', 'wasm', '--set', 'data.trainLimit=400', '--set', 'data.validation.size=100', '--set', 'data.testLimit=300', '--set', 'training.epochs=1'];
+  const r = await exec(['run', path.join(ROOT, 'configs', 'quick.yaml'), ...tiny, '--out', run, '-q']);
+  assert.equal(r.code, 0, r.stderr);
+  const { metrics } = readMetrics(run);
+  const c = metrics.confusion!;
+  assert.deepEqual(c.classNames, ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot']);
+  assert.equal(
+    c.matrix.flat().reduce((a, b) => a + b, 0),
+    300,
+  );
+  assert.equal(c.matrix.reduce((a, row, i) => a + row[i]!, 0) / 300, metrics.test!.accuracy);
+  const ev = await exec(['evaluate', run, '--json', '--backend', 'wasm']);
+  assert.equal(ev.code, 0, ev.stderr);
+  const report = JSON.parse(ev.stdout.trim().split('\n').pop()!) as { confusion: number[][] };
+  assert.deepEqual(report.confusion, c.matrix);
+  fs.rmSync(tmp, { recursive: true, force: true });
 });
 
 test('compare with nothing usable exits 2 and says why', () => {
@@ -194,6 +423,15 @@ test('compare with nothing usable exits 2 and says why', () => {
   assert.equal(r.status, 2);
   assert.match(r.stderr, /no complete runs to compare/);
   assert.match(r.stderr, /skipped \S*broken: metrics\.json: not valid JSON/);
+});
+
+test('the paired heading names the baseline only when it is not called baseline', () => {
+  const r = cli(['compare', 'study', '--baseline', 'l1']);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /\nTest accuracy paired against the baseline, l1, matched by seed \(95% CI, paired t-test\):\n {2}baseline − l1: −0\.0300 /);
+  assert.match(r.stdout, /^ variant {8}/);
+  assert.match(r.stdout, /\n\*l1 \(baseline\) {2}0\.8500 ± 0\.0265 \(3\) {2}— /);
+  assert.doesNotMatch(cli(['compare', 'study']).stdout, /baseline \(baseline\)/);
 });
 
 test('--baseline picks another variant to compare against', () => {

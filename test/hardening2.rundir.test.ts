@@ -142,9 +142,15 @@ describe('compare counts a repeated (spec, seed) once', () => {
     const r = await regtrain(['compare', RUN_A, copyOf('cli-dup'), '--json']);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stderr, `warning: ${path.join(TMP, 'cases', 'cli-dup')} repeats ${RUN_A} (same spec, seed 1234): counted once\n`);
-    const json = JSON.parse(r.stdout) as { duplicates: { kept: string; dropped: string; seed: number }[]; groups: { runDirs: string[] }[] };
-    assert.deepEqual(json.duplicates, [{ kept: RUN_A, dropped: path.join(TMP, 'cases', 'cli-dup'), seed: 1234 }]);
-    assert.deepEqual(json.groups[0]!.runDirs, [RUN_A]);
+    const lines = r.stdout
+      .trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { type: string; runDirs?: string[] });
+    assert.deepEqual(
+      lines.filter((l) => l.type === 'duplicate'),
+      [{ type: 'duplicate', kept: RUN_A, dropped: path.join(TMP, 'cases', 'cli-dup'), seed: 1234 }],
+    );
+    assert.deepEqual(lines.find((l) => l.type === 'group')!.runDirs, [RUN_A]);
   });
 });
 
