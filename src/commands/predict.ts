@@ -106,14 +106,12 @@ export async function predict(dir: string, images: string[], opts: PredictOption
       throw new InputError(`${dir}: model.json does not match spec.yaml (${(err as Error).message})`);
     }
     if (best) out.info(`Best model: epoch ${best.epoch} (${best.monitor} ${best.value.toFixed(4)})`);
-    const x = new Float32Array(inputs.length * PIXELS_PER_IMAGE);
-    inputs.forEach((input, n) => x.set(input.x, n * PIXELS_PER_IMAGE));
-    const probs = tf.tidy(() => forward(built, tf.tensor3d(x, [inputs.length, IMAGE_ROWS, IMAGE_COLS]), false).probs);
-    const values = probs.dataSync() as Float32Array;
-    probs.dispose();
-    const numClasses = values.length / inputs.length;
-    const predictions = inputs.map((input, n): Prediction => {
-      const row = Array.from(values.subarray(n * numClasses, (n + 1) * numClasses));
+    // One image at a time: a matmul kernel may sum a row in another order at another row of a
+    // batch, and an image must get the same probabilities however it is given.
+    const predictions = inputs.map((input): Prediction => {
+      const probs = tf.tidy(() => forward(built, tf.tensor3d(input.x, [1, IMAGE_ROWS, IMAGE_COLS]), false).probs);
+      const row = Array.from(probs.dataSync());
+      probs.dispose();
       const top = row
         .map((probability, index) => ({ class: classNames[index] ?? String(index), index, probability }))
         .sort((a, b) => b.probability - a.probability || a.index - b.index)
