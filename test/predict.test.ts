@@ -225,6 +225,7 @@ describe('predict refuses bad input with one line and exit 2', () => {
   test('a test index outside the test set or not a number is refused', async () => {
     await assertRefused(['--test-index', '10000'], '--test-index 10000: the test set has 10000 images (0 to 9999)');
     await assertRefused(['--test-index', '1.5'], '--test-index 1.5: expected a whole number from 0');
+    await assertRefused(['--test-index', '99999999999999999999'], '--test-index 99999999999999999999: the test set has 10000 images (0 to 9999)');
   });
 
   test('no image and no index is refused', async () => {

@@ -88,8 +88,8 @@ export async function predict(dir: string, images: string[], opts: PredictOption
     // The same data path as evaluate (and training), over the whole test set so that any index is there.
     const data = await loadSpecData({ ...spec, data: { ...spec.data, testLimit: null } }, opts);
     classNames = data.classNames;
-    for (const i of indexes) {
-      if (i >= data.test.count) throw new InputError(`--test-index ${i}: the test set has ${data.test.count} images (0 to ${data.test.count - 1})`);
+    for (const [k, i] of indexes.entries()) {
+      if (i >= data.test.count) throw new InputError(`--test-index ${opts.testIndex[k]}: the test set has ${data.test.count} images (0 to ${data.test.count - 1})`);
       const trueClass = classNames[data.test.labels[i]!] ?? String(data.test.labels[i]);
       inputs.push({ label: `test image ${i}`, x: data.test.images.subarray(i * PIXELS_PER_IMAGE, (i + 1) * PIXELS_PER_IMAGE), prediction: { testIndex: i, trueClass } });
     }
