@@ -10,6 +10,7 @@ import { compareCommand } from './commands/compare';
 import { planCommand } from './commands/plan';
 import { runMemberCommand } from './commands/run-member';
 import { statusCommand } from './commands/status';
+import { predictCommand } from './commands/predict';
 
 const EXIT_CODES_HELP = `
 Exit codes:
@@ -35,6 +36,7 @@ export function buildProgram(): Command {
   program.addCommand(planCommand());
   program.addCommand(runMemberCommand());
   program.addCommand(statusCommand());
+  program.addCommand(predictCommand());
   for (const cmd of program.commands) cmd.exitOverride().addHelpText('after', EXIT_CODES_HELP);
   return program;
 }

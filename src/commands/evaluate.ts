@@ -14,7 +14,7 @@ import { addDataOptions, backendOption } from './common';
 import { BEST_DIR, BEST_INFO_FILE, BestInfo, bestInfoSchema } from '../train/callbacks/best-model';
 
 /** RUN_DIR/best/best.json, checked; a run without a best model is refused with the way to get one. */
-function readBestInfo(dir: string): BestInfo {
+export function readBestInfo(dir: string): BestInfo {
   const file = path.join(dir, BEST_DIR, BEST_INFO_FILE);
   let raw: unknown;
   try {
