@@ -5,7 +5,7 @@ import { readRegularFile, UnreadableFileError } from './fsutil';
 import { readHistory, readMetrics, readStudy, HISTORY_JSON, METRICS_FILE, SPEC_FILE, STUDY_FILE } from './rundir';
 import { HISTOGRAM_BIN_WIDTH, HISTOGRAM_MAX_HALF_BINS, type EpochRecord, type Histogram, type MetricsFile, type StudyFile } from './runformat';
 import { parsePlainYaml, MAX_SPEC_BYTES } from './spec';
-import { latticeEdge } from './model';
+import { latticeEdge } from './train/weight-stats';
 
 /**
  * `compare`: reads run and study directories (skipping broken or unfinished runs with a

@@ -8,7 +8,8 @@
  * cross-entropy; `lr` is the optimizer's learning rate at the epoch's end.
  */
 import * as tf from '@tensorflow/tfjs';
-import { BuiltModel, penaltyValues, weightStats } from '../model';
+import { BuiltModel, penaltyValues } from '../model';
+import { weightStats } from './weight-stats';
 import { Rng } from '../rng';
 import type { EpochRecord } from '../runformat';
 import { CallbackList, StopReason, TrainingContext } from './callbacks/callback';
