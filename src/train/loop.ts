@@ -53,6 +53,7 @@ export async function fit(built: BuiltModel, step: TrainStep, data: { train: Spl
     epochs: opts.epochs,
     stepsPerEpoch: steps,
     stopTraining: resume?.stopTraining ?? null,
+    trainSeconds: 0,
     loopState: () => ({ epoch: completed, shuffleRng: shuffleRng.state(), dropoutRng: dropoutRng.state(), stopTraining: ctx.stopTraining }),
   };
   const xBuf = new Float32Array(opts.batchSize * IMAGE_SIZE);
@@ -101,6 +102,7 @@ export async function fit(built: BuiltModel, step: TrainStep, data: { train: Spl
       // Let signal handlers and the progress bar run between batches.
       await nextTick();
     }
+    ctx.trainSeconds = Number(process.hrtime.bigint() - started) / 1e9;
 
     const penalties = penaltyValues(built);
     const weightPenalty = Object.values(penalties).reduce((a, c) => a + c, 0);
