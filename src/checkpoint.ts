@@ -5,15 +5,17 @@
  * body hashed too, so that neither file can change unnoticed. Its size does not grow with the
  * epochs: history lives in the append-only history log.
  *
- * Written .bin first, then checkpoint.json naming it, then older .bin files removed: a crash at
- * any point leaves the previous checkpoint usable.
+ * Both files are written under temporary names and fsynced (the two at once, on libuv's threads:
+ * one fsync's wait instead of two in a row), then the .bin renamed into place, then
+ * checkpoint.json renamed over the old one, then older .bin files removed: a crash or a power
+ * loss at any point leaves the previous checkpoint usable.
  */
+import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { z } from 'zod';
-import { InputError } from './errors';
+import { FailureError, InputError } from './errors';
 import { sha256 } from './fsutil';
-import { writeRunFile } from './rundir';
 
 export const CHECKPOINT_FILE = 'checkpoint.json';
 /** Bumped when a field changes meaning; a checkpoint of another version is refused, not misread. */
@@ -66,7 +68,7 @@ export interface Checkpoint {
 
 const digestOf = (body: unknown) => sha256(Buffer.from(JSON.stringify(body)));
 
-export function writeCheckpoint(dir: string, body: Omit<CheckpointBody, 'dataFile' | 'dataSha256' | 'arrays'>, arrays: NamedArray[]): void {
+export async function writeCheckpoint(dir: string, body: Omit<CheckpointBody, 'dataFile' | 'dataSha256' | 'arrays'>, arrays: NamedArray[]): Promise<void> {
   const dataFile = `checkpoint-${body.epoch}.bin`;
   let offset = 0;
   const entries = arrays.map((a) => {
@@ -77,10 +79,49 @@ export function writeCheckpoint(dir: string, body: Omit<CheckpointBody, 'dataFil
   const bin = new Float32Array(offset);
   arrays.forEach((a, i) => bin.set(a.data, entries[i]!.offset));
   const bytes = new Uint8Array(bin.buffer);
-  writeRunFile(dir, dataFile, bytes);
   const full: CheckpointBody = { ...body, dataFile, dataSha256: sha256(bytes), arrays: entries };
-  writeRunFile(dir, CHECKPOINT_FILE, JSON.stringify({ formatVersion: CHECKPOINT_FORMAT_VERSION, digest: digestOf(full), body: full }) + '\n');
+  const json = JSON.stringify({ formatVersion: CHECKPOINT_FORMAT_VERSION, digest: digestOf(full), body: full }) + '\n';
+  const targets = [path.join(dir, dataFile), path.join(dir, CHECKPOINT_FILE)];
+  const written = await Promise.allSettled([writeSynced(targets[0]!, bytes), writeSynced(targets[1]!, json)]);
+  const failed = written.find((w) => w.status === 'rejected');
+  if (failed) {
+    for (const w of written) if (w.status === 'fulfilled') fs.rmSync(w.value, { force: true });
+    throw failed.reason;
+  }
+  const temps = written.map((w) => (w as PromiseFulfilledResult<string>).value);
+  // The .bin first: checkpoint.json never names a file that is not there.
+  for (let i = 0; i < 2; i++) {
+    try {
+      fs.renameSync(temps[i]!, targets[i]!);
+    } catch (err) {
+      for (const t of temps.slice(i)) fs.rmSync(t, { force: true });
+      throw writeFailure(targets[i]!, err);
+    }
+  }
   for (const f of fs.readdirSync(dir)) if (DATA_FILE.test(f) && f !== dataFile) fs.rmSync(path.join(dir, f), { force: true });
+}
+
+function writeFailure(file: string, err: unknown): FailureError {
+  const e = err as NodeJS.ErrnoException;
+  const why = e.code === 'ENOSPC' ? 'no space left on device' : e.code === 'EACCES' ? 'permission denied' : e.code === 'EROFS' ? 'read-only file system' : e.message;
+  return new FailureError(`${file}: cannot write (${why}); files written before are intact`);
+}
+
+/** Writes `data` to a new temporary file beside `file` and fsyncs it; returns the temporary's path. */
+async function writeSynced(file: string, data: string | Uint8Array): Promise<string> {
+  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${crypto.randomBytes(4).toString('hex')}.tmp`);
+  let handle: fs.promises.FileHandle | undefined;
+  try {
+    handle = await fs.promises.open(tmp, 'wx', 0o644);
+    await handle.writeFile(data);
+    await handle.sync();
+    await handle.close();
+    return tmp;
+  } catch (err) {
+    await handle?.close().catch(() => undefined);
+    fs.rmSync(tmp, { force: true });
+    throw writeFailure(file, err);
+  }
 }
 
 /** Removes the checkpoint files (a finished run needs none). */

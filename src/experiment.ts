@@ -10,7 +10,8 @@ import { Checkpoint, readCheckpoint, removeCheckpoint } from './checkpoint';
 import { loadSpecData, type Dataset } from './data/dataset';
 import { FailureError, InputError, InterruptedError } from './errors';
 import { packageVersion, sha256 } from './fsutil';
-import { buildModel, BuiltModel, modelSummary, parameterCounts, weightHistograms, weightStats } from './model';
+import { buildModel, BuiltModel, modelSummary, parameterCounts } from './model';
+import { weightHistograms, weightStats } from './train/weight-stats';
 import {
   claimRunDir,
   createRunDir,

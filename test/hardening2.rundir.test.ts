@@ -13,7 +13,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawn, execFileSync } from 'node:child_process';
 import { collectRuns, compareRuns, onLattice } from '../src/compare';
-import { latticeHistogram } from '../src/model';
+import { latticeHistogram } from '../src/train/weight-stats';
 import { readHistory, readOrigin, readStudy } from '../src/rundir';
 import { renderReport } from '../src/report';
 import type { MetricsFile } from '../src/runformat';

@@ -192,9 +192,25 @@ test('--json prints only JSON lines: start, training, one epoch per epoch, test,
   const h = history(out);
   const epochEvents = rest.slice(0, 3);
   epochEvents.forEach((ev, i) => {
-    assert.deepEqual(Object.keys(ev).sort(), ['accuracy', 'data_loss', 'epoch', 'event', 'loss', 'lr', 'penalties', 'penalty', 'seconds', 'val_accuracy', 'val_loss', 'weights']);
-    const { event: _e, ...record } = ev;
+    assert.deepEqual(Object.keys(ev).sort(), [
+      'accuracy',
+      'data_loss',
+      'epoch',
+      'event',
+      'loss',
+      'lr',
+      'penalties',
+      'penalty',
+      'seconds',
+      'trainSeconds',
+      'val_accuracy',
+      'val_loss',
+      'weights',
+    ]);
+    const { event: _e, trainSeconds, ...record } = ev;
     assert.deepEqual(record, h.epochs[i], `epoch event ${i + 1} differs from history.json`);
+    // The training steps' share of the epoch: more than nothing, less than the whole epoch with its validation.
+    assert.ok(typeof trainSeconds === 'number' && trainSeconds > 0 && trainSeconds < h.epochs[i]!.seconds, `trainSeconds ${String(trainSeconds)}, seconds ${h.epochs[i]!.seconds}`);
   });
 
   const m = metrics(out);

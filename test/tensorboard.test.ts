@@ -280,6 +280,18 @@ describe("histogram bucketing (TensorFlow's default buckets)", () => {
     );
   });
 
+  test('float32 weights are bucketed exactly as the same values in a plain array (table lookup vs binary search)', () => {
+    fc.assert(
+      fc.property(fc.array(fc.float({ noNaN: true, noDefaultInfinity: true }), { minLength: 1, maxLength: 300 }), (values) => {
+        const f32 = Float32Array.from(values);
+        assert.deepEqual(histogramOf(f32, 'float32'), histogramOf(Array.from(f32), 'plain'));
+      }),
+      { seed: 11, numRuns: 300 },
+    );
+    const edges = Float32Array.from([0, -0, 1e-12, -1e-12, 5e-13, 1e-45, -1e-45, 3.4e38, -3.4e38, 0.1, -0.1, 1.1e-12]);
+    assert.deepEqual(histogramOf(edges, 'float32'), histogramOf(Array.from(edges), 'plain'));
+  });
+
   test("for any finite values the counts sum to their number and match a recount into the proto's buckets", () => {
     fc.assert(
       fc.property(

@@ -25,7 +25,7 @@ for (const variant of [
   { name: 'the lean step with Adam', path: 'lean', sets: ['optimizer={adam: {learningRate: 0.001}}'] },
   { name: 'the reference step (dropout forces autodiff)', path: 'reference', sets: ['model.layers.2={dropout: {rate: 0.2}}', 'model.layers.3.dense.kernelRegularizer=null'] },
 ]) {
-  test(`training with ${variant.name} holds the same number of tensors after every epoch`, async (t) => {
+  test(`training with ${variant.name} holds the same number of tensors after every epoch, and releases the validation tensors after fit`, async (t) => {
     const { spec } = loadSpec(quick, ['training.epochs=4', 'training.batchSize=64', ...variant.sets].map(parseSetFlag));
     const backend = await initBackend('wasm');
     if (variant.path === 'lean' && !backend.gemm.kind) return t.skip(`the lean step needs fast matmul kernels: ${backend.gemm.reason}`);
@@ -40,9 +40,13 @@ for (const variant of [
       shuffle: true,
       seed: spec.seed,
     });
+    const after = tf.memory().numTensors;
     step.dispose();
     built.model.dispose();
     assert.equal(counts.length, 4);
+    // The 128 validation images are one chunk, an image tensor and a label tensor, kept from the first
+    // epoch's end to fit's end and no longer.
+    assert.equal(after, counts[0]! - 2, `tensors at the epochs' ends ${counts[0]}, after fit ${after}`);
     assert.deepEqual(counts, new Array(4).fill(counts[0]), `tensor counts per epoch: ${counts.join(', ')} (${step.description})`);
   });
 }

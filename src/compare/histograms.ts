@@ -1,6 +1,6 @@
 /** Weight histograms on the shared lattice of edges, so that every seed and variant adds up bin by bin. */
 import { HISTOGRAM_BIN_WIDTH, HISTOGRAM_MAX_HALF_BINS, type Histogram } from '../runformat';
-import { latticeEdge } from '../model';
+import { latticeEdge } from '../train/weight-stats';
 import type { RunData } from './collect';
 
 /**

@@ -10,8 +10,11 @@ import type { Split } from './types';
 /** Keras's epsilon: probabilities are clipped to [ε, 1−ε] before the log. */
 export const EPSILON = 1e-7;
 const IMAGE_SIZE = 28 * 28;
-/** Inference runs in chunks this large: big enough to amortize per-kernel overhead, small enough for memory. */
-const EVAL_CHUNK = 2000;
+/**
+ * Inference runs in chunks this large: one GEMM per layer for the default 5,000 validation images
+ * (2,000-image chunks spent a third of the pass in per-call overhead), 16 MB of input per chunk.
+ */
+const EVAL_CHUNK = 5000;
 
 /**
  * The model's forward pass, layer by layer, so that training can apply what tfjs-layers
@@ -56,26 +59,59 @@ export interface Evaluation {
 
 /** Inference-mode pass over a split (dropout off, batch-norm moving statistics). */
 export function evaluateSplit(built: BuiltModel, split: Split): Evaluation {
-  let ceSum = 0;
-  let actSum = 0;
-  let correct = 0;
-  const predictions = new Int32Array(split.count);
-  for (let start = 0; start < split.count; start += EVAL_CHUNK) {
-    const n = Math.min(EVAL_CHUNK, split.count - start);
-    const [ce, act, ok, pred] = tf.tidy(() => {
-      const x = tf.tensor3d(split.images.subarray(start * IMAGE_SIZE, (start + n) * IMAGE_SIZE), [n, 28, 28]);
-      const y = tf.tensor1d(split.labels.subarray(start, start + n), 'int32');
-      const { probs, activitySum } = forward(built, x, false);
-      return [crossEntropySum(probs, y), activitySum, correctCount(probs, y), tf.argMax(probs, 1)];
-    });
-    ceSum += ce.dataSync()[0]!;
-    actSum += act.dataSync()[0]!;
-    correct += ok.dataSync()[0]!;
-    predictions.set(pred.dataSync() as Int32Array, start);
-    tf.dispose([ce, act, ok, pred]);
+  const pass = new SplitPass(split);
+  try {
+    return pass.evaluate(built);
+  } finally {
+    pass.dispose();
   }
-  const count = split.count;
-  return { dataLoss: ceSum / count, activityPenalty: actSum / count, correct, count, accuracy: count ? correct / count : 0, predictions };
+}
+
+/**
+ * A split evaluated again and again (validation at every epoch's end): its images and labels go
+ * into tensors once, on the first pass, and stay until dispose(), instead of being copied into the
+ * backend anew each epoch.
+ */
+export class SplitPass {
+  private chunks: { start: number; n: number; x: tf.Tensor3D; y: tf.Tensor1D }[] | null = null;
+
+  constructor(private readonly split: Split) {}
+
+  evaluate(built: BuiltModel): Evaluation {
+    const split = this.split;
+    this.chunks ??= Array.from({ length: Math.ceil(split.count / EVAL_CHUNK) }, (_, c) => {
+      const start = c * EVAL_CHUNK;
+      const n = Math.min(EVAL_CHUNK, split.count - start);
+      return {
+        start,
+        n,
+        x: tf.tensor3d(split.images.subarray(start * IMAGE_SIZE, (start + n) * IMAGE_SIZE), [n, 28, 28]),
+        y: tf.tensor1d(split.labels.subarray(start, start + n), 'int32'),
+      };
+    });
+    let ceSum = 0;
+    let actSum = 0;
+    let correct = 0;
+    const predictions = new Int32Array(split.count);
+    for (const { start, x, y } of this.chunks) {
+      const [ce, act, ok, pred] = tf.tidy(() => {
+        const { probs, activitySum } = forward(built, x, false);
+        return [crossEntropySum(probs, y), activitySum, correctCount(probs, y), tf.argMax(probs, 1)];
+      });
+      ceSum += ce.dataSync()[0]!;
+      actSum += act.dataSync()[0]!;
+      correct += ok.dataSync()[0]!;
+      predictions.set(pred.dataSync() as Int32Array, start);
+      tf.dispose([ce, act, ok, pred]);
+    }
+    const count = split.count;
+    return { dataLoss: ceSum / count, activityPenalty: actSum / count, correct, count, accuracy: count ? correct / count : 0, predictions };
+  }
+
+  dispose(): void {
+    for (const c of this.chunks ?? []) tf.dispose([c.x, c.y]);
+    this.chunks = null;
+  }
 }
 
 /** Kernel and bias penalties at the current weights. */

@@ -8,11 +8,12 @@
  * cross-entropy; `lr` is the optimizer's learning rate at the epoch's end.
  */
 import * as tf from '@tensorflow/tfjs';
-import { BuiltModel, penaltyValues, weightStats } from '../model';
+import { BuiltModel, penaltyValues } from '../model';
+import { weightStats } from './weight-stats';
 import { Rng } from '../rng';
 import type { EpochRecord } from '../runformat';
 import { CallbackList, StopReason, TrainingContext } from './callbacks/callback';
-import { evaluateSplit } from './forward';
+import { SplitPass } from './forward';
 import type { LoopState, Split, TrainStep } from './types';
 
 const IMAGE_SIZE = 28 * 28;
@@ -52,6 +53,7 @@ export async function fit(built: BuiltModel, step: TrainStep, data: { train: Spl
     epochs: opts.epochs,
     stepsPerEpoch: steps,
     stopTraining: resume?.stopTraining ?? null,
+    trainSeconds: 0,
     loopState: () => ({ epoch: completed, shuffleRng: shuffleRng.state(), dropoutRng: dropoutRng.state(), stopTraining: ctx.stopTraining }),
   };
   const xBuf = new Float32Array(opts.batchSize * IMAGE_SIZE);
@@ -59,79 +61,85 @@ export async function fit(built: BuiltModel, step: TrainStep, data: { train: Spl
   let stopReason: StopReason = ctx.stopTraining ?? 'epochs';
   let nonFinite: FitResult['nonFinite'];
 
-  await callbacks.trainBegin(ctx, completed);
-  epochLoop: for (let epoch = completed + 1; epoch <= opts.epochs && !ctx.stopTraining; epoch++) {
-    const started = process.hrtime.bigint();
-    await callbacks.epochBegin(epoch, ctx);
-    const order = opts.shuffle ? shuffleRng.permutation(n) : Int32Array.from({ length: n }, (_, i) => i);
-    let lossSum = 0;
-    let dataSum = 0;
-    let penaltySum = 0;
-    let correct = 0;
-    let seen = 0;
-    for (let s = 0; s < steps; s++) {
-      if (opts.shouldStop?.()) {
-        stopReason = 'interrupted';
-        break epochLoop;
+  const validationPass = validation && validation.count > 0 ? new SplitPass(validation) : null;
+  try {
+    await callbacks.trainBegin(ctx, completed);
+    epochLoop: for (let epoch = completed + 1; epoch <= opts.epochs && !ctx.stopTraining; epoch++) {
+      const started = process.hrtime.bigint();
+      await callbacks.epochBegin(epoch, ctx);
+      const order = opts.shuffle ? shuffleRng.permutation(n) : Int32Array.from({ length: n }, (_, i) => i);
+      let lossSum = 0;
+      let dataSum = 0;
+      let penaltySum = 0;
+      let correct = 0;
+      let seen = 0;
+      for (let s = 0; s < steps; s++) {
+        if (opts.shouldStop?.()) {
+          stopReason = 'interrupted';
+          break epochLoop;
+        }
+        const start = s * opts.batchSize;
+        const b = Math.min(opts.batchSize, n - start);
+        for (let k = 0; k < b; k++) {
+          const idx = order[start + k]!;
+          xBuf.set(train.images.subarray(idx * IMAGE_SIZE, (idx + 1) * IMAGE_SIZE), k * IMAGE_SIZE);
+          yBuf[k] = train.labels[idx]!;
+        }
+        const x = tf.tensor3d(b === opts.batchSize ? xBuf : xBuf.subarray(0, b * IMAGE_SIZE), [b, 28, 28]);
+        const y = tf.tensor1d(b === opts.batchSize ? yBuf : yBuf.subarray(0, b), 'int32');
+        const r = step.run(x, y, dropoutRng.nextUint32());
+        x.dispose();
+        y.dispose();
+        if (!Number.isFinite(r.dataLoss) || !Number.isFinite(r.penalty)) {
+          stopReason = 'non-finite-loss';
+          nonFinite = { epoch, step: s + 1 };
+          break epochLoop;
+        }
+        dataSum += r.dataLoss * b;
+        penaltySum += r.penalty * b;
+        lossSum += (r.dataLoss + r.penalty) * b;
+        correct += r.correct;
+        seen += b;
+        callbacks.batchEnd(s + 1, { loss: lossSum / seen }, ctx);
+        // Let signal handlers and the progress bar run between batches.
+        await nextTick();
       }
-      const start = s * opts.batchSize;
-      const b = Math.min(opts.batchSize, n - start);
-      for (let k = 0; k < b; k++) {
-        const idx = order[start + k]!;
-        xBuf.set(train.images.subarray(idx * IMAGE_SIZE, (idx + 1) * IMAGE_SIZE), k * IMAGE_SIZE);
-        yBuf[k] = train.labels[idx]!;
-      }
-      const x = tf.tensor3d(b === opts.batchSize ? xBuf : xBuf.subarray(0, b * IMAGE_SIZE), [b, 28, 28]);
-      const y = tf.tensor1d(b === opts.batchSize ? yBuf : yBuf.subarray(0, b), 'int32');
-      const r = step.run(x, y, dropoutRng.nextUint32());
-      x.dispose();
-      y.dispose();
-      if (!Number.isFinite(r.dataLoss) || !Number.isFinite(r.penalty)) {
-        stopReason = 'non-finite-loss';
-        nonFinite = { epoch, step: s + 1 };
-        break epochLoop;
-      }
-      dataSum += r.dataLoss * b;
-      penaltySum += r.penalty * b;
-      lossSum += (r.dataLoss + r.penalty) * b;
-      correct += r.correct;
-      seen += b;
-      callbacks.batchEnd(s + 1, { loss: lossSum / seen }, ctx);
-      // Let signal handlers and the progress bar run between batches.
-      await nextTick();
-    }
+      ctx.trainSeconds = Number(process.hrtime.bigint() - started) / 1e9;
 
-    const penalties = penaltyValues(built);
-    const weightPenalty = Object.values(penalties).reduce((a, c) => a + c, 0);
-    let valLoss: number | null = null;
-    let valAccuracy: number | null = null;
-    if (validation && validation.count > 0) {
-      const v = evaluateSplit(built, validation);
-      valLoss = v.dataLoss + v.activityPenalty + weightPenalty;
-      valAccuracy = v.accuracy;
-      if (!Number.isFinite(valLoss)) {
-        stopReason = 'non-finite-loss';
-        nonFinite = { epoch, step: null };
-        break;
+      const penalties = penaltyValues(built);
+      const weightPenalty = Object.values(penalties).reduce((a, c) => a + c, 0);
+      let valLoss: number | null = null;
+      let valAccuracy: number | null = null;
+      if (validationPass) {
+        const v = validationPass.evaluate(built);
+        valLoss = v.dataLoss + v.activityPenalty + weightPenalty;
+        valAccuracy = v.accuracy;
+        if (!Number.isFinite(valLoss)) {
+          stopReason = 'non-finite-loss';
+          nonFinite = { epoch, step: null };
+          break;
+        }
       }
+      const logs: EpochRecord = {
+        epoch,
+        loss: lossSum / seen,
+        accuracy: correct / seen,
+        val_loss: valLoss,
+        val_accuracy: valAccuracy,
+        data_loss: dataSum / seen,
+        penalty: penaltySum / seen,
+        penalties,
+        lr: step.learningRate(),
+        seconds: Number(process.hrtime.bigint() - started) / 1e9,
+        weights: weightStats(built),
+      };
+      completed = epoch;
+      await callbacks.epochEnd(epoch, logs, ctx);
     }
-    const logs: EpochRecord = {
-      epoch,
-      loss: lossSum / seen,
-      accuracy: correct / seen,
-      val_loss: valLoss,
-      val_accuracy: valAccuracy,
-      data_loss: dataSum / seen,
-      penalty: penaltySum / seen,
-      penalties,
-      lr: step.learningRate(),
-      seconds: Number(process.hrtime.bigint() - started) / 1e9,
-      weights: weightStats(built),
-    };
-    completed = epoch;
-    await callbacks.epochEnd(epoch, logs, ctx);
+    if (stopReason === 'epochs' && ctx.stopTraining) stopReason = ctx.stopTraining;
+    await callbacks.trainEnd({ stopReason, epochs: completed }, ctx);
+  } finally {
+    validationPass?.dispose();
   }
-  if (stopReason === 'epochs' && ctx.stopTraining) stopReason = ctx.stopTraining;
-  await callbacks.trainEnd({ stopReason, epochs: completed }, ctx);
   return { stopReason, epochs: completed, ...(nonFinite ? { nonFinite } : {}) };
 }

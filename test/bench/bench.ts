@@ -8,14 +8,16 @@
  *    (all 60,000 images, validation included), and the process's peak RSS.
  * 4. The training step alone, per backend/path, at batch 32 and 512, alternating with PyTorch in
  *    rounds (test/bench/train-bench.ts): median ratio to PyTorch (1 thread) with its range.
- * 5. With --tutorial: the 60-epoch tutorial end to end, `regtrain run configs/article.yaml` (with
+ * 5. Per-epoch extras at 20,000 images and batch 512 (test/bench/epoch-bench.ts): extras ÷ epoch, and
+ *    each extra's share (skip with --no-epoch).
+ * 6. The CNN of configs/cnn.yaml, training step against PyTorch (test/bench/cnn-bench.ts; skip
+ *    with --no-cnn).
+ * 7. With --tutorial: the 60-epoch tutorial end to end, `regtrain run configs/article.yaml` (with
  *    OpenBLAS when it loads, and with REGTRAIN_BLAS=off) against the same training in PyTorch
  *    (test/bench/torch_tutorial.py). Takes a long while (tens of minutes on a busy 2-core box).
  *
- * 6. The CNN of configs/cnn.yaml, training step against PyTorch (test/bench/cnn-bench.ts).
- *
  * Options: --quick (fewer paths), --no-torch, --rounds N (default 5), --tutorial or --tutorial-only
- * (just 1 and 5) [--tutorial-epochs N], --cnn (just 1 and 6), --no-cnn.
+ * (just 1 and 7) [--tutorial-epochs N], --cnn (just 1 and 6), --no-cnn, --no-epoch.
  */
 import { execFileSync, spawn } from 'node:child_process';
 import * as os from 'node:os';
@@ -26,6 +28,7 @@ import { loadBlas } from '../../src/accel/blas';
 import { chooseWasmGemm } from '../../src/accel/gemm';
 import { resolveDataDir } from '../../src/data/fetch';
 import { benchDataLoad } from './data-bench';
+import { epochExtrasReport } from './epoch-bench';
 import { availablePaths, benchRounds, findTorchPython, roundsTable } from './train-bench';
 import { cnnSection } from './cnn-bench';
 
@@ -168,6 +171,7 @@ async function main(): Promise<void> {
   console.log('\n' + roundsTable(r));
   if ('skipped' in r.torch) console.log(`\nPyTorch: skipped (${r.torch.skipped})`);
 
+  if (!process.argv.includes('--no-epoch')) console.log('\n' + (await epochExtrasReport({ rounds: quick ? 2 : 3, epochs: 4, log: (s) => console.error(s) })));
   if (!process.argv.includes('--no-cnn')) await cnn();
   if (process.argv.includes('--tutorial')) await tutorialEndToEnd(Number(arg('--tutorial-epochs') ?? 60), py);
 }

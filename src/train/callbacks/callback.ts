@@ -26,6 +26,8 @@ export interface TrainingContext {
   readonly stepsPerEpoch: number;
   /** Set by a callback to end training after the current epoch, with the reason recorded. */
   stopTraining: StopReason | null;
+  /** Seconds the current epoch spent in its training steps, without validation and the epoch's-end work. */
+  trainSeconds: number;
   /** The loop's own state now (for checkpoints). */
   loopState(): LoopState;
 }

@@ -20,7 +20,7 @@ export class CheckpointWriter implements Callback {
     private readonly callbacks: () => CallbackList,
   ) {}
 
-  onEpochEnd(epoch: number, _logs: EpochRecord, ctx: TrainingContext): void {
+  async onEpochEnd(epoch: number, _logs: EpochRecord, ctx: TrainingContext): Promise<void> {
     const arrays: NamedArray[] = snapshot(ctx.built.model).map((data, i) => ({ group: 'weights', name: ctx.built.model.weights[i]!.name, data }));
     const { slots, ...optimizer } = ctx.step.optimizerState();
     for (const s of slots) arrays.push({ group: 'optimizer', name: s.name, data: s.data });
@@ -29,7 +29,7 @@ export class CheckpointWriter implements Callback {
       callbacks[name] = state.json;
       for (const a of state.arrays ?? []) arrays.push({ group: `callback:${name}`, name: a.name, data: a.data });
     }
-    writeCheckpoint(this.runDir, { epoch, backend: this.backend, trainingPath: ctx.step.path, loop: ctx.loopState(), optimizer, callbacks }, arrays);
+    await writeCheckpoint(this.runDir, { epoch, backend: this.backend, trainingPath: ctx.step.path, loop: ctx.loopState(), optimizer, callbacks }, arrays);
   }
 }
 

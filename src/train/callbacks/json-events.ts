@@ -15,7 +15,7 @@ export class JsonEvents implements Callback {
     this.emit({ event: 'training', epochs: ctx.epochs, steps: ctx.stepsPerEpoch, resumedAfterEpoch, ...this.training() });
   }
 
-  onEpochEnd(_epoch: number, logs: EpochRecord): void {
-    this.emit({ event: 'epoch', ...logs });
+  onEpochEnd(_epoch: number, logs: EpochRecord, ctx: TrainingContext): void {
+    this.emit({ event: 'epoch', ...logs, trainSeconds: ctx.trainSeconds });
   }
 }

@@ -56,6 +56,28 @@ function bucketIndex(limits: Float64Array, value: number): number {
   return lo;
 }
 
+let float32Starts: Uint16Array | undefined;
+
+/**
+ * For float32 values: per top 16 bits of the float (sign, exponent, 7 mantissa bits, a span of
+ * under 1%, while limits are 10% apart), the bucket of the span's value nearest zero. A value's
+ * bucket is then at most one step from its span's, so weights are bucketed with a table lookup
+ * and a comparison instead of a binary search (which cost a few percent of a training epoch at
+ * batch 512 for the tutorial's 178,000 weights).
+ */
+function float32BucketStarts(limits: Float64Array): Uint16Array {
+  if (float32Starts) return float32Starts;
+  const starts = new Uint16Array(65536);
+  const f = new Float32Array(1);
+  const u = new Uint32Array(f.buffer);
+  for (let hi = 0; hi < 65536; hi++) {
+    u[0] = hi << 16;
+    if (Number.isFinite(f[0])) starts[hi] = bucketIndex(limits, f[0]!);
+  }
+  float32Starts = starts;
+  return starts;
+}
+
 /**
  * The histogram of `values` in TensorFlow's default buckets. `what` names the values in the error
  * thrown when some are NaN or infinite (a FailureError; nothing is counted then).
@@ -69,6 +91,9 @@ export function histogramOf(values: ArrayLike<number>, what: string): Histogram 
   let sumSquares = 0;
   let nan = 0;
   let infinite = 0;
+  const bits = values instanceof Float32Array ? new Uint32Array(values.buffer, values.byteOffset, values.length) : null;
+  const starts = bits ? float32BucketStarts(limits) : null;
+  const last = limits.length - 1;
   for (let i = 0; i < values.length; i++) {
     const v = values[i];
     if (!Number.isFinite(v)) {
@@ -76,7 +101,15 @@ export function histogramOf(values: ArrayLike<number>, what: string): Histogram 
       else infinite++;
       continue;
     }
-    counts[bucketIndex(limits, v)]++;
+    let b: number;
+    if (starts) {
+      b = starts[bits![i]! >>> 16]!;
+      while (b > 0 && limits[b - 1]! > v) b--;
+      while (b < last && limits[b]! <= v) b++;
+    } else {
+      b = bucketIndex(limits, v);
+    }
+    counts[b]++;
     if (v < min) min = v;
     if (v > max) max = v;
     sum += v;

@@ -138,6 +138,17 @@ export class TensorBoardWriter {
     }
   }
 
+  /**
+   * As flush(), on libuv's threads: the promise settles once everything written before the call is
+   * durable (a FailureError if it cannot be). Do not close the writer before it settles.
+   */
+  flushInBackground(): Promise<void> {
+    const fd = this.openFd();
+    return new Promise((resolve, reject) =>
+      fs.fsync(fd, (err) => (err ? reject(new FailureError(`${this.file}: cannot sync the TensorBoard events (${describeIoError(err)})`)) : resolve())),
+    );
+  }
+
   /** Flushes and closes the file; closing again does nothing. */
   close(): void {
     if (this.fd === undefined) return;
