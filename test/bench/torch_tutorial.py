@@ -17,7 +17,7 @@ import json
 import math
 import time
 
-from torch_bench import read_idx  # same directory
+from torch_bench import read_idx, set_threads  # same directory
 
 
 def main():
@@ -34,7 +34,7 @@ def main():
     import torch.nn.functional as F
 
     t_start = time.perf_counter()
-    torch.set_num_threads(args.threads)
+    set_threads(torch, args.threads)
     torch.manual_seed(1234)
 
     def load(stem):
