@@ -16,6 +16,8 @@ import json
 import sys
 import time
 
+from torch_bench import set_threads  # same directory: one thread reaches torch's OpenBLAS too
+
 
 def main():
     ap = argparse.ArgumentParser()
@@ -87,13 +89,13 @@ def main():
                 continue
             batch, threads, seconds = line.split()
             batch, threads = int(batch), int(threads)
-            torch.set_num_threads(threads)
+            set_threads(torch, threads)
             if batch not in runs:
                 runs[batch] = trainer(batch)
             print(json.dumps(measure(runs[batch], batch, float(seconds))), flush=True)
         return
 
-    torch.set_num_threads(args.threads)
+    set_threads(torch, args.threads)
     rows = [measure(trainer(b), b, args.seconds) for b in [int(b) for b in args.batches.split(',')]]
     print(json.dumps({'torch': torch.__version__, 'rows': rows}))
 
