@@ -35,7 +35,8 @@ export function buildProgram(): Command {
   program.addCommand(planCommand());
   program.addCommand(runMemberCommand());
   program.addCommand(statusCommand());
-  for (const cmd of program.commands) cmd.exitOverride().addHelpText('after', EXIT_CODES_HELP.replace('\n', cmd.commands.length ? '\nEach subcommand lists its own exit codes (--help).\n' : '\n'));
+  for (const cmd of program.commands)
+    cmd.exitOverride().addHelpText('after', EXIT_CODES_HELP.replace('\n', cmd.commands.length ? '\nEach subcommand lists its own exit codes (--help).\n' : '\n'));
   plainDefaults(program);
   return program;
 }

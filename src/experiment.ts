@@ -375,7 +375,10 @@ async function finish(
 
   if (result.stopReason === 'interrupted') {
     const k = history.length;
-    const where = k > 0 ? `after epoch ${k} of ${spec.training.epochs}; the history and the model so far are saved in ${runDir}` : `in epoch 1 of ${spec.training.epochs}, before any epoch was saved`;
+    const where =
+      k > 0
+        ? `after epoch ${k} of ${spec.training.epochs}; the history and the model so far are saved in ${runDir}`
+        : `in epoch 1 of ${spec.training.epochs}, before any epoch was saved`;
     throw new InterruptedError(`interrupted (${signal ?? 'signal'}) ${where}; continue with: ${resume}`, { signal, lastEpoch: k, runDir, resume });
   }
   if (result.stopReason === 'non-finite-loss') {

@@ -127,7 +127,8 @@ function throwForCache(statuses: CacheStatus[], dataDir: string, opts: CommonOpt
   if (bad.length > 0)
     throw new FailureError(`${bad.map((s) => s.file).join(', ')} in ${dataDir} fail${bad.length === 1 ? 's' : ''} sha256 verification; replace with: ${fetchHint(opts)}`);
   const missing = statuses.filter((s) => s.state === 'missing');
-  if (missing.length > 0) throw new InputError(`${missing.map((s) => s.file).join(', ')} missing from ${dataDir}; get ${missing.length === 1 ? 'it' : 'them'} with: ${fetchHint(opts)}`);
+  if (missing.length > 0)
+    throw new InputError(`${missing.map((s) => s.file).join(', ')} missing from ${dataDir}; get ${missing.length === 1 ? 'it' : 'them'} with: ${fetchHint(opts)}`);
 }
 
 function existingDataDir(opts: CommonOpts): string {
@@ -233,9 +234,17 @@ export function dataCommand(): Command {
   const manifest = (): Manifest => loadManifest();
   const data = new Command('data').description('Fashion-MNIST: fetch it into the cache, verify the cache, show what is in it').exitOverride();
 
-  withCommonOptions(data.command('fetch').description('get the four files into the cache, verified by sha256 (cache, then local dirs, then mirrors)').addHelpText('after', FETCH_EXIT_HELP), true)
+  withCommonOptions(
+    data.command('fetch').description('get the four files into the cache, verified by sha256 (cache, then local dirs, then mirrors)').addHelpText('after', FETCH_EXIT_HELP),
+    true,
+  )
     .option('--offline', 'use only the cache and local directories')
-    .addOption(new Option('--timeout <seconds>', 'give up on a download that sends nothing for this long').default(String(DEFAULT_TIMEOUT_MS / 1000), `${DEFAULT_TIMEOUT_MS / 1000} seconds`))
+    .addOption(
+      new Option('--timeout <seconds>', 'give up on a download that sends nothing for this long').default(
+        String(DEFAULT_TIMEOUT_MS / 1000),
+        `${DEFAULT_TIMEOUT_MS / 1000} seconds`,
+      ),
+    )
     .action(fetchAction(manifest));
 
   withCommonOptions(data.command('verify').description('re-hash the cached files: OK, MISMATCH or MISSING each').addHelpText('after', CHECK_EXIT_HELP), false).action(

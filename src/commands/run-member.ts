@@ -87,22 +87,26 @@ async function runMemberWith(out: Console, dir: string, opts: RunMemberOptions):
   const started = state !== 'absent';
   if (started) await waitForSilentForeignLock(path.join(runDir, LOCK_FILE), (line) => say(`member ${index}: ${line}`));
   // The one entry into training: a new run into its directory, or `run --resume` of it.
-  await runSpecFile(started ? undefined : memberSpecPath(studyDir, member.name), {
-    set: [],
-    source: opts.source,
-    ...(started ? { resume: runDir } : { out: runDir }),
-    ...(opts.backend ? { backend: opts.backend } : {}),
-    ...(opts.dataDir ? { dataDir: opts.dataDir } : {}),
-    json: !!opts.json,
-    quiet: !!opts.quiet,
-    resumeCommand: [
-      'regtrain run-member',
-      shellQuote(dir),
-      '--index',
-      String(index),
-      ...(opts.backend ? ['--backend', opts.backend] : []),
-      ...(opts.dataDir ? ['--data-dir', shellQuote(opts.dataDir)] : []),
-      ...opts.source.flatMap((s) => ['--source', shellQuote(s)]),
-    ].join(' '),
-  }, out);
+  await runSpecFile(
+    started ? undefined : memberSpecPath(studyDir, member.name),
+    {
+      set: [],
+      source: opts.source,
+      ...(started ? { resume: runDir } : { out: runDir }),
+      ...(opts.backend ? { backend: opts.backend } : {}),
+      ...(opts.dataDir ? { dataDir: opts.dataDir } : {}),
+      json: !!opts.json,
+      quiet: !!opts.quiet,
+      resumeCommand: [
+        'regtrain run-member',
+        shellQuote(dir),
+        '--index',
+        String(index),
+        ...(opts.backend ? ['--backend', opts.backend] : []),
+        ...(opts.dataDir ? ['--data-dir', shellQuote(opts.dataDir)] : []),
+        ...opts.source.flatMap((s) => ['--source', shellQuote(s)]),
+      ].join(' '),
+    },
+    out,
+  );
 }

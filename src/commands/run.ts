@@ -85,7 +85,13 @@ async function runWith(out: Console, file: string | undefined, opts: RunOptions)
     } catch (err) {
       if (!(err instanceof InterruptedError)) throw err;
       // Running the same command again finishes what is missing.
-      const again = ['regtrain run', shellQuote(file), ...opts.set.flatMap((s) => ['--set', shellQuote(s)]), ...(opts.out ? ['--out', shellQuote(opts.out)] : []), ...(opts.jobs ? ['--jobs', opts.jobs] : [])];
+      const again = [
+        'regtrain run',
+        shellQuote(file),
+        ...opts.set.flatMap((s) => ['--set', shellQuote(s)]),
+        ...(opts.out ? ['--out', shellQuote(opts.out)] : []),
+        ...(opts.jobs ? ['--jobs', opts.jobs] : []),
+      ];
       throw new InterruptedError(err.message, { signal: null, lastEpoch: 0, runDir: null, resume: [...again, ...extraArgs.map(shellQuote)].join(' ') });
     }
     const studyDir = results[0] ? path.dirname(path.dirname(results[0].runDir)) : '';
