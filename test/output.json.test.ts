@@ -244,3 +244,25 @@ test('plan --json prints one line; status --json one line per member; run-member
   assert.deepEqual(jsonLines(bad.stdout), [{ event: 'failed', reason, exitCode: 2, runDir: null }]);
   assert.equal(bad.stderr, `error: ${reason}\n`);
 });
+
+test("run --json on a study: each member's events tagged with its name, then study-end and the study's own done as the last line", async () => {
+  const cwd = fs.mkdtempSync(path.join(TMP, 'w-'));
+  const spec = path.join(cwd, 'study.yaml');
+  fs.writeFileSync(spec, fs.readFileSync(QUICK, 'utf8') + 'repeats: 2\n');
+  const studyDir = path.join(cwd, 'study');
+  const r = await regtrain(['run', spec, ...TINY, '--set', 'training.epochs=1', '--out', studyDir, '--json'], { cwd });
+  assert.equal(r.code, 0, r.stderr);
+  const events = jsonLines(r.stdout);
+  const own = events.filter((e) => e.member === undefined);
+  assert.deepEqual(
+    own.map((e) => e.event),
+    ['study', 'study-end', 'done'],
+  );
+  assert.deepEqual(events.at(-1), { event: 'done', studyDir, members: 2 });
+  const members = own[0]!.members as string[];
+  assert.equal(members.length, 2);
+  for (const member of members) {
+    const mine = events.filter((e) => e.member === member).map((e) => e.event);
+    assert.deepEqual(mine, ['member-start', 'start', 'training', 'epoch', 'test', 'done', 'member-end'], member);
+  }
+});
