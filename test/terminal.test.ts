@@ -54,10 +54,12 @@ async function waitForScreen(session: string, what: string, ok: (text: string) =
   }
 }
 
+const q = (arg: string): string => `'${arg.replace(/'/g, `'\\''`)}'`;
+
 /** Runs regtrain in a new tmux session; the shell prints its exit code after it and waits. */
 function startInTerminal(session: string, args: string[]): void {
-  const env = `REGTRAIN_DATA_DIR=${TMP}/cache XDG_CACHE_HOME=${TMP}/xdg`;
-  const command = `cd ${TMP} && env ${env} ${process.execPath} ${BIN} ${args.join(' ')}; echo "[exit $?]"; sleep 600`;
+  const env = [`REGTRAIN_DATA_DIR=${TMP}/cache`, `XDG_CACHE_HOME=${TMP}/xdg`].map(q).join(' ');
+  const command = `cd ${q(TMP)} && env ${env} ${[process.execPath, BIN, ...args].map(q).join(' ')}; echo "[exit $?]"; sleep 600`;
   tmux('new-session', '-d', '-s', session, '-x', '120', '-y', '40', 'bash', '-c', command);
 }
 
