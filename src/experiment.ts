@@ -123,6 +123,13 @@ export function prepareResume(
   try {
     savedText = fs.readFileSync(path.join(runDir, SPEC_FILE), 'utf8');
   } catch {
+    // A run that another process has just created has no spec.yaml yet: say that it is busy.
+    try {
+      claimRunDir(runDir);
+      releaseRunDir(runDir);
+    } catch (err) {
+      if (err instanceof InputError) throw err;
+    }
     throw new InputError(`--resume ${dir}: ${SPEC_FILE} is missing; not a run directory`);
   }
   const origin = fs.existsSync(path.join(runDir, ORIGIN_FILE)) ? readOrigin(runDir) : null;
