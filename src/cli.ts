@@ -1,5 +1,5 @@
-import { Command, CommanderError } from 'commander';
-import { ExitCode, RegtrainError } from './errors';
+import { Command, CommanderError, Help, Option } from 'commander';
+import { ExitCode, InterruptedError, RegtrainError } from './errors';
 import { packageVersion } from './fsutil';
 import { installDefaultSignalHandling } from './signals';
 import { runCommand } from './commands/run';
@@ -37,8 +37,28 @@ export function buildProgram(): Command {
   program.addCommand(runMemberCommand());
   program.addCommand(statusCommand());
   program.addCommand(predictCommand());
-  for (const cmd of program.commands) cmd.exitOverride().addHelpText('after', EXIT_CODES_HELP);
+  for (const cmd of program.commands)
+    cmd.exitOverride().addHelpText('after', EXIT_CODES_HELP.replace('\n', cmd.commands.length ? '\nEach subcommand lists its own exit codes (--help).\n' : '\n'));
+  plainDefaults(program);
   return program;
+}
+
+/**
+ * Help shows defaults as a user would type them: `(default: 1)`, not `(default: "1")` (commander
+ * quotes string defaults), and no `(default: [])` on repeatable options.
+ */
+function plainDefaults(cmd: Command): void {
+  for (const opt of cmd.options) {
+    if (opt.defaultValueDescription !== undefined) continue;
+    if (typeof opt.defaultValue === 'string') opt.defaultValueDescription = opt.defaultValue;
+  }
+  cmd.configureHelp({
+    optionDescription(this: Help, option: Option): string {
+      const text = Help.prototype.optionDescription.call(this, option);
+      return Array.isArray(option.defaultValue) && option.defaultValue.length === 0 ? text.replace(/ \(default: \[\]\)$/, '') : text;
+    },
+  });
+  for (const sub of cmd.commands) plainDefaults(sub);
 }
 
 /**
@@ -110,6 +130,11 @@ function exitCodeFor(err: unknown): number {
     // commander has already printed its message (or the help/version text).
     if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.exitCode === 0) return ExitCode.ok;
     return ExitCode.badInput;
+  }
+  if (err instanceof InterruptedError) {
+    // The user asked for the stop: not an error. The message says "interrupted" and how to continue.
+    process.stderr.write(err.message + '\n');
+    return err.exitCode;
   }
   if (err instanceof RegtrainError) {
     const lines = err.message.split('\n');

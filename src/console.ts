@@ -1,8 +1,18 @@
+import { ExitCode, InterruptedError, RegtrainError, errorMessage } from './errors';
+
+/** JSON with non-finite numbers as null (JSON has no NaN): one compact line. */
+export function jsonLine(obj: unknown): string {
+  return JSON.stringify(obj, (_, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? null : v)) + '\n';
+}
+
 /**
- * Human lines go to stdout, or to stderr when stdout is reserved for JSON lines;
- * `--quiet` keeps only warnings and the final result.
+ * Human lines go to stdout, or to stderr when stdout is reserved for JSON lines (`--json`);
+ * `--quiet` keeps only warnings and the final result. A `--json` stream ends with exactly one
+ * of `done`, `failed` or `interrupted` (see `end` and `endWith`).
  */
 export class Console {
+  private ended = false;
+
   constructor(
     readonly json: boolean,
     readonly quiet: boolean,
@@ -21,6 +31,33 @@ export class Console {
   }
 
   event(obj: Record<string, unknown>): void {
-    if (this.json) process.stdout.write(JSON.stringify(obj, (_, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? null : v)) + '\n');
+    if (this.json && !this.ended) process.stdout.write(jsonLine(obj));
   }
+
+  /** The stream's last event; later events (and a second end) are dropped. */
+  end(obj: Record<string, unknown>): void {
+    this.event(obj);
+    this.ended = true;
+  }
+
+  /** Ends the stream for an error on its way to the boundary in cli.ts: `interrupted` or `failed`. */
+  endWith(err: unknown, runDir: string | null): void {
+    if (err instanceof InterruptedError) {
+      const i = err.interruption;
+      this.end({ event: 'interrupted', signal: i.signal, lastEpoch: i.lastEpoch, runDir: i.runDir ?? runDir, resume: i.resume, exitCode: ExitCode.interrupted });
+    } else {
+      const reason = err instanceof RegtrainError ? err.message : `internal error: ${errorMessage(err)}`;
+      this.end({ event: 'failed', reason, exitCode: err instanceof RegtrainError ? err.exitCode : ExitCode.failure, runDir });
+    }
+  }
+}
+
+/**
+ * A signed number in human text: `+0.0020`, `-0.0028`. The sign is always ASCII (hyphen-minus),
+ * as in every other number regtrain prints and in JSON and CSV, so text can be pasted into code;
+ * a value that rounds to zero shows `+`.
+ */
+export function fmtSigned(x: number, digits: number): string {
+  const text = Math.abs(x).toFixed(digits);
+  return `${x < 0 && Number(text) !== 0 ? '-' : '+'}${text}`;
 }

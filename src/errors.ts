@@ -37,9 +37,25 @@ export class FailureError extends RegtrainError {
   }
 }
 
-/** A signal stopped the work (exit 130). */
+/** Where an interrupted run stands: what a `--json` stream's `interrupted` event reports. */
+export interface Interruption {
+  signal: string | null;
+  /** The last epoch finished and saved (0: none). */
+  lastEpoch: number;
+  runDir: string | null;
+  /** The command that continues the work, or null when there is nothing to continue. */
+  resume: string | null;
+}
+
+/**
+ * A signal stopped the work (exit 130). The boundary prints the message as it is, not as an
+ * `error:` (the user asked for the stop); it starts with "interrupted".
+ */
 export class InterruptedError extends RegtrainError {
-  constructor(message = 'interrupted') {
+  constructor(
+    message = 'interrupted',
+    readonly interruption: Interruption = { signal: null, lastEpoch: 0, runDir: null, resume: null },
+  ) {
     super(message, ExitCode.interrupted);
   }
 }

@@ -45,12 +45,53 @@ import { fit, FitResult } from './train/loop';
 import { createTrainStep } from './train/step';
 import { Console } from './console';
 import { trapSignals } from './signals';
+import { shellQuote } from './study';
 
 export interface ExperimentOptions {
   out?: string;
   backend?: BackendChoice;
   dataDir?: string;
   source: string[];
+  /** The command that continues this run after an interruption (default: `regtrain run --resume RUN_DIR` with these options). */
+  resumeCommand?: string;
+}
+
+/** `regtrain run --resume DIR`, keeping the backend, --data-dir and --source the user gave. */
+export function resumeCommand(runDir: string, opts: ExperimentOptions): string {
+  if (opts.resumeCommand) return opts.resumeCommand;
+  return [
+    'regtrain run --resume',
+    shellQuote(runDir),
+    ...(opts.backend ? ['--backend', opts.backend] : []),
+    ...(opts.dataDir ? ['--data-dir', shellQuote(opts.dataDir)] : []),
+    ...opts.source.flatMap((s) => ['--source', shellQuote(s)]),
+  ].join(' ');
+}
+
+/** The nearest of `dir` and its ancestors that exists: what a run that never trained must leave as it found it. */
+function nearestExisting(dir: string): string {
+  let d = dir;
+  while (!fs.existsSync(d) && path.dirname(d) !== d) d = path.dirname(d);
+  return d;
+}
+
+/**
+ * A run that fails or is stopped before training leaves nothing behind (compare would warn about
+ * the stub): the files it wrote, its directory and the parents it created go. An empty --out
+ * directory the user made is kept, emptied of what the run put in it.
+ */
+function removeUntrainedRunDir(runDir: string, existedBefore: string): void {
+  releaseRunDir(runDir);
+  try {
+    if (existedBefore === runDir) {
+      for (const f of fs.readdirSync(runDir)) fs.rmSync(path.join(runDir, f), { recursive: true, force: true });
+      return;
+    }
+    fs.rmSync(runDir, { recursive: true, force: true });
+    for (let d = path.dirname(runDir); d !== existedBefore && d.startsWith(existedBefore + path.sep); d = path.dirname(d)) fs.rmdirSync(d);
+  } catch {
+    // Best effort: a parent someone else wrote into in the meantime stays.
+  }
 }
 
 /** A run directory to continue, with its checkpoint (null: it stopped before its first epoch ended). */
@@ -83,6 +124,13 @@ export function prepareResume(
   try {
     savedText = fs.readFileSync(path.join(runDir, SPEC_FILE), 'utf8');
   } catch {
+    // A run that another process has just created has no spec.yaml yet: say that it is busy.
+    try {
+      claimRunDir(runDir);
+      releaseRunDir(runDir);
+    } catch (err) {
+      if (err instanceof InputError) throw err;
+    }
     throw new InputError(`--resume ${dir}: ${SPEC_FILE} is missing; not a run directory`);
   }
   const origin = fs.existsSync(path.join(runDir, ORIGIN_FILE)) ? readOrigin(runDir) : null;
@@ -91,7 +139,12 @@ export function prepareResume(
   }
   let spec = parseSpec(savedText, path.join(dir, SPEC_FILE)).spec;
   const specFile = file ? path.resolve(file) : (origin?.specFile ?? null);
-  const setsNow = sets.length ? sets : (origin?.sets ?? []);
+  const originSets = origin?.sets ?? [];
+  const setsGiven = sets.length > 0;
+  const setsNow = setsGiven ? sets : originSets;
+  const differs = (other: ExperimentSpec) => specToYaml(other) !== specToYaml(spec);
+  const setsText = `the --set flags (${sets.join(' ')}) differ from the run's (${originSets.join(' ') || 'none'})`;
+  const refuse = (what: string) => new InputError(`--resume ${dir}: ${what}; pass --force to continue with the changed spec`);
   let changed = false;
   if (specFile && fs.existsSync(specFile)) {
     let current: ExperimentSpec | null = null;
@@ -101,14 +154,29 @@ export function prepareResume(
       if (!force) throw err;
       out.warn(`${specFile} no longer loads (${(err as Error).message.split('\n')[0]}); resuming with the run directory's own ${SPEC_FILE}`);
     }
-    if (current && specToYaml(current) !== specToYaml(spec)) {
+    if (current && differs(current)) {
       if (!force) {
-        const setsDiffer = sets.length > 0 && JSON.stringify(sets) !== JSON.stringify(origin?.sets ?? []);
-        const what = setsDiffer
-          ? `the --set flags (${sets.join(' ')}) differ from the run's (${(origin?.sets ?? []).join(' ') || 'none'})`
-          : `${specFile} changed since the run started`;
-        throw new InputError(`--resume ${dir}: ${what}; pass --force to continue with the changed spec`);
+        // Name what differs: the file (read with the run's own --set flags), the --set flags given now, or both.
+        const setsChanged = setsGiven && JSON.stringify(sets) !== JSON.stringify(originSets);
+        let fileChanged = true;
+        if (setsChanged) {
+          try {
+            fileChanged = differs(loadSpec(specFile, originSets.map(parseSetFlag)).spec);
+          } catch {
+            fileChanged = true;
+          }
+        }
+        const fileText = `${specFile} changed since the run started`;
+        throw refuse(!setsChanged ? fileText : !fileChanged ? setsText : `${fileText}, and ${setsText}`);
       }
+      spec = current;
+      changed = true;
+    }
+  } else if (setsGiven) {
+    // The spec file is gone (or was never recorded): the flags apply to the run's own spec.yaml.
+    const current = parseSpec(savedText, path.join(dir, SPEC_FILE), sets.map(parseSetFlag)).spec;
+    if (differs(current)) {
+      if (!force) throw refuse(setsText);
       spec = current;
       changed = true;
     }
@@ -139,16 +207,23 @@ export async function runExperiment(
   const started = process.hrtime.bigint();
   const elapsed = () => Number(process.hrtime.bigint() - started) / 1e9;
   let runDir: string | undefined = resumeFrom?.runDir;
+  /** For a new run directory: the nearest ancestor (or itself) that existed before it, kept if the run never trains. */
+  let existedBefore: string | null = null;
+  let training = false;
   let bar: ProgressBar | null = null;
-  // A second Ctrl-C exits at once: release the directory on the way out.
-  const signals = trapSignals(() => {
-    bar?.stop();
-    if (runDir) releaseRunDir(runDir);
+  const signals = trapSignals({
+    beforeNotice: () => bar?.silence(),
+    // A second Ctrl-C exits at once: release the directory on the way out (or remove it, if nothing trained yet).
+    onSecond: () => {
+      if (runDir && existedBefore && !training) removeUntrainedRunDir(runDir, existedBefore);
+      else if (runDir) releaseRunDir(runDir);
+    },
   });
   try {
     const backend = await initBackend(opts.backend ?? spec.backend);
     out.info(`Backend: ${backend.name} — ${backend.reason}`);
     if (!runDir) {
+      existedBefore = nearestExisting(opts.out ? path.resolve(opts.out) : path.join(process.cwd(), 'runs'));
       runDir = createRunDir({ ...(opts.out ? { out: opts.out } : {}), name: spec.name });
       const specYaml = specToYaml(spec);
       writeRunFile(runDir, SPEC_FILE, specYaml);
@@ -168,7 +243,15 @@ export async function runExperiment(
     const data = await loadSpecData(spec, opts, (p) => {
       if (p.done) out.info(`Downloaded ${p.name} (${(p.bytes / 1e6).toFixed(1)} MB) from ${p.url}`);
     });
-    if (signals.signal()) throw new InterruptedError(`${signals.signal()}: stopped before training; ${runDir} holds only the spec`);
+    if (signals.signal()) {
+      const resume = existedBefore ? null : resumeCommand(runDir, opts);
+      throw new InterruptedError(`interrupted (${signals.signal()}) before training started${resume ? `; continue with: ${resume}` : '; nothing was kept'}`, {
+        signal: signals.signal(),
+        lastEpoch: checkpoint?.body.epoch ?? 0,
+        runDir: existedBefore ? null : runDir,
+        resume,
+      });
+    }
     const valNote = data.validation ? (spec.data.validation.holdout ? 'held out' : 'also trained on, as the tutorial') : 'none';
     out.info(`Data: ${data.source}; train ${data.train.count}, validation ${data.validation?.count ?? 0} (${valNote}), test ${data.test.count}; normalize ${spec.data.normalize}`);
 
@@ -211,6 +294,8 @@ export async function runExperiment(
     }
     out.info(`Run directory: ${dir}`);
 
+    // The point of no return: from here on the run directory is kept, whatever happens.
+    training = true;
     const result = await fit(built, step, { train: data.train, validation: data.validation }, callbacks, {
       epochs: spec.training.epochs,
       batchSize: spec.training.batchSize,
@@ -221,7 +306,16 @@ export async function runExperiment(
     });
     bar?.stop();
     step.dispose();
-    return await finish(spec, built, data, backend, result, history.records, earlyStopping, dir, out, elapsed, signals.signal());
+    return await finish(spec, built, data, backend, result, history.records, earlyStopping, dir, out, elapsed, signals.signal(), resumeCommand(dir, opts));
+  } catch (err) {
+    bar?.stop();
+    const kept = runDir && (training || !existedBefore) ? runDir : null;
+    if (runDir && !kept && existedBefore) {
+      removeUntrainedRunDir(runDir, existedBefore);
+      runDir = undefined;
+    }
+    out.endWith(err, kept);
+    throw err;
   } finally {
     bar?.stop();
     signals.release();
@@ -241,6 +335,7 @@ async function finish(
   out: Console,
   elapsed: () => number,
   signal: string | null,
+  resume: string,
 ): Promise<string> {
   const complete = result.stopReason === 'epochs' || result.stopReason === 'early-stopping';
   writeHistory(runDir, history);
@@ -290,9 +385,12 @@ async function finish(
   if (complete) removeCheckpoint(runDir);
 
   if (result.stopReason === 'interrupted') {
-    throw new InterruptedError(
-      `${signal ?? 'signal'}: training stopped after ${history.length} complete epoch(s); history and the model so far (marked incomplete) are saved in ${runDir}`,
-    );
+    const k = history.length;
+    const where =
+      k > 0
+        ? `after epoch ${k} of ${spec.training.epochs}; the history and the model so far are saved in ${runDir}`
+        : `in epoch 1 of ${spec.training.epochs}, before any epoch was saved`;
+    throw new InterruptedError(`interrupted (${signal ?? 'signal'}) ${where}; continue with: ${resume}`, { signal, lastEpoch: k, runDir, resume });
   }
   if (result.stopReason === 'non-finite-loss') {
     const at = result.nonFinite!;
@@ -303,14 +401,8 @@ async function finish(
   if (result.stopReason === 'early-stopping') out.info(`Early stopping after epoch ${history.length}${bestEpoch ? `; best epoch ${bestEpoch}` : ''}`);
   else if (bestEpoch && earlyStopping?.restoresBest()) out.info(`Restored the weights of epoch ${bestEpoch} (best ${spec.training.earlyStopping?.monitor})`);
   out.result(`Test: loss: ${test!.loss.toFixed(4)} - accuracy: ${test!.accuracy.toFixed(4)} (${test!.count} images)`);
-  out.result(`Done in ${fmtDuration(elapsed())}; run directory: ${displayPath(runDir)}`);
+  out.result(`Done in ${fmtDuration(elapsed())}; run directory: ${runDir}`);
   out.event({ event: 'test', loss: test!.loss, accuracy: test!.accuracy, count: test!.count, train_accuracy: trainEval!.accuracy });
-  out.event({ event: 'done', runDir, seconds: elapsed(), epochs: history.length, stopReason: result.stopReason, peakRssMB: metrics.peakRssMB });
+  out.end({ event: 'done', runDir, seconds: elapsed(), epochs: history.length, stopReason: result.stopReason, peakRssMB: metrics.peakRssMB });
   return runDir;
-}
-
-/** Relative to the current directory when inside it, else absolute. */
-function displayPath(p: string): string {
-  const rel = path.relative(process.cwd(), p);
-  return rel && !rel.startsWith('..') && !path.isAbsolute(rel) ? rel : p;
 }

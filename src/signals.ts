@@ -12,6 +12,14 @@ const INTERRUPTED = 130;
 let installed: ((sig: NodeJS.Signals) => void) | null = null;
 
 /**
+ * What starts a line written after a signal: on a terminal, a return and erase-line, which wipes
+ * the `^C` the terminal echoed (the line is otherwise empty, or a progress bar already cleared).
+ */
+function freshLine(): string {
+  return process.stderr.isTTY ? '\r\x1b[K' : '';
+}
+
+/**
  * Every command exits 130 on SIGINT, SIGTERM or SIGHUP. Commands that must save or clean up
  * first (run's trapSignals, data fetch's abort) install their own handlers; while one is
  * installed, this one steps aside. Idempotent.
@@ -20,7 +28,7 @@ export function installDefaultSignalHandling(): void {
   if (installed) return;
   installed = (sig: NodeJS.Signals) => {
     if (process.listenerCount(sig) > 1) return;
-    process.stderr.write(`\n${sig}: stopped\n`);
+    process.stderr.write(`${freshLine()}interrupted (${sig})\n`);
     process.exit(INTERRUPTED);
   };
   for (const sig of STOP_SIGNALS) process.on(sig, installed);
@@ -28,18 +36,24 @@ export function installDefaultSignalHandling(): void {
 
 /**
  * For work that saves before it stops (`run`): SIGINT/SIGTERM/SIGHUP (SIGHUP saves like SIGTERM) ask it to stop at the next safe point; a second signal gives up
- * waiting (files are written atomically, so what is on disk stays consistent).
+ * waiting (files are written atomically, so what is on disk stays consistent). `beforeNotice`
+ * runs first (the progress bar stops and clears itself), so the one notice is not drawn over.
  */
-export function trapSignals(onSecond?: () => void): { stopRequested: () => boolean; signal: () => string | null; release: () => void } {
+export function trapSignals(hooks: { beforeNotice?: () => void; onSecond?: () => void } = {}): {
+  stopRequested: () => boolean;
+  signal: () => string | null;
+  release: () => void;
+} {
   let received: string | null = null;
   const handler = (sig: NodeJS.Signals) => {
     if (received) {
-      onSecond?.();
-      process.stderr.write(`\n${sig} again: stopping now\n`);
+      hooks.onSecond?.();
+      process.stderr.write(`${freshLine()}interrupted (${sig} again): stopping now, without saving this epoch\n`);
       process.exit(INTERRUPTED);
     }
     received = sig;
-    process.stderr.write(`\n${sig}: finishing the current batch, then saving (press Ctrl-C again to stop at once)\n`);
+    hooks.beforeNotice?.();
+    process.stderr.write(`${freshLine()}${sig}: finishing the current batch, then saving (press Ctrl-C again to stop at once)\n`);
   };
   for (const sig of STOP_SIGNALS) process.on(sig, handler);
   return {

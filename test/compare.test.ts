@@ -64,7 +64,7 @@ test('runs differing only in seed form one row, with hand-checked means, std, ga
   close(base.seconds!.mean, 12);
 
   const l1 = byName(r.groups, 'l1');
-  // test accuracy 0.83, 0.84, 0.88: mean 0.85, squared deviations 4e-4 + 1e-4 + 9e-4 over n−1 = 2
+  // test accuracy 0.83, 0.84, 0.88: mean 0.85, squared deviations 4e-4 + 1e-4 + 9e-4 over n-1 = 2
   close(l1.testAccuracy.mean, 0.85);
   close(l1.testAccuracy.std!, Math.sqrt(7e-4));
   // gaps 0.03, 0.02, 0.02
@@ -162,7 +162,7 @@ const STUDY_TABLE = ` variant    test acc ± std (n)  Δ vs baseline [95% CI]   
 ─────────  ───────────────────  ─────────────────────────────────  ──────  ────────  ───────
  baseline  0.8200 ± 0.0200 (3)  —                                  0.0900      1.0%     0.0%
 *l1        0.8500 ± 0.0265 (3)  +0.0300 [+0.0052, +0.0548] better  0.0233     50.0%    28.6%
- l2                 0.8100 (1)  −0.0100 (no CI: one run)           0.0400      3.0%     7.7%
+ l2                 0.8100 (1)  -0.0100 (no CI: one run)           0.0400      3.0%     7.7%
 
 Best test accuracy: l1. test acc: mean ± std over seeds (n runs). Δ: test accuracy minus the baseline's, paired by seed,
 with its 95% t interval (better or worse when the interval excludes 0). gap: train accuracy (inference mode) − test
@@ -281,7 +281,7 @@ const STUDY_MD = `| variant | test acc ± std (n) | Δ vs baseline [95% CI] | ga
 | --- | ---: | --- | ---: | ---: | ---: |
 | baseline | 0.8200 ± 0.0200 (3) | — | 0.0900 | 1.0% | 0.0% |
 | l1 | **0.8500 ± 0.0265 (3)** | +0.0300 [+0.0052, +0.0548] better | 0.0233 | 50.0% | 28.6% |
-| l2 | 0.8100 (1) | −0.0100 (no CI: one run) | 0.0400 | 3.0% | 7.7% |
+| l2 | 0.8100 (1) | -0.0100 (no CI: one run) | 0.0400 | 3.0% | 7.7% |
 
 Best test accuracy in bold. test acc: mean ± std over seeds (n runs). Δ: test accuracy minus the baseline's, paired by seed, with its 95% t interval (better or worse when the interval excludes 0). gap: train accuracy (inference mode) − test accuracy. sparsity: share of the first layer's kernel weights (dense_1) with |w| < 1e-3. penalty: the penalty's share of the loss at the last epoch.
 
@@ -428,7 +428,7 @@ test('compare with nothing usable exits 2 and says why', () => {
 test('the paired heading names the baseline only when it is not called baseline', () => {
   const r = cli(['compare', 'study', '--baseline', 'l1']);
   assert.equal(r.status, 0, r.stderr);
-  assert.match(r.stdout, /\nTest accuracy paired against the baseline, l1, matched by seed \(95% CI, paired t-test\):\n {2}baseline − l1: −0\.0300 /);
+  assert.match(r.stdout, /\nTest accuracy paired against the baseline, l1, matched by seed \(95% CI, paired t-test\):\n {2}baseline − l1: -0\.0300 /);
   assert.match(r.stdout, /^ variant {8}/);
   assert.match(r.stdout, /\n\*l1 \(baseline\) {2}0\.8500 ± 0\.0265 \(3\) {2}— /);
   assert.doesNotMatch(cli(['compare', 'study']).stdout, /baseline \(baseline\)/);

@@ -35,7 +35,7 @@ test('verify on a cache dir that does not exist exits 2 and says to fetch', asyn
   const dir = path.join(tmpDir(), 'nothing-here');
   const r = await regtrain(['data', 'verify', '--data-dir', dir]);
   assert.equal(r.code, 2, r.stderr);
-  assert.equal(r.stderr, `error: data dir ${dir} does not exist; run \`regtrain data fetch\` first\n`);
+  assert.equal(r.stderr, `error: data dir ${dir} does not exist; fill it with: regtrain data fetch --data-dir ${dir}\n`);
 });
 
 test('verify on an empty cache dir exits 2 listing the missing files', async () => {
@@ -91,10 +91,12 @@ test('an unknown option to a data subcommand is a usage error (exit 2)', async (
   assert.match(r.stderr, /unknown option '--bogus'/);
 });
 
-test('data --help documents the verify and info exit statuses', async () => {
-  const r = await regtrain(['data', '--help']);
-  assert.equal(r.code, 0);
-  assert.match(r.stdout, /exit with 1 when a cached file fails its sha256 check/);
+test('data verify --help and data info --help document their exit statuses', async () => {
+  for (const sub of ['verify', 'info']) {
+    const r = await regtrain(['data', sub, '--help']);
+    assert.equal(r.code, 0);
+    assert.match(r.stdout, /\n  1    a cached file fails its sha256 check \(fetch again\)\n  2    the cache directory or a file is missing \(fetch first\)\n/, sub);
+  }
 });
 
 const haveDebian = fs.existsSync(DEBIAN_DIR);

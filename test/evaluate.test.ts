@@ -318,7 +318,10 @@ describe('evaluate refuses tampered run directories with exit 2 and one clear li
     const dir = scenario('incomplete');
     const m = metricsOf(dir);
     fs.writeFileSync(path.join(dir, 'metrics.json'), JSON.stringify({ ...m, status: 'incomplete', stopReason: 'interrupted', test: null }));
-    await assertRefused(dir, `${dir}: the run is incomplete (interrupted); evaluate needs a finished run`);
+    await assertRefused(
+      dir,
+      `${dir}: the run is incomplete (interrupted); evaluate needs a finished run; finish it first: regtrain run --resume ${path.resolve(dir)} --backend wasm`,
+    );
   });
 
   test('a failed (non-finite loss) run', async () => {

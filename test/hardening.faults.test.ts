@@ -73,7 +73,7 @@ function regtrain(args: string[], opts: { uid?: number; timeout?: number } = {})
 
 /** The first stderr line that is not progress chatter ("Backend: …", "SIGTERM: finishing…"). */
 function errorLine(r: Run): string {
-  return r.stderr.split('\n').find((l) => l.startsWith('error: ') || l.startsWith('! ')) ?? `(no error line in: ${r.stderr})`;
+  return r.stderr.split('\n').find((l) => l.startsWith('error: ') || l.startsWith('! ') || l.startsWith('interrupted')) ?? `(no error line in: ${r.stderr})`;
 }
 
 function assertClean(r: Run, code: number, what: string): void {
@@ -506,14 +506,14 @@ describe('signals', () => {
       p.child.kill('SIGINT');
       const r = await p.done;
       assertClean(r, 130, 'fetch SIGINT');
-      assert.equal(errorLine(r), 'error: SIGINT: download of trainImages stopped; no partial file is kept');
+      assert.equal(errorLine(r), 'interrupted (SIGINT): download of trainImages stopped; no partial file is kept');
       assert.deepEqual(partial(dataDir), []);
     } finally {
       await mirror.close();
     }
   });
 
-  test("two `regtrain run` into one --out: the second refuses (exit 2); SIGTERM during the first one's download: exit 130, only spec.yaml left, no partial data, lock released", async () => {
+  test("two `regtrain run` into one --out: the second refuses (exit 2); SIGTERM during the first one's download: exit 130, no run directory left, no partial data, lock released", async () => {
     const mirror = await slowMirror();
     try {
       const out = path.join(TMP, 'run-shared-out');
@@ -527,12 +527,10 @@ describe('signals', () => {
       first.child.kill('SIGTERM');
       const r = await first.done;
       assertClean(r, 130, 'run SIGTERM during download');
-      assert.match(errorLine(r), /^error: SIGTERM: download of trainImages stopped; no partial file is kept$/);
+      assert.match(errorLine(r), /^interrupted \(SIGTERM\): download of trainImages stopped; no partial file is kept$/);
       assert.deepEqual(partial(dataDir), []);
-      assert.deepEqual(
-        listDir(out).filter((f) => f !== 'run.json'),
-        ['spec.yaml'],
-      );
+      // It never trained: its run directory goes (compare would warn about the stub).
+      assert.equal(fs.existsSync(out), false);
     } finally {
       await mirror.close();
     }
@@ -545,7 +543,7 @@ describe('signals', () => {
     p.child.kill('SIGTERM');
     const r = await p.done;
     assertClean(r, 130, 'SIGTERM in training');
-    assert.match(errorLine(r), /^error: SIGTERM: training stopped after \d+ complete epoch\(s\)/);
+    assert.match(errorLine(r), /^interrupted \(SIGTERM\) after epoch \d+ of 200; /);
     const left = listDir(out);
     assert.ok(!left.some((f) => f.endsWith('.tmp') || f === '.regtrain.lock'), left.join(','));
     const metrics = JSON.parse(fs.readFileSync(path.join(out, 'metrics.json'), 'utf8')) as { status: string; stopReason: string; epochsRun: number };
@@ -557,6 +555,6 @@ describe('signals', () => {
     // The saved model is loadable (byte counts match, finite), and evaluate refuses it as unfinished.
     const e = await regtrain(['evaluate', out, '--backend', 'cpu']);
     assertClean(e, 2, 'evaluate incomplete');
-    assert.equal(errorLine(e), `error: ${out}: the run is incomplete (interrupted); evaluate needs a finished run`);
+    assert.equal(errorLine(e), `error: ${out}: the run is incomplete (interrupted); evaluate needs a finished run; finish it first: regtrain run --resume ${out} --backend cpu`);
   });
 });

@@ -99,7 +99,7 @@ describe('stop signals exit 130 in every command', () => {
         const r = await p.done;
         assert.equal(r.signal, null, `${name}: killed by ${r.signal}`);
         assert.equal(r.code, 130, `${name}: exit ${r.code}\n${r.stderr}`);
-        assert.ok(r.stderr.endsWith(`\n${sig}: stopped\n`), `${name}: ${r.stderr}`);
+        assert.ok(r.stderr.endsWith(`\ninterrupted (${sig})\n`) || r.stderr === `interrupted (${sig})\n`, `${name}: ${r.stderr}`);
       }
     });
   }

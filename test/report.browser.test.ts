@@ -230,7 +230,7 @@ test('the HTML report loads in headless Chromium with no console errors, no netw
     assert.deepEqual(rows, [
       ['variant', 'test acc ± std (n)', 'Δ vs baseline [95% CI]', 'gap', 'sparsity', 'penalty'],
       ['baseline', '0.8200 ± 0.0200 (3)', '—', '0.0900', '1.0%', '0.0%'],
-      ['l2', '0.8100 (1)', '−0.0100 (no CI: one run)', '0.0400', '3.0%', '7.7%'],
+      ['l2', '0.8100 (1)', '-0.0100 (no CI: one run)', '0.0400', '3.0%', '7.7%'],
       ['l1', '0.8500 ± 0.0265 (3)', '+0.0300 [+0.0052, +0.0548] better', '0.0233', '50.0%', '28.6%'],
     ]);
     // The header states the settings.

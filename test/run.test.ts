@@ -292,9 +292,13 @@ test('SIGINT stops a real run after the current batch: exit 130, history and mod
   assert.ok(sent, `never saw the first epoch line:\n${r.stdout}\n${r.stderr}`);
   assert.equal(r.signal, null, 'the process must exit by itself, not die of the signal');
   assert.equal(r.code, 130, r.stderr);
-  const match = /^error: SIGINT: training stopped after (\d+) complete epoch\(s\); history and the model so far \(marked incomplete\) are saved in (.+)$/m.exec(r.stderr);
+  const match =
+    /^interrupted \(SIGINT\) after epoch (\d+) of 200; the history and the model so far are saved in (.+); continue with: regtrain run --resume (.+) --backend wasm$/m.exec(
+      r.stderr,
+    );
   assert.ok(match, r.stderr);
   assert.equal(match[2], out);
+  assert.equal(match[3], out);
 
   const h = history(out);
   assert.ok(h.epochs.length >= 1 && h.epochs.length < 200, `history has ${h.epochs.length} epochs`);
@@ -358,8 +362,8 @@ test('without --out the run directory is runs/<name>-<UTC timestamp> under the w
   const runs = fs.readdirSync(path.join(cwd, 'runs'));
   assert.equal(runs.length, 1);
   assert.match(runs[0]!, /^quick-\d{8}T\d{6}Z$/);
-  // Shown relative to the working directory.
-  assert.ok(r.stdout.endsWith(`; run directory: ${path.join('runs', runs[0]!)}\n`), r.stdout);
+  // Shown absolute, as the first line shows it.
+  assert.ok(r.stdout.endsWith(`; run directory: ${path.join(fs.realpathSync(cwd), 'runs', runs[0]!)}\n`), r.stdout);
   assert.equal(metrics(path.join(cwd, 'runs', runs[0]!)).status, 'complete');
 });
 

@@ -148,7 +148,7 @@ export function createLeanStep(model: tf.Sequential, optimizer: Optimizer, penal
       flatten = true;
       continue;
     }
-    if (cls !== 'Dense') return { unsupported: `layer ${i} is ${cls}; only Flatten and Dense are supported` };
+    if (cls !== 'Dense') return { unsupported: `layer ${i} is ${cls}: the lean step covers Flatten and Dense layers` };
     if (layer.biasRegularizer || layer.activityRegularizer) return { unsupported: `layer ${i} has a bias/activity regularizer` };
     if (!layer.kernel) return { unsupported: `layer ${i} is not built` };
     const actName = layer.activation ? layer.activation.getClassName() : 'linear';

@@ -5,6 +5,8 @@ import { FailureError, InputError } from '../errors';
 import { fetchDataset, loadManifest, resolveDataDir, verifyCache, DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS, type CacheStatus, type FetchProgress, type Manifest } from '../data/fetch';
 import { classCounts, pixelStats, IMAGE_COLS, IMAGE_ROWS } from '../data/dataset';
 import { parseIdx } from '../data/idx';
+import { jsonLine } from '../console';
+import { shellQuote } from '../study';
 
 const MB = 1024 * 1024;
 /** Without a TTY: one progress line per quarter of a file, or at least this often. */
@@ -24,13 +26,18 @@ function collect(value: string, previous: string[]): string[] {
 }
 
 function withCommonOptions(cmd: Command, sources: boolean): Command {
-  cmd.option('--data-dir <dir>', DATA_DIR_HELP).option('--json', 'print one JSON object on stdout (human text is suppressed)');
+  cmd.option('--data-dir <dir>', DATA_DIR_HELP).option('--json', 'print the result as one JSON line on stdout (messages stay on stderr)');
   if (sources) cmd.option('--source <url-or-dir>', 'URL prefix or directory to fetch from, repeatable; replaces the default list (Debian dir, then official mirrors)', collect, []);
   return cmd.exitOverride();
 }
 
 function printJson(value: unknown): void {
-  process.stdout.write(JSON.stringify(value, null, 2) + '\n');
+  process.stdout.write(jsonLine(value));
+}
+
+/** `regtrain data fetch`, keeping the --data-dir the user gave, for hints. */
+function fetchHint(opts: CommonOpts): string {
+  return `regtrain data fetch${opts.dataDir !== undefined ? ` --data-dir ${shellQuote(opts.dataDir)}` : ''}`;
 }
 
 function formatBytes(n: number): string {
@@ -115,17 +122,18 @@ function fetchAction(manifest: () => Manifest) {
 }
 
 /** Exit status shared by verify and info: mismatch is a failure (1), missing files need a fetch (2). */
-function throwForCache(statuses: CacheStatus[], dataDir: string): void {
+function throwForCache(statuses: CacheStatus[], dataDir: string, opts: CommonOpts): void {
   const bad = statuses.filter((s) => s.state === 'mismatch');
   if (bad.length > 0)
-    throw new FailureError(`${bad.map((s) => s.file).join(', ')} in ${dataDir} fail${bad.length === 1 ? 's' : ''} sha256 verification; run \`regtrain data fetch\` to replace`);
+    throw new FailureError(`${bad.map((s) => s.file).join(', ')} in ${dataDir} fail${bad.length === 1 ? 's' : ''} sha256 verification; replace with: ${fetchHint(opts)}`);
   const missing = statuses.filter((s) => s.state === 'missing');
-  if (missing.length > 0) throw new InputError(`${missing.map((s) => s.file).join(', ')} missing from ${dataDir}; run \`regtrain data fetch\``);
+  if (missing.length > 0)
+    throw new InputError(`${missing.map((s) => s.file).join(', ')} missing from ${dataDir}; get ${missing.length === 1 ? 'it' : 'them'} with: ${fetchHint(opts)}`);
 }
 
 function existingDataDir(opts: CommonOpts): string {
   const dir = resolveDataDir(opts.dataDir);
-  if (!fs.existsSync(dir)) throw new InputError(`data dir ${dir} does not exist; run \`regtrain data fetch\` first`);
+  if (!fs.existsSync(dir)) throw new InputError(`data dir ${dir} does not exist; fill it with: ${fetchHint(opts)}`);
   return dir;
 }
 
@@ -150,7 +158,7 @@ function verifyAction(manifest: () => Manifest) {
         process.stdout.write(`${s.state.toUpperCase().padEnd(8)} ${s.name.padEnd(12)} ${s.file.padEnd(24)} ${detail}\n`);
       }
     }
-    throwForCache(statuses, dir);
+    throwForCache(statuses, dir, opts);
   };
 }
 
@@ -203,29 +211,48 @@ function infoAction(manifest: () => Manifest) {
       for (const s of statuses) out.push(`  ${s.file.padEnd(24)} ${s.state === 'ok' ? 'verified' : s.state.padEnd(8)} from ${s.source ?? 'unknown origin'}`);
       process.stdout.write(out.join('\n') + '\n');
     }
-    throwForCache(statuses, dir);
+    throwForCache(statuses, dir, opts);
   };
 }
 
-const STATUS_HELP = `
-verify and info exit with 1 when a cached file fails its sha256 check (re-run fetch),
-and 2 when the cache directory or a file is missing (run fetch first).`;
+/** Each subcommand's help tells its own exit codes, and only its own. */
+const FETCH_EXIT_HELP = `
+Exit codes:
+  0    the four files are in the cache, verified
+  1    no source gave a verified copy of a file (or the cache cannot be written)
+  2    bad options or an unusable --data-dir / --source
+  130  interrupted (SIGINT/SIGTERM/SIGHUP); no partial file is kept`;
+
+const CHECK_EXIT_HELP = `
+Exit codes:
+  0    every file is present and verified
+  1    a cached file fails its sha256 check (fetch again)
+  2    the cache directory or a file is missing (fetch first)
+  130  interrupted (SIGINT/SIGTERM/SIGHUP)`;
 
 export function dataCommand(): Command {
   const manifest = (): Manifest => loadManifest();
-  const data = new Command('data').description('Fashion-MNIST: fetch it into the cache, verify the cache, show what is in it').addHelpText('after', STATUS_HELP).exitOverride();
+  const data = new Command('data').description('Fashion-MNIST: fetch it into the cache, verify the cache, show what is in it').exitOverride();
 
-  withCommonOptions(data.command('fetch').description('get the four files into the cache, verified by sha256 (cache, then local dirs, then mirrors)'), true)
+  withCommonOptions(
+    data.command('fetch').description('get the four files into the cache, verified by sha256 (cache, then local dirs, then mirrors)').addHelpText('after', FETCH_EXIT_HELP),
+    true,
+  )
     .option('--offline', 'use only the cache and local directories')
-    .addOption(new Option('--timeout <seconds>', 'give up on a download that sends nothing for this long').default(String(DEFAULT_TIMEOUT_MS / 1000)))
+    .addOption(
+      new Option('--timeout <seconds>', 'give up on a download that sends nothing for this long').default(
+        String(DEFAULT_TIMEOUT_MS / 1000),
+        `${DEFAULT_TIMEOUT_MS / 1000} seconds`,
+      ),
+    )
     .action(fetchAction(manifest));
 
-  withCommonOptions(data.command('verify').description('re-hash the cached files: OK, MISMATCH or MISSING each').addHelpText('after', STATUS_HELP), false).action(
+  withCommonOptions(data.command('verify').description('re-hash the cached files: OK, MISMATCH or MISSING each').addHelpText('after', CHECK_EXIT_HELP), false).action(
     verifyAction(manifest),
   );
 
   withCommonOptions(
-    data.command('info').description('per split: count, image shape, class counts, pixel mean/std; per file: source and verification').addHelpText('after', STATUS_HELP),
+    data.command('info').description('per split: count, image shape, class counts, pixel mean/std; per file: source and verification').addHelpText('after', CHECK_EXIT_HELP),
     false,
   ).action(infoAction(manifest));
 

@@ -9,6 +9,7 @@ import { loadModel, readMetrics, SPEC_FILE } from '../rundir';
 import { parseSpec, parseSetFlag, MAX_SPEC_BYTES, NUM_CLASSES } from '../spec';
 import { evaluateSplit, weightPenalty } from '../train/forward';
 import { Console } from '../console';
+import { resumeCommand } from '../experiment';
 import { loadSpecData } from '../data/dataset';
 import { addDataOptions, backendOption } from './common';
 import { BEST_DIR, BEST_INFO_FILE, BestInfo, bestInfoSchema } from '../train/callbacks/best-model';
@@ -45,7 +46,7 @@ export function evaluateCommand(): Command {
     .addOption(backendOption())
     .option('--test-limit <n>', 'evaluate on the first N test images only')
     .option('--best', "evaluate the best epoch's model (RUN_DIR/best/, kept by training.checkpoint.saveBest) instead of the final one")
-    .option('--json', 'print one JSON object: loss, accuracy, perClass, confusion');
+    .option('--json', 'print the result as one JSON line: runDir, loss, accuracy, count, perClass, confusion');
   return addDataOptions(cmd).action(async (dir: string, opts: EvaluateOptions) => {
     await evaluateRun(dir, opts);
   });
@@ -71,7 +72,11 @@ export async function evaluateRun(dir: string, opts: EvaluateOptions): Promise<E
   for (const w of warnings) out.warn(w);
   const best = opts.best ? readBestInfo(dir) : null;
   if (metrics.status !== 'complete' && !best) {
-    throw new InputError(`${dir}: the run is ${metrics.status} (${metrics.stopReason}); evaluate needs a finished run`);
+    const hint =
+      metrics.status === 'incomplete'
+        ? `; finish it first: ${resumeCommand(path.resolve(dir), { source: opts.source, ...(opts.dataDir !== undefined ? { dataDir: opts.dataDir } : {}), ...(opts.backend ? { backend: opts.backend } : {}) })}`
+        : '';
+    throw new InputError(`${dir}: the run is ${metrics.status} (${metrics.stopReason}); evaluate needs a finished run${hint}`);
   }
   const specFile = path.join(dir, SPEC_FILE);
   let specText: string;

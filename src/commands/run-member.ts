@@ -5,7 +5,8 @@ import { applyCpuBudget } from '../cpus';
 import { InputError } from '../errors';
 import { waitForSilentForeignLock } from '../lock';
 import { LOCK_FILE } from '../rundir';
-import { memberRunDir, memberSpecPath, readStudy, runState, type StudyFile } from '../study';
+import { memberRunDir, memberSpecPath, readStudy, runState, shellQuote, type StudyFile } from '../study';
+import { Console } from '../console';
 import { runSpecFile } from './run';
 import { addDataOptions, backendOption } from './common';
 
@@ -56,6 +57,16 @@ export function memberIndex(flag: string | undefined, study: StudyFile, env: Nod
 }
 
 export async function runMember(dir: string, opts: RunMemberOptions): Promise<void> {
+  const out = new Console(!!opts.json, !!opts.quiet);
+  try {
+    await runMemberWith(out, dir, opts);
+  } catch (err) {
+    out.endWith(err, null);
+    throw err;
+  }
+}
+
+async function runMemberWith(out: Console, dir: string, opts: RunMemberOptions): Promise<void> {
   const studyDir = path.resolve(dir);
   const study = readStudy(studyDir);
   const index = memberIndex(opts.index, study);
@@ -67,7 +78,7 @@ export async function runMember(dir: string, opts: RunMemberOptions): Promise<vo
   const state = runState(runDir);
   if (state === 'complete') {
     say(`member ${index} (${member.name}) already finished; nothing to do`);
-    if (opts.json) process.stdout.write(JSON.stringify({ event: 'skipped', index, member: member.name, runDir }) + '\n');
+    out.end({ event: 'done', runDir, skipped: true, index, member: member.name });
     return;
   }
   const threads = applyCpuBudget();
@@ -76,13 +87,26 @@ export async function runMember(dir: string, opts: RunMemberOptions): Promise<vo
   const started = state !== 'absent';
   if (started) await waitForSilentForeignLock(path.join(runDir, LOCK_FILE), (line) => say(`member ${index}: ${line}`));
   // The one entry into training: a new run into its directory, or `run --resume` of it.
-  await runSpecFile(started ? undefined : memberSpecPath(studyDir, member.name), {
-    set: [],
-    source: opts.source,
-    ...(started ? { resume: runDir } : { out: runDir }),
-    ...(opts.backend ? { backend: opts.backend } : {}),
-    ...(opts.dataDir ? { dataDir: opts.dataDir } : {}),
-    json: !!opts.json,
-    quiet: !!opts.quiet,
-  });
+  await runSpecFile(
+    started ? undefined : memberSpecPath(studyDir, member.name),
+    {
+      set: [],
+      source: opts.source,
+      ...(started ? { resume: runDir } : { out: runDir }),
+      ...(opts.backend ? { backend: opts.backend } : {}),
+      ...(opts.dataDir ? { dataDir: opts.dataDir } : {}),
+      json: !!opts.json,
+      quiet: !!opts.quiet,
+      resumeCommand: [
+        'regtrain run-member',
+        shellQuote(dir),
+        '--index',
+        String(index),
+        ...(opts.backend ? ['--backend', opts.backend] : []),
+        ...(opts.dataDir ? ['--data-dir', shellQuote(opts.dataDir)] : []),
+        ...opts.source.flatMap((s) => ['--source', shellQuote(s)]),
+      ].join(' '),
+    },
+    out,
+  );
 }

@@ -1,10 +1,10 @@
 import * as path from 'node:path';
 import { Command } from 'commander';
 import { BackendChoice } from '../backend';
-import { InputError } from '../errors';
+import { InputError, InterruptedError } from '../errors';
 import { prepareResume, runExperiment } from '../experiment';
 import { loadSpec, parseSetFlag } from '../spec';
-import { isStudy, runStudy } from '../study';
+import { isStudy, runStudy, shellQuote } from '../study';
 import { Console } from '../console';
 import { addDataOptions, backendOption, collect } from './common';
 
@@ -20,6 +20,8 @@ export interface RunOptions {
   force?: boolean;
   jobs?: string;
   dryRun?: boolean;
+  /** Not a flag: what continues the run after an interruption (run-member passes its own command). */
+  resumeCommand?: string;
 }
 
 export function runCommand(): Command {
@@ -33,16 +35,33 @@ export function runCommand(): Command {
     .option('-q, --quiet', 'print only the final result')
     .option('--resume <run-dir>', 'continue an interrupted or crashed run from its last checkpoint')
     .option('--force', 'with --resume: accept a spec that changed since the run started (and a failed run)')
-    .option('--jobs <n>', 'study specs (variants/sweep/repeats): members trained at once, each in its own process (default: 1)')
+    .option('--jobs <n>', 'study specs (variants/sweep/repeats): members trained at once, each in its own process (default: one at a time)')
     .option('--dry-run', 'study specs: list the members and their commands without training');
   return addDataOptions(cmd).action(async (file: string | undefined, opts: RunOptions) => {
     await runSpecFile(file, opts);
   });
 }
 
-export async function runSpecFile(file: string | undefined, opts: RunOptions): Promise<string> {
-  const out = new Console(!!opts.json, !!opts.quiet);
-  const experimentOpts = { ...(opts.backend ? { backend: opts.backend } : {}), ...(opts.dataDir ? { dataDir: opts.dataDir } : {}), source: opts.source };
+/**
+ * `run` and `run-member`: with --json, the stream ends with exactly one `done`, `failed` or
+ * `interrupted` event, also when the spec is refused before anything starts.
+ */
+export async function runSpecFile(file: string | undefined, opts: RunOptions, out = new Console(!!opts.json, !!opts.quiet)): Promise<string> {
+  try {
+    return await runWith(out, file, opts);
+  } catch (err) {
+    out.endWith(err, null);
+    throw err;
+  }
+}
+
+async function runWith(out: Console, file: string | undefined, opts: RunOptions): Promise<string> {
+  const experimentOpts = {
+    ...(opts.backend ? { backend: opts.backend } : {}),
+    ...(opts.dataDir ? { dataDir: opts.dataDir } : {}),
+    source: opts.source,
+    ...(opts.resumeCommand ? { resumeCommand: opts.resumeCommand } : {}),
+  };
   if (opts.resume) {
     if (opts.dryRun) throw new InputError('--dry-run does not go with --resume (a resume trains the run it names)');
     if (opts.out) throw new InputError(`--out does not go with --resume: the run continues in ${opts.resume}`);
@@ -60,8 +79,24 @@ export async function runSpecFile(file: string | undefined, opts: RunOptions): P
       ...opts.source.flatMap((s) => ['--source', /^[a-z]+:\/\//i.test(s) ? s : path.resolve(s)]),
       ...(opts.quiet ? ['-q'] : []),
     ];
-    const results = await runStudy(loaded, { ...(opts.out ? { out: opts.out } : {}), jobs, json: !!opts.json, dryRun: !!opts.dryRun, specFile: file, sets: opts.set, extraArgs });
-    return results[0] ? path.dirname(path.dirname(results[0].runDir)) : '';
+    let results;
+    try {
+      results = await runStudy(loaded, { ...(opts.out ? { out: opts.out } : {}), jobs, json: !!opts.json, dryRun: !!opts.dryRun, specFile: file, sets: opts.set, extraArgs });
+    } catch (err) {
+      if (!(err instanceof InterruptedError)) throw err;
+      // Running the same command again finishes what is missing.
+      const again = [
+        'regtrain run',
+        shellQuote(file),
+        ...opts.set.flatMap((s) => ['--set', shellQuote(s)]),
+        ...(opts.out ? ['--out', shellQuote(opts.out)] : []),
+        ...(opts.jobs ? ['--jobs', opts.jobs] : []),
+      ];
+      throw new InterruptedError(err.message, { signal: null, lastEpoch: 0, runDir: null, resume: [...again, ...extraArgs.map(shellQuote)].join(' ') });
+    }
+    const studyDir = results[0] ? path.dirname(path.dirname(results[0].runDir)) : '';
+    if (!opts.dryRun) out.end({ event: 'done', studyDir, members: results.length });
+    return studyDir;
   }
   if (opts.dryRun) throw new InputError('--dry-run: the spec has no variants, sweep or repeats (it is a single run)');
   if (opts.jobs !== undefined) throw new InputError('--jobs: the spec has no variants, sweep or repeats (it is a single run)');

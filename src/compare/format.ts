@@ -9,9 +9,10 @@ import type { PairedResult, Stat } from './statistics';
 /** Lines of the text output stay within this many columns (the table's rows, the legend wrapped). */
 export const TEXT_WIDTH = 120;
 
-const MINUS = '\u2212';
+// ASCII hyphen-minus, as every other number regtrain prints: scripts parse these cells.
+const MINUS = '-';
 
-/** `x` with `digits` decimals, negative numbers with a minus sign (U+2212), as in every table cell. */
+/** `x` with `digits` decimals, negative numbers with the ASCII minus sign, as in every table cell. */
 export function fmtNum(x: number, digits: number): string {
   if (!Number.isFinite(x)) return String(x).replace('-', MINUS);
   const s = x.toFixed(digits);

@@ -352,7 +352,7 @@ function downloadOnce(url: string, tmp: string, name: string, s: DownloadSetting
     let out: fs.WriteStream | undefined;
     /** Set while a 200 body streams in: the short-read error, or undefined once the body is complete. */
     let bodyCut: (() => DownloadError | undefined) | undefined;
-    const onAbort = (): void => fail(new InterruptedError(`${String(s.abort.reason)}: download of ${name} stopped; no partial file is kept`));
+    const onAbort = (): void => fail(new InterruptedError(`interrupted (${String(s.abort.reason)}): download of ${name} stopped; no partial file is kept`));
     const fail = (err: Error): void => {
       if (settled) return;
       settled = true;

@@ -6,8 +6,9 @@ export function fmtLogValue(v: number): string {
   return v !== 0 && Math.abs(v) < 1e-3 ? v.toExponential(4) : v.toFixed(4);
 }
 
+/** `4.2s` below a minute (as rounded), then `2m00s` (whole seconds), then `1h05m`: never `1m60s` or `60.0s`. */
 export function fmtDuration(s: number): string {
-  if (s < 60) return `${s.toFixed(1)}s`;
+  if (Math.round(s * 10) < 600) return `${s.toFixed(1)}s`;
   const total = Math.round(s);
   const m = Math.floor(total / 60);
   return m < 60 ? `${m}m${String(total - 60 * m).padStart(2, '0')}s` : `${Math.floor(m / 60)}h${String(m % 60).padStart(2, '0')}m`;

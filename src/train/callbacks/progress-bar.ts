@@ -7,12 +7,14 @@ export class ProgressBar implements Callback {
   private readonly bar: SingleBar;
   private startedAt = 0;
   private running = false;
+  private silenced = false;
 
   constructor(stream: NodeJS.WriteStream = process.stderr) {
     this.bar = new SingleBar({ format: ' {bar} {value}/{total} steps | {rate} steps/s | ETA {eta_formatted} | loss {loss}', stream, clearOnComplete: true, hideCursor: true });
   }
 
   onEpochBegin(_epoch: number, ctx: TrainingContext): void {
+    if (this.silenced) return;
     this.bar.start(ctx.stepsPerEpoch, 0, { loss: '-', rate: '-' });
     this.startedAt = Date.now();
     this.running = true;
@@ -31,7 +33,13 @@ export class ProgressBar implements Callback {
     this.stop();
   }
 
-  /** Stops and clears the bar (also before an interruption notice is printed). */
+  /** Stops and clears the bar for good: after a stop signal, nothing may be drawn over the notices that follow. */
+  silence(): void {
+    this.silenced = true;
+    this.stop();
+  }
+
+  /** Stops and clears the bar. */
   stop(): void {
     if (!this.running) return;
     this.running = false;
