@@ -2,6 +2,7 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { FailureError, InputError } from './errors';
 import { installAcceleratedKernels, type GemmKind } from './accel/kernels';
+import { registerWasmConvKernels } from './accel/conv';
 
 export type BackendChoice = 'auto' | 'tfjs-node' | 'wasm' | 'cpu';
 
@@ -56,6 +57,7 @@ async function tryWasm(): Promise<{ ok: true } | { ok: false; why: string }> {
     // Imported lazily so that a broken wasm package can never stop the cpu fallback.
     const wasm = require('@tensorflow/tfjs-backend-wasm') as typeof import('@tensorflow/tfjs-backend-wasm');
     wasm.setWasmPaths(path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm')) + path.sep);
+    registerWasmConvKernels(); // tfjs-wasm has no conv filter gradient: without it conv models cannot train
     if (!(await tf.setBackend('wasm'))) return { ok: false, why: 'the wasm backend failed to initialize' };
     return { ok: true };
   } catch (err) {
