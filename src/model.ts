@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { ExperimentSpec, LayerSpec, RegularizerSpec, layerType, IMAGE_SHAPE, TFJS_CLASS } from './spec';
+import { layerShapes } from './spec/layers';
 import { SpatialDropout2D } from './spatial-dropout';
 import { Rng } from './rng';
 import { HISTOGRAM_BIN_WIDTH, HISTOGRAM_MAX_HALF_BINS, WeightStats, Histogram } from './runformat';
@@ -90,6 +91,7 @@ export function buildModel(spec: ExperimentSpec): BuiltModel {
   const rng = Rng.derive(spec.seed, 'init');
   const name = namer();
   const model = tf.sequential();
+  const { shapes } = layerShapes(spec.model.layers);
   spec.model.layers.forEach((l: LayerSpec, index: number) => {
     const layerName = name(layerType(l));
     const inputShape = index === 0 ? { inputShape: [...IMAGE_SHAPE] } : {};
@@ -116,7 +118,8 @@ export function buildModel(spec: ExperimentSpec): BuiltModel {
       const b = l.batchNormalization;
       model.add(tf.layers.batchNormalization({ name: layerName, momentum: b.momentum, epsilon: b.epsilon, center: b.center, scale: b.scale, ...inputShape }));
     } else if (l.reshape) {
-      model.add(tf.layers.reshape({ name: layerName, targetShape: l.reshape.targetShape, ...inputShape }));
+      // -1 resolved here: tfjs would leave that dimension unknown (None) in every later shape.
+      model.add(tf.layers.reshape({ name: layerName, targetShape: shapes[index]!.outputShape, ...inputShape }));
     } else if (l.conv2d) {
       const c = l.conv2d;
       model.add(

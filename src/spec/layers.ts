@@ -12,7 +12,7 @@ export const MAX_UNITS = 65536;
 export const MAX_FILTERS = 4096;
 /** No map is wider than the 784 values of an image, so neither is a kernel, pool or stride. */
 export const MAX_WINDOW = 784;
-/** Values per image of one layer's output: 28×28×1024 fits, 28×28×4096 (12 MiB per image) does not. */
+/** Values per image of a conv2d layer's output: 28×28×1024 fits, 28×28×4096 (12 MiB per image) does not. */
 export const MAX_MAP_VALUES = 1_000_000;
 
 const num = (what = 'a number') => z.number({ error: `expected ${what}` });
@@ -215,25 +215,30 @@ const NEEDS_MAP = new Set<LayerType>(['conv2d', 'maxPooling2d', 'averagePooling2
 
 /**
  * Walks the layer stack from the 28×28 input: each layer's output shape, parameter count and
- * weight shapes, and every shape a layer cannot take (with the shapes involved). After a
- * problem the walk goes on with the shape the layer would have had, so one mistake is reported once.
+ * weight shapes, and the first shape a layer cannot take (with the shapes involved). After that
+ * the shapes are guesses, so later shape problems are not reported (they are often the same mistake).
  */
 export function layerShapes(layers: LayerSpec[]): { shapes: LayerShape[]; issues: ShapeIssue[] } {
   let shape: number[] = [...IMAGE_SHAPE];
   const shapes: LayerShape[] = [];
   const issues: ShapeIssue[] = [];
   layers.forEach((l, i) => {
-    const type = layerType(l);
+    // A layer the schema refused (no known type) is passed through: its own error says why.
+    const type = LAYER_TYPES.find((t) => l[t] !== undefined);
+    if (type === undefined) {
+      shapes.push({ outputShape: shape, params: 0, weightShapes: [] });
+      return;
+    }
     const at = (...p: string[]) => [i, type, ...p];
     const input = shape;
     let params = 0;
     const weightShapes: number[][] = [];
     if (NEEDS_MAP.has(type) && input.length !== 3) {
-      const hint =
+      const got =
         input.length === 2
-          ? `put reshape { targetShape: [${input.join(', ')}, 1] } before it`
-          : `the previous layer outputs a flat vector of ${input[0]} values; put it before the flatten layer, or reshape to height, width, channels`;
-      issues.push({ path: at(), message: `${type} needs a height×width×channels input, got ${fmtShape(input)}: ${hint}` });
+          ? `got ${fmtShape(input)}: put reshape { targetShape: [${input.join(', ')}, 1] } before it`
+          : `got a flat vector of ${input[0]} values: put it before the flatten layer, or reshape the vector to height, width, channels`;
+      issues.push({ path: at(), message: `${type} needs a height×width×channels input, ${got}` });
       shape = input.length === 2 ? [...input, 1] : [input[0]!, 1, 1];
     }
     const map = shape;
@@ -300,9 +305,9 @@ export function layerShapes(layers: LayerSpec[]): { shapes: LayerShape[]; issues
     }
     // dropout and spatialDropout2d keep the shape.
     params = weightShapes.reduce((n, ws) => n + product(ws), 0);
-    if (product(shape) > MAX_MAP_VALUES)
+    if (l.conv2d && product(shape) > MAX_MAP_VALUES)
       issues.push({ path: at(), message: `the output ${fmtShape(shape)} has ${product(shape)} values per image, more than the limit of ${MAX_MAP_VALUES}` });
     shapes.push({ outputShape: shape, params, weightShapes });
   });
-  return { shapes, issues };
+  return { shapes, issues: issues.slice(0, 1) };
 }
