@@ -5,12 +5,20 @@
  * once, so each element is within 2⁻²⁴·|exact| + 2⁻⁴⁰·Σ|x·dy| of the exact value (the second term
  * covers float64's own rounding over the sum). Against tfjs's cpu backend (float32 output of JS
  * double sums, a different order) every element is within 2⁻²³·Σ|x·dy|.
+ *
+ * The fast kernels (installed with a GEMM) sum in float32: the filter gradient over K = N·outH·outW
+ * products in one fixed order, within (K + 1)·2⁻²⁴·Σ|x·dy|; the input gradient over outC products,
+ * then ≤ fH·fW of those, within (outC + fH·fW + 1)·2⁻²⁴·Σ|dy·w|. The max-pool gradient moves dy
+ * values and sums at most a window's worth in a fixed order: equal to tfjs-wasm's own kernel.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
-import { convGeometry, registerWasmConvKernels, type ConvGeometry } from '../src/accel/conv';
+import { convGeometry, convStats, registerWasmConvKernels, type ConvGeometry } from '../src/accel/conv';
+import { loadBlas } from '../src/accel/blas';
+import { installAcceleratedKernels, uninstallAcceleratedKernels, type GemmChoice } from '../src/accel/kernels';
 import { useBackend } from './helpers/backend';
+import { buildCnn, cnnStep } from './bench/cnn-bench';
 
 type Pad = 'valid' | 'same' | number | [[number, number], [number, number], [number, number], [number, number]];
 
@@ -82,6 +90,42 @@ function reference(g: ConvGeometry, x: Float32Array, dy: Float32Array): { exact:
               }
         }
   return { exact, magnitude };
+}
+
+/** dx from the definition: the exact value (float64) and Σ|dy·w| per input element. */
+function inputReference(g: ConvGeometry, dy: Float32Array, w: Float32Array): { exact: Float64Array; magnitude: Float64Array } {
+  const n = g.batch * g.inH * g.inW * g.inC;
+  const exact = new Float64Array(n);
+  const magnitude = new Float64Array(n);
+  for (let b = 0; b < g.batch; b++)
+    for (let oh = 0; oh < g.outH; oh++)
+      for (let ow = 0; ow < g.outW; ow++)
+        for (let kh = 0; kh < g.fH; kh++)
+          for (let kw = 0; kw < g.fW; kw++) {
+            const ih = oh * g.strideH + kh - g.padTop;
+            const iw = ow * g.strideW + kw - g.padLeft;
+            if (ih < 0 || ih >= g.inH || iw < 0 || iw >= g.inW) continue;
+            for (let ci = 0; ci < g.inC; ci++)
+              for (let co = 0; co < g.outC; co++) {
+                const p = dy[((b * g.outH + oh) * g.outW + ow) * g.outC + co]! * w[((kh * g.fW + kw) * g.inC + ci) * g.outC + co]!;
+                const i = ((b * g.inH + ih) * g.inW + iw) * g.inC + ci;
+                exact[i] += p;
+                magnitude[i] += Math.abs(p);
+              }
+          }
+  return { exact, magnitude };
+}
+
+function inputGrad(c: Case, dy: Float32Array, w: Float32Array, g: ConvGeometry): Float32Array {
+  return tf.tidy(() => {
+    const dyt = tf.tensor4d(dy, [g.batch, g.outH, g.outW, g.outC]);
+    const wt = tf.tensor4d(w, c.filter);
+    const out = tf
+      .engine()
+      .runKernel('Conv2DBackpropInput', { dy: dyt, filter: wt }, { strides: c.strides, pad: c.pad, dataFormat: 'NHWC', inputShape: c.x } as never) as tf.Tensor;
+    assert.deepEqual(out.shape, c.x);
+    return out.dataSync() as Float32Array;
+  });
 }
 
 /** The filter gradient as tfjs computes it on the current backend: the kernel tfjs-core's conv2d gradient calls. */
@@ -159,4 +203,166 @@ test('Conv2DBackpropFilter on wasm refuses dilations other than 1 with a one-lin
     message: 'Conv2DBackpropFilter on wasm: dataFormat must be NHWC, got NCHW',
   });
   tf.dispose([x, dy]);
+});
+
+const GEMMS: Array<{ choice: GemmChoice; skip: string | false }> = [
+  { choice: 'wasm', skip: false },
+  { choice: 'openblas', skip: loadBlas().ok ? false : 'OpenBLAS not loadable here' },
+];
+
+for (const { choice, skip } of GEMMS) {
+  test(`with the ${choice} GEMM installed, the wasm conv gradients match the float64 definition on every shape, run to run identical`, { skip }, async (t) => {
+    if (!(await useBackend('wasm'))) return t.skip('wasm backend unavailable');
+    const r = installAcceleratedKernels('wasm', { gemm: choice });
+    assert.ok(r.gemm, `a GEMM installs (${r.reason}; ${r.gemmReason ?? ''})`);
+    try {
+      for (const c of CASES) {
+        const g = geometry(c);
+        const x = values(
+          c.x.reduce((a, b) => a * b),
+          1 + c.x[1],
+        );
+        const dy = values(g.batch * g.outH * g.outW * g.outC, 7 + c.filter[3]);
+        const w = values(
+          c.filter.reduce((a, b) => a * b),
+          11 + c.filter[0],
+        );
+        const before = { ...convStats };
+        const ref = reference(g, x, dy);
+        const k = g.batch * g.outH * g.outW;
+        const dW = filterGrad(c, x, dy, g);
+        assertWithin(dW, ref.exact, (i) => (k + 1) * 2 ** -24 * ref.magnitude[i]!, `${c.name}: filter gradient`);
+        assert.deepEqual(filterGrad(c, x, dy, g), dW, `${c.name}: filter gradient run to run`);
+        const iref = inputReference(g, dy, w);
+        const dx = inputGrad(c, dy, w, g);
+        assertWithin(dx, iref.exact, (i) => (g.outC + g.fH * g.fW + 1) * 2 ** -24 * iref.magnitude[i]!, `${c.name}: input gradient`);
+        assert.deepEqual(inputGrad(c, dy, w, g), dx, `${c.name}: input gradient run to run`);
+        assert.equal(convStats.filterGemm - before.filterGemm, 2, `${c.name}: the GEMM filter gradient ran`);
+        assert.equal(convStats.inputGemm - before.inputGemm, 2, `${c.name}: the GEMM input gradient ran`);
+      }
+    } finally {
+      uninstallAcceleratedKernels('wasm');
+    }
+  });
+}
+
+const POOLS: Array<{ name: string; x: [number, number, number, number]; size: [number, number]; strides: [number, number]; pad: 'valid' | 'same' }> = [
+  { name: '2×2 pool, stride 2, valid, odd 11×7 input (last row and column dropped)', x: [2, 11, 7, 3], size: [2, 2], strides: [2, 2], pad: 'valid' },
+  { name: '3×3 pool, stride 2, same', x: [2, 9, 8, 2], size: [3, 3], strides: [2, 2], pad: 'same' },
+  { name: '3×2 pool, stride 1, valid (overlapping windows)', x: [1, 6, 5, 4], size: [3, 2], strides: [1, 1], pad: 'valid' },
+  { name: '2×2 pool, stride 1, same', x: [2, 5, 5, 1], size: [2, 2], strides: [1, 1], pad: 'same' },
+];
+
+function maxPoolGradOf(pool: (typeof POOLS)[number], x: Float32Array, dySeed: number): tf.Tensor {
+  return tf.tidy(() => {
+    const xt = tf.tensor4d(x, pool.x);
+    const y = tf.maxPool(xt, pool.size, pool.strides, pool.pad);
+    const dy = tf.tensor4d(values(y.size, dySeed), y.shape as [number, number, number, number]);
+    return tf.engine().runKernel('MaxPoolGrad', { dy, input: xt, output: y }, { filterSize: pool.size, strides: pool.strides, pad: pool.pad } as never) as tf.Tensor;
+  });
+}
+
+/** Runs fn with regtrain's wasm kernels installed; checks the one-pass max-pool gradient ran. */
+function withFastPool<T>(fn: () => T): T {
+  assert.ok(installAcceleratedKernels('wasm', { gemm: 'wasm' }).gemm);
+  try {
+    const before = convStats.maxPoolGrad;
+    const out = fn();
+    assert.ok(convStats.maxPoolGrad > before, 'the one-pass kernel ran');
+    return out;
+  } finally {
+    uninstallAcceleratedKernels('wasm');
+  }
+}
+
+for (const pool of POOLS) {
+  const overlapping = pool.strides[0] < pool.size[0] || pool.strides[1] < pool.size[1];
+  test(`the one-pass MaxPoolGrad equals tfjs's cpu kernel (first maximum; ties and negative windows included)${overlapping ? ' to float32 rounding' : ' bit for bit'}: ${pool.name}`, async (t) => {
+    if (!(await useBackend('wasm'))) return t.skip('wasm backend unavailable');
+    // Coarse values in [−1, 1]: many windows hold equal maxima, some only negative values.
+    const x = values(
+      pool.x.reduce((a, b) => a * b),
+      3,
+    ).map((v) => Math.round(v * 4) / 4);
+    const ours = withFastPool(() => maxPoolGradOf(pool, x, 9));
+    await useBackend('cpu');
+    const cpu = maxPoolGradOf(pool, x, 9);
+    // Overlapping windows: an input gets up to 6 dy values here, summed in float32 (ours) or double (cpu).
+    if (overlapping) assertWithin(ours.dataSync() as Float32Array, cpu.dataSync(), () => 6 * 2 ** -24, 'against cpu');
+    else assert.deepEqual(ours.dataSync(), cpu.dataSync());
+    tf.dispose([ours, cpu]);
+  });
+
+  test(`the one-pass MaxPoolGrad equals tfjs-wasm's own kernel bit for bit when every window has one positive maximum: ${pool.name}`, async (t) => {
+    if (!(await useBackend('wasm'))) return t.skip('wasm backend unavailable');
+    const n = pool.x.reduce((a, b) => a * b);
+    const x = new Float32Array(n).map((_, i) => 1 + ((i * 7919) % n)); // distinct positive values
+    uninstallAcceleratedKernels('wasm');
+    const theirs = maxPoolGradOf(pool, x, 9);
+    const ours = withFastPool(() => maxPoolGradOf(pool, x, 9));
+    assert.deepEqual(ours.dataSync(), theirs.dataSync());
+    tf.dispose([ours, theirs]);
+  });
+}
+
+test("the one-pass MaxPoolGrad sends a window's gradient to its first maximum, also when that maximum is 0 or negative", async (t) => {
+  if (!(await useBackend('wasm'))) return t.skip('wasm backend unavailable');
+  const pool = { name: '', x: [1, 2, 4, 1] as [number, number, number, number], size: [2, 2] as [number, number], strides: [2, 2] as [number, number], pad: 'valid' as const };
+  // Window 1: [[−1, 0], [0, −1]] (max 0, first at (0,1)); window 2: [[−3, −2], [−2, −5]] (max −2, first at (0,3)).
+  const x = new Float32Array([-1, 0, -3, -2, 0, -1, -2, -5]);
+  const dx = withFastPool(() =>
+    tf.tidy(() => {
+      const xt = tf.tensor4d(x, pool.x);
+      const y = tf.maxPool(xt, 2, 2, 'valid');
+      return tf
+        .engine()
+        .runKernel('MaxPoolGrad', { dy: tf.tensor4d([5, 7], [1, 1, 2, 1]), input: xt, output: y }, { filterSize: 2, strides: 2, pad: 'valid' } as never) as tf.Tensor;
+    }),
+  );
+  assert.deepEqual(Array.from(dx.dataSync()), [0, 5, 0, 7, 0, 0, 0, 0]);
+  dx.dispose();
+});
+
+/** k Adam steps of the bench's CNN (configs/cnn.yaml's architecture) on batches of 8; losses and final weights. */
+function trainCnn(steps: number): { losses: number[]; weights: Float32Array[] } {
+  const model = buildCnn(3);
+  const step = cnnStep(model);
+  const losses: number[] = [];
+  const { x, y } = tf.tidy(() => ({
+    x: tf.tensor3d(
+      values(16 * 784, 21).map((v) => Math.abs(v)),
+      [16, 28, 28],
+    ),
+    y: tf.tensor1d(
+      Array.from({ length: 16 }, (_, i) => (i * 7) % 10),
+      'int32',
+    ),
+  }));
+  for (let i = 0; i < steps; i++) {
+    const xs = x.slice((i % 2) * 8, 8);
+    const ys = y.slice((i % 2) * 8, 8);
+    losses.push(step.run(xs, ys));
+    tf.dispose([xs, ys]);
+  }
+  const weights = model.getWeights().map((w) => w.dataSync() as Float32Array);
+  tf.dispose([x, y]);
+  model.dispose();
+  return { losses, weights };
+}
+
+test("6 Adam steps of the CNN with regtrain's wasm kernels give tfjs-wasm's losses and weights to float32 rounding, identical run to run", async (t) => {
+  if (!(await useBackend('wasm'))) return t.skip('wasm backend unavailable');
+  uninstallAcceleratedKernels('wasm');
+  const reference = trainCnn(6);
+  const before = { ...convStats };
+  const fast = withFastPool(() => trainCnn(6));
+  assert.ok(convStats.filterGemm - before.filterGemm >= 12 && convStats.inputGemm - before.inputGemm >= 6, 'the GEMM conv gradients ran');
+  for (let i = 0; i < 6; i++) assert.ok(Math.abs(fast.losses[i]! - reference.losses[i]!) <= 3e-5, `loss ${i}: ${fast.losses[i]} vs ${reference.losses[i]}`);
+  fast.weights.forEach((w, i) => {
+    const scale = Math.max(...reference.weights[i]!.map(Math.abs));
+    assertWithin(w, reference.weights[i]!, () => 1e-5 * scale, `weights ${i}`);
+  });
+  const again = withFastPool(() => trainCnn(6));
+  assert.deepEqual(again.losses, fast.losses);
+  again.weights.forEach((w, i) => assert.deepEqual(w, fast.weights[i]));
 });

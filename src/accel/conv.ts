@@ -15,6 +15,8 @@
  * summed in float64 in one fixed order (b, oh, ow), rounded to float32 once: identical on every run.
  */
 import * as tf from '@tensorflow/tfjs';
+import { loadBlas } from './blas';
+import { heapGemm, type WasmGemmKind } from './gemm';
 
 type TensorInfo = tf.TensorInfo;
 
@@ -130,7 +132,7 @@ export function filterGradDirect(g: ConvGeometry, x: Float32Array, xOff: number,
 
 interface WasmBackendLike {
   dataIdMap: { get(id: unknown): { memoryOffset: number | null; dtype: string } | undefined };
-  wasm: { HEAPF32: Float32Array };
+  wasm: { HEAPF32: Float32Array; asm?: { memory?: unknown }; _malloc(bytes: number): number; _free(ptr: number): void };
   makeOutput(shape: number[], dtype: string): TensorInfo;
 }
 
@@ -178,4 +180,293 @@ export function wasmConv2DBackpropFilter(args: KernelArgs): TensorInfo {
 export function registerWasmConvKernels(): void {
   if (tf.getKernel('Conv2DBackpropFilter', 'wasm')) return;
   tf.registerKernel({ kernelName: 'Conv2DBackpropFilter', backendName: 'wasm', kernelFunc: wasmConv2DBackpropFilter as unknown as tf.KernelFunc });
+}
+
+// ---------------------------------------------------------------------------------------------
+// The fast path: the conv gradients as one GEMM each (im2col / col2im around it) and a max-pool
+// gradient in one pass, installed by installAcceleratedKernels (kernels.ts) when a GEMM is there.
+
+/** C = op(A)·op(B) on tfjs-wasm's heap; operands are byte addresses, row-major, no bias. */
+export type HeapGemmFn = (tA: boolean, tB: boolean, m: number, n: number, k: number, a: number, lda: number, b: number, ldb: number, c: number, ldc: number) => void;
+
+/** The GEMM of a kind on a wasm backend's heap, or null when it cannot run there. */
+function heapGemmFn(kind: 'openblas' | WasmGemmKind, backend: WasmBackendLike): HeapGemmFn | null {
+  if (kind === 'openblas') {
+    const blas = loadBlas();
+    if (!blas.ok) return null;
+    return (tA, tB, m, n, k, a, lda, b, ldb, c, ldc) => {
+      const heap = backend.wasm.HEAPF32;
+      const view = (at: number, rows: number, ld: number, cols: number) => heap.subarray(at >>> 2, (at >>> 2) + (rows - 1) * ld + cols);
+      blas.sgemmUnchecked(tA, tB, m, n, k, 1, tA ? view(a, k, lda, m) : view(a, m, lda, k), lda, tB ? view(b, n, ldb, k) : view(b, k, ldb, n), ldb, 0, view(c, m, ldc, n), ldc);
+    };
+  }
+  const memory = backend.wasm.asm?.memory;
+  if (!memory) return null;
+  const g = heapGemm(kind, memory as Parameters<typeof heapGemm>[1], (n) => backend.wasm._malloc(n));
+  if ('reason' in g) return null;
+  return (tA, tB, m, n, k, a, lda, b, ldb, c, ldc) => g.gemm(tA, tB, m, n, k, a, lda, b, ldb, c, ldc, 0, false);
+}
+
+/** How many conv/pool gradients took the fast path (for tests and the bench: proof it ran). */
+export const convStats = { filterGemm: 0, inputGemm: 0, maxPoolGrad: 0 };
+
+/**
+ * Rows (b, oh, ow) × columns (kh, kw, ci) of the input patches, zeros where a patch reaches into the
+ * padding: col[(b·outH + oh)·outW + ow][(kh·fW + kw)·inC + ci].
+ */
+export function im2col(g: ConvGeometry, x: Float32Array, xOff: number, col: Float32Array, colOff: number): void {
+  const { batch, inH, inW, inC, outH, outW, fH, fW, strideH, strideW, padTop, padLeft } = g;
+  const rowLen = fH * fW * inC;
+  const run = fW * inC;
+  let r = colOff;
+  for (let b = 0; b < batch; b++) {
+    const xb = xOff + b * inH * inW * inC;
+    for (let oh = 0; oh < outH; oh++) {
+      for (let ow = 0; ow < outW; ow++, r += rowLen) {
+        const iw0 = ow * strideW - padLeft;
+        // The whole filter row inside the input: its fW·inC values are contiguous in NHWC.
+        const inside = iw0 >= 0 && iw0 + fW <= inW;
+        let c = r;
+        for (let kh = 0; kh < fH; kh++, c += run) {
+          const ih = oh * strideH + kh - padTop;
+          if (ih < 0 || ih >= inH) {
+            col.fill(0, c, c + run);
+          } else if (inside) {
+            const xi = xb + (ih * inW + iw0) * inC;
+            for (let j = 0; j < run; j++) col[c + j] = x[xi + j]!;
+          } else {
+            for (let kw = 0; kw < fW; kw++) {
+              const iw = iw0 + kw;
+              const cc = c + kw * inC;
+              if (iw < 0 || iw >= inW) col.fill(0, cc, cc + inC);
+              else for (let ci = 0, xi = xb + (ih * inW + iw) * inC; ci < inC; ci++) col[cc + ci] = x[xi + ci]!;
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+/** The reverse of im2col: dx += each column entry at its input position, in the order (b, oh, ow, kh, kw, ci). */
+export function col2im(g: ConvGeometry, col: Float32Array, colOff: number, dx: Float32Array, dxOff: number): void {
+  const { batch, inH, inW, inC, outH, outW, fH, fW, strideH, strideW, padTop, padLeft } = g;
+  dx.fill(0, dxOff, dxOff + batch * inH * inW * inC);
+  const rowLen = fH * fW * inC;
+  const run = fW * inC;
+  let r = colOff;
+  for (let b = 0; b < batch; b++) {
+    const xb = dxOff + b * inH * inW * inC;
+    for (let oh = 0; oh < outH; oh++) {
+      for (let ow = 0; ow < outW; ow++, r += rowLen) {
+        const iw0 = ow * strideW - padLeft;
+        const inside = iw0 >= 0 && iw0 + fW <= inW;
+        let c = r;
+        for (let kh = 0; kh < fH; kh++, c += run) {
+          const ih = oh * strideH + kh - padTop;
+          if (ih < 0 || ih >= inH) continue;
+          if (inside) {
+            const xi = xb + (ih * inW + iw0) * inC;
+            for (let j = 0; j < run; j++) dx[xi + j] += col[c + j]!;
+          } else {
+            for (let kw = 0; kw < fW; kw++) {
+              const iw = iw0 + kw;
+              if (iw < 0 || iw >= inW) continue;
+              const cc = c + kw * inC;
+              for (let ci = 0, xi = xb + (ih * inW + iw) * inC; ci < inC; ci++) dx[xi + ci] += col[cc + ci]!;
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+type KernelFunc = (args: KernelArgs) => TensorInfo | TensorInfo[];
+
+/** A GEMM per backend object, looked up once per tfjs-wasm module. */
+function gemmCache(kind: 'openblas' | WasmGemmKind): (backend: WasmBackendLike) => HeapGemmFn | null {
+  let last: { wasm: unknown; gemm: HeapGemmFn | null } | null = null;
+  return (backend) => {
+    if (last && last.wasm === backend.wasm) return last.gemm;
+    last = { wasm: backend.wasm, gemm: heapGemmFn(kind, backend) };
+    return last.gemm;
+  };
+}
+
+function floatIndex(backend: WasmBackendLike, t: TensorInfo): number | null {
+  const d = backend.dataIdMap.get(t.dataId);
+  return d && d.dtype === 'float32' && d.memoryOffset != null && d.memoryOffset % 4 === 0 ? d.memoryOffset >>> 2 : null;
+}
+
+/** Conv2DBackpropFilter as dW = im2col(x)ᵀ · dy (one GEMM, k = N·outH·outW). */
+function filterGradGemm(gemmOf: (b: WasmBackendLike) => HeapGemmFn | null, original: KernelFunc): KernelFunc {
+  return (args) => {
+    const backend = args.backend as WasmBackendLike;
+    const { x, dy } = args.inputs as { x: TensorInfo; dy: TensorInfo };
+    const attrs = args.attrs as unknown as FilterGradAttrs;
+    const gemm = gemmOf(backend);
+    if (!gemm || floatIndex(backend, x) === null || floatIndex(backend, dy) === null) return original(args);
+    const g = convGeometry('Conv2DBackpropFilter', x.shape, attrs.filterShape, attrs);
+    const rows = g.batch * g.outH * g.outW;
+    const cols = g.fH * g.fW * g.inC;
+    if (dy.shape.join() !== [g.batch, g.outH, g.outW, g.outC].join() || rows === 0) return original(args);
+    const out = backend.makeOutput([g.fH, g.fW, g.inC, g.outC], 'float32');
+    const col = backend.wasm._malloc(4 * rows * cols);
+    try {
+      const heap = backend.wasm.HEAPF32;
+      im2col(g, heap, floatIndex(backend, x)!, heap, col >>> 2);
+      const o = backend.dataIdMap.get(out.dataId)!.memoryOffset!;
+      gemm(true, false, cols, g.outC, rows, col, cols, 4 * floatIndex(backend, dy)!, g.outC, o, g.outC);
+    } finally {
+      backend.wasm._free(col);
+    }
+    convStats.filterGemm++;
+    return out;
+  };
+}
+
+interface InputGradAttrs {
+  strides: number | [number, number];
+  pad: Pad;
+  dataFormat?: string;
+  dimRoundingMode?: 'floor' | 'round' | 'ceil';
+  inputShape: [number, number, number, number];
+}
+
+/** Conv2DBackpropInput as dx = col2im(dy · Wᵀ), W seen as (fH·fW·inC) × outC. */
+function inputGradGemm(gemmOf: (b: WasmBackendLike) => HeapGemmFn | null, original: KernelFunc): KernelFunc {
+  return (args) => {
+    const backend = args.backend as WasmBackendLike;
+    const { dy, filter } = args.inputs as { dy: TensorInfo; filter: TensorInfo };
+    const attrs = args.attrs as unknown as InputGradAttrs;
+    const gemm = gemmOf(backend);
+    if (!gemm || floatIndex(backend, dy) === null || floatIndex(backend, filter) === null) return original(args);
+    const g = convGeometry('Conv2DBackpropInput', attrs.inputShape, filter.shape, attrs);
+    const rows = g.batch * g.outH * g.outW;
+    const cols = g.fH * g.fW * g.inC;
+    if (dy.shape.join() !== [g.batch, g.outH, g.outW, g.outC].join() || rows === 0 || cols === 0) return original(args);
+    const out = backend.makeOutput(attrs.inputShape, 'float32');
+    const col = backend.wasm._malloc(4 * rows * cols);
+    try {
+      gemm(false, true, rows, cols, g.outC, 4 * floatIndex(backend, dy)!, g.outC, 4 * floatIndex(backend, filter)!, g.outC, col, cols);
+      const heap = backend.wasm.HEAPF32;
+      col2im(g, heap, col >>> 2, heap, backend.dataIdMap.get(out.dataId)!.memoryOffset! >>> 2);
+    } finally {
+      backend.wasm._free(col);
+    }
+    convStats.inputGemm++;
+    return out;
+  };
+}
+
+/**
+ * MaxPoolGrad in one pass over the pooling windows: each window's dy goes to the first position
+ * (row-major within the window) holding its maximum, as tfjs's cpu backend, TensorFlow and PyTorch
+ * do; dx sums them in float32 in window order. tfjs-wasm 4.22's own kernel differs in two ways
+ * (its running maximum starts at FLT_MIN, not −∞, and it compares with ≥): ties go to the last
+ * maximum, and a window whose values are all ≤ 0 loses its gradient. After a relu both only touch
+ * inputs whose relu gradient is 0, so a relu → max-pool model gets the same weight gradients.
+ */
+export function maxPoolGradInto(
+  p: { batch: number; inH: number; inW: number; ch: number; outH: number; outW: number; fH: number; fW: number; strideH: number; strideW: number; padTop: number; padLeft: number },
+  x: Float32Array,
+  xOff: number,
+  dy: Float32Array,
+  dyOff: number,
+  dx: Float32Array,
+  dxOff: number,
+): void {
+  const { batch, inH, inW, ch, outH, outW, fH, fW, strideH, strideW, padTop, padLeft } = p;
+  dx.fill(0, dxOff, dxOff + batch * inH * inW * ch);
+  // Per window, all channels at once: the running maximum and its position per channel, scanning the
+  // window's pixels in row-major order with the channels (contiguous in NHWC) innermost.
+  const best = new Float32Array(ch);
+  const at = new Int32Array(ch);
+  for (let b = 0; b < batch; b++) {
+    const xb = xOff + b * inH * inW * ch;
+    for (let oh = 0; oh < outH; oh++) {
+      const h0 = Math.max(0, oh * strideH - padTop);
+      const h1 = Math.min(inH, oh * strideH - padTop + fH);
+      for (let ow = 0; ow < outW; ow++) {
+        const w0 = Math.max(0, ow * strideW - padLeft);
+        const w1 = Math.min(inW, ow * strideW - padLeft + fW);
+        best.fill(-Infinity);
+        at.fill(-1);
+        for (let h = h0; h < h1; h++) {
+          for (let w = w0; w < w1; w++) {
+            const r = xb + (h * inW + w) * ch;
+            for (let c = 0; c < ch; c++) {
+              const v = x[r + c]!;
+              if (v > best[c]!) {
+                best[c] = v;
+                at[c] = r + c;
+              }
+            }
+          }
+        }
+        const d = dyOff + ((b * outH + oh) * outW + ow) * ch;
+        for (let c = 0; c < ch; c++) {
+          const i = at[c]!;
+          if (i >= 0) dx[dxOff - xOff + i] += dy[d + c]!;
+        }
+      }
+    }
+  }
+}
+
+function maxPoolGradFunc(original: KernelFunc): KernelFunc {
+  return (args) => {
+    const backend = args.backend as WasmBackendLike;
+    const { dy, input } = args.inputs as { dy: TensorInfo; input: TensorInfo };
+    const attrs = args.attrs as unknown as { filterSize: number | [number, number]; strides: number | [number, number]; pad: Pad; dimRoundingMode?: 'floor' | 'round' | 'ceil' };
+    if (input.shape.length !== 4 || floatIndex(backend, dy) === null || floatIndex(backend, input) === null) return original(args);
+    const info = tf.backend_util.computePool2DInfo(
+      input.shape as [number, number, number, number],
+      attrs.filterSize,
+      attrs.strides,
+      1,
+      attrs.pad as Parameters<typeof tf.backend_util.computePool2DInfo>[4],
+      attrs.dimRoundingMode,
+    );
+    const out = backend.makeOutput(input.shape, 'float32');
+    const heap = backend.wasm.HEAPF32;
+    maxPoolGradInto(
+      {
+        batch: info.batchSize,
+        inH: info.inHeight,
+        inW: info.inWidth,
+        ch: info.inChannels,
+        outH: info.outHeight,
+        outW: info.outWidth,
+        fH: info.filterHeight,
+        fW: info.filterWidth,
+        strideH: info.strideHeight,
+        strideW: info.strideWidth,
+        padTop: info.padInfo.top,
+        padLeft: info.padInfo.left,
+      },
+      heap,
+      floatIndex(backend, input)!,
+      heap,
+      floatIndex(backend, dy)!,
+      heap,
+      backend.dataIdMap.get(out.dataId)!.memoryOffset! >>> 2,
+    );
+    convStats.maxPoolGrad++;
+    return out;
+  };
+}
+
+/**
+ * The wrappers installAcceleratedKernels registers on wasm when a GEMM runs its matmuls: kernel
+ * name and a function from the registered kernel (kept as the fallback) to its replacement.
+ */
+export function wasmConvKernelWrappers(kind: 'openblas' | WasmGemmKind): Array<[string, (original: KernelFunc) => KernelFunc]> {
+  const gemmOf = gemmCache(kind);
+  return [
+    ['Conv2DBackpropFilter', (o) => filterGradGemm(gemmOf, o)],
+    ['Conv2DBackpropInput', (o) => inputGradGemm(gemmOf, o)],
+    ['MaxPoolGrad', (o) => maxPoolGradFunc(o)],
+  ];
 }

@@ -19,6 +19,7 @@ import * as tf from '@tensorflow/tfjs';
 import { wasmSimd } from './simd';
 import { loadBlas, type Blas } from './blas';
 import { arrayGemm, chooseWasmGemm, heapGemm, type WasmGemmKind } from './gemm';
+import { registerWasmConvKernels, wasmConvKernelWrappers } from './conv';
 
 /** Which GEMM runs tfjs's matmuls on a backend. */
 export type GemmKind = 'openblas' | WasmGemmKind;
@@ -445,6 +446,10 @@ export function installAcceleratedKernels(backendName: string, opts: { threads?:
       const e = engine;
       names.push(['BatchMatMul', (o) => batchMatMulFunc(e, backendName, o)]);
       names.push(['_FusedMatMul', (o) => fusedMatMulFunc(e, backendName, o)]);
+      if (backendName === 'wasm') {
+        registerWasmConvKernels(); // the direct filter gradient, kept as the fast one's fallback
+        names.push(...wasmConvKernelWrappers(e.kind));
+      }
     }
     for (const [name, wrap] of names) {
       const orig = tf.getKernel(name, backendName);

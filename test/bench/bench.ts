@@ -12,8 +12,10 @@
  *    OpenBLAS when it loads, and with REGTRAIN_BLAS=off) against the same training in PyTorch
  *    (test/bench/torch_tutorial.py). Takes a long while (tens of minutes on a busy 2-core box).
  *
+ * 6. The CNN of configs/cnn.yaml, training step against PyTorch (test/bench/cnn-bench.ts).
+ *
  * Options: --quick (fewer paths), --no-torch, --rounds N (default 5), --tutorial or --tutorial-only
- * (just 1 and 5) [--tutorial-epochs N].
+ * (just 1 and 5) [--tutorial-epochs N], --cnn (just 1 and 6), --no-cnn.
  */
 import { execFileSync, spawn } from 'node:child_process';
 import * as os from 'node:os';
@@ -25,6 +27,7 @@ import { chooseWasmGemm } from '../../src/accel/gemm';
 import { resolveDataDir } from '../../src/data/fetch';
 import { benchDataLoad } from './data-bench';
 import { availablePaths, benchRounds, findTorchPython, roundsTable } from './train-bench';
+import { cnnSection } from './cnn-bench';
 
 const repoRoot = path.resolve(__dirname, '../../..');
 
@@ -138,6 +141,11 @@ async function main(): Promise<void> {
   console.log(`wasm GEMM: ${'kind' in wasmGemm ? wasmGemm.kind : wasmGemm.reason}\n`);
 
   if (process.argv.includes('--tutorial-only')) return tutorialEndToEnd(Number(arg('--tutorial-epochs') ?? 60), py);
+  const cnn = async () =>
+    console.log(
+      `\n## The CNN of configs/cnn.yaml, training step (test/bench/cnn-bench.ts)\n\n${await cnnSection({ rounds: Number(arg('--rounds') ?? 5), torch, log: (s) => console.error(s) })}`,
+    );
+  if (process.argv.includes('--cnn')) return cnn();
 
   const data = await benchDataLoad();
   console.log(`Data load, 70,000 images from a warm cache (median of 5): ${data.seconds.toFixed(3)} s`);
@@ -160,6 +168,7 @@ async function main(): Promise<void> {
   console.log('\n' + roundsTable(r));
   if ('skipped' in r.torch) console.log(`\nPyTorch: skipped (${r.torch.skipped})`);
 
+  if (!process.argv.includes('--no-cnn')) await cnn();
   if (process.argv.includes('--tutorial')) await tutorialEndToEnd(Number(arg('--tutorial-epochs') ?? 60), py);
 }
 
