@@ -588,19 +588,23 @@ export function compareRuns(collected: Collected, opts: { baseline?: string } = 
   if (groups[0]) groups[0].best = true;
 
   const paired: PairedResult[] = [];
-  if (base && base.runs.length > 1) {
-    const baseBySeed = new Map(base.runs.map((r) => [r.metrics.seed, r.metrics.test!.accuracy]));
-    for (const g of groups) {
-      if (g === base || g.runs.length < 2) continue;
-      const matched = g.runs.filter((r) => baseBySeed.has(r.metrics.seed));
-      const res = pairedT(
-        matched.map((r) => r.metrics.test!.accuracy),
-        matched.map((r) => baseBySeed.get(r.metrics.seed)!),
-      );
-      if (!res) continue;
-      const verdict = res.ci95[0] > 0 ? 'better' : res.ci95[1] < 0 ? 'worse' : 'inconclusive';
-      paired.push({ group: g.name, baseline: base.name, metric: 'test accuracy', seeds: matched.map((r) => r.metrics.seed), ...res, verdict });
-    }
+  // In a sweep, a variant is paired with the baseline variant at the same sweep point (dropout at
+  // 2,000 images against no regularization at 2,000 images), where the study has that point.
+  const sameSweep = (a: Group, b: Group) => sweepPaths.every((p) => JSON.stringify(a.sweep[p]) === JSON.stringify(b.sweep[p]));
+  const partnerOf = (g: Group): Group | undefined =>
+    (base && (base.variant !== null && sweepPaths.length ? groups.find((b) => b.variant === base.variant && sameSweep(b, g)) : undefined)) || base;
+  for (const g of groups) {
+    const partner = partnerOf(g);
+    if (!partner || g === partner || partner.runs.length < 2 || g.runs.length < 2) continue;
+    const partnerBySeed = new Map(partner.runs.map((r) => [r.metrics.seed, r.metrics.test!.accuracy]));
+    const matched = g.runs.filter((r) => partnerBySeed.has(r.metrics.seed));
+    const res = pairedT(
+      matched.map((r) => r.metrics.test!.accuracy),
+      matched.map((r) => partnerBySeed.get(r.metrics.seed)!),
+    );
+    if (!res) continue;
+    const verdict = res.ci95[0] > 0 ? 'better' : res.ci95[1] < 0 ? 'worse' : 'inconclusive';
+    paired.push({ group: g.name, baseline: partner.name, metric: 'test accuracy', seeds: matched.map((r) => r.metrics.seed), ...res, verdict });
   }
   return { groups, baseline: base?.name ?? null, paired, skipped: collected.skipped, warnings, sweepPaths, duplicates };
 }
@@ -642,6 +646,12 @@ function columns(): Column[] {
   ];
 }
 
+function pairedHeading(r: CompareResult): string {
+  return r.paired.some((p) => p.baseline !== r.baseline)
+    ? 'Paired against the baseline variant at the same sweep point, matched by seed'
+    : `Paired against the baseline (${r.baseline}), matched by seed`;
+}
+
 export function pairedLine(p: PairedResult): string {
   const sign = (x: number) => `${x >= 0 ? '+' : '−'}${Math.abs(x).toFixed(4)}`;
   const t = Number.isFinite(p.t) ? p.t.toFixed(2) : p.t > 0 ? '∞' : '−∞';
@@ -665,7 +675,7 @@ export function formatText(r: CompareResult): string {
       .trimEnd();
   const out = [line(rows[0]!), widths.map((w) => '─'.repeat(w)).join('  '), ...rows.slice(1).map(line)];
   out.push('', '* best test accuracy; mean ± std over seeds where a variant has several runs; gap = train accuracy (inference mode) − test accuracy');
-  if (r.paired.length) out.push('', `Paired against the baseline (${r.baseline}), matched by seed:`, ...r.paired.map((p) => `  ${pairedLine(p)}`));
+  if (r.paired.length) out.push('', `${pairedHeading(r)}:`, ...r.paired.map((p) => `  ${pairedLine(p)}`));
   return out.join('\n') + '\n';
 }
 
@@ -679,7 +689,7 @@ export function formatMarkdown(r: CompareResult): string {
     ...r.groups.map((g) => `| ${cols.map((c) => mdCell(c.cell(g))).join(' | ')} |`),
   ];
   out.push('', '\\* best test accuracy; mean ± std over seeds; gap = train accuracy (inference mode) − test accuracy.');
-  if (r.paired.length) out.push('', `Paired against the baseline (${r.baseline}), matched by seed:`, '', ...r.paired.map((p) => `- ${mdCell(pairedLine(p))}`));
+  if (r.paired.length) out.push('', `${pairedHeading(r)}:`, '', ...r.paired.map((p) => `- ${mdCell(pairedLine(p))}`));
   return out.join('\n') + '\n';
 }
 
