@@ -50,6 +50,8 @@ const CASES: Case[] = [
       [0, 0],
     ],
   },
+  { name: '9×8×8 input, 3×3 filter, stride 1, valid (filter rows of 24 floats: the SIMD adds)', x: [2, 9, 8, 8], filter: [3, 3, 8, 5], strides: [1, 1], pad: 'valid' },
+  { name: '9×8×8 input, 3×2 filter, stride 2, same', x: [2, 9, 8, 8], filter: [3, 2, 8, 6], strides: [2, 2], pad: 'same' },
   { name: '28×28 input, 3×3 filter, 16 channels (the CNN’s first layer)', x: [4, 28, 28, 1], filter: [3, 3, 1, 16], strides: [1, 1], pad: 'valid' },
 ];
 
@@ -251,6 +253,9 @@ const POOLS: Array<{ name: string; x: [number, number, number, number]; size: [n
   { name: '3×3 pool, stride 2, same', x: [2, 9, 8, 2], size: [3, 3], strides: [2, 2], pad: 'same' },
   { name: '3×2 pool, stride 1, valid (overlapping windows)', x: [1, 6, 5, 4], size: [3, 2], strides: [1, 1], pad: 'valid' },
   { name: '2×2 pool, stride 1, same', x: [2, 5, 5, 1], size: [2, 2], strides: [1, 1], pad: 'same' },
+  { name: '2×2 pool, stride 2, valid, 8 channels (the SIMD loop)', x: [2, 7, 9, 8], size: [2, 2], strides: [2, 2], pad: 'valid' },
+  { name: '3×3 pool, stride 2, same, 12 channels (the SIMD loop)', x: [1, 8, 7, 12], size: [3, 3], strides: [2, 2], pad: 'same' },
+  { name: '2×3 pool, stride 1, valid, 4 channels (the SIMD loop, overlapping)', x: [2, 5, 6, 4], size: [2, 3], strides: [1, 1], pad: 'valid' },
 ];
 
 function maxPoolGradOf(pool: (typeof POOLS)[number], x: Float32Array, dySeed: number): tf.Tensor {
@@ -365,4 +370,91 @@ test("6 Adam steps of the CNN with regtrain's wasm kernels give tfjs-wasm's loss
   const again = withFastPool(() => trainCnn(6));
   assert.deepEqual(again.losses, fast.losses);
   again.weights.forEach((w, i) => assert.deepEqual(w, fast.weights[i]));
+});
+
+/** Runs fn with REGTRAIN_SIMD set to value (undefined = unset), restoring it after. */
+function withSimdEnv<T>(value: string | undefined, fn: () => T): T {
+  const saved = process.env.REGTRAIN_SIMD;
+  if (value === undefined) delete process.env.REGTRAIN_SIMD;
+  else process.env.REGTRAIN_SIMD = value;
+  try {
+    return fn();
+  } finally {
+    if (saved === undefined) delete process.env.REGTRAIN_SIMD;
+    else process.env.REGTRAIN_SIMD = saved;
+  }
+}
+
+test('the SIMD max-pool gradient and col2im adds (conv.wasm) give the bits of their JS loops (REGTRAIN_SIMD=off)', async (t) => {
+  if (!(await useBackend('wasm'))) return t.skip('wasm backend unavailable');
+  assert.ok(installAcceleratedKernels('wasm', { gemm: 'wasm' }).gemm);
+  try {
+    for (const pool of POOLS.filter((p) => p.x[3] % 4 === 0)) {
+      const x = values(
+        pool.x.reduce((a, b) => a * b),
+        5,
+      ).map((v) => Math.round(v * 4) / 4);
+      const simd = withSimdEnv(undefined, () => maxPoolGradOf(pool, x, 13));
+      const js = withSimdEnv('off', () => maxPoolGradOf(pool, x, 13));
+      assert.deepEqual(simd.dataSync(), js.dataSync(), pool.name);
+      tf.dispose([simd, js]);
+    }
+    for (const c of CASES.filter((k) => k.filter[1] * k.filter[2] >= 16)) {
+      const g = geometry(c);
+      const dy = values(g.batch * g.outH * g.outW * g.outC, 17);
+      const w = values(
+        c.filter.reduce((a, b) => a * b),
+        19,
+      );
+      assert.deepEqual(
+        withSimdEnv(undefined, () => inputGrad(c, dy, w, g)),
+        withSimdEnv('off', () => inputGrad(c, dy, w, g)),
+        c.name,
+      );
+    }
+  } finally {
+    uninstallAcceleratedKernels('wasm');
+  }
+});
+
+test("Sum over every axis but the last (a bias gradient) is within float32 rounding of the exact column sums, as tfjs-wasm's own; other sums are left to it", async (t) => {
+  if (!(await useBackend('wasm'))) return t.skip('wasm backend unavailable');
+  const cases: Array<{ shape: number[]; axis: number[]; keepDims: boolean; fast: boolean }> = [
+    { shape: [3, 5, 7, 8], axis: [0, 1, 2], keepDims: false, fast: true },
+    { shape: [37, 12], axis: [0], keepDims: false, fast: true },
+    { shape: [4, 6, 16], axis: [1, 0], keepDims: true, fast: true },
+    { shape: [4, 6, 6], axis: [0, 1], keepDims: false, fast: false }, // 6 columns: not a multiple of 4
+    { shape: [4, 8], axis: [1], keepDims: false, fast: false },
+  ];
+  for (const c of cases) {
+    const data = values(
+      c.shape.reduce((a, b) => a * b),
+      23,
+    ).map((v) => v * 1000);
+    const x = tf.tensor(data, c.shape);
+    uninstallAcceleratedKernels('wasm');
+    const theirs = tf.sum(x, c.axis, c.keepDims);
+    assert.ok(installAcceleratedKernels('wasm', { gemm: 'wasm' }).gemm);
+    const before = convStats.colSum;
+    const ours = tf.sum(x, c.axis, c.keepDims);
+    uninstallAcceleratedKernels('wasm');
+    assert.equal(convStats.colSum - before, c.fast ? 1 : 0, `${c.shape} over ${c.axis}: fast path taken or not`);
+    assert.deepEqual(ours.shape, theirs.shape);
+    if (!c.fast) {
+      assert.deepEqual(ours.dataSync(), theirs.dataSync(), `${c.shape} over ${c.axis}: tfjs's kernel ran`);
+    } else {
+      // A float32 sum of `rows` terms in any order is within rows·2⁻²⁴·Σ|x| of the exact sum.
+      const cols = c.shape[c.shape.length - 1]!;
+      const rows = data.length / cols;
+      const exact = new Float64Array(cols);
+      const magnitude = new Float64Array(cols);
+      data.forEach((v, i) => {
+        exact[i % cols] += v;
+        magnitude[i % cols] += Math.abs(v);
+      });
+      assertWithin(ours.dataSync() as Float32Array, exact, (j) => rows * 2 ** -24 * magnitude[j]!, `${c.shape} over ${c.axis}`);
+      assertWithin(theirs.dataSync() as Float32Array, exact, (j) => rows * 2 ** -24 * magnitude[j]!, `${c.shape} over ${c.axis} (tfjs)`);
+    }
+    tf.dispose([x, ours, theirs]);
+  }
 });

@@ -2,6 +2,7 @@
  * Build step (`npm run build`): compiles the WebAssembly text next to the compiled JS, with wabt
  * (a dev dependency):
  * - simd.wat → simd.wasm (the SGD and bias/activation passes);
+ * - conv.wat → conv.wasm (the max-pool gradient and col2im's adds of the wasm conv kernels);
  * - gemm.wat → gemm-relaxed.wasm (as written, with relaxed-SIMD multiply-adds) and gemm.wasm (each
  *   `f32x4.relaxed_madd a b c` rewritten to `f32x4.add (f32x4.mul a b) c`: plain SIMD, for runtimes
  *   without relaxed SIMD or when it is switched off).
@@ -41,6 +42,7 @@ async function main(): Promise<void> {
     return;
   }
   compile(wabt, 'simd.wat', fs.readFileSync(path.join(src, 'simd.wat'), 'utf8'), path.join(__dirname, 'simd.wasm'));
+  compile(wabt, 'conv.wat', fs.readFileSync(path.join(src, 'conv.wat'), 'utf8'), path.join(__dirname, 'conv.wasm'));
   const gemm = fs.readFileSync(path.join(src, 'gemm.wat'), 'utf8');
   compile(wabt, 'gemm.wat', gemm, path.join(__dirname, 'gemm-relaxed.wasm'));
   compile(wabt, 'gemm.wat', plainSimdText(gemm), path.join(__dirname, 'gemm.wasm'));

@@ -14,6 +14,8 @@
  * dW[kh,kw,ci,co] = Σ_{b,oh,ow} x[b, oh·sH + kh − padTop, ow·sW + kw − padLeft, ci] · dy[b,oh,ow,co]
  * summed in float64 in one fixed order (b, oh, ow), rounded to float32 once: identical on every run.
  */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { loadBlas } from './blas';
 import { heapGemm, type WasmGemmKind } from './gemm';
@@ -207,8 +209,64 @@ function heapGemmFn(kind: 'openblas' | WasmGemmKind, backend: WasmBackendLike): 
   return (tA, tB, m, n, k, a, lda, b, ldb, c, ldc) => g.gemm(tA, tB, m, n, k, a, lda, b, ldb, c, ldc, 0, false);
 }
 
+/** conv.wat's loops, on a tfjs-wasm heap (byte addresses). */
+interface ConvSimd {
+  addTo(dst: number, src: number, n: number): void;
+  colSum(x: number, out: number, rows: number, cols: number): void;
+  maxPoolGrad(
+    x: number,
+    dy: number,
+    dx: number,
+    batch: number,
+    inH: number,
+    inW: number,
+    ch: number,
+    outH: number,
+    outW: number,
+    fH: number,
+    fW: number,
+    sH: number,
+    sW: number,
+    pT: number,
+    pL: number,
+  ): void;
+}
+
+// The ES2022 lib has no WebAssembly types (they come with DOM); the few used here:
+// eslint-disable-next-line @typescript-eslint/no-namespace -- an ambient declaration of a global, not a module
+declare namespace WebAssembly {
+  class Memory {
+    readonly buffer: ArrayBuffer;
+  }
+  class Module {
+    constructor(bytes: Uint8Array);
+  }
+  class Instance {
+    constructor(module: Module, imports: object);
+    readonly exports: Record<string, unknown>;
+  }
+}
+
+let convSimdCache: { memory: unknown; simd: ConvSimd | null } | null = null;
+
+/** conv.wasm on this backend's heap; null when not built, REGTRAIN_SIMD=off, or the memory cannot be imported (the JS loops serve). */
+function convSimd(backend: WasmBackendLike): ConvSimd | null {
+  if (/^(off|0|false|no)$/i.test(process.env.REGTRAIN_SIMD ?? '')) return null;
+  const memory = backend.wasm.asm?.memory;
+  if (!memory) return null;
+  if (convSimdCache && convSimdCache.memory === memory) return convSimdCache.simd;
+  let simd: ConvSimd | null;
+  try {
+    simd = new WebAssembly.Instance(new WebAssembly.Module(fs.readFileSync(path.join(__dirname, 'conv.wasm'))), { env: { memory } }).exports as unknown as ConvSimd;
+  } catch {
+    simd = null;
+  }
+  convSimdCache = { memory, simd };
+  return simd;
+}
+
 /** How many conv/pool gradients took the fast path (for tests and the bench: proof it ran). */
-export const convStats = { filterGemm: 0, inputGemm: 0, maxPoolGrad: 0 };
+export const convStats = { filterGemm: 0, inputGemm: 0, maxPoolGrad: 0, colSum: 0 };
 
 /**
  * Rows (b, oh, ow) × columns (kh, kw, ci) of the input patches, zeros where a patch reaches into the
@@ -233,7 +291,9 @@ export function im2col(g: ConvGeometry, x: Float32Array, xOff: number, col: Floa
             col.fill(0, c, c + run);
           } else if (inside) {
             const xi = xb + (ih * inW + iw0) * inC;
-            for (let j = 0; j < run; j++) col[c + j] = x[xi + j]!;
+            // Long runs: one memmove (same heap) beats an element loop; short ones (inC = 1) loop.
+            if (run >= 16 && x === col) col.copyWithin(c, xi, xi + run);
+            else for (let j = 0; j < run; j++) col[c + j] = x[xi + j]!;
           } else {
             for (let kw = 0; kw < fW; kw++) {
               const iw = iw0 + kw;
@@ -249,7 +309,7 @@ export function im2col(g: ConvGeometry, x: Float32Array, xOff: number, col: Floa
 }
 
 /** The reverse of im2col: dx += each column entry at its input position, in the order (b, oh, ow, kh, kw, ci). */
-export function col2im(g: ConvGeometry, col: Float32Array, colOff: number, dx: Float32Array, dxOff: number): void {
+export function col2im(g: ConvGeometry, col: Float32Array, colOff: number, dx: Float32Array, dxOff: number, addTo?: (dst: number, src: number, n: number) => void): void {
   const { batch, inH, inW, inC, outH, outW, fH, fW, strideH, strideW, padTop, padLeft } = g;
   dx.fill(0, dxOff, dxOff + batch * inH * inW * inC);
   const rowLen = fH * fW * inC;
@@ -267,7 +327,9 @@ export function col2im(g: ConvGeometry, col: Float32Array, colOff: number, dx: F
           if (ih < 0 || ih >= inH) continue;
           if (inside) {
             const xi = xb + (ih * inW + iw0) * inC;
-            for (let j = 0; j < run; j++) dx[xi + j] += col[c + j]!;
+            // addTo (conv.wat, byte addresses in the same heap) does the same float32 adds with SIMD.
+            if (addTo && run >= 16) addTo(4 * xi, 4 * c, run);
+            else for (let j = 0; j < run; j++) dx[xi + j] += col[c + j]!;
           } else {
             for (let kw = 0; kw < fW; kw++) {
               const iw = iw0 + kw;
@@ -351,7 +413,8 @@ function inputGradGemm(gemmOf: (b: WasmBackendLike) => HeapGemmFn | null, origin
     try {
       gemm(false, true, rows, cols, g.outC, 4 * floatIndex(backend, dy)!, g.outC, 4 * floatIndex(backend, filter)!, g.outC, col, cols);
       const heap = backend.wasm.HEAPF32;
-      col2im(g, heap, col >>> 2, heap, backend.dataIdMap.get(out.dataId)!.memoryOffset! >>> 2);
+      const simd = convSimd(backend);
+      col2im(g, heap, col >>> 2, heap, backend.dataIdMap.get(out.dataId)!.memoryOffset! >>> 2, simd ? (d, s, n) => simd.addTo(d, s, n) : undefined);
     } finally {
       backend.wasm._free(col);
     }
@@ -391,8 +454,10 @@ export function maxPoolGradInto(
       for (let ow = 0; ow < outW; ow++) {
         const w0 = Math.max(0, ow * strideW - padLeft);
         const w1 = Math.min(inW, ow * strideW - padLeft + fW);
-        best.fill(-Infinity);
-        at.fill(-1);
+        for (let c = 0; c < ch; c++) {
+          best[c] = -Infinity;
+          at[c] = -1;
+        }
         for (let h = h0; h < h1; h++) {
           for (let w = w0; w < w1; w++) {
             const r = xb + (h * inW + w) * ch;
@@ -430,30 +495,59 @@ function maxPoolGradFunc(original: KernelFunc): KernelFunc {
       attrs.dimRoundingMode,
     );
     const out = backend.makeOutput(input.shape, 'float32');
+    const p = {
+      batch: info.batchSize,
+      inH: info.inHeight,
+      inW: info.inWidth,
+      ch: info.inChannels,
+      outH: info.outHeight,
+      outW: info.outWidth,
+      fH: info.filterHeight,
+      fW: info.filterWidth,
+      strideH: info.strideHeight,
+      strideW: info.strideWidth,
+      padTop: info.padInfo.top,
+      padLeft: info.padInfo.left,
+    };
     const heap = backend.wasm.HEAPF32;
-    maxPoolGradInto(
-      {
-        batch: info.batchSize,
-        inH: info.inHeight,
-        inW: info.inWidth,
-        ch: info.inChannels,
-        outH: info.outHeight,
-        outW: info.outWidth,
-        fH: info.filterHeight,
-        fW: info.filterWidth,
-        strideH: info.strideHeight,
-        strideW: info.strideWidth,
-        padTop: info.padInfo.top,
-        padLeft: info.padInfo.left,
-      },
-      heap,
-      floatIndex(backend, input)!,
-      heap,
-      floatIndex(backend, dy)!,
-      heap,
-      backend.dataIdMap.get(out.dataId)!.memoryOffset! >>> 2,
-    );
+    const xi = floatIndex(backend, input)!;
+    const dyi = floatIndex(backend, dy)!;
+    const dxi = backend.dataIdMap.get(out.dataId)!.memoryOffset! >>> 2;
+    const simd = p.ch % 4 === 0 ? convSimd(backend) : null;
+    if (simd) {
+      heap.fill(0, dxi, dxi + p.batch * p.inH * p.inW * p.ch);
+      simd.maxPoolGrad(4 * xi, 4 * dyi, 4 * dxi, p.batch, p.inH, p.inW, p.ch, p.outH, p.outW, p.fH, p.fW, p.strideH, p.strideW, p.padTop, p.padLeft);
+    } else {
+      maxPoolGradInto(p, heap, xi, heap, dyi, heap, dxi);
+    }
     convStats.maxPoolGrad++;
+    return out;
+  };
+}
+
+/**
+ * Sum over every axis but the last of a float32 tensor (what a conv or dense layer's bias gradient
+ * asks for) as column sums in one SIMD pass, row by row: tfjs-wasm first transposes the whole
+ * tensor so that the reduced axes come last. Anything else goes to tfjs's kernel.
+ */
+function sumFunc(original: KernelFunc): KernelFunc {
+  return (args) => {
+    const backend = args.backend as WasmBackendLike;
+    const x = args.inputs.x as TensorInfo;
+    const { axis, keepDims } = args.attrs as unknown as { axis: number | number[]; keepDims: boolean };
+    const rank = x.shape.length;
+    const axes = tf.util.parseAxisParam(axis, x.shape).sort((a, b) => a - b);
+    const cols = x.shape[rank - 1] ?? 0;
+    const leading = rank >= 2 && axes.length === rank - 1 && axes.every((a, i) => a === i);
+    const simd = leading && cols % 4 === 0 && cols > 0 && x.dtype === 'float32' ? convSimd(backend) : null;
+    const xi = simd ? floatIndex(backend, x) : null;
+    if (!simd || xi === null) return original(args);
+    const rows = tf.util.sizeFromShape(x.shape) / cols;
+    const out = backend.makeOutput(keepDims ? [...x.shape.slice(0, -1).map(() => 1), cols] : [cols], 'float32');
+    const o = backend.dataIdMap.get(out.dataId)!.memoryOffset!;
+    backend.wasm.HEAPF32.fill(0, o >>> 2, (o >>> 2) + cols);
+    simd.colSum(4 * floatIndex(backend, x)!, o, rows, cols);
+    convStats.colSum++;
     return out;
   };
 }
@@ -468,5 +562,6 @@ export function wasmConvKernelWrappers(kind: 'openblas' | WasmGemmKind): Array<[
     ['Conv2DBackpropFilter', (o) => filterGradGemm(gemmOf, o)],
     ['Conv2DBackpropInput', (o) => inputGradGemm(gemmOf, o)],
     ['MaxPoolGrad', (o) => maxPoolGradFunc(o)],
+    ['Sum', (o) => sumFunc(o)],
   ];
 }

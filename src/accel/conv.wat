@@ -1,0 +1,122 @@
+;; SIMD loops of the wasm conv/pool gradients (src/accel/conv.ts), run on tfjs-wasm's heap (the memory
+;; is imported; addresses are byte offsets). Each gives the same bits as its JS fallback in conv.ts:
+;; float32 adds in the same order. Compiled to conv.wasm by `npm run build` (src/accel/build-simd.ts).
+(module
+  (import "env" "memory" (memory 1))
+
+  ;; dst[i] += src[i] for n floats (col2im's runs of one filter row).
+  (func (export "addTo") (param $dst i32) (param $src i32) (param $n i32)
+    (local $end i32) (local $end4 i32)
+    (local.set $end (i32.add (local.get $dst) (i32.shl (local.get $n) (i32.const 2))))
+    (local.set $end4 (i32.add (local.get $dst) (i32.shl (i32.and (local.get $n) (i32.const -4)) (i32.const 2))))
+    (block $done4
+      (loop $loop4
+        (br_if $done4 (i32.ge_u (local.get $dst) (local.get $end4)))
+        (v128.store (local.get $dst) (f32x4.add (v128.load (local.get $dst)) (v128.load (local.get $src))))
+        (local.set $dst (i32.add (local.get $dst) (i32.const 16)))
+        (local.set $src (i32.add (local.get $src) (i32.const 16)))
+        (br $loop4)))
+    (block $done
+      (loop $loop
+        (br_if $done (i32.ge_u (local.get $dst) (local.get $end)))
+        (f32.store (local.get $dst) (f32.add (f32.load (local.get $dst)) (f32.load (local.get $src))))
+        (local.set $dst (i32.add (local.get $dst) (i32.const 4)))
+        (local.set $src (i32.add (local.get $src) (i32.const 4)))
+        (br $loop))))
+
+;; out[c] += x[r·cols + c] for every row r in order (out zeroed by the caller, cols a multiple of 4):
+  ;; the sums over all but the last axis (a conv layer's bias gradient), float32, row by row.
+  (func (export "colSum") (param $x i32) (param $out i32) (param $rows i32) (param $cols i32)
+    (local $r i32) (local $p i32) (local $end i32)
+    (local.set $end (i32.add (local.get $out) (i32.shl (local.get $cols) (i32.const 2))))
+    (block $rDone
+      (loop $rLoop
+        (br_if $rDone (i32.ge_u (local.get $r) (local.get $rows)))
+        (local.set $p (local.get $out))
+        (block $cDone
+          (loop $cLoop
+            (br_if $cDone (i32.ge_u (local.get $p) (local.get $end)))
+            (v128.store (local.get $p) (f32x4.add (v128.load (local.get $p)) (v128.load (local.get $x))))
+            (local.set $p (i32.add (local.get $p) (i32.const 16)))
+            (local.set $x (i32.add (local.get $x) (i32.const 16)))
+            (br $cLoop)))
+        (local.set $r (i32.add (local.get $r) (i32.const 1)))
+        (br $rLoop))))
+
+  ;; One lane of the scatter: dx[at − x] += dy lane, unless the window had no maximum (at = −1).
+  (func $scatter (param $at i32) (param $x i32) (param $dx i32) (param $g f32)
+    (local $p i32)
+    (if (i32.ge_s (local.get $at) (i32.const 0))
+      (then
+        (local.set $p (i32.add (local.get $dx) (i32.sub (local.get $at) (local.get $x))))
+        (f32.store (local.get $p) (f32.add (f32.load (local.get $p)) (local.get $g))))))
+
+  ;; The max-pool gradient, NHWC, channels a multiple of 4, dx zeroed by the caller: per window
+  ;; (b, oh, ow) and 4 channels at a time, the first position of the maximum (strictly greater
+  ;; replaces), then dx there += dy, windows in order.
+  (func (export "maxPoolGrad")
+    (param $x i32) (param $dy i32) (param $dx i32)
+    (param $batch i32) (param $inH i32) (param $inW i32) (param $ch i32)
+    (param $outH i32) (param $outW i32) (param $fH i32) (param $fW i32)
+    (param $sH i32) (param $sW i32) (param $pT i32) (param $pL i32)
+    (local $b i32) (local $oh i32) (local $ow i32) (local $h i32) (local $w i32) (local $c i32)
+    (local $h0 i32) (local $h1 i32) (local $w0 i32) (local $w1 i32)
+    (local $xb i32) (local $r i32) (local $d i32) (local $rowBytes i32) (local $pixBytes i32)
+    (local $v v128) (local $best v128) (local $at v128) (local $m v128) (local $g v128) (local $lanes v128)
+    (local.set $lanes (v128.const i32x4 0 4 8 12))
+    (local.set $pixBytes (i32.shl (local.get $ch) (i32.const 2)))
+    (local.set $rowBytes (i32.mul (local.get $inW) (local.get $pixBytes)))
+    (local.set $d (local.get $dy))
+    (local.set $b (i32.const 0))
+    (block $bDone (loop $bLoop
+      (br_if $bDone (i32.ge_u (local.get $b) (local.get $batch)))
+      (local.set $xb (i32.add (local.get $x) (i32.mul (local.get $b) (i32.mul (local.get $inH) (local.get $rowBytes)))))
+      (local.set $oh (i32.const 0))
+      (block $ohDone (loop $ohLoop
+        (br_if $ohDone (i32.ge_u (local.get $oh) (local.get $outH)))
+        (local.set $h0 (i32.sub (i32.mul (local.get $oh) (local.get $sH)) (local.get $pT)))
+        (local.set $h1 (i32.add (local.get $h0) (local.get $fH)))
+        (if (i32.lt_s (local.get $h0) (i32.const 0)) (then (local.set $h0 (i32.const 0))))
+        (if (i32.gt_s (local.get $h1) (local.get $inH)) (then (local.set $h1 (local.get $inH))))
+        (local.set $ow (i32.const 0))
+        (block $owDone (loop $owLoop
+          (br_if $owDone (i32.ge_u (local.get $ow) (local.get $outW)))
+          (local.set $w0 (i32.sub (i32.mul (local.get $ow) (local.get $sW)) (local.get $pL)))
+          (local.set $w1 (i32.add (local.get $w0) (local.get $fW)))
+          (if (i32.lt_s (local.get $w0) (i32.const 0)) (then (local.set $w0 (i32.const 0))))
+          (if (i32.gt_s (local.get $w1) (local.get $inW)) (then (local.set $w1 (local.get $inW))))
+          (local.set $c (i32.const 0))
+          (block $cDone (loop $cLoop
+            (br_if $cDone (i32.ge_u (local.get $c) (local.get $pixBytes)))
+            (local.set $best (f32x4.splat (f32.const -inf)))
+            (local.set $at (i32x4.splat (i32.const -1)))
+            (local.set $h (local.get $h0))
+            (block $hDone (loop $hLoop
+              (br_if $hDone (i32.ge_s (local.get $h) (local.get $h1)))
+              (local.set $w (local.get $w0))
+              (block $wDone (loop $wLoop
+                (br_if $wDone (i32.ge_s (local.get $w) (local.get $w1)))
+                (local.set $r (i32.add (i32.add (local.get $xb) (i32.mul (local.get $h) (local.get $rowBytes)))
+                  (i32.add (i32.mul (local.get $w) (local.get $pixBytes)) (local.get $c))))
+                (local.set $v (v128.load (local.get $r)))
+                (local.set $m (f32x4.gt (local.get $v) (local.get $best)))
+                (local.set $best (v128.bitselect (local.get $v) (local.get $best) (local.get $m)))
+                (local.set $at (v128.bitselect (i32x4.add (i32x4.splat (local.get $r)) (local.get $lanes)) (local.get $at) (local.get $m)))
+                (local.set $w (i32.add (local.get $w) (i32.const 1)))
+                (br $wLoop)))
+              (local.set $h (i32.add (local.get $h) (i32.const 1)))
+              (br $hLoop)))
+            (local.set $g (v128.load (local.get $d)))
+            (call $scatter (i32x4.extract_lane 0 (local.get $at)) (local.get $x) (local.get $dx) (f32x4.extract_lane 0 (local.get $g)))
+            (call $scatter (i32x4.extract_lane 1 (local.get $at)) (local.get $x) (local.get $dx) (f32x4.extract_lane 1 (local.get $g)))
+            (call $scatter (i32x4.extract_lane 2 (local.get $at)) (local.get $x) (local.get $dx) (f32x4.extract_lane 2 (local.get $g)))
+            (call $scatter (i32x4.extract_lane 3 (local.get $at)) (local.get $x) (local.get $dx) (f32x4.extract_lane 3 (local.get $g)))
+            (local.set $d (i32.add (local.get $d) (i32.const 16)))
+            (local.set $c (i32.add (local.get $c) (i32.const 16)))
+            (br $cLoop)))
+          (local.set $ow (i32.add (local.get $ow) (i32.const 1)))
+          (br $owLoop)))
+        (local.set $oh (i32.add (local.get $oh) (i32.const 1)))
+        (br $ohLoop)))
+      (local.set $b (i32.add (local.get $b) (i32.const 1)))
+      (br $bLoop)))))
