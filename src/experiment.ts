@@ -253,7 +253,15 @@ export async function runExperiment(
       });
     }
     const valNote = data.validation ? (spec.data.validation.holdout ? 'held out' : 'also trained on, as the tutorial') : 'none';
-    out.info(`Data: ${data.source}; train ${data.train.count}, validation ${data.validation?.count ?? 0} (${valNote}), test ${data.test.count}; normalize ${spec.data.normalize}`);
+    const limitNote =
+      spec.data.trainLimit === null
+        ? ''
+        : spec.data.validation.holdout
+          ? ' (trainLimit: the first images outside the validation set)'
+          : ' (trainLimit: the first images, validation ones included)';
+    out.info(
+      `Data: ${data.source}; train ${data.train.count}${limitNote}, validation ${data.validation?.count ?? 0} (${valNote}), test ${data.test.count}; normalize ${spec.data.normalize}`,
+    );
 
     const built = buildModel(spec);
     for (const line of modelSummary(built)) out.info(line);

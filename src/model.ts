@@ -1,5 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
-import { ExperimentSpec, LayerSpec, RegularizerSpec, layerType, IMAGE_SHAPE } from './spec';
+import { ExperimentSpec, LayerSpec, RegularizerSpec, layerType, IMAGE_SHAPE, TFJS_CLASS } from './spec';
+import { layerShapes } from './spec/layers';
+import { SpatialDropout2D } from './spatial-dropout';
 import { Rng } from './rng';
 
 /** One penalized tensor: a kernel or bias with its Keras-style factors. */
@@ -26,7 +28,9 @@ export interface BuiltModel {
   activity: ActivityTerm[];
   /** Layer index → dropout rate, for the layers the training step drops out itself. */
   dropout: Map<number, number>;
-  /** Names of the dense layers (for weight statistics), in order. */
+  /** The indexes in `dropout` that drop whole channels (spatialDropout2d). */
+  spatialDropout: Set<number>;
+  /** The layers with a kernel, dense and conv2d (for weight statistics), in order. */
   denseLayers: tf.layers.Layer[];
 }
 
@@ -57,13 +61,22 @@ function initializer(name: string, seed: number): Initializer {
 
 const tfRegularizer = (r: RegularizerSpec | null) => (r && (r.l1 > 0 || r.l2 > 0) ? tf.regularizers.l1l2({ l1: r.l1, l2: r.l2 }) : undefined);
 
+/** Keras's layer names where they differ from the spec's type. */
+const KERAS_NAME: Record<string, string> = {
+  batchNormalization: 'batch_normalization',
+  maxPooling2d: 'max_pooling2d',
+  averagePooling2d: 'average_pooling2d',
+  globalAveragePooling2d: 'global_average_pooling2d',
+  spatialDropout2d: 'spatial_dropout2d',
+};
+
 /** Keras's naming: flatten, dense, dense_1, dense_2, … (explicit names keep saved models reproducible). */
 function namer(): (type: string) => string {
   const seen = new Map<string, number>();
   return (type) => {
     const n = seen.get(type) ?? 0;
     seen.set(type, n + 1);
-    const base = type === 'batchNormalization' ? 'batch_normalization' : type;
+    const base = KERAS_NAME[type] ?? type;
     return n === 0 ? base : `${base}_${n}`;
   };
 }
@@ -77,6 +90,7 @@ export function buildModel(spec: ExperimentSpec): BuiltModel {
   const rng = Rng.derive(spec.seed, 'init');
   const name = namer();
   const model = tf.sequential();
+  const { shapes } = layerShapes(spec.model.layers);
   spec.model.layers.forEach((l: LayerSpec, index: number) => {
     const layerName = name(layerType(l));
     const inputShape = index === 0 ? { inputShape: [...IMAGE_SHAPE] } : {};
@@ -102,12 +116,40 @@ export function buildModel(spec: ExperimentSpec): BuiltModel {
     } else if (l.batchNormalization) {
       const b = l.batchNormalization;
       model.add(tf.layers.batchNormalization({ name: layerName, momentum: b.momentum, epsilon: b.epsilon, center: b.center, scale: b.scale, ...inputShape }));
+    } else if (l.reshape) {
+      // -1 resolved here: tfjs would leave that dimension unknown (None) in every later shape.
+      model.add(tf.layers.reshape({ name: layerName, targetShape: shapes[index]!.outputShape, ...inputShape }));
+    } else if (l.conv2d) {
+      const c = l.conv2d;
+      model.add(
+        tf.layers.conv2d({
+          name: layerName,
+          filters: c.filters,
+          kernelSize: c.kernelSize,
+          strides: c.strides,
+          padding: c.padding,
+          dataFormat: 'channelsLast',
+          activation: c.activation,
+          useBias: c.useBias,
+          kernelInitializer: initializer(c.kernelInitializer, rng.nextUint32()),
+          biasInitializer: initializer(c.biasInitializer, rng.nextUint32()),
+          kernelRegularizer: tfRegularizer(c.kernelRegularizer),
+          biasRegularizer: tfRegularizer(c.biasRegularizer),
+          ...inputShape,
+        }),
+      );
+    } else if (l.maxPooling2d || l.averagePooling2d) {
+      const p = (l.maxPooling2d ?? l.averagePooling2d)!;
+      const args = { name: layerName, poolSize: p.poolSize, strides: p.strides ?? p.poolSize, padding: p.padding, dataFormat: 'channelsLast' as const, ...inputShape };
+      model.add(l.maxPooling2d ? tf.layers.maxPooling2d(args) : tf.layers.averagePooling2d(args));
+    } else if (l.globalAveragePooling2d) {
+      model.add(tf.layers.globalAveragePooling2d({ name: layerName, dataFormat: 'channelsLast', ...inputShape }));
+    } else if (l.spatialDropout2d) {
+      model.add(new SpatialDropout2D({ name: layerName, rate: l.spatialDropout2d.rate, ...inputShape }));
     }
   });
   return bindSpec(model, spec);
 }
-
-const TFJS_CLASS: Record<string, string> = { flatten: 'Flatten', dense: 'Dense', dropout: 'Dropout', batchNormalization: 'BatchNormalization' };
 
 /**
  * Pairs a tfjs model (built here or loaded from a run directory) with the spec's
@@ -119,27 +161,34 @@ export function bindSpec(model: tf.Sequential | tf.LayersModel, spec: Experiment
   const penalties: PenaltyTerm[] = [];
   const activity: ActivityTerm[] = [];
   const dropout = new Map<number, number>();
+  const spatialDropout = new Set<number>();
   const denseLayers: tf.layers.Layer[] = [];
   layers.forEach((l, index) => {
     const layer = model.layers[index]!;
     const type = layerType(l);
     if (layer.getClassName() !== TFJS_CLASS[type]) throw new Error(`layer ${index} is ${layer.getClassName()} in the model but ${type} in the spec`);
-    if (l.dense) {
-      const cfg = layer.getConfig() as { units?: number; activation?: string; useBias?: boolean };
-      const said = { units: l.dense.units, activation: l.dense.activation, useBias: l.dense.useBias };
-      for (const key of ['units', 'activation', 'useBias'] as const) {
-        if (cfg[key] !== said[key]) throw new Error(`layer ${index} has ${key} ${String(cfg[key])} in the model but ${String(said[key])} in the spec`);
+    const kernelLayer = l.dense ?? l.conv2d;
+    if (kernelLayer) {
+      const cfg = layer.getConfig() as { units?: number; filters?: number; activation?: string; useBias?: boolean };
+      const size = l.dense ? ({ units: l.dense.units } as const) : ({ filters: l.conv2d!.filters } as const);
+      const said: Record<string, unknown> = { ...size, activation: kernelLayer.activation, useBias: kernelLayer.useBias };
+      for (const key of Object.keys(said)) {
+        const got = cfg[key as keyof typeof cfg];
+        if (got !== said[key]) throw new Error(`layer ${index} has ${key} ${String(got)} in the model but ${String(said[key])} in the spec`);
       }
       denseLayers.push(layer);
       const [kernel, bias] = layer.trainableWeights;
-      if (l.dense.kernelRegularizer && kernel) penalties.push({ name: `${layer.name}/kernel`, variable: kernel, ...l.dense.kernelRegularizer });
-      if (l.dense.biasRegularizer && bias) penalties.push({ name: `${layer.name}/bias`, variable: bias, ...l.dense.biasRegularizer });
-      if (l.dense.activityRegularizer) activity.push({ layerIndex: index, name: `${layer.name}/activity`, ...l.dense.activityRegularizer });
+      if (kernelLayer.kernelRegularizer && kernel) penalties.push({ name: `${layer.name}/kernel`, variable: kernel, ...kernelLayer.kernelRegularizer });
+      if (kernelLayer.biasRegularizer && bias) penalties.push({ name: `${layer.name}/bias`, variable: bias, ...kernelLayer.biasRegularizer });
+      if (kernelLayer.activityRegularizer) activity.push({ layerIndex: index, name: `${layer.name}/activity`, ...kernelLayer.activityRegularizer });
     } else if (l.dropout) {
       dropout.set(index, l.dropout.rate);
+    } else if (l.spatialDropout2d) {
+      dropout.set(index, l.spatialDropout2d.rate);
+      spatialDropout.add(index);
     }
   });
-  return { model: model as tf.Sequential, penalties, activity, dropout, denseLayers };
+  return { model: model as tf.Sequential, penalties, activity, dropout, spatialDropout, denseLayers };
 }
 
 /** sign(w) by comparisons: tfjs-wasm's Sign kernel returns 0 for |w| ≤ 1e-7. */
@@ -192,7 +241,7 @@ export function modelSummary(built: BuiltModel): string[] {
       ...built.penalties.filter((p) => p.name.startsWith(`${layer.name}/`)).map((p) => `${p.name.split('/')[1]} ${fmtReg(p)}`),
       ...built.activity.filter((a) => a.layerIndex === i).map((a) => `activity ${fmtReg(a)}`),
     ].join('; ');
-    rows.push([`${layer.name} (${layer.getClassName()})`, shape, String(params), regs || '-']);
+    rows.push([`${layer.name} (${layer.getClassName()})`, shape, params.toLocaleString('en-US'), regs || '-']);
   });
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
   const line = (r: string[]) =>

@@ -22,7 +22,8 @@ import {
   RUN_FORMAT_VERSION,
   type Histogram,
 } from './runformat';
-import { IMAGE_SHAPE, layerType, type ExperimentSpec, type LayerType } from './spec';
+import { layerType, TFJS_CLASS, type ExperimentSpec } from './spec';
+import { layerShapes } from './spec/layers';
 import { describeValue, inRegtrainWords, issueLine } from './zodwords';
 
 export const MODEL_FILE = 'model.json';
@@ -192,7 +193,6 @@ export async function saveModel(model: tf.LayersModel, dir: string, metadata: Re
 }
 
 const BYTES_PER: Record<string, number> = { float32: 4, int32: 4 };
-const TFJS_CLASS: Record<LayerType, string> = { flatten: 'Flatten', dense: 'Dense', dropout: 'Dropout', batchNormalization: 'BatchNormalization' };
 
 /** A weights path must name a plain file inside the run directory (no traversal, no symlink out). */
 function weightFile(dir: string, realDir: string, p: unknown): string {
@@ -212,20 +212,7 @@ function weightFile(dir: string, realDir: string, p: unknown): string {
 
 /** The weight shapes, in tfjs's order, of the model a spec describes (what weights.bin must hold). */
 export function expectedWeightShapes(spec: ExperimentSpec): number[][] {
-  const shapes: number[][] = [];
-  let features = IMAGE_SHAPE[0] * IMAGE_SHAPE[1];
-  for (const l of spec.model.layers) {
-    if (l.dense) {
-      shapes.push([features, l.dense.units]);
-      if (l.dense.useBias) shapes.push([l.dense.units]);
-      features = l.dense.units;
-    } else if (l.batchNormalization) {
-      if (l.batchNormalization.scale) shapes.push([features]);
-      if (l.batchNormalization.center) shapes.push([features]);
-      shapes.push([features], [features]);
-    }
-  }
-  return shapes;
+  return layerShapes(spec.model.layers).shapes.flatMap((l) => l.weightShapes);
 }
 
 /**

@@ -5,7 +5,9 @@ import { InputError, errorMessage } from './errors';
 import { inRegtrainWords } from './zodwords';
 import { readRegularFile, UnreadableFileError } from './fsutil';
 import { checkpointSchema, earlyStoppingSchema, optimizerSchema, reduceLrOnPlateauSchema, tensorboardSchema } from './spec/training';
+import { layerSchema, layerShapes, type LayerSpec } from './spec/layers';
 export type { LearningRateSpec } from './spec/training';
+export { IMAGE_SHAPE, MAX_UNITS, LAYER_TYPES, TFJS_CLASS, layerType, type LayerType, type LayerSpec, type RegularizerSpec } from './spec/layers';
 
 /**
  * The experiment spec. This zod schema is the single source of truth: the TypeScript
@@ -16,15 +18,12 @@ export type { LearningRateSpec } from './spec/training';
 
 export const SPEC_VERSION = 1;
 export const NUM_CLASSES = 10;
-export const IMAGE_SHAPE = [28, 28] as const;
-/** Refused before anything is allocated (a typo like `units: 1e9` must not eat the machine). */
-export const MAX_UNITS = 65536;
+/** Images in Fashion-MNIST's training file. */
+export const TRAIN_FILE_IMAGES = 60000;
 export const MAX_PARAMETERS = 50_000_000;
 
 // ---------- building blocks with uniform messages ("expected …"; the formatter adds "got …") ----------
 
-const num = (what = 'a number') => z.number({ error: `expected ${what}` });
-const nonNegative = () => num('a finite number ≥ 0').min(0, { error: 'expected a finite number ≥ 0' });
 const intRange = (min: number, max: number, below: string) =>
   z
     .number({ error: below })
@@ -32,79 +31,7 @@ const intRange = (min: number, max: number, below: string) =>
     .min(min, { error: below })
     .max(max, { error: `expected at most ${max}` });
 const positiveInt = (max: number) => intRange(1, max, 'expected a positive integer');
-const rate = () => num('a rate in [0, 1)').min(0, { error: 'expected a rate in [0, 1)' }).lt(1, { error: 'expected a rate in [0, 1)' });
 const oneOf = <T extends readonly [string, ...string[]]>(values: T) => z.enum(values, { error: `expected one of ${values.join(', ')}` });
-
-/** tfjs and tf.keras 2 give a bare `l1`/`l2`/`l1l2` a factor of 0.01 (Keras 3's bare `L1L2()` means zero). */
-const SHORTHAND_FACTOR = 0.01;
-const REGULARIZER_SHORTHANDS: Record<string, { l1?: number; l2?: number }> = {
-  l1: { l1: SHORTHAND_FACTOR },
-  l2: { l2: SHORTHAND_FACTOR },
-  l1l2: { l1: SHORTHAND_FACTOR, l2: SHORTHAND_FACTOR },
-};
-
-/** Penalty = l1·Σ|w| + l2·Σw² (Keras's form: no ½ on the L2 term). Either factor defaults to 0. */
-const regularizer = z
-  .preprocess(
-    (v) => (typeof v === 'string' && v in REGULARIZER_SHORTHANDS ? { ...REGULARIZER_SHORTHANDS[v] } : v),
-    z.strictObject(
-      {
-        l1: nonNegative().default(0),
-        l2: nonNegative().default(0),
-      },
-      { error: 'expected {l1, l2} or one of l1, l2, l1l2' },
-    ),
-  )
-  .nullable()
-  .default(null);
-export type RegularizerSpec = { l1: number; l2: number };
-
-const ACTIVATIONS = ['linear', 'relu', 'relu6', 'elu', 'selu', 'sigmoid', 'hardSigmoid', 'tanh', 'softmax', 'softplus', 'softsign', 'swish', 'mish', 'gelu'] as const;
-const INITIALIZERS = ['glorotUniform', 'glorotNormal', 'heUniform', 'heNormal', 'leCunUniform', 'leCunNormal', 'zeros', 'ones'] as const;
-
-const flattenLayer = z.strictObject({
-  /** Fashion-MNIST images are 28×28; stated here for Keras readers, and checked. */
-  inputShape: z.tuple([num(), num()], { error: 'expected [28, 28]' }).default([28, 28]),
-});
-const denseLayer = z.strictObject({
-  units: positiveInt(MAX_UNITS),
-  /** Keras's default: no activation (linear). */
-  activation: oneOf(ACTIVATIONS).default('linear'),
-  useBias: z.boolean({ error: 'expected true or false' }).default(true),
-  kernelInitializer: oneOf(INITIALIZERS).default('glorotUniform'),
-  biasInitializer: oneOf(INITIALIZERS).default('zeros'),
-  kernelRegularizer: regularizer,
-  biasRegularizer: regularizer,
-  activityRegularizer: regularizer,
-});
-const dropoutLayer = z.strictObject({ rate: rate() });
-const batchNormLayer = z.strictObject({
-  /** Keras defaults. */
-  momentum: rate().default(0.99),
-  epsilon: num('a positive number').positive({ error: 'expected a positive number' }).default(0.001),
-  center: z.boolean({ error: 'expected true or false' }).default(true),
-  scale: z.boolean({ error: 'expected true or false' }).default(true),
-});
-
-export const LAYER_TYPES = ['flatten', 'dense', 'dropout', 'batchNormalization'] as const;
-export type LayerType = (typeof LAYER_TYPES)[number];
-
-/** A layer is a map with exactly one key, its type: `- dense: { units: 10 }`. */
-const layer = z
-  .strictObject(
-    {
-      flatten: flattenLayer.optional(),
-      dense: denseLayer.optional(),
-      dropout: dropoutLayer.optional(),
-      batchNormalization: batchNormLayer.optional(),
-    },
-    { error: `expected a layer: one of ${LAYER_TYPES.join(', ')}` },
-  )
-  .superRefine((l, ctx) => {
-    const kinds = Object.keys(l).filter((k) => l[k as LayerType] !== undefined);
-    if (kinds.length !== 1) ctx.addIssue({ code: 'custom', message: `expected exactly one layer type (${LAYER_TYPES.join(', ')}), got ${kinds.length}` });
-  });
-export type LayerSpec = z.infer<typeof layer>;
 
 const overrideMap = z.record(z.string(), z.unknown(), { error: 'expected a map of dotted paths to values' });
 
@@ -139,7 +66,7 @@ export const experimentSpec = z
       .prefault({}),
     model: z.strictObject(
       {
-        layers: z.array(layer, { error: 'expected a list of layers' }).min(1, { error: 'expected at least one layer' }),
+        layers: z.array(layerSchema, { error: 'expected a list of layers' }).min(1, { error: 'expected at least one layer' }),
       },
       { error: 'expected a map with a list of layers' },
     ),
@@ -174,11 +101,6 @@ export const experimentSpec = z
 
 export type ExperimentSpec = z.infer<typeof experimentSpec>;
 
-export function layerType(l: LayerSpec): LayerType {
-  for (const t of LAYER_TYPES) if (l[t] !== undefined) return t;
-  throw new Error('layer without a type (the schema should have refused it)');
-}
-
 /** Checks that span fields: shapes, the class count, parameter budget, early stopping's monitor. */
 function checkModel(
   spec: {
@@ -189,26 +111,9 @@ function checkModel(
   ctx: z.RefinementCtx,
 ): void {
   const layers = spec.model.layers;
-  let features: number[] = [...IMAGE_SHAPE];
-  let params = 0;
-  layers.forEach((l, i) => {
-    const at = ['model', 'layers', i];
-    if (l.flatten) {
-      const [a, b] = l.flatten.inputShape;
-      if (a !== IMAGE_SHAPE[0] || b !== IMAGE_SHAPE[1])
-        ctx.addIssue({ code: 'custom', path: [...at, 'flatten', 'inputShape'], message: `expected [28, 28] (Fashion-MNIST images), got [${a}, ${b}]` });
-      features = [features.reduce((x, y) => x * y, 1)];
-    } else if (l.dense) {
-      if (features.length !== 1) {
-        ctx.addIssue({ code: 'custom', path: [...at, 'dense'], message: 'a flatten layer must come before the first dense layer (inputs are 28×28 images)' });
-        features = [features.reduce((x, y) => x * y, 1)];
-      }
-      params += features[0]! * l.dense.units + (l.dense.useBias ? l.dense.units : 0);
-      features = [l.dense.units];
-    } else if (l.batchNormalization) {
-      params += 4 * features[features.length - 1]!;
-    }
-  });
+  const { shapes, issues } = layerShapes(layers);
+  for (const issue of issues) ctx.addIssue({ code: 'custom', path: ['model', 'layers', ...issue.path], message: issue.message });
+  const params = shapes.reduce((n, s) => n + s.params, 0);
   if (params > MAX_PARAMETERS) ctx.addIssue({ code: 'custom', path: ['model', 'layers'], message: `the model has ${params} parameters, more than the limit of ${MAX_PARAMETERS}` });
   const lastIndex = layers.length - 1;
   const last = layers[lastIndex];
@@ -236,13 +141,19 @@ function checkModel(
   for (const [at, monitor] of monitored) {
     if (monitor?.startsWith('val_') && spec.data.validation.size === 0) ctx.addIssue({ code: 'custom', path: at, message: `monitoring ${monitor} needs data.validation.size > 0` });
   }
+  // trainLimit counts the images trained on; the validation images come from the rest of the 60,000 (src/data/dataset.ts).
   const { size, holdout } = spec.data.validation;
-  const available = spec.data.trainLimit ?? 60000;
-  if (size > available || (holdout && size >= available)) {
+  if (holdout && size >= TRAIN_FILE_IMAGES) {
     ctx.addIssue({
       code: 'custom',
       path: ['data', 'validation', 'size'],
-      message: `expected fewer than the ${available} training images${holdout ? ' (holdout leaves none to train on)' : ''}, got ${size}`,
+      message: `expected fewer than the ${TRAIN_FILE_IMAGES} training images (holdout leaves none to train on), got ${size}`,
+    });
+  } else if (holdout && spec.data.trainLimit !== null && spec.data.trainLimit > TRAIN_FILE_IMAGES - size) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['data', 'trainLimit'],
+      message: `expected at most the ${TRAIN_FILE_IMAGES - size} images left after the ${size} held-out validation images, got ${spec.data.trainLimit}`,
     });
   }
 }

@@ -13,7 +13,7 @@ const repoRoot = path.resolve(__dirname, '../..');
 const bin = path.join(repoRoot, 'bin', 'regtrain');
 const quick = path.join(repoRoot, 'configs', 'quick.yaml');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-backend-'));
-const tiny = ['--set', 'data.trainLimit=400', '--set', 'data.validation.size=100', '--set', 'data.testLimit=100', '--set', 'training.epochs=1'];
+const tiny = ['--set', 'data.trainLimit=300', '--set', 'data.validation.size=100', '--set', 'data.testLimit=100', '--set', 'training.epochs=1'];
 
 function hasModule(name: string): string | null {
   try {

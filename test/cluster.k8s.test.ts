@@ -11,7 +11,7 @@ const { tmp, env: baseEnv } = clusterEnv('regtrain-k8s-', { dropRegtrainVars: tr
 const SPEC = `
 name: K8s_Tiny
 seed: 5
-data: { trainLimit: 2000, testLimit: 500, validation: { size: 200 } }
+data: { trainLimit: 1800, testLimit: 500, validation: { size: 200 } }
 model:
   layers:
     - flatten: { inputShape: [28, 28] }

@@ -19,7 +19,7 @@ delete env.SLURM_CPUS_PER_TASK;
 const SPEC = `
 name: tiny
 seed: 7
-data: { trainLimit: 2000, testLimit: 500, validation: { size: 200 } }
+data: { trainLimit: 1800, testLimit: 500, validation: { size: 200 } }
 model:
   layers:
     - flatten: { inputShape: [28, 28] }

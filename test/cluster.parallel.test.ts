@@ -11,7 +11,7 @@ env.REGTRAIN_DATA_DIR = path.join(tmp, 'cache');
 const SPEC = `
 name: paralleltiny
 seed: 21
-data: { trainLimit: 3000, testLimit: 1000, validation: { size: 300 } }
+data: { trainLimit: 2700, testLimit: 1000, validation: { size: 300 } }
 model:
   layers:
     - flatten: { inputShape: [28, 28] }

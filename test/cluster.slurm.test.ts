@@ -12,7 +12,7 @@ env.REGTRAIN_DATA_DIR = path.join(tmp, 'cache');
 const SPEC = `
 name: slurmtiny
 seed: 11
-data: { trainLimit: 3000, testLimit: 1000, validation: { size: 300 } }
+data: { trainLimit: 2700, testLimit: 1000, validation: { size: 300 } }
 model:
   layers:
     - flatten: { inputShape: [28, 28] }

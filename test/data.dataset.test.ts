@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { loadDataset, splitToTensors, type DataOptions, type Split } from '../src/data/dataset';
 import { InputError } from '../src/errors';
+import { validateSpec } from '../src/spec';
 import { CLASS_NAMES, PIXELS, TEST_LABELS, TRAIN_LABELS, tinyManifest, tmpDir, writeTiny } from './fixtures/data/tiny';
 
 const SOURCE = writeTiny(tmpDir(), true);
@@ -125,11 +126,23 @@ test('a stratified split without shuffle takes the first images of each class', 
   assert.deepEqual(perClass(ds.validation), [3, 2, 1]);
 });
 
-test('limits take the first images before the split and never exceed the file', async () => {
+test('trainLimit counts the images trained on: the first ones outside the validation set, which does not depend on it', async () => {
   const ds = await load({ trainLimit: 8, testLimit: 3, validation: validation(3) });
   assert.deepEqual(indices(ds.validation), [0, 1, 2]);
-  assert.deepEqual(indices(ds.train), [3, 4, 5, 6, 7]);
+  assert.deepEqual(indices(ds.train), [3, 4, 5, 6, 7, 8, 9, 10]);
   assert.equal(ds.test.count, 3);
+  // A sweep over trainLimit validates every member on the same (here shuffled) images.
+  const shuffled = validation(4, { shuffle: true });
+  const small = await load({ trainLimit: 2, validation: shuffled });
+  const large = await load({ trainLimit: 12, validation: shuffled });
+  assert.deepEqual(indices(small.validation), indices(large.validation));
+  assert.equal(small.train.count, 2);
+  assert.equal(large.train.count, 12);
+  assert.deepEqual(indices(small.train), indices(large.train).slice(0, 2));
+  assert.ok(!indices(large.train).some((i) => indices(large.validation).includes(i)), 'no validation image is trained on');
+  // Without holdout (the tutorial's leak) it is the first N images, the validation ones among them.
+  const leak = await load({ trainLimit: 5, validation: validation(3, { holdout: false }) });
+  assert.deepEqual(indices(leak.train), [0, 1, 2, 3, 4]);
   const big = await load({ trainLimit: 1000, testLimit: 1000 });
   assert.equal(big.train.count, 20);
   assert.equal(big.test.count, 5);
@@ -157,4 +170,14 @@ test('a split becomes a float32 [count, 28, 28] tensor and int32 labels', async 
     x.dispose();
     y.dispose();
   }
+});
+
+test('a spec whose trainLimit exceeds what the held-out validation leaves is refused at data.trainLimit', () => {
+  const spec = { name: 'limit', model: { layers: [{ flatten: {} }, { dense: { units: 10, activation: 'softmax' } }] } };
+  assert.throws(
+    () => validateSpec({ ...spec, data: { trainLimit: 58000, validation: { size: 5000 } } }),
+    (err: Error) => err.message === '! data.trainLimit: expected at most the 55000 images left after the 5000 held-out validation images, got 58000 ((spec))',
+  );
+  assert.equal(validateSpec({ ...spec, data: { trainLimit: 55000, validation: { size: 5000 } } }).data.trainLimit, 55000);
+  assert.equal(validateSpec({ ...spec, data: { trainLimit: 60000, validation: { size: 5000, holdout: false } } }).data.trainLimit, 60000);
 });

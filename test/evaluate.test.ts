@@ -18,7 +18,7 @@ const ROOT = path.resolve(__dirname, '../..');
 const BIN = path.join(ROOT, 'bin', 'regtrain');
 const QUICK = path.join(ROOT, 'configs', 'quick.yaml');
 const TEST_COUNT = 500;
-const TINY = ['--backend', 'wasm', '--set', 'data.trainLimit=600', '--set', 'data.validation.size=100', '--set', `data.testLimit=${TEST_COUNT}`, '--set', 'training.epochs=2'];
+const TINY = ['--backend', 'wasm', '--set', 'data.trainLimit=500', '--set', 'data.validation.size=100', '--set', `data.testLimit=${TEST_COUNT}`, '--set', 'training.epochs=2'];
 const FASHION_CLASSES = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'];
 
 let TMP = '';

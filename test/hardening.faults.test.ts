@@ -31,7 +31,7 @@ after(() => {
 });
 
 /** The tiny training settings every run here uses (a couple of seconds at most). */
-const TINY = ['--set', 'data.trainLimit=600', '--set', 'data.validation.size=100', '--set', 'data.testLimit=200', '--set', 'training.epochs=1'];
+const TINY = ['--set', 'data.trainLimit=500', '--set', 'data.validation.size=100', '--set', 'data.testLimit=200', '--set', 'training.epochs=1'];
 const SPEC = path.join(TMP, 'tiny.yaml');
 fs.writeFileSync(SPEC, 'name: tiny\nmodel:\n  layers:\n    - flatten: {}\n    - dense: { units: 10, activation: softmax }\n');
 /** A data cache shared by the runs that are not about data (filled from /usr/share/datasets on first use). */

@@ -67,7 +67,7 @@ const CORPUS: Record<string, string> = {
   // unknown keys
   'unknown-top-level-key.yaml': "! optimiser: unknown key (did you mean 'optimizer'?) (unknown-top-level-key.yaml:2:1)",
   'unknown-nested-key.yaml': "! model.layers.1.dense.kernel_regularizer: unknown key (did you mean 'kernelRegularizer'?) (unknown-nested-key.yaml:5:48)",
-  'unknown-layer-type.yaml': '! model.layers.1.conv2d: unknown layer type (unknown-layer-type.yaml:5:7)',
+  'unknown-layer-type.yaml': "! model.layers.1.conv3d: unknown layer type (did you mean 'conv2d'?) (unknown-layer-type.yaml:5:7)",
   // negative / zero / NaN / infinite / huge numbers
   'number-negative-units.yaml': '! model.layers.1.dense.units: expected a positive integer, got -64 (number-negative-units.yaml:5:23)',
   'number-zero-batch.yaml': '! training.batchSize: expected a positive integer, got 0 (number-zero-batch.yaml:7:14)',

@@ -20,7 +20,7 @@ import { serve, tinyFiles, tinyManifest, tmpDir, writeTiny } from './fixtures/da
 const ROOT = path.resolve(__dirname, '../..');
 const BIN = path.join(ROOT, 'bin', 'regtrain');
 const QUICK = path.join(ROOT, 'configs', 'quick.yaml');
-const TINY = ['--backend', 'wasm', '--set', 'data.trainLimit=600', '--set', 'data.validation.size=100', '--set', 'data.testLimit=300'];
+const TINY = ['--backend', 'wasm', '--set', 'data.trainLimit=500', '--set', 'data.validation.size=100', '--set', 'data.testLimit=300'];
 /** Signal numbers on Linux, for /proc/PID/status's SigCgt mask. */
 const SIGNUM: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 };
 

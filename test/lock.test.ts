@@ -152,7 +152,7 @@ for (const signal of ['SIGKILL', 'SIGSEGV'] as const) {
       'run',
       QUICK,
       '--set',
-      'data.trainLimit=1200',
+      'data.trainLimit=1000',
       '--set',
       'data.validation.size=200',
       '--set',

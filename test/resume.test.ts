@@ -10,7 +10,7 @@ const bin = path.join(repoRoot, 'bin', 'regtrain');
 const quick = path.join(repoRoot, 'configs', 'quick.yaml');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-resume-'));
 const env = { ...process.env, REGTRAIN_DATA_DIR: path.join(tmp, 'cache') };
-const small = ['--set', 'data.trainLimit=1200', '--set', 'data.validation.size=200', '--set', 'data.testLimit=300', '--set', 'training.epochs=3', '--backend', 'wasm'];
+const small = ['--set', 'data.trainLimit=1000', '--set', 'data.validation.size=200', '--set', 'data.testLimit=300', '--set', 'training.epochs=3', '--backend', 'wasm'];
 
 function regtrain(args: string[], extraEnv: Record<string, string> = {}) {
   return spawnSync(process.execPath, [bin, ...args], { cwd: tmp, env: { ...env, ...extraEnv }, encoding: 'utf8' });

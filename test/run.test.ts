@@ -17,7 +17,7 @@ const BIN = path.join(ROOT, 'bin', 'regtrain');
 const QUICK = path.join(ROOT, 'configs', 'quick.yaml');
 const SPECS = path.join(ROOT, 'test', 'fixtures', 'specs');
 /** Same backend everywhere, so that runs are comparable number for number. */
-const TINY = ['--backend', 'wasm', '--set', 'data.trainLimit=600', '--set', 'data.validation.size=100', '--set', 'data.testLimit=500', '--set', 'training.epochs=2'];
+const TINY = ['--backend', 'wasm', '--set', 'data.trainLimit=500', '--set', 'data.validation.size=100', '--set', 'data.testLimit=500', '--set', 'training.epochs=2'];
 const RUN_TIMEOUT = 90_000;
 
 let TMP = '';
@@ -104,6 +104,7 @@ test('a quick run on the real dataset exits 0 and writes a complete run director
   assert.equal(m.name, 'quick');
   assert.equal(m.seed, 1234);
   assert.equal(m.backend.name, 'wasm');
+  // trainLimit=500 counts the images trained on; the 100 validation images are held out apart.
   assert.deepEqual(m.dataset.sizes, { train: 500, validation: 100, test: 500 });
   assert.equal(m.test?.count, 500);
   assert.ok(m.test!.accuracy > 0.1 && m.test!.accuracy <= 1, `test accuracy ${m.test!.accuracy}`);
@@ -142,7 +143,7 @@ test('a quick run on the real dataset exits 0 and writes a complete run director
     data: { trainLimit: number; testLimit: number; validation: { size: number } };
     training: { epochs: number; batchSize: number };
   };
-  assert.equal(spec.data.trainLimit, 600);
+  assert.equal(spec.data.trainLimit, 500);
   assert.equal(spec.data.testLimit, 500);
   assert.equal(spec.data.validation.size, 100);
   assert.deepEqual([spec.training.epochs, spec.training.batchSize], [2, 32]);

@@ -15,7 +15,7 @@ const FAKE = path.join(ROOT, 'test', 'fixtures', 'bin');
 const BASE = `
 name: tiny
 seed: 1234
-data: { trainLimit: 1000, testLimit: 500, validation: { size: 200 } }
+data: { trainLimit: 800, testLimit: 500, validation: { size: 200 } }
 model:
   layers:
     - flatten: {}

@@ -539,7 +539,7 @@ describe('regtrain run', () => {
       'run',
       path.join(root, 'configs', 'quick.yaml'),
       '--set',
-      'data.trainLimit=1200',
+      'data.trainLimit=1000',
       '--set',
       'data.validation.size=200',
       '--set',

@@ -118,6 +118,9 @@ export function penaltiesFromModel(model: tf.Sequential): Penalty[] | { unsuppor
   return out;
 }
 
+/** Layers with hand-written gradients nowhere in this step: models with them take the reference (autodiff) step. */
+const SPATIAL_LAYERS = new Set(['Reshape', 'Conv2D', 'MaxPooling2D', 'AveragePooling2D', 'GlobalAveragePooling2D', 'SpatialDropout2D']);
+
 export function createLeanStep(model: tf.Sequential, optimizer: Optimizer, penalties: Penalty[]): LeanStep | { unsupported: string } {
   const layers = model.layers as unknown as DenseLike[];
   let flatten = false;
@@ -140,6 +143,8 @@ export function createLeanStep(model: tf.Sequential, optimizer: Optimizer, penal
       return { unsupported: `penalty given for layer ${p.layerIndex}, which has no kernelRegularizer` };
     }
   }
+  const spatial = layers.findIndex((l) => SPATIAL_LAYERS.has(l.getClassName()));
+  if (spatial >= 0) return { unsupported: `layer ${spatial} is ${layers[spatial]!.getClassName()}: convolution, pooling and reshape layers train on the autodiff step` };
   for (let i = 0; i < layers.length; i++) {
     const layer = layers[i];
     const cls = layer.getClassName();

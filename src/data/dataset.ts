@@ -33,8 +33,14 @@ export interface DataOptions {
    * proportions (combined with shuffle: random within each class; without: first of each class).
    */
   validation: { size: number; holdout: boolean; shuffle: boolean; stratify: boolean };
-  /** First N images of each file, applied before the split; null = all. */
+  /**
+   * The number of images trained on (null = all): the first N of the training file's images
+   * outside the validation set, which is chosen from the whole file first, so it is the same
+   * whatever the limit (a sweep over trainLimit validates every member on the same images).
+   * Without holdout the first N images of the file (the validation images among them, the leak).
+   */
   trainLimit: number | null;
+  /** The first N images of the test file; null = all. */
   testLimit: number | null;
   seed: number;
   onProgress?: (e: FetchProgress) => void;
@@ -190,21 +196,22 @@ export async function loadDataset(opts: DataOptions): Promise<Dataset> {
   const train = rawSplit(need('trainImages'), need('trainLabels'), numClasses);
   const test = rawSplit(need('testImages'), need('testLabels'), numClasses);
 
-  const n = opts.trainLimit === null ? train.count : Math.min(opts.trainLimit, train.count);
+  const n = train.count;
   const testCount = opts.testLimit === null ? test.count : Math.min(opts.testLimit, test.count);
   if (v.size > n) throw new InputError(`validation size ${v.size} is more than the ${n} training images`);
   if (v.holdout && v.size > 0 && v.size === n) throw new InputError(`validation size ${v.size} with holdout leaves no training images`);
 
   const valIdx = v.size > 0 ? chooseValidation(train.labels, n, v.size, v.shuffle, v.stratify, opts.seed, numClasses) : null;
+  const limit = opts.trainLimit ?? n;
   let trainIdx: Int32Array | null = null;
   if (valIdx && v.holdout) {
     const inVal = new Uint8Array(n);
     for (const i of valIdx) inVal[i] = 1;
-    trainIdx = new Int32Array(n - valIdx.length);
+    trainIdx = new Int32Array(Math.min(limit, n - valIdx.length));
     let m = 0;
-    for (let i = 0; i < n; i++) if (!inVal[i]) trainIdx[m++] = i;
+    for (let i = 0; i < n && m < trainIdx.length; i++) if (!inVal[i]) trainIdx[m++] = i;
   }
-  const trainCount = trainIdx ? trainIdx.length : n;
+  const trainCount = trainIdx ? trainIdx.length : Math.min(limit, n);
 
   let mean = 0;
   let std = 1;

@@ -5,6 +5,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { BuiltModel, penaltyOf, penaltyValues } from '../model';
 import { NUM_CLASSES } from '../spec';
+import { spatialNoiseShape } from '../spatial-dropout';
 import type { Split } from './types';
 
 /** Keras's epsilon: probabilities are clipped to [ε, 1−ε] before the log. */
@@ -27,7 +28,7 @@ export function forward(built: BuiltModel, x: tf.Tensor, training: boolean, drop
   built.model.layers.forEach((layer, i) => {
     const rate = built.dropout.get(i);
     if (rate !== undefined) {
-      if (training && rate > 0) h = tf.dropout(h, rate, undefined, dropoutSeed + i);
+      if (training && rate > 0) h = tf.dropout(h, rate, built.spatialDropout.has(i) ? spatialNoiseShape(h) : undefined, dropoutSeed + i);
     } else {
       h = layer.apply(h, { training }) as tf.Tensor;
     }

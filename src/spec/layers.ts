@@ -1,0 +1,313 @@
+/**
+ * The spec's layers: zod schemas with tfjs-layers' camelCase names and Keras's defaults, and the
+ * shape rules that check a layer stack before anything is built (output shapes, parameter
+ * counts and weight shapes by Keras's formulas). src/spec.ts assembles them into the experiment spec.
+ */
+import { z } from 'zod';
+
+/** Fashion-MNIST images are 28×28, one channel. */
+export const IMAGE_SHAPE = [28, 28] as const;
+/** Refused before anything is allocated (a typo like `units: 1e9` must not eat the machine). */
+export const MAX_UNITS = 65536;
+export const MAX_FILTERS = 4096;
+/** No map is wider than the 784 values of an image, so neither is a kernel, pool or stride. */
+export const MAX_WINDOW = 784;
+/** Values per image of a conv2d layer's output: 28×28×1024 fits, 28×28×4096 (12 MiB per image) does not. */
+export const MAX_MAP_VALUES = 1_000_000;
+
+const num = (what = 'a number') => z.number({ error: `expected ${what}` });
+const nonNegative = () => num('a finite number ≥ 0').min(0, { error: 'expected a finite number ≥ 0' });
+const positiveInt = (max: number) =>
+  z
+    .number({ error: 'expected a positive integer' })
+    .int({ error: 'expected an integer' })
+    .min(1, { error: 'expected a positive integer' })
+    .max(max, { error: `expected at most ${max}` });
+const rate = () => num('a rate in [0, 1)').min(0, { error: 'expected a rate in [0, 1)' }).lt(1, { error: 'expected a rate in [0, 1)' });
+const bool = () => z.boolean({ error: 'expected true or false' });
+const oneOf = <T extends readonly [string, ...string[]]>(values: T) => z.enum(values, { error: `expected one of ${values.join(', ')}` });
+
+/** tfjs and tf.keras 2 give a bare `l1`/`l2`/`l1l2` a factor of 0.01 (Keras 3's bare `L1L2()` means zero). */
+const SHORTHAND_FACTOR = 0.01;
+const REGULARIZER_SHORTHANDS: Record<string, { l1?: number; l2?: number }> = {
+  l1: { l1: SHORTHAND_FACTOR },
+  l2: { l2: SHORTHAND_FACTOR },
+  l1l2: { l1: SHORTHAND_FACTOR, l2: SHORTHAND_FACTOR },
+};
+
+/** Penalty = l1·Σ|w| + l2·Σw² (Keras's form: no ½ on the L2 term). Either factor defaults to 0. */
+const regularizer = z
+  .preprocess(
+    (v) => (typeof v === 'string' && v in REGULARIZER_SHORTHANDS ? { ...REGULARIZER_SHORTHANDS[v] } : v),
+    z.strictObject(
+      {
+        l1: nonNegative().default(0),
+        l2: nonNegative().default(0),
+      },
+      { error: 'expected {l1, l2} or one of l1, l2, l1l2' },
+    ),
+  )
+  .nullable()
+  .default(null);
+export type RegularizerSpec = { l1: number; l2: number };
+
+const ACTIVATIONS = ['linear', 'relu', 'relu6', 'elu', 'selu', 'sigmoid', 'hardSigmoid', 'tanh', 'softmax', 'softplus', 'softsign', 'swish', 'mish', 'gelu'] as const;
+const INITIALIZERS = ['glorotUniform', 'glorotNormal', 'heUniform', 'heNormal', 'leCunUniform', 'leCunNormal', 'zeros', 'ones'] as const;
+
+/** Keras's int-or-pair arguments (kernel_size=3 or (3, 5)): height, width. */
+const window = (max: number) =>
+  z.union([positiveInt(max), z.tuple([positiveInt(max), positiveInt(max)], { error: 'expected a positive integer or [height, width]' })], {
+    error: 'expected a positive integer or [height, width]',
+  });
+export type Window = number | [number, number];
+const padding = () => oneOf(['valid', 'same'] as const).default('valid');
+
+const flattenLayer = z.strictObject({
+  /** Fashion-MNIST images are 28×28; stated here for Keras readers, and checked. */
+  inputShape: z.tuple([num(), num()], { error: 'expected [28, 28]' }).default([28, 28]),
+});
+const denseLayer = z.strictObject({
+  units: positiveInt(MAX_UNITS),
+  /** Keras's default: no activation (linear). */
+  activation: oneOf(ACTIVATIONS).default('linear'),
+  useBias: bool().default(true),
+  kernelInitializer: oneOf(INITIALIZERS).default('glorotUniform'),
+  biasInitializer: oneOf(INITIALIZERS).default('zeros'),
+  kernelRegularizer: regularizer,
+  biasRegularizer: regularizer,
+  activityRegularizer: regularizer,
+});
+const dropoutLayer = z.strictObject({ rate: rate() });
+const batchNormLayer = z.strictObject({
+  /** Keras defaults. */
+  momentum: rate().default(0.99),
+  epsilon: num('a positive number').positive({ error: 'expected a positive number' }).default(0.001),
+  center: bool().default(true),
+  scale: bool().default(true),
+});
+/** Keras's Reshape: the per-image shape, one entry may be -1 (inferred from the others). */
+const reshapeLayer = z.strictObject({
+  targetShape: z
+    .array(
+      z
+        .number({ error: 'expected a positive integer or -1' })
+        .int({ error: 'expected a positive integer or -1' })
+        .refine((d) => d === -1 || (d >= 1 && d <= MAX_WINDOW), { error: `expected a positive integer up to ${MAX_WINDOW} or -1` }),
+      { error: 'expected a list such as [28, 28, 1]' },
+    )
+    .min(1, { error: 'expected 1 to 3 dimensions' })
+    .max(3, { error: 'expected 1 to 3 dimensions' })
+    .refine((s) => s.filter((d) => d === -1).length <= 1, { error: 'expected at most one -1' }),
+});
+/** Keras's Conv2D (channels last, dilation 1, groups 1). */
+const conv2dLayer = z.strictObject({
+  filters: positiveInt(MAX_FILTERS),
+  kernelSize: window(MAX_WINDOW),
+  strides: window(MAX_WINDOW).default(1),
+  padding: padding(),
+  activation: oneOf(ACTIVATIONS).default('linear'),
+  useBias: bool().default(true),
+  kernelInitializer: oneOf(INITIALIZERS).default('glorotUniform'),
+  biasInitializer: oneOf(INITIALIZERS).default('zeros'),
+  kernelRegularizer: regularizer,
+  biasRegularizer: regularizer,
+  activityRegularizer: regularizer,
+});
+/** Keras's MaxPooling2D / AveragePooling2D: pool 2×2, strides = the pool (null), valid padding. */
+const poolingLayer = z.strictObject({
+  poolSize: window(MAX_WINDOW).default(2),
+  strides: window(MAX_WINDOW).nullable().default(null),
+  padding: padding(),
+});
+const globalAveragePoolingLayer = z.strictObject({});
+/** Keras's SpatialDropout2D: drops whole channels (feature maps) instead of single values. */
+const spatialDropoutLayer = z.strictObject({ rate: rate() });
+
+export const LAYER_TYPES = [
+  'flatten',
+  'dense',
+  'dropout',
+  'batchNormalization',
+  'reshape',
+  'conv2d',
+  'maxPooling2d',
+  'averagePooling2d',
+  'globalAveragePooling2d',
+  'spatialDropout2d',
+] as const;
+export type LayerType = (typeof LAYER_TYPES)[number];
+
+/** A layer is a map with exactly one key, its type: `- dense: { units: 10 }`. */
+export const layerSchema = z
+  .strictObject(
+    {
+      flatten: flattenLayer.optional(),
+      dense: denseLayer.optional(),
+      dropout: dropoutLayer.optional(),
+      batchNormalization: batchNormLayer.optional(),
+      reshape: reshapeLayer.optional(),
+      conv2d: conv2dLayer.optional(),
+      maxPooling2d: poolingLayer.optional(),
+      averagePooling2d: poolingLayer.optional(),
+      globalAveragePooling2d: globalAveragePoolingLayer.optional(),
+      spatialDropout2d: spatialDropoutLayer.optional(),
+    },
+    { error: `expected a layer: one of ${LAYER_TYPES.join(', ')}` },
+  )
+  .superRefine((l, ctx) => {
+    const kinds = Object.keys(l).filter((k) => l[k as LayerType] !== undefined);
+    if (kinds.length !== 1) ctx.addIssue({ code: 'custom', message: `expected exactly one layer type (${LAYER_TYPES.join(', ')}), got ${kinds.length}` });
+  });
+export type LayerSpec = z.infer<typeof layerSchema>;
+export type Conv2dSpec = z.infer<typeof conv2dLayer>;
+export type PoolingSpec = z.infer<typeof poolingLayer>;
+
+export function layerType(l: LayerSpec): LayerType {
+  for (const t of LAYER_TYPES) if (l[t] !== undefined) return t;
+  throw new Error('layer without a type (the schema should have refused it)');
+}
+
+/** The tfjs-layers class each layer type builds (what a saved model.json names). */
+export const TFJS_CLASS: Record<LayerType, string> = {
+  flatten: 'Flatten',
+  dense: 'Dense',
+  dropout: 'Dropout',
+  batchNormalization: 'BatchNormalization',
+  reshape: 'Reshape',
+  conv2d: 'Conv2D',
+  maxPooling2d: 'MaxPooling2D',
+  averagePooling2d: 'AveragePooling2D',
+  globalAveragePooling2d: 'GlobalAveragePooling2D',
+  spatialDropout2d: 'SpatialDropout2D',
+};
+
+// ---------- shapes (Keras's rules, channels last) ----------
+
+export const pair = (w: Window): [number, number] => (typeof w === 'number' ? [w, w] : w);
+const product = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
+/** 1×1×32, or "800" for a flat vector. */
+export const fmtShape = (shape: readonly number[]) => shape.join('×');
+
+/**
+ * One spatial dimension after a window of size k moved with stride s (Keras's conv_output_length):
+ * valid: ⌊(n − k) / s⌋ + 1 (0 when the window does not fit); same: ⌈n / s⌉.
+ */
+export function windowOutput(n: number, k: number, s: number, pad: 'valid' | 'same'): number {
+  return pad === 'same' ? Math.ceil(n / s) : n < k ? 0 : Math.floor((n - k) / s) + 1;
+}
+
+export interface LayerShape {
+  /** Per image (no batch dimension). */
+  outputShape: number[];
+  /** Keras's count: trainable and non-trainable (batch norm's moving statistics). */
+  params: number;
+  /** The layer's weights in tfjs's order (kernel, bias; gamma, beta, moving mean, moving variance). */
+  weightShapes: number[][];
+}
+
+export interface ShapeIssue {
+  /** Relative to model.layers. */
+  path: (string | number)[];
+  message: string;
+}
+
+const NEEDS_MAP = new Set<LayerType>(['conv2d', 'maxPooling2d', 'averagePooling2d', 'globalAveragePooling2d', 'spatialDropout2d']);
+
+/**
+ * Walks the layer stack from the 28×28 input: each layer's output shape, parameter count and
+ * weight shapes, and the first shape a layer cannot take (with the shapes involved). After that
+ * the shapes are guesses, so later shape problems are not reported (they are often the same mistake).
+ */
+export function layerShapes(layers: LayerSpec[]): { shapes: LayerShape[]; issues: ShapeIssue[] } {
+  let shape: number[] = [...IMAGE_SHAPE];
+  const shapes: LayerShape[] = [];
+  const issues: ShapeIssue[] = [];
+  layers.forEach((l, i) => {
+    // A layer the schema refused (no known type) is passed through: its own error says why.
+    const type = LAYER_TYPES.find((t) => l[t] !== undefined);
+    if (type === undefined) {
+      shapes.push({ outputShape: shape, params: 0, weightShapes: [] });
+      return;
+    }
+    const at = (...p: string[]) => [i, type, ...p];
+    const input = shape;
+    let params = 0;
+    const weightShapes: number[][] = [];
+    if (NEEDS_MAP.has(type) && input.length !== 3) {
+      const got =
+        input.length === 2
+          ? `got ${fmtShape(input)}: put reshape { targetShape: [${input.join(', ')}, 1] } before it`
+          : `got a flat vector of ${input[0]} values: put it before the flatten layer, or reshape the vector to height, width, channels`;
+      issues.push({ path: at(), message: `${type} needs a height×width×channels input, ${got}` });
+      shape = input.length === 2 ? [...input, 1] : [input[0]!, 1, 1];
+    }
+    const map = shape;
+    const [h, w, c] = map as [number, number, number];
+    if (l.flatten) {
+      const [a, b] = l.flatten.inputShape;
+      if (a !== IMAGE_SHAPE[0] || b !== IMAGE_SHAPE[1]) issues.push({ path: at('inputShape'), message: `expected [28, 28] (Fashion-MNIST images), got [${a}, ${b}]` });
+      shape = [product(input)];
+    } else if (l.dense) {
+      let n = input[0]!;
+      if (input.length !== 1) {
+        issues.push({
+          path: at(),
+          message:
+            i === 0
+              ? 'a flatten layer must come before the first dense layer (inputs are 28×28 images)'
+              : `a dense layer needs a flat input, but layer ${i - 1} outputs ${fmtShape(input)}: put a flatten or globalAveragePooling2d layer before it`,
+        });
+        n = product(input);
+      }
+      weightShapes.push([n, l.dense.units]);
+      if (l.dense.useBias) weightShapes.push([l.dense.units]);
+      shape = [l.dense.units];
+    } else if (l.batchNormalization) {
+      const channels = input[input.length - 1]!;
+      if (l.batchNormalization.scale) weightShapes.push([channels]);
+      if (l.batchNormalization.center) weightShapes.push([channels]);
+      weightShapes.push([channels], [channels]);
+    } else if (l.reshape) {
+      const target = l.reshape.targetShape;
+      const have = product(input);
+      const known = product(target.filter((d) => d !== -1));
+      if (target.includes(-1)) {
+        if (have % known !== 0) {
+          issues.push({
+            path: at('targetShape'),
+            message: `cannot reshape ${have} values (${fmtShape(input)}) into [${target.join(', ')}]: ${have} is not a multiple of ${known}`,
+          });
+          shape = target.map((d) => (d === -1 ? 1 : d));
+        } else shape = target.map((d) => (d === -1 ? have / known : d));
+      } else {
+        if (known !== have) issues.push({ path: at('targetShape'), message: `cannot reshape ${have} values (${fmtShape(input)}) into ${fmtShape(target)} = ${known} values` });
+        shape = [...target];
+      }
+    } else if (l.conv2d) {
+      const k = pair(l.conv2d.kernelSize);
+      const s = pair(l.conv2d.strides);
+      const out = [windowOutput(h, k[0], s[0], l.conv2d.padding), windowOutput(w, k[1], s[1], l.conv2d.padding)] as const;
+      if (out[0] < 1 || out[1] < 1)
+        issues.push({ path: at('kernelSize'), message: `a ${fmtShape(k)} kernel does not fit a ${fmtShape(map)} map (the output would be ${fmtShape(out)})` });
+      weightShapes.push([k[0], k[1], c, l.conv2d.filters]);
+      if (l.conv2d.useBias) weightShapes.push([l.conv2d.filters]);
+      shape = [Math.max(1, out[0]), Math.max(1, out[1]), l.conv2d.filters];
+    } else if (l.maxPooling2d || l.averagePooling2d) {
+      const p = (l.maxPooling2d ?? l.averagePooling2d)!;
+      const k = pair(p.poolSize);
+      const s = pair(p.strides ?? p.poolSize);
+      const out = [windowOutput(h, k[0], s[0], p.padding), windowOutput(w, k[1], s[1], p.padding)] as const;
+      if (out[0] < 1 || out[1] < 1)
+        issues.push({ path: at('poolSize'), message: `a ${fmtShape(k)} pool does not fit a ${fmtShape(map)} map (the output would be ${fmtShape(out)})` });
+      shape = [Math.max(1, out[0]), Math.max(1, out[1]), c];
+    } else if (l.globalAveragePooling2d) {
+      shape = [c];
+    }
+    // dropout and spatialDropout2d keep the shape.
+    params = weightShapes.reduce((n, ws) => n + product(ws), 0);
+    if (l.conv2d && product(shape) > MAX_MAP_VALUES)
+      issues.push({ path: at(), message: `the output ${fmtShape(shape)} has ${product(shape)} values per image, more than the limit of ${MAX_MAP_VALUES}` });
+    shapes.push({ outputShape: shape, params, weightShapes });
+  });
+  return { shapes, issues: issues.slice(0, 1) };
+}

@@ -1,0 +1,66 @@
+/**
+ * A study crossing variants with a sweep over data.trainLimit, run for real on tiny slices
+ * (8 runs of one epoch on 50 or 100 images): each member trains on exactly trainLimit images
+ * with the same validation images, and compare pairs every variant with the baseline variant
+ * at the same training-set size (not with the baseline at one arbitrary size).
+ */
+import { test, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+const ROOT = path.resolve(__dirname, '../..');
+const BIN = path.join(ROOT, 'bin', 'regtrain');
+const TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-small-data-'));
+const ENV = { ...process.env, REGTRAIN_DATA_DIR: path.join(TMP, 'cache'), XDG_CACHE_HOME: path.join(TMP, 'xdg') };
+
+const regtrain = (args: string[]) => spawnSync(process.execPath, [BIN, ...args], { cwd: TMP, env: ENV, encoding: 'utf8' });
+
+before(() => {
+  fs.writeFileSync(
+    path.join(TMP, 'sweep.yaml'),
+    `name: tiny-sweep
+seed: 1
+backend: wasm
+data: { testLimit: 100, validation: { size: 30, shuffle: true } }
+model:
+  layers:
+    - flatten: {}
+    - dense: { units: 10, activation: softmax }
+training: { epochs: 1, batchSize: 25 }
+repeats: 2
+sweep:
+  data.trainLimit: [50, 100]
+variants:
+  baseline: {}
+  l2:
+    model.layers.1.dense.kernelRegularizer: { l2: 0.01 }
+`,
+  );
+  const r = regtrain(['run', 'sweep.yaml', '--out', 'study', '--jobs', '2']);
+  assert.equal(r.status, 0, r.stderr);
+});
+
+test('every member trains on exactly trainLimit images and validates on the same 30', () => {
+  const runs = fs.readdirSync(path.join(TMP, 'study', 'runs')).sort();
+  assert.equal(runs.length, 8);
+  for (const run of runs) {
+    const m = JSON.parse(fs.readFileSync(path.join(TMP, 'study', 'runs', run, 'metrics.json'), 'utf8')) as { dataset: { sizes: { train: number; validation: number } } };
+    const limit = Number(/trainLimit=(\d+)/.exec(run)![1]);
+    assert.deepEqual(m.dataset.sizes, { train: limit, validation: 30, test: 100 }, run);
+  }
+});
+
+test('compare pairs each variant with the baseline variant at the same training-set size', () => {
+  const r = regtrain(['compare', 'study', '--json']);
+  assert.equal(r.status, 0, r.stderr);
+  const result = JSON.parse(r.stdout) as { paired: { group: string; baseline: string; pairs: number }[] };
+  assert.deepEqual(result.paired.map((p) => [p.group, p.baseline, p.pairs]).sort(), [
+    ['l2-trainLimit=100', 'baseline-trainLimit=100', 2],
+    ['l2-trainLimit=50', 'baseline-trainLimit=50', 2],
+  ]);
+  const text = regtrain(['compare', 'study']);
+  assert.match(text.stdout, /Paired against the baseline variant at the same sweep point, matched by seed:/);
+});
