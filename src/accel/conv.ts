@@ -14,10 +14,9 @@
  * dW[kh,kw,ci,co] = Σ_{b,oh,ow} x[b, oh·sH + kh − padTop, ow·sW + kw − padLeft, ci] · dy[b,oh,ow,co]
  * summed in float64 in one fixed order (b, oh, ow), rounded to float32 once: identical on every run.
  */
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { loadBlas } from './blas';
+import { heapModuleLoader, simdOff } from './heap-module';
 import { heapGemm, type WasmGemmKind } from './gemm';
 
 type TensorInfo = tf.TensorInfo;
@@ -232,37 +231,14 @@ interface ConvSimd {
   ): void;
 }
 
-// The ES2022 lib has no WebAssembly types (they come with DOM); the few used here:
-// eslint-disable-next-line @typescript-eslint/no-namespace -- an ambient declaration of a global, not a module
-declare namespace WebAssembly {
-  class Memory {
-    readonly buffer: ArrayBuffer;
-  }
-  class Module {
-    constructor(bytes: Uint8Array);
-  }
-  class Instance {
-    constructor(module: Module, imports: object);
-    readonly exports: Record<string, unknown>;
-  }
-}
-
-let convSimdCache: { memory: unknown; simd: ConvSimd | null } | null = null;
+const loadConvSimd = heapModuleLoader<ConvSimd>('conv.wasm');
 
 /** conv.wasm on this backend's heap; null when not built, REGTRAIN_SIMD=off, or the memory cannot be imported (the JS loops serve). */
 function convSimd(backend: WasmBackendLike): ConvSimd | null {
-  if (/^(off|0|false|no)$/i.test(process.env.REGTRAIN_SIMD ?? '')) return null;
+  if (simdOff()) return null;
   const memory = backend.wasm.asm?.memory;
   if (!memory) return null;
-  if (convSimdCache && convSimdCache.memory === memory) return convSimdCache.simd;
-  let simd: ConvSimd | null;
-  try {
-    simd = new WebAssembly.Instance(new WebAssembly.Module(fs.readFileSync(path.join(__dirname, 'conv.wasm'))), { env: { memory } }).exports as unknown as ConvSimd;
-  } catch {
-    simd = null;
-  }
-  convSimdCache = { memory, simd };
-  return simd;
+  return loadConvSimd(memory);
 }
 
 /** How many conv/pool gradients took the fast path (for tests and the bench: proof it ran). */

@@ -69,7 +69,8 @@ const JOB_MASK = 0x7fff;
 /** Parameter slot layout (Int32 words). */
 export const P = { tA: 0, tB: 1, m: 2, n: 3, k: 4, a: 5, lda: 6, b: 7, ldb: 8, c: 9, ldc: 10, bias: 11, relu: 12, rows: 13, blocks: 14 } as const;
 
-export interface GemmExportsShared {
+/** gemm.wat's exports (every build: plain, relaxed, shared). */
+export interface GemmExports {
   gemm(
     tA: number,
     tB: number,
@@ -89,8 +90,13 @@ export interface GemmExportsShared {
   scratchBytes(): number;
 }
 
+/** An instance of a GEMM build on `memory` (its only import). */
+export function instantiateGemm(module: WebAssembly.Module, memory: WebAssembly.Memory): GemmExports {
+  return new WebAssembly.Instance(module, { env: { memory } }).exports as unknown as GemmExports;
+}
+
 /** Runs block `block` of the job in slot `s`, then marks it finished for `job`. */
-function runBlock(ctl: Int32Array, ex: GemmExportsShared, scratch: number, s: number, job: number, block: number): void {
+function runBlock(ctl: Int32Array, ex: GemmExports, scratch: number, s: number, job: number, block: number): void {
   const rows = ctl[s + P.rows]!;
   const tA = ctl[s + P.tA]!;
   const lda = ctl[s + P.lda]!;
@@ -124,7 +130,7 @@ function runBlock(ctl: Int32Array, ex: GemmExportsShared, scratch: number, s: nu
  * (`worker` true) holds BUSY from before each claim until its block is done, and wakes the main thread
  * after each block.
  */
-export function runBlocks(ctl: Int32Array, ex: GemmExportsShared, scratch: number, worker: boolean): number {
+export function runBlocks(ctl: Int32Array, ex: GemmExports, scratch: number, worker: boolean): number {
   let ran = 0;
   for (;;) {
     if (worker) Atomics.store(ctl, BUSY, 1);
@@ -197,10 +203,10 @@ export interface GemmPool {
  */
 export function createGemmPool(module: WebAssembly.Module): GemmPool | { reason: string } {
   let memory: WebAssembly.Memory;
-  let ex: GemmExportsShared;
+  let ex: GemmExports;
   try {
     memory = new WebAssembly.Memory({ initial: 64, maximum: 32768, shared: true });
-    ex = new WebAssembly.Instance(module, { env: { memory } }).exports as unknown as GemmExportsShared;
+    ex = instantiateGemm(module, memory);
   } catch (e) {
     return { reason: `no shared wasm memory (${(e as Error).message.split('\n')[0]})` };
   }

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as v8 from 'node:v8';
-import { createGemmPool, gemmThreads, type GemmPool } from './gemm-pool';
+import { createGemmPool, gemmThreads, instantiateGemm, type GemmPool } from './gemm-pool';
 
 /**
  * regtrain's own single-precision GEMM in WebAssembly SIMD (gemm.wat), for when no native BLAS is
@@ -30,26 +30,6 @@ import { createGemmPool, gemmThreads, type GemmPool } from './gemm-pool';
  */
 
 export type WasmGemmKind = 'wasm-simd' | 'wasm-relaxed-simd';
-
-interface GemmExports {
-  gemm(
-    tA: number,
-    tB: number,
-    m: number,
-    n: number,
-    k: number,
-    a: number,
-    lda: number,
-    b: number,
-    ldb: number,
-    c: number,
-    ldc: number,
-    bias: number,
-    relu: number,
-    scratch: number,
-  ): void;
-  scratchBytes(): number;
-}
 
 // The ES2022 lib has no WebAssembly types (they come with DOM); the few used here:
 // eslint-disable-next-line @typescript-eslint/no-namespace -- an ambient declaration of a global, not a module
@@ -193,7 +173,7 @@ export function heapGemm(kind: WasmGemmKind, memory: WebAssembly.Memory, malloc:
   if (known) return typeof known === 'string' ? { reason: known } : known;
   let made: HeapGemm | string;
   try {
-    const ex = new WebAssembly.Instance(chosen.module, { env: { memory } }).exports as unknown as GemmExports;
+    const ex = instantiateGemm(chosen.module, memory);
     // The scratch, then 64 bytes for the smoke test's operands.
     const scratch = (malloc(ex.scratchBytes() + 64 + 16) + 15) & ~15;
     if (scratch <= 16) throw new Error('no memory for the GEMM scratch');
@@ -255,7 +235,7 @@ export function arrayGemm(kind: WasmGemmKind): ArrayGemm | { reason: string } {
   let made: ArrayGemm | string;
   try {
     const memory = new WebAssembly.Memory({ initial: 16 });
-    const ex = new WebAssembly.Instance(chosen.module, { env: { memory } }).exports as unknown as GemmExports;
+    const ex = instantiateGemm(chosen.module, memory);
     const scratch = 16; // address 0 stays unused: bias 0 means "no bias"
     const data = (scratch + ex.scratchBytes() + 15) & ~15;
     const g: ArrayGemm = {

@@ -1,6 +1,5 @@
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
+import { heapModuleLoader, simdOff } from './heap-module';
 
 /**
  * The SIMD loops of simd.wat, instantiated on tfjs-wasm's own memory so they read and write
@@ -39,29 +38,13 @@ declare namespace WebAssembly {
   class Memory {
     readonly buffer: ArrayBuffer;
   }
-  class Module {
-    constructor(bytes: Uint8Array);
-  }
-  class Instance {
-    constructor(module: Module, imports: object);
-    readonly exports: Record<string, unknown>;
-  }
 }
 
-let cached: { memory: WebAssembly.Memory; simd: Simd | null } | null = null;
+const loadSimd = heapModuleLoader<Simd>('simd.wasm');
 
 export function wasmSimd(): Simd | null {
-  if (tf.getBackend() !== 'wasm' || /^(off|0|false|no)$/i.test(process.env.REGTRAIN_SIMD ?? '')) return null;
+  if (tf.getBackend() !== 'wasm' || simdOff()) return null;
   const memory = (tf.backend() as unknown as { wasm?: { asm?: { memory?: unknown } } }).wasm?.asm?.memory;
   if (!(memory instanceof WebAssembly.Memory)) return null;
-  if (cached && cached.memory === memory) return cached.simd;
-  let simd: Simd | null = null;
-  try {
-    const bytes = fs.readFileSync(path.join(__dirname, 'simd.wasm'));
-    simd = new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } }).exports as unknown as Simd;
-  } catch {
-    simd = null; // not built, or the memory is of another kind (shared): the JS loops serve
-  }
-  cached = { memory, simd };
-  return simd;
+  return loadSimd(memory);
 }
