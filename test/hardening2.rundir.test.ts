@@ -11,16 +11,14 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { spawn, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { collectRuns, compareRuns, onLattice } from '../src/compare';
 import { latticeHistogram } from '../src/train/weight-stats';
 import { readHistory, readOrigin, readStudy } from '../src/rundir';
 import { renderReport } from '../src/report';
 import type { MetricsFile } from '../src/runformat';
+import { finished, QUICK, startCli, type CliResult } from './helpers/cli';
 
-const ROOT = path.resolve(__dirname, '../..');
-const BIN = path.join(ROOT, 'bin', 'regtrain');
-const QUICK = path.join(ROOT, 'configs', 'quick.yaml');
 const TINY = ['--backend', 'wasm', '--set', 'data.trainLimit=500', '--set', 'data.validation.size=100', '--set', 'data.testLimit=300', '--set', 'training.epochs=2', '-q'];
 /** Kernel sizes of quick.yaml's dense layers: 784×200, 200×100, 100×50, 50×10. */
 const KERNEL_SIZES = [156800, 20000, 5000, 500];
@@ -29,27 +27,8 @@ let TMP = '';
 let RUN_A = '';
 let RUN_B = '';
 
-interface Result {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-function regtrain(args: string[], opts: { stdoutFd?: number } = {}): Promise<Result> {
-  const env = { ...process.env, REGTRAIN_DATA_DIR: path.join(TMP, 'cache'), XDG_CACHE_HOME: path.join(TMP, 'xdg') };
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: TMP, env, stdio: ['ignore', opts.stdoutFd ?? 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout?.setEncoding('utf8').on('data', (s: string) => (stdout += s));
-  child.stderr!.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr });
-    });
-  });
+function regtrain(args: string[], opts: { stdoutFd?: number } = {}): Promise<CliResult> {
+  return finished(startCli(args, { cwd: TMP, env: { REGTRAIN_DATA_DIR: path.join(TMP, 'cache'), XDG_CACHE_HOME: path.join(TMP, 'xdg') }, stdoutFd: opts.stdoutFd }));
 }
 
 const readJson = <T>(file: string): T => JSON.parse(fs.readFileSync(file, 'utf8')) as T;

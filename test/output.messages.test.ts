@@ -9,15 +9,13 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import type { Command } from 'commander';
 import { buildProgram } from '../src/cli';
 import { fmtSigned } from '../src/console';
 import { fmtDuration } from '../src/train/callbacks/epoch-lines';
+import { finished, QUICK, startCli } from './helpers/cli';
 
-const ROOT = path.resolve(__dirname, '../..');
-const BIN = path.join(ROOT, 'bin', 'regtrain');
-const QUICK = path.join(ROOT, 'configs', 'quick.yaml');
 const TINY = ['--backend', 'wasm', '--set', 'data.trainLimit=600', '--set', 'data.validation.size=100', '--set', 'data.testLimit=200'];
 
 let TMP = '';
@@ -26,32 +24,8 @@ before(() => {
 });
 after(() => fs.rmSync(TMP, { recursive: true, force: true }));
 
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 function start(args: string[]): ChildProcess {
-  const env = { ...process.env, REGTRAIN_DATA_DIR: path.join(TMP, 'cache'), XDG_CACHE_HOME: path.join(TMP, 'xdg') };
-  return spawn(process.execPath, [BIN, ...args], { cwd: TMP, env, stdio: ['ignore', 'pipe', 'pipe'] });
-}
-
-function finished(child: ChildProcess, onStdout?: (all: string) => void): Promise<Result> {
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.setEncoding('utf8').on('data', (s: string) => {
-    stdout += s;
-    onStdout?.(stdout);
-  });
-  child.stderr!.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+  return startCli(args, { cwd: TMP, env: { REGTRAIN_DATA_DIR: path.join(TMP, 'cache'), XDG_CACHE_HOME: path.join(TMP, 'xdg') } });
 }
 
 const regtrain = (args: string[]) => finished(start(args));

@@ -8,13 +8,11 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import * as YAML from 'yaml';
 import type { EpochRecord, HistoryFile, MetricsFile } from '../src/runformat';
+import { finished, QUICK, ROOT, startCli, type CliResult } from './helpers/cli';
 
-const ROOT = path.resolve(__dirname, '../..');
-const BIN = path.join(ROOT, 'bin', 'regtrain');
-const QUICK = path.join(ROOT, 'configs', 'quick.yaml');
 const SPECS = path.join(ROOT, 'test', 'fixtures', 'specs');
 /** Same backend everywhere, so that runs are comparable number for number. */
 const TINY = ['--backend', 'wasm', '--set', 'data.trainLimit=500', '--set', 'data.validation.size=100', '--set', 'data.testLimit=500', '--set', 'training.epochs=2'];
@@ -32,36 +30,11 @@ after(() => fs.rmSync(TMP, { recursive: true, force: true }));
 /** A fresh working directory for one test (also the parent of its --out). */
 const workdir = () => fs.mkdtempSync(path.join(TMP, 'w-'));
 
-interface Run {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
 function start(args: string[], cwd: string): ChildProcess {
-  const env = { ...process.env, REGTRAIN_DATA_DIR: CACHE, XDG_CACHE_HOME: path.join(TMP, 'xdg') };
-  return spawn(process.execPath, [BIN, ...args], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  return startCli(args, { cwd, env: { REGTRAIN_DATA_DIR: CACHE, XDG_CACHE_HOME: path.join(TMP, 'xdg') } });
 }
 
-function finished(child: ChildProcess, onStdout?: (all: string) => void): Promise<Run> {
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.setEncoding('utf8').on('data', (s: string) => {
-    stdout += s;
-    onStdout?.(stdout);
-  });
-  child.stderr!.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => child.kill('SIGKILL'), RUN_TIMEOUT);
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr });
-    });
-  });
-}
-
-const regtrain = (args: string[], cwd: string): Promise<Run> => finished(start(args, cwd));
+const regtrain = (args: string[], cwd: string): Promise<CliResult> => finished(start(args, cwd), undefined, RUN_TIMEOUT);
 
 const readJson = <T>(file: string): T => JSON.parse(fs.readFileSync(file, 'utf8')) as T;
 const history = (dir: string) => readJson<HistoryFile>(path.join(dir, 'history.json'));
@@ -284,12 +257,16 @@ test('SIGINT stops a real run after the current batch: exit 130, history and mod
   const out = path.join(cwd, 'run');
   const child = start(['run', QUICK, ...TINY, '--set', 'training.epochs=200', '--out', out], cwd);
   let sent = false;
-  const r = await finished(child, (stdout) => {
-    if (!sent && /^Epoch 1\/200 /m.test(stdout)) {
-      sent = true;
-      child.kill('SIGINT');
-    }
-  });
+  const r = await finished(
+    child,
+    (stdout) => {
+      if (!sent && /^Epoch 1\/200 /m.test(stdout)) {
+        sent = true;
+        child.kill('SIGINT');
+      }
+    },
+    RUN_TIMEOUT,
+  );
   assert.ok(sent, `never saw the first epoch line:\n${r.stdout}\n${r.stderr}`);
   assert.equal(r.signal, null, 'the process must exit by itself, not die of the signal');
   assert.equal(r.code, 130, r.stderr);

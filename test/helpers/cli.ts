@@ -1,0 +1,51 @@
+/** regtrain's CLI as a real child process (bin/regtrain on this Node), its output collected. */
+import * as path from 'node:path';
+import { spawn, type ChildProcess } from 'node:child_process';
+
+export const ROOT = path.resolve(__dirname, '../../..');
+export const BIN = path.join(ROOT, 'bin', 'regtrain');
+export const QUICK = path.join(ROOT, 'configs', 'quick.yaml');
+
+export interface CliResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Starts `regtrain ...args` in `cwd`, `env` over this process's environment; stdout goes to `stdoutFd` when given, else a pipe. */
+export function startCli(args: string[], opts: { cwd: string; env: NodeJS.ProcessEnv; stdoutFd?: number }): ChildProcess {
+  return spawn(process.execPath, [BIN, ...args], { cwd: opts.cwd, env: { ...process.env, ...opts.env }, stdio: ['ignore', opts.stdoutFd ?? 'pipe', 'pipe'] });
+}
+
+/** The child's exit and output once it closes (`onStdout` sees all of stdout after each chunk); killed after `timeoutMs`. */
+export function finished(child: ChildProcess, onStdout?: (all: string) => void, timeoutMs = 120_000): Promise<CliResult> {
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.setEncoding('utf8').on('data', (s: string) => {
+    stdout += s;
+    onStdout?.(stdout);
+  });
+  child.stderr!.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr });
+    });
+  });
+}
+
+/** Starts `regtrain ...args --json` in `cwd` with `env` as it is, and SIGKILLs it as soon as its first epoch is on stdout (so a checkpoint exists). */
+export function killAfterFirstEpoch(args: string[], cwd: string, env: NodeJS.ProcessEnv): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args, '--json'], { cwd, env });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out.includes('"event":"epoch"')) child.kill('SIGKILL');
+    });
+    child.on('error', reject);
+    child.on('exit', (code, signal) => (signal === 'SIGKILL' ? resolve() : reject(new Error(`run ended by itself (code ${code}) before it could be killed`))));
+  });
+}
