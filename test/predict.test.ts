@@ -8,15 +8,12 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { spawn } from 'node:child_process';
 import { PNG } from 'pngjs';
 import { loadDataset } from '../src/data/dataset';
 import { decodePng, type GreyImage } from '../src/images/png';
 import { toFashionMnist } from '../src/images/fashion-mnist';
+import { finished, QUICK, startCli, type CliResult } from './helpers/cli';
 
-const ROOT = path.resolve(__dirname, '../..');
-const BIN = path.join(ROOT, 'bin', 'regtrain');
-const QUICK = path.join(ROOT, 'configs', 'quick.yaml');
 const TINY = [
   ...['--backend', 'wasm', '--set', 'data.trainLimit=600', '--set', 'data.validation.size=100', '--set', 'data.testLimit=200', '--set', 'training.epochs=2'],
   ...['--set', 'model.layers.1.dense.kernelRegularizer=null', '--set', 'training.checkpoint.saveBest={monitor: val_accuracy}'],
@@ -28,29 +25,8 @@ let RUN = '';
 /** Test images 0…3 as bytes (0 = black background), from the real loader with normalize: none. */
 let TEST_IMAGES: Uint8Array[] = [];
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function regtrain(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  const child = spawn(process.execPath, [BIN, ...args], {
-    cwd: TMP,
-    env: { ...process.env, REGTRAIN_DATA_DIR: CACHE, XDG_CACHE_HOME: path.join(TMP, 'xdg'), ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
-  child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => child.kill('SIGKILL'), 90_000);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+function regtrain(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+  return finished(startCli(args, { cwd: TMP, env: { REGTRAIN_DATA_DIR: CACHE, XDG_CACHE_HOME: path.join(TMP, 'xdg'), ...env } }), undefined, 90_000);
 }
 
 /** Writes a PNG through pngjs from a pixel function giving [r, g, b, a]. */

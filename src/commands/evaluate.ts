@@ -1,34 +1,15 @@
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Command } from 'commander';
 import { BackendChoice, initBackend } from '../backend';
-import { InputError } from '../errors';
-import { bindSpec } from '../model';
-import { readRegularFile, UnreadableFileError } from '../fsutil';
-import { loadModel, readMetrics, SPEC_FILE } from '../rundir';
-import { parseSpec, parseSetFlag, MAX_SPEC_BYTES, NUM_CLASSES } from '../spec';
+import { loadModel } from '../rundir';
+import { parseSetFlag, NUM_CLASSES } from '../spec';
 import { evaluateSplit, weightPenalty } from '../train/forward';
 import { Console } from '../console';
 import { resumeCommand } from '../experiment';
 import { loadSpecData } from '../data/dataset';
 import { addDataOptions, backendOption } from './common';
-import { BEST_DIR, BEST_INFO_FILE, BestInfo, bestInfoSchema } from '../train/callbacks/best-model';
-
-/** RUN_DIR/best/best.json, checked; a run without a best model is refused with the way to get one. */
-export function readBestInfo(dir: string): BestInfo {
-  const file = path.join(dir, BEST_DIR, BEST_INFO_FILE);
-  let raw: unknown;
-  try {
-    raw = JSON.parse(fs.readFileSync(file, 'utf8'));
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT')
-      throw new InputError(`${dir}: has no best model (train with training.checkpoint.saveBest, e.g. --set 'training.checkpoint.saveBest={monitor: val_loss}')`);
-    throw new InputError(`${file}: unreadable (${(err as Error).message})`);
-  }
-  const parsed = bestInfoSchema.safeParse(raw);
-  if (!parsed.success) throw new InputError(`${file}: damaged (${parsed.error.issues[0]!.path.join('.') || 'content'} is invalid)`);
-  return parsed.data;
-}
+import { bindRunModel, openFinishedRun, readRunSpec } from './saved-run';
+import { BEST_DIR, type BestInfo } from '../train/callbacks/best-model';
 
 interface EvaluateOptions {
   json?: boolean;
@@ -66,30 +47,14 @@ export interface EvaluationReport {
 
 export async function evaluateRun(dir: string, opts: EvaluateOptions): Promise<EvaluationReport> {
   const out = new Console(!!opts.json, false);
-  if (!fs.existsSync(dir)) throw new InputError(`${dir}: not a run directory (no such directory)`);
-  if (!fs.statSync(dir).isDirectory()) throw new InputError(`${dir}: not a run directory (not a directory)`);
-  const { metrics, warnings } = readMetrics(dir);
-  for (const w of warnings) out.warn(w);
-  const best = opts.best ? readBestInfo(dir) : null;
-  if (metrics.status !== 'complete' && !best) {
-    const hint =
-      metrics.status === 'incomplete'
-        ? `; finish it first: ${resumeCommand(path.resolve(dir), { source: opts.source, ...(opts.dataDir !== undefined ? { dataDir: opts.dataDir } : {}), ...(opts.backend ? { backend: opts.backend } : {}) })}`
-        : '';
-    throw new InputError(`${dir}: the run is ${metrics.status} (${metrics.stopReason}); evaluate needs a finished run${hint}`);
-  }
-  const specFile = path.join(dir, SPEC_FILE);
-  let specText: string;
-  try {
-    specText = readRegularFile(specFile, { maxBytes: MAX_SPEC_BYTES }).toString('utf8');
-  } catch (err) {
-    if (err instanceof UnreadableFileError && err.code === 'ENOENT') throw new InputError(`${specFile}: missing (not a complete run directory)`);
-    throw err;
-  }
+  const { metrics, best } = openFinishedRun(dir, 'evaluate', !!opts.best, out, (metrics) =>
+    metrics.status === 'incomplete'
+      ? `; finish it first: ${resumeCommand(path.resolve(dir), { source: opts.source, ...(opts.dataDir !== undefined ? { dataDir: opts.dataDir } : {}), ...(opts.backend ? { backend: opts.backend } : {}) })}`
+      : '',
+  );
   const sets = opts.testLimit !== undefined ? [parseSetFlag(`data.testLimit=${opts.testLimit}`)] : [];
-  const { spec } = parseSpec(
-    specText,
-    specFile,
+  const spec = readRunSpec(
+    dir,
     sets.map((s) => ({ ...s, label: `--test-limit ${opts.testLimit}` })),
   );
 
@@ -98,12 +63,7 @@ export async function evaluateRun(dir: string, opts: EvaluateOptions): Promise<E
   const { model } = await loadModel(best ? path.join(dir, BEST_DIR) : dir, spec);
   if (best) out.result(`Best model: epoch ${best.epoch} (${best.monitor} ${best.value.toFixed(4)})`);
   try {
-    let built;
-    try {
-      built = bindSpec(model, spec);
-    } catch (err) {
-      throw new InputError(`${dir}: model.json does not match spec.yaml (${(err as Error).message})`);
-    }
+    const built = bindRunModel(dir, model, spec);
     const data = await loadSpecData(spec, opts);
     const recorded = metrics.dataset.normalization;
     if (recorded && (Math.abs(recorded.mean - data.normalization.mean) > 1e-6 || Math.abs(recorded.std - data.normalization.std) > 1e-6)) {

@@ -1,13 +1,9 @@
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { Command } from 'commander';
 import { BackendChoice, initBackend } from '../backend';
 import { InputError } from '../errors';
-import { bindSpec } from '../model';
-import { readRegularFile, UnreadableFileError } from '../fsutil';
-import { loadModel, readMetrics, SPEC_FILE } from '../rundir';
-import { parseSpec, MAX_SPEC_BYTES, type ExperimentSpec } from '../spec';
+import { loadModel } from '../rundir';
 import { forward } from '../train/forward';
 import { Console } from '../console';
 import { IMAGE_COLS, IMAGE_ROWS, loadSpecData, PIXELS_PER_IMAGE, type Normalization } from '../data/dataset';
@@ -15,7 +11,7 @@ import { loadManifest } from '../data/fetch';
 import { readPng } from '../images/png';
 import { toFashionMnist, type Preprocessed } from '../images/fashion-mnist';
 import { addDataOptions, backendOption, collect } from './common';
-import { readBestInfo } from './evaluate';
+import { bindRunModel, openFinishedRun, readRunSpec } from './saved-run';
 import { BEST_DIR } from '../train/callbacks/best-model';
 
 /** Classes listed per image, most probable first. */
@@ -67,12 +63,7 @@ export async function predict(dir: string, images: string[], opts: PredictOption
   const out = new Console(!!opts.json, false);
   if (images.length === 0 && opts.testIndex.length === 0) throw new InputError('predict: name one or more PNG images, or --test-index N');
   const indexes = opts.testIndex.map(parseTestIndex);
-  if (!fs.existsSync(dir)) throw new InputError(`${dir}: not a run directory (no such directory)`);
-  if (!fs.statSync(dir).isDirectory()) throw new InputError(`${dir}: not a run directory (not a directory)`);
-  const { metrics, warnings } = readMetrics(dir);
-  for (const w of warnings) out.warn(w);
-  const best = opts.best ? readBestInfo(dir) : null;
-  if (metrics.status !== 'complete' && !best) throw new InputError(`${dir}: the run is ${metrics.status} (${metrics.stopReason}); predict needs a finished run`);
+  const { metrics, best } = openFinishedRun(dir, 'predict', !!opts.best, out);
   const spec = readRunSpec(dir);
 
   // Every image is read before the model loads: a bad file fails fast, and nothing is printed for the others.
@@ -99,12 +90,7 @@ export async function predict(dir: string, images: string[], opts: PredictOption
   out.info(`Backend: ${backend.name} — ${backend.reason}`);
   const { model } = await loadModel(best ? path.join(dir, BEST_DIR) : dir, spec);
   try {
-    let built;
-    try {
-      built = bindSpec(model, spec);
-    } catch (err) {
-      throw new InputError(`${dir}: model.json does not match spec.yaml (${(err as Error).message})`);
-    }
+    const built = bindRunModel(dir, model, spec);
     if (best) out.info(`Best model: epoch ${best.epoch} (${best.monitor} ${best.value.toFixed(4)})`);
     // One image at a time: a matmul kernel may sum a row in another order at another row of a
     // batch, and an image must get the same probabilities however it is given.
@@ -129,16 +115,6 @@ export async function predict(dir: string, images: string[], opts: PredictOption
 function parseTestIndex(text: string): number {
   if (!/^\d+$/.test(text)) throw new InputError(`--test-index ${text}: expected a whole number from 0`);
   return Number(text);
-}
-
-function readRunSpec(dir: string): ExperimentSpec {
-  const specFile = path.join(dir, SPEC_FILE);
-  try {
-    return parseSpec(readRegularFile(specFile, { maxBytes: MAX_SPEC_BYTES }).toString('utf8'), specFile, []).spec;
-  } catch (err) {
-    if (err instanceof UnreadableFileError && err.code === 'ENOENT') throw new InputError(`${specFile}: missing (not a complete run directory)`);
-    throw err;
-  }
 }
 
 /** What the training data went through, byte by byte: the same arithmetic as loadDataset's table (x/255 or x, minus mean, over std). */
