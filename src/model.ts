@@ -61,6 +61,18 @@ function initializer(name: string, seed: number): Initializer {
 
 const tfRegularizer = (r: RegularizerSpec | null) => (r && (r.l1 > 0 || r.l2 > 0) ? tf.regularizers.l1l2({ l1: r.l1, l2: r.l2 }) : undefined);
 
+/** The tfjs arguments dense and conv2d layers share; the initializers' seeds are drawn from `rng`, kernel first. */
+function weightedLayerArgs(w: Omit<NonNullable<LayerSpec['dense']>, 'units'>, rng: Rng) {
+  return {
+    activation: w.activation,
+    useBias: w.useBias,
+    kernelInitializer: initializer(w.kernelInitializer, rng.nextUint32()),
+    biasInitializer: initializer(w.biasInitializer, rng.nextUint32()),
+    kernelRegularizer: tfRegularizer(w.kernelRegularizer),
+    biasRegularizer: tfRegularizer(w.biasRegularizer),
+  };
+}
+
 /** Keras's layer names where they differ from the spec's type. */
 const KERAS_NAME: Record<string, string> = {
   batchNormalization: 'batch_normalization',
@@ -102,12 +114,7 @@ export function buildModel(spec: ExperimentSpec): BuiltModel {
         tf.layers.dense({
           name: layerName,
           units: d.units,
-          activation: d.activation,
-          useBias: d.useBias,
-          kernelInitializer: initializer(d.kernelInitializer, rng.nextUint32()),
-          biasInitializer: initializer(d.biasInitializer, rng.nextUint32()),
-          kernelRegularizer: tfRegularizer(d.kernelRegularizer),
-          biasRegularizer: tfRegularizer(d.biasRegularizer),
+          ...weightedLayerArgs(d, rng),
           ...inputShape,
         }),
       );
@@ -129,12 +136,7 @@ export function buildModel(spec: ExperimentSpec): BuiltModel {
           strides: c.strides,
           padding: c.padding,
           dataFormat: 'channelsLast',
-          activation: c.activation,
-          useBias: c.useBias,
-          kernelInitializer: initializer(c.kernelInitializer, rng.nextUint32()),
-          biasInitializer: initializer(c.biasInitializer, rng.nextUint32()),
-          kernelRegularizer: tfRegularizer(c.kernelRegularizer),
-          biasRegularizer: tfRegularizer(c.biasRegularizer),
+          ...weightedLayerArgs(c, rng),
           ...inputShape,
         }),
       );

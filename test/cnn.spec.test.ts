@@ -37,7 +37,7 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/backend';
 import { buildModel, modelSummary, parameterCounts } from '../src/model';
-import { loadSpec, parseSpec, validateSpec } from '../src/spec';
+import { loadSpec, parseSpec, validateSpec, type ExperimentSpec } from '../src/spec';
 import { layerShapes } from '../src/spec/layers';
 import { SpatialDropout2D } from '../src/spatial-dropout';
 
@@ -60,55 +60,54 @@ before(async () => {
   await initBackend('cpu');
 });
 
+/** Each layer's output shape (per image) and parameter count are `expected` in the spec (layerShapes) and in the built tfjs model; the model's totals are `counts`. */
+function assertShapes(spec: ExperimentSpec, expected: [number[], number][], counts: { total: number; trainable: number }): void {
+  assert.deepEqual(
+    layerShapes(spec.model.layers).shapes.map((s) => [s.outputShape, s.params]),
+    expected,
+  );
+  const built = buildModel(spec);
+  assert.deepEqual(
+    built.model.layers.map((l) => [(l.outputShape as number[]).slice(1), l.countParams()]),
+    expected,
+  );
+  assert.deepEqual(parameterCounts(built.model), counts);
+  built.model.dispose();
+}
+
 describe('output shapes and parameter counts by Keras formulas', () => {
   test('the configs/cnn.yaml model has the hand-computed shapes and 56,714 parameters, in the spec and in the built model', () => {
-    const spec = loadSpec(path.join(ROOT, 'configs', 'cnn.yaml')).spec;
-    const expected = [
-      [[28, 28, 1], 0],
-      [[26, 26, 16], 160],
-      [[13, 13, 16], 0],
-      [[11, 11, 32], 4640],
-      [[5, 5, 32], 0],
-      [[800], 0],
-      [[64], 51264],
-      [[10], 650],
-    ];
-    assert.deepEqual(
-      layerShapes(spec.model.layers).shapes.map((s) => [s.outputShape, s.params]),
-      expected,
+    assertShapes(
+      loadSpec(path.join(ROOT, 'configs', 'cnn.yaml')).spec,
+      [
+        [[28, 28, 1], 0],
+        [[26, 26, 16], 160],
+        [[13, 13, 16], 0],
+        [[11, 11, 32], 4640],
+        [[5, 5, 32], 0],
+        [[800], 0],
+        [[64], 51264],
+        [[10], 650],
+      ],
+      { total: 56714, trainable: 56714 },
     );
-    const built = buildModel(spec);
-    assert.deepEqual(
-      built.model.layers.map((l) => [(l.outputShape as number[]).slice(1), l.countParams()]),
-      expected,
-    );
-    assert.deepEqual(parameterCounts(built.model), { total: 56714, trainable: 56714 });
-    built.model.dispose();
   });
 
   test('reshape with -1, strided same convolution without bias, batch norm, both poolings, spatial dropout and global pooling follow Keras', () => {
-    const spec = specOf(SECOND_STACK);
-    const expected = [
-      [[7, 28, 4], 0],
-      [[4, 14, 8], 480],
-      [[4, 14, 8], 32],
-      [[2, 6, 8], 0],
-      [[2, 6, 8], 0],
-      [[2, 6, 8], 0],
-      [[8], 0],
-      [[10], 90],
-    ];
-    assert.deepEqual(
-      layerShapes(spec.model.layers).shapes.map((s) => [s.outputShape, s.params]),
-      expected,
+    assertShapes(
+      specOf(SECOND_STACK),
+      [
+        [[7, 28, 4], 0],
+        [[4, 14, 8], 480],
+        [[4, 14, 8], 32],
+        [[2, 6, 8], 0],
+        [[2, 6, 8], 0],
+        [[2, 6, 8], 0],
+        [[8], 0],
+        [[10], 90],
+      ],
+      { total: 602, trainable: 586 },
     );
-    const built = buildModel(spec);
-    assert.deepEqual(
-      built.model.layers.map((l) => [(l.outputShape as number[]).slice(1), l.countParams()]),
-      expected,
-    );
-    assert.deepEqual(parameterCounts(built.model), { total: 602, trainable: 586 });
-    built.model.dispose();
   });
 
   test('pooling strides default to the pool size, as in Keras', () => {

@@ -66,9 +66,8 @@ const flattenLayer = z.strictObject({
   /** Fashion-MNIST images are 28×28; stated here for Keras readers, and checked. */
   inputShape: z.tuple([num(), num()], { error: 'expected [28, 28]' }).default([28, 28]),
 });
-const denseLayer = z.strictObject({
-  units: positiveInt(MAX_UNITS),
-  /** Keras's default: no activation (linear). */
+/** What dense and conv2d layers share: activation, bias, initializers and regularizers (Keras's defaults: no activation, i.e. linear). */
+const weightedLayerFields = {
   activation: oneOf(ACTIVATIONS).default('linear'),
   useBias: bool().default(true),
   kernelInitializer: oneOf(INITIALIZERS).default('glorotUniform'),
@@ -76,6 +75,10 @@ const denseLayer = z.strictObject({
   kernelRegularizer: regularizer,
   biasRegularizer: regularizer,
   activityRegularizer: regularizer,
+};
+const denseLayer = z.strictObject({
+  units: positiveInt(MAX_UNITS),
+  ...weightedLayerFields,
 });
 const dropoutLayer = z.strictObject({ rate: rate() });
 const batchNormLayer = z.strictObject({
@@ -105,13 +108,7 @@ const conv2dLayer = z.strictObject({
   kernelSize: window(MAX_WINDOW),
   strides: window(MAX_WINDOW).default(1),
   padding: padding(),
-  activation: oneOf(ACTIVATIONS).default('linear'),
-  useBias: bool().default(true),
-  kernelInitializer: oneOf(INITIALIZERS).default('glorotUniform'),
-  biasInitializer: oneOf(INITIALIZERS).default('zeros'),
-  kernelRegularizer: regularizer,
-  biasRegularizer: regularizer,
-  activityRegularizer: regularizer,
+  ...weightedLayerFields,
 });
 /** Keras's MaxPooling2D / AveragePooling2D: pool 2×2, strides = the pool (null), valid padding. */
 const poolingLayer = z.strictObject({
