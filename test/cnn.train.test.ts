@@ -18,7 +18,7 @@
  */
 import { test, before, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -30,6 +30,7 @@ import { createLeanStep } from '../src/accel/step';
 import { createReferenceStep } from '../src/train/step';
 import { createOptimizer } from '../src/train/optimizers';
 import type { MetricsFile } from '../src/runformat';
+import { killAfterFirstEpoch } from './helpers/cli';
 
 const ROOT = path.resolve(__dirname, '../..');
 const BIN = path.join(ROOT, 'bin', 'regtrain');
@@ -61,20 +62,6 @@ training: { epochs: 2, batchSize: 32 }
 
 const regtrain = (args: string[]) => spawnSync(process.execPath, [BIN, ...args], { cwd: TMP, env: ENV, encoding: 'utf8' });
 
-/** Starts a run and SIGKILLs it as soon as its first epoch is on stdout (so a checkpoint exists). */
-function runAndKillAfterFirstEpoch(args: string[]): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args, '--json'], { cwd: TMP, env: ENV });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-      if (out.includes('"event":"epoch"')) child.kill('SIGKILL');
-    });
-    child.on('error', reject);
-    child.on('exit', (code, signal) => (signal === 'SIGKILL' ? resolve() : reject(new Error(`run ended by itself (code ${code}) before it could be killed`))));
-  });
-}
-
 const read = (dir: string, file: string) => fs.readFileSync(path.join(TMP, dir, file));
 const metrics = (dir: string) => JSON.parse(read(dir, 'metrics.json').toString()) as MetricsFile;
 const history = (dir: string) => (JSON.parse(read(dir, 'history.json').toString()) as { epochs: Record<string, unknown>[] }).epochs.map(({ seconds: _s, ...rest }) => rest);
@@ -104,7 +91,7 @@ describe('a CNN on a real slice', () => {
   });
 
   test('killed with SIGKILL after epoch 1 and resumed, it ends with the same history and weights as the uninterrupted run', async () => {
-    await runAndKillAfterFirstEpoch(['run', SPEC, '--out', 'killed']);
+    await killAfterFirstEpoch(['run', SPEC, '--out', 'killed'], TMP, ENV);
     assert.ok(fs.existsSync(path.join(TMP, 'killed', 'checkpoint.json')), 'the first epoch left a checkpoint');
     const r = regtrain(['run', '--resume', 'killed', '-q']);
     assert.equal(r.status, 0, r.stderr);

@@ -4,6 +4,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { killAfterFirstEpoch } from './helpers/cli';
 
 const repoRoot = path.resolve(__dirname, '../..');
 const bin = path.join(repoRoot, 'bin', 'regtrain');
@@ -16,19 +17,8 @@ function regtrain(args: string[], extraEnv: Record<string, string> = {}) {
   return spawnSync(process.execPath, [bin, ...args], { cwd: tmp, env: { ...env, ...extraEnv }, encoding: 'utf8' });
 }
 
-/** Starts a run and SIGKILLs it as soon as its first epoch is on stdout (so a checkpoint exists). */
-function runAndKillAfterFirstEpoch(args: string[], extraEnv: Record<string, string> = {}): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [bin, ...args, '--json'], { cwd: tmp, env: { ...env, ...extraEnv } });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-      if (out.includes('"event":"epoch"')) child.kill('SIGKILL');
-    });
-    child.on('error', reject);
-    child.on('exit', (code, signal) => (signal === 'SIGKILL' ? resolve() : reject(new Error(`run ended by itself (code ${code}) before it could be killed`))));
-  });
-}
+/** A run SIGKILLed after its first epoch (so a checkpoint exists), with `extraEnv`. */
+const runAndKillAfterFirstEpoch = (args: string[], extraEnv: Record<string, string> = {}) => killAfterFirstEpoch(args, tmp, { ...env, ...extraEnv });
 
 const read = (dir: string, file: string) => fs.readFileSync(path.join(tmp, dir, file));
 const history = (dir: string) => (JSON.parse(read(dir, 'history.json').toString()) as { epochs: Record<string, unknown>[] }).epochs.map(({ seconds: _s, ...rest }) => rest);
