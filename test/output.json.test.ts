@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { finished, QUICK, startCli } from './helpers/cli';
 
-const TINY = ['--backend', 'wasm', '--set', 'data.trainLimit=600', '--set', 'data.validation.size=100', '--set', 'data.testLimit=200', '--set', 'training.epochs=2'];
+const TINY = ['--backend', 'wasm', '--set', 'data.trainLimit=500', '--set', 'data.validation.size=100', '--set', 'data.testLimit=200', '--set', 'training.epochs=2'];
 const TERMINAL = ['done', 'failed', 'interrupted'];
 
 let TMP = '';

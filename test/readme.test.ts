@@ -78,6 +78,7 @@ export function normalize(text: string): string {
   let out = text
     .replace(/\b\d{8}T\d{6}Z\b/g, '<UTC>')
     .replace(/"seconds":-?[\d.e+-]+/g, '"seconds":<time>')
+    .replace(/"trainSeconds":-?[\d.e+-]+/g, '"trainSeconds":<time>')
     .replace(/"peakRssMB":\d+/g, '"peakRssMB":<MB>')
     .replace(/\b\d+\.\d+s\b|\b\d+m\d\ds\b|\b\d+h\d\dm\b/g, '<time>');
   out = maskColumn(out, 'seconds');
