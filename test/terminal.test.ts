@@ -77,14 +77,14 @@ function expectedHead(): string[] {
   const s = m.dataset.sizes;
   return [
     'Backend: wasm — wasm (requested)',
-    `Data: ${m.dataset.source}; train ${s.train}, validation ${s.validation} (held out), test ${s.test}; normalize scale01`,
+    `Data: ${m.dataset.source}; train ${s.train} (trainLimit: the first images outside the validation set), validation ${s.validation} (held out), test ${s.test}; normalize scale01`,
     '───────────────────────────────────────────────────────────────────────',
     'Layer (type)       Output Shape  Param #  Regularizers',
     '───────────────────────────────────────────────────────────────────────',
     'flatten (Flatten)  (None, 784)   0        -',
-    'dense (Dense)      (None, 200)   157000   kernel L1(0.01)',
-    'dense_1 (Dense)    (None, 100)   20100    kernel L2(0.001)',
-    'dense_2 (Dense)    (None, 50)    5050     kernel L1L2(l1=0.01, l2=0.01)',
+    'dense (Dense)      (None, 200)   157,000  kernel L1(0.01)',
+    'dense_1 (Dense)    (None, 100)   20,100   kernel L2(0.001)',
+    'dense_2 (Dense)    (None, 50)    5,050    kernel L1L2(l1=0.01, l2=0.01)',
     'dense_3 (Dense)    (None, 10)    510      -',
     '───────────────────────────────────────────────────────────────────────',
     'Total params: 182,660  (trainable: 182,660)',
