@@ -135,3 +135,15 @@ test('the same on --resume: the bar is cleared, one notice, one "interrupted" li
   const lines = [...expectedHead(), `Resuming after epoch ${before} of ${EPOCHS}`, ...epochLines(1, before), `Run directory: ${OUT}`, ...epochLines(before + 1, done)];
   assertScreen(text, lines, done, done - before);
 });
+
+test("the README's Ctrl-C example shows the notice and the final line the terminal shows", () => {
+  const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+  const section = readme.slice(readme.indexOf('### Ctrl-C'));
+  const block = /```\n([\s\S]*?)\n```/.exec(section)![1]!.split('\n');
+  assert.equal(block.length, 3, block.join('\n'));
+  const [epoch, notice, final] = block as [string, string, string];
+  assert.match(epoch, /^Epoch 1\/3 - [\d.]+s - loss: /);
+  assert.equal(notice, NOTICE);
+  const dir = /saved in (\S+);/.exec(final)![1]!;
+  assert.equal(final, `interrupted (SIGINT) after epoch 1 of 3; the history and the model so far are saved in ${dir}; continue with: regtrain run --resume ${dir}`);
+});
