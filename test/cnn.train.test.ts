@@ -108,6 +108,22 @@ describe('a CNN on a real slice', () => {
     assert.equal(report.accuracy, metrics('whole').test!.accuracy);
   });
 
+  test('regtrain predict classifies its test images as the run scored them: top-1 right as often as its test accuracy', () => {
+    const indexes = Array.from({ length: TEST_COUNT }, (_, i) => ['--test-index', String(i)]).flat();
+    const r = regtrain(['predict', 'whole', ...indexes, '--json']);
+    assert.equal(r.status, 0, r.stderr);
+    const lines = r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { testIndex: number; trueClass: string; top: { class: string }[] });
+    assert.deepEqual(
+      lines.map((l) => l.testIndex),
+      Array.from({ length: TEST_COUNT }, (_, i) => i),
+    );
+    const right = lines.filter((l) => l.top[0]!.class === l.trueClass).length;
+    assert.equal(right / TEST_COUNT, metrics('whole').test!.accuracy);
+  });
+
   test('weight statistics and histograms cover both conv kernels and the dense kernel', () => {
     const m = metrics('whole');
     assert.deepEqual(
