@@ -40,6 +40,7 @@ import { buildModel, modelSummary, parameterCounts } from '../src/model';
 import { loadSpec, parseSpec, validateSpec, type ExperimentSpec } from '../src/spec';
 import { layerShapes } from '../src/spec/layers';
 import { SpatialDropout2D } from '../src/spatial-dropout';
+import { evalChunk } from '../src/train/forward';
 
 const ROOT = path.resolve(__dirname, '../..');
 
@@ -273,4 +274,18 @@ describe('stacks that cannot work are refused at validation, with the shapes inv
     assert.equal(r.status, 2);
     assert.equal(r.stderr.trim(), cases[0]![2]);
   });
+});
+
+test('inference chunks shrink for wide feature maps: 1,551 images for the cnn.yaml model, 5,000 for the MLP', () => {
+  // The widest output of cnn.yaml is conv2d's 26×26×16 = 10,816 floats an image: ⌊64 MiB / (4 × 10,816)⌋ = 1,551.
+  // The tutorial's widest is its 784-pixel input: 64 MiB / 3,136 bytes > 5,000, so the 5,000 cap holds.
+  const cnn = buildModel(loadSpec(path.join(ROOT, 'configs', 'cnn.yaml')).spec);
+  const mlp = buildModel(loadSpec(path.join(ROOT, 'configs', 'article.yaml')).spec);
+  try {
+    assert.equal(evalChunk(cnn), 1551);
+    assert.equal(evalChunk(mlp), 5000);
+  } finally {
+    cnn.model.dispose();
+    mlp.model.dispose();
+  }
 });

@@ -12,10 +12,19 @@ import type { Split } from './types';
 export const EPSILON = 1e-7;
 const IMAGE_SIZE = 28 * 28;
 /**
- * Inference runs in chunks this large: one GEMM per layer for the default 5,000 validation images
- * (2,000-image chunks spent a third of the pass in per-call overhead), 16 MB of input per chunk.
+ * Inference runs in chunks of up to 5,000 images: one GEMM per layer for the default 5,000
+ * validation images (2,000-image chunks spent a third of the pass in per-call overhead), 16 MB of
+ * input per chunk. Wide layers (a conv's feature maps) shrink the chunk so that no layer's output
+ * for one chunk passes 64 MB: 5,000 images of 26×26×16 would be 216 MB a layer.
  */
 const EVAL_CHUNK = 5000;
+const EVAL_CHUNK_BYTES = 64 * 1024 * 1024;
+
+/** Images per inference chunk for this model: EVAL_CHUNK, or fewer when a layer's output is wide. */
+export function evalChunk(built: BuiltModel): number {
+  const widest = Math.max(IMAGE_SIZE, ...built.model.layers.map((l) => (l.outputShape as (number | null)[]).slice(1).reduce<number>((a, d) => a * (d ?? 1), 1)));
+  return Math.max(1, Math.min(EVAL_CHUNK, Math.floor(EVAL_CHUNK_BYTES / (4 * widest))));
+}
 
 /**
  * The model's forward pass, layer by layer, so that training can apply what tfjs-layers
@@ -80,9 +89,10 @@ export class SplitPass {
 
   evaluate(built: BuiltModel): Evaluation {
     const split = this.split;
-    this.chunks ??= Array.from({ length: Math.ceil(split.count / EVAL_CHUNK) }, (_, c) => {
-      const start = c * EVAL_CHUNK;
-      const n = Math.min(EVAL_CHUNK, split.count - start);
+    const size = evalChunk(built);
+    this.chunks ??= Array.from({ length: Math.ceil(split.count / size) }, (_, c) => {
+      const start = c * size;
+      const n = Math.min(size, split.count - start);
       return {
         start,
         n,
