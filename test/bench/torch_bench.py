@@ -45,6 +45,20 @@ def set_threads(torch, n):
         pass  # no OpenBLAS in this torch (MKL follows set_num_threads by itself)
 
 
+def measure_rate(torch, run, batch, seconds):
+    """One served measurement: run(k) trains k steps; a warm-up sizes k to last about `seconds`."""
+    run(3)  # warm-up, and the time of one step to size the measurement
+    t0 = time.perf_counter()
+    run(2)
+    k = max(2, int(seconds / ((time.perf_counter() - t0) / 2)))
+    t0 = time.perf_counter()
+    c0 = time.process_time()
+    run(k)
+    rate = k * batch / (time.perf_counter() - t0)
+    cpu_rate = k * batch / max(1e-9, time.process_time() - c0)
+    return {'batch': batch, 'threads': torch.get_num_threads(), 'samplesPerSec': rate, 'cpuSamplesPerSec': cpu_rate}
+
+
 def read_idx(path):
     import numpy as np
     opener = gzip.open if path.endswith('.gz') else open
@@ -187,17 +201,9 @@ def serve(torch, build, step, X, Y):
                 step(model, opt, X[s:s + batch], Y[s:s + batch])
                 pos += 1
 
-        run(3)  # warm-up, and the time of one step to size the measurement
-        t0 = time.perf_counter()
-        run(2)
-        k = max(2, int(seconds / ((time.perf_counter() - t0) / 2)))
-        t0 = time.perf_counter()
-        c0 = time.process_time()
-        run(k)
-        rate = k * batch / (time.perf_counter() - t0)
-        cpu_rate = k * batch / max(1e-9, time.process_time() - c0)
+        row = measure_rate(torch, run, batch, seconds)
         state[key][2] = pos
-        print(json.dumps({'batch': batch, 'threads': torch.get_num_threads(), 'samplesPerSec': rate, 'cpuSamplesPerSec': cpu_rate}), flush=True)
+        print(json.dumps(row), flush=True)
 
 
 if __name__ == '__main__':

@@ -16,7 +16,7 @@ import json
 import sys
 import time
 
-from torch_bench import set_threads  # same directory: one thread reaches torch's OpenBLAS too
+from torch_bench import measure_rate, set_threads  # same directory: one thread reaches torch's OpenBLAS too
 
 
 def main():
@@ -70,16 +70,7 @@ def main():
         return run
 
     def measure(run, batch, seconds):
-        run(3)  # warm-up, and the time of one step to size the measurement
-        t0 = time.perf_counter()
-        run(2)
-        k = max(2, int(seconds / ((time.perf_counter() - t0) / 2)))
-        t0 = time.perf_counter()
-        c0 = time.process_time()
-        run(k)
-        rate = k * batch / (time.perf_counter() - t0)
-        cpu_rate = k * batch / max(1e-9, time.process_time() - c0)
-        return {'batch': batch, 'threads': torch.get_num_threads(), 'samplesPerSec': rate, 'cpuSamplesPerSec': cpu_rate}
+        return measure_rate(torch, run, batch, seconds)
 
     if args.serve:
         runs = {}
