@@ -9,12 +9,13 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 import * as tf from '@tensorflow/tfjs';
 import { loadBlas } from '../src/accel/blas';
-import { chooseWasmGemm, gemmPool, heapGemm, wasmGemmStats, type WasmGemmKind } from '../src/accel/gemm';
+import { arrayGemm, chooseWasmGemm, gemmPool, heapGemm, wasmGemmStats, type WasmGemmKind } from '../src/accel/gemm';
 import { gemmThreads, MIN_MACS } from '../src/accel/gemm-pool';
 import { InputError } from '../src/errors';
 import { accelStats, installAcceleratedKernels, installedGemm, uninstallAcceleratedKernels } from '../src/accel/kernels';
@@ -300,6 +301,49 @@ test('wasm: with two threads, products split between the main thread and the wor
         wasm._free(block);
       }
     }
+  }
+});
+
+test('wasm: when the worker is descheduled inside a block and the main thread computes that block too, C still has the bits of one thread', async () => {
+  // Three busy processes on a 2-CPU machine deschedule the worker mid-block now and then; its block
+  // holds partial sums over K (784 > one KC block of 256) until it finishes, and none may reach C.
+  const hogs = [0, 1, 2].map(() => spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore' }));
+  try {
+    const kind = BUILDS.find((b) => !b.skip)!.kind;
+    await poolReady(kind);
+    const pool = gemmPool(kind);
+    const single = arrayGemm(kind);
+    if ('reason' in pool || 'reason' in single) assert.fail('no wasm GEMM');
+    const [m, k, n] = [512, 784, 200];
+    const o = operands({ m, k, n, tA: false, tB: false }, 7);
+    const [A, B, bias] = [o.a, o.b, o.bias].map((t) => t.dataSync() as Float32Array) as [Float32Array, Float32Array, Float32Array];
+    tf.dispose([o.a, o.b, o.bias]);
+    const want = new Float32Array(m * n);
+    single.gemm(false, false, m, n, k, { base: A, offset: 0 }, k, { base: B, offset: 0 }, n, { base: want, offset: 0 }, n, { base: bias, offset: 0 }, true);
+    // A heap laid out as tfjs-wasm's would be: A, B, bias, C at byte addresses.
+    const heap = new ArrayBuffer(4 * (A.length + B.length + n + m * n) + 64);
+    const floats = new Float32Array(heap);
+    const [pa, pb, pbias] = [16, 16 + 4 * A.length, 16 + 4 * (A.length + B.length)];
+    const pc = pbias + 4 * n;
+    floats.set(A, pa / 4);
+    floats.set(B, pb / 4);
+    floats.set(bias, pbias / 4);
+    let recomputed = 0;
+    let runs = 0;
+    for (const started = Date.now(); recomputed < 20 && Date.now() - started < 60000; runs++) {
+      if (!pool.idle()) {
+        await new Promise((r) => setTimeout(r, 1));
+        continue;
+      }
+      floats.fill(NaN, pc / 4, pc / 4 + m * n);
+      recomputed += pool.gemm(heap, false, false, m, n, k, pa, k, pb, n, pc, pbias, true).recomputed;
+      const got = floats.subarray(pc / 4, pc / 4 + m * n);
+      const differing = got.reduce((count, v, i) => count + (Object.is(v, want[i]) ? 0 : 1), 0);
+      assert.equal(differing, 0, `run ${runs + 1}: ${differing} elements of C differ from one thread's (${recomputed} blocks recomputed so far)`);
+    }
+    assert.ok(recomputed >= 20, `the main thread recomputed only ${recomputed} of the worker's blocks in ${runs} runs over 60 s`);
+  } finally {
+    for (const hog of hogs) hog.kill('SIGKILL');
   }
 });
 

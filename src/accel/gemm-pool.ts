@@ -16,9 +16,11 @@ import { InputError } from '../errors';
  * The main thread never depends on the worker being scheduled (the machine may be busy): blocks are
  * claimed from a shared counter, so a sleeping worker just claims none; a block the worker claimed
  * and has not finished when the main thread runs out of blocks is waited for about as long as a block
- * takes, then computed by the main thread too (the same bits into the same place). While the worker
- * is still inside such a block, products run single-threaded on tfjs's heap, so nothing it reads or
- * writes is reused under it.
+ * takes, then computed by the main thread too, into a second C of its own: the worker may still be
+ * writing that block's rows of the job's C, and K is blocked (gemm.wat's KC), so those rows hold
+ * partial sums until it finishes. C goes back to tfjs block by block, each from where it was finished.
+ * While the worker is still inside such a block, products run single-threaded on tfjs's heap, so
+ * nothing it reads or writes is reused under it.
  *
  * Protocol (Int32 control words at byte CTL of the shared memory):
  * - main, for job J (only when BUSY = 0): writes the job's parameters into slot J mod 2, stores
@@ -95,8 +97,11 @@ export function instantiateGemm(module: WebAssembly.Module, memory: WebAssembly.
   return new WebAssembly.Instance(module, { env: { memory } }).exports as unknown as GemmExports;
 }
 
-/** Runs block `block` of the job in slot `s`, then marks it finished for `job`. */
-function runBlock(ctl: Int32Array, ex: GemmExports, scratch: number, s: number, job: number, block: number): void {
+/**
+ * Runs block `block` of the job in slot `s` into C at `c` (the job's own C unless given), then marks
+ * it finished for `job`.
+ */
+function runBlock(ctl: Int32Array, ex: GemmExports, scratch: number, s: number, job: number, block: number, c = ctl[s + P.c]!): void {
   const rows = ctl[s + P.rows]!;
   const tA = ctl[s + P.tA]!;
   const lda = ctl[s + P.lda]!;
@@ -105,22 +110,7 @@ function runBlock(ctl: Int32Array, ex: GemmExports, scratch: number, s: number, 
   const mr = Math.min(rows, ctl[s + P.m]! - r0);
   // Row r0 of op(A): row r0 of A, or column r0 of Aᵀ.
   const a = ctl[s + P.a]! + 4 * (tA ? r0 : r0 * lda);
-  ex.gemm(
-    tA,
-    ctl[s + P.tB]!,
-    mr,
-    ctl[s + P.n]!,
-    ctl[s + P.k]!,
-    a,
-    lda,
-    ctl[s + P.b]!,
-    ctl[s + P.ldb]!,
-    ctl[s + P.c]! + 4 * r0 * ldc,
-    ldc,
-    ctl[s + P.bias]!,
-    ctl[s + P.relu]!,
-    scratch,
-  );
+  ex.gemm(tA, ctl[s + P.tB]!, mr, ctl[s + P.n]!, ctl[s + P.k]!, a, lda, ctl[s + P.b]!, ctl[s + P.ldb]!, c + 4 * r0 * ldc, ldc, ctl[s + P.bias]!, ctl[s + P.relu]!, scratch);
   Atomics.store(ctl, FLAGS + block, job);
   Atomics.add(ctl, DONE, 1);
 }
@@ -241,7 +231,8 @@ export function createGemmPool(module: WebAssembly.Module): GemmPool | { reason:
       const pb = (pa + aLen + 63) & ~63;
       const pbias = (pb + bLen + 63) & ~63;
       const pc = (pbias + (bias ? 4 * n : 0) + 63) & ~63;
-      ensure(pc + 4 * m * n);
+      const pcStolen = (pc + 4 * m * n + 63) & ~63;
+      ensure(pcStolen + 4 * m * n);
       const shared = new Uint8Array(memory.buffer);
       const src = new Uint8Array(heap);
       shared.set(src.subarray(a, a + aLen), pa);
@@ -264,19 +255,24 @@ export function createGemmPool(module: WebAssembly.Module): GemmPool | { reason:
       // The worker's unfinished blocks: wait about as long as one of ours took, then compute it here.
       const patience = mine > 0 ? (1.5 * (performance.now() - t0)) / mine : 2;
       let stolen = 0;
+      const out = new Uint8Array(heap);
       for (let blk = 0; blk < blocks; blk++) {
         const deadline = performance.now() + patience;
+        let from = pc;
         for (let d = Atomics.load(ctl, DONE); Atomics.load(ctl, FLAGS + blk) !== job; d = Atomics.load(ctl, DONE)) {
           const left = deadline - performance.now();
           if (left <= 0) {
-            runBlock(ctl, ex, SCRATCH0, s, job, blk);
+            runBlock(ctl, ex, SCRATCH0, s, job, blk, pcStolen);
+            from = pcStolen;
             stolen++;
             break;
           }
           Atomics.wait(ctl, DONE, d, left);
         }
+        const r0 = 4 * blk * rows * n;
+        const bytes = 4 * Math.min(rows, m - blk * rows) * n;
+        out.set(shared.subarray(from + r0, from + r0 + bytes), c + r0);
       }
-      new Uint8Array(heap).set(new Uint8Array(memory.buffer, pc, 4 * m * n), c);
       return { workerBlocks: blocks - mine - stolen, recomputed: stolen };
     },
     async close() {
