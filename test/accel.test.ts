@@ -361,3 +361,57 @@ for (const optimizer of [{ sgd: {} }, { sgd: { weightDecay: 0.5 } }, { adam: { a
     }
   });
 }
+
+for (const gemm of ['wasm', 'openblas'] as const) {
+  test(
+    `wasm+${gemm === 'wasm' ? 'wasm GEMM' : 'OpenBLAS'}: the lean step calling the GEMM directly gives the bits of the same step through tfjs's matmul kernels, with no MatMul kernel dispatched`,
+    { skip: gemm === 'openblas' ? blasSkip : false },
+    async (t) => {
+      if (!(await useBackend('wasm'))) return t.skip('wasm backend unavailable');
+      const { wasmSimd } = await import('../src/accel/simd');
+      if (!wasmSimd()) return t.skip('simd.wasm not built');
+      assert.equal(installAcceleratedKernels('wasm', { gemm }).gemm !== null, true);
+      try {
+        const train = async (direct: boolean): Promise<{ weights: Float32Array[]; losses: number[]; kernels: string[]; tensors: number[] }> => {
+          const model = buildTutorialModel(8);
+          const step = createLeanStep(model, createOptimizer({ adam: {} }), TUTORIAL_PENALTIES, { direct });
+          if ('unsupported' in step) throw new Error(step.unsupported);
+          // Batches of 50 and a last one of 7, as an epoch ends: two sets of the direct step's scratch.
+          const sizes = [50, 7, 50, 7, 50, 7];
+          const { x, y } = fakeData(171, 6);
+          const losses: number[] = [];
+          const tensors: number[] = [];
+          let kernels: string[] = [];
+          let at = 0;
+          for (const [s, B] of sizes.entries()) {
+            const xb = x.slice(at, B);
+            const yb = y.slice(at, B);
+            at = (at + B) % 114;
+            if (s === 2) kernels = (await tf.profile(() => void losses.push(step.run(xb, yb).dataLoss))).kernelNames;
+            else losses.push(step.run(xb, yb).dataLoss);
+            tf.dispose([xb, yb]);
+            tensors.push(tf.memory().numTensors);
+          }
+          const weights = model.getWeights().map((w) => (w.dataSync() as Float32Array).slice());
+          step.dispose();
+          model.dispose();
+          tf.dispose([x, y]);
+          return { weights, losses, kernels, tensors };
+        };
+        const ops = await train(false);
+        const direct = await train(true);
+        direct.weights.forEach((w, i) => assert.deepEqual(w, ops.weights[i], `weight ${i}`));
+        assert.deepEqual(direct.losses, ops.losses);
+        assert.ok(ops.kernels.includes('_FusedMatMul') && ops.kernels.includes('BatchMatMul'), ops.kernels.join(' '));
+        assert.deepEqual(
+          direct.kernels.filter((k) => k.includes('MatMul')),
+          [],
+        );
+        // Once both batch sizes have run, the direct step holds no more tensors.
+        assert.deepEqual(direct.tensors.slice(2), Array(4).fill(direct.tensors[1]));
+      } finally {
+        uninstallAcceleratedKernels('wasm');
+      }
+    },
+  );
+}

@@ -296,6 +296,7 @@ function wasmEngine(kind: WasmGemmKind, backendName: string, threads: number): E
 interface Installed {
   originals: tf.KernelConfig[];
   gemm: GemmKind | null;
+  engine: Engine | null;
   /** What was asked for, to tell a repeated install from a change of GEMM. */
   choice: GemmChoice;
   result: InstallResult;
@@ -476,7 +477,7 @@ export function installAcceleratedKernels(backendName: string, opts: { threads?:
     } else {
       result = { installed: engine?.kind === 'openblas', gemm: engine?.kind ?? null, reason, ...(gemmReason ? { gemmReason } : {}), kernels };
     }
-    if (originals.length > 0) installed.set(backendName, { originals, gemm: result.gemm, choice, result });
+    if (originals.length > 0) installed.set(backendName, { originals, gemm: result.gemm, engine, choice, result });
     return result;
   } catch (e) {
     if (e instanceof InputError) throw e; // a malformed REGTRAIN_GEMM_THREADS
@@ -487,6 +488,41 @@ export function installAcceleratedKernels(backendName: string, opts: { threads?:
 /** Which GEMM runs `backendName`'s matmuls: 'openblas', 'wasm-relaxed-simd', 'wasm-simd', or null (tfjs's own). */
 export function installedGemm(backendName: string): GemmKind | null {
   return installed.get(backendName)?.gemm ?? null;
+}
+
+/** A float32 matrix in memory: its array and the element offset where it starts. */
+export type MatrixAt = Mem;
+
+/**
+ * C (m×n, rows contiguous) = act(op(A)·op(B) + bias), with A m×k (k×m when tA) and B k×n (n×k when
+ * tB) stored row-major without padding.
+ */
+export type DirectMatMul = (
+  tA: boolean,
+  tB: boolean,
+  m: number,
+  n: number,
+  k: number,
+  a: MatrixAt,
+  b: MatrixAt,
+  c: MatrixAt,
+  bias: MatrixAt | null,
+  act: 'linear' | 'relu',
+) => void;
+
+/**
+ * The GEMM installed under `backendName`'s BatchMatMul/_FusedMatMul as a plain call, for the lean step:
+ * the same runner those kernels call (so the same bits), without tfjs's dispatch, for the current
+ * backend object. Null when no GEMM is installed there.
+ */
+export function installedMatMul(backendName: string): DirectMatMul | null {
+  const engine = installed.get(backendName)?.engine;
+  const run = engine && tf.getBackend() === backendName ? engine.runner(tf.backend()) : null;
+  if (!engine || !run) return null;
+  return (tA, tB, m, n, k, a, b, c, bias, act) => {
+    run({ m, n, k, batch: 1, batchA: 1, batchB: 1, outShape: [m, n] }, tA, tB, a, b, c, bias, act);
+    count(engine.kind);
+  };
 }
 
 /** Put the backend's original kernels back. Returns false if nothing was installed. */

@@ -31,6 +31,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { wasmSimd } from './simd';
+import { installedMatMul, type DirectMatMul, type MatrixAt } from './kernels';
 import { adamPass, Optimizer } from '../train/optimizers';
 
 /** Per-batch results. `dataLoss` is the SUM over the batch of per-sample cross-entropy (no penalty):
@@ -121,7 +122,12 @@ export function penaltiesFromModel(model: tf.Sequential): Penalty[] | { unsuppor
 /** Layers with hand-written gradients nowhere in this step: models with them take the reference (autodiff) step. */
 const SPATIAL_LAYERS = new Set(['Reshape', 'Conv2D', 'MaxPooling2D', 'AveragePooling2D', 'GlobalAveragePooling2D', 'SpatialDropout2D']);
 
-export function createLeanStep(model: tf.Sequential, optimizer: Optimizer, penalties: Penalty[]): LeanStep | { unsupported: string } {
+/**
+ * `direct` (default true): on tfjs-wasm with a GEMM installed (installAcceleratedKernels) and the SIMD
+ * passes, call that GEMM on the tensors' memory instead of through tfjs's matmul ops (the same bits);
+ * false always goes through the ops.
+ */
+export function createLeanStep(model: tf.Sequential, optimizer: Optimizer, penalties: Penalty[], { direct = true } = {}): LeanStep | { unsupported: string } {
   const layers = model.layers as unknown as DenseLike[];
   let flatten = false;
   const dense: DensePlan[] = [];
@@ -297,13 +303,50 @@ export function createLeanStep(model: tf.Sequential, optimizer: Optimizer, penal
     return dA;
   };
 
-  const run = (x: tf.Tensor2D | tf.Tensor3D, y: tf.Tensor1D): LeanStepResult => {
-    const lr = optimizer.learningRate();
-    const B = x.shape[0];
-    const labels = y.dataSync();
-    if (labels.length !== B) throw new Error(`lean step: ${labels.length} labels for a batch of ${B}`);
+  /**
+   * From the probabilities p (B×C), the batch's summed cross-entropy and correct count; writes
+   * dL/dz (the softmax's input, mean over the batch) into `dz`.
+   */
+  const lossGradient = (p: Float32Array | Uint8Array | Int32Array, labels: ArrayLike<number>, B: number, C: number, dz: Float32Array): { dataLoss: number; correct: number } => {
     let dataLoss = 0;
     let correct = 0;
+    const invB = 1 / B;
+    for (let i = 0; i < B; i++) {
+      const o = i * C;
+      const yi = labels[i]!;
+      if (!(yi >= 0 && yi < C) || Math.floor(yi) !== yi) throw new Error(`lean step: label ${yi} out of range 0..${C - 1}`);
+      // Accuracy: first index of the maximum.
+      let best = 0;
+      for (let j = 1; j < C; j++) if (p[o + j]! > p[o + best]!) best = j;
+      if (best === yi) correct++;
+      // Keras/tfjs sparse CE: clip, renormalise, clip, −log; gradient through all of it.
+      let S = 0;
+      for (let j = 0; j < C; j++) S += Math.fround(Math.min(Math.max(p[o + j]!, EPS), ONE_MINUS_EPS));
+      S = Math.fround(S);
+      const c1y = Math.fround(Math.min(Math.max(p[o + yi]!, EPS), ONE_MINUS_EPS));
+      const q = Math.fround(c1y / S);
+      const c2 = Math.min(Math.max(q, EPS), ONE_MINUS_EPS);
+      dataLoss += -Math.log(c2);
+      const gq = q >= EPS && q <= ONE_MINUS_EPS ? -invB / c2 : 0; // dL/dq_y (mean over batch)
+      // dL/dp_j = mask1_j · gq · (δ_jy/S − c1_y/S²); then softmax: dz_j = p_j·(dp_j − Σ_k p_k·dp_k).
+      let dot = 0;
+      const base = (gq * -c1y) / (S * S);
+      for (let j = 0; j < C; j++) {
+        const pj = p[o + j]!;
+        const inRange = pj >= EPS && pj <= ONE_MINUS_EPS;
+        const dp = inRange ? base + (j === yi ? gq / S : 0) : 0;
+        dz[o + j] = dp; // temporarily dp
+        dot += pj * dp;
+      }
+      for (let j = 0; j < C; j++) dz[o + j] = p[o + j]! * (dz[o + j]! - dot);
+    }
+    return { dataLoss, correct };
+  };
+
+  /** The step through tfjs ops (any backend; the kernels installed under them when there are some). */
+  const runOps = (x: tf.Tensor2D | tf.Tensor3D, labels: ArrayLike<number>, lr: number): Omit<LeanStepResult, 'batchSize'> => {
+    const B = x.shape[0];
+    let result = { dataLoss: 0, correct: 0 };
     let batchPenalty = 0;
     tf.tidy(() => {
       // Forward, keeping each layer's input.
@@ -316,44 +359,14 @@ export function createLeanStep(model: tf.Sequential, optimizer: Optimizer, penal
         h = tf.fused.matMul({ a: h, b: d.kernel as tf.Tensor2D, bias: d.bias ?? undefined, activation: act }) as tf.Tensor2D;
         if (d.act === 'softmax') h = tf.softmax(h);
       }
-      const p = h.dataSync();
       const C = h.shape[1];
       if (dz.length !== B * C) dz = new Float32Array(B * C);
-      const invB = 1 / B;
-      for (let i = 0; i < B; i++) {
-        const o = i * C;
-        const yi = labels[i];
-        if (!(yi >= 0 && yi < C) || Math.floor(yi) !== yi) throw new Error(`lean step: label ${yi} out of range 0..${C - 1}`);
-        // Accuracy: first index of the maximum.
-        let best = 0;
-        for (let j = 1; j < C; j++) if (p[o + j] > p[o + best]) best = j;
-        if (best === yi) correct++;
-        // Keras/tfjs sparse CE: clip, renormalise, clip, −log; gradient through all of it.
-        let S = 0;
-        for (let j = 0; j < C; j++) S += Math.fround(Math.min(Math.max(p[o + j], EPS), ONE_MINUS_EPS));
-        S = Math.fround(S);
-        const c1y = Math.fround(Math.min(Math.max(p[o + yi], EPS), ONE_MINUS_EPS));
-        const q = Math.fround(c1y / S);
-        const c2 = Math.min(Math.max(q, EPS), ONE_MINUS_EPS);
-        dataLoss += -Math.log(c2);
-        const gq = q >= EPS && q <= ONE_MINUS_EPS ? -invB / c2 : 0; // dL/dq_y (mean over batch)
-        // dL/dp_j = mask1_j · gq · (δ_jy/S − c1_y/S²); then softmax: dz_j = p_j·(dp_j − Σ_k p_k·dp_k).
-        let dot = 0;
-        const base = (gq * -c1y) / (S * S);
-        for (let j = 0; j < C; j++) {
-          const pj = p[o + j];
-          const inRange = pj >= EPS && pj <= ONE_MINUS_EPS;
-          const dp = inRange ? base + (j === yi ? gq / S : 0) : 0;
-          dz[o + j] = dp; // temporarily dp
-          dot += pj * dp;
-        }
-        for (let j = 0; j < C; j++) dz[o + j] = p[o + j] * (dz[o + j] - dot);
-      }
+      result = lossGradient(h.dataSync(), labels, B, C, dz);
       let dZ: tf.Tensor2D = tf.tensor2d(dz, [B, C]);
       // Backward, top layer first; each layer's weight is updated after its input gradient is taken.
       for (let li = dense.length - 1; li >= 0; li--) {
-        const d = dense[li];
-        const a = inputs[li];
+        const d = dense[li]!;
+        const a = inputs[li]!;
         const gK: tf.Tensor = tf.matMul(a, dZ, true, false);
         // Bias gradient Σ_rows dZ as ones(1×B)·dZ: a GEMV through the (BLAS) MatMul kernel; the wasm
         // backend's Sum over axis 0 transposes first and costs more than the weight-gradient GEMM.
@@ -361,22 +374,113 @@ export function createLeanStep(model: tf.Sequential, optimizer: Optimizer, penal
         let dPrev: tf.Tensor2D | null = null;
         if (li > 0) {
           const dA: tf.Tensor2D = tf.matMul(dZ, d.kernel as tf.Tensor2D, false, true);
-          dPrev = dense[li - 1].act === 'relu' ? reluGrad(dA, a) : dA;
+          dPrev = dense[li - 1]!.act === 'relu' ? reluGrad(dA, a) : dA;
         }
-        // The batch's penalty is taken at the weights it was computed with (Keras logs data loss + it).
-        const l1 = Math.fround(d.l1);
-        const l2 = Math.fround(d.l2);
-        const sums = applyUpdate(d.kernel, gK, l1, l2, lr);
-        batchPenalty += d.l1 * sums.abs + d.l2 * sums.sq;
-        if (d.bias && gB) applyUpdate(d.bias, gB, 0, 0, lr);
+        batchPenalty += update(d, gK, gB, lr);
         if (dPrev) dZ = dPrev;
       }
     });
+    return { ...result, penalty: batchPenalty };
+  };
+
+  /**
+   * The optimizer's update of a layer's kernel (with its penalty gradient) and bias; returns the
+   * batch's penalty, taken at the weights it was computed with (Keras logs data loss + it).
+   */
+  const update = (d: DensePlan, gK: tf.Tensor, gB: tf.Tensor | null, lr: number): number => {
+    const sums = applyUpdate(d.kernel, gK, Math.fround(d.l1), Math.fround(d.l2), lr);
+    if (d.bias && gB) applyUpdate(d.bias, gB, 0, 0, lr);
+    return d.l1 * sums.abs + d.l2 * sums.sq;
+  };
+
+  /**
+   * Scratch of the direct step for a batch size: each layer's output and the gradient at its
+   * pre-activation (B × units), its weight gradients, and a row of B ones for the bias gradient.
+   * Kept tensors (tfjs owns the memory), made once per batch size (an epoch has at most two).
+   */
+  interface Scratch {
+    outputs: tf.Tensor[];
+    dZ: tf.Tensor[];
+    gK: tf.Tensor[];
+    gB: Array<tf.Tensor | null>;
+    ones: tf.Tensor;
+  }
+  const scratchByBatch = new Map<number, Scratch>();
+  const scratchFor = (B: number): Scratch => {
+    let s = scratchByBatch.get(B);
+    if (!s) {
+      // tf.keep: the step may run inside a caller's tf.tidy.
+      const units = dense.map((d) => d.kernel.shape[1]!);
+      s = {
+        outputs: units.map((n) => tf.keep(tf.zeros([B, n]))),
+        dZ: units.map((n) => tf.keep(tf.zeros([B, n]))),
+        gK: dense.map((d) => tf.keep(tf.zeros(d.kernel.shape))),
+        gB: dense.map((d) => (d.bias ? tf.keep(tf.zeros(d.bias.shape)) : null)),
+        ones: tf.keep(tf.ones([B])),
+      };
+      scratchByBatch.set(B, s);
+    }
+    return s;
+  };
+
+  /**
+   * The same step with the installed GEMM called directly on the tensors' memory (wasm backend with
+   * the SIMD passes): the same products with the same arguments as runOps's matMuls, so the same bits,
+   * without ~40 kernel dispatches a step (at batch 32 they cost more than the products).
+   */
+  const runDirect = (matMul: DirectMatMul, x: tf.Tensor2D | tf.Tensor3D, labels: ArrayLike<number>, lr: number): Omit<LeanStepResult, 'batchSize'> | null => {
+    const B = x.shape[0];
+    const inputUnits = dense[0]!.kernel.shape[0]!;
+    if (x.size !== B * inputUnits || (!flatten && x.rank !== 2)) return null;
+    const s = scratchFor(B);
+    // Views are taken at each use: any allocation (softmax's output, an update's fresh weights) may grow the heap.
+    const at = (t: tf.Tensor): MatrixAt => ({ base: ownFloats(t, false)!, offset: 0 });
+    if (!ownFloats(x, false)) return null;
+    for (let li = 0; li < dense.length; li++) {
+      const d = dense[li]!;
+      const [k, n] = d.kernel.shape as [number, number];
+      const input = li === 0 ? x : s.outputs[li - 1]!;
+      matMul(false, false, B, n, k, at(input), at(d.kernel), at(s.outputs[li]!), d.bias ? at(d.bias) : null, d.act === 'relu' ? 'relu' : 'linear');
+    }
+    const last = dense.length - 1;
+    const C = dense[last]!.kernel.shape[1]!;
+    const result = tf.tidy(() => {
+      const p = tf.softmax(s.outputs[last] as tf.Tensor2D).dataSync();
+      return lossGradient(p, labels, B, C, ownFloats(s.dZ[last]!, false)!);
+    });
+    let batchPenalty = 0;
+    const simd = wasmSimd()!;
+    for (let li = last; li >= 0; li--) {
+      const d = dense[li]!;
+      const [k, n] = d.kernel.shape as [number, number];
+      const input = li === 0 ? x : s.outputs[li - 1]!;
+      // gK = inputᵀ·dZ; gB = ones(1×B)·dZ; the previous layer's dZ = (dZ·Kᵀ)·step(its output).
+      matMul(true, false, k, n, B, at(input), at(s.dZ[li]!), at(s.gK[li]!), null, 'linear');
+      if (d.bias) matMul(false, false, 1, n, B, at(s.ones), at(s.dZ[li]!), at(s.gB[li]!), null, 'linear');
+      if (li > 0) {
+        const dPrev = s.dZ[li - 1]!;
+        matMul(false, true, B, k, n, at(s.dZ[li]!), at(d.kernel), at(dPrev), null, 'linear');
+        if (dense[li - 1]!.act === 'relu') simd.reluGrad(ownFloats(dPrev, false)!.byteOffset, ownFloats(input, false)!.byteOffset, B * k);
+      }
+      batchPenalty += update(d, s.gK[li]!, s.gB[li] ?? null, lr);
+    }
+    return { ...result, penalty: batchPenalty };
+  };
+
+  const run = (x: tf.Tensor2D | tf.Tensor3D, y: tf.Tensor1D): LeanStepResult => {
+    const lr = optimizer.learningRate();
+    const B = x.shape[0];
+    const labels = y.dataSync();
+    if (labels.length !== B) throw new Error(`lean step: ${labels.length} labels for a batch of ${B}`);
+    const matMul = direct && tf.getBackend() === 'wasm' && wasmSimd() ? installedMatMul('wasm') : null;
+    const result = (matMul && runDirect(matMul, x, labels, lr)) || runOps(x, labels, lr);
     optimizer.endStep();
-    return { dataLoss, correct, batchSize: B, penalty: batchPenalty };
+    return { ...result, batchSize: B };
   };
 
   const dispose = (): void => {
+    for (const sc of scratchByBatch.values()) tf.dispose([...sc.outputs, ...sc.dZ, ...sc.gK, ...sc.gB.filter((t): t is tf.Tensor => t !== null), sc.ones]);
+    scratchByBatch.clear();
     scratchTensor?.dispose();
     scratchTensor = null;
     ones?.dispose();
