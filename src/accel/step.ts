@@ -3,13 +3,15 @@
  * a final softmax Dense, sparse categorical cross-entropy and SGD (optionally momentum/Nesterov).
  *
  * It runs the same math as `model.fit` / `model.trainOnBatch` + `optimizer.minimize`, but with hand-
- * written gradients instead of the autodiff tape: 43 tfjs kernels a step instead of model.fit's 281, no per-batch
- * metric tensors, and no gradient for the input batch (autodiff computes dL/dx of the first layer
+ * written gradients instead of the autodiff tape: no per-batch metric tensors, and no gradient for the input batch (autodiff computes dL/dx of the first layer
  * and throws it away: at batch 512 that is a 512×200×784 GEMM, a sixth of the step's FLOPs).
  *
- * Every tensor op is tfjs's (forward through tf.fused.matMul with each layer's own kernel, bias and
- * activation; gradients through tf.matMul/sum/step/mul/add), so BLAS kernels installed with
- * installAcceleratedKernels() are used when present and tfjs's own kernels otherwise.
+ * Two ways to run it, with the same bits: through tfjs ops (forward through tf.fused.matMul with each
+ * layer's own kernel, bias and activation; gradients through tf.matMul/step/mul), so the GEMM
+ * installed with installAcceleratedKernels() runs them when there is one and tfjs's own kernels
+ * otherwise; or, on tfjs-wasm with an installed GEMM, that GEMM called directly on the tensors' heap
+ * memory with the same arguments (runDirect: of tfjs's kernels only the softmax runs, where the ops
+ * dispatch 37 a step for the tutorial's model, and at batch 32 those cost more than the products).
  *
  * Semantics, matched to tfjs-layers 4.22:
  * - Loss: sparseCategoricalCrossentropy(y, p) = −log(clip(q_y, ε, 1−ε)) with q = clip(p, ε, 1−ε)/Σclip(p),
@@ -426,7 +428,7 @@ export function createLeanStep(model: tf.Sequential, optimizer: Optimizer, penal
   /**
    * The same step with the installed GEMM called directly on the tensors' memory (wasm backend with
    * the SIMD passes): the same products with the same arguments as runOps's matMuls, so the same bits,
-   * without ~40 kernel dispatches a step (at batch 32 they cost more than the products).
+   * without 36 of the 37 kernel dispatches a step (at batch 32 they cost more than the products).
    */
   const runDirect = (matMul: DirectMatMul, x: tf.Tensor2D | tf.Tensor3D, labels: ArrayLike<number>, lr: number): Omit<LeanStepResult, 'batchSize'> | null => {
     const B = x.shape[0];
