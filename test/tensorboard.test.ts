@@ -269,15 +269,18 @@ describe("histogram bucketing (TensorFlow's default buckets)", () => {
     assert.deepEqual(h, { min: DBL_MAX, max: -DBL_MAX, num: 0, sum: 0, sumSquares: 0, bucketLimit: [DBL_MAX], bucket: [0] });
   });
 
-  test('NaN and infinite values are refused in one line that counts them', () => {
-    assert.throws(
-      () => histogramOf([1, NaN, Infinity, NaN, -Infinity], 'dense/kernel'),
-      (err: unknown) => {
-        assert.ok(err instanceof FailureError);
-        assert.equal(err.message, 'dense/kernel: 2 NaN and 2 infinite of 5 values; a TensorBoard histogram cannot hold them (training has diverged?)');
-        return true;
-      },
-    );
+  test('NaN and infinite values are refused in one line that counts them, in a plain array and in float32 weights', () => {
+    const values = [1, NaN, Infinity, NaN, -Infinity];
+    for (const given of [values, Float32Array.from(values)]) {
+      assert.throws(
+        () => histogramOf(given, 'dense/kernel'),
+        (err: unknown) => {
+          assert.ok(err instanceof FailureError);
+          assert.equal(err.message, 'dense/kernel: 2 NaN and 2 infinite of 5 values; a TensorBoard histogram cannot hold them (training has diverged?)');
+          return true;
+        },
+      );
+    }
   });
 
   test('float32 weights are bucketed exactly as the same values in a plain array (table lookup vs binary search)', () => {
