@@ -79,73 +79,41 @@ function float32BucketStarts(limits: Float64Array): Uint16Array {
 }
 
 /**
- * histogramOf's counting loop for float32 values (the weights), kept monomorphic: the bucket from
- * the table of float32BucketStarts, NaN and ±Infinity told apart by their exponent bits. The
- * sums run in float64 in the values' order, as the generic loop's.
- */
-function countFloat32(
-  values: Float32Array,
-  limits: Float64Array,
-  counts: Uint32Array,
-): { min: number; max: number; sum: number; sumSquares: number; nan: number; infinite: number } {
-  const bits = new Uint32Array(values.buffer, values.byteOffset, values.length);
-  const starts = float32BucketStarts(limits);
-  const last = limits.length - 1;
-  let min = Number.MAX_VALUE;
-  let max = -Number.MAX_VALUE;
-  let sum = 0;
-  let sumSquares = 0;
-  let nan = 0;
-  let infinite = 0;
-  for (let i = 0; i < values.length; i++) {
-    const u = bits[i]!;
-    if ((u & 0x7f800000) === 0x7f800000) {
-      if (u & 0x007fffff) nan++;
-      else infinite++;
-      continue;
-    }
-    const v = values[i]!;
-    let b = starts[u >>> 16]!;
-    while (b > 0 && limits[b - 1]! > v) b--;
-    while (b < last && limits[b]! <= v) b++;
-    counts[b]!++;
-    if (v < min) min = v;
-    if (v > max) max = v;
-    sum += v;
-    sumSquares += v * v;
-  }
-  return { min, max, sum, sumSquares, nan, infinite };
-}
-
-/**
  * The histogram of `values` in TensorFlow's default buckets. `what` names the values in the error
  * thrown when some are NaN or infinite (a FailureError; nothing is counted then).
  */
 export function histogramOf(values: ArrayLike<number>, what: string): Histogram {
   const limits = defaultBucketLimits();
-  const counts = new Uint32Array(limits.length); // a weight tensor has fewer than 2³² values
+  const counts = new Float64Array(limits.length);
   let min = Number.MAX_VALUE;
   let max = -Number.MAX_VALUE;
   let sum = 0;
   let sumSquares = 0;
   let nan = 0;
   let infinite = 0;
-  if (values instanceof Float32Array) {
-    ({ min, max, sum, sumSquares, nan, infinite } = countFloat32(values, limits, counts));
-  } else {
-    for (let i = 0; i < values.length; i++) {
-      const v = values[i]!;
-      if (!Number.isFinite(v)) {
-        if (Number.isNaN(v)) nan++;
-        else infinite++;
-        continue;
-      }
-      counts[bucketIndex(limits, v)]++;
-      if (v < min) min = v;
-      if (v > max) max = v;
-      sum += v;
-      sumSquares += v * v;
+  const bits = values instanceof Float32Array ? new Uint32Array(values.buffer, values.byteOffset, values.length) : null;
+  const starts = bits ? float32BucketStarts(limits) : null;
+  const last = limits.length - 1;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (!Number.isFinite(v)) {
+      if (Number.isNaN(v)) nan++;
+      else infinite++;
+      continue;
     }
+    let b: number;
+    if (starts) {
+      b = starts[bits![i]! >>> 16]!;
+      while (b > 0 && limits[b - 1]! > v) b--;
+      while (b < last && limits[b]! <= v) b++;
+    } else {
+      b = bucketIndex(limits, v);
+    }
+    counts[b]++;
+    if (v < min) min = v;
+    if (v > max) max = v;
+    sum += v;
+    sumSquares += v * v;
   }
   if (nan + infinite > 0) {
     const which = [nan ? `${nan} NaN` : '', infinite ? `${infinite} infinite` : ''].filter(Boolean).join(' and ');
