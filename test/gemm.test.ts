@@ -136,6 +136,14 @@ function operands(c: Case, seed: number): { a: tf.Tensor2D; b: tf.Tensor2D; bias
   };
 }
 
+/** The values of operands(c, seed), read out of the backend (the tensors are disposed). */
+function operandValues(c: Case, seed: number): { A: Float32Array; B: Float32Array; bias: Float32Array } {
+  const o = operands(c, seed);
+  const [A, B, bias] = [o.a, o.b, o.bias].map((t) => t.dataSync() as Float32Array) as [Float32Array, Float32Array, Float32Array];
+  tf.dispose([o.a, o.b, o.bias]);
+  return { A, B, bias };
+}
+
 type Epilogue = 'matMul' | 'bias' | 'bias+relu';
 const EPILOGUES: Epilogue[] = ['matMul', 'bias', 'bias+relu'];
 
@@ -209,11 +217,7 @@ test('wasm: the same product gives identical bits on every run and at every alig
   if (!(await useBackend('wasm'))) return t.skip('wasm backend unavailable');
   const wasm = (tf.backend() as unknown as { wasm: { asm: { memory: unknown }; _malloc(n: number): number; _free(p: number): void; HEAPF32: Float32Array } }).wasm;
   const c: Case = { m: 37, k: 301, n: 29, tA: false, tB: true };
-  const o = operands(c, 5);
-  const A = o.a.dataSync() as Float32Array;
-  const B = o.b.dataSync() as Float32Array;
-  const bias = o.bias.dataSync() as Float32Array;
-  tf.dispose([o.a, o.b, o.bias]);
+  const { A, B, bias } = operandValues(c, 5);
   for (const build of BUILDS) {
     if (build.skip) continue;
     const g = heapGemm(build.kind, wasm.asm.memory as Parameters<typeof heapGemm>[1], (n) => wasm._malloc(n));
@@ -271,11 +275,7 @@ test('wasm: with two threads, products split between the main thread and the wor
       assert.ok(m * n * k >= MIN_MACS, 'a product the pool takes');
       for (const [tA, tB] of TRANSPOSES) {
         const c = { m, k, n, tA, tB };
-        const o = operands(c, (seed += 3));
-        const A = o.a.dataSync() as Float32Array;
-        const B = o.b.dataSync() as Float32Array;
-        const bias = o.bias.dataSync() as Float32Array;
-        tf.dispose([o.a, o.b, o.bias]);
+        const { A, B, bias } = operandValues(c, (seed += 3));
         const block = wasm._malloc(4 * (A.length + B.length + bias.length + 2 * m * n) + 64);
         const pa = ((block + 15) & ~15) >>> 2;
         const pb = pa + A.length;
@@ -315,9 +315,7 @@ test('wasm: when the worker is descheduled inside a block and the main thread co
     const single = arrayGemm(kind);
     if ('reason' in pool || 'reason' in single) assert.fail('no wasm GEMM');
     const [m, k, n] = [512, 784, 200];
-    const o = operands({ m, k, n, tA: false, tB: false }, 7);
-    const [A, B, bias] = [o.a, o.b, o.bias].map((t) => t.dataSync() as Float32Array) as [Float32Array, Float32Array, Float32Array];
-    tf.dispose([o.a, o.b, o.bias]);
+    const { A, B, bias } = operandValues({ m, k, n, tA: false, tB: false }, 7);
     const want = new Float32Array(m * n);
     single.gemm(false, false, m, n, k, { base: A, offset: 0 }, k, { base: B, offset: 0 }, n, { base: want, offset: 0 }, n, { base: bias, offset: 0 }, true);
     // A heap laid out as tfjs-wasm's would be: A, B, bias, C at byte addresses.

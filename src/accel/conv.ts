@@ -81,6 +81,11 @@ export function convGeometry(
     false,
     'channelsLast',
   );
+  return geometryOf(info);
+}
+
+/** A tfjs conv or pooling info (NHWC) as the numbers the gradients need; for pooling inC = outC. */
+function geometryOf(info: tf.backend_util.Conv2DInfo): ConvGeometry {
   return {
     batch: info.batchSize,
     inH: info.inHeight,
@@ -407,16 +412,8 @@ function inputGradGemm(gemmOf: (b: WasmBackendLike) => HeapGemmFn | null, origin
  * maximum, and a window whose values are all ≤ 0 loses its gradient. After a relu both only touch
  * inputs whose relu gradient is 0, so a relu → max-pool model gets the same weight gradients.
  */
-export function maxPoolGradInto(
-  p: { batch: number; inH: number; inW: number; ch: number; outH: number; outW: number; fH: number; fW: number; strideH: number; strideW: number; padTop: number; padLeft: number },
-  x: Float32Array,
-  xOff: number,
-  dy: Float32Array,
-  dyOff: number,
-  dx: Float32Array,
-  dxOff: number,
-): void {
-  const { batch, inH, inW, ch, outH, outW, fH, fW, strideH, strideW, padTop, padLeft } = p;
+export function maxPoolGradInto(p: ConvGeometry, x: Float32Array, xOff: number, dy: Float32Array, dyOff: number, dx: Float32Array, dxOff: number): void {
+  const { batch, inH, inW, inC: ch, outH, outW, fH, fW, strideH, strideW, padTop, padLeft } = p;
   dx.fill(0, dxOff, dxOff + batch * inH * inW * ch);
   // Per window, all channels at once: the running maximum and its position per channel, scanning the
   // window's pixels in row-major order with the channels (contiguous in NHWC) innermost.
@@ -471,28 +468,15 @@ function maxPoolGradFunc(original: KernelFunc): KernelFunc {
       attrs.dimRoundingMode,
     );
     const out = backend.makeOutput(input.shape, 'float32');
-    const p = {
-      batch: info.batchSize,
-      inH: info.inHeight,
-      inW: info.inWidth,
-      ch: info.inChannels,
-      outH: info.outHeight,
-      outW: info.outWidth,
-      fH: info.filterHeight,
-      fW: info.filterWidth,
-      strideH: info.strideHeight,
-      strideW: info.strideWidth,
-      padTop: info.padInfo.top,
-      padLeft: info.padInfo.left,
-    };
+    const p = geometryOf(info);
     const heap = backend.wasm.HEAPF32;
     const xi = floatIndex(backend, input)!;
     const dyi = floatIndex(backend, dy)!;
     const dxi = backend.dataIdMap.get(out.dataId)!.memoryOffset! >>> 2;
-    const simd = p.ch % 4 === 0 ? convSimd(backend) : null;
+    const simd = p.inC % 4 === 0 ? convSimd(backend) : null;
     if (simd) {
-      heap.fill(0, dxi, dxi + p.batch * p.inH * p.inW * p.ch);
-      simd.maxPoolGrad(4 * xi, 4 * dyi, 4 * dxi, p.batch, p.inH, p.inW, p.ch, p.outH, p.outW, p.fH, p.fW, p.strideH, p.strideW, p.padTop, p.padLeft);
+      heap.fill(0, dxi, dxi + p.batch * p.inH * p.inW * p.inC);
+      simd.maxPoolGrad(4 * xi, 4 * dyi, 4 * dxi, p.batch, p.inH, p.inW, p.inC, p.outH, p.outW, p.fH, p.fW, p.strideH, p.strideW, p.padTop, p.padLeft);
     } else {
       maxPoolGradInto(p, heap, xi, heap, dyi, heap, dxi);
     }
