@@ -14,7 +14,7 @@ import * as zlib from 'node:zlib';
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { parseBlasThreads } from '../src/accel/blas';
 import { fetchDataset, verifyCache } from '../src/data/fetch';
-import { FailureError, InputError } from '../src/errors';
+import { FailureError } from '../src/errors';
 import { serve, tinyFiles, tinyManifest, tmpDir, writeTiny } from './fixtures/data/tiny';
 
 const ROOT = path.resolve(__dirname, '../..');
@@ -182,10 +182,12 @@ describe('data sources and cache files that would hang or exhaust memory', () =>
   /** What a source may send for the tiny train images: bytes + bytes/1000 + 1024 (gzip's worst case). */
   const cap = trainImages.bytes + Math.ceil(trainImages.bytes / 1000) + 1024;
 
+  /** The message of the exit-1 failure a fetch ends in when no source gives a verified copy (a bad source is not bad input). */
   async function failure(p: Promise<unknown>): Promise<string> {
     let message = '';
     await assert.rejects(p, (err: unknown) => {
-      assert.ok(err instanceof FailureError || err instanceof InputError, String(err));
+      assert.ok(err instanceof FailureError, `expected a FailureError (exit 1), got ${String(err)}`);
+      assert.ok(err.message.startsWith('no verified copy of train-images-idx3-ubyte'), err.message);
       message = err.message;
       return true;
     });

@@ -247,6 +247,9 @@ describe('README.md shows what regtrain prints', () => {
     if (block.kind === 'file') {
       test(`${where}: the file ${block.arg} is written as shown${block.resolvesAs ? `, and is the same spec as ${block.resolvesAs}` : ''}`, async () => {
         fs.writeFileSync(path.join(CWD, block.arg), block.body.join('\n') + '\n');
+        // A file shown is a file used: a later example or setup block runs a command naming it.
+        const users = blocks.filter((b) => b.fenceLine > block.fenceLine && b.kind !== 'file' && [b.arg, ...b.body].some((l) => l.includes(block.arg)));
+        assert.ok(users.length > 0, `${where}: no later example runs a command on ${block.arg}`);
         if (!block.resolvesAs) return;
         const shownSpec = await bash(`regtrain validate ${block.arg} --json`, true);
         const file = await bash(`regtrain validate ${block.resolvesAs} --json`, true);

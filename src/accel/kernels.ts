@@ -12,7 +12,7 @@
  * `uninstallAcceleratedKernels(name)` puts the originals back.
  *
  * Numbers: BLAS and the wasm GEMM sum in a different order than tfjs's loops/XNNPACK, so results
- * agree to float32 rounding: |Δ| ≤ 1e-5 · max|C| on the test shapes (see test/accel.test.ts and
+ * agree to float32 rounding: |Δ| ≤ 1e-5 · max|C| on the test shapes (see test/accel.unit.test.ts and
  * test/gemm.test.ts), not bit for bit.
  */
 import * as tf from '@tensorflow/tfjs';

@@ -29,7 +29,7 @@
  * - Accuracy: argmax(p) (first maximum) == y, as tfjs's sparseCategoricalAccuracy.
  *
  * Agreement with trainOnBatch: float32 rounding only (different summation orders); verified ≤ 1e-5
- * relative on weights and losses after 20 steps (test/accel.test.ts).
+ * relative on weights and losses after 20 steps (test/accel.unit.test.ts).
  */
 import * as tf from '@tensorflow/tfjs';
 import { wasmSimd } from './simd';

@@ -9,7 +9,7 @@
  *   they save.
  * - Otherwise the reference step: tfjs autodiff over the whole loss, every layer the spec allows.
  * Both call the same optimizer update (./optimizers), so they differ only in how gradients are
- * computed: the same losses and weights to float32 rounding (test/accel.test.ts).
+ * computed: the same losses and weights to float32 rounding (test/accel.unit.test.ts).
  */
 import * as os from 'node:os';
 import * as tf from '@tensorflow/tfjs';

@@ -1,7 +1,7 @@
 /**
  * The tutorial model (issue 5): Flatten(28×28) → Dense 200 relu (L1 0.01) → Dense 100 relu (L2 0.001)
  * → Dense 50 relu (L1 0.01 + L2 0.01) → Dense 10 softmax; SGD lr 0.01; sparse categorical CE.
- * Shared by test/bench/train-bench.ts and test/accel.test.ts.
+ * Shared by test/bench/train-bench.ts and test/accel.unit.test.ts.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { Penalty } from '../../src/accel/step';

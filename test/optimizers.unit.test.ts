@@ -181,7 +181,7 @@ describe('the lean step and the reference step', () => {
     test(`agree after 20 steps of ${optimizer} on real images: weights within 1e-5·max|w|`, async (t) => {
       const backend = await initBackend('wasm');
       if (!backend.gemm.kind) return t.skip(`the lean step needs fast matmul kernels: ${backend.gemm.reason}`);
-      // L2 penalties only: an L1-pinned weight within 1 ulp of zero may take either side (test/accel.test.ts).
+      // L2 penalties only: an L1-pinned weight within 1 ulp of zero may take either side (test/accel.unit.test.ts).
       const spec = loadSpec(
         QUICK,
         [

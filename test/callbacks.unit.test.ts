@@ -71,16 +71,35 @@ test("a checkpoint holds the loop's, the optimizer's and every callback's state"
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-cb-'));
   const history = new History(dir);
   const early = new EarlyStopping({ monitor: 'val_loss', patience: 5, minDelta: 0, restoreBestWeights: true });
-  const plateau = new ReduceLrOnPlateau({ monitor: 'val_loss', factor: 0.5, patience: 1, minDelta: 0, cooldown: 0, minLr: 0 });
-  const list: CallbackList = new CallbackList([history, early, plateau, new CheckpointWriter(dir, backend.name, () => list)]);
+  // minDelta 10 against epochs that gain ~5 each (penalty-dominated losses): epoch 2 cuts the learning rate.
+  const plateau = new ReduceLrOnPlateau({ monitor: 'val_loss', factor: 0.5, patience: 1, minDelta: 10, cooldown: 1, minLr: 0 });
+  const valLosses: number[] = [];
+  const recorder: Callback = { name: 'recorder', onEpochEnd: (_e, logs) => void valLosses.push(logs.val_loss as number) };
+  const list: CallbackList = new CallbackList([recorder, history, early, plateau, new CheckpointWriter(dir, backend.name, () => list)]);
   await fit(built, step, data, list, { epochs: 3, batchSize: 50, shuffle: true, seed: 1 });
   const cp = readCheckpoint(dir)!;
   assert.equal(cp.body.epoch, 3);
   assert.deepEqual(Object.keys(cp.body.callbacks).sort(), ['earlyStopping', 'history', 'reduceLrOnPlateau']);
-  assert.deepEqual(cp.body.callbacks.history, history.getState().json);
-  assert.deepEqual(cp.body.callbacks.earlyStopping, early.getState().json);
-  assert.deepEqual(cp.body.callbacks.reduceLrOnPlateau, plateau.getState().json);
-  assert.deepEqual(cp.body.optimizer, { type: 'adam', iterations: 12, learningRateScale: step.optimizerState().learningRateScale });
+  // What each callback must have recorded, from the epochs' val_loss by Keras's rules (not from the callbacks).
+  const best = Math.min(...valLosses);
+  const bestEpoch = valLosses.indexOf(best) + 1;
+  assert.deepEqual(cp.body.callbacks.earlyStopping, { best, bestEpoch, wait: 3 - bestEpoch });
+  let plateauBest = Infinity;
+  let wait = 0;
+  let cooldown = 0;
+  let scale = 1;
+  for (const v of valLosses) {
+    if (cooldown > 0) [cooldown, wait] = [cooldown - 1, 0];
+    if (v < plateauBest - 10) [plateauBest, wait] = [v, 0];
+    else if (cooldown === 0 && ++wait >= 1) [scale, cooldown, wait] = [scale * 0.5, 1, 0];
+  }
+  assert.ok(scale < 1, `the plateau never cut the learning rate (val_loss ${valLosses.join(', ')}): the test checks too little`);
+  assert.deepEqual(cp.body.callbacks.reduceLrOnPlateau, { best: plateauBest, wait, cooldownCounter: cooldown });
+  const chain = (cp.body.callbacks.history as { chain: unknown }).chain;
+  assert.deepEqual(cp.body.callbacks.history, { epochs: 3, chain });
+  assert.match(String(chain), /^[0-9a-f]{64}$/, 'the history chain is a SHA-256 of the logged lines');
+  // 200 images in batches of 50: 4 steps an epoch.
+  assert.deepEqual(cp.body.optimizer, { type: 'adam', iterations: 12, learningRateScale: scale });
   assert.equal(cp.body.loop.epoch, 3);
   assert.equal(cp.body.trainingPath, step.path);
   const groups = new Set(cp.arrays.map((a) => a.group));
