@@ -130,3 +130,17 @@ test('the checkpoint does not grow with the epochs: the history is appended to h
   step.dispose();
   built.model.dispose();
 });
+
+test('a checkpointed callback state that does not fit its schema is refused, naming the field', () => {
+  const early = new EarlyStopping({ monitor: 'val_loss', patience: 5, minDelta: 0, restoreBestWeights: false });
+  assert.throws(() => early.setState({ json: { best: 'low', bestEpoch: 1, wait: 0 } }), { name: 'InputError', message: 'damaged (callbacks.earlyStopping.best is invalid)' });
+  const plateau = new ReduceLrOnPlateau({ monitor: 'val_loss', factor: 0.5, patience: 1, minDelta: 0, cooldown: 0, minLr: 0 });
+  assert.throws(() => plateau.setState({ json: { best: 1, wait: -1, cooldownCounter: 0 } }), {
+    name: 'InputError',
+    message: 'damaged (callbacks.reduceLrOnPlateau.wait is invalid)',
+  });
+  assert.throws(() => new History(null).setState({ json: null }), { name: 'InputError', message: 'damaged (callbacks.history is invalid)' });
+  // A valid state is taken as it is: null is "no best yet".
+  early.setState({ json: { best: null, bestEpoch: 0, wait: 2 } });
+  assert.deepEqual(early.getState().json, { best: null, bestEpoch: 0, wait: 2 });
+});

@@ -4,8 +4,9 @@ import { z } from 'zod';
 import { FailureError } from '../../errors';
 import { saveModel } from '../../rundir';
 import type { EpochRecord } from '../../runformat';
-import { monitorMode, type CheckpointSpec } from '../../spec/training';
-import type { Callback, CallbackState, TrainingContext } from './callback';
+import type { CheckpointSpec } from '../../spec/training';
+import { parseCallbackState, type Callback, type CallbackState, type TrainingContext } from './callback';
+import { MonitorCallback } from './monitor';
 
 export const BEST_DIR = 'best';
 export const BEST_INFO_FILE = 'best.json';
@@ -14,30 +15,29 @@ export const BEST_INFO_FILE = 'best.json';
 export const bestInfoSchema = z.strictObject({ epoch: z.number().int().positive(), monitor: z.string(), value: z.number(), mode: z.enum(['min', 'max']) });
 export type BestInfo = z.infer<typeof bestInfoSchema>;
 
+const stateSchema = z.strictObject({ best: z.number().nullable(), bestEpoch: z.number().int().nonnegative() });
+
 /**
  * keras.callbacks.ModelCheckpoint(save_best_only=True): whenever the monitor improves on its
  * best so far, the model is saved to RUN_DIR/best/ with best.json (the epoch and the value).
  * The new directory is written beside the old one and swapped in by rename, so best/ always
  * holds one whole model.
  */
-export class BestModel implements Callback {
+export class BestModel extends MonitorCallback implements Callback {
   readonly name = 'bestModel';
-  private readonly mode: 'min' | 'max';
-  private best: number;
   private bestEpoch = 0;
 
   constructor(
     private readonly runDir: string,
     private readonly spec: NonNullable<CheckpointSpec['saveBest']>,
   ) {
-    this.mode = monitorMode(spec.monitor, spec.mode);
-    this.best = this.mode === 'max' ? -Infinity : Infinity;
+    // Keras's ModelCheckpoint saves on any strict improvement: no minDelta.
+    super(spec.monitor, spec.mode, 0);
   }
 
   async onEpochEnd(epoch: number, logs: EpochRecord, ctx: TrainingContext): Promise<void> {
-    const current = logs[this.spec.monitor];
-    if (current === null || current === undefined || !Number.isFinite(current)) return;
-    if (!(this.mode === 'min' ? current < this.best : current > this.best)) return;
+    const current = this.current(logs);
+    if (current === null || !Number.isFinite(current) || !this.isImprovement(current)) return;
     this.best = current;
     this.bestEpoch = epoch;
     const info: BestInfo = { epoch, monitor: this.spec.monitor, value: current, mode: this.mode };
@@ -60,12 +60,12 @@ export class BestModel implements Callback {
   }
 
   getState(): CallbackState {
-    return { json: { best: Number.isFinite(this.best) ? this.best : null, bestEpoch: this.bestEpoch } };
+    return { json: { best: this.bestForState(), bestEpoch: this.bestEpoch } };
   }
 
   setState(state: CallbackState): void {
-    const s = state.json as { best: number | null; bestEpoch: number };
-    this.best = s.best ?? (this.mode === 'max' ? -Infinity : Infinity);
+    const s = parseCallbackState(this.name, stateSchema, state.json);
+    this.restoreBest(s.best);
     this.bestEpoch = s.bestEpoch;
   }
 }

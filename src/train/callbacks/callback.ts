@@ -5,6 +5,8 @@
  * restore its own state, so that a checkpoint (the loop's, the optimizer's and every
  * callback's state) resumes training bit for bit.
  */
+import type { z } from 'zod';
+import { InputError } from '../../errors';
 import type { BuiltModel } from '../../model';
 import type { EpochRecord } from '../../runformat';
 import type { LoopState, TrainStep } from '../types';
@@ -105,4 +107,12 @@ export class MissingStateError extends Error {
   constructor(readonly callback: string) {
     super(`no state for the ${callback} callback`);
   }
+}
+
+/** A callback's checkpointed state, checked against its schema: damage is an InputError naming the field, as checkpoint.ts words it. */
+export function parseCallbackState<S extends z.ZodType>(callback: string, schema: S, json: unknown): z.infer<S> {
+  const parsed = schema.safeParse(json);
+  if (parsed.success) return parsed.data;
+  const at = parsed.error.issues[0]?.path.join('.');
+  throw new InputError(`damaged (callbacks.${callback}${at ? `.${at}` : ''} is invalid)`);
 }

@@ -1,8 +1,11 @@
+import { z } from 'zod';
 import type { EarlyStoppingSpec } from '../../spec/training';
-import { monitorMode } from '../../spec/training';
 import type { EpochRecord } from '../../runformat';
 import { restore, snapshot } from '../weights';
-import type { Callback, CallbackState, TrainEndLogs, TrainingContext } from './callback';
+import { parseCallbackState, type Callback, type CallbackState, type TrainEndLogs, type TrainingContext } from './callback';
+import { MonitorCallback } from './monitor';
+
+const stateSchema = z.strictObject({ best: z.number().nullable(), bestEpoch: z.number().int().nonnegative(), wait: z.number().int().nonnegative() });
 
 /**
  * keras.callbacks.EarlyStopping: stop once `patience` epochs passed without the monitor
@@ -10,25 +13,21 @@ import type { Callback, CallbackState, TrainEndLogs, TrainingContext } from './c
  * restored at the end whether or not training stopped early (Keras 2 only did after an early
  * stop). Training is not "stopped early" at the last epoch: it ended with its epochs.
  */
-export class EarlyStopping implements Callback {
+export class EarlyStopping extends MonitorCallback implements Callback {
   readonly name = 'earlyStopping';
-  private readonly mode: 'min' | 'max';
-  private best: number;
   /** The monitor's best epoch so far (0: none yet). */
   bestEpoch = 0;
   private wait = 0;
   private bestWeights: Float32Array[] | null = null;
 
   constructor(private readonly spec: NonNullable<EarlyStoppingSpec>) {
-    this.mode = monitorMode(spec.monitor);
-    this.best = this.mode === 'max' ? -Infinity : Infinity;
+    super(spec.monitor, 'auto', spec.minDelta);
   }
 
   onEpochEnd(epoch: number, logs: EpochRecord, ctx: TrainingContext): void {
-    const current = logs[this.spec.monitor];
-    if (current === null || current === undefined) return;
-    const improved = this.mode === 'min' ? current < this.best - this.spec.minDelta : current > this.best + this.spec.minDelta;
-    if (improved) {
+    const current = this.current(logs);
+    if (current === null) return;
+    if (this.isImprovement(current)) {
       this.best = current;
       this.bestEpoch = epoch;
       this.wait = 0;
@@ -49,15 +48,14 @@ export class EarlyStopping implements Callback {
 
   getState(): CallbackState {
     return {
-      // JSON has no Infinity: null stands for "no best yet".
-      json: { best: Number.isFinite(this.best) ? this.best : null, bestEpoch: this.bestEpoch, wait: this.wait },
+      json: { best: this.bestForState(), bestEpoch: this.bestEpoch, wait: this.wait },
       arrays: (this.bestWeights ?? []).map((data, i) => ({ name: `best/${i}`, data })),
     };
   }
 
   setState(state: CallbackState): void {
-    const s = state.json as { best: number | null; bestEpoch: number; wait: number };
-    this.best = s.best ?? (this.mode === 'max' ? -Infinity : Infinity);
+    const s = parseCallbackState(this.name, stateSchema, state.json);
+    this.restoreBest(s.best);
     this.bestEpoch = s.bestEpoch;
     this.wait = s.wait;
     this.bestWeights = state.arrays?.length ? state.arrays.map((a) => a.data) : null;

@@ -1,6 +1,9 @@
 import type { EpochRecord } from '../../runformat';
 import { HistoryLog } from '../../history-log';
-import type { Callback, CallbackState } from './callback';
+import { z } from 'zod';
+import { parseCallbackState, type Callback, type CallbackState } from './callback';
+
+const stateSchema = z.strictObject({ epochs: z.number().int().nonnegative(), chain: z.string().nullable() });
 
 /** keras.callbacks.History: every epoch's logs, kept in memory and appended to history.jsonl when a run directory is given. */
 export class History implements Callback {
@@ -22,7 +25,7 @@ export class History implements Callback {
   }
 
   setState(state: CallbackState): void {
-    const s = state.json as { epochs: number; chain: string | null };
+    const s = parseCallbackState(this.name, stateSchema, state.json);
     if (!this.log || s.chain === null) throw new Error('history: restoring needs the run directory the history was logged to');
     this.records = this.log.restore(s.epochs, s.chain);
   }

@@ -1,7 +1,10 @@
+import { z } from 'zod';
 import type { ReduceLrOnPlateauSpec } from '../../spec/training';
-import { monitorMode } from '../../spec/training';
 import type { EpochRecord } from '../../runformat';
-import type { Callback, CallbackState, TrainingContext } from './callback';
+import { parseCallbackState, type Callback, type CallbackState, type TrainingContext } from './callback';
+import { MonitorCallback } from './monitor';
+
+const stateSchema = z.strictObject({ best: z.number().nullable(), wait: z.number().int().nonnegative(), cooldownCounter: z.number().int().nonnegative() });
 
 /**
  * keras.callbacks.ReduceLROnPlateau: after `patience` epochs without the monitor improving by
@@ -9,27 +12,23 @@ import type { Callback, CallbackState, TrainingContext } from './callback';
  * `cooldown` epochs before counting again. On a scheduled learning rate it scales the
  * schedule (Keras refuses that combination).
  */
-export class ReduceLrOnPlateau implements Callback {
+export class ReduceLrOnPlateau extends MonitorCallback implements Callback {
   readonly name = 'reduceLrOnPlateau';
-  private readonly mode: 'min' | 'max';
-  private best: number;
   private wait = 0;
   private cooldownCounter = 0;
 
   constructor(private readonly spec: NonNullable<ReduceLrOnPlateauSpec>) {
-    this.mode = monitorMode(spec.monitor);
-    this.best = this.mode === 'max' ? -Infinity : Infinity;
+    super(spec.monitor, 'auto', spec.minDelta);
   }
 
   onEpochEnd(_epoch: number, logs: EpochRecord, ctx: TrainingContext): void {
-    const current = logs[this.spec.monitor];
-    if (current === null || current === undefined) return;
+    const current = this.current(logs);
+    if (current === null) return;
     if (this.cooldownCounter > 0) {
       this.cooldownCounter--;
       this.wait = 0;
     }
-    const improved = this.mode === 'min' ? current < this.best - this.spec.minDelta : current > this.best + this.spec.minDelta;
-    if (improved) {
+    if (this.isImprovement(current)) {
       this.best = current;
       this.wait = 0;
     } else if (this.cooldownCounter === 0 && ++this.wait >= this.spec.patience) {
@@ -43,12 +42,12 @@ export class ReduceLrOnPlateau implements Callback {
   }
 
   getState(): CallbackState {
-    return { json: { best: Number.isFinite(this.best) ? this.best : null, wait: this.wait, cooldownCounter: this.cooldownCounter } };
+    return { json: { best: this.bestForState(), wait: this.wait, cooldownCounter: this.cooldownCounter } };
   }
 
   setState(state: CallbackState): void {
-    const s = state.json as { best: number | null; wait: number; cooldownCounter: number };
-    this.best = s.best ?? (this.mode === 'max' ? -Infinity : Infinity);
+    const s = parseCallbackState(this.name, stateSchema, state.json);
+    this.restoreBest(s.best);
     this.wait = s.wait;
     this.cooldownCounter = s.cooldownCounter;
   }
