@@ -16,6 +16,7 @@ import * as path from 'node:path';
 import { z } from 'zod';
 import { FailureError, InputError } from './errors';
 import { sha256 } from './fsutil';
+import { OPTIMIZER_TYPES } from './spec/training';
 
 export const CHECKPOINT_FILE = 'checkpoint.json';
 /** Bumped when a field changes meaning; a checkpoint of another version is refused, not misread. */
@@ -46,7 +47,7 @@ const bodySchema = z.strictObject({
   backend: z.string(),
   trainingPath: z.enum(['lean', 'reference']),
   loop: loopStateSchema,
-  optimizer: z.strictObject({ type: z.enum(['sgd', 'adam', 'adamw']), iterations: count, learningRateScale: finite }),
+  optimizer: z.strictObject({ type: z.enum(OPTIMIZER_TYPES), iterations: count, learningRateScale: finite }),
   callbacks: z.record(z.string(), z.unknown()),
   arrays: z.array(arrayEntrySchema),
 });
