@@ -3,9 +3,10 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { applyCpuBudget, cgroupCpus, cpuBudget } from '../src/cpus';
 import { indexRanges } from '../src/commands/status';
+import { regtrainSync } from './helpers/cli';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const BIN = path.join(ROOT, 'bin', 'regtrain');
@@ -35,7 +36,7 @@ variants:
 const specFile = path.join(tmp, 'tiny.yaml');
 
 function regtrain(args: string[], extraEnv: Record<string, string> = {}) {
-  return spawnSync(process.execPath, [BIN, ...args], { cwd: tmp, env: { ...env, ...extraEnv }, encoding: 'utf8' });
+  return regtrainSync(args, { cwd: tmp, env: { ...env, ...extraEnv } });
 }
 
 function plan(studyDir: string): void {

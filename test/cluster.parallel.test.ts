@@ -2,8 +2,9 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { BIN, clusterEnv } from './helpers/cluster-env';
+import { clusterEnv } from './helpers/cluster-env';
 import { spawn, spawnSync } from 'node:child_process';
+import { regtrainSync } from './helpers/cli';
 
 const { tmp, env: env } = clusterEnv('regtrain-parallel-');
 env.REGTRAIN_DATA_DIR = path.join(tmp, 'cache');
@@ -25,7 +26,7 @@ repeats: 2
 `;
 
 function regtrain(args: string[]) {
-  return spawnSync(process.execPath, [BIN, ...args], { cwd: tmp, env, encoding: 'utf8' });
+  return regtrainSync(args, { cwd: tmp, env });
 }
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 

@@ -30,7 +30,6 @@
  */
 import { test, describe, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -41,6 +40,7 @@ import { loadSpec, parseSpec, validateSpec, type ExperimentSpec } from '../src/s
 import { layerShapes } from '../src/spec/layers';
 import { SpatialDropout2D } from '../src/spatial-dropout';
 import { evalChunk } from '../src/train/forward';
+import { regtrainSync } from './helpers/cli';
 
 const ROOT = path.resolve(__dirname, '../..');
 
@@ -270,7 +270,7 @@ describe('stacks that cannot work are refused at validation, with the shapes inv
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-cnn-spec-'));
     const file = path.join(dir, 'bad.yaml');
     fs.writeFileSync(file, header + cases[0]![1]);
-    const r = spawnSync(process.execPath, [path.join(ROOT, 'bin', 'regtrain'), 'validate', file], { encoding: 'utf8' });
+    const r = regtrainSync(['validate', file]);
     assert.equal(r.status, 2);
     assert.equal(r.stderr.trim(), cases[0]![2]);
   });

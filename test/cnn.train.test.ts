@@ -18,7 +18,6 @@
  */
 import { test, before, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -30,10 +29,9 @@ import { createLeanStep } from '../src/accel/step';
 import { createReferenceStep } from '../src/train/step';
 import { createOptimizer } from '../src/train/optimizers';
 import type { MetricsFile } from '../src/runformat';
-import { killAfterFirstEpoch } from './helpers/cli';
+import { killAfterFirstEpoch, regtrainSync } from './helpers/cli';
 
 const ROOT = path.resolve(__dirname, '../..');
-const BIN = path.join(ROOT, 'bin', 'regtrain');
 const TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-cnn-'));
 const ENV = { ...process.env, REGTRAIN_DATA_DIR: path.join(TMP, 'cache'), XDG_CACHE_HOME: path.join(TMP, 'xdg') };
 const SPEC = path.join(TMP, 'tiny-cnn.yaml');
@@ -60,7 +58,7 @@ training: { epochs: 2, batchSize: 32 }
 `,
 );
 
-const regtrain = (args: string[]) => spawnSync(process.execPath, [BIN, ...args], { cwd: TMP, env: ENV, encoding: 'utf8' });
+const regtrain = (args: string[]) => regtrainSync(args, { cwd: TMP, env: ENV });
 
 const read = (dir: string, file: string) => fs.readFileSync(path.join(TMP, dir, file));
 const metrics = (dir: string) => JSON.parse(read(dir, 'metrics.json').toString()) as MetricsFile;

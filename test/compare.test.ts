@@ -3,9 +3,10 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { collectRuns, compareRuns, pairedT, tCdf, tQuantile, specDiff, type Group } from '../src/compare';
 import { readMetrics } from '../src/rundir';
+import { regtrainSync } from './helpers/cli';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const BIN = path.join(ROOT, 'bin', 'regtrain');
@@ -16,7 +17,7 @@ const SINGLE = path.join(RUNS, 'single-run');
 
 const close = (actual: number | null | undefined, expected: number, eps = 1e-6) =>
   assert.ok(actual !== null && actual !== undefined && Math.abs(actual - expected) < eps, `expected ${expected}, got ${actual}`);
-const cli = (args: string[]) => spawnSync(process.execPath, [BIN, ...args], { cwd: RUNS, encoding: 'utf8' });
+const cli = (args: string[]) => regtrainSync(args, { cwd: RUNS });
 /** RFC 4180 fields of one line (quotes, doubled quotes). */
 function csvFields(line: string): string[] {
   const out: string[] = [];
@@ -211,7 +212,7 @@ test('every line of the default output stays within 120 columns, even with long 
         ),
     );
   }
-  const r = spawnSync(process.execPath, [BIN, 'compare', path.join(long, 'study')], { encoding: 'utf8' });
+  const r = regtrainSync(['compare', path.join(long, 'study')]);
   assert.equal(r.status, 0, r.stderr);
   const lines = r.stdout.split('\n');
   for (const line of lines) assert.ok([...line].length <= 120, `${[...line].length} columns: ${line}`);
@@ -381,7 +382,7 @@ test('a run directory written before metrics.json stored the confusion matrix is
   const m = JSON.parse(fs.readFileSync(path.join(bad, 'metrics.json'), 'utf8')) as { confusion: { matrix: number[][] } };
   m.confusion.matrix[3]!.pop();
   fs.writeFileSync(path.join(bad, 'metrics.json'), JSON.stringify(m));
-  const r = spawnSync(process.execPath, [BIN, 'compare', bad], { encoding: 'utf8' });
+  const r = regtrainSync(['compare', bad]);
   assert.equal(r.status, 2);
   assert.match(r.stderr, new RegExp(`^warning: skipped ${bad}: metrics\\.json: confusion\\.matrix\\.3: expected 10 counts \\(one per class\\), got 9\n`));
 });

@@ -9,31 +9,16 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { execFile } from 'node:child_process';
+import { regtrain as run, type CliResult as Run } from './helpers/cli';
 
 const ROOT = path.resolve(__dirname, '../..');
-const BIN = path.join(ROOT, 'bin', 'regtrain');
 const BAD = path.join(ROOT, 'test', 'fixtures', 'bad-specs');
 const TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-hardening-specs-'));
 after(() => fs.rmSync(TMP, { recursive: true, force: true }));
 
-interface Run {
-  code: number | null;
-  signal: string | null;
-  stdout: string;
-  stderr: string;
-}
-
 /** `regtrain ARGS` with cwd = the corpus, so messages name files as the user typed them. */
-function regtrain(args: string[], cwd = BAD): Promise<Run> {
-  const env = { ...process.env, XDG_CACHE_HOME: path.join(TMP, 'xdg'), REGTRAIN_DATA_DIR: path.join(TMP, 'data') };
-  return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { cwd, env, encoding: 'utf8', timeout: 20_000, maxBuffer: 4 << 20 }, (err, stdout, stderr) => {
-      const e = err as (Error & { code?: number | string; signal?: string }) | null;
-      resolve({ code: e ? (typeof e.code === 'number' ? e.code : null) : 0, signal: e?.signal ?? null, stdout, stderr });
-    });
-  });
-}
+const ENV = { ...process.env, XDG_CACHE_HOME: path.join(TMP, 'xdg'), REGTRAIN_DATA_DIR: path.join(TMP, 'data') };
+const regtrain = (args: string[], cwd = BAD) => run(args, { cwd, env: ENV, timeoutMs: 20_000 });
 
 /** A user mistake: exit 2, a first line as given, no "internal error", no stack frame. */
 function assertRefused(r: Run, firstLine: string, what: string): void {

@@ -8,14 +8,13 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { execFile } from 'node:child_process';
 import { InputError } from '../src/errors';
 import { applyOverrides, parseSetFlag, parseSpec, experimentSpec } from '../src/spec';
 import { expandStudy } from '../src/study';
 import { ZOD_WORDING } from '../src/zodwords';
+import { regtrain } from './helpers/cli';
 
 const ROOT = path.resolve(__dirname, '../..');
-const BIN = path.join(ROOT, 'bin', 'regtrain');
 const QUICK_TEXT = fs.readFileSync(path.join(ROOT, 'configs', 'quick.yaml'), 'utf8');
 
 /** The error lines parseSpec gives for `text` with `sets`; [] when it validates. */
@@ -29,14 +28,7 @@ function errors(text: string, sets: string[] = []): string[] {
   }
 }
 
-function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { cwd: ROOT, encoding: 'utf8', timeout: 30_000 }, (err, stdout, stderr) => {
-      const e = err as (Error & { code?: number }) | null;
-      resolve({ code: e ? (typeof e.code === 'number' ? e.code : null) : 0, stdout, stderr });
-    });
-  });
-}
+const cli = (args: string[]) => regtrain(args, { cwd: ROOT, timeoutMs: 30_000 });
 
 /** quick.yaml with `seed: 1234` replaced by `seed: <value>`. */
 const withSeed = (value: string) => QUICK_TEXT.replace('seed: 1234', `seed: ${value}`);

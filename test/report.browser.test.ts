@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
 import { pathToFileURL } from 'node:url';
+import { regtrainSync } from './helpers/cli';
 
 /**
  * The HTML report in a real headless Chromium, driven over the DevTools protocol through
@@ -13,7 +14,6 @@ import { pathToFileURL } from 'node:url';
  */
 
 const ROOT = path.resolve(__dirname, '..', '..');
-const BIN = path.join(ROOT, 'bin', 'regtrain');
 const STUDY = path.join(ROOT, 'test', 'fixtures', 'runs', 'study');
 const SMALL_DATA = path.join(ROOT, 'test', 'fixtures', 'runs', 'small-data');
 const SINGLE = path.join(ROOT, 'test', 'fixtures', 'runs', 'single-run');
@@ -187,7 +187,7 @@ function sweepStudy(): string {
 test('the HTML report loads in headless Chromium with no console errors, no network, and every chart has its series', { skip, timeout: 120000 }, async () => {
   const study = sweepStudy();
   const out = path.join(path.dirname(study), 'report.html');
-  const r = spawnSync(process.execPath, [BIN, 'compare', study, '--report', out], { encoding: 'utf8' });
+  const r = regtrainSync(['compare', study, '--report', out]);
   assert.equal(r.status, 0, r.stderr);
   const html = fs.readFileSync(out, 'utf8');
   // Self-contained: the only URL is the SVG namespace.
@@ -301,7 +301,7 @@ test('the HTML report loads in headless Chromium with no console errors, no netw
 /** Writes the report of `dirs`, opens it at 1400 px, saves a screenshot as `name`.png; returns the page and its layout. */
 async function reportAt1400(browser: Browser, dirs: string[], name: string) {
   const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-report-')), `${name}.html`);
-  const r = spawnSync(process.execPath, [BIN, 'compare', ...dirs, '--report', out], { encoding: 'utf8' });
+  const r = regtrainSync(['compare', ...dirs, '--report', out]);
   assert.equal(r.status, 0, r.stderr);
   const page = await browser.open(pathToFileURL(out).href);
   const shot = await browser.atWidth(page.session, PAGE_WIDTH);
@@ -396,7 +396,7 @@ test('text that looks like markup is escaped in the report', { skip, timeout: 60
   for (const m of doc.members) if (m.variant === 'baseline') m.group = '<img src=x onerror=alert(1)>&';
   fs.writeFileSync(file, JSON.stringify(doc));
   const out = path.join(path.dirname(study), 'evil.html');
-  const r = spawnSync(process.execPath, [BIN, 'compare', study, '--report', out, '--baseline', 'baseline'], { encoding: 'utf8' });
+  const r = regtrainSync(['compare', study, '--report', out, '--baseline', 'baseline']);
   assert.equal(r.status, 0, r.stderr);
   assert.doesNotMatch(fs.readFileSync(out, 'utf8'), /<img/);
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-chromium-'));

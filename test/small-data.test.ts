@@ -6,17 +6,15 @@
  */
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { regtrainSync } from './helpers/cli';
 
-const ROOT = path.resolve(__dirname, '../..');
-const BIN = path.join(ROOT, 'bin', 'regtrain');
 const TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-small-data-'));
 const ENV = { ...process.env, REGTRAIN_DATA_DIR: path.join(TMP, 'cache'), XDG_CACHE_HOME: path.join(TMP, 'xdg') };
 
-const regtrain = (args: string[]) => spawnSync(process.execPath, [BIN, ...args], { cwd: TMP, env: ENV, encoding: 'utf8' });
+const regtrain = (args: string[]) => regtrainSync(args, { cwd: TMP, env: ENV });
 
 before(() => {
   fs.writeFileSync(

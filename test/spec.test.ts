@@ -8,12 +8,11 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { execFile } from 'node:child_process';
 import * as YAML from 'yaml';
 import { loadSpec, parseSetFlag, type ExperimentSpec } from '../src/spec';
+import { regtrain as run } from './helpers/cli';
 
 const ROOT = path.resolve(__dirname, '../..');
-const BIN = path.join(ROOT, 'bin', 'regtrain');
 const SPECS = path.join(ROOT, 'test', 'fixtures', 'specs');
 const CONFIGS = path.join(ROOT, 'configs');
 const fixture = (name: string) => path.join(SPECS, `${name}.yaml`);
@@ -21,20 +20,8 @@ const fixture = (name: string) => path.join(SPECS, `${name}.yaml`);
 const TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-spec-test-'));
 after(() => fs.rmSync(TMP, { recursive: true, force: true }));
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function regtrain(args: string[]): Promise<Run> {
-  const env = { ...process.env, XDG_CACHE_HOME: path.join(TMP, 'xdg'), REGTRAIN_DATA_DIR: path.join(TMP, 'data') };
-  return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { cwd: TMP, env, encoding: 'utf8', timeout: 60_000 }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : null) : 0, stdout, stderr });
-    });
-  });
-}
+const ENV = { ...process.env, XDG_CACHE_HOME: path.join(TMP, 'xdg'), REGTRAIN_DATA_DIR: path.join(TMP, 'data') };
+const regtrain = (args: string[]) => run(args, { cwd: TMP, env: ENV, timeoutMs: 60_000 });
 
 const noStackTrace = (s: string) => assert.doesNotMatch(s, /^\s+at .+[(:]\d+/m, `a stack trace leaked:\n${s}`);
 

@@ -1,6 +1,6 @@
 /** regtrain's CLI as a real child process (bin/regtrain on this Node), its output collected. */
 import * as path from 'node:path';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess, type SpawnSyncReturns } from 'node:child_process';
 
 export const ROOT = path.resolve(__dirname, '../../..');
 export const BIN = path.join(ROOT, 'bin', 'regtrain');
@@ -48,4 +48,23 @@ export function killAfterFirstEpoch(args: string[], cwd: string, env: NodeJS.Pro
     child.on('error', reject);
     child.on('exit', (code, signal) => (signal === 'SIGKILL' ? resolve() : reject(new Error(`run ended by itself (code ${code}) before it could be killed`))));
   });
+}
+
+/** Where and how a test runs regtrain: `env` is the whole environment (this process's when left out), not added to it. */
+export interface CliOptions {
+  cwd?: string;
+  env?: NodeJS.ProcessEnv;
+  /** SIGKILL after this long (default 120 s): a hang fails the test instead of stalling the suite. */
+  timeoutMs?: number;
+}
+
+/** Runs `regtrain ...args` to its end: exit code, signal and both outputs. */
+export function regtrain(args: string[], opts: CliOptions = {}): Promise<CliResult> {
+  const child = spawn(process.execPath, [BIN, ...args], { cwd: opts.cwd, env: opts.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+  return finished(child, undefined, opts.timeoutMs);
+}
+
+/** The same, synchronously (SIGKILL after 300 s by default): for before() hooks and steps that must end before the next starts. */
+export function regtrainSync(args: string[], opts: CliOptions = {}): SpawnSyncReturns<string> {
+  return spawnSync(process.execPath, [BIN, ...args], { cwd: opts.cwd, env: opts.env ?? process.env, encoding: 'utf8', timeout: opts.timeoutMs ?? 300_000, killSignal: 'SIGKILL' });
 }
