@@ -265,7 +265,9 @@ export function checkArtifactText(label: string, value: string): void {
   const m = LINE_BENDING.exec(value);
   if (m) {
     const code = `U+${m[0].codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}`;
-    throw new InputError(`${label} ${JSON.stringify(value)}: contains a control character (${code}); names and paths written into scheduler files may not`);
+    // JSON.stringify leaves U+2028/U+2029 (and C1 controls) as they are: escape every one, so the message stays one line.
+    const shown = JSON.stringify(value).replace(new RegExp(LINE_BENDING.source, 'gu'), (c) => `\\u${c.codePointAt(0)!.toString(16).padStart(4, '0')}`);
+    throw new InputError(`${label} ${shown}: contains a control character (${code}); names and paths written into scheduler files may not`);
   }
 }
 
@@ -439,6 +441,7 @@ export async function runStudy(loaded: LoadedSpec, opts: StudyOptions = {}): Pro
   const say = (text: string) => process.stderr.write(text + '\n');
 
   if (opts.dryRun) {
+    if (opts.out !== undefined) checkArtifactText('--out', opts.out);
     const members = expandStudy(loaded, opts.maxMembers);
     const studyDir = path.resolve(opts.out ?? defaultStudyDir(loaded.spec.name, studyHash(members)));
     for (const m of members) {

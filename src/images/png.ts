@@ -42,12 +42,11 @@ export function decodePng(buf: Buffer, file: string): GreyImage {
     throw new InputError(`${file}: not a PNG image (predict reads PNG files)`);
   }
   if (buf.length < IHDR_SIZE_END) throw new InputError(`${file}: not a readable PNG (truncated header, ${buf.length} bytes)`);
-  const width = buf.readUInt32BE(16);
-  const height = buf.readUInt32BE(20);
+  const header = checkHeader(buf, file);
+  const { width, height } = header;
   if (width > MAX_PNG_SIDE || height > MAX_PNG_SIDE || width * height > MAX_PNG_PIXELS) {
     throw new InputError(`${file}: ${width}×${height} pixels is larger than predict reads (at most ${MAX_PNG_SIDE} a side, ${MAX_PNG_PIXELS} pixels)`);
   }
-  const header = checkHeader(buf, file);
   const idat = checkChunks(buf, file, header);
   checkInflatedSize(idat, header, file);
   let png: ReturnType<typeof PNG.sync.read>;
@@ -152,7 +151,7 @@ const ADAM7 = [
  */
 export function inflatedSize(h: Pick<Header, 'width' | 'height' | 'bitDepth' | 'colourType' | 'interlace'>): number {
   const bitsPerPixel = COLOUR_TYPES[h.colourType]!.channels * h.bitDepth;
-  const image = (w: number, rows: number) => (w === 0 || rows === 0 ? 0 : rows * (1 + Math.ceil((w * bitsPerPixel) / 8)));
+  const image = (w: number, rows: number) => (w <= 0 || rows <= 0 ? 0 : rows * (1 + Math.ceil((w * bitsPerPixel) / 8)));
   if (h.interlace === 0) return image(h.width, h.height);
   return ADAM7.reduce((n, [x0, y0, dx, dy]) => n + image(Math.ceil((h.width - x0) / dx), Math.ceil((h.height - y0) / dy)), 0);
 }
