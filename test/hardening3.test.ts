@@ -243,6 +243,25 @@ describe('family 2: PNG headers the spec forbids, and image data past the header
     assert.throws(() => decodePng(noIdat, 'x.png'), { message: 'x.png: not a valid PNG (no IDAT chunk: no image data)' });
   });
 
+  test('PLTE and tRNS where the PNG spec forbids them, and IDAT chunks that are not consecutive, are refused', () => {
+    const plte = (n: number) => chunk('PLTE', Buffer.alloc(n, 128));
+    const idat = chunk('IDAT', zlib.deflateSync(Buffer.from([0, 0])));
+    const cases: [Buffer, string][] = [
+      [png({ width: 1, height: 1, colour: 0 }, Buffer.from([0, 0]), [plte(3)]), 'a PLTE chunk in a greyscale image'],
+      [png({ width: 1, height: 1, colour: 4 }, Buffer.from([0, 0, 0]), [plte(3)]), 'a PLTE chunk in a greyscale with alpha image'],
+      [png({ width: 1, height: 1, colour: 3 }, Buffer.from([0, 0]), [plte(3), plte(3)]), 'a second PLTE chunk at byte 48'],
+      [png({ width: 1, height: 1, colour: 3 }, Buffer.from([0, 0]), [plte(4)]), 'PLTE of 4 bytes; the PNG spec allows 1 to 256 entries of 3 bytes'],
+      [png({ width: 1, height: 1, colour: 3 }, Buffer.from([0, 0]), [plte(3 * 257)]), 'PLTE of 771 bytes; the PNG spec allows 1 to 256 entries of 3 bytes'],
+      [png({ width: 1, height: 1, colour: 6 }, Buffer.from([0, 0, 0, 0, 0]), [chunk('tRNS', Buffer.alloc(2))]), 'a tRNS chunk in a truecolour with alpha image'],
+      [png({ width: 1, height: 1, colour: 3 }, Buffer.from([0, 0]), [idat, plte(3)]), 'PLTE after IDAT'],
+      [png({ width: 1, height: 1 }, Buffer.from([0, 0]), [idat, chunk('tEXt', Buffer.from('a\0b'))]), 'IDAT chunks that are not consecutive (another at byte 70)'],
+    ];
+    for (const [file, why] of cases) assert.throws(() => decodePng(file, 'x.png'), { message: `x.png: not a valid PNG (${why})` }, why);
+    // A valid palette image with tRNS, and image data split over two consecutive IDATs, still decode.
+    const ok = png({ width: 1, height: 1, colour: 3 }, Buffer.from([0, 0]), [plte(3), chunk('tRNS', Buffer.from([255]))]);
+    assert.equal(decodePng(ok, 'ok.png').pixels[0], 128);
+  });
+
   test('the inflated size each header implies, by hand: plain and Adam7, every colour type and packed depths', () => {
     // 8×8 grey 8-bit: 8 rows of 1 + 8 bytes.
     assert.equal(inflatedSize({ width: 8, height: 8, bitDepth: 8, colourType: 0, interlace: 0 }), 72);

@@ -107,12 +107,16 @@ function checkHeader(buf: Buffer, file: string): Header {
 /**
  * Walks the chunks (length, type, data, CRC) up to IEND, so that a cut-off file is reported as
  * truncated where it ends (pngjs's sync reader only says a read request was left waiting).
- * Returns the IDAT chunks' data, joined; refuses a second IHDR, a palette image without PLTE,
- * and an image without IDAT.
+ * Returns the IDAT chunks' data, joined; refuses what the PNG spec's chunk ordering rules (5.6)
+ * and PLTE/tRNS rules (11.2.3, 11.3.2.1) forbid: a second IHDR, PLTE in a greyscale image, after
+ * IDAT, twice or not of 1–256 RGB entries, tRNS in an image with an alpha channel, IDAT chunks
+ * that are not consecutive, a palette image without PLTE and an image without IDAT.
  */
 function checkChunks(buf: Buffer, file: string, header: Header): Buffer {
+  const bad = (why: string) => new InputError(`${file}: not a valid PNG (${why})`);
   const idat: Buffer[] = [];
   let palette = false;
+  let previous = '';
   let at = PNG_SIGNATURE.length;
   while (at + CHUNK_HEAD <= buf.length) {
     const length = buf.readUInt32BE(at);
@@ -121,14 +125,25 @@ function checkChunks(buf: Buffer, file: string, header: Header): Buffer {
       throw new InputError(
         `${file}: not a readable PNG (truncated: its ${type} chunk needs ${length + CHUNK_HEAD + CHUNK_CRC} bytes from byte ${at}, the file ends at ${buf.length})`,
       );
-    if (type === 'IHDR' && at !== PNG_SIGNATURE.length) throw new InputError(`${file}: not a valid PNG (a second IHDR chunk at byte ${at})`);
-    if (type === 'PLTE') palette = true;
-    if (type === 'IDAT') idat.push(buf.subarray(at + CHUNK_HEAD, at + CHUNK_HEAD + length));
+    if (type === 'IHDR' && at !== PNG_SIGNATURE.length) throw bad(`a second IHDR chunk at byte ${at}`);
+    if (type === 'PLTE') {
+      if (header.colourType === 0 || header.colourType === 4) throw bad(`a PLTE chunk in a ${COLOUR_TYPES[header.colourType]!.name} image`);
+      if (palette) throw bad(`a second PLTE chunk at byte ${at}`);
+      if (idat.length > 0) throw bad('PLTE after IDAT');
+      if (length === 0 || length % 3 !== 0 || length > 3 * 256) throw bad(`PLTE of ${length} bytes; the PNG spec allows 1 to 256 entries of 3 bytes`);
+      palette = true;
+    }
+    if (type === 'tRNS' && (header.colourType === 4 || header.colourType === 6)) throw bad(`a tRNS chunk in a ${COLOUR_TYPES[header.colourType]!.name} image`);
+    if (type === 'IDAT') {
+      if (idat.length > 0 && previous !== 'IDAT') throw bad(`IDAT chunks that are not consecutive (another at byte ${at})`);
+      idat.push(buf.subarray(at + CHUNK_HEAD, at + CHUNK_HEAD + length));
+    }
     if (type === 'IEND') {
-      if (header.colourType === 3 && !palette) throw new InputError(`${file}: not a valid PNG (indexed-colour without a PLTE chunk)`);
-      if (idat.length === 0) throw new InputError(`${file}: not a valid PNG (no IDAT chunk: no image data)`);
+      if (header.colourType === 3 && !palette) throw bad('indexed-colour without a PLTE chunk');
+      if (idat.length === 0) throw bad('no IDAT chunk: no image data');
       return Buffer.concat(idat);
     }
+    previous = type;
     at += CHUNK_HEAD + length + CHUNK_CRC;
   }
   throw new InputError(`${file}: not a readable PNG (truncated: no IEND chunk, the file ends at byte ${buf.length})`);
