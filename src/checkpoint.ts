@@ -15,7 +15,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { z } from 'zod';
 import { FailureError, InputError } from './errors';
-import { sha256 } from './fsutil';
+import { readRegularFile, sha256 } from './fsutil';
 import { OPTIMIZER_TYPES } from './spec/training';
 
 export const CHECKPOINT_FILE = 'checkpoint.json';
@@ -136,9 +136,10 @@ export function readCheckpoint(dir: string): Checkpoint | null {
   const stat = fs.lstatSync(file, { throwIfNoEntry: false });
   if (!stat) return null;
   if (!stat.isFile() || stat.size > MAX_JSON_BYTES) throw new InputError(`${file}: not a checkpoint (not a regular file of at most ${MAX_JSON_BYTES} bytes)`);
+  const text = readRegularFile(file, { maxBytes: MAX_JSON_BYTES }).toString('utf8');
   let parsed: z.infer<typeof fileSchema>;
   try {
-    parsed = fileSchema.parse(JSON.parse(fs.readFileSync(file, 'utf8')));
+    parsed = fileSchema.parse(JSON.parse(text));
   } catch {
     throw new InputError(`${file}: damaged (not a checkpoint file); resume from scratch with a new run`);
   }
@@ -154,7 +155,7 @@ export function readCheckpoint(dir: string): Checkpoint | null {
   const expected = body.arrays.reduce((n, a) => Math.max(n, a.offset + a.length), 0) * 4;
   if (!binStat?.isFile()) throw new InputError(`${binPath}: missing (named by ${CHECKPOINT_FILE})`);
   if (binStat.size !== expected) throw new InputError(`${binPath}: ${binStat.size} bytes, ${CHECKPOINT_FILE} describes ${expected}`);
-  const bytes = fs.readFileSync(binPath);
+  const bytes = readRegularFile(binPath, { maxBytes: expected, exactBytes: expected });
   if (sha256(bytes) !== body.dataSha256) throw new InputError(`${binPath}: does not match the hash in ${CHECKPOINT_FILE} (damaged checkpoint)`);
   const all = new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
   const arrays = body.arrays.map((a) => ({ group: a.group, name: a.name, data: all.slice(a.offset, a.offset + a.length) }));

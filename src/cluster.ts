@@ -2,7 +2,7 @@ import * as path from 'node:path';
 import * as YAML from 'yaml';
 import { InputError } from './errors';
 import { packageVersion } from './fsutil';
-import { shellQuote } from './study';
+import { checkArtifactText, shellQuote } from './study';
 
 /**
  * The artifacts `regtrain plan --format …` writes into a study directory, for schedulers users
@@ -62,6 +62,15 @@ export interface SiteFlags {
 }
 
 export function parseSiteOptions(o: SiteFlags): SiteOptions {
+  for (const [flag, v] of [
+    ['--image', o.image],
+    ['--data-dir', o.dataDir],
+    ['--regtrain', o.regtrain],
+    ['--partition', o.partition],
+    ['--pvc', o.pvc],
+    ['--data-pvc', o.dataPvc],
+  ] as const)
+    if (v !== undefined) checkArtifactText(flag, v);
   const int = (flag: string, v: string, max: number) => {
     if (!/^\d+$/.test(v) || Number(v) < 1 || Number(v) > max) throw new InputError(`${flag} ${v}: expected an integer from 1 to ${max}`);
     return Number(v);
@@ -283,6 +292,10 @@ export function k8sManifest(study: StudyRef, site: SiteOptions): string {
 }
 
 export function artifactText(format: ArtifactFormat, study: StudyRef, site: SiteOptions): string {
+  // The last guard for callers that did not check: every text of the study that reaches the file.
+  checkArtifactText('study name', study.name);
+  checkArtifactText('study directory', study.relDir);
+  checkArtifactText('study directory', study.dirName);
   switch (format) {
     case 'slurm':
       return slurmScript(study, site);

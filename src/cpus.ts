@@ -1,5 +1,8 @@
-import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { readRegularFile } from './fsutil';
+
+/** A cgroup file holds one short line. */
+const MAX_CGROUP_FILE_BYTES = 4096;
 
 /**
  * How many CPUs a scheduler gave this process: Slurm's SLURM_CPUS_PER_TASK, else the
@@ -14,7 +17,8 @@ export interface CpuBudget {
 
 function readText(file: string): string | null {
   try {
-    return fs.readFileSync(file, 'utf8').trim();
+    // /proc and /sys files report size 0: read to their end, bounded.
+    return readRegularFile(file, { maxBytes: MAX_CGROUP_FILE_BYTES }).toString('utf8').trim();
   } catch {
     return null;
   }

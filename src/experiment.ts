@@ -9,7 +9,7 @@ import { BackendChoice, BackendInfo, initBackend } from './backend';
 import { Checkpoint, readCheckpoint, removeCheckpoint } from './checkpoint';
 import { loadSpecData, type Dataset } from './data/dataset';
 import { FailureError, InputError, InterruptedError } from './errors';
-import { packageVersion, sha256 } from './fsutil';
+import { packageVersion, readRegularFile, sha256, UnreadableFileError } from './fsutil';
 import { buildModel, BuiltModel, modelSummary, parameterCounts } from './model';
 import { weightHistograms, weightStats } from './train/weight-stats';
 import {
@@ -29,7 +29,7 @@ import {
   SPEC_FILE,
 } from './rundir';
 import { confusionOf, EpochRecord, MetricsFile, RUN_FORMAT_VERSION } from './runformat';
-import { ExperimentSpec, loadSpec, parseSetFlag, parseSpec, specToYaml } from './spec';
+import { ExperimentSpec, loadSpec, MAX_SPEC_BYTES, parseSetFlag, parseSpec, specToYaml } from './spec';
 import { BestModel } from './train/callbacks/best-model';
 import { Callback, CallbackList } from './train/callbacks/callback';
 import { CheckpointWriter, restoreCheckpoint } from './train/callbacks/checkpoint';
@@ -122,8 +122,10 @@ export function prepareResume(
   }
   let savedText: string;
   try {
-    savedText = fs.readFileSync(path.join(runDir, SPEC_FILE), 'utf8');
-  } catch {
+    savedText = readRegularFile(path.join(runDir, SPEC_FILE), { maxBytes: MAX_SPEC_BYTES }).toString('utf8');
+  } catch (err) {
+    // A FIFO, a device or an oversized file is refused as it is; only a missing one may mean "just created".
+    if (err instanceof UnreadableFileError && err.code !== 'ENOENT') throw err;
     // A run that another process has just created has no spec.yaml yet: say that it is busy.
     try {
       claimRunDir(runDir);

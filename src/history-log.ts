@@ -8,7 +8,11 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FailureError, InputError } from './errors';
-import type { EpochRecord } from './runformat';
+import { readFirstLines, UnreadableFileError } from './fsutil';
+import { EpochRecordSchema, type EpochRecord } from './runformat';
+
+/** One epoch's record with every histogram is a few KiB; a line longer than this is not one of ours. */
+const MAX_EPOCH_LINE_BYTES = 4 * 1024 * 1024;
 
 export const HISTORY_LOG = 'history.jsonl';
 /** The chain's value before the first epoch. */
@@ -42,25 +46,32 @@ export class HistoryLog {
    * back to them (a crash may have left later epochs or half a line).
    */
   restore(epochs: number, chain: string): EpochRecord[] {
-    let text = '';
+    let lines: string[] = [];
     try {
       const st = fs.lstatSync(this.file);
       if (!st.isFile()) throw new Error('not a regular file');
-      text = fs.readFileSync(this.file, 'utf8');
+      // Only as far as the checkpoint needs: later epochs (or a huge file) are never read.
+      lines = readFirstLines(this.file, epochs, epochs * MAX_EPOCH_LINE_BYTES);
     } catch (err) {
-      if (epochs > 0) throw new InputError(`${this.file}: unreadable (${(err as Error).message}); the checkpoint needs its first ${epochs} epoch(s)`);
+      if (epochs > 0)
+        throw new InputError(
+          `${this.file}: unreadable (${err instanceof UnreadableFileError ? err.reason : (err as Error).message}); the checkpoint needs its first ${epochs} epoch(s)`,
+        );
     }
     const records: EpochRecord[] = [];
     let c = EMPTY_CHAIN;
     let bytes = 0;
-    for (const line of text.split('\n').slice(0, epochs)) {
+    for (const line of lines) {
       c = link(c, line);
       bytes += Buffer.byteLength(line) + 1;
+      let parsed;
       try {
-        records.push(JSON.parse(line) as EpochRecord);
+        parsed = EpochRecordSchema.safeParse(JSON.parse(line));
       } catch {
         break;
       }
+      if (!parsed.success) break;
+      records.push(parsed.data);
     }
     if (records.length !== epochs || c !== chain) throw new InputError(`${this.file}: does not hold the ${epochs} epoch(s) the checkpoint recorded (damaged or edited)`);
     if (fs.existsSync(this.file)) fs.truncateSync(this.file, bytes);

@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as crypto from 'node:crypto';
 import { z } from 'zod';
+import { readRegularFile, UnreadableFileError } from './fsutil';
 
 /**
  * An exclusive lock file that survives its holder's death in a recognisable way and is taken
@@ -28,6 +29,9 @@ const LockRecord = z.object({
 export type LockRecord = z.infer<typeof LockRecord>;
 
 const HEARTBEAT_MS = 20_000;
+/** A lock record is one short JSON line; /proc's stat and boot_id lines are shorter than this too. */
+const MAX_LOCK_BYTES = 4096;
+const MAX_PROC_FILE_BYTES = 4096;
 const DEFAULT_STALE_SECONDS = 120;
 
 /** The lock is held by a live process (or, on another host, one with a recent heartbeat). */
@@ -45,7 +49,7 @@ const held = new Map<string, { token: string; timer: NodeJS.Timeout }>();
 
 function readProc(file: string): string | null {
   try {
-    return fs.readFileSync(file, 'utf8');
+    return readRegularFile(file, { maxBytes: MAX_PROC_FILE_BYTES }).toString('utf8');
   } catch {
     return null;
   }
@@ -82,10 +86,13 @@ export function readLock(file: string): { record: LockRecord | null; mtimeMs: nu
     // Only a small regular file is a lock: a FIFO, a device or a huge file is never read (it could block or fill memory).
     const st = fs.lstatSync(file);
     mtimeMs = st.mtimeMs;
-    if (!st.isFile() || st.size > 4096) return { record: null, mtimeMs };
-    text = fs.readFileSync(file, 'utf8');
+    if (!st.isFile() || st.size > MAX_LOCK_BYTES) return { record: null, mtimeMs };
+    text = readRegularFile(file, { maxBytes: MAX_LOCK_BYTES }).toString('utf8');
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    const code = err instanceof UnreadableFileError ? err.code : (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return null;
+    // Replaced by something that is not a small regular file between lstat and open: no holder's record.
+    if (err instanceof UnreadableFileError && code === null) return { record: null, mtimeMs: Date.now() };
     throw err;
   }
   // Locks written before this format held only "<pid>\n".

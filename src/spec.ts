@@ -6,6 +6,7 @@ import { inRegtrainWords } from './zodwords';
 import { readRegularFile, UnreadableFileError } from './fsutil';
 import { checkpointSchema, earlyStoppingSchema, optimizerSchema, reduceLrOnPlateauSchema, tensorboardSchema } from './spec/training';
 import { layerSchema, layerShapes, type LayerSpec } from './spec/layers';
+import { memoryIssues, type MemorySpec } from './spec/memory';
 export type { LearningRateSpec } from './spec/training';
 export { IMAGE_SHAPE, MAX_UNITS, LAYER_TYPES, TFJS_CLASS, layerType, type LayerType, type LayerSpec, type RegularizerSpec } from './spec/layers';
 
@@ -105,8 +106,14 @@ export type ExperimentSpec = z.infer<typeof experimentSpec>;
 function checkModel(
   spec: {
     model: { layers: LayerSpec[] };
-    data: { validation: { size: number; holdout: boolean }; trainLimit: number | null };
-    training: { earlyStopping: { monitor: string } | null; reduceLrOnPlateau: { monitor: string } | null; checkpoint: { saveBest: { monitor: string } | null } };
+    data: { validation: { size: number; holdout: boolean }; trainLimit: number | null; testLimit: number | null };
+    optimizer: MemorySpec['optimizer'];
+    training: {
+      batchSize: number;
+      earlyStopping: { monitor: string } | null;
+      reduceLrOnPlateau: { monitor: string } | null;
+      checkpoint: { saveBest: { monitor: string } | null };
+    };
   },
   ctx: z.RefinementCtx,
 ): void {
@@ -115,6 +122,8 @@ function checkModel(
   for (const issue of issues) ctx.addIssue({ code: 'custom', path: ['model', 'layers', ...issue.path], message: issue.message });
   const params = shapes.reduce((n, s) => n + s.params, 0);
   if (params > MAX_PARAMETERS) ctx.addIssue({ code: 'custom', path: ['model', 'layers'], message: `the model has ${params} parameters, more than the limit of ${MAX_PARAMETERS}` });
+  // Memory only for a model whose shapes are known: a shape error comes first and says more.
+  else if (issues.length === 0) for (const m of memoryIssues(spec, shapes)) ctx.addIssue({ code: 'custom', ...m });
   const lastIndex = layers.length - 1;
   const last = layers[lastIndex];
   if (last && !last.dense) {

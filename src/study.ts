@@ -4,8 +4,8 @@ import * as crypto from 'node:crypto';
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as YAML from 'yaml';
 import { FailureError, InputError, InterruptedError, errorMessage } from './errors';
-import { packageRoot, sha256, writeFileAtomic } from './fsutil';
-import { SpecError, specToYaml, validateSpec, applyOverrides, type ExperimentSpec, type LoadedSpec, type Override } from './spec';
+import { packageRoot, readRegularFile, sha256, writeFileAtomic, UnreadableFileError } from './fsutil';
+import { MAX_SPEC_BYTES, SpecError, specToYaml, validateSpec, applyOverrides, type ExperimentSpec, type LoadedSpec, type Override } from './spec';
 import { readRunStatus, readStudy, STUDY_FILE } from './rundir';
 import { type StudyFile } from './runformat';
 export { readStudy, STUDY_FILE };
@@ -249,6 +249,28 @@ export function memberRunDir(studyDir: string, member: string): string {
   return path.join(studyDir, 'runs', member);
 }
 
+/**
+ * Characters that end or bend a line somewhere: C0 and C1 controls (newline, carriage return,
+ * escape, NUL, NEL…), DEL, and Unicode's line and paragraph separators (YAML 1.1 parsers such as
+ * go-yaml's, under kubectl, break lines at NEL, U+2028 and U+2029).
+ */
+const LINE_BENDING = /[\p{Cc}\p{Zl}\p{Zp}]/u;
+
+/**
+ * Refuses a name or path that would reach a generated artifact (k8s.yaml, slurm.sbatch,
+ * parallel.sh, members.txt) with a character that could split a line there: no quoting keeps a
+ * YAML comment, a `#SBATCH` line or one-command-per-line intact across a newline.
+ */
+export function checkArtifactText(label: string, value: string): void {
+  const m = LINE_BENDING.exec(value);
+  if (m) {
+    const code = `U+${m[0].codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}`;
+    // JSON.stringify leaves U+2028/U+2029 (and C1 controls) as they are: escape every one, so the message stays one line.
+    const shown = JSON.stringify(value).replace(new RegExp(LINE_BENDING.source, 'gu'), (c) => `\\u${c.codePointAt(0)!.toString(16).padStart(4, '0')}`);
+    throw new InputError(`${label} ${shown}: contains a control character (${code}); names and paths written into scheduler files may not`);
+  }
+}
+
 /** POSIX-shell quoting, only where needed, so printed commands run as printed. */
 export function shellQuote(arg: string): string {
   return /^[A-Za-z0-9_./:=,+@%-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
@@ -275,6 +297,8 @@ function notAStudyDir(dir: string): string | null {
  * `plan`s racing for one directory cannot both write it.
  */
 export function prepareStudy(loaded: LoadedSpec, opts: StudyOptions = {}): PreparedStudy {
+  // The study directory's name reaches members.txt and the scheduler files: refused before anything is created.
+  if (opts.out !== undefined) checkArtifactText('--out', opts.out);
   const members = expandStudy(loaded, opts.maxMembers);
   const texts = members.map((m) => specToYaml(m.spec));
   const hash = studyHash(members, texts);
@@ -362,9 +386,10 @@ export function prepareStudy(loaded: LoadedSpec, opts: StudyOptions = {}): Prepa
 
 function readIfExists(file: string): string | null {
   try {
-    return fs.readFileSync(file, 'utf8');
-  } catch {
-    return null;
+    return readRegularFile(file, { maxBytes: MAX_SPEC_BYTES }).toString('utf8');
+  } catch (err) {
+    if (err instanceof UnreadableFileError && err.code === 'ENOENT') return null;
+    throw err;
   }
 }
 
@@ -416,6 +441,7 @@ export async function runStudy(loaded: LoadedSpec, opts: StudyOptions = {}): Pro
   const say = (text: string) => process.stderr.write(text + '\n');
 
   if (opts.dryRun) {
+    if (opts.out !== undefined) checkArtifactText('--out', opts.out);
     const members = expandStudy(loaded, opts.maxMembers);
     const studyDir = path.resolve(opts.out ?? defaultStudyDir(loaded.spec.name, studyHash(members)));
     for (const m of members) {

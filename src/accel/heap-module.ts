@@ -1,5 +1,5 @@
-import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { MAX_WASM_BYTES, readRegularFile } from '../fsutil';
 
 // The ES2022 lib has no WebAssembly types (they come with DOM); the few used here:
 // eslint-disable-next-line @typescript-eslint/no-namespace -- an ambient declaration of a global, not a module
@@ -29,7 +29,8 @@ export function heapModuleLoader<T>(file: string): (memory: unknown) => T | null
     if (cached && cached.memory === memory) return cached.exports;
     let exports: T | null;
     try {
-      exports = new WebAssembly.Instance(new WebAssembly.Module(fs.readFileSync(path.join(__dirname, file))), { env: { memory } }).exports as unknown as T;
+      exports = new WebAssembly.Instance(new WebAssembly.Module(readRegularFile(path.join(__dirname, file), { maxBytes: MAX_WASM_BYTES })), { env: { memory } })
+        .exports as unknown as T;
     } catch {
       exports = null;
     }

@@ -5,7 +5,7 @@ import { ARTIFACT_FILES, artifactText, parseSiteOptions, type ArtifactFormat, ty
 import { FailureError, InputError, errorMessage } from '../errors';
 import { writeFileAtomic } from '../fsutil';
 import { loadSpec, parseSetFlag } from '../spec';
-import { isStudy, memberCap, prepareStudy, shellQuote, studyHash } from '../study';
+import { checkArtifactText, isStudy, memberCap, prepareStudy, shellQuote, studyHash } from '../study';
 import { collect } from './common';
 
 interface PlanOptions extends SiteFlags {
@@ -58,6 +58,11 @@ export function planCommand(): Command {
       const loaded = loadSpec(file, opts.set.map(parseSetFlag));
       if (!isStudy(loaded.raw)) throw new InputError(`${file}: not a study (no variants, sweep or repeats > 1); run it with: regtrain run ${file}`);
       const dir = opts.studyDir ?? opts.out;
+      if (dir !== undefined) {
+        const flag = opts.studyDir !== undefined ? '--study-dir' : '--out';
+        checkArtifactText(flag, dir);
+        checkArtifactText(flag, path.relative(process.cwd(), path.resolve(dir)));
+      }
       const { studyDir, members, created } = prepareStudy(loaded, { ...(dir !== undefined ? { out: dir } : {}), specFile: file, sets: opts.set, maxMembers });
       const rel = path.relative(process.cwd(), studyDir) || '.';
       const study = { name: loaded.spec.name, dirName: path.basename(studyDir), relDir: rel, members: members.length, hash: studyHash(members) };

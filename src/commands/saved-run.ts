@@ -11,16 +11,25 @@ import { parseSpec, MAX_SPEC_BYTES, type ExperimentSpec, type Override } from '.
 import type { Console } from '../console';
 import { BEST_DIR, BEST_INFO_FILE, BestInfo, bestInfoSchema } from '../train/callbacks/best-model';
 
+/** best.json is one small object (epoch, monitor, value): anything larger is not one of ours. */
+const MAX_BEST_INFO_BYTES = 64 * 1024;
+
 /** RUN_DIR/best/best.json, checked; a run without a best model is refused with the way to get one. */
 export function readBestInfo(dir: string): BestInfo {
   const file = path.join(dir, BEST_DIR, BEST_INFO_FILE);
+  let text: string;
+  try {
+    text = readRegularFile(file, { maxBytes: MAX_BEST_INFO_BYTES }).toString('utf8');
+  } catch (err) {
+    if (err instanceof UnreadableFileError && err.code === 'ENOENT')
+      throw new InputError(`${dir}: has no best model (train with training.checkpoint.saveBest, e.g. --set 'training.checkpoint.saveBest={monitor: val_loss}')`);
+    throw err;
+  }
   let raw: unknown;
   try {
-    raw = JSON.parse(fs.readFileSync(file, 'utf8'));
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT')
-      throw new InputError(`${dir}: has no best model (train with training.checkpoint.saveBest, e.g. --set 'training.checkpoint.saveBest={monitor: val_loss}')`);
-    throw new InputError(`${file}: unreadable (${(err as Error).message})`);
+    raw = JSON.parse(text);
+  } catch {
+    throw new InputError(`${file}: not valid JSON (truncated or corrupt)`);
   }
   const parsed = bestInfoSchema.safeParse(raw);
   if (!parsed.success) throw new InputError(`${file}: damaged (${parsed.error.issues[0]!.path.join('.') || 'content'} is invalid)`);

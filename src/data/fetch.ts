@@ -92,23 +92,16 @@ export function resolveDataDir(dataDir?: string, env: NodeJS.ProcessEnv = proces
 // ---------------------------------------------------------------------------------------
 // The sidecar: where each cached file came from and the hash it was verified against.
 
-export interface SidecarEntry {
-  file: string;
-  sha256: string;
-  bytes: number;
-  source: string;
-  fetchedAt: string;
-}
-export interface Sidecar {
-  dataset: string;
-  files: Record<string, SidecarEntry>;
-}
+const SidecarEntrySchema = z.object({ file: z.string(), sha256: z.string(), bytes: z.number(), source: z.string(), fetchedAt: z.string() });
+const SidecarSchema = z.object({ dataset: z.string(), files: z.record(z.string(), SidecarEntrySchema) });
+export type SidecarEntry = z.infer<typeof SidecarEntrySchema>;
+export type Sidecar = z.infer<typeof SidecarSchema>;
 
 /** The cache's sources.json, or null when missing or unreadable (it is informational only). */
 export function readSidecar(dataDir: string): Sidecar | null {
   try {
-    const s = JSON.parse(readRegularFile(path.join(dataDir, SIDECAR_FILE), { maxBytes: MAX_SMALL_JSON_BYTES }).toString('utf8')) as Sidecar;
-    return s && typeof s.files === 'object' && s.files !== null ? s : null;
+    const parsed = SidecarSchema.safeParse(JSON.parse(readRegularFile(path.join(dataDir, SIDECAR_FILE), { maxBytes: MAX_SMALL_JSON_BYTES }).toString('utf8')));
+    return parsed.success ? parsed.data : null;
   } catch {
     return null;
   }

@@ -4,6 +4,7 @@
  * counts and weight shapes by Keras's formulas). src/spec.ts assembles them into the experiment spec.
  */
 import { z } from 'zod';
+import { float32BelowOne, float32Factor } from './float32';
 
 /** Fashion-MNIST images are 28×28, one channel. */
 export const IMAGE_SHAPE = [28, 28] as const;
@@ -16,14 +17,14 @@ export const MAX_WINDOW = 784;
 export const MAX_MAP_VALUES = 1_000_000;
 
 const num = (what = 'a number') => z.number({ error: `expected ${what}` });
-const nonNegative = () => num('a finite number ≥ 0').min(0, { error: 'expected a finite number ≥ 0' });
+const nonNegative = () => num('a finite number ≥ 0').min(0, { error: 'expected a finite number ≥ 0' }).superRefine(float32Factor(true));
 const positiveInt = (max: number) =>
   z
     .number({ error: 'expected a positive integer' })
     .int({ error: 'expected an integer' })
     .min(1, { error: 'expected a positive integer' })
     .max(max, { error: `expected at most ${max}` });
-const rate = () => num('a rate in [0, 1)').min(0, { error: 'expected a rate in [0, 1)' }).lt(1, { error: 'expected a rate in [0, 1)' });
+const rate = () => num('a rate in [0, 1)').min(0, { error: 'expected a rate in [0, 1)' }).lt(1, { error: 'expected a rate in [0, 1)' }).superRefine(float32BelowOne);
 const bool = () => z.boolean({ error: 'expected true or false' });
 const oneOf = <T extends readonly [string, ...string[]]>(values: T) => z.enum(values, { error: `expected one of ${values.join(', ')}` });
 
@@ -84,7 +85,7 @@ const dropoutLayer = z.strictObject({ rate: rate() });
 const batchNormLayer = z.strictObject({
   /** Keras defaults. */
   momentum: rate().default(0.99),
-  epsilon: num('a positive number').positive({ error: 'expected a positive number' }).default(0.001),
+  epsilon: num('a positive number').positive({ error: 'expected a positive number' }).superRefine(float32Factor(false)).default(0.001),
   center: bool().default(true),
   scale: bool().default(true),
 });

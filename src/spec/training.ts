@@ -4,15 +4,19 @@
  * they are declared. src/spec.ts assembles them into the experiment spec.
  */
 import { z } from 'zod';
+import { float32BelowOne, float32Factor } from './float32';
 
 const num = (what = 'a number') => z.number({ error: `expected ${what}` });
-const positive = () => num('a positive number').positive({ error: 'expected a positive number' });
-const nonNegative = () => num('a finite number ≥ 0').min(0, { error: 'expected a finite number ≥ 0' });
+const positive = () => num('a positive number').positive({ error: 'expected a positive number' }).superRefine(float32Factor(false));
+const nonNegative = () => num('a finite number ≥ 0').min(0, { error: 'expected a finite number ≥ 0' }).superRefine(float32Factor(true));
+/** Compared in float64 only (metric deltas, a schedule's decay base): no float32 check. */
+const positive64 = () => num('a positive number').positive({ error: 'expected a positive number' });
+const nonNegative64 = () => num('a finite number ≥ 0').min(0, { error: 'expected a finite number ≥ 0' });
 const bool = () => z.boolean({ error: 'expected true or false' });
 const positiveInt = () => z.number({ error: 'expected a positive integer' }).int({ error: 'expected an integer' }).positive({ error: 'expected a positive integer' });
 const nonNegativeInt = () => z.number({ error: 'expected an integer ≥ 0' }).int({ error: 'expected an integer' }).min(0, { error: 'expected an integer ≥ 0' });
 /** A factor in (0, 1): β₁, β₂, momentum-like values. */
-const unitOpen = () => num('a number in (0, 1)').gt(0, { error: 'expected a number in (0, 1)' }).lt(1, { error: 'expected a number in (0, 1)' });
+const unitOpen = () => num('a number in (0, 1)').gt(0, { error: 'expected a number in (0, 1)' }).lt(1, { error: 'expected a number in (0, 1)' }).superRefine(float32BelowOne);
 
 export const MONITORS = ['val_loss', 'val_accuracy', 'loss', 'accuracy'] as const;
 export type Monitor = (typeof MONITORS)[number];
@@ -25,7 +29,7 @@ const mode = () => z.enum(['auto', 'min', 'max'] as const, { error: 'expected on
 const exponentialDecay = z.strictObject({
   initialLearningRate: positive(),
   decaySteps: positiveInt(),
-  decayRate: positive(),
+  decayRate: positive64(),
   /** Keras's default: a smooth decay. */
   staircase: bool().default(false),
 });
@@ -84,7 +88,7 @@ const excludeFromWeightDecay = () =>
 const sgd = z.strictObject({
   /** keras.optimizers.SGD defaults: lr 0.01, no momentum, no weight decay. */
   learningRate: learningRate(0.01),
-  momentum: num('a number in [0, 1)').min(0, { error: 'expected a number in [0, 1)' }).lt(1, { error: 'expected a number in [0, 1)' }).default(0),
+  momentum: num('a number in [0, 1)').min(0, { error: 'expected a number in [0, 1)' }).lt(1, { error: 'expected a number in [0, 1)' }).superRefine(float32BelowOne).default(0),
   nesterov: bool().default(false),
   weightDecay: weightDecay(0),
   excludeFromWeightDecay: excludeFromWeightDecay(),
@@ -133,7 +137,7 @@ export const earlyStoppingSchema = z
     monitor: monitor().default('val_loss'),
     /** Keras's defaults: patience 0, minDelta 0, restoreBestWeights false. */
     patience: nonNegativeInt().default(0),
-    minDelta: nonNegative().default(0),
+    minDelta: nonNegative64().default(0),
     restoreBestWeights: bool().default(false),
   })
   .nullable()
@@ -145,7 +149,7 @@ export const reduceLrOnPlateauSchema = z
     monitor: monitor().default('val_loss'),
     factor: unitOpen().default(0.1),
     patience: nonNegativeInt().default(10),
-    minDelta: nonNegative().default(1e-4),
+    minDelta: nonNegative64().default(1e-4),
     cooldown: nonNegativeInt().default(0),
     minLr: nonNegative().default(0),
   })
