@@ -125,7 +125,8 @@ export async function availablePaths(opts: { quick?: boolean; backends?: string[
   const relaxed = 'kind' in wasmGemm && wasmGemm.kind === 'wasm-relaxed-simd';
   for (const backend of (opts.backends ?? ['tensorflow', 'wasm', 'cpu']) as PathSpec['backend'][]) {
     if (backend === 'tensorflow') {
-      if (await useBackend('tensorflow')) out.push({ backend, gemm: 'none', step: 'fit' });
+      // TensorFlow's own kernels under the lean step's tfjs ops (what `regtrain run --backend tfjs-node` runs), and model.fit.
+      if (await useBackend('tensorflow')) out.push({ backend, gemm: 'none', step: 'lean' }, { backend, gemm: 'none', step: 'fit' });
       continue;
     }
     if (backend === 'cpu' && opts.quick) continue;
