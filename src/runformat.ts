@@ -179,6 +179,18 @@ export const RunOriginSchema = z.object({
   sets: z.array(text),
   /** SHA-256 of the resolved spec.yaml the run trains with. */
   specSha256: z.string({ error: 'expected a SHA-256 in hex' }).regex(/^[0-9a-f]{64}$/, { error: 'expected a SHA-256 in hex' }),
+  /**
+   * The backend and matmul kernels the run trains on (its latest segment): `--resume` and `run-member` keep
+   * them unless --backend is given. Absent in runs written before regtrain recorded it (they resume on the spec's).
+   */
+  backend: z
+    .object({
+      name: z.enum(['tensorflow', 'wasm', 'cpu'], { error: 'expected tensorflow, wasm or cpu' }),
+      kernels: z.enum(['openblas', 'wasm-relaxed-simd', 'wasm-simd', 'tfjs', 'tensorflow'], {
+        error: 'expected openblas, wasm-relaxed-simd, wasm-simd, tfjs or tensorflow',
+      }),
+    })
+    .optional(),
 });
 export type RunOrigin = z.infer<typeof RunOriginSchema>;
 
