@@ -75,6 +75,10 @@ function tensorflowVersion(): string {
 function tryTfjsNode(): { ok: true } | { ok: false; why: string } {
   // TensorFlow's C library logs its start-up to stderr unless told otherwise; a user's own setting wins.
   process.env.TF_CPP_MIN_LOG_LEVEL ??= '2';
+  // tfjs-node 4.22 calls util.isNullOrUndefined on every op: deprecated in Node 22 (a DEP0051 warning on
+  // stderr) and removed in Node 23+ (every op throws). Defined here, with its documented meaning.
+  const util = require('node:util') as { isNullOrUndefined?: (x: unknown) => boolean };
+  util.isNullOrUndefined = (x: unknown) => x === null || x === undefined;
   try {
     require('@tensorflow/tfjs-node');
     return { ok: true };
@@ -101,7 +105,13 @@ async function tryWasm(): Promise<{ ok: true } | { ok: false; why: string }> {
 async function useTfjsNode(): Promise<{ ok: true } | { ok: false; why: string }> {
   const node = tryTfjsNode();
   if (!node.ok) return node;
-  return (await tf.setBackend('tensorflow')) ? { ok: true } : { ok: false, why: 'tfjs-node loaded but its backend failed to initialize' };
+  if (!(await tf.setBackend('tensorflow'))) return { ok: false, why: 'tfjs-node loaded but its backend failed to initialize' };
+  try {
+    tf.tidy(() => tf.add(tf.scalar(1), tf.scalar(1)).dataSync());
+    return { ok: true };
+  } catch (err) {
+    return { ok: false, why: `tfjs-node loaded but its first op failed (${(err as Error).message.split('\n')[0]})` };
+  }
 }
 
 /**

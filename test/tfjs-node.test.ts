@@ -61,6 +61,14 @@ function assertSameLosses(dir: string, other: string, rel: number): void {
   });
 }
 
+test(
+  'tfjs-node loads in the CI lane that installs it (there a skip would hide a broken install)',
+  { skip: process.env.REGTRAIN_TFJS_NODE_LANE ? false : 'not the tfjs-node lane of .ci/run' },
+  () => {
+    assert.equal(noTfjsNode, null);
+  },
+);
+
 describe('the real tfjs-node backend', { skip: noTfjsNode ?? false }, () => {
   before(() => {
     for (const [out, backend] of [
