@@ -71,8 +71,8 @@ function tensorflowVersion(): string {
   return binding?.TF_Version ?? 'unknown';
 }
 
-/** tfjs-node is an optional dependency: its install downloads libtensorflow, which may fail. */
-function tryTfjsNode(): { ok: true } | { ok: false; why: string } {
+/** tfjs-node is an optional dependency: its install downloads libtensorflow, which may fail. (Also the bench's way in.) */
+export function tryTfjsNode(): { ok: true } | { ok: false; why: string } {
   // TensorFlow's C library logs its start-up to stderr unless told otherwise; a user's own setting wins.
   process.env.TF_CPP_MIN_LOG_LEVEL ??= '2';
   // tfjs-node 4.22 calls util.isNullOrUndefined on every op: deprecated in Node 22 (a DEP0051 warning on

@@ -26,6 +26,7 @@ import { chooseWasmGemm } from '../../src/accel/gemm';
 import { gemmThreads } from '../../src/accel/gemm-pool';
 import { loadBlas } from '../../src/accel/blas';
 import { createLeanStep } from '../../src/accel/step';
+import { tryTfjsNode } from '../../src/backend';
 import { createOptimizer } from '../../src/train/optimizers';
 import { buildTutorialModel, fakeData, TUTORIAL_PENALTIES } from './tutorial-model';
 
@@ -88,7 +89,7 @@ export async function useBackend(name: string): Promise<boolean> {
       const dir = path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm/package.json'));
       wasm.setWasmPaths(path.join(dir, 'dist') + path.sep);
     }
-    if (name === 'tensorflow') require('@tensorflow/tfjs-node');
+    if (name === 'tensorflow' && !tryTfjsNode().ok) return false;
     const ok = await tf.setBackend(name);
     await tf.ready();
     return ok && tf.getBackend() === name;
