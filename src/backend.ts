@@ -102,6 +102,9 @@ async function tryWasm(): Promise<{ ok: true } | { ok: false; why: string }> {
   }
 }
 
+/** From this batch size a model on the autodiff step trains faster on tfjs-node (README "Backends": even at 128, 1.5× per CPU second at 512). */
+export const AUTODIFF_TFJS_NODE_FROM_BATCH = 256;
+
 async function useTfjsNode(): Promise<{ ok: true } | { ok: false; why: string }> {
   const node = tryTfjsNode();
   if (!node.ok) return node;
@@ -119,12 +122,14 @@ async function useTfjsNode(): Promise<{ ok: true } | { ok: false; why: string }>
  * keeping its run's kernels). An explicit choice that cannot load is an error, not a silent fallback.
  *
  * `auto` takes the fastest engine installed, by the bench (README "Backends"): wasm with regtrain's
- * kernels (OpenBLAS, else its SIMD WebAssembly GEMM) whenever they install, for every model: tfjs-node
- * dispatches each op through TensorFlow's eager runtime, which costs more than the products at the
- * tutorial's batch 32 (2.5–4× slower) and still loses at batch 512 and on the CNN. Only without
- * those kernels does tfjs-node (if it loads) beat tfjs-wasm's own; then wasm, then cpu.
+ * kernels (OpenBLAS, else its SIMD WebAssembly GEMM) whenever they install: tfjs-node dispatches each
+ * op through TensorFlow's eager runtime, which costs more than the products at the tutorial's batch 32
+ * (2.5–4× slower), and the lean step stays ahead at batch 512; on the CNN (batch 64) they are even.
+ * The exception: a model on the autodiff step (`autodiffBatch`: its batch size) from batch 256, where
+ * TensorFlow's fused kernels win (1.5× per CPU second at batch 512). Without regtrain's kernels
+ * tfjs-node (if it loads) beats tfjs-wasm's own; then wasm, then cpu.
  */
-export async function initBackend(choice: BackendChoice, opts: { gemm?: GemmChoice } = {}): Promise<BackendInfo> {
+export async function initBackend(choice: BackendChoice, opts: { gemm?: GemmChoice; autodiffBatch?: number } = {}): Promise<BackendInfo> {
   // PROD silences tfjs's console hints (we state the backend ourselves) and skips debug checks.
   tf.env().set('PROD', true);
   if (choice === 'tfjs-node') {
@@ -135,7 +140,18 @@ export async function initBackend(choice: BackendChoice, opts: { gemm?: GemmChoi
   if (choice === 'auto') {
     const wasm = await tryWasm();
     const onWasm = wasm.ok ? withKernels('wasm', '', opts.gemm) : null;
-    if (onWasm && onWasm.kernels !== 'tfjs') return { ...onWasm, reason: `auto: wasm + ${kernelsLabel(onWasm.kernels)}, faster than tfjs-node` };
+    if (onWasm && onWasm.kernels !== 'tfjs') {
+      const batch = opts.autodiffBatch ?? 0;
+      if (batch < AUTODIFF_TFJS_NODE_FROM_BATCH) return { ...onWasm, reason: `auto: wasm + ${kernelsLabel(onWasm.kernels)}, faster than tfjs-node` };
+      const node = await useTfjsNode();
+      const why = `the model trains on the autodiff step, where TensorFlow is faster from batch ${AUTODIFF_TFJS_NODE_FROM_BATCH}`;
+      if (node.ok) return withKernels('tensorflow', `auto: tfjs-node (TensorFlow ${tensorflowVersion()}): ${why} (batch ${batch})`);
+      await tf.setBackend('wasm');
+      return {
+        ...onWasm,
+        reason: `auto: wasm + ${kernelsLabel(onWasm.kernels)}; ${node.why}, though ${why} (batch ${batch}): installing it would be faster here (README "Backends")`,
+      };
+    }
     const without = onWasm
       ? `regtrain's fast kernels are unavailable (${accelerationDisabled() ? 'REGTRAIN_ACCEL=off' : `${onWasm.blas.reason}; ${onWasm.gemm.reason}`})`
       : wasm.ok

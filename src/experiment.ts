@@ -43,7 +43,7 @@ import { ReduceLrOnPlateau } from './train/callbacks/reduce-lr-on-plateau';
 import { TensorBoardLogger } from './train/callbacks/tensorboard';
 import { evaluateSplit, weightPenalty } from './train/forward';
 import { fit, FitResult } from './train/loop';
-import { createTrainStep } from './train/step';
+import { createTrainStep, needsAutodiff } from './train/step';
 import { Console } from './console';
 import { trapSignals } from './signals';
 import { shellQuote } from './study';
@@ -237,7 +237,8 @@ export async function runExperiment(
     // A resume keeps the backend and kernels its run trained on (run.json) unless --backend is given.
     const recorded = resumeFrom ? origin.backend : undefined;
     const keep = recorded && !opts.backend ? recorded : undefined;
-    const backend = await initBackend(opts.backend ?? (keep ? choiceOf(keep.name) : spec.backend), keep ? { gemm: gemmKeeping(keep.kernels) } : {});
+    const choice = opts.backend ?? (keep ? choiceOf(keep.name) : spec.backend);
+    const backend = await initBackend(choice, keep ? { gemm: gemmKeeping(keep.kernels) } : needsAutodiff(spec) ? { autodiffBatch: spec.training.batchSize } : {});
     const now = { name: backend.name as RecordedBackend['name'], kernels: backend.kernels };
     out.info(`Backend: ${backend.name} — ${keep ? `the run's own (${ORIGIN_FILE}): ${kernelsLabel(backend.kernels)}` : backend.reason}`);
     if (recorded && (recorded.name !== now.name || recorded.kernels !== now.kernels)) {

@@ -131,3 +131,24 @@ test('a model with dropout uses the reference step, whatever the kernels', () =>
   assert.equal(r.status, 0, r.stderr);
   assert.equal(r.events.training.step, 'tfjs autodiff + optimizer (dropout, activity or bias penalties need autodiff)');
 });
+
+test('auto puts a model on the autodiff step on tfjs-node from batch 256, where it is faster, and suggests it where it is missing', () => {
+  const dropout = ['--set', 'model.layers.2={dropout: {rate: 0.1}}', '--set', 'model.layers.3.dense.kernelRegularizer=null'];
+  const kernels = noBlas ? "regtrain's relaxed-SIMD WebAssembly matmuls" : 'OpenBLAS matmuls';
+  const small = run(['--backend', 'auto', ...dropout, '--set', 'training.batchSize=128']);
+  assert.equal(small.status, 0, small.stderr);
+  assert.equal(small.events.start.backendReason, `auto: wasm + ${kernels}, faster than tfjs-node`);
+  const big = run(['--backend', 'auto', ...dropout, '--set', 'training.batchSize=256']);
+  assert.equal(big.status, 0, big.stderr);
+  const why = 'the model trains on the autodiff step, where TensorFlow is faster from batch 256 (batch 256)';
+  if (noTfjsNode) {
+    assert.equal(big.events.start.backend, 'wasm');
+    assert.equal(big.events.start.backendReason, `auto: wasm + ${kernels}; tfjs-node is not installed, though ${why}: installing it would be faster here (README "Backends")`);
+  } else {
+    assert.equal(big.events.start.backend, 'tensorflow');
+    assert.match(big.events.start.backendReason, new RegExp(`^auto: tfjs-node \\(TensorFlow \\d+\\.\\d+\\.\\d+\\): ${why.replace(/[()]/g, '\\$&')}$`));
+  }
+  // The lean step's model at the same batch stays on wasm.
+  const lean = run(['--backend', 'auto', '--set', 'training.batchSize=256']);
+  assert.equal(lean.events.start.backend, 'wasm');
+});

@@ -90,11 +90,8 @@ const fmt = (v: number | undefined) => (v === undefined ? '—' : Math.round(v).
 
 /** TensorFlow's version under tfjs-node when it loads here (its rows are then in the tables), else null. */
 async function tensorflowVersion(): Promise<string | null> {
-  const was = tf.getBackend();
   if (!(await useBackend('tensorflow'))) return null;
-  const v = (tf.backend() as unknown as { binding: { TF_Version: string } }).binding.TF_Version;
-  await tf.setBackend(was);
-  return v;
+  return (tf.backend() as unknown as { binding: { TF_Version: string } }).binding.TF_Version;
 }
 
 function torchVersion(py: string | null): string {
