@@ -9,7 +9,7 @@ import { z } from 'zod';
  *   runs/<name>-<UTC timestamp>/
  *     model.json, weights.bin   tfjs Layers format (tf.loadLayersModel('file://…/model.json'))
  *     spec.yaml                 the fully resolved spec (defaults filled in)
- *     run.json                  RunOrigin: where the spec came from (for --resume)
+ *     run.json                  RunOrigin: where the spec came from, and the backend + kernels it trains on (for --resume)
  *     history.json              HistoryFile
  *     history.csv               one row per epoch: epoch,loss,accuracy,val_loss,val_accuracy,data_loss,penalty,seconds
  *     metrics.json              MetricsFile (written last: its presence with status "complete" marks a finished run)
