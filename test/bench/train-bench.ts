@@ -13,7 +13,7 @@
  * step (model.fit, or the lean step of src/accel/step.ts).
  *
  * Run: npx tsc -p tsconfig.json && node dist/test/bench/train-bench.js [--quick] [--rounds N] [--no-torch]
- *      [--backends wasm,cpu] [--torch-threads 1,2]
+ *      [--backends wasm,cpu] [--torch-threads 1,2] [--batches 32,128,256,512]
  * Env: REGTRAIN_BENCH_SECONDS (time per measurement, default 1), REGTRAIN_BENCH_ROUNDS (default 5).
  */
 import { execFileSync, spawn, type ChildProcessByStdio } from 'node:child_process';
@@ -45,6 +45,8 @@ export interface PathResult {
   batch: number;
   /** samples/s, one per round */
   rates: number[];
+  /** samples per second of this process's CPU time, one per round */
+  cpuRates: number[];
   /** rate ÷ PyTorch (1 thread) of the same round, one per round */
   ratios: number[];
   /** The same per second of CPU time (this process's; PyTorch's process's), one per round */
@@ -297,7 +299,7 @@ export async function benchRounds(opts: {
   const py = opts.torch === false ? null : findTorchPython();
   const torch = py ? await TorchWorker.start(py) : null;
   const results: PathResult[] = [];
-  for (const spec of opts.paths) for (const batch of batches) results.push({ spec, label: pathLabel(spec), batch, rates: [], ratios: [], cpuRatios: [] });
+  for (const spec of opts.paths) for (const batch of batches) results.push({ spec, label: pathLabel(spec), batch, rates: [], cpuRates: [], ratios: [], cpuRatios: [] });
   const torchRates = new Map<string, number[]>();
   const torchName = (t: number) => `PyTorch ${torch?.version} (${t} thread${t > 1 ? 's' : ''})`;
   const line = (r: number, label: string, batch: number, rate: number | null) =>
@@ -316,6 +318,7 @@ export async function benchRounds(opts: {
         line(r, res.label, res.batch, m && m.rate);
         if (m === null) continue;
         res.rates.push(m.rate);
+        res.cpuRates.push(m.cpuRate);
         if (!torch) continue;
         const t = await torchMeasure(r, res.batch, 1);
         res.ratios.push(m.rate / t.samplesPerSec);
@@ -345,12 +348,14 @@ const fmtRatio = (xs: number[]) => (xs.length ? `${median(xs).toFixed(2)}× (${M
 export function roundsTable(r: RoundsResult, batches = [32, 512]): string {
   const lines: string[] = [];
   const cols = (f: (b: number) => string) => batches.map(f).join(' | ');
-  lines.push(`| path | ${cols((b) => `batch ${b}`)} | ${cols((b) => `÷ PyTorch 1t, batch ${b}`)} | ${cols((b) => `÷ PyTorch 1t by CPU time, batch ${b}`)} |`);
-  lines.push(`| --- | ${cols(() => '---:')} | ${cols(() => '---:')} | ${cols(() => '---:')} |`);
+  lines.push(
+    `| path | ${cols((b) => `batch ${b}`)} | ${cols((b) => `per CPU second, batch ${b}`)} | ${cols((b) => `÷ PyTorch 1t, batch ${b}`)} | ${cols((b) => `÷ PyTorch 1t by CPU time, batch ${b}`)} |`,
+  );
+  lines.push(`| --- | ${cols(() => '---:')} | ${cols(() => '---:')} | ${cols(() => '---:')} | ${cols(() => '---:')} |`);
   for (const label of [...new Set(r.results.map((x) => x.label))]) {
     const at = (b: number) => r.results.find((x) => x.label === label && x.batch === b);
     lines.push(
-      `| ${label} | ${cols((b) => fmtRate(at(b)?.rates.length ? median(at(b)!.rates) : undefined))} | ${cols((b) => fmtRatio(at(b)?.ratios ?? []))} | ${cols((b) => fmtRatio(at(b)?.cpuRatios ?? []))} |`,
+      `| ${label} | ${cols((b) => fmtRate(at(b)?.rates.length ? median(at(b)!.rates) : undefined))} | ${cols((b) => fmtRate(at(b)?.cpuRates.length ? median(at(b)!.cpuRates) : undefined))} | ${cols((b) => fmtRatio(at(b)?.ratios ?? []))} | ${cols((b) => fmtRatio(at(b)?.cpuRatios ?? []))} |`,
     );
   }
   if ('rates' in r.torch) {
@@ -358,7 +363,7 @@ export function roundsTable(r: RoundsResult, batches = [32, 512]): string {
     for (const t of threads) {
       const rates = r.torch.rates;
       lines.push(
-        `| PyTorch ${r.torch.version} (${t} thread${t > 1 ? 's' : ''}) | ${cols((b) => fmtRate(rates.get(`${b}/${t}`) ? median(rates.get(`${b}/${t}`)!) : undefined))} | ${cols(() => '')} | ${cols(() => '')} |`,
+        `| PyTorch ${r.torch.version} (${t} thread${t > 1 ? 's' : ''}) | ${cols((b) => fmtRate(rates.get(`${b}/${t}`) ? median(rates.get(`${b}/${t}`)!) : undefined))} | ${cols(() => '')} | ${cols(() => '')} | ${cols(() => '')} |`,
       );
     }
   }
@@ -376,8 +381,9 @@ async function main(): Promise<void> {
   const paths = await availablePaths({ quick: process.argv.includes('--quick'), backends: arg('--backends')?.split(',') });
   const rounds = Number(arg('--rounds') ?? ROUNDS);
   const torchThreads = (arg('--torch-threads') ?? '1').split(',').map(Number);
-  const r = await benchRounds({ paths, rounds, torch: !process.argv.includes('--no-torch'), torchThreads, log: (s) => console.error(s) });
-  console.log(roundsTable(r));
+  const batches = (arg('--batches') ?? '32,512').split(',').map(Number);
+  const r = await benchRounds({ paths, rounds, batches, torch: !process.argv.includes('--no-torch'), torchThreads, log: (s) => console.error(s) });
+  console.log(roundsTable(r, batches));
 }
 
 // NODE_TEST_CONTEXT: `node --test dist/test/` also loads files under test/bench; don't bench then.
