@@ -5,7 +5,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { BackendChoice, BackendInfo, initBackend } from './backend';
+import { BackendChoice, BackendInfo, choiceOf, initBackend, kernelsLabel, type Kernels } from './backend';
+import type { GemmChoice } from './accel/kernels';
 import { Checkpoint, readCheckpoint, removeCheckpoint } from './checkpoint';
 import { loadSpecData, type Dataset } from './data/dataset';
 import { FailureError, InputError, InterruptedError } from './errors';
@@ -42,7 +43,7 @@ import { ReduceLrOnPlateau } from './train/callbacks/reduce-lr-on-plateau';
 import { TensorBoardLogger } from './train/callbacks/tensorboard';
 import { evaluateSplit, weightPenalty } from './train/forward';
 import { fit, FitResult } from './train/loop';
-import { createTrainStep } from './train/step';
+import { createTrainStep, needsAutodiff } from './train/step';
 import { Console } from './console';
 import { trapSignals } from './signals';
 import { shellQuote } from './study';
@@ -92,6 +93,13 @@ function removeUntrainedRunDir(runDir: string, existedBefore: string): void {
   } catch {
     // Best effort: a parent someone else wrote into in the meantime stays.
   }
+}
+
+type RecordedBackend = NonNullable<RunOrigin['backend']>;
+
+/** The GEMM a resume installs to keep its run's kernels: OpenBLAS first as before, or regtrain's wasm GEMM even where OpenBLAS is now installed. */
+function gemmKeeping(kernels: Kernels): GemmChoice {
+  return kernels === 'wasm-simd' || kernels === 'wasm-relaxed-simd' ? 'wasm' : 'auto';
 }
 
 /** A run directory to continue, with its checkpoint (null: it stopped before its first epoch ended). */
@@ -189,9 +197,15 @@ export function prepareResume(
     if (changed) {
       const specYaml = specToYaml(spec);
       writeRunFile(runDir, SPEC_FILE, specYaml);
-      writeJson(runDir, ORIGIN_FILE, { formatVersion: RUN_FORMAT_VERSION, specFile, sets: setsNow, specSha256: sha256(Buffer.from(specYaml)) } satisfies RunOrigin);
+      writeJson(runDir, ORIGIN_FILE, {
+        formatVersion: RUN_FORMAT_VERSION,
+        specFile,
+        sets: setsNow,
+        specSha256: sha256(Buffer.from(specYaml)),
+        ...(origin?.backend ? { backend: origin.backend } : {}),
+      } satisfies RunOrigin);
     }
-    return { spec, resume: { runDir, checkpoint: readCheckpoint(runDir) }, origin: { specFile, sets: setsNow } };
+    return { spec, resume: { runDir, checkpoint: readCheckpoint(runDir) }, origin: { specFile, sets: setsNow, ...(origin?.backend ? { backend: origin.backend } : {}) } };
   } catch (err) {
     releaseRunDir(runDir);
     throw err;
@@ -222,14 +236,30 @@ export async function runExperiment(
     },
   });
   try {
-    const backend = await initBackend(opts.backend ?? spec.backend);
-    out.info(`Backend: ${backend.name} — ${backend.reason}`);
+    // A resume keeps the backend and kernels its run trained on (run.json) unless --backend is given.
+    const recorded = resumeFrom ? origin.backend : undefined;
+    const keep = recorded && !opts.backend ? recorded : undefined;
+    const choice = opts.backend ?? (keep ? choiceOf(keep.name) : spec.backend);
+    const backend = await initBackend(choice, keep ? { gemm: gemmKeeping(keep.kernels) } : needsAutodiff(spec) ? { autodiffBatch: spec.training.batchSize } : {});
+    const now = { name: backend.name as RecordedBackend['name'], kernels: backend.kernels };
+    out.info(`Backend: ${backend.name} — ${keep ? `the run's own (${ORIGIN_FILE}): ${kernelsLabel(backend.kernels)}` : backend.reason}`);
+    if (recorded && (recorded.name !== now.name || recorded.kernels !== now.kernels)) {
+      const why = opts.backend ? `--backend ${opts.backend}` : "this process does not have the run's kernels";
+      // A change of backend (or step) is also the checkpoint's warning below; other kernels alone are said here.
+      const rounding = recorded.name === now.name ? ': the result matches an uninterrupted run to float32 rounding, not bit for bit' : '';
+      out.warn(
+        `the run trained on ${recorded.name} with ${kernelsLabel(recorded.kernels)} so far; it continues on ${now.name} with ${kernelsLabel(now.kernels)} (${why})${rounding}`,
+      );
+    }
+    if (runDir && (!recorded || recorded.name !== now.name || recorded.kernels !== now.kernels) && fs.existsSync(path.join(runDir, ORIGIN_FILE))) {
+      writeJson(runDir, ORIGIN_FILE, { ...readOrigin(runDir), backend: now } satisfies RunOrigin);
+    }
     if (!runDir) {
       existedBefore = nearestExisting(opts.out ? path.resolve(opts.out) : path.join(process.cwd(), 'runs'));
       runDir = createRunDir({ ...(opts.out ? { out: opts.out } : {}), name: spec.name });
       const specYaml = specToYaml(spec);
       writeRunFile(runDir, SPEC_FILE, specYaml);
-      writeJson(runDir, ORIGIN_FILE, { formatVersion: RUN_FORMAT_VERSION, ...origin, specSha256: sha256(Buffer.from(specYaml)) } satisfies RunOrigin);
+      writeJson(runDir, ORIGIN_FILE, { formatVersion: RUN_FORMAT_VERSION, ...origin, specSha256: sha256(Buffer.from(specYaml)), backend: now } satisfies RunOrigin);
     }
     const checkpoint = resumeFrom?.checkpoint ?? null;
     out.event({

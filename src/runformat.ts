@@ -9,7 +9,7 @@ import { z } from 'zod';
  *   runs/<name>-<UTC timestamp>/
  *     model.json, weights.bin   tfjs Layers format (tf.loadLayersModel('file://…/model.json'))
  *     spec.yaml                 the fully resolved spec (defaults filled in)
- *     run.json                  RunOrigin: where the spec came from (for --resume)
+ *     run.json                  RunOrigin: where the spec came from, and the backend + kernels it trains on (for --resume)
  *     history.json              HistoryFile
  *     history.csv               one row per epoch: epoch,loss,accuracy,val_loss,val_accuracy,data_loss,penalty,seconds
  *     metrics.json              MetricsFile (written last: its presence with status "complete" marks a finished run)
@@ -179,6 +179,18 @@ export const RunOriginSchema = z.object({
   sets: z.array(text),
   /** SHA-256 of the resolved spec.yaml the run trains with. */
   specSha256: z.string({ error: 'expected a SHA-256 in hex' }).regex(/^[0-9a-f]{64}$/, { error: 'expected a SHA-256 in hex' }),
+  /**
+   * The backend and matmul kernels the run trains on (its latest segment): `--resume` and `run-member` keep
+   * them unless --backend is given. Absent in runs written before regtrain recorded it (they resume on the spec's).
+   */
+  backend: z
+    .object({
+      name: z.enum(['tensorflow', 'wasm', 'cpu'], { error: 'expected tensorflow, wasm or cpu' }),
+      kernels: z.enum(['openblas', 'wasm-relaxed-simd', 'wasm-simd', 'tfjs', 'tensorflow'], {
+        error: 'expected openblas, wasm-relaxed-simd, wasm-simd, tfjs or tensorflow',
+      }),
+    })
+    .optional(),
 });
 export type RunOrigin = z.infer<typeof RunOriginSchema>;
 

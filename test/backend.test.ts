@@ -52,21 +52,38 @@ function run(args: string[], env: Record<string, string> = {}): { status: number
   return { status: r.status, events, stderr: r.stderr };
 }
 
-test('auto picks tfjs-node when it loads, else wasm, and says why', () => {
+test("auto picks wasm with regtrain's kernels whether or not tfjs-node loads, and says why", () => {
   const r = run(['--backend', 'auto']);
   assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.events.start.backend, 'wasm');
+  assert.equal(r.events.start.backendReason, `auto: wasm + ${noBlas ? "regtrain's relaxed-SIMD WebAssembly" : 'OpenBLAS'} matmuls, faster than tfjs-node`);
+  const plain = run(['--backend', 'auto'], { REGTRAIN_BLAS: 'off', REGTRAIN_RELAXED_SIMD: 'off' });
+  assert.equal(plain.events.start.backendReason, "auto: wasm + regtrain's SIMD WebAssembly matmuls, faster than tfjs-node");
+});
+
+test("auto without regtrain's fast kernels takes tfjs-node when it loads, else suggests it", () => {
+  const r = run(['--backend', 'auto'], { REGTRAIN_BLAS: 'off', REGTRAIN_SIMD: 'off' });
+  assert.equal(r.status, 0, r.stderr);
+  const without = "regtrain's fast kernels are unavailable (disabled by REGTRAIN_BLAS; disabled by REGTRAIN_SIMD)";
   if (noTfjsNode) {
     assert.equal(r.events.start.backend, 'wasm');
-    assert.match(r.events.start.backendReason, /^tfjs-node is not installed — using wasm; `npm install @tensorflow\/tfjs-node` for native speed$/);
+    assert.equal(
+      r.events.start.backendReason,
+      `auto: wasm with tfjs's own kernels: ${without}; tfjs-node is not installed (installing it would be faster here: README "Backends")`,
+    );
   } else {
     assert.equal(r.events.start.backend, 'tensorflow');
+    assert.match(
+      r.events.start.backendReason,
+      new RegExp(`^auto: tfjs-node \\(TensorFlow \\d+\\.\\d+\\.\\d+\\), faster than tfjs's own kernels on wasm: ${without.replace(/[()]/g, '\\$&')}$`),
+    );
   }
 });
 
 test('an explicit tfjs-node that cannot load is a clear exit 2, not a silent fallback', { skip: noTfjsNode ? false : 'tfjs-node loads here' }, () => {
   const r = run(['--backend', 'tfjs-node']);
   assert.equal(r.status, 2);
-  assert.match(r.stderr, /^error: backend tfjs-node: tfjs-node is not installed; install it with `npm install @tensorflow\/tfjs-node` or choose --backend wasm$/m);
+  assert.match(r.stderr, /^error: backend tfjs-node: tfjs-node is not installed; install it \(README "Backends"\) or choose --backend wasm$/m);
 });
 
 test('tfjs-node trains with the lean step', { skip: noTfjsNode ?? false }, () => {
@@ -113,4 +130,25 @@ test('a model with dropout uses the reference step, whatever the kernels', () =>
   const r = run(['--backend', 'wasm', '--set', 'model.layers.2={dropout: {rate: 0.1}}', '--set', 'model.layers.3.dense.kernelRegularizer=null']);
   assert.equal(r.status, 0, r.stderr);
   assert.equal(r.events.training.step, 'tfjs autodiff + optimizer (dropout, activity or bias penalties need autodiff)');
+});
+
+test('auto puts a model on the autodiff step on tfjs-node from batch 256, where it is faster, and suggests it where it is missing', () => {
+  const dropout = ['--set', 'model.layers.2={dropout: {rate: 0.1}}', '--set', 'model.layers.3.dense.kernelRegularizer=null'];
+  const kernels = noBlas ? "regtrain's relaxed-SIMD WebAssembly matmuls" : 'OpenBLAS matmuls';
+  const small = run(['--backend', 'auto', ...dropout, '--set', 'training.batchSize=128']);
+  assert.equal(small.status, 0, small.stderr);
+  assert.equal(small.events.start.backendReason, `auto: wasm + ${kernels}, faster than tfjs-node`);
+  const big = run(['--backend', 'auto', ...dropout, '--set', 'training.batchSize=256']);
+  assert.equal(big.status, 0, big.stderr);
+  const why = 'the model trains on the autodiff step, where TensorFlow is faster from batch 256 (batch 256)';
+  if (noTfjsNode) {
+    assert.equal(big.events.start.backend, 'wasm');
+    assert.equal(big.events.start.backendReason, `auto: wasm + ${kernels}; tfjs-node is not installed, though ${why}: installing it would be faster here (README "Backends")`);
+  } else {
+    assert.equal(big.events.start.backend, 'tensorflow');
+    assert.match(big.events.start.backendReason, new RegExp(`^auto: tfjs-node \\(TensorFlow \\d+\\.\\d+\\.\\d+\\): ${why.replace(/[()]/g, '\\$&')}$`));
+  }
+  // The lean step's model at the same batch stays on wasm.
+  const lean = run(['--backend', 'auto', '--set', 'training.batchSize=256']);
+  assert.equal(lean.events.start.backend, 'wasm');
 });

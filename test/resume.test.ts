@@ -207,3 +207,49 @@ test("--resume --force continues from the run directory's own spec when the orig
   );
   assert.deepEqual(history('orphan'), history('whole'));
 });
+
+/** How the start line names the matmul kernels regtrain installs on this machine (OpenBLAS when it loads). */
+const kernels = (() => {
+  const { loadBlas } = require('../src/accel/blas') as typeof import('../src/accel/blas');
+  return loadBlas().ok ? 'OpenBLAS matmuls' : "regtrain's relaxed-SIMD WebAssembly matmuls";
+})();
+const runJsonBackend = (dir: string) => (JSON.parse(read(dir, 'run.json').toString()) as { backend?: unknown }).backend;
+
+test('a resume without --backend keeps the backend and kernels run.json recorded, bit for bit, though auto would choose another', async () => {
+  const onCpu = [...small.slice(0, -2), '--backend', 'cpu'];
+  const whole = regtrain(['run', quick, ...onCpu, '--out', 'cpu-whole', '-q']);
+  assert.equal(whole.status, 0, whole.stderr);
+  await runAndKillAfterFirstEpoch(['run', quick, ...onCpu, '--out', 'cpu-killed']);
+  const recorded = runJsonBackend('cpu-killed') as { name: string; kernels: string };
+  assert.equal(recorded.name, 'cpu');
+  const r = regtrain(['run', '--resume', 'cpu-killed']);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, new RegExp(`^Backend: cpu — the run's own \\(run\\.json\\): ${kernels}$`, 'm'));
+  assert.doesNotMatch(r.stderr, /warning/);
+  assert.deepEqual(history('cpu-killed'), history('cpu-whole'));
+  assert.ok(read('cpu-killed', 'weights.bin').equals(read('cpu-whole', 'weights.bin')), 'weights.bin is byte-identical');
+  assert.deepEqual(runJsonBackend('cpu-killed'), recorded);
+});
+
+test('a resume with another --backend says that it switches, and run.json records the new backend', async () => {
+  await runAndKillAfterFirstEpoch(['run', quick, ...small, '--out', 'switched']);
+  assert.equal((runJsonBackend('switched') as { name: string }).name, 'wasm');
+  const r = regtrain(['run', '--resume', 'switched', '--backend', 'cpu']);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, new RegExp(`^warning: the run trained on wasm with ${kernels} so far; it continues on cpu with ${kernels} \\(--backend cpu\\)$`, 'm'));
+  assert.match(
+    r.stderr,
+    /^warning: the checkpoint was written on wasm \(lean step\), this run trains on cpu \(lean step\): the result matches an uninterrupted run to float32 rounding, not bit for bit$/m,
+  );
+  assert.equal((runJsonBackend('switched') as { name: string }).name, 'cpu');
+  assert.equal(history('switched').length, 3);
+});
+
+test('a damaged backend record in run.json is refused on resume in one line naming the field', async () => {
+  await runAndKillAfterFirstEpoch(['run', quick, ...small, '--out', 'bad-backend']);
+  const file = path.join(tmp, 'bad-backend', 'run.json');
+  fs.writeFileSync(file, fs.readFileSync(file, 'utf8').replace(/"name": "wasm"/, '"name": "webgl"'));
+  const r = regtrain(['run', '--resume', 'bad-backend']);
+  assert.equal(r.status, 2);
+  assert.equal(r.stderr.trim(), `error: ${file}: backend.name: expected tensorflow, wasm or cpu, got "webgl"`);
+});

@@ -76,6 +76,15 @@ function blasThreads(batchSize: number): number {
   return parseBlasThreads(process.env.REGTRAIN_BLAS_THREADS) ?? (batchSize >= 128 ? Math.min(2, os.cpus().length) : 1);
 }
 
+/**
+ * Whether `spec`'s model trains on the autodiff (reference) step whatever the kernels, as createTrainStep
+ * decides from the built model: a layer other than a leading Flatten and Dense, or a bias or activity
+ * penalty. What `auto` weighs before the model exists (src/backend.ts).
+ */
+export function needsAutodiff(spec: ExperimentSpec): boolean {
+  return spec.model.layers.some((l, i) => (l.flatten ? i !== 0 : !l.dense || l.dense.biasRegularizer != null || l.dense.activityRegularizer != null));
+}
+
 export function createTrainStep(built: BuiltModel, spec: ExperimentSpec, backend: BackendInfo): TrainStep {
   const optimizer = new Optimizer(optimizerChoice(spec.optimizer));
   const fallback = (why: string): TrainStep => {

@@ -13,8 +13,9 @@
  * 6. The CNN of configs/cnn.yaml, training step against PyTorch (test/bench/cnn-bench.ts; skip
  *    with --no-cnn).
  * 7. With --tutorial: the 60-epoch tutorial end to end, `regtrain run configs/article.yaml` (with
- *    OpenBLAS when it loads, and with REGTRAIN_BLAS=off) against the same training in PyTorch
+ *    OpenBLAS when it loads, with REGTRAIN_BLAS=off, and on tfjs-node when it loads) against the same training in PyTorch
  *    (test/bench/torch_tutorial.py). Takes a long while (tens of minutes on a busy 2-core box).
+ * Where tfjs-node loads (`npm run setup:tfjs-node`), its rows join 3, 4, 6 and 7, and the header names its TensorFlow.
  *
  * Options: --quick (fewer paths), --no-torch, --rounds N (default 5), --tutorial or --tutorial-only
  * (just 1 and 7) [--tutorial-epochs N], --cnn (just 1 and 6), --no-cnn, --no-epoch.
@@ -29,7 +30,7 @@ import { chooseWasmGemm } from '../../src/accel/gemm';
 import { resolveDataDir } from '../../src/data/fetch';
 import { benchDataLoad } from './data-bench';
 import { epochExtrasReport } from './epoch-bench';
-import { availablePaths, benchRounds, findTorchPython, roundsTable } from './train-bench';
+import { availablePaths, benchRounds, findTorchPython, roundsTable, useBackend } from './train-bench';
 import { cnnSection } from './cnn-bench';
 
 const repoRoot = path.resolve(__dirname, '../../..');
@@ -87,6 +88,12 @@ function toolRun(args: string[], env: Record<string, string> = {}): Promise<Tool
 
 const fmt = (v: number | undefined) => (v === undefined ? '—' : Math.round(v).toLocaleString('en-US'));
 
+/** TensorFlow's version under tfjs-node when it loads here (its rows are then in the tables), else null. */
+async function tensorflowVersion(): Promise<string | null> {
+  if (!(await useBackend('tensorflow'))) return null;
+  return (tf.backend() as unknown as { binding: { TF_Version: string } }).binding.TF_Version;
+}
+
 function torchVersion(py: string | null): string {
   if (!py) return 'not installed';
   try {
@@ -96,7 +103,7 @@ function torchVersion(py: string | null): string {
   }
 }
 
-async function tutorialEndToEnd(epochs: number, py: string | null): Promise<void> {
+async function tutorialEndToEnd(epochs: number, py: string | null, tensorflow: string | null): Promise<void> {
   console.log(`\n## The tutorial end to end: ${epochs} epochs, batch 32, 60,000 images + 5,000 validation each epoch, then the test set\n`);
   console.log('| run | total s | s per epoch (median) | test accuracy | step |');
   console.log('| --- | ---: | ---: | ---: | --- |');
@@ -111,6 +118,10 @@ async function tutorialEndToEnd(epochs: number, py: string | null): Promise<void
   }
   const nb = await toolRun(set, { REGTRAIN_BLAS: 'off' });
   row(`regtrain ${nb.backend}, REGTRAIN_BLAS=off`, nb.totalSeconds, nb.epochSeconds, nb.testAccuracy, nb.step);
+  if (tensorflow) {
+    const t = await toolRun([...set, '--backend', 'tfjs-node']);
+    row(`regtrain --backend tfjs-node (TensorFlow ${tensorflow})`, t.totalSeconds, t.epochSeconds, t.testAccuracy, t.step);
+  }
   if (!py) return void console.log('| PyTorch | skipped: no python3 with torch | | | |');
   const script = path.join(repoRoot, 'test', 'bench', 'torch_tutorial.py');
   const t0 = performance.now();
@@ -141,9 +152,13 @@ async function main(): Promise<void> {
   );
   console.log(`node ${process.version} (V8 ${process.versions.v8}), tfjs ${tf.version.tfjs}, PyTorch ${torchVersion(py)}`);
   console.log(`BLAS: ${blas.ok ? `${blas.library} (${blas.config})` : blas.reason}`);
-  console.log(`wasm GEMM: ${'kind' in wasmGemm ? wasmGemm.kind : wasmGemm.reason}\n`);
+  console.log(`wasm GEMM: ${'kind' in wasmGemm ? wasmGemm.kind : wasmGemm.reason}`);
+  const tensorflow = await tensorflowVersion();
+  console.log(
+    `tfjs-node: ${tensorflow ? `loads, TensorFlow ${tensorflow} (the wrong version: tfjs-node 4.22 is built for 2.9.1; \`npm run setup:tfjs-node\` installs 1.15, the only one on the npm registry)` : 'does not load here (no tfjs-node rows)'}\n`,
+  );
 
-  if (process.argv.includes('--tutorial-only')) return tutorialEndToEnd(Number(arg('--tutorial-epochs') ?? 60), py);
+  if (process.argv.includes('--tutorial-only')) return tutorialEndToEnd(Number(arg('--tutorial-epochs') ?? 60), py, tensorflow);
   const cnn = async () =>
     console.log(
       `\n## The CNN of configs/cnn.yaml, training step (test/bench/cnn-bench.ts)\n\n${await cnnSection({ rounds: Number(arg('--rounds') ?? 5), torch, log: (s) => console.error(s) })}`,
@@ -160,7 +175,15 @@ async function main(): Promise<void> {
   console.log(
     `regtrain run, tutorial epoch (60,000 images + 5,000 validation): ${e2.toFixed(2)} s = ${fmt(tool.samplesPerEpoch / e2)} samples/s; 60 epochs ≈ ${((60 * e2) / 60).toFixed(1)} min`,
   );
-  console.log(`regtrain run, peak RSS: ${tool.peakRssMB} MiB\n`);
+  console.log(`regtrain run, peak RSS: ${tool.peakRssMB} MiB`);
+  if (tensorflow) {
+    const t = await toolRun(['--set', 'training.epochs=2', '--backend', 'tfjs-node']);
+    const t2 = t.epochSeconds[1]!;
+    console.log(
+      `regtrain run --backend tfjs-node (TensorFlow ${tensorflow}), tutorial epoch: ${t2.toFixed(2)} s = ${fmt(t.samplesPerEpoch / t2)} samples/s (${(t2 / e2).toFixed(2)}× the epoch above; ${t.step})`,
+    );
+  }
+  console.log('');
 
   const rounds = Number(arg('--rounds') ?? 5);
   console.log(
@@ -173,7 +196,7 @@ async function main(): Promise<void> {
 
   if (!process.argv.includes('--no-epoch')) console.log('\n' + (await epochExtrasReport({ rounds: quick ? 2 : 3, epochs: 4, log: (s) => console.error(s) })));
   if (!process.argv.includes('--no-cnn')) await cnn();
-  if (process.argv.includes('--tutorial')) await tutorialEndToEnd(Number(arg('--tutorial-epochs') ?? 60), py);
+  if (process.argv.includes('--tutorial')) await tutorialEndToEnd(Number(arg('--tutorial-epochs') ?? 60), py, tensorflow);
 }
 
 if (require.main === module && !process.env.NODE_TEST_CONTEXT) {

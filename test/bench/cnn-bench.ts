@@ -36,6 +36,8 @@ export interface CnnPath {
   label: string;
   /** Which GEMM runs the matmuls and the im2col conv gradients; 'none' = tfjs-wasm's own kernels. */
   gemm: GemmChoice;
+  /** tfjs-node's TensorFlow kernels instead of wasm (gemm is then 'none'). */
+  tensorflow?: boolean;
 }
 
 export function buildCnn(seed = 42): tf.Sequential {
@@ -108,15 +110,20 @@ function cnnData(n: number): { x: tf.Tensor3D; y: tf.Tensor1D } {
   return { x, y: yi };
 }
 
-/** The paths this machine can run. */
-export function cnnPaths(): CnnPath[] {
+/** The paths this machine can run (tfjs-node's when it loads). */
+export async function cnnPaths(): Promise<CnnPath[]> {
   const out: CnnPath[] = [{ label: "wasm, tfjs's kernels", gemm: 'none' }];
   if (loadBlas().ok) out.push({ label: 'wasm + regtrain kernels (OpenBLAS)', gemm: 'openblas' });
   out.push({ label: 'wasm + regtrain kernels (no native library)', gemm: 'wasm' });
+  if (await useBackend('tensorflow')) out.push({ label: 'tfjs-node (TensorFlow 1.15 kernels)', gemm: 'none', tensorflow: true });
   return out;
 }
 
 async function usePath(p: CnnPath): Promise<void> {
+  if (p.tensorflow) {
+    if (!(await useBackend('tensorflow'))) throw new Error('tfjs-node does not load here');
+    return;
+  }
   if (!(await useBackend('wasm'))) throw new Error('the wasm backend does not load here');
   registerWasmConvKernels();
   uninstallAcceleratedKernels('wasm');
@@ -232,7 +239,7 @@ export async function cnnRounds(opts: { rounds?: number; batch?: number; torch?:
   const log = opts.log ?? (() => {});
   const py = opts.torch === false ? null : findTorchPython();
   const torch = py ? await startTorch(py) : null;
-  const results = cnnPaths().map((p) => ({ path: p, rates: [] as number[], ratios: [] as number[], cpuRatios: [] as number[] }));
+  const results = (await cnnPaths()).map((p) => ({ path: p, rates: [] as number[], ratios: [] as number[], cpuRatios: [] as number[] }));
   const torchRates: number[] = [];
   const line = (r: number, label: string, rate: number) => log(`round ${r}: ${label.padEnd(48)} batch ${batch}: ${Math.round(rate).toLocaleString('en-US').padStart(7)} samples/s`);
   try {
@@ -275,7 +282,7 @@ export function cnnTable(r: CnnRounds): string {
 /** The CNN section of `npm run bench`. */
 export async function cnnSection(opts: { rounds?: number; torch?: boolean; profile?: boolean; batch?: number; log?: (s: string) => void }): Promise<string> {
   const out: string[] = [];
-  if (opts.profile) for (const p of cnnPaths()) out.push(await profileCnn(p, opts.batch ?? 64), '');
+  if (opts.profile) for (const p of (await cnnPaths()).filter((c) => !c.tensorflow)) out.push(await profileCnn(p, opts.batch ?? 64), '');
   out.push(cnnTable(await cnnRounds(opts)));
   return out.join('\n');
 }
@@ -288,7 +295,7 @@ async function main(): Promise<void> {
   };
   const batch = Number(arg('--batch') ?? 64);
   if (process.argv.includes('--profile-only')) {
-    for (const p of cnnPaths()) console.log(await profileCnn(p, batch), '\n');
+    for (const p of (await cnnPaths()).filter((c) => !c.tensorflow)) console.log(await profileCnn(p, batch), '\n');
     return;
   }
   console.log(

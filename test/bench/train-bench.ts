@@ -13,7 +13,7 @@
  * step (model.fit, or the lean step of src/accel/step.ts).
  *
  * Run: npx tsc -p tsconfig.json && node dist/test/bench/train-bench.js [--quick] [--rounds N] [--no-torch]
- *      [--backends wasm,cpu] [--torch-threads 1,2]
+ *      [--backends wasm,cpu] [--torch-threads 1,2] [--batches 32,128,256,512]
  * Env: REGTRAIN_BENCH_SECONDS (time per measurement, default 1), REGTRAIN_BENCH_ROUNDS (default 5).
  */
 import { execFileSync, spawn, type ChildProcessByStdio } from 'node:child_process';
@@ -26,6 +26,7 @@ import { chooseWasmGemm } from '../../src/accel/gemm';
 import { gemmThreads } from '../../src/accel/gemm-pool';
 import { loadBlas } from '../../src/accel/blas';
 import { createLeanStep } from '../../src/accel/step';
+import { tryTfjsNode } from '../../src/backend';
 import { createOptimizer } from '../../src/train/optimizers';
 import { buildTutorialModel, fakeData, TUTORIAL_PENALTIES } from './tutorial-model';
 
@@ -44,6 +45,8 @@ export interface PathResult {
   batch: number;
   /** samples/s, one per round */
   rates: number[];
+  /** samples per second of this process's CPU time, one per round */
+  cpuRates: number[];
   /** rate ÷ PyTorch (1 thread) of the same round, one per round */
   ratios: number[];
   /** The same per second of CPU time (this process's; PyTorch's process's), one per round */
@@ -88,7 +91,7 @@ export async function useBackend(name: string): Promise<boolean> {
       const dir = path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm/package.json'));
       wasm.setWasmPaths(path.join(dir, 'dist') + path.sep);
     }
-    if (name === 'tensorflow') require('@tensorflow/tfjs-node');
+    if (name === 'tensorflow' && !tryTfjsNode().ok) return false;
     const ok = await tf.setBackend(name);
     await tf.ready();
     return ok && tf.getBackend() === name;
@@ -125,7 +128,8 @@ export async function availablePaths(opts: { quick?: boolean; backends?: string[
   const relaxed = 'kind' in wasmGemm && wasmGemm.kind === 'wasm-relaxed-simd';
   for (const backend of (opts.backends ?? ['tensorflow', 'wasm', 'cpu']) as PathSpec['backend'][]) {
     if (backend === 'tensorflow') {
-      if (await useBackend('tensorflow')) out.push({ backend, gemm: 'none', step: 'fit' });
+      // TensorFlow's own kernels under the lean step's tfjs ops (what `regtrain run --backend tfjs-node` runs), and model.fit.
+      if (await useBackend('tensorflow')) out.push({ backend, gemm: 'none', step: 'lean' }, { backend, gemm: 'none', step: 'fit' });
       continue;
     }
     if (backend === 'cpu' && opts.quick) continue;
@@ -295,7 +299,7 @@ export async function benchRounds(opts: {
   const py = opts.torch === false ? null : findTorchPython();
   const torch = py ? await TorchWorker.start(py) : null;
   const results: PathResult[] = [];
-  for (const spec of opts.paths) for (const batch of batches) results.push({ spec, label: pathLabel(spec), batch, rates: [], ratios: [], cpuRatios: [] });
+  for (const spec of opts.paths) for (const batch of batches) results.push({ spec, label: pathLabel(spec), batch, rates: [], cpuRates: [], ratios: [], cpuRatios: [] });
   const torchRates = new Map<string, number[]>();
   const torchName = (t: number) => `PyTorch ${torch?.version} (${t} thread${t > 1 ? 's' : ''})`;
   const line = (r: number, label: string, batch: number, rate: number | null) =>
@@ -314,6 +318,7 @@ export async function benchRounds(opts: {
         line(r, res.label, res.batch, m && m.rate);
         if (m === null) continue;
         res.rates.push(m.rate);
+        res.cpuRates.push(m.cpuRate);
         if (!torch) continue;
         const t = await torchMeasure(r, res.batch, 1);
         res.ratios.push(m.rate / t.samplesPerSec);
@@ -343,12 +348,14 @@ const fmtRatio = (xs: number[]) => (xs.length ? `${median(xs).toFixed(2)}× (${M
 export function roundsTable(r: RoundsResult, batches = [32, 512]): string {
   const lines: string[] = [];
   const cols = (f: (b: number) => string) => batches.map(f).join(' | ');
-  lines.push(`| path | ${cols((b) => `batch ${b}`)} | ${cols((b) => `÷ PyTorch 1t, batch ${b}`)} | ${cols((b) => `÷ PyTorch 1t by CPU time, batch ${b}`)} |`);
-  lines.push(`| --- | ${cols(() => '---:')} | ${cols(() => '---:')} | ${cols(() => '---:')} |`);
+  lines.push(
+    `| path | ${cols((b) => `batch ${b}`)} | ${cols((b) => `per CPU second, batch ${b}`)} | ${cols((b) => `÷ PyTorch 1t, batch ${b}`)} | ${cols((b) => `÷ PyTorch 1t by CPU time, batch ${b}`)} |`,
+  );
+  lines.push(`| --- | ${cols(() => '---:')} | ${cols(() => '---:')} | ${cols(() => '---:')} | ${cols(() => '---:')} |`);
   for (const label of [...new Set(r.results.map((x) => x.label))]) {
     const at = (b: number) => r.results.find((x) => x.label === label && x.batch === b);
     lines.push(
-      `| ${label} | ${cols((b) => fmtRate(at(b)?.rates.length ? median(at(b)!.rates) : undefined))} | ${cols((b) => fmtRatio(at(b)?.ratios ?? []))} | ${cols((b) => fmtRatio(at(b)?.cpuRatios ?? []))} |`,
+      `| ${label} | ${cols((b) => fmtRate(at(b)?.rates.length ? median(at(b)!.rates) : undefined))} | ${cols((b) => fmtRate(at(b)?.cpuRates.length ? median(at(b)!.cpuRates) : undefined))} | ${cols((b) => fmtRatio(at(b)?.ratios ?? []))} | ${cols((b) => fmtRatio(at(b)?.cpuRatios ?? []))} |`,
     );
   }
   if ('rates' in r.torch) {
@@ -356,7 +363,7 @@ export function roundsTable(r: RoundsResult, batches = [32, 512]): string {
     for (const t of threads) {
       const rates = r.torch.rates;
       lines.push(
-        `| PyTorch ${r.torch.version} (${t} thread${t > 1 ? 's' : ''}) | ${cols((b) => fmtRate(rates.get(`${b}/${t}`) ? median(rates.get(`${b}/${t}`)!) : undefined))} | ${cols(() => '')} | ${cols(() => '')} |`,
+        `| PyTorch ${r.torch.version} (${t} thread${t > 1 ? 's' : ''}) | ${cols((b) => fmtRate(rates.get(`${b}/${t}`) ? median(rates.get(`${b}/${t}`)!) : undefined))} | ${cols(() => '')} | ${cols(() => '')} | ${cols(() => '')} |`,
       );
     }
   }
@@ -374,8 +381,9 @@ async function main(): Promise<void> {
   const paths = await availablePaths({ quick: process.argv.includes('--quick'), backends: arg('--backends')?.split(',') });
   const rounds = Number(arg('--rounds') ?? ROUNDS);
   const torchThreads = (arg('--torch-threads') ?? '1').split(',').map(Number);
-  const r = await benchRounds({ paths, rounds, torch: !process.argv.includes('--no-torch'), torchThreads, log: (s) => console.error(s) });
-  console.log(roundsTable(r));
+  const batches = (arg('--batches') ?? '32,512').split(',').map(Number);
+  const r = await benchRounds({ paths, rounds, batches, torch: !process.argv.includes('--no-torch'), torchThreads, log: (s) => console.error(s) });
+  console.log(roundsTable(r, batches));
 }
 
 // NODE_TEST_CONTEXT: `node --test dist/test/` also loads files under test/bench; don't bench then.
