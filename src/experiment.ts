@@ -37,7 +37,7 @@ import { EarlyStopping } from './train/callbacks/early-stopping';
 import { EpochLines, epochLine, fmtDuration } from './train/callbacks/epoch-lines';
 import { History } from './train/callbacks/history';
 import { JsonEvents } from './train/callbacks/json-events';
-import { ProgressBar } from './train/callbacks/progress-bar';
+import { Heartbeat, ProgressBar } from './train/callbacks/progress-bar';
 import { ReduceLrOnPlateau } from './train/callbacks/reduce-lr-on-plateau';
 import { TensorBoardLogger } from './train/callbacks/tensorboard';
 import { evaluateSplit, weightPenalty } from './train/forward';
@@ -46,6 +46,7 @@ import { createTrainStep } from './train/step';
 import { Console } from './console';
 import { trapSignals } from './signals';
 import { shellQuote } from './study';
+import { regtrainCommand } from './invocation';
 
 export interface ExperimentOptions {
   out?: string;
@@ -60,7 +61,7 @@ export interface ExperimentOptions {
 export function resumeCommand(runDir: string, opts: ExperimentOptions): string {
   if (opts.resumeCommand) return opts.resumeCommand;
   return [
-    'regtrain run --resume',
+    `${regtrainCommand()} run --resume`,
     shellQuote(runDir),
     ...(opts.backend ? ['--backend', opts.backend] : []),
     ...(opts.dataDir ? ['--data-dir', shellQuote(opts.dataDir)] : []),
@@ -281,6 +282,7 @@ export async function runExperiment(
     bar = process.stderr.isTTY && !out.quiet ? new ProgressBar() : null;
     const presentation: Callback[] = [
       ...(bar ? [bar] : []),
+      ...(process.stderr.isTTY && out.quiet ? [new Heartbeat((line) => process.stderr.write(line + '\n'))] : []),
       new EpochLines((line) => out.info(line)),
       new JsonEvents(
         (e) => out.event(e),

@@ -8,6 +8,7 @@ import { packageRoot, sha256, writeFileAtomic } from './fsutil';
 import { SpecError, specToYaml, validateSpec, applyOverrides, type ExperimentSpec, type LoadedSpec, type Override } from './spec';
 import { readRunStatus, readStudy, STUDY_FILE } from './rundir';
 import { type StudyFile } from './runformat';
+import { regtrainCommand } from './invocation';
 export { readStudy, STUDY_FILE };
 
 /**
@@ -536,10 +537,10 @@ export async function runStudy(loaded: LoadedSpec, opts: StudyOptions = {}): Pro
   const summary = { event: 'study-end', studyDir, ok: done.length - failed.length, failed: failed.map((r) => ({ member: r.name, exitCode: r.exitCode })), notStarted };
   if (opts.json) out(summary);
   say(
-    `study: ${summary.ok}/${members.length} runs ok${failed.length ? `, failed: ${failed.map((r) => `${r.name} (exit ${r.exitCode})`).join(', ')}` : ''}${notStarted ? `, ${notStarted} not started` : ''}; compare with: regtrain compare ${shellQuote(path.relative(process.cwd(), studyDir) || '.')}`,
+    `study: ${summary.ok}/${members.length} runs ok${failed.length ? `, failed: ${failed.map((r) => `${r.name} (exit ${r.exitCode})`).join(', ')}` : ''}${notStarted ? `, ${notStarted} not started` : ''}; compare with: ${regtrainCommand()} compare ${shellQuote(path.relative(process.cwd(), studyDir) || '.')}`,
   );
   if (interrupted)
-    throw new InterruptedError(`study interrupted; run the same command again (or regtrain run-member ${shellQuote(studyDir)} --index I) to finish the remaining runs`);
+    throw new InterruptedError(`study interrupted; run the same command again (or ${regtrainCommand()} run-member ${shellQuote(studyDir)} --index I) to finish the remaining runs`);
   if (failed.length && failed.every((r) => r.exitCode === 2)) throw new InputError(`${failed.length} of ${members.length} runs refused their input`);
   if (failed.length) throw new FailureError(`${failed.length} of ${members.length} runs failed`);
   return done;

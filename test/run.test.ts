@@ -271,7 +271,7 @@ test('SIGINT stops a real run after the current batch: exit 130, history and mod
   assert.equal(r.signal, null, 'the process must exit by itself, not die of the signal');
   assert.equal(r.code, 130, r.stderr);
   const match =
-    /^interrupted \(SIGINT\) after epoch (\d+) of 200; the history and the model so far are saved in (.+); continue with: regtrain run --resume (.+) --backend wasm$/m.exec(
+    /^interrupted \(SIGINT\) after epoch (\d+) of 200; the history and the model so far are saved in (.+); continue with: node \S+ run --resume (.+) --backend wasm$/m.exec(
       r.stderr,
     );
   assert.ok(match, r.stderr);

@@ -32,8 +32,10 @@ function writeSpec(dir: string, text: string, file = 'study.yaml'): string {
   fs.writeFileSync(p, text);
   return p;
 }
-function cli(args: string[], cwd = ROOT) {
-  return spawnSync(process.execPath, [BIN, ...args], { cwd, encoding: 'utf8' });
+/** `regtrain` on PATH, as after the README's install: plan's Slurm and parallel artifacts need it. */
+const ON_PATH = regtrainOnPath(tmpdir());
+function cli(args: string[], cwd = ROOT, env = ON_PATH) {
+  return spawnSync(process.execPath, [BIN, ...args], { cwd, encoding: 'utf8', env });
 }
 
 test('a spec is a study when it has variants, a sweep, or more than one repeat', () => {
@@ -405,7 +407,7 @@ test('two plans of different studies racing for one directory: exactly one is wr
       specs.map(
         (spec) =>
           new Promise<{ code: number | null; stderr: string }>((resolve) => {
-            const child = spawn(process.execPath, [BIN, 'plan', spec, '--study-dir', studyDir], { cwd: dir });
+            const child = spawn(process.execPath, [BIN, 'plan', spec, '--study-dir', studyDir], { cwd: dir, env: ON_PATH });
             let stderr = '';
             child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
             child.on('close', (code) => resolve({ code, stderr }));

@@ -102,7 +102,7 @@ function epochLines(from: number, to: number): string[] {
  * epoch's last batch lets that epoch end (and print its line) after the notice: also exact.
  */
 function assertScreen(actual: string, lines: string[], lastEpoch: number, newEpochs: number): void {
-  const final = `interrupted (SIGINT) after epoch ${lastEpoch} of ${EPOCHS}; the history and the model so far are saved in ${OUT}; continue with: regtrain run --resume ${OUT} --backend wasm`;
+  const final = `interrupted (SIGINT) after epoch ${lastEpoch} of ${EPOCHS}; the history and the model so far are saved in ${OUT}; continue with: node ${BIN} run --resume ${OUT} --backend wasm`;
   const expected = normalize([...lines, NOTICE, final, '[exit 130]'].join('\n'));
   const noticeFirst = newEpochs > 0 ? normalize([...lines.slice(0, -1), NOTICE, lines.at(-1)!, final, '[exit 130]'].join('\n')) : expected;
   const got = normalize(actual);
@@ -145,5 +145,5 @@ test("the README's Ctrl-C example shows the notice and the final line the termin
   assert.match(epoch, /^Epoch 1\/3 - [\d.]+s - loss: /);
   assert.equal(notice, NOTICE);
   const dir = /saved in (\S+);/.exec(final)![1]!;
-  assert.equal(final, `interrupted (SIGINT) after epoch 1 of 3; the history and the model so far are saved in ${dir}; continue with: regtrain run --resume ${dir}`);
+  assert.equal(final, `interrupted (SIGINT) after epoch 1 of 3; the history and the model so far are saved in ${dir}; continue with: node ${BIN} run --resume ${dir}`);
 });

@@ -7,6 +7,7 @@ import { loadSpec, parseSetFlag } from '../spec';
 import { isStudy, runStudy, shellQuote } from '../study';
 import { Console } from '../console';
 import { addDataOptions, backendOption, collect } from './common';
+import { regtrainCommand } from '../invocation';
 
 export interface RunOptions {
   set: string[];
@@ -86,7 +87,7 @@ async function runWith(out: Console, file: string | undefined, opts: RunOptions)
       if (!(err instanceof InterruptedError)) throw err;
       // Running the same command again finishes what is missing.
       const again = [
-        'regtrain run',
+        `${regtrainCommand()} run`,
         shellQuote(file),
         ...opts.set.flatMap((s) => ['--set', shellQuote(s)]),
         ...(opts.out ? ['--out', shellQuote(opts.out)] : []),
