@@ -34,7 +34,7 @@ import { BestModel } from './train/callbacks/best-model';
 import { Callback, CallbackList } from './train/callbacks/callback';
 import { CheckpointWriter, restoreCheckpoint } from './train/callbacks/checkpoint';
 import { EarlyStopping } from './train/callbacks/early-stopping';
-import { EpochLines, epochLine, fmtDuration } from './train/callbacks/epoch-lines';
+import { EpochLines, epochLine, fmtDuration, fmtLogValue } from './train/callbacks/epoch-lines';
 import { History } from './train/callbacks/history';
 import { JsonEvents } from './train/callbacks/json-events';
 import { Heartbeat, ProgressBar } from './train/callbacks/progress-bar';
@@ -300,7 +300,7 @@ export async function runExperiment(
         );
       }
       out.info(`Resuming after epoch ${checkpoint.body.epoch} of ${spec.training.epochs}`);
-      for (const r of history.records) out.info(epochLine(r, spec.training.epochs));
+      history.records.forEach((r, i) => out.info(epochLine(r, spec.training.epochs, i === 0 || r.lr !== history.records[i - 1]!.lr)));
     }
     out.info(`Run directory: ${dir}`);
 
@@ -410,7 +410,7 @@ async function finish(
   }
   if (result.stopReason === 'early-stopping') out.info(`Early stopping after epoch ${history.length}${bestEpoch ? `; best epoch ${bestEpoch}` : ''}`);
   else if (bestEpoch && earlyStopping?.restoresBest()) out.info(`Restored the weights of epoch ${bestEpoch} (best ${spec.training.earlyStopping?.monitor})`);
-  out.result(`Test: loss: ${test!.loss.toFixed(4)} - accuracy: ${test!.accuracy.toFixed(4)} (${test!.count} images)`);
+  out.result(`Test: loss: ${fmtLogValue(test!.loss)} - accuracy: ${test!.accuracy.toFixed(4)} (${test!.count} images)`);
   out.result(`Done in ${fmtDuration(elapsed())}; run directory: ${runDir}`);
   out.event({ event: 'test', loss: test!.loss, accuracy: test!.accuracy, count: test!.count, train_accuracy: trainEval!.accuracy });
   out.end({ event: 'done', runDir, seconds: elapsed(), epochs: history.length, stopReason: result.stopReason, peakRssMB: metrics.peakRssMB });

@@ -233,8 +233,11 @@ test('a failing member does not stop the others, and the study exits 1 naming it
   const out = path.join(dir, 'study');
   const r = spawnSync(process.execPath, [path.join(FAKE, 'study-driver.js'), spec, out, '2'], { encoding: 'utf8' });
   assert.equal(r.status, 1);
-  assert.match(r.stderr, /\[fail\] boom/);
-  assert.match(r.stderr, /\[ok2\] training ok2/);
+  // The terminal gets one line per member; what each printed is in its log.
+  assert.match(r.stderr, new RegExp(`^\\[fail\\] failed \\(exit 1\\) in \\d+\\.\\ds: see ${path.relative(process.cwd(), path.join(out, 'logs', 'fail.log'))}$`, 'm'));
+  assert.match(r.stderr, /^\[ok2\] done in \d+\.\ds$/m);
+  assert.match(fs.readFileSync(path.join(out, 'logs', 'fail.log'), 'utf8'), /^training fail\nsecond line\nboom\n$/);
+  assert.match(fs.readFileSync(path.join(out, 'logs', 'ok2.log'), 'utf8'), /^training ok2$/m);
   assert.match(r.stderr, /failed: fail \(exit 1\)/);
   assert.ok(fs.existsSync(path.join(out, 'runs', 'ok2', 'metrics.json')));
 });

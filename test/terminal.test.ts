@@ -145,5 +145,5 @@ test("the README's Ctrl-C example shows the notice and the final line the termin
   assert.match(epoch, /^Epoch 1\/3 - [\d.]+s - loss: /);
   assert.equal(notice, NOTICE);
   const dir = /saved in (\S+);/.exec(final)![1]!;
-  assert.equal(final, `interrupted (SIGINT) after epoch 1 of 3; the history and the model so far are saved in ${dir}; continue with: node ${BIN} run --resume ${dir}`);
+  assert.equal(final, `interrupted (SIGINT) after epoch 1 of 3; the history and the model so far are saved in ${dir}; continue with: regtrain run --resume ${dir}`);
 });
