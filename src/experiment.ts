@@ -118,7 +118,10 @@ export function prepareResume(
   if (!fs.existsSync(runDir) || !fs.statSync(runDir).isDirectory()) throw new InputError(`--resume ${dir}: no such run directory`);
   if (fs.existsSync(path.join(runDir, METRICS_FILE))) {
     const { status } = readMetrics(runDir).metrics;
-    if (status === 'complete') throw new InputError(`--resume ${dir}: the run already finished; start a new run instead`);
+    if (status === 'complete')
+      throw new InputError(
+        `--resume ${dir}: the run already finished (a finished run keeps no checkpoint to go on from); to train it for more epochs, start a new run from its spec: ${regtrainCommand()} run ${shellQuote(path.join(dir, SPEC_FILE))} --set training.epochs=N`,
+      );
     if (status === 'failed' && !force) throw new InputError(`--resume ${dir}: the run failed (non-finite loss); resuming would repeat it (--force to try anyway)`);
   }
   let savedText: string;
@@ -264,6 +267,7 @@ export async function runExperiment(
       `Data: ${data.source}; train ${data.train.count}${limitNote}, validation ${data.validation?.count ?? 0} (${valNote}), test ${data.test.count}; normalize ${spec.data.normalize}`,
     );
 
+    warnUnfinishedCosine(spec, data.train.count, out);
     const built = buildModel(spec);
     for (const line of modelSummary(built)) out.info(line);
     const step = createTrainStep(built, spec, backend);
@@ -415,4 +419,18 @@ async function finish(
   out.event({ event: 'test', loss: test!.loss, accuracy: test!.accuracy, count: test!.count, train_accuracy: trainEval!.accuracy });
   out.end({ event: 'done', runDir, seconds: elapsed(), epochs: history.length, stopReason: result.stopReason, peakRssMB: metrics.peakRssMB });
   return runDir;
+}
+
+/** A cosine decay longer than the run (say, training.epochs cut for a try) stops part-way down: say so before training. */
+function warnUnfinishedCosine(spec: ExperimentSpec, trainCount: number, out: Console): void {
+  const [kind, config] = Object.entries(spec.optimizer).find(([, o]) => o !== undefined) ?? [];
+  const lr = (config as { learningRate?: unknown } | undefined)?.learningRate;
+  if (typeof lr !== 'object' || lr === null || !('cosineDecay' in lr) || !lr.cosineDecay) return;
+  const c = lr.cosineDecay as { decaySteps: number; warmupSteps: number };
+  const perEpoch = Math.ceil(trainCount / spec.training.batchSize);
+  const steps = spec.training.epochs * perEpoch;
+  if (c.warmupSteps + c.decaySteps <= steps) return;
+  out.warn(
+    `optimizer.${kind}.learningRate.cosineDecay: warmupSteps + decaySteps = ${c.warmupSteps + c.decaySteps} steps, more than the ${steps} this run trains (${spec.training.epochs} epochs × ${perEpoch} steps): the decay stops part-way; decaySteps: ${Math.max(1, steps - c.warmupSteps)} would finish it`,
+  );
 }

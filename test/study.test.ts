@@ -263,12 +263,13 @@ test('SIGINT reaches the running members, starts no new ones, the study exits 13
   const out = path.join(dir, 'study');
   const child = spawn(process.execPath, [path.join(FAKE, 'study-driver.js'), spec, out, '1'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
-  let sent = false;
-  child.stderr.on('data', (d: Buffer) => {
-    stderr += d.toString();
-    if (!sent && stderr.includes('training slow')) sent = child.kill('SIGINT');
-  });
-  const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const closed = new Promise<number | null>((resolve) => child.on('close', resolve));
+  // The member's own lines go to its log: interrupt once it is training.
+  const memberLog = path.join(out, 'logs', 'slow.log');
+  while (!(fs.existsSync(memberLog) && fs.readFileSync(memberLog, 'utf8').includes('training slow'))) await new Promise((resolve) => setTimeout(resolve, 50));
+  child.kill('SIGINT');
+  const code = await closed;
   assert.equal(code, 130, stderr);
   assert.equal(JSON.parse(fs.readFileSync(path.join(out, 'runs', 'slow', 'metrics.json'), 'utf8')).status, 'incomplete');
   assert.equal(fs.existsSync(path.join(out, 'runs', 'later')), false);
