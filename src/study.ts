@@ -475,10 +475,9 @@ export async function runStudy(loaded: LoadedSpec, opts: StudyOptions = {}): Pro
       return Promise.resolve({ name: m.name, runDir, exitCode: 0, skipped: true });
     }
     const starting = `${tag} ${state === 'started' ? 'resuming' : 'starting'} (--index ${index})`;
-    if (view) {
-      view.memberStarted(m.name);
-      if (!process.stderr.isTTY) note(starting);
-    } else say(starting);
+    // The view's progress line names the running members; only the JSON mode says each start.
+    if (view) view.memberStarted(m.name);
+    else say(starting);
     if (opts.json) out({ event: 'member-start', member: m.name, runDir });
     const passThrough = jobs === 1 && !view;
     const logFile = view ? StudyProgress.logFile(studyDir, m.name) : null;
