@@ -257,14 +257,9 @@ export async function runExperiment(
       });
     }
     const valNote = data.validation ? (spec.data.validation.holdout ? 'held out' : 'also trained on, as the tutorial') : 'none';
-    const limitNote =
-      spec.data.trainLimit === null
-        ? ''
-        : spec.data.validation.holdout
-          ? ' (trainLimit: the first images outside the validation set)'
-          : ' (trainLimit: the first images, validation ones included)';
+    const limitNote = spec.data.trainLimit === null ? '' : spec.data.validation.holdout ? ' (trainLimit, outside validation)' : ' (trainLimit, validation included)';
     out.info(
-      `Data: ${data.source}; train ${data.train.count}${limitNote}, validation ${data.validation?.count ?? 0} (${valNote}), test ${data.test.count}; normalize ${spec.data.normalize}`,
+      `Data: train ${data.train.count}${limitNote}, validation ${data.validation?.count ?? 0} (${valNote}), test ${data.test.count}, ${spec.data.normalize}; ${data.source}`,
     );
 
     warnUnfinishedCosine(spec, data.train.count, out);

@@ -77,7 +77,7 @@ function expectedHead(): string[] {
   const s = m.dataset.sizes;
   return [
     'Backend: wasm — wasm (requested)',
-    `Data: ${m.dataset.source}; train ${s.train} (trainLimit: the first images outside the validation set), validation ${s.validation} (held out), test ${s.test}; normalize scale01`,
+    `Data: train ${s.train} (trainLimit, outside validation), validation ${s.validation} (held out), test ${s.test}, scale01; ${m.dataset.source}`,
     '───────────────────────────────────────────────────────────────────────',
     'Layer (type)       Output Shape  Param #  Regularizers',
     '───────────────────────────────────────────────────────────────────────',
