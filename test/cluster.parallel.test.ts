@@ -132,7 +132,7 @@ test(
 
 /** The README's GNU parallel recipe: its shell block's commands, comments dropped. */
 function readmeParallelRecipe(): string[] {
-  const readme = fs.readFileSync(path.join(path.dirname(BIN), '..', 'README.md'), 'utf8');
+  const readme = fs.readFileSync(path.resolve(__dirname, '..', '..', 'README.md'), 'utf8');
   const block = /\n```sh\n(regtrain plan configs\/study\.yaml --format parallel[^]*?)```\n/.exec(readme);
   assert.ok(block, 'the README has a GNU parallel recipe');
   return block[1]!
