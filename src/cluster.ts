@@ -148,7 +148,8 @@ export function slurmScript(study: StudyRef, site: SiteOptions): string {
 # regtrain study ${study.name} (${study.members} members, hash ${study.hash}) as a Slurm job array.
 #   bash slurm.sbatch                 (from anywhere) submit the array and a compare job that runs after it
 #   sbatch slurm.sbatch               (from this directory) submit the array alone
-#   sbatch --array=3,5 slurm.sbatch   (from this directory) rerun some members; see: ${sh([...site.regtrain, 'status', '.'])}
+#   bash slurm.sbatch --array=3,5     rerun some members, and compare again after them; see: ${sh([...site.regtrain, 'status', '.'])}
+#   bash slurm.sbatch --compare       (from anywhere) rewrite compare.txt now
 # Tasks run in this directory. A requeued, preempted or timed-out task resumes from its last
 # checkpoint (regtrain run-member is idempotent); logs go to logs/<job>_<task>.out.
 #SBATCH --job-name=${jobName}
@@ -161,12 +162,28 @@ ${site.partition ? `#SBATCH --partition=${site.partition}\n` : ''}#SBATCH --outp
 #SBATCH --requeue
 set -euo pipefail
 
+if [ "\${1:-}" = --compare ]; then
+  # compare.txt describes what finished, headed by what did not when some members are not done.
+  cd "$(dirname "$0")"
+  if states=$(${sh(site.regtrain)} status . --json); then left=$(printf '%s\\n' "$states" | grep -cv '"state":"done"' || true); else left='?'; fi
+  {
+    if [ "$left" != 0 ]; then
+      echo "INCOMPLETE: $left of ${study.members} members not done when this was written ($(date -u +%FT%TZ)); see: ${sh([...site.regtrain, 'status', '.'])}"
+      echo "after resubmitting them with bash slurm.sbatch --array=…, this file is rewritten; or now: bash slurm.sbatch --compare"
+      echo
+    fi
+    ${sh([...site.regtrain, 'compare', '.'])} 2>&1 || echo "(compare failed: see above)"
+  } > compare.txt.part
+  mv compare.txt.part compare.txt
+  exit 0
+fi
+
 if [ -z "\${SLURM_JOB_ID:-}" ]; then
   cd "$(dirname "$0")"
   mkdir -p logs
   array=$(sbatch --parsable "$@" slurm.sbatch)
   array=\${array%%;*}
-  compare=$(sbatch --parsable --job-name=${jobName}-compare --dependency=afterany:"$array" --cpus-per-task=1 --mem=${compareMem} --time=${site.time} ${site.partition ? `--partition=${site.partition} ` : ''}--output=logs/compare-%j.out --wrap=${shellQuote(`${sh(site.regtrain)} compare . > compare.txt`)})
+  compare=$(sbatch --parsable --job-name=${jobName}-compare --dependency=afterany:"$array" --cpus-per-task=1 --mem=${compareMem} --time=${site.time} ${site.partition ? `--partition=${site.partition} ` : ''}--output=logs/compare-%j.out --wrap='bash slurm.sbatch --compare')
   echo "submitted array job $array (${study.members} members) and compare job $compare (writes compare.txt)"
   exit 0
 fi

@@ -35,10 +35,10 @@ import { BestModel } from './train/callbacks/best-model';
 import { Callback, CallbackList } from './train/callbacks/callback';
 import { CheckpointWriter, restoreCheckpoint } from './train/callbacks/checkpoint';
 import { EarlyStopping } from './train/callbacks/early-stopping';
-import { EpochLines, epochLine, fmtDuration } from './train/callbacks/epoch-lines';
+import { EpochLines, epochLine, fmtDuration, fmtLogValue } from './train/callbacks/epoch-lines';
 import { History } from './train/callbacks/history';
 import { JsonEvents } from './train/callbacks/json-events';
-import { ProgressBar } from './train/callbacks/progress-bar';
+import { Heartbeat, ProgressBar } from './train/callbacks/progress-bar';
 import { ReduceLrOnPlateau } from './train/callbacks/reduce-lr-on-plateau';
 import { TensorBoardLogger } from './train/callbacks/tensorboard';
 import { evaluateSplit, weightPenalty } from './train/forward';
@@ -47,6 +47,7 @@ import { createTrainStep, needsAutodiff } from './train/step';
 import { Console } from './console';
 import { trapSignals } from './signals';
 import { shellQuote } from './study';
+import { regtrainCommand } from './invocation';
 
 export interface ExperimentOptions {
   out?: string;
@@ -61,7 +62,7 @@ export interface ExperimentOptions {
 export function resumeCommand(runDir: string, opts: ExperimentOptions): string {
   if (opts.resumeCommand) return opts.resumeCommand;
   return [
-    'regtrain run --resume',
+    `${regtrainCommand()} run --resume`,
     shellQuote(runDir),
     ...(opts.backend ? ['--backend', opts.backend] : []),
     ...(opts.dataDir ? ['--data-dir', shellQuote(opts.dataDir)] : []),
@@ -125,7 +126,10 @@ export function prepareResume(
   if (!fs.existsSync(runDir) || !fs.statSync(runDir).isDirectory()) throw new InputError(`--resume ${dir}: no such run directory`);
   if (fs.existsSync(path.join(runDir, METRICS_FILE))) {
     const { status } = readMetrics(runDir).metrics;
-    if (status === 'complete') throw new InputError(`--resume ${dir}: the run already finished; start a new run instead`);
+    if (status === 'complete')
+      throw new InputError(
+        `--resume ${dir}: the run already finished (a finished run keeps no checkpoint to go on from); to train it for more epochs, start a new run from its spec: ${regtrainCommand()} run ${shellQuote(path.join(dir, SPEC_FILE))} --set training.epochs=N`,
+      );
     if (status === 'failed' && !force) throw new InputError(`--resume ${dir}: the run failed (non-finite loss); resuming would repeat it (--force to try anyway)`);
   }
   let savedText: string;
@@ -285,16 +289,12 @@ export async function runExperiment(
       });
     }
     const valNote = data.validation ? (spec.data.validation.holdout ? 'held out' : 'also trained on, as the tutorial') : 'none';
-    const limitNote =
-      spec.data.trainLimit === null
-        ? ''
-        : spec.data.validation.holdout
-          ? ' (trainLimit: the first images outside the validation set)'
-          : ' (trainLimit: the first images, validation ones included)';
+    const limitNote = spec.data.trainLimit === null ? '' : spec.data.validation.holdout ? ' (trainLimit, outside validation)' : ' (trainLimit, validation included)';
     out.info(
-      `Data: ${data.source}; train ${data.train.count}${limitNote}, validation ${data.validation?.count ?? 0} (${valNote}), test ${data.test.count}; normalize ${spec.data.normalize}`,
+      `Data: train ${data.train.count}${limitNote}, validation ${data.validation?.count ?? 0} (${valNote}), test ${data.test.count}, ${spec.data.normalize}; ${data.source}`,
     );
 
+    warnUnfinishedCosine(spec, data.train.count, out);
     const built = buildModel(spec);
     for (const line of modelSummary(built)) out.info(line);
     const step = createTrainStep(built, spec, backend);
@@ -313,6 +313,7 @@ export async function runExperiment(
     bar = process.stderr.isTTY && !out.quiet ? new ProgressBar() : null;
     const presentation: Callback[] = [
       ...(bar ? [bar] : []),
+      ...(process.stderr.isTTY && out.quiet ? [new Heartbeat((line) => process.stderr.write(line + '\n'))] : []),
       new EpochLines((line) => out.info(line)),
       new JsonEvents(
         (e) => out.event(e),
@@ -330,7 +331,7 @@ export async function runExperiment(
         );
       }
       out.info(`Resuming after epoch ${checkpoint.body.epoch} of ${spec.training.epochs}`);
-      for (const r of history.records) out.info(epochLine(r, spec.training.epochs));
+      history.records.forEach((r, i) => out.info(epochLine(r, spec.training.epochs, i === 0 || r.lr !== history.records[i - 1]!.lr)));
     }
     out.info(`Run directory: ${dir}`);
 
@@ -440,9 +441,23 @@ async function finish(
   }
   if (result.stopReason === 'early-stopping') out.info(`Early stopping after epoch ${history.length}${bestEpoch ? `; best epoch ${bestEpoch}` : ''}`);
   else if (bestEpoch && earlyStopping?.restoresBest()) out.info(`Restored the weights of epoch ${bestEpoch} (best ${spec.training.earlyStopping?.monitor})`);
-  out.result(`Test: loss: ${test!.loss.toFixed(4)} - accuracy: ${test!.accuracy.toFixed(4)} (${test!.count} images)`);
+  out.result(`Test: loss: ${fmtLogValue(test!.loss)} - accuracy: ${test!.accuracy.toFixed(4)} (${test!.count} images)`);
   out.result(`Done in ${fmtDuration(elapsed())}; run directory: ${runDir}`);
   out.event({ event: 'test', loss: test!.loss, accuracy: test!.accuracy, count: test!.count, train_accuracy: trainEval!.accuracy });
   out.end({ event: 'done', runDir, seconds: elapsed(), epochs: history.length, stopReason: result.stopReason, peakRssMB: metrics.peakRssMB });
   return runDir;
+}
+
+/** A cosine decay longer than the run (say, training.epochs cut for a try) stops part-way down: say so before training. */
+function warnUnfinishedCosine(spec: ExperimentSpec, trainCount: number, out: Console): void {
+  const [kind, config] = Object.entries(spec.optimizer).find(([, o]) => o !== undefined) ?? [];
+  const lr = (config as { learningRate?: unknown } | undefined)?.learningRate;
+  if (typeof lr !== 'object' || lr === null || !('cosineDecay' in lr) || !lr.cosineDecay) return;
+  const c = lr.cosineDecay as { decaySteps: number; warmupSteps: number };
+  const perEpoch = Math.ceil(trainCount / spec.training.batchSize);
+  const steps = spec.training.epochs * perEpoch;
+  if (c.warmupSteps + c.decaySteps <= steps) return;
+  out.warn(
+    `optimizer.${kind}.learningRate.cosineDecay: warmupSteps + decaySteps = ${c.warmupSteps + c.decaySteps} steps, more than the ${steps} this run trains (${spec.training.epochs} epochs × ${perEpoch} steps): the decay stops part-way; decaySteps: ${Math.max(1, steps - c.warmupSteps)} would finish it`,
+  );
 }

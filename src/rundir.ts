@@ -25,6 +25,7 @@ import {
 import { layerType, TFJS_CLASS, type ExperimentSpec } from './spec';
 import { layerShapes } from './spec/layers';
 import { describeValue, inRegtrainWords, issueLine } from './zodwords';
+import { regtrainCommand } from './invocation';
 
 export const MODEL_FILE = 'model.json';
 export const WEIGHTS_FILE = 'weights.bin';
@@ -47,7 +48,7 @@ function occupiedReason(dir: string): string {
     if (live) return 'another regtrain run is writing to it';
   }
   if (fs.existsSync(path.join(dir, SPEC_FILE)) && !fs.existsSync(path.join(dir, METRICS_FILE))) {
-    return `holds a run that stopped before finishing (its process is gone); continue it with: regtrain run --resume ${dir}`;
+    return `holds a run that stopped before finishing (its process is gone); continue it with: ${regtrainCommand()} run --resume ${dir}`;
   }
   return 'exists and is not empty; regtrain never overwrites a run';
 }

@@ -198,6 +198,13 @@ interface Origin {
 function locate(origin: Origin, p: (string | number)[], key?: string): string {
   const set = [...origin.sets].reverse().find((s) => s.path.length <= p.length + (key ? 1 : 0) && s.path.every((seg, k) => String([...p, ...(key ? [key] : [])][k]) === seg));
   if (set) return set.flag;
+  const inFile = fileLocation(origin, p, key);
+  // A --set below the offending node made it wrong (e.g. optimizer.adam.… on an SGD spec): name it first.
+  const below = p.length ? [...origin.sets].reverse().find((s) => s.path.length > p.length && p.every((seg, k) => s.path[k] === String(seg))) : undefined;
+  return below ? `${below.flag}, onto ${inFile}` : inFile;
+}
+
+function fileLocation(origin: Origin, p: (string | number)[], key?: string): string {
   if (!origin.doc) return origin.file;
   // Walk down to the deepest node that exists; point at the offending key itself where there is one.
   let node: unknown = origin.doc.contents;

@@ -8,6 +8,8 @@ import { packageRoot, readRegularFile, sha256, writeFileAtomic, UnreadableFileEr
 import { MAX_SPEC_BYTES, SpecError, specToYaml, validateSpec, applyOverrides, type ExperimentSpec, type LoadedSpec, type Override } from './spec';
 import { readRunStatus, readStudy, STUDY_FILE } from './rundir';
 import { type StudyFile } from './runformat';
+import { regtrainCommand } from './invocation';
+import { StudyProgress } from './study-progress';
 export { readStudy, STUDY_FILE };
 
 /**
@@ -464,14 +466,20 @@ export async function runStudy(loaded: LoadedSpec, opts: StudyOptions = {}): Pro
   }
 
   const { studyDir, members } = prepareStudy(loaded, opts);
-  say(`study ${loaded.spec.name}: ${members.length} runs into ${studyDir}${jobs > 1 ? `, ${jobs} at a time` : ''}`);
+  say(
+    `study ${loaded.spec.name}: ${members.length} runs into ${studyDir}${jobs > 1 ? `, ${jobs} at a time` : ''}${opts.json ? '' : `; each run's output goes to ${path.join(studyDir, 'logs', '<member>.log')}`}`,
+  );
   if (opts.json) out({ event: 'study', studyDir, members: members.map((m) => m.name) });
+  // Human output: one line per member that ends and one progress line; the members' own lines go to their logs.
+  const toRun = members.filter((m) => runState(memberRunDir(studyDir, m.name)) !== 'complete').length;
+  const view = opts.json ? null : new StudyProgress(toRun, members.length);
+  const note = (text: string) => (view ? view.say(text) : say(text));
 
   const results: MemberResult[] = [];
   const running = new Set<ChildProcess>();
   let interrupted = false;
   const onSignal = (sig: NodeJS.Signals) => {
-    if (!interrupted) say(`${sig}: stopping the running members (finished runs are kept)`);
+    if (!interrupted) note(`${sig}: stopping the running members (finished runs are kept)`);
     interrupted = true;
     for (const c of running) c.kill(sig);
   };
@@ -488,13 +496,26 @@ export async function runStudy(loaded: LoadedSpec, opts: StudyOptions = {}): Pro
     const tag = `[${m.name}]`;
     const state = runState(runDir);
     if (state === 'complete') {
-      say(`${tag} already complete, kept`);
+      note(`${tag} already complete, kept`);
       if (opts.json) out({ event: 'member-end', member: m.name, runDir, exitCode: 0, skipped: true });
       return Promise.resolve({ name: m.name, runDir, exitCode: 0, skipped: true });
     }
-    say(`${tag} (${index + 1}/${members.length}) ${state === 'started' ? 'resuming' : 'starting'}`);
+    const starting = `${tag} ${state === 'started' ? 'resuming' : 'starting'} (--index ${index})`;
+    // The view's progress line names the running members; only the JSON mode says each start.
+    if (view) view.memberStarted(m.name);
+    else say(starting);
     if (opts.json) out({ event: 'member-start', member: m.name, runDir });
-    const passThrough = jobs === 1;
+    const passThrough = jobs === 1 && !view;
+    const logFile = view ? StudyProgress.logFile(studyDir, m.name) : null;
+    const log = logFile === null ? null : fs.openSync(logFile, 'a');
+    let testLine = '';
+    let errorLine = '';
+    const toLog = (line: string) => {
+      fs.writeSync(log!, line + '\n');
+      view!.memberLine(m.name, line);
+      if (line.startsWith('Test: ')) testLine = line;
+      if (line.startsWith('error: ')) errorLine = line.slice('error: '.length);
+    };
     return new Promise((resolve) => {
       // The same command a cluster runs: it starts the member, or resumes it when it was interrupted.
       const args = [
@@ -521,20 +542,26 @@ export async function runStudy(loaded: LoadedSpec, opts: StudyOptions = {}): Pro
           }
           if (obj && typeof obj === 'object' && !Array.isArray(obj)) out({ ...(obj as object), member: m.name });
           else say(`${tag} ${line}`);
-        } else process.stdout.write(`${tag} ${line}\n`);
+        } else if (log !== null) toLog(line);
+        else process.stdout.write(`${tag} ${line}\n`);
       });
-      lines(child.stderr, (line) => say(`${tag} ${line}`));
+      lines(child.stderr, (line) => (log !== null ? toLog(line) : say(`${tag} ${line}`)));
       let settled = false;
       const finish = (exitCode: number) => {
         if (settled) return;
         settled = true;
         running.delete(child);
-        say(`${tag} ${exitCode === 0 ? 'done' : `failed (exit ${exitCode})`}`);
+        if (view) {
+          fs.closeSync(log!);
+          const rel = path.relative(process.cwd(), logFile!);
+          const acc = /accuracy: (\S+)/.exec(testLine)?.[1];
+          view.memberEnded(m.name, exitCode, exitCode === 0 ? (acc ? `test accuracy ${acc}` : '') : `${errorLine ? `${errorLine}; ` : ''}see ${rel}`);
+        } else say(`${tag} ${exitCode === 0 ? 'done' : `failed (exit ${exitCode})`}`);
         if (opts.json) out({ event: 'member-end', member: m.name, runDir, exitCode, skipped: false });
         resolve({ name: m.name, runDir, exitCode, skipped: false });
       };
       child.on('error', (err) => {
-        say(`${tag} cannot start: ${err.message}`);
+        note(`${tag} cannot start: ${err.message}`);
         finish(1);
       });
       child.on('close', (code, signal) => finish(code ?? (signal === 'SIGINT' || signal === 'SIGTERM' ? 130 : 1)));
@@ -556,16 +583,17 @@ export async function runStudy(loaded: LoadedSpec, opts: StudyOptions = {}): Pro
     process.off('exit', onExit);
   }
 
+  view?.stop();
   const done = results.filter((r) => r !== undefined);
   const failed = done.filter((r) => r.exitCode !== 0);
   const notStarted = members.length - done.length;
   const summary = { event: 'study-end', studyDir, ok: done.length - failed.length, failed: failed.map((r) => ({ member: r.name, exitCode: r.exitCode })), notStarted };
   if (opts.json) out(summary);
   say(
-    `study: ${summary.ok}/${members.length} runs ok${failed.length ? `, failed: ${failed.map((r) => `${r.name} (exit ${r.exitCode})`).join(', ')}` : ''}${notStarted ? `, ${notStarted} not started` : ''}; compare with: regtrain compare ${shellQuote(path.relative(process.cwd(), studyDir) || '.')}`,
+    `study: ${summary.ok}/${members.length} runs ok${failed.length ? `, failed: ${failed.map((r) => `${r.name} (exit ${r.exitCode})`).join(', ')}` : ''}${notStarted ? `, ${notStarted} not started` : ''}; compare with: ${regtrainCommand()} compare ${shellQuote(path.relative(process.cwd(), studyDir) || '.')}`,
   );
   if (interrupted)
-    throw new InterruptedError(`study interrupted; run the same command again (or regtrain run-member ${shellQuote(studyDir)} --index I) to finish the remaining runs`);
+    throw new InterruptedError(`study interrupted; run the same command again (or ${regtrainCommand()} run-member ${shellQuote(studyDir)} --index I) to finish the remaining runs`);
   if (failed.length && failed.every((r) => r.exitCode === 2)) throw new InputError(`${failed.length} of ${members.length} runs refused their input`);
   if (failed.length) throw new FailureError(`${failed.length} of ${members.length} runs failed`);
   return done;

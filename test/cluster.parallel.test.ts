@@ -130,3 +130,72 @@ test(
     assert.match(fs.readFileSync(path.join(studyDir, 'compare.txt'), 'utf8'), /^ variant +test acc ± std \(n\) +Δ vs baseline/);
   },
 );
+
+/** The README's GNU parallel recipe: its shell block's commands, comments dropped. */
+function readmeParallelRecipe(): string[] {
+  const readme = fs.readFileSync(path.resolve(__dirname, '..', '..', 'README.md'), 'utf8');
+  const block = /\n```sh\n(regtrain plan configs\/study\.yaml --format parallel[^]*?)```\n/.exec(readme);
+  assert.ok(block, 'the README has a GNU parallel recipe');
+  return block[1]!
+    .trim()
+    .split('\n')
+    .map((l) => l.replace(/\s+#.*$/, ''));
+}
+
+test(
+  "the README's GNU parallel recipe runs as printed: Ctrl-C stops every member, none is left running, and --resume-failed resumes the interrupted one and finishes the study",
+  { timeout: 15 * 60_000 },
+  async (t) => {
+    if (spawnSync('parallel', ['--version'], { encoding: 'utf8' }).status !== 0) {
+      t.skip('GNU parallel is not installed');
+      return;
+    }
+    const cwd = fs.mkdtempSync(path.join(tmp, 'recipe-'));
+    fs.mkdirSync(path.join(cwd, 'configs'));
+    fs.writeFileSync(path.join(cwd, 'configs', 'study.yaml'), SPEC.replace('name: paralleltiny', 'name: study').replace('epochs: 4', 'epochs: 6'));
+    const [planLine, runLine, resumeLine] = readmeParallelRecipe();
+    const bash = (line: string) => spawnSync('bash', ['-c', line], { cwd, env, encoding: 'utf8' });
+    const planned = bash(planLine!);
+    assert.equal(planned.status, 0, planned.stderr);
+    const hash = /^studies\/study-([0-9a-f]{10})\/parallel\.sh$/.exec(planned.stdout.trim())![1]!;
+    const withHash = (line: string) => line.replaceAll('<hash>', hash);
+    const studyDir = path.join(cwd, 'studies', `study-${hash}`);
+    const members = (JSON.parse(fs.readFileSync(path.join(studyDir, 'study.json'), 'utf8')) as { members: { name: string }[] }).members.map((m) => m.name);
+
+    // Ctrl-C as a terminal sends it: SIGINT to the whole foreground process group (bash, parallel and the members).
+    const first = spawn('bash', ['-c', withHash(runLine!)], { cwd, env, detached: true });
+    let output = '';
+    first.stdout.on('data', (d: Buffer) => (output += d.toString()));
+    first.stderr.on('data', (d: Buffer) => (output += d.toString()));
+    const firstCode = new Promise<number | null>((resolve) => first.on('close', resolve));
+    let seen = false;
+    for (let waited = 0; !seen && waited < 300_000; waited += 50) {
+      seen = members.some((name) => fs.existsSync(path.join(studyDir, 'runs', name, 'checkpoint.json')));
+      if (!seen) await sleep(50);
+    }
+    assert.ok(seen, 'a member was seen training with a checkpoint');
+    process.kill(-first.pid!, 'SIGINT');
+    assert.notEqual(await firstCode, 0, output);
+    // GNU parallel stops its jobs itself on Ctrl-C (their own notices may not reach its output): what counts is the state left.
+    assert.ok(!fs.existsSync(path.join(studyDir, 'compare.txt')), 'no comparison after Ctrl-C');
+    const states = regtrain(['status', studyDir, '--json'])
+      .stdout.trim()
+      .split('\n')
+      .map((l) => (JSON.parse(l) as { state: string }).state);
+    assert.ok(!states.includes('running'), `no member keeps running after Ctrl-C: ${states.join(' ')}`);
+    assert.ok(states.includes('interrupted'), `a member was interrupted with its checkpoint: ${states.join(' ')}`);
+
+    const second = bash(withHash(resumeLine!));
+    assert.equal(second.status, 0, second.stderr + second.stdout);
+    assert.match(second.stdout, /^study complete; comparison in compare\.txt$/m);
+    assert.match(second.stdout + second.stderr, /: resuming/);
+    assert.deepEqual(
+      regtrain(['status', studyDir, '--json'])
+        .stdout.trim()
+        .split('\n')
+        .map((l) => (JSON.parse(l) as { state: string }).state),
+      members.map(() => 'done'),
+    );
+    assert.match(fs.readFileSync(path.join(studyDir, 'compare.txt'), 'utf8'), /^ variant +test acc ± std \(n\) +Δ vs baseline/);
+  },
+);

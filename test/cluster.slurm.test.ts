@@ -173,3 +173,130 @@ test(
     }
   },
 );
+
+/** The README's Slurm recipe: its shell block's commands, comments dropped. */
+function readmeSlurmRecipe(): string[] {
+  const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+  const block = /\n```sh\n(regtrain plan configs\/study\.yaml --format slurm[^]*?)```\n/.exec(readme);
+  assert.ok(block, 'the README has a Slurm recipe');
+  return block[1]!
+    .trim()
+    .split('\n')
+    .map((l) => l.replace(/\s+#.*$/, ''));
+}
+
+async function queueEmpty(jobs: string[], limitMs: number): Promise<void> {
+  const start = Date.now();
+  while (sh('squeue', ['-h', '-j', jobs.join(','), '-o', '%i']).stdout.trim() !== '') {
+    assert.ok(Date.now() - start < limitMs, `jobs ${jobs.join(',')} finish within ${limitMs / 60_000} minutes`);
+    await sleep(1000);
+  }
+}
+
+test(
+  "the README's Slurm recipe runs as printed: a scancel'd member leaves compare.txt marked INCOMPLETE, status prints the resubmission, which finishes the study and rewrites compare.txt; a task whose launcher vanished is reported failed with its log",
+  { timeout: 20 * 60_000 },
+  async (t) => {
+    const why = slurmUnavailable();
+    if (why) {
+      console.log(`# skipped: ${why}`);
+      t.skip(why);
+      return;
+    }
+    const cwd = fs.mkdtempSync(path.join(tmp, 'recipe-'));
+    // The README's own file name, holding the small study (the real one trains for 20 minutes).
+    fs.mkdirSync(path.join(cwd, 'configs'));
+    fs.writeFileSync(path.join(cwd, 'configs', 'study.yaml'), SPEC.replace('name: slurmtiny', 'name: study'));
+    assert.equal(regtrain(['data', 'fetch'], cwd).status, 0, 'the dataset cache the tasks share');
+    const [planLine, submitLine, scancelLine, statusLine, resubmitLine, catLine, ...rest] = readmeSlurmRecipe();
+    assert.deepEqual(rest, []);
+    assert.match(scancelLine!, /^scancel 6_3$/);
+    const bash = (line: string) => spawnSync('bash', ['-c', line], { cwd, env, encoding: 'utf8' });
+
+    const planned = bash(planLine!);
+    assert.equal(planned.status, 0, planned.stderr);
+    const hash = /^studies\/study-([0-9a-f]{10})\/slurm\.sbatch$/.exec(planned.stdout.trim())![1]!;
+    const withHash = (line: string) => line.replaceAll('<hash>', hash);
+    const studyDir = path.join(cwd, 'studies', `study-${hash}`);
+    const members = (JSON.parse(fs.readFileSync(path.join(studyDir, 'study.json'), 'utf8')) as { members: { name: string }[] }).members.map((m) => m.name);
+
+    const submitted = bash(withHash(submitLine!));
+    assert.equal(submitted.status, 0, submitted.stderr);
+    const [, arrayJob, compareJob] = /^submitted array job (\d+) \(4 members\) and compare job (\d+) \(writes compare\.txt\)$/m.exec(submitted.stdout)!;
+    const jobs = [arrayJob!, compareJob!];
+    try {
+      // scancel the first task seen running with a checkpoint: SIGTERM reaches regtrain, which saves.
+      let cancelled: number | null = null;
+      for (let waited = 0; cancelled === null && waited < 600_000; waited += 200) {
+        for (const task of sh('squeue', ['-h', '-j', arrayJob!, '-t', 'R', '-o', '%i']).stdout.trim().split('\n').filter(Boolean)) {
+          const index = Number(task.split('_')[1]);
+          if (!fs.existsSync(path.join(studyDir, 'runs', members[index]!, 'checkpoint.json'))) continue;
+          const r = bash(scancelLine!.replace('6_3', task));
+          assert.equal(r.status, 0, r.stderr);
+          cancelled = index;
+          break;
+        }
+        await sleep(200);
+      }
+      assert.ok(cancelled !== null, 'a task was seen running with a checkpoint');
+      await queueEmpty(jobs, 15 * 60_000);
+      const log = fs.readFileSync(path.join(studyDir, 'logs', `${arrayJob}_${cancelled}.out`), 'utf8');
+      assert.match(log, /SIGTERM: finishing the current batch, then saving/);
+
+      const status = bash(withHash(statusLine!));
+      assert.equal(status.status, 0, status.stderr);
+      const resubmit = withHash(resubmitLine!).replace('--array=3', `--array=${cancelled}`);
+      assert.equal(
+        status.stdout,
+        [
+          `study study in studies/study-${hash}: 3 of 4 members done`,
+          `  done            3  ${['1-3', '0,2-3', '0-1,3', '0-2'][cancelled]!}`,
+          '  running         0',
+          `  interrupted     1  ${cancelled}`,
+          '  failed          0',
+          '  not started     0',
+          `resubmit the unfinished ones, with a new compare after them: ${resubmit}`,
+          '',
+        ].join('\n'),
+      );
+      const incomplete = fs.readFileSync(path.join(studyDir, 'compare.txt'), 'utf8');
+      assert.match(incomplete, /^INCOMPLETE: 1 of 4 members not done when this was written \(\S+\); see: regtrain status \.\n/);
+      assert.match(incomplete, /^ variant +test acc ± std \(n\) +Δ vs baseline/m);
+
+      const again = bash(resubmit);
+      assert.equal(again.status, 0, again.stderr);
+      const [, array2, compare2] = /^submitted array job (\d+) \(4 members\) and compare job (\d+)/m.exec(again.stdout)!;
+      jobs.push(array2!, compare2!);
+      await queueEmpty(jobs, 10 * 60_000);
+      assert.match(fs.readFileSync(path.join(studyDir, 'logs', `${array2}_${cancelled}.out`), 'utf8'), /^Resuming after epoch \d of 5$/m);
+      const cat = bash(withHash(catLine!));
+      assert.equal(cat.status, 0);
+      assert.match(cat.stdout, /^ variant +test acc ± std \(n\) +Δ vs baseline/, 'compare.txt now describes the finished study, with no INCOMPLETE line');
+      assert.match(cat.stdout, /^[ *]l2 +\S+ ± \S+ \(2\)/m, 'both l2 seeds, the resubmitted one included');
+
+      // A launcher that resolved when planning and is gone on the node: the task dies at once, and status says so.
+      const vanishing = path.join(cwd, 'vanishing', 'regtrain');
+      fs.mkdirSync(path.dirname(vanishing));
+      fs.symlinkSync(BIN, vanishing);
+      const other = bash(`regtrain plan configs/study.yaml --format slurm --set training.epochs=2 --regtrain ${vanishing}`);
+      assert.equal(other.status, 0, other.stderr);
+      const otherDir = path.join(cwd, path.dirname(other.stdout.trim()));
+      fs.rmSync(vanishing);
+      const dead = bash(`bash ${path.relative(cwd, otherDir)}/slurm.sbatch --array=1`);
+      assert.equal(dead.status, 0, dead.stderr);
+      const [, deadArray, deadCompare] = /^submitted array job (\d+) \(4 members\) and compare job (\d+)/m.exec(dead.stdout)!;
+      jobs.push(deadArray!, deadCompare!);
+      await queueEmpty(jobs, 5 * 60_000);
+      const logName = `logs/${deadArray}_1.out`;
+      assert.match(fs.readFileSync(path.join(otherDir, logName), 'utf8'), /regtrain: No such file or directory|not found/);
+      const deadStatus = regtrain(['status', path.relative(cwd, otherDir)], cwd);
+      const rel = path.relative(cwd, otherDir);
+      assert.match(deadStatus.stdout, /^ {2}failed {10}1 {2}1$/m);
+      assert.match(deadStatus.stdout, new RegExp(`^member 1 \\(\\S+\\) died before its run began: read ${rel}/${logName}$`, 'm'));
+      assert.deepEqual((JSON.parse(regtrain(['status', rel, '--json'], cwd).stdout.split('\n')[1]!) as { log: string }).log, logName);
+      assert.match(fs.readFileSync(path.join(otherDir, 'compare.txt'), 'utf8'), /^INCOMPLETE: \? of 4 members not done/);
+    } finally {
+      sh('scancel', jobs);
+    }
+  },
+);

@@ -35,7 +35,7 @@ test('verify on a cache dir that does not exist exits 2 and says to fetch', asyn
   const dir = path.join(tmpDir(), 'nothing-here');
   const r = await regtrain(['data', 'verify', '--data-dir', dir]);
   assert.equal(r.code, 2, r.stderr);
-  assert.equal(r.stderr, `error: data dir ${dir} does not exist; fill it with: regtrain data fetch --data-dir ${dir}\n`);
+  assert.equal(r.stderr, `error: data dir ${dir} does not exist; fill it with: node ${BIN} data fetch --data-dir ${dir}\n`);
 });
 
 test('verify on an empty cache dir exits 2 listing the missing files', async () => {

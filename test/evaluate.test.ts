@@ -12,7 +12,7 @@ import * as tf from '@tensorflow/tfjs';
 import * as YAML from 'yaml';
 import { initBackend } from '../src/backend';
 import type { MetricsFile } from '../src/runformat';
-import { finished, QUICK, startCli, type CliResult } from './helpers/cli';
+import { finished, HINT, QUICK, startCli, type CliResult } from './helpers/cli';
 
 const TEST_COUNT = 500;
 const TINY = ['--backend', 'wasm', '--set', 'data.trainLimit=500', '--set', 'data.validation.size=100', '--set', `data.testLimit=${TEST_COUNT}`, '--set', 'training.epochs=2'];
@@ -299,7 +299,7 @@ describe('evaluate refuses tampered run directories with exit 2 and one clear li
     fs.writeFileSync(path.join(dir, 'metrics.json'), JSON.stringify({ ...m, status: 'incomplete', stopReason: 'interrupted', test: null }));
     await assertRefused(
       dir,
-      `${dir}: the run is incomplete (interrupted); evaluate needs a finished run; finish it first: regtrain run --resume ${path.resolve(dir)} --backend wasm`,
+      `${dir}: the run is incomplete (interrupted); evaluate needs a finished run; finish it first: ${HINT} run --resume ${path.resolve(dir)} --backend wasm`,
     );
   });
 

@@ -555,6 +555,6 @@ describe('signals', () => {
     // The saved model is loadable (byte counts match, finite), and evaluate refuses it as unfinished.
     const e = await regtrain(['evaluate', out, '--backend', 'cpu']);
     assertClean(e, 2, 'evaluate incomplete');
-    assert.equal(errorLine(e), `error: ${out}: the run is incomplete (interrupted); evaluate needs a finished run; finish it first: regtrain run --resume ${out} --backend cpu`);
+    assert.equal(errorLine(e), `error: ${out}: the run is incomplete (interrupted); evaluate needs a finished run; finish it first: node ${BIN} run --resume ${out} --backend cpu`);
   });
 });

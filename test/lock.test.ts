@@ -180,7 +180,7 @@ for (const signal of ['SIGKILL', 'SIGSEGV'] as const) {
         .split('\n')
         .filter((l) => l.startsWith('error:'))
         .join('\n') + '\n',
-      `error: --out ${out}: holds a run that stopped before finishing (its process is gone); continue it with: regtrain run --resume ${out}\n`,
+      `error: --out ${out}: holds a run that stopped before finishing (its process is gone); continue it with: node ${BIN} run --resume ${out}\n`,
     );
     const resumed = spawnSync(process.execPath, [BIN, 'run', '--resume', out, '-q'], { cwd: tmp, encoding: 'utf8' });
     assert.equal(resumed.status, 0, resumed.stderr);

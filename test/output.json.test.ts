@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
-import { finished, QUICK, startCli } from './helpers/cli';
+import { finished, HINT, QUICK, startCli } from './helpers/cli';
 
 const TINY = ['--backend', 'wasm', '--set', 'data.trainLimit=500', '--set', 'data.validation.size=100', '--set', 'data.testLimit=200', '--set', 'training.epochs=2'];
 const TERMINAL = ['done', 'failed', 'interrupted'];
@@ -113,7 +113,7 @@ test('a SIGINT-ed run ends its stream with an interrupted event: the last comple
   const { last } = runStream(r.stdout);
   const epochs = (JSON.parse(fs.readFileSync(path.join(out, 'history.json'), 'utf8')) as { epochs: unknown[] }).epochs.length;
   assert.ok(epochs >= 1 && epochs < 200);
-  const resume = `regtrain run --resume ${out} --backend wasm --data-dir ${path.join(TMP, 'cache')}`;
+  const resume = `${HINT} run --resume ${out} --backend wasm --data-dir ${path.join(TMP, 'cache')}`;
   assert.deepEqual(last, { event: 'interrupted', signal: 'SIGINT', lastEpoch: epochs, runDir: out, resume, exitCode: 130 });
   // On stderr: one notice, then one final line that is not an error.
   const lines = r.stderr.trimEnd().split('\n');

@@ -14,7 +14,7 @@ import type { Command } from 'commander';
 import { buildProgram } from '../src/cli';
 import { fmtSigned } from '../src/console';
 import { fmtDuration } from '../src/train/callbacks/epoch-lines';
-import { finished, QUICK, startCli } from './helpers/cli';
+import { finished, HINT, QUICK, startCli } from './helpers/cli';
 
 const TINY = ['--backend', 'wasm', '--set', 'data.trainLimit=600', '--set', 'data.validation.size=100', '--set', 'data.testLimit=200'];
 
@@ -153,7 +153,7 @@ test('--resume with --set names the --set flags, not the spec file; the file and
     lastLine,
     new RegExp(`^interrupted \\(SIGINT\\) (in epoch 1 of 200, before any epoch was saved|after epoch \\d+ of 200; the history and the model so far are saved in ${out});`),
   );
-  assert.ok(lastLine.endsWith(`; continue with: regtrain run --resume ${out} --backend wasm --data-dir ${dataDir}`), lastLine);
+  assert.ok(lastLine.endsWith(`; continue with: ${HINT} run --resume ${out} --backend wasm --data-dir ${dataDir}`), lastLine);
 
   const runSets = 'data.trainLimit=600 data.validation.size=100 data.testLimit=200 training.epochs=200';
   const setsDiffer = `the --set flags (training.epochs=5) differ from the run's (${runSets})`;
@@ -178,7 +178,7 @@ test('--resume with --set names the --set flags, not the spec file; the file and
   assert.equal(ev.code, 2);
   assert.equal(
     ev.stderr,
-    `error: ${out}: the run is incomplete (interrupted); evaluate needs a finished run; finish it first: regtrain run --resume ${out} --data-dir ${dataDir}\n`,
+    `error: ${out}: the run is incomplete (interrupted); evaluate needs a finished run; finish it first: ${HINT} run --resume ${out} --data-dir ${dataDir}\n`,
   );
 });
 
@@ -189,7 +189,7 @@ test('data verify on a cache missing its files says how to fetch them into that 
   assert.equal(r.code, 2);
   assert.ok(
     r.stderr.endsWith(
-      `error: train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte missing from ${dir}; get them with: regtrain data fetch --data-dir '${dir}'\n`,
+      `error: train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte missing from ${dir}; get them with: ${HINT} data fetch --data-dir '${dir}'\n`,
     ),
     r.stderr,
   );

@@ -137,6 +137,20 @@ describe('predict on a trained run', () => {
     assert.ok(sum > 0 && sum <= 1 + 1e-6, `top-3 probabilities sum to ${sum}`);
   });
 
+  test('a blank, single-colour image is classified with a warning that its prediction means nothing', async () => {
+    const blank = writePng('blank.png', 40, 30, () => [200, 30, 30, 255]);
+    const r = await regtrain(['predict', RUN, blank, '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(
+      r.stderr.split('\n').filter((l) => l.startsWith('warning: ')),
+      [`warning: ${blank}: one colour all over (nothing to see once made a 28×28 Fashion-MNIST image); its prediction means nothing`],
+    );
+    assert.equal(jsonLines(r.stdout).length, 1);
+    // An image with something on it gets no such warning.
+    const drawn = await regtrain(['predict', RUN, testImagePng(1), '--json']);
+    assert.doesNotMatch(drawn.stderr, /one colour all over/);
+  });
+
   test('--best uses the best epoch model and says which epoch it is', async () => {
     const r = await regtrain(['predict', RUN, '--best', '--test-index', '0']);
     assert.equal(r.code, 0, r.stderr);

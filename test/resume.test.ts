@@ -43,10 +43,24 @@ test('a run killed with SIGKILL and resumed ends with the same history and weigh
   assert.ok(!fs.readdirSync(path.join(tmp, 'killed')).some((f) => f.startsWith('checkpoint')), 'a finished run keeps no checkpoint');
 });
 
-test('a finished run cannot be resumed by mistake', () => {
+test('a finished run cannot be resumed by mistake, and the refusal says how to train it longer', () => {
   const r = regtrain(['run', '--resume', 'whole']);
   assert.equal(r.status, 2);
-  assert.equal(r.stderr.trim(), 'error: --resume whole: the run already finished; start a new run instead');
+  assert.equal(
+    r.stderr.trim(),
+    `error: --resume whole: the run already finished (a finished run keeps no checkpoint to go on from); to train it for more epochs, start a new run from its spec: node ${bin} run whole/spec.yaml --set training.epochs=N`,
+  );
+  // The suggested command, with N filled in, trains a new run from the finished run's spec.
+  const longer = regtrain([
+    'run',
+    'whole/spec.yaml',
+    '--set',
+    `training.epochs=${(JSON.parse(read('whole', 'metrics.json').toString()) as { epochsRun: number }).epochsRun + 1}`,
+    '--out',
+    'longer',
+    '-q',
+  ]);
+  assert.equal(longer.status, 0, longer.stderr);
 });
 
 test('a run whose spec file changed since is refused unless --force', async () => {

@@ -32,8 +32,10 @@ function writeSpec(dir: string, text: string, file = 'study.yaml'): string {
   fs.writeFileSync(p, text);
   return p;
 }
-function cli(args: string[], cwd = ROOT) {
-  return spawnSync(process.execPath, [BIN, ...args], { cwd, encoding: 'utf8' });
+/** `regtrain` on PATH, as after the README's install: plan's Slurm and parallel artifacts need it. */
+const ON_PATH = regtrainOnPath(tmpdir());
+function cli(args: string[], cwd = ROOT, env = ON_PATH) {
+  return spawnSync(process.execPath, [BIN, ...args], { cwd, encoding: 'utf8', env });
 }
 
 test('a spec is a study when it has variants, a sweep, or more than one repeat', () => {
@@ -231,8 +233,11 @@ test('a failing member does not stop the others, and the study exits 1 naming it
   const out = path.join(dir, 'study');
   const r = spawnSync(process.execPath, [path.join(FAKE, 'study-driver.js'), spec, out, '2'], { encoding: 'utf8' });
   assert.equal(r.status, 1);
-  assert.match(r.stderr, /\[fail\] boom/);
-  assert.match(r.stderr, /\[ok2\] training ok2/);
+  // The terminal gets one line per member; what each printed is in its log.
+  assert.match(r.stderr, new RegExp(`^\\[fail\\] failed \\(exit 1\\) in \\d+\\.\\ds: see ${path.relative(process.cwd(), path.join(out, 'logs', 'fail.log'))}$`, 'm'));
+  assert.match(r.stderr, /^\[ok2\] done in \d+\.\ds$/m);
+  assert.match(fs.readFileSync(path.join(out, 'logs', 'fail.log'), 'utf8'), /^training fail\nsecond line\nboom\n$/);
+  assert.match(fs.readFileSync(path.join(out, 'logs', 'ok2.log'), 'utf8'), /^training ok2$/m);
   assert.match(r.stderr, /failed: fail \(exit 1\)/);
   assert.ok(fs.existsSync(path.join(out, 'runs', 'ok2', 'metrics.json')));
 });
@@ -258,12 +263,13 @@ test('SIGINT reaches the running members, starts no new ones, the study exits 13
   const out = path.join(dir, 'study');
   const child = spawn(process.execPath, [path.join(FAKE, 'study-driver.js'), spec, out, '1'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
-  let sent = false;
-  child.stderr.on('data', (d: Buffer) => {
-    stderr += d.toString();
-    if (!sent && stderr.includes('training slow')) sent = child.kill('SIGINT');
-  });
-  const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const closed = new Promise<number | null>((resolve) => child.on('close', resolve));
+  // The member's own lines go to its log: interrupt once it is training.
+  const memberLog = path.join(out, 'logs', 'slow.log');
+  while (!(fs.existsSync(memberLog) && fs.readFileSync(memberLog, 'utf8').includes('training slow'))) await new Promise((resolve) => setTimeout(resolve, 50));
+  child.kill('SIGINT');
+  const code = await closed;
   assert.equal(code, 130, stderr);
   assert.equal(JSON.parse(fs.readFileSync(path.join(out, 'runs', 'slow', 'metrics.json'), 'utf8')).status, 'incomplete');
   assert.equal(fs.existsSync(path.join(out, 'runs', 'later')), false);
@@ -405,7 +411,7 @@ test('two plans of different studies racing for one directory: exactly one is wr
       specs.map(
         (spec) =>
           new Promise<{ code: number | null; stderr: string }>((resolve) => {
-            const child = spawn(process.execPath, [BIN, 'plan', spec, '--study-dir', studyDir], { cwd: dir });
+            const child = spawn(process.execPath, [BIN, 'plan', spec, '--study-dir', studyDir], { cwd: dir, env: ON_PATH });
             let stderr = '';
             child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
             child.on('close', (code) => resolve({ code, stderr }));

@@ -535,7 +535,7 @@ function canMountTmpfs(): string | false {
 }
 
 describe('regtrain run', () => {
-  test('writes RUN_DIR/tensorboard/ that the independent reader decodes: every epoch scalar of history.json and a histogram per weight', () => {
+  test('writes RUN_DIR/tensorboard/train and validation as Keras does, same tags in both, that the independent reader decodes: every epoch scalar of history.json and a histogram per weight', () => {
     const root = path.resolve(__dirname, '../..');
     const out = path.join(TMP, 'run');
     const args = [
@@ -554,22 +554,37 @@ describe('regtrain run', () => {
       '-q',
     ];
     execFileSync(process.execPath, [path.join(root, 'bin', 'regtrain'), ...args], { env: { ...process.env, REGTRAIN_DATA_DIR: path.join(TMP, 'cache') } });
-    const files = fs.readdirSync(path.join(out, 'tensorboard'));
-    assert.equal(files.length, 1);
-    assert.match(files[0]!, /^events\.out\.tfevents\.\d{10}\.[A-Za-z0-9._-]+$/);
-    const got = summaries(readEvents(path.join(out, 'tensorboard', files[0]!)));
+    assert.deepEqual(fs.readdirSync(path.join(out, 'tensorboard')).sort(), ['train', 'validation']);
+    const run = (sub: string) => {
+      const files = fs.readdirSync(path.join(out, 'tensorboard', sub));
+      assert.equal(files.length, 1);
+      assert.match(files[0]!, /^events\.out\.tfevents\.\d{10}\.[A-Za-z0-9._-]+$/);
+      return summaries(readEvents(path.join(out, 'tensorboard', sub, files[0]!)));
+    };
+    const got = run('train');
+    const validation = run('validation');
     const history = (JSON.parse(fs.readFileSync(path.join(out, 'history.json'), 'utf8')) as { epochs: Record<string, unknown>[] }).epochs;
     const f32 = (x: number) => Math.fround(x);
     for (const e of history) {
-      const at = (tag: string) => got.find(([step, t]) => step === e.epoch && t === tag)?.[2];
-      for (const tag of ['loss', 'accuracy', 'val_loss', 'val_accuracy', 'data_loss', 'penalty', 'lr'])
-        assert.equal(at(tag), f32(e[tag] as number), `epoch ${String(e.epoch)}: ${tag}`);
-      for (const [name, v] of Object.entries(e.penalties as Record<string, number>)) assert.equal(at(`penalty/${name}`), f32(v), `epoch ${String(e.epoch)}: penalty/${name}`);
+      const at = (tag: string, events = got) => events.find(([step, t]) => step === e.epoch && t === tag)?.[2];
+      for (const [tag, key] of [
+        ['epoch_loss', 'loss'],
+        ['epoch_accuracy', 'accuracy'],
+        ['epoch_data_loss', 'data_loss'],
+        ['epoch_penalty', 'penalty'],
+        ['epoch_learning_rate', 'lr'],
+      ] as const)
+        assert.equal(at(tag), f32(e[key] as number), `epoch ${String(e.epoch)}: train ${tag}`);
+      assert.equal(at('epoch_loss', validation), f32(e.val_loss as number), `epoch ${String(e.epoch)}: validation epoch_loss`);
+      assert.equal(at('epoch_accuracy', validation), f32(e.val_accuracy as number), `epoch ${String(e.epoch)}: validation epoch_accuracy`);
+      for (const [name, v] of Object.entries(e.penalties as Record<string, number>))
+        assert.equal(at(`penalty_at_epoch_end/${name}`), f32(v), `epoch ${String(e.epoch)}: penalty_at_epoch_end/${name}`);
       // The 784×200 first kernel: its buckets count every weight.
       const kernel = at('weights/dense/kernel') as DecodedHistogram;
       assert.equal(sumOf(kernel.bucket), 784 * 200);
       assert.equal(kernel.num, 784 * 200);
     }
+    assert.deepEqual([...new Set(validation.map(([, t]) => t))], ['epoch_loss', 'epoch_accuracy'], 'validation/ holds only the validation scalars');
     assert.deepEqual([...new Set(got.filter(([, t]) => t.startsWith('weights/')).map(([, t]) => t))].sort(), [
       'weights/dense/bias',
       'weights/dense/kernel',

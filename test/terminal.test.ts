@@ -77,7 +77,7 @@ function expectedHead(): string[] {
   const s = m.dataset.sizes;
   return [
     'Backend: wasm — wasm (requested)',
-    `Data: ${m.dataset.source}; train ${s.train} (trainLimit: the first images outside the validation set), validation ${s.validation} (held out), test ${s.test}; normalize scale01`,
+    `Data: train ${s.train} (trainLimit, outside validation), validation ${s.validation} (held out), test ${s.test}, scale01; ${m.dataset.source}`,
     '───────────────────────────────────────────────────────────────────────',
     'Layer (type)       Output Shape  Param #  Regularizers',
     '───────────────────────────────────────────────────────────────────────',
@@ -94,7 +94,8 @@ function expectedHead(): string[] {
 
 function epochLines(from: number, to: number): string[] {
   const h = JSON.parse(fs.readFileSync(path.join(OUT, 'history.json'), 'utf8')) as HistoryFile;
-  return h.epochs.filter((e) => e.epoch >= from && e.epoch <= to).map((e) => epochLine(e, EPOCHS));
+  // A constant learning rate shows on the first line a session prints (the replayed history's, then the resumed run's).
+  return h.epochs.filter((e) => e.epoch >= from && e.epoch <= to).map((e, i, all) => epochLine(e, EPOCHS, i === 0 || e.lr !== all[i - 1]!.lr));
 }
 
 /**
@@ -102,7 +103,7 @@ function epochLines(from: number, to: number): string[] {
  * epoch's last batch lets that epoch end (and print its line) after the notice: also exact.
  */
 function assertScreen(actual: string, lines: string[], lastEpoch: number, newEpochs: number): void {
-  const final = `interrupted (SIGINT) after epoch ${lastEpoch} of ${EPOCHS}; the history and the model so far are saved in ${OUT}; continue with: regtrain run --resume ${OUT} --backend wasm`;
+  const final = `interrupted (SIGINT) after epoch ${lastEpoch} of ${EPOCHS}; the history and the model so far are saved in ${OUT}; continue with: node ${BIN} run --resume ${OUT} --backend wasm`;
   const expected = normalize([...lines, NOTICE, final, '[exit 130]'].join('\n'));
   const noticeFirst = newEpochs > 0 ? normalize([...lines.slice(0, -1), NOTICE, lines.at(-1)!, final, '[exit 130]'].join('\n')) : expected;
   const got = normalize(actual);

@@ -40,5 +40,9 @@ export function compareCommand(): Command {
       const format = { wide: opts.wide ?? false };
       const text = opts.json ? formatJsonLines(result) : opts.csv ? formatCsv(result) : opts.md ? formatMarkdown(result, format) : formatText(result, format);
       process.stdout.write(text);
+      // A wide table wraps into a mess on a terminal: say how to read it.
+      const widest = Math.max(...text.split('\n').map((l) => l.length));
+      if (opts.wide && process.stdout.isTTY && widest > process.stdout.columns)
+        process.stderr.write(`(rows are up to ${widest} characters wide: page them with \`| less -S\`, or use --csv for a spreadsheet)\n`);
     });
 }

@@ -7,6 +7,7 @@ import { classCounts, pixelStats, IMAGE_COLS, IMAGE_ROWS } from '../data/dataset
 import { parseIdx } from '../data/idx';
 import { jsonLine } from '../console';
 import { shellQuote } from '../study';
+import { regtrainCommand } from '../invocation';
 
 const MB = 1024 * 1024;
 /** Without a TTY: one progress line per quarter of a file, or at least this often. */
@@ -37,7 +38,7 @@ function printJson(value: unknown): void {
 
 /** `regtrain data fetch`, keeping the --data-dir the user gave, for hints. */
 function fetchHint(opts: CommonOpts): string {
-  return `regtrain data fetch${opts.dataDir !== undefined ? ` --data-dir ${shellQuote(opts.dataDir)}` : ''}`;
+  return `${regtrainCommand()} data fetch${opts.dataDir !== undefined ? ` --data-dir ${shellQuote(opts.dataDir)}` : ''}`;
 }
 
 function formatBytes(n: number): string {

@@ -3,10 +3,11 @@ import * as path from 'node:path';
 import { Command, Option } from 'commander';
 import { ARTIFACT_FILES, artifactText, parseSiteOptions, type ArtifactFormat, type SiteFlags } from '../cluster';
 import { FailureError, InputError, errorMessage } from '../errors';
-import { writeFileAtomic } from '../fsutil';
+import { packageRoot, writeFileAtomic } from '../fsutil';
 import { loadSpec, parseSetFlag } from '../spec';
 import { checkArtifactText, isStudy, memberCap, prepareStudy, shellQuote, studyHash } from '../study';
 import { collect } from './common';
+import { regtrainCommand, whichCommand } from '../invocation';
 
 interface PlanOptions extends SiteFlags {
   format: ArtifactFormat;
@@ -47,16 +48,21 @@ export function planCommand(): Command {
     .option('--partition <name>', "Slurm partition (default: the cluster's default)")
     .option('--image <ref>', 'Kubernetes: container image with regtrain installed (default: regtrain:<version>)')
     .option('--data-dir <dir>', 'the dataset on the nodes (Kubernetes: where the data volume is mounted, default /data)')
-    .option('--regtrain <command>', 'how regtrain is invoked on the nodes, e.g. "npx regtrain"', 'regtrain')
+    .option(
+      '--regtrain <command>',
+      'how regtrain is invoked on the nodes, e.g. "node /opt/regtrain/bin/regtrain" (checked here; not npx, which does not pass SIGTERM on)',
+      'regtrain',
+    )
     .option('--pvc <name>', 'Kubernetes: PersistentVolumeClaim holding the study directory', 'regtrain-studies')
     .option('--data-pvc <name>', 'Kubernetes: PersistentVolumeClaim holding the dataset', 'regtrain-data')
     .action((file: string, opts: PlanOptions) => {
       if (opts.studyDir !== undefined && opts.out !== undefined && path.resolve(opts.studyDir) !== path.resolve(opts.out))
         throw new InputError('--out and --study-dir name different directories; give one');
       const site = parseSiteOptions(opts);
+      if (opts.format !== 'k8s') checkLauncher(site.regtrain, opts.regtrain, opts.format !== 'lines');
       const maxMembers = memberCap(opts.maxMembers);
       const loaded = loadSpec(file, opts.set.map(parseSetFlag));
-      if (!isStudy(loaded.raw)) throw new InputError(`${file}: not a study (no variants, sweep or repeats > 1); run it with: regtrain run ${file}`);
+      if (!isStudy(loaded.raw)) throw new InputError(`${file}: not a study (no variants, sweep or repeats > 1); run it with: ${regtrainCommand()} run ${shellQuote(file)}`);
       const dir = opts.studyDir ?? opts.out;
       if (dir !== undefined) {
         const flag = opts.studyDir !== undefined ? '--study-dir' : '--out';
@@ -77,7 +83,27 @@ export function planCommand(): Command {
       if (opts.json) process.stdout.write(JSON.stringify({ studyDir, artifact, members: members.length }) + '\n');
       else process.stdout.write(path.relative(process.cwd(), artifact) + '\n');
       process.stderr.write(
-        `${created ? 'planned' : 'found'} study ${loaded.spec.name}: ${members.length} members in ${rel}; ${NEXT[opts.format](shellQuote(rel))}; progress: regtrain status ${shellQuote(rel)}; afterwards: regtrain compare ${shellQuote(rel)}\n`,
+        `${created ? 'planned' : 'found'} study ${loaded.spec.name}: ${members.length} members in ${rel}; ${NEXT[opts.format](shellQuote(rel))}; progress: ${regtrainCommand()} status ${shellQuote(rel)}; afterwards: ${regtrainCommand()} compare ${shellQuote(rel)}\n`,
       );
     });
+}
+
+/**
+ * Slurm, GNU parallel and the lines run --regtrain on this machine or its cluster: refuse a
+ * launcher that does not resolve here (every task would die with "not found"), and warn about
+ * npx, which does not pass SIGTERM on, so that scancel, requeue and preemption would not save.
+ */
+function checkLauncher(words: string[], given: string, refuse: boolean): void {
+  const ours = `node ${shellQuote(path.join(packageRoot(), 'bin', 'regtrain'))}`;
+  const fix = `put regtrain on PATH (npm install -g . in ${shellQuote(packageRoot())}) or pass --regtrain ${shellQuote(ours)}`;
+  const problem = (text: string) => {
+    if (refuse) throw new InputError(`--regtrain ${shellQuote(given)}: ${text}`);
+    process.stderr.write(`warning: --regtrain ${shellQuote(given)}: ${text}\n`);
+  };
+  const [first, second] = words as [string, ...string[]];
+  if (whichCommand(first) === null) problem(`${first} is not on PATH here, so every member would fail with "${first}: not found"; ${fix}`);
+  else if (refuse && path.basename(first) === 'node' && second !== undefined && !second.startsWith('-') && !path.isAbsolute(second))
+    problem(`members run inside the study directory; give the script's absolute path, e.g. --regtrain ${shellQuote(ours)}`);
+  if (path.basename(first) === 'npx' || (path.basename(first) === 'npm' && second === 'exec'))
+    process.stderr.write(`warning: --regtrain ${shellQuote(given)}: npx does not pass SIGTERM on to regtrain, so scancel, requeue and preemption would not save; ${fix}\n`);
 }

@@ -72,6 +72,8 @@ export async function predict(dir: string, images: string[], opts: PredictOption
   const inputs: Input[] = images.map((file) => {
     const png = readPng(file);
     const prep = toFashionMnist(png);
+    if (prep.pixels.every((p) => p === prep.pixels[0]))
+      out.warn(`${file}: one colour all over (nothing to see once made a 28×28 Fashion-MNIST image); its prediction means nothing`);
     return { label: file, x: Float32Array.from(prep.pixels, (b) => lut[b]!), prediction: { image: file, width: png.width, height: png.height, background: prep.background } };
   });
   let classNames = loadManifest().classNames;

@@ -9,6 +9,7 @@ import { memberRunDir, memberSpecPath, readStudy, runState, shellQuote, type Stu
 import { Console } from '../console';
 import { runSpecFile } from './run';
 import { addDataOptions, backendOption } from './common';
+import { regtrainCommand } from '../invocation';
 
 interface RunMemberOptions {
   index?: string;
@@ -98,7 +99,7 @@ async function runMemberWith(out: Console, dir: string, opts: RunMemberOptions):
       json: !!opts.json,
       quiet: !!opts.quiet,
       resumeCommand: [
-        'regtrain run-member',
+        `${regtrainCommand()} run-member`,
         shellQuote(dir),
         '--index',
         String(index),

@@ -4,9 +4,10 @@ import { BackendChoice } from '../backend';
 import { InputError, InterruptedError } from '../errors';
 import { prepareResume, runExperiment } from '../experiment';
 import { loadSpec, parseSetFlag } from '../spec';
-import { isStudy, runStudy, shellQuote } from '../study';
+import { isStudy, memberCap, runStudy, shellQuote } from '../study';
 import { Console } from '../console';
 import { addDataOptions, backendOption, collect } from './common';
+import { regtrainCommand } from '../invocation';
 
 export interface RunOptions {
   set: string[];
@@ -14,6 +15,7 @@ export interface RunOptions {
   backend?: BackendChoice;
   json?: boolean;
   quiet?: boolean;
+  maxMembers?: string;
   dataDir?: string;
   source: string[];
   resume?: string;
@@ -36,7 +38,8 @@ export function runCommand(): Command {
     .option('--resume <run-dir>', 'continue an interrupted or crashed run from its last checkpoint')
     .option('--force', 'with --resume: accept a spec that changed since the run started (and a failed run)')
     .option('--jobs <n>', 'study specs (variants/sweep/repeats): members trained at once, each in its own process (default: one at a time)')
-    .option('--dry-run', 'study specs: list the members and their commands without training');
+    .option('--dry-run', 'study specs: list the members and their commands without training')
+    .option('--max-members <n>', 'study specs: refuse studies with more members than this (default: $REGTRAIN_MAX_MEMBERS or 10000)');
   return addDataOptions(cmd).action(async (file: string | undefined, opts: RunOptions) => {
     await runSpecFile(file, opts);
   });
@@ -81,12 +84,21 @@ async function runWith(out: Console, file: string | undefined, opts: RunOptions)
     ];
     let results;
     try {
-      results = await runStudy(loaded, { ...(opts.out ? { out: opts.out } : {}), jobs, json: !!opts.json, dryRun: !!opts.dryRun, specFile: file, sets: opts.set, extraArgs });
+      results = await runStudy(loaded, {
+        ...(opts.out ? { out: opts.out } : {}),
+        maxMembers: memberCap(opts.maxMembers),
+        jobs,
+        json: !!opts.json,
+        dryRun: !!opts.dryRun,
+        specFile: file,
+        sets: opts.set,
+        extraArgs,
+      });
     } catch (err) {
       if (!(err instanceof InterruptedError)) throw err;
       // Running the same command again finishes what is missing.
       const again = [
-        'regtrain run',
+        `${regtrainCommand()} run`,
         shellQuote(file),
         ...opts.set.flatMap((s) => ['--set', shellQuote(s)]),
         ...(opts.out ? ['--out', shellQuote(opts.out)] : []),

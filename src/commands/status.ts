@@ -1,10 +1,11 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { Command } from 'commander';
 import { InputError } from '../errors';
 import { liveHolder, readLock } from '../lock';
 import { LOCK_FILE } from '../rundir';
-import { memberRunDir, readStudy, runState } from '../study';
+import { memberRunDir, readStudy, runState, shellQuote } from '../study';
 
 export type MemberState = 'done' | 'running' | 'interrupted' | 'failed' | 'not-started';
 const ORDER: MemberState[] = ['done', 'running', 'interrupted', 'failed', 'not-started'];
@@ -13,6 +14,8 @@ export interface MemberStatus {
   index: number;
   name: string;
   state: MemberState;
+  /** A Slurm task that started and died before its run began: its log, relative to the study directory. */
+  log?: string;
 }
 
 /** One member's state from its run directory: its metrics, else whether a live process holds its lock. */
@@ -26,7 +29,40 @@ export function memberState(runDir: string): MemberState {
 }
 
 export function studyStatus(studyDir: string): MemberStatus[] {
-  return readStudy(studyDir).members.map((m, index) => ({ index, name: m.name, state: memberState(memberRunDir(studyDir, m.name)) }));
+  const members: MemberStatus[] = readStudy(studyDir).members.map((m, index) => ({ index, name: m.name, state: memberState(memberRunDir(studyDir, m.name)) }));
+  const queued = slurmQueue();
+  for (const m of members) {
+    if (m.state !== 'not-started') continue;
+    const log = deadTaskLog(studyDir, m.index, queued);
+    if (log !== null) Object.assign(m, { state: 'failed', log });
+  }
+  return members;
+}
+
+/** The array tasks Slurm still has (pending or running) as JOB_TASK, or null where squeue does not answer. */
+function slurmQueue(): Set<string> | null {
+  const r = spawnSync('squeue', ['-h', '-r', '-o', '%i'], { encoding: 'utf8', timeout: 10_000 });
+  return r.status === 0 ? new Set(r.stdout.split('\n').filter(Boolean)) : null;
+}
+
+/**
+ * A member with no run directory whose Slurm task nevertheless wrote its log (logs/JOB_TASK.out)
+ * and is no longer queued died before its run began (e.g. "exec: regtrain: not found"): that
+ * log, else null. Without squeue, a log holding more than the task's first line counts too.
+ */
+function deadTaskLog(studyDir: string, index: number, queued: Set<string> | null): string | null {
+  let names: string[];
+  try {
+    names = fs.readdirSync(path.join(studyDir, 'logs')).filter((f) => f.endsWith(`_${index}.out`) && /^\d+_\d+\.out$/.test(f));
+  } catch {
+    return null;
+  }
+  const newest = names.map((f) => ({ f, mtime: fs.statSync(path.join(studyDir, 'logs', f)).mtimeMs })).sort((a, b) => b.mtime - a.mtime)[0];
+  if (!newest) return null;
+  if (queued !== null) return queued.has(newest.f.slice(0, -'.out'.length)) ? null : path.join('logs', newest.f);
+  const text = fs.readFileSync(path.join(studyDir, 'logs', newest.f), 'utf8');
+  const attempt = text.slice(text.lastIndexOf(`task ${index} on `));
+  return attempt.trim().split('\n').length > 1 ? path.join('logs', newest.f) : null;
 }
 
 /** 0,1,2,4,7,8 → "0-2,4,7-8": the form Slurm's --array and humans read. */
@@ -75,9 +111,12 @@ export function statusCommand(): Command {
         const idx = members.filter((m) => m.state === state).map((m) => m.index);
         lines.push(`  ${state.replace('-', ' ').padEnd(12)} ${String(idx.length).padStart(4)}${idx.length ? `  ${indexRanges(idx)}` : ''}`);
       }
-      const retry = members.filter((m) => m.state === 'interrupted' || m.state === 'not-started').map((m) => m.index);
+      for (const m of members) if (m.log !== undefined) lines.push(`member ${m.index} (${m.name}) died before its run began: read ${shellQuote(path.join(rel, m.log))}`);
+      const retry = members.filter((m) => m.state === 'interrupted' || m.state === 'not-started' || m.log !== undefined).map((m) => m.index);
       if (retry.length && fs.existsSync(path.join(studyDir, 'slurm.sbatch')))
-        lines.push(`resubmit the unfinished ones with: sbatch --array=${indexRanges(retry)} slurm.sbatch (from ${rel})`);
+        lines.push(
+          `resubmit the unfinished ones${members.some((m) => m.log !== undefined) ? ' (after fixing what the logs say)' : ''}, with a new compare after them: bash ${shellQuote(path.join(rel, 'slurm.sbatch'))} --array=${indexRanges(retry)}`,
+        );
       process.stdout.write(lines.join('\n') + '\n');
     });
 }

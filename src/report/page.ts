@@ -49,7 +49,7 @@ export function studySettings(r: CompareResult): [string, string][] {
   const studies = [...new Set(runs.map((x) => x.study?.file.name).filter(Boolean))];
   return [
     ...(studies.length ? [['study', studies.join(', ')] as [string, string]] : []),
-    ['runs', `${runs.length} in ${r.groups.length} variant${r.groups.length === 1 ? '' : 's'}; baseline ${r.baseline ?? '—'}`],
+    ['runs', `${runs.length} in ${r.groups.length} variant${r.groups.length === 1 ? '' : 's'}; Δ against the variant ${r.baseline ?? '—'}`],
     ['epochs', distinct(spec('training.epochs'))],
     ['batch size', distinct(spec('training.batchSize'))],
     ['optimizer', distinct(runs.map((x) => optimizerText(x.spec)))],

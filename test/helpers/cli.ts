@@ -4,6 +4,8 @@ import { spawn, spawnSync, type ChildProcess, type SpawnSyncReturns } from 'node
 
 export const ROOT = path.resolve(__dirname, '../../..');
 export const BIN = path.join(ROOT, 'bin', 'regtrain');
+/** How regtrain's hints name it when it was started as `node bin/regtrain` (as these tests do), not found on PATH. */
+export const HINT = `node ${BIN}`;
 export const QUICK = path.join(ROOT, 'configs', 'quick.yaml');
 
 export interface CliResult {

@@ -1,9 +1,12 @@
 import type { EpochRecord } from '../../runformat';
 import type { Callback, TrainingContext } from './callback';
 
-/** Keras's number format in logs: 4 decimals, or 4 significant digits in exponent form below 1e-3. */
+/**
+ * Keras's number format in logs: 4 decimals, or exponent form below 1e-3. Unlike Keras, also in
+ * exponent form from 1e6 on, so that a diverged run prints `3.4485e+22`, not 23 digits.
+ */
 export function fmtLogValue(v: number): string {
-  return v !== 0 && Math.abs(v) < 1e-3 ? v.toExponential(4) : v.toFixed(4);
+  return v !== 0 && (Math.abs(v) < 1e-3 || Math.abs(v) >= 1e6) ? v.toExponential(4) : v.toFixed(4);
 }
 
 /** `4.2s` below a minute (as rounded), then `2m00s` (whole seconds), then `1h05m`: never `1m60s` or `60.0s`. */
@@ -15,21 +18,26 @@ export function fmtDuration(s: number): string {
 }
 
 /** `Epoch 3/60 - 1.3s - loss: … - accuracy: … - val_loss: … - val_accuracy: … - penalty: … - lr: …`, as Keras logs an epoch. */
-export function epochLine(r: EpochRecord, epochs: number): string {
-  const parts = [`Epoch ${r.epoch}/${epochs}`, fmtDuration(r.seconds), `loss: ${r.loss.toFixed(4)}`, `accuracy: ${r.accuracy.toFixed(4)}`];
-  if (r.val_loss !== null) parts.push(`val_loss: ${r.val_loss.toFixed(4)}`);
+export function epochLine(r: EpochRecord, epochs: number, showLr = true): string {
+  const parts = [`Epoch ${r.epoch}/${epochs}`, fmtDuration(r.seconds), `loss: ${fmtLogValue(r.loss)}`, `accuracy: ${r.accuracy.toFixed(4)}`];
+  if (r.val_loss !== null) parts.push(`val_loss: ${fmtLogValue(r.val_loss)}`);
   if (r.val_accuracy !== null) parts.push(`val_accuracy: ${r.val_accuracy.toFixed(4)}`);
-  if (r.penalty > 0) parts.push(`penalty: ${r.penalty.toFixed(4)}`);
-  if (r.lr !== undefined) parts.push(`lr: ${fmtLogValue(r.lr)}`);
+  if (r.penalty > 0) parts.push(`penalty: ${fmtLogValue(r.penalty)}`);
+  if (r.lr !== undefined && showLr) parts.push(`lr: ${fmtLogValue(r.lr)}`);
   return parts.join(' - ');
 }
 
-/** Prints one line per epoch (Keras's verbose=2). */
+/**
+ * Prints one line per epoch (Keras's verbose=2). The learning rate shows on the first line and
+ * whenever it changed (a schedule, ReduceLROnPlateau): a constant one would only widen each line.
+ */
 export class EpochLines implements Callback {
   readonly name = 'epochLines';
+  private lastLr: number | undefined = undefined;
   constructor(private readonly print: (line: string) => void) {}
 
   onEpochEnd(_epoch: number, logs: EpochRecord, ctx: TrainingContext): void {
-    this.print(epochLine(logs, ctx.epochs));
+    this.print(epochLine(logs, ctx.epochs, this.lastLr === undefined || logs.lr !== this.lastLr));
+    this.lastLr = logs.lr;
   }
 }

@@ -1,0 +1,83 @@
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { BIN, ROOT } from './helpers/cli';
+
+const TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-invocation-'));
+const STUDY = path.join(ROOT, 'configs', 'study.yaml');
+/** A PATH without any regtrain on it, and one with this checkout's bin/regtrain linked in, as `npm install -g .` does. */
+const BARE_PATH = (process.env.PATH ?? '')
+  .split(path.delimiter)
+  .filter((d) => !fs.existsSync(path.join(d, 'regtrain')))
+  .join(path.delimiter);
+const LINKED = path.join(TMP, 'prefix-bin');
+fs.mkdirSync(LINKED);
+fs.symlinkSync(BIN, path.join(LINKED, 'regtrain'));
+const ON_PATH = `${LINKED}${path.delimiter}${BARE_PATH}`;
+
+function shell(command: string, PATH: string, cwd = TMP) {
+  const env: NodeJS.ProcessEnv = { ...process.env, PATH };
+  for (const k of Object.keys(env)) if (k.startsWith('npm_')) delete env[k];
+  return spawnSync('bash', ['-c', command], { cwd, env, encoding: 'utf8' });
+}
+
+/** The command after "fill it with: " in `data info`'s error for a missing data directory. */
+function fetchHint(stderr: string): string {
+  const m = /; fill it with: (.*) data fetch --data-dir \S+\n$/.exec(stderr);
+  assert.ok(m, stderr);
+  return m[1]!;
+}
+
+test('a hint names regtrain as it was started: bare when regtrain on PATH is this one, npx regtrain under npx, node and the script otherwise; each runs as printed', () => {
+  const missing = path.join(TMP, 'no-data');
+  const ways = [
+    { start: `node ${BIN}`, PATH: BARE_PATH, hint: `node ${BIN}` },
+    { start: 'regtrain', PATH: ON_PATH, hint: 'regtrain' },
+    { start: 'npx regtrain', PATH: BARE_PATH, hint: 'npx regtrain', cwd: ROOT },
+  ];
+  for (const w of ways) {
+    const r = shell(`${w.start} data info --data-dir ${missing}`, w.PATH, w.cwd);
+    assert.equal(r.status, 2, r.stderr);
+    const hint = fetchHint(r.stderr);
+    assert.equal(hint, w.hint, `started as ${w.start}`);
+    // The hint as printed, in the same shell: it finds regtrain (exit 0 with --help, not 127 "command not found").
+    const again = shell(`${hint} data fetch --help`, w.PATH, w.cwd);
+    assert.equal(again.status, 0, `${hint}: ${again.stderr}`);
+    assert.match(again.stdout, /^Usage: regtrain data fetch/);
+  }
+});
+
+test('plan --format slurm refuses a launcher that is not on PATH, naming both fixes, and writes nothing', () => {
+  const cwd = fs.mkdtempSync(path.join(TMP, 'plan-'));
+  const r = shell(`node ${BIN} plan ${STUDY} --format slurm`, BARE_PATH, cwd);
+  assert.equal(r.status, 2);
+  assert.equal(
+    r.stderr,
+    `error: --regtrain regtrain: regtrain is not on PATH here, so every member would fail with "regtrain: not found"; put regtrain on PATH (npm install -g . in ${ROOT}) or pass --regtrain 'node ${BIN}'\n`,
+  );
+  assert.deepEqual(fs.readdirSync(cwd), []);
+  // Either fix plans the study.
+  assert.equal(shell(`regtrain plan ${STUDY} --format slurm`, ON_PATH, cwd).status, 0);
+  const withNode = shell(`node ${BIN} plan ${STUDY} --format parallel --regtrain 'node ${BIN}'`, BARE_PATH, cwd);
+  assert.equal(withNode.status, 0, withNode.stderr);
+  assert.match(withNode.stderr, /^found study study: 18 members in studies\/study-[0-9a-f]{10}; run with: bash /);
+});
+
+test('plan warns that npx does not pass SIGTERM on, and refuses a relative script path that tasks run elsewhere would not find', () => {
+  const cwd = fs.mkdtempSync(path.join(TMP, 'plan-'));
+  const npx = shell(`regtrain plan ${STUDY} --format slurm --regtrain 'npx regtrain'`, ON_PATH, cwd);
+  assert.equal(npx.status, 0, npx.stderr);
+  assert.equal(
+    npx.stderr.split('\n')[0],
+    `warning: --regtrain 'npx regtrain': npx does not pass SIGTERM on to regtrain, so scancel, requeue and preemption would not save; put regtrain on PATH (npm install -g . in ${ROOT}) or pass --regtrain 'node ${BIN}'`,
+  );
+  const relative = shell(`regtrain plan ${STUDY} --format slurm --regtrain 'node ${path.relative(cwd, BIN)}'`, ON_PATH, cwd);
+  assert.equal(relative.status, 2);
+  assert.match(
+    relative.stderr,
+    /^error: --regtrain 'node \S+': members run inside the study directory; give the script's absolute path, e.g\. --regtrain 'node \/\S+\/bin\/regtrain'\n$/,
+  );
+});
