@@ -12,6 +12,7 @@
  * Regenerate the fixture (Debian's python3 has torch 1.13):
  *   npm run build && node dist/test/bench/cnn-steps.js --dump /tmp/cnn-steps \
  *     && /usr/bin/python3 test/bench/torch_cnn_steps.py /tmp/cnn-steps > test/fixtures/torch-cnn-steps.json
+ * `--from RUN_DIR` (after --dump DIR or --compare FILE) starts from a finished run's weights instead.
  * Compare (prints the first difference above float32 rounding per quantity):
  *   node dist/test/bench/cnn-steps.js --compare test/fixtures/torch-cnn-steps.json
  */
@@ -169,6 +170,14 @@ async function main(): Promise<void> {
   const args = process.argv.slice(2);
   await initBackend('wasm');
   const setup = await cnnSetup();
+  // --from RUN_DIR: start from a finished run's weights (weights.bin, tfjs's order) instead of the seed's.
+  const from = args.indexOf('--from');
+  if (from >= 0) {
+    const bytes = fs.readFileSync(path.join(args[from + 1]!, 'weights.bin'));
+    const all = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4);
+    let at = 0;
+    setup.built.model.setWeights(setup.built.model.getWeights().map((w) => tf.tensor(all.slice(at, (at += w.size)), w.shape)));
+  }
   if (args[0] === '--dump') return dump(setup, args[1]!);
   if (args[0] === '--compare') {
     const fixture = JSON.parse(fs.readFileSync(args[1]!, 'utf8')) as { steps: StepRecord[] };
