@@ -21,7 +21,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../../src/backend';
-import { loadDataset, type Split } from '../../src/data/dataset';
+import { loadDataset, loadSpecData, type Split } from '../../src/data/dataset';
+import { Rng } from '../../src/rng';
 import { buildModel, type BuiltModel } from '../../src/model';
 import { loadSpec, parseSetFlag, type ExperimentSpec } from '../../src/spec';
 import { optimizerChoice } from '../../src/spec/training';
@@ -144,6 +145,37 @@ function dump(setup: CnnSteps, dir: string): void {
   fs.writeFileSync(path.join(dir, 'meta.json'), JSON.stringify(meta));
 }
 
+/**
+ * What `regtrain run configs/cnn.yaml` trains on, for a whole-run comparison (torch_cnn_steps.py
+ * --train): the seed's initial weights, the 55,000 training images of its split and each epoch's
+ * batch order (the loop's shuffle stream, src/train/loop.ts).
+ */
+async function dumpRun(dir: string): Promise<void> {
+  const spec = loadSpec(CNN_CONFIG, []).spec;
+  const cache = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-cnn-steps-'));
+  const ds = await loadSpecData(spec, { dataDir: cache, source: [] });
+  fs.rmSync(cache, { recursive: true, force: true });
+  const built = buildModel(spec);
+  const vars = built.model.trainableWeights.map((w) => w.read() as tf.Variable);
+  const shuffle = Rng.derive(spec.seed, 'shuffle');
+  const orders = Array.from({ length: spec.training.epochs }, () => shuffle.permutation(ds.train.count));
+  fs.mkdirSync(dir, { recursive: true });
+  fs.writeFileSync(path.join(dir, 'weights.f32'), Buffer.concat(vars.map((v) => Buffer.from((v.dataSync() as Float32Array).slice().buffer))));
+  fs.writeFileSync(path.join(dir, 'images.f32'), Buffer.from(ds.train.images.slice().buffer));
+  fs.writeFileSync(path.join(dir, 'labels.i32'), Buffer.from(ds.train.labels.slice().buffer));
+  fs.writeFileSync(path.join(dir, 'orders.i32'), Buffer.concat(orders.map((o) => Buffer.from(o.buffer))));
+  const meta = {
+    steps: 0,
+    batch: spec.training.batchSize,
+    epochs: spec.training.epochs,
+    seed: spec.seed,
+    layers: built.model.layers.map((l) => l.name),
+    variables: vars.map((v) => ({ path: varPath(v), shape: v.shape })),
+    optimizer: spec.optimizer,
+  };
+  fs.writeFileSync(path.join(dir, 'meta.json'), JSON.stringify(meta));
+}
+
 /** Relative difference of two summaries: max over the fixed values and Σx² (the sum can cancel), scaled by max|x|. */
 export function summaryDiff(a: Summary, b: Summary): number {
   const scale = Math.max(a.maxAbs, b.maxAbs, 1e-30);
@@ -169,6 +201,7 @@ export function differences(ours: StepRecord[], theirs: StepRecord[]): { step: n
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
   await initBackend('wasm');
+  if (args[0] === '--dump-run') return dumpRun(args[1]!);
   const setup = await cnnSetup();
   // --from RUN_DIR: start from a finished run's weights (weights.bin, tfjs's order) instead of the seed's.
   const from = args.indexOf('--from');

@@ -104,10 +104,9 @@ def main():
     slots = {k: (torch.zeros_like(p), torch.zeros_like(p)) for k, p in params.items()}
     opt = torch.optim.Adam(params.values(), lr=lr0, betas=(float(b1), float(b2)), eps=float(eps)) if torch_adam else None
     B = meta['batch']
-    steps = []
-    for s in range(meta['steps']):
-        x, y = images[s * B:(s + 1) * B], labels[s * B:(s + 1) * B]
-        acts = {}
+
+    def step(x, y, s, acts):
+        """One update at 0-based step s; returns the batch's mean loss and correct count."""
         z = forward(x, acts)
         loss = F.cross_entropy(z, y)
         for p in params.values():
@@ -128,9 +127,32 @@ def main():
                     m.add_((g - m) * float(np.float32(1) - b1))
                     v.add_((g * g - v) * float(np.float32(1) - b2))
                     p.sub_(m * float(alpha) / (v.sqrt() + float(eps)))
+        return lr, float(loss), int((z.argmax(1) == y).sum())
+
+    if '--train' in sys.argv:
+        # The whole run on regtrain's batches (cnn-steps.js --dump-run): each epoch's mean loss and accuracy, as Keras logs them.
+        n = labels.numel()
+        orders = torch.tensor(np.fromfile(os.path.join(d, 'orders.i32'), dtype='<i4').astype(np.int64)).view(meta['epochs'], n)
+        s = 0
+        for epoch in range(meta['epochs']):
+            loss_sum, correct = 0.0, 0
+            for start in range(0, n, B):
+                idx = orders[epoch, start:start + B]
+                _, loss, ok = step(images[idx], labels[idx], s, {})
+                loss_sum += loss * idx.numel()
+                correct += ok
+                s += 1
+            print(json.dumps({'epoch': epoch + 1, 'loss': loss_sum / n, 'accuracy': correct / n}), flush=True)
+        return
+
+    steps = []
+    for s in range(meta['steps']):
+        x, y = images[s * B:(s + 1) * B], labels[s * B:(s + 1) * B]
+        acts = {}
+        lr, loss, _ = step(x, y, s, acts)
         steps.append({
             'lr': lr,
-            'loss': float(loss),
+            'loss': loss,
             'activations': {k: summarise(a) for k, a in acts.items()},
             'gradients': {k: summarise(to_keras(k, p.grad)) for k, p in params.items()},
             'weights': {k: summarise(to_keras(k, p)) for k, p in params.items()},
