@@ -13,6 +13,8 @@
  *   npm run build && node dist/test/bench/cnn-steps.js --dump /tmp/cnn-steps \
  *     && /usr/bin/python3 test/bench/torch_cnn_steps.py /tmp/cnn-steps > test/fixtures/torch-cnn-steps.json
  * `--from RUN_DIR` (after --dump DIR or --compare FILE) starts from a finished run's weights instead.
+ * `--dump-run DIR` writes what a whole `regtrain run configs/cnn.yaml` trains on (initial weights, the
+ * training split, each epoch's batch order) for `torch_cnn_steps.py DIR --train`.
  * Compare (prints the first difference above float32 rounding per quantity):
  *   node dist/test/bench/cnn-steps.js --compare test/fixtures/torch-cnn-steps.json
  */

@@ -16,6 +16,9 @@ Written from the formulas, not from regtrain's code:
   m <- m + (g - m)(1 - b1); v <- v + (g^2 - v)(1 - b2); alpha = lr sqrt(1 - b2^t)/(1 - b1^t);
   w <- w - alpha m/(sqrt(v) + eps). With --torch-adam it uses torch.optim.Adam instead (epsilon inside:
   w <- w - lr/(1 - b1^t) m/(sqrt(v/(1 - b2^t)) + eps)).
+--float64 runs the same steps in double precision (the fixture of test/cnn.parity.test.ts).
+--train, on a directory from `cnn-steps.js --dump-run`, trains the whole run on regtrain's initial
+weights, training split and per-epoch batch order, printing each epoch's mean loss and accuracy.
 """
 import json
 import math
