@@ -51,10 +51,76 @@ describe('SGD with decoupled weight decay', () => {
     assertClose(threeUpdates(createOptimizer({ sgd: { learningRate: LR, weightDecay: 0.5 } })), want, 'SGD wd');
   });
 
-  test('excludeFromWeightDecay leaves variables whose name contains a listed substring undecayed', () => {
+  test('excludeFromWeightDecay leaves variables whose short name matches a listed pattern undecayed', () => {
     const opt = createOptimizer({ sgd: { learningRate: LR, weightDecay: 0.5, excludeFromWeightDecay: ['bias'] } });
     const want = W0.map((w0, i) => GRADS.reduce((w, g) => w - LR * g[i]!, w0));
     assertClose(threeUpdates(opt, 'dense/bias'), want, 'excluded');
+  });
+
+  test("excludeFromWeightDecay searches Keras 3's short names with regular expressions; a pattern with a / the layer-qualified name", () => {
+    const decayed = (patterns: string[], names: string[]) => {
+      const opt = createOptimizer({ adamw: { excludeFromWeightDecay: patterns } });
+      return names.filter((n) => opt.decays(n));
+    };
+    const names = ['dense/kernel', 'dense/bias', 'dense_1/kernel', 'dense_1/bias', 'dense_11/kernel', 'batch_normalization/gamma', 'batch_normalization/beta'];
+    // Keras 3: re.search(pattern, variable.name) with variable.name the short name.
+    assert.deepEqual(decayed(['bias'], names), ['dense/kernel', 'dense_1/kernel', 'dense_11/kernel', 'batch_normalization/gamma', 'batch_normalization/beta']);
+    assert.deepEqual(decayed(['dense_1'], names), names, 'a layer name is in no short name: nothing excluded, as in Keras 3');
+    assert.deepEqual(decayed(['^(bias|gamma|beta)$'], names), ['dense/kernel', 'dense_1/kernel', 'dense_11/kernel']);
+    assert.deepEqual(decayed(['^k'], names), ['dense/bias', 'dense_1/bias', 'batch_normalization/gamma', 'batch_normalization/beta']);
+    // regtrain's layer-qualified form.
+    assert.deepEqual(decayed(['dense_1/'], names), ['dense/kernel', 'dense/bias', 'dense_11/kernel', 'batch_normalization/gamma', 'batch_normalization/beta']);
+    assert.deepEqual(decayed(['^dense/kernel$'], names), [
+      'dense/bias',
+      'dense_1/kernel',
+      'dense_1/bias',
+      'dense_11/kernel',
+      'batch_normalization/gamma',
+      'batch_normalization/beta',
+    ]);
+  });
+
+  test("excludeFromWeightDecay ignores the _N tfjs appends to a variable's name when a process builds a second model", () => {
+    const opt = createOptimizer({ adamw: { excludeFromWeightDecay: ['^kernel$', '^dense_1/bias$'] } });
+    assert.deepEqual(
+      ['dense/kernel_1', 'dense/kernel_12', 'dense/bias_3', 'dense_1/bias_2', 'dense_1/bias'].map((n) => opt.decays(n)),
+      [false, false, true, false, false],
+    );
+    // The names tfjs really gives: two identical models built in this process.
+    const spec = loadSpec(QUICK, []).spec;
+    const first = buildModel(spec);
+    const second = buildModel(spec);
+    const secondNames = second.model.trainableWeights.map((w) => (w.read() as tf.Variable).name);
+    assert.ok(
+      secondNames.every((n) => /_\d+$/.test(n)),
+      `the second model's names: ${secondNames.join(', ')}`,
+    );
+    const kernelsOnly = createOptimizer({ adamw: { excludeFromWeightDecay: ['^bias$'] } });
+    for (const m of [first, second]) {
+      assert.deepEqual(
+        m.model.trainableWeights.map((w) => kernelsOnly.decays((w.read() as tf.Variable).name)),
+        m.model.trainableWeights.map((w) => (w.read() as tf.Variable).name.includes('kernel')),
+      );
+      m.model.dispose();
+    }
+  });
+
+  test('a pattern that is not a regular expression is refused at its path', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-exclude-'));
+    const file = path.join(dir, 'bad-exclude.yaml');
+    fs.writeFileSync(
+      file,
+      'name: bad-exclude\nmodel:\n  layers: [flatten: {}, dense: { units: 10, activation: softmax }]\noptimizer:\n  adamw:\n    excludeFromWeightDecay: [bias, "dense_1/(kernel"]\n',
+    );
+    try {
+      assert.throws(() => loadSpec(file, []), {
+        name: 'SpecError',
+        message:
+          '! optimizer.adamw.excludeFromWeightDecay.1: not a valid regular expression: Invalid regular expression: /dense_1/(kernel/: Unterminated group (bad-exclude.yaml:6:36)',
+      });
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test('momentum follows Keras: v ← m·v − lr·g; w ← w + v (Nesterov: w ← w + m·v − lr·g)', () => {

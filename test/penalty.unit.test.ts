@@ -223,7 +223,7 @@ for (const form of FORMS) {
       // The data gradient at the starting weights, computed independently of the step.
       const kernelVar = reg.model.layers[2]!.trainableWeights[0]!.read() as tf.Variable;
       const dataGrad = tf.tidy(() => {
-        const { grads } = tf.variableGrads(() => crossEntropySum(forward(reg, x, true).probs, y).div(x.shape[0]) as tf.Scalar, [kernelVar]);
+        const { grads } = tf.variableGrads(() => crossEntropySum(forward(reg, x, true), y).div(x.shape[0]) as tf.Scalar, [kernelVar]);
         return grads[kernelVar.name]!.arraySync() as number[][];
       });
 

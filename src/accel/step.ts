@@ -14,10 +14,10 @@
  * dispatch 37 a step for the tutorial's model, and at batch 32 those cost more than the products).
  *
  * Semantics, matched to tfjs-layers 4.22:
- * - Loss: sparseCategoricalCrossentropy(y, p) = −log(clip(q_y, ε, 1−ε)) with q = clip(p, ε, 1−ε)/Σclip(p),
- *   ε = 1e-7 (tfjs clips twice). Its gradient is computed exactly through both clips, the
- *   renormalisation and the softmax (in JS on the B×C probabilities, float64 then rounded to float32),
- *   times 1/B for the batch mean. Away from the clip bounds this is (p − onehot)/B.
+ * - Loss: sparse categorical cross-entropy from the output layer's logits z, as TF-Keras computes it
+ *   (and as the reference step does, src/train/forward.ts): logsumexp(z) − z_y, gradient
+ *   (softmax(z) − onehot)/B, in JS per sample in float64 from the float32 logits, then rounded to
+ *   float32. No clipping: a sample the model puts below p_y = 1e-7 gets the full gradient.
  * - Penalties: Keras l1·Σ|w| + l2·Σw² on kernels; gradient l1·sign(w) + 2·l2·w with sign(0) = 0, as
  *   Keras (tfjs's own Abs gradient would give −l1 at w = 0; the reference path computes Σ w·sign(w)
  *   to get Keras's gradient, and this step does the same).
@@ -105,9 +105,6 @@ function ownFloats(t: tf.Tensor, exclusive: boolean): Float32Array | null {
   }
   return null;
 }
-
-const EPS = Math.fround(1e-7);
-const ONE_MINUS_EPS = Math.fround(1 - 1e-7);
 
 /** Read {l1, l2} per Dense layer from the model's kernelRegularizers (tfjs L1L2). */
 export function penaltiesFromModel(model: tf.Sequential): Penalty[] | { unsupported: string } {
@@ -306,10 +303,10 @@ export function createLeanStep(model: tf.Sequential, optimizer: Optimizer, penal
   };
 
   /**
-   * From the probabilities p (B×C), the batch's summed cross-entropy and correct count; writes
-   * dL/dz (the softmax's input, mean over the batch) into `dz`.
+   * From the logits z and probabilities p (B×C), the batch's summed cross-entropy and correct
+   * count; writes dL/dz (mean over the batch) into `dz`, which may be z's own memory.
    */
-  const lossGradient = (p: Float32Array | Uint8Array | Int32Array, labels: ArrayLike<number>, B: number, C: number, dz: Float32Array): { dataLoss: number; correct: number } => {
+  const lossGradient = (z: Float32Array, p: ArrayLike<number>, labels: ArrayLike<number>, B: number, C: number, dz: Float32Array): { dataLoss: number; correct: number } => {
     let dataLoss = 0;
     let correct = 0;
     const invB = 1 / B;
@@ -317,30 +314,18 @@ export function createLeanStep(model: tf.Sequential, optimizer: Optimizer, penal
       const o = i * C;
       const yi = labels[i]!;
       if (!(yi >= 0 && yi < C) || Math.floor(yi) !== yi) throw new Error(`lean step: label ${yi} out of range 0..${C - 1}`);
-      // Accuracy: first index of the maximum.
+      // Accuracy: first index of the maximum probability, as tfjs's argMax.
       let best = 0;
       for (let j = 1; j < C; j++) if (p[o + j]! > p[o + best]!) best = j;
       if (best === yi) correct++;
-      // Keras/tfjs sparse CE: clip, renormalise, clip, −log; gradient through all of it.
-      let S = 0;
-      for (let j = 0; j < C; j++) S += Math.fround(Math.min(Math.max(p[o + j]!, EPS), ONE_MINUS_EPS));
-      S = Math.fround(S);
-      const c1y = Math.fround(Math.min(Math.max(p[o + yi]!, EPS), ONE_MINUS_EPS));
-      const q = Math.fround(c1y / S);
-      const c2 = Math.min(Math.max(q, EPS), ONE_MINUS_EPS);
-      dataLoss += -Math.log(c2);
-      const gq = q >= EPS && q <= ONE_MINUS_EPS ? -invB / c2 : 0; // dL/dq_y (mean over batch)
-      // dL/dp_j = mask1_j · gq · (δ_jy/S − c1_y/S²); then softmax: dz_j = p_j·(dp_j − Σ_k p_k·dp_k).
-      let dot = 0;
-      const base = (gq * -c1y) / (S * S);
-      for (let j = 0; j < C; j++) {
-        const pj = p[o + j]!;
-        const inRange = pj >= EPS && pj <= ONE_MINUS_EPS;
-        const dp = inRange ? base + (j === yi ? gq / S : 0) : 0;
-        dz[o + j] = dp; // temporarily dp
-        dot += pj * dp;
-      }
-      for (let j = 0; j < C; j++) dz[o + j] = p[o + j]! * (dz[o + j]! - dot);
+      // −log softmax(z)_y = logsumexp(z) − z_y, shifted by the maximum; dz_j = (softmax(z)_j − δ_jy)/B.
+      let m = -Infinity;
+      for (let j = 0; j < C; j++) m = Math.max(m, z[o + j]!);
+      let sum = 0;
+      for (let j = 0; j < C; j++) sum += Math.exp(z[o + j]! - m);
+      const lse = m + Math.log(sum);
+      dataLoss += lse - z[o + yi]!;
+      for (let j = 0; j < C; j++) dz[o + j] = (Math.exp(z[o + j]! - lse) - (j === yi ? 1 : 0)) * invB;
     }
     return { dataLoss, correct };
   };
@@ -359,11 +344,11 @@ export function createLeanStep(model: tf.Sequential, optimizer: Optimizer, penal
         inputs.push(h);
         const act = d.act === 'softmax' ? 'linear' : d.act;
         h = tf.fused.matMul({ a: h, b: d.kernel as tf.Tensor2D, bias: d.bias ?? undefined, activation: act }) as tf.Tensor2D;
-        if (d.act === 'softmax') h = tf.softmax(h);
       }
+      // h: the softmax layer's logits.
       const C = h.shape[1];
       if (dz.length !== B * C) dz = new Float32Array(B * C);
-      result = lossGradient(h.dataSync(), labels, B, C, dz);
+      result = lossGradient(h.dataSync() as Float32Array, tf.softmax(h).dataSync(), labels, B, C, dz);
       let dZ: tf.Tensor2D = tf.tensor2d(dz, [B, C]);
       // Backward, top layer first; each layer's weight is updated after its input gradient is taken.
       for (let li = dense.length - 1; li >= 0; li--) {
@@ -448,7 +433,8 @@ export function createLeanStep(model: tf.Sequential, optimizer: Optimizer, penal
     const C = dense[last]!.kernel.shape[1]!;
     const result = tf.tidy(() => {
       const p = tf.softmax(s.outputs[last] as tf.Tensor2D).dataSync();
-      return lossGradient(p, labels, B, C, ownFloats(s.dZ[last]!, false)!);
+      // Views after the softmax's allocation (it may grow the heap).
+      return lossGradient(ownFloats(s.outputs[last]!, false)!, p, labels, B, C, ownFloats(s.dZ[last]!, false)!);
     });
     let batchPenalty = 0;
     const simd = wasmSimd()!;

@@ -75,14 +75,30 @@ export type LearningRateSpec = number | z.infer<typeof schedule>;
 /**
  * Decoupled weight decay as Keras 3 and PyTorch's AdamW apply it: before each update,
  * w ← w − lr·weightDecay·w, apart from the gradient. By default it touches every trainable
- * variable (kernels, biases, batch-norm γ/β), as Keras does; `excludeFromWeightDecay` lists
- * substrings of variable names to leave alone (e.g. ["bias"]), as Keras's
- * `exclude_from_weight_decay(var_names=…)`.
+ * variable (kernels, biases, batch-norm γ/β), as Keras does. `excludeFromWeightDecay` lists
+ * regular expressions, as Keras 3's `exclude_from_weight_decay(var_names=…)`: a variable is left
+ * alone when one is found (re.search) in its short name (`kernel`, `bias`, `gamma`, `beta`), so
+ * `[bias]` excludes every bias and `[dense_1]` nothing. regtrain's extension: a pattern with a `/`
+ * is searched in the layer-qualified name instead (`dense_1/` excludes that whole layer,
+ * `^dense_1/kernel$` one kernel); a Keras short name never holds a `/`, so no Keras pattern
+ * changes meaning.
  */
 const weightDecay = (defaultValue: number) => nonNegative().default(defaultValue);
 const excludeFromWeightDecay = () =>
   z
-    .array(z.string({ error: 'expected a variable-name substring' }).min(1, { error: 'expected a non-empty substring' }), { error: 'expected a list of variable-name substrings' })
+    .array(
+      z
+        .string({ error: 'expected a regular expression' })
+        .min(1, { error: 'expected a non-empty regular expression' })
+        .superRefine((pattern, ctx) => {
+          try {
+            new RegExp(pattern);
+          } catch (e) {
+            ctx.addIssue({ code: 'custom', message: `not a valid regular expression: ${(e as Error).message}` });
+          }
+        }),
+      { error: 'expected a list of regular expressions matched against variable names (kernel, bias, gamma, beta)' },
+    )
     .default([]);
 
 const sgd = z.strictObject({

@@ -8,7 +8,7 @@ import { NUM_CLASSES } from '../spec';
 import { spatialNoiseShape } from '../spatial-dropout';
 import type { Split } from './types';
 
-/** Keras's epsilon: probabilities are clipped to [ε, 1−ε] before the log. */
+/** Keras's epsilon: probabilities are clipped to [ε, 1−ε] before the log (the path without logits only). */
 export const EPSILON = 1e-7;
 const IMAGE_SIZE = 28 * 28;
 /**
@@ -26,30 +26,71 @@ export function evalChunk(built: BuiltModel): number {
   return Math.max(1, Math.min(EVAL_CHUNK, Math.floor(EVAL_CHUNK_BYTES / (4 * widest))));
 }
 
+/** What the forward pass returns: the probabilities, and the softmax's input when the model has one. */
+export interface ModelOutput {
+  probs: tf.Tensor2D;
+  /**
+   * The output layer's pre-softmax values when it is a Dense layer with a softmax activation (every
+   * model a spec builds), else null. TF-Keras computes the cross-entropy from these ("use logits
+   * whenever they are available": the softmax caches them on its output as `_keras_logits`).
+   */
+  logits: tf.Tensor2D | null;
+}
+
+interface DenseInternals {
+  getClassName(): string;
+  activation?: { getClassName(): string } | null;
+  kernel?: { read(): tf.Tensor } | null;
+  bias?: { read(): tf.Tensor } | null;
+}
+
+/** The kernel and bias of a Dense layer with a softmax activation, or null for any other layer. */
+export function softmaxDense(layer: tf.layers.Layer): { kernel: tf.Tensor2D; bias: tf.Tensor1D | null } | null {
+  const d = layer as unknown as DenseInternals;
+  if (d.getClassName() !== 'Dense' || d.activation?.getClassName() !== 'softmax' || !d.kernel) return null;
+  return { kernel: d.kernel.read() as tf.Tensor2D, bias: d.bias ? (d.bias.read() as tf.Tensor1D) : null };
+}
+
 /**
  * The model's forward pass, layer by layer, so that training can apply what tfjs-layers
- * does not: activity regularizers (tfjs throws on them) and a fresh dropout mask per batch
- * (a seeded tfjs Dropout layer would reuse one mask for every batch).
+ * does not: activity regularizers (tfjs throws on them), a fresh dropout mask per batch
+ * (a seeded tfjs Dropout layer would reuse one mask for every batch), and the logits of a
+ * softmax output layer.
  */
-export function forward(built: BuiltModel, x: tf.Tensor, training: boolean, dropoutSeed = 0): { probs: tf.Tensor2D; activitySum: tf.Scalar } {
+export function forward(built: BuiltModel, x: tf.Tensor, training: boolean, dropoutSeed = 0): ModelOutput & { activitySum: tf.Scalar } {
   let h = x;
+  let logits: tf.Tensor2D | null = null;
   let activitySum: tf.Scalar = tf.scalar(0);
+  const last = built.model.layers.length - 1;
   built.model.layers.forEach((layer, i) => {
     const rate = built.dropout.get(i);
+    const sd = i === last && rate === undefined && h.rank === 2 ? softmaxDense(layer) : null;
     if (rate !== undefined) {
       if (training && rate > 0) h = tf.dropout(h, rate, built.spatialDropout.has(i) ? spatialNoiseShape(h) : undefined, dropoutSeed + i);
+    } else if (sd) {
+      // The ops Dense's call runs for a softmax (product, then the bias added): the same probabilities as layer.apply.
+      const product = tf.fused.matMul({ a: h as tf.Tensor2D, b: sd.kernel });
+      const z = (sd.bias ? tf.add(product, sd.bias) : product) as tf.Tensor2D;
+      logits = z;
+      h = tf.softmax(z);
     } else {
       h = layer.apply(h, { training }) as tf.Tensor;
     }
     for (const a of built.activity) if (a.layerIndex === i) activitySum = activitySum.add(penaltyOf(h, a.l1, a.l2));
   });
-  return { probs: h as tf.Tensor2D, activitySum };
+  return { probs: h as tf.Tensor2D, logits, activitySum };
 }
 
-/** Sparse categorical cross-entropy on probabilities, summed over the batch (Keras: −log clip(p_y, ε, 1−ε)). */
-export function crossEntropySum(probs: tf.Tensor2D, labels: tf.Tensor1D): tf.Scalar {
+/**
+ * Sparse categorical cross-entropy summed over the batch, as TF-Keras computes it: from the
+ * logits when there are some, −log softmax(z)_y (tf.logSoftmax; gradient softmax(z) − onehot for
+ * every sample, however wrong); else on probabilities, −log clip(p_y, ε, 1−ε), whose gradient is
+ * zero for a sample below p_y = ε.
+ */
+export function crossEntropySum(output: ModelOutput, labels: tf.Tensor1D): tf.Scalar {
   const oneHot = tf.oneHot(labels, NUM_CLASSES);
-  return tf.neg(tf.sum(tf.mul(tf.log(tf.clipByValue(probs, EPSILON, 1 - EPSILON)), oneHot))) as tf.Scalar;
+  const logProbs = output.logits ? tf.logSoftmax(output.logits) : tf.log(tf.clipByValue(output.probs, EPSILON, 1 - EPSILON));
+  return tf.neg(tf.sum(tf.mul(logProbs, oneHot))) as tf.Scalar;
 }
 
 export function correctCount(probs: tf.Tensor2D, labels: tf.Tensor1D): tf.Scalar {
@@ -106,8 +147,8 @@ export class SplitPass {
     const predictions = new Int32Array(split.count);
     for (const { start, x, y } of this.chunks) {
       const [ce, act, ok, pred] = tf.tidy(() => {
-        const { probs, activitySum } = forward(built, x, false);
-        return [crossEntropySum(probs, y), activitySum, correctCount(probs, y), tf.argMax(probs, 1)];
+        const out = forward(built, x, false);
+        return [crossEntropySum(out, y), out.activitySum, correctCount(out.probs, y), tf.argMax(out.probs, 1)];
       });
       ceSum += ce.dataSync()[0]!;
       actSum += act.dataSync()[0]!;

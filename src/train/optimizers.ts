@@ -20,6 +20,15 @@ import { Schedule, scheduleFrom } from './schedules';
 
 const f = Math.fround;
 
+/**
+ * A tfjs variable's name as Keras writes it, `layer/variable`: tfjs-layers makes names unique per
+ * process by appending `_N` to the variable's part (the second model built in a process has
+ * `dense/kernel_1`); Keras's variable names (kernel, bias, gamma, beta, moving_mean…) never end so.
+ */
+export function kerasPath(name: string): string {
+  return name.includes('/') ? name.replace(/_\d+$/, '') : name;
+}
+
 /** One variable's update: read `w` and `g`, write the new weights to `out` (which may be `w`). */
 export interface VariableUpdate {
   name: string;
@@ -102,9 +111,11 @@ export class Optimizer {
   private readonly slots = new Map<string, Slot[]>();
   private slotStore: SlotStore = jsSlots;
   private readonly slotNames: string[];
+  private readonly excluded: { re: RegExp; qualified: boolean }[];
 
   constructor(private readonly choice: OptimizerChoice) {
     this.type = choice.type;
+    this.excluded = choice.config.excludeFromWeightDecay.map((p) => ({ re: new RegExp(p), qualified: p.includes('/') }));
     this.schedule = scheduleFrom(choice.config.learningRate);
     if (choice.type === 'sgd') this.slotNames = choice.config.momentum > 0 ? SLOT_NAMES.sgdMomentum! : SLOT_NAMES.sgd!;
     else this.slotNames = choice.config.amsgrad ? SLOT_NAMES.adamAmsgrad! : SLOT_NAMES.adam!;
@@ -121,10 +132,16 @@ export class Optimizer {
     this.learningRateScale = scheduled > 0 ? lr / scheduled : 1;
   }
 
-  /** Whether weight decay applies to this variable (Keras: exclusion by name substring). */
+  /**
+   * Whether weight decay applies to this variable: not when one of excludeFromWeightDecay's
+   * regular expressions is found in its short name (Keras 3), or, for a pattern with a `/`, in its
+   * layer-qualified name (src/spec/training.ts).
+   */
   decays(name: string): boolean {
-    const c = this.choice.config;
-    return c.weightDecay > 0 && !c.excludeFromWeightDecay.some((s) => name.includes(s));
+    if (!(this.choice.config.weightDecay > 0)) return false;
+    const path = kerasPath(name);
+    const short = path.slice(path.lastIndexOf('/') + 1);
+    return !this.excluded.some(({ re, qualified }) => re.test(qualified ? path : short));
   }
 
   /**

@@ -34,11 +34,11 @@ export function createReferenceStep(built: BuiltModel, optimizer: Optimizer): Tr
       const batch = x.shape[0]!;
       let stats: tf.Tensor1D | undefined;
       const { value, grads } = tf.variableGrads(() => {
-        const { probs, activitySum } = forward(built, x, true, dropoutSeed);
-        const dataLoss = crossEntropySum(probs, y).div(batch) as tf.Scalar;
-        let penalty = activitySum.div(batch) as tf.Scalar;
+        const out = forward(built, x, true, dropoutSeed);
+        const dataLoss = crossEntropySum(out, y).div(batch) as tf.Scalar;
+        let penalty = out.activitySum.div(batch) as tf.Scalar;
         for (const t of built.penalties) penalty = penalty.add(penaltyOf(t.variable.read(), t.l1, t.l2));
-        stats = tf.keep(tf.stack([dataLoss, penalty, correctCount(probs, y)]) as tf.Tensor1D);
+        stats = tf.keep(tf.stack([dataLoss, penalty, correctCount(out.probs, y)]) as tf.Tensor1D);
         return dataLoss.add(penalty);
       }, vars);
       value.dispose();

@@ -25,7 +25,7 @@ import { installAcceleratedKernels, uninstallAcceleratedKernels, type GemmChoice
 import { loadBlas } from '../../src/accel/blas';
 import { registerWasmConvKernels } from '../../src/accel/conv';
 import { createOptimizer } from '../../src/train/optimizers';
-import { crossEntropySum } from '../../src/train/forward';
+import { crossEntropySum, forward } from '../../src/train/forward';
 import { fakeData } from './tutorial-model';
 import { findTorchPython, median, useBackend } from './train-bench';
 
@@ -55,14 +55,16 @@ export function buildCnn(seed = 42): tf.Sequential {
 }
 
 /** The reference step (src/train/step.ts) on a plain tfjs model: autodiff, then regtrain's Adam. */
-export function cnnStep(model: tf.LayersModel): { run(x: tf.Tensor, y: tf.Tensor1D): number; dispose(): void } {
+export function cnnStep(model: tf.Sequential): { run(x: tf.Tensor, y: tf.Tensor1D): number; dispose(): void } {
+  // The forward pass the reference step runs (the loss from the softmax's logits); no penalties or dropout here.
+  const built = { model, penalties: [], activity: [], dropout: new Map<number, number>(), spatialDropout: new Set<number>(), denseLayers: [] };
   const optimizer = createOptimizer({ adam: { learningRate: 0.001 } });
   const vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
   return {
     run(x, y) {
       const lr = optimizer.learningRate();
       const batch = x.shape[0]!;
-      const { value, grads } = tf.variableGrads(() => crossEntropySum(model.apply(x, { training: true }) as tf.Tensor2D, y).div(batch) as tf.Scalar, vars);
+      const { value, grads } = tf.variableGrads(() => crossEntropySum(forward(built, x, true), y).div(batch) as tf.Scalar, vars);
       const loss = value.dataSync()[0]!;
       value.dispose();
       for (const v of vars) {
