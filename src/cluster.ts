@@ -2,7 +2,7 @@ import * as path from 'node:path';
 import * as YAML from 'yaml';
 import { InputError } from './errors';
 import { packageVersion } from './fsutil';
-import { checkArtifactText, shellQuote } from './study';
+import { checkArtifactText, shellQuote } from './shell';
 
 /**
  * The artifacts `regtrain plan --format …` writes into a study directory, for schedulers users

@@ -46,7 +46,7 @@ import { fit, FitResult } from './train/loop';
 import { createTrainStep, needsAutodiff } from './train/step';
 import { Console } from './console';
 import { trapSignals } from './signals';
-import { shellQuote } from './study';
+import { shellQuote } from './shell';
 import { regtrainCommand } from './invocation';
 
 export interface ExperimentOptions {

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { packageRoot } from './fsutil';
-import { shellQuote } from './study';
+import { shellQuote } from './shell';
 
 /**
  * How the user can start this very regtrain again from where they are, for the commands the

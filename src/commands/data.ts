@@ -6,7 +6,7 @@ import { fetchDataset, loadManifest, resolveDataDir, verifyCache, DEFAULT_TIMEOU
 import { classCounts, pixelStats, IMAGE_COLS, IMAGE_ROWS } from '../data/dataset';
 import { parseIdx } from '../data/idx';
 import { jsonLine } from '../console';
-import { shellQuote } from '../study';
+import { shellQuote } from '../shell';
 import { regtrainCommand } from '../invocation';
 
 const MB = 1024 * 1024;

@@ -5,7 +5,8 @@ import { ARTIFACT_FILES, artifactText, parseSiteOptions, type ArtifactFormat, ty
 import { FailureError, InputError, errorMessage } from '../errors';
 import { packageRoot, writeFileAtomic } from '../fsutil';
 import { loadSpec, parseSetFlag } from '../spec';
-import { checkArtifactText, isStudy, memberCap, prepareStudy, shellQuote, studyHash } from '../study';
+import { isStudy, memberCap, prepareStudy, studyHash } from '../study';
+import { checkArtifactText, shellQuote } from '../shell';
 import { collect } from './common';
 import { regtrainCommand, whichCommand } from '../invocation';
 

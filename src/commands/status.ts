@@ -5,7 +5,8 @@ import { Command } from 'commander';
 import { InputError } from '../errors';
 import { liveHolder, readLock } from '../lock';
 import { LOCK_FILE } from '../rundir';
-import { memberRunDir, readStudy, runState, shellQuote } from '../study';
+import { memberRunDir, readStudy, runState } from '../study';
+import { shellQuote } from '../shell';
 
 export type MemberState = 'done' | 'running' | 'interrupted' | 'failed' | 'not-started';
 const ORDER: MemberState[] = ['done', 'running', 'interrupted', 'failed', 'not-started'];
