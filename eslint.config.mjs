@@ -1,9 +1,13 @@
 // Lint the TypeScript sources and tests with typescript-eslint's recommended rules.
 import tseslint from 'typescript-eslint';
 
-export default tseslint.config({ ignores: ['dist/**', 'node_modules/**', 'runs/**', 'studies/**'] }, ...tseslint.configs.recommended, {
-  rules: {
-    '@typescript-eslint/no-require-imports': 'off',
-    '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+export default tseslint.config(
+  { ignores: ['dist/**', 'node_modules/**', 'runs/**', 'studies/**'] },
+  ...tseslint.configs.recommended,
+  {
+    rules: {
+      '@typescript-eslint/no-require-imports': 'off',
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+    },
   },
-});
+);

@@ -49,11 +49,23 @@ export function accelerationDisabled(): boolean {
 function withKernels(name: string, reason: string, gemm: GemmChoice = 'auto'): BackendInfo {
   if (name === 'tensorflow') {
     const why = 'tfjs-node runs its own native kernels';
-    return { name, reason, blas: { installed: false, reason: why }, gemm: { kind: null, reason: why }, kernels: 'tensorflow' };
+    return {
+      name,
+      reason,
+      blas: { installed: false, reason: why },
+      gemm: { kind: null, reason: why },
+      kernels: 'tensorflow',
+    };
   }
   if (accelerationDisabled()) {
     const why = 'disabled by REGTRAIN_ACCEL=off';
-    return { name, reason, blas: { installed: false, reason: why }, gemm: { kind: null, reason: why }, kernels: 'tfjs' };
+    return {
+      name,
+      reason,
+      blas: { installed: false, reason: why },
+      gemm: { kind: null, reason: why },
+      kernels: 'tfjs',
+    };
   }
   const r = installAcceleratedKernels(name, { gemm });
   return {
@@ -84,7 +96,8 @@ export function tryTfjsNode(): { ok: true } | { ok: false; why: string } {
     return { ok: true };
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
-    if (e.code === 'MODULE_NOT_FOUND' && /tfjs-node/.test(e.message)) return { ok: false, why: 'tfjs-node is not installed' };
+    if (e.code === 'MODULE_NOT_FOUND' && /tfjs-node/.test(e.message))
+      return { ok: false, why: 'tfjs-node is not installed' };
     return { ok: false, why: `tfjs-node failed to load (${e.message.split('\n')[0]})` };
   }
 }
@@ -108,7 +121,8 @@ export const AUTODIFF_TFJS_NODE_FROM_BATCH = 256;
 async function useTfjsNode(): Promise<{ ok: true } | { ok: false; why: string }> {
   const node = tryTfjsNode();
   if (!node.ok) return node;
-  if (!(await tf.setBackend('tensorflow'))) return { ok: false, why: 'tfjs-node loaded but its backend failed to initialize' };
+  if (!(await tf.setBackend('tensorflow')))
+    return { ok: false, why: 'tfjs-node loaded but its backend failed to initialize' };
   try {
     tf.tidy(() => tf.add(tf.scalar(1), tf.scalar(1)).dataSync());
     return { ok: true };
@@ -129,12 +143,16 @@ async function useTfjsNode(): Promise<{ ok: true } | { ok: false; why: string }>
  * TensorFlow's fused kernels win (1.5× per CPU second at batch 512). Without regtrain's kernels
  * tfjs-node (if it loads) beats tfjs-wasm's own; then wasm, then cpu.
  */
-export async function initBackend(choice: BackendChoice, opts: { gemm?: GemmChoice; autodiffBatch?: number } = {}): Promise<BackendInfo> {
+export async function initBackend(
+  choice: BackendChoice,
+  opts: { gemm?: GemmChoice; autodiffBatch?: number } = {},
+): Promise<BackendInfo> {
   // PROD silences tfjs's console hints (we state the backend ourselves) and skips debug checks.
   tf.env().set('PROD', true);
   if (choice === 'tfjs-node') {
     const node = await useTfjsNode();
-    if (!node.ok) throw new InputError(`backend tfjs-node: ${node.why}; install it (README "Backends") or choose --backend wasm`);
+    if (!node.ok)
+      throw new InputError(`backend tfjs-node: ${node.why}; install it (README "Backends") or choose --backend wasm`);
     return withKernels('tensorflow', `tfjs-node (requested; TensorFlow ${tensorflowVersion()})`);
   }
   if (choice === 'auto') {
@@ -142,10 +160,15 @@ export async function initBackend(choice: BackendChoice, opts: { gemm?: GemmChoi
     const onWasm = wasm.ok ? withKernels('wasm', '', opts.gemm) : null;
     if (onWasm && onWasm.kernels !== 'tfjs') {
       const batch = opts.autodiffBatch ?? 0;
-      if (batch < AUTODIFF_TFJS_NODE_FROM_BATCH) return { ...onWasm, reason: `auto: wasm + ${kernelsLabel(onWasm.kernels)}, faster than tfjs-node` };
+      if (batch < AUTODIFF_TFJS_NODE_FROM_BATCH)
+        return { ...onWasm, reason: `auto: wasm + ${kernelsLabel(onWasm.kernels)}, faster than tfjs-node` };
       const node = await useTfjsNode();
       const why = `the model trains on the autodiff step, where TensorFlow is faster from batch ${AUTODIFF_TFJS_NODE_FROM_BATCH}`;
-      if (node.ok) return withKernels('tensorflow', `auto: tfjs-node (TensorFlow ${tensorflowVersion()}): ${why} (batch ${batch})`);
+      if (node.ok)
+        return withKernels(
+          'tensorflow',
+          `auto: tfjs-node (TensorFlow ${tensorflowVersion()}): ${why} (batch ${batch})`,
+        );
       await tf.setBackend('wasm');
       return {
         ...onWasm,
@@ -158,10 +181,17 @@ export async function initBackend(choice: BackendChoice, opts: { gemm?: GemmChoi
         ? ''
         : wasm.why;
     const node = await useTfjsNode();
-    if (node.ok) return withKernels('tensorflow', `auto: tfjs-node (TensorFlow ${tensorflowVersion()}), faster than tfjs's own kernels on wasm: ${without}`);
+    if (node.ok)
+      return withKernels(
+        'tensorflow',
+        `auto: tfjs-node (TensorFlow ${tensorflowVersion()}), faster than tfjs's own kernels on wasm: ${without}`,
+      );
     if (onWasm) {
       await tf.setBackend('wasm');
-      return { ...onWasm, reason: `auto: wasm with tfjs's own kernels: ${without}; ${node.why} (installing it would be faster here: README "Backends")` };
+      return {
+        ...onWasm,
+        reason: `auto: wasm with tfjs's own kernels: ${without}; ${node.why} (installing it would be faster here: README "Backends")`,
+      };
     }
     if (!(await tf.setBackend('cpu'))) throw new FailureError('no tfjs backend could be initialized');
     return withKernels('cpu', `auto: ${node.why}; ${without} — using the pure-JS cpu backend (slow)`, opts.gemm);

@@ -69,7 +69,11 @@ export interface Checkpoint {
 
 const digestOf = (body: unknown) => sha256(Buffer.from(JSON.stringify(body)));
 
-export async function writeCheckpoint(dir: string, body: Omit<CheckpointBody, 'dataFile' | 'dataSha256' | 'arrays'>, arrays: NamedArray[]): Promise<void> {
+export async function writeCheckpoint(
+  dir: string,
+  body: Omit<CheckpointBody, 'dataFile' | 'dataSha256' | 'arrays'>,
+  arrays: NamedArray[],
+): Promise<void> {
   const dataFile = `checkpoint-${body.epoch}.bin`;
   let offset = 0;
   const entries = arrays.map((a) => {
@@ -99,18 +103,29 @@ export async function writeCheckpoint(dir: string, body: Omit<CheckpointBody, 'd
       throw writeFailure(targets[i]!, err);
     }
   }
-  for (const f of fs.readdirSync(dir)) if (DATA_FILE.test(f) && f !== dataFile) fs.rmSync(path.join(dir, f), { force: true });
+  for (const f of fs.readdirSync(dir))
+    if (DATA_FILE.test(f) && f !== dataFile) fs.rmSync(path.join(dir, f), { force: true });
 }
 
 function writeFailure(file: string, err: unknown): FailureError {
   const e = err as NodeJS.ErrnoException;
-  const why = e.code === 'ENOSPC' ? 'no space left on device' : e.code === 'EACCES' ? 'permission denied' : e.code === 'EROFS' ? 'read-only file system' : e.message;
+  const why =
+    e.code === 'ENOSPC'
+      ? 'no space left on device'
+      : e.code === 'EACCES'
+        ? 'permission denied'
+        : e.code === 'EROFS'
+          ? 'read-only file system'
+          : e.message;
   return new FailureError(`${file}: cannot write (${why}); files written before are intact`);
 }
 
 /** Writes `data` to a new temporary file beside `file` and fsyncs it; returns the temporary's path. */
 async function writeSynced(file: string, data: string | Uint8Array): Promise<string> {
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${crypto.randomBytes(4).toString('hex')}.tmp`);
+  const tmp = path.join(
+    path.dirname(file),
+    `.${path.basename(file)}.${process.pid}.${crypto.randomBytes(4).toString('hex')}.tmp`,
+  );
   let handle: fs.promises.FileHandle | undefined;
   try {
     handle = await fs.promises.open(tmp, 'wx', 0o644);
@@ -127,7 +142,8 @@ async function writeSynced(file: string, data: string | Uint8Array): Promise<str
 
 /** Removes the checkpoint files (a finished run needs none). */
 export function removeCheckpoint(dir: string): void {
-  for (const f of fs.readdirSync(dir)) if (f === CHECKPOINT_FILE || DATA_FILE.test(f)) fs.rmSync(path.join(dir, f), { force: true });
+  for (const f of fs.readdirSync(dir))
+    if (f === CHECKPOINT_FILE || DATA_FILE.test(f)) fs.rmSync(path.join(dir, f), { force: true });
 }
 
 /** Reads and verifies the checkpoint; null when there is none. Any damage is an InputError naming the file. */
@@ -135,7 +151,8 @@ export function readCheckpoint(dir: string): Checkpoint | null {
   const file = path.join(dir, CHECKPOINT_FILE);
   const stat = fs.lstatSync(file, { throwIfNoEntry: false });
   if (!stat) return null;
-  if (!stat.isFile() || stat.size > MAX_JSON_BYTES) throw new InputError(`${file}: not a checkpoint (not a regular file of at most ${MAX_JSON_BYTES} bytes)`);
+  if (!stat.isFile() || stat.size > MAX_JSON_BYTES)
+    throw new InputError(`${file}: not a checkpoint (not a regular file of at most ${MAX_JSON_BYTES} bytes)`);
   const text = readRegularFile(file, { maxBytes: MAX_JSON_BYTES }).toString('utf8');
   let parsed: z.infer<typeof fileSchema>;
   try {
@@ -144,20 +161,31 @@ export function readCheckpoint(dir: string): Checkpoint | null {
     throw new InputError(`${file}: damaged (not a checkpoint file); resume from scratch with a new run`);
   }
   if (parsed.formatVersion !== CHECKPOINT_FORMAT_VERSION)
-    throw new InputError(`${file}: checkpoint format ${parsed.formatVersion}, this regtrain resumes format ${CHECKPOINT_FORMAT_VERSION} (start a new run)`);
-  if (digestOf(parsed.body) !== parsed.digest) throw new InputError(`${file}: damaged (its content does not match its digest)`);
+    throw new InputError(
+      `${file}: checkpoint format ${parsed.formatVersion}, this regtrain resumes format ${CHECKPOINT_FORMAT_VERSION} (start a new run)`,
+    );
+  if (digestOf(parsed.body) !== parsed.digest)
+    throw new InputError(`${file}: damaged (its content does not match its digest)`);
   const checked = bodySchema.safeParse(parsed.body);
-  if (!checked.success) throw new InputError(`${file}: damaged (${checked.error.issues[0]!.path.join('.') || 'body'} is invalid)`);
+  if (!checked.success)
+    throw new InputError(`${file}: damaged (${checked.error.issues[0]!.path.join('.') || 'body'} is invalid)`);
   const body = checked.data;
-  if (body.loop.epoch !== body.epoch) throw new InputError(`${file}: damaged (epoch ${body.epoch} but the loop state says ${body.loop.epoch})`);
+  if (body.loop.epoch !== body.epoch)
+    throw new InputError(`${file}: damaged (epoch ${body.epoch} but the loop state says ${body.loop.epoch})`);
   const binPath = path.join(dir, body.dataFile);
   const binStat = fs.lstatSync(binPath, { throwIfNoEntry: false });
   const expected = body.arrays.reduce((n, a) => Math.max(n, a.offset + a.length), 0) * 4;
   if (!binStat?.isFile()) throw new InputError(`${binPath}: missing (named by ${CHECKPOINT_FILE})`);
-  if (binStat.size !== expected) throw new InputError(`${binPath}: ${binStat.size} bytes, ${CHECKPOINT_FILE} describes ${expected}`);
+  if (binStat.size !== expected)
+    throw new InputError(`${binPath}: ${binStat.size} bytes, ${CHECKPOINT_FILE} describes ${expected}`);
   const bytes = readRegularFile(binPath, { maxBytes: expected, exactBytes: expected });
-  if (sha256(bytes) !== body.dataSha256) throw new InputError(`${binPath}: does not match the hash in ${CHECKPOINT_FILE} (damaged checkpoint)`);
+  if (sha256(bytes) !== body.dataSha256)
+    throw new InputError(`${binPath}: does not match the hash in ${CHECKPOINT_FILE} (damaged checkpoint)`);
   const all = new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
-  const arrays = body.arrays.map((a) => ({ group: a.group, name: a.name, data: all.slice(a.offset, a.offset + a.length) }));
+  const arrays = body.arrays.map((a) => ({
+    group: a.group,
+    name: a.name,
+    data: all.slice(a.offset, a.offset + a.length),
+  }));
   return { body, arrays };
 }

@@ -38,7 +38,15 @@ export function buildProgram(): Command {
   program.addCommand(statusCommand());
   program.addCommand(predictCommand());
   for (const cmd of program.commands)
-    cmd.exitOverride().addHelpText('after', EXIT_CODES_HELP.replace('\n', cmd.commands.length ? '\nEach subcommand lists its own exit codes (--help).\n' : '\n'));
+    cmd
+      .exitOverride()
+      .addHelpText(
+        'after',
+        EXIT_CODES_HELP.replace(
+          '\n',
+          cmd.commands.length ? '\nEach subcommand lists its own exit codes (--help).\n' : '\n',
+        ),
+      );
   plainDefaults(program);
   return program;
 }
@@ -55,7 +63,9 @@ function plainDefaults(cmd: Command): void {
   cmd.configureHelp({
     optionDescription(this: Help, option: Option): string {
       const text = Help.prototype.optionDescription.call(this, option);
-      return Array.isArray(option.defaultValue) && option.defaultValue.length === 0 ? text.replace(/ \(default: \[\]\)$/, '') : text;
+      return Array.isArray(option.defaultValue) && option.defaultValue.length === 0
+        ? text.replace(/ \(default: \[\]\)$/, '')
+        : text;
     },
   });
   for (const sub of cmd.commands) plainDefaults(sub);
@@ -128,7 +138,8 @@ function guardStdout(): { settle: () => void } {
 function exitCodeFor(err: unknown): number {
   if (err instanceof CommanderError) {
     // commander has already printed its message (or the help/version text).
-    if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.exitCode === 0) return ExitCode.ok;
+    if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.exitCode === 0)
+      return ExitCode.ok;
     return ExitCode.badInput;
   }
   if (err instanceof InterruptedError) {
@@ -141,6 +152,8 @@ function exitCodeFor(err: unknown): number {
     process.stderr.write(lines.map((l) => (l.startsWith('! ') ? l : `error: ${l}`)).join('\n') + '\n');
     return err.exitCode;
   }
-  process.stderr.write(`internal error (a bug in regtrain, please report it):\n${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.stderr.write(
+    `internal error (a bug in regtrain, please report it):\n${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+  );
   return ExitCode.failure;
 }

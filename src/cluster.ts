@@ -12,7 +12,12 @@ import { checkArtifactText, shellQuote } from './shell';
  */
 
 export type ArtifactFormat = 'slurm' | 'k8s' | 'parallel' | 'lines';
-export const ARTIFACT_FILES: Record<ArtifactFormat, string> = { slurm: 'slurm.sbatch', k8s: 'k8s.yaml', parallel: 'parallel.sh', lines: 'members.txt' };
+export const ARTIFACT_FILES: Record<ArtifactFormat, string> = {
+  slurm: 'slurm.sbatch',
+  k8s: 'k8s.yaml',
+  parallel: 'parallel.sh',
+  lines: 'members.txt',
+};
 
 /** What differs per site (plan's options, validated). */
 export interface SiteOptions {
@@ -72,11 +77,14 @@ export function parseSiteOptions(o: SiteFlags): SiteOptions {
   ] as const)
     if (v !== undefined) checkArtifactText(flag, v);
   const int = (flag: string, v: string, max: number) => {
-    if (!/^\d+$/.test(v) || Number(v) < 1 || Number(v) > max) throw new InputError(`${flag} ${v}: expected an integer from 1 to ${max}`);
+    if (!/^\d+$/.test(v) || Number(v) < 1 || Number(v) > max)
+      throw new InputError(`${flag} ${v}: expected an integer from 1 to ${max}`);
     return Number(v);
   };
-  if (!MEM.test(o.mem) || Number(MEM.exec(o.mem)![1]) < 1) throw new InputError(`--mem ${o.mem}: expected a size like 2G, 1500M (K, M, G or T; binary units)`);
-  if (!TIME.test(o.time) || timeSeconds(o.time) < 1) throw new InputError(`--time ${o.time}: expected minutes or [D-]HH:MM:SS, e.g. 2:00:00`);
+  if (!MEM.test(o.mem) || Number(MEM.exec(o.mem)![1]) < 1)
+    throw new InputError(`--mem ${o.mem}: expected a size like 2G, 1500M (K, M, G or T; binary units)`);
+  if (!TIME.test(o.time) || timeSeconds(o.time) < 1)
+    throw new InputError(`--time ${o.time}: expected minutes or [D-]HH:MM:SS, e.g. 2:00:00`);
   if (o.partition !== undefined && !/^[A-Za-z0-9_.,-]+$/.test(o.partition))
     throw new InputError(`--partition ${o.partition}: expected a partition name (letters, digits, _ . , -)`);
   const regtrain = o.regtrain.trim().split(/\s+/).filter(Boolean);
@@ -86,9 +94,11 @@ export function parseSiteOptions(o: SiteFlags): SiteOptions {
     ['--pvc', o.pvc],
     ['--data-pvc', o.dataPvc],
   ] as const)
-    if (!dns.test(v)) throw new InputError(`${flag} ${v}: expected a Kubernetes name (lowercase letters, digits and -)`);
+    if (!dns.test(v))
+      throw new InputError(`${flag} ${v}: expected a Kubernetes name (lowercase letters, digits and -)`);
   const image = o.image ?? `regtrain:${packageVersion()}`;
-  if (/\s/.test(image) || image === '') throw new InputError(`--image ${JSON.stringify(image)}: expected an image reference without spaces`);
+  if (/\s/.test(image) || image === '')
+    throw new InputError(`--image ${JSON.stringify(image)}: expected an image reference without spaces`);
   if (o.dataDir !== undefined && o.dataDir.trim() === '') throw new InputError('--data-dir: expected a directory');
   return {
     jobs: o.jobs === undefined ? null : int('--jobs', o.jobs, 100000),
@@ -133,7 +143,10 @@ function dataArgs(site: SiteOptions): string[] {
 
 /** One `regtrain run-member` line per member, for any runner of shell lines. */
 export function memberLines(study: StudyRef, site: SiteOptions): string {
-  return Array.from({ length: study.members }, (_, i) => sh([...site.regtrain, 'run-member', study.relDir, '--index', String(i), ...dataArgs(site)]) + '\n').join('');
+  return Array.from(
+    { length: study.members },
+    (_, i) => sh([...site.regtrain, 'run-member', study.relDir, '--index', String(i), ...dataArgs(site)]) + '\n',
+  ).join('');
 }
 
 /**
@@ -195,7 +208,10 @@ exec ${sh([...site.regtrain, 'run-member', '.', '--index'])} "$SLURM_ARRAY_TASK_
 
 /** GNU parallel over the member indexes, with a job log so that --resume-failed reruns exactly the failed ones. */
 export function parallelScript(study: StudyRef, site: SiteOptions): string {
-  const cmd = sh([...site.regtrain, 'run-member', '.', '--index']) + ' {}' + (dataArgs(site).length ? ` ${sh(dataArgs(site))}` : '');
+  const cmd =
+    sh([...site.regtrain, 'run-member', '.', '--index']) +
+    ' {}' +
+    (dataArgs(site).length ? ` ${sh(dataArgs(site))}` : '');
   return `#!/usr/bin/env bash
 # regtrain study ${study.name} (${study.members} members, hash ${study.hash}) with GNU parallel.
 #   bash parallel.sh                        run every member on this machine${site.jobs ? `, ${site.jobs} at a time` : ''}
@@ -232,7 +248,10 @@ export function k8sManifest(study: StudyRef, site: SiteOptions): string {
   const workDir = path.posix.join('/studies', study.dirName);
   const dataMount = site.dataDir ?? '/data';
   const labels = { 'app.kubernetes.io/name': 'regtrain', 'regtrain/study': study.hash };
-  const resources = { requests: { cpu: String(site.cpus), memory: k8sMemory(site.mem) }, limits: { cpu: String(site.cpus), memory: k8sMemory(site.mem) } };
+  const resources = {
+    requests: { cpu: String(site.cpus), memory: k8sMemory(site.mem) },
+    limits: { cpu: String(site.cpus), memory: k8sMemory(site.mem) },
+  };
   const volumes = [
     { name: 'studies', persistentVolumeClaim: { claimName: site.pvc } },
     { name: 'data', persistentVolumeClaim: { claimName: site.dataPvc, readOnly: true } },
@@ -263,7 +282,15 @@ export function k8sManifest(study: StudyRef, site: SiteOptions): string {
               image: site.image,
               workingDir: workDir,
               command: [...site.regtrain, 'run-member', '.'],
-              env: [{ name: 'JOB_COMPLETION_INDEX', valueFrom: { fieldRef: { fieldPath: "metadata.annotations['batch.kubernetes.io/job-completion-index']" } } }, ...env],
+              env: [
+                {
+                  name: 'JOB_COMPLETION_INDEX',
+                  valueFrom: {
+                    fieldRef: { fieldPath: "metadata.annotations['batch.kubernetes.io/job-completion-index']" },
+                  },
+                },
+                ...env,
+              ],
               resources,
               volumeMounts: mounts,
             },
@@ -290,7 +317,11 @@ export function k8sManifest(study: StudyRef, site: SiteOptions): string {
               name: 'compare',
               image: site.image,
               workingDir: workDir,
-              command: ['sh', '-c', `${sh(site.regtrain)} status . --wait --poll 30 && ${sh(site.regtrain)} compare . > compare.txt && cat compare.txt`],
+              command: [
+                'sh',
+                '-c',
+                `${sh(site.regtrain)} status . --wait --poll 30 && ${sh(site.regtrain)} compare . > compare.txt && cat compare.txt`,
+              ],
               resources: { requests: { cpu: '1', memory: '1Gi' }, limits: { cpu: '1', memory: '1Gi' } },
               volumeMounts: [mounts[0]],
             },
@@ -305,7 +336,10 @@ export function k8sManifest(study: StudyRef, site: SiteOptions): string {
 # ${site.dataPvc} the Fashion-MNIST files. Then: kubectl apply -f k8s.yaml
 # Pod i runs member i; a pod that is evicted or fails is retried (up to 3 times) and resumes from its checkpoint.
 `;
-  return header + [members, compare].map((doc) => YAML.stringify(doc, { lineWidth: 0, aliasDuplicateObjects: false })).join('---\n');
+  return (
+    header +
+    [members, compare].map((doc) => YAML.stringify(doc, { lineWidth: 0, aliasDuplicateObjects: false })).join('---\n')
+  );
 }
 
 export function artifactText(format: ArtifactFormat, study: StudyRef, site: SiteOptions): string {

@@ -44,10 +44,22 @@ export class Console {
   endWith(err: unknown, runDir: string | null): void {
     if (err instanceof InterruptedError) {
       const i = err.interruption;
-      this.end({ event: 'interrupted', signal: i.signal, lastEpoch: i.lastEpoch, runDir: i.runDir ?? runDir, resume: i.resume, exitCode: ExitCode.interrupted });
+      this.end({
+        event: 'interrupted',
+        signal: i.signal,
+        lastEpoch: i.lastEpoch,
+        runDir: i.runDir ?? runDir,
+        resume: i.resume,
+        exitCode: ExitCode.interrupted,
+      });
     } else {
       const reason = err instanceof RegtrainError ? err.message : `internal error: ${errorMessage(err)}`;
-      this.end({ event: 'failed', reason, exitCode: err instanceof RegtrainError ? err.exitCode : ExitCode.failure, runDir });
+      this.end({
+        event: 'failed',
+        reason,
+        exitCode: err instanceof RegtrainError ? err.exitCode : ExitCode.failure,
+        runDir,
+      });
     }
   }
 }

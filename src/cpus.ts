@@ -46,7 +46,8 @@ export function cgroupCpus(root = '/sys/fs/cgroup'): CpuBudget | null {
 
 export function cpuBudget(env: NodeJS.ProcessEnv = process.env, cgroupRoot = '/sys/fs/cgroup'): CpuBudget | null {
   const slurm = env.SLURM_CPUS_PER_TASK;
-  if (slurm !== undefined && /^\d+$/.test(slurm.trim()) && Number(slurm) >= 1) return { cpus: Number(slurm), source: `SLURM_CPUS_PER_TASK=${slurm.trim()}` };
+  if (slurm !== undefined && /^\d+$/.test(slurm.trim()) && Number(slurm) >= 1)
+    return { cpus: Number(slurm), source: `SLURM_CPUS_PER_TASK=${slurm.trim()}` };
   return cgroupCpus(cgroupRoot);
 }
 

@@ -90,7 +90,12 @@ function removeUntrainedRunDir(runDir: string, existedBefore: string): void {
       return;
     }
     fs.rmSync(runDir, { recursive: true, force: true });
-    for (let d = path.dirname(runDir); d !== existedBefore && d.startsWith(existedBefore + path.sep); d = path.dirname(d)) fs.rmdirSync(d);
+    for (
+      let d = path.dirname(runDir);
+      d !== existedBefore && d.startsWith(existedBefore + path.sep);
+      d = path.dirname(d)
+    )
+      fs.rmdirSync(d);
   } catch {
     // Best effort: a parent someone else wrote into in the meantime stays.
   }
@@ -123,14 +128,18 @@ export function prepareResume(
   out: Console,
 ): { spec: ExperimentSpec; resume: ResumeFrom; origin: Omit<RunOrigin, 'formatVersion' | 'specSha256'> } {
   const runDir = path.resolve(dir);
-  if (!fs.existsSync(runDir) || !fs.statSync(runDir).isDirectory()) throw new InputError(`--resume ${dir}: no such run directory`);
+  if (!fs.existsSync(runDir) || !fs.statSync(runDir).isDirectory())
+    throw new InputError(`--resume ${dir}: no such run directory`);
   if (fs.existsSync(path.join(runDir, METRICS_FILE))) {
     const { status } = readMetrics(runDir).metrics;
     if (status === 'complete')
       throw new InputError(
         `--resume ${dir}: the run already finished (a finished run keeps no checkpoint to go on from); to train it for more epochs, start a new run from its spec: ${regtrainCommand()} run ${shellQuote(path.join(dir, SPEC_FILE))} --set training.epochs=N`,
       );
-    if (status === 'failed' && !force) throw new InputError(`--resume ${dir}: the run failed (non-finite loss); resuming would repeat it (--force to try anyway)`);
+    if (status === 'failed' && !force)
+      throw new InputError(
+        `--resume ${dir}: the run failed (non-finite loss); resuming would repeat it (--force to try anyway)`,
+      );
   }
   let savedText: string;
   try {
@@ -149,7 +158,9 @@ export function prepareResume(
   }
   const origin = fs.existsSync(path.join(runDir, ORIGIN_FILE)) ? readOrigin(runDir) : null;
   if (origin && origin.specSha256 !== sha256(Buffer.from(savedText)) && !force) {
-    throw new InputError(`--resume ${dir}: ${SPEC_FILE} was edited since the run started (its hash differs from ${ORIGIN_FILE}); pass --force to train with it`);
+    throw new InputError(
+      `--resume ${dir}: ${SPEC_FILE} was edited since the run started (its hash differs from ${ORIGIN_FILE}); pass --force to train with it`,
+    );
   }
   let spec = parseSpec(savedText, path.join(dir, SPEC_FILE)).spec;
   const specFile = file ? path.resolve(file) : (origin?.specFile ?? null);
@@ -158,7 +169,8 @@ export function prepareResume(
   const setsNow = setsGiven ? sets : originSets;
   const differs = (other: ExperimentSpec) => specToYaml(other) !== specToYaml(spec);
   const setsText = `the --set flags (${sets.join(' ')}) differ from the run's (${originSets.join(' ') || 'none'})`;
-  const refuse = (what: string) => new InputError(`--resume ${dir}: ${what}; pass --force to continue with the changed spec`);
+  const refuse = (what: string) =>
+    new InputError(`--resume ${dir}: ${what}; pass --force to continue with the changed spec`);
   let changed = false;
   if (specFile && fs.existsSync(specFile)) {
     let current: ExperimentSpec | null = null;
@@ -166,7 +178,9 @@ export function prepareResume(
       current = loadSpec(specFile, setsNow.map(parseSetFlag)).spec;
     } catch (err) {
       if (!force) throw err;
-      out.warn(`${specFile} no longer loads (${(err as Error).message.split('\n')[0]}); resuming with the run directory's own ${SPEC_FILE}`);
+      out.warn(
+        `${specFile} no longer loads (${(err as Error).message.split('\n')[0]}); resuming with the run directory's own ${SPEC_FILE}`,
+      );
     }
     if (current && differs(current)) {
       if (!force) {
@@ -209,7 +223,11 @@ export function prepareResume(
         ...(origin?.backend ? { backend: origin.backend } : {}),
       } satisfies RunOrigin);
     }
-    return { spec, resume: { runDir, checkpoint: readCheckpoint(runDir) }, origin: { specFile, sets: setsNow, ...(origin?.backend ? { backend: origin.backend } : {}) } };
+    return {
+      spec,
+      resume: { runDir, checkpoint: readCheckpoint(runDir) },
+      origin: { specFile, sets: setsNow, ...(origin?.backend ? { backend: origin.backend } : {}) },
+    };
   } catch (err) {
     releaseRunDir(runDir);
     throw err;
@@ -244,18 +262,34 @@ export async function runExperiment(
     const recorded = resumeFrom ? origin.backend : undefined;
     const keep = recorded && !opts.backend ? recorded : undefined;
     const choice = opts.backend ?? (keep ? choiceOf(keep.name) : spec.backend);
-    const backend = await initBackend(choice, keep ? { gemm: gemmKeeping(keep.kernels) } : needsAutodiff(spec) ? { autodiffBatch: spec.training.batchSize } : {});
+    const backend = await initBackend(
+      choice,
+      keep
+        ? { gemm: gemmKeeping(keep.kernels) }
+        : needsAutodiff(spec)
+          ? { autodiffBatch: spec.training.batchSize }
+          : {},
+    );
     const now = { name: backend.name as RecordedBackend['name'], kernels: backend.kernels };
-    out.info(`Backend: ${backend.name} — ${keep ? `the run's own (${ORIGIN_FILE}): ${kernelsLabel(backend.kernels)}` : backend.reason}`);
+    out.info(
+      `Backend: ${backend.name} — ${keep ? `the run's own (${ORIGIN_FILE}): ${kernelsLabel(backend.kernels)}` : backend.reason}`,
+    );
     if (recorded && (recorded.name !== now.name || recorded.kernels !== now.kernels)) {
       const why = opts.backend ? `--backend ${opts.backend}` : "this process does not have the run's kernels";
       // A change of backend (or step) is also the checkpoint's warning below; other kernels alone are said here.
-      const rounding = recorded.name === now.name ? ': the result matches an uninterrupted run to float32 rounding, not bit for bit' : '';
+      const rounding =
+        recorded.name === now.name
+          ? ': the result matches an uninterrupted run to float32 rounding, not bit for bit'
+          : '';
       out.warn(
         `the run trained on ${recorded.name} with ${kernelsLabel(recorded.kernels)} so far; it continues on ${now.name} with ${kernelsLabel(now.kernels)} (${why})${rounding}`,
       );
     }
-    if (runDir && (!recorded || recorded.name !== now.name || recorded.kernels !== now.kernels) && fs.existsSync(path.join(runDir, ORIGIN_FILE))) {
+    if (
+      runDir &&
+      (!recorded || recorded.name !== now.name || recorded.kernels !== now.kernels) &&
+      fs.existsSync(path.join(runDir, ORIGIN_FILE))
+    ) {
       writeJson(runDir, ORIGIN_FILE, { ...readOrigin(runDir), backend: now } satisfies RunOrigin);
     }
     if (!runDir) {
@@ -263,7 +297,12 @@ export async function runExperiment(
       runDir = createRunDir({ ...(opts.out ? { out: opts.out } : {}), name: spec.name });
       const specYaml = specToYaml(spec);
       writeRunFile(runDir, SPEC_FILE, specYaml);
-      writeJson(runDir, ORIGIN_FILE, { formatVersion: RUN_FORMAT_VERSION, ...origin, specSha256: sha256(Buffer.from(specYaml)), backend: now } satisfies RunOrigin);
+      writeJson(runDir, ORIGIN_FILE, {
+        formatVersion: RUN_FORMAT_VERSION,
+        ...origin,
+        specSha256: sha256(Buffer.from(specYaml)),
+        backend: now,
+      } satisfies RunOrigin);
     }
     const checkpoint = resumeFrom?.checkpoint ?? null;
     out.event({
@@ -281,15 +320,27 @@ export async function runExperiment(
     });
     if (signals.signal()) {
       const resume = existedBefore ? null : resumeCommand(runDir, opts);
-      throw new InterruptedError(`interrupted (${signals.signal()}) before training started${resume ? `; continue with: ${resume}` : '; nothing was kept'}`, {
-        signal: signals.signal(),
-        lastEpoch: checkpoint?.body.epoch ?? 0,
-        runDir: existedBefore ? null : runDir,
-        resume,
-      });
+      throw new InterruptedError(
+        `interrupted (${signals.signal()}) before training started${resume ? `; continue with: ${resume}` : '; nothing was kept'}`,
+        {
+          signal: signals.signal(),
+          lastEpoch: checkpoint?.body.epoch ?? 0,
+          runDir: existedBefore ? null : runDir,
+          resume,
+        },
+      );
     }
-    const valNote = data.validation ? (spec.data.validation.holdout ? 'held out' : 'also trained on, as the tutorial') : 'none';
-    const limitNote = spec.data.trainLimit === null ? '' : spec.data.validation.holdout ? ' (trainLimit, outside validation)' : ' (trainLimit, validation included)';
+    const valNote = data.validation
+      ? spec.data.validation.holdout
+        ? 'held out'
+        : 'also trained on, as the tutorial'
+      : 'none';
+    const limitNote =
+      spec.data.trainLimit === null
+        ? ''
+        : spec.data.validation.holdout
+          ? ' (trainLimit, outside validation)'
+          : ' (trainLimit, validation included)';
     out.info(
       `Data: train ${data.train.count}${limitNote}, validation ${data.validation?.count ?? 0} (${valNote}), test ${data.test.count}, ${spec.data.normalize}; ${data.source}`,
     );
@@ -331,7 +382,9 @@ export async function runExperiment(
         );
       }
       out.info(`Resuming after epoch ${checkpoint.body.epoch} of ${spec.training.epochs}`);
-      history.records.forEach((r, i) => out.info(epochLine(r, spec.training.epochs, i === 0 || r.lr !== history.records[i - 1]!.lr)));
+      history.records.forEach((r, i) =>
+        out.info(epochLine(r, spec.training.epochs, i === 0 || r.lr !== history.records[i - 1]!.lr)),
+      );
     }
     out.info(`Run directory: ${dir}`);
 
@@ -347,7 +400,20 @@ export async function runExperiment(
     });
     bar?.stop();
     step.dispose();
-    return await finish(spec, built, data, backend, result, history.records, earlyStopping, dir, out, elapsed, signals.signal(), resumeCommand(dir, opts));
+    return await finish(
+      spec,
+      built,
+      data,
+      backend,
+      result,
+      history.records,
+      earlyStopping,
+      dir,
+      out,
+      elapsed,
+      signals.signal(),
+      resumeCommand(dir, opts),
+    );
   } catch (err) {
     bar?.stop();
     const kept = runDir && (training || !existedBefore) ? runDir : null;
@@ -419,7 +485,11 @@ async function finish(
     parameters: parameterCounts(built.model),
   };
   if (result.stopReason !== 'non-finite-loss') {
-    await saveModel(built.model, runDir, { status: metrics.status, stopReason: result.stopReason, epochsRun: metrics.epochsRun });
+    await saveModel(built.model, runDir, {
+      status: metrics.status,
+      stopReason: result.stopReason,
+      epochsRun: metrics.epochsRun,
+    });
   }
   writeMetrics(runDir, metrics);
   // A finished run needs no checkpoint: its model is saved and it cannot be resumed.
@@ -431,7 +501,12 @@ async function finish(
       k > 0
         ? `after epoch ${k} of ${spec.training.epochs}; the history and the model so far are saved in ${runDir}`
         : `in epoch 1 of ${spec.training.epochs}, before any epoch was saved`;
-    throw new InterruptedError(`interrupted (${signal ?? 'signal'}) ${where}; continue with: ${resume}`, { signal, lastEpoch: k, runDir, resume });
+    throw new InterruptedError(`interrupted (${signal ?? 'signal'}) ${where}; continue with: ${resume}`, {
+      signal,
+      lastEpoch: k,
+      runDir,
+      resume,
+    });
   }
   if (result.stopReason === 'non-finite-loss') {
     const at = result.nonFinite!;
@@ -439,12 +514,27 @@ async function finish(
       `the ${at.step === null ? 'validation loss' : 'loss'} became NaN or infinite at epoch ${at.epoch}${at.step === null ? '' : `, step ${at.step}`}: training stopped; try a smaller learning rate or smaller penalties (history so far is in ${runDir})`,
     );
   }
-  if (result.stopReason === 'early-stopping') out.info(`Early stopping after epoch ${history.length}${bestEpoch ? `; best epoch ${bestEpoch}` : ''}`);
-  else if (bestEpoch && earlyStopping?.restoresBest()) out.info(`Restored the weights of epoch ${bestEpoch} (best ${spec.training.earlyStopping?.monitor})`);
+  if (result.stopReason === 'early-stopping')
+    out.info(`Early stopping after epoch ${history.length}${bestEpoch ? `; best epoch ${bestEpoch}` : ''}`);
+  else if (bestEpoch && earlyStopping?.restoresBest())
+    out.info(`Restored the weights of epoch ${bestEpoch} (best ${spec.training.earlyStopping?.monitor})`);
   out.result(`Test: loss: ${fmtLogValue(test!.loss)} - accuracy: ${test!.accuracy.toFixed(4)} (${test!.count} images)`);
   out.result(`Done in ${fmtDuration(elapsed())}; run directory: ${runDir}`);
-  out.event({ event: 'test', loss: test!.loss, accuracy: test!.accuracy, count: test!.count, train_accuracy: trainEval!.accuracy });
-  out.end({ event: 'done', runDir, seconds: elapsed(), epochs: history.length, stopReason: result.stopReason, peakRssMB: metrics.peakRssMB });
+  out.event({
+    event: 'test',
+    loss: test!.loss,
+    accuracy: test!.accuracy,
+    count: test!.count,
+    train_accuracy: trainEval!.accuracy,
+  });
+  out.end({
+    event: 'done',
+    runDir,
+    seconds: elapsed(),
+    epochs: history.length,
+    stopReason: result.stopReason,
+    peakRssMB: metrics.peakRssMB,
+  });
   return runDir;
 }
 

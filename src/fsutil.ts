@@ -17,7 +17,12 @@ export function packageRoot(): string {
     const candidate = path.join(dir, 'package.json');
     if (fs.existsSync(candidate)) {
       try {
-        if (PackageJson.parse(JSON.parse(readRegularFile(candidate, { maxBytes: MAX_PACKAGE_JSON_BYTES }).toString('utf8'))).name === 'regtrain') return dir;
+        if (
+          PackageJson.parse(
+            JSON.parse(readRegularFile(candidate, { maxBytes: MAX_PACKAGE_JSON_BYTES }).toString('utf8')),
+          ).name === 'regtrain'
+        )
+          return dir;
       } catch {
         // not ours; keep walking up
       }
@@ -31,7 +36,9 @@ export function packageRoot(): string {
 /** regtrain's own version, as package.json states it. */
 export function packageVersion(): string {
   const file = path.join(packageRoot(), 'package.json');
-  const version = PackageJson.parse(JSON.parse(readRegularFile(file, { maxBytes: MAX_PACKAGE_JSON_BYTES }).toString('utf8'))).version;
+  const version = PackageJson.parse(
+    JSON.parse(readRegularFile(file, { maxBytes: MAX_PACKAGE_JSON_BYTES }).toString('utf8')),
+  ).version;
   if (version === undefined) throw new Error(`${file}: has no version`);
   return version;
 }
@@ -137,16 +144,27 @@ function unreadable(file: string, err: unknown): UnreadableFileError {
 export function readRegularFile(file: string, limit: { maxBytes: number; exactBytes?: number }): Buffer {
   const { fd, st } = openRegular(file);
   try {
-    if (limit.exactBytes !== undefined && st.size !== limit.exactBytes) throw new UnreadableFileError(file, `${st.size} bytes, expected ${limit.exactBytes}`, null);
-    if (st.size > limit.maxBytes) throw new UnreadableFileError(file, `${st.size} bytes is more than the ${limit.maxBytes} this file may have`, null);
+    if (limit.exactBytes !== undefined && st.size !== limit.exactBytes)
+      throw new UnreadableFileError(file, `${st.size} bytes, expected ${limit.exactBytes}`, null);
+    if (st.size > limit.maxBytes)
+      throw new UnreadableFileError(
+        file,
+        `${st.size} bytes is more than the ${limit.maxBytes} this file may have`,
+        null,
+      );
     let buf = Buffer.allocUnsafe(Math.min(limit.maxBytes, Math.max(st.size, 4096)) + 1);
     let n = 0;
     for (let r; (r = fs.readSync(fd, buf, n, buf.length - n, null)) > 0;) {
       n += r;
       if (n > limit.maxBytes) break;
-      if (n === buf.length) buf = Buffer.concat([buf, Buffer.allocUnsafe(Math.min(buf.length, limit.maxBytes + 1 - n))], Math.min(2 * buf.length, limit.maxBytes + 1));
+      if (n === buf.length)
+        buf = Buffer.concat(
+          [buf, Buffer.allocUnsafe(Math.min(buf.length, limit.maxBytes + 1 - n))],
+          Math.min(2 * buf.length, limit.maxBytes + 1),
+        );
     }
-    if (n > limit.maxBytes || (limit.exactBytes !== undefined && n !== limit.exactBytes)) throw new UnreadableFileError(file, 'changed size while it was read', null);
+    if (n > limit.maxBytes || (limit.exactBytes !== undefined && n !== limit.exactBytes))
+      throw new UnreadableFileError(file, 'changed size while it was read', null);
     return buf.subarray(0, n);
   } catch (err) {
     throw unreadable(file, err);
@@ -174,7 +192,12 @@ export function readFirstLines(file: string, count: number, maxBytes: number): s
           end = i + 1;
           break;
         }
-      if (total + end > maxBytes) throw new UnreadableFileError(file, `its first ${count} line(s) take more than the ${maxBytes} bytes they may`, null);
+      if (total + end > maxBytes)
+        throw new UnreadableFileError(
+          file,
+          `its first ${count} line(s) take more than the ${maxBytes} bytes they may`,
+          null,
+        );
       chunks.push(Buffer.from(chunk.subarray(0, end)));
       total += end;
     }
@@ -212,11 +235,18 @@ export function checkCreatableDir(dir: string, label: string): void {
         target = fs.statSync(at);
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
-        throw new InputError(`${label}: ${at} is a symbolic link that leads nowhere${code === 'ELOOP' ? ' (a loop)' : ''}`);
+        throw new InputError(
+          `${label}: ${at} is a symbolic link that leads nowhere${code === 'ELOOP' ? ' (a loop)' : ''}`,
+        );
       }
       lst = target;
     }
     const last = i === parts.length - 1;
-    if (!lst.isDirectory()) throw new InputError(last ? `${label}: exists and is not a directory` : `${label}: ${at} is a file, so nothing can be created below it`);
+    if (!lst.isDirectory())
+      throw new InputError(
+        last
+          ? `${label}: exists and is not a directory`
+          : `${label}: ${at} is a file, so nothing can be created below it`,
+      );
   }
 }

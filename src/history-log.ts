@@ -20,7 +20,8 @@ export const EMPTY_CHAIN = '0'.repeat(64);
 
 const link = (chain: string, line: string) => crypto.createHash('sha256').update(chain).update(line).digest('hex');
 /** JSON has no Infinity or NaN: a non-finite number is written as null, as the JSON events do. */
-const toLine = (r: EpochRecord) => JSON.stringify(r, (_, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? null : v));
+const toLine = (r: EpochRecord) =>
+  JSON.stringify(r, (_, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? null : v));
 
 export class HistoryLog {
   readonly file: string;
@@ -36,7 +37,9 @@ export class HistoryLog {
       fs.appendFileSync(this.file, line + '\n');
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
-      throw new FailureError(`${this.file}: cannot write (${e.code === 'ENOSPC' ? 'no space left on device' : e.message}); files written before are intact`);
+      throw new FailureError(
+        `${this.file}: cannot write (${e.code === 'ENOSPC' ? 'no space left on device' : e.message}); files written before are intact`,
+      );
     }
     this.chain = link(this.chain, line);
   }
@@ -73,7 +76,10 @@ export class HistoryLog {
       if (!parsed.success) break;
       records.push(parsed.data);
     }
-    if (records.length !== epochs || c !== chain) throw new InputError(`${this.file}: does not hold the ${epochs} epoch(s) the checkpoint recorded (damaged or edited)`);
+    if (records.length !== epochs || c !== chain)
+      throw new InputError(
+        `${this.file}: does not hold the ${epochs} epoch(s) the checkpoint recorded (damaged or edited)`,
+      );
     if (fs.existsSync(this.file)) fs.truncateSync(this.file, bytes);
     this.chain = c;
     return records;

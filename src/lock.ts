@@ -75,7 +75,13 @@ export function staleAfterMs(): number {
 }
 
 function myRecord(): LockRecord {
-  return { pid: process.pid, start: processStartTime(process.pid), boot: bootId(), host: os.hostname(), token: crypto.randomBytes(12).toString('hex') };
+  return {
+    pid: process.pid,
+    start: processStartTime(process.pid),
+    boot: bootId(),
+    host: os.hostname(),
+    token: crypto.randomBytes(12).toString('hex'),
+  };
 }
 
 /** The record in a lock file; null when the file is gone. Unreadable content counts as a dead holder's. */
@@ -97,7 +103,11 @@ export function readLock(file: string): { record: LockRecord | null; mtimeMs: nu
   }
   // Locks written before this format held only "<pid>\n".
   const legacy = /^(\d+)\n?$/.exec(text);
-  if (legacy) return { record: { pid: Number(legacy[1]), start: null, boot: null, host: os.hostname(), token: `pid-${legacy[1]}` }, mtimeMs };
+  if (legacy)
+    return {
+      record: { pid: Number(legacy[1]), start: null, boot: null, host: os.hostname(), token: `pid-${legacy[1]}` },
+      mtimeMs,
+    };
   try {
     const parsed = LockRecord.safeParse(JSON.parse(text));
     return { record: parsed.success ? parsed.data : null, mtimeMs };
@@ -133,7 +143,9 @@ export function liveHolder(lock: { record: LockRecord | null; mtimeMs: number },
   }
   if (r.host === os.hostname()) return null; // same host, another boot: every process of that boot is gone
   const age = now - lock.mtimeMs;
-  return age < staleAfterMs() ? `pid ${r.pid} on host ${r.host}, heartbeat ${Math.round(age / 1000)} s ago (taken over after ${staleAfterMs() / 1000} s)` : null;
+  return age < staleAfterMs()
+    ? `pid ${r.pid} on host ${r.host}, heartbeat ${Math.round(age / 1000)} s ago (taken over after ${staleAfterMs() / 1000} s)`
+    : null;
 }
 
 /**
@@ -142,11 +154,17 @@ export function liveHolder(lock: { record: LockRecord | null; mtimeMs: number },
  * heartbeat is stale, and might give up retrying: so wait, as long as the heartbeat does not
  * move, until it is stale. Resolves at once for any other lock.
  */
-export async function waitForSilentForeignLock(file: string, say: (line: string) => void, pollMs = 1000): Promise<void> {
+export async function waitForSilentForeignLock(
+  file: string,
+  say: (line: string) => void,
+  pollMs = 1000,
+): Promise<void> {
   const first = readLock(file);
   if (!first?.record || first.record.host === os.hostname() || !liveHolder(first)) return;
   const left = Math.ceil((staleAfterMs() - (Date.now() - first.mtimeMs)) / 1000);
-  say(`the lock is held by pid ${first.record.pid} on host ${first.record.host}; waiting up to ${left} s: taken over if its heartbeat stays silent, refused if it moves`);
+  say(
+    `the lock is held by pid ${first.record.pid} on host ${first.record.host}; waiting up to ${left} s: taken over if its heartbeat stays silent, refused if it moves`,
+  );
   for (;;) {
     await new Promise((resolve) => setTimeout(resolve, pollMs));
     const now = readLock(file);

@@ -59,7 +59,8 @@ function initializer(name: string, seed: number): Initializer {
   }
 }
 
-const tfRegularizer = (r: RegularizerSpec | null) => (r && (r.l1 > 0 || r.l2 > 0) ? tf.regularizers.l1l2({ l1: r.l1, l2: r.l2 }) : undefined);
+const tfRegularizer = (r: RegularizerSpec | null) =>
+  r && (r.l1 > 0 || r.l2 > 0) ? tf.regularizers.l1l2({ l1: r.l1, l2: r.l2 }) : undefined;
 
 /** The tfjs arguments dense and conv2d layers share; the initializers' seeds are drawn from `rng`, kernel first. */
 function weightedLayerArgs(w: Omit<NonNullable<LayerSpec['dense']>, 'units'>, rng: Rng) {
@@ -122,7 +123,16 @@ export function buildModel(spec: ExperimentSpec): BuiltModel {
       model.add(tf.layers.dropout({ name: layerName, rate: l.dropout.rate, ...inputShape }));
     } else if (l.batchNormalization) {
       const b = l.batchNormalization;
-      model.add(tf.layers.batchNormalization({ name: layerName, momentum: b.momentum, epsilon: b.epsilon, center: b.center, scale: b.scale, ...inputShape }));
+      model.add(
+        tf.layers.batchNormalization({
+          name: layerName,
+          momentum: b.momentum,
+          epsilon: b.epsilon,
+          center: b.center,
+          scale: b.scale,
+          ...inputShape,
+        }),
+      );
     } else if (l.reshape) {
       // -1 resolved here: tfjs would leave that dimension unknown (None) in every later shape.
       model.add(tf.layers.reshape({ name: layerName, targetShape: shapes[index]!.outputShape, ...inputShape }));
@@ -142,7 +152,14 @@ export function buildModel(spec: ExperimentSpec): BuiltModel {
       );
     } else if (l.maxPooling2d || l.averagePooling2d) {
       const p = (l.maxPooling2d ?? l.averagePooling2d)!;
-      const args = { name: layerName, poolSize: p.poolSize, strides: p.strides ?? p.poolSize, padding: p.padding, dataFormat: 'channelsLast' as const, ...inputShape };
+      const args = {
+        name: layerName,
+        poolSize: p.poolSize,
+        strides: p.strides ?? p.poolSize,
+        padding: p.padding,
+        dataFormat: 'channelsLast' as const,
+        ...inputShape,
+      };
       model.add(l.maxPooling2d ? tf.layers.maxPooling2d(args) : tf.layers.averagePooling2d(args));
     } else if (l.globalAveragePooling2d) {
       model.add(tf.layers.globalAveragePooling2d({ name: layerName, dataFormat: 'channelsLast', ...inputShape }));
@@ -159,7 +176,8 @@ export function buildModel(spec: ExperimentSpec): BuiltModel {
  */
 export function bindSpec(model: tf.Sequential | tf.LayersModel, spec: ExperimentSpec): BuiltModel {
   const layers = spec.model.layers;
-  if (model.layers.length !== layers.length) throw new Error(`the model has ${model.layers.length} layers, its spec ${layers.length}`);
+  if (model.layers.length !== layers.length)
+    throw new Error(`the model has ${model.layers.length} layers, its spec ${layers.length}`);
   const penalties: PenaltyTerm[] = [];
   const activity: ActivityTerm[] = [];
   const dropout = new Map<number, number>();
@@ -168,21 +186,30 @@ export function bindSpec(model: tf.Sequential | tf.LayersModel, spec: Experiment
   layers.forEach((l, index) => {
     const layer = model.layers[index]!;
     const type = layerType(l);
-    if (layer.getClassName() !== TFJS_CLASS[type]) throw new Error(`layer ${index} is ${layer.getClassName()} in the model but ${type} in the spec`);
+    if (layer.getClassName() !== TFJS_CLASS[type])
+      throw new Error(`layer ${index} is ${layer.getClassName()} in the model but ${type} in the spec`);
     const kernelLayer = l.dense ?? l.conv2d;
     if (kernelLayer) {
       const cfg = layer.getConfig() as { units?: number; filters?: number; activation?: string; useBias?: boolean };
       const size = l.dense ? ({ units: l.dense.units } as const) : ({ filters: l.conv2d!.filters } as const);
-      const said: Record<string, unknown> = { ...size, activation: kernelLayer.activation, useBias: kernelLayer.useBias };
+      const said: Record<string, unknown> = {
+        ...size,
+        activation: kernelLayer.activation,
+        useBias: kernelLayer.useBias,
+      };
       for (const key of Object.keys(said)) {
         const got = cfg[key as keyof typeof cfg];
-        if (got !== said[key]) throw new Error(`layer ${index} has ${key} ${String(got)} in the model but ${String(said[key])} in the spec`);
+        if (got !== said[key])
+          throw new Error(`layer ${index} has ${key} ${String(got)} in the model but ${String(said[key])} in the spec`);
       }
       denseLayers.push(layer);
       const [kernel, bias] = layer.trainableWeights;
-      if (kernelLayer.kernelRegularizer && kernel) penalties.push({ name: `${layer.name}/kernel`, variable: kernel, ...kernelLayer.kernelRegularizer });
-      if (kernelLayer.biasRegularizer && bias) penalties.push({ name: `${layer.name}/bias`, variable: bias, ...kernelLayer.biasRegularizer });
-      if (kernelLayer.activityRegularizer) activity.push({ layerIndex: index, name: `${layer.name}/activity`, ...kernelLayer.activityRegularizer });
+      if (kernelLayer.kernelRegularizer && kernel)
+        penalties.push({ name: `${layer.name}/kernel`, variable: kernel, ...kernelLayer.kernelRegularizer });
+      if (kernelLayer.biasRegularizer && bias)
+        penalties.push({ name: `${layer.name}/bias`, variable: bias, ...kernelLayer.biasRegularizer });
+      if (kernelLayer.activityRegularizer)
+        activity.push({ layerIndex: index, name: `${layer.name}/activity`, ...kernelLayer.activityRegularizer });
     } else if (l.dropout) {
       dropout.set(index, l.dropout.rate);
     } else if (l.spatialDropout2d) {
@@ -204,7 +231,10 @@ export function exactSign(w: tf.Tensor): tf.Tensor {
  */
 const absSum = tf.customGrad(((w: tf.Tensor, save: (t: tf.Tensor[]) => void) => {
   save([w]);
-  return { value: tf.sum(tf.abs(w)) as tf.Scalar, gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.mul(dy, exactSign(saved[0]!)) };
+  return {
+    value: tf.sum(tf.abs(w)) as tf.Scalar,
+    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.mul(dy, exactSign(saved[0]!)),
+  };
 }) as unknown as Parameters<typeof tf.customGrad>[0]) as unknown as (w: tf.Tensor) => tf.Scalar;
 
 /** Keras's penalty of one tensor: l1·Σ|w| + l2·Σw² (no ½). Call inside tf.tidy or a gradient closure. */
@@ -227,11 +257,13 @@ export function penaltyValues(built: BuiltModel): Record<string, number> {
 }
 
 export function parameterCounts(model: tf.LayersModel): { total: number; trainable: number } {
-  const count = (ws: tf.LayerVariable[]) => ws.reduce((n, w) => n + w.shape.reduce((a: number, b) => a * (b ?? 1), 1), 0);
+  const count = (ws: tf.LayerVariable[]) =>
+    ws.reduce((n, w) => n + w.shape.reduce((a: number, b) => a * (b ?? 1), 1), 0);
   return { total: count(model.weights), trainable: count(model.trainableWeights) };
 }
 
-const fmtReg = (r: { l1: number; l2: number }) => (r.l1 > 0 && r.l2 > 0 ? `L1L2(l1=${r.l1}, l2=${r.l2})` : r.l1 > 0 ? `L1(${r.l1})` : r.l2 > 0 ? `L2(${r.l2})` : '-');
+const fmtReg = (r: { l1: number; l2: number }) =>
+  r.l1 > 0 && r.l2 > 0 ? `L1L2(l1=${r.l1}, l2=${r.l2})` : r.l1 > 0 ? `L1(${r.l1})` : r.l2 > 0 ? `L2(${r.l2})` : '-';
 
 /** A Keras-like summary table, with each layer's regularizers. */
 export function modelSummary(built: BuiltModel): string[] {
@@ -240,7 +272,9 @@ export function modelSummary(built: BuiltModel): string[] {
     const shape = `(None, ${(layer.outputShape as number[]).slice(1).join(', ')})`;
     const params = layer.countParams();
     const regs = [
-      ...built.penalties.filter((p) => p.name.startsWith(`${layer.name}/`)).map((p) => `${p.name.split('/')[1]} ${fmtReg(p)}`),
+      ...built.penalties
+        .filter((p) => p.name.startsWith(`${layer.name}/`))
+        .map((p) => `${p.name.split('/')[1]} ${fmtReg(p)}`),
       ...built.activity.filter((a) => a.layerIndex === i).map((a) => `activity ${fmtReg(a)}`),
     ].join('; ');
     rows.push([`${layer.name} (${layer.getClassName()})`, shape, params.toLocaleString('en-US'), regs || '-']);
@@ -253,5 +287,12 @@ export function modelSummary(built: BuiltModel): string[] {
       .trimEnd();
   const rule = '─'.repeat(widths.reduce((a, b) => a + b + 2, -2));
   const { total, trainable } = parameterCounts(built.model);
-  return [rule, line(rows[0]!), rule, ...rows.slice(1).map(line), rule, `Total params: ${total.toLocaleString('en-US')}  (trainable: ${trainable.toLocaleString('en-US')})`];
+  return [
+    rule,
+    line(rows[0]!),
+    rule,
+    ...rows.slice(1).map(line),
+    rule,
+    `Total params: ${total.toLocaleString('en-US')}  (trainable: ${trainable.toLocaleString('en-US')})`,
+  ];
 }

@@ -96,7 +96,9 @@ export function createRunDir(opts: { out?: string; name: string; cwd?: string })
       }
     }
     if (e.code === 'EACCES' || e.code === 'EROFS')
-      throw new InputError(`${dir}: cannot create the run directory (${e.code === 'EROFS' ? 'read-only file system' : 'permission denied'})`);
+      throw new InputError(
+        `${dir}: cannot create the run directory (${e.code === 'EROFS' ? 'read-only file system' : 'permission denied'})`,
+      );
     throw new FailureError(`${dir}: cannot create the run directory (${e.message})`);
   }
   return dir;
@@ -107,7 +109,8 @@ function takeLock(dir: string): void {
   try {
     acquireLock(path.join(dir, LOCK_FILE));
   } catch (err) {
-    if (err instanceof LockHeldError) throw new InputError(`${dir}: another regtrain run is writing to it (${err.message})`);
+    if (err instanceof LockHeldError)
+      throw new InputError(`${dir}: another regtrain run is writing to it (${err.message})`);
     throw err;
   }
 }
@@ -136,7 +139,14 @@ export function writeRunFile(dir: string, file: string, data: string | Uint8Arra
     writeFileAtomic(path.join(dir, file), data);
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
-    const why = e.code === 'ENOSPC' ? 'no space left on device' : e.code === 'EACCES' ? 'permission denied' : e.code === 'EROFS' ? 'read-only file system' : e.message;
+    const why =
+      e.code === 'ENOSPC'
+        ? 'no space left on device'
+        : e.code === 'EACCES'
+          ? 'permission denied'
+          : e.code === 'EROFS'
+            ? 'read-only file system'
+            : e.message;
     throw new FailureError(`${path.join(dir, file)}: cannot write (${why}); files written before are intact`);
   }
 }
@@ -145,12 +155,24 @@ export function writeJson(dir: string, file: string, value: unknown): void {
   writeRunFile(dir, file, JSON.stringify(value, null, 2) + '\n');
 }
 
-const CSV_COLUMNS = ['epoch', 'loss', 'accuracy', 'val_loss', 'val_accuracy', 'data_loss', 'penalty', 'lr', 'seconds'] as const;
+const CSV_COLUMNS = [
+  'epoch',
+  'loss',
+  'accuracy',
+  'val_loss',
+  'val_accuracy',
+  'data_loss',
+  'penalty',
+  'lr',
+  'seconds',
+] as const;
 
 export function writeHistory(dir: string, epochs: EpochRecord[]): void {
   const file: HistoryFile = { formatVersion: RUN_FORMAT_VERSION, epochs };
   writeJson(dir, HISTORY_JSON, file);
-  const rows = epochs.map((e) => CSV_COLUMNS.map((c) => (e[c] === null || e[c] === undefined ? '' : String(e[c]))).join(','));
+  const rows = epochs.map((e) =>
+    CSV_COLUMNS.map((c) => (e[c] === null || e[c] === undefined ? '' : String(e[c]))).join(','),
+  );
   writeRunFile(dir, HISTORY_CSV, [CSV_COLUMNS.join(','), ...rows].join('\n') + '\n');
 }
 
@@ -197,8 +219,16 @@ const BYTES_PER: Record<string, number> = { float32: 4, int32: 4 };
 
 /** A weights path must name a plain file inside the run directory (no traversal, no symlink out). */
 function weightFile(dir: string, realDir: string, p: unknown): string {
-  if (typeof p !== 'string' || p === '' || path.isAbsolute(p) || p.split(/[\\/]/).some((seg) => seg === '..') || /[\\/]/.test(p)) {
-    throw new InputError(`${path.join(dir, MODEL_FILE)}: weights path ${JSON.stringify(p)} points outside the run directory`);
+  if (
+    typeof p !== 'string' ||
+    p === '' ||
+    path.isAbsolute(p) ||
+    p.split(/[\\/]/).some((seg) => seg === '..') ||
+    /[\\/]/.test(p)
+  ) {
+    throw new InputError(
+      `${path.join(dir, MODEL_FILE)}: weights path ${JSON.stringify(p)} points outside the run directory`,
+    );
   }
   const file = path.join(dir, p);
   let real: string;
@@ -220,28 +250,45 @@ export function expectedWeightShapes(spec: ExperimentSpec): number[][] {
  * model.json against the spec, before tfjs builds anything: a hostile or damaged topology
  * (a Dense layer of 1e9 units, another layer stack) would otherwise allocate first and fail later.
  */
-function checkTopology(file: string, json: ModelJson, spec: ExperimentSpec, weightSpecs: tf.io.WeightsManifestEntry[]): void {
+function checkTopology(
+  file: string,
+  json: ModelJson,
+  spec: ExperimentSpec,
+  weightSpecs: tf.io.WeightsManifestEntry[],
+): void {
   const topology = json.modelTopology as { class_name?: unknown; config?: { layers?: unknown } };
   const layers = topology.config?.layers;
-  if (topology.class_name !== 'Sequential' || !Array.isArray(layers)) throw new InputError(`${file}: expected a Sequential model with a list of layers`);
+  if (topology.class_name !== 'Sequential' || !Array.isArray(layers))
+    throw new InputError(`${file}: expected a Sequential model with a list of layers`);
   const want = spec.model.layers;
-  if (layers.length !== want.length) throw new InputError(`${file}: ${layers.length} layers, but spec.yaml describes ${want.length}`);
+  if (layers.length !== want.length)
+    throw new InputError(`${file}: ${layers.length} layers, but spec.yaml describes ${want.length}`);
   want.forEach((l, i) => {
     const got = layers[i] as { class_name?: unknown; config?: { units?: unknown } } | null;
     const type = layerType(l);
-    if (!got || got.class_name !== TFJS_CLASS[type]) throw new InputError(`${file}: layer ${i} is ${JSON.stringify(got?.class_name ?? null)}, but spec.yaml has ${type} there`);
+    if (!got || got.class_name !== TFJS_CLASS[type])
+      throw new InputError(
+        `${file}: layer ${i} is ${JSON.stringify(got?.class_name ?? null)}, but spec.yaml has ${type} there`,
+      );
     if (l.dense && got.config?.units !== l.dense.units)
-      throw new InputError(`${file}: layer ${i} has ${JSON.stringify(got.config?.units ?? null)} units, but spec.yaml says ${l.dense.units}`);
+      throw new InputError(
+        `${file}: layer ${i} has ${JSON.stringify(got.config?.units ?? null)} units, but spec.yaml says ${l.dense.units}`,
+      );
   });
   const shapes = expectedWeightShapes(spec);
-  if (weightSpecs.length !== shapes.length) throw new InputError(`${file}: ${weightSpecs.length} weights in the manifest, but spec.yaml's model has ${shapes.length}`);
+  if (weightSpecs.length !== shapes.length)
+    throw new InputError(
+      `${file}: ${weightSpecs.length} weights in the manifest, but spec.yaml's model has ${shapes.length}`,
+    );
   weightSpecs.forEach((w, i) => {
     const bytes = BYTES_PER[w.dtype];
     if (!bytes || w.quantization || !Array.isArray(w.shape) || w.shape.some((d) => !Number.isInteger(d) || d < 0)) {
       throw new InputError(`${file}: weight ${JSON.stringify(w.name)} has an unsupported dtype, shape or quantization`);
     }
     if (JSON.stringify(w.shape) !== JSON.stringify(shapes[i]))
-      throw new InputError(`${file}: weight ${JSON.stringify(w.name)} has shape [${w.shape.join(', ')}], but spec.yaml's model needs [${shapes[i]!.join(', ')}]`);
+      throw new InputError(
+        `${file}: weight ${JSON.stringify(w.name)} has shape [${w.shape.join(', ')}], but spec.yaml's model needs [${shapes[i]!.join(', ')}]`,
+      );
   });
 }
 
@@ -250,24 +297,35 @@ function checkTopology(file: string, json: ModelJson, spec: ExperimentSpec, weig
  * topology and weight shapes match the spec (before anything is allocated), paths stay inside
  * the directory, the file holds exactly the manifest's bytes, and every weight is finite.
  */
-export async function loadModel(dir: string, spec: ExperimentSpec): Promise<{ model: tf.LayersModel; metadata: Record<string, unknown> }> {
+export async function loadModel(
+  dir: string,
+  spec: ExperimentSpec,
+): Promise<{ model: tf.LayersModel; metadata: Record<string, unknown> }> {
   const file = path.join(dir, MODEL_FILE);
   const raw = readJsonFile<unknown>(dir, MODEL_FILE, MAX_MODEL_JSON_BYTES);
   const json = raw as ModelJson;
-  if (json === null || typeof json !== 'object' || typeof json.modelTopology !== 'object' || json.modelTopology === null || !Array.isArray(json.weightsManifest)) {
+  if (
+    json === null ||
+    typeof json !== 'object' ||
+    typeof json.modelTopology !== 'object' ||
+    json.modelTopology === null ||
+    !Array.isArray(json.weightsManifest)
+  ) {
     throw new InputError(`${file}: not a tfjs Layers model (expected modelTopology and weightsManifest)`);
   }
   const realDir = fs.realpathSync(dir);
   const weightSpecs: tf.io.WeightsManifestEntry[] = [];
   const paths: string[] = [];
   for (const group of json.weightsManifest) {
-    if (!group || !Array.isArray(group.paths) || !Array.isArray(group.weights)) throw new InputError(`${file}: malformed weightsManifest`);
+    if (!group || !Array.isArray(group.paths) || !Array.isArray(group.weights))
+      throw new InputError(`${file}: malformed weightsManifest`);
     for (const p of group.paths) paths.push(weightFile(dir, realDir, p));
     weightSpecs.push(...(group.weights as tf.io.WeightsManifestEntry[]));
   }
   checkTopology(file, json, spec, weightSpecs);
   const expected = weightSpecs.reduce((n, w) => n + BYTES_PER[w.dtype]! * w.shape.reduce((a, b) => a * b, 1), 0);
-  if (paths.length !== 1) throw new InputError(`${file}: expected one weights file, the manifest names ${paths.length}`);
+  if (paths.length !== 1)
+    throw new InputError(`${file}: expected one weights file, the manifest names ${paths.length}`);
   let data: Buffer;
   try {
     // Checked against the manifest's size before reading: /dev/zero or a huge file is never read.
@@ -284,13 +342,16 @@ export async function loadModel(dir: string, spec: ExperimentSpec): Promise<{ mo
     const n = w.shape.reduce((a, b) => a * b, 1);
     if (w.dtype === 'float32') {
       const values = new Float32Array(data.buffer.slice(data.byteOffset + offset, data.byteOffset + offset + 4 * n));
-      if (values.some((v) => !Number.isFinite(v))) throw new InputError(`${path.join(dir, WEIGHTS_FILE)}: weight ${w.name} contains NaN or infinite values`);
+      if (values.some((v) => !Number.isFinite(v)))
+        throw new InputError(`${path.join(dir, WEIGHTS_FILE)}: weight ${w.name} contains NaN or infinite values`);
     }
     offset += 4 * n;
   }
   const weightData = data.buffer.slice(data.byteOffset, data.byteOffset + data.length);
   try {
-    const model = await tf.loadLayersModel(tf.io.fromMemory({ modelTopology: json.modelTopology, weightSpecs, weightData }));
+    const model = await tf.loadLayersModel(
+      tf.io.fromMemory({ modelTopology: json.modelTopology, weightSpecs, weightData }),
+    );
     const meta = json.userDefinedMetadata?.regtrain;
     return { model, metadata: meta && typeof meta === 'object' ? (meta as Record<string, unknown>) : {} };
   } catch (err) {
@@ -309,7 +370,8 @@ function parseJsonText(dir: string, file: string, maxBytes: number): unknown {
   try {
     text = readRegularFile(p, { maxBytes }).toString('utf8');
   } catch (err) {
-    if (err instanceof UnreadableFileError && err.code === 'ENOENT') throw new InputError(`${p}: missing (not a complete run directory)`);
+    if (err instanceof UnreadableFileError && err.code === 'ENOENT')
+      throw new InputError(`${p}: missing (not a complete run directory)`);
     throw err;
   }
   try {
@@ -323,14 +385,22 @@ function parseJsonText(dir: string, file: string, maxBytes: number): unknown {
  * The one reader of each run-directory JSON file: bounded read, JSON, format version, then the
  * file's zod schema. Every problem is one InputError line naming the file and the dotted path.
  */
-export function readRunJson<S extends z.ZodType>(dir: string, file: string, schema: S, opts: { version: number; maxBytes?: number }): z.infer<S> {
+export function readRunJson<S extends z.ZodType>(
+  dir: string,
+  file: string,
+  schema: S,
+  opts: { version: number; maxBytes?: number },
+): z.infer<S> {
   const p = path.join(dir, file);
   const value = parseJsonText(dir, file, opts.maxBytes ?? MAX_RUN_JSON_BYTES);
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new InputError(`${p}: expected a JSON object, got ${describeValue(value)}`);
+  if (value === null || typeof value !== 'object' || Array.isArray(value))
+    throw new InputError(`${p}: expected a JSON object, got ${describeValue(value)}`);
   const v = (value as { formatVersion?: unknown }).formatVersion;
   if (v !== opts.version) {
     const which = typeof v === 'number' && v > opts.version ? 'a newer' : 'an older or unknown';
-    throw new InputError(`${p}: run format version ${JSON.stringify(v ?? null)} is from ${which} regtrain (this one reads version ${opts.version})`);
+    throw new InputError(
+      `${p}: run format version ${JSON.stringify(v ?? null)} is from ${which} regtrain (this one reads version ${opts.version})`,
+    );
   }
   const parsed = schema.safeParse(value, { error: inRegtrainWords });
   if (!parsed.success) throw new InputError(`${p}: ${issueLine(parsed.error.issues[0]!, value)}`);
@@ -342,14 +412,19 @@ export function readRunJson<S extends z.ZodType>(dir: string, file: string, sche
  * warning (it only feeds a chart), while any other damage refuses the file.
  */
 export function readMetrics(dir: string): { metrics: MetricsFile; warnings: string[] } {
-  const lenient = MetricsFileSchema.extend({ histograms: z.array(z.unknown(), { error: 'expected a list of histograms' }) });
+  const lenient = MetricsFileSchema.extend({
+    histograms: z.array(z.unknown(), { error: 'expected a list of histograms' }),
+  });
   const raw = readRunJson(dir, METRICS_FILE, lenient, { version: RUN_FORMAT_VERSION });
   const warnings: string[] = [];
   const histograms: Histogram[] = [];
   raw.histograms.forEach((h, i) => {
     const parsed = HistogramSchema.safeParse(h, { error: inRegtrainWords });
     if (parsed.success) histograms.push(parsed.data);
-    else warnings.push(`${path.join(dir, METRICS_FILE)}: histograms.${i}.${issueLine(parsed.error.issues[0]!, h)}; that histogram is left out`);
+    else
+      warnings.push(
+        `${path.join(dir, METRICS_FILE)}: histograms.${i}.${issueLine(parsed.error.issues[0]!, h)}; that histogram is left out`,
+      );
   });
   return { metrics: { ...raw, histograms }, warnings };
 }
@@ -360,7 +435,9 @@ export function readMetrics(dir: string): { metrics: MetricsFile; warnings: stri
  */
 export function readRunStatus(dir: string): MetricsFile['status'] | null {
   try {
-    const parsed = z.object({ status: MetricsFileSchema.shape.status }).safeParse(parseJsonText(dir, METRICS_FILE, MAX_RUN_JSON_BYTES));
+    const parsed = z
+      .object({ status: MetricsFileSchema.shape.status })
+      .safeParse(parseJsonText(dir, METRICS_FILE, MAX_RUN_JSON_BYTES));
     return parsed.success ? parsed.data.status : null;
   } catch {
     return null;
@@ -368,7 +445,10 @@ export function readRunStatus(dir: string): MetricsFile['status'] | null {
 }
 
 export function readHistory(dir: string): HistoryFile {
-  return readRunJson(dir, HISTORY_JSON, HistoryFileSchema, { version: RUN_FORMAT_VERSION, maxBytes: MAX_HISTORY_BYTES });
+  return readRunJson(dir, HISTORY_JSON, HistoryFileSchema, {
+    version: RUN_FORMAT_VERSION,
+    maxBytes: MAX_HISTORY_BYTES,
+  });
 }
 
 export function readOrigin(dir: string): RunOrigin {
@@ -381,7 +461,8 @@ export const STUDY_RECORD_VERSION = 1;
 
 /** study.json of a study directory; exit 2 naming the file (or saying the directory holds no study). */
 export function readStudy(studyDir: string): StudyFile {
-  if (!fs.existsSync(path.join(studyDir, STUDY_FILE))) throw new InputError(`${studyDir}: not a study directory (no ${STUDY_FILE}; create one with regtrain plan)`);
+  if (!fs.existsSync(path.join(studyDir, STUDY_FILE)))
+    throw new InputError(`${studyDir}: not a study directory (no ${STUDY_FILE}; create one with regtrain plan)`);
   return readRunJson(studyDir, STUDY_FILE, StudyFileSchema, { version: STUDY_RECORD_VERSION });
 }
 

@@ -36,7 +36,10 @@ export const MAX_MODEL_JSON_BYTES = 16 * 1024 * 1024;
 const num = z.number({ error: 'expected a number' });
 /** JSON has no NaN or ±Infinity: the writer stores them as null, and the reader gives them back as NaN. */
 const jsonNumber = z.union([num, z.null().transform(() => NaN)], { error: 'expected a number or null' });
-const count = z.number({ error: 'expected a count' }).int({ error: 'expected a whole count' }).min(0, { error: 'expected a count ≥ 0' });
+const count = z
+  .number({ error: 'expected a count' })
+  .int({ error: 'expected a whole count' })
+  .min(0, { error: 'expected a count ≥ 0' });
 const text = z.string({ error: 'expected text' });
 /** A layer's name is a label: a number written where a name belongs is read as its text. */
 const layerName = z.union([z.string(), z.number().transform(String)], { error: 'expected a layer name' });
@@ -95,7 +98,11 @@ export const HistogramSchema = z
   })
   .superRefine((h, ctx) => {
     if (h.counts.length !== h.edges.length - 1)
-      ctx.addIssue({ code: 'custom', path: ['counts'], message: `expected ${h.edges.length - 1} counts (one per bin), got ${h.counts.length}` });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['counts'],
+        message: `expected ${h.edges.length - 1} counts (one per bin), got ${h.counts.length}`,
+      });
     for (let i = 1; i < h.edges.length; i++) {
       if (!(h.edges[i]! > h.edges[i - 1]!)) {
         ctx.addIssue({ code: 'custom', path: ['edges', i], message: 'expected ascending edges' });
@@ -107,7 +114,13 @@ export type Histogram = z.infer<typeof HistogramSchema>;
 
 /** An accuracy is always a finite number; a loss may have overflowed (null in JSON). */
 const evaluation = z
-  .object({ loss: jsonNumber, accuracy: num.min(0, { error: 'expected an accuracy from 0 to 1' }).max(1, { error: 'expected an accuracy from 0 to 1' }), count })
+  .object({
+    loss: jsonNumber,
+    accuracy: num
+      .min(0, { error: 'expected an accuracy from 0 to 1' })
+      .max(1, { error: 'expected an accuracy from 0 to 1' }),
+    count,
+  })
   .nullable();
 
 /**
@@ -116,20 +129,36 @@ const evaluation = z
  */
 export const ConfusionSchema = z
   .object({
-    classNames: z.array(text, { error: 'expected a list of class names' }).min(2, { error: 'expected at least 2 class names' }),
+    classNames: z
+      .array(text, { error: 'expected a list of class names' })
+      .min(2, { error: 'expected at least 2 class names' }),
     matrix: z.array(z.array(count, { error: 'expected a row of counts' }), { error: 'expected a list of rows' }),
   })
   .superRefine((c, ctx) => {
     const n = c.classNames.length;
-    if (c.matrix.length !== n) ctx.addIssue({ code: 'custom', path: ['matrix'], message: `expected ${n} rows (one per class), got ${c.matrix.length}` });
+    if (c.matrix.length !== n)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['matrix'],
+        message: `expected ${n} rows (one per class), got ${c.matrix.length}`,
+      });
     c.matrix.forEach((row, i) => {
-      if (row.length !== n) ctx.addIssue({ code: 'custom', path: ['matrix', i], message: `expected ${n} counts (one per class), got ${row.length}` });
+      if (row.length !== n)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['matrix', i],
+          message: `expected ${n} counts (one per class), got ${row.length}`,
+        });
     });
   });
 export type Confusion = z.infer<typeof ConfusionSchema>;
 
 /** The confusion matrix of `predictions` against `labels` (class indexes), as metrics.json stores it. */
-export function confusionOf(labels: ArrayLike<number>, predictions: ArrayLike<number>, classNames: string[]): Confusion {
+export function confusionOf(
+  labels: ArrayLike<number>,
+  predictions: ArrayLike<number>,
+  classNames: string[],
+): Confusion {
   const matrix = classNames.map(() => new Array<number>(classNames.length).fill(0));
   for (let i = 0; i < predictions.length; i++) matrix[labels[i]!]![predictions[i]!]!++;
   return { classNames: [...classNames], matrix };
@@ -148,10 +177,18 @@ export const MetricsFileSchema = z.object({
   versions: z.record(z.string(), text),
   dataset: z.object({
     source: text,
-    sha256: z.record(z.string(), z.string({ error: 'expected a SHA-256 in hex' }).regex(/^[0-9a-f]{64}$/, { error: 'expected a SHA-256 in hex' }), {
-      error: 'expected a map of file names to SHA-256',
+    sha256: z.record(
+      z.string(),
+      z.string({ error: 'expected a SHA-256 in hex' }).regex(/^[0-9a-f]{64}$/, { error: 'expected a SHA-256 in hex' }),
+      {
+        error: 'expected a map of file names to SHA-256',
+      },
+    ),
+    normalization: z.object({
+      method: z.enum(['scale01', 'standardize', 'none'], { error: 'expected scale01, standardize or none' }),
+      mean: jsonNumber,
+      std: jsonNumber,
     }),
-    normalization: z.object({ method: z.enum(['scale01', 'standardize', 'none'], { error: 'expected scale01, standardize or none' }), mean: jsonNumber, std: jsonNumber }),
     sizes: z.object({ train: count, validation: count, test: count }),
   }),
   epochsRun: count,
@@ -178,7 +215,9 @@ export const RunOriginSchema = z.object({
   specFile: text.nullable(),
   sets: z.array(text),
   /** SHA-256 of the resolved spec.yaml the run trains with. */
-  specSha256: z.string({ error: 'expected a SHA-256 in hex' }).regex(/^[0-9a-f]{64}$/, { error: 'expected a SHA-256 in hex' }),
+  specSha256: z
+    .string({ error: 'expected a SHA-256 in hex' })
+    .regex(/^[0-9a-f]{64}$/, { error: 'expected a SHA-256 in hex' }),
   /**
    * The backend and matmul kernels the run trains on (its latest segment): `--resume` and `run-member` keep
    * them unless --backend is given. Absent in runs written before regtrain recorded it (they resume on the spec's).

@@ -21,8 +21,13 @@ export function checkArtifactText(label: string, value: string): void {
   if (m) {
     const code = `U+${m[0].codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}`;
     // JSON.stringify leaves U+2028/U+2029 (and C1 controls) as they are: escape every one, so the message stays one line.
-    const shown = JSON.stringify(value).replace(new RegExp(LINE_BENDING.source, 'gu'), (c) => `\\u${c.codePointAt(0)!.toString(16).padStart(4, '0')}`);
-    throw new InputError(`${label} ${shown}: contains a control character (${code}); names and paths written into scheduler files may not`);
+    const shown = JSON.stringify(value).replace(
+      new RegExp(LINE_BENDING.source, 'gu'),
+      (c) => `\\u${c.codePointAt(0)!.toString(16).padStart(4, '0')}`,
+    );
+    throw new InputError(
+      `${label} ${shown}: contains a control character (${code}); names and paths written into scheduler files may not`,
+    );
   }
 }
 

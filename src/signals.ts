@@ -53,7 +53,9 @@ export function trapSignals(hooks: { beforeNotice?: () => void; onSecond?: () =>
     }
     received = sig;
     hooks.beforeNotice?.();
-    process.stderr.write(`${freshLine()}${sig}: finishing the current batch, then saving (press Ctrl-C again to stop at once)\n`);
+    process.stderr.write(
+      `${freshLine()}${sig}: finishing the current batch, then saving (press Ctrl-C again to stop at once)\n`,
+    );
   };
   for (const sig of STOP_SIGNALS) process.on(sig, handler);
   return {

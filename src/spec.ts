@@ -4,11 +4,26 @@ import { z } from 'zod';
 import { InputError, errorMessage } from './errors';
 import { inRegtrainWords } from './zodwords';
 import { readRegularFile, UnreadableFileError } from './fsutil';
-import { checkpointSchema, earlyStoppingSchema, optimizerSchema, reduceLrOnPlateauSchema, tensorboardSchema } from './spec/training';
+import {
+  checkpointSchema,
+  earlyStoppingSchema,
+  optimizerSchema,
+  reduceLrOnPlateauSchema,
+  tensorboardSchema,
+} from './spec/training';
 import { layerSchema, layerShapes, type LayerSpec } from './spec/layers';
 import { memoryIssues, type MemorySpec } from './spec/memory';
 export type { LearningRateSpec } from './spec/training';
-export { IMAGE_SHAPE, MAX_UNITS, LAYER_TYPES, TFJS_CLASS, layerType, type LayerType, type LayerSpec, type RegularizerSpec } from './spec/layers';
+export {
+  IMAGE_SHAPE,
+  MAX_UNITS,
+  LAYER_TYPES,
+  TFJS_CLASS,
+  layerType,
+  type LayerType,
+  type LayerSpec,
+  type RegularizerSpec,
+} from './spec/layers';
 
 /**
  * The experiment spec. This zod schema is the single source of truth: the TypeScript
@@ -32,18 +47,23 @@ const intRange = (min: number, max: number, below: string) =>
     .min(min, { error: below })
     .max(max, { error: `expected at most ${max}` });
 const positiveInt = (max: number) => intRange(1, max, 'expected a positive integer');
-const oneOf = <T extends readonly [string, ...string[]]>(values: T) => z.enum(values, { error: `expected one of ${values.join(', ')}` });
+const oneOf = <T extends readonly [string, ...string[]]>(values: T) =>
+  z.enum(values, { error: `expected one of ${values.join(', ')}` });
 
 const overrideMap = z.record(z.string(), z.unknown(), { error: 'expected a map of dotted paths to values' });
 
 export const experimentSpec = z
   .strictObject({
     /** Spec format version; a spec from a newer regtrain is refused rather than misread. */
-    version: z.literal(SPEC_VERSION, { error: `expected ${SPEC_VERSION} (this regtrain reads spec version ${SPEC_VERSION})` }).default(SPEC_VERSION),
+    version: z
+      .literal(SPEC_VERSION, { error: `expected ${SPEC_VERSION} (this regtrain reads spec version ${SPEC_VERSION})` })
+      .default(SPEC_VERSION),
     /** Names the run directory, so it may not contain path separators. */
     name: z
       .string({ error: 'expected a name' })
-      .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, { error: 'expected 1–64 letters, digits, ".", "_" or "-", starting with a letter or digit' }),
+      .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, {
+        error: 'expected 1–64 letters, digits, ".", "_" or "-", starting with a letter or digit',
+      }),
     /** One seed drives initializers, the validation split, shuffling and dropout. */
     seed: intRange(0, 2 ** 32 - 1, 'expected an integer from 0 to 4294967295').default(1234),
     /** auto: tfjs-node if it loads, else wasm, else cpu. */
@@ -67,12 +87,16 @@ export const experimentSpec = z
       .prefault({}),
     model: z.strictObject(
       {
-        layers: z.array(layerSchema, { error: 'expected a list of layers' }).min(1, { error: 'expected at least one layer' }),
+        layers: z
+          .array(layerSchema, { error: 'expected a list of layers' })
+          .min(1, { error: 'expected at least one layer' }),
       },
       { error: 'expected a map with a list of layers' },
     ),
     optimizer: optimizerSchema,
-    loss: z.literal('sparseCategoricalCrossentropy', { error: 'expected sparseCategoricalCrossentropy' }).default('sparseCategoricalCrossentropy'),
+    loss: z
+      .literal('sparseCategoricalCrossentropy', { error: 'expected sparseCategoricalCrossentropy' })
+      .default('sparseCategoricalCrossentropy'),
     training: z
       .strictObject({
         /** Keras's fit() defaults: 1 epoch, batch 32, shuffled. */
@@ -87,12 +111,22 @@ export const experimentSpec = z
       .prefault({}),
     /** Study: named partial overrides of this spec, each a map of dotted paths to values. */
     variants: z
-      .record(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, { error: 'expected a variant name of letters, digits, ".", "_" or "-"' }), overrideMap)
+      .record(
+        z
+          .string()
+          .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, {
+            error: 'expected a variant name of letters, digits, ".", "_" or "-"',
+          }),
+        overrideMap,
+      )
       .nullable()
       .default(null),
     /** Study: a grid over dotted paths, e.g. `model.layers.1.dense.kernelRegularizer.l1: [0, 1e-4, 1e-3]`. */
     sweep: z
-      .record(z.string(), z.array(z.unknown(), { error: 'expected a list of values' }).min(1, { error: 'expected at least one value' }))
+      .record(
+        z.string(),
+        z.array(z.unknown(), { error: 'expected a list of values' }).min(1, { error: 'expected at least one value' }),
+      )
       .nullable()
       .default(null),
     /** Study: seeds per variant (seed, seed+1, …). */
@@ -119,15 +153,25 @@ function checkModel(
 ): void {
   const layers = spec.model.layers;
   const { shapes, issues } = layerShapes(layers);
-  for (const issue of issues) ctx.addIssue({ code: 'custom', path: ['model', 'layers', ...issue.path], message: issue.message });
+  for (const issue of issues)
+    ctx.addIssue({ code: 'custom', path: ['model', 'layers', ...issue.path], message: issue.message });
   const params = shapes.reduce((n, s) => n + s.params, 0);
-  if (params > MAX_PARAMETERS) ctx.addIssue({ code: 'custom', path: ['model', 'layers'], message: `the model has ${params} parameters, more than the limit of ${MAX_PARAMETERS}` });
+  if (params > MAX_PARAMETERS)
+    ctx.addIssue({
+      code: 'custom',
+      path: ['model', 'layers'],
+      message: `the model has ${params} parameters, more than the limit of ${MAX_PARAMETERS}`,
+    });
   // Memory only for a model whose shapes are known: a shape error comes first and says more.
   else if (issues.length === 0) for (const m of memoryIssues(spec, shapes)) ctx.addIssue({ code: 'custom', ...m });
   const lastIndex = layers.length - 1;
   const last = layers[lastIndex];
   if (last && !last.dense) {
-    ctx.addIssue({ code: 'custom', path: ['model', 'layers', lastIndex], message: `the last layer must be dense with ${NUM_CLASSES} units and softmax (one output per class)` });
+    ctx.addIssue({
+      code: 'custom',
+      path: ['model', 'layers', lastIndex],
+      message: `the last layer must be dense with ${NUM_CLASSES} units and softmax (one output per class)`,
+    });
   } else if (last?.dense) {
     if (last.dense.units !== NUM_CLASSES)
       ctx.addIssue({
@@ -148,7 +192,8 @@ function checkModel(
     [['training', 'checkpoint', 'saveBest', 'monitor'], spec.training.checkpoint.saveBest?.monitor],
   ];
   for (const [at, monitor] of monitored) {
-    if (monitor?.startsWith('val_') && spec.data.validation.size === 0) ctx.addIssue({ code: 'custom', path: at, message: `monitoring ${monitor} needs data.validation.size > 0` });
+    if (monitor?.startsWith('val_') && spec.data.validation.size === 0)
+      ctx.addIssue({ code: 'custom', path: at, message: `monitoring ${monitor} needs data.validation.size > 0` });
   }
   // trainLimit counts the images trained on; the validation images come from the rest of the 60,000 (src/data/dataset.ts).
   const { size, holdout } = spec.data.validation;
@@ -196,11 +241,19 @@ interface Origin {
 }
 
 function locate(origin: Origin, p: (string | number)[], key?: string): string {
-  const set = [...origin.sets].reverse().find((s) => s.path.length <= p.length + (key ? 1 : 0) && s.path.every((seg, k) => String([...p, ...(key ? [key] : [])][k]) === seg));
+  const set = [...origin.sets]
+    .reverse()
+    .find(
+      (s) =>
+        s.path.length <= p.length + (key ? 1 : 0) &&
+        s.path.every((seg, k) => String([...p, ...(key ? [key] : [])][k]) === seg),
+    );
   if (set) return set.flag;
   const inFile = fileLocation(origin, p, key);
   // A --set below the offending node made it wrong (e.g. optimizer.adam.… on an SGD spec): name it first.
-  const below = p.length ? [...origin.sets].reverse().find((s) => s.path.length > p.length && p.every((seg, k) => s.path[k] === String(seg))) : undefined;
+  const below = p.length
+    ? [...origin.sets].reverse().find((s) => s.path.length > p.length && p.every((seg, k) => s.path[k] === String(seg)))
+    : undefined;
   return below ? `${below.flag}, onto ${inFile}` : inFile;
 }
 
@@ -256,7 +309,11 @@ function editDistance(a: string, b: string): number {
   for (let j = 1; j <= b.length; j++) d[0]![j] = j;
   for (let i = 1; i <= a.length; i++)
     for (let j = 1; j <= b.length; j++)
-      d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + (a[i - 1]!.toLowerCase() === b[j - 1]!.toLowerCase() ? 0 : 1));
+      d[i]![j] = Math.min(
+        d[i - 1]![j]! + 1,
+        d[i]![j - 1]! + 1,
+        d[i - 1]![j - 1]! + (a[i - 1]!.toLowerCase() === b[j - 1]!.toLowerCase() ? 0 : 1),
+      );
   return d[a.length]![b.length]!;
 }
 
@@ -302,13 +359,21 @@ function issuesFromZod(error: z.ZodError, raw: unknown, origin: Origin): SpecIss
     if (issue.code === 'invalid_union') {
       // A number that fits no branch (a learning rate of .nan or -1): say what a number must be.
       const value = getAt(raw, p);
-      const numberIssue = typeof value === 'number' ? issue.errors.flat().find((e) => e.code !== 'invalid_type' || e.expected === 'number') : undefined;
-      out.push({ path: p, message: numberIssue ? `${numberIssue.message}, got ${describe(value)}` : issue.message, where: locate(origin, p) });
+      const numberIssue =
+        typeof value === 'number'
+          ? issue.errors.flat().find((e) => e.code !== 'invalid_type' || e.expected === 'number')
+          : undefined;
+      out.push({
+        path: p,
+        message: numberIssue ? `${numberIssue.message}, got ${describe(value)}` : issue.message,
+        where: locate(origin, p),
+      });
       continue;
     }
     const value = getAt(raw, p);
     const msg = issue.message;
-    const got = issue.code === 'custom' || issue.code === 'invalid_key' || / got /.test(msg) ? '' : `, got ${describe(value)}`;
+    const got =
+      issue.code === 'custom' || issue.code === 'invalid_key' || / got /.test(msg) ? '' : `, got ${describe(value)}`;
     out.push({ path: p, message: `${msg}${got}`, where: locate(origin, p) });
   }
   return out;
@@ -342,15 +407,23 @@ const CANONICAL_INDEX = /^(0|[1-9]\d*)$/;
 /** Strips wrappers (default, nullable, prefault, pipe/preprocess) down to the object/array/record/leaf schema. */
 function peelSchema(s: z.ZodType): z.ZodType {
   for (let guard = 0; guard < 10; guard++) {
-    const def = (s as unknown as { _zod: { def: { type: string; innerType?: z.ZodType; out?: z.ZodType; in?: z.ZodType } } })._zod.def;
+    const def = (
+      s as unknown as { _zod: { def: { type: string; innerType?: z.ZodType; out?: z.ZodType; in?: z.ZodType } } }
+    )._zod.def;
     if (def.innerType) s = def.innerType;
-    else if (def.type === 'pipe') s = (def.out && (def.out as unknown as { _zod: { def: { type: string } } })._zod.def.type !== 'transform' ? def.out : def.in)!;
+    else if (def.type === 'pipe')
+      s = (
+        def.out && (def.out as unknown as { _zod: { def: { type: string } } })._zod.def.type !== 'transform'
+          ? def.out
+          : def.in
+      )!;
     else break;
   }
   return s;
 }
 
-const isPlainMap = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+const isPlainMap = (v: unknown): v is Record<string, unknown> =>
+  v !== null && typeof v === 'object' && !Array.isArray(v);
 
 /**
  * Returns a deep copy of `raw` with each override's value placed at its path. A path must name
@@ -375,16 +448,27 @@ function placeOverride(root: Record<string, unknown>, o: Override): void {
     let key: string | number;
     if (s instanceof z.ZodArray || s instanceof z.ZodTuple || (s === null && Array.isArray(container))) {
       if (!/^\d+$/.test(seg)) throw new InputError(`${o.label}: ${here} is a list; expected an index, got '${seg}'`);
-      if (!CANONICAL_INDEX.test(seg)) throw new InputError(`${o.label}: ${here}: '${seg}' is not written as a list index (write ${Number(seg)})`);
-      if (!Array.isArray(container)) throw new InputError(`${o.label}: ${here} is not a list in the spec, so it has no item ${seg}`);
+      if (!CANONICAL_INDEX.test(seg))
+        throw new InputError(`${o.label}: ${here}: '${seg}' is not written as a list index (write ${Number(seg)})`);
+      if (!Array.isArray(container))
+        throw new InputError(`${o.label}: ${here} is not a list in the spec, so it has no item ${seg}`);
       // An index past the end would leave holes (or, far past it, a huge sparse list): only existing items are set.
-      if (Number(seg) >= container.length) throw new InputError(`${o.label}: ${here} has ${container.length} items; index ${seg} is past the end`);
+      if (Number(seg) >= container.length)
+        throw new InputError(`${o.label}: ${here} has ${container.length} items; index ${seg} is past the end`);
       key = Number(seg);
-      child = s instanceof z.ZodArray ? (s.element as z.ZodType) : s instanceof z.ZodTuple ? ((s._zod.def.items[key] as z.ZodType | undefined) ?? null) : null;
+      child =
+        s instanceof z.ZodArray
+          ? (s.element as z.ZodType)
+          : s instanceof z.ZodTuple
+            ? ((s._zod.def.items[key] as z.ZodType | undefined) ?? null)
+            : null;
     } else if (s instanceof z.ZodObject) {
       const known = Object.keys(s.shape as object);
       // Worded as an unknown key in a spec file is, at the override that named it.
-      if (!known.includes(seg)) throw new SpecError([{ path: o.path.slice(0, k + 1), message: `unknown key${didYouMean(seg, known)}`, where: o.label }]);
+      if (!known.includes(seg))
+        throw new SpecError([
+          { path: o.path.slice(0, k + 1), message: `unknown key${didYouMean(seg, known)}`, where: o.label },
+        ]);
       key = seg;
       child = (s.shape as Record<string, z.ZodType>)[seg]!;
     } else if (s instanceof z.ZodRecord || s === null || s instanceof z.ZodUnknown || s instanceof z.ZodAny) {
@@ -403,7 +487,10 @@ function placeOverride(root: Record<string, unknown>, o: Override): void {
     // a list must already be there, since only its existing items can be addressed.
     const next = child === null ? null : peelSchema(child);
     if (next instanceof z.ZodArray || next instanceof z.ZodTuple) {
-      if (!Array.isArray(c[key])) throw new InputError(`${o.label}: ${o.path.slice(0, k + 1).join('.')} is not a list in the spec, so it has no item ${o.path[k + 1]}`);
+      if (!Array.isArray(c[key]))
+        throw new InputError(
+          `${o.label}: ${o.path.slice(0, k + 1).join('.')} is not a list in the spec, so it has no item ${o.path[k + 1]}`,
+        );
     } else if (!isPlainMap(c[key]) && !(next === null && Array.isArray(c[key]))) {
       c[key] = {};
     }
@@ -415,7 +502,9 @@ function placeOverride(root: Record<string, unknown>, o: Override): void {
 // ---------- YAML with plain values only ----------
 
 /** The core schema's tags for plain values; anything else (!!omap, !!set, !!binary, !!timestamp, custom tags) is refused. */
-const PLAIN_TAGS = new Set(['str', 'int', 'float', 'bool', 'null', 'map', 'seq'].map((t) => `tag:yaml.org,2002:${t}`).concat(['!']));
+const PLAIN_TAGS = new Set(
+  ['str', 'int', 'float', 'bool', 'null', 'map', 'seq'].map((t) => `tag:yaml.org,2002:${t}`).concat(['!']),
+);
 const shortTag = (tag: string) => tag.replace(/^tag:yaml\.org,2002:/, '!!');
 /** Stop listing after this many: a document made only of tagged values gets a bounded message. */
 const MAX_NON_PLAIN_REPORTED = 10;
@@ -437,7 +526,11 @@ export function nonPlainValues(doc: YAML.Document.Parsed): NonPlain[] {
     if (out.length >= MAX_NON_PLAIN_REPORTED || node === null || node === undefined || YAML.isAlias(node)) return;
     const n = node as YAML.Node;
     if (n.tag !== undefined && !PLAIN_TAGS.has(n.tag)) {
-      out.push({ path: p, message: `the YAML tag ${shortTag(n.tag)} is not supported: write a plain value, map or list`, offset: n.range?.[0] });
+      out.push({
+        path: p,
+        message: `the YAML tag ${shortTag(n.tag)} is not supported: write a plain value, map or list`,
+        offset: n.range?.[0],
+      });
       return;
     }
     if (YAML.isMap(node)) {
@@ -445,16 +538,27 @@ export function nonPlainValues(doc: YAML.Document.Parsed): NonPlain[] {
         const key = pair.key as YAML.Node | null;
         if (
           key !== null &&
-          !(YAML.isScalar(key) && (key.tag === undefined || PLAIN_TAGS.has(key.tag)) && (key.value === null || ['string', 'number', 'boolean'].includes(typeof key.value)))
+          !(
+            YAML.isScalar(key) &&
+            (key.tag === undefined || PLAIN_TAGS.has(key.tag)) &&
+            (key.value === null || ['string', 'number', 'boolean'].includes(typeof key.value))
+          )
         ) {
-          out.push({ path: p, message: 'a map key must be a plain value, not a map, list or tagged value', offset: key.range?.[0] });
+          out.push({
+            path: p,
+            message: 'a map key must be a plain value, not a map, list or tagged value',
+            offset: key.range?.[0],
+          });
           continue;
         }
         walk(pair.value, [...p, String(key?.value ?? '')]);
       }
     } else if (YAML.isSeq(node)) {
       node.items.forEach((item, i) => walk(item, [...p, i]));
-    } else if (YAML.isScalar(node) && !(node.value === null || ['string', 'number', 'boolean'].includes(typeof node.value))) {
+    } else if (
+      YAML.isScalar(node) &&
+      !(node.value === null || ['string', 'number', 'boolean'].includes(typeof node.value))
+    ) {
       out.push({ path: p, message: 'not a plain YAML value', offset: node.range?.[0] });
     }
   };
@@ -465,7 +569,9 @@ export function nonPlainValues(doc: YAML.Document.Parsed): NonPlain[] {
 /** `%YAML 1.1` switches the parser to YAML 1.1, where yes/no, 010 and 1:20 silently become true/false, 8 and 80. */
 function yaml11Problem(doc: YAML.Document.Parsed): string | null {
   const v = doc.directives?.yaml;
-  return v?.explicit && v.version !== '1.2' ? `%YAML ${v.version} is not supported (regtrain reads YAML 1.2, where yes, 010 and 1:20 keep their plain meaning)` : null;
+  return v?.explicit && v.version !== '1.2'
+    ? `%YAML ${v.version} is not supported (regtrain reads YAML 1.2, where yes, 010 and 1:20 keep their plain meaning)`
+    : null;
 }
 
 /**
@@ -478,7 +584,10 @@ export function parsePlainYaml(text: string, label: string, at: string[] = []): 
   checkYamlNesting(text, label);
   const doc = YAML.parseDocument(text, { uniqueKeys: true, logLevel: 'error' });
   const first = doc.errors[0];
-  if (first) throw new InputError(`${label}: the value is not valid YAML (${first.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '')})`);
+  if (first)
+    throw new InputError(
+      `${label}: the value is not valid YAML (${first.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '')})`,
+    );
   const old = yaml11Problem(doc);
   if (old) throw new InputError(`${label}: ${old}`);
   const bad = nonPlainValues(doc)[0];
@@ -487,7 +596,9 @@ export function parsePlainYaml(text: string, label: string, at: string[] = []): 
   try {
     return doc.toJS({ maxAliasCount: 100 });
   } catch (err) {
-    throw new InputError(`${label}: the value is not valid YAML (${err instanceof RangeError ? 'nested too deeply' : errorMessage(err).split('\n')[0]})`);
+    throw new InputError(
+      `${label}: the value is not valid YAML (${err instanceof RangeError ? 'nested too deeply' : errorMessage(err).split('\n')[0]})`,
+    );
   }
 }
 
@@ -513,7 +624,8 @@ export function loadSpec(file: string, sets: Override[] = []): LoadedSpec {
   try {
     text = readRegularFile(file, { maxBytes: MAX_SPEC_BYTES }).toString('utf8');
   } catch (err) {
-    if (err instanceof UnreadableFileError && err.reason.startsWith('a directory')) throw new InputError(`${file}: is a directory, expected a YAML spec file`);
+    if (err instanceof UnreadableFileError && err.reason.startsWith('a directory'))
+      throw new InputError(`${file}: is a directory, expected a YAML spec file`);
     throw err;
   }
   return parseSpec(text, path.basename(file), sets, path.basename(file).replace(/\.ya?ml$/i, ''));
@@ -538,7 +650,9 @@ function checkYamlNesting(text: string, label: string): void {
   let aliases = 0;
   const open = (at: number): void => {
     if (blocks.length + flow > MAX_YAML_DEPTH)
-      throw new SpecError([{ path: [], message: `YAML nesting deeper than ${MAX_YAML_DEPTH} levels`, where: `${label}:${line}:${at + 1}` }]);
+      throw new SpecError([
+        { path: [], message: `YAML nesting deeper than ${MAX_YAML_DEPTH} levels`, where: `${label}:${line}:${at + 1}` },
+      ]);
   };
   /** A '-' or a key at column `at`: the next entry of the innermost collection, or the first of a new one. */
   const entry = (at: number, list: boolean): void => {
@@ -558,7 +672,13 @@ function checkYamlNesting(text: string, label: string): void {
     scalarNext = false;
     // The YAML library resolves long alias chains in quadratic time (3,000 took 85 s): a spec needs a few at most.
     if (type === 'alias' && ++aliases > MAX_YAML_ALIASES)
-      throw new SpecError([{ path: [], message: `more than ${MAX_YAML_ALIASES} YAML aliases (*name)`, where: `${label}:${line}:${col + 1}` }]);
+      throw new SpecError([
+        {
+          path: [],
+          message: `more than ${MAX_YAML_ALIASES} YAML aliases (*name)`,
+          where: `${label}:${line}:${col + 1}`,
+        },
+      ]);
     if (type === 'block-scalar-header') blockScalar = true;
     if (type === 'scalar' && blockScalar)
       blockScalar = false; // the body of | or >: text, not structure
@@ -572,7 +692,11 @@ function checkYamlNesting(text: string, label: string): void {
       if (blockLevel) {
         if (lineStart) {
           // Dedent closes collections; at a list's own column only a '-' continues it.
-          for (let top = blocks[blocks.length - 1]; top && (top.col > col || (top.col === col && top.list && type !== 'seq-item-ind')); top = blocks[blocks.length - 1])
+          for (
+            let top = blocks[blocks.length - 1];
+            top && (top.col > col || (top.col === col && top.list && type !== 'seq-item-ind'));
+            top = blocks[blocks.length - 1]
+          )
             blocks.pop();
           keyCol = undefined;
         }
@@ -610,7 +734,9 @@ export function parseSpec(text: string, label: string, sets: Override[] = [], de
       yamlProblems.map((e) => {
         const pos = e.linePos?.[0];
         // The parser is recursive: a few thousand nested brackets overflow its stack.
-        const msg = /Maximum call stack/.test(e.message) ? 'nested too deeply' : e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
+        const msg = /Maximum call stack/.test(e.message)
+          ? 'nested too deeply'
+          : e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
         return { path: [], message: `invalid YAML: ${msg}`, where: pos ? `${label}:${pos.line}:${pos.col}` : label };
       }),
     );
@@ -623,7 +749,8 @@ export function parseSpec(text: string, label: string, sets: Override[] = [], de
       nonPlain.map((n) => ({
         path: n.path,
         message: n.message,
-        where: n.offset === undefined ? label : `${label}:${lines.linePos(n.offset).line}:${lines.linePos(n.offset).col}`,
+        where:
+          n.offset === undefined ? label : `${label}:${lines.linePos(n.offset).line}:${lines.linePos(n.offset).col}`,
       })),
     );
   }
@@ -649,12 +776,21 @@ export function parseSpec(text: string, label: string, sets: Override[] = [], de
     }
     throw new SpecError([{ path: [], message: `invalid YAML: ${msg}`, where }]);
   }
-  if (parsed === null || parsed === undefined) throw new SpecError([{ path: [], message: 'the spec is empty', where: label }]);
+  if (parsed === null || parsed === undefined)
+    throw new SpecError([{ path: [], message: 'the spec is empty', where: label }]);
   if (typeof parsed !== 'object' || Array.isArray(parsed)) {
-    throw new SpecError([{ path: [], message: `expected a map of settings at the top level, got ${describe(parsed)}`, where: `${label}:1:1` }]);
+    throw new SpecError([
+      {
+        path: [],
+        message: `expected a map of settings at the top level, got ${describe(parsed)}`,
+        where: `${label}:1:1`,
+      },
+    ]);
   }
   const withName =
-    defaultName !== undefined && (parsed as Record<string, unknown>).name === undefined && /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(defaultName)
+    defaultName !== undefined &&
+    (parsed as Record<string, unknown>).name === undefined &&
+    /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(defaultName)
       ? { ...parsed, name: defaultName }
       : parsed;
   const raw = applyOverrides(withName, sets) as Record<string, unknown>;
@@ -663,7 +799,8 @@ export function parseSpec(text: string, label: string, sets: Override[] = [], de
 
 /** Validates an already-parsed spec object (used by studies for each expanded variant). */
 export function validateSpec(raw: unknown, origin: Origin | string = '(spec)'): ExperimentSpec {
-  const o: Origin = typeof origin === 'string' ? { file: origin, doc: null, lines: new YAML.LineCounter(), sets: [] } : origin;
+  const o: Origin =
+    typeof origin === 'string' ? { file: origin, doc: null, lines: new YAML.LineCounter(), sets: [] } : origin;
   const result = experimentSpec.safeParse(raw, { error: inRegtrainWords });
   if (!result.success) throw new SpecError(issuesFromZod(result.error, raw, o));
   return result.data;

@@ -81,7 +81,10 @@ export class StudyProgress {
   /** `5/12 done, 2 running (l1-seed1234 3/15, l2-seed1234 1/15), 1 failed, about 4 min left`. */
   summary(): string {
     const runningText = [...this.running].map(([n, r]) => (r.epochs ? `${n} ${r.epoch}/${r.epochs}` : n)).join(', ');
-    const parts = [`${this.done}/${this.total} done`, `${this.running.size} running${runningText ? ` (${runningText})` : ''}`];
+    const parts = [
+      `${this.done}/${this.total} done`,
+      `${this.running.size} running${runningText ? ` (${runningText})` : ''}`,
+    ];
     if (this.failed) parts.push(`${this.failed} failed`);
     const left = this.secondsLeft();
     if (left === null) parts.push('time left: after the first epoch');

@@ -6,7 +6,16 @@ import * as YAML from 'yaml';
 import { FailureError, InputError, InterruptedError, errorMessage } from './errors';
 import { checkArtifactText, shellQuote } from './shell';
 import { packageRoot, readRegularFile, sha256, writeFileAtomic, UnreadableFileError } from './fsutil';
-import { MAX_SPEC_BYTES, SpecError, specToYaml, validateSpec, applyOverrides, type ExperimentSpec, type LoadedSpec, type Override } from './spec';
+import {
+  MAX_SPEC_BYTES,
+  SpecError,
+  specToYaml,
+  validateSpec,
+  applyOverrides,
+  type ExperimentSpec,
+  type LoadedSpec,
+  type Override,
+} from './spec';
 import { readRunStatus, readStudy, STUDY_FILE } from './rundir';
 import { type StudyFile } from './runformat';
 import { regtrainCommand } from './invocation';
@@ -59,7 +68,8 @@ export type { StudyFile };
 export function isStudy(raw: unknown): boolean {
   if (raw === null || typeof raw !== 'object') return false;
   const r = raw as Record<string, unknown>;
-  const nonEmpty = (v: unknown) => v !== null && v !== undefined && (typeof v !== 'object' || Object.keys(v as object).length > 0);
+  const nonEmpty = (v: unknown) =>
+    v !== null && v !== undefined && (typeof v !== 'object' || Object.keys(v as object).length > 0);
   return nonEmpty(r.variants) || nonEmpty(r.sweep) || (typeof r.repeats === 'number' && r.repeats > 1);
 }
 
@@ -97,14 +107,22 @@ function capName(name: string): string {
 }
 
 function checkPath(key: string, where: string): string[] {
-  if (!DOTTED_PATH.test(key)) throw new InputError(`${where}: '${key}' is not a dotted path (expected e.g. model.layers.1.dense.kernelRegularizer.l1)`);
+  if (!DOTTED_PATH.test(key))
+    throw new InputError(
+      `${where}: '${key}' is not a dotted path (expected e.g. model.layers.1.dense.kernelRegularizer.l1)`,
+    );
   return key.split('.');
 }
 
 /** A spec error that says which variant/sweep point it came from, keeping each issue's path. */
 function validateMember(raw: unknown, where: string, overrides: Override[]): ExperimentSpec {
   // validateSpec's origin: overridden paths are attributed to the override's label, the rest to `where`.
-  const origin: Parameters<typeof validateSpec>[1] = { file: where, doc: null, lines: new YAML.LineCounter(), sets: overrides.map((o) => ({ path: o.path, flag: o.label })) };
+  const origin: Parameters<typeof validateSpec>[1] = {
+    file: where,
+    doc: null,
+    lines: new YAML.LineCounter(),
+    sets: overrides.map((o) => ({ path: o.path, flag: o.label })),
+  };
   return validateSpec(raw, origin);
 }
 
@@ -123,7 +141,8 @@ export function memberCap(flag?: string): number {
       : process.env.REGTRAIN_MAX_MEMBERS
         ? [process.env.REGTRAIN_MAX_MEMBERS, 'REGTRAIN_MAX_MEMBERS']
         : [String(DEFAULT_MAX_MEMBERS), 'default'];
-  if (!/^\d+$/.test(raw.trim()) || Number(raw) < 1) throw new InputError(`${where}: expected a positive integer, got ${JSON.stringify(raw)}`);
+  if (!/^\d+$/.test(raw.trim()) || Number(raw) < 1)
+    throw new InputError(`${where}: expected a positive integer, got ${JSON.stringify(raw)}`);
   return Number(raw);
 }
 
@@ -142,7 +161,8 @@ export function expandStudy(loaded: LoadedSpec, maxMembers = memberCap()): Study
   const base: Record<string, unknown> = { ...loaded.raw };
   for (const k of STUDY_KEYS) delete base[k];
   const file = loaded.file;
-  const variantMap = loaded.spec.variants && Object.keys(loaded.spec.variants).length ? loaded.spec.variants : { base: {} };
+  const variantMap =
+    loaded.spec.variants && Object.keys(loaded.spec.variants).length ? loaded.spec.variants : { base: {} };
   const sweep = loaded.spec.sweep ?? {};
   const sweepKeys = Object.keys(sweep);
   const shorts = shortKeys(sweepKeys);
@@ -164,7 +184,11 @@ export function expandStudy(loaded: LoadedSpec, maxMembers = memberCap()): Study
       label: `variant '${variant}': ${key}`,
     }));
     for (const point of points) {
-      const pointOverrides: Override[] = Object.entries(point).map(([key, value]) => ({ path: key.split('.'), value, label: `sweep ${key}=${JSON.stringify(value)}` }));
+      const pointOverrides: Override[] = Object.entries(point).map(([key, value]) => ({
+        path: key.split('.'),
+        value,
+        label: `sweep ${key}=${JSON.stringify(value)}`,
+      }));
       const where = `${file}: variant '${variant}'${pointOverrides.length ? `, ${pointOverrides.map((o) => o.label).join(', ')}` : ''}`;
       const pre = [...variantOverrides, ...pointOverrides];
       const raw = applyOverrides(base, pre);
@@ -173,7 +197,10 @@ export function expandStudy(loaded: LoadedSpec, maxMembers = memberCap()): Study
       try {
         first = validateMember(raw, where, pre);
       } catch (err) {
-        if (err instanceof SpecError) throw new SpecError(err.issues.map((i) => ({ ...i, where: i.where === where ? where : `${file}: ${i.where}` })));
+        if (err instanceof SpecError)
+          throw new SpecError(
+            err.issues.map((i) => ({ ...i, where: i.where === where ? where : `${file}: ${i.where}` })),
+          );
         throw err;
       }
       const group = [variant, ...Object.entries(point).map(([k, v]) => `${shorts.get(k)}=${nameValue(v)}`)].join('-');
@@ -189,7 +216,16 @@ export function expandStudy(loaded: LoadedSpec, maxMembers = memberCap()): Study
           { path: ['name'], value: name.replace(/=/g, '_'), label: 'member name' },
         ];
         const spec = validateMember(applyOverrides(base, overrides), where, overrides);
-        members.push({ name, variant, group: capName(group), sweep: point, seed, repeat: r, overrides: overrides.filter((o) => o.path[0] !== 'name'), spec });
+        members.push({
+          name,
+          variant,
+          group: capName(group),
+          sweep: point,
+          seed,
+          repeat: r,
+          overrides: overrides.filter((o) => o.path[0] !== 'name'),
+          spec,
+        });
       }
     }
   }
@@ -262,7 +298,8 @@ function notAStudyDir(dir: string): string | null {
     return null;
   }
   if (entries.length === 0) return null;
-  if (entries.includes('spec.yaml') || entries.includes('metrics.json') || entries.includes('.regtrain.lock')) return 'is a run directory, not a study directory; choose another';
+  if (entries.includes('spec.yaml') || entries.includes('metrics.json') || entries.includes('.regtrain.lock'))
+    return 'is a run directory, not a study directory; choose another';
   return `exists, is not empty and holds no ${STUDY_FILE}; choose an empty or new directory`;
 }
 
@@ -289,7 +326,10 @@ export function prepareStudy(loaded: LoadedSpec, opts: StudyOptions = {}): Prepa
       existing.studyHash !== undefined
         ? existing.studyHash === hash
         : existing.members.length === members.length &&
-          members.every((m, i) => existing.members[i]!.name === m.name && readIfExists(memberSpecPath(studyDir, m.name)) === texts[i]);
+          members.every(
+            (m, i) =>
+              existing.members[i]!.name === m.name && readIfExists(memberSpecPath(studyDir, m.name)) === texts[i],
+          );
     if (!same)
       throw new InputError(
         `${where}: holds another study (${existing.name}, ${existing.members.length} members${existing.studyHash ? `, hash ${existing.studyHash}` : ''}; this one is ${loaded.spec.name}, ${members.length} members, hash ${hash}); a study directory holds one study: choose another directory`,
@@ -351,7 +391,9 @@ export function prepareStudy(loaded: LoadedSpec, opts: StudyOptions = {}): Prepa
       const text = readIfExists(file);
       if (text === null) writeFileAtomic(file, texts[i]!);
       else if (text !== texts[i])
-        throw new InputError(`${path.join(where, 'specs', `${m.name}.yaml`)}: differs from the study's member spec (edited by hand?); a study's specs are frozen`);
+        throw new InputError(
+          `${path.join(where, 'specs', `${m.name}.yaml`)}: differs from the study's member spec (edited by hand?); a study's specs are frozen`,
+        );
     });
   } catch (err) {
     if (err instanceof InputError) throw err;
@@ -435,7 +477,9 @@ export async function runStudy(loaded: LoadedSpec, opts: StudyOptions = {}): Pro
         });
       else process.stdout.write(`${m.name}\t${overrides.join(' ')}\n`);
     }
-    say(`dry run: ${members.length} member${members.length === 1 ? '' : 's'} would run into ${studyDir} (nothing written)`);
+    say(
+      `dry run: ${members.length} member${members.length === 1 ? '' : 's'} would run into ${studyDir} (nothing written)`,
+    );
     return members.map((m) => ({ name: m.name, runDir: memberRunDir(studyDir, m.name), exitCode: 0, skipped: true }));
   }
 
@@ -529,7 +573,11 @@ export async function runStudy(loaded: LoadedSpec, opts: StudyOptions = {}): Pro
           fs.closeSync(log!);
           const rel = path.relative(process.cwd(), logFile!);
           const acc = /accuracy: (\S+)/.exec(testLine)?.[1];
-          view.memberEnded(m.name, exitCode, exitCode === 0 ? (acc ? `test accuracy ${acc}` : '') : `${errorLine ? `${errorLine}; ` : ''}see ${rel}`);
+          view.memberEnded(
+            m.name,
+            exitCode,
+            exitCode === 0 ? (acc ? `test accuracy ${acc}` : '') : `${errorLine ? `${errorLine}; ` : ''}see ${rel}`,
+          );
         } else say(`${tag} ${exitCode === 0 ? 'done' : `failed (exit ${exitCode})`}`);
         if (opts.json) out({ event: 'member-end', member: m.name, runDir, exitCode, skipped: false });
         resolve({ name: m.name, runDir, exitCode, skipped: false });
@@ -561,14 +609,23 @@ export async function runStudy(loaded: LoadedSpec, opts: StudyOptions = {}): Pro
   const done = results.filter((r) => r !== undefined);
   const failed = done.filter((r) => r.exitCode !== 0);
   const notStarted = members.length - done.length;
-  const summary = { event: 'study-end', studyDir, ok: done.length - failed.length, failed: failed.map((r) => ({ member: r.name, exitCode: r.exitCode })), notStarted };
+  const summary = {
+    event: 'study-end',
+    studyDir,
+    ok: done.length - failed.length,
+    failed: failed.map((r) => ({ member: r.name, exitCode: r.exitCode })),
+    notStarted,
+  };
   if (opts.json) out(summary);
   say(
     `study: ${summary.ok}/${members.length} runs ok${failed.length ? `, failed: ${failed.map((r) => `${r.name} (exit ${r.exitCode})`).join(', ')}` : ''}${notStarted ? `, ${notStarted} not started` : ''}; compare with: ${regtrainCommand()} compare ${shellQuote(path.relative(process.cwd(), studyDir) || '.')}`,
   );
   if (interrupted)
-    throw new InterruptedError(`study interrupted; run the same command again (or ${regtrainCommand()} run-member ${shellQuote(studyDir)} --index I) to finish the remaining runs`);
-  if (failed.length && failed.every((r) => r.exitCode === 2)) throw new InputError(`${failed.length} of ${members.length} runs refused their input`);
+    throw new InterruptedError(
+      `study interrupted; run the same command again (or ${regtrainCommand()} run-member ${shellQuote(studyDir)} --index I) to finish the remaining runs`,
+    );
+  if (failed.length && failed.every((r) => r.exitCode === 2))
+    throw new InputError(`${failed.length} of ${members.length} runs refused their input`);
   if (failed.length) throw new FailureError(`${failed.length} of ${members.length} runs failed`);
   return done;
 }

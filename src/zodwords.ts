@@ -43,7 +43,9 @@ export function inRegtrainWords(issue: Issue): string {
       return unit ? `expected at most ${max} ${unit}` : `expected a value ${i.inclusive ? '≤' : '<'} ${max}`;
     }
     case 'invalid_value': {
-      const values = Array.isArray(i.values) ? (i.values as unknown[]).map((v) => (typeof v === 'string' ? v : JSON.stringify(v))) : [];
+      const values = Array.isArray(i.values)
+        ? (i.values as unknown[]).map((v) => (typeof v === 'string' ? v : JSON.stringify(v)))
+        : [];
       return values.length === 1 ? `expected ${values[0]}` : `expected one of ${values.join(', ')}`;
     }
     case 'invalid_format':
@@ -85,6 +87,12 @@ export function issueLine(issue: z.core.$ZodIssue, root: unknown): string {
   const p = issue.path.map(String);
   let v: unknown = root;
   for (const seg of p) v = v !== null && typeof v === 'object' ? (v as Record<string, unknown>)[seg] : undefined;
-  const got = issue.code === 'custom' || / got /.test(issue.message) || issue.code === 'unrecognized_keys' || issue.code === 'invalid_key' ? '' : `, got ${describeValue(v)}`;
+  const got =
+    issue.code === 'custom' ||
+    / got /.test(issue.message) ||
+    issue.code === 'unrecognized_keys' ||
+    issue.code === 'invalid_key'
+      ? ''
+      : `, got ${describeValue(v)}`;
   return `${p.length ? `${p.join('.')}: ` : ''}${issue.message}${got}`;
 }

@@ -120,59 +120,67 @@ function transposed(shape: number[], t: boolean): number[] {
 }
 
 for (const backend of ['cpu', 'wasm'] as const) {
-  test(`${backend}: BLAS BatchMatMul equals tfjs for all transpose flags and batch shapes`, { skip: blasSkip }, async (t) => {
-    if (!(await useBackend(backend))) return t.skip(`${backend} backend unavailable`);
-    for (const tA of [false, true]) {
-      for (const tB of [false, true]) {
-        for (const [as, bs] of SHAPES) {
+  test(
+    `${backend}: BLAS BatchMatMul equals tfjs for all transpose flags and batch shapes`,
+    { skip: blasSkip },
+    async (t) => {
+      if (!(await useBackend(backend))) return t.skip(`${backend} backend unavailable`);
+      for (const tA of [false, true]) {
+        for (const tB of [false, true]) {
+          for (const [as, bs] of SHAPES) {
+            tf.tidy(() => {
+              const a = tf.randomNormal(transposed(as, tA), 0, 1, 'float32', 1);
+              const b = tf.randomNormal(transposed(bs, tB), 0, 1, 'float32', 2);
+              const ref = tf.matMul(a, b, tA, tB);
+              installAcceleratedKernels(backend);
+              const before = accelStats.blasCalls;
+              const got = tf.matMul(a, b, tA, tB);
+              const used = accelStats.blasCalls - before;
+              uninstallAcceleratedKernels(backend);
+              const what = `${backend} tA=${tA} tB=${tB} ${as}×${bs}`;
+              assert.equal(used, 1, `${what}: BLAS path not taken`);
+              assert.deepEqual(got.shape, ref.shape, what);
+              const e = relMaxDiff(ref.dataSync(), got.dataSync());
+              assert.ok(e <= MATMUL_TOL, `${what}: rel diff ${e}`);
+            });
+          }
+        }
+      }
+    },
+  );
+
+  test(
+    `${backend}: BLAS _FusedMatMul (bias + relu/linear) equals tfjs; other activations fall back`,
+    { skip: blasSkip },
+    async (t) => {
+      if (!(await useBackend(backend))) return t.skip(`${backend} backend unavailable`);
+      for (const activation of ['relu', 'linear', 'elu'] as const) {
+        for (const tB of [false, true]) {
           tf.tidy(() => {
-            const a = tf.randomNormal(transposed(as, tA), 0, 1, 'float32', 1);
-            const b = tf.randomNormal(transposed(bs, tB), 0, 1, 'float32', 2);
-            const ref = tf.matMul(a, b, tA, tB);
+            const x = tf.randomNormal([64, 784], 0, 1, 'float32', 3);
+            const w = tf.randomNormal(tB ? [200, 784] : [784, 200], 0, 0.05, 'float32', 4);
+            const bias = tf.randomNormal([200], 0, 1, 'float32', 5);
+            // Reference: the unfused ops with the original kernels. (Not tfjs-wasm's own _FusedMatMul:
+            // with transposeB=true it returns wrong numbers in 4.22, max error ~40 on this case.)
+            const ref =
+              activation === 'elu'
+                ? tf.fused.matMul({ a: x, b: w, bias, activation, transposeB: tB }) // fallback: same kernel
+                : activation === 'relu'
+                  ? tf.relu(tf.add(tf.matMul(x, w, false, tB), bias))
+                  : tf.add(tf.matMul(x, w, false, tB), bias);
             installAcceleratedKernels(backend);
             const before = accelStats.blasCalls;
-            const got = tf.matMul(a, b, tA, tB);
+            const got = tf.fused.matMul({ a: x, b: w, bias, activation, transposeB: tB });
             const used = accelStats.blasCalls - before;
             uninstallAcceleratedKernels(backend);
-            const what = `${backend} tA=${tA} tB=${tB} ${as}×${bs}`;
-            assert.equal(used, 1, `${what}: BLAS path not taken`);
-            assert.deepEqual(got.shape, ref.shape, what);
+            assert.equal(used, activation === 'elu' ? 0 : 1, `${backend} ${activation}: path`);
             const e = relMaxDiff(ref.dataSync(), got.dataSync());
-            assert.ok(e <= MATMUL_TOL, `${what}: rel diff ${e}`);
+            assert.ok(e <= MATMUL_TOL, `${backend} ${activation} tB=${tB}: rel diff ${e}`);
           });
         }
       }
-    }
-  });
-
-  test(`${backend}: BLAS _FusedMatMul (bias + relu/linear) equals tfjs; other activations fall back`, { skip: blasSkip }, async (t) => {
-    if (!(await useBackend(backend))) return t.skip(`${backend} backend unavailable`);
-    for (const activation of ['relu', 'linear', 'elu'] as const) {
-      for (const tB of [false, true]) {
-        tf.tidy(() => {
-          const x = tf.randomNormal([64, 784], 0, 1, 'float32', 3);
-          const w = tf.randomNormal(tB ? [200, 784] : [784, 200], 0, 0.05, 'float32', 4);
-          const bias = tf.randomNormal([200], 0, 1, 'float32', 5);
-          // Reference: the unfused ops with the original kernels. (Not tfjs-wasm's own _FusedMatMul:
-          // with transposeB=true it returns wrong numbers in 4.22, max error ~40 on this case.)
-          const ref =
-            activation === 'elu'
-              ? tf.fused.matMul({ a: x, b: w, bias, activation, transposeB: tB }) // fallback: same kernel
-              : activation === 'relu'
-                ? tf.relu(tf.add(tf.matMul(x, w, false, tB), bias))
-                : tf.add(tf.matMul(x, w, false, tB), bias);
-          installAcceleratedKernels(backend);
-          const before = accelStats.blasCalls;
-          const got = tf.fused.matMul({ a: x, b: w, bias, activation, transposeB: tB });
-          const used = accelStats.blasCalls - before;
-          uninstallAcceleratedKernels(backend);
-          assert.equal(used, activation === 'elu' ? 0 : 1, `${backend} ${activation}: path`);
-          const e = relMaxDiff(ref.dataSync(), got.dataSync());
-          assert.ok(e <= MATMUL_TOL, `${backend} ${activation} tB=${tB}: rel diff ${e}`);
-        });
-      }
-    }
-  });
+    },
+  );
 }
 
 test("wasm: Slice fix gives the original kernel's results (contiguous and not)", async (t) => {
@@ -263,7 +271,10 @@ for (const c of STEP_CASES) {
         const r = step.run(xb, yb);
         // Keras's logged loss: mean data loss + the penalty at the pre-update weights.
         const leanLoss = r.dataLoss / r.batchSize + r.penalty;
-        assert.ok(Math.abs(leanLoss - refLoss) <= (c.momentum > 0 ? MOMENTUM_LOSS_TOL : LOSS_TOL) * Math.abs(refLoss), `step ${s}: loss ${leanLoss} vs ${refLoss}`);
+        assert.ok(
+          Math.abs(leanLoss - refLoss) <= (c.momentum > 0 ? MOMENTUM_LOSS_TOL : LOSS_TOL) * Math.abs(refLoss),
+          `step ${s}: loss ${leanLoss} vs ${refLoss}`,
+        );
         assert.ok(Math.abs(r.correct - refR.correct) <= 1, `step ${s}: correct ${r.correct} vs ${refR.correct}`);
         xb.dispose();
         yb.dispose();
@@ -277,7 +288,10 @@ for (const c of STEP_CASES) {
       const wr = ref.getWeights();
       const wl = lean.getWeights();
       for (let i = 0; i < wr.length; i++) {
-        const e = c.momentum > 0 ? relMaxDiffBesideDithering(wr[i].dataSync(), wl[i].dataSync()) : relMaxDiff(wr[i].dataSync(), wl[i].dataSync());
+        const e =
+          c.momentum > 0
+            ? relMaxDiffBesideDithering(wr[i].dataSync(), wl[i].dataSync())
+            : relMaxDiff(wr[i].dataSync(), wl[i].dataSync());
         assert.ok(e <= STEP_TOL, `weight ${i} ${wr[i].shape}: rel diff ${e}`);
       }
       step.dispose();
@@ -323,7 +337,12 @@ test('BLAS loading never throws; unknown backends are refused', () => {
   assert.equal(installAcceleratedKernels('webgl').installed, false);
 });
 
-for (const optimizer of [{ sgd: {} }, { sgd: { weightDecay: 0.5 } }, { adam: { amsgrad: true } }, { adamw: { weightDecay: 0.1 } }]) {
+for (const optimizer of [
+  { sgd: {} },
+  { sgd: { weightDecay: 0.5 } },
+  { adam: { amsgrad: true } },
+  { adamw: { weightDecay: 0.1 } },
+]) {
   test(`wasm: the SIMD passes (simd.wat) give bit-identical weights to the JS loops they replace (${JSON.stringify(optimizer)})`, async (t) => {
     if (!(await useBackend('wasm'))) return t.skip('wasm backend unavailable');
     const { wasmSimd } = await import('../src/accel/simd');
@@ -354,7 +373,9 @@ for (const optimizer of [{ sgd: {} }, { sgd: { weightDecay: 0.5 } }, { adam: { a
       const simd = train(true);
       simd.weights.forEach((w, i) => assert.deepEqual(w, js.weights[i], `weight ${i} differs (BLAS ${blas})`));
       // The penalty's sums are added in another order (4 lanes, float64): equal to ~1e-12.
-      simd.losses.forEach((l, i) => assert.ok(Math.abs(l - js.losses[i]!) <= 1e-9 * Math.abs(l), `step ${i}: ${l} vs ${js.losses[i]}`));
+      simd.losses.forEach((l, i) =>
+        assert.ok(Math.abs(l - js.losses[i]!) <= 1e-9 * Math.abs(l), `step ${i}: ${l} vs ${js.losses[i]}`),
+      );
     } finally {
       delete process.env.REGTRAIN_SIMD;
       uninstallAcceleratedKernels('wasm');
@@ -372,7 +393,9 @@ for (const gemm of ['wasm', 'openblas'] as const) {
       if (!wasmSimd()) return t.skip('simd.wasm not built');
       assert.equal(installAcceleratedKernels('wasm', { gemm }).gemm !== null, true);
       try {
-        const train = async (direct: boolean): Promise<{ weights: Float32Array[]; losses: number[]; kernels: string[]; tensors: number[] }> => {
+        const train = async (
+          direct: boolean,
+        ): Promise<{ weights: Float32Array[]; losses: number[]; kernels: string[]; tensors: number[] }> => {
           const model = buildTutorialModel(8);
           const step = createLeanStep(model, createOptimizer({ adam: {} }), TUTORIAL_PENALTIES, { direct });
           if ('unsupported' in step) throw new Error(step.unsupported);

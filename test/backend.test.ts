@@ -13,7 +13,16 @@ const repoRoot = path.resolve(__dirname, '../..');
 const bin = path.join(repoRoot, 'bin', 'regtrain');
 const quick = path.join(repoRoot, 'configs', 'quick.yaml');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-backend-'));
-const tiny = ['--set', 'data.trainLimit=300', '--set', 'data.validation.size=100', '--set', 'data.testLimit=100', '--set', 'training.epochs=1'];
+const tiny = [
+  '--set',
+  'data.trainLimit=300',
+  '--set',
+  'data.validation.size=100',
+  '--set',
+  'data.testLimit=100',
+  '--set',
+  'training.epochs=1',
+];
 
 function hasModule(name: string): string | null {
   try {
@@ -32,15 +41,26 @@ const noBlas = ((): string | null => {
 
 interface Events {
   start: { backend: string; backendReason: string };
-  training: { step: string; blas: { installed: boolean; reason: string }; gemm: { kind: string | null; reason: string } };
+  training: {
+    step: string;
+    blas: { installed: boolean; reason: string };
+    gemm: { kind: string | null; reason: string };
+  };
 }
 
-function run(args: string[], env: Record<string, string> = {}): { status: number | null; events: Events; stderr: string } {
-  const r = spawnSync(process.execPath, [bin, 'run', quick, ...tiny, '--json', '--out', fs.mkdtempSync(path.join(tmp, 'run-')) + '/r', ...args], {
-    cwd: tmp,
-    env: { ...process.env, REGTRAIN_DATA_DIR: path.join(tmp, 'cache'), ...env },
-    encoding: 'utf8',
-  });
+function run(
+  args: string[],
+  env: Record<string, string> = {},
+): { status: number | null; events: Events; stderr: string } {
+  const r = spawnSync(
+    process.execPath,
+    [bin, 'run', quick, ...tiny, '--json', '--out', fs.mkdtempSync(path.join(tmp, 'run-')) + '/r', ...args],
+    {
+      cwd: tmp,
+      env: { ...process.env, REGTRAIN_DATA_DIR: path.join(tmp, 'cache'), ...env },
+      encoding: 'utf8',
+    },
+  );
   const events = Object.fromEntries(
     r.stdout
       .trim()
@@ -56,9 +76,15 @@ test("auto picks wasm with regtrain's kernels whether or not tfjs-node loads, an
   const r = run(['--backend', 'auto']);
   assert.equal(r.status, 0, r.stderr);
   assert.equal(r.events.start.backend, 'wasm');
-  assert.equal(r.events.start.backendReason, `auto: wasm + ${noBlas ? "regtrain's relaxed-SIMD WebAssembly" : 'OpenBLAS'} matmuls, faster than tfjs-node`);
+  assert.equal(
+    r.events.start.backendReason,
+    `auto: wasm + ${noBlas ? "regtrain's relaxed-SIMD WebAssembly" : 'OpenBLAS'} matmuls, faster than tfjs-node`,
+  );
   const plain = run(['--backend', 'auto'], { REGTRAIN_BLAS: 'off', REGTRAIN_RELAXED_SIMD: 'off' });
-  assert.equal(plain.events.start.backendReason, "auto: wasm + regtrain's SIMD WebAssembly matmuls, faster than tfjs-node");
+  assert.equal(
+    plain.events.start.backendReason,
+    "auto: wasm + regtrain's SIMD WebAssembly matmuls, faster than tfjs-node",
+  );
 });
 
 test("auto without regtrain's fast kernels takes tfjs-node when it loads, else suggests it", () => {
@@ -75,16 +101,25 @@ test("auto without regtrain's fast kernels takes tfjs-node when it loads, else s
     assert.equal(r.events.start.backend, 'tensorflow');
     assert.match(
       r.events.start.backendReason,
-      new RegExp(`^auto: tfjs-node \\(TensorFlow \\d+\\.\\d+\\.\\d+\\), faster than tfjs's own kernels on wasm: ${without.replace(/[()]/g, '\\$&')}$`),
+      new RegExp(
+        `^auto: tfjs-node \\(TensorFlow \\d+\\.\\d+\\.\\d+\\), faster than tfjs's own kernels on wasm: ${without.replace(/[()]/g, '\\$&')}$`,
+      ),
     );
   }
 });
 
-test('an explicit tfjs-node that cannot load is a clear exit 2, not a silent fallback', { skip: noTfjsNode ? false : 'tfjs-node loads here' }, () => {
-  const r = run(['--backend', 'tfjs-node']);
-  assert.equal(r.status, 2);
-  assert.match(r.stderr, /^error: backend tfjs-node: tfjs-node is not installed; install it \(README "Backends"\) or choose --backend wasm$/m);
-});
+test(
+  'an explicit tfjs-node that cannot load is a clear exit 2, not a silent fallback',
+  { skip: noTfjsNode ? false : 'tfjs-node loads here' },
+  () => {
+    const r = run(['--backend', 'tfjs-node']);
+    assert.equal(r.status, 2);
+    assert.match(
+      r.stderr,
+      /^error: backend tfjs-node: tfjs-node is not installed; install it \(README "Backends"\) or choose --backend wasm$/m,
+    );
+  },
+);
 
 test('tfjs-node trains with the lean step', { skip: noTfjsNode ?? false }, () => {
   const r = run(['--backend', 'tfjs-node']);
@@ -106,17 +141,26 @@ for (const backend of ['wasm', 'cpu']) {
     assert.equal(r.status, 0, r.stderr);
     assert.equal(r.events.training.blas.installed, false);
     assert.equal(r.events.training.gemm.kind, 'wasm-relaxed-simd');
-    assert.equal(r.events.training.step, "lean step (hand-written gradients) + regtrain's relaxed-SIMD WebAssembly matmuls");
+    assert.equal(
+      r.events.training.step,
+      "lean step (hand-written gradients) + regtrain's relaxed-SIMD WebAssembly matmuls",
+    );
     const plain = run(['--backend', backend], { REGTRAIN_BLAS: 'off', REGTRAIN_RELAXED_SIMD: 'off' });
     assert.equal(plain.status, 0, plain.stderr);
-    assert.equal(plain.events.training.step, "lean step (hand-written gradients) + regtrain's SIMD WebAssembly matmuls");
+    assert.equal(
+      plain.events.training.step,
+      "lean step (hand-written gradients) + regtrain's SIMD WebAssembly matmuls",
+    );
   });
 
   test(`${backend} with neither OpenBLAS nor the SIMD kernels falls back to the reference step and says why`, () => {
     const r = run(['--backend', backend], { REGTRAIN_BLAS: 'off', REGTRAIN_SIMD: 'off' });
     assert.equal(r.status, 0, r.stderr);
     assert.equal(r.events.training.gemm.kind, null);
-    assert.equal(r.events.training.step, 'tfjs autodiff + optimizer (no fast matmul kernels: disabled by REGTRAIN_BLAS; disabled by REGTRAIN_SIMD)');
+    assert.equal(
+      r.events.training.step,
+      'tfjs autodiff + optimizer (no fast matmul kernels: disabled by REGTRAIN_BLAS; disabled by REGTRAIN_SIMD)',
+    );
   });
 }
 
@@ -127,13 +171,25 @@ test('REGTRAIN_ACCEL=off keeps tfjs kernels and the reference step', () => {
 });
 
 test('a model with dropout uses the reference step, whatever the kernels', () => {
-  const r = run(['--backend', 'wasm', '--set', 'model.layers.2={dropout: {rate: 0.1}}', '--set', 'model.layers.3.dense.kernelRegularizer=null']);
+  const r = run([
+    '--backend',
+    'wasm',
+    '--set',
+    'model.layers.2={dropout: {rate: 0.1}}',
+    '--set',
+    'model.layers.3.dense.kernelRegularizer=null',
+  ]);
   assert.equal(r.status, 0, r.stderr);
   assert.equal(r.events.training.step, 'tfjs autodiff + optimizer (dropout, activity or bias penalties need autodiff)');
 });
 
 test('auto puts a model on the autodiff step on tfjs-node from batch 256, where it is faster, and suggests it where it is missing', () => {
-  const dropout = ['--set', 'model.layers.2={dropout: {rate: 0.1}}', '--set', 'model.layers.3.dense.kernelRegularizer=null'];
+  const dropout = [
+    '--set',
+    'model.layers.2={dropout: {rate: 0.1}}',
+    '--set',
+    'model.layers.3.dense.kernelRegularizer=null',
+  ];
   const kernels = noBlas ? "regtrain's relaxed-SIMD WebAssembly matmuls" : 'OpenBLAS matmuls';
   const small = run(['--backend', 'auto', ...dropout, '--set', 'training.batchSize=128']);
   assert.equal(small.status, 0, small.stderr);
@@ -143,10 +199,16 @@ test('auto puts a model on the autodiff step on tfjs-node from batch 256, where 
   const why = 'the model trains on the autodiff step, where TensorFlow is faster from batch 256 (batch 256)';
   if (noTfjsNode) {
     assert.equal(big.events.start.backend, 'wasm');
-    assert.equal(big.events.start.backendReason, `auto: wasm + ${kernels}; tfjs-node is not installed, though ${why}: installing it would be faster here (README "Backends")`);
+    assert.equal(
+      big.events.start.backendReason,
+      `auto: wasm + ${kernels}; tfjs-node is not installed, though ${why}: installing it would be faster here (README "Backends")`,
+    );
   } else {
     assert.equal(big.events.start.backend, 'tensorflow');
-    assert.match(big.events.start.backendReason, new RegExp(`^auto: tfjs-node \\(TensorFlow \\d+\\.\\d+\\.\\d+\\): ${why.replace(/[()]/g, '\\$&')}$`));
+    assert.match(
+      big.events.start.backendReason,
+      new RegExp(`^auto: tfjs-node \\(TensorFlow \\d+\\.\\d+\\.\\d+\\): ${why.replace(/[()]/g, '\\$&')}$`),
+    );
   }
   // The lean step's model at the same batch stays on wasm.
   const lean = run(['--backend', 'auto', '--set', 'training.batchSize=256']);

@@ -16,7 +16,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { calibration, ECE_BINS } from '../src/evaluation/calibration';
 
-const near = (actual: number, expected: number, what: string) => assert.ok(Math.abs(actual - expected) < 1e-6, `${what}: ${actual}, expected ${expected}`);
+const near = (actual: number, expected: number, what: string) =>
+  assert.ok(Math.abs(actual - expected) < 1e-6, `${what}: ${actual}, expected ${expected}`);
 
 const TABLE = Float32Array.from([0.7, 0.2, 0.1, 0.1, 0.62, 0.28, 0.2, 0.18, 0.62, 0.05, 0.9, 0.05]);
 const LABELS = Int32Array.from([0, 2, 2, 1]);
@@ -60,5 +61,7 @@ test('a perfectly calibrated, certain and right model has ECE, Brier and NLL 0; 
 });
 
 test('a table whose size does not fit the labels and classes is refused', () => {
-  assert.throws(() => calibration(TABLE, LABELS, 4), { message: 'calibration: 12 probabilities for 4 samples of 4 classes' });
+  assert.throws(() => calibration(TABLE, LABELS, 4), {
+    message: 'calibration: 12 probabilities for 4 samples of 4 classes',
+  });
 });

@@ -20,14 +20,24 @@ const QUICK = path.resolve(__dirname, '../../configs/quick.yaml');
 
 function split(count: number, seed: number) {
   const rng = new Rng(seed);
-  return { images: new Float32Array(count * 784).map(() => rng.next()), labels: Int32Array.from({ length: count }, () => rng.int(10)), count };
+  return {
+    images: new Float32Array(count * 784).map(() => rng.next()),
+    labels: Int32Array.from({ length: count }, () => rng.int(10)),
+    count,
+  };
 }
 
 async function setup(sets: string[] = []) {
   const spec = loadSpec(QUICK, ['training.batchSize=50', ...sets].map(parseSetFlag)).spec;
   const backend = await initBackend('wasm');
   const built = buildModel(spec);
-  return { spec, backend, built, step: createTrainStep(built, spec, backend), data: { train: split(200, 1), validation: split(50, 2) } };
+  return {
+    spec,
+    backend,
+    built,
+    step: createTrainStep(built, spec, backend),
+    data: { train: split(200, 1), validation: split(50, 2) },
+  };
 }
 
 test('the loop calls the hooks in order: train begin, then per epoch begin, batch ends, epoch end, and train end', async () => {
@@ -41,9 +51,21 @@ test('the loop calls the hooks in order: train begin, then per epoch begin, batc
     onEpochEnd: (e) => void calls.push(`epochEnd ${e}`),
     onTrainEnd: (logs) => void calls.push(`trainEnd ${logs.stopReason} ${logs.epochs}`),
   };
-  const r = await fit(built, step, data, new CallbackList([recorder]), { epochs: 2, batchSize: 50, shuffle: true, seed: 1 });
+  const r = await fit(built, step, data, new CallbackList([recorder]), {
+    epochs: 2,
+    batchSize: 50,
+    shuffle: true,
+    seed: 1,
+  });
   assert.equal(r.stopReason, 'epochs');
-  const epoch = (e: number) => [`epochBegin ${e}`, 'batchEnd 1', 'batchEnd 2', 'batchEnd 3', 'batchEnd 4', `epochEnd ${e}`];
+  const epoch = (e: number) => [
+    `epochBegin ${e}`,
+    'batchEnd 1',
+    'batchEnd 2',
+    'batchEnd 3',
+    'batchEnd 4',
+    `epochEnd ${e}`,
+  ];
   assert.deepEqual(calls, ['trainBegin', ...epoch(1), ...epoch(2), 'trainEnd epochs 2']);
   step.dispose();
   built.model.dispose();
@@ -59,7 +81,12 @@ test('a callback that sets stopTraining ends training after that epoch, with its
       if (e === 2) ctx.stopTraining = 'early-stopping';
     },
   };
-  const r = await fit(built, step, data, new CallbackList([stopper]), { epochs: 5, batchSize: 50, shuffle: true, seed: 1 });
+  const r = await fit(built, step, data, new CallbackList([stopper]), {
+    epochs: 5,
+    batchSize: 50,
+    shuffle: true,
+    seed: 1,
+  });
   assert.deepEqual(seen, [1, 2]);
   assert.deepEqual([r.stopReason, r.epochs], ['early-stopping', 2]);
   step.dispose();
@@ -72,10 +99,26 @@ test("a checkpoint holds the loop's, the optimizer's and every callback's state"
   const history = new History(dir);
   const early = new EarlyStopping({ monitor: 'val_loss', patience: 5, minDelta: 0, restoreBestWeights: true });
   // minDelta 10 against epochs that gain ~5 each (penalty-dominated losses): epoch 2 cuts the learning rate.
-  const plateau = new ReduceLrOnPlateau({ monitor: 'val_loss', factor: 0.5, patience: 1, minDelta: 10, cooldown: 1, minLr: 0 });
+  const plateau = new ReduceLrOnPlateau({
+    monitor: 'val_loss',
+    factor: 0.5,
+    patience: 1,
+    minDelta: 10,
+    cooldown: 1,
+    minLr: 0,
+  });
   const valLosses: number[] = [];
-  const recorder: Callback = { name: 'recorder', onEpochEnd: (_e, logs) => void valLosses.push(logs.val_loss as number) };
-  const list: CallbackList = new CallbackList([recorder, history, early, plateau, new CheckpointWriter(dir, backend.name, () => list)]);
+  const recorder: Callback = {
+    name: 'recorder',
+    onEpochEnd: (_e, logs) => void valLosses.push(logs.val_loss as number),
+  };
+  const list: CallbackList = new CallbackList([
+    recorder,
+    history,
+    early,
+    plateau,
+    new CheckpointWriter(dir, backend.name, () => list),
+  ]);
   await fit(built, step, data, list, { epochs: 3, batchSize: 50, shuffle: true, seed: 1 });
   const cp = readCheckpoint(dir)!;
   assert.equal(cp.body.epoch, 3);
@@ -93,7 +136,10 @@ test("a checkpoint holds the loop's, the optimizer's and every callback's state"
     if (v < plateauBest - 10) [plateauBest, wait] = [v, 0];
     else if (cooldown === 0 && ++wait >= 1) [scale, cooldown, wait] = [scale * 0.5, 1, 0];
   }
-  assert.ok(scale < 1, `the plateau never cut the learning rate (val_loss ${valLosses.join(', ')}): the test checks too little`);
+  assert.ok(
+    scale < 1,
+    `the plateau never cut the learning rate (val_loss ${valLosses.join(', ')}): the test checks too little`,
+  );
   assert.deepEqual(cp.body.callbacks.reduceLrOnPlateau, { best: plateauBest, wait, cooldownCounter: cooldown });
   const chain = (cp.body.callbacks.history as { chain: unknown }).chain;
   assert.deepEqual(cp.body.callbacks.history, { epochs: 3, chain });
@@ -133,13 +179,26 @@ test('the checkpoint does not grow with the epochs: the history is appended to h
 
 test('a checkpointed callback state that does not fit its schema is refused, naming the field', () => {
   const early = new EarlyStopping({ monitor: 'val_loss', patience: 5, minDelta: 0, restoreBestWeights: false });
-  assert.throws(() => early.setState({ json: { best: 'low', bestEpoch: 1, wait: 0 } }), { name: 'InputError', message: 'damaged (callbacks.earlyStopping.best is invalid)' });
-  const plateau = new ReduceLrOnPlateau({ monitor: 'val_loss', factor: 0.5, patience: 1, minDelta: 0, cooldown: 0, minLr: 0 });
+  assert.throws(() => early.setState({ json: { best: 'low', bestEpoch: 1, wait: 0 } }), {
+    name: 'InputError',
+    message: 'damaged (callbacks.earlyStopping.best is invalid)',
+  });
+  const plateau = new ReduceLrOnPlateau({
+    monitor: 'val_loss',
+    factor: 0.5,
+    patience: 1,
+    minDelta: 0,
+    cooldown: 0,
+    minLr: 0,
+  });
   assert.throws(() => plateau.setState({ json: { best: 1, wait: -1, cooldownCounter: 0 } }), {
     name: 'InputError',
     message: 'damaged (callbacks.reduceLrOnPlateau.wait is invalid)',
   });
-  assert.throws(() => new History(null).setState({ json: null }), { name: 'InputError', message: 'damaged (callbacks.history is invalid)' });
+  assert.throws(() => new History(null).setState({ json: null }), {
+    name: 'InputError',
+    message: 'damaged (callbacks.history is invalid)',
+  });
   // A valid state is taken as it is: null is "no best yet".
   early.setState({ json: { best: null, bestEpoch: 0, wait: 2 } });
   assert.deepEqual(early.getState().json, { best: null, bestEpoch: 0, wait: 2 });

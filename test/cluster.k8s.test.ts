@@ -40,7 +40,13 @@ interface Job {
     parallelism?: number;
     backoffLimitPerIndex?: number;
     activeDeadlineSeconds?: number;
-    template: { spec: { restartPolicy: string; containers: Container[]; volumes: { name: string; persistentVolumeClaim: { claimName: string; readOnly?: boolean } }[] } };
+    template: {
+      spec: {
+        restartPolicy: string;
+        containers: Container[];
+        volumes: { name: string; persistentVolumeClaim: { claimName: string; readOnly?: boolean } }[];
+      };
+    };
   };
 }
 
@@ -51,7 +57,23 @@ test(
     fs.writeFileSync(path.join(tmp, 'study.yaml'), SPEC);
     const planned = spawnSync(
       process.execPath,
-      [BIN, 'plan', 'study.yaml', '--format', 'k8s', '--jobs', '2', '--cpus', '2', '--mem', '1G', '--time', '30', '--image', 'registry.example/regtrain:0.1.0'],
+      [
+        BIN,
+        'plan',
+        'study.yaml',
+        '--format',
+        'k8s',
+        '--jobs',
+        '2',
+        '--cpus',
+        '2',
+        '--mem',
+        '1G',
+        '--time',
+        '30',
+        '--image',
+        'registry.example/regtrain:0.1.0',
+      ],
       { cwd: tmp, env: baseEnv, encoding: 'utf8' },
     );
     assert.equal(planned.status, 0, planned.stderr);
@@ -64,7 +86,10 @@ test(
     assert.equal(docs.length, 2);
 
     // The members: one pod per index, retried per index, never restarted in place.
-    assert.deepEqual([members.apiVersion, members.kind, compare.apiVersion, compare.kind], ['batch/v1', 'Job', 'batch/v1', 'Job']);
+    assert.deepEqual(
+      [members.apiVersion, members.kind, compare.apiVersion, compare.kind],
+      ['batch/v1', 'Job', 'batch/v1', 'Job'],
+    );
     assert.match(members.metadata.name, /^regtrain-k8s-tiny-[0-9a-f]{8}$/);
     assert.ok(members.metadata.name.length <= 52, 'short enough for Indexed Job pod names');
     assert.equal(compare.metadata.name, `${members.metadata.name}-compare`);
@@ -79,7 +104,10 @@ test(
     assert.equal(c.workingDir, `/studies/${dirName}`);
     assert.deepEqual(c.command, ['regtrain', 'run-member', '.']);
     assert.deepEqual(c.env, [
-      { name: 'JOB_COMPLETION_INDEX', valueFrom: { fieldRef: { fieldPath: "metadata.annotations['batch.kubernetes.io/job-completion-index']" } } },
+      {
+        name: 'JOB_COMPLETION_INDEX',
+        valueFrom: { fieldRef: { fieldPath: "metadata.annotations['batch.kubernetes.io/job-completion-index']" } },
+      },
       { name: 'REGTRAIN_DATA_DIR', value: '/data' },
     ]);
     assert.deepEqual(c.resources, { requests: { cpu: '2', memory: '1Gi' }, limits: { cpu: '2', memory: '1Gi' } });
@@ -96,12 +124,20 @@ test(
     assert.equal(compare.spec.activeDeadlineSeconds, 30 * 60 * 2 + 3600, 'two waves of 30 minutes, and an hour');
     const [cc] = compare.spec.template.spec.containers as [Container];
     assert.equal(cc.workingDir, `/studies/${dirName}`);
-    assert.deepEqual(cc.command, ['sh', '-c', 'regtrain status . --wait --poll 30 && regtrain compare . > compare.txt && cat compare.txt']);
+    assert.deepEqual(cc.command, [
+      'sh',
+      '-c',
+      'regtrain status . --wait --poll 30 && regtrain compare . > compare.txt && cat compare.txt',
+    ]);
     assert.deepEqual(cc.volumeMounts, [{ name: 'studies', mountPath: '/studies' }]);
 
     // Here, the studies volume is tmp/studies and the data volume a local cache: map the container paths onto them.
     const volumes: Record<string, string> = { '/studies': path.join(tmp, 'studies'), '/data': path.join(tmp, 'data') };
-    const local = (p: string) => Object.entries(volumes).reduce((acc, [from, to]) => (acc.startsWith(from) ? to + acc.slice(from.length) : acc), p);
+    const local = (p: string) =>
+      Object.entries(volumes).reduce(
+        (acc, [from, to]) => (acc.startsWith(from) ? to + acc.slice(from.length) : acc),
+        p,
+      );
     const podEnv = (container: Container, index: number | null): NodeJS.ProcessEnv => {
       const e: NodeJS.ProcessEnv = { ...baseEnv };
       for (const v of container.env ?? []) {
@@ -112,15 +148,27 @@ test(
       return e;
     };
     for (const index of [0, 1, 2]) {
-      const r = spawnSync(c.command[0]!, c.command.slice(1), { cwd: local(c.workingDir), env: podEnv(c, index), encoding: 'utf8' });
+      const r = spawnSync(c.command[0]!, c.command.slice(1), {
+        cwd: local(c.workingDir),
+        env: podEnv(c, index),
+        encoding: 'utf8',
+      });
       assert.equal(r.status, 0, r.stderr);
       assert.match(r.stderr, new RegExp(`^member ${index} of 3 \\(base-seed${5 + index}\\): starting$`, 'm'));
     }
     // A pod retried after its member finished (e.g. the node died after the write) exits 0 at once.
-    const retry = spawnSync(c.command[0]!, c.command.slice(1), { cwd: local(c.workingDir), env: podEnv(c, 1), encoding: 'utf8' });
+    const retry = spawnSync(c.command[0]!, c.command.slice(1), {
+      cwd: local(c.workingDir),
+      env: podEnv(c, 1),
+      encoding: 'utf8',
+    });
     assert.equal(retry.status, 0);
     assert.equal(retry.stderr, 'member 1 (base-seed6) already finished; nothing to do\n');
-    const compared = spawnSync(cc.command[0]!, cc.command.slice(1), { cwd: local(cc.workingDir), env: podEnv(cc, null), encoding: 'utf8' });
+    const compared = spawnSync(cc.command[0]!, cc.command.slice(1), {
+      cwd: local(cc.workingDir),
+      env: podEnv(cc, null),
+      encoding: 'utf8',
+    });
     assert.equal(compared.status, 0, compared.stderr);
     assert.match(compared.stdout, /^study K8s_Tiny in \.: 3 of 3 members done$/m);
     const table = fs.readFileSync(path.join(studyDir, 'compare.txt'), 'utf8');

@@ -52,12 +52,21 @@ interface Started {
 }
 
 /** Starts `regtrain run-member`; `onLine` sees each stdout JSON line. */
-function startMember(args: string[], onLine?: (line: string, child: Started) => void, extraEnv: Record<string, string> = {}): Started {
-  const child = spawn(process.execPath, [BIN, 'run-member', ...args, '--json'], { cwd: tmp, env: { ...env, ...extraEnv } });
+function startMember(
+  args: string[],
+  onLine?: (line: string, child: Started) => void,
+  extraEnv: Record<string, string> = {},
+): Started {
+  const child = spawn(process.execPath, [BIN, 'run-member', ...args, '--json'], {
+    cwd: tmp,
+    env: { ...env, ...extraEnv },
+  });
   let out = '';
   let err = '';
   const started: Started = {
-    code: new Promise((resolve) => child.on('close', (code, signal) => resolve(code ?? (signal === 'SIGKILL' ? -9 : null)))),
+    code: new Promise((resolve) =>
+      child.on('close', (code, signal) => resolve(code ?? (signal === 'SIGKILL' ? -9 : null))),
+    ),
     stdout: () => out,
     stderr: () => err,
     kill: (sig) => child.kill(sig),
@@ -77,7 +86,10 @@ function startMember(args: string[], onLine?: (line: string, child: Started) => 
 }
 
 const file = (dir: string, f: string) => fs.readFileSync(path.join(tmp, dir, f));
-const history = (dir: string) => (JSON.parse(file(dir, 'history.json').toString()) as { epochs: Record<string, unknown>[] }).epochs.map(({ seconds: _s, ...rest }) => rest);
+const history = (dir: string) =>
+  (JSON.parse(file(dir, 'history.json').toString()) as { epochs: Record<string, unknown>[] }).epochs.map(
+    ({ seconds: _s, ...rest }) => rest,
+  );
 
 before(() => {
   fs.writeFileSync(specFile, SPEC);
@@ -92,7 +104,10 @@ test('run-member starts a member from its frozen spec into its run directory, an
   const r = regtrain(['run-member', 'fresh', '--index', '0', '-q']);
   assert.equal(r.status, 0, r.stderr);
   assert.equal(JSON.parse(file('fresh/runs/a', 'metrics.json').toString()).status, 'complete');
-  assert.ok(file('fresh/runs/a', 'weights.bin').equals(file('whole/runs/a', 'weights.bin')), 'the same weights as the member run by `regtrain run STUDY`');
+  assert.ok(
+    file('fresh/runs/a', 'weights.bin').equals(file('whole/runs/a', 'weights.bin')),
+    'the same weights as the member run by `regtrain run STUDY`',
+  );
   const mtime = fs.statSync(path.join(tmp, 'fresh/runs/a/weights.bin')).mtimeMs;
   const again = regtrain(['run-member', 'fresh', '--index', '0']);
   assert.equal(again.status, 0, again.stderr);
@@ -109,11 +124,23 @@ test('run-member starts a member from its frozen spec into its run directory, an
 test('run-member refuses a missing or out-of-range index and a directory that is not a study, with exit 2 and one line', () => {
   plan('bad');
   for (const [args, extraEnv, message] of [
-    [['bad'], {}, 'error: run-member: which member? pass --index N, or run it as a Slurm array task (SLURM_ARRAY_TASK_ID) or a Kubernetes Indexed Job pod (JOB_COMPLETION_INDEX)'],
+    [
+      ['bad'],
+      {},
+      'error: run-member: which member? pass --index N, or run it as a Slurm array task (SLURM_ARRAY_TASK_ID) or a Kubernetes Indexed Job pod (JOB_COMPLETION_INDEX)',
+    ],
     [['bad', '--index', '4'], {}, 'error: --index 4: expected a member index from 0 to 3 (the study has 4 members)'],
     [['bad', '--index', '-1'], {}, 'error: --index -1: expected a member index from 0 to 3 (the study has 4 members)'],
-    [['bad'], { SLURM_ARRAY_TASK_ID: 'x' }, 'error: SLURM_ARRAY_TASK_ID x: expected a member index from 0 to 3 (the study has 4 members)'],
-    [['whole/runs/a', '--index', '0'], {}, `error: ${path.join(tmp, 'whole/runs/a')}: not a study directory (no study.json; create one with regtrain plan)`],
+    [
+      ['bad'],
+      { SLURM_ARRAY_TASK_ID: 'x' },
+      'error: SLURM_ARRAY_TASK_ID x: expected a member index from 0 to 3 (the study has 4 members)',
+    ],
+    [
+      ['whole/runs/a', '--index', '0'],
+      {},
+      `error: ${path.join(tmp, 'whole/runs/a')}: not a study directory (no study.json; create one with regtrain plan)`,
+    ],
   ] as const) {
     const r = regtrain(['run-member', ...args], extraEnv);
     assert.equal(r.status, 2, args.join(' '));
@@ -131,10 +158,15 @@ test('a member killed with SIGKILL resumes through run-member and ends bit-ident
   const r = regtrain(['run-member', 'killed', '--index', '1', '--json']);
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stderr, /^member 1 of 4 \(b\): resuming$/m);
-  const start = JSON.parse(r.stdout.split('\n').find((l) => l.includes('"event":"start"'))!) as { resumedAfterEpoch: number };
+  const start = JSON.parse(r.stdout.split('\n').find((l) => l.includes('"event":"start"'))!) as {
+    resumedAfterEpoch: number;
+  };
   assert.equal(start.resumedAfterEpoch, 1);
   assert.deepEqual(history('killed/runs/b'), history('whole/runs/b'));
-  assert.ok(file('killed/runs/b', 'weights.bin').equals(file('whole/runs/b', 'weights.bin')), 'weights.bin is byte-identical');
+  assert.ok(
+    file('killed/runs/b', 'weights.bin').equals(file('whole/runs/b', 'weights.bin')),
+    'weights.bin is byte-identical',
+  );
 });
 
 test('two run-member processes for one index at once, new or resumed: one trains, the other is refused with exit 2', async () => {
@@ -160,7 +192,10 @@ test('two run-member processes for one index at once, new or resumed: one trains
       round,
     );
     assert.equal(JSON.parse(file('twice/runs/c', 'metrics.json').toString()).status, 'complete');
-    assert.ok(file('twice/runs/c', 'weights.bin').equals(file('whole/runs/c', 'weights.bin')), `${round}: the winner's result is the uninterrupted one`);
+    assert.ok(
+      file('twice/runs/c', 'weights.bin').equals(file('whole/runs/c', 'weights.bin')),
+      `${round}: the winner's result is the uninterrupted one`,
+    );
   }
 });
 
@@ -242,7 +277,11 @@ test('status shows each state with its indexes on a partly finished study, and c
   const whole = regtrain(['compare', 'whole', '--csv']).stdout.trim().split('\n');
   const aRow = whole.find((l) => l.startsWith('a,'))!.split(',');
   const partialRow = compare.stdout.trim().split('\n')[1]!.split(',');
-  assert.deepEqual(partialRow.slice(0, -1).slice(6), aRow.slice(0, -1).slice(6), "the finished member's numbers are those of the whole study (seconds aside)");
+  assert.deepEqual(
+    partialRow.slice(0, -1).slice(6),
+    aRow.slice(0, -1).slice(6),
+    "the finished member's numbers are those of the whole study (seconds aside)",
+  );
 });
 
 test('a member whose lock was left by a pod on another host waits while that heartbeat stays silent, then takes it over; a moving heartbeat is refused', async () => {
@@ -251,7 +290,8 @@ test('a member whose lock was left by a pod on another host waits while that hea
     if (line.includes('"event":"epoch"')) c.kill('SIGKILL');
   }).code;
   const lock = path.join(tmp, 'foreign/runs/a/.regtrain.lock');
-  const writeLock = (token: string) => fs.writeFileSync(lock, JSON.stringify({ pid: 1, start: '9', boot: null, host: 'pod-a-0-xk2p', token }) + '\n');
+  const writeLock = (token: string) =>
+    fs.writeFileSync(lock, JSON.stringify({ pid: 1, start: '9', boot: null, host: 'pod-a-0-xk2p', token }) + '\n');
 
   writeLock('alivepod');
   const beat = setInterval(() => fs.utimesSync(lock, new Date(), new Date()), 300);
@@ -259,7 +299,10 @@ test('a member whose lock was left by a pod on another host waits while that hea
   const liveCode = await live.code;
   clearInterval(beat);
   assert.equal(liveCode, 2, live.stderr());
-  assert.match(live.stderr(), /^member 0: the lock is held by pid 1 on host pod-a-0-xk2p; waiting up to 120 s: taken over if its heartbeat stays silent, refused if it moves$/m);
+  assert.match(
+    live.stderr(),
+    /^member 0: the lock is held by pid 1 on host pod-a-0-xk2p; waiting up to 120 s: taken over if its heartbeat stays silent, refused if it moves$/m,
+  );
   assert.match(
     live.stderr(),
     new RegExp(
@@ -271,7 +314,10 @@ test('a member whose lock was left by a pod on another host waits while that hea
   writeLock('deadpod');
   const taken = startMember(['foreign', '--index', '0'], undefined, { REGTRAIN_LOCK_STALE_SECONDS: '5' });
   assert.equal(await taken.code, 0, taken.stderr());
-  assert.match(taken.stderr(), /^member 0: the lock is held by pid 1 on host pod-a-0-xk2p; waiting up to [1-5] s: taken over if its heartbeat stays silent/m);
+  assert.match(
+    taken.stderr(),
+    /^member 0: the lock is held by pid 1 on host pod-a-0-xk2p; waiting up to [1-5] s: taken over if its heartbeat stays silent/m,
+  );
   assert.deepEqual(history('foreign/runs/a'), history('whole/runs/a'));
   assert.ok(file('foreign/runs/a', 'weights.bin').equals(file('whole/runs/a', 'weights.bin')));
 });
@@ -284,14 +330,21 @@ test('the CPU budget comes from SLURM_CPUS_PER_TASK, else the cgroup CPU quota, 
   fs.writeFileSync(path.join(cg, 'cpu.max'), '250000 100000\n');
   assert.deepEqual(cgroupCpus(cg), { cpus: 2, source: 'cgroup cpu.max 250000 100000' });
   fs.writeFileSync(path.join(cg, 'cpu.max'), '50000 100000\n');
-  assert.deepEqual(cgroupCpus(cg), { cpus: 1, source: 'cgroup cpu.max 50000 100000' }, 'half a CPU is still one thread');
+  assert.deepEqual(
+    cgroupCpus(cg),
+    { cpus: 1, source: 'cgroup cpu.max 50000 100000' },
+    'half a CPU is still one thread',
+  );
   const v1 = fs.mkdtempSync(path.join(tmp, 'cgroup-v1-'));
   fs.mkdirSync(path.join(v1, 'cpu'));
   fs.writeFileSync(path.join(v1, 'cpu', 'cpu.cfs_quota_us'), '300000\n');
   fs.writeFileSync(path.join(v1, 'cpu', 'cpu.cfs_period_us'), '100000\n');
   assert.deepEqual(cgroupCpus(v1), { cpus: 3, source: 'cgroup cpu.cfs_quota_us 300000/100000' });
   assert.deepEqual(cpuBudget({ SLURM_CPUS_PER_TASK: '4' }, v1), { cpus: 4, source: 'SLURM_CPUS_PER_TASK=4' });
-  assert.deepEqual(cpuBudget({ SLURM_CPUS_PER_TASK: 'lots' }, v1), { cpus: 3, source: 'cgroup cpu.cfs_quota_us 300000/100000' });
+  assert.deepEqual(cpuBudget({ SLURM_CPUS_PER_TASK: 'lots' }, v1), {
+    cpus: 3,
+    source: 'cgroup cpu.cfs_quota_us 300000/100000',
+  });
   const userSet: NodeJS.ProcessEnv = { SLURM_CPUS_PER_TASK: '4', REGTRAIN_BLAS_THREADS: '1' };
   assert.equal(applyCpuBudget(userSet, v1), null, "the user's REGTRAIN_BLAS_THREADS wins");
   assert.equal(userSet.REGTRAIN_BLAS_THREADS, '1');

@@ -41,7 +41,9 @@ function compareRows(dir: string): string[] {
   return rows.map((cells) => cells.filter((_, i) => i !== seconds).join(','));
 }
 const history = (runDir: string) =>
-  (JSON.parse(fs.readFileSync(path.join(runDir, 'history.json'), 'utf8')) as { epochs: Record<string, unknown>[] }).epochs.map(({ seconds: _s, ...rest }) => rest);
+  (
+    JSON.parse(fs.readFileSync(path.join(runDir, 'history.json'), 'utf8')) as { epochs: Record<string, unknown>[] }
+  ).epochs.map(({ seconds: _s, ...rest }) => rest);
 
 /** Joblog rows (after the header): [index, exit value, signal]. */
 function joblog(studyDir: string): [number, number, number][] {
@@ -72,7 +74,9 @@ test(
     assert.equal(planned.status, 0, planned.stderr);
     const script = planned.stdout.trim();
     const studyDir = path.join(tmp, path.dirname(script));
-    const members = (JSON.parse(fs.readFileSync(path.join(studyDir, 'study.json'), 'utf8')) as { members: { name: string }[] }).members.map((m) => m.name);
+    const members = (
+      JSON.parse(fs.readFileSync(path.join(studyDir, 'study.json'), 'utf8')) as { members: { name: string }[] }
+    ).members.map((m) => m.name);
 
     // First pass: SIGKILL the first member seen with a checkpoint (its pid is in its lock), as the OOM killer would.
     const first = spawn('bash', [script], { cwd: tmp, env });
@@ -117,17 +121,27 @@ test(
     // Second pass: only the killed member runs again, from its checkpoint.
     const second = spawnSync('bash', [script, '--resume-failed'], { cwd: tmp, env, encoding: 'utf8' });
     assert.equal(second.status, 0, second.stderr + second.stdout);
-    assert.match(second.stdout + second.stderr, new RegExp(`member ${killed} of 4 \\(${members[killed!]}\\): resuming`));
+    assert.match(
+      second.stdout + second.stderr,
+      new RegExp(`member ${killed} of 4 \\(${members[killed!]}\\): resuming`),
+    );
     assert.match(second.stdout, /^study complete; comparison in compare\.txt$/m);
     const afterSecond = joblog(studyDir);
     assert.deepEqual(afterSecond.slice(afterFirst.length), [[killed, 0, 0]], 'the rerun ran exactly the failed member');
     const name = members[killed!]!;
     assert.deepEqual(history(path.join(studyDir, 'runs', name)), history(path.join(tmp, 'local', 'runs', name)));
-    assert.ok(fs.readFileSync(path.join(studyDir, 'runs', name, 'weights.bin')).equals(fs.readFileSync(path.join(tmp, 'local', 'runs', name, 'weights.bin'))));
+    assert.ok(
+      fs
+        .readFileSync(path.join(studyDir, 'runs', name, 'weights.bin'))
+        .equals(fs.readFileSync(path.join(tmp, 'local', 'runs', name, 'weights.bin'))),
+    );
     const localRows = compareRows(path.join(tmp, 'local'));
     assert.equal(localRows.length, 3);
     assert.deepEqual(compareRows(studyDir), localRows);
-    assert.match(fs.readFileSync(path.join(studyDir, 'compare.txt'), 'utf8'), /^ variant +test acc ± std \(n\) +Δ vs baseline/);
+    assert.match(
+      fs.readFileSync(path.join(studyDir, 'compare.txt'), 'utf8'),
+      /^ variant +test acc ± std \(n\) +Δ vs baseline/,
+    );
   },
 );
 
@@ -152,7 +166,10 @@ test(
     }
     const cwd = fs.mkdtempSync(path.join(tmp, 'recipe-'));
     fs.mkdirSync(path.join(cwd, 'configs'));
-    fs.writeFileSync(path.join(cwd, 'configs', 'study.yaml'), SPEC.replace('name: paralleltiny', 'name: study').replace('epochs: 4', 'epochs: 6'));
+    fs.writeFileSync(
+      path.join(cwd, 'configs', 'study.yaml'),
+      SPEC.replace('name: paralleltiny', 'name: study').replace('epochs: 4', 'epochs: 6'),
+    );
     const [planLine, runLine, resumeLine] = readmeParallelRecipe();
     const bash = (line: string) => spawnSync('bash', ['-c', line], { cwd, env, encoding: 'utf8' });
     const planned = bash(planLine!);
@@ -160,7 +177,9 @@ test(
     const hash = /^studies\/study-([0-9a-f]{10})\/parallel\.sh$/.exec(planned.stdout.trim())![1]!;
     const withHash = (line: string) => line.replaceAll('<hash>', hash);
     const studyDir = path.join(cwd, 'studies', `study-${hash}`);
-    const members = (JSON.parse(fs.readFileSync(path.join(studyDir, 'study.json'), 'utf8')) as { members: { name: string }[] }).members.map((m) => m.name);
+    const members = (
+      JSON.parse(fs.readFileSync(path.join(studyDir, 'study.json'), 'utf8')) as { members: { name: string }[] }
+    ).members.map((m) => m.name);
 
     // Ctrl-C as a terminal sends it: SIGINT to the whole foreground process group (bash, parallel and the members).
     const first = spawn('bash', ['-c', withHash(runLine!)], { cwd, env, detached: true });
@@ -196,6 +215,9 @@ test(
         .map((l) => (JSON.parse(l) as { state: string }).state),
       members.map(() => 'done'),
     );
-    assert.match(fs.readFileSync(path.join(studyDir, 'compare.txt'), 'utf8'), /^ variant +test acc ± std \(n\) +Δ vs baseline/);
+    assert.match(
+      fs.readFileSync(path.join(studyDir, 'compare.txt'), 'utf8'),
+      /^ variant +test acc ± std \(n\) +Δ vs baseline/,
+    );
   },
 );

@@ -39,7 +39,9 @@ function slurmUnavailable(): string | null {
   if (sh('which', ['sbatch']).status !== 0) return 'Slurm is not installed (apt-get install slurm-wlm munge)';
   if (process.getuid?.() !== 0) return 'Slurm is not running and starting it needs root';
   const up = sh('bash', [path.join(ROOT, '.ci', 'slurm-up')]);
-  return up.status === 0 && sh('sinfo', ['-h']).status === 0 ? null : `Slurm cannot start here: ${(up.stderr || up.stdout).trim().split('\n').pop()}`;
+  return up.status === 0 && sh('sinfo', ['-h']).status === 0
+    ? null
+    : `Slurm cannot start here: ${(up.stderr || up.stdout).trim().split('\n').pop()}`;
 }
 
 /** Comparison rows without the wall-clock column, which differs between any two runs. */
@@ -57,7 +59,9 @@ function compareRows(dir: string): string[] {
 }
 
 const history = (runDir: string) =>
-  (JSON.parse(fs.readFileSync(path.join(runDir, 'history.json'), 'utf8')) as { epochs: Record<string, unknown>[] }).epochs.map(({ seconds: _s, ...rest }) => rest);
+  (
+    JSON.parse(fs.readFileSync(path.join(runDir, 'history.json'), 'utf8')) as { epochs: Record<string, unknown>[] }
+  ).epochs.map(({ seconds: _s, ...rest }) => rest);
 
 test(
   'a study submitted with its sbatch script runs as a Slurm array; a task requeued mid-run resumes from its checkpoint; compare equals the local --jobs 1 run number for number',
@@ -78,7 +82,20 @@ test(
     assert.equal(local.status, 0, local.stderr);
     const localSeconds = (Date.now() - localStart) / 1000;
 
-    const planned = regtrain(['plan', specFile, '--format', 'slurm', '--jobs', '2', '--cpus', '1', '--mem', '1G', '--time', '20:00']);
+    const planned = regtrain([
+      'plan',
+      specFile,
+      '--format',
+      'slurm',
+      '--jobs',
+      '2',
+      '--cpus',
+      '1',
+      '--mem',
+      '1G',
+      '--time',
+      '20:00',
+    ]);
     assert.equal(planned.status, 0, planned.stderr);
     const script = planned.stdout.trim();
     const studyDir = path.join(tmp, path.dirname(script));
@@ -88,23 +105,33 @@ test(
     const submitStart = Date.now();
     const submitted = sh('bash', [script]);
     assert.equal(submitted.status, 0, submitted.stderr);
-    const ids = /^submitted array job (\d+) \(4 members\) and compare job (\d+) \(writes compare\.txt\)$/m.exec(submitted.stdout);
+    const ids = /^submitted array job (\d+) \(4 members\) and compare job (\d+) \(writes compare\.txt\)$/m.exec(
+      submitted.stdout,
+    );
     assert.ok(ids, submitted.stdout);
     const [, arrayJob, compareJob] = ids;
     try {
-      const members = (JSON.parse(fs.readFileSync(path.join(studyDir, 'study.json'), 'utf8')) as { members: { name: string }[] }).members.map((m) => m.name);
+      const members = (
+        JSON.parse(fs.readFileSync(path.join(studyDir, 'study.json'), 'utf8')) as { members: { name: string }[] }
+      ).members.map((m) => m.name);
 
       // Requeue the first task seen running with a checkpoint, as a preemption or node failure would.
       let requeued: { index: number; afterEpoch: number } | null = null;
       for (let waited = 0; !requeued && waited < 600_000; waited += 100) {
-        const running = sh('squeue', ['-h', '-j', arrayJob!, '-t', 'R', '-o', '%i']).stdout.trim().split('\n').filter(Boolean);
+        const running = sh('squeue', ['-h', '-j', arrayJob!, '-t', 'R', '-o', '%i'])
+          .stdout.trim()
+          .split('\n')
+          .filter(Boolean);
         for (const task of running) {
           const index = Number(task.split('_')[1]);
           const checkpoint = path.join(studyDir, 'runs', members[index]!, 'checkpoint.json');
           if (!fs.existsSync(checkpoint)) continue;
           const r = sh('scontrol', ['requeue', task]);
           assert.equal(r.status, 0, r.stderr);
-          requeued = { index, afterEpoch: (JSON.parse(fs.readFileSync(checkpoint, 'utf8')) as { body: { epoch: number } }).body.epoch };
+          requeued = {
+            index,
+            afterEpoch: (JSON.parse(fs.readFileSync(checkpoint, 'utf8')) as { body: { epoch: number } }).body.epoch,
+          };
           break;
         }
         await sleep(100);
@@ -148,10 +175,15 @@ test(
       const resumed = /^Resuming after epoch (\d+) of 5$/m.exec(log.slice(log.search(/\(restart 1\)/)));
       assert.ok(resumed, `the second attempt resumed from a checkpoint:\n${log}`);
       const resumedAfter = Number(resumed[1]);
-      assert.ok(resumedAfter >= requeued.afterEpoch, `resumed after epoch ${resumedAfter}, at least the epoch ${requeued.afterEpoch} checkpointed before the requeue`);
+      assert.ok(
+        resumedAfter >= requeued.afterEpoch,
+        `resumed after epoch ${resumedAfter}, at least the epoch ${requeued.afterEpoch} checkpointed before the requeue`,
+      );
       assert.deepEqual(history(path.join(studyDir, 'runs', name)), history(path.join(tmp, 'local', 'runs', name)));
       assert.ok(
-        fs.readFileSync(path.join(studyDir, 'runs', name, 'weights.bin')).equals(fs.readFileSync(path.join(tmp, 'local', 'runs', name, 'weights.bin'))),
+        fs
+          .readFileSync(path.join(studyDir, 'runs', name, 'weights.bin'))
+          .equals(fs.readFileSync(path.join(tmp, 'local', 'runs', name, 'weights.bin'))),
         "the requeued member's weights are byte-identical to the local run's",
       );
 
@@ -218,17 +250,25 @@ test(
     const hash = /^studies\/study-([0-9a-f]{10})\/slurm\.sbatch$/.exec(planned.stdout.trim())![1]!;
     const withHash = (line: string) => line.replaceAll('<hash>', hash);
     const studyDir = path.join(cwd, 'studies', `study-${hash}`);
-    const members = (JSON.parse(fs.readFileSync(path.join(studyDir, 'study.json'), 'utf8')) as { members: { name: string }[] }).members.map((m) => m.name);
+    const members = (
+      JSON.parse(fs.readFileSync(path.join(studyDir, 'study.json'), 'utf8')) as { members: { name: string }[] }
+    ).members.map((m) => m.name);
 
     const submitted = bash(withHash(submitLine!));
     assert.equal(submitted.status, 0, submitted.stderr);
-    const [, arrayJob, compareJob] = /^submitted array job (\d+) \(4 members\) and compare job (\d+) \(writes compare\.txt\)$/m.exec(submitted.stdout)!;
+    const [, arrayJob, compareJob] =
+      /^submitted array job (\d+) \(4 members\) and compare job (\d+) \(writes compare\.txt\)$/m.exec(
+        submitted.stdout,
+      )!;
     const jobs = [arrayJob!, compareJob!];
     try {
       // scancel the first task seen running with a checkpoint: SIGTERM reaches regtrain, which saves.
       let cancelled: number | null = null;
       for (let waited = 0; cancelled === null && waited < 600_000; waited += 200) {
-        for (const task of sh('squeue', ['-h', '-j', arrayJob!, '-t', 'R', '-o', '%i']).stdout.trim().split('\n').filter(Boolean)) {
+        for (const task of sh('squeue', ['-h', '-j', arrayJob!, '-t', 'R', '-o', '%i'])
+          .stdout.trim()
+          .split('\n')
+          .filter(Boolean)) {
           const index = Number(task.split('_')[1]);
           if (!fs.existsSync(path.join(studyDir, 'runs', members[index]!, 'checkpoint.json'))) continue;
           const r = bash(scancelLine!.replace('6_3', task));
@@ -260,41 +300,69 @@ test(
         ].join('\n'),
       );
       const incomplete = fs.readFileSync(path.join(studyDir, 'compare.txt'), 'utf8');
-      assert.match(incomplete, /^INCOMPLETE: 1 of 4 members not done when this was written \(\S+\); see: regtrain status \.\n/);
+      assert.match(
+        incomplete,
+        /^INCOMPLETE: 1 of 4 members not done when this was written \(\S+\); see: regtrain status \.\n/,
+      );
       assert.match(incomplete, /^ variant +test acc ± std \(n\) +Δ vs baseline/m);
 
       const again = bash(resubmit);
       assert.equal(again.status, 0, again.stderr);
-      const [, array2, compare2] = /^submitted array job (\d+) \(4 members\) and compare job (\d+)/m.exec(again.stdout)!;
+      const [, array2, compare2] = /^submitted array job (\d+) \(4 members\) and compare job (\d+)/m.exec(
+        again.stdout,
+      )!;
       jobs.push(array2!, compare2!);
       await queueEmpty(jobs, 10 * 60_000);
-      assert.match(fs.readFileSync(path.join(studyDir, 'logs', `${array2}_${cancelled}.out`), 'utf8'), /^Resuming after epoch \d of 5$/m);
+      assert.match(
+        fs.readFileSync(path.join(studyDir, 'logs', `${array2}_${cancelled}.out`), 'utf8'),
+        /^Resuming after epoch \d of 5$/m,
+      );
       const cat = bash(withHash(catLine!));
       assert.equal(cat.status, 0);
-      assert.match(cat.stdout, /^ variant +test acc ± std \(n\) +Δ vs baseline/, 'compare.txt now describes the finished study, with no INCOMPLETE line');
+      assert.match(
+        cat.stdout,
+        /^ variant +test acc ± std \(n\) +Δ vs baseline/,
+        'compare.txt now describes the finished study, with no INCOMPLETE line',
+      );
       assert.match(cat.stdout, /^[ *]l2 +\S+ ± \S+ \(2\)/m, 'both l2 seeds, the resubmitted one included');
 
       // A launcher that resolved when planning and is gone on the node: the task dies at once, and status says so.
       const vanishing = path.join(cwd, 'vanishing', 'regtrain');
       fs.mkdirSync(path.dirname(vanishing));
       fs.symlinkSync(BIN, vanishing);
-      const other = bash(`regtrain plan configs/study.yaml --format slurm --set training.epochs=2 --regtrain ${vanishing}`);
+      const other = bash(
+        `regtrain plan configs/study.yaml --format slurm --set training.epochs=2 --regtrain ${vanishing}`,
+      );
       assert.equal(other.status, 0, other.stderr);
       const otherDir = path.join(cwd, path.dirname(other.stdout.trim()));
       fs.rmSync(vanishing);
       const dead = bash(`bash ${path.relative(cwd, otherDir)}/slurm.sbatch --array=1`);
       assert.equal(dead.status, 0, dead.stderr);
-      const [, deadArray, deadCompare] = /^submitted array job (\d+) \(4 members\) and compare job (\d+)/m.exec(dead.stdout)!;
+      const [, deadArray, deadCompare] = /^submitted array job (\d+) \(4 members\) and compare job (\d+)/m.exec(
+        dead.stdout,
+      )!;
       jobs.push(deadArray!, deadCompare!);
       await queueEmpty(jobs, 5 * 60_000);
       const logName = `logs/${deadArray}_1.out`;
-      assert.match(fs.readFileSync(path.join(otherDir, logName), 'utf8'), /regtrain: No such file or directory|not found/);
+      assert.match(
+        fs.readFileSync(path.join(otherDir, logName), 'utf8'),
+        /regtrain: No such file or directory|not found/,
+      );
       const deadStatus = regtrain(['status', path.relative(cwd, otherDir)], cwd);
       const rel = path.relative(cwd, otherDir);
       assert.match(deadStatus.stdout, /^ {2}failed {10}1 {2}1$/m);
-      assert.match(deadStatus.stdout, new RegExp(`^member 1 \\(\\S+\\) died before its run began: read ${rel}/${logName}$`, 'm'));
-      assert.deepEqual((JSON.parse(regtrain(['status', rel, '--json'], cwd).stdout.split('\n')[1]!) as { log: string }).log, logName);
-      assert.match(fs.readFileSync(path.join(otherDir, 'compare.txt'), 'utf8'), /^INCOMPLETE: \? of 4 members not done/);
+      assert.match(
+        deadStatus.stdout,
+        new RegExp(`^member 1 \\(\\S+\\) died before its run began: read ${rel}/${logName}$`, 'm'),
+      );
+      assert.deepEqual(
+        (JSON.parse(regtrain(['status', rel, '--json'], cwd).stdout.split('\n')[1]!) as { log: string }).log,
+        logName,
+      );
+      assert.match(
+        fs.readFileSync(path.join(otherDir, 'compare.txt'), 'utf8'),
+        /^INCOMPLETE: \? of 4 members not done/,
+      );
     } finally {
       sh('scancel', jobs);
     }

@@ -28,14 +28,20 @@ const TOL = { lr: 1e-12, loss: 5e-6, activations: 1e-5, gradients: 2e-4, weights
 
 test("the CNN's training step matches PyTorch's for 30 steps: activations, loss, gradients, learning rate and Adam's updates to float32 rounding", async () => {
   await initBackend('wasm');
-  const fixture = JSON.parse(fs.readFileSync(FIXTURE, 'utf8')) as { initial: Record<string, Summary>; steps: StepRecord[] };
+  const fixture = JSON.parse(fs.readFileSync(FIXTURE, 'utf8')) as {
+    initial: Record<string, Summary>;
+    steps: StepRecord[];
+  };
   assert.equal(fixture.steps.length, STEPS);
   const setup = await cnnSetup();
   // The same starting point: configs/cnn.yaml's seed gives the weights PyTorch started from.
   for (const w of setup.built.model.trainableWeights) {
     const v = w.read() as tf.Variable;
     const name = v.name.replace(/_\d+$/, '');
-    assert.ok(summaryDiff(summarise(v.dataSync()), fixture.initial[name]!) <= 1e-7, `initial ${name} differs from the fixture's: regenerate it (test/bench/cnn-steps.ts)`);
+    assert.ok(
+      summaryDiff(summarise(v.dataSync()), fixture.initial[name]!) <= 1e-7,
+      `initial ${name} differs from the fixture's: regenerate it (test/bench/cnn-steps.ts)`,
+    );
   }
   const ours = runSteps(setup);
   ours.forEach((o, s) => {

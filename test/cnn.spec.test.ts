@@ -62,7 +62,11 @@ before(async () => {
 });
 
 /** Each layer's output shape (per image) and parameter count are `expected` in the spec (layerShapes) and in the built tfjs model; the model's totals are `counts`. */
-function assertShapes(spec: ExperimentSpec, expected: [number[], number][], counts: { total: number; trainable: number }): void {
+function assertShapes(
+  spec: ExperimentSpec,
+  expected: [number[], number][],
+  counts: { total: number; trainable: number },
+): void {
   assert.deepEqual(
     layerShapes(spec.model.layers).shapes.map((s) => [s.outputShape, s.params]),
     expected,
@@ -112,7 +116,12 @@ describe('output shapes and parameter counts by Keras formulas', () => {
   });
 
   test('pooling strides default to the pool size, as in Keras', () => {
-    const spec = specOf([{ reshape: { targetShape: [28, 28, 1] } }, { maxPooling2d: { poolSize: 3 } }, { flatten: {} }, { dense: { units: 10, activation: 'softmax' } }]);
+    const spec = specOf([
+      { reshape: { targetShape: [28, 28, 1] } },
+      { maxPooling2d: { poolSize: 3 } },
+      { flatten: {} },
+      { dense: { units: 10, activation: 'softmax' } },
+    ]);
     assert.equal(spec.model.layers[1]!.maxPooling2d!.strides, null);
     // ⌊(28 − 3)/3⌋ + 1 = 9
     assert.deepEqual(layerShapes(spec.model.layers).shapes[1]!.outputShape, [9, 9, 1]);
@@ -131,7 +140,9 @@ describe('output shapes and parameter counts by Keras formulas', () => {
 });
 
 test('the model summary lists each layer with its Keras name, output shape and parameter count, like model.summary()', () => {
-  const spec = loadSpec(path.join(ROOT, 'configs', 'cnn.yaml'), [{ path: ['model', 'layers', '1', 'conv2d', 'kernelRegularizer'], value: { l2: 0.001 }, label: '--set' }]).spec;
+  const spec = loadSpec(path.join(ROOT, 'configs', 'cnn.yaml'), [
+    { path: ['model', 'layers', '1', 'conv2d', 'kernelRegularizer'], value: { l2: 0.001 }, label: '--set' },
+  ]).spec;
   const built = buildModel(spec);
   // As wide as the widest row: 31 + 2 + 18 + 2 + 7 + 2 + 16 columns.
   const RULE = '─'.repeat(78 - 1);

@@ -62,7 +62,10 @@ const regtrain = (args: string[]) => regtrainSync(args, { cwd: TMP, env: ENV });
 
 const read = (dir: string, file: string) => fs.readFileSync(path.join(TMP, dir, file));
 const metrics = (dir: string) => JSON.parse(read(dir, 'metrics.json').toString()) as MetricsFile;
-const history = (dir: string) => (JSON.parse(read(dir, 'history.json').toString()) as { epochs: Record<string, unknown>[] }).epochs.map(({ seconds: _s, ...rest }) => rest);
+const history = (dir: string) =>
+  (JSON.parse(read(dir, 'history.json').toString()) as { epochs: Record<string, unknown>[] }).epochs.map(
+    ({ seconds: _s, ...rest }) => rest,
+  );
 
 let events: { event: string; step?: string }[] = [];
 
@@ -150,7 +153,14 @@ describe('penalties on a conv kernel', () => {
       model: {
         layers: [
           { reshape: { targetShape: [28, 28, 1] } },
-          { conv2d: { filters: 1, kernelSize: 2, activation: 'tanh', ...(regularized ? { kernelRegularizer: 'l1l2', biasRegularizer: { l2: 0.1 } } : {}) } },
+          {
+            conv2d: {
+              filters: 1,
+              kernelSize: 2,
+              activation: 'tanh',
+              ...(regularized ? { kernelRegularizer: 'l1l2', biasRegularizer: { l2: 0.1 } } : {}),
+            },
+          },
           { flatten: {} },
           { dense: { units: 10, activation: 'softmax' } },
         ],
@@ -195,14 +205,24 @@ describe('penalties on a conv kernel', () => {
     const plain = after(false);
     const penalized = after(true);
     const kernelShift = plain.kernel.map((v, i) => v - penalized.kernel[i]!);
-    [0.003, -0.005, 0.002, 0].forEach((want, i) => assert.ok(Math.abs(kernelShift[i]! - want) <= 1e-6, `kernel[${i}] moved ${kernelShift[i]} more, expected ${want}`));
-    assert.ok(Math.abs(plain.bias[0]! - penalized.bias[0]! - 0.06) <= 1e-6, `bias moved ${plain.bias[0]! - penalized.bias[0]!} more, expected 0.06`);
+    [0.003, -0.005, 0.002, 0].forEach((want, i) =>
+      assert.ok(
+        Math.abs(kernelShift[i]! - want) <= 1e-6,
+        `kernel[${i}] moved ${kernelShift[i]} more, expected ${want}`,
+      ),
+    );
+    assert.ok(
+      Math.abs(plain.bias[0]! - penalized.bias[0]! - 0.06) <= 1e-6,
+      `bias moved ${plain.bias[0]! - penalized.bias[0]!} more, expected 0.06`,
+    );
   });
 
   test('the lean step refuses a conv model with its reason, so the run takes the reference step', () => {
     const b = buildModel(loadSpec(path.join(ROOT, 'configs', 'cnn.yaml')).spec);
     const lean = createLeanStep(b.model, createOptimizer({ sgd: {} }), []);
-    assert.deepEqual(lean, { unsupported: 'layer 0 is Reshape: convolution, pooling and reshape layers train on the autodiff step' });
+    assert.deepEqual(lean, {
+      unsupported: 'layer 0 is Reshape: convolution, pooling and reshape layers train on the autodiff step',
+    });
     b.model.dispose();
   });
 });

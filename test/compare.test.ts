@@ -16,13 +16,17 @@ const LOOSE = path.join(RUNS, 'loose');
 const SINGLE = path.join(RUNS, 'single-run');
 
 const close = (actual: number | null | undefined, expected: number, eps = 1e-6) =>
-  assert.ok(actual !== null && actual !== undefined && Math.abs(actual - expected) < eps, `expected ${expected}, got ${actual}`);
+  assert.ok(
+    actual !== null && actual !== undefined && Math.abs(actual - expected) < eps,
+    `expected ${expected}, got ${actual}`,
+  );
 const cli = (args: string[]) => regtrainSync(args, { cwd: RUNS });
 /** RFC 4180 fields of one line (quotes, doubled quotes). */
 function csvFields(line: string): string[] {
   const out: string[] = [];
   const re = /("(?:[^"]|"")*"|[^,]*)(,|$)/g;
-  for (let m = re.exec(line); m && m.index < line.length; m = re.exec(line)) out.push(m[1]!.startsWith('"') ? m[1]!.slice(1, -1).replace(/""/g, '"') : m[1]!);
+  for (let m = re.exec(line); m && m.index < line.length; m = re.exec(line))
+    out.push(m[1]!.startsWith('"') ? m[1]!.slice(1, -1).replace(/""/g, '"') : m[1]!);
   return out;
 }
 const byName = (groups: Group[], name: string) => groups.find((g) => g.name === name)!;
@@ -97,13 +101,27 @@ test('a row is labelled only with the spec fields that differ from the baseline'
   assert.equal(byName(r.groups, 'baseline').label, '');
   assert.equal(byName(r.groups, 'l1').label, 'model.layers.1.dense.kernelRegularizer={l1: 0.001, l2: 0}');
   assert.equal(
-    specDiff({ name: 'a', seed: 1, training: { epochs: 3, earlyStopping: null } }, { name: 'b', seed: 2, training: { epochs: 3, earlyStopping: { patience: 2 } } }),
+    specDiff(
+      { name: 'a', seed: 1, training: { epochs: 3, earlyStopping: null } },
+      { name: 'b', seed: 2, training: { epochs: 3, earlyStopping: { patience: 2 } } },
+    ),
     'training.earlyStopping=null',
   );
-  const layers = (reg: unknown) => ({ model: { layers: [{ flatten: {} }, { dense: { units: 4, kernelRegularizer: reg } }, { dense: { units: 2, kernelRegularizer: reg } }] } });
+  const layers = (reg: unknown) => ({
+    model: {
+      layers: [
+        { flatten: {} },
+        { dense: { units: 4, kernelRegularizer: reg } },
+        { dense: { units: 2, kernelRegularizer: reg } },
+      ],
+    },
+  });
   assert.equal(specDiff(layers({ l2: 0.01 }), layers(null)), 'model.layers.{1,2}.dense.kernelRegularizer={l2: 0.01}');
   assert.equal(
-    specDiff({ optimizer: { adam: { learningRate: 0.001, amsgrad: false } } }, { optimizer: { sgd: { learningRate: 0.01 } } }),
+    specDiff(
+      { optimizer: { adam: { learningRate: 0.001, amsgrad: false } } },
+      { optimizer: { sgd: { learningRate: 0.01 } } },
+    ),
     'optimizer.adam={learningRate: 0.001, amsgrad: false}',
   );
 });
@@ -217,8 +235,14 @@ test('every line of the default output stays within 120 columns, even with long 
   const lines = r.stdout.split('\n');
   for (const line of lines) assert.ok([...line].length <= 120, `${[...line].length} columns: ${line}`);
   const at = lines.findIndex((l) => l.startsWith('  l1  '));
-  assert.equal(lines[at], '  l1  model.layers.1.dense.kernelRegularizer={l1: 0.001, l2: 0}, optimizer.adam={learningRate: 0.001, beta1: 0.9,');
-  assert.equal(lines[at + 1], '      beta2: 0.999, epsilon: 1e-7, amsgrad: false, weightDecay: 0, excludeFromWeightDecay: [bias, gamma, beta]}');
+  assert.equal(
+    lines[at],
+    '  l1  model.layers.1.dense.kernelRegularizer={l1: 0.001, l2: 0}, optimizer.adam={learningRate: 0.001, beta1: 0.9,',
+  );
+  assert.equal(
+    lines[at + 1],
+    '      beta2: 0.999, epsilon: 1e-7, amsgrad: false, weightDecay: 0, excludeFromWeightDecay: [bias, gamma, beta]}',
+  );
 });
 
 test('compare --wide prints every column, with the changes in the table', () => {
@@ -311,8 +335,22 @@ test('compare --json prints JSON Lines: a comparison line, one line per variant 
     docs.map((d) => d.type),
     ['comparison', 'group', 'group', 'group', 'paired', 'skipped', 'skipped', 'skipped'],
   );
-  assert.deepEqual(docs[0], { type: 'comparison', baseline: 'baseline', groups: 3, runs: 7, paired: 1, skipped: 3, duplicates: 0, sweepPaths: [] });
-  const groups = docs.slice(1, 4) as unknown as { name: string; testAccuracy: { mean: number; n: number }; reference: string | null; runDirs: string[] }[];
+  assert.deepEqual(docs[0], {
+    type: 'comparison',
+    baseline: 'baseline',
+    groups: 3,
+    runs: 7,
+    paired: 1,
+    skipped: 3,
+    duplicates: 0,
+    sweepPaths: [],
+  });
+  const groups = docs.slice(1, 4) as unknown as {
+    name: string;
+    testAccuracy: { mean: number; n: number };
+    reference: string | null;
+    runDirs: string[];
+  }[];
   assert.deepEqual(
     groups.map((g) => [g.name, g.testAccuracy.n, g.reference]),
     [
@@ -325,7 +363,11 @@ test('compare --json prints JSON Lines: a comparison line, one line per variant 
   assert.deepEqual(groups[2]!.runDirs, [path.join('study', 'runs', 'l2-seed1')]);
   const paired = docs[4] as unknown as { group: string; baseline: string; meanDiff: number; verdict: string };
   assert.deepEqual([paired.group, paired.baseline, paired.verdict], ['l1', 'baseline', 'better']);
-  assert.deepEqual(docs[7], { type: 'skipped', dir: path.join('study', 'runs', 'broken'), reason: 'metrics.json: not valid JSON (truncated or corrupt)' });
+  assert.deepEqual(docs[7], {
+    type: 'skipped',
+    dir: path.join('study', 'runs', 'broken'),
+    reason: 'metrics.json: not valid JSON (truncated or corrupt)',
+  });
 
   const c = cli(['compare', 'study', '--csv']);
   const [header, , second] = c.stdout.split('\n');
@@ -371,7 +413,10 @@ test('a sweep is ordered by its values, and each variant is paired with the base
     // against the baseline at 1000: differences 0.03, 0.02, 0.04, as in the plain study
     '*l1-trainLimit=1000                  0.8500 ± 0.0265 (3)  +0.0300 [+0.0052, +0.0548] better  0.0233     50.0%    28.6%',
   ]);
-  assert.match(r.stdout, /\n {2}l1-trainLimit=1000 − baseline-trainLimit=1000: \+0\.0300 \[\+0\.0052, \+0\.0548\], t\(2\) = 5\.20, p = 0\.035, 3 pairs: better\n/);
+  assert.match(
+    r.stdout,
+    /\n {2}l1-trainLimit=1000 − baseline-trainLimit=1000: \+0\.0300 \[\+0\.0052, \+0\.0548\], t\(2\) = 5\.20, p = 0\.035, 3 pairs: better\n/,
+  );
 });
 
 test('a run directory written before metrics.json stored the confusion matrix is read as before; one that stores it is checked', () => {
@@ -379,12 +424,19 @@ test('a run directory written before metrics.json stored the confusion matrix is
   assert.equal(readMetrics(SINGLE).metrics.confusion!.matrix[6]![6], 20);
   const bad = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-cmp-'));
   fs.cpSync(SINGLE, bad, { recursive: true });
-  const m = JSON.parse(fs.readFileSync(path.join(bad, 'metrics.json'), 'utf8')) as { confusion: { matrix: number[][] } };
+  const m = JSON.parse(fs.readFileSync(path.join(bad, 'metrics.json'), 'utf8')) as {
+    confusion: { matrix: number[][] };
+  };
   m.confusion.matrix[3]!.pop();
   fs.writeFileSync(path.join(bad, 'metrics.json'), JSON.stringify(m));
   const r = regtrainSync(['compare', bad]);
   assert.equal(r.status, 2);
-  assert.match(r.stderr, new RegExp(`^warning: skipped ${bad}: metrics\\.json: confusion\\.matrix\\.3: expected 10 counts \\(one per class\\), got 9\n`));
+  assert.match(
+    r.stderr,
+    new RegExp(
+      `^warning: skipped ${bad}: metrics\\.json: confusion\\.matrix\\.3: expected 10 counts \\(one per class\\), got 9\n`,
+    ),
+  );
 });
 
 test('a finished run stores its test confusion matrix, whose diagonal gives its test accuracy and which evaluate reproduces', async () => {
@@ -400,12 +452,34 @@ test('a finished run stores its test confusion matrix, whose diagonal gives its 
       child.stderr.setEncoding('utf8').on('data', (x: string) => (stderr += x));
       child.on('close', (code) => resolve({ code, stdout, stderr }));
     });
-  const tiny = ['--backend', 'wasm', '--set', 'data.trainLimit=400', '--set', 'data.validation.size=100', '--set', 'data.testLimit=300', '--set', 'training.epochs=1'];
+  const tiny = [
+    '--backend',
+    'wasm',
+    '--set',
+    'data.trainLimit=400',
+    '--set',
+    'data.validation.size=100',
+    '--set',
+    'data.testLimit=300',
+    '--set',
+    'training.epochs=1',
+  ];
   const r = await exec(['run', path.join(ROOT, 'configs', 'quick.yaml'), ...tiny, '--out', run, '-q']);
   assert.equal(r.code, 0, r.stderr);
   const { metrics } = readMetrics(run);
   const c = metrics.confusion!;
-  assert.deepEqual(c.classNames, ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot']);
+  assert.deepEqual(c.classNames, [
+    'T-shirt/top',
+    'Trouser',
+    'Pullover',
+    'Dress',
+    'Coat',
+    'Sandal',
+    'Shirt',
+    'Sneaker',
+    'Bag',
+    'Ankle boot',
+  ]);
   assert.equal(
     c.matrix.flat().reduce((a, b) => a + b, 0),
     300,
@@ -429,7 +503,10 @@ test('compare with nothing usable exits 2 and says why', () => {
 test('the paired heading names the baseline only when it is not called baseline', () => {
   const r = cli(['compare', 'study', '--baseline', 'l1']);
   assert.equal(r.status, 0, r.stderr);
-  assert.match(r.stdout, /\nTest accuracy paired against the baseline, l1, matched by seed \(95% CI, paired t-test\):\n {2}baseline − l1: -0\.0300 /);
+  assert.match(
+    r.stdout,
+    /\nTest accuracy paired against the baseline, l1, matched by seed \(95% CI, paired t-test\):\n {2}baseline − l1: -0\.0300 /,
+  );
   assert.match(r.stdout, /^ variant {8}/);
   assert.match(r.stdout, /\n\*l1 \(baseline\) {2}0\.8500 ± 0\.0265 \(3\) {2}— /);
   assert.doesNotMatch(cli(['compare', 'study']).stdout, /baseline \(baseline\)/);

@@ -32,12 +32,48 @@ interface Case {
 
 const CASES: Case[] = [
   { name: '1×1 input and filter', x: [1, 1, 1, 1], filter: [1, 1, 1, 1], strides: [1, 1], pad: 'valid' },
-  { name: '7×5 input, 3×2 filter, stride 1, valid', x: [3, 7, 5, 2], filter: [3, 2, 2, 5], strides: [1, 1], pad: 'valid' },
-  { name: '7×5 input, 3×2 filter, stride 1, same', x: [3, 7, 5, 2], filter: [3, 2, 2, 5], strides: [1, 1], pad: 'same' },
-  { name: '9×9 input, 3×3 filter, stride 2, valid', x: [2, 9, 9, 3], filter: [3, 3, 3, 4], strides: [2, 2], pad: 'valid' },
-  { name: '10×8 input, 4×3 filter, stride 2, same (uneven padding)', x: [2, 10, 8, 3], filter: [4, 3, 3, 7], strides: [2, 2], pad: 'same' },
-  { name: '11×6 input, 2×4 filter, strides 3×1, same', x: [2, 11, 6, 1], filter: [2, 4, 1, 3], strides: [3, 1], pad: 'same' },
-  { name: '6×7 input, 3×3 filter, stride 1, explicit padding 1', x: [2, 6, 7, 2], filter: [3, 3, 2, 3], strides: [1, 1], pad: 1 },
+  {
+    name: '7×5 input, 3×2 filter, stride 1, valid',
+    x: [3, 7, 5, 2],
+    filter: [3, 2, 2, 5],
+    strides: [1, 1],
+    pad: 'valid',
+  },
+  {
+    name: '7×5 input, 3×2 filter, stride 1, same',
+    x: [3, 7, 5, 2],
+    filter: [3, 2, 2, 5],
+    strides: [1, 1],
+    pad: 'same',
+  },
+  {
+    name: '9×9 input, 3×3 filter, stride 2, valid',
+    x: [2, 9, 9, 3],
+    filter: [3, 3, 3, 4],
+    strides: [2, 2],
+    pad: 'valid',
+  },
+  {
+    name: '10×8 input, 4×3 filter, stride 2, same (uneven padding)',
+    x: [2, 10, 8, 3],
+    filter: [4, 3, 3, 7],
+    strides: [2, 2],
+    pad: 'same',
+  },
+  {
+    name: '11×6 input, 2×4 filter, strides 3×1, same',
+    x: [2, 11, 6, 1],
+    filter: [2, 4, 1, 3],
+    strides: [3, 1],
+    pad: 'same',
+  },
+  {
+    name: '6×7 input, 3×3 filter, stride 1, explicit padding 1',
+    x: [2, 6, 7, 2],
+    filter: [3, 3, 2, 3],
+    strides: [1, 1],
+    pad: 1,
+  },
   {
     name: '6×7 input, 3×2 filter, stride 2, explicit padding [1,2]×[0,1]',
     x: [3, 6, 7, 2],
@@ -50,9 +86,27 @@ const CASES: Case[] = [
       [0, 0],
     ],
   },
-  { name: '9×8×8 input, 3×3 filter, stride 1, valid (filter rows of 24 floats: the SIMD adds)', x: [2, 9, 8, 8], filter: [3, 3, 8, 5], strides: [1, 1], pad: 'valid' },
-  { name: '9×8×8 input, 3×2 filter, stride 2, same', x: [2, 9, 8, 8], filter: [3, 2, 8, 6], strides: [2, 2], pad: 'same' },
-  { name: '28×28 input, 3×3 filter, 16 channels (the CNN’s first layer)', x: [4, 28, 28, 1], filter: [3, 3, 1, 16], strides: [1, 1], pad: 'valid' },
+  {
+    name: '9×8×8 input, 3×3 filter, stride 1, valid (filter rows of 24 floats: the SIMD adds)',
+    x: [2, 9, 8, 8],
+    filter: [3, 3, 8, 5],
+    strides: [1, 1],
+    pad: 'valid',
+  },
+  {
+    name: '9×8×8 input, 3×2 filter, stride 2, same',
+    x: [2, 9, 8, 8],
+    filter: [3, 2, 8, 6],
+    strides: [2, 2],
+    pad: 'same',
+  },
+  {
+    name: '28×28 input, 3×3 filter, 16 channels (the CNN’s first layer)',
+    x: [4, 28, 28, 1],
+    filter: [3, 3, 1, 16],
+    strides: [1, 1],
+    pad: 'valid',
+  },
 ];
 
 /** Reproducible values in [−1, 1) with a few exact zeros (as after a relu). */
@@ -71,7 +125,11 @@ function geometry(c: Case): ConvGeometry {
 }
 
 /** The exact gradient (float64) and Σ|x·dy| per filter element, straight from the definition. */
-function reference(g: ConvGeometry, x: Float32Array, dy: Float32Array): { exact: Float64Array; magnitude: Float64Array } {
+function reference(
+  g: ConvGeometry,
+  x: Float32Array,
+  dy: Float32Array,
+): { exact: Float64Array; magnitude: Float64Array } {
   const n = g.fH * g.fW * g.inC * g.outC;
   const exact = new Float64Array(n);
   const magnitude = new Float64Array(n);
@@ -86,7 +144,9 @@ function reference(g: ConvGeometry, x: Float32Array, dy: Float32Array): { exact:
                 const ih = oh * g.strideH + kh - g.padTop;
                 const iw = ow * g.strideW + kw - g.padLeft;
                 if (ih < 0 || ih >= g.inH || iw < 0 || iw >= g.inW) continue;
-                const p = x[((b * g.inH + ih) * g.inW + iw) * g.inC + ci]! * dy[((b * g.outH + oh) * g.outW + ow) * g.outC + co]!;
+                const p =
+                  x[((b * g.inH + ih) * g.inW + iw) * g.inC + ci]! *
+                  dy[((b * g.outH + oh) * g.outW + ow) * g.outC + co]!;
                 exact[i] += p;
                 magnitude[i] += Math.abs(p);
               }
@@ -95,7 +155,11 @@ function reference(g: ConvGeometry, x: Float32Array, dy: Float32Array): { exact:
 }
 
 /** dx from the definition: the exact value (float64) and Σ|dy·w| per input element. */
-function inputReference(g: ConvGeometry, dy: Float32Array, w: Float32Array): { exact: Float64Array; magnitude: Float64Array } {
+function inputReference(
+  g: ConvGeometry,
+  dy: Float32Array,
+  w: Float32Array,
+): { exact: Float64Array; magnitude: Float64Array } {
   const n = g.batch * g.inH * g.inW * g.inC;
   const exact = new Float64Array(n);
   const magnitude = new Float64Array(n);
@@ -109,7 +173,9 @@ function inputReference(g: ConvGeometry, dy: Float32Array, w: Float32Array): { e
             if (ih < 0 || ih >= g.inH || iw < 0 || iw >= g.inW) continue;
             for (let ci = 0; ci < g.inC; ci++)
               for (let co = 0; co < g.outC; co++) {
-                const p = dy[((b * g.outH + oh) * g.outW + ow) * g.outC + co]! * w[((kh * g.fW + kw) * g.inC + ci) * g.outC + co]!;
+                const p =
+                  dy[((b * g.outH + oh) * g.outW + ow) * g.outC + co]! *
+                  w[((kh * g.fW + kw) * g.inC + ci) * g.outC + co]!;
                 const i = ((b * g.inH + ih) * g.inW + iw) * g.inC + ci;
                 exact[i] += p;
                 magnitude[i] += Math.abs(p);
@@ -124,7 +190,12 @@ function inputGrad(c: Case, dy: Float32Array, w: Float32Array, g: ConvGeometry):
     const wt = tf.tensor4d(w, c.filter);
     const out = tf
       .engine()
-      .runKernel('Conv2DBackpropInput', { dy: dyt, filter: wt }, { strides: c.strides, pad: c.pad, dataFormat: 'NHWC', inputShape: c.x } as never) as tf.Tensor;
+      .runKernel('Conv2DBackpropInput', { dy: dyt, filter: wt }, {
+        strides: c.strides,
+        pad: c.pad,
+        dataFormat: 'NHWC',
+        inputShape: c.x,
+      } as never) as tf.Tensor;
     assert.deepEqual(out.shape, c.x);
     return out.dataSync() as Float32Array;
   });
@@ -137,17 +208,28 @@ function filterGrad(c: Case, x: Float32Array, dy: Float32Array, g: ConvGeometry)
     const dyt = tf.tensor4d(dy, [g.batch, g.outH, g.outW, g.outC]);
     const out = tf
       .engine()
-      .runKernel('Conv2DBackpropFilter', { x: xt, dy: dyt }, { strides: c.strides, pad: c.pad, dataFormat: 'NHWC', filterShape: c.filter } as never) as tf.Tensor;
+      .runKernel('Conv2DBackpropFilter', { x: xt, dy: dyt }, {
+        strides: c.strides,
+        pad: c.pad,
+        dataFormat: 'NHWC',
+        filterShape: c.filter,
+      } as never) as tf.Tensor;
     assert.deepEqual(out.shape, c.filter);
     return out.dataSync() as Float32Array;
   });
 }
 
-function assertWithin(actual: Float32Array, expected: ArrayLike<number>, bound: (i: number) => number, what: string): void {
+function assertWithin(
+  actual: Float32Array,
+  expected: ArrayLike<number>,
+  bound: (i: number) => number,
+  what: string,
+): void {
   assert.equal(actual.length, expected.length);
   for (let i = 0; i < actual.length; i++) {
     const err = Math.abs(actual[i]! - expected[i]!);
-    if (!(err <= bound(i))) assert.fail(`${what}: element ${i} is ${actual[i]}, expected ${expected[i]} (error ${err} > bound ${bound(i)})`);
+    if (!(err <= bound(i)))
+      assert.fail(`${what}: element ${i} is ${actual[i]}, expected ${expected[i]} (error ${err} > bound ${bound(i)})`);
   }
 }
 
@@ -164,7 +246,12 @@ for (const c of CASES) {
     const dy = values(g.batch * g.outH * g.outW * g.outC, 7 + c.filter[3]);
     const ref = reference(g, x, dy);
     const onWasm = filterGrad(c, x, dy, g);
-    assertWithin(onWasm, ref.exact, (i) => 2 ** -24 * Math.abs(ref.exact[i]!) + 2 ** -40 * ref.magnitude[i]!, 'against float64');
+    assertWithin(
+      onWasm,
+      ref.exact,
+      (i) => 2 ** -24 * Math.abs(ref.exact[i]!) + 2 ** -40 * ref.magnitude[i]!,
+      'against float64',
+    );
     assert.deepEqual(filterGrad(c, x, dy, g), onWasm, 'a second run gives the same bits');
     await useBackend('cpu');
     const onCpu = filterGrad(c, x, dy, g);
@@ -180,7 +267,10 @@ test("a conv layer's kernel and input gradients through tf.variableGrads agree o
       const w = tf.variable(tf.tensor4d(values(3 * 3 * 3 * 5, 4), [3, 3, 3, 5]), true, 'w');
       const r = tf.tensor4d(values(2 * 5 * 4 * 5, 5), [2, 5, 4, 5]);
       const xv = tf.variable(x, true, 'x');
-      const { grads: gs } = tf.variableGrads(() => tf.sum(tf.mul(tf.relu(tf.conv2d(xv, w, 2, 'same')), r)) as tf.Scalar, [w, xv]);
+      const { grads: gs } = tf.variableGrads(
+        () => tf.sum(tf.mul(tf.relu(tf.conv2d(xv, w, 2, 'same')), r)) as tf.Scalar,
+        [w, xv],
+      );
       const out = [gs.w!.dataSync() as Float32Array, gs.x!.dataSync() as Float32Array];
       w.dispose();
       xv.dispose();
@@ -198,12 +288,35 @@ test('Conv2DBackpropFilter on wasm refuses dilations other than 1 with a one-lin
   if (!(await useBackend('wasm'))) return t.skip('wasm backend unavailable');
   const x = tf.zeros([1, 5, 5, 1]);
   const dy = tf.zeros([1, 1, 1, 1]);
-  assert.throws(() => tf.engine().runKernel('Conv2DBackpropFilter', { x, dy }, { strides: 1, pad: 'valid', filterShape: [3, 3, 1, 1], dilations: [2, 2] } as never), {
-    message: 'Conv2DBackpropFilter on wasm: dilations must be 1, got [2,2] (dilated convolution gradients are not supported)',
-  });
-  assert.throws(() => tf.engine().runKernel('Conv2DBackpropFilter', { x, dy }, { strides: 1, pad: 'valid', filterShape: [3, 3, 1, 1], dataFormat: 'NCHW' } as never), {
-    message: 'Conv2DBackpropFilter on wasm: dataFormat must be NHWC, got NCHW',
-  });
+  assert.throws(
+    () =>
+      tf
+        .engine()
+        .runKernel('Conv2DBackpropFilter', { x, dy }, {
+          strides: 1,
+          pad: 'valid',
+          filterShape: [3, 3, 1, 1],
+          dilations: [2, 2],
+        } as never),
+    {
+      message:
+        'Conv2DBackpropFilter on wasm: dilations must be 1, got [2,2] (dilated convolution gradients are not supported)',
+    },
+  );
+  assert.throws(
+    () =>
+      tf
+        .engine()
+        .runKernel('Conv2DBackpropFilter', { x, dy }, {
+          strides: 1,
+          pad: 'valid',
+          filterShape: [3, 3, 1, 1],
+          dataFormat: 'NCHW',
+        } as never),
+    {
+      message: 'Conv2DBackpropFilter on wasm: dataFormat must be NHWC, got NCHW',
+    },
+  );
   tf.dispose([x, dy]);
 });
 
@@ -213,49 +326,94 @@ const GEMMS: Array<{ choice: GemmChoice; skip: string | false }> = [
 ];
 
 for (const { choice, skip } of GEMMS) {
-  test(`with the ${choice} GEMM installed, the wasm conv gradients match the float64 definition on every shape, run to run identical`, { skip }, async (t) => {
-    if (!(await useBackend('wasm'))) return t.skip('wasm backend unavailable');
-    const r = installAcceleratedKernels('wasm', { gemm: choice });
-    assert.ok(r.gemm, `a GEMM installs (${r.reason}; ${r.gemmReason ?? ''})`);
-    try {
-      for (const c of CASES) {
-        const g = geometry(c);
-        const x = values(
-          c.x.reduce((a, b) => a * b),
-          1 + c.x[1],
-        );
-        const dy = values(g.batch * g.outH * g.outW * g.outC, 7 + c.filter[3]);
-        const w = values(
-          c.filter.reduce((a, b) => a * b),
-          11 + c.filter[0],
-        );
-        const before = { ...convStats };
-        const ref = reference(g, x, dy);
-        const k = g.batch * g.outH * g.outW;
-        const dW = filterGrad(c, x, dy, g);
-        assertWithin(dW, ref.exact, (i) => (k + 1) * 2 ** -24 * ref.magnitude[i]!, `${c.name}: filter gradient`);
-        assert.deepEqual(filterGrad(c, x, dy, g), dW, `${c.name}: filter gradient run to run`);
-        const iref = inputReference(g, dy, w);
-        const dx = inputGrad(c, dy, w, g);
-        assertWithin(dx, iref.exact, (i) => (g.outC + g.fH * g.fW + 1) * 2 ** -24 * iref.magnitude[i]!, `${c.name}: input gradient`);
-        assert.deepEqual(inputGrad(c, dy, w, g), dx, `${c.name}: input gradient run to run`);
-        assert.equal(convStats.filterGemm - before.filterGemm, 2, `${c.name}: the GEMM filter gradient ran`);
-        assert.equal(convStats.inputGemm - before.inputGemm, 2, `${c.name}: the GEMM input gradient ran`);
+  test(
+    `with the ${choice} GEMM installed, the wasm conv gradients match the float64 definition on every shape, run to run identical`,
+    { skip },
+    async (t) => {
+      if (!(await useBackend('wasm'))) return t.skip('wasm backend unavailable');
+      const r = installAcceleratedKernels('wasm', { gemm: choice });
+      assert.ok(r.gemm, `a GEMM installs (${r.reason}; ${r.gemmReason ?? ''})`);
+      try {
+        for (const c of CASES) {
+          const g = geometry(c);
+          const x = values(
+            c.x.reduce((a, b) => a * b),
+            1 + c.x[1],
+          );
+          const dy = values(g.batch * g.outH * g.outW * g.outC, 7 + c.filter[3]);
+          const w = values(
+            c.filter.reduce((a, b) => a * b),
+            11 + c.filter[0],
+          );
+          const before = { ...convStats };
+          const ref = reference(g, x, dy);
+          const k = g.batch * g.outH * g.outW;
+          const dW = filterGrad(c, x, dy, g);
+          assertWithin(dW, ref.exact, (i) => (k + 1) * 2 ** -24 * ref.magnitude[i]!, `${c.name}: filter gradient`);
+          assert.deepEqual(filterGrad(c, x, dy, g), dW, `${c.name}: filter gradient run to run`);
+          const iref = inputReference(g, dy, w);
+          const dx = inputGrad(c, dy, w, g);
+          assertWithin(
+            dx,
+            iref.exact,
+            (i) => (g.outC + g.fH * g.fW + 1) * 2 ** -24 * iref.magnitude[i]!,
+            `${c.name}: input gradient`,
+          );
+          assert.deepEqual(inputGrad(c, dy, w, g), dx, `${c.name}: input gradient run to run`);
+          assert.equal(convStats.filterGemm - before.filterGemm, 2, `${c.name}: the GEMM filter gradient ran`);
+          assert.equal(convStats.inputGemm - before.inputGemm, 2, `${c.name}: the GEMM input gradient ran`);
+        }
+      } finally {
+        uninstallAcceleratedKernels('wasm');
       }
-    } finally {
-      uninstallAcceleratedKernels('wasm');
-    }
-  });
+    },
+  );
 }
 
-const POOLS: Array<{ name: string; x: [number, number, number, number]; size: [number, number]; strides: [number, number]; pad: 'valid' | 'same' }> = [
-  { name: '2×2 pool, stride 2, valid, odd 11×7 input (last row and column dropped)', x: [2, 11, 7, 3], size: [2, 2], strides: [2, 2], pad: 'valid' },
+const POOLS: Array<{
+  name: string;
+  x: [number, number, number, number];
+  size: [number, number];
+  strides: [number, number];
+  pad: 'valid' | 'same';
+}> = [
+  {
+    name: '2×2 pool, stride 2, valid, odd 11×7 input (last row and column dropped)',
+    x: [2, 11, 7, 3],
+    size: [2, 2],
+    strides: [2, 2],
+    pad: 'valid',
+  },
   { name: '3×3 pool, stride 2, same', x: [2, 9, 8, 2], size: [3, 3], strides: [2, 2], pad: 'same' },
-  { name: '3×2 pool, stride 1, valid (overlapping windows)', x: [1, 6, 5, 4], size: [3, 2], strides: [1, 1], pad: 'valid' },
+  {
+    name: '3×2 pool, stride 1, valid (overlapping windows)',
+    x: [1, 6, 5, 4],
+    size: [3, 2],
+    strides: [1, 1],
+    pad: 'valid',
+  },
   { name: '2×2 pool, stride 1, same', x: [2, 5, 5, 1], size: [2, 2], strides: [1, 1], pad: 'same' },
-  { name: '2×2 pool, stride 2, valid, 8 channels (the SIMD loop)', x: [2, 7, 9, 8], size: [2, 2], strides: [2, 2], pad: 'valid' },
-  { name: '3×3 pool, stride 2, same, 12 channels (the SIMD loop)', x: [1, 8, 7, 12], size: [3, 3], strides: [2, 2], pad: 'same' },
-  { name: '2×3 pool, stride 1, valid, 4 channels (the SIMD loop, overlapping)', x: [2, 5, 6, 4], size: [2, 3], strides: [1, 1], pad: 'valid' },
+  {
+    name: '2×2 pool, stride 2, valid, 8 channels (the SIMD loop)',
+    x: [2, 7, 9, 8],
+    size: [2, 2],
+    strides: [2, 2],
+    pad: 'valid',
+  },
+  {
+    name: '3×3 pool, stride 2, same, 12 channels (the SIMD loop)',
+    x: [1, 8, 7, 12],
+    size: [3, 3],
+    strides: [2, 2],
+    pad: 'same',
+  },
+  {
+    name: '2×3 pool, stride 1, valid, 4 channels (the SIMD loop, overlapping)',
+    x: [2, 5, 6, 4],
+    size: [2, 3],
+    strides: [1, 1],
+    pad: 'valid',
+  },
 ];
 
 function maxPoolGradOf(pool: (typeof POOLS)[number], x: Float32Array, dySeed: number): tf.Tensor {
@@ -263,7 +421,13 @@ function maxPoolGradOf(pool: (typeof POOLS)[number], x: Float32Array, dySeed: nu
     const xt = tf.tensor4d(x, pool.x);
     const y = tf.maxPool(xt, pool.size, pool.strides, pool.pad);
     const dy = tf.tensor4d(values(y.size, dySeed), y.shape as [number, number, number, number]);
-    return tf.engine().runKernel('MaxPoolGrad', { dy, input: xt, output: y }, { filterSize: pool.size, strides: pool.strides, pad: pool.pad } as never) as tf.Tensor;
+    return tf
+      .engine()
+      .runKernel('MaxPoolGrad', { dy, input: xt, output: y }, {
+        filterSize: pool.size,
+        strides: pool.strides,
+        pad: pool.pad,
+      } as never) as tf.Tensor;
   });
 }
 
@@ -312,7 +476,13 @@ for (const pool of POOLS) {
 
 test("the one-pass MaxPoolGrad sends a window's gradient to its first maximum, also when that maximum is 0 or negative", async (t) => {
   if (!(await useBackend('wasm'))) return t.skip('wasm backend unavailable');
-  const pool = { name: '', x: [1, 2, 4, 1] as [number, number, number, number], size: [2, 2] as [number, number], strides: [2, 2] as [number, number], pad: 'valid' as const };
+  const pool = {
+    name: '',
+    x: [1, 2, 4, 1] as [number, number, number, number],
+    size: [2, 2] as [number, number],
+    strides: [2, 2] as [number, number],
+    pad: 'valid' as const,
+  };
   // Window 1: [[−1, 0], [0, −1]] (max 0, first at (0,1)); window 2: [[−3, −2], [−2, −5]] (max −2, first at (0,3)).
   const x = new Float32Array([-1, 0, -3, -2, 0, -1, -2, -5]);
   const dx = withFastPool(() =>
@@ -321,7 +491,11 @@ test("the one-pass MaxPoolGrad sends a window's gradient to its first maximum, a
       const y = tf.maxPool(xt, 2, 2, 'valid');
       return tf
         .engine()
-        .runKernel('MaxPoolGrad', { dy: tf.tensor4d([5, 7], [1, 1, 2, 1]), input: xt, output: y }, { filterSize: 2, strides: 2, pad: 'valid' } as never) as tf.Tensor;
+        .runKernel('MaxPoolGrad', { dy: tf.tensor4d([5, 7], [1, 1, 2, 1]), input: xt, output: y }, {
+          filterSize: 2,
+          strides: 2,
+          pad: 'valid',
+        } as never) as tf.Tensor;
     }),
   );
   assert.deepEqual(Array.from(dx.dataSync()), [0, 5, 0, 7, 0, 0, 0, 0]);
@@ -361,8 +535,15 @@ test("6 Adam steps of the CNN with regtrain's wasm kernels give tfjs-wasm's loss
   const reference = trainCnn(6);
   const before = { ...convStats };
   const fast = withFastPool(() => trainCnn(6));
-  assert.ok(convStats.filterGemm - before.filterGemm >= 12 && convStats.inputGemm - before.inputGemm >= 6, 'the GEMM conv gradients ran');
-  for (let i = 0; i < 6; i++) assert.ok(Math.abs(fast.losses[i]! - reference.losses[i]!) <= 3e-5, `loss ${i}: ${fast.losses[i]} vs ${reference.losses[i]}`);
+  assert.ok(
+    convStats.filterGemm - before.filterGemm >= 12 && convStats.inputGemm - before.inputGemm >= 6,
+    'the GEMM conv gradients ran',
+  );
+  for (let i = 0; i < 6; i++)
+    assert.ok(
+      Math.abs(fast.losses[i]! - reference.losses[i]!) <= 3e-5,
+      `loss ${i}: ${fast.losses[i]} vs ${reference.losses[i]}`,
+    );
   fast.weights.forEach((w, i) => {
     const scale = Math.max(...reference.weights[i]!.map(Math.abs));
     assertWithin(w, reference.weights[i]!, () => 1e-5 * scale, `weights ${i}`);
@@ -452,8 +633,18 @@ test("Sum over every axis but the last (a bias gradient) is within float32 round
         exact[i % cols] += v;
         magnitude[i % cols] += Math.abs(v);
       });
-      assertWithin(ours.dataSync() as Float32Array, exact, (j) => rows * 2 ** -24 * magnitude[j]!, `${c.shape} over ${c.axis}`);
-      assertWithin(theirs.dataSync() as Float32Array, exact, (j) => rows * 2 ** -24 * magnitude[j]!, `${c.shape} over ${c.axis} (tfjs)`);
+      assertWithin(
+        ours.dataSync() as Float32Array,
+        exact,
+        (j) => rows * 2 ** -24 * magnitude[j]!,
+        `${c.shape} over ${c.axis}`,
+      );
+      assertWithin(
+        theirs.dataSync() as Float32Array,
+        exact,
+        (j) => rows * 2 ** -24 * magnitude[j]!,
+        `${c.shape} over ${c.axis} (tfjs)`,
+      );
     }
     tf.dispose([x, ours, theirs]);
   }

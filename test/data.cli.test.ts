@@ -24,10 +24,15 @@ function regtrain(args: string[]): Promise<Run> {
   // Point every cache default at a temp dir so no test touches the real ~/.cache.
   const env = { ...process.env, XDG_CACHE_HOME: tmpDir('regtrain-xdg-'), REGTRAIN_DATA_DIR: '' };
   return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { env, encoding: 'utf8', maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
-      const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
-      resolve({ code, stdout, stderr });
-    });
+    execFile(
+      process.execPath,
+      [BIN, ...args],
+      { env, encoding: 'utf8', maxBuffer: 16 * 1024 * 1024 },
+      (err, stdout, stderr) => {
+        const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
+        resolve({ code, stdout, stderr });
+      },
+    );
   });
 }
 
@@ -35,13 +40,19 @@ test('verify on a cache dir that does not exist exits 2 and says to fetch', asyn
   const dir = path.join(tmpDir(), 'nothing-here');
   const r = await regtrain(['data', 'verify', '--data-dir', dir]);
   assert.equal(r.code, 2, r.stderr);
-  assert.equal(r.stderr, `error: data dir ${dir} does not exist; fill it with: node ${BIN} data fetch --data-dir ${dir}\n`);
+  assert.equal(
+    r.stderr,
+    `error: data dir ${dir} does not exist; fill it with: node ${BIN} data fetch --data-dir ${dir}\n`,
+  );
 });
 
 test('verify on an empty cache dir exits 2 listing the missing files', async () => {
   const r = await regtrain(['data', 'verify', '--data-dir', tmpDir()]);
   assert.equal(r.code, 2, r.stderr);
-  assert.match(r.stderr, /^error: train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte missing from /);
+  assert.match(
+    r.stderr,
+    /^error: train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte missing from /,
+  );
   assert.match(r.stdout, /^MISSING +trainImages/m);
 });
 
@@ -50,7 +61,11 @@ test('verify --json reports a corrupted file as a mismatch and exits 1', async (
   fs.writeFileSync(path.join(dir, 'train-labels-idx1-ubyte'), 'not the labels');
   const r = await regtrain(['data', 'verify', '--json', '--data-dir', dir]);
   assert.equal(r.code, 1, r.stderr);
-  const out = JSON.parse(r.stdout) as { ok: boolean; dataDir: string; files: { name: string; state: string; verified: boolean }[] };
+  const out = JSON.parse(r.stdout) as {
+    ok: boolean;
+    dataDir: string;
+    files: { name: string; state: string; verified: boolean }[];
+  };
   assert.equal(out.ok, false);
   assert.equal(out.dataDir, dir);
   assert.deepEqual(
@@ -71,8 +86,14 @@ test('fetch from a mirror that has nothing exits 1 naming the file and the URLs 
     const dir = tmpDir();
     const r = await regtrain(['data', 'fetch', '--data-dir', dir, '--source', server.url, '--timeout', '2']);
     assert.equal(r.code, 1, r.stderr);
-    assert.match(r.stderr, /^error: no verified copy of train-images-idx3-ubyte \(trainImages; expected sha256 c59f468a/);
-    assert.ok(r.stderr.includes(`error:   ${server.url}: not found (train-images-idx3-ubyte.gz, train-images-idx3-ubyte)`), r.stderr);
+    assert.match(
+      r.stderr,
+      /^error: no verified copy of train-images-idx3-ubyte \(trainImages; expected sha256 c59f468a/,
+    );
+    assert.ok(
+      r.stderr.includes(`error:   ${server.url}: not found (train-images-idx3-ubyte.gz, train-images-idx3-ubyte)`),
+      r.stderr,
+    );
     assert.equal(r.stdout, '');
   } finally {
     await server.close();
@@ -95,7 +116,11 @@ test('data verify --help and data info --help document their exit statuses', asy
   for (const sub of ['verify', 'info']) {
     const r = await regtrain(['data', sub, '--help']);
     assert.equal(r.code, 0);
-    assert.match(r.stdout, /\n  1    a cached file fails its sha256 check \(fetch again\)\n  2    the cache directory or a file is missing \(fetch first\)\n/, sub);
+    assert.match(
+      r.stdout,
+      /\n  1    a cached file fails its sha256 check \(fetch again\)\n  2    the cache directory or a file is missing \(fetch first\)\n/,
+      sub,
+    );
   }
 });
 
@@ -107,14 +132,22 @@ test(
     const dir = tmpDir();
     t.after(() => fs.rmSync(dir, { recursive: true, force: true })); // 55 MB
     // Two processes fetching into one cache at once must both succeed and leave it intact.
-    const fetches = await Promise.all([0, 1].map(() => regtrain(['data', 'fetch', '--json', '--data-dir', dir, '--source', DEBIAN_DIR])));
+    const fetches = await Promise.all(
+      [0, 1].map(() => regtrain(['data', 'fetch', '--json', '--data-dir', dir, '--source', DEBIAN_DIR])),
+    );
     for (const f of fetches) {
       assert.equal(f.code, 0, f.stderr);
       const out = JSON.parse(f.stdout) as { files: { verified: boolean; source: string }[] };
       assert.equal(out.files.length, 4);
       assert.ok(out.files.every((x) => x.verified && x.source === DEBIAN_DIR));
     }
-    assert.deepEqual(fs.readdirSync(dir).sort(), ['sources.json', 't10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte', 'train-images-idx3-ubyte', 'train-labels-idx1-ubyte']);
+    assert.deepEqual(fs.readdirSync(dir).sort(), [
+      'sources.json',
+      't10k-images-idx3-ubyte',
+      't10k-labels-idx1-ubyte',
+      'train-images-idx3-ubyte',
+      'train-labels-idx1-ubyte',
+    ]);
 
     const verify = await regtrain(['data', 'verify', '--data-dir', dir]);
     assert.equal(verify.code, 0, verify.stderr);
@@ -122,7 +155,12 @@ test(
     const r = await regtrain(['data', 'info', '--json', '--data-dir', dir]);
     assert.equal(r.code, 0, r.stderr);
     type SplitInfo = { count: number; shape: number[]; classCounts: Record<string, number>; mean: number; std: number };
-    const info = JSON.parse(r.stdout) as { train: SplitInfo; test: SplitInfo; dataDir: string; files: { name: string; sha256: string; verified: boolean; source: string }[] };
+    const info = JSON.parse(r.stdout) as {
+      train: SplitInfo;
+      test: SplitInfo;
+      dataDir: string;
+      files: { name: string; sha256: string; verified: boolean; source: string }[];
+    };
     assert.equal(info.dataDir, dir);
     assert.equal(info.train.count, 60000);
     assert.equal(info.test.count, 10000);

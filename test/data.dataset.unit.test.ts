@@ -36,7 +36,11 @@ function perClass(split: Split | null): number[] {
   return counts;
 }
 
-const validation = (size: number, v: Partial<DataOptions['validation']> = {}): DataOptions['validation'] => ({ ...NO_VALIDATION, size, ...v });
+const validation = (size: number, v: Partial<DataOptions['validation']> = {}): DataOptions['validation'] => ({
+  ...NO_VALIDATION,
+  size,
+  ...v,
+});
 
 test('without a validation set all images load with their labels, class names, hashes and source', async () => {
   const ds = await load();
@@ -95,7 +99,11 @@ test('without holdout the validation images are also trained on, as in the Keras
 
 test('a shuffled split is the same for the same seed and different for another seed', async () => {
   const v = validation(8, { shuffle: true });
-  const [a, b, c] = await Promise.all([load({ validation: v, seed: 1 }), load({ validation: v, seed: 1 }), load({ validation: v, seed: 2 })]);
+  const [a, b, c] = await Promise.all([
+    load({ validation: v, seed: 1 }),
+    load({ validation: v, seed: 1 }),
+    load({ validation: v, seed: 2 }),
+  ]);
   assert.deepEqual(indices(a.validation), indices(b.validation));
   assert.deepEqual(a.train.images, b.train.images);
   assert.notDeepEqual(indices(a.validation), indices(c.validation));
@@ -139,7 +147,10 @@ test('trainLimit counts the images trained on: the first ones outside the valida
   assert.equal(small.train.count, 2);
   assert.equal(large.train.count, 12);
   assert.deepEqual(indices(small.train), indices(large.train).slice(0, 2));
-  assert.ok(!indices(large.train).some((i) => indices(large.validation).includes(i)), 'no validation image is trained on');
+  assert.ok(
+    !indices(large.train).some((i) => indices(large.validation).includes(i)),
+    'no validation image is trained on',
+  );
   // Without holdout (the tutorial's leak) it is the first N images, the validation ones among them.
   const leak = await load({ trainLimit: 5, validation: validation(3, { holdout: false }) });
   assert.deepEqual(indices(leak.train), [0, 1, 2, 3, 4]);
@@ -150,8 +161,14 @@ test('trainLimit counts the images trained on: the first ones outside the valida
 
 test('impossible sizes are bad input', async () => {
   const isInput = (message: string) => (err: unknown) => err instanceof InputError && err.message === message;
-  await assert.rejects(load({ validation: validation(21) }), isInput('validation size 21 is more than the 20 training images'));
-  await assert.rejects(load({ validation: validation(20) }), isInput('validation size 20 with holdout leaves no training images'));
+  await assert.rejects(
+    load({ validation: validation(21) }),
+    isInput('validation size 21 is more than the 20 training images'),
+  );
+  await assert.rejects(
+    load({ validation: validation(20) }),
+    isInput('validation size 20 with holdout leaves no training images'),
+  );
   await assert.rejects(load({ trainLimit: -1 }), isInput('trainLimit must be a non-negative integer, got -1'));
   const all = await load({ validation: validation(20, { holdout: false }) });
   assert.equal(all.validation!.count, 20);
@@ -176,8 +193,16 @@ test('a spec whose trainLimit exceeds what the held-out validation leaves is ref
   const spec = { name: 'limit', model: { layers: [{ flatten: {} }, { dense: { units: 10, activation: 'softmax' } }] } };
   assert.throws(
     () => validateSpec({ ...spec, data: { trainLimit: 58000, validation: { size: 5000 } } }),
-    (err: Error) => err.message === '! data.trainLimit: expected at most the 55000 images left after the 5000 held-out validation images, got 58000 ((spec))',
+    (err: Error) =>
+      err.message ===
+      '! data.trainLimit: expected at most the 55000 images left after the 5000 held-out validation images, got 58000 ((spec))',
   );
-  assert.equal(validateSpec({ ...spec, data: { trainLimit: 55000, validation: { size: 5000 } } }).data.trainLimit, 55000);
-  assert.equal(validateSpec({ ...spec, data: { trainLimit: 60000, validation: { size: 5000, holdout: false } } }).data.trainLimit, 60000);
+  assert.equal(
+    validateSpec({ ...spec, data: { trainLimit: 55000, validation: { size: 5000 } } }).data.trainLimit,
+    55000,
+  );
+  assert.equal(
+    validateSpec({ ...spec, data: { trainLimit: 60000, validation: { size: 5000, holdout: false } } }).data.trainLimit,
+    60000,
+  );
 });

@@ -2,7 +2,16 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { fetchDataset, loadManifest, readSidecar, resolveDataDir, verifyCache, SIDECAR_FILE, type FetchOptions, type FetchProgress } from '../src/data/fetch';
+import {
+  fetchDataset,
+  loadManifest,
+  readSidecar,
+  resolveDataDir,
+  verifyCache,
+  SIDECAR_FILE,
+  type FetchOptions,
+  type FetchProgress,
+} from '../src/data/fetch';
 import { FailureError, InputError } from '../src/errors';
 import { sha256 } from '../src/fsutil';
 import { gzBodies, listDir, serve, tinyFiles, tinyManifest, tmpDir, writeTiny } from './fixtures/data/tiny';
@@ -28,7 +37,8 @@ async function rejectsFailure(p: Promise<unknown>, ...fragments: string[]): Prom
   await assert.rejects(p, (err: unknown) => {
     assert.ok(err instanceof FailureError, `expected FailureError, got ${String(err)}`);
     message = err.message;
-    for (const f of fragments) assert.ok(err.message.includes(f), `message lacks ${JSON.stringify(f)}:\n${err.message}`);
+    for (const f of fragments)
+      assert.ok(err.message.includes(f), `message lacks ${JSON.stringify(f)}:\n${err.message}`);
     return true;
   });
   return message;
@@ -39,7 +49,13 @@ test('a fetch from a mirror stores verified, decompressed files and records thei
   try {
     const dataDir = tmpDir();
     const events: FetchProgress[] = [];
-    const result = await fetchDataset({ manifest: tinyManifest(), dataDir, sources: [server.url], onProgress: (e) => events.push(e), ...FAST });
+    const result = await fetchDataset({
+      manifest: tinyManifest(),
+      dataDir,
+      sources: [server.url],
+      onProgress: (e) => events.push(e),
+      ...FAST,
+    });
     assert.equal(result.files.length, 4);
     for (const f of result.files) {
       assert.equal(f.source, server.url);
@@ -70,7 +86,12 @@ test('a 404 on the first mirror falls through to the second', async () => {
   });
   try {
     const dataDir = tmpDir();
-    const result = await fetchDataset({ manifest: tinyManifest(), dataDir, sources: [`${server.url}first/`, `${server.url}second/`], ...FAST });
+    const result = await fetchDataset({
+      manifest: tinyManifest(),
+      dataDir,
+      sources: [`${server.url}first/`, `${server.url}second/`],
+      ...FAST,
+    });
     assert.ok(result.files.every((f) => f.source === `${server.url}second/`));
     assert.ok(server.requests.includes('/first/train-images-idx3-ubyte.gz'));
   } finally {
@@ -128,7 +149,14 @@ test('a server that stalls mid-body times out, is retried, then reported', async
     const dataDir = tmpDir();
     const started = Date.now();
     await rejectsFailure(
-      fetchDataset({ manifest: tinyManifest(), dataDir, sources: [server.url], timeoutMs: 150, retries: 1, backoffMs: 5 }),
+      fetchDataset({
+        manifest: tinyManifest(),
+        dataDir,
+        sources: [server.url],
+        timeoutMs: 150,
+        retries: 1,
+        backoffMs: 5,
+      }),
       `${server.url}train-images-idx3-ubyte.gz: stalled: no data for 0.15s (2 attempts)`,
     );
     assert.ok(Date.now() - started < 5000);
@@ -150,7 +178,12 @@ test('an HTML page answered with 200 is rejected as HTML, with or without its co
   });
   try {
     const message = await rejectsFailure(
-      fetchDataset({ manifest: tinyManifest(), dataDir: tmpDir(), sources: [`${server.url}typed/`, `${server.url}untyped/`], ...FAST }),
+      fetchDataset({
+        manifest: tinyManifest(),
+        dataDir: tmpDir(),
+        sources: [`${server.url}typed/`, `${server.url}untyped/`],
+        ...FAST,
+      }),
       `${server.url}typed/train-images-idx3-ubyte.gz: got an HTML page (Content-Type: text/html; charset=utf-8), not a data file`,
       `${server.url}untyped/train-images-idx3-ubyte.gz: sha256 mismatch: got ${sha256(Buffer.from(page))}, looks like an HTML page`,
     );
@@ -192,7 +225,12 @@ test('a 500 is retried with backoff and a redirect is followed', async () => {
     else res.writeHead(200, { 'content-length': body.length }).end(body);
   });
   try {
-    const result = await fetchDataset({ manifest: tinyManifest(), dataDir: tmpDir(), sources: [`${server.url}old/`], ...FAST });
+    const result = await fetchDataset({
+      manifest: tinyManifest(),
+      dataDir: tmpDir(),
+      sources: [`${server.url}old/`],
+      ...FAST,
+    });
     assert.equal(result.files.length, 4);
     assert.equal(server.requests.filter((r) => r === '/train-images-idx3-ubyte.gz').length, 2);
   } finally {
@@ -270,22 +308,31 @@ test('a local directory may hold plain IDX files instead of .gz', async () => {
 });
 
 test('offline skips URL sources and says so', async () => {
-  await rejectsFailure(fetchDataset({ manifest: tinyManifest(), dataDir: tmpDir(), sources: ['http://127.0.0.1:9/'], offline: true }), 'http://127.0.0.1:9/: skipped (offline)');
+  await rejectsFailure(
+    fetchDataset({ manifest: tinyManifest(), dataDir: tmpDir(), sources: ['http://127.0.0.1:9/'], offline: true }),
+    'http://127.0.0.1:9/: skipped (offline)',
+  );
 });
 
 test('a source that is neither a URL nor a directory is bad input', async () => {
-  await assert.rejects(fetchDataset({ manifest: tinyManifest(), dataDir: tmpDir(), sources: ['/no/such/dir'] }), (err: unknown) => {
-    assert.ok(err instanceof InputError);
-    assert.equal(err.message, 'source /no/such/dir: not an http(s) URL or an existing directory');
-    return true;
-  });
+  await assert.rejects(
+    fetchDataset({ manifest: tinyManifest(), dataDir: tmpDir(), sources: ['/no/such/dir'] }),
+    (err: unknown) => {
+      assert.ok(err instanceof InputError);
+      assert.equal(err.message, 'source /no/such/dir: not an http(s) URL or an existing directory');
+      return true;
+    },
+  );
 });
 
 test('the data dir comes from the option, then REGTRAIN_DATA_DIR, then XDG_CACHE_HOME, then ~/.cache', () => {
   assert.equal(resolveDataDir('/a', { REGTRAIN_DATA_DIR: '/b' }), '/a');
   assert.equal(resolveDataDir(undefined, { REGTRAIN_DATA_DIR: '/b', XDG_CACHE_HOME: '/c' }), '/b');
   assert.equal(resolveDataDir(undefined, { XDG_CACHE_HOME: '/c' }), '/c/regtrain/datasets/fashion-mnist');
-  assert.match(resolveDataDir(undefined, { XDG_CACHE_HOME: 'relative' }), /\/\.cache\/regtrain\/datasets\/fashion-mnist$/);
+  assert.match(
+    resolveDataDir(undefined, { XDG_CACHE_HOME: 'relative' }),
+    /\/\.cache\/regtrain\/datasets\/fashion-mnist$/,
+  );
 });
 
 test('the real manifest describes four IDX files with decompressed sizes matching their dims', () => {

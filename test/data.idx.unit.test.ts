@@ -1,6 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { encodeIdx, parseIdx, IDX_IMAGES_HEADER_BYTES, IDX_LABELS_HEADER_BYTES, IDX_MAGIC_IMAGES, IDX_MAGIC_LABELS } from '../src/data/idx';
+import {
+  encodeIdx,
+  parseIdx,
+  IDX_IMAGES_HEADER_BYTES,
+  IDX_LABELS_HEADER_BYTES,
+  IDX_MAGIC_IMAGES,
+  IDX_MAGIC_LABELS,
+} from '../src/data/idx';
 import { InputError } from '../src/errors';
 
 const images = (count: number): Buffer => encodeIdx([count, 28, 28], new Uint8Array(count * 784).fill(7));
@@ -30,7 +37,10 @@ test('a well-formed image file parses into its magic, dims and a view of the pix
 });
 
 test('a label file parses and a null expected dim accepts any count', () => {
-  const parsed = parseIdx(encodeIdx([4], Uint8Array.from([1, 2, 3, 4])), 'labels', { magic: IDX_MAGIC_LABELS, dims: [null] });
+  const parsed = parseIdx(encodeIdx([4], Uint8Array.from([1, 2, 3, 4])), 'labels', {
+    magic: IDX_MAGIC_LABELS,
+    dims: [null],
+  });
   assert.deepEqual([...parsed.data], [1, 2, 3, 4]);
 });
 
@@ -42,12 +52,21 @@ test('a label file where images are expected is rejected by its magic, naming th
 });
 
 test('a file that is not IDX at all is rejected by its magic', () => {
-  throwsInput(() => parseIdx(Buffer.from('<html>oops</html>'), 'x.idx'), 'x.idx: bad IDX magic 0x3c68746d, expected an unsigned-byte IDX magic');
+  throwsInput(
+    () => parseIdx(Buffer.from('<html>oops</html>'), 'x.idx'),
+    'x.idx: bad IDX magic 0x3c68746d, expected an unsigned-byte IDX magic',
+  );
 });
 
 test('images with the wrong dimensions are rejected', () => {
-  throwsInput(() => parseIdx(encodeIdx([2, 27, 28], new Uint8Array(2 * 27 * 28)), 'imgs', { dims: [null, 28, 28] }), 'imgs: IDX dimensions [2, 27, 28], expected [*, 28, 28]');
-  throwsInput(() => parseIdx(images(2), 'imgs', { dims: [3, 28, 28] }), 'imgs: IDX dimensions [2, 28, 28], expected [3, 28, 28]');
+  throwsInput(
+    () => parseIdx(encodeIdx([2, 27, 28], new Uint8Array(2 * 27 * 28)), 'imgs', { dims: [null, 28, 28] }),
+    'imgs: IDX dimensions [2, 27, 28], expected [*, 28, 28]',
+  );
+  throwsInput(
+    () => parseIdx(images(2), 'imgs', { dims: [3, 28, 28] }),
+    'imgs: IDX dimensions [2, 28, 28], expected [3, 28, 28]',
+  );
 });
 
 test('a truncated header is rejected', () => {
@@ -57,6 +76,12 @@ test('a truncated header is rejected', () => {
 
 test('truncated data and trailing bytes are both rejected', () => {
   const full = images(2);
-  throwsInput(() => parseIdx(full.subarray(0, full.length - 1), 'imgs'), 'imgs: truncated: header [2, 28, 28] needs 1568 data bytes, file has 1567');
-  throwsInput(() => parseIdx(Buffer.concat([full, Buffer.from([0])]), 'imgs'), 'imgs: too long: header [2, 28, 28] needs 1568 data bytes, file has 1569');
+  throwsInput(
+    () => parseIdx(full.subarray(0, full.length - 1), 'imgs'),
+    'imgs: truncated: header [2, 28, 28] needs 1568 data bytes, file has 1567',
+  );
+  throwsInput(
+    () => parseIdx(Buffer.concat([full, Buffer.from([0])]), 'imgs'),
+    'imgs: too long: header [2, 28, 28] needs 1568 data bytes, file has 1569',
+  );
 });

@@ -15,8 +15,30 @@ import type { MetricsFile } from '../src/runformat';
 import { finished, HINT, QUICK, startCli, type CliResult } from './helpers/cli';
 
 const TEST_COUNT = 500;
-const TINY = ['--backend', 'wasm', '--set', 'data.trainLimit=500', '--set', 'data.validation.size=100', '--set', `data.testLimit=${TEST_COUNT}`, '--set', 'training.epochs=2'];
-const FASHION_CLASSES = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'];
+const TINY = [
+  '--backend',
+  'wasm',
+  '--set',
+  'data.trainLimit=500',
+  '--set',
+  'data.validation.size=100',
+  '--set',
+  `data.testLimit=${TEST_COUNT}`,
+  '--set',
+  'training.epochs=2',
+];
+const FASHION_CLASSES = [
+  'T-shirt/top',
+  'Trouser',
+  'Pullover',
+  'Dress',
+  'Coat',
+  'Sandal',
+  'Shirt',
+  'Sneaker',
+  'Bag',
+  'Ankle boot',
+];
 
 let TMP = '';
 let CACHE = '';
@@ -24,7 +46,11 @@ let CACHE = '';
 let RUN = '';
 
 function regtrain(args: string[]): Promise<CliResult> {
-  return finished(startCli(args, { cwd: TMP, env: { REGTRAIN_DATA_DIR: CACHE, XDG_CACHE_HOME: path.join(TMP, 'xdg') } }), undefined, 90_000);
+  return finished(
+    startCli(args, { cwd: TMP, env: { REGTRAIN_DATA_DIR: CACHE, XDG_CACHE_HOME: path.join(TMP, 'xdg') } }),
+    undefined,
+    90_000,
+  );
 }
 
 const readJson = <T>(file: string): T => JSON.parse(fs.readFileSync(file, 'utf8')) as T;
@@ -137,10 +163,19 @@ describe('evaluate round trip', () => {
     const r = await regtrain(['evaluate', RUN, '--backend', 'wasm']);
     assert.equal(r.code, 0, r.stderr);
     const m = metricsOf(RUN);
-    assert.ok(r.stdout.includes(`Test: loss: ${m.test!.loss.toFixed(4)} - accuracy: ${m.test!.accuracy.toFixed(4)} (500 images)\n`), r.stdout);
-    assert.ok(r.stdout.includes(`(run reported accuracy ${m.test!.accuracy.toFixed(4)} on the same 500 images)\n`), r.stdout);
+    assert.ok(
+      r.stdout.includes(
+        `Test: loss: ${m.test!.loss.toFixed(4)} - accuracy: ${m.test!.accuracy.toFixed(4)} (500 images)\n`,
+      ),
+      r.stdout,
+    );
+    assert.ok(
+      r.stdout.includes(`(run reported accuracy ${m.test!.accuracy.toFixed(4)} on the same 500 images)\n`),
+      r.stdout,
+    );
     assert.match(r.stdout, /^Confusion matrix \(rows: true class, columns: predicted\):$/m);
-    for (const name of FASHION_CLASSES) assert.match(r.stdout, new RegExp(`^  ${name.replace('/', '\\/')} +\\d+\\.\\d% +\\(\\d+\\)$`, 'm'));
+    for (const name of FASHION_CLASSES)
+      assert.match(r.stdout, new RegExp(`^  ${name.replace('/', '\\/')} +\\d+\\.\\d% +\\(\\d+\\)$`, 'm'));
   });
 
   test('--test-limit evaluates on fewer images', async () => {
@@ -177,7 +212,9 @@ describe('the saved model', () => {
     );
     // 182,660 float32 parameters.
     assert.equal(fs.statSync(path.join(RUN, 'weights.bin')).size, 4 * 182660);
-    assert.deepEqual(json.userDefinedMetadata, { regtrain: { status: 'complete', stopReason: 'epochs', epochsRun: 2 } });
+    assert.deepEqual(json.userDefinedMetadata, {
+      regtrain: { status: 'complete', stopReason: 'epochs', epochsRun: 2 },
+    });
   });
 
   test('loads with tf.loadLayersModel from the two files alone and reproduces the recorded test accuracy', async () => {
@@ -231,7 +268,10 @@ describe('evaluate refuses tampered run directories with exit 2 and one clear li
     const json = readJson<ModelJson>(file);
     json.weightsManifest[0]!.paths = [path.join(RUN, 'weights.bin')];
     fs.writeFileSync(file, JSON.stringify(json));
-    await assertRefused(dir, `${file}: weights path ${JSON.stringify(path.join(RUN, 'weights.bin'))} points outside the run directory`);
+    await assertRefused(
+      dir,
+      `${file}: weights path ${JSON.stringify(path.join(RUN, 'weights.bin'))} points outside the run directory`,
+    );
   });
 
   test('a truncated weights.bin (wrong byte count)', async () => {
@@ -284,7 +324,13 @@ describe('evaluate refuses tampered run directories with exit 2 and one clear li
     fs.writeFileSync(path.join(dir, 'model.json'), '{"modelTopology": ');
     const r = await regtrain(['evaluate', dir, '--json', '--backend', 'wasm']);
     assert.equal(r.code, 2, r.stderr);
-    assert.match(r.stderr, new RegExp(`^error: ${path.join(dir, 'model.json').replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: not valid JSON \\(.+\\)$`, 'm'));
+    assert.match(
+      r.stderr,
+      new RegExp(
+        `^error: ${path.join(dir, 'model.json').replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: not valid JSON \\(.+\\)$`,
+        'm',
+      ),
+    );
   });
 
   test('a missing metrics.json', async () => {
@@ -296,7 +342,10 @@ describe('evaluate refuses tampered run directories with exit 2 and one clear li
   test('an incomplete (interrupted) run', async () => {
     const dir = scenario('incomplete');
     const m = metricsOf(dir);
-    fs.writeFileSync(path.join(dir, 'metrics.json'), JSON.stringify({ ...m, status: 'incomplete', stopReason: 'interrupted', test: null }));
+    fs.writeFileSync(
+      path.join(dir, 'metrics.json'),
+      JSON.stringify({ ...m, status: 'incomplete', stopReason: 'interrupted', test: null }),
+    );
     await assertRefused(
       dir,
       `${dir}: the run is incomplete (interrupted); evaluate needs a finished run; finish it first: ${HINT} run --resume ${path.resolve(dir)} --backend wasm`,
@@ -306,7 +355,10 @@ describe('evaluate refuses tampered run directories with exit 2 and one clear li
   test('a failed (non-finite loss) run', async () => {
     const dir = scenario('failed');
     const m = metricsOf(dir);
-    fs.writeFileSync(path.join(dir, 'metrics.json'), JSON.stringify({ ...m, status: 'failed', stopReason: 'non-finite-loss', test: null }));
+    fs.writeFileSync(
+      path.join(dir, 'metrics.json'),
+      JSON.stringify({ ...m, status: 'failed', stopReason: 'non-finite-loss', test: null }),
+    );
     await assertRefused(dir, `${dir}: the run is failed (non-finite-loss); evaluate needs a finished run`);
   });
 
@@ -346,7 +398,9 @@ test('evaluate --best evaluates the best epoch saved by training.checkpoint.save
   const run = await regtrain(['run', QUICK, ...TINY, ...sets, '--out', out, '-q']);
   assert.equal(run.code, 0, run.stderr);
   const metrics = metricsOf(out);
-  const best = readJson<{ epoch: number; monitor: string; value: number; mode: string }>(path.join(out, 'best', 'best.json'));
+  const best = readJson<{ epoch: number; monitor: string; value: number; mode: string }>(
+    path.join(out, 'best', 'best.json'),
+  );
   const history = readJson<{ epochs: { epoch: number; val_loss: number }[] }>(path.join(out, 'history.json')).epochs;
   const lowest = history.reduce((a, b) => (b.val_loss < a.val_loss ? b : a));
   assert.deepEqual(best, { epoch: lowest.epoch, monitor: 'val_loss', value: lowest.val_loss, mode: 'min' });
@@ -357,11 +411,17 @@ test('evaluate --best evaluates the best epoch saved by training.checkpoint.save
   assert.deepEqual(report.best, best);
   assert.equal(report.accuracy, metrics.test!.accuracy);
   const text = await regtrain(['evaluate', out, '--best']);
-  assert.match(text.stdout, new RegExp(`^Best model: epoch ${best.epoch} \\(val_loss ${best.value.toFixed(4)}\\)$`, 'm'));
+  assert.match(
+    text.stdout,
+    new RegExp(`^Best model: epoch ${best.epoch} \\(val_loss ${best.value.toFixed(4)}\\)$`, 'm'),
+  );
 });
 
 test('evaluate --best on a run without a best model says how to keep one', async () => {
   const r = await regtrain(['evaluate', RUN, '--best']);
   assert.equal(r.code, 2);
-  assert.equal(r.stderr.trim(), `error: ${RUN}: has no best model (train with training.checkpoint.saveBest, e.g. --set 'training.checkpoint.saveBest={monitor: val_loss}')`);
+  assert.equal(
+    r.stderr.trim(),
+    `error: ${RUN}: has no best model (train with training.checkpoint.saveBest, e.g. --set 'training.checkpoint.saveBest={monitor: val_loss}')`,
+  );
 });

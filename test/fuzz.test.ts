@@ -96,7 +96,10 @@ interface Outcome {
 }
 
 /** The own keys of the shared prototypes: a polluting key (`__proto__.x`, `constructor.prototype.x`) would add one. */
-const prototypeKeys = () => [Object.getOwnPropertyNames(Object.prototype).sort().join(','), Object.getOwnPropertyNames(Array.prototype).sort().join(',')];
+const prototypeKeys = () => [
+  Object.getOwnPropertyNames(Object.prototype).sort().join(','),
+  Object.getOwnPropertyNames(Array.prototype).sort().join(','),
+];
 const CLEAN_PROTOTYPES = prototypeKeys();
 /** The keys that reach prototypes; the generators below produce them, and counters prove they did. */
 const HOSTILE_KEYS = ['__proto__', 'constructor', 'prototype'];
@@ -110,15 +113,26 @@ function check(text: string, sets: Override[] = []): Outcome {
     parseSpec(text, 'fuzz.yaml', sets, 'fuzz');
     outcome = { ok: true, message: '' };
   } catch (err) {
-    if (!(err instanceof InputError)) throw new Error(`crash (not an InputError): ${err instanceof Error ? err.stack : String(err)}\n--- input ---\n${text}`);
+    if (!(err instanceof InputError))
+      throw new Error(
+        `crash (not an InputError): ${err instanceof Error ? err.stack : String(err)}\n--- input ---\n${text}`,
+      );
     outcome = { ok: false, message: err.message };
   }
-  assert.deepEqual(prototypeKeys(), CLEAN_PROTOTYPES, `a prototype gained a key from:\n${text.slice(0, 300)}\n${sets.map((o) => o.label).join('\n')}`);
+  assert.deepEqual(
+    prototypeKeys(),
+    CLEAN_PROTOTYPES,
+    `a prototype gained a key from:\n${text.slice(0, 300)}\n${sets.map((o) => o.label).join('\n')}`,
+  );
   const ms = performance.now() - t0;
   assert.ok(ms < CASE_MS, `took ${ms.toFixed(0)} ms (limit ${CASE_MS}):\n${text.slice(0, 500)}`);
   if (!outcome.ok) {
-    assert.ok(outcome.message.length > 0 && !/\n\s+at /.test(outcome.message), `a stack trace in the message:\n${outcome.message}`);
-    for (const line of outcome.message.split('\n')) assert.ok(line.trim().length > 0, `an empty line in:\n${outcome.message}`);
+    assert.ok(
+      outcome.message.length > 0 && !/\n\s+at /.test(outcome.message),
+      `a stack trace in the message:\n${outcome.message}`,
+    );
+    for (const line of outcome.message.split('\n'))
+      assert.ok(line.trim().length > 0, `an empty line in:\n${outcome.message}`);
   }
   return outcome;
 }
@@ -128,12 +142,24 @@ const textEdit = fc.oneof(
   fc.record({
     kind: fc.constant('insert' as const),
     at: fc.double({ min: 0, max: 1, noNaN: true }),
-    what: fc.oneof(fc.constantFrom(...TOKENS), fc.string({ maxLength: 8 }), fc.string({ unit: 'binary', maxLength: 4 })),
+    what: fc.oneof(
+      fc.constantFrom(...TOKENS),
+      fc.string({ maxLength: 8 }),
+      fc.string({ unit: 'binary', maxLength: 4 }),
+    ),
   }),
-  fc.record({ kind: fc.constant('delete' as const), at: fc.double({ min: 0, max: 1, noNaN: true }), len: fc.integer({ min: 1, max: 20 }) }),
+  fc.record({
+    kind: fc.constant('delete' as const),
+    at: fc.double({ min: 0, max: 1, noNaN: true }),
+    len: fc.integer({ min: 1, max: 20 }),
+  }),
   fc.record({ kind: fc.constant('truncate' as const), at: fc.double({ min: 0, max: 1, noNaN: true }) }),
   fc.record({ kind: fc.constant('dupline' as const), at: fc.double({ min: 0, max: 1, noNaN: true }) }),
-  fc.record({ kind: fc.constant('swaplines' as const), a: fc.double({ min: 0, max: 1, noNaN: true }), b: fc.double({ min: 0, max: 1, noNaN: true }) }),
+  fc.record({
+    kind: fc.constant('swaplines' as const),
+    a: fc.double({ min: 0, max: 1, noNaN: true }),
+    b: fc.double({ min: 0, max: 1, noNaN: true }),
+  }),
   // A line whose key reaches a prototype, at the indentation of the line it follows (so often valid YAML).
   fc.record({
     kind: fc.constant('hostileKey' as const),
@@ -163,7 +189,11 @@ function applyTextEdit(text: string, e: TextEdit): string {
     case 'hostileKey': {
       const i = line(e.at);
       const indent = /^\s*(- )?/.exec(lines[i]!)![0].replace('- ', '  ');
-      lines.splice(i + 1, 0, `${indent}${e.key}: ${e.nested ? '{ prototype: { polluted: 1, epochs: 99 } }' : '{ polluted: 1, epochs: 99 }'}`);
+      lines.splice(
+        i + 1,
+        0,
+        `${indent}${e.key}: ${e.nested ? '{ prototype: { polluted: 1, epochs: 99 } }' : '{ polluted: 1, epochs: 99 }'}`,
+      );
       return lines.join('\n');
     }
     case 'swaplines': {
@@ -180,8 +210,37 @@ const weirdValue = fc.oneof(
   // A map whose keys reach prototypes, with a payload that would show up everywhere if it got there.
   fc
     .constantFrom(...HOSTILE_KEYS)
-    .map((k) => Object.defineProperty({}, k, { value: { polluted: 1, epochs: 99 }, enumerable: true, writable: true, configurable: true }) as unknown),
-  fc.constantFrom(NaN, Infinity, -Infinity, -0, 1e9, 2 ** 53, -1, 0, 0.5, 65537, 1e308, '', 'relu', 'softmax', 'l1', 'l3', null, true, [], {}),
+    .map(
+      (k) =>
+        Object.defineProperty({}, k, {
+          value: { polluted: 1, epochs: 99 },
+          enumerable: true,
+          writable: true,
+          configurable: true,
+        }) as unknown,
+    ),
+  fc.constantFrom(
+    NaN,
+    Infinity,
+    -Infinity,
+    -0,
+    1e9,
+    2 ** 53,
+    -1,
+    0,
+    0.5,
+    65537,
+    1e308,
+    '',
+    'relu',
+    'softmax',
+    'l1',
+    'l3',
+    null,
+    true,
+    [],
+    {},
+  ),
   fc.integer({ min: 1, max: 300 }).map((d) => JSON.parse('['.repeat(d) + ']'.repeat(d)) as unknown),
   fc.integer({ min: 0, max: 2000 }).map((n) => Array.from({ length: n }, () => ({ dense: { units: 1 } }))),
 );
@@ -198,7 +257,11 @@ const structEdit = fc.record({
   pick: fc.double({ min: 0, max: 1, noNaN: true }),
   kind: fc.constantFrom('replace', 'delete', 'addKey', 'wrapList', 'wrapMap'),
   value: weirdValue,
-  key: fc.oneof(fc.constantFrom('units', 'dense', 'sgd', 'l1', 'version', 'name', 'x', ''), fc.constantFrom(...HOSTILE_KEYS), fc.string({ maxLength: 6 })),
+  key: fc.oneof(
+    fc.constantFrom('units', 'dense', 'sgd', 'l1', 'version', 'name', 'x', ''),
+    fc.constantFrom(...HOSTILE_KEYS),
+    fc.string({ maxLength: 6 }),
+  ),
 });
 type StructEdit = typeof structEdit extends fc.Arbitrary<infer T> ? T : never;
 
@@ -225,32 +288,44 @@ function applyStructEdit(doc: unknown, e: StructEdit): unknown {
 test(`${RUNS} random text mutations of valid specs never crash and never take long`, { timeout: 120_000 }, () => {
   let refused = 0;
   fc.assert(
-    fc.property(fc.integer({ min: 0, max: SEEDS.length - 1 }), fc.array(textEdit, { minLength: 1, maxLength: 5 }), (seed, edits) => {
-      const text = edits.reduce(applyTextEdit, SEEDS[seed]!);
-      if (HOSTILE_KEYS.some((k) => text.includes(k))) hostileSeen.text++;
-      if (!check(text).ok) refused++;
-    }),
+    fc.property(
+      fc.integer({ min: 0, max: SEEDS.length - 1 }),
+      fc.array(textEdit, { minLength: 1, maxLength: 5 }),
+      (seed, edits) => {
+        const text = edits.reduce(applyTextEdit, SEEDS[seed]!);
+        if (HOSTILE_KEYS.some((k) => text.includes(k))) hostileSeen.text++;
+        if (!check(text).ok) refused++;
+      },
+    ),
     { numRuns: RUNS, seed: 20240611 + SEED_OFFSET },
   );
   assert.ok(refused > RUNS / 4, `only ${refused} of ${RUNS} mutations were refused: the mutations are too weak`);
 });
 
-test(`${RUNS} random structural mutations (weird values anywhere) never crash and never take long`, { timeout: 120_000 }, () => {
-  fc.assert(
-    fc.property(fc.integer({ min: 0, max: SEEDS.length - 1 }), fc.array(structEdit, { minLength: 1, maxLength: 4 }), (seed, edits) => {
-      const doc = edits.reduce(applyStructEdit, YAML.parse(SEEDS[seed]!) as unknown);
-      let text: string;
-      try {
-        text = YAML.stringify(doc, { aliasDuplicateObjects: false });
-      } catch {
-        return; // not representable as YAML (e.g. a lone surrogate); nothing to test
-      }
-      if (HOSTILE_KEYS.some((k) => new RegExp(`(^|[\\s{,])${k}:`, 'm').test(text))) hostileSeen.struct++;
-      check(text);
-    }),
-    { numRuns: RUNS, seed: 777 + SEED_OFFSET },
-  );
-});
+test(
+  `${RUNS} random structural mutations (weird values anywhere) never crash and never take long`,
+  { timeout: 120_000 },
+  () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: SEEDS.length - 1 }),
+        fc.array(structEdit, { minLength: 1, maxLength: 4 }),
+        (seed, edits) => {
+          const doc = edits.reduce(applyStructEdit, YAML.parse(SEEDS[seed]!) as unknown);
+          let text: string;
+          try {
+            text = YAML.stringify(doc, { aliasDuplicateObjects: false });
+          } catch {
+            return; // not representable as YAML (e.g. a lone surrogate); nothing to test
+          }
+          if (HOSTILE_KEYS.some((k) => new RegExp(`(^|[\\s{,])${k}:`, 'm').test(text))) hostileSeen.struct++;
+          check(text);
+        },
+      ),
+      { numRuns: RUNS, seed: 777 + SEED_OFFSET },
+    );
+  },
+);
 
 test(`${RUNS} random --set flags never crash`, { timeout: 120_000 }, () => {
   const segment = fc.oneof(
@@ -279,65 +354,97 @@ test(`${RUNS} random --set flags never crash`, { timeout: 120_000 }, () => {
     fc.stringMatching(/^[A-Za-z0-9_]{1,6}$/),
   );
   const flag = fc.oneof(
-    fc.tuple(fc.array(segment, { minLength: 1, maxLength: 6 }), fc.oneof(fc.constantFrom(...TOKENS), fc.string({ maxLength: 10 }))).map(([p, v]) => `${p.join('.')}=${v}`),
+    fc
+      .tuple(
+        fc.array(segment, { minLength: 1, maxLength: 6 }),
+        fc.oneof(fc.constantFrom(...TOKENS), fc.string({ maxLength: 10 })),
+      )
+      .map(([p, v]) => `${p.join('.')}=${v}`),
     fc.string({ maxLength: 20 }),
   );
   fc.assert(
-    fc.property(fc.integer({ min: 0, max: SEEDS.length - 1 }), fc.array(flag, { minLength: 1, maxLength: 3 }), (seed, flags) => {
-      if (flags.some((f) => HOSTILE_KEYS.some((k) => f.split('=')[0]!.split('.').includes(k)))) hostileSeen.set++;
-      let sets: Override[];
-      try {
-        sets = flags.map(parseSetFlag);
-      } catch (err) {
-        if (err instanceof InputError) return;
-        throw err;
-      }
-      check(SEEDS[seed]!, sets);
-    }),
+    fc.property(
+      fc.integer({ min: 0, max: SEEDS.length - 1 }),
+      fc.array(flag, { minLength: 1, maxLength: 3 }),
+      (seed, flags) => {
+        if (flags.some((f) => HOSTILE_KEYS.some((k) => f.split('=')[0]!.split('.').includes(k)))) hostileSeen.set++;
+        let sets: Override[];
+        try {
+          sets = flags.map(parseSetFlag);
+        } catch (err) {
+          if (err instanceof InputError) return;
+          throw err;
+        }
+        check(SEEDS[seed]!, sets);
+      },
+    ),
     { numRuns: RUNS, seed: 4242 + SEED_OFFSET },
   );
   // The generators must really produce the hostile keys (else the prototype check above proves nothing).
-  assert.ok(hostileSeen.set > RUNS / 10, `only ${hostileSeen.set} of ${RUNS} --set cases had a __proto__/constructor/prototype segment`);
+  assert.ok(
+    hostileSeen.set > RUNS / 10,
+    `only ${hostileSeen.set} of ${RUNS} --set cases had a __proto__/constructor/prototype segment`,
+  );
   assert.deepEqual(prototypeKeys(), CLEAN_PROTOTYPES);
 });
 
 test('the text and structural generators produce __proto__, constructor and prototype keys', () => {
   // Runs after the two properties above (node:test runs a file's tests in order).
   assert.ok(hostileSeen.text > 0, 'no text mutation inserted a hostile key');
-  assert.ok(hostileSeen.struct > RUNS / 20, `only ${hostileSeen.struct} of ${RUNS} structural mutations wrote a hostile key`);
+  assert.ok(
+    hostileSeen.struct > RUNS / 20,
+    `only ${hostileSeen.struct} of ${RUNS} structural mutations wrote a hostile key`,
+  );
 });
 
-test('a handful of mutated specs through the real CLI exit 0 or 2, never with a stack, never hanging', { timeout: 60_000 }, async () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-fuzz-'));
-  try {
-    const samples = fc.sample(fc.tuple(fc.integer({ min: 0, max: SEEDS.length - 1 }), fc.array(textEdit, { minLength: 1, maxLength: 5 })), { numRuns: 8, seed: 99 });
-    const files = samples.map(([seed, edits], i) => {
-      const file = path.join(dir, `m${i}.yaml`);
-      fs.writeFileSync(file, edits.reduce(applyTextEdit, SEEDS[seed]!));
-      return file;
-    });
-    const runs = await Promise.all(
-      files.map(
-        (file) =>
-          new Promise<{ file: string; code: number | null; signal: string | null; stderr: string }>((resolve) => {
-            execFile(process.execPath, [BIN, 'validate', file], { encoding: 'utf8', timeout: 20_000 }, (err, _out, stderr) => {
-              const e = err as (Error & { code?: number | string; signal?: string }) | null;
-              resolve({ file, code: e ? (typeof e.code === 'number' ? e.code : null) : 0, signal: e?.signal ?? null, stderr });
-            });
-          }),
-      ),
-    );
-    for (const r of runs) {
-      const input = fs.readFileSync(r.file, 'utf8');
-      assert.equal(r.signal, null, `${r.file} was killed (hang?):\n${input}`);
-      assert.ok(r.code === 0 || r.code === 2, `${r.file}: exit ${r.code}\n${r.stderr}\n--- input ---\n${input}`);
-      assert.doesNotMatch(r.stderr, /internal error|^ {4}at /m, `${r.file}:\n${r.stderr}`);
+test(
+  'a handful of mutated specs through the real CLI exit 0 or 2, never with a stack, never hanging',
+  { timeout: 60_000 },
+  async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-fuzz-'));
+    try {
+      const samples = fc.sample(
+        fc.tuple(fc.integer({ min: 0, max: SEEDS.length - 1 }), fc.array(textEdit, { minLength: 1, maxLength: 5 })),
+        { numRuns: 8, seed: 99 },
+      );
+      const files = samples.map(([seed, edits], i) => {
+        const file = path.join(dir, `m${i}.yaml`);
+        fs.writeFileSync(file, edits.reduce(applyTextEdit, SEEDS[seed]!));
+        return file;
+      });
+      const runs = await Promise.all(
+        files.map(
+          (file) =>
+            new Promise<{ file: string; code: number | null; signal: string | null; stderr: string }>((resolve) => {
+              execFile(
+                process.execPath,
+                [BIN, 'validate', file],
+                { encoding: 'utf8', timeout: 20_000 },
+                (err, _out, stderr) => {
+                  const e = err as (Error & { code?: number | string; signal?: string }) | null;
+                  resolve({
+                    file,
+                    code: e ? (typeof e.code === 'number' ? e.code : null) : 0,
+                    signal: e?.signal ?? null,
+                    stderr,
+                  });
+                },
+              );
+            }),
+        ),
+      );
+      for (const r of runs) {
+        const input = fs.readFileSync(r.file, 'utf8');
+        assert.equal(r.signal, null, `${r.file} was killed (hang?):\n${input}`);
+        assert.ok(r.code === 0 || r.code === 2, `${r.file}: exit ${r.code}\n${r.stderr}\n--- input ---\n${input}`);
+        assert.doesNotMatch(r.stderr, /internal error|^ {4}at /m, `${r.file}:\n${r.stderr}`);
+      }
+      assert.ok(
+        runs.some((r) => r.code === 2),
+        'at least one sample is refused',
+      );
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
     }
-    assert.ok(
-      runs.some((r) => r.code === 2),
-      'at least one sample is refused',
-    );
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-});
+  },
+);

@@ -18,7 +18,12 @@ import { loadBlas } from '../src/accel/blas';
 import { arrayGemm, chooseWasmGemm, gemmPool, heapGemm, wasmGemmStats, type WasmGemmKind } from '../src/accel/gemm';
 import { gemmThreads, MIN_MACS } from '../src/accel/gemm-pool';
 import { InputError } from '../src/errors';
-import { accelStats, installAcceleratedKernels, installedGemm, uninstallAcceleratedKernels } from '../src/accel/kernels';
+import {
+  accelStats,
+  installAcceleratedKernels,
+  installedGemm,
+  uninstallAcceleratedKernels,
+} from '../src/accel/kernels';
 import { createLeanStep } from '../src/accel/step';
 import { parseIdx, IDX_MAGIC_IMAGES, IDX_MAGIC_LABELS } from '../src/data/idx';
 import { bindSpec } from '../src/model';
@@ -63,7 +68,9 @@ const BEST_BUILD: WasmGemmKind = relaxedAvailable ? 'wasm-relaxed-simd' : 'wasm-
 /** Installs only the wasm GEMM of the given build on `backend` (REGTRAIN_RELAXED_SIMD=off for the plain one). */
 function installWasmGemm(backend: 'cpu' | 'wasm', kind: WasmGemmKind): void {
   uninstallAcceleratedKernels(backend);
-  const r = withEnv({ REGTRAIN_RELAXED_SIMD: kind === 'wasm-simd' ? 'off' : undefined }, () => installAcceleratedKernels(backend, { gemm: 'wasm' }));
+  const r = withEnv({ REGTRAIN_RELAXED_SIMD: kind === 'wasm-simd' ? 'off' : undefined }, () =>
+    installAcceleratedKernels(backend, { gemm: 'wasm' }),
+  );
   assert.equal(r.gemm, kind, r.gemmReason);
   assert.equal(installedGemm(backend), kind);
 }
@@ -95,7 +102,15 @@ const opA = (A: Float32Array, c: Case, i: number, k: number) => (c.tA ? A[k * c.
 const opB = (B: Float32Array, c: Case, k: number, j: number) => (c.tB ? B[j * c.k + k]! : B[k * c.n + j]!);
 
 /** Asserts every element of got is within its float32 rounding bound of the float64 value. */
-function assertNearExact(got: Float32Array, A: Float32Array, B: Float32Array, bias: Float32Array | null, relu: boolean, c: Case, what: string): void {
+function assertNearExact(
+  got: Float32Array,
+  A: Float32Array,
+  B: Float32Array,
+  bias: Float32Array | null,
+  relu: boolean,
+  c: Case,
+  what: string,
+): void {
   const gamma = (c.k + 1) * U * 1.0001;
   for (let i = 0; i < c.m; i++) {
     for (let j = 0; j < c.n; j++) {
@@ -108,13 +123,20 @@ function assertNearExact(got: Float32Array, A: Float32Array, B: Float32Array, bi
       }
       if (relu) exact = Math.max(exact, 0);
       const g = got[i * c.n + j]!;
-      if (!(Math.abs(g - exact) <= gamma * mag)) assert.fail(`${what}: C[${i},${j}] = ${g}, exact ${exact}, bound ${gamma * mag}`);
+      if (!(Math.abs(g - exact) <= gamma * mag))
+        assert.fail(`${what}: C[${i},${j}] = ${g}, exact ${exact}, bound ${gamma * mag}`);
     }
   }
 }
 
 /** The naive loop in float32: c = fround(c + fround(a·b)) over k in order, then + bias, then relu. */
-function naiveFloat32(A: Float32Array, B: Float32Array, bias: Float32Array | null, relu: boolean, c: Case): Float32Array {
+function naiveFloat32(
+  A: Float32Array,
+  B: Float32Array,
+  bias: Float32Array | null,
+  relu: boolean,
+  c: Case,
+): Float32Array {
   const C = new Float32Array(c.m * c.n);
   for (let i = 0; i < c.m; i++) {
     for (let j = 0; j < c.n; j++) {
@@ -139,7 +161,11 @@ function operands(c: Case, seed: number): { a: tf.Tensor2D; b: tf.Tensor2D; bias
 /** The values of operands(c, seed), read out of the backend (the tensors are disposed). */
 function operandValues(c: Case, seed: number): { A: Float32Array; B: Float32Array; bias: Float32Array } {
   const o = operands(c, seed);
-  const [A, B, bias] = [o.a, o.b, o.bias].map((t) => t.dataSync() as Float32Array) as [Float32Array, Float32Array, Float32Array];
+  const [A, B, bias] = [o.a, o.b, o.bias].map((t) => t.dataSync() as Float32Array) as [
+    Float32Array,
+    Float32Array,
+    Float32Array,
+  ];
   tf.dispose([o.a, o.b, o.bias]);
   return { A, B, bias };
 }
@@ -153,7 +179,14 @@ function product(c: Case, o: ReturnType<typeof operands>, e: Epilogue): { C: Flo
   const out =
     e === 'matMul'
       ? tf.matMul(o.a, o.b, c.tA, c.tB)
-      : tf.fused.matMul({ a: o.a, b: o.b, transposeA: c.tA, transposeB: c.tB, bias: o.bias, activation: e === 'bias+relu' ? 'relu' : 'linear' });
+      : tf.fused.matMul({
+          a: o.a,
+          b: o.b,
+          transposeA: c.tA,
+          transposeB: c.tB,
+          bias: o.bias,
+          activation: e === 'bias+relu' ? 'relu' : 'linear',
+        });
   const C = out.dataSync() as Float32Array;
   out.dispose();
   return { C, gemms: accelStats.wasmGemmCalls - before };
@@ -201,7 +234,13 @@ test('wasm, wasm-simd (relaxed SIMD forced off): results equal the naive float32
       for (const [tA, tB] of TRANSPOSES) {
         const c = { m, k, n, tA, tB };
         const o = operands(c, 77);
-        const want = naiveFloat32(o.a.dataSync() as Float32Array, o.b.dataSync() as Float32Array, o.bias.dataSync() as Float32Array, true, c);
+        const want = naiveFloat32(
+          o.a.dataSync() as Float32Array,
+          o.b.dataSync() as Float32Array,
+          o.bias.dataSync() as Float32Array,
+          true,
+          c,
+        );
         const r = product(c, o, 'bias+relu');
         assert.equal(r.gemms, 1);
         assert.deepEqual(r.C, want, caseName(c));
@@ -215,7 +254,11 @@ test('wasm, wasm-simd (relaxed SIMD forced off): results equal the naive float32
 
 test('wasm: the same product gives identical bits on every run and at every alignment of its operands', async (t) => {
   if (!(await useBackend('wasm'))) return t.skip('wasm backend unavailable');
-  const wasm = (tf.backend() as unknown as { wasm: { asm: { memory: unknown }; _malloc(n: number): number; _free(p: number): void; HEAPF32: Float32Array } }).wasm;
+  const wasm = (
+    tf.backend() as unknown as {
+      wasm: { asm: { memory: unknown }; _malloc(n: number): number; _free(p: number): void; HEAPF32: Float32Array };
+    }
+  ).wasm;
   const c: Case = { m: 37, k: 301, n: 29, tA: false, tB: true };
   const { A, B, bias } = operandValues(c, 5);
   for (const build of BUILDS) {
@@ -256,7 +299,11 @@ async function poolReady(kind: WasmGemmKind): Promise<void> {
 
 test('wasm: with two threads, products split between the main thread and the worker give the bits of one thread, in every transposition case', async (t) => {
   if (!(await useBackend('wasm'))) return t.skip('wasm backend unavailable');
-  const wasm = (tf.backend() as unknown as { wasm: { asm: { memory: unknown }; _malloc(n: number): number; _free(p: number): void; HEAPF32: Float32Array } }).wasm;
+  const wasm = (
+    tf.backend() as unknown as {
+      wasm: { asm: { memory: unknown }; _malloc(n: number): number; _free(p: number): void; HEAPF32: Float32Array };
+    }
+  ).wasm;
   const memory = wasm.asm.memory as Parameters<typeof heapGemm>[1];
   // M×K×N: a batch of 512 into the tutorial's second layer, odd sizes (blocks of 36 rows, the last of 11), the batch-64 first-layer weight gradient.
   const shapes: Array<[number, number, number]> = [
@@ -285,7 +332,8 @@ test('wasm: with two threads, products split between the main thread and the wor
         wasm.HEAPF32.set(A, pa);
         wasm.HEAPF32.set(B, pb);
         wasm.HEAPF32.set(bias, pbias);
-        const run = (g: typeof one, pc: number) => g.gemm(tA, tB, m, n, k, 4 * pa, tA ? m : k, 4 * pb, tB ? k : n, 4 * pc, n, 4 * pbias, true);
+        const run = (g: typeof one, pc: number) =>
+          g.gemm(tA, tB, m, n, k, 4 * pa, tA ? m : k, 4 * pb, tB ? k : n, 4 * pc, n, 4 * pbias, true);
         run(one, pc1);
         const want = wasm.HEAPF32.slice(pc1, pc1 + m * n);
         // Until the worker has taken a share of the blocks (on a busy machine the main thread may take them all, and the pool backs off for a while).
@@ -295,7 +343,10 @@ test('wasm: with two threads, products split between the main thread and the wor
           run(two, pc2);
           assert.deepEqual(wasm.HEAPF32.slice(pc2, pc2 + m * n), want, `${build.kind} ${caseName(c)}, run ${i + 1}`);
         }
-        assert.ok(wasmGemmStats.workerBlocks > before.workerBlocks, `${build.kind} ${caseName(c)}: the worker took no block in 4000 runs`);
+        assert.ok(
+          wasmGemmStats.workerBlocks > before.workerBlocks,
+          `${build.kind} ${caseName(c)}: the worker took no block in 4000 runs`,
+        );
         assert.ok(wasmGemmStats.pooled > before.pooled);
         assertNearExact(want, A, B, bias, true, c, `${build.kind} ${caseName(c)}`);
         wasm._free(block);
@@ -317,7 +368,21 @@ test('wasm: when the worker is descheduled inside a block and the main thread co
     const [m, k, n] = [512, 784, 200];
     const { A, B, bias } = operandValues({ m, k, n, tA: false, tB: false }, 7);
     const want = new Float32Array(m * n);
-    single.gemm(false, false, m, n, k, { base: A, offset: 0 }, k, { base: B, offset: 0 }, n, { base: want, offset: 0 }, n, { base: bias, offset: 0 }, true);
+    single.gemm(
+      false,
+      false,
+      m,
+      n,
+      k,
+      { base: A, offset: 0 },
+      k,
+      { base: B, offset: 0 },
+      n,
+      { base: want, offset: 0 },
+      n,
+      { base: bias, offset: 0 },
+      true,
+    );
     // A heap laid out as tfjs-wasm's would be: A, B, bias, C at byte addresses.
     const heap = new ArrayBuffer(4 * (A.length + B.length + n + m * n) + 64);
     const floats = new Float32Array(heap);
@@ -337,9 +402,16 @@ test('wasm: when the worker is descheduled inside a block and the main thread co
       recomputed += pool.gemm(heap, false, false, m, n, k, pa, k, pb, n, pc, pbias, true).recomputed;
       const got = floats.subarray(pc / 4, pc / 4 + m * n);
       const differing = got.reduce((count, v, i) => count + (Object.is(v, want[i]) ? 0 : 1), 0);
-      assert.equal(differing, 0, `run ${runs + 1}: ${differing} elements of C differ from one thread's (${recomputed} blocks recomputed so far)`);
+      assert.equal(
+        differing,
+        0,
+        `run ${runs + 1}: ${differing} elements of C differ from one thread's (${recomputed} blocks recomputed so far)`,
+      );
     }
-    assert.ok(recomputed >= 20, `the main thread recomputed only ${recomputed} of the worker's blocks in ${runs} runs over 60 s`);
+    assert.ok(
+      recomputed >= 20,
+      `the main thread recomputed only ${recomputed} of the worker's blocks in ${runs} runs over 60 s`,
+    );
   } finally {
     for (const hog of hogs) hog.kill('SIGKILL');
   }
@@ -354,48 +426,63 @@ test('REGTRAIN_GEMM_THREADS: 1 or 2 threads, more capped at 2, default 2 on two 
   for (const bad of ['0', 'two', '1.5', '-2']) {
     assert.throws(
       () => gemmThreads(bad, 2),
-      (e: Error) => e instanceof InputError && e.message === `REGTRAIN_GEMM_THREADS=${bad}: expected a whole number of threads ≥ 1`,
+      (e: Error) =>
+        e instanceof InputError && e.message === `REGTRAIN_GEMM_THREADS=${bad}: expected a whole number of threads ≥ 1`,
     );
   }
 });
 
 const blas = loadBlas();
-test('wasm: the wasm GEMM agrees with OpenBLAS to float32 rounding', { skip: blas.ok ? false : `OpenBLAS unavailable: ${(blas as { reason: string }).reason}` }, async (t) => {
-  if (!(await useBackend('wasm'))) return t.skip('wasm backend unavailable');
-  for (const build of BUILDS) {
-    if (build.skip) continue;
-    for (const [m, k, n] of SHAPES) {
-      for (const [tA, tB] of TRANSPOSES) {
-        const c = { m, k, n, tA, tB };
-        const o = operands(c, 40);
-        uninstallAcceleratedKernels('wasm');
-        assert.equal(installAcceleratedKernels('wasm', { gemm: 'openblas' }).gemm, 'openblas');
-        const before = accelStats.blasCalls;
-        const viaBlas = tf.fused.matMul({ a: o.a, b: o.b, transposeA: tA, transposeB: tB, bias: o.bias, activation: 'relu' });
-        assert.equal(accelStats.blasCalls - before, 1);
-        installWasmGemm('wasm', build.kind);
-        const viaWasm = product(c, o, 'bias+relu');
-        assert.equal(viaWasm.gemms, 1);
-        // Both are within γ·Σ|a·b| of the exact value, so within 2γ·Σ|a·b| of each other.
-        const A = o.a.dataSync() as Float32Array;
-        const B = o.b.dataSync() as Float32Array;
-        const bias = o.bias.dataSync() as Float32Array;
-        const X = viaBlas.dataSync() as Float32Array;
-        const gamma = 2 * (k + 1) * U * 1.0001;
-        for (let i = 0; i < m; i++) {
-          for (let j = 0; j < n; j++) {
-            let mag = Math.abs(bias[j]!);
-            for (let q = 0; q < k; q++) mag += Math.abs(opA(A, c, i, q) * opB(B, c, q, j));
-            const d = Math.abs(viaWasm.C[i * n + j]! - X[i * n + j]!);
-            if (!(d <= gamma * mag)) assert.fail(`${build.kind} ${caseName(c)}: C[${i},${j}] wasm ${viaWasm.C[i * n + j]} vs OpenBLAS ${X[i * n + j]}`);
+test(
+  'wasm: the wasm GEMM agrees with OpenBLAS to float32 rounding',
+  { skip: blas.ok ? false : `OpenBLAS unavailable: ${(blas as { reason: string }).reason}` },
+  async (t) => {
+    if (!(await useBackend('wasm'))) return t.skip('wasm backend unavailable');
+    for (const build of BUILDS) {
+      if (build.skip) continue;
+      for (const [m, k, n] of SHAPES) {
+        for (const [tA, tB] of TRANSPOSES) {
+          const c = { m, k, n, tA, tB };
+          const o = operands(c, 40);
+          uninstallAcceleratedKernels('wasm');
+          assert.equal(installAcceleratedKernels('wasm', { gemm: 'openblas' }).gemm, 'openblas');
+          const before = accelStats.blasCalls;
+          const viaBlas = tf.fused.matMul({
+            a: o.a,
+            b: o.b,
+            transposeA: tA,
+            transposeB: tB,
+            bias: o.bias,
+            activation: 'relu',
+          });
+          assert.equal(accelStats.blasCalls - before, 1);
+          installWasmGemm('wasm', build.kind);
+          const viaWasm = product(c, o, 'bias+relu');
+          assert.equal(viaWasm.gemms, 1);
+          // Both are within γ·Σ|a·b| of the exact value, so within 2γ·Σ|a·b| of each other.
+          const A = o.a.dataSync() as Float32Array;
+          const B = o.b.dataSync() as Float32Array;
+          const bias = o.bias.dataSync() as Float32Array;
+          const X = viaBlas.dataSync() as Float32Array;
+          const gamma = 2 * (k + 1) * U * 1.0001;
+          for (let i = 0; i < m; i++) {
+            for (let j = 0; j < n; j++) {
+              let mag = Math.abs(bias[j]!);
+              for (let q = 0; q < k; q++) mag += Math.abs(opA(A, c, i, q) * opB(B, c, q, j));
+              const d = Math.abs(viaWasm.C[i * n + j]! - X[i * n + j]!);
+              if (!(d <= gamma * mag))
+                assert.fail(
+                  `${build.kind} ${caseName(c)}: C[${i},${j}] wasm ${viaWasm.C[i * n + j]} vs OpenBLAS ${X[i * n + j]}`,
+                );
+            }
           }
+          tf.dispose([o.a, o.b, o.bias, viaBlas]);
         }
-        tf.dispose([o.a, o.b, o.bias, viaBlas]);
       }
     }
-  }
-  uninstallAcceleratedKernels('wasm');
-});
+    uninstallAcceleratedKernels('wasm');
+  },
+);
 
 test("wasm: batched products (shared or per-batch operands) run on the wasm GEMM; other activations and broadcasts go to tfjs's kernels", async (t) => {
   if (!(await useBackend('wasm'))) return t.skip('wasm backend unavailable');
@@ -405,13 +492,19 @@ test("wasm: batched products (shared or per-batch operands) run on the wasm GEMM
     [[3, 13, 7], [3, 13, 5], true], // per batch, Aᵀ
     [[2, 3, 7, 13], [13, 5], false],
   ];
-  const refs = cases.map(([as, bs, tA]) => tf.tidy(() => tf.matMul(tf.randomNormal(as, 0, 1, 'float32', 1), tf.randomNormal(bs, 0, 1, 'float32', 2), tA, false).dataSync()));
+  const refs = cases.map(([as, bs, tA]) =>
+    tf.tidy(() =>
+      tf.matMul(tf.randomNormal(as, 0, 1, 'float32', 1), tf.randomNormal(bs, 0, 1, 'float32', 2), tA, false).dataSync(),
+    ),
+  );
   installWasmGemm('wasm', BEST_BUILD);
   try {
     cases.forEach(([as, bs, tA], i) => {
       tf.tidy(() => {
         const before = accelStats.wasmGemmCalls;
-        const got = tf.matMul(tf.randomNormal(as, 0, 1, 'float32', 1), tf.randomNormal(bs, 0, 1, 'float32', 2), tA, false).dataSync();
+        const got = tf
+          .matMul(tf.randomNormal(as, 0, 1, 'float32', 1), tf.randomNormal(bs, 0, 1, 'float32', 2), tA, false)
+          .dataSync();
         assert.equal(accelStats.wasmGemmCalls - before, 1, `${as} × ${bs}`);
         let d = 0;
         let mx = 0;
@@ -426,8 +519,12 @@ test("wasm: batched products (shared or per-batch operands) run on the wasm GEMM
       const beforeGemm = accelStats.wasmGemmCalls;
       const beforeFallback = accelStats.fallbacks;
       // An activation the GEMM does not apply: ones(2×3)·ones(3×2) + [−5, 0] = [−2, 3] per row, through elu.
-      const elu = tf.fused.matMul({ a: tf.ones([2, 3]), b: tf.ones([3, 2]), bias: tf.tensor1d([-5, 0]), activation: 'elu' }).dataSync();
-      [Math.expm1(-2), 3, Math.expm1(-2), 3].forEach((v, i) => assert.ok(Math.abs(elu[i]! - v) <= 1e-6, `elu ${i}: ${elu[i]} vs ${v}`));
+      const elu = tf.fused
+        .matMul({ a: tf.ones([2, 3]), b: tf.ones([3, 2]), bias: tf.tensor1d([-5, 0]), activation: 'elu' })
+        .dataSync();
+      [Math.expm1(-2), 3, Math.expm1(-2), 3].forEach((v, i) =>
+        assert.ok(Math.abs(elu[i]! - v) <= 1e-6, `elu ${i}: ${elu[i]} vs ${v}`),
+      );
       // Batch dims [2,1] × [1,2]: each operand repeats along a different axis, which the plan does not take.
       const cross = tf.matMul(tf.ones([2, 1, 3, 4]), tf.ones([1, 2, 4, 5]));
       assert.deepEqual(cross.shape, [2, 2, 3, 5]);
@@ -480,8 +577,12 @@ test('the installed GEMM is OpenBLAS when it loads, else the wasm GEMM, else non
 function realImages(n: number): { x: tf.Tensor3D; y: tf.Tensor1D } | null {
   const file = (name: string) => path.join(DEBIAN_DIR, `${name}.gz`);
   if (!fs.existsSync(file('train-images-idx3-ubyte'))) return null;
-  const img = parseIdx(zlib.gunzipSync(fs.readFileSync(file('train-images-idx3-ubyte'))), 'train images', { magic: IDX_MAGIC_IMAGES });
-  const lab = parseIdx(zlib.gunzipSync(fs.readFileSync(file('train-labels-idx1-ubyte'))), 'train labels', { magic: IDX_MAGIC_LABELS });
+  const img = parseIdx(zlib.gunzipSync(fs.readFileSync(file('train-images-idx3-ubyte'))), 'train images', {
+    magic: IDX_MAGIC_IMAGES,
+  });
+  const lab = parseIdx(zlib.gunzipSync(fs.readFileSync(file('train-labels-idx1-ubyte'))), 'train labels', {
+    magic: IDX_MAGIC_LABELS,
+  });
   const x = new Float32Array(n * 784);
   for (let i = 0; i < x.length; i++) x[i] = img.data[i]! / 255;
   return { x: tf.tensor3d(x, [n, 28, 28]), y: tf.tensor1d(Float32Array.from(lab.data.subarray(0, n)), 'float32') };

@@ -18,7 +18,18 @@ import { loadDataset, type DataOptions } from '../src/data/dataset';
 import { encodeIdx } from '../src/data/idx';
 import { FailureError, InputError } from '../src/errors';
 import { sha256 } from '../src/fsutil';
-import { gzBodies, listDir, serve, tinyFiles, tinyManifest, tmpDir, writeTiny, PIXELS, SIDE, TRAIN_LABELS } from './fixtures/data/tiny';
+import {
+  gzBodies,
+  listDir,
+  serve,
+  tinyFiles,
+  tinyManifest,
+  tmpDir,
+  writeTiny,
+  PIXELS,
+  SIDE,
+  TRAIN_LABELS,
+} from './fixtures/data/tiny';
 
 const ROOT = path.resolve(__dirname, '../..');
 const BIN = path.join(ROOT, 'bin', 'regtrain');
@@ -31,9 +42,21 @@ after(() => {
 });
 
 /** The tiny training settings every run here uses (a couple of seconds at most). */
-const TINY = ['--set', 'data.trainLimit=500', '--set', 'data.validation.size=100', '--set', 'data.testLimit=200', '--set', 'training.epochs=1'];
+const TINY = [
+  '--set',
+  'data.trainLimit=500',
+  '--set',
+  'data.validation.size=100',
+  '--set',
+  'data.testLimit=200',
+  '--set',
+  'training.epochs=1',
+];
 const SPEC = path.join(TMP, 'tiny.yaml');
-fs.writeFileSync(SPEC, 'name: tiny\nmodel:\n  layers:\n    - flatten: {}\n    - dense: { units: 10, activation: softmax }\n');
+fs.writeFileSync(
+  SPEC,
+  'name: tiny\nmodel:\n  layers:\n    - flatten: {}\n    - dense: { units: 10, activation: softmax }\n',
+);
 /** A data cache shared by the runs that are not about data (filled from /usr/share/datasets on first use). */
 const DATA = path.join(TMP, 'data');
 
@@ -62,10 +85,22 @@ function regtrain(args: string[], opts: { uid?: number; timeout?: number } = {})
     execFile(
       process.execPath,
       [BIN, ...args],
-      { cwd: TMP, env: env(), encoding: 'utf8', timeout: opts.timeout ?? 60_000, maxBuffer: 16 << 20, ...(opts.uid !== undefined ? { uid: opts.uid, gid: opts.uid } : {}) },
+      {
+        cwd: TMP,
+        env: env(),
+        encoding: 'utf8',
+        timeout: opts.timeout ?? 60_000,
+        maxBuffer: 16 << 20,
+        ...(opts.uid !== undefined ? { uid: opts.uid, gid: opts.uid } : {}),
+      },
       (err, stdout, stderr) => {
         const e = err as (Error & { code?: number | string; signal?: string }) | null;
-        resolve({ code: e ? (typeof e.code === 'number' ? e.code : null) : 0, signal: e?.signal ?? null, stdout, stderr });
+        resolve({
+          code: e ? (typeof e.code === 'number' ? e.code : null) : 0,
+          signal: e?.signal ?? null,
+          stdout,
+          stderr,
+        });
       },
     );
   });
@@ -73,7 +108,10 @@ function regtrain(args: string[], opts: { uid?: number; timeout?: number } = {})
 
 /** The first stderr line that is not progress chatter ("Backend: …", "SIGTERM: finishing…"). */
 function errorLine(r: Run): string {
-  return r.stderr.split('\n').find((l) => l.startsWith('error: ') || l.startsWith('! ') || l.startsWith('interrupted')) ?? `(no error line in: ${r.stderr})`;
+  return (
+    r.stderr.split('\n').find((l) => l.startsWith('error: ') || l.startsWith('! ') || l.startsWith('interrupted')) ??
+    `(no error line in: ${r.stderr})`
+  );
 }
 
 function assertClean(r: Run, code: number, what: string): void {
@@ -87,7 +125,8 @@ function assertClean(r: Run, code: number, what: string): void {
 function canMount(): string | false {
   const probe = path.join(TMP, 'mount-probe');
   fs.mkdirSync(probe);
-  if (!spawnSyncQuiet('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', probe])) return 'cannot mount a tmpfs here (not root, or no CAP_SYS_ADMIN)';
+  if (!spawnSyncQuiet('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', probe]))
+    return 'cannot mount a tmpfs here (not root, or no CAP_SYS_ADMIN)';
   spawnSyncQuiet('umount', [probe]);
   return false;
 }
@@ -142,26 +181,43 @@ describe('data faults', () => {
   const images = (n: number) => encodeIdx([n, SIDE, SIDE], new Uint8Array(n * PIXELS));
 
   test("an images file with a label file's magic number is refused naming the file and both magics", async () => {
-    const { manifest, source } = brokenData({ 'train-images-idx3-ubyte': encodeIdx([TRAIN_LABELS.length * PIXELS], new Uint8Array(TRAIN_LABELS.length * PIXELS)) });
-    await rejectsInput(loadDataset(loadOpts(manifest, source)), /train-images-idx3-ubyte: bad IDX magic 0x00000801, expected 0x00000803$/);
+    const { manifest, source } = brokenData({
+      'train-images-idx3-ubyte': encodeIdx(
+        [TRAIN_LABELS.length * PIXELS],
+        new Uint8Array(TRAIN_LABELS.length * PIXELS),
+      ),
+    });
+    await rejectsInput(
+      loadDataset(loadOpts(manifest, source)),
+      /train-images-idx3-ubyte: bad IDX magic 0x00000801, expected 0x00000803$/,
+    );
   });
 
   test('a truncated images file is refused with the byte counts', async () => {
     const full = images(TRAIN_LABELS.length);
     const { manifest, source } = brokenData({ 'train-images-idx3-ubyte': full.subarray(0, full.length - 100) });
-    await rejectsInput(loadDataset(loadOpts(manifest, source)), /train-images-idx3-ubyte: truncated: header \[20, 28, 28\] needs 15680 data bytes, file has 15580$/);
+    await rejectsInput(
+      loadDataset(loadOpts(manifest, source)),
+      /train-images-idx3-ubyte: truncated: header \[20, 28, 28\] needs 15680 data bytes, file has 15580$/,
+    );
   });
 
   test('a label value ≥ the number of classes is refused with its index', async () => {
     const labels = Uint8Array.from(TRAIN_LABELS);
     labels[7] = 10;
     const { manifest, source } = brokenData({ 'train-labels-idx1-ubyte': encodeIdx([labels.length], labels) });
-    await rejectsInput(loadDataset(loadOpts(manifest, source)), /train-labels-idx1-ubyte: label 10 at index 7 is not one of the 3 classes$/);
+    await rejectsInput(
+      loadDataset(loadOpts(manifest, source)),
+      /train-labels-idx1-ubyte: label 10 at index 7 is not one of the 3 classes$/,
+    );
   });
 
   test('an image count that differs from the label count is refused naming both files', async () => {
     const { manifest, source } = brokenData({ 't10k-images-idx3-ubyte': images(4) });
-    await rejectsInput(loadDataset(loadOpts(manifest, source)), /t10k-labels-idx1-ubyte: 5 labels for 4 images in .*t10k-images-idx3-ubyte$/);
+    await rejectsInput(
+      loadDataset(loadOpts(manifest, source)),
+      /t10k-labels-idx1-ubyte: 5 labels for 4 images in .*t10k-images-idx3-ubyte$/,
+    );
   });
 
   test('a cache file replaced right after verification cannot reach training: the verified bytes are used, and the next load re-verifies', async () => {
@@ -173,7 +229,11 @@ describe('data faults', () => {
     // Swapped for a well-formed but different file (label 10 everywhere) after verification.
     fs.writeFileSync(cached, encodeIdx([TRAIN_LABELS.length], new Uint8Array(TRAIN_LABELS.length).fill(2)));
     const used = first.files.find((f) => f.name === 'trainLabels')!;
-    assert.equal(sha256(used.data), manifest.files[1]!.sha256, 'the returned bytes are the verified ones, not re-read from disk');
+    assert.equal(
+      sha256(used.data),
+      manifest.files[1]!.sha256,
+      'the returned bytes are the verified ones, not re-read from disk',
+    );
     // Without a source the swap is reported; with one it is replaced.
     await assert.rejects(
       fetchDataset({ manifest, dataDir, sources: [tmpDir()], offline: true }),
@@ -189,7 +249,10 @@ describe('data faults', () => {
     for (const sub of ['fetch', 'verify', 'info']) {
       const r = await regtrain(['data', sub, '--data-dir', dataDir, ...(sub === 'fetch' ? ['--offline'] : [])]);
       assertClean(r, 2, `data ${sub}`);
-      assert.equal(errorLine(r), `error: data dir ${dataDir}: cannot read train-images-idx3-ubyte (a directory, not a regular file); remove it or choose another --data-dir`);
+      assert.equal(
+        errorLine(r),
+        `error: data dir ${dataDir}: cannot read train-images-idx3-ubyte (a directory, not a regular file); remove it or choose another --data-dir`,
+      );
     }
   });
 
@@ -202,7 +265,10 @@ describe('data faults', () => {
     const r = await regtrain(['data', 'verify', '--data-dir', dataDir], { uid: 65534 });
     fs.chmodSync(dataDir, 0o755);
     assertClean(r, 2, 'unreadable');
-    assert.equal(errorLine(r), `error: data dir ${dataDir}: cannot read train-images-idx3-ubyte (EACCES); remove it or choose another --data-dir`);
+    assert.equal(
+      errorLine(r),
+      `error: data dir ${dataDir}: cannot read train-images-idx3-ubyte (EACCES); remove it or choose another --data-dir`,
+    );
   });
 
   test('a full cache disk (8 KiB tmpfs): exit 1 in one line, no partial file', { skip: NO_MOUNT }, async () => {
@@ -210,24 +276,38 @@ describe('data faults', () => {
     await assert.rejects(
       fetchDataset({ manifest: tinyManifest(), dataDir, sources: [writeTiny(tmpDir(), true)] }),
       (err: unknown) =>
-        err instanceof FailureError && err.message === `data dir ${dataDir}: cannot write train-images-idx3-ubyte (no space left on device); nothing partial is kept`,
+        err instanceof FailureError &&
+        err.message ===
+          `data dir ${dataDir}: cannot write train-images-idx3-ubyte (no space left on device); nothing partial is kept`,
     );
     assert.deepEqual(listDir(dataDir), []);
   });
 
-  test('a read-only cache (read-only tmpfs) fails at once instead of trying every mirror', { skip: NO_MOUNT }, async () => {
-    const dataDir = tmpfs('cache-ro', '1m', true);
-    const server = await serve((_req, res) => res.writeHead(500).end());
-    try {
-      await assert.rejects(
-        fetchDataset({ manifest: tinyManifest(), dataDir, sources: [writeTiny(tmpDir(), true), server.url], timeoutMs: 300, retries: 0 }),
-        (err: unknown) => err instanceof FailureError && /cannot write train-images-idx3-ubyte \(read-only file system\)/.test(err.message),
-      );
-      assert.equal(server.requests.length, 0, 'no mirror is asked once the cache cannot take the file');
-    } finally {
-      await server.close();
-    }
-  });
+  test(
+    'a read-only cache (read-only tmpfs) fails at once instead of trying every mirror',
+    { skip: NO_MOUNT },
+    async () => {
+      const dataDir = tmpfs('cache-ro', '1m', true);
+      const server = await serve((_req, res) => res.writeHead(500).end());
+      try {
+        await assert.rejects(
+          fetchDataset({
+            manifest: tinyManifest(),
+            dataDir,
+            sources: [writeTiny(tmpDir(), true), server.url],
+            timeoutMs: 300,
+            retries: 0,
+          }),
+          (err: unknown) =>
+            err instanceof FailureError &&
+            /cannot write train-images-idx3-ubyte \(read-only file system\)/.test(err.message),
+        );
+        assert.equal(server.requests.length, 0, 'no mirror is asked once the cache cannot take the file');
+      } finally {
+        await server.close();
+      }
+    },
+  );
 });
 
 // --------------------------------------------------------------------------------------
@@ -237,7 +317,9 @@ const FAST: Partial<FetchOptions> = { timeoutMs: 500, retries: 1, backoffMs: 5 }
 
 describe('network faults (a real HTTP server on 127.0.0.1)', () => {
   /** Serves /bad/* through `bad` and /good/* correctly. */
-  async function mirrors(bad: (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => void) {
+  async function mirrors(
+    bad: (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => void,
+  ) {
     const bodies = gzBodies();
     const server = await serve((req, res) => {
       if (req.url?.startsWith('/bad/')) return bad(req, res);
@@ -292,13 +374,18 @@ describe('network faults (a real HTTP server on 127.0.0.1)', () => {
       const body = gzBodies().get(req.url!.replace(/^\/bad/, ''));
       if (!body) return void res.writeHead(404).end();
       // A hand-written response: the header declares half the bytes that follow.
-      req.socket.end(Buffer.concat([Buffer.from(`HTTP/1.1 200 OK\r\ncontent-length: ${Math.floor(body.length / 2)}\r\n\r\n`), body]));
+      req.socket.end(
+        Buffer.concat([Buffer.from(`HTTP/1.1 200 OK\r\ncontent-length: ${Math.floor(body.length / 2)}\r\n\r\n`), body]),
+      );
       // Node's HTTP parser refuses the surplus bytes; had it not, the short gzip would fail to decode.
     }, /train-images-idx3-ubyte\.gz: (Parse Error: .*|corrupt or truncated gzip.*) \(2 attempts\)|train-images-idx3-ubyte\.gz: corrupt or truncated gzip/);
   });
 
   test('a redirect loop is cut after 5 redirects and the next source is used', async () => {
-    await fallsThrough((req, res) => res.writeHead(302, { location: req.url }).end(), /train-images-idx3-ubyte\.gz: more than 5 redirects/);
+    await fallsThrough(
+      (req, res) => res.writeHead(302, { location: req.url }).end(),
+      /train-images-idx3-ubyte\.gz: more than 5 redirects/,
+    );
   });
 });
 
@@ -332,12 +419,36 @@ describe('run directory faults (evaluate, compare)', () => {
     const outside = path.join(TMP, 'outside.bin');
     fs.copyFileSync(path.join(GOOD, 'weights.bin'), outside);
     const cases: [string, (d: string) => void, (d: string) => string][] = [
-      ['missing-model', (d) => fs.rmSync(path.join(d, 'model.json')), (d) => `error: ${d}/model.json: missing (not a complete run directory)`],
-      ['missing-weights', (d) => fs.rmSync(path.join(d, 'weights.bin')), (d) => `error: ${d}/weights.bin: missing (named by model.json)`],
-      ['missing-metrics', (d) => fs.rmSync(path.join(d, 'metrics.json')), (d) => `error: ${d}/metrics.json: missing (not a complete run directory)`],
-      ['missing-spec', (d) => fs.rmSync(path.join(d, 'spec.yaml')), (d) => `error: ${d}/spec.yaml: missing (not a complete run directory)`],
-      ['short-weights', (d) => fs.truncateSync(path.join(d, 'weights.bin'), 1000), (d) => `error: ${d}/weights.bin: 1000 bytes, but model.json describes 31400`],
-      ['long-weights', (d) => fs.appendFileSync(path.join(d, 'weights.bin'), Buffer.alloc(8)), (d) => `error: ${d}/weights.bin: 31408 bytes, but model.json describes 31400`],
+      [
+        'missing-model',
+        (d) => fs.rmSync(path.join(d, 'model.json')),
+        (d) => `error: ${d}/model.json: missing (not a complete run directory)`,
+      ],
+      [
+        'missing-weights',
+        (d) => fs.rmSync(path.join(d, 'weights.bin')),
+        (d) => `error: ${d}/weights.bin: missing (named by model.json)`,
+      ],
+      [
+        'missing-metrics',
+        (d) => fs.rmSync(path.join(d, 'metrics.json')),
+        (d) => `error: ${d}/metrics.json: missing (not a complete run directory)`,
+      ],
+      [
+        'missing-spec',
+        (d) => fs.rmSync(path.join(d, 'spec.yaml')),
+        (d) => `error: ${d}/spec.yaml: missing (not a complete run directory)`,
+      ],
+      [
+        'short-weights',
+        (d) => fs.truncateSync(path.join(d, 'weights.bin'), 1000),
+        (d) => `error: ${d}/weights.bin: 1000 bytes, but model.json describes 31400`,
+      ],
+      [
+        'long-weights',
+        (d) => fs.appendFileSync(path.join(d, 'weights.bin'), Buffer.alloc(8)),
+        (d) => `error: ${d}/weights.bin: 31408 bytes, but model.json describes 31400`,
+      ],
       [
         'nan-weights',
         (d) => {
@@ -373,12 +484,21 @@ describe('run directory faults (evaluate, compare)', () => {
       [
         'metrics-older',
         (d) => editJson(path.join(d, 'metrics.json'), ({ formatVersion: _v, ...m }) => m),
-        (d) => `error: ${d}/metrics.json: run format version null is from an older or unknown regtrain (this one reads version 1)`,
+        (d) =>
+          `error: ${d}/metrics.json: run format version null is from an older or unknown regtrain (this one reads version 1)`,
       ],
-      ['metrics-null', (d) => fs.writeFileSync(path.join(d, 'metrics.json'), 'null'), (d) => `error: ${d}/metrics.json: expected a JSON object, got null`],
+      [
+        'metrics-null',
+        (d) => fs.writeFileSync(path.join(d, 'metrics.json'), 'null'),
+        (d) => `error: ${d}/metrics.json: expected a JSON object, got null`,
+      ],
       [
         'spec-newer',
-        (d) => fs.writeFileSync(path.join(d, 'spec.yaml'), fs.readFileSync(path.join(d, 'spec.yaml'), 'utf8').replace(/^version: 1$/m, 'version: 2')),
+        (d) =>
+          fs.writeFileSync(
+            path.join(d, 'spec.yaml'),
+            fs.readFileSync(path.join(d, 'spec.yaml'), 'utf8').replace(/^version: 1$/m, 'version: 2'),
+          ),
         (d) => `! version: expected 1 (this regtrain reads spec version 1), got 2 (${d}/spec.yaml:1:10)`,
       ],
       [
@@ -405,7 +525,9 @@ describe('run directory faults (evaluate, compare)', () => {
   });
 
   test('compare skips a run whose metrics.json is from a newer format', async () => {
-    const newer = broken('compare-newer', (d) => editJson(path.join(d, 'metrics.json'), (m) => ({ ...m, formatVersion: 2 })));
+    const newer = broken('compare-newer', (d) =>
+      editJson(path.join(d, 'metrics.json'), (m) => ({ ...m, formatVersion: 2 })),
+    );
     const r = await regtrain(['compare', GOOD, newer]);
     assertClean(r, 0, 'compare');
     assert.match(r.stderr, /warning: skipped .*run-compare-newer: .*format/);
@@ -421,7 +543,10 @@ describe('run directory faults (evaluate, compare)', () => {
 
   test('evaluate of a run whose spec.yaml no longer matches its model is refused', async () => {
     const d = broken('spec-mismatch', (dir) =>
-      fs.writeFileSync(path.join(dir, 'spec.yaml'), fs.readFileSync(path.join(dir, 'spec.yaml'), 'utf8').replace('activation: softmax', 'activation: sigmoid')),
+      fs.writeFileSync(
+        path.join(dir, 'spec.yaml'),
+        fs.readFileSync(path.join(dir, 'spec.yaml'), 'utf8').replace('activation: softmax', 'activation: sigmoid'),
+      ),
     );
     const r = await regtrain(['evaluate', d, '--backend', 'cpu']);
     assert.equal(r.code, 2, r.stderr);
@@ -432,27 +557,43 @@ describe('run directory faults (evaluate, compare)', () => {
 // Saving: disk full, read-only output, two writers.
 
 describe('saving faults', () => {
-  test('disk full while saving the model (tmpfs --out): exit 1, one line, the files written before are intact', { skip: NO_MOUNT }, async () => {
-    // 16 KiB: spec.yaml and the history fit, the 31 KB weights.bin does not.
-    const out = path.join(tmpfs('out-full', '16k'), 'run');
-    const r = await regtrain(['run', SPEC, '--out', out, '--quiet', ...TINY]);
-    assertClean(r, 1, 'disk full');
-    assert.match(errorLine(r), new RegExp(`^error: ${out}/[A-Za-z0-9._/-]+: cannot write \\(no space left on device\\); files written before are intact$`));
-    const left = listDir(out);
-    assert.ok(left.includes('spec.yaml'), left.join(','));
-    assert.ok(!left.some((f) => f.endsWith('.tmp')), `temp files left: ${left.join(',')}`);
-    assert.ok(!left.includes('.regtrain.lock'), 'the lock is released');
-    assert.ok(!(left.includes('model.json') && !left.includes('weights.bin')), 'never a model.json without its weights');
-    const v = await regtrain(['validate', path.join(out, 'spec.yaml')]);
-    assertClean(v, 0, 'spec.yaml written before the fault still validates');
-  });
+  test(
+    'disk full while saving the model (tmpfs --out): exit 1, one line, the files written before are intact',
+    { skip: NO_MOUNT },
+    async () => {
+      // 16 KiB: spec.yaml and the history fit, the 31 KB weights.bin does not.
+      const out = path.join(tmpfs('out-full', '16k'), 'run');
+      const r = await regtrain(['run', SPEC, '--out', out, '--quiet', ...TINY]);
+      assertClean(r, 1, 'disk full');
+      assert.match(
+        errorLine(r),
+        new RegExp(
+          `^error: ${out}/[A-Za-z0-9._/-]+: cannot write \\(no space left on device\\); files written before are intact$`,
+        ),
+      );
+      const left = listDir(out);
+      assert.ok(left.includes('spec.yaml'), left.join(','));
+      assert.ok(!left.some((f) => f.endsWith('.tmp')), `temp files left: ${left.join(',')}`);
+      assert.ok(!left.includes('.regtrain.lock'), 'the lock is released');
+      assert.ok(
+        !(left.includes('model.json') && !left.includes('weights.bin')),
+        'never a model.json without its weights',
+      );
+      const v = await regtrain(['validate', path.join(out, 'spec.yaml')]);
+      assertClean(v, 0, 'spec.yaml written before the fault still validates');
+    },
+  );
 
-  test('a read-only --out (read-only tmpfs) is bad input: exit 2, one line, nothing trained', { skip: NO_MOUNT }, async () => {
-    const out = path.join(tmpfs('out-ro', '1m', true), 'run');
-    const r = await regtrain(['run', SPEC, '--out', out, '--quiet', ...TINY]);
-    assertClean(r, 2, 'read-only out');
-    assert.equal(errorLine(r), `error: ${out}: cannot create the run directory (read-only file system)`);
-  });
+  test(
+    'a read-only --out (read-only tmpfs) is bad input: exit 2, one line, nothing trained',
+    { skip: NO_MOUNT },
+    async () => {
+      const out = path.join(tmpfs('out-ro', '1m', true), 'run');
+      const r = await regtrain(['run', SPEC, '--out', out, '--quiet', ...TINY]);
+      assertClean(r, 2, 'read-only out');
+      assert.equal(errorLine(r), `error: ${out}: cannot create the run directory (read-only file system)`);
+    },
+  );
 });
 
 // --------------------------------------------------------------------------------------
@@ -476,13 +617,18 @@ async function slowMirror() {
   };
 }
 
-function start(args: string[], extraEnv: Record<string, string> = {}): { child: ChildProcess; done: Promise<Run>; output: () => string } {
+function start(
+  args: string[],
+  extraEnv: Record<string, string> = {},
+): { child: ChildProcess; done: Promise<Run>; output: () => string } {
   const child = spawn(process.execPath, [BIN, ...args], { cwd: TMP, env: env(extraEnv) });
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  const done = new Promise<Run>((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })));
+  const done = new Promise<Run>((resolve) =>
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })),
+  );
   return { child, done, output: () => stdout + stderr };
 }
 
@@ -494,7 +640,8 @@ async function until(what: string, cond: () => boolean, ms = 30_000): Promise<vo
   }
 }
 
-const partial = (dir: string) => listDir(dir).filter((f) => f.endsWith('.part') || f.endsWith('.tmp') || /idx\d-ubyte$/.test(f));
+const partial = (dir: string) =>
+  listDir(dir).filter((f) => f.endsWith('.part') || f.endsWith('.tmp') || /idx\d-ubyte$/.test(f));
 
 describe('signals', () => {
   test('SIGINT during `data fetch` from a slow mirror: exit 130, one line, no partial file in the fresh cache', async () => {
@@ -546,7 +693,11 @@ describe('signals', () => {
     assert.match(errorLine(r), /^interrupted \(SIGTERM\) after epoch \d+ of 200; /);
     const left = listDir(out);
     assert.ok(!left.some((f) => f.endsWith('.tmp') || f === '.regtrain.lock'), left.join(','));
-    const metrics = JSON.parse(fs.readFileSync(path.join(out, 'metrics.json'), 'utf8')) as { status: string; stopReason: string; epochsRun: number };
+    const metrics = JSON.parse(fs.readFileSync(path.join(out, 'metrics.json'), 'utf8')) as {
+      status: string;
+      stopReason: string;
+      epochsRun: number;
+    };
     assert.equal(metrics.status, 'incomplete');
     assert.equal(metrics.stopReason, 'interrupted');
     const history = JSON.parse(fs.readFileSync(path.join(out, 'history.json'), 'utf8')) as { epochs: unknown[] };
@@ -555,6 +706,9 @@ describe('signals', () => {
     // The saved model is loadable (byte counts match, finite), and evaluate refuses it as unfinished.
     const e = await regtrain(['evaluate', out, '--backend', 'cpu']);
     assertClean(e, 2, 'evaluate incomplete');
-    assert.equal(errorLine(e), `error: ${out}: the run is incomplete (interrupted); evaluate needs a finished run; finish it first: node ${BIN} run --resume ${out} --backend cpu`);
+    assert.equal(
+      errorLine(e),
+      `error: ${out}: the run is incomplete (interrupted); evaluate needs a finished run; finish it first: node ${BIN} run --resume ${out} --backend cpu`,
+    );
   });
 });

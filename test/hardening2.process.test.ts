@@ -20,7 +20,16 @@ import { serve, tinyFiles, tinyManifest, tmpDir, writeTiny } from './fixtures/da
 const ROOT = path.resolve(__dirname, '../..');
 const BIN = path.join(ROOT, 'bin', 'regtrain');
 const QUICK = path.join(ROOT, 'configs', 'quick.yaml');
-const TINY = ['--backend', 'wasm', '--set', 'data.trainLimit=500', '--set', 'data.validation.size=100', '--set', 'data.testLimit=300'];
+const TINY = [
+  '--backend',
+  'wasm',
+  '--set',
+  'data.trainLimit=500',
+  '--set',
+  'data.validation.size=100',
+  '--set',
+  'data.testLimit=300',
+];
 /** Signal numbers on Linux, for /proc/PID/status's SigCgt mask. */
 const SIGNUM: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 };
 
@@ -94,12 +103,19 @@ describe('stop signals exit 130 in every command', () => {
         const p = start(args());
         // Node itself catches SIGINT and SIGTERM from its start (to restore the terminal), so the sign that
         // regtrain's handlers are in place is SIGHUP's bit: bin/regtrain installs all three at once.
-        await until(`${name} to catch ${sig}`, () => p.child.exitCode !== null || catches(p.child.pid!, 'SIGHUP'), 30_000);
+        await until(
+          `${name} to catch ${sig}`,
+          () => p.child.exitCode !== null || catches(p.child.pid!, 'SIGHUP'),
+          30_000,
+        );
         p.child.kill(sig);
         const r = await p.done;
         assert.equal(r.signal, null, `${name}: killed by ${r.signal}`);
         assert.equal(r.code, 130, `${name}: exit ${r.code}\n${r.stderr}`);
-        assert.ok(r.stderr.endsWith(`\ninterrupted (${sig})\n`) || r.stderr === `interrupted (${sig})\n`, `${name}: ${r.stderr}`);
+        assert.ok(
+          r.stderr.endsWith(`\ninterrupted (${sig})\n`) || r.stderr === `interrupted (${sig})\n`,
+          `${name}: ${r.stderr}`,
+        );
       }
     });
   }
@@ -112,7 +128,11 @@ describe('stop signals exit 130 in every command', () => {
     const r = await p.done;
     assert.equal(r.code, 130, r.stderr);
     assert.match(r.stderr, /^SIGHUP: finishing the current batch, then saving/m);
-    const metrics = JSON.parse(fs.readFileSync(path.join(out, 'metrics.json'), 'utf8')) as { status: string; stopReason: string; epochsRun: number };
+    const metrics = JSON.parse(fs.readFileSync(path.join(out, 'metrics.json'), 'utf8')) as {
+      status: string;
+      stopReason: string;
+      epochsRun: number;
+    };
     assert.equal(metrics.status, 'incomplete');
     assert.equal(metrics.stopReason, 'interrupted');
     const history = JSON.parse(fs.readFileSync(path.join(out, 'history.json'), 'utf8')) as { epochs: unknown[] };
@@ -143,7 +163,10 @@ describe('--out, --timeout and REGTRAIN_BLAS_THREADS', () => {
   test("data fetch --timeout past Node's timer limit (2^31 − 1 ms) is refused; the limit itself is accepted", async () => {
     const over = await regtrain(['data', 'fetch', '--offline', '--timeout', '2147484']);
     assert.equal(over.code, 2);
-    assert.equal(over.stderr, 'error: --timeout 2147484: at most 2147483 seconds (~24.8 days, the longest timer Node.js can set)\n');
+    assert.equal(
+      over.stderr,
+      'error: --timeout 2147484: at most 2147483 seconds (~24.8 days, the longest timer Node.js can set)\n',
+    );
     const at = await regtrain(['data', 'fetch', '--offline', '--timeout', '2147483']);
     assert.equal(at.code, 0, at.stderr);
   });
@@ -156,7 +179,13 @@ describe('--out, --timeout and REGTRAIN_BLAS_THREADS', () => {
       setTimeout(() => res.writeHead(200, { 'content-length': body.length }).end(body), 200);
     });
     try {
-      const r = await fetchDataset({ manifest: tinyManifest(), dataDir: tmpDir(), sources: [server.url], timeoutMs: 2 ** 40, retries: 0 });
+      const r = await fetchDataset({
+        manifest: tinyManifest(),
+        dataDir: tmpDir(),
+        sources: [server.url],
+        timeoutMs: 2 ** 40,
+        retries: 0,
+      });
       assert.equal(r.files.length, 4);
     } finally {
       await server.close();
@@ -171,7 +200,11 @@ describe('--out, --timeout and REGTRAIN_BLAS_THREADS', () => {
     assert.equal(parseBlasThreads('99999999999', 2), 2);
     assert.equal(parseBlasThreads('64', 8), 8);
     for (const bad of ['0', '-1', '1.5', 'abc', '1e3', '0x10']) {
-      assert.throws(() => parseBlasThreads(bad, 2), { name: 'InputError', message: `REGTRAIN_BLAS_THREADS=${bad}: expected a whole number of threads ≥ 1` }, bad);
+      assert.throws(
+        () => parseBlasThreads(bad, 2),
+        { name: 'InputError', message: `REGTRAIN_BLAS_THREADS=${bad}: expected a whole number of threads ≥ 1` },
+        bad,
+      );
     }
   });
 });
@@ -199,7 +232,12 @@ describe('data sources and cache files that would hang or exhaust memory', () =>
     fs.writeFileSync(path.join(src, 'train-images-idx3-ubyte.gz'), zlib.gzipSync(Buffer.alloc(10 * 1024 * 1024)));
     fs.rmSync(path.join(src, 'train-images-idx3-ubyte'), { force: true });
     const message = await failure(fetchDataset({ manifest, dataDir: tmpDir(), sources: [src] }));
-    assert.ok(message.includes(`${src}/train-images-idx3-ubyte.gz: decompresses to more than the ${trainImages.bytes} bytes the manifest gives`), message);
+    assert.ok(
+      message.includes(
+        `${src}/train-images-idx3-ubyte.gz: decompresses to more than the ${trainImages.bytes} bytes the manifest gives`,
+      ),
+      message,
+    );
   });
 
   test("a mirror sending an endless body without Content-Length is cut at the manifest's size", async () => {
@@ -214,8 +252,13 @@ describe('data sources and cache files that would hang or exhaust memory', () =>
       pump();
     });
     try {
-      const message = await failure(fetchDataset({ manifest, dataDir: tmpDir(), sources: [server.url], retries: 0, timeoutMs: 5000 }));
-      assert.ok(message.includes(`${server.url}train-images-idx3-ubyte.gz: sent more than the ${cap} bytes this file may have`), message);
+      const message = await failure(
+        fetchDataset({ manifest, dataDir: tmpDir(), sources: [server.url], retries: 0, timeoutMs: 5000 }),
+      );
+      assert.ok(
+        message.includes(`${server.url}train-images-idx3-ubyte.gz: sent more than the ${cap} bytes this file may have`),
+        message,
+      );
     } finally {
       await server.close();
     }
@@ -228,8 +271,15 @@ describe('data sources and cache files that would hang or exhaust memory', () =>
       res.on('error', () => undefined);
     });
     try {
-      const message = await failure(fetchDataset({ manifest, dataDir: tmpDir(), sources: [server.url], retries: 0, timeoutMs: 2000 }));
-      assert.ok(message.includes(`train-images-idx3-ubyte.gz: Content-Length 99999999 is more than the ${cap} bytes this file may have`), message);
+      const message = await failure(
+        fetchDataset({ manifest, dataDir: tmpDir(), sources: [server.url], retries: 0, timeoutMs: 2000 }),
+      );
+      assert.ok(
+        message.includes(
+          `train-images-idx3-ubyte.gz: Content-Length 99999999 is more than the ${cap} bytes this file may have`,
+        ),
+        message,
+      );
     } finally {
       await server.close();
     }
@@ -242,7 +292,8 @@ describe('data sources and cache files that would hang or exhaust memory', () =>
       fs.rmSync(file);
       if (make === 'fifo') execFileSync('mkfifo', [file]);
       else fs.symlinkSync('/dev/zero', file);
-      const what = make === 'fifo' ? 'a FIFO (named pipe), not a regular file' : 'a character device, not a regular file';
+      const what =
+        make === 'fifo' ? 'a FIFO (named pipe), not a regular file' : 'a character device, not a regular file';
       assert.throws(() => verifyCache(dir, manifest), {
         name: 'InputError',
         message: `data dir ${dir}: cannot read train-images-idx3-ubyte (${what}); remove it or choose another --data-dir`,
@@ -258,8 +309,14 @@ describe('data sources and cache files that would hang or exhaust memory', () =>
   test('malformed file: URLs in --source are bad input in one line (exit 2)', async () => {
     const cases: [string, string][] = [
       ['file://host%zz/x', 'error: source file://host%zz/x: not a valid file: URL (Invalid URL)'],
-      ['file:///tmp/%2Fx', 'error: source file:///tmp/%2Fx: not a valid file: URL (File URL path must not include encoded / characters)'],
-      ['file://remote/tmp', 'error: source file://remote/tmp: not a valid file: URL (File URL host must be "localhost" or empty on linux)'],
+      [
+        'file:///tmp/%2Fx',
+        'error: source file:///tmp/%2Fx: not a valid file: URL (File URL path must not include encoded / characters)',
+      ],
+      [
+        'file://remote/tmp',
+        'error: source file://remote/tmp: not a valid file: URL (File URL host must be "localhost" or empty on linux)',
+      ],
     ];
     for (const [source, line] of cases) {
       const r = await regtrain(['data', 'fetch', '--source', source, '--data-dir', path.join(TMP, 'url-cache')]);

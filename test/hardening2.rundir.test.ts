@@ -19,7 +19,19 @@ import { renderReport } from '../src/report';
 import type { MetricsFile } from '../src/runformat';
 import { finished, QUICK, startCli, type CliResult } from './helpers/cli';
 
-const TINY = ['--backend', 'wasm', '--set', 'data.trainLimit=500', '--set', 'data.validation.size=100', '--set', 'data.testLimit=300', '--set', 'training.epochs=2', '-q'];
+const TINY = [
+  '--backend',
+  'wasm',
+  '--set',
+  'data.trainLimit=500',
+  '--set',
+  'data.validation.size=100',
+  '--set',
+  'data.testLimit=300',
+  '--set',
+  'training.epochs=2',
+  '-q',
+];
 /** Kernel sizes of quick.yaml's dense layers: 784×200, 200×100, 100×50, 50×10. */
 const KERNEL_SIZES = [156800, 20000, 5000, 500];
 
@@ -28,7 +40,13 @@ let RUN_A = '';
 let RUN_B = '';
 
 function regtrain(args: string[], opts: { stdoutFd?: number } = {}): Promise<CliResult> {
-  return finished(startCli(args, { cwd: TMP, env: { REGTRAIN_DATA_DIR: path.join(TMP, 'cache'), XDG_CACHE_HOME: path.join(TMP, 'xdg') }, stdoutFd: opts.stdoutFd }));
+  return finished(
+    startCli(args, {
+      cwd: TMP,
+      env: { REGTRAIN_DATA_DIR: path.join(TMP, 'cache'), XDG_CACHE_HOME: path.join(TMP, 'xdg') },
+      stdoutFd: opts.stdoutFd,
+    }),
+  );
 }
 
 const readJson = <T>(file: string): T => JSON.parse(fs.readFileSync(file, 'utf8')) as T;
@@ -86,7 +104,9 @@ describe('compare counts a repeated (spec, seed) once', () => {
     group('twice', 'baseline', { 1: 0.8, 2: 0.82, 3: 0.81 });
     group('twice', 'wide', { 1: 0.83, 2: 0.84, 3: 0.85 }, 256);
     fs.cpSync(path.join(TMP, 'twice'), path.join(TMP, 'twice-copy'), { recursive: true });
-    const result = compareRuns(collectRuns([path.join(TMP, 'twice'), path.join(TMP, 'twice-copy')]), { baseline: 'baseline' });
+    const result = compareRuns(collectRuns([path.join(TMP, 'twice'), path.join(TMP, 'twice-copy')]), {
+      baseline: 'baseline',
+    });
     assert.deepEqual(result.groups.map((g) => [g.name.replace(/-seed\d+$/, ''), g.runs.length]).sort(), [
       ['baseline', 3],
       ['wide', 3],
@@ -102,7 +122,9 @@ describe('compare counts a repeated (spec, seed) once', () => {
     const repeats = result.warnings.filter((w) => w.includes('(same spec, seed'));
     assert.equal(repeats.length, 6);
     assert.ok(
-      repeats.includes(`${path.join(TMP, 'twice-copy', 'wide-seed2')} repeats ${path.join(TMP, 'twice', 'wide-seed2')} (same spec, seed 2): counted once`),
+      repeats.includes(
+        `${path.join(TMP, 'twice-copy', 'wide-seed2')} repeats ${path.join(TMP, 'twice', 'wide-seed2')} (same spec, seed 2): counted once`,
+      ),
       repeats.join('\n'),
     );
   });
@@ -120,7 +142,10 @@ describe('compare counts a repeated (spec, seed) once', () => {
   test('the CLI says which runs it counted once (stderr) and lists them in --json', async () => {
     const r = await regtrain(['compare', RUN_A, copyOf('cli-dup'), '--json']);
     assert.equal(r.code, 0, r.stderr);
-    assert.equal(r.stderr, `warning: ${path.join(TMP, 'cases', 'cli-dup')} repeats ${RUN_A} (same spec, seed 1234): counted once\n`);
+    assert.equal(
+      r.stderr,
+      `warning: ${path.join(TMP, 'cases', 'cli-dup')} repeats ${RUN_A} (same spec, seed 1234): counted once\n`,
+    );
     const lines = r.stdout
       .trimEnd()
       .split('\n')
@@ -157,7 +182,9 @@ describe('weight histograms use shared edges, so every seed and variant adds up'
       const m = readJson<MetricsFile>(path.join(run, 'metrics.json'));
       m.histograms.forEach((h, i) => {
         const half = (h.edges.length - 1) / 2;
-        h.edges.forEach((e, k) => assert.equal(e, Number(((k - half) * 0.005).toFixed(6)), `${run} layer ${i} edge ${k}`));
+        h.edges.forEach((e, k) =>
+          assert.equal(e, Number(((k - half) * 0.005).toFixed(6)), `${run} layer ${i} edge ${k}`),
+        );
         assert.equal(
           h.counts.reduce((a, b) => a + b, 0),
           KERNEL_SIZES[i],
@@ -173,19 +200,28 @@ describe('weight histograms use shared edges, so every seed and variant adds up'
   });
 
   test('a run with the old per-run ±max|w| edges is re-binned onto the lattice, keeping its count', () => {
-    const old = { layer: 'dense', edges: Array.from({ length: 51 }, (_, i) => -0.0783 + (2 * 0.0783 * i) / 50), counts: Array.from({ length: 50 }, (_, i) => i + 1) };
+    const old = {
+      layer: 'dense',
+      edges: Array.from({ length: 51 }, (_, i) => -0.0783 + (2 * 0.0783 * i) / 50),
+      counts: Array.from({ length: 50 }, (_, i) => i + 1),
+    };
     const { half, counts } = onLattice(old);
     assert.equal(half, 16); // ceil(0.0783 / 0.005)
     assert.ok(Math.abs(counts.reduce((a, b) => a + b, 0) - 1275) < 1e-9); // 1 + 2 + … + 50
     const dir = copyOf('old-edges', RUN_B);
     editMetrics(dir, (m) => (m.histograms[0] = { ...old, counts: old.counts.map((c) => c * 2) }));
     const result = compareRuns(collectRuns([RUN_A, dir]));
-    assert.ok(Math.abs(result.groups[0]!.histograms[0]!.counts.reduce((a, b) => a + b, 0) - (KERNEL_SIZES[0]! + 2550)) < 1e-6);
+    assert.ok(
+      Math.abs(result.groups[0]!.histograms[0]!.counts.reduce((a, b) => a + b, 0) - (KERNEL_SIZES[0]! + 2550)) < 1e-6,
+    );
   });
 
   test('the report draws one panel per variant on one x axis, and the panel counts every seed', () => {
     const wide = copyOf('variant-wide', RUN_B);
-    fs.writeFileSync(path.join(wide, 'spec.yaml'), fs.readFileSync(path.join(wide, 'spec.yaml'), 'utf8').replace('learningRate: 0.01', 'learningRate: 0.02'));
+    fs.writeFileSync(
+      path.join(wide, 'spec.yaml'),
+      fs.readFileSync(path.join(wide, 'spec.yaml'), 'utf8').replace('learningRate: 0.01', 'learningRate: 0.02'),
+    );
     const result = compareRuns(collectRuns([RUN_A, RUN_B, wide]));
     const { charts } = renderReport(result);
     const hist = charts.filter((c) => c.id.startsWith('hist-'));
@@ -196,14 +232,26 @@ describe('weight histograms use shared edges, so every seed and variant adds up'
 
 describe('run-dir files: one schema and one reader each; damage is one line, never a crash', () => {
   const cases: [string, (m: Record<string, any>) => void, string][] = [
-    ['sha256-number', (m) => (m.dataset.sha256 = 42), 'dataset.sha256: expected a map of file names to SHA-256, got 42'],
+    [
+      'sha256-number',
+      (m) => (m.dataset.sha256 = 42),
+      'dataset.sha256: expected a map of file names to SHA-256, got 42',
+    ],
     ['accuracy-null', (m) => (m.test.accuracy = null), 'test.accuracy: expected a number, got null'],
     ['status-odd', (m) => (m.status = 'done'), 'status: expected complete, incomplete or failed, got "done"'],
     ['seed-negative', (m) => (m.seed = -1), 'seed: expected a count ≥ 0, got -1'],
     ['epochs-text', (m) => (m.epochsRun = '2'), 'epochsRun: expected a count, got "2"'],
     ['weights-map', (m) => (m.finalWeights = {}), 'finalWeights: expected a list, got a map'],
-    ['normalization-missing', (m) => delete m.dataset.normalization, 'dataset.normalization: expected a map, got nothing'],
-    ['version-newer', (m) => (m.formatVersion = 2), 'run format version 2 is from a newer regtrain (this one reads version 1)'],
+    [
+      'normalization-missing',
+      (m) => delete m.dataset.normalization,
+      'dataset.normalization: expected a map, got nothing',
+    ],
+    [
+      'version-newer',
+      (m) => (m.formatVersion = 2),
+      'run format version 2 is from a newer regtrain (this one reads version 1)',
+    ],
   ];
 
   test(`evaluate refuses ${cases.length} damaged metrics.json files with exit 2 and the field's dotted path`, async () => {
@@ -223,7 +271,10 @@ describe('run-dir files: one schema and one reader each; damage is one line, nev
     const lines = r.stderr.trimEnd().split('\n');
     assert.deepEqual(
       lines,
-      cases.map(([name, , message]) => `warning: skipped ${path.join(TMP, 'cases', `metrics-${name}`)}: metrics.json: ${message}`),
+      cases.map(
+        ([name, , message]) =>
+          `warning: skipped ${path.join(TMP, 'cases', `metrics-${name}`)}: metrics.json: ${message}`,
+      ),
     );
   });
 
@@ -239,20 +290,50 @@ describe('run-dir files: one schema and one reader each; damage is one line, nev
     const huge = copyOf('hist-200k');
     editMetrics(huge, (m) => {
       m.seed = 98;
-      m.histograms[0] = { layer: 'dense', edges: Array.from({ length: 200_001 }, (_, i) => i), counts: new Array(200_000).fill(1) };
+      m.histograms[0] = {
+        layer: 'dense',
+        edges: Array.from({ length: 200_001 }, (_, i) => i),
+        counts: new Array(200_000).fill(1),
+      };
     });
     const study = path.join(TMP, 'study-null-member');
     fs.mkdirSync(study);
-    writeJson(path.join(study, 'study.json'), { formatVersion: 1, name: 's', baseline: 'base', variants: ['base'], sweep: {}, repeats: 1, members: [null] });
+    writeJson(path.join(study, 'study.json'), {
+      formatVersion: 1,
+      name: 's',
+      baseline: 'base',
+      variants: ['base'],
+      sweep: {},
+      repeats: 1,
+      members: [null],
+    });
     const report = path.join(TMP, 'report.html');
     const r = await regtrain(['compare', RUN_A, nullEdges, numeric, huge, study, '--report', report]);
     assert.equal(r.code, 0, r.stderr);
     assert.doesNotMatch(r.stderr, /internal error|^\s+at /m);
-    assert.ok(r.stderr.includes(`warning: ${nullEdges}/metrics.json: histograms.1.edges.3: expected a number, got null; that histogram is left out\n`), r.stderr);
-    assert.ok(r.stderr.includes(`warning: ${huge}/metrics.json: histograms.0.edges: expected at most 100001 edges, got a list; that histogram is left out\n`), r.stderr);
-    assert.ok(r.stderr.includes(`warning: ${study}: study.json: members.0: expected a map, got null; its runs are compared without variant names\n`), r.stderr);
+    assert.ok(
+      r.stderr.includes(
+        `warning: ${nullEdges}/metrics.json: histograms.1.edges.3: expected a number, got null; that histogram is left out\n`,
+      ),
+      r.stderr,
+    );
+    assert.ok(
+      r.stderr.includes(
+        `warning: ${huge}/metrics.json: histograms.0.edges: expected at most 100001 edges, got a list; that histogram is left out\n`,
+      ),
+      r.stderr,
+    );
+    assert.ok(
+      r.stderr.includes(
+        `warning: ${study}: study.json: members.0: expected a map, got null; its runs are compared without variant names\n`,
+      ),
+      r.stderr,
+    );
     assert.ok(fs.statSync(report).size > 1000);
-    assert.match(fs.readFileSync(report, 'utf8'), /Final kernel weights of 17 \(layer 1\)|Final kernel weights of dense \(layer 1\)/);
+    assert.match(
+      fs.readFileSync(report, 'utf8'),
+      /Final kernel weights of 17 \(layer 1\)|Final kernel weights of dense \(layer 1\)/,
+    );
   });
 
   test('a study.json naming a run directory outside the study is skipped, not followed', () => {
@@ -269,19 +350,40 @@ describe('run-dir files: one schema and one reader each; damage is one line, nev
     });
     const c = collectRuns([study]);
     assert.deepEqual(c.runs, []);
-    assert.deepEqual(c.skipped, [{ dir: path.join(TMP, 'run-a'), reason: 'study.json names a run directory outside the study' }]);
+    assert.deepEqual(c.skipped, [
+      { dir: path.join(TMP, 'run-a'), reason: 'study.json names a run directory outside the study' },
+    ]);
   });
 
   test('history.json, run.json and study.json readers name the file and the dotted path', () => {
     const dir = copyOf('other-files');
     writeJson(path.join(dir, 'history.json'), { formatVersion: 1, epochs: [{ epoch: 'one' }] });
-    assert.throws(() => readHistory(dir), { name: 'InputError', message: `${dir}/history.json: epochs.0.epoch: expected a count, got "one"` });
+    assert.throws(() => readHistory(dir), {
+      name: 'InputError',
+      message: `${dir}/history.json: epochs.0.epoch: expected a count, got "one"`,
+    });
     writeJson(path.join(dir, 'run.json'), { formatVersion: 1, specFile: 5, sets: [], specSha256: 'x' });
-    assert.throws(() => readOrigin(dir), { name: 'InputError', message: `${dir}/run.json: specFile: expected text, got 5` });
-    writeJson(path.join(dir, 'study.json'), { formatVersion: 1, name: 's', baseline: 'b', variants: [], repeats: 1, members: 'all' });
-    assert.throws(() => readStudy(dir), { name: 'InputError', message: `${dir}/study.json: members: expected a list of members, got "all"` });
+    assert.throws(() => readOrigin(dir), {
+      name: 'InputError',
+      message: `${dir}/run.json: specFile: expected text, got 5`,
+    });
+    writeJson(path.join(dir, 'study.json'), {
+      formatVersion: 1,
+      name: 's',
+      baseline: 'b',
+      variants: [],
+      repeats: 1,
+      members: 'all',
+    });
+    assert.throws(() => readStudy(dir), {
+      name: 'InputError',
+      message: `${dir}/study.json: members: expected a list of members, got "all"`,
+    });
     fs.writeFileSync(path.join(dir, 'history.json'), '{"formatVersion": 1, "epochs": [');
-    assert.throws(() => readHistory(dir), { name: 'InputError', message: `${dir}/history.json: not valid JSON (truncated or corrupt)` });
+    assert.throws(() => readHistory(dir), {
+      name: 'InputError',
+      message: `${dir}/history.json: not valid JSON (truncated or corrupt)`,
+    });
   });
 });
 
@@ -305,7 +407,10 @@ describe('run-dir files that are devices, FIFOs or huge are refused before readi
     const fifoWeights = copyOf('weights-fifo');
     fs.rmSync(path.join(fifoWeights, 'weights.bin'));
     execFileSync('mkfifo', [path.join(fifoWeights, 'weights.bin')]);
-    await refusedByEvaluate(fifoWeights, `${fs.realpathSync(fifoWeights)}/weights.bin: a FIFO (named pipe), not a regular file`);
+    await refusedByEvaluate(
+      fifoWeights,
+      `${fs.realpathSync(fifoWeights)}/weights.bin: a FIFO (named pipe), not a regular file`,
+    );
   });
 
   test('a 10 GB (sparse) weights.bin and a 100 MB model.json are refused by their size, unread', async () => {
@@ -315,7 +420,10 @@ describe('run-dir files that are devices, FIFOs or huge are refused before readi
     await refusedByEvaluate(big, `${big}/weights.bin: 10737418240 bytes, but model.json describes 730640`);
     const bigJson = copyOf('model-json-100m');
     fs.truncateSync(path.join(bigJson, 'model.json'), 100 * 1024 ** 2);
-    await refusedByEvaluate(bigJson, `${bigJson}/model.json: 104857600 bytes is more than the 16777216 this file may have`);
+    await refusedByEvaluate(
+      bigJson,
+      `${bigJson}/model.json: 104857600 bytes is more than the 16777216 this file may have`,
+    );
   });
 
   test('compare passes over a history.json FIFO with a warning instead of waiting for a writer', async () => {
@@ -324,7 +432,10 @@ describe('run-dir files that are devices, FIFOs or huge are refused before readi
     execFileSync('mkfifo', [path.join(dir, 'history.json')]);
     const r = await regtrain(['compare', dir]);
     assert.equal(r.code, 0, r.stderr);
-    assert.equal(r.stderr, `warning: ${dir}: history.json: a FIFO (named pipe), not a regular file; its curves and best validation accuracy are left out\n`);
+    assert.equal(
+      r.stderr,
+      `warning: ${dir}: history.json: a FIFO (named pipe), not a regular file; its curves and best validation accuracy are left out\n`,
+    );
   });
 
   test('a Dense layer of 1e9 units in model.json (and its manifest) is refused against the spec before tfjs builds it', async () => {
@@ -340,7 +451,10 @@ describe('run-dir files that are devices, FIFOs or huge are refused before readi
     const m2 = readJson<any>(path.join(manifest, 'model.json'));
     m2.weightsManifest[0].weights[2].shape = [200, 1e8];
     writeJson(path.join(manifest, 'model.json'), m2);
-    await refusedByEvaluate(manifest, `${manifest}/model.json: weight "dense_1/kernel" has shape [200, 100000000], but spec.yaml's model needs [200, 100]`);
+    await refusedByEvaluate(
+      manifest,
+      `${manifest}/model.json: weight "dense_1/kernel" has shape [200, 100000000], but spec.yaml's model needs [200, 100]`,
+    );
     const classes = copyOf('topology-class');
     const m3 = readJson<any>(path.join(classes, 'model.json'));
     m3.modelTopology.config.layers[2].class_name = 'Conv2D';
@@ -362,7 +476,10 @@ describe('stdout on a full disk', () => {
       try {
         const r = await regtrain(args(), { stdoutFd: fd });
         assert.equal(r.code, 1, r.stderr);
-        assert.equal(r.stderr.replace(/^Backend: .*\n/m, ''), 'error: cannot write to standard output (no space left on device); the output is incomplete\n');
+        assert.equal(
+          r.stderr.replace(/^Backend: .*\n/m, ''),
+          'error: cannot write to standard output (no space left on device); the output is incomplete\n',
+        );
       } finally {
         fs.closeSync(fd);
       }

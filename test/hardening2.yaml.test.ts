@@ -49,7 +49,13 @@ describe('YAML values that are not plain scalars, maps or lists are refused at t
     for (const [value, tag] of TAGGED) {
       const lines = errors(withSeed(value));
       const shown = tag.startsWith('!<') ? 'tag:example.com,2000:x' : tag;
-      assert.deepEqual(lines, [`! seed: the YAML tag ${shown} is not supported: write a plain value, map or list (spec.yaml:3:${7 + value.indexOf(' ') + 1})`], value);
+      assert.deepEqual(
+        lines,
+        [
+          `! seed: the YAML tag ${shown} is not supported: write a plain value, map or list (spec.yaml:3:${7 + value.indexOf(' ') + 1})`,
+        ],
+        value,
+      );
     }
   });
 
@@ -59,11 +65,16 @@ describe('YAML values that are not plain scalars, maps or lists are refused at t
 
   test('a tagged collection deep in the model is named by its dotted path', () => {
     const text = QUICK_TEXT.replace('kernelRegularizer: { l2: 0.001 }', 'kernelRegularizer: !!omap [ {l2: 0.001} ]');
-    assert.deepEqual(errors(text), ['! model.layers.2.dense.kernelRegularizer: the YAML tag !!omap is not supported: write a plain value, map or list (spec.yaml:13:72)']);
+    assert.deepEqual(errors(text), [
+      '! model.layers.2.dense.kernelRegularizer: the YAML tag !!omap is not supported: write a plain value, map or list (spec.yaml:13:72)',
+    ]);
   });
 
   test("the core schema's own tags (!!str, !!int, !!float, !!bool, !!null, !!map, !!seq) are plain and accepted", () => {
-    const text = withSeed('!!int "7"').replace('epochs: 3', 'epochs: !!int 3').replace('batchSize: 32', 'batchSize: !!int 32').replace('name: quick', 'name: !!str quick');
+    const text = withSeed('!!int "7"')
+      .replace('epochs: 3', 'epochs: !!int 3')
+      .replace('batchSize: 32', 'batchSize: !!int 32')
+      .replace('name: quick', 'name: !!str quick');
     assert.deepEqual(errors(text), []);
     assert.equal(parseSpec(text, 'spec.yaml').spec.seed, 7);
   });
@@ -78,7 +89,9 @@ describe('YAML values that are not plain scalars, maps or lists are refused at t
   });
 
   test('a map or list used as a map key is refused', () => {
-    assert.deepEqual(errors(QUICK_TEXT.replace('seed: 1234', '? [a, b]\n: 3')), ['! a map key must be a plain value, not a map, list or tagged value (spec.yaml:3:3)']);
+    assert.deepEqual(errors(QUICK_TEXT.replace('seed: 1234', '? [a, b]\n: 3')), [
+      '! a map key must be a plain value, not a map, list or tagged value (spec.yaml:3:3)',
+    ]);
   });
 
   test('a __proto__ key in a spec file is an unknown key, never a hidden default (epochs stays unread)', () => {
@@ -88,9 +101,18 @@ describe('YAML values that are not plain scalars, maps or lists are refused at t
 
   test('the same rules hold in a --set value, naming the flag and the full path', () => {
     const cases: [string, string][] = [
-      ['seed=!!binary aGVsbG8=', '--set seed=!!binary aGVsbG8=: seed: the YAML tag !!binary is not supported: write a plain value, map or list'],
-      ['training={epochs: !!set {3}}', '--set training={epochs: !!set {3}}: training.epochs: the YAML tag !!set is not supported: write a plain value, map or list'],
-      ['seed=!!timestamp 2001-12-14', '--set seed=!!timestamp 2001-12-14: seed: the YAML tag !!timestamp is not supported: write a plain value, map or list'],
+      [
+        'seed=!!binary aGVsbG8=',
+        '--set seed=!!binary aGVsbG8=: seed: the YAML tag !!binary is not supported: write a plain value, map or list',
+      ],
+      [
+        'training={epochs: !!set {3}}',
+        '--set training={epochs: !!set {3}}: training.epochs: the YAML tag !!set is not supported: write a plain value, map or list',
+      ],
+      [
+        'seed=!!timestamp 2001-12-14',
+        '--set seed=!!timestamp 2001-12-14: seed: the YAML tag !!timestamp is not supported: write a plain value, map or list',
+      ],
       ['seed=!foo 3', '--set seed=!foo 3: seed: the YAML tag !foo is not supported: write a plain value, map or list'],
     ];
     for (const [flag, message] of cases) assert.throws(() => parseSetFlag(flag), { name: 'InputError', message }, flag);
@@ -103,10 +125,16 @@ describe('YAML values that are not plain scalars, maps or lists are refused at t
       fs.writeFileSync(file, withSeed('!weird 3'));
       const a = await cli(['validate', file]);
       assert.equal(a.code, 2);
-      assert.equal(a.stderr, `! seed: the YAML tag !weird is not supported: write a plain value, map or list (tagged.yaml:3:14)\n`);
+      assert.equal(
+        a.stderr,
+        `! seed: the YAML tag !weird is not supported: write a plain value, map or list (tagged.yaml:3:14)\n`,
+      );
       const b = await cli(['validate', 'configs/quick.yaml', '--set', 'training.epochs=!weird 3']);
       assert.equal(b.code, 2);
-      assert.equal(b.stderr, 'error: --set training.epochs=!weird 3: training.epochs: the YAML tag !weird is not supported: write a plain value, map or list\n');
+      assert.equal(
+        b.stderr,
+        'error: --set training.epochs=!weird 3: training.epochs: the YAML tag !weird is not supported: write a plain value, map or list\n',
+      );
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
@@ -115,18 +143,48 @@ describe('YAML values that are not plain scalars, maps or lists are refused at t
 
 describe('override paths must name a field the schema knows or an existing list element, canonically', () => {
   const refused: [string, string][] = [
-    ['model.layers.01.dense.units=50', "--set model.layers.01.dense.units=50: model.layers: '01' is not written as a list index (write 1)"],
-    ['model.layers.001.dense.units=50', "--set model.layers.001.dense.units=50: model.layers: '001' is not written as a list index (write 1)"],
-    ['model.layers.00.flatten.inputShape=[28, 28]', "--set model.layers.00.flatten.inputShape=[28, 28]: model.layers: '00' is not written as a list index (write 0)"],
-    ['model.layers.5.dense.units=3', '--set model.layers.5.dense.units=3: model.layers has 5 items; index 5 is past the end'],
-    ['model.layers.0.flatten.inputShape.2=28', '--set model.layers.0.flatten.inputShape.2=28: model.layers.0.flatten.inputShape has 2 items; index 2 is past the end'],
-    ['model.layers.0.flatten.inputShape.01=28', "--set model.layers.0.flatten.inputShape.01=28: model.layers.0.flatten.inputShape: '01' is not written as a list index (write 1)"],
-    ['model.layers.dense.units=3', "--set model.layers.dense.units=3: model.layers is a list; expected an index, got 'dense'"],
-    ['model.layers.1.dense.units.x=3', "--set model.layers.1.dense.units.x=3: model.layers.1.dense.units is a single value, so it has no field 'x'"],
+    [
+      'model.layers.01.dense.units=50',
+      "--set model.layers.01.dense.units=50: model.layers: '01' is not written as a list index (write 1)",
+    ],
+    [
+      'model.layers.001.dense.units=50',
+      "--set model.layers.001.dense.units=50: model.layers: '001' is not written as a list index (write 1)",
+    ],
+    [
+      'model.layers.00.flatten.inputShape=[28, 28]',
+      "--set model.layers.00.flatten.inputShape=[28, 28]: model.layers: '00' is not written as a list index (write 0)",
+    ],
+    [
+      'model.layers.5.dense.units=3',
+      '--set model.layers.5.dense.units=3: model.layers has 5 items; index 5 is past the end',
+    ],
+    [
+      'model.layers.0.flatten.inputShape.2=28',
+      '--set model.layers.0.flatten.inputShape.2=28: model.layers.0.flatten.inputShape has 2 items; index 2 is past the end',
+    ],
+    [
+      'model.layers.0.flatten.inputShape.01=28',
+      "--set model.layers.0.flatten.inputShape.01=28: model.layers.0.flatten.inputShape: '01' is not written as a list index (write 1)",
+    ],
+    [
+      'model.layers.dense.units=3',
+      "--set model.layers.dense.units=3: model.layers is a list; expected an index, got 'dense'",
+    ],
+    [
+      'model.layers.1.dense.units.x=3',
+      "--set model.layers.1.dense.units.x=3: model.layers.1.dense.units is a single value, so it has no field 'x'",
+    ],
     ['training.epochs.0=3', "--set training.epochs.0=3: training.epochs is a single value, so it has no field '0'"],
     ['training.epoch=3', "! training.epoch: unknown key (did you mean 'epochs'?) (--set training.epoch=3)"],
     ['trainig.epochs=3', "! trainig: unknown key (did you mean 'training'?) (--set trainig.epochs=3)"],
-    ['data.validation.sise=3', "! data.validation.size: unknown key (did you mean 'size'?) (--set data.validation.sise=3)".replace('validation.size', 'validation.sise')],
+    [
+      'data.validation.sise=3',
+      "! data.validation.size: unknown key (did you mean 'size'?) (--set data.validation.sise=3)".replace(
+        'validation.size',
+        'validation.sise',
+      ),
+    ],
     ['optimizer.sgd.lr=0.1', '! optimizer.sgd.lr: unknown key (--set optimizer.sgd.lr=0.1)'],
     [
       'model.layers.1.dense.kernelRegularizer.l3=0.1',
@@ -153,7 +211,12 @@ describe('override paths must name a field the schema knows or an existing list 
     ];
     const { spec } = parseSpec(QUICK_TEXT, 'spec.yaml', ok.map(parseSetFlag));
     assert.equal(spec.model.layers[1]!.dense!.units, 50);
-    assert.deepEqual(spec.training.earlyStopping, { monitor: 'val_loss', patience: 2, minDelta: 0, restoreBestWeights: false });
+    assert.deepEqual(spec.training.earlyStopping, {
+      monitor: 'val_loss',
+      patience: 2,
+      minDelta: 0,
+      restoreBestWeights: false,
+    });
     assert.deepEqual(spec.model.layers[4]!.dense!.kernelRegularizer, { l1: 0.001, l2: 0 });
     assert.equal(spec.data.validation.stratify, true);
     assert.equal(spec.optimizer.sgd!.momentum, 0.9);
@@ -161,15 +224,21 @@ describe('override paths must name a field the schema knows or an existing list 
 
   test('variants and sweeps follow the same rule: a sweep over model.layers.01 is refused, not expanded into identical members', () => {
     const sweep = parseSpec(`${QUICK_TEXT}sweep:\n  model.layers.01.dense.units: [50, 100]\n`, 'study.yaml');
-    assert.throws(() => expandStudy(sweep), { message: "sweep model.layers.01.dense.units=50: model.layers: '01' is not written as a list index (write 1)" });
+    assert.throws(() => expandStudy(sweep), {
+      message: "sweep model.layers.01.dense.units=50: model.layers: '01' is not written as a list index (write 1)",
+    });
     const variant = parseSpec(`${QUICK_TEXT}variants:\n  wide: { model.layers.7.dense.units: 400 }\n`, 'study.yaml');
-    assert.throws(() => expandStudy(variant), { message: "variant 'wide': model.layers.7.dense.units: model.layers has 5 items; index 7 is past the end" });
+    assert.throws(() => expandStudy(variant), {
+      message: "variant 'wide': model.layers.7.dense.units: model.layers has 5 items; index 7 is past the end",
+    });
   });
 
   test('applyOverrides never leaves the document changed in a place no field reads', () => {
     const raw = parseSpec(QUICK_TEXT, 'spec.yaml').raw;
     const before = JSON.stringify(raw);
-    assert.throws(() => applyOverrides(raw, [{ path: ['model', 'layers', '01', 'dense', 'units'], value: 50, label: 'x' }]));
+    assert.throws(() =>
+      applyOverrides(raw, [{ path: ['model', 'layers', '01', 'dense', 'units'], value: 50, label: 'x' }]),
+    );
     assert.equal(JSON.stringify(raw), before);
   });
 });
@@ -192,7 +261,9 @@ describe("every spec message is in regtrain's words, never zod's", () => {
       for (const value of WRONG) {
         let lines: string[];
         try {
-          parseSpec(QUICK_TEXT, 'spec.yaml', [{ path: p, value, label: `--set ${p.join('.')}=${JSON.stringify(value)}` }]);
+          parseSpec(QUICK_TEXT, 'spec.yaml', [
+            { path: p, value, label: `--set ${p.join('.')}=${JSON.stringify(value)}` },
+          ]);
           continue; // a value of the right type
         } catch (err) {
           if (!(err instanceof InputError)) throw err;
@@ -213,7 +284,9 @@ describe("every spec message is in regtrain's words, never zod's", () => {
   test('the examples from the issue read in regtrain words', () => {
     assert.deepEqual(errors(QUICK_TEXT, ['data=5']), ['! data: expected a map, got 5 (--set data=5)']);
     assert.deepEqual(errors(QUICK_TEXT, ['variants=5']), ['! variants: expected a map, got 5 (--set variants=5)']);
-    assert.deepEqual(errors(QUICK_TEXT, ['training=[1]']), ['! training: expected a map, got a list (--set training=[1])']);
+    assert.deepEqual(errors(QUICK_TEXT, ['training=[1]']), [
+      '! training: expected a map, got a list (--set training=[1])',
+    ]);
     assert.deepEqual(errors(`${QUICK_TEXT}variants: { "bad name!": {} }\n`), [
       '! variants.bad name!: invalid key: expected a variant name of letters, digits, ".", "_" or "-" (spec.yaml:20:26)',
     ]);
@@ -223,7 +296,9 @@ describe("every spec message is in regtrain's words, never zod's", () => {
 test('a --set value nested deeper than a spec may be is refused by the same limit, not by the stack', () => {
   const deep = `${'['.repeat(100)}${']'.repeat(100)}`;
   // The 65th bracket is where the limit of 64 levels is passed.
-  assert.deepEqual(errors(QUICK_TEXT, [`model=${deep}`]), [`! YAML nesting deeper than 64 levels (--set model=${deep}:1:65)`]);
+  assert.deepEqual(errors(QUICK_TEXT, [`model=${deep}`]), [
+    `! YAML nesting deeper than 64 levels (--set model=${deep}:1:65)`,
+  ]);
 });
 
 test('a spec with more YAML aliases than any spec needs is refused at the alias that passes the limit, before the YAML library resolves the chain', () => {

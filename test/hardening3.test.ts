@@ -22,7 +22,17 @@ import { layerShapes } from '../src/spec/layers';
 import { parseSpec } from '../src/spec';
 import { BIN, finished, killAfterFirstEpoch, QUICK, startCli, type CliResult } from './helpers/cli';
 
-const TINY = ['--backend', 'wasm', '--set', 'data.trainLimit=500', '--set', 'data.validation.size=100', '--set', 'data.testLimit=300', '-q'];
+const TINY = [
+  '--backend',
+  'wasm',
+  '--set',
+  'data.trainLimit=500',
+  '--set',
+  'data.validation.size=100',
+  '--set',
+  'data.testLimit=300',
+  '-q',
+];
 
 let TMP = '';
 /** A finished run with a best model. */
@@ -64,9 +74,22 @@ before(async () => {
   ENV = { REGTRAIN_DATA_DIR: path.join(TMP, 'cache'), XDG_CACHE_HOME: path.join(TMP, 'xdg') };
   DONE = path.join(TMP, 'done');
   KILLED = path.join(TMP, 'killed');
-  const done = await regtrain(['run', QUICK, ...TINY, '--set', 'training.epochs=2', '--set', 'training.checkpoint.saveBest={monitor: val_loss}', '--out', DONE]);
+  const done = await regtrain([
+    'run',
+    QUICK,
+    ...TINY,
+    '--set',
+    'training.epochs=2',
+    '--set',
+    'training.checkpoint.saveBest={monitor: val_loss}',
+    '--out',
+    DONE,
+  ]);
   assert.equal(done.code, 0, done.stderr);
-  await killAfterFirstEpoch(['run', QUICK, ...TINY, '--set', 'training.epochs=3', '--out', KILLED], TMP, { ...process.env, ...ENV });
+  await killAfterFirstEpoch(['run', QUICK, ...TINY, '--set', 'training.epochs=3', '--out', KILLED], TMP, {
+    ...process.env,
+    ...ENV,
+  });
 });
 after(() => fs.rmSync(TMP, { recursive: true, force: true }));
 
@@ -157,7 +180,9 @@ describe('family 1: every file through the bounded, non-blocking reader', () => 
     assert.ok(stat.endsWith('\n'), 'the whole line, not its first byte');
     const fifo = path.join(TMP, 'a-fifo');
     execFileSync('mkfifo', [fifo]);
-    assert.throws(() => readRegularFile(fifo, { maxBytes: 10 }), { message: `${fifo}: a FIFO (named pipe), not a regular file` });
+    assert.throws(() => readRegularFile(fifo, { maxBytes: 10 }), {
+      message: `${fifo}: a FIFO (named pipe), not a regular file`,
+    });
   });
 
   test('plan refuses a study directory whose member spec was replaced by a FIFO instead of blocking on it', async () => {
@@ -186,7 +211,15 @@ function chunk(type: string, data: Buffer): Buffer {
 
 /** A PNG from its IHDR fields and raw (filtered) image data, with `extra` chunks before IDAT. */
 function png(
-  h: { width: number; height: number; depth?: number; colour?: number; compression?: number; filter?: number; interlace?: number },
+  h: {
+    width: number;
+    height: number;
+    depth?: number;
+    colour?: number;
+    compression?: number;
+    filter?: number;
+    interlace?: number;
+  },
   raw: Buffer,
   extra: Buffer[] = [],
 ): Buffer {
@@ -213,34 +246,67 @@ describe('family 2: PNG headers the spec forbids, and image data past the header
     ['height 0', { width: 4, height: 0 }, 'height 0; the PNG spec allows 1 to 2147483647'],
     ['colour type 1', { width: 1, height: 1, colour: 1 }, 'colour type 1; the PNG spec defines 0, 2, 3, 4 and 6'],
     ['colour type 7', { width: 1, height: 1, colour: 7 }, 'colour type 7; the PNG spec defines 0, 2, 3, 4 and 6'],
-    ['greyscale of depth 3', { width: 1, height: 1, colour: 0, depth: 3 }, 'bit depth 3 with colour type 0 (greyscale); allowed: 1, 2, 4, 8, 16'],
-    ['truecolour of depth 4', { width: 1, height: 1, colour: 2, depth: 4 }, 'bit depth 4 with colour type 2 (truecolour); allowed: 8, 16'],
-    ['indexed of depth 16', { width: 1, height: 1, colour: 3, depth: 16 }, 'bit depth 16 with colour type 3 (indexed-colour); allowed: 1, 2, 4, 8'],
-    ['grey+alpha of depth 1', { width: 1, height: 1, colour: 4, depth: 1 }, 'bit depth 1 with colour type 4 (greyscale with alpha); allowed: 8, 16'],
-    ['RGBA of depth 2', { width: 1, height: 1, colour: 6, depth: 2 }, 'bit depth 2 with colour type 6 (truecolour with alpha); allowed: 8, 16'],
-    ['compression method 1', { width: 1, height: 1, compression: 1 }, 'compression method 1; the PNG spec defines only 0'],
+    [
+      'greyscale of depth 3',
+      { width: 1, height: 1, colour: 0, depth: 3 },
+      'bit depth 3 with colour type 0 (greyscale); allowed: 1, 2, 4, 8, 16',
+    ],
+    [
+      'truecolour of depth 4',
+      { width: 1, height: 1, colour: 2, depth: 4 },
+      'bit depth 4 with colour type 2 (truecolour); allowed: 8, 16',
+    ],
+    [
+      'indexed of depth 16',
+      { width: 1, height: 1, colour: 3, depth: 16 },
+      'bit depth 16 with colour type 3 (indexed-colour); allowed: 1, 2, 4, 8',
+    ],
+    [
+      'grey+alpha of depth 1',
+      { width: 1, height: 1, colour: 4, depth: 1 },
+      'bit depth 1 with colour type 4 (greyscale with alpha); allowed: 8, 16',
+    ],
+    [
+      'RGBA of depth 2',
+      { width: 1, height: 1, colour: 6, depth: 2 },
+      'bit depth 2 with colour type 6 (truecolour with alpha); allowed: 8, 16',
+    ],
+    [
+      'compression method 1',
+      { width: 1, height: 1, compression: 1 },
+      'compression method 1; the PNG spec defines only 0',
+    ],
     ['filter method 1', { width: 1, height: 1, filter: 1 }, 'filter method 1; the PNG spec defines only 0'],
     ['interlace method 2', { width: 1, height: 1, interlace: 2 }, 'interlace method 2; the PNG spec defines 0 and 1'],
   ];
   test('every header field the PNG spec forbids is refused with exit 2 and one line naming the field', () => {
-    for (const [, h, why] of refusals) assert.throws(() => decodePng(png(h, Buffer.alloc(2)), 'x.png'), { message: `x.png: not a valid PNG (${why})` });
+    for (const [, h, why] of refusals)
+      assert.throws(() => decodePng(png(h, Buffer.alloc(2)), 'x.png'), { message: `x.png: not a valid PNG (${why})` });
   });
 
   test('an IHDR that is not first or not 13 bytes, a second IHDR, indexed colour without PLTE and no IDAT are refused', () => {
     const good = png({ width: 1, height: 1 }, Buffer.from([0, 7]));
     const noIhdr = Buffer.concat([good.subarray(0, 8), chunk('tEXt', Buffer.from('a\0b')), good.subarray(8)]);
-    assert.throws(() => decodePng(noIhdr, 'x.png'), { message: 'x.png: not a valid PNG (the first chunk is not IHDR)' });
+    assert.throws(() => decodePng(noIhdr, 'x.png'), {
+      message: 'x.png: not a valid PNG (the first chunk is not IHDR)',
+    });
     const long = Buffer.from(good);
     long.writeUInt32BE(14, 8);
-    assert.throws(() => decodePng(long, 'x.png'), { message: 'x.png: not a valid PNG (IHDR is 14 bytes, the PNG spec says 13)' });
+    assert.throws(() => decodePng(long, 'x.png'), {
+      message: 'x.png: not a valid PNG (IHDR is 14 bytes, the PNG spec says 13)',
+    });
     const ihdr = good.subarray(8, 8 + 25);
     const twice = Buffer.concat([good.subarray(0, 33), ihdr, good.subarray(33)]);
-    assert.throws(() => decodePng(twice, 'x.png'), { message: 'x.png: not a valid PNG (a second IHDR chunk at byte 33)' });
+    assert.throws(() => decodePng(twice, 'x.png'), {
+      message: 'x.png: not a valid PNG (a second IHDR chunk at byte 33)',
+    });
     assert.throws(() => decodePng(png({ width: 1, height: 1, colour: 3 }, Buffer.from([0, 0])), 'x.png'), {
       message: 'x.png: not a valid PNG (indexed-colour without a PLTE chunk)',
     });
     const noIdat = Buffer.concat([good.subarray(0, 33), chunk('IEND', Buffer.alloc(0))]);
-    assert.throws(() => decodePng(noIdat, 'x.png'), { message: 'x.png: not a valid PNG (no IDAT chunk: no image data)' });
+    assert.throws(() => decodePng(noIdat, 'x.png'), {
+      message: 'x.png: not a valid PNG (no IDAT chunk: no image data)',
+    });
   });
 
   test('PLTE and tRNS where the PNG spec forbids them, and IDAT chunks that are not consecutive, are refused', () => {
@@ -248,17 +314,39 @@ describe('family 2: PNG headers the spec forbids, and image data past the header
     const idat = chunk('IDAT', zlib.deflateSync(Buffer.from([0, 0])));
     const cases: [Buffer, string][] = [
       [png({ width: 1, height: 1, colour: 0 }, Buffer.from([0, 0]), [plte(3)]), 'a PLTE chunk in a greyscale image'],
-      [png({ width: 1, height: 1, colour: 4 }, Buffer.from([0, 0, 0]), [plte(3)]), 'a PLTE chunk in a greyscale with alpha image'],
-      [png({ width: 1, height: 1, colour: 3 }, Buffer.from([0, 0]), [plte(3), plte(3)]), 'a second PLTE chunk at byte 48'],
-      [png({ width: 1, height: 1, colour: 3 }, Buffer.from([0, 0]), [plte(4)]), 'PLTE of 4 bytes; the PNG spec allows 1 to 256 entries of 3 bytes'],
-      [png({ width: 1, height: 1, colour: 3 }, Buffer.from([0, 0]), [plte(3 * 257)]), 'PLTE of 771 bytes; the PNG spec allows 1 to 256 entries of 3 bytes'],
-      [png({ width: 1, height: 1, colour: 6 }, Buffer.from([0, 0, 0, 0, 0]), [chunk('tRNS', Buffer.alloc(2))]), 'a tRNS chunk in a truecolour with alpha image'],
+      [
+        png({ width: 1, height: 1, colour: 4 }, Buffer.from([0, 0, 0]), [plte(3)]),
+        'a PLTE chunk in a greyscale with alpha image',
+      ],
+      [
+        png({ width: 1, height: 1, colour: 3 }, Buffer.from([0, 0]), [plte(3), plte(3)]),
+        'a second PLTE chunk at byte 48',
+      ],
+      [
+        png({ width: 1, height: 1, colour: 3 }, Buffer.from([0, 0]), [plte(4)]),
+        'PLTE of 4 bytes; the PNG spec allows 1 to 256 entries of 3 bytes',
+      ],
+      [
+        png({ width: 1, height: 1, colour: 3 }, Buffer.from([0, 0]), [plte(3 * 257)]),
+        'PLTE of 771 bytes; the PNG spec allows 1 to 256 entries of 3 bytes',
+      ],
+      [
+        png({ width: 1, height: 1, colour: 6 }, Buffer.from([0, 0, 0, 0, 0]), [chunk('tRNS', Buffer.alloc(2))]),
+        'a tRNS chunk in a truecolour with alpha image',
+      ],
       [png({ width: 1, height: 1, colour: 3 }, Buffer.from([0, 0]), [idat, plte(3)]), 'PLTE after IDAT'],
-      [png({ width: 1, height: 1 }, Buffer.from([0, 0]), [idat, chunk('tEXt', Buffer.from('a\0b'))]), 'IDAT chunks that are not consecutive (another at byte 70)'],
+      [
+        png({ width: 1, height: 1 }, Buffer.from([0, 0]), [idat, chunk('tEXt', Buffer.from('a\0b'))]),
+        'IDAT chunks that are not consecutive (another at byte 70)',
+      ],
     ];
-    for (const [file, why] of cases) assert.throws(() => decodePng(file, 'x.png'), { message: `x.png: not a valid PNG (${why})` }, why);
+    for (const [file, why] of cases)
+      assert.throws(() => decodePng(file, 'x.png'), { message: `x.png: not a valid PNG (${why})` }, why);
     // A valid palette image with tRNS, and image data split over two consecutive IDATs, still decode.
-    const ok = png({ width: 1, height: 1, colour: 3 }, Buffer.from([0, 0]), [plte(3), chunk('tRNS', Buffer.from([255]))]);
+    const ok = png({ width: 1, height: 1, colour: 3 }, Buffer.from([0, 0]), [
+      plte(3),
+      chunk('tRNS', Buffer.from([255])),
+    ]);
     assert.equal(decodePng(ok, 'ok.png').pixels[0], 128);
   });
 
@@ -318,7 +406,10 @@ describe('family 2: PNG headers the spec forbids, and image data past the header
     assert.equal(oneLine(a), `error: ${zeroWide}: not a valid PNG (width 0; the PNG spec allows 1 to 2147483647)`);
     const b = await regtrain(['predict', DONE, bombFile], 60_000);
     assert.equal(b.code, 2, b.stderr);
-    assert.equal(oneLine(b), `error: ${bombFile}: not a valid PNG (its image data inflates to more than the 2 bytes its 1×1 header implies)`);
+    assert.equal(
+      oneLine(b),
+      `error: ${bombFile}: not a valid PNG (its image data inflates to more than the 2 bytes its 1×1 header implies)`,
+    );
   });
 
   test('real PNGs of every colour type pngjs writes still decode (8 and 16 bits)', () => {
@@ -374,7 +465,10 @@ describe('family 3: validation bounds what training and inference allocate', () 
     assert.deepEqual(check(337), []);
     const spec = parseSpec(CONV_SPEC(1) + 'optimizer: { adam: {} }\n', 'c.yaml').spec;
     assert.equal(estimateMemory(spec, layerShapes(spec.model.layers).shapes).fixed, 29590 * 4 + 75000 * 784);
-    assert.throws(() => parseSpec(CONV_SPEC(338), 'c.yaml'), /training\.batchSize: training with batches of 338 needs at least 4\.30 GB/);
+    assert.throws(
+      () => parseSpec(CONV_SPEC(338), 'c.yaml'),
+      /training\.batchSize: training with batches of 338 needs at least 4\.30 GB/,
+    );
   });
 
   test('every shipped config still validates (the bound refuses nothing that runs today)', () => {
@@ -418,7 +512,10 @@ describe('family 4: names and paths that reach k8s.yaml, members.txt and scripts
     }
     const out = await regtrain(['run', 'hostile.yaml', '--out', 'x\ny', '--dry-run']);
     assert.equal(out.code, 2, out.stderr);
-    assert.equal(oneLine(out), `error: --out "x\\ny": contains a control character (U+000A); names and paths written into scheduler files may not`);
+    assert.equal(
+      oneLine(out),
+      `error: --out "x\\ny": contains a control character (U+000A); names and paths written into scheduler files may not`,
+    );
   });
 
   test('--data-dir, --regtrain and --image with a newline, a line separator or an escape are refused naming the flag', async () => {
@@ -433,14 +530,33 @@ describe('family 4: names and paths that reach k8s.yaml, members.txt and scripts
     }
   });
 
-  const HOSTILE = [`q'uo"te`, 'dollar$(touch PWNED)', 'back`touch PWNED`tick', 'semi;colon & amp', 'unicodé 中文 🙂', '--flag-like', '#hash: {a: [b]}'];
+  const HOSTILE = [
+    `q'uo"te`,
+    'dollar$(touch PWNED)',
+    'back`touch PWNED`tick',
+    'semi;colon & amp',
+    'unicodé 中文 🙂',
+    '--flag-like',
+    '#hash: {a: [b]}',
+  ];
   test('hostile names without control characters keep every artifact’s structure: k8s.yaml is exactly the two Jobs, members.txt one command per line with exact arguments, scripts bash -n clean', async () => {
     const argsScript = path.join(TMP, 'print-args');
     fs.writeFileSync(argsScript, '#!/bin/sh\nfor a in "$@"; do printf "%s\\0" "$a"; done\n', { mode: 0o755 });
     for (const [i, name] of HOSTILE.entries()) {
       const dir = `st-${i}-${name}`;
       for (const format of ['k8s', 'lines', 'slurm', 'parallel'] as const) {
-        const r = await regtrain(['plan', 'hostile.yaml', '--format', format, '--study-dir', dir, '--regtrain', argsScript, '--data-dir', `data ${name}`]);
+        const r = await regtrain([
+          'plan',
+          'hostile.yaml',
+          '--format',
+          format,
+          '--study-dir',
+          dir,
+          '--regtrain',
+          argsScript,
+          '--data-dir',
+          `data ${name}`,
+        ]);
         assert.equal(r.code, 0, `${name} ${format}: ${r.stderr}`);
       }
       const k8s = YAML.parseAllDocuments(fs.readFileSync(path.join(TMP, dir, 'k8s.yaml'), 'utf8')).map(
@@ -456,7 +572,11 @@ describe('family 4: names and paths that reach k8s.yaml, members.txt and scripts
       assert.equal(lines.length, 3, `${name}: two members, one line each`);
       for (const [index, line] of lines.slice(0, 2).entries()) {
         const run = spawnSync('sh', ['-c', line], { cwd: TMP, encoding: 'utf8' });
-        assert.deepEqual(run.stdout.split('\0').slice(0, -1), ['run-member', dir, '--index', String(index), '--data-dir', `data ${name}`], name);
+        assert.deepEqual(
+          run.stdout.split('\0').slice(0, -1),
+          ['run-member', dir, '--index', String(index), '--data-dir', `data ${name}`],
+          name,
+        );
       }
       for (const script of ['slurm.sbatch', 'parallel.sh']) {
         const n = spawnSync('bash', ['-n', path.join(TMP, dir, script)], { encoding: 'utf8' });
@@ -471,17 +591,38 @@ describe('family 4: names and paths that reach k8s.yaml, members.txt and scripts
 
 describe('family 5: hyperparameters validated in float32, the precision they are used in', () => {
   const cases: [string, string][] = [
-    ['optimizer.adam.beta2=0.99999999', 'optimizer.adam.beta2: 0.99999999 is 1 in float32 (the precision training uses), so 1 − it is 0; use at most 0.99999994'],
-    ['optimizer.adam.beta1=0.99999999', 'optimizer.adam.beta1: 0.99999999 is 1 in float32 (the precision training uses), so 1 − it is 0; use at most 0.99999994'],
-    ['optimizer.adam.epsilon=1e-50', 'optimizer.adam.epsilon: 1e-50 is 0 in float32 (the precision training uses); use at least 1.1754944e-38'],
+    [
+      'optimizer.adam.beta2=0.99999999',
+      'optimizer.adam.beta2: 0.99999999 is 1 in float32 (the precision training uses), so 1 − it is 0; use at most 0.99999994',
+    ],
+    [
+      'optimizer.adam.beta1=0.99999999',
+      'optimizer.adam.beta1: 0.99999999 is 1 in float32 (the precision training uses), so 1 − it is 0; use at most 0.99999994',
+    ],
+    [
+      'optimizer.adam.epsilon=1e-50',
+      'optimizer.adam.epsilon: 1e-50 is 0 in float32 (the precision training uses); use at least 1.1754944e-38',
+    ],
     [
       'optimizer.adamw.epsilon=1e-40',
       'optimizer.adamw.epsilon: 1e-40 is subnormal in float32 (the precision training uses), and tfjs-node flushes it to 0; use at least 1.1754944e-38',
     ],
-    ['optimizer.sgd.learningRate=1e-50', 'optimizer.sgd.learningRate: 1e-50 is 0 in float32 (the precision training uses); use at least 1.1754944e-38'],
-    ['optimizer.sgd.learningRate=1e39', 'optimizer.sgd.learningRate: 1e+39 is Infinity in float32 (the precision training uses); the largest float32 is 3.4028235e+38'],
-    ['optimizer.sgd.momentum=0.999999999', 'optimizer.sgd.momentum: 0.999999999 is 1 in float32 (the precision training uses), so 1 − it is 0; use at most 0.99999994'],
-    ['optimizer.sgd.weightDecay=1e-46', 'optimizer.sgd.weightDecay: 1e-46 is 0 in float32 (the precision training uses); use 0 or at least 1.1754944e-38'],
+    [
+      'optimizer.sgd.learningRate=1e-50',
+      'optimizer.sgd.learningRate: 1e-50 is 0 in float32 (the precision training uses); use at least 1.1754944e-38',
+    ],
+    [
+      'optimizer.sgd.learningRate=1e39',
+      'optimizer.sgd.learningRate: 1e+39 is Infinity in float32 (the precision training uses); the largest float32 is 3.4028235e+38',
+    ],
+    [
+      'optimizer.sgd.momentum=0.999999999',
+      'optimizer.sgd.momentum: 0.999999999 is 1 in float32 (the precision training uses), so 1 − it is 0; use at most 0.99999994',
+    ],
+    [
+      'optimizer.sgd.weightDecay=1e-46',
+      'optimizer.sgd.weightDecay: 1e-46 is 0 in float32 (the precision training uses); use 0 or at least 1.1754944e-38',
+    ],
     [
       'optimizer.sgd.learningRate={exponentialDecay: {initialLearningRate: 1e-60, decaySteps: 10, decayRate: 0.9}}',
       'optimizer.sgd.learningRate.exponentialDecay.initialLearningRate: 1e-60 is 0 in float32 (the precision training uses); use at least 1.1754944e-38',
@@ -498,7 +639,10 @@ describe('family 5: hyperparameters validated in float32, the precision they are
       'training.reduceLrOnPlateau={factor: 0.999999999}',
       'training.reduceLrOnPlateau.factor: 0.999999999 is 1 in float32 (the precision training uses), so 1 − it is 0; use at most 0.99999994',
     ],
-    ['training.reduceLrOnPlateau={minLr: 1e-50}', 'training.reduceLrOnPlateau.minLr: 1e-50 is 0 in float32 (the precision training uses); use 0 or at least 1.1754944e-38'],
+    [
+      'training.reduceLrOnPlateau={minLr: 1e-50}',
+      'training.reduceLrOnPlateau.minLr: 1e-50 is 0 in float32 (the precision training uses); use 0 or at least 1.1754944e-38',
+    ],
     [
       'model.layers.1.dense.kernelRegularizer={l1: 1e-300}',
       'model.layers.1.dense.kernelRegularizer.l1: 1e-300 is 0 in float32 (the precision training uses); use 0 or at least 1.1754944e-38',
@@ -545,7 +689,14 @@ describe('family 5: hyperparameters validated in float32, the precision they are
   });
 
   test('beta2 0.99999999 through run: exit 2 at the field before any data is loaded (it used to train 0 updates and exit 0)', async () => {
-    const r = await regtrain(['run', QUICK, '--set', 'optimizer={adam: {beta2: 0.99999999}}', '--out', path.join(TMP, 'f32-run')]);
+    const r = await regtrain([
+      'run',
+      QUICK,
+      '--set',
+      'optimizer={adam: {beta2: 0.99999999}}',
+      '--out',
+      path.join(TMP, 'f32-run'),
+    ]);
     assert.equal(r.code, 2, r.stderr);
     assert.equal(
       oneLine(r),

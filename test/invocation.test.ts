@@ -74,7 +74,11 @@ test('plan warns that npx does not pass SIGTERM on, and refuses a relative scrip
     npx.stderr.split('\n')[0],
     `warning: --regtrain 'npx regtrain': npx does not pass SIGTERM on to regtrain, so scancel, requeue and preemption would not save; put regtrain on PATH (npm install -g . in ${ROOT}) or pass --regtrain 'node ${BIN}'`,
   );
-  const relative = shell(`regtrain plan ${STUDY} --format slurm --regtrain 'node ${path.relative(cwd, BIN)}'`, ON_PATH, cwd);
+  const relative = shell(
+    `regtrain plan ${STUDY} --format slurm --regtrain 'node ${path.relative(cwd, BIN)}'`,
+    ON_PATH,
+    cwd,
+  );
   assert.equal(relative.status, 2);
   assert.match(
     relative.stderr,

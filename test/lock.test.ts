@@ -27,15 +27,21 @@ function deadPid(): number {
   return r.pid!;
 }
 
-function writeLock(dir: string, record: { pid: number; start: string | null; host?: string; token: string }, ageSeconds = 0): void {
+function writeLock(
+  dir: string,
+  record: { pid: number; start: string | null; host?: string; token: string },
+  ageSeconds = 0,
+): void {
   const file = path.join(dir, LOCK_FILE);
   fs.writeFileSync(file, JSON.stringify({ boot: BOOT, host: os.hostname(), ...record }) + '\n');
   const t = new Date(Date.now() - ageSeconds * 1000);
   fs.utimesSync(file, t, t);
 }
 
-const lockToken = (dir: string) => (JSON.parse(fs.readFileSync(path.join(dir, LOCK_FILE), 'utf8')) as { token: string }).token;
-const lockPid = (dir: string) => (JSON.parse(fs.readFileSync(path.join(dir, LOCK_FILE), 'utf8')) as { pid: number }).pid;
+const lockToken = (dir: string) =>
+  (JSON.parse(fs.readFileSync(path.join(dir, LOCK_FILE), 'utf8')) as { token: string }).token;
+const lockPid = (dir: string) =>
+  (JSON.parse(fs.readFileSync(path.join(dir, LOCK_FILE), 'utf8')) as { pid: number }).pid;
 
 /**
  * A process that says "ready", waits for the file `go`, claims `dir` and prints won/lost; a
@@ -80,7 +86,12 @@ test('of eight processes racing to take over one stale lock, exactly one wins an
     const outcomes = await Promise.all(racers);
     assert.equal(outcomes.filter((o) => o === 'won').length, 1, outcomes.join('\n'));
     for (const o of outcomes.filter((x) => x !== 'won'))
-      assert.match(o, new RegExp(`^lost: ${dir}: another regtrain run is writing to it \\((held by pid \\d+|being taken over by another process)\\)$`));
+      assert.match(
+        o,
+        new RegExp(
+          `^lost: ${dir}: another regtrain run is writing to it \\((held by pid \\d+|being taken over by another process)\\)$`,
+        ),
+      );
     assert.deepEqual(fs.readdirSync(dir), [], 'no lock, claim or temp files left once the winner released');
   }
 });
@@ -102,7 +113,9 @@ test('a lock whose pid now belongs to an unrelated live process (a reused PID) i
     writeLock(live, { pid: sleeper.pid!, start, token: 'livesleeper' });
     assert.throws(
       () => claimRunDir(live),
-      (err: unknown) => err instanceof InputError && err.message === `${live}: another regtrain run is writing to it (held by pid ${sleeper.pid})`,
+      (err: unknown) =>
+        err instanceof InputError &&
+        err.message === `${live}: another regtrain run is writing to it (held by pid ${sleeper.pid})`,
     );
     assert.equal(lockToken(live), 'livesleeper', 'the live lock is untouched');
   } finally {
@@ -116,7 +129,10 @@ test('a lock left by this very pid in an earlier life (PID 1 in a restarted cont
   claimRunDir(dir);
   assert.notEqual(lockToken(dir), 'previouslife');
   // …while a second claim from the process that holds it now is refused.
-  assert.throws(() => claimRunDir(dir), new RegExp(`another regtrain run is writing to it \\(held by this process \\(pid ${process.pid}\\)\\)`));
+  assert.throws(
+    () => claimRunDir(dir),
+    new RegExp(`another regtrain run is writing to it \\(held by this process \\(pid ${process.pid}\\)\\)`),
+  );
   releaseRunDir(dir);
 });
 
@@ -126,7 +142,9 @@ test('a lock from another host is respected while its heartbeat is fresh and tak
   assert.throws(
     () => claimRunDir(dir),
     (err: unknown) =>
-      err instanceof InputError && err.message === `${dir}: another regtrain run is writing to it (held by pid 1 on host node-17, heartbeat 30 s ago (taken over after 120 s))`,
+      err instanceof InputError &&
+      err.message ===
+        `${dir}: another regtrain run is writing to it (held by pid 1 on host node-17, heartbeat 30 s ago (taken over after 120 s))`,
   );
   writeLock(dir, { pid: 1, start: '55', host: 'node-17', token: 'foreignstale' }, 121);
   claimRunDir(dir);
@@ -170,7 +188,9 @@ for (const signal of ['SIGKILL', 'SIGSEGV'] as const) {
         stdout += d.toString();
         if (stdout.includes('"event":"epoch"')) child.kill(signal);
       });
-      child.on('exit', (code, sig) => (sig === signal ? resolve() : reject(new Error(`run ended with ${code ?? sig} before it could be stopped`))));
+      child.on('exit', (code, sig) =>
+        sig === signal ? resolve() : reject(new Error(`run ended with ${code ?? sig} before it could be stopped`)),
+      );
     });
     assert.ok(fs.existsSync(path.join(out, LOCK_FILE)), 'the dead run left its lock');
     const again = spawnSync(process.execPath, args, { cwd: tmp, encoding: 'utf8' });
@@ -193,7 +213,10 @@ test('a lock that is a FIFO is never read (no hang): it counts as held while fre
   assert.equal(spawnSync('mkfifo', [path.join(dir, LOCK_FILE)]).status, 0);
   assert.throws(
     () => claimRunDir(dir),
-    (err: unknown) => err instanceof InputError && err.message === `${dir}: another regtrain run is writing to it (held by an unreadable lock with a recent heartbeat)`,
+    (err: unknown) =>
+      err instanceof InputError &&
+      err.message ===
+        `${dir}: another regtrain run is writing to it (held by an unreadable lock with a recent heartbeat)`,
   );
   const old = new Date(Date.now() - 200_000);
   fs.utimesSync(path.join(dir, LOCK_FILE), old, old);

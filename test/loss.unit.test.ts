@@ -50,8 +50,14 @@ const FULL_GRADIENT = Array.from({ length: 10 }, (_, j) => (j === TRUE_CLASS ? P
 function assertMovedByFullGradient(kernel: Float32Array, bias: Float32Array, label: string) {
   for (let j = 0; j < 10; j++) {
     const start = j === TRUE_CLASS ? -20 : 0;
-    assert.ok(Math.abs(bias[j]! - (start - FULL_GRADIENT[j]!)) <= 2e-6, `${label}: bias ${j} = ${bias[j]}, want ${start - FULL_GRADIENT[j]!}`);
-    assert.ok(Math.abs(kernel[j]! + FULL_GRADIENT[j]!) <= 1e-7, `${label}: kernel[0][${j}] = ${kernel[j]}, want ${-FULL_GRADIENT[j]!}`);
+    assert.ok(
+      Math.abs(bias[j]! - (start - FULL_GRADIENT[j]!)) <= 2e-6,
+      `${label}: bias ${j} = ${bias[j]}, want ${start - FULL_GRADIENT[j]!}`,
+    );
+    assert.ok(
+      Math.abs(kernel[j]! + FULL_GRADIENT[j]!) <= 1e-7,
+      `${label}: kernel[0][${j}] = ${kernel[j]}, want ${-FULL_GRADIENT[j]!}`,
+    );
   }
   // Rows 1..783 saw a zero input: no gradient.
   for (let i = 10; i < kernel.length; i++) assert.equal(kernel[i], 0, `${label}: kernel element ${i}`);
@@ -95,8 +101,14 @@ for (const backend of ['cpu', 'wasm'] as const) {
         const [refKernel, refBias] = ref.built.model.layers[1]!.getWeights().map((w) => w.dataSync() as Float32Array);
         // Float32 rounding apart: the lean step's p − onehot is computed in float64, autodiff's in float32.
         for (let j = 0; j < 10; j++) {
-          assert.ok(Math.abs(bias![j]! - refBias![j]!) <= 2e-6, `bias ${j}: lean ${bias![j]} vs reference ${refBias![j]}`);
-          assert.ok(Math.abs(kernel![j]! - refKernel![j]!) <= 1e-7, `kernel ${j}: lean ${kernel![j]} vs reference ${refKernel![j]}`);
+          assert.ok(
+            Math.abs(bias![j]! - refBias![j]!) <= 2e-6,
+            `bias ${j}: lean ${bias![j]} vs reference ${refBias![j]}`,
+          );
+          assert.ok(
+            Math.abs(kernel![j]! - refKernel![j]!) <= 1e-7,
+            `kernel ${j}: lean ${kernel![j]} vs reference ${refKernel![j]}`,
+          );
         }
         step.dispose();
         refStep.dispose();

@@ -39,7 +39,12 @@ function threeUpdates(opt: Optimizer, name = 'dense/kernel'): number[] {
 }
 
 function assertClose(got: number[], want: number[], what: string, rel = 2e-6): void {
-  got.forEach((g, i) => assert.ok(Math.abs(g - want[i]!) <= rel * Math.max(1e-3, Math.abs(want[i]!)), `${what}[${i}]: ${g} vs ${want[i]} (by hand)`));
+  got.forEach((g, i) =>
+    assert.ok(
+      Math.abs(g - want[i]!) <= rel * Math.max(1e-3, Math.abs(want[i]!)),
+      `${what}[${i}]: ${g} vs ${want[i]} (by hand)`,
+    ),
+  );
 }
 
 describe('SGD with decoupled weight decay', () => {
@@ -62,14 +67,43 @@ describe('SGD with decoupled weight decay', () => {
       const opt = createOptimizer({ adamw: { excludeFromWeightDecay: patterns } });
       return names.filter((n) => opt.decays(n));
     };
-    const names = ['dense/kernel', 'dense/bias', 'dense_1/kernel', 'dense_1/bias', 'dense_11/kernel', 'batch_normalization/gamma', 'batch_normalization/beta'];
+    const names = [
+      'dense/kernel',
+      'dense/bias',
+      'dense_1/kernel',
+      'dense_1/bias',
+      'dense_11/kernel',
+      'batch_normalization/gamma',
+      'batch_normalization/beta',
+    ];
     // Keras 3: re.search(pattern, variable.name) with variable.name the short name.
-    assert.deepEqual(decayed(['bias'], names), ['dense/kernel', 'dense_1/kernel', 'dense_11/kernel', 'batch_normalization/gamma', 'batch_normalization/beta']);
-    assert.deepEqual(decayed(['dense_1'], names), names, 'a layer name is in no short name: nothing excluded, as in Keras 3');
+    assert.deepEqual(decayed(['bias'], names), [
+      'dense/kernel',
+      'dense_1/kernel',
+      'dense_11/kernel',
+      'batch_normalization/gamma',
+      'batch_normalization/beta',
+    ]);
+    assert.deepEqual(
+      decayed(['dense_1'], names),
+      names,
+      'a layer name is in no short name: nothing excluded, as in Keras 3',
+    );
     assert.deepEqual(decayed(['^(bias|gamma|beta)$'], names), ['dense/kernel', 'dense_1/kernel', 'dense_11/kernel']);
-    assert.deepEqual(decayed(['^k'], names), ['dense/bias', 'dense_1/bias', 'batch_normalization/gamma', 'batch_normalization/beta']);
+    assert.deepEqual(decayed(['^k'], names), [
+      'dense/bias',
+      'dense_1/bias',
+      'batch_normalization/gamma',
+      'batch_normalization/beta',
+    ]);
     // regtrain's layer-qualified form.
-    assert.deepEqual(decayed(['dense_1/'], names), ['dense/kernel', 'dense/bias', 'dense_11/kernel', 'batch_normalization/gamma', 'batch_normalization/beta']);
+    assert.deepEqual(decayed(['dense_1/'], names), [
+      'dense/kernel',
+      'dense/bias',
+      'dense_11/kernel',
+      'batch_normalization/gamma',
+      'batch_normalization/beta',
+    ]);
     assert.deepEqual(decayed(['^dense/kernel$'], names), [
       'dense/bias',
       'dense_1/kernel',
@@ -137,7 +171,11 @@ describe('SGD with decoupled weight decay', () => {
       });
       // Element 0 without Nesterov: v = −0.01, −0.029, 0.0039; w = 0.49, 0.461, 0.4649.
       if (!nesterov) assertClose([want[0]!], [0.4649], 'the arithmetic above');
-      assertClose(threeUpdates(createOptimizer({ sgd: { learningRate: LR, momentum: m, nesterov } })), want, `momentum${nesterov ? ' (Nesterov)' : ''}`);
+      assertClose(
+        threeUpdates(createOptimizer({ sgd: { learningRate: LR, momentum: m, nesterov } })),
+        want,
+        `momentum${nesterov ? ' (Nesterov)' : ''}`,
+      );
     }
   });
 });
@@ -176,13 +214,21 @@ describe('Adam and AdamW', () => {
   });
 
   test('AMSGrad divides by the largest v so far', () => {
-    assertClose(threeUpdates(createOptimizer({ adam: { learningRate: LR, amsgrad: true } })), adamByHand({ wd: 0, amsgrad: true, eps: 1e-7 }), 'AMSGrad');
+    assertClose(
+      threeUpdates(createOptimizer({ adam: { learningRate: LR, amsgrad: true } })),
+      adamByHand({ wd: 0, amsgrad: true, eps: 1e-7 }),
+      'AMSGrad',
+    );
   });
 
   test('AdamW decays the weights by lr·wd before each Adam update (default wd 0.004)', () => {
     const opt = createOptimizer({ adamw: { learningRate: LR } });
     assertClose(threeUpdates(opt), adamByHand({ wd: 0.004, amsgrad: false, eps: 1e-7 }), 'AdamW');
-    assertClose(threeUpdates(createOptimizer({ adamw: { learningRate: LR, weightDecay: 0.5 } })), adamByHand({ wd: 0.5, amsgrad: false, eps: 1e-7 }), 'AdamW wd 0.5');
+    assertClose(
+      threeUpdates(createOptimizer({ adamw: { learningRate: LR, weightDecay: 0.5 } })),
+      adamByHand({ wd: 0.5, amsgrad: false, eps: 1e-7 }),
+      'AdamW wd 0.5',
+    );
   });
 
   test('state() and setState() carry iterations, the schedule scale and every moment', () => {
@@ -201,7 +247,10 @@ describe('Adam and AdamW', () => {
     a.update({ name: 'k', w: wa, g: Float32Array.from(GRADS[1]!), out: wa, l1: 0, l2: 0 }, LR);
     b.update({ name: 'k', w: wb, g: Float32Array.from(GRADS[1]!), out: wb, l1: 0, l2: 0 }, LR);
     assert.deepEqual(wb, wa);
-    assert.throws(() => createOptimizer({ sgd: { momentum: 0.9 } }).setState(state, []), /the checkpoint holds adam state, the spec trains with sgd/);
+    assert.throws(
+      () => createOptimizer({ sgd: { momentum: 0.9 } }).setState(state, []),
+      /the checkpoint holds adam state, the spec trains with sgd/,
+    );
   });
 });
 
@@ -210,7 +259,12 @@ describe('an L2 penalty and weight decay', () => {
     await initBackend('wasm');
     const lambda = 0.005;
     const base = ['training.batchSize=64', 'data.trainLimit=1280', 'data.validation.size=0'];
-    const l2 = loadSpec(QUICK, [...base, ...[1, 2, 3, 4].map((i) => `model.layers.${i}.dense.kernelRegularizer={l2: ${lambda}}`)].map(parseSetFlag)).spec;
+    const l2 = loadSpec(
+      QUICK,
+      [...base, ...[1, 2, 3, 4].map((i) => `model.layers.${i}.dense.kernelRegularizer={l2: ${lambda}}`)].map(
+        parseSetFlag,
+      ),
+    ).spec;
     const wd = loadSpec(
       QUICK,
       [
@@ -227,10 +281,15 @@ describe('an L2 penalty and weight decay', () => {
       const { x, y } = batchOf(data, s, 64);
       const ra = stepA.run(x, y, 0);
       const rb = stepB.run(x, y, 0);
-      assert.ok(Math.abs(ra.dataLoss - rb.dataLoss) <= 1e-5 * ra.dataLoss, `step ${s}: data loss ${ra.dataLoss} vs ${rb.dataLoss}`);
+      assert.ok(
+        Math.abs(ra.dataLoss - rb.dataLoss) <= 1e-5 * ra.dataLoss,
+        `step ${s}: data loss ${ra.dataLoss} vs ${rb.dataLoss}`,
+      );
       tf.dispose([x, y]);
     }
-    a.model.weights.forEach((w, i) => assert.ok(relMaxDiff(w.read().dataSync(), b.model.weights[i]!.read().dataSync()) <= 1e-5, `${w.name} differs`));
+    a.model.weights.forEach((w, i) =>
+      assert.ok(relMaxDiff(w.read().dataSync(), b.model.weights[i]!.read().dataSync()) <= 1e-5, `${w.name} differs`),
+    );
     tf.dispose([a.model, b.model] as unknown as tf.Tensor[]);
   });
 });
@@ -306,7 +365,10 @@ async function realImages(n: number): Promise<Images> {
   return ds.train;
 }
 function batchOf(d: Images, s: number, b: number): { x: tf.Tensor3D; y: tf.Tensor1D } {
-  return { x: tf.tensor3d(d.images.subarray(s * b * 784, (s + 1) * b * 784), [b, 28, 28]), y: tf.tensor1d(d.labels.subarray(s * b, (s + 1) * b), 'int32') };
+  return {
+    x: tf.tensor3d(d.images.subarray(s * b * 784, (s + 1) * b * 784), [b, 28, 28]),
+    y: tf.tensor1d(d.labels.subarray(s * b, (s + 1) * b), 'int32'),
+  };
 }
 function relMaxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let d = 0;

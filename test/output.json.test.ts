@@ -12,7 +12,18 @@ import * as path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { finished, HINT, QUICK, startCli } from './helpers/cli';
 
-const TINY = ['--backend', 'wasm', '--set', 'data.trainLimit=500', '--set', 'data.validation.size=100', '--set', 'data.testLimit=200', '--set', 'training.epochs=2'];
+const TINY = [
+  '--backend',
+  'wasm',
+  '--set',
+  'data.trainLimit=500',
+  '--set',
+  'data.validation.size=100',
+  '--set',
+  'data.testLimit=200',
+  '--set',
+  'training.epochs=2',
+];
 const TERMINAL = ['done', 'failed', 'interrupted'];
 
 let TMP = '';
@@ -25,7 +36,10 @@ before(() => {
 after(() => fs.rmSync(TMP, { recursive: true, force: true }));
 
 function start(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): ChildProcess {
-  return startCli(args, { cwd: opts.cwd ?? TMP, env: { REGTRAIN_DATA_DIR: path.join(TMP, 'cache'), XDG_CACHE_HOME: path.join(TMP, 'xdg'), ...opts.env } });
+  return startCli(args, {
+    cwd: opts.cwd ?? TMP,
+    env: { REGTRAIN_DATA_DIR: path.join(TMP, 'cache'), XDG_CACHE_HOME: path.join(TMP, 'xdg'), ...opts.env },
+  });
 }
 
 const regtrain = (args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}) => finished(start(args, opts));
@@ -93,9 +107,10 @@ test('a run whose loss becomes non-finite ends its stream with a failed event gi
   ]);
   assert.equal(r.code, 1, r.stderr);
   const { last } = runStream(r.stdout);
-  const m = /^the loss became NaN or infinite at epoch (\d+), step 1: training stopped; try a smaller learning rate or smaller penalties \(history so far is in (.+)\)$/.exec(
-    last.reason as string,
-  );
+  const m =
+    /^the loss became NaN or infinite at epoch (\d+), step 1: training stopped; try a smaller learning rate or smaller penalties \(history so far is in (.+)\)$/.exec(
+      last.reason as string,
+    );
   assert.ok(m, String(last.reason));
   assert.deepEqual(last, { event: 'failed', reason: last.reason, exitCode: 1, runDir: out });
   assert.ok(r.stderr.endsWith(`error: ${last.reason as string}\n`), r.stderr);
@@ -103,7 +118,18 @@ test('a run whose loss becomes non-finite ends its stream with a failed event gi
 
 test('a SIGINT-ed run ends its stream with an interrupted event: the last complete epoch and the resume command, exit 130', async () => {
   const out = path.join(TMP, 'run-int');
-  const child = start(['run', QUICK, ...TINY, '--set', 'training.epochs=200', '--out', out, '--json', '--data-dir', path.join(TMP, 'cache')]);
+  const child = start([
+    'run',
+    QUICK,
+    ...TINY,
+    '--set',
+    'training.epochs=200',
+    '--out',
+    out,
+    '--json',
+    '--data-dir',
+    path.join(TMP, 'cache'),
+  ]);
   let sent = false;
   const r = await finished(child, (stdout) => {
     if (!sent && stdout.includes('"event":"epoch"')) {
@@ -113,14 +139,25 @@ test('a SIGINT-ed run ends its stream with an interrupted event: the last comple
   });
   assert.equal(r.code, 130, r.stderr);
   const { last } = runStream(r.stdout);
-  const epochs = (JSON.parse(fs.readFileSync(path.join(out, 'history.json'), 'utf8')) as { epochs: unknown[] }).epochs.length;
+  const epochs = (JSON.parse(fs.readFileSync(path.join(out, 'history.json'), 'utf8')) as { epochs: unknown[] }).epochs
+    .length;
   assert.ok(epochs >= 1 && epochs < 200);
   const resume = `${HINT} run --resume ${out} --backend wasm --data-dir ${path.join(TMP, 'cache')}`;
-  assert.deepEqual(last, { event: 'interrupted', signal: 'SIGINT', lastEpoch: epochs, runDir: out, resume, exitCode: 130 });
+  assert.deepEqual(last, {
+    event: 'interrupted',
+    signal: 'SIGINT',
+    lastEpoch: epochs,
+    runDir: out,
+    resume,
+    exitCode: 130,
+  });
   // On stderr: one notice, then one final line that is not an error.
   const lines = r.stderr.trimEnd().split('\n');
   assert.equal(lines.at(-2), 'SIGINT: finishing the current batch, then saving (press Ctrl-C again to stop at once)');
-  assert.equal(lines.at(-1), `interrupted (SIGINT) after epoch ${epochs} of 200; the history and the model so far are saved in ${out}; continue with: ${resume}`);
+  assert.equal(
+    lines.at(-1),
+    `interrupted (SIGINT) after epoch ${epochs} of 200; the history and the model so far are saved in ${out}; continue with: ${resume}`,
+  );
   assert.doesNotMatch(r.stderr, /^error:/m);
 });
 
@@ -194,7 +231,10 @@ test('data fetch, verify and info --json each print one line', async () => {
 test('plan --json prints one line; status --json one line per member; run-member --json ends with done or failed', async () => {
   const cwd = fs.mkdtempSync(path.join(TMP, 'w-'));
   const spec = path.join(cwd, 'study.yaml');
-  fs.writeFileSync(spec, fs.readFileSync(QUICK, 'utf8') + 'variants: { baseline: {}, wide: { model.layers.1.dense.units: 64 } }\n');
+  fs.writeFileSync(
+    spec,
+    fs.readFileSync(QUICK, 'utf8') + 'variants: { baseline: {}, wide: { model.layers.1.dense.units: 64 } }\n',
+  );
   const studyDir = path.join(cwd, 'study');
   const plan = await regtrain(['plan', spec, '--study-dir', studyDir, '--json'], { cwd });
   assert.equal(plan.code, 0, plan.stderr);
@@ -211,7 +251,9 @@ test('plan --json prints one line; status --json one line per member; run-member
   fs.cpSync(RUN, path.join(studyDir, 'runs', 'baseline'), { recursive: true });
   const skipped = await regtrain(['run-member', studyDir, '--index', '0', '--json']);
   assert.equal(skipped.code, 0, skipped.stderr);
-  assert.deepEqual(jsonLines(skipped.stdout), [{ event: 'done', runDir: path.join(studyDir, 'runs', 'baseline'), skipped: true, index: 0, member: 'baseline' }]);
+  assert.deepEqual(jsonLines(skipped.stdout), [
+    { event: 'done', runDir: path.join(studyDir, 'runs', 'baseline'), skipped: true, index: 0, member: 'baseline' },
+  ]);
 
   const bad = await regtrain(['run-member', studyDir, '--index', '7', '--json']);
   assert.equal(bad.code, 2, bad.stderr);

@@ -16,7 +16,16 @@ import { fmtSigned } from '../src/console';
 import { fmtDuration } from '../src/train/callbacks/epoch-lines';
 import { finished, HINT, QUICK, startCli } from './helpers/cli';
 
-const TINY = ['--backend', 'wasm', '--set', 'data.trainLimit=600', '--set', 'data.validation.size=100', '--set', 'data.testLimit=200'];
+const TINY = [
+  '--backend',
+  'wasm',
+  '--set',
+  'data.trainLimit=600',
+  '--set',
+  'data.validation.size=100',
+  '--set',
+  'data.testLimit=200',
+];
 
 let TMP = '';
 before(() => {
@@ -25,7 +34,10 @@ before(() => {
 after(() => fs.rmSync(TMP, { recursive: true, force: true }));
 
 function start(args: string[]): ChildProcess {
-  return startCli(args, { cwd: TMP, env: { REGTRAIN_DATA_DIR: path.join(TMP, 'cache'), XDG_CACHE_HOME: path.join(TMP, 'xdg') } });
+  return startCli(args, {
+    cwd: TMP,
+    env: { REGTRAIN_DATA_DIR: path.join(TMP, 'cache'), XDG_CACHE_HOME: path.join(TMP, 'xdg') },
+  });
 }
 
 const regtrain = (args: string[]) => finished(start(args));
@@ -49,7 +61,10 @@ test('signed numbers use the ASCII hyphen-minus, and a value that rounds to zero
 
 /** Every command and subcommand of the real program, with its full name. */
 function allCommands(cmd: Command, prefix = ''): [string, Command][] {
-  return cmd.commands.flatMap((c) => [[`${prefix}${c.name()}`, c] as [string, Command], ...allCommands(c, `${prefix}${c.name()} `)]);
+  return cmd.commands.flatMap((c) => [
+    [`${prefix}${c.name()}`, c] as [string, Command],
+    ...allCommands(c, `${prefix}${c.name()} `),
+  ]);
 }
 
 function help(cmd: Command): string {
@@ -66,7 +81,10 @@ test('help shows defaults as a user types them: no (default: "1"), no (default: 
     assert.doesNotMatch(text, /default: \[\]/, name);
   }
   const run = help(commands.find(([n]) => n === 'run')![1]);
-  assert.match(run.replace(/\s+/g, ' '), /--jobs <n> study specs \(variants\/sweep\/repeats\): members trained at once, each in its own process \(default: one at a time\)/);
+  assert.match(
+    run.replace(/\s+/g, ' '),
+    /--jobs <n> study specs \(variants\/sweep\/repeats\): members trained at once, each in its own process \(default: one at a time\)/,
+  );
   const plan = help(commands.find(([n]) => n === 'plan')![1]).replace(/\s+/g, ' ');
   assert.match(plan, /\(default: 1\) --mem <size>/);
   assert.match(plan, /choices: "slurm", "k8s", "parallel", "lines", default: lines\)/);
@@ -123,15 +141,30 @@ test('a model the lean step does not cover announces the general path as informa
       .replace(/^(\s*)- dense: \{ units: 100/m, '$1- batchNormalization: {}\n$1- dense: { units: 100')
       .replace(/^name: .*$/m, 'name: batchnorm'),
   );
-  const r = await regtrain(['run', spec, ...TINY, '--set', 'training.epochs=1', '--out', path.join(TMP, 'bn'), '--json']);
+  const r = await regtrain([
+    'run',
+    spec,
+    ...TINY,
+    '--set',
+    'training.epochs=1',
+    '--out',
+    path.join(TMP, 'bn'),
+    '--json',
+  ]);
   assert.equal(r.code, 0, r.stderr);
   const training = r.stdout
     .split('\n')
     .filter(Boolean)
     .map((l) => JSON.parse(l) as { event: string; step?: string })
     .find((e) => e.event === 'training')!;
-  assert.equal(training.step, 'tfjs autodiff + optimizer (layer 2 is BatchNormalization: the lean step covers Flatten and Dense layers)');
-  assert.match(r.stderr, /^Training step: tfjs autodiff \+ optimizer \(layer 2 is BatchNormalization: the lean step covers Flatten and Dense layers\)$/m);
+  assert.equal(
+    training.step,
+    'tfjs autodiff + optimizer (layer 2 is BatchNormalization: the lean step covers Flatten and Dense layers)',
+  );
+  assert.match(
+    r.stderr,
+    /^Training step: tfjs autodiff \+ optimizer \(layer 2 is BatchNormalization: the lean step covers Flatten and Dense layers\)$/m,
+  );
 });
 
 test('--resume with --set names the --set flags, not the spec file; the file and the flags when both differ; also once the file is gone', async () => {
@@ -139,7 +172,18 @@ test('--resume with --set names the --set flags, not the spec file; the file and
   fs.copyFileSync(QUICK, spec);
   const out = path.join(TMP, 'stopped');
   const dataDir = path.join(TMP, 'cache');
-  const child = start(['run', spec, ...TINY, '--set', 'training.epochs=200', '--out', out, '--json', '--data-dir', dataDir]);
+  const child = start([
+    'run',
+    spec,
+    ...TINY,
+    '--set',
+    'training.epochs=200',
+    '--out',
+    out,
+    '--json',
+    '--data-dir',
+    dataDir,
+  ]);
   let sent = false;
   const r = await finished(child, (stdout) => {
     if (!sent && stdout.includes('"event":"training"')) {
@@ -151,9 +195,14 @@ test('--resume with --set names the --set flags, not the spec file; the file and
   const lastLine = r.stderr.trimEnd().split('\n').at(-1)!;
   assert.match(
     lastLine,
-    new RegExp(`^interrupted \\(SIGINT\\) (in epoch 1 of 200, before any epoch was saved|after epoch \\d+ of 200; the history and the model so far are saved in ${out});`),
+    new RegExp(
+      `^interrupted \\(SIGINT\\) (in epoch 1 of 200, before any epoch was saved|after epoch \\d+ of 200; the history and the model so far are saved in ${out});`,
+    ),
   );
-  assert.ok(lastLine.endsWith(`; continue with: ${HINT} run --resume ${out} --backend wasm --data-dir ${dataDir}`), lastLine);
+  assert.ok(
+    lastLine.endsWith(`; continue with: ${HINT} run --resume ${out} --backend wasm --data-dir ${dataDir}`),
+    lastLine,
+  );
 
   const runSets = 'data.trainLimit=600 data.validation.size=100 data.testLimit=200 training.epochs=200';
   const setsDiffer = `the --set flags (training.epochs=5) differ from the run's (${runSets})`;

@@ -135,7 +135,9 @@ function specWith(regularizer: unknown): ExperimentSpec {
       layers: [
         { flatten: {} },
         { dense: { units: 2, activation: 'tanh' } },
-        { dense: { units: 2, activation: 'tanh', ...(regularizer === null ? {} : { kernelRegularizer: regularizer }) } },
+        {
+          dense: { units: 2, activation: 'tanh', ...(regularizer === null ? {} : { kernelRegularizer: regularizer }) },
+        },
         { dense: { units: 10, activation: 'softmax' } },
       ],
     },
@@ -166,13 +168,19 @@ function batch(): { x: tf.Tensor3D; y: tf.Tensor1D } {
 function assertClose2d(actual: number[][], expected: number[][], atol: number, what: string): void {
   actual.forEach((row, i) =>
     row.forEach((v, j) => {
-      assert.ok(Math.abs(v - expected[i]![j]!) <= atol, `${what}[${i}][${j}] = ${v}, expected ${expected[i]![j]} (±${atol})`);
+      assert.ok(
+        Math.abs(v - expected[i]![j]!) <= atol,
+        `${what}[${i}][${j}] = ${v}, expected ${expected[i]![j]} (±${atol})`,
+      );
     }),
   );
 }
 
 const assertRelClose = (actual: number, expected: number, what: string) =>
-  assert.ok(Math.abs(actual - expected) <= PENALTY_RTOL * Math.abs(expected), `${what} = ${actual}, expected ${expected} (relative ±${PENALTY_RTOL})`);
+  assert.ok(
+    Math.abs(actual - expected) <= PENALTY_RTOL * Math.abs(expected),
+    `${what} = ${actual}, expected ${expected} (relative ±${PENALTY_RTOL})`,
+  );
 
 before(async () => {
   await initBackend('cpu');
@@ -194,7 +202,10 @@ describe('the hand-computed sums', () => {
 for (const form of FORMS) {
   describe(`kernelRegularizer ${form.label}`, () => {
     test(`resolves to l1 = ${form.l1}, l2 = ${form.l2}`, () => {
-      assert.deepEqual(specWith(form.regularizer).model.layers[2]!.dense!.kernelRegularizer, { l1: form.l1, l2: form.l2 });
+      assert.deepEqual(specWith(form.regularizer).model.layers[2]!.dense!.kernelRegularizer, {
+        l1: form.l1,
+        l2: form.l2,
+      });
     });
 
     test(`penaltyOf gives ${form.penalty} on the hand kernel`, () => {
@@ -223,7 +234,10 @@ for (const form of FORMS) {
       // The data gradient at the starting weights, computed independently of the step.
       const kernelVar = reg.model.layers[2]!.trainableWeights[0]!.read() as tf.Variable;
       const dataGrad = tf.tidy(() => {
-        const { grads } = tf.variableGrads(() => crossEntropySum(forward(reg, x, true), y).div(x.shape[0]) as tf.Scalar, [kernelVar]);
+        const { grads } = tf.variableGrads(
+          () => crossEntropySum(forward(reg, x, true), y).div(x.shape[0]) as tf.Scalar,
+          [kernelVar],
+        );
         return grads[kernelVar.name]!.arraySync() as number[][];
       });
 
@@ -308,7 +322,12 @@ describe('penalties of other tensors', () => {
   test('a biasRegularizer penalizes the bias as its own named term', () => {
     const spec = validateSpec({
       name: 'bias',
-      model: { layers: [{ flatten: {} }, { dense: { units: 10, activation: 'softmax', biasRegularizer: { l2: 0.5 }, biasInitializer: 'ones' } }] },
+      model: {
+        layers: [
+          { flatten: {} },
+          { dense: { units: 10, activation: 'softmax', biasRegularizer: { l2: 0.5 }, biasInitializer: 'ones' } },
+        ],
+      },
     });
     const built = buildModel(spec);
     // bias = ten ones: 0.5·Σb² = 0.5·10 = 5.

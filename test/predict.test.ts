@@ -15,8 +15,24 @@ import { toFashionMnist } from '../src/images/fashion-mnist';
 import { finished, QUICK, startCli, type CliResult } from './helpers/cli';
 
 const TINY = [
-  ...['--backend', 'wasm', '--set', 'data.trainLimit=600', '--set', 'data.validation.size=100', '--set', 'data.testLimit=200', '--set', 'training.epochs=2'],
-  ...['--set', 'model.layers.1.dense.kernelRegularizer=null', '--set', 'training.checkpoint.saveBest={monitor: val_accuracy}'],
+  ...[
+    '--backend',
+    'wasm',
+    '--set',
+    'data.trainLimit=600',
+    '--set',
+    'data.validation.size=100',
+    '--set',
+    'data.testLimit=200',
+    '--set',
+    'training.epochs=2',
+  ],
+  ...[
+    '--set',
+    'model.layers.1.dense.kernelRegularizer=null',
+    '--set',
+    'training.checkpoint.saveBest={monitor: val_accuracy}',
+  ],
 ];
 
 let TMP = '';
@@ -26,11 +42,21 @@ let RUN = '';
 let TEST_IMAGES: Uint8Array[] = [];
 
 function regtrain(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
-  return finished(startCli(args, { cwd: TMP, env: { REGTRAIN_DATA_DIR: CACHE, XDG_CACHE_HOME: path.join(TMP, 'xdg'), ...env } }), undefined, 90_000);
+  return finished(
+    startCli(args, { cwd: TMP, env: { REGTRAIN_DATA_DIR: CACHE, XDG_CACHE_HOME: path.join(TMP, 'xdg'), ...env } }),
+    undefined,
+    90_000,
+  );
 }
 
 /** Writes a PNG through pngjs from a pixel function giving [r, g, b, a]. */
-function writePng(file: string, width: number, height: number, pixel: (x: number, y: number) => number[], colorType: 0 | 2 | 4 | 6 = 6): string {
+function writePng(
+  file: string,
+  width: number,
+  height: number,
+  pixel: (x: number, y: number) => number[],
+  colorType: 0 | 2 | 4 | 6 = 6,
+): string {
   const png = new PNG({ width, height });
   for (let y = 0; y < height; y++) {
     for (let x = 0; x < width; x++) png.data.set(pixel(x, y), 4 * (y * width + x));
@@ -83,18 +109,35 @@ after(() => fs.rmSync(TMP, { recursive: true, force: true }));
 describe('predict on a trained run', () => {
   test('a PNG written from test image N predicts exactly what --test-index N predicts', async () => {
     const files = [0, 1, 2].map(testImagePng);
-    const r = await regtrain(['predict', RUN, ...files, '--test-index', '0', '--test-index', '1', '--test-index', '2', '--json']);
+    const r = await regtrain([
+      'predict',
+      RUN,
+      ...files,
+      '--test-index',
+      '0',
+      '--test-index',
+      '1',
+      '--test-index',
+      '2',
+      '--json',
+    ]);
     assert.equal(r.code, 0, r.stderr);
     const lines = jsonLines(r.stdout);
     assert.equal(lines.length, 6, 'one JSON line per image');
     for (let i = 0; i < 3; i++) {
       const png = lines[i]!;
       const indexed = lines[3 + i]!;
-      assert.deepEqual({ image: png.image, width: png.width, height: png.height, background: png.background }, { image: files[i], width: 28, height: 28, background: 'dark' });
+      assert.deepEqual(
+        { image: png.image, width: png.width, height: png.height, background: png.background },
+        { image: files[i], width: 28, height: 28, background: 'dark' },
+      );
       assert.equal(indexed.testIndex, i);
       assert.deepEqual(png.top, indexed.top, `test image ${i}`);
       assert.equal(png.top.length, 3);
-      assert.ok(png.top[0]!.probability >= png.top[1]!.probability && png.top[1]!.probability >= png.top[2]!.probability, 'most probable first');
+      assert.ok(
+        png.top[0]!.probability >= png.top[1]!.probability && png.top[1]!.probability >= png.top[2]!.probability,
+        'most probable first',
+      );
       assert.equal(new Set(png.top.map((c) => c.index)).size, 3, 'three different classes');
     }
     // Fashion-MNIST's first test images are an ankle boot, a pullover and a trouser.
@@ -131,7 +174,10 @@ describe('predict on a trained run', () => {
     const r = await regtrain(['predict', RUN, photo, '--json']);
     assert.equal(r.code, 0, r.stderr);
     const [p] = jsonLines(r.stdout);
-    assert.deepEqual({ width: p!.width, height: p!.height, background: p!.background }, { width: 97, height: 113, background: 'light' });
+    assert.deepEqual(
+      { width: p!.width, height: p!.height, background: p!.background },
+      { width: 97, height: 113, background: 'light' },
+    );
     assert.equal(p!.top.length, 3);
     const sum = p!.top.reduce((a, c) => a + c.probability, 0);
     assert.ok(sum > 0 && sum <= 1 + 1e-6, `top-3 probabilities sum to ${sum}`);
@@ -143,7 +189,9 @@ describe('predict on a trained run', () => {
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(
       r.stderr.split('\n').filter((l) => l.startsWith('warning: ')),
-      [`warning: ${blank}: one colour all over (nothing to see once made a 28×28 Fashion-MNIST image); its prediction means nothing`],
+      [
+        `warning: ${blank}: one colour all over (nothing to see once made a 28×28 Fashion-MNIST image); its prediction means nothing`,
+      ],
     );
     assert.equal(jsonLines(r.stdout).length, 1);
     // An image with something on it gets no such warning.
@@ -154,8 +202,14 @@ describe('predict on a trained run', () => {
   test('--best uses the best epoch model and says which epoch it is', async () => {
     const r = await regtrain(['predict', RUN, '--best', '--test-index', '0']);
     assert.equal(r.code, 0, r.stderr);
-    const best = JSON.parse(fs.readFileSync(path.join(RUN, 'best', 'best.json'), 'utf8')) as { epoch: number; value: number };
-    assert.match(r.stdout, new RegExp(`^Best model: epoch ${best.epoch} \\(val_accuracy ${best.value.toFixed(4)}\\)$`, 'm'));
+    const best = JSON.parse(fs.readFileSync(path.join(RUN, 'best', 'best.json'), 'utf8')) as {
+      epoch: number;
+      value: number;
+    };
+    assert.match(
+      r.stdout,
+      new RegExp(`^Best model: epoch ${best.epoch} \\(val_accuracy ${best.value.toFixed(4)}\\)$`, 'm'),
+    );
   });
 
   test('--test-index reads the dataset from --data-dir, as evaluate does', async () => {
@@ -163,10 +217,15 @@ describe('predict on a trained run', () => {
     fs.mkdirSync(empty, { recursive: true });
     const missing = path.join(TMP, 'empty-source');
     fs.mkdirSync(missing, { recursive: true });
-    const withDir = await regtrain(['predict', RUN, '--test-index', '3', '--data-dir', CACHE, '--source', missing, '--json'], { REGTRAIN_DATA_DIR: empty });
+    const withDir = await regtrain(
+      ['predict', RUN, '--test-index', '3', '--data-dir', CACHE, '--source', missing, '--json'],
+      { REGTRAIN_DATA_DIR: empty },
+    );
     assert.equal(withDir.code, 0, withDir.stderr);
     assert.equal(jsonLines(withDir.stdout)[0]!.testIndex, 3);
-    const without = await regtrain(['predict', RUN, '--test-index', '3', '--source', missing, '--json'], { REGTRAIN_DATA_DIR: empty });
+    const without = await regtrain(['predict', RUN, '--test-index', '3', '--source', missing, '--json'], {
+      REGTRAIN_DATA_DIR: empty,
+    });
     assert.notEqual(without.code, 0, 'without --data-dir the empty cache and the missing source give no data');
   });
 });
@@ -186,7 +245,10 @@ describe('predict refuses bad input with one line and exit 2', () => {
     fs.writeFileSync(cut, whole.subarray(0, 60));
     const idat = whole.indexOf('IDAT') - 4;
     const idatBytes = whole.readUInt32BE(idat) + 12;
-    await assertRefused([cut], `${cut}: not a readable PNG (truncated: its IDAT chunk needs ${idatBytes} bytes from byte ${idat}, the file ends at 60)`);
+    await assertRefused(
+      [cut],
+      `${cut}: not a readable PNG (truncated: its IDAT chunk needs ${idatBytes} bytes from byte ${idat}, the file ends at 60)`,
+    );
   });
 
   test('a file that is not a PNG is refused, and no image is classified when one of them is bad', async () => {
@@ -209,13 +271,19 @@ describe('predict refuses bad input with one line and exit 2', () => {
     fs.writeFileSync(file, damaged);
     const r = await regtrain(['predict', RUN, file]);
     assert.equal(r.code, 2, r.stderr);
-    assert.match(r.stderr, new RegExp(`^error: ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: not a readable PNG \\([^\\n]+\\)\\n$`));
+    assert.match(
+      r.stderr,
+      new RegExp(`^error: ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: not a readable PNG \\([^\\n]+\\)\\n$`),
+    );
   });
 
   test('a test index outside the test set or not a number is refused', async () => {
     await assertRefused(['--test-index', '10000'], '--test-index 10000: the test set has 10000 images (0 to 9999)');
     await assertRefused(['--test-index', '1.5'], '--test-index 1.5: expected a whole number from 0');
-    await assertRefused(['--test-index', '99999999999999999999'], '--test-index 99999999999999999999: the test set has 10000 images (0 to 9999)');
+    await assertRefused(
+      ['--test-index', '99999999999999999999'],
+      '--test-index 99999999999999999999: the test set has 10000 images (0 to 9999)',
+    );
   });
 
   test('no image and no index is refused', async () => {
@@ -248,7 +316,9 @@ describe('PNG decoding', () => {
   test('a PNG header announcing a huge image is refused before decoding', () => {
     const header = png(1, 1, [0, 0, 0, 255], 0);
     header.writeUInt32BE(20_000, 16);
-    assert.throws(() => decodePng(header, 'big.png'), { message: 'big.png: 20000×1 pixels is larger than predict reads (at most 10000 a side, 25000000 pixels)' });
+    assert.throws(() => decodePng(header, 'big.png'), {
+      message: 'big.png: 20000×1 pixels is larger than predict reads (at most 10000 a side, 25000000 pixels)',
+    });
   });
 });
 
@@ -270,7 +340,8 @@ describe("Zalando's Fashion-MNIST pipeline", () => {
   const band = (x: number, y: number) => (y < 28 ? 0 : x < 28 ? 100 : 200);
   const expected = (): number[] => {
     const out = new Array<number>(784).fill(0);
-    for (let y = 7; y < 21; y++) for (let x = 0; x < 28; x++) out[y * 28 + x] = x < 13 ? 100 : x === 13 ? 77 : x === 14 ? 223 : 200;
+    for (let y = 7; y < 21; y++)
+      for (let x = 0; x < 28; x++) out[y * 28 + x] = x < 13 ? 100 : x === 13 ? 77 : x === 14 ? 223 : 200;
     return out;
   };
 
@@ -292,7 +363,12 @@ describe("Zalando's Fashion-MNIST pipeline", () => {
     const r = toFashionMnist(grey(9, 4, (x, y) => (x >= 1 && x < 8 && y >= 1 && y < 3 ? 180 : 0)));
     assert.deepEqual(r.resized, { width: 28, height: 8 });
     const out = Array.from(r.pixels);
-    for (let y = 0; y < 28; y++) assert.deepEqual(out.slice(y * 28, y * 28 + 28), new Array<number>(28).fill(y >= 10 && y < 18 ? 180 : 0), `row ${y}`);
+    for (let y = 0; y < 28; y++)
+      assert.deepEqual(
+        out.slice(y * 28, y * 28 + 28),
+        new Array<number>(28).fill(y >= 10 && y < 18 ? 180 : 0),
+        `row ${y}`,
+      );
   });
 
   test('a 28×28 image is taken as a Fashion-MNIST image: kept as it is, or only negated when its background is light', () => {

@@ -42,13 +42,22 @@ test('a diverged epoch prints its numbers in exponent form, and a constant learn
     penalties: {},
     lr: 1e7,
   } as unknown as EpochRecord;
-  assert.equal(epochLine(record, 20), 'Epoch 3/20 - 0.7s - loss: 3.4485e+22 - accuracy: 0.1000 - penalty: 1.2346e+7 - lr: 1.0000e+7');
-  assert.equal(epochLine(record, 20, false), 'Epoch 3/20 - 0.7s - loss: 3.4485e+22 - accuracy: 0.1000 - penalty: 1.2346e+7');
+  assert.equal(
+    epochLine(record, 20),
+    'Epoch 3/20 - 0.7s - loss: 3.4485e+22 - accuracy: 0.1000 - penalty: 1.2346e+7 - lr: 1.0000e+7',
+  );
+  assert.equal(
+    epochLine(record, 20, false),
+    'Epoch 3/20 - 0.7s - loss: 3.4485e+22 - accuracy: 0.1000 - penalty: 1.2346e+7',
+  );
   assert.deepEqual([0.01, 999999.5, 0.0001].map(fmtLogValue), ['0.0100', '999999.5000', '1.0000e-4']);
 });
 
 test('a constant learning rate shows on the first epoch line only, so the later lines of the quick run stay within 115 columns', () => {
-  const r = spawnSync(process.execPath, [BIN, 'run', QUICK, '--out', path.join(TMP, 'quick'), '--backend', 'wasm'], { encoding: 'utf8', cwd: TMP });
+  const r = spawnSync(process.execPath, [BIN, 'run', QUICK, '--out', path.join(TMP, 'quick'), '--backend', 'wasm'], {
+    encoding: 'utf8',
+    cwd: TMP,
+  });
   assert.equal(r.status, 0, r.stderr);
   const epochs = r.stdout.split('\n').filter((l) => l.startsWith('Epoch '));
   assert.equal(epochs.length, 3);
@@ -62,17 +71,31 @@ test('a constant learning rate shows on the first epoch line only, so the later 
 test("a 12-member study's terminal output is one line per member and one progress line after each, with every member's own lines in its log", () => {
   const dir = fs.mkdtempSync(path.join(TMP, 'study-'));
   const spec = path.join(dir, 'study.yaml');
-  fs.writeFileSync(spec, fs.readFileSync(QUICK, 'utf8') + 'variants: { a: {}, b: { training.epochs: 2 }, failing: { training.epochs: 4 } }\nrepeats: 4\n');
+  fs.writeFileSync(
+    spec,
+    fs.readFileSync(QUICK, 'utf8') +
+      'variants: { a: {}, b: { training.epochs: 2 }, failing: { training.epochs: 4 } }\nrepeats: 4\n',
+  );
   const out = path.join(dir, 'study');
-  const r = spawnSync(process.execPath, [path.join(FAKE, 'study-driver.js'), spec, out, '3'], { encoding: 'utf8', cwd: dir });
+  const r = spawnSync(process.execPath, [path.join(FAKE, 'study-driver.js'), spec, out, '3'], {
+    encoding: 'utf8',
+    cwd: dir,
+  });
   assert.equal(r.status, 1, r.stderr);
   const lines = r.stderr.trim().split('\n');
   // The header, 12 × (member line, progress line), the study's summary and the error.
   assert.equal(lines.length, 1 + 24 + 2, r.stderr);
-  assert.equal(lines[0], `study quick: 12 runs into ${out}, 3 at a time; each run's output goes to ${out}/logs/<member>.log`);
+  assert.equal(
+    lines[0],
+    `study quick: 12 runs into ${out}, 3 at a time; each run's output goes to ${out}/logs/<member>.log`,
+  );
   const ends = lines.filter((l) => l.startsWith('['));
   assert.equal(ends.length, 12);
-  for (const l of ends) assert.match(l, /^\[(a|b)-seed\d+\] done in \d+\.\ds$|^\[failing-seed\d+\] failed \(exit 1\) in \d+\.\ds: see study\/logs\/failing-seed\d+\.log$/);
+  for (const l of ends)
+    assert.match(
+      l,
+      /^\[(a|b)-seed\d+\] done in \d+\.\ds$|^\[failing-seed\d+\] failed \(exit 1\) in \d+\.\ds: see study\/logs\/failing-seed\d+\.log$/,
+    );
   const progress = lines.filter((l) => l.startsWith('progress: '));
   assert.equal(progress.length, 12);
   assert.match(progress[0]!, /^progress: [01]\/12 done, 2 running \(\S+, \S+\), (1 failed, )?about \d+s left$/);
@@ -96,9 +119,15 @@ test('a cosine decay longer than the run is warned about before training, naming
     fs
       .readFileSync(QUICK, 'utf8')
       .replace(/^optimizer:[^]*?(?=^\S)/m, '')
-      .concat('optimizer: { sgd: { learningRate: { cosineDecay: { initialLearningRate: 0.1, decaySteps: 1000 } } } }\n'),
+      .concat(
+        'optimizer: { sgd: { learningRate: { cosineDecay: { initialLearningRate: 0.1, decaySteps: 1000 } } } }\n',
+      ),
   );
-  const r = spawnSync(process.execPath, [BIN, 'run', spec, '--set', 'training.epochs=1', '--out', path.join(TMP, 'cosine'), '-q'], { encoding: 'utf8', cwd: TMP });
+  const r = spawnSync(
+    process.execPath,
+    [BIN, 'run', spec, '--set', 'training.epochs=1', '--out', path.join(TMP, 'cosine'), '-q'],
+    { encoding: 'utf8', cwd: TMP },
+  );
   assert.equal(r.status, 0, r.stderr);
   assert.match(
     r.stderr,
@@ -107,8 +136,13 @@ test('a cosine decay longer than the run is warned about before training, naming
 });
 
 test('a --set that makes a section wrong is named in the error, with the spec line it lands on', () => {
-  const r = spawnSync(process.execPath, [BIN, 'validate', QUICK, '--set', 'optimizer.adam.learningRate=0.1'], { encoding: 'utf8' });
+  const r = spawnSync(process.execPath, [BIN, 'validate', QUICK, '--set', 'optimizer.adam.learningRate=0.1'], {
+    encoding: 'utf8',
+  });
   assert.equal(r.status, 2);
   // quick.yaml's line 16, column 12: the `{ sgd: … }` the --set adds a second optimizer to.
-  assert.equal(r.stderr, '! optimizer: expected exactly one optimizer (sgd, adam, adamw), got 2 (--set optimizer.adam.learningRate=0.1, onto quick.yaml:16:12)\n');
+  assert.equal(
+    r.stderr,
+    '! optimizer: expected exactly one optimizer (sgd, adam, adamw), got 2 (--set optimizer.adam.learningRate=0.1, onto quick.yaml:16:12)\n',
+  );
 });

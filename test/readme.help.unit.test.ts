@@ -30,7 +30,8 @@ function readmeOptions(): Map<string, Set<string>> {
     const names = [...cell.matchAll(/`(?:regtrain )?((?:data )?[a-z-]+)(?: |`)/g)].map((m) => m[1]!);
     const opts = [...cell.matchAll(/--[a-z][a-z-]*/g)].map((m) => m[0]);
     const shared = /\(each with ([^)]*)\)/.exec(cell);
-    for (const name of names) add(name, name === names[0] ? opts : shared ? [...shared[1]!.matchAll(/--[a-z][a-z-]*/g)].map((m) => m[0]) : []);
+    for (const name of names)
+      add(name, name === names[0] ? opts : shared ? [...shared[1]!.matchAll(/--[a-z][a-z-]*/g)].map((m) => m[0]) : []);
   }
   const note = /^`run`, `run-member`, `evaluate` and `predict` also take `--data-dir` and `--source`\.$/m.exec(section);
   assert.ok(note, 'the note on --data-dir and --source under the table');
@@ -45,7 +46,11 @@ function helpOptions(): Map<string, Set<string>> {
     for (const sub of cmd.commands) {
       const name = prefix + sub.name();
       if (sub.commands.length) visit(sub, `${name} `);
-      else out.set(name, new Set(sub.options.filter((o) => !o.hidden && o.long && !EVERYWHERE.has(o.long)).map((o) => o.long!)));
+      else
+        out.set(
+          name,
+          new Set(sub.options.filter((o) => !o.hidden && o.long && !EVERYWHERE.has(o.long)).map((o) => o.long!)),
+        );
     }
   };
   visit(buildProgram(), '');
@@ -56,7 +61,8 @@ test("the README's Commands table lists every command and exactly the options it
   const readme = readmeOptions();
   const help = helpOptions();
   assert.deepEqual([...readme.keys()].sort(), [...help.keys()].sort(), 'the same commands');
-  for (const [name, opts] of help) assert.deepEqual([...readme.get(name)!].sort(), [...opts].sort(), `regtrain ${name}: README vs --help`);
+  for (const [name, opts] of help)
+    assert.deepEqual([...readme.get(name)!].sort(), [...opts].sort(), `regtrain ${name}: README vs --help`);
 });
 
 test('the README says how to print the version, as --help does', () => {

@@ -111,7 +111,8 @@ function maskColumn(text: string, name: string): string {
       for (let r = h + 1; r < lines.length && lines[r]!.trim() !== ''; r++) {
         const row = lines[r]!;
         if (/^[─\-\s]+$/.test(row)) continue; // the rule under the header
-        if (row.length > start) lines[r] = row.slice(0, start) + '<time>' + (end === Infinity ? '' : ' ' + row.slice(end).trimStart());
+        if (row.length > start)
+          lines[r] = row.slice(0, start) + '<time>' + (end === Infinity ? '' : ' ' + row.slice(end).trimStart());
       }
     }
   }
@@ -131,7 +132,11 @@ interface Result {
 
 function bash(script: string, stdoutOnly: boolean): Promise<Result> {
   // One pipe for both streams keeps their order, as a terminal would show it.
-  const child = spawn('bash', ['-c', stdoutOnly ? script : `exec 2>&1\n${script}`], { cwd: CWD, env: ENV, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn('bash', ['-c', stdoutOnly ? script : `exec 2>&1\n${script}`], {
+    cwd: CWD,
+    env: ENV,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let output = '';
   let stderr = '';
   child.stdout.setEncoding('utf8').on('data', (s: string) => (output += s));
@@ -173,7 +178,16 @@ before(() => {
     REGTRAIN_RELAXED_SIMD: 'off',
     LC_ALL: 'C.UTF-8',
   };
-  for (const name of ['REGTRAIN_DATA_DIR', 'REGTRAIN_BLAS_THREADS', 'REGTRAIN_ACCEL', 'REGTRAIN_SIMD', 'REGTRAIN_MAX_MEMBERS', 'COLUMNS', 'NO_COLOR', 'FORCE_COLOR'])
+  for (const name of [
+    'REGTRAIN_DATA_DIR',
+    'REGTRAIN_BLAS_THREADS',
+    'REGTRAIN_ACCEL',
+    'REGTRAIN_SIMD',
+    'REGTRAIN_MAX_MEMBERS',
+    'COLUMNS',
+    'NO_COLOR',
+    'FORCE_COLOR',
+  ])
     delete ENV[name];
 });
 
@@ -208,22 +222,43 @@ describe('the README parser and normaliser', () => {
       '```',
     ]);
     assert.deepEqual(parsed, [
-      { kind: 'example', arg: 'regtrain x --json', stdoutOnly: true, exit: 2, resolvesAs: null, fenceLine: 1, body: ['a', 'b'] },
+      {
+        kind: 'example',
+        arg: 'regtrain x --json',
+        stdoutOnly: true,
+        exit: 2,
+        resolvesAs: null,
+        fenceLine: 1,
+        body: ['a', 'b'],
+      },
       { kind: 'setup', arg: '', stdoutOnly: false, exit: 0, resolvesAs: null, fenceLine: 6, body: ['ls'] },
-      { kind: 'file', arg: 'a.yaml', stdoutOnly: false, exit: 0, resolvesAs: 'configs/a.yaml', fenceLine: 10, body: ['name: a'] },
+      {
+        kind: 'file',
+        arg: 'a.yaml',
+        stdoutOnly: false,
+        exit: 0,
+        resolvesAs: 'configs/a.yaml',
+        fenceLine: 10,
+        body: ['name: a'],
+      },
     ]);
   });
 
   test('durations, timestamps, memory and a seconds column are masked; figures are not', () => {
     assert.equal(
-      normalize('Epoch 1/3 - 0.4s - loss: 2.3010\nDone in 1m05s; run directory: runs/quick-20261127T153800Z\n{"seconds":0.45,"peakRssMB":190,"loss":1.5}'),
+      normalize(
+        'Epoch 1/3 - 0.4s - loss: 2.3010\nDone in 1m05s; run directory: runs/quick-20261127T153800Z\n{"seconds":0.45,"peakRssMB":190,"loss":1.5}',
+      ),
       'Epoch 1/3 - <time> - loss: 2.3010\nDone in <time>; run directory: runs/quick-<UTC>\n{"seconds":<time>,"peakRssMB":<MB>,"loss":1.5}',
     );
     assert.equal(
       normalize('run  acc     seconds\n───  ───     ───────\nl1   0.8100  12.3\nl2   0.8200  9.1'),
       'run  acc     seconds\n───  ───     ───────\nl1   0.8100  <time>\nl2   0.8200  <time>',
     );
-    assert.equal(normalize('| run | seconds | acc |\n|---|---|---|\n| l1 | 12.3 | 0.81 |'), '| run | seconds | acc |\n|---|---|---|\n| l1 | <time> | 0.81 |');
+    assert.equal(
+      normalize('| run | seconds | acc |\n|---|---|---|\n| l1 | 12.3 | 0.81 |'),
+      '| run | seconds | acc |\n|---|---|---|\n| l1 | <time> | 0.81 |',
+    );
   });
 
   test('the README has examples of every kind of output it promises', () => {
@@ -251,7 +286,12 @@ describe('README.md shows what regtrain prints', () => {
         fs.writeFileSync(path.join(CWD, block.arg), block.body.join('\n') + '\n');
         if (!block.resolvesAs) {
           // A file shown is a file used: a later example or setup block runs a command naming it.
-          const users = blocks.filter((b) => b.fenceLine > block.fenceLine && b.kind !== 'file' && [b.arg, ...b.body].some((l) => l.includes(block.arg)));
+          const users = blocks.filter(
+            (b) =>
+              b.fenceLine > block.fenceLine &&
+              b.kind !== 'file' &&
+              [b.arg, ...b.body].some((l) => l.includes(block.arg)),
+          );
           assert.ok(users.length > 0, `${where}: no later example runs a command on ${block.arg}`);
           return;
         }
@@ -277,7 +317,11 @@ describe('README.md shows what regtrain prints', () => {
           if (normalize(actual.join('\n')) !== normalize(block.body.join('\n'))) updates.set(block.fenceLine, actual);
           return;
         }
-        assert.equal(normalize(actual.join('\n')), normalize(block.body.join('\n')), `${where} differs from the output of ${block.arg} (REGTRAIN_README_UPDATE=1 rewrites it)`);
+        assert.equal(
+          normalize(actual.join('\n')),
+          normalize(block.body.join('\n')),
+          `${where} differs from the output of ${block.arg} (REGTRAIN_README_UPDATE=1 rewrites it)`,
+        );
       });
     }
   }

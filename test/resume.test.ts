@@ -11,17 +11,32 @@ const bin = path.join(repoRoot, 'bin', 'regtrain');
 const quick = path.join(repoRoot, 'configs', 'quick.yaml');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-resume-'));
 const env = { ...process.env, REGTRAIN_DATA_DIR: path.join(tmp, 'cache') };
-const small = ['--set', 'data.trainLimit=1000', '--set', 'data.validation.size=200', '--set', 'data.testLimit=300', '--set', 'training.epochs=3', '--backend', 'wasm'];
+const small = [
+  '--set',
+  'data.trainLimit=1000',
+  '--set',
+  'data.validation.size=200',
+  '--set',
+  'data.testLimit=300',
+  '--set',
+  'training.epochs=3',
+  '--backend',
+  'wasm',
+];
 
 function regtrain(args: string[], extraEnv: Record<string, string> = {}) {
   return spawnSync(process.execPath, [bin, ...args], { cwd: tmp, env: { ...env, ...extraEnv }, encoding: 'utf8' });
 }
 
 /** A run SIGKILLed after its first epoch (so a checkpoint exists), with `extraEnv`. */
-const runAndKillAfterFirstEpoch = (args: string[], extraEnv: Record<string, string> = {}) => killAfterFirstEpoch(args, tmp, { ...env, ...extraEnv });
+const runAndKillAfterFirstEpoch = (args: string[], extraEnv: Record<string, string> = {}) =>
+  killAfterFirstEpoch(args, tmp, { ...env, ...extraEnv });
 
 const read = (dir: string, file: string) => fs.readFileSync(path.join(tmp, dir, file));
-const history = (dir: string) => (JSON.parse(read(dir, 'history.json').toString()) as { epochs: Record<string, unknown>[] }).epochs.map(({ seconds: _s, ...rest }) => rest);
+const history = (dir: string) =>
+  (JSON.parse(read(dir, 'history.json').toString()) as { epochs: Record<string, unknown>[] }).epochs.map(
+    ({ seconds: _s, ...rest }) => rest,
+  );
 
 before(() => {
   const r = regtrain(['run', quick, ...small, '--out', 'whole', '-q']);
@@ -36,11 +51,17 @@ test('a run killed with SIGKILL and resumed ends with the same history and weigh
   assert.equal(r.status, 0, r.stderr);
   assert.deepEqual(history('killed'), history('whole'));
   assert.ok(read('killed', 'weights.bin').equals(read('whole', 'weights.bin')), 'weights.bin is byte-identical');
-  const metrics = JSON.parse(read('killed', 'metrics.json').toString()) as { status: string; test: { accuracy: number } };
+  const metrics = JSON.parse(read('killed', 'metrics.json').toString()) as {
+    status: string;
+    test: { accuracy: number };
+  };
   const wholeMetrics = JSON.parse(read('whole', 'metrics.json').toString()) as { test: { accuracy: number } };
   assert.equal(metrics.status, 'complete');
   assert.equal(metrics.test.accuracy, wholeMetrics.test.accuracy);
-  assert.ok(!fs.readdirSync(path.join(tmp, 'killed')).some((f) => f.startsWith('checkpoint')), 'a finished run keeps no checkpoint');
+  assert.ok(
+    !fs.readdirSync(path.join(tmp, 'killed')).some((f) => f.startsWith('checkpoint')),
+    'a finished run keeps no checkpoint',
+  );
 });
 
 test('a finished run cannot be resumed by mistake, and the refusal says how to train it longer', () => {
@@ -70,7 +91,10 @@ test('a run whose spec file changed since is refused unless --force', async () =
   fs.writeFileSync(specFile, fs.readFileSync(quick, 'utf8').replace('seed: 1234', 'seed: 99'));
   const refused = regtrain(['run', '--resume', 'changed']);
   assert.equal(refused.status, 2);
-  assert.equal(refused.stderr.trim(), `error: --resume changed: ${specFile} changed since the run started; pass --force to continue with the changed spec`);
+  assert.equal(
+    refused.stderr.trim(),
+    `error: --resume changed: ${specFile} changed since the run started; pass --force to continue with the changed spec`,
+  );
   const forced = regtrain(['run', '--resume', 'changed', '--force', '-q']);
   assert.equal(forced.status, 0, forced.stderr);
   assert.match(read('changed', 'spec.yaml').toString(), /^seed: 99$/m);
@@ -118,7 +142,10 @@ test('a damaged checkpoint is refused with exit 2 and leaves no lock behind', as
   fs.writeFileSync(file, bytes);
   const r = regtrain(['run', '--resume', 'damaged']);
   assert.equal(r.status, 2);
-  assert.equal(r.stderr.trim(), `error: ${path.join(tmp, 'damaged', bin)}: does not match the hash in checkpoint.json (damaged checkpoint)`);
+  assert.equal(
+    r.stderr.trim(),
+    `error: ${path.join(tmp, 'damaged', bin)}: does not match the hash in checkpoint.json (damaged checkpoint)`,
+  );
   assert.ok(!fs.existsSync(path.join(tmp, 'damaged', '.regtrain.lock')), 'the lock is released');
 });
 
@@ -141,7 +168,10 @@ test('a run with Adam, a cosine schedule and ReduceLROnPlateau killed with SIGKI
   const want = [0.002 * (0.9 * 0.5 * (1 + Math.cos((32 * Math.PI) / 60)) + 0.1), 0.0002, 0.0001];
   lrs.forEach((lr, i) => assert.ok(Math.abs(lr - want[i]!) < 1e-9, `epoch ${i + 1}: lr ${lr}, expected ${want[i]}`));
   assert.deepEqual(history('adam-killed'), history('adam-whole'));
-  assert.ok(read('adam-killed', 'weights.bin').equals(read('adam-whole', 'weights.bin')), 'weights.bin is byte-identical');
+  assert.ok(
+    read('adam-killed', 'weights.bin').equals(read('adam-whole', 'weights.bin')),
+    'weights.bin is byte-identical',
+  );
 });
 
 test('a run killed after the checkpoint of the epoch early stopping ended it resumes to the same end, training no extra epoch', async () => {
@@ -178,8 +208,14 @@ test('a run killed after the checkpoint of the epoch early stopping ended it res
       assert.ok(attempt < 3, 'the run finished before it could be killed, three times');
       continue;
     }
-    const cp = JSON.parse(read(dir, 'checkpoint.json').toString()) as { body: { epoch: number; loop: { stopTraining: string | null } } };
-    assert.deepEqual([cp.body.epoch, cp.body.loop.stopTraining], [2, 'early-stopping'], 'the checkpoint records the decision to stop');
+    const cp = JSON.parse(read(dir, 'checkpoint.json').toString()) as {
+      body: { epoch: number; loop: { stopTraining: string | null } };
+    };
+    assert.deepEqual(
+      [cp.body.epoch, cp.body.loop.stopTraining],
+      [2, 'early-stopping'],
+      'the checkpoint records the decision to stop',
+    );
     const r = regtrain(['run', '--resume', dir, '-q']);
     assert.equal(r.status, 0, r.stderr);
     assert.deepEqual(history(dir), history('es-whole'));
@@ -194,7 +230,10 @@ test('a spec.yaml edited in the run directory is refused on resume unless --forc
   fs.writeFileSync(file, fs.readFileSync(file, 'utf8').replace(/^seed: \d+$/m, 'seed: 7'));
   const r = regtrain(['run', '--resume', 'edited']);
   assert.equal(r.status, 2);
-  assert.equal(r.stderr.trim(), 'error: --resume edited: spec.yaml was edited since the run started (its hash differs from run.json); pass --force to train with it');
+  assert.equal(
+    r.stderr.trim(),
+    'error: --resume edited: spec.yaml was edited since the run started (its hash differs from run.json); pass --force to train with it',
+  );
 });
 
 test('--resume refuses --dry-run and --out instead of ignoring them', () => {
@@ -217,7 +256,10 @@ test("--resume --force continues from the run directory's own spec when the orig
   assert.equal(forced.status, 0, forced.stderr);
   assert.match(
     forced.stderr,
-    new RegExp(`^warning: ${specFile.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} no longer loads \\(.+\\); resuming with the run directory's own spec.yaml$`, 'm'),
+    new RegExp(
+      `^warning: ${specFile.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} no longer loads \\(.+\\); resuming with the run directory's own spec.yaml$`,
+      'm',
+    ),
   );
   assert.deepEqual(history('orphan'), history('whole'));
 });
@@ -241,7 +283,10 @@ test('a resume without --backend keeps the backend and kernels run.json recorded
   assert.match(r.stdout, new RegExp(`^Backend: cpu — the run's own \\(run\\.json\\): ${kernels}$`, 'm'));
   assert.doesNotMatch(r.stderr, /warning/);
   assert.deepEqual(history('cpu-killed'), history('cpu-whole'));
-  assert.ok(read('cpu-killed', 'weights.bin').equals(read('cpu-whole', 'weights.bin')), 'weights.bin is byte-identical');
+  assert.ok(
+    read('cpu-killed', 'weights.bin').equals(read('cpu-whole', 'weights.bin')),
+    'weights.bin is byte-identical',
+  );
   assert.deepEqual(runJsonBackend('cpu-killed'), recorded);
 });
 
@@ -250,7 +295,13 @@ test('a resume with another --backend says that it switches, and run.json record
   assert.equal((runJsonBackend('switched') as { name: string }).name, 'wasm');
   const r = regtrain(['run', '--resume', 'switched', '--backend', 'cpu']);
   assert.equal(r.status, 0, r.stderr);
-  assert.match(r.stderr, new RegExp(`^warning: the run trained on wasm with ${kernels} so far; it continues on cpu with ${kernels} \\(--backend cpu\\)$`, 'm'));
+  assert.match(
+    r.stderr,
+    new RegExp(
+      `^warning: the run trained on wasm with ${kernels} so far; it continues on cpu with ${kernels} \\(--backend cpu\\)$`,
+      'm',
+    ),
+  );
   assert.match(
     r.stderr,
     /^warning: the checkpoint was written on wasm \(lean step\), this run trains on cpu \(lean step\): the result matches an uninterrupted run to float32 rounding, not bit for bit$/m,

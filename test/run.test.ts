@@ -15,7 +15,18 @@ import { finished, QUICK, ROOT, startCli, type CliResult } from './helpers/cli';
 
 const SPECS = path.join(ROOT, 'test', 'fixtures', 'specs');
 /** Same backend everywhere, so that runs are comparable number for number. */
-const TINY = ['--backend', 'wasm', '--set', 'data.trainLimit=500', '--set', 'data.validation.size=100', '--set', 'data.testLimit=500', '--set', 'training.epochs=2'];
+const TINY = [
+  '--backend',
+  'wasm',
+  '--set',
+  'data.trainLimit=500',
+  '--set',
+  'data.validation.size=100',
+  '--set',
+  'data.testLimit=500',
+  '--set',
+  'training.epochs=2',
+];
 const RUN_TIMEOUT = 90_000;
 
 let TMP = '';
@@ -34,7 +45,8 @@ function start(args: string[], cwd: string): ChildProcess {
   return startCli(args, { cwd, env: { REGTRAIN_DATA_DIR: CACHE, XDG_CACHE_HOME: path.join(TMP, 'xdg') } });
 }
 
-const regtrain = (args: string[], cwd: string): Promise<CliResult> => finished(start(args, cwd), undefined, RUN_TIMEOUT);
+const regtrain = (args: string[], cwd: string): Promise<CliResult> =>
+  finished(start(args, cwd), undefined, RUN_TIMEOUT);
 
 const readJson = <T>(file: string): T => JSON.parse(fs.readFileSync(file, 'utf8')) as T;
 const history = (dir: string) => readJson<HistoryFile>(path.join(dir, 'history.json'));
@@ -98,7 +110,10 @@ test('a quick run on the real dataset exits 0 and writes a complete run director
   );
   for (const e of h.epochs) {
     // Keras's loss is data loss + penalty; this spec regularizes dense, dense_1 and dense_2.
-    assert.ok(Math.abs(e.loss - (e.data_loss + e.penalty)) < 1e-9 * Math.max(1, e.loss), `epoch ${e.epoch}: loss ≠ data_loss + penalty`);
+    assert.ok(
+      Math.abs(e.loss - (e.data_loss + e.penalty)) < 1e-9 * Math.max(1, e.loss),
+      `epoch ${e.epoch}: loss ≠ data_loss + penalty`,
+    );
     assert.deepEqual(Object.keys(e.penalties).sort(), ['dense/kernel', 'dense_1/kernel', 'dense_2/kernel']);
     assert.ok(e.penalty > 0 && e.val_loss !== null && e.val_accuracy !== null);
   }
@@ -108,7 +123,11 @@ test('a quick run on the real dataset exits 0 and writes a complete run director
   assert.equal(csv[0], 'epoch,loss,accuracy,val_loss,val_accuracy,data_loss,penalty,lr,seconds');
   assert.deepEqual(
     csv.slice(1),
-    h.epochs.map((e) => [e.epoch, e.loss, e.accuracy, e.val_loss, e.val_accuracy, e.data_loss, e.penalty, e.lr, e.seconds].map(String).join(',')),
+    h.epochs.map((e) =>
+      [e.epoch, e.loss, e.accuracy, e.val_loss, e.val_accuracy, e.data_loss, e.penalty, e.lr, e.seconds]
+        .map(String)
+        .join(','),
+    ),
   );
 
   // spec.yaml is the resolved spec, overrides included.
@@ -140,7 +159,12 @@ test('a quick run on the real dataset exits 0 and writes a complete run director
       i === 0 ? '0.0100' : undefined,
     ]);
   });
-  assert.ok(r.stdout.includes(`Test: loss: ${m.test!.loss.toFixed(4)} - accuracy: ${m.test!.accuracy.toFixed(4)} (500 images)\n`), r.stdout);
+  assert.ok(
+    r.stdout.includes(
+      `Test: loss: ${m.test!.loss.toFixed(4)} - accuracy: ${m.test!.accuracy.toFixed(4)} (500 images)\n`,
+    ),
+    r.stdout,
+  );
 });
 
 test('--json prints only JSON lines: start, training, one epoch per epoch, test, done, with the documented keys', async () => {
@@ -159,10 +183,30 @@ test('--json prints only JSON lines: start, training, one epoch per epoch, test,
   );
 
   const [startEv, trainingEv, ...rest] = events;
-  assert.deepEqual(Object.keys(trainingEv!).sort(), ['blas', 'epochs', 'event', 'gemm', 'resumedAfterEpoch', 'seconds', 'step', 'steps']);
+  assert.deepEqual(Object.keys(trainingEv!).sort(), [
+    'blas',
+    'epochs',
+    'event',
+    'gemm',
+    'resumedAfterEpoch',
+    'seconds',
+    'step',
+    'steps',
+  ]);
   assert.deepEqual([trainingEv!.epochs, trainingEv!.steps], [3, Math.ceil(500 / 32)]);
-  assert.deepEqual(Object.keys(startEv!).sort(), ['backend', 'backendReason', 'event', 'name', 'resumedAfterEpoch', 'runDir', 'seed']);
-  assert.deepEqual([startEv!.runDir, startEv!.backend, startEv!.name, startEv!.seed, startEv!.resumedAfterEpoch], [out, 'wasm', 'quick', 1234, null]);
+  assert.deepEqual(Object.keys(startEv!).sort(), [
+    'backend',
+    'backendReason',
+    'event',
+    'name',
+    'resumedAfterEpoch',
+    'runDir',
+    'seed',
+  ]);
+  assert.deepEqual(
+    [startEv!.runDir, startEv!.backend, startEv!.name, startEv!.seed, startEv!.resumedAfterEpoch],
+    [out, 'wasm', 'quick', 1234, null],
+  );
 
   const h = history(out);
   const epochEvents = rest.slice(0, 3);
@@ -185,13 +229,19 @@ test('--json prints only JSON lines: start, training, one epoch per epoch, test,
     const { event: _e, trainSeconds, ...record } = ev;
     assert.deepEqual(record, h.epochs[i], `epoch event ${i + 1} differs from history.json`);
     // The training steps' share of the epoch: more than nothing, less than the whole epoch with its validation.
-    assert.ok(typeof trainSeconds === 'number' && trainSeconds > 0 && trainSeconds < h.epochs[i]!.seconds, `trainSeconds ${String(trainSeconds)}, seconds ${h.epochs[i]!.seconds}`);
+    assert.ok(
+      typeof trainSeconds === 'number' && trainSeconds > 0 && trainSeconds < h.epochs[i]!.seconds,
+      `trainSeconds ${String(trainSeconds)}, seconds ${h.epochs[i]!.seconds}`,
+    );
   });
 
   const m = metrics(out);
   const testEv = rest[3]!;
   assert.deepEqual(Object.keys(testEv).sort(), ['accuracy', 'count', 'event', 'loss', 'train_accuracy']);
-  assert.deepEqual([testEv.loss, testEv.accuracy, testEv.count, testEv.train_accuracy], [m.test!.loss, m.test!.accuracy, 500, m.trainEval!.accuracy]);
+  assert.deepEqual(
+    [testEv.loss, testEv.accuracy, testEv.count, testEv.train_accuracy],
+    [m.test!.loss, m.test!.accuracy, 500, m.trainEval!.accuracy],
+  );
 
   const done = rest[4]!;
   assert.deepEqual(Object.keys(done).sort(), ['epochs', 'event', 'peakRssMB', 'runDir', 'seconds', 'stopReason']);
@@ -213,7 +263,10 @@ test('two runs with the same spec, seed and backend give identical histories, me
   assert.deepEqual(numbers(history(b).epochs), numbers(history(a).epochs));
   assert.deepEqual(metrics(b).test, metrics(a).test);
   assert.deepEqual(metrics(b).finalWeights, metrics(a).finalWeights);
-  assert.ok(fs.readFileSync(path.join(a, 'weights.bin')).equals(fs.readFileSync(path.join(b, 'weights.bin'))), 'weights.bin differs');
+  assert.ok(
+    fs.readFileSync(path.join(a, 'weights.bin')).equals(fs.readFileSync(path.join(b, 'weights.bin'))),
+    'weights.bin differs',
+  );
   // -q keeps only the final result.
   assert.doesNotMatch(ra.stdout, /^Epoch /m);
   assert.match(ra.stdout, /^Test: loss: \d+\.\d{4} - accuracy: \d\.\d{4} \(500 images\)$/m);
@@ -307,7 +360,11 @@ test('SIGINT stops a real run after the current batch: exit 130, history and mod
   assert.equal(m.test, null);
   assert.ok(fs.existsSync(path.join(out, 'weights.bin')));
   const model = readJson<{ userDefinedMetadata: { regtrain: Record<string, unknown> } }>(path.join(out, 'model.json'));
-  assert.deepEqual(model.userDefinedMetadata.regtrain, { status: 'incomplete', stopReason: 'interrupted', epochsRun: h.epochs.length });
+  assert.deepEqual(model.userDefinedMetadata.regtrain, {
+    status: 'incomplete',
+    stopReason: 'interrupted',
+    epochsRun: h.epochs.length,
+  });
   assertNoLeftovers(out);
 });
 
@@ -317,12 +374,16 @@ test('--out pointing at a non-empty directory exits 2 and leaves its files untou
   fs.mkdirSync(out);
   fs.writeFileSync(path.join(out, 'metrics.json'), '{"mine": true}\n');
   fs.writeFileSync(path.join(out, 'notes.txt'), 'do not touch\n');
-  const before = fs.readdirSync(out).map((f) => [f, fs.readFileSync(path.join(out, f), 'utf8'), fs.statSync(path.join(out, f)).mtimeMs]);
+  const before = fs
+    .readdirSync(out)
+    .map((f) => [f, fs.readFileSync(path.join(out, f), 'utf8'), fs.statSync(path.join(out, f)).mtimeMs]);
 
   const r = await regtrain(['run', QUICK, ...TINY, '--out', out], cwd);
   assert.equal(r.code, 2, r.stderr);
   assert.equal(r.stderr, `error: --out ${out}: exists and is not empty; regtrain never overwrites a run\n`);
-  const afterFiles = fs.readdirSync(out).map((f) => [f, fs.readFileSync(path.join(out, f), 'utf8'), fs.statSync(path.join(out, f)).mtimeMs]);
+  const afterFiles = fs
+    .readdirSync(out)
+    .map((f) => [f, fs.readFileSync(path.join(out, f), 'utf8'), fs.statSync(path.join(out, f)).mtimeMs]);
   assert.deepEqual(afterFiles, before);
 });
 
@@ -341,7 +402,10 @@ test('a spec error exits 2 before any run directory is created', async () => {
   const out = path.join(cwd, 'run');
   const r = await regtrain(['run', path.join(SPECS, 'negative-units.yaml'), '--backend', 'wasm', '--out', out], cwd);
   assert.equal(r.code, 2, r.stderr);
-  assert.equal(r.stderr, '! model.layers.1.dense.units: expected a positive integer, got -5 (negative-units.yaml:5:23)\n');
+  assert.equal(
+    r.stderr,
+    '! model.layers.1.dense.units: expected a positive integer, got -5 (negative-units.yaml:5:23)\n',
+  );
   assert.equal(r.stdout, '');
   assert.ok(!fs.existsSync(out), '--out was created');
 
@@ -409,7 +473,11 @@ test('early stopping on val_accuracy stops after patience epochs without an impr
       break;
     }
   }
-  assert.deepEqual([bestEpoch, stoppedAt], [5, 7], `val_accuracy per epoch: ${h.epochs.map((e) => e.val_accuracy).join(', ')}`);
+  assert.deepEqual(
+    [bestEpoch, stoppedAt],
+    [5, 7],
+    `val_accuracy per epoch: ${h.epochs.map((e) => e.val_accuracy).join(', ')}`,
+  );
   assert.equal(m.stopReason, 'early-stopping');
   assert.equal(m.epochsRun, 7);
   assert.equal(m.bestEpoch, 5);

@@ -7,7 +7,8 @@ import type { TrainingContext } from '../src/train/callbacks/callback';
 import type { EpochRecord } from '../src/runformat';
 import type { TrainStep } from '../src/train/types';
 
-const close = (got: number, want: number, what: string) => assert.ok(Math.abs(got - want) <= 1e-12 + 1e-9 * Math.abs(want), `${what}: ${got}, expected ${want}`);
+const close = (got: number, want: number, what: string) =>
+  assert.ok(Math.abs(got - want) <= 1e-12 + 1e-9 * Math.abs(want), `${what}: ${got}, expected ${want}`);
 
 test('exponentialDecay is initialLearningRate·decayRate^(step/decaySteps), floored with staircase', () => {
   const smooth = exponentialDecay({ initialLearningRate: 0.1, decaySteps: 10, decayRate: 0.5, staircase: false });
@@ -57,22 +58,43 @@ test('ReduceLROnPlateau follows Keras on a hand-written val_loss sequence', () =
   // e6 0.93 wait 2 → 0.025 · e7 0.94 cooldown ends, wait 1 · e8 0.95 → 0.0125 · e9 0.96 wait 1 · e10 0.97 → max(0.00625, 0.01)
   // e11 0.98 wait 1 · e12 0.99 wait 2, but the rate is at minLr: unchanged.
   const opt = createOptimizer({ sgd: { learningRate: 0.1 } });
-  const step = { learningRate: () => opt.learningRate(), setLearningRate: (lr: number) => opt.setLearningRate(lr) } as unknown as TrainStep;
+  const step = {
+    learningRate: () => opt.learningRate(),
+    setLearningRate: (lr: number) => opt.setLearningRate(lr),
+  } as unknown as TrainStep;
   const ctx = { step, epochs: 12, stopTraining: null } as unknown as TrainingContext;
-  const cb = new ReduceLrOnPlateau({ monitor: 'val_loss', factor: 0.5, patience: 2, minDelta: 0, cooldown: 1, minLr: 0.01 });
+  const cb = new ReduceLrOnPlateau({
+    monitor: 'val_loss',
+    factor: 0.5,
+    patience: 2,
+    minDelta: 0,
+    cooldown: 1,
+    minLr: 0.01,
+  });
   const lrs = [1.0, 0.9, 0.95, 0.92, 0.91, 0.93, 0.94, 0.95, 0.96, 0.97, 0.98, 0.99].map((val_loss, i) => {
     cb.onEpochEnd(i + 1, { val_loss } as EpochRecord, ctx);
     return opt.learningRate();
   });
-  lrs.forEach((lr, i) => close(lr, [0.1, 0.1, 0.1, 0.05, 0.05, 0.025, 0.025, 0.0125, 0.0125, 0.01, 0.01, 0.01][i]!, `after epoch ${i + 1}`));
+  lrs.forEach((lr, i) =>
+    close(lr, [0.1, 0.1, 0.1, 0.05, 0.05, 0.025, 0.025, 0.0125, 0.0125, 0.01, 0.01, 0.01][i]!, `after epoch ${i + 1}`),
+  );
   // Its state carries on: a fresh callback given the state continues the same way.
-  const again = new ReduceLrOnPlateau({ monitor: 'val_loss', factor: 0.5, patience: 2, minDelta: 0, cooldown: 1, minLr: 0.01 });
+  const again = new ReduceLrOnPlateau({
+    monitor: 'val_loss',
+    factor: 0.5,
+    patience: 2,
+    minDelta: 0,
+    cooldown: 1,
+    minLr: 0.01,
+  });
   again.setState(cb.getState());
   assert.deepEqual(again.getState(), cb.getState());
 });
 
 test('ReduceLROnPlateau on a schedule scales the schedule', () => {
-  const opt = createOptimizer({ sgd: { learningRate: { exponentialDecay: { initialLearningRate: 0.1, decaySteps: 1, decayRate: 0.5 } } } });
+  const opt = createOptimizer({
+    sgd: { learningRate: { exponentialDecay: { initialLearningRate: 0.1, decaySteps: 1, decayRate: 0.5 } } },
+  });
   opt.endStep(); // schedule now 0.05
   opt.setLearningRate(0.005);
   close(opt.learningRate(), 0.005, 'the cut rate now');

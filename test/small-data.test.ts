@@ -45,7 +45,9 @@ test('every member trains on exactly trainLimit images and validates on the same
   const runs = fs.readdirSync(path.join(TMP, 'study', 'runs')).sort();
   assert.equal(runs.length, 8);
   for (const run of runs) {
-    const m = JSON.parse(fs.readFileSync(path.join(TMP, 'study', 'runs', run, 'metrics.json'), 'utf8')) as { dataset: { sizes: { train: number; validation: number } } };
+    const m = JSON.parse(fs.readFileSync(path.join(TMP, 'study', 'runs', run, 'metrics.json'), 'utf8')) as {
+      dataset: { sizes: { train: number; validation: number } };
+    };
     const limit = Number(/trainLimit=(\d+)/.exec(run)![1]);
     assert.deepEqual(m.dataset.sizes, { train: limit, validation: 30, test: 100 }, run);
   }

@@ -52,7 +52,10 @@ describe('regtrain validate (CLI)', () => {
   test('--json prints the same resolved spec as one JSON object', async () => {
     const r = await regtrain(['validate', path.join(CONFIGS, 'quick.yaml'), '--json', '--set', 'training.epochs=3']);
     assert.equal(r.code, 0, r.stderr);
-    assert.deepEqual(JSON.parse(r.stdout), loadSpec(path.join(CONFIGS, 'quick.yaml'), [parseSetFlag('training.epochs=3')]).spec);
+    assert.deepEqual(
+      JSON.parse(r.stdout),
+      loadSpec(path.join(CONFIGS, 'quick.yaml'), [parseSetFlag('training.epochs=3')]).spec,
+    );
   });
 
   test('exit 2 lists every error, one line per error, on stderr, with no stack trace', async () => {

@@ -30,15 +30,21 @@ function errorLines(file: string, sets: string[] = []): string[] {
 
 describe('spec errors name the path, the problem and the line:col', () => {
   test('an unknown key is refused with a did-you-mean hint at the key itself', () => {
-    assert.deepEqual(errorLines(fixture('unknown-key')), ["! trainig: unknown key (did you mean 'training'?) (unknown-key.yaml:6:1)"]);
+    assert.deepEqual(errorLines(fixture('unknown-key')), [
+      "! trainig: unknown key (did you mean 'training'?) (unknown-key.yaml:6:1)",
+    ]);
   });
 
   test('an unknown layer type is called a layer type, with a hint, and not also "no layer type"', () => {
-    assert.deepEqual(errorLines(fixture('unknown-layer-type')), ["! model.layers.1.dens: unknown layer type (did you mean 'dense'?) (unknown-layer-type.yaml:5:7)"]);
+    assert.deepEqual(errorLines(fixture('unknown-layer-type')), [
+      "! model.layers.1.dens: unknown layer type (did you mean 'dense'?) (unknown-layer-type.yaml:5:7)",
+    ]);
   });
 
   test('negative units are refused as not a positive integer', () => {
-    assert.deepEqual(errorLines(fixture('negative-units')), ['! model.layers.1.dense.units: expected a positive integer, got -5 (negative-units.yaml:5:23)']);
+    assert.deepEqual(errorLines(fixture('negative-units')), [
+      '! model.layers.1.dense.units: expected a positive integer, got -5 (negative-units.yaml:5:23)',
+    ]);
   });
 
   test('a last layer without 10 units is refused (one output per class)', () => {
@@ -48,7 +54,9 @@ describe('spec errors name the path, the problem and the line:col', () => {
   });
 
   test('a NaN learning rate (.nan in YAML) is refused', () => {
-    assert.deepEqual(errorLines(fixture('nan-learning-rate')), ['! optimizer.sgd.learningRate: expected a positive number, got NaN (nan-learning-rate.yaml:8:19)']);
+    assert.deepEqual(errorLines(fixture('nan-learning-rate')), [
+      '! optimizer.sgd.learningRate: expected a positive number, got NaN (nan-learning-rate.yaml:8:19)',
+    ]);
   });
 
   test('a regularizer shorthand other than l1, l2, l1l2 is refused at its value', () => {
@@ -58,11 +66,15 @@ describe('spec errors name the path, the problem and the line:col', () => {
   });
 
   test('a YAML syntax error is reported as invalid YAML with its position', () => {
-    assert.deepEqual(errorLines(fixture('yaml-syntax')), ['! invalid YAML: Flow map in block collection must be sufficiently indented and end with a } (yaml-syntax.yaml:6:1)']);
+    assert.deepEqual(errorLines(fixture('yaml-syntax')), [
+      '! invalid YAML: Flow map in block collection must be sufficiently indented and end with a } (yaml-syntax.yaml:6:1)',
+    ]);
   });
 
   test('a duplicate key is refused at the second occurrence (never silently last-wins)', () => {
-    assert.deepEqual(errorLines(fixture('duplicate-key')), ['! invalid YAML: Map keys must be unique (duplicate-key.yaml:8:3)']);
+    assert.deepEqual(errorLines(fixture('duplicate-key')), [
+      '! invalid YAML: Map keys must be unique (duplicate-key.yaml:8:3)',
+    ]);
   });
 
   test('an empty file is refused as an empty spec', () => {
@@ -101,7 +113,13 @@ describe('spec errors name the path, the problem and the line:col', () => {
     } catch (err) {
       assert.ok(err instanceof SpecError);
       assert.equal(err.exitCode, 2);
-      assert.deepEqual(err.issues, [{ path: ['model', 'layers', 1, 'dense', 'units'], message: 'expected a positive integer, got -5', where: 'negative-units.yaml:5:23' }]);
+      assert.deepEqual(err.issues, [
+        {
+          path: ['model', 'layers', 1, 'dense', 'units'],
+          message: 'expected a positive integer, got -5',
+          where: 'negative-units.yaml:5:23',
+        },
+      ]);
     }
   });
 });
@@ -140,8 +158,18 @@ describe('valid specs', () => {
     const { spec } = loadSpec(fixture('minimal'));
     assert.equal(spec.name, 'minimal');
     assert.equal(spec.seed, 1234);
-    assert.deepEqual(spec.training, { epochs: 1, batchSize: 32, shuffle: true, earlyStopping: null, reduceLrOnPlateau: null, checkpoint: { saveBest: null }, tensorboard: true });
-    assert.deepEqual(spec.optimizer, { sgd: { learningRate: 0.01, momentum: 0, nesterov: false, weightDecay: 0, excludeFromWeightDecay: [] } });
+    assert.deepEqual(spec.training, {
+      epochs: 1,
+      batchSize: 32,
+      shuffle: true,
+      earlyStopping: null,
+      reduceLrOnPlateau: null,
+      checkpoint: { saveBest: null },
+      tensorboard: true,
+    });
+    assert.deepEqual(spec.optimizer, {
+      sgd: { learningRate: 0.01, momentum: 0, nesterov: false, weightDecay: 0, excludeFromWeightDecay: [] },
+    });
     assert.deepEqual(spec.model.layers[0], { flatten: { inputShape: [28, 28] } });
     assert.deepEqual(spec.model.layers[1], {
       dense: {
@@ -159,7 +187,10 @@ describe('valid specs', () => {
 
   test('the regularizer shorthands l1, l2, l1l2 mean a factor of 0.01', () => {
     const withReg = (r: unknown): ExperimentSpec =>
-      validateSpec({ name: 'r', model: { layers: [{ flatten: {} }, { dense: { units: 10, activation: 'softmax', kernelRegularizer: r } }] } });
+      validateSpec({
+        name: 'r',
+        model: { layers: [{ flatten: {} }, { dense: { units: 10, activation: 'softmax', kernelRegularizer: r } }] },
+      });
     assert.deepEqual(withReg('l1').model.layers[1]!.dense!.kernelRegularizer, { l1: 0.01, l2: 0 });
     assert.deepEqual(withReg('l2').model.layers[1]!.dense!.kernelRegularizer, { l1: 0, l2: 0.01 });
     assert.deepEqual(withReg('l1l2').model.layers[1]!.dense!.kernelRegularizer, { l1: 0.01, l2: 0.01 });
@@ -182,7 +213,15 @@ describe('--set overrides', () => {
   });
 
   test('later --set flags win and list indexes address layers', () => {
-    const { spec } = loadSpec(quick, ['training.epochs=3', 'training.epochs=7', 'model.layers.1.dense.kernelRegularizer=l2', 'optimizer.sgd.learningRate=1e-3'].map(parseSetFlag));
+    const { spec } = loadSpec(
+      quick,
+      [
+        'training.epochs=3',
+        'training.epochs=7',
+        'model.layers.1.dense.kernelRegularizer=l2',
+        'optimizer.sgd.learningRate=1e-3',
+      ].map(parseSetFlag),
+    );
     assert.equal(spec.training.epochs, 7);
     assert.deepEqual(spec.model.layers[1]!.dense!.kernelRegularizer, { l1: 0, l2: 0.01 });
     assert.equal(spec.optimizer.sgd?.learningRate, 0.001);
@@ -190,19 +229,31 @@ describe('--set overrides', () => {
 
   test('a flow map value gets its defaults filled in', () => {
     const { spec } = loadSpec(quick, [parseSetFlag('training.earlyStopping={patience: 2}')]);
-    assert.deepEqual(spec.training.earlyStopping, { monitor: 'val_loss', patience: 2, minDelta: 0, restoreBestWeights: false });
+    assert.deepEqual(spec.training.earlyStopping, {
+      monitor: 'val_loss',
+      patience: 2,
+      minDelta: 0,
+      restoreBestWeights: false,
+    });
   });
 
   test('a bad --set value names the flag instead of a file position', () => {
-    assert.deepEqual(errorLines(quick, ['training.epochs=abc']), ['! training.epochs: expected a positive integer, got "abc" (--set training.epochs=abc)']);
+    assert.deepEqual(errorLines(quick, ['training.epochs=abc']), [
+      '! training.epochs: expected a positive integer, got "abc" (--set training.epochs=abc)',
+    ]);
   });
 
   test('a --set without PATH=VALUE is refused naming the flag', () => {
-    assert.throws(() => parseSetFlag('epochs'), { name: 'InputError', message: '--set epochs: expected PATH=VALUE with a dotted path, e.g. --set training.epochs=3' });
+    assert.throws(() => parseSetFlag('epochs'), {
+      name: 'InputError',
+      message: '--set epochs: expected PATH=VALUE with a dotted path, e.g. --set training.epochs=3',
+    });
   });
 
   test('a --set with a non-index segment into a list is refused naming the flag', () => {
-    assert.deepEqual(errorLines(quick, ['model.layers.x=3']), ["--set model.layers.x=3: model.layers is a list; expected an index, got 'x'"]);
+    assert.deepEqual(errorLines(quick, ['model.layers.x=3']), [
+      "--set model.layers.x=3: model.layers is a list; expected an index, got 'x'",
+    ]);
   });
 
   test('a --set with a list index past the end names the flag (not the YAML file)', () => {

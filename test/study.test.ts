@@ -125,16 +125,25 @@ test('sweep keys are shortened only as far as they stay distinct, and long names
     assert.match(n, /^[A-Za-z0-9][A-Za-z0-9._=+-]*$/);
   }
   const long = expandStudy(
-    parseSpec(BASE + `sweep: { data.normalize: [${'a'.repeat(0)}scale01], model.layers.1.dense.activation: [relu, selu] }\nvariants: { ${'v'.repeat(60)}: {} }\n`, 'study.yaml'),
+    parseSpec(
+      BASE +
+        `sweep: { data.normalize: [${'a'.repeat(0)}scale01], model.layers.1.dense.activation: [relu, selu] }\nvariants: { ${'v'.repeat(60)}: {} }\n`,
+      'study.yaml',
+    ),
   ).map((m) => m.name);
   assert.equal(new Set(long).size, 2);
   for (const n of long) assert.ok(n.length <= 64 && /-[0-9a-f]{8}$/.test(n), n);
-  const short = expandStudy(parseSpec(BASE + 'sweep: { model.layers.1.dense.kernelRegularizer.l1: [0, 1e-4, 1e-3, 1e-2] }\n', 'study.yaml')).map((m) => m.name);
+  const short = expandStudy(
+    parseSpec(BASE + 'sweep: { model.layers.1.dense.kernelRegularizer.l1: [0, 1e-4, 1e-3, 1e-2] }\n', 'study.yaml'),
+  ).map((m) => m.name);
   assert.deepEqual(short, ['base-l1=0', 'base-l1=0.0001', 'base-l1=0.001', 'base-l1=0.01']);
 });
 
 test('a bad value in a variant is reported with the variant and the path', () => {
-  const loaded = parseSpec(BASE + 'variants:\n  ok: {}\n  l1: { model.layers.1.dense.kernelRegularizer.l1: -1 }\n', 'study.yaml');
+  const loaded = parseSpec(
+    BASE + 'variants:\n  ok: {}\n  l1: { model.layers.1.dense.kernelRegularizer.l1: -1 }\n',
+    'study.yaml',
+  );
   assert.throws(
     () => expandStudy(loaded),
     (err: unknown) => {
@@ -150,7 +159,8 @@ test('a variant key that is not a dotted path is refused with the variant named'
   const loaded = parseSpec(BASE + 'variants:\n  odd: { "model layers": 1 }\n', 'study.yaml');
   assert.throws(
     () => expandStudy(loaded),
-    (err: unknown) => err instanceof InputError && /variant 'odd'.*'model layers' is not a dotted path/.test(err.message),
+    (err: unknown) =>
+      err instanceof InputError && /variant 'odd'.*'model layers' is not a dotted path/.test(err.message),
   );
 });
 
@@ -195,7 +205,9 @@ test('a study runs each member as a child process into its own run directory, ta
   const dir = tmpdir();
   const spec = writeSpec(dir, BASE + 'variants: { baseline: {}, wide: { model.layers.1.dense.units: 64 } }\n');
   const out = path.join(dir, 'study');
-  const r = spawnSync(process.execPath, [path.join(FAKE, 'study-driver.js'), spec, out, '1', '--json'], { encoding: 'utf8' });
+  const r = spawnSync(process.execPath, [path.join(FAKE, 'study-driver.js'), spec, out, '1', '--json'], {
+    encoding: 'utf8',
+  });
   assert.equal(r.status, 0, r.stderr);
   const events = r.stdout
     .trim()
@@ -203,7 +215,18 @@ test('a study runs each member as a child process into its own run directory, ta
     .map((l) => JSON.parse(l) as Record<string, unknown>);
   assert.deepEqual(
     events.map((e) => `${e.event}${e.member ? ` ${e.member}` : ''}`),
-    ['study', 'member-start baseline', 'epoch baseline', 'done baseline', 'member-end baseline', 'member-start wide', 'epoch wide', 'done wide', 'member-end wide', 'study-end'],
+    [
+      'study',
+      'member-start baseline',
+      'epoch baseline',
+      'done baseline',
+      'member-end baseline',
+      'member-start wide',
+      'epoch wide',
+      'done wide',
+      'member-end wide',
+      'study-end',
+    ],
   );
   const study = JSON.parse(fs.readFileSync(path.join(out, 'study.json'), 'utf8')) as StudyFile;
   assert.equal(study.baseline, 'baseline');
@@ -218,8 +241,14 @@ test('a study runs each member as a child process into its own run directory, ta
   assert.equal(again.status, 0, again.stderr);
   assert.match(again.stderr, /\[baseline\] already complete, kept/);
   // A different study may not reuse the directory.
-  const other = writeSpec(dir, BASE + 'variants: { baseline: {}, wide: { model.layers.1.dense.units: 128 } }\n', 'other.yaml');
-  const refused = spawnSync(process.execPath, [path.join(FAKE, 'study-driver.js'), other, out, '1'], { encoding: 'utf8' });
+  const other = writeSpec(
+    dir,
+    BASE + 'variants: { baseline: {}, wide: { model.layers.1.dense.units: 128 } }\n',
+    'other.yaml',
+  );
+  const refused = spawnSync(process.execPath, [path.join(FAKE, 'study-driver.js'), other, out, '1'], {
+    encoding: 'utf8',
+  });
   assert.equal(refused.status, 2);
   assert.match(
     refused.stderr,
@@ -229,12 +258,21 @@ test('a study runs each member as a child process into its own run directory, ta
 
 test('a failing member does not stop the others, and the study exits 1 naming it', () => {
   const dir = tmpdir();
-  const spec = writeSpec(dir, BASE + 'variants: { ok1: {}, fail: { training.epochs: 3 }, ok2: { training.epochs: 4 } }\n');
+  const spec = writeSpec(
+    dir,
+    BASE + 'variants: { ok1: {}, fail: { training.epochs: 3 }, ok2: { training.epochs: 4 } }\n',
+  );
   const out = path.join(dir, 'study');
   const r = spawnSync(process.execPath, [path.join(FAKE, 'study-driver.js'), spec, out, '2'], { encoding: 'utf8' });
   assert.equal(r.status, 1);
   // The terminal gets one line per member; what each printed is in its log.
-  assert.match(r.stderr, new RegExp(`^\\[fail\\] failed \\(exit 1\\) in \\d+\\.\\ds: see ${path.relative(process.cwd(), path.join(out, 'logs', 'fail.log'))}$`, 'm'));
+  assert.match(
+    r.stderr,
+    new RegExp(
+      `^\\[fail\\] failed \\(exit 1\\) in \\d+\\.\\ds: see ${path.relative(process.cwd(), path.join(out, 'logs', 'fail.log'))}$`,
+      'm',
+    ),
+  );
   assert.match(r.stderr, /^\[ok2\] done in \d+\.\ds$/m);
   assert.match(fs.readFileSync(path.join(out, 'logs', 'fail.log'), 'utf8'), /^training fail\nsecond line\nboom\n$/);
   assert.match(fs.readFileSync(path.join(out, 'logs', 'ok2.log'), 'utf8'), /^training ok2$/m);
@@ -261,17 +299,23 @@ test('SIGINT reaches the running members, starts no new ones, the study exits 13
   const dir = tmpdir();
   const spec = writeSpec(dir, BASE + 'variants: { slow: {}, later: { training.epochs: 3 } }\n');
   const out = path.join(dir, 'study');
-  const child = spawn(process.execPath, [path.join(FAKE, 'study-driver.js'), spec, out, '1'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [path.join(FAKE, 'study-driver.js'), spec, out, '1'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const closed = new Promise<number | null>((resolve) => child.on('close', resolve));
   // The member's own lines go to its log: interrupt once it is training.
   const memberLog = path.join(out, 'logs', 'slow.log');
-  while (!(fs.existsSync(memberLog) && fs.readFileSync(memberLog, 'utf8').includes('training slow'))) await new Promise((resolve) => setTimeout(resolve, 50));
+  while (!(fs.existsSync(memberLog) && fs.readFileSync(memberLog, 'utf8').includes('training slow')))
+    await new Promise((resolve) => setTimeout(resolve, 50));
   child.kill('SIGINT');
   const code = await closed;
   assert.equal(code, 130, stderr);
-  assert.equal(JSON.parse(fs.readFileSync(path.join(out, 'runs', 'slow', 'metrics.json'), 'utf8')).status, 'incomplete');
+  assert.equal(
+    JSON.parse(fs.readFileSync(path.join(out, 'runs', 'slow', 'metrics.json'), 'utf8')).status,
+    'incomplete',
+  );
   assert.equal(fs.existsSync(path.join(out, 'runs', 'later')), false);
   assert.match(stderr, /1 not started/);
   // Running the study again continues the interrupted member (run refuses a non-empty --out) and runs the rest.
@@ -293,7 +337,8 @@ function regtrainOnPath(dir: string): NodeJS.ProcessEnv {
   return { ...process.env, PATH: `${binDir}${path.delimiter}${process.env.PATH ?? ''}` };
 }
 
-const TWO_BY_TWO = BASE + 'variants: { baseline: {}, l2: { model.layers.1.dense.kernelRegularizer: l2 } }\nrepeats: 2\n';
+const TWO_BY_TWO =
+  BASE + 'variants: { baseline: {}, l2: { model.layers.1.dense.kernelRegularizer: l2 } }\nrepeats: 2\n';
 
 test('plan --format lines writes members.txt into studies/<name>-<hash>, prints its path, and each line runs as printed with no path of this machine', () => {
   const dir = tmpdir();
@@ -308,7 +353,10 @@ test('plan --format lines writes members.txt into studies/<name>-<hash>, prints 
     lines,
     [0, 1, 2, 3].map((i) => `regtrain run-member ${studyDir} --index ${i}`),
   );
-  assert.match(r.stderr, new RegExp(`^planned study tiny: 4 members in ${studyDir}; .*afterwards: regtrain compare ${studyDir}\n$`));
+  assert.match(
+    r.stderr,
+    new RegExp(`^planned study tiny: 4 members in ${studyDir}; .*afterwards: regtrain compare ${studyDir}\n$`),
+  );
   // The line itself runs from a shell where regtrain is installed (--help: the test must not train).
   const help = spawnSync('sh', ['-c', `${lines[0]} --help`], { encoding: 'utf8', cwd: dir, env: regtrainOnPath(dir) });
   assert.equal(help.status, 0, help.stderr);
@@ -316,9 +364,14 @@ test('plan --format lines writes members.txt into studies/<name>-<hash>, prints 
   const study = JSON.parse(fs.readFileSync(path.join(dir, studyDir, 'study.json'), 'utf8')) as StudyFile;
   assert.deepEqual(
     study.members.map((m) => [m.name, m.spec, m.runDir]),
-    ['baseline-seed1234', 'baseline-seed1235', 'l2-seed1234', 'l2-seed1235'].map((n) => [n, `specs/${n}.yaml`, `runs/${n}`]),
+    ['baseline-seed1234', 'baseline-seed1235', 'l2-seed1234', 'l2-seed1235'].map((n) => [
+      n,
+      `specs/${n}.yaml`,
+      `runs/${n}`,
+    ]),
   );
-  for (const m of study.members) assert.equal(cli(['validate', path.join(dir, studyDir, m.spec!)], dir).status, 0, `${m.spec!} does not validate`);
+  for (const m of study.members)
+    assert.equal(cli(['validate', path.join(dir, studyDir, m.spec!)], dir).status, 0, `${m.spec!} does not validate`);
 });
 
 test("every artifact is free of this machine's absolute paths, and --json prints one line naming the study directory, the artifact and the member count", () => {
@@ -333,10 +386,14 @@ test("every artifact is free of this machine's absolute paths, and --json prints
     assert.equal(out.members, 4);
     assert.equal(path.dirname(out.artifact), out.studyDir);
     const text = fs.readFileSync(out.artifact, 'utf8');
-    for (const local of [dir, fs.realpathSync(dir), ROOT, process.execPath, os.homedir(), os.tmpdir()]) assert.ok(!text.includes(local), `${format} artifact contains ${local}`);
+    for (const local of [dir, fs.realpathSync(dir), ROOT, process.execPath, os.homedir(), os.tmpdir()])
+      assert.ok(!text.includes(local), `${format} artifact contains ${local}`);
     assert.match(text, /npx regtrain/);
   }
-  const study = fs.readFileSync(path.join(dir, 'studies', fs.readdirSync(path.join(dir, 'studies'))[0]!, 'study.json'), 'utf8');
+  const study = fs.readFileSync(
+    path.join(dir, 'studies', fs.readdirSync(path.join(dir, 'studies'))[0]!, 'study.json'),
+    'utf8',
+  );
   assert.ok(!study.includes(dir) && !study.includes(ROOT), 'study.json holds no absolute path');
 });
 
@@ -350,7 +407,14 @@ test('planning the same study again reuses its directory and keeps its files; th
   const studyDir = path.dirname(first.stdout.trim());
   assert.equal(path.dirname(second.stdout.trim()), studyDir);
   assert.match(second.stderr, /^found study tiny: 4 members/);
-  assert.deepEqual(fs.readdirSync(path.join(dir, studyDir)).sort(), ['logs', 'parallel.sh', 'runs', 'slurm.sbatch', 'specs', 'study.json']);
+  assert.deepEqual(fs.readdirSync(path.join(dir, studyDir)).sort(), [
+    'logs',
+    'parallel.sh',
+    'runs',
+    'slurm.sbatch',
+    'specs',
+    'study.json',
+  ]);
   const other = cli(['plan', spec, '--set', 'training.epochs=3'], dir);
   assert.equal(other.status, 0, other.stderr);
   assert.notEqual(path.dirname(other.stdout.trim()), studyDir);
@@ -392,7 +456,10 @@ test('a study directory holds one study: another study, a run directory or a fol
   fs.writeFileSync(path.join(misc, 'notes.txt'), 'mine');
   const intoMisc = cli(['plan', other, '--study-dir', misc], dir);
   assert.equal(intoMisc.status, 2);
-  assert.equal(intoMisc.stderr, `error: ${misc}: exists, is not empty and holds no study.json; choose an empty or new directory\n`);
+  assert.equal(
+    intoMisc.stderr,
+    `error: ${misc}: exists, is not empty and holds no study.json; choose an empty or new directory\n`,
+  );
   // `run STUDY --out` obeys the same rule.
   const run = cli(['run', other, '--out', studyDir, '--dry-run'], dir);
   assert.equal(run.status, 0, 'a dry run writes nothing');
@@ -406,12 +473,17 @@ test('two plans of different studies racing for one directory: exactly one is wr
   const dir = tmpdir();
   for (let round = 0; round < 3; round++) {
     const studyDir = path.join(dir, `race-${round}`);
-    const specs = ['a', 'b'].map((v) => writeSpec(dir, BASE + `variants: { ${v}1: {}, ${v}2: { training.epochs: 3 } }\n`, `${v}.yaml`));
+    const specs = ['a', 'b'].map((v) =>
+      writeSpec(dir, BASE + `variants: { ${v}1: {}, ${v}2: { training.epochs: 3 } }\n`, `${v}.yaml`),
+    );
     const results = await Promise.all(
       specs.map(
         (spec) =>
           new Promise<{ code: number | null; stderr: string }>((resolve) => {
-            const child = spawn(process.execPath, [BIN, 'plan', spec, '--study-dir', studyDir], { cwd: dir, env: ON_PATH });
+            const child = spawn(process.execPath, [BIN, 'plan', spec, '--study-dir', studyDir], {
+              cwd: dir,
+              env: ON_PATH,
+            });
             let stderr = '';
             child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
             child.on('close', (code) => resolve({ code, stderr }));
@@ -432,7 +504,11 @@ test('two plans of different studies racing for one directory: exactly one is wr
 test("a study's member count is checked before it is expanded: a huge sweep is refused at once, naming the count and how to raise the cap", () => {
   const dir = tmpdir();
   const values = `[${Array.from({ length: 1000 }, (_, i) => i + 1).join(', ')}]`;
-  const spec = writeSpec(dir, BASE + `sweep: { training.batchSize: ${values}, training.epochs: ${values} }\nrepeats: 1000\nvariants: { a: {}, b: {} }\n`);
+  const spec = writeSpec(
+    dir,
+    BASE +
+      `sweep: { training.batchSize: ${values}, training.epochs: ${values} }\nrepeats: 1000\nvariants: { a: {}, b: {} }\n`,
+  );
   const r = cli(['plan', spec], dir);
   assert.equal(r.status, 2);
   assert.equal(
@@ -444,7 +520,11 @@ test("a study's member count is checked before it is expanded: a huge sweep is r
   const capped = cli(['plan', small, '--max-members', '2'], dir);
   assert.equal(capped.status, 2);
   assert.match(capped.stderr, /the study has 1 × 3 = 3 members, more than the limit of 2/);
-  const viaEnv = spawnSync(process.execPath, [BIN, 'run', small, '--dry-run'], { cwd: dir, encoding: 'utf8', env: { ...process.env, REGTRAIN_MAX_MEMBERS: '2' } });
+  const viaEnv = spawnSync(process.execPath, [BIN, 'run', small, '--dry-run'], {
+    cwd: dir,
+    encoding: 'utf8',
+    env: { ...process.env, REGTRAIN_MAX_MEMBERS: '2' },
+  });
   assert.equal(viaEnv.status, 2);
   assert.match(viaEnv.stderr, /more than the limit of 2/);
   assert.equal(cli(['plan', small, '--max-members', '3'], dir).status, 0);
@@ -457,7 +537,10 @@ test('plan refuses bad site options with one line naming the option', () => {
   const dir = tmpdir();
   const spec = writeSpec(dir, TWO_BY_TWO);
   for (const [args, message] of [
-    [['--format', 'pbs'], "error: option '--format <format>' argument 'pbs' is invalid. Allowed choices are slurm, k8s, parallel, lines."],
+    [
+      ['--format', 'pbs'],
+      "error: option '--format <format>' argument 'pbs' is invalid. Allowed choices are slurm, k8s, parallel, lines.",
+    ],
     [['--jobs', '0'], 'error: --jobs 0: expected an integer from 1 to 100000'],
     [['--cpus', 'two'], 'error: --cpus two: expected an integer from 1 to 1024'],
     [['--mem', '2GB'], 'error: --mem 2GB: expected a size like 2G, 1500M (K, M, G or T; binary units)'],

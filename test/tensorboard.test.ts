@@ -144,10 +144,18 @@ function readRecords(file: string): Uint8Array[] {
   for (let offset = 0; offset < buf.length;) {
     assert.ok(offset + 12 <= buf.length, `${file}: record at byte ${offset}: header cut short`);
     const length = Number(buf.readBigUInt64LE(offset));
-    assert.equal(buf.readUInt32LE(offset + 8), tfMask(CRC32C.buf(buf.subarray(offset, offset + 8))), `${file}: record at byte ${offset}: CRC of the length`);
+    assert.equal(
+      buf.readUInt32LE(offset + 8),
+      tfMask(CRC32C.buf(buf.subarray(offset, offset + 8))),
+      `${file}: record at byte ${offset}: CRC of the length`,
+    );
     assert.ok(offset + 16 + length <= buf.length, `${file}: record at byte ${offset}: ${length} data bytes cut short`);
     const data = buf.subarray(offset + 12, offset + 12 + length);
-    assert.equal(buf.readUInt32LE(offset + 12 + length), tfMask(CRC32C.buf(data)), `${file}: record at byte ${offset}: CRC of the data`);
+    assert.equal(
+      buf.readUInt32LE(offset + 12 + length),
+      tfMask(CRC32C.buf(data)),
+      `${file}: record at byte ${offset}: CRC of the data`,
+    );
     records.push(data);
     offset += 16 + length;
   }
@@ -158,7 +166,11 @@ function readRecords(file: string): Uint8Array[] {
 function readEvents(file: string): DecodedEvent[] {
   return readRecords(file).map((data, i) => {
     const message = EventType.decode(data);
-    assert.deepEqual(Buffer.from(EventType.encode(message).finish()), Buffer.from(data), `${file}: event ${i} holds fields TensorBoard's Event does not`);
+    assert.deepEqual(
+      Buffer.from(EventType.encode(message).finish()),
+      Buffer.from(data),
+      `${file}: event ${i} holds fields TensorBoard's Event does not`,
+    );
     return EventType.toObject(message, { longs: Number, enums: String, oneofs: true, defaults: true }) as DecodedEvent;
   });
 }
@@ -180,7 +192,10 @@ function recount(values: ArrayLike<number>, h: { bucketLimit: number[] } | { buc
   const counts = limits.map(() => 0);
   for (let j = 0; j < values.length; j++) {
     const v = values[j];
-    const i = limits.findIndex((right, k) => (k === 0 ? -DBL_MAX : limits[k - 1]) <= v && (v < right || (v === DBL_MAX && k === limits.length - 1)));
+    const i = limits.findIndex(
+      (right, k) =>
+        (k === 0 ? -DBL_MAX : limits[k - 1]) <= v && (v < right || (v === DBL_MAX && k === limits.length - 1)),
+    );
     assert.ok(i >= 0, `${v} lies in no bucket`);
     counts[i]++;
   }
@@ -260,13 +275,24 @@ describe("histogram bucketing (TensorFlow's default buckets)", () => {
     assert.equal(filled.length, 1);
     const i = filled[0];
     assert.equal(h.bucket[i], 7);
-    assert.ok(h.bucketLimit[i - 1] <= 0.25 && 0.25 < h.bucketLimit[i], `[${h.bucketLimit[i - 1]}, ${h.bucketLimit[i]}) holds 0.25`);
+    assert.ok(
+      h.bucketLimit[i - 1] <= 0.25 && 0.25 < h.bucketLimit[i],
+      `[${h.bucketLimit[i - 1]}, ${h.bucketLimit[i]}) holds 0.25`,
+    );
     assert.deepEqual([h.min, h.max, h.num, h.sum, h.sumSquares], [0.25, 0.25, 7, 1.75, 0.4375]);
   });
 
   test("no values give TensorFlow's empty histogram: one empty bucket up to DBL_MAX, min DBL_MAX, max -DBL_MAX", () => {
     const h: Histogram = histogramOf([], 'empty');
-    assert.deepEqual(h, { min: DBL_MAX, max: -DBL_MAX, num: 0, sum: 0, sumSquares: 0, bucketLimit: [DBL_MAX], bucket: [0] });
+    assert.deepEqual(h, {
+      min: DBL_MAX,
+      max: -DBL_MAX,
+      num: 0,
+      sum: 0,
+      sumSquares: 0,
+      bucketLimit: [DBL_MAX],
+      bucket: [0],
+    });
   });
 
   test('NaN and infinite values are refused in one line that counts them, in a plain array and in float32 weights', () => {
@@ -276,7 +302,10 @@ describe("histogram bucketing (TensorFlow's default buckets)", () => {
         () => histogramOf(given, 'dense/kernel'),
         (err: unknown) => {
           assert.ok(err instanceof FailureError);
-          assert.equal(err.message, 'dense/kernel: 2 NaN and 2 infinite of 5 values; a TensorBoard histogram cannot hold them (training has diverged?)');
+          assert.equal(
+            err.message,
+            'dense/kernel: 2 NaN and 2 infinite of 5 values; a TensorBoard histogram cannot hold them (training has diverged?)',
+          );
           return true;
         },
       );
@@ -285,10 +314,13 @@ describe("histogram bucketing (TensorFlow's default buckets)", () => {
 
   test('float32 weights are bucketed exactly as the same values in a plain array (table lookup vs binary search)', () => {
     fc.assert(
-      fc.property(fc.array(fc.float({ noNaN: true, noDefaultInfinity: true }), { minLength: 1, maxLength: 300 }), (values) => {
-        const f32 = Float32Array.from(values);
-        assert.deepEqual(histogramOf(f32, 'float32'), histogramOf(Array.from(f32), 'plain'));
-      }),
+      fc.property(
+        fc.array(fc.float({ noNaN: true, noDefaultInfinity: true }), { minLength: 1, maxLength: 300 }),
+        (values) => {
+          const f32 = Float32Array.from(values);
+          assert.deepEqual(histogramOf(f32, 'float32'), histogramOf(Array.from(f32), 'plain'));
+        },
+      ),
       { seed: 11, numRuns: 300 },
     );
     const edges = Float32Array.from([0, -0, 1e-12, -1e-12, 5e-13, 1e-45, -1e-45, 3.4e38, -3.4e38, 0.1, -0.1, 1.1e-12]);
@@ -299,7 +331,11 @@ describe("histogram bucketing (TensorFlow's default buckets)", () => {
     fc.assert(
       fc.property(
         fc.array(
-          fc.oneof(fc.double({ noNaN: true, noDefaultInfinity: true }), fc.double({ min: -1, max: 1, noNaN: true }), fc.constantFrom(0, -0, 1e-12, -1e-12, DBL_MAX, -DBL_MAX)),
+          fc.oneof(
+            fc.double({ noNaN: true, noDefaultInfinity: true }),
+            fc.double({ min: -1, max: 1, noNaN: true }),
+            fc.constantFrom(0, -0, 1e-12, -1e-12, DBL_MAX, -DBL_MAX),
+          ),
           { maxLength: 200 },
         ),
         (values) => {
@@ -338,7 +374,13 @@ describe('TensorBoardWriter', () => {
 
     const events = readEvents(writer.file);
     assert.equal(events.length, 2 + 9);
-    assert.deepEqual(events[0], { wall_time: 1_700_000_000.25, step: 0, what: 'file_version', file_version: 'brain.Event:2', source_metadata: { writer: 'regtrain' } });
+    assert.deepEqual(events[0], {
+      wall_time: 1_700_000_000.25,
+      step: 0,
+      what: 'file_version',
+      file_version: 'brain.Event:2',
+      source_metadata: { writer: 'regtrain' },
+    });
     assert.deepEqual(events[1], {
       wall_time: 1_700_000_001.25,
       step: 0,
@@ -441,8 +483,16 @@ describe('TensorBoardWriter', () => {
     first.close();
 
     const names = [first.file, sameSecond.file, later.file].map((f) => path.basename(f));
-    assert.deepEqual(names, ['events.out.tfevents.1700000000.h', 'events.out.tfevents.1700000000.h.1', 'events.out.tfevents.1700000060.h']);
-    assert.deepEqual(fs.readdirSync(dir).sort(), names, 'TensorBoard reads them in name order, which is the order they were written');
+    assert.deepEqual(names, [
+      'events.out.tfevents.1700000000.h',
+      'events.out.tfevents.1700000000.h.1',
+      'events.out.tfevents.1700000060.h',
+    ]);
+    assert.deepEqual(
+      fs.readdirSync(dir).sort(),
+      names,
+      'TensorBoard reads them in name order, which is the order they were written',
+    );
     assert.deepEqual(fs.readFileSync(first.file), firstBytes);
     const resumed = readEvents(sameSecond.file);
     assert.deepEqual([resumed[1].step, resumed[1].session_log?.status], [3, 'START']);
@@ -458,7 +508,10 @@ describe('TensorBoardWriter', () => {
       () => writer.histogram('dense_1/kernel', Float32Array.from([0.1, NaN, 0.2]), 4),
       (err: unknown) => {
         assert.ok(err instanceof FailureError);
-        assert.equal(err.message, `${writer.file}: histogram "dense_1/kernel" at step 4: 1 NaN of 3 values; a TensorBoard histogram cannot hold them (training has diverged?)`);
+        assert.equal(
+          err.message,
+          `${writer.file}: histogram "dense_1/kernel" at step 4: 1 NaN of 3 values; a TensorBoard histogram cannot hold them (training has diverged?)`,
+        );
         return true;
       },
     );
@@ -470,8 +523,14 @@ describe('TensorBoardWriter', () => {
 
   test('a step that is not an integer and an empty tag are programming errors (RangeError)', () => {
     const writer = TensorBoardWriter.open(freshDir(), { host: 'h' });
-    assert.throws(() => writer.scalar('loss', 1, 1.5), { name: 'RangeError', message: 'TensorBoard step must be an integer, got 1.5' });
-    assert.throws(() => writer.histogram('', [1], 1), { name: 'RangeError', message: 'TensorBoard tag must be a non-empty string, got ""' });
+    assert.throws(() => writer.scalar('loss', 1, 1.5), {
+      name: 'RangeError',
+      message: 'TensorBoard step must be an integer, got 1.5',
+    });
+    assert.throws(() => writer.histogram('', [1], 1), {
+      name: 'RangeError',
+      message: 'TensorBoard tag must be a non-empty string, got ""',
+    });
     writer.close();
     writer.close();
     assert.throws(() => writer.scalar('loss', 1, 2), { message: `TensorBoard writer for ${writer.file} is closed` });
@@ -492,33 +551,43 @@ describe('TensorBoardWriter', () => {
   });
 
   const NO_MOUNT = canMountTmpfs();
-  test('a full disk (a 16 KiB tmpfs) ends in one FailureError naming the file, and every record before it is whole', { skip: NO_MOUNT }, () => {
-    const disk = path.join(TMP, 'full');
-    fs.mkdirSync(disk);
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=16k', 'tmpfs', disk]);
-    mounts.push(disk);
-    const writer = TensorBoardWriter.open(path.join(disk, 'tensorboard'), { wallTime: () => 1_700_000_000, host: 'h' });
-    // 400 values spread over ~400 buckets: about 6.6 KB a record, so the third cannot fit
-    const values = Array.from({ length: 400 }, (_, i) => (i % 2 ? 1 : -1) * 1e-10 * 1.05 ** i);
-    let written = 0;
-    let failure: unknown;
-    for (let step = 0; step < 50 && failure === undefined; step++) {
-      try {
-        writer.histogram('w', values, step);
-        written++;
-      } catch (err) {
-        failure = err;
+  test(
+    'a full disk (a 16 KiB tmpfs) ends in one FailureError naming the file, and every record before it is whole',
+    { skip: NO_MOUNT },
+    () => {
+      const disk = path.join(TMP, 'full');
+      fs.mkdirSync(disk);
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=16k', 'tmpfs', disk]);
+      mounts.push(disk);
+      const writer = TensorBoardWriter.open(path.join(disk, 'tensorboard'), {
+        wallTime: () => 1_700_000_000,
+        host: 'h',
+      });
+      // 400 values spread over ~400 buckets: about 6.6 KB a record, so the third cannot fit
+      const values = Array.from({ length: 400 }, (_, i) => (i % 2 ? 1 : -1) * 1e-10 * 1.05 ** i);
+      let written = 0;
+      let failure: unknown;
+      for (let step = 0; step < 50 && failure === undefined; step++) {
+        try {
+          writer.histogram('w', values, step);
+          written++;
+        } catch (err) {
+          failure = err;
+        }
       }
-    }
-    assert.ok(failure instanceof FailureError, `expected a FailureError, got ${String(failure)}`);
-    assert.equal(failure.message, `${writer.file}: cannot write (no space left on device); files written before are intact`);
-    assert.ok(written >= 1, 'at least one histogram fitted');
-    const events = readEvents(writer.file);
-    assert.equal(events.length, 2 + written);
-    assert.ok(summaries(events).every(([, , h]) => sumOf((h as DecodedHistogram).bucket) === 400));
-    writer.close();
-    assert.equal(readEvents(writer.file).length, 2 + written, 'closing after the failure adds nothing');
-  });
+      assert.ok(failure instanceof FailureError, `expected a FailureError, got ${String(failure)}`);
+      assert.equal(
+        failure.message,
+        `${writer.file}: cannot write (no space left on device); files written before are intact`,
+      );
+      assert.ok(written >= 1, 'at least one histogram fitted');
+      const events = readEvents(writer.file);
+      assert.equal(events.length, 2 + written);
+      assert.ok(summaries(events).every(([, , h]) => sumOf((h as DecodedHistogram).bucket) === 400));
+      writer.close();
+      assert.equal(readEvents(writer.file).length, 2 + written, 'closing after the failure adds nothing');
+    },
+  );
 });
 
 /** Whether this process may mount a tmpfs (root with CAP_SYS_ADMIN); else the disk-full test is skipped with the reason. */
@@ -553,7 +622,9 @@ describe('regtrain run', () => {
       out,
       '-q',
     ];
-    execFileSync(process.execPath, [path.join(root, 'bin', 'regtrain'), ...args], { env: { ...process.env, REGTRAIN_DATA_DIR: path.join(TMP, 'cache') } });
+    execFileSync(process.execPath, [path.join(root, 'bin', 'regtrain'), ...args], {
+      env: { ...process.env, REGTRAIN_DATA_DIR: path.join(TMP, 'cache') },
+    });
     assert.deepEqual(fs.readdirSync(path.join(out, 'tensorboard')).sort(), ['train', 'validation']);
     const run = (sub: string) => {
       const files = fs.readdirSync(path.join(out, 'tensorboard', sub));
@@ -563,7 +634,9 @@ describe('regtrain run', () => {
     };
     const got = run('train');
     const validation = run('validation');
-    const history = (JSON.parse(fs.readFileSync(path.join(out, 'history.json'), 'utf8')) as { epochs: Record<string, unknown>[] }).epochs;
+    const history = (
+      JSON.parse(fs.readFileSync(path.join(out, 'history.json'), 'utf8')) as { epochs: Record<string, unknown>[] }
+    ).epochs;
     const f32 = (x: number) => Math.fround(x);
     for (const e of history) {
       const at = (tag: string, events = got) => events.find(([step, t]) => step === e.epoch && t === tag)?.[2];
@@ -575,16 +648,32 @@ describe('regtrain run', () => {
         ['epoch_learning_rate', 'lr'],
       ] as const)
         assert.equal(at(tag), f32(e[key] as number), `epoch ${String(e.epoch)}: train ${tag}`);
-      assert.equal(at('epoch_loss', validation), f32(e.val_loss as number), `epoch ${String(e.epoch)}: validation epoch_loss`);
-      assert.equal(at('epoch_accuracy', validation), f32(e.val_accuracy as number), `epoch ${String(e.epoch)}: validation epoch_accuracy`);
+      assert.equal(
+        at('epoch_loss', validation),
+        f32(e.val_loss as number),
+        `epoch ${String(e.epoch)}: validation epoch_loss`,
+      );
+      assert.equal(
+        at('epoch_accuracy', validation),
+        f32(e.val_accuracy as number),
+        `epoch ${String(e.epoch)}: validation epoch_accuracy`,
+      );
       for (const [name, v] of Object.entries(e.penalties as Record<string, number>))
-        assert.equal(at(`penalty_at_epoch_end/${name}`), f32(v), `epoch ${String(e.epoch)}: penalty_at_epoch_end/${name}`);
+        assert.equal(
+          at(`penalty_at_epoch_end/${name}`),
+          f32(v),
+          `epoch ${String(e.epoch)}: penalty_at_epoch_end/${name}`,
+        );
       // The 784×200 first kernel: its buckets count every weight.
       const kernel = at('weights/dense/kernel') as DecodedHistogram;
       assert.equal(sumOf(kernel.bucket), 784 * 200);
       assert.equal(kernel.num, 784 * 200);
     }
-    assert.deepEqual([...new Set(validation.map(([, t]) => t))], ['epoch_loss', 'epoch_accuracy'], 'validation/ holds only the validation scalars');
+    assert.deepEqual(
+      [...new Set(validation.map(([, t]) => t))],
+      ['epoch_loss', 'epoch_accuracy'],
+      'validation/ holds only the validation scalars',
+    );
     assert.deepEqual([...new Set(got.filter(([, t]) => t.startsWith('weights/')).map(([, t]) => t))].sort(), [
       'weights/dense/bias',
       'weights/dense/kernel',

@@ -44,7 +44,12 @@ function screen(session: string): string {
     .trimEnd();
 }
 
-async function waitForScreen(session: string, what: string, ok: (text: string) => boolean, ms = 90_000): Promise<string> {
+async function waitForScreen(
+  session: string,
+  what: string,
+  ok: (text: string) => boolean,
+  ms = 90_000,
+): Promise<string> {
   const until = Date.now() + ms;
   for (;;) {
     const text = screen(session);
@@ -67,7 +72,9 @@ const BAR = / \d+\/\d+ steps \| /;
 
 /** Times vary run to run, and the training step names this machine's kernels: both are masked. */
 function normalize(text: string): string {
-  return text.replace(/^(Epoch \d+\/\d+) - [^ ]+ - /gm, '$1 - <time> - ').replace(/^Training step: .+$/m, 'Training step: <step>');
+  return text
+    .replace(/^(Epoch \d+\/\d+) - [^ ]+ - /gm, '$1 - <time> - ')
+    .replace(/^Training step: .+$/m, 'Training step: <step>');
 }
 
 const NOTICE = 'SIGINT: finishing the current batch, then saving (press Ctrl-C again to stop at once)';
@@ -95,7 +102,9 @@ function expectedHead(): string[] {
 function epochLines(from: number, to: number): string[] {
   const h = JSON.parse(fs.readFileSync(path.join(OUT, 'history.json'), 'utf8')) as HistoryFile;
   // A constant learning rate shows on the first line a session prints (the replayed history's, then the resumed run's).
-  return h.epochs.filter((e) => e.epoch >= from && e.epoch <= to).map((e, i, all) => epochLine(e, EPOCHS, i === 0 || e.lr !== all[i - 1]!.lr));
+  return h.epochs
+    .filter((e) => e.epoch >= from && e.epoch <= to)
+    .map((e, i, all) => epochLine(e, EPOCHS, i === 0 || e.lr !== all[i - 1]!.lr));
 }
 
 /**
@@ -105,13 +114,26 @@ function epochLines(from: number, to: number): string[] {
 function assertScreen(actual: string, lines: string[], lastEpoch: number, newEpochs: number): void {
   const final = `interrupted (SIGINT) after epoch ${lastEpoch} of ${EPOCHS}; the history and the model so far are saved in ${OUT}; continue with: node ${BIN} run --resume ${OUT} --backend wasm`;
   const expected = normalize([...lines, NOTICE, final, '[exit 130]'].join('\n'));
-  const noticeFirst = newEpochs > 0 ? normalize([...lines.slice(0, -1), NOTICE, lines.at(-1)!, final, '[exit 130]'].join('\n')) : expected;
+  const noticeFirst =
+    newEpochs > 0
+      ? normalize([...lines.slice(0, -1), NOTICE, lines.at(-1)!, final, '[exit 130]'].join('\n'))
+      : expected;
   const got = normalize(actual);
   if (got !== noticeFirst) assert.equal(got, expected);
   assert.doesNotMatch(actual, BAR);
 }
 
-const runArgs = [QUICK, '--backend', 'wasm', '--set', 'data.trainLimit=3000', '--set', 'data.testLimit=500', '--set', `training.epochs=${EPOCHS}`];
+const runArgs = [
+  QUICK,
+  '--backend',
+  'wasm',
+  '--set',
+  'data.trainLimit=3000',
+  '--set',
+  'data.testLimit=500',
+  '--set',
+  `training.epochs=${EPOCHS}`,
+];
 
 test(
   'Ctrl-C in a terminal clears the progress bar, prints one notice, then one "interrupted" line with the resume command',
@@ -126,16 +148,26 @@ test(
   },
 );
 
-test('the same on --resume: the bar is cleared, one notice, one "interrupted" line', { skip: !haveTmux && 'tmux is not installed' }, async () => {
-  const before = (JSON.parse(fs.readFileSync(path.join(OUT, 'history.json'), 'utf8')) as HistoryFile).epochs.length;
-  startInTerminal('resumed', ['run', '--resume', OUT, '--backend', 'wasm']);
-  await waitForScreen('resumed', 'the bar', (t) => t.includes(`Run directory: ${OUT}`) && BAR.test(t));
-  tmux('send-keys', '-t', 'resumed', 'C-c');
-  const text = await waitForScreen('resumed', 'the exit', (t) => t.includes('[exit '));
-  const done = (JSON.parse(fs.readFileSync(path.join(OUT, 'history.json'), 'utf8')) as HistoryFile).epochs.length;
-  const lines = [...expectedHead(), `Resuming after epoch ${before} of ${EPOCHS}`, ...epochLines(1, before), `Run directory: ${OUT}`, ...epochLines(before + 1, done)];
-  assertScreen(text, lines, done, done - before);
-});
+test(
+  'the same on --resume: the bar is cleared, one notice, one "interrupted" line',
+  { skip: !haveTmux && 'tmux is not installed' },
+  async () => {
+    const before = (JSON.parse(fs.readFileSync(path.join(OUT, 'history.json'), 'utf8')) as HistoryFile).epochs.length;
+    startInTerminal('resumed', ['run', '--resume', OUT, '--backend', 'wasm']);
+    await waitForScreen('resumed', 'the bar', (t) => t.includes(`Run directory: ${OUT}`) && BAR.test(t));
+    tmux('send-keys', '-t', 'resumed', 'C-c');
+    const text = await waitForScreen('resumed', 'the exit', (t) => t.includes('[exit '));
+    const done = (JSON.parse(fs.readFileSync(path.join(OUT, 'history.json'), 'utf8')) as HistoryFile).epochs.length;
+    const lines = [
+      ...expectedHead(),
+      `Resuming after epoch ${before} of ${EPOCHS}`,
+      ...epochLines(1, before),
+      `Run directory: ${OUT}`,
+      ...epochLines(before + 1, done),
+    ];
+    assertScreen(text, lines, done, done - before);
+  },
+);
 
 test("the README's Ctrl-C example shows the notice and the final line the terminal shows", () => {
   const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
@@ -146,5 +178,8 @@ test("the README's Ctrl-C example shows the notice and the final line the termin
   assert.match(epoch, /^Epoch 1\/3 - [\d.]+s - loss: /);
   assert.equal(notice, NOTICE);
   const dir = /saved in (\S+);/.exec(final)![1]!;
-  assert.equal(final, `interrupted (SIGINT) after epoch 1 of 3; the history and the model so far are saved in ${dir}; continue with: regtrain run --resume ${dir}`);
+  assert.equal(
+    final,
+    `interrupted (SIGINT) after epoch 1 of 3; the history and the model so far are saved in ${dir}; continue with: regtrain run --resume ${dir}`,
+  );
 });

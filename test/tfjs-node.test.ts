@@ -23,15 +23,35 @@ const ENV = { ...process.env, REGTRAIN_DATA_DIR: path.join(TMP, 'cache') };
 
 /** Why tfjs-node cannot run here (the tests skip with it), or null when it loads. */
 const noTfjsNode = ((): string | null => {
-  const r = spawnSync(process.execPath, ['-e', "require('@tensorflow/tfjs-node')"], { cwd: ROOT, env: { ...ENV, TF_CPP_MIN_LOG_LEVEL: '2' }, encoding: 'utf8' });
+  const r = spawnSync(process.execPath, ['-e', "require('@tensorflow/tfjs-node')"], {
+    cwd: ROOT,
+    env: { ...ENV, TF_CPP_MIN_LOG_LEVEL: '2' },
+    encoding: 'utf8',
+  });
   if (r.status === 0) return null;
   const first = r.stderr.split('\n').find((l) => /Error/.test(l)) ?? `exit ${r.status}`;
   return `tfjs-node does not load here (${first.trim()}); \`npm run setup:tfjs-node\` installs it`;
 })();
 
-const SMALL = ['--set', 'data.trainLimit=600', '--set', 'data.validation.size=200', '--set', 'data.testLimit=300', '--set', 'training.epochs=3'];
+const SMALL = [
+  '--set',
+  'data.trainLimit=600',
+  '--set',
+  'data.validation.size=200',
+  '--set',
+  'data.testLimit=300',
+  '--set',
+  'training.epochs=3',
+];
 /** saveBest and TensorBoard on: what evaluate --best and the TensorBoard check read. */
-const MLP = [QUICK, ...SMALL, '--set', 'training.checkpoint.saveBest={monitor: val_accuracy}', '--set', 'training.tensorboard=true'];
+const MLP = [
+  QUICK,
+  ...SMALL,
+  '--set',
+  'training.checkpoint.saveBest={monitor: val_accuracy}',
+  '--set',
+  'training.tensorboard=true',
+];
 
 function regtrain(args: string[], extraEnv: Record<string, string> = {}) {
   return spawnSync(process.execPath, [BIN, ...args], { cwd: TMP, env: { ...ENV, ...extraEnv }, encoding: 'utf8' });
@@ -45,7 +65,8 @@ const events = (stdout: string) =>
 const read = (dir: string, file: string) => fs.readFileSync(path.join(TMP, dir, file));
 const json = <T>(dir: string, file: string) => JSON.parse(read(dir, file).toString()) as T;
 type Epoch = { loss: number; val_loss: number; seconds: number } & Record<string, unknown>;
-const history = (dir: string) => json<{ epochs: Epoch[] }>(dir, 'history.json').epochs.map(({ seconds: _s, ...rest }) => rest);
+const history = (dir: string) =>
+  json<{ epochs: Epoch[] }>(dir, 'history.json').epochs.map(({ seconds: _s, ...rest }) => rest);
 
 /** Each epoch's loss within `rel` (relative) of the other run's: the same training on another backend. */
 function assertSameLosses(dir: string, other: string, rel: number): void {
@@ -88,7 +109,10 @@ describe('the real tfjs-node backend', { skip: noTfjsNode ?? false }, () => {
     assert.equal(start.backend, 'tensorflow');
     assert.match(String(start.backendReason), /^tfjs-node \(requested; TensorFlow \d+\.\d+\.\d+\)$/);
     assert.equal(ev.find((e) => e.event === 'training')!.step, 'lean step (hand-written gradients)');
-    assert.deepEqual(json<{ backend: unknown }>('mlp-json', 'run.json').backend, { name: 'tensorflow', kernels: 'tensorflow' });
+    assert.deepEqual(json<{ backend: unknown }>('mlp-json', 'run.json').backend, {
+      name: 'tensorflow',
+      kernels: 'tensorflow',
+    });
     assert.equal(json<{ backend: { name: string } }>('mlp', 'metrics.json').backend.name, 'tensorflow');
     assertSameLosses('mlp', 'mlp-wasm', 1e-4);
     assert.doesNotMatch(r.stderr, /I tensorflow\//, "TensorFlow's start-up log is silenced (TF_CPP_MIN_LOG_LEVEL=2)");
@@ -110,13 +134,25 @@ describe('the real tfjs-node backend', { skip: noTfjsNode ?? false }, () => {
       '--json',
     ]);
     assert.equal(r.status, 0, r.stderr);
-    assert.equal(events(r.stdout).find((e) => e.event === 'training')!.step, 'tfjs autodiff + optimizer (dropout, activity or bias penalties need autodiff)');
+    assert.equal(
+      events(r.stdout).find((e) => e.event === 'training')!.step,
+      'tfjs autodiff + optimizer (dropout, activity or bias penalties need autodiff)',
+    );
     assert.equal(json<{ status: string }>('dropout', 'metrics.json').status, 'complete');
   });
 
   test('a CNN trains on TensorFlow, its losses those of wasm to float32 rounding', () => {
     const cnn = path.join(ROOT, 'configs', 'cnn.yaml');
-    const sets = ['--set', 'data.trainLimit=256', '--set', 'data.validation.size=64', '--set', 'data.testLimit=100', '--set', 'training.epochs=2'];
+    const sets = [
+      '--set',
+      'data.trainLimit=256',
+      '--set',
+      'data.validation.size=64',
+      '--set',
+      'data.testLimit=100',
+      '--set',
+      'training.epochs=2',
+    ];
     for (const [out, backend] of [
       ['cnn', 'tfjs-node'],
       ['cnn-wasm', 'wasm'],
@@ -142,8 +178,14 @@ describe('the real tfjs-node backend', { skip: noTfjsNode ?? false }, () => {
     await killAfterFirstEpoch(['run', ...MLP, '--backend', 'wasm', '--out', 'to-tf'], TMP, ENV);
     const r = regtrain(['run', '--resume', 'to-tf', '--backend', 'tfjs-node']);
     assert.equal(r.status, 0, r.stderr);
-    assert.match(r.stderr, /^warning: the run trained on wasm with .+ so far; it continues on tensorflow with TensorFlow's kernels \(--backend tfjs-node\)$/m);
-    assert.deepEqual(json<{ backend: unknown }>('to-tf', 'run.json').backend, { name: 'tensorflow', kernels: 'tensorflow' });
+    assert.match(
+      r.stderr,
+      /^warning: the run trained on wasm with .+ so far; it continues on tensorflow with TensorFlow's kernels \(--backend tfjs-node\)$/m,
+    );
+    assert.deepEqual(json<{ backend: unknown }>('to-tf', 'run.json').backend, {
+      name: 'tensorflow',
+      kernels: 'tensorflow',
+    });
   });
 
   test('evaluate and evaluate --best on TensorFlow give the accuracies the run recorded', () => {
@@ -172,20 +214,45 @@ describe('the real tfjs-node backend', { skip: noTfjsNode ?? false }, () => {
     const files = fs.readdirSync(path.join(TMP, 'mlp', 'tensorboard'));
     assert.equal(files.length, 1);
     assert.match(files[0]!, /^events\.out\.tfevents\./);
-    assert.ok(read(path.join('mlp', 'tensorboard'), files[0]!).includes('val_accuracy'), 'the per-epoch scalars are in it');
+    assert.ok(
+      read(path.join('mlp', 'tensorboard'), files[0]!).includes('val_accuracy'),
+      'the per-epoch scalars are in it',
+    );
   });
 
   test('a study trains its members on TensorFlow, run-member skips a finished one, and compare reads them', () => {
     const spec = path.join(TMP, 'tiny-study.yaml');
-    fs.writeFileSync(spec, fs.readFileSync(QUICK, 'utf8') + '\nvariants:\n  baseline: {}\n  wider: { model.layers.1.dense.units: 64 }\n');
-    const r = regtrain(['run', spec, ...SMALL, '--set', 'training.epochs=1', '--backend', 'tfjs-node', '--out', 'study', '--json', '-q']);
+    fs.writeFileSync(
+      spec,
+      fs.readFileSync(QUICK, 'utf8') + '\nvariants:\n  baseline: {}\n  wider: { model.layers.1.dense.units: 64 }\n',
+    );
+    const r = regtrain([
+      'run',
+      spec,
+      ...SMALL,
+      '--set',
+      'training.epochs=1',
+      '--backend',
+      'tfjs-node',
+      '--out',
+      'study',
+      '--json',
+      '-q',
+    ]);
     assert.equal(r.status, 0, r.stderr);
     const studyDir = path.join(TMP, 'study');
     assert.equal(events(r.stdout).at(-1)!.studyDir, studyDir);
     const runs = fs.readdirSync(path.join(studyDir, 'runs'));
     assert.equal(runs.length, 2);
     for (const run of runs)
-      assert.equal((JSON.parse(fs.readFileSync(path.join(studyDir, 'runs', run, 'run.json'), 'utf8')) as { backend: { name: string } }).backend.name, 'tensorflow');
+      assert.equal(
+        (
+          JSON.parse(fs.readFileSync(path.join(studyDir, 'runs', run, 'run.json'), 'utf8')) as {
+            backend: { name: string };
+          }
+        ).backend.name,
+        'tensorflow',
+      );
     const again = regtrain(['run-member', studyDir, '--index', '0']);
     assert.equal(again.status, 0, again.stderr);
     assert.match(again.stderr, /^member 0 \(.+\) already finished; nothing to do$/m);

@@ -23,23 +23,34 @@ function split(count: number, seed: number) {
 for (const variant of [
   { name: 'the lean step (tutorial model)', path: 'lean', sets: [] as string[] },
   { name: 'the lean step with Adam', path: 'lean', sets: ['optimizer={adam: {learningRate: 0.001}}'] },
-  { name: 'the reference step (dropout forces autodiff)', path: 'reference', sets: ['model.layers.2={dropout: {rate: 0.2}}', 'model.layers.3.dense.kernelRegularizer=null'] },
+  {
+    name: 'the reference step (dropout forces autodiff)',
+    path: 'reference',
+    sets: ['model.layers.2={dropout: {rate: 0.2}}', 'model.layers.3.dense.kernelRegularizer=null'],
+  },
 ]) {
   test(`training with ${variant.name} holds the same number of tensors after every epoch, and releases the validation tensors after fit`, async (t) => {
     const { spec } = loadSpec(quick, ['training.epochs=4', 'training.batchSize=64', ...variant.sets].map(parseSetFlag));
     const backend = await initBackend('wasm');
-    if (variant.path === 'lean' && !backend.gemm.kind) return t.skip(`the lean step needs fast matmul kernels: ${backend.gemm.reason}`);
+    if (variant.path === 'lean' && !backend.gemm.kind)
+      return t.skip(`the lean step needs fast matmul kernels: ${backend.gemm.reason}`);
     const built = buildModel(spec);
     const step = createTrainStep(built, spec, backend);
     // The test is about this path: a silent fallback to the other must fail it.
     assert.equal(step.path, variant.path, step.description);
     const counts: number[] = [];
-    await fit(built, step, { train: split(640, 1), validation: split(128, 2) }, new CallbackList([{ name: 'count', onEpochEnd: () => void counts.push(tf.memory().numTensors) }]), {
-      epochs: 4,
-      batchSize: 64,
-      shuffle: true,
-      seed: spec.seed,
-    });
+    await fit(
+      built,
+      step,
+      { train: split(640, 1), validation: split(128, 2) },
+      new CallbackList([{ name: 'count', onEpochEnd: () => void counts.push(tf.memory().numTensors) }]),
+      {
+        epochs: 4,
+        batchSize: 64,
+        shuffle: true,
+        seed: spec.seed,
+      },
+    );
     const after = tf.memory().numTensors;
     step.dispose();
     built.model.dispose();
@@ -47,6 +58,10 @@ for (const variant of [
     // The 128 validation images are one chunk, an image tensor and a label tensor, kept from the first
     // epoch's end to fit's end and no longer.
     assert.equal(after, counts[0]! - 2, `tensors at the epochs' ends ${counts[0]}, after fit ${after}`);
-    assert.deepEqual(counts, new Array(4).fill(counts[0]), `tensor counts per epoch: ${counts.join(', ')} (${step.description})`);
+    assert.deepEqual(
+      counts,
+      new Array(4).fill(counts[0]),
+      `tensor counts per epoch: ${counts.join(', ')} (${step.description})`,
+    );
   });
 }

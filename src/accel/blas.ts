@@ -27,7 +27,19 @@ interface Koffi {
 }
 
 /** The sizes and operands shared by cblas_sgemm and our wrapper: M, N, K, alpha, A, lda, B, ldb, beta, C, ldc. */
-type GemmOperands = [m: number, n: number, k: number, alpha: number, a: Float32Array, lda: number, b: Float32Array, ldb: number, beta: number, c: Float32Array, ldc: number];
+type GemmOperands = [
+  m: number,
+  n: number,
+  k: number,
+  alpha: number,
+  a: Float32Array,
+  lda: number,
+  b: Float32Array,
+  ldb: number,
+  beta: number,
+  c: Float32Array,
+  ldc: number,
+];
 
 type RawSgemm = (order: number, transA: number, transB: number, ...operands: GemmOperands) => void;
 
@@ -55,7 +67,12 @@ const CblasTrans = 112;
 
 /** Candidate sonames/paths, most specific last-resort paths after the loader's own search. */
 export function candidateLibraries(): string[] {
-  const triplet = process.arch === 'x64' ? 'x86_64-linux-gnu' : process.arch === 'arm64' ? 'aarch64-linux-gnu' : `${process.arch}-linux-gnu`;
+  const triplet =
+    process.arch === 'x64'
+      ? 'x86_64-linux-gnu'
+      : process.arch === 'arm64'
+        ? 'aarch64-linux-gnu'
+        : `${process.arch}-linux-gnu`;
   const list: string[] = [];
   const fromEnv = process.env.REGTRAIN_BLAS_LIB;
   if (fromEnv) list.push(fromEnv);
@@ -91,7 +108,8 @@ export function defaultThreads(): number {
  */
 export function parseBlasThreads(raw: string | undefined, cpus: number = os.availableParallelism()): number | null {
   if (raw === undefined || raw.trim() === '') return null;
-  if (!/^\s*\d+\s*$/.test(raw) || Number(raw) < 1) throw new InputError(`REGTRAIN_BLAS_THREADS=${raw}: expected a whole number of threads ≥ 1`);
+  if (!/^\s*\d+\s*$/.test(raw) || Number(raw) < 1)
+    throw new InputError(`REGTRAIN_BLAS_THREADS=${raw}: expected a whole number of threads ≥ 1`);
   return Math.min(Number(raw), Math.max(1, cpus));
 }
 
@@ -163,13 +181,30 @@ function tryLoad(threads?: number): BlasLoadResult {
       const getT = optional('int openblas_get_num_threads()');
       const getConfig = optional('const char *openblas_get_config()');
       const sgemmUnchecked: Sgemm = (tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) =>
-        raw(CblasRowMajor, tA ? CblasTrans : CblasNoTrans, tB ? CblasTrans : CblasNoTrans, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        raw(
+          CblasRowMajor,
+          tA ? CblasTrans : CblasNoTrans,
+          tB ? CblasTrans : CblasNoTrans,
+          m,
+          n,
+          k,
+          alpha,
+          a,
+          lda,
+          b,
+          ldb,
+          beta,
+          c,
+          ldc,
+        );
       const sgemm: Sgemm = (tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) => {
         if (!(m >= 0 && n >= 0 && k >= 0)) throw new RangeError(`sgemm: bad sizes ${m}x${n}x${k}`);
         const okA = tA ? extentOk(a, k, m, lda) : extentOk(a, m, k, lda);
         const okB = tB ? extentOk(b, n, k, ldb) : extentOk(b, k, n, ldb);
         if (!okA || !okB || !extentOk(c, m, n, ldc)) {
-          throw new RangeError(`sgemm: array too short or bad leading dimension (M=${m} N=${n} K=${k} lda=${lda} ldb=${ldb} ldc=${ldc})`);
+          throw new RangeError(
+            `sgemm: array too short or bad leading dimension (M=${m} N=${n} K=${k} lda=${lda} ldb=${ldb} ldc=${ldc})`,
+          );
         }
         if (m === 0 || n === 0) return;
         sgemmUnchecked(tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);

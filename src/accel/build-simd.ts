@@ -12,7 +12,13 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
-type Wabt = { parseWat(name: string, text: string, features: Record<string, boolean>): { toBinary(o: object): { buffer: Uint8Array }; destroy(): void } };
+type Wabt = {
+  parseWat(
+    name: string,
+    text: string,
+    features: Record<string, boolean>,
+  ): { toBinary(o: object): { buffer: Uint8Array }; destroy(): void };
+};
 
 const MADD = /\(f32x4\.relaxed_madd (\(local\.get \$\w+\)) (\(local\.get \$\w+\)) (\(local\.get \$\w+\))\)/g;
 
@@ -28,7 +34,9 @@ export function sharedMemoryText(text: string): string {
 export function plainSimdText(relaxed: string): string {
   const plain = relaxed.replace(MADD, '(f32x4.add (f32x4.mul $1 $2) $3)');
   if (/relaxed/.test(plain.replace(/;;.*$/gm, '')))
-    throw new Error('gemm.wat: a relaxed-SIMD instruction is not in the form `(f32x4.relaxed_madd (local.get $a) (local.get $b) (local.get $c))`');
+    throw new Error(
+      'gemm.wat: a relaxed-SIMD instruction is not in the form `(f32x4.relaxed_madd (local.get $a) (local.get $b) (local.get $c))`',
+    );
   return plain;
 }
 
@@ -47,7 +55,9 @@ async function main(): Promise<void> {
   try {
     wabt = await (require('wabt') as () => Promise<Wabt>)();
   } catch (err) {
-    process.stderr.write(`build-simd: wabt unavailable (${(err as Error).message.split('\n')[0]}); the wasm backend will use JS loops and tfjs's matmuls\n`);
+    process.stderr.write(
+      `build-simd: wabt unavailable (${(err as Error).message.split('\n')[0]}); the wasm backend will use JS loops and tfjs's matmuls\n`,
+    );
     return;
   }
   compile(wabt, 'simd.wat', fs.readFileSync(path.join(src, 'simd.wat'), 'utf8'), path.join(__dirname, 'simd.wasm'));

@@ -60,16 +60,26 @@ export function convGeometry(
   kernel: string,
   xShape: number[],
   filterShape: number[],
-  attrs: { strides: number | [number, number]; pad: Pad; dataFormat?: string; dimRoundingMode?: 'floor' | 'round' | 'ceil'; dilations?: number | [number, number] },
+  attrs: {
+    strides: number | [number, number];
+    pad: Pad;
+    dataFormat?: string;
+    dimRoundingMode?: 'floor' | 'round' | 'ceil';
+    dilations?: number | [number, number];
+  },
 ): ConvGeometry {
   if (!dilationsAreOne(attrs.dilations)) {
-    throw new Error(`${kernel} on wasm: dilations must be 1, got ${JSON.stringify(attrs.dilations)} (dilated convolution gradients are not supported)`);
+    throw new Error(
+      `${kernel} on wasm: dilations must be 1, got ${JSON.stringify(attrs.dilations)} (dilated convolution gradients are not supported)`,
+    );
   }
   if (attrs.dataFormat !== undefined && attrs.dataFormat !== 'NHWC' && attrs.dataFormat !== 'channelsLast') {
     throw new Error(`${kernel} on wasm: dataFormat must be NHWC, got ${attrs.dataFormat}`);
   }
   if (xShape.length !== 4 || filterShape.length !== 4) {
-    throw new Error(`${kernel} on wasm: expected a rank-4 input and filter, got shapes [${xShape.join(',')}] and [${filterShape.join(',')}]`);
+    throw new Error(
+      `${kernel} on wasm: expected a rank-4 input and filter, got shapes [${xShape.join(',')}] and [${filterShape.join(',')}]`,
+    );
   }
   const info = tf.backend_util.computeConv2DInfo(
     xShape as [number, number, number, number],
@@ -107,7 +117,15 @@ function geometryOf(info: tf.backend_util.Conv2DInfo): ConvGeometry {
  * dW (fH×fW×inC×outC, at `out[outOff…]`) from x (NHWC at `x[xOff…]`) and dy (N×outH×outW×outC at
  * `dy[dyOff…]`): float64 sums in the order (b, oh, ow), one rounding to float32 at the end.
  */
-export function filterGradDirect(g: ConvGeometry, x: Float32Array, xOff: number, dy: Float32Array, dyOff: number, out: Float32Array, outOff: number): void {
+export function filterGradDirect(
+  g: ConvGeometry,
+  x: Float32Array,
+  xOff: number,
+  dy: Float32Array,
+  dyOff: number,
+  out: Float32Array,
+  outOff: number,
+): void {
   const { batch, inH, inW, inC, outH, outW, outC, fH, fW, strideH, strideW, padTop, padLeft } = g;
   const acc = new Float64Array(fH * fW * inC * outC);
   for (let b = 0; b < batch; b++) {
@@ -151,7 +169,8 @@ interface KernelArgs {
 /** Element offset of a float32 tensor in the wasm heap; throws if it is not a plain float32 tensor there. */
 function heapIndex(backend: WasmBackendLike, t: TensorInfo, kernel: string, name: string): number {
   const d = backend.dataIdMap.get(t.dataId);
-  if (!d || d.dtype !== 'float32' || d.memoryOffset == null) throw new Error(`${kernel} on wasm: input '${name}' must be a float32 tensor, got ${t.dtype}`);
+  if (!d || d.dtype !== 'float32' || d.memoryOffset == null)
+    throw new Error(`${kernel} on wasm: input '${name}' must be a float32 tensor, got ${t.dtype}`);
   return d.memoryOffset >>> 2;
 }
 
@@ -185,7 +204,11 @@ export function wasmConv2DBackpropFilter(args: KernelArgs): TensorInfo {
  */
 export function registerWasmConvKernels(): void {
   if (tf.getKernel('Conv2DBackpropFilter', 'wasm')) return;
-  tf.registerKernel({ kernelName: 'Conv2DBackpropFilter', backendName: 'wasm', kernelFunc: wasmConv2DBackpropFilter as unknown as tf.KernelFunc });
+  tf.registerKernel({
+    kernelName: 'Conv2DBackpropFilter',
+    backendName: 'wasm',
+    kernelFunc: wasmConv2DBackpropFilter as unknown as tf.KernelFunc,
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -193,7 +216,19 @@ export function registerWasmConvKernels(): void {
 // gradient in one pass, installed by installAcceleratedKernels (kernels.ts) when a GEMM is there.
 
 /** C = op(A)·op(B) on tfjs-wasm's heap; operands are byte addresses, row-major, no bias. */
-export type HeapGemmFn = (tA: boolean, tB: boolean, m: number, n: number, k: number, a: number, lda: number, b: number, ldb: number, c: number, ldc: number) => void;
+export type HeapGemmFn = (
+  tA: boolean,
+  tB: boolean,
+  m: number,
+  n: number,
+  k: number,
+  a: number,
+  lda: number,
+  b: number,
+  ldb: number,
+  c: number,
+  ldc: number,
+) => void;
 
 /** The GEMM of a kind on a wasm backend's heap, or null when it cannot run there. */
 function heapGemmFn(kind: 'openblas' | WasmGemmKind, backend: WasmBackendLike): HeapGemmFn | null {
@@ -202,8 +237,23 @@ function heapGemmFn(kind: 'openblas' | WasmGemmKind, backend: WasmBackendLike): 
     if (!blas.ok) return null;
     return (tA, tB, m, n, k, a, lda, b, ldb, c, ldc) => {
       const heap = backend.wasm.HEAPF32;
-      const view = (at: number, rows: number, ld: number, cols: number) => heap.subarray(at >>> 2, (at >>> 2) + (rows - 1) * ld + cols);
-      blas.sgemmUnchecked(tA, tB, m, n, k, 1, tA ? view(a, k, lda, m) : view(a, m, lda, k), lda, tB ? view(b, n, ldb, k) : view(b, k, ldb, n), ldb, 0, view(c, m, ldc, n), ldc);
+      const view = (at: number, rows: number, ld: number, cols: number) =>
+        heap.subarray(at >>> 2, (at >>> 2) + (rows - 1) * ld + cols);
+      blas.sgemmUnchecked(
+        tA,
+        tB,
+        m,
+        n,
+        k,
+        1,
+        tA ? view(a, k, lda, m) : view(a, m, lda, k),
+        lda,
+        tB ? view(b, n, ldb, k) : view(b, k, ldb, n),
+        ldb,
+        0,
+        view(c, m, ldc, n),
+        ldc,
+      );
     };
   }
   const memory = backend.wasm.asm?.memory;
@@ -290,7 +340,14 @@ export function im2col(g: ConvGeometry, x: Float32Array, xOff: number, col: Floa
 }
 
 /** The reverse of im2col: dx += each column entry at its input position, in the order (b, oh, ow, kh, kw, ci). */
-export function col2im(g: ConvGeometry, col: Float32Array, colOff: number, dx: Float32Array, dxOff: number, addTo?: (dst: number, src: number, n: number) => void): void {
+export function col2im(
+  g: ConvGeometry,
+  col: Float32Array,
+  colOff: number,
+  dx: Float32Array,
+  dxOff: number,
+  addTo?: (dst: number, src: number, n: number) => void,
+): void {
   const { batch, inH, inW, inC, outH, outW, fH, fW, strideH, strideW, padTop, padLeft } = g;
   dx.fill(0, dxOff, dxOff + batch * inH * inW * inC);
   const rowLen = fH * fW * inC;
@@ -392,10 +449,29 @@ function inputGradGemm(gemmOf: (b: WasmBackendLike) => HeapGemmFn | null, origin
     const out = backend.makeOutput(attrs.inputShape, 'float32');
     const col = backend.wasm._malloc(4 * rows * cols);
     try {
-      gemm(false, true, rows, cols, g.outC, 4 * floatIndex(backend, dy)!, g.outC, 4 * floatIndex(backend, filter)!, g.outC, col, cols);
+      gemm(
+        false,
+        true,
+        rows,
+        cols,
+        g.outC,
+        4 * floatIndex(backend, dy)!,
+        g.outC,
+        4 * floatIndex(backend, filter)!,
+        g.outC,
+        col,
+        cols,
+      );
       const heap = backend.wasm.HEAPF32;
       const simd = convSimd(backend);
-      col2im(g, heap, col >>> 2, heap, backend.dataIdMap.get(out.dataId)!.memoryOffset! >>> 2, simd ? (d, s, n) => simd.addTo(d, s, n) : undefined);
+      col2im(
+        g,
+        heap,
+        col >>> 2,
+        heap,
+        backend.dataIdMap.get(out.dataId)!.memoryOffset! >>> 2,
+        simd ? (d, s, n) => simd.addTo(d, s, n) : undefined,
+      );
     } finally {
       backend.wasm._free(col);
     }
@@ -412,7 +488,15 @@ function inputGradGemm(gemmOf: (b: WasmBackendLike) => HeapGemmFn | null, origin
  * maximum, and a window whose values are all ≤ 0 loses its gradient. After a relu both only touch
  * inputs whose relu gradient is 0, so a relu → max-pool model gets the same weight gradients.
  */
-export function maxPoolGradInto(p: ConvGeometry, x: Float32Array, xOff: number, dy: Float32Array, dyOff: number, dx: Float32Array, dxOff: number): void {
+export function maxPoolGradInto(
+  p: ConvGeometry,
+  x: Float32Array,
+  xOff: number,
+  dy: Float32Array,
+  dyOff: number,
+  dx: Float32Array,
+  dxOff: number,
+): void {
   const { batch, inH, inW, inC: ch, outH, outW, fH, fW, strideH, strideW, padTop, padLeft } = p;
   dx.fill(0, dxOff, dxOff + batch * inH * inW * ch);
   // Per window, all channels at once: the running maximum and its position per channel, scanning the
@@ -457,8 +541,14 @@ function maxPoolGradFunc(original: KernelFunc): KernelFunc {
   return (args) => {
     const backend = args.backend as WasmBackendLike;
     const { dy, input } = args.inputs as { dy: TensorInfo; input: TensorInfo };
-    const attrs = args.attrs as unknown as { filterSize: number | [number, number]; strides: number | [number, number]; pad: Pad; dimRoundingMode?: 'floor' | 'round' | 'ceil' };
-    if (input.shape.length !== 4 || floatIndex(backend, dy) === null || floatIndex(backend, input) === null) return original(args);
+    const attrs = args.attrs as unknown as {
+      filterSize: number | [number, number];
+      strides: number | [number, number];
+      pad: Pad;
+      dimRoundingMode?: 'floor' | 'round' | 'ceil';
+    };
+    if (input.shape.length !== 4 || floatIndex(backend, dy) === null || floatIndex(backend, input) === null)
+      return original(args);
     const info = tf.backend_util.computePool2DInfo(
       input.shape as [number, number, number, number],
       attrs.filterSize,
@@ -476,7 +566,23 @@ function maxPoolGradFunc(original: KernelFunc): KernelFunc {
     const simd = p.inC % 4 === 0 ? convSimd(backend) : null;
     if (simd) {
       heap.fill(0, dxi, dxi + p.batch * p.inH * p.inW * p.inC);
-      simd.maxPoolGrad(4 * xi, 4 * dyi, 4 * dxi, p.batch, p.inH, p.inW, p.inC, p.outH, p.outW, p.fH, p.fW, p.strideH, p.strideW, p.padTop, p.padLeft);
+      simd.maxPoolGrad(
+        4 * xi,
+        4 * dyi,
+        4 * dxi,
+        p.batch,
+        p.inH,
+        p.inW,
+        p.inC,
+        p.outH,
+        p.outW,
+        p.fH,
+        p.fW,
+        p.strideH,
+        p.strideW,
+        p.padTop,
+        p.padLeft,
+      );
     } else {
       maxPoolGradInto(p, heap, xi, heap, dyi, heap, dxi);
     }
@@ -516,7 +622,9 @@ function sumFunc(original: KernelFunc): KernelFunc {
  * The wrappers installAcceleratedKernels registers on wasm when a GEMM runs its matmuls: kernel
  * name and a function from the registered kernel (kept as the fallback) to its replacement.
  */
-export function wasmConvKernelWrappers(kind: 'openblas' | WasmGemmKind): Array<[string, (original: KernelFunc) => KernelFunc]> {
+export function wasmConvKernelWrappers(
+  kind: 'openblas' | WasmGemmKind,
+): Array<[string, (original: KernelFunc) => KernelFunc]> {
   const gemmOf = gemmCache(kind);
   return [
     ['Conv2DBackpropFilter', (o) => filterGradGemm(gemmOf, o)],

@@ -69,7 +69,23 @@ const SCRATCH0 = CTL + 4 * CTL_WORDS + 64;
 const JOB_MASK = 0x7fff;
 
 /** Parameter slot layout (Int32 words). */
-export const P = { tA: 0, tB: 1, m: 2, n: 3, k: 4, a: 5, lda: 6, b: 7, ldb: 8, c: 9, ldc: 10, bias: 11, relu: 12, rows: 13, blocks: 14 } as const;
+export const P = {
+  tA: 0,
+  tB: 1,
+  m: 2,
+  n: 3,
+  k: 4,
+  a: 5,
+  lda: 6,
+  b: 7,
+  ldb: 8,
+  c: 9,
+  ldc: 10,
+  bias: 11,
+  relu: 12,
+  rows: 13,
+  blocks: 14,
+} as const;
 
 /** gemm.wat's exports (every build: plain, relaxed, shared). */
 export interface GemmExports {
@@ -101,7 +117,15 @@ export function instantiateGemm(module: WebAssembly.Module, memory: WebAssembly.
  * Runs block `block` of the job in slot `s` into C at `c` (the job's own C unless given), then marks
  * it finished for `job`.
  */
-function runBlock(ctl: Int32Array, ex: GemmExports, scratch: number, s: number, job: number, block: number, c = ctl[s + P.c]!): void {
+function runBlock(
+  ctl: Int32Array,
+  ex: GemmExports,
+  scratch: number,
+  s: number,
+  job: number,
+  block: number,
+  c = ctl[s + P.c]!,
+): void {
   const rows = ctl[s + P.rows]!;
   const tA = ctl[s + P.tA]!;
   const lda = ctl[s + P.lda]!;
@@ -110,7 +134,22 @@ function runBlock(ctl: Int32Array, ex: GemmExports, scratch: number, s: number, 
   const mr = Math.min(rows, ctl[s + P.m]! - r0);
   // Row r0 of op(A): row r0 of A, or column r0 of Aᵀ.
   const a = ctl[s + P.a]! + 4 * (tA ? r0 : r0 * lda);
-  ex.gemm(tA, ctl[s + P.tB]!, mr, ctl[s + P.n]!, ctl[s + P.k]!, a, lda, ctl[s + P.b]!, ctl[s + P.ldb]!, c + 4 * r0 * ldc, ldc, ctl[s + P.bias]!, ctl[s + P.relu]!, scratch);
+  ex.gemm(
+    tA,
+    ctl[s + P.tB]!,
+    mr,
+    ctl[s + P.n]!,
+    ctl[s + P.k]!,
+    a,
+    lda,
+    ctl[s + P.b]!,
+    ctl[s + P.ldb]!,
+    c + 4 * r0 * ldc,
+    ldc,
+    ctl[s + P.bias]!,
+    ctl[s + P.relu]!,
+    scratch,
+  );
   Atomics.store(ctl, FLAGS + block, job);
   Atomics.add(ctl, DONE, 1);
 }
@@ -144,7 +183,8 @@ export function runBlocks(ctl: Int32Array, ex: GemmExports, scratch: number, wor
 /** Threads for the wasm GEMM: REGTRAIN_GEMM_THREADS (1 or 2; more is capped at 2), else 2 on a machine with 2+ CPUs. */
 export function gemmThreads(raw = process.env.REGTRAIN_GEMM_THREADS, cpus = os.availableParallelism()): number {
   if (raw === undefined || raw.trim() === '') return cpus >= 2 ? 2 : 1;
-  if (!/^\s*\d+\s*$/.test(raw) || Number(raw) < 1) throw new InputError(`REGTRAIN_GEMM_THREADS=${raw}: expected a whole number of threads ≥ 1`);
+  if (!/^\s*\d+\s*$/.test(raw) || Number(raw) < 1)
+    throw new InputError(`REGTRAIN_GEMM_THREADS=${raw}: expected a whole number of threads ≥ 1`);
   return Math.min(2, Number(raw));
 }
 
@@ -205,7 +245,9 @@ export function createGemmPool(module: WebAssembly.Module): GemmPool | { reason:
   const ctl = new Int32Array(memory.buffer, CTL, CTL_WORDS);
   let worker: Worker;
   try {
-    worker = new Worker(path.join(__dirname, 'gemm-worker.js'), { workerData: { gemmModule: module, memory, scratch: SCRATCH0 + scratchStride } });
+    worker = new Worker(path.join(__dirname, 'gemm-worker.js'), {
+      workerData: { gemmModule: module, memory, scratch: SCRATCH0 + scratchStride },
+    });
   } catch (e) {
     return { reason: `no worker thread (${(e as Error).message.split('\n')[0]})` };
   }

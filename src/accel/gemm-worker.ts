@@ -5,8 +5,14 @@
 import { workerData } from 'node:worker_threads';
 import { CTL, CTL_WORDS, READY, runBlocks, SEQ, STOP, type GemmExports } from './gemm-pool';
 
-const { gemmModule, memory, scratch } = workerData as { gemmModule: object; memory: { buffer: SharedArrayBuffer }; scratch: number };
-const ex = new (globalThis as unknown as { WebAssembly: { Instance: new (m: object, i: object) => { exports: unknown } } }).WebAssembly.Instance(gemmModule, {
+const { gemmModule, memory, scratch } = workerData as {
+  gemmModule: object;
+  memory: { buffer: SharedArrayBuffer };
+  scratch: number;
+};
+const ex = new (
+  globalThis as unknown as { WebAssembly: { Instance: new (m: object, i: object) => { exports: unknown } } }
+).WebAssembly.Instance(gemmModule, {
   env: { memory },
 }).exports as GemmExports;
 const ctl = new Int32Array(memory.buffer, CTL, CTL_WORDS);

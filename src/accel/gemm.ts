@@ -52,7 +52,21 @@ declare namespace WebAssembly {
 /** On a caller's memory: byte addresses; `bias` 0 = none. */
 export interface HeapGemm {
   kind: WasmGemmKind;
-  gemm(tA: boolean, tB: boolean, m: number, n: number, k: number, a: number, lda: number, b: number, ldb: number, c: number, ldc: number, bias: number, relu: boolean): void;
+  gemm(
+    tA: boolean,
+    tB: boolean,
+    m: number,
+    n: number,
+    k: number,
+    a: number,
+    lda: number,
+    b: number,
+    ldb: number,
+    c: number,
+    ldc: number,
+    bias: number,
+    relu: boolean,
+  ): void;
 }
 
 /** A float32 matrix operand: the array and the element offset where the matrix starts. */
@@ -141,7 +155,8 @@ export function gemmPool(kind: WasmGemmKind): GemmPool | { reason: string } {
 /** The build to use: relaxed SIMD unless switched off (REGTRAIN_RELAXED_SIMD=off) or unavailable. */
 export function chooseWasmGemm(): { kind: WasmGemmKind } | { reason: string } {
   if (offByEnv('REGTRAIN_SIMD')) return { reason: 'disabled by REGTRAIN_SIMD' };
-  if (!offByEnv('REGTRAIN_RELAXED_SIMD') && typeof readModule('wasm-relaxed-simd') !== 'string') return { kind: 'wasm-relaxed-simd' };
+  if (!offByEnv('REGTRAIN_RELAXED_SIMD') && typeof readModule('wasm-relaxed-simd') !== 'string')
+    return { kind: 'wasm-relaxed-simd' };
   const plain = readModule('wasm-simd');
   if (typeof plain === 'string') return { reason: `no wasm GEMM (${plain})` };
   return { kind: 'wasm-simd' };
@@ -162,7 +177,12 @@ const heapCache = new Map<WebAssembly.Memory, Partial<Record<string, HeapGemm | 
  * threads (default gemmThreads(): REGTRAIN_GEMM_THREADS, else 2 on a 2-CPU machine), products the
  * pool finds worth it run on gemm-pool.ts's two threads, with the same bits as on one.
  */
-export function heapGemm(kind: WasmGemmKind, memory: WebAssembly.Memory, malloc: (bytes: number) => number, threads = gemmThreads()): HeapGemm | { reason: string } {
+export function heapGemm(
+  kind: WasmGemmKind,
+  memory: WebAssembly.Memory,
+  malloc: (bytes: number) => number,
+  threads = gemmThreads(),
+): HeapGemm | { reason: string } {
   const module = readModule(kind);
   if (typeof module === 'string') return { reason: module };
   const chosen = { kind, module };
@@ -259,11 +279,27 @@ export function arrayGemm(kind: WasmGemmKind): ArrayGemm | { reason: string } {
         wasmGemmStats.calls++;
         // Rows of C between the n used columns (ldc > n) are not ours to overwrite: copy row by row then.
         if (ldc === n) c.base.set(f.subarray(pc >>> 2, (pc >>> 2) + cLen), c.offset);
-        else for (let i = 0; i < m; i++) c.base.set(f.subarray((pc >>> 2) + i * ldc, (pc >>> 2) + i * ldc + n), c.offset + i * ldc);
+        else
+          for (let i = 0; i < m; i++)
+            c.base.set(f.subarray((pc >>> 2) + i * ldc, (pc >>> 2) + i * ldc + n), c.offset + i * ldc);
       },
     };
     const ok = smokeTest((a, b, bias, c) =>
-      g.gemm(false, false, 2, 2, 2, { base: a, offset: 0 }, 2, { base: b, offset: 0 }, 2, { base: c, offset: 0 }, 2, { base: bias, offset: 0 }, true),
+      g.gemm(
+        false,
+        false,
+        2,
+        2,
+        2,
+        { base: a, offset: 0 },
+        2,
+        { base: b, offset: 0 },
+        2,
+        { base: c, offset: 0 },
+        2,
+        { base: bias, offset: 0 },
+        true,
+      ),
     );
     wasmGemmStats.calls--;
     if (!ok) throw new Error(`the ${chosen.kind} GEMM failed its smoke test`);

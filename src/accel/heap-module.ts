@@ -29,8 +29,10 @@ export function heapModuleLoader<T>(file: string): (memory: unknown) => T | null
     if (cached && cached.memory === memory) return cached.exports;
     let exports: T | null;
     try {
-      exports = new WebAssembly.Instance(new WebAssembly.Module(readRegularFile(path.join(__dirname, file), { maxBytes: MAX_WASM_BYTES })), { env: { memory } })
-        .exports as unknown as T;
+      exports = new WebAssembly.Instance(
+        new WebAssembly.Module(readRegularFile(path.join(__dirname, file), { maxBytes: MAX_WASM_BYTES })),
+        { env: { memory } },
+      ).exports as unknown as T;
     } catch {
       exports = null;
     }

@@ -70,7 +70,10 @@ function wasmAccess(backend: WasmBackendLike): MemoryAccess {
     alloc(shape) {
       const info = backend.makeOutput(shape, 'float32');
       // Re-read HEAPF32 at use time: a malloc may have grown (and replaced) the heap's buffer.
-      return { info, mem: () => ({ base: backend.wasm.HEAPF32, offset: backend.dataIdMap.get(info.dataId)!.memoryOffset! >>> 2 }) };
+      return {
+        info,
+        mem: () => ({ base: backend.wasm.HEAPF32, offset: backend.dataIdMap.get(info.dataId)!.memoryOffset! >>> 2 }),
+      };
     },
   };
 }
@@ -164,7 +167,8 @@ function products(p: Plan, tA: boolean): Array<{ a: number; b: number; c: number
   const { m, n, k, batch, batchA, batchB } = p;
   if (batch > 1 && batchB === 1 && batchA === batch && !tA) return [{ a: 0, b: 0, c: 0, m: batch * m }];
   const out = [];
-  for (let i = 0; i < batch; i++) out.push({ a: batchA === 1 ? 0 : i * m * k, b: batchB === 1 ? 0 : i * k * n, c: i * m * n, m });
+  for (let i = 0; i < batch; i++)
+    out.push({ a: batchA === 1 ? 0 : i * m * k, b: batchB === 1 ? 0 : i * k * n, c: i * m * n, m });
   return out;
 }
 
@@ -175,7 +179,15 @@ const FUSABLE = new Set(['linear', 'relu', 'relu6']);
  * positive or negative at random, and a mispredicted branch per element made this pass cost
  * as much as the layer's GEMM at batch 512. relu gives −0 for negative inputs, which equals 0.
  */
-function applyBiasActivation(c: Float32Array, off: number, rows: number, n: number, bias: Float32Array | null, biasOff: number, act: string): void {
+function applyBiasActivation(
+  c: Float32Array,
+  off: number,
+  rows: number,
+  n: number,
+  bias: Float32Array | null,
+  biasOff: number,
+  act: string,
+): void {
   const end = off + rows * n;
   if (act === 'relu') {
     if (bias) {
@@ -229,7 +241,13 @@ function blasEngine(blas: Blas, backendName: string): Engine {
     const simd = backendName === 'wasm' && act !== 'relu6' ? wasmSimd() : null;
     if (simd) {
       // Byte addresses in the wasm heap (0 = no bias: malloc never returns address 0).
-      simd.biasAct(c.base.byteOffset + 4 * c.offset, p.batch * p.m, p.n, bias ? bias.base.byteOffset + 4 * bias.offset : 0, act === 'relu' ? 1 : 0);
+      simd.biasAct(
+        c.base.byteOffset + 4 * c.offset,
+        p.batch * p.m,
+        p.n,
+        bias ? bias.base.byteOffset + 4 * bias.offset : 0,
+        act === 'relu' ? 1 : 0,
+      );
     } else {
       applyBiasActivation(c.base, c.offset, p.batch * p.m, p.n, bias ? bias.base : null, bias ? bias.offset : 0, act);
     }
@@ -260,7 +278,21 @@ function wasmEngine(kind: WasmGemmKind, backendName: string, threads: number): E
           for (const q of products(p, tA)) {
             const at = { base: a.base, offset: a.offset + q.a };
             const bt = { base: b.base, offset: b.offset + q.b };
-            g.gemm(tA, tB, q.m, p.n, p.k, at, tA ? q.m : p.k, bt, tB ? p.k : p.n, { base: c.base, offset: c.offset + q.c }, p.n, bias, act === 'relu');
+            g.gemm(
+              tA,
+              tB,
+              q.m,
+              p.n,
+              p.k,
+              at,
+              tA ? q.m : p.k,
+              bt,
+              tB ? p.k : p.n,
+              { base: c.base, offset: c.offset + q.c },
+              p.n,
+              bias,
+              act === 'relu',
+            );
           }
           epilogue(p, c, act);
         };
@@ -286,7 +318,21 @@ function wasmEngine(kind: WasmGemmKind, backendName: string, threads: number): E
     return (p, tA, tB, a, b, c, bias, act) => {
       const at = (m: Mem, off: number) => m.base.byteOffset + 4 * (m.offset + off);
       for (const q of products(p, tA)) {
-        g.gemm(tA, tB, q.m, p.n, p.k, at(a, q.a), tA ? q.m : p.k, at(b, q.b), tB ? p.k : p.n, at(c, q.c), p.n, bias ? at(bias, 0) : 0, act === 'relu');
+        g.gemm(
+          tA,
+          tB,
+          q.m,
+          p.n,
+          p.k,
+          at(a, q.a),
+          tA ? q.m : p.k,
+          at(b, q.b),
+          tB ? p.k : p.n,
+          at(c, q.c),
+          p.n,
+          bias ? at(bias, 0) : 0,
+          act === 'relu',
+        );
       }
       epilogue(p, c, act);
     };
@@ -314,7 +360,8 @@ function batchMatMulFunc(engine: Engine, backendName: string, original: KernelFu
     const { a, b } = args.inputs as { a: TensorInfo; b: TensorInfo };
     const { transposeA, transposeB } = args.attrs as unknown as MatMulAttrs;
     const acc = makeAccess(backendName, args.backend);
-    const p = a.dtype === 'float32' && b.dtype === 'float32' ? planMatMul(a.shape, b.shape, !!transposeA, !!transposeB) : null;
+    const p =
+      a.dtype === 'float32' && b.dtype === 'float32' ? planMatMul(a.shape, b.shape, !!transposeA, !!transposeB) : null;
     const am = p && acc ? acc.floats(a) : null;
     const bm = p && acc ? acc.floats(b) : null;
     const run = p && acc && am && bm ? engine.runner(args.backend) : null;
@@ -340,7 +387,11 @@ function fusedMatMulFunc(engine: Engine, backendName: string, original: KernelFu
       a && b && a.dtype === 'float32' && b.dtype === 'float32' && preluActivationWeights == null && FUSABLE.has(act)
         ? planMatMul(a.shape, b.shape, !!attrs.transposeA, !!attrs.transposeB)
         : null;
-    const biasOk = !bias || (bias.dtype === 'float32' && bias.shape.reduce((x, y) => x * y, 1) === p?.n && bias.shape[bias.shape.length - 1] === p?.n);
+    const biasOk =
+      !bias ||
+      (bias.dtype === 'float32' &&
+        bias.shape.reduce((x, y) => x * y, 1) === p?.n &&
+        bias.shape[bias.shape.length - 1] === p?.n);
     const inputsOk = p && acc && biasOk && acc.floats(a!) && acc.floats(b!) && (!bias || acc.floats(bias));
     const run = inputsOk ? engine.runner(args.backend) : null;
     if (!p || !acc || !run) {
@@ -349,7 +400,16 @@ function fusedMatMulFunc(engine: Engine, backendName: string, original: KernelFu
     }
     const out = acc.alloc(p.outShape);
     const cm = out.mem();
-    run(p, !!attrs.transposeA, !!attrs.transposeB, acc.floats(a!)!, acc.floats(b!)!, cm, bias ? acc.floats(bias)! : null, act);
+    run(
+      p,
+      !!attrs.transposeA,
+      !!attrs.transposeB,
+      acc.floats(a!)!,
+      acc.floats(b!)!,
+      cm,
+      bias ? acc.floats(bias)! : null,
+      act,
+    );
     count(engine.kind);
     return out.info;
   };
@@ -420,7 +480,10 @@ export type GemmChoice = 'auto' | 'openblas' | 'wasm' | 'none';
  * after the backend is initialised; the originals' setup/dispose functions are kept on the wrappers.
  * Calling it again with the same choice returns the first result; with another choice, reinstalls.
  */
-export function installAcceleratedKernels(backendName: string, opts: { threads?: number; sliceFix?: boolean; gemm?: GemmChoice } = {}): InstallResult {
+export function installAcceleratedKernels(
+  backendName: string,
+  opts: { threads?: number; sliceFix?: boolean; gemm?: GemmChoice } = {},
+): InstallResult {
   const choice = opts.gemm ?? 'auto';
   try {
     if (backendName !== 'cpu' && backendName !== 'wasm') {
@@ -432,7 +495,10 @@ export function installAcceleratedKernels(backendName: string, opts: { threads?:
       return { ...inst.result, reason: 'already installed' };
     }
     if (inst) uninstallAcceleratedKernels(backendName);
-    const blas = choice === 'auto' || choice === 'openblas' ? loadBlas({ threads: opts.threads }) : { ok: false as const, reason: `not chosen (gemm: '${choice}')` };
+    const blas =
+      choice === 'auto' || choice === 'openblas'
+        ? loadBlas({ threads: opts.threads })
+        : { ok: false as const, reason: `not chosen (gemm: '${choice}')` };
     let engine: Engine | null = null;
     const reason = blas.ok ? `${blas.library} (${blas.config}), ${blas.getThreads()} thread(s)` : blas.reason;
     let gemmReason: string | undefined;
@@ -473,9 +539,20 @@ export function installAcceleratedKernels(backendName: string, opts: { threads?:
     const kernels = originals.map((c) => c.kernelName);
     let result: InstallResult;
     if (engine && !kernels.includes('BatchMatMul')) {
-      result = { installed: false, gemm: null, reason: `backend '${backendName}' has no MatMul kernels registered (is its package loaded?)`, kernels };
+      result = {
+        installed: false,
+        gemm: null,
+        reason: `backend '${backendName}' has no MatMul kernels registered (is its package loaded?)`,
+        kernels,
+      };
     } else {
-      result = { installed: engine?.kind === 'openblas', gemm: engine?.kind ?? null, reason, ...(gemmReason ? { gemmReason } : {}), kernels };
+      result = {
+        installed: engine?.kind === 'openblas',
+        gemm: engine?.kind ?? null,
+        reason,
+        ...(gemmReason ? { gemmReason } : {}),
+        kernels,
+      };
     }
     if (originals.length > 0) installed.set(backendName, { originals, gemm: result.gemm, engine, choice, result });
     return result;

@@ -119,14 +119,26 @@ export function penaltiesFromModel(model: tf.Sequential): Penalty[] | { unsuppor
 }
 
 /** Layers with hand-written gradients nowhere in this step: models with them take the reference (autodiff) step. */
-const SPATIAL_LAYERS = new Set(['Reshape', 'Conv2D', 'MaxPooling2D', 'AveragePooling2D', 'GlobalAveragePooling2D', 'SpatialDropout2D']);
+const SPATIAL_LAYERS = new Set([
+  'Reshape',
+  'Conv2D',
+  'MaxPooling2D',
+  'AveragePooling2D',
+  'GlobalAveragePooling2D',
+  'SpatialDropout2D',
+]);
 
 /**
  * `direct` (default true): on tfjs-wasm with a GEMM installed (installAcceleratedKernels) and the SIMD
  * passes, call that GEMM on the tensors' memory instead of through tfjs's matmul ops (the same bits);
  * false always goes through the ops.
  */
-export function createLeanStep(model: tf.Sequential, optimizer: Optimizer, penalties: Penalty[], { direct = true } = {}): LeanStep | { unsupported: string } {
+export function createLeanStep(
+  model: tf.Sequential,
+  optimizer: Optimizer,
+  penalties: Penalty[],
+  { direct = true } = {},
+): LeanStep | { unsupported: string } {
   const layers = model.layers as unknown as DenseLike[];
   let flatten = false;
   const dense: DensePlan[] = [];
@@ -139,8 +151,12 @@ export function createLeanStep(model: tf.Sequential, optimizer: Optimizer, penal
   // The model's own regularizers and the given penalties must say the same thing (else fit and this differ).
   for (const m of fromModel) {
     const p = pen.get(m.layerIndex);
-    if (!p ? m.l1 !== 0 || m.l2 !== 0 : Math.fround(p.l1) !== Math.fround(m.l1) || Math.fround(p.l2) !== Math.fround(m.l2)) {
-      return { unsupported: `penalties do not match layer ${m.layerIndex}'s kernelRegularizer (l1=${m.l1}, l2=${m.l2})` };
+    if (
+      !p ? m.l1 !== 0 || m.l2 !== 0 : Math.fround(p.l1) !== Math.fround(m.l1) || Math.fround(p.l2) !== Math.fround(m.l2)
+    ) {
+      return {
+        unsupported: `penalties do not match layer ${m.layerIndex}'s kernelRegularizer (l1=${m.l1}, l2=${m.l2})`,
+      };
     }
   }
   for (const p of penalties) {
@@ -149,7 +165,10 @@ export function createLeanStep(model: tf.Sequential, optimizer: Optimizer, penal
     }
   }
   const spatial = layers.findIndex((l) => SPATIAL_LAYERS.has(l.getClassName()));
-  if (spatial >= 0) return { unsupported: `layer ${spatial} is ${layers[spatial]!.getClassName()}: convolution, pooling and reshape layers train on the autodiff step` };
+  if (spatial >= 0)
+    return {
+      unsupported: `layer ${spatial} is ${layers[spatial]!.getClassName()}: convolution, pooling and reshape layers train on the autodiff step`,
+    };
   for (let i = 0; i < layers.length; i++) {
     const layer = layers[i];
     const cls = layer.getClassName();
@@ -159,7 +178,8 @@ export function createLeanStep(model: tf.Sequential, optimizer: Optimizer, penal
       continue;
     }
     if (cls !== 'Dense') return { unsupported: `layer ${i} is ${cls}: the lean step covers Flatten and Dense layers` };
-    if (layer.biasRegularizer || layer.activityRegularizer) return { unsupported: `layer ${i} has a bias/activity regularizer` };
+    if (layer.biasRegularizer || layer.activityRegularizer)
+      return { unsupported: `layer ${i} has a bias/activity regularizer` };
     if (!layer.kernel) return { unsupported: `layer ${i} is not built` };
     const actName = layer.activation ? layer.activation.getClassName() : 'linear';
     const last = i === layers.length - 1;
@@ -178,7 +198,8 @@ export function createLeanStep(model: tf.Sequential, optimizer: Optimizer, penal
   }
   if (dense.length === 0) return { unsupported: 'no Dense layer' };
   for (const p of penalties) {
-    if (!dense.some((d) => d.layerIndex === p.layerIndex)) return { unsupported: `penalty layer ${p.layerIndex} is not a Dense layer` };
+    if (!dense.some((d) => d.layerIndex === p.layerIndex))
+      return { unsupported: `penalty layer ${p.layerIndex} is not a Dense layer` };
   }
   for (const d of dense) {
     if (!d.kernel.trainable) return { unsupported: `layer ${d.layerIndex} is frozen` };
@@ -219,7 +240,13 @@ export function createLeanStep(model: tf.Sequential, optimizer: Optimizer, penal
    * Elsewhere (tfjs-node, or shared data) through copies. Plain SGD on wasm runs as a SIMD loop
    * (simd.wat), bit-identical to the optimizer's JS loop.
    */
-  const applyUpdate = (v: tf.Variable, g: tf.Tensor, l1: number, l2: number, lr: number): { abs: number; sq: number } => {
+  const applyUpdate = (
+    v: tf.Variable,
+    g: tf.Tensor,
+    l1: number,
+    l2: number,
+    lr: number,
+  ): { abs: number; sq: number } => {
     const backendName = tf.getBackend();
     // Allocations first (slots, the sums' scratch): they may grow the wasm heap and detach every view taken before.
     optimizer.ensureSlots(v.name, v.size);
@@ -227,7 +254,10 @@ export function createLeanStep(model: tf.Sequential, optimizer: Optimizer, penal
     const zeroCopy = (backendName === 'cpu' || backendName === 'wasm') && ownFloats(v, true) && ownFloats(g, false);
     if (!zeroCopy) {
       const out = new Float32Array(v.size);
-      const sums = optimizer.update({ name: v.name, w: v.dataSync() as Float32Array, g: g.dataSync() as Float32Array, out, l1, l2 }, lr);
+      const sums = optimizer.update(
+        { name: v.name, w: v.dataSync() as Float32Array, g: g.dataSync() as Float32Array, out, l1, l2 },
+        lr,
+      );
       const next = tf.tensor(out, v.shape);
       v.assign(next);
       next.dispose();
@@ -270,14 +300,31 @@ export function createLeanStep(model: tf.Sequential, optimizer: Optimizer, penal
         adam.epsilon,
         sumsAt.byteOffset,
       );
-      const tail = adamPass({ name: v.name, w: W.subarray(n4), g: G.subarray(n4), out: D.subarray(n4), l1, l2 }, adam, n4);
+      const tail = adamPass(
+        { name: v.name, w: W.subarray(n4), g: G.subarray(n4), out: D.subarray(n4), l1, l2 },
+        adam,
+        n4,
+      );
       sums = { abs: sumsAt[0]! + tail.abs, sq: sumsAt[1]! + tail.sq };
     } else if (simd && sgdDecay !== null) {
       // SIMD over the multiple of 4, the optimizer's JS loop over the last few.
       const n4 = W.length & ~3;
       const scratch = scratchSums();
-      simd.sgd(W.byteOffset, G.byteOffset, D.byteOffset, n4, l1, Math.fround(2 * l2), Math.fround(-lr), sgdDecay!, scratch.byteOffset);
-      const tail = optimizer.update({ name: v.name, w: W.subarray(n4), g: G.subarray(n4), out: D.subarray(n4), l1, l2 }, lr);
+      simd.sgd(
+        W.byteOffset,
+        G.byteOffset,
+        D.byteOffset,
+        n4,
+        l1,
+        Math.fround(2 * l2),
+        Math.fround(-lr),
+        sgdDecay!,
+        scratch.byteOffset,
+      );
+      const tail = optimizer.update(
+        { name: v.name, w: W.subarray(n4), g: G.subarray(n4), out: D.subarray(n4), l1, l2 },
+        lr,
+      );
       sums = { abs: scratch[0]! + tail.abs, sq: scratch[1]! + tail.sq };
     } else {
       sums = optimizer.update({ name: v.name, w: W, g: G, out: D, l1, l2 }, lr);
@@ -306,14 +353,22 @@ export function createLeanStep(model: tf.Sequential, optimizer: Optimizer, penal
    * From the logits z and probabilities p (B×C), the batch's summed cross-entropy and correct
    * count; writes dL/dz (mean over the batch) into `dz`, which may be z's own memory.
    */
-  const lossGradient = (z: Float32Array, p: ArrayLike<number>, labels: ArrayLike<number>, B: number, C: number, dz: Float32Array): { dataLoss: number; correct: number } => {
+  const lossGradient = (
+    z: Float32Array,
+    p: ArrayLike<number>,
+    labels: ArrayLike<number>,
+    B: number,
+    C: number,
+    dz: Float32Array,
+  ): { dataLoss: number; correct: number } => {
     let dataLoss = 0;
     let correct = 0;
     const invB = 1 / B;
     for (let i = 0; i < B; i++) {
       const o = i * C;
       const yi = labels[i]!;
-      if (!(yi >= 0 && yi < C) || Math.floor(yi) !== yi) throw new Error(`lean step: label ${yi} out of range 0..${C - 1}`);
+      if (!(yi >= 0 && yi < C) || Math.floor(yi) !== yi)
+        throw new Error(`lean step: label ${yi} out of range 0..${C - 1}`);
       // Accuracy: first index of the maximum probability, as tfjs's argMax.
       let best = 0;
       for (let j = 1; j < C; j++) if (p[o + j]! > p[o + best]!) best = j;
@@ -331,7 +386,11 @@ export function createLeanStep(model: tf.Sequential, optimizer: Optimizer, penal
   };
 
   /** The step through tfjs ops (any backend; the kernels installed under them when there are some). */
-  const runOps = (x: tf.Tensor2D | tf.Tensor3D, labels: ArrayLike<number>, lr: number): Omit<LeanStepResult, 'batchSize'> => {
+  const runOps = (
+    x: tf.Tensor2D | tf.Tensor3D,
+    labels: ArrayLike<number>,
+    lr: number,
+  ): Omit<LeanStepResult, 'batchSize'> => {
     const B = x.shape[0];
     let result = { dataLoss: 0, correct: 0 };
     let batchPenalty = 0;
@@ -343,7 +402,12 @@ export function createLeanStep(model: tf.Sequential, optimizer: Optimizer, penal
       for (const d of dense) {
         inputs.push(h);
         const act = d.act === 'softmax' ? 'linear' : d.act;
-        h = tf.fused.matMul({ a: h, b: d.kernel as tf.Tensor2D, bias: d.bias ?? undefined, activation: act }) as tf.Tensor2D;
+        h = tf.fused.matMul({
+          a: h,
+          b: d.kernel as tf.Tensor2D,
+          bias: d.bias ?? undefined,
+          activation: act,
+        }) as tf.Tensor2D;
       }
       // h: the softmax layer's logits.
       const C = h.shape[1];
@@ -415,7 +479,12 @@ export function createLeanStep(model: tf.Sequential, optimizer: Optimizer, penal
    * the SIMD passes): the same products with the same arguments as runOps's matMuls, so the same bits,
    * without 36 of the 37 kernel dispatches a step (at batch 32 they cost more than the products).
    */
-  const runDirect = (matMul: DirectMatMul, x: tf.Tensor2D | tf.Tensor3D, labels: ArrayLike<number>, lr: number): Omit<LeanStepResult, 'batchSize'> | null => {
+  const runDirect = (
+    matMul: DirectMatMul,
+    x: tf.Tensor2D | tf.Tensor3D,
+    labels: ArrayLike<number>,
+    lr: number,
+  ): Omit<LeanStepResult, 'batchSize'> | null => {
     const B = x.shape[0];
     const inputUnits = dense[0]!.kernel.shape[0]!;
     if (x.size !== B * inputUnits || (!flatten && x.rank !== 2)) return null;
@@ -427,7 +496,18 @@ export function createLeanStep(model: tf.Sequential, optimizer: Optimizer, penal
       const d = dense[li]!;
       const [k, n] = d.kernel.shape as [number, number];
       const input = li === 0 ? x : s.outputs[li - 1]!;
-      matMul(false, false, B, n, k, at(input), at(d.kernel), at(s.outputs[li]!), d.bias ? at(d.bias) : null, d.act === 'relu' ? 'relu' : 'linear');
+      matMul(
+        false,
+        false,
+        B,
+        n,
+        k,
+        at(input),
+        at(d.kernel),
+        at(s.outputs[li]!),
+        d.bias ? at(d.bias) : null,
+        d.act === 'relu' ? 'relu' : 'linear',
+      );
     }
     const last = dense.length - 1;
     const C = dense[last]!.kernel.shape[1]!;
@@ -448,7 +528,8 @@ export function createLeanStep(model: tf.Sequential, optimizer: Optimizer, penal
       if (li > 0) {
         const dPrev = s.dZ[li - 1]!;
         matMul(false, true, B, k, n, at(s.dZ[li]!), at(d.kernel), at(dPrev), null, 'linear');
-        if (dense[li - 1]!.act === 'relu') simd.reluGrad(ownFloats(dPrev, false)!.byteOffset, ownFloats(input, false)!.byteOffset, B * k);
+        if (dense[li - 1]!.act === 'relu')
+          simd.reluGrad(ownFloats(dPrev, false)!.byteOffset, ownFloats(input, false)!.byteOffset, B * k);
       }
       batchPenalty += update(d, s.gK[li]!, s.gB[li] ?? null, lr);
     }
@@ -467,14 +548,16 @@ export function createLeanStep(model: tf.Sequential, optimizer: Optimizer, penal
   };
 
   const dispose = (): void => {
-    for (const sc of scratchByBatch.values()) tf.dispose([...sc.outputs, ...sc.dZ, ...sc.gK, ...sc.gB.filter((t): t is tf.Tensor => t !== null), sc.ones]);
+    for (const sc of scratchByBatch.values())
+      tf.dispose([...sc.outputs, ...sc.dZ, ...sc.gK, ...sc.gB.filter((t): t is tf.Tensor => t !== null), sc.ones]);
     scratchByBatch.clear();
     scratchTensor?.dispose();
     scratchTensor = null;
     ones?.dispose();
     ones = null;
   };
-  const variables = () => dense.flatMap((d) => [d.kernel, ...(d.bias ? [d.bias] : [])]).map((v) => ({ name: v.name, size: v.size }));
+  const variables = () =>
+    dense.flatMap((d) => [d.kernel, ...(d.bias ? [d.bias] : [])]).map((v) => ({ name: v.name, size: v.size }));
 
   return { run, variables, dispose };
 }

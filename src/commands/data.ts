@@ -2,7 +2,17 @@ import * as fs from 'node:fs';
 import { Command, Option } from 'commander';
 import * as cliProgress from 'cli-progress';
 import { FailureError, InputError } from '../errors';
-import { fetchDataset, loadManifest, resolveDataDir, verifyCache, DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS, type CacheStatus, type FetchProgress, type Manifest } from '../data/fetch';
+import {
+  fetchDataset,
+  loadManifest,
+  resolveDataDir,
+  verifyCache,
+  DEFAULT_TIMEOUT_MS,
+  MAX_TIMEOUT_MS,
+  type CacheStatus,
+  type FetchProgress,
+  type Manifest,
+} from '../data/fetch';
 import { classCounts, pixelStats, IMAGE_COLS, IMAGE_ROWS } from '../data/dataset';
 import { parseIdx } from '../data/idx';
 import { jsonLine } from '../console';
@@ -20,15 +30,24 @@ interface CommonOpts {
   json?: boolean;
 }
 
-const DATA_DIR_HELP = 'cache directory (default: $REGTRAIN_DATA_DIR, else $XDG_CACHE_HOME/regtrain/datasets/fashion-mnist, else ~/.cache/...)';
+const DATA_DIR_HELP =
+  'cache directory (default: $REGTRAIN_DATA_DIR, else $XDG_CACHE_HOME/regtrain/datasets/fashion-mnist, else ~/.cache/...)';
 
 function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
 }
 
 function withCommonOptions(cmd: Command, sources: boolean): Command {
-  cmd.option('--data-dir <dir>', DATA_DIR_HELP).option('--json', 'print the result as one JSON line on stdout (messages stay on stderr)');
-  if (sources) cmd.option('--source <url-or-dir>', 'URL prefix or directory to fetch from, repeatable; replaces the default list (Debian dir, then official mirrors)', collect, []);
+  cmd
+    .option('--data-dir <dir>', DATA_DIR_HELP)
+    .option('--json', 'print the result as one JSON line on stdout (messages stay on stderr)');
+  if (sources)
+    cmd.option(
+      '--source <url-or-dir>',
+      'URL prefix or directory to fetch from, repeatable; replaces the default list (Debian dir, then official mirrors)',
+      collect,
+      [],
+    );
   return cmd.exitOverride();
 }
 
@@ -80,7 +99,9 @@ function progressReporter(): { update: (e: FetchProgress) => void; stop: () => v
     update: (e) => {
       const now = Date.now();
       // The final quarter is reported by the 'done' event, not twice.
-      const step = e.total ? Math.min(Math.floor((e.bytes / e.total) * PLAIN_PROGRESS_STEPS), PLAIN_PROGRESS_STEPS - 1) : 0;
+      const step = e.total
+        ? Math.min(Math.floor((e.bytes / e.total) * PLAIN_PROGRESS_STEPS), PLAIN_PROGRESS_STEPS - 1)
+        : 0;
       const first = e.url !== lastUrl;
       if (!first && !e.done && step === lastStep && now - lastTime < PLAIN_PROGRESS_INTERVAL_MS) return;
       lastUrl = e.url;
@@ -100,7 +121,9 @@ function fetchAction(manifest: () => Manifest) {
     if (!(timeoutSec > 0)) throw new InputError(`--timeout must be a positive number of seconds, got ${opts.timeout}`);
     // Refused rather than capped: Node's timers cannot wait longer, and a longer one would fire at once.
     if (timeoutSec * 1000 > MAX_TIMEOUT_MS)
-      throw new InputError(`--timeout ${opts.timeout}: at most ${Math.floor(MAX_TIMEOUT_MS / 1000)} seconds (~24.8 days, the longest timer Node.js can set)`);
+      throw new InputError(
+        `--timeout ${opts.timeout}: at most ${Math.floor(MAX_TIMEOUT_MS / 1000)} seconds (~24.8 days, the longest timer Node.js can set)`,
+      );
     const progress = progressReporter();
     let result;
     try {
@@ -115,9 +138,20 @@ function fetchAction(manifest: () => Manifest) {
     } finally {
       progress.stop();
     }
-    const files = result.files.map((f) => ({ name: f.name, file: f.file, bytes: f.bytes, sha256: f.sha256, verified: true, source: f.source, fromCache: f.fromCache }));
+    const files = result.files.map((f) => ({
+      name: f.name,
+      file: f.file,
+      bytes: f.bytes,
+      sha256: f.sha256,
+      verified: true,
+      source: f.source,
+      fromCache: f.fromCache,
+    }));
     if (opts.json) return printJson({ dataDir: result.dataDir, files });
-    for (const f of files) process.stdout.write(`${f.name.padEnd(12)} ${f.file.padEnd(24)} ${f.fromCache ? 'cached, from' : 'fetched from'} ${f.source}\n`);
+    for (const f of files)
+      process.stdout.write(
+        `${f.name.padEnd(12)} ${f.file.padEnd(24)} ${f.fromCache ? 'cached, from' : 'fetched from'} ${f.source}\n`,
+      );
     process.stdout.write(`verified (sha256) into ${result.dataDir}\n`);
   };
 }
@@ -126,10 +160,14 @@ function fetchAction(manifest: () => Manifest) {
 function throwForCache(statuses: CacheStatus[], dataDir: string, opts: CommonOpts): void {
   const bad = statuses.filter((s) => s.state === 'mismatch');
   if (bad.length > 0)
-    throw new FailureError(`${bad.map((s) => s.file).join(', ')} in ${dataDir} fail${bad.length === 1 ? 's' : ''} sha256 verification; replace with: ${fetchHint(opts)}`);
+    throw new FailureError(
+      `${bad.map((s) => s.file).join(', ')} in ${dataDir} fail${bad.length === 1 ? 's' : ''} sha256 verification; replace with: ${fetchHint(opts)}`,
+    );
   const missing = statuses.filter((s) => s.state === 'missing');
   if (missing.length > 0)
-    throw new InputError(`${missing.map((s) => s.file).join(', ')} missing from ${dataDir}; get ${missing.length === 1 ? 'it' : 'them'} with: ${fetchHint(opts)}`);
+    throw new InputError(
+      `${missing.map((s) => s.file).join(', ')} missing from ${dataDir}; get ${missing.length === 1 ? 'it' : 'them'} with: ${fetchHint(opts)}`,
+    );
 }
 
 function existingDataDir(opts: CommonOpts): string {
@@ -139,7 +177,15 @@ function existingDataDir(opts: CommonOpts): string {
 }
 
 function fileJson(s: CacheStatus): Record<string, unknown> {
-  return { name: s.name, file: s.file, state: s.state, verified: s.state === 'ok', sha256: s.actual, expected: s.expected, source: s.source };
+  return {
+    name: s.name,
+    file: s.file,
+    state: s.state,
+    verified: s.state === 'ok',
+    sha256: s.actual,
+    expected: s.expected,
+    source: s.source,
+  };
 }
 
 function verifyAction(manifest: () => Manifest) {
@@ -156,7 +202,9 @@ function verifyAction(manifest: () => Manifest) {
             : s.state === 'mismatch'
               ? `sha256 ${s.actual}, expected ${s.expected}`
               : s.path;
-        process.stdout.write(`${s.state.toUpperCase().padEnd(8)} ${s.name.padEnd(12)} ${s.file.padEnd(24)} ${detail}\n`);
+        process.stdout.write(
+          `${s.state.toUpperCase().padEnd(8)} ${s.name.padEnd(12)} ${s.file.padEnd(24)} ${detail}\n`,
+        );
       }
     }
     throwForCache(statuses, dir, opts);
@@ -171,13 +219,23 @@ interface SplitInfo {
   std: number;
 }
 
-function splitInfo(images: CacheStatus | undefined, labels: CacheStatus | undefined, classNames: string[]): SplitInfo | null {
+function splitInfo(
+  images: CacheStatus | undefined,
+  labels: CacheStatus | undefined,
+  classNames: string[],
+): SplitInfo | null {
   if (!images?.data || !labels?.data) return null;
   const img = parseIdx(images.data, images.path, { dims: [null, IMAGE_ROWS, IMAGE_COLS] });
   const lab = parseIdx(labels.data, labels.path, { dims: [img.dims[0]!] });
   const counts = classCounts(lab.data, classNames.length);
   const { mean, std } = pixelStats(img.data);
-  return { count: img.dims[0]!, shape: [IMAGE_ROWS, IMAGE_COLS], classCounts: Object.fromEntries(classNames.map((c, k) => [c, counts[k]!])), mean, std };
+  return {
+    count: img.dims[0]!,
+    shape: [IMAGE_ROWS, IMAGE_COLS],
+    classCounts: Object.fromEntries(classNames.map((c, k) => [c, counts[k]!])),
+    mean,
+    std,
+  };
 }
 
 function infoAction(manifest: () => Manifest) {
@@ -200,7 +258,9 @@ function infoAction(manifest: () => Manifest) {
           out.push(`${name}: not available (files missing or unverified)`);
           continue;
         }
-        out.push(`${name}: ${s.count} images ${s.shape.join('x')}, pixel mean ${s.mean.toFixed(4)} std ${s.std.toFixed(4)} (of x/255)`);
+        out.push(
+          `${name}: ${s.count} images ${s.shape.join('x')}, pixel mean ${s.mean.toFixed(4)} std ${s.std.toFixed(4)} (of x/255)`,
+        );
         out.push(
           '  ' +
             Object.entries(s.classCounts)
@@ -209,7 +269,10 @@ function infoAction(manifest: () => Manifest) {
         );
       }
       out.push('files:');
-      for (const s of statuses) out.push(`  ${s.file.padEnd(24)} ${s.state === 'ok' ? 'verified' : s.state.padEnd(8)} from ${s.source ?? 'unknown origin'}`);
+      for (const s of statuses)
+        out.push(
+          `  ${s.file.padEnd(24)} ${s.state === 'ok' ? 'verified' : s.state.padEnd(8)} from ${s.source ?? 'unknown origin'}`,
+        );
       process.stdout.write(out.join('\n') + '\n');
     }
     throwForCache(statuses, dir, opts);
@@ -233,10 +296,15 @@ Exit codes:
 
 export function dataCommand(): Command {
   const manifest = (): Manifest => loadManifest();
-  const data = new Command('data').description('Fashion-MNIST: fetch it into the cache, verify the cache, show what is in it').exitOverride();
+  const data = new Command('data')
+    .description('Fashion-MNIST: fetch it into the cache, verify the cache, show what is in it')
+    .exitOverride();
 
   withCommonOptions(
-    data.command('fetch').description('get the four files into the cache, verified by sha256 (cache, then local dirs, then mirrors)').addHelpText('after', FETCH_EXIT_HELP),
+    data
+      .command('fetch')
+      .description('get the four files into the cache, verified by sha256 (cache, then local dirs, then mirrors)')
+      .addHelpText('after', FETCH_EXIT_HELP),
     true,
   )
     .option('--offline', 'use only the cache and local directories')
@@ -248,12 +316,19 @@ export function dataCommand(): Command {
     )
     .action(fetchAction(manifest));
 
-  withCommonOptions(data.command('verify').description('re-hash the cached files: OK, MISMATCH or MISSING each').addHelpText('after', CHECK_EXIT_HELP), false).action(
-    verifyAction(manifest),
-  );
+  withCommonOptions(
+    data
+      .command('verify')
+      .description('re-hash the cached files: OK, MISMATCH or MISSING each')
+      .addHelpText('after', CHECK_EXIT_HELP),
+    false,
+  ).action(verifyAction(manifest));
 
   withCommonOptions(
-    data.command('info').description('per split: count, image shape, class counts, pixel mean/std; per file: source and verification').addHelpText('after', CHECK_EXIT_HELP),
+    data
+      .command('info')
+      .description('per split: count, image shape, class counts, pixel mean/std; per file: source and verification')
+      .addHelpText('after', CHECK_EXIT_HELP),
     false,
   ).action(infoAction(manifest));
 

@@ -22,11 +22,16 @@ interface EvaluateOptions {
 
 export function evaluateCommand(): Command {
   const cmd = new Command('evaluate')
-    .description("re-evaluate a saved run's model on the test set: loss, accuracy, per-class accuracy, confusion matrix")
+    .description(
+      "re-evaluate a saved run's model on the test set: loss, accuracy, per-class accuracy, confusion matrix",
+    )
     .argument('<run-dir>', 'a run directory written by `regtrain run`')
     .addOption(backendOption())
     .option('--test-limit <n>', 'evaluate on the first N test images only')
-    .option('--best', "evaluate the best epoch's model (RUN_DIR/best/, kept by training.checkpoint.saveBest) instead of the final one")
+    .option(
+      '--best',
+      "evaluate the best epoch's model (RUN_DIR/best/, kept by training.checkpoint.saveBest) instead of the final one",
+    )
     .option('--json', 'print the result as one JSON line: runDir, loss, accuracy, count, perClass, confusion');
   return addDataOptions(cmd).action(async (dir: string, opts: EvaluateOptions) => {
     await evaluateRun(dir, opts);
@@ -66,12 +71,20 @@ export async function evaluateRun(dir: string, opts: EvaluateOptions): Promise<E
     const built = bindRunModel(dir, model, spec);
     const data = await loadSpecData(spec, opts);
     const recorded = metrics.dataset.normalization;
-    if (recorded && (Math.abs(recorded.mean - data.normalization.mean) > 1e-6 || Math.abs(recorded.std - data.normalization.std) > 1e-6)) {
-      out.warn(`normalization constants differ from the run's (mean ${recorded.mean} vs ${data.normalization.mean}); the data may differ`);
+    if (
+      recorded &&
+      (Math.abs(recorded.mean - data.normalization.mean) > 1e-6 ||
+        Math.abs(recorded.std - data.normalization.std) > 1e-6)
+    ) {
+      out.warn(
+        `normalization constants differ from the run's (mean ${recorded.mean} vs ${data.normalization.mean}); the data may differ`,
+      );
     }
     for (const [name, hash] of Object.entries(metrics.dataset.sha256)) {
       if (data.sha256[name] && data.sha256[name] !== hash)
-        out.warn(`${name} differs from the file the run used (sha256 ${hash.slice(0, 12)}… vs ${data.sha256[name]!.slice(0, 12)}…)`);
+        out.warn(
+          `${name} differs from the file the run used (sha256 ${hash.slice(0, 12)}… vs ${data.sha256[name]!.slice(0, 12)}…)`,
+        );
     }
 
     const ev = evaluateSplit(built, data.test);
@@ -82,19 +95,31 @@ export async function evaluateRun(dir: string, opts: EvaluateOptions): Promise<E
       const count = row.reduce((a, b) => a + b, 0);
       return { name: data.classNames[c] ?? String(c), accuracy: count ? row[c]! / count : 0, count };
     });
-    const report: EvaluationReport = { runDir: dir, ...(best ? { best } : {}), loss, accuracy: ev.accuracy, count: ev.count, perClass, confusion };
+    const report: EvaluationReport = {
+      runDir: dir,
+      ...(best ? { best } : {}),
+      loss,
+      accuracy: ev.accuracy,
+      count: ev.count,
+      perClass,
+      confusion,
+    };
 
     if (opts.json) {
       out.event(report as unknown as Record<string, unknown>);
     } else {
       const w = Math.max(...perClass.map((p) => p.name.length));
       out.result(`Test: loss: ${loss.toFixed(4)} - accuracy: ${ev.accuracy.toFixed(4)} (${ev.count} images)`);
-      if (!best && metrics.test && metrics.test.count === ev.count) out.result(`(run reported accuracy ${metrics.test.accuracy.toFixed(4)} on the same ${ev.count} images)`);
+      if (!best && metrics.test && metrics.test.count === ev.count)
+        out.result(`(run reported accuracy ${metrics.test.accuracy.toFixed(4)} on the same ${ev.count} images)`);
       out.result('\nPer class:');
-      for (const p of perClass) out.result(`  ${p.name.padEnd(w)}  ${(100 * p.accuracy).toFixed(1).padStart(5)}%  (${p.count})`);
+      for (const p of perClass)
+        out.result(`  ${p.name.padEnd(w)}  ${(100 * p.accuracy).toFixed(1).padStart(5)}%  (${p.count})`);
       out.result('\nConfusion matrix (rows: true class, columns: predicted):');
       out.result('  ' + ''.padEnd(w) + confusion.map((_, c) => String(c).padStart(6)).join(''));
-      confusion.forEach((row, c) => out.result(`  ${perClass[c]!.name.padEnd(w)}${row.map((v) => String(v).padStart(6)).join('')}`));
+      confusion.forEach((row, c) =>
+        out.result(`  ${perClass[c]!.name.padEnd(w)}${row.map((v) => String(v).padStart(6)).join('')}`),
+      );
     }
     return report;
   } finally {

@@ -34,21 +34,42 @@ const NEXT: Record<ArtifactFormat, (rel: string) => string> = {
  */
 export function planCommand(): Command {
   return new Command('plan')
-    .description('freeze a study into its directory and write a Slurm array script, a Kubernetes Indexed Job, a GNU parallel script or plain command lines for it')
+    .description(
+      'freeze a study into its directory and write a Slurm array script, a Kubernetes Indexed Job, a GNU parallel script or plain command lines for it',
+    )
     .argument('<spec>', 'experiment spec (YAML) with variants, sweep and/or repeats')
-    .addOption(new Option('--format <format>', 'what to write into the study directory').choices(['slurm', 'k8s', 'parallel', 'lines']).default('lines'))
+    .addOption(
+      new Option('--format <format>', 'what to write into the study directory')
+        .choices(['slurm', 'k8s', 'parallel', 'lines'])
+        .default('lines'),
+    )
     .option('--study-dir <dir>', 'the study directory (default: studies/<name>-<hash of the resolved study>)')
     .addOption(new Option('--out <dir>', 'same as --study-dir').hideHelp())
-    .option('--set <path=value>', 'override a field of the base spec, e.g. --set training.epochs=3 (repeatable)', collect, [])
+    .option(
+      '--set <path=value>',
+      'override a field of the base spec, e.g. --set training.epochs=3 (repeatable)',
+      collect,
+      [],
+    )
     .option('--json', 'print one JSON line {"studyDir","artifact","members"} instead of the artifact\'s path')
     .option('--max-members <n>', 'refuse studies with more members than this (default: $REGTRAIN_MAX_MEMBERS or 10000)')
-    .option('--jobs <n>', 'members running at once (Slurm array %N, Kubernetes parallelism, parallel --jobs; default: no limit)')
-    .option('--cpus <n>', 'CPUs per member (Slurm --cpus-per-task, Kubernetes CPU request and limit, BLAS threads)', '1')
+    .option(
+      '--jobs <n>',
+      'members running at once (Slurm array %N, Kubernetes parallelism, parallel --jobs; default: no limit)',
+    )
+    .option(
+      '--cpus <n>',
+      'CPUs per member (Slurm --cpus-per-task, Kubernetes CPU request and limit, BLAS threads)',
+      '1',
+    )
     .option('--mem <size>', 'memory per member, e.g. 2G (Slurm --mem; Kubernetes 2Gi)', '2G')
     .option('--time <time>', 'wall time per member, [D-]HH:MM:SS or minutes (Slurm --time)', '2:00:00')
     .option('--partition <name>', "Slurm partition (default: the cluster's default)")
     .option('--image <ref>', 'Kubernetes: container image with regtrain installed (default: regtrain:<version>)')
-    .option('--data-dir <dir>', 'the dataset on the nodes (Kubernetes: where the data volume is mounted, default /data)')
+    .option(
+      '--data-dir <dir>',
+      'the dataset on the nodes (Kubernetes: where the data volume is mounted, default /data)',
+    )
     .option(
       '--regtrain <command>',
       'how regtrain is invoked on the nodes, e.g. "node /opt/regtrain/bin/regtrain" (checked here; not npx, which does not pass SIGTERM on)',
@@ -57,22 +78,40 @@ export function planCommand(): Command {
     .option('--pvc <name>', 'Kubernetes: PersistentVolumeClaim holding the study directory', 'regtrain-studies')
     .option('--data-pvc <name>', 'Kubernetes: PersistentVolumeClaim holding the dataset', 'regtrain-data')
     .action((file: string, opts: PlanOptions) => {
-      if (opts.studyDir !== undefined && opts.out !== undefined && path.resolve(opts.studyDir) !== path.resolve(opts.out))
+      if (
+        opts.studyDir !== undefined &&
+        opts.out !== undefined &&
+        path.resolve(opts.studyDir) !== path.resolve(opts.out)
+      )
         throw new InputError('--out and --study-dir name different directories; give one');
       const site = parseSiteOptions(opts);
       if (opts.format !== 'k8s') checkLauncher(site.regtrain, opts.regtrain, opts.format !== 'lines');
       const maxMembers = memberCap(opts.maxMembers);
       const loaded = loadSpec(file, opts.set.map(parseSetFlag));
-      if (!isStudy(loaded.raw)) throw new InputError(`${file}: not a study (no variants, sweep or repeats > 1); run it with: ${regtrainCommand()} run ${shellQuote(file)}`);
+      if (!isStudy(loaded.raw))
+        throw new InputError(
+          `${file}: not a study (no variants, sweep or repeats > 1); run it with: ${regtrainCommand()} run ${shellQuote(file)}`,
+        );
       const dir = opts.studyDir ?? opts.out;
       if (dir !== undefined) {
         const flag = opts.studyDir !== undefined ? '--study-dir' : '--out';
         checkArtifactText(flag, dir);
         checkArtifactText(flag, path.relative(process.cwd(), path.resolve(dir)));
       }
-      const { studyDir, members, created } = prepareStudy(loaded, { ...(dir !== undefined ? { out: dir } : {}), specFile: file, sets: opts.set, maxMembers });
+      const { studyDir, members, created } = prepareStudy(loaded, {
+        ...(dir !== undefined ? { out: dir } : {}),
+        specFile: file,
+        sets: opts.set,
+        maxMembers,
+      });
       const rel = path.relative(process.cwd(), studyDir) || '.';
-      const study = { name: loaded.spec.name, dirName: path.basename(studyDir), relDir: rel, members: members.length, hash: studyHash(members) };
+      const study = {
+        name: loaded.spec.name,
+        dirName: path.basename(studyDir),
+        relDir: rel,
+        members: members.length,
+        hash: studyHash(members),
+      };
       const artifact = path.join(studyDir, ARTIFACT_FILES[opts.format]);
       try {
         if (opts.format === 'slurm') fs.mkdirSync(path.join(studyDir, 'logs'), { recursive: true });
@@ -102,9 +141,20 @@ function checkLauncher(words: string[], given: string, refuse: boolean): void {
     process.stderr.write(`warning: --regtrain ${shellQuote(given)}: ${text}\n`);
   };
   const [first, second] = words as [string, ...string[]];
-  if (whichCommand(first) === null) problem(`${first} is not on PATH here, so every member would fail with "${first}: not found"; ${fix}`);
-  else if (refuse && path.basename(first) === 'node' && second !== undefined && !second.startsWith('-') && !path.isAbsolute(second))
-    problem(`members run inside the study directory; give the script's absolute path, e.g. --regtrain ${shellQuote(ours)}`);
+  if (whichCommand(first) === null)
+    problem(`${first} is not on PATH here, so every member would fail with "${first}: not found"; ${fix}`);
+  else if (
+    refuse &&
+    path.basename(first) === 'node' &&
+    second !== undefined &&
+    !second.startsWith('-') &&
+    !path.isAbsolute(second)
+  )
+    problem(
+      `members run inside the study directory; give the script's absolute path, e.g. --regtrain ${shellQuote(ours)}`,
+    );
   if (path.basename(first) === 'npx' || (path.basename(first) === 'npm' && second === 'exec'))
-    process.stderr.write(`warning: --regtrain ${shellQuote(given)}: npx does not pass SIGTERM on to regtrain, so scancel, requeue and preemption would not save; ${fix}\n`);
+    process.stderr.write(
+      `warning: --regtrain ${shellQuote(given)}: npx does not pass SIGTERM on to regtrain, so scancel, requeue and preemption would not save; ${fix}\n`,
+    );
 }

@@ -32,8 +32,16 @@ export function predictCommand(): Command {
     .description("classify images with a saved run's model: the 3 most probable classes of each")
     .argument('<run-dir>', 'a run directory written by `regtrain run`')
     .argument('[images...]', 'PNG files (any size, grey or colour; made into 28×28 Fashion-MNIST images, see README)')
-    .option('--test-index <n>', 'classify test image N (0-based; the test set as evaluate loads it, repeatable)', collect, [])
-    .option('--best', "use the best epoch's model (RUN_DIR/best/, kept by training.checkpoint.saveBest) instead of the final one")
+    .option(
+      '--test-index <n>',
+      'classify test image N (0-based; the test set as evaluate loads it, repeatable)',
+      collect,
+      [],
+    )
+    .option(
+      '--best',
+      "use the best epoch's model (RUN_DIR/best/, kept by training.checkpoint.saveBest) instead of the final one",
+    )
     .option('--json', 'print JSON lines, one object per image')
     .addOption(backendOption());
   return addDataOptions(cmd).action(async (dir: string, images: string[], opts: PredictOptions) => {
@@ -61,7 +69,8 @@ interface Input {
 
 export async function predict(dir: string, images: string[], opts: PredictOptions): Promise<Prediction[]> {
   const out = new Console(!!opts.json, false);
-  if (images.length === 0 && opts.testIndex.length === 0) throw new InputError('predict: name one or more PNG images, or --test-index N');
+  if (images.length === 0 && opts.testIndex.length === 0)
+    throw new InputError('predict: name one or more PNG images, or --test-index N');
   const indexes = opts.testIndex.map(parseTestIndex);
   const { metrics, best } = openFinishedRun(dir, 'predict', !!opts.best, out);
   const spec = readRunSpec(dir);
@@ -73,8 +82,14 @@ export async function predict(dir: string, images: string[], opts: PredictOption
     const png = readPng(file);
     const prep = toFashionMnist(png);
     if (prep.pixels.every((p) => p === prep.pixels[0]))
-      out.warn(`${file}: one colour all over (nothing to see once made a 28×28 Fashion-MNIST image); its prediction means nothing`);
-    return { label: file, x: Float32Array.from(prep.pixels, (b) => lut[b]!), prediction: { image: file, width: png.width, height: png.height, background: prep.background } };
+      out.warn(
+        `${file}: one colour all over (nothing to see once made a 28×28 Fashion-MNIST image); its prediction means nothing`,
+      );
+    return {
+      label: file,
+      x: Float32Array.from(prep.pixels, (b) => lut[b]!),
+      prediction: { image: file, width: png.width, height: png.height, background: prep.background },
+    };
   });
   let classNames = loadManifest().classNames;
   if (indexes.length) {
@@ -82,9 +97,16 @@ export async function predict(dir: string, images: string[], opts: PredictOption
     const data = await loadSpecData({ ...spec, data: { ...spec.data, testLimit: null } }, opts);
     classNames = data.classNames;
     for (const [k, i] of indexes.entries()) {
-      if (i >= data.test.count) throw new InputError(`--test-index ${opts.testIndex[k]}: the test set has ${data.test.count} images (0 to ${data.test.count - 1})`);
+      if (i >= data.test.count)
+        throw new InputError(
+          `--test-index ${opts.testIndex[k]}: the test set has ${data.test.count} images (0 to ${data.test.count - 1})`,
+        );
       const trueClass = classNames[data.test.labels[i]!] ?? String(data.test.labels[i]);
-      inputs.push({ label: `test image ${i}`, x: data.test.images.subarray(i * PIXELS_PER_IMAGE, (i + 1) * PIXELS_PER_IMAGE), prediction: { testIndex: i, trueClass } });
+      inputs.push({
+        label: `test image ${i}`,
+        x: data.test.images.subarray(i * PIXELS_PER_IMAGE, (i + 1) * PIXELS_PER_IMAGE),
+        prediction: { testIndex: i, trueClass },
+      });
     }
   }
 
@@ -134,5 +156,6 @@ function printTable(out: Console, inputs: Input[], predictions: Prediction[]): v
     rows.push([label, ...p.top.map((c) => `${c.class} ${(100 * c.probability).toFixed(1)}%`)]);
   });
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => (r[c] ?? '').length)));
-  for (const r of rows) out.result(r.map((cell, c) => (c === r.length - 1 ? cell : cell.padEnd(widths[c]!))).join('   '));
+  for (const r of rows)
+    out.result(r.map((cell, c) => (c === r.length - 1 ? cell : cell.padEnd(widths[c]!))).join('   '));
 }

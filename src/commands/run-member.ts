@@ -29,7 +29,9 @@ interface RunMemberOptions {
  */
 export function runMemberCommand(): Command {
   const cmd = new Command('run-member')
-    .description('run one member of a planned study: start it, resume it after an interruption, or skip it when finished (for Slurm arrays, Kubernetes Indexed Jobs, GNU parallel)')
+    .description(
+      'run one member of a planned study: start it, resume it after an interruption, or skip it when finished (for Slurm arrays, Kubernetes Indexed Jobs, GNU parallel)',
+    )
     .argument('<study-dir>', 'a study directory written by `regtrain plan` or `regtrain run STUDY_SPEC`')
     .option('--index <n>', 'the member, from 0 (default: $SLURM_ARRAY_TASK_ID, else $JOB_COMPLETION_INDEX)')
     .addOption(backendOption())
@@ -51,10 +53,14 @@ export function memberIndex(flag: string | undefined, study: StudyFile, env: Nod
           ? [env.JOB_COMPLETION_INDEX, 'JOB_COMPLETION_INDEX']
           : [undefined, ''];
   if (raw === undefined)
-    throw new InputError('run-member: which member? pass --index N, or run it as a Slurm array task (SLURM_ARRAY_TASK_ID) or a Kubernetes Indexed Job pod (JOB_COMPLETION_INDEX)');
+    throw new InputError(
+      'run-member: which member? pass --index N, or run it as a Slurm array task (SLURM_ARRAY_TASK_ID) or a Kubernetes Indexed Job pod (JOB_COMPLETION_INDEX)',
+    );
   const n = study.members.length;
   if (!/^\d+$/.test(raw.trim()) || Number(raw) >= n)
-    throw new InputError(`${where} ${raw}: expected a member index from 0 to ${n - 1} (the study has ${n} member${n === 1 ? '' : 's'})`);
+    throw new InputError(
+      `${where} ${raw}: expected a member index from 0 to ${n - 1} (the study has ${n} member${n === 1 ? '' : 's'})`,
+    );
   return Number(raw);
 }
 

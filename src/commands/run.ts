@@ -29,7 +29,9 @@ export interface RunOptions {
 
 export function runCommand(): Command {
   const cmd = new Command('run')
-    .description('train the model a spec describes, report per epoch, evaluate on the test set and save a run directory')
+    .description(
+      'train the model a spec describes, report per epoch, evaluate on the test set and save a run directory',
+    )
     .argument('[spec]', 'experiment spec (YAML); optional with --resume')
     .option('--set <path=value>', 'override a spec field, e.g. --set training.epochs=3 (repeatable)', collect, [])
     .option('--out <dir>', 'the run directory to create (default: runs/<name>-<UTC timestamp>)')
@@ -38,9 +40,15 @@ export function runCommand(): Command {
     .option('-q, --quiet', 'print only the final result')
     .option('--resume <run-dir>', 'continue an interrupted or crashed run from its last checkpoint')
     .option('--force', 'with --resume: accept a spec that changed since the run started (and a failed run)')
-    .option('--jobs <n>', 'study specs (variants/sweep/repeats): members trained at once, each in its own process (default: one at a time)')
+    .option(
+      '--jobs <n>',
+      'study specs (variants/sweep/repeats): members trained at once, each in its own process (default: one at a time)',
+    )
     .option('--dry-run', 'study specs: list the members and their commands without training')
-    .option('--max-members <n>', 'study specs: refuse studies with more members than this (default: $REGTRAIN_MAX_MEMBERS or 10000)');
+    .option(
+      '--max-members <n>',
+      'study specs: refuse studies with more members than this (default: $REGTRAIN_MAX_MEMBERS or 10000)',
+    );
   return addDataOptions(cmd).action(async (file: string | undefined, opts: RunOptions) => {
     await runSpecFile(file, opts);
   });
@@ -50,7 +58,11 @@ export function runCommand(): Command {
  * `run` and `run-member`: with --json, the stream ends with exactly one `done`, `failed` or
  * `interrupted` event, also when the spec is refused before anything starts.
  */
-export async function runSpecFile(file: string | undefined, opts: RunOptions, out = new Console(!!opts.json, !!opts.quiet)): Promise<string> {
+export async function runSpecFile(
+  file: string | undefined,
+  opts: RunOptions,
+  out = new Console(!!opts.json, !!opts.quiet),
+): Promise<string> {
   try {
     return await runWith(out, file, opts);
   } catch (err) {
@@ -76,7 +88,8 @@ async function runWith(out: Console, file: string | undefined, opts: RunOptions)
   const loaded = loadSpec(file, opts.set.map(parseSetFlag));
   if (isStudy(loaded.raw)) {
     const jobs = Number(opts.jobs ?? '1');
-    if (!Number.isInteger(jobs) || jobs < 1 || jobs > 64) throw new InputError(`--jobs ${opts.jobs}: expected an integer from 1 to 64`);
+    if (!Number.isInteger(jobs) || jobs < 1 || jobs > 64)
+      throw new InputError(`--jobs ${opts.jobs}: expected an integer from 1 to 64`);
     const extraArgs = [
       ...(opts.backend ? ['--backend', opts.backend] : []),
       ...(opts.dataDir ? ['--data-dir', path.resolve(opts.dataDir)] : []),
@@ -105,13 +118,22 @@ async function runWith(out: Console, file: string | undefined, opts: RunOptions)
         ...(opts.out ? ['--out', shellQuote(opts.out)] : []),
         ...(opts.jobs ? ['--jobs', opts.jobs] : []),
       ];
-      throw new InterruptedError(err.message, { signal: null, lastEpoch: 0, runDir: null, resume: [...again, ...extraArgs.map(shellQuote)].join(' ') });
+      throw new InterruptedError(err.message, {
+        signal: null,
+        lastEpoch: 0,
+        runDir: null,
+        resume: [...again, ...extraArgs.map(shellQuote)].join(' '),
+      });
     }
     const studyDir = results[0] ? path.dirname(path.dirname(results[0].runDir)) : '';
     if (!opts.dryRun) out.end({ event: 'done', studyDir, members: results.length });
     return studyDir;
   }
   if (opts.dryRun) throw new InputError('--dry-run: the spec has no variants, sweep or repeats (it is a single run)');
-  if (opts.jobs !== undefined) throw new InputError('--jobs: the spec has no variants, sweep or repeats (it is a single run)');
-  return runExperiment(loaded.spec, { ...experimentOpts, ...(opts.out ? { out: opts.out } : {}) }, out, null, { specFile: path.resolve(file), sets: opts.set });
+  if (opts.jobs !== undefined)
+    throw new InputError('--jobs: the spec has no variants, sweep or repeats (it is a single run)');
+  return runExperiment(loaded.spec, { ...experimentOpts, ...(opts.out ? { out: opts.out } : {}) }, out, null, {
+    specFile: path.resolve(file),
+    sets: opts.set,
+  });
 }

@@ -22,7 +22,9 @@ export function readBestInfo(dir: string): BestInfo {
     text = readRegularFile(file, { maxBytes: MAX_BEST_INFO_BYTES }).toString('utf8');
   } catch (err) {
     if (err instanceof UnreadableFileError && err.code === 'ENOENT')
-      throw new InputError(`${dir}: has no best model (train with training.checkpoint.saveBest, e.g. --set 'training.checkpoint.saveBest={monitor: val_loss}')`);
+      throw new InputError(
+        `${dir}: has no best model (train with training.checkpoint.saveBest, e.g. --set 'training.checkpoint.saveBest={monitor: val_loss}')`,
+      );
     throw err;
   }
   let raw: unknown;
@@ -32,7 +34,8 @@ export function readBestInfo(dir: string): BestInfo {
     throw new InputError(`${file}: not valid JSON (truncated or corrupt)`);
   }
   const parsed = bestInfoSchema.safeParse(raw);
-  if (!parsed.success) throw new InputError(`${file}: damaged (${parsed.error.issues[0]!.path.join('.') || 'content'} is invalid)`);
+  if (!parsed.success)
+    throw new InputError(`${file}: damaged (${parsed.error.issues[0]!.path.join('.') || 'content'} is invalid)`);
   return parsed.data;
 }
 
@@ -53,7 +56,10 @@ export function openFinishedRun(
   const { metrics, warnings } = readMetrics(dir);
   for (const w of warnings) out.warn(w);
   const best = useBest ? readBestInfo(dir) : null;
-  if (metrics.status !== 'complete' && !best) throw new InputError(`${dir}: the run is ${metrics.status} (${metrics.stopReason}); ${command} needs a finished run${hint(metrics)}`);
+  if (metrics.status !== 'complete' && !best)
+    throw new InputError(
+      `${dir}: the run is ${metrics.status} (${metrics.stopReason}); ${command} needs a finished run${hint(metrics)}`,
+    );
   return { metrics, best };
 }
 
@@ -64,7 +70,8 @@ export function readRunSpec(dir: string, sets: Override[] = []): ExperimentSpec 
   try {
     specText = readRegularFile(specFile, { maxBytes: MAX_SPEC_BYTES }).toString('utf8');
   } catch (err) {
-    if (err instanceof UnreadableFileError && err.code === 'ENOENT') throw new InputError(`${specFile}: missing (not a complete run directory)`);
+    if (err instanceof UnreadableFileError && err.code === 'ENOENT')
+      throw new InputError(`${specFile}: missing (not a complete run directory)`);
     throw err;
   }
   return parseSpec(specText, specFile, sets).spec;

@@ -30,7 +30,11 @@ export function memberState(runDir: string): MemberState {
 }
 
 export function studyStatus(studyDir: string): MemberStatus[] {
-  const members: MemberStatus[] = readStudy(studyDir).members.map((m, index) => ({ index, name: m.name, state: memberState(memberRunDir(studyDir, m.name)) }));
+  const members: MemberStatus[] = readStudy(studyDir).members.map((m, index) => ({
+    index,
+    name: m.name,
+    state: memberState(memberRunDir(studyDir, m.name)),
+  }));
   const queued = slurmQueue();
   for (const m of members) {
     if (m.state !== 'not-started') continue;
@@ -54,11 +58,15 @@ function slurmQueue(): Set<string> | null {
 function deadTaskLog(studyDir: string, index: number, queued: Set<string> | null): string | null {
   let names: string[];
   try {
-    names = fs.readdirSync(path.join(studyDir, 'logs')).filter((f) => f.endsWith(`_${index}.out`) && /^\d+_\d+\.out$/.test(f));
+    names = fs
+      .readdirSync(path.join(studyDir, 'logs'))
+      .filter((f) => f.endsWith(`_${index}.out`) && /^\d+_\d+\.out$/.test(f));
   } catch {
     return null;
   }
-  const newest = names.map((f) => ({ f, mtime: fs.statSync(path.join(studyDir, 'logs', f)).mtimeMs })).sort((a, b) => b.mtime - a.mtime)[0];
+  const newest = names
+    .map((f) => ({ f, mtime: fs.statSync(path.join(studyDir, 'logs', f)).mtimeMs }))
+    .sort((a, b) => b.mtime - a.mtime)[0];
   if (!newest) return null;
   if (queued !== null) return queued.has(newest.f.slice(0, -'.out'.length)) ? null : path.join('logs', newest.f);
   const text = fs.readFileSync(path.join(studyDir, 'logs', newest.f), 'utf8');
@@ -87,14 +95,17 @@ interface StatusOptions {
 /** `regtrain status STUDY_DIR`: members done / running / interrupted / failed / not started, by index. */
 export function statusCommand(): Command {
   return new Command('status')
-    .description('show how far a study has got: members done, running, interrupted, failed and not started, with their indexes')
+    .description(
+      'show how far a study has got: members done, running, interrupted, failed and not started, with their indexes',
+    )
     .argument('<study-dir>', 'a study directory')
     .option('--json', 'one JSON line per member: {"index","name","state"}')
     .option('--wait', 'first wait until every member is done or failed (e.g. before compare in a Kubernetes Job)')
     .option('--poll <seconds>', 'with --wait: seconds between looks', '30')
     .action(async (dir: string, opts: StatusOptions) => {
       const poll = Number(opts.poll);
-      if (!/^\d+(\.\d+)?$/.test(opts.poll) || poll <= 0 || poll > 86400) throw new InputError(`--poll ${opts.poll}: expected seconds from 0 to 86400`);
+      if (!/^\d+(\.\d+)?$/.test(opts.poll) || poll <= 0 || poll > 86400)
+        throw new InputError(`--poll ${opts.poll}: expected seconds from 0 to 86400`);
       const studyDir = path.resolve(dir);
       let members = studyStatus(studyDir);
       while (opts.wait && members.some((m) => m.state !== 'done' && m.state !== 'failed')) {
@@ -107,13 +118,23 @@ export function statusCommand(): Command {
       }
       const study = readStudy(studyDir);
       const rel = path.relative(process.cwd(), studyDir) || '.';
-      const lines = [`study ${study.name} in ${rel}: ${members.filter((m) => m.state === 'done').length} of ${members.length} members done`];
+      const lines = [
+        `study ${study.name} in ${rel}: ${members.filter((m) => m.state === 'done').length} of ${members.length} members done`,
+      ];
       for (const state of ORDER) {
         const idx = members.filter((m) => m.state === state).map((m) => m.index);
-        lines.push(`  ${state.replace('-', ' ').padEnd(12)} ${String(idx.length).padStart(4)}${idx.length ? `  ${indexRanges(idx)}` : ''}`);
+        lines.push(
+          `  ${state.replace('-', ' ').padEnd(12)} ${String(idx.length).padStart(4)}${idx.length ? `  ${indexRanges(idx)}` : ''}`,
+        );
       }
-      for (const m of members) if (m.log !== undefined) lines.push(`member ${m.index} (${m.name}) died before its run began: read ${shellQuote(path.join(rel, m.log))}`);
-      const retry = members.filter((m) => m.state === 'interrupted' || m.state === 'not-started' || m.log !== undefined).map((m) => m.index);
+      for (const m of members)
+        if (m.log !== undefined)
+          lines.push(
+            `member ${m.index} (${m.name}) died before its run began: read ${shellQuote(path.join(rel, m.log))}`,
+          );
+      const retry = members
+        .filter((m) => m.state === 'interrupted' || m.state === 'not-started' || m.log !== undefined)
+        .map((m) => m.index);
       if (retry.length && fs.existsSync(path.join(studyDir, 'slurm.sbatch')))
         lines.push(
           `resubmit the unfinished ones${members.some((m) => m.log !== undefined) ? ' (after fixing what the logs say)' : ''}, with a new compare after them: bash ${shellQuote(path.join(rel, 'slurm.sbatch'))} --array=${indexRanges(retry)}`,

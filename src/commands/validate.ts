@@ -4,7 +4,9 @@ import { collect } from './common';
 
 export function validateCommand(): Command {
   return new Command('validate')
-    .description('check a spec and print it fully resolved (defaults filled in); lists every error and exits 2 otherwise')
+    .description(
+      'check a spec and print it fully resolved (defaults filled in); lists every error and exits 2 otherwise',
+    )
     .argument('<spec>', 'experiment spec (YAML)')
     .option('--set <path=value>', 'override a field, e.g. --set training.epochs=3 (repeatable)', collect, [])
     .option('--json', 'print the resolved spec as JSON')

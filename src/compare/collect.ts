@@ -62,7 +62,8 @@ function subdirs(dir: string): string[] {
 /** Reads one run directory; returns a reason instead when it cannot be compared. */
 export function readRun(dir: string): { run?: RunData; reason?: string; warnings: string[] } {
   const warnings: string[] = [];
-  if (!fs.existsSync(path.join(dir, METRICS_FILE))) return { reason: 'no metrics.json (the run did not finish, or this is not a run directory)', warnings };
+  if (!fs.existsSync(path.join(dir, METRICS_FILE)))
+    return { reason: 'no metrics.json (the run did not finish, or this is not a run directory)', warnings };
   let metrics: MetricsFile;
   try {
     const read = readMetrics(dir);
@@ -71,8 +72,10 @@ export function readRun(dir: string): { run?: RunData; reason?: string; warnings
   } catch (err) {
     return { reason: reasonOf(err, dir), warnings };
   }
-  if (metrics.status !== 'complete') return { reason: `the run is ${metrics.status} (${metrics.stopReason})`, warnings };
-  if (!metrics.test || finite(metrics.test.accuracy) === null || finite(metrics.test.loss) === null) return { reason: 'metrics.json has no test accuracy/loss', warnings };
+  if (metrics.status !== 'complete')
+    return { reason: `the run is ${metrics.status} (${metrics.stopReason})`, warnings };
+  if (!metrics.test || finite(metrics.test.accuracy) === null || finite(metrics.test.loss) === null)
+    return { reason: 'metrics.json has no test accuracy/loss', warnings };
 
   let history: EpochRecord[] | null = null;
   try {
@@ -86,10 +89,13 @@ export function readRun(dir: string): { run?: RunData; reason?: string; warnings
   const specFile = path.join(dir, SPEC_FILE);
   try {
     const parsed = parsePlainYaml(readRegularFile(specFile, { maxBytes: MAX_SPEC_BYTES }).toString('utf8'), specFile);
-    if (parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed)) spec = parsed as Record<string, unknown>;
+    if (parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed))
+      spec = parsed as Record<string, unknown>;
     else warnings.push(`${dir}: spec.yaml is not a map; grouped by name only`);
   } catch (err) {
-    warnings.push(`${dir}: ${err instanceof UnreadableFileError && err.code === 'ENOENT' ? 'spec.yaml missing' : reasonOf(err, dir)}; grouped by name only`);
+    warnings.push(
+      `${dir}: ${err instanceof UnreadableFileError && err.code === 'ENOENT' ? 'spec.yaml missing' : reasonOf(err, dir)}; grouped by name only`,
+    );
   }
   return { run: { dir, metrics, history, spec, study: null }, warnings };
 }
@@ -150,7 +156,8 @@ export function collectRuns(args: string[]): Collected {
     // A folder of runs (e.g. runs/), or a study whose study.json is lost.
     const candidates = [...subdirs(arg), ...subdirs(path.join(arg, 'runs'))].filter(looksLikeRun);
     if (problem) out.warnings.push(`${arg}: ${problem}; its runs are compared without variant names`);
-    if (candidates.length === 0) out.skipped.push({ dir: arg, reason: 'not a run directory, a study directory or a folder of runs' });
+    if (candidates.length === 0)
+      out.skipped.push({ dir: arg, reason: 'not a run directory, a study directory or a folder of runs' });
     for (const d of candidates) add(d, null);
   }
   return out;

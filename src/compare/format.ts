@@ -27,11 +27,14 @@ export function fmtSigned(x: number, digits: number): string {
 
 export function fmtStat(s: Stat | null, digits: number, scale = 1): string {
   if (!s) return '—';
-  return s.std === null ? fmtNum(s.mean * scale, digits) : `${fmtNum(s.mean * scale, digits)} ± ${fmtNum(s.std * scale, digits)}`;
+  return s.std === null
+    ? fmtNum(s.mean * scale, digits)
+    : `${fmtNum(s.mean * scale, digits)} ± ${fmtNum(s.std * scale, digits)}`;
 }
 
 const fmtPct = (s: Stat | null) => (s ? `${fmtNum(s.mean * 100, 1)}%` : '—');
-const fmtSig = (s: Stat | null) => (s ? (Math.abs(s.mean) >= 100 ? fmtNum(s.mean, 0) : s.mean.toPrecision(3).replace('-', MINUS)) : '—');
+const fmtSig = (s: Stat | null) =>
+  s ? (Math.abs(s.mean) >= 100 ? fmtNum(s.mean, 0) : s.mean.toPrecision(3).replace('-', MINUS)) : '—';
 
 export function pairedOf(r: CompareResult, g: Group): PairedResult | undefined {
   return r.paired.find((p) => p.group === g.name);
@@ -82,15 +85,30 @@ function wideColumns(): Column[] {
     {
       title: 'best val acc (epoch)',
       numeric: true,
-      cell: (g) => (g.bestValAccuracy ? `${fmtStat(g.bestValAccuracy, 4)} (${fmtNum(g.bestValEpoch!.mean, g.bestValEpoch!.std ? 1 : 0)})` : '—'),
+      cell: (g) =>
+        g.bestValAccuracy
+          ? `${fmtStat(g.bestValAccuracy, 4)} (${fmtNum(g.bestValEpoch!.mean, g.bestValEpoch!.std ? 1 : 0)})`
+          : '—',
     },
     { title: 'train−test gap', numeric: true, cell: (g) => fmtStat(g.gap, 4) },
-    { title: 'data loss / penalty', numeric: true, cell: (g) => `${fmtStat(g.dataLoss, 4)} / ${fmtStat(g.penalty, 4)}` },
+    {
+      title: 'data loss / penalty',
+      numeric: true,
+      cell: (g) => `${fmtStat(g.dataLoss, 4)} / ${fmtStat(g.penalty, 4)}`,
+    },
     { title: 'penalty share', numeric: true, cell: (g) => fmtPct(g.penaltyShare) },
-    { title: 'sparsity |w|<1e-3 per layer', numeric: true, cell: (g) => g.layers.map((l) => fmtPct(l.sparsity1e3)).join(' / ') || '—' },
+    {
+      title: 'sparsity |w|<1e-3 per layer',
+      numeric: true,
+      cell: (g) => g.layers.map((l) => fmtPct(l.sparsity1e3)).join(' / ') || '—',
+    },
     { title: 'L1 per layer', numeric: true, cell: (g) => g.layers.map((l) => fmtSig(l.l1)).join(' / ') || '—' },
     { title: 'L2 per layer', numeric: true, cell: (g) => g.layers.map((l) => fmtSig(l.l2)).join(' / ') || '—' },
-    { title: 'epochs', numeric: true, cell: (g) => (g.epochs ? fmtNum(g.epochs.mean, Number.isInteger(g.epochs.mean) ? 0 : 1) : '—') },
+    {
+      title: 'epochs',
+      numeric: true,
+      cell: (g) => (g.epochs ? fmtNum(g.epochs.mean, Number.isInteger(g.epochs.mean) ? 0 : 1) : '—'),
+    },
     { title: 'seconds', numeric: true, cell: (g) => (g.seconds ? fmtNum(g.seconds.mean, 1) : '—') },
   ];
 }
@@ -101,9 +119,16 @@ export interface FormatOptions {
 }
 
 /** The table's header and cells, as the text/Markdown/HTML outputs show them. */
-export function tableCells(r: CompareResult, opts: FormatOptions = {}): { header: string[]; numeric: boolean[]; rows: string[][] } {
+export function tableCells(
+  r: CompareResult,
+  opts: FormatOptions = {},
+): { header: string[]; numeric: boolean[]; rows: string[][] } {
   const cols = opts.wide ? wideColumns() : readableColumns();
-  return { header: cols.map((c) => c.title), numeric: cols.map((c) => c.numeric), rows: r.groups.map((g) => cols.map((c) => c.cell(g, r))) };
+  return {
+    header: cols.map((c) => c.title),
+    numeric: cols.map((c) => c.numeric),
+    rows: r.groups.map((g) => cols.map((c) => c.cell(g, r))),
+  };
 }
 
 /** `l1 − baseline: +0.0300 [+0.0052, +0.0548], t(2) = 5.20, p = 0.035, 3 pairs: better` (test accuracy). */
@@ -138,7 +163,9 @@ export function legendSentences(r: CompareResult, opts: FormatOptions = {}): str
 
 /** Each variant's changes against the baseline (the legend under the readable table). */
 export function variantLegend(r: CompareResult): { name: string; changes: string[] }[] {
-  return r.groups.filter((g) => !g.isBaseline).map((g) => ({ name: g.name, changes: g.changes.length ? g.changes : ['(same spec)'] }));
+  return r.groups
+    .filter((g) => !g.isBaseline)
+    .map((g) => ({ name: g.name, changes: g.changes.length ? g.changes : ['(same spec)'] }));
 }
 
 /** `items` on lines of at most `width` characters: the first after `first`, the others after `indent`; items end with `joiner` (trimmed) and are separated by one space. */
@@ -192,7 +219,11 @@ export function formatMarkdown(r: CompareResult, opts: FormatOptions = {}): stri
   const { header, numeric, rows } = tableCells(r, opts);
   const accCol = header.findIndex((h) => h.startsWith('test acc'));
   const body = rows.map((row, i) => row.map((c, j) => (j === accCol && r.groups[i]!.best ? `**${c}**` : c)));
-  const out = [`| ${header.map(mdCell).join(' | ')} |`, `| ${numeric.map((n) => (n ? '---:' : '---')).join(' | ')} |`, ...body.map((row) => `| ${row.map(mdCell).join(' | ')} |`)];
+  const out = [
+    `| ${header.map(mdCell).join(' | ')} |`,
+    `| ${numeric.map((n) => (n ? '---:' : '---')).join(' | ')} |`,
+    ...body.map((row) => `| ${row.map(mdCell).join(' | ')} |`),
+  ];
   out.push(
     '',
     legendSentences(r, opts)
@@ -200,18 +231,28 @@ export function formatMarkdown(r: CompareResult, opts: FormatOptions = {}): stri
       .replace(/^Best test accuracy: [^.]*\./, 'Best test accuracy in bold.'),
   );
   const legend = variantLegend(r);
-  if (!opts.wide && legend.length) out.push('', 'Variants (what differs from the baseline):', '', ...legend.map((v) => `- ${v.name}: ${v.changes.map(mdCode).join(', ')}`));
+  if (!opts.wide && legend.length)
+    out.push(
+      '',
+      'Variants (what differs from the baseline):',
+      '',
+      ...legend.map((v) => `- ${v.name}: ${v.changes.map(mdCode).join(', ')}`),
+    );
   if (r.paired.length) out.push('', `${pairedHeading(r)}:`, '', ...r.paired.map((p) => `- ${pairedLine(p)}`));
   return out.join('\n') + '\n';
 }
 
 const csvCell = (v: unknown): string => {
-  const s = v === null || v === undefined ? '' : typeof v === 'number' ? (Number.isFinite(v) ? String(v) : '') : String(v);
+  const s =
+    v === null || v === undefined ? '' : typeof v === 'number' ? (Number.isFinite(v) ? String(v) : '') : String(v);
   return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
 };
 
 export function formatCsv(r: CompareResult): string {
-  const layerNames = r.groups.reduce<string[]>((acc, g) => (g.layers.length > acc.length ? g.layers.map((l) => l.layer) : acc), []);
+  const layerNames = r.groups.reduce<string[]>(
+    (acc, g) => (g.layers.length > acc.length ? g.layers.map((l) => l.layer) : acc),
+    [],
+  );
   const statCols = (name: string, s: (g: Group) => Stat | null): [string, (g: Group) => unknown][] => [
     [name, (g) => s(g)?.mean],
     [`${name}_std`, (g) => s(g)?.std],
@@ -246,7 +287,12 @@ export function formatCsv(r: CompareResult): string {
     ['epochs', (g) => g.epochs?.mean],
     ['seconds', (g) => g.seconds?.mean],
   ];
-  return [cols.map(([n]) => csvCell(n)).join(','), ...r.groups.map((g) => cols.map(([, f]) => csvCell(f(g))).join(','))].join('\n') + '\n';
+  return (
+    [
+      cols.map(([n]) => csvCell(n)).join(','),
+      ...r.groups.map((g) => cols.map(([, f]) => csvCell(f(g))).join(',')),
+    ].join('\n') + '\n'
+  );
 }
 
 /**
@@ -268,7 +314,11 @@ export function formatJsonLines(r: CompareResult): string {
       sweepPaths: r.sweepPaths,
     },
     ...r.groups.map(({ runs, ...g }) => ({ type: 'group', ...g, runDirs: runs.map((x) => x.dir) })),
-    ...r.paired.map((p) => ({ type: 'paired', ...p, t: Number.isFinite(p.t) ? p.t : p.t > 0 ? 'Infinity' : '-Infinity' })),
+    ...r.paired.map((p) => ({
+      type: 'paired',
+      ...p,
+      t: Number.isFinite(p.t) ? p.t : p.t > 0 ? 'Infinity' : '-Infinity',
+    })),
     ...r.skipped.map((s) => ({ type: 'skipped', ...s })),
     ...r.duplicates.map((d) => ({ type: 'duplicate', ...d })),
   ];

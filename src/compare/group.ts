@@ -107,7 +107,13 @@ function meanCurve(runs: RunData[]): CurvePoint[] {
     .map((epoch) => {
       const es = byEpoch.get(epoch)!;
       const m = (k: 'loss' | 'accuracy' | 'val_loss' | 'val_accuracy') => stat(es.map((e) => e[k]))?.mean ?? null;
-      return { epoch, loss: m('loss'), accuracy: m('accuracy'), val_loss: m('val_loss'), val_accuracy: m('val_accuracy') };
+      return {
+        epoch,
+        loss: m('loss'),
+        accuracy: m('accuracy'),
+        val_loss: m('val_loss'),
+        val_accuracy: m('val_accuracy'),
+      };
     });
 }
 
@@ -205,7 +211,13 @@ function orderKey(g: Group, studies: Collected['studies']): number[] {
     return i < 0 ? ordered.length : i;
   });
   const variantIndex = file.variants.indexOf(member.variant);
-  return [1, studyIndex, variantIndex < 0 ? file.variants.length : variantIndex, ...sweepRanks, file.members.indexOf(member)];
+  return [
+    1,
+    studyIndex,
+    variantIndex < 0 ? file.variants.length : variantIndex,
+    ...sweepRanks,
+    file.members.indexOf(member),
+  ];
 }
 
 function compareKeys(a: number[], b: number[]): number {
@@ -245,7 +257,8 @@ export function compareRuns(collected: Collected, opts: { baseline?: string } = 
   }
   // Names: the study's group name; else the run's name, or its directory's where names collide.
   const lists = [...byKey.values()];
-  const baseName = (runs: RunData[]) => runs.find((r) => r.study)?.study!.member.group ?? runs[0]!.metrics.name.replace(/-seed\d+$/, '');
+  const baseName = (runs: RunData[]) =>
+    runs.find((r) => r.study)?.study!.member.group ?? runs[0]!.metrics.name.replace(/-seed\d+$/, '');
   const counts = new Map<string, number>();
   for (const runs of lists) counts.set(baseName(runs), (counts.get(baseName(runs)) ?? 0) + 1);
   const used = new Map<string, number>();
@@ -261,12 +274,30 @@ export function compareRuns(collected: Collected, opts: { baseline?: string } = 
   const studyBaselines = new Set(collected.studies.map((s) => s.file.baseline));
   const wanted = opts.baseline;
   const base =
-    (wanted !== undefined ? groups.find((g) => g.name === wanted || g.variant === wanted || g.runs.some((r) => path.resolve(r.dir) === path.resolve(wanted))) : undefined) ??
-    groups.filter((g) => g.variant !== null && studyBaselines.has(g.variant)).sort((a, b) => compareKeys(orderKey(a, collected.studies), orderKey(b, collected.studies)))[0] ??
+    (wanted !== undefined
+      ? groups.find(
+          (g) =>
+            g.name === wanted ||
+            g.variant === wanted ||
+            g.runs.some((r) => path.resolve(r.dir) === path.resolve(wanted)),
+        )
+      : undefined) ??
+    groups
+      .filter((g) => g.variant !== null && studyBaselines.has(g.variant))
+      .sort((a, b) => compareKeys(orderKey(a, collected.studies), orderKey(b, collected.studies)))[0] ??
     groups.find((g) => g.name === 'baseline' || g.name.startsWith('baseline-')) ??
     groups[0];
-  const warnings = [...collected.warnings, ...duplicates.map((d) => `${d.dropped} repeats ${d.kept} (same spec, seed ${d.seed}): counted once`)];
-  if (wanted !== undefined && base && base.name !== wanted && base.variant !== wanted && !base.runs.some((r) => path.resolve(r.dir) === path.resolve(wanted))) {
+  const warnings = [
+    ...collected.warnings,
+    ...duplicates.map((d) => `${d.dropped} repeats ${d.kept} (same spec, seed ${d.seed}): counted once`),
+  ];
+  if (
+    wanted !== undefined &&
+    base &&
+    base.name !== wanted &&
+    base.variant !== wanted &&
+    !base.runs.some((r) => path.resolve(r.dir) === path.resolve(wanted))
+  ) {
     warnings.push(`--baseline ${wanted}: no such variant or run; using ${base.name}`);
   }
   if (base) base.isBaseline = true;
@@ -275,7 +306,10 @@ export function compareRuns(collected: Collected, opts: { baseline?: string } = 
     g.label = g.changes.join(', ');
   }
 
-  const best = groups.reduce<Group | undefined>((b, g) => (!b || g.testAccuracy.mean > b.testAccuracy.mean ? g : b), undefined);
+  const best = groups.reduce<Group | undefined>(
+    (b, g) => (!b || g.testAccuracy.mean > b.testAccuracy.mean ? g : b),
+    undefined,
+  );
   if (best) best.best = true;
   const keys = new Map(groups.map((g) => [g, orderKey(g, collected.studies)]));
   groups.sort((a, b) => compareKeys(keys.get(a)!, keys.get(b)!));
@@ -287,7 +321,11 @@ export function compareRuns(collected: Collected, opts: { baseline?: string } = 
     const st = sweepOf(g);
     if (st && Object.keys(st.member.sweep).length > 0) {
       const twin = groups.find(
-        (h) => h !== g && sweepOf(h)?.file === st.file && h.variant === st.file.baseline && JSON.stringify(sweepOf(h)!.member.sweep) === JSON.stringify(st.member.sweep),
+        (h) =>
+          h !== g &&
+          sweepOf(h)?.file === st.file &&
+          h.variant === st.file.baseline &&
+          JSON.stringify(sweepOf(h)!.member.sweep) === JSON.stringify(st.member.sweep),
       );
       if (twin) return twin;
     }
@@ -306,7 +344,14 @@ export function compareRuns(collected: Collected, opts: { baseline?: string } = 
     );
     if (!res) continue;
     const verdict = res.ci95[0] > 0 ? 'better' : res.ci95[1] < 0 ? 'worse' : 'inconclusive';
-    paired.push({ group: g.name, baseline: ref.name, metric: 'test accuracy', seeds: matched.map((r) => r.metrics.seed), ...res, verdict });
+    paired.push({
+      group: g.name,
+      baseline: ref.name,
+      metric: 'test accuracy',
+      seeds: matched.map((r) => r.metrics.seed),
+      ...res,
+      verdict,
+    });
   }
   return { groups, baseline: base?.name ?? null, paired, skipped: collected.skipped, warnings, sweepPaths, duplicates };
 }

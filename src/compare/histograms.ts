@@ -11,7 +11,8 @@ import type { RunData } from './collect';
 export function onLattice(h: Histogram): { half: number; counts: number[] } {
   const w = HISTOGRAM_BIN_WIDTH;
   const k0 = Math.round(h.edges[0]! / w);
-  const exact = -k0 === h.edges.length - 1 + k0 && k0 < 0 && h.edges.every((e, i) => Math.abs(e - latticeEdge(k0 + i)) < 1e-9);
+  const exact =
+    -k0 === h.edges.length - 1 + k0 && k0 < 0 && h.edges.every((e, i) => Math.abs(e - latticeEdge(k0 + i)) < 1e-9);
   if (exact) return { half: -k0, counts: [...h.counts] };
   let lo = 0;
   let hi = 0;
@@ -51,7 +52,11 @@ export function groupHistograms(runs: RunData[]): Histogram[] {
     const half = parts.reduce((n, p) => Math.max(n, p.half), 1);
     const counts = new Array<number>(2 * half).fill(0);
     for (const p of parts) p.counts.forEach((c, j) => (counts[j + half - p.half]! += c));
-    out.push({ layer: parts[0]!.layer, edges: Array.from({ length: 2 * half + 1 }, (_, i) => latticeEdge(i - half)), counts });
+    out.push({
+      layer: parts[0]!.layer,
+      edges: Array.from({ length: 2 * half + 1 }, (_, i) => latticeEdge(i - half)),
+      counts,
+    });
   }
   return out;
 }

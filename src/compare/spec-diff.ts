@@ -25,7 +25,12 @@ export function compact(v: unknown): string {
 }
 
 export function getPath(v: unknown, dotted: string): unknown {
-  return dotted.split('.').reduce<unknown>((o, k) => (o !== null && typeof o === 'object' ? (o as Record<string, unknown>)[k] : undefined), v);
+  return dotted
+    .split('.')
+    .reduce<unknown>(
+      (o, k) => (o !== null && typeof o === 'object' ? (o as Record<string, unknown>)[k] : undefined),
+      v,
+    );
 }
 
 /**
@@ -40,7 +45,8 @@ export function specChanges(spec: Record<string, unknown> | null, base: Record<s
   const b = flatten(base);
   const out: string[] = [];
   // Inserting a layer shifts every later index: describe the whole stack instead of each shifted field.
-  const layersOf = (s: Record<string, unknown>) => (getPath(s, 'model.layers') as Record<string, Record<string, unknown>>[] | undefined) ?? [];
+  const layersOf = (s: Record<string, unknown>) =>
+    (getPath(s, 'model.layers') as Record<string, Record<string, unknown>>[] | undefined) ?? [];
   const restacked = layersOf(spec).length !== layersOf(base).length;
   if (restacked) out.push(`model.layers=[${layersOf(spec).map(layerBrief).join(', ')}]`);
   for (const k of Object.keys(a)) {

@@ -18,8 +18,8 @@ export function stat(values: (number | null | undefined)[]): Stat | null {
 function logGamma(x: number): number {
   // Lanczos approximation (g = 7, n = 9), accurate to ~1e-15 for x > 0.
   const c = [
-    0.99999999999980993, 676.5203681218851, -1259.1392167224028, 771.32342877765313, -176.61502916214059, 12.507343278686905, -0.13857109526572012, 9.9843695780195716e-6,
-    1.5056327351493116e-7,
+    0.99999999999980993, 676.5203681218851, -1259.1392167224028, 771.32342877765313, -176.61502916214059,
+    12.507343278686905, -0.13857109526572012, 9.9843695780195716e-6, 1.5056327351493116e-7,
   ];
   if (x < 0.5) return Math.log(Math.PI / Math.sin(Math.PI * x)) - logGamma(1 - x);
   x -= 1;
@@ -41,7 +41,10 @@ function incompleteBeta(x: number, a: number, b: number): number {
   d = 1 / (Math.abs(d) < tiny ? tiny : d);
   let f = d;
   for (let m = 1; m <= 300; m++) {
-    for (const num of [(m * (b - m) * x) / ((a + 2 * m - 1) * (a + 2 * m)), (-(a + m) * (a + b + m) * x) / ((a + 2 * m) * (a + 2 * m + 1))]) {
+    for (const num of [
+      (m * (b - m) * x) / ((a + 2 * m - 1) * (a + 2 * m)),
+      (-(a + m) * (a + b + m) * x) / ((a + 2 * m) * (a + 2 * m + 1)),
+    ]) {
       d = 1 + num * d;
       d = 1 / (Math.abs(d) < tiny ? tiny : d);
       c = 1 + num / c;
@@ -89,7 +92,10 @@ export interface PairedResult {
 }
 
 /** Paired t-test of x − y over matched pairs; null with fewer than 2 pairs. */
-export function pairedT(x: number[], y: number[]): Omit<PairedResult, 'group' | 'baseline' | 'metric' | 'seeds' | 'verdict'> | null {
+export function pairedT(
+  x: number[],
+  y: number[],
+): Omit<PairedResult, 'group' | 'baseline' | 'metric' | 'seeds' | 'verdict'> | null {
   const n = Math.min(x.length, y.length);
   if (n < 2) return null;
   const d = x.slice(0, n).map((v, i) => v - y[i]!);
@@ -101,8 +107,24 @@ export function pairedT(x: number[], y: number[]): Omit<PairedResult, 'group' | 
   // Differences equal up to rounding (0.82 − 0.72 vs 0.84 − 0.74) have no spread either.
   if (se <= 1e-12 * Math.max(1, Math.abs(s.mean))) {
     // Identical differences: no spread, so the interval collapses to the difference itself.
-    return { pairs: n, meanDiff: s.mean, sdDiff: 0, t: s.mean === 0 ? 0 : Math.sign(s.mean) * Infinity, df, p: s.mean === 0 ? 1 : 0, ci95: [s.mean, s.mean] };
+    return {
+      pairs: n,
+      meanDiff: s.mean,
+      sdDiff: 0,
+      t: s.mean === 0 ? 0 : Math.sign(s.mean) * Infinity,
+      df,
+      p: s.mean === 0 ? 1 : 0,
+      ci95: [s.mean, s.mean],
+    };
   }
   const t = s.mean / se;
-  return { pairs: n, meanDiff: s.mean, sdDiff: sd, t, df, p: Math.min(1, 2 * (1 - tCdf(Math.abs(t), df))), ci95: [s.mean - crit * se, s.mean + crit * se] };
+  return {
+    pairs: n,
+    meanDiff: s.mean,
+    sdDiff: sd,
+    t,
+    df,
+    p: Math.min(1, 2 * (1 - tCdf(Math.abs(t), df))),
+    ci95: [s.mean - crit * se, s.mean + crit * se],
+  };
 }

@@ -92,7 +92,10 @@ function statsFromHistogram(h: Uint32Array): { mean: number; std: number } {
 }
 
 /** Population mean and std of x/255 over all pixels of `count` images. */
-export function pixelStats(pixels: Uint8Array, count: number = pixels.length / PIXELS_PER_IMAGE): { mean: number; std: number } {
+export function pixelStats(
+  pixels: Uint8Array,
+  count: number = pixels.length / PIXELS_PER_IMAGE,
+): { mean: number; std: number } {
   return statsFromHistogram(histogram(pixels, null, count));
 }
 
@@ -107,8 +110,18 @@ export function classCounts(labels: Uint8Array | Int32Array, numClasses: number)
  * Indices (ascending) of the validation images among the first n. Stratified quotas use
  * largest remainders so they sum to exactly `size` (ties go to the lower class).
  */
-export function chooseValidation(labels: Uint8Array, n: number, size: number, shuffle: boolean, stratify: boolean, seed: number, numClasses: number): Int32Array {
-  const order = shuffle ? new Rng((seed ^ SPLIT_STREAM_SALT) >>> 0).permutation(n) : Int32Array.from({ length: n }, (_, i) => i);
+export function chooseValidation(
+  labels: Uint8Array,
+  n: number,
+  size: number,
+  shuffle: boolean,
+  stratify: boolean,
+  seed: number,
+  numClasses: number,
+): Int32Array {
+  const order = shuffle
+    ? new Rng((seed ^ SPLIT_STREAM_SALT) >>> 0).permutation(n)
+    : Int32Array.from({ length: n }, (_, i) => i);
   let picked: Int32Array;
   if (!stratify) {
     picked = order.slice(0, size);
@@ -138,7 +151,13 @@ export function chooseValidation(labels: Uint8Array, n: number, size: number, sh
 }
 
 /** Copies the chosen images through a 256-entry lookup table: one typed-array load per pixel. */
-function gather(pixels: Uint8Array, labels: Uint8Array, indices: Int32Array | null, count: number, lut: Float32Array): Split {
+function gather(
+  pixels: Uint8Array,
+  labels: Uint8Array,
+  indices: Int32Array | null,
+  count: number,
+  lut: Float32Array,
+): Split {
   const images = new Float32Array(count * PIXELS_PER_IMAGE);
   const outLabels = new Int32Array(count);
   for (let i = 0; i < count; i++) {
@@ -152,7 +171,8 @@ function gather(pixels: Uint8Array, labels: Uint8Array, indices: Int32Array | nu
 }
 
 function checkCount(value: number | null, what: string): void {
-  if (value !== null && (!Number.isInteger(value) || value < 0)) throw new InputError(`${what} must be a non-negative integer, got ${value}`);
+  if (value !== null && (!Number.isInteger(value) || value < 0))
+    throw new InputError(`${what} must be a non-negative integer, got ${value}`);
 }
 
 interface RawSplit {
@@ -166,9 +186,13 @@ function rawSplit(images: FetchedFile, labels: FetchedFile, numClasses: number):
   const img = parseIdx(images.data, images.path, { magic: IDX_MAGIC_IMAGES, dims: [null, IMAGE_ROWS, IMAGE_COLS] });
   const lab = parseIdx(labels.data, labels.path, { magic: IDX_MAGIC_LABELS });
   const count = img.dims[0]!;
-  if (lab.dims[0] !== count) throw new InputError(`${labels.path}: ${lab.dims[0]} labels for ${count} images in ${images.path}`);
+  if (lab.dims[0] !== count)
+    throw new InputError(`${labels.path}: ${lab.dims[0]} labels for ${count} images in ${images.path}`);
   for (let i = 0; i < count; i++) {
-    if (lab.data[i]! >= numClasses) throw new InputError(`${labels.path}: label ${lab.data[i]} at index ${i} is not one of the ${numClasses} classes`);
+    if (lab.data[i]! >= numClasses)
+      throw new InputError(
+        `${labels.path}: label ${lab.data[i]} at index ${i} is not one of the ${numClasses} classes`,
+      );
   }
   return { pixels: img.data, labels: lab.data, count };
 }
@@ -199,9 +223,11 @@ export async function loadDataset(opts: DataOptions): Promise<Dataset> {
   const n = train.count;
   const testCount = opts.testLimit === null ? test.count : Math.min(opts.testLimit, test.count);
   if (v.size > n) throw new InputError(`validation size ${v.size} is more than the ${n} training images`);
-  if (v.holdout && v.size > 0 && v.size === n) throw new InputError(`validation size ${v.size} with holdout leaves no training images`);
+  if (v.holdout && v.size > 0 && v.size === n)
+    throw new InputError(`validation size ${v.size} with holdout leaves no training images`);
 
-  const valIdx = v.size > 0 ? chooseValidation(train.labels, n, v.size, v.shuffle, v.stratify, opts.seed, numClasses) : null;
+  const valIdx =
+    v.size > 0 ? chooseValidation(train.labels, n, v.size, v.shuffle, v.stratify, opts.seed, numClasses) : null;
   const limit = opts.trainLimit ?? n;
   let trainIdx: Int32Array | null = null;
   if (valIdx && v.holdout) {
@@ -244,7 +270,11 @@ export function splitToTensors(split: Split): { x: tf.Tensor3D; y: tf.Tensor1D }
 }
 
 /** The dataset a spec asks for, from where the command line says (--data-dir, --source). */
-export function loadSpecData(spec: ExperimentSpec, opts: { dataDir?: string; source: string[] }, onProgress?: (p: FetchProgress) => void): Promise<Dataset> {
+export function loadSpecData(
+  spec: ExperimentSpec,
+  opts: { dataDir?: string; source: string[] },
+  onProgress?: (p: FetchProgress) => void,
+): Promise<Dataset> {
   return loadDataset({
     ...(opts.dataDir ? { dataDir: opts.dataDir } : {}),
     ...(opts.source.length ? { sources: opts.source } : {}),

@@ -75,7 +75,9 @@ export function loadManifest(file: string = defaultManifestPath()): Manifest {
   const parsed = ManifestSchema.safeParse(raw);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
-    throw new FailureError(`dataset manifest ${file}: ${issue ? `${issue.path.join('.')}: ${issue.message}` : 'invalid'}`);
+    throw new FailureError(
+      `dataset manifest ${file}: ${issue ? `${issue.path.join('.')}: ${issue.message}` : 'invalid'}`,
+    );
   }
   return parsed.data;
 }
@@ -85,14 +87,21 @@ export function resolveDataDir(dataDir?: string, env: NodeJS.ProcessEnv = proces
   if (dataDir) return path.resolve(dataDir);
   if (env.REGTRAIN_DATA_DIR) return path.resolve(env.REGTRAIN_DATA_DIR);
   // The XDG spec says to ignore a relative XDG_CACHE_HOME.
-  const xdg = env.XDG_CACHE_HOME && path.isAbsolute(env.XDG_CACHE_HOME) ? env.XDG_CACHE_HOME : path.join(os.homedir(), '.cache');
+  const xdg =
+    env.XDG_CACHE_HOME && path.isAbsolute(env.XDG_CACHE_HOME) ? env.XDG_CACHE_HOME : path.join(os.homedir(), '.cache');
   return path.join(xdg, 'regtrain', 'datasets', 'fashion-mnist');
 }
 
 // ---------------------------------------------------------------------------------------
 // The sidecar: where each cached file came from and the hash it was verified against.
 
-const SidecarEntrySchema = z.object({ file: z.string(), sha256: z.string(), bytes: z.number(), source: z.string(), fetchedAt: z.string() });
+const SidecarEntrySchema = z.object({
+  file: z.string(),
+  sha256: z.string(),
+  bytes: z.number(),
+  source: z.string(),
+  fetchedAt: z.string(),
+});
 const SidecarSchema = z.object({ dataset: z.string(), files: z.record(z.string(), SidecarEntrySchema) });
 export type SidecarEntry = z.infer<typeof SidecarEntrySchema>;
 export type Sidecar = z.infer<typeof SidecarSchema>;
@@ -100,7 +109,11 @@ export type Sidecar = z.infer<typeof SidecarSchema>;
 /** The cache's sources.json, or null when missing or unreadable (it is informational only). */
 export function readSidecar(dataDir: string): Sidecar | null {
   try {
-    const parsed = SidecarSchema.safeParse(JSON.parse(readRegularFile(path.join(dataDir, SIDECAR_FILE), { maxBytes: MAX_SMALL_JSON_BYTES }).toString('utf8')));
+    const parsed = SidecarSchema.safeParse(
+      JSON.parse(
+        readRegularFile(path.join(dataDir, SIDECAR_FILE), { maxBytes: MAX_SMALL_JSON_BYTES }).toString('utf8'),
+      ),
+    );
     return parsed.success ? parsed.data : null;
   } catch {
     return null;
@@ -146,9 +159,15 @@ export function verifyCache(dataDir: string, manifest: Manifest = loadManifest()
     } catch (err) {
       // A directory, device, FIFO or unreadable file where a cached file belongs: the data dir is unusable as given.
       // A regular file of the wrong size is simply not the verified file: re-fetched like a changed one.
-      if (!(err instanceof UnreadableFileError) || err.code !== null || /^(a directory|a FIFO|a char|a block|a socket)/.test(err.reason)) {
+      if (
+        !(err instanceof UnreadableFileError) ||
+        err.code !== null ||
+        /^(a directory|a FIFO|a char|a block|a socket)/.test(err.reason)
+      ) {
         const why = err instanceof UnreadableFileError ? (err.code ?? err.reason) : errorMessage(err);
-        throw new InputError(`data dir ${dataDir}: cannot read ${spec.file} (${why}); remove it or choose another --data-dir`);
+        throw new InputError(
+          `data dir ${dataDir}: cannot read ${spec.file} (${why}); remove it or choose another --data-dir`,
+        );
       }
       return {
         name: spec.name,
@@ -273,7 +292,8 @@ function parseSources(given: string[] | undefined, manifest: Manifest): { source
     } catch (err) {
       throw new InputError(`source ${s}: not a valid file: URL (${errorMessage(err).split('\n')[0]})`);
     }
-    if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new InputError(`source ${s}: not an http(s) URL or an existing directory`);
+    if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory())
+      throw new InputError(`source ${s}: not an http(s) URL or an existing directory`);
     return { label: dir, kind: 'dir' };
   });
   return { sources, notes };
@@ -345,7 +365,12 @@ function downloadOnce(url: string, tmp: string, name: string, s: DownloadSetting
     let out: fs.WriteStream | undefined;
     /** Set while a 200 body streams in: the short-read error, or undefined once the body is complete. */
     let bodyCut: (() => DownloadError | undefined) | undefined;
-    const onAbort = (): void => fail(new InterruptedError(`interrupted (${String(s.abort.reason)}): download of ${name} stopped; no partial file is kept`));
+    const onAbort = (): void =>
+      fail(
+        new InterruptedError(
+          `interrupted (${String(s.abort.reason)}): download of ${name} stopped; no partial file is kept`,
+        ),
+      );
     const fail = (err: Error): void => {
       if (settled) return;
       settled = true;
@@ -361,7 +386,10 @@ function downloadOnce(url: string, tmp: string, name: string, s: DownloadSetting
     };
     const arm = (): void => {
       clearTimeout(timer);
-      timer = setTimeout(() => fail(new DownloadError(`stalled: no data for ${s.timeoutMs / 1000}s`, true)), s.timeoutMs);
+      timer = setTimeout(
+        () => fail(new DownloadError(`stalled: no data for ${s.timeoutMs / 1000}s`, true)),
+        s.timeoutMs,
+      );
     };
     const get = (u: string, redirectsLeft: number): void => {
       arm();
@@ -391,7 +419,9 @@ function downloadOnce(url: string, tmp: string, name: string, s: DownloadSetting
         const total = lengthHeader !== undefined && /^\d+$/.test(lengthHeader) ? Number(lengthHeader) : null;
         if (total !== null && s.maxBytes !== undefined && total > s.maxBytes) {
           res.resume();
-          return fail(new DownloadError(`Content-Length ${total} is more than the ${s.maxBytes} bytes this file may have`, false));
+          return fail(
+            new DownloadError(`Content-Length ${total} is more than the ${s.maxBytes} bytes this file may have`, false),
+          );
         }
         const started = Date.now();
         let bytes = 0;
@@ -399,13 +429,15 @@ function downloadOnce(url: string, tmp: string, name: string, s: DownloadSetting
           const secs = Math.max((Date.now() - started) / 1000, 1e-3);
           s.onProgress?.({ name, url: u, bytes, total, rate: bytes / secs, done });
         };
-        const short = (): DownloadError => new DownloadError(`connection closed after ${bytes} of ${total ?? '?'} bytes`, true);
+        const short = (): DownloadError =>
+          new DownloadError(`connection closed after ${bytes} of ${total ?? '?'} bytes`, true);
         bodyCut = () => (res.complete ? undefined : short());
         out = fs.createWriteStream(tmp, { flags: 'wx' });
         out.on('error', (err) => fail(err));
         res.on('data', (chunk: Buffer) => {
           bytes += chunk.length;
-          if (s.maxBytes !== undefined && bytes > s.maxBytes) return fail(new DownloadError(`sent more than the ${s.maxBytes} bytes this file may have`, false));
+          if (s.maxBytes !== undefined && bytes > s.maxBytes)
+            return fail(new DownloadError(`sent more than the ${s.maxBytes} bytes this file may have`, false));
           arm();
           progress(false);
         });
@@ -415,7 +447,8 @@ function downloadOnce(url: string, tmp: string, name: string, s: DownloadSetting
         });
         out.on('finish', () => {
           if (settled) return;
-          if (total !== null && bytes !== total) return fail(new DownloadError(`got ${bytes} bytes, Content-Length said ${total}`, true));
+          if (total !== null && bytes !== total)
+            return fail(new DownloadError(`got ${bytes} bytes, Content-Length said ${total}`, true));
           settled = true;
           s.abort.removeEventListener('abort', onAbort);
           clearTimeout(timer);
@@ -440,7 +473,10 @@ async function download(url: string, dataDir: string, name: string, s: DownloadS
   for (let attempt = 0; attempt <= s.retries; attempt++) {
     if (attempt > 0) await sleep(s.backoffMs * 2 ** (attempt - 1));
     // Unique per process and attempt so concurrent fetches into one cache never share a temp file.
-    const tmp = path.join(dataDir, `.${path.basename(new URL(url).pathname)}.${process.pid}.${crypto.randomBytes(4).toString('hex')}.part`);
+    const tmp = path.join(
+      dataDir,
+      `.${path.basename(new URL(url).pathname)}.${process.pid}.${crypto.randomBytes(4).toString('hex')}.part`,
+    );
     try {
       await downloadOnce(url, tmp, name, s);
       return readRegularFile(tmp, { maxBytes: s.maxBytes ?? Number.MAX_SAFE_INTEGER });
@@ -452,7 +488,11 @@ async function download(url: string, dataDir: string, name: string, s: DownloadS
     }
   }
   const tries = s.retries + 1;
-  throw new DownloadError(`${last?.message ?? 'failed'} (${tries} attempt${tries === 1 ? '' : 's'})`, false, last?.hostDead ?? false);
+  throw new DownloadError(
+    `${last?.message ?? 'failed'} (${tries} attempt${tries === 1 ? '' : 's'})`,
+    false,
+    last?.hostDead ?? false,
+  );
 }
 
 function short(hash: string): string {
@@ -486,7 +526,14 @@ export async function fetchDataset(opts: FetchOptions = {}): Promise<FetchResult
   }
 }
 
-async function fetchInto(dataDir: string, manifest: Manifest, sources: Source[], notes: string[], opts: FetchOptions, abort: AbortSignal): Promise<FetchResult> {
+async function fetchInto(
+  dataDir: string,
+  manifest: Manifest,
+  sources: Source[],
+  notes: string[],
+  opts: FetchOptions,
+  abort: AbortSignal,
+): Promise<FetchResult> {
   const settings: DownloadSettings = {
     abort,
     timeoutMs: Math.min(opts.timeoutMs ?? DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS),
@@ -504,12 +551,22 @@ async function fetchInto(dataDir: string, manifest: Manifest, sources: Source[],
     const target = path.join(dataDir, spec.file);
     const c = cached.get(spec.name);
     if (c?.state === 'ok' && c.data) {
-      files.push({ name: spec.name, file: spec.file, path: target, sha256: spec.sha256, bytes: c.data.length, source: c.source ?? UNKNOWN_ORIGIN, fromCache: true, data: c.data });
+      files.push({
+        name: spec.name,
+        file: spec.file,
+        path: target,
+        sha256: spec.sha256,
+        bytes: c.data.length,
+        source: c.source ?? UNKNOWN_ORIGIN,
+        fromCache: true,
+        data: c.data,
+      });
       if (c.source === null) sidecarChanged = true;
       continue;
     }
     const tried: string[] = [...notes];
-    if (c?.state === 'mismatch') tried.push(`cache ${target}: sha256 ${short(c.actual ?? '')}… (changed since verified; re-fetching)`);
+    if (c?.state === 'mismatch')
+      tried.push(`cache ${target}: sha256 ${short(c.actual ?? '')}… (changed since verified; re-fetching)`);
 
     let got: FetchedFile | null = null;
     for (const src of sources) {
@@ -528,18 +585,33 @@ async function fetchInto(dataDir: string, manifest: Manifest, sources: Source[],
         const where = src.kind === 'url' ? joinUrl(src.label, n) : path.join(src.label, n);
         try {
           let raw: Buffer | null;
-          if (src.kind === 'url') raw = await download(where, dataDir, spec.name, { ...settings, maxBytes: maxRawBytes(spec) });
+          if (src.kind === 'url')
+            raw = await download(where, dataDir, spec.name, { ...settings, maxBytes: maxRawBytes(spec) });
           else raw = readIfExists(where, maxRawBytes(spec));
           if (raw === null) throw new NotFound('not found');
           const data = await decode(raw, spec.bytes);
-          if (data.length > spec.bytes) throw new Error(`${data.length} bytes, more than the ${spec.bytes} the manifest gives`);
+          if (data.length > spec.bytes)
+            throw new Error(`${data.length} bytes, more than the ${spec.bytes} the manifest gives`);
           const actual = sha256(data);
           if (actual !== spec.sha256) {
-            const hint = looksLikeHtml(data) ? ', looks like an HTML page' : data.length !== spec.bytes ? `, ${data.length} bytes, expected ${spec.bytes}` : '';
+            const hint = looksLikeHtml(data)
+              ? ', looks like an HTML page'
+              : data.length !== spec.bytes
+                ? `, ${data.length} bytes, expected ${spec.bytes}`
+                : '';
             throw new Error(`sha256 mismatch: got ${actual}${hint}`);
           }
           writeFileAtomic(target, data);
-          got = { name: spec.name, file: spec.file, path: target, sha256: actual, bytes: data.length, source: src.label, fromCache: false, data };
+          got = {
+            name: spec.name,
+            file: spec.file,
+            path: target,
+            sha256: actual,
+            bytes: data.length,
+            source: src.label,
+            fromCache: false,
+            data,
+          };
           break;
         } catch (err) {
           if (err instanceof NotFound) {
@@ -564,7 +636,9 @@ async function fetchInto(dataDir: string, manifest: Manifest, sources: Source[],
     }
     if (!got) {
       const list = tried.length > 0 ? tried.map((t) => `  ${t}`).join('\n') : '  (no sources)';
-      throw new FailureError(`no verified copy of ${spec.file} (${spec.name}; expected sha256 ${spec.sha256}) from any source:\n${list}`);
+      throw new FailureError(
+        `no verified copy of ${spec.file} (${spec.name}; expected sha256 ${spec.sha256}) from any source:\n${list}`,
+      );
     }
     files.push(got);
     sidecarChanged = true;
@@ -574,7 +648,9 @@ async function fetchInto(dataDir: string, manifest: Manifest, sources: Source[],
     try {
       writeSidecar(dataDir, manifest, files);
     } catch (err) {
-      throw new FailureError(`data dir ${dataDir}: cannot write ${SIDECAR_FILE} (${errorMessage(err)}); the verified data files are intact`);
+      throw new FailureError(
+        `data dir ${dataDir}: cannot write ${SIDECAR_FILE} (${errorMessage(err)}); the verified data files are intact`,
+      );
     }
   }
   return { dataDir, files };
@@ -590,5 +666,8 @@ function writeSidecar(dataDir: string, manifest: Manifest, files: FetchedFile[])
     if (f.fromCache && old && old.sha256 === f.sha256) continue;
     entries[f.name] = { file: f.file, sha256: f.sha256, bytes: f.bytes, source: f.source, fetchedAt: now };
   }
-  writeFileAtomic(path.join(dataDir, SIDECAR_FILE), JSON.stringify({ dataset: manifest.name, files: entries }, null, 2) + '\n');
+  writeFileAtomic(
+    path.join(dataDir, SIDECAR_FILE),
+    JSON.stringify({ dataset: manifest.name, files: entries }, null, 2) + '\n',
+  );
 }

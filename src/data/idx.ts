@@ -52,7 +52,8 @@ export function parseIdx(buf: Uint8Array, what: string, expect: IdxExpectation =
     throw new InputError(`${what}: bad IDX magic ${hex32(magic)}, expected ${wanted}`);
   }
   const headerBytes = MAGIC_BYTES + DIM_BYTES * ndims;
-  if (buf.length < headerBytes) throw new InputError(`${what}: truncated IDX header (${buf.length} bytes, need ${headerBytes})`);
+  if (buf.length < headerBytes)
+    throw new InputError(`${what}: truncated IDX header (${buf.length} bytes, need ${headerBytes})`);
   const dims: number[] = [];
   for (let i = 0; i < ndims; i++) dims.push(view.getUint32(MAGIC_BYTES + DIM_BYTES * i));
   if (expect.dims) {
@@ -66,7 +67,9 @@ export function parseIdx(buf: Uint8Array, what: string, expect: IdxExpectation =
   const actual = buf.length - headerBytes;
   if (actual !== dataBytes) {
     const kind = actual < dataBytes ? 'truncated' : 'too long';
-    throw new InputError(`${what}: ${kind}: header [${dims.join(', ')}] needs ${dataBytes} data bytes, file has ${actual}`);
+    throw new InputError(
+      `${what}: ${kind}: header [${dims.join(', ')}] needs ${dataBytes} data bytes, file has ${actual}`,
+    );
   }
   return { magic, dims, data: buf.subarray(headerBytes) };
 }

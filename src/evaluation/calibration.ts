@@ -32,9 +32,15 @@ export interface Calibration {
  * The calibration of `probabilities` (n rows of k, each a distribution) against `labels` (n
  * class indexes). The prediction is the first class with the top probability, as argmax takes it.
  */
-export function calibration(probabilities: Float32Array, labels: Int32Array, classes: number, binCount = ECE_BINS): Calibration {
+export function calibration(
+  probabilities: Float32Array,
+  labels: Int32Array,
+  classes: number,
+  binCount = ECE_BINS,
+): Calibration {
   const n = labels.length;
-  if (probabilities.length !== n * classes) throw new Error(`calibration: ${probabilities.length} probabilities for ${n} samples of ${classes} classes`);
+  if (probabilities.length !== n * classes)
+    throw new Error(`calibration: ${probabilities.length} probabilities for ${n} samples of ${classes} classes`);
   const count = new Float64Array(binCount);
   const confidenceSum = new Float64Array(binCount);
   const correctSum = new Float64Array(binCount);

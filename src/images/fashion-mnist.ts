@@ -35,7 +35,13 @@ export function toFashionMnist(img: GreyImage): Preprocessed {
   if (img.width === SIDE && img.height === SIDE) return { pixels: grey, background, trimmed: null, resized: null };
 
   const box = trimBox(grey, img.width, img.height);
-  if (!box) return { pixels: new Uint8Array(SIDE * SIDE), background, trimmed: { width: 0, height: 0 }, resized: { width: 0, height: 0 } };
+  if (!box)
+    return {
+      pixels: new Uint8Array(SIDE * SIDE),
+      background,
+      trimmed: { width: 0, height: 0 },
+      resized: { width: 0, height: 0 },
+    };
   const longest = Math.max(box.width, box.height);
   const width = Math.max(1, Math.round((box.width * SIDE) / longest));
   const height = Math.max(1, Math.round((box.height * SIDE) / longest));

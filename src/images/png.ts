@@ -41,11 +41,14 @@ export function decodePng(buf: Buffer, file: string): GreyImage {
   if (buf.length < PNG_SIGNATURE.length || !buf.subarray(0, PNG_SIGNATURE.length).equals(PNG_SIGNATURE)) {
     throw new InputError(`${file}: not a PNG image (predict reads PNG files)`);
   }
-  if (buf.length < IHDR_SIZE_END) throw new InputError(`${file}: not a readable PNG (truncated header, ${buf.length} bytes)`);
+  if (buf.length < IHDR_SIZE_END)
+    throw new InputError(`${file}: not a readable PNG (truncated header, ${buf.length} bytes)`);
   const header = checkHeader(buf, file);
   const { width, height } = header;
   if (width > MAX_PNG_SIDE || height > MAX_PNG_SIDE || width * height > MAX_PNG_PIXELS) {
-    throw new InputError(`${file}: ${width}×${height} pixels is larger than predict reads (at most ${MAX_PNG_SIDE} a side, ${MAX_PNG_PIXELS} pixels)`);
+    throw new InputError(
+      `${file}: ${width}×${height} pixels is larger than predict reads (at most ${MAX_PNG_SIDE} a side, ${MAX_PNG_PIXELS} pixels)`,
+    );
   }
   const idat = checkChunks(buf, file, header);
   checkInflatedSize(idat, header, file);
@@ -92,12 +95,24 @@ function checkHeader(buf: Buffer, file: string): Header {
   const length = buf.readUInt32BE(8);
   if (buf.toString('latin1', 12, 16) !== 'IHDR') throw bad('the first chunk is not IHDR');
   if (length !== IHDR_LENGTH) throw bad(`IHDR is ${length} bytes, the PNG spec says ${IHDR_LENGTH}`);
-  if (buf.length < 16 + IHDR_LENGTH) throw new InputError(`${file}: not a readable PNG (truncated header, ${buf.length} bytes)`);
-  const h = { width: buf.readUInt32BE(16), height: buf.readUInt32BE(20), bitDepth: buf[24]!, colourType: buf[25]!, interlace: buf[28]! };
-  for (const side of ['width', 'height'] as const) if (h[side] === 0 || h[side] > PNG_MAX_DIMENSION) throw bad(`${side} ${h[side]}; the PNG spec allows 1 to ${PNG_MAX_DIMENSION}`);
+  if (buf.length < 16 + IHDR_LENGTH)
+    throw new InputError(`${file}: not a readable PNG (truncated header, ${buf.length} bytes)`);
+  const h = {
+    width: buf.readUInt32BE(16),
+    height: buf.readUInt32BE(20),
+    bitDepth: buf[24]!,
+    colourType: buf[25]!,
+    interlace: buf[28]!,
+  };
+  for (const side of ['width', 'height'] as const)
+    if (h[side] === 0 || h[side] > PNG_MAX_DIMENSION)
+      throw bad(`${side} ${h[side]}; the PNG spec allows 1 to ${PNG_MAX_DIMENSION}`);
   const type = COLOUR_TYPES[h.colourType];
   if (!type) throw bad(`colour type ${h.colourType}; the PNG spec defines 0, 2, 3, 4 and 6`);
-  if (!type.depths.includes(h.bitDepth)) throw bad(`bit depth ${h.bitDepth} with colour type ${h.colourType} (${type.name}); allowed: ${type.depths.join(', ')}`);
+  if (!type.depths.includes(h.bitDepth))
+    throw bad(
+      `bit depth ${h.bitDepth} with colour type ${h.colourType} (${type.name}); allowed: ${type.depths.join(', ')}`,
+    );
   if (buf[26] !== 0) throw bad(`compression method ${buf[26]}; the PNG spec defines only 0`);
   if (buf[27] !== 0) throw bad(`filter method ${buf[27]}; the PNG spec defines only 0`);
   if (h.interlace > 1) throw bad(`interlace method ${h.interlace}; the PNG spec defines 0 and 1`);
@@ -127,15 +142,19 @@ function checkChunks(buf: Buffer, file: string, header: Header): Buffer {
       );
     if (type === 'IHDR' && at !== PNG_SIGNATURE.length) throw bad(`a second IHDR chunk at byte ${at}`);
     if (type === 'PLTE') {
-      if (header.colourType === 0 || header.colourType === 4) throw bad(`a PLTE chunk in a ${COLOUR_TYPES[header.colourType]!.name} image`);
+      if (header.colourType === 0 || header.colourType === 4)
+        throw bad(`a PLTE chunk in a ${COLOUR_TYPES[header.colourType]!.name} image`);
       if (palette) throw bad(`a second PLTE chunk at byte ${at}`);
       if (idat.length > 0) throw bad('PLTE after IDAT');
-      if (length === 0 || length % 3 !== 0 || length > 3 * 256) throw bad(`PLTE of ${length} bytes; the PNG spec allows 1 to 256 entries of 3 bytes`);
+      if (length === 0 || length % 3 !== 0 || length > 3 * 256)
+        throw bad(`PLTE of ${length} bytes; the PNG spec allows 1 to 256 entries of 3 bytes`);
       palette = true;
     }
-    if (type === 'tRNS' && (header.colourType === 4 || header.colourType === 6)) throw bad(`a tRNS chunk in a ${COLOUR_TYPES[header.colourType]!.name} image`);
+    if (type === 'tRNS' && (header.colourType === 4 || header.colourType === 6))
+      throw bad(`a tRNS chunk in a ${COLOUR_TYPES[header.colourType]!.name} image`);
     if (type === 'IDAT') {
-      if (idat.length > 0 && previous !== 'IDAT') throw bad(`IDAT chunks that are not consecutive (another at byte ${at})`);
+      if (idat.length > 0 && previous !== 'IDAT')
+        throw bad(`IDAT chunks that are not consecutive (another at byte ${at})`);
       idat.push(buf.subarray(at + CHUNK_HEAD, at + CHUNK_HEAD + length));
     }
     if (type === 'IEND') {
@@ -168,7 +187,10 @@ export function inflatedSize(h: Pick<Header, 'width' | 'height' | 'bitDepth' | '
   const bitsPerPixel = COLOUR_TYPES[h.colourType]!.channels * h.bitDepth;
   const image = (w: number, rows: number) => (w <= 0 || rows <= 0 ? 0 : rows * (1 + Math.ceil((w * bitsPerPixel) / 8)));
   if (h.interlace === 0) return image(h.width, h.height);
-  return ADAM7.reduce((n, [x0, y0, dx, dy]) => n + image(Math.ceil((h.width - x0) / dx), Math.ceil((h.height - y0) / dy)), 0);
+  return ADAM7.reduce(
+    (n, [x0, y0, dx, dy]) => n + image(Math.ceil((h.width - x0) / dx), Math.ceil((h.height - y0) / dy)),
+    0,
+  );
 }
 
 /**
@@ -183,7 +205,9 @@ function checkInflatedSize(idat: Buffer, header: Header, file: string): void {
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ERR_BUFFER_TOO_LARGE')
-      throw new InputError(`${file}: not a valid PNG (its image data inflates to more than the ${expected} bytes its ${header.width}×${header.height} header implies)`);
+      throw new InputError(
+        `${file}: not a valid PNG (its image data inflates to more than the ${expected} bytes its ${header.width}×${header.height} header implies)`,
+      );
     // Other zlib errors (a bad stream, a short one) are pngjs's to report, as before.
   }
 }

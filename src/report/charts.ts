@@ -1,5 +1,21 @@
 import type { CompareResult, Group } from '../compare';
-import { axes, color, CHART_WIDTH, esc, extent, lineChart, maxOf, r2, safeId, sequential, svgOpen, tickLabel, ticks, type Chart, type LineSeries } from './svg';
+import {
+  axes,
+  color,
+  CHART_WIDTH,
+  esc,
+  extent,
+  lineChart,
+  maxOf,
+  r2,
+  safeId,
+  sequential,
+  svgOpen,
+  tickLabel,
+  ticks,
+  type Chart,
+  type LineSeries,
+} from './svg';
 
 /**
  * The report's charts, each a function of the comparison: learning curves as small multiples, the
@@ -19,7 +35,8 @@ export function groupColors(r: CompareResult): Map<Group, string> {
   const variants = new Set(swept.map((g) => g.variant));
   if (p && swept.length >= 2 && variants.size === 1) {
     const values = [...new Set(swept.map((g) => g.sweep[p] as number))].sort((a, b) => a - b);
-    for (const g of swept) out.set(g, sequential(values.indexOf(g.sweep[p] as number) / Math.max(1, values.length - 1)));
+    for (const g of swept)
+      out.set(g, sequential(values.indexOf(g.sweep[p] as number) / Math.max(1, values.length - 1)));
   }
   let i = 0;
   for (const g of r.groups) if (!out.has(g)) out.set(g, g.isBaseline && out.size > 0 ? '#555' : color(i++));
@@ -35,7 +52,9 @@ function curvePanels(r: CompareResult, colors: Map<Group, string>, metric: 'accu
   const ph = 230;
   const top = 52;
   const h = top + Math.ceil(groups.length / cols) * ph;
-  const all = groups.flatMap((g) => g.curve.flatMap((p) => [p[metric], p[valKey]])).filter((v): v is number => v !== null && Number.isFinite(v));
+  const all = groups
+    .flatMap((g) => g.curve.flatMap((p) => [p[metric], p[valKey]]))
+    .filter((v): v is number => v !== null && Number.isFinite(v));
   const [ylo, yhi] = extent(all);
   const maxEpoch = maxOf(
     groups.flatMap((g) => g.curve.map((p) => p.epoch)),
@@ -58,22 +77,35 @@ function curvePanels(r: CompareResult, colors: Map<Group, string>, metric: 'accu
         const d = pts.map((p, i) => `${i ? 'L' : 'M'}${r2(sx(p.epoch))} ${r2(sy(p[key]!))}`).join('');
         const marks =
           pts.length <= 30
-            ? pts.map((p) => `<circle cx="${r2(sx(p.epoch))}" cy="${r2(sy(p[key]!))}" r="2.2" fill="${dash ? '#fff' : colors.get(g)}" stroke="${colors.get(g)}"/>`).join('')
+            ? pts
+                .map(
+                  (p) =>
+                    `<circle cx="${r2(sx(p.epoch))}" cy="${r2(sy(p[key]!))}" r="2.2" fill="${dash ? '#fff' : colors.get(g)}" stroke="${colors.get(g)}"/>`,
+                )
+                .join('')
             : '';
         return `<path d="${d}" fill="none" stroke="${colors.get(g)}" stroke-width="2"${dash ? ' stroke-dasharray="6 4" stroke-opacity="0.75"' : ''}/>${marks}`;
       };
       const frame = { ...f, w: ox + f.w, h: oy + f.h, left: ox + f.left, top: oy + f.top };
-      const axis = axes(frame, { lo: xlo, hi: xhi, ticks: xTicks, label: 'epoch' }, { lo: ylo, hi: yhi, label: metric }, sx, sy).replace(
-        /<text transform="translate\(12 /,
-        `<text transform="translate(${ox + 12} `,
-      );
+      const axis = axes(
+        frame,
+        { lo: xlo, hi: xhi, ticks: xTicks, label: 'epoch' },
+        { lo: ylo, hi: yhi, label: metric },
+        sx,
+        sy,
+      ).replace(/<text transform="translate\(12 /, `<text transform="translate(${ox + 12} `);
       return `<g class="series" data-name="${esc(g.name)}"><text x="${r2(ox + f.left + (f.w - f.left - f.right) / 2)}" y="${oy + 16}" text-anchor="middle" font-weight="600" fill="${colors.get(g)}">${esc(g.name)}</text>${axis}${line(metric, false)}${line(valKey, true)}</g>`;
     })
     .join('');
   const key = `<g transform="translate(${CHART_WIDTH / 2 - 110} 38)"><line x1="0" x2="26" y1="-4" y2="-4" stroke="#333" stroke-width="2"/><text x="32" y="0">train</text><line x1="90" x2="116" y1="-4" y2="-4" stroke="#333" stroke-width="2" stroke-dasharray="6 4"/><text x="122" y="0">validation</text></g>`;
   const id = `curves-${metric}`;
   const title = `Learning curves: ${metric === 'loss' ? 'loss (data + penalty)' : 'accuracy'} per variant, mean over seeds`;
-  return { id, title, svg: svgOpen(id, title, CHART_WIDTH, h, groups.length) + key + panels + '</svg>', series: groups.length };
+  return {
+    id,
+    title,
+    svg: svgOpen(id, title, CHART_WIDTH, h, groups.length) + key + panels + '</svg>',
+    series: groups.length,
+  };
 }
 
 function gapChart(r: CompareResult, colors: Map<Group, string>): Chart {
@@ -90,14 +122,27 @@ function gapChart(r: CompareResult, colors: Map<Group, string>): Chart {
       const sd = g.gap!.std;
       const bw = Math.min(90, band * 0.6);
       const [top, bottom] = m >= 0 ? [sy(m), sy(0)] : [sy(0), sy(m)];
-      const err = sd ? `<line x1="${r2(sx(i))}" x2="${r2(sx(i))}" y1="${r2(sy(m - sd))}" y2="${r2(sy(m + sd))}" stroke="#222" stroke-width="1.5"/>` : '';
+      const err = sd
+        ? `<line x1="${r2(sx(i))}" x2="${r2(sx(i))}" y1="${r2(sy(m - sd))}" y2="${r2(sy(m + sd))}" stroke="#222" stroke-width="1.5"/>`
+        : '';
       return `<g class="series" data-name="${esc(g.name)}"><rect x="${r2(sx(i) - bw / 2)}" y="${r2(top)}" width="${r2(bw)}" height="${r2(Math.max(0.5, bottom - top))}" fill="${colors.get(g)}"><title>${esc(`${g.name}: ${m.toFixed(4)}${sd ? ` ± ${sd.toFixed(4)}` : ''}`)}</title></rect>${err}<text x="${r2(sx(i))}" y="${f.h - f.bottom + 16}" text-anchor="middle">${esc(g.name)}</text><text x="${r2(sx(i))}" y="${f.h - f.bottom + 30}" text-anchor="middle" fill="#555">${esc(tickLabel(Number(m.toFixed(4))))}</text></g>`;
     })
     .join('');
   const title = 'Generalization gap: train accuracy − test accuracy (± std over seeds)';
   const zero = `<line x1="${f.left}" x2="${f.w - f.right}" y1="${r2(sy(0))}" y2="${r2(sy(0))}" stroke="#333"/>`;
-  const axis = axes(f, { lo: 0, hi: 1, ticks: [], label: '' }, { lo: ylo, hi: yhi, label: 'accuracy gap' }, () => 0, sy);
-  return { id: 'gap', title, svg: svgOpen('gap', title, f.w, f.h, withGap.length) + axis + zero + bars + '</svg>', series: withGap.length };
+  const axis = axes(
+    f,
+    { lo: 0, hi: 1, ticks: [], label: '' },
+    { lo: ylo, hi: yhi, label: 'accuracy gap' },
+    () => 0,
+    sy,
+  );
+  return {
+    id: 'gap',
+    title,
+    svg: svgOpen('gap', title, f.w, f.h, withGap.length) + axis + zero + bars + '</svg>',
+    series: withGap.length,
+  };
 }
 
 /**
@@ -171,7 +216,12 @@ function histogramCharts(r: CompareResult, colors: Map<Group, string>): Chart[] 
       .join('');
     const id = `hist-${li + 1}-${safeId(layer)}`;
     const title = `Final kernel weights of ${layer} (layer ${li + 1}) per variant, all seeds, bins of 0.005, log count`;
-    charts.push({ id, title, svg: svgOpen(id, title, CHART_WIDTH, h, panels.length) + body + '</svg>', series: panels.length });
+    charts.push({
+      id,
+      title,
+      svg: svgOpen(id, title, CHART_WIDTH, h, panels.length) + body + '</svg>',
+      series: panels.length,
+    });
   }
   return charts;
 }
@@ -232,9 +282,27 @@ function sweepCharts(r: CompareResult): Chart[] {
       }
     }
     const categories = values.map((v) => tickLabel(v));
-    const charts = [lineChart(`sparsity-${safeId(p)}`, `Sparsity (% of kernel weights with |w| < 1e-3) vs ${p}`, p, 'sparsity %', sparsity, { xCategories: categories })];
+    const charts = [
+      lineChart(
+        `sparsity-${safeId(p)}`,
+        `Sparsity (% of kernel weights with |w| < 1e-3) vs ${p}`,
+        p,
+        'sparsity %',
+        sparsity,
+        { xCategories: categories },
+      ),
+    ];
     if (p !== 'data.trainLimit')
-      charts.unshift(lineChart(`accuracy-vs-${safeId(p)}`, `Test accuracy vs ${p} (mean ± std over seeds)`, p, 'test accuracy', accSeries, { xCategories: categories }));
+      charts.unshift(
+        lineChart(
+          `accuracy-vs-${safeId(p)}`,
+          `Test accuracy vs ${p} (mean ± std over seeds)`,
+          p,
+          'test accuracy',
+          accSeries,
+          { xCategories: categories },
+        ),
+      );
     return charts;
   });
 }
@@ -291,7 +359,12 @@ function perClassChart(g: Group): Chart {
     )
     .join('');
   const title = `Test accuracy per class: ${g.name}`;
-  return { id: 'per-class', title, svg: svgOpen('per-class', title, f.w, f.h + 6, rows.length) + grid + bars + '</svg>', series: rows.length };
+  return {
+    id: 'per-class',
+    title,
+    svg: svgOpen('per-class', title, f.w, f.h + 6, rows.length) + grid + bars + '</svg>',
+    series: rows.length,
+  };
 }
 
 /** The confusion matrix as a heatmap: rows the true class, columns the predicted one, shade by the row's share. */
@@ -310,7 +383,10 @@ function confusionChart(g: Group): Chart {
       const squares = row
         .map((v, j) => {
           const share = v / total;
-          const fill = i === j ? `rgba(31,119,180,${(0.1 + 0.9 * share).toFixed(3)})` : `rgba(214,39,40,${Math.min(1, share * 4).toFixed(3)})`;
+          const fill =
+            i === j
+              ? `rgba(31,119,180,${(0.1 + 0.9 * share).toFixed(3)})`
+              : `rgba(214,39,40,${Math.min(1, share * 4).toFixed(3)})`;
           const ink = share > 0.55 ? '#fff' : '#222';
           return `<rect x="${r2(ox + left + j * cell)}" y="${top + i * cell}" width="${cell - 1}" height="${cell - 1}" fill="${fill}"><title>${esc(`true ${c.classNames[i]}, predicted ${c.classNames[j]}: ${v} (${(100 * share).toFixed(1)}%)`)}</title></rect><text x="${r2(ox + left + j * cell + cell / 2)}" y="${top + i * cell + cell / 2 + 4}" text-anchor="middle" font-size="11" fill="${ink}">${v}</text>`;
         })
@@ -318,15 +394,26 @@ function confusionChart(g: Group): Chart {
       return `<g class="series" data-name="${esc(c.classNames[i]!)}"><text x="${r2(ox + left - 8)}" y="${top + i * cell + cell / 2 + 4}" text-anchor="end">${esc(c.classNames[i]!)}</text>${squares}</g>`;
     })
     .join('');
-  const colLabels = c.classNames.map((name, j) => `<text transform="translate(${r2(ox + left + j * cell + cell / 2 + 4)} ${top - 8}) rotate(-45)">${esc(name)}</text>`).join('');
+  const colLabels = c.classNames
+    .map(
+      (name, j) =>
+        `<text transform="translate(${r2(ox + left + j * cell + cell / 2 + 4)} ${top - 8}) rotate(-45)">${esc(name)}</text>`,
+    )
+    .join('');
   const axisNames = `<text x="${r2(ox + left + (n * cell) / 2)}" y="${top - 84}" text-anchor="middle" font-weight="600">predicted class</text><text transform="translate(${r2(ox + 16)} ${top + (n * cell) / 2}) rotate(-90)" text-anchor="middle" font-weight="600">true class</text>`;
   const title = `Confusion matrix on the test set: ${g.name} (counts; blue: correct, red: mistakes, shaded by the row's share)`;
-  return { id: 'confusion', title, svg: svgOpen('confusion', title, CHART_WIDTH, h, n) + axisNames + colLabels + cells + '</svg>', series: n };
+  return {
+    id: 'confusion',
+    title,
+    svg: svgOpen('confusion', title, CHART_WIDTH, h, n) + axisNames + colLabels + cells + '</svg>',
+    series: n,
+  };
 }
 
 export function renderCharts(r: CompareResult): Chart[] {
   const colors = groupColors(r);
-  const single = r.groups.length === 1 && r.groups[0]!.confusion ? [perClassChart(r.groups[0]!), confusionChart(r.groups[0]!)] : [];
+  const single =
+    r.groups.length === 1 && r.groups[0]!.confusion ? [perClassChart(r.groups[0]!), confusionChart(r.groups[0]!)] : [];
   return [
     curvePanels(r, colors, 'accuracy'),
     curvePanels(r, colors, 'loss'),

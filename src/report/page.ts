@@ -1,4 +1,12 @@
-import { fmtNum, legendSentences, pairedHeading, pairedLine, tableCells, variantLegend, type CompareResult } from '../compare';
+import {
+  fmtNum,
+  legendSentences,
+  pairedHeading,
+  pairedLine,
+  tableCells,
+  variantLegend,
+  type CompareResult,
+} from '../compare';
 import { getPath } from '../compare/spec-diff';
 import { renderCharts } from './charts';
 import { esc, type Chart } from './svg';
@@ -25,7 +33,9 @@ function distinct(values: (string | number | null | undefined)[]): string {
   if (seen.length === 0) return '—';
   if (seen.every((v) => typeof v === 'number')) {
     const ns = (seen as number[]).sort((a, b) => a - b);
-    return ns.length > 3 ? `${fmtInt(ns[0]!)} – ${fmtInt(ns[ns.length - 1]!)} (${ns.length} values)` : ns.map(fmtInt).join(', ');
+    return ns.length > 3
+      ? `${fmtInt(ns[0]!)} – ${fmtInt(ns[ns.length - 1]!)} (${ns.length} values)`
+      : ns.map(fmtInt).join(', ');
   }
   return seen.map(String).sort().join('; ');
 }
@@ -37,7 +47,9 @@ function optimizerText(spec: Record<string, unknown> | null): string | null {
   if (!name) return null;
   const lr = cfg?.learningRate;
   const lrText = typeof lr === 'number' ? `lr ${lr}` : lr && typeof lr === 'object' ? `lr ${Object.keys(lr)[0]}` : '';
-  const extras = ['momentum', 'weightDecay'].filter((k) => typeof cfg?.[k] === 'number' && cfg[k] !== 0).map((k) => `${k} ${cfg![k]}`);
+  const extras = ['momentum', 'weightDecay']
+    .filter((k) => typeof cfg?.[k] === 'number' && cfg[k] !== 0)
+    .map((k) => `${k} ${cfg![k]}`);
   return [name, lrText, ...extras].filter(Boolean).join(', ');
 }
 
@@ -49,7 +61,10 @@ export function studySettings(r: CompareResult): [string, string][] {
   const studies = [...new Set(runs.map((x) => x.study?.file.name).filter(Boolean))];
   return [
     ...(studies.length ? [['study', studies.join(', ')] as [string, string]] : []),
-    ['runs', `${runs.length} in ${r.groups.length} variant${r.groups.length === 1 ? '' : 's'}; Δ against the variant ${r.baseline ?? '—'}`],
+    [
+      'runs',
+      `${runs.length} in ${r.groups.length} variant${r.groups.length === 1 ? '' : 's'}; Δ against the variant ${r.baseline ?? '—'}`,
+    ],
     ['epochs', distinct(spec('training.epochs'))],
     ['batch size', distinct(spec('training.batchSize'))],
     ['optimizer', distinct(runs.map((x) => optimizerText(x.spec)))],
@@ -75,7 +90,8 @@ function htmlTable(r: CompareResult, wide: boolean): string {
 /** The self-contained HTML report and its charts. */
 export function renderReport(r: CompareResult, title = 'regtrain comparison'): { html: string; charts: Chart[] } {
   const charts = renderCharts(r);
-  const section = (heading: string, content: string) => (content ? `<section><h2>${esc(heading)}</h2>${content}</section>` : '');
+  const section = (heading: string, content: string) =>
+    content ? `<section><h2>${esc(heading)}</h2>${content}</section>` : '';
   const byPrefix = (...prefixes: string[]) =>
     charts
       .filter((c) => prefixes.some((p) => c.id.startsWith(p)))
@@ -94,7 +110,10 @@ export function renderReport(r: CompareResult, title = 'regtrain comparison'): {
     : '<p class="note">No paired comparison: it needs at least two seeds on both the baseline and the variant.</p>';
   const skipped =
     r.skipped.length || r.warnings.length
-      ? section('Skipped runs and warnings', `<ul>${[...r.skipped.map((s) => `skipped ${s.dir}: ${s.reason}`), ...r.warnings].map((t) => `<li>${esc(t)}</li>`).join('')}</ul>`)
+      ? section(
+          'Skipped runs and warnings',
+          `<ul>${[...r.skipped.map((s) => `skipped ${s.dir}: ${s.reason}`), ...r.warnings].map((t) => `<li>${esc(t)}</li>`).join('')}</ul>`,
+        )
       : '';
   const best = r.groups.find((g) => g.best);
   const html = `<!DOCTYPE html>

@@ -12,7 +12,18 @@ export interface Chart {
   series: number;
 }
 
-export const PALETTE = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf'];
+export const PALETTE = [
+  '#1f77b4',
+  '#d62728',
+  '#2ca02c',
+  '#ff7f0e',
+  '#9467bd',
+  '#8c564b',
+  '#e377c2',
+  '#7f7f7f',
+  '#bcbd22',
+  '#17becf',
+];
 export const color = (i: number) => PALETTE[i % PALETTE.length]!;
 
 export function esc(s: string): string {
@@ -36,7 +47,8 @@ export function ticks(lo: number, hi: number, count = 5): number[] {
   const mag = 10 ** Math.floor(Math.log10(raw));
   const step = [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= raw)!;
   const out: number[] = [];
-  for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) out.push(Math.abs(v) < step * 1e-9 ? 0 : v);
+  for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step)
+    out.push(Math.abs(v) < step * 1e-9 ? 0 : v);
   return out;
 }
 /** A tick's text: round numbers, thousands as `5k`, tiny ones in exponent form, negative ones with a minus sign. */
@@ -116,9 +128,13 @@ export function axes(
     parts.push(
       `<line x1="${r2(sx(t.v))}" x2="${r2(sx(t.v))}" y1="${y0}" y2="${y0 + 4}" stroke="#333"/><text x="${r2(sx(t.v))}" y="${y0 + 15}" text-anchor="middle">${esc(t.label)}</text>`,
     );
-  parts.push(`<line x1="${x0}" x2="${x1}" y1="${y0}" y2="${y0}" stroke="#333"/><line x1="${x0}" x2="${x0}" y1="${y0}" y2="${y1}" stroke="#333"/>`);
+  parts.push(
+    `<line x1="${x0}" x2="${x1}" y1="${y0}" y2="${y0}" stroke="#333"/><line x1="${x0}" x2="${x0}" y1="${y0}" y2="${y1}" stroke="#333"/>`,
+  );
   parts.push(`<text x="${(x0 + x1) / 2}" y="${f.h - 6}" text-anchor="middle">${esc(x.label)}</text>`);
-  parts.push(`<text transform="translate(12 ${(y0 + y1) / 2}) rotate(-90)" text-anchor="middle">${esc(y.label)}</text>`);
+  parts.push(
+    `<text transform="translate(12 ${(y0 + y1) / 2}) rotate(-90)" text-anchor="middle">${esc(y.label)}</text>`,
+  );
   return parts.join('');
 }
 
@@ -152,7 +168,14 @@ export interface LineChartOptions {
 }
 
 /** A line chart, its legend on the right. */
-export function lineChart(id: string, title: string, xLabel: string, yLabel: string, series: LineSeries[], opts: LineChartOptions = {}): Chart {
+export function lineChart(
+  id: string,
+  title: string,
+  xLabel: string,
+  yLabel: string,
+  series: LineSeries[],
+  opts: LineChartOptions = {},
+): Chart {
   const legendWidth = Math.min(
     320,
     40 +
@@ -163,10 +186,19 @@ export function lineChart(id: string, title: string, xLabel: string, yLabel: str
         6.5,
   );
   const w = opts.width ?? CHART_WIDTH;
-  const f: Frame = { w, h: Math.max(opts.height ?? 320, 60 + series.length * 16), left: 64, top: 30, right: 24 + legendWidth, bottom: 44 };
+  const f: Frame = {
+    w,
+    h: Math.max(opts.height ?? 320, 60 + series.length * 16),
+    left: 64,
+    top: 30,
+    right: 24 + legendWidth,
+    bottom: 44,
+  };
   const tx = (v: number) => (opts.logX ? Math.log10(v) : v);
   const xs = series.flatMap((s) => s.points.map((p) => tx(p[0])));
-  const ys = series.flatMap((s) => s.points.flatMap((p, i) => [p[1] - (s.errors?.[i] ?? 0), p[1] + (s.errors?.[i] ?? 0)]));
+  const ys = series.flatMap((s) =>
+    s.points.flatMap((p, i) => [p[1] - (s.errors?.[i] ?? 0), p[1] + (s.errors?.[i] ?? 0)]),
+  );
   const [xlo, xhi] = opts.xCategories ? [-0.3, opts.xCategories.length - 0.7] : extent(xs, 0.04);
   const [ylo, yhi] = extent(ys);
   const sx = (v: number) => f.left + ((tx(v) - xlo) / (xhi - xlo)) * (f.w - f.left - f.right);
@@ -174,7 +206,9 @@ export function lineChart(id: string, title: string, xLabel: string, yLabel: str
   const xTicks = opts.xCategories
     ? opts.xCategories.map((label, i) => ({ v: i, label }))
     : opts.logX
-      ? [...new Set(series.flatMap((s) => s.points.map((p) => p[0])))].sort((a, b) => a - b).map((v) => ({ v, label: tickLabel(v) }))
+      ? [...new Set(series.flatMap((s) => s.points.map((p) => p[0])))]
+          .sort((a, b) => a - b)
+          .map((v) => ({ v, label: tickLabel(v) }))
       : ticks(xlo, xhi)
           .filter((t) => Number.isInteger(t) || xhi - xlo > 10)
           .map((v) => ({ v, label: tickLabel(v) }));
@@ -205,7 +239,15 @@ export function lineChart(id: string, title: string, xLabel: string, yLabel: str
     svgOpen(id, title, f.w, f.h, series.length) +
     axes(
       f,
-      { lo: xlo, hi: xhi, ticks: xTicks.map((t) => ({ v: opts.logX || opts.xCategories ? (opts.logX ? Math.log10(t.v) : t.v) : t.v, label: t.label })), label: xLabel },
+      {
+        lo: xlo,
+        hi: xhi,
+        ticks: xTicks.map((t) => ({
+          v: opts.logX || opts.xCategories ? (opts.logX ? Math.log10(t.v) : t.v) : t.v,
+          label: t.label,
+        })),
+        label: xLabel,
+      },
       { lo: ylo, hi: yhi, label: yLabel },
       (v) => f.left + ((v - xlo) / (xhi - xlo)) * (f.w - f.left - f.right),
       sy,

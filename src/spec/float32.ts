@@ -37,9 +37,17 @@ export function float32Factor(zeroAllowed: boolean): (x: number, ctx: z.Refineme
     if (!(x > 0) || !Number.isFinite(x)) return;
     const y = f(x);
     const instead = `use ${zeroAllowed ? '0 or ' : ''}at least ${show32(FLOAT32_MIN_NORMAL)}`;
-    if (y === Infinity) ctx.addIssue({ code: 'custom', message: `${x} is Infinity ${IN_F32}; the largest float32 is ${show32(FLOAT32_MAX)}` });
+    if (y === Infinity)
+      ctx.addIssue({
+        code: 'custom',
+        message: `${x} is Infinity ${IN_F32}; the largest float32 is ${show32(FLOAT32_MAX)}`,
+      });
     else if (y === 0) ctx.addIssue({ code: 'custom', message: `${x} is 0 ${IN_F32}; ${instead}` });
-    else if (y < FLOAT32_MIN_NORMAL) ctx.addIssue({ code: 'custom', message: `${x} is subnormal ${IN_F32}, and tfjs-node flushes it to 0; ${instead}` });
+    else if (y < FLOAT32_MIN_NORMAL)
+      ctx.addIssue({
+        code: 'custom',
+        message: `${x} is subnormal ${IN_F32}, and tfjs-node flushes it to 0; ${instead}`,
+      });
   };
 }
 
@@ -50,6 +58,10 @@ export function float32Factor(zeroAllowed: boolean): (x: number, ctx: z.Refineme
  */
 export function float32BelowOne(x: number, ctx: z.RefinementCtx): void {
   if (!Number.isFinite(x) || x >= 1) return;
-  if (f(x) >= 1) ctx.addIssue({ code: 'custom', message: `${x} is 1 ${IN_F32}, so 1 − it is 0; use at most ${show32(FLOAT32_BELOW_ONE)}` });
+  if (f(x) >= 1)
+    ctx.addIssue({
+      code: 'custom',
+      message: `${x} is 1 ${IN_F32}, so 1 − it is 0; use at most ${show32(FLOAT32_BELOW_ONE)}`,
+    });
   else float32Factor(true)(x, ctx);
 }

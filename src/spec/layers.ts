@@ -17,16 +17,22 @@ export const MAX_WINDOW = 784;
 export const MAX_MAP_VALUES = 1_000_000;
 
 const num = (what = 'a number') => z.number({ error: `expected ${what}` });
-const nonNegative = () => num('a finite number ≥ 0').min(0, { error: 'expected a finite number ≥ 0' }).superRefine(float32Factor(true));
+const nonNegative = () =>
+  num('a finite number ≥ 0').min(0, { error: 'expected a finite number ≥ 0' }).superRefine(float32Factor(true));
 const positiveInt = (max: number) =>
   z
     .number({ error: 'expected a positive integer' })
     .int({ error: 'expected an integer' })
     .min(1, { error: 'expected a positive integer' })
     .max(max, { error: `expected at most ${max}` });
-const rate = () => num('a rate in [0, 1)').min(0, { error: 'expected a rate in [0, 1)' }).lt(1, { error: 'expected a rate in [0, 1)' }).superRefine(float32BelowOne);
+const rate = () =>
+  num('a rate in [0, 1)')
+    .min(0, { error: 'expected a rate in [0, 1)' })
+    .lt(1, { error: 'expected a rate in [0, 1)' })
+    .superRefine(float32BelowOne);
 const bool = () => z.boolean({ error: 'expected true or false' });
-const oneOf = <T extends readonly [string, ...string[]]>(values: T) => z.enum(values, { error: `expected one of ${values.join(', ')}` });
+const oneOf = <T extends readonly [string, ...string[]]>(values: T) =>
+  z.enum(values, { error: `expected one of ${values.join(', ')}` });
 
 /** tfjs and tf.keras 2 give a bare `l1`/`l2`/`l1l2` a factor of 0.01 (Keras 3's bare `L1L2()` means zero). */
 const SHORTHAND_FACTOR = 0.01;
@@ -52,14 +58,44 @@ const regularizer = z
   .default(null);
 export type RegularizerSpec = { l1: number; l2: number };
 
-const ACTIVATIONS = ['linear', 'relu', 'relu6', 'elu', 'selu', 'sigmoid', 'hardSigmoid', 'tanh', 'softmax', 'softplus', 'softsign', 'swish', 'mish', 'gelu'] as const;
-const INITIALIZERS = ['glorotUniform', 'glorotNormal', 'heUniform', 'heNormal', 'leCunUniform', 'leCunNormal', 'zeros', 'ones'] as const;
+const ACTIVATIONS = [
+  'linear',
+  'relu',
+  'relu6',
+  'elu',
+  'selu',
+  'sigmoid',
+  'hardSigmoid',
+  'tanh',
+  'softmax',
+  'softplus',
+  'softsign',
+  'swish',
+  'mish',
+  'gelu',
+] as const;
+const INITIALIZERS = [
+  'glorotUniform',
+  'glorotNormal',
+  'heUniform',
+  'heNormal',
+  'leCunUniform',
+  'leCunNormal',
+  'zeros',
+  'ones',
+] as const;
 
 /** Keras's int-or-pair arguments (kernel_size=3 or (3, 5)): height, width. */
 const window = (max: number) =>
-  z.union([positiveInt(max), z.tuple([positiveInt(max), positiveInt(max)], { error: 'expected a positive integer or [height, width]' })], {
-    error: 'expected a positive integer or [height, width]',
-  });
+  z.union(
+    [
+      positiveInt(max),
+      z.tuple([positiveInt(max), positiveInt(max)], { error: 'expected a positive integer or [height, width]' }),
+    ],
+    {
+      error: 'expected a positive integer or [height, width]',
+    },
+  );
 export type Window = number | [number, number];
 const padding = () => oneOf(['valid', 'same'] as const).default('valid');
 
@@ -85,7 +121,10 @@ const dropoutLayer = z.strictObject({ rate: rate() });
 const batchNormLayer = z.strictObject({
   /** Keras defaults. */
   momentum: rate().default(0.99),
-  epsilon: num('a positive number').positive({ error: 'expected a positive number' }).superRefine(float32Factor(false)).default(0.001),
+  epsilon: num('a positive number')
+    .positive({ error: 'expected a positive number' })
+    .superRefine(float32Factor(false))
+    .default(0.001),
   center: bool().default(true),
   scale: bool().default(true),
 });
@@ -96,7 +135,9 @@ const reshapeLayer = z.strictObject({
       z
         .number({ error: 'expected a positive integer or -1' })
         .int({ error: 'expected a positive integer or -1' })
-        .refine((d) => d === -1 || (d >= 1 && d <= MAX_WINDOW), { error: `expected a positive integer up to ${MAX_WINDOW} or -1` }),
+        .refine((d) => d === -1 || (d >= 1 && d <= MAX_WINDOW), {
+          error: `expected a positive integer up to ${MAX_WINDOW} or -1`,
+        }),
       { error: 'expected a list such as [28, 28, 1]' },
     )
     .min(1, { error: 'expected 1 to 3 dimensions' })
@@ -154,7 +195,11 @@ export const layerSchema = z
   )
   .superRefine((l, ctx) => {
     const kinds = Object.keys(l).filter((k) => l[k as LayerType] !== undefined);
-    if (kinds.length !== 1) ctx.addIssue({ code: 'custom', message: `expected exactly one layer type (${LAYER_TYPES.join(', ')}), got ${kinds.length}` });
+    if (kinds.length !== 1)
+      ctx.addIssue({
+        code: 'custom',
+        message: `expected exactly one layer type (${LAYER_TYPES.join(', ')}), got ${kinds.length}`,
+      });
   });
 export type LayerSpec = z.infer<typeof layerSchema>;
 export type Conv2dSpec = z.infer<typeof conv2dLayer>;
@@ -209,7 +254,13 @@ export interface ShapeIssue {
   message: string;
 }
 
-const NEEDS_MAP = new Set<LayerType>(['conv2d', 'maxPooling2d', 'averagePooling2d', 'globalAveragePooling2d', 'spatialDropout2d']);
+const NEEDS_MAP = new Set<LayerType>([
+  'conv2d',
+  'maxPooling2d',
+  'averagePooling2d',
+  'globalAveragePooling2d',
+  'spatialDropout2d',
+]);
 
 /**
  * Walks the layer stack from the 28×28 input: each layer's output shape, parameter count and
@@ -243,7 +294,8 @@ export function layerShapes(layers: LayerSpec[]): { shapes: LayerShape[]; issues
     const [h, w, c] = map as [number, number, number];
     if (l.flatten) {
       const [a, b] = l.flatten.inputShape;
-      if (a !== IMAGE_SHAPE[0] || b !== IMAGE_SHAPE[1]) issues.push({ path: at('inputShape'), message: `expected [28, 28] (Fashion-MNIST images), got [${a}, ${b}]` });
+      if (a !== IMAGE_SHAPE[0] || b !== IMAGE_SHAPE[1])
+        issues.push({ path: at('inputShape'), message: `expected [28, 28] (Fashion-MNIST images), got [${a}, ${b}]` });
       shape = [product(input)];
     } else if (l.dense) {
       let n = input[0]!;
@@ -278,15 +330,25 @@ export function layerShapes(layers: LayerSpec[]): { shapes: LayerShape[]; issues
           shape = target.map((d) => (d === -1 ? 1 : d));
         } else shape = target.map((d) => (d === -1 ? have / known : d));
       } else {
-        if (known !== have) issues.push({ path: at('targetShape'), message: `cannot reshape ${have} values (${fmtShape(input)}) into ${fmtShape(target)} = ${known} values` });
+        if (known !== have)
+          issues.push({
+            path: at('targetShape'),
+            message: `cannot reshape ${have} values (${fmtShape(input)}) into ${fmtShape(target)} = ${known} values`,
+          });
         shape = [...target];
       }
     } else if (l.conv2d) {
       const k = pair(l.conv2d.kernelSize);
       const s = pair(l.conv2d.strides);
-      const out = [windowOutput(h, k[0], s[0], l.conv2d.padding), windowOutput(w, k[1], s[1], l.conv2d.padding)] as const;
+      const out = [
+        windowOutput(h, k[0], s[0], l.conv2d.padding),
+        windowOutput(w, k[1], s[1], l.conv2d.padding),
+      ] as const;
       if (out[0] < 1 || out[1] < 1)
-        issues.push({ path: at('kernelSize'), message: `a ${fmtShape(k)} kernel does not fit a ${fmtShape(map)} map (the output would be ${fmtShape(out)})` });
+        issues.push({
+          path: at('kernelSize'),
+          message: `a ${fmtShape(k)} kernel does not fit a ${fmtShape(map)} map (the output would be ${fmtShape(out)})`,
+        });
       weightShapes.push([k[0], k[1], c, l.conv2d.filters]);
       if (l.conv2d.useBias) weightShapes.push([l.conv2d.filters]);
       shape = [Math.max(1, out[0]), Math.max(1, out[1]), l.conv2d.filters];
@@ -296,7 +358,10 @@ export function layerShapes(layers: LayerSpec[]): { shapes: LayerShape[]; issues
       const s = pair(p.strides ?? p.poolSize);
       const out = [windowOutput(h, k[0], s[0], p.padding), windowOutput(w, k[1], s[1], p.padding)] as const;
       if (out[0] < 1 || out[1] < 1)
-        issues.push({ path: at('poolSize'), message: `a ${fmtShape(k)} pool does not fit a ${fmtShape(map)} map (the output would be ${fmtShape(out)})` });
+        issues.push({
+          path: at('poolSize'),
+          message: `a ${fmtShape(k)} pool does not fit a ${fmtShape(map)} map (the output would be ${fmtShape(out)})`,
+        });
       shape = [Math.max(1, out[0]), Math.max(1, out[1]), c];
     } else if (l.globalAveragePooling2d) {
       shape = [c];
@@ -304,7 +369,10 @@ export function layerShapes(layers: LayerSpec[]): { shapes: LayerShape[]; issues
     // dropout and spatialDropout2d keep the shape.
     params = weightShapes.reduce((n, ws) => n + product(ws), 0);
     if (l.conv2d && product(shape) > MAX_MAP_VALUES)
-      issues.push({ path: at(), message: `the output ${fmtShape(shape)} has ${product(shape)} values per image, more than the limit of ${MAX_MAP_VALUES}` });
+      issues.push({
+        path: at(),
+        message: `the output ${fmtShape(shape)} has ${product(shape)} values per image, more than the limit of ${MAX_MAP_VALUES}`,
+      });
     shapes.push({ outputShape: shape, params, weightShapes });
   });
   return { shapes, issues: issues.slice(0, 1) };

@@ -19,7 +19,10 @@ const IMAGE_VALUES = 28 * 28;
 /** As src/train/forward.ts: inference chunks of up to 5,000 images, fewer when a layer's output per chunk would pass 64 MB. */
 const EVAL_CHUNK = 5000;
 const EVAL_CHUNK_BYTES = 64 * 1024 * 1024;
-const OPTIMIZER_SLOTS = { sgd: (momentum: number) => (momentum > 0 ? 1 : 0), adam: (amsgrad: boolean) => (amsgrad ? 3 : 2) };
+const OPTIMIZER_SLOTS = {
+  sgd: (momentum: number) => (momentum > 0 ? 1 : 0),
+  adam: (amsgrad: boolean) => (amsgrad ? 3 : 2),
+};
 
 const product = (s: number[]) => s.reduce((a, b) => a * b, 1);
 
@@ -46,11 +49,18 @@ export interface MemorySpec {
 export function estimateMemory(spec: MemorySpec, shapes: LayerShape[]): MemoryEstimate {
   const outputs = shapes.map((s) => product(s.outputShape));
   const widest = Math.max(IMAGE_VALUES, ...outputs);
-  const patches = Math.max(0, ...spec.model.layers.map((l, i) => (l.conv2d ? product(shapes[i]!.outputShape.slice(0, 2)) * product(shapes[i]!.weightShapes[0]!.slice(0, 3)) : 0)));
+  const patches = Math.max(
+    0,
+    ...spec.model.layers.map((l, i) =>
+      l.conv2d ? product(shapes[i]!.outputShape.slice(0, 2)) * product(shapes[i]!.weightShapes[0]!.slice(0, 3)) : 0,
+    ),
+  );
   const perImage = IMAGE_VALUES + outputs.reduce((a, b) => a + b, 0) + 2 * widest + patches;
   const params = shapes.reduce((n, s) => n + s.params, 0);
   const o = spec.optimizer;
-  const slots = o.sgd ? OPTIMIZER_SLOTS.sgd(o.sgd.momentum) : OPTIMIZER_SLOTS.adam((o.adam ?? o.adamw)?.amsgrad ?? false);
+  const slots = o.sgd
+    ? OPTIMIZER_SLOTS.sgd(o.sgd.momentum)
+    : OPTIMIZER_SLOTS.adam((o.adam ?? o.adamw)?.amsgrad ?? false);
   const images = (spec.data.trainLimit ?? 60000) + spec.data.validation.size + (spec.data.testLimit ?? 10000);
   const fixed = params * (2 + slots) + images * IMAGE_VALUES;
   const chunk = Math.max(1, Math.min(EVAL_CHUNK, Math.floor(EVAL_CHUNK_BYTES / (FLOAT_BYTES * widest))));
@@ -59,7 +69,8 @@ export function estimateMemory(spec: MemorySpec, shapes: LayerShape[]): MemoryEs
     perImage,
     fixed,
     trainingBytes: FLOAT_BYTES * (spec.training.batchSize * perImage + fixed),
-    inferenceBytes: FLOAT_BYTES * (chunk * (IMAGE_VALUES + outputs.reduce((a, b) => a + b, 0)) + params + images * IMAGE_VALUES),
+    inferenceBytes:
+      FLOAT_BYTES * (chunk * (IMAGE_VALUES + outputs.reduce((a, b) => a + b, 0)) + params + images * IMAGE_VALUES),
     maxBatch: Math.max(0, Math.floor(room / perImage)),
   };
 }
@@ -78,7 +89,8 @@ export function memoryIssues(spec: MemorySpec, shapes: LayerShape[]): { path: (s
     const what =
       `training with batches of ${spec.training.batchSize} needs at least ${formatBytes(e.trainingBytes)} ` +
       `(${e.perImage} float32 values per image for activations, their gradients and conv patches; ${e.fixed} for parameters, gradients, optimizer slots and the images), more than ${limit}`;
-    if (e.maxBatch >= 1) issues.push({ path: ['training', 'batchSize'], message: `${what}; use a batchSize of at most ${e.maxBatch}` });
+    if (e.maxBatch >= 1)
+      issues.push({ path: ['training', 'batchSize'], message: `${what}; use a batchSize of at most ${e.maxBatch}` });
     else issues.push({ path: ['model', 'layers'], message: `${what}, even with a batch of 1: make the model smaller` });
   }
   if (e.inferenceBytes > MAX_BACKEND_BYTES)

@@ -7,16 +7,30 @@ import { z } from 'zod';
 import { float32BelowOne, float32Factor } from './float32';
 
 const num = (what = 'a number') => z.number({ error: `expected ${what}` });
-const positive = () => num('a positive number').positive({ error: 'expected a positive number' }).superRefine(float32Factor(false));
-const nonNegative = () => num('a finite number ≥ 0').min(0, { error: 'expected a finite number ≥ 0' }).superRefine(float32Factor(true));
+const positive = () =>
+  num('a positive number').positive({ error: 'expected a positive number' }).superRefine(float32Factor(false));
+const nonNegative = () =>
+  num('a finite number ≥ 0').min(0, { error: 'expected a finite number ≥ 0' }).superRefine(float32Factor(true));
 /** Compared in float64 only (metric deltas, a schedule's decay base): no float32 check. */
 const positive64 = () => num('a positive number').positive({ error: 'expected a positive number' });
 const nonNegative64 = () => num('a finite number ≥ 0').min(0, { error: 'expected a finite number ≥ 0' });
 const bool = () => z.boolean({ error: 'expected true or false' });
-const positiveInt = () => z.number({ error: 'expected a positive integer' }).int({ error: 'expected an integer' }).positive({ error: 'expected a positive integer' });
-const nonNegativeInt = () => z.number({ error: 'expected an integer ≥ 0' }).int({ error: 'expected an integer' }).min(0, { error: 'expected an integer ≥ 0' });
+const positiveInt = () =>
+  z
+    .number({ error: 'expected a positive integer' })
+    .int({ error: 'expected an integer' })
+    .positive({ error: 'expected a positive integer' });
+const nonNegativeInt = () =>
+  z
+    .number({ error: 'expected an integer ≥ 0' })
+    .int({ error: 'expected an integer' })
+    .min(0, { error: 'expected an integer ≥ 0' });
 /** A factor in (0, 1): β₁, β₂, momentum-like values. */
-const unitOpen = () => num('a number in (0, 1)').gt(0, { error: 'expected a number in (0, 1)' }).lt(1, { error: 'expected a number in (0, 1)' }).superRefine(float32BelowOne);
+const unitOpen = () =>
+  num('a number in (0, 1)')
+    .gt(0, { error: 'expected a number in (0, 1)' })
+    .lt(1, { error: 'expected a number in (0, 1)' })
+    .superRefine(float32BelowOne);
 
 export const MONITORS = ['val_loss', 'val_accuracy', 'loss', 'accuracy'] as const;
 export type Monitor = (typeof MONITORS)[number];
@@ -35,12 +49,18 @@ const exponentialDecay = z.strictObject({
 });
 const piecewiseConstant = z
   .strictObject({
-    boundaries: z.array(nonNegativeInt(), { error: 'expected a list of step numbers' }).min(1, { error: 'expected at least one boundary' }),
+    boundaries: z
+      .array(nonNegativeInt(), { error: 'expected a list of step numbers' })
+      .min(1, { error: 'expected at least one boundary' }),
     values: z.array(positive(), { error: 'expected a list of learning rates' }),
   })
   .superRefine((o, ctx) => {
     if (o.values.length !== o.boundaries.length + 1)
-      ctx.addIssue({ code: 'custom', path: ['values'], message: `expected ${o.boundaries.length + 1} values (one more than the boundaries), got ${o.values.length}` });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['values'],
+        message: `expected ${o.boundaries.length + 1} values (one more than the boundaries), got ${o.values.length}`,
+      });
     if (o.boundaries.some((b, i) => i > 0 && b <= o.boundaries[i - 1]!))
       ctx.addIssue({ code: 'custom', path: ['boundaries'], message: 'expected strictly increasing step numbers' });
   });
@@ -48,7 +68,10 @@ const cosineDecay = z.strictObject({
   initialLearningRate: nonNegative(),
   decaySteps: positiveInt(),
   /** Keras's defaults: decay to 0, no warm-up. */
-  alpha: num('a number in [0, 1]').min(0, { error: 'expected a number in [0, 1]' }).max(1, { error: 'expected a number in [0, 1]' }).default(0),
+  alpha: num('a number in [0, 1]')
+    .min(0, { error: 'expected a number in [0, 1]' })
+    .max(1, { error: 'expected a number in [0, 1]' })
+    .default(0),
   warmupSteps: nonNegativeInt().default(0),
   /** The peak reached after warmupSteps; null: no warm-up, the cosine starts at initialLearningRate. */
   warmupTarget: positive().nullable().default(null),
@@ -57,17 +80,29 @@ const cosineDecay = z.strictObject({
 export const SCHEDULE_TYPES = ['exponentialDecay', 'piecewiseConstant', 'cosineDecay'] as const;
 const schedule = z
   .strictObject(
-    { exponentialDecay: exponentialDecay.optional(), piecewiseConstant: piecewiseConstant.optional(), cosineDecay: cosineDecay.optional() },
+    {
+      exponentialDecay: exponentialDecay.optional(),
+      piecewiseConstant: piecewiseConstant.optional(),
+      cosineDecay: cosineDecay.optional(),
+    },
     { error: `expected a positive number or one schedule: ${SCHEDULE_TYPES.join(', ')}` },
   )
   .superRefine((s, ctx) => {
     const kinds = SCHEDULE_TYPES.filter((k) => s[k] !== undefined);
-    if (kinds.length !== 1) ctx.addIssue({ code: 'custom', message: `expected exactly one schedule (${SCHEDULE_TYPES.join(', ')}), got ${kinds.length}` });
+    if (kinds.length !== 1)
+      ctx.addIssue({
+        code: 'custom',
+        message: `expected exactly one schedule (${SCHEDULE_TYPES.join(', ')}), got ${kinds.length}`,
+      });
   });
 
 /** A constant learning rate or a schedule, as Keras's `learning_rate` argument takes either. */
 const learningRate = (defaultValue: number) =>
-  z.union([positive(), schedule], { error: `expected a positive number or one schedule: ${SCHEDULE_TYPES.join(', ')}` }).default(defaultValue);
+  z
+    .union([positive(), schedule], {
+      error: `expected a positive number or one schedule: ${SCHEDULE_TYPES.join(', ')}`,
+    })
+    .default(defaultValue);
 export type LearningRateSpec = number | z.infer<typeof schedule>;
 
 // ---------- optimizers (keras.optimizers), with decoupled weight decay ----------
@@ -104,7 +139,11 @@ const excludeFromWeightDecay = () =>
 const sgd = z.strictObject({
   /** keras.optimizers.SGD defaults: lr 0.01, no momentum, no weight decay. */
   learningRate: learningRate(0.01),
-  momentum: num('a number in [0, 1)').min(0, { error: 'expected a number in [0, 1)' }).lt(1, { error: 'expected a number in [0, 1)' }).superRefine(float32BelowOne).default(0),
+  momentum: num('a number in [0, 1)')
+    .min(0, { error: 'expected a number in [0, 1)' })
+    .lt(1, { error: 'expected a number in [0, 1)' })
+    .superRefine(float32BelowOne)
+    .default(0),
   nesterov: bool().default(false),
   weightDecay: weightDecay(0),
   excludeFromWeightDecay: excludeFromWeightDecay(),
@@ -127,10 +166,17 @@ export type OptimizerType = (typeof OPTIMIZER_TYPES)[number];
 
 /** Exactly one of sgd, adam, adamw; plain SGD (Keras's defaults) when left out. */
 export const optimizerSchema = z
-  .strictObject({ sgd: sgd.optional(), adam: adam.optional(), adamw: adamw.optional() }, { error: `expected one optimizer: ${OPTIMIZER_TYPES.join(', ')}` })
+  .strictObject(
+    { sgd: sgd.optional(), adam: adam.optional(), adamw: adamw.optional() },
+    { error: `expected one optimizer: ${OPTIMIZER_TYPES.join(', ')}` },
+  )
   .superRefine((o, ctx) => {
     const kinds = OPTIMIZER_TYPES.filter((k) => o[k] !== undefined);
-    if (kinds.length !== 1) ctx.addIssue({ code: 'custom', message: `expected exactly one optimizer (${OPTIMIZER_TYPES.join(', ')}), got ${kinds.length}` });
+    if (kinds.length !== 1)
+      ctx.addIssue({
+        code: 'custom',
+        message: `expected exactly one optimizer (${OPTIMIZER_TYPES.join(', ')}), got ${kinds.length}`,
+      });
   })
   .prefault({ sgd: {} });
 export type OptimizerSpec = z.infer<typeof optimizerSchema>;

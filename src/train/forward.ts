@@ -22,7 +22,12 @@ const EVAL_CHUNK_BYTES = 64 * 1024 * 1024;
 
 /** Images per inference chunk for this model: EVAL_CHUNK, or fewer when a layer's output is wide. */
 export function evalChunk(built: BuiltModel): number {
-  const widest = Math.max(IMAGE_SIZE, ...built.model.layers.map((l) => (l.outputShape as (number | null)[]).slice(1).reduce<number>((a, d) => a * (d ?? 1), 1)));
+  const widest = Math.max(
+    IMAGE_SIZE,
+    ...built.model.layers.map((l) =>
+      (l.outputShape as (number | null)[]).slice(1).reduce<number>((a, d) => a * (d ?? 1), 1),
+    ),
+  );
   return Math.max(1, Math.min(EVAL_CHUNK, Math.floor(EVAL_CHUNK_BYTES / (4 * widest))));
 }
 
@@ -57,7 +62,12 @@ export function softmaxDense(layer: tf.layers.Layer): { kernel: tf.Tensor2D; bia
  * (a seeded tfjs Dropout layer would reuse one mask for every batch), and the logits of a
  * softmax output layer.
  */
-export function forward(built: BuiltModel, x: tf.Tensor, training: boolean, dropoutSeed = 0): ModelOutput & { activitySum: tf.Scalar } {
+export function forward(
+  built: BuiltModel,
+  x: tf.Tensor,
+  training: boolean,
+  dropoutSeed = 0,
+): ModelOutput & { activitySum: tf.Scalar } {
   let h = x;
   let logits: tf.Tensor2D | null = null;
   let activitySum: tf.Scalar = tf.scalar(0);
@@ -66,7 +76,8 @@ export function forward(built: BuiltModel, x: tf.Tensor, training: boolean, drop
     const rate = built.dropout.get(i);
     const sd = i === last && rate === undefined && h.rank === 2 ? softmaxDense(layer) : null;
     if (rate !== undefined) {
-      if (training && rate > 0) h = tf.dropout(h, rate, built.spatialDropout.has(i) ? spatialNoiseShape(h) : undefined, dropoutSeed + i);
+      if (training && rate > 0)
+        h = tf.dropout(h, rate, built.spatialDropout.has(i) ? spatialNoiseShape(h) : undefined, dropoutSeed + i);
     } else if (sd) {
       // The ops Dense's call runs for a softmax (product, then the bias added): the same probabilities as layer.apply.
       const product = tf.fused.matMul({ a: h as tf.Tensor2D, b: sd.kernel });
@@ -89,7 +100,9 @@ export function forward(built: BuiltModel, x: tf.Tensor, training: boolean, drop
  */
 export function crossEntropySum(output: ModelOutput, labels: tf.Tensor1D): tf.Scalar {
   const oneHot = tf.oneHot(labels, NUM_CLASSES);
-  const logProbs = output.logits ? tf.logSoftmax(output.logits) : tf.log(tf.clipByValue(output.probs, EPSILON, 1 - EPSILON));
+  const logProbs = output.logits
+    ? tf.logSoftmax(output.logits)
+    : tf.log(tf.clipByValue(output.probs, EPSILON, 1 - EPSILON));
   return tf.neg(tf.sum(tf.mul(logProbs, oneHot))) as tf.Scalar;
 }
 
@@ -157,7 +170,14 @@ export class SplitPass {
       tf.dispose([ce, act, ok, pred]);
     }
     const count = split.count;
-    return { dataLoss: ceSum / count, activityPenalty: actSum / count, correct, count, accuracy: count ? correct / count : 0, predictions };
+    return {
+      dataLoss: ceSum / count,
+      activityPenalty: actSum / count,
+      correct,
+      count,
+      accuracy: count ? correct / count : 0,
+      predictions,
+    };
   }
 
   dispose(): void {

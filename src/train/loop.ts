@@ -39,7 +39,13 @@ export interface FitResult {
 
 const nextTick = () => new Promise<void>((resolve) => setImmediate(resolve));
 
-export async function fit(built: BuiltModel, step: TrainStep, data: { train: Split; validation: Split | null }, callbacks: CallbackList, opts: FitOptions): Promise<FitResult> {
+export async function fit(
+  built: BuiltModel,
+  step: TrainStep,
+  data: { train: Split; validation: Split | null },
+  callbacks: CallbackList,
+  opts: FitOptions,
+): Promise<FitResult> {
   const resume = opts.resume;
   const shuffleRng = resume ? new Rng(resume.shuffleRng) : Rng.derive(opts.seed, 'shuffle');
   const dropoutRng = resume ? new Rng(resume.dropoutRng) : Rng.derive(opts.seed, 'dropout');
@@ -54,7 +60,12 @@ export async function fit(built: BuiltModel, step: TrainStep, data: { train: Spl
     stepsPerEpoch: steps,
     stopTraining: resume?.stopTraining ?? null,
     trainSeconds: 0,
-    loopState: () => ({ epoch: completed, shuffleRng: shuffleRng.state(), dropoutRng: dropoutRng.state(), stopTraining: ctx.stopTraining }),
+    loopState: () => ({
+      epoch: completed,
+      shuffleRng: shuffleRng.state(),
+      dropoutRng: dropoutRng.state(),
+      stopTraining: ctx.stopTraining,
+    }),
   };
   const xBuf = new Float32Array(opts.batchSize * IMAGE_SIZE);
   const yBuf = new Int32Array(opts.batchSize);

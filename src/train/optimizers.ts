@@ -96,7 +96,12 @@ export interface AdamStep {
   vhat: Float32Array | null;
 }
 
-const SLOT_NAMES: Record<string, string[]> = { sgd: [], sgdMomentum: ['momentum'], adam: ['m', 'v'], adamAmsgrad: ['m', 'v', 'vhat'] };
+const SLOT_NAMES: Record<string, string[]> = {
+  sgd: [],
+  sgdMomentum: ['momentum'],
+  adam: ['m', 'v'],
+  adamAmsgrad: ['m', 'v', 'vhat'],
+};
 
 export class Optimizer {
   readonly type: OptimizerType;
@@ -115,7 +120,10 @@ export class Optimizer {
 
   constructor(private readonly choice: OptimizerChoice) {
     this.type = choice.type;
-    this.excluded = choice.config.excludeFromWeightDecay.map((p) => ({ re: new RegExp(p), qualified: p.includes('/') }));
+    this.excluded = choice.config.excludeFromWeightDecay.map((p) => ({
+      re: new RegExp(p),
+      qualified: p.includes('/'),
+    }));
     this.schedule = scheduleFrom(choice.config.learningRate);
     if (choice.type === 'sgd') this.slotNames = choice.config.momentum > 0 ? SLOT_NAMES.sgdMomentum! : SLOT_NAMES.sgd!;
     else this.slotNames = choice.config.amsgrad ? SLOT_NAMES.adamAmsgrad! : SLOT_NAMES.adam!;
@@ -206,14 +214,26 @@ export class Optimizer {
   /** Applies one variable's update with learning rate `lr` (from learningRate(), once per step). */
   update(u: VariableUpdate, lr: number): PenaltySums {
     const n = u.w.length;
-    if (u.g.length !== n || u.out.length !== n) throw new Error(`optimizer: ${u.name}: weights, gradient and output differ in size`);
+    if (u.g.length !== n || u.out.length !== n)
+      throw new Error(`optimizer: ${u.name}: weights, gradient and output differ in size`);
     const lr32 = f(lr);
     const wd = this.decays(u.name) ? f(this.choice.config.weightDecay) : 0;
     const l2x2 = f(2 * u.l2);
     if (this.choice.type === 'sgd') {
       const c = this.choice.config;
       if (c.momentum === 0) return sgdPass(u.w, u.g, u.out, u.l1, l2x2, lr32, wd);
-      return sgdMomentumPass(u.w, u.g, this.slotsFor(u.name, n)[0]!.view(), u.out, u.l1, l2x2, lr32, wd, f(c.momentum), c.nesterov);
+      return sgdMomentumPass(
+        u.w,
+        u.g,
+        this.slotsFor(u.name, n)[0]!.view(),
+        u.out,
+        u.l1,
+        l2x2,
+        lr32,
+        wd,
+        f(c.momentum),
+        c.nesterov,
+      );
     }
     return adamPass(u, this.adamStep(u.name, n, lr)!);
   }
@@ -234,7 +254,8 @@ export class Optimizer {
 
   state(): OptimizerState {
     const slots: NamedArray[] = [];
-    for (const [name, arrays] of this.slots) arrays.forEach((slot, i) => slots.push({ name: `${name}/${this.slotNames[i]}`, data: slot.view().slice() }));
+    for (const [name, arrays] of this.slots)
+      arrays.forEach((slot, i) => slots.push({ name: `${name}/${this.slotNames[i]}`, data: slot.view().slice() }));
     return { type: this.type, iterations: this.iterations, learningRateScale: this.learningRateScale, slots };
   }
 
@@ -243,20 +264,24 @@ export class Optimizer {
    * their sizes: every one must have every slot once the optimizer has stepped.
    */
   setState(state: OptimizerState, variables: { name: string; size: number }[]): void {
-    if (state.type !== this.type) throw new InputError(`the checkpoint holds ${state.type} state, the spec trains with ${this.type}`);
+    if (state.type !== this.type)
+      throw new InputError(`the checkpoint holds ${state.type} state, the spec trains with ${this.type}`);
     const byName = new Map(state.slots.map((s) => [s.name, s.data]));
     if (state.iterations > 0 && this.slotNames.length) {
       for (const v of variables) {
         for (const slot of this.slotNames) {
           const data = byName.get(`${v.name}/${slot}`);
-          if (!data || data.length !== v.size) throw new InputError(`the checkpoint has no ${slot} state for ${v.name}`);
+          if (!data || data.length !== v.size)
+            throw new InputError(`the checkpoint has no ${slot} state for ${v.name}`);
         }
       }
     }
     this.dispose();
     if (state.iterations > 0 && this.slotNames.length) {
       for (const v of variables) {
-        this.slotsFor(v.name, v.size).forEach((slot, i) => slot.view().set(byName.get(`${v.name}/${this.slotNames[i]}`)!));
+        this.slotsFor(v.name, v.size).forEach((slot, i) =>
+          slot.view().set(byName.get(`${v.name}/${this.slotNames[i]}`)!),
+        );
       }
     }
     this.iterations = state.iterations;
@@ -269,7 +294,15 @@ export class Optimizer {
  * (g + l1·sign, + l2x2·w). The sign is branch-free: a mispredicted branch per weight made
  * these loops 3× slower.
  */
-function sgdPass(W: Float32Array, G: Float32Array, D: Float32Array, l1: number, l2x2: number, lr: number, wd: number): PenaltySums {
+function sgdPass(
+  W: Float32Array,
+  G: Float32Array,
+  D: Float32Array,
+  l1: number,
+  l2x2: number,
+  lr: number,
+  wd: number,
+): PenaltySums {
   let abs = 0;
   let sq = 0;
   for (let i = 0; i < W.length; i++) {

@@ -8,7 +8,12 @@ import type { LearningRateSpec } from '../spec';
 export type Schedule = (step: number) => number;
 
 /** initialLearningRate · decayRate^(step / decaySteps), the exponent floored when `staircase`. */
-export function exponentialDecay(o: { initialLearningRate: number; decaySteps: number; decayRate: number; staircase: boolean }): Schedule {
+export function exponentialDecay(o: {
+  initialLearningRate: number;
+  decaySteps: number;
+  decayRate: number;
+  staircase: boolean;
+}): Schedule {
   return (step) => {
     const p = step / o.decaySteps;
     return o.initialLearningRate * Math.pow(o.decayRate, o.staircase ? Math.floor(p) : p);
@@ -28,7 +33,13 @@ export function piecewiseConstant(o: { boundaries: number[]; values: number[] })
  * over warmupSteps, then a cosine from the peak down to alpha·peak over decaySteps, held there.
  * Without warmupTarget there is no warm-up and the cosine starts at initialLearningRate.
  */
-export function cosineDecay(o: { initialLearningRate: number; decaySteps: number; alpha: number; warmupSteps: number; warmupTarget: number | null }): Schedule {
+export function cosineDecay(o: {
+  initialLearningRate: number;
+  decaySteps: number;
+  alpha: number;
+  warmupSteps: number;
+  warmupTarget: number | null;
+}): Schedule {
   const decay = (step: number, from: number) => {
     const cosine = 0.5 * (1 + Math.cos(Math.PI * (step / o.decaySteps)));
     return from * ((1 - o.alpha) * cosine + o.alpha);
@@ -36,7 +47,8 @@ export function cosineDecay(o: { initialLearningRate: number; decaySteps: number
   return (step) => {
     if (o.warmupTarget === null) return decay(Math.min(step, o.decaySteps), o.initialLearningRate);
     const s = Math.min(step, o.decaySteps + o.warmupSteps);
-    if (s < o.warmupSteps) return (o.warmupTarget - o.initialLearningRate) * (s / o.warmupSteps) + o.initialLearningRate;
+    if (s < o.warmupSteps)
+      return (o.warmupTarget - o.initialLearningRate) * (s / o.warmupSteps) + o.initialLearningRate;
     return decay(s - o.warmupSteps, o.warmupTarget);
   };
 }

@@ -46,7 +46,10 @@ export function createReferenceStep(built: BuiltModel, optimizer: Optimizer): Tr
         const g = grads[v.name]!;
         const out = new Float32Array(v.size);
         // The gradient already holds the penalties' part: no l1/l2 to add.
-        optimizer.update({ name: v.name, w: v.dataSync() as Float32Array, g: g.dataSync() as Float32Array, out, l1: 0, l2: 0 }, lr);
+        optimizer.update(
+          { name: v.name, w: v.dataSync() as Float32Array, g: g.dataSync() as Float32Array, out, l1: 0, l2: 0 },
+          lr,
+        );
         const next = tf.tensor(out, v.shape);
         v.assign(next);
         next.dispose();
@@ -82,7 +85,9 @@ function blasThreads(batchSize: number): number {
  * penalty. What `auto` weighs before the model exists (src/backend.ts).
  */
 export function needsAutodiff(spec: ExperimentSpec): boolean {
-  return spec.model.layers.some((l, i) => (l.flatten ? i !== 0 : !l.dense || l.dense.biasRegularizer != null || l.dense.activityRegularizer != null));
+  return spec.model.layers.some((l, i) =>
+    l.flatten ? i !== 0 : !l.dense || l.dense.biasRegularizer != null || l.dense.activityRegularizer != null,
+  );
 }
 
 export function createTrainStep(built: BuiltModel, spec: ExperimentSpec, backend: BackendInfo): TrainStep {
@@ -92,11 +97,16 @@ export function createTrainStep(built: BuiltModel, spec: ExperimentSpec, backend
     return Object.assign(ref, { description: `${ref.description} (${why})` });
   };
   if (accelerationDisabled()) return fallback('REGTRAIN_ACCEL=off');
-  if (!backend.gemm.kind && backend.name !== 'tensorflow') return fallback(`no fast matmul kernels: ${backend.blas.reason}; ${backend.gemm.reason}`);
+  if (!backend.gemm.kind && backend.name !== 'tensorflow')
+    return fallback(`no fast matmul kernels: ${backend.blas.reason}; ${backend.gemm.reason}`);
   if (built.dropout.size || built.activity.length || built.penalties.some((p) => !p.name.endsWith('/kernel'))) {
     return fallback('dropout, activity or bias penalties need autodiff');
   }
-  const penalties = built.penalties.map((p) => ({ layerIndex: built.model.layers.findIndex((l) => p.name.startsWith(`${l.name}/`)), l1: p.l1, l2: p.l2 }));
+  const penalties = built.penalties.map((p) => ({
+    layerIndex: built.model.layers.findIndex((l) => p.name.startsWith(`${l.name}/`)),
+    l1: p.l1,
+    l2: p.l2,
+  }));
   const lean = createLeanStep(built.model, optimizer, penalties);
   if ('unsupported' in lean) return fallback(lean.unsupported);
   let kernels = '';

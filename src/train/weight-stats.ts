@@ -22,7 +22,14 @@ export function weightStats(built: BuiltModel): WeightStats[] {
       if (a < 1e-3) small3++;
       if (a < 1e-2) small2++;
     }
-    return { layer: layer.name, l1, l2: Math.sqrt(sq), sparsity1e3: small3 / w.length, sparsity1e2: small2 / w.length, maxAbs: max };
+    return {
+      layer: layer.name,
+      l1,
+      l2: Math.sqrt(sq),
+      sparsity1e3: small3 / w.length,
+      sparsity1e2: small2 / w.length,
+      maxAbs: max,
+    };
   });
 }
 

@@ -53,7 +53,15 @@ function toolRun(args: string[], env: Record<string, string> = {}): Promise<Tool
     const t0 = process.hrtime.bigint();
     const child = spawn(
       process.execPath,
-      [path.join(repoRoot, 'bin', 'regtrain'), 'run', path.join(repoRoot, 'configs', 'article.yaml'), ...args, '--out', path.join(out, 'run'), '--json'],
+      [
+        path.join(repoRoot, 'bin', 'regtrain'),
+        'run',
+        path.join(repoRoot, 'configs', 'article.yaml'),
+        ...args,
+        '--out',
+        path.join(out, 'run'),
+        '--json',
+      ],
       {
         stdio: ['ignore', 'pipe', 'ignore'],
         env: { ...process.env, ...env },
@@ -81,7 +89,12 @@ function toolRun(args: string[], env: Record<string, string> = {}): Promise<Tool
     child.on('exit', (code) => {
       fs.rmSync(out, { recursive: true, force: true });
       if (code !== 0) reject(new Error(`regtrain run exited ${code}`));
-      else resolve({ ...(result as ToolRun), totalSeconds: Number(process.hrtime.bigint() - t0) / 1e9, samplesPerEpoch: 60000 });
+      else
+        resolve({
+          ...(result as ToolRun),
+          totalSeconds: Number(process.hrtime.bigint() - t0) / 1e9,
+          samplesPerEpoch: 60000,
+        });
     });
   });
 }
@@ -97,19 +110,26 @@ async function tensorflowVersion(): Promise<string | null> {
 function torchVersion(py: string | null): string {
   if (!py) return 'not installed';
   try {
-    return execFileSync(py, ['-c', 'import torch; print(torch.__version__)'], { encoding: 'utf8', timeout: 60000 }).trim();
+    return execFileSync(py, ['-c', 'import torch; print(torch.__version__)'], {
+      encoding: 'utf8',
+      timeout: 60000,
+    }).trim();
   } catch {
     return 'not loadable';
   }
 }
 
 async function tutorialEndToEnd(epochs: number, py: string | null, tensorflow: string | null): Promise<void> {
-  console.log(`\n## The tutorial end to end: ${epochs} epochs, batch 32, 60,000 images + 5,000 validation each epoch, then the test set\n`);
+  console.log(
+    `\n## The tutorial end to end: ${epochs} epochs, batch 32, 60,000 images + 5,000 validation each epoch, then the test set\n`,
+  );
   console.log('| run | total s | s per epoch (median) | test accuracy | step |');
   console.log('| --- | ---: | ---: | ---: | --- |');
   const row = (name: string, total: number, perEpoch: number[], acc: number, step: string) => {
     const sorted = [...perEpoch].sort((a, b) => a - b);
-    console.log(`| ${name} | ${total.toFixed(0)} | ${sorted[sorted.length >> 1]?.toFixed(2) ?? '—'} | ${acc.toFixed(4)} | ${step} |`);
+    console.log(
+      `| ${name} | ${total.toFixed(0)} | ${sorted[sorted.length >> 1]?.toFixed(2) ?? '—'} | ${acc.toFixed(4)} | ${step} |`,
+    );
   };
   const set = ['--set', `training.epochs=${epochs}`];
   if (loadBlas().ok) {
@@ -120,17 +140,37 @@ async function tutorialEndToEnd(epochs: number, py: string | null, tensorflow: s
   row(`regtrain ${nb.backend}, REGTRAIN_BLAS=off`, nb.totalSeconds, nb.epochSeconds, nb.testAccuracy, nb.step);
   if (tensorflow) {
     const t = await toolRun([...set, '--backend', 'tfjs-node']);
-    row(`regtrain --backend tfjs-node (TensorFlow ${tensorflow})`, t.totalSeconds, t.epochSeconds, t.testAccuracy, t.step);
+    row(
+      `regtrain --backend tfjs-node (TensorFlow ${tensorflow})`,
+      t.totalSeconds,
+      t.epochSeconds,
+      t.testAccuracy,
+      t.step,
+    );
   }
   if (!py) return void console.log('| PyTorch | skipped: no python3 with torch | | | |');
   const script = path.join(repoRoot, 'test', 'bench', 'torch_tutorial.py');
   const t0 = performance.now();
-  const out = execFileSync(py, [script, '--data', resolveDataDir(undefined, process.env), '--epochs', String(epochs), '--threads', '1'], {
-    encoding: 'utf8',
-    timeout: 6 * 3600 * 1000,
-  });
-  const j = JSON.parse(out.trim().split('\n').pop()!) as { torch: string; epochSeconds: number[]; testAccuracy: number };
-  row(`PyTorch ${j.torch}, 1 thread`, (performance.now() - t0) / 1000, j.epochSeconds, j.testAccuracy, 'autograd + torch.optim.SGD');
+  const out = execFileSync(
+    py,
+    [script, '--data', resolveDataDir(undefined, process.env), '--epochs', String(epochs), '--threads', '1'],
+    {
+      encoding: 'utf8',
+      timeout: 6 * 3600 * 1000,
+    },
+  );
+  const j = JSON.parse(out.trim().split('\n').pop()!) as {
+    torch: string;
+    epochSeconds: number[];
+    testAccuracy: number;
+  };
+  row(
+    `PyTorch ${j.torch}, 1 thread`,
+    (performance.now() - t0) / 1000,
+    j.epochSeconds,
+    j.testAccuracy,
+    'autograd + torch.optim.SGD',
+  );
 }
 
 async function main(): Promise<void> {
@@ -150,7 +190,9 @@ async function main(): Promise<void> {
       .map((l) => l.toFixed(1))
       .join(' ')}`,
   );
-  console.log(`node ${process.version} (V8 ${process.versions.v8}), tfjs ${tf.version.tfjs}, PyTorch ${torchVersion(py)}`);
+  console.log(
+    `node ${process.version} (V8 ${process.versions.v8}), tfjs ${tf.version.tfjs}, PyTorch ${torchVersion(py)}`,
+  );
   console.log(`BLAS: ${blas.ok ? `${blas.library} (${blas.config})` : blas.reason}`);
   console.log(`wasm GEMM: ${'kind' in wasmGemm ? wasmGemm.kind : wasmGemm.reason}`);
   const tensorflow = await tensorflowVersion();
@@ -158,7 +200,8 @@ async function main(): Promise<void> {
     `tfjs-node: ${tensorflow ? `loads, TensorFlow ${tensorflow} (the wrong version: tfjs-node 4.22 is built for 2.9.1; \`npm run setup:tfjs-node\` installs 1.15, the only one on the npm registry)` : 'does not load here (no tfjs-node rows)'}\n`,
   );
 
-  if (process.argv.includes('--tutorial-only')) return tutorialEndToEnd(Number(arg('--tutorial-epochs') ?? 60), py, tensorflow);
+  if (process.argv.includes('--tutorial-only'))
+    return tutorialEndToEnd(Number(arg('--tutorial-epochs') ?? 60), py, tensorflow);
   const cnn = async () =>
     console.log(
       `\n## The CNN of configs/cnn.yaml, training step (test/bench/cnn-bench.ts)\n\n${await cnnSection({ rounds: Number(arg('--rounds') ?? 5), torch, log: (s) => console.error(s) })}`,
@@ -171,7 +214,9 @@ async function main(): Promise<void> {
   // Epoch 2 of the tutorial (validation on 5,000 images included), as the tool runs it.
   const tool = await toolRun(['--set', 'training.epochs=2']);
   const e2 = tool.epochSeconds[1]!;
-  console.log(`regtrain run, process start → first training step: ${tool.startupSeconds.toFixed(2)} s (backend ${tool.backend}; ${tool.step})`);
+  console.log(
+    `regtrain run, process start → first training step: ${tool.startupSeconds.toFixed(2)} s (backend ${tool.backend}; ${tool.step})`,
+  );
   console.log(
     `regtrain run, tutorial epoch (60,000 images + 5,000 validation): ${e2.toFixed(2)} s = ${fmt(tool.samplesPerEpoch / e2)} samples/s; 60 epochs ≈ ${((60 * e2) / 60).toFixed(1)} min`,
   );
@@ -190,13 +235,21 @@ async function main(): Promise<void> {
     `Training step alone (forward, backward, penalties, SGD update), samples/s: ${rounds} rounds; each measurement is paired with a PyTorch one (1 thread, same batch) taken right after it:`,
   );
   const paths = await availablePaths({ quick });
-  const r = await benchRounds({ paths, rounds, torch, torchThreads: quick ? [1] : [1, 2], log: (s) => console.error(s) });
+  const r = await benchRounds({
+    paths,
+    rounds,
+    torch,
+    torchThreads: quick ? [1] : [1, 2],
+    log: (s) => console.error(s),
+  });
   console.log('\n' + roundsTable(r));
   if ('skipped' in r.torch) console.log(`\nPyTorch: skipped (${r.torch.skipped})`);
 
-  if (!process.argv.includes('--no-epoch')) console.log('\n' + (await epochExtrasReport({ rounds: quick ? 2 : 3, epochs: 4, log: (s) => console.error(s) })));
+  if (!process.argv.includes('--no-epoch'))
+    console.log('\n' + (await epochExtrasReport({ rounds: quick ? 2 : 3, epochs: 4, log: (s) => console.error(s) })));
   if (!process.argv.includes('--no-cnn')) await cnn();
-  if (process.argv.includes('--tutorial')) await tutorialEndToEnd(Number(arg('--tutorial-epochs') ?? 60), py, tensorflow);
+  if (process.argv.includes('--tutorial'))
+    await tutorialEndToEnd(Number(arg('--tutorial-epochs') ?? 60), py, tensorflow);
 }
 
 if (require.main === module && !process.env.NODE_TEST_CONTEXT) {

@@ -57,19 +57,39 @@ export function buildCnn(seed = 42): tf.Sequential {
 /** The reference step (src/train/step.ts) on a plain tfjs model: autodiff, then regtrain's Adam. */
 export function cnnStep(model: tf.Sequential): { run(x: tf.Tensor, y: tf.Tensor1D): number; dispose(): void } {
   // The forward pass the reference step runs (the loss from the softmax's logits); no penalties or dropout here.
-  const built = { model, penalties: [], activity: [], dropout: new Map<number, number>(), spatialDropout: new Set<number>(), denseLayers: [] };
+  const built = {
+    model,
+    penalties: [],
+    activity: [],
+    dropout: new Map<number, number>(),
+    spatialDropout: new Set<number>(),
+    denseLayers: [],
+  };
   const optimizer = createOptimizer({ adam: { learningRate: 0.001 } });
   const vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
   return {
     run(x, y) {
       const lr = optimizer.learningRate();
       const batch = x.shape[0]!;
-      const { value, grads } = tf.variableGrads(() => crossEntropySum(forward(built, x, true), y).div(batch) as tf.Scalar, vars);
+      const { value, grads } = tf.variableGrads(
+        () => crossEntropySum(forward(built, x, true), y).div(batch) as tf.Scalar,
+        vars,
+      );
       const loss = value.dataSync()[0]!;
       value.dispose();
       for (const v of vars) {
         const out = new Float32Array(v.size);
-        optimizer.update({ name: v.name, w: v.dataSync() as Float32Array, g: grads[v.name]!.dataSync() as Float32Array, out, l1: 0, l2: 0 }, lr);
+        optimizer.update(
+          {
+            name: v.name,
+            w: v.dataSync() as Float32Array,
+            g: grads[v.name]!.dataSync() as Float32Array,
+            out,
+            l1: 0,
+            l2: 0,
+          },
+          lr,
+        );
         const next = tf.tensor(out, v.shape);
         v.assign(next);
         next.dispose();
@@ -85,8 +105,14 @@ export function cnnStep(model: tf.Sequential): { run(x: tf.Tensor, y: tf.Tensor1
 /** A running `torch_cnn.py --serve`: one PyTorch measurement per request line "BATCH THREADS SECONDS". */
 async function startTorch(
   py: string,
-): Promise<{ version: string; measure(batch: number, threads: number): Promise<{ samplesPerSec: number; cpuSamplesPerSec?: number }>; close(): void }> {
-  const child = spawn(py, [path.join(__dirname, '..', '..', '..', 'test', 'bench', 'torch_cnn.py'), '--serve'], { stdio: ['pipe', 'pipe', 'inherit'] });
+): Promise<{
+  version: string;
+  measure(batch: number, threads: number): Promise<{ samplesPerSec: number; cpuSamplesPerSec?: number }>;
+  close(): void;
+}> {
+  const child = spawn(py, [path.join(__dirname, '..', '..', '..', 'test', 'bench', 'torch_cnn.py'), '--serve'], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
   const lines = readline.createInterface({ input: child.stdout })[Symbol.asyncIterator]();
   const next = async () => {
     const r = await lines.next();
@@ -117,7 +143,8 @@ export async function cnnPaths(): Promise<CnnPath[]> {
   const out: CnnPath[] = [{ label: "wasm, tfjs's kernels", gemm: 'none' }];
   if (loadBlas().ok) out.push({ label: 'wasm + regtrain kernels (OpenBLAS)', gemm: 'openblas' });
   out.push({ label: 'wasm + regtrain kernels (no native library)', gemm: 'wasm' });
-  if (await useBackend('tensorflow')) out.push({ label: 'tfjs-node (TensorFlow 1.15 kernels)', gemm: 'none', tensorflow: true });
+  if (await useBackend('tensorflow'))
+    out.push({ label: 'tfjs-node (TensorFlow 1.15 kernels)', gemm: 'none', tensorflow: true });
   return out;
 }
 
@@ -165,7 +192,11 @@ export function timeKernels(fn: () => void): Map<string, { ms: number; calls: nu
 }
 
 /** One measurement: warm-up, then steps for ~`seconds`; samples per second (wall) and per CPU second. */
-export async function measureCnn(p: CnnPath, batch: number, seconds = SECONDS): Promise<{ rate: number; cpuRate: number }> {
+export async function measureCnn(
+  p: CnnPath,
+  batch: number,
+  seconds = SECONDS,
+): Promise<{ rate: number; cpuRate: number }> {
   await usePath(p);
   const model = buildCnn(1);
   const step = cnnStep(model);
@@ -220,7 +251,10 @@ export async function profileCnn(p: CnnPath, batch: number, steps = 10): Promise
     '| kernel | CPU ms/step | calls/step | share |',
     '| --- | ---: | ---: | ---: |',
   ];
-  for (const [name, v] of rows.slice(0, 14)) lines.push(`| ${name} | ${(v.ms / steps).toFixed(2)} | ${v.calls / steps} | ${((100 * v.ms) / steps / total).toFixed(0)}% |`);
+  for (const [name, v] of rows.slice(0, 14))
+    lines.push(
+      `| ${name} | ${(v.ms / steps).toFixed(2)} | ${v.calls / steps} | ${((100 * v.ms) / steps / total).toFixed(0)}% |`,
+    );
   tf.dispose([x, y, xs, ys]);
   model.dispose();
   uninstallAcceleratedKernels('wasm');
@@ -235,15 +269,25 @@ export interface CnnRounds {
 }
 
 /** `rounds` rounds; in each, every path once, each followed by one PyTorch (1 thread) measurement. */
-export async function cnnRounds(opts: { rounds?: number; batch?: number; torch?: boolean; log?: (s: string) => void } = {}): Promise<CnnRounds> {
+export async function cnnRounds(
+  opts: { rounds?: number; batch?: number; torch?: boolean; log?: (s: string) => void } = {},
+): Promise<CnnRounds> {
   const rounds = opts.rounds ?? 5;
   const batch = opts.batch ?? 64;
   const log = opts.log ?? (() => {});
   const py = opts.torch === false ? null : findTorchPython();
   const torch = py ? await startTorch(py) : null;
-  const results = (await cnnPaths()).map((p) => ({ path: p, rates: [] as number[], ratios: [] as number[], cpuRatios: [] as number[] }));
+  const results = (await cnnPaths()).map((p) => ({
+    path: p,
+    rates: [] as number[],
+    ratios: [] as number[],
+    cpuRatios: [] as number[],
+  }));
   const torchRates: number[] = [];
-  const line = (r: number, label: string, rate: number) => log(`round ${r}: ${label.padEnd(48)} batch ${batch}: ${Math.round(rate).toLocaleString('en-US').padStart(7)} samples/s`);
+  const line = (r: number, label: string, rate: number) =>
+    log(
+      `round ${r}: ${label.padEnd(48)} batch ${batch}: ${Math.round(rate).toLocaleString('en-US').padStart(7)} samples/s`,
+    );
   try {
     for (let r = 1; r <= rounds; r++) {
       for (const res of results) {
@@ -263,28 +307,46 @@ export async function cnnRounds(opts: { rounds?: number; batch?: number; torch?:
   }
   return {
     results,
-    torch: torch ? { version: torch.version, rates: torchRates } : { skipped: opts.torch === false ? 'not asked (--no-torch)' : 'no python3 with torch' },
+    torch: torch
+      ? { version: torch.version, rates: torchRates }
+      : { skipped: opts.torch === false ? 'not asked (--no-torch)' : 'no python3 with torch' },
     rounds,
     batch,
   };
 }
 
 const fmtRate = (xs: number[]) => (xs.length ? Math.round(median(xs)).toLocaleString('en-US') : '—');
-const fmtRatio = (xs: number[]) => (xs.length ? `${median(xs).toFixed(2)}× (${Math.min(...xs).toFixed(2)}–${Math.max(...xs).toFixed(2)})` : '—');
+const fmtRatio = (xs: number[]) =>
+  xs.length ? `${median(xs).toFixed(2)}× (${Math.min(...xs).toFixed(2)}–${Math.max(...xs).toFixed(2)})` : '—';
 
 export function cnnTable(r: CnnRounds): string {
-  const lines = [`| CNN training step, batch ${r.batch} | samples/s (median) | ÷ PyTorch 1t | ÷ PyTorch 1t by CPU time |`, '| --- | ---: | ---: | ---: |'];
-  for (const x of r.results) lines.push(`| ${x.path.label} | ${fmtRate(x.rates)} | ${fmtRatio(x.ratios)} | ${fmtRatio(x.cpuRatios)} |`);
+  const lines = [
+    `| CNN training step, batch ${r.batch} | samples/s (median) | ÷ PyTorch 1t | ÷ PyTorch 1t by CPU time |`,
+    '| --- | ---: | ---: | ---: |',
+  ];
+  for (const x of r.results)
+    lines.push(`| ${x.path.label} | ${fmtRate(x.rates)} | ${fmtRatio(x.ratios)} | ${fmtRatio(x.cpuRatios)} |`);
   if ('rates' in r.torch) lines.push(`| PyTorch ${r.torch.version} (1 thread) | ${fmtRate(r.torch.rates)} | | |`);
   else lines.push(`| PyTorch | skipped: ${r.torch.skipped} | | |`);
-  lines.push('', `Ratios: regtrain's rate over PyTorch's measured right after it, median over ${r.rounds} rounds (min–max).`);
+  lines.push(
+    '',
+    `Ratios: regtrain's rate over PyTorch's measured right after it, median over ${r.rounds} rounds (min–max).`,
+  );
   return lines.join('\n');
 }
 
 /** The CNN section of `npm run bench`. */
-export async function cnnSection(opts: { rounds?: number; torch?: boolean; profile?: boolean; batch?: number; log?: (s: string) => void }): Promise<string> {
+export async function cnnSection(opts: {
+  rounds?: number;
+  torch?: boolean;
+  profile?: boolean;
+  batch?: number;
+  log?: (s: string) => void;
+}): Promise<string> {
   const out: string[] = [];
-  if (opts.profile) for (const p of (await cnnPaths()).filter((c) => !c.tensorflow)) out.push(await profileCnn(p, opts.batch ?? 64), '');
+  if (opts.profile)
+    for (const p of (await cnnPaths()).filter((c) => !c.tensorflow))
+      out.push(await profileCnn(p, opts.batch ?? 64), '');
   out.push(cnnTable(await cnnRounds(opts)));
   return out.join('\n');
 }

@@ -79,7 +79,10 @@ export interface CnnSteps {
 /** The CNN of configs/cnn.yaml (its seed, its initial weights) and the first STEPS batches of its training split, unshuffled. */
 export async function cnnSetup(): Promise<CnnSteps> {
   const cache = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-cnn-steps-'));
-  const spec = loadSpec(CNN_CONFIG, [`data.trainLimit=${STEPS * BATCH}`, 'data.validation.size=0'].map(parseSetFlag)).spec;
+  const spec = loadSpec(
+    CNN_CONFIG,
+    [`data.trainLimit=${STEPS * BATCH}`, 'data.validation.size=0'].map(parseSetFlag),
+  ).spec;
   const ds = await loadDataset({
     dataDir: cache,
     normalize: 'scale01',
@@ -114,7 +117,10 @@ export function runSteps({ spec, built, train }: CnnSteps, steps = STEPS): StepR
     });
     const gradients: Record<string, Summary> = {};
     tf.tidy(() => {
-      const { grads } = tf.variableGrads(() => crossEntropySum(forward(built, x, true), y).div(BATCH) as tf.Scalar, vars);
+      const { grads } = tf.variableGrads(
+        () => crossEntropySum(forward(built, x, true), y).div(BATCH) as tf.Scalar,
+        vars,
+      );
       for (const v of vars) gradients[varPath(v)] = summarise(grads[v.name]!.dataSync());
     });
     const lr = step.learningRate();
@@ -140,7 +146,10 @@ function dump(setup: CnnSteps, dir: string): void {
     variables: vars.map((v) => ({ path: varPath(v), shape: v.shape })),
     optimizer: setup.spec.optimizer,
   };
-  fs.writeFileSync(path.join(dir, 'weights.f32'), Buffer.concat(vars.map((v) => Buffer.from((v.dataSync() as Float32Array).slice().buffer))));
+  fs.writeFileSync(
+    path.join(dir, 'weights.f32'),
+    Buffer.concat(vars.map((v) => Buffer.from((v.dataSync() as Float32Array).slice().buffer))),
+  );
   Object.assign(meta, { regtrain: runSteps(setup) });
   fs.writeFileSync(path.join(dir, 'images.f32'), Buffer.from(setup.train.images.slice().buffer));
   fs.writeFileSync(path.join(dir, 'labels.i32'), Buffer.from(setup.train.labels.slice().buffer));
@@ -162,7 +171,10 @@ async function dumpRun(dir: string): Promise<void> {
   const shuffle = Rng.derive(spec.seed, 'shuffle');
   const orders = Array.from({ length: spec.training.epochs }, () => shuffle.permutation(ds.train.count));
   fs.mkdirSync(dir, { recursive: true });
-  fs.writeFileSync(path.join(dir, 'weights.f32'), Buffer.concat(vars.map((v) => Buffer.from((v.dataSync() as Float32Array).slice().buffer))));
+  fs.writeFileSync(
+    path.join(dir, 'weights.f32'),
+    Buffer.concat(vars.map((v) => Buffer.from((v.dataSync() as Float32Array).slice().buffer))),
+  );
   fs.writeFileSync(path.join(dir, 'images.f32'), Buffer.from(ds.train.images.slice().buffer));
   fs.writeFileSync(path.join(dir, 'labels.i32'), Buffer.from(ds.train.labels.slice().buffer));
   fs.writeFileSync(path.join(dir, 'orders.i32'), Buffer.concat(orders.map((o) => Buffer.from(o.buffer))));
@@ -194,7 +206,8 @@ export function differences(ours: StepRecord[], theirs: StepRecord[]): { step: n
     out.push({ step: s, what: 'lr', diff: Math.abs(o.lr - t.lr) / t.lr });
     out.push({ step: s, what: 'loss', diff: Math.abs(o.loss - t.loss) / t.loss });
     for (const kind of ['activations', 'gradients', 'weights'] as const) {
-      for (const [name, sum] of Object.entries(t[kind])) out.push({ step: s, what: `${kind} ${name}`, diff: summaryDiff(o[kind][name]!, sum) });
+      for (const [name, sum] of Object.entries(t[kind]))
+        out.push({ step: s, what: `${kind} ${name}`, diff: summaryDiff(o[kind][name]!, sum) });
     }
   });
   return out;
@@ -211,7 +224,9 @@ async function main(): Promise<void> {
     const bytes = fs.readFileSync(path.join(args[from + 1]!, 'weights.bin'));
     const all = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4);
     let at = 0;
-    setup.built.model.setWeights(setup.built.model.getWeights().map((w) => tf.tensor(all.slice(at, (at += w.size)), w.shape)));
+    setup.built.model.setWeights(
+      setup.built.model.getWeights().map((w) => tf.tensor(all.slice(at, (at += w.size)), w.shape)),
+    );
   }
   if (args[0] === '--dump') return dump(setup, args[1]!);
   if (args[0] === '--compare') {
@@ -222,10 +237,13 @@ async function main(): Promise<void> {
       const key = d.what.replace(/ .*/, '');
       if (!worst.has(key) || worst.get(key)!.diff < d.diff) worst.set(key, d);
     }
-    for (const [k, w] of worst) console.log(`${k}: largest relative difference ${w.diff.toExponential(2)} (step ${w.step})`);
+    for (const [k, w] of worst)
+      console.log(`${k}: largest relative difference ${w.diff.toExponential(2)} (step ${w.step})`);
     const first = diffs.find((d) => d.diff > 1e-5);
     console.log(
-      first ? `first difference above 1e-5: step ${first.step}, ${first.what}: ${first.diff.toExponential(2)}` : `no difference above 1e-5 in ${fixture.steps.length} steps`,
+      first
+        ? `first difference above 1e-5: step ${first.step}, ${first.what}: ${first.diff.toExponential(2)}`
+        : `no difference above 1e-5 in ${fixture.steps.length} steps`,
     );
     return;
   }

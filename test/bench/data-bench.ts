@@ -23,7 +23,8 @@ export async function benchDataLoad(dataDir?: string): Promise<{ seconds: number
     const t0 = process.hrtime.bigint();
     const ds = await loadDataset(opts);
     times.push(Number(process.hrtime.bigint() - t0) / 1e9);
-    if (ds.train.count + ds.test.count !== 70_000) throw new Error(`expected 70000 images, got ${ds.train.count + ds.test.count}`);
+    if (ds.train.count + ds.test.count !== 70_000)
+      throw new Error(`expected 70000 images, got ${ds.train.count + ds.test.count}`);
   }
   times.sort((a, b) => a - b);
   return { seconds: times[Math.floor(times.length / 2)]! };

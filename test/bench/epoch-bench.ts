@@ -52,10 +52,14 @@ export function cliEpochs(epochs: number, env: Record<string, string> = {}): Pro
   return new Promise((resolve, reject) => {
     const out = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-epoch-bench-'));
     const sets = [...EPOCH_BENCH_SETS, `training.epochs=${epochs}`].flatMap((s) => ['--set', s]);
-    const child = spawn(process.execPath, [path.join(repoRoot, 'bin', 'regtrain'), 'run', SPEC, ...sets, '--out', path.join(out, 'run'), '--json'], {
-      stdio: ['ignore', 'pipe', 'ignore'],
-      env: { ...process.env, ...env },
-    });
+    const child = spawn(
+      process.execPath,
+      [path.join(repoRoot, 'bin', 'regtrain'), 'run', SPEC, ...sets, '--out', path.join(out, 'run'), '--json'],
+      {
+        stdio: ['ignore', 'pipe', 'ignore'],
+        env: { ...process.env, ...env },
+      },
+    );
     const timings: EpochTiming[] = [];
     let last = 0n;
     let buf = '';
@@ -89,7 +93,11 @@ export interface ExtrasResult {
   wallSeconds: number[];
 }
 
-export async function benchEpochExtras(opts: { rounds: number; epochs: number; log?: (s: string) => void }): Promise<ExtrasResult> {
+export async function benchEpochExtras(opts: {
+  rounds: number;
+  epochs: number;
+  log?: (s: string) => void;
+}): Promise<ExtrasResult> {
   const r: ExtrasResult = { shares: [], trainSeconds: [], wallSeconds: [] };
   for (let round = 1; round <= opts.rounds; round++) {
     const t = await cliEpochs(opts.epochs);
@@ -98,7 +106,9 @@ export async function benchEpochExtras(opts: { rounds: number; epochs: number; l
       r.trainSeconds.push(e.train);
       r.wallSeconds.push(e.wall);
     }
-    opts.log?.(`round ${round}: ${t.map((e) => `epoch ${e.epoch} ${e.wall.toFixed(3)} s (train ${e.train.toFixed(3)} s)`).join(', ')}`);
+    opts.log?.(
+      `round ${round}: ${t.map((e) => `epoch ${e.epoch} ${e.wall.toFixed(3)} s (train ${e.train.toFixed(3)} s)`).join(', ')}`,
+    );
   }
   return r;
 }
@@ -120,8 +130,16 @@ export async function extrasBreakdown(): Promise<[string, number][]> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-epoch-bench-'));
   try {
     const tensorboard = new TensorBoardLogger(dir);
-    const callbacks: CallbackList = new CallbackList([tensorboard, new CheckpointWriter(dir, backend.name, () => callbacks)]);
-    await fit(built, step, { train: data.train, validation: data.validation }, new CallbackList([]), { epochs: 1, batchSize: 512, shuffle: true, seed: spec.seed });
+    const callbacks: CallbackList = new CallbackList([
+      tensorboard,
+      new CheckpointWriter(dir, backend.name, () => callbacks),
+    ]);
+    await fit(built, step, { train: data.train, validation: data.validation }, new CallbackList([]), {
+      epochs: 1,
+      batchSize: 512,
+      shuffle: true,
+      seed: spec.seed,
+    });
     const ctx: TrainingContext = {
       built,
       step,
@@ -146,7 +164,13 @@ export async function extrasBreakdown(): Promise<[string, number][]> {
       weights: weightStats(built),
     };
     const history = new HistoryLog(dir);
-    const trainEpoch = () => fit(built, step, { train: data.train, validation: null }, new CallbackList([]), { epochs: 1, batchSize: 512, shuffle: true, seed: spec.seed });
+    const trainEpoch = () =>
+      fit(built, step, { train: data.train, validation: null }, new CallbackList([]), {
+        epochs: 1,
+        batchSize: 512,
+        shuffle: true,
+        seed: spec.seed,
+      });
     const pieces: [string, () => unknown][] = [
       ['validation pass (5,000 images)', () => evaluateSplit(built, data.validation!)],
       ['penalties', () => penaltyValues(built)],
@@ -178,7 +202,11 @@ export async function extrasBreakdown(): Promise<[string, number][]> {
 }
 
 /** The report: part 1 and part 2 as Markdown. */
-export async function epochExtrasReport(opts: { rounds: number; epochs: number; log?: (s: string) => void }): Promise<string> {
+export async function epochExtrasReport(opts: {
+  rounds: number;
+  epochs: number;
+  log?: (s: string) => void;
+}): Promise<string> {
   const r = await benchEpochExtras(opts);
   const train = median(r.trainSeconds);
   const lines = [

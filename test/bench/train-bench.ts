@@ -129,7 +129,8 @@ export async function availablePaths(opts: { quick?: boolean; backends?: string[
   for (const backend of (opts.backends ?? ['tensorflow', 'wasm', 'cpu']) as PathSpec['backend'][]) {
     if (backend === 'tensorflow') {
       // TensorFlow's own kernels under the lean step's tfjs ops (what `regtrain run --backend tfjs-node` runs), and model.fit.
-      if (await useBackend('tensorflow')) out.push({ backend, gemm: 'none', step: 'lean' }, { backend, gemm: 'none', step: 'fit' });
+      if (await useBackend('tensorflow'))
+        out.push({ backend, gemm: 'none', step: 'lean' }, { backend, gemm: 'none', step: 'fit' });
       continue;
     }
     if (backend === 'cpu' && opts.quick) continue;
@@ -159,7 +160,11 @@ export async function availablePaths(opts: { quick?: boolean; backends?: string[
  * One measurement: warm-up, then as many steps as fit in ~SECONDS; samples per second of wall time
  * and per second of this process's CPU time.
  */
-export async function measurePath(p: PathSpec, batch: number, seconds = SECONDS): Promise<{ rate: number; cpuRate: number } | null> {
+export async function measurePath(
+  p: PathSpec,
+  batch: number,
+  seconds = SECONDS,
+): Promise<{ rate: number; cpuRate: number } | null> {
   if (!(await useBackend(p.backend)) || !installGemm(p)) return null;
   const model = buildTutorialModel(1);
   const { x, y } = fakeData(SAMPLES, 5);
@@ -299,11 +304,15 @@ export async function benchRounds(opts: {
   const py = opts.torch === false ? null : findTorchPython();
   const torch = py ? await TorchWorker.start(py) : null;
   const results: PathResult[] = [];
-  for (const spec of opts.paths) for (const batch of batches) results.push({ spec, label: pathLabel(spec), batch, rates: [], cpuRates: [], ratios: [], cpuRatios: [] });
+  for (const spec of opts.paths)
+    for (const batch of batches)
+      results.push({ spec, label: pathLabel(spec), batch, rates: [], cpuRates: [], ratios: [], cpuRatios: [] });
   const torchRates = new Map<string, number[]>();
   const torchName = (t: number) => `PyTorch ${torch?.version} (${t} thread${t > 1 ? 's' : ''})`;
   const line = (r: number, label: string, batch: number, rate: number | null) =>
-    log(`round ${r}: ${label.padEnd(44)} batch ${String(batch).padStart(4)}: ${rate === null ? 'n/a' : Math.round(rate).toLocaleString('en-US').padStart(9)} samples/s`);
+    log(
+      `round ${r}: ${label.padEnd(44)} batch ${String(batch).padStart(4)}: ${rate === null ? 'n/a' : Math.round(rate).toLocaleString('en-US').padStart(9)} samples/s`,
+    );
   const torchMeasure = async (r: number, batch: number, threads: number): Promise<TorchRow> => {
     const row = await torch!.worker.measure(batch, threads);
     const key = `${batch}/${threads}`;
@@ -324,7 +333,9 @@ export async function benchRounds(opts: {
         res.ratios.push(m.rate / t.samplesPerSec);
         if (t.cpuSamplesPerSec) res.cpuRatios.push(m.cpuRate / t.cpuSamplesPerSec);
       }
-      if (torch) for (const t of (opts.torchThreads ?? [1]).filter((x) => x !== 1)) for (const b of batches) await torchMeasure(r, b, t);
+      if (torch)
+        for (const t of (opts.torchThreads ?? [1]).filter((x) => x !== 1))
+          for (const b of batches) await torchMeasure(r, b, t);
     }
   } finally {
     torch?.worker.close();
@@ -333,13 +344,17 @@ export async function benchRounds(opts: {
     results,
     torch: torch
       ? { version: torch.version, rates: torchRates }
-      : { skipped: opts.torch === false ? 'not asked (--no-torch)' : 'no python3 with torch (apt-get install python3-torch)' },
+      : {
+          skipped:
+            opts.torch === false ? 'not asked (--no-torch)' : 'no python3 with torch (apt-get install python3-torch)',
+        },
     rounds,
   };
 }
 
 const fmtRate = (v: number | undefined) => (v === undefined ? '—' : Math.round(v).toLocaleString('en-US'));
-const fmtRatio = (xs: number[]) => (xs.length ? `${median(xs).toFixed(2)}× (${Math.min(...xs).toFixed(2)}–${Math.max(...xs).toFixed(2)})` : '—');
+const fmtRatio = (xs: number[]) =>
+  xs.length ? `${median(xs).toFixed(2)}× (${Math.min(...xs).toFixed(2)}–${Math.max(...xs).toFixed(2)})` : '—';
 
 /**
  * A Markdown table: per path, median samples/s, and the median ratio to PyTorch (range) at each batch
@@ -368,7 +383,9 @@ export function roundsTable(r: RoundsResult, batches = [32, 512]): string {
     }
   }
   lines.push('');
-  lines.push(`Ratios: regtrain's rate over PyTorch's measured right after it, median over ${r.rounds} rounds (min–max).`);
+  lines.push(
+    `Ratios: regtrain's rate over PyTorch's measured right after it, median over ${r.rounds} rounds (min–max).`,
+  );
   return lines.join('\n');
 }
 
@@ -378,11 +395,21 @@ async function main(): Promise<void> {
     const i = process.argv.indexOf(name);
     return i > 0 ? process.argv[i + 1] : undefined;
   };
-  const paths = await availablePaths({ quick: process.argv.includes('--quick'), backends: arg('--backends')?.split(',') });
+  const paths = await availablePaths({
+    quick: process.argv.includes('--quick'),
+    backends: arg('--backends')?.split(','),
+  });
   const rounds = Number(arg('--rounds') ?? ROUNDS);
   const torchThreads = (arg('--torch-threads') ?? '1').split(',').map(Number);
   const batches = (arg('--batches') ?? '32,512').split(',').map(Number);
-  const r = await benchRounds({ paths, rounds, batches, torch: !process.argv.includes('--no-torch'), torchThreads, log: (s) => console.error(s) });
+  const r = await benchRounds({
+    paths,
+    rounds,
+    batches,
+    torch: !process.argv.includes('--no-torch'),
+    torchThreads,
+    log: (s) => console.error(s),
+  });
   console.log(roundsTable(r, batches));
 }
 

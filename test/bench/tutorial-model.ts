@@ -12,13 +12,37 @@ export const TUTORIAL_PENALTIES: Penalty[] = [
   { layerIndex: 3, l1: 0.01, l2: 0.01 },
 ];
 
-export function buildTutorialModel(seed = 42, opts: { learningRate?: number; momentum?: number; nesterov?: boolean } = {}): tf.Sequential {
+export function buildTutorialModel(
+  seed = 42,
+  opts: { learningRate?: number; momentum?: number; nesterov?: boolean } = {},
+): tf.Sequential {
   const init = (s: number) => tf.initializers.glorotUniform({ seed: seed + s });
   const model = tf.sequential();
   model.add(tf.layers.flatten({ inputShape: [28, 28] }));
-  model.add(tf.layers.dense({ units: 200, activation: 'relu', kernelInitializer: init(1), kernelRegularizer: tf.regularizers.l1({ l1: 0.01 }) }));
-  model.add(tf.layers.dense({ units: 100, activation: 'relu', kernelInitializer: init(2), kernelRegularizer: tf.regularizers.l2({ l2: 0.001 }) }));
-  model.add(tf.layers.dense({ units: 50, activation: 'relu', kernelInitializer: init(3), kernelRegularizer: tf.regularizers.l1l2({ l1: 0.01, l2: 0.01 }) }));
+  model.add(
+    tf.layers.dense({
+      units: 200,
+      activation: 'relu',
+      kernelInitializer: init(1),
+      kernelRegularizer: tf.regularizers.l1({ l1: 0.01 }),
+    }),
+  );
+  model.add(
+    tf.layers.dense({
+      units: 100,
+      activation: 'relu',
+      kernelInitializer: init(2),
+      kernelRegularizer: tf.regularizers.l2({ l2: 0.001 }),
+    }),
+  );
+  model.add(
+    tf.layers.dense({
+      units: 50,
+      activation: 'relu',
+      kernelInitializer: init(3),
+      kernelRegularizer: tf.regularizers.l1l2({ l1: 0.01, l2: 0.01 }),
+    }),
+  );
   model.add(tf.layers.dense({ units: 10, activation: 'softmax', kernelInitializer: init(4) }));
   const lr = opts.learningRate ?? 0.01;
   const m = opts.momentum ?? 0;

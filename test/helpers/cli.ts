@@ -16,12 +16,23 @@ export interface CliResult {
 }
 
 /** Starts `regtrain ...args` in `cwd`, `env` over this process's environment; stdout goes to `stdoutFd` when given, else a pipe. */
-export function startCli(args: string[], opts: { cwd: string; env: NodeJS.ProcessEnv; stdoutFd?: number }): ChildProcess {
-  return spawn(process.execPath, [BIN, ...args], { cwd: opts.cwd, env: { ...process.env, ...opts.env }, stdio: ['ignore', opts.stdoutFd ?? 'pipe', 'pipe'] });
+export function startCli(
+  args: string[],
+  opts: { cwd: string; env: NodeJS.ProcessEnv; stdoutFd?: number },
+): ChildProcess {
+  return spawn(process.execPath, [BIN, ...args], {
+    cwd: opts.cwd,
+    env: { ...process.env, ...opts.env },
+    stdio: ['ignore', opts.stdoutFd ?? 'pipe', 'pipe'],
+  });
 }
 
 /** The child's exit and output once it closes (`onStdout` sees all of stdout after each chunk); killed after `timeoutMs`. */
-export function finished(child: ChildProcess, onStdout?: (all: string) => void, timeoutMs = 120_000): Promise<CliResult> {
+export function finished(
+  child: ChildProcess,
+  onStdout?: (all: string) => void,
+  timeoutMs = 120_000,
+): Promise<CliResult> {
   let stdout = '';
   let stderr = '';
   child.stdout?.setEncoding('utf8').on('data', (s: string) => {
@@ -48,7 +59,11 @@ export function killAfterFirstEpoch(args: string[], cwd: string, env: NodeJS.Pro
       if (out.includes('"event":"epoch"')) child.kill('SIGKILL');
     });
     child.on('error', reject);
-    child.on('exit', (code, signal) => (signal === 'SIGKILL' ? resolve() : reject(new Error(`run ended by itself (code ${code}) before it could be killed`))));
+    child.on('exit', (code, signal) =>
+      signal === 'SIGKILL'
+        ? resolve()
+        : reject(new Error(`run ended by itself (code ${code}) before it could be killed`)),
+    );
   });
 }
 
@@ -62,11 +77,21 @@ export interface CliOptions {
 
 /** Runs `regtrain ...args` to its end: exit code, signal and both outputs. */
 export function regtrain(args: string[], opts: CliOptions = {}): Promise<CliResult> {
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: opts.cwd, env: opts.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [BIN, ...args], {
+    cwd: opts.cwd,
+    env: opts.env ?? process.env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   return finished(child, undefined, opts.timeoutMs);
 }
 
 /** The same, synchronously (SIGKILL after 300 s by default): for before() hooks and steps that must end before the next starts. */
 export function regtrainSync(args: string[], opts: CliOptions = {}): SpawnSyncReturns<string> {
-  return spawnSync(process.execPath, [BIN, ...args], { cwd: opts.cwd, env: opts.env ?? process.env, encoding: 'utf8', timeout: opts.timeoutMs ?? 300_000, killSignal: 'SIGKILL' });
+  return spawnSync(process.execPath, [BIN, ...args], {
+    cwd: opts.cwd,
+    env: opts.env ?? process.env,
+    encoding: 'utf8',
+    timeout: opts.timeoutMs ?? 300_000,
+    killSignal: 'SIGKILL',
+  });
 }

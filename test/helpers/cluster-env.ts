@@ -10,12 +10,17 @@ import * as path from 'node:path';
 export const ROOT = path.resolve(__dirname, '..', '..', '..');
 export const BIN = path.join(ROOT, 'bin', 'regtrain');
 
-export function clusterEnv(prefix: string, opts: { dropRegtrainVars?: boolean } = {}): { tmp: string; pathBin: string; env: NodeJS.ProcessEnv } {
+export function clusterEnv(
+  prefix: string,
+  opts: { dropRegtrainVars?: boolean } = {},
+): { tmp: string; pathBin: string; env: NodeJS.ProcessEnv } {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
   const pathBin = path.join(tmp, 'path-bin');
   fs.mkdirSync(pathBin);
   fs.symlinkSync(BIN, path.join(pathBin, 'regtrain'));
   const env: NodeJS.ProcessEnv = { ...process.env, PATH: `${pathBin}${path.delimiter}${process.env.PATH ?? ''}` };
-  for (const k of Object.keys(env)) if (k.startsWith('SLURM_') || k === 'JOB_COMPLETION_INDEX' || (opts.dropRegtrainVars && k.startsWith('REGTRAIN_'))) delete env[k];
+  for (const k of Object.keys(env))
+    if (k.startsWith('SLURM_') || k === 'JOB_COMPLETION_INDEX' || (opts.dropRegtrainVars && k.startsWith('REGTRAIN_')))
+      delete env[k];
   return { tmp, pathBin, env };
 }

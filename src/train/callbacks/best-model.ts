@@ -12,7 +12,12 @@ export const BEST_DIR = 'best';
 export const BEST_INFO_FILE = 'best.json';
 
 /** What RUN_DIR/best/best.json says of the model beside it. */
-export const bestInfoSchema = z.strictObject({ epoch: z.number().int().positive(), monitor: z.string(), value: z.number(), mode: z.enum(['min', 'max']) });
+export const bestInfoSchema = z.strictObject({
+  epoch: z.number().int().positive(),
+  monitor: z.string(),
+  value: z.number(),
+  mode: z.enum(['min', 'max']),
+});
 export type BestInfo = z.infer<typeof bestInfoSchema>;
 
 const stateSchema = z.strictObject({ best: z.number().nullable(), bestEpoch: z.number().int().nonnegative() });

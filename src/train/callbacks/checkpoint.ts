@@ -21,7 +21,11 @@ export class CheckpointWriter implements Callback {
   ) {}
 
   async onEpochEnd(epoch: number, _logs: EpochRecord, ctx: TrainingContext): Promise<void> {
-    const arrays: NamedArray[] = snapshot(ctx.built.model).map((data, i) => ({ group: 'weights', name: ctx.built.model.weights[i]!.name, data }));
+    const arrays: NamedArray[] = snapshot(ctx.built.model).map((data, i) => ({
+      group: 'weights',
+      name: ctx.built.model.weights[i]!.name,
+      data,
+    }));
     const { slots, ...optimizer } = ctx.step.optimizerState();
     for (const s of slots) arrays.push({ group: 'optimizer', name: s.name, data: s.data });
     const callbacks: Record<string, unknown> = {};
@@ -29,7 +33,11 @@ export class CheckpointWriter implements Callback {
       callbacks[name] = state.json;
       for (const a of state.arrays ?? []) arrays.push({ group: `callback:${name}`, name: a.name, data: a.data });
     }
-    await writeCheckpoint(this.runDir, { epoch, backend: this.backend, trainingPath: ctx.step.path, loop: ctx.loopState(), optimizer, callbacks }, arrays);
+    await writeCheckpoint(
+      this.runDir,
+      { epoch, backend: this.backend, trainingPath: ctx.step.path, loop: ctx.loopState(), optimizer, callbacks },
+      arrays,
+    );
   }
 }
 
@@ -38,12 +46,21 @@ export class CheckpointWriter implements Callback {
  * returns the loop's state. Anything that does not fit the spec's model and configuration is
  * an InputError naming the checkpoint.
  */
-export function restoreCheckpoint(cp: Checkpoint, runDir: string, built: BuiltModel, step: TrainStep, callbacks: CallbackList): LoopState {
+export function restoreCheckpoint(
+  cp: Checkpoint,
+  runDir: string,
+  built: BuiltModel,
+  step: TrainStep,
+  callbacks: CallbackList,
+): LoopState {
   const where = `${runDir}/${CHECKPOINT_FILE}`;
   const weights = cp.arrays.filter((a) => a.group === 'weights');
   const model = built.model.weights;
   const sizeOf = (i: number) => model[i]!.shape.reduce((a: number, b) => a * (b ?? 1), 1);
-  if (weights.length !== model.length || weights.some((w, i) => w.name !== model[i]!.name || w.data.length !== sizeOf(i))) {
+  if (
+    weights.length !== model.length ||
+    weights.some((w, i) => w.name !== model[i]!.name || w.data.length !== sizeOf(i))
+  ) {
     throw new InputError(`${where}: its weights do not fit the spec's model`);
   }
   restore(
@@ -51,15 +68,24 @@ export function restoreCheckpoint(cp: Checkpoint, runDir: string, built: BuiltMo
     weights.map((w) => w.data),
   );
   try {
-    step.setOptimizerState({ ...cp.body.optimizer, slots: cp.arrays.filter((a) => a.group === 'optimizer').map((a) => ({ name: a.name, data: a.data })) });
+    step.setOptimizerState({
+      ...cp.body.optimizer,
+      slots: cp.arrays.filter((a) => a.group === 'optimizer').map((a) => ({ name: a.name, data: a.data })),
+    });
     const states: Record<string, CallbackState> = {};
     for (const [name, json] of Object.entries(cp.body.callbacks)) {
-      states[name] = { json, arrays: cp.arrays.filter((a) => a.group === `callback:${name}`).map((a) => ({ name: a.name, data: a.data })) };
+      states[name] = {
+        json,
+        arrays: cp.arrays.filter((a) => a.group === `callback:${name}`).map((a) => ({ name: a.name, data: a.data })),
+      };
     }
     callbacks.setStates(states);
   } catch (err) {
     if (err instanceof InputError) throw new InputError(`${where}: ${err.message}`);
-    if (err instanceof MissingStateError) throw new InputError(`${where}: holds no state for ${err.callback}; it was written with another training configuration`);
+    if (err instanceof MissingStateError)
+      throw new InputError(
+        `${where}: holds no state for ${err.callback}; it was written with another training configuration`,
+      );
     throw err;
   }
   return cp.body.loop;

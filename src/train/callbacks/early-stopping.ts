@@ -2,10 +2,20 @@ import { z } from 'zod';
 import type { EarlyStoppingSpec } from '../../spec/training';
 import type { EpochRecord } from '../../runformat';
 import { restore, snapshot } from '../weights';
-import { parseCallbackState, type Callback, type CallbackState, type TrainEndLogs, type TrainingContext } from './callback';
+import {
+  parseCallbackState,
+  type Callback,
+  type CallbackState,
+  type TrainEndLogs,
+  type TrainingContext,
+} from './callback';
 import { MonitorCallback } from './monitor';
 
-const stateSchema = z.strictObject({ best: z.number().nullable(), bestEpoch: z.number().int().nonnegative(), wait: z.number().int().nonnegative() });
+const stateSchema = z.strictObject({
+  best: z.number().nullable(),
+  bestEpoch: z.number().int().nonnegative(),
+  wait: z.number().int().nonnegative(),
+});
 
 /**
  * keras.callbacks.EarlyStopping: stop once `patience` epochs passed without the monitor
@@ -38,7 +48,8 @@ export class EarlyStopping extends MonitorCallback implements Callback {
   }
 
   onTrainEnd(logs: TrainEndLogs, ctx: TrainingContext): void {
-    if (this.bestWeights && (logs.stopReason === 'epochs' || logs.stopReason === 'early-stopping')) restore(ctx.built.model, this.bestWeights);
+    if (this.bestWeights && (logs.stopReason === 'epochs' || logs.stopReason === 'early-stopping'))
+      restore(ctx.built.model, this.bestWeights);
   }
 
   /** Whether the model ends with the best epoch's weights. */

@@ -14,12 +14,19 @@ export function fmtDuration(s: number): string {
   if (Math.round(s * 10) < 600) return `${s.toFixed(1)}s`;
   const total = Math.round(s);
   const m = Math.floor(total / 60);
-  return m < 60 ? `${m}m${String(total - 60 * m).padStart(2, '0')}s` : `${Math.floor(m / 60)}h${String(m % 60).padStart(2, '0')}m`;
+  return m < 60
+    ? `${m}m${String(total - 60 * m).padStart(2, '0')}s`
+    : `${Math.floor(m / 60)}h${String(m % 60).padStart(2, '0')}m`;
 }
 
 /** `Epoch 3/60 - 1.3s - loss: … - accuracy: … - val_loss: … - val_accuracy: … - penalty: … - lr: …`, as Keras logs an epoch. */
 export function epochLine(r: EpochRecord, epochs: number, showLr = true): string {
-  const parts = [`Epoch ${r.epoch}/${epochs}`, fmtDuration(r.seconds), `loss: ${fmtLogValue(r.loss)}`, `accuracy: ${r.accuracy.toFixed(4)}`];
+  const parts = [
+    `Epoch ${r.epoch}/${epochs}`,
+    fmtDuration(r.seconds),
+    `loss: ${fmtLogValue(r.loss)}`,
+    `accuracy: ${r.accuracy.toFixed(4)}`,
+  ];
   if (r.val_loss !== null) parts.push(`val_loss: ${fmtLogValue(r.val_loss)}`);
   if (r.val_accuracy !== null) parts.push(`val_accuracy: ${r.val_accuracy.toFixed(4)}`);
   if (r.penalty > 0) parts.push(`penalty: ${fmtLogValue(r.penalty)}`);

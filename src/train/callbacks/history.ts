@@ -26,7 +26,8 @@ export class History implements Callback {
 
   setState(state: CallbackState): void {
     const s = parseCallbackState(this.name, stateSchema, state.json);
-    if (!this.log || s.chain === null) throw new Error('history: restoring needs the run directory the history was logged to');
+    if (!this.log || s.chain === null)
+      throw new Error('history: restoring needs the run directory the history was logged to');
     this.records = this.log.restore(s.epochs, s.chain);
   }
 }

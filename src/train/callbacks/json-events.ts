@@ -12,7 +12,13 @@ export class JsonEvents implements Callback {
   ) {}
 
   onTrainBegin(ctx: TrainingContext, resumedAfterEpoch: number): void {
-    this.emit({ event: 'training', epochs: ctx.epochs, steps: ctx.stepsPerEpoch, resumedAfterEpoch, ...this.training() });
+    this.emit({
+      event: 'training',
+      epochs: ctx.epochs,
+      steps: ctx.stepsPerEpoch,
+      resumedAfterEpoch,
+      ...this.training(),
+    });
   }
 
   onEpochEnd(_epoch: number, logs: EpochRecord, ctx: TrainingContext): void {

@@ -4,7 +4,11 @@ import type { EpochRecord } from '../../runformat';
 import { parseCallbackState, type Callback, type CallbackState, type TrainingContext } from './callback';
 import { MonitorCallback } from './monitor';
 
-const stateSchema = z.strictObject({ best: z.number().nullable(), wait: z.number().int().nonnegative(), cooldownCounter: z.number().int().nonnegative() });
+const stateSchema = z.strictObject({
+  best: z.number().nullable(),
+  wait: z.number().int().nonnegative(),
+  cooldownCounter: z.number().int().nonnegative(),
+});
 
 /**
  * keras.callbacks.ReduceLROnPlateau: after `patience` epochs without the monitor improving by

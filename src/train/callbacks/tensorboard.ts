@@ -37,7 +37,9 @@ export class TensorBoardLogger implements Callback {
 
   onTrainBegin(_ctx: TrainingContext, resumedAfterEpoch: number): void {
     this.startStep = resumedAfterEpoch + 1;
-    this.train = TensorBoardWriter.open(path.join(this.runDir, TENSORBOARD_DIR, 'train'), { startStep: this.startStep });
+    this.train = TensorBoardWriter.open(path.join(this.runDir, TENSORBOARD_DIR, 'train'), {
+      startStep: this.startStep,
+    });
   }
 
   async onEpochEnd(epoch: number, logs: EpochRecord, ctx: TrainingContext): Promise<void> {
@@ -53,10 +55,13 @@ export class TensorBoardLogger implements Callback {
       ...Object.entries(logs.penalties).map(([name, v]): [string, number] => [`penalty_at_epoch_end/${name}`, v]),
     ];
     for (const [tag, value] of scalars) if (value !== null && value !== undefined) w.scalar(tag, value, epoch);
-    for (const v of ctx.built.model.weights) w.histogram(`weights/${v.name}`, v.read().dataSync() as Float32Array, epoch);
+    for (const v of ctx.built.model.weights)
+      w.histogram(`weights/${v.name}`, v.read().dataSync() as Float32Array, epoch);
     const syncs = [w.flushInBackground()];
     if (logs.val_loss !== null) {
-      this.validation ??= TensorBoardWriter.open(path.join(this.runDir, TENSORBOARD_DIR, 'validation'), { startStep: this.startStep });
+      this.validation ??= TensorBoardWriter.open(path.join(this.runDir, TENSORBOARD_DIR, 'validation'), {
+        startStep: this.startStep,
+      });
       this.validation.scalar('epoch_loss', logs.val_loss, epoch);
       if (logs.val_accuracy !== null) this.validation.scalar('epoch_accuracy', logs.val_accuracy, epoch);
       syncs.push(this.validation.flushInBackground());

@@ -117,7 +117,9 @@ export function histogramOf(values: ArrayLike<number>, what: string): Histogram 
   }
   if (nan + infinite > 0) {
     const which = [nan ? `${nan} NaN` : '', infinite ? `${infinite} infinite` : ''].filter(Boolean).join(' and ');
-    throw new FailureError(`${what}: ${which} of ${values.length} values; a TensorBoard histogram cannot hold them (training has diverged?)`);
+    throw new FailureError(
+      `${what}: ${which} of ${values.length} values; a TensorBoard histogram cannot hold them (training has diverged?)`,
+    );
   }
   const bucketLimit: number[] = [];
   const bucket: number[] = [];

@@ -26,13 +26,18 @@ export const FILE_VERSION = 'brain.Event:2';
 export type SummaryValue = { tag: string; simpleValue: number } | { tag: string; histogram: Histogram };
 
 /** What an Event carries (its `oneof what`). */
-export type EventContent = { fileVersion: string; sourceWriter: string } | { sessionStart: true } | { summary: SummaryValue[] };
+export type EventContent =
+  { fileVersion: string; sourceWriter: string } | { sessionStart: true } | { summary: SummaryValue[] };
 
 export function encodeEvent(wallTime: number, step: number, content: EventContent): Uint8Array {
   const w = new ProtoWriter().double(EVENT.wallTime, wallTime).int64(EVENT.step, step);
   if ('fileVersion' in content) {
     w.string(EVENT.fileVersion, content.fileVersion, 'explicit');
-    w.bytesField(EVENT.sourceMetadata, new ProtoWriter().string(SOURCE_METADATA.writer, content.sourceWriter).finish(), 'explicit');
+    w.bytesField(
+      EVENT.sourceMetadata,
+      new ProtoWriter().string(SOURCE_METADATA.writer, content.sourceWriter).finish(),
+      'explicit',
+    );
   } else if ('sessionStart' in content) {
     w.bytesField(EVENT.sessionLog, new ProtoWriter().int64(SESSION_LOG.status, SESSION_START).finish(), 'explicit');
   } else {

@@ -60,7 +60,8 @@ function checkStep(step: number): void {
 }
 
 function checkTag(tag: string): void {
-  if (typeof tag !== 'string' || tag === '') throw new RangeError(`TensorBoard tag must be a non-empty string, got ${JSON.stringify(tag)}`);
+  if (typeof tag !== 'string' || tag === '')
+    throw new RangeError(`TensorBoard tag must be a non-empty string, got ${JSON.stringify(tag)}`);
 }
 
 export class TensorBoardWriter {
@@ -145,7 +146,11 @@ export class TensorBoardWriter {
   flushInBackground(): Promise<void> {
     const fd = this.openFd();
     return new Promise((resolve, reject) =>
-      fs.fsync(fd, (err) => (err ? reject(new FailureError(`${this.file}: cannot sync the TensorBoard events (${describeIoError(err)})`)) : resolve())),
+      fs.fsync(fd, (err) =>
+        err
+          ? reject(new FailureError(`${this.file}: cannot sync the TensorBoard events (${describeIoError(err)})`))
+          : resolve(),
+      ),
     );
   }
 
@@ -185,13 +190,16 @@ export class TensorBoardWriter {
     const record = frameRecord(encodeEvent(wallTime, step, content));
     let written = 0;
     try {
-      while (written < record.length) written += fs.writeSync(fd, record, written, record.length - written, this.size + written);
+      while (written < record.length)
+        written += fs.writeSync(fd, record, written, record.length - written, this.size + written);
     } catch (err) {
       const why = describeIoError(err);
       try {
         if (written > 0) fs.ftruncateSync(fd, this.size);
       } catch {
-        this.broken = new FailureError(`${this.file}: cannot write TensorBoard events (${why}); the file may end in a partial record`);
+        this.broken = new FailureError(
+          `${this.file}: cannot write TensorBoard events (${why}); the file may end in a partial record`,
+        );
         throw this.broken;
       }
       throw new FailureError(`${this.file}: cannot write (${why}); files written before are intact`);
@@ -211,7 +219,9 @@ function createExclusive(base: string): { file: string; fd: number } {
       throw new FailureError(`${file}: cannot create the TensorBoard events file (${describeIoError(err)})`);
     }
   }
-  throw new FailureError(`${base}: cannot create the TensorBoard events file (${MAX_NAME_ATTEMPTS} files of that name and second exist)`);
+  throw new FailureError(
+    `${base}: cannot create the TensorBoard events file (${MAX_NAME_ATTEMPTS} files of that name and second exist)`,
+  );
 }
 
 /** Makes the new file's name durable; some file systems cannot fsync a folder, which only loses that guarantee. */
