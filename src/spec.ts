@@ -59,11 +59,9 @@ export const experimentSpec = z
       .literal(SPEC_VERSION, { error: `expected ${SPEC_VERSION} (this regtrain reads spec version ${SPEC_VERSION})` })
       .default(SPEC_VERSION),
     /** Names the run directory, so it may not contain path separators. */
-    name: z
-      .string({ error: 'expected a name' })
-      .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, {
-        error: 'expected 1–64 letters, digits, ".", "_" or "-", starting with a letter or digit',
-      }),
+    name: z.string({ error: 'expected a name' }).regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, {
+      error: 'expected 1–64 letters, digits, ".", "_" or "-", starting with a letter or digit',
+    }),
     /** One seed drives initializers, the validation split, shuffling and dropout. */
     seed: intRange(0, 2 ** 32 - 1, 'expected an integer from 0 to 4294967295').default(1234),
     /** auto: tfjs-node if it loads, else wasm, else cpu. */
@@ -112,11 +110,9 @@ export const experimentSpec = z
     /** Study: named partial overrides of this spec, each a map of dotted paths to values. */
     variants: z
       .record(
-        z
-          .string()
-          .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, {
-            error: 'expected a variant name of letters, digits, ".", "_" or "-"',
-          }),
+        z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, {
+          error: 'expected a variant name of letters, digits, ".", "_" or "-"',
+        }),
         overrideMap,
       )
       .nullable()

@@ -188,14 +188,12 @@ function inputGrad(c: Case, dy: Float32Array, w: Float32Array, g: ConvGeometry):
   return tf.tidy(() => {
     const dyt = tf.tensor4d(dy, [g.batch, g.outH, g.outW, g.outC]);
     const wt = tf.tensor4d(w, c.filter);
-    const out = tf
-      .engine()
-      .runKernel('Conv2DBackpropInput', { dy: dyt, filter: wt }, {
-        strides: c.strides,
-        pad: c.pad,
-        dataFormat: 'NHWC',
-        inputShape: c.x,
-      } as never) as tf.Tensor;
+    const out = tf.engine().runKernel('Conv2DBackpropInput', { dy: dyt, filter: wt }, {
+      strides: c.strides,
+      pad: c.pad,
+      dataFormat: 'NHWC',
+      inputShape: c.x,
+    } as never) as tf.Tensor;
     assert.deepEqual(out.shape, c.x);
     return out.dataSync() as Float32Array;
   });
@@ -206,14 +204,12 @@ function filterGrad(c: Case, x: Float32Array, dy: Float32Array, g: ConvGeometry)
   return tf.tidy(() => {
     const xt = tf.tensor4d(x, c.x);
     const dyt = tf.tensor4d(dy, [g.batch, g.outH, g.outW, g.outC]);
-    const out = tf
-      .engine()
-      .runKernel('Conv2DBackpropFilter', { x: xt, dy: dyt }, {
-        strides: c.strides,
-        pad: c.pad,
-        dataFormat: 'NHWC',
-        filterShape: c.filter,
-      } as never) as tf.Tensor;
+    const out = tf.engine().runKernel('Conv2DBackpropFilter', { x: xt, dy: dyt }, {
+      strides: c.strides,
+      pad: c.pad,
+      dataFormat: 'NHWC',
+      filterShape: c.filter,
+    } as never) as tf.Tensor;
     assert.deepEqual(out.shape, c.filter);
     return out.dataSync() as Float32Array;
   });
@@ -290,14 +286,12 @@ test('Conv2DBackpropFilter on wasm refuses dilations other than 1 with a one-lin
   const dy = tf.zeros([1, 1, 1, 1]);
   assert.throws(
     () =>
-      tf
-        .engine()
-        .runKernel('Conv2DBackpropFilter', { x, dy }, {
-          strides: 1,
-          pad: 'valid',
-          filterShape: [3, 3, 1, 1],
-          dilations: [2, 2],
-        } as never),
+      tf.engine().runKernel('Conv2DBackpropFilter', { x, dy }, {
+        strides: 1,
+        pad: 'valid',
+        filterShape: [3, 3, 1, 1],
+        dilations: [2, 2],
+      } as never),
     {
       message:
         'Conv2DBackpropFilter on wasm: dilations must be 1, got [2,2] (dilated convolution gradients are not supported)',
@@ -305,14 +299,12 @@ test('Conv2DBackpropFilter on wasm refuses dilations other than 1 with a one-lin
   );
   assert.throws(
     () =>
-      tf
-        .engine()
-        .runKernel('Conv2DBackpropFilter', { x, dy }, {
-          strides: 1,
-          pad: 'valid',
-          filterShape: [3, 3, 1, 1],
-          dataFormat: 'NCHW',
-        } as never),
+      tf.engine().runKernel('Conv2DBackpropFilter', { x, dy }, {
+        strides: 1,
+        pad: 'valid',
+        filterShape: [3, 3, 1, 1],
+        dataFormat: 'NCHW',
+      } as never),
     {
       message: 'Conv2DBackpropFilter on wasm: dataFormat must be NHWC, got NCHW',
     },
@@ -421,13 +413,11 @@ function maxPoolGradOf(pool: (typeof POOLS)[number], x: Float32Array, dySeed: nu
     const xt = tf.tensor4d(x, pool.x);
     const y = tf.maxPool(xt, pool.size, pool.strides, pool.pad);
     const dy = tf.tensor4d(values(y.size, dySeed), y.shape as [number, number, number, number]);
-    return tf
-      .engine()
-      .runKernel('MaxPoolGrad', { dy, input: xt, output: y }, {
-        filterSize: pool.size,
-        strides: pool.strides,
-        pad: pool.pad,
-      } as never) as tf.Tensor;
+    return tf.engine().runKernel('MaxPoolGrad', { dy, input: xt, output: y }, {
+      filterSize: pool.size,
+      strides: pool.strides,
+      pad: pool.pad,
+    } as never) as tf.Tensor;
   });
 }
 
@@ -489,13 +479,11 @@ test("the one-pass MaxPoolGrad sends a window's gradient to its first maximum, a
     tf.tidy(() => {
       const xt = tf.tensor4d(x, pool.x);
       const y = tf.maxPool(xt, 2, 2, 'valid');
-      return tf
-        .engine()
-        .runKernel('MaxPoolGrad', { dy: tf.tensor4d([5, 7], [1, 1, 2, 1]), input: xt, output: y }, {
-          filterSize: 2,
-          strides: 2,
-          pad: 'valid',
-        } as never) as tf.Tensor;
+      return tf.engine().runKernel('MaxPoolGrad', { dy: tf.tensor4d([5, 7], [1, 1, 2, 1]), input: xt, output: y }, {
+        filterSize: 2,
+        strides: 2,
+        pad: 'valid',
+      } as never) as tf.Tensor;
     }),
   );
   assert.deepEqual(Array.from(dx.dataSync()), [0, 5, 0, 7, 0, 0, 0, 0]);

@@ -208,17 +208,15 @@ function applyTextEdit(text: string, e: TextEdit): string {
 const weirdValue = fc.oneof(
   fc.jsonValue({ maxDepth: 3 }),
   // A map whose keys reach prototypes, with a payload that would show up everywhere if it got there.
-  fc
-    .constantFrom(...HOSTILE_KEYS)
-    .map(
-      (k) =>
-        Object.defineProperty({}, k, {
-          value: { polluted: 1, epochs: 99 },
-          enumerable: true,
-          writable: true,
-          configurable: true,
-        }) as unknown,
-    ),
+  fc.constantFrom(...HOSTILE_KEYS).map(
+    (k) =>
+      Object.defineProperty({}, k, {
+        value: { polluted: 1, epochs: 99 },
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      }) as unknown,
+  ),
   fc.constantFrom(
     NaN,
     Infinity,

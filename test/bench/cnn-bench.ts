@@ -103,9 +103,7 @@ export function cnnStep(model: tf.Sequential): { run(x: tf.Tensor, y: tf.Tensor1
 }
 
 /** A running `torch_cnn.py --serve`: one PyTorch measurement per request line "BATCH THREADS SECONDS". */
-async function startTorch(
-  py: string,
-): Promise<{
+async function startTorch(py: string): Promise<{
   version: string;
   measure(batch: number, threads: number): Promise<{ samplesPerSec: number; cpuSamplesPerSec?: number }>;
   close(): void;
