@@ -52,10 +52,13 @@ function curvePanels(r: CompareResult, colors: Map<Group, string>, metric: 'accu
   const ph = 230;
   const top = 52;
   const h = top + Math.ceil(groups.length / cols) * ph;
-  const all = groups
-    .flatMap((g) => g.curve.flatMap((p) => [p[metric], p[valKey]]))
-    .filter((v): v is number => v !== null && Number.isFinite(v));
-  const [ylo, yhi] = extent(all);
+  const valuesOf = (gs: Group[]) =>
+    gs
+      .flatMap((g) => g.curve.flatMap((p) => [p[metric], p[valKey]]))
+      .filter((v): v is number => v !== null && Number.isFinite(v));
+  // Accuracy shares one y scale, so panels compare at a glance; a loss gets its own, since a penalty can
+  // put one variant's loss a hundred times above another's and squash it flat on a shared scale.
+  const shared = metric === 'accuracy' ? extent(valuesOf(groups)) : null;
   const maxEpoch = maxOf(
     groups.flatMap((g) => g.curve.map((p) => p.epoch)),
     1,
@@ -68,6 +71,7 @@ function curvePanels(r: CompareResult, colors: Map<Group, string>, metric: 'accu
     .map((g, k) => {
       const ox = (k % cols) * pw;
       const oy = top + Math.floor(k / cols) * ph;
+      const [ylo, yhi] = shared ?? extent(valuesOf([g]));
       const f = { w: pw, h: ph, left: 58, top: 26, right: 14, bottom: 40 };
       const sx = (v: number) => ox + f.left + ((v - xlo) / (xhi - xlo)) * (f.w - f.left - f.right);
       const sy = (v: number) => oy + f.h - f.bottom - ((v - ylo) / (yhi - ylo)) * (f.h - f.top - f.bottom);
@@ -99,7 +103,7 @@ function curvePanels(r: CompareResult, colors: Map<Group, string>, metric: 'accu
     .join('');
   const key = `<g transform="translate(${CHART_WIDTH / 2 - 110} 38)"><line x1="0" x2="26" y1="-4" y2="-4" stroke="#333" stroke-width="2"/><text x="32" y="0">train</text><line x1="90" x2="116" y1="-4" y2="-4" stroke="#333" stroke-width="2" stroke-dasharray="6 4"/><text x="122" y="0">validation</text></g>`;
   const id = `curves-${metric}`;
-  const title = `Learning curves: ${metric === 'loss' ? 'loss (data + penalty)' : 'accuracy'} per variant, mean over seeds`;
+  const title = `Learning curves: ${metric === 'loss' ? 'loss (data + penalty), each panel on its own scale,' : 'accuracy'} per variant, mean over seeds`;
   return {
     id,
     title,
