@@ -187,12 +187,14 @@ describe('family 1: every file through the bounded, non-blocking reader', () => 
 
   test('plan refuses a study directory whose member spec was replaced by a FIFO instead of blocking on it', async () => {
     fs.writeFileSync(path.join(TMP, 'study-fifo.yaml'), STUDY_SPEC);
-    const first = await regtrain(['plan', 'study-fifo.yaml', '--study-dir', 'st-fifo']);
+    // A launcher that resolves here, so plan has nothing to warn about and its one line is the refusal.
+    const launcher = ['--regtrain', `node ${BIN}`];
+    const first = await regtrain(['plan', 'study-fifo.yaml', '--study-dir', 'st-fifo', ...launcher]);
     assert.equal(first.code, 0, first.stderr);
     const member = fs.readdirSync(path.join(TMP, 'st-fifo', 'specs'))[0]!;
     const file = path.join(TMP, 'st-fifo', 'specs', member);
     replaceWith(file, 'fifo');
-    const r = await regtrain(['plan', 'study-fifo.yaml', '--study-dir', 'st-fifo'], 30_000);
+    const r = await regtrain(['plan', 'study-fifo.yaml', '--study-dir', 'st-fifo', ...launcher], 30_000);
     assert.equal(r.code, 2, r.stderr);
     assert.equal(oneLine(r), `error: ${file}: a FIFO (named pipe), not a regular file`);
   });
