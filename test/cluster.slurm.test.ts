@@ -238,7 +238,12 @@ test(
     const cwd = fs.mkdtempSync(path.join(tmp, 'recipe-'));
     // The README's own file name, holding the small study (the real one trains for 20 minutes).
     fs.mkdirSync(path.join(cwd, 'configs'));
-    fs.writeFileSync(path.join(cwd, 'configs', 'study.yaml'), SPEC.replace('name: slurmtiny', 'name: study'));
+    // 60 epochs (~0.1 s each) rather than 5, so the scancel below lands while the member trains, not while it
+    // evaluates its finished model (a task that far along ends normally: a flake seen in CI).
+    fs.writeFileSync(
+      path.join(cwd, 'configs', 'study.yaml'),
+      SPEC.replace('name: slurmtiny', 'name: study').replace('epochs: 5,', 'epochs: 60,'),
+    );
     assert.equal(regtrain(['data', 'fetch'], cwd).status, 0, 'the dataset cache the tasks share');
     const [planLine, submitLine, scancelLine, statusLine, resubmitLine, catLine, ...rest] = readmeSlurmRecipe();
     assert.deepEqual(rest, []);
@@ -315,7 +320,7 @@ test(
       await queueEmpty(jobs, 10 * 60_000);
       assert.match(
         fs.readFileSync(path.join(studyDir, 'logs', `${array2}_${cancelled}.out`), 'utf8'),
-        /^Resuming after epoch \d of 5$/m,
+        /^Resuming after epoch \d+ of 60$/m,
       );
       const cat = bash(withHash(catLine!));
       assert.equal(cat.status, 0);

@@ -211,13 +211,18 @@ describe('the real tfjs-node backend', { skip: noTfjsNode ?? false }, () => {
   });
 
   test('TensorBoard gets its event file from a run on TensorFlow', () => {
-    const files = fs.readdirSync(path.join(TMP, 'mlp', 'tensorboard'));
-    assert.equal(files.length, 1);
-    assert.match(files[0]!, /^events\.out\.tfevents\./);
-    assert.ok(
-      read(path.join('mlp', 'tensorboard'), files[0]!).includes('val_accuracy'),
-      'the per-epoch scalars are in it',
-    );
+    // Keras's layout: a train/ and a validation/ run, each with one event file holding epoch_loss.
+    const tb = path.join(TMP, 'mlp', 'tensorboard');
+    assert.deepEqual(fs.readdirSync(tb).sort(), ['train', 'validation']);
+    for (const run of ['train', 'validation']) {
+      const files = fs.readdirSync(path.join(tb, run));
+      assert.equal(files.length, 1, `${run}: ${files.join(', ')}`);
+      assert.match(files[0]!, /^events\.out\.tfevents\./);
+      assert.ok(
+        read(path.join('mlp', 'tensorboard', run), files[0]!).includes('epoch_loss'),
+        `${run}: the per-epoch scalars are in it`,
+      );
+    }
   });
 
   test('a study trains its members on TensorFlow, run-member skips a finished one, and compare reads them', () => {
