@@ -44,6 +44,9 @@ function slurmUnavailable(): string | null {
     : `Slurm cannot start here: ${(up.stderr || up.stdout).trim().split('\n').pop()}`;
 }
 
+/** Why both Slurm tests skip, decided once (null: a cluster answers, started here if need be). */
+const SLURM_SKIP = slurmUnavailable();
+
 /** Comparison rows without the wall-clock column, which differs between any two runs. */
 function compareRows(dir: string): string[] {
   const r = regtrain(['compare', dir, '--csv']);
@@ -65,14 +68,8 @@ const history = (runDir: string) =>
 
 test(
   'a study submitted with its sbatch script runs as a Slurm array; a task requeued mid-run resumes from its checkpoint; compare equals the local --jobs 1 run number for number',
-  { timeout: 20 * 60_000 },
-  async (t) => {
-    const why = slurmUnavailable();
-    if (why) {
-      console.log(`# skipped: ${why}`);
-      t.skip(why);
-      return;
-    }
+  { timeout: 20 * 60_000, skip: SLURM_SKIP ?? false },
+  async () => {
     const specFile = path.join(tmp, 'study.yaml');
     fs.writeFileSync(specFile, SPEC);
 
@@ -227,14 +224,8 @@ async function queueEmpty(jobs: string[], limitMs: number): Promise<void> {
 
 test(
   "the README's Slurm recipe runs as printed: a scancel'd member leaves compare.txt marked INCOMPLETE, status prints the resubmission, which finishes the study and rewrites compare.txt; a task whose launcher vanished is reported failed with its log",
-  { timeout: 20 * 60_000 },
-  async (t) => {
-    const why = slurmUnavailable();
-    if (why) {
-      console.log(`# skipped: ${why}`);
-      t.skip(why);
-      return;
-    }
+  { timeout: 20 * 60_000, skip: SLURM_SKIP ?? false },
+  async () => {
     const cwd = fs.mkdtempSync(path.join(tmp, 'recipe-'));
     // The README's own file name, holding the small study (the real one trains for 20 minutes).
     fs.mkdirSync(path.join(cwd, 'configs'));
