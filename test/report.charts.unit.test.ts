@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { collectRuns, compareRuns } from '../src/compare';
 import { renderCharts } from '../src/report';
+import { ticks } from '../src/report/svg';
 
 const STUDY = path.resolve(__dirname, '../../test/fixtures/runs/study');
 
@@ -46,4 +47,14 @@ test('each loss panel gets its own y scale, fitted to that variant', () => {
     panels.size,
     `panels share a scale: ${[...panels.entries()].map(([k, v]) => `${k}: ${v.join(' ')}`).join('; ')}`,
   );
+});
+
+test('a symmetric weight range gets ticks on both sides of zero, not a lone 0', () => {
+  // ±0.42 in 4 steps: the raw step 0.21 rounds up to 0.5, past the range's half.
+  assert.deepEqual(ticks(-0.42, 0.42, 4), [-0.4, -0.2, 0, 0.2, 0.4]);
+  assert.deepEqual(ticks(-1.1, 1.1, 4), [-1, 0, 1]);
+});
+
+test('an axis from 0 to 1 keeps its five round ticks', () => {
+  assert.deepEqual(ticks(0, 1), [0, 0.2, 0.4, 0.6, 0.8, 1]);
 });

@@ -40,7 +40,11 @@ export function maxOf(xs: readonly number[], floor: number): number {
 export const r2 = (x: number) => (Math.round(x * 100) / 100).toString();
 export const safeId = (s: string) => s.replace(/[^A-Za-z0-9_.-]+/g, '_').slice(0, 80);
 
-/** About `count` round tick values covering [lo, hi]. */
+/**
+ * About `count` round tick values covering [lo, hi], and never fewer than three: rounding the step
+ * up to 1, 2 or 5 can make it larger than half the range (±0.42 in 4 steps gives a step of 0.5,
+ * leaving only `0` on a weight histogram's axis), so a too-coarse step is halved in count's terms.
+ */
 export function ticks(lo: number, hi: number, count = 5): number[] {
   if (!(hi > lo)) return [lo];
   const raw = (hi - lo) / count;
@@ -48,8 +52,8 @@ export function ticks(lo: number, hi: number, count = 5): number[] {
   const step = [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= raw)!;
   const out: number[] = [];
   for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step)
-    out.push(Math.abs(v) < step * 1e-9 ? 0 : v);
-  return out;
+    out.push(Math.abs(v) < step * 1e-9 ? 0 : Number(v.toPrecision(12)));
+  return out.length < 3 && count < 64 ? ticks(lo, hi, count * 2) : out;
 }
 /** A tick's text: round numbers, thousands as `5k`, tiny ones in exponent form, negative ones with a minus sign. */
 export const tickLabel = (v: number) =>
