@@ -45,7 +45,18 @@ export function mapIndex(i: number, n: number, mode: FillMode): number {
   }
 }
 
-/** One image through an affine map: reads `src` (h×w) at offset `so`, writes `dst` at offset `do_`. */
+/** The input pixel (r, c) of an h×w image at `so`, or fillValue where the fill mode says (index −1). */
+function read(src: Float32Array, so: number, h: number, w: number, r: number, c: number, fill: Fill): number {
+  const rr = mapIndex(r, h, fill.fillMode);
+  const cc = mapIndex(c, w, fill.fillMode);
+  return rr < 0 || cc < 0 ? fill.fillValue : src[so + rr * w + cc]!;
+}
+
+/**
+ * One image through an affine map: reads `src` (h×w) at offset `so`, writes `dst` at offset `do_`.
+ * Translations and zooms (no shear or rotation terms) take the separable path: each column's and each
+ * row's source indices and weights are computed once per image instead of once per pixel.
+ */
 export function affineTransform(
   src: Float32Array,
   so: number,
@@ -56,32 +67,98 @@ export function affineTransform(
   m: Affine,
   fill: Fill,
 ): void {
-  const { fillMode, fillValue } = fill;
-  const at = (r: number, c: number): number => {
-    const rr = mapIndex(r, h, fillMode);
-    const cc = mapIndex(c, w, fillMode);
-    return rr < 0 || cc < 0 ? fillValue : src[so + rr * w + cc]!;
-  };
   const [a0, a1, a2, b0, b1, b2] = m;
+  const nearest = fill.interpolation === 'nearest';
+  if (a1 === 0 && b0 === 0) {
+    const cols = axisTaps(a0, a2, w, nearest, fill.fillMode);
+    const rowTaps = axisTaps(b1, b2, h, nearest, fill.fillMode);
+    const fv = fill.fillValue;
+    const constant = fill.fillMode === 'constant';
+    for (let y = 0; y < h; y++) {
+      const r0 = rowTaps.i0[y]!;
+      const r1 = rowTaps.i1[y]!;
+      const fy = rowTaps.f[y]!;
+      const o0 = so + r0 * w;
+      const o1 = so + r1 * w;
+      const out = do_ + y * w;
+      if (!constant) {
+        // Every index is inside the image: no fillValue to check for (the common case, and the fast one).
+        for (let x = 0; x < w; x++) {
+          const c0 = cols.i0[x]!;
+          const c1 = cols.i1[x]!;
+          const fx = cols.f[x]!;
+          dst[out + x] = nearest
+            ? src[o0 + c0]!
+            : (1 - fy) * ((1 - fx) * src[o0 + c0]! + fx * src[o0 + c1]!) +
+              fy * ((1 - fx) * src[o1 + c0]! + fx * src[o1 + c1]!);
+        }
+        continue;
+      }
+      for (let x = 0; x < w; x++) {
+        const c0 = cols.i0[x]!;
+        const c1 = cols.i1[x]!;
+        const fx = cols.f[x]!;
+        const v00 = r0 < 0 || c0 < 0 ? fv : src[o0 + c0]!;
+        if (nearest) {
+          dst[out + x] = v00;
+          continue;
+        }
+        const v01 = r0 < 0 || c1 < 0 ? fv : src[o0 + c1]!;
+        const v10 = r1 < 0 || c0 < 0 ? fv : src[o1 + c0]!;
+        const v11 = r1 < 0 || c1 < 0 ? fv : src[o1 + c1]!;
+        dst[out + x] = (1 - fy) * ((1 - fx) * v00 + fx * v01) + fy * ((1 - fx) * v10 + fx * v11);
+      }
+    }
+    return;
+  }
   for (let y = 0; y < h; y++) {
     for (let x = 0; x < w; x++) {
       const xi = a0 * x + a1 * y + a2;
       const yi = b0 * x + b1 * y + b2;
       let v: number;
-      if (fill.interpolation === 'nearest') {
-        v = at(roundHalfAway(yi), roundHalfAway(xi));
+      if (nearest) {
+        v = read(src, so, h, w, roundHalfAway(yi), roundHalfAway(xi), fill);
       } else {
         const x0 = Math.floor(xi);
         const y0 = Math.floor(yi);
         const fx = xi - x0;
         const fy = yi - y0;
-        // Neighbours with weight 0 are not read: a whole-pixel shift copies pixels exactly.
-        const row = (r: number) => (fx === 0 ? at(r, x0) : (1 - fx) * at(r, x0) + fx * at(r, x0 + 1));
-        v = fy === 0 ? row(y0) : (1 - fy) * row(y0) + fy * row(y0 + 1);
+        if (x0 >= 0 && y0 >= 0 && x0 < w - 1 && y0 < h - 1) {
+          const o = so + y0 * w + x0;
+          v = (1 - fy) * ((1 - fx) * src[o]! + fx * src[o + 1]!) + fy * ((1 - fx) * src[o + w]! + fx * src[o + w + 1]!);
+        } else {
+          v =
+            (1 - fy) * ((1 - fx) * read(src, so, h, w, y0, x0, fill) + fx * read(src, so, h, w, y0, x0 + 1, fill)) +
+            fy * ((1 - fx) * read(src, so, h, w, y0 + 1, x0, fill) + fx * read(src, so, h, w, y0 + 1, x0 + 1, fill));
+        }
       }
       dst[do_ + y * w + x] = v;
     }
   }
+}
+
+/**
+ * Along one axis of n pixels, for output position t reading input scale·t + offset: the two indices
+ * interpolation reads (mapped by the fill mode, −1 for fillValue) and the second one's weight.
+ */
+function axisTaps(
+  scale: number,
+  offset: number,
+  n: number,
+  nearest: boolean,
+  mode: FillMode,
+): { i0: Int32Array; i1: Int32Array; f: Float64Array } {
+  const i0 = new Int32Array(n);
+  const i1 = new Int32Array(n);
+  const f = new Float64Array(n);
+  for (let t = 0; t < n; t++) {
+    const v = scale * t + offset;
+    const k = nearest ? roundHalfAway(v) : Math.floor(v);
+    i0[t] = mapIndex(k, n, mode);
+    i1[t] = mapIndex(k + 1, n, mode);
+    f[t] = nearest ? 0 : v - k;
+  }
+  return { i0, i1, f };
 }
 
 /** Keras's translation matrix: the image moves by (dx, dy) pixels (right and down positive). */
