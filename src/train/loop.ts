@@ -74,7 +74,8 @@ export async function fit(
       epoch: completed,
       shuffleRng: shuffleRng.state(),
       dropoutRng: dropoutRng.state(),
-      augmentationRng: augmentationRng.state(),
+      // Only with augmentation on: a checkpoint without it stays as it was before augmentation existed.
+      ...(augmenter ? { augmentationRng: augmentationRng.state() } : {}),
       stopTraining: ctx.stopTraining,
     }),
   };
