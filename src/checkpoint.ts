@@ -31,6 +31,7 @@ const loopStateSchema = z.strictObject({
   epoch: count,
   shuffleRng: z.array(z.number().int()),
   dropoutRng: z.array(z.number().int()),
+  augmentationRng: z.array(z.number().int()).optional(),
   stopTraining: z.enum(['epochs', 'early-stopping', 'interrupted', 'non-finite-loss']).nullable(),
 });
 const arrayEntrySchema = z.strictObject({

@@ -347,7 +347,7 @@ export async function runExperiment(
 
     warnUnfinishedCosine(spec, data.train.count, out);
     const built = buildModel(spec);
-    for (const line of modelSummary(built)) out.info(line);
+    for (const line of modelSummary(built, spec.data.augmentation)) out.info(line);
     const step = createTrainStep(built, spec, backend);
     out.info(`Training step: ${step.description}`);
 
@@ -395,6 +395,7 @@ export async function runExperiment(
       batchSize: spec.training.batchSize,
       shuffle: spec.training.shuffle,
       seed: spec.seed,
+      augmentation: spec.data.augmentation,
       shouldStop: signals.stopRequested,
       ...(resumeState ? { resume: resumeState } : {}),
     });

@@ -3,6 +3,8 @@ import { ExperimentSpec, LayerSpec, RegularizerSpec, layerType, IMAGE_SHAPE, TFJ
 import { layerShapes } from './spec/layers';
 import { SpatialDropout2D } from './spatial-dropout';
 import { Rng } from './rng';
+import type { AugmentationStep } from './spec/augmentation';
+import { augmentationRows } from './data/augmentation';
 
 /** One penalized tensor: a kernel or bias with its Keras-style factors. */
 export interface PenaltyTerm {
@@ -265,9 +267,14 @@ export function parameterCounts(model: tf.LayersModel): { total: number; trainab
 const fmtReg = (r: { l1: number; l2: number }) =>
   r.l1 > 0 && r.l2 > 0 ? `L1L2(l1=${r.l1}, l2=${r.l2})` : r.l1 > 0 ? `L1(${r.l1})` : r.l2 > 0 ? `L2(${r.l2})` : '-';
 
-/** A Keras-like summary table, with each layer's regularizers. */
-export function modelSummary(built: BuiltModel): string[] {
+/**
+ * A Keras-like summary table, with each layer's regularizers; augmentation steps first, as Keras
+ * lists preprocessing layers at the front of a model (regtrain applies them to training batches only).
+ */
+export function modelSummary(built: BuiltModel, augmentation: readonly AugmentationStep[] = []): string[] {
   const rows: string[][] = [['Layer (type)', 'Output Shape', 'Param #', 'Regularizers']];
+  for (const a of augmentationRows(augmentation))
+    rows.push([a.name, '(None, 28, 28)', '0', `training only: ${a.fields}`]);
   built.model.layers.forEach((layer, i) => {
     const shape = `(None, ${(layer.outputShape as number[]).slice(1).join(', ')})`;
     const params = layer.countParams();

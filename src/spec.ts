@@ -13,6 +13,7 @@ import {
 } from './spec/training';
 import { layerSchema, layerShapes, type LayerSpec } from './spec/layers';
 import { memoryIssues, type MemorySpec } from './spec/memory';
+import { augmentationSchema } from './spec/augmentation';
 export type { LearningRateSpec } from './spec/training';
 export {
   IMAGE_SHAPE,
@@ -81,6 +82,8 @@ export const experimentSpec = z
           .prefault({}),
         trainLimit: positiveInt(60000).nullable().default(null),
         testLimit: positiveInt(10000).nullable().default(null),
+        /** Applied in order to each training batch only (src/spec/augmentation.ts). */
+        augmentation: augmentationSchema,
       })
       .prefault({}),
     model: z.strictObject(
@@ -347,7 +350,12 @@ function issuesFromZod(error: z.ZodError, raw: unknown, origin: Origin): SpecIss
     if (issue.code === 'unrecognized_keys') {
       const known = knownKeysAt(p);
       for (const key of issue.keys) {
-        const what = known.includes('dense') && known.includes('flatten') ? 'unknown layer type' : 'unknown key';
+        const what =
+          known.includes('dense') && known.includes('flatten')
+            ? 'unknown layer type'
+            : known.includes('mixUp') && known.includes('randomFlip')
+              ? 'unknown augmentation step'
+              : 'unknown key';
         out.push({ path: [...p, key], message: `${what}${didYouMean(key, known)}`, where: locate(origin, p, key) });
       }
       continue;

@@ -47,7 +47,8 @@ export interface LeanStepResult {
 }
 
 export interface LeanStep {
-  run(x: tf.Tensor2D | tf.Tensor3D, y: tf.Tensor1D): LeanStepResult;
+  /** `y`: int32 class indices [B], or float32 soft labels [B, C] (mixUp/cutMix). */
+  run(x: tf.Tensor2D | tf.Tensor3D, y: tf.Tensor1D | tf.Tensor2D): LeanStepResult;
   /** The model's trainable variables this step updates, with their sizes (for optimizer state checks). */
   variables(): { name: string; size: number }[];
   /** Frees the step's scratch tensors (the model's weights and the optimizer are untouched). */
@@ -351,7 +352,10 @@ export function createLeanStep(
 
   /**
    * From the logits z and probabilities p (B×C), the batch's summed cross-entropy and correct
-   * count; writes dL/dz (mean over the batch) into `dz`, which may be z's own memory.
+   * count; writes dL/dz (mean over the batch) into `dz`, which may be z's own memory. `soft`:
+   * labels are B×C probabilities (mixUp/cutMix), the categorical cross-entropy −Σ_j t_j·log softmax(z)_j
+   * with gradient (softmax(z)·Σt − t)/B, the autodiff gradient of that loss; accuracy compares the
+   * first maxima of p and t, as Keras's categorical accuracy.
    */
   const lossGradient = (
     z: Float32Array,
@@ -360,7 +364,9 @@ export function createLeanStep(
     B: number,
     C: number,
     dz: Float32Array,
+    soft = false,
   ): { dataLoss: number; correct: number } => {
+    if (soft) return softLossGradient(z, p, labels, B, C, dz);
     let dataLoss = 0;
     let correct = 0;
     const invB = 1 / B;
@@ -390,6 +396,7 @@ export function createLeanStep(
     x: tf.Tensor2D | tf.Tensor3D,
     labels: ArrayLike<number>,
     lr: number,
+    soft: boolean,
   ): Omit<LeanStepResult, 'batchSize'> => {
     const B = x.shape[0];
     let result = { dataLoss: 0, correct: 0 };
@@ -412,7 +419,7 @@ export function createLeanStep(
       // h: the softmax layer's logits.
       const C = h.shape[1];
       if (dz.length !== B * C) dz = new Float32Array(B * C);
-      result = lossGradient(h.dataSync() as Float32Array, tf.softmax(h).dataSync(), labels, B, C, dz);
+      result = lossGradient(h.dataSync() as Float32Array, tf.softmax(h).dataSync(), labels, B, C, dz, soft);
       let dZ: tf.Tensor2D = tf.tensor2d(dz, [B, C]);
       // Backward, top layer first; each layer's weight is updated after its input gradient is taken.
       for (let li = dense.length - 1; li >= 0; li--) {
@@ -484,6 +491,7 @@ export function createLeanStep(
     x: tf.Tensor2D | tf.Tensor3D,
     labels: ArrayLike<number>,
     lr: number,
+    soft: boolean,
   ): Omit<LeanStepResult, 'batchSize'> | null => {
     const B = x.shape[0];
     const inputUnits = dense[0]!.kernel.shape[0]!;
@@ -514,7 +522,7 @@ export function createLeanStep(
     const result = tf.tidy(() => {
       const p = tf.softmax(s.outputs[last] as tf.Tensor2D).dataSync();
       // Views after the softmax's allocation (it may grow the heap).
-      return lossGradient(ownFloats(s.outputs[last]!, false)!, p, labels, B, C, ownFloats(s.dZ[last]!, false)!);
+      return lossGradient(ownFloats(s.outputs[last]!, false)!, p, labels, B, C, ownFloats(s.dZ[last]!, false)!, soft);
     });
     let batchPenalty = 0;
     const simd = wasmSimd()!;
@@ -536,13 +544,14 @@ export function createLeanStep(
     return { ...result, penalty: batchPenalty };
   };
 
-  const run = (x: tf.Tensor2D | tf.Tensor3D, y: tf.Tensor1D): LeanStepResult => {
+  const run = (x: tf.Tensor2D | tf.Tensor3D, y: tf.Tensor1D | tf.Tensor2D): LeanStepResult => {
     const lr = optimizer.learningRate();
     const B = x.shape[0];
     const labels = y.dataSync();
-    if (labels.length !== B) throw new Error(`lean step: ${labels.length} labels for a batch of ${B}`);
+    const soft = y.rank === 2;
+    if (y.shape[0] !== B) throw new Error(`lean step: ${y.shape[0]} labels for a batch of ${B}`);
     const matMul = direct && tf.getBackend() === 'wasm' && wasmSimd() ? installedMatMul('wasm') : null;
-    const result = (matMul && runDirect(matMul, x, labels, lr)) || runOps(x, labels, lr);
+    const result = (matMul && runDirect(matMul, x, labels, lr, soft)) || runOps(x, labels, lr, soft);
     optimizer.endStep();
     return { ...result, batchSize: B };
   };
@@ -560,4 +569,42 @@ export function createLeanStep(
     dense.flatMap((d) => [d.kernel, ...(d.bias ? [d.bias] : [])]).map((v) => ({ name: v.name, size: v.size }));
 
   return { run, variables, dispose };
+}
+
+/** lossGradient's soft-label form (see there): `t` is B×C. Float64 per sample, as the hard-label path. */
+function softLossGradient(
+  z: Float32Array,
+  p: ArrayLike<number>,
+  t: ArrayLike<number>,
+  B: number,
+  C: number,
+  dz: Float32Array,
+): { dataLoss: number; correct: number } {
+  if (t.length !== B * C) throw new Error(`lean step: ${t.length} soft labels for a batch of ${B}×${C}`);
+  let dataLoss = 0;
+  let correct = 0;
+  const invB = 1 / B;
+  for (let i = 0; i < B; i++) {
+    const o = i * C;
+    let best = 0;
+    let target = 0;
+    for (let j = 1; j < C; j++) {
+      if (p[o + j]! > p[o + best]!) best = j;
+      if (t[o + j]! > t[o + target]!) target = j;
+    }
+    if (best === target) correct++;
+    let m = -Infinity;
+    for (let j = 0; j < C; j++) m = Math.max(m, z[o + j]!);
+    let sum = 0;
+    for (let j = 0; j < C; j++) sum += Math.exp(z[o + j]! - m);
+    const lse = m + Math.log(sum);
+    let mass = 0;
+    for (let j = 0; j < C; j++) {
+      const tj = t[o + j]!;
+      mass += tj;
+      if (tj !== 0) dataLoss += tj * (lse - z[o + j]!);
+    }
+    for (let j = 0; j < C; j++) dz[o + j] = (Math.exp(z[o + j]! - lse) * mass - t[o + j]!) * invB;
+  }
+  return { dataLoss, correct };
 }

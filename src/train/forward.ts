@@ -96,18 +96,21 @@ export function forward(
  * Sparse categorical cross-entropy summed over the batch, as TF-Keras computes it: from the
  * logits when there are some, −log softmax(z)_y (tf.logSoftmax; gradient softmax(z) − onehot for
  * every sample, however wrong); else on probabilities, −log clip(p_y, ε, 1−ε), whose gradient is
- * zero for a sample below p_y = ε.
+ * zero for a sample below p_y = ε. Soft labels (float32 [B, classes], from mixUp/cutMix) give
+ * Keras's categorical cross-entropy −Σ_j t_j·log p_j the same way.
  */
-export function crossEntropySum(output: ModelOutput, labels: tf.Tensor1D): tf.Scalar {
-  const oneHot = tf.oneHot(labels, NUM_CLASSES);
+export function crossEntropySum(output: ModelOutput, labels: tf.Tensor1D | tf.Tensor2D): tf.Scalar {
+  const oneHot = labels.rank === 2 ? labels : tf.oneHot(labels as tf.Tensor1D, NUM_CLASSES);
   const logProbs = output.logits
     ? tf.logSoftmax(output.logits)
     : tf.log(tf.clipByValue(output.probs, EPSILON, 1 - EPSILON));
   return tf.neg(tf.sum(tf.mul(logProbs, oneHot))) as tf.Scalar;
 }
 
-export function correctCount(probs: tf.Tensor2D, labels: tf.Tensor1D): tf.Scalar {
-  return tf.sum(tf.cast(tf.equal(tf.argMax(probs, 1), labels), 'float32'));
+/** Correct predictions; for soft labels, the class each label weighs most (Keras's categorical accuracy). */
+export function correctCount(probs: tf.Tensor2D, labels: tf.Tensor1D | tf.Tensor2D): tf.Scalar {
+  const classes = labels.rank === 2 ? tf.argMax(labels, 1) : labels;
+  return tf.sum(tf.cast(tf.equal(tf.argMax(probs, 1), classes), 'float32'));
 }
 
 export interface Evaluation {

@@ -14,6 +14,9 @@ import { Rng } from '../rng';
 import type { EpochRecord } from '../runformat';
 import { CallbackList, StopReason, TrainingContext } from './callbacks/callback';
 import { SplitPass } from './forward';
+import { Augmenter } from '../data/augmentation';
+import type { AugmentationStep } from '../spec/augmentation';
+import { NUM_CLASSES } from '../spec';
 import type { LoopState, Split, TrainStep } from './types';
 
 const IMAGE_SIZE = 28 * 28;
@@ -25,6 +28,8 @@ export interface FitOptions {
   seed: number;
   /** Checked between batches; true abandons the epoch in progress (SIGINT/SIGTERM): the last checkpoint stays. */
   shouldStop?: () => boolean;
+  /** The spec's data.augmentation: applied to each training batch, in order (none by default). */
+  augmentation?: readonly AugmentationStep[];
   /** Continue from a checkpoint (weights, optimizer and callback states already restored by the caller). */
   resume?: LoopState;
 }
@@ -49,6 +54,11 @@ export async function fit(
   const resume = opts.resume;
   const shuffleRng = resume ? new Rng(resume.shuffleRng) : Rng.derive(opts.seed, 'shuffle');
   const dropoutRng = resume ? new Rng(resume.dropoutRng) : Rng.derive(opts.seed, 'dropout');
+  // Its own stream: turning augmentation on does not change the shuffles or the dropout masks.
+  const augmentationRng = resume?.augmentationRng
+    ? new Rng(resume.augmentationRng)
+    : Rng.derive(opts.seed, 'augmentation');
+  const augmenter = opts.augmentation?.length ? new Augmenter(opts.augmentation, augmentationRng) : null;
   const { train, validation } = data;
   const n = train.count;
   const steps = Math.ceil(n / opts.batchSize);
@@ -64,6 +74,8 @@ export async function fit(
       epoch: completed,
       shuffleRng: shuffleRng.state(),
       dropoutRng: dropoutRng.state(),
+      // Only with augmentation on: a checkpoint without it stays as it was before augmentation existed.
+      ...(augmenter ? { augmentationRng: augmentationRng.state() } : {}),
       stopTraining: ctx.stopTraining,
     }),
   };
@@ -96,8 +108,12 @@ export async function fit(
           xBuf.set(train.images.subarray(idx * IMAGE_SIZE, (idx + 1) * IMAGE_SIZE), k * IMAGE_SIZE);
           yBuf[k] = train.labels[idx]!;
         }
+        // Training batches only: mixUp/cutMix make the labels soft (b × classes).
+        const soft = augmenter ? augmenter.apply(xBuf, yBuf, b) : null;
         const x = tf.tensor3d(b === opts.batchSize ? xBuf : xBuf.subarray(0, b * IMAGE_SIZE), [b, 28, 28]);
-        const y = tf.tensor1d(b === opts.batchSize ? yBuf : yBuf.subarray(0, b), 'int32');
+        const y = soft
+          ? tf.tensor2d(soft, [b, NUM_CLASSES])
+          : tf.tensor1d(b === opts.batchSize ? yBuf : yBuf.subarray(0, b), 'int32');
         const r = step.run(x, y, dropoutRng.nextUint32());
         x.dispose();
         y.dispose();

@@ -27,8 +27,11 @@ export interface TrainStep {
   readonly description: string;
   /** Short name recorded in checkpoints: a resume says when it changes path. */
   readonly path: 'reference' | 'lean';
-  /** One optimizer update. `x` is [batch, 28, 28], `y` int32 [batch]. */
-  run(x: tf.Tensor, y: tf.Tensor1D, dropoutSeed: number): StepResult;
+  /**
+   * One optimizer update. `x` is [batch, 28, 28]; `y` int32 [batch] class indices, or float32
+   * [batch, classes] soft labels (mixUp/cutMix): categorical cross-entropy from the logits.
+   */
+  run(x: tf.Tensor, y: tf.Tensor1D | tf.Tensor2D, dropoutSeed: number): StepResult;
   /** The learning rate the next update uses. */
   learningRate(): number;
   setLearningRate(lr: number): void;
@@ -44,6 +47,8 @@ export interface LoopState {
   epoch: number;
   shuffleRng: number[];
   dropoutRng: number[];
+  /** The augmentation stream (absent in checkpoints from before augmentation existed). */
+  augmentationRng?: number[];
   /** A callback decided to stop after this epoch (a resume then trains no further). */
   stopTraining: 'epochs' | 'early-stopping' | 'interrupted' | 'non-finite-loss' | null;
 }
