@@ -210,13 +210,13 @@ describe('mixUp and cutMix mix images and make the labels soft', () => {
   test('the augmenter with mixUp returns soft labels that sum to 1 per image; without mixing, none', () => {
     const geometry = { height: 4, width: 4, classes: 10 };
     const images = new Float32Array(3 * 16).fill(1);
-    const mixed = new Augmenter(validateSpecWith([{ mixUp: {} }]).data.augmentation, new Rng(5), geometry);
+    const mixed = new Augmenter(validateSpecWith([{ mixUp: {} }]).data.augmentation!, new Rng(5), geometry);
     const soft = mixed.apply(images, Int32Array.from([1, 2, 3]), 3)!;
     for (let i = 0; i < 3; i++) {
       const row = Array.from(soft.subarray(i * 10, i * 10 + 10));
       assert.ok(Math.abs(row.reduce((a, b) => a + b, 0) - 1) < 1e-6);
     }
-    const flip = new Augmenter(validateSpecWith([{ randomFlip: {} }]).data.augmentation, new Rng(5), geometry);
+    const flip = new Augmenter(validateSpecWith([{ randomFlip: {} }]).data.augmentation!, new Rng(5), geometry);
     assert.equal(flip.apply(images, Int32Array.from([1, 2, 3]), 3), null);
   });
 
@@ -224,7 +224,7 @@ describe('mixUp and cutMix mix images and make the labels soft', () => {
     const geometry = { height: 4, width: 4, classes: 10 };
     const images = new Float32Array(8 * 16);
     for (let i = 0; i < 8; i++) images.set(IMAGE, i * 16);
-    const steps = validateSpecWith([{ randomFlip: { mode: 'horizontal' } }]).data.augmentation;
+    const steps = validateSpecWith([{ randomFlip: { mode: 'horizontal' } }]).data.augmentation!;
     new Augmenter(steps, new Rng(11), geometry).apply(images, new Int32Array(8), 8);
     const draws = new Rng(11);
     for (let i = 0; i < 8; i++) {

@@ -132,9 +132,13 @@ export const augmentationStepSchema = z
   });
 export type AugmentationStep = z.infer<typeof augmentationStepSchema>;
 
+/**
+ * Optional, with no default: a spec without augmentation resolves exactly as before augmentation
+ * existed, so its echo, its spec.yaml and a study's directory hash (of the resolved spec) stay the same.
+ */
 export const augmentationSchema = z
   .array(augmentationStepSchema, { error: 'expected a list of augmentation steps' })
-  .default([]);
+  .optional();
 
 export type RandomTranslationSpec = z.infer<typeof randomTranslation>;
 export type RandomFlipSpec = z.infer<typeof randomFlip>;
