@@ -164,6 +164,33 @@ export function confusionOf(
   return { classNames: [...classNames], matrix };
 }
 
+const share = num.min(0, { error: 'expected a number from 0 to 1' }).max(1, { error: 'expected a number from 0 to 1' });
+
+/**
+ * How well the final model's test probabilities match how often it is right (src/evaluation/calibration.ts):
+ * ECE over Guo et al.'s 15 equal-width confidence bins, the multi-class Brier score, the NLL without
+ * Keras's clipping (null in JSON when a test image got p = 0 for its class), and the reliability
+ * diagram's bins. Absent in runs written before regtrain measured it.
+ */
+export const CalibrationSchema = z.object({
+  ece: share,
+  brier: num
+    .min(0, { error: 'expected a Brier score from 0 to 2' })
+    .max(2, { error: 'expected a Brier score from 0 to 2' }),
+  nll: jsonNumber,
+  bins: z.array(
+    z.object({
+      lower: share,
+      upper: share,
+      count,
+      confidence: share.nullable(),
+      accuracy: share.nullable(),
+    }),
+    { error: 'expected a list of reliability bins' },
+  ),
+});
+export type CalibrationRecord = z.infer<typeof CalibrationSchema>;
+
 export const MetricsFileSchema = z.object({
   formatVersion: num,
   regtrainVersion: text,
@@ -200,6 +227,8 @@ export const MetricsFileSchema = z.object({
    */
   trainEval: evaluation,
   confusion: ConfusionSchema.optional(),
+  /** The test set's calibration (absent in runs written before regtrain measured it). */
+  calibration: CalibrationSchema.optional(),
   seconds: z.object({ total: jsonNumber, perEpoch: z.array(jsonNumber) }),
   /** Peak resident memory of the training process, in MiB (absent in the first runs of format 1). */
   peakRssMB: jsonNumber.optional(),

@@ -119,13 +119,15 @@ export interface Evaluation {
   count: number;
   accuracy: number;
   predictions: Int32Array;
+  /** The softmax outputs, count rows of NUM_CLASSES (only when asked for: the calibration measures read them). */
+  probabilities?: Float32Array;
 }
 
-/** Inference-mode pass over a split (dropout off, batch-norm moving statistics). */
-export function evaluateSplit(built: BuiltModel, split: Split): Evaluation {
+/** Inference-mode pass over a split (dropout off, batch-norm moving statistics), with its probabilities when asked. */
+export function evaluateSplit(built: BuiltModel, split: Split, opts: { probabilities?: boolean } = {}): Evaluation {
   const pass = new SplitPass(split);
   try {
-    return pass.evaluate(built);
+    return pass.evaluate(built, opts);
   } finally {
     pass.dispose();
   }
@@ -141,7 +143,7 @@ export class SplitPass {
 
   constructor(private readonly split: Split) {}
 
-  evaluate(built: BuiltModel): Evaluation {
+  evaluate(built: BuiltModel, opts: { probabilities?: boolean } = {}): Evaluation {
     const split = this.split;
     const size = evalChunk(built);
     this.chunks ??= Array.from({ length: Math.ceil(split.count / size) }, (_, c) => {
@@ -158,16 +160,24 @@ export class SplitPass {
     let actSum = 0;
     let correct = 0;
     const predictions = new Int32Array(split.count);
+    const probabilities = opts.probabilities ? new Float32Array(split.count * NUM_CLASSES) : undefined;
     for (const { start, x, y } of this.chunks) {
-      const [ce, act, ok, pred] = tf.tidy(() => {
+      const [ce, act, ok, pred, probs] = tf.tidy(() => {
         const out = forward(built, x, false);
-        return [crossEntropySum(out, y), out.activitySum, correctCount(out.probs, y), tf.argMax(out.probs, 1)];
+        return [
+          crossEntropySum(out, y),
+          out.activitySum,
+          correctCount(out.probs, y),
+          tf.argMax(out.probs, 1),
+          probabilities ? out.probs : tf.scalar(0),
+        ];
       });
       ceSum += ce.dataSync()[0]!;
       actSum += act.dataSync()[0]!;
       correct += ok.dataSync()[0]!;
       predictions.set(pred.dataSync() as Int32Array, start);
-      tf.dispose([ce, act, ok, pred]);
+      if (probabilities) probabilities.set(probs.dataSync() as Float32Array, start * NUM_CLASSES);
+      tf.dispose([ce, act, ok, pred, probs]);
     }
     const count = split.count;
     return {
@@ -177,6 +187,7 @@ export class SplitPass {
       count,
       accuracy: count ? correct / count : 0,
       predictions,
+      ...(probabilities ? { probabilities } : {}),
     };
   }
 
