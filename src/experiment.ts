@@ -348,7 +348,7 @@ export async function runExperiment(
 
     warnUnfinishedCosine(spec, data.train.count, out);
     const built = buildModel(spec);
-    for (const line of modelSummary(built)) out.info(line);
+    for (const line of modelSummary(built, spec.training)) out.info(line);
     const step = createTrainStep(built, spec, backend);
     out.info(`Training step: ${step.description}`);
 

@@ -266,7 +266,7 @@ const fmtReg = (r: { l1: number; l2: number }) =>
   r.l1 > 0 && r.l2 > 0 ? `L1L2(l1=${r.l1}, l2=${r.l2})` : r.l1 > 0 ? `L1(${r.l1})` : r.l2 > 0 ? `L2(${r.l2})` : '-';
 
 /** A Keras-like summary table, with each layer's regularizers. */
-export function modelSummary(built: BuiltModel): string[] {
+export function modelSummary(built: BuiltModel, loss: { labelSmoothing?: number } = {}): string[] {
   const rows: string[][] = [['Layer (type)', 'Output Shape', 'Param #', 'Regularizers']];
   built.model.layers.forEach((layer, i) => {
     const shape = `(None, ${(layer.outputShape as number[]).slice(1).join(', ')})`;
@@ -294,5 +294,10 @@ export function modelSummary(built: BuiltModel): string[] {
     ...rows.slice(1).map(line),
     rule,
     `Total params: ${total.toLocaleString('en-US')}  (trainable: ${trainable.toLocaleString('en-US')})`,
+    ...(loss.labelSmoothing
+      ? [
+          `Loss: sparse categorical cross-entropy with label smoothing ${loss.labelSmoothing} (targets onehot·${1 - loss.labelSmoothing} + ${loss.labelSmoothing}/10)`,
+        ]
+      : []),
   ];
 }

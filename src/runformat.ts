@@ -69,6 +69,11 @@ export const EpochRecordSchema = z.object({
   val_accuracy: num.nullable(),
   /** Mean cross-entropy part of the loss over the epoch. */
   data_loss: jsonNumber,
+  /**
+   * With training.labelSmoothing: the mean over the epoch of the label-smoothed cross-entropy minus the plain
+   * one, so loss = data_loss + smoothing + penalty (Keras's loss is the smoothed one). Absent without smoothing.
+   */
+  smoothing: jsonNumber.optional(),
   /** Sum of all regularization penalties (end of epoch value). */
   penalty: jsonNumber,
   /** Penalty per regularized layer and kind, e.g. { "dense_1/kernel/l1": 0.31 }. */

@@ -17,7 +17,9 @@
  * - Loss: sparse categorical cross-entropy from the output layer's logits z, as TF-Keras computes it
  *   (and as the reference step does, src/train/forward.ts): logsumexp(z) − z_y, gradient
  *   (softmax(z) − onehot)/B, in JS per sample in float64 from the float32 logits, then rounded to
- *   float32. No clipping: a sample the model puts below p_y = 1e-7 gets the full gradient.
+ *   float32. No clipping: a sample the model puts below p_y = 1e-7 gets the full gradient. With label
+ *   smoothing ls, the targets are q = onehot·(1 − ls) + ls/C (Keras's CategoricalCrossentropy): loss
+ *   logsumexp(z) − Σ q_j z_j, gradient (softmax(z) − q)/B.
  * - Penalties: Keras l1·Σ|w| + l2·Σw² on kernels; gradient l1·sign(w) + 2·l2·w with sign(0) = 0, as
  *   Keras (tfjs's own Abs gradient would give −l1 at w = 0; the reference path computes Σ w·sign(w)
  *   to get Keras's gradient, and this step does the same).
@@ -40,6 +42,8 @@ import { adamPass, Optimizer } from '../train/optimizers';
  *  divide by `batchSize` for the batch mean Keras reports (before adding the penalty). */
 export interface LeanStepResult {
   dataLoss: number;
+  /** The SUM over the batch of the label-smoothed cross-entropy, what the step minimizes (= dataLoss without smoothing). */
+  smoothedLoss: number;
   correct: number;
   batchSize: number;
   /** Kernel penalties at the weights before this step's update. */
@@ -137,7 +141,7 @@ export function createLeanStep(
   model: tf.Sequential,
   optimizer: Optimizer,
   penalties: Penalty[],
-  { direct = true } = {},
+  { direct = true, labelSmoothing = 0 } = {},
 ): LeanStep | { unsupported: string } {
   const layers = model.layers as unknown as DenseLike[];
   let flatten = false;
@@ -360,10 +364,14 @@ export function createLeanStep(
     B: number,
     C: number,
     dz: Float32Array,
-  ): { dataLoss: number; correct: number } => {
+  ): { dataLoss: number; smoothedLoss: number; correct: number } => {
     let dataLoss = 0;
+    let smoothedLoss = 0;
     let correct = 0;
     const invB = 1 / B;
+    // Label smoothing: targets q_j = (1 − ls)·δ_jy + ls/C; loss −Σ q_j log p_j = lse − Σ q_j z_j, dz_j = (p_j − q_j)/B.
+    const ls = labelSmoothing;
+    const uniform = ls / C;
     for (let i = 0; i < B; i++) {
       const o = i * C;
       const yi = labels[i]!;
@@ -380,9 +388,19 @@ export function createLeanStep(
       for (let j = 0; j < C; j++) sum += Math.exp(z[o + j]! - m);
       const lse = m + Math.log(sum);
       dataLoss += lse - z[o + yi]!;
-      for (let j = 0; j < C; j++) dz[o + j] = (Math.exp(z[o + j]! - lse) - (j === yi ? 1 : 0)) * invB;
+      if (ls === 0) {
+        for (let j = 0; j < C; j++) dz[o + j] = (Math.exp(z[o + j]! - lse) - (j === yi ? 1 : 0)) * invB;
+        continue;
+      }
+      let qz = 0;
+      for (let j = 0; j < C; j++) {
+        const q = (j === yi ? 1 - ls : 0) + uniform;
+        qz += q * z[o + j]!;
+        dz[o + j] = (Math.exp(z[o + j]! - lse) - q) * invB;
+      }
+      smoothedLoss += lse - qz;
     }
-    return { dataLoss, correct };
+    return { dataLoss, smoothedLoss: ls === 0 ? dataLoss : smoothedLoss, correct };
   };
 
   /** The step through tfjs ops (any backend; the kernels installed under them when there are some). */
@@ -392,7 +410,7 @@ export function createLeanStep(
     lr: number,
   ): Omit<LeanStepResult, 'batchSize'> => {
     const B = x.shape[0];
-    let result = { dataLoss: 0, correct: 0 };
+    let result = { dataLoss: 0, smoothedLoss: 0, correct: 0 };
     let batchPenalty = 0;
     tf.tidy(() => {
       // Forward, keeping each layer's input.

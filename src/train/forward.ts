@@ -106,6 +106,28 @@ export function crossEntropySum(output: ModelOutput, labels: tf.Tensor1D): tf.Sc
   return tf.neg(tf.sum(tf.mul(logProbs, oneHot))) as tf.Scalar;
 }
 
+/**
+ * The batch's summed cross-entropy against the label-smoothed targets q = onehot·(1 − ls) + ls/classes,
+ * as keras.losses.CategoricalCrossentropy(label_smoothing=ls) computes it (from the logits when there
+ * are some, else from the clipped probabilities): `smoothed` = Σ −Σ_k q_k log p_k, what training
+ * minimizes (gradient softmax(z) − q from the logits); `data` = the plain Σ −log p_y, as crossEntropySum.
+ */
+export function smoothedCrossEntropySums(
+  output: ModelOutput,
+  labels: tf.Tensor1D,
+  labelSmoothing: number,
+): { data: tf.Scalar; smoothed: tf.Scalar } {
+  const oneHot = tf.oneHot(labels, NUM_CLASSES);
+  const logProbs = output.logits
+    ? tf.logSoftmax(output.logits)
+    : tf.log(tf.clipByValue(output.probs, EPSILON, 1 - EPSILON));
+  const targets = tf.add(tf.mul(oneHot, 1 - labelSmoothing), labelSmoothing / NUM_CLASSES);
+  return {
+    data: tf.neg(tf.sum(tf.mul(logProbs, oneHot))) as tf.Scalar,
+    smoothed: tf.neg(tf.sum(tf.mul(logProbs, targets))) as tf.Scalar,
+  };
+}
+
 export function correctCount(probs: tf.Tensor2D, labels: tf.Tensor1D): tf.Scalar {
   return tf.sum(tf.cast(tf.equal(tf.argMax(probs, 1), labels), 'float32'));
 }
