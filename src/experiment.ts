@@ -43,6 +43,7 @@ import { Heartbeat, ProgressBar } from './train/callbacks/progress-bar';
 import { ReduceLrOnPlateau } from './train/callbacks/reduce-lr-on-plateau';
 import { TensorBoardLogger } from './train/callbacks/tensorboard';
 import { evaluateSplit, weightPenalty } from './train/forward';
+import { constraintTerms } from './train/constraints';
 import { fit, FitResult } from './train/loop';
 import { createTrainStep, needsAutodiff } from './train/step';
 import { Console } from './console';
@@ -348,7 +349,8 @@ export async function runExperiment(
 
     warnUnfinishedCosine(spec, data.train.count, out);
     const built = buildModel(spec);
-    for (const line of modelSummary(built, spec.training)) out.info(line);
+    for (const line of modelSummary(built, { ...spec.training, constraints: constraintTerms(built, spec) }))
+      out.info(line);
     const step = createTrainStep(built, spec, backend);
     out.info(`Training step: ${step.description}`);
 

@@ -3,6 +3,7 @@ import { ExperimentSpec, LayerSpec, RegularizerSpec, layerType, IMAGE_SHAPE, TFJ
 import { layerShapes } from './spec/layers';
 import { SpatialDropout2D } from './spatial-dropout';
 import { Rng } from './rng';
+import { fmtConstraint, type ConstraintTerm } from './train/constraints';
 
 /** One penalized tensor: a kernel or bias with its Keras-style factors. */
 export interface PenaltyTerm {
@@ -266,7 +267,10 @@ const fmtReg = (r: { l1: number; l2: number }) =>
   r.l1 > 0 && r.l2 > 0 ? `L1L2(l1=${r.l1}, l2=${r.l2})` : r.l1 > 0 ? `L1(${r.l1})` : r.l2 > 0 ? `L2(${r.l2})` : '-';
 
 /** A Keras-like summary table, with each layer's regularizers. */
-export function modelSummary(built: BuiltModel, loss: { labelSmoothing?: number } = {}): string[] {
+export function modelSummary(
+  built: BuiltModel,
+  extras: { labelSmoothing?: number; constraints?: readonly ConstraintTerm[] } = {},
+): string[] {
   const rows: string[][] = [['Layer (type)', 'Output Shape', 'Param #', 'Regularizers']];
   built.model.layers.forEach((layer, i) => {
     const shape = `(None, ${(layer.outputShape as number[]).slice(1).join(', ')})`;
@@ -276,6 +280,9 @@ export function modelSummary(built: BuiltModel, loss: { labelSmoothing?: number 
         .filter((p) => p.name.startsWith(`${layer.name}/`))
         .map((p) => `${p.name.split('/')[1]} ${fmtReg(p)}`),
       ...built.activity.filter((a) => a.layerIndex === i).map((a) => `activity ${fmtReg(a)}`),
+      ...(extras.constraints ?? [])
+        .filter((c) => c.layerIndex === i)
+        .map((c) => `${c.name.split('/')[1]} ${fmtConstraint(c.constraint)}`),
     ].join('; ');
     rows.push([`${layer.name} (${layer.getClassName()})`, shape, params.toLocaleString('en-US'), regs || '-']);
   });
@@ -294,9 +301,9 @@ export function modelSummary(built: BuiltModel, loss: { labelSmoothing?: number 
     ...rows.slice(1).map(line),
     rule,
     `Total params: ${total.toLocaleString('en-US')}  (trainable: ${trainable.toLocaleString('en-US')})`,
-    ...(loss.labelSmoothing
+    ...(extras.labelSmoothing
       ? [
-          `Loss: sparse categorical cross-entropy with label smoothing ${loss.labelSmoothing} (targets onehot·${1 - loss.labelSmoothing} + ${loss.labelSmoothing}/10)`,
+          `Loss: sparse categorical cross-entropy with label smoothing ${extras.labelSmoothing} (targets onehot·${1 - extras.labelSmoothing} + ${extras.labelSmoothing}/10)`,
         ]
       : []),
   ];

@@ -28,6 +28,8 @@
  * - The update: the optimizer module's (src/train/optimizers.ts: SGD, momentum, Adam, AdamW, weight
  *   decay), the same code the reference step calls, fused here with the penalty gradient in one pass
  *   per weight tensor over the tensor's own memory.
+ * - Constraints (kernelConstraint/biasConstraint): applied to each weight after the update, as Keras
+ *   (src/train/constraints.ts, the same code the reference step calls).
  * - Accuracy: argmax(p) (first maximum) == y, as tfjs's sparseCategoricalAccuracy.
  *
  * Agreement with trainOnBatch: float32 rounding only (different summation orders); verified ≤ 1e-5
@@ -37,6 +39,7 @@ import * as tf from '@tensorflow/tfjs';
 import { wasmSimd } from './simd';
 import { installedMatMul, type DirectMatMul, type MatrixAt } from './kernels';
 import { adamPass, Optimizer } from '../train/optimizers';
+import { applyConstraints, type ConstraintTerm } from '../train/constraints';
 
 /** Per-batch results. `dataLoss` is the SUM over the batch of per-sample cross-entropy (no penalty):
  *  divide by `batchSize` for the batch mean Keras reports (before adding the penalty). */
@@ -141,7 +144,11 @@ export function createLeanStep(
   model: tf.Sequential,
   optimizer: Optimizer,
   penalties: Penalty[],
-  { direct = true, labelSmoothing = 0 } = {},
+  {
+    direct = true,
+    labelSmoothing = 0,
+    constraints = [],
+  }: { direct?: boolean; labelSmoothing?: number; constraints?: readonly ConstraintTerm[] } = {},
 ): LeanStep | { unsupported: string } {
   const layers = model.layers as unknown as DenseLike[];
   let flatten = false;
@@ -561,6 +568,8 @@ export function createLeanStep(
     if (labels.length !== B) throw new Error(`lean step: ${labels.length} labels for a batch of ${B}`);
     const matMul = direct && tf.getBackend() === 'wasm' && wasmSimd() ? installedMatMul('wasm') : null;
     const result = (matMul && runDirect(matMul, x, labels, lr)) || runOps(x, labels, lr);
+    // Keras applies a weight's constraint right after its update: here after the whole step's updates (each constraint reads only its own weight).
+    applyConstraints(constraints);
     optimizer.endStep();
     return { ...result, batchSize: B };
   };

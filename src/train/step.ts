@@ -22,10 +22,13 @@ import { optimizerChoice } from '../spec/training';
 import { correctCount, crossEntropySum, forward, smoothedCrossEntropySums } from './forward';
 import { Optimizer } from './optimizers';
 import type { TrainStep } from './types';
+import { applyConstraints, constraintTerms, type ConstraintTerm } from './constraints';
 
 /** What the loss adds beyond the model: label smoothing (training.labelSmoothing; 0 = none). */
 export interface StepOptions {
   labelSmoothing?: number;
+  /** Kernel and bias constraints, applied after each update (./constraints). */
+  constraints?: readonly ConstraintTerm[];
 }
 
 /** The reference path: tfjs autodiff over data loss + penalties, then the optimizer's update. Works on every backend. */
@@ -71,6 +74,7 @@ export function createReferenceStep(built: BuiltModel, optimizer: Optimizer, opt
         next.dispose();
       }
       tf.dispose(Object.values(grads));
+      applyConstraints(opts.constraints ?? []);
       optimizer.endStep();
       const [dataLoss, penalty, correct, smoothing] = stats!.dataSync();
       stats!.dispose();
@@ -114,8 +118,9 @@ export function needsAutodiff(spec: ExperimentSpec): boolean {
 export function createTrainStep(built: BuiltModel, spec: ExperimentSpec, backend: BackendInfo): TrainStep {
   const optimizer = new Optimizer(optimizerChoice(spec.optimizer));
   const labelSmoothing = spec.training.labelSmoothing ?? 0;
+  const constraints = constraintTerms(built, spec);
   const fallback = (why: string): TrainStep => {
-    const ref = createReferenceStep(built, optimizer, { labelSmoothing });
+    const ref = createReferenceStep(built, optimizer, { labelSmoothing, constraints });
     return Object.assign(ref, { description: `${ref.description} (${why})` });
   };
   if (accelerationDisabled()) return fallback('REGTRAIN_ACCEL=off');
@@ -129,7 +134,7 @@ export function createTrainStep(built: BuiltModel, spec: ExperimentSpec, backend
     l1: p.l1,
     l2: p.l2,
   }));
-  const lean = createLeanStep(built.model, optimizer, penalties, { labelSmoothing });
+  const lean = createLeanStep(built.model, optimizer, penalties, { labelSmoothing, constraints });
   if ('unsupported' in lean) return fallback(lean.unsupported);
   let kernels = '';
   const blas = backend.gemm.kind === 'openblas' ? loadBlas() : null;
