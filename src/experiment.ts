@@ -30,7 +30,8 @@ import {
   SPEC_FILE,
 } from './rundir';
 import { confusionOf, EpochRecord, MetricsFile, RUN_FORMAT_VERSION } from './runformat';
-import { ExperimentSpec, loadSpec, MAX_SPEC_BYTES, parseSetFlag, parseSpec, specToYaml } from './spec';
+import { ExperimentSpec, loadSpec, MAX_SPEC_BYTES, NUM_CLASSES, parseSetFlag, parseSpec, specToYaml } from './spec';
+import { calibration } from './evaluation/calibration';
 import { BestModel } from './train/callbacks/best-model';
 import { Callback, CallbackList } from './train/callbacks/callback';
 import { CheckpointWriter, restoreCheckpoint } from './train/callbacks/checkpoint';
@@ -42,6 +43,7 @@ import { Heartbeat, ProgressBar } from './train/callbacks/progress-bar';
 import { ReduceLrOnPlateau } from './train/callbacks/reduce-lr-on-plateau';
 import { TensorBoardLogger } from './train/callbacks/tensorboard';
 import { evaluateSplit, weightPenalty } from './train/forward';
+import { constraintTerms } from './train/constraints';
 import { fit, FitResult } from './train/loop';
 import { createTrainStep, needsAutodiff } from './train/step';
 import { Console } from './console';
@@ -347,7 +349,12 @@ export async function runExperiment(
 
     warnUnfinishedCosine(spec, data.train.count, out);
     const built = buildModel(spec);
-    for (const line of modelSummary(built, spec.data.augmentation)) out.info(line);
+    const summaryExtras = {
+      augmentation: spec.data.augmentation,
+      labelSmoothing: spec.training.labelSmoothing,
+      constraints: constraintTerms(built, spec),
+    };
+    for (const line of modelSummary(built, summaryExtras)) out.info(line);
     const step = createTrainStep(built, spec, backend);
     out.info(`Training step: ${step.description}`);
 
@@ -450,11 +457,13 @@ async function finish(
   let test: MetricsFile['test'] = null;
   let trainEval: MetricsFile['trainEval'] = null;
   let confusion: MetricsFile['confusion'];
+  let testCalibration: MetricsFile['calibration'];
   if (complete) {
     const penalty = weightPenalty(built);
-    const t = evaluateSplit(built, data.test);
+    const t = evaluateSplit(built, data.test, { probabilities: true });
     test = { loss: t.dataLoss + t.activityPenalty + penalty, accuracy: t.accuracy, count: t.count };
     confusion = confusionOf(data.test.labels, t.predictions, data.classNames);
+    testCalibration = calibration(t.probabilities!, data.test.labels, NUM_CLASSES);
     const tr = evaluateSplit(built, data.train);
     trainEval = { loss: tr.dataLoss + tr.activityPenalty + penalty, accuracy: tr.accuracy, count: tr.count };
   }
@@ -479,6 +488,7 @@ async function finish(
     test,
     trainEval,
     ...(confusion ? { confusion } : {}),
+    ...(testCalibration ? { calibration: testCalibration } : {}),
     seconds: { total: elapsed(), perEpoch: history.map((e) => e.seconds) },
     peakRssMB: Math.round(process.resourceUsage().maxRSS / 1024),
     finalWeights: weightStats(built),

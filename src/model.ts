@@ -5,6 +5,7 @@ import { SpatialDropout2D } from './spatial-dropout';
 import { Rng } from './rng';
 import type { AugmentationStep } from './spec/augmentation';
 import { augmentationRows } from './data/augmentation';
+import { fmtConstraint, type ConstraintTerm } from './train/constraints';
 
 /** One penalized tensor: a kernel or bias with its Keras-style factors. */
 export interface PenaltyTerm {
@@ -268,12 +269,20 @@ const fmtReg = (r: { l1: number; l2: number }) =>
   r.l1 > 0 && r.l2 > 0 ? `L1L2(l1=${r.l1}, l2=${r.l2})` : r.l1 > 0 ? `L1(${r.l1})` : r.l2 > 0 ? `L2(${r.l2})` : '-';
 
 /**
- * A Keras-like summary table, with each layer's regularizers; augmentation steps first, as Keras
- * lists preprocessing layers at the front of a model (regtrain applies them to training batches only).
+ * A Keras-like summary table, with each layer's regularizers and constraints; augmentation steps
+ * first, as Keras lists preprocessing layers at the front of a model (regtrain applies them to
+ * training batches only); a `Loss:` line when label smoothing is on.
  */
-export function modelSummary(built: BuiltModel, augmentation: readonly AugmentationStep[] = []): string[] {
+export function modelSummary(
+  built: BuiltModel,
+  extras: {
+    augmentation?: readonly AugmentationStep[];
+    labelSmoothing?: number;
+    constraints?: readonly ConstraintTerm[];
+  } = {},
+): string[] {
   const rows: string[][] = [['Layer (type)', 'Output Shape', 'Param #', 'Regularizers']];
-  for (const a of augmentationRows(augmentation))
+  for (const a of augmentationRows(extras.augmentation ?? []))
     rows.push([a.name, '(None, 28, 28)', '0', `training only: ${a.fields}`]);
   built.model.layers.forEach((layer, i) => {
     const shape = `(None, ${(layer.outputShape as number[]).slice(1).join(', ')})`;
@@ -283,6 +292,9 @@ export function modelSummary(built: BuiltModel, augmentation: readonly Augmentat
         .filter((p) => p.name.startsWith(`${layer.name}/`))
         .map((p) => `${p.name.split('/')[1]} ${fmtReg(p)}`),
       ...built.activity.filter((a) => a.layerIndex === i).map((a) => `activity ${fmtReg(a)}`),
+      ...(extras.constraints ?? [])
+        .filter((c) => c.layerIndex === i)
+        .map((c) => `${c.name.split('/')[1]} ${fmtConstraint(c.constraint)}`),
     ].join('; ');
     rows.push([`${layer.name} (${layer.getClassName()})`, shape, params.toLocaleString('en-US'), regs || '-']);
   });
@@ -301,5 +313,10 @@ export function modelSummary(built: BuiltModel, augmentation: readonly Augmentat
     ...rows.slice(1).map(line),
     rule,
     `Total params: ${total.toLocaleString('en-US')}  (trainable: ${trainable.toLocaleString('en-US')})`,
+    ...(extras.labelSmoothing
+      ? [
+          `Loss: sparse categorical cross-entropy with label smoothing ${extras.labelSmoothing} (targets onehot·${1 - extras.labelSmoothing} + ${extras.labelSmoothing}/10)`,
+        ]
+      : []),
   ];
 }

@@ -170,10 +170,14 @@ const CSV_COLUMNS = [
 export function writeHistory(dir: string, epochs: EpochRecord[]): void {
   const file: HistoryFile = { formatVersion: RUN_FORMAT_VERSION, epochs };
   writeJson(dir, HISTORY_JSON, file);
+  // A run with label smoothing has a `smoothing` column last (loss = data_loss + smoothing + penalty).
+  const columns: readonly (keyof EpochRecord)[] = epochs.some((e) => e.smoothing !== undefined)
+    ? [...CSV_COLUMNS, 'smoothing']
+    : CSV_COLUMNS;
   const rows = epochs.map((e) =>
-    CSV_COLUMNS.map((c) => (e[c] === null || e[c] === undefined ? '' : String(e[c]))).join(','),
+    columns.map((c) => (e[c] === null || e[c] === undefined ? '' : String(e[c]))).join(','),
   );
-  writeRunFile(dir, HISTORY_CSV, [CSV_COLUMNS.join(','), ...rows].join('\n') + '\n');
+  writeRunFile(dir, HISTORY_CSV, [columns.join(','), ...rows].join('\n') + '\n');
 }
 
 export function writeMetrics(dir: string, metrics: MetricsFile): void {

@@ -69,6 +69,11 @@ export const EpochRecordSchema = z.object({
   val_accuracy: num.nullable(),
   /** Mean cross-entropy part of the loss over the epoch. */
   data_loss: jsonNumber,
+  /**
+   * With training.labelSmoothing: the mean over the epoch of the label-smoothed cross-entropy minus the plain
+   * one, so loss = data_loss + smoothing + penalty (Keras's loss is the smoothed one). Absent without smoothing.
+   */
+  smoothing: jsonNumber.optional(),
   /** Sum of all regularization penalties (end of epoch value). */
   penalty: jsonNumber,
   /** Penalty per regularized layer and kind, e.g. { "dense_1/kernel/l1": 0.31 }. */
@@ -164,6 +169,33 @@ export function confusionOf(
   return { classNames: [...classNames], matrix };
 }
 
+const share = num.min(0, { error: 'expected a number from 0 to 1' }).max(1, { error: 'expected a number from 0 to 1' });
+
+/**
+ * How well the final model's test probabilities match how often it is right (src/evaluation/calibration.ts):
+ * ECE over Guo et al.'s 15 equal-width confidence bins, the multi-class Brier score, the NLL without
+ * Keras's clipping (null in JSON when a test image got p = 0 for its class), and the reliability
+ * diagram's bins. Absent in runs written before regtrain measured it.
+ */
+export const CalibrationSchema = z.object({
+  ece: share,
+  brier: num
+    .min(0, { error: 'expected a Brier score from 0 to 2' })
+    .max(2, { error: 'expected a Brier score from 0 to 2' }),
+  nll: jsonNumber,
+  bins: z.array(
+    z.object({
+      lower: share,
+      upper: share,
+      count,
+      confidence: share.nullable(),
+      accuracy: share.nullable(),
+    }),
+    { error: 'expected a list of reliability bins' },
+  ),
+});
+export type CalibrationRecord = z.infer<typeof CalibrationSchema>;
+
 export const MetricsFileSchema = z.object({
   formatVersion: num,
   regtrainVersion: text,
@@ -200,6 +232,8 @@ export const MetricsFileSchema = z.object({
    */
   trainEval: evaluation,
   confusion: ConfusionSchema.optional(),
+  /** The test set's calibration (absent in runs written before regtrain measured it). */
+  calibration: CalibrationSchema.optional(),
   seconds: z.object({ total: jsonNumber, perEpoch: z.array(jsonNumber) }),
   /** Peak resident memory of the training process, in MiB (absent in the first runs of format 1). */
   peakRssMB: jsonNumber.optional(),

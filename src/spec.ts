@@ -7,6 +7,7 @@ import { readRegularFile, UnreadableFileError } from './fsutil';
 import {
   checkpointSchema,
   earlyStoppingSchema,
+  labelSmoothingSchema,
   optimizerSchema,
   reduceLrOnPlateauSchema,
   tensorboardSchema,
@@ -104,6 +105,7 @@ export const experimentSpec = z
         epochs: positiveInt(100000).default(1),
         batchSize: positiveInt(60000).default(32),
         shuffle: z.boolean({ error: 'expected true or false' }).default(true),
+        labelSmoothing: labelSmoothingSchema,
         earlyStopping: earlyStoppingSchema,
         reduceLrOnPlateau: reduceLrOnPlateauSchema,
         checkpoint: checkpointSchema,

@@ -411,7 +411,7 @@ describe('data.augmentation in the spec', () => {
   test('the model summary lists the steps first, as Keras lists preprocessing layers, marked training only', () => {
     const spec = validateSpecWith([{ randomTranslation: { heightFactor: 0.1, widthFactor: 0.1 } }, { mixUp: {} }]);
     const built = buildModel(spec);
-    const lines = modelSummary(built, spec.data.augmentation);
+    const lines = modelSummary(built, { augmentation: spec.data.augmentation });
     assert.match(
       lines[3]!,
       /^random_translation \(RandomTranslation\) +\(None, 28, 28\) +0 +training only: heightFactor=0\.1, widthFactor=0\.1, fillMode=reflect, interpolation=bilinear, fillValue=0$/,

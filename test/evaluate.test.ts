@@ -117,7 +117,18 @@ describe('evaluate round trip', () => {
       perClass: { name: string; accuracy: number; count: number }[];
       confusion: number[][];
     };
-    assert.deepEqual(Object.keys(report).sort(), ['accuracy', 'confusion', 'count', 'loss', 'perClass', 'runDir']);
+    assert.deepEqual(Object.keys(report).sort(), [
+      'accuracy',
+      'brier',
+      'confusion',
+      'count',
+      'ece',
+      'loss',
+      'nll',
+      'perClass',
+      'reliability',
+      'runDir',
+    ]);
 
     const m = metricsOf(RUN);
     assert.equal(report.runDir, RUN);

@@ -112,7 +112,14 @@ describe('compare counts a repeated (spec, seed) once', () => {
       ['wide', 3],
     ]);
     assert.equal(result.duplicates.length, 6);
-    assert.equal(result.paired.length, 1);
+    // One paired test per metric (accuracy, and the ECE these runs measured), each over three pairs.
+    assert.deepEqual(
+      result.paired.map((x) => [x.metric, x.pairs]),
+      [
+        ['test accuracy', 3],
+        ['test ECE', 3],
+      ],
+    );
     const p = result.paired[0]!;
     // Differences 0.03, 0.02, 0.04: mean 0.03, sd 0.01, t = 0.03 / (0.01/√3) = 3√3, df 2.
     assert.equal(p.pairs, 3);

@@ -198,7 +198,18 @@ test('evaluate --json prints its one result as one line', async () => {
   assert.equal(r.code, 0, r.stderr);
   const [report, ...more] = jsonLines(r.stdout);
   assert.deepEqual(more, []);
-  assert.deepEqual(Object.keys(report!), ['runDir', 'loss', 'accuracy', 'count', 'perClass', 'confusion']);
+  assert.deepEqual(Object.keys(report!), [
+    'runDir',
+    'loss',
+    'accuracy',
+    'count',
+    'ece',
+    'brier',
+    'nll',
+    'perClass',
+    'confusion',
+    'reliability',
+  ]);
   assert.equal(report!.count, 200);
   assert.match(r.stderr, /^Backend: wasm/);
 });

@@ -60,10 +60,17 @@ test('compare pairs each variant with the baseline variant at the same training-
   const paired = r.stdout
     .trim()
     .split('\n')
-    .map((line) => JSON.parse(line) as { type: string; group: string; baseline: string; pairs: number })
+    .map((line) => JSON.parse(line) as { type: string; metric: string; group: string; baseline: string; pairs: number })
     .filter((o) => o.type === 'paired');
+  // The test ECE is paired the same way as the accuracy.
+  const pairsOf = (metric: string) =>
+    paired
+      .filter((p) => p.metric === metric)
+      .map((p) => [p.group, p.baseline, p.pairs])
+      .sort();
+  assert.deepEqual(pairsOf('test ECE'), pairsOf('test accuracy'));
   // Each variant against the baseline variant at its own size; the baseline's other size against the first (the effect of more data).
-  assert.deepEqual(paired.map((p) => [p.group, p.baseline, p.pairs]).sort(), [
+  assert.deepEqual(pairsOf('test accuracy'), [
     ['baseline-trainLimit=100', 'baseline-trainLimit=50', 2],
     ['l2-trainLimit=100', 'baseline-trainLimit=100', 2],
     ['l2-trainLimit=50', 'baseline-trainLimit=50', 2],

@@ -17,7 +17,9 @@
  * - Loss: sparse categorical cross-entropy from the output layer's logits z, as TF-Keras computes it
  *   (and as the reference step does, src/train/forward.ts): logsumexp(z) − z_y, gradient
  *   (softmax(z) − onehot)/B, in JS per sample in float64 from the float32 logits, then rounded to
- *   float32. No clipping: a sample the model puts below p_y = 1e-7 gets the full gradient.
+ *   float32. No clipping: a sample the model puts below p_y = 1e-7 gets the full gradient. With label
+ *   smoothing ls, the targets are q = onehot·(1 − ls) + ls/C (Keras's CategoricalCrossentropy): loss
+ *   logsumexp(z) − Σ q_j z_j, gradient (softmax(z) − q)/B.
  * - Penalties: Keras l1·Σ|w| + l2·Σw² on kernels; gradient l1·sign(w) + 2·l2·w with sign(0) = 0, as
  *   Keras (tfjs's own Abs gradient would give −l1 at w = 0; the reference path computes Σ w·sign(w)
  *   to get Keras's gradient, and this step does the same).
@@ -26,6 +28,8 @@
  * - The update: the optimizer module's (src/train/optimizers.ts: SGD, momentum, Adam, AdamW, weight
  *   decay), the same code the reference step calls, fused here with the penalty gradient in one pass
  *   per weight tensor over the tensor's own memory.
+ * - Constraints (kernelConstraint/biasConstraint): applied to each weight after the update, as Keras
+ *   (src/train/constraints.ts, the same code the reference step calls).
  * - Accuracy: argmax(p) (first maximum) == y, as tfjs's sparseCategoricalAccuracy.
  *
  * Agreement with trainOnBatch: float32 rounding only (different summation orders); verified ≤ 1e-5
@@ -35,11 +39,14 @@ import * as tf from '@tensorflow/tfjs';
 import { wasmSimd } from './simd';
 import { installedMatMul, type DirectMatMul, type MatrixAt } from './kernels';
 import { adamPass, Optimizer } from '../train/optimizers';
+import { applyConstraints, type ConstraintTerm } from '../train/constraints';
 
 /** Per-batch results. `dataLoss` is the SUM over the batch of per-sample cross-entropy (no penalty):
  *  divide by `batchSize` for the batch mean Keras reports (before adding the penalty). */
 export interface LeanStepResult {
   dataLoss: number;
+  /** The SUM over the batch of the label-smoothed cross-entropy, what the step minimizes (= dataLoss without smoothing). */
+  smoothedLoss: number;
   correct: number;
   batchSize: number;
   /** Kernel penalties at the weights before this step's update. */
@@ -138,7 +145,11 @@ export function createLeanStep(
   model: tf.Sequential,
   optimizer: Optimizer,
   penalties: Penalty[],
-  { direct = true } = {},
+  {
+    direct = true,
+    labelSmoothing = 0,
+    constraints = [],
+  }: { direct?: boolean; labelSmoothing?: number; constraints?: readonly ConstraintTerm[] } = {},
 ): LeanStep | { unsupported: string } {
   const layers = model.layers as unknown as DenseLike[];
   let flatten = false;
@@ -365,11 +376,15 @@ export function createLeanStep(
     C: number,
     dz: Float32Array,
     soft = false,
-  ): { dataLoss: number; correct: number } => {
-    if (soft) return softLossGradient(z, p, labels, B, C, dz);
+  ): { dataLoss: number; smoothedLoss: number; correct: number } => {
+    if (soft) return softLossGradient(z, p, labels, B, C, dz, labelSmoothing);
     let dataLoss = 0;
+    let smoothedLoss = 0;
     let correct = 0;
     const invB = 1 / B;
+    // Label smoothing: targets q_j = (1 − ls)·δ_jy + ls/C; loss −Σ q_j log p_j = lse − Σ q_j z_j, dz_j = (p_j − q_j)/B.
+    const ls = labelSmoothing;
+    const uniform = ls / C;
     for (let i = 0; i < B; i++) {
       const o = i * C;
       const yi = labels[i]!;
@@ -386,9 +401,19 @@ export function createLeanStep(
       for (let j = 0; j < C; j++) sum += Math.exp(z[o + j]! - m);
       const lse = m + Math.log(sum);
       dataLoss += lse - z[o + yi]!;
-      for (let j = 0; j < C; j++) dz[o + j] = (Math.exp(z[o + j]! - lse) - (j === yi ? 1 : 0)) * invB;
+      if (ls === 0) {
+        for (let j = 0; j < C; j++) dz[o + j] = (Math.exp(z[o + j]! - lse) - (j === yi ? 1 : 0)) * invB;
+        continue;
+      }
+      let qz = 0;
+      for (let j = 0; j < C; j++) {
+        const q = (j === yi ? 1 - ls : 0) + uniform;
+        qz += q * z[o + j]!;
+        dz[o + j] = (Math.exp(z[o + j]! - lse) - q) * invB;
+      }
+      smoothedLoss += lse - qz;
     }
-    return { dataLoss, correct };
+    return { dataLoss, smoothedLoss: ls === 0 ? dataLoss : smoothedLoss, correct };
   };
 
   /** The step through tfjs ops (any backend; the kernels installed under them when there are some). */
@@ -399,7 +424,7 @@ export function createLeanStep(
     soft: boolean,
   ): Omit<LeanStepResult, 'batchSize'> => {
     const B = x.shape[0];
-    let result = { dataLoss: 0, correct: 0 };
+    let result = { dataLoss: 0, smoothedLoss: 0, correct: 0 };
     let batchPenalty = 0;
     tf.tidy(() => {
       // Forward, keeping each layer's input.
@@ -552,6 +577,8 @@ export function createLeanStep(
     if (y.shape[0] !== B) throw new Error(`lean step: ${y.shape[0]} labels for a batch of ${B}`);
     const matMul = direct && tf.getBackend() === 'wasm' && wasmSimd() ? installedMatMul('wasm') : null;
     const result = (matMul && runDirect(matMul, x, labels, lr, soft)) || runOps(x, labels, lr, soft);
+    // Keras applies a weight's constraint right after its update: here after the whole step's updates (each constraint reads only its own weight).
+    applyConstraints(constraints);
     optimizer.endStep();
     return { ...result, batchSize: B };
   };
@@ -571,7 +598,11 @@ export function createLeanStep(
   return { run, variables, dispose };
 }
 
-/** lossGradient's soft-label form (see there): `t` is B×C. Float64 per sample, as the hard-label path. */
+/**
+ * lossGradient's soft-label form (see there): `t` is B×C. With label smoothing `ls` the targets are
+ * q = t·(1 − ls) + ls/C (Keras smooths any y_true): the smoothed loss and gradient use q, `dataLoss`
+ * stays the unsmoothed −Σ t·log p. Float64 per sample, as the hard-label path.
+ */
 function softLossGradient(
   z: Float32Array,
   p: ArrayLike<number>,
@@ -579,11 +610,14 @@ function softLossGradient(
   B: number,
   C: number,
   dz: Float32Array,
-): { dataLoss: number; correct: number } {
+  ls = 0,
+): { dataLoss: number; smoothedLoss: number; correct: number } {
   if (t.length !== B * C) throw new Error(`lean step: ${t.length} soft labels for a batch of ${B}×${C}`);
   let dataLoss = 0;
+  let smoothedLoss = 0;
   let correct = 0;
   const invB = 1 / B;
+  const uniform = ls / C;
   for (let i = 0; i < B; i++) {
     const o = i * C;
     let best = 0;
@@ -601,10 +635,15 @@ function softLossGradient(
     let mass = 0;
     for (let j = 0; j < C; j++) {
       const tj = t[o + j]!;
-      mass += tj;
       if (tj !== 0) dataLoss += tj * (lse - z[o + j]!);
+      const qj = ls === 0 ? tj : tj * (1 - ls) + uniform;
+      mass += qj;
+      if (qj !== 0) smoothedLoss += qj * (lse - z[o + j]!);
     }
-    for (let j = 0; j < C; j++) dz[o + j] = (Math.exp(z[o + j]! - lse) * mass - t[o + j]!) * invB;
+    for (let j = 0; j < C; j++) {
+      const qj = ls === 0 ? t[o + j]! : t[o + j]! * (1 - ls) + uniform;
+      dz[o + j] = (Math.exp(z[o + j]! - lse) * mass - qj) * invB;
+    }
   }
-  return { dataLoss, correct };
+  return { dataLoss, smoothedLoss: ls === 0 ? dataLoss : smoothedLoss, correct };
 }

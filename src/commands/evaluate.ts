@@ -10,6 +10,8 @@ import { loadSpecData } from '../data/dataset';
 import { addDataOptions, backendOption } from './common';
 import { bindRunModel, openFinishedRun, readRunSpec } from './saved-run';
 import { BEST_DIR, type BestInfo } from '../train/callbacks/best-model';
+import { fmtLogValue } from '../train/callbacks/epoch-lines';
+import { calibration, ECE_BINS, type ReliabilityBin } from '../evaluation/calibration';
 
 interface EvaluateOptions {
   json?: boolean;
@@ -32,7 +34,10 @@ export function evaluateCommand(): Command {
       '--best',
       "evaluate the best epoch's model (RUN_DIR/best/, kept by training.checkpoint.saveBest) instead of the final one",
     )
-    .option('--json', 'print the result as one JSON line: runDir, loss, accuracy, count, perClass, confusion');
+    .option(
+      '--json',
+      'print the result as one JSON line: runDir, loss, accuracy, count, ece, brier, nll, perClass, confusion, reliability',
+    );
   return addDataOptions(cmd).action(async (dir: string, opts: EvaluateOptions) => {
     await evaluateRun(dir, opts);
   });
@@ -45,9 +50,17 @@ export interface EvaluationReport {
   loss: number;
   accuracy: number;
   count: number;
+  /** Expected calibration error over 15 equal-width confidence bins (Guo et al. 2017). */
+  ece: number;
+  /** Multi-class Brier score: mean Σ_k (p_k − y_k)², 0 to 2. */
+  brier: number;
+  /** Mean −ln p_y, unclipped (Infinity when an image got p = 0 for its class; null in --json). */
+  nll: number;
   perClass: { name: string; accuracy: number; count: number }[];
   /** confusion[true][predicted]. */
   confusion: number[][];
+  /** The reliability diagram's 15 bins: range, count, mean confidence and accuracy (null when empty). */
+  reliability: ReliabilityBin[];
 }
 
 export async function evaluateRun(dir: string, opts: EvaluateOptions): Promise<EvaluationReport> {
@@ -87,7 +100,8 @@ export async function evaluateRun(dir: string, opts: EvaluateOptions): Promise<E
         );
     }
 
-    const ev = evaluateSplit(built, data.test);
+    const ev = evaluateSplit(built, data.test, { probabilities: true });
+    const cal = calibration(ev.probabilities!, data.test.labels, NUM_CLASSES);
     const loss = ev.dataLoss + ev.activityPenalty + weightPenalty(built);
     const confusion = Array.from({ length: NUM_CLASSES }, () => new Array<number>(NUM_CLASSES).fill(0));
     for (let i = 0; i < ev.count; i++) confusion[data.test.labels[i]!]![ev.predictions[i]!]!++;
@@ -101,8 +115,12 @@ export async function evaluateRun(dir: string, opts: EvaluateOptions): Promise<E
       loss,
       accuracy: ev.accuracy,
       count: ev.count,
+      ece: cal.ece,
+      brier: cal.brier,
+      nll: cal.nll,
       perClass,
       confusion,
+      reliability: cal.bins,
     };
 
     if (opts.json) {
@@ -112,6 +130,9 @@ export async function evaluateRun(dir: string, opts: EvaluateOptions): Promise<E
       out.result(`Test: loss: ${loss.toFixed(4)} - accuracy: ${ev.accuracy.toFixed(4)} (${ev.count} images)`);
       if (!best && metrics.test && metrics.test.count === ev.count)
         out.result(`(run reported accuracy ${metrics.test.accuracy.toFixed(4)} on the same ${ev.count} images)`);
+      out.result(
+        `Calibration: ECE: ${cal.ece.toFixed(4)} (${ECE_BINS} bins) - Brier: ${cal.brier.toFixed(4)} - NLL: ${fmtLogValue(cal.nll)}`,
+      );
       out.result('\nPer class:');
       for (const p of perClass)
         out.result(`  ${p.name.padEnd(w)}  ${(100 * p.accuracy).toFixed(1).padStart(5)}%  (${p.count})`);

@@ -36,8 +36,22 @@ const fmtPct = (s: Stat | null) => (s ? `${fmtNum(s.mean * 100, 1)}%` : '—');
 const fmtSig = (s: Stat | null) =>
   s ? (Math.abs(s.mean) >= 100 ? fmtNum(s.mean, 0) : s.mean.toPrecision(3).replace('-', MINUS)) : '—';
 
-export function pairedOf(r: CompareResult, g: Group): PairedResult | undefined {
-  return r.paired.find((p) => p.group === g.name);
+export function pairedOf(
+  r: CompareResult,
+  g: Group,
+  metric: PairedResult['metric'] = 'test accuracy',
+): PairedResult | undefined {
+  return r.paired.find((p) => p.group === g.name && p.metric === metric);
+}
+
+/** The paired ECE difference as deltaCell writes accuracy's; the difference of means (no CI) without pairs. */
+export function eceDeltaCell(r: CompareResult, g: Group): string {
+  if (g.isBaseline) return '—';
+  const p = pairedOf(r, g, 'test ECE');
+  if (p) return `${fmtSigned(p.meanDiff, 4)} [${fmtSigned(p.ci95[0], 4)}, ${fmtSigned(p.ci95[1], 4)}] ${p.verdict}`;
+  const ref = r.groups.find((x) => x.name === g.reference) ?? r.groups.find((x) => x.isBaseline);
+  if (!ref || ref === g || !g.ece || !ref.ece) return '—';
+  return `${fmtSigned(g.ece.mean - ref.ece.mean, 4)} (no CI)`;
 }
 
 /** `+0.0020 [−0.0028, +0.0068] inconclusive`; without a paired interval the difference of means and why. */
@@ -61,20 +75,26 @@ interface Column {
 const variantName = (g: Group) => `${g.name}${g.isBaseline && g.name !== 'baseline' ? ' (baseline)' : ''}`;
 const testAcc = (g: Group) => `${fmtStat(g.testAccuracy, 4)} (${g.testAccuracy.n})`;
 
+/** Whether any run compared measured its calibration (runs written before regtrain did have no ECE columns). */
+const calibrated = (r: CompareResult) => r.groups.some((g) => g.ece);
+
 /** The readable table: what a person looks at first. */
-function readableColumns(): Column[] {
+function readableColumns(r: CompareResult): Column[] {
   return [
     { title: 'variant', numeric: false, cell: variantName },
     { title: 'test acc ± std (n)', numeric: true, cell: testAcc },
     { title: 'Δ vs baseline [95% CI]', numeric: false, cell: (g, r) => deltaCell(r, g) },
     { title: 'gap', numeric: true, cell: (g) => (g.gap ? fmtNum(g.gap.mean, 4) : '—') },
+    ...(calibrated(r)
+      ? [{ title: 'ECE', numeric: true, cell: (g: Group) => (g.ece ? fmtNum(g.ece.mean, 4) : '—') }]
+      : []),
     { title: 'sparsity', numeric: true, cell: (g) => fmtPct(g.layers[0]?.sparsity1e3 ?? null) },
     { title: 'penalty', numeric: true, cell: (g) => fmtPct(g.penaltyShare) },
   ];
 }
 
 /** Every column (`--wide`). */
-function wideColumns(): Column[] {
+function wideColumns(r: CompareResult): Column[] {
   return [
     { title: 'variant', numeric: false, cell: variantName },
     { title: 'changes', numeric: false, cell: (g) => (g.isBaseline ? '' : g.label || '(same spec)') },
@@ -82,6 +102,14 @@ function wideColumns(): Column[] {
     { title: 'test acc', numeric: true, cell: (g) => fmtStat(g.testAccuracy, 4) },
     { title: 'Δ vs baseline [95% CI]', numeric: false, cell: (g, r) => deltaCell(r, g) },
     { title: 'test loss', numeric: true, cell: (g) => fmtStat(g.testLoss, 4) },
+    ...(calibrated(r)
+      ? [
+          { title: 'test ECE', numeric: true, cell: (g: Group) => fmtStat(g.ece, 4) },
+          { title: 'Δ ECE [95% CI]', numeric: false, cell: (g: Group, r: CompareResult) => eceDeltaCell(r, g) },
+          { title: 'Brier', numeric: true, cell: (g: Group) => fmtStat(g.brier, 4) },
+          { title: 'test NLL', numeric: true, cell: (g: Group) => fmtStat(g.nll, 4) },
+        ]
+      : []),
     {
       title: 'best val acc (epoch)',
       numeric: true,
@@ -123,7 +151,7 @@ export function tableCells(
   r: CompareResult,
   opts: FormatOptions = {},
 ): { header: string[]; numeric: boolean[]; rows: string[][] } {
-  const cols = opts.wide ? wideColumns() : readableColumns();
+  const cols = opts.wide ? wideColumns(r) : readableColumns(r);
   return {
     header: cols.map((c) => c.title),
     numeric: cols.map((c) => c.numeric),
@@ -137,9 +165,14 @@ export function pairedLine(p: PairedResult): string {
   return `${p.group} − ${p.baseline}: ${fmtSigned(p.meanDiff, 4)} [${fmtSigned(p.ci95[0], 4)}, ${fmtSigned(p.ci95[1], 4)}], t(${p.df}) = ${t}, p ${p.p < 0.001 ? '< 0.001' : `= ${p.p.toFixed(3)}`}, ${p.pairs} pairs: ${p.verdict}`;
 }
 
-/** "Paired against the baseline" or "Paired against the baseline, l1": never "the baseline (baseline)". */
-export function pairedHeading(r: CompareResult): string {
-  return `Test accuracy paired against the baseline${r.baseline && r.baseline !== 'baseline' ? `, ${r.baseline}` : ''}, matched by seed (95% CI, paired t-test)`;
+/** The paired metrics that have results, accuracy first. */
+export function pairedMetrics(r: CompareResult): PairedResult['metric'][] {
+  return (['test accuracy', 'test ECE'] as const).filter((m) => r.paired.some((p) => p.metric === m));
+}
+
+/** "Test accuracy paired against the baseline" or "… against the baseline, l1": never "the baseline (baseline)". */
+export function pairedHeading(r: CompareResult, metric: PairedResult['metric'] = 'test accuracy'): string {
+  return `${metric === 'test accuracy' ? 'Test accuracy' : 'Test ECE (lower is better)'} paired against the baseline${r.baseline && r.baseline !== 'baseline' ? `, ${r.baseline}` : ''}, matched by seed (95% CI, paired t-test)`;
 }
 
 /** What the readable table's columns mean, sentence by sentence. */
@@ -154,6 +187,9 @@ export function legendSentences(r: CompareResult, opts: FormatOptions = {}): str
     const first = r.groups.find((g) => g.layers[0])?.layers[0]?.layer;
     out.push(
       'gap: train accuracy (inference mode) − test accuracy.',
+      ...(calibrated(r)
+        ? ['ECE: expected calibration error of the test probabilities (15 confidence bins; 0 is perfectly calibrated).']
+        : []),
       `sparsity: share of the first layer's kernel weights${first ? ` (${first})` : ''} with |w| < 1e-3.`,
       "penalty: the penalty's share of the loss at the last epoch.",
     );
@@ -208,7 +244,8 @@ export function formatText(r: CompareResult, opts: FormatOptions = {}): string {
       out.push(...wrap(v.changes.join(', ').split(', '), TEXT_WIDTH, ', ', head, ' '.repeat(head.length)));
     }
   }
-  if (r.paired.length) out.push('', `${pairedHeading(r)}:`, ...r.paired.map((p) => `  ${pairedLine(p)}`));
+  for (const m of pairedMetrics(r))
+    out.push('', `${pairedHeading(r, m)}:`, ...r.paired.filter((p) => p.metric === m).map((p) => `  ${pairedLine(p)}`));
   return out.join('\n') + '\n';
 }
 
@@ -238,7 +275,13 @@ export function formatMarkdown(r: CompareResult, opts: FormatOptions = {}): stri
       '',
       ...legend.map((v) => `- ${v.name}: ${v.changes.map(mdCode).join(', ')}`),
     );
-  if (r.paired.length) out.push('', `${pairedHeading(r)}:`, '', ...r.paired.map((p) => `- ${pairedLine(p)}`));
+  for (const m of pairedMetrics(r))
+    out.push(
+      '',
+      `${pairedHeading(r, m)}:`,
+      '',
+      ...r.paired.filter((p) => p.metric === m).map((p) => `- ${pairedLine(p)}`),
+    );
   return out.join('\n') + '\n';
 }
 
@@ -272,6 +315,14 @@ export function formatCsv(r: CompareResult): string {
     ['delta_p', (g) => paired(g)?.p],
     ['verdict', (g) => paired(g)?.verdict],
     ...statCols('test_loss', (g) => g.testLoss),
+    ...statCols('ece', (g) => g.ece),
+    ['ece_delta', (g) => pairedOf(r, g, 'test ECE')?.meanDiff],
+    ['ece_delta_ci95_low', (g) => pairedOf(r, g, 'test ECE')?.ci95[0]],
+    ['ece_delta_ci95_high', (g) => pairedOf(r, g, 'test ECE')?.ci95[1]],
+    ['ece_delta_p', (g) => pairedOf(r, g, 'test ECE')?.p],
+    ['ece_verdict', (g) => pairedOf(r, g, 'test ECE')?.verdict],
+    ...statCols('brier', (g) => g.brier),
+    ...statCols('nll', (g) => g.nll),
     ...statCols('best_val_accuracy', (g) => g.bestValAccuracy),
     ['best_val_epoch', (g) => g.bestValEpoch?.mean],
     ...statCols('gap', (g) => g.gap),

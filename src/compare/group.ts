@@ -46,6 +46,10 @@ export interface Group {
   testLoss: Stat;
   bestValAccuracy: Stat | null;
   bestValEpoch: Stat | null;
+  /** Test calibration (src/evaluation/calibration.ts), over the runs that measured it (null when none did). */
+  ece: Stat | null;
+  brier: Stat | null;
+  nll: Stat | null;
   /** Train (inference mode) − test accuracy. */
   gap: Stat | null;
   /** Last epoch's mean data loss and penalty. */
@@ -175,6 +179,9 @@ function buildGroup(name: string, runs: RunData[], sweepPaths: string[]): Group 
     testLoss: stat(m.map((x) => x.test!.loss))!,
     bestValAccuracy: stat(vals.map((v) => v?.acc)),
     bestValEpoch: stat(vals.map((v) => v?.epoch)),
+    ece: stat(m.map((x) => x.calibration?.ece)),
+    brier: stat(m.map((x) => x.calibration?.brier)),
+    nll: stat(m.map((x) => x.calibration?.nll)),
     gap: stat(m.map((x) => (x.trainEval ? x.trainEval.accuracy - x.test!.accuracy : null))),
     dataLoss: stat(last.map((e) => e?.data_loss)),
     penalty: stat(last.map((e) => e?.penalty)),
@@ -332,26 +339,36 @@ export function compareRuns(collected: Collected, opts: { baseline?: string } = 
     return base;
   };
   for (const g of groups) g.reference = g === base ? null : (referenceOf(g)?.name ?? null);
+  // Each metric paired by seed the same way; ECE only over the runs that measured it.
+  const metrics: { metric: PairedResult['metric']; value: (r: RunData) => number | null; higherIsBetter: boolean }[] = [
+    { metric: 'test accuracy', value: (r) => r.metrics.test!.accuracy, higherIsBetter: true },
+    { metric: 'test ECE', value: (r) => r.metrics.calibration?.ece ?? null, higherIsBetter: false },
+  ];
   const paired: PairedResult[] = [];
-  for (const g of groups) {
-    const ref = referenceOf(g);
-    if (!ref || g === ref || g === base || g.runs.length < 2 || ref.runs.length < 2) continue;
-    const refBySeed = new Map(ref.runs.map((r) => [r.metrics.seed, r.metrics.test!.accuracy]));
-    const matched = g.runs.filter((r) => refBySeed.has(r.metrics.seed));
-    const res = pairedT(
-      matched.map((r) => r.metrics.test!.accuracy),
-      matched.map((r) => refBySeed.get(r.metrics.seed)!),
-    );
-    if (!res) continue;
-    const verdict = res.ci95[0] > 0 ? 'better' : res.ci95[1] < 0 ? 'worse' : 'inconclusive';
-    paired.push({
-      group: g.name,
-      baseline: ref.name,
-      metric: 'test accuracy',
-      seeds: matched.map((r) => r.metrics.seed),
-      ...res,
-      verdict,
-    });
+  for (const { metric, value, higherIsBetter } of metrics) {
+    for (const g of groups) {
+      const ref = referenceOf(g);
+      if (!ref || g === ref || g === base || g.runs.length < 2 || ref.runs.length < 2) continue;
+      const refBySeed = new Map(
+        ref.runs.filter((r) => value(r) !== null).map((r) => [r.metrics.seed, value(r)!] as const),
+      );
+      const matched = g.runs.filter((r) => value(r) !== null && refBySeed.has(r.metrics.seed));
+      const res = pairedT(
+        matched.map((r) => value(r)!),
+        matched.map((r) => refBySeed.get(r.metrics.seed)!),
+      );
+      if (!res) continue;
+      const [up, down] = higherIsBetter ? (['better', 'worse'] as const) : (['worse', 'better'] as const);
+      const verdict = res.ci95[0] > 0 ? up : res.ci95[1] < 0 ? down : 'inconclusive';
+      paired.push({
+        group: g.name,
+        baseline: ref.name,
+        metric,
+        seeds: matched.map((r) => r.metrics.seed),
+        ...res,
+        verdict,
+      });
+    }
   }
   return { groups, baseline: base?.name ?? null, paired, skipped: collected.skipped, warnings, sweepPaths, duplicates };
 }

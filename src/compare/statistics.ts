@@ -78,7 +78,8 @@ export interface PairedResult {
   /** The compared group's name; the difference is group − baseline. */
   group: string;
   baseline: string;
-  metric: 'test accuracy';
+  /** Test accuracy (higher is better) or the test ECE (lower is better: `better` when the interval is below 0). */
+  metric: 'test accuracy' | 'test ECE';
   pairs: number;
   seeds: number[];
   meanDiff: number;

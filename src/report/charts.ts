@@ -414,6 +414,71 @@ function confusionChart(g: Group): Chart {
   };
 }
 
+/** A group's reliability bins, every run's added up (confidence and accuracy weighted by count); null when no run measured calibration. */
+function groupReliability(
+  g: Group,
+): { lower: number; upper: number; count: number; confidence: number; accuracy: number }[] | null {
+  const measured = g.runs.map((r) => r.metrics.calibration).filter((c) => c !== undefined);
+  if (measured.length === 0) return null;
+  const first = measured[0]!.bins;
+  return first.map((b, i) => {
+    let count = 0;
+    let conf = 0;
+    let acc = 0;
+    for (const c of measured) {
+      const x = c.bins[i];
+      if (!x || x.lower !== b.lower || x.upper !== b.upper || !x.count) continue;
+      count += x.count;
+      conf += x.count * x.confidence!;
+      acc += x.count * x.accuracy!;
+    }
+    return {
+      lower: b.lower,
+      upper: b.upper,
+      count,
+      confidence: count ? conf / count : 0,
+      accuracy: count ? acc / count : 0,
+    };
+  });
+}
+
+/**
+ * A reliability diagram per variant (Guo et al. 2017, figure 1): per confidence bin, a bar as tall as
+ * the accuracy of the test images in it (every seed added up), against the diagonal a calibrated model
+ * would follow; bars below it are over-confident. The ECE is in the title.
+ */
+function reliabilityCharts(r: CompareResult, colors: Map<Group, string>): Chart[] {
+  return r.groups.flatMap((g, gi) => {
+    const bins = groupReliability(g);
+    if (!bins) return [];
+    const f = { w: 560, h: 420, left: 64, top: 30, right: 24, bottom: 56 };
+    const sx = (v: number) => f.left + v * (f.w - f.left - f.right);
+    const sy = (v: number) => f.h - f.bottom - v * (f.h - f.top - f.bottom);
+    const total = bins.reduce((a, b) => a + b.count, 0);
+    const bars = bins
+      .filter((b) => b.count > 0)
+      .map(
+        (b) =>
+          `<g class="series" data-name="${esc(`${b.lower.toFixed(3)}–${b.upper.toFixed(3)}`)}"><rect x="${r2(sx(b.lower) + 1)}" y="${r2(sy(b.accuracy))}" width="${r2(sx(b.upper) - sx(b.lower) - 2)}" height="${r2(Math.max(0.5, sy(0) - sy(b.accuracy)))}" fill="${colors.get(g)}" fill-opacity="0.8"><title>${esc(`confidence ${b.lower.toFixed(3)}–${b.upper.toFixed(3)}: ${b.count} images (${((100 * b.count) / total).toFixed(1)}%), mean confidence ${b.confidence.toFixed(4)}, accuracy ${b.accuracy.toFixed(4)}`)}</title></rect><line x1="${r2(sx(b.lower) + 1)}" x2="${r2(sx(b.upper) - 1)}" y1="${r2(sy(b.confidence))}" y2="${r2(sy(b.confidence))}" stroke="#d62728" stroke-width="2"/></g>`,
+      )
+      .join('');
+    const diagonal = `<line x1="${r2(sx(0))}" x2="${r2(sx(1))}" y1="${r2(sy(0))}" y2="${r2(sy(1))}" stroke="#333" stroke-dasharray="4 3"/>`;
+    const xticks = [0, 0.2, 0.4, 0.6, 0.8, 1].map((v) => ({ v, label: tickLabel(v) }));
+    const axis = axes(
+      f,
+      { lo: 0, hi: 1, ticks: xticks, label: 'confidence (top probability); red: mean confidence per bin' },
+      { lo: 0, hi: 1, label: 'accuracy' },
+      sx,
+      sy,
+    );
+    const ece = g.ece ? `, ECE ${g.ece.mean.toFixed(4)}${g.ece.n > 1 ? ` (mean of ${g.ece.n})` : ''}` : '';
+    const title = `Reliability: ${g.name}${ece}`;
+    const id = `reliability-${gi + 1}-${safeId(g.name)}`;
+    const n = bins.filter((b) => b.count > 0).length;
+    return [{ id, title, svg: svgOpen(id, title, f.w, f.h, n) + axis + diagonal + bars + '</svg>', series: n }];
+  });
+}
+
 export function renderCharts(r: CompareResult): Chart[] {
   const colors = groupColors(r);
   const single =
@@ -422,6 +487,7 @@ export function renderCharts(r: CompareResult): Chart[] {
     curvePanels(r, colors, 'accuracy'),
     curvePanels(r, colors, 'loss'),
     gapChart(r, colors),
+    ...reliabilityCharts(r, colors),
     ...histogramCharts(r, colors),
     ...trainSizeChart(r),
     ...sweepCharts(r),

@@ -3,6 +3,7 @@ import {
   legendSentences,
   pairedHeading,
   pairedLine,
+  pairedMetrics,
   tableCells,
   variantLegend,
   type CompareResult,
@@ -23,6 +24,7 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}tr.best td{font-weight
 .chart{width:100%;height:auto;display:block;margin:8px 0}.note{color:#555;font-size:13px;max-width:110ch}.scroll{overflow-x:auto;max-width:100%}
 dl.settings{display:grid;grid-template-columns:max-content 1fr;gap:2px 14px;font-size:13px;margin:8px 0}dl.settings dt{color:#555}dl.settings dd{margin:0}
 dl.legend{font-size:13px}dl.legend dt{font-weight:600;margin-top:4px}dl.legend dd{margin:0 0 0 16px;overflow-wrap:anywhere}dl.legend code{font-size:12px}
+.row{display:flex;flex-wrap:wrap;gap:8px}.row .chart{width:560px;max-width:100%}
 ul{font-size:13px}details{margin-top:10px;font-size:13px}summary{cursor:pointer}`;
 
 const fmtInt = (n: number) => Math.round(n).toLocaleString('en-US');
@@ -105,9 +107,18 @@ export function renderReport(r: CompareResult, title = 'regtrain comparison'): {
     ? `<p class="note">Variants (what differs from the baseline):</p><dl class="legend">${legend.map((v) => `<dt>${esc(v.name)}</dt><dd>${v.changes.map((c) => `<code>${esc(c)}</code>`).join(', ')}</dd>`).join('')}</dl>`
     : '';
   const table = `<div class="scroll">${htmlTable(r, false)}</div><p class="note">${esc(legendSentences(r).join(' '))}</p>${variants}<details><summary>Every column</summary><div class="scroll">${htmlTable(r, true)}</div></details>`;
-  const paired = r.paired.length
-    ? `<ul>${r.paired.map((p) => `<li>${esc(pairedLine(p))}</li>`).join('')}</ul>`
-    : '<p class="note">No paired comparison: it needs at least two seeds on both the baseline and the variant.</p>';
+  const noPairs =
+    '<p class="note">No paired comparison: it needs at least two seeds on both the baseline and the variant.</p>';
+  const paired = (m: (typeof r.paired)[number]['metric']) =>
+    `<ul>${r.paired
+      .filter((p) => p.metric === m)
+      .map((p) => `<li>${esc(pairedLine(p))}</li>`)
+      .join('')}</ul>`;
+  const pairedSections = r.paired.length
+    ? pairedMetrics(r)
+        .map((m) => section(pairedHeading(r, m), paired(m)))
+        .join('\n')
+    : section(pairedHeading(r), noPairs);
   const skipped =
     r.skipped.length || r.warnings.length
       ? section(
@@ -122,12 +133,13 @@ export function renderReport(r: CompareResult, title = 'regtrain comparison'): {
 ${settings}
 ${best ? `<p class="note">Best test accuracy: ${esc(best.name)} (${fmtNum(best.testAccuracy.mean, 4)}).</p>` : ''}
 ${section('Results', table)}
-${r.groups.length > 1 ? section(pairedHeading(r), paired) : ''}
+${r.groups.length > 1 ? pairedSections : ''}
 ${section('Test accuracy vs training-set size', byPrefix('accuracy-vs-train-size'))}
 ${section('Against the swept parameter', byPrefix('accuracy-vs-', 'sparsity-').replace(/<svg[^>]*data-chart="accuracy-vs-train-size"[\s\S]*?<\/svg>/, ''))}
 ${section('Per class', byPrefix('per-class', 'confusion'))}
 ${section('Learning curves', byPrefix('curves-'))}
 ${section('Generalization gap', byPrefix('gap'))}
+${section('Calibration: reliability diagrams', byPrefix('reliability') && `<div class="row">${byPrefix('reliability')}</div>`)}
 ${section('Weight histograms', byPrefix('hist-'))}
 ${skipped}
 </body></html>

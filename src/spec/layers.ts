@@ -58,6 +58,69 @@ const regularizer = z
   .default(null);
 export type RegularizerSpec = { l1: number; l2: number };
 
+/** Keras's weight constraints (keras.constraints), by tfjs's names. */
+export const CONSTRAINT_TYPES = ['maxNorm', 'unitNorm', 'nonNeg', 'minMaxNorm'] as const;
+/** The axis (or axes) the norm is taken over: Keras's default 0, a Dense kernel's inputs to each unit. */
+const constraintAxis = z
+  .union(
+    [
+      z.number().int().min(0),
+      z
+        .array(z.number().int().min(0), { error: 'expected an axis (an integer ≥ 0) or a list of them' })
+        .min(1, { error: 'expected at least one axis' }),
+    ],
+    { error: 'expected an axis (an integer ≥ 0) or a list of them' },
+  )
+  .default(0);
+const positiveFloat = () =>
+  num('a positive number').positive({ error: 'expected a positive number' }).superRefine(float32Factor(false));
+/**
+ * A weight constraint, applied to the weight after each optimizer update (Keras's defaults):
+ * `maxNorm` {maxValue: 2, axis: 0}, `unitNorm` {axis: 0}, `nonNeg`, `minMaxNorm` {minValue: 0,
+ * maxValue: 1, rate: 1, axis: 0}; a bare name means its defaults. Absent: no constraint (and absent
+ * from the resolved spec, so specs written before constraints resolve as they did).
+ */
+export const constraintSchema = z
+  .preprocess(
+    (v) => (typeof v === 'string' && (CONSTRAINT_TYPES as readonly string[]).includes(v) ? { [v]: {} } : v),
+    z
+      .strictObject(
+        {
+          maxNorm: z.strictObject({ maxValue: positiveFloat().default(2), axis: constraintAxis }).optional(),
+          unitNorm: z.strictObject({ axis: constraintAxis }).optional(),
+          nonNeg: z.strictObject({}).optional(),
+          minMaxNorm: z
+            .strictObject({
+              minValue: nonNegative().default(0),
+              maxValue: positiveFloat().default(1),
+              rate: num('a rate from 0 to 1')
+                .min(0, { error: 'expected a rate from 0 to 1' })
+                .max(1, { error: 'expected a rate from 0 to 1' })
+                .default(1),
+              axis: constraintAxis,
+            })
+            .optional(),
+        },
+        { error: `expected one of ${CONSTRAINT_TYPES.join(', ')}, or a map with one of them and its settings` },
+      )
+      .superRefine((c, ctx) => {
+        const kinds = Object.keys(c).filter((k) => c[k as keyof typeof c] !== undefined);
+        if (kinds.length !== 1)
+          ctx.addIssue({
+            code: 'custom',
+            message: `expected exactly one constraint (${CONSTRAINT_TYPES.join(', ')}), got ${kinds.length}`,
+          });
+        if (c.minMaxNorm && c.minMaxNorm.minValue > c.minMaxNorm.maxValue)
+          ctx.addIssue({
+            code: 'custom',
+            path: ['minMaxNorm', 'minValue'],
+            message: `expected at most maxValue (${c.minMaxNorm.maxValue}), got ${c.minMaxNorm.minValue}`,
+          });
+      }),
+  )
+  .optional();
+export type ConstraintSpec = NonNullable<z.infer<typeof constraintSchema>>;
+
 const ACTIVATIONS = [
   'linear',
   'relu',
@@ -112,6 +175,8 @@ const weightedLayerFields = {
   kernelRegularizer: regularizer,
   biasRegularizer: regularizer,
   activityRegularizer: regularizer,
+  kernelConstraint: constraintSchema,
+  biasConstraint: constraintSchema,
 };
 const denseLayer = z.strictObject({
   units: positiveInt(MAX_UNITS),
@@ -204,6 +269,34 @@ export const layerSchema = z
 export type LayerSpec = z.infer<typeof layerSchema>;
 export type Conv2dSpec = z.infer<typeof conv2dLayer>;
 export type PoolingSpec = z.infer<typeof poolingLayer>;
+
+/** A constraint's axes must exist in its weight: a kernel of `kernelRank` dimensions, a bias of 1. */
+function constraintAxisIssues(
+  l: { kernelConstraint?: ConstraintSpec; biasConstraint?: ConstraintSpec; useBias: boolean },
+  kernelRank: number,
+  at: (...p: string[]) => (string | number)[],
+): { path: (string | number)[]; message: string }[] {
+  const issues: { path: (string | number)[]; message: string }[] = [];
+  for (const [field, rank, what] of [
+    ['kernelConstraint', kernelRank, 'kernel'],
+    ['biasConstraint', 1, 'bias'],
+  ] as const) {
+    const c = l[field];
+    if (!c) continue;
+    const [kind, config] = Object.entries(c).find(([, v]) => v !== undefined)!;
+    if (field === 'biasConstraint' && !l.useBias)
+      issues.push({ path: at(field), message: 'the layer has no bias (useBias: false)' });
+    if (!config || !('axis' in config)) continue;
+    const axes = typeof config.axis === 'number' ? [config.axis] : config.axis;
+    const bad = axes.find((a) => a >= rank);
+    if (bad !== undefined)
+      issues.push({
+        path: at(field, kind, 'axis'),
+        message: `expected axes below ${rank} (the ${what} has ${rank} dimension${rank > 1 ? 's' : ''}), got ${bad}`,
+      });
+  }
+  return issues;
+}
 
 export function layerType(l: LayerSpec): LayerType {
   for (const t of LAYER_TYPES) if (l[t] !== undefined) return t;
@@ -311,6 +404,7 @@ export function layerShapes(layers: LayerSpec[]): { shapes: LayerShape[]; issues
       }
       weightShapes.push([n, l.dense.units]);
       if (l.dense.useBias) weightShapes.push([l.dense.units]);
+      issues.push(...constraintAxisIssues(l.dense, 2, at));
       shape = [l.dense.units];
     } else if (l.batchNormalization) {
       const channels = input[input.length - 1]!;
@@ -351,6 +445,7 @@ export function layerShapes(layers: LayerSpec[]): { shapes: LayerShape[]; issues
         });
       weightShapes.push([k[0], k[1], c, l.conv2d.filters]);
       if (l.conv2d.useBias) weightShapes.push([l.conv2d.filters]);
+      issues.push(...constraintAxisIssues(l.conv2d, 4, at));
       shape = [Math.max(1, out[0]), Math.max(1, out[1]), l.conv2d.filters];
     } else if (l.maxPooling2d || l.averagePooling2d) {
       const p = (l.maxPooling2d ?? l.averagePooling2d)!;

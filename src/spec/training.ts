@@ -192,6 +192,16 @@ export function optimizerChoice(o: OptimizerSpec): OptimizerChoice {
   throw new Error('optimizer without a type (the schema should have refused it)');
 }
 
+/**
+ * keras.losses.CategoricalCrossentropy(label_smoothing=…) on the sparse labels: the target becomes
+ * onehot·(1 − labelSmoothing) + labelSmoothing/classes. 0 (or absent) trains on the plain
+ * cross-entropy; absent from a resolved spec unless set, so specs written before it resolve as they did.
+ */
+export const labelSmoothingSchema = num('a number from 0 to 1 (1 excluded)')
+  .min(0, { error: 'expected a number ≥ 0 and < 1' })
+  .lt(1, { error: 'expected a number ≥ 0 and < 1' })
+  .optional();
+
 // ---------- callbacks ----------
 
 export const earlyStoppingSchema = z

@@ -107,6 +107,29 @@ export function crossEntropySum(output: ModelOutput, labels: tf.Tensor1D | tf.Te
   return tf.neg(tf.sum(tf.mul(logProbs, oneHot))) as tf.Scalar;
 }
 
+/**
+ * The batch's summed cross-entropy against the label-smoothed targets q = t·(1 − ls) + ls/classes
+ * (t the one-hot label, or mixUp/cutMix's soft label: Keras smooths any y_true), as
+ * keras.losses.CategoricalCrossentropy(label_smoothing=ls) computes it (from the logits when there
+ * are some, else from the clipped probabilities): `smoothed` = Σ −Σ_k q_k log p_k, what training
+ * minimizes (gradient softmax(z) − q from the logits); `data` = the unsmoothed Σ −Σ_k t_k log p_k, as crossEntropySum.
+ */
+export function smoothedCrossEntropySums(
+  output: ModelOutput,
+  labels: tf.Tensor1D | tf.Tensor2D,
+  labelSmoothing: number,
+): { data: tf.Scalar; smoothed: tf.Scalar } {
+  const target = labels.rank === 2 ? labels : tf.oneHot(labels as tf.Tensor1D, NUM_CLASSES);
+  const logProbs = output.logits
+    ? tf.logSoftmax(output.logits)
+    : tf.log(tf.clipByValue(output.probs, EPSILON, 1 - EPSILON));
+  const smoothedTarget = tf.add(tf.mul(target, 1 - labelSmoothing), labelSmoothing / NUM_CLASSES);
+  return {
+    data: tf.neg(tf.sum(tf.mul(logProbs, target))) as tf.Scalar,
+    smoothed: tf.neg(tf.sum(tf.mul(logProbs, smoothedTarget))) as tf.Scalar,
+  };
+}
+
 /** Correct predictions; for soft labels, the class each label weighs most (Keras's categorical accuracy). */
 export function correctCount(probs: tf.Tensor2D, labels: tf.Tensor1D | tf.Tensor2D): tf.Scalar {
   const classes = labels.rank === 2 ? tf.argMax(labels, 1) : labels;
@@ -122,13 +145,15 @@ export interface Evaluation {
   count: number;
   accuracy: number;
   predictions: Int32Array;
+  /** The softmax outputs, count rows of NUM_CLASSES (only when asked for: the calibration measures read them). */
+  probabilities?: Float32Array;
 }
 
-/** Inference-mode pass over a split (dropout off, batch-norm moving statistics). */
-export function evaluateSplit(built: BuiltModel, split: Split): Evaluation {
+/** Inference-mode pass over a split (dropout off, batch-norm moving statistics), with its probabilities when asked. */
+export function evaluateSplit(built: BuiltModel, split: Split, opts: { probabilities?: boolean } = {}): Evaluation {
   const pass = new SplitPass(split);
   try {
-    return pass.evaluate(built);
+    return pass.evaluate(built, opts);
   } finally {
     pass.dispose();
   }
@@ -144,7 +169,7 @@ export class SplitPass {
 
   constructor(private readonly split: Split) {}
 
-  evaluate(built: BuiltModel): Evaluation {
+  evaluate(built: BuiltModel, opts: { probabilities?: boolean } = {}): Evaluation {
     const split = this.split;
     const size = evalChunk(built);
     this.chunks ??= Array.from({ length: Math.ceil(split.count / size) }, (_, c) => {
@@ -161,16 +186,24 @@ export class SplitPass {
     let actSum = 0;
     let correct = 0;
     const predictions = new Int32Array(split.count);
+    const probabilities = opts.probabilities ? new Float32Array(split.count * NUM_CLASSES) : undefined;
     for (const { start, x, y } of this.chunks) {
-      const [ce, act, ok, pred] = tf.tidy(() => {
+      const [ce, act, ok, pred, probs] = tf.tidy(() => {
         const out = forward(built, x, false);
-        return [crossEntropySum(out, y), out.activitySum, correctCount(out.probs, y), tf.argMax(out.probs, 1)];
+        return [
+          crossEntropySum(out, y),
+          out.activitySum,
+          correctCount(out.probs, y),
+          tf.argMax(out.probs, 1),
+          probabilities ? out.probs : tf.scalar(0),
+        ];
       });
       ceSum += ce.dataSync()[0]!;
       actSum += act.dataSync()[0]!;
       correct += ok.dataSync()[0]!;
       predictions.set(pred.dataSync() as Int32Array, start);
-      tf.dispose([ce, act, ok, pred]);
+      if (probabilities) probabilities.set(probs.dataSync() as Float32Array, start * NUM_CLASSES);
+      tf.dispose([ce, act, ok, pred, probs]);
     }
     const count = split.count;
     return {
@@ -180,6 +213,7 @@ export class SplitPass {
       count,
       accuracy: count ? correct / count : 0,
       predictions,
+      ...(probabilities ? { probabilities } : {}),
     };
   }
 

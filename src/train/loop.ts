@@ -94,6 +94,7 @@ export async function fit(
       let lossSum = 0;
       let dataSum = 0;
       let penaltySum = 0;
+      let smoothingSum: number | null = null;
       let correct = 0;
       let seen = 0;
       for (let s = 0; s < steps; s++) {
@@ -117,14 +118,15 @@ export async function fit(
         const r = step.run(x, y, dropoutRng.nextUint32());
         x.dispose();
         y.dispose();
-        if (!Number.isFinite(r.dataLoss) || !Number.isFinite(r.penalty)) {
+        if (!Number.isFinite(r.dataLoss) || !Number.isFinite(r.penalty) || !Number.isFinite(r.smoothing ?? 0)) {
           stopReason = 'non-finite-loss';
           nonFinite = { epoch, step: s + 1 };
           break epochLoop;
         }
         dataSum += r.dataLoss * b;
         penaltySum += r.penalty * b;
-        lossSum += (r.dataLoss + r.penalty) * b;
+        if (r.smoothing !== undefined) smoothingSum = (smoothingSum ?? 0) + r.smoothing * b;
+        lossSum += (r.dataLoss + (r.smoothing ?? 0) + r.penalty) * b;
         correct += r.correct;
         seen += b;
         callbacks.batchEnd(s + 1, { loss: lossSum / seen }, ctx);
@@ -154,6 +156,7 @@ export async function fit(
         val_loss: valLoss,
         val_accuracy: valAccuracy,
         data_loss: dataSum / seen,
+        ...(smoothingSum !== null ? { smoothing: smoothingSum / seen } : {}),
         penalty: penaltySum / seen,
         penalties,
         lr: step.learningRate(),

@@ -19,12 +19,21 @@ import { loadBlas, parseBlasThreads } from '../accel/blas';
 import { BuiltModel, penaltyOf } from '../model';
 import { ExperimentSpec } from '../spec';
 import { optimizerChoice } from '../spec/training';
-import { correctCount, crossEntropySum, forward } from './forward';
+import { correctCount, crossEntropySum, forward, smoothedCrossEntropySums } from './forward';
 import { Optimizer } from './optimizers';
 import type { TrainStep } from './types';
+import { applyConstraints, constraintTerms, type ConstraintTerm } from './constraints';
+
+/** What the loss adds beyond the model: label smoothing (training.labelSmoothing; 0 = none). */
+export interface StepOptions {
+  labelSmoothing?: number;
+  /** Kernel and bias constraints, applied after each update (./constraints). */
+  constraints?: readonly ConstraintTerm[];
+}
 
 /** The reference path: tfjs autodiff over data loss + penalties, then the optimizer's update. Works on every backend. */
-export function createReferenceStep(built: BuiltModel, optimizer: Optimizer): TrainStep {
+export function createReferenceStep(built: BuiltModel, optimizer: Optimizer, opts: StepOptions = {}): TrainStep {
+  const labelSmoothing = opts.labelSmoothing ?? 0;
   const vars = built.model.trainableWeights.map((w) => w.read() as tf.Variable);
   return {
     description: 'tfjs autodiff + optimizer',
@@ -35,9 +44,19 @@ export function createReferenceStep(built: BuiltModel, optimizer: Optimizer): Tr
       let stats: tf.Tensor1D | undefined;
       const { value, grads } = tf.variableGrads(() => {
         const out = forward(built, x, true, dropoutSeed);
-        const dataLoss = crossEntropySum(out, y).div(batch) as tf.Scalar;
         let penalty = out.activitySum.div(batch) as tf.Scalar;
         for (const t of built.penalties) penalty = penalty.add(penaltyOf(t.variable.read(), t.l1, t.l2));
+        if (labelSmoothing > 0) {
+          // Minimized: the smoothed cross-entropy; reported apart: the plain one and the difference.
+          const sums = smoothedCrossEntropySums(out, y, labelSmoothing);
+          const dataLoss = sums.data.div(batch) as tf.Scalar;
+          const smoothedLoss = sums.smoothed.div(batch) as tf.Scalar;
+          stats = tf.keep(
+            tf.stack([dataLoss, penalty, correctCount(out.probs, y), smoothedLoss.sub(dataLoss)]) as tf.Tensor1D,
+          );
+          return smoothedLoss.add(penalty);
+        }
+        const dataLoss = crossEntropySum(out, y).div(batch) as tf.Scalar;
         stats = tf.keep(tf.stack([dataLoss, penalty, correctCount(out.probs, y)]) as tf.Tensor1D);
         return dataLoss.add(penalty);
       }, vars);
@@ -55,10 +74,16 @@ export function createReferenceStep(built: BuiltModel, optimizer: Optimizer): Tr
         next.dispose();
       }
       tf.dispose(Object.values(grads));
+      applyConstraints(opts.constraints ?? []);
       optimizer.endStep();
-      const [dataLoss, penalty, correct] = stats!.dataSync();
+      const [dataLoss, penalty, correct, smoothing] = stats!.dataSync();
       stats!.dispose();
-      return { dataLoss: dataLoss!, penalty: penalty!, correct: correct! };
+      return {
+        dataLoss: dataLoss!,
+        penalty: penalty!,
+        correct: correct!,
+        ...(labelSmoothing > 0 ? { smoothing: smoothing! } : {}),
+      };
     },
     learningRate: () => optimizer.learningRate(),
     setLearningRate: (lr) => optimizer.setLearningRate(lr),
@@ -92,8 +117,10 @@ export function needsAutodiff(spec: ExperimentSpec): boolean {
 
 export function createTrainStep(built: BuiltModel, spec: ExperimentSpec, backend: BackendInfo): TrainStep {
   const optimizer = new Optimizer(optimizerChoice(spec.optimizer));
+  const labelSmoothing = spec.training.labelSmoothing ?? 0;
+  const constraints = constraintTerms(built, spec);
   const fallback = (why: string): TrainStep => {
-    const ref = createReferenceStep(built, optimizer);
+    const ref = createReferenceStep(built, optimizer, { labelSmoothing, constraints });
     return Object.assign(ref, { description: `${ref.description} (${why})` });
   };
   if (accelerationDisabled()) return fallback('REGTRAIN_ACCEL=off');
@@ -107,7 +134,7 @@ export function createTrainStep(built: BuiltModel, spec: ExperimentSpec, backend
     l1: p.l1,
     l2: p.l2,
   }));
-  const lean = createLeanStep(built.model, optimizer, penalties);
+  const lean = createLeanStep(built.model, optimizer, penalties, { labelSmoothing, constraints });
   if ('unsupported' in lean) return fallback(lean.unsupported);
   let kernels = '';
   const blas = backend.gemm.kind === 'openblas' ? loadBlas() : null;
@@ -123,7 +150,12 @@ export function createTrainStep(built: BuiltModel, spec: ExperimentSpec, backend
     path: 'lean',
     run(x, y) {
       const r = lean.run(x as tf.Tensor3D, y);
-      return { dataLoss: r.dataLoss / r.batchSize, penalty: r.penalty, correct: r.correct };
+      return {
+        dataLoss: r.dataLoss / r.batchSize,
+        penalty: r.penalty,
+        correct: r.correct,
+        ...(labelSmoothing > 0 ? { smoothing: (r.smoothedLoss - r.dataLoss) / r.batchSize } : {}),
+      };
     },
     learningRate: () => optimizer.learningRate(),
     setLearningRate: (lr) => optimizer.setLearningRate(lr),

@@ -15,6 +15,11 @@ export interface StepResult {
   penalty: number;
   /** Correct predictions in the batch. */
   correct: number;
+  /**
+   * With training.labelSmoothing: the label-smoothed cross-entropy minus `dataLoss` (batch mean), so that
+   * dataLoss + smoothing is the smoothed loss Keras reports; absent without label smoothing.
+   */
+  smoothing?: number;
 }
 
 /**

@@ -29,6 +29,7 @@ export function epochLine(r: EpochRecord, epochs: number, showLr = true): string
   ];
   if (r.val_loss !== null) parts.push(`val_loss: ${fmtLogValue(r.val_loss)}`);
   if (r.val_accuracy !== null) parts.push(`val_accuracy: ${r.val_accuracy.toFixed(4)}`);
+  if (r.smoothing !== undefined) parts.push(`smoothing: ${fmtLogValue(r.smoothing)}`);
   if (r.penalty > 0) parts.push(`penalty: ${fmtLogValue(r.penalty)}`);
   if (r.lr !== undefined && showLr) parts.push(`lr: ${fmtLogValue(r.lr)}`);
   return parts.join(' - ');

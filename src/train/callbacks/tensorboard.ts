@@ -51,6 +51,7 @@ export class TensorBoardLogger implements Callback {
       ['epoch_accuracy', logs.accuracy],
       ['epoch_data_loss', logs.data_loss],
       ['epoch_penalty', logs.penalty],
+      ['epoch_smoothing', logs.smoothing],
       ['epoch_learning_rate', logs.lr],
       ...Object.entries(logs.penalties).map(([name, v]): [string, number] => [`penalty_at_epoch_end/${name}`, v]),
     ];
