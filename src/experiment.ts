@@ -46,6 +46,7 @@ import { fit, FitResult } from './train/loop';
 import { createTrainStep, needsAutodiff } from './train/step';
 import { Console } from './console';
 import { trapSignals } from './signals';
+import { runSeeds } from './rng';
 import { shellQuote } from './shell';
 import { regtrainCommand } from './invocation';
 
@@ -257,6 +258,8 @@ export async function runExperiment(
       else if (runDir) releaseRunDir(runDir);
     },
   });
+  // Every random stream of the run, derived once from its seed.
+  const seeds = runSeeds(spec.seed);
   try {
     // A resume keeps the backend and kernels its run trained on (run.json) unless --backend is given.
     const recorded = resumeFrom ? origin.backend : undefined;
@@ -315,7 +318,7 @@ export async function runExperiment(
       resumedAfterEpoch: checkpoint?.body.epoch ?? null,
     });
 
-    const data = await loadSpecData(spec, opts, (p) => {
+    const data = await loadSpecData(spec, seeds, opts, (p) => {
       if (p.done) out.info(`Downloaded ${p.name} (${(p.bytes / 1e6).toFixed(1)} MB) from ${p.url}`);
     });
     if (signals.signal()) {
@@ -346,7 +349,7 @@ export async function runExperiment(
     );
 
     warnUnfinishedCosine(spec, data.train.count, out);
-    const built = buildModel(spec);
+    const built = buildModel(spec, seeds);
     for (const line of modelSummary(built)) out.info(line);
     const step = createTrainStep(built, spec, backend);
     out.info(`Training step: ${step.description}`);
@@ -394,7 +397,7 @@ export async function runExperiment(
       epochs: spec.training.epochs,
       batchSize: spec.training.batchSize,
       shuffle: spec.training.shuffle,
-      seed: spec.seed,
+      seeds,
       shouldStop: signals.stopRequested,
       ...(resumeState ? { resume: resumeState } : {}),
     });

@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { ExperimentSpec, LayerSpec, RegularizerSpec, layerType, IMAGE_SHAPE, TFJS_CLASS } from './spec';
 import { layerShapes } from './spec/layers';
 import { SpatialDropout2D } from './spatial-dropout';
-import { Rng } from './rng';
+import { Rng, runSeeds, type RunSeeds } from './rng';
 
 /** One penalized tensor: a kernel or bias with its Keras-style factors. */
 export interface PenaltyTerm {
@@ -97,10 +97,11 @@ function namer(): (type: string) => string {
 /**
  * Builds the spec's Sequential model with seeded initializers (Glorot-uniform kernels and
  * zero biases by default, as Keras). Regularizers are recorded on the tfjs layers too, so a
- * saved model.json states them, but the training step computes the penalties itself.
+ * saved model.json states them, but the training step computes the penalties itself. A run passes
+ * the seeds it derived up front; a model built on its own (tests, benches) derives them from the spec.
  */
-export function buildModel(spec: ExperimentSpec): BuiltModel {
-  const rng = Rng.derive(spec.seed, 'init');
+export function buildModel(spec: ExperimentSpec, seeds: Pick<RunSeeds, 'init'> = runSeeds(spec.seed)): BuiltModel {
+  const rng = new Rng(seeds.init);
   const name = namer();
   const model = tf.sequential();
   const { shapes } = layerShapes(spec.model.layers);

@@ -10,7 +10,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { BuiltModel, penaltyValues } from '../model';
 import { weightStats } from './weight-stats';
-import { Rng } from '../rng';
+import { Rng, type RunSeeds } from '../rng';
 import type { EpochRecord } from '../runformat';
 import { CallbackList, StopReason, TrainingContext } from './callbacks/callback';
 import { SplitPass } from './forward';
@@ -22,7 +22,8 @@ export interface FitOptions {
   epochs: number;
   batchSize: number;
   shuffle: boolean;
-  seed: number;
+  /** The run's batch-shuffle and dropout streams (a resume continues its checkpoint's instead). */
+  seeds: Pick<RunSeeds, 'shuffle' | 'dropout'>;
   /** Checked between batches; true abandons the epoch in progress (SIGINT/SIGTERM): the last checkpoint stays. */
   shouldStop?: () => boolean;
   /** Continue from a checkpoint (weights, optimizer and callback states already restored by the caller). */
@@ -47,8 +48,8 @@ export async function fit(
   opts: FitOptions,
 ): Promise<FitResult> {
   const resume = opts.resume;
-  const shuffleRng = resume ? new Rng(resume.shuffleRng) : Rng.derive(opts.seed, 'shuffle');
-  const dropoutRng = resume ? new Rng(resume.dropoutRng) : Rng.derive(opts.seed, 'dropout');
+  const shuffleRng = new Rng(resume ? resume.shuffleRng : opts.seeds.shuffle);
+  const dropoutRng = new Rng(resume ? resume.dropoutRng : opts.seeds.dropout);
   const { train, validation } = data;
   const n = train.count;
   const steps = Math.ceil(n / opts.batchSize);
