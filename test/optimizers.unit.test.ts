@@ -15,7 +15,7 @@ import { buildModel } from '../src/model';
 import { loadDataset } from '../src/data/dataset';
 import { loadSpec, parseSetFlag } from '../src/spec';
 import { createReferenceStep, createTrainStep } from '../src/train/step';
-import { createLeanStep } from '../src/accel/step';
+import { createLeanStep } from '../src/train/lean-step';
 import type { TrainStep } from '../src/train/types';
 import { runSeeds } from '../src/rng';
 

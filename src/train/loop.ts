@@ -8,7 +8,8 @@
  * cross-entropy; `lr` is the optimizer's learning rate at the epoch's end.
  */
 import * as tf from '@tensorflow/tfjs';
-import { BuiltModel, penaltyValues } from '../model';
+import type { BuiltModel } from '../model';
+import { penaltyValues } from './penalties';
 import { weightStats } from './weight-stats';
 import { Rng, type RunSeeds } from '../rng';
 import type { EpochRecord } from '../runformat';
