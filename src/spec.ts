@@ -4,13 +4,8 @@ import { z } from 'zod';
 import { InputError, errorMessage } from './errors';
 import { inRegtrainWords } from './zodwords';
 import { readRegularFile, UnreadableFileError } from './fsutil';
-import {
-  checkpointSchema,
-  earlyStoppingSchema,
-  optimizerSchema,
-  reduceLrOnPlateauSchema,
-  tensorboardSchema,
-} from './spec/training';
+import { checkpointSchema, earlyStoppingSchema, reduceLrOnPlateauSchema, tensorboardSchema } from './spec/training';
+import { optimizerSchema } from './train/optimizers/registry';
 import { layerSchema, layerShapes, type LayerSpec } from './spec/layers';
 import { memoryIssues, type MemorySpec } from './spec/memory';
 export type { LearningRateSpec } from './spec/training';

@@ -37,7 +37,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { wasmSimd } from '../accel/simd';
 import { installedMatMul, type DirectMatMul, type MatrixAt } from '../accel/kernels';
-import { adamPass, Optimizer } from './optimizers';
+import { Optimizer } from './optimizers';
+import { adamPass } from './optimizers/adam';
 
 /** Per-batch results. `dataLoss` is the SUM over the batch of per-sample cross-entropy (no penalty):
  *  divide by `batchSize` for the batch mean Keras reports (before adding the penalty). */

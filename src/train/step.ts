@@ -19,7 +19,7 @@ import { loadBlas, parseBlasThreads } from '../accel/blas';
 import type { BuiltModel } from '../model';
 import { penaltyOf } from './penalties';
 import { ExperimentSpec } from '../spec';
-import { optimizerChoice } from '../spec/training';
+import { optimizerChoice } from './optimizers/registry';
 import { correctCount, crossEntropySum, forward } from './forward';
 import { Optimizer } from './optimizers';
 import type { TrainStep } from './types';

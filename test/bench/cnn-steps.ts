@@ -27,7 +27,7 @@ import { loadDataset, loadSpecData, type Split } from '../../src/data/dataset';
 import { Rng, runSeeds } from '../../src/rng';
 import { buildModel, type BuiltModel } from '../../src/model';
 import { loadSpec, parseSetFlag, type ExperimentSpec } from '../../src/spec';
-import { optimizerChoice } from '../../src/spec/training';
+import { optimizerChoice } from '../../src/train/optimizers/registry';
 import { crossEntropySum, forward } from '../../src/train/forward';
 import { Optimizer } from '../../src/train/optimizers';
 import { createReferenceStep } from '../../src/train/step';
