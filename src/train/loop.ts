@@ -150,7 +150,7 @@ export async function fit(
       await callbacks.epochEnd(epoch, logs, ctx);
     }
     if (stopReason === 'epochs' && ctx.stopTraining) stopReason = ctx.stopTraining;
-    await callbacks.trainEnd({ stopReason, epochs: completed }, ctx);
+    await callbacks.trainEnd({ stopReason, epochs: completed, ...(nonFinite ? { nonFinite } : {}) }, ctx);
   } finally {
     validationPass?.dispose();
   }
