@@ -2,15 +2,21 @@
  * A run directory's whole lifecycle in one place: created (or claimed for a resume) and locked,
  * its spec.yaml and run.json written, kept once training starts, finished with its history, model
  * and metrics (the checkpoint removed when the run completed), released, or, for a new run that
- * never trained, removed again. The files' formats are src/rundir.ts's.
+ * never trained, removed again; and `--resume`'s checks before a run directory is continued. The
+ * files' formats are src/rundir.ts's.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type * as tf from '@tensorflow/tfjs';
-import { removeCheckpoint } from './checkpoint';
-import { sha256 } from './fsutil';
+import { readCheckpoint, removeCheckpoint, type Checkpoint } from './checkpoint';
+import type { Console } from './console';
+import { InputError } from './errors';
+import { readRegularFile, sha256, UnreadableFileError } from './fsutil';
+import { regtrainCommand } from './invocation';
 import {
+  claimRunDir,
   createRunDir,
+  readMetrics,
   readOrigin,
   releaseRunDir,
   saveModel,
@@ -18,12 +24,14 @@ import {
   writeJson,
   writeMetrics,
   writeRunFile,
+  METRICS_FILE,
   ORIGIN_FILE,
   SPEC_FILE,
   type RunOrigin,
 } from './rundir';
 import { RUN_FORMAT_VERSION, type EpochRecord, type MetricsFile } from './runformat';
-import { specToYaml, type ExperimentSpec } from './spec';
+import { shellQuote } from './shell';
+import { loadSpec, MAX_SPEC_BYTES, parseSetFlag, parseSpec, specToYaml, type ExperimentSpec } from './spec';
 
 export type RecordedBackend = NonNullable<RunOrigin['backend']>;
 
@@ -133,5 +141,131 @@ export class RunDirectory {
     } catch {
       // Best effort: a parent someone else wrote into in the meantime stays.
     }
+  }
+}
+
+/** A run directory to continue, with its checkpoint (null: it stopped before its first epoch ended). */
+export interface ResumeFrom {
+  runDir: string;
+  checkpoint: Checkpoint | null;
+}
+
+/**
+ * `--resume DIR`: checks that the run is unfinished and its spec unchanged (spec.yaml against
+ * run.json's hash, the original spec file and --set flags against spec.yaml), claims the
+ * directory and reads its checkpoint. With `force`, a changed spec file is trained with, and an
+ * original spec file that no longer loads is passed over for the run directory's own spec.
+ */
+export function prepareResume(
+  dir: string,
+  file: string | undefined,
+  sets: string[],
+  force: boolean,
+  out: Console,
+): { spec: ExperimentSpec; resume: ResumeFrom; origin: Omit<RunOrigin, 'formatVersion' | 'specSha256'> } {
+  const runDir = path.resolve(dir);
+  if (!fs.existsSync(runDir) || !fs.statSync(runDir).isDirectory())
+    throw new InputError(`--resume ${dir}: no such run directory`);
+  if (fs.existsSync(path.join(runDir, METRICS_FILE))) {
+    const { status } = readMetrics(runDir).metrics;
+    if (status === 'complete')
+      throw new InputError(
+        `--resume ${dir}: the run already finished (a finished run keeps no checkpoint to go on from); to train it for more epochs, start a new run from its spec: ${regtrainCommand()} run ${shellQuote(path.join(dir, SPEC_FILE))} --set training.epochs=N`,
+      );
+    if (status === 'failed' && !force)
+      throw new InputError(
+        `--resume ${dir}: the run failed (non-finite loss); resuming would repeat it (--force to try anyway)`,
+      );
+  }
+  let savedText: string;
+  try {
+    savedText = readRegularFile(path.join(runDir, SPEC_FILE), { maxBytes: MAX_SPEC_BYTES }).toString('utf8');
+  } catch (err) {
+    // A FIFO, a device or an oversized file is refused as it is; only a missing one may mean "just created".
+    if (err instanceof UnreadableFileError && err.code !== 'ENOENT') throw err;
+    // A run that another process has just created has no spec.yaml yet: say that it is busy.
+    try {
+      claimRunDir(runDir);
+      releaseRunDir(runDir);
+    } catch (err) {
+      if (err instanceof InputError) throw err;
+    }
+    throw new InputError(`--resume ${dir}: ${SPEC_FILE} is missing; not a run directory`);
+  }
+  const origin = fs.existsSync(path.join(runDir, ORIGIN_FILE)) ? readOrigin(runDir) : null;
+  if (origin && origin.specSha256 !== sha256(Buffer.from(savedText)) && !force) {
+    throw new InputError(
+      `--resume ${dir}: ${SPEC_FILE} was edited since the run started (its hash differs from ${ORIGIN_FILE}); pass --force to train with it`,
+    );
+  }
+  let spec = parseSpec(savedText, path.join(dir, SPEC_FILE)).spec;
+  const specFile = file ? path.resolve(file) : (origin?.specFile ?? null);
+  const originSets = origin?.sets ?? [];
+  const setsGiven = sets.length > 0;
+  const setsNow = setsGiven ? sets : originSets;
+  const differs = (other: ExperimentSpec) => specToYaml(other) !== specToYaml(spec);
+  const setsText = `the --set flags (${sets.join(' ')}) differ from the run's (${originSets.join(' ') || 'none'})`;
+  const refuse = (what: string) =>
+    new InputError(`--resume ${dir}: ${what}; pass --force to continue with the changed spec`);
+  let changed = false;
+  if (specFile && fs.existsSync(specFile)) {
+    let current: ExperimentSpec | null = null;
+    try {
+      current = loadSpec(specFile, setsNow.map(parseSetFlag)).spec;
+    } catch (err) {
+      if (!force) throw err;
+      out.warn(
+        `${specFile} no longer loads (${(err as Error).message.split('\n')[0]}); resuming with the run directory's own ${SPEC_FILE}`,
+      );
+    }
+    if (current && differs(current)) {
+      if (!force) {
+        // Name what differs: the file (read with the run's own --set flags), the --set flags given now, or both.
+        const setsChanged = setsGiven && JSON.stringify(sets) !== JSON.stringify(originSets);
+        let fileChanged = true;
+        if (setsChanged) {
+          try {
+            fileChanged = differs(loadSpec(specFile, originSets.map(parseSetFlag)).spec);
+          } catch {
+            fileChanged = true;
+          }
+        }
+        const fileText = `${specFile} changed since the run started`;
+        throw refuse(!setsChanged ? fileText : !fileChanged ? setsText : `${fileText}, and ${setsText}`);
+      }
+      spec = current;
+      changed = true;
+    }
+  } else if (setsGiven) {
+    // The spec file is gone (or was never recorded): the flags apply to the run's own spec.yaml.
+    const current = parseSpec(savedText, path.join(dir, SPEC_FILE), sets.map(parseSetFlag)).spec;
+    if (differs(current)) {
+      if (!force) throw refuse(setsText);
+      spec = current;
+      changed = true;
+    }
+  }
+  // Claim the directory before writing anything in it; runExperiment releases it from here on.
+  claimRunDir(runDir);
+  try {
+    if (changed) {
+      const specYaml = specToYaml(spec);
+      writeRunFile(runDir, SPEC_FILE, specYaml);
+      writeJson(runDir, ORIGIN_FILE, {
+        formatVersion: RUN_FORMAT_VERSION,
+        specFile,
+        sets: setsNow,
+        specSha256: sha256(Buffer.from(specYaml)),
+        ...(origin?.backend ? { backend: origin.backend } : {}),
+      } satisfies RunOrigin);
+    }
+    return {
+      spec,
+      resume: { runDir, checkpoint: readCheckpoint(runDir) },
+      origin: { specFile, sets: setsNow, ...(origin?.backend ? { backend: origin.backend } : {}) },
+    };
+  } catch (err) {
+    releaseRunDir(runDir);
+    throw err;
   }
 }
