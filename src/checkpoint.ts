@@ -16,7 +16,7 @@ import * as path from 'node:path';
 import { z } from 'zod';
 import { FailureError, InputError } from './errors';
 import { readRegularFile, sha256 } from './fsutil';
-import { OPTIMIZER_TYPES } from './spec/training';
+import { OPTIMIZER_TYPES } from './train/optimizers/registry';
 
 export const CHECKPOINT_FILE = 'checkpoint.json';
 /** Bumped when a field changes meaning; a checkpoint of another version is refused, not misread. */

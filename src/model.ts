@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { ExperimentSpec, LayerSpec, RegularizerSpec, layerType, IMAGE_SHAPE, TFJS_CLASS } from './spec';
 import { layerShapes } from './spec/layers';
 import { SpatialDropout2D } from './spatial-dropout';
-import { Rng } from './rng';
+import { Rng, runSeeds, type RunSeeds } from './rng';
 import type { AugmentationStep } from './spec/augmentation';
 import { augmentationRows } from './data/augmentation';
 import { fmtConstraint, type ConstraintTerm } from './train/constraints';
@@ -100,10 +100,11 @@ function namer(): (type: string) => string {
 /**
  * Builds the spec's Sequential model with seeded initializers (Glorot-uniform kernels and
  * zero biases by default, as Keras). Regularizers are recorded on the tfjs layers too, so a
- * saved model.json states them, but the training step computes the penalties itself.
+ * saved model.json states them, but the training step computes the penalties itself. A run passes
+ * the seeds it derived up front; a model built on its own (tests, benches) derives them from the spec.
  */
-export function buildModel(spec: ExperimentSpec): BuiltModel {
-  const rng = Rng.derive(spec.seed, 'init');
+export function buildModel(spec: ExperimentSpec, seeds: Pick<RunSeeds, 'init'> = runSeeds(spec.seed)): BuiltModel {
+  const rng = new Rng(seeds.init);
   const name = namer();
   const model = tf.sequential();
   const { shapes } = layerShapes(spec.model.layers);
@@ -221,42 +222,6 @@ export function bindSpec(model: tf.Sequential | tf.LayersModel, spec: Experiment
     }
   });
   return { model: model as tf.Sequential, penalties, activity, dropout, spatialDropout, denseLayers };
-}
-
-/** sign(w) by comparisons: tfjs-wasm's Sign kernel returns 0 for |w| ≤ 1e-7. */
-export function exactSign(w: tf.Tensor): tf.Tensor {
-  return tf.sub(tf.cast(tf.greater(w, 0), 'float32'), tf.cast(tf.less(w, 0), 'float32'));
-}
-
-/**
- * Σ|w| with Keras's gradient sign(w), 0 at w = 0 (tfjs's Abs gradient gives −1 there, and
- * tfjs-wasm's Sign is 0 for tiny weights, which would stop L1 from pulling them to zero).
- */
-const absSum = tf.customGrad(((w: tf.Tensor, save: (t: tf.Tensor[]) => void) => {
-  save([w]);
-  return {
-    value: tf.sum(tf.abs(w)) as tf.Scalar,
-    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.mul(dy, exactSign(saved[0]!)),
-  };
-}) as unknown as Parameters<typeof tf.customGrad>[0]) as unknown as (w: tf.Tensor) => tf.Scalar;
-
-/** Keras's penalty of one tensor: l1·Σ|w| + l2·Σw² (no ½). Call inside tf.tidy or a gradient closure. */
-export function penaltyOf(w: tf.Tensor, l1: number, l2: number): tf.Scalar {
-  let p: tf.Scalar = tf.scalar(0);
-  if (l1 > 0) p = p.add(absSum(w).mul(l1));
-  if (l2 > 0) p = p.add(tf.square(w).sum().mul(l2));
-  return p;
-}
-
-/** Each kernel/bias penalty's current value, by name (end-of-epoch reporting). */
-export function penaltyValues(built: BuiltModel): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const t of built.penalties) {
-    const v = tf.tidy(() => penaltyOf(t.variable.read(), t.l1, t.l2));
-    out[t.name] = v.dataSync()[0]!;
-    v.dispose();
-  }
-  return out;
 }
 
 export function parameterCounts(model: tf.LayersModel): { total: number; trainable: number } {

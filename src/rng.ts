@@ -1,3 +1,33 @@
+/** A generator's state, four uint32s: `new Rng(state)` continues exactly where it was taken. */
+export type RngState = readonly number[];
+
+/** Salt so the validation split draws from its own stream, not the same one as weight init with the same seed. */
+const SPLIT_STREAM_SALT = 0x243f6a88;
+
+/**
+ * The random streams of one run, derived once from the spec's seed before anything is built:
+ * the validation split, weight initialization, the batch shuffle and dropout masks. Each module
+ * receives its stream's starting state (`new Rng(seeds.init)`) instead of deriving its own.
+ */
+export interface RunSeeds {
+  readonly split: RngState;
+  readonly init: RngState;
+  readonly shuffle: RngState;
+  readonly dropout: RngState;
+  /** Data augmentation's draws: its own stream, so turning augmentation on changes no other. */
+  readonly augmentation: RngState;
+}
+
+export function runSeeds(seed: number): RunSeeds {
+  return {
+    split: new Rng((seed ^ SPLIT_STREAM_SALT) >>> 0).state(),
+    init: Rng.derive(seed, 'init').state(),
+    shuffle: Rng.derive(seed, 'shuffle').state(),
+    dropout: Rng.derive(seed, 'dropout').state(),
+    augmentation: Rng.derive(seed, 'augmentation').state(),
+  };
+}
+
 /**
  * A small seeded generator (sfc32, seeded through splitmix32) so that splits, shuffles
  * and initializers are reproducible from one seed. Its state is four uint32s that can be

@@ -306,7 +306,7 @@ export async function loadModel(
   spec: ExperimentSpec,
 ): Promise<{ model: tf.LayersModel; metadata: Record<string, unknown> }> {
   const file = path.join(dir, MODEL_FILE);
-  const raw = readJsonFile<unknown>(dir, MODEL_FILE, MAX_MODEL_JSON_BYTES);
+  const raw = readJsonFile(dir, MODEL_FILE, MAX_MODEL_JSON_BYTES);
   const json = raw as ModelJson;
   if (
     json === null ||
@@ -363,9 +363,9 @@ export async function loadModel(
   }
 }
 
-/** Reads and parses a JSON file of a run directory (bounded, regular files only); no schema. */
-export function readJsonFile<T>(dir: string, file: string, maxBytes = MAX_RUN_JSON_BYTES): T {
-  return parseJsonText(dir, file, maxBytes) as T;
+/** Reads and parses a JSON file of a run directory (bounded, regular files only): unknown, for the caller's schema. */
+export function readJsonFile(dir: string, file: string, maxBytes = MAX_RUN_JSON_BYTES): unknown {
+  return parseJsonText(dir, file, maxBytes);
 }
 
 function parseJsonText(dir: string, file: string, maxBytes: number): unknown {

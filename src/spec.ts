@@ -8,10 +8,10 @@ import {
   checkpointSchema,
   earlyStoppingSchema,
   labelSmoothingSchema,
-  optimizerSchema,
   reduceLrOnPlateauSchema,
   tensorboardSchema,
 } from './spec/training';
+import { optimizerSchema } from './train/optimizers/registry';
 import { layerSchema, layerShapes, type LayerSpec } from './spec/layers';
 import { memoryIssues, type MemorySpec } from './spec/memory';
 import { augmentationSchema } from './spec/augmentation';

@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { loadBlas } from '../src/accel/blas';
 import { accelStats, installAcceleratedKernels, uninstallAcceleratedKernels } from '../src/accel/kernels';
-import { createLeanStep } from '../src/accel/step';
+import { createLeanStep } from '../src/train/lean-step';
 import { bindSpec } from '../src/model';
 import { validateSpec } from '../src/spec';
 import { createReferenceStep } from '../src/train/step';

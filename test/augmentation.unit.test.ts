@@ -26,7 +26,7 @@ import { drawEraseBox, eraseBox, roundHalfEven } from '../src/data/augmentation/
 import { cutBox, cutMixWith, mixUpWith } from '../src/data/augmentation/mixing';
 import { beta } from '../src/data/augmentation/random';
 import { Augmenter } from '../src/data/augmentation';
-import { createLeanStep } from '../src/accel/step';
+import { createLeanStep } from '../src/train/lean-step';
 import { buildModel, modelSummary } from '../src/model';
 import { validateSpec } from '../src/spec';
 import type { FillMode } from '../src/spec/augmentation';

@@ -4,6 +4,7 @@ import { loadDataset, splitToTensors, type DataOptions, type Split } from '../sr
 import { InputError } from '../src/errors';
 import { validateSpec } from '../src/spec';
 import { CLASS_NAMES, PIXELS, TEST_LABELS, TRAIN_LABELS, tinyManifest, tmpDir, writeTiny } from './fixtures/data/tiny';
+import { runSeeds } from '../src/rng';
 
 const SOURCE = writeTiny(tmpDir(), true);
 const NO_VALIDATION = { size: 0, holdout: true, shuffle: false, stratify: false };
@@ -18,7 +19,7 @@ function load(over: Partial<DataOptions> = {}): ReturnType<typeof loadDataset> {
     validation: NO_VALIDATION,
     trainLimit: null,
     testLimit: null,
-    seed: 1,
+    splitSeed: runSeeds(1).split,
     ...over,
   });
 }
@@ -100,9 +101,9 @@ test('without holdout the validation images are also trained on, as in the Keras
 test('a shuffled split is the same for the same seed and different for another seed', async () => {
   const v = validation(8, { shuffle: true });
   const [a, b, c] = await Promise.all([
-    load({ validation: v, seed: 1 }),
-    load({ validation: v, seed: 1 }),
-    load({ validation: v, seed: 2 }),
+    load({ validation: v, splitSeed: runSeeds(1).split }),
+    load({ validation: v, splitSeed: runSeeds(1).split }),
+    load({ validation: v, splitSeed: runSeeds(2).split }),
   ]);
   assert.deepEqual(indices(a.validation), indices(b.validation));
   assert.deepEqual(a.train.images, b.train.images);
@@ -122,7 +123,10 @@ test('a stratified split keeps class proportions, rounding by largest remainder'
   assert.deepEqual(perClass(ten.train), [5, 3, 2]);
   const five = await load({ validation: validation(5, { shuffle: true, stratify: true }) });
   assert.deepEqual(perClass(five.validation), [3, 1, 1]);
-  const other = await load({ validation: validation(10, { shuffle: true, stratify: true }), seed: 7 });
+  const other = await load({
+    validation: validation(10, { shuffle: true, stratify: true }),
+    splitSeed: runSeeds(7).split,
+  });
   assert.notDeepEqual(indices(ten.validation), indices(other.validation));
   assert.deepEqual(perClass(other.validation), [5, 3, 2]);
 });

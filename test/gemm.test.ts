@@ -24,7 +24,7 @@ import {
   installedGemm,
   uninstallAcceleratedKernels,
 } from '../src/accel/kernels';
-import { createLeanStep } from '../src/accel/step';
+import { createLeanStep } from '../src/train/lean-step';
 import { parseIdx, IDX_MAGIC_IMAGES, IDX_MAGIC_LABELS } from '../src/data/idx';
 import { bindSpec } from '../src/model';
 import { validateSpec } from '../src/spec';

@@ -30,6 +30,7 @@ import {
   SIDE,
   TRAIN_LABELS,
 } from './fixtures/data/tiny';
+import { runSeeds } from '../src/rng';
 
 const ROOT = path.resolve(__dirname, '../..');
 const BIN = path.join(ROOT, 'bin', 'regtrain');
@@ -164,7 +165,7 @@ function loadOpts(manifest: Manifest, source: string): DataOptions {
     validation: { size: 0, holdout: true, shuffle: false, stratify: false },
     trainLimit: null,
     testLimit: null,
-    seed: 1,
+    splitSeed: runSeeds(1).split,
   };
 }
 

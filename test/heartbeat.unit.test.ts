@@ -13,7 +13,7 @@ import { CallbackList } from '../src/train/callbacks/callback';
 import { Heartbeat } from '../src/train/callbacks/progress-bar';
 import { fit } from '../src/train/loop';
 import { createTrainStep } from '../src/train/step';
-import { Rng } from '../src/rng';
+import { Rng, runSeeds } from '../src/rng';
 
 const QUICK = path.resolve(__dirname, '../../configs/quick.yaml');
 
@@ -38,7 +38,7 @@ async function trainWithHeartbeat(everyMs: number, epochs: number): Promise<stri
       step,
       { train: split(100, 1), validation: split(50, 2) },
       new CallbackList([new Heartbeat((line) => lines.push(line), everyMs)]),
-      { epochs, batchSize: 50, shuffle: true, seed: 1 },
+      { epochs, batchSize: 50, shuffle: true, seeds: runSeeds(1) },
     );
   } finally {
     step.dispose();

@@ -13,7 +13,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
-import { createLeanStep } from '../src/accel/step';
+import { createLeanStep } from '../src/train/lean-step';
 import { installAcceleratedKernels, uninstallAcceleratedKernels } from '../src/accel/kernels';
 import { buildModel, modelSummary } from '../src/model';
 import { SpecError, validateSpec } from '../src/spec';

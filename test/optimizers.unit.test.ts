@@ -15,8 +15,9 @@ import { buildModel } from '../src/model';
 import { loadDataset } from '../src/data/dataset';
 import { loadSpec, parseSetFlag } from '../src/spec';
 import { createReferenceStep, createTrainStep } from '../src/train/step';
-import { createLeanStep } from '../src/accel/step';
+import { createLeanStep } from '../src/train/lean-step';
 import type { TrainStep } from '../src/train/types';
+import { runSeeds } from '../src/rng';
 
 const QUICK = path.resolve(__dirname, '../../configs/quick.yaml');
 const W0 = [0.5, -0.25, 0, 1];
@@ -360,7 +361,7 @@ async function realImages(n: number): Promise<Images> {
     validation: { size: 0, holdout: true, shuffle: false, stratify: false },
     trainLimit: n,
     testLimit: 10,
-    seed: 1,
+    splitSeed: runSeeds(1).split,
   });
   return ds.train;
 }

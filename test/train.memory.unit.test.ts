@@ -8,7 +8,7 @@ import { loadSpec, parseSetFlag } from '../src/spec';
 import { createTrainStep } from '../src/train/step';
 import { fit } from '../src/train/loop';
 import { CallbackList } from '../src/train/callbacks/callback';
-import { Rng } from '../src/rng';
+import { Rng, runSeeds } from '../src/rng';
 
 const quick = path.resolve(__dirname, '../../configs/quick.yaml');
 
@@ -48,7 +48,7 @@ for (const variant of [
         epochs: 4,
         batchSize: 64,
         shuffle: true,
-        seed: spec.seed,
+        seeds: runSeeds(spec.seed),
       },
     );
     const after = tf.memory().numTensors;

@@ -3,9 +3,11 @@ import { Command } from 'commander';
 import { BackendChoice, initBackend } from '../backend';
 import { loadModel } from '../rundir';
 import { parseSetFlag, NUM_CLASSES } from '../spec';
-import { evaluateSplit, weightPenalty } from '../train/forward';
+import { evaluateSplit } from '../train/forward';
+import { weightPenalty } from '../train/penalties';
 import { Console } from '../console';
 import { resumeCommand } from '../experiment';
+import { runSeeds } from '../rng';
 import { loadSpecData } from '../data/dataset';
 import { addDataOptions, backendOption } from './common';
 import { bindRunModel, openFinishedRun, readRunSpec } from './saved-run';
@@ -82,7 +84,7 @@ export async function evaluateRun(dir: string, opts: EvaluateOptions): Promise<E
   if (best) out.result(`Best model: epoch ${best.epoch} (${best.monitor} ${best.value.toFixed(4)})`);
   try {
     const built = bindRunModel(dir, model, spec);
-    const data = await loadSpecData(spec, opts);
+    const data = await loadSpecData(spec, runSeeds(spec.seed), opts);
     const recorded = metrics.dataset.normalization;
     if (
       recorded &&

@@ -6,6 +6,7 @@ import { InputError } from '../errors';
 import { loadModel } from '../rundir';
 import { forward } from '../train/forward';
 import { Console } from '../console';
+import { runSeeds } from '../rng';
 import { IMAGE_COLS, IMAGE_ROWS, loadSpecData, PIXELS_PER_IMAGE, type Normalization } from '../data/dataset';
 import { loadManifest } from '../data/fetch';
 import { readPng } from '../images/png';
@@ -94,7 +95,7 @@ export async function predict(dir: string, images: string[], opts: PredictOption
   let classNames = loadManifest().classNames;
   if (indexes.length) {
     // The same data path as evaluate (and training), over the whole test set so that any index is there.
-    const data = await loadSpecData({ ...spec, data: { ...spec.data, testLimit: null } }, opts);
+    const data = await loadSpecData({ ...spec, data: { ...spec.data, testLimit: null } }, runSeeds(spec.seed), opts);
     classNames = data.classNames;
     for (const [k, i] of indexes.entries()) {
       if (i >= data.test.count)

@@ -4,7 +4,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { FailureError, InputError } from '../errors';
-import { Rng } from '../rng';
+import { Rng, type RngState, type RunSeeds } from '../rng';
 import { IDX_MAGIC_IMAGES, IDX_MAGIC_LABELS, parseIdx } from './idx';
 import { fetchDataset, loadManifest, type FetchProgress, type FetchedFile, type Manifest } from './fetch';
 import type { ExperimentSpec } from '../spec';
@@ -16,8 +16,6 @@ export const IMAGE_COLS = 28;
 export const PIXELS_PER_IMAGE = IMAGE_ROWS * IMAGE_COLS;
 const PIXEL_MAX = 255;
 const BYTE_VALUES = 256;
-/** Salt so the split draws from its own stream, not the same one as weight init with the same seed. */
-const SPLIT_STREAM_SALT = 0x243f6a88;
 
 export type Normalization = 'scale01' | 'standardize' | 'none';
 
@@ -42,7 +40,8 @@ export interface DataOptions {
   trainLimit: number | null;
   /** The first N images of the test file; null = all. */
   testLimit: number | null;
-  seed: number;
+  /** The validation split's random stream (the run's `RunSeeds.split`). */
+  splitSeed: RngState;
   onProgress?: (e: FetchProgress) => void;
   /** Tests pass a tiny manifest; the packaged Fashion-MNIST one by default. */
   manifest?: Manifest;
@@ -116,12 +115,10 @@ export function chooseValidation(
   size: number,
   shuffle: boolean,
   stratify: boolean,
-  seed: number,
+  splitSeed: RngState,
   numClasses: number,
 ): Int32Array {
-  const order = shuffle
-    ? new Rng((seed ^ SPLIT_STREAM_SALT) >>> 0).permutation(n)
-    : Int32Array.from({ length: n }, (_, i) => i);
+  const order = shuffle ? new Rng(splitSeed).permutation(n) : Int32Array.from({ length: n }, (_, i) => i);
   let picked: Int32Array;
   if (!stratify) {
     picked = order.slice(0, size);
@@ -227,7 +224,7 @@ export async function loadDataset(opts: DataOptions): Promise<Dataset> {
     throw new InputError(`validation size ${v.size} with holdout leaves no training images`);
 
   const valIdx =
-    v.size > 0 ? chooseValidation(train.labels, n, v.size, v.shuffle, v.stratify, opts.seed, numClasses) : null;
+    v.size > 0 ? chooseValidation(train.labels, n, v.size, v.shuffle, v.stratify, opts.splitSeed, numClasses) : null;
   const limit = opts.trainLimit ?? n;
   let trainIdx: Int32Array | null = null;
   if (valIdx && v.holdout) {
@@ -272,6 +269,7 @@ export function splitToTensors(split: Split): { x: tf.Tensor3D; y: tf.Tensor1D }
 /** The dataset a spec asks for, from where the command line says (--data-dir, --source). */
 export function loadSpecData(
   spec: ExperimentSpec,
+  seeds: Pick<RunSeeds, 'split'>,
   opts: { dataDir?: string; source: string[] },
   onProgress?: (p: FetchProgress) => void,
 ): Promise<Dataset> {
@@ -282,7 +280,7 @@ export function loadSpecData(
     validation: spec.data.validation,
     trainLimit: spec.data.trainLimit,
     testLimit: spec.data.testLimit,
-    seed: spec.seed,
+    splitSeed: seeds.split,
     ...(onProgress ? { onProgress } : {}),
   });
 }

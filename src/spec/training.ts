@@ -1,20 +1,21 @@
 /**
- * The spec's optimizer and training-callback sections: zod schemas with Keras's names and
- * defaults (keras.optimizers, keras.optimizers.schedules, keras.callbacks), documented where
- * they are declared. src/spec.ts assembles them into the experiment spec.
+ * The spec's training sections: zod schemas with Keras's names and defaults
+ * (keras.optimizers.schedules, keras.callbacks), documented where they are declared, and the
+ * fields every optimizer shares (learning rate, weight decay). Each optimizer's own schema is in
+ * its file under src/train/optimizers/; src/spec.ts assembles them into the experiment spec.
  */
 import { z } from 'zod';
 import { float32BelowOne, float32Factor } from './float32';
 
-const num = (what = 'a number') => z.number({ error: `expected ${what}` });
-const positive = () =>
+export const num = (what = 'a number') => z.number({ error: `expected ${what}` });
+export const positive = () =>
   num('a positive number').positive({ error: 'expected a positive number' }).superRefine(float32Factor(false));
-const nonNegative = () =>
+export const nonNegative = () =>
   num('a finite number ≥ 0').min(0, { error: 'expected a finite number ≥ 0' }).superRefine(float32Factor(true));
 /** Compared in float64 only (metric deltas, a schedule's decay base): no float32 check. */
 const positive64 = () => num('a positive number').positive({ error: 'expected a positive number' });
 const nonNegative64 = () => num('a finite number ≥ 0').min(0, { error: 'expected a finite number ≥ 0' });
-const bool = () => z.boolean({ error: 'expected true or false' });
+export const bool = () => z.boolean({ error: 'expected true or false' });
 const positiveInt = () =>
   z
     .number({ error: 'expected a positive integer' })
@@ -26,7 +27,7 @@ const nonNegativeInt = () =>
     .int({ error: 'expected an integer' })
     .min(0, { error: 'expected an integer ≥ 0' });
 /** A factor in (0, 1): β₁, β₂, momentum-like values. */
-const unitOpen = () =>
+export const unitOpen = () =>
   num('a number in (0, 1)')
     .gt(0, { error: 'expected a number in (0, 1)' })
     .lt(1, { error: 'expected a number in (0, 1)' })
@@ -97,7 +98,7 @@ const schedule = z
   });
 
 /** A constant learning rate or a schedule, as Keras's `learning_rate` argument takes either. */
-const learningRate = (defaultValue: number) =>
+export const learningRate = (defaultValue: number) =>
   z
     .union([positive(), schedule], {
       error: `expected a positive number or one schedule: ${SCHEDULE_TYPES.join(', ')}`,
@@ -118,8 +119,8 @@ export type LearningRateSpec = number | z.infer<typeof schedule>;
  * `^dense_1/kernel$` one kernel); a Keras short name never holds a `/`, so no Keras pattern
  * changes meaning.
  */
-const weightDecay = (defaultValue: number) => nonNegative().default(defaultValue);
-const excludeFromWeightDecay = () =>
+export const weightDecay = (defaultValue: number) => nonNegative().default(defaultValue);
+export const excludeFromWeightDecay = () =>
   z
     .array(
       z
@@ -135,62 +136,6 @@ const excludeFromWeightDecay = () =>
       { error: 'expected a list of regular expressions matched against variable names (kernel, bias, gamma, beta)' },
     )
     .default([]);
-
-const sgd = z.strictObject({
-  /** keras.optimizers.SGD defaults: lr 0.01, no momentum, no weight decay. */
-  learningRate: learningRate(0.01),
-  momentum: num('a number in [0, 1)')
-    .min(0, { error: 'expected a number in [0, 1)' })
-    .lt(1, { error: 'expected a number in [0, 1)' })
-    .superRefine(float32BelowOne)
-    .default(0),
-  nesterov: bool().default(false),
-  weightDecay: weightDecay(0),
-  excludeFromWeightDecay: excludeFromWeightDecay(),
-});
-const adamFields = {
-  /** keras.optimizers.Adam defaults: lr 0.001, β₁ 0.9, β₂ 0.999, ε 1e-7 (Keras's, not PyTorch's 1e-8). */
-  learningRate: learningRate(0.001),
-  beta1: unitOpen().default(0.9),
-  beta2: unitOpen().default(0.999),
-  epsilon: positive().default(1e-7),
-  amsgrad: bool().default(false),
-  excludeFromWeightDecay: excludeFromWeightDecay(),
-};
-const adam = z.strictObject({ ...adamFields, weightDecay: weightDecay(0) });
-/** keras.optimizers.AdamW: Adam with weightDecay 0.004 by default. */
-const adamw = z.strictObject({ ...adamFields, weightDecay: weightDecay(0.004) });
-
-export const OPTIMIZER_TYPES = ['sgd', 'adam', 'adamw'] as const;
-export type OptimizerType = (typeof OPTIMIZER_TYPES)[number];
-
-/** Exactly one of sgd, adam, adamw; plain SGD (Keras's defaults) when left out. */
-export const optimizerSchema = z
-  .strictObject(
-    { sgd: sgd.optional(), adam: adam.optional(), adamw: adamw.optional() },
-    { error: `expected one optimizer: ${OPTIMIZER_TYPES.join(', ')}` },
-  )
-  .superRefine((o, ctx) => {
-    const kinds = OPTIMIZER_TYPES.filter((k) => o[k] !== undefined);
-    if (kinds.length !== 1)
-      ctx.addIssue({
-        code: 'custom',
-        message: `expected exactly one optimizer (${OPTIMIZER_TYPES.join(', ')}), got ${kinds.length}`,
-      });
-  })
-  .prefault({ sgd: {} });
-export type OptimizerSpec = z.infer<typeof optimizerSchema>;
-export type SgdSpec = z.infer<typeof sgd>;
-export type AdamSpec = z.infer<typeof adam>;
-
-/** The one optimizer a spec names, with its type. */
-export type OptimizerChoice = { type: 'sgd'; config: SgdSpec } | { type: 'adam' | 'adamw'; config: AdamSpec };
-export function optimizerChoice(o: OptimizerSpec): OptimizerChoice {
-  if (o.sgd) return { type: 'sgd', config: o.sgd };
-  if (o.adam) return { type: 'adam', config: o.adam };
-  if (o.adamw) return { type: 'adamw', config: o.adamw };
-  throw new Error('optimizer without a type (the schema should have refused it)');
-}
 
 /**
  * keras.losses.CategoricalCrossentropy(label_smoothing=…) on the sparse labels: the target becomes

@@ -3,7 +3,8 @@
  * reference training step, validation, the test evaluation and `evaluate`.
  */
 import * as tf from '@tensorflow/tfjs';
-import { BuiltModel, penaltyOf, penaltyValues } from '../model';
+import type { BuiltModel } from '../model';
+import { penaltyOf } from './penalties';
 import { NUM_CLASSES } from '../spec';
 import { spatialNoiseShape } from '../spatial-dropout';
 import type { Split } from './types';
@@ -221,9 +222,4 @@ export class SplitPass {
     for (const c of this.chunks ?? []) tf.dispose([c.x, c.y]);
     this.chunks = null;
   }
-}
-
-/** Kernel and bias penalties at the current weights. */
-export function weightPenalty(built: BuiltModel): number {
-  return Object.values(penaltyValues(built)).reduce((a, b) => a + b, 0);
 }

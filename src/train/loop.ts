@@ -8,9 +8,10 @@
  * cross-entropy; `lr` is the optimizer's learning rate at the epoch's end.
  */
 import * as tf from '@tensorflow/tfjs';
-import { BuiltModel, penaltyValues } from '../model';
+import type { BuiltModel } from '../model';
+import { penaltyValues } from './penalties';
 import { weightStats } from './weight-stats';
-import { Rng } from '../rng';
+import { Rng, type RunSeeds } from '../rng';
 import type { EpochRecord } from '../runformat';
 import { CallbackList, StopReason, TrainingContext } from './callbacks/callback';
 import { SplitPass } from './forward';
@@ -25,7 +26,8 @@ export interface FitOptions {
   epochs: number;
   batchSize: number;
   shuffle: boolean;
-  seed: number;
+  /** The run's batch-shuffle and dropout streams (a resume continues its checkpoint's instead). */
+  seeds: Pick<RunSeeds, 'shuffle' | 'dropout' | 'augmentation'>;
   /** Checked between batches; true abandons the epoch in progress (SIGINT/SIGTERM): the last checkpoint stays. */
   shouldStop?: () => boolean;
   /** The spec's data.augmentation: applied to each training batch, in order (none by default). */
@@ -52,12 +54,9 @@ export async function fit(
   opts: FitOptions,
 ): Promise<FitResult> {
   const resume = opts.resume;
-  const shuffleRng = resume ? new Rng(resume.shuffleRng) : Rng.derive(opts.seed, 'shuffle');
-  const dropoutRng = resume ? new Rng(resume.dropoutRng) : Rng.derive(opts.seed, 'dropout');
-  // Its own stream: turning augmentation on does not change the shuffles or the dropout masks.
-  const augmentationRng = resume?.augmentationRng
-    ? new Rng(resume.augmentationRng)
-    : Rng.derive(opts.seed, 'augmentation');
+  const shuffleRng = new Rng(resume ? resume.shuffleRng : opts.seeds.shuffle);
+  const dropoutRng = new Rng(resume ? resume.dropoutRng : opts.seeds.dropout);
+  const augmentationRng = new Rng(resume?.augmentationRng ?? opts.seeds.augmentation);
   const augmenter = opts.augmentation?.length ? new Augmenter(opts.augmentation, augmentationRng) : null;
   const { train, validation } = data;
   const n = train.count;
@@ -167,7 +166,7 @@ export async function fit(
       await callbacks.epochEnd(epoch, logs, ctx);
     }
     if (stopReason === 'epochs' && ctx.stopTraining) stopReason = ctx.stopTraining;
-    await callbacks.trainEnd({ stopReason, epochs: completed }, ctx);
+    await callbacks.trainEnd({ stopReason, epochs: completed, ...(nonFinite ? { nonFinite } : {}) }, ctx);
   } finally {
     validationPass?.dispose();
   }

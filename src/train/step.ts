@@ -2,7 +2,7 @@
  * The training-step seam: chooses what runs under it and builds it. The loop only ever sees a
  * TrainStep (./types).
  *
- * - The lean step (src/accel/step.ts: hand-written gradients, 43 tfjs kernels a step instead of
+ * - The lean step (src/train/lean-step.ts: hand-written gradients, 43 tfjs kernels a step instead of
  *   model.fit's 281) when the model is Flatten + Dense layers with kernel penalties only, and
  *   either tfjs-node runs it or fast matmul kernels are installed (OpenBLAS, else regtrain's own
  *   SIMD WebAssembly GEMM): on tfjs's own wasm kernels its extra small kernels cost more than
@@ -14,11 +14,12 @@
 import * as os from 'node:os';
 import * as tf from '@tensorflow/tfjs';
 import { accelerationDisabled, BackendInfo } from '../backend';
-import { createLeanStep } from '../accel/step';
+import { createLeanStep } from './lean-step';
 import { loadBlas, parseBlasThreads } from '../accel/blas';
-import { BuiltModel, penaltyOf } from '../model';
+import type { BuiltModel } from '../model';
+import { penaltyOf } from './penalties';
 import { ExperimentSpec } from '../spec';
-import { optimizerChoice } from '../spec/training';
+import { optimizerChoice } from './optimizers/registry';
 import { correctCount, crossEntropySum, forward, smoothedCrossEntropySums } from './forward';
 import { Optimizer } from './optimizers';
 import type { TrainStep } from './types';

@@ -24,10 +24,10 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../../src/backend';
 import { loadDataset, loadSpecData, type Split } from '../../src/data/dataset';
-import { Rng } from '../../src/rng';
+import { Rng, runSeeds } from '../../src/rng';
 import { buildModel, type BuiltModel } from '../../src/model';
 import { loadSpec, parseSetFlag, type ExperimentSpec } from '../../src/spec';
-import { optimizerChoice } from '../../src/spec/training';
+import { optimizerChoice } from '../../src/train/optimizers/registry';
 import { crossEntropySum, forward } from '../../src/train/forward';
 import { Optimizer } from '../../src/train/optimizers';
 import { createReferenceStep } from '../../src/train/step';
@@ -89,7 +89,7 @@ export async function cnnSetup(): Promise<CnnSteps> {
     validation: { size: 0, holdout: true, shuffle: false, stratify: false },
     trainLimit: STEPS * BATCH,
     testLimit: 10,
-    seed: spec.seed,
+    splitSeed: runSeeds(spec.seed).split,
   });
   fs.rmSync(cache, { recursive: true, force: true });
   return { spec, built: buildModel(spec), train: ds.train };
@@ -164,11 +164,11 @@ function dump(setup: CnnSteps, dir: string): void {
 async function dumpRun(dir: string): Promise<void> {
   const spec = loadSpec(CNN_CONFIG, []).spec;
   const cache = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-cnn-steps-'));
-  const ds = await loadSpecData(spec, { dataDir: cache, source: [] });
+  const ds = await loadSpecData(spec, runSeeds(spec.seed), { dataDir: cache, source: [] });
   fs.rmSync(cache, { recursive: true, force: true });
   const built = buildModel(spec);
   const vars = built.model.trainableWeights.map((w) => w.read() as tf.Variable);
-  const shuffle = Rng.derive(spec.seed, 'shuffle');
+  const shuffle = new Rng(runSeeds(spec.seed).shuffle);
   const orders = Array.from({ length: spec.training.epochs }, () => shuffle.permutation(ds.train.count));
   fs.mkdirSync(dir, { recursive: true });
   fs.writeFileSync(

@@ -20,8 +20,10 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { initBackend } from '../../src/backend';
 import { loadSpecData } from '../../src/data/dataset';
+import { runSeeds } from '../../src/rng';
 import { HistoryLog } from '../../src/history-log';
-import { buildModel, penaltyValues } from '../../src/model';
+import { buildModel } from '../../src/model';
+import { penaltyValues } from '../../src/train/penalties';
 import { loadSpec, parseSetFlag } from '../../src/spec';
 import { CallbackList, type TrainingContext } from '../../src/train/callbacks/callback';
 import { CheckpointWriter } from '../../src/train/callbacks/checkpoint';
@@ -124,7 +126,7 @@ async function timeOf(fn: () => unknown): Promise<number> {
 export async function extrasBreakdown(): Promise<[string, number][]> {
   const spec = loadSpec(SPEC, [...EPOCH_BENCH_SETS, 'training.epochs=1'].map(parseSetFlag)).spec;
   const backend = await initBackend(spec.backend);
-  const data = await loadSpecData(spec, { source: [] });
+  const data = await loadSpecData(spec, runSeeds(spec.seed), { source: [] });
   const built = buildModel(spec);
   const step = createTrainStep(built, spec, backend);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-epoch-bench-'));
@@ -138,7 +140,7 @@ export async function extrasBreakdown(): Promise<[string, number][]> {
       epochs: 1,
       batchSize: 512,
       shuffle: true,
-      seed: spec.seed,
+      seeds: runSeeds(spec.seed),
     });
     const ctx: TrainingContext = {
       built,
@@ -169,7 +171,7 @@ export async function extrasBreakdown(): Promise<[string, number][]> {
         epochs: 1,
         batchSize: 512,
         shuffle: true,
-        seed: spec.seed,
+        seeds: runSeeds(spec.seed),
       });
     const pieces: [string, () => unknown][] = [
       ['validation pass (5,000 images)', () => evaluateSplit(built, data.validation!)],

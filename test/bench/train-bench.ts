@@ -10,7 +10,7 @@
  *
  * Paths: tfjs backend (wasm, cpu, tensorflow if tfjs-node loads) × GEMM under tfjs's matmul kernels
  * (OpenBLAS at 1 or 2 threads, regtrain's wasm SIMD GEMM with relaxed or plain SIMD, or tfjs's own) ×
- * step (model.fit, or the lean step of src/accel/step.ts).
+ * step (model.fit, or the lean step of src/train/lean-step.ts).
  *
  * Run: npx tsc -p tsconfig.json && node dist/test/bench/train-bench.js [--quick] [--rounds N] [--no-torch]
  *      [--backends wasm,cpu] [--torch-threads 1,2] [--batches 32,128,256,512]
@@ -25,7 +25,7 @@ import { installAcceleratedKernels, uninstallAcceleratedKernels, type GemmChoice
 import { chooseWasmGemm } from '../../src/accel/gemm';
 import { gemmThreads } from '../../src/accel/gemm-pool';
 import { loadBlas } from '../../src/accel/blas';
-import { createLeanStep } from '../../src/accel/step';
+import { createLeanStep } from '../../src/train/lean-step';
 import { tryTfjsNode } from '../../src/backend';
 import { createOptimizer } from '../../src/train/optimizers';
 import { buildTutorialModel, fakeData, TUTORIAL_PENALTIES } from './tutorial-model';

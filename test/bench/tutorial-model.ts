@@ -4,7 +4,7 @@
  * Shared by test/bench/train-bench.ts and test/accel.unit.test.ts.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { Penalty } from '../../src/accel/step';
+import type { Penalty } from '../../src/train/lean-step';
 
 export const TUTORIAL_PENALTIES: Penalty[] = [
   { layerIndex: 1, l1: 0.01, l2: 0 },

@@ -7,6 +7,7 @@ import type { EpochRecord } from '../../runformat';
 import type { CheckpointSpec } from '../../spec/training';
 import { parseCallbackState, type Callback, type CallbackState, type TrainingContext } from './callback';
 import { MonitorCallback } from './monitor';
+import { PHASE, type CallbackDeclaration } from './declaration';
 
 export const BEST_DIR = 'best';
 export const BEST_INFO_FILE = 'best.json';
@@ -74,3 +75,9 @@ export class BestModel extends MonitorCallback implements Callback {
     this.bestEpoch = s.bestEpoch;
   }
 }
+
+export const bestModelDeclaration: CallbackDeclaration = {
+  order: PHASE.decide + 20,
+  make: ({ spec, dir }) =>
+    spec.training.checkpoint.saveBest ? new BestModel(dir.path, spec.training.checkpoint.saveBest) : null,
+};

@@ -43,6 +43,8 @@ export interface TrainEndLogs {
   stopReason: StopReason;
   /** Completed epochs. */
   epochs: number;
+  /** Where the loss became non-finite; `step` null: the validation loss at the epoch's end. */
+  nonFinite?: { epoch: number; step: number | null };
 }
 
 export interface Callback {
@@ -57,6 +59,8 @@ export interface Callback {
   /** State to checkpoint; a callback without state leaves both out. */
   getState?(): CallbackState;
   setState?(state: CallbackState): void;
+  /** Stops drawing for good: a stop signal's notices, or the run's end, follow. */
+  silence?(): void;
 }
 
 /** Calls every callback's hook in order, awaiting each. */

@@ -5,6 +5,7 @@ import type { EpochRecord } from '../../runformat';
 import { restore, snapshot } from '../weights';
 import type { LoopState, TrainStep } from '../types';
 import { Callback, CallbackList, CallbackState, MissingStateError, TrainingContext } from './callback';
+import { PHASE, type CallbackDeclaration } from './declaration';
 
 /**
  * Writes a checkpoint at every epoch's end: the union of the loop's state, the optimizer's and
@@ -90,3 +91,9 @@ export function restoreCheckpoint(
   }
   return cp.body.loop;
 }
+
+/** After the callbacks that decide, so that it records their decisions; the ones after it only report. */
+export const checkpointDeclaration: CallbackDeclaration = {
+  order: PHASE.checkpoint,
+  make: ({ dir, backend, callbacks }) => new CheckpointWriter(dir.path, backend.name, callbacks),
+};

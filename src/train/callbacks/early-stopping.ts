@@ -10,6 +10,7 @@ import {
   type TrainingContext,
 } from './callback';
 import { MonitorCallback } from './monitor';
+import { PHASE, type CallbackDeclaration } from './declaration';
 
 const stateSchema = z.strictObject({
   best: z.number().nullable(),
@@ -72,3 +73,8 @@ export class EarlyStopping extends MonitorCallback implements Callback {
     this.bestWeights = state.arrays?.length ? state.arrays.map((a) => a.data) : null;
   }
 }
+
+export const earlyStoppingDeclaration: CallbackDeclaration = {
+  order: PHASE.decide,
+  make: ({ spec }) => (spec.training.earlyStopping ? new EarlyStopping(spec.training.earlyStopping) : null),
+};

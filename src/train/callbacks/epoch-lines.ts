@@ -1,5 +1,6 @@
 import type { EpochRecord } from '../../runformat';
 import type { Callback, TrainingContext } from './callback';
+import { PHASE, type CallbackDeclaration } from './declaration';
 
 /**
  * Keras's number format in logs: 4 decimals, or exponent form below 1e-3. Unlike Keras, also in
@@ -49,3 +50,8 @@ export class EpochLines implements Callback {
     this.lastLr = logs.lr;
   }
 }
+
+export const epochLinesDeclaration: CallbackDeclaration = {
+  order: PHASE.present + 10,
+  make: ({ out }) => new EpochLines((line) => out.info(line)),
+};

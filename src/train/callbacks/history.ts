@@ -2,6 +2,7 @@ import type { EpochRecord } from '../../runformat';
 import { HistoryLog } from '../../history-log';
 import { z } from 'zod';
 import { parseCallbackState, type Callback, type CallbackState } from './callback';
+import { PHASE, type CallbackDeclaration } from './declaration';
 
 const stateSchema = z.strictObject({ epochs: z.number().int().nonnegative(), chain: z.string().nullable() });
 
@@ -31,3 +32,9 @@ export class History implements Callback {
     this.records = this.log.restore(s.epochs, s.chain);
   }
 }
+
+/** First: every later callback sees the epoch recorded. */
+export const historyDeclaration: CallbackDeclaration = {
+  order: PHASE.record,
+  make: (run) => new History(run.dir.path),
+};

@@ -1,5 +1,6 @@
 import type { EpochRecord } from '../../runformat';
 import type { Callback, TrainingContext } from './callback';
+import { PHASE, type CallbackDeclaration } from './declaration';
 
 export type EventSink = (event: Record<string, unknown>) => void;
 
@@ -25,3 +26,12 @@ export class JsonEvents implements Callback {
     this.emit({ event: 'epoch', ...logs, trainSeconds: ctx.trainSeconds });
   }
 }
+
+export const jsonEventsDeclaration: CallbackDeclaration = {
+  order: PHASE.present + 20,
+  make: ({ out, elapsed, step, backend }) =>
+    new JsonEvents(
+      (e) => out.event(e),
+      () => ({ seconds: elapsed(), step: step.description, blas: backend.blas, gemm: backend.gemm }),
+    ),
+};

@@ -1,5 +1,6 @@
 import { SingleBar } from 'cli-progress';
 import type { Callback, BatchLogs, TrainingContext } from './callback';
+import { PHASE, type CallbackDeclaration } from './declaration';
 
 /** A reader's remaining time: `about 40s left`, `about 3 min left`, `about 1h05m left`. */
 export function fmtTimeLeft(seconds: number): string {
@@ -134,3 +135,15 @@ export class Heartbeat implements Callback {
     this.print(`epoch ${epoch}/${ctx.epochs} done${left === null ? '' : `, ${fmtTimeLeft(left)}`}`);
   }
 }
+
+/** On a terminal, the bar (or, with --quiet, the heartbeat). */
+export const progressBarDeclaration: CallbackDeclaration = {
+  order: PHASE.present,
+  make: ({ out }) => (process.stderr.isTTY && !out.quiet ? new ProgressBar() : null),
+};
+
+export const heartbeatDeclaration: CallbackDeclaration = {
+  order: PHASE.present + 1,
+  make: ({ out }) =>
+    process.stderr.isTTY && out.quiet ? new Heartbeat((line) => process.stderr.write(line + '\n')) : null,
+};

@@ -3,6 +3,7 @@ import type { ReduceLrOnPlateauSpec } from '../../spec/training';
 import type { EpochRecord } from '../../runformat';
 import { parseCallbackState, type Callback, type CallbackState, type TrainingContext } from './callback';
 import { MonitorCallback } from './monitor';
+import { PHASE, type CallbackDeclaration } from './declaration';
 
 const stateSchema = z.strictObject({
   best: z.number().nullable(),
@@ -56,3 +57,8 @@ export class ReduceLrOnPlateau extends MonitorCallback implements Callback {
     this.cooldownCounter = s.cooldownCounter;
   }
 }
+
+export const reduceLrOnPlateauDeclaration: CallbackDeclaration = {
+  order: PHASE.decide + 10,
+  make: ({ spec }) => (spec.training.reduceLrOnPlateau ? new ReduceLrOnPlateau(spec.training.reduceLrOnPlateau) : null),
+};

@@ -2,6 +2,7 @@ import * as path from 'node:path';
 import type { EpochRecord } from '../../runformat';
 import { TensorBoardWriter } from '../tensorboard/writer';
 import type { Callback, TrainingContext } from './callback';
+import { PHASE, type CallbackDeclaration } from './declaration';
 
 export const TENSORBOARD_DIR = 'tensorboard';
 
@@ -91,3 +92,8 @@ export class TensorBoardLogger implements Callback {
     await syncing;
   }
 }
+
+export const tensorBoardDeclaration: CallbackDeclaration = {
+  order: PHASE.log,
+  make: ({ spec, dir }) => (spec.training.tensorboard ? new TensorBoardLogger(dir.path) : null),
+};

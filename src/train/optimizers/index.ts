@@ -1,24 +1,22 @@
 /**
- * Every optimizer regtrain trains with, its update math and its full state. Both training
- * paths (the autodiff reference step and the lean step) call the same per-variable update,
- * so they differ only in how the gradient was computed.
+ * The optimizer a run trains with: the learning rate (its schedule and ReduceLROnPlateau's scale),
+ * weight decay's exclusions, the slots and the update count (its full checkpointed state), around
+ * the update of the optimizer the spec names (one file each in this folder, listed in
+ * `registry.ts`). Both training paths (the autodiff reference step and the lean step) call the
+ * same per-variable update, so they differ only in how the gradient was computed.
  *
  * The math is Keras 3's (keras/src/optimizers/{sgd,adam,adamw}.py, base_optimizer.py), one
- * float32 rounding per tensor operation, as a float32 backend computes it:
- * - decoupled weight decay first, apart from the gradient: w ← w − (w·wd)·lr;
- * - SGD: w ← w − lr·g; with momentum v ← m·v − lr·g, then w ← w + v (Nesterov: w ← w + m·v − lr·g);
- * - Adam: m ← m + (g − m)(1 − β₁); v ← v + (g² − v)(1 − β₂); (AMSGrad: v̂ ← max(v̂, v));
- *   α = lr·√(1 − β₂ᵗ)/(1 − β₁ᵗ); w ← w − m·α/(√v + ε), with t the 1-based update count;
- * - AdamW is Adam with a default weight decay of 0.004.
- * The lean step folds the kernel penalty's gradient l1·sign(w) + 2·l2·w into the same pass
- * (sign(0) = 0, as Keras); the reference step passes l1 = l2 = 0 because autodiff already
- * added it.
+ * float32 rounding per tensor operation, as a float32 backend computes it; decoupled weight decay
+ * first, apart from the gradient: w ← w − (w·wd)·lr. The lean step folds the kernel penalty's
+ * gradient l1·sign(w) + 2·l2·w into the same pass (sign(0) = 0, as Keras); the reference step
+ * passes l1 = l2 = 0 because autodiff already added it.
  */
-import { optimizerChoice, optimizerSchema, type OptimizerChoice, type OptimizerType } from '../spec/training';
-import { InputError } from '../errors';
-import { Schedule, scheduleFrom } from './schedules';
+import { InputError } from '../../errors';
+import { Schedule, scheduleFrom } from '../schedules';
+import { f, type AdamStep, type PenaltySums, type VariableUpdate } from './definition';
+import { optimizerChoice, optimizerSchema, type OptimizerChoice, type OptimizerType } from './registry';
 
-const f = Math.fround;
+export type { AdamStep, PenaltySums, VariableUpdate } from './definition';
 
 /**
  * A tfjs variable's name as Keras writes it, `layer/variable`: tfjs-layers makes names unique per
@@ -27,23 +25,6 @@ const f = Math.fround;
  */
 export function kerasPath(name: string): string {
   return name.includes('/') ? name.replace(/_\d+$/, '') : name;
-}
-
-/** One variable's update: read `w` and `g`, write the new weights to `out` (which may be `w`). */
-export interface VariableUpdate {
-  name: string;
-  w: Float32Array;
-  g: Float32Array;
-  out: Float32Array;
-  /** Kernel penalty factors whose gradient is still to be added to `g` (float32 values). */
-  l1: number;
-  l2: number;
-}
-
-/** Σ|w| and Σw² at the weights before the update (the batch's penalty is taken there). */
-export interface PenaltySums {
-  abs: number;
-  sq: number;
 }
 
 export interface NamedArray {
@@ -83,26 +64,6 @@ const jsSlots: SlotStore = {
   },
 };
 
-/** Adam's per-step coefficients (float32) and one variable's moments, for a SIMD pass. */
-export interface AdamStep {
-  lr: number;
-  wd: number;
-  alpha: number;
-  oneMinusB1: number;
-  oneMinusB2: number;
-  epsilon: number;
-  m: Float32Array;
-  v: Float32Array;
-  vhat: Float32Array | null;
-}
-
-const SLOT_NAMES: Record<string, string[]> = {
-  sgd: [],
-  sgdMomentum: ['momentum'],
-  adam: ['m', 'v'],
-  adamAmsgrad: ['m', 'v', 'vhat'],
-};
-
 export class Optimizer {
   readonly type: OptimizerType;
   /** Updates applied so far (Keras's `optimizer.iterations`); schedules read it. */
@@ -115,7 +76,7 @@ export class Optimizer {
   private readonly schedule: Schedule;
   private readonly slots = new Map<string, Slot[]>();
   private slotStore: SlotStore = jsSlots;
-  private readonly slotNames: string[];
+  private readonly slotNames: readonly string[];
   private readonly excluded: { re: RegExp; qualified: boolean }[];
 
   constructor(private readonly choice: OptimizerChoice) {
@@ -125,8 +86,7 @@ export class Optimizer {
       qualified: p.includes('/'),
     }));
     this.schedule = scheduleFrom(choice.config.learningRate);
-    if (choice.type === 'sgd') this.slotNames = choice.config.momentum > 0 ? SLOT_NAMES.sgdMomentum! : SLOT_NAMES.sgd!;
-    else this.slotNames = choice.config.amsgrad ? SLOT_NAMES.adamAmsgrad! : SLOT_NAMES.adam!;
+    this.slotNames = choice.definition.slots(choice.config);
   }
 
   /** The learning rate the next update uses. */
@@ -158,7 +118,7 @@ export class Optimizer {
    * pass, bit-identical to `update`. Null for every other optimizer.
    */
   plainSgdDecay(name: string): number | null {
-    if (this.choice.type !== 'sgd' || this.choice.config.momentum !== 0) return null;
+    if (!this.choice.definition.isPlainSgd?.(this.choice.config)) return null;
     return this.decays(name) ? f(this.choice.config.weightDecay) : 0;
   }
 
@@ -182,27 +142,11 @@ export class Optimizer {
     this.slotsFor(name, size);
   }
 
-  /** Adam's coefficients for the next update and the variable's moments; null for SGD. */
+  /** Adam's coefficients for the next update and the variable's moments; null for an optimizer that is not Adam-like. */
   adamStep(name: string, size: number, lr: number): AdamStep | null {
-    if (this.choice.type === 'sgd') return null;
-    const c = this.choice.config;
-    const t = this.iterations + 1;
-    const lr32 = f(lr);
-    // Keras computes these in float32: β^t, then α = lr·√(1 − β₂ᵗ)/(1 − β₁ᵗ).
-    const b1t = f(Math.pow(f(c.beta1), t));
-    const b2t = f(Math.pow(f(c.beta2), t));
-    const [m, v, vhat] = this.slotsFor(name, size).map((s) => s.view());
-    return {
-      lr: lr32,
-      wd: this.decays(name) ? f(c.weightDecay) : 0,
-      alpha: f(f(lr32 * f(Math.sqrt(f(1 - b2t)))) / f(1 - b1t)),
-      oneMinusB1: f(1 - f(c.beta1)),
-      oneMinusB2: f(1 - f(c.beta2)),
-      epsilon: f(c.epsilon),
-      m: m!,
-      v: v!,
-      vhat: vhat ?? null,
-    };
+    const { definition, config } = this.choice;
+    if (!definition.adamStep) return null;
+    return definition.adamStep(config, this.context(name, size, lr));
   }
 
   /** Frees the slots (the optimizer cannot step afterwards). */
@@ -216,26 +160,14 @@ export class Optimizer {
     const n = u.w.length;
     if (u.g.length !== n || u.out.length !== n)
       throw new Error(`optimizer: ${u.name}: weights, gradient and output differ in size`);
-    const lr32 = f(lr);
-    const wd = this.decays(u.name) ? f(this.choice.config.weightDecay) : 0;
-    const l2x2 = f(2 * u.l2);
-    if (this.choice.type === 'sgd') {
-      const c = this.choice.config;
-      if (c.momentum === 0) return sgdPass(u.w, u.g, u.out, u.l1, l2x2, lr32, wd);
-      return sgdMomentumPass(
-        u.w,
-        u.g,
-        this.slotsFor(u.name, n)[0]!.view(),
-        u.out,
-        u.l1,
-        l2x2,
-        lr32,
-        wd,
-        f(c.momentum),
-        c.nesterov,
-      );
-    }
-    return adamPass(u, this.adamStep(u.name, n, lr)!);
+    return this.choice.definition.update(u, this.choice.config, this.context(u.name, n, lr));
+  }
+
+  /** The float32 learning rate and weight decay, the update count and the slots of the next update of `name`. */
+  private context(name: string, size: number, lr: number) {
+    const slots = this.slotsFor(name, size).map((s) => s.view());
+    const wd = this.decays(name) ? f(this.choice.config.weightDecay) : 0;
+    return { lr: f(lr), wd, t: this.iterations + 1, slots };
   }
 
   /** Counts the step: call once after every variable was updated. */
@@ -287,91 +219,4 @@ export class Optimizer {
     this.iterations = state.iterations;
     this.learningRateScale = state.learningRateScale;
   }
-}
-
-/**
- * The penalty gradient added to the data gradient, rounded where tfjs's op-by-op path rounds
- * (g + l1·sign, + l2x2·w). The sign is branch-free: a mispredicted branch per weight made
- * these loops 3× slower.
- */
-function sgdPass(
-  W: Float32Array,
-  G: Float32Array,
-  D: Float32Array,
-  l1: number,
-  l2x2: number,
-  lr: number,
-  wd: number,
-): PenaltySums {
-  let abs = 0;
-  let sq = 0;
-  for (let i = 0; i < W.length; i++) {
-    const w = W[i]!;
-    const s = +(w > 0) - +(w < 0);
-    abs += s * w;
-    sq += w * w;
-    const g = f(f(G[i]! + l1 * s) + f(l2x2 * w));
-    const decayed = wd ? f(w - f(f(w * wd) * lr)) : w;
-    D[i] = decayed - f(lr * g);
-  }
-  return { abs, sq };
-}
-
-function sgdMomentumPass(
-  W: Float32Array,
-  G: Float32Array,
-  V: Float32Array,
-  D: Float32Array,
-  l1: number,
-  l2x2: number,
-  lr: number,
-  wd: number,
-  m: number,
-  nesterov: boolean,
-): PenaltySums {
-  let abs = 0;
-  let sq = 0;
-  for (let i = 0; i < W.length; i++) {
-    const w = W[i]!;
-    const s = +(w > 0) - +(w < 0);
-    abs += s * w;
-    sq += w * w;
-    const g = f(f(G[i]! + l1 * s) + f(l2x2 * w));
-    const decayed = wd ? f(w - f(f(w * wd) * lr)) : w;
-    const lrg = f(lr * g);
-    const v = f(f(m * V[i]!) - lrg);
-    V[i] = v;
-    D[i] = decayed + (nesterov ? f(f(m * v) - lrg) : v);
-  }
-  return { abs, sq };
-}
-
-/** Adam's update over one variable (or, for a SIMD pass's tail, a slice: `offset` into the moments). */
-export function adamPass(u: VariableUpdate, a: AdamStep, offset = 0): PenaltySums {
-  const { w: W, g: G, out: D, l1 } = u;
-  const l2x2 = f(2 * u.l2);
-  const { lr, wd, alpha, oneMinusB1, oneMinusB2, epsilon: eps } = a;
-  const M = a.m.subarray(offset, offset + W.length);
-  const V = a.v.subarray(offset, offset + W.length);
-  const VHat = a.vhat?.subarray(offset, offset + W.length) ?? null;
-  let abs = 0;
-  let sq = 0;
-  for (let i = 0; i < W.length; i++) {
-    const w = W[i]!;
-    const s = +(w > 0) - +(w < 0);
-    abs += s * w;
-    sq += w * w;
-    const g = f(f(G[i]! + l1 * s) + f(l2x2 * w));
-    const decayed = wd ? f(w - f(f(w * wd) * lr)) : w;
-    const m = f(M[i]! + f(f(g - M[i]!) * oneMinusB1));
-    let v = f(V[i]! + f(f(f(g * g) - V[i]!) * oneMinusB2));
-    M[i] = m;
-    V[i] = v;
-    if (VHat) {
-      v = Math.max(VHat[i]!, v);
-      VHat[i] = v;
-    }
-    D[i] = decayed - f(f(m * alpha) / f(f(Math.sqrt(v)) + eps));
-  }
-  return { abs, sq };
 }

@@ -1,6 +1,9 @@
 /**
  * A lean training step for a tfjs Sequential model of Dense layers (optionally a leading Flatten), with
- * a final softmax Dense, sparse categorical cross-entropy and SGD (optionally momentum/Nesterov).
+ * a final softmax Dense, sparse categorical cross-entropy and any of regtrain's optimizers (SGD with
+ * optional momentum/Nesterov, Adam, AdamW; weight decay): the optimizer module's own update, fused
+ * with the penalty gradient. It lives in train/ and calls the kernels of src/accel/ (which imports
+ * nothing from train/).
  *
  * It runs the same math as `model.fit` / `model.trainOnBatch` + `optimizer.minimize`, but with hand-
  * written gradients instead of the autodiff tape: no per-batch metric tensors, and no gradient for the input batch (autodiff computes dL/dx of the first layer
@@ -36,10 +39,11 @@
  * relative on weights and losses after 20 steps (test/accel.unit.test.ts).
  */
 import * as tf from '@tensorflow/tfjs';
-import { wasmSimd } from './simd';
-import { installedMatMul, type DirectMatMul, type MatrixAt } from './kernels';
-import { adamPass, Optimizer } from '../train/optimizers';
-import { applyConstraints, type ConstraintTerm } from '../train/constraints';
+import { wasmSimd } from '../accel/simd';
+import { installedMatMul, type DirectMatMul, type MatrixAt } from '../accel/kernels';
+import { Optimizer } from './optimizers';
+import { adamPass } from './optimizers/adam';
+import { applyConstraints, type ConstraintTerm } from './constraints';
 
 /** Per-batch results. `dataLoss` is the SUM over the batch of per-sample cross-entropy (no penalty):
  *  divide by `batchSize` for the batch mean Keras reports (before adding the penalty). */
