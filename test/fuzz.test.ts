@@ -10,14 +10,12 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { execFile } from 'node:child_process';
 import fc from 'fast-check';
 import * as YAML from 'yaml';
 import { InputError } from '../src/errors';
 import { parseSetFlag, parseSpec, type Override } from '../src/spec';
+import { ROOT, regtrain } from './helpers/cli';
 
-const ROOT = path.resolve(__dirname, '../..');
-const BIN = path.join(ROOT, 'bin', 'regtrain');
 const CONFIGS = path.join(ROOT, 'configs');
 const SEEDS: string[] = fs
   .readdirSync(CONFIGS)
@@ -411,25 +409,7 @@ test(
         return file;
       });
       const runs = await Promise.all(
-        files.map(
-          (file) =>
-            new Promise<{ file: string; code: number | null; signal: string | null; stderr: string }>((resolve) => {
-              execFile(
-                process.execPath,
-                [BIN, 'validate', file],
-                { encoding: 'utf8', timeout: 20_000 },
-                (err, _out, stderr) => {
-                  const e = err as (Error & { code?: number | string; signal?: string }) | null;
-                  resolve({
-                    file,
-                    code: e ? (typeof e.code === 'number' ? e.code : null) : 0,
-                    signal: e?.signal ?? null,
-                    stderr,
-                  });
-                },
-              );
-            }),
-        ),
+        files.map(async (file) => ({ file, ...(await regtrain(['validate', file], { timeoutMs: 20_000 })) })),
       );
       for (const r of runs) {
         const input = fs.readFileSync(r.file, 'utf8');
