@@ -1,17 +1,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { QUICK, regtrainSync } from './helpers/cli';
 
 /**
  * Every backend and training-step path `regtrain run` can choose, driven through the CLI:
  * each is run where this machine has it and skipped with the reason where it does not.
  */
-const repoRoot = path.resolve(__dirname, '../..');
-const bin = path.join(repoRoot, 'bin', 'regtrain');
-const quick = path.join(repoRoot, 'configs', 'quick.yaml');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-backend-'));
 const tiny = [
   '--set',
@@ -52,13 +49,11 @@ function run(
   args: string[],
   env: Record<string, string> = {},
 ): { status: number | null; events: Events; stderr: string } {
-  const r = spawnSync(
-    process.execPath,
-    [bin, 'run', quick, ...tiny, '--json', '--out', fs.mkdtempSync(path.join(tmp, 'run-')) + '/r', ...args],
+  const r = regtrainSync(
+    ['run', QUICK, ...tiny, '--json', '--out', fs.mkdtempSync(path.join(tmp, 'run-')) + '/r', ...args],
     {
       cwd: tmp,
       env: { ...process.env, REGTRAIN_DATA_DIR: path.join(tmp, 'cache'), ...env },
-      encoding: 'utf8',
     },
   );
   const events = Object.fromEntries(

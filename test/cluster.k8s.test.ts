@@ -2,7 +2,8 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { BIN, clusterEnv } from './helpers/cluster-env';
+import { clusterEnv } from './helpers/cluster-env';
+import { regtrainSync } from './helpers/cli';
 import { spawnSync } from 'node:child_process';
 import * as YAML from 'yaml';
 
@@ -55,10 +56,8 @@ test(
   { timeout: 10 * 60_000 },
   () => {
     fs.writeFileSync(path.join(tmp, 'study.yaml'), SPEC);
-    const planned = spawnSync(
-      process.execPath,
+    const planned = regtrainSync(
       [
-        BIN,
         'plan',
         'study.yaml',
         '--format',
@@ -74,7 +73,7 @@ test(
         '--image',
         'registry.example/regtrain:0.1.0',
       ],
-      { cwd: tmp, env: baseEnv, encoding: 'utf8' },
+      { cwd: tmp, env: baseEnv },
     );
     assert.equal(planned.status, 0, planned.stderr);
     const manifest = planned.stdout.trim();

@@ -3,13 +3,10 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { spawn } from 'node:child_process';
 import { applyCpuBudget, cgroupCpus, cpuBudget } from '../src/cpus';
 import { indexRanges } from '../src/commands/status';
-import { regtrainSync } from './helpers/cli';
+import { launch, regtrainSync } from './helpers/cli';
 
-const ROOT = path.resolve(__dirname, '..', '..');
-const BIN = path.join(ROOT, 'bin', 'regtrain');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-member-'));
 const env: NodeJS.ProcessEnv = { ...process.env, REGTRAIN_DATA_DIR: path.join(tmp, 'cache') };
 delete env.SLURM_ARRAY_TASK_ID;
@@ -57,31 +54,22 @@ function startMember(
   onLine?: (line: string, child: Started) => void,
   extraEnv: Record<string, string> = {},
 ): Started {
-  const child = spawn(process.execPath, [BIN, 'run-member', ...args, '--json'], {
+  // Each complete line once, in order: `done` is how far stdout has been split into lines.
+  let done = 0;
+  const run = launch(['run-member', ...args, '--json'], {
     cwd: tmp,
     env: { ...env, ...extraEnv },
+    timeoutMs: 600_000,
+    onStdout: (all) => {
+      for (let nl; (nl = all.indexOf('\n', done)) >= 0; done = nl + 1) onLine?.(all.slice(done, nl), started);
+    },
   });
-  let out = '';
-  let err = '';
   const started: Started = {
-    code: new Promise((resolve) =>
-      child.on('close', (code, signal) => resolve(code ?? (signal === 'SIGKILL' ? -9 : null))),
-    ),
-    stdout: () => out,
-    stderr: () => err,
-    kill: (sig) => child.kill(sig),
+    code: run.done.then(({ code, signal }) => code ?? (signal === 'SIGKILL' ? -9 : null)),
+    stdout: run.stdout,
+    stderr: run.stderr,
+    kill: (sig) => run.child.kill(sig),
   };
-  let buf = '';
-  child.stdout.on('data', (d: Buffer) => {
-    out += d.toString();
-    buf += d.toString();
-    let nl: number;
-    while ((nl = buf.indexOf('\n')) >= 0) {
-      onLine?.(buf.slice(0, nl), started);
-      buf = buf.slice(nl + 1);
-    }
-  });
-  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
   return started;
 }
 
@@ -312,11 +300,12 @@ test('a member whose lock was left by a pod on another host waits while that hea
   );
 
   writeLock('deadpod');
-  const taken = startMember(['foreign', '--index', '0'], undefined, { REGTRAIN_LOCK_STALE_SECONDS: '5' });
+  // 15 s: the member must see the lock before it is stale, even when a loaded machine takes seconds to start it.
+  const taken = startMember(['foreign', '--index', '0'], undefined, { REGTRAIN_LOCK_STALE_SECONDS: '15' });
   assert.equal(await taken.code, 0, taken.stderr());
   assert.match(
     taken.stderr(),
-    /^member 0: the lock is held by pid 1 on host pod-a-0-xk2p; waiting up to [1-5] s: taken over if its heartbeat stays silent/m,
+    /^member 0: the lock is held by pid 1 on host pod-a-0-xk2p; waiting up to (?:[1-9]|1[0-5]) s: taken over if its heartbeat stays silent/m,
   );
   assert.deepEqual(history('foreign/runs/a'), history('whole/runs/a'));
   assert.ok(file('foreign/runs/a', 'weights.bin').equals(file('whole/runs/a', 'weights.bin')));

@@ -3,6 +3,7 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BIN, ROOT, clusterEnv } from './helpers/cluster-env';
+import { regtrainSync } from './helpers/cli';
 import { spawnSync } from 'node:child_process';
 
 const { tmp, env: env } = clusterEnv('regtrain-slurm-');
@@ -29,7 +30,7 @@ function sh(cmd: string, args: string[], cwd = tmp) {
   return spawnSync(cmd, args, { cwd, env, encoding: 'utf8' });
 }
 function regtrain(args: string[], cwd = tmp) {
-  return spawnSync(process.execPath, [BIN, ...args], { cwd, env, encoding: 'utf8' });
+  return regtrainSync(args, { cwd, env, timeoutMs: 15 * 60_000 });
 }
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 

@@ -3,13 +3,11 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { spawn } from 'node:child_process';
 import { collectRuns, compareRuns, pairedT, tCdf, tQuantile, specDiff, type Group } from '../src/compare';
 import { readMetrics } from '../src/rundir';
-import { regtrainSync } from './helpers/cli';
+import { regtrain, regtrainSync } from './helpers/cli';
 
 const ROOT = path.resolve(__dirname, '..', '..');
-const BIN = path.join(ROOT, 'bin', 'regtrain');
 const RUNS = path.join(ROOT, 'test', 'fixtures', 'runs');
 const STUDY = path.join(RUNS, 'study');
 const LOOSE = path.join(RUNS, 'loose');
@@ -443,15 +441,7 @@ test('a finished run stores its test confusion matrix, whose diagonal gives its 
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-cmp-run-'));
   const run = path.join(tmp, 'run');
   const env = { ...process.env, REGTRAIN_DATA_DIR: path.join(tmp, 'cache'), XDG_CACHE_HOME: path.join(tmp, 'xdg') };
-  const exec = (args: string[]) =>
-    new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-      const child = spawn(process.execPath, [BIN, ...args], { cwd: tmp, env, stdio: ['ignore', 'pipe', 'pipe'] });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.setEncoding('utf8').on('data', (x: string) => (stdout += x));
-      child.stderr.setEncoding('utf8').on('data', (x: string) => (stderr += x));
-      child.on('close', (code) => resolve({ code, stdout, stderr }));
-    });
+  const exec = (args: string[]) => regtrain(args, { cwd: tmp, env });
   const tiny = [
     '--backend',
     'wasm',

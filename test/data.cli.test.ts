@@ -2,39 +2,21 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { execFile } from 'node:child_process';
-import { packageRoot } from '../src/fsutil';
 import { loadDataset } from '../src/data/dataset';
 import { serve, tmpDir } from './fixtures/data/tiny';
 import { runSeeds } from '../src/rng';
+import { BIN, regtrain as cli, type CliResult } from './helpers/cli';
 
-const BIN = path.join(packageRoot(), 'bin', 'regtrain');
 const DEBIAN_DIR = '/usr/share/datasets/fashion-mnist';
 /** Fashion-MNIST's known pixel statistics of x/255 over the 60,000 training images. */
 const KNOWN_TRAIN_MEAN = 0.286;
 const KNOWN_TRAIN_STD = 0.353;
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
 /** Runs `node bin/regtrain ...args` as a real child process, without blocking this event loop. */
-function regtrain(args: string[]): Promise<Run> {
+function regtrain(args: string[]): Promise<CliResult> {
   // Point every cache default at a temp dir so no test touches the real ~/.cache.
   const env = { ...process.env, XDG_CACHE_HOME: tmpDir('regtrain-xdg-'), REGTRAIN_DATA_DIR: '' };
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [BIN, ...args],
-      { env, encoding: 'utf8', maxBuffer: 16 * 1024 * 1024 },
-      (err, stdout, stderr) => {
-        const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
-        resolve({ code, stdout, stderr });
-      },
-    );
-  });
+  return cli(args, { env, timeoutMs: 300_000 });
 }
 
 test('verify on a cache dir that does not exist exits 2 and says to fetch', async () => {

@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { fetchDataset, type FetchOptions, type Manifest } from '../src/data/fetch';
 import { loadDataset, type DataOptions } from '../src/data/dataset';
 import { encodeIdx } from '../src/data/idx';
@@ -31,9 +31,8 @@ import {
   TRAIN_LABELS,
 } from './fixtures/data/tiny';
 import { runSeeds } from '../src/rng';
+import { BIN, launch, type CliResult, type Running } from './helpers/cli';
 
-const ROOT = path.resolve(__dirname, '../..');
-const BIN = path.join(ROOT, 'bin', 'regtrain');
 const TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-hardening-faults-'));
 fs.chmodSync(TMP, 0o755); // an unprivileged child (uid 65534) must be able to walk in
 const mounts: string[] = [];
@@ -70,41 +69,14 @@ function spawnSyncQuiet(cmd: string, args: string[]): boolean {
   }
 }
 
-interface Run {
-  code: number | null;
-  signal: string | null;
-  stdout: string;
-  stderr: string;
-}
+type Run = CliResult;
 
 function env(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   return { ...process.env, XDG_CACHE_HOME: path.join(TMP, 'xdg'), REGTRAIN_DATA_DIR: DATA, ...extra };
 }
 
-function regtrain(args: string[], opts: { uid?: number; timeout?: number } = {}): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [BIN, ...args],
-      {
-        cwd: TMP,
-        env: env(),
-        encoding: 'utf8',
-        timeout: opts.timeout ?? 60_000,
-        maxBuffer: 16 << 20,
-        ...(opts.uid !== undefined ? { uid: opts.uid, gid: opts.uid } : {}),
-      },
-      (err, stdout, stderr) => {
-        const e = err as (Error & { code?: number | string; signal?: string }) | null;
-        resolve({
-          code: e ? (typeof e.code === 'number' ? e.code : null) : 0,
-          signal: e?.signal ?? null,
-          stdout,
-          stderr,
-        });
-      },
-    );
-  });
+function regtrain(args: string[], opts: { uid?: number } = {}): Promise<Run> {
+  return launch(args, { cwd: TMP, env: env(), timeoutMs: 60_000, uid: opts.uid }).done;
 }
 
 /** The first stderr line that is not progress chatter ("Backend: …", "SIGTERM: finishing…"). */
@@ -618,19 +590,8 @@ async function slowMirror() {
   };
 }
 
-function start(
-  args: string[],
-  extraEnv: Record<string, string> = {},
-): { child: ChildProcess; done: Promise<Run>; output: () => string } {
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: TMP, env: env(extraEnv) });
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  const done = new Promise<Run>((resolve) =>
-    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })),
-  );
-  return { child, done, output: () => stdout + stderr };
+function start(args: string[], extraEnv: Record<string, string> = {}): Running {
+  return launch(args, { cwd: TMP, env: env(extraEnv), timeoutMs: 300_000 });
 }
 
 async function until(what: string, cond: () => boolean, ms = 30_000): Promise<void> {

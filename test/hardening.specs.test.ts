@@ -18,7 +18,7 @@ after(() => fs.rmSync(TMP, { recursive: true, force: true }));
 
 /** `regtrain ARGS` with cwd = the corpus, so messages name files as the user typed them. */
 const ENV = { ...process.env, XDG_CACHE_HOME: path.join(TMP, 'xdg'), REGTRAIN_DATA_DIR: path.join(TMP, 'data') };
-const regtrain = (args: string[], cwd = BAD) => run(args, { cwd, env: ENV, timeoutMs: 20_000 });
+const regtrain = (args: string[], cwd = BAD) => run(args, { cwd, env: ENV });
 
 /** A user mistake: exit 2, a first line as given, no "internal error", no stack frame. */
 function assertRefused(r: Run, firstLine: string, what: string): void {

@@ -11,15 +11,13 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { parseBlasThreads } from '../src/accel/blas';
 import { fetchDataset, verifyCache } from '../src/data/fetch';
 import { FailureError } from '../src/errors';
 import { serve, tinyFiles, tinyManifest, tmpDir, writeTiny } from './fixtures/data/tiny';
+import { QUICK, launch, type Running } from './helpers/cli';
 
-const ROOT = path.resolve(__dirname, '../..');
-const BIN = path.join(ROOT, 'bin', 'regtrain');
-const QUICK = path.join(ROOT, 'configs', 'quick.yaml');
 const TINY = [
   '--backend',
   'wasm',
@@ -36,28 +34,9 @@ const SIGNUM: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 };
 let TMP = '';
 let RUN = '';
 
-interface Result {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-function start(args: string[]): { child: ChildProcess; output: () => string; done: Promise<Result> } {
+function start(args: string[]): Running {
   const env = { ...process.env, REGTRAIN_DATA_DIR: path.join(TMP, 'cache'), XDG_CACHE_HOME: path.join(TMP, 'xdg') };
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: TMP, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.setEncoding('utf8').on('data', (s: string) => (stdout += s));
-  child.stderr!.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-  const done = new Promise<Result>((resolve) => {
-    const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr });
-    });
-  });
-  return { child, output: () => stdout + stderr, done };
+  return launch(args, { cwd: TMP, env });
 }
 
 const regtrain = (args: string[]) => start(args).done;

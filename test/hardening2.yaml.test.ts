@@ -28,7 +28,7 @@ function errors(text: string, sets: string[] = []): string[] {
   }
 }
 
-const cli = (args: string[]) => regtrain(args, { cwd: ROOT, timeoutMs: 30_000 });
+const cli = (args: string[]) => regtrain(args, { cwd: ROOT });
 
 /** quick.yaml with `seed: 1234` replaced by `seed: <value>`. */
 const withSeed = (value: string) => QUICK_TEXT.replace('seed: 1234', `seed: ${value}`);

@@ -20,7 +20,7 @@ import { readFirstLines, readRegularFile } from '../src/fsutil';
 import { estimateMemory, memoryIssues } from '../src/spec/memory';
 import { layerShapes } from '../src/spec/layers';
 import { parseSpec } from '../src/spec';
-import { BIN, finished, killAfterFirstEpoch, QUICK, startCli, type CliResult } from './helpers/cli';
+import { BIN, finished, killAfterFirstEpoch, QUICK, regtrainSync, startCli, type CliResult } from './helpers/cli';
 
 const TINY = [
   '--backend',
@@ -475,7 +475,7 @@ describe('family 3: validation bounds what training and inference allocate', () 
 
   test('every shipped config still validates (the bound refuses nothing that runs today)', () => {
     for (const f of fs.readdirSync(path.join(path.dirname(QUICK))).filter((n) => n.endsWith('.yaml'))) {
-      const r = spawnSync(process.execPath, [BIN, 'validate', path.join(path.dirname(QUICK), f)], { encoding: 'utf8' });
+      const r = regtrainSync(['validate', path.join(path.dirname(QUICK), f)]);
       assert.equal(r.status, 0, `${f}: ${r.stderr}`);
     }
   });
@@ -672,7 +672,7 @@ describe('family 5: hyperparameters validated in float32, the precision they are
       const base = `name: f\nmodel:\n  layers:\n    - flatten: {}\n    - dense: { units: 10, activation: softmax }\n${optimizerKind ? `optimizer: { ${optimizerKind}: {} }\n` : ''}`;
       const file = path.join(TMP, 'f32.yaml');
       fs.writeFileSync(file, base);
-      const v = spawnSync(process.execPath, [BIN, 'validate', file, '--set', set], { encoding: 'utf8' });
+      const v = regtrainSync(['validate', file, '--set', set]);
       assert.equal(v.status, 2, `${set}: ${v.stderr}`);
       assert.equal(
         v.stderr

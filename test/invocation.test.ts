@@ -21,6 +21,9 @@ const ON_PATH = `${LINKED}${path.delimiter}${BARE_PATH}`;
 function shell(command: string, PATH: string, cwd = TMP) {
   const env: NodeJS.ProcessEnv = { ...process.env, PATH };
   for (const k of Object.keys(env)) if (k.startsWith('npm_')) delete env[k];
+  // npx installs this checkout as a file: dependency on its first use, which runs the prepare script: a rebuild that
+  // empties dist/ under the test files running at the same time. The hint does not depend on it.
+  env.npm_config_ignore_scripts = 'true';
   return spawnSync('bash', ['-c', command], { cwd, env, encoding: 'utf8' });
 }
 

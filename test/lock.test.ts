@@ -7,11 +7,9 @@ import { spawn, spawnSync } from 'node:child_process';
 import { claimRunDir, releaseRunDir, LOCK_FILE } from '../src/rundir';
 import { processStartTime } from '../src/lock';
 import { InputError } from '../src/errors';
+import { BIN, QUICK, ROOT, launch, regtrainSync } from './helpers/cli';
 
-const ROOT = path.resolve(__dirname, '..', '..');
-const BIN = path.join(ROOT, 'bin', 'regtrain');
 const RUNDIR_JS = path.join(ROOT, 'dist', 'src', 'rundir.js');
-const QUICK = path.join(ROOT, 'configs', 'quick.yaml');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-lock-'));
 const BOOT = fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
 
@@ -166,7 +164,6 @@ for (const signal of ['SIGKILL', 'SIGSEGV'] as const) {
   test(`a run ended by ${signal} leaves a lock that is reported as an interrupted run, not as "another regtrain run is writing to it", and --resume takes it over`, async () => {
     const out = path.join(tmp, `killed-${signal}`);
     const args = [
-      BIN,
       'run',
       QUICK,
       '--set',
@@ -181,19 +178,15 @@ for (const signal of ['SIGKILL', 'SIGSEGV'] as const) {
       out,
       '--json',
     ];
-    await new Promise<void>((resolve, reject) => {
-      const child = spawn(process.execPath, args, { cwd: tmp });
-      let stdout = '';
-      child.stdout.on('data', (d: Buffer) => {
-        stdout += d.toString();
-        if (stdout.includes('"event":"epoch"')) child.kill(signal);
-      });
-      child.on('exit', (code, sig) =>
-        sig === signal ? resolve() : reject(new Error(`run ended with ${code ?? sig} before it could be stopped`)),
-      );
-    });
+    const stopped = await launch(args, {
+      cwd: tmp,
+      onStdout: (all, child) => {
+        if (all.includes('"event":"epoch"')) child.kill(signal);
+      },
+    }).done;
+    assert.equal(stopped.signal, signal, `run ended with ${stopped.code ?? stopped.signal} before it could be stopped`);
     assert.ok(fs.existsSync(path.join(out, LOCK_FILE)), 'the dead run left its lock');
-    const again = spawnSync(process.execPath, args, { cwd: tmp, encoding: 'utf8' });
+    const again = regtrainSync(args, { cwd: tmp });
     assert.equal(again.status, 2);
     assert.equal(
       again.stderr
@@ -202,7 +195,7 @@ for (const signal of ['SIGKILL', 'SIGSEGV'] as const) {
         .join('\n') + '\n',
       `error: --out ${out}: holds a run that stopped before finishing (its process is gone); continue it with: node ${BIN} run --resume ${out}\n`,
     );
-    const resumed = spawnSync(process.execPath, [BIN, 'run', '--resume', out, '-q'], { cwd: tmp, encoding: 'utf8' });
+    const resumed = regtrainSync(['run', '--resume', out, '-q'], { cwd: tmp });
     assert.equal(resumed.status, 0, resumed.stderr);
     assert.ok(!fs.existsSync(path.join(out, LOCK_FILE)), 'released at the end');
   });

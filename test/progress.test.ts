@@ -11,7 +11,7 @@ import { spawnSync } from 'node:child_process';
 import { epochLine, fmtLogValue } from '../src/train/callbacks/epoch-lines';
 import { fmtTimeLeft } from '../src/train/callbacks/progress-bar';
 import type { EpochRecord } from '../src/runformat';
-import { BIN, QUICK, ROOT } from './helpers/cli';
+import { BIN, QUICK, ROOT, regtrainSync } from './helpers/cli';
 
 const TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-progress-'));
 const FAKE = path.join(ROOT, 'test', 'fixtures', 'bin');
@@ -54,10 +54,7 @@ test('a diverged epoch prints its numbers in exponent form, and a constant learn
 });
 
 test('a constant learning rate shows on the first epoch line only, so the later lines of the quick run stay within 115 columns', () => {
-  const r = spawnSync(process.execPath, [BIN, 'run', QUICK, '--out', path.join(TMP, 'quick'), '--backend', 'wasm'], {
-    encoding: 'utf8',
-    cwd: TMP,
-  });
+  const r = regtrainSync(['run', QUICK, '--out', path.join(TMP, 'quick'), '--backend', 'wasm'], { cwd: TMP });
   assert.equal(r.status, 0, r.stderr);
   const epochs = r.stdout.split('\n').filter((l) => l.startsWith('Epoch '));
   assert.equal(epochs.length, 3);
@@ -123,11 +120,9 @@ test('a cosine decay longer than the run is warned about before training, naming
         'optimizer: { sgd: { learningRate: { cosineDecay: { initialLearningRate: 0.1, decaySteps: 1000 } } } }\n',
       ),
   );
-  const r = spawnSync(
-    process.execPath,
-    [BIN, 'run', spec, '--set', 'training.epochs=1', '--out', path.join(TMP, 'cosine'), '-q'],
-    { encoding: 'utf8', cwd: TMP },
-  );
+  const r = regtrainSync(['run', spec, '--set', 'training.epochs=1', '--out', path.join(TMP, 'cosine'), '-q'], {
+    cwd: TMP,
+  });
   assert.equal(r.status, 0, r.stderr);
   assert.match(
     r.stderr,
@@ -136,9 +131,7 @@ test('a cosine decay longer than the run is warned about before training, naming
 });
 
 test('a --set that makes a section wrong is named in the error, with the spec line it lands on', () => {
-  const r = spawnSync(process.execPath, [BIN, 'validate', QUICK, '--set', 'optimizer.adam.learningRate=0.1'], {
-    encoding: 'utf8',
-  });
+  const r = regtrainSync(['validate', QUICK, '--set', 'optimizer.adam.learningRate=0.1']);
   assert.equal(r.status, 2);
   // quick.yaml's line 16, column 12: the `{ sgd: … }` the --set adds a second optimizer to.
   assert.equal(

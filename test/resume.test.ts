@@ -1,14 +1,10 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { killAfterFirstEpoch } from './helpers/cli';
+import { BIN, QUICK as quick, killAfterFirstEpoch, launch, regtrainSync } from './helpers/cli';
 
-const repoRoot = path.resolve(__dirname, '../..');
-const bin = path.join(repoRoot, 'bin', 'regtrain');
-const quick = path.join(repoRoot, 'configs', 'quick.yaml');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-resume-'));
 const env = { ...process.env, REGTRAIN_DATA_DIR: path.join(tmp, 'cache') };
 const small = [
@@ -25,7 +21,7 @@ const small = [
 ];
 
 function regtrain(args: string[], extraEnv: Record<string, string> = {}) {
-  return spawnSync(process.execPath, [bin, ...args], { cwd: tmp, env: { ...env, ...extraEnv }, encoding: 'utf8' });
+  return regtrainSync(args, { cwd: tmp, env: { ...env, ...extraEnv } });
 }
 
 /** A run SIGKILLed after its first epoch (so a checkpoint exists), with `extraEnv`. */
@@ -69,7 +65,7 @@ test('a finished run cannot be resumed by mistake, and the refusal says how to t
   assert.equal(r.status, 2);
   assert.equal(
     r.stderr.trim(),
-    `error: --resume whole: the run already finished (a finished run keeps no checkpoint to go on from); to train it for more epochs, start a new run from its spec: node ${bin} run whole/spec.yaml --set training.epochs=N`,
+    `error: --resume whole: the run already finished (a finished run keeps no checkpoint to go on from); to train it for more epochs, start a new run from its spec: node ${BIN} run whole/spec.yaml --set training.epochs=N`,
   );
   // The suggested command, with N filled in, trains a new run from the finished run's spec.
   const longer = regtrain([
@@ -191,19 +187,16 @@ test('a run killed after the checkpoint of the epoch early stopping ended it res
   // Freeze the run the moment epoch 2 is reported (after its checkpoint), then kill it.
   for (let attempt = 0; ; attempt++) {
     const dir = `es-killed-${attempt}`;
-    await new Promise<void>((resolve, reject) => {
-      const child = spawn(process.execPath, [bin, 'run', quick, ...sets, '--out', dir, '--json'], { cwd: tmp, env });
-      let out = '';
-      child.stdout.on('data', (d: Buffer) => {
-        out += d.toString();
-        if (out.includes('"event":"epoch","epoch":2')) {
+    await launch(['run', quick, ...sets, '--out', dir, '--json'], {
+      cwd: tmp,
+      env,
+      onStdout: (all, child) => {
+        if (all.includes('"event":"epoch","epoch":2')) {
           child.kill('SIGSTOP');
           child.kill('SIGKILL');
         }
-      });
-      child.on('error', reject);
-      child.on('exit', () => resolve());
-    });
+      },
+    }).done;
     if (fs.existsSync(path.join(tmp, dir, 'metrics.json'))) {
       assert.ok(attempt < 3, 'the run finished before it could be killed, three times');
       continue;

@@ -7,9 +7,8 @@ import { spawn, spawnSync } from 'node:child_process';
 import { parseSpec, SpecError } from '../src/spec';
 import { expandStudy, isStudy, runStudy, type StudyFile } from '../src/study';
 import { InputError } from '../src/errors';
+import { BIN, ROOT, regtrain, regtrainSync } from './helpers/cli';
 
-const ROOT = path.resolve(__dirname, '..', '..');
-const BIN = path.join(ROOT, 'bin', 'regtrain');
 const FAKE = path.join(ROOT, 'test', 'fixtures', 'bin');
 
 const BASE = `
@@ -35,7 +34,7 @@ function writeSpec(dir: string, text: string, file = 'study.yaml'): string {
 /** `regtrain` on PATH, as after the README's install: plan's Slurm and parallel artifacts need it. */
 const ON_PATH = regtrainOnPath(tmpdir());
 function cli(args: string[], cwd = ROOT, env = ON_PATH) {
-  return spawnSync(process.execPath, [BIN, ...args], { cwd, encoding: 'utf8', env });
+  return regtrainSync(args, { cwd, env });
 }
 
 test('a spec is a study when it has variants, a sweep, or more than one repeat', () => {
@@ -477,18 +476,7 @@ test('two plans of different studies racing for one directory: exactly one is wr
       writeSpec(dir, BASE + `variants: { ${v}1: {}, ${v}2: { training.epochs: 3 } }\n`, `${v}.yaml`),
     );
     const results = await Promise.all(
-      specs.map(
-        (spec) =>
-          new Promise<{ code: number | null; stderr: string }>((resolve) => {
-            const child = spawn(process.execPath, [BIN, 'plan', spec, '--study-dir', studyDir], {
-              cwd: dir,
-              env: ON_PATH,
-            });
-            let stderr = '';
-            child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-            child.on('close', (code) => resolve({ code, stderr }));
-          }),
-      ),
+      specs.map((spec) => regtrain(['plan', spec, '--study-dir', studyDir], { cwd: dir, env: ON_PATH })),
     );
     assert.deepEqual(results.map((r) => r.code).sort(), [0, 2], results.map((r) => r.stderr).join('\n'));
     const winner = results.findIndex((r) => r.code === 0) === 0 ? 'a' : 'b';
@@ -520,9 +508,8 @@ test("a study's member count is checked before it is expanded: a huge sweep is r
   const capped = cli(['plan', small, '--max-members', '2'], dir);
   assert.equal(capped.status, 2);
   assert.match(capped.stderr, /the study has 1 × 3 = 3 members, more than the limit of 2/);
-  const viaEnv = spawnSync(process.execPath, [BIN, 'run', small, '--dry-run'], {
+  const viaEnv = regtrainSync(['run', small, '--dry-run'], {
     cwd: dir,
-    encoding: 'utf8',
     env: { ...process.env, REGTRAIN_MAX_MEMBERS: '2' },
   });
   assert.equal(viaEnv.status, 2);

@@ -31,6 +31,7 @@ import { crc32c, maskedCrc32c } from '../src/train/tensorboard/crc32c';
 import { frameRecord } from '../src/train/tensorboard/record';
 import { defaultBucketLimits, histogramOf, type Histogram } from '../src/train/tensorboard/histogram';
 import { TensorBoardWriter } from '../src/train/tensorboard/writer';
+import { QUICK, regtrainSync } from './helpers/cli';
 
 // crc-32 ships types for its CRC-32 module only; its crc32c module has the same functions.
 const CRC32C = require('crc-32/crc32c') as typeof import('crc-32');
@@ -605,11 +606,10 @@ function canMountTmpfs(): string | false {
 
 describe('regtrain run', () => {
   test('writes RUN_DIR/tensorboard/train and validation as Keras does, same tags in both, that the independent reader decodes: every epoch scalar of history.json and a histogram per weight', () => {
-    const root = path.resolve(__dirname, '../..');
     const out = path.join(TMP, 'run');
     const args = [
       'run',
-      path.join(root, 'configs', 'quick.yaml'),
+      QUICK,
       '--set',
       'data.trainLimit=1000',
       '--set',
@@ -622,9 +622,8 @@ describe('regtrain run', () => {
       out,
       '-q',
     ];
-    execFileSync(process.execPath, [path.join(root, 'bin', 'regtrain'), ...args], {
-      env: { ...process.env, REGTRAIN_DATA_DIR: path.join(TMP, 'cache') },
-    });
+    const r = regtrainSync(args, { env: { ...process.env, REGTRAIN_DATA_DIR: path.join(TMP, 'cache') } });
+    assert.equal(r.status, 0, r.stderr);
     assert.deepEqual(fs.readdirSync(path.join(out, 'tensorboard')).sort(), ['train', 'validation']);
     const run = (sub: string) => {
       const files = fs.readdirSync(path.join(out, 'tensorboard', sub));

@@ -13,11 +13,8 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { killAfterFirstEpoch } from './helpers/cli';
+import { QUICK, ROOT, killAfterFirstEpoch, regtrainSync } from './helpers/cli';
 
-const ROOT = path.resolve(__dirname, '../..');
-const BIN = path.join(ROOT, 'bin', 'regtrain');
-const QUICK = path.join(ROOT, 'configs', 'quick.yaml');
 const TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-tfjs-node-'));
 const ENV = { ...process.env, REGTRAIN_DATA_DIR: path.join(TMP, 'cache') };
 
@@ -54,7 +51,7 @@ const MLP = [
 ];
 
 function regtrain(args: string[], extraEnv: Record<string, string> = {}) {
-  return spawnSync(process.execPath, [BIN, ...args], { cwd: TMP, env: { ...ENV, ...extraEnv }, encoding: 'utf8' });
+  return regtrainSync(args, { cwd: TMP, env: { ...ENV, ...extraEnv } });
 }
 const events = (stdout: string) =>
   stdout

@@ -33,6 +33,15 @@ export function finished(
   onStdout?: (all: string) => void,
   timeoutMs = 120_000,
 ): Promise<CliResult> {
+  return collect(child, onStdout, timeoutMs).done;
+}
+
+/** Collects the child's outputs as they come, and resolves `done` when it closes; SIGKILLs it after `timeoutMs`. */
+function collect(
+  child: ChildProcess,
+  onStdout: ((all: string) => void) | undefined,
+  timeoutMs: number,
+): { stdout: () => string; stderr: () => string; done: Promise<CliResult> } {
   let stdout = '';
   let stderr = '';
   child.stdout?.setEncoding('utf8').on('data', (s: string) => {
@@ -40,13 +49,14 @@ export function finished(
     onStdout?.(stdout);
   });
   child.stderr!.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-  return new Promise((resolve) => {
+  const done = new Promise<CliResult>((resolve) => {
     const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
     child.on('close', (code, signal) => {
       clearTimeout(timer);
       resolve({ code, signal, stdout, stderr });
     });
   });
+  return { stdout: () => stdout, stderr: () => stderr, done };
 }
 
 /** Starts `regtrain ...args --json` in `cwd` with `env` as it is, and SIGKILLs it as soon as its first epoch is on stdout (so a checkpoint exists). */
@@ -73,16 +83,38 @@ export interface CliOptions {
   env?: NodeJS.ProcessEnv;
   /** SIGKILL after this long (default 120 s): a hang fails the test instead of stalling the suite. */
   timeoutMs?: number;
+  /** Run the child as this user id (and the group of the same number): needs root. */
+  uid?: number;
 }
 
-/** Runs `regtrain ...args` to its end: exit code, signal and both outputs. */
-export function regtrain(args: string[], opts: CliOptions = {}): Promise<CliResult> {
+/** A `regtrain ...args` child that is running: its output so far, and its end. */
+export interface Running {
+  child: ChildProcess;
+  stdout: () => string;
+  stderr: () => string;
+  /** stdout then stderr, as collected so far. */
+  output: () => string;
+  done: Promise<CliResult>;
+}
+
+/** Starts `regtrain ...args` (stdin closed, both outputs collected); `onStdout` sees all of stdout after each chunk. */
+export function launch(
+  args: string[],
+  opts: CliOptions & { onStdout?: (all: string, child: ChildProcess) => void } = {},
+): Running {
   const child = spawn(process.execPath, [BIN, ...args], {
     cwd: opts.cwd,
     env: opts.env ?? process.env,
     stdio: ['ignore', 'pipe', 'pipe'],
+    ...(opts.uid !== undefined ? { uid: opts.uid, gid: opts.uid } : {}),
   });
-  return finished(child, undefined, opts.timeoutMs);
+  const c = collect(child, (all) => opts.onStdout?.(all, child), opts.timeoutMs ?? 120_000);
+  return { child, ...c, output: () => c.stdout() + c.stderr() };
+}
+
+/** Runs `regtrain ...args` to its end: exit code, signal and both outputs. */
+export function regtrain(args: string[], opts: CliOptions = {}): Promise<CliResult> {
+  return launch(args, opts).done;
 }
 
 /** The same, synchronously (SIGKILL after 300 s by default): for before() hooks and steps that must end before the next starts. */
@@ -93,5 +125,7 @@ export function regtrainSync(args: string[], opts: CliOptions = {}): SpawnSyncRe
     encoding: 'utf8',
     timeout: opts.timeoutMs ?? 300_000,
     killSignal: 'SIGKILL',
+    maxBuffer: 64 << 20,
+    ...(opts.uid !== undefined ? { uid: opts.uid, gid: opts.uid } : {}),
   });
 }

@@ -6,9 +6,9 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { BIN } from './cli';
 
-export const ROOT = path.resolve(__dirname, '..', '..', '..');
-export const BIN = path.join(ROOT, 'bin', 'regtrain');
+export { BIN, ROOT } from './cli';
 
 export function clusterEnv(
   prefix: string,
