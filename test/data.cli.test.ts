@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { execFile } from 'node:child_process';
 import { packageRoot } from '../src/fsutil';
-import { loadDataset } from '../src/data/dataset';
+import { imagesOf, loadDataset } from '../src/data/dataset';
 import { serve, tmpDir } from './fixtures/data/tiny';
 
 const BIN = path.join(packageRoot(), 'bin', 'regtrain');
@@ -184,11 +184,12 @@ test(
     });
     let sum = 0;
     let sq = 0;
-    for (const v of ds.train.images) {
+    const images = imagesOf(ds.train);
+    for (const v of images) {
       sum += v;
       sq += v * v;
     }
-    const n = ds.train.images.length;
+    const n = images.length;
     const mean = sum / n;
     const std = Math.sqrt(sq / n - mean * mean);
     assert.ok(Math.abs(mean - KNOWN_TRAIN_MEAN) < 5e-4, `train mean ${mean}`);

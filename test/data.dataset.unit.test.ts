@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { loadDataset, splitToTensors, type DataOptions, type Split } from '../src/data/dataset';
+import { imagesOf, loadDataset, splitToTensors, type DataOptions, type Split } from '../src/data/dataset';
 import { InputError } from '../src/errors';
 import { validateSpec } from '../src/spec';
 import { CLASS_NAMES, PIXELS, TEST_LABELS, TRAIN_LABELS, tinyManifest, tmpDir, writeTiny } from './fixtures/data/tiny';
@@ -26,7 +26,7 @@ function load(over: Partial<DataOptions> = {}): ReturnType<typeof loadDataset> {
 /** Which fixture images a split holds: with normalize 'none', image i's pixels are all 10*i. */
 function indices(split: Split | null): number[] {
   assert.ok(split);
-  return Array.from({ length: split.count }, (_, k) => split.images[k * PIXELS]! / 10);
+  return Array.from({ length: split.count }, (_, k) => imagesOf(split)[k * PIXELS]! / 10);
 }
 
 function perClass(split: Split | null): number[] {
@@ -45,7 +45,7 @@ const validation = (size: number, v: Partial<DataOptions['validation']> = {}): D
 test('without a validation set all images load with their labels, class names, hashes and source', async () => {
   const ds = await load();
   assert.equal(ds.train.count, 20);
-  assert.equal(ds.train.images.length, 20 * 28 * 28);
+  assert.equal(imagesOf(ds.train).length, 20 * 28 * 28);
   assert.deepEqual([...ds.train.labels], TRAIN_LABELS);
   assert.deepEqual([...ds.test.labels], TEST_LABELS);
   assert.equal(ds.validation, null);
@@ -56,10 +56,10 @@ test('without a validation set all images load with their labels, class names, h
 
 test('none keeps raw 0..255 values and scale01 divides by 255, both with mean 0 and std 1', async () => {
   const raw = await load({ normalize: 'none' });
-  assert.equal(raw.train.images[3 * PIXELS + 100], 30);
+  assert.equal(imagesOf(raw.train)[3 * PIXELS + 100], 30);
   assert.deepEqual(raw.normalization, { method: 'none', mean: 0, std: 1 });
   const scaled = await load({ normalize: 'scale01' });
-  assert.equal(scaled.train.images[3 * PIXELS + 100], Math.fround(30 / 255));
+  assert.equal(imagesOf(scaled.train)[3 * PIXELS + 100], Math.fround(30 / 255));
   assert.deepEqual(scaled.normalization, { method: 'scale01', mean: 0, std: 1 });
 });
 
@@ -68,8 +68,8 @@ test('standardize uses the pixel mean and std of the training images', async () 
   const ds = await load({ normalize: 'standardize' });
   assert.ok(Math.abs(ds.normalization.mean - 95 / 255) < 1e-12);
   assert.ok(Math.abs(ds.normalization.std - Math.sqrt(3325) / 255) < 1e-12);
-  assert.ok(Math.abs(ds.train.images[0]! - -95 / Math.sqrt(3325)) < 1e-6); // -1.6475
-  assert.ok(Math.abs(ds.test.images[4 * PIXELS]! - (40 - 95) / Math.sqrt(3325)) < 1e-6);
+  assert.ok(Math.abs(imagesOf(ds.train)[0]! - -95 / Math.sqrt(3325)) < 1e-6); // -1.6475
+  assert.ok(Math.abs(imagesOf(ds.test)[4 * PIXELS]! - (40 - 95) / Math.sqrt(3325)) < 1e-6);
 });
 
 test('standardize takes its statistics after the split and applies them to every split', async () => {
@@ -78,9 +78,9 @@ test('standardize takes its statistics after the split and applies them to every
   const std = Math.sqrt(825);
   assert.ok(Math.abs(ds.normalization.mean - 145 / 255) < 1e-12);
   assert.ok(Math.abs(ds.normalization.std - std / 255) < 1e-12);
-  assert.ok(Math.abs(ds.train.images[0]! - (100 - 145) / std) < 1e-6);
-  assert.ok(Math.abs(ds.validation!.images[0]! - -145 / std) < 1e-6); // -5.0483
-  assert.ok(Math.abs(ds.test.images[0]! - -145 / std) < 1e-6);
+  assert.ok(Math.abs(imagesOf(ds.train)[0]! - (100 - 145) / std) < 1e-6);
+  assert.ok(Math.abs(imagesOf(ds.validation!)[0]! - -145 / std) < 1e-6); // -5.0483
+  assert.ok(Math.abs(imagesOf(ds.test)[0]! - -145 / std) < 1e-6);
 });
 
 test('a held-out validation set is removed from training', async () => {
@@ -94,7 +94,7 @@ test('without holdout the validation images are also trained on, as in the Keras
   const ds = await load({ validation: validation(5, { holdout: false }) });
   assert.equal(ds.train.count, 20);
   assert.deepEqual(indices(ds.validation), [0, 1, 2, 3, 4]);
-  assert.deepEqual(ds.validation!.images, ds.train.images.subarray(0, 5 * PIXELS));
+  assert.deepEqual(imagesOf(ds.validation!), imagesOf(ds.train).subarray(0, 5 * PIXELS));
 });
 
 test('a shuffled split is the same for the same seed and different for another seed', async () => {
@@ -105,7 +105,7 @@ test('a shuffled split is the same for the same seed and different for another s
     load({ validation: v, seed: 2 }),
   ]);
   assert.deepEqual(indices(a.validation), indices(b.validation));
-  assert.deepEqual(a.train.images, b.train.images);
+  assert.deepEqual(imagesOf(a.train), imagesOf(b.train));
   assert.notDeepEqual(indices(a.validation), indices(c.validation));
   assert.notDeepEqual(indices(a.validation), [0, 1, 2, 3, 4, 5, 6, 7]);
   const all = [...indices(a.train), ...indices(a.validation)].sort((x, y) => x - y);

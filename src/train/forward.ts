@@ -7,6 +7,7 @@ import { BuiltModel, penaltyOf, penaltyValues } from '../model';
 import { NUM_CLASSES } from '../spec';
 import { spatialNoiseShape } from '../spatial-dropout';
 import type { Split } from './types';
+import { imagesOf } from '../data/dataset';
 
 /** Keras's epsilon: probabilities are clipped to [ε, 1−ε] before the log (the path without logits only). */
 export const EPSILON = 1e-7;
@@ -150,7 +151,7 @@ export class SplitPass {
       return {
         start,
         n,
-        x: tf.tensor3d(split.images.subarray(start * IMAGE_SIZE, (start + n) * IMAGE_SIZE), [n, 28, 28]),
+        x: tf.tensor3d(imagesOf(split, start, start + n), [n, 28, 28]),
         y: tf.tensor1d(split.labels.subarray(start, start + n), 'int32'),
       };
     });

@@ -14,6 +14,7 @@ import { Rng } from '../rng';
 import type { EpochRecord } from '../runformat';
 import { CallbackList, StopReason, TrainingContext } from './callbacks/callback';
 import { SplitPass } from './forward';
+import { gatherBatch } from '../data/dataset';
 import type { LoopState, Split, TrainStep } from './types';
 
 const IMAGE_SIZE = 28 * 28;
@@ -91,11 +92,7 @@ export async function fit(
         }
         const start = s * opts.batchSize;
         const b = Math.min(opts.batchSize, n - start);
-        for (let k = 0; k < b; k++) {
-          const idx = order[start + k]!;
-          xBuf.set(train.images.subarray(idx * IMAGE_SIZE, (idx + 1) * IMAGE_SIZE), k * IMAGE_SIZE);
-          yBuf[k] = train.labels[idx]!;
-        }
+        gatherBatch(train, order, start, b, xBuf, yBuf);
         const x = tf.tensor3d(b === opts.batchSize ? xBuf : xBuf.subarray(0, b * IMAGE_SIZE), [b, 28, 28]);
         const y = tf.tensor1d(b === opts.batchSize ? yBuf : yBuf.subarray(0, b), 'int32');
         const r = step.run(x, y, dropoutRng.nextUint32());
