@@ -158,7 +158,10 @@ export function chooseValidation(
   return picked.sort();
 }
 
-/** Copies the chosen images' bytes and labels (the whole file's buffer is not kept). */
+/**
+ * Copies the chosen images' bytes and labels, so that the file's buffer is not kept (a copy made
+ * with `new Uint8Array`: a Buffer's slice() is a view of the file).
+ */
 function gather(
   pixels: Uint8Array,
   labels: Uint8Array,
@@ -166,14 +169,11 @@ function gather(
   count: number,
   lut: Float32Array,
 ): Split {
-  if (!indices)
-    return {
-      pixels: pixels.slice(0, count * PIXELS_PER_IMAGE),
-      lut,
-      labels: Int32Array.from(labels.subarray(0, count)),
-      count,
-    };
   const images = new Uint8Array(count * PIXELS_PER_IMAGE);
+  if (!indices) {
+    images.set(pixels.subarray(0, count * PIXELS_PER_IMAGE));
+    return { pixels: images, lut, labels: Int32Array.from(labels.subarray(0, count)), count };
+  }
   const outLabels = new Int32Array(count);
   for (let i = 0; i < count; i++) {
     const src = indices[i]!;
