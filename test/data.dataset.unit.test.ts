@@ -208,14 +208,14 @@ test('a spec whose trainLimit exceeds what the held-out validation leaves is ref
 });
 
 test('a gathered batch holds lut[byte] of every pixel of the images in the order given, with their labels', () => {
-  // Pixels that differ from their neighbours (so pairs of pixels are looked up as pairs), values below zero.
+  // Pixels that differ from their neighbours, normalized values below zero.
   const count = 5;
   const pixels = Uint8Array.from({ length: count * PIXELS }, (_, i) => (i * 37 + Math.floor(i / PIXELS)) % 256);
   const lut = Float32Array.from({ length: 256 }, (_, v) => (v / 255 - 0.3) / 0.35);
   const split: Split = { pixels, lut, labels: Int32Array.from([4, 3, 2, 1, 0]), count };
   const order = Int32Array.from([2, 3, 0, 4, 1]);
   const expected = (k: number, p: number) => lut[pixels[order[k + 1]! * PIXELS + p]!];
-  // The pair-table path (x aligned to 8 bytes) and the one-pixel path (x at a 4-byte offset).
+  // Into a fresh buffer and into one at an offset.
   for (const x of [new Float32Array(3 * PIXELS), new Float32Array(3 * PIXELS + 1).subarray(1)]) {
     const y = new Int32Array(3);
     gatherBatch(split, order, 1, 3, x, y);
