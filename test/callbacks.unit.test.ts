@@ -15,13 +15,15 @@ import { ReduceLrOnPlateau } from '../src/train/callbacks/reduce-lr-on-plateau';
 import { fit } from '../src/train/loop';
 import { createTrainStep } from '../src/train/step';
 import { Rng, runSeeds } from '../src/rng';
+import type { Split } from '../src/data/dataset';
 
 const QUICK = path.resolve(__dirname, '../../configs/quick.yaml');
 
-function split(count: number, seed: number) {
+function split(count: number, seed: number): Split {
   const rng = new Rng(seed);
   return {
-    images: new Float32Array(count * 784).map(() => rng.next()),
+    pixels: new Uint8Array(count * 784).map(() => rng.int(256)),
+    lut: Float32Array.from({ length: 256 }, (_, v) => v / 255),
     labels: Int32Array.from({ length: count }, () => rng.int(10)),
     count,
   };

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { loadDataset } from '../src/data/dataset';
+import { imagesOf, loadDataset } from '../src/data/dataset';
 import { serve, tmpDir } from './fixtures/data/tiny';
 import { runSeeds } from '../src/rng';
 import { BIN, regtrain as cli, type CliResult } from './helpers/cli';
@@ -167,11 +167,12 @@ test(
     });
     let sum = 0;
     let sq = 0;
-    for (const v of ds.train.images) {
+    const images = imagesOf(ds.train);
+    for (const v of images) {
       sum += v;
       sq += v * v;
     }
-    const n = ds.train.images.length;
+    const n = images.length;
     const mean = sum / n;
     const std = Math.sqrt(sq / n - mean * mean);
     assert.ok(Math.abs(mean - KNOWN_TRAIN_MEAN) < 5e-4, `train mean ${mean}`);

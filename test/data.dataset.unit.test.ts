@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { loadDataset, splitToTensors, type DataOptions, type Split } from '../src/data/dataset';
+import { gatherBatch, imagesOf, loadDataset, splitToTensors, type DataOptions, type Split } from '../src/data/dataset';
 import { InputError } from '../src/errors';
 import { validateSpec } from '../src/spec';
 import { CLASS_NAMES, PIXELS, TEST_LABELS, TRAIN_LABELS, tinyManifest, tmpDir, writeTiny } from './fixtures/data/tiny';
@@ -27,7 +27,7 @@ function load(over: Partial<DataOptions> = {}): ReturnType<typeof loadDataset> {
 /** Which fixture images a split holds: with normalize 'none', image i's pixels are all 10*i. */
 function indices(split: Split | null): number[] {
   assert.ok(split);
-  return Array.from({ length: split.count }, (_, k) => split.images[k * PIXELS]! / 10);
+  return Array.from({ length: split.count }, (_, k) => imagesOf(split)[k * PIXELS]! / 10);
 }
 
 function perClass(split: Split | null): number[] {
@@ -46,7 +46,7 @@ const validation = (size: number, v: Partial<DataOptions['validation']> = {}): D
 test('without a validation set all images load with their labels, class names, hashes and source', async () => {
   const ds = await load();
   assert.equal(ds.train.count, 20);
-  assert.equal(ds.train.images.length, 20 * 28 * 28);
+  assert.equal(imagesOf(ds.train).length, 20 * 28 * 28);
   assert.deepEqual([...ds.train.labels], TRAIN_LABELS);
   assert.deepEqual([...ds.test.labels], TEST_LABELS);
   assert.equal(ds.validation, null);
@@ -57,10 +57,10 @@ test('without a validation set all images load with their labels, class names, h
 
 test('none keeps raw 0..255 values and scale01 divides by 255, both with mean 0 and std 1', async () => {
   const raw = await load({ normalize: 'none' });
-  assert.equal(raw.train.images[3 * PIXELS + 100], 30);
+  assert.equal(imagesOf(raw.train)[3 * PIXELS + 100], 30);
   assert.deepEqual(raw.normalization, { method: 'none', mean: 0, std: 1 });
   const scaled = await load({ normalize: 'scale01' });
-  assert.equal(scaled.train.images[3 * PIXELS + 100], Math.fround(30 / 255));
+  assert.equal(imagesOf(scaled.train)[3 * PIXELS + 100], Math.fround(30 / 255));
   assert.deepEqual(scaled.normalization, { method: 'scale01', mean: 0, std: 1 });
 });
 
@@ -69,8 +69,8 @@ test('standardize uses the pixel mean and std of the training images', async () 
   const ds = await load({ normalize: 'standardize' });
   assert.ok(Math.abs(ds.normalization.mean - 95 / 255) < 1e-12);
   assert.ok(Math.abs(ds.normalization.std - Math.sqrt(3325) / 255) < 1e-12);
-  assert.ok(Math.abs(ds.train.images[0]! - -95 / Math.sqrt(3325)) < 1e-6); // -1.6475
-  assert.ok(Math.abs(ds.test.images[4 * PIXELS]! - (40 - 95) / Math.sqrt(3325)) < 1e-6);
+  assert.ok(Math.abs(imagesOf(ds.train)[0]! - -95 / Math.sqrt(3325)) < 1e-6); // -1.6475
+  assert.ok(Math.abs(imagesOf(ds.test)[4 * PIXELS]! - (40 - 95) / Math.sqrt(3325)) < 1e-6);
 });
 
 test('standardize takes its statistics after the split and applies them to every split', async () => {
@@ -79,9 +79,9 @@ test('standardize takes its statistics after the split and applies them to every
   const std = Math.sqrt(825);
   assert.ok(Math.abs(ds.normalization.mean - 145 / 255) < 1e-12);
   assert.ok(Math.abs(ds.normalization.std - std / 255) < 1e-12);
-  assert.ok(Math.abs(ds.train.images[0]! - (100 - 145) / std) < 1e-6);
-  assert.ok(Math.abs(ds.validation!.images[0]! - -145 / std) < 1e-6); // -5.0483
-  assert.ok(Math.abs(ds.test.images[0]! - -145 / std) < 1e-6);
+  assert.ok(Math.abs(imagesOf(ds.train)[0]! - (100 - 145) / std) < 1e-6);
+  assert.ok(Math.abs(imagesOf(ds.validation!)[0]! - -145 / std) < 1e-6); // -5.0483
+  assert.ok(Math.abs(imagesOf(ds.test)[0]! - -145 / std) < 1e-6);
 });
 
 test('a held-out validation set is removed from training', async () => {
@@ -95,7 +95,7 @@ test('without holdout the validation images are also trained on, as in the Keras
   const ds = await load({ validation: validation(5, { holdout: false }) });
   assert.equal(ds.train.count, 20);
   assert.deepEqual(indices(ds.validation), [0, 1, 2, 3, 4]);
-  assert.deepEqual(ds.validation!.images, ds.train.images.subarray(0, 5 * PIXELS));
+  assert.deepEqual(imagesOf(ds.validation!), imagesOf(ds.train).subarray(0, 5 * PIXELS));
 });
 
 test('a shuffled split is the same for the same seed and different for another seed', async () => {
@@ -106,7 +106,7 @@ test('a shuffled split is the same for the same seed and different for another s
     load({ validation: v, splitSeed: runSeeds(2).split }),
   ]);
   assert.deepEqual(indices(a.validation), indices(b.validation));
-  assert.deepEqual(a.train.images, b.train.images);
+  assert.deepEqual(imagesOf(a.train), imagesOf(b.train));
   assert.notDeepEqual(indices(a.validation), indices(c.validation));
   assert.notDeepEqual(indices(a.validation), [0, 1, 2, 3, 4, 5, 6, 7]);
   const all = [...indices(a.train), ...indices(a.validation)].sort((x, y) => x - y);
@@ -209,4 +209,23 @@ test('a spec whose trainLimit exceeds what the held-out validation leaves is ref
     validateSpec({ ...spec, data: { trainLimit: 60000, validation: { size: 5000, holdout: false } } }).data.trainLimit,
     60000,
   );
+});
+
+test('a gathered batch holds lut[byte] of every pixel of the images in the order given, with their labels', () => {
+  // Pixels that differ from their neighbours, normalized values below zero.
+  const count = 5;
+  const pixels = Uint8Array.from({ length: count * PIXELS }, (_, i) => (i * 37 + Math.floor(i / PIXELS)) % 256);
+  const lut = Float32Array.from({ length: 256 }, (_, v) => (v / 255 - 0.3) / 0.35);
+  const split: Split = { pixels, lut, labels: Int32Array.from([4, 3, 2, 1, 0]), count };
+  const order = Int32Array.from([2, 3, 0, 4, 1]);
+  const expected = (k: number, p: number) => lut[pixels[order[k + 1]! * PIXELS + p]!];
+  // Into a fresh buffer and into one at an offset.
+  for (const x of [new Float32Array(3 * PIXELS), new Float32Array(3 * PIXELS + 1).subarray(1)]) {
+    const y = new Int32Array(3);
+    gatherBatch(split, order, 1, 3, x, y);
+    assert.deepEqual([...y], [1, 4, 0]);
+    for (let k = 0; k < 3; k++)
+      for (let p = 0; p < PIXELS; p++) assert.equal(x[k * PIXELS + p], expected(k, p), `image ${k} pixel ${p}`);
+  }
+  assert.equal(lut[37], Math.fround((37 / 255 - 0.3) / 0.35));
 });

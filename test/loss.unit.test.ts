@@ -125,7 +125,12 @@ for (const backend of ['cpu', 'wasm'] as const) {
 test('evaluation reports the same sample at its unclipped loss 22.197, from the logits', async () => {
   await useBackend('cpu');
   const { built, image } = confidentlyWrongModel();
-  const e = evaluateSplit(built, { images: image, labels: new Int32Array([TRUE_CLASS]), count: 1 });
+  const e = evaluateSplit(built, {
+    pixels: Uint8Array.from(image),
+    lut: Float32Array.from({ length: 256 }, (_, v) => v),
+    labels: new Int32Array([TRUE_CLASS]),
+    count: 1,
+  });
   assert.ok(Math.abs(e.dataLoss - LOSS) <= 1e-5, `loss ${e.dataLoss}, want ${LOSS}`);
   assert.equal(e.correct, 0);
   built.model.dispose();

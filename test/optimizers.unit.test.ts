@@ -12,7 +12,7 @@ import * as tf from '@tensorflow/tfjs';
 import { createOptimizer, Optimizer } from '../src/train/optimizers';
 import { initBackend } from '../src/backend';
 import { buildModel } from '../src/model';
-import { loadDataset } from '../src/data/dataset';
+import { imagesOf, loadDataset, type Split } from '../src/data/dataset';
 import { loadSpec, parseSetFlag } from '../src/spec';
 import { createReferenceStep, createTrainStep } from '../src/train/step';
 import { createLeanStep } from '../src/train/lean-step';
@@ -352,7 +352,7 @@ describe('the lean step and the reference step', () => {
   });
 });
 
-type Images = { images: Float32Array; labels: Int32Array; count: number };
+type Images = Split;
 const cache = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-opt-'));
 async function realImages(n: number): Promise<Images> {
   const ds = await loadDataset({
@@ -367,7 +367,7 @@ async function realImages(n: number): Promise<Images> {
 }
 function batchOf(d: Images, s: number, b: number): { x: tf.Tensor3D; y: tf.Tensor1D } {
   return {
-    x: tf.tensor3d(d.images.subarray(s * b * 784, (s + 1) * b * 784), [b, 28, 28]),
+    x: tf.tensor3d(imagesOf(d, s * b, (s + 1) * b), [b, 28, 28]),
     y: tf.tensor1d(d.labels.subarray(s * b, (s + 1) * b), 'int32'),
   };
 }

@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { PNG } from 'pngjs';
-import { loadDataset } from '../src/data/dataset';
+import { imagesOf, loadDataset } from '../src/data/dataset';
 import { decodePng, type GreyImage } from '../src/images/png';
 import { toFashionMnist } from '../src/images/fashion-mnist';
 import { finished, QUICK, startCli, type CliResult } from './helpers/cli';
@@ -103,7 +103,7 @@ before(async () => {
     testLimit: 4,
     splitSeed: runSeeds(1).split,
   });
-  TEST_IMAGES = [0, 1, 2, 3].map((i) => Uint8Array.from(data.test.images.subarray(i * 784, (i + 1) * 784)));
+  TEST_IMAGES = [0, 1, 2, 3].map((i) => Uint8Array.from(imagesOf(data.test, i, i + 1)));
 });
 after(() => fs.rmSync(TMP, { recursive: true, force: true }));
 

@@ -9,15 +9,16 @@ import { createTrainStep } from '../src/train/step';
 import { fit } from '../src/train/loop';
 import { CallbackList } from '../src/train/callbacks/callback';
 import { Rng, runSeeds } from '../src/rng';
+import type { Split } from '../src/data/dataset';
 
 const quick = path.resolve(__dirname, '../../configs/quick.yaml');
 
 /** Random Fashion-MNIST-shaped data: the memory check needs shapes, not real images. */
-function split(count: number, seed: number) {
+function split(count: number, seed: number): Split {
   const rng = new Rng(seed);
-  const images = new Float32Array(count * 784).map(() => rng.next());
+  const pixels = new Uint8Array(count * 784).map(() => rng.int(256));
   const labels = Int32Array.from({ length: count }, () => rng.int(10));
-  return { images, labels, count };
+  return { pixels, lut: Float32Array.from({ length: 256 }, (_, v) => v / 255), labels, count };
 }
 
 for (const variant of [

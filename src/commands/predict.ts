@@ -7,7 +7,7 @@ import { loadModel } from '../rundir';
 import { forward } from '../train/forward';
 import { Console } from '../console';
 import { runSeeds } from '../rng';
-import { IMAGE_COLS, IMAGE_ROWS, loadSpecData, PIXELS_PER_IMAGE, type Normalization } from '../data/dataset';
+import { IMAGE_COLS, IMAGE_ROWS, imagesOf, loadSpecData, type Normalization } from '../data/dataset';
 import { loadManifest } from '../data/fetch';
 import { readPng } from '../images/png';
 import { toFashionMnist, type Preprocessed } from '../images/fashion-mnist';
@@ -105,7 +105,7 @@ export async function predict(dir: string, images: string[], opts: PredictOption
       const trueClass = classNames[data.test.labels[i]!] ?? String(data.test.labels[i]);
       inputs.push({
         label: `test image ${i}`,
-        x: data.test.images.subarray(i * PIXELS_PER_IMAGE, (i + 1) * PIXELS_PER_IMAGE),
+        x: imagesOf(data.test, i, i + 1),
         prediction: { testIndex: i, trueClass },
       });
     }

@@ -8,6 +8,7 @@ import { penaltyOf } from './penalties';
 import { NUM_CLASSES } from '../spec';
 import { spatialNoiseShape } from '../spatial-dropout';
 import type { Split } from './types';
+import { imagesOf } from '../data/dataset';
 
 /** Keras's epsilon: probabilities are clipped to [ε, 1−ε] before the log (the path without logits only). */
 export const EPSILON = 1e-7;
@@ -150,9 +151,13 @@ export interface Evaluation {
   probabilities?: Float32Array;
 }
 
-/** Inference-mode pass over a split (dropout off, batch-norm moving statistics), with its probabilities when asked. */
+/**
+ * Inference-mode pass over a split (dropout off, batch-norm moving statistics), with its
+ * probabilities when asked. One chunk's tensors at a time: the 60,000 training images kept as
+ * tensors for the pass were 188 MB of the backend's memory, which a wasm heap never gives back.
+ */
 export function evaluateSplit(built: BuiltModel, split: Split, opts: { probabilities?: boolean } = {}): Evaluation {
-  const pass = new SplitPass(split);
+  const pass = new SplitPass(split, false);
   try {
     return pass.evaluate(built, opts);
   } finally {
@@ -161,34 +166,40 @@ export function evaluateSplit(built: BuiltModel, split: Split, opts: { probabili
 }
 
 /**
- * A split evaluated again and again (validation at every epoch's end): its images and labels go
- * into tensors once, on the first pass, and stay until dispose(), instead of being copied into the
- * backend anew each epoch.
+ * A split evaluated again and again (validation at every epoch's end): with `keep`, its images and
+ * labels go into tensors once, on the first pass, and stay until dispose(), instead of being
+ * normalized and copied into the backend anew each epoch; without, each chunk's tensors are made
+ * for the chunk and disposed after it.
  */
 export class SplitPass {
   private chunks: { start: number; n: number; x: tf.Tensor3D; y: tf.Tensor1D }[] | null = null;
 
-  constructor(private readonly split: Split) {}
+  constructor(
+    private readonly split: Split,
+    private readonly keep = true,
+  ) {}
+
+  private chunk(start: number, n: number): { start: number; n: number; x: tf.Tensor3D; y: tf.Tensor1D } {
+    return {
+      start,
+      n,
+      x: tf.tensor3d(imagesOf(this.split, start, start + n), [n, 28, 28]),
+      y: tf.tensor1d(this.split.labels.subarray(start, start + n), 'int32'),
+    };
+  }
 
   evaluate(built: BuiltModel, opts: { probabilities?: boolean } = {}): Evaluation {
     const split = this.split;
     const size = evalChunk(built);
-    this.chunks ??= Array.from({ length: Math.ceil(split.count / size) }, (_, c) => {
-      const start = c * size;
-      const n = Math.min(size, split.count - start);
-      return {
-        start,
-        n,
-        x: tf.tensor3d(split.images.subarray(start * IMAGE_SIZE, (start + n) * IMAGE_SIZE), [n, 28, 28]),
-        y: tf.tensor1d(split.labels.subarray(start, start + n), 'int32'),
-      };
-    });
+    const starts = Array.from({ length: Math.ceil(split.count / size) }, (_, c) => c * size);
+    if (this.keep) this.chunks ??= starts.map((start) => this.chunk(start, Math.min(size, split.count - start)));
     let ceSum = 0;
     let actSum = 0;
     let correct = 0;
     const predictions = new Int32Array(split.count);
     const probabilities = opts.probabilities ? new Float32Array(split.count * NUM_CLASSES) : undefined;
-    for (const { start, x, y } of this.chunks) {
+    for (const [c, from] of starts.entries()) {
+      const { start, x, y } = this.chunks?.[c] ?? this.chunk(from, Math.min(size, split.count - from));
       const [ce, act, ok, pred, probs] = tf.tidy(() => {
         const out = forward(built, x, false);
         return [
@@ -205,6 +216,7 @@ export class SplitPass {
       predictions.set(pred.dataSync() as Int32Array, start);
       if (probabilities) probabilities.set(probs.dataSync() as Float32Array, start * NUM_CLASSES);
       tf.dispose([ce, act, ok, pred, probs]);
+      if (!this.chunks) tf.dispose([x, y]);
     }
     const count = split.count;
     return {

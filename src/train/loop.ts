@@ -18,6 +18,7 @@ import { SplitPass } from './forward';
 import { Augmenter } from '../data/augmentation';
 import type { AugmentationStep } from '../spec/augmentation';
 import { NUM_CLASSES } from '../spec';
+import { gatherBatch } from '../data/dataset';
 import type { LoopState, Split, TrainStep } from './types';
 
 const IMAGE_SIZE = 28 * 28;
@@ -103,11 +104,7 @@ export async function fit(
         }
         const start = s * opts.batchSize;
         const b = Math.min(opts.batchSize, n - start);
-        for (let k = 0; k < b; k++) {
-          const idx = order[start + k]!;
-          xBuf.set(train.images.subarray(idx * IMAGE_SIZE, (idx + 1) * IMAGE_SIZE), k * IMAGE_SIZE);
-          yBuf[k] = train.labels[idx]!;
-        }
+        gatherBatch(train, order, start, b, xBuf, yBuf);
         // Training batches only: mixUp/cutMix make the labels soft (b × classes).
         const soft = augmenter ? augmenter.apply(xBuf, yBuf, b) : null;
         const x = tf.tensor3d(b === opts.batchSize ? xBuf : xBuf.subarray(0, b * IMAGE_SIZE), [b, 28, 28]);

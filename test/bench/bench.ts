@@ -8,8 +8,10 @@
  *    (all 60,000 images, validation included), and the process's peak RSS.
  * 4. The training step alone, per backend/path, at batch 32 and 512, alternating with PyTorch in
  *    rounds (test/bench/train-bench.ts): median ratio to PyTorch (1 thread) with its range.
- * 5. Per-epoch extras at 20,000 images and batch 512 (test/bench/epoch-bench.ts): extras ÷ epoch, and
- *    each extra's share (skip with --no-epoch).
+ * 5. A run's epoch against the step alone and against PyTorch's own epoch loop (DataLoader, shuffling,
+ *    validation) at batch 32 and 512 (test/bench/epoch-step.ts), then the per-epoch extras at 20,000
+ *    images and batch 512 (test/bench/epoch-bench.ts): extras ÷ epoch, and each extra's share (skip
+ *    both with --no-epoch).
  * 6. The CNN of configs/cnn.yaml, training step against PyTorch (test/bench/cnn-bench.ts; skip
  *    with --no-cnn).
  * 7. With --tutorial: the 60-epoch tutorial end to end, `regtrain run configs/article.yaml` (with
@@ -30,6 +32,7 @@ import { chooseWasmGemm } from '../../src/accel/gemm';
 import { resolveDataDir } from '../../src/data/fetch';
 import { benchDataLoad } from './data-bench';
 import { epochExtrasReport } from './epoch-bench';
+import { epochStepReport } from './epoch-step';
 import { availablePaths, benchRounds, findTorchPython, roundsTable, useBackend } from './train-bench';
 import { cnnSection } from './cnn-bench';
 
@@ -220,7 +223,7 @@ async function main(): Promise<void> {
   console.log(
     `regtrain run, tutorial epoch (60,000 images + 5,000 validation): ${e2.toFixed(2)} s = ${fmt(tool.samplesPerEpoch / e2)} samples/s; 60 epochs ≈ ${((60 * e2) / 60).toFixed(1)} min`,
   );
-  console.log(`regtrain run, peak RSS: ${tool.peakRssMB} MiB`);
+  console.log(`regtrain run, peak RSS: ${tool.peakRssMB} MiB (issue 23's target: ≤ 300 MiB)`);
   if (tensorflow) {
     const t = await toolRun(['--set', 'training.epochs=2', '--backend', 'tfjs-node']);
     const t2 = t.epochSeconds[1]!;
@@ -245,8 +248,10 @@ async function main(): Promise<void> {
   console.log('\n' + roundsTable(r));
   if ('skipped' in r.torch) console.log(`\nPyTorch: skipped (${r.torch.skipped})`);
 
-  if (!process.argv.includes('--no-epoch'))
+  if (!process.argv.includes('--no-epoch')) {
+    console.log('\n' + (await epochStepReport({ rounds, epochs: 4, torch, log: (s) => console.error(s) })));
     console.log('\n' + (await epochExtrasReport({ rounds: quick ? 2 : 3, epochs: 4, log: (s) => console.error(s) })));
+  }
   if (!process.argv.includes('--no-cnn')) await cnn();
   if (process.argv.includes('--tutorial'))
     await tutorialEndToEnd(Number(arg('--tutorial-epochs') ?? 60), py, tensorflow);

@@ -23,7 +23,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../../src/backend';
-import { loadDataset, loadSpecData, type Split } from '../../src/data/dataset';
+import { imagesOf, loadDataset, loadSpecData, type Split } from '../../src/data/dataset';
 import { Rng, runSeeds } from '../../src/rng';
 import { buildModel, type BuiltModel } from '../../src/model';
 import { loadSpec, parseSetFlag, type ExperimentSpec } from '../../src/spec';
@@ -105,7 +105,7 @@ export function runSteps({ spec, built, train }: CnnSteps, steps = STEPS): StepR
   const vars = built.model.trainableWeights.map((w) => w.read() as tf.Variable);
   const records: StepRecord[] = [];
   for (let s = 0; s < steps; s++) {
-    const x = tf.tensor3d(train.images.subarray(s * BATCH * 784, (s + 1) * BATCH * 784), [BATCH, 28, 28]);
+    const x = tf.tensor3d(imagesOf(train, s * BATCH, (s + 1) * BATCH), [BATCH, 28, 28]);
     const y = tf.tensor1d(train.labels.subarray(s * BATCH, (s + 1) * BATCH), 'int32');
     const activations: Record<string, Summary> = {};
     tf.tidy(() => {
@@ -151,7 +151,7 @@ function dump(setup: CnnSteps, dir: string): void {
     Buffer.concat(vars.map((v) => Buffer.from((v.dataSync() as Float32Array).slice().buffer))),
   );
   Object.assign(meta, { regtrain: runSteps(setup) });
-  fs.writeFileSync(path.join(dir, 'images.f32'), Buffer.from(setup.train.images.slice().buffer));
+  fs.writeFileSync(path.join(dir, 'images.f32'), Buffer.from(imagesOf(setup.train).buffer));
   fs.writeFileSync(path.join(dir, 'labels.i32'), Buffer.from(setup.train.labels.slice().buffer));
   fs.writeFileSync(path.join(dir, 'meta.json'), JSON.stringify(meta));
 }
@@ -175,7 +175,7 @@ async function dumpRun(dir: string): Promise<void> {
     path.join(dir, 'weights.f32'),
     Buffer.concat(vars.map((v) => Buffer.from((v.dataSync() as Float32Array).slice().buffer))),
   );
-  fs.writeFileSync(path.join(dir, 'images.f32'), Buffer.from(ds.train.images.slice().buffer));
+  fs.writeFileSync(path.join(dir, 'images.f32'), Buffer.from(imagesOf(ds.train).buffer));
   fs.writeFileSync(path.join(dir, 'labels.i32'), Buffer.from(ds.train.labels.slice().buffer));
   fs.writeFileSync(path.join(dir, 'orders.i32'), Buffer.concat(orders.map((o) => Buffer.from(o.buffer))));
   const meta = {
