@@ -11,23 +11,12 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { BIN, QUICK, killAfterFirstEpoch } from './helpers/cli';
+import { BIN, QUICK, killAfterFirstEpoch, SMALL_SLICE } from './helpers/cli';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-augment-'));
 const env = { ...process.env, REGTRAIN_DATA_DIR: path.join(tmp, 'cache') };
 const spec = path.join(tmp, 'augmented.yaml');
-const small = [
-  '--set',
-  'data.trainLimit=1000',
-  '--set',
-  'data.validation.size=200',
-  '--set',
-  'data.testLimit=300',
-  '--set',
-  'training.epochs=3',
-  '--backend',
-  'wasm',
-];
+const small = [...SMALL_SLICE, '--backend', 'wasm'];
 
 const regtrain = (args: string[]) => spawnSync(process.execPath, [BIN, ...args], { cwd: tmp, env, encoding: 'utf8' });
 const read = (dir: string, file: string) => fs.readFileSync(path.join(tmp, dir, file));

@@ -3,22 +3,11 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { BIN, QUICK as quick, killAfterFirstEpoch, launch, regtrainSync } from './helpers/cli';
+import { BIN, QUICK as quick, killAfterFirstEpoch, launch, regtrainSync, SMALL_SLICE } from './helpers/cli';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-resume-'));
 const env = { ...process.env, REGTRAIN_DATA_DIR: path.join(tmp, 'cache') };
-const small = [
-  '--set',
-  'data.trainLimit=1000',
-  '--set',
-  'data.validation.size=200',
-  '--set',
-  'data.testLimit=300',
-  '--set',
-  'training.epochs=3',
-  '--backend',
-  'wasm',
-];
+const small = [...SMALL_SLICE, '--backend', 'wasm'];
 
 function regtrain(args: string[], extraEnv: Record<string, string> = {}) {
   return regtrainSync(args, { cwd: tmp, env: { ...env, ...extraEnv } });

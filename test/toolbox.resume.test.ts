@@ -10,19 +10,12 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { BIN, killAfterFirstEpoch, QUICK } from './helpers/cli';
+import { BIN, killAfterFirstEpoch, QUICK, SMALL_SLICE } from './helpers/cli';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-toolbox-'));
 const env = { ...process.env, XDG_CACHE_HOME: path.join(tmp, 'xdg') };
 const TOOLBOX = [
-  '--set',
-  'data.trainLimit=1000',
-  '--set',
-  'data.validation.size=200',
-  '--set',
-  'data.testLimit=300',
-  '--set',
-  'training.epochs=3',
+  ...SMALL_SLICE,
   '--set',
   'training.labelSmoothing=0.1',
   '--set',

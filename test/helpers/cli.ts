@@ -7,6 +7,17 @@ export const BIN = path.join(ROOT, 'bin', 'regtrain');
 /** How regtrain's hints name it when it was started as `node bin/regtrain` (as these tests do), not found on PATH. */
 export const HINT = `node ${BIN}`;
 export const QUICK = path.join(ROOT, 'configs', 'quick.yaml');
+/** A small real run, seconds long: 1,000 training images, 200 for validation, 300 for the test, 3 epochs. */
+export const SMALL_SLICE = [
+  '--set',
+  'data.trainLimit=1000',
+  '--set',
+  'data.validation.size=200',
+  '--set',
+  'data.testLimit=300',
+  '--set',
+  'training.epochs=3',
+];
 
 export interface CliResult {
   code: number | null;
