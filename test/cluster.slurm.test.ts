@@ -230,11 +230,12 @@ test(
     const cwd = fs.mkdtempSync(path.join(tmp, 'recipe-'));
     // The README's own file name, holding the small study (the real one trains for 20 minutes).
     fs.mkdirSync(path.join(cwd, 'configs'));
-    // 60 epochs (~0.1 s each) rather than 5, so the scancel below lands while the member trains, not while it
-    // evaluates its finished model (a task that far along ends normally: a flake seen in CI).
+    // 200 epochs (0.02–0.1 s each) rather than 5, so the scancel below lands while the member trains, not
+    // after it: a member of 60 epochs finished in 4 s, before the poll, scancel and Slurm's signal reached it,
+    // on a CI machine running two suites beside this one (a flake seen twice).
     fs.writeFileSync(
       path.join(cwd, 'configs', 'study.yaml'),
-      SPEC.replace('name: slurmtiny', 'name: study').replace('epochs: 5,', 'epochs: 60,'),
+      SPEC.replace('name: slurmtiny', 'name: study').replace('epochs: 5,', 'epochs: 200,'),
     );
     assert.equal(regtrain(['data', 'fetch'], cwd).status, 0, 'the dataset cache the tasks share');
     const [planLine, submitLine, scancelLine, statusLine, resubmitLine, catLine, ...rest] = readmeSlurmRecipe();
@@ -312,7 +313,7 @@ test(
       await queueEmpty(jobs, 10 * 60_000);
       assert.match(
         fs.readFileSync(path.join(studyDir, 'logs', `${array2}_${cancelled}.out`), 'utf8'),
-        /^Resuming after epoch \d+ of 60$/m,
+        /^Resuming after epoch \d+ of 200$/m,
       );
       const cat = bash(withHash(catLine!));
       assert.equal(cat.status, 0);
