@@ -14,20 +14,10 @@ import { History } from '../src/train/callbacks/history';
 import { ReduceLrOnPlateau } from '../src/train/callbacks/reduce-lr-on-plateau';
 import { fit } from '../src/train/loop';
 import { createTrainStep } from '../src/train/step';
-import { Rng, runSeeds } from '../src/rng';
-import type { Split } from '../src/data/dataset';
+import { runSeeds } from '../src/rng';
+import { randomSplit } from './helpers/splits';
 
 const QUICK = path.resolve(__dirname, '../../configs/quick.yaml');
-
-function split(count: number, seed: number): Split {
-  const rng = new Rng(seed);
-  return {
-    pixels: new Uint8Array(count * 784).map(() => rng.int(256)),
-    lut: Float32Array.from({ length: 256 }, (_, v) => v / 255),
-    labels: Int32Array.from({ length: count }, () => rng.int(10)),
-    count,
-  };
-}
 
 async function setup(sets: string[] = []) {
   const spec = loadSpec(QUICK, ['training.batchSize=50', ...sets].map(parseSetFlag)).spec;
@@ -38,7 +28,7 @@ async function setup(sets: string[] = []) {
     backend,
     built,
     step: createTrainStep(built, spec, backend),
-    data: { train: split(200, 1), validation: split(50, 2) },
+    data: { train: randomSplit(200, 1), validation: randomSplit(50, 2) },
   };
 }
 

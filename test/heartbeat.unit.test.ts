@@ -13,20 +13,10 @@ import { CallbackList } from '../src/train/callbacks/callback';
 import { Heartbeat } from '../src/train/callbacks/progress-bar';
 import { fit } from '../src/train/loop';
 import { createTrainStep } from '../src/train/step';
-import { Rng, runSeeds } from '../src/rng';
-import type { Split } from '../src/data/dataset';
+import { runSeeds } from '../src/rng';
+import { randomSplit } from './helpers/splits';
 
 const QUICK = path.resolve(__dirname, '../../configs/quick.yaml');
-
-function split(count: number, seed: number): Split {
-  const rng = new Rng(seed);
-  return {
-    pixels: new Uint8Array(count * 784).map(() => rng.int(256)),
-    lut: Float32Array.from({ length: 256 }, (_, v) => v / 255),
-    labels: Int32Array.from({ length: count }, () => rng.int(10)),
-    count,
-  };
-}
 
 async function trainWithHeartbeat(everyMs: number, epochs: number): Promise<string[]> {
   const spec = loadSpec(QUICK, ['training.batchSize=50'].map(parseSetFlag)).spec;
@@ -38,7 +28,7 @@ async function trainWithHeartbeat(everyMs: number, epochs: number): Promise<stri
     await fit(
       built,
       step,
-      { train: split(100, 1), validation: split(50, 2) },
+      { train: randomSplit(100, 1), validation: randomSplit(50, 2) },
       new CallbackList([new Heartbeat((line) => lines.push(line), everyMs)]),
       { epochs, batchSize: 50, shuffle: true, seeds: runSeeds(1) },
     );

@@ -7,7 +7,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { claimRunDir, releaseRunDir, LOCK_FILE } from '../src/rundir';
 import { processStartTime } from '../src/lock';
 import { InputError } from '../src/errors';
-import { BIN, QUICK, ROOT, launch, regtrainSync } from './helpers/cli';
+import { BIN, QUICK, ROOT, SMALL_SLICE, launch, regtrainSync } from './helpers/cli';
 
 const RUNDIR_JS = path.join(ROOT, 'dist', 'src', 'rundir.js');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-lock-'));
@@ -163,21 +163,7 @@ test('a lock in the format before this one ("<pid>\\n") of a dead process is tak
 for (const signal of ['SIGKILL', 'SIGSEGV'] as const) {
   test(`a run ended by ${signal} leaves a lock that is reported as an interrupted run, not as "another regtrain run is writing to it", and --resume takes it over`, async () => {
     const out = path.join(tmp, `killed-${signal}`);
-    const args = [
-      'run',
-      QUICK,
-      '--set',
-      'data.trainLimit=1000',
-      '--set',
-      'data.validation.size=200',
-      '--set',
-      'data.testLimit=300',
-      '--set',
-      'training.epochs=3',
-      '--out',
-      out,
-      '--json',
-    ];
+    const args = ['run', QUICK, ...SMALL_SLICE, '--out', out, '--json'];
     const stopped = await launch(args, {
       cwd: tmp,
       onStdout: (all, child) => {

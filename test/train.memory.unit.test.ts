@@ -8,19 +8,12 @@ import { loadSpec, parseSetFlag } from '../src/spec';
 import { createTrainStep } from '../src/train/step';
 import { fit } from '../src/train/loop';
 import { CallbackList } from '../src/train/callbacks/callback';
-import { Rng, runSeeds } from '../src/rng';
-import type { Split } from '../src/data/dataset';
+import { runSeeds } from '../src/rng';
+import { randomSplit } from './helpers/splits';
 
 const quick = path.resolve(__dirname, '../../configs/quick.yaml');
 
 /** Random Fashion-MNIST-shaped data: the memory check needs shapes, not real images. */
-function split(count: number, seed: number): Split {
-  const rng = new Rng(seed);
-  const pixels = new Uint8Array(count * 784).map(() => rng.int(256));
-  const labels = Int32Array.from({ length: count }, () => rng.int(10));
-  return { pixels, lut: Float32Array.from({ length: 256 }, (_, v) => v / 255), labels, count };
-}
-
 for (const variant of [
   { name: 'the lean step (tutorial model)', path: 'lean', sets: [] as string[] },
   { name: 'the lean step with Adam', path: 'lean', sets: ['optimizer={adam: {learningRate: 0.001}}'] },
@@ -43,7 +36,7 @@ for (const variant of [
     await fit(
       built,
       step,
-      { train: split(640, 1), validation: split(128, 2) },
+      { train: randomSplit(640, 1), validation: randomSplit(128, 2) },
       new CallbackList([{ name: 'count', onEpochEnd: () => void counts.push(tf.memory().numTensors) }]),
       {
         epochs: 4,
