@@ -11,7 +11,8 @@ import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { createLeanStep } from '../src/train/lean-step';
 import { installAcceleratedKernels, uninstallAcceleratedKernels } from '../src/accel/kernels';
-import { buildModel, modelSummary } from '../src/model';
+import { modelSummary } from '../src/model';
+import { handModel } from './helpers/hand-model';
 import { SpecError, validateSpec } from '../src/spec';
 import { constrained, constraintTerms } from '../src/train/constraints';
 import { createReferenceStep } from '../src/train/step';
@@ -147,17 +148,7 @@ const STEP_SPEC = validateSpec({
   optimizer: { sgd: { learningRate: 1 } },
 });
 
-function stepModel() {
-  const built = buildModel(STEP_SPEC);
-  const bias = new Float32Array(10);
-  bias[0] = Math.LN2;
-  built.model.layers[1]!.setWeights([tf.zeros([784, 10]), tf.tensor1d(bias)]);
-  const image = new Float32Array(784);
-  image[0] = 1;
-  return { built, image };
-}
-
-function assertConstrainedAfterOneStep(built: ReturnType<typeof stepModel>['built'], label: string) {
+function assertConstrainedAfterOneStep(built: ReturnType<typeof handModel>['built'], label: string) {
   const [kernel, bias] = built.model.layers[1]!.getWeights().map((w) => w.dataSync() as Float32Array);
   const want0 = (0.5 * (9 / 11)) / (9 / 11 + EPS);
   const wantJ = (-1 / 11) * (1 / 11 / (1 / 11 + EPS));
@@ -173,7 +164,7 @@ function assertConstrainedAfterOneStep(built: ReturnType<typeof stepModel>['buil
 for (const backend of ['cpu', 'wasm'] as const) {
   test(`${backend}: the reference step applies maxNorm to the kernel and nonNeg to the bias after the update`, async (t) => {
     if (!(await useBackend(backend))) return t.skip(`${backend} backend unavailable`);
-    const { built, image } = stepModel();
+    const { built, image } = handModel(STEP_SPEC);
     const step = createReferenceStep(built, createOptimizer(STEP_SPEC.optimizer), {
       constraints: constraintTerms(built, STEP_SPEC),
     });
@@ -191,7 +182,7 @@ for (const backend of ['cpu', 'wasm'] as const) {
       if (!(await useBackend(backend))) return t.skip(`${backend} backend unavailable`);
       if (gemm && !installAcceleratedKernels(backend).installed) return t.skip('no GEMM to install here');
       try {
-        const { built, image } = stepModel();
+        const { built, image } = handModel(STEP_SPEC);
         const step = createLeanStep(built.model, createOptimizer(STEP_SPEC.optimizer), [], {
           constraints: constraintTerms(built, STEP_SPEC),
         });
@@ -216,7 +207,7 @@ for (const backend of ['cpu', 'wasm'] as const) {
 
 test('the model summary lists each constraint with its settings beside the regularizers', async () => {
   await useBackend('cpu');
-  const { built } = stepModel();
+  const { built } = handModel(STEP_SPEC);
   const summary = modelSummary(built, { constraints: constraintTerms(built, STEP_SPEC) });
   assert.match(
     summary[4]!,

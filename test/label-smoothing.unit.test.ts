@@ -15,7 +15,8 @@ import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { createLeanStep } from '../src/train/lean-step';
 import { installAcceleratedKernels, uninstallAcceleratedKernels } from '../src/accel/kernels';
-import { buildModel, modelSummary } from '../src/model';
+import { modelSummary } from '../src/model';
+import { handModel } from './helpers/hand-model';
 import { SpecError, validateSpec } from '../src/spec';
 import { createReferenceStep } from '../src/train/step';
 import { createOptimizer } from '../src/train/optimizers';
@@ -33,16 +34,6 @@ const SPEC = validateSpec({
   optimizer: { sgd: { learningRate: 1 } },
   training: { labelSmoothing: LS },
 });
-
-function handModel() {
-  const built = buildModel(SPEC);
-  const bias = new Float32Array(10);
-  bias[0] = Math.LN2;
-  built.model.layers[1]!.setWeights([tf.zeros([784, 10]), tf.tensor1d(bias)]);
-  const image = new Float32Array(784);
-  image[0] = 1;
-  return { built, image };
-}
 
 function assertMovedBySmoothedGradient(built: ReturnType<typeof handModel>['built'], label: string) {
   const [kernel, bias] = built.model.layers[1]!.getWeights().map((w) => w.dataSync() as Float32Array);
@@ -68,7 +59,7 @@ test('the hand-computed figures hold together: smoothed − plain = 0.09·ln 2',
 for (const backend of ['cpu', 'wasm'] as const) {
   test(`${backend}: the reference step minimizes the label-smoothed loss, gradient p − q, and reports the plain loss and the smoothing apart`, async (t) => {
     if (!(await useBackend(backend))) return t.skip(`${backend} backend unavailable`);
-    const { built, image } = handModel();
+    const { built, image } = handModel(SPEC);
     const step = createReferenceStep(built, createOptimizer(SPEC.optimizer), { labelSmoothing: LS });
     const x = tf.tensor3d(image, [1, 28, 28]);
     const y = tf.tensor1d([0], 'int32');
@@ -87,7 +78,7 @@ for (const backend of ['cpu', 'wasm'] as const) {
       if (!(await useBackend(backend))) return t.skip(`${backend} backend unavailable`);
       if (gemm && !installAcceleratedKernels(backend).installed) return t.skip('no GEMM to install here');
       try {
-        const { built, image } = handModel();
+        const { built, image } = handModel(SPEC);
         const step = createLeanStep(built.model, createOptimizer(SPEC.optimizer), [], { labelSmoothing: LS });
         if ('unsupported' in step) throw new Error(step.unsupported);
         const x = tf.tensor3d(image, [1, 28, 28]);
@@ -143,7 +134,7 @@ test('a spec without labelSmoothing resolves without it (trains on the plain los
     optimizer: { sgd: { learningRate: 0.01 } },
   });
   assert.equal('labelSmoothing' in plain.training, false);
-  const { built } = handModel();
+  const { built } = handModel(SPEC);
   assert.equal(
     modelSummary(built, SPEC.training).at(-1),
     'Loss: sparse categorical cross-entropy with label smoothing 0.1 (targets onehot·0.9 + 0.1/10)',

@@ -1,0 +1,17 @@
+import * as tf from '@tensorflow/tfjs';
+import { buildModel } from '../../src/model';
+import type { ExperimentSpec } from '../../src/spec';
+
+/**
+ * A flatten → dense(10, softmax) spec's model set up for by-hand gradients: zero kernel, bias ln 2 on
+ * class 0 (so p = 2/11 there and 1/11 elsewhere), and an image whose only non-zero pixel is the first, at 1.
+ */
+export function handModel(spec: ExperimentSpec) {
+  const built = buildModel(spec);
+  const bias = new Float32Array(10);
+  bias[0] = Math.LN2;
+  built.model.layers[1]!.setWeights([tf.zeros([784, 10]), tf.tensor1d(bias)]);
+  const image = new Float32Array(784);
+  image[0] = 1;
+  return { built, image };
+}
