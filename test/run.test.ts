@@ -237,10 +237,27 @@ test('--json prints only JSON lines: start, training, one epoch per epoch, test,
 
   const m = metrics(out);
   const testEv = rest[3]!;
-  assert.deepEqual(Object.keys(testEv).sort(), ['accuracy', 'count', 'event', 'loss', 'train_accuracy']);
+  assert.deepEqual(Object.keys(testEv).sort(), [
+    'accuracy',
+    'brier',
+    'count',
+    'ece',
+    'event',
+    'loss',
+    'nll',
+    'train_accuracy',
+  ]);
   assert.deepEqual(
-    [testEv.loss, testEv.accuracy, testEv.count, testEv.train_accuracy],
-    [m.test!.loss, m.test!.accuracy, 500, m.trainEval!.accuracy],
+    [testEv.loss, testEv.accuracy, testEv.count, testEv.train_accuracy, testEv.ece, testEv.brier, testEv.nll],
+    [
+      m.test!.loss,
+      m.test!.accuracy,
+      500,
+      m.trainEval!.accuracy,
+      m.calibration!.ece,
+      m.calibration!.brier,
+      m.calibration!.nll,
+    ],
   );
 
   const done = rest[4]!;
@@ -251,6 +268,7 @@ test('--json prints only JSON lines: start, training, one epoch per epoch, test,
   // The human text went to stderr instead.
   assert.match(r.stderr, /^Epoch 3\/3 - .* - loss: \d+\.\d{4} - /m);
   assert.match(r.stderr, /^Test: loss: /m);
+  assert.match(r.stderr, /^Test: .*\nCalibration: ECE: \d\.\d{4} \(15 bins\) - Brier: \d\.\d{4} - NLL: \d\.\d{4}\n/m);
 });
 
 test('two runs with the same spec, seed and backend give identical histories, metrics and weights', async () => {

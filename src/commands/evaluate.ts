@@ -12,8 +12,8 @@ import { loadSpecData } from '../data/dataset';
 import { addDataOptions, backendOption } from './common';
 import { bindRunModel, openFinishedRun, readRunSpec } from './saved-run';
 import { BEST_DIR, type BestInfo } from '../train/callbacks/best-model';
-import { fmtLogValue } from '../train/callbacks/epoch-lines';
-import { calibration, ECE_BINS, type ReliabilityBin } from '../evaluation/calibration';
+import { calibrationLine } from '../train/callbacks/epoch-lines';
+import { calibration, type ReliabilityBin } from '../evaluation/calibration';
 
 interface EvaluateOptions {
   json?: boolean;
@@ -132,9 +132,7 @@ export async function evaluateRun(dir: string, opts: EvaluateOptions): Promise<E
       out.result(`Test: loss: ${loss.toFixed(4)} - accuracy: ${ev.accuracy.toFixed(4)} (${ev.count} images)`);
       if (!best && metrics.test && metrics.test.count === ev.count)
         out.result(`(run reported accuracy ${metrics.test.accuracy.toFixed(4)} on the same ${ev.count} images)`);
-      out.result(
-        `Calibration: ECE: ${cal.ece.toFixed(4)} (${ECE_BINS} bins) - Brier: ${cal.brier.toFixed(4)} - NLL: ${fmtLogValue(cal.nll)}`,
-      );
+      out.result(calibrationLine(cal));
       out.result('\nPer class:');
       for (const p of perClass)
         out.result(`  ${p.name.padEnd(w)}  ${(100 * p.accuracy).toFixed(1).padStart(5)}%  (${p.count})`);

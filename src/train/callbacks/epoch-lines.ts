@@ -1,3 +1,5 @@
+import type { Calibration } from '../../evaluation/calibration';
+import { ECE_BINS } from '../../evaluation/calibration';
 import type { EpochRecord } from '../../runformat';
 import type { Callback, TrainingContext } from './callback';
 import { PHASE, type CallbackDeclaration } from './declaration';
@@ -18,6 +20,11 @@ export function fmtDuration(s: number): string {
   return m < 60
     ? `${m}m${String(total - 60 * m).padStart(2, '0')}s`
     : `${Math.floor(m / 60)}h${String(m % 60).padStart(2, '0')}m`;
+}
+
+/** `Calibration: ECE: 0.0123 (15 bins) - Brier: 0.1834 - NLL: 0.3512`, after a `Test:` line (run and evaluate). */
+export function calibrationLine(c: Pick<Calibration, 'ece' | 'brier' | 'nll'>): string {
+  return `Calibration: ECE: ${c.ece.toFixed(4)} (${ECE_BINS} bins) - Brier: ${c.brier.toFixed(4)} - NLL: ${fmtLogValue(c.nll)}`;
 }
 
 /** `Epoch 3/60 - 1.3s - loss: … - accuracy: … - val_loss: … - val_accuracy: … - penalty: … - lr: …`, as Keras logs an epoch. */

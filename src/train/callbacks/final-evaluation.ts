@@ -17,7 +17,7 @@ import { weightHistograms, weightStats } from '../weight-stats';
 import type { Callback, TrainEndLogs } from './callback';
 import { PHASE, type CallbackDeclaration, type RunContext } from './declaration';
 import { EarlyStopping } from './early-stopping';
-import { fmtDuration, fmtLogValue } from './epoch-lines';
+import { calibrationLine, fmtDuration, fmtLogValue } from './epoch-lines';
 import { History } from './history';
 
 export class FinalEvaluation implements Callback {
@@ -103,12 +103,14 @@ export class FinalEvaluation implements Callback {
     out.result(
       `Test: loss: ${fmtLogValue(test!.loss)} - accuracy: ${test!.accuracy.toFixed(4)} (${test!.count} images)`,
     );
+    if (testCalibration) out.result(calibrationLine(testCalibration));
     out.result(`Done in ${fmtDuration(elapsed())}; run directory: ${runDir}`);
     out.event({
       event: 'test',
       loss: test!.loss,
       accuracy: test!.accuracy,
       count: test!.count,
+      ...(testCalibration ? { ece: testCalibration.ece, brier: testCalibration.brier, nll: testCalibration.nll } : {}),
       train_accuracy: trainEval!.accuracy,
     });
     out.end({
