@@ -1,4 +1,5 @@
 import type { CompareResult, Group } from '../compare';
+import type { Stat } from '../compare/statistics';
 import {
   axes,
   color,
@@ -20,7 +21,7 @@ import {
 /**
  * The report's charts, each a function of the comparison: learning curves as small multiples, the
  * generalization gap, weight histograms (log counts), charts against a swept parameter, test
- * accuracy vs training-set size, and for a single variant its per-class accuracy and confusion matrix.
+ * accuracy and calibration error vs training-set size, and for a single variant its per-class accuracy and confusion matrix.
  */
 
 /**
@@ -311,34 +312,55 @@ function sweepCharts(r: CompareResult): Chart[] {
   });
 }
 
-/** A sweep over data.trainLimit: test accuracy vs the training images each run really had, one line per variant. */
-function trainSizeChart(r: CompareResult): Chart[] {
+/**
+ * A sweep over data.trainLimit: test accuracy, and the test calibration error when the runs
+ * measured it, vs the training images each run really had, one line per variant.
+ */
+function trainSizeCharts(r: CompareResult): Chart[] {
   const p = 'data.trainLimit';
   if (!r.sweepPaths.includes(p)) return [];
   const lines = sweepLines(r, p);
   const gs = [...lines.values()].flat();
   if (gs.length < 2) return [];
-  const series: LineSeries[] = [...lines].map(([name, members], i) => {
-    const sorted = members.filter((g) => g.trainSize).sort((a, b) => a.trainSize!.mean - b.trainSize!.mean);
-    return {
-      name: name || 'test accuracy',
-      color: color(i),
-      points: sorted.map((g): [number, number] => [g.trainSize!.mean, g.testAccuracy.mean]),
-      errors: sorted.map((g) => g.testAccuracy.std),
-    };
-  });
-  const sizes = series.flatMap((s) => s.points.map((q) => q[0]));
+  const seriesOf = (metric: (g: Group) => Stat | null, fallbackName: string): LineSeries[] =>
+    [...lines].map(([name, members], i) => {
+      const sorted = members
+        .filter((g) => g.trainSize && metric(g))
+        .sort((a, b) => a.trainSize!.mean - b.trainSize!.mean);
+      return {
+        name: name || fallbackName,
+        color: color(i),
+        points: sorted.map((g): [number, number] => [g.trainSize!.mean, metric(g)!.mean]),
+        errors: sorted.map((g) => metric(g)!.std),
+      };
+    });
+  const accuracy = seriesOf((g) => g.testAccuracy, 'test accuracy');
+  const sizes = accuracy.flatMap((s) => s.points.map((q) => q[0]));
   const logX = Math.min(...sizes) > 0 && Math.max(...sizes) / Math.min(...sizes) >= 4;
-  return [
+  const xLabel = `training images${logX ? ' (log scale)' : ''}`;
+  const charts = [
     lineChart(
       'accuracy-vs-train-size',
       'Test accuracy vs training-set size, per variant (mean ± std over seeds)',
-      `training images${logX ? ' (log scale)' : ''}`,
+      xLabel,
       'test accuracy',
-      series,
+      accuracy,
       { logX },
     ),
   ];
+  const ece = seriesOf((g) => g.ece, 'test ECE').filter((s) => s.points.length > 0);
+  if (ece.length > 0)
+    charts.push(
+      lineChart(
+        'ece-vs-train-size',
+        'Test calibration error (ECE, 15 bins) vs training-set size, per variant (mean ± std over seeds)',
+        xLabel,
+        'test ECE',
+        ece,
+        { logX },
+      ),
+    );
+  return charts;
 }
 
 /** Per-class test accuracy of a single variant (all its seeds' predictions added up). */
@@ -489,7 +511,7 @@ export function renderCharts(r: CompareResult): Chart[] {
     gapChart(r, colors),
     ...reliabilityCharts(r, colors),
     ...histogramCharts(r, colors),
-    ...trainSizeChart(r),
+    ...trainSizeCharts(r),
     ...sweepCharts(r),
     ...single,
   ];

@@ -134,7 +134,7 @@ ${settings}
 ${best ? `<p class="note">Best test accuracy: ${esc(best.name)} (${fmtNum(best.testAccuracy.mean, 4)}).</p>` : ''}
 ${section('Results', table)}
 ${r.groups.length > 1 ? pairedSections : ''}
-${section('Test accuracy vs training-set size', byPrefix('accuracy-vs-train-size'))}
+${section('Test accuracy and calibration vs training-set size', byPrefix('accuracy-vs-train-size', 'ece-vs-train-size'))}
 ${section('Against the swept parameter', byPrefix('accuracy-vs-', 'sparsity-').replace(/<svg[^>]*data-chart="accuracy-vs-train-size"[\s\S]*?<\/svg>/, ''))}
 ${section('Per class', byPrefix('per-class', 'confusion'))}
 ${section('Learning curves', byPrefix('curves-'))}
