@@ -54,6 +54,24 @@ const oneOf = <T extends readonly [string, ...string[]]>(values: T) =>
 
 const overrideMap = z.record(z.string(), z.unknown(), { error: 'expected a map of dotted paths to values' });
 
+const sweepList = z
+  .array(z.unknown(), { error: 'expected a list of values' })
+  .min(1, { error: 'expected at least one value' });
+
+/** A swept path whose values follow another swept key's, index for index (no grid dimension of its own). */
+const sweepAlongside = z.strictObject(
+  {
+    alongside: z.string({ error: 'expected the dotted path of another sweep key' }),
+    values: sweepList,
+  },
+  { error: 'expected a list of values, or { alongside: KEY, values: [...] }' },
+);
+export type SweepAlongside = z.infer<typeof sweepAlongside>;
+
+const sweepEntry = z.union([sweepList, sweepAlongside], {
+  error: 'expected a list of values, or { alongside: KEY, values: [...] }',
+});
+
 export const experimentSpec = z
   .strictObject({
     /** Spec format version; a spec from a newer regtrain is refused rather than misread. */
@@ -122,14 +140,12 @@ export const experimentSpec = z
       )
       .nullable()
       .default(null),
-    /** Study: a grid over dotted paths, e.g. `model.layers.1.dense.kernelRegularizer.l1: [0, 1e-4, 1e-3]`. */
-    sweep: z
-      .record(
-        z.string(),
-        z.array(z.unknown(), { error: 'expected a list of values' }).min(1, { error: 'expected at least one value' }),
-      )
-      .nullable()
-      .default(null),
+    /**
+     * Study: a grid over dotted paths, e.g. `model.layers.1.dense.kernelRegularizer.l1: [0, 1e-4, 1e-3]`;
+     * or, for a path that moves with another instead of multiplying the grid,
+     * `training.epochs: { alongside: data.trainLimit, values: [60, 15] }` (one value per value of that key).
+     */
+    sweep: z.record(z.string(), sweepEntry).nullable().default(null),
     /** Study: seeds per variant (seed, seed+1, …). */
     repeats: positiveInt(1000).default(1),
   })

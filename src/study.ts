@@ -13,6 +13,7 @@ import {
   validateSpec,
   applyOverrides,
   type ExperimentSpec,
+  type SweepAlongside,
   type LoadedSpec,
   type Override,
 } from './spec';
@@ -126,10 +127,39 @@ function validateMember(raw: unknown, where: string, overrides: Override[]): Exp
   return validateSpec(raw, origin);
 }
 
+/** The sweep's grid dimensions: its keys with a list of values (not those moving `alongside` another). */
+function gridKeys(sweep: ExperimentSpec['sweep']): Record<string, unknown[]> {
+  return Object.fromEntries(Object.entries(sweep ?? {}).filter((e): e is [string, unknown[]] => Array.isArray(e[1])));
+}
+
+/**
+ * The sweep's keys that move alongside a grid key, checked: each names a list key of the same
+ * sweep and has one value per value of it.
+ */
+function alongsideKeys(sweep: ExperimentSpec['sweep'], file: string): [string, SweepAlongside][] {
+  const grid = gridKeys(sweep);
+  const out: [string, SweepAlongside][] = [];
+  for (const [key, entry] of Object.entries(sweep ?? {})) {
+    if (Array.isArray(entry)) continue;
+    checkPath(key, `${file}: sweep`);
+    const lead = grid[entry.alongside];
+    if (!lead)
+      throw new InputError(
+        `${file}: sweep.${key}.alongside: '${entry.alongside}' is not a swept list in this sweep (expected one of: ${Object.keys(grid).join(', ') || 'none'})`,
+      );
+    if (entry.values.length !== lead.length)
+      throw new InputError(
+        `${file}: sweep.${key}.values: ${entry.values.length} value${entry.values.length === 1 ? '' : 's'} for the ${lead.length} of ${entry.alongside} (expected one per value)`,
+      );
+    out.push([key, entry]);
+  }
+  return out;
+}
+
 /** The member count, computed from the spec's sizes without expanding anything, and how it was reached. */
 export function studySize(loaded: LoadedSpec): { count: number; formula: string } {
   const variants = loaded.spec.variants ? Object.keys(loaded.spec.variants).length || 1 : 1;
-  const factors = [variants, ...Object.values(loaded.spec.sweep ?? {}).map((v) => v.length), loaded.spec.repeats];
+  const factors = [variants, ...Object.values(gridKeys(loaded.spec.sweep)).map((v) => v.length), loaded.spec.repeats];
   return { count: factors.reduce((a, b) => a * b, 1), formula: factors.join(' × ') };
 }
 
@@ -163,16 +193,24 @@ export function expandStudy(loaded: LoadedSpec, maxMembers = memberCap()): Study
   const file = loaded.file;
   const variantMap =
     loaded.spec.variants && Object.keys(loaded.spec.variants).length ? loaded.spec.variants : { base: {} };
-  const sweep = loaded.spec.sweep ?? {};
+  const sweep = gridKeys(loaded.spec.sweep);
   const sweepKeys = Object.keys(sweep);
+  const alongside = alongsideKeys(loaded.spec.sweep, file);
   const shorts = shortKeys(sweepKeys);
   const repeats = loaded.spec.repeats;
 
-  // Cartesian product of the sweep, first key outermost.
-  let points: Record<string, unknown>[] = [{}];
+  // Cartesian product of the sweep's lists, first key outermost; a key alongside a list takes the
+  // value at the same index. Only the lists name members and group them in `compare`.
+  let points: { point: Record<string, unknown>; along: Record<string, unknown> }[] = [{ point: {}, along: {} }];
   for (const key of sweepKeys) {
     checkPath(key, `${file}: sweep`);
-    points = points.flatMap((p) => sweep[key]!.map((v) => ({ ...p, [key]: v })));
+    const followers = alongside.filter(([, e]) => e.alongside === key);
+    points = points.flatMap((p) =>
+      sweep[key]!.map((v, i) => ({
+        point: { ...p.point, [key]: v },
+        along: { ...p.along, ...Object.fromEntries(followers.map(([k, e]) => [k, e.values[i]])) },
+      })),
+    );
   }
 
   const members: StudyMember[] = [];
@@ -183,8 +221,8 @@ export function expandStudy(loaded: LoadedSpec, maxMembers = memberCap()): Study
       value,
       label: `variant '${variant}': ${key}`,
     }));
-    for (const point of points) {
-      const pointOverrides: Override[] = Object.entries(point).map(([key, value]) => ({
+    for (const { point, along } of points) {
+      const pointOverrides: Override[] = Object.entries({ ...point, ...along }).map(([key, value]) => ({
         path: key.split('.'),
         value,
         label: `sweep ${key}=${JSON.stringify(value)}`,
@@ -352,7 +390,7 @@ export function prepareStudy(loaded: LoadedSpec, opts: StudyOptions = {}): Prepa
       createdAt: new Date().toISOString(),
       baseline: baselineVariant(variants),
       variants,
-      sweep: loaded.spec.sweep ?? {},
+      sweep: gridKeys(loaded.spec.sweep),
       repeats: loaded.spec.repeats,
       members: members.map((m) => ({
         name: m.name,
