@@ -14,7 +14,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
-import { convGeometry, convStats, registerWasmConvKernels, type ConvGeometry } from '../src/accel/conv';
+import {
+  convGeometry,
+  convStats,
+  im2col,
+  im2colT,
+  registerWasmConvKernels,
+  type ConvGeometry,
+} from '../src/accel/conv';
 import { loadBlas } from '../src/accel/blas';
 import { installAcceleratedKernels, uninstallAcceleratedKernels, type GemmChoice } from '../src/accel/kernels';
 import { useBackend } from './helpers/backend';
@@ -99,6 +106,27 @@ const CASES: Case[] = [
     filter: [3, 2, 8, 6],
     strides: [2, 2],
     pad: 'same',
+  },
+  {
+    name: '7×9 input, 3×3 filter, stride 2, same, one channel (the transposed im2col with a stride)',
+    x: [2, 7, 9, 1],
+    filter: [3, 3, 1, 4],
+    strides: [2, 2],
+    pad: 'same',
+  },
+  {
+    name: '9×10×16 input, 3×3 filter, stride 2, same (the forward GEMM with uneven padding)',
+    x: [2, 9, 10, 16],
+    filter: [3, 3, 16, 5],
+    strides: [2, 2],
+    pad: 'same',
+  },
+  {
+    name: '13×13×16 input, 3×3 filter, 32 channels (the CNN’s second layer)',
+    x: [2, 13, 13, 16],
+    filter: [3, 3, 16, 32],
+    strides: [1, 1],
+    pad: 'valid',
   },
   {
     name: '28×28 input, 3×3 filter, 16 channels (the CNN’s first layer)',
@@ -361,6 +389,155 @@ for (const { choice, skip } of GEMMS) {
     },
   );
 }
+
+/** y from the definition: the exact value (float64) and Σ|x·w| per output element. */
+function forwardReference(
+  g: ConvGeometry,
+  x: Float32Array,
+  w: Float32Array,
+): { exact: Float64Array; magnitude: Float64Array } {
+  const n = g.batch * g.outH * g.outW * g.outC;
+  const exact = new Float64Array(n);
+  const magnitude = new Float64Array(n);
+  for (let b = 0; b < g.batch; b++)
+    for (let oh = 0; oh < g.outH; oh++)
+      for (let ow = 0; ow < g.outW; ow++)
+        for (let kh = 0; kh < g.fH; kh++)
+          for (let kw = 0; kw < g.fW; kw++) {
+            const ih = oh * g.strideH + kh - g.padTop;
+            const iw = ow * g.strideW + kw - g.padLeft;
+            if (ih < 0 || ih >= g.inH || iw < 0 || iw >= g.inW) continue;
+            for (let ci = 0; ci < g.inC; ci++)
+              for (let co = 0; co < g.outC; co++) {
+                const p =
+                  x[((b * g.inH + ih) * g.inW + iw) * g.inC + ci]! * w[((kh * g.fW + kw) * g.inC + ci) * g.outC + co]!;
+                const i = ((b * g.outH + oh) * g.outW + ow) * g.outC + co;
+                exact[i] += p;
+                magnitude[i] += Math.abs(p);
+              }
+          }
+  return { exact, magnitude };
+}
+
+function conv2dOf(c: Case, x: Float32Array, w: Float32Array): Float32Array {
+  return tf.tidy(() =>
+    tf.conv2d(tf.tensor4d(x, c.x), tf.tensor4d(w, c.filter), c.strides, c.pad).dataSync(),
+  ) as Float32Array;
+}
+
+test(
+  'with OpenBLAS installed, Conv2D on wasm (im2col · W where a filter row is ≥ 16 floats) matches the float64 definition and tfjs’s cpu kernel on every shape',
+  { skip: loadBlas().ok ? false : 'OpenBLAS not loadable here' },
+  async (t) => {
+    if (!(await useBackend('wasm'))) return t.skip('wasm backend unavailable');
+    const results: Float32Array[] = [];
+    assert.equal(installAcceleratedKernels('wasm', { gemm: 'openblas' }).gemm, 'openblas');
+    try {
+      for (const c of CASES) {
+        const g = geometry(c);
+        const x = values(
+          c.x.reduce((a, b) => a * b),
+          3 + c.x[2],
+        );
+        const w = values(
+          c.filter.reduce((a, b) => a * b),
+          5 + c.filter[3],
+        );
+        const before = convStats.forwardGemm;
+        const y = conv2dOf(c, x, w);
+        const fast = c.filter[1] * c.filter[2] >= 16;
+        assert.equal(convStats.forwardGemm - before, fast ? 1 : 0, `${c.name}: the GEMM forward ran iff fW·inC ≥ 16`);
+        const ref = forwardReference(g, x, w);
+        const k = g.fH * g.fW * g.inC;
+        assertWithin(y, ref.exact, (i) => (k + 1) * 2 ** -24 * ref.magnitude[i]!, `${c.name}: forward`);
+        assert.deepEqual(conv2dOf(c, x, w), y, `${c.name}: forward run to run`);
+        results.push(y);
+      }
+    } finally {
+      uninstallAcceleratedKernels('wasm');
+    }
+    assert.ok(await useBackend('cpu'));
+    try {
+      CASES.forEach((c, n) => {
+        const g = geometry(c);
+        const x = values(
+          c.x.reduce((a, b) => a * b),
+          3 + c.x[2],
+        );
+        const w = values(
+          c.filter.reduce((a, b) => a * b),
+          5 + c.filter[3],
+        );
+        const ref = forwardReference(g, x, w);
+        const k = g.fH * g.fW * g.inC;
+        assertWithin(
+          results[n]!,
+          conv2dOf(c, x, w),
+          (i) => (2 * k + 2) * 2 ** -24 * ref.magnitude[i]!,
+          `${c.name}: against tfjs cpu`,
+        );
+      });
+    } finally {
+      assert.ok(await useBackend('wasm'));
+    }
+  },
+);
+
+test('im2colT of a 2×3 one-channel image, 2×2 filter, padding 1: the rows (kh, kw) hold the shifted pixels with zeros outside (by hand)', () => {
+  const g = convGeometry('test', [1, 2, 3, 1], [2, 2, 1, 1], { strides: 1, pad: 1 });
+  assert.deepEqual([g.outH, g.outW], [3, 4]);
+  const x = Float32Array.from([1, 2, 3, 4, 5, 6]);
+  const col = new Float32Array(4 * 12).fill(NaN);
+  im2colT(g, x, 0, col, 0);
+  assert.deepEqual(
+    [...col],
+    [
+      ...[0, 0, 0, 0, 0, 1, 2, 3, 0, 4, 5, 6], // kh 0, kw 0: pixel (oh − 1, ow − 1)
+      ...[0, 0, 0, 0, 1, 2, 3, 0, 4, 5, 6, 0], // kh 0, kw 1: pixel (oh − 1, ow)
+      ...[0, 1, 2, 3, 0, 4, 5, 6, 0, 0, 0, 0], // kh 1, kw 0: pixel (oh, ow − 1)
+      ...[1, 2, 3, 0, 4, 5, 6, 0, 0, 0, 0, 0], // kh 1, kw 1: pixel (oh, ow)
+    ],
+  );
+});
+
+test('im2colT is the transpose of im2col on every one-channel shape (strides and padding included)', () => {
+  for (const c of CASES.filter((k) => k.x[3] === 1)) {
+    const g = geometry(c);
+    const x = values(
+      c.x.reduce((a, b) => a * b),
+      17,
+    );
+    const rows = g.batch * g.outH * g.outW;
+    const cols = g.fH * g.fW * g.inC;
+    const col = new Float32Array(rows * cols);
+    const colT = new Float32Array(rows * cols).fill(NaN);
+    im2col(g, x, 0, col, 0);
+    im2colT(g, x, 0, colT, 0);
+    for (let r = 0; r < rows; r++)
+      for (let k = 0; k < cols; k++)
+        if (!Object.is(colT[k * rows + r], col[r * cols + k]))
+          assert.fail(`${c.name}: colT[${k}][${r}] = ${colT[k * rows + r]}, im2col has ${col[r * cols + k]}`);
+  }
+});
+
+test('Identity on wasm with regtrain’s kernels shares the input’s memory: the clone keeps its values after the original is disposed, and one dispose frees nothing twice', async (t) => {
+  if (!(await useBackend('wasm'))) return t.skip('wasm backend unavailable');
+  assert.ok(installAcceleratedKernels('wasm', { gemm: 'wasm' }).gemm);
+  try {
+    const before = convStats.identity;
+    const numBefore = tf.memory().numTensors;
+    const a = tf.tensor2d([1.5, -2, 3, 4], [2, 2]);
+    const b = tf.clone(a);
+    assert.equal(convStats.identity - before, 1, 'the shared Identity ran');
+    a.dispose();
+    assert.deepEqual([...(b.dataSync() as Float32Array)], [1.5, -2, 3, 4]);
+    assert.deepEqual(b.shape, [2, 2]);
+    b.dispose();
+    assert.equal(tf.memory().numTensors, numBefore);
+  } finally {
+    uninstallAcceleratedKernels('wasm');
+  }
+});
 
 const POOLS: Array<{
   name: string;

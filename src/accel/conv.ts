@@ -297,7 +297,7 @@ function convSimd(backend: WasmBackendLike): ConvSimd | null {
 }
 
 /** How many conv/pool gradients took the fast path (for tests and the bench: proof it ran). */
-export const convStats = { filterGemm: 0, inputGemm: 0, maxPoolGrad: 0, colSum: 0 };
+export const convStats = { forwardGemm: 0, filterGemm: 0, inputGemm: 0, maxPoolGrad: 0, colSum: 0, identity: 0 };
 
 /**
  * Rows (b, oh, ow) × columns (kh, kw, ci) of the input patches, zeros where a patch reaches into the
@@ -332,6 +332,42 @@ export function im2col(g: ConvGeometry, x: Float32Array, xOff: number, col: Floa
               if (iw < 0 || iw >= inW) col.fill(0, cc, cc + inC);
               else for (let ci = 0, xi = xb + (ih * inW + iw) * inC; ci < inC; ci++) col[cc + ci] = x[xi + ci]!;
             }
+          }
+        }
+      }
+    }
+  }
+}
+
+/**
+ * im2col's transpose: rows (kh, kw, ci) × columns (b, oh, ow), colT[(kh·fW + kw)·inC + ci][(b·outH + oh)·outW + ow],
+ * zeros in the padding. For a thin input (inC = 1, the first layer) each row is filled by runs of
+ * outW neighbouring pixels, where im2col copies fW·inC = 3 floats at a time (1.07 vs ~0.3 ms on the
+ * CNN's first layer at batch 64).
+ */
+export function im2colT(g: ConvGeometry, x: Float32Array, xOff: number, col: Float32Array, colOff: number): void {
+  const { batch, inH, inW, inC, outH, outW, fH, fW, strideH, strideW, padTop, padLeft } = g;
+  const rowLen = batch * outH * outW;
+  for (let kh = 0; kh < fH; kh++) {
+    for (let kw = 0; kw < fW; kw++) {
+      // The ow range whose input column is inside: iw = ow·sW + kw − padLeft ∈ [0, inW).
+      const lo = Math.min(outW, Math.max(0, Math.ceil((padLeft - kw) / strideW)));
+      const hi = Math.max(lo, Math.min(outW, Math.floor((inW - 1 + padLeft - kw) / strideW) + 1));
+      for (let ci = 0; ci < inC; ci++) {
+        let r = colOff + ((kh * fW + kw) * inC + ci) * rowLen;
+        for (let b = 0; b < batch; b++) {
+          const xb = xOff + b * inH * inW * inC + ci;
+          for (let oh = 0; oh < outH; oh++, r += outW) {
+            const ih = oh * strideH + kh - padTop;
+            if (ih < 0 || ih >= inH) {
+              col.fill(0, r, r + outW);
+              continue;
+            }
+            if (lo > 0) col.fill(0, r, r + lo);
+            if (hi < outW) col.fill(0, r + hi, r + outW);
+            const step = strideW * inC;
+            for (let ow = lo, xi = xb + (ih * inW + lo * strideW + kw - padLeft) * inC; ow < hi; ow++, xi += step)
+              col[r + ow] = x[xi]!;
           }
         }
       }
@@ -400,7 +436,11 @@ function floatIndex(backend: WasmBackendLike, t: TensorInfo): number | null {
 }
 
 /** Conv2DBackpropFilter as dW = im2col(x)ᵀ · dy (one GEMM, k = N·outH·outW). */
-function filterGradGemm(gemmOf: (b: WasmBackendLike) => HeapGemmFn | null, original: KernelFunc): KernelFunc {
+function filterGradGemm(
+  gemmOf: (b: WasmBackendLike) => HeapGemmFn | null,
+  original: KernelFunc,
+  thinTransposed: boolean,
+): KernelFunc {
   return (args) => {
     const backend = args.backend as WasmBackendLike;
     const { x, dy } = args.inputs as { x: TensorInfo; dy: TensorInfo };
@@ -415,14 +455,78 @@ function filterGradGemm(gemmOf: (b: WasmBackendLike) => HeapGemmFn | null, origi
     const col = backend.wasm._malloc(4 * rows * cols);
     try {
       const heap = backend.wasm.HEAPF32;
-      im2col(g, heap, floatIndex(backend, x)!, heap, col >>> 2);
       const o = backend.dataIdMap.get(out.dataId)!.memoryOffset!;
-      gemm(true, false, cols, g.outC, rows, col, cols, 4 * floatIndex(backend, dy)!, g.outC, o, g.outC);
+      if (thinTransposed && g.inC === 1) {
+        im2colT(g, heap, floatIndex(backend, x)!, heap, col >>> 2);
+        gemm(false, false, cols, g.outC, rows, col, rows, 4 * floatIndex(backend, dy)!, g.outC, o, g.outC);
+      } else {
+        im2col(g, heap, floatIndex(backend, x)!, heap, col >>> 2);
+        gemm(true, false, cols, g.outC, rows, col, cols, 4 * floatIndex(backend, dy)!, g.outC, o, g.outC);
+      }
     } finally {
       backend.wasm._free(col);
     }
     convStats.filterGemm++;
     return out;
+  };
+}
+
+/**
+ * Conv2D as y = im2col(x) · W, W seen as (fH·fW·inC) × outC: the rows (b, oh, ow) of the product are
+ * y's NHWC layout, so the GEMM writes the output in place, no transposes. Only where im2col copies
+ * whole filter rows (fW·inC ≥ 16 floats, one memmove each): for a thin input (the first layer's
+ * inC = 1) the copy costs more than XNNPACK's direct convolution, which tfjs-wasm keeps.
+ * The GEMM's sums (K = fH·fW·inC products, in k order) differ from XNNPACK's order: float32 rounding.
+ */
+function forwardGemm(gemmOf: (b: WasmBackendLike) => HeapGemmFn | null, original: KernelFunc): KernelFunc {
+  return (args) => {
+    const backend = args.backend as WasmBackendLike;
+    const { x, filter } = args.inputs as { x: TensorInfo; filter: TensorInfo };
+    const attrs = args.attrs as unknown as {
+      strides: number | [number, number];
+      pad: Pad;
+      dataFormat?: string;
+      dimRoundingMode?: 'floor' | 'round' | 'ceil';
+      dilations?: number | [number, number];
+    };
+    if (!dilationsAreOne(attrs.dilations) || (attrs.dataFormat !== undefined && attrs.dataFormat !== 'NHWC'))
+      return original(args);
+    if (x.shape.length !== 4 || filter.shape.length !== 4) return original(args);
+    if (filter.shape[1]! * filter.shape[2]! < 16) return original(args);
+    const gemm = gemmOf(backend);
+    if (!gemm || floatIndex(backend, x) === null || floatIndex(backend, filter) === null) return original(args);
+    const g = convGeometry('Conv2D', x.shape, filter.shape, attrs);
+    const rows = g.batch * g.outH * g.outW;
+    const cols = g.fH * g.fW * g.inC;
+    if (rows === 0 || cols === 0) return original(args);
+    const out = backend.makeOutput([g.batch, g.outH, g.outW, g.outC], 'float32');
+    const col = backend.wasm._malloc(4 * rows * cols);
+    try {
+      const heap = backend.wasm.HEAPF32;
+      im2col(g, heap, floatIndex(backend, x)!, heap, col >>> 2);
+      const o = backend.dataIdMap.get(out.dataId)!.memoryOffset!;
+      gemm(false, false, rows, g.outC, cols, col, cols, 4 * floatIndex(backend, filter)!, g.outC, o, g.outC);
+    } finally {
+      backend.wasm._free(col);
+    }
+    convStats.forwardGemm++;
+    return out;
+  };
+}
+
+/**
+ * Identity without a copy: the output shares the input's heap block (one more reference), as tfjs's
+ * cpu backend and tfjs-wasm's own Reshape do; tfjs-wasm 4.22 copies, 37 times per CNN training step
+ * (the autodiff's pass-through gradients). Tensors are immutable, so sharing is safe.
+ */
+function identityFunc(original: KernelFunc): KernelFunc {
+  return (args) => {
+    const backend = args.backend as WasmBackendLike & { incRef(id: unknown): void };
+    const x = args.inputs.x as TensorInfo;
+    if (x.dtype === 'string' || typeof backend.incRef !== 'function') return original(args);
+    backend.incRef(x.dataId);
+    convStats.identity++;
+    return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
   };
 }
 
@@ -626,8 +730,17 @@ export function wasmConvKernelWrappers(
   kind: 'openblas' | WasmGemmKind,
 ): Array<[string, (original: KernelFunc) => KernelFunc]> {
   const gemmOf = gemmCache(kind);
+  // The forward convolution only with OpenBLAS: the wasm GEMM on im2col's copy is slower than
+  // XNNPACK's direct convolution there (2.55 vs 2.25 ms on the CNN's second layer, 1.73 with OpenBLAS).
+  const forward: Array<[string, (original: KernelFunc) => KernelFunc]> =
+    kind === 'openblas' ? [['Conv2D', (o) => forwardGemm(gemmOf, o)]] : [];
   return [
-    ['Conv2DBackpropFilter', (o) => filterGradGemm(gemmOf, o)],
+    ...forward,
+    ['Identity', (o) => identityFunc(o)],
+    // A thin input's filter gradient through im2colT with the wasm GEMM (3.55 → 2.6 ms on the CNN's
+    // first layer); OpenBLAS's 9-row no-transpose product swung between 1.5 and 3 ms a step in the
+    // CNN step's profile, so it keeps im2col with a transposed A (steady there).
+    ['Conv2DBackpropFilter', (o) => filterGradGemm(gemmOf, o, kind !== 'openblas')],
     ['Conv2DBackpropInput', (o) => inputGradGemm(gemmOf, o)],
     ['MaxPoolGrad', (o) => maxPoolGradFunc(o)],
     ['Sum', (o) => sumFunc(o)],

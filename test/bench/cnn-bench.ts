@@ -10,6 +10,10 @@
  * (GEMM matmuls and the im2col conv gradients of src/accel/conv.ts) with OpenBLAS when it loads
  * and without any native library.
  *
+ * Each path's GFLOP/s (trainingFlopsPerSample: 4.05 MFLOP a sample) is printed next to the dense
+ * step's on the same GEMM (the tutorial's lean step, batch 512, 1 thread), measured right after it:
+ * issue 23's goal 2 is the CNN at ≥ 0.5× that rate.
+ *
  * Rounds as in train-bench.ts: each regtrain measurement is followed at once by a PyTorch one of the
  * same batch size (a `torch_cnn.py --serve` process kept running); the report gives the median ratio
  * over the rounds with its range.
@@ -18,6 +22,7 @@
  * --profile prints where a step's time goes, per tfjs kernel, for each path.
  */
 import { spawn } from 'node:child_process';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
 import * as tf from '@tensorflow/tfjs';
@@ -26,8 +31,9 @@ import { loadBlas } from '../../src/accel/blas';
 import { registerWasmConvKernels } from '../../src/accel/conv';
 import { createOptimizer } from '../../src/train/optimizers';
 import { crossEntropySum, forward } from '../../src/train/forward';
-import { fakeData } from './tutorial-model';
-import { findTorchPython, median, useBackend } from './train-bench';
+import { buildTutorialModel, fakeData } from './tutorial-model';
+import { chooseWasmGemm } from '../../src/accel/gemm';
+import { findTorchPython, measurePath, median, useBackend, type PathSpec } from './train-bench';
 
 const SECONDS = Number(process.env.REGTRAIN_BENCH_SECONDS ?? 1);
 const SAMPLES = 64 * 32;
@@ -52,6 +58,40 @@ export function buildCnn(seed = 42): tf.Sequential {
   model.add(tf.layers.dense({ units: 64, activation: 'relu', kernelInitializer: init(3) }));
   model.add(tf.layers.dense({ units: 10, activation: 'softmax', kernelInitializer: init(4) }));
   return model;
+}
+
+/**
+ * Multiply-adds ×2 of one training sample through a Conv2D/Dense stack: the forward products, the
+ * same again for the weight gradients, and the input gradients of every layer but the first (its
+ * input needs none). configs/cnn.yaml's CNN: 1.41 MFLOP forward, 4.05 MFLOP a training sample;
+ * pooling, activations and the optimizer (a few kFLOP) are left out, as in PyTorch's own counts.
+ */
+export function trainingFlopsPerSample(model: tf.LayersModel): number {
+  let forward = 0;
+  let inputGrads = 0;
+  let first = true;
+  for (const layer of model.layers) {
+    const w = layer.getWeights()[0];
+    if (!w || (layer.getClassName() !== 'Conv2D' && layer.getClassName() !== 'Dense')) continue;
+    const out = layer.outputShape as number[];
+    const positions = out.slice(1, -1).reduce((a, b) => a * b, 1);
+    const flops = 2 * positions * w.size;
+    forward += flops;
+    if (!first) inputGrads += flops;
+    first = false;
+  }
+  return 2 * forward + inputGrads;
+}
+
+/** The tutorial's dense step (784-200-100-50-10): 0.78 MFLOP a training sample. */
+const DENSE_BATCH = 512;
+
+/** The dense step on the same GEMM as a CNN path (the lean step, 1 thread, batch 512), or null for tfjs's kernels. */
+export function densePathOf(p: CnnPath): PathSpec | null {
+  if (p.tensorflow || p.gemm === 'none' || p.gemm === 'auto') return null;
+  if (p.gemm === 'openblas') return { backend: 'wasm', gemm: 'openblas', threads: 1, step: 'lean' };
+  const w = chooseWasmGemm();
+  return 'kind' in w ? { backend: 'wasm', gemm: w.kind, threads: 1, step: 'lean' } : null;
 }
 
 /** The reference step (src/train/step.ts) on a plain tfjs model: autodiff, then regtrain's Adam. */
@@ -260,7 +300,18 @@ export async function profileCnn(p: CnnPath, batch: number, steps = 10): Promise
 }
 
 export interface CnnRounds {
-  results: Array<{ path: CnnPath; rates: number[]; ratios: number[]; cpuRatios: number[] }>;
+  results: Array<{
+    path: CnnPath;
+    rates: number[];
+    ratios: number[];
+    cpuRatios: number[];
+    /** The dense step's GFLOP/s on the same GEMM, measured right after (none for tfjs's kernels). */
+    denseGflops: number[];
+    /** This path's GFLOP/s over the dense step's, per round. */
+    ofDense: number[];
+  }>;
+  /** FLOPs of one CNN training sample and of one dense-step sample. */
+  flops: { cnn: number; dense: number };
   torch: { version: string; rates: number[] } | { skipped: string };
   rounds: number;
   batch: number;
@@ -280,7 +331,15 @@ export async function cnnRounds(
     rates: [] as number[],
     ratios: [] as number[],
     cpuRatios: [] as number[],
+    denseGflops: [] as number[],
+    ofDense: [] as number[],
   }));
+  const cnnModel = buildCnn(1);
+  const flops = { cnn: trainingFlopsPerSample(cnnModel), dense: 0 };
+  cnnModel.dispose();
+  const dense = buildTutorialModel(1);
+  flops.dense = trainingFlopsPerSample(dense);
+  dense.dispose();
   const torchRates: number[] = [];
   const line = (r: number, label: string, rate: number) =>
     log(
@@ -292,6 +351,14 @@ export async function cnnRounds(
         const m = await measureCnn(res.path, batch);
         line(r, res.path.label, m.rate);
         res.rates.push(m.rate);
+        const dp = densePathOf(res.path);
+        const d = dp ? await measurePath(dp, DENSE_BATCH) : null;
+        if (d) {
+          const gf = (d.rate * flops.dense) / 1e9;
+          log(`round ${r}: dense step, same GEMM, batch ${DENSE_BATCH}: ${gf.toFixed(1)} GFLOP/s`);
+          res.denseGflops.push(gf);
+          res.ofDense.push((m.rate * flops.cnn) / 1e9 / gf);
+        }
         if (!torch) continue;
         const t = await torch.measure(batch, 1);
         line(r, `PyTorch ${torch.version} (1 thread)`, t.samplesPerSec);
@@ -308,6 +375,7 @@ export async function cnnRounds(
     torch: torch
       ? { version: torch.version, rates: torchRates }
       : { skipped: opts.torch === false ? 'not asked (--no-torch)' : 'no python3 with torch' },
+    flops,
     rounds,
     batch,
   };
@@ -318,17 +386,26 @@ const fmtRatio = (xs: number[]) =>
   xs.length ? `${median(xs).toFixed(2)}× (${Math.min(...xs).toFixed(2)}–${Math.max(...xs).toFixed(2)})` : '—';
 
 export function cnnTable(r: CnnRounds): string {
+  const gf = (rate: number) => ((rate * r.flops.cnn) / 1e9).toFixed(1);
   const lines = [
-    `| CNN training step, batch ${r.batch} | samples/s (median) | ÷ PyTorch 1t | ÷ PyTorch 1t by CPU time |`,
-    '| --- | ---: | ---: | ---: |',
+    `| CNN training step, batch ${r.batch} | samples/s (median) | GFLOP/s | dense step on the same GEMM, GFLOP/s | **÷ dense GFLOP/s** | ÷ PyTorch 1t | ÷ PyTorch 1t by CPU time |`,
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
   ];
   for (const x of r.results)
-    lines.push(`| ${x.path.label} | ${fmtRate(x.rates)} | ${fmtRatio(x.ratios)} | ${fmtRatio(x.cpuRatios)} |`);
-  if ('rates' in r.torch) lines.push(`| PyTorch ${r.torch.version} (1 thread) | ${fmtRate(r.torch.rates)} | | |`);
-  else lines.push(`| PyTorch | skipped: ${r.torch.skipped} | | |`);
+    lines.push(
+      `| ${x.path.label} | ${fmtRate(x.rates)} | ${x.rates.length ? gf(median(x.rates)) : '—'} | ${x.denseGflops.length ? median(x.denseGflops).toFixed(1) : '—'} | ${fmtRatio(x.ofDense)} | ${fmtRatio(x.ratios)} | ${fmtRatio(x.cpuRatios)} |`,
+    );
+  if ('rates' in r.torch)
+    lines.push(
+      `| PyTorch ${r.torch.version} (1 thread) | ${fmtRate(r.torch.rates)} | ${gf(median(r.torch.rates))} | | | | |`,
+    );
+  else lines.push(`| PyTorch | skipped: ${r.torch.skipped} | | | | | |`);
   lines.push(
     '',
-    `Ratios: regtrain's rate over PyTorch's measured right after it, median over ${r.rounds} rounds (min–max).`,
+    `GFLOP/s: ${(r.flops.cnn / 1e6).toFixed(2)} MFLOP a CNN training sample (convolutions and dense layers: forward, weight and input gradients), ${(r.flops.dense / 1e6).toFixed(2)} MFLOP a dense-step sample (the tutorial's model, lean step, 1 thread, batch ${DENSE_BATCH}, measured right after each CNN path). Ratios: median over ${r.rounds} rounds of each round's own ratio (min–max); PyTorch measured right after regtrain. Load average ${os
+      .loadavg()
+      .map((l) => l.toFixed(1))
+      .join(' ')} at the end.`,
   );
   return lines.join('\n');
 }
