@@ -17,7 +17,7 @@ import { accelerationDisabled, BackendInfo } from '../backend';
 import { createLeanStep } from './lean-step';
 import { loadBlas, parseBlasThreads } from '../accel/blas';
 import type { BuiltModel } from '../model';
-import { penaltyOf } from './penalties';
+import { termPenalty } from './penalties';
 import { ExperimentSpec } from '../spec';
 import { optimizerChoice } from './optimizers/registry';
 import { correctCount, crossEntropySum, forward, smoothedCrossEntropySums } from './forward';
@@ -46,7 +46,7 @@ export function createReferenceStep(built: BuiltModel, optimizer: Optimizer, opt
       const { value, grads } = tf.variableGrads(() => {
         const out = forward(built, x, true, dropoutSeed);
         let penalty = out.activitySum.div(batch) as tf.Scalar;
-        for (const t of built.penalties) penalty = penalty.add(penaltyOf(t.variable.read(), t.l1, t.l2));
+        for (const t of built.penalties) penalty = penalty.add(termPenalty(t.variable.read(), t));
         if (labelSmoothing > 0) {
           // Minimized: the smoothed cross-entropy; reported apart: the plain one and the difference.
           const sums = smoothedCrossEntropySums(out, y, labelSmoothing);
@@ -112,7 +112,12 @@ function blasThreads(batchSize: number): number {
  */
 export function needsAutodiff(spec: ExperimentSpec): boolean {
   return spec.model.layers.some((l, i) =>
-    l.flatten ? i !== 0 : !l.dense || l.dense.biasRegularizer != null || l.dense.activityRegularizer != null,
+    l.flatten
+      ? i !== 0
+      : !l.dense ||
+        l.dense.biasRegularizer != null ||
+        l.dense.activityRegularizer != null ||
+        l.dense.kernelRegularizer?.orthogonal != null,
   );
 }
 
@@ -127,6 +132,9 @@ export function createTrainStep(built: BuiltModel, spec: ExperimentSpec, backend
   if (accelerationDisabled()) return fallback('REGTRAIN_ACCEL=off');
   if (!backend.gemm.kind && backend.name !== 'tensorflow')
     return fallback(`no fast matmul kernels: ${backend.blas.reason}; ${backend.gemm.reason}`);
+  // The noise layers and the orthogonal regularizer have no hand-written gradients in the lean step.
+  if (built.noise?.size) return fallback('noise layers need autodiff');
+  if (built.penalties.some((p) => p.orthogonal)) return fallback('the orthogonal regularizer needs autodiff');
   if (built.dropout.size || built.activity.length || built.penalties.some((p) => !p.name.endsWith('/kernel'))) {
     return fallback('dropout, activity or bias penalties need autodiff');
   }
