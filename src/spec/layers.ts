@@ -280,7 +280,9 @@ const normAxis = z.number().int();
 /** Keras 3's LayerNormalization: axis -1, epsilon 1e-3, center and scale (rms_scaling is not offered). */
 const layerNormLayer = z.strictObject({
   axis: z
-    .union([normAxis, z.array(normAxis).min(1)], { error: 'expected an axis (an integer) or a non-empty list of them' })
+    .union([normAxis, z.array(normAxis).min(1, { error: 'expected at least one axis' })], {
+      error: 'expected an axis (an integer) or a non-empty list of them',
+    })
     .default(-1),
   epsilon: num('a positive number')
     .positive({ error: 'expected a positive number' })
@@ -512,15 +514,17 @@ export function layerShapes(layers: LayerSpec[]): { shapes: LayerShape[]; issues
       const resolved: number[] = [];
       for (const a of axes) {
         const r = a < 0 ? a + rank + 1 : a;
+        const range = rank === 1 ? 'axis 1 or -1' : `an axis from 1 to ${rank} or from -${rank} to -1`;
         if (r < 1 || r > rank) {
           issues.push({
             path: at('axis'),
-            message: `expected axes from 1 to ${rank} or from -${rank} to -1 (the input is ${fmtShape(input)} per image; axis 0 is the batch), got ${a}`,
+            message: `expected ${range} (the layer's input is ${fmtShape(input)} per image, axis 0 the batch), got ${a}`,
           });
           break;
         }
-        if (resolved.includes(r)) {
-          issues.push({ path: at('axis'), message: `axis ${a} is listed twice` });
+        const same = resolved.indexOf(r);
+        if (same >= 0) {
+          issues.push({ path: at('axis'), message: `axis ${a} is axis ${axes[same]} again` });
           break;
         }
         resolved.push(r);
