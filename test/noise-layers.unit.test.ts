@@ -25,6 +25,8 @@ import { alphaDropoutConstants, trainingNoise } from '../src/train/noise';
 import { penaltyValues } from '../src/train/penalties';
 import { createReferenceStep } from '../src/train/step';
 import { createOptimizer } from '../src/train/optimizers';
+import { layerShapes } from '../src/spec/layers';
+import { estimateMemory } from '../src/spec/memory';
 
 before(async () => {
   await initBackend('cpu');
@@ -434,5 +436,35 @@ describe("the new fields' bad values are refused with the field's path", () => {
       ]),
       '! model.layers.1.conv2d.kernelRegularizer.orthogonal: the orthogonal regularizer needs a 2-dimensional kernel (a dense layer); a conv2d kernel has 4 ((spec))',
     );
+  });
+});
+
+describe("the spec's shape rules and memory estimate count layerNormalization's parameters", () => {
+  const layers = (ln: Record<string, unknown>) => [
+    { reshape: { targetShape: [28, 28, 1] } },
+    { conv2d: { filters: 3, kernelSize: 3 } },
+    { layerNormalization: ln },
+    { flatten: {} },
+    { dense: { units: 10, activation: 'softmax' } },
+  ];
+  for (const [ln, params] of [
+    [{}, 6], // the 3 channels: gamma and beta
+    [{ axis: [1, 2] }, 2 * 26 * 26],
+    [{ axis: [-3, -2, -1], center: false }, 26 * 26 * 3],
+    [{ scale: false, center: false }, 0],
+  ] as const) {
+    test(`layerNormalization ${JSON.stringify(ln)} on a 26×26×3 map has ${params} parameters, as the model built from it`, () => {
+      const s = spec(layers(ln));
+      const { shapes } = layerShapes(s.model.layers);
+      assert.equal(shapes[2]!.params, params);
+      assert.equal(buildModel(s).model.layers[2]!.countParams(), params);
+    });
+  }
+
+  test("the memory estimate's fixed part grows by the layer's parameters, their gradients (plain SGD: no slots)", () => {
+    const base = spec(layers({ scale: false, center: false }));
+    const full = spec(layers({ axis: [1, 2] }));
+    const fixed = (s: ExperimentSpec) => estimateMemory(s, layerShapes(s.model.layers).shapes).fixed;
+    assert.equal(fixed(full) - fixed(base), 2 * (2 * 26 * 26));
   });
 });
