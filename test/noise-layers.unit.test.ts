@@ -24,6 +24,7 @@ import { forward } from '../src/train/forward';
 import { alphaDropoutConstants, trainingNoise } from '../src/train/noise';
 import { penaltyValues } from '../src/train/penalties';
 import { createReferenceStep } from '../src/train/step';
+import { createLeanStep } from '../src/train/lean-step';
 import { createOptimizer } from '../src/train/optimizers';
 import { layerShapes } from '../src/spec/layers';
 import { estimateMemory } from '../src/spec/memory';
@@ -467,4 +468,53 @@ describe("the spec's shape rules and memory estimate count layerNormalization's 
     const fixed = (s: ExperimentSpec) => estimateMemory(s, layerShapes(s.model.layers).shapes).fixed;
     assert.equal(fixed(full) - fixed(base), 2 * (2 * 26 * 26));
   });
+});
+
+describe('a noise layer on the input, on the lean step', () => {
+  for (const noise of [
+    { gaussianNoise: { stddev: 0.3 } },
+    { gaussianDropout: { rate: 0.3 } },
+    { alphaDropout: { rate: 0.3 } },
+  ]) {
+    const type = Object.keys(noise)[0]!;
+    test(`${type} right after the flatten trains as on the autodiff step: the same losses and weights to float32 rounding over 3 batches`, () => {
+      const s = spec([
+        { flatten: {} },
+        noise,
+        { dense: { units: 8, activation: 'relu' } },
+        { dense: { units: 10, activation: 'softmax' } },
+      ]);
+      const [a, b] = [buildModel(s), buildModel(s)];
+      const lean = createLeanStep(a.model, createOptimizer({ sgd: { learningRate: 0.1 } }), [], {
+        inputNoise: { layerIndex: 1, noise: a.noise!.get(1)! },
+      });
+      assert.ok(!('unsupported' in lean), JSON.stringify(lean));
+      const ref = createReferenceStep(b, createOptimizer({ sgd: { learningRate: 0.1 } }));
+      const x = images();
+      const y = tf.tensor1d([0, 1, 2, 3, 4, 5, 6, 7], 'int32');
+      for (const seed of [11, 12, 13]) {
+        const l = lean.run(x as tf.Tensor3D, y, seed);
+        const r = ref.run(x, y, seed);
+        assertNear(l.dataLoss / l.batchSize, r.dataLoss, 1e-5 * r.dataLoss, `loss with seed ${seed}`);
+      }
+      const wa = a.model.getWeights().map((w) => Array.from(w.dataSync()));
+      const wb = b.model.getWeights().map((w) => Array.from(w.dataSync()));
+      wa.forEach((w, i) => w.forEach((v, j) => assertNear(v, wb[i]![j]!, 1e-5, `weight ${i}[${j}]`)));
+      // The noise reached the step: without it the same batches give other weights.
+      const plain = buildModel(
+        spec([
+          { flatten: {} },
+          { dense: { units: 8, activation: 'relu' } },
+          { dense: { units: 10, activation: 'softmax' } },
+        ]),
+      );
+      const plainStep = createReferenceStep(plain, createOptimizer({ sgd: { learningRate: 0.1 } }));
+      for (const seed of [11, 12, 13]) plainStep.run(x, y, seed);
+      assert.notDeepEqual(Array.from(plain.model.getWeights()[0]!.dataSync()), wa[0]);
+      tf.dispose([x, y]);
+      lean.dispose();
+      ref.dispose();
+      plainStep.dispose();
+    });
+  }
 });

@@ -18,6 +18,7 @@ import { createLeanStep } from './lean-step';
 import { loadBlas, parseBlasThreads } from '../accel/blas';
 import type { BuiltModel } from '../model';
 import { termPenalty } from './penalties';
+import type { NoiseSpec } from './noise';
 import { ExperimentSpec } from '../spec';
 import { optimizerChoice } from './optimizers/registry';
 import { correctCount, crossEntropySum, forward, smoothedCrossEntropySums } from './forward';
@@ -114,11 +115,20 @@ export function needsAutodiff(spec: ExperimentSpec): boolean {
   return spec.model.layers.some((l, i) =>
     l.flatten
       ? i !== 0
-      : !l.dense ||
-        l.dense.biasRegularizer != null ||
-        l.dense.activityRegularizer != null ||
-        l.dense.kernelRegularizer?.orthogonal != null,
+      : i === 1 && spec.model.layers[0]!.flatten && (l.gaussianNoise || l.gaussianDropout || l.alphaDropout)
+        ? false
+        : !l.dense ||
+          l.dense.biasRegularizer != null ||
+          l.dense.activityRegularizer != null ||
+          l.dense.kernelRegularizer?.orthogonal != null,
   );
+}
+
+/** The model's only noise layer when it is on the input (index 1, after a leading flatten), else null. */
+function leanInputNoise(built: BuiltModel): { layerIndex: number; noise: NoiseSpec } | null {
+  const noise = built.noise;
+  if (!noise || noise.size !== 1 || !noise.has(1)) return null;
+  return built.model.layers[0]?.getClassName() === 'Flatten' ? { layerIndex: 1, noise: noise.get(1)! } : null;
 }
 
 export function createTrainStep(built: BuiltModel, spec: ExperimentSpec, backend: BackendInfo): TrainStep {
@@ -132,8 +142,10 @@ export function createTrainStep(built: BuiltModel, spec: ExperimentSpec, backend
   if (accelerationDisabled()) return fallback('REGTRAIN_ACCEL=off');
   if (!backend.gemm.kind && backend.name !== 'tensorflow')
     return fallback(`no fast matmul kernels: ${backend.blas.reason}; ${backend.gemm.reason}`);
-  // The noise layers and the orthogonal regularizer have no hand-written gradients in the lean step.
-  if (built.noise?.size) return fallback('noise layers need autodiff');
+  // The noise layers and the orthogonal regularizer have no hand-written gradients in the lean step,
+  // except one noise layer on the input (right after the leading flatten), which needs no gradient.
+  const inputNoise = leanInputNoise(built);
+  if (built.noise?.size && !inputNoise) return fallback('noise layers after the input need autodiff');
   if (built.penalties.some((p) => p.orthogonal)) return fallback('the orthogonal regularizer needs autodiff');
   if (built.dropout.size || built.activity.length || built.penalties.some((p) => !p.name.endsWith('/kernel'))) {
     return fallback('dropout, activity or bias penalties need autodiff');
@@ -143,7 +155,11 @@ export function createTrainStep(built: BuiltModel, spec: ExperimentSpec, backend
     l1: p.l1,
     l2: p.l2,
   }));
-  const lean = createLeanStep(built.model, optimizer, penalties, { labelSmoothing, constraints });
+  const lean = createLeanStep(built.model, optimizer, penalties, {
+    labelSmoothing,
+    constraints,
+    ...(inputNoise ? { inputNoise } : {}),
+  });
   if ('unsupported' in lean) return fallback(lean.unsupported);
   let kernels = '';
   const blas = backend.gemm.kind === 'openblas' ? loadBlas() : null;
@@ -157,8 +173,8 @@ export function createTrainStep(built: BuiltModel, spec: ExperimentSpec, backend
   return {
     description: `lean step (hand-written gradients)${kernels}`,
     path: 'lean',
-    run(x, y) {
-      const r = lean.run(x as tf.Tensor3D, y);
+    run(x, y, dropoutSeed) {
+      const r = lean.run(x as tf.Tensor3D, y, dropoutSeed);
       return {
         dataLoss: r.dataLoss / r.batchSize,
         penalty: r.penalty,
