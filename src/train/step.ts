@@ -3,7 +3,7 @@
  * TrainStep (./types).
  *
  * - The lean step (src/train/lean-step.ts: hand-written gradients, 43 tfjs kernels a step instead of
- *   model.fit's 281) when the model is Flatten + Dense layers with kernel penalties only, and
+ *   model.fit's 281) when the model is Flatten + Dense layers with L1/L2 kernel penalties only (and at most one noise layer, on the input), and
  *   either tfjs-node runs it or fast matmul kernels are installed (OpenBLAS, else regtrain's own
  *   SIMD WebAssembly GEMM): on tfjs's own wasm kernels its extra small kernels cost more than
  *   they save.
