@@ -2,6 +2,9 @@ import * as tf from '@tensorflow/tfjs';
 import { ExperimentSpec, LayerSpec, RegularizerSpec, layerType, IMAGE_SHAPE, TFJS_CLASS } from './spec';
 import { layerShapes } from './spec/layers';
 import { SpatialDropout2D } from './spatial-dropout';
+import { ActivityRegularization } from './layers/activity-regularization';
+import type { NoiseSpec } from './train/noise';
+import type { OrthogonalSpec } from './spec/layers';
 import { Rng, runSeeds, type RunSeeds } from './rng';
 import type { AugmentationStep } from './spec/augmentation';
 import { augmentationRows } from './data/augmentation';
@@ -14,9 +17,11 @@ export interface PenaltyTerm {
   variable: tf.LayerVariable;
   l1: number;
   l2: number;
+  /** Keras 3's orthogonal regularizer instead of l1/l2 (both 0 then). */
+  orthogonal?: OrthogonalSpec;
 }
 
-/** An activity regularizer on a layer's output (tfjs-layers cannot apply these itself; we do). */
+/** An activity regularizer on a layer's output, or an activityRegularization layer's input (= its output); tfjs-layers cannot apply these itself; we do. */
 export interface ActivityTerm {
   layerIndex: number;
   name: string;
@@ -33,6 +38,8 @@ export interface BuiltModel {
   dropout: Map<number, number>;
   /** The indexes in `dropout` that drop whole channels (spatialDropout2d). */
   spatialDropout: Set<number>;
+  /** Layer index → a noise layer's settings (gaussianNoise, gaussianDropout, alphaDropout): the training step draws its noise (absent: none). */
+  noise?: Map<number, NoiseSpec>;
   /** The layers with a kernel, dense and conv2d (for weight statistics), in order. */
   denseLayers: tf.layers.Layer[];
 }
@@ -84,6 +91,11 @@ const KERAS_NAME: Record<string, string> = {
   averagePooling2d: 'average_pooling2d',
   globalAveragePooling2d: 'global_average_pooling2d',
   spatialDropout2d: 'spatial_dropout2d',
+  gaussianNoise: 'gaussian_noise',
+  gaussianDropout: 'gaussian_dropout',
+  alphaDropout: 'alpha_dropout',
+  layerNormalization: 'layer_normalization',
+  activityRegularization: 'activity_regularization',
 };
 
 /** Keras's naming: flatten, dense, dense_1, dense_2, … (explicit names keep saved models reproducible). */
@@ -169,6 +181,28 @@ export function buildModel(spec: ExperimentSpec, seeds: Pick<RunSeeds, 'init'> =
       model.add(tf.layers.globalAveragePooling2d({ name: layerName, dataFormat: 'channelsLast', ...inputShape }));
     } else if (l.spatialDropout2d) {
       model.add(new SpatialDropout2D({ name: layerName, rate: l.spatialDropout2d.rate, ...inputShape }));
+    } else if (l.gaussianNoise) {
+      model.add(tf.layers.gaussianNoise({ name: layerName, stddev: l.gaussianNoise.stddev, ...inputShape }));
+    } else if (l.gaussianDropout) {
+      model.add(tf.layers.gaussianDropout({ name: layerName, rate: l.gaussianDropout.rate, ...inputShape }));
+    } else if (l.alphaDropout) {
+      model.add(tf.layers.alphaDropout({ name: layerName, rate: l.alphaDropout.rate, ...inputShape }));
+    } else if (l.layerNormalization) {
+      const n = l.layerNormalization;
+      model.add(
+        tf.layers.layerNormalization({
+          name: layerName,
+          // tfjs resolves the axes in place when it builds the layer: give it a copy.
+          axis: typeof n.axis === 'number' ? n.axis : [...n.axis],
+          epsilon: n.epsilon,
+          center: n.center,
+          scale: n.scale,
+          ...inputShape,
+        }),
+      );
+    } else if (l.activityRegularization) {
+      const a = l.activityRegularization;
+      model.add(new ActivityRegularization({ name: layerName, l1: a.l1, l2: a.l2, ...inputShape }));
     }
   });
   return bindSpec(model, spec);
@@ -186,6 +220,7 @@ export function bindSpec(model: tf.Sequential | tf.LayersModel, spec: Experiment
   const activity: ActivityTerm[] = [];
   const dropout = new Map<number, number>();
   const spatialDropout = new Set<number>();
+  const noise = new Map<number, NoiseSpec>();
   const denseLayers: tf.layers.Layer[] = [];
   layers.forEach((l, index) => {
     const layer = model.layers[index]!;
@@ -219,9 +254,19 @@ export function bindSpec(model: tf.Sequential | tf.LayersModel, spec: Experiment
     } else if (l.spatialDropout2d) {
       dropout.set(index, l.spatialDropout2d.rate);
       spatialDropout.add(index);
+    } else if (l.gaussianNoise) {
+      noise.set(index, { kind: 'gaussianNoise', stddev: l.gaussianNoise.stddev });
+    } else if (l.gaussianDropout) {
+      noise.set(index, { kind: 'gaussianDropout', rate: l.gaussianDropout.rate });
+    } else if (l.alphaDropout) {
+      noise.set(index, { kind: 'alphaDropout', rate: l.alphaDropout.rate });
+    } else if (l.activityRegularization) {
+      const a = l.activityRegularization;
+      if (a.l1 > 0 || a.l2 > 0)
+        activity.push({ layerIndex: index, name: `${layer.name}/activity`, l1: a.l1, l2: a.l2 });
     }
   });
-  return { model: model as tf.Sequential, penalties, activity, dropout, spatialDropout, denseLayers };
+  return { model: model as tf.Sequential, penalties, activity, dropout, spatialDropout, noise, denseLayers };
 }
 
 export function parameterCounts(model: tf.LayersModel): { total: number; trainable: number } {
@@ -230,8 +275,20 @@ export function parameterCounts(model: tf.LayersModel): { total: number; trainab
   return { total: count(model.weights), trainable: count(model.trainableWeights) };
 }
 
-const fmtReg = (r: { l1: number; l2: number }) =>
-  r.l1 > 0 && r.l2 > 0 ? `L1L2(l1=${r.l1}, l2=${r.l2})` : r.l1 > 0 ? `L1(${r.l1})` : r.l2 > 0 ? `L2(${r.l2})` : '-';
+/** A noise layer's settings in the summary: it acts on training batches only. */
+const noiseText = (n: NoiseSpec | undefined): string[] =>
+  !n ? [] : [`training only: ${n.kind === 'gaussianNoise' ? `stddev=${n.stddev}` : `rate=${n.rate}`}`];
+
+const fmtReg = (r: { l1: number; l2: number; orthogonal?: OrthogonalSpec }) =>
+  r.orthogonal
+    ? `Orthogonal(factor=${r.orthogonal.factor}, mode=${r.orthogonal.mode})`
+    : r.l1 > 0 && r.l2 > 0
+      ? `L1L2(l1=${r.l1}, l2=${r.l2})`
+      : r.l1 > 0
+        ? `L1(${r.l1})`
+        : r.l2 > 0
+          ? `L2(${r.l2})`
+          : '-';
 
 /**
  * A Keras-like summary table, with each layer's regularizers and constraints; augmentation steps
@@ -257,6 +314,7 @@ export function modelSummary(
         .filter((p) => p.name.startsWith(`${layer.name}/`))
         .map((p) => `${p.name.split('/')[1]} ${fmtReg(p)}`),
       ...built.activity.filter((a) => a.layerIndex === i).map((a) => `activity ${fmtReg(a)}`),
+      ...noiseText(built.noise?.get(i)),
       ...(extras.constraints ?? [])
         .filter((c) => c.layerIndex === i)
         .map((c) => `${c.name.split('/')[1]} ${fmtConstraint(c.constraint)}`),

@@ -61,7 +61,7 @@ describe('spec errors name the path, the problem and the line:col', () => {
 
   test('a regularizer shorthand other than l1, l2, l1l2 is refused at its value', () => {
     assert.deepEqual(errorLines(fixture('bad-shorthand')), [
-      '! model.layers.1.dense.kernelRegularizer: expected {l1, l2} or one of l1, l2, l1l2, got "l3" (bad-shorthand.yaml:8:28)',
+      '! model.layers.1.dense.kernelRegularizer: expected {l1, l2}, {orthogonal: {factor, mode}} or one of l1, l2, l1l2, orthogonal, got "l3" (bad-shorthand.yaml:8:28)',
     ]);
   });
 

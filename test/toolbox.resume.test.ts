@@ -70,7 +70,7 @@ function weight(dir: string, name: string): { shape: number[]; values: Float32Ar
   throw new Error(`no weight ${name}`);
 }
 
-test('validate accepts a spec with label smoothing and every constraint on dense and conv layers, defaults filled in', () => {
+test('validate accepts a spec with label smoothing, every constraint on dense and conv layers and the noise and normalization layers, defaults filled in', () => {
   fs.writeFileSync(
     path.join(tmp, 'toolbox.yaml'),
     [
@@ -81,6 +81,13 @@ test('validate accepts a spec with label smoothing and every constraint on dense
       '    - conv2d: { filters: 4, kernelSize: 3, activation: relu, kernelConstraint: { maxNorm: { maxValue: 3, axis: [0, 1, 2] } }, biasConstraint: nonNeg }',
       '    - flatten: {}',
       '    - dense: { units: 32, activation: relu, kernelConstraint: unitNorm, biasConstraint: { minMaxNorm: { maxValue: 2, rate: 0.5 } } }',
+      // Item 4 of issue 22: the noise and normalization layers and the orthogonal regularizer.
+      '    - gaussianNoise: { stddev: 0.1 }',
+      '    - dense: { units: 16, activation: selu, kernelRegularizer: orthogonal }',
+      '    - alphaDropout: { rate: 0.1 }',
+      '    - layerNormalization: {}',
+      '    - gaussianDropout: { rate: 0.1 }',
+      '    - activityRegularization: { l2: 0.001 }',
       '    - dense: { units: 10, activation: softmax, kernelConstraint: minMaxNorm }',
       'optimizer: { sgd: { learningRate: 0.01 } }',
       'training: { labelSmoothing: 0.1 }',
@@ -94,7 +101,11 @@ test('validate accepts a spec with label smoothing and every constraint on dense
     model: { layers: Record<string, Record<string, unknown>>[] };
   };
   assert.equal(spec.training.labelSmoothing, 0.1);
-  const [, conv, , hidden, out] = spec.model.layers;
+  const [, conv, , hidden] = spec.model.layers;
+  const out = spec.model.layers.at(-1);
+  assert.deepEqual(spec.model.layers[7], {
+    layerNormalization: { axis: -1, epsilon: 0.001, center: true, scale: true },
+  });
   assert.deepEqual(conv!.conv2d!.kernelConstraint, { maxNorm: { maxValue: 3, axis: [0, 1, 2] } });
   assert.deepEqual(conv!.conv2d!.biasConstraint, { nonNeg: {} });
   assert.deepEqual(hidden!.dense!.kernelConstraint, { unitNorm: { axis: 0 } });

@@ -56,7 +56,46 @@ const regularizer = z
   )
   .nullable()
   .default(null);
-export type RegularizerSpec = { l1: number; l2: number };
+/** Keras 3's OrthogonalRegularizer (keras.regularizers.OrthogonalRegularizer): its defaults. */
+export const ORTHOGONAL_MODES = ['rows', 'columns'] as const;
+const orthogonalSchema = z.strictObject({
+  factor: nonNegative().default(0.01),
+  mode: oneOf(ORTHOGONAL_MODES).default('rows'),
+});
+export type OrthogonalSpec = z.infer<typeof orthogonalSchema>;
+/**
+ * A kernel's regularizer: {l1, l2} as above, or Keras 3's orthogonal regularizer
+ * (`orthogonal`, or `{orthogonal: {factor, mode}}`), which Keras allows on rank-2 kernels only
+ * (dense; the shape check refuses it on conv2d). One or the other: Keras takes one regularizer per weight.
+ */
+const kernelRegularizer = z
+  .preprocess(
+    (v) =>
+      v === 'orthogonal'
+        ? { orthogonal: {} }
+        : typeof v === 'string' && v in REGULARIZER_SHORTHANDS
+          ? { ...REGULARIZER_SHORTHANDS[v] }
+          : v,
+    z
+      .strictObject(
+        {
+          l1: nonNegative().default(0),
+          l2: nonNegative().default(0),
+          orthogonal: orthogonalSchema.optional(),
+        },
+        { error: 'expected {l1, l2}, {orthogonal: {factor, mode}} or one of l1, l2, l1l2, orthogonal' },
+      )
+      .superRefine((r, ctx) => {
+        if (r.orthogonal && (r.l1 > 0 || r.l2 > 0))
+          ctx.addIssue({
+            code: 'custom',
+            message: 'expected either {l1, l2} or orthogonal, not both (Keras takes one regularizer per weight)',
+          });
+      }),
+  )
+  .nullable()
+  .default(null);
+export type RegularizerSpec = { l1: number; l2: number; orthogonal?: OrthogonalSpec };
 
 /** Keras's weight constraints (keras.constraints), by tfjs's names. */
 export const CONSTRAINT_TYPES = ['maxNorm', 'unitNorm', 'nonNeg', 'minMaxNorm'] as const;
@@ -172,7 +211,7 @@ const weightedLayerFields = {
   useBias: bool().default(true),
   kernelInitializer: oneOf(INITIALIZERS).default('glorotUniform'),
   biasInitializer: oneOf(INITIALIZERS).default('zeros'),
-  kernelRegularizer: regularizer,
+  kernelRegularizer,
   biasRegularizer: regularizer,
   activityRegularizer: regularizer,
   kernelConstraint: constraintSchema,
@@ -226,6 +265,37 @@ const poolingLayer = z.strictObject({
 const globalAveragePoolingLayer = z.strictObject({});
 /** Keras's SpatialDropout2D: drops whole channels (feature maps) instead of single values. */
 const spatialDropoutLayer = z.strictObject({ rate: rate() });
+/** Keras's GaussianNoise: `stddev` is required, and Keras refuses values outside [0, 1]. */
+const gaussianNoiseLayer = z.strictObject({
+  stddev: num('a number from 0 to 1')
+    .min(0, { error: 'expected a number from 0 to 1' })
+    .max(1, { error: 'expected a number from 0 to 1' })
+    .superRefine(float32Factor(true)),
+});
+/** Keras's GaussianDropout and AlphaDropout: `rate` required; Keras takes 1 too, which divides by 1 − rate = 0. */
+const gaussianDropoutLayer = z.strictObject({ rate: rate() });
+const alphaDropoutLayer = z.strictObject({ rate: rate() });
+/** An axis as Keras counts them: 0 is the batch, -1 the last; checked against the input's rank in layerShapes. */
+const normAxis = z.number().int();
+/** Keras 3's LayerNormalization: axis -1, epsilon 1e-3, center and scale (rms_scaling is not offered). */
+const layerNormLayer = z.strictObject({
+  axis: z
+    .union([normAxis, z.array(normAxis).min(1, { error: 'expected at least one axis' })], {
+      error: 'expected an axis (an integer) or a non-empty list of them',
+    })
+    .default(-1),
+  epsilon: num('a positive number')
+    .positive({ error: 'expected a positive number' })
+    .superRefine(float32Factor(false))
+    .default(0.001),
+  center: bool().default(true),
+  scale: bool().default(true),
+});
+/** Keras's ActivityRegularization: the identity, adding l1·Σ|x| + l2·Σx² of its input to the loss; both default to 0. */
+const activityRegularizationLayer = z.strictObject({
+  l1: nonNegative().default(0),
+  l2: nonNegative().default(0),
+});
 
 export const LAYER_TYPES = [
   'flatten',
@@ -238,6 +308,11 @@ export const LAYER_TYPES = [
   'averagePooling2d',
   'globalAveragePooling2d',
   'spatialDropout2d',
+  'gaussianNoise',
+  'gaussianDropout',
+  'alphaDropout',
+  'layerNormalization',
+  'activityRegularization',
 ] as const;
 export type LayerType = (typeof LAYER_TYPES)[number];
 
@@ -255,6 +330,11 @@ export const layerSchema = z
       averagePooling2d: poolingLayer.optional(),
       globalAveragePooling2d: globalAveragePoolingLayer.optional(),
       spatialDropout2d: spatialDropoutLayer.optional(),
+      gaussianNoise: gaussianNoiseLayer.optional(),
+      gaussianDropout: gaussianDropoutLayer.optional(),
+      alphaDropout: alphaDropoutLayer.optional(),
+      layerNormalization: layerNormLayer.optional(),
+      activityRegularization: activityRegularizationLayer.optional(),
     },
     { error: `expected a layer: one of ${LAYER_TYPES.join(', ')}` },
   )
@@ -315,6 +395,11 @@ export const TFJS_CLASS: Record<LayerType, string> = {
   averagePooling2d: 'AveragePooling2D',
   globalAveragePooling2d: 'GlobalAveragePooling2D',
   spatialDropout2d: 'SpatialDropout2D',
+  gaussianNoise: 'GaussianNoise',
+  gaussianDropout: 'GaussianDropout',
+  alphaDropout: 'AlphaDropout',
+  layerNormalization: 'LayerNormalization',
+  activityRegularization: 'ActivityRegularization',
 };
 
 // ---------- shapes (Keras's rules, channels last) ----------
@@ -337,7 +422,7 @@ export interface LayerShape {
   outputShape: number[];
   /** Keras's count: trainable and non-trainable (batch norm's moving statistics). */
   params: number;
-  /** The layer's weights in tfjs's order (kernel, bias; gamma, beta, moving mean, moving variance). */
+  /** The layer's weights in tfjs's order (kernel, bias; gamma, beta, moving mean, moving variance; layer norm's gamma, beta). */
   weightShapes: number[][];
 }
 
@@ -404,6 +489,16 @@ export function layerShapes(layers: LayerSpec[]): { shapes: LayerShape[]; issues
       }
       weightShapes.push([n, l.dense.units]);
       if (l.dense.useBias) weightShapes.push([l.dense.units]);
+      const orthogonal = l.dense.kernelRegularizer?.orthogonal;
+      if (orthogonal) {
+        // Keras divides by the number of pairs, size·(size − 1)/2: 0/0 for a single row or column.
+        const [what, size] = orthogonal.mode === 'rows' ? ['rows', n] : ['columns', l.dense.units];
+        if (size < 2)
+          issues.push({
+            path: at('kernelRegularizer', 'orthogonal', 'mode'),
+            message: `the kernel (${n}×${l.dense.units}) has ${size} ${what.slice(0, -1)}: orthogonality needs at least 2 ${what}`,
+          });
+      }
       issues.push(...constraintAxisIssues(l.dense, 2, at));
       shape = [l.dense.units];
     } else if (l.batchNormalization) {
@@ -411,6 +506,32 @@ export function layerShapes(layers: LayerSpec[]): { shapes: LayerShape[]; issues
       if (l.batchNormalization.scale) weightShapes.push([channels]);
       if (l.batchNormalization.center) weightShapes.push([channels]);
       weightShapes.push([channels], [channels]);
+    } else if (l.layerNormalization) {
+      const ln = l.layerNormalization;
+      // Keras counts the batch as axis 0: an input of `rank` dimensions per image has axes 1..rank.
+      const rank = input.length;
+      const axes = typeof ln.axis === 'number' ? [ln.axis] : ln.axis;
+      const resolved: number[] = [];
+      for (const a of axes) {
+        const r = a < 0 ? a + rank + 1 : a;
+        const range = rank === 1 ? 'axis 1 or -1' : `an axis from 1 to ${rank} or from -${rank} to -1`;
+        if (r < 1 || r > rank) {
+          issues.push({
+            path: at('axis'),
+            message: `expected ${range} (the layer's input is ${fmtShape(input)} per image, axis 0 the batch), got ${a}`,
+          });
+          break;
+        }
+        const same = resolved.indexOf(r);
+        if (same >= 0) {
+          issues.push({ path: at('axis'), message: `axis ${a} is axis ${axes[same]} again` });
+          break;
+        }
+        resolved.push(r);
+      }
+      const paramShape = resolved.map((r) => input[r - 1]!);
+      if (ln.scale) weightShapes.push(paramShape);
+      if (ln.center) weightShapes.push(paramShape);
     } else if (l.reshape) {
       const target = l.reshape.targetShape;
       const have = product(input);
@@ -445,6 +566,11 @@ export function layerShapes(layers: LayerSpec[]): { shapes: LayerShape[]; issues
         });
       weightShapes.push([k[0], k[1], c, l.conv2d.filters]);
       if (l.conv2d.useBias) weightShapes.push([l.conv2d.filters]);
+      if (l.conv2d.kernelRegularizer?.orthogonal)
+        issues.push({
+          path: at('kernelRegularizer', 'orthogonal'),
+          message: 'the orthogonal regularizer needs a 2-dimensional kernel (a dense layer); a conv2d kernel has 4',
+        });
       issues.push(...constraintAxisIssues(l.conv2d, 4, at));
       shape = [Math.max(1, out[0]), Math.max(1, out[1]), l.conv2d.filters];
     } else if (l.maxPooling2d || l.averagePooling2d) {
@@ -461,7 +587,7 @@ export function layerShapes(layers: LayerSpec[]): { shapes: LayerShape[]; issues
     } else if (l.globalAveragePooling2d) {
       shape = [c];
     }
-    // dropout and spatialDropout2d keep the shape.
+    // dropout, spatialDropout2d, the noise layers and activityRegularization keep the shape.
     params = weightShapes.reduce((n, ws) => n + product(ws), 0);
     if (l.conv2d && product(shape) > MAX_MAP_VALUES)
       issues.push({

@@ -7,6 +7,7 @@ import type { BuiltModel } from '../model';
 import { penaltyOf } from './penalties';
 import { NUM_CLASSES } from '../spec';
 import { spatialNoiseShape } from '../spatial-dropout';
+import { trainingNoise } from './noise';
 import type { Split } from './types';
 import { imagesOf } from '../data/dataset';
 
@@ -60,8 +61,8 @@ export function softmaxDense(layer: tf.layers.Layer): { kernel: tf.Tensor2D; bia
 
 /**
  * The model's forward pass, layer by layer, so that training can apply what tfjs-layers
- * does not: activity regularizers (tfjs throws on them), a fresh dropout mask per batch
- * (a seeded tfjs Dropout layer would reuse one mask for every batch), and the logits of a
+ * does not: activity regularizers (tfjs throws on them), a fresh dropout mask and noise draw per
+ * batch (a seeded tfjs Dropout layer would reuse one mask for every batch), and the logits of a
  * softmax output layer.
  */
 export function forward(
@@ -76,10 +77,14 @@ export function forward(
   const last = built.model.layers.length - 1;
   built.model.layers.forEach((layer, i) => {
     const rate = built.dropout.get(i);
+    const noise = built.noise?.get(i);
     const sd = i === last && rate === undefined && h.rank === 2 ? softmaxDense(layer) : null;
     if (rate !== undefined) {
       if (training && rate > 0)
         h = tf.dropout(h, rate, built.spatialDropout.has(i) ? spatialNoiseShape(h) : undefined, dropoutSeed + i);
+    } else if (noise) {
+      // Noise layers, as dropout: a fresh seeded draw per batch in training, the identity at inference.
+      if (training) h = trainingNoise(h, noise, dropoutSeed + i);
     } else if (sd) {
       // The ops Dense's call runs for a softmax (product, then the bias added): the same probabilities as layer.apply.
       const product = tf.fused.matMul({ a: h as tf.Tensor2D, b: sd.kernel });

@@ -44,6 +44,7 @@ import { installedMatMul, type DirectMatMul, type MatrixAt } from '../accel/kern
 import { Optimizer } from './optimizers';
 import { adamPass } from './optimizers/adam';
 import { applyConstraints, type ConstraintTerm } from './constraints';
+import { trainingNoise, type NoiseSpec } from './noise';
 
 /** Per-batch results. `dataLoss` is the SUM over the batch of per-sample cross-entropy (no penalty):
  *  divide by `batchSize` for the batch mean Keras reports (before adding the penalty). */
@@ -58,8 +59,8 @@ export interface LeanStepResult {
 }
 
 export interface LeanStep {
-  /** `y`: int32 class indices [B], or float32 soft labels [B, C] (mixUp/cutMix). */
-  run(x: tf.Tensor2D | tf.Tensor3D, y: tf.Tensor1D | tf.Tensor2D): LeanStepResult;
+  /** `y`: int32 class indices [B], or float32 soft labels [B, C] (mixUp/cutMix); `noiseSeed`: the batch's seed for `inputNoise`. */
+  run(x: tf.Tensor2D | tf.Tensor3D, y: tf.Tensor1D | tf.Tensor2D, noiseSeed?: number): LeanStepResult;
   /** The model's trainable variables this step updates, with their sizes (for optimizer state checks). */
   variables(): { name: string; size: number }[];
   /** Frees the step's scratch tensors (the model's weights and the optimizer are untouched). */
@@ -153,7 +154,18 @@ export function createLeanStep(
     direct = true,
     labelSmoothing = 0,
     constraints = [],
-  }: { direct?: boolean; labelSmoothing?: number; constraints?: readonly ConstraintTerm[] } = {},
+    inputNoise,
+  }: {
+    direct?: boolean;
+    labelSmoothing?: number;
+    constraints?: readonly ConstraintTerm[];
+    /**
+     * A noise layer (gaussianNoise, gaussianDropout, alphaDropout) on the input, before the first Dense
+     * layer: no gradient flows through it (the step takes none for the input), so the step only noises
+     * the batch, with the seed the reference step's forward pass would use (noiseSeed + layerIndex).
+     */
+    inputNoise?: { layerIndex: number; noise: NoiseSpec };
+  } = {},
 ): LeanStep | { unsupported: string } {
   const layers = model.layers as unknown as DenseLike[];
   let flatten = false;
@@ -193,6 +205,7 @@ export function createLeanStep(
       flatten = true;
       continue;
     }
+    if (i === inputNoise?.layerIndex && dense.length === 0) continue;
     if (cls !== 'Dense') return { unsupported: `layer ${i} is ${cls}: the lean step covers Flatten and Dense layers` };
     if (layer.biasRegularizer || layer.activityRegularizer)
       return { unsupported: `layer ${i} has a bias/activity regularizer` };
@@ -573,7 +586,20 @@ export function createLeanStep(
     return { ...result, penalty: batchPenalty };
   };
 
-  const run = (x: tf.Tensor2D | tf.Tensor3D, y: tf.Tensor1D | tf.Tensor2D): LeanStepResult => {
+  const run = (x: tf.Tensor2D | tf.Tensor3D, y: tf.Tensor1D | tf.Tensor2D, noiseSeed = 0): LeanStepResult => {
+    if (inputNoise) {
+      // The same draw as forward()'s for the [B, 784] flattened batch: the values come in the same order.
+      const noisy = trainingNoise(x, inputNoise.noise, noiseSeed + inputNoise.layerIndex) as typeof x;
+      try {
+        return runOn(noisy, y);
+      } finally {
+        if (noisy !== x) noisy.dispose();
+      }
+    }
+    return runOn(x, y);
+  };
+
+  const runOn = (x: tf.Tensor2D | tf.Tensor3D, y: tf.Tensor1D | tf.Tensor2D): LeanStepResult => {
     const lr = optimizer.learningRate();
     const B = x.shape[0];
     const labels = y.dataSync();

@@ -5,7 +5,8 @@
  * reporting and evaluation compute the penalties here.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { BuiltModel } from '../model';
+import type { BuiltModel, PenaltyTerm } from '../model';
+import type { OrthogonalSpec } from '../spec/layers';
 
 /** sign(w) by comparisons: tfjs-wasm's Sign kernel returns 0 for |w| ≤ 1e-7. */
 export function exactSign(w: tf.Tensor): tf.Tensor {
@@ -32,11 +33,37 @@ export function penaltyOf(w: tf.Tensor, l1: number, l2: number): tf.Scalar {
   return p;
 }
 
+/** keras.ops.normalize's ε: a row or column of zeros stays zeros instead of 0/0. */
+const NORMALIZE_EPSILON = 1e-7;
+
+/**
+ * Keras 3's OrthogonalRegularizer of a rank-2 kernel: its rows (mode rows) or columns (mode columns)
+ * L2-normalized (v/√max(Σv², ε)), the absolute dot products of every distinct pair summed (each pair
+ * twice, in the Gram matrix without its diagonal), times factor·½, over the number of pairs
+ * size·(size − 1)/2. Gradients through tfjs autodiff (abs's at 0 is 0 there too: off-diagonal entries are rarely exactly 0).
+ */
+export function orthogonalPenalty(w: tf.Tensor, { factor, mode }: OrthogonalSpec): tf.Scalar {
+  if (w.rank !== 2)
+    throw new Error(`the orthogonal regularizer needs a rank-2 kernel, got shape [${w.shape.join(', ')}]`);
+  const axis = mode === 'rows' ? 1 : 0;
+  const unit = tf.mul(w, tf.rsqrt(tf.maximum(tf.sum(tf.square(w), axis, true), NORMALIZE_EPSILON)));
+  const gram = mode === 'rows' ? tf.matMul(unit, unit, false, true) : tf.matMul(unit, unit, true, false);
+  const size = gram.shape[0]!;
+  const offDiagonal = tf.mul(gram, tf.sub(1, tf.eye(size)));
+  const pairs = (size * (size - 1)) / 2;
+  return tf.mul(tf.sum(tf.abs(offDiagonal)), (factor * 0.5) / pairs) as tf.Scalar;
+}
+
+/** A kernel or bias penalty term's value at `w`: its l1/l2 part, or its orthogonal one. */
+export function termPenalty(w: tf.Tensor, t: Pick<PenaltyTerm, 'l1' | 'l2' | 'orthogonal'>): tf.Scalar {
+  return t.orthogonal ? orthogonalPenalty(w, t.orthogonal) : penaltyOf(w, t.l1, t.l2);
+}
+
 /** Each kernel/bias penalty's current value, by name (end-of-epoch reporting). */
 export function penaltyValues(built: BuiltModel): Record<string, number> {
   const out: Record<string, number> = {};
   for (const t of built.penalties) {
-    const v = tf.tidy(() => penaltyOf(t.variable.read(), t.l1, t.l2));
+    const v = tf.tidy(() => termPenalty(t.variable.read(), t));
     out[t.name] = v.dataSync()[0]!;
     v.dispose();
   }

@@ -3,7 +3,7 @@
  * TrainStep (./types).
  *
  * - The lean step (src/train/lean-step.ts: hand-written gradients, 43 tfjs kernels a step instead of
- *   model.fit's 281) when the model is Flatten + Dense layers with kernel penalties only, and
+ *   model.fit's 281) when the model is Flatten + Dense layers with L1/L2 kernel penalties only (and at most one noise layer, on the input), and
  *   either tfjs-node runs it or fast matmul kernels are installed (OpenBLAS, else regtrain's own
  *   SIMD WebAssembly GEMM): on tfjs's own wasm kernels its extra small kernels cost more than
  *   they save.
@@ -17,7 +17,8 @@ import { accelerationDisabled, BackendInfo } from '../backend';
 import { createLeanStep } from './lean-step';
 import { loadBlas, parseBlasThreads } from '../accel/blas';
 import type { BuiltModel } from '../model';
-import { penaltyOf } from './penalties';
+import { termPenalty } from './penalties';
+import type { NoiseSpec } from './noise';
 import { ExperimentSpec } from '../spec';
 import { optimizerChoice } from './optimizers/registry';
 import { correctCount, crossEntropySum, forward, smoothedCrossEntropySums } from './forward';
@@ -46,7 +47,7 @@ export function createReferenceStep(built: BuiltModel, optimizer: Optimizer, opt
       const { value, grads } = tf.variableGrads(() => {
         const out = forward(built, x, true, dropoutSeed);
         let penalty = out.activitySum.div(batch) as tf.Scalar;
-        for (const t of built.penalties) penalty = penalty.add(penaltyOf(t.variable.read(), t.l1, t.l2));
+        for (const t of built.penalties) penalty = penalty.add(termPenalty(t.variable.read(), t));
         if (labelSmoothing > 0) {
           // Minimized: the smoothed cross-entropy; reported apart: the plain one and the difference.
           const sums = smoothedCrossEntropySums(out, y, labelSmoothing);
@@ -112,8 +113,22 @@ function blasThreads(batchSize: number): number {
  */
 export function needsAutodiff(spec: ExperimentSpec): boolean {
   return spec.model.layers.some((l, i) =>
-    l.flatten ? i !== 0 : !l.dense || l.dense.biasRegularizer != null || l.dense.activityRegularizer != null,
+    l.flatten
+      ? i !== 0
+      : i === 1 && spec.model.layers[0]!.flatten && (l.gaussianNoise || l.gaussianDropout || l.alphaDropout)
+        ? false
+        : !l.dense ||
+          l.dense.biasRegularizer != null ||
+          l.dense.activityRegularizer != null ||
+          l.dense.kernelRegularizer?.orthogonal != null,
   );
+}
+
+/** The model's only noise layer when it is on the input (index 1, after a leading flatten), else null. */
+function leanInputNoise(built: BuiltModel): { layerIndex: number; noise: NoiseSpec } | null {
+  const noise = built.noise;
+  if (!noise || noise.size !== 1 || !noise.has(1)) return null;
+  return built.model.layers[0]?.getClassName() === 'Flatten' ? { layerIndex: 1, noise: noise.get(1)! } : null;
 }
 
 export function createTrainStep(built: BuiltModel, spec: ExperimentSpec, backend: BackendInfo): TrainStep {
@@ -127,6 +142,11 @@ export function createTrainStep(built: BuiltModel, spec: ExperimentSpec, backend
   if (accelerationDisabled()) return fallback('REGTRAIN_ACCEL=off');
   if (!backend.gemm.kind && backend.name !== 'tensorflow')
     return fallback(`no fast matmul kernels: ${backend.blas.reason}; ${backend.gemm.reason}`);
+  // The noise layers and the orthogonal regularizer have no hand-written gradients in the lean step,
+  // except one noise layer on the input (right after the leading flatten), which needs no gradient.
+  const inputNoise = leanInputNoise(built);
+  if (built.noise?.size && !inputNoise) return fallback('noise layers after the input need autodiff');
+  if (built.penalties.some((p) => p.orthogonal)) return fallback('the orthogonal regularizer needs autodiff');
   if (built.dropout.size || built.activity.length || built.penalties.some((p) => !p.name.endsWith('/kernel'))) {
     return fallback('dropout, activity or bias penalties need autodiff');
   }
@@ -135,7 +155,11 @@ export function createTrainStep(built: BuiltModel, spec: ExperimentSpec, backend
     l1: p.l1,
     l2: p.l2,
   }));
-  const lean = createLeanStep(built.model, optimizer, penalties, { labelSmoothing, constraints });
+  const lean = createLeanStep(built.model, optimizer, penalties, {
+    labelSmoothing,
+    constraints,
+    ...(inputNoise ? { inputNoise } : {}),
+  });
   if ('unsupported' in lean) return fallback(lean.unsupported);
   let kernels = '';
   const blas = backend.gemm.kind === 'openblas' ? loadBlas() : null;
@@ -149,8 +173,8 @@ export function createTrainStep(built: BuiltModel, spec: ExperimentSpec, backend
   return {
     description: `lean step (hand-written gradients)${kernels}`,
     path: 'lean',
-    run(x, y) {
-      const r = lean.run(x as tf.Tensor3D, y);
+    run(x, y, dropoutSeed) {
+      const r = lean.run(x as tf.Tensor3D, y, dropoutSeed);
       return {
         dataLoss: r.dataLoss / r.batchSize,
         penalty: r.penalty,

@@ -1,0 +1,202 @@
+/**
+ * The noise and normalization layers and the orthogonal regularizer through the real CLI: `validate`
+ * accepts a spec using all of them with Keras's defaults filled in; a small run with each one says
+ * which training step it took, lists it in the summary, and its saved model loads for `evaluate` and
+ * `predict`; a run with gaussianNoise killed with SIGKILL after its first epoch resumes to the same
+ * history and weights, bit for bit, on the lean step (noise on the input only) and on the autodiff step.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { BIN, killAfterFirstEpoch, SMALL_SLICE } from './helpers/cli';
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-layers-'));
+const env = { ...process.env, XDG_CACHE_HOME: path.join(tmp, 'xdg') };
+
+function regtrain(args: string[]) {
+  return spawnSync(process.execPath, [BIN, ...args], {
+    cwd: tmp,
+    env,
+    encoding: 'utf8',
+    timeout: 300_000,
+    killSignal: 'SIGKILL',
+  });
+}
+
+/** A spec file of the tutorial's shape with `middle` between the flatten layer and the output. */
+function writeSpec(file: string, middle: string[]): string {
+  fs.writeFileSync(
+    path.join(tmp, file),
+    [
+      `name: ${path.basename(file, '.yaml')}`,
+      'model:',
+      '  layers:',
+      '    - flatten: {}',
+      ...middle.map((l) => `    - ${l}`),
+      '    - dense: { units: 10, activation: softmax }',
+      'optimizer: { sgd: { learningRate: 0.01 } }',
+      '',
+    ].join('\n'),
+  );
+  return file;
+}
+
+const TINY = [
+  '--set',
+  'data.trainLimit=200',
+  '--set',
+  'data.validation.size=100',
+  '--set',
+  'data.testLimit=100',
+  '--set',
+  'training.epochs=1',
+  '--backend',
+  'wasm',
+];
+
+test('validate accepts a spec using every noise and normalization layer and the orthogonal regularizer, Keras defaults filled in', () => {
+  writeSpec('every-layer.yaml', [
+    'gaussianNoise: { stddev: 0.1 }',
+    'dense: { units: 32, activation: selu, kernelRegularizer: orthogonal }',
+    'alphaDropout: { rate: 0.1 }',
+    'layerNormalization: {}',
+    'dense: { units: 16, activation: relu, kernelRegularizer: { orthogonal: { factor: 0.1, mode: columns } } }',
+    'gaussianDropout: { rate: 0.2 }',
+    'activityRegularization: { l2: 0.001 }',
+  ]);
+  const r = regtrain(['validate', 'every-layer.yaml', '--json']);
+  assert.equal(r.status, 0, r.stderr);
+  const layers = (JSON.parse(r.stdout) as { model: { layers: Record<string, Record<string, unknown>>[] } }).model
+    .layers;
+  assert.deepEqual(layers[1], { gaussianNoise: { stddev: 0.1 } });
+  assert.deepEqual(layers[2]!.dense!.kernelRegularizer, { l1: 0, l2: 0, orthogonal: { factor: 0.01, mode: 'rows' } });
+  assert.deepEqual(layers[3], { alphaDropout: { rate: 0.1 } });
+  assert.deepEqual(layers[4], { layerNormalization: { axis: -1, epsilon: 0.001, center: true, scale: true } });
+  assert.deepEqual(layers[5]!.dense!.kernelRegularizer, {
+    l1: 0,
+    l2: 0,
+    orthogonal: { factor: 0.1, mode: 'columns' },
+  });
+  assert.deepEqual(layers[6], { gaussianDropout: { rate: 0.2 } });
+  assert.deepEqual(layers[7], { activityRegularization: { l1: 0, l2: 0.001 } });
+});
+
+const EACH: { name: string; middle: string[]; row: RegExp; step: RegExp; penalty: boolean }[] = [
+  {
+    name: 'gaussianNoise',
+    middle: ['gaussianNoise: { stddev: 0.2 }', 'dense: { units: 16, activation: relu }'],
+    row: /^gaussian_noise \(GaussianNoise\) +\(None, 784\) +0 +training only: stddev=0\.2$/m,
+    // On the input, the lean step noises the batch itself (it takes no gradient there).
+    step: /^Training step: lean step \(hand-written gradients\)/m,
+    penalty: false,
+  },
+  {
+    name: 'gaussianDropout',
+    middle: ['dense: { units: 16, activation: relu }', 'gaussianDropout: { rate: 0.3 }'],
+    row: /^gaussian_dropout \(GaussianDropout\) +\(None, 16\) +0 +training only: rate=0\.3$/m,
+    step: /^Training step: tfjs autodiff \+ optimizer \(noise layers after the input need autodiff\)$/m,
+    penalty: false,
+  },
+  {
+    name: 'alphaDropout',
+    middle: ['dense: { units: 16, activation: selu }', 'alphaDropout: { rate: 0.1 }'],
+    row: /^alpha_dropout \(AlphaDropout\) +\(None, 16\) +0 +training only: rate=0\.1$/m,
+    step: /^Training step: tfjs autodiff \+ optimizer \(noise layers after the input need autodiff\)$/m,
+    penalty: false,
+  },
+  {
+    name: 'layerNormalization',
+    middle: ['dense: { units: 16, activation: relu }', 'layerNormalization: {}'],
+    // gamma and beta, 16 each.
+    row: /^layer_normalization \(LayerNormalization\) +\(None, 16\) +32 +-$/m,
+    step: /^Training step: tfjs autodiff \+ optimizer \(layer 2 is LayerNormalization: the lean step covers Flatten and Dense layers\)$/m,
+    penalty: false,
+  },
+  {
+    name: 'activityRegularization',
+    middle: ['dense: { units: 16, activation: relu }', 'activityRegularization: { l1: 0.001 }'],
+    row: /^activity_regularization \(ActivityRegularization\) +\(None, 16\) +0 +activity L1\(0\.001\)$/m,
+    step: /^Training step: tfjs autodiff \+ optimizer \(dropout, activity or bias penalties need autodiff\)$/m,
+    penalty: true,
+  },
+  {
+    name: 'orthogonal',
+    middle: ['dense: { units: 16, activation: relu, kernelRegularizer: { orthogonal: { factor: 0.5 } } }'],
+    row: /^dense \(Dense\) +\(None, 16\) +12,560 +kernel Orthogonal\(factor=0\.5, mode=rows\)$/m,
+    step: /^Training step: tfjs autodiff \+ optimizer \(the orthogonal regularizer needs autodiff\)$/m,
+    penalty: true,
+  },
+];
+
+for (const c of EACH) {
+  test(`a small run with ${c.name} trains on the step it names, lists it in the summary, and its saved model evaluates and predicts`, () => {
+    const spec = writeSpec(`${c.name}.yaml`, c.middle);
+    const out = `run-${c.name}`;
+    const r = regtrain(['run', spec, ...TINY, '--out', out]);
+    assert.equal(r.status, 0, r.stderr);
+    const text = r.stdout + r.stderr;
+    assert.match(text, c.row);
+    assert.match(text, c.step);
+    const [epoch] = (
+      JSON.parse(fs.readFileSync(path.join(tmp, out, 'history.json'), 'utf8')) as {
+        epochs: { loss: number; data_loss: number; penalty: number }[];
+      }
+    ).epochs;
+    // The penalty (activity or orthogonal) is reported apart and is part of the loss.
+    if (c.penalty) assert.ok(epoch!.penalty > 0, JSON.stringify(epoch));
+    else assert.equal(epoch!.penalty, 0);
+    assert.ok(Math.abs(epoch!.loss - (epoch!.data_loss + epoch!.penalty)) < 1e-9, JSON.stringify(epoch));
+    const ev = regtrain(['evaluate', out, '--backend', 'wasm']);
+    assert.equal(ev.status, 0, ev.stderr);
+    assert.match(ev.stdout, /^Test: loss: \d\.\d{4} - accuracy: \d\.\d{4} \(100 images\)$/m);
+    // The noise layers are the identity at inference: evaluate reproduces the run's own test accuracy.
+    assert.match(ev.stdout, /^\(run reported accuracy (\d\.\d{4}) on the same 100 images\)$/m);
+    const acc = /^Test: loss: \d\.\d{4} - accuracy: (\d\.\d{4})/m.exec(ev.stdout)![1];
+    assert.equal(/run reported accuracy (\d\.\d{4})/.exec(ev.stdout)![1], acc);
+    const pr = regtrain(['predict', out, '--test-index', '0', '--backend', 'wasm']);
+    assert.equal(pr.status, 0, pr.stderr);
+  });
+}
+
+for (const [step, middle, stepLine] of [
+  [
+    'the lean step',
+    ['gaussianNoise: { stddev: 0.1 }', 'dense: { units: 32, activation: relu }'],
+    /^Training step: lean step/m,
+  ],
+  [
+    'the autodiff step',
+    ['gaussianNoise: { stddev: 0.1 }', 'dense: { units: 32, activation: relu }', 'gaussianDropout: { rate: 0.2 }'],
+    /^Training step: tfjs autodiff/m,
+  ],
+] as const) {
+  test(`on ${step}, a run with gaussianNoise killed with SIGKILL after its first epoch resumes bit for bit`, async () => {
+    const name = step.split(' ')[1]!;
+    const spec = writeSpec(`noisy-${name}.yaml`, [...middle]);
+    const args = ['run', spec, ...SMALL_SLICE, '--backend', 'wasm'];
+    const whole = regtrain([...args, '--out', `noisy-${name}-whole`]);
+    assert.equal(whole.status, 0, whole.stderr);
+    assert.match(whole.stdout + whole.stderr, stepLine);
+    await killAfterFirstEpoch([...args, '--out', `noisy-${name}-killed`], tmp, env);
+    assert.ok(
+      fs.existsSync(path.join(tmp, `noisy-${name}-killed`, 'checkpoint.json')),
+      'the first epoch left a checkpoint',
+    );
+    const resumed = regtrain(['run', '--resume', `noisy-${name}-killed`, '-q']);
+    assert.equal(resumed.status, 0, resumed.stderr);
+    const read = (dir: string, file: string) => fs.readFileSync(path.join(tmp, dir, file));
+    const history = (dir: string) =>
+      (JSON.parse(read(dir, 'history.json').toString()) as { epochs: { seconds?: number }[] }).epochs.map(
+        ({ seconds: _s, ...rest }) => rest,
+      );
+    assert.equal(history(`noisy-${name}-whole`).length, 3);
+    assert.deepEqual(history(`noisy-${name}-killed`), history(`noisy-${name}-whole`));
+    assert.ok(
+      read(`noisy-${name}-killed`, 'weights.bin').equals(read(`noisy-${name}-whole`, 'weights.bin')),
+      'weights.bin is byte-identical',
+    );
+  });
+}
