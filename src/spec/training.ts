@@ -16,7 +16,7 @@ export const nonNegative = () =>
 const positive64 = () => num('a positive number').positive({ error: 'expected a positive number' });
 const nonNegative64 = () => num('a finite number ≥ 0').min(0, { error: 'expected a finite number ≥ 0' });
 export const bool = () => z.boolean({ error: 'expected true or false' });
-const positiveInt = () =>
+export const positiveInt = () =>
   z
     .number({ error: 'expected a positive integer' })
     .int({ error: 'expected an integer' })
@@ -136,6 +136,49 @@ export const excludeFromWeightDecay = () =>
       { error: 'expected a list of regular expressions matched against variable names (kernel, bias, gamma, beta)' },
     )
     .default([]);
+
+/**
+ * The fields Keras 3's base optimizer gives every optimizer (keras/src/optimizers/base_optimizer.py),
+ * absent from a resolved spec unless set, so specs written before them resolve as they did:
+ * - Gradient clipping, of the loss gradient (data loss + penalties: Keras adds the regularization
+ *   losses to the loss) before decoupled weight decay and the update: `clipnorm` rescales each
+ *   variable's gradient to norm ≤ clipnorm, `globalClipnorm` all of them together to global norm
+ *   ≤ globalClipnorm, `clipvalue` clips each element to [−clipvalue, clipvalue]. At most one.
+ * - `useEma`: a moving average of the trainable weights after each update, average ←
+ *   emaMomentum·average + (1 − emaMomentum)·w (the first update copies), written over the model every
+ *   `emaOverwriteFrequency` updates (null: never during training) and at the end of training.
+ *   Keras's defaults: no clipping, useEma false, emaMomentum 0.99, emaOverwriteFrequency null.
+ *   regtrain refuses emaMomentum or emaOverwriteFrequency without `useEma: true` (Keras ignores them).
+ */
+export const baseOptimizerFields = {
+  clipnorm: positive().optional(),
+  clipvalue: positive().optional(),
+  globalClipnorm: positive().optional(),
+  useEma: bool().optional(),
+  emaMomentum: num('a number in [0, 1]')
+    .min(0, { error: 'expected a number in [0, 1]' })
+    .max(1, { error: 'expected a number in [0, 1]' })
+    .optional(),
+  emaOverwriteFrequency: positiveInt().nullable().optional(),
+};
+export const CLIP_FIELDS = ['clipnorm', 'clipvalue', 'globalClipnorm'] as const;
+
+/** Keras's checks across the base fields: one clipping option at most; the EMA fields only with useEma. */
+export function checkBaseOptimizer(
+  o: { [K in keyof typeof baseOptimizerFields]?: z.infer<(typeof baseOptimizerFields)[K]> },
+  ctx: z.RefinementCtx,
+): void {
+  const set = CLIP_FIELDS.filter((k) => o[k] !== undefined);
+  if (set.length > 1)
+    ctx.addIssue({
+      code: 'custom',
+      path: [set[1]!],
+      message: `only one of clipnorm, clipvalue, globalClipnorm may be set (${set[0]} is set too)`,
+    });
+  for (const k of ['emaMomentum', 'emaOverwriteFrequency'] as const)
+    if (o[k] !== undefined && o.useEma !== true)
+      ctx.addIssue({ code: 'custom', path: [k], message: `${k} needs useEma: true` });
+}
 
 /**
  * keras.losses.CategoricalCrossentropy(label_smoothing=…) on the sparse labels: the target becomes
