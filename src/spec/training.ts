@@ -190,6 +190,69 @@ export const labelSmoothingSchema = num('a number from 0 to 1 (1 excluded)')
   .lt(1, { error: 'expected a number ≥ 0 and < 1' })
   .optional();
 
+// ---------- weight averaging ----------
+
+/**
+ * Stochastic weight averaging, regtrain's own addition (Keras has none), as PyTorch's
+ * torch.optim.swa_utils defines it: from the end of epoch `startEpoch` on, the model's trainable
+ * weights are averaged with equal weights at each epoch's end (AveragedModel); from the next epoch
+ * the learning rate follows SWALR, annealing in `annealEpochs` epochs ("cos" or "linear") from the
+ * rate in force at the end of epoch startEpoch to `learningRate`, constant within an epoch; at the
+ * end of training the model takes the average and its batch-norm statistics are recomputed in one
+ * pass over the training data (update_bn). PyTorch's defaults: annealEpochs 10, annealStrategy cos.
+ * Absent (no SWA) unless set.
+ */
+export const swaSchema = z
+  .strictObject({
+    startEpoch: positiveInt(),
+    learningRate: positive(),
+    annealEpochs: nonNegativeInt().default(10),
+    annealStrategy: z.enum(['cos', 'linear'], { error: 'expected cos or linear' }).default('cos'),
+  })
+  .optional();
+export type SwaSpec = NonNullable<z.infer<typeof swaSchema>>;
+
+/**
+ * What a run's final weights are cannot be two things: an average (useEma, SWA) and the best
+ * epoch's (earlyStopping.restoreBestWeights), or two averages. SWA sets the learning rate from
+ * its start, which ReduceLROnPlateau would also change; and it must start within the run.
+ */
+export function weightAveragingIssues(spec: {
+  optimizer: Record<string, { useEma?: boolean | undefined } | undefined>;
+  training: {
+    epochs: number;
+    swa?: SwaSpec | undefined;
+    earlyStopping: { restoreBestWeights: boolean } | null;
+    reduceLrOnPlateau: unknown;
+  };
+}): { path: (string | number)[]; message: string }[] {
+  const issues: { path: (string | number)[]; message: string }[] = [];
+  const [kind, config] = Object.entries(spec.optimizer).find(([, o]) => o !== undefined) ?? [];
+  const ema = config?.useEma === true;
+  const { swa, earlyStopping, reduceLrOnPlateau, epochs } = spec.training;
+  if (swa && swa.startEpoch > epochs)
+    issues.push({
+      path: ['training', 'swa', 'startEpoch'],
+      message: `expected at most training.epochs (${epochs}), got ${swa.startEpoch}`,
+    });
+  if (swa && ema)
+    issues.push({
+      path: ['training', 'swa'],
+      message: `SWA and optimizer.${kind}.useEma both average the weights: choose one`,
+    });
+  if (swa && reduceLrOnPlateau)
+    issues.push({
+      path: ['training', 'swa'],
+      message: 'SWA sets the learning rate from its start epoch: it cannot be used with training.reduceLrOnPlateau',
+    });
+  if ((swa || ema) && earlyStopping?.restoreBestWeights)
+    issues.push({
+      path: ['training', 'earlyStopping', 'restoreBestWeights'],
+      message: `the run ends with the ${swa ? 'SWA' : 'EMA'} average of the weights: restoreBestWeights would replace it`,
+    });
+  return issues;
+}
+
 // ---------- callbacks ----------
 
 export const earlyStoppingSchema = z

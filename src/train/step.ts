@@ -90,6 +90,7 @@ export function createReferenceStep(built: BuiltModel, optimizer: Optimizer, opt
         ...(labelSmoothing > 0 ? { smoothing: smoothing! } : {}),
       };
     },
+    optimizer,
     learningRate: () => optimizer.learningRate(),
     setLearningRate: (lr) => optimizer.setLearningRate(lr),
     optimizerState: () => optimizer.state(),
@@ -162,6 +163,7 @@ export function createTrainStep(built: BuiltModel, spec: ExperimentSpec, backend
         ...(labelSmoothing > 0 ? { smoothing: (r.smoothedLoss - r.dataLoss) / r.batchSize } : {}),
       };
     },
+    optimizer,
     learningRate: () => optimizer.learningRate(),
     setLearningRate: (lr) => optimizer.setLearningRate(lr),
     optimizerState: () => optimizer.state(),
