@@ -163,6 +163,17 @@ export const baseOptimizerFields = {
 };
 export const CLIP_FIELDS = ['clipnorm', 'clipvalue', 'globalClipnorm'] as const;
 
+/** With useEma on, Keras's EMA defaults written out (momentum 0.99, no overwrite), so a resolved spec shows them. */
+export function withEmaDefaults<T extends { useEma?: boolean | undefined }>(o: T): T {
+  return o.useEma
+    ? {
+        ...o,
+        emaMomentum: (o as { emaMomentum?: number }).emaMomentum ?? 0.99,
+        emaOverwriteFrequency: (o as { emaOverwriteFrequency?: number | null }).emaOverwriteFrequency ?? null,
+      }
+    : o;
+}
+
 /** Keras's checks across the base fields: one clipping option at most; the EMA fields only with useEma. */
 export function checkBaseOptimizer(
   o: { [K in keyof typeof baseOptimizerFields]?: z.infer<(typeof baseOptimizerFields)[K]> },

@@ -9,6 +9,7 @@ import {
   baseOptimizerFields,
   bool,
   checkBaseOptimizer,
+  withEmaDefaults,
   excludeFromWeightDecay,
   learningRate,
   positive,
@@ -39,7 +40,8 @@ const adamSchema = (defaultWeightDecay: number) =>
       weightDecay: weightDecay(defaultWeightDecay),
       ...baseOptimizerFields,
     })
-    .superRefine(checkBaseOptimizer);
+    .superRefine(checkBaseOptimizer)
+    .transform(withEmaDefaults);
 type AdamConfig = z.infer<ReturnType<typeof adamSchema>>;
 
 /** Keras computes these in float32: β^t, then α = lr·√(1 − β₂ᵗ)/(1 − β₁ᵗ). */

@@ -9,6 +9,7 @@ import {
   baseOptimizerFields,
   bool,
   checkBaseOptimizer,
+  withEmaDefaults,
   excludeFromWeightDecay,
   learningRate,
   num,
@@ -29,7 +30,8 @@ const schema = z
     excludeFromWeightDecay: excludeFromWeightDecay(),
     ...baseOptimizerFields,
   })
-  .superRefine(checkBaseOptimizer);
+  .superRefine(checkBaseOptimizer)
+  .transform(withEmaDefaults);
 
 export const sgd = defineOptimizer({
   name: 'sgd',
