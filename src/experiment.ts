@@ -12,6 +12,7 @@ import { RunOrigin, ORIGIN_FILE } from './rundir';
 import { RunDirectory, type RecordedBackend, type ResumeFrom } from './run-directory';
 import { ExperimentSpec } from './spec';
 import { createTrainStep, needsAutodiff } from './train/step';
+import { optimizerSummary } from './train/optimizers/summary';
 import { constraintTerms } from './train/constraints';
 import { Trainer } from './train/trainer';
 import { Console } from './console';
@@ -89,7 +90,7 @@ export async function runExperiment(
       labelSmoothing: spec.training.labelSmoothing,
       constraints: constraintTerms(built, spec),
     };
-    for (const line of modelSummary(built, summaryExtras)) out.info(line);
+    for (const line of [...modelSummary(built, summaryExtras), ...optimizerSummary(spec)]) out.info(line);
     const step = createTrainStep(built, spec, backend);
     out.info(`Training step: ${step.description}`);
     const resume = resumeCommand(dir.path, opts);

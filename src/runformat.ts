@@ -234,6 +234,28 @@ export const MetricsFileSchema = z.object({
   confusion: ConfusionSchema.optional(),
   /** The test set's calibration (absent in runs written before regtrain measured it). */
   calibration: CalibrationSchema.optional(),
+  /**
+   * The average the final weights are (optimizer useEma or training.swa), how it was taken; absent
+   * when the run ends with its trained weights (or was written before regtrain averaged).
+   */
+  weightAveraging: z
+    .discriminatedUnion('kind', [
+      z.object({
+        kind: z.literal('ema'),
+        momentum: share,
+        overwriteFrequency: count.nullable(),
+        updates: count,
+      }),
+      z.object({
+        kind: z.literal('swa'),
+        startEpoch: count,
+        snapshots: count,
+        learningRate: jsonNumber,
+        /** Training images of the batch-norm pass (update_bn); 0 without batch norm. */
+        batchNormImages: count,
+      }),
+    ])
+    .optional(),
   seconds: z.object({ total: jsonNumber, perEpoch: z.array(jsonNumber) }),
   /** Peak resident memory of the training process, in MiB (absent in the first runs of format 1). */
   peakRssMB: jsonNumber.optional(),

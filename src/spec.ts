@@ -9,7 +9,10 @@ import {
   earlyStoppingSchema,
   labelSmoothingSchema,
   reduceLrOnPlateauSchema,
+  swaSchema,
   tensorboardSchema,
+  type SwaSpec,
+  weightAveragingIssues,
 } from './spec/training';
 import { optimizerSchema } from './train/optimizers/registry';
 import { layerSchema, layerShapes, type LayerSpec } from './spec/layers';
@@ -126,6 +129,8 @@ export const experimentSpec = z
         labelSmoothing: labelSmoothingSchema,
         earlyStopping: earlyStoppingSchema,
         reduceLrOnPlateau: reduceLrOnPlateauSchema,
+        /** Stochastic weight averaging (regtrain's own, PyTorch's swa_utils), absent unless set. */
+        swa: swaSchema,
         checkpoint: checkpointSchema,
         tensorboard: tensorboardSchema,
       })
@@ -158,16 +163,19 @@ function checkModel(
   spec: {
     model: { layers: LayerSpec[] };
     data: { validation: { size: number; holdout: boolean }; trainLimit: number | null; testLimit: number | null };
-    optimizer: MemorySpec['optimizer'];
+    optimizer: MemorySpec['optimizer'] & Record<string, { useEma?: boolean | undefined } | undefined>;
     training: {
       batchSize: number;
-      earlyStopping: { monitor: string } | null;
+      epochs: number;
+      earlyStopping: { monitor: string; restoreBestWeights: boolean } | null;
       reduceLrOnPlateau: { monitor: string } | null;
       checkpoint: { saveBest: { monitor: string } | null };
+      swa?: SwaSpec | undefined;
     };
   },
   ctx: z.RefinementCtx,
 ): void {
+  for (const issue of weightAveragingIssues(spec)) ctx.addIssue({ code: 'custom', ...issue });
   const layers = spec.model.layers;
   const { shapes, issues } = layerShapes(layers);
   for (const issue of issues)

@@ -16,7 +16,7 @@ export const nonNegative = () =>
 const positive64 = () => num('a positive number').positive({ error: 'expected a positive number' });
 const nonNegative64 = () => num('a finite number ≥ 0').min(0, { error: 'expected a finite number ≥ 0' });
 export const bool = () => z.boolean({ error: 'expected true or false' });
-const positiveInt = () =>
+export const positiveInt = () =>
   z
     .number({ error: 'expected a positive integer' })
     .int({ error: 'expected an integer' })
@@ -138,6 +138,60 @@ export const excludeFromWeightDecay = () =>
     .default([]);
 
 /**
+ * The fields Keras 3's base optimizer gives every optimizer (keras/src/optimizers/base_optimizer.py),
+ * absent from a resolved spec unless set, so specs written before them resolve as they did:
+ * - Gradient clipping, of the loss gradient (data loss + penalties: Keras adds the regularization
+ *   losses to the loss) before decoupled weight decay and the update: `clipnorm` rescales each
+ *   variable's gradient to norm ≤ clipnorm, `globalClipnorm` all of them together to global norm
+ *   ≤ globalClipnorm, `clipvalue` clips each element to [−clipvalue, clipvalue]. At most one.
+ * - `useEma`: a moving average of the trainable weights after each update, average ←
+ *   emaMomentum·average + (1 − emaMomentum)·w (the first update copies), written over the model every
+ *   `emaOverwriteFrequency` updates (null: never during training) and at the end of training.
+ *   Keras's defaults: no clipping, useEma false, emaMomentum 0.99, emaOverwriteFrequency null.
+ *   regtrain refuses emaMomentum or emaOverwriteFrequency without `useEma: true` (Keras ignores them).
+ */
+export const baseOptimizerFields = {
+  clipnorm: positive().optional(),
+  clipvalue: positive().optional(),
+  globalClipnorm: positive().optional(),
+  useEma: bool().optional(),
+  emaMomentum: num('a number in [0, 1]')
+    .min(0, { error: 'expected a number in [0, 1]' })
+    .max(1, { error: 'expected a number in [0, 1]' })
+    .optional(),
+  emaOverwriteFrequency: positiveInt().nullable().optional(),
+};
+export const CLIP_FIELDS = ['clipnorm', 'clipvalue', 'globalClipnorm'] as const;
+
+/** With useEma on, Keras's EMA defaults written out (momentum 0.99, no overwrite), so a resolved spec shows them. */
+export function withEmaDefaults<T extends { useEma?: boolean | undefined }>(o: T): T {
+  return o.useEma
+    ? {
+        ...o,
+        emaMomentum: (o as { emaMomentum?: number }).emaMomentum ?? 0.99,
+        emaOverwriteFrequency: (o as { emaOverwriteFrequency?: number | null }).emaOverwriteFrequency ?? null,
+      }
+    : o;
+}
+
+/** Keras's checks across the base fields: one clipping option at most; the EMA fields only with useEma. */
+export function checkBaseOptimizer(
+  o: { [K in keyof typeof baseOptimizerFields]?: z.infer<(typeof baseOptimizerFields)[K]> },
+  ctx: z.RefinementCtx,
+): void {
+  const set = CLIP_FIELDS.filter((k) => o[k] !== undefined);
+  if (set.length > 1)
+    ctx.addIssue({
+      code: 'custom',
+      path: [set[1]!],
+      message: `only one of clipnorm, clipvalue, globalClipnorm may be set (${set[0]} is set too)`,
+    });
+  for (const k of ['emaMomentum', 'emaOverwriteFrequency'] as const)
+    if (o[k] !== undefined && o.useEma !== true)
+      ctx.addIssue({ code: 'custom', path: [k], message: `${k} needs useEma: true` });
+}
+
+/**
  * keras.losses.CategoricalCrossentropy(label_smoothing=…) on the sparse labels: the target becomes
  * onehot·(1 − labelSmoothing) + labelSmoothing/classes. 0 (or absent) trains on the plain
  * cross-entropy; absent from a resolved spec unless set, so specs written before it resolve as they did.
@@ -146,6 +200,69 @@ export const labelSmoothingSchema = num('a number from 0 to 1 (1 excluded)')
   .min(0, { error: 'expected a number ≥ 0 and < 1' })
   .lt(1, { error: 'expected a number ≥ 0 and < 1' })
   .optional();
+
+// ---------- weight averaging ----------
+
+/**
+ * Stochastic weight averaging, regtrain's own addition (Keras has none), as PyTorch's
+ * torch.optim.swa_utils defines it: from the end of epoch `startEpoch` on, the model's trainable
+ * weights are averaged with equal weights at each epoch's end (AveragedModel); from the next epoch
+ * the learning rate follows SWALR, annealing in `annealEpochs` epochs ("cos" or "linear") from the
+ * rate in force at the end of epoch startEpoch to `learningRate`, constant within an epoch; at the
+ * end of training the model takes the average and its batch-norm statistics are recomputed in one
+ * pass over the training data (update_bn). PyTorch's defaults: annealEpochs 10, annealStrategy cos.
+ * Absent (no SWA) unless set.
+ */
+export const swaSchema = z
+  .strictObject({
+    startEpoch: positiveInt(),
+    learningRate: positive(),
+    annealEpochs: nonNegativeInt().default(10),
+    annealStrategy: z.enum(['cos', 'linear'], { error: 'expected cos or linear' }).default('cos'),
+  })
+  .optional();
+export type SwaSpec = NonNullable<z.infer<typeof swaSchema>>;
+
+/**
+ * What a run's final weights are cannot be two things: an average (useEma, SWA) and the best
+ * epoch's (earlyStopping.restoreBestWeights), or two averages. SWA sets the learning rate from
+ * its start, which ReduceLROnPlateau would also change; and it must start within the run.
+ */
+export function weightAveragingIssues(spec: {
+  optimizer: Record<string, { useEma?: boolean | undefined } | undefined>;
+  training: {
+    epochs: number;
+    swa?: SwaSpec | undefined;
+    earlyStopping: { restoreBestWeights: boolean } | null;
+    reduceLrOnPlateau: unknown;
+  };
+}): { path: (string | number)[]; message: string }[] {
+  const issues: { path: (string | number)[]; message: string }[] = [];
+  const [kind, config] = Object.entries(spec.optimizer).find(([, o]) => o !== undefined) ?? [];
+  const ema = config?.useEma === true;
+  const { swa, earlyStopping, reduceLrOnPlateau, epochs } = spec.training;
+  if (swa && swa.startEpoch > epochs)
+    issues.push({
+      path: ['training', 'swa', 'startEpoch'],
+      message: `expected at most training.epochs (${epochs}), got ${swa.startEpoch}`,
+    });
+  if (swa && ema)
+    issues.push({
+      path: ['training', 'swa'],
+      message: `SWA and optimizer.${kind}.useEma both average the weights: choose one`,
+    });
+  if (swa && reduceLrOnPlateau)
+    issues.push({
+      path: ['training', 'swa'],
+      message: 'SWA sets the learning rate from its start epoch: it cannot be used with training.reduceLrOnPlateau',
+    });
+  if ((swa || ema) && earlyStopping?.restoreBestWeights)
+    issues.push({
+      path: ['training', 'earlyStopping', 'restoreBestWeights'],
+      message: `the run ends with the ${swa ? 'SWA' : 'EMA'} average of the weights: restoreBestWeights would replace it`,
+    });
+  return issues;
+}
 
 // ---------- callbacks ----------
 

@@ -31,6 +31,9 @@
  * - The update: the optimizer module's (src/train/optimizers.ts: SGD, momentum, Adam, AdamW, weight
  *   decay), the same code the reference step calls, fused here with the penalty gradient in one pass
  *   per weight tensor over the tensor's own memory.
+ * - Gradient clipping and the EMA of the weights (the optimizer's clipnorm/clipvalue/globalClipnorm,
+ *   useEma): the optimizer's own code, as the reference step calls it (src/train/optimizers/clipping.ts,
+ *   src/train/moving-average.ts); with clipping, the updates wait for the whole backward pass.
  * - Constraints (kernelConstraint/biasConstraint): applied to each weight after the update, as Keras
  *   (src/train/constraints.ts, the same code the reference step calls).
  * - Accuracy: argmax(p) (first maximum) == y, as tfjs's sparseCategoricalAccuracy.
@@ -44,6 +47,7 @@ import { installedMatMul, type DirectMatMul, type MatrixAt } from '../accel/kern
 import { Optimizer } from './optimizers';
 import { adamPass } from './optimizers/adam';
 import { applyConstraints, type ConstraintTerm } from './constraints';
+import { stepMovingAverage } from './moving-average';
 import { trainingNoise, type NoiseSpec } from './noise';
 
 /** Per-batch results. `dataLoss` is the SUM over the batch of per-sample cross-entropy (no penalty):
@@ -82,6 +86,13 @@ interface DenseLike {
   biasRegularizer?: unknown;
   activityRegularizer?: unknown;
   units?: number;
+}
+
+/** A layer's gradients, held until the backward pass ends (gradient clipping). */
+interface PendingUpdate {
+  d: DensePlan;
+  gK: tf.Tensor;
+  gB: tf.Tensor | null;
 }
 
 interface DensePlan {
@@ -233,6 +244,7 @@ export function createLeanStep(
   for (const d of dense) {
     if (!d.kernel.trainable) return { unsupported: `layer ${d.layerIndex} is frozen` };
   }
+  const trainable = dense.flatMap((d) => [d.kernel, ...(d.bias ? [d.bias] : [])]);
   let dz = new Float32Array(0);
   let ones: tf.Tensor2D | null = null;
   const onesRow = (B: number): tf.Tensor2D => {
@@ -443,6 +455,7 @@ export function createLeanStep(
     const B = x.shape[0];
     let result = { dataLoss: 0, smoothedLoss: 0, correct: 0 };
     let batchPenalty = 0;
+    const pending: PendingUpdate[] = [];
     tf.tidy(() => {
       // Forward, keeping each layer's input.
       let h: tf.Tensor2D = flatten ? tf.reshape(x, [B, -1]) : (x as tf.Tensor2D);
@@ -476,9 +489,11 @@ export function createLeanStep(
           const dA: tf.Tensor2D = tf.matMul(dZ, d.kernel as tf.Tensor2D, false, true);
           dPrev = dense[li - 1]!.act === 'relu' ? reluGrad(dA, a) : dA;
         }
-        batchPenalty += update(d, gK, gB, lr);
+        if (clipping) pending.push({ d, gK, gB });
+        else batchPenalty += update(d, gK, gB, lr);
         if (dPrev) dZ = dPrev;
       }
+      if (clipping) batchPenalty += clippedUpdates(pending, lr);
     });
     return { ...result, penalty: batchPenalty };
   };
@@ -491,6 +506,38 @@ export function createLeanStep(
     const sums = applyUpdate(d.kernel, gK, Math.fround(d.l1), Math.fround(d.l2), lr);
     if (d.bias && gB) applyUpdate(d.bias, gB, 0, 0, lr);
     return d.l1 * sums.abs + d.l2 * sums.sq;
+  };
+
+  /**
+   * With gradient clipping (the optimizer's clipnorm, clipvalue or globalClipnorm), the updates wait
+   * for the whole backward pass (globalClipnorm needs every gradient): copies of the gradients, with
+   * the kernel penalty's gradient folded in, are clipped, then each variable is updated from its
+   * clipped copy with l1 = l2 = 0. Returns the batch's penalty, as `update`.
+   */
+  const clipping = optimizer.clipping !== null;
+  const clippedUpdates = (pending: readonly PendingUpdate[], lr: number): number => {
+    const grads = pending.flatMap(({ d, gK, gB }) => [
+      {
+        v: d.kernel,
+        w: d.kernel.dataSync() as Float32Array,
+        g: Float32Array.from(gK.dataSync()),
+        l1: Math.fround(d.l1),
+        l2: Math.fround(d.l2),
+      },
+      ...(d.bias && gB
+        ? [{ v: d.bias, w: d.bias.dataSync() as Float32Array, g: Float32Array.from(gB.dataSync()), l1: 0, l2: 0 }]
+        : []),
+    ]);
+    optimizer.clipGradients(grads);
+    let penalty = 0;
+    for (const { v, g } of grads) {
+      const d = dense.find((x) => x.kernel === v);
+      const clipped = tf.tensor(g, v.shape);
+      const sums = applyUpdate(v, clipped, 0, 0, lr);
+      clipped.dispose();
+      if (d) penalty += d.l1 * sums.abs + d.l2 * sums.sq;
+    }
+    return penalty;
   };
 
   /**
@@ -567,6 +614,7 @@ export function createLeanStep(
       return lossGradient(ownFloats(s.outputs[last]!, false)!, p, labels, B, C, ownFloats(s.dZ[last]!, false)!, soft);
     });
     let batchPenalty = 0;
+    const pending: PendingUpdate[] = [];
     const simd = wasmSimd()!;
     for (let li = last; li >= 0; li--) {
       const d = dense[li]!;
@@ -581,8 +629,10 @@ export function createLeanStep(
         if (dense[li - 1]!.act === 'relu')
           simd.reluGrad(ownFloats(dPrev, false)!.byteOffset, ownFloats(input, false)!.byteOffset, B * k);
       }
-      batchPenalty += update(d, s.gK[li]!, s.gB[li] ?? null, lr);
+      if (clipping) pending.push({ d, gK: s.gK[li]!, gB: s.gB[li] ?? null });
+      else batchPenalty += update(d, s.gK[li]!, s.gB[li] ?? null, lr);
     }
+    if (clipping) batchPenalty += clippedUpdates(pending, lr);
     return { ...result, penalty: batchPenalty };
   };
 
@@ -607,7 +657,9 @@ export function createLeanStep(
     if (y.shape[0] !== B) throw new Error(`lean step: ${y.shape[0]} labels for a batch of ${B}`);
     const matMul = direct && tf.getBackend() === 'wasm' && wasmSimd() ? installedMatMul('wasm') : null;
     const result = (matMul && runDirect(matMul, x, labels, lr, soft)) || runOps(x, labels, lr, soft);
-    // Keras applies a weight's constraint right after its update: here after the whole step's updates (each constraint reads only its own weight).
+    // Keras averages (useEma) after the step's updates, then constrains: each weight right after its update
+    // in Keras, here after the whole step's updates (each constraint reads only its own weight).
+    stepMovingAverage(optimizer, trainable);
     applyConstraints(constraints);
     optimizer.endStep();
     return { ...result, batchSize: B };
@@ -622,8 +674,7 @@ export function createLeanStep(
     ones?.dispose();
     ones = null;
   };
-  const variables = () =>
-    dense.flatMap((d) => [d.kernel, ...(d.bias ? [d.bias] : [])]).map((v) => ({ name: v.name, size: v.size }));
+  const variables = () => trainable.map((v) => ({ name: v.name, size: v.size }));
 
   return { run, variables, dispose };
 }

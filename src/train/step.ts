@@ -25,6 +25,7 @@ import { correctCount, crossEntropySum, forward, smoothedCrossEntropySums } from
 import { Optimizer } from './optimizers';
 import type { TrainStep } from './types';
 import { applyConstraints, constraintTerms, type ConstraintTerm } from './constraints';
+import { stepMovingAverage } from './moving-average';
 
 /** What the loss adds beyond the model: label smoothing (training.labelSmoothing; 0 = none). */
 export interface StepOptions {
@@ -63,19 +64,22 @@ export function createReferenceStep(built: BuiltModel, optimizer: Optimizer, opt
         return dataLoss.add(penalty);
       }, vars);
       value.dispose();
-      for (const v of vars) {
-        const g = grads[v.name]!;
+      // The gradient already holds the penalties' part: no l1/l2 to add. Clipping rewrites copies, all of them first (globalClipnorm).
+      const clip = optimizer.clipping !== null;
+      const gradients = vars.map((v) => {
+        const g = grads[v.name]!.dataSync() as Float32Array;
+        return { w: v.dataSync() as Float32Array, g: clip ? g.slice() : g, l1: 0, l2: 0 };
+      });
+      optimizer.clipGradients(gradients);
+      vars.forEach((v, i) => {
         const out = new Float32Array(v.size);
-        // The gradient already holds the penalties' part: no l1/l2 to add.
-        optimizer.update(
-          { name: v.name, w: v.dataSync() as Float32Array, g: g.dataSync() as Float32Array, out, l1: 0, l2: 0 },
-          lr,
-        );
+        optimizer.update({ name: v.name, ...gradients[i]!, out }, lr);
         const next = tf.tensor(out, v.shape);
         v.assign(next);
         next.dispose();
-      }
+      });
       tf.dispose(Object.values(grads));
+      stepMovingAverage(optimizer, vars);
       applyConstraints(opts.constraints ?? []);
       optimizer.endStep();
       const [dataLoss, penalty, correct, smoothing] = stats!.dataSync();
@@ -87,6 +91,7 @@ export function createReferenceStep(built: BuiltModel, optimizer: Optimizer, opt
         ...(labelSmoothing > 0 ? { smoothing: smoothing! } : {}),
       };
     },
+    optimizer,
     learningRate: () => optimizer.learningRate(),
     setLearningRate: (lr) => optimizer.setLearningRate(lr),
     optimizerState: () => optimizer.state(),
@@ -182,6 +187,7 @@ export function createTrainStep(built: BuiltModel, spec: ExperimentSpec, backend
         ...(labelSmoothing > 0 ? { smoothing: (r.smoothedLoss - r.dataLoss) / r.batchSize } : {}),
       };
     },
+    optimizer,
     learningRate: () => optimizer.learningRate(),
     setLearningRate: (lr) => optimizer.setLearningRate(lr),
     optimizerState: () => optimizer.state(),

@@ -17,12 +17,14 @@ import { jsonEventsDeclaration } from './callbacks/json-events';
 import { heartbeatDeclaration, progressBarDeclaration } from './callbacks/progress-bar';
 import { reduceLrOnPlateauDeclaration } from './callbacks/reduce-lr-on-plateau';
 import { tensorBoardDeclaration } from './callbacks/tensorboard';
+import { weightAveragingDeclaration } from './callbacks/weight-averaging';
 import { fit, type FitResult } from './loop';
 import type { LoopState } from './types';
 
 /** Every callback a run can have; which it has and in what order follow from their declarations. */
 const DECLARED: CallbackDeclaration[] = [
   historyDeclaration,
+  weightAveragingDeclaration,
   earlyStoppingDeclaration,
   reduceLrOnPlateauDeclaration,
   bestModelDeclaration,

@@ -4,7 +4,7 @@
  */
 import type * as tf from '@tensorflow/tfjs';
 import type { Split } from '../data/dataset';
-import type { OptimizerState } from './optimizers';
+import type { Optimizer, OptimizerState } from './optimizers';
 export type { Split };
 
 /** What one optimizer update on one batch reports. */
@@ -37,6 +37,8 @@ export interface TrainStep {
    * [batch, classes] soft labels (mixUp/cutMix): categorical cross-entropy from the logits.
    */
   run(x: tf.Tensor, y: tf.Tensor1D | tf.Tensor2D, dropoutSeed: number): StepResult;
+  /** The optimizer the step updates with (weight averaging reads its EMA and fixes SWA's learning rate there). */
+  readonly optimizer: Optimizer;
   /** The learning rate the next update uses. */
   learningRate(): number;
   setLearningRate(lr: number): void;

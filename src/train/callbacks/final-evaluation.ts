@@ -19,6 +19,7 @@ import { PHASE, type CallbackDeclaration, type RunContext } from './declaration'
 import { EarlyStopping } from './early-stopping';
 import { calibrationLine, fmtDuration, fmtLogValue } from './epoch-lines';
 import { History } from './history';
+import { MovingAverageEnd, StochasticWeightAveraging } from './weight-averaging';
 
 export class FinalEvaluation implements Callback {
   readonly name = 'final-evaluation';
@@ -30,6 +31,7 @@ export class FinalEvaluation implements Callback {
     const own = this.run.callbacks().callbacks;
     const history = own.find((c): c is History => c instanceof History)!.records;
     const earlyStopping = own.find((c): c is EarlyStopping => c instanceof EarlyStopping) ?? null;
+    const averaged = own.find((c) => c instanceof MovingAverageEnd || c instanceof StochasticWeightAveraging)?.record;
     const complete = logs.stopReason === 'epochs' || logs.stopReason === 'early-stopping';
     let test: MetricsFile['test'] = null;
     let trainEval: MetricsFile['trainEval'] = null;
@@ -66,6 +68,7 @@ export class FinalEvaluation implements Callback {
       trainEval,
       ...(confusion ? { confusion } : {}),
       ...(testCalibration ? { calibration: testCalibration } : {}),
+      ...(averaged ? { weightAveraging: averaged } : {}),
       seconds: { total: elapsed(), perEpoch: history.map((e) => e.seconds) },
       peakRssMB: Math.round(process.resourceUsage().maxRSS / 1024),
       finalWeights: weightStats(built),

@@ -5,7 +5,17 @@
  * `adamLike` also makes AdamW (adamw.ts), which differs only in its default weight decay.
  */
 import { z } from 'zod';
-import { bool, excludeFromWeightDecay, learningRate, positive, unitOpen, weightDecay } from '../../spec/training';
+import {
+  baseOptimizerFields,
+  bool,
+  checkBaseOptimizer,
+  withEmaDefaults,
+  excludeFromWeightDecay,
+  learningRate,
+  positive,
+  unitOpen,
+  weightDecay,
+} from '../../spec/training';
 import {
   decayed,
   defineOptimizer,
@@ -19,15 +29,19 @@ import {
 } from './definition';
 
 const adamSchema = (defaultWeightDecay: number) =>
-  z.strictObject({
-    learningRate: learningRate(0.001),
-    beta1: unitOpen().default(0.9),
-    beta2: unitOpen().default(0.999),
-    epsilon: positive().default(1e-7),
-    amsgrad: bool().default(false),
-    excludeFromWeightDecay: excludeFromWeightDecay(),
-    weightDecay: weightDecay(defaultWeightDecay),
-  });
+  z
+    .strictObject({
+      learningRate: learningRate(0.001),
+      beta1: unitOpen().default(0.9),
+      beta2: unitOpen().default(0.999),
+      epsilon: positive().default(1e-7),
+      amsgrad: bool().default(false),
+      excludeFromWeightDecay: excludeFromWeightDecay(),
+      weightDecay: weightDecay(defaultWeightDecay),
+      ...baseOptimizerFields,
+    })
+    .superRefine(checkBaseOptimizer)
+    .transform(withEmaDefaults);
 type AdamConfig = z.infer<ReturnType<typeof adamSchema>>;
 
 /** Keras computes these in float32: β^t, then α = lr·√(1 − β₂ᵗ)/(1 − β₁ᵗ). */

@@ -31,6 +31,12 @@ export interface CommonConfig {
   learningRate: LearningRateSpec;
   weightDecay: number;
   excludeFromWeightDecay: string[];
+  clipnorm?: number | undefined;
+  clipvalue?: number | undefined;
+  globalClipnorm?: number | undefined;
+  useEma?: boolean | undefined;
+  emaMomentum?: number | undefined;
+  emaOverwriteFrequency?: number | null | undefined;
 }
 
 /** What one update of one variable receives besides the arrays: float32 values, the 1-based update count, its slots. */

@@ -13,10 +13,21 @@
  */
 import { InputError } from '../../errors';
 import { Schedule, scheduleFrom } from '../schedules';
+import { clipGradients, clippingOf, type Clipping, type StepGradient } from './clipping';
 import { f, type AdamStep, type PenaltySums, type VariableUpdate } from './definition';
 import { optimizerChoice, optimizerSchema, type OptimizerChoice, type OptimizerType } from './registry';
 
 export type { AdamStep, PenaltySums, VariableUpdate } from './definition';
+export type { Clipping, StepGradient } from './clipping';
+
+/** Keras's use_ema with its defaults filled in (momentum 0.99, no overwrite during training). */
+export interface MovingAverageConfig {
+  momentum: number;
+  overwriteFrequency: number | null;
+}
+
+/** The slot name of a variable's moving average in a checkpoint (Keras's optimizer variable `…_average`). */
+const AVERAGE_SLOT = 'average';
 
 /**
  * A tfjs variable's name as Keras writes it, `layer/variable`: tfjs-layers makes names unique per
@@ -78,9 +89,22 @@ export class Optimizer {
   private slotStore: SlotStore = jsSlots;
   private readonly slotNames: readonly string[];
   private readonly excluded: { re: RegExp; qualified: boolean }[];
+  /** The one gradient clipping option set (clipnorm, clipvalue or globalClipnorm), or null. */
+  readonly clipping: Clipping | null;
+  /** The moving average of the weights (useEma), or null. */
+  readonly ema: MovingAverageConfig | null;
+  /** useEma's averages, by variable name (JS memory: only the steps' EMA pass reads them). */
+  private readonly averages = new Map<string, Float32Array>();
+  /** A learning rate that overrides the schedule and the plateau's scale (SWA's SWALR), or null. */
+  private fixedLearningRate: number | null = null;
 
   constructor(private readonly choice: OptimizerChoice) {
     this.type = choice.type;
+    const c = choice.config;
+    this.clipping = clippingOf(c);
+    this.ema = c.useEma
+      ? { momentum: c.emaMomentum ?? 0.99, overwriteFrequency: c.emaOverwriteFrequency ?? null }
+      : null;
     this.excluded = choice.config.excludeFromWeightDecay.map((p) => ({
       re: new RegExp(p),
       qualified: p.includes('/'),
@@ -91,7 +115,48 @@ export class Optimizer {
 
   /** The learning rate the next update uses. */
   learningRate(): number {
-    return this.schedule(this.iterations) * this.learningRateScale;
+    return this.fixedLearningRate ?? this.schedule(this.iterations) * this.learningRateScale;
+  }
+
+  /**
+   * Fixes the learning rate of the next updates, over the schedule and ReduceLROnPlateau's scale
+   * (SWA's SWALR, set at each epoch's start from the SWA callback's own state); null lets the
+   * schedule rule again.
+   */
+  fixLearningRate(lr: number | null): void {
+    this.fixedLearningRate = lr;
+  }
+
+  /**
+   * Keras's `_clip_gradients` over one step's gradients, in place (./clipping.ts); nothing without a
+   * clipping option. The update then takes each gradient with l1 = l2 = 0.
+   */
+  clipGradients(grads: readonly StepGradient[]): void {
+    if (this.clipping) clipGradients(grads, this.clipping);
+  }
+
+  /**
+   * Keras's `_update_model_variables_moving_average`, after the step's updates and before its
+   * constraints and `endStep`: average ← m·average + (1 − m)·w, with m = 0 on the first update
+   * (a copy) and emaMomentum after, in float32. True when this update is one whose weights Keras
+   * then overwrites with the averages (every overwriteFrequency updates).
+   */
+  updateAverages(vars: readonly { name: string; data: Float32Array }[]): boolean {
+    const ema = this.ema;
+    if (!ema) return false;
+    const m = this.iterations === 0 ? 0 : f(ema.momentum);
+    const rest = f(1 - m);
+    for (const { name, data } of vars) {
+      let a = this.averages.get(name);
+      if (!a) this.averages.set(name, (a = new Float32Array(data.length)));
+      for (let i = 0; i < a.length; i++) a[i] = f(f(m * a[i]!) + f(rest * data[i]!));
+    }
+    return ema.overwriteFrequency !== null && (this.iterations + 1) % ema.overwriteFrequency === 0;
+  }
+
+  /** A variable's moving average (useEma, once the optimizer has stepped), else undefined. */
+  average(name: string): Float32Array | undefined {
+    return this.averages.get(name);
   }
 
   /** Sets the learning rate in force now (ReduceLROnPlateau), as a scale on the schedule. */
@@ -188,6 +253,7 @@ export class Optimizer {
     const slots: NamedArray[] = [];
     for (const [name, arrays] of this.slots)
       arrays.forEach((slot, i) => slots.push({ name: `${name}/${this.slotNames[i]}`, data: slot.view().slice() }));
+    for (const [name, data] of this.averages) slots.push({ name: `${name}/${AVERAGE_SLOT}`, data: data.slice() });
     return { type: this.type, iterations: this.iterations, learningRateScale: this.learningRateScale, slots };
   }
 
@@ -208,7 +274,17 @@ export class Optimizer {
         }
       }
     }
+    if (state.iterations > 0 && this.ema) {
+      for (const v of variables) {
+        const data = byName.get(`${v.name}/${AVERAGE_SLOT}`);
+        if (!data || data.length !== v.size)
+          throw new InputError(`the checkpoint has no moving average (useEma) of ${v.name}`);
+      }
+    }
     this.dispose();
+    this.averages.clear();
+    if (state.iterations > 0 && this.ema)
+      for (const v of variables) this.averages.set(v.name, byName.get(`${v.name}/${AVERAGE_SLOT}`)!.slice());
     if (state.iterations > 0 && this.slotNames.length) {
       for (const v of variables) {
         this.slotsFor(v.name, v.size).forEach((slot, i) =>

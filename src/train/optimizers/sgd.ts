@@ -5,20 +5,33 @@
  */
 import { z } from 'zod';
 import { float32BelowOne } from '../../spec/float32';
-import { bool, excludeFromWeightDecay, learningRate, num, weightDecay } from '../../spec/training';
+import {
+  baseOptimizerFields,
+  bool,
+  checkBaseOptimizer,
+  withEmaDefaults,
+  excludeFromWeightDecay,
+  learningRate,
+  num,
+  weightDecay,
+} from '../../spec/training';
 import { decayed, defineOptimizer, f, penalized, sign, type PenaltySums } from './definition';
 
-const schema = z.strictObject({
-  learningRate: learningRate(0.01),
-  momentum: num('a number in [0, 1)')
-    .min(0, { error: 'expected a number in [0, 1)' })
-    .lt(1, { error: 'expected a number in [0, 1)' })
-    .superRefine(float32BelowOne)
-    .default(0),
-  nesterov: bool().default(false),
-  weightDecay: weightDecay(0),
-  excludeFromWeightDecay: excludeFromWeightDecay(),
-});
+const schema = z
+  .strictObject({
+    learningRate: learningRate(0.01),
+    momentum: num('a number in [0, 1)')
+      .min(0, { error: 'expected a number in [0, 1)' })
+      .lt(1, { error: 'expected a number in [0, 1)' })
+      .superRefine(float32BelowOne)
+      .default(0),
+    nesterov: bool().default(false),
+    weightDecay: weightDecay(0),
+    excludeFromWeightDecay: excludeFromWeightDecay(),
+    ...baseOptimizerFields,
+  })
+  .superRefine(checkBaseOptimizer)
+  .transform(withEmaDefaults);
 
 export const sgd = defineOptimizer({
   name: 'sgd',
