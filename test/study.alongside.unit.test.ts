@@ -5,9 +5,11 @@
  */
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { parseSpec, SpecError } from '../src/spec';
+import * as path from 'node:path';
+import { loadSpec, parseSpec, SpecError } from '../src/spec';
 import { expandStudy, studySize } from '../src/study';
 import { InputError } from '../src/errors';
+import { ROOT } from './helpers/cli';
 
 const BASE = `
 name: sizes
@@ -91,4 +93,23 @@ test('a sweep entry that is neither a list nor an alongside map is refused at it
       bad,
     );
   }
+});
+
+test('configs/regularizers-by-size.yaml expands to 160 valid members, each size with its own epochs', () => {
+  const members = expandStudy(loadSpec(path.join(ROOT, 'configs', 'regularizers-by-size.yaml')));
+  assert.equal(members.length, 160);
+  const epochsBySize = new Map(members.map((m) => [m.spec.data.trainLimit, m.spec.training.epochs]));
+  assert.deepEqual(
+    [...epochsBySize],
+    [
+      [500, 120],
+      [2000, 60],
+      [8000, 30],
+      [58000, 15],
+    ],
+  );
+  const combined = members.find((m) => m.name === 'combined-trainLimit=500-seed1')!.spec;
+  assert.equal(combined.training.labelSmoothing, 0.1);
+  assert.equal(combined.data.augmentation?.length, 2);
+  assert.equal(combined.model.layers.filter((l) => l.dropout).length, 2);
 });
