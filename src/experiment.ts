@@ -17,8 +17,7 @@ import { Trainer } from './train/trainer';
 import { Console } from './console';
 import { trapSignals } from './signals';
 import { runSeeds, type RunSeeds } from './rng';
-import { shellQuote } from './shell';
-import { regtrainCommand } from './invocation';
+import { resumeCommand } from './invocation';
 
 export interface ExperimentOptions {
   out?: string;
@@ -27,18 +26,6 @@ export interface ExperimentOptions {
   source: string[];
   /** The command that continues this run after an interruption (default: `regtrain run --resume RUN_DIR` with these options). */
   resumeCommand?: string;
-}
-
-/** `regtrain run --resume DIR`, keeping the backend, --data-dir and --source the user gave. */
-export function resumeCommand(runDir: string, opts: ExperimentOptions): string {
-  if (opts.resumeCommand) return opts.resumeCommand;
-  return [
-    `${regtrainCommand()} run --resume`,
-    shellQuote(runDir),
-    ...(opts.backend ? ['--backend', opts.backend] : []),
-    ...(opts.dataDir ? ['--data-dir', shellQuote(opts.dataDir)] : []),
-    ...opts.source.flatMap((s) => ['--source', shellQuote(s)]),
-  ].join(' ');
 }
 
 /** The GEMM a resume installs to keep its run's kernels: OpenBLAS first as before, or regtrain's wasm GEMM even where OpenBLAS is now installed. */
