@@ -353,6 +353,34 @@ test('a run takes a stamped, unchanged file without hashing it; data verify hash
   assert.equal(state({ trustStamp: true }), 'mismatch');
 });
 
+test('a verified.json of another format is not trusted: the run hashes every file', async () => {
+  const dataDir = tmpDir();
+  const manifest = tinyManifest();
+  await fetchDataset({ manifest, dataDir, sources: [writeTiny(tmpDir(), true)] });
+  verifyCache(dataDir, manifest, { settleMs: 0 });
+  const cached = path.join(dataDir, 'train-labels-idx1-ubyte');
+  const bytes = fs.readFileSync(cached);
+  bytes[bytes.length - 1] = (bytes[bytes.length - 1]! + 1) % 10;
+  fs.writeFileSync(cached, bytes);
+  // An entry that matches the changed file, in a stamp of a format this regtrain does not know.
+  const st = fs.statSync(cached, { bigint: true });
+  const stampPath = path.join(dataDir, STAMP_FILE);
+  const json = JSON.parse(fs.readFileSync(stampPath, 'utf8')) as {
+    formatVersion: number;
+    files: Record<string, { mtimeNs: string; ctimeNs: string }>;
+  };
+  json.formatVersion = 2;
+  json.files['train-labels-idx1-ubyte'] = {
+    ...json.files['train-labels-idx1-ubyte']!,
+    mtimeNs: String(st.mtimeNs),
+    ctimeNs: String(st.ctimeNs),
+  };
+  fs.writeFileSync(stampPath, JSON.stringify(json));
+  const status = verifyCache(dataDir, manifest, { trustStamp: true }).find((s) => s.name === 'trainLabels')!;
+  assert.equal(status.state, 'mismatch');
+  assert.equal(status.actual, sha256(bytes));
+});
+
 test('a stamped file changed in place (same size, its mtime put back) is hashed again and refused', async () => {
   const dataDir = tmpDir();
   const manifest = tinyManifest();
