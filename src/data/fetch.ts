@@ -240,7 +240,12 @@ export function verifyCache(
   const statuses = manifest.files.map((spec) => {
     const file = path.join(dataDir, spec.file);
     // Before the read: a change during or after it gives the file another ctime than the one stamped.
-    const st = fs.statSync(file, { bigint: true, throwIfNoEntry: false });
+    let st: fs.BigIntStats | undefined;
+    try {
+      st = fs.statSync(file, { bigint: true, throwIfNoEntry: false });
+    } catch {
+      // An unreadable directory: the read below says so, as it always has.
+    }
     let data: Buffer | null;
     try {
       data = readIfExists(file, spec.bytes);
