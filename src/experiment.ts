@@ -7,19 +7,18 @@ import type { GemmChoice } from './accel/kernels';
 import type { Checkpoint } from './checkpoint';
 import { loadSpecData, type Dataset } from './data/dataset';
 import { InterruptedError } from './errors';
-import { buildModel, modelSummary } from './model';
+import { buildModel, modelSummary, type BuiltModel } from './model';
 import { RunOrigin, ORIGIN_FILE } from './rundir';
 import { RunDirectory, type RecordedBackend, type ResumeFrom } from './run-directory';
 import { ExperimentSpec } from './spec';
-import { createTrainStep, needsAutodiff } from './train/step';
+import { needsAutodiff } from './train/step';
 import { optimizerSummary } from './train/optimizers/summary';
 import { constraintTerms } from './train/constraints';
 import { Trainer } from './train/trainer';
 import { Console } from './console';
 import { trapSignals } from './signals';
 import { runSeeds, type RunSeeds } from './rng';
-import { shellQuote } from './shell';
-import { regtrainCommand } from './invocation';
+import { resumeCommand } from './invocation';
 
 export interface ExperimentOptions {
   out?: string;
@@ -28,18 +27,6 @@ export interface ExperimentOptions {
   source: string[];
   /** The command that continues this run after an interruption (default: `regtrain run --resume RUN_DIR` with these options). */
   resumeCommand?: string;
-}
-
-/** `regtrain run --resume DIR`, keeping the backend, --data-dir and --source the user gave. */
-export function resumeCommand(runDir: string, opts: ExperimentOptions): string {
-  if (opts.resumeCommand) return opts.resumeCommand;
-  return [
-    `${regtrainCommand()} run --resume`,
-    shellQuote(runDir),
-    ...(opts.backend ? ['--backend', opts.backend] : []),
-    ...(opts.dataDir ? ['--data-dir', shellQuote(opts.dataDir)] : []),
-    ...opts.source.flatMap((s) => ['--source', shellQuote(s)]),
-  ].join(' ');
 }
 
 /** The GEMM a resume installs to keep its run's kernels: OpenBLAS first as before, or regtrain's wasm GEMM even where OpenBLAS is now installed. */
@@ -68,38 +55,18 @@ export async function runExperiment(
   });
   try {
     const backend = await chooseBackend(spec, opts, resumeFrom ? origin.backend : undefined, out);
-    const now = { name: backend.name as RecordedBackend['name'], kernels: backend.kernels };
-    if (dir) dir.recordBackend(origin.backend, now);
-    else dir = RunDirectory.create(spec, opts.out, origin, now);
+    dir = RunDirectory.open(dir, spec, opts.out, origin, backend);
     const checkpoint = resumeFrom?.checkpoint ?? null;
-    out.event({
-      event: 'start',
-      runDir: dir.path,
-      backend: backend.name,
-      backendReason: backend.reason,
-      name: spec.name,
-      seed: spec.seed,
-      resumedAfterEpoch: checkpoint?.body.epoch ?? null,
-    });
+    out.event(startEvent(spec, dir, backend, checkpoint));
     const data = await loadData(spec, seeds, opts, out);
     if (signals.signal()) throw interruptedBeforeTraining(signals.signal(), dir, checkpoint, opts);
     warnUnfinishedCosine(spec, data.train.count, out);
     const built = buildModel(spec, seeds);
-    const summaryExtras = {
-      augmentation: spec.data.augmentation,
-      labelSmoothing: spec.training.labelSmoothing,
-      constraints: constraintTerms(built, spec),
-    };
-    for (const line of [...modelSummary(built, summaryExtras), ...optimizerSummary(spec)]) out.info(line);
-    const step = createTrainStep(built, spec, backend);
-    out.info(`Training step: ${step.description}`);
+    for (const line of [...modelSummary(built, summaryExtras(spec, built)), ...optimizerSummary(spec)]) out.info(line);
     const resume = resumeCommand(dir.path, opts);
-    const run = { spec, dir, backend, data, built, step, out, elapsed, signal: signals.signal, resumeCommand: resume };
-    trainer = new Trainer(run);
-    if (checkpoint) trainer.resume(checkpoint);
-    out.info(`Run directory: ${dir.path}`);
-    dir.startTraining();
-    await trainer.fit(seeds, signals.stopRequested).finally(() => step.dispose());
+    const run = { spec, dir, backend, data, built, out, elapsed, signal: signals.signal, resumeCommand: resume };
+    trainer = Trainer.start(run, checkpoint);
+    await trainer.fit(seeds, signals.stopRequested);
     return dir.path;
   } catch (err) {
     trainer?.silence();
@@ -111,6 +78,33 @@ export async function runExperiment(
     signals.release();
     dir?.close();
   }
+}
+
+/** The `start` event (--json): where the run writes, on what backend, and after which epoch a resume goes on. */
+function startEvent(
+  spec: ExperimentSpec,
+  dir: RunDirectory,
+  backend: BackendInfo,
+  checkpoint: Checkpoint | null,
+): Record<string, unknown> {
+  return {
+    event: 'start',
+    runDir: dir.path,
+    backend: backend.name,
+    backendReason: backend.reason,
+    name: spec.name,
+    seed: spec.seed,
+    resumedAfterEpoch: checkpoint?.body.epoch ?? null,
+  };
+}
+
+/** What the model summary says besides the layers: the spec's augmentation, label smoothing and weight constraints. */
+function summaryExtras(spec: ExperimentSpec, built: BuiltModel) {
+  return {
+    augmentation: spec.data.augmentation,
+    labelSmoothing: spec.training.labelSmoothing,
+    constraints: constraintTerms(built, spec),
+  };
 }
 
 /**

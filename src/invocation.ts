@@ -40,6 +40,21 @@ export function whichCommand(name: string, env: NodeJS.ProcessEnv = process.env)
   return null;
 }
 
+/** `regtrain run --resume DIR`, keeping the backend, --data-dir and --source the user gave (or `opts.resumeCommand`, as given). */
+export function resumeCommand(
+  runDir: string,
+  opts: { backend?: string; dataDir?: string; source: string[]; resumeCommand?: string },
+): string {
+  if (opts.resumeCommand) return opts.resumeCommand;
+  return [
+    `${regtrainCommand()} run --resume`,
+    shellQuote(runDir),
+    ...(opts.backend ? ['--backend', opts.backend] : []),
+    ...(opts.dataDir ? ['--data-dir', shellQuote(opts.dataDir)] : []),
+    ...opts.source.flatMap((s) => ['--source', shellQuote(s)]),
+  ].join(' ');
+}
+
 function sameFile(a: string, b: string): boolean {
   try {
     return fs.realpathSync(a) === fs.realpathSync(b);

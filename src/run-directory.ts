@@ -8,6 +8,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type * as tf from '@tensorflow/tfjs';
+import type { BackendInfo } from './backend';
 import { readCheckpoint, removeCheckpoint, type Checkpoint } from './checkpoint';
 import type { Console } from './console';
 import { InputError } from './errors';
@@ -70,6 +71,20 @@ export class RunDirectory {
       backend,
     } satisfies RunOrigin);
     return dir;
+  }
+
+  /** The run's directory once its backend is known: `resumed` records a change of backend in run.json, else a new one is created. */
+  static open(
+    resumed: RunDirectory | null,
+    spec: ExperimentSpec,
+    out: string | undefined,
+    origin: Omit<RunOrigin, 'formatVersion' | 'specSha256'>,
+    backend: Pick<BackendInfo, 'name' | 'kernels'>,
+  ): RunDirectory {
+    const now = { name: backend.name as RecordedBackend['name'], kernels: backend.kernels };
+    if (!resumed) return RunDirectory.create(spec, out, origin, now);
+    resumed.recordBackend(origin.backend, now);
+    return resumed;
   }
 
   /** A run directory `prepareResume` claimed: it is kept whatever happens. */

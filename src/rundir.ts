@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import * as tf from '@tensorflow/tfjs';
+import type * as tf from '@tensorflow/tfjs';
 import { FailureError, InputError, errorMessage } from './errors';
 import { acquireLock, liveHolder, readLock, releaseLock, LockHeldError } from './lock';
 import { checkCreatableDir, readRegularFile, utcStamp, writeFileAtomic, UnreadableFileError } from './fsutil';
@@ -186,6 +186,11 @@ export function writeMetrics(dir: string, metrics: MetricsFile): void {
 
 // ---------- the model, in tfjs Layers format ----------
 
+/** tfjs loads when a model is saved or loaded, not with this module: `status`, `plan` and `compare` read run directories without it. */
+function loadTfjs(): Promise<typeof tf> {
+  return import('@tensorflow/tfjs');
+}
+
 interface ModelJson {
   modelTopology: object;
   format: string;
@@ -201,9 +206,10 @@ interface ModelJson {
  * The shard goes first: a model.json is only ever present with the weights it describes.
  */
 export async function saveModel(model: tf.LayersModel, dir: string, metadata: Record<string, unknown>): Promise<void> {
+  const tfjs = await loadTfjs();
   await model.save(
-    tf.io.withSaveHandler(async (artifacts) => {
-      const weightData = tf.io.concatenateArrayBuffers(artifacts.weightData ?? new ArrayBuffer(0));
+    tfjs.io.withSaveHandler(async (artifacts) => {
+      const weightData = tfjs.io.concatenateArrayBuffers(artifacts.weightData ?? new ArrayBuffer(0));
       writeRunFile(dir, WEIGHTS_FILE, new Uint8Array(weightData));
       const json: ModelJson = {
         modelTopology: artifacts.modelTopology as object,
@@ -353,8 +359,9 @@ export async function loadModel(
   }
   const weightData = data.buffer.slice(data.byteOffset, data.byteOffset + data.length);
   try {
-    const model = await tf.loadLayersModel(
-      tf.io.fromMemory({ modelTopology: json.modelTopology, weightSpecs, weightData }),
+    const tfjs = await loadTfjs();
+    const model = await tfjs.loadLayersModel(
+      tfjs.io.fromMemory({ modelTopology: json.modelTopology, weightSpecs, weightData }),
     );
     const meta = json.userDefinedMetadata?.regtrain;
     return { model, metadata: meta && typeof meta === 'object' ? (meta as Record<string, unknown>) : {} };

@@ -9,6 +9,7 @@ import {
   resolveDataDir,
   verifyCache,
   SIDECAR_FILE,
+  STAMP_FILE,
   type FetchOptions,
   type FetchProgress,
 } from '../src/data/fetch';
@@ -299,6 +300,106 @@ test('a cached file replaced after verification is detected and fetched again', 
   const images = result.files.find((f) => f.name === 'trainImages')!;
   assert.equal(images.fromCache, false);
   assert.equal(sha256(fs.readFileSync(cached)), images.sha256);
+});
+
+/** The cache's verified.json as written: the file names it vouches for, and each entry. */
+function readStampFile(dataDir: string): Record<string, { sha256: string; mtimeNs: string; ctimeNs: string }> {
+  const json = JSON.parse(fs.readFileSync(path.join(dataDir, STAMP_FILE), 'utf8')) as {
+    files: Record<string, { sha256: string; mtimeNs: string; ctimeNs: string }>;
+  };
+  return json.files;
+}
+
+test('a file changed less than 2 s before its hash is not stamped; once settled, all four are', async () => {
+  const dataDir = tmpDir();
+  const manifest = tinyManifest();
+  await fetchDataset({ manifest, dataDir, sources: [writeTiny(tmpDir(), true)] });
+  // Just written: a change in the same clock tick would go unseen, so nothing is stamped yet.
+  assert.ok(verifyCache(dataDir, manifest, { trustStamp: true }).every((s) => s.state === 'ok'));
+  assert.equal(fs.existsSync(path.join(dataDir, STAMP_FILE)), false);
+  verifyCache(dataDir, manifest, { settleMs: 0 });
+  const stamp = readStampFile(dataDir);
+  assert.deepEqual(Object.keys(stamp).sort(), IDX_NAMES);
+  for (const f of manifest.files) assert.equal(stamp[f.file]!.sha256, f.sha256);
+});
+
+test('a run takes a stamped, unchanged file without hashing it; data verify hashes it all the same', async () => {
+  const dataDir = tmpDir();
+  const manifest = tinyManifest();
+  await fetchDataset({ manifest, dataDir, sources: [writeTiny(tmpDir(), true)] });
+  verifyCache(dataDir, manifest, { settleMs: 0 });
+  // Other bytes of the same size, and the stamp rewritten to the file as it now is: only a hash can tell.
+  const cached = path.join(dataDir, 'train-labels-idx1-ubyte');
+  const bytes = fs.readFileSync(cached);
+  bytes[bytes.length - 1] = (bytes[bytes.length - 1]! + 1) % 10;
+  fs.writeFileSync(cached, bytes);
+  const st = fs.statSync(cached, { bigint: true });
+  const stampPath = path.join(dataDir, STAMP_FILE);
+  const json = JSON.parse(fs.readFileSync(stampPath, 'utf8')) as {
+    files: Record<string, { mtimeNs: string; ctimeNs: string }>;
+  };
+  json.files['train-labels-idx1-ubyte'] = {
+    ...json.files['train-labels-idx1-ubyte']!,
+    mtimeNs: String(st.mtimeNs),
+    ctimeNs: String(st.ctimeNs),
+  };
+  fs.writeFileSync(stampPath, JSON.stringify(json));
+  const state = (opts: { trustStamp?: boolean }) =>
+    verifyCache(dataDir, manifest, { ...opts, settleMs: 0 }).find((s) => s.name === 'trainLabels')!.state;
+  assert.equal(state({ trustStamp: true }), 'ok');
+  assert.equal(state({}), 'mismatch');
+  // The hash that failed also took the file out of the stamp: the run now hashes it too.
+  assert.equal(readStampFile(dataDir)['train-labels-idx1-ubyte'], undefined);
+  assert.equal(state({ trustStamp: true }), 'mismatch');
+});
+
+test('a verified.json of another format is not trusted: the run hashes every file', async () => {
+  const dataDir = tmpDir();
+  const manifest = tinyManifest();
+  await fetchDataset({ manifest, dataDir, sources: [writeTiny(tmpDir(), true)] });
+  verifyCache(dataDir, manifest, { settleMs: 0 });
+  const cached = path.join(dataDir, 'train-labels-idx1-ubyte');
+  const bytes = fs.readFileSync(cached);
+  bytes[bytes.length - 1] = (bytes[bytes.length - 1]! + 1) % 10;
+  fs.writeFileSync(cached, bytes);
+  // An entry that matches the changed file, in a stamp of a format this regtrain does not know.
+  const st = fs.statSync(cached, { bigint: true });
+  const stampPath = path.join(dataDir, STAMP_FILE);
+  const json = JSON.parse(fs.readFileSync(stampPath, 'utf8')) as {
+    formatVersion: number;
+    files: Record<string, { mtimeNs: string; ctimeNs: string }>;
+  };
+  json.formatVersion = 2;
+  json.files['train-labels-idx1-ubyte'] = {
+    ...json.files['train-labels-idx1-ubyte']!,
+    mtimeNs: String(st.mtimeNs),
+    ctimeNs: String(st.ctimeNs),
+  };
+  fs.writeFileSync(stampPath, JSON.stringify(json));
+  const status = verifyCache(dataDir, manifest, { trustStamp: true }).find((s) => s.name === 'trainLabels')!;
+  assert.equal(status.state, 'mismatch');
+  assert.equal(status.actual, sha256(bytes));
+});
+
+test('a stamped file changed in place (same size, its mtime put back) is hashed again and refused', async () => {
+  const dataDir = tmpDir();
+  const manifest = tinyManifest();
+  await fetchDataset({ manifest, dataDir, sources: [writeTiny(tmpDir(), true)] });
+  const cached = path.join(dataDir, 'train-labels-idx1-ubyte');
+  // A whole second as mtime, so that utimes can put it back to the nanosecond.
+  fs.utimesSync(cached, 1_000_000_000, 1_000_000_000);
+  verifyCache(dataDir, manifest, { settleMs: 0 });
+  assert.equal(readStampFile(dataDir)['train-labels-idx1-ubyte']!.mtimeNs, '1000000000000000000');
+  await new Promise((resolve) => setTimeout(resolve, 50)); // past the clock tick of the stamped ctime
+  const bytes = fs.readFileSync(cached);
+  bytes[bytes.length - 1] = (bytes[bytes.length - 1]! + 1) % 10;
+  fs.writeFileSync(cached, bytes);
+  fs.utimesSync(cached, 1_000_000_000, 1_000_000_000);
+  assert.equal(fs.statSync(cached, { bigint: true }).mtimeNs, 1_000_000_000_000_000_000n);
+  await rejectsFailure(
+    fetchDataset({ manifest, dataDir, sources: [tmpDir()], offline: true }),
+    `cache ${cached}: sha256 ${sha256(bytes).slice(0, 12)}… (changed since verified; re-fetching)`,
+  );
 });
 
 test('a local directory may hold plain IDX files instead of .gz', async () => {

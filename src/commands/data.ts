@@ -13,7 +13,6 @@ import {
   type FetchProgress,
   type Manifest,
 } from '../data/fetch';
-import { classCounts, pixelStats, IMAGE_COLS, IMAGE_ROWS } from '../data/dataset';
 import { parseIdx } from '../data/idx';
 import { jsonLine } from '../console';
 import { shellQuote } from '../shell';
@@ -129,6 +128,8 @@ function fetchAction(manifest: () => Manifest) {
     try {
       result = await fetchDataset({
         manifest: manifest(),
+        // What `data fetch` says is verified, it has hashed this time.
+        rehash: true,
         timeoutMs: timeoutSec * 1000,
         onProgress: progress.update,
         ...(opts.dataDir !== undefined ? { dataDir: opts.dataDir } : {}),
@@ -220,6 +221,7 @@ interface SplitInfo {
 }
 
 function splitInfo(
+  { classCounts, pixelStats, IMAGE_COLS, IMAGE_ROWS }: typeof import('../data/dataset'),
   images: CacheStatus | undefined,
   labels: CacheStatus | undefined,
   classNames: string[],
@@ -239,13 +241,15 @@ function splitInfo(
 }
 
 function infoAction(manifest: () => Manifest) {
-  return (opts: CommonOpts): void => {
+  return async (opts: CommonOpts): Promise<void> => {
     const m = manifest();
     const dir = existingDataDir(opts);
     const statuses = verifyCache(dir, m);
     const byName = new Map(statuses.map((s) => [s.name, s]));
-    const train = splitInfo(byName.get('trainImages'), byName.get('trainLabels'), m.classNames);
-    const test = splitInfo(byName.get('testImages'), byName.get('testLabels'), m.classNames);
+    // Loaded here, not at startup: data/dataset.ts brings tfjs, which the other data commands never need.
+    const dataset = await import('../data/dataset');
+    const train = splitInfo(dataset, byName.get('trainImages'), byName.get('trainLabels'), m.classNames);
+    const test = splitInfo(dataset, byName.get('testImages'), byName.get('testLabels'), m.classNames);
     if (opts.json) {
       printJson({ dataset: m.name, dataDir: dir, train, test, files: statuses.map(fileJson) });
     } else {

@@ -1,9 +1,7 @@
 import * as path from 'node:path';
 import { Command } from 'commander';
-import { BackendChoice } from '../backend';
+import type { BackendChoice } from '../backend';
 import { InputError, InterruptedError } from '../errors';
-import { runExperiment } from '../experiment';
-import { prepareResume } from '../run-directory';
 import { loadSpec, parseSetFlag } from '../spec';
 import { isStudy, memberCap, runStudy } from '../study';
 import { shellQuote } from '../shell';
@@ -82,6 +80,8 @@ async function runWith(out: Console, file: string | undefined, opts: RunOptions)
   if (opts.resume) {
     if (opts.dryRun) throw new InputError('--dry-run does not go with --resume (a resume trains the run it names)');
     if (opts.out) throw new InputError(`--out does not go with --resume: the run continues in ${opts.resume}`);
+    const { prepareResume } = await import('../run-directory');
+    const { runExperiment } = await import('../experiment');
     const { spec, resume, origin } = prepareResume(opts.resume, file, opts.set, !!opts.force, out);
     return runExperiment(spec, experimentOpts, out, resume, origin);
   }
@@ -133,6 +133,8 @@ async function runWith(out: Console, file: string | undefined, opts: RunOptions)
   if (opts.dryRun) throw new InputError('--dry-run: the spec has no variants, sweep or repeats (it is a single run)');
   if (opts.jobs !== undefined)
     throw new InputError('--jobs: the spec has no variants, sweep or repeats (it is a single run)');
+  // The tensor side loads only for a run that trains: a refused spec or a study's parent process starts without tfjs.
+  const { runExperiment } = await import('../experiment');
   return runExperiment(loaded.spec, { ...experimentOpts, ...(opts.out ? { out: opts.out } : {}) }, out, null, {
     specFile: path.resolve(file),
     sets: opts.set,

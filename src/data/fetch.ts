@@ -4,7 +4,8 @@
  * Sources are tried in order until one yields a file whose DECOMPRESSED content has the
  * manifest's SHA-256: the cache itself, then local directories (Debian's package dir), then
  * HTTP(S) mirrors. The cache holds decompressed IDX files, written via temp + rename, plus a
- * `sources.json` sidecar recording where each file came from.
+ * `sources.json` sidecar recording where each file came from, and a `verified.json` stamp so that a
+ * run does not hash again a file that has not changed since it was hashed (`data verify` always does).
  */
 import * as fs from 'node:fs';
 import * as http from 'node:http';
@@ -24,6 +25,12 @@ export const DEFAULT_RETRIES = 3;
 export const DEFAULT_BACKOFF_MS = 1_000;
 export const MAX_REDIRECTS = 5;
 export const SIDECAR_FILE = 'sources.json';
+export const STAMP_FILE = 'verified.json';
+/**
+ * A file is stamped only when its last change is at least this old at the end of its hash: a change in the
+ * same clock tick as the one stamped would leave size, mtime and ctime as they were (git's "racy" entries).
+ */
+export const STAMP_SETTLE_MS = 2_000;
 export const GZ_SUFFIX = '.gz';
 /** The manifest and the sources.json sidecar are a few KiB; anything past this is not one. */
 const MAX_SMALL_JSON_BYTES = 1024 * 1024;
@@ -121,7 +128,7 @@ export function readSidecar(dataDir: string): Sidecar | null {
 }
 
 // ---------------------------------------------------------------------------------------
-// Verifying the cache.
+// What a check of the cache finds.
 
 export type CacheState = 'ok' | 'mismatch' | 'missing';
 export interface CacheStatus {
@@ -148,11 +155,97 @@ function readIfExists(file: string, maxBytes: number): Buffer | null {
   }
 }
 
-/** Re-hashes every cached file against the manifest. Never fetches. */
-export function verifyCache(dataDir: string, manifest: Manifest = loadManifest()): CacheStatus[] {
+// ---------------------------------------------------------------------------------------
+// The stamp: which cached files were hashed, as what file on disk. A run trusts an entry only
+// while the file is the very one hashed (same device, inode, size, mtime and ctime, to the ns)
+// and the manifest still expects the hash it had; anything else is hashed again.
+
+const StampEntrySchema = z.object({
+  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  bytes: z.number().int().nonnegative(),
+  dev: z.string().regex(/^\d+$/),
+  ino: z.string().regex(/^\d+$/),
+  mtimeNs: z.string().regex(/^\d+$/),
+  ctimeNs: z.string().regex(/^\d+$/),
+});
+const StampSchema = z.object({ formatVersion: z.literal(1), files: z.record(z.string(), StampEntrySchema) });
+type StampEntry = z.infer<typeof StampEntrySchema>;
+type Stamp = z.infer<typeof StampSchema>;
+
+/** The cache's verified.json, or null when missing, unreadable or not one (then every file is hashed). */
+function readStamp(dataDir: string): Stamp | null {
+  try {
+    const parsed = StampSchema.safeParse(
+      JSON.parse(readRegularFile(path.join(dataDir, STAMP_FILE), { maxBytes: MAX_SMALL_JSON_BYTES }).toString('utf8')),
+    );
+    return parsed.success ? parsed.data : null;
+  } catch {
+    return null;
+  }
+}
+
+function stampOf(st: fs.BigIntStats, sha: string): StampEntry {
+  return {
+    sha256: sha,
+    bytes: Number(st.size),
+    dev: String(st.dev),
+    ino: String(st.ino),
+    mtimeNs: String(st.mtimeNs),
+    ctimeNs: String(st.ctimeNs),
+  };
+}
+
+function sameStamp(a: StampEntry, b: StampEntry): boolean {
+  return (
+    a.sha256 === b.sha256 &&
+    a.bytes === b.bytes &&
+    a.dev === b.dev &&
+    a.ino === b.ino &&
+    a.mtimeNs === b.mtimeNs &&
+    a.ctimeNs === b.ctimeNs
+  );
+}
+
+/** The stamp is a shortcut, never a requirement: a cache that cannot take it (read-only, full) is hashed each time. */
+function writeStamp(dataDir: string, stamp: Stamp): void {
+  try {
+    writeFileAtomic(path.join(dataDir, STAMP_FILE), JSON.stringify(stamp, null, 2) + '\n');
+  } catch {
+    // nothing lost: the next load hashes again
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Verifying the cache.
+
+export interface VerifyOptions {
+  /** Skip the hash of a file the stamp shows unchanged since it was hashed (runs); `data verify` leaves it off. */
+  trustStamp?: boolean;
+  /** For tests: how old a file's last change must be for it to be stamped (default STAMP_SETTLE_MS). */
+  settleMs?: number;
+}
+
+/**
+ * Checks every cached file against the manifest: hashes it, or with `trustStamp` accepts it when
+ * the stamp shows it unchanged since a hash matched. Records what it hashed in the stamp. Never fetches.
+ */
+export function verifyCache(
+  dataDir: string,
+  manifest: Manifest = loadManifest(),
+  opts: VerifyOptions = {},
+): CacheStatus[] {
   const sidecar = readSidecar(dataDir);
-  return manifest.files.map((spec) => {
+  const stamp = readStamp(dataDir);
+  const stamped: Record<string, StampEntry> = {};
+  const statuses = manifest.files.map((spec) => {
     const file = path.join(dataDir, spec.file);
+    // Before the read: a change during or after it gives the file another ctime than the one stamped.
+    let st: fs.BigIntStats | undefined;
+    try {
+      st = fs.statSync(file, { bigint: true, throwIfNoEntry: false });
+    } catch {
+      // An unreadable directory: the read below says so, as it always has.
+    }
     let data: Buffer | null;
     try {
       data = readIfExists(file, spec.bytes);
@@ -180,7 +273,18 @@ export function verifyCache(dataDir: string, manifest: Manifest = loadManifest()
         data: null,
       };
     }
-    const actual = data ? sha256(data) : null;
+    const now = st && data ? stampOf(st, spec.sha256) : null;
+    const before = stamp?.files[spec.file];
+    let actual: string | null;
+    if (opts.trustStamp && now && before && data!.length === spec.bytes && sameStamp(before, now)) {
+      actual = spec.sha256;
+      stamped[spec.file] = before;
+    } else {
+      actual = data ? sha256(data) : null;
+      const settled =
+        st && Date.now() - Math.max(Number(st.mtimeMs), Number(st.ctimeMs)) >= (opts.settleMs ?? STAMP_SETTLE_MS);
+      if (now && actual === spec.sha256 && settled) stamped[spec.file] = now;
+    }
     const state: CacheState = actual === null ? 'missing' : actual === spec.sha256 ? 'ok' : 'mismatch';
     const entry = sidecar?.files[spec.name];
     return {
@@ -194,6 +298,9 @@ export function verifyCache(dataDir: string, manifest: Manifest = loadManifest()
       data: state === 'ok' ? data : null,
     };
   });
+  const next: Stamp = { formatVersion: 1, files: stamped };
+  if (JSON.stringify(next) !== JSON.stringify(stamp ?? { formatVersion: 1, files: {} })) writeStamp(dataDir, next);
+  return statuses;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -217,6 +324,8 @@ export interface FetchOptions {
   sources?: string[];
   /** Skip HTTP(S) sources. */
   offline?: boolean;
+  /** Hash every cached file, whatever the stamp says (`data fetch`); a run trusts the stamp. */
+  rehash?: boolean;
   manifest?: Manifest;
   onProgress?: (e: FetchProgress) => void;
   /** Idle timeout: a download with no bytes for this long is abandoned. */
@@ -543,7 +652,7 @@ async function fetchInto(
   };
   // Hosts that failed at the connection level are skipped for the rest of this run.
   const deadSources = new Map<string, string>();
-  const cached = new Map(verifyCache(dataDir, manifest).map((c) => [c.name, c]));
+  const cached = new Map(verifyCache(dataDir, manifest, { trustStamp: !opts.rehash }).map((c) => [c.name, c]));
   const files: FetchedFile[] = [];
   let sidecarChanged = false;
 

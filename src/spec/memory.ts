@@ -12,6 +12,7 @@
  * kernels add scratch on top), so a refused spec could not have run on wasm.
  */
 import { type LayerShape, type LayerSpec } from './layers';
+import { optimizerChoice, type OptimizerSpec } from '../train/optimizers/registry';
 
 export const MAX_BACKEND_BYTES = 4 * 1024 ** 3;
 const FLOAT_BYTES = 4;
@@ -19,10 +20,6 @@ const IMAGE_VALUES = 28 * 28;
 /** As src/train/forward.ts: inference chunks of up to 5,000 images, fewer when a layer's output per chunk would pass 64 MB. */
 const EVAL_CHUNK = 5000;
 const EVAL_CHUNK_BYTES = 64 * 1024 * 1024;
-const OPTIMIZER_SLOTS = {
-  sgd: (momentum: number) => (momentum > 0 ? 1 : 0),
-  adam: (amsgrad: boolean) => (amsgrad ? 3 : 2),
-};
 
 const product = (s: number[]) => s.reduce((a, b) => a * b, 1);
 
@@ -41,7 +38,7 @@ export interface MemoryEstimate {
 
 export interface MemorySpec {
   model: { layers: LayerSpec[] };
-  optimizer: { sgd?: { momentum: number }; adam?: { amsgrad: boolean }; adamw?: { amsgrad: boolean } };
+  optimizer: OptimizerSpec;
   training: { batchSize: number };
   data: { validation: { size: number }; trainLimit: number | null; testLimit: number | null };
 }
@@ -57,10 +54,9 @@ export function estimateMemory(spec: MemorySpec, shapes: LayerShape[]): MemoryEs
   );
   const perImage = IMAGE_VALUES + outputs.reduce((a, b) => a + b, 0) + 2 * widest + patches;
   const params = shapes.reduce((n, s) => n + s.params, 0);
-  const o = spec.optimizer;
-  const slots = o.sgd
-    ? OPTIMIZER_SLOTS.sgd(o.sgd.momentum)
-    : OPTIMIZER_SLOTS.adam((o.adam ?? o.adamw)?.amsgrad ?? false);
+  // Each variable's slots (momentum; Adam's m, v and v̂) as its optimizer declares them.
+  const { definition, config } = optimizerChoice(spec.optimizer);
+  const slots = definition.slots(config).length;
   const images = (spec.data.trainLimit ?? 60000) + spec.data.validation.size + (spec.data.testLimit ?? 10000);
   const fixed = params * (2 + slots) + images * IMAGE_VALUES;
   const chunk = Math.max(1, Math.min(EVAL_CHUNK, Math.floor(EVAL_CHUNK_BYTES / (FLOAT_BYTES * widest))));

@@ -5,6 +5,7 @@
  */
 import type { Checkpoint } from '../checkpoint';
 import type { RunSeeds } from '../rng';
+import { createTrainStep } from './step';
 import { bestModelDeclaration } from './callbacks/best-model';
 import { CallbackList } from './callbacks/callback';
 import { checkpointDeclaration, restoreCheckpoint } from './callbacks/checkpoint';
@@ -41,6 +42,21 @@ export class Trainer {
   readonly callbacks: CallbackList;
   private resumeState: LoopState | undefined;
 
+  /**
+   * The trainer of a run whose model is built: its training step made (and named), its callbacks
+   * made from the spec, restored from the checkpoint when there is one. The run directory is
+   * kept from here on.
+   */
+  static start(run: Omit<RunContext, 'callbacks' | 'step'>, checkpoint: Checkpoint | null): Trainer {
+    const step = createTrainStep(run.built, run.spec, run.backend);
+    run.out.info(`Training step: ${step.description}`);
+    const trainer = new Trainer({ ...run, step });
+    if (checkpoint) trainer.resume(checkpoint);
+    run.out.info(`Run directory: ${run.dir.path}`);
+    run.dir.startTraining();
+    return trainer;
+  }
+
   constructor(private readonly run: Omit<RunContext, 'callbacks'>) {
     const context: RunContext = { ...run, callbacks: () => this.callbacks };
     this.callbacks = new CallbackList(
@@ -65,7 +81,7 @@ export class Trainer {
     records.forEach((r, i) => out.info(epochLine(r, spec.training.epochs, i === 0 || r.lr !== records[i - 1]!.lr)));
   }
 
-  /** Trains to the end; the final evaluation callback writes the run's files and says how it ended. */
+  /** Trains to the end (the final evaluation callback writes the run's files and says how it ended), then frees the step. */
   fit(seeds: RunSeeds, shouldStop: () => boolean): Promise<FitResult> {
     const { spec, built, step, data } = this.run;
     return fit(built, step, { train: data.train, validation: data.validation }, this.callbacks, {
@@ -76,7 +92,7 @@ export class Trainer {
       augmentation: spec.data.augmentation,
       shouldStop,
       ...(this.resumeState ? { resume: this.resumeState } : {}),
-    });
+    }).finally(() => step.dispose());
   }
 
   /** Stops every drawing callback for good (a stop signal's notice, or an error, follows). */

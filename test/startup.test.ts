@@ -1,0 +1,57 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { ROOT, QUICK, regtrainSync } from './helpers/cli';
+
+// Commands that never touch a tensor start without tfjs (about half a CPU-second a process):
+// each runs as a real process with a preload that lists, at exit, every module it loaded.
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-startup-'));
+const HOOK = path.join(tmp, 'loaded-modules.js');
+fs.writeFileSync(
+  HOOK,
+  `process.on('exit', () => require('fs').writeFileSync(process.env.LOADED_MODULES_FILE, Object.keys(require.cache).join('\\n')));\n`,
+);
+const STUDY_FIXTURE = path.join(ROOT, 'test', 'fixtures', 'runs', 'study');
+
+/** The modules `regtrain ...args` loaded, after checking it exited with `code`. */
+function modulesLoadedBy(args: string[], code: number): string[] {
+  const list = path.join(tmp, `modules-${process.hrtime.bigint()}.txt`);
+  const r = regtrainSync(args, {
+    cwd: tmp,
+    env: { ...process.env, NODE_OPTIONS: `--require ${HOOK}`, LOADED_MODULES_FILE: list },
+  });
+  assert.equal(r.status, code, r.stderr);
+  return fs.readFileSync(list, 'utf8').split('\n');
+}
+
+const tfjsModules = (loaded: string[]) => loaded.filter((m) => m.includes(`${path.sep}@tensorflow${path.sep}`));
+
+for (const [what, args, code] of [
+  ['validate', ['validate', QUICK], 0],
+  ['--help', ['--help'], 0],
+  ['a refused spec', ['run', QUICK, '--set', 'training.epochs=0'], 2],
+  ['a study dry run', ['run', path.join(ROOT, 'configs', 'study.yaml'), '--dry-run'], 0],
+  ['plan', ['plan', path.join(ROOT, 'configs', 'study.yaml'), '--study-dir', path.join(tmp, 'planned')], 0],
+  ['status', ['status', STUDY_FIXTURE], 0],
+  ['compare', ['compare', STUDY_FIXTURE], 0],
+  ['data verify of a missing cache', ['data', 'verify', '--data-dir', path.join(tmp, 'no-cache')], 2],
+] as const) {
+  test(`${what} runs without loading tfjs`, () => {
+    const loaded = modulesLoadedBy([...args], code);
+    assert.ok(
+      loaded.some((m) => m.endsWith(path.join('dist', 'src', 'cli.js'))),
+      'the hook saw the CLI load',
+    );
+    assert.deepEqual(tfjsModules(loaded), []);
+  });
+}
+
+test('a run that reaches its data loads tfjs (the check above can see it)', () => {
+  const loaded = modulesLoadedBy(
+    ['run', QUICK, '--out', path.join(tmp, 'run'), '--data-dir', path.join(tmp, 'empty'), '--source', tmp],
+    1,
+  );
+  assert.notDeepEqual(tfjsModules(loaded), []);
+});
