@@ -36,3 +36,20 @@ for (const { optimizer, slots } of SLOTS_BY_HAND) {
     assert.equal(estimateMemory(spec, shapes).fixed, params * (2 + slots) + images * 784);
   });
 }
+
+test('the memory estimate keeps one more copy of the parameters for the EMA and one for SWA', () => {
+  const estimate = (...sets: string[]) => {
+    const { spec } = loadSpec(
+      QUICK,
+      sets.map((s) => parseSetFlag(s)),
+    );
+    return { fixed: estimateMemory(spec, layerShapes(spec.model.layers).shapes).fixed, spec };
+  };
+  const plain = estimate('optimizer={adam: {}}');
+  const params = layerShapes(plain.spec.model.layers).shapes.reduce((n, s) => n + s.params, 0);
+  assert.equal(estimate('optimizer={adam: {useEma: true}}').fixed - plain.fixed, params);
+  assert.equal(
+    estimate('optimizer={adam: {}}', 'training.swa={startEpoch: 2, learningRate: 0.001}').fixed - plain.fixed,
+    params,
+  );
+});

@@ -26,7 +26,7 @@ const product = (s: number[]) => s.reduce((a, b) => a * b, 1);
 export interface MemoryEstimate {
   /** Float32 values one image of a training batch needs: every layer's output (kept for the backward pass), the gradients of the widest layer's input and output, the largest conv's input patches (im2col). */
   perImage: number;
-  /** Values that do not grow with the batch: parameters, their gradients and optimizer slots, and the dataset's images. */
+  /** Values that do not grow with the batch: parameters, their gradients, optimizer slots and weight averages, and the dataset's images. */
   fixed: number;
   /** Bytes of one training step with `batchSize` images. */
   trainingBytes: number;
@@ -39,7 +39,7 @@ export interface MemoryEstimate {
 export interface MemorySpec {
   model: { layers: LayerSpec[] };
   optimizer: OptimizerSpec;
-  training: { batchSize: number };
+  training: { batchSize: number; swa?: unknown };
   data: { validation: { size: number }; trainLimit: number | null; testLimit: number | null };
 }
 
@@ -57,8 +57,10 @@ export function estimateMemory(spec: MemorySpec, shapes: LayerShape[]): MemoryEs
   // Each variable's slots (momentum; Adam's m, v and v̂) as its optimizer declares them.
   const { definition, config } = optimizerChoice(spec.optimizer);
   const slots = definition.slots(config).length;
+  // Weight averaging keeps one more copy of the parameters: the EMA's averages, or SWA's running average.
+  const averages = (config.useEma ? 1 : 0) + (spec.training.swa ? 1 : 0);
   const images = (spec.data.trainLimit ?? 60000) + spec.data.validation.size + (spec.data.testLimit ?? 10000);
-  const fixed = params * (2 + slots) + images * IMAGE_VALUES;
+  const fixed = params * (2 + slots + averages) + images * IMAGE_VALUES;
   const chunk = Math.max(1, Math.min(EVAL_CHUNK, Math.floor(EVAL_CHUNK_BYTES / (FLOAT_BYTES * widest))));
   const room = Math.floor(MAX_BACKEND_BYTES / FLOAT_BYTES) - fixed;
   return {
