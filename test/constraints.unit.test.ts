@@ -13,11 +13,12 @@ import { createLeanStep } from '../src/train/lean-step';
 import { installAcceleratedKernels, uninstallAcceleratedKernels } from '../src/accel/kernels';
 import { modelSummary } from '../src/model';
 import { handModel } from './helpers/hand-model';
-import { SpecError, validateSpec } from '../src/spec';
+import { validateSpec } from '../src/spec';
 import { constrained, constraintTerms } from '../src/train/constraints';
 import { createReferenceStep } from '../src/train/step';
 import { createOptimizer } from '../src/train/optimizers';
 import { useBackend } from './helpers/backend';
+import { specRefusal } from './helpers/spec-refusal';
 
 const EPS = 1e-7;
 const W = [
@@ -216,22 +217,7 @@ test('the model summary lists each constraint with its settings beside the regul
   built.model.dispose();
 });
 
-function refusal(dense: Record<string, unknown>): string {
-  try {
-    validateSpec(
-      {
-        name: 'x',
-        model: { layers: [{ flatten: {} }, { dense: { units: 10, activation: 'softmax', ...dense } }] },
-        optimizer: { sgd: { learningRate: 0.01 } },
-      },
-      'spec.yaml',
-    );
-  } catch (err) {
-    assert.ok(err instanceof SpecError, String(err));
-    return err.message;
-  }
-  throw new Error('accepted');
-}
+const refusal = (dense: Record<string, unknown>) => specRefusal({ dense });
 
 test('bad constraint settings are refused with the field’s path and what is expected', () => {
   const at = 'model.layers.1.dense';

@@ -12,10 +12,11 @@ import * as tf from '@tensorflow/tfjs';
 import { createLeanStep } from '../src/train/lean-step';
 import { installAcceleratedKernels, uninstallAcceleratedKernels } from '../src/accel/kernels';
 import { handModel } from './helpers/hand-model';
-import { SpecError, validateSpec } from '../src/spec';
+import { validateSpec } from '../src/spec';
 import { createReferenceStep } from '../src/train/step';
 import { createOptimizer } from '../src/train/optimizers';
 import { useBackend } from './helpers/backend';
+import { specRefusal } from './helpers/spec-refusal';
 
 const specWith = (sgd: Record<string, unknown>) =>
   validateSpec({
@@ -155,22 +156,7 @@ test('the lean step clips the gradient with the kernel penalty’s part in it, a
   assert.ok(Math.abs(results[1]! - 0.7) <= 1e-6, `reference: kernel[0][0] = ${results[1]}, want 1 − 0.3`);
 });
 
-function refusal(sgd: Record<string, unknown>): string {
-  try {
-    validateSpec(
-      {
-        name: 'x',
-        model: { layers: [{ flatten: {} }, { dense: { units: 10, activation: 'softmax' } }] },
-        optimizer: { sgd },
-      },
-      'spec.yaml',
-    );
-  } catch (err) {
-    assert.ok(err instanceof SpecError, String(err));
-    return err.message;
-  }
-  throw new Error('accepted');
-}
+const refusal = (sgd: Record<string, unknown>) => specRefusal({ optimizer: { sgd } });
 
 test('bad clipping and EMA settings are refused with the field’s path and what is expected', () => {
   const at = 'optimizer.sgd';

@@ -7,24 +7,15 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { BIN, killAfterFirstEpoch, SMALL_SLICE } from './helpers/cli';
+import { killAfterFirstEpoch, regtrainSync, SMALL_SLICE } from './helpers/cli';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-layers-'));
 const env = { ...process.env, XDG_CACHE_HOME: path.join(tmp, 'xdg') };
 
-function regtrain(args: string[]) {
-  return spawnSync(process.execPath, [BIN, ...args], {
-    cwd: tmp,
-    env,
-    encoding: 'utf8',
-    timeout: 300_000,
-    killSignal: 'SIGKILL',
-  });
-}
+const regtrain = (args: string[]) => regtrainSync(args, { cwd: tmp, env });
 
 /** A spec file of the tutorial's shape with `middle` between the flatten layer and the output. */
 function writeSpec(file: string, middle: string[]): string {

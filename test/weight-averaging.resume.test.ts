@@ -7,25 +7,16 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { BIN, killAfterFirstEpoch, QUICK, SMALL_SLICE } from './helpers/cli';
+import { killAfterFirstEpoch, QUICK, regtrainSync, SMALL_SLICE } from './helpers/cli';
 import { MetricsFileSchema } from '../src/runformat';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-averaging-'));
 const env = { ...process.env, XDG_CACHE_HOME: path.join(tmp, 'xdg') };
 
-function regtrain(args: string[]) {
-  return spawnSync(process.execPath, [BIN, ...args], {
-    cwd: tmp,
-    env,
-    encoding: 'utf8',
-    timeout: 300_000,
-    killSignal: 'SIGKILL',
-  });
-}
+const regtrain = (args: string[]) => regtrainSync(args, { cwd: tmp, env });
 
 const read = (dir: string, file: string) => fs.readFileSync(path.join(tmp, dir, file));
 const history = (dir: string) =>

@@ -10,7 +10,7 @@ import * as tf from '@tensorflow/tfjs';
 import { createLeanStep } from '../src/train/lean-step';
 import { handModel } from './helpers/hand-model';
 import { buildModel } from '../src/model';
-import { SpecError, validateSpec } from '../src/spec';
+import { validateSpec } from '../src/spec';
 import { createReferenceStep } from '../src/train/step';
 import { createOptimizer } from '../src/train/optimizers';
 import { addSnapshot, swaLearningRate } from '../src/train/weight-averaging';
@@ -19,6 +19,7 @@ import type { TrainingContext } from '../src/train/callbacks/callback';
 import type { RunContext } from '../src/train/callbacks/declaration';
 import { Console } from '../src/console';
 import { useBackend } from './helpers/backend';
+import { specRefusal } from './helpers/spec-refusal';
 
 test('the EMA copies the first update’s weights, then follows m·average + (1 − m)·w (Keras’s formula, 3 updates by hand)', () => {
   const optimizer = createOptimizer({ sgd: { useEma: true, emaMomentum: 0.5 } });
@@ -201,23 +202,8 @@ test('at the end SWA puts the average of 3 epochs in a tiny model and recomputes
   built.model.dispose();
 });
 
-function refusal(training: Record<string, unknown>, optimizer: Record<string, unknown> = { sgd: {} }): string {
-  try {
-    validateSpec(
-      {
-        name: 'x',
-        model: { layers: [{ flatten: {} }, { dense: { units: 10, activation: 'softmax' } }] },
-        optimizer,
-        training: { epochs: 5, ...training },
-      },
-      'spec.yaml',
-    );
-  } catch (err) {
-    assert.ok(err instanceof SpecError, String(err));
-    return err.message;
-  }
-  throw new Error('accepted');
-}
+const refusal = (training: Record<string, unknown>, optimizer: Record<string, unknown> = { sgd: {} }) =>
+  specRefusal({ optimizer, training: { epochs: 5, ...training } });
 
 test('bad SWA settings, and averages with what would replace them, are refused with the field’s path', () => {
   const swa = { startEpoch: 2, learningRate: 0.01 };

@@ -222,15 +222,19 @@ const denseLayer = z.strictObject({
   ...weightedLayerFields,
 });
 const dropoutLayer = z.strictObject({ rate: rate() });
-const batchNormLayer = z.strictObject({
-  /** Keras defaults. */
-  momentum: rate().default(0.99),
+/** What batch and layer normalization share, with Keras's defaults: ε 0.001, a learned β and γ. */
+const normalizationFields = {
   epsilon: num('a positive number')
     .positive({ error: 'expected a positive number' })
     .superRefine(float32Factor(false))
     .default(0.001),
   center: bool().default(true),
   scale: bool().default(true),
+};
+const batchNormLayer = z.strictObject({
+  /** Keras defaults. */
+  momentum: rate().default(0.99),
+  ...normalizationFields,
 });
 /** Keras's Reshape: the per-image shape, one entry may be -1 (inferred from the others). */
 const reshapeLayer = z.strictObject({
@@ -284,12 +288,7 @@ const layerNormLayer = z.strictObject({
       error: 'expected an axis (an integer) or a non-empty list of them',
     })
     .default(-1),
-  epsilon: num('a positive number')
-    .positive({ error: 'expected a positive number' })
-    .superRefine(float32Factor(false))
-    .default(0.001),
-  center: bool().default(true),
-  scale: bool().default(true),
+  ...normalizationFields,
 });
 /** Keras's ActivityRegularization: the identity, adding l1·Σ|x| + l2·Σx² of its input to the loss; both default to 0. */
 const activityRegularizationLayer = z.strictObject({
