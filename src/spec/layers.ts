@@ -335,7 +335,10 @@ export const layerSchema = z
       layerNormalization: layerNormLayer.optional(),
       activityRegularization: activityRegularizationLayer.optional(),
     },
-    { error: `expected a layer: one of ${LAYER_TYPES.join(', ')}` },
+    // Not the whole list of types: with 15 it passes the 300 characters an error line is kept under.
+    {
+      error: `expected a layer: a map from one layer type to its settings, e.g. { dense: { units: 10 } } (${LAYER_TYPES.length} types: ${LAYER_TYPES.slice(0, 4).join(', ')}, …)`,
+    },
   )
   .superRefine((l, ctx) => {
     const kinds = Object.keys(l).filter((k) => l[k as LayerType] !== undefined);

@@ -12,7 +12,7 @@
  * kernels add scratch on top), so a refused spec could not have run on wasm.
  */
 import { type LayerShape, type LayerSpec } from './layers';
-import { optimizerChoice, type OptimizerSpec } from '../train/optimizers/registry';
+import { optimizerChoice, OPTIMIZER_TYPES, type OptimizerSpec } from '../train/optimizers/registry';
 
 export const MAX_BACKEND_BYTES = 4 * 1024 ** 3;
 const FLOAT_BYTES = 4;
@@ -80,6 +80,10 @@ export function formatBytes(n: number): string {
 
 /** Refusals (path and message) for a spec whose training or inference would not fit; none when it fits. */
 export function memoryIssues(spec: MemorySpec, shapes: LayerShape[]): { path: (string | number)[]; message: string }[] {
+  // The spec's cross-field checks run even when a field failed its own: without a valid optimizer
+  // there is no slot count, and the optimizer's own error says more.
+  const optimizer = spec.optimizer as Partial<Record<string, unknown>> | undefined;
+  if (typeof optimizer !== 'object' || optimizer === null || !OPTIMIZER_TYPES.some((k) => optimizer[k])) return [];
   const e = estimateMemory(spec, shapes);
   const limit = `the ${MAX_BACKEND_BYTES / 1024 ** 3} GiB a backend can address (the wasm heap's maximum)`;
   const issues: { path: (string | number)[]; message: string }[] = [];
