@@ -9,7 +9,9 @@ import { spawnSync } from 'node:child_process';
 const { tmp, env: env } = clusterEnv('regtrain-slurm-');
 env.REGTRAIN_DATA_DIR = path.join(tmp, 'cache');
 
-// Four members (2 variants × 2 seeds) of a few seconds each; 5 epochs, so a task has a checkpoint well before it ends.
+// Four members (2 variants × 2 seeds) of a few seconds each; 30 epochs of ~0.1 s, so a task has a checkpoint
+// well before it ends and Slurm's SIGTERM reaches a requeued task mid-training (with 5, on a loaded CI machine a
+// member finished its last epoch before the signal arrived).
 const SPEC = `
 name: slurmtiny
 seed: 11
@@ -19,7 +21,7 @@ model:
     - flatten: { inputShape: [28, 28] }
     - dense: { units: 32, activation: relu }
     - dense: { units: 10, activation: softmax }
-training: { epochs: 5, batchSize: 32 }
+training: { epochs: 30, batchSize: 32 }
 variants:
   baseline: {}
   l2: { model.layers.1.dense.kernelRegularizer: { l2: 0.001 } }
@@ -170,7 +172,7 @@ test(
       assert.match(log, /DUE TO JOB REQUEUE/);
       assert.match(log, /SIGTERM: finishing the current batch, then saving/);
       assert.match(log, new RegExp(`^task ${requeued.index} on \\S+ \\(restart 1\\)`, 'm'));
-      const resumed = /^Resuming after epoch (\d+) of 5$/m.exec(log.slice(log.search(/\(restart 1\)/)));
+      const resumed = /^Resuming after epoch (\d+) of 30$/m.exec(log.slice(log.search(/\(restart 1\)/)));
       assert.ok(resumed, `the second attempt resumed from a checkpoint:\n${log}`);
       const resumedAfter = Number(resumed[1]);
       assert.ok(
@@ -193,7 +195,7 @@ test(
       assert.deepEqual(compareRows(studyDir), localRows);
 
       console.log(
-        `# slurm: 4 members (5 epochs, 3000 images) as an array of 2 at a time: ${slurmSeconds.toFixed(0)} s from submit to compare done (includes releasing the requeued task at once); local --jobs 1: ${localSeconds.toFixed(0)} s`,
+        `# slurm: 4 members (30 epochs, 3000 images) as an array of 2 at a time: ${slurmSeconds.toFixed(0)} s from submit to compare done (includes releasing the requeued task at once); local --jobs 1: ${localSeconds.toFixed(0)} s`,
       );
       console.log(
         `# slurm: requeued task ${requeued.index} (${name}) ${requeuedAt.toFixed(1)} s after submit with a checkpoint of epoch ${requeued.afterEpoch}; its second attempt resumed after epoch ${resumedAfter} and finished identical to the local run`,
@@ -235,7 +237,7 @@ test(
     // on a CI machine running two suites beside this one (a flake seen twice).
     fs.writeFileSync(
       path.join(cwd, 'configs', 'study.yaml'),
-      SPEC.replace('name: slurmtiny', 'name: study').replace('epochs: 5,', 'epochs: 200,'),
+      SPEC.replace('name: slurmtiny', 'name: study').replace('epochs: 30,', 'epochs: 200,'),
     );
     assert.equal(regtrain(['data', 'fetch'], cwd).status, 0, 'the dataset cache the tasks share');
     const [planLine, submitLine, scancelLine, statusLine, resubmitLine, catLine, ...rest] = readmeSlurmRecipe();

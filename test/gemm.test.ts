@@ -337,15 +337,21 @@ test('wasm: with two threads, products split between the main thread and the wor
         run(one, pc1);
         const want = wasm.HEAPF32.slice(pc1, pc1 + m * n);
         // Until the worker has taken a share of the blocks (on a busy machine the main thread may take them all, and the pool backs off for a while).
+        // A time limit, not a run count, and a pause every 50 runs: with three test processes on 2 CPUs
+        // the worker thread can go unscheduled for the whole of 4000 back-to-back runs.
         const before = { ...wasmGemmStats };
-        for (let i = 0; i < 4000 && wasmGemmStats.workerBlocks === before.workerBlocks; i++) {
+        const deadline = Date.now() + 120_000;
+        let runs = 0;
+        while (wasmGemmStats.workerBlocks === before.workerBlocks && Date.now() < deadline) {
           wasm.HEAPF32.fill(NaN, pc2, pc2 + m * n);
           run(two, pc2);
-          assert.deepEqual(wasm.HEAPF32.slice(pc2, pc2 + m * n), want, `${build.kind} ${caseName(c)}, run ${i + 1}`);
+          runs++;
+          assert.deepEqual(wasm.HEAPF32.slice(pc2, pc2 + m * n), want, `${build.kind} ${caseName(c)}, run ${runs}`);
+          if (runs % 50 === 0) await new Promise((resolve) => setTimeout(resolve, 10));
         }
         assert.ok(
           wasmGemmStats.workerBlocks > before.workerBlocks,
-          `${build.kind} ${caseName(c)}: the worker took no block in 4000 runs`,
+          `${build.kind} ${caseName(c)}: the worker took no block in ${runs} runs over 120 s`,
         );
         assert.ok(wasmGemmStats.pooled > before.pooled);
         assertNearExact(want, A, B, bias, true, c, `${build.kind} ${caseName(c)}`);
