@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { createLeanStep } from '../src/train/lean-step';
 import { installAcceleratedKernels, uninstallAcceleratedKernels } from '../src/accel/kernels';
-import { handModel } from './helpers/hand-model';
+import { handModel, handStep } from './helpers/hand-model';
 import { validateSpec } from '../src/spec';
 import { createReferenceStep } from '../src/train/step';
 import { createOptimizer } from '../src/train/optimizers';
@@ -73,12 +73,7 @@ function assertAfterOneStep(built: ReturnType<typeof handModel>['built'], c: (ty
 
 function oneStep(c: (typeof CASES)[number], lean: boolean) {
   const spec = specWith(c.sgd);
-  const { built, image } = handModel(spec);
-  const optimizer = createOptimizer(spec.optimizer);
-  const step = lean ? createLeanStep(built.model, optimizer, []) : createReferenceStep(built, optimizer);
-  if ('unsupported' in step) throw new Error(step.unsupported);
-  const x = tf.tensor3d(image, [1, 28, 28]);
-  const y = tf.tensor1d([0], 'int32');
+  const { built, step, x, y } = handStep(spec, lean);
   step.run(x, y, 0);
   const weights = built.model.getWeights().map((w) => Array.from(w.dataSync()));
   tf.dispose([x, y]);

@@ -7,8 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
-import { createLeanStep } from '../src/train/lean-step';
-import { handModel } from './helpers/hand-model';
+import { handStep } from './helpers/hand-model';
 import { buildModel } from '../src/model';
 import { validateSpec } from '../src/spec';
 import { createReferenceStep } from '../src/train/step';
@@ -66,12 +65,7 @@ function stepsOn(lean: boolean, n: number, sgd: Record<string, unknown>) {
     model: { layers: [{ flatten: {} }, { dense: { units: 10, activation: 'softmax' } }] },
     optimizer: { sgd: { learningRate: 1, ...sgd } },
   });
-  const { built, image } = handModel(spec);
-  const optimizer = createOptimizer(spec.optimizer);
-  const step = lean ? createLeanStep(built.model, optimizer, []) : createReferenceStep(built, optimizer);
-  if ('unsupported' in step) throw new Error(step.unsupported);
-  const x = tf.tensor3d(image, [1, 28, 28]);
-  const y = tf.tensor1d([0], 'int32');
+  const { built, optimizer, step, x, y } = handStep(spec, lean);
   const weights: number[][][] = [];
   for (let i = 0; i < n; i++) {
     step.run(x, y, 0);
