@@ -33,7 +33,9 @@
  *   per weight tensor over the tensor's own memory.
  * - Gradient clipping and the EMA of the weights (the optimizer's clipnorm/clipvalue/globalClipnorm,
  *   useEma): the optimizer's own code, as the reference step calls it (src/train/optimizers/clipping.ts,
- *   src/train/moving-average.ts); with clipping, the updates wait for the whole backward pass.
+ *   src/train/moving-average.ts), on views of the tensors' own memory (the gradients clipped in place,
+ *   no copies), with SIMD passes on tfjs-wasm (the EMA's averages then live on the wasm heap, as the
+ *   slots); with clipping, the updates wait for the whole backward pass.
  * - Constraints (kernelConstraint/biasConstraint): applied to each weight after the update, as Keras
  *   (src/train/constraints.ts, the same code the reference step calls).
  * - Dropout (Dropout layers on the input and between Dense layers): inverted dropout as tf.dropout, keep
@@ -47,9 +49,10 @@
  * relative on weights and losses after 20 steps (test/accel.unit.test.ts).
  */
 import * as tf from '@tensorflow/tfjs';
-import { wasmSimd } from '../accel/simd';
+import { wasmSimd, type Simd } from '../accel/simd';
 import { installedMatMul, type DirectMatMul, type MatrixAt } from '../accel/kernels';
-import { Optimizer } from './optimizers';
+import { emaPass, Optimizer, type ClipPasses } from './optimizers';
+import { jsClipPasses } from './optimizers/clipping';
 import { adamPass } from './optimizers/adam';
 import { applyConstraints, type ConstraintTerm } from './constraints';
 import { stepMovingAverage } from './moving-average';
@@ -574,28 +577,40 @@ export function createLeanStep(
 
   /**
    * With gradient clipping (the optimizer's clipnorm, clipvalue or globalClipnorm), the updates wait
-   * for the whole backward pass (globalClipnorm needs every gradient): copies of the gradients, with
-   * the kernel penalty's gradient folded in, are clipped, then each variable is updated from its
-   * clipped copy with l1 = l2 = 0. Returns the batch's penalty, as `update`.
+   * for the whole backward pass (globalClipnorm needs every gradient): the gradients, with the kernel
+   * penalty's gradient folded in, are clipped in place in their tensors' memory (the step's own
+   * scratch or fresh tensors: nothing else reads them), then each variable is updated from its clipped
+   * gradient with l1 = l2 = 0. Where the memory is out of reach (tfjs-node), through copies. Returns
+   * the batch's penalty, as `update`.
    */
   const clipping = optimizer.clipping !== null;
   const clippedUpdates = (pending: readonly PendingUpdate[], lr: number): number => {
-    const grads = pending.flatMap(({ d, gK, gB }) => [
-      {
-        v: d.kernel,
-        w: d.kernel.dataSync() as Float32Array,
-        g: Float32Array.from(gK.dataSync()),
-        l1: Math.fround(d.l1),
-        l2: Math.fround(d.l2),
-      },
-      ...(d.bias && gB
-        ? [{ v: d.bias, w: d.bias.dataSync() as Float32Array, g: Float32Array.from(gB.dataSync()), l1: 0, l2: 0 }]
-        : []),
+    const entries = pending.flatMap(({ d, gK, gB }) => [
+      { v: d.kernel, g: gK, l1: Math.fround(d.l1), l2: Math.fround(d.l2), d },
+      ...(d.bias && gB ? [{ v: d.bias, g: gB, l1: 0, l2: 0, d: null }] : []),
     ]);
-    optimizer.clipGradients(grads);
+    const simd = tf.getBackend() === 'wasm' ? wasmSimd() : null;
+    if (simd) scratchSums(); // allocated before the views below are taken
+    const views = entries.map((e) => ({ w: ownFloats(e.v, false), g: ownFloats(e.g, false) }));
     let penalty = 0;
-    for (const { v, g } of grads) {
-      const d = dense.find((x) => x.kernel === v);
+    if (views.every((x) => x.w && x.g)) {
+      optimizer.clipGradients(
+        entries.map((e, i) => ({ w: views[i]!.w!, g: views[i]!.g!, l1: e.l1, l2: e.l2 })),
+        simd ? simdClipPasses(simd) : undefined,
+      );
+      for (const e of entries) {
+        const sums = applyUpdate(e.v, e.g, 0, 0, lr);
+        if (e.d) penalty += e.d.l1 * sums.abs + e.d.l2 * sums.sq;
+      }
+      return penalty;
+    }
+    const grads = entries.map((e) => ({
+      ...e,
+      w: e.v.dataSync() as Float32Array,
+      g: Float32Array.from(e.g.dataSync()),
+    }));
+    optimizer.clipGradients(grads);
+    for (const { v, g, d } of grads) {
       const clipped = tf.tensor(g, v.shape);
       const sums = applyUpdate(v, clipped, 0, 0, lr);
       clipped.dispose();
@@ -603,6 +618,34 @@ export function createLeanStep(
     }
     return penalty;
   };
+
+  /** The clipping passes of simd.wat over the heap's memory (the multiple of 4), the JS ones over the tail. */
+  const simdClipPasses = (simd: Simd): ClipPasses => ({
+    foldAndSumSquares(x, sum) {
+      const n4 = x.g.length & ~3;
+      const out = scratchSums();
+      const fold = x.l1 || x.l2 ? 1 : 0;
+      simd.clipSumSq(x.w.byteOffset, x.g.byteOffset, n4, fold, x.l1, Math.fround(2 * x.l2), out.byteOffset);
+      const head = out[0]!;
+      const tail = jsClipPasses.foldAndSumSquares({ ...x, w: x.w.subarray(n4), g: x.g.subarray(n4) }, sum);
+      return sum ? head + tail : 0;
+    },
+    clamp(g, c) {
+      const n4 = g.length & ~3;
+      simd.clipScale(g.byteOffset, n4, 0, c, 0);
+      jsClipPasses.clamp(g.subarray(n4), c);
+    },
+    scaleDivide(g, c, d) {
+      const n4 = g.length & ~3;
+      simd.clipScale(g.byteOffset, n4, 1, c, d);
+      jsClipPasses.scaleDivide(g.subarray(n4), c, d);
+    },
+    scale(g, sc) {
+      const n4 = g.length & ~3;
+      simd.clipScale(g.byteOffset, n4, 2, sc, 0);
+      jsClipPasses.scale(g.subarray(n4), sc);
+    },
+  });
 
   /**
    * Scratch of the direct step for a batch size: each layer's output and the gradient at its
@@ -744,7 +787,20 @@ export function createLeanStep(
     const result = (matMul && runDirect(matMul, x, labels, lr, soft, masks)) || runOps(x, labels, lr, soft, masks);
     // Keras averages (useEma) after the step's updates, then constrains: each weight right after its update
     // in Keras, here after the whole step's updates (each constraint reads only its own weight).
-    stepMovingAverage(optimizer, trainable);
+    // The EMA on views of the weights' memory; on tfjs-wasm with the SIMD passes the averages are on the heap (heapSlots).
+    const simd = heapSlots && tf.getBackend() === 'wasm' ? wasmSimd() : null;
+    stepMovingAverage(
+      optimizer,
+      trainable,
+      (v) => ownFloats(v, false) ?? (v.dataSync() as Float32Array),
+      simd
+        ? (a, w, m, rest) => {
+            const n4 = a.buffer === w.buffer ? a.length & ~3 : 0;
+            simd.ema(a.byteOffset, w.byteOffset, n4, m, rest);
+            emaPass(a, w, m, rest, n4);
+          }
+        : undefined,
+    );
     applyConstraints(constraints);
     optimizer.endStep();
     return { ...result, batchSize: B };
