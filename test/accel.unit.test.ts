@@ -311,10 +311,10 @@ test('lean step refuses what it does not implement', async () => {
   await useBackend('cpu');
   const m = tf.sequential();
   m.add(tf.layers.dense({ units: 4, inputShape: [3], activation: 'relu' }));
-  m.add(tf.layers.dropout({ rate: 0.5 }));
+  m.add(tf.layers.dropout({ rate: 0.5, noiseShape: [1, 4] }));
   m.add(tf.layers.dense({ units: 2, activation: 'softmax' }));
   const r = createLeanStep(m, createOptimizer({ sgd: { learningRate: 0.1 } }), []);
-  assert.ok('unsupported' in r && /Dropout/.test(r.unsupported));
+  assert.ok('unsupported' in r && /Dropout with a noiseShape/.test(r.unsupported));
   const model = buildTutorialModel(1);
   const wrong = createLeanStep(model, createOptimizer({ sgd: {} }), []);
   assert.ok('unsupported' in wrong && /penalties do not match/.test(wrong.unsupported));

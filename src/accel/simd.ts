@@ -11,6 +11,12 @@ export interface Simd {
   biasAct(c: number, rows: number, n: number, bias: number, relu: number): void;
   /** d ← d · step(a) elementwise over n floats (the relu gradient, as tfjs's mul(d, step(a))). */
   reluGrad(d: number, a: number, n: number): void;
+  /** useEma: a ← m·a + rest·w over n floats (n a multiple of 4), in float32. */
+  ema(a: number, w: number, n: number, m: number, rest: number): void;
+  /** Clipping: with fold ≠ 0, g ← (g + l1·sign(w)) + l2x2·w; then f64 Σg² at `out` (n a multiple of 4). */
+  clipSumSq(w: number, g: number, n: number, fold: number, l1: number, l2x2: number, out: number): void;
+  /** Clipping, in place: mode 0 g ← min(max(g, −c), c); 1: g ← (g·c)/d; 2: g ← g·c (n a multiple of 4). */
+  clipScale(g: number, n: number, mode: number, c: number, d: number): void;
   adam(
     w: number,
     g: number,

@@ -184,4 +184,81 @@
               (f32.gt (f32.load (i32.add (local.get $a) (i32.shl (local.get $i) (i32.const 2)))) (f32.const 0)))))
         (local.set $i (i32.add (local.get $i) (i32.const 1)))
         (br $tailLoop))))
+
+  ;; useEma's pass over n floats (n a multiple of 4; the caller does the tail): A = m·A + rest·W in
+  ;; place, every operation rounded to float32, as Optimizer.updateAverages.
+  (func (export "ema") (param $a i32) (param $w i32) (param $n i32) (param $m f32) (param $rest f32)
+    (local $i i32) (local $end i32) (local $vm v128) (local $vr v128)
+    (local.set $vm (f32x4.splat (local.get $m)))
+    (local.set $vr (f32x4.splat (local.get $rest)))
+    (local.set $end (i32.shl (local.get $n) (i32.const 2)))
+    (block $done
+      (loop $loop
+        (br_if $done (i32.ge_u (local.get $i) (local.get $end)))
+        (v128.store (i32.add (local.get $a) (local.get $i))
+          (f32x4.add
+            (f32x4.mul (local.get $vm) (v128.load (i32.add (local.get $a) (local.get $i))))
+            (f32x4.mul (local.get $vr) (v128.load (i32.add (local.get $w) (local.get $i))))))
+        (local.set $i (i32.add (local.get $i) (i32.const 16)))
+        (br $loop))))
+
+  ;; Gradient clipping's first pass over n floats (n a multiple of 4; the caller does the tail): with
+  ;; fold ≠ 0 the penalty's gradient goes into G in place, G = (G + l1·sign(W)) + l2x2·W (as the sgd
+  ;; pass); then at out: f64 ΣG² of the result, each square exact in float64 (two lanes: elements
+  ;; 0,2,4,6… and 1,3,5,7…, added at the end).
+  (func (export "clipSumSq")
+    (param $w i32) (param $g i32) (param $n i32) (param $fold i32) (param $l1 f32) (param $l2x2 f32) (param $out i32)
+    (local $i i32) (local $end i32) (local $vg v128) (local $vw v128) (local $s v128) (local $h v128) (local $sq v128)
+    (local $vl1 v128) (local $vl2 v128) (local $one v128) (local $zero v128)
+    (local.set $vl1 (f32x4.splat (local.get $l1)))
+    (local.set $vl2 (f32x4.splat (local.get $l2x2)))
+    (local.set $one (f32x4.splat (f32.const 1)))
+    (local.set $zero (f32x4.splat (f32.const 0)))
+    (local.set $sq (f64x2.splat (f64.const 0)))
+    (local.set $end (i32.shl (local.get $n) (i32.const 2)))
+    (block $done
+      (loop $loop
+        (br_if $done (i32.ge_u (local.get $i) (local.get $end)))
+        (local.set $vg (v128.load (i32.add (local.get $g) (local.get $i))))
+        (if (local.get $fold)
+          (then
+            (local.set $vw (v128.load (i32.add (local.get $w) (local.get $i))))
+            (local.set $s
+              (f32x4.sub
+                (v128.and (f32x4.gt (local.get $vw) (local.get $zero)) (local.get $one))
+                (v128.and (f32x4.lt (local.get $vw) (local.get $zero)) (local.get $one))))
+            (local.set $vg
+              (f32x4.add
+                (f32x4.add (local.get $vg) (f32x4.mul (local.get $vl1) (local.get $s)))
+                (f32x4.mul (local.get $vl2) (local.get $vw))))
+            (v128.store (i32.add (local.get $g) (local.get $i)) (local.get $vg))))
+        (local.set $h (f64x2.promote_low_f32x4 (local.get $vg)))
+        (local.set $sq (f64x2.add (local.get $sq) (f64x2.mul (local.get $h) (local.get $h))))
+        (local.set $h (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $vg) (local.get $vg))))
+        (local.set $sq (f64x2.add (local.get $sq) (f64x2.mul (local.get $h) (local.get $h))))
+        (local.set $i (i32.add (local.get $i) (i32.const 16)))
+        (br $loop)))
+    (f64.store (local.get $out) (f64.add (f64x2.extract_lane 0 (local.get $sq)) (f64x2.extract_lane 1 (local.get $sq)))))
+
+  ;; Gradient clipping's second pass, in place over n floats (n a multiple of 4): mode 0 (clipvalue)
+  ;; G = min(max(G, −c), c); mode 1 (clipnorm) G = (G·c)/d; mode 2 (globalClipnorm's scale) G = G·c;
+  ;; every operation rounded to float32, as clipping.ts.
+  (func (export "clipScale") (param $g i32) (param $n i32) (param $mode i32) (param $c f32) (param $d f32)
+    (local $i i32) (local $end i32) (local $vg v128) (local $vc v128) (local $vd v128)
+    (local.set $vc (f32x4.splat (local.get $c)))
+    (local.set $vd (f32x4.splat (local.get $d)))
+    (local.set $end (i32.shl (local.get $n) (i32.const 2)))
+    (block $done
+      (loop $loop
+        (br_if $done (i32.ge_u (local.get $i) (local.get $end)))
+        (local.set $vg (v128.load (i32.add (local.get $g) (local.get $i))))
+        (if (i32.eqz (local.get $mode))
+          (then (local.set $vg (f32x4.min (f32x4.max (local.get $vg) (f32x4.neg (local.get $vc))) (local.get $vc))))
+          (else
+            (local.set $vg (f32x4.mul (local.get $vg) (local.get $vc)))
+            (if (i32.eq (local.get $mode) (i32.const 1))
+              (then (local.set $vg (f32x4.div (local.get $vg) (local.get $vd)))))))
+        (v128.store (i32.add (local.get $g) (local.get $i)) (local.get $vg))
+        (local.set $i (i32.add (local.get $i) (i32.const 16)))
+        (br $loop))))
 )

@@ -163,15 +163,22 @@ export const baseOptimizerFields = {
 };
 export const CLIP_FIELDS = ['clipnorm', 'clipvalue', 'globalClipnorm'] as const;
 
-/** With useEma on, Keras's EMA defaults written out (momentum 0.99, no overwrite), so a resolved spec shows them. */
+/**
+ * With useEma on, Keras's EMA defaults written out (momentum 0.99, no overwrite), so a resolved spec shows
+ * them; always last and in this order, whatever order they were given in (a resume compares the resolved
+ * spec's YAML with the run's, and a --set field would otherwise come before its default neighbour).
+ */
 export function withEmaDefaults<T extends { useEma?: boolean | undefined }>(o: T): T {
-  return o.useEma
-    ? {
-        ...o,
-        emaMomentum: (o as { emaMomentum?: number }).emaMomentum ?? 0.99,
-        emaOverwriteFrequency: (o as { emaOverwriteFrequency?: number | null }).emaOverwriteFrequency ?? null,
-      }
-    : o;
+  if (!o.useEma) return o;
+  const { emaMomentum, emaOverwriteFrequency, ...rest } = o as T & {
+    emaMomentum?: number;
+    emaOverwriteFrequency?: number | null;
+  };
+  return {
+    ...rest,
+    emaMomentum: emaMomentum ?? 0.99,
+    emaOverwriteFrequency: emaOverwriteFrequency ?? null,
+  } as unknown as T;
 }
 
 /** Keras's checks across the base fields: one clipping option at most; the EMA fields only with useEma. */

@@ -33,18 +33,26 @@
  *   per weight tensor over the tensor's own memory.
  * - Gradient clipping and the EMA of the weights (the optimizer's clipnorm/clipvalue/globalClipnorm,
  *   useEma): the optimizer's own code, as the reference step calls it (src/train/optimizers/clipping.ts,
- *   src/train/moving-average.ts); with clipping, the updates wait for the whole backward pass.
+ *   src/train/moving-average.ts), on views of the tensors' own memory (the gradients clipped in place,
+ *   no copies), with SIMD passes on tfjs-wasm (the EMA's averages then live on the wasm heap, as the
+ *   slots); with clipping, the updates wait for the whole backward pass.
  * - Constraints (kernelConstraint/biasConstraint): applied to each weight after the update, as Keras
  *   (src/train/constraints.ts, the same code the reference step calls).
+ * - Dropout (Dropout layers on the input and between Dense layers): inverted dropout as tf.dropout, keep
+ *   with probability 1 − rate and scale what is kept by 1/(1 − rate), the identity at inference (the step
+ *   only trains). The masks are the reference step's own draws (`dropoutMultiplier`: tfjs's seeded
+ *   randomUniform with the same seed, dropoutSeed + layer index), so both paths drop the same units and an
+ *   exact resume redraws them; the backward pass multiplies by the same mask.
  * - Accuracy: argmax(p) (first maximum) == y, as tfjs's sparseCategoricalAccuracy.
  *
  * Agreement with trainOnBatch: float32 rounding only (different summation orders); verified ≤ 1e-5
  * relative on weights and losses after 20 steps (test/accel.unit.test.ts).
  */
 import * as tf from '@tensorflow/tfjs';
-import { wasmSimd } from '../accel/simd';
+import { wasmSimd, type Simd } from '../accel/simd';
 import { installedMatMul, type DirectMatMul, type MatrixAt } from '../accel/kernels';
-import { Optimizer } from './optimizers';
+import { emaPass, Optimizer, type ClipPasses } from './optimizers';
+import { jsClipPasses } from './optimizers/clipping';
 import { adamPass } from './optimizers/adam';
 import { applyConstraints, type ConstraintTerm } from './constraints';
 import { stepMovingAverage } from './moving-average';
@@ -63,8 +71,11 @@ export interface LeanStepResult {
 }
 
 export interface LeanStep {
-  /** `y`: int32 class indices [B], or float32 soft labels [B, C] (mixUp/cutMix); `noiseSeed`: the batch's seed for `inputNoise`. */
-  run(x: tf.Tensor2D | tf.Tensor3D, y: tf.Tensor1D | tf.Tensor2D, noiseSeed?: number): LeanStepResult;
+  /**
+   * `y`: int32 class indices [B], or float32 soft labels [B, C] (mixUp/cutMix); `dropoutSeed`: the batch's
+   * seed for `inputNoise` and the dropout masks (each layer draws with dropoutSeed + its index, as forward()).
+   */
+  run(x: tf.Tensor2D | tf.Tensor3D, y: tf.Tensor1D | tf.Tensor2D, dropoutSeed?: number): LeanStepResult;
   /** The model's trainable variables this step updates, with their sizes (for optimizer state checks). */
   variables(): { name: string; size: number }[];
   /** Frees the step's scratch tensors (the model's weights and the optimizer are untouched). */
@@ -86,6 +97,16 @@ interface DenseLike {
   biasRegularizer?: unknown;
   activityRegularizer?: unknown;
   units?: number;
+  /** A Dropout layer's fields. */
+  rate?: number;
+  noiseShape?: unknown;
+  seed?: unknown;
+}
+
+/** A Dropout layer the step applies: its index in the model (its seed's offset) and rate. */
+interface DropoutPlan {
+  layerIndex: number;
+  rate: number;
 }
 
 /** A layer's gradients, held until the backward pass ends (gradient clipping). */
@@ -97,6 +118,8 @@ interface PendingUpdate {
 
 interface DensePlan {
   layerIndex: number;
+  /** The Dropout layers on this layer's output, in order (before the next Dense layer). */
+  dropout: DropoutPlan[];
   kernel: tf.Variable;
   bias: tf.Variable | null;
   act: 'relu' | 'linear' | 'softmax';
@@ -128,6 +151,29 @@ function ownFloats(t: tf.Tensor, exclusive: boolean): Float32Array | null {
     return d.values.length === t.size ? d.values : null;
   }
   return null;
+}
+
+/**
+ * Inverted dropout's multiplier for `size` values, exactly as tf.dropout (tfjs-core 4.22) computes it
+ * for a training batch: u = randomUniform(shape, 0, 1, 'float32', seed), then floor(u + keep) / keep
+ * with keep = 1 − rate in float32: 0 for a dropped value, float32(1/keep) for a kept one. The uniform
+ * draws are tfjs's own (seeded alea, in row-major order whatever the shape), so with the reference
+ * step's seed this is the reference step's mask bit for bit.
+ */
+export function dropoutMultiplier(size: number, rate: number, seed: number): Float32Array {
+  const draw = tf.randomUniform([size], 0, 1, 'float32', seed);
+  const u = draw.dataSync() as Float32Array;
+  draw.dispose();
+  const keep = Math.fround(1 - rate);
+  const scale = Math.fround(1 / keep);
+  const m = new Float32Array(size);
+  for (let i = 0; i < size; i++) m[i] = Math.floor(Math.fround(u[i]! + keep)) === 0 ? 0 : scale;
+  return m;
+}
+
+/** x·m elementwise in float32, in place (a dropout multiplier or its gradient). */
+function multiplyInPlace(x: Float32Array, m: Float32Array): void {
+  for (let i = 0; i < x.length; i++) x[i] = x[i]! * m[i]!;
 }
 
 /** Read {l1, l2} per Dense layer from the model's kernelRegularizers (tfjs L1L2). */
@@ -208,15 +254,28 @@ export function createLeanStep(
     return {
       unsupported: `layer ${spatial} is ${layers[spatial]!.getClassName()}: convolution, pooling and reshape layers train on the autodiff step`,
     };
+  // What runs on the batch before the first Dense layer, in the model's order: the input noise, dropout.
+  const inputStage: Array<{ layerIndex: number; noise: NoiseSpec } | DropoutPlan> = [];
   for (let i = 0; i < layers.length; i++) {
-    const layer = layers[i];
+    const layer = layers[i]!;
     const cls = layer.getClassName();
     if (cls === 'Flatten') {
       if (dense.length > 0 || flatten) return { unsupported: 'Flatten is only supported as the first layer' };
       flatten = true;
       continue;
     }
-    if (i === inputNoise?.layerIndex && dense.length === 0) continue;
+    if (i === inputNoise?.layerIndex && dense.length === 0) {
+      inputStage.push(inputNoise);
+      continue;
+    }
+    if (cls === 'Dropout') {
+      if (layer.noiseShape != null || layer.seed != null)
+        return { unsupported: `layer ${i} is a Dropout with a noiseShape or seed` };
+      const plan = { layerIndex: i, rate: layer.rate ?? 0 };
+      if (dense.length === 0) inputStage.push(plan);
+      else dense[dense.length - 1]!.dropout.push(plan);
+      continue;
+    }
     if (cls !== 'Dense') return { unsupported: `layer ${i} is ${cls}: the lean step covers Flatten and Dense layers` };
     if (layer.biasRegularizer || layer.activityRegularizer)
       return { unsupported: `layer ${i} has a bias/activity regularizer` };
@@ -229,6 +288,7 @@ export function createLeanStep(
     const p = pen.get(i);
     dense.push({
       layerIndex: i,
+      dropout: [],
       kernel: layer.kernel.read(),
       bias: layer.bias ? layer.bias.read() : null,
       act: actName as DensePlan['act'],
@@ -451,6 +511,7 @@ export function createLeanStep(
     labels: ArrayLike<number>,
     lr: number,
     soft: boolean,
+    masks: Float32Array[][],
   ): Omit<LeanStepResult, 'batchSize'> => {
     const B = x.shape[0];
     let result = { dataLoss: 0, smoothedLoss: 0, correct: 0 };
@@ -461,7 +522,7 @@ export function createLeanStep(
       let h: tf.Tensor2D = flatten ? tf.reshape(x, [B, -1]) : (x as tf.Tensor2D);
       if (h.rank !== 2) throw new Error(`lean step: input of rank ${x.rank} needs a Flatten layer`);
       const inputs: tf.Tensor2D[] = [];
-      for (const d of dense) {
+      dense.forEach((d, li) => {
         inputs.push(h);
         const act = d.act === 'softmax' ? 'linear' : d.act;
         h = tf.fused.matMul({
@@ -470,7 +531,9 @@ export function createLeanStep(
           bias: d.bias ?? undefined,
           activation: act,
         }) as tf.Tensor2D;
-      }
+        // This layer's dropout: the next layer's input is the dropped output (tf.dropout's mul(x, multiplier)).
+        for (const m of masks[li]!) h = tf.mul(h, tf.tensor2d(m, h.shape));
+      });
       // h: the softmax layer's logits.
       const C = h.shape[1];
       if (dz.length !== B * C) dz = new Float32Array(B * C);
@@ -486,7 +549,11 @@ export function createLeanStep(
         const gB = d.bias ? tf.reshape(tf.matMul(onesRow(B), dZ), [dZ.shape[1]]) : null;
         let dPrev: tf.Tensor2D | null = null;
         if (li > 0) {
-          const dA: tf.Tensor2D = tf.matMul(dZ, d.kernel as tf.Tensor2D, false, true);
+          let dA: tf.Tensor2D = tf.matMul(dZ, d.kernel as tf.Tensor2D, false, true);
+          // Through the previous layer's dropout (the same multipliers, last first), then its relu: step(a)
+          // of the dropped output a is step(z)·mask, and mask is 0 wherever it differs from step(z).
+          const dropped = masks[li - 1]!;
+          for (let k = dropped.length - 1; k >= 0; k--) dA = tf.mul(dA, tf.tensor2d(dropped[k]!, dA.shape));
           dPrev = dense[li - 1]!.act === 'relu' ? reluGrad(dA, a) : dA;
         }
         if (clipping) pending.push({ d, gK, gB });
@@ -510,28 +577,40 @@ export function createLeanStep(
 
   /**
    * With gradient clipping (the optimizer's clipnorm, clipvalue or globalClipnorm), the updates wait
-   * for the whole backward pass (globalClipnorm needs every gradient): copies of the gradients, with
-   * the kernel penalty's gradient folded in, are clipped, then each variable is updated from its
-   * clipped copy with l1 = l2 = 0. Returns the batch's penalty, as `update`.
+   * for the whole backward pass (globalClipnorm needs every gradient): the gradients, with the kernel
+   * penalty's gradient folded in, are clipped in place in their tensors' memory (the step's own
+   * scratch or fresh tensors: nothing else reads them), then each variable is updated from its clipped
+   * gradient with l1 = l2 = 0. Where the memory is out of reach (tfjs-node), through copies. Returns
+   * the batch's penalty, as `update`.
    */
   const clipping = optimizer.clipping !== null;
   const clippedUpdates = (pending: readonly PendingUpdate[], lr: number): number => {
-    const grads = pending.flatMap(({ d, gK, gB }) => [
-      {
-        v: d.kernel,
-        w: d.kernel.dataSync() as Float32Array,
-        g: Float32Array.from(gK.dataSync()),
-        l1: Math.fround(d.l1),
-        l2: Math.fround(d.l2),
-      },
-      ...(d.bias && gB
-        ? [{ v: d.bias, w: d.bias.dataSync() as Float32Array, g: Float32Array.from(gB.dataSync()), l1: 0, l2: 0 }]
-        : []),
+    const entries = pending.flatMap(({ d, gK, gB }) => [
+      { v: d.kernel, g: gK, l1: Math.fround(d.l1), l2: Math.fround(d.l2), d },
+      ...(d.bias && gB ? [{ v: d.bias, g: gB, l1: 0, l2: 0, d: null }] : []),
     ]);
-    optimizer.clipGradients(grads);
+    const simd = tf.getBackend() === 'wasm' ? wasmSimd() : null;
+    if (simd) scratchSums(); // allocated before the views below are taken
+    const views = entries.map((e) => ({ w: ownFloats(e.v, false), g: ownFloats(e.g, false) }));
     let penalty = 0;
-    for (const { v, g } of grads) {
-      const d = dense.find((x) => x.kernel === v);
+    if (views.every((x) => x.w && x.g)) {
+      optimizer.clipGradients(
+        entries.map((e, i) => ({ w: views[i]!.w!, g: views[i]!.g!, l1: e.l1, l2: e.l2 })),
+        simd ? simdClipPasses(simd) : undefined,
+      );
+      for (const e of entries) {
+        const sums = applyUpdate(e.v, e.g, 0, 0, lr);
+        if (e.d) penalty += e.d.l1 * sums.abs + e.d.l2 * sums.sq;
+      }
+      return penalty;
+    }
+    const grads = entries.map((e) => ({
+      ...e,
+      w: e.v.dataSync() as Float32Array,
+      g: Float32Array.from(e.g.dataSync()),
+    }));
+    optimizer.clipGradients(grads);
+    for (const { v, g, d } of grads) {
       const clipped = tf.tensor(g, v.shape);
       const sums = applyUpdate(v, clipped, 0, 0, lr);
       clipped.dispose();
@@ -539,6 +618,34 @@ export function createLeanStep(
     }
     return penalty;
   };
+
+  /** The clipping passes of simd.wat over the heap's memory (the multiple of 4), the JS ones over the tail. */
+  const simdClipPasses = (simd: Simd): ClipPasses => ({
+    foldAndSumSquares(x, sum) {
+      const n4 = x.g.length & ~3;
+      const out = scratchSums();
+      const fold = x.l1 || x.l2 ? 1 : 0;
+      simd.clipSumSq(x.w.byteOffset, x.g.byteOffset, n4, fold, x.l1, Math.fround(2 * x.l2), out.byteOffset);
+      const head = out[0]!;
+      const tail = jsClipPasses.foldAndSumSquares({ ...x, w: x.w.subarray(n4), g: x.g.subarray(n4) }, sum);
+      return sum ? head + tail : 0;
+    },
+    clamp(g, c) {
+      const n4 = g.length & ~3;
+      simd.clipScale(g.byteOffset, n4, 0, c, 0);
+      jsClipPasses.clamp(g.subarray(n4), c);
+    },
+    scaleDivide(g, c, d) {
+      const n4 = g.length & ~3;
+      simd.clipScale(g.byteOffset, n4, 1, c, d);
+      jsClipPasses.scaleDivide(g.subarray(n4), c, d);
+    },
+    scale(g, sc) {
+      const n4 = g.length & ~3;
+      simd.clipScale(g.byteOffset, n4, 2, sc, 0);
+      jsClipPasses.scale(g.subarray(n4), sc);
+    },
+  });
 
   /**
    * Scratch of the direct step for a batch size: each layer's output and the gradient at its
@@ -581,6 +688,7 @@ export function createLeanStep(
     labels: ArrayLike<number>,
     lr: number,
     soft: boolean,
+    masks: Float32Array[][],
   ): Omit<LeanStepResult, 'batchSize'> | null => {
     const B = x.shape[0];
     const inputUnits = dense[0]!.kernel.shape[0]!;
@@ -605,6 +713,7 @@ export function createLeanStep(
         d.bias ? at(d.bias) : null,
         d.act === 'relu' ? 'relu' : 'linear',
       );
+      for (const m of masks[li]!) multiplyInPlace(ownFloats(s.outputs[li]!, false)!, m);
     }
     const last = dense.length - 1;
     const C = dense[last]!.kernel.shape[1]!;
@@ -626,6 +735,8 @@ export function createLeanStep(
       if (li > 0) {
         const dPrev = s.dZ[li - 1]!;
         matMul(false, true, B, k, n, at(s.dZ[li]!), at(d.kernel), at(dPrev), null, 'linear');
+        const dropped = masks[li - 1]!;
+        for (let j = dropped.length - 1; j >= 0; j--) multiplyInPlace(ownFloats(dPrev, false)!, dropped[j]!);
         if (dense[li - 1]!.act === 'relu')
           simd.reluGrad(ownFloats(dPrev, false)!.byteOffset, ownFloats(input, false)!.byteOffset, B * k);
       }
@@ -636,30 +747,60 @@ export function createLeanStep(
     return { ...result, penalty: batchPenalty };
   };
 
-  const run = (x: tf.Tensor2D | tf.Tensor3D, y: tf.Tensor1D | tf.Tensor2D, noiseSeed = 0): LeanStepResult => {
-    if (inputNoise) {
-      // The same draw as forward()'s for the [B, 784] flattened batch: the values come in the same order.
-      const noisy = trainingNoise(x, inputNoise.noise, noiseSeed + inputNoise.layerIndex) as typeof x;
-      try {
-        return runOn(noisy, y);
-      } finally {
-        if (noisy !== x) noisy.dispose();
+  const run = (x: tf.Tensor2D | tf.Tensor3D, y: tf.Tensor1D | tf.Tensor2D, dropoutSeed = 0): LeanStepResult => {
+    // The input stage, as forward() runs it: the noise layer's draw and the input dropout's for the
+    // flattened batch (the values come in the same order), each seeded with dropoutSeed + its index.
+    let input = x;
+    const made: tf.Tensor[] = [];
+    try {
+      for (const s of inputStage) {
+        const seed = dropoutSeed + s.layerIndex;
+        const next = (
+          'noise' in s
+            ? trainingNoise(input, s.noise, seed)
+            : s.rate > 0
+              ? tf.tidy(() => tf.mul(input, tf.tensor(dropoutMultiplier(input.size, s.rate, seed), input.shape)))
+              : input
+        ) as typeof x;
+        if (next !== input) made.push(next);
+        input = next;
       }
+      return runOn(input, y, dropoutSeed);
+    } finally {
+      tf.dispose(made);
     }
-    return runOn(x, y);
   };
 
-  const runOn = (x: tf.Tensor2D | tf.Tensor3D, y: tf.Tensor1D | tf.Tensor2D): LeanStepResult => {
+  const runOn = (x: tf.Tensor2D | tf.Tensor3D, y: tf.Tensor1D | tf.Tensor2D, dropoutSeed: number): LeanStepResult => {
     const lr = optimizer.learningRate();
     const B = x.shape[0];
     const labels = y.dataSync();
     const soft = y.rank === 2;
     if (y.shape[0] !== B) throw new Error(`lean step: ${y.shape[0]} labels for a batch of ${B}`);
     const matMul = direct && tf.getBackend() === 'wasm' && wasmSimd() ? installedMatMul('wasm') : null;
-    const result = (matMul && runDirect(matMul, x, labels, lr, soft)) || runOps(x, labels, lr, soft);
+    // Each layer's dropout multipliers for this batch (rate 0 is the identity, as forward()'s `rate > 0`).
+    const masks = dense.map((d) =>
+      d.dropout
+        .filter((p) => p.rate > 0)
+        .map((p) => dropoutMultiplier(B * d.kernel.shape[1]!, p.rate, dropoutSeed + p.layerIndex)),
+    );
+    const result = (matMul && runDirect(matMul, x, labels, lr, soft, masks)) || runOps(x, labels, lr, soft, masks);
     // Keras averages (useEma) after the step's updates, then constrains: each weight right after its update
     // in Keras, here after the whole step's updates (each constraint reads only its own weight).
-    stepMovingAverage(optimizer, trainable);
+    // The EMA on views of the weights' memory; on tfjs-wasm with the SIMD passes the averages are on the heap (heapSlots).
+    const simd = heapSlots && tf.getBackend() === 'wasm' ? wasmSimd() : null;
+    stepMovingAverage(
+      optimizer,
+      trainable,
+      (v) => ownFloats(v, false) ?? (v.dataSync() as Float32Array),
+      simd
+        ? (a, w, m, rest) => {
+            const n4 = a.buffer === w.buffer ? a.length & ~3 : 0;
+            simd.ema(a.byteOffset, w.byteOffset, n4, m, rest);
+            emaPass(a, w, m, rest, n4);
+          }
+        : undefined,
+    );
     applyConstraints(constraints);
     optimizer.endStep();
     return { ...result, batchSize: B };

@@ -5,11 +5,28 @@
  * the weights become the averages.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { Optimizer } from './optimizers';
+import { emaPass, type Optimizer } from './optimizers';
 
-export function stepMovingAverage(optimizer: Optimizer, vars: readonly tf.Variable[]): void {
+/**
+ * `weights`: a view of a variable's values (the lean step's of the tensor's own memory, taken when the
+ * pass reads it) instead of dataSync's copy; `pass`: the average's update (the lean step's SIMD pass on
+ * tfjs-wasm, the same float32 arithmetic).
+ */
+export function stepMovingAverage(
+  optimizer: Optimizer,
+  vars: readonly tf.Variable[],
+  weights?: (v: tf.Variable) => Float32Array,
+  pass = emaPass,
+): void {
   if (!optimizer.ema) return;
-  const overwrite = optimizer.updateAverages(vars.map((v) => ({ name: v.name, data: v.dataSync() as Float32Array })));
+  const overwrite = optimizer.updateAverages(
+    vars.map((v) =>
+      weights
+        ? { name: v.name, size: v.size, data: () => weights(v) }
+        : { name: v.name, data: v.dataSync() as Float32Array },
+    ),
+    pass,
+  );
   if (overwrite) assignAverages(optimizer, vars);
 }
 

@@ -3,7 +3,9 @@
  * TrainStep (./types).
  *
  * - The lean step (src/train/lean-step.ts: hand-written gradients, 43 tfjs kernels a step instead of
- *   model.fit's 281) when the model is Flatten + Dense layers with L1/L2 kernel penalties only (and at most one noise layer, on the input), and
+ *   model.fit's 281) when the model is Flatten + Dense layers with L1/L2 kernel penalties only, Dropout
+ *   layers (the same masks as the reference step's) and at most one noise layer,
+ *   on the input, and
  *   either tfjs-node runs it or fast matmul kernels are installed (OpenBLAS, else regtrain's own
  *   SIMD WebAssembly GEMM): on tfjs's own wasm kernels its extra small kernels cost more than
  *   they save.
@@ -113,19 +115,23 @@ function blasThreads(batchSize: number): number {
 
 /**
  * Whether `spec`'s model trains on the autodiff (reference) step whatever the kernels, as createTrainStep
- * decides from the built model: a layer other than a leading Flatten and Dense, or a bias or activity
- * penalty. What `auto` weighs before the model exists (src/backend.ts).
+ * decides from the built model: a layer other than a leading Flatten, Dense and Dropout (a noise layer
+ * only right after the flatten), or a bias or activity penalty. What `auto`
+ * weighs before the model exists (src/backend.ts).
  */
 export function needsAutodiff(spec: ExperimentSpec): boolean {
-  return spec.model.layers.some((l, i) =>
+  const layers = spec.model.layers;
+  return layers.some((l, i) =>
     l.flatten
       ? i !== 0
-      : i === 1 && spec.model.layers[0]!.flatten && (l.gaussianNoise || l.gaussianDropout || l.alphaDropout)
+      : l.dropout
         ? false
-        : !l.dense ||
-          l.dense.biasRegularizer != null ||
-          l.dense.activityRegularizer != null ||
-          l.dense.kernelRegularizer?.orthogonal != null,
+        : i === 1 && layers[0]!.flatten && (l.gaussianNoise || l.gaussianDropout || l.alphaDropout)
+          ? false
+          : !l.dense ||
+            l.dense.biasRegularizer != null ||
+            l.dense.activityRegularizer != null ||
+            l.dense.kernelRegularizer?.orthogonal != null,
   );
 }
 
@@ -152,8 +158,8 @@ export function createTrainStep(built: BuiltModel, spec: ExperimentSpec, backend
   const inputNoise = leanInputNoise(built);
   if (built.noise?.size && !inputNoise) return fallback('noise layers after the input need autodiff');
   if (built.penalties.some((p) => p.orthogonal)) return fallback('the orthogonal regularizer needs autodiff');
-  if (built.dropout.size || built.activity.length || built.penalties.some((p) => !p.name.endsWith('/kernel'))) {
-    return fallback('dropout, activity or bias penalties need autodiff');
+  if (built.activity.length || built.penalties.some((p) => !p.name.endsWith('/kernel'))) {
+    return fallback('activity or bias penalties need autodiff');
   }
   const penalties = built.penalties.map((p) => ({
     layerIndex: built.model.layers.findIndex((l) => p.name.startsWith(`${l.name}/`)),

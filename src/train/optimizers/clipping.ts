@@ -36,38 +36,66 @@ export interface StepGradient {
 }
 
 /**
+ * The passes clipGradients makes over a gradient: JS loops by default; the lean step on tfjs-wasm gives
+ * SIMD ones over the tensors' own memory (the same float32 arithmetic; the float64 sum of squares is
+ * added in another order, so its rounding to float32 may differ in the last bit, rarely).
+ */
+export interface ClipPasses {
+  /** Folds the penalty gradient still missing (l1, l2) into `x.g`; then, with `sum`, returns Σg² in float64, unrounded. */
+  foldAndSumSquares(x: StepGradient, sum: boolean): number;
+  /** g ← min(max(g, −c), c). */
+  clamp(g: Float32Array, c: number): void;
+  /** g ← (g·c)/d, each operation rounded to float32. */
+  scaleDivide(g: Float32Array, c: number, d: number): void;
+  /** g ← g·s, rounded to float32. */
+  scale(g: Float32Array, s: number): void;
+}
+
+export const jsClipPasses: ClipPasses = {
+  foldAndSumSquares(x, sum) {
+    if (x.l1 || x.l2) foldPenalty(x);
+    if (!sum) return 0;
+    let s = 0;
+    for (let i = 0; i < x.g.length; i++) s += x.g[i]! * x.g[i]!;
+    return s;
+  },
+  clamp(g, c) {
+    for (let i = 0; i < g.length; i++) g[i] = Math.min(Math.max(g[i]!, -c), c);
+  },
+  scaleDivide(g, c, d) {
+    for (let i = 0; i < g.length; i++) g[i] = f(f(g[i]! * c) / d);
+  },
+  scale(g, s) {
+    for (let i = 0; i < g.length; i++) g[i] = f(g[i]! * s);
+  },
+};
+
+/**
  * Clips one step's gradients in place (after folding in any penalty gradient still missing): the
  * update that follows takes them with l1 = l2 = 0.
  */
-export function clipGradients(grads: readonly StepGradient[], clip: Clipping): void {
-  for (const x of grads) if (x.l1 || x.l2) foldPenalty(x);
+export function clipGradients(grads: readonly StepGradient[], clip: Clipping, passes = jsClipPasses): void {
+  // Σg² per variable, rounded to float32 (a float32 backend's reduction order is its own).
+  const sums = grads.map((x) => f(passes.foldAndSumSquares(x, clip.kind !== 'clipvalue')));
   const c = f(clip.value);
   if (clip.kind === 'clipvalue') {
     // ops.clip(g, −v, v)
-    for (const { g } of grads) for (let i = 0; i < g.length; i++) g[i] = Math.min(Math.max(g[i]!, -c), c);
+    for (const { g } of grads) passes.clamp(g, c);
   } else if (clip.kind === 'clipnorm') {
     // values·clipnorm / max(‖values‖, clipnorm), per variable; ‖0‖ = 0.
-    for (const { g } of grads) {
-      const l2sum = sumOfSquares(g);
+    grads.forEach(({ g }, i) => {
+      const l2sum = sums[i]!;
       const norm = l2sum > 0 ? f(Math.sqrt(l2sum)) : l2sum;
-      const d = Math.max(norm, c);
-      for (let i = 0; i < g.length; i++) g[i] = f(f(g[i]! * c) / d);
-    }
+      passes.scaleDivide(g, c, Math.max(norm, c));
+    });
   } else {
     // scale = clipnorm·min(1/‖all‖, 1/clipnorm) + (‖all‖ − ‖all‖): NaN when the norm is not finite.
     let total = 0;
-    for (const { g } of grads) total += sumOfSquares(g);
+    for (const s of sums) total += s;
     const norm = f(Math.sqrt(f(total)));
     const scale = f(f(c * Math.min(f(1 / norm), f(1 / c))) + (norm - norm));
-    for (const { g } of grads) for (let i = 0; i < g.length; i++) g[i] = f(g[i]! * scale);
+    for (const { g } of grads) passes.scale(g, scale);
   }
-}
-
-/** Σg², rounded to float32. */
-function sumOfSquares(g: Float32Array): number {
-  let s = 0;
-  for (let i = 0; i < g.length; i++) s += g[i]! * g[i]!;
-  return f(s);
 }
 
 function foldPenalty({ w, g, l1, l2 }: StepGradient): void {

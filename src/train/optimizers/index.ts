@@ -13,12 +13,12 @@
  */
 import { InputError } from '../../errors';
 import { Schedule, scheduleFrom } from '../schedules';
-import { clipGradients, clippingOf, type Clipping, type StepGradient } from './clipping';
+import { clipGradients, clippingOf, type ClipPasses, type Clipping, type StepGradient } from './clipping';
 import { f, type AdamStep, type PenaltySums, type VariableUpdate } from './definition';
 import { optimizerChoice, optimizerSchema, type OptimizerChoice, type OptimizerType } from './registry';
 
 export type { AdamStep, PenaltySums, VariableUpdate } from './definition';
-export type { Clipping, StepGradient } from './clipping';
+export type { ClipPasses, Clipping, StepGradient } from './clipping';
 
 /** Keras's use_ema with its defaults filled in (momentum 0.99, no overwrite during training). */
 export interface MovingAverageConfig {
@@ -42,6 +42,18 @@ export interface NamedArray {
   name: string;
   data: Float32Array;
 }
+
+/** useEma's pass over one variable from element `from` on: a ← m·a + rest·w, in float32 (Keras's formula). */
+export function emaPass(a: Float32Array, w: Float32Array, m: number, rest: number, from = 0): void {
+  for (let i = from; i < a.length; i++) a[i] = f(f(m * a[i]!) + f(rest * w[i]!));
+}
+
+/**
+ * A variable the EMA reads: its weights, or (the lean step) a function giving a view of them, taken only
+ * after the averages are allocated (an allocation on the wasm heap may move it), with its size.
+ */
+export type AveragedVariable =
+  { name: string; data: Float32Array } | { name: string; size: number; data: () => Float32Array };
 
 /** What a checkpoint keeps of an optimizer: the update count, the plateau scale and every slot. */
 export interface OptimizerState {
@@ -93,8 +105,8 @@ export class Optimizer {
   readonly clipping: Clipping | null;
   /** The moving average of the weights (useEma), or null. */
   readonly ema: MovingAverageConfig | null;
-  /** useEma's averages, by variable name (JS memory: only the steps' EMA pass reads them). */
-  private readonly averages = new Map<string, Float32Array>();
+  /** useEma's averages, by variable name, kept where the slots are (the lean step's SIMD pass reads them on the wasm heap). */
+  private readonly averages = new Map<string, Slot>();
   /** A learning rate that overrides the schedule and the plateau's scale (SWA's SWALR), or null. */
   private fixedLearningRate: number | null = null;
 
@@ -131,8 +143,8 @@ export class Optimizer {
    * Keras's `_clip_gradients` over one step's gradients, in place (./clipping.ts); nothing without a
    * clipping option. The update then takes each gradient with l1 = l2 = 0.
    */
-  clipGradients(grads: readonly StepGradient[]): void {
-    if (this.clipping) clipGradients(grads, this.clipping);
+  clipGradients(grads: readonly StepGradient[], passes?: ClipPasses): void {
+    if (this.clipping) clipGradients(grads, this.clipping, passes);
   }
 
   /**
@@ -141,22 +153,26 @@ export class Optimizer {
    * (a copy) and emaMomentum after, in float32. True when this update is one whose weights Keras
    * then overwrites with the averages (every overwriteFrequency updates).
    */
-  updateAverages(vars: readonly { name: string; data: Float32Array }[]): boolean {
+  updateAverages(vars: readonly AveragedVariable[], pass = emaPass): boolean {
     const ema = this.ema;
     if (!ema) return false;
     const m = this.iterations === 0 ? 0 : f(ema.momentum);
     const rest = f(1 - m);
-    for (const { name, data } of vars) {
-      let a = this.averages.get(name);
-      if (!a) this.averages.set(name, (a = new Float32Array(data.length)));
-      for (let i = 0; i < a.length; i++) a[i] = f(f(m * a[i]!) + f(rest * data[i]!));
-    }
+    // Every average allocated before any view is taken (`pass` and `data()` read views).
+    const slots = vars.map((v) => this.averageSlot(v.name, 'size' in v ? v.size : v.data.length));
+    vars.forEach((v, i) => pass(slots[i]!.view(), typeof v.data === 'function' ? v.data() : v.data, m, rest));
     return ema.overwriteFrequency !== null && (this.iterations + 1) % ema.overwriteFrequency === 0;
   }
 
-  /** A variable's moving average (useEma, once the optimizer has stepped), else undefined. */
+  /** A variable's moving average (useEma, once the optimizer has stepped), as a copy, else undefined. */
   average(name: string): Float32Array | undefined {
-    return this.averages.get(name);
+    return this.averages.get(name)?.view().slice();
+  }
+
+  private averageSlot(name: string, size: number): Slot {
+    let a = this.averages.get(name);
+    if (!a) this.averages.set(name, (a = this.slotStore.allocate(size)));
+    return a;
   }
 
   /** Sets the learning rate in force now (ReduceLROnPlateau), as a scale on the schedule. */
@@ -189,16 +205,15 @@ export class Optimizer {
 
   /** Keeps slots in `store` from now on (existing ones move there). */
   useSlotStore(store: SlotStore): void {
-    for (const [name, slots] of this.slots) {
-      const moved = slots.map((old) => {
-        const data = old.view().slice();
-        const slot = store.allocate(data.length);
-        slot.view().set(data);
-        old.dispose();
-        return slot;
-      });
-      this.slots.set(name, moved);
-    }
+    const move = (old: Slot): Slot => {
+      const data = old.view().slice();
+      const slot = store.allocate(data.length);
+      slot.view().set(data);
+      old.dispose();
+      return slot;
+    };
+    for (const [name, slots] of this.slots) this.slots.set(name, slots.map(move));
+    for (const [name, average] of this.averages) this.averages.set(name, move(average));
     this.slotStore = store;
   }
 
@@ -214,10 +229,12 @@ export class Optimizer {
     return definition.adamStep(config, this.context(name, size, lr));
   }
 
-  /** Frees the slots (the optimizer cannot step afterwards). */
+  /** Frees the slots and averages (the optimizer cannot step afterwards). */
   dispose(): void {
     for (const slots of this.slots.values()) for (const s of slots) s.dispose();
     this.slots.clear();
+    for (const a of this.averages.values()) a.dispose();
+    this.averages.clear();
   }
 
   /** Applies one variable's update with learning rate `lr` (from learningRate(), once per step). */
@@ -253,7 +270,7 @@ export class Optimizer {
     const slots: NamedArray[] = [];
     for (const [name, arrays] of this.slots)
       arrays.forEach((slot, i) => slots.push({ name: `${name}/${this.slotNames[i]}`, data: slot.view().slice() }));
-    for (const [name, data] of this.averages) slots.push({ name: `${name}/${AVERAGE_SLOT}`, data: data.slice() });
+    for (const [name, a] of this.averages) slots.push({ name: `${name}/${AVERAGE_SLOT}`, data: a.view().slice() });
     return { type: this.type, iterations: this.iterations, learningRateScale: this.learningRateScale, slots };
   }
 
@@ -282,9 +299,11 @@ export class Optimizer {
       }
     }
     this.dispose();
-    this.averages.clear();
     if (state.iterations > 0 && this.ema)
-      for (const v of variables) this.averages.set(v.name, byName.get(`${v.name}/${AVERAGE_SLOT}`)!.slice());
+      for (const v of variables)
+        this.averageSlot(v.name, v.size)
+          .view()
+          .set(byName.get(`${v.name}/${AVERAGE_SLOT}`)!);
     if (state.iterations > 0 && this.slotNames.length) {
       for (const v of variables) {
         this.slotsFor(v.name, v.size).forEach((slot, i) =>
