@@ -95,7 +95,7 @@ export function convGeometry(
 }
 
 /** A tfjs conv or pooling info (NHWC) as the numbers the gradients need; for pooling inC = outC. */
-function geometryOf(info: tf.backend_util.Conv2DInfo): ConvGeometry {
+export function geometryOf(info: tf.backend_util.Conv2DInfo): ConvGeometry {
   return {
     batch: info.batchSize,
     inH: info.inHeight,
@@ -264,7 +264,7 @@ function heapGemmFn(kind: 'openblas' | WasmGemmKind, backend: WasmBackendLike): 
 }
 
 /** conv.wat's loops, on a tfjs-wasm heap (byte addresses). */
-interface ConvSimd {
+export interface ConvSimd {
   addTo(dst: number, src: number, n: number): void;
   colSum(x: number, out: number, rows: number, cols: number): void;
   maxPoolGrad(
@@ -635,6 +635,52 @@ export function maxPoolGradInto(
         for (let c = 0; c < ch; c++) {
           const i = at[c]!;
           if (i >= 0) dx[dxOff - xOff + i] += dy[d + c]!;
+        }
+      }
+    }
+  }
+}
+
+/**
+ * The max-pool forward pass (NHWC) that also records, per output value, the input index of its
+ * window's first maximum (row-major within the window, strictly greater replaces: the position
+ * maxPoolGradInto, TensorFlow and PyTorch send the gradient to), as an element offset from xOff.
+ * The backward pass is then one scatter: dx[arg[i]] += dy[i].
+ */
+export function maxPoolForward(
+  p: ConvGeometry,
+  x: Float32Array,
+  xOff: number,
+  y: Float32Array,
+  yOff: number,
+  arg: Int32Array,
+): void {
+  const { batch, inH, inW, inC: ch, outH, outW, fH, fW, strideH, strideW, padTop, padLeft } = p;
+  let o = 0;
+  for (let b = 0; b < batch; b++) {
+    const xb = b * inH * inW * ch;
+    for (let oh = 0; oh < outH; oh++) {
+      const h0 = Math.max(0, oh * strideH - padTop);
+      const h1 = Math.min(inH, oh * strideH - padTop + fH);
+      for (let ow = 0; ow < outW; ow++, o += ch) {
+        const w0 = Math.max(0, ow * strideW - padLeft);
+        const w1 = Math.min(inW, ow * strideW - padLeft + fW);
+        const first = xb + (h0 * inW + w0) * ch;
+        for (let c = 0; c < ch; c++) {
+          y[yOff + o + c] = x[xOff + first + c]!;
+          arg[o + c] = first + c;
+        }
+        for (let h = h0; h < h1; h++) {
+          for (let w = h === h0 ? w0 + 1 : w0; w < w1; w++) {
+            const r = xb + (h * inW + w) * ch;
+            for (let c = 0; c < ch; c++) {
+              const v = x[xOff + r + c]!;
+              if (v > y[yOff + o + c]!) {
+                y[yOff + o + c] = v;
+                arg[o + c] = r + c;
+              }
+            }
+          }
         }
       }
     }
