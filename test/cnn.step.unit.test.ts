@@ -158,7 +158,7 @@ function smallCnn(seed: number, l2: number): tf.Sequential {
   return model;
 }
 
-test("the lean CNN step follows the autodiff step to float32 rounding for 5 Adam steps ('same' and 'valid' padding, strides, relu, an L2 penalty, label smoothing)", async () => {
+test("the lean CNN step follows the autodiff step to float32 rounding for 5 Adam steps ('same' and 'valid' padding, strides, relu, an L2 penalty, a nonNeg constraint, label smoothing)", async () => {
   await initBackend('wasm');
   for (const kind of gemmKinds()) {
     for (const labelSmoothing of [0, 0.1]) {
@@ -166,12 +166,24 @@ test("the lean CNN step follows the autodiff step to float32 rounding for 5 Adam
       const ref = smallCnn(7, 1e-3);
       const adam = { adam: { learningRate: 0.01 } };
       const penalties = [{ layerIndex: 1, l1: 0, l2: 1e-3 }];
-      const step = createCnnStep(lean, createOptimizer(adam), penalties, kind, { labelSmoothing });
+      // nonNeg on the hidden dense kernel: each step's constraint assigns the variable, which the next step must start from.
+      const nonNeg = (m: tf.Sequential) => [
+        {
+          layerIndex: 6,
+          name: 'dense/kernel',
+          variable: m.layers[6]!.trainableWeights[0]!.read() as tf.Variable,
+          constraint: { nonNeg: {} },
+        },
+      ];
+      const step = createCnnStep(lean, createOptimizer(adam), penalties, kind, {
+        labelSmoothing,
+        constraints: nonNeg(lean),
+      });
       if ('unsupported' in step) throw new Error(step.unsupported);
       const built = builtOf(ref);
       const kernel = ref.layers[1]!.trainableWeights[0]!;
       built.penalties = [{ name: kernel.name, variable: kernel, l1: 0, l2: 1e-3 }];
-      const refStep = createReferenceStep(built, createOptimizer(adam), { labelSmoothing });
+      const refStep = createReferenceStep(built, createOptimizer(adam), { labelSmoothing, constraints: nonNeg(ref) });
       for (let s = 0; s < 5; s++) {
         const x = tf.randomUniform([6, 12, 12], 0, 1, 'float32', 100 + s);
         const y = tf.tensor1d([0, 1, 2, 3, 9, s], 'int32');
