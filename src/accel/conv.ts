@@ -267,6 +267,24 @@ function heapGemmFn(kind: 'openblas' | WasmGemmKind, backend: WasmBackendLike): 
 export interface ConvSimd {
   addTo(dst: number, src: number, n: number): void;
   colSum(x: number, out: number, rows: number, cols: number): void;
+  /** maxPoolForward with SIMD (channels a multiple of 4): `arg` an int32 array in the same memory. */
+  maxPoolFwd(
+    x: number,
+    y: number,
+    arg: number,
+    batch: number,
+    inH: number,
+    inW: number,
+    ch: number,
+    outH: number,
+    outW: number,
+    fH: number,
+    fW: number,
+    sH: number,
+    sW: number,
+    pT: number,
+    pL: number,
+  ): void;
   maxPoolGrad(
     x: number,
     dy: number,
@@ -658,29 +676,29 @@ export function maxPoolForward(
   const { batch, inH, inW, inC: ch, outH, outW, fH, fW, strideH, strideW, padTop, padLeft } = p;
   let o = 0;
   for (let b = 0; b < batch; b++) {
-    const xb = b * inH * inW * ch;
+    const xb = xOff + b * inH * inW * ch;
     for (let oh = 0; oh < outH; oh++) {
       const h0 = Math.max(0, oh * strideH - padTop);
       const h1 = Math.min(inH, oh * strideH - padTop + fH);
       for (let ow = 0; ow < outW; ow++, o += ch) {
         const w0 = Math.max(0, ow * strideW - padLeft);
         const w1 = Math.min(inW, ow * strideW - padLeft + fW);
-        const first = xb + (h0 * inW + w0) * ch;
+        // Per channel, the window's values ch apart: the running maximum in locals (the window's
+        // first value to start, so that every window has a position), strictly greater replaces.
         for (let c = 0; c < ch; c++) {
-          y[yOff + o + c] = x[xOff + first + c]!;
-          arg[o + c] = first + c;
-        }
-        for (let h = h0; h < h1; h++) {
-          for (let w = h === h0 ? w0 + 1 : w0; w < w1; w++) {
-            const r = xb + (h * inW + w) * ch;
-            for (let c = 0; c < ch; c++) {
-              const v = x[xOff + r + c]!;
-              if (v > y[yOff + o + c]!) {
-                y[yOff + o + c] = v;
-                arg[o + c] = r + c;
+          let at = xb + (h0 * inW + w0) * ch + c;
+          let best = x[at]!;
+          for (let h = h0; h < h1; h++) {
+            for (let w = w0, r = xb + (h * inW + w0) * ch + c; w < w1; w++, r += ch) {
+              const v = x[r]!;
+              if (v > best) {
+                best = v;
+                at = r;
               }
             }
           }
+          y[yOff + o + c] = best;
+          arg[o + c] = at - xOff;
         }
       }
     }

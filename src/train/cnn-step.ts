@@ -44,6 +44,7 @@ import { applyConstraints, type ConstraintTerm } from './constraints';
 import { softLossGradient, type LeanStepResult, type Penalty } from './lean-step';
 import { stepMovingAverage } from './moving-average';
 import { Optimizer } from './optimizers';
+import { adamPass } from './optimizers/adam';
 
 // The ES2022 lib has no WebAssembly types (they come with DOM); the few used here:
 // eslint-disable-next-line @typescript-eslint/no-namespace -- an ambient declaration of a global, not a module
@@ -203,6 +204,22 @@ class Arena {
   }
 }
 
+/**
+ * CPU milliseconds per phase of the lean CNN steps while `cnnProfile.on` (the bench's --profile): where
+ * a step's time goes, e.g. "forward 1 conv", "backward 3 pool", "update". Off, it costs one check per phase.
+ */
+export const cnnProfile = { on: false, ms: new Map<string, number>() };
+function timed<T>(phase: string, fn: () => T): T {
+  if (!cnnProfile.on) return fn();
+  const c0 = process.cpuUsage();
+  try {
+    return fn();
+  } finally {
+    const c = process.cpuUsage(c0);
+    cnnProfile.ms.set(phase, (cnnProfile.ms.get(phase) ?? 0) + (c.user + c.system) / 1000);
+  }
+}
+
 const loadConvSimd = heapModuleLoader<ConvSimd>('conv.wasm');
 const loadSimd = heapModuleLoader<Simd>('simd.wasm');
 
@@ -269,7 +286,8 @@ interface BatchPlan {
   out: number[];
   dOut: number[];
   col: number[];
-  arg: Array<Int32Array | null>;
+  /** Per pool layer: the byte address of its int32 argmax indexes (elements from its input), else 0. */
+  arg: number[];
   geo: Array<ConvGeometry | null>;
   /** Per layer: the rows and columns of its output seen as a matrix (B·positions × channels or units). */
   rows: number[];
@@ -329,6 +347,16 @@ export function createCnnStep(
   if ('reason' in chosen) return { unsupported: `no GEMM: ${chosen.reason}` };
   const gemm = chosen.gemm;
 
+  // On the SIMD path, the optimizer keeps its slots (Adam's moments) in the arena, where simd.adam reads them.
+  if (simd) {
+    optimizer.useSlotStore({
+      allocate(size) {
+        const at = arena.alloc(4 * size) >>> 2;
+        return { view: () => arena.f32().subarray(at, at + size), dispose: () => {} };
+      },
+    });
+  }
+  const sumsAt = arena.alloc(16);
   const weighted = layers.filter((l): l is Extract<Layer, { kind: 'conv' | 'dense' }> => l.kind !== 'pool');
   const vars = weighted.flatMap((l) => [l.kernel, ...(l.bias ? [l.bias] : [])]);
   // Each variable's weights and gradient in the arena, and the data the arena last took from (or gave to) it.
@@ -368,7 +396,7 @@ export function createCnnStep(
         const g = convGeometry('Conv2D', [B, ...inShape], l.filter, { strides: l.strides, pad: l.pad });
         p.geo.push(g);
         p.col.push(arena.alloc(4 * g.batch * g.outH * g.outW * g.fH * g.fW * g.inC));
-        p.arg.push(null);
+        p.arg.push(0);
       } else if (l.kind === 'pool') {
         const info = tf.backend_util.computePool2DInfo(
           [B, ...inShape] as [number, number, number, number],
@@ -379,17 +407,22 @@ export function createCnnStep(
         );
         p.geo.push(geometryOf(info));
         p.col.push(0);
-        p.arg.push(new Int32Array(B * outSize));
+        p.arg.push(arena.alloc(4 * B * outSize));
       } else {
         p.geo.push(null);
         p.col.push(0);
-        p.arg.push(null);
+        p.arg.push(0);
       }
     });
     plans.set(B, p);
     return p;
   };
 
+  /** A pool layer's argmax indexes (one per output value), viewed in the arena. */
+  const argView = (p: BatchPlan, i: number): Int32Array => {
+    const g = p.geo[i]!;
+    return new Int32Array(arena.memory.buffer, p.arg[i]!, g.batch * g.outH * g.outW * g.outC);
+  };
   /** Each variable's weights into the arena when the variable was assigned since the arena last saw it. */
   const pull = (): void => {
     for (const v of vars) {
@@ -425,12 +458,22 @@ export function createCnnStep(
   };
 
   const forward = (p: BatchPlan): void => {
-    layers.forEach((l, i) => {
+    layers.forEach((l, i) => timed(`forward ${i} ${l.kind}`, () => forwardLayer(p, l, i)));
+  };
+  const forwardLayer = (p: BatchPlan, l: Layer, i: number): void => {
+    {
       const x = i === 0 ? p.input : p.out[i - 1]!;
       const y = p.out[i]!;
       if (l.kind === 'pool') {
+        const g = p.geo[i]!;
+        if (convSimd && g.inC % 4 === 0) {
+          const { batch, inH, inW, inC, outH, outW, fH, fW, strideH, strideW, padTop, padLeft } = g;
+          const pool = [batch, inH, inW, inC, outH, outW, fH, fW, strideH, strideW, padTop, padLeft] as const;
+          convSimd.maxPoolFwd(x, y, p.arg[i]!, ...pool);
+          return;
+        }
         const h = arena.f32();
-        maxPoolForward(p.geo[i]!, h, x >>> 2, h, y >>> 2, p.arg[i]!);
+        maxPoolForward(g, h, x >>> 2, h, y >>> 2, argView(p, i));
         return;
       }
       const bias = l.bias ? wAt.get(l.bias)! : 0;
@@ -442,26 +485,29 @@ export function createCnnStep(
       const g = p.geo[i]!;
       const K = g.fH * g.fW * g.inC;
       const h = arena.f32();
-      im2col(g, h, x >>> 2, h, p.col[i]! >>> 2);
+      timed(`forward ${i} im2col`, () => im2col(g, h, x >>> 2, h, p.col[i]! >>> 2));
       gemm(false, false, p.rows[i]!, g.outC, K, p.col[i]!, K, wAt.get(l.kernel)!, g.outC, y, g.outC, bias, l.relu);
-    });
+    }
   };
 
   const backward = (p: BatchPlan): void => {
-    for (let i = layers.length - 1; i >= 0; i--) {
+    for (let i = layers.length - 1; i >= 0; i--) timed(`backward ${i} ${layers[i]!.kind}`, () => backwardLayer(p, i));
+  };
+  const backwardLayer = (p: BatchPlan, i: number): void => {
+    {
       const l = layers[i]!;
       const dy = p.dOut[i]!;
       const dx = i > 0 ? p.dOut[i - 1]! : 0;
       if (l.kind === 'pool') {
-        if (!dx) continue;
+        if (!dx) return;
         const h = arena.f32();
-        const arg = p.arg[i]!;
+        const arg = argView(p, i);
         const g = p.geo[i]!;
         const d0 = dx >>> 2;
         const y0 = dy >>> 2;
         h.fill(0, d0, d0 + g.batch * g.inH * g.inW * g.inC);
         for (let o = 0; o < arg.length; o++) h[d0 + arg[o]!] = h[d0 + arg[o]!]! + h[y0 + o]!;
-        continue;
+        return;
       }
       const rows = p.rows[i]!;
       const n = p.cols[i]!;
@@ -474,17 +520,19 @@ export function createCnnStep(
         const x = i === 0 ? p.input : p.out[i - 1]!;
         gemm(true, false, k, n, p.B, x, k, dy, n, gW, n, 0, false);
         if (dx) gemm(false, true, p.B, k, n, dy, n, W, n, dx, k, 0, false);
-        continue;
+        return;
       }
       const g = p.geo[i]!;
       const K = g.fH * g.fW * g.inC;
       const col = p.col[i]!;
       gemm(true, false, K, n, rows, col, K, dy, n, gW, n, 0, false);
-      if (!dx) continue;
+      if (!dx) return;
       // The forward pass's im2col copy is spent: it takes dz·Wᵀ, which col2im sums into dx.
       gemm(false, true, rows, K, n, dy, n, W, n, col, K, 0, false);
       const h = arena.f32();
-      col2im(g, h, col >>> 2, h, dx >>> 2, convSimd ? (d, s, c) => convSimd.addTo(d, s, c) : undefined);
+      timed(`backward ${i} col2im`, () =>
+        col2im(g, h, col >>> 2, h, dx >>> 2, convSimd ? (d, s, c) => convSimd.addTo(d, s, c) : undefined),
+      );
     }
   };
 
@@ -516,7 +564,40 @@ export function createCnnStep(
     }
     for (const { v, l1, l2, layer } of items) {
       const w = view(wAt.get(v)!, v.size);
-      const sums = optimizer.update({ name: v.name, w, g: view(gAt.get(v)!, v.size), out: w, l1, l2 }, lr);
+      const g = view(gAt.get(v)!, v.size);
+      const adam = simd ? optimizer.adamStep(v.name, v.size, lr) : null;
+      let sums: { abs: number; sq: number };
+      if (simd && adam) {
+        // As the dense lean step: one SIMD pass over the multiple of 4, the optimizer's JS loop over the rest.
+        const n4 = v.size & ~3;
+        const vhat = adam.vhat;
+        simd.adam(
+          w.byteOffset,
+          g.byteOffset,
+          w.byteOffset,
+          adam.m.byteOffset,
+          adam.v.byteOffset,
+          vhat ? vhat.byteOffset : 0,
+          vhat ? 1 : 0,
+          n4,
+          l1,
+          Math.fround(2 * l2),
+          adam.lr,
+          adam.wd,
+          adam.alpha,
+          adam.oneMinusB1,
+          adam.oneMinusB2,
+          adam.epsilon,
+          sumsAt,
+        );
+        const head = new Float64Array(arena.memory.buffer, sumsAt, 2);
+        const tail = adamPass(
+          { name: v.name, w: w.subarray(n4), g: g.subarray(n4), out: w.subarray(n4), l1, l2 },
+          adam,
+          n4,
+        );
+        sums = { abs: head[0]! + tail.abs, sq: head[1]! + tail.sq };
+      } else sums = optimizer.update({ name: v.name, w, g, out: w, l1, l2 }, lr);
       if (layer) penalty += layer.l1 * sums.abs + layer.l2 * sums.sq;
     }
     return penalty;
@@ -532,8 +613,10 @@ export function createCnnStep(
     const labels = y.dataSync();
     const soft = y.rank === 2;
     const p = planFor(B);
-    pull();
-    arena.f32().set(x.dataSync() as Float32Array, p.input >>> 2);
+    timed('input', () => {
+      pull();
+      arena.f32().set(x.dataSync() as Float32Array, p.input >>> 2);
+    });
     forward(p);
     const last = layers.length - 1;
     const C = p.cols[last]!;
@@ -544,8 +627,8 @@ export function createCnnStep(
       : crossEntropyGradient(logits, labels, B, C, dz, labelSmoothing);
     arena.f32().set(dz, p.dOut[last]! >>> 2);
     backward(p);
-    const penalty = update(lr);
-    push();
+    const penalty = timed('update', () => update(lr));
+    timed('assign', push);
     // As the dense lean step: the moving average after the updates, then the constraints (which
     // assign the variables: the next step pulls their weights).
     stepMovingAverage(optimizer, vars);

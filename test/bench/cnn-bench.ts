@@ -10,6 +10,10 @@
  * (GEMM matmuls and the im2col conv gradients of src/accel/conv.ts) with OpenBLAS when it loads
  * and without any native library.
  *
+ * The lean CNN step (src/train/cnn-step.ts, what `regtrain run` trains the CNN with when regtrain's
+ * GEMM is there: hand-written forward and backward, no tfjs op a step) runs on the same two GEMMs
+ * (OpenBLAS, one thread; the SIMD WebAssembly GEMM, one thread), with the same Adam.
+ *
  * Each path's GFLOP/s (trainingFlopsPerSample: 4.05 MFLOP a sample) is printed next to the dense
  * step's on the same GEMM (the tutorial's lean step, batch 512, 1 thread), measured right after it:
  * issue 23's goal 2 is the CNN at ≥ 0.5× that rate.
@@ -33,6 +37,7 @@ import { createOptimizer } from '../../src/train/optimizers';
 import { crossEntropySum, forward } from '../../src/train/forward';
 import { buildTutorialModel, fakeData } from './tutorial-model';
 import { chooseWasmGemm } from '../../src/accel/gemm';
+import { createCnnStep } from '../../src/train/cnn-step';
 import { findTorchPython, measurePath, median, useBackend, type PathSpec } from './train-bench';
 
 const SECONDS = Number(process.env.REGTRAIN_BENCH_SECONDS ?? 1);
@@ -44,6 +49,8 @@ export interface CnnPath {
   gemm: GemmChoice;
   /** tfjs-node's TensorFlow kernels instead of wasm (gemm is then 'none'). */
   tensorflow?: boolean;
+  /** The lean CNN step (src/train/cnn-step.ts) on `gemm`, instead of the autodiff step. */
+  lean?: boolean;
 }
 
 export function buildCnn(seed = 42): tf.Sequential {
@@ -142,6 +149,33 @@ export function cnnStep(model: tf.Sequential): { run(x: tf.Tensor, y: tf.Tensor1
   };
 }
 
+/** The lean CNN step on a path's GEMM (one thread), with the same Adam as cnnStep. */
+export function leanCnnStep(
+  model: tf.Sequential,
+  p: CnnPath,
+): { run(x: tf.Tensor, y: tf.Tensor1D): number; dispose(): void } {
+  let kind: 'openblas' | 'wasm-simd' | 'wasm-relaxed-simd';
+  if (p.gemm === 'openblas') {
+    const blas = loadBlas();
+    if (!blas.ok) throw new Error(blas.reason);
+    blas.setThreads(1);
+    kind = 'openblas';
+  } else {
+    const w = chooseWasmGemm();
+    if (!('kind' in w)) throw new Error(w.reason);
+    kind = w.kind;
+  }
+  const step = createCnnStep(model, createOptimizer({ adam: { learningRate: 0.001 } }), [], kind, { threads: 1 });
+  if ('unsupported' in step) throw new Error(step.unsupported);
+  return {
+    run(x, y) {
+      const r = step.run(x, y);
+      return r.dataLoss / r.batchSize;
+    },
+    dispose: () => step.dispose(),
+  };
+}
+
 /** A running `torch_cnn.py --serve`: one PyTorch measurement per request line "BATCH THREADS SECONDS". */
 async function startTorch(py: string): Promise<{
   version: string;
@@ -179,8 +213,13 @@ function cnnData(n: number): { x: tf.Tensor3D; y: tf.Tensor1D } {
 /** The paths this machine can run (tfjs-node's when it loads). */
 export async function cnnPaths(): Promise<CnnPath[]> {
   const out: CnnPath[] = [{ label: "wasm, tfjs's kernels", gemm: 'none' }];
-  if (loadBlas().ok) out.push({ label: 'wasm + regtrain kernels (OpenBLAS)', gemm: 'openblas' });
-  out.push({ label: 'wasm + regtrain kernels (no native library)', gemm: 'wasm' });
+  if (loadBlas().ok) {
+    out.push({ label: 'autodiff, wasm + regtrain kernels (OpenBLAS)', gemm: 'openblas' });
+    out.push({ label: 'lean CNN step (OpenBLAS)', gemm: 'openblas', lean: true });
+  }
+  out.push({ label: 'autodiff, wasm + regtrain kernels (no native library)', gemm: 'wasm' });
+  if ('kind' in chooseWasmGemm())
+    out.push({ label: 'lean CNN step (SIMD wasm GEMM, no native library)', gemm: 'wasm', lean: true });
   if (await useBackend('tensorflow'))
     out.push({ label: 'tfjs-node (TensorFlow 1.15 kernels)', gemm: 'none', tensorflow: true });
   return out;
@@ -194,7 +233,8 @@ async function usePath(p: CnnPath): Promise<void> {
   if (!(await useBackend('wasm'))) throw new Error('the wasm backend does not load here');
   registerWasmConvKernels();
   uninstallAcceleratedKernels('wasm');
-  if (p.gemm !== 'none') installAcceleratedKernels('wasm', { gemm: p.gemm, threads: 1 });
+  // The lean step calls its GEMM itself: tfjs's kernels stay as they are.
+  if (p.gemm !== 'none' && !p.lean) installAcceleratedKernels('wasm', { gemm: p.gemm, threads: 1 });
 }
 
 /** Runs `fn` with every kernel of the wasm backend timed by CPU time (the machine is shared); returns ms per kernel name, summed. */
@@ -237,7 +277,7 @@ export async function measureCnn(
 ): Promise<{ rate: number; cpuRate: number }> {
   await usePath(p);
   const model = buildCnn(1);
-  const step = cnnStep(model);
+  const step = p.lean ? leanCnnStep(model, p) : cnnStep(model);
   const { x, y } = cnnData(SAMPLES);
   const nBatches = Math.floor(SAMPLES / batch);
   let pos = 0;
@@ -270,7 +310,7 @@ export async function measureCnn(
 export async function profileCnn(p: CnnPath, batch: number, steps = 10): Promise<string> {
   await usePath(p);
   const model = buildCnn(1);
-  const step = cnnStep(model);
+  const step = p.lean ? leanCnnStep(model, p) : cnnStep(model);
   const { x, y } = cnnData(batch * 2);
   const xs = x.slice(0, batch);
   const ys = y.slice(0, batch);
