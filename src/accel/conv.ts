@@ -267,6 +267,8 @@ function heapGemmFn(kind: 'openblas' | WasmGemmKind, backend: WasmBackendLike): 
 export interface ConvSimd {
   addTo(dst: number, src: number, n: number): void;
   colSum(x: number, out: number, rows: number, cols: number): void;
+  /** dx (nx floats, a multiple of 4) ← 0, then dx[arg[i]] += dy[i] for i < n: the max-pool gradient from maxPoolFwd's indexes. */
+  maxPoolScatter(dx: number, nx: number, dy: number, arg: number, n: number): void;
   /** maxPoolForward with SIMD (channels a multiple of 4): `arg` an int32 array in the same memory. */
   maxPoolFwd(
     x: number,

@@ -114,6 +114,26 @@
       (local.set $b (i32.add (local.get $b) (i32.const 1)))
       (br $bLoop))))
 
+  ;; The max-pool backward pass from maxPoolFwd's indexes: dx (nx floats, a multiple of 4) zeroed, then
+  ;; dx[arg[i]] += dy[i] for the n outputs in order (float32 adds in the order of conv.ts's JS loop).
+  (func (export "maxPoolScatter") (param $dx i32) (param $nx i32) (param $dy i32) (param $arg i32) (param $n i32)
+    (local $p i32) (local $end i32) (local $q i32)
+    (local.set $p (local.get $dx))
+    (local.set $end (i32.add (local.get $dx) (i32.shl (local.get $nx) (i32.const 2))))
+    (block $zDone (loop $zLoop
+      (br_if $zDone (i32.ge_u (local.get $p) (local.get $end)))
+      (v128.store (local.get $p) (v128.const i32x4 0 0 0 0))
+      (local.set $p (i32.add (local.get $p) (i32.const 16)))
+      (br $zLoop)))
+    (local.set $end (i32.add (local.get $dy) (i32.shl (local.get $n) (i32.const 2))))
+    (block $sDone (loop $sLoop
+      (br_if $sDone (i32.ge_u (local.get $dy) (local.get $end)))
+      (local.set $q (i32.add (local.get $dx) (i32.shl (i32.load (local.get $arg)) (i32.const 2))))
+      (f32.store (local.get $q) (f32.add (f32.load (local.get $q)) (f32.load (local.get $dy))))
+      (local.set $dy (i32.add (local.get $dy) (i32.const 4)))
+      (local.set $arg (i32.add (local.get $arg) (i32.const 4)))
+      (br $sLoop))))
+
   ;; One lane of the scatter: dx[at − x] += dy lane, unless the window had no maximum (at = −1).
   (func $scatter (param $at i32) (param $x i32) (param $dx i32) (param $g f32)
     (local $p i32)

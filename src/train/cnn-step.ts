@@ -485,7 +485,7 @@ export function createCnnStep(
       const g = p.geo[i]!;
       const K = g.fH * g.fW * g.inC;
       const h = arena.f32();
-      timed(`forward ${i} im2col`, () => im2col(g, h, x >>> 2, h, p.col[i]! >>> 2));
+      timed(`forward ${i} conv, of which im2col`, () => im2col(g, h, x >>> 2, h, p.col[i]! >>> 2));
       gemm(false, false, p.rows[i]!, g.outC, K, p.col[i]!, K, wAt.get(l.kernel)!, g.outC, y, g.outC, bias, l.relu);
     }
   };
@@ -500,9 +500,11 @@ export function createCnnStep(
       const dx = i > 0 ? p.dOut[i - 1]! : 0;
       if (l.kind === 'pool') {
         if (!dx) return;
+        const g = p.geo[i]!;
+        const nx = g.batch * g.inH * g.inW * g.inC;
+        if (convSimd && nx % 4 === 0) return convSimd.maxPoolScatter(dx, nx, dy, p.arg[i]!, argView(p, i).length);
         const h = arena.f32();
         const arg = argView(p, i);
-        const g = p.geo[i]!;
         const d0 = dx >>> 2;
         const y0 = dy >>> 2;
         h.fill(0, d0, d0 + g.batch * g.inH * g.inW * g.inC);
@@ -530,7 +532,7 @@ export function createCnnStep(
       // The forward pass's im2col copy is spent: it takes dz·Wᵀ, which col2im sums into dx.
       gemm(false, true, rows, K, n, dy, n, W, n, col, K, 0, false);
       const h = arena.f32();
-      timed(`backward ${i} col2im`, () =>
+      timed(`backward ${i} conv, of which col2im`, () =>
         col2im(g, h, col >>> 2, h, dx >>> 2, convSimd ? (d, s, c) => convSimd.addTo(d, s, c) : undefined),
       );
     }

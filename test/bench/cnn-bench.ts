@@ -37,7 +37,7 @@ import { createOptimizer } from '../../src/train/optimizers';
 import { crossEntropySum, forward } from '../../src/train/forward';
 import { buildTutorialModel, fakeData } from './tutorial-model';
 import { chooseWasmGemm } from '../../src/accel/gemm';
-import { createCnnStep } from '../../src/train/cnn-step';
+import { cnnProfile, createCnnStep } from '../../src/train/cnn-step';
 import { findTorchPython, measurePath, median, useBackend, type PathSpec } from './train-bench';
 
 const SECONDS = Number(process.env.REGTRAIN_BENCH_SECONDS ?? 1);
@@ -316,20 +316,25 @@ export async function profileCnn(p: CnnPath, batch: number, steps = 10): Promise
   const ys = y.slice(0, batch);
   step.run(xs, ys);
   const c0 = process.cpuUsage();
-  const times = timeKernels(() => {
+  // The lean step: its own phases (cnnProfile); the autodiff step: tfjs's kernels.
+  cnnProfile.ms.clear();
+  cnnProfile.on = !!p.lean;
+  const kernels = timeKernels(() => {
     for (let i = 0; i < steps; i++) step.run(xs, ys);
   });
+  cnnProfile.on = false;
+  const times = p.lean ? new Map([...cnnProfile.ms].map(([phase, ms]) => [phase, { ms, calls: steps }])) : kernels;
   const cpu = process.cpuUsage(c0);
   const total = (cpu.user + cpu.system) / 1000 / steps;
   const rows = [...times.entries()].sort((a, b) => b[1].ms - a[1].ms);
   const inKernels = rows.reduce((s, [, v]) => s + v.ms, 0) / steps;
   const lines = [
-    `### ${p.label}, batch ${batch}: ${total.toFixed(2)} ms of CPU time per step, ${inKernels.toFixed(2)} ms in kernels`,
+    `### ${p.label}, batch ${batch}: ${total.toFixed(2)} ms of CPU time per step, ${inKernels.toFixed(2)} ms in ${p.lean ? 'its phases' : 'kernels'}`,
     '',
-    '| kernel | CPU ms/step | calls/step | share |',
+    `| ${p.lean ? 'phase' : 'kernel'} | CPU ms/step | calls/step | share |`,
     '| --- | ---: | ---: | ---: |',
   ];
-  for (const [name, v] of rows.slice(0, 14))
+  for (const [name, v] of rows.slice(0, 20))
     lines.push(
       `| ${name} | ${(v.ms / steps).toFixed(2)} | ${v.calls / steps} | ${((100 * v.ms) / steps / total).toFixed(0)}% |`,
     );
@@ -343,12 +348,16 @@ export interface CnnRounds {
   results: Array<{
     path: CnnPath;
     rates: number[];
+    /** Samples per CPU second (the machine may be loaded: CPU time is what the step itself costs). */
+    cpuRates: number[];
     ratios: number[];
     cpuRatios: number[];
     /** The dense step's GFLOP/s on the same GEMM, measured right after (none for tfjs's kernels). */
     denseGflops: number[];
     /** This path's GFLOP/s over the dense step's, per round. */
     ofDense: number[];
+    /** The same by CPU time (GFLOP per CPU second of each). */
+    cpuOfDense: number[];
   }>;
   /** FLOPs of one CNN training sample and of one dense-step sample. */
   flops: { cnn: number; dense: number };
@@ -369,10 +378,12 @@ export async function cnnRounds(
   const results = (await cnnPaths()).map((p) => ({
     path: p,
     rates: [] as number[],
+    cpuRates: [] as number[],
     ratios: [] as number[],
     cpuRatios: [] as number[],
     denseGflops: [] as number[],
     ofDense: [] as number[],
+    cpuOfDense: [] as number[],
   }));
   const cnnModel = buildCnn(1);
   const flops = { cnn: trainingFlopsPerSample(cnnModel), dense: 0 };
@@ -391,6 +402,7 @@ export async function cnnRounds(
         const m = await measureCnn(res.path, batch);
         line(r, res.path.label, m.rate);
         res.rates.push(m.rate);
+        res.cpuRates.push(m.cpuRate);
         const dp = densePathOf(res.path);
         const d = dp ? await measurePath(dp, DENSE_BATCH) : null;
         if (d) {
@@ -398,6 +410,7 @@ export async function cnnRounds(
           log(`round ${r}: dense step, same GEMM, batch ${DENSE_BATCH}: ${gf.toFixed(1)} GFLOP/s`);
           res.denseGflops.push(gf);
           res.ofDense.push((m.rate * flops.cnn) / 1e9 / gf);
+          res.cpuOfDense.push((m.cpuRate * flops.cnn) / (d.cpuRate * flops.dense));
         }
         if (!torch) continue;
         const t = await torch.measure(batch, 1);
@@ -428,18 +441,18 @@ const fmtRatio = (xs: number[]) =>
 export function cnnTable(r: CnnRounds): string {
   const gf = (rate: number) => ((rate * r.flops.cnn) / 1e9).toFixed(1);
   const lines = [
-    `| CNN training step, batch ${r.batch} | samples/s (median) | GFLOP/s | dense step on the same GEMM, GFLOP/s | **÷ dense GFLOP/s** | ÷ PyTorch 1t | ÷ PyTorch 1t by CPU time |`,
-    '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
+    `| CNN training step, batch ${r.batch} | samples/s (median) | GFLOP/s | samples per CPU s | GFLOP per CPU s | dense step on the same GEMM, GFLOP/s | **÷ dense GFLOP/s** | ÷ dense, by CPU time | ÷ PyTorch 1t | ÷ PyTorch 1t by CPU time |`,
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
   ];
   for (const x of r.results)
     lines.push(
-      `| ${x.path.label} | ${fmtRate(x.rates)} | ${x.rates.length ? gf(median(x.rates)) : '—'} | ${x.denseGflops.length ? median(x.denseGflops).toFixed(1) : '—'} | ${fmtRatio(x.ofDense)} | ${fmtRatio(x.ratios)} | ${fmtRatio(x.cpuRatios)} |`,
+      `| ${x.path.label} | ${fmtRate(x.rates)} | ${x.rates.length ? gf(median(x.rates)) : '—'} | ${fmtRate(x.cpuRates)} | ${x.cpuRates.length ? gf(median(x.cpuRates)) : '—'} | ${x.denseGflops.length ? median(x.denseGflops).toFixed(1) : '—'} | ${fmtRatio(x.ofDense)} | ${fmtRatio(x.cpuOfDense)} | ${fmtRatio(x.ratios)} | ${fmtRatio(x.cpuRatios)} |`,
     );
   if ('rates' in r.torch)
     lines.push(
-      `| PyTorch ${r.torch.version} (1 thread) | ${fmtRate(r.torch.rates)} | ${gf(median(r.torch.rates))} | | | | |`,
+      `| PyTorch ${r.torch.version} (1 thread) | ${fmtRate(r.torch.rates)} | ${gf(median(r.torch.rates))} | | | | | | | |`,
     );
-  else lines.push(`| PyTorch | skipped: ${r.torch.skipped} | | | | | |`);
+  else lines.push(`| PyTorch | skipped: ${r.torch.skipped} | | | | | | | | |`);
   lines.push(
     '',
     `GFLOP/s: ${(r.flops.cnn / 1e6).toFixed(2)} MFLOP a CNN training sample (convolutions and dense layers: forward, weight and input gradients), ${(r.flops.dense / 1e6).toFixed(2)} MFLOP a dense-step sample (the tutorial's model, lean step, 1 thread, batch ${DENSE_BATCH}, measured right after each CNN path). Ratios: median over ${r.rounds} rounds of each round's own ratio (min–max); PyTorch measured right after regtrain. Load average ${os
