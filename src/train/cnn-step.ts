@@ -33,6 +33,7 @@ import {
   convGeometry,
   geometryOf,
   im2col,
+  im2colT,
   maxPoolForward,
   type ConvGeometry,
   type ConvSimd,
@@ -485,8 +486,16 @@ export function createCnnStep(
       const g = p.geo[i]!;
       const K = g.fH * g.fW * g.inC;
       const h = arena.f32();
+      const W = wAt.get(l.kernel)!;
+      if (g.inC === 1) {
+        // A thin input (the first layer's one channel): the transposed copy, filled by runs of outW
+        // neighbouring pixels where im2col copies fW floats at a time (conv.ts im2colT), and Aᵀ in the GEMM.
+        timed(`forward ${i} conv, of which im2col`, () => im2colT(g, h, x >>> 2, h, p.col[i]! >>> 2));
+        gemm(true, false, p.rows[i]!, g.outC, K, p.col[i]!, p.rows[i]!, W, g.outC, y, g.outC, bias, l.relu);
+        return;
+      }
       timed(`forward ${i} conv, of which im2col`, () => im2col(g, h, x >>> 2, h, p.col[i]! >>> 2));
-      gemm(false, false, p.rows[i]!, g.outC, K, p.col[i]!, K, wAt.get(l.kernel)!, g.outC, y, g.outC, bias, l.relu);
+      gemm(false, false, p.rows[i]!, g.outC, K, p.col[i]!, K, W, g.outC, y, g.outC, bias, l.relu);
     }
   };
 
@@ -527,7 +536,9 @@ export function createCnnStep(
       const g = p.geo[i]!;
       const K = g.fH * g.fW * g.inC;
       const col = p.col[i]!;
-      gemm(true, false, K, n, rows, col, K, dy, n, gW, n, 0, false);
+      // dW = colᵀ·dz: the thin layer's copy is stored transposed (K × rows) already.
+      if (g.inC === 1) gemm(false, false, K, n, rows, col, rows, dy, n, gW, n, 0, false);
+      else gemm(true, false, K, n, rows, col, K, dy, n, gW, n, 0, false);
       if (!dx) return;
       // The forward pass's im2col copy is spent: it takes dz·Wᵀ, which col2im sums into dx.
       gemm(false, true, rows, K, n, dy, n, W, n, col, K, 0, false);

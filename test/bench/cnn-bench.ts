@@ -233,8 +233,9 @@ async function usePath(p: CnnPath): Promise<void> {
   if (!(await useBackend('wasm'))) throw new Error('the wasm backend does not load here');
   registerWasmConvKernels();
   uninstallAcceleratedKernels('wasm');
-  // The lean step calls its GEMM itself: tfjs's kernels stay as they are.
-  if (p.gemm !== 'none' && !p.lean) installAcceleratedKernels('wasm', { gemm: p.gemm, threads: 1 });
+  // The lean step calls its GEMM itself; the kernels go in all the same, as `regtrain run` installs
+  // them (the batches' slices: tfjs-wasm's own Slice copies the whole input, 6 MB a step here).
+  if (p.gemm !== 'none') installAcceleratedKernels('wasm', { gemm: p.gemm, threads: 1 });
 }
 
 /** Runs `fn` with every kernel of the wasm backend timed by CPU time (the machine is shared); returns ms per kernel name, summed. */
