@@ -26,21 +26,21 @@ function gemmKinds(): Array<'openblas' | WasmGemmKind> {
  * by hand (the dense kernel passes the two pooled values to classes 0 and 1). The autodiff step's
  * loss takes 10 classes.
  */
-function tinyModel(units = 2): tf.Sequential {
+function tinyModel(units = 2, filters = 2): tf.Sequential {
   const model = tf.sequential();
-  model.add(tf.layers.conv2d({ inputShape: [4, 4, 1], filters: 2, kernelSize: 2 }));
+  model.add(tf.layers.conv2d({ inputShape: [4, 4, 1], filters, kernelSize: 2 }));
   model.add(tf.layers.maxPooling2d({ poolSize: 2 }));
   model.add(tf.layers.flatten());
   model.add(tf.layers.dense({ units, activation: 'softmax' }));
-  // Filter 0 takes a window's top-left pixel, filter 1 its bottom-right; the dense kernel is the identity.
-  const k = new Float32Array(8);
-  k[0 * 2 + 0] = 1; // [kh 0, kw 0, ci 0, co 0]
-  k[3 * 2 + 1] = 1; // [kh 1, kw 1, ci 0, co 1]
-  model.layers[0]!.setWeights([tf.tensor4d(k, [2, 2, 1, 2]), tf.zeros([2])]);
-  const d = new Float32Array(2 * units);
-  d[0] = 1;
-  d[units + 1] = 1;
-  model.layers[3]!.setWeights([tf.tensor2d(d, [2, units]), tf.zeros([units])]);
+  // Filter 0 takes a window's top-left pixel, filter 1 its bottom-right, any others are zero; the
+  // dense kernel passes pooled value j to class j.
+  const k = new Float32Array(4 * filters);
+  k[0 * filters + 0] = 1; // [kh 0, kw 0, ci 0, co 0]
+  k[3 * filters + 1] = 1; // [kh 1, kw 1, ci 0, co 1]
+  model.layers[0]!.setWeights([tf.tensor4d(k, [2, 2, 1, filters]), tf.zeros([filters])]);
+  const d = new Float32Array(filters * units);
+  for (let j = 0; j < filters; j++) d[j * units + j] = 1;
+  model.layers[3]!.setWeights([tf.tensor2d(d, [filters, units]), tf.zeros([units])]);
   return model;
 }
 
@@ -98,36 +98,47 @@ test('the lean CNN step gives the hand-computed loss, gradients and SGD update o
 
 test("a max-pool window with tied maxima sends its gradient to the first (row-major), as TensorFlow and PyTorch, and as the autodiff step's kernel", async () => {
   await initBackend('wasm');
-  for (const kind of gemmKinds()) {
-    const model = tinyModel(10);
-    const ref = tinyModel(10);
-    const step = createCnnStep(model, createOptimizer({ sgd: { learningRate: 0.1 } }), [], kind);
-    if ('unsupported' in step) throw new Error(step.unsupported);
-    const refStep = createReferenceStep(builtOf(ref), createOptimizer({ sgd: { learningRate: 0.1 } }));
-    // Filter 0's window x[0..1][0..1] = [2, 2; 2, 0]: three tied maxima, the first at (0,0).
-    // Filter 1's window x[1..2][1..2] = [0, 2; 2, 2]: tied at (0,1), (1,0), (1,1): the first is (0,1).
-    const image = [2, 2, 0, 0, 2, 0, 2, 0, 0, 2, 2, 0, 0, 0, 0, 0];
-    const x = tf.tensor4d(image, [1, 4, 4, 1]);
-    const y = tf.tensor1d([1], 'int32');
-    const r = step.run(x, y);
-    const rr = refStep.run(x, y, 0);
-    // Logits [2, 2, 0, …]: p0 = p1 = a = e²/(2e² + 8), loss −ln a; dh = (dz0, dz1) = [a, a − 1].
-    // Filter 0's maximum at (0,0): dW0 = a·x[kh][kw] = a·[2, 2; 2, 0]. Filter 1's at (0,1), whose
-    // patch is x[0..1][1..2]: dW1 = (a − 1)·x[kh][1+kw] = (a − 1)·[2, 0; 0, 2]. (The last maxima,
-    // (1,0) and (1,1), would give a·[2, 0; 0, 2] and (a − 1)·[2, 0; 0, 0].)
-    const a = Math.exp(2) / (2 * Math.exp(2) + 8);
-    assert.ok(Math.abs(r.dataLoss + Math.log(a)) < 1e-6, `loss ${r.dataLoss}`);
-    const g = step.gradients();
-    const convK = g.get((model.trainableWeights[0]!.read() as tf.Variable).name)!;
-    assertClose(convK, [2 * a, 2 * (a - 1), 2 * a, 0, 2 * a, 0, 0, 2 * (a - 1)], 1e-6, 'conv kernel gradient');
-    assertClose(weightsOf(model)[0]!, weightsOf(ref)[0]!, 1e-6, 'conv kernel after, lean vs autodiff');
-    assert.ok(Math.abs(r.dataLoss - rr.dataLoss) < 1e-6);
-    tf.dispose([x, y]);
-    step.dispose();
-    refStep.dispose();
-    model.dispose();
-    ref.dispose();
-  }
+  // 2 filters: the JS max-pool; 4: the SIMD one (conv.wat, 4 channels at a time).
+  for (const filters of [2, 4])
+    for (const kind of gemmKinds()) {
+      const model = tinyModel(10, filters);
+      const ref = tinyModel(10, filters);
+      const step = createCnnStep(model, createOptimizer({ sgd: { learningRate: 0.1 } }), [], kind);
+      if ('unsupported' in step) throw new Error(step.unsupported);
+      const refStep = createReferenceStep(builtOf(ref), createOptimizer({ sgd: { learningRate: 0.1 } }));
+      // Filter 0's window x[0..1][0..1] = [2, 2; 2, 0]: three tied maxima, the first at (0,0).
+      // Filter 1's window x[1..2][1..2] = [0, 2; 2, 2]: tied at (0,1), (1,0), (1,1): the first is (0,1).
+      // Filters 2 and 3 (zero kernels): four tied zeros, the first at (0,0).
+      const image = [2, 2, 0, 0, 2, 0, 2, 0, 0, 2, 2, 0, 0, 0, 0, 0];
+      const x = tf.tensor4d(image, [1, 4, 4, 1]);
+      const y = tf.tensor1d([1], 'int32');
+      const r = step.run(x, y);
+      const rr = refStep.run(x, y, 0);
+      // Logits [2, 2, 0, …]: p0 = p1 = a = e²/(2e² + 8), the others c = 1/(2e² + 8); loss −ln a;
+      // dh = dz = [a, a − 1, c, c]. Filter 0's maximum at (0,0): dW0 = a·x[kh][kw] = a·[2, 2; 2, 0].
+      // Filter 1's at (0,1), whose patch is x[0..1][1..2]: dW1 = (a − 1)·x[kh][1+kw] = (a − 1)·[2, 0; 0, 2].
+      // Filters 2 and 3 at (0,0): c·[2, 2; 2, 0]. (The last maxima would give a·[2, 0; 0, 2],
+      // (a − 1)·[2, 0; 0, 0] and c·[0, 2; 2, 2].)
+      const a = Math.exp(2) / (2 * Math.exp(2) + 8);
+      const c = 1 / (2 * Math.exp(2) + 8);
+      assert.ok(Math.abs(r.dataLoss + Math.log(a)) < 1e-6, `loss ${r.dataLoss}`);
+      const g = step.gradients();
+      const convK = g.get((model.trainableWeights[0]!.read() as tf.Variable).name)!;
+      const expected = [
+        [2 * a, 2 * (a - 1), 2 * c, 2 * c],
+        [2 * a, 0, 2 * c, 2 * c],
+        [2 * a, 0, 2 * c, 2 * c],
+        [0, 2 * (a - 1), 0, 0],
+      ].flatMap((row) => row.slice(0, filters));
+      assertClose(convK, expected, 1e-6, `${filters} filters, ${kind}: conv kernel gradient`);
+      assertClose(weightsOf(model)[0]!, weightsOf(ref)[0]!, 1e-6, 'conv kernel after, lean vs autodiff');
+      assert.ok(Math.abs(r.dataLoss - rr.dataLoss) < 1e-6);
+      tf.dispose([x, y]);
+      step.dispose();
+      refStep.dispose();
+      model.dispose();
+      ref.dispose();
+    }
 });
 
 /** A small conv stack: reshape → conv 3×3 same relu → pool 2 → conv 3×3 stride 2 valid relu → pool 2 same → dense 8 relu → dense 10. */
