@@ -6,6 +6,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/backend';
 import { loadBlas } from '../src/accel/blas';
@@ -13,7 +14,8 @@ import { chooseWasmGemm, type WasmGemmKind } from '../src/accel/gemm';
 import type { BuiltModel } from '../src/model';
 import { createCnnStep } from '../src/train/cnn-step';
 import { createOptimizer } from '../src/train/optimizers';
-import { createReferenceStep } from '../src/train/step';
+import { createReferenceStep, needsAutodiff } from '../src/train/step';
+import { loadSpec, parseSetFlag } from '../src/spec';
 
 /** The GEMMs this machine has: OpenBLAS when it loads, and the wasm GEMM. */
 function gemmKinds(): Array<'openblas' | WasmGemmKind> {
@@ -243,4 +245,13 @@ test('the lean CNN step refuses what it does not compute: a tanh conv, an averag
   });
   tanh.dispose();
   avg.dispose();
+});
+
+test('configs/cnn.yaml needs no autodiff (backend auto keeps wasm for it at any batch size); an averagePooling2d layer does', () => {
+  const cnn = loadSpec(path.resolve(__dirname, '../../configs/cnn.yaml')).spec;
+  assert.equal(needsAutodiff(cnn), false);
+  const avg = loadSpec(path.resolve(__dirname, '../../configs/cnn.yaml'), [
+    parseSetFlag('model.layers.2={"averagePooling2d":{"poolSize":2}}'),
+  ]).spec;
+  assert.equal(needsAutodiff(avg), true);
 });
