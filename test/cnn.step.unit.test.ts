@@ -255,3 +255,31 @@ test('configs/cnn.yaml needs no autodiff (backend auto keeps wasm for it at any 
   ]).spec;
   assert.equal(needsAutodiff(avg), true);
 });
+
+test('with SGD momentum, globalClipnorm and an EMA that overwrites the weights every 2 steps, the lean CNN step follows the autodiff step for 4 steps', async () => {
+  await initBackend('wasm');
+  const sgd = {
+    sgd: { learningRate: 0.05, momentum: 0.9, globalClipnorm: 0.5, useEma: true, emaOverwriteFrequency: 2 },
+  };
+  for (const kind of gemmKinds()) {
+    const lean = smallCnn(3, 0);
+    const ref = smallCnn(3, 0);
+    const step = createCnnStep(lean, createOptimizer(sgd), [], kind);
+    if ('unsupported' in step) throw new Error(step.unsupported);
+    const refStep = createReferenceStep(builtOf(ref), createOptimizer(sgd));
+    for (let s = 0; s < 4; s++) {
+      const x = tf.randomUniform([5, 12, 12], 0, 1, 'float32', 200 + s);
+      const y = tf.tensor1d([9, 8, 7, 1, s], 'int32');
+      const r = step.run(x, y);
+      const rr = refStep.run(x, y, 0);
+      assertClose([r.dataLoss / 5], [rr.dataLoss], 1e-5, `${kind}, step ${s}: loss`);
+      const b = weightsOf(ref);
+      weightsOf(lean).forEach((w, i) => assertClose(w, b[i]!, 2e-5, `${kind}, step ${s}: weight ${i}`));
+      tf.dispose([x, y]);
+    }
+    step.dispose();
+    refStep.dispose();
+    lean.dispose();
+    ref.dispose();
+  }
+});
