@@ -21,12 +21,13 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/backend';
+import { installedGemm } from '../src/accel/kernels';
 import { cnnSetup, runSteps, STEPS, summarise, summaryDiff, type StepRecord, type Summary } from './bench/cnn-steps';
 
 const FIXTURE = path.resolve(__dirname, '../../test/fixtures/torch-cnn-steps.json');
 const TOL = { lr: 1e-12, loss: 5e-6, activations: 1e-5, gradients: 2e-4, weights: 5e-5 };
 
-test("the CNN's training step matches PyTorch's for 30 steps: activations, loss, gradients, learning rate and Adam's updates to float32 rounding", async () => {
+test("the CNN's lean training step matches PyTorch's for 30 steps: activations, loss, gradients, learning rate and Adam's updates to float32 rounding", async () => {
   await initBackend('wasm');
   const fixture = JSON.parse(fs.readFileSync(FIXTURE, 'utf8')) as {
     initial: Record<string, Summary>;
@@ -43,6 +44,8 @@ test("the CNN's training step matches PyTorch's for 30 steps: activations, loss,
       `initial ${name} differs from the fixture's: regenerate it (test/bench/cnn-steps.ts)`,
     );
   }
+  // The lean CNN step (src/train/cnn-step.ts), as `regtrain run` trains the CNN on regtrain's GEMMs.
+  assert.ok(installedGemm('wasm'), 'no GEMM installed: runSteps would take the autodiff step');
   const ours = runSteps(setup);
   ours.forEach((o, s) => {
     const t = fixture.steps[s]!;

@@ -95,7 +95,7 @@ export function convGeometry(
 }
 
 /** A tfjs conv or pooling info (NHWC) as the numbers the gradients need; for pooling inC = outC. */
-function geometryOf(info: tf.backend_util.Conv2DInfo): ConvGeometry {
+export function geometryOf(info: tf.backend_util.Conv2DInfo): ConvGeometry {
   return {
     batch: info.batchSize,
     inH: info.inHeight,
@@ -264,9 +264,29 @@ function heapGemmFn(kind: 'openblas' | WasmGemmKind, backend: WasmBackendLike): 
 }
 
 /** conv.wat's loops, on a tfjs-wasm heap (byte addresses). */
-interface ConvSimd {
+export interface ConvSimd {
   addTo(dst: number, src: number, n: number): void;
   colSum(x: number, out: number, rows: number, cols: number): void;
+  /** dx (nx floats, a multiple of 4) ← 0, then dx[arg[i]] += dy[i] for i < n: the max-pool gradient from maxPoolFwd's indexes. */
+  maxPoolScatter(dx: number, nx: number, dy: number, arg: number, n: number): void;
+  /** maxPoolForward with SIMD (channels a multiple of 4): `arg` an int32 array in the same memory. */
+  maxPoolFwd(
+    x: number,
+    y: number,
+    arg: number,
+    batch: number,
+    inH: number,
+    inW: number,
+    ch: number,
+    outH: number,
+    outW: number,
+    fH: number,
+    fW: number,
+    sH: number,
+    sW: number,
+    pT: number,
+    pL: number,
+  ): void;
   maxPoolGrad(
     x: number,
     dy: number,
@@ -635,6 +655,52 @@ export function maxPoolGradInto(
         for (let c = 0; c < ch; c++) {
           const i = at[c]!;
           if (i >= 0) dx[dxOff - xOff + i] += dy[d + c]!;
+        }
+      }
+    }
+  }
+}
+
+/**
+ * The max-pool forward pass (NHWC) that also records, per output value, the input index of its
+ * window's first maximum (row-major within the window, strictly greater replaces: the position
+ * maxPoolGradInto, TensorFlow and PyTorch send the gradient to), as an element offset from xOff.
+ * The backward pass is then one scatter: dx[arg[i]] += dy[i].
+ */
+export function maxPoolForward(
+  p: ConvGeometry,
+  x: Float32Array,
+  xOff: number,
+  y: Float32Array,
+  yOff: number,
+  arg: Int32Array,
+): void {
+  const { batch, inH, inW, inC: ch, outH, outW, fH, fW, strideH, strideW, padTop, padLeft } = p;
+  let o = 0;
+  for (let b = 0; b < batch; b++) {
+    const xb = xOff + b * inH * inW * ch;
+    for (let oh = 0; oh < outH; oh++) {
+      const h0 = Math.max(0, oh * strideH - padTop);
+      const h1 = Math.min(inH, oh * strideH - padTop + fH);
+      for (let ow = 0; ow < outW; ow++, o += ch) {
+        const w0 = Math.max(0, ow * strideW - padLeft);
+        const w1 = Math.min(inW, ow * strideW - padLeft + fW);
+        // Per channel, the window's values ch apart: the running maximum in locals (the window's
+        // first value to start, so that every window has a position), strictly greater replaces.
+        for (let c = 0; c < ch; c++) {
+          let at = xb + (h0 * inW + w0) * ch + c;
+          let best = x[at]!;
+          for (let h = h0; h < h1; h++) {
+            for (let w = w0, r = xb + (h * inW + w0) * ch + c; w < w1; w++, r += ch) {
+              const v = x[r]!;
+              if (v > best) {
+                best = v;
+                at = r;
+              }
+            }
+          }
+          y[yOff + o + c] = best;
+          arg[o + c] = at - xOff;
         }
       }
     }

@@ -43,6 +43,97 @@
         (local.set $r (i32.add (local.get $r) (i32.const 1)))
         (br $rLoop))))
 
+  ;; The max-pool forward pass, NHWC, channels a multiple of 4: per window (b, oh, ow) and 4 channels at a
+  ;; time, the maximum (the window's first value to start, strictly greater replaces: the first maximum in
+  ;; row-major order) into y, and its input index (elements from x) into arg, both in output order.
+  ;; The same values and indexes as maxPoolForward in conv.ts.
+  (func (export "maxPoolFwd")
+    (param $x i32) (param $y i32) (param $arg i32)
+    (param $batch i32) (param $inH i32) (param $inW i32) (param $ch i32)
+    (param $outH i32) (param $outW i32) (param $fH i32) (param $fW i32)
+    (param $sH i32) (param $sW i32) (param $pT i32) (param $pL i32)
+    (local $b i32) (local $oh i32) (local $ow i32) (local $h i32) (local $w i32) (local $c i32)
+    (local $h0 i32) (local $h1 i32) (local $w0 i32) (local $w1 i32)
+    (local $xb i32) (local $r i32) (local $d i32) (local $rowBytes i32) (local $pixBytes i32)
+    (local $v v128) (local $best v128) (local $at v128) (local $m v128) (local $lanes v128)
+    (local.set $lanes (v128.const i32x4 0 4 8 12))
+    (local.set $pixBytes (i32.shl (local.get $ch) (i32.const 2)))
+    (local.set $rowBytes (i32.mul (local.get $inW) (local.get $pixBytes)))
+    (local.set $d (i32.const 0))
+    (local.set $b (i32.const 0))
+    (block $bDone (loop $bLoop
+      (br_if $bDone (i32.ge_u (local.get $b) (local.get $batch)))
+      (local.set $xb (i32.add (local.get $x) (i32.mul (local.get $b) (i32.mul (local.get $inH) (local.get $rowBytes)))))
+      (local.set $oh (i32.const 0))
+      (block $ohDone (loop $ohLoop
+        (br_if $ohDone (i32.ge_u (local.get $oh) (local.get $outH)))
+        (local.set $h0 (i32.sub (i32.mul (local.get $oh) (local.get $sH)) (local.get $pT)))
+        (local.set $h1 (i32.add (local.get $h0) (local.get $fH)))
+        (if (i32.lt_s (local.get $h0) (i32.const 0)) (then (local.set $h0 (i32.const 0))))
+        (if (i32.gt_s (local.get $h1) (local.get $inH)) (then (local.set $h1 (local.get $inH))))
+        (local.set $ow (i32.const 0))
+        (block $owDone (loop $owLoop
+          (br_if $owDone (i32.ge_u (local.get $ow) (local.get $outW)))
+          (local.set $w0 (i32.sub (i32.mul (local.get $ow) (local.get $sW)) (local.get $pL)))
+          (local.set $w1 (i32.add (local.get $w0) (local.get $fW)))
+          (if (i32.lt_s (local.get $w0) (i32.const 0)) (then (local.set $w0 (i32.const 0))))
+          (if (i32.gt_s (local.get $w1) (local.get $inW)) (then (local.set $w1 (local.get $inW))))
+          (local.set $c (i32.const 0))
+          (block $cDone (loop $cLoop
+            (br_if $cDone (i32.ge_u (local.get $c) (local.get $pixBytes)))
+            (local.set $r (i32.add (i32.add (local.get $xb) (i32.mul (local.get $h0) (local.get $rowBytes)))
+              (i32.add (i32.mul (local.get $w0) (local.get $pixBytes)) (local.get $c))))
+            (local.set $best (v128.load (local.get $r)))
+            (local.set $at (i32x4.add (i32x4.splat (local.get $r)) (local.get $lanes)))
+            (local.set $h (local.get $h0))
+            (block $hDone (loop $hLoop
+              (br_if $hDone (i32.ge_s (local.get $h) (local.get $h1)))
+              (local.set $w (local.get $w0))
+              (block $wDone (loop $wLoop
+                (br_if $wDone (i32.ge_s (local.get $w) (local.get $w1)))
+                (local.set $r (i32.add (i32.add (local.get $xb) (i32.mul (local.get $h) (local.get $rowBytes)))
+                  (i32.add (i32.mul (local.get $w) (local.get $pixBytes)) (local.get $c))))
+                (local.set $v (v128.load (local.get $r)))
+                (local.set $m (f32x4.gt (local.get $v) (local.get $best)))
+                (local.set $best (v128.bitselect (local.get $v) (local.get $best) (local.get $m)))
+                (local.set $at (v128.bitselect (i32x4.add (i32x4.splat (local.get $r)) (local.get $lanes)) (local.get $at) (local.get $m)))
+                (local.set $w (i32.add (local.get $w) (i32.const 1)))
+                (br $wLoop)))
+              (local.set $h (i32.add (local.get $h) (i32.const 1)))
+              (br $hLoop)))
+            (v128.store (i32.add (local.get $y) (local.get $d)) (local.get $best))
+            (v128.store (i32.add (local.get $arg) (local.get $d))
+              (i32x4.shr_u (i32x4.sub (local.get $at) (i32x4.splat (local.get $x))) (i32.const 2)))
+            (local.set $d (i32.add (local.get $d) (i32.const 16)))
+            (local.set $c (i32.add (local.get $c) (i32.const 16)))
+            (br $cLoop)))
+          (local.set $ow (i32.add (local.get $ow) (i32.const 1)))
+          (br $owLoop)))
+        (local.set $oh (i32.add (local.get $oh) (i32.const 1)))
+        (br $ohLoop)))
+      (local.set $b (i32.add (local.get $b) (i32.const 1)))
+      (br $bLoop))))
+
+  ;; The max-pool backward pass from maxPoolFwd's indexes: dx (nx floats, a multiple of 4) zeroed, then
+  ;; dx[arg[i]] += dy[i] for the n outputs in order (float32 adds in the order of conv.ts's JS loop).
+  (func (export "maxPoolScatter") (param $dx i32) (param $nx i32) (param $dy i32) (param $arg i32) (param $n i32)
+    (local $p i32) (local $end i32) (local $q i32)
+    (local.set $p (local.get $dx))
+    (local.set $end (i32.add (local.get $dx) (i32.shl (local.get $nx) (i32.const 2))))
+    (block $zDone (loop $zLoop
+      (br_if $zDone (i32.ge_u (local.get $p) (local.get $end)))
+      (v128.store (local.get $p) (v128.const i32x4 0 0 0 0))
+      (local.set $p (i32.add (local.get $p) (i32.const 16)))
+      (br $zLoop)))
+    (local.set $end (i32.add (local.get $dy) (i32.shl (local.get $n) (i32.const 2))))
+    (block $sDone (loop $sLoop
+      (br_if $sDone (i32.ge_u (local.get $dy) (local.get $end)))
+      (local.set $q (i32.add (local.get $dx) (i32.shl (i32.load (local.get $arg)) (i32.const 2))))
+      (f32.store (local.get $q) (f32.add (f32.load (local.get $q)) (f32.load (local.get $dy))))
+      (local.set $dy (i32.add (local.get $dy) (i32.const 4)))
+      (local.set $arg (i32.add (local.get $arg) (i32.const 4)))
+      (br $sLoop))))
+
   ;; One lane of the scatter: dx[at − x] += dy lane, unless the window had no maximum (at = −1).
   (func $scatter (param $at i32) (param $x i32) (param $dx i32) (param $g f32)
     (local $p i32)

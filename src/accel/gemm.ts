@@ -169,7 +169,8 @@ function smokeTest(run: (a: Float32Array, b: Float32Array, bias: Float32Array, c
   return c[0] === 20 && c[1] === 0 && c[2] === 44 && c[3] === 0;
 }
 
-const heapCache = new Map<WebAssembly.Memory, Partial<Record<string, HeapGemm | string>>>();
+// Weakly keyed: a lean CNN step's private memory (src/train/cnn-step.ts) goes when the step does.
+const heapCache = new WeakMap<WebAssembly.Memory, Partial<Record<string, HeapGemm | string>>>();
 
 /**
  * The GEMM on `memory` (tfjs-wasm's heap), with its packing scratch from `malloc` (kept for the

@@ -825,7 +825,7 @@ export function createLeanStep(
  * q = t·(1 − ls) + ls/C (Keras smooths any y_true): the smoothed loss and gradient use q, `dataLoss`
  * stays the unsmoothed −Σ t·log p. Float64 per sample, as the hard-label path.
  */
-function softLossGradient(
+export function softLossGradient(
   z: Float32Array,
   p: ArrayLike<number>,
   t: ArrayLike<number>,

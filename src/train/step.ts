@@ -9,6 +9,9 @@
  *   either tfjs-node runs it or fast matmul kernels are installed (OpenBLAS, else regtrain's own
  *   SIMD WebAssembly GEMM): on tfjs's own wasm kernels its extra small kernels cost more than
  *   they save.
+ * - The lean CNN step (src/train/cnn-step.ts: the same, for Conv2D / MaxPooling2D / Reshape / Flatten /
+ *   Dense models, every product on OpenBLAS or regtrain's SIMD WebAssembly GEMM, no tfjs op a step) for
+ *   a convolutional model with those layers only, when one of those GEMMs is installed.
  * - Otherwise the reference step: tfjs autodiff over the whole loss, every layer the spec allows.
  * Both call the same optimizer update (./optimizers), so they differ only in how gradients are
  * computed: the same losses and weights to float32 rounding (test/accel.unit.test.ts).
@@ -17,6 +20,7 @@ import * as os from 'node:os';
 import * as tf from '@tensorflow/tfjs';
 import { accelerationDisabled, BackendInfo } from '../backend';
 import { createLeanStep } from './lean-step';
+import { createCnnStep } from './cnn-step';
 import { loadBlas, parseBlasThreads } from '../accel/blas';
 import type { BuiltModel } from '../model';
 import { termPenalty } from './penalties';
@@ -115,12 +119,21 @@ function blasThreads(batchSize: number): number {
 
 /**
  * Whether `spec`'s model trains on the autodiff (reference) step whatever the kernels, as createTrainStep
- * decides from the built model: a layer other than a leading Flatten, Dense and Dropout (a noise layer
- * only right after the flatten), or a bias or activity penalty. What `auto`
- * weighs before the model exists (src/backend.ts).
+ * decides from the built model: for a dense model, a layer other than a leading Flatten, Dense and Dropout
+ * (a noise layer only right after the flatten); for a CNN, a layer the lean CNN step does not cover; in
+ * both, a bias, activity or orthogonal penalty. What `auto` weighs before the model exists (src/backend.ts).
  */
 export function needsAutodiff(spec: ExperimentSpec): boolean {
   const layers = spec.model.layers;
+  // A convolutional model: the lean CNN step's layers (./cnn-step.ts), without bias/activity/orthogonal penalties.
+  if (layers.some((l) => l.conv2d || l.maxPooling2d)) {
+    return layers.some((l) => {
+      const w = l.conv2d ?? l.dense;
+      if (!w) return !(l.reshape || l.flatten || l.maxPooling2d);
+      if (l.conv2d && l.conv2d.activation !== 'relu' && l.conv2d.activation !== 'linear') return true;
+      return w.biasRegularizer != null || w.activityRegularizer != null || w.kernelRegularizer?.orthogonal != null;
+    });
+  }
   return layers.some((l, i) =>
     l.flatten
       ? i !== 0
@@ -166,6 +179,38 @@ export function createTrainStep(built: BuiltModel, spec: ExperimentSpec, backend
     l1: p.l1,
     l2: p.l2,
   }));
+  const spatial = built.model.layers.some((l) => ['Conv2D', 'MaxPooling2D'].includes(l.getClassName()));
+  if (spatial) {
+    // Convolutional models: the lean CNN step (./cnn-step.ts) on regtrain's GEMM, else autodiff.
+    if (!backend.gemm.kind) return fallback('the lean CNN step needs OpenBLAS or the SIMD WebAssembly GEMM');
+    const cnn = createCnnStep(built.model, optimizer, penalties, backend.gemm.kind, { labelSmoothing, constraints });
+    if ('unsupported' in cnn) return fallback(cnn.unsupported);
+    const cnnBlas = backend.gemm.kind === 'openblas' ? loadBlas() : null;
+    const n = cnnBlas?.ok ? blasThreads(spec.training.batchSize) : 0;
+    if (cnnBlas?.ok) cnnBlas.setThreads(n);
+    return {
+      description: `lean CNN step (hand-written gradients) + ${cnn.kernels}${n ? ` (${n} thread${n > 1 ? 's' : ''})` : ''}`,
+      path: 'lean',
+      run(x, y) {
+        const r = cnn.run(x, y);
+        return {
+          dataLoss: r.dataLoss / r.batchSize,
+          penalty: r.penalty,
+          correct: r.correct,
+          ...(labelSmoothing > 0 ? { smoothing: (r.smoothedLoss - r.dataLoss) / r.batchSize } : {}),
+        };
+      },
+      optimizer,
+      learningRate: () => optimizer.learningRate(),
+      setLearningRate: (lr) => optimizer.setLearningRate(lr),
+      optimizerState: () => optimizer.state(),
+      setOptimizerState: (state) => optimizer.setState(state, cnn.variables()),
+      dispose() {
+        cnn.dispose();
+        optimizer.dispose();
+      },
+    };
+  }
   const lean = createLeanStep(built.model, optimizer, penalties, {
     labelSmoothing,
     constraints,

@@ -10,6 +10,10 @@
  * (GEMM matmuls and the im2col conv gradients of src/accel/conv.ts) with OpenBLAS when it loads
  * and without any native library.
  *
+ * The lean CNN step (src/train/cnn-step.ts, what `regtrain run` trains the CNN with when regtrain's
+ * GEMM is there: hand-written forward and backward, no tfjs op a step) runs on the same two GEMMs
+ * (OpenBLAS, one thread; the SIMD WebAssembly GEMM, one thread), with the same Adam.
+ *
  * Each path's GFLOP/s (trainingFlopsPerSample: 4.05 MFLOP a sample) is printed next to the dense
  * step's on the same GEMM (the tutorial's lean step, batch 512, 1 thread), measured right after it:
  * issue 23's goal 2 is the CNN at ≥ 0.5× that rate.
@@ -33,6 +37,7 @@ import { createOptimizer } from '../../src/train/optimizers';
 import { crossEntropySum, forward } from '../../src/train/forward';
 import { buildTutorialModel, fakeData } from './tutorial-model';
 import { chooseWasmGemm } from '../../src/accel/gemm';
+import { cnnProfile, createCnnStep } from '../../src/train/cnn-step';
 import { findTorchPython, measurePath, median, useBackend, type PathSpec } from './train-bench';
 
 const SECONDS = Number(process.env.REGTRAIN_BENCH_SECONDS ?? 1);
@@ -44,6 +49,8 @@ export interface CnnPath {
   gemm: GemmChoice;
   /** tfjs-node's TensorFlow kernels instead of wasm (gemm is then 'none'). */
   tensorflow?: boolean;
+  /** The lean CNN step (src/train/cnn-step.ts) on `gemm`, instead of the autodiff step. */
+  lean?: boolean;
 }
 
 export function buildCnn(seed = 42): tf.Sequential {
@@ -142,6 +149,33 @@ export function cnnStep(model: tf.Sequential): { run(x: tf.Tensor, y: tf.Tensor1
   };
 }
 
+/** The lean CNN step on a path's GEMM (one thread), with the same Adam as cnnStep. */
+export function leanCnnStep(
+  model: tf.Sequential,
+  p: CnnPath,
+): { run(x: tf.Tensor, y: tf.Tensor1D): number; dispose(): void } {
+  let kind: 'openblas' | 'wasm-simd' | 'wasm-relaxed-simd';
+  if (p.gemm === 'openblas') {
+    const blas = loadBlas();
+    if (!blas.ok) throw new Error(blas.reason);
+    blas.setThreads(1);
+    kind = 'openblas';
+  } else {
+    const w = chooseWasmGemm();
+    if (!('kind' in w)) throw new Error(w.reason);
+    kind = w.kind;
+  }
+  const step = createCnnStep(model, createOptimizer({ adam: { learningRate: 0.001 } }), [], kind, { threads: 1 });
+  if ('unsupported' in step) throw new Error(step.unsupported);
+  return {
+    run(x, y) {
+      const r = step.run(x, y);
+      return r.dataLoss / r.batchSize;
+    },
+    dispose: () => step.dispose(),
+  };
+}
+
 /** A running `torch_cnn.py --serve`: one PyTorch measurement per request line "BATCH THREADS SECONDS". */
 async function startTorch(py: string): Promise<{
   version: string;
@@ -179,8 +213,13 @@ function cnnData(n: number): { x: tf.Tensor3D; y: tf.Tensor1D } {
 /** The paths this machine can run (tfjs-node's when it loads). */
 export async function cnnPaths(): Promise<CnnPath[]> {
   const out: CnnPath[] = [{ label: "wasm, tfjs's kernels", gemm: 'none' }];
-  if (loadBlas().ok) out.push({ label: 'wasm + regtrain kernels (OpenBLAS)', gemm: 'openblas' });
-  out.push({ label: 'wasm + regtrain kernels (no native library)', gemm: 'wasm' });
+  if (loadBlas().ok) {
+    out.push({ label: 'autodiff, wasm + regtrain kernels (OpenBLAS)', gemm: 'openblas' });
+    out.push({ label: 'lean CNN step (OpenBLAS)', gemm: 'openblas', lean: true });
+  }
+  out.push({ label: 'autodiff, wasm + regtrain kernels (no native library)', gemm: 'wasm' });
+  if ('kind' in chooseWasmGemm())
+    out.push({ label: 'lean CNN step (SIMD wasm GEMM, no native library)', gemm: 'wasm', lean: true });
   if (await useBackend('tensorflow'))
     out.push({ label: 'tfjs-node (TensorFlow 1.15 kernels)', gemm: 'none', tensorflow: true });
   return out;
@@ -194,6 +233,8 @@ async function usePath(p: CnnPath): Promise<void> {
   if (!(await useBackend('wasm'))) throw new Error('the wasm backend does not load here');
   registerWasmConvKernels();
   uninstallAcceleratedKernels('wasm');
+  // The lean step calls its GEMM itself; the kernels go in all the same, as `regtrain run` installs
+  // them (the batches' slices: tfjs-wasm's own Slice copies the whole input, 6 MB a step here).
   if (p.gemm !== 'none') installAcceleratedKernels('wasm', { gemm: p.gemm, threads: 1 });
 }
 
@@ -237,7 +278,7 @@ export async function measureCnn(
 ): Promise<{ rate: number; cpuRate: number }> {
   await usePath(p);
   const model = buildCnn(1);
-  const step = cnnStep(model);
+  const step = p.lean ? leanCnnStep(model, p) : cnnStep(model);
   const { x, y } = cnnData(SAMPLES);
   const nBatches = Math.floor(SAMPLES / batch);
   let pos = 0;
@@ -270,26 +311,31 @@ export async function measureCnn(
 export async function profileCnn(p: CnnPath, batch: number, steps = 10): Promise<string> {
   await usePath(p);
   const model = buildCnn(1);
-  const step = cnnStep(model);
+  const step = p.lean ? leanCnnStep(model, p) : cnnStep(model);
   const { x, y } = cnnData(batch * 2);
   const xs = x.slice(0, batch);
   const ys = y.slice(0, batch);
   step.run(xs, ys);
   const c0 = process.cpuUsage();
-  const times = timeKernels(() => {
+  // The lean step: its own phases (cnnProfile); the autodiff step: tfjs's kernels.
+  cnnProfile.ms.clear();
+  cnnProfile.on = !!p.lean;
+  const kernels = timeKernels(() => {
     for (let i = 0; i < steps; i++) step.run(xs, ys);
   });
+  cnnProfile.on = false;
+  const times = p.lean ? new Map([...cnnProfile.ms].map(([phase, ms]) => [phase, { ms, calls: steps }])) : kernels;
   const cpu = process.cpuUsage(c0);
   const total = (cpu.user + cpu.system) / 1000 / steps;
   const rows = [...times.entries()].sort((a, b) => b[1].ms - a[1].ms);
   const inKernels = rows.reduce((s, [, v]) => s + v.ms, 0) / steps;
   const lines = [
-    `### ${p.label}, batch ${batch}: ${total.toFixed(2)} ms of CPU time per step, ${inKernels.toFixed(2)} ms in kernels`,
+    `### ${p.label}, batch ${batch}: ${total.toFixed(2)} ms of CPU time per step, ${inKernels.toFixed(2)} ms in ${p.lean ? 'its phases' : 'kernels'}`,
     '',
-    '| kernel | CPU ms/step | calls/step | share |',
+    `| ${p.lean ? 'phase' : 'kernel'} | CPU ms/step | calls/step | share |`,
     '| --- | ---: | ---: | ---: |',
   ];
-  for (const [name, v] of rows.slice(0, 14))
+  for (const [name, v] of rows.slice(0, 20))
     lines.push(
       `| ${name} | ${(v.ms / steps).toFixed(2)} | ${v.calls / steps} | ${((100 * v.ms) / steps / total).toFixed(0)}% |`,
     );
@@ -303,12 +349,16 @@ export interface CnnRounds {
   results: Array<{
     path: CnnPath;
     rates: number[];
+    /** Samples per CPU second (the machine may be loaded: CPU time is what the step itself costs). */
+    cpuRates: number[];
     ratios: number[];
     cpuRatios: number[];
     /** The dense step's GFLOP/s on the same GEMM, measured right after (none for tfjs's kernels). */
     denseGflops: number[];
     /** This path's GFLOP/s over the dense step's, per round. */
     ofDense: number[];
+    /** The same by CPU time (GFLOP per CPU second of each). */
+    cpuOfDense: number[];
   }>;
   /** FLOPs of one CNN training sample and of one dense-step sample. */
   flops: { cnn: number; dense: number };
@@ -329,10 +379,12 @@ export async function cnnRounds(
   const results = (await cnnPaths()).map((p) => ({
     path: p,
     rates: [] as number[],
+    cpuRates: [] as number[],
     ratios: [] as number[],
     cpuRatios: [] as number[],
     denseGflops: [] as number[],
     ofDense: [] as number[],
+    cpuOfDense: [] as number[],
   }));
   const cnnModel = buildCnn(1);
   const flops = { cnn: trainingFlopsPerSample(cnnModel), dense: 0 };
@@ -351,6 +403,7 @@ export async function cnnRounds(
         const m = await measureCnn(res.path, batch);
         line(r, res.path.label, m.rate);
         res.rates.push(m.rate);
+        res.cpuRates.push(m.cpuRate);
         const dp = densePathOf(res.path);
         const d = dp ? await measurePath(dp, DENSE_BATCH) : null;
         if (d) {
@@ -358,6 +411,7 @@ export async function cnnRounds(
           log(`round ${r}: dense step, same GEMM, batch ${DENSE_BATCH}: ${gf.toFixed(1)} GFLOP/s`);
           res.denseGflops.push(gf);
           res.ofDense.push((m.rate * flops.cnn) / 1e9 / gf);
+          res.cpuOfDense.push((m.cpuRate * flops.cnn) / (d.cpuRate * flops.dense));
         }
         if (!torch) continue;
         const t = await torch.measure(batch, 1);
@@ -388,18 +442,18 @@ const fmtRatio = (xs: number[]) =>
 export function cnnTable(r: CnnRounds): string {
   const gf = (rate: number) => ((rate * r.flops.cnn) / 1e9).toFixed(1);
   const lines = [
-    `| CNN training step, batch ${r.batch} | samples/s (median) | GFLOP/s | dense step on the same GEMM, GFLOP/s | **÷ dense GFLOP/s** | ÷ PyTorch 1t | ÷ PyTorch 1t by CPU time |`,
-    '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
+    `| CNN training step, batch ${r.batch} | samples/s (median) | GFLOP/s | samples per CPU s | GFLOP per CPU s | dense step on the same GEMM, GFLOP/s | **÷ dense GFLOP/s** | ÷ dense, by CPU time | ÷ PyTorch 1t | ÷ PyTorch 1t by CPU time |`,
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
   ];
   for (const x of r.results)
     lines.push(
-      `| ${x.path.label} | ${fmtRate(x.rates)} | ${x.rates.length ? gf(median(x.rates)) : '—'} | ${x.denseGflops.length ? median(x.denseGflops).toFixed(1) : '—'} | ${fmtRatio(x.ofDense)} | ${fmtRatio(x.ratios)} | ${fmtRatio(x.cpuRatios)} |`,
+      `| ${x.path.label} | ${fmtRate(x.rates)} | ${x.rates.length ? gf(median(x.rates)) : '—'} | ${fmtRate(x.cpuRates)} | ${x.cpuRates.length ? gf(median(x.cpuRates)) : '—'} | ${x.denseGflops.length ? median(x.denseGflops).toFixed(1) : '—'} | ${fmtRatio(x.ofDense)} | ${fmtRatio(x.cpuOfDense)} | ${fmtRatio(x.ratios)} | ${fmtRatio(x.cpuRatios)} |`,
     );
   if ('rates' in r.torch)
     lines.push(
-      `| PyTorch ${r.torch.version} (1 thread) | ${fmtRate(r.torch.rates)} | ${gf(median(r.torch.rates))} | | | | |`,
+      `| PyTorch ${r.torch.version} (1 thread) | ${fmtRate(r.torch.rates)} | ${gf(median(r.torch.rates))} | | | | | | | |`,
     );
-  else lines.push(`| PyTorch | skipped: ${r.torch.skipped} | | | | | |`);
+  else lines.push(`| PyTorch | skipped: ${r.torch.skipped} | | | | | | | | |`);
   lines.push(
     '',
     `GFLOP/s: ${(r.flops.cnn / 1e6).toFixed(2)} MFLOP a CNN training sample (convolutions and dense layers: forward, weight and input gradients), ${(r.flops.dense / 1e6).toFixed(2)} MFLOP a dense-step sample (the tutorial's model, lean step, 1 thread, batch ${DENSE_BATCH}, measured right after each CNN path). Ratios: median over ${r.rounds} rounds of each round's own ratio (min–max); PyTorch measured right after regtrain. Load average ${os

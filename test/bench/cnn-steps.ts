@@ -3,8 +3,10 @@
  * implementation (test/bench/torch_cnn_steps.py) from the same weights and batches: each layer's
  * output, the loss, every gradient, the learning rate and the weights after each Adam update.
  *
- * regtrain's side runs the reference step `regtrain run` trains the CNN with (src/train/step.ts);
- * the gradients and activations are taken by the same forward pass and loss before each step.
+ * regtrain's side runs the step `regtrain run` trains the CNN with (src/train/step.ts): the lean CNN
+ * step (src/train/cnn-step.ts) on the installed GEMM, its own gradients; with `path: 'reference'` the
+ * autodiff step, the gradients then taken by the same forward pass and loss before each step. The
+ * activations are the tfjs layers' own, before each step.
  * Every tensor is summarised (SUMMARY_POINTS values at fixed indices, Σx, Σx², max|x|) so that the
  * PyTorch numbers fit in a small fixture (test/fixtures/torch-cnn-steps.json), which
  * test/cnn.parity.test.ts checks regtrain against without needing torch.
@@ -31,6 +33,8 @@ import { optimizerChoice } from '../../src/train/optimizers/registry';
 import { crossEntropySum, forward } from '../../src/train/forward';
 import { Optimizer } from '../../src/train/optimizers';
 import { createReferenceStep } from '../../src/train/step';
+import { createCnnStep } from '../../src/train/cnn-step';
+import { installedGemm } from '../../src/accel/kernels';
 
 export const CNN_CONFIG = path.resolve(__dirname, '../../../configs/cnn.yaml');
 export const STEPS = 30;
@@ -98,10 +102,20 @@ export async function cnnSetup(): Promise<CnnSteps> {
 /** Keras's path of a tfjs variable: `dense_1/kernel` (tfjs may append _N to the variable's part). */
 const varPath = (v: tf.Variable): string => v.name.replace(/_\d+$/, '');
 
-/** Runs the reference step STEPS times, recording each step's numbers. */
-export function runSteps({ spec, built, train }: CnnSteps, steps = STEPS): StepRecord[] {
+/**
+ * Runs the training step STEPS times, recording each step's numbers: the lean CNN step on the GEMM
+ * installed on wasm (initBackend), or the autodiff step (`path: 'reference'`, or no GEMM installed).
+ */
+export function runSteps(
+  { spec, built, train }: CnnSteps,
+  steps = STEPS,
+  path: 'lean' | 'reference' = 'lean',
+): StepRecord[] {
   const optimizer = new Optimizer(optimizerChoice(spec.optimizer));
-  const step = createReferenceStep(built, optimizer);
+  const kind = path === 'lean' ? installedGemm('wasm') : null;
+  const lean = kind ? createCnnStep(built.model, optimizer, [], kind) : null;
+  if (lean && 'unsupported' in lean) throw new Error(lean.unsupported);
+  const step = lean ? null : createReferenceStep(built, optimizer);
   const vars = built.model.trainableWeights.map((w) => w.read() as tf.Variable);
   const records: StepRecord[] = [];
   for (let s = 0; s < steps; s++) {
@@ -116,21 +130,29 @@ export function runSteps({ spec, built, train }: CnnSteps, steps = STEPS): StepR
       }
     });
     const gradients: Record<string, Summary> = {};
-    tf.tidy(() => {
-      const { grads } = tf.variableGrads(
-        () => crossEntropySum(forward(built, x, true), y).div(BATCH) as tf.Scalar,
-        vars,
-      );
-      for (const v of vars) gradients[varPath(v)] = summarise(grads[v.name]!.dataSync());
-    });
-    const lr = step.learningRate();
-    const r = step.run(x, y, 0);
+    if (!lean)
+      tf.tidy(() => {
+        const { grads } = tf.variableGrads(
+          () => crossEntropySum(forward(built, x, true), y).div(BATCH) as tf.Scalar,
+          vars,
+        );
+        for (const v of vars) gradients[varPath(v)] = summarise(grads[v.name]!.dataSync());
+      });
+    const lr = optimizer.learningRate();
+    let loss: number;
+    if (lean) {
+      const r = lean.run(x, y);
+      loss = r.dataLoss / r.batchSize;
+      const g = lean.gradients();
+      for (const v of vars) gradients[varPath(v)] = summarise(g.get(v.name)!);
+    } else loss = step!.run(x, y, 0).dataLoss;
     const weights: Record<string, Summary> = {};
     for (const v of vars) weights[varPath(v)] = summarise(v.dataSync());
-    records.push({ lr, loss: r.dataLoss, activations, gradients, weights });
+    records.push({ lr, loss, activations, gradients, weights });
     tf.dispose([x, y]);
   }
-  step.dispose();
+  lean?.dispose();
+  step?.dispose();
   return records;
 }
 
