@@ -3,6 +3,7 @@
  * (a dev dependency):
  * - simd.wat → simd.wasm (the SGD and bias/activation passes);
  * - conv.wat → conv.wasm (the max-pool gradient and col2im's adds of the wasm conv kernels);
+ * - gather.wat → gather.wasm (a training batch's pixels through the normalization table, on the heap);
  * - gemm.wat → gemm-relaxed.wasm (as written, with relaxed-SIMD multiply-adds) and gemm.wasm (each
  *   `f32x4.relaxed_madd a b c` rewritten to `f32x4.add (f32x4.mul a b) c`: plain SIMD, for runtimes
  *   without relaxed SIMD or when it is switched off), and both again importing a shared memory
@@ -62,6 +63,12 @@ async function main(): Promise<void> {
   }
   compile(wabt, 'simd.wat', fs.readFileSync(path.join(src, 'simd.wat'), 'utf8'), path.join(__dirname, 'simd.wasm'));
   compile(wabt, 'conv.wat', fs.readFileSync(path.join(src, 'conv.wat'), 'utf8'), path.join(__dirname, 'conv.wasm'));
+  compile(
+    wabt,
+    'gather.wat',
+    fs.readFileSync(path.join(src, 'gather.wat'), 'utf8'),
+    path.join(__dirname, 'gather.wasm'),
+  );
   const gemm = fs.readFileSync(path.join(src, 'gemm.wat'), 'utf8');
   compile(wabt, 'gemm.wat', gemm, path.join(__dirname, 'gemm-relaxed.wasm'));
   compile(wabt, 'gemm.wat', plainSimdText(gemm), path.join(__dirname, 'gemm.wasm'));

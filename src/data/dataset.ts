@@ -4,6 +4,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { FailureError, InputError } from '../errors';
+import { wasmGather, wasmHeap, type GatherKernel, type WasmHeap } from '../accel/gather';
 import { Rng, type RngState, type RunSeeds } from '../rng';
 import { IDX_MAGIC_IMAGES, IDX_MAGIC_LABELS, parseIdx } from './idx';
 import { fetchDataset, loadManifest, type FetchProgress, type FetchedFile, type Manifest } from './fetch';
@@ -224,6 +225,131 @@ export function gatherBatch(
     const dst = k * PIXELS_PER_IMAGE;
     for (let p = 0; p < PIXELS_PER_IMAGE; p++) x[dst + p] = lut[pixels[src + p]!]!;
     y[k] = labels[idx]!;
+  }
+}
+
+/** A gathered training batch: its normalized images and labels, writable (augmentation works on them in place). */
+export interface GatheredBatch {
+  /** float32 [b, 28, 28], row-major. */
+  images: Float32Array;
+  /** int32 [b]. */
+  labels: Int32Array;
+}
+
+/**
+ * A split's training batches as the step's input tensors, x float32 [b, 28, 28] and y int32 [b],
+ * with the values gatherBatch gives. On tfjs-wasm each batch is written where its tensors live on
+ * the wasm heap: the images' bytes are copied into a staging area there and normalized by
+ * gather.wasm through the split's table (or, with REGTRAIN_SIMD=off or no gather.wasm, by
+ * gatherBatch's JS loop into a view of the same memory); no float32 buffer in JS, and no copy into
+ * the heap when tfjs first reads the tensor. Elsewhere gatherBatch into a reused buffer, then
+ * tf.tensor3d. Use: gather(), change the batch in place if need be, tensors(); dispose them after
+ * the step.
+ */
+export class BatchGatherer {
+  private readonly heap: WasmHeap | null;
+  private readonly kernel: GatherKernel | null;
+  /**
+   * On the heap with the kernel: the table (256 float32) and the staging bytes (batchSize images),
+   * allocated for the gatherer's life (no tensors: a fit holds the same tensors as before).
+   */
+  private readonly lut: number = 0;
+  private readonly stage: number = 0;
+  /** Elsewhere: the reused buffers. */
+  private readonly xBuf: Float32Array | null = null;
+  private readonly yBuf: Int32Array | null = null;
+  private pending: { x: tf.Tensor3D; y: tf.Tensor1D } | null = null;
+  private b = 0;
+  private disposed = false;
+
+  constructor(
+    private readonly split: Split,
+    private readonly batchSize: number,
+  ) {
+    this.heap = wasmHeap();
+    this.kernel = this.heap ? wasmGather() : null;
+    if (this.heap && this.kernel) {
+      this.lut = this.heap.malloc(split.lut.byteLength);
+      this.stage = this.heap.malloc(batchSize * PIXELS_PER_IMAGE);
+      const bytes = this.heap.bytes(); // after the allocations
+      new Float32Array(bytes.buffer, this.lut, split.lut.length).set(split.lut);
+    }
+    if (!this.heap) {
+      this.xBuf = new Float32Array(batchSize * PIXELS_PER_IMAGE);
+      this.yBuf = new Int32Array(batchSize);
+    }
+  }
+
+  /** Which loop normalizes the batches (for tests and benchmarks). */
+  get path(): 'wasm kernel' | 'JS loop into the wasm heap' | 'JS loop' {
+    return this.kernel ? 'wasm kernel' : this.heap ? 'JS loop into the wasm heap' : 'JS loop';
+  }
+
+  /**
+   * Images order[from], ..., order[from + b - 1] (b ≤ batchSize), normalized, with their labels.
+   * The views are valid until the next tensor allocation (on wasm they are the heap's).
+   */
+  gather(order: Int32Array, from: number, b: number): GatheredBatch {
+    if (b > this.batchSize) throw new Error(`a batch of ${b} images is more than the batch size ${this.batchSize}`);
+    this.dropPending();
+    this.b = b;
+    const { split, heap } = this;
+    if (!heap) {
+      const images = this.xBuf!.subarray(0, b * PIXELS_PER_IMAGE);
+      const labels = this.yBuf!.subarray(0, b);
+      gatherBatch(split, order, from, b, images, labels);
+      return { images, labels };
+    }
+    const x = heap.allocate<tf.Rank.R3>([b, IMAGE_ROWS, IMAGE_COLS], 'float32');
+    const y = heap.allocate<tf.Rank.R1>([b], 'int32');
+    this.pending = { x, y };
+    // Views after the allocations (they may grow the heap).
+    const bytes = heap.bytes();
+    const images = new Float32Array(bytes.buffer, heap.offsetOf(x), b * PIXELS_PER_IMAGE);
+    const labels = new Int32Array(bytes.buffer, heap.offsetOf(y), b);
+    if (!this.kernel) {
+      gatherBatch(split, order, from, b, images, labels);
+      return { images, labels };
+    }
+    const stage = this.stage;
+    const { pixels } = split;
+    for (let k = 0; k < b; k++) {
+      const idx = order[from + k]!;
+      const src = idx * PIXELS_PER_IMAGE;
+      bytes.set(pixels.subarray(src, src + PIXELS_PER_IMAGE), stage + k * PIXELS_PER_IMAGE);
+      labels[k] = split.labels[idx]!;
+    }
+    this.kernel.normalize(stage, this.lut, heap.offsetOf(x), b * PIXELS_PER_IMAGE);
+    return { images, labels };
+  }
+
+  /** The batch gather() gave as tensors (with any in-place changes), the caller's to dispose. */
+  tensors(): { x: tf.Tensor3D; y: tf.Tensor1D } {
+    if (this.pending) {
+      const t = this.pending;
+      this.pending = null;
+      return t;
+    }
+    if (this.heap) throw new Error('BatchGatherer.tensors(): no batch gathered since the last call');
+    const b = this.b;
+    return {
+      x: tf.tensor3d(this.xBuf!.subarray(0, b * PIXELS_PER_IMAGE), [b, IMAGE_ROWS, IMAGE_COLS], 'float32'),
+      y: tf.tensor1d(this.yBuf!.subarray(0, b), 'int32'),
+    };
+  }
+
+  private dropPending(): void {
+    if (this.pending) tf.dispose([this.pending.x, this.pending.y]);
+    this.pending = null;
+  }
+
+  dispose(): void {
+    this.dropPending();
+    if (this.heap && this.kernel && !this.disposed) {
+      this.heap.free(this.lut);
+      this.heap.free(this.stage);
+    }
+    this.disposed = true;
   }
 }
 

@@ -18,10 +18,8 @@ import { SplitPass } from './forward';
 import { Augmenter } from '../data/augmentation';
 import type { AugmentationStep } from '../spec/augmentation';
 import { NUM_CLASSES } from '../spec';
-import { gatherBatch } from '../data/dataset';
+import { BatchGatherer } from '../data/dataset';
 import type { LoopState, Split, TrainStep } from './types';
-
-const IMAGE_SIZE = 28 * 28;
 
 export interface FitOptions {
   epochs: number;
@@ -79,8 +77,7 @@ export async function fit(
       stopTraining: ctx.stopTraining,
     }),
   };
-  const xBuf = new Float32Array(opts.batchSize * IMAGE_SIZE);
-  const yBuf = new Int32Array(opts.batchSize);
+  const batches = new BatchGatherer(train, opts.batchSize);
   let stopReason: StopReason = ctx.stopTraining ?? 'epochs';
   let nonFinite: FitResult['nonFinite'];
 
@@ -104,16 +101,13 @@ export async function fit(
         }
         const start = s * opts.batchSize;
         const b = Math.min(opts.batchSize, n - start);
-        gatherBatch(train, order, start, b, xBuf, yBuf);
+        const batch = batches.gather(order, start, b);
         // Training batches only: mixUp/cutMix make the labels soft (b × classes).
-        const soft = augmenter ? augmenter.apply(xBuf, yBuf, b) : null;
-        const x = tf.tensor3d(b === opts.batchSize ? xBuf : xBuf.subarray(0, b * IMAGE_SIZE), [b, 28, 28]);
-        const y = soft
-          ? tf.tensor2d(soft, [b, NUM_CLASSES])
-          : tf.tensor1d(b === opts.batchSize ? yBuf : yBuf.subarray(0, b), 'int32');
+        const soft = augmenter ? augmenter.apply(batch.images, batch.labels, b) : null;
+        const { x, y: labels } = batches.tensors();
+        const y = soft ? tf.tensor2d(soft, [b, NUM_CLASSES]) : labels;
         const r = step.run(x, y, dropoutRng.nextUint32());
-        x.dispose();
-        y.dispose();
+        tf.dispose(soft ? [x, labels, y] : [x, y]);
         if (!Number.isFinite(r.dataLoss) || !Number.isFinite(r.penalty) || !Number.isFinite(r.smoothing ?? 0)) {
           stopReason = 'non-finite-loss';
           nonFinite = { epoch, step: s + 1 };
@@ -165,6 +159,7 @@ export async function fit(
     if (stopReason === 'epochs' && ctx.stopTraining) stopReason = ctx.stopTraining;
     await callbacks.trainEnd({ stopReason, epochs: completed, ...(nonFinite ? { nonFinite } : {}) }, ctx);
   } finally {
+    batches.dispose();
     validationPass?.dispose();
   }
   return { stopReason, epochs: completed, ...(nonFinite ? { nonFinite } : {}) };

@@ -14,7 +14,12 @@
  * Reported: run ÷ step (training rates) and run ÷ PyTorch (whole epochs), median over the rounds with
  * the range.
  *
+ * --cpu: the run's and the step's rates per CPU second instead of per wall second (the run through
+ * epoch-cpu-clock.js, the step bench's own CPU rate), for a loaded machine, where wall time also
+ * counts other processes' turns on the cores (PyTorch, timed by the wall clock, is left out).
+ *
  * Run: npx tsc -p tsconfig.json && node dist/test/bench/epoch-step.js [--rounds N] [--epochs N] [--no-torch]
+ *   [--batches 32,512] [--cpu]
  */
 import { execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -36,14 +41,18 @@ export interface CliEpochs {
   epochs: { train: number; seconds: number }[];
 }
 
-/** One `regtrain run` at this batch size; each epoch's training and whole-epoch seconds. */
-export function cliRun(batch: number, epochs: number): Promise<CliEpochs> {
+/**
+ * One `regtrain run` at this batch size; each epoch's training and whole-epoch seconds (CPU seconds
+ * with `cpu`: see epoch-cpu-clock.ts).
+ */
+export function cliRun(batch: number, epochs: number, cpu = false): Promise<CliEpochs> {
   return new Promise((resolve, reject) => {
     const out = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-epoch-step-'));
     const sets = [`data.trainLimit=${TRAIN}`, `training.batchSize=${batch}`, `training.epochs=${epochs}`];
     const child = spawn(
       process.execPath,
       [
+        ...(cpu ? ['-r', path.join(__dirname, 'epoch-cpu-clock.js')] : []),
         path.join(repoRoot, 'bin', 'regtrain'),
         'run',
         SPEC,
@@ -132,10 +141,14 @@ export async function epochStepReport(opts: {
   epochs: number;
   torch: boolean;
   batches?: number[];
+  /** Rates per CPU second (the run's and the step's); PyTorch is left out. */
+  cpu?: boolean;
   log?: (s: string) => void;
 }): Promise<string> {
+  const cpu = opts.cpu ?? false;
   const log = opts.log ?? (() => {});
-  const py = opts.torch ? findTorchPython() : null;
+  // PyTorch's loop is timed by the wall clock only: no run ÷ PyTorch in CPU time.
+  const py = opts.torch && !(opts.cpu ?? false) ? findTorchPython() : null;
   const results: BatchResult[] = (opts.batches ?? [32, 512]).map((batch) => ({
     batch,
     step: '',
@@ -146,20 +159,22 @@ export async function epochStepReport(opts: {
     vsTorch: [],
     trainVsTorch: [],
   }));
+  const unit = cpu ? 'CPU s' : 's';
   for (let round = 1; round <= opts.rounds; round++) {
     for (const res of results) {
-      const run = await cliRun(res.batch, opts.epochs);
+      const run = await cliRun(res.batch, opts.epochs, cpu);
       res.step = run.step;
       const runTrain = TRAIN / median(run.epochs.map((e) => e.train));
       const runEpoch = TRAIN / median(run.epochs.map((e) => e.seconds));
       res.runTrainRates.push(runTrain);
       const p = pathOfRun(run.backend, run.step);
       const m = p ? await measurePath(p, res.batch) : null;
-      if (m) {
-        res.stepRates.push(m.rate);
-        res.vsStep.push(runTrain / m.rate);
+      const stepRate = m ? (cpu ? m.cpuRate : m.rate) : null;
+      if (stepRate) {
+        res.stepRates.push(stepRate);
+        res.vsStep.push(runTrain / stepRate);
       }
-      let line = `round ${round} batch ${res.batch}: run trains ${Math.round(runTrain)}/s (epoch ${Math.round(runEpoch)}/s), step alone ${m ? Math.round(m.rate) : 'n/a'}/s`;
+      let line = `round ${round} batch ${res.batch}: run trains ${Math.round(runTrain)}/${unit} (epoch ${Math.round(runEpoch)}/${unit}), step alone ${stepRate ? Math.round(stepRate) : 'n/a'}/${unit}`;
       if (py) {
         const t = torchEpochs(py, res.batch, opts.epochs);
         const torchEpoch = TRAIN / median(t.map((e) => e.seconds));
@@ -169,16 +184,16 @@ export async function epochStepReport(opts: {
         res.trainVsTorch.push(runTrain / torchTrain);
         line += `, PyTorch epoch ${Math.round(torchEpoch)}/s (training ${Math.round(torchTrain)}/s)`;
       }
-      log(line);
+      log(`${line}; load average ${os.loadavg()[0]!.toFixed(1)}`);
     }
   }
   const lines = [
-    `A run's epoch against the step alone and PyTorch's epoch loop (\`regtrain run configs/article.yaml --set data.trainLimit=${TRAIN} --set training.batchSize=B --set training.epochs=${opts.epochs}\`, epochs 2–${opts.epochs}; test/bench/torch_epoch.py; ${opts.rounds} rounds; load average ${os
+    `A run's epoch against the step alone and PyTorch's epoch loop${cpu ? ' in CPU time (samples per CPU second of the process, all threads)' : ''} (\`regtrain run configs/article.yaml --set data.trainLimit=${TRAIN} --set training.batchSize=B --set training.epochs=${opts.epochs}\`, epochs 2–${opts.epochs}; test/bench/torch_epoch.py; ${opts.rounds} rounds; load average ${os
       .loadavg()
       .map((l) => l.toFixed(1))
       .join(' ')}):`,
     '',
-    '| batch | run trains, samples/s | step alone, samples/s | **run ÷ step** | PyTorch epoch (DataLoader + validation), samples/s | **run epoch ÷ PyTorch epoch** | run training ÷ PyTorch training | step |',
+    `| batch | run trains, samples/${unit} | step alone, samples/${unit} | **run ÷ step** | PyTorch epoch (DataLoader + validation), samples/s | **run epoch ÷ PyTorch epoch** | run training ÷ PyTorch training | step |`,
     '| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
   ];
   for (const r of results)
@@ -199,6 +214,7 @@ if (require.main === module && !process.env.NODE_TEST_CONTEXT) {
     rounds: Number(arg('--rounds') ?? 3),
     epochs: Number(arg('--epochs') ?? 4),
     torch: !process.argv.includes('--no-torch'),
+    cpu: process.argv.includes('--cpu'),
     ...(arg('--batches') ? { batches: arg('--batches')!.split(',').map(Number) } : {}),
     log: (s) => console.error(s),
   })
