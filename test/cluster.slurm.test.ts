@@ -232,12 +232,16 @@ test(
     const cwd = fs.mkdtempSync(path.join(tmp, 'recipe-'));
     // The README's own file name, holding the small study (the real one trains for 20 minutes).
     fs.mkdirSync(path.join(cwd, 'configs'));
-    // 200 epochs (0.02–0.1 s each) rather than 5, so the scancel below lands while the member trains, not
-    // after it: a member of 60 epochs finished in 4 s, before the poll, scancel and Slurm's signal reached it,
-    // on a CI machine running two suites beside this one (a flake seen twice).
+    // The l2 members train 200 epochs (0.02–0.1 s each), so the scancel below, aimed at one of them, lands while
+    // it trains, not after it: a member of 60 epochs finished in 4 s, before the poll, scancel and Slurm's signal
+    // reached it, on a CI machine running two suites beside this one (a flake seen twice). The baseline members
+    // keep the 30 epochs of SPEC: nothing here waits on them, so they need not train 200.
     fs.writeFileSync(
       path.join(cwd, 'configs', 'study.yaml'),
-      SPEC.replace('name: slurmtiny', 'name: study').replace('epochs: 30,', 'epochs: 200,'),
+      SPEC.replace('name: slurmtiny', 'name: study').replace(
+        'l2: { model.layers.1.dense.kernelRegularizer: { l2: 0.001 } }',
+        'l2: { model.layers.1.dense.kernelRegularizer: { l2: 0.001 }, training.epochs: 200 }',
+      ),
     );
     assert.equal(regtrain(['data', 'fetch'], cwd).status, 0, 'the dataset cache the tasks share');
     const [planLine, submitLine, scancelLine, statusLine, resubmitLine, catLine, ...rest] = readmeSlurmRecipe();
@@ -262,7 +266,7 @@ test(
       )!;
     const jobs = [arrayJob!, compareJob!];
     try {
-      // scancel the first task seen running with a checkpoint: SIGTERM reaches regtrain, which saves.
+      // scancel the first l2 task seen running with a checkpoint: SIGTERM reaches regtrain, which saves.
       let cancelled: number | null = null;
       for (let waited = 0; cancelled === null && waited < 600_000; waited += 200) {
         for (const task of sh('squeue', ['-h', '-j', arrayJob!, '-t', 'R', '-o', '%i'])
@@ -270,6 +274,7 @@ test(
           .split('\n')
           .filter(Boolean)) {
           const index = Number(task.split('_')[1]);
+          if (!members[index]!.startsWith('l2-')) continue;
           if (!fs.existsSync(path.join(studyDir, 'runs', members[index]!, 'checkpoint.json'))) continue;
           const r = bash(scancelLine!.replace('6_3', task));
           assert.equal(r.status, 0, r.stderr);

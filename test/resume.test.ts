@@ -23,13 +23,19 @@ const history = (dir: string) =>
     ({ seconds: _s, ...rest }) => rest,
   );
 
-before(() => {
+before(async () => {
   const r = regtrain(['run', quick, ...small, '--out', 'whole', '-q']);
   assert.equal(r.status, 0, r.stderr);
+  // One run of the same command killed after its first epoch; the tests that resume or damage such a run each
+  // take a copy (a run directory names no path of its own, so a copy resumes as the original would).
+  await runAndKillAfterFirstEpoch(['run', quick, ...small, '--out', 'killed-once']);
 });
 
-test('a run killed with SIGKILL and resumed ends with the same history and weights as an uninterrupted run', async () => {
-  await runAndKillAfterFirstEpoch(['run', quick, ...small, '--out', 'killed']);
+/** A copy, named `dir`, of the run of `quick` on the small slice that was SIGKILLed after its first epoch. */
+const killedRun = (dir: string) => fs.cpSync(path.join(tmp, 'killed-once'), path.join(tmp, dir), { recursive: true });
+
+test('a run killed with SIGKILL and resumed ends with the same history and weights as an uninterrupted run', () => {
+  killedRun('killed');
   assert.ok(fs.existsSync(path.join(tmp, 'killed', 'checkpoint.json')), 'the first epoch left a checkpoint');
   assert.ok(!fs.existsSync(path.join(tmp, 'killed', 'metrics.json')), 'a killed run has no metrics yet');
   const r = regtrain(['run', '--resume', 'killed', '-q']);
@@ -118,8 +124,8 @@ for (const momentum of [0, 0.9]) {
   });
 }
 
-test('a damaged checkpoint is refused with exit 2 and leaves no lock behind', async () => {
-  await runAndKillAfterFirstEpoch(['run', quick, ...small, '--out', 'damaged']);
+test('a damaged checkpoint is refused with exit 2 and leaves no lock behind', () => {
+  killedRun('damaged');
   const bin = fs.readdirSync(path.join(tmp, 'damaged')).find((f) => /^checkpoint-\d+\.bin$/.test(f))!;
   const file = path.join(tmp, 'damaged', bin);
   const bytes = fs.readFileSync(file);
@@ -206,8 +212,8 @@ test('a run killed after the checkpoint of the epoch early stopping ended it res
   }
 });
 
-test('a spec.yaml edited in the run directory is refused on resume unless --force', async () => {
-  await runAndKillAfterFirstEpoch(['run', quick, ...small, '--out', 'edited']);
+test('a spec.yaml edited in the run directory is refused on resume unless --force', () => {
+  killedRun('edited');
   const file = path.join(tmp, 'edited', 'spec.yaml');
   fs.writeFileSync(file, fs.readFileSync(file, 'utf8').replace(/^seed: \d+$/m, 'seed: 7'));
   const r = regtrain(['run', '--resume', 'edited']);
@@ -272,8 +278,8 @@ test('a resume without --backend keeps the backend and kernels run.json recorded
   assert.deepEqual(runJsonBackend('cpu-killed'), recorded);
 });
 
-test('a resume with another --backend says that it switches, and run.json records the new backend', async () => {
-  await runAndKillAfterFirstEpoch(['run', quick, ...small, '--out', 'switched']);
+test('a resume with another --backend says that it switches, and run.json records the new backend', () => {
+  killedRun('switched');
   assert.equal((runJsonBackend('switched') as { name: string }).name, 'wasm');
   const r = regtrain(['run', '--resume', 'switched', '--backend', 'cpu']);
   assert.equal(r.status, 0, r.stderr);
@@ -292,8 +298,8 @@ test('a resume with another --backend says that it switches, and run.json record
   assert.equal(history('switched').length, 3);
 });
 
-test('a damaged backend record in run.json is refused on resume in one line naming the field', async () => {
-  await runAndKillAfterFirstEpoch(['run', quick, ...small, '--out', 'bad-backend']);
+test('a damaged backend record in run.json is refused on resume in one line naming the field', () => {
+  killedRun('bad-backend');
   const file = path.join(tmp, 'bad-backend', 'run.json');
   fs.writeFileSync(file, fs.readFileSync(file, 'utf8').replace(/"name": "wasm"/, '"name": "webgl"'));
   const r = regtrain(['run', '--resume', 'bad-backend']);
