@@ -19,7 +19,7 @@
 import * as os from 'node:os';
 import * as tf from '@tensorflow/tfjs';
 import { accelerationDisabled, BackendInfo } from '../backend';
-import { createLeanStep } from './lean-step';
+import { createLeanStep, type LeanStep, type LeanStepResult } from './lean-step';
 import { createCnnStep } from './cnn-step';
 import { loadBlas, parseBlasThreads } from '../accel/blas';
 import type { BuiltModel } from '../model';
@@ -188,28 +188,13 @@ export function createTrainStep(built: BuiltModel, spec: ExperimentSpec, backend
     const cnnBlas = backend.gemm.kind === 'openblas' ? loadBlas() : null;
     const n = cnnBlas?.ok ? blasThreads(spec.training.batchSize) : 0;
     if (cnnBlas?.ok) cnnBlas.setThreads(n);
-    return {
-      description: `lean CNN step (hand-written gradients) + ${cnn.kernels}${n ? ` (${n} thread${n > 1 ? 's' : ''})` : ''}`,
-      path: 'lean',
-      run(x, y) {
-        const r = cnn.run(x, y);
-        return {
-          dataLoss: r.dataLoss / r.batchSize,
-          penalty: r.penalty,
-          correct: r.correct,
-          ...(labelSmoothing > 0 ? { smoothing: (r.smoothedLoss - r.dataLoss) / r.batchSize } : {}),
-        };
-      },
+    const threads = n ? ` (${n} thread${n > 1 ? 's' : ''})` : '';
+    return handWrittenStep(
+      `lean CNN step (hand-written gradients) + ${cnn.kernels}${threads}`,
       optimizer,
-      learningRate: () => optimizer.learningRate(),
-      setLearningRate: (lr) => optimizer.setLearningRate(lr),
-      optimizerState: () => optimizer.state(),
-      setOptimizerState: (state) => optimizer.setState(state, cnn.variables()),
-      dispose() {
-        cnn.dispose();
-        optimizer.dispose();
-      },
-    };
+      labelSmoothing,
+      cnn,
+    );
   }
   const lean = createLeanStep(built.model, optimizer, penalties, {
     labelSmoothing,
@@ -226,11 +211,30 @@ export function createTrainStep(built: BuiltModel, spec: ExperimentSpec, backend
   } else if (backend.gemm.kind) {
     kernels = ` + regtrain's ${backend.gemm.kind === 'wasm-relaxed-simd' ? 'relaxed-SIMD' : 'SIMD'} WebAssembly matmuls`;
   }
+  return handWrittenStep(`lean step (hand-written gradients)${kernels}`, optimizer, labelSmoothing, {
+    run: (x, y, dropoutSeed) => lean.run(x as tf.Tensor3D, y, dropoutSeed),
+    variables: () => lean.variables(),
+    dispose: () => lean.dispose(),
+  });
+}
+
+/**
+ * A hand-written step (dense or CNN) behind the loop's seam: its batch sums as means, the smoothing
+ * apart from the data loss when the loss smooths, and the optimizer's state over its variables.
+ */
+function handWrittenStep(
+  description: string,
+  optimizer: Optimizer,
+  labelSmoothing: number,
+  inner: Pick<LeanStep, 'variables' | 'dispose'> & {
+    run(x: tf.Tensor, y: tf.Tensor1D | tf.Tensor2D, dropoutSeed: number): LeanStepResult;
+  },
+): TrainStep {
   return {
-    description: `lean step (hand-written gradients)${kernels}`,
+    description,
     path: 'lean',
     run(x, y, dropoutSeed) {
-      const r = lean.run(x as tf.Tensor3D, y, dropoutSeed);
+      const r = inner.run(x, y, dropoutSeed);
       return {
         dataLoss: r.dataLoss / r.batchSize,
         penalty: r.penalty,
@@ -242,9 +246,9 @@ export function createTrainStep(built: BuiltModel, spec: ExperimentSpec, backend
     learningRate: () => optimizer.learningRate(),
     setLearningRate: (lr) => optimizer.setLearningRate(lr),
     optimizerState: () => optimizer.state(),
-    setOptimizerState: (state) => optimizer.setState(state, lean.variables()),
+    setOptimizerState: (state) => optimizer.setState(state, inner.variables()),
     dispose() {
-      lean.dispose();
+      inner.dispose();
       optimizer.dispose();
     },
   };
