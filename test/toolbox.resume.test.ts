@@ -6,11 +6,10 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { BIN, killAfterFirstEpoch, QUICK, SMALL_SLICE } from './helpers/cli';
+import { killAfterFirstEpoch, QUICK, regtrainSync, SMALL_SLICE } from './helpers/cli';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-toolbox-'));
 const env = { ...process.env, XDG_CACHE_HOME: path.join(tmp, 'xdg') };
@@ -28,15 +27,8 @@ const TOOLBOX = [
   'wasm',
 ];
 
-function regtrain(args: string[], extraEnv: Record<string, string> = {}) {
-  return spawnSync(process.execPath, [BIN, ...args], {
-    cwd: tmp,
-    env: { ...env, ...extraEnv },
-    encoding: 'utf8',
-    timeout: 300_000,
-    killSignal: 'SIGKILL',
-  });
-}
+const regtrain = (args: string[], extraEnv: Record<string, string> = {}) =>
+  regtrainSync(args, { cwd: tmp, env: { ...env, ...extraEnv } });
 
 const read = (dir: string, file: string) => fs.readFileSync(path.join(tmp, dir, file));
 interface Epoch {

@@ -38,7 +38,7 @@ import {
   type ConvGeometry,
   type ConvSimd,
 } from '../accel/conv';
-import { heapGemm, type WasmGemmKind } from '../accel/gemm';
+import { heapGemm, type HeapGemm, type WasmGemmKind } from '../accel/gemm';
 import { heapModuleLoader, simdOff } from '../accel/heap-module';
 import type { Simd } from '../accel/simd';
 import { applyConstraints, type ConstraintTerm } from './constraints';
@@ -69,21 +69,7 @@ export interface CnnStep {
 }
 
 /** C = op(A)·op(B) (+ bias per column, then relu): byte addresses in the step's memory; bias 0 = none. */
-type Gemm = (
-  tA: boolean,
-  tB: boolean,
-  m: number,
-  n: number,
-  k: number,
-  a: number,
-  lda: number,
-  b: number,
-  ldb: number,
-  c: number,
-  ldc: number,
-  bias: number,
-  relu: boolean,
-) => void;
+type Gemm = HeapGemm['gemm'];
 
 interface Weighted {
   kernel: tf.Variable;
