@@ -95,9 +95,12 @@ test('a sweep entry that is neither a list nor an alongside map is refused at it
   }
 });
 
-test('configs/regularizers-by-size.yaml expands to 160 valid members, each size with its own epochs', () => {
+test('configs/regularizers-by-size.yaml expands to 180 valid members, each size with its own epochs, the 160 first ones as first run', () => {
   const members = expandStudy(loadSpec(path.join(ROOT, 'configs', 'regularizers-by-size.yaml')));
-  assert.equal(members.length, 160);
+  assert.equal(members.length, 180);
+  // The ema-mixup variant came after the first 160 runs: appended last, it keeps their names and order.
+  assert.equal(members[159]!.name, 'combined-trainLimit=58000-seed5');
+  assert.equal(members[160]!.name, 'ema-mixup-trainLimit=500-seed1');
   const epochsBySize = new Map(members.map((m) => [m.spec.data.trainLimit, m.spec.training.epochs]));
   assert.deepEqual(
     [...epochsBySize],
@@ -112,4 +115,7 @@ test('configs/regularizers-by-size.yaml expands to 160 valid members, each size 
   assert.equal(combined.training.labelSmoothing, 0.1);
   assert.equal(combined.data.augmentation?.length, 2);
   assert.equal(combined.model.layers.filter((l) => l.dropout).length, 2);
+  const emaMixup = members.find((m) => m.name === 'ema-mixup-trainLimit=8000-seed3')!.spec;
+  assert.deepEqual(emaMixup.data.augmentation, [{ mixUp: { alpha: 0.2 } }]);
+  assert.equal(emaMixup.optimizer.adam?.useEma, true);
 });
