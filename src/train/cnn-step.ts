@@ -45,7 +45,7 @@ import { applyConstraints, type ConstraintTerm } from './constraints';
 import { softLossGradient, type LeanStepResult, type Penalty } from './lean-step';
 import { stepMovingAverage } from './moving-average';
 import { Optimizer } from './optimizers';
-import { adamPass } from './optimizers/adam';
+import { adamOnHeap } from './optimizers/adam';
 
 // The ES2022 lib has no WebAssembly types (they come with DOM); the few used here:
 // eslint-disable-next-line @typescript-eslint/no-namespace -- an ambient declaration of a global, not a module
@@ -562,41 +562,17 @@ export function createCnnStep(
       return penalty;
     }
     for (const { v, l1, l2, layer } of items) {
-      const w = view(wAt.get(v)!, v.size);
-      const g = view(gAt.get(v)!, v.size);
       const adam = simd ? optimizer.adamStep(v.name, v.size, lr) : null;
       let sums: { abs: number; sq: number };
       if (simd && adam) {
         // As the dense lean step: one SIMD pass over the multiple of 4, the optimizer's JS loop over the rest.
-        const n4 = v.size & ~3;
-        const vhat = adam.vhat;
-        simd.adam(
-          w.byteOffset,
-          g.byteOffset,
-          w.byteOffset,
-          adam.m.byteOffset,
-          adam.v.byteOffset,
-          vhat ? vhat.byteOffset : 0,
-          vhat ? 1 : 0,
-          n4,
-          l1,
-          Math.fround(2 * l2),
-          adam.lr,
-          adam.wd,
-          adam.alpha,
-          adam.oneMinusB1,
-          adam.oneMinusB2,
-          adam.epsilon,
-          sumsAt,
-        );
-        const head = new Float64Array(arena.memory.buffer, sumsAt, 2);
-        const tail = adamPass(
-          { name: v.name, w: w.subarray(n4), g: g.subarray(n4), out: w.subarray(n4), l1, l2 },
-          adam,
-          n4,
-        );
-        sums = { abs: head[0]! + tail.abs, sq: head[1]! + tail.sq };
-      } else sums = optimizer.update({ name: v.name, w, g, out: w, l1, l2 }, lr);
+        const w = wAt.get(v)!;
+        const u = { name: v.name, w, g: gAt.get(v)!, out: w, size: v.size, l1, l2 };
+        sums = adamOnHeap(simd, h(), u, adam, new Float64Array(arena.memory.buffer, sumsAt, 2));
+      } else {
+        const w = view(wAt.get(v)!, v.size);
+        sums = optimizer.update({ name: v.name, w, g: view(gAt.get(v)!, v.size), out: w, l1, l2 }, lr);
+      }
       if (layer) penalty += layer.l1 * sums.abs + layer.l2 * sums.sq;
     }
     return penalty;
