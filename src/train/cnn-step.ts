@@ -27,7 +27,7 @@
  * Agreement with the autodiff step: float32 rounding (other summation orders); test/cnn.step.test.ts.
  */
 import * as tf from '@tensorflow/tfjs';
-import { loadBlas } from '../accel/blas';
+import { loadBlas, sgemmOnHeap } from '../accel/blas';
 import {
   col2im,
   convGeometry,
@@ -220,25 +220,9 @@ function arenaGemm(
   if (kind === 'openblas') {
     const blas = loadBlas();
     if (!blas.ok) return { reason: blas.reason };
+    const sgemm = sgemmOnHeap(blas, () => arena.f32());
     const gemm: Gemm = (tA, tB, m, n, k, a, lda, b, ldb, c, ldc, bias, relu) => {
-      const heap = arena.f32();
-      const view = (at: number, rows: number, ld: number, cols: number) =>
-        heap.subarray(at >>> 2, (at >>> 2) + (rows - 1) * ld + cols);
-      blas.sgemmUnchecked(
-        tA,
-        tB,
-        m,
-        n,
-        k,
-        1,
-        tA ? view(a, k, lda, m) : view(a, m, lda, k),
-        lda,
-        tB ? view(b, n, ldb, k) : view(b, k, ldb, n),
-        ldb,
-        0,
-        view(c, m, ldc, n),
-        ldc,
-      );
+      sgemm(tA, tB, m, n, k, a, lda, b, ldb, c, ldc);
       if (bias || relu) biasAct(arena, simd, c, m, n, bias, relu);
     };
     return { gemm, label: 'OpenBLAS' };
