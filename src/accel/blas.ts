@@ -238,8 +238,8 @@ function tryLoad(threads?: number): BlasLoadResult {
   }
 }
 
-/** A product's flags, sizes and operands on a wasm memory: byte addresses, row-major, leading dimensions in floats. */
-export type HeapGemmOperands = [
+/** A product's flags, sizes and operands on a wasm memory up to C (byte addresses, row-major, leading dimensions in floats). */
+export type HeapGemmHead = [
   tA: boolean,
   tB: boolean,
   m: number,
@@ -250,8 +250,10 @@ export type HeapGemmOperands = [
   b: number,
   ldb: number,
   c: number,
-  ldc: number,
 ];
+
+/** The same with C's leading dimension. */
+export type HeapGemmOperands = [...HeapGemmHead, ldc: number];
 
 /** C = op(A)·op(B) on a wasm memory, no bias. */
 export type HeapGemmFn = (...operands: HeapGemmOperands) => void;
