@@ -362,7 +362,7 @@ export function createLeanStep(
   };
 
   // On tfjs-wasm with the SIMD passes, the optimizer keeps its slots on the wasm heap, where
-  // the Adam pass reads them (a kept tensor each, its memory viewed afresh at every use).
+  // the Adam pass reads them (a kept tensor each, its view made again when the heap has grown).
   const heapSlots = tf.getBackend() === 'wasm' && wasmSimd() !== null;
   // The SIMD passes for the step being run: looked up once a step (runOn), not at each use.
   let stepSimd: Simd | null = null;
