@@ -520,6 +520,47 @@ test('im2colT is the transpose of im2col on every one-channel shape (strides and
   }
 });
 
+test('im2colT with the image and its copy in one array (the lean CNN step’s arena) copies runs of 16 pixels and more with the values of separate arrays', () => {
+  const cases: Case[] = [
+    {
+      name: 'the CNN’s first layer, 28×28, 3×3, valid',
+      x: [2, 28, 28, 1],
+      filter: [3, 3, 1, 4],
+      strides: [1, 1],
+      pad: 'valid',
+    },
+    {
+      name: '20×18, 3×3, same (zeros at both ends of each run)',
+      x: [2, 20, 18, 1],
+      filter: [3, 3, 1, 2],
+      strides: [1, 1],
+      pad: 'same',
+    },
+    {
+      name: '17 wide, 2×5, stride 2 (the element loop)',
+      x: [1, 9, 17, 1],
+      filter: [2, 5, 1, 1],
+      strides: [2, 2],
+      pad: 'valid',
+    },
+  ];
+  for (const c of cases) {
+    const g = geometry(c);
+    const n = c.x.reduce((a, b) => a * b);
+    const size = g.batch * g.outH * g.outW * g.fH * g.fW;
+    const x = values(n, 23);
+    const apart = new Float32Array(size).fill(NaN);
+    im2colT(g, x, 0, apart, 0);
+    // One array: 3 floats before the image, the copy after it.
+    const heap = new Float32Array(3 + n + size).fill(NaN);
+    heap.set(x, 3);
+    im2colT(g, heap, 3, heap, 3 + n);
+    for (let i = 0; i < size; i++)
+      if (!Object.is(heap[3 + n + i], apart[i]))
+        assert.fail(`${c.name}: [${i}] = ${heap[3 + n + i]}, apart ${apart[i]}`);
+  }
+});
+
 test('Identity on wasm with regtrain’s kernels shares the input’s memory: the clone keeps its values after the original is disposed, and one dispose frees nothing twice', async (t) => {
   if (!(await useBackend('wasm'))) return t.skip('wasm backend unavailable');
   assert.ok(installAcceleratedKernels('wasm', { gemm: 'wasm' }).gemm);

@@ -237,3 +237,51 @@ function tryLoad(threads?: number): BlasLoadResult {
     return { ok: false, reason: `BLAS load failed: ${(e as Error).message}` };
   }
 }
+
+/** A product's flags, sizes and operands on a wasm memory up to C (byte addresses, row-major, leading dimensions in floats). */
+export type HeapGemmHead = [
+  tA: boolean,
+  tB: boolean,
+  m: number,
+  n: number,
+  k: number,
+  a: number,
+  lda: number,
+  b: number,
+  ldb: number,
+  c: number,
+];
+
+/** The same with C's leading dimension. */
+export type HeapGemmOperands = [...HeapGemmHead, ldc: number];
+
+/** C = op(A)·op(B) on a wasm memory, no bias. */
+export type HeapGemmFn = (...operands: HeapGemmOperands) => void;
+
+/**
+ * C = op(A)·op(B) through `blas` on a wasm memory, operands as byte addresses (row-major, leading
+ * dimensions in floats): the views OpenBLAS needs, made of `heap()` (the whole memory as floats) at
+ * each call, each as long as its operand. For tfjs-wasm's heap and the lean CNN step's arena.
+ */
+export function sgemmOnHeap(blas: Blas, heap: () => Float32Array): HeapGemmFn {
+  return (tA, tB, m, n, k, a, lda, b, ldb, c, ldc) => {
+    const h = heap();
+    const view = (at: number, rows: number, ld: number, cols: number) =>
+      h.subarray(at >>> 2, (at >>> 2) + (rows - 1) * ld + cols);
+    blas.sgemmUnchecked(
+      tA,
+      tB,
+      m,
+      n,
+      k,
+      1,
+      tA ? view(a, k, lda, m) : view(a, m, lda, k),
+      lda,
+      tB ? view(b, n, ldb, k) : view(b, k, ldb, n),
+      ldb,
+      0,
+      view(c, m, ldc, n),
+      ldc,
+    );
+  };
+}

@@ -15,7 +15,7 @@
  * summed in float64 in one fixed order (b, oh, ow), rounded to float32 once: identical on every run.
  */
 import * as tf from '@tensorflow/tfjs';
-import { loadBlas } from './blas';
+import { loadBlas, sgemmOnHeap, type HeapGemmFn } from './blas';
 import { heapModuleLoader, simdOff } from './heap-module';
 import { heapGemm, type WasmGemmKind } from './gemm';
 
@@ -215,46 +215,12 @@ export function registerWasmConvKernels(): void {
 // The fast path: the conv gradients as one GEMM each (im2col / col2im around it) and a max-pool
 // gradient in one pass, installed by installAcceleratedKernels (kernels.ts) when a GEMM is there.
 
-/** C = op(A)·op(B) on tfjs-wasm's heap; operands are byte addresses, row-major, no bias. */
-export type HeapGemmFn = (
-  tA: boolean,
-  tB: boolean,
-  m: number,
-  n: number,
-  k: number,
-  a: number,
-  lda: number,
-  b: number,
-  ldb: number,
-  c: number,
-  ldc: number,
-) => void;
-
 /** The GEMM of a kind on a wasm backend's heap, or null when it cannot run there. */
 function heapGemmFn(kind: 'openblas' | WasmGemmKind, backend: WasmBackendLike): HeapGemmFn | null {
   if (kind === 'openblas') {
     const blas = loadBlas();
     if (!blas.ok) return null;
-    return (tA, tB, m, n, k, a, lda, b, ldb, c, ldc) => {
-      const heap = backend.wasm.HEAPF32;
-      const view = (at: number, rows: number, ld: number, cols: number) =>
-        heap.subarray(at >>> 2, (at >>> 2) + (rows - 1) * ld + cols);
-      blas.sgemmUnchecked(
-        tA,
-        tB,
-        m,
-        n,
-        k,
-        1,
-        tA ? view(a, k, lda, m) : view(a, m, lda, k),
-        lda,
-        tB ? view(b, n, ldb, k) : view(b, k, ldb, n),
-        ldb,
-        0,
-        view(c, m, ldc, n),
-        ldc,
-      );
-    };
+    return sgemmOnHeap(blas, () => backend.wasm.HEAPF32);
   }
   const memory = backend.wasm.asm?.memory;
   if (!memory) return null;
@@ -386,8 +352,11 @@ export function im2colT(g: ConvGeometry, x: Float32Array, xOff: number, col: Flo
             if (lo > 0) col.fill(0, r, r + lo);
             if (hi < outW) col.fill(0, r + hi, r + outW);
             const step = strideW * inC;
-            for (let ow = lo, xi = xb + (ih * inW + lo * strideW + kw - padLeft) * inC; ow < hi; ow++, xi += step)
-              col[r + ow] = x[xi]!;
+            const xi0 = xb + (ih * inW + lo * strideW + kw - padLeft) * inC;
+            // A contiguous run (stride 1, one channel) in the same heap: one memmove (26 floats on the
+            // CNN's first layer: 0.52 → 0.30 ms a call at batch 64), else the element loop.
+            if (step === 1 && x === col && hi - lo >= 16) col.copyWithin(r + lo, xi0, xi0 + hi - lo);
+            else for (let ow = lo, xi = xi0; ow < hi; ow++, xi += step) col[r + ow] = x[xi]!;
           }
         }
       }

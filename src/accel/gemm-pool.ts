@@ -1,3 +1,4 @@
+import type { HeapGemmHead } from './blas';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -210,18 +211,7 @@ export interface GemmPool {
    */
   gemm(
     heap: ArrayBuffer,
-    tA: boolean,
-    tB: boolean,
-    m: number,
-    n: number,
-    k: number,
-    a: number,
-    lda: number,
-    b: number,
-    ldb: number,
-    c: number,
-    bias: number,
-    relu: boolean,
+    ...args: [...HeapGemmHead, bias: number, relu: boolean]
   ): { workerBlocks: number; recomputed: number };
   /** Stops the worker. */
   close(): Promise<void>;

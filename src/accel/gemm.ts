@@ -1,6 +1,7 @@
 import * as path from 'node:path';
 import * as v8 from 'node:v8';
 import { MAX_WASM_BYTES, readRegularFile } from '../fsutil';
+import type { HeapGemmOperands } from './blas';
 import { createGemmPool, gemmThreads, instantiateGemm, type GemmPool } from './gemm-pool';
 
 /**
@@ -52,21 +53,7 @@ declare namespace WebAssembly {
 /** On a caller's memory: byte addresses; `bias` 0 = none. */
 export interface HeapGemm {
   kind: WasmGemmKind;
-  gemm(
-    tA: boolean,
-    tB: boolean,
-    m: number,
-    n: number,
-    k: number,
-    a: number,
-    lda: number,
-    b: number,
-    ldb: number,
-    c: number,
-    ldc: number,
-    bias: number,
-    relu: boolean,
-  ): void;
+  gemm(...args: [...HeapGemmOperands, bias: number, relu: boolean]): void;
 }
 
 /** A float32 matrix operand: the array and the element offset where the matrix starts. */

@@ -139,6 +139,25 @@ function runBlas(blas: Blas, p: Plan, tA: boolean, tB: boolean, a: Mem, b: Mem, 
   const lda = tA ? m : k;
   const ldb = tB ? k : n;
   const sgemm = blas.sgemmUnchecked;
+  if (p.batch === 1) {
+    // One product (every call of the lean steps): no list of products made per call.
+    sgemm(
+      tA,
+      tB,
+      m,
+      n,
+      k,
+      1,
+      a.base.subarray(a.offset, a.offset + m * k),
+      lda,
+      b.base.subarray(b.offset, b.offset + k * n),
+      ldb,
+      0,
+      c.base.subarray(c.offset, c.offset + m * n),
+      n,
+    );
+    return;
+  }
   for (const q of products(p, tA)) {
     sgemm(
       tA,

@@ -27,7 +27,7 @@
  * Agreement with the autodiff step: float32 rounding (other summation orders); test/cnn.step.test.ts.
  */
 import * as tf from '@tensorflow/tfjs';
-import { loadBlas } from '../accel/blas';
+import { loadBlas, sgemmOnHeap } from '../accel/blas';
 import {
   col2im,
   convGeometry,
@@ -45,7 +45,7 @@ import { applyConstraints, type ConstraintTerm } from './constraints';
 import { softLossGradient, type LeanStepResult, type Penalty } from './lean-step';
 import { stepMovingAverage } from './moving-average';
 import { Optimizer } from './optimizers';
-import { adamPass } from './optimizers/adam';
+import { adamOnHeap } from './optimizers/adam';
 
 // The ES2022 lib has no WebAssembly types (they come with DOM); the few used here:
 // eslint-disable-next-line @typescript-eslint/no-namespace -- an ambient declaration of a global, not a module
@@ -172,6 +172,17 @@ function planLayers(model: tf.Sequential, penalties: readonly Penalty[]): Layer[
   return out;
 }
 
+/** A float32 tensor's memory on tfjs-wasm's heap (a view, valid until the next allocation there), or null. */
+function wasmFloats(t: tf.Tensor): Float32Array | null {
+  if (t.dtype !== 'float32' || tf.getBackend() !== 'wasm') return null;
+  const b = tf.backend() as unknown as {
+    dataIdMap?: { get(id: unknown): { memoryOffset: number } | undefined };
+    wasm?: { HEAPF32: Float32Array };
+  };
+  const d = b.dataIdMap?.get(t.dataId);
+  return d && b.wasm ? new Float32Array(b.wasm.HEAPF32.buffer, d.memoryOffset, t.size) : null;
+}
+
 /** A bump allocator over a private wasm memory: 16-byte aligned byte addresses, address 0 never given. */
 class Arena {
   readonly memory = new WebAssembly.Memory({ initial: 16 });
@@ -220,25 +231,9 @@ function arenaGemm(
   if (kind === 'openblas') {
     const blas = loadBlas();
     if (!blas.ok) return { reason: blas.reason };
+    const sgemm = sgemmOnHeap(blas, () => arena.f32());
     const gemm: Gemm = (tA, tB, m, n, k, a, lda, b, ldb, c, ldc, bias, relu) => {
-      const heap = arena.f32();
-      const view = (at: number, rows: number, ld: number, cols: number) =>
-        heap.subarray(at >>> 2, (at >>> 2) + (rows - 1) * ld + cols);
-      blas.sgemmUnchecked(
-        tA,
-        tB,
-        m,
-        n,
-        k,
-        1,
-        tA ? view(a, k, lda, m) : view(a, m, lda, k),
-        lda,
-        tB ? view(b, n, ldb, k) : view(b, k, ldb, n),
-        ldb,
-        0,
-        view(c, m, ldc, n),
-        ldc,
-      );
+      sgemm(tA, tB, m, n, k, a, lda, b, ldb, c, ldc);
       if (bias || relu) biasAct(arena, simd, c, m, n, bias, relu);
     };
     return { gemm, label: 'OpenBLAS' };
@@ -562,41 +557,17 @@ export function createCnnStep(
       return penalty;
     }
     for (const { v, l1, l2, layer } of items) {
-      const w = view(wAt.get(v)!, v.size);
-      const g = view(gAt.get(v)!, v.size);
       const adam = simd ? optimizer.adamStep(v.name, v.size, lr) : null;
       let sums: { abs: number; sq: number };
       if (simd && adam) {
         // As the dense lean step: one SIMD pass over the multiple of 4, the optimizer's JS loop over the rest.
-        const n4 = v.size & ~3;
-        const vhat = adam.vhat;
-        simd.adam(
-          w.byteOffset,
-          g.byteOffset,
-          w.byteOffset,
-          adam.m.byteOffset,
-          adam.v.byteOffset,
-          vhat ? vhat.byteOffset : 0,
-          vhat ? 1 : 0,
-          n4,
-          l1,
-          Math.fround(2 * l2),
-          adam.lr,
-          adam.wd,
-          adam.alpha,
-          adam.oneMinusB1,
-          adam.oneMinusB2,
-          adam.epsilon,
-          sumsAt,
-        );
-        const head = new Float64Array(arena.memory.buffer, sumsAt, 2);
-        const tail = adamPass(
-          { name: v.name, w: w.subarray(n4), g: g.subarray(n4), out: w.subarray(n4), l1, l2 },
-          adam,
-          n4,
-        );
-        sums = { abs: head[0]! + tail.abs, sq: head[1]! + tail.sq };
-      } else sums = optimizer.update({ name: v.name, w, g, out: w, l1, l2 }, lr);
+        const w = wAt.get(v)!;
+        const u = { name: v.name, w, g: gAt.get(v)!, out: w, size: v.size, l1, l2 };
+        sums = adamOnHeap(simd, h(), u, adam, new Float64Array(arena.memory.buffer, sumsAt, 2));
+      } else {
+        const w = view(wAt.get(v)!, v.size);
+        sums = optimizer.update({ name: v.name, w, g: view(gAt.get(v)!, v.size), out: w, l1, l2 }, lr);
+      }
       if (layer) penalty += layer.l1 * sums.abs + layer.l2 * sums.sq;
     }
     return penalty;
@@ -614,7 +585,8 @@ export function createCnnStep(
     const p = planFor(B);
     timed('input', () => {
       pull();
-      arena.f32().set(x.dataSync() as Float32Array, p.input >>> 2);
+      // On tfjs-wasm straight from the batch's memory on its heap (one copy, not dataSync's two).
+      arena.f32().set(wasmFloats(x) ?? (x.dataSync() as Float32Array), p.input >>> 2);
     });
     forward(p);
     const last = layers.length - 1;

@@ -53,7 +53,7 @@ import { wasmSimd, type Simd } from '../accel/simd';
 import { installedMatMul, type DirectMatMul, type MatrixAt } from '../accel/kernels';
 import { emaPass, Optimizer, type ClipPasses } from './optimizers';
 import { jsClipPasses } from './optimizers/clipping';
-import { adamPass } from './optimizers/adam';
+import { adamOnHeap } from './optimizers/adam';
 import { applyConstraints, type ConstraintTerm } from './constraints';
 import { stepMovingAverage } from './moving-average';
 import { trainingNoise, type NoiseSpec } from './noise';
@@ -151,6 +151,52 @@ function ownFloats(t: tf.Tensor, exclusive: boolean): Float32Array | null {
     return d.values.length === t.size ? d.values : null;
   }
   return null;
+}
+
+/** The parts of tfjs-wasm's backend the direct step reads: where each tensor's data is, and the heap. */
+interface WasmHeapBackend {
+  dataIdMap: { get(id: unknown): { memoryOffset: number; refCount: number } | undefined };
+  wasm: { HEAPF32: Float32Array; HEAP32: Int32Array };
+}
+
+/** tfjs-wasm's backend when it is the current one (its heap views are Emscripten's, remade when the heap grows). */
+function wasmHeapBackend(): WasmHeapBackend | null {
+  if (tf.getBackend() !== 'wasm') return null;
+  const b = tf.backend() as unknown as Partial<WasmHeapBackend>;
+  return b.dataIdMap && b.wasm ? (b as WasmHeapBackend) : null;
+}
+
+/**
+ * The byte address of a float32 tensor's data on tfjs-wasm's heap, or null (as ownFloats, without
+ * making a view: the direct step passes addresses to the GEMM and the SIMD passes).
+ */
+function heapAddress(b: WasmHeapBackend, t: tf.Tensor, exclusive: boolean): number | null {
+  if (t.dtype !== 'float32') return null;
+  const d = b.dataIdMap.get(t.dataId);
+  if (!d || (exclusive && d.refCount !== 1)) return null;
+  return d.memoryOffset;
+}
+
+/** Int32 labels [B] where they are on tfjs-wasm's heap (a view: valid until the next allocation), or null. */
+function heapLabels(b: WasmHeapBackend, y: tf.Tensor): Int32Array | null {
+  if (y.dtype !== 'int32') return null;
+  const d = b.dataIdMap.get(y.dataId);
+  if (!d) return null;
+  return b.wasm.HEAP32.subarray(d.memoryOffset >>> 2, (d.memoryOffset >>> 2) + y.size);
+}
+
+/**
+ * A view of a kept tensor's memory on the wasm heap, made again only when the heap has grown (a
+ * kept tensor's address does not change; a grown heap has a new buffer and detaches old views).
+ */
+function cachedView(t: tf.Tensor): () => Float32Array {
+  let view: Float32Array | null = null;
+  return () => {
+    const b = wasmHeapBackend();
+    if (view && b && view.buffer === b.wasm.HEAPF32.buffer) return view;
+    view = ownFloats(t, false)!;
+    return view;
+  };
 }
 
 /**
@@ -316,22 +362,28 @@ export function createLeanStep(
   };
 
   // On tfjs-wasm with the SIMD passes, the optimizer keeps its slots on the wasm heap, where
-  // the Adam pass reads them (a kept tensor each, its memory viewed afresh at every use).
+  // the Adam pass reads them (a kept tensor each, its view made again when the heap has grown).
   const heapSlots = tf.getBackend() === 'wasm' && wasmSimd() !== null;
+  // The SIMD passes for the step being run: looked up once a step (runOn), not at each use.
+  let stepSimd: Simd | null = null;
   if (heapSlots) {
     optimizer.useSlotStore({
       allocate(size) {
         const t = tf.keep(tf.zeros([size]));
-        return { view: () => ownFloats(t, false)!, dispose: () => t.dispose() };
+        return { view: cachedView(t), dispose: () => t.dispose() };
       },
     });
   }
   // 16 bytes of the wasm heap where the SIMD pass leaves its two float64 sums.
   let scratchTensor: tf.Tensor | null = null;
+  let scratchView: Float64Array | null = null;
   const scratchSums = (): Float64Array => {
     if (!scratchTensor) scratchTensor = tf.keep(tf.zeros([4]));
-    const f = ownFloats(scratchTensor, false)!;
-    return new Float64Array(f.buffer, f.byteOffset, 2);
+    const f = scratchView && wasmHeapBackend()?.wasm.HEAPF32;
+    if (f && scratchView!.buffer === f.buffer) return scratchView!;
+    const v = ownFloats(scratchTensor, false)!;
+    scratchView = new Float64Array(v.buffer, v.byteOffset, 2);
+    return scratchView;
   };
   /**
    * The optimizer's update of one variable with the penalty gradient l1·sign(w) + 2·l2·w folded in,
@@ -349,10 +401,14 @@ export function createLeanStep(
     lr: number,
   ): { abs: number; sq: number } => {
     const backendName = tf.getBackend();
+    const simd = backendName === 'wasm' ? stepSimd : null;
     // Allocations first (slots, the sums' scratch): they may grow the wasm heap and detach every view taken before.
     optimizer.ensureSlots(v.name, v.size);
     if (backendName === 'wasm') scratchSums();
-    const zeroCopy = (backendName === 'cpu' || backendName === 'wasm') && ownFloats(v, true) && ownFloats(g, false);
+    const wasm = backendName === 'wasm' ? wasmHeapBackend() : null;
+    const zeroCopy = wasm
+      ? heapAddress(wasm, v, true) !== null && heapAddress(wasm, g, false) !== null
+      : backendName === 'cpu' && ownFloats(v, true) && ownFloats(g, false);
     if (!zeroCopy) {
       const out = new Float32Array(v.size);
       const sums = optimizer.update(
@@ -365,70 +421,46 @@ export function createLeanStep(
       return sums;
     }
     let fresh: tf.Tensor | null = null;
-    if (backendName === 'wasm') {
-      const b = tf.backend() as unknown as { makeOutput(shape: number[], dtype: string): tf.TensorInfo };
+    if (wasm) {
+      const b = wasm as unknown as { makeOutput(shape: number[], dtype: string): tf.TensorInfo };
       fresh = tf.engine().makeTensorFromTensorInfo(b.makeOutput(v.shape.slice(), 'float32'));
     }
-    // Views only after the allocation above (it may grow the wasm heap).
-    const W = ownFloats(v, false)!;
-    const G = ownFloats(g, false)!;
-    const D = fresh ? ownFloats(fresh, true)! : W;
     let sums: { abs: number; sq: number };
-    const simd = backendName === 'wasm' ? wasmSimd() : null;
+    // Slot views and addresses only after the allocation above (it may grow the heap).
     const adam = simd && heapSlots ? optimizer.adamStep(v.name, v.size, lr) : null;
     const sgdDecay = optimizer.plainSgdDecay(v.name);
-    if (simd && adam) {
-      // Adam's moments live on the wasm heap (heapSlots): one SIMD pass, the JS loop for the tail.
-      const n4 = W.length & ~3;
-      const sumsAt = scratchSums();
-      const vhat = adam.vhat;
-      simd.adam(
-        W.byteOffset,
-        G.byteOffset,
-        D.byteOffset,
-        adam.m.byteOffset,
-        adam.v.byteOffset,
-        vhat ? vhat.byteOffset : 0,
-        vhat ? 1 : 0,
-        n4,
+    if (wasm && simd && (adam || sgdDecay !== null)) {
+      const u = {
+        name: v.name,
+        w: heapAddress(wasm, v, false)!,
+        g: heapAddress(wasm, g, false)!,
+        out: heapAddress(wasm, fresh!, true)!,
+        size: v.size,
         l1,
-        Math.fround(2 * l2),
-        adam.lr,
-        adam.wd,
-        adam.alpha,
-        adam.oneMinusB1,
-        adam.oneMinusB2,
-        adam.epsilon,
-        sumsAt.byteOffset,
-      );
-      const tail = adamPass(
-        { name: v.name, w: W.subarray(n4), g: G.subarray(n4), out: D.subarray(n4), l1, l2 },
-        adam,
-        n4,
-      );
-      sums = { abs: sumsAt[0]! + tail.abs, sq: sumsAt[1]! + tail.sq };
-    } else if (simd && sgdDecay !== null) {
-      // SIMD over the multiple of 4, the optimizer's JS loop over the last few.
-      const n4 = W.length & ~3;
-      const scratch = scratchSums();
-      simd.sgd(
-        W.byteOffset,
-        G.byteOffset,
-        D.byteOffset,
-        n4,
-        l1,
-        Math.fround(2 * l2),
-        Math.fround(-lr),
-        sgdDecay!,
-        scratch.byteOffset,
-      );
-      const tail = optimizer.update(
-        { name: v.name, w: W.subarray(n4), g: G.subarray(n4), out: D.subarray(n4), l1, l2 },
+        l2,
+      };
+      if (adam) {
+        // Adam's moments live on the wasm heap (heapSlots): one SIMD pass, the JS loop for the tail.
+        sums = adamOnHeap(simd, wasm.wasm.HEAPF32, u, adam, scratchSums());
+      } else {
+        // SIMD over the multiple of 4, the optimizer's JS loop over the last few (none for a multiple of 4).
+        const n4 = v.size & ~3;
+        const scratch = scratchSums();
+        simd.sgd(u.w, u.g, u.out, n4, l1, Math.fround(2 * l2), Math.fround(-lr), sgdDecay!, scratch.byteOffset);
+        sums = { abs: scratch[0]!, sq: scratch[1]! };
+        if (n4 !== v.size) {
+          const heap = wasm.wasm.HEAPF32;
+          const tail = (at: number) => heap.subarray((at >>> 2) + n4, (at >>> 2) + v.size);
+          const t = optimizer.update({ name: v.name, w: tail(u.w), g: tail(u.g), out: tail(u.out), l1, l2 }, lr);
+          sums = { abs: sums.abs + t.abs, sq: sums.sq + t.sq };
+        }
+      }
+    } else {
+      const W = ownFloats(v, false)!;
+      sums = optimizer.update(
+        { name: v.name, w: W, g: ownFloats(g, false)!, out: fresh ? ownFloats(fresh, true)! : W, l1, l2 },
         lr,
       );
-      sums = { abs: scratch[0]! + tail.abs, sq: scratch[1]! + tail.sq };
-    } else {
-      sums = optimizer.update({ name: v.name, w: W, g: G, out: D, l1, l2 }, lr);
     }
     if (fresh) {
       v.assign(fresh);
@@ -442,7 +474,7 @@ export function createLeanStep(
    * this step holds), with tfjs's results bit for bit; else tfjs's mul and step.
    */
   const reluGrad = (dA: tf.Tensor2D, a: tf.Tensor2D): tf.Tensor2D => {
-    const simd = tf.getBackend() === 'wasm' ? wasmSimd() : null;
+    const simd = tf.getBackend() === 'wasm' ? stepSimd : null;
     const D = simd ? ownFloats(dA, true) : null;
     const A = D ? ownFloats(a, false) : null;
     if (!simd || !D || !A) return tf.mul(dA, tf.step(a));
@@ -589,7 +621,7 @@ export function createLeanStep(
       { v: d.kernel, g: gK, l1: Math.fround(d.l1), l2: Math.fround(d.l2), d },
       ...(d.bias && gB ? [{ v: d.bias, g: gB, l1: 0, l2: 0, d: null }] : []),
     ]);
-    const simd = tf.getBackend() === 'wasm' ? wasmSimd() : null;
+    const simd = tf.getBackend() === 'wasm' ? stepSimd : null;
     if (simd) scratchSums(); // allocated before the views below are taken
     const views = entries.map((e) => ({ w: ownFloats(e.v, false), g: ownFloats(e.g, false) }));
     let penalty = 0;
@@ -685,7 +717,7 @@ export function createLeanStep(
   const runDirect = (
     matMul: DirectMatMul,
     x: tf.Tensor2D | tf.Tensor3D,
-    labels: ArrayLike<number>,
+    y: tf.Tensor1D | tf.Tensor2D,
     lr: number,
     soft: boolean,
     masks: Float32Array[][],
@@ -693,10 +725,20 @@ export function createLeanStep(
     const B = x.shape[0];
     const inputUnits = dense[0]!.kernel.shape[0]!;
     if (x.size !== B * inputUnits || (!flatten && x.rank !== 2)) return null;
+    const wasm = wasmHeapBackend();
+    if (!wasm || heapAddress(wasm, x, false) === null) return null;
     const s = scratchFor(B);
-    // Views are taken at each use: any allocation (softmax's output, an update's fresh weights) may grow the heap.
-    const at = (t: tf.Tensor): MatrixAt => ({ base: ownFloats(t, false)!, offset: 0 });
-    if (!ownFloats(x, false)) return null;
+    // The GEMM's operands as the whole heap and an offset (no view made per operand); the heap is read
+    // at each use: any allocation (softmax's output, an update's fresh weights) may grow it. Four
+    // reused objects: the GEMM reads them during the call only.
+    const operands = [0, 1, 2, 3].map((): MatrixAt => ({ base: wasm.wasm.HEAPF32, offset: 0 }));
+    const at = (i: number, t: tf.Tensor): MatrixAt => {
+      const m = operands[i]!;
+      m.base = wasm.wasm.HEAPF32;
+      m.offset = heapAddress(wasm, t, false)! >>> 2;
+      return m;
+    };
+    const addr = (t: tf.Tensor): number => heapAddress(wasm, t, false)!;
     for (let li = 0; li < dense.length; li++) {
       const d = dense[li]!;
       const [k, n] = d.kernel.shape as [number, number];
@@ -707,10 +749,10 @@ export function createLeanStep(
         B,
         n,
         k,
-        at(input),
-        at(d.kernel),
-        at(s.outputs[li]!),
-        d.bias ? at(d.bias) : null,
+        at(0, input),
+        at(1, d.kernel),
+        at(2, s.outputs[li]!),
+        d.bias ? at(3, d.bias) : null,
         d.act === 'relu' ? 'relu' : 'linear',
       );
       for (const m of masks[li]!) multiplyInPlace(ownFloats(s.outputs[li]!, false)!, m);
@@ -718,27 +760,36 @@ export function createLeanStep(
     const last = dense.length - 1;
     const C = dense[last]!.kernel.shape[1]!;
     const result = tf.tidy(() => {
-      const p = tf.softmax(s.outputs[last] as tf.Tensor2D).dataSync();
-      // Views after the softmax's allocation (it may grow the heap).
-      return lossGradient(ownFloats(s.outputs[last]!, false)!, p, labels, B, C, ownFloats(s.dZ[last]!, false)!, soft);
+      const p = tf.softmax(s.outputs[last] as tf.Tensor2D);
+      // Views after the softmax's allocation (it may grow the heap); the labels where they are (no copy).
+      const labels = heapLabels(wasm, y) ?? y.dataSync();
+      const probs = ownFloats(p, false) ?? p.dataSync();
+      return lossGradient(
+        ownFloats(s.outputs[last]!, false)!,
+        probs,
+        labels,
+        B,
+        C,
+        ownFloats(s.dZ[last]!, false)!,
+        soft,
+      );
     });
     let batchPenalty = 0;
     const pending: PendingUpdate[] = [];
-    const simd = wasmSimd()!;
+    const simd = stepSimd!;
     for (let li = last; li >= 0; li--) {
       const d = dense[li]!;
       const [k, n] = d.kernel.shape as [number, number];
       const input = li === 0 ? x : s.outputs[li - 1]!;
       // gK = inputᵀ·dZ; gB = ones(1×B)·dZ; the previous layer's dZ = (dZ·Kᵀ)·step(its output).
-      matMul(true, false, k, n, B, at(input), at(s.dZ[li]!), at(s.gK[li]!), null, 'linear');
-      if (d.bias) matMul(false, false, 1, n, B, at(s.ones), at(s.dZ[li]!), at(s.gB[li]!), null, 'linear');
+      matMul(true, false, k, n, B, at(0, input), at(1, s.dZ[li]!), at(2, s.gK[li]!), null, 'linear');
+      if (d.bias) matMul(false, false, 1, n, B, at(0, s.ones), at(1, s.dZ[li]!), at(2, s.gB[li]!), null, 'linear');
       if (li > 0) {
         const dPrev = s.dZ[li - 1]!;
-        matMul(false, true, B, k, n, at(s.dZ[li]!), at(d.kernel), at(dPrev), null, 'linear');
+        matMul(false, true, B, k, n, at(0, s.dZ[li]!), at(1, d.kernel), at(2, dPrev), null, 'linear');
         const dropped = masks[li - 1]!;
         for (let j = dropped.length - 1; j >= 0; j--) multiplyInPlace(ownFloats(dPrev, false)!, dropped[j]!);
-        if (dense[li - 1]!.act === 'relu')
-          simd.reluGrad(ownFloats(dPrev, false)!.byteOffset, ownFloats(input, false)!.byteOffset, B * k);
+        if (dense[li - 1]!.act === 'relu') simd.reluGrad(addr(dPrev), addr(input), B * k);
       }
       if (clipping) pending.push({ d, gK: s.gK[li]!, gB: s.gB[li] ?? null });
       else batchPenalty += update(d, s.gK[li]!, s.gB[li] ?? null, lr);
@@ -774,21 +825,21 @@ export function createLeanStep(
   const runOn = (x: tf.Tensor2D | tf.Tensor3D, y: tf.Tensor1D | tf.Tensor2D, dropoutSeed: number): LeanStepResult => {
     const lr = optimizer.learningRate();
     const B = x.shape[0];
-    const labels = y.dataSync();
+    stepSimd = tf.getBackend() === 'wasm' ? wasmSimd() : null;
     const soft = y.rank === 2;
     if (y.shape[0] !== B) throw new Error(`lean step: ${y.shape[0]} labels for a batch of ${B}`);
-    const matMul = direct && tf.getBackend() === 'wasm' && wasmSimd() ? installedMatMul('wasm') : null;
+    const matMul = direct && stepSimd ? installedMatMul('wasm') : null;
     // Each layer's dropout multipliers for this batch (rate 0 is the identity, as forward()'s `rate > 0`).
     const masks = dense.map((d) =>
       d.dropout
         .filter((p) => p.rate > 0)
         .map((p) => dropoutMultiplier(B * d.kernel.shape[1]!, p.rate, dropoutSeed + p.layerIndex)),
     );
-    const result = (matMul && runDirect(matMul, x, labels, lr, soft, masks)) || runOps(x, labels, lr, soft, masks);
+    const result = (matMul && runDirect(matMul, x, y, lr, soft, masks)) || runOps(x, y.dataSync(), lr, soft, masks);
     // Keras averages (useEma) after the step's updates, then constrains: each weight right after its update
     // in Keras, here after the whole step's updates (each constraint reads only its own weight).
     // The EMA on views of the weights' memory; on tfjs-wasm with the SIMD passes the averages are on the heap (heapSlots).
-    const simd = heapSlots && tf.getBackend() === 'wasm' ? wasmSimd() : null;
+    const simd = heapSlots ? stepSimd : null;
     stepMovingAverage(
       optimizer,
       trainable,

@@ -16,6 +16,7 @@ import {
   unitOpen,
   weightDecay,
 } from '../../spec/training';
+import type { Simd } from '../../accel/simd';
 import {
   decayed,
   defineOptimizer,
@@ -100,4 +101,57 @@ export function adamPass(u: VariableUpdate, a: AdamStep, offset = 0): PenaltySum
     D[i] = decayed(w, wd, lr) - f(f(m * alpha) / f(f(Math.sqrt(v)) + eps));
   }
   return { abs, sq };
+}
+
+/** One variable's update on a heap a SIMD pass reaches: byte addresses of its weights, gradient and output. */
+export interface HeapUpdate {
+  name: string;
+  w: number;
+  g: number;
+  out: number;
+  size: number;
+  l1: number;
+  l2: number;
+}
+
+/**
+ * Adam's update of one variable whose weights, gradient, output and moments are in `heap` (the whole
+ * memory simd.wat runs on, from address 0): simd.wat's pass over the multiple of 4, adamPass over the
+ * rest (none when the size is a multiple of 4). `sums`: 16 bytes of that memory where the pass leaves
+ * its two float64 penalty sums. Used by the dense and the CNN lean steps.
+ */
+export function adamOnHeap(
+  simd: Pick<Simd, 'adam'>,
+  heap: Float32Array,
+  u: HeapUpdate,
+  a: AdamStep,
+  sums: Float64Array,
+): PenaltySums {
+  const n4 = u.size & ~3;
+  const vhat = a.vhat;
+  simd.adam(
+    u.w,
+    u.g,
+    u.out,
+    a.m.byteOffset,
+    a.v.byteOffset,
+    vhat ? vhat.byteOffset : 0,
+    vhat ? 1 : 0,
+    n4,
+    u.l1,
+    f(2 * u.l2),
+    a.lr,
+    a.wd,
+    a.alpha,
+    a.oneMinusB1,
+    a.oneMinusB2,
+    a.epsilon,
+    sums.byteOffset,
+  );
+  const abs = sums[0]!;
+  const sq = sums[1]!;
+  if (n4 === u.size) return { abs, sq };
+  const tail = (at: number) => heap.subarray((at >>> 2) + n4, (at >>> 2) + u.size);
+  const t = adamPass({ name: u.name, w: tail(u.w), g: tail(u.g), out: tail(u.out), l1: u.l1, l2: u.l2 }, a, n4);
+  return { abs: abs + t.abs, sq: sq + t.sq };
 }
