@@ -11,6 +11,7 @@ import * as path from 'node:path';
 import type { MetricsFile } from '../src/runformat';
 import { ECE_BINS } from '../src/evaluation/calibration';
 import { regtrainSync } from './helpers/cli';
+import { seededXdgCache } from './helpers/data';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const QUICK = path.join(ROOT, 'configs', 'quick.yaml');
@@ -28,6 +29,7 @@ const close = (actual: number, expected: number, eps = 1e-9) =>
 
 before(() => {
   TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-calibration-'));
+  seededXdgCache(path.join(TMP, 'xdg'));
   const r = cli([
     'run',
     QUICK,

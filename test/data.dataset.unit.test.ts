@@ -1,7 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { gatherBatch, imagesOf, loadDataset, splitToTensors, type DataOptions, type Split } from '../src/data/dataset';
 import { InputError } from '../src/errors';
+import { STAMP_FILE, verifyCache } from '../src/data/fetch';
 import { validateSpec } from '../src/spec';
 import { CLASS_NAMES, PIXELS, TEST_LABELS, TRAIN_LABELS, tinyManifest, tmpDir, writeTiny } from './fixtures/data/tiny';
 import { runSeeds } from '../src/rng';
@@ -228,4 +231,61 @@ test('a gathered batch holds lut[byte] of every pixel of the images in the order
       for (let p = 0; p < PIXELS; p++) assert.equal(x[k * PIXELS + p], expected(k, p), `image ${k} pixel ${p}`);
   }
   assert.equal(lut[37], Math.fround((37 / 255 - 0.3) / 0.35));
+});
+
+test('from a stamped cache the splits are read from the files on disk, the same as from a hashed fetch', async () => {
+  const dataDir = tmpDir();
+  const opts: Partial<DataOptions> = {
+    dataDir,
+    normalize: 'standardize',
+    validation: validation(6, { shuffle: true, stratify: true }),
+    trainLimit: 9,
+    testLimit: 3,
+  };
+  const hashed = await load(opts); // fetched: every file read whole and hashed
+  verifyCache(dataDir, tinyManifest(), { settleMs: 0 }); // now stamped
+  // Images 14-18, neither validation (3 of class 0, 2 of class 1, 1 of class 2 under this seed) nor among the 9
+  // trained on, are changed on disk, the stamp made to vouch for the file as changed: a load never needs them.
+  const file = path.join(dataDir, 'train-images-idx3-ubyte');
+  const fd = fs.openSync(file, 'r+');
+  fs.writeSync(fd, Buffer.alloc(5 * PIXELS, 255), 0, 5 * PIXELS, 16 + 14 * PIXELS);
+  fs.closeSync(fd);
+  const st = fs.statSync(file, { bigint: true });
+  const stampFile = path.join(dataDir, STAMP_FILE);
+  const stamp = JSON.parse(fs.readFileSync(stampFile, 'utf8')) as {
+    files: Record<string, { mtimeNs: string; ctimeNs: string }>;
+  };
+  stamp.files['train-images-idx3-ubyte'] = {
+    ...stamp.files['train-images-idx3-ubyte']!,
+    mtimeNs: String(st.mtimeNs),
+    ctimeNs: String(st.ctimeNs),
+  };
+  fs.writeFileSync(stampFile, JSON.stringify(stamp));
+
+  const stamped = await load(opts);
+  const images = (split: Split | null) =>
+    Array.from({ length: split!.count }, (_, k) => split!.pixels[k * PIXELS]! / 10);
+  assert.deepEqual(images(stamped.validation), [3, 5, 9, 10, 12, 19]);
+  assert.deepEqual(images(stamped.train), [0, 1, 2, 4, 6, 7, 8, 11, 13]);
+  for (const split of ['train', 'validation', 'test'] as const) {
+    assert.deepEqual(imagesOf(stamped[split]!), imagesOf(hashed[split]!), split);
+    assert.deepEqual(stamped[split]!.labels, hashed[split]!.labels, split);
+  }
+  assert.deepEqual(stamped.normalization, hashed.normalization);
+});
+
+test('a stamped file changed after the check and before its images are read is refused, naming it', async () => {
+  const dataDir = writeTiny(tmpDir(), false);
+  const manifest = tinyManifest();
+  verifyCache(dataDir, manifest, { settleMs: 0 });
+  const images = verifyCache(dataDir, manifest, { trustStamp: true }).find((s) => s.name === 'trainImages')!;
+  assert.equal(images.state, 'ok');
+  const file = path.join(dataDir, 'train-images-idx3-ubyte');
+  assert.deepEqual(images.data!.bytes(16 + 3 * PIXELS, 2), Uint8Array.of(30, 30));
+  await new Promise((resolve) => setTimeout(resolve, 50)); // past the clock tick of the stamped ctime
+  fs.chmodSync(file, 0o600); // the same bytes, but a new ctime: not the file that was hashed
+  assert.throws(() => images.data!.bytes(16 + 3 * PIXELS, 2), {
+    name: 'FailureError',
+    message: `${file}: changed since it was verified; run again to verify it (and fetch it again if needed)`,
+  });
 });

@@ -13,6 +13,7 @@ import * as YAML from 'yaml';
 import { initBackend } from '../src/backend';
 import type { MetricsFile } from '../src/runformat';
 import { finished, HINT, QUICK, startCli, type CliResult } from './helpers/cli';
+import { seededDataDir } from './helpers/data';
 
 const TEST_COUNT = 500;
 const TINY = [
@@ -96,7 +97,7 @@ async function assertRefused(dir: string, message: string): Promise<void> {
 
 before(async () => {
   TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-evaluate-test-'));
-  CACHE = path.join(TMP, 'data-cache');
+  CACHE = seededDataDir(path.join(TMP, 'data-cache'));
   RUN = path.join(TMP, 'run');
   const r = await regtrain(['run', QUICK, ...TINY, '--out', RUN, '-q']);
   assert.equal(r.code, 0, `the reference run failed:\n${r.stderr}`);

@@ -203,7 +203,7 @@ describe('data faults', () => {
     fs.writeFileSync(cached, encodeIdx([TRAIN_LABELS.length], new Uint8Array(TRAIN_LABELS.length).fill(2)));
     const used = first.files.find((f) => f.name === 'trainLabels')!;
     assert.equal(
-      sha256(used.data),
+      sha256(used.data.bytes()),
       manifest.files[1]!.sha256,
       'the returned bytes are the verified ones, not re-read from disk',
     );

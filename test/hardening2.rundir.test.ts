@@ -18,6 +18,7 @@ import { readHistory, readOrigin, readStudy } from '../src/rundir';
 import { renderReport } from '../src/report';
 import type { MetricsFile } from '../src/runformat';
 import { finished, QUICK, startCli, type CliResult } from './helpers/cli';
+import { seededDataDir } from './helpers/data';
 
 const TINY = [
   '--backend',
@@ -67,6 +68,7 @@ function editMetrics(dir: string, edit: (m: Record<string, any>) => void): void 
 
 before(async () => {
   TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-h2-rundir-'));
+  seededDataDir(path.join(TMP, 'cache'));
   RUN_A = path.join(TMP, 'run-a');
   RUN_B = path.join(TMP, 'run-b');
   const a = await regtrain(['run', QUICK, ...TINY, '--out', RUN_A]);

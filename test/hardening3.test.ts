@@ -21,6 +21,7 @@ import { estimateMemory, memoryIssues } from '../src/spec/memory';
 import { layerShapes } from '../src/spec/layers';
 import { parseSpec } from '../src/spec';
 import { BIN, finished, killAfterFirstEpoch, QUICK, regtrainSync, startCli, type CliResult } from './helpers/cli';
+import { seededDataDir } from './helpers/data';
 
 const TINY = [
   '--backend',
@@ -71,7 +72,7 @@ function oneLine(r: CliResult): string {
 
 before(async () => {
   TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-h3-'));
-  ENV = { REGTRAIN_DATA_DIR: path.join(TMP, 'cache'), XDG_CACHE_HOME: path.join(TMP, 'xdg') };
+  ENV = { REGTRAIN_DATA_DIR: seededDataDir(path.join(TMP, 'cache')), XDG_CACHE_HOME: path.join(TMP, 'xdg') };
   DONE = path.join(TMP, 'done');
   KILLED = path.join(TMP, 'killed');
   const done = await regtrain([

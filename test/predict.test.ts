@@ -14,6 +14,7 @@ import { decodePng, type GreyImage } from '../src/images/png';
 import { toFashionMnist } from '../src/images/fashion-mnist';
 import { finished, QUICK, startCli, type CliResult } from './helpers/cli';
 import { runSeeds } from '../src/rng';
+import { seededDataDir } from './helpers/data';
 
 const TINY = [
   ...[
@@ -91,7 +92,7 @@ const jsonLines = (stdout: string): Prediction[] =>
 
 before(async () => {
   TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-predict-test-'));
-  CACHE = path.join(TMP, 'data-cache');
+  CACHE = seededDataDir(path.join(TMP, 'data-cache'));
   RUN = path.join(TMP, 'run');
   const r = await regtrain(['run', QUICK, ...TINY, '--out', RUN, '-q']);
   assert.equal(r.code, 0, `the reference run failed:\n${r.stderr}`);

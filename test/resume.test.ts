@@ -4,9 +4,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { BIN, QUICK as quick, killAfterFirstEpoch, launch, regtrainSync, SMALL_SLICE } from './helpers/cli';
+import { seededDataDir } from './helpers/data';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-resume-'));
-const env = { ...process.env, REGTRAIN_DATA_DIR: path.join(tmp, 'cache') };
+const env = { ...process.env, REGTRAIN_DATA_DIR: seededDataDir(path.join(tmp, 'cache')) };
 const small = [...SMALL_SLICE, '--backend', 'wasm'];
 
 function regtrain(args: string[], extraEnv: Record<string, string> = {}) {

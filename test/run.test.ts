@@ -12,6 +12,7 @@ import type { ChildProcess } from 'node:child_process';
 import * as YAML from 'yaml';
 import type { EpochRecord, HistoryFile, MetricsFile } from '../src/runformat';
 import { finished, QUICK, ROOT, startCli, type CliResult } from './helpers/cli';
+import { seededDataDir } from './helpers/data';
 
 const SPECS = path.join(ROOT, 'test', 'fixtures', 'specs');
 /** Same backend everywhere, so that runs are comparable number for number. */
@@ -34,7 +35,7 @@ let CACHE = '';
 
 before(() => {
   TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-run-test-'));
-  CACHE = path.join(TMP, 'data-cache');
+  CACHE = seededDataDir(path.join(TMP, 'data-cache'));
 });
 after(() => fs.rmSync(TMP, { recursive: true, force: true }));
 

@@ -10,9 +10,14 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { regtrainSync } from './helpers/cli';
+import { seededDataDir } from './helpers/data';
 
 const TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-small-data-'));
-const ENV = { ...process.env, REGTRAIN_DATA_DIR: path.join(TMP, 'cache'), XDG_CACHE_HOME: path.join(TMP, 'xdg') };
+const ENV = {
+  ...process.env,
+  REGTRAIN_DATA_DIR: seededDataDir(path.join(TMP, 'cache')),
+  XDG_CACHE_HOME: path.join(TMP, 'xdg'),
+};
 
 const regtrain = (args: string[]) => regtrainSync(args, { cwd: TMP, env: ENV });
 

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
+import * as nodeModule from 'node:module';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { ROOT, QUICK, regtrainSync } from './helpers/cli';
@@ -54,4 +55,20 @@ test('a run that reaches its data loads tfjs (the check above can see it)', () =
     1,
   );
   assert.notDeepEqual(tfjsModules(loaded), []);
+});
+
+test('a start keeps its compiled code in the temp directory where Node has a compile cache, and starts without one on Node 20', () => {
+  const tmpdir = fs.mkdtempSync(path.join(tmp, 'tmpdir-'));
+  const env: NodeJS.ProcessEnv = { ...process.env, TMPDIR: tmpdir };
+  delete env.NODE_COMPILE_CACHE; // Node itself would fill this one: the test is of regtrain's own call
+  delete env.NODE_DISABLE_COMPILE_CACHE;
+  const r = regtrainSync(['validate', QUICK], { cwd: tmp, env });
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.stderr, '');
+  const cache = path.join(tmpdir, 'node-compile-cache');
+  const files = fs.existsSync(cache) ? fs.readdirSync(cache, { recursive: true }).length : 0;
+  // module.enableCompileCache: Node 22.1 and later.
+  if (typeof (nodeModule as { enableCompileCache?: unknown }).enableCompileCache === 'function')
+    assert.ok(files > 10, `${cache} holds ${files} entries`);
+  else assert.equal(files, 0);
 });

@@ -10,9 +10,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { killAfterFirstEpoch, QUICK, regtrainSync, SMALL_SLICE } from './helpers/cli';
+import { seededXdgCache } from './helpers/data';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-toolbox-'));
-const env = { ...process.env, XDG_CACHE_HOME: path.join(tmp, 'xdg') };
+const env = { ...process.env, XDG_CACHE_HOME: seededXdgCache(path.join(tmp, 'xdg')) };
 const TOOLBOX = [
   ...SMALL_SLICE,
   '--set',

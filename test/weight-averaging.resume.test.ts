@@ -12,9 +12,10 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { killAfterFirstEpoch, QUICK, regtrainSync, SMALL_SLICE } from './helpers/cli';
 import { MetricsFileSchema } from '../src/runformat';
+import { seededXdgCache } from './helpers/data';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-averaging-'));
-const env = { ...process.env, XDG_CACHE_HOME: path.join(tmp, 'xdg') };
+const env = { ...process.env, XDG_CACHE_HOME: seededXdgCache(path.join(tmp, 'xdg')) };
 
 const regtrain = (args: string[]) => regtrainSync(args, { cwd: tmp, env });
 

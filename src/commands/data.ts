@@ -227,8 +227,8 @@ function splitInfo(
   classNames: string[],
 ): SplitInfo | null {
   if (!images?.data || !labels?.data) return null;
-  const img = parseIdx(images.data, images.path, { dims: [null, IMAGE_ROWS, IMAGE_COLS] });
-  const lab = parseIdx(labels.data, labels.path, { dims: [img.dims[0]!] });
+  const img = parseIdx(images.data.bytes(), images.path, { dims: [null, IMAGE_ROWS, IMAGE_COLS] });
+  const lab = parseIdx(labels.data.bytes(), labels.path, { dims: [img.dims[0]!] });
   const counts = classCounts(lab.data, classNames.length);
   const { mean, std } = pixelStats(img.data);
   return {

@@ -6,7 +6,8 @@ import * as tf from '@tensorflow/tfjs';
 import { FailureError, InputError } from '../errors';
 import { wasmGather, wasmHeap, type GatherKernel, type WasmHeap } from '../accel/gather';
 import { Rng, type RngState, type RunSeeds } from '../rng';
-import { IDX_MAGIC_IMAGES, IDX_MAGIC_LABELS, parseIdx } from './idx';
+import { IDX_MAGIC_IMAGES, IDX_MAGIC_LABELS, IDX_MAX_HEADER_BYTES, parseIdx, parseIdxHeader } from './idx';
+import type { ByteRange, FileContent } from './file-content';
 import { fetchDataset, loadManifest, type FetchProgress, type FetchedFile, type Manifest } from './fetch';
 import type { ExperimentSpec } from '../spec';
 
@@ -157,28 +158,28 @@ export function chooseValidation(
 }
 
 /**
- * Copies the chosen images' bytes and labels, so that the file's buffer is not kept (a copy made
- * with `new Uint8Array`: a Buffer's slice() is a view of the file).
+ * Reads the chosen images' bytes and copies their labels: one read per run of consecutive images
+ * (the first `count` images are one run), straight into the split's own array, so that no buffer
+ * of the whole file is made or kept.
  */
-function gather(
-  pixels: Uint8Array,
-  labels: Uint8Array,
-  indices: Int32Array | null,
-  count: number,
-  lut: Float32Array,
-): Split {
+function gather(raw: RawSplit, indices: Int32Array | null, count: number, lut: Float32Array): Split {
   const images = new Uint8Array(count * PIXELS_PER_IMAGE);
-  if (!indices) {
-    images.set(pixels.subarray(0, count * PIXELS_PER_IMAGE));
-    return { pixels: images, lut, labels: Int32Array.from(labels.subarray(0, count)), count };
+  const labels = new Int32Array(count);
+  const ranges: ByteRange[] = [];
+  const at = (i: number) => (indices ? indices[i]! : i);
+  for (let i = 0; i < count;) {
+    let end = i + 1;
+    while (end < count && at(end) === at(end - 1) + 1) end++;
+    ranges.push({
+      from: raw.pixelsAt + at(i) * PIXELS_PER_IMAGE,
+      length: (end - i) * PIXELS_PER_IMAGE,
+      into: images,
+      at: i * PIXELS_PER_IMAGE,
+    });
+    for (; i < end; i++) labels[i] = raw.labels[at(i)]!;
   }
-  const outLabels = new Int32Array(count);
-  for (let i = 0; i < count; i++) {
-    const src = indices[i]!;
-    images.set(pixels.subarray(src * PIXELS_PER_IMAGE, (src + 1) * PIXELS_PER_IMAGE), i * PIXELS_PER_IMAGE);
-    outLabels[i] = labels[src]!;
-  }
-  return { pixels: images, lut, labels: outLabels, count };
+  raw.images.read(ranges);
+  return { pixels: images, lut, labels, count };
 }
 
 /**
@@ -359,15 +360,21 @@ function checkCount(value: number | null, what: string): void {
 }
 
 interface RawSplit {
-  pixels: Uint8Array;
+  /** The images file; image i's bytes start at pixelsAt + i * PIXELS_PER_IMAGE. */
+  images: FileContent;
+  pixelsAt: number;
   labels: Uint8Array;
   count: number;
 }
 
-/** Parses and cross-checks one images/labels pair. */
+/** Parses and cross-checks one images/labels pair: the labels whole, of the images only the header. */
 function rawSplit(images: FetchedFile, labels: FetchedFile, numClasses: number): RawSplit {
-  const img = parseIdx(images.data, images.path, { magic: IDX_MAGIC_IMAGES, dims: [null, IMAGE_ROWS, IMAGE_COLS] });
-  const lab = parseIdx(labels.data, labels.path, { magic: IDX_MAGIC_LABELS });
+  const head = images.data.bytes(0, Math.min(images.data.length, IDX_MAX_HEADER_BYTES));
+  const img = parseIdxHeader(head, images.data.length, images.path, {
+    magic: IDX_MAGIC_IMAGES,
+    dims: [null, IMAGE_ROWS, IMAGE_COLS],
+  });
+  const lab = parseIdx(labels.data.bytes(), labels.path, { magic: IDX_MAGIC_LABELS });
   const count = img.dims[0]!;
   if (lab.dims[0] !== count)
     throw new InputError(`${labels.path}: ${lab.dims[0]} labels for ${count} images in ${images.path}`);
@@ -377,7 +384,7 @@ function rawSplit(images: FetchedFile, labels: FetchedFile, numClasses: number):
         `${labels.path}: label ${lab.data[i]} at index ${i} is not one of the ${numClasses} classes`,
       );
   }
-  return { pixels: img.data, labels: lab.data, count };
+  return { images: images.data, pixelsAt: img.headerBytes, labels: lab.data, count };
 }
 
 export async function loadDataset(opts: DataOptions): Promise<Dataset> {
@@ -422,21 +429,23 @@ export async function loadDataset(opts: DataOptions): Promise<Dataset> {
   }
   const trainCount = trainIdx ? trainIdx.length : Math.min(limit, n);
 
+  // The table is filled in below, once the training images (whose statistics standardize uses) are read.
+  const lut = new Float32Array(BYTE_VALUES);
+  const trainSplit = gather(train, trainIdx, trainCount, lut);
   let mean = 0;
   let std = 1;
   if (opts.normalize === 'standardize') {
-    ({ mean, std } = statsFromHistogram(histogram(train.pixels, trainIdx, trainCount)));
+    ({ mean, std } = statsFromHistogram(histogram(trainSplit.pixels, null, trainCount)));
     if (std === 0) std = 1; // constant images: centre them, do not divide by zero
   }
   const scale = opts.normalize === 'none' ? 1 : PIXEL_MAX;
-  const lut = new Float32Array(BYTE_VALUES);
   for (let b = 0; b < BYTE_VALUES; b++) lut[b] = (b / scale - mean) / std;
 
   const source = [...new Set(fetched.files.map((f) => f.source))].join(', ');
   return {
-    train: gather(train.pixels, train.labels, trainIdx, trainCount, lut),
-    validation: valIdx ? gather(train.pixels, train.labels, valIdx, valIdx.length, lut) : null,
-    test: gather(test.pixels, test.labels, null, testCount, lut),
+    train: trainSplit,
+    validation: valIdx ? gather(train, valIdx, valIdx.length, lut) : null,
+    test: gather(test, null, testCount, lut),
     normalization: { method: opts.normalize, mean, std },
     source,
     sha256: Object.fromEntries(fetched.files.map((f) => [f.name, f.sha256])),

@@ -42,7 +42,24 @@ function hex32(n: number): string {
  * exactly: a short file is truncated, a long one is not what the header describes.
  */
 export function parseIdx(buf: Uint8Array, what: string, expect: IdxExpectation = {}): IdxArray {
-  if (buf.length < MAGIC_BYTES) throw new InputError(`${what}: truncated IDX header (${buf.length} bytes)`);
+  const { magic, dims, headerBytes } = parseIdxHeader(buf, buf.length, what, expect);
+  return { magic, dims, data: buf.subarray(headerBytes) };
+}
+
+/** The most bytes an IDX header can take: the magic and 255 dimensions. */
+export const IDX_MAX_HEADER_BYTES = MAGIC_BYTES + DIM_BYTES * 0xff;
+
+/**
+ * parseIdx's checks on a file of `fileBytes` bytes from its first bytes only (`buf`: at least
+ * min(fileBytes, IDX_MAX_HEADER_BYTES) of them), so that its data can be read as far as needed.
+ */
+export function parseIdxHeader(
+  buf: Uint8Array,
+  fileBytes: number,
+  what: string,
+  expect: IdxExpectation = {},
+): { magic: number; dims: number[]; headerBytes: number } {
+  if (fileBytes < MAGIC_BYTES) throw new InputError(`${what}: truncated IDX header (${fileBytes} bytes)`);
   const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   const magic = view.getUint32(0);
   const ndims = magic & 0xff;
@@ -52,8 +69,8 @@ export function parseIdx(buf: Uint8Array, what: string, expect: IdxExpectation =
     throw new InputError(`${what}: bad IDX magic ${hex32(magic)}, expected ${wanted}`);
   }
   const headerBytes = MAGIC_BYTES + DIM_BYTES * ndims;
-  if (buf.length < headerBytes)
-    throw new InputError(`${what}: truncated IDX header (${buf.length} bytes, need ${headerBytes})`);
+  if (fileBytes < headerBytes)
+    throw new InputError(`${what}: truncated IDX header (${fileBytes} bytes, need ${headerBytes})`);
   const dims: number[] = [];
   for (let i = 0; i < ndims; i++) dims.push(view.getUint32(MAGIC_BYTES + DIM_BYTES * i));
   if (expect.dims) {
@@ -64,14 +81,14 @@ export function parseIdx(buf: Uint8Array, what: string, expect: IdxExpectation =
     }
   }
   const dataBytes = dims.reduce((a, b) => a * b, 1);
-  const actual = buf.length - headerBytes;
+  const actual = fileBytes - headerBytes;
   if (actual !== dataBytes) {
     const kind = actual < dataBytes ? 'truncated' : 'too long';
     throw new InputError(
       `${what}: ${kind}: header [${dims.join(', ')}] needs ${dataBytes} data bytes, file has ${actual}`,
     );
   }
-  return { magic, dims, data: buf.subarray(headerBytes) };
+  return { magic, dims, headerBytes };
 }
 
 /** Builds an unsigned-byte IDX buffer (for tests and fixtures). */
