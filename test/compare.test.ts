@@ -417,6 +417,27 @@ test('a sweep is ordered by its values, and each variant is paired with the base
   );
 });
 
+test('in a sweep, --baseline pairs each variant with the named variant at the same swept value', () => {
+  const r = cli(['compare', 'small-data', '--baseline', 'l1', '--md']);
+  assert.equal(r.status, 0, r.stderr);
+  // The sweep test's differences above, with the sides swapped: each baseline run minus l1's at its trainLimit.
+  assert.match(
+    r.stdout,
+    /\n- baseline-trainLimit=400 − l1-trainLimit=400: -0\.0933 \[-0\.1077, -0\.0790\], t\(2\) = -28\.00, p = 0\.001, 3 pairs: worse\n/,
+  );
+  assert.match(
+    r.stdout,
+    /\n- baseline-trainLimit=1000 − l1-trainLimit=1000: -0\.0300 \[-0\.0548, -0\.0052\], t\(2\) = -5\.20, p = 0\.035, 3 pairs: worse\n/,
+  );
+  // l1 at 1000 (0.83, 0.84, 0.88) minus l1 at 400 (0.79, 0.79, 0.86): 0.04, 0.05, 0.02, mean 0.0367, sd 0.0153,
+  // CI ± 4.303·0.0153/√3 = 0.0379.
+  assert.match(
+    r.stdout,
+    /\n- l1-trainLimit=1000 − l1-trainLimit=400: \+0\.0367 \[-0\.0013, \+0\.0746\], t\(2\) = 4\.16, p = 0\.053, 3 pairs: inconclusive\n/,
+  );
+  assert.match(r.stdout, /\n\| l1-trainLimit=400 \(baseline\) \|/);
+});
+
 test('a run directory written before metrics.json stored the confusion matrix is read as before; one that stores it is checked', () => {
   assert.equal(readMetrics(path.join(STUDY, 'runs', 'baseline-seed1')).metrics.confusion, undefined);
   assert.equal(readMetrics(SINGLE).metrics.confusion!.matrix[6]![6], 20);

@@ -280,14 +280,17 @@ export function compareRuns(collected: Collected, opts: { baseline?: string } = 
 
   const studyBaselines = new Set(collected.studies.map((s) => s.file.baseline));
   const wanted = opts.baseline;
+  // A variant named by --baseline that spans a sweep: its group at the first swept values, as for the study's own.
   const base =
     (wanted !== undefined
-      ? groups.find(
-          (g) =>
-            g.name === wanted ||
-            g.variant === wanted ||
-            g.runs.some((r) => path.resolve(r.dir) === path.resolve(wanted)),
-        )
+      ? groups
+          .filter(
+            (g) =>
+              g.name === wanted ||
+              g.variant === wanted ||
+              g.runs.some((r) => path.resolve(r.dir) === path.resolve(wanted)),
+          )
+          .sort((a, b) => compareKeys(orderKey(a, collected.studies), orderKey(b, collected.studies)))[0]
       : undefined) ??
     groups
       .filter((g) => g.variant !== null && studyBaselines.has(g.variant))
@@ -322,7 +325,9 @@ export function compareRuns(collected: Collected, opts: { baseline?: string } = 
   groups.sort((a, b) => compareKeys(keys.get(a)!, keys.get(b)!));
 
   // In a sweep, a variant is paired with the baseline variant at the same swept values (l1 at
-  // 1,000 images against the baseline at 1,000 images), else with the baseline.
+  // 1,000 images against the baseline at 1,000 images), else with the baseline. The baseline
+  // variant is the one --baseline names, else each study's own.
+  const chosenVariant = wanted !== undefined ? (base?.variant ?? null) : null;
   const sweepOf = (g: Group) => g.runs.find((r) => r.study)?.study ?? null;
   const referenceOf = (g: Group): Group | undefined => {
     const st = sweepOf(g);
@@ -331,7 +336,7 @@ export function compareRuns(collected: Collected, opts: { baseline?: string } = 
         (h) =>
           h !== g &&
           sweepOf(h)?.file === st.file &&
-          h.variant === st.file.baseline &&
+          h.variant === (chosenVariant ?? st.file.baseline) &&
           JSON.stringify(sweepOf(h)!.member.sweep) === JSON.stringify(st.member.sweep),
       );
       if (twin) return twin;
