@@ -248,8 +248,21 @@ export function verifyCache(
   const sidecar = readSidecar(dataDir);
   const stamp = readStamp(dataDir);
   const stamped: Record<string, StampEntry> = {};
-  const statuses = manifest.files.map((spec) => {
+  const statuses = manifest.files.map((spec): CacheStatus => {
     const file = path.join(dataDir, spec.file);
+    const status = (actual: string | null, state: CacheState, data: FileContent | null): CacheStatus => {
+      const entry = sidecar?.files[spec.name];
+      return {
+        name: spec.name,
+        file: spec.file,
+        path: file,
+        expected: spec.sha256,
+        actual,
+        state,
+        source: entry && entry.sha256 === actual ? entry.source : null,
+        data,
+      };
+    };
     // Before the read: a change during or after it gives the file another ctime than the one stamped.
     let st: fs.BigIntStats | undefined;
     try {
@@ -268,17 +281,7 @@ export function verifyCache(
     ) {
       // Unchanged since its hash matched: not read here; the dataset reads the images it uses (file-content.ts).
       stamped[spec.file] = before;
-      const entry = sidecar?.files[spec.name];
-      return {
-        name: spec.name,
-        file: spec.file,
-        path: file,
-        expected: spec.sha256,
-        actual: spec.sha256,
-        state: 'ok' as const,
-        source: entry && entry.sha256 === spec.sha256 ? entry.source : null,
-        data: FileContent.onDisk(file, before),
-      };
+      return status(spec.sha256, 'ok', FileContent.onDisk(file, before));
     }
     let data: Buffer | null;
     try {
@@ -296,16 +299,7 @@ export function verifyCache(
           `data dir ${dataDir}: cannot read ${spec.file} (${why}); remove it or choose another --data-dir`,
         );
       }
-      return {
-        name: spec.name,
-        file: spec.file,
-        path: file,
-        expected: spec.sha256,
-        actual: `(${fs.statSync(file).size} bytes, expected ${spec.bytes})`,
-        state: 'mismatch' as const,
-        source: null,
-        data: null,
-      };
+      return status(`(${fs.statSync(file).size} bytes, expected ${spec.bytes})`, 'mismatch', null);
     }
     const now = st && data ? stampOf(st, spec.sha256) : null;
     const actual = data ? sha256(data) : null;
@@ -313,17 +307,7 @@ export function verifyCache(
       st && Date.now() - Math.max(Number(st.mtimeMs), Number(st.ctimeMs)) >= (opts.settleMs ?? STAMP_SETTLE_MS);
     if (now && actual === spec.sha256 && settled) stamped[spec.file] = now;
     const state: CacheState = actual === null ? 'missing' : actual === spec.sha256 ? 'ok' : 'mismatch';
-    const entry = sidecar?.files[spec.name];
-    return {
-      name: spec.name,
-      file: spec.file,
-      path: file,
-      expected: spec.sha256,
-      actual,
-      state,
-      source: entry && entry.sha256 === actual ? entry.source : null,
-      data: state === 'ok' && data ? FileContent.inMemory(file, data) : null,
-    };
+    return status(actual, state, state === 'ok' && data ? FileContent.inMemory(file, data) : null);
   });
   const next: Stamp = { formatVersion: 1, files: stamped };
   if (JSON.stringify(next) !== JSON.stringify(stamp ?? { formatVersion: 1, files: {} })) writeStamp(dataDir, next);
