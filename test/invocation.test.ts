@@ -5,14 +5,12 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { BIN, ROOT } from './helpers/cli';
+import { pathWithoutRegtrain } from './helpers/path-without-regtrain';
 
 const TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-invocation-'));
 const STUDY = path.join(ROOT, 'configs', 'study.yaml');
 /** A PATH without any regtrain on it, and one with this checkout's bin/regtrain linked in, as `npm install -g .` does. */
-const BARE_PATH = (process.env.PATH ?? '')
-  .split(path.delimiter)
-  .filter((d) => !fs.existsSync(path.join(d, 'regtrain')))
-  .join(path.delimiter);
+const BARE_PATH = pathWithoutRegtrain(process.env.PATH ?? '');
 const LINKED = path.join(TMP, 'prefix-bin');
 fs.mkdirSync(LINKED);
 fs.symlinkSync(BIN, path.join(LINKED, 'regtrain'));

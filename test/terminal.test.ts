@@ -13,6 +13,7 @@ import * as path from 'node:path';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { epochLine } from '../src/train/callbacks/epoch-lines';
 import type { HistoryFile, MetricsFile } from '../src/runformat';
+import { pathWithoutRegtrain } from './helpers/path-without-regtrain';
 
 const ROOT = path.resolve(__dirname, '../..');
 const BIN = path.join(ROOT, 'bin', 'regtrain');
@@ -60,10 +61,14 @@ async function waitForScreen(
 }
 
 const q = (arg: string): string => `'${arg.replace(/'/g, `'\\''`)}'`;
+const NO_REGTRAIN_PATH = pathWithoutRegtrain(process.env.PATH ?? '');
 
 /** Runs regtrain in a new tmux session; the shell prints its exit code after it and waits. */
 function startInTerminal(session: string, args: string[]): void {
-  const env = [`REGTRAIN_DATA_DIR=${TMP}/cache`, `XDG_CACHE_HOME=${TMP}/xdg`].map(q).join(' ');
+  // The hint at Ctrl-C names `node bin/regtrain` only while no regtrain is on PATH (see the helper).
+  const env = [`REGTRAIN_DATA_DIR=${TMP}/cache`, `XDG_CACHE_HOME=${TMP}/xdg`, `PATH=${NO_REGTRAIN_PATH}`]
+    .map(q)
+    .join(' ');
   const command = `cd ${q(TMP)} && env ${env} ${[process.execPath, BIN, ...args].map(q).join(' ')}; echo "[exit $?]"; sleep 600`;
   tmux('new-session', '-d', '-s', session, '-x', '120', '-y', '40', 'bash', '-c', command);
 }

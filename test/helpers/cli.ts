@@ -1,6 +1,10 @@
 /** regtrain's CLI as a real child process (bin/regtrain on this Node), its output collected. */
 import * as path from 'node:path';
 import { spawn, spawnSync, type ChildProcess, type SpawnSyncReturns } from 'node:child_process';
+import { pathWithoutRegtrain } from './path-without-regtrain';
+
+// Every child of a test file that uses this helper finds no regtrain on PATH, whatever is installed globally.
+process.env.PATH = pathWithoutRegtrain(process.env.PATH ?? '');
 
 export const ROOT = path.resolve(__dirname, '../../..');
 export const BIN = path.join(ROOT, 'bin', 'regtrain');
