@@ -75,6 +75,7 @@ for (const normalize of ['scale01', 'standardize', 'none'] as const) {
     const before = tf.memory().numTensors;
     const g = new BatchGatherer(split, 32);
     assert.equal(g.path, 'wasm kernel');
+    assert.ok(g.readsSplitInPlace, 'a split loaded on wasm is read where it is on the heap');
     for (const from of [0, 32]) {
       const got = viaGatherer(g, order, from, 32);
       const want = viaJs(split, order, from, 32);
@@ -94,6 +95,7 @@ for (const normalize of ['scale01', 'standardize', 'none'] as const) {
     const pixels = Uint8Array.from({ length: count * PIXELS }, (_, i) => (i + 61 * Math.floor(i / PIXELS)) % 256);
     const split: Split = { pixels, lut: real.lut, labels: Int32Array.from([3, 1, 4, 1]), count };
     const g = new BatchGatherer(split, count);
+    assert.equal(g.readsSplitInPlace, false, 'a split made in JS is copied onto the heap');
     const got = viaGatherer(g, Int32Array.from([0, 1, 2, 3]), 0, count);
     g.dispose();
     const scale = normalize === 'none' ? 1 : 255;
@@ -121,7 +123,7 @@ test('wasm: the last batch of an epoch (fewer images than the batch size) holds 
     [8, 6, 4].map((i) => split.labels[i]!),
   );
   assert.equal(firstBitDifference(tail.images, viaJs(split, order, 10, 3).images), -1);
-  // The staging area is reused: the next full batch is not mixed with the tail's bytes.
+  // The index slot is reused: the next full batch is not mixed with the tail's bytes.
   const again = viaGatherer(g, order, 5, 5);
   assert.equal(firstBitDifference(again.images, viaJs(split, order, 5, 5).images), -1);
   assert.equal(firstBitDifference(full.images, viaJs(split, order, 0, 5).images), -1);
@@ -191,4 +193,22 @@ test('wasm: augmentation applied to the gathered views reaches the tensors the s
   assert.deepEqual(Array.from(onHeap.soft), Array.from(soft!));
   // And it did change the images: mixUp blends them.
   assert.notEqual(firstBitDifference(onHeap.images, viaJs(split, order, 8, 8).images), -1);
+});
+
+test('wasm: a split loaded on wasm keeps its bytes on the heap, readable after the heap grows and the same as on cpu', async (t) => {
+  if (!(await useBackend('cpu'))) return t.skip('cpu backend unavailable');
+  const { split: inJs } = await realSplit('scale01', 40);
+  assert.equal(inJs.heapPixels, undefined);
+  if (!(await useBackend('wasm'))) return t.skip('wasm backend unavailable');
+  const { split } = await realSplit('scale01', 40);
+  assert.ok(split.heapPixels);
+  assert.equal(split.pixels.length, 40 * PIXELS);
+  assert.deepEqual(split.pixels, inJs.pixels);
+  // 64 MB of tensor: the heap grows (its old buffer is detached), and the split's view follows it.
+  const big = tf.zeros([16 * 1024 * 1024]);
+  try {
+    assert.deepEqual(split.pixels, inJs.pixels);
+  } finally {
+    big.dispose();
+  }
 });

@@ -3,10 +3,11 @@ import { heapModuleLoader, simdOff } from './heap-module';
 
 /**
  * gather.wat's loop, instantiated on tfjs-wasm's own memory (addresses are byte offsets in that
- * heap): n bytes at `src` through the float32 table at `lut` into the floats at `dst`.
+ * heap): the b images whose indices are the int32s at `order`, from the bytes at `pixels` (784 an
+ * image), through the float32 table at `lut` into the floats at `dst`.
  */
 export interface GatherKernel {
-  normalize(src: number, lut: number, dst: number, n: number): void;
+  gather(order: number, b: number, pixels: number, lut: number, dst: number): void;
 }
 
 // The ES2022 lib has no WebAssembly types (they come with DOM); the one used here:
@@ -44,6 +45,8 @@ export function wasmGather(): GatherKernel | null {
  * heap, which detaches its buffer).
  */
 export interface WasmHeap {
+  /** The heap's owner (tfjs-wasm's module): two WasmHeap objects are the same heap when their ids are. */
+  readonly id: object;
   /** A tensor whose memory is allocated on the heap and not written (no copy from JS). */
   allocate<R extends tf.Rank>(shape: number[], dtype: 'float32' | 'int32'): tf.Tensor<R>;
   /** The byte offset of a tensor's memory. */
@@ -58,6 +61,7 @@ export function wasmHeap(): WasmHeap | null {
   const b = wasmBackend();
   if (!b) return null;
   return {
+    id: b.wasm,
     allocate: <R extends tf.Rank>(shape: number[], dtype: 'float32' | 'int32') =>
       tf.engine().makeTensorFromTensorInfo(b.makeOutput(shape, dtype)) as tf.Tensor<R>,
     offsetOf: (t) => b.dataIdMap.get(t.dataId)!.memoryOffset,

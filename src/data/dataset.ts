@@ -57,11 +57,54 @@ export interface DataOptions {
  * up front did.
  */
 export interface Split {
-  pixels: Uint8Array;
+  /**
+   * When the split lives on tfjs-wasm's heap (`heapPixels`), a view made at each read: read it again
+   * after anything that may grow the heap (a tensor allocation), which detaches older views.
+   */
+  readonly pixels: Uint8Array;
   /** 256 entries: byte value → normalized float32 value. */
   lut: Float32Array;
   labels: Int32Array;
   count: number;
+  /**
+   * Where `pixels` are on tfjs-wasm's heap, when loadDataset ran on that backend: a training batch is
+   * then gathered and normalized straight from them by gather.wasm (BatchGatherer), with no copy.
+   */
+  readonly heapPixels?: { heap: WasmHeap; offset: number };
+}
+
+/** Frees a split's heap block once the split is collected (a dataset lives until its run ends). */
+const heapSplits = new FinalizationRegistry<{ heap: WasmHeap; offset: number }>(({ heap, offset }) =>
+  heap.free(offset),
+);
+
+/**
+ * A split over `bytes` new image bytes, to be filled by `fill` (given a view of them): on tfjs-wasm
+ * a block of its heap (the bytes' only copy: no more memory than a JS array), elsewhere a JS array.
+ */
+function newSplit(
+  bytes: number,
+  fill: (pixels: Uint8Array) => void,
+  rest: { lut: Float32Array; labels: Int32Array; count: number },
+): Split {
+  const heap = bytes > 0 ? wasmHeap() : null;
+  if (!heap) {
+    const pixels = new Uint8Array(bytes);
+    fill(pixels);
+    return { pixels, ...rest };
+  }
+  const offset = heap.malloc(bytes);
+  const view = () => heap.bytes().subarray(offset, offset + bytes);
+  fill(view());
+  const split: Split = {
+    get pixels() {
+      return view();
+    },
+    ...rest,
+    heapPixels: { heap, offset },
+  };
+  heapSplits.register(split, { heap, offset });
+  return split;
 }
 
 export interface Dataset {
@@ -163,8 +206,21 @@ export function chooseValidation(
  * of the whole file is made or kept.
  */
 function gather(raw: RawSplit, indices: Int32Array | null, count: number, lut: Float32Array): Split {
-  const images = new Uint8Array(count * PIXELS_PER_IMAGE);
   const labels = new Int32Array(count);
+  return newSplit(count * PIXELS_PER_IMAGE, (images) => readImages(raw, indices, count, images, labels), {
+    lut,
+    labels,
+    count,
+  });
+}
+
+function readImages(
+  raw: RawSplit,
+  indices: Int32Array | null,
+  count: number,
+  images: Uint8Array,
+  labels: Int32Array,
+): void {
   const ranges: ByteRange[] = [];
   const at = (i: number) => (indices ? indices[i]! : i);
   for (let i = 0; i < count;) {
@@ -179,7 +235,6 @@ function gather(raw: RawSplit, indices: Int32Array | null, count: number, lut: F
     for (; i < end; i++) labels[i] = raw.labels[at(i)]!;
   }
   raw.images.read(ranges);
-  return { pixels: images, lut, labels, count };
 }
 
 /**
@@ -240,22 +295,26 @@ export interface GatheredBatch {
 /**
  * A split's training batches as the step's input tensors, x float32 [b, 28, 28] and y int32 [b],
  * with the values gatherBatch gives. On tfjs-wasm each batch is written where its tensors live on
- * the wasm heap: the images' bytes are copied into a staging area there and normalized by
- * gather.wasm through the split's table (or, with REGTRAIN_SIMD=off or no gather.wasm, by
- * gatherBatch's JS loop into a view of the same memory); no float32 buffer in JS, and no copy into
- * the heap when tfjs first reads the tensor. Elsewhere gatherBatch into a reused buffer, then
- * tf.tensor3d. Use: gather(), change the batch in place if need be, tensors(); dispose them after
- * the step.
+ * the wasm heap: gather.wasm reads the batch's images from the split's bytes on the heap (where
+ * loadDataset keeps them on that backend; a split made elsewhere is copied there once, for the
+ * gatherer's life) and normalizes them through the split's table in the same pass (or, with
+ * REGTRAIN_SIMD=off or no gather.wasm, gatherBatch's JS loop writes into a view of the same memory);
+ * no float32 buffer in JS, and no copy into the heap when tfjs first reads the tensor. Elsewhere
+ * gatherBatch into a reused buffer, then tf.tensor3d. Use: gather(), change the batch in place if
+ * need be, tensors(); dispose them after the step.
  */
 export class BatchGatherer {
   private readonly heap: WasmHeap | null;
   private readonly kernel: GatherKernel | null;
   /**
-   * On the heap with the kernel: the table (256 float32) and the staging bytes (batchSize images),
-   * allocated for the gatherer's life (no tensors: a fit holds the same tensors as before).
+   * On the heap with the kernel, allocated for the gatherer's life (no tensors: a fit holds the same
+   * tensors as before): the table (256 float32), the batch's image indices (batchSize int32) and,
+   * when the split's bytes are not on this heap, a copy of them (`ownPixels`).
    */
   private readonly lut: number = 0;
-  private readonly stage: number = 0;
+  private readonly order: number = 0;
+  private readonly pixels: number = 0;
+  private readonly ownPixels: boolean = false;
   /** Elsewhere: the reused buffers. */
   private readonly xBuf: Float32Array | null = null;
   private readonly yBuf: Int32Array | null = null;
@@ -267,15 +326,20 @@ export class BatchGatherer {
     private readonly split: Split,
     private readonly batchSize: number,
   ) {
-    this.heap = wasmHeap();
-    this.kernel = this.heap ? wasmGather() : null;
-    if (this.heap && this.kernel) {
-      this.lut = this.heap.malloc(split.lut.byteLength);
-      this.stage = this.heap.malloc(batchSize * PIXELS_PER_IMAGE);
-      const bytes = this.heap.bytes(); // after the allocations
+    const heap = wasmHeap();
+    this.heap = heap;
+    this.kernel = heap ? wasmGather() : null;
+    if (heap && this.kernel) {
+      this.lut = heap.malloc(split.lut.byteLength);
+      this.order = heap.malloc(batchSize * Int32Array.BYTES_PER_ELEMENT);
+      const onHeap = split.heapPixels?.heap.id === heap.id ? split.heapPixels.offset : null;
+      this.ownPixels = onHeap === null;
+      this.pixels = onHeap ?? heap.malloc(Math.max(1, split.count * PIXELS_PER_IMAGE));
+      const bytes = heap.bytes(); // after the allocations
       new Float32Array(bytes.buffer, this.lut, split.lut.length).set(split.lut);
+      if (this.ownPixels) bytes.set(split.pixels, this.pixels);
     }
-    if (!this.heap) {
+    if (!heap) {
       this.xBuf = new Float32Array(batchSize * PIXELS_PER_IMAGE);
       this.yBuf = new Int32Array(batchSize);
     }
@@ -284,6 +348,11 @@ export class BatchGatherer {
   /** Which loop normalizes the batches (for tests and benchmarks). */
   get path(): 'wasm kernel' | 'JS loop into the wasm heap' | 'JS loop' {
     return this.kernel ? 'wasm kernel' : this.heap ? 'JS loop into the wasm heap' : 'JS loop';
+  }
+
+  /** Whether the wasm kernel reads the split's own bytes on the heap (no copy of them; for tests). */
+  get readsSplitInPlace(): boolean {
+    return this.kernel !== null && !this.ownPixels;
   }
 
   /**
@@ -312,15 +381,11 @@ export class BatchGatherer {
       gatherBatch(split, order, from, b, images, labels);
       return { images, labels };
     }
-    const stage = this.stage;
-    const { pixels } = split;
-    for (let k = 0; k < b; k++) {
-      const idx = order[from + k]!;
-      const src = idx * PIXELS_PER_IMAGE;
-      bytes.set(pixels.subarray(src, src + PIXELS_PER_IMAGE), stage + k * PIXELS_PER_IMAGE);
-      labels[k] = split.labels[idx]!;
-    }
-    this.kernel.normalize(stage, this.lut, heap.offsetOf(x), b * PIXELS_PER_IMAGE);
+    const batchOrder = order.subarray(from, from + b);
+    new Int32Array(bytes.buffer, this.order, b).set(batchOrder);
+    const splitLabels = split.labels;
+    for (let k = 0; k < b; k++) labels[k] = splitLabels[batchOrder[k]!]!;
+    this.kernel.gather(this.order, b, this.pixels, this.lut, heap.offsetOf(x));
     return { images, labels };
   }
 
@@ -348,7 +413,8 @@ export class BatchGatherer {
     this.dropPending();
     if (this.heap && this.kernel && !this.disposed) {
       this.heap.free(this.lut);
-      this.heap.free(this.stage);
+      this.heap.free(this.order);
+      if (this.ownPixels) this.heap.free(this.pixels);
     }
     this.disposed = true;
   }
