@@ -15,13 +15,26 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import {
+  col2im,
   convGeometry,
   convStats,
+  geometryArgs,
   im2col,
   im2colT,
   registerWasmConvKernels,
   type ConvGeometry,
+  type ConvSimd,
 } from '../src/accel/conv';
+import { heapModuleLoader } from '../src/accel/heap-module';
+
+// The ES2022 lib has no WebAssembly types (they come with DOM); the one used here:
+// eslint-disable-next-line @typescript-eslint/no-namespace -- an ambient declaration of a global, not a module
+declare namespace WebAssembly {
+  class Memory {
+    constructor(desc: { initial: number });
+    readonly buffer: ArrayBuffer;
+  }
+}
 import { loadBlas } from '../src/accel/blas';
 import { installAcceleratedKernels, uninstallAcceleratedKernels, type GemmChoice } from '../src/accel/kernels';
 import { useBackend } from './helpers/backend';
@@ -854,4 +867,83 @@ test("Sum over every axis but the last (a bias gradient) is within float32 round
     }
     tf.dispose([x, ours, theirs]);
   }
+});
+
+test("conv.wasm's im2col, col2im and fused relu-gradient + column sums give the bits of conv.ts's JS loops (channels 4–16, padding, strides)", () => {
+  const mem = new WebAssembly.Memory({ initial: 64 });
+  const simd = heapModuleLoader<ConvSimd>('conv.wasm')(mem);
+  assert.ok(simd, 'conv.wasm is built');
+  const cases: Case[] = [
+    {
+      name: 'the CNN’s second layer, 13×13×16, 3×3, valid',
+      x: [2, 13, 13, 16],
+      filter: [3, 3, 16, 8],
+      strides: [1, 1],
+      pad: 'valid',
+    },
+    {
+      name: '7×5×4, 3×2, same (zeros at the edges)',
+      x: [3, 7, 5, 4],
+      filter: [3, 2, 4, 4],
+      strides: [1, 1],
+      pad: 'same',
+    },
+    { name: '9×9×8, 3×3, stride 2, same', x: [2, 9, 9, 8], filter: [3, 3, 8, 4], strides: [2, 2], pad: 'same' },
+  ];
+  for (const c of cases) {
+    const g = geometry(c);
+    const nx = c.x.reduce((a, b) => a * b);
+    const rows = g.batch * g.outH * g.outW;
+    const K = g.fH * g.fW * g.inC;
+    // Byte layout in the module's memory: x, col, dx, then the JS results apart.
+    const heap = new Float32Array(mem.buffer);
+    const xAt = 16;
+    const colAt = xAt + nx;
+    const dxAt = colAt + rows * K;
+    const x = values(nx, 29);
+    heap.set(x, xAt);
+    heap.fill(NaN, colAt, colAt + rows * K);
+    simd.im2col(4 * xAt, 4 * colAt, ...geometryArgs(g));
+    const want = new Float32Array(rows * K).fill(NaN);
+    im2col(g, x, 0, want, 0);
+    for (let i = 0; i < rows * K; i++)
+      if (!Object.is(heap[colAt + i], want[i]))
+        assert.fail(`${c.name}: im2col [${i}] = ${heap[colAt + i]}, JS ${want[i]}`);
+    // col2im of other values (the column as dz·Wᵀ would fill it), over a dx full of NaN: zeroed first.
+    const col = values(rows * K, 31);
+    heap.set(col, colAt);
+    heap.fill(NaN, dxAt, dxAt + nx);
+    simd.col2im(4 * colAt, 4 * dxAt, nx, ...geometryArgs(g));
+    const dx = new Float32Array(nx).fill(NaN);
+    col2im(g, col, 0, dx, 0);
+    for (let i = 0; i < nx; i++)
+      if (!Object.is(heap[dxAt + i], dx[i])) assert.fail(`${c.name}: col2im [${i}] = ${heap[dxAt + i]}, JS ${dx[i]}`);
+  }
+  // reluGradColSum against reluGrad's and colSum's JS loops: y ≤ 0 and > 0, dz with ±0 and ±∞ (0·∞ is NaN).
+  const rows = 37;
+  const cols = 12;
+  const n = rows * cols;
+  const heap = new Float32Array(mem.buffer);
+  // ±∞ in columns 5 (∞ then −∞: NaN), 6 (∞) and 7 (∞ where y = 0: 0·∞ = NaN); the other columns finite.
+  const inf: Record<number, number> = { 5: Infinity, 29: -Infinity, 30: Infinity, 43: Infinity };
+  const dz = values(n, 41).map((v, i) => inf[i] ?? (i % 11 === 0 ? -0 : v));
+  const y = values(n, 43).map((v, i) => (i === 43 || (i % 5 === 0 && !(i in inf)) ? 0 : i in inf ? 0.5 : v));
+  heap.set(dz, 16);
+  heap.set(y, 16 + n);
+  heap.fill(NaN, 16 + 2 * n, 16 + 2 * n + cols);
+  simd.reluGradColSum(4 * 16, 4 * (16 + n), 4 * (16 + 2 * n), rows, cols);
+  const dzWant = dz.map((d, i) => d * (y[i]! > 0 ? 1 : 0));
+  const sums = new Float32Array(cols);
+  for (let r = 0; r < rows; r++) for (let j = 0; j < cols; j++) sums[j] = sums[j]! + dzWant[r * cols + j]!;
+  for (let i = 0; i < n; i++)
+    if (!Object.is(heap[16 + i], dzWant[i])) assert.fail(`relu gradient [${i}] = ${heap[16 + i]}, JS ${dzWant[i]}`);
+  for (let j = 0; j < cols; j++)
+    if (!Object.is(heap[16 + 2 * n + j], sums[j]))
+      assert.fail(`column sum [${j}] = ${heap[16 + 2 * n + j]}, JS ${sums[j]}`);
+  // The case holds what it is meant to: columns that became ±∞ or NaN, and finite ones.
+  assert.deepEqual(
+    [sums[5], sums[6], sums[7]].map((v) => String(v)),
+    ['NaN', 'Infinity', 'NaN'],
+  );
+  assert.ok(sums.every((v, j) => j === 5 || j === 6 || j === 7 || (Number.isFinite(v) && v !== 0)));
 });

@@ -270,6 +270,34 @@ export interface ConvSimd {
     pT: number,
     pL: number,
   ): void;
+  /** im2col with SIMD (channels a multiple of 4), the geometry's 12 numbers after the addresses. */
+  im2col(x: number, col: number, ...geometry: PoolArgs): void;
+  /** col2im with SIMD (channels a multiple of 4): dx (nx floats) zeroed, then the column entries added in im2col's order. */
+  col2im(col: number, dx: number, nx: number, ...geometry: PoolArgs): void;
+  /** dz ← dz·step(y) (rows × cols, cols a multiple of 4), then out[c] = Σ_r dz[r][c]: reluGrad and colSum in one pass. */
+  reluGradColSum(dz: number, y: number, out: number, rows: number, cols: number): void;
+}
+
+/** A geometry as conv.wat's loops take it: batch, inH, inW, channels, outH, outW, fH, fW, strides, top/left padding. */
+export type PoolArgs = [
+  batch: number,
+  inH: number,
+  inW: number,
+  ch: number,
+  outH: number,
+  outW: number,
+  fH: number,
+  fW: number,
+  sH: number,
+  sW: number,
+  pT: number,
+  pL: number,
+];
+
+/** A geometry's 12 numbers in conv.wat's order. */
+export function geometryArgs(g: ConvGeometry): PoolArgs {
+  const { batch, inH, inW, inC, outH, outW, fH, fW, strideH, strideW, padTop, padLeft } = g;
+  return [batch, inH, inW, inC, outH, outW, fH, fW, strideH, strideW, padTop, padLeft];
 }
 
 const loadConvSimd = heapModuleLoader<ConvSimd>('conv.wasm');

@@ -210,4 +210,156 @@
         (local.set $oh (i32.add (local.get $oh) (i32.const 1)))
         (br $ohLoop)))
       (local.set $b (i32.add (local.get $b) (i32.const 1)))
-      (br $bLoop)))))
+      (br $bLoop))))
+  ;; im2col, NHWC, channels a multiple of 4: per output position (b, oh, ow) one row of fH·fW·ch floats,
+  ;; the window's pixels in row-major order with the channels innermost, zeros where the window is
+  ;; outside the input (padding). The same copies as conv.ts im2col, in one call instead of one
+  ;; TypedArray.copyWithin per filter row (7,744 × 3 calls a step on the CNN's second layer).
+  (func (export "im2col")
+    (param $x i32) (param $col i32)
+    (param $batch i32) (param $inH i32) (param $inW i32) (param $ch i32)
+    (param $outH i32) (param $outW i32) (param $fH i32) (param $fW i32)
+    (param $sH i32) (param $sW i32) (param $pT i32) (param $pL i32)
+    (local $b i32) (local $oh i32) (local $ow i32) (local $kh i32) (local $kw i32) (local $ih i32) (local $iw i32)
+    (local $xb i32) (local $src i32) (local $end i32) (local $rowBytes i32) (local $pixBytes i32)
+    (local.set $pixBytes (i32.shl (local.get $ch) (i32.const 2)))
+    (local.set $rowBytes (i32.mul (local.get $inW) (local.get $pixBytes)))
+    (block $bDone (loop $bLoop
+      (br_if $bDone (i32.ge_u (local.get $b) (local.get $batch)))
+      (local.set $xb (i32.add (local.get $x) (i32.mul (local.get $b) (i32.mul (local.get $inH) (local.get $rowBytes)))))
+      (local.set $oh (i32.const 0))
+      (block $ohDone (loop $ohLoop
+        (br_if $ohDone (i32.ge_u (local.get $oh) (local.get $outH)))
+        (local.set $ow (i32.const 0))
+        (block $owDone (loop $owLoop
+          (br_if $owDone (i32.ge_u (local.get $ow) (local.get $outW)))
+          (local.set $kh (i32.const 0))
+          (block $khDone (loop $khLoop
+            (br_if $khDone (i32.ge_u (local.get $kh) (local.get $fH)))
+            (local.set $ih (i32.sub (i32.add (i32.mul (local.get $oh) (local.get $sH)) (local.get $kh)) (local.get $pT)))
+            (local.set $kw (i32.const 0))
+            (block $kwDone (loop $kwLoop
+              (br_if $kwDone (i32.ge_u (local.get $kw) (local.get $fW)))
+              (local.set $iw (i32.sub (i32.add (i32.mul (local.get $ow) (local.get $sW)) (local.get $kw)) (local.get $pL)))
+              (local.set $end (i32.add (local.get $col) (local.get $pixBytes)))
+              (if (i32.and
+                    (i32.and (i32.ge_s (local.get $ih) (i32.const 0)) (i32.lt_s (local.get $ih) (local.get $inH)))
+                    (i32.and (i32.ge_s (local.get $iw) (i32.const 0)) (i32.lt_s (local.get $iw) (local.get $inW))))
+                (then
+                  (local.set $src (i32.add (local.get $xb)
+                    (i32.add (i32.mul (local.get $ih) (local.get $rowBytes)) (i32.mul (local.get $iw) (local.get $pixBytes)))))
+                  (loop $copy
+                    (v128.store (local.get $col) (v128.load (local.get $src)))
+                    (local.set $src (i32.add (local.get $src) (i32.const 16)))
+                    (local.set $col (i32.add (local.get $col) (i32.const 16)))
+                    (br_if $copy (i32.lt_u (local.get $col) (local.get $end)))))
+                (else
+                  (loop $zero
+                    (v128.store (local.get $col) (v128.const i32x4 0 0 0 0))
+                    (local.set $col (i32.add (local.get $col) (i32.const 16)))
+                    (br_if $zero (i32.lt_u (local.get $col) (local.get $end))))))
+              (local.set $kw (i32.add (local.get $kw) (i32.const 1)))
+              (br $kwLoop)))
+            (local.set $kh (i32.add (local.get $kh) (i32.const 1)))
+            (br $khLoop)))
+          (local.set $ow (i32.add (local.get $ow) (i32.const 1)))
+          (br $owLoop)))
+        (local.set $oh (i32.add (local.get $oh) (i32.const 1)))
+        (br $ohLoop)))
+      (local.set $b (i32.add (local.get $b) (i32.const 1)))
+      (br $bLoop))))
+
+  ;; col2im, the reverse of im2col (channels a multiple of 4): dx (nx floats) zeroed, then each column
+  ;; entry added at its input position, in the order (b, oh, ow, kh, kw, c): conv.ts col2im's float32
+  ;; adds in its order, in one call instead of one addTo per filter row.
+  (func (export "col2im")
+    (param $col i32) (param $dx i32) (param $nx i32)
+    (param $batch i32) (param $inH i32) (param $inW i32) (param $ch i32)
+    (param $outH i32) (param $outW i32) (param $fH i32) (param $fW i32)
+    (param $sH i32) (param $sW i32) (param $pT i32) (param $pL i32)
+    (local $b i32) (local $oh i32) (local $ow i32) (local $kh i32) (local $kw i32) (local $ih i32) (local $iw i32)
+    (local $xb i32) (local $dst i32) (local $end i32) (local $rowBytes i32) (local $pixBytes i32)
+    (local.set $dst (local.get $dx))
+    (local.set $end (i32.add (local.get $dx) (i32.shl (local.get $nx) (i32.const 2))))
+    (block $zDone (loop $zLoop
+      (br_if $zDone (i32.ge_u (local.get $dst) (local.get $end)))
+      (v128.store (local.get $dst) (v128.const i32x4 0 0 0 0))
+      (local.set $dst (i32.add (local.get $dst) (i32.const 16)))
+      (br $zLoop)))
+    (local.set $pixBytes (i32.shl (local.get $ch) (i32.const 2)))
+    (local.set $rowBytes (i32.mul (local.get $inW) (local.get $pixBytes)))
+    (block $bDone (loop $bLoop
+      (br_if $bDone (i32.ge_u (local.get $b) (local.get $batch)))
+      (local.set $xb (i32.add (local.get $dx) (i32.mul (local.get $b) (i32.mul (local.get $inH) (local.get $rowBytes)))))
+      (local.set $oh (i32.const 0))
+      (block $ohDone (loop $ohLoop
+        (br_if $ohDone (i32.ge_u (local.get $oh) (local.get $outH)))
+        (local.set $ow (i32.const 0))
+        (block $owDone (loop $owLoop
+          (br_if $owDone (i32.ge_u (local.get $ow) (local.get $outW)))
+          (local.set $kh (i32.const 0))
+          (block $khDone (loop $khLoop
+            (br_if $khDone (i32.ge_u (local.get $kh) (local.get $fH)))
+            (local.set $ih (i32.sub (i32.add (i32.mul (local.get $oh) (local.get $sH)) (local.get $kh)) (local.get $pT)))
+            (local.set $kw (i32.const 0))
+            (block $kwDone (loop $kwLoop
+              (br_if $kwDone (i32.ge_u (local.get $kw) (local.get $fW)))
+              (local.set $iw (i32.sub (i32.add (i32.mul (local.get $ow) (local.get $sW)) (local.get $kw)) (local.get $pL)))
+              (local.set $end (i32.add (local.get $col) (local.get $pixBytes)))
+              (if (i32.and
+                    (i32.and (i32.ge_s (local.get $ih) (i32.const 0)) (i32.lt_s (local.get $ih) (local.get $inH)))
+                    (i32.and (i32.ge_s (local.get $iw) (i32.const 0)) (i32.lt_s (local.get $iw) (local.get $inW))))
+                (then
+                  (local.set $dst (i32.add (local.get $xb)
+                    (i32.add (i32.mul (local.get $ih) (local.get $rowBytes)) (i32.mul (local.get $iw) (local.get $pixBytes)))))
+                  (loop $add
+                    (v128.store (local.get $dst) (f32x4.add (v128.load (local.get $dst)) (v128.load (local.get $col))))
+                    (local.set $dst (i32.add (local.get $dst) (i32.const 16)))
+                    (local.set $col (i32.add (local.get $col) (i32.const 16)))
+                    (br_if $add (i32.lt_u (local.get $col) (local.get $end)))))
+                (else (local.set $col (local.get $end))))
+              (local.set $kw (i32.add (local.get $kw) (i32.const 1)))
+              (br $kwLoop)))
+            (local.set $kh (i32.add (local.get $kh) (i32.const 1)))
+            (br $khLoop)))
+          (local.set $ow (i32.add (local.get $ow) (i32.const 1)))
+          (br $owLoop)))
+        (local.set $oh (i32.add (local.get $oh) (i32.const 1)))
+        (br $ohLoop)))
+      (local.set $b (i32.add (local.get $b) (i32.const 1)))
+      (br $bLoop))))
+
+  ;; The relu gradient and the bias gradient in one pass (cols a multiple of 4): dz ← dz·step(y) as
+  ;; simd.wat reluGrad (step(v) = 1 where v > 0, else 0; a multiply, so 0·∞ stays NaN), then
+  ;; out[c] = Σ_r dz[r][c] from 0 in row order, as colSum: the same float32 operations in the same
+  ;; order as those two passes, reading dz once.
+  (func (export "reluGradColSum") (param $dz i32) (param $y i32) (param $out i32) (param $rows i32) (param $cols i32)
+    (local $r i32) (local $p i32) (local $end i32) (local $d v128) (local $one v128) (local $zero v128)
+    (local.set $one (f32x4.splat (f32.const 1)))
+    (local.set $zero (f32x4.splat (f32.const 0)))
+    (local.set $end (i32.add (local.get $out) (i32.shl (local.get $cols) (i32.const 2))))
+    (local.set $p (local.get $out))
+    (block $zDone (loop $zLoop
+      (br_if $zDone (i32.ge_u (local.get $p) (local.get $end)))
+      (v128.store (local.get $p) (local.get $zero))
+      (local.set $p (i32.add (local.get $p) (i32.const 16)))
+      (br $zLoop)))
+    (block $rDone
+      (loop $rLoop
+        (br_if $rDone (i32.ge_u (local.get $r) (local.get $rows)))
+        (local.set $p (local.get $out))
+        (block $cDone
+          (loop $cLoop
+            (br_if $cDone (i32.ge_u (local.get $p) (local.get $end)))
+            (local.set $d
+              (f32x4.mul (v128.load (local.get $dz))
+                (v128.bitselect (local.get $one) (local.get $zero) (f32x4.gt (v128.load (local.get $y)) (local.get $zero)))))
+            (v128.store (local.get $dz) (local.get $d))
+            (v128.store (local.get $p) (f32x4.add (v128.load (local.get $p)) (local.get $d)))
+            (local.set $p (i32.add (local.get $p) (i32.const 16)))
+            (local.set $dz (i32.add (local.get $dz) (i32.const 16)))
+            (local.set $y (i32.add (local.get $y) (i32.const 16)))
+            (br $cLoop)))
+        (local.set $r (i32.add (local.get $r) (i32.const 1)))
+        (br $rLoop))))
+)

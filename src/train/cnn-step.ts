@@ -31,6 +31,7 @@ import { loadBlas, sgemmOnHeap } from '../accel/blas';
 import {
   col2im,
   convGeometry,
+  geometryArgs,
   geometryOf,
   im2col,
   im2colT,
@@ -475,7 +476,11 @@ export function createCnnStep(
         gemm(true, false, p.rows[i]!, g.outC, K, p.col[i]!, p.rows[i]!, W, g.outC, y, g.outC, bias, l.relu);
         return;
       }
-      timed(`forward ${i} conv, of which im2col`, () => im2col(g, h, x >>> 2, h, p.col[i]! >>> 2));
+      timed(`forward ${i} conv, of which im2col`, () =>
+        convSimd && g.inC % 4 === 0
+          ? convSimd.im2col(x, p.col[i]!, ...geometryArgs(g))
+          : im2col(g, h, x >>> 2, h, p.col[i]! >>> 2),
+      );
       gemm(false, false, p.rows[i]!, g.outC, K, p.col[i]!, K, W, g.outC, y, g.outC, bias, l.relu);
     }
   };
@@ -503,8 +508,13 @@ export function createCnnStep(
       }
       const rows = p.rows[i]!;
       const n = p.cols[i]!;
-      if (l.relu) reluGrad(dy, p.out[i]!, rows * n);
-      if (l.bias) colSum(dy, gAt.get(l.bias)!, rows, n);
+      if (l.relu && l.bias && convSimd && n % 4 === 0) {
+        // The two passes in one (the same float32 operations in the same order), reading dz once.
+        convSimd.reluGradColSum(dy, p.out[i]!, gAt.get(l.bias)!, rows, n);
+      } else {
+        if (l.relu) reluGrad(dy, p.out[i]!, rows * n);
+        if (l.bias) colSum(dy, gAt.get(l.bias)!, rows, n);
+      }
       const W = wAt.get(l.kernel)!;
       const gW = gAt.get(l.kernel)!;
       if (l.kind === 'dense') {
@@ -525,7 +535,9 @@ export function createCnnStep(
       gemm(false, true, rows, K, n, dy, n, W, n, col, K, 0, false);
       const h = arena.f32();
       timed(`backward ${i} conv, of which col2im`, () =>
-        col2im(g, h, col >>> 2, h, dx >>> 2, convSimd ? (d, s, c) => convSimd.addTo(d, s, c) : undefined),
+        convSimd && g.inC % 4 === 0
+          ? convSimd.col2im(col, dx, g.batch * g.inH * g.inW * g.inC, ...geometryArgs(g))
+          : col2im(g, h, col >>> 2, h, dx >>> 2, convSimd ? (d, s, c) => convSimd.addTo(d, s, c) : undefined),
       );
     }
   };
