@@ -19,8 +19,10 @@ import {
   convGeometry,
   convStats,
   geometryArgs,
+  geometryOf,
   im2col,
   im2colT,
+  maxPoolForward,
   registerWasmConvKernels,
   type ConvGeometry,
   type ConvSimd,
@@ -946,4 +948,61 @@ test("conv.wasm's im2col, col2im and fused relu-gradient + column sums give the 
     ['NaN', 'Infinity', 'NaN'],
   );
   assert.ok(sums.every((v, j) => j === 5 || j === 6 || j === 7 || (Number.isFinite(v) && v !== 0)));
+});
+
+test("conv.wasm's fused max-pool, relu and bias gradients give the bits of the scatter, reluGrad and colSum loops (windows that tile, and 11×11 under a 2×2 pool: the last row and column get none)", () => {
+  const mem = new WebAssembly.Memory({ initial: 64 });
+  const simd = heapModuleLoader<ConvSimd>('conv.wasm')(mem);
+  assert.ok(simd, 'conv.wasm is built');
+  for (const [batch, inH, inW, ch, f] of [
+    [3, 8, 6, 4, 2],
+    [2, 11, 11, 8, 2],
+    [2, 9, 7, 4, 3],
+  ] as const) {
+    const pool = tf.backend_util.computePool2DInfo([batch, inH, inW, ch], [f, f], [f, f], 1, 'valid');
+    const g = geometryOf(pool);
+    const nx = batch * inH * inW * ch;
+    const ny = batch * g.outH * g.outW * ch;
+    // The conv layer's relu output: a third zeros (ties in the windows), and ±0 and NaN gradients.
+    const y = values(nx, 53).map((v) => Math.max(v, 0));
+    const dy = values(ny, 59).map((v, i) => (i % 9 === 0 ? -0 : i === 5 ? NaN : v));
+    const yPool = new Float32Array(ny);
+    const arg = new Int32Array(ny);
+    maxPoolForward(g, y, 0, yPool, 0, arg);
+    // The three passes apart, as the lean CNN step ran them.
+    const dz = new Float32Array(nx);
+    for (let o = 0; o < ny; o++) dz[arg[o]!] = dz[arg[o]!]! + dy[o]!;
+    for (let i = 0; i < nx; i++) dz[i] = dz[i]! * (y[i]! > 0 ? 1 : 0);
+    const sums = new Float32Array(ch);
+    for (let i = 0; i < nx; i++) sums[i % ch] = sums[i % ch]! + dz[i]!;
+    // In the module's memory: dy, arg, y, dz (NaN first: every value written), sums.
+    const at = { dy: 16, arg: 16 + ny, y: 16 + 2 * ny, dz: 16 + 2 * ny + nx, out: 16 + 2 * ny + 2 * nx };
+    const heap = new Float32Array(mem.buffer);
+    heap.set(dy, at.dy);
+    new Int32Array(mem.buffer).set(arg, at.arg);
+    heap.set(y, at.y);
+    heap.fill(NaN, at.dz, at.out + ch);
+    simd.poolReluGradColSum(
+      4 * at.dy,
+      4 * at.arg,
+      4 * at.y,
+      4 * at.dz,
+      4 * at.out,
+      1,
+      batch,
+      inH,
+      inW,
+      ch,
+      g.outH,
+      g.outW,
+      f,
+      f,
+    );
+    const name = `${inH}×${inW}×${ch}, pool ${f}`;
+    for (let i = 0; i < nx; i++)
+      if (!Object.is(heap[at.dz + i], dz[i])) assert.fail(`${name}: dz[${i}] = ${heap[at.dz + i]}, apart ${dz[i]}`);
+    for (let c = 0; c < ch; c++)
+      if (!Object.is(heap[at.out + c], sums[c]))
+        assert.fail(`${name}: sum[${c}] = ${heap[at.out + c]}, apart ${sums[c]}`);
+  }
 });

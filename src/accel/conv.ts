@@ -276,6 +276,27 @@ export interface ConvSimd {
   col2im(col: number, dx: number, nx: number, ...geometry: PoolArgs): void;
   /** dz ← dz·step(y) (rows × cols, cols a multiple of 4), then out[c] = Σ_r dz[r][c]: reluGrad and colSum in one pass. */
   reluGradColSum(dz: number, y: number, out: number, rows: number, cols: number): void;
+  /**
+   * maxPoolScatter, then reluGrad (relu: 1) and the bias gradient colSum of the conv layer under the
+   * pool, in one pass, for pools whose windows do not overlap: dz (the layer's gradient) from the
+   * pool's dy and arg and the layer's output y; out its bias gradient.
+   */
+  poolReluGradColSum(
+    dy: number,
+    arg: number,
+    y: number,
+    dz: number,
+    out: number,
+    relu: number,
+    batch: number,
+    inH: number,
+    inW: number,
+    ch: number,
+    outH: number,
+    outW: number,
+    fH: number,
+    fW: number,
+  ): void;
 }
 
 /** A geometry as conv.wat's loops take it: batch, inH, inW, channels, outH, outW, fH, fW, strides, top/left padding. */

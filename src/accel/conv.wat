@@ -362,4 +362,91 @@
             (br $cLoop)))
         (local.set $r (i32.add (local.get $r) (i32.const 1)))
         (br $rLoop))))
+
+  ;; The max-pool gradient, the relu gradient and the bias gradient of the conv layer under the pool, in
+  ;; one pass over that layer's output in row order, for pools whose windows do not overlap (strides =
+  ;; pool size, no padding; inputs past the last window get none; channels a multiple of 4): per value,
+  ;; g = 0 + dy[its window] where arg says it is the window's maximum, else 0 (maxPoolScatter's zeroing
+  ;; and add); dz = g·step(y) when $relu (reluGrad); out[c] = Σ dz from 0 in row order (colSum). The
+  ;; same float32 operations in the same order as those three passes.
+  (func (export "poolReluGradColSum")
+    (param $dy i32) (param $arg i32) (param $y i32) (param $dz i32) (param $out i32) (param $relu i32)
+    (param $batch i32) (param $inH i32) (param $inW i32) (param $ch i32)
+    (param $outH i32) (param $outW i32) (param $fH i32) (param $fW i32)
+    (local $b i32) (local $h i32) (local $w i32) (local $p i32) (local $end i32)
+    (local $oh i32) (local $ow i32) (local $dh i32) (local $dw i32) (local $o i32) (local $oRow i32) (local $q i32)
+    (local $idx i32) (local $pixBytes i32) (local $outRowBytes i32) (local $covered i32)
+    (local $g v128) (local $lanes v128) (local $one v128) (local $zero v128) (local $four v128) (local $vi v128)
+    (local.set $lanes (v128.const i32x4 0 1 2 3))
+    (local.set $four (i32x4.splat (i32.const 4)))
+    (local.set $one (f32x4.splat (f32.const 1)))
+    (local.set $zero (f32x4.splat (f32.const 0)))
+    (local.set $pixBytes (i32.shl (local.get $ch) (i32.const 2)))
+    (local.set $outRowBytes (i32.mul (local.get $outW) (local.get $pixBytes)))
+    (local.set $end (i32.add (local.get $out) (local.get $pixBytes)))
+    (local.set $p (local.get $out))
+    (block $zDone (loop $zLoop
+      (br_if $zDone (i32.ge_u (local.get $p) (local.get $end)))
+      (v128.store (local.get $p) (local.get $zero))
+      (local.set $p (i32.add (local.get $p) (i32.const 16)))
+      (br $zLoop)))
+    ;; $vi: the element indexes of the 4 values at hand from the layer output's start, as arg holds them;
+    ;; $oRow: the byte offset of output row (b, oh) in dy and arg; $o: of the window (b, oh, ow).
+    (local.set $vi (local.get $lanes))
+    (block $bDone (loop $bLoop
+      (br_if $bDone (i32.ge_u (local.get $b) (local.get $batch)))
+      (local.set $oRow (i32.mul (i32.mul (local.get $b) (local.get $outH)) (local.get $outRowBytes)))
+      (local.set $oh (i32.const 0))
+      (local.set $dh (i32.const 0))
+      (local.set $h (i32.const 0))
+      (block $hDone (loop $hLoop
+        (br_if $hDone (i32.ge_u (local.get $h) (local.get $inH)))
+        (local.set $o (local.get $oRow))
+        (local.set $ow (i32.const 0))
+        (local.set $dw (i32.const 0))
+        (local.set $w (i32.const 0))
+        (block $wDone (loop $wLoop
+          (br_if $wDone (i32.ge_u (local.get $w) (local.get $inW)))
+          (local.set $covered (i32.and (i32.lt_u (local.get $oh) (local.get $outH)) (i32.lt_u (local.get $ow) (local.get $outW))))
+          (local.set $q (i32.const 0))
+          (block $cDone (loop $cLoop
+            (br_if $cDone (i32.ge_u (local.get $q) (local.get $pixBytes)))
+            (local.set $g (local.get $zero))
+            (if (local.get $covered)
+              (then
+                (local.set $g
+                  (v128.and
+                    (f32x4.add (local.get $zero) (v128.load (i32.add (local.get $dy) (i32.add (local.get $o) (local.get $q)))))
+                    (i32x4.eq (v128.load (i32.add (local.get $arg) (i32.add (local.get $o) (local.get $q)))) (local.get $vi))))))
+            (if (local.get $relu)
+              (then
+                (local.set $g (f32x4.mul (local.get $g)
+                  (v128.bitselect (local.get $one) (local.get $zero) (f32x4.gt (v128.load (local.get $y)) (local.get $zero)))))))
+            (v128.store (local.get $dz) (local.get $g))
+            (local.set $p (i32.add (local.get $out) (local.get $q)))
+            (v128.store (local.get $p) (f32x4.add (v128.load (local.get $p)) (local.get $g)))
+            (local.set $dz (i32.add (local.get $dz) (i32.const 16)))
+            (local.set $y (i32.add (local.get $y) (i32.const 16)))
+            (local.set $vi (i32x4.add (local.get $vi) (local.get $four)))
+            (local.set $q (i32.add (local.get $q) (i32.const 16)))
+            (br $cLoop)))
+          ;; Next input column: the next window every fW columns.
+          (local.set $dw (i32.add (local.get $dw) (i32.const 1)))
+          (if (i32.eq (local.get $dw) (local.get $fW))
+            (then
+              (local.set $dw (i32.const 0))
+              (local.set $ow (i32.add (local.get $ow) (i32.const 1)))
+              (local.set $o (i32.add (local.get $o) (local.get $pixBytes)))))
+          (local.set $w (i32.add (local.get $w) (i32.const 1)))
+          (br $wLoop)))
+        (local.set $dh (i32.add (local.get $dh) (i32.const 1)))
+        (if (i32.eq (local.get $dh) (local.get $fH))
+          (then
+            (local.set $dh (i32.const 0))
+            (local.set $oh (i32.add (local.get $oh) (i32.const 1)))
+            (local.set $oRow (i32.add (local.get $oRow) (local.get $outRowBytes)))))
+        (local.set $h (i32.add (local.get $h) (i32.const 1)))
+        (br $hLoop)))
+      (local.set $b (i32.add (local.get $b) (i32.const 1)))
+      (br $bLoop))))
 )
