@@ -1006,3 +1006,37 @@ test("conv.wasm's fused max-pool, relu and bias gradients give the bits of the s
         assert.fail(`${name}: sum[${c}] = ${heap[at.out + c]}, apart ${sums[c]}`);
   }
 });
+
+test("conv.wasm's im2colTRow fills im2colT's rows of a one-channel input with the bits of the JS copies (valid, same, stride 2 down)", () => {
+  const mem = new WebAssembly.Memory({ initial: 64 });
+  const simd = heapModuleLoader<ConvSimd>('conv.wasm')(mem);
+  assert.ok(simd, 'conv.wasm is built');
+  const cases: Case[] = [
+    {
+      name: 'the CNN’s first layer, 28×28, 3×3, valid',
+      x: [2, 28, 28, 1],
+      filter: [3, 3, 1, 4],
+      strides: [1, 1],
+      pad: 'valid',
+    },
+    { name: '20×18, 3×3, same', x: [2, 20, 18, 1], filter: [3, 3, 1, 2], strides: [1, 1], pad: 'same' },
+    { name: '11×13, 4×5, stride 2 down, same', x: [3, 11, 13, 1], filter: [4, 5, 1, 1], strides: [2, 1], pad: 'same' },
+  ];
+  for (const c of cases) {
+    const g = geometry(c);
+    const n = c.x.reduce((a, b) => a * b);
+    const size = g.batch * g.outH * g.outW * g.fH * g.fW;
+    const x = values(n, 37).map((v, i) => (i === 3 ? -0 : i === 7 ? NaN : v));
+    const want = new Float32Array(size).fill(NaN);
+    im2colT(g, x, 0, want, 0);
+    const heap = new Float32Array(mem.buffer);
+    heap.fill(NaN, 0, 8 + n + size);
+    heap.set(x, 8);
+    const { batch, inH, inW, outH, outW, strideH, padTop } = g;
+    im2colT(g, heap, 8, heap, 8 + n, (colOff, kh, iw0, lo, hi) =>
+      simd.im2colTRow(4 * 8, 4 * colOff, batch, inH, inW, outH, outW, strideH, padTop, kh, iw0, lo, hi),
+    );
+    for (let i = 0; i < size; i++)
+      if (!Object.is(heap[8 + n + i], want[i])) assert.fail(`${c.name}: [${i}] = ${heap[8 + n + i]}, JS ${want[i]}`);
+  }
+});

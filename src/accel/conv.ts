@@ -277,6 +277,25 @@ export interface ConvSimd {
   /** dz ← dz·step(y) (rows × cols, cols a multiple of 4), then out[c] = Σ_r dz[r][c]: reluGrad and colSum in one pass. */
   reluGradColSum(dz: number, y: number, out: number, rows: number, cols: number): void;
   /**
+   * Row (kh, kw) of im2colT for a one-channel input and stride 1 across (byte addresses x, col):
+   * iw0 the input column of output column lo; zeros outside [lo, hi) and outside the input's rows.
+   */
+  im2colTRow(
+    x: number,
+    col: number,
+    batch: number,
+    inH: number,
+    inW: number,
+    outH: number,
+    outW: number,
+    sH: number,
+    pT: number,
+    kh: number,
+    iw0: number,
+    lo: number,
+    hi: number,
+  ): void;
+  /**
    * maxPoolScatter, then reluGrad (relu: 1) and the bias gradient colSum of the conv layer under the
    * pool, in one pass, for pools whose windows do not overlap: dz (the layer's gradient) from the
    * pool's dy and arg and the layer's output y; out its bias gradient.
@@ -380,7 +399,14 @@ export function im2col(g: ConvGeometry, x: Float32Array, xOff: number, col: Floa
  * outW neighbouring pixels, where im2col copies fW·inC = 3 floats at a time (1.07 vs ~0.3 ms on the
  * CNN's first layer at batch 64).
  */
-export function im2colT(g: ConvGeometry, x: Float32Array, xOff: number, col: Float32Array, colOff: number): void {
+export function im2colT(
+  g: ConvGeometry,
+  x: Float32Array,
+  xOff: number,
+  col: Float32Array,
+  colOff: number,
+  rowOf?: (colOff: number, kh: number, iw0: number, lo: number, hi: number) => void,
+): void {
   const { batch, inH, inW, inC, outH, outW, fH, fW, strideH, strideW, padTop, padLeft } = g;
   const rowLen = batch * outH * outW;
   for (let kh = 0; kh < fH; kh++) {
@@ -388,6 +414,12 @@ export function im2colT(g: ConvGeometry, x: Float32Array, xOff: number, col: Flo
       // The ow range whose input column is inside: iw = ow·sW + kw − padLeft ∈ [0, inW).
       const lo = Math.min(outW, Math.max(0, Math.ceil((padLeft - kw) / strideW)));
       const hi = Math.max(lo, Math.min(outW, Math.floor((inW - 1 + padLeft - kw) / strideW) + 1));
+      // rowOf (conv.wat im2colTRow, in the same heap) copies the whole row (kh, kw) of a one-channel,
+      // stride-1 input in one call: the same bits.
+      if (rowOf && inC === 1 && strideW === 1 && x === col) {
+        rowOf(colOff + (kh * fW + kw) * rowLen, kh, lo + kw - padLeft, lo, hi);
+        continue;
+      }
       for (let ci = 0; ci < inC; ci++) {
         let r = colOff + ((kh * fW + kw) * inC + ci) * rowLen;
         for (let b = 0; b < batch; b++) {

@@ -449,4 +449,61 @@
         (br $hLoop)))
       (local.set $b (i32.add (local.get $b) (i32.const 1)))
       (br $bLoop))))
+
+  ;; One row (kh, kw) of im2colT for a one-channel input, stride 1 across: per (b, oh) the outW floats
+  ;; col[ow] = x[b, ih, ow + kw − padLeft] for ow in [lo, hi), zeros outside it and for rows ih outside
+  ;; the input; the same bits as conv.ts im2colT's copies (bit copies, no arithmetic), in one call per
+  ;; filter position instead of one TypedArray call per run. $iw0: the input column of ow = lo.
+  (func (export "im2colTRow")
+    (param $x i32) (param $col i32) (param $batch i32) (param $inH i32) (param $inW i32)
+    (param $outH i32) (param $outW i32) (param $sH i32) (param $pT i32) (param $kh i32)
+    (param $iw0 i32) (param $lo i32) (param $hi i32)
+    (local $b i32) (local $oh i32) (local $ih i32) (local $src i32) (local $dst i32) (local $end i32)
+    (local $xb i32) (local $imageBytes i32) (local $rowEnd i32)
+    (local.set $imageBytes (i32.shl (i32.mul (local.get $inH) (local.get $inW)) (i32.const 2)))
+    (block $bDone (loop $bLoop
+      (br_if $bDone (i32.ge_u (local.get $b) (local.get $batch)))
+      (local.set $xb (i32.add (local.get $x) (i32.mul (local.get $b) (local.get $imageBytes))))
+      (local.set $oh (i32.const 0))
+      (block $ohDone (loop $ohLoop
+        (br_if $ohDone (i32.ge_u (local.get $oh) (local.get $outH)))
+        (local.set $ih (i32.sub (i32.add (i32.mul (local.get $oh) (local.get $sH)) (local.get $kh)) (local.get $pT)))
+        (local.set $rowEnd (i32.add (local.get $col) (i32.shl (local.get $outW) (i32.const 2))))
+        (local.set $dst (local.get $col))
+        (if (i32.and (i32.ge_s (local.get $ih) (i32.const 0)) (i32.lt_s (local.get $ih) (local.get $inH)))
+          (then
+            ;; zeros before lo
+            (local.set $end (i32.add (local.get $col) (i32.shl (local.get $lo) (i32.const 2))))
+            (block $z0 (loop $z0l
+              (br_if $z0 (i32.ge_u (local.get $dst) (local.get $end)))
+              (i32.store (local.get $dst) (i32.const 0))
+              (local.set $dst (i32.add (local.get $dst) (i32.const 4)))
+              (br $z0l)))
+            ;; the run [lo, hi): four floats at a time, then one by one
+            (local.set $src (i32.add (local.get $xb)
+              (i32.shl (i32.add (i32.mul (local.get $ih) (local.get $inW)) (local.get $iw0)) (i32.const 2))))
+            (local.set $end (i32.add (local.get $col) (i32.shl (local.get $hi) (i32.const 2))))
+            (block $c4 (loop $c4l
+              (br_if $c4 (i32.gt_u (i32.add (local.get $dst) (i32.const 16)) (local.get $end)))
+              (v128.store align=4 (local.get $dst) (v128.load align=4 (local.get $src)))
+              (local.set $dst (i32.add (local.get $dst) (i32.const 16)))
+              (local.set $src (i32.add (local.get $src) (i32.const 16)))
+              (br $c4l)))
+            (block $c1 (loop $c1l
+              (br_if $c1 (i32.ge_u (local.get $dst) (local.get $end)))
+              (i32.store (local.get $dst) (i32.load (local.get $src)))
+              (local.set $dst (i32.add (local.get $dst) (i32.const 4)))
+              (local.set $src (i32.add (local.get $src) (i32.const 4)))
+              (br $c1l)))))
+        ;; zeros after hi (or the whole row when ih is outside)
+        (block $z1 (loop $z1l
+          (br_if $z1 (i32.ge_u (local.get $dst) (local.get $rowEnd)))
+          (i32.store (local.get $dst) (i32.const 0))
+          (local.set $dst (i32.add (local.get $dst) (i32.const 4)))
+          (br $z1l)))
+        (local.set $col (local.get $rowEnd))
+        (local.set $oh (i32.add (local.get $oh) (i32.const 1)))
+        (br $ohLoop)))
+      (local.set $b (i32.add (local.get $b) (i32.const 1)))
+      (br $bLoop))))
 )

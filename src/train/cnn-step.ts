@@ -494,7 +494,13 @@ export function createCnnStep(
       if (g.inC === 1) {
         // A thin input (the first layer's one channel): the transposed copy, filled by runs of outW
         // neighbouring pixels where im2col copies fW floats at a time (conv.ts im2colT), and Aᵀ in the GEMM.
-        timed(`forward ${i} conv, of which im2col`, () => im2colT(g, h, x >>> 2, h, p.col[i]! >>> 2));
+        const rowOf = convSimd
+          ? (colOff: number, kh: number, iw0: number, lo: number, hi: number) => {
+              const { batch, inH, inW, outH, outW, strideH, padTop } = g;
+              convSimd.im2colTRow(x, 4 * colOff, batch, inH, inW, outH, outW, strideH, padTop, kh, iw0, lo, hi);
+            }
+          : undefined;
+        timed(`forward ${i} conv, of which im2col`, () => im2colT(g, h, x >>> 2, h, p.col[i]! >>> 2, rowOf));
         gemm(true, false, p.rows[i]!, g.outC, K, p.col[i]!, p.rows[i]!, W, g.outC, y, g.outC, bias, l.relu);
         return;
       }
