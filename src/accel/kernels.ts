@@ -138,40 +138,27 @@ function runBlas(blas: Blas, p: Plan, tA: boolean, tB: boolean, a: Mem, b: Mem, 
   const { m, n, k } = p;
   const lda = tA ? m : k;
   const ldb = tB ? k : n;
-  const sgemm = blas.sgemmUnchecked;
-  if (p.batch === 1) {
-    // One product (every call of the lean steps): no list of products made per call.
-    sgemm(
+  // One product (every call of the lean steps) without making the list of products for it.
+  const list = p.batch === 1 ? null : products(p, tA);
+  for (let i = 0, count = list ? list.length : 1; i < count; i++) {
+    const q = list?.[i];
+    const qa = q ? q.a : 0;
+    const qb = q ? q.b : 0;
+    const qc = q ? q.c : 0;
+    const qm = q ? q.m : m;
+    blas.sgemmUnchecked(
       tA,
       tB,
-      m,
+      qm,
       n,
       k,
       1,
-      a.base.subarray(a.offset, a.offset + m * k),
+      a.base.subarray(a.offset + qa, a.offset + qa + qm * k),
       lda,
-      b.base.subarray(b.offset, b.offset + k * n),
+      b.base.subarray(b.offset + qb, b.offset + qb + k * n),
       ldb,
       0,
-      c.base.subarray(c.offset, c.offset + m * n),
-      n,
-    );
-    return;
-  }
-  for (const q of products(p, tA)) {
-    sgemm(
-      tA,
-      tB,
-      q.m,
-      n,
-      k,
-      1,
-      a.base.subarray(a.offset + q.a, a.offset + q.a + q.m * k),
-      lda,
-      b.base.subarray(b.offset + q.b, b.offset + q.b + k * n),
-      ldb,
-      0,
-      c.base.subarray(c.offset + q.c, c.offset + q.c + q.m * n),
+      c.base.subarray(c.offset + qc, c.offset + qc + qm * n),
       n,
     );
   }
