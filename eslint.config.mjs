@@ -8,6 +8,11 @@ export default tseslint.config(
     rules: {
       '@typescript-eslint/no-require-imports': 'off',
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      // The whole tfjs package loads parts regtrain never uses (src/tf.ts).
+      'no-restricted-imports': [
+        'error',
+        { paths: [{ name: '@tensorflow/tfjs', message: 'import tfjs from src/tf.ts (tfjs-core and tfjs-layers).' }] },
+      ],
     },
   },
 );

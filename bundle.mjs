@@ -1,0 +1,53 @@
+// Bundles the CLI into one file, dist/regtrain.js, which bin/regtrain loads (`npm run build` runs this after tsc).
+// Reading and compiling one file instead of ~250 (regtrain's modules, zod's, yaml's, commander's) saves about a
+// tenth of a CPU-second per start. What stays outside: tfjs and its backends (loaded only by the commands that
+// train, evaluate or predict, from node_modules, so that tfjs-node and tfjs-wasm register into the same tfjs-core),
+// koffi (native) and wabt (build time only). The GEMM worker and the .wasm kernels stay files in dist/src/accel/
+// (src/accel/files.ts). Tests import the modules tsc compiles into dist/src/; a CLI process loads none of them.
+import * as esbuild from 'esbuild';
+
+/** zod's translations of its messages into other languages (a third of its size): regtrain's messages are English. */
+const noZodLocales = {
+  name: 'no-zod-locales',
+  setup(build) {
+    // zod re-exports them all as `z.locales` and `z.core.locales`, unused here; English, the default, is imported
+    // by zod's classic/schemas.js directly (../locales/en.js) and stays.
+    build.onResolve({ filter: /^\.\.\/locales\/index\.js$/ }, (args) =>
+      /[\\/]zod[\\/]v4[\\/](classic|core)[\\/]/.test(args.importer)
+        ? { path: 'zod-locales', namespace: 'empty' }
+        : undefined,
+    );
+    build.onLoad({ filter: /.*/, namespace: 'empty' }, () => ({ contents: 'export {};', loader: 'js' }));
+  },
+};
+
+/**
+ * tfjs-core's gradients and chained ops (src/tfjs-ops.ts) are bundled, from tfjs-core's ES modules, with the parts
+ * of tfjs-core they use: the `@tensorflow/tfjs` package's own bundle does the same. Those parts keep their state
+ * (the engine, the registries, the tensor class) in tfjs-core's global namespace, so they act on the one engine.
+ * Everything else of @tensorflow stays external.
+ */
+const tfjsExternal = {
+  name: 'tfjs-external',
+  setup(build) {
+    build.onResolve({ filter: /^@tensorflow\// }, (args) =>
+      args.path.startsWith('@tensorflow/tfjs-core/dist/') ? undefined : { path: args.path, external: true },
+    );
+  },
+};
+
+const common = { bundle: true, platform: 'node', target: 'node20', format: 'cjs', logLevel: 'warning' };
+
+// For the compiled modules (tests, benches): tsc's dist/src/tfjs-ops.js requires ES modules; this replaces it.
+await esbuild.build({ ...common, entryPoints: ['src/tfjs-ops.ts'], outfile: 'dist/src/tfjs-ops.js' });
+
+await esbuild.build({
+  ...common,
+  entryPoints: ['src/main.ts'],
+  outfile: 'dist/regtrain.js',
+  external: ['koffi', 'wabt'],
+  plugins: [noZodLocales, tfjsExternal],
+  // Class names are part of the output (RegtrainError sets `name` from its class): never renamed.
+  keepNames: true,
+  sourcemap: 'linked',
+});
