@@ -21,4 +21,22 @@ export default tseslint.config(
     },
   },
   { files: ['src/tf.ts'], rules: { 'no-restricted-imports': 'off' } },
+  {
+    // In the CLI, src/ runs from one bundled file in dist/, so `__dirname` is not a module's own folder there.
+    files: ['src/**/*.ts'],
+    ignores: ['src/fsutil.ts', 'src/accel/files.ts', 'src/accel/build-simd.ts'],
+    rules: {
+      'no-restricted-globals': [
+        'error',
+        {
+          name: '__dirname',
+          message: 'find files with packageRoot() (src/fsutil.ts) or accelFile() (src/accel/files.ts).',
+        },
+        {
+          name: '__filename',
+          message: 'find files with packageRoot() (src/fsutil.ts) or accelFile() (src/accel/files.ts).',
+        },
+      ],
+    },
+  },
 );
