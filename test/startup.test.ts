@@ -5,6 +5,7 @@ import * as nodeModule from 'node:module';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { BIN, ROOT, QUICK, regtrainSync } from './helpers/cli';
+import { seededDataDir } from './helpers/data';
 
 // Commands that never touch a tensor start without tfjs (about half a CPU-second a process):
 // each runs as a real process with a preload that lists, at exit, every module it loaded.
@@ -79,4 +80,56 @@ test('a start keeps its compiled code in the temp directory where Node has a com
   if (typeof (nodeModule as { enableCompileCache?: unknown }).enableCompileCache === 'function')
     assert.equal(files, 1, `${cache} holds ${files} files`);
   else assert.equal(files, 0);
+});
+
+test("a run on regtrain's WebAssembly kernels finds their builds and starts the GEMM pool's worker, from the bundle", () => {
+  // The kernels' files stay in dist/src/accel/ while their code runs from dist/regtrain.js (src/accel/files.ts).
+  const log = path.join(tmp, 'workers.txt');
+  const hook = path.join(tmp, 'workers.js');
+  fs.writeFileSync(
+    hook,
+    [
+      "const wt = require('worker_threads');",
+      "const log = (line) => require('fs').appendFileSync(process.env.WORKERS_FILE, line + '\\n');",
+      'wt.Worker = class extends wt.Worker {',
+      '  constructor(file, opts) {',
+      '    super(file, opts);',
+      "    log('started ' + file);",
+      "    this.on('online', () => log('online')).on('error', (e) => log('error ' + e.message));",
+      '  }',
+      '};',
+    ].join('\n'),
+  );
+  const r = regtrainSync(
+    [
+      'run',
+      QUICK,
+      ...['--set', 'data.trainLimit=2048', '--set', 'data.validation.size=100', '--set', 'data.testLimit=100'],
+      // Batch 512: products large enough for the two-thread pool (gemm-pool.ts).
+      ...['--set', 'training.epochs=1', '--set', 'training.batchSize=512'],
+      ...['--out', path.join(tmp, 'wasm-run'), '--json'],
+    ],
+    {
+      cwd: tmp,
+      env: {
+        ...process.env,
+        REGTRAIN_DATA_DIR: seededDataDir(path.join(tmp, 'cache')),
+        REGTRAIN_BLAS: 'off',
+        REGTRAIN_GEMM_THREADS: '2',
+        NODE_OPTIONS: `--require ${hook}`,
+        WORKERS_FILE: log,
+      },
+    },
+  );
+  assert.equal(r.status, 0, r.stderr);
+  const training = r.stdout
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => JSON.parse(line) as { event: string; gemm?: { kind: string | null } })
+    .find((e) => e.event === 'training');
+  assert.match(String(training?.gemm?.kind), /^wasm-(relaxed-)?simd$/);
+  assert.deepEqual(fs.readFileSync(log, 'utf8').split('\n').filter(Boolean), [
+    `started ${path.join(ROOT, 'dist', 'src', 'accel', 'gemm-worker.js')}`,
+    'online',
+  ]);
 });
