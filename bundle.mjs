@@ -2,8 +2,11 @@
 // Reading and compiling one file instead of ~250 (regtrain's modules, zod's, yaml's, commander's) saves about a
 // tenth of a CPU-second per start. What stays outside: tfjs and its backends (loaded only by the commands that
 // train, evaluate or predict, from node_modules, so that tfjs-node and tfjs-wasm register into the same tfjs-core),
-// koffi (native) and wabt (build time only). The GEMM worker and the .wasm kernels stay files in dist/src/accel/
-// (src/accel/files.ts). Tests import the modules tsc compiles into dist/src/; a CLI process loads none of them.
+// koffi (native), wabt (build time only), and src/signals.ts, bundled alone into dist/signals.js: bin/regtrain loads
+// it first, so stop signals exit 130 before the big file is even read, and the bundle requires that same file.
+// The GEMM worker and the .wasm kernels stay files in dist/src/accel/ (src/accel/files.ts). Tests import the modules
+// tsc compiles into dist/src/; a CLI process loads none of them.
+import * as path from 'node:path';
 import * as esbuild from 'esbuild';
 
 /** zod's translations of its messages into other languages (a third of its size): regtrain's messages are English. */
@@ -36,17 +39,29 @@ const tfjsExternal = {
   },
 };
 
+/** src/signals.ts is dist/signals.js, one copy in the process: bin/regtrain's, which installed the handlers. */
+const signalsExternal = {
+  name: 'signals-external',
+  setup(build) {
+    build.onResolve({ filter: /^\.\.?\/signals$/ }, (args) =>
+      args.resolveDir === path.resolve('src') ? { path: './signals.js', external: true } : undefined,
+    );
+  },
+};
+
 const common = { bundle: true, platform: 'node', target: 'node20', format: 'cjs', logLevel: 'warning' };
 
 // For the compiled modules (tests, benches): tsc's dist/src/tfjs-ops.js requires ES modules; this replaces it.
 await esbuild.build({ ...common, entryPoints: ['src/tfjs-ops.ts'], outfile: 'dist/src/tfjs-ops.js' });
 
+await esbuild.build({ ...common, entryPoints: ['src/signals.ts'], outfile: 'dist/signals.js' });
+
 await esbuild.build({
   ...common,
-  entryPoints: ['src/main.ts'],
+  entryPoints: ['src/cli.ts'],
   outfile: 'dist/regtrain.js',
   external: ['koffi', 'wabt'],
-  plugins: [noZodLocales, tfjsExternal],
+  plugins: [noZodLocales, tfjsExternal, signalsExternal],
   // Fewer bytes to parse at each start (about 0.02 CPU-s); names stay, and dist/regtrain.js.map maps back to
   // the sources (node --enable-source-maps). Not `keepNames`: it costs as much again at each start, and no output
   // depends on a bundled class's or function's name (a colliding one is renamed, e.g. commander's Command3).

@@ -56,10 +56,10 @@ test('a run that reaches its data loads tfjs (the check above can see it), and r
   );
   assert.notDeepEqual(tfjsModules(loaded), []);
   // One copy of each module: a second (dist/src/errors.js beside the bundle's) would fail the error boundary's
-  // instanceof checks.
+  // instanceof checks. The signal handling comes first, on its own (bundle.mjs).
   assert.deepEqual(
     loaded.filter((m) => m.startsWith(ROOT + path.sep) && !m.includes(`${path.sep}node_modules${path.sep}`)),
-    [BIN, BUNDLE],
+    [BIN, path.join(ROOT, 'dist', 'signals.js'), BUNDLE],
   );
 });
 
