@@ -43,8 +43,10 @@ const tfjsExternal = {
 const signalsExternal = {
   name: 'signals-external',
   setup(build) {
-    build.onResolve({ filter: /^\.\.?\/signals$/ }, (args) =>
-      args.resolveDir === path.resolve('src') ? { path: './signals.js', external: true } : undefined,
+    build.onResolve({ filter: /(^|\/)signals$/ }, (args) =>
+      path.resolve(args.resolveDir, args.path) === path.resolve('src/signals')
+        ? { path: './signals.js', external: true }
+        : undefined,
     );
   },
 };
