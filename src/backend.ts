@@ -1,5 +1,5 @@
 import * as path from 'node:path';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from './tf';
 import { FailureError, InputError } from './errors';
 import { installAcceleratedKernels, type GemmChoice, type GemmKind } from './accel/kernels';
 import { registerWasmConvKernels } from './accel/conv';

@@ -10,7 +10,7 @@ const MAX_PACKAGE_JSON_BYTES = 1024 * 1024;
 /** regtrain's own compiled kernels are a few KiB. */
 export const MAX_WASM_BYTES = 16 * 1024 * 1024;
 
-/** The folder holding regtrain's package.json (works from src/ under ts and dist/src/ when built). */
+/** The folder holding regtrain's package.json (found from dist/src/, and from dist/ in the bundled CLI). */
 export function packageRoot(): string {
   let dir = __dirname;
   for (;;) {

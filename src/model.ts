@@ -1,4 +1,4 @@
-import * as tf from '@tensorflow/tfjs';
+import * as tf from './tf';
 import { ExperimentSpec, LayerSpec, RegularizerSpec, layerType, IMAGE_SHAPE, TFJS_CLASS } from './spec';
 import { layerShapes } from './spec/layers';
 import { SpatialDropout2D } from './spatial-dropout';

@@ -7,7 +7,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type * as tf from '@tensorflow/tfjs';
+import type * as tf from './tf';
 import type { BackendInfo } from './backend';
 import { readCheckpoint, removeCheckpoint, type Checkpoint } from './checkpoint';
 import type { Console } from './console';

@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type * as tf from '@tensorflow/tfjs';
+import type * as tf from './tf';
 import { FailureError, InputError, errorMessage } from './errors';
 import { acquireLock, liveHolder, readLock, releaseLock, LockHeldError } from './lock';
 import { checkCreatableDir, readRegularFile, utcStamp, writeFileAtomic, UnreadableFileError } from './fsutil';
@@ -188,7 +188,7 @@ export function writeMetrics(dir: string, metrics: MetricsFile): void {
 
 /** tfjs loads when a model is saved or loaded, not with this module: `status`, `plan` and `compare` read run directories without it. */
 function loadTfjs(): Promise<typeof tf> {
-  return import('@tensorflow/tfjs');
+  return import('./tf');
 }
 
 interface ModelJson {

@@ -7,7 +7,7 @@
  * regtrain's training step does not call this layer's training branch: src/train/forward.ts draws
  * a fresh seeded mask per batch with the same noise shape (as it does for Dropout).
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from './tf';
 
 export interface SpatialDropout2DArgs {
   rate: number;

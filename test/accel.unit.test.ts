@@ -10,7 +10,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../src/tf';
 import { loadBlas } from '../src/accel/blas';
 import { accelStats, installAcceleratedKernels, uninstallAcceleratedKernels } from '../src/accel/kernels';
 import { createLeanStep } from '../src/train/lean-step';

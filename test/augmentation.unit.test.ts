@@ -11,7 +11,7 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../src/tf';
 import { Rng } from '../src/rng';
 import {
   affineTransform,

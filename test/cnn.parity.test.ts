@@ -19,7 +19,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../src/tf';
 import { initBackend } from '../src/backend';
 import { installedGemm } from '../src/accel/kernels';
 import { cnnSetup, runSteps, STEPS, summarise, summaryDiff, type StepRecord, type Summary } from './bench/cnn-steps';

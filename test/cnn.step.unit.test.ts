@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../src/tf';
 import { initBackend } from '../src/backend';
 import { loadBlas } from '../src/accel/blas';
 import { chooseWasmGemm, type WasmGemmKind } from '../src/accel/gemm';

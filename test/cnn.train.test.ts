@@ -21,7 +21,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../src/tf';
 import { initBackend } from '../src/backend';
 import { buildModel, type BuiltModel } from '../src/model';
 import { penaltyValues } from '../src/train/penalties';

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../src/tf';
 import * as YAML from 'yaml';
 import { initBackend } from '../src/backend';
 import type { MetricsFile } from '../src/runformat';

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../src/tf';
 import { BatchGatherer, gatherBatch, loadDataset, type Normalization, type Split } from '../src/data/dataset';
 import { Augmenter } from '../src/data/augmentation';
 import { Rng, runSeeds } from '../src/rng';

@@ -13,7 +13,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../src/tf';
 import { loadBlas } from '../src/accel/blas';
 import { arrayGemm, chooseWasmGemm, gemmPool, heapGemm, wasmGemmStats, type WasmGemmKind } from '../src/accel/gemm';
 import { gemmThreads, MIN_MACS } from '../src/accel/gemm-pool';

@@ -12,7 +12,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../src/tf';
 import { createLeanStep } from '../src/train/lean-step';
 import { installAcceleratedKernels, uninstallAcceleratedKernels } from '../src/accel/kernels';
 import { modelSummary } from '../src/model';

@@ -12,7 +12,7 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../src/tf';
 import { installAcceleratedKernels, uninstallAcceleratedKernels } from '../src/accel/kernels';
 import { buildModel } from '../src/model';
 import { validateSpec, type ExperimentSpec } from '../src/spec';

@@ -8,7 +8,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../src/tf';
 import { installAcceleratedKernels, uninstallAcceleratedKernels } from '../src/accel/kernels';
 import { wasmSimd } from '../src/accel/simd';
 import { buildModel } from '../src/model';

@@ -16,7 +16,7 @@
  */
 import { test, describe, before } from 'node:test';
 import assert from 'node:assert/strict';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../src/tf';
 import { initBackend } from '../src/backend';
 import { buildModel, modelSummary } from '../src/model';
 import { validateSpec, type ExperimentSpec } from '../src/spec';

@@ -27,7 +27,7 @@
  */
 import { test, describe, before } from 'node:test';
 import assert from 'node:assert/strict';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../src/tf';
 import { initBackend } from '../src/backend';
 import { buildModel, type BuiltModel } from '../src/model';
 import { penaltyOf, penaltyValues } from '../src/train/penalties';

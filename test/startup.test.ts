@@ -4,7 +4,8 @@ import * as fs from 'node:fs';
 import * as nodeModule from 'node:module';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { ROOT, QUICK, regtrainSync } from './helpers/cli';
+import { BIN, ROOT, QUICK, regtrainSync } from './helpers/cli';
+import { seededDataDir } from './helpers/data';
 
 // Commands that never touch a tensor start without tfjs (about half a CPU-second a process):
 // each runs as a real process with a preload that lists, at exit, every module it loaded.
@@ -15,6 +16,8 @@ fs.writeFileSync(
   `process.on('exit', () => require('fs').writeFileSync(process.env.LOADED_MODULES_FILE, Object.keys(require.cache).join('\\n')));\n`,
 );
 const STUDY_FIXTURE = path.join(ROOT, 'test', 'fixtures', 'runs', 'study');
+/** The CLI as bin/regtrain loads it: regtrain and its pure-JS dependencies in one file (bundle.mjs). */
+const BUNDLE = path.join(ROOT, 'dist', 'regtrain.js');
 
 /** The modules `regtrain ...args` loaded, after checking it exited with `code`. */
 function modulesLoadedBy(args: string[], code: number): string[] {
@@ -41,20 +44,23 @@ for (const [what, args, code] of [
 ] as const) {
   test(`${what} runs without loading tfjs`, () => {
     const loaded = modulesLoadedBy([...args], code);
-    assert.ok(
-      loaded.some((m) => m.endsWith(path.join('dist', 'src', 'cli.js'))),
-      'the hook saw the CLI load',
-    );
+    assert.ok(loaded.includes(BUNDLE), 'the hook saw the CLI load');
     assert.deepEqual(tfjsModules(loaded), []);
   });
 }
 
-test('a run that reaches its data loads tfjs (the check above can see it)', () => {
+test('a run that reaches its data loads tfjs (the check above can see it), and regtrain only from its bundle', () => {
   const loaded = modulesLoadedBy(
     ['run', QUICK, '--out', path.join(tmp, 'run'), '--data-dir', path.join(tmp, 'empty'), '--source', tmp],
     1,
   );
   assert.notDeepEqual(tfjsModules(loaded), []);
+  // One copy of each module: a second (dist/src/errors.js beside the bundle's) would fail the error boundary's
+  // instanceof checks. The signal handling comes first, on its own (bundle.mjs).
+  assert.deepEqual(
+    loaded.filter((m) => m.startsWith(ROOT + path.sep) && !m.includes(`${path.sep}node_modules${path.sep}`)),
+    [BIN, path.join(ROOT, 'dist', 'signals.js'), BUNDLE],
+  );
 });
 
 test('a start keeps its compiled code in the temp directory where Node has a compile cache, and starts without one on Node 20', () => {
@@ -66,9 +72,64 @@ test('a start keeps its compiled code in the temp directory where Node has a com
   assert.equal(r.status, 0, r.stderr);
   assert.equal(r.stderr, '');
   const cache = path.join(tmpdir, 'node-compile-cache');
-  const files = fs.existsSync(cache) ? fs.readdirSync(cache, { recursive: true }).length : 0;
+  // One file per module compiled: here the bundle, the one module `validate` loads after the call.
+  const files = fs.existsSync(cache)
+    ? fs.readdirSync(cache, { recursive: true, withFileTypes: true }).filter((e) => e.isFile()).length
+    : 0;
   // module.enableCompileCache: Node 22.1 and later.
   if (typeof (nodeModule as { enableCompileCache?: unknown }).enableCompileCache === 'function')
-    assert.ok(files > 10, `${cache} holds ${files} entries`);
+    assert.equal(files, 1, `${cache} holds ${files} files`);
   else assert.equal(files, 0);
+});
+
+test("a run on regtrain's WebAssembly kernels finds their builds and starts the GEMM pool's worker, from the bundle", () => {
+  // The kernels' files stay in dist/src/accel/ while their code runs from dist/regtrain.js (src/accel/files.ts).
+  const log = path.join(tmp, 'workers.txt');
+  const hook = path.join(tmp, 'workers.js');
+  fs.writeFileSync(
+    hook,
+    [
+      "const wt = require('worker_threads');",
+      "const log = (line) => require('fs').appendFileSync(process.env.WORKERS_FILE, line + '\\n');",
+      'wt.Worker = class extends wt.Worker {',
+      '  constructor(file, opts) {',
+      '    super(file, opts);',
+      "    log('started ' + file);",
+      "    this.on('online', () => log('online')).on('error', (e) => log('error ' + e.message));",
+      '  }',
+      '};',
+    ].join('\n'),
+  );
+  const r = regtrainSync(
+    [
+      'run',
+      QUICK,
+      ...['--set', 'data.trainLimit=2048', '--set', 'data.validation.size=100', '--set', 'data.testLimit=100'],
+      // Batch 512: products large enough for the two-thread pool (gemm-pool.ts).
+      ...['--set', 'training.epochs=1', '--set', 'training.batchSize=512'],
+      ...['--out', path.join(tmp, 'wasm-run'), '--json'],
+    ],
+    {
+      cwd: tmp,
+      env: {
+        ...process.env,
+        REGTRAIN_DATA_DIR: seededDataDir(path.join(tmp, 'cache')),
+        REGTRAIN_BLAS: 'off',
+        REGTRAIN_GEMM_THREADS: '2',
+        NODE_OPTIONS: `--require ${hook}`,
+        WORKERS_FILE: log,
+      },
+    },
+  );
+  assert.equal(r.status, 0, r.stderr);
+  const training = r.stdout
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => JSON.parse(line) as { event: string; gemm?: { kind: string | null } })
+    .find((e) => e.event === 'training');
+  assert.match(String(training?.gemm?.kind), /^wasm-(relaxed-)?simd$/);
+  assert.deepEqual(fs.readFileSync(log, 'utf8').split('\n').filter(Boolean), [
+    `started ${path.join(ROOT, 'dist', 'src', 'accel', 'gemm-worker.js')}`,
+    'online',
+  ]);
 });

@@ -25,7 +25,7 @@ import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import fc from 'fast-check';
 import protobuf from 'protobufjs';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../src/tf';
 import { FailureError } from '../src/errors';
 import { crc32c, maskedCrc32c } from '../src/train/tensorboard/crc32c';
 import { frameRecord } from '../src/train/tensorboard/record';

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../src/tf';
 import { initBackend } from '../src/backend';
 import { buildModel } from '../src/model';
 import { loadSpec, parseSetFlag } from '../src/spec';

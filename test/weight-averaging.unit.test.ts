@@ -6,7 +6,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../src/tf';
 import { handStep } from './helpers/hand-model';
 import { buildModel } from '../src/model';
 import { validateSpec } from '../src/spec';

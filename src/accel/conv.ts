@@ -14,7 +14,7 @@
  * dW[kh,kw,ci,co] = Σ_{b,oh,ow} x[b, oh·sH + kh − padTop, ow·sW + kw − padLeft, ci] · dy[b,oh,ow,co]
  * summed in float64 in one fixed order (b, oh, ow), rounded to float32 once: identical on every run.
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../tf';
 import { loadBlas, sgemmOnHeap, type HeapGemmFn } from './blas';
 import { heapModuleLoader, simdOff } from './heap-module';
 import { heapGemm, type WasmGemmKind } from './gemm';

@@ -1,8 +1,8 @@
 import type { HeapGemmHead } from './blas';
 import * as os from 'node:os';
-import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { InputError } from '../errors';
+import { accelFile } from './files';
 
 /**
  * The wasm GEMM on two threads: the main thread and one worker (gemm-worker.ts) share a wasm memory
@@ -235,7 +235,7 @@ export function createGemmPool(module: WebAssembly.Module): GemmPool | { reason:
   const ctl = new Int32Array(memory.buffer, CTL, CTL_WORDS);
   let worker: Worker;
   try {
-    worker = new Worker(path.join(__dirname, 'gemm-worker.js'), {
+    worker = new Worker(accelFile('gemm-worker.js'), {
       workerData: { gemmModule: module, memory, scratch: SCRATCH0 + scratchStride },
     });
   } catch (e) {

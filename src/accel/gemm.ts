@@ -1,8 +1,8 @@
-import * as path from 'node:path';
 import * as v8 from 'node:v8';
 import { MAX_WASM_BYTES, readRegularFile } from '../fsutil';
 import type { HeapGemmOperands } from './blas';
 import { createGemmPool, gemmThreads, instantiateGemm, type GemmPool } from './gemm-pool';
+import { accelFile } from './files';
 
 /**
  * regtrain's own single-precision GEMM in WebAssembly SIMD (gemm.wat), for when no native BLAS is
@@ -111,7 +111,7 @@ function readModule(kind: WasmGemmKind, shared = false): WebAssembly.Module | st
   if (known) return known;
   let result: WebAssembly.Module | string;
   try {
-    const bytes = readRegularFile(path.join(__dirname, file), { maxBytes: MAX_WASM_BYTES });
+    const bytes = readRegularFile(accelFile(file), { maxBytes: MAX_WASM_BYTES });
     if (kind === 'wasm-relaxed-simd' && !WebAssembly.validate(bytes)) {
       // V8 11.3 (Node 20): relaxed SIMD is behind a flag; V8 ≥ 11.4 validates without it.
       v8.setFlagsFromString('--experimental-wasm-relaxed-simd');

@@ -1,5 +1,5 @@
-import * as path from 'node:path';
 import { MAX_WASM_BYTES, readRegularFile } from '../fsutil';
+import { accelFile } from './files';
 
 // The ES2022 lib has no WebAssembly types (they come with DOM); the few used here:
 // eslint-disable-next-line @typescript-eslint/no-namespace -- an ambient declaration of a global, not a module
@@ -30,7 +30,7 @@ export function heapModuleLoader<T>(file: string): (memory: unknown) => T | null
     let exports: T | null;
     try {
       exports = new WebAssembly.Instance(
-        new WebAssembly.Module(readRegularFile(path.join(__dirname, file), { maxBytes: MAX_WASM_BYTES })),
+        new WebAssembly.Module(readRegularFile(accelFile(file), { maxBytes: MAX_WASM_BYTES })),
         { env: { memory } },
       ).exports as unknown as T;
     } catch {

@@ -15,7 +15,7 @@
  * agree to float32 rounding: |Δ| ≤ 1e-5 · max|C| on the test shapes (see test/accel.unit.test.ts and
  * test/gemm.test.ts), not bit for bit.
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../tf';
 import { wasmSimd } from './simd';
 import { loadBlas, type Blas } from './blas';
 import { arrayGemm, chooseWasmGemm, heapGemm, type WasmGemmKind } from './gemm';

@@ -1,6 +1,6 @@
 /** `regtrain predict`'s work: a saved model on PNG images or test images. Loaded by the command's action only (it needs tfjs). */
 import * as path from 'node:path';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../tf';
 import { initBackend } from '../backend';
 import { InputError } from '../errors';
 import { loadModel } from '../rundir';

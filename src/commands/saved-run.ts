@@ -1,7 +1,7 @@
 /** A finished run's directory as evaluate and predict open it: its metrics, best model, spec and model. */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type * as tf from '@tensorflow/tfjs';
+import type * as tf from '../tf';
 import { InputError } from '../errors';
 import { bindSpec, type BuiltModel } from '../model';
 import { readRegularFile, UnreadableFileError } from '../fsutil';

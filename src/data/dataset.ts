@@ -2,7 +2,7 @@
  * The loading API the rest of regtrain uses: verified files in, images as bytes with their
  * normalization out, with a reproducible train/validation split.
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../tf';
 import { FailureError, InputError } from '../errors';
 import { wasmGather, wasmHeap, type GatherKernel, type WasmHeap } from '../accel/gather';
 import { Rng, type RngState, type RunSeeds } from '../rng';

@@ -5,7 +5,7 @@
  * (src/train/forward.ts), as it does for a dense layer's activityRegularizer. Registered for
  * serialization, so a saved model.json naming it loads again.
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../tf';
 
 export interface ActivityRegularizationArgs {
   l1: number;

@@ -26,7 +26,7 @@
  *   sample; label smoothing); penalties l1·Σ|w| + l2·Σw² folded into the optimizer's update.
  * Agreement with the autodiff step: float32 rounding (other summation orders); test/cnn.step.test.ts.
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../tf';
 import { loadBlas, sgemmOnHeap } from '../accel/blas';
 import {
   col2im,

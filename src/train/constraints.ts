@@ -9,7 +9,7 @@
  * where ‖w‖ = sqrt(Σ w²) over `axis` (kept as a dimension): for a Dense kernel (inputs × units) axis 0
  * is each unit's incoming weights.
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../tf';
 import type { BuiltModel } from '../model';
 import type { ExperimentSpec } from '../spec';
 import type { ConstraintSpec } from '../spec/layers';

@@ -2,7 +2,7 @@
  * The model's forward pass and the losses and counts computed from it, shared by the
  * reference training step, validation, the test evaluation and `evaluate`.
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../tf';
 import type { BuiltModel } from '../model';
 import { penaltyOf } from './penalties';
 import { NUM_CLASSES } from '../spec';

@@ -48,7 +48,7 @@
  * Agreement with trainOnBatch: float32 rounding only (different summation orders); verified ≤ 1e-5
  * relative on weights and losses after 20 steps (test/accel.unit.test.ts).
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../tf';
 import { wasmSimd, type Simd } from '../accel/simd';
 import { installedMatMul, type DirectMatMul, type MatrixAt } from '../accel/kernels';
 import { emaPass, Optimizer, type ClipPasses } from './optimizers';

@@ -7,7 +7,7 @@
  * data loss + penalties; `val_loss` adds the penalties at the epoch's end to the validation
  * cross-entropy; `lr` is the optimizer's learning rate at the epoch's end.
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../tf';
 import type { BuiltModel } from '../model';
 import { penaltyValues } from './penalties';
 import { weightStats } from './weight-stats';

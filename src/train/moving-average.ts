@@ -4,7 +4,7 @@
  * averages), the optimizer's averages take the new weights, and every emaOverwriteFrequency updates
  * the weights become the averages.
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../tf';
 import { emaPass, type Optimizer } from './optimizers';
 
 /**

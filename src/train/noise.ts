@@ -4,7 +4,7 @@
  * the run's dropout stream, a fresh one per batch as for dropout masks (so a resumed run draws the
  * same noise). At inference the three layers are the identity: forward() does not call this.
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../tf';
 
 export type NoiseSpec =
   | { kind: 'gaussianNoise'; stddev: number }

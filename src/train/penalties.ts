@@ -4,7 +4,7 @@
  * (src/model.ts) only records which tensors carry which factors; both training steps, the loop's
  * reporting and evaluation compute the penalties here.
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../tf';
 import type { BuiltModel, PenaltyTerm } from '../model';
 import type { OrthogonalSpec } from '../spec/layers';
 

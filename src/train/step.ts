@@ -17,7 +17,7 @@
  * computed: the same losses and weights to float32 rounding (test/accel.unit.test.ts).
  */
 import * as os from 'node:os';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../tf';
 import { accelerationDisabled, BackendInfo } from '../backend';
 import { createLeanStep, type LeanStep, type LeanStepResult } from './lean-step';
 import { createCnnStep } from './cnn-step';

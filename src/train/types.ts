@@ -2,7 +2,7 @@
  * The training vocabulary, each defined once: a data split (src/data/dataset.ts), what one
  * training step returns, the step seam itself, and the logs an epoch produces.
  */
-import type * as tf from '@tensorflow/tfjs';
+import type * as tf from '../tf';
 import type { Split } from '../data/dataset';
 import type { Optimizer, OptimizerState } from './optimizers';
 export type { Split };

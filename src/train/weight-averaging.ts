@@ -3,7 +3,7 @@
  * from the callback that runs it (./callbacks/weight-averaging.ts): AveragedModel's equal running
  * average, SWALR's learning rate, and update_bn's batch-norm pass.
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../tf';
 import { gatherBatch, type Split } from '../data/dataset';
 import type { BuiltModel } from '../model';
 import type { SwaSpec } from '../spec/training';

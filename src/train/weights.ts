@@ -1,4 +1,4 @@
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../tf';
 
 /** Copies of all model weights (trainable and batch-norm statistics), in model.weights order. */
 export function snapshot(model: tf.LayersModel): Float32Array[] {

@@ -26,7 +26,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as fs from 'node:fs';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../../src/tf';
 import { loadBlas } from '../../src/accel/blas';
 import { chooseWasmGemm } from '../../src/accel/gemm';
 import { resolveDataDir } from '../../src/data/fetch';

@@ -29,7 +29,7 @@ import { spawn } from 'node:child_process';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../../src/tf';
 import { installAcceleratedKernels, uninstallAcceleratedKernels, type GemmChoice } from '../../src/accel/kernels';
 import { loadBlas } from '../../src/accel/blas';
 import { registerWasmConvKernels } from '../../src/accel/conv';

@@ -23,7 +23,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../../src/tf';
 import { initBackend } from '../../src/backend';
 import { imagesOf, loadDataset, loadSpecData, type Split } from '../../src/data/dataset';
 import { Rng, runSeeds } from '../../src/rng';

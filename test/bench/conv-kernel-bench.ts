@@ -7,7 +7,7 @@
  *
  * Run: npx tsc -p tsconfig.json && node dist/test/bench/conv-kernel-bench.js [openblas,wasm,none] [--calls N]
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../../src/tf';
 import { installAcceleratedKernels, uninstallAcceleratedKernels, type GemmChoice } from '../../src/accel/kernels';
 import { registerWasmConvKernels } from '../../src/accel/conv';
 import { useBackend } from './train-bench';

@@ -25,7 +25,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../../src/tf';
 import { resolveDataDir } from '../../src/data/fetch';
 import { findTorchPython, measurePath, median, type PathSpec } from './train-bench';
 

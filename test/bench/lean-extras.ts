@@ -16,7 +16,7 @@
  */
 import * as os from 'node:os';
 import * as path from 'node:path';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../../src/tf';
 import { initBackend } from '../../src/backend';
 import { buildModel, type BuiltModel } from '../../src/model';
 import { loadSpec, parseSetFlag } from '../../src/spec';

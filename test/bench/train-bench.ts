@@ -20,7 +20,7 @@ import { execFileSync, spawn, type ChildProcessByStdio } from 'node:child_proces
 import type { Readable, Writable } from 'node:stream';
 import * as readline from 'node:readline';
 import * as path from 'node:path';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../../src/tf';
 import { installAcceleratedKernels, uninstallAcceleratedKernels, type GemmChoice } from '../../src/accel/kernels';
 import { chooseWasmGemm } from '../../src/accel/gemm';
 import { gemmThreads } from '../../src/accel/gemm-pool';

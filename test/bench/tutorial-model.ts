@@ -3,7 +3,7 @@
  * → Dense 50 relu (L1 0.01 + L2 0.01) → Dense 10 softmax; SGD lr 0.01; sparse categorical CE.
  * Shared by test/bench/train-bench.ts and test/accel.unit.test.ts.
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../../src/tf';
 import type { Penalty } from '../../src/train/lean-step';
 
 export const TUTORIAL_PENALTIES: Penalty[] = [

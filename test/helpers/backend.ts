@@ -1,6 +1,6 @@
 /** Switches tfjs to the cpu or wasm backend for kernel tests; false when wasm cannot load here (the caller skips). */
 import * as path from 'node:path';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../../src/tf';
 
 let wasmReady: boolean | null = null;
 

@@ -1,4 +1,4 @@
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../../src/tf';
 import { buildModel } from '../../src/model';
 import type { ExperimentSpec } from '../../src/spec';
 import { createLeanStep } from '../../src/train/lean-step';

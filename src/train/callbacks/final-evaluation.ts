@@ -4,7 +4,7 @@
  * through the run directory, then say how the run ended: the test result, or the interruption
  * (with the command that continues it) or the non-finite loss as a typed error.
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../../tf';
 import { FailureError, InterruptedError } from '../../errors';
 import { packageVersion } from '../../fsutil';
 import { parameterCounts } from '../../model';

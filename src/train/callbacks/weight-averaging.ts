@@ -14,7 +14,7 @@
  * Both act only when training completed (its epochs, or early stopping), as Keras finalizes only
  * when fit returns: an interrupted run keeps its raw weights and resumes from its checkpoint.
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../../tf';
 import { z } from 'zod';
 import type { EpochRecord } from '../../runformat';
 import type { SwaSpec } from '../../spec/training';
