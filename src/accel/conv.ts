@@ -236,40 +236,9 @@ export interface ConvSimd {
   /** dx (nx floats, a multiple of 4) ← 0, then dx[arg[i]] += dy[i] for i < n: the max-pool gradient from maxPoolFwd's indexes. */
   maxPoolScatter(dx: number, nx: number, dy: number, arg: number, n: number): void;
   /** maxPoolForward with SIMD (channels a multiple of 4): `arg` an int32 array in the same memory. */
-  maxPoolFwd(
-    x: number,
-    y: number,
-    arg: number,
-    batch: number,
-    inH: number,
-    inW: number,
-    ch: number,
-    outH: number,
-    outW: number,
-    fH: number,
-    fW: number,
-    sH: number,
-    sW: number,
-    pT: number,
-    pL: number,
-  ): void;
-  maxPoolGrad(
-    x: number,
-    dy: number,
-    dx: number,
-    batch: number,
-    inH: number,
-    inW: number,
-    ch: number,
-    outH: number,
-    outW: number,
-    fH: number,
-    fW: number,
-    sH: number,
-    sW: number,
-    pT: number,
-    pL: number,
-  ): void;
+  maxPoolFwd(x: number, y: number, arg: number, ...geometry: PoolArgs): void;
+  /** The max-pool gradient, each window's maximum found again in x (dx zeroed by the caller; no recorded indexes). */
+  maxPoolGrad(x: number, dy: number, dx: number, ...geometry: PoolArgs): void;
   /** im2col with SIMD (channels a multiple of 4), the geometry's 12 numbers after the addresses. */
   im2col(x: number, col: number, ...geometry: PoolArgs): void;
   /** col2im with SIMD (channels a multiple of 4): dx (nx floats) zeroed, then the column entries added in im2col's order. */
