@@ -276,19 +276,12 @@ export interface ConvSimd {
     dz: number,
     out: number,
     relu: number,
-    batch: number,
-    inH: number,
-    inW: number,
-    ch: number,
-    outH: number,
-    outW: number,
-    fH: number,
-    fW: number,
+    ...tiling: TileArgs
   ): void;
 }
 
-/** A geometry as conv.wat's loops take it: batch, inH, inW, channels, outH, outW, fH, fW, strides, top/left padding. */
-export type PoolArgs = [
+/** A pool whose windows tile its input (strides = window, no padding), as conv.wat's fused pass takes it. */
+export type TileArgs = [
   batch: number,
   inH: number,
   inW: number,
@@ -297,11 +290,10 @@ export type PoolArgs = [
   outW: number,
   fH: number,
   fW: number,
-  sH: number,
-  sW: number,
-  pT: number,
-  pL: number,
 ];
+
+/** A geometry as conv.wat's loops take it: batch, inH, inW, channels, outH, outW, fH, fW, strides, top/left padding. */
+export type PoolArgs = [...TileArgs, sH: number, sW: number, pT: number, pL: number];
 
 /** A geometry's 12 numbers in conv.wat's order. */
 export function geometryArgs(g: ConvGeometry): PoolArgs {
