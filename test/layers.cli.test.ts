@@ -1,6 +1,6 @@
 /**
  * The noise and normalization layers and the orthogonal regularizer through the real CLI (`validate` of a spec
- * using all of them is checked in process in layers.cli.unit.test.ts): a small run with each one says
+ * using all of them is checked in process in spec.unit.test.ts): a small run with each one says
  * which training step it took, lists it in the summary, and its saved model loads for `evaluate` and
  * `predict`; a run with gaussianNoise killed with SIGKILL after its first epoch resumes to the same
  * history and weights, bit for bit, on the lean step (noise on the input only) and on the autodiff step.
