@@ -72,8 +72,8 @@ function plainDefaults(cmd: Command): void {
 }
 
 /**
- * The one error boundary: typed errors become a one-line message and their exit code;
- * anything else is a bug and keeps its stack trace (exit 1).
+ * The one error boundary: runs the command and prints what errorReport makes of its error: typed
+ * errors become a one-line message and their exit code; anything else is a bug and keeps its stack trace (exit 1).
  */
 export async function main(argv: string[]): Promise<void> {
   const stdout = guardStdout();
@@ -82,7 +82,9 @@ export async function main(argv: string[]): Promise<void> {
   try {
     await buildProgram().parseAsync(argv);
   } catch (err) {
-    code = exitCodeFor(err);
+    const report = errorReport(err);
+    if (report.text !== '') process.stderr.write(report.text);
+    code = report.exitCode;
   }
   // A write error is reported on a later tick: let it arrive before deciding the exit code.
   await new Promise((resolve) => setImmediate(resolve));
@@ -135,25 +137,36 @@ function guardStdout(): { settle: () => void } {
   };
 }
 
-function exitCodeFor(err: unknown): number {
+/** What the error boundary prints on stderr for an error (empty: nothing), and the exit code it ends with. */
+export interface ErrorReport {
+  text: string;
+  exitCode: number;
+}
+
+/**
+ * The boundary's mapping, without the writing (tests check it in process): typed errors become
+ * their message and exit code; anything else is a bug and keeps its stack trace (exit 1).
+ */
+export function errorReport(err: unknown): ErrorReport {
   if (err instanceof CommanderError) {
     // commander has already printed its message (or the help/version text).
     if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.exitCode === 0)
-      return ExitCode.ok;
-    return ExitCode.badInput;
+      return { text: '', exitCode: ExitCode.ok };
+    return { text: '', exitCode: ExitCode.badInput };
   }
   if (err instanceof InterruptedError) {
     // The user asked for the stop: not an error. The message says "interrupted" and how to continue.
-    process.stderr.write(err.message + '\n');
-    return err.exitCode;
+    return { text: err.message + '\n', exitCode: err.exitCode };
   }
   if (err instanceof RegtrainError) {
     const lines = err.message.split('\n');
-    process.stderr.write(lines.map((l) => (l.startsWith('! ') ? l : `error: ${l}`)).join('\n') + '\n');
-    return err.exitCode;
+    return {
+      text: lines.map((l) => (l.startsWith('! ') ? l : `error: ${l}`)).join('\n') + '\n',
+      exitCode: err.exitCode,
+    };
   }
-  process.stderr.write(
-    `internal error (a bug in regtrain, please report it):\n${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
-  );
-  return ExitCode.failure;
+  return {
+    text: `internal error (a bug in regtrain, please report it):\n${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+    exitCode: ExitCode.failure,
+  };
 }

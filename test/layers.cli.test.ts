@@ -1,6 +1,6 @@
 /**
- * The noise and normalization layers and the orthogonal regularizer through the real CLI: `validate`
- * accepts a spec using all of them with Keras's defaults filled in; a small run with each one says
+ * The noise and normalization layers and the orthogonal regularizer through the real CLI (`validate` of a spec
+ * using all of them is checked in process in spec.unit.test.ts): a small run with each one says
  * which training step it took, lists it in the summary, and its saved model loads for `evaluate` and
  * `predict`; a run with gaussianNoise killed with SIGKILL after its first epoch resumes to the same
  * history and weights, bit for bit, on the lean step (noise on the input only) and on the autodiff step.
@@ -48,33 +48,6 @@ const TINY = [
   '--backend',
   'wasm',
 ];
-
-test('validate accepts a spec using every noise and normalization layer and the orthogonal regularizer, Keras defaults filled in', () => {
-  writeSpec('every-layer.yaml', [
-    'gaussianNoise: { stddev: 0.1 }',
-    'dense: { units: 32, activation: selu, kernelRegularizer: orthogonal }',
-    'alphaDropout: { rate: 0.1 }',
-    'layerNormalization: {}',
-    'dense: { units: 16, activation: relu, kernelRegularizer: { orthogonal: { factor: 0.1, mode: columns } } }',
-    'gaussianDropout: { rate: 0.2 }',
-    'activityRegularization: { l2: 0.001 }',
-  ]);
-  const r = regtrain(['validate', 'every-layer.yaml', '--json']);
-  assert.equal(r.status, 0, r.stderr);
-  const layers = (JSON.parse(r.stdout) as { model: { layers: Record<string, Record<string, unknown>>[] } }).model
-    .layers;
-  assert.deepEqual(layers[1], { gaussianNoise: { stddev: 0.1 } });
-  assert.deepEqual(layers[2]!.dense!.kernelRegularizer, { l1: 0, l2: 0, orthogonal: { factor: 0.01, mode: 'rows' } });
-  assert.deepEqual(layers[3], { alphaDropout: { rate: 0.1 } });
-  assert.deepEqual(layers[4], { layerNormalization: { axis: -1, epsilon: 0.001, center: true, scale: true } });
-  assert.deepEqual(layers[5]!.dense!.kernelRegularizer, {
-    l1: 0,
-    l2: 0,
-    orthogonal: { factor: 0.1, mode: 'columns' },
-  });
-  assert.deepEqual(layers[6], { gaussianDropout: { rate: 0.2 } });
-  assert.deepEqual(layers[7], { activityRegularization: { l1: 0, l2: 0.001 } });
-});
 
 const EACH: { name: string; middle: string[]; row: RegExp; step: RegExp; penalty: boolean }[] = [
   {

@@ -2,15 +2,17 @@
  * The experiment spec, in process: every error a user can make names the dotted path, says what was
  * expected and what was found, and points at the line:col of the YAML (or at the --set flag).
  * Fixture specs live in test/fixtures/specs/<scenario>.yaml (the source tree: tsc does not copy YAML).
- * `regtrain validate` as a process is in spec.test.ts.
+ * `regtrain validate` runs here through the real program in process; as a process, in spec.test.ts.
  */
-import { test, describe } from 'node:test';
+import { test, describe, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import * as YAML from 'yaml';
 import { InputError } from '../src/errors';
 import { loadSpec, parseSetFlag, parseSpec, SpecError, validateSpec, type ExperimentSpec } from '../src/spec';
+import { regtrainInProcess } from './helpers/in-process';
 
 const ROOT = path.resolve(__dirname, '../..');
 const SPECS = path.join(ROOT, 'test', 'fixtures', 'specs');
@@ -261,5 +263,91 @@ describe('--set overrides', () => {
     const lines = errorLines(quick, ['model.layers.9.dense.units=3']);
     assert.equal(lines.length, 1, `one error expected:\n${lines.join('\n')}`);
     assert.ok(lines[0]!.includes('--set model.layers.9.dense.units=3'), `the error should name the flag: ${lines[0]}`);
+  });
+});
+
+describe('regtrain validate through the real program, in process (test/helpers/in-process.ts)', () => {
+  const TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-spec-unit-'));
+  after(() => fs.rmSync(TMP, { recursive: true, force: true }));
+  const regtrain = (args: string[]) => regtrainInProcess(args, { cwd: TMP });
+  const noStackTrace = (s: string) => assert.doesNotMatch(s, /^\s+at .+[(:]\d+/m, `a stack trace leaked:\n${s}`);
+
+  test('--json prints the same resolved spec as one JSON object', async () => {
+    const r = await regtrain(['validate', path.join(CONFIGS, 'quick.yaml'), '--json', '--set', 'training.epochs=3']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(
+      JSON.parse(r.stdout),
+      loadSpec(path.join(CONFIGS, 'quick.yaml'), [parseSetFlag('training.epochs=3')]).spec,
+    );
+  });
+
+  test('a bad --set value exits 2 naming the flag', async () => {
+    const r = await regtrain(['validate', path.join(CONFIGS, 'quick.yaml'), '--set', 'training.epochs=abc']);
+    assert.equal(r.code, 2);
+    assert.equal(r.stderr, '! training.epochs: expected a positive integer, got "abc" (--set training.epochs=abc)\n');
+  });
+
+  test('a missing file and a directory exit 2 with one "error:" line each', async () => {
+    const missing = path.join(TMP, 'nope.yaml');
+    const a = await regtrain(['validate', missing]);
+    assert.equal(a.code, 2);
+    assert.equal(a.stderr, `error: ${missing}: no such file\n`);
+    const b = await regtrain(['validate', SPECS]);
+    assert.equal(b.code, 2);
+    assert.equal(b.stderr, `error: ${SPECS}: is a directory, expected a YAML spec file\n`);
+  });
+
+  test('YAML syntax errors and empty files exit 2 without a stack trace', async () => {
+    for (const name of ['yaml-syntax', 'duplicate-key', 'empty', 'huge-units', 'unknown-key']) {
+      const r = await regtrain(['validate', fixture(name)]);
+      assert.equal(r.code, 2, `${name}: ${r.stderr}`);
+      assert.equal(r.stdout, '');
+      assert.match(r.stderr, /^! /, name);
+      noStackTrace(r.stderr);
+    }
+  });
+
+  /** A spec file of the tutorial's shape with `middle` between the flatten layer and the output. */
+  function writeLayersSpec(file: string, middle: string[]): void {
+    fs.writeFileSync(
+      path.join(TMP, file),
+      [
+        `name: ${path.basename(file, '.yaml')}`,
+        'model:',
+        '  layers:',
+        '    - flatten: {}',
+        ...middle.map((l) => `    - ${l}`),
+        '    - dense: { units: 10, activation: softmax }',
+        'optimizer: { sgd: { learningRate: 0.01 } }',
+        '',
+      ].join('\n'),
+    );
+  }
+
+  test('validate accepts a spec using every noise and normalization layer and the orthogonal regularizer, Keras defaults filled in', async () => {
+    writeLayersSpec('every-layer.yaml', [
+      'gaussianNoise: { stddev: 0.1 }',
+      'dense: { units: 32, activation: selu, kernelRegularizer: orthogonal }',
+      'alphaDropout: { rate: 0.1 }',
+      'layerNormalization: {}',
+      'dense: { units: 16, activation: relu, kernelRegularizer: { orthogonal: { factor: 0.1, mode: columns } } }',
+      'gaussianDropout: { rate: 0.2 }',
+      'activityRegularization: { l2: 0.001 }',
+    ]);
+    const r = await regtrainInProcess(['validate', 'every-layer.yaml', '--json'], { cwd: TMP });
+    assert.equal(r.code, 0, r.stderr);
+    const layers = (JSON.parse(r.stdout) as { model: { layers: Record<string, Record<string, unknown>>[] } }).model
+      .layers;
+    assert.deepEqual(layers[1], { gaussianNoise: { stddev: 0.1 } });
+    assert.deepEqual(layers[2]!.dense!.kernelRegularizer, { l1: 0, l2: 0, orthogonal: { factor: 0.01, mode: 'rows' } });
+    assert.deepEqual(layers[3], { alphaDropout: { rate: 0.1 } });
+    assert.deepEqual(layers[4], { layerNormalization: { axis: -1, epsilon: 0.001, center: true, scale: true } });
+    assert.deepEqual(layers[5]!.dense!.kernelRegularizer, {
+      l1: 0,
+      l2: 0,
+      orthogonal: { factor: 0.1, mode: 'columns' },
+    });
+    assert.deepEqual(layers[6], { gaussianDropout: { rate: 0.2 } });
+    assert.deepEqual(layers[7], { activityRegularization: { l1: 0, l2: 0.001 } });
   });
 });
