@@ -16,7 +16,7 @@ fs.writeFileSync(
   `process.on('exit', () => require('fs').writeFileSync(process.env.LOADED_MODULES_FILE, Object.keys(require.cache).join('\\n')));\n`,
 );
 const STUDY_FIXTURE = path.join(ROOT, 'test', 'fixtures', 'runs', 'study');
-/** The CLI as bin/regtrain loads it: regtrain and its pure-JS dependencies in one file (bundle.mjs). */
+/** The CLI as bin/regtrain loads it: regtrain and its pure-JS dependencies in one file (build.mjs). */
 const BUNDLE = path.join(ROOT, 'dist', 'regtrain.js');
 
 /** The modules `regtrain ...args` loaded, after checking it exited with `code`. */
@@ -56,7 +56,7 @@ test('a run that reaches its data loads tfjs (the check above can see it), and r
   );
   assert.notDeepEqual(tfjsModules(loaded), []);
   // One copy of each module: a second (dist/src/errors.js beside the bundle's) would fail the error boundary's
-  // instanceof checks. The signal handling comes first, on its own (bundle.mjs).
+  // instanceof checks. The signal handling comes first, on its own (build.mjs).
   assert.deepEqual(
     loaded.filter((m) => m.startsWith(ROOT + path.sep) && !m.includes(`${path.sep}node_modules${path.sep}`)),
     [BIN, path.join(ROOT, 'dist', 'signals.js'), BUNDLE],
