@@ -46,6 +46,9 @@ function occupiedReason(dir: string): string {
   if (lock) {
     const live = liveHolder(lock);
     if (live) return 'another regtrain run is writing to it';
+  } else if (fs.readdirSync(dir).every((f) => f.startsWith(`${LOCK_FILE}.`) && f.endsWith('.tmp'))) {
+    // Another process is between writing its lock record and linking it into place (src/lock.ts acquireLock).
+    return 'another regtrain run is writing to it';
   }
   if (fs.existsSync(path.join(dir, SPEC_FILE)) && !fs.existsSync(path.join(dir, METRICS_FILE))) {
     return `holds a run that stopped before finishing (its process is gone); continue it with: ${regtrainCommand()} run --resume ${dir}`;

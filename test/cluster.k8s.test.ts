@@ -4,6 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { clusterEnv } from './helpers/cluster-env';
 import { regtrainSync } from './helpers/cli';
+import { seededDataDir } from './helpers/data';
 import { spawnSync } from 'node:child_process';
 import * as YAML from 'yaml';
 
@@ -131,7 +132,11 @@ test(
     assert.deepEqual(cc.volumeMounts, [{ name: 'studies', mountPath: '/studies' }]);
 
     // Here, the studies volume is tmp/studies and the data volume a local cache: map the container paths onto them.
-    const volumes: Record<string, string> = { '/studies': path.join(tmp, 'studies'), '/data': path.join(tmp, 'data') };
+    // The data volume is filled before the Job starts, as its readOnly mount requires.
+    const volumes: Record<string, string> = {
+      '/studies': path.join(tmp, 'studies'),
+      '/data': seededDataDir(path.join(tmp, 'data')),
+    };
     const local = (p: string) =>
       Object.entries(volumes).reduce(
         (acc, [from, to]) => (acc.startsWith(from) ? to + acc.slice(from.length) : acc),

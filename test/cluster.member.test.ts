@@ -6,9 +6,11 @@ import * as path from 'node:path';
 import { applyCpuBudget, cgroupCpus, cpuBudget } from '../src/cpus';
 import { indexRanges } from '../src/commands/status';
 import { launch, regtrainSync } from './helpers/cli';
+import { seededDataDir } from './helpers/data';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-member-'));
-const env: NodeJS.ProcessEnv = { ...process.env, REGTRAIN_DATA_DIR: path.join(tmp, 'cache') };
+// A verified, stamped cache: no member fetches the dataset or hashes a just-written copy again.
+const env: NodeJS.ProcessEnv = { ...process.env, REGTRAIN_DATA_DIR: seededDataDir(path.join(tmp, 'cache')) };
 delete env.SLURM_ARRAY_TASK_ID;
 delete env.JOB_COMPLETION_INDEX;
 delete env.SLURM_CPUS_PER_TASK;

@@ -5,9 +5,11 @@ import * as path from 'node:path';
 import { clusterEnv } from './helpers/cluster-env';
 import { spawn, spawnSync } from 'node:child_process';
 import { regtrainSync } from './helpers/cli';
+import { seededDataDir } from './helpers/data';
 
 const { tmp, env: env } = clusterEnv('regtrain-parallel-');
-env.REGTRAIN_DATA_DIR = path.join(tmp, 'cache');
+// A verified, stamped cache the members share: none fetches the dataset or hashes a just-written copy again.
+env.REGTRAIN_DATA_DIR = seededDataDir(path.join(tmp, 'cache'));
 
 const SPEC = `
 name: paralleltiny

@@ -4,14 +4,19 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BIN, ROOT, clusterEnv } from './helpers/cluster-env';
 import { regtrainSync } from './helpers/cli';
+import { seededDataDir } from './helpers/data';
 import { spawnSync } from 'node:child_process';
 
 const { tmp, env: env } = clusterEnv('regtrain-slurm-');
-env.REGTRAIN_DATA_DIR = path.join(tmp, 'cache');
+// A verified, stamped cache the members share: none fetches the dataset or hashes a just-written copy again.
+env.REGTRAIN_DATA_DIR = seededDataDir(path.join(tmp, 'cache'));
 
-// Four members (2 variants × 2 seeds) of a few seconds each; 30 epochs of ~0.1 s, so a task has a checkpoint
-// well before it ends and Slurm's SIGTERM reaches a requeued task mid-training (with 5, on a loaded CI machine a
-// member finished its last epoch before the signal arrived).
+// Four members (2 variants × 2 seeds) of 10 epochs of ~0.05–0.1 s. The task a test requeues or cancels is frozen
+// (SIGSTOP) the moment it is seen with a checkpoint of an epoch before its last, so Slurm's SIGTERM reaches it
+// mid-training however long Slurm takes to deliver it on a loaded machine (Slurm sends SIGCONT with its SIGTERM).
+// Members that trained long enough to outlast the signal's delivery (30 and 200 epochs) made these two tests cost
+// ~25 CPU-s more on every CI lane.
+const EPOCHS = 10;
 const SPEC = `
 name: slurmtiny
 seed: 11
@@ -21,7 +26,7 @@ model:
     - flatten: { inputShape: [28, 28] }
     - dense: { units: 32, activation: relu }
     - dense: { units: 10, activation: softmax }
-training: { epochs: 30, batchSize: 32 }
+training: { epochs: ${EPOCHS}, batchSize: 32 }
 variants:
   baseline: {}
   l2: { model.layers.1.dense.kernelRegularizer: { l2: 0.001 } }
@@ -35,6 +40,59 @@ function regtrain(args: string[], cwd = tmp) {
   return regtrainSync(args, { cwd, env, timeoutMs: 15 * 60_000 });
 }
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Freezes (SIGSTOP) the member training in `runDir` if it is mid-run: alive, holding its lock (its pid is in it),
+ * with a checkpoint of an epoch before its last. Returns its pid and that epoch, or null (the member let go on)
+ * when it is not mid-run.
+ */
+function freezeMidRun(runDir: string): { pid: number; epoch: number } | null {
+  let pid: number;
+  try {
+    pid = (JSON.parse(fs.readFileSync(path.join(runDir, '.regtrain.lock'), 'utf8')) as { pid: number }).pid;
+    process.kill(pid, 'SIGSTOP');
+  } catch {
+    return null; // no lock (not started, or finished) or the process is gone
+  }
+  try {
+    const { body } = JSON.parse(fs.readFileSync(path.join(runDir, 'checkpoint.json'), 'utf8')) as {
+      body: { epoch: number };
+    };
+    if (body.epoch < EPOCHS) return { pid, epoch: body.epoch };
+  } catch {
+    // no checkpoint yet, or the member finished and removed it
+  }
+  continueProcess(pid);
+  return null;
+}
+
+function continueProcess(pid: number): void {
+  try {
+    process.kill(pid, 'SIGCONT');
+  } catch {
+    // gone already
+  }
+}
+
+/**
+ * Once Slurm has signalled the frozen member `pid` (scancel, requeue), makes sure it runs to handle the signal:
+ * Slurm sends SIGCONT before SIGTERM; should it not, the member is continued here once a SIGTERM is pending.
+ */
+async function letSignalledRun(pid: number): Promise<void> {
+  for (let waited = 0; waited < 60_000; waited += 50) {
+    let status: string;
+    try {
+      status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+    } catch {
+      return; // gone
+    }
+    if (!/^State:\s+T/m.test(status)) return; // running again
+    const pending = /^(?:SigPnd|ShdPnd):\s+([0-9a-f]+)$/gm;
+    for (let m; (m = pending.exec(status));) if ((BigInt(`0x${m[1]}`) >> 14n) & 1n) return continueProcess(pid); // SIGTERM (15)
+    await sleep(50);
+  }
+  continueProcess(pid);
+}
 
 /** Null when a Slurm cluster answers here (starting it with .ci/slurm-up if need be), else why not. */
 function slurmUnavailable(): string | null {
@@ -76,7 +134,7 @@ test(
     const specFile = path.join(tmp, 'study.yaml');
     fs.writeFileSync(specFile, SPEC);
 
-    // The same study locally, one member at a time (this also fills the dataset cache the tasks share).
+    // The same study locally, one member at a time: the reference the Slurm run must equal.
     const localStart = Date.now();
     const local = regtrain(['run', specFile, '--out', 'local', '--jobs', '1', '-q']);
     assert.equal(local.status, 0, local.stderr);
@@ -115,7 +173,7 @@ test(
         JSON.parse(fs.readFileSync(path.join(studyDir, 'study.json'), 'utf8')) as { members: { name: string }[] }
       ).members.map((m) => m.name);
 
-      // Requeue the first task seen running with a checkpoint, as a preemption or node failure would.
+      // Requeue the first task seen mid-run (frozen there), as a preemption or node failure would.
       let requeued: { index: number; afterEpoch: number } | null = null;
       for (let waited = 0; !requeued && waited < 600_000; waited += 100) {
         const running = sh('squeue', ['-h', '-j', arrayJob!, '-t', 'R', '-o', '%i'])
@@ -124,14 +182,12 @@ test(
           .filter(Boolean);
         for (const task of running) {
           const index = Number(task.split('_')[1]);
-          const checkpoint = path.join(studyDir, 'runs', members[index]!, 'checkpoint.json');
-          if (!fs.existsSync(checkpoint)) continue;
+          const frozen = freezeMidRun(path.join(studyDir, 'runs', members[index]!));
+          if (!frozen) continue;
           const r = sh('scontrol', ['requeue', task]);
           assert.equal(r.status, 0, r.stderr);
-          requeued = {
-            index,
-            afterEpoch: (JSON.parse(fs.readFileSync(checkpoint, 'utf8')) as { body: { epoch: number } }).body.epoch,
-          };
+          await letSignalledRun(frozen.pid);
+          requeued = { index, afterEpoch: frozen.epoch };
           break;
         }
         await sleep(100);
@@ -172,7 +228,9 @@ test(
       assert.match(log, /DUE TO JOB REQUEUE/);
       assert.match(log, /SIGTERM: finishing the current batch, then saving/);
       assert.match(log, new RegExp(`^task ${requeued.index} on \\S+ \\(restart 1\\)`, 'm'));
-      const resumed = /^Resuming after epoch (\d+) of 30$/m.exec(log.slice(log.search(/\(restart 1\)/)));
+      const resumed = new RegExp(`^Resuming after epoch (\\d+) of ${EPOCHS}$`, 'm').exec(
+        log.slice(log.search(/\(restart 1\)/)),
+      );
       assert.ok(resumed, `the second attempt resumed from a checkpoint:\n${log}`);
       const resumedAfter = Number(resumed[1]);
       assert.ok(
@@ -195,7 +253,7 @@ test(
       assert.deepEqual(compareRows(studyDir), localRows);
 
       console.log(
-        `# slurm: 4 members (30 epochs, 3000 images) as an array of 2 at a time: ${slurmSeconds.toFixed(0)} s from submit to compare done (includes releasing the requeued task at once); local --jobs 1: ${localSeconds.toFixed(0)} s`,
+        `# slurm: 4 members (${EPOCHS} epochs, 3000 images) as an array of 2 at a time: ${slurmSeconds.toFixed(0)} s from submit to compare done (includes releasing the requeued task at once); local --jobs 1: ${localSeconds.toFixed(0)} s`,
       );
       console.log(
         `# slurm: requeued task ${requeued.index} (${name}) ${requeuedAt.toFixed(1)} s after submit with a checkpoint of epoch ${requeued.afterEpoch}; its second attempt resumed after epoch ${resumedAfter} and finished identical to the local run`,
@@ -232,17 +290,7 @@ test(
     const cwd = fs.mkdtempSync(path.join(tmp, 'recipe-'));
     // The README's own file name, holding the small study (the real one trains for 20 minutes).
     fs.mkdirSync(path.join(cwd, 'configs'));
-    // The l2 members train 200 epochs (0.02–0.1 s each), so the scancel below, aimed at one of them, lands while
-    // it trains, not after it: a member of 60 epochs finished in 4 s, before the poll, scancel and Slurm's signal
-    // reached it, on a CI machine running two suites beside this one (a flake seen twice). The baseline members
-    // keep the 30 epochs of SPEC: nothing here waits on them, so they need not train 200.
-    fs.writeFileSync(
-      path.join(cwd, 'configs', 'study.yaml'),
-      SPEC.replace('name: slurmtiny', 'name: study').replace(
-        'l2: { model.layers.1.dense.kernelRegularizer: { l2: 0.001 } }',
-        'l2: { model.layers.1.dense.kernelRegularizer: { l2: 0.001 }, training.epochs: 200 }',
-      ),
-    );
+    fs.writeFileSync(path.join(cwd, 'configs', 'study.yaml'), SPEC.replace('name: slurmtiny', 'name: study'));
     assert.equal(regtrain(['data', 'fetch'], cwd).status, 0, 'the dataset cache the tasks share');
     const [planLine, submitLine, scancelLine, statusLine, resubmitLine, catLine, ...rest] = readmeSlurmRecipe();
     assert.deepEqual(rest, []);
@@ -266,22 +314,24 @@ test(
       )!;
     const jobs = [arrayJob!, compareJob!];
     try {
-      // scancel the first l2 task seen running with a checkpoint: SIGTERM reaches regtrain, which saves.
+      // scancel the first l2 task seen mid-run (frozen there): SIGTERM reaches regtrain, which saves.
       let cancelled: number | null = null;
-      for (let waited = 0; cancelled === null && waited < 600_000; waited += 200) {
+      for (let waited = 0; cancelled === null && waited < 600_000; waited += 100) {
         for (const task of sh('squeue', ['-h', '-j', arrayJob!, '-t', 'R', '-o', '%i'])
           .stdout.trim()
           .split('\n')
           .filter(Boolean)) {
           const index = Number(task.split('_')[1]);
           if (!members[index]!.startsWith('l2-')) continue;
-          if (!fs.existsSync(path.join(studyDir, 'runs', members[index]!, 'checkpoint.json'))) continue;
+          const frozen = freezeMidRun(path.join(studyDir, 'runs', members[index]!));
+          if (!frozen) continue;
           const r = bash(scancelLine!.replace('6_3', task));
           assert.equal(r.status, 0, r.stderr);
+          await letSignalledRun(frozen.pid);
           cancelled = index;
           break;
         }
-        await sleep(200);
+        await sleep(100);
       }
       assert.ok(cancelled !== null, 'a task was seen running with a checkpoint');
       await queueEmpty(jobs, 15 * 60_000);
@@ -320,7 +370,7 @@ test(
       await queueEmpty(jobs, 10 * 60_000);
       assert.match(
         fs.readFileSync(path.join(studyDir, 'logs', `${array2}_${cancelled}.out`), 'utf8'),
-        /^Resuming after epoch \d+ of 200$/m,
+        new RegExp(`^Resuming after epoch \\d+ of ${EPOCHS}$`, 'm'),
       );
       const cat = bash(withHash(catLine!));
       assert.equal(cat.status, 0);

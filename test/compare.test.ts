@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import { collectRuns, compareRuns, pairedT, tCdf, tQuantile, specDiff, type Group } from '../src/compare';
 import { readMetrics } from '../src/rundir';
 import { regtrain, regtrainSync } from './helpers/cli';
+import { seededDataDir } from './helpers/data';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const RUNS = path.join(ROOT, 'test', 'fixtures', 'runs');
@@ -461,7 +462,11 @@ test('a run directory written before metrics.json stored the confusion matrix is
 test('a finished run stores its test confusion matrix, whose diagonal gives its test accuracy and which evaluate reproduces', async () => {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-cmp-run-'));
   const run = path.join(tmp, 'run');
-  const env = { ...process.env, REGTRAIN_DATA_DIR: path.join(tmp, 'cache'), XDG_CACHE_HOME: path.join(tmp, 'xdg') };
+  const env = {
+    ...process.env,
+    REGTRAIN_DATA_DIR: seededDataDir(path.join(tmp, 'cache')),
+    XDG_CACHE_HOME: path.join(tmp, 'xdg'),
+  };
   const exec = (args: string[]) => regtrain(args, { cwd: tmp, env });
   const tiny = [
     '--backend',

@@ -32,6 +32,7 @@ import {
 } from './fixtures/data/tiny';
 import { runSeeds } from '../src/rng';
 import { BIN, launch, type CliResult, type Running } from './helpers/cli';
+import { seededDataDir } from './helpers/data';
 
 const TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-hardening-faults-'));
 fs.chmodSync(TMP, 0o755); // an unprivileged child (uid 65534) must be able to walk in
@@ -57,8 +58,8 @@ fs.writeFileSync(
   SPEC,
   'name: tiny\nmodel:\n  layers:\n    - flatten: {}\n    - dense: { units: 10, activation: softmax }\n',
 );
-/** A data cache shared by the runs that are not about data (filled from /usr/share/datasets on first use). */
-const DATA = path.join(TMP, 'data');
+/** A data cache shared by the runs that are not about data (a verified, stamped copy: no run fetches or re-hashes it). */
+const DATA = seededDataDir(path.join(TMP, 'data'));
 
 function spawnSyncQuiet(cmd: string, args: string[]): boolean {
   try {

@@ -17,6 +17,7 @@ import { fetchDataset, verifyCache } from '../src/data/fetch';
 import { FailureError } from '../src/errors';
 import { serve, tinyFiles, tinyManifest, tmpDir, writeTiny } from './fixtures/data/tiny';
 import { QUICK, launch, type Running } from './helpers/cli';
+import { seededDataDir } from './helpers/data';
 
 const TINY = [
   '--backend',
@@ -62,6 +63,7 @@ function catches(pid: number, sig: string): boolean {
 before(async () => {
   TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-h2-process-'));
   RUN = path.join(TMP, 'run');
+  seededDataDir(path.join(TMP, 'cache'));
   const r = await regtrain(['run', QUICK, ...TINY, '--set', 'training.epochs=1', '--out', RUN, '-q']);
   assert.equal(r.code, 0, r.stderr);
 });

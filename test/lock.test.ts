@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
-import { claimRunDir, releaseRunDir, LOCK_FILE } from '../src/rundir';
+import { claimRunDir, createRunDir, releaseRunDir, LOCK_FILE } from '../src/rundir';
 import { processStartTime } from '../src/lock';
 import { InputError } from '../src/errors';
 import { BIN, QUICK, ROOT, SMALL_SLICE, launch, regtrainSync } from './helpers/cli';
@@ -156,6 +156,19 @@ test('a lock in the format before this one ("<pid>\\n") of a dead process is tak
   claimRunDir(dir);
   assert.equal(lockPid(dir), process.pid);
   releaseRunDir(dir);
+});
+
+test('a new run into a directory holding only the lock record another process is about to link is refused as a run writing to it', () => {
+  // acquireLock writes its record to .regtrain.lock.<token>.tmp, then links it into place: a second `run --out`
+  // (two run-member processes for one new member) that looks in between sees only that file.
+  const dir = runDir('linking');
+  fs.writeFileSync(path.join(dir, `${LOCK_FILE}.othertoken.tmp`), JSON.stringify({ pid: 1, token: 'othertoken' }));
+  assert.throws(
+    () => createRunDir({ out: dir, name: 'x' }),
+    (err: unknown) =>
+      err instanceof InputError && err.message === `--out ${dir}: another regtrain run is writing to it`,
+  );
+  assert.deepEqual(fs.readdirSync(dir), [`${LOCK_FILE}.othertoken.tmp`], 'nothing written, nothing removed');
 });
 
 // SIGKILL (kill -9, the OOM killer) and SIGSEGV end the process without a chance to release its lock.

@@ -11,6 +11,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { finished, HINT, QUICK, startCli } from './helpers/cli';
+import { seededDataDir } from './helpers/data';
 
 const TINY = [
   '--backend',
@@ -32,6 +33,7 @@ let RUN = '';
 
 before(() => {
   TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-output-json-'));
+  seededDataDir(path.join(TMP, 'cache'));
 });
 after(() => fs.rmSync(TMP, { recursive: true, force: true }));
 
