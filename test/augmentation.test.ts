@@ -9,12 +9,12 @@ import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { BIN, QUICK, killAfterFirstEpoch, SMALL_SLICE } from './helpers/cli';
 import { seededDataDir } from './helpers/data';
+import { scratchDir } from './helpers/scratch';
 
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-augment-'));
+const tmp = scratchDir('regtrain-augment-');
 const env = { ...process.env, REGTRAIN_DATA_DIR: seededDataDir(path.join(tmp, 'cache')) };
 const spec = path.join(tmp, 'augmented.yaml');
 const small = [...SMALL_SLICE, '--backend', 'wasm'];

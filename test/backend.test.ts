@@ -1,16 +1,16 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { QUICK, regtrainSync } from './helpers/cli';
 import { seededDataDir } from './helpers/data';
+import { scratchDir } from './helpers/scratch';
 
 /**
  * Every backend and training-step path `regtrain run` can choose, driven through the CLI:
  * each is run where this machine has it and skipped with the reason where it does not.
  */
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-backend-'));
+const tmp = scratchDir('regtrain-backend-');
 seededDataDir(path.join(tmp, 'cache'));
 const tiny = [
   '--set',

@@ -3,15 +3,15 @@
  * on it, and `compare` (the ECE column, the paired ECE interval, the reliability diagrams) on the
  * fixture study with hand-chosen ECEs. Runs written before regtrain measured calibration stay readable.
  */
-import { test, before, after } from 'node:test';
+import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import type { MetricsFile } from '../src/runformat';
 import { ECE_BINS } from '../src/evaluation/calibration';
 import { regtrainSync } from './helpers/cli';
 import { seededXdgCache } from './helpers/data';
+import { scratchDir } from './helpers/scratch';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const QUICK = path.join(ROOT, 'configs', 'quick.yaml');
@@ -28,7 +28,7 @@ const close = (actual: number, expected: number, eps = 1e-9) =>
   assert.ok(Math.abs(actual - expected) <= eps, `expected ${expected}, got ${actual}`);
 
 before(() => {
-  TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-calibration-'));
+  TMP = scratchDir('regtrain-calibration-');
   seededXdgCache(path.join(TMP, 'xdg'));
   const r = cli([
     'run',
@@ -50,8 +50,6 @@ before(() => {
   assert.equal(r.status, 0, r.stderr);
   RUN = path.join(TMP, 'run');
 });
-
-after(() => fs.rmSync(TMP, { recursive: true, force: true }));
 
 test("a finished run's metrics.json holds the test set's ECE, Brier score, NLL and 15 reliability bins that add up to them", () => {
   const c = metricsOf(RUN).calibration!;

@@ -1,7 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { initBackend } from '../src/backend';
 import { buildModel } from '../src/model';
@@ -16,6 +15,7 @@ import { fit } from '../src/train/loop';
 import { createTrainStep } from '../src/train/step';
 import { runSeeds } from '../src/rng';
 import { randomSplit } from './helpers/splits';
+import { scratchDir } from './helpers/scratch';
 
 const QUICK = path.resolve(__dirname, '../../configs/quick.yaml');
 
@@ -87,7 +87,7 @@ test('a callback that sets stopTraining ends training after that epoch, with its
 
 test("a checkpoint holds the loop's, the optimizer's and every callback's state", async () => {
   const { built, step, data, backend } = await setup(['optimizer={adam: {}}']);
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-cb-'));
+  const dir = scratchDir('regtrain-cb-');
   const history = new History(dir);
   const early = new EarlyStopping({ monitor: 'val_loss', patience: 5, minDelta: 0, restoreBestWeights: true });
   // minDelta 10 against epochs that gain ~5 each (penalty-dominated losses): epoch 2 cuts the learning rate.
@@ -150,7 +150,7 @@ test("a checkpoint holds the loop's, the optimizer's and every callback's state"
 
 test('the checkpoint does not grow with the epochs: the history is appended to history.jsonl instead', async () => {
   const { built, step, data, backend } = await setup();
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-cb-'));
+  const dir = scratchDir('regtrain-cb-');
   const sizes: number[] = [];
   const list: CallbackList = new CallbackList([
     new History(dir),

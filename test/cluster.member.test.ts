@@ -1,14 +1,14 @@
 import { test, before } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { applyCpuBudget, cgroupCpus, cpuBudget } from '../src/cpus';
 import { indexRanges } from '../src/commands/status';
 import { launch, regtrainSync } from './helpers/cli';
 import { seededDataDir } from './helpers/data';
+import { scratchDir } from './helpers/scratch';
 
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-member-'));
+const tmp = scratchDir('regtrain-member-');
 // A verified, stamped cache: no member fetches the dataset or hashes a just-written copy again.
 const env: NodeJS.ProcessEnv = { ...process.env, REGTRAIN_DATA_DIR: seededDataDir(path.join(tmp, 'cache')) };
 delete env.SLURM_ARRAY_TASK_ID;

@@ -12,11 +12,11 @@
 import { test, before, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { killAfterFirstEpoch, regtrainSync } from './helpers/cli';
+import { scratchDir } from './helpers/scratch';
 
-const TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-cnn-lean-'));
+const TMP = scratchDir('regtrain-cnn-lean-');
 const ENV = { ...process.env, REGTRAIN_DATA_DIR: path.join(TMP, 'cache'), XDG_CACHE_HOME: path.join(TMP, 'xdg') };
 const SPEC = path.join(TMP, 'lean-cnn.yaml');
 

@@ -31,7 +31,6 @@
 import { test, describe, before } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '../src/tf';
 import { initBackend } from '../src/backend';
@@ -41,6 +40,7 @@ import { layerShapes } from '../src/spec/layers';
 import { SpatialDropout2D } from '../src/spatial-dropout';
 import { evalChunk } from '../src/train/forward';
 import { regtrainSync } from './helpers/cli';
+import { scratchDir } from './helpers/scratch';
 
 const ROOT = path.resolve(__dirname, '../..');
 
@@ -278,7 +278,7 @@ describe('stacks that cannot work are refused at validation, with the shapes inv
   }
 
   test('the CLI prints the shape error in one line and exits 2', () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-cnn-spec-'));
+    const dir = scratchDir('regtrain-cnn-spec-');
     const file = path.join(dir, 'bad.yaml');
     fs.writeFileSync(file, header + cases[0]![1]);
     const r = regtrainSync(['validate', file]);

@@ -19,7 +19,6 @@
 import { test, before, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '../src/tf';
 import { initBackend } from '../src/backend';
@@ -31,9 +30,10 @@ import { createReferenceStep } from '../src/train/step';
 import { createOptimizer } from '../src/train/optimizers';
 import type { MetricsFile } from '../src/runformat';
 import { killAfterFirstEpoch, regtrainSync } from './helpers/cli';
+import { scratchDir } from './helpers/scratch';
 
 const ROOT = path.resolve(__dirname, '../..');
-const TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-cnn-'));
+const TMP = scratchDir('regtrain-cnn-');
 const ENV = { ...process.env, REGTRAIN_DATA_DIR: path.join(TMP, 'cache'), XDG_CACHE_HOME: path.join(TMP, 'xdg') };
 const SPEC = path.join(TMP, 'tiny-cnn.yaml');
 const TEST_COUNT = 200;

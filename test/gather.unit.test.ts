@@ -1,16 +1,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import * as fs from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
 import * as tf from '../src/tf';
 import { BatchGatherer, gatherBatch, loadDataset, type Normalization, type Split } from '../src/data/dataset';
 import { Augmenter } from '../src/data/augmentation';
 import { Rng, runSeeds } from '../src/rng';
 import { useBackend } from './helpers/backend';
+import { scratchDir } from './helpers/scratch';
 
 const PIXELS = 28 * 28;
-const cache = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-gather-'));
+const cache = scratchDir('regtrain-gather-');
 
 /** The first `n` Fashion-MNIST training images, normalized as `normalize` says (the table loadDataset builds). */
 async function realSplit(normalize: Normalization, n = 64): Promise<{ split: Split; mean: number; std: number }> {

@@ -4,17 +4,15 @@
  * in-process checks of the whole corpus (test/hardening.specs.unit.test.ts), exits 2, writes nothing
  * on stdout, and leaks no stack trace and no Node warning.
  */
-import { test, describe, after } from 'node:test';
+import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { regtrain as run, type CliResult as Run } from './helpers/cli';
 import { BAD_SPECS, BAD_SPEC_FIRST_LINES as CORPUS } from './helpers/bad-specs';
+import { scratchDir } from './helpers/scratch';
 
 const ROOT = path.resolve(__dirname, '../..');
-const TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-hardening-specs-'));
-after(() => fs.rmSync(TMP, { recursive: true, force: true }));
+const TMP = scratchDir('regtrain-hardening-specs-');
 
 /** `regtrain ARGS` with cwd = the corpus, so messages name files as the user typed them. */
 const ENV = { ...process.env, XDG_CACHE_HOME: path.join(TMP, 'xdg'), REGTRAIN_DATA_DIR: path.join(TMP, 'data') };

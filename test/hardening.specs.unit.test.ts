@@ -5,17 +5,16 @@
  * "internal error", never a stack, nothing on stdout. test/hardening.specs.test.ts checks a few of the
  * same cases through a real process (the boundary prints the same line, no Node warning).
  */
-import { test, describe, after } from 'node:test';
+import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { BAD_SPECS, BAD_SPEC_FIRST_LINES as CORPUS } from './helpers/bad-specs';
 import { regtrainInProcess, type InProcessResult } from './helpers/in-process';
+import { scratchDir } from './helpers/scratch';
 
 const ROOT = path.resolve(__dirname, '../..');
-const TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-hardening-specs-unit-'));
-after(() => fs.rmSync(TMP, { recursive: true, force: true }));
+const TMP = scratchDir('regtrain-hardening-specs-unit-');
 
 /** `regtrain ARGS` with cwd = the corpus, so messages name files as the user typed them. */
 const regtrain = (args: string[]) => regtrainInProcess(args, { cwd: BAD_SPECS });

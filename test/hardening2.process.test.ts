@@ -5,10 +5,9 @@
  * that would hang or eat memory (gzip bombs, endless bodies, FIFOs, /dev/zero, huge files,
  * malformed file: URLs). Real processes, real signals, a real HTTP server on 127.0.0.1.
  */
-import { test, before, after, describe } from 'node:test';
+import { test, before, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 import { execFileSync } from 'node:child_process';
@@ -18,6 +17,7 @@ import { FailureError } from '../src/errors';
 import { serve, tinyFiles, tinyManifest, tmpDir, writeTiny } from './fixtures/data/tiny';
 import { QUICK, launch, type Running } from './helpers/cli';
 import { seededDataDir } from './helpers/data';
+import { scratchDir } from './helpers/scratch';
 
 const TINY = [
   '--backend',
@@ -61,13 +61,12 @@ function catches(pid: number, sig: string): boolean {
 }
 
 before(async () => {
-  TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-h2-process-'));
+  TMP = scratchDir('regtrain-h2-process-');
   RUN = path.join(TMP, 'run');
   seededDataDir(path.join(TMP, 'cache'));
   const r = await regtrain(['run', QUICK, ...TINY, '--set', 'training.epochs=1', '--out', RUN, '-q']);
   assert.equal(r.code, 0, r.stderr);
 });
-after(() => fs.rmSync(TMP, { recursive: true, force: true }));
 
 describe('stop signals exit 130 in every command', () => {
   const commands: [string, () => string[]][] = [

@@ -8,10 +8,9 @@
  * bound, every control character and flag, every float32 field) are checked in process in
  * hardening3.unit.test.ts; here a plan and a run refusal go through real processes.
  */
-import { test, before, after, describe } from 'node:test';
+import { test, before, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -23,6 +22,7 @@ import { BIN, finished, killAfterFirstEpoch, QUICK, startCli, type CliResult } f
 import { regtrainInProcess } from './helpers/in-process';
 import { HOSTILE_STUDY_SPEC } from './helpers/hostile-study';
 import { seededDataDir } from './helpers/data';
+import { scratchDir } from './helpers/scratch';
 
 const TINY = [
   '--backend',
@@ -83,7 +83,7 @@ function oneLine(r: { stderr: string }): string {
 }
 
 before(async () => {
-  TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-h3-'));
+  TMP = scratchDir('regtrain-h3-');
   ENV = { REGTRAIN_DATA_DIR: seededDataDir(path.join(TMP, 'cache')), XDG_CACHE_HOME: path.join(TMP, 'xdg') };
   DONE = path.join(TMP, 'done');
   KILLED = path.join(TMP, 'killed');
@@ -104,7 +104,6 @@ before(async () => {
     ...ENV,
   });
 });
-after(() => fs.rmSync(TMP, { recursive: true, force: true }));
 
 describe('family 1: every file through the bounded, non-blocking reader', () => {
   for (const [kind, reason] of [

@@ -5,21 +5,20 @@
  * something else. hardening3.test.ts keeps the cases that need a run, a FIFO or a shell, and a run and a
  * plan refusal through real processes.
  */
-import { test, after, describe } from 'node:test';
+import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { estimateMemory, memoryIssues } from '../src/spec/memory';
 import { layerShapes } from '../src/spec/layers';
 import { parseSpec } from '../src/spec';
 import { regtrainInProcess, type InProcessResult } from './helpers/in-process';
 import { HOSTILE_STUDY_SPEC } from './helpers/hostile-study';
+import { scratchDir } from './helpers/scratch';
 
 const ROOT = path.resolve(__dirname, '../..');
 const CONFIGS = path.join(ROOT, 'configs');
-const TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-h3-unit-'));
-after(() => fs.rmSync(TMP, { recursive: true, force: true }));
+const TMP = scratchDir('regtrain-h3-unit-');
 
 const regtrain = (args: string[]) => regtrainInProcess(args, { cwd: TMP });
 

@@ -1,13 +1,13 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { BIN, ROOT } from './helpers/cli';
 import { pathWithoutRegtrain } from './helpers/path-without-regtrain';
+import { scratchDir } from './helpers/scratch';
 
-const TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-invocation-'));
+const TMP = scratchDir('regtrain-invocation-');
 const STUDY = path.join(ROOT, 'configs', 'study.yaml');
 /** A PATH without any regtrain on it, and one with this checkout's bin/regtrain linked in, as `npm install -g .` does. */
 const BARE_PATH = pathWithoutRegtrain(process.env.PATH ?? '');

@@ -8,12 +8,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { killAfterFirstEpoch, regtrainSync } from './helpers/cli';
 import { seededXdgCache } from './helpers/data';
+import { scratchDir } from './helpers/scratch';
 
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-lean-dropout-'));
+const tmp = scratchDir('regtrain-lean-dropout-');
 const env = { ...process.env, XDG_CACHE_HOME: seededXdgCache(path.join(tmp, 'xdg')) };
 const SPEC = path.join(tmp, 'dropout.yaml');
 fs.writeFileSync(

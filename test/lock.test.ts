@@ -8,9 +8,10 @@ import { claimRunDir, createRunDir, releaseRunDir, LOCK_FILE } from '../src/rund
 import { processStartTime } from '../src/lock';
 import { InputError } from '../src/errors';
 import { BIN, QUICK, ROOT, SMALL_SLICE, launch, regtrainSync } from './helpers/cli';
+import { scratchDir } from './helpers/scratch';
 
 const RUNDIR_JS = path.join(ROOT, 'dist', 'src', 'rundir.js');
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-lock-'));
+const tmp = scratchDir('regtrain-lock-');
 const BOOT = fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
 
 function runDir(name: string): string {

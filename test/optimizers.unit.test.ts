@@ -6,7 +6,6 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '../src/tf';
 import { createOptimizer, Optimizer } from '../src/train/optimizers';
@@ -18,6 +17,7 @@ import { createReferenceStep, createTrainStep } from '../src/train/step';
 import { createLeanStep } from '../src/train/lean-step';
 import type { TrainStep } from '../src/train/types';
 import { runSeeds } from '../src/rng';
+import { scratchDir } from './helpers/scratch';
 
 const QUICK = path.resolve(__dirname, '../../configs/quick.yaml');
 const W0 = [0.5, -0.25, 0, 1];
@@ -141,7 +141,7 @@ describe('SGD with decoupled weight decay', () => {
   });
 
   test('a pattern that is not a regular expression is refused at its path', () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-exclude-'));
+    const dir = scratchDir('regtrain-exclude-');
     const file = path.join(dir, 'bad-exclude.yaml');
     fs.writeFileSync(
       file,
@@ -353,7 +353,7 @@ describe('the lean step and the reference step', () => {
 });
 
 type Images = Split;
-const cache = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-opt-'));
+const cache = scratchDir('regtrain-opt-');
 async function realImages(n: number): Promise<Images> {
   const ds = await loadDataset({
     dataDir: cache,

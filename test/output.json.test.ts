@@ -4,14 +4,14 @@
  * text goes to stderr, and a run's stream ends with exactly one `done`, `failed` or
  * `interrupted` event. Runs are tiny (600 images, wasm) on the real Fashion-MNIST files.
  */
-import { test, before, after } from 'node:test';
+import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { finished, HINT, QUICK, startCli } from './helpers/cli';
 import { seededDataDir } from './helpers/data';
+import { scratchDir } from './helpers/scratch';
 
 const TINY = [
   '--backend',
@@ -32,10 +32,9 @@ let TMP = '';
 let RUN = '';
 
 before(() => {
-  TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-output-json-'));
+  TMP = scratchDir('regtrain-output-json-');
   seededDataDir(path.join(TMP, 'cache'));
 });
-after(() => fs.rmSync(TMP, { recursive: true, force: true }));
 
 function start(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): ChildProcess {
   return startCli(args, {

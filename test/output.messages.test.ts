@@ -4,10 +4,9 @@
  * `--data-dir`. Help texts are read from the real commander program in process; the rest are
  * real child processes on tiny runs.
  */
-import { test, before, after } from 'node:test';
+import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import type { Command } from 'commander';
@@ -15,6 +14,7 @@ import { buildProgram } from '../src/cli';
 import { fmtSigned } from '../src/console';
 import { fmtDuration } from '../src/train/callbacks/epoch-lines';
 import { finished, HINT, QUICK, startCli } from './helpers/cli';
+import { scratchDir } from './helpers/scratch';
 
 const TINY = [
   '--backend',
@@ -29,9 +29,8 @@ const TINY = [
 
 let TMP = '';
 before(() => {
-  TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-output-messages-'));
+  TMP = scratchDir('regtrain-output-messages-');
 });
-after(() => fs.rmSync(TMP, { recursive: true, force: true }));
 
 function start(args: string[]): ChildProcess {
   return startCli(args, {

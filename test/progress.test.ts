@@ -5,15 +5,15 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { epochLine, fmtLogValue } from '../src/train/callbacks/epoch-lines';
 import { fmtTimeLeft } from '../src/train/callbacks/progress-bar';
 import type { EpochRecord } from '../src/runformat';
 import { BIN, QUICK, ROOT, regtrainSync } from './helpers/cli';
+import { scratchDir } from './helpers/scratch';
 
-const TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-progress-'));
+const TMP = scratchDir('regtrain-progress-');
 const FAKE = path.join(ROOT, 'test', 'fixtures', 'bin');
 
 test('time left reads as seconds below 90 s, whole minutes below an hour, then hours and minutes', () => {

@@ -21,9 +21,9 @@
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawn } from 'node:child_process';
+import { scratchDir } from './helpers/scratch';
 
 const ROOT = path.resolve(__dirname, '../..');
 const README = path.join(ROOT, 'README.md');
@@ -159,7 +159,7 @@ const blocks = parseReadme(lines);
 const updates = new Map<number, string[]>();
 
 before(() => {
-  TMP = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-readme-test-')));
+  TMP = fs.realpathSync(scratchDir('regtrain-readme-test-'));
   HOME = path.join(TMP, 'home');
   CWD = path.join(HOME, 'regtrain');
   const bin = path.join(TMP, 'bin');

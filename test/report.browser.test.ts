@@ -7,6 +7,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
 import { pathToFileURL } from 'node:url';
 import { regtrainSync } from './helpers/cli';
+import { scratchDir } from './helpers/scratch';
 
 /**
  * The HTML report in a real headless Chromium, driven over the DevTools protocol through
@@ -205,7 +206,7 @@ class Browser {
 
 /** The fixture study, with l1 and l2 turned into one sweep over the layer-1 L1 factor (0 and 0.001). */
 function sweepStudy(): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-report-'));
+  const dir = scratchDir('regtrain-report-');
   const study = path.join(dir, 'study');
   fs.cpSync(STUDY, study, { recursive: true });
   const file = path.join(study, 'study.json');
@@ -232,7 +233,7 @@ test(
     assert.deepEqual([...new Set(html.match(/\b(?:https?:)?\/\/[^\s"'<>)]+/g) ?? [])], ['http://www.w3.org/2000/svg']);
     assert.doesNotMatch(html, /<(script|link|img|iframe)\b/i);
 
-    const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-chromium-'));
+    const profile = scratchDir('regtrain-chromium-');
     const browser = new Browser(profile);
     try {
       const page = await browser.open(pathToFileURL(out).href);
@@ -345,7 +346,7 @@ test(
 
 /** Writes the report of `dirs`, opens it at 1400 px, saves a screenshot as `name`.png; returns the page and its layout. */
 async function reportAt1400(browser: Browser, dirs: string[], name: string) {
-  const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-report-')), `${name}.html`);
+  const out = path.join(scratchDir('regtrain-report-'), `${name}.html`);
   const r = regtrainSync(['compare', ...dirs, '--report', out]);
   assert.equal(r.status, 0, r.stderr);
   const page = await browser.open(pathToFileURL(out).href);
@@ -359,7 +360,7 @@ test(
   'a study over training-set size and variants gets a chart of test accuracy vs training images, one line per variant, and fits 1400 px',
   { skip, timeout: 120000 },
   async () => {
-    const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-chromium-'));
+    const profile = scratchDir('regtrain-chromium-');
     const browser = new Browser(profile);
     try {
       const { page, shot } = await reportAt1400(browser, [SMALL_DATA], 'small-data');
@@ -396,7 +397,7 @@ test(
   'a single run gets its per-class accuracy and its confusion matrix as a heatmap with class names, and fits 1400 px',
   { skip, timeout: 120000 },
   async () => {
-    const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-chromium-'));
+    const profile = scratchDir('regtrain-chromium-');
     const browser = new Browser(profile);
     try {
       const { page, shot } = await reportAt1400(browser, [SINGLE], 'single-run');
@@ -454,7 +455,7 @@ test('text that looks like markup is escaped in the report', { skip, timeout: 60
   const r = regtrainSync(['compare', study, '--report', out, '--baseline', 'baseline']);
   assert.equal(r.status, 0, r.stderr);
   assert.doesNotMatch(fs.readFileSync(out, 'utf8'), /<img/);
-  const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-chromium-'));
+  const profile = scratchDir('regtrain-chromium-');
   const browser = new Browser(profile);
   try {
     const page = await browser.open(pathToFileURL(out).href);
@@ -476,7 +477,7 @@ test(
   'the browser check itself notices console errors and network requests (so a clean report means something)',
   { skip, timeout: 60000 },
   async () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-bad-'));
+    const dir = scratchDir('regtrain-bad-');
     const bad = path.join(dir, 'bad.html');
     fs.writeFileSync(
       bad,

@@ -7,11 +7,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { collectRuns, compareRuns } from '../src/compare';
 import { renderCharts } from '../src/report';
 import { ticks } from '../src/report/svg';
+import { scratchDir } from './helpers/scratch';
 
 const STUDY = path.resolve(__dirname, '../../test/fixtures/runs/study');
 
@@ -63,7 +63,7 @@ test('an axis from 0 to 1 keeps its five round ticks', () => {
 
 /** The small-data fixture study (2 variants × trainLimit 400, 1000 × 3 seeds) in a temporary copy. */
 function smallDataCopy(): string {
-  const dir = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-charts-')), 'small-data');
+  const dir = path.join(scratchDir('regtrain-charts-'), 'small-data');
   fs.cpSync(path.resolve(__dirname, '../../test/fixtures/runs/small-data'), dir, { recursive: true });
   return dir;
 }

@@ -1,12 +1,12 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { BIN, QUICK as quick, killAfterFirstEpoch, launch, regtrainSync, SMALL_SLICE } from './helpers/cli';
 import { seededDataDir } from './helpers/data';
+import { scratchDir } from './helpers/scratch';
 
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-resume-'));
+const tmp = scratchDir('regtrain-resume-');
 const env = { ...process.env, REGTRAIN_DATA_DIR: seededDataDir(path.join(tmp, 'cache')) };
 const small = [...SMALL_SLICE, '--backend', 'wasm'];
 

@@ -3,16 +3,16 @@
  * (found in /usr/share/datasets/fashion-mnist, copied into a temp cache once for this file).
  * Every run is tiny: 500 training images, 100 validation, 500 test, 2 epochs, on wasm.
  */
-import { test, before, after } from 'node:test';
+import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import * as YAML from 'yaml';
 import type { EpochRecord, HistoryFile, MetricsFile } from '../src/runformat';
 import { finished, QUICK, ROOT, startCli, type CliResult } from './helpers/cli';
 import { seededDataDir } from './helpers/data';
+import { scratchDir } from './helpers/scratch';
 
 const SPECS = path.join(ROOT, 'test', 'fixtures', 'specs');
 /** Same backend everywhere, so that runs are comparable number for number. */
@@ -34,10 +34,9 @@ let TMP = '';
 let CACHE = '';
 
 before(() => {
-  TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-run-test-'));
+  TMP = scratchDir('regtrain-run-test-');
   CACHE = seededDataDir(path.join(TMP, 'data-cache'));
 });
-after(() => fs.rmSync(TMP, { recursive: true, force: true }));
 
 /** A fresh working directory for one test (also the parent of its --out). */
 const workdir = () => fs.mkdtempSync(path.join(TMP, 'w-'));

@@ -7,12 +7,12 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { regtrainSync } from './helpers/cli';
 import { seededDataDir } from './helpers/data';
+import { scratchDir } from './helpers/scratch';
 
-const TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-small-data-'));
+const TMP = scratchDir('regtrain-small-data-');
 const ENV = {
   ...process.env,
   REGTRAIN_DATA_DIR: seededDataDir(path.join(TMP, 'cache')),

@@ -3,21 +3,19 @@
  * stderr. The rest of validate's outcomes and the spec's errors themselves are tested in process in spec.unit.test.ts.
  * Fixture specs live in test/fixtures/specs/<scenario>.yaml (the source tree: tsc does not copy YAML).
  */
-import { test, describe, after } from 'node:test';
+import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import * as YAML from 'yaml';
 import { loadSpec, type ExperimentSpec } from '../src/spec';
 import { regtrain as run } from './helpers/cli';
+import { scratchDir } from './helpers/scratch';
 
 const ROOT = path.resolve(__dirname, '../..');
 const SPECS = path.join(ROOT, 'test', 'fixtures', 'specs');
 const fixture = (name: string) => path.join(SPECS, `${name}.yaml`);
 
-const TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-spec-test-'));
-after(() => fs.rmSync(TMP, { recursive: true, force: true }));
+const TMP = scratchDir('regtrain-spec-test-');
 
 const ENV = { ...process.env, XDG_CACHE_HOME: path.join(TMP, 'xdg'), REGTRAIN_DATA_DIR: path.join(TMP, 'data') };
 const regtrain = (args: string[]) => run(args, { cwd: TMP, env: ENV, timeoutMs: 60_000 });

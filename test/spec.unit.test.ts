@@ -4,15 +4,15 @@
  * Fixture specs live in test/fixtures/specs/<scenario>.yaml (the source tree: tsc does not copy YAML).
  * `regtrain validate` runs here through the real program in process; as a process, in spec.test.ts.
  */
-import { test, describe, after } from 'node:test';
+import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import * as YAML from 'yaml';
 import { InputError } from '../src/errors';
 import { loadSpec, parseSetFlag, parseSpec, SpecError, validateSpec, type ExperimentSpec } from '../src/spec';
 import { regtrainInProcess } from './helpers/in-process';
+import { scratchDir } from './helpers/scratch';
 
 const ROOT = path.resolve(__dirname, '../..');
 const SPECS = path.join(ROOT, 'test', 'fixtures', 'specs');
@@ -267,8 +267,7 @@ describe('--set overrides', () => {
 });
 
 describe('regtrain validate through the real program, in process (test/helpers/in-process.ts)', () => {
-  const TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-spec-unit-'));
-  after(() => fs.rmSync(TMP, { recursive: true, force: true }));
+  const TMP = scratchDir('regtrain-spec-unit-');
   const regtrain = (args: string[]) => regtrainInProcess(args, { cwd: TMP });
   const noStackTrace = (s: string) => assert.doesNotMatch(s, /^\s+at .+[(:]\d+/m, `a stack trace leaked:\n${s}`);
 

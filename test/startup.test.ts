@@ -2,14 +2,14 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as nodeModule from 'node:module';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { BIN, ROOT, QUICK, regtrainSync } from './helpers/cli';
 import { seededDataDir } from './helpers/data';
+import { scratchDir } from './helpers/scratch';
 
 // Commands that never touch a tensor start without tfjs (about half a CPU-second a process):
 // each runs as a real process with a preload that lists, at exit, every module it loaded.
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-startup-'));
+const tmp = scratchDir('regtrain-startup-');
 const HOOK = path.join(tmp, 'loaded-modules.js');
 fs.writeFileSync(
   HOOK,

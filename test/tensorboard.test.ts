@@ -32,11 +32,12 @@ import { frameRecord } from '../src/train/tensorboard/record';
 import { defaultBucketLimits, histogramOf, type Histogram } from '../src/train/tensorboard/histogram';
 import { TensorBoardWriter } from '../src/train/tensorboard/writer';
 import { QUICK, regtrainSync } from './helpers/cli';
+import { scratchDir } from './helpers/scratch';
 
 // crc-32 ships types for its CRC-32 module only; its crc32c module has the same functions.
 const CRC32C = require('crc-32/crc32c') as typeof import('crc-32');
 
-const TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-tensorboard-'));
+const TMP = scratchDir('regtrain-tensorboard-');
 const mounts: string[] = [];
 after(() => {
   for (const m of mounts.reverse()) {

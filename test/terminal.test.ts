@@ -8,12 +8,12 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { epochLine } from '../src/train/callbacks/epoch-lines';
 import type { HistoryFile, MetricsFile } from '../src/runformat';
 import { pathWithoutRegtrain } from './helpers/path-without-regtrain';
+import { scratchDir } from './helpers/scratch';
 
 const ROOT = path.resolve(__dirname, '../..');
 const BIN = path.join(ROOT, 'bin', 'regtrain');
@@ -26,7 +26,7 @@ let TMP = '';
 let OUT = '';
 
 before(() => {
-  TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-terminal-'));
+  TMP = scratchDir('regtrain-terminal-');
   OUT = path.join(TMP, 'run');
 });
 after(() => {

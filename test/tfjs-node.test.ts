@@ -11,11 +11,11 @@ import { test, before, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { QUICK, ROOT, killAfterFirstEpoch, regtrainSync } from './helpers/cli';
+import { scratchDir } from './helpers/scratch';
 
-const TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-tfjs-node-'));
+const TMP = scratchDir('regtrain-tfjs-node-');
 const ENV = { ...process.env, REGTRAIN_DATA_DIR: path.join(TMP, 'cache') };
 
 /** Why tfjs-node cannot run here (the tests skip with it), or null when it loads. */

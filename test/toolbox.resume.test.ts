@@ -7,12 +7,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { killAfterFirstEpoch, QUICK, regtrainSync, SMALL_SLICE } from './helpers/cli';
 import { seededXdgCache } from './helpers/data';
+import { scratchDir } from './helpers/scratch';
 
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-toolbox-'));
+const tmp = scratchDir('regtrain-toolbox-');
 const env = { ...process.env, XDG_CACHE_HOME: seededXdgCache(path.join(tmp, 'xdg')) };
 const TOOLBOX = [
   ...SMALL_SLICE,

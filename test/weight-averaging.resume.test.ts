@@ -8,13 +8,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { killAfterFirstEpoch, QUICK, regtrainSync, SMALL_SLICE } from './helpers/cli';
 import { MetricsFileSchema } from '../src/runformat';
 import { seededXdgCache } from './helpers/data';
+import { scratchDir } from './helpers/scratch';
 
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-averaging-'));
+const tmp = scratchDir('regtrain-averaging-');
 const env = { ...process.env, XDG_CACHE_HOME: seededXdgCache(path.join(tmp, 'xdg')) };
 
 const regtrain = (args: string[]) => regtrainSync(args, { cwd: tmp, env });

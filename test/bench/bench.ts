@@ -35,6 +35,7 @@ import { epochExtrasReport } from './epoch-bench';
 import { epochStepReport } from './epoch-step';
 import { availablePaths, benchRounds, findTorchPython, roundsTable, useBackend } from './train-bench';
 import { cnnSection } from './cnn-bench';
+import { scratchDir } from '../helpers/scratch';
 
 const repoRoot = path.resolve(__dirname, '../../..');
 
@@ -52,7 +53,7 @@ interface ToolRun {
 /** Runs the real CLI and reads its --json events. */
 function toolRun(args: string[], env: Record<string, string> = {}): Promise<ToolRun> {
   return new Promise((resolve, reject) => {
-    const out = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-bench-'));
+    const out = scratchDir('regtrain-bench-');
     const t0 = process.hrtime.bigint();
     const child = spawn(
       process.execPath,

@@ -21,7 +21,6 @@
  *   node dist/test/bench/cnn-steps.js --compare test/fixtures/torch-cnn-steps.json
  */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '../../src/tf';
 import { initBackend } from '../../src/backend';
@@ -35,6 +34,7 @@ import { Optimizer } from '../../src/train/optimizers';
 import { createReferenceStep } from '../../src/train/step';
 import { createCnnStep } from '../../src/train/cnn-step';
 import { installedGemm } from '../../src/accel/kernels';
+import { scratchDir } from '../helpers/scratch';
 
 export const CNN_CONFIG = path.resolve(__dirname, '../../../configs/cnn.yaml');
 export const STEPS = 30;
@@ -82,7 +82,7 @@ export interface CnnSteps {
 
 /** The CNN of configs/cnn.yaml (its seed, its initial weights) and the first STEPS batches of its training split, unshuffled. */
 export async function cnnSetup(): Promise<CnnSteps> {
-  const cache = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-cnn-steps-'));
+  const cache = scratchDir('regtrain-cnn-steps-');
   const spec = loadSpec(
     CNN_CONFIG,
     [`data.trainLimit=${STEPS * BATCH}`, 'data.validation.size=0'].map(parseSetFlag),
@@ -185,7 +185,7 @@ function dump(setup: CnnSteps, dir: string): void {
  */
 async function dumpRun(dir: string): Promise<void> {
   const spec = loadSpec(CNN_CONFIG, []).spec;
-  const cache = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-cnn-steps-'));
+  const cache = scratchDir('regtrain-cnn-steps-');
   const ds = await loadSpecData(spec, runSeeds(spec.seed), { dataDir: cache, source: [] });
   fs.rmSync(cache, { recursive: true, force: true });
   const built = buildModel(spec);

@@ -33,6 +33,7 @@ import { fit } from '../../src/train/loop';
 import { createTrainStep } from '../../src/train/step';
 import { weightStats } from '../../src/train/weight-stats';
 import type { EpochRecord } from '../../src/runformat';
+import { scratchDir } from '../helpers/scratch';
 
 const repoRoot = path.resolve(__dirname, '../../..');
 const SPEC = path.join(repoRoot, 'configs', 'article.yaml');
@@ -52,7 +53,7 @@ export function median(xs: number[]): number {
 /** One `regtrain run` of `epochs` epochs; each epoch's wall time (event to event) and training time. */
 export function cliEpochs(epochs: number, env: Record<string, string> = {}): Promise<EpochTiming[]> {
   return new Promise((resolve, reject) => {
-    const out = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-epoch-bench-'));
+    const out = scratchDir('regtrain-epoch-bench-');
     const sets = [...EPOCH_BENCH_SETS, `training.epochs=${epochs}`].flatMap((s) => ['--set', s]);
     const child = spawn(
       process.execPath,
@@ -129,7 +130,7 @@ export async function extrasBreakdown(): Promise<[string, number][]> {
   const data = await loadSpecData(spec, runSeeds(spec.seed), { source: [] });
   const built = buildModel(spec);
   const step = createTrainStep(built, spec, backend);
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-epoch-bench-'));
+  const dir = scratchDir('regtrain-epoch-bench-');
   try {
     const tensorboard = new TensorBoardLogger(dir);
     const callbacks: CallbackList = new CallbackList([

@@ -28,6 +28,7 @@ import * as path from 'node:path';
 import * as tf from '../../src/tf';
 import { resolveDataDir } from '../../src/data/fetch';
 import { findTorchPython, measurePath, median, type PathSpec } from './train-bench';
+import { scratchDir } from '../helpers/scratch';
 
 const repoRoot = path.resolve(__dirname, '../../..');
 const SPEC = path.join(repoRoot, 'configs', 'article.yaml');
@@ -47,7 +48,7 @@ export interface CliEpochs {
  */
 export function cliRun(batch: number, epochs: number, cpu = false): Promise<CliEpochs> {
   return new Promise((resolve, reject) => {
-    const out = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-epoch-step-'));
+    const out = scratchDir('regtrain-epoch-step-');
     const sets = [`data.trainLimit=${TRAIN}`, `training.batchSize=${batch}`, `training.epochs=${epochs}`];
     const child = spawn(
       process.execPath,

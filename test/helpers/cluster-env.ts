@@ -4,9 +4,9 @@
  * scheduler variables this process may have inherited.
  */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { BIN } from './cli';
+import { scratchDir } from './scratch';
 
 export { BIN, ROOT } from './cli';
 
@@ -14,7 +14,7 @@ export function clusterEnv(
   prefix: string,
   opts: { dropRegtrainVars?: boolean } = {},
 ): { tmp: string; pathBin: string; env: NodeJS.ProcessEnv } {
-  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  const tmp = scratchDir(prefix);
   const pathBin = path.join(tmp, 'path-bin');
   fs.mkdirSync(pathBin);
   fs.symlinkSync(BIN, path.join(pathBin, 'regtrain'));

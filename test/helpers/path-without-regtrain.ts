@@ -6,11 +6,11 @@
  * other entry, so node, bash, tmux and Slurm's commands stay where they were found.
  */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
+import { scratchDir } from './scratch';
 
 function mirrorWithout(dir: string, name: string): string {
-  const mirror = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-test-path-'));
+  const mirror = scratchDir('regtrain-test-path-');
   // Readable by the unprivileged user some tests run regtrain as.
   fs.chmodSync(mirror, 0o755);
   for (const entry of fs.readdirSync(dir)) {

@@ -1,7 +1,7 @@
 /** The small study specs and scratch directories that test/study.test.ts and test/study.unit.test.ts plan and run. */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
+import { scratchDir } from './scratch';
 
 const BIN = path.resolve(__dirname, '../../..', 'bin', 'regtrain');
 
@@ -23,7 +23,7 @@ export const TWO_BY_TWO =
   BASE + 'variants: { baseline: {}, l2: { model.layers.1.dense.kernelRegularizer: l2 } }\nrepeats: 2\n';
 
 export function tmpdir(): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-study-'));
+  return scratchDir('regtrain-study-');
 }
 
 export function writeSpec(dir: string, text: string, file = 'study.yaml'): string {
