@@ -2,13 +2,15 @@
  * Broken and hostile run directories, refused by `regtrain evaluate` (and skipped by compare) through the real
  * program in process (test/helpers/in-process.ts): exit 2 and one clear line each, never "internal error", never a
  * stack. One tiny real run (a 10-unit softmax layer, one epoch) is made once, in process; every case is a copy of
- * it. test/hardening.faults.test.ts keeps two of them, and the other faults, through a real process.
+ * it; compare's refusals on the fixture run directories too. test/hardening.faults.test.ts keeps two of them, a
+ * compare refusal, and the other faults, through a real process.
  */
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { readMetrics } from '../src/rundir';
 import { seededDataDir } from './helpers/data';
 import { regtrainInProcess, type InProcessResult as Run } from './helpers/in-process';
 
@@ -205,5 +207,42 @@ describe('run directory faults (evaluate, compare)', () => {
     );
     const r = await regtrain(['evaluate', d, '--backend', 'cpu']);
     assert.equal(r.code, 2, r.stderr);
+  });
+});
+
+/** compare's refusals on the run directories in test/fixtures/runs. */
+describe('compare on the fixture run directories', () => {
+  const RUNS = path.resolve(__dirname, '..', '..', 'test', 'fixtures', 'runs');
+  const STUDY = path.join(RUNS, 'study');
+  const SINGLE = path.join(RUNS, 'single-run');
+
+  test('a run directory written before metrics.json stored the confusion matrix is read as before; one that stores it is checked', async () => {
+    assert.equal(readMetrics(path.join(STUDY, 'runs', 'baseline-seed1')).metrics.confusion, undefined);
+    assert.equal(readMetrics(SINGLE).metrics.confusion!.matrix[6]![6], 20);
+    const bad = fs.mkdtempSync(path.join(TMP, 'cmp-'));
+    fs.cpSync(SINGLE, bad, { recursive: true });
+    const m = JSON.parse(fs.readFileSync(path.join(bad, 'metrics.json'), 'utf8')) as {
+      confusion: { matrix: number[][] };
+    };
+    m.confusion.matrix[3]!.pop();
+    fs.writeFileSync(path.join(bad, 'metrics.json'), JSON.stringify(m));
+    const r = await regtrainInProcess(['compare', bad]);
+    assert.equal(r.code, 2);
+    assert.equal(r.stdout, '');
+    assert.match(
+      r.stderr,
+      new RegExp(
+        `^warning: skipped ${bad}: metrics\\.json: confusion\\.matrix\\.3: expected 10 counts \\(one per class\\), got 9\n`,
+      ),
+    );
+  });
+
+  test('compare with nothing usable exits 2 and says why', async () => {
+    const empty = fs.mkdtempSync(path.join(TMP, 'cmp-'));
+    const r = await regtrainInProcess(['compare', empty, path.join(STUDY, 'runs', 'broken')], { cwd: RUNS });
+    assert.equal(r.code, 2);
+    assert.equal(r.stdout, '');
+    assert.match(r.stderr, /no complete runs to compare/);
+    assert.match(r.stderr, /skipped \S*broken: metrics\.json: not valid JSON/);
   });
 });
