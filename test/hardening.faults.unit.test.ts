@@ -198,7 +198,7 @@ describe('run directory faults (evaluate, compare)', () => {
     assert.match(r.stderr, /warning: skipped .*run-compare-newer: .*format/);
   });
 
-  test('evaluate of a run whose spec.yaml no longer matches its model is refused', async () => {
+  test('evaluate of a run whose spec.yaml was edited after training is refused by the spec check, naming field and line', async () => {
     const d = broken('spec-mismatch', (dir) =>
       fs.writeFileSync(
         path.join(dir, 'spec.yaml'),
@@ -207,6 +207,11 @@ describe('run directory faults (evaluate, compare)', () => {
     );
     const r = await regtrain(['evaluate', d, '--backend', 'cpu']);
     assert.equal(r.code, 2, r.stderr);
+    assert.equal(
+      errorLine(r),
+      `! model.layers.1.dense.activation: the last layer must use softmax (sparseCategoricalCrossentropy takes ` +
+        `probabilities, as Keras's from_logits=False), got sigmoid (${d}/spec.yaml:22:21)`,
+    );
   });
 });
 
