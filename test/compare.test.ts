@@ -12,7 +12,6 @@ const ROOT = path.resolve(__dirname, '..', '..');
 const RUNS = path.join(ROOT, 'test', 'fixtures', 'runs');
 const STUDY = path.join(RUNS, 'study');
 const LOOSE = path.join(RUNS, 'loose');
-const SINGLE = path.join(RUNS, 'single-run');
 
 const close = (actual: number | null | undefined, expected: number, eps = 1e-6) =>
   assert.ok(
@@ -439,26 +438,6 @@ test('in a sweep, --baseline pairs each variant with the named variant at the sa
   assert.match(r.stdout, /\n\| l1-trainLimit=400 \(baseline\) \|/);
 });
 
-test('a run directory written before metrics.json stored the confusion matrix is read as before; one that stores it is checked', () => {
-  assert.equal(readMetrics(path.join(STUDY, 'runs', 'baseline-seed1')).metrics.confusion, undefined);
-  assert.equal(readMetrics(SINGLE).metrics.confusion!.matrix[6]![6], 20);
-  const bad = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-cmp-'));
-  fs.cpSync(SINGLE, bad, { recursive: true });
-  const m = JSON.parse(fs.readFileSync(path.join(bad, 'metrics.json'), 'utf8')) as {
-    confusion: { matrix: number[][] };
-  };
-  m.confusion.matrix[3]!.pop();
-  fs.writeFileSync(path.join(bad, 'metrics.json'), JSON.stringify(m));
-  const r = regtrainSync(['compare', bad]);
-  assert.equal(r.status, 2);
-  assert.match(
-    r.stderr,
-    new RegExp(
-      `^warning: skipped ${bad}: metrics\\.json: confusion\\.matrix\\.3: expected 10 counts \\(one per class\\), got 9\n`,
-    ),
-  );
-});
-
 test('a finished run stores its test confusion matrix, whose diagonal gives its test accuracy and which evaluate reproduces', async () => {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-cmp-run-'));
   const run = path.join(tmp, 'run');
@@ -506,14 +485,6 @@ test('a finished run stores its test confusion matrix, whose diagonal gives its 
   const report = JSON.parse(ev.stdout.trim().split('\n').pop()!) as { confusion: number[][] };
   assert.deepEqual(report.confusion, c.matrix);
   fs.rmSync(tmp, { recursive: true, force: true });
-});
-
-test('compare with nothing usable exits 2 and says why', () => {
-  const empty = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-cmp-'));
-  const r = cli(['compare', empty, path.join(STUDY, 'runs', 'broken')]);
-  assert.equal(r.status, 2);
-  assert.match(r.stderr, /no complete runs to compare/);
-  assert.match(r.stderr, /skipped \S*broken: metrics\.json: not valid JSON/);
 });
 
 test('the paired heading names the baseline only when it is not called baseline', () => {

@@ -15,6 +15,7 @@ import * as YAML from 'yaml';
 import { InputError } from '../src/errors';
 import { parseSetFlag, parseSpec, type Override } from '../src/spec';
 import { ROOT, regtrain } from './helpers/cli';
+import { regtrainInProcess, type InProcessResult } from './helpers/in-process';
 
 const CONFIGS = path.join(ROOT, 'configs');
 const SEEDS: string[] = fs
@@ -396,7 +397,7 @@ test('the text and structural generators produce __proto__, constructor and prot
 });
 
 test(
-  'a handful of mutated specs through the real CLI exit 0 or 2, never with a stack, never hanging',
+  'a handful of mutated specs through the CLI exit 0 or 2, never with a stack, never hanging; a real process prints the same',
   { timeout: 60_000 },
   async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-fuzz-'));
@@ -410,15 +411,23 @@ test(
         fs.writeFileSync(file, edits.reduce(applyTextEdit, SEEDS[seed]!));
         return file;
       });
-      const runs = await Promise.all(
-        files.map(async (file) => ({ file, ...(await regtrain(['validate', file], { timeoutMs: 120_000 })) })),
-      );
+      // Every sample through the real program in process (one after another: calls share the cwd).
+      const runs: ({ file: string } & InProcessResult)[] = [];
+      for (const file of files) runs.push({ file, ...(await regtrainInProcess(['validate', file])) });
       for (const r of runs) {
         const input = fs.readFileSync(r.file, 'utf8');
-        assert.equal(r.signal, null, `${r.file} was killed (hang?):\n${input}`);
         assert.ok(r.code === 0 || r.code === 2, `${r.file}: exit ${r.code}\n${r.stderr}\n--- input ---\n${input}`);
         assert.doesNotMatch(r.stderr, /internal error|^ {4}at /m, `${r.file}:\n${r.stderr}`);
       }
+      // The first refused and the first accepted sample through a real process: the same exit and first line.
+      const picked = [runs.find((r) => r.code === 2), runs.find((r) => r.code === 0)].filter((r) => r !== undefined);
+      const real = await Promise.all(picked.map((r) => regtrain(['validate', r.file], { timeoutMs: 120_000 })));
+      picked.forEach((r, i) => {
+        assert.equal(real[i]!.signal, null, `${r.file} was killed (hang?)`);
+        assert.equal(real[i]!.code, r.code, `${r.file}: exit ${real[i]!.code}\n${real[i]!.stderr}`);
+        assert.equal(real[i]!.stderr.split('\n')[0], r.stderr.split('\n')[0], r.file);
+        assert.doesNotMatch(real[i]!.stderr, /internal error|^ {4}at /m, `${r.file}:\n${real[i]!.stderr}`);
+      });
       assert.ok(
         runs.some((r) => r.code === 2),
         'at least one sample is refused',

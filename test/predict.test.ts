@@ -232,6 +232,7 @@ describe('predict on a trained run', () => {
   });
 });
 
+// The other refusals are checked in process (test/predict.unit.test.ts); this one through the real boundary.
 describe('predict refuses bad input with one line and exit 2', () => {
   /** predict must refuse with exit 2, exactly this one line on stderr, and nothing on stdout. */
   async function assertRefused(args: string[], message: string): Promise<void> {
@@ -251,45 +252,6 @@ describe('predict refuses bad input with one line and exit 2', () => {
       [cut],
       `${cut}: not a readable PNG (truncated: its IDAT chunk needs ${idatBytes} bytes from byte ${idat}, the file ends at 60)`,
     );
-  });
-
-  test('a file that is not a PNG is refused, and no image is classified when one of them is bad', async () => {
-    const jpeg = path.join(TMP, 'photo.jpg');
-    fs.writeFileSync(jpeg, Buffer.from([0xff, 0xd8, 0xff, 0xe0, 0, 16, 0x4a, 0x46, 0x49, 0x46]));
-    await assertRefused([testImagePng(0), jpeg], `${jpeg}: not a PNG image (predict reads PNG files)`);
-  });
-
-  test('a missing image and a directory are refused by name', async () => {
-    await assertRefused(['nothing-here.png'], 'nothing-here.png: no such file');
-    await assertRefused([TMP], `${TMP}: a directory, not a regular file`);
-  });
-
-  test('a PNG whose pixel data is damaged is refused with the decoder reason', async () => {
-    const whole = fs.readFileSync(testImagePng(0));
-    const idatData = whole.indexOf('IDAT') + 4;
-    const damaged = Buffer.from(whole);
-    damaged.fill(0xff, idatData, idatData + 4);
-    const file = path.join(TMP, 'damaged.png');
-    fs.writeFileSync(file, damaged);
-    const r = await regtrain(['predict', RUN, file]);
-    assert.equal(r.code, 2, r.stderr);
-    assert.match(
-      r.stderr,
-      new RegExp(`^error: ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: not a readable PNG \\([^\\n]+\\)\\n$`),
-    );
-  });
-
-  test('a test index outside the test set or not a number is refused', async () => {
-    await assertRefused(['--test-index', '10000'], '--test-index 10000: the test set has 10000 images (0 to 9999)');
-    await assertRefused(['--test-index', '1.5'], '--test-index 1.5: expected a whole number from 0');
-    await assertRefused(
-      ['--test-index', '99999999999999999999'],
-      '--test-index 99999999999999999999: the test set has 10000 images (0 to 9999)',
-    );
-  });
-
-  test('no image and no index is refused', async () => {
-    await assertRefused([], 'predict: name one or more PNG images, or --test-index N');
   });
 });
 

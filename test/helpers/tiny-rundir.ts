@@ -1,0 +1,37 @@
+/**
+ * One tiny real run made in this process (the same command, `regtrain run configs/quick.yaml` on a small slice,
+ * through test/helpers/in-process.ts): the finished run directory that in-process refusal tests copy and tamper
+ * with, without starting a child process to train or to check each message.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { QUICK } from './cli';
+import { seededDataDir } from './data';
+import { regtrainInProcess } from './in-process';
+
+/** The slice evaluate.test.ts trains on: 500 training images, 100 for validation, 500 for the test, 2 epochs. */
+export const TINY_RUN = [
+  '--backend',
+  'wasm',
+  '--set',
+  'data.trainLimit=500',
+  '--set',
+  'data.validation.size=100',
+  '--set',
+  'data.testLimit=500',
+  '--set',
+  'training.epochs=2',
+];
+
+/** Under `tmp`: a seeded dataset cache (`data-cache`) and a finished run (`run`) trained with `TINY_RUN` + `extra`. */
+export async function tinyRunDir(tmp: string, extra: string[] = []): Promise<{ run: string; cache: string }> {
+  const cache = seededDataDir(path.join(tmp, 'data-cache'));
+  const run = path.join(tmp, 'run');
+  const r = await regtrainInProcess(['run', QUICK, ...TINY_RUN, ...extra, '--out', run, '-q'], {
+    cwd: tmp,
+    env: { REGTRAIN_DATA_DIR: cache, XDG_CACHE_HOME: path.join(tmp, 'xdg') },
+  });
+  if (r.code !== 0 || !fs.existsSync(path.join(run, 'metrics.json')))
+    throw new Error(`the reference run failed (exit ${r.code}):\n${r.stderr}`);
+  return { run, cache };
+}
