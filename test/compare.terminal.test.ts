@@ -5,17 +5,17 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { regtrainSync } from './helpers/cli';
+import { scratchDir } from './helpers/scratch';
 
 const ROOT = path.resolve(__dirname, '../..');
 const BIN = path.join(ROOT, 'bin', 'regtrain');
 const STUDY = path.join(ROOT, 'test', 'fixtures', 'runs', 'study');
 const SOCKET = `regtrain-compare-terminal-${process.pid}`;
 const haveTmux = spawnSync('tmux', ['-V']).status === 0;
-const TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-compare-terminal-'));
+const TMP = scratchDir('regtrain-compare-terminal-');
 
 after(() => {
   if (haveTmux) spawnSync('tmux', ['-L', SOCKET, 'kill-server']);

@@ -1,12 +1,12 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { collectRuns, compareRuns, pairedT, tCdf, tQuantile, specDiff, type Group } from '../src/compare';
 import { readMetrics } from '../src/rundir';
 import { regtrain, regtrainSync } from './helpers/cli';
 import { seededDataDir } from './helpers/data';
+import { scratchDir } from './helpers/scratch';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const RUNS = path.join(ROOT, 'test', 'fixtures', 'runs');
@@ -212,7 +212,7 @@ test('compare prints a table that fits 120 columns, the changes in a legend unde
 });
 
 test('every line of the default output stays within 120 columns, even with long overrides', () => {
-  const long = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-cmp-'));
+  const long = scratchDir('regtrain-cmp-');
   fs.cpSync(STUDY, path.join(long, 'study'), { recursive: true });
   // l1's spec gains a long optimizer change: the legend wraps it at its commas.
   const spec = path.join(long, 'study', 'runs');
@@ -439,7 +439,7 @@ test('in a sweep, --baseline pairs each variant with the named variant at the sa
 });
 
 test('a finished run stores its test confusion matrix, whose diagonal gives its test accuracy and which evaluate reproduces', async () => {
-  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-cmp-run-'));
+  const tmp = scratchDir('regtrain-cmp-run-');
   const run = path.join(tmp, 'run');
   const env = {
     ...process.env,

@@ -4,16 +4,16 @@
  * scenario is a copy of it under <tmp>/rundirs/<scenario> (see test/fixtures/rundirs/README.md). The other
  * one-message refusals are checked in process: test/evaluate.unit.test.ts.
  */
-import { test, before, after, describe } from 'node:test';
+import { test, before, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '../src/tf';
 import { initBackend } from '../src/backend';
 import type { MetricsFile } from '../src/runformat';
 import { finished, QUICK, startCli, type CliResult } from './helpers/cli';
 import { seededDataDir } from './helpers/data';
+import { scratchDir } from './helpers/scratch';
 
 const TEST_COUNT = 500;
 const TINY = [
@@ -80,13 +80,12 @@ async function assertRefused(dir: string, message: string): Promise<void> {
 }
 
 before(async () => {
-  TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-evaluate-test-'));
+  TMP = scratchDir('regtrain-evaluate-test-');
   CACHE = seededDataDir(path.join(TMP, 'data-cache'));
   RUN = path.join(TMP, 'run');
   const r = await regtrain(['run', QUICK, ...TINY, '--out', RUN, '-q']);
   assert.equal(r.code, 0, `the reference run failed:\n${r.stderr}`);
 });
-after(() => fs.rmSync(TMP, { recursive: true, force: true }));
 
 describe('evaluate round trip', () => {
   test('evaluate --json gives the test loss and accuracy the run recorded, with per-class counts and a consistent confusion matrix', async () => {

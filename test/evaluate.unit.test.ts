@@ -4,16 +4,16 @@
  * real run is made once, in process, for this file; every scenario is a copy of it under <tmp>/rundirs/<scenario>.
  * test/evaluate.test.ts keeps a refusal through a real process (the boundary prints the same line).
  */
-import { test, before, after, describe } from 'node:test';
+import { test, before, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import * as YAML from 'yaml';
 import type { MetricsFile } from '../src/runformat';
 import { HINT } from './helpers/cli';
 import { regtrainInProcess, type InProcessResult } from './helpers/in-process';
 import { tinyRunDir } from './helpers/tiny-rundir';
+import { scratchDir } from './helpers/scratch';
 
 let TMP = '';
 let CACHE = '';
@@ -69,10 +69,9 @@ async function assertRefused(dir: string, message: string): Promise<void> {
 }
 
 before(async () => {
-  TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-evaluate-unit-'));
+  TMP = scratchDir('regtrain-evaluate-unit-');
   ({ run: RUN, cache: CACHE } = await tinyRunDir(TMP));
 });
-after(() => fs.rmSync(TMP, { recursive: true, force: true }));
 
 describe('evaluate refuses tampered run directories with exit 2 and one clear line', () => {
   test('a weights path with ../ (path traversal)', async () => {

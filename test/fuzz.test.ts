@@ -8,7 +8,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import fc from 'fast-check';
 import * as YAML from 'yaml';
@@ -16,6 +15,7 @@ import { InputError } from '../src/errors';
 import { parseSetFlag, parseSpec, type Override } from '../src/spec';
 import { ROOT, regtrain } from './helpers/cli';
 import { regtrainInProcess, type InProcessResult } from './helpers/in-process';
+import { scratchDir } from './helpers/scratch';
 
 const CONFIGS = path.join(ROOT, 'configs');
 const SEEDS: string[] = fs
@@ -400,7 +400,7 @@ test(
   'a handful of mutated specs through the CLI exit 0 or 2, never with a stack, never hanging; a real process prints the same',
   { timeout: 60_000 },
   async () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-fuzz-'));
+    const dir = scratchDir('regtrain-fuzz-');
     try {
       const samples = fc.sample(
         fc.tuple(fc.integer({ min: 0, max: SEEDS.length - 1 }), fc.array(textEdit, { minLength: 1, maxLength: 5 })),

@@ -10,7 +10,6 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { fetchDataset, type FetchOptions, type Manifest } from '../src/data/fetch';
@@ -33,8 +32,9 @@ import {
 import { runSeeds } from '../src/rng';
 import { BIN, launch, type CliResult, type Running } from './helpers/cli';
 import { seededDataDir } from './helpers/data';
+import { scratchDir } from './helpers/scratch';
 
-const TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-hardening-faults-'));
+const TMP = scratchDir('regtrain-hardening-faults-');
 fs.chmodSync(TMP, 0o755); // an unprivileged child (uid 65534) must be able to walk in
 const mounts: string[] = [];
 after(() => {

@@ -5,17 +5,16 @@
  * it; compare's refusals on the fixture run directories too. test/hardening.faults.test.ts keeps two of them, a
  * compare refusal, and the other faults, through a real process.
  */
-import { test, describe, before, after } from 'node:test';
+import { test, describe, before } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { readMetrics } from '../src/rundir';
 import { seededDataDir } from './helpers/data';
 import { regtrainInProcess, type InProcessResult as Run } from './helpers/in-process';
+import { scratchDir } from './helpers/scratch';
 
-const TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-hardening-faults-unit-'));
-after(() => fs.rmSync(TMP, { recursive: true, force: true }));
+const TMP = scratchDir('regtrain-hardening-faults-unit-');
 
 /** The tiny training settings of test/hardening.faults.test.ts. */
 const TINY = [

@@ -6,10 +6,9 @@
  * Two real tiny runs (two seeds) are made once; every damaged case is a copy of one of them.
  */
 /* eslint-disable @typescript-eslint/no-explicit-any -- the tests damage JSON files field by field, any shape */
-import { test, before, after, describe } from 'node:test';
+import { test, before, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { collectRuns, compareRuns, onLattice } from '../src/compare';
@@ -20,6 +19,7 @@ import type { MetricsFile } from '../src/runformat';
 import { finished, QUICK, startCli, type CliResult } from './helpers/cli';
 import { seededDataDir } from './helpers/data';
 import { DAMAGED_METRICS } from './helpers/damaged-metrics';
+import { scratchDir } from './helpers/scratch';
 
 const TINY = [
   '--backend',
@@ -68,7 +68,7 @@ function editMetrics(dir: string, edit: (m: Record<string, any>) => void): void 
 }
 
 before(async () => {
-  TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-h2-rundir-'));
+  TMP = scratchDir('regtrain-h2-rundir-');
   seededDataDir(path.join(TMP, 'cache'));
   RUN_A = path.join(TMP, 'run-a');
   RUN_B = path.join(TMP, 'run-b');
@@ -77,7 +77,6 @@ before(async () => {
   const b = await regtrain(['run', QUICK, ...TINY, '--set', 'seed=1235', '--out', RUN_B]);
   assert.equal(b.code, 0, b.stderr);
 });
-after(() => fs.rmSync(TMP, { recursive: true, force: true }));
 
 describe('compare counts a repeated (spec, seed) once', () => {
   /** A study-like folder: runs of `spec edit` with the given seeds and test accuracies. */

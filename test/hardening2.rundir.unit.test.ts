@@ -6,14 +6,14 @@
  * real boundary, devices, FIFOs, huge files, a full disk).
  */
 /* eslint-disable @typescript-eslint/no-explicit-any -- the tests damage JSON files field by field, any shape */
-import { test, before, after, describe } from 'node:test';
+import { test, before, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { DAMAGED_METRICS } from './helpers/damaged-metrics';
 import { regtrainInProcess } from './helpers/in-process';
 import { tinyRunDir } from './helpers/tiny-rundir';
+import { scratchDir } from './helpers/scratch';
 
 let TMP = '';
 let CACHE = '';
@@ -41,10 +41,9 @@ async function refusedByEvaluate(dir: string, message: string): Promise<void> {
 }
 
 before(async () => {
-  TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-h2-rundir-unit-'));
+  TMP = scratchDir('regtrain-h2-rundir-unit-');
   ({ run: RUN_A, cache: CACHE } = await tinyRunDir(TMP));
 });
-after(() => fs.rmSync(TMP, { recursive: true, force: true }));
 
 describe('run-dir files: one schema and one reader each; damage is one line, never a crash', () => {
   for (const [name, edit, message] of DAMAGED_METRICS)

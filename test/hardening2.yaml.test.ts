@@ -13,6 +13,7 @@ import { applyOverrides, parseSetFlag, parseSpec, experimentSpec } from '../src/
 import { expandStudy } from '../src/study';
 import { ZOD_WORDING } from '../src/zodwords';
 import { regtrain } from './helpers/cli';
+import { scratchDir } from './helpers/scratch';
 
 const ROOT = path.resolve(__dirname, '../..');
 const QUICK_TEXT = fs.readFileSync(path.join(ROOT, 'configs', 'quick.yaml'), 'utf8');
@@ -119,7 +120,7 @@ describe('YAML values that are not plain scalars, maps or lists are refused at t
   });
 
   test('no Node warning reaches stderr: a custom tag in a spec file and in a --set value (real CLI)', async () => {
-    const dir = fs.mkdtempSync(path.join(require('node:os').tmpdir(), 'regtrain-h2-'));
+    const dir = scratchDir('regtrain-h2-');
     try {
       const file = path.join(dir, 'tagged.yaml');
       fs.writeFileSync(file, withSeed('!weird 3'));

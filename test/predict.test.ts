@@ -3,10 +3,9 @@
  * images (pngjs), and the Fashion-MNIST pipeline (src/images/) on images whose result is worked
  * out by hand.
  */
-import { test, before, after, describe } from 'node:test';
+import { test, before, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { PNG } from 'pngjs';
 import { imagesOf, loadDataset } from '../src/data/dataset';
@@ -15,6 +14,7 @@ import { toFashionMnist } from '../src/images/fashion-mnist';
 import { finished, QUICK, startCli, type CliResult } from './helpers/cli';
 import { runSeeds } from '../src/rng';
 import { seededDataDir } from './helpers/data';
+import { scratchDir } from './helpers/scratch';
 
 const TINY = [
   ...[
@@ -91,7 +91,7 @@ const jsonLines = (stdout: string): Prediction[] =>
     .map((l) => JSON.parse(l) as Prediction);
 
 before(async () => {
-  TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-predict-test-'));
+  TMP = scratchDir('regtrain-predict-test-');
   CACHE = seededDataDir(path.join(TMP, 'data-cache'));
   RUN = path.join(TMP, 'run');
   const r = await regtrain(['run', QUICK, ...TINY, '--out', RUN, '-q']);
@@ -106,7 +106,6 @@ before(async () => {
   });
   TEST_IMAGES = [0, 1, 2, 3].map((i) => Uint8Array.from(imagesOf(data.test, i, i + 1)));
 });
-after(() => fs.rmSync(TMP, { recursive: true, force: true }));
 
 describe('predict on a trained run', () => {
   test('a PNG written from test image N predicts exactly what --test-index N predicts', async () => {

@@ -4,14 +4,14 @@
  * image is classified when one of them is bad. One tiny real run is made once, in process, for this file.
  * test/predict.test.ts keeps a refusal through a real process (the boundary prints the same line).
  */
-import { test, before, after, describe } from 'node:test';
+import { test, before, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { PNG } from 'pngjs';
 import { regtrainInProcess, type InProcessResult } from './helpers/in-process';
 import { tinyRunDir } from './helpers/tiny-rundir';
+import { scratchDir } from './helpers/scratch';
 
 let TMP = '';
 let CACHE = '';
@@ -36,10 +36,9 @@ function picturePng(): string {
 }
 
 before(async () => {
-  TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'regtrain-predict-unit-'));
+  TMP = scratchDir('regtrain-predict-unit-');
   ({ run: RUN, cache: CACHE } = await tinyRunDir(TMP));
 });
-after(() => fs.rmSync(TMP, { recursive: true, force: true }));
 
 describe('predict refuses bad input with one line and exit 2', () => {
   /** predict must refuse with exit 2, exactly this one line on stderr, and nothing on stdout. */
