@@ -12,6 +12,7 @@ import { ECE_BINS } from '../src/evaluation/calibration';
 import { regtrainSync } from './helpers/cli';
 import { seededXdgCache } from './helpers/data';
 import { scratchDir } from './helpers/scratch';
+import { readJson, metricsOf } from './helpers/run-files';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const QUICK = path.join(ROOT, 'configs', 'quick.yaml');
@@ -22,8 +23,6 @@ let TMP = '';
 let RUN = '';
 const env = () => ({ ...process.env, XDG_CACHE_HOME: path.join(TMP, 'xdg') });
 const cli = (args: string[]) => regtrainSync(args, { cwd: TMP, env: env() });
-const readJson = <T>(file: string): T => JSON.parse(fs.readFileSync(file, 'utf8')) as T;
-const metricsOf = (dir: string) => readJson<MetricsFile>(path.join(dir, 'metrics.json'));
 const close = (actual: number, expected: number, eps = 1e-9) =>
   assert.ok(Math.abs(actual - expected) <= eps, `expected ${expected}, got ${actual}`);
 

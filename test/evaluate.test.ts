@@ -10,24 +10,13 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '../src/tf';
 import { initBackend } from '../src/backend';
-import type { MetricsFile } from '../src/runformat';
-import { finished, QUICK, startCli, type CliResult } from './helpers/cli';
+import { finished, QUICK, startCli, TINY_RUN, type CliResult } from './helpers/cli';
 import { seededDataDir } from './helpers/data';
 import { scratchDir } from './helpers/scratch';
+import { readJson, metricsOf, type ModelJson } from './helpers/run-files';
 
+/** TINY_RUN's data.testLimit. */
 const TEST_COUNT = 500;
-const TINY = [
-  '--backend',
-  'wasm',
-  '--set',
-  'data.trainLimit=500',
-  '--set',
-  'data.validation.size=100',
-  '--set',
-  `data.testLimit=${TEST_COUNT}`,
-  '--set',
-  'training.epochs=2',
-];
 const FASHION_CLASSES = [
   'T-shirt/top',
   'Trouser',
@@ -54,16 +43,6 @@ function regtrain(args: string[]): Promise<CliResult> {
   );
 }
 
-const readJson = <T>(file: string): T => JSON.parse(fs.readFileSync(file, 'utf8')) as T;
-const metricsOf = (dir: string) => readJson<MetricsFile>(path.join(dir, 'metrics.json'));
-
-interface ModelJson {
-  format: string;
-  modelTopology: object;
-  weightsManifest: { paths: string[]; weights: { name: string; shape: number[]; dtype: string }[] }[];
-  userDefinedMetadata?: Record<string, unknown>;
-}
-
 /** A fresh copy of the real run, to tamper with. */
 function scenario(name: string): string {
   const dir = path.join(TMP, 'rundirs', name);
@@ -83,7 +62,7 @@ before(async () => {
   TMP = scratchDir('regtrain-evaluate-test-');
   CACHE = seededDataDir(path.join(TMP, 'data-cache'));
   RUN = path.join(TMP, 'run');
-  const r = await regtrain(['run', QUICK, ...TINY, '--out', RUN, '-q']);
+  const r = await regtrain(['run', QUICK, ...TINY_RUN, '--out', RUN, '-q']);
   assert.equal(r.code, 0, `the reference run failed:\n${r.stderr}`);
 });
 
@@ -273,7 +252,7 @@ test('evaluate --best evaluates the best epoch saved by training.checkpoint.save
     '--set',
     'training.earlyStopping={monitor: val_loss, patience: 10, restoreBestWeights: true}',
   ];
-  const run = await regtrain(['run', QUICK, ...TINY, ...sets, '--out', out, '-q']);
+  const run = await regtrain(['run', QUICK, ...TINY_RUN, ...sets, '--out', out, '-q']);
   assert.equal(run.code, 0, run.stderr);
   const metrics = metricsOf(out);
   const best = readJson<{ epoch: number; monitor: string; value: number; mode: string }>(

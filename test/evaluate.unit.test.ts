@@ -9,11 +9,11 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as YAML from 'yaml';
-import type { MetricsFile } from '../src/runformat';
 import { HINT } from './helpers/cli';
 import { regtrainInProcess, type InProcessResult } from './helpers/in-process';
 import { tinyRunDir } from './helpers/tiny-rundir';
 import { scratchDir } from './helpers/scratch';
+import { readJson, metricsOf, type ModelJson } from './helpers/run-files';
 
 let TMP = '';
 let CACHE = '';
@@ -25,16 +25,6 @@ function regtrain(args: string[]): Promise<InProcessResult> {
     cwd: TMP,
     env: { REGTRAIN_DATA_DIR: CACHE, XDG_CACHE_HOME: path.join(TMP, 'xdg') },
   });
-}
-
-const readJson = <T>(file: string): T => JSON.parse(fs.readFileSync(file, 'utf8')) as T;
-const metricsOf = (dir: string) => readJson<MetricsFile>(path.join(dir, 'metrics.json'));
-
-interface ModelJson {
-  format: string;
-  modelTopology: object;
-  weightsManifest: { paths: string[]; weights: { name: string; shape: number[]; dtype: string }[] }[];
-  userDefinedMetadata?: Record<string, unknown>;
 }
 
 /** A fresh copy of the real run, to tamper with. */

@@ -33,6 +33,7 @@ import { runSeeds } from '../src/rng';
 import { BIN, launch, type CliResult, type Running } from './helpers/cli';
 import { seededDataDir } from './helpers/data';
 import { scratchDir } from './helpers/scratch';
+import { ONE_EPOCH_SLICE, writeOneLayerSpec } from './helpers/one-layer-spec';
 
 const TMP = scratchDir('regtrain-hardening-faults-');
 fs.chmodSync(TMP, 0o755); // an unprivileged child (uid 65534) must be able to walk in
@@ -43,21 +44,7 @@ after(() => {
 });
 
 /** The tiny training settings every run here uses (a couple of seconds at most). */
-const TINY = [
-  '--set',
-  'data.trainLimit=500',
-  '--set',
-  'data.validation.size=100',
-  '--set',
-  'data.testLimit=200',
-  '--set',
-  'training.epochs=1',
-];
-const SPEC = path.join(TMP, 'tiny.yaml');
-fs.writeFileSync(
-  SPEC,
-  'name: tiny\nmodel:\n  layers:\n    - flatten: {}\n    - dense: { units: 10, activation: softmax }\n',
-);
+const SPEC = writeOneLayerSpec(TMP);
 /** A data cache shared by the runs that are not about data (a verified, stamped copy: no run fetches or re-hashes it). */
 const DATA = seededDataDir(path.join(TMP, 'data'));
 
@@ -370,7 +357,7 @@ describe('run directory faults (evaluate, compare)', () => {
   const GOOD = path.join(TMP, 'run-good');
 
   before(async () => {
-    const r = await regtrain(['run', SPEC, '--out', GOOD, '--quiet', ...TINY]);
+    const r = await regtrain(['run', SPEC, '--out', GOOD, '--quiet', ...ONE_EPOCH_SLICE]);
     assertClean(r, 0, 'making the reference run');
   });
 
@@ -417,7 +404,7 @@ describe('saving faults', () => {
     async () => {
       // 16 KiB: spec.yaml and the history fit, the 31 KB weights.bin does not.
       const out = path.join(tmpfs('out-full', '16k'), 'run');
-      const r = await regtrain(['run', SPEC, '--out', out, '--quiet', ...TINY]);
+      const r = await regtrain(['run', SPEC, '--out', out, '--quiet', ...ONE_EPOCH_SLICE]);
       assertClean(r, 1, 'disk full');
       assert.match(
         errorLine(r),
@@ -443,7 +430,7 @@ describe('saving faults', () => {
     { skip: NO_MOUNT },
     async () => {
       const out = path.join(tmpfs('out-ro', '1m', true), 'run');
-      const r = await regtrain(['run', SPEC, '--out', out, '--quiet', ...TINY]);
+      const r = await regtrain(['run', SPEC, '--out', out, '--quiet', ...ONE_EPOCH_SLICE]);
       assertClean(r, 2, 'read-only out');
       assert.equal(errorLine(r), `error: ${out}: cannot create the run directory (read-only file system)`);
     },
@@ -508,9 +495,19 @@ describe('signals', () => {
     try {
       const out = path.join(TMP, 'run-shared-out');
       const dataDir = path.join(TMP, 'run-sigterm-data');
-      const first = start(['run', SPEC, '--out', out, '--source', mirror.server.url, '--data-dir', dataDir, ...TINY]);
+      const first = start([
+        'run',
+        SPEC,
+        '--out',
+        out,
+        '--source',
+        mirror.server.url,
+        '--data-dir',
+        dataDir,
+        ...ONE_EPOCH_SLICE,
+      ]);
       await until('the first run downloading', () => listDir(dataDir).some((f) => f.endsWith('.part')));
-      const second = await regtrain(['run', SPEC, '--out', out, '--quiet', ...TINY]);
+      const second = await regtrain(['run', SPEC, '--out', out, '--quiet', ...ONE_EPOCH_SLICE]);
       assertClean(second, 2, 'second writer');
       assert.equal(errorLine(second), `error: --out ${out}: another regtrain run is writing to it`);
 
@@ -528,7 +525,7 @@ describe('signals', () => {
 
   test('SIGTERM during training: exit 130, history and an incomplete-marked model saved, consistent, no lock or temp files', async () => {
     const out = path.join(TMP, 'run-sigterm-train');
-    const p = start(['run', SPEC, '--out', out, '--json', ...TINY, '--set', 'training.epochs=200']);
+    const p = start(['run', SPEC, '--out', out, '--json', ...ONE_EPOCH_SLICE, '--set', 'training.epochs=200']);
     await until('the first epoch', () => p.output().includes('"event":"epoch"'), 60_000);
     p.child.kill('SIGTERM');
     const r = await p.done;

@@ -13,25 +13,12 @@ import { readMetrics } from '../src/rundir';
 import { seededDataDir } from './helpers/data';
 import { regtrainInProcess, type InProcessResult as Run } from './helpers/in-process';
 import { scratchDir } from './helpers/scratch';
+import { ONE_EPOCH_SLICE, writeOneLayerSpec } from './helpers/one-layer-spec';
 
 const TMP = scratchDir('regtrain-hardening-faults-unit-');
 
 /** The tiny training settings of test/hardening.faults.test.ts. */
-const TINY = [
-  '--set',
-  'data.trainLimit=500',
-  '--set',
-  'data.validation.size=100',
-  '--set',
-  'data.testLimit=200',
-  '--set',
-  'training.epochs=1',
-];
-const SPEC = path.join(TMP, 'tiny.yaml');
-fs.writeFileSync(
-  SPEC,
-  'name: tiny\nmodel:\n  layers:\n    - flatten: {}\n    - dense: { units: 10, activation: softmax }\n',
-);
+const SPEC = writeOneLayerSpec(TMP);
 const DATA = seededDataDir(path.join(TMP, 'data'));
 
 function regtrain(args: string[]): Promise<Run> {
@@ -59,7 +46,7 @@ describe('run directory faults (evaluate, compare)', () => {
   const GOOD = path.join(TMP, 'run-good');
 
   before(async () => {
-    const r = await regtrain(['run', SPEC, '--out', GOOD, '--quiet', ...TINY]);
+    const r = await regtrain(['run', SPEC, '--out', GOOD, '--quiet', ...ONE_EPOCH_SLICE]);
     assertClean(r, 0, 'making the reference run');
   });
 

@@ -20,6 +20,7 @@ import { finished, QUICK, startCli, type CliResult } from './helpers/cli';
 import { seededDataDir } from './helpers/data';
 import { DAMAGED_METRICS } from './helpers/damaged-metrics';
 import { scratchDir } from './helpers/scratch';
+import { readJson } from './helpers/run-files';
 
 const TINY = [
   '--backend',
@@ -51,7 +52,6 @@ function regtrain(args: string[], opts: { stdoutFd?: number } = {}): Promise<Cli
   );
 }
 
-const readJson = <T>(file: string): T => JSON.parse(fs.readFileSync(file, 'utf8')) as T;
 const writeJson = (file: string, v: unknown) => fs.writeFileSync(file, JSON.stringify(v, null, 2));
 
 /** A copy of run A (or B) to damage. */

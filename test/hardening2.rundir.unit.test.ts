@@ -14,12 +14,12 @@ import { DAMAGED_METRICS } from './helpers/damaged-metrics';
 import { regtrainInProcess } from './helpers/in-process';
 import { tinyRunDir } from './helpers/tiny-rundir';
 import { scratchDir } from './helpers/scratch';
+import { readJson } from './helpers/run-files';
 
 let TMP = '';
 let CACHE = '';
 let RUN_A = '';
 
-const readJson = <T>(file: string): T => JSON.parse(fs.readFileSync(file, 'utf8')) as T;
 const writeJson = (file: string, v: unknown) => fs.writeFileSync(file, JSON.stringify(v, null, 2));
 
 /** A copy of the run to damage. */

@@ -10,24 +10,12 @@ import * as path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import * as YAML from 'yaml';
 import type { EpochRecord, HistoryFile, MetricsFile } from '../src/runformat';
-import { finished, QUICK, ROOT, startCli, type CliResult } from './helpers/cli';
+import { finished, QUICK, ROOT, startCli, TINY_RUN, type CliResult } from './helpers/cli';
 import { seededDataDir } from './helpers/data';
 import { scratchDir } from './helpers/scratch';
+import { readJson } from './helpers/run-files';
 
 const SPECS = path.join(ROOT, 'test', 'fixtures', 'specs');
-/** Same backend everywhere, so that runs are comparable number for number. */
-const TINY = [
-  '--backend',
-  'wasm',
-  '--set',
-  'data.trainLimit=500',
-  '--set',
-  'data.validation.size=100',
-  '--set',
-  'data.testLimit=500',
-  '--set',
-  'training.epochs=2',
-];
 const RUN_TIMEOUT = 90_000;
 
 let TMP = '';
@@ -48,7 +36,6 @@ function start(args: string[], cwd: string): ChildProcess {
 const regtrain = (args: string[], cwd: string): Promise<CliResult> =>
   finished(start(args, cwd), undefined, RUN_TIMEOUT);
 
-const readJson = <T>(file: string): T => JSON.parse(fs.readFileSync(file, 'utf8')) as T;
 const history = (dir: string) => readJson<HistoryFile>(path.join(dir, 'history.json'));
 const metrics = (dir: string) => readJson<MetricsFile>(path.join(dir, 'metrics.json'));
 /** History without wall-clock times: what must repeat exactly. */
@@ -65,13 +52,13 @@ function assertNoLeftovers(dir: string): void {
   assert.ok(!names.includes('.regtrain.lock'), `lock file left in ${dir}`);
 }
 
-/** One run of QUICK on TINY, made by the first test that asks: its directory and result. */
+/** One run of QUICK on TINY_RUN, made by the first test that asks: its directory and result. */
 let tinyRun: Promise<{ out: string; r: CliResult }> | undefined;
 const theTinyRun = () =>
   (tinyRun ??= (async () => {
     const cwd = workdir();
     const out = path.join(cwd, 'run');
-    return { out, r: await regtrain(['run', QUICK, ...TINY, '--out', out], cwd) };
+    return { out, r: await regtrain(['run', QUICK, ...TINY_RUN, '--out', out], cwd) };
   })());
 
 test('a quick run on the real dataset exits 0 and writes a complete run directory', async () => {
@@ -177,7 +164,7 @@ test('a quick run on the real dataset exits 0 and writes a complete run director
 test('--json prints only JSON lines: start, training, one epoch per epoch, test, done, with the documented keys', async () => {
   const cwd = workdir();
   const out = path.join(cwd, 'run');
-  const r = await regtrain(['run', QUICK, ...TINY, '--set', 'training.epochs=3', '--out', out, '--json'], cwd);
+  const r = await regtrain(['run', QUICK, ...TINY_RUN, '--set', 'training.epochs=3', '--out', out, '--json'], cwd);
   assert.equal(r.code, 0, r.stderr);
   assert.ok(r.stdout.endsWith('\n'));
   const events = r.stdout
@@ -283,7 +270,7 @@ test('two runs with the same spec, seed and backend give identical histories, me
   // The first is the run the first test checks; the second is made here.
   const { out: a, r: ra } = await theTinyRun();
   const b = path.join(cwd, 'b');
-  const rb = await regtrain(['run', QUICK, ...TINY, '--out', b, '-q'], cwd);
+  const rb = await regtrain(['run', QUICK, ...TINY_RUN, '--out', b, '-q'], cwd);
   assert.equal(ra.code, 0, ra.stderr);
   assert.equal(rb.code, 0, rb.stderr);
   assert.deepEqual(numbers(history(b).epochs), numbers(history(a).epochs));
@@ -308,7 +295,7 @@ test('a run whose loss becomes non-finite exits 1 with a clear message, keeps it
     [
       'run',
       QUICK,
-      ...TINY,
+      ...TINY_RUN,
       '--set',
       'data.validation.size=0',
       '--set',
@@ -353,7 +340,7 @@ test('a run whose loss becomes non-finite exits 1 with a clear message, keeps it
 test('SIGINT stops a real run after the current batch: exit 130, history and model saved, run marked incomplete', async () => {
   const cwd = workdir();
   const out = path.join(cwd, 'run');
-  const child = start(['run', QUICK, ...TINY, '--set', 'training.epochs=200', '--out', out], cwd);
+  const child = start(['run', QUICK, ...TINY_RUN, '--set', 'training.epochs=200', '--out', out], cwd);
   let sent = false;
   const r = await finished(
     child,
@@ -404,7 +391,7 @@ test('--out pointing at a non-empty directory exits 2 and leaves its files untou
     .readdirSync(out)
     .map((f) => [f, fs.readFileSync(path.join(out, f), 'utf8'), fs.statSync(path.join(out, f)).mtimeMs]);
 
-  const r = await regtrain(['run', QUICK, ...TINY, '--out', out], cwd);
+  const r = await regtrain(['run', QUICK, ...TINY_RUN, '--out', out], cwd);
   assert.equal(r.code, 2, r.stderr);
   assert.equal(r.stderr, `error: --out ${out}: exists and is not empty; regtrain never overwrites a run\n`);
   const afterFiles = fs
@@ -417,7 +404,7 @@ test('--out pointing at a file exits 2 and leaves the file untouched', async () 
   const cwd = workdir();
   const out = path.join(cwd, 'a-file');
   fs.writeFileSync(out, 'keep\n');
-  const r = await regtrain(['run', QUICK, ...TINY, '--out', out], cwd);
+  const r = await regtrain(['run', QUICK, ...TINY_RUN, '--out', out], cwd);
   assert.equal(r.code, 2, r.stderr);
   assert.equal(r.stderr, `error: --out ${out}: exists and is not a directory\n`);
   assert.equal(fs.readFileSync(out, 'utf8'), 'keep\n');
@@ -444,7 +431,7 @@ test('a spec error exits 2 before any run directory is created', async () => {
 
 test('without --out the run directory is runs/<name>-<UTC timestamp> under the working directory', async () => {
   const cwd = workdir();
-  const r = await regtrain(['run', QUICK, ...TINY, '--set', 'training.epochs=1', '-q'], cwd);
+  const r = await regtrain(['run', QUICK, ...TINY_RUN, '--set', 'training.epochs=1', '-q'], cwd);
   assert.equal(r.code, 0, r.stderr);
   const runs = fs.readdirSync(path.join(cwd, 'runs'));
   assert.equal(runs.length, 1);
@@ -461,7 +448,7 @@ test('early stopping with restoreBestWeights stops after `patience` epochs witho
   // (from +∞), so with patience 2 training stops after epoch 3 and restores epoch 1's weights,
   // whatever the exact loss values are.
   const es = 'training.earlyStopping={monitor: val_loss, patience: 2, minDelta: 1000, restoreBestWeights: true}';
-  const r = await regtrain(['run', QUICK, ...TINY, '--set', 'training.epochs=6', '--set', es, '--out', out], cwd);
+  const r = await regtrain(['run', QUICK, ...TINY_RUN, '--set', 'training.epochs=6', '--set', es, '--out', out], cwd);
   assert.equal(r.code, 0, r.stderr);
   const m = metrics(out);
   const h = history(out);
@@ -483,7 +470,10 @@ test('early stopping on val_accuracy stops after patience epochs without an impr
   // On this slice val_accuracy climbs 0.16, 0.20, 0.34, 0.35, 0.49, 0.53, 0.56, …: with minDelta 0.1 only
   // epochs 1, 3 and 5 improve, and patience 2 ends training after epoch 7.
   const es = 'training.earlyStopping={monitor: val_accuracy, patience: 2, minDelta: 0.1, restoreBestWeights: true}';
-  const r = await regtrain(['run', QUICK, ...TINY, '--set', 'training.epochs=8', '--set', es, '--out', out, '-q'], cwd);
+  const r = await regtrain(
+    ['run', QUICK, ...TINY_RUN, '--set', 'training.epochs=8', '--set', es, '--out', out, '-q'],
+    cwd,
+  );
   assert.equal(r.code, 0, r.stderr);
   const m = metrics(out);
   const h = history(out);
@@ -515,7 +505,7 @@ test('early stopping without restoreBestWeights keeps the last weights, records 
   const out = path.join(cwd, 'run');
   // As above, only epoch 1 improves; patience 5 is never reached in 3 epochs.
   const es = 'training.earlyStopping={monitor: val_loss, patience: 5, minDelta: 1000}';
-  const r = await regtrain(['run', QUICK, ...TINY, '--set', 'training.epochs=3', '--set', es, '--out', out], cwd);
+  const r = await regtrain(['run', QUICK, ...TINY_RUN, '--set', 'training.epochs=3', '--set', es, '--out', out], cwd);
   assert.equal(r.code, 0, r.stderr);
   const m = metrics(out);
   const h = history(out);

@@ -23,6 +23,21 @@ export const SMALL_SLICE = [
   'training.epochs=3',
 ];
 
+/** A tiny real run on the wasm backend (so that runs compare number for number): 500 training images, 100 for
+ * validation, 500 for the test, 2 epochs. */
+export const TINY_RUN = [
+  '--backend',
+  'wasm',
+  '--set',
+  'data.trainLimit=500',
+  '--set',
+  'data.validation.size=100',
+  '--set',
+  'data.testLimit=500',
+  '--set',
+  'training.epochs=2',
+];
+
 export interface CliResult {
   code: number | null;
   signal: NodeJS.Signals | null;

@@ -5,23 +5,9 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { QUICK } from './cli';
+import { QUICK, TINY_RUN } from './cli';
 import { seededDataDir } from './data';
 import { regtrainInProcess } from './in-process';
-
-/** The slice evaluate.test.ts trains on: 500 training images, 100 for validation, 500 for the test, 2 epochs. */
-export const TINY_RUN = [
-  '--backend',
-  'wasm',
-  '--set',
-  'data.trainLimit=500',
-  '--set',
-  'data.validation.size=100',
-  '--set',
-  'data.testLimit=500',
-  '--set',
-  'training.epochs=2',
-];
 
 /** Under `tmp`: a seeded dataset cache (`data-cache`) and a finished run (`run`) trained with `TINY_RUN` + `extra`. */
 export async function tinyRunDir(tmp: string, extra: string[] = []): Promise<{ run: string; cache: string }> {

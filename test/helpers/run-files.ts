@@ -1,0 +1,16 @@
+/** Reading a run directory's files in tests, as the test expects them to be (the code under test validates them). */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { MetricsFile } from '../../src/runformat';
+
+export const readJson = <T>(file: string): T => JSON.parse(fs.readFileSync(file, 'utf8')) as T;
+
+export const metricsOf = (dir: string): MetricsFile => readJson<MetricsFile>(path.join(dir, 'metrics.json'));
+
+/** model.json as tfjs's saver writes it: the parts the tests read or tamper with. */
+export interface ModelJson {
+  format: string;
+  modelTopology: object;
+  weightsManifest: { paths: string[]; weights: { name: string; shape: number[]; dtype: string }[] }[];
+  userDefinedMetadata?: Record<string, unknown>;
+}
