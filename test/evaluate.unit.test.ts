@@ -13,7 +13,7 @@ import { HINT } from './helpers/cli';
 import { regtrainInProcess, type InProcessResult } from './helpers/in-process';
 import { tinyRunDir } from './helpers/tiny-rundir';
 import { scratchDir } from './helpers/scratch';
-import { readJson, metricsOf, type ModelJson } from './helpers/run-files';
+import { assertEvaluateRefused, readJson, metricsOf, type ModelJson } from './helpers/run-files';
 
 let TMP = '';
 let CACHE = '';
@@ -52,10 +52,7 @@ function writeFloatAt(file: string, offset: number, value: number): void {
 
 /** evaluate must refuse `dir` with exit 2, exactly this one-line message, and nothing on stdout. */
 async function assertRefused(dir: string, message: string): Promise<void> {
-  const r = await regtrain(['evaluate', dir, '--json', '--backend', 'wasm']);
-  assert.equal(r.code, 2, `exit ${r.code}\n${r.stderr}`);
-  assert.equal(r.stdout, '');
-  assert.equal(r.stderr.replace(/^Backend: .*\n/m, ''), `error: ${message}\n`);
+  assertEvaluateRefused(await regtrain(['evaluate', dir, '--json', '--backend', 'wasm']), message);
 }
 
 before(async () => {

@@ -1,4 +1,5 @@
 /** Reading a run directory's files in tests, as the test expects them to be (the code under test validates them). */
+import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { MetricsFile } from '../../src/runformat';
@@ -13,4 +14,14 @@ export interface ModelJson {
   modelTopology: object;
   weightsManifest: { paths: string[]; weights: { name: string; shape: number[]; dtype: string }[] }[];
   userDefinedMetadata?: Record<string, unknown>;
+}
+
+/** `regtrain evaluate`'s result for a refused run directory: exit 2, exactly this one line, nothing on stdout. */
+export function assertEvaluateRefused(
+  r: { code: number | null; stdout: string; stderr: string },
+  message: string,
+): void {
+  assert.equal(r.code, 2, `exit ${r.code}\n${r.stderr}`);
+  assert.equal(r.stdout, '');
+  assert.equal(r.stderr.replace(/^Backend: .*\n/m, ''), `error: ${message}\n`);
 }
