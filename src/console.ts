@@ -63,13 +63,3 @@ export class Console {
     }
   }
 }
-
-/**
- * A signed number in human text: `+0.0020`, `-0.0028`. The sign is always ASCII (hyphen-minus),
- * as in every other number regtrain prints and in JSON and CSV, so text can be pasted into code;
- * a value that rounds to zero shows `+`.
- */
-export function fmtSigned(x: number, digits: number): string {
-  const text = Math.abs(x).toFixed(digits);
-  return `${x < 0 && Number(text) !== 0 ? '-' : '+'}${text}`;
-}

@@ -9,6 +9,7 @@ import { Rng, runSeeds, type RunSeeds } from './rng';
 import type { AugmentationStep } from './spec/augmentation';
 import { augmentationRows } from './data/augmentation';
 import { fmtConstraint, type ConstraintTerm } from './train/constraints';
+import { withThousands } from './thousands';
 
 /** One penalized tensor: a kernel or bias with its Keras-style factors. */
 export interface PenaltyTerm {
@@ -319,7 +320,7 @@ export function modelSummary(
         .filter((c) => c.layerIndex === i)
         .map((c) => `${c.name.split('/')[1]} ${fmtConstraint(c.constraint)}`),
     ].join('; ');
-    rows.push([`${layer.name} (${layer.getClassName()})`, shape, params.toLocaleString('en-US'), regs || '-']);
+    rows.push([`${layer.name} (${layer.getClassName()})`, shape, withThousands(params), regs || '-']);
   });
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
   const line = (r: string[]) =>
@@ -335,7 +336,7 @@ export function modelSummary(
     rule,
     ...rows.slice(1).map(line),
     rule,
-    `Total params: ${total.toLocaleString('en-US')}  (trainable: ${trainable.toLocaleString('en-US')})`,
+    `Total params: ${withThousands(total)}  (trainable: ${withThousands(trainable)})`,
     ...(extras.labelSmoothing
       ? [
           `Loss: sparse categorical cross-entropy with label smoothing ${extras.labelSmoothing} (targets onehot·${1 - extras.labelSmoothing} + ${extras.labelSmoothing}/10)`,

@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import type { Command } from 'commander';
 import { buildProgram } from '../src/cli';
-import { fmtSigned } from '../src/console';
+import { fmtSigned } from '../src/compare/format';
 import { fmtDuration } from '../src/train/callbacks/epoch-lines';
 import { finished, HINT, QUICK, startCli } from './helpers/cli';
 import { scratchDir } from './helpers/scratch';

@@ -1,5 +1,6 @@
 import type { CompareResult, Group } from '../compare';
 import type { Stat } from '../compare/statistics';
+import { withThousands } from '../thousands';
 import {
   axes,
   color,
@@ -201,7 +202,7 @@ function histogramCharts(r: CompareResult, colors: Map<Group, string>): Chart[] 
         });
         const base = r2(t + ih);
         const area = d
-          ? `<path d="M${r2(sx(hist.edges[0]!))} ${base}${d.replace(/^M/, 'L')}L${r2(sx(hist.edges[hist.edges.length - 1]!))} ${base}Z" fill="${colors.get(g)}" fill-opacity="0.85" stroke="${colors.get(g)}" stroke-width="0.6"><title>${esc(`${g.name}: ${Math.round(total).toLocaleString('en-US')} weights; the fullest bin holds ${((100 * peak) / total).toFixed(1)}%`)}</title></path>`
+          ? `<path d="M${r2(sx(hist.edges[0]!))} ${base}${d.replace(/^M/, 'L')}L${r2(sx(hist.edges[hist.edges.length - 1]!))} ${base}Z" fill="${colors.get(g)}" fill-opacity="0.85" stroke="${colors.get(g)}" stroke-width="0.6"><title>${esc(`${g.name}: ${withThousands(total)} weights; the fullest bin holds ${((100 * peak) / total).toFixed(1)}%`)}</title></path>`
           : '';
         const yTicks = Array.from({ length: decades + 1 }, (_, d) => 10 ** d)
           .map(

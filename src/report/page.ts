@@ -11,6 +11,7 @@ import {
 import { getPath } from '../compare/spec-diff';
 import { renderCharts } from './charts';
 import { esc, type Chart } from './svg';
+import { withThousands } from '../thousands';
 
 /**
  * The HTML report: one self-contained file (inline SVG and CSS, no script, no network), as wide
@@ -27,7 +28,7 @@ dl.legend{font-size:13px}dl.legend dt{font-weight:600;margin-top:4px}dl.legend d
 .row{display:flex;flex-wrap:wrap;gap:8px}.row .chart{width:560px;max-width:100%}
 ul{font-size:13px}details{margin-top:10px;font-size:13px}summary{cursor:pointer}`;
 
-const fmtInt = (n: number) => Math.round(n).toLocaleString('en-US');
+const fmtInt = withThousands;
 
 /** The distinct values of a setting over every run, sorted: "15", "1,000 – 5,000", "sgd lr 0.01, adam lr 0.001". */
 function distinct(values: (string | number | null | undefined)[]): string {

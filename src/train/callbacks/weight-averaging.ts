@@ -29,6 +29,7 @@ import {
   type TrainingContext,
 } from './callback';
 import { PHASE, type CallbackDeclaration, type RunContext } from './declaration';
+import { withThousands } from '../../thousands';
 
 /** What metrics.json records of the final weights' average (src/runformat.ts). */
 export type WeightAveragingRecord =
@@ -69,7 +70,7 @@ export class MovingAverageEnd implements WeightAverager {
       updates,
     };
     this.run.out.info(
-      `EMA: the model now holds the moving average of its weights (momentum ${this.ema.momentum}, ${updates.toLocaleString('en-US')} updates)`,
+      `EMA: the model now holds the moving average of its weights (momentum ${this.ema.momentum}, ${withThousands(updates)} updates)`,
     );
   }
 }
@@ -133,7 +134,7 @@ export class StochasticWeightAveraging implements WeightAverager {
     };
     const epochs = this.snapshots === 1 ? `epoch ${last}` : `epochs ${this.swa.startEpoch}–${last}`;
     out.info(
-      `SWA: the model now holds the average of the weights at the end of ${epochs} (${this.snapshots} snapshot${this.snapshots === 1 ? '' : 's'})${images ? `; batch-norm statistics recomputed over the ${images.toLocaleString('en-US')} training images` : ''}`,
+      `SWA: the model now holds the average of the weights at the end of ${epochs} (${this.snapshots} snapshot${this.snapshots === 1 ? '' : 's'})${images ? `; batch-norm statistics recomputed over the ${withThousands(images)} training images` : ''}`,
     );
   }
 
