@@ -11,6 +11,7 @@ import { planCommand } from './commands/plan';
 import { runMemberCommand } from './commands/run-member';
 import { statusCommand } from './commands/status';
 import { predictCommand } from './commands/predict';
+import { stderr } from './output';
 
 const EXIT_CODES_HELP = `
 Exit codes:
@@ -83,7 +84,7 @@ export async function main(argv: string[]): Promise<void> {
     await buildProgram().parseAsync(argv);
   } catch (err) {
     const report = errorReport(err);
-    if (report.text !== '') process.stderr.write(report.text);
+    if (report.text !== '') stderr().write(report.text);
     code = report.exitCode;
   }
   // A write error is reported on a later tick: let it arrive before deciding the exit code.

@@ -1,4 +1,5 @@
 import { ExitCode, InterruptedError, RegtrainError, errorMessage } from './errors';
+import { stderr, stdout } from './output';
 
 /** JSON with non-finite numbers as null (JSON has no NaN): one compact line. */
 export function jsonLine(obj: unknown): string {
@@ -19,19 +20,19 @@ export class Console {
   ) {}
 
   info(line: string): void {
-    if (!this.quiet) (this.json ? process.stderr : process.stdout).write(line + '\n');
+    if (!this.quiet) (this.json ? stderr() : stdout()).write(line + '\n');
   }
 
   result(line: string): void {
-    (this.json ? process.stderr : process.stdout).write(line + '\n');
+    (this.json ? stderr() : stdout()).write(line + '\n');
   }
 
   warn(line: string): void {
-    process.stderr.write(`warning: ${line}\n`);
+    stderr().write(`warning: ${line}\n`);
   }
 
   event(obj: Record<string, unknown>): void {
-    if (this.json && !this.ended) process.stdout.write(jsonLine(obj));
+    if (this.json && !this.ended) stdout().write(jsonLine(obj));
   }
 
   /** The stream's last event; later events (and a second end) are dropped. */

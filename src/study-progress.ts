@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fmtDuration } from './train/callbacks/epoch-lines';
 import { fmtTimeLeft } from './train/callbacks/progress-bar';
+import { stderr } from './output';
 
 /**
  * A study's terminal view: one line per member that ends, and one progress line (members done /
@@ -24,7 +25,7 @@ export class StudyProgress {
     /** Members this session will run (complete ones are skipped). */
     private readonly toRun: number,
     private readonly total: number,
-    private readonly stream: NodeJS.WriteStream = process.stderr,
+    private readonly stream: NodeJS.WriteStream = stderr(),
   ) {
     this.timer = stream.isTTY ? setInterval(() => this.redraw(), 2000).unref() : null;
   }

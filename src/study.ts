@@ -21,6 +21,7 @@ import { readRunStatus, readStudy, STUDY_FILE } from './rundir';
 import { type StudyFile } from './runformat';
 import { regtrainCommand } from './invocation';
 import { StudyProgress } from './study-progress';
+import { stderr, stdout } from './output';
 export { readStudy, STUDY_FILE };
 
 /**
@@ -493,8 +494,8 @@ function lines(stream: NodeJS.ReadableStream | null, onLine: (line: string) => v
 export async function runStudy(loaded: LoadedSpec, opts: StudyOptions = {}): Promise<MemberResult[]> {
   const jobs = opts.jobs ?? 1;
   if (!Number.isInteger(jobs) || jobs < 1) throw new InputError(`--jobs: expected a positive integer, got ${jobs}`);
-  const out = (obj: object) => process.stdout.write(JSON.stringify(obj) + '\n');
-  const say = (text: string) => process.stderr.write(text + '\n');
+  const out = (obj: object) => stdout().write(JSON.stringify(obj) + '\n');
+  const say = (text: string) => stderr().write(text + '\n');
 
   if (opts.dryRun) {
     if (opts.out !== undefined) checkArtifactText('--out', opts.out);
@@ -513,7 +514,7 @@ export async function runStudy(loaded: LoadedSpec, opts: StudyOptions = {}): Pro
           overrides: m.overrides.map((o) => ({ path: o.path.join('.'), value: o.value })),
           runDir: memberRunDir(studyDir, m.name),
         });
-      else process.stdout.write(`${m.name}\t${overrides.join(' ')}\n`);
+      else stdout().write(`${m.name}\t${overrides.join(' ')}\n`);
     }
     say(
       `dry run: ${members.length} member${members.length === 1 ? '' : 's'} would run into ${studyDir} (nothing written)`,
@@ -599,7 +600,7 @@ export async function runStudy(loaded: LoadedSpec, opts: StudyOptions = {}): Pro
           if (obj && typeof obj === 'object' && !Array.isArray(obj)) out({ ...(obj as object), member: m.name });
           else say(`${tag} ${line}`);
         } else if (log !== null) toLog(line);
-        else process.stdout.write(`${tag} ${line}\n`);
+        else stdout().write(`${tag} ${line}\n`);
       });
       lines(child.stderr, (line) => (log !== null ? toLog(line) : say(`${tag} ${line}`)));
       let settled = false;

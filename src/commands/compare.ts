@@ -5,6 +5,7 @@ import { FailureError, InputError, errorMessage } from '../errors';
 import { writeFileAtomic } from '../fsutil';
 import { collectRuns, compareRuns, formatCsv, formatJsonLines, formatMarkdown, formatText } from '../compare';
 import { renderReport } from '../report';
+import { stderr, stdout } from '../output';
 
 export function compareCommand(): Command {
   return new Command('compare')
@@ -42,10 +43,10 @@ export function compareCommand(): Command {
             `--wide is for the table (text or --md); --${opts.json ? 'json' : 'csv'} always carries every column`,
           );
         const collected = collectRuns(dirs);
-        for (const s of collected.skipped) process.stderr.write(`warning: skipped ${s.dir}: ${s.reason}\n`);
+        for (const s of collected.skipped) stderr().write(`warning: skipped ${s.dir}: ${s.reason}\n`);
         if (collected.runs.length === 0) throw new InputError(`no complete runs to compare in ${dirs.join(', ')}`);
         const result = compareRuns(collected, { baseline: opts.baseline });
-        for (const w of result.warnings) process.stderr.write(`warning: ${w}\n`);
+        for (const w of result.warnings) stderr().write(`warning: ${w}\n`);
         if (opts.report) {
           const { html, charts } = renderReport(result);
           const file = path.resolve(opts.report);
@@ -57,7 +58,7 @@ export function compareCommand(): Command {
           } catch (err) {
             throw new FailureError(`cannot write the report ${file}: ${errorMessage(err)}`);
           }
-          process.stderr.write(`report: ${file} (${charts.length} charts also in ${chartDir})\n`);
+          stderr().write(`report: ${file} (${charts.length} charts also in ${chartDir})\n`);
         }
         const format = { wide: opts.wide ?? false };
         const text = opts.json
@@ -67,11 +68,11 @@ export function compareCommand(): Command {
             : opts.md
               ? formatMarkdown(result, format)
               : formatText(result, format);
-        process.stdout.write(text);
+        stdout().write(text);
         // A wide table wraps into a mess on a terminal: say how to read it.
         const widest = Math.max(...text.split('\n').map((l) => l.length));
-        if (opts.wide && process.stdout.isTTY && widest > process.stdout.columns)
-          process.stderr.write(
+        if (opts.wide && stdout().isTTY && widest > stdout().columns)
+          stderr().write(
             `(rows are up to ${widest} characters wide: page them with \`| less -S\`, or use --csv for a spreadsheet)\n`,
           );
       },

@@ -17,6 +17,7 @@ import { parseIdx } from '../data/idx';
 import { jsonLine } from '../console';
 import { shellQuote } from '../shell';
 import { regtrainCommand } from '../invocation';
+import { stderr, stdout } from '../output';
 
 const MB = 1024 * 1024;
 /** Without a TTY: one progress line per quarter of a file, or at least this often. */
@@ -51,7 +52,7 @@ function withCommonOptions(cmd: Command, sources: boolean): Command {
 }
 
 function printJson(value: unknown): void {
-  process.stdout.write(jsonLine(value));
+  stdout().write(jsonLine(value));
 }
 
 /** `regtrain data fetch`, keeping the --data-dir the user gave, for hints. */
@@ -65,7 +66,7 @@ function formatBytes(n: number): string {
 
 /** Progress on stderr: a bar on a TTY, occasional plain lines otherwise (never bar redraws into a pipe). */
 function progressReporter(): { update: (e: FetchProgress) => void; stop: () => void } {
-  const stream = process.stderr;
+  const stream = stderr();
   if (stream.isTTY) {
     let bar: cliProgress.SingleBar | null = null;
     let current = '';
@@ -150,10 +151,10 @@ function fetchAction(manifest: () => Manifest) {
     }));
     if (opts.json) return printJson({ dataDir: result.dataDir, files });
     for (const f of files)
-      process.stdout.write(
+      stdout().write(
         `${f.name.padEnd(12)} ${f.file.padEnd(24)} ${f.fromCache ? 'cached, from' : 'fetched from'} ${f.source}\n`,
       );
-    process.stdout.write(`verified (sha256) into ${result.dataDir}\n`);
+    stdout().write(`verified (sha256) into ${result.dataDir}\n`);
   };
 }
 
@@ -203,9 +204,7 @@ function verifyAction(manifest: () => Manifest) {
             : s.state === 'mismatch'
               ? `sha256 ${s.actual}, expected ${s.expected}`
               : s.path;
-        process.stdout.write(
-          `${s.state.toUpperCase().padEnd(8)} ${s.name.padEnd(12)} ${s.file.padEnd(24)} ${detail}\n`,
-        );
+        stdout().write(`${s.state.toUpperCase().padEnd(8)} ${s.name.padEnd(12)} ${s.file.padEnd(24)} ${detail}\n`);
       }
     }
     throwForCache(statuses, dir, opts);
@@ -277,7 +276,7 @@ function infoAction(manifest: () => Manifest) {
         out.push(
           `  ${s.file.padEnd(24)} ${s.state === 'ok' ? 'verified' : s.state.padEnd(8)} from ${s.source ?? 'unknown origin'}`,
         );
-      process.stdout.write(out.join('\n') + '\n');
+      stdout().write(out.join('\n') + '\n');
     }
     throwForCache(statuses, dir, opts);
   };

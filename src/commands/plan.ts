@@ -9,6 +9,7 @@ import { isStudy, memberCap, prepareStudy, studyHash } from '../study';
 import { checkArtifactText, shellQuote } from '../shell';
 import { collect } from './common';
 import { regtrainCommand, whichCommand } from '../invocation';
+import { stderr, stdout } from '../output';
 
 interface PlanOptions extends SiteFlags {
   format: ArtifactFormat;
@@ -120,9 +121,9 @@ export function planCommand(): Command {
       } catch (err) {
         throw new FailureError(`${artifact}: cannot write (${errorMessage(err)})`);
       }
-      if (opts.json) process.stdout.write(JSON.stringify({ studyDir, artifact, members: members.length }) + '\n');
-      else process.stdout.write(path.relative(process.cwd(), artifact) + '\n');
-      process.stderr.write(
+      if (opts.json) stdout().write(JSON.stringify({ studyDir, artifact, members: members.length }) + '\n');
+      else stdout().write(path.relative(process.cwd(), artifact) + '\n');
+      stderr().write(
         `${created ? 'planned' : 'found'} study ${loaded.spec.name}: ${members.length} members in ${rel}; ${NEXT[opts.format](shellQuote(rel))}; progress: ${regtrainCommand()} status ${shellQuote(rel)}; afterwards: ${regtrainCommand()} compare ${shellQuote(rel)}\n`,
       );
     });
@@ -138,7 +139,7 @@ function checkLauncher(words: string[], given: string, refuse: boolean): void {
   const fix = `put regtrain on PATH (npm install -g . in ${shellQuote(packageRoot())}) or pass --regtrain ${shellQuote(ours)}`;
   const problem = (text: string) => {
     if (refuse) throw new InputError(`--regtrain ${shellQuote(given)}: ${text}`);
-    process.stderr.write(`warning: --regtrain ${shellQuote(given)}: ${text}\n`);
+    stderr().write(`warning: --regtrain ${shellQuote(given)}: ${text}\n`);
   };
   const [first, second] = words as [string, ...string[]];
   if (whichCommand(first) === null)
@@ -154,7 +155,7 @@ function checkLauncher(words: string[], given: string, refuse: boolean): void {
       `members run inside the study directory; give the script's absolute path, e.g. --regtrain ${shellQuote(ours)}`,
     );
   if (path.basename(first) === 'npx' || (path.basename(first) === 'npm' && second === 'exec'))
-    process.stderr.write(
+    stderr().write(
       `warning: --regtrain ${shellQuote(given)}: npx does not pass SIGTERM on to regtrain, so scancel, requeue and preemption would not save; ${fix}\n`,
     );
 }

@@ -11,6 +11,7 @@ import { Console } from '../console';
 import { runSpecFile } from './run';
 import { addDataOptions, backendOption } from './common';
 import { regtrainCommand } from '../invocation';
+import { stderr } from '../output';
 
 interface RunMemberOptions {
   index?: string;
@@ -81,7 +82,7 @@ async function runMemberWith(out: Console, dir: string, opts: RunMemberOptions):
   const member = study.members[index]!;
   const runDir = memberRunDir(studyDir, member.name);
   const say = (line: string) => {
-    if (!opts.quiet) process.stderr.write(line + '\n');
+    if (!opts.quiet) stderr().write(line + '\n');
   };
   const state = runState(runDir);
   if (state === 'complete') {

@@ -7,6 +7,7 @@ import { liveHolder, readLock } from '../lock';
 import { LOCK_FILE } from '../rundir';
 import { memberRunDir, readStudy, runState } from '../study';
 import { shellQuote } from '../shell';
+import { stdout } from '../output';
 
 export type MemberState = 'done' | 'running' | 'interrupted' | 'failed' | 'not-started';
 const ORDER: MemberState[] = ['done', 'running', 'interrupted', 'failed', 'not-started'];
@@ -113,7 +114,7 @@ export function statusCommand(): Command {
         members = studyStatus(studyDir);
       }
       if (opts.json) {
-        process.stdout.write(members.map((m) => JSON.stringify(m) + '\n').join(''));
+        stdout().write(members.map((m) => JSON.stringify(m) + '\n').join(''));
         return;
       }
       const study = readStudy(studyDir);
@@ -139,6 +140,6 @@ export function statusCommand(): Command {
         lines.push(
           `resubmit the unfinished ones${members.some((m) => m.log !== undefined) ? ' (after fixing what the logs say)' : ''}, with a new compare after them: bash ${shellQuote(path.join(rel, 'slurm.sbatch'))} --array=${indexRanges(retry)}`,
         );
-      process.stdout.write(lines.join('\n') + '\n');
+      stdout().write(lines.join('\n') + '\n');
     });
 }

@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { loadSpec, parseSetFlag, specToYaml } from '../spec';
 import { collect } from './common';
+import { stdout } from '../output';
 
 export function validateCommand(): Command {
   return new Command('validate')
@@ -12,6 +13,6 @@ export function validateCommand(): Command {
     .option('--json', 'print the resolved spec as JSON')
     .action((file: string, opts: { set: string[]; json?: boolean }) => {
       const { spec } = loadSpec(file, opts.set.map(parseSetFlag));
-      process.stdout.write(opts.json ? JSON.stringify(spec) + '\n' : specToYaml(spec));
+      stdout().write(opts.json ? JSON.stringify(spec) + '\n' : specToYaml(spec));
     });
 }

@@ -8,9 +8,10 @@
  * covered by process-level tests (test/hardening.specs.test.ts and others): the same first line on stderr,
  * nothing on stdout, exit 2, no stack.
  */
-import * as path from 'node:path';
+import { Writable } from 'node:stream';
 import type { Command } from 'commander';
 import { buildProgram, errorReport } from '../../src/cli';
+import { redirectOutput } from '../../src/output';
 
 /** What `regtrain ...args` would end with: its exit code and what it would have written. */
 export interface InProcessResult {
@@ -26,17 +27,13 @@ export interface InProcessOptions {
   env?: Record<string, string | undefined>;
 }
 
-/** The compiled sources (dist/src) and, when Node maps stack traces back, the TypeScript ones (src). */
-const ROOT = path.resolve(__dirname, '../../..');
-const SOURCES = [path.join(ROOT, 'dist', 'src') + path.sep, path.join(ROOT, 'src') + path.sep];
-
 let busy = false;
 
 /**
  * Runs `regtrain ...args` in this process and returns its exit code, stdout and stderr as the process would:
- * commander's own output (usage errors, help) through its configureOutput hook, regtrain's writes to
- * process.stdout/stderr, then the boundary's text for the error. Only writes made by regtrain's code (a frame
- * from dist/src on the stack) are taken; everything else, such as the test runner's reports, goes through untouched.
+ * commander's own output (usage errors, help) through its configureOutput hook, regtrain's own writes through
+ * src/output.ts's redirection, then the boundary's text for the error. The test runner's reports go to the real
+ * streams, untouched.
  */
 export async function regtrainInProcess(args: string[], opts: InProcessOptions = {}): Promise<InProcessResult> {
   if (busy) throw new Error('regtrainInProcess: calls may not overlap (they share the cwd and the environment)');
@@ -45,7 +42,7 @@ export async function regtrainInProcess(args: string[], opts: InProcessOptions =
   const program = buildProgram();
   for (const cmd of allCommands(program))
     cmd.configureOutput({ writeOut: (s) => void (out.stdout += s), writeErr: (s) => void (out.stderr += s) });
-  const restore = [takeWrites(process.stdout, out, 'stdout'), takeWrites(process.stderr, out, 'stderr')];
+  const restore = [redirectOutput({ stdout: collector(out, 'stdout'), stderr: collector(out, 'stderr') })];
   const cwd = process.cwd();
   const env = Object.keys(opts.env ?? {}).map((k) => [k, process.env[k]] as const);
   let code = 0;
@@ -74,32 +71,14 @@ function allCommands(cmd: Command): Command[] {
   return [cmd, ...cmd.commands.flatMap(allCommands)];
 }
 
-/** Until the returned undo: text that regtrain's code writes to `stream` goes into `out[key]` instead. */
-function takeWrites(
-  stream: NodeJS.WriteStream,
-  out: { stdout: string; stderr: string },
-  key: 'stdout' | 'stderr',
-): () => void {
-  const write = stream.write;
-  stream.write = function (this: NodeJS.WriteStream, chunk: unknown, ...rest: unknown[]): boolean {
-    if (fromRegtrain()) {
-      out[key] += typeof chunk === 'string' ? chunk : Buffer.from(chunk as Uint8Array).toString('utf8');
-      const cb = rest.find((a) => typeof a === 'function') as (() => void) | undefined;
-      cb?.();
-      return true;
-    }
-    return (write as (...a: unknown[]) => boolean).call(this, chunk, ...rest);
-  } as typeof stream.write;
-  return () => {
-    stream.write = write;
-  };
-}
-
-/** Whether the write being made comes from regtrain's code (the test runner's reports never do). */
-function fromRegtrain(): boolean {
-  const limit = Error.stackTraceLimit;
-  Error.stackTraceLimit = 50;
-  const stack = new Error().stack ?? '';
-  Error.stackTraceLimit = limit;
-  return SOURCES.some((dir) => stack.includes(dir));
+/** A stream, not a terminal, whose text goes into `out[key]`. */
+function collector(out: { stdout: string; stderr: string }, key: 'stdout' | 'stderr'): NodeJS.WriteStream {
+  const stream = new Writable({
+    decodeStrings: false,
+    write(chunk: string | Buffer, _encoding, done) {
+      out[key] += typeof chunk === 'string' ? chunk : chunk.toString('utf8');
+      done();
+    },
+  });
+  return Object.assign(stream, { isTTY: false }) as unknown as NodeJS.WriteStream;
 }

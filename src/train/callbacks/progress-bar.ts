@@ -1,6 +1,7 @@
 import { SingleBar } from 'cli-progress';
 import type { Callback, BatchLogs, TrainingContext } from './callback';
 import { PHASE, type CallbackDeclaration } from './declaration';
+import { stderr } from '../../output';
 
 /** A reader's remaining time: `about 40s left`, `about 3 min left`, `about 1h05m left`. */
 export function fmtTimeLeft(seconds: number): string {
@@ -50,7 +51,7 @@ export class ProgressBar implements Callback {
   private running = false;
   private silenced = false;
 
-  constructor(stream: NodeJS.WriteStream = process.stderr) {
+  constructor(stream: NodeJS.WriteStream = stderr()) {
     this.bar = new SingleBar({
       format: ' {bar} {value}/{total} steps | {rate} steps/s | loss {loss} | epoch {epoch} | {left}',
       barsize: 20,
@@ -139,11 +140,10 @@ export class Heartbeat implements Callback {
 /** On a terminal, the bar (or, with --quiet, the heartbeat). */
 export const progressBarDeclaration: CallbackDeclaration = {
   order: PHASE.present,
-  make: ({ out }) => (process.stderr.isTTY && !out.quiet ? new ProgressBar() : null),
+  make: ({ out }) => (stderr().isTTY && !out.quiet ? new ProgressBar() : null),
 };
 
 export const heartbeatDeclaration: CallbackDeclaration = {
   order: PHASE.present + 1,
-  make: ({ out }) =>
-    process.stderr.isTTY && out.quiet ? new Heartbeat((line) => process.stderr.write(line + '\n')) : null,
+  make: ({ out }) => (stderr().isTTY && out.quiet ? new Heartbeat((line) => stderr().write(line + '\n')) : null),
 };
