@@ -9,7 +9,7 @@ import { NUM_CLASSES } from '../spec';
 import { spatialNoiseShape } from '../spatial-dropout';
 import { trainingNoise } from './noise';
 import type { Split } from './types';
-import { imagesOf } from '../data/dataset';
+import { ChunkReader } from '../data/dataset';
 
 /** Keras's epsilon: probabilities are clipped to [ε, 1−ε] before the log (the path without logits only). */
 export const EPSILON = 1e-7;
@@ -184,27 +184,37 @@ export class SplitPass {
     private readonly keep = true,
   ) {}
 
-  private chunk(start: number, n: number): { start: number; n: number; x: tf.Tensor3D; y: tf.Tensor1D } {
-    return {
-      start,
-      n,
-      x: tf.tensor3d(imagesOf(this.split, start, start + n), [n, 28, 28]),
-      y: tf.tensor1d(this.split.labels.subarray(start, start + n), 'int32'),
-    };
-  }
-
   evaluate(built: BuiltModel, opts: { probabilities?: boolean } = {}): Evaluation {
     const split = this.split;
     const size = evalChunk(built);
     const starts = Array.from({ length: Math.ceil(split.count / size) }, (_, c) => c * size);
-    if (this.keep) this.chunks ??= starts.map((start) => this.chunk(start, Math.min(size, split.count - start)));
+    const reader = this.keep && this.chunks ? null : new ChunkReader(split, size);
+    const chunk = (start: number) => {
+      const n = Math.min(size, split.count - start);
+      return { start, n, ...reader!.read(start, n) };
+    };
+    try {
+      if (this.keep) this.chunks ??= starts.map(chunk);
+      return this.pass(built, starts, chunk, opts);
+    } finally {
+      reader?.dispose();
+    }
+  }
+
+  private pass(
+    built: BuiltModel,
+    starts: number[],
+    chunk: (start: number) => { start: number; n: number; x: tf.Tensor3D; y: tf.Tensor1D },
+    opts: { probabilities?: boolean },
+  ): Evaluation {
+    const split = this.split;
     let ceSum = 0;
     let actSum = 0;
     let correct = 0;
     const predictions = new Int32Array(split.count);
     const probabilities = opts.probabilities ? new Float32Array(split.count * NUM_CLASSES) : undefined;
     for (const [c, from] of starts.entries()) {
-      const { start, x, y } = this.chunks?.[c] ?? this.chunk(from, Math.min(size, split.count - from));
+      const { start, x, y } = this.chunks?.[c] ?? chunk(from);
       const [ce, act, ok, pred, probs] = tf.tidy(() => {
         const out = forward(built, x, false);
         return [
