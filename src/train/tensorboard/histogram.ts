@@ -56,26 +56,29 @@ function bucketIndex(limits: Float64Array, value: number): number {
   return lo;
 }
 
+/** A span of float32StartsTable whose bucket is not looked up yet. */
+const UNSET = 0xffff;
 let float32Starts: Uint16Array | undefined;
 
 /**
  * For float32 values: per top 16 bits of the float (sign, exponent, 7 mantissa bits, a span of
- * under 1%, while limits are 10% apart), the bucket of the span's value nearest zero. A value's
- * bucket is then at most one step from its span's, so weights are bucketed with a table lookup
- * and a comparison instead of a binary search (which cost a few percent of a training epoch at
- * batch 512 for the tutorial's 178,000 weights).
+ * under 1%, while limits are 10% apart), the bucket of the span's value nearest zero, looked up the
+ * first time a value falls in the span (UNSET until then: a model's weights fill a few hundred of
+ * the 65,536 spans, and filling them all cost ~15 ms of every run's first epoch). A value's bucket
+ * is then at most one step from its span's, so weights are bucketed with a table lookup and a
+ * comparison instead of a binary search (which cost a few percent of a training epoch at batch 512
+ * for the tutorial's 178,000 weights).
  */
-function float32BucketStarts(limits: Float64Array): Uint16Array {
-  if (float32Starts) return float32Starts;
-  const starts = new Uint16Array(65536);
+function float32StartsTable(): Uint16Array {
+  float32Starts ??= new Uint16Array(65536).fill(UNSET);
+  return float32Starts;
+}
+
+/** The bucket of span `hi`'s value nearest zero (its low 16 bits zero), stored in `starts`. */
+function spanStart(starts: Uint16Array, limits: Float64Array, hi: number): number {
   const f = new Float32Array(1);
-  const u = new Uint32Array(f.buffer);
-  for (let hi = 0; hi < 65536; hi++) {
-    u[0] = hi << 16;
-    if (Number.isFinite(f[0])) starts[hi] = bucketIndex(limits, f[0]!);
-  }
-  float32Starts = starts;
-  return starts;
+  new Uint32Array(f.buffer)[0] = hi << 16;
+  return (starts[hi] = bucketIndex(limits, f[0]!));
 }
 
 /**
@@ -92,7 +95,7 @@ export function histogramOf(values: ArrayLike<number>, what: string): Histogram 
   let nan = 0;
   let infinite = 0;
   const bits = values instanceof Float32Array ? new Uint32Array(values.buffer, values.byteOffset, values.length) : null;
-  const starts = bits ? float32BucketStarts(limits) : null;
+  const starts = bits ? float32StartsTable() : null;
   const last = limits.length - 1;
   for (let i = 0; i < values.length; i++) {
     const v = values[i];
@@ -103,7 +106,9 @@ export function histogramOf(values: ArrayLike<number>, what: string): Histogram 
     }
     let b: number;
     if (starts) {
-      b = starts[bits![i]! >>> 16]!;
+      const hi = bits![i]! >>> 16;
+      b = starts[hi]!;
+      if (b === UNSET) b = spanStart(starts, limits, hi);
       while (b > 0 && limits[b - 1]! > v) b--;
       while (b < last && limits[b]! <= v) b++;
     } else {
