@@ -1,25 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '../src/tf';
-import { ChunkReader, imagesOf, loadDataset, type Split } from '../src/data/dataset';
-import { runSeeds } from '../src/rng';
+import { ChunkReader, imagesOf, type Split } from '../src/data/dataset';
 import { useBackend } from './helpers/backend';
-import { scratchDir } from './helpers/scratch';
-
-const cache = scratchDir('regtrain-chunk-reader-');
+import { loadFirstImages } from './helpers/first-images';
 
 /** The first 150 Fashion-MNIST training images, standardized (a table whose values are not k/255). */
-async function realSplit(): Promise<Split> {
-  const ds = await loadDataset({
-    dataDir: cache,
-    normalize: 'standardize',
-    validation: { size: 0, holdout: true, shuffle: false, stratify: false },
-    trainLimit: 150,
-    testLimit: 10,
-    splitSeed: runSeeds(1).split,
-  });
-  return ds.train;
-}
+const realSplit = async (): Promise<Split> => (await loadFirstImages('standardize', 150)).train;
 
 /** Chunks of 64 through the reader (the last one 22 images), joined: what an evaluation pass reads. */
 function readAll(reader: ChunkReader, split: Split): { images: Float32Array; labels: number[] } {

@@ -16,13 +16,19 @@ function allOk(dir: string, opts: { trustStamp?: boolean; settleMs?: number }): 
   return verifyCache(dir, loadManifest(), opts).every((s) => s.state === 'ok');
 }
 
-/** Fills `dir` (created; its parents too) with a verified, stamped copy of Fashion-MNIST; returns `dir`. */
-export function seededDataDir(dir: string): string {
+/** The verified cache every test file shares, fetched and stamped the first time; only to be read. */
+export function sharedDataDir(): string {
   if (!allOk(SHARED, { trustStamp: true })) {
     const r = regtrainSync(['data', 'fetch', '--data-dir', SHARED]);
     if (r.status !== 0) throw new Error(`regtrain data fetch --data-dir ${SHARED} failed:\n${r.stderr}`);
     allOk(SHARED, { settleMs: 0 });
   }
+  return SHARED;
+}
+
+/** Fills `dir` (created; its parents too) with a verified, stamped copy of Fashion-MNIST; returns `dir`. */
+export function seededDataDir(dir: string): string {
+  sharedDataDir();
   fs.mkdirSync(dir, { recursive: true });
   for (const f of [...loadManifest().files.map((s) => s.file), SIDECAR_FILE])
     fs.copyFileSync(path.join(SHARED, f), path.join(dir, f));
