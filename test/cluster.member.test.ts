@@ -106,7 +106,7 @@ test('run-member starts a member from its frozen spec into its run directory, an
   assert.equal(JSON.parse(file('fresh/runs/a', 'metrics.json').toString()).status, 'complete');
   assert.ok(
     file('fresh/runs/a', 'weights.bin').equals(file('whole/runs/a', 'weights.bin')),
-    'the same weights as the member run by `regtrain run STUDY`',
+    'the same weights as the member of the reference study',
   );
   const mtime = fs.statSync(path.join(tmp, 'fresh/runs/a/weights.bin')).mtimeMs;
   // Run again (in this process: a pod retried this way is a process in test/cluster.k8s.test.ts).
@@ -237,11 +237,15 @@ test('status shows each state with its indexes on a partly finished study, and c
     stopped();
   });
   await Promise.race([training, running.code]);
-  const seen = {
-    json: (await here(['status', 'partial', '--json'])).stdout,
-    human: (await here(['status', 'partial'])).stdout,
-  };
-  running.kill('SIGKILL');
+  let seen = { json: '', human: '' };
+  try {
+    seen = {
+      json: (await here(['status', 'partial', '--json'])).stdout,
+      human: (await here(['status', 'partial'])).stdout,
+    };
+  } finally {
+    running.kill('SIGKILL');
+  }
   await running.code;
   assert.deepEqual(
     seen.json
