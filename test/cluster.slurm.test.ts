@@ -11,10 +11,10 @@ const { tmp, env: env } = clusterEnv('regtrain-slurm-');
 // A verified, stamped cache the members share: none fetches the dataset or hashes a just-written copy again.
 env.REGTRAIN_DATA_DIR = seededDataDir(path.join(tmp, 'cache'));
 
-// Two members (2 variants, one seed: how many does not change what Slurm does with each) of 10 epochs of
-// ~0.05–0.1 s. The task a test requeues or cancels is frozen
-// (SIGSTOP) the moment it is seen with a checkpoint of an epoch before its last, so Slurm's SIGTERM reaches it
-// mid-training however long Slurm takes to deliver it on a loaded machine (Slurm sends SIGCONT with its SIGTERM).
+// Two members (2 variants, one seed: how many does not change what Slurm does with each; four cost ~12 CPU-s more)
+// of 10 epochs of ~0.05–0.1 s. The task a test requeues or cancels is frozen (SIGSTOP) the moment it is seen with a
+// checkpoint of an epoch before its last, so Slurm's SIGTERM reaches it mid-training however long Slurm takes to
+// deliver it on a loaded machine (Slurm sends SIGCONT with its SIGTERM).
 // Members that trained long enough to outlast the signal's delivery (30 and 200 epochs) made these two tests cost
 // ~25 CPU-s more on every CI lane.
 const EPOCHS = 10;
