@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import { applyCpuBudget, cgroupCpus, cpuBudget } from '../src/cpus';
 import { indexRanges } from '../src/commands/status';
 import { launch, regtrainSync } from './helpers/cli';
+import { regtrainHere, studyInProcess } from './helpers/cluster-study';
 import { seededDataDir } from './helpers/data';
 import { scratchDir } from './helpers/scratch';
 
@@ -36,6 +37,10 @@ const specFile = path.join(tmp, 'tiny.yaml');
 
 function regtrain(args: string[], extraEnv: Record<string, string> = {}) {
   return regtrainSync(args, { cwd: tmp, env: { ...env, ...extraEnv } });
+}
+/** The same command in this process: for what reads or refuses files and needs no process of its own. */
+function here(args: string[], extraEnv: Record<string, string> = {}) {
+  return regtrainHere(args, tmp, { REGTRAIN_DATA_DIR: env.REGTRAIN_DATA_DIR, ...extraEnv });
 }
 
 /** A copy, at `studyDir`, of the study planned once in before() (its study.json names its files by relative paths). */
@@ -81,39 +86,43 @@ const history = (dir: string) =>
     ({ seconds: _s, ...rest }) => rest,
   );
 
-before(() => {
+before(async () => {
   fs.writeFileSync(specFile, SPEC);
-  // The reference: the whole study run locally, one member at a time (through run-member underneath).
-  const r = regtrain(['run', specFile, '--out', 'whole', '--jobs', '1']);
-  assert.equal(r.status, 1, r.stderr);
-  assert.match(r.stderr, /study: 3\/4 runs ok, failed: diverge \(exit 1\)/);
-  const planned = regtrain(['plan', specFile, '--study-dir', 'planned']);
-  assert.equal(planned.status, 0, planned.stderr);
+  // The reference: every member run to its end in this process, one at a time (the member processes of the tests
+  // below must end with its very weights); `diverge` fails.
+  await studyInProcess(specFile, 'whole', {
+    cwd: tmp,
+    env: { REGTRAIN_DATA_DIR: env.REGTRAIN_DATA_DIR },
+    expectFailed: ['diverge'],
+  });
+  const planned = await here(['plan', specFile, '--study-dir', 'planned']);
+  assert.equal(planned.code, 0, planned.stderr);
 });
 
-test('run-member starts a member from its frozen spec into its run directory, and a finished member exits 0 saying so and is left untouched', () => {
+test('run-member starts a member from its frozen spec into its run directory, and a finished member exits 0 saying so and is left untouched', async () => {
   plan('fresh');
   const r = regtrain(['run-member', 'fresh', '--index', '0', '-q']);
   assert.equal(r.status, 0, r.stderr);
   assert.equal(JSON.parse(file('fresh/runs/a', 'metrics.json').toString()).status, 'complete');
   assert.ok(
     file('fresh/runs/a', 'weights.bin').equals(file('whole/runs/a', 'weights.bin')),
-    'the same weights as the member run by `regtrain run STUDY`',
+    'the same weights as the member of the reference study',
   );
   const mtime = fs.statSync(path.join(tmp, 'fresh/runs/a/weights.bin')).mtimeMs;
-  const again = regtrain(['run-member', 'fresh', '--index', '0']);
-  assert.equal(again.status, 0, again.stderr);
+  // Run again (in this process: a pod retried this way is a process in test/cluster.k8s.test.ts).
+  const again = await here(['run-member', 'fresh', '--index', '0']);
+  assert.equal(again.code, 0, again.stderr);
   assert.equal(again.stderr, 'member 0 (a) already finished; nothing to do\n');
   assert.equal(fs.statSync(path.join(tmp, 'fresh/runs/a/weights.bin')).mtimeMs, mtime);
   // The index can come from the scheduler's environment instead of --index.
   for (const variable of ['SLURM_ARRAY_TASK_ID', 'JOB_COMPLETION_INDEX']) {
-    const viaEnv = regtrain(['run-member', 'fresh'], { [variable]: '0' });
-    assert.equal(viaEnv.status, 0, viaEnv.stderr);
+    const viaEnv = await here(['run-member', 'fresh'], { [variable]: '0' });
+    assert.equal(viaEnv.code, 0, viaEnv.stderr);
     assert.equal(viaEnv.stderr, 'member 0 (a) already finished; nothing to do\n');
   }
 });
 
-test('run-member refuses a missing or out-of-range index and a directory that is not a study, with exit 2 and one line', () => {
+test('run-member refuses a missing or out-of-range index and a directory that is not a study, with exit 2 and one line', async () => {
   plan('bad');
   for (const [args, extraEnv, message] of [
     [
@@ -134,8 +143,8 @@ test('run-member refuses a missing or out-of-range index and a directory that is
       `error: ${path.join(tmp, 'whole/runs/a')}: not a study directory (no study.json; create one with regtrain plan)`,
     ],
   ] as const) {
-    const r = regtrain(['run-member', ...args], extraEnv);
-    assert.equal(r.status, 2, args.join(' '));
+    const r = await here(['run-member', ...args], extraEnv);
+    assert.equal(r.code, 2, args.join(' '));
     assert.equal(r.stderr, message + '\n');
   }
 });
@@ -202,8 +211,8 @@ test('SIGTERM stops a member after the current batch with its checkpoint saved a
   assert.ok(checkpoint.body.epoch >= 1, 'a checkpoint of a finished epoch');
   assert.equal(JSON.parse(file('term/runs/a', 'metrics.json').toString()).status, 'incomplete');
   assert.ok(!fs.existsSync(path.join(tmp, 'term/runs/a/.regtrain.lock')), 'the lock is released');
-  const status = regtrain(['status', 'term', '--json']);
-  assert.equal(status.status, 0, status.stderr);
+  const status = await here(['status', 'term', '--json']);
+  assert.equal(status.code, 0, status.stderr);
   assert.equal(status.stdout.split('\n')[0], '{"index":0,"name":"a","state":"interrupted"}');
   const r = regtrain(['run-member', 'term', '--index', '0', '-q']);
   assert.equal(r.status, 0, r.stderr);
@@ -214,20 +223,29 @@ test('SIGTERM stops a member after the current batch with its checkpoint saved a
 test('status shows each state with its indexes on a partly finished study, and compare compares what finished', async () => {
   plan('partial');
   // 0 done, 1 interrupted (killed), 3 failed (loss blew up), 2 running while we look, then not started.
-  assert.equal(regtrain(['run-member', 'partial', '--index', '0', '-q']).status, 0);
+  // The members that need no process of their own (one that finishes, one that fails) run in this process.
+  assert.equal((await here(['run-member', 'partial', '--index', '0', '-q'])).code, 0);
   await startMember(['partial', '--index', '1'], (line, c) => {
     if (line.includes('"event":"epoch"')) c.kill('SIGKILL');
   }).code;
-  assert.equal(regtrain(['run-member', 'partial', '--index', '3', '-q']).status, 1);
+  assert.equal((await here(['run-member', 'partial', '--index', '3', '-q'])).code, 1);
+  let stopped = (): void => undefined;
+  const training = new Promise<void>((resolve) => (stopped = resolve));
   const running = startMember(['partial', '--index', '2'], (line, c) => {
     if (!line.includes('"event":"training"')) return;
     c.kill('SIGSTOP'); // alive, holding its lock, but not finishing while we look
-    const json = regtrain(['status', 'partial', '--json']);
-    const human = regtrain(['status', 'partial']);
-    c.kill('SIGKILL');
-    seen = { json: json.stdout, human: human.stdout };
+    stopped();
   });
+  await Promise.race([training, running.code]);
   let seen = { json: '', human: '' };
+  try {
+    seen = {
+      json: (await here(['status', 'partial', '--json'])).stdout,
+      human: (await here(['status', 'partial'])).stdout,
+    };
+  } finally {
+    running.kill('SIGKILL');
+  }
   await running.code;
   assert.deepEqual(
     seen.json
@@ -254,11 +272,11 @@ test('status shows each state with its indexes on a partly finished study, and c
     ].join('\n'),
   );
   fs.rmSync(path.join(tmp, 'partial/runs/c'), { recursive: true });
-  const after = regtrain(['status', 'partial']);
+  const after = await here(['status', 'partial']);
   assert.match(after.stdout, /^ {2}not started {5}1 {2}2$/m);
 
-  const compare = regtrain(['compare', 'partial', '--csv']);
-  assert.equal(compare.status, 0, compare.stderr);
+  const compare = await here(['compare', 'partial', '--csv']);
+  assert.equal(compare.code, 0, compare.stderr);
   const rows = compare.stdout
     .trim()
     .split('\n')
@@ -266,7 +284,7 @@ test('status shows each state with its indexes on a partly finished study, and c
     .map((l) => l.split(',')[0]);
   assert.deepEqual(rows, ['a']);
   assert.match(compare.stderr, /partial\/runs\/c: not run yet/);
-  const whole = regtrain(['compare', 'whole', '--csv']).stdout.trim().split('\n');
+  const whole = (await here(['compare', 'whole', '--csv'])).stdout.trim().split('\n');
   const aRow = whole.find((l) => l.startsWith('a,'))!.split(',');
   const partialRow = compare.stdout.trim().split('\n')[1]!.split(',');
   assert.deepEqual(

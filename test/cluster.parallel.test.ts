@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { clusterEnv } from './helpers/cluster-env';
 import { spawn, spawnSync } from 'node:child_process';
-import { regtrainSync } from './helpers/cli';
+import { regtrainHere, studyInProcess } from './helpers/cluster-study';
 import { seededDataDir } from './helpers/data';
 
 const { tmp, env: env } = clusterEnv('regtrain-parallel-');
@@ -27,14 +27,15 @@ variants:
 repeats: 2
 `;
 
-function regtrain(args: string[]) {
-  return regtrainSync(args, { cwd: tmp, env });
+/** regtrain in this process: for planning, and for reading what the members GNU parallel ran wrote (status, compare). */
+function here(args: string[]) {
+  return regtrainHere(args, tmp, { PATH: env.PATH, REGTRAIN_DATA_DIR: env.REGTRAIN_DATA_DIR });
 }
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-function compareRows(dir: string): string[] {
-  const r = regtrain(['compare', dir, '--csv']);
-  assert.equal(r.status, 0, r.stderr);
+async function compareRows(dir: string): Promise<string[]> {
+  const r = await here(['compare', dir, '--csv']);
+  assert.equal(r.code, 0, r.stderr);
   const rows = r.stdout
     .trim()
     .split('\n')
@@ -69,11 +70,11 @@ test(
     }
     const specFile = path.join(tmp, 'study.yaml');
     fs.writeFileSync(specFile, SPEC);
-    const local = regtrain(['run', specFile, '--out', 'local', '--jobs', '1', '-q']);
-    assert.equal(local.status, 0, local.stderr);
+    // The reference: the same study run locally, one member at a time, in this process.
+    await studyInProcess(specFile, 'local', { cwd: tmp, env: { REGTRAIN_DATA_DIR: env.REGTRAIN_DATA_DIR } });
 
-    const planned = regtrain(['plan', specFile, '--format', 'parallel', '--jobs', '2']);
-    assert.equal(planned.status, 0, planned.stderr);
+    const planned = await here(['plan', specFile, '--format', 'parallel', '--jobs', '2']);
+    assert.equal(planned.code, 0, planned.stderr);
     const script = planned.stdout.trim();
     const studyDir = path.join(tmp, path.dirname(script));
     const members = (
@@ -111,7 +112,7 @@ test(
       afterFirst.filter(([, exit, signal]) => exit !== 0 || signal !== 0).map(([i]) => i),
       [killed],
     );
-    const status = regtrain(['status', studyDir, '--json']);
+    const status = await here(['status', studyDir, '--json']);
     assert.deepEqual(
       status.stdout
         .trim()
@@ -137,9 +138,9 @@ test(
         .readFileSync(path.join(studyDir, 'runs', name, 'weights.bin'))
         .equals(fs.readFileSync(path.join(tmp, 'local', 'runs', name, 'weights.bin'))),
     );
-    const localRows = compareRows(path.join(tmp, 'local'));
+    const localRows = await compareRows(path.join(tmp, 'local'));
     assert.equal(localRows.length, 3);
-    assert.deepEqual(compareRows(studyDir), localRows);
+    assert.deepEqual(await compareRows(studyDir), localRows);
     assert.match(
       fs.readFileSync(path.join(studyDir, 'compare.txt'), 'utf8'),
       /^ variant +test acc ± std \(n\) +Δ vs baseline/,
@@ -168,9 +169,10 @@ test(
     }
     const cwd = fs.mkdtempSync(path.join(tmp, 'recipe-'));
     fs.mkdirSync(path.join(cwd, 'configs'));
+    // Two members, both running when Ctrl-C comes (how many does not change what Ctrl-C does to each).
     fs.writeFileSync(
       path.join(cwd, 'configs', 'study.yaml'),
-      SPEC.replace('name: paralleltiny', 'name: study').replace('epochs: 4', 'epochs: 6'),
+      SPEC.replace('name: paralleltiny', 'name: study').replace('epochs: 4', 'epochs: 6').replace('repeats: 2\n', ''),
     );
     const [planLine, runLine, resumeLine] = readmeParallelRecipe();
     const bash = (line: string) => spawnSync('bash', ['-c', line], { cwd, env, encoding: 'utf8' });
@@ -199,17 +201,17 @@ test(
     assert.notEqual(await firstCode, 0, output);
     // GNU parallel stops its jobs itself on Ctrl-C (their own notices may not reach its output): what counts is the state left.
     assert.ok(!fs.existsSync(path.join(studyDir, 'compare.txt')), 'no comparison after Ctrl-C');
-    const statesNow = () =>
-      regtrain(['status', studyDir, '--json'])
-        .stdout.trim()
+    const statesNow = async () =>
+      (await here(['status', studyDir, '--json'])).stdout
+        .trim()
         .split('\n')
         .map((l) => (JSON.parse(l) as { state: string }).state);
     // parallel can return while a member it signalled is still saving (a loaded machine, a member in its
     // start-up): give them seconds to exit. A member that kept training would end running or done instead.
-    let states = statesNow();
+    let states = await statesNow();
     for (let waited = 0; states.includes('running') && waited < 15_000; waited += 200) {
       await sleep(200);
-      states = statesNow();
+      states = await statesNow();
     }
     assert.ok(
       states.every((s) => s === 'interrupted' || s === 'not-started'),
@@ -222,10 +224,7 @@ test(
     assert.match(second.stdout, /^study complete; comparison in compare\.txt$/m);
     assert.match(second.stdout + second.stderr, /: resuming/);
     assert.deepEqual(
-      regtrain(['status', studyDir, '--json'])
-        .stdout.trim()
-        .split('\n')
-        .map((l) => (JSON.parse(l) as { state: string }).state),
+      await statesNow(),
       members.map(() => 'done'),
     );
     assert.match(

@@ -1,6 +1,7 @@
 /**
  * A study crossing variants with a sweep over data.trainLimit, run for real on tiny slices
- * (8 runs of one epoch on 50 or 100 images): each member trains on exactly trainLimit images
+ * (8 runs of one epoch on 50 or 100 images, planned and run member by member in this process:
+ * what is checked is in the files they write, not in processes): each member trains on exactly trainLimit images
  * with the same validation images, and compare pairs every variant with the baseline variant
  * at the same training-set size (not with the baseline at one arbitrary size).
  */
@@ -8,20 +9,19 @@ import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { regtrainSync } from './helpers/cli';
+import { regtrainHere, studyInProcess } from './helpers/cluster-study';
 import { seededDataDir } from './helpers/data';
 import { scratchDir } from './helpers/scratch';
 
 const TMP = scratchDir('regtrain-small-data-');
 const ENV = {
-  ...process.env,
   REGTRAIN_DATA_DIR: seededDataDir(path.join(TMP, 'cache')),
   XDG_CACHE_HOME: path.join(TMP, 'xdg'),
 };
 
-const regtrain = (args: string[]) => regtrainSync(args, { cwd: TMP, env: ENV });
+const regtrain = (args: string[]) => regtrainHere(args, TMP, ENV);
 
-before(() => {
+before(async () => {
   fs.writeFileSync(
     path.join(TMP, 'sweep.yaml'),
     `name: tiny-sweep
@@ -42,8 +42,7 @@ variants:
     model.layers.1.dense.kernelRegularizer: { l2: 0.01 }
 `,
   );
-  const r = regtrain(['run', 'sweep.yaml', '--out', 'study', '--jobs', '2']);
-  assert.equal(r.status, 0, r.stderr);
+  await studyInProcess('sweep.yaml', 'study', { cwd: TMP, env: ENV });
 });
 
 test('every member trains on exactly trainLimit images and validates on the same 30', () => {
@@ -58,9 +57,9 @@ test('every member trains on exactly trainLimit images and validates on the same
   }
 });
 
-test('compare pairs each variant with the baseline variant at the same training-set size', () => {
-  const r = regtrain(['compare', 'study', '--json']);
-  assert.equal(r.status, 0, r.stderr);
+test('compare pairs each variant with the baseline variant at the same training-set size', async () => {
+  const r = await regtrain(['compare', 'study', '--json']);
+  assert.equal(r.code, 0, r.stderr);
   // JSON Lines: one `paired` line per paired test.
   const paired = r.stdout
     .trim()
@@ -80,6 +79,6 @@ test('compare pairs each variant with the baseline variant at the same training-
     ['l2-trainLimit=100', 'baseline-trainLimit=100', 2],
     ['l2-trainLimit=50', 'baseline-trainLimit=50', 2],
   ]);
-  const text = regtrain(['compare', 'study']);
+  const text = await regtrain(['compare', 'study']);
   assert.match(text.stdout, /\(in a sweep, the baseline variant at the same swept values\)/);
 });
