@@ -18,6 +18,7 @@ import { createLeanStep } from '../src/train/lean-step';
 import type { TrainStep } from '../src/train/types';
 import { runSeeds } from '../src/rng';
 import { scratchDir } from './helpers/scratch';
+import { seededDataDir } from './helpers/data';
 
 const QUICK = path.resolve(__dirname, '../../configs/quick.yaml');
 const W0 = [0.5, -0.25, 0, 1];
@@ -360,7 +361,8 @@ describe('the lean step and the reference step', () => {
 });
 
 type Images = Split;
-const cache = scratchDir('regtrain-opt-');
+// Seeded and stamped once (helpers/data.ts), not filled and hashed by the first load.
+const cache = seededDataDir(path.join(scratchDir('regtrain-opt-'), 'data'));
 /** The first n training images: loaded once for the file's tests (every test asks for the same 1280). */
 const loaded = new Map<number, Promise<Images>>();
 function realImages(n: number): Promise<Images> {
