@@ -4,6 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { BIN, ROOT } from './helpers/cli';
+import { regtrainInProcess } from './helpers/in-process';
 import { pathWithoutRegtrain } from './helpers/path-without-regtrain';
 import { scratchDir } from './helpers/scratch';
 
@@ -23,6 +24,21 @@ function shell(command: string, PATH: string, cwd = TMP) {
   // empties dist/ under the test files running at the same time. The hint does not depend on it.
   env.npm_config_ignore_scripts = 'true';
   return spawnSync('bash', ['-c', command], { cwd, env, encoding: 'utf8' });
+}
+
+/**
+ * `regtrain ...args` in this process with PATH set (and npm's variables unset, as shell() does): plan reads PATH
+ * when it checks the launcher, not at start, so the launcher checks need no process of their own (the hints,
+ * which depend on how the process was started, do).
+ */
+async function planWithPath(args: string[], PATH: string, cwd: string) {
+  const npm = Object.fromEntries(
+    Object.keys(process.env)
+      .filter((k) => k.startsWith('npm_'))
+      .map((k) => [k, undefined]),
+  );
+  const r = await regtrainInProcess(args, { cwd, env: { ...npm, PATH } });
+  return { status: r.code, stdout: r.stdout, stderr: r.stderr };
 }
 
 /** The command after "fill it with: " in `data info`'s error for a missing data directory. */
@@ -51,9 +67,9 @@ test('a hint names regtrain as it was started: bare when regtrain on PATH is thi
   }
 });
 
-test('plan --format slurm refuses a launcher that is not on PATH, naming both fixes, and writes nothing', () => {
+test('plan --format slurm refuses a launcher that is not on PATH, naming both fixes, and writes nothing', async () => {
   const cwd = fs.mkdtempSync(path.join(TMP, 'plan-'));
-  const r = shell(`node ${BIN} plan ${STUDY} --format slurm`, BARE_PATH, cwd);
+  const r = await planWithPath(['plan', STUDY, '--format', 'slurm'], BARE_PATH, cwd);
   assert.equal(r.status, 2);
   assert.equal(
     r.stderr,
@@ -61,22 +77,26 @@ test('plan --format slurm refuses a launcher that is not on PATH, naming both fi
   );
   assert.deepEqual(fs.readdirSync(cwd), []);
   // Either fix plans the study.
-  assert.equal(shell(`regtrain plan ${STUDY} --format slurm`, ON_PATH, cwd).status, 0);
-  const withNode = shell(`node ${BIN} plan ${STUDY} --format parallel --regtrain 'node ${BIN}'`, BARE_PATH, cwd);
+  assert.equal((await planWithPath(['plan', STUDY, '--format', 'slurm'], ON_PATH, cwd)).status, 0);
+  const withNode = await planWithPath(
+    ['plan', STUDY, '--format', 'parallel', '--regtrain', `node ${BIN}`],
+    BARE_PATH,
+    cwd,
+  );
   assert.equal(withNode.status, 0, withNode.stderr);
   assert.match(withNode.stderr, /^found study study: 18 members in studies\/study-[0-9a-f]{10}; run with: bash /);
 });
 
-test('plan warns that npx does not pass SIGTERM on, and refuses a relative script path that tasks run elsewhere would not find', () => {
+test('plan warns that npx does not pass SIGTERM on, and refuses a relative script path that tasks run elsewhere would not find', async () => {
   const cwd = fs.mkdtempSync(path.join(TMP, 'plan-'));
-  const npx = shell(`regtrain plan ${STUDY} --format slurm --regtrain 'npx regtrain'`, ON_PATH, cwd);
+  const npx = await planWithPath(['plan', STUDY, '--format', 'slurm', '--regtrain', 'npx regtrain'], ON_PATH, cwd);
   assert.equal(npx.status, 0, npx.stderr);
   assert.equal(
     npx.stderr.split('\n')[0],
     `warning: --regtrain 'npx regtrain': npx does not pass SIGTERM on to regtrain, so scancel, requeue and preemption would not save; put regtrain on PATH (npm install -g . in ${ROOT}) or pass --regtrain 'node ${BIN}'`,
   );
-  const relative = shell(
-    `regtrain plan ${STUDY} --format slurm --regtrain 'node ${path.relative(cwd, BIN)}'`,
+  const relative = await planWithPath(
+    ['plan', STUDY, '--format', 'slurm', '--regtrain', `node ${path.relative(cwd, BIN)}`],
     ON_PATH,
     cwd,
   );

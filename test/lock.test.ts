@@ -8,9 +8,11 @@ import { claimRunDir, createRunDir, releaseRunDir, LOCK_FILE } from '../src/rund
 import { processStartTime } from '../src/lock';
 import { InputError } from '../src/errors';
 import { BIN, QUICK, ROOT, SMALL_SLICE, launch, regtrainSync } from './helpers/cli';
+import { regtrainInProcess } from './helpers/in-process';
 import { scratchDir } from './helpers/scratch';
 
-const RUNDIR_JS = path.join(ROOT, 'dist', 'src', 'rundir.js');
+/** The lock module alone (claimRunDir takes a run directory's lock with it): a racer loads it in half of rundir.js's CPU. */
+const LOCK_JS = path.join(ROOT, 'dist', 'src', 'lock.js');
 const tmp = scratchDir('regtrain-lock-');
 const BOOT = fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
 
@@ -42,57 +44,81 @@ const lockToken = (dir: string) =>
 const lockPid = (dir: string) =>
   (JSON.parse(fs.readFileSync(path.join(dir, LOCK_FILE), 'utf8')) as { pid: number }).pid;
 
+const ROUNDS = 4;
+const RACERS = 8;
+
 /**
- * A process that says "ready", waits for the file `go`, claims `dir` and prints won/lost; a
- * winner holds the lock until the file `stop` appears (so no racer can find it released).
+ * A process that races in every round: it says "ready <round>", waits for the file `go-<round>`, takes the lock of
+ * `race-<round>` as claimRunDir does (which puts "<dir>: another regtrain run is writing to it" before the reason:
+ * the tests below) and prints won/lost; a winner holds the lock until `stop-<round>` appears (so no racer can find
+ * it released), then releases it. The same eight processes race in each round (starting a process costs more
+ * than its claims), each round a fresh stale lock and a fresh contention between eight processes.
  */
 const RACER = `
 const fs = require('fs');
-const { claimRunDir, releaseRunDir } = require(${JSON.stringify(RUNDIR_JS)});
-const [dir, go, stop] = process.argv.slice(1);
+const path = require('path');
+const { acquireLock, releaseLock } = require(${JSON.stringify(LOCK_JS)});
+const [base, rounds] = process.argv.slice(1);
 const sleep = () => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
-console.log('ready');
-while (!fs.existsSync(go)) sleep();
-try {
-  claimRunDir(dir);
-  console.log('won');
-  while (!fs.existsSync(stop)) sleep();
-  releaseRunDir(dir);
-} catch (err) {
-  console.log('lost: ' + err.message);
+for (let r = 0; r < Number(rounds); r++) {
+  const [dir, go, stop] = ['race-', 'go-', 'stop-'].map((f) => path.join(base, f + r));
+  console.log('ready ' + r);
+  while (!fs.existsSync(go)) sleep();
+  const lock = path.join(dir, ${JSON.stringify(LOCK_FILE)});
+  try {
+    acquireLock(lock);
+    console.log('won ' + r);
+    while (!fs.existsSync(stop)) sleep();
+    releaseLock(lock);
+  } catch (err) {
+    console.log('lost ' + r + ': ' + err.constructor.name + ': ' + err.message);
+  }
 }
 `;
 
 test('of eight processes racing to take over one stale lock, exactly one wins and the others are refused', async () => {
-  for (let round = 0; round < 4; round++) {
-    const dir = runDir(`race-${round}`);
-    writeLock(dir, { pid: deadPid(), start: '1', token: `stale${round}` });
-    const [go, stop] = ['go', 'stop'].map((f) => path.join(tmp, `${f}-${round}`)) as [string, string];
-    let ready = 0;
-    let decided = 0;
-    const racers = Array.from({ length: 8 }, () => {
-      const child = spawn(process.execPath, ['-e', RACER, dir, go, stop]);
-      let out = '';
-      child.stdout.on('data', (d: Buffer) => {
-        out += d.toString();
-        if (d.toString().includes('ready')) ready++;
-        if (/won|lost/.test(d.toString()) && ++decided === 8) fs.writeFileSync(stop, '');
-      });
-      return new Promise<string>((resolve) => child.on('close', () => resolve(out.replace('ready\n', '').trim())));
+  const base = runDir('races');
+  const dirs = Array.from({ length: ROUNDS }, (_, r) => {
+    const dir = runDir(`races/race-${r}`);
+    writeLock(dir, { pid: deadPid(), start: '1', token: `stale${r}` });
+    return dir;
+  });
+  // Each racer's lines so far; a round starts when all eight said "ready <round>".
+  const lines: string[][] = Array.from({ length: RACERS }, () => []);
+  const children = Array.from({ length: RACERS }, () => spawn(process.execPath, ['-e', RACER, base, String(ROUNDS)]));
+  const closed = children.map((child, i) => {
+    let partial = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      const all = (partial + d).split('\n');
+      partial = all.pop()!;
+      lines[i]!.push(...all);
     });
-    while (ready < 8) await new Promise((resolve) => setTimeout(resolve, 20));
-    fs.writeFileSync(go, '');
-    const outcomes = await Promise.all(racers);
-    assert.equal(outcomes.filter((o) => o === 'won').length, 1, outcomes.join('\n'));
-    for (const o of outcomes.filter((x) => x !== 'won'))
-      assert.match(
-        o,
-        new RegExp(
-          `^lost: ${dir}: another regtrain run is writing to it \\((held by pid \\d+|being taken over by another process)\\)$`,
-        ),
-      );
-    assert.deepEqual(fs.readdirSync(dir), [], 'no lock, claim or temp files left once the winner released');
+    return new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+  });
+  const until = async (what: string, done: () => boolean) => {
+    for (const started = Date.now(); !done(); await new Promise((resolve) => setTimeout(resolve, 10)))
+      if (Date.now() - started > 60_000)
+        assert.fail(`${what}: not within 60 s\n${lines.map((l) => l.join(' | ')).join('\n')}`);
+  };
+  try {
+    for (let r = 0; r < ROUNDS; r++) {
+      await until(`round ${r}: all racers ready`, () => lines.every((l) => l.includes(`ready ${r}`)));
+      fs.writeFileSync(path.join(base, `go-${r}`), '');
+      const outcome = (l: string[]) => l.find((x) => x === `won ${r}` || x.startsWith(`lost ${r}: `));
+      await until(`round ${r}: all racers decided`, () => lines.every((l) => outcome(l) !== undefined));
+      const outcomes = lines.map((l) => outcome(l)!.replace(` ${r}`, ''));
+      fs.writeFileSync(path.join(base, `stop-${r}`), '');
+      assert.equal(outcomes.filter((o) => o === 'won').length, 1, outcomes.join('\n'));
+      for (const o of outcomes.filter((x) => x !== 'won'))
+        assert.match(o, /^lost: LockHeldError: (held by pid \d+|being taken over by another process)$/);
+    }
+    assert.deepEqual(await Promise.all(closed), Array(RACERS).fill(0));
+  } finally {
+    // A failed round leaves the others waiting for files that will not come.
+    for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
   }
+  for (const dir of dirs)
+    assert.deepEqual(fs.readdirSync(dir), [], 'no lock, claim or temp files left once the winner released');
 });
 
 test('a lock whose pid now belongs to an unrelated live process (a reused PID) is taken over; the real holder is not', async () => {
@@ -186,8 +212,9 @@ for (const signal of ['SIGKILL', 'SIGSEGV'] as const) {
     }).done;
     assert.equal(stopped.signal, signal, `run ended with ${stopped.code ?? stopped.signal} before it could be stopped`);
     assert.ok(fs.existsSync(path.join(out, LOCK_FILE)), 'the dead run left its lock');
-    const again = regtrainSync(args, { cwd: tmp });
-    assert.equal(again.status, 2);
+    // What the dead process left is on disk: the refusal is checked in this process, the takeover by another.
+    const again = await regtrainInProcess(args, { cwd: tmp });
+    assert.equal(again.code, 2);
     assert.equal(
       again.stderr
         .split('\n')

@@ -80,9 +80,12 @@ export interface CnnSteps {
   train: Split;
 }
 
-/** The CNN of configs/cnn.yaml (its seed, its initial weights) and the first STEPS batches of its training split, unshuffled. */
-export async function cnnSetup(): Promise<CnnSteps> {
-  const cache = scratchDir('regtrain-cnn-steps-');
+/**
+ * The CNN of configs/cnn.yaml (its seed, its initial weights) and the first STEPS batches of its training split, unshuffled;
+ * the images from `dataDir` when given (a test's seeded cache), else fetched into a scratch cache removed after.
+ */
+export async function cnnSetup(dataDir?: string): Promise<CnnSteps> {
+  const cache = dataDir ?? scratchDir('regtrain-cnn-steps-');
   const spec = loadSpec(
     CNN_CONFIG,
     [`data.trainLimit=${STEPS * BATCH}`, 'data.validation.size=0'].map(parseSetFlag),
@@ -95,7 +98,7 @@ export async function cnnSetup(): Promise<CnnSteps> {
     testLimit: 10,
     splitSeed: runSeeds(spec.seed).split,
   });
-  fs.rmSync(cache, { recursive: true, force: true });
+  if (!dataDir) fs.rmSync(cache, { recursive: true, force: true });
   return { spec, built: buildModel(spec), train: ds.train };
 }
 
