@@ -46,7 +46,7 @@
  * - Accuracy: argmax(p) (first maximum) == y, as tfjs's sparseCategoricalAccuracy.
  *
  * Agreement with trainOnBatch: float32 rounding only (different summation orders); verified ≤ 1e-5
- * relative on weights and losses after 20 steps (test/accel.unit.test.ts).
+ * relative on weights and losses after 5 steps (test/accel.unit.test.ts).
  */
 import * as tf from '../tf';
 import { wasmSimd, type Simd } from '../accel/simd';
