@@ -22,8 +22,7 @@ import * as path from 'node:path';
 import * as tf from '../src/tf';
 import { initBackend } from '../src/backend';
 import { installedGemm } from '../src/accel/kernels';
-import { seededDataDir } from './helpers/data';
-import { scratchDir } from './helpers/scratch';
+import { sharedDataDir } from './helpers/data';
 import { cnnSetup, runSteps, STEPS, summarise, summaryDiff, type StepRecord, type Summary } from './bench/cnn-steps';
 
 const FIXTURE = path.resolve(__dirname, '../../test/fixtures/torch-cnn-steps.json');
@@ -37,7 +36,7 @@ test("the CNN's lean training step matches PyTorch's for 30 steps: activations, 
   };
   assert.equal(fixture.steps.length, STEPS);
   // A seeded, stamped cache (helpers/data.ts): a cache filled here would be copied and hashed in full first.
-  const setup = await cnnSetup(seededDataDir(path.join(scratchDir('regtrain-cnn-parity-'), 'data')));
+  const setup = await cnnSetup(sharedDataDir());
   // The same starting point: configs/cnn.yaml's seed gives the weights PyTorch started from.
   for (const w of setup.built.model.trainableWeights) {
     const v = w.read() as tf.Variable;

@@ -1,28 +1,16 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import * as path from 'node:path';
 import * as tf from '../src/tf';
-import { BatchGatherer, gatherBatch, loadDataset, type Normalization, type Split } from '../src/data/dataset';
+import { BatchGatherer, gatherBatch, type Normalization, type Split } from '../src/data/dataset';
 import { Augmenter } from '../src/data/augmentation';
 import { Rng, runSeeds } from '../src/rng';
 import { useBackend } from './helpers/backend';
-import { scratchDir } from './helpers/scratch';
-import { seededDataDir } from './helpers/data';
+import { loadFirstImages } from './helpers/first-images';
 
 const PIXELS = 28 * 28;
-// Seeded and stamped once (helpers/data.ts): a cache filled by the first load was hashed again by each load of its next 2 s.
-const cache = seededDataDir(path.join(scratchDir('regtrain-gather-'), 'data'));
-
 /** The first `n` Fashion-MNIST training images, normalized as `normalize` says (the table loadDataset builds). */
 async function realSplit(normalize: Normalization, n = 64): Promise<{ split: Split; mean: number; std: number }> {
-  const ds = await loadDataset({
-    dataDir: cache,
-    normalize,
-    validation: { size: 0, holdout: true, shuffle: false, stratify: false },
-    trainLimit: n,
-    testLimit: 10,
-    splitSeed: runSeeds(1).split,
-  });
+  const ds = await loadFirstImages(normalize, n);
   return { split: ds.train, mean: ds.normalization.mean, std: ds.normalization.std };
 }
 

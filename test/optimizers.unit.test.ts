@@ -11,14 +11,13 @@ import * as tf from '../src/tf';
 import { createOptimizer, Optimizer } from '../src/train/optimizers';
 import { initBackend } from '../src/backend';
 import { buildModel } from '../src/model';
-import { imagesOf, loadDataset, type Split } from '../src/data/dataset';
+import { imagesOf, type Split } from '../src/data/dataset';
 import { loadSpec, parseSetFlag } from '../src/spec';
 import { createReferenceStep, createTrainStep } from '../src/train/step';
 import { createLeanStep } from '../src/train/lean-step';
 import type { TrainStep } from '../src/train/types';
-import { runSeeds } from '../src/rng';
 import { scratchDir } from './helpers/scratch';
-import { seededDataDir } from './helpers/data';
+import { loadFirstImages } from './helpers/first-images';
 
 const QUICK = path.resolve(__dirname, '../../configs/quick.yaml');
 const W0 = [0.5, -0.25, 0, 1];
@@ -362,7 +361,6 @@ describe('the lean step and the reference step', () => {
 
 type Images = Split;
 // Seeded and stamped once (helpers/data.ts), not filled and hashed by the first load.
-const cache = seededDataDir(path.join(scratchDir('regtrain-opt-'), 'data'));
 /** The first n training images: loaded once for the file's tests (every test asks for the same 1280). */
 const loaded = new Map<number, Promise<Images>>();
 function realImages(n: number): Promise<Images> {
@@ -370,14 +368,7 @@ function realImages(n: number): Promise<Images> {
   return loaded.get(n)!;
 }
 async function loadImages(n: number): Promise<Images> {
-  const ds = await loadDataset({
-    dataDir: cache,
-    normalize: 'scale01',
-    validation: { size: 0, holdout: true, shuffle: false, stratify: false },
-    trainLimit: n,
-    testLimit: 10,
-    splitSeed: runSeeds(1).split,
-  });
+  const ds = await loadFirstImages('scale01', n);
   return ds.train;
 }
 function batchOf(d: Images, s: number, b: number): { x: tf.Tensor3D; y: tf.Tensor1D } {
