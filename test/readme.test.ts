@@ -23,6 +23,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawn } from 'node:child_process';
+import { regtrainInProcess } from './helpers/in-process';
 import { scratchDir } from './helpers/scratch';
 
 const ROOT = path.resolve(__dirname, '../..');
@@ -295,12 +296,13 @@ describe('README.md shows what regtrain prints', () => {
           assert.ok(users.length > 0, `${where}: no later example runs a command on ${block.arg}`);
           return;
         }
-        // A file that stands for a shipped config must resolve to the very same spec.
-        const shownSpec = await bash(`regtrain validate ${block.arg} --json`, true);
-        const file = await bash(`regtrain validate ${block.resolvesAs} --json`, true);
+        // A file that stands for a shipped config must resolve to the very same spec. (`regtrain validate --json`
+        // in this process: the README shows the file, not these commands.)
+        const shownSpec = await regtrainInProcess(['validate', block.arg, '--json'], { cwd: CWD });
+        const file = await regtrainInProcess(['validate', block.resolvesAs, '--json'], { cwd: CWD });
         assert.equal(shownSpec.code, 0, shownSpec.stderr);
         assert.equal(file.code, 0, file.stderr);
-        assert.deepEqual(JSON.parse(shownSpec.output), JSON.parse(file.output));
+        assert.deepEqual(JSON.parse(shownSpec.stdout), JSON.parse(file.stdout));
       });
     } else if (block.kind === 'setup') {
       test(`${where}: the commands shown run`, async () => {
