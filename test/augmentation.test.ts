@@ -3,7 +3,9 @@
  * image augmentation and both batch-mixing steps on, SIGKILLed after its first epoch and resumed, ends
  * bit for bit where the uninterrupted run does (the augmentation stream is in the checkpoint); and the
  * tutorial's model stays on the lean training step with augmentation on.
- * The hand-computed cases are in augmentation.unit.test.ts.
+ * The hand-computed cases are in augmentation.unit.test.ts. The run SIGKILLed and its resume are real processes;
+ * the uninterrupted runs are the real program in this process (helpers/in-process.ts): they check numbers, files
+ * and the --json events.
  */
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -12,6 +14,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BIN, QUICK, killAfterFirstEpoch, SMALL_SLICE } from './helpers/cli';
 import { seededDataDir } from './helpers/data';
+import { regtrainInProcess } from './helpers/in-process';
 import { scratchDir } from './helpers/scratch';
 
 const tmp = scratchDir('regtrain-augment-');
@@ -20,6 +23,8 @@ const spec = path.join(tmp, 'augmented.yaml');
 const small = [...SMALL_SLICE, '--backend', 'wasm'];
 
 const regtrain = (args: string[]) => spawnSync(process.execPath, [BIN, ...args], { cwd: tmp, env, encoding: 'utf8' });
+const inProcess = (args: string[]) =>
+  regtrainInProcess(args, { cwd: tmp, env: { REGTRAIN_DATA_DIR: env.REGTRAIN_DATA_DIR } });
 const read = (dir: string, file: string) => fs.readFileSync(path.join(tmp, dir, file));
 const history = (dir: string) =>
   (JSON.parse(read(dir, 'history.json').toString()) as { epochs: Record<string, unknown>[] }).epochs.map(
@@ -28,7 +33,7 @@ const history = (dir: string) =>
 
 let wholeEvents: { event: string; step?: string }[] = [];
 
-before(() => {
+before(async () => {
   // configs/quick.yaml (the tutorial's model) with every augmentation step on.
   fs.writeFileSync(
     spec,
@@ -49,8 +54,8 @@ before(() => {
         ].join('\n'),
       ),
   );
-  const r = regtrain(['run', spec, ...small, '--out', 'whole', '--json']);
-  assert.equal(r.status, 0, r.stderr);
+  const r = await inProcess(['run', spec, ...small, '--out', 'whole', '--json']);
+  assert.equal(r.code, 0, r.stderr);
   wholeEvents = r.stdout
     .trim()
     .split('\n')
@@ -76,7 +81,7 @@ test('a run with augmentation, mixUp and cutMix killed with SIGKILL and resumed 
   assert.ok(read('killed', 'weights.bin').equals(read('whole', 'weights.bin')), 'weights.bin is byte-identical');
 });
 
-test('augmentation reaches the training batches only: validation and test see the images as they are', () => {
+test('augmentation reaches the training batches only: validation and test see the images as they are', async () => {
   // A learning rate of 1e-30 leaves the weights as initialized (same seed, same weights in both runs), so
   // erasing 90% of every training image changes the training loss and nothing else.
   const frozen = [...small, '--set', 'training.epochs=1', '--set', 'optimizer.sgd.learningRate=1e-30', '-q'];
@@ -85,8 +90,8 @@ test('augmentation reaches the training batches only: validation and test see th
     ['frozen-plain', []],
     ['frozen-erased', erased],
   ] as const) {
-    const r = regtrain(['run', QUICK, ...frozen, ...extra, '--out', out]);
-    assert.equal(r.status, 0, r.stderr);
+    const r = await inProcess(['run', QUICK, ...frozen, ...extra, '--out', out]);
+    assert.equal(r.code, 0, r.stderr);
   }
   const [plain, erasedRun] = ['frozen-plain', 'frozen-erased'].map((d) => history(d)[0]!);
   assert.ok(Math.abs((plain!.loss as number) - (erasedRun!.loss as number)) > 0.01, 'the training loss differs');

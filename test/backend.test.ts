@@ -69,8 +69,21 @@ function run(
   return { status: r.status, events, stderr: r.stderr };
 }
 
+/** One process per (args, env), made by the first test that asks: tests that read different things from the same run share it. */
+const shared = new Map<string, ReturnType<typeof run>>();
+const sharedRun = (args: string[]) => {
+  const key = JSON.stringify(args);
+  if (!shared.has(key)) shared.set(key, run(args));
+  return shared.get(key)!;
+};
+const biasPenalty = ['--set', 'model.layers.2.dense.biasRegularizer={l2: 0.001}'];
+/** The tutorial's model (the lean step's) on auto at batch 256, where only a model on the autodiff step would move to tfjs-node. */
+const autoLean256 = () => sharedRun(['--backend', 'auto', '--set', 'training.batchSize=256']);
+/** A model with a bias penalty (the autodiff step's) on auto at batch 128: wasm with regtrain's kernels. */
+const autoBias128 = () => sharedRun(['--backend', 'auto', ...biasPenalty, '--set', 'training.batchSize=128']);
+
 test("auto picks wasm with regtrain's kernels whether or not tfjs-node loads, and says why", () => {
-  const r = run(['--backend', 'auto']);
+  const r = autoLean256();
   assert.equal(r.status, 0, r.stderr);
   assert.equal(r.events.start.backend, 'wasm');
   assert.equal(
@@ -168,15 +181,17 @@ test('REGTRAIN_ACCEL=off keeps tfjs kernels and the reference step', () => {
 });
 
 test('a model with a bias penalty uses the reference step, whatever the kernels', () => {
-  const r = run(['--backend', 'wasm', '--set', 'model.layers.2.dense.biasRegularizer={l2: 0.001}']);
+  // On wasm with regtrain's kernels installed (OpenBLAS or its SIMD WebAssembly GEMM).
+  const r = autoBias128();
   assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.events.start.backend, 'wasm');
+  assert.notEqual(r.events.training.gemm.kind, null);
   assert.equal(r.events.training.step, 'tfjs autodiff + optimizer (activity or bias penalties need autodiff)');
 });
 
 test('auto puts a model on the autodiff step on tfjs-node from batch 256, where it is faster, and suggests it where it is missing', () => {
-  const biasPenalty = ['--set', 'model.layers.2.dense.biasRegularizer={l2: 0.001}'];
   const kernels = noBlas ? "regtrain's relaxed-SIMD WebAssembly matmuls" : 'OpenBLAS matmuls';
-  const small = run(['--backend', 'auto', ...biasPenalty, '--set', 'training.batchSize=128']);
+  const small = autoBias128();
   assert.equal(small.status, 0, small.stderr);
   assert.equal(small.events.start.backendReason, `auto: wasm + ${kernels}, faster than tfjs-node`);
   const big = run(['--backend', 'auto', ...biasPenalty, '--set', 'training.batchSize=256']);
@@ -196,6 +211,6 @@ test('auto puts a model on the autodiff step on tfjs-node from batch 256, where 
     );
   }
   // The lean step's model at the same batch stays on wasm.
-  const lean = run(['--backend', 'auto', '--set', 'training.batchSize=256']);
+  const lean = autoLean256();
   assert.equal(lean.events.start.backend, 'wasm');
 });

@@ -2,6 +2,8 @@
  * Calibration wired through the tool: a tiny real run's metrics.json, `evaluate` (text and --json)
  * on it, and `compare` (the ECE column, the paired ECE interval, the reliability diagrams) on the
  * fixture study with hand-chosen ECEs. Runs written before regtrain measured calibration stay readable.
+ * Every command is the real program in this process (helpers/in-process.ts): what is checked is numbers,
+ * files and messages, not a process's.
  */
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
@@ -9,8 +11,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { MetricsFile } from '../src/runformat';
 import { ECE_BINS } from '../src/evaluation/calibration';
-import { regtrainSync } from './helpers/cli';
 import { seededXdgCache } from './helpers/data';
+import { regtrainInProcess } from './helpers/in-process';
 import { scratchDir } from './helpers/scratch';
 import { readJson, metricsOf } from './helpers/run-files';
 
@@ -21,15 +23,14 @@ const TEST_COUNT = 300;
 
 let TMP = '';
 let RUN = '';
-const env = () => ({ ...process.env, XDG_CACHE_HOME: path.join(TMP, 'xdg') });
-const cli = (args: string[]) => regtrainSync(args, { cwd: TMP, env: env() });
+const cli = (args: string[]) => regtrainInProcess(args, { cwd: TMP, env: { XDG_CACHE_HOME: path.join(TMP, 'xdg') } });
 const close = (actual: number, expected: number, eps = 1e-9) =>
   assert.ok(Math.abs(actual - expected) <= eps, `expected ${expected}, got ${actual}`);
 
-before(() => {
+before(async () => {
   TMP = scratchDir('regtrain-calibration-');
   seededXdgCache(path.join(TMP, 'xdg'));
-  const r = cli([
+  const r = await cli([
     'run',
     QUICK,
     '--backend',
@@ -46,11 +47,11 @@ before(() => {
     path.join(TMP, 'run'),
     '-q',
   ]);
-  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.code, 0, r.stderr);
   RUN = path.join(TMP, 'run');
 });
 
-test("a finished run's metrics.json holds the test set's ECE, Brier score, NLL and 15 reliability bins that add up to them", () => {
+test("a finished run's metrics.json holds the test set's ECE, Brier score, NLL and 15 reliability bins that add up to them", async () => {
   const c = metricsOf(RUN).calibration!;
   assert.ok(c, 'metrics.json has no calibration');
   assert.equal(c.bins.length, ECE_BINS);
@@ -74,10 +75,10 @@ test("a finished run's metrics.json holds the test set's ECE, Brier score, NLL a
   assert.ok(c.brier > 0 && c.brier < 2 && c.nll > 0, JSON.stringify(c));
 });
 
-test('evaluate reports the same ECE, Brier score and NLL as the run recorded, in its text and in --json', () => {
+test('evaluate reports the same ECE, Brier score and NLL as the run recorded, in its text and in --json', async () => {
   const c = metricsOf(RUN).calibration!;
-  const j = cli(['evaluate', RUN, '--json']);
-  assert.equal(j.status, 0, j.stderr);
+  const j = await cli(['evaluate', RUN, '--json']);
+  assert.equal(j.code, 0, j.stderr);
   const report = JSON.parse(j.stdout.trim().split('\n').at(-1)!) as {
     ece: number;
     brier: number;
@@ -88,8 +89,8 @@ test('evaluate reports the same ECE, Brier score and NLL as the run recorded, in
   close(report.brier, c.brier);
   close(report.nll, c.nll);
   assert.deepEqual(report.reliability, c.bins);
-  const t = cli(['evaluate', RUN]);
-  assert.equal(t.status, 0, t.stderr);
+  const t = await cli(['evaluate', RUN]);
+  assert.equal(t.code, 0, t.stderr);
   assert.match(
     t.stdout,
     new RegExp(
@@ -99,17 +100,17 @@ test('evaluate reports the same ECE, Brier score and NLL as the run recorded, in
   );
 });
 
-test('a run directory written before calibration was measured is still evaluated and compared, without ECE columns', () => {
+test('a run directory written before calibration was measured is still evaluated and compared, without ECE columns', async () => {
   const old = path.join(TMP, 'old-run');
   fs.cpSync(RUN, old, { recursive: true });
   const m = metricsOf(old) as Partial<MetricsFile>;
   delete m.calibration;
   fs.writeFileSync(path.join(old, 'metrics.json'), JSON.stringify(m));
-  const e = cli(['evaluate', old]);
-  assert.equal(e.status, 0, e.stderr);
+  const e = await cli(['evaluate', old]);
+  assert.equal(e.code, 0, e.stderr);
   assert.match(e.stdout, /^Calibration: ECE: /m);
-  const c = cli(['compare', old]);
-  assert.equal(c.status, 0, c.stderr);
+  const c = await cli(['compare', old]);
+  assert.equal(c.code, 0, c.stderr);
   assert.deepEqual(c.stdout.split('\n')[0]!.trim().split(/ {2,}/), [
     'variant',
     'test acc ± std (n)',
@@ -120,14 +121,14 @@ test('a run directory written before calibration was measured is still evaluated
   ]);
 });
 
-test('metrics.json with an ECE above 1 is refused with the field path and the expected range', () => {
+test('metrics.json with an ECE above 1 is refused with the field path and the expected range', async () => {
   const bad = path.join(TMP, 'bad-ece');
   fs.cpSync(RUN, bad, { recursive: true });
   const m = metricsOf(bad);
   m.calibration!.ece = 1.5;
   fs.writeFileSync(path.join(bad, 'metrics.json'), JSON.stringify(m));
-  const e = cli(['evaluate', bad]);
-  assert.equal(e.status, 2, e.stderr);
+  const e = await cli(['evaluate', bad]);
+  assert.equal(e.code, 2, e.stderr);
   assert.equal(
     e.stderr.trim().split('\n').at(-1),
     `error: ${path.join(bad, 'metrics.json')}: calibration.ece: expected a number from 0 to 1, got 1.5`,
@@ -172,10 +173,10 @@ function calibratedStudy(): string {
   return dir;
 }
 
-test('compare shows each variant’s mean ECE and pairs the ECE with the baseline by seed, lower being better', () => {
+test('compare shows each variant’s mean ECE and pairs the ECE with the baseline by seed, lower being better', async () => {
   const study = calibratedStudy();
-  const t = cli(['compare', study]);
-  assert.equal(t.status, 0, t.stderr);
+  const t = await cli(['compare', study]);
+  assert.equal(t.code, 0, t.stderr);
   const lines = t.stdout.split('\n');
   assert.deepEqual(lines[0]!.trim().split(/ {2,}/), [
     'variant',
@@ -198,8 +199,8 @@ test('compare shows each variant’s mean ECE and pairs the ECE with the baselin
   assert.ok(at > 0, t.stdout);
   assert.equal(lines[at + 1], '  l1 − baseline: -0.0300 [-0.0548, -0.0052], t(2) = -5.20, p = 0.035, 3 pairs: better');
 
-  const j = cli(['compare', study, '--json']);
-  assert.equal(j.status, 0, j.stderr);
+  const j = await cli(['compare', study, '--json']);
+  assert.equal(j.code, 0, j.stderr);
   const paired = j.stdout
     .trim()
     .split('\n')
@@ -209,25 +210,25 @@ test('compare shows each variant’s mean ECE and pairs the ECE with the baselin
   close(paired[0]!.meanDiff!, -0.03, 1e-12);
   close(paired[0]!.ci95![0]!, -0.03 - (4.302652729911275 * 0.01) / Math.sqrt(3), 1e-6);
 
-  const w = cli(['compare', study, '--wide']);
-  assert.equal(w.status, 0, w.stderr);
+  const w = await cli(['compare', study, '--wide']);
+  assert.equal(w.code, 0, w.stderr);
   const header = w.stdout.split('\n')[0]!.trim().split(/ {2,}/);
   assert.deepEqual(header.slice(5, 10), ['test loss', 'test ECE', 'Δ ECE [95% CI]', 'Brier', 'test NLL']);
   const l1 = w.stdout.split('\n').find((l) => l.startsWith('*l1'))!;
   assert.ok(l1.includes('0.0900 ± 0.0265  -0.0300 [-0.0548, -0.0052] better  0.1800 ± 0.0529  0.2700 ± 0.0794'), l1);
 
-  const csv = cli(['compare', study, '--csv']);
+  const csv = await cli(['compare', study, '--csv']);
   const [head, , l1Row] = csv.stdout.split('\n');
   const col = (name: string) => csvFields(l1Row!)[csvFields(head!).indexOf(name)];
   close(Number(col('ece')), 0.09, 1e-12);
   assert.equal(col('ece_verdict'), 'better');
 });
 
-test('the HTML report draws a reliability diagram per variant that measured calibration, one bar per non-empty bin', () => {
+test('the HTML report draws a reliability diagram per variant that measured calibration, one bar per non-empty bin', async () => {
   const study = calibratedStudy();
   const file = path.join(TMP, 'report.html');
-  const r = cli(['compare', study, '--report', file]);
-  assert.equal(r.status, 0, r.stderr);
+  const r = await cli(['compare', study, '--report', file]);
+  assert.equal(r.code, 0, r.stderr);
   const html = fs.readFileSync(file, 'utf8');
   assert.ok(html.includes('<h2>Calibration: reliability diagrams</h2>'));
   const charts = [...html.matchAll(/<svg[^>]*data-chart="(reliability-[^"]+)" data-series="(\d+)"/g)].map((m) => [

@@ -8,12 +8,15 @@
  *   reshape [28, 28, 1] → conv2d 4 3×3 strides 2 relu, L2 0.001, maxNorm 2 (13×13×4) → maxPooling2d 2
  *   (6×6×4) → conv2d 8 3×3 same relu (6×6×8) → maxPooling2d 2 same (3×3×8) → flatten (72)
  *   → dense 16 relu → dense 10 softmax; Adam 0.01, batch 32 (8 steps an epoch).
+ * The run SIGKILLed and its resume are real processes; the uninterrupted runs are the real program in this
+ * process (helpers/in-process.ts): they check numbers, files and the --json events.
  */
 import { test, before, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { killAfterFirstEpoch, regtrainSync } from './helpers/cli';
+import { regtrainInProcess } from './helpers/in-process';
 import { scratchDir } from './helpers/scratch';
 
 const TMP = scratchDir('regtrain-cnn-lean-');
@@ -42,6 +45,11 @@ training: { epochs: 2, batchSize: 32 }
 );
 
 const regtrain = (args: string[]) => regtrainSync(args, { cwd: TMP, env: ENV });
+const inProcess = (args: string[]) =>
+  regtrainInProcess(args, {
+    cwd: TMP,
+    env: { REGTRAIN_DATA_DIR: ENV.REGTRAIN_DATA_DIR, XDG_CACHE_HOME: ENV.XDG_CACHE_HOME },
+  });
 const read = (dir: string, file: string) => fs.readFileSync(path.join(TMP, dir, file));
 const history = (dir: string) =>
   (JSON.parse(read(dir, 'history.json').toString()) as { epochs: Record<string, unknown>[] }).epochs.map(
@@ -51,9 +59,9 @@ const history = (dir: string) =>
 let events: { event: string; step?: string }[] = [];
 
 describe('a CNN on the lean CNN step', () => {
-  before(() => {
-    const r = regtrain(['run', SPEC, '--out', 'whole', '--json']);
-    assert.equal(r.status, 0, r.stderr);
+  before(async () => {
+    const r = await inProcess(['run', SPEC, '--out', 'whole', '--json']);
+    assert.equal(r.code, 0, r.stderr);
     events = r.stdout
       .trim()
       .split('\n')
@@ -71,9 +79,9 @@ describe('a CNN on the lean CNN step', () => {
     assert.ok(h[1]!.loss < h[0]!.loss, `loss ${h[0]!.loss} → ${h[1]!.loss}`);
   });
 
-  test('is deterministic: a second run gives the same history and byte-identical weights', () => {
-    const r = regtrain(['run', SPEC, '--out', 'again', '-q']);
-    assert.equal(r.status, 0, r.stderr);
+  test('is deterministic: a second run gives the same history and byte-identical weights', async () => {
+    const r = await inProcess(['run', SPEC, '--out', 'again', '-q']);
+    assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(history('again'), history('whole'));
     assert.ok(read('again', 'weights.bin').equals(read('whole', 'weights.bin')), 'weights.bin is byte-identical');
   });

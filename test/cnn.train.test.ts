@@ -11,6 +11,9 @@
  *   lr·(l1·sign(w) + 2·l2·w):  kernel 0.1·(0.01·sign(W) + 0.02·W) = [[0.003, −0.005], [0.002, 0]],
  *                              bias   0.1·(2·0.1·3) = 0.06
  *
+ * The run SIGKILLed and its resume are real processes; the uninterrupted runs, `evaluate` and `predict` are the
+ * real program in this process (helpers/in-process.ts): they check numbers, files and the --json events.
+ *
  * The tiny model (output shapes by Keras's formulas; weight statistics cover the kernels):
  *   reshape [28, 28, 1] → conv2d 4 3×3 strides 2 relu, L2 0.001 (13×13×4, kernel 3·3·1·4 = 36)
  *   → spatialDropout2d 0.25 → maxPooling2d 2 (6×6×4) → conv2d 8 3×3 same relu (6×6×8, kernel
@@ -30,6 +33,7 @@ import { createReferenceStep } from '../src/train/step';
 import { createOptimizer } from '../src/train/optimizers';
 import type { MetricsFile } from '../src/runformat';
 import { killAfterFirstEpoch, regtrainSync } from './helpers/cli';
+import { regtrainInProcess } from './helpers/in-process';
 import { scratchDir } from './helpers/scratch';
 
 const ROOT = path.resolve(__dirname, '../..');
@@ -60,6 +64,11 @@ training: { epochs: 2, batchSize: 32 }
 );
 
 const regtrain = (args: string[]) => regtrainSync(args, { cwd: TMP, env: ENV });
+const inProcess = (args: string[]) =>
+  regtrainInProcess(args, {
+    cwd: TMP,
+    env: { REGTRAIN_DATA_DIR: ENV.REGTRAIN_DATA_DIR, XDG_CACHE_HOME: ENV.XDG_CACHE_HOME },
+  });
 
 const read = (dir: string, file: string) => fs.readFileSync(path.join(TMP, dir, file));
 const metrics = (dir: string) => JSON.parse(read(dir, 'metrics.json').toString()) as MetricsFile;
@@ -71,9 +80,9 @@ const history = (dir: string) =>
 let events: { event: string; step?: string }[] = [];
 
 describe('a CNN on a real slice', () => {
-  before(() => {
-    const r = regtrain(['run', SPEC, '--out', 'whole', '--json']);
-    assert.equal(r.status, 0, r.stderr);
+  before(async () => {
+    const r = await inProcess(['run', SPEC, '--out', 'whole', '--json']);
+    assert.equal(r.code, 0, r.stderr);
     events = r.stdout
       .trim()
       .split('\n')
@@ -85,9 +94,9 @@ describe('a CNN on a real slice', () => {
     assert.match(training?.step ?? '', /^tfjs autodiff \+ optimizer \(/);
   });
 
-  test('is deterministic: a second run gives the same history and byte-identical weights', () => {
-    const r = regtrain(['run', SPEC, '--out', 'again', '-q']);
-    assert.equal(r.status, 0, r.stderr);
+  test('is deterministic: a second run gives the same history and byte-identical weights', async () => {
+    const r = await inProcess(['run', SPEC, '--out', 'again', '-q']);
+    assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(history('again'), history('whole'));
     assert.ok(read('again', 'weights.bin').equals(read('whole', 'weights.bin')), 'weights.bin is byte-identical');
   });
@@ -102,18 +111,18 @@ describe('a CNN on a real slice', () => {
     assert.equal(metrics('killed').test!.accuracy, metrics('whole').test!.accuracy);
   });
 
-  test('regtrain evaluate reloads it (spatial dropout included) and reproduces its test accuracy', () => {
-    const r = regtrain(['evaluate', 'whole', '--json']);
-    assert.equal(r.status, 0, r.stderr);
+  test('regtrain evaluate reloads it (spatial dropout included) and reproduces its test accuracy', async () => {
+    const r = await inProcess(['evaluate', 'whole', '--json']);
+    assert.equal(r.code, 0, r.stderr);
     const report = JSON.parse(r.stdout) as { accuracy: number; count: number };
     assert.equal(report.count, TEST_COUNT);
     assert.equal(report.accuracy, metrics('whole').test!.accuracy);
   });
 
-  test('regtrain predict classifies its test images as the run scored them: top-1 right as often as its test accuracy', () => {
+  test('regtrain predict classifies its test images as the run scored them: top-1 right as often as its test accuracy', async () => {
     const indexes = Array.from({ length: TEST_COUNT }, (_, i) => ['--test-index', String(i)]).flat();
-    const r = regtrain(['predict', 'whole', ...indexes, '--json']);
-    assert.equal(r.status, 0, r.stderr);
+    const r = await inProcess(['predict', 'whole', ...indexes, '--json']);
+    assert.equal(r.code, 0, r.stderr);
     const lines = r.stdout
       .trim()
       .split('\n')

@@ -4,6 +4,10 @@
  * which training step it took, lists it in the summary, and its saved model loads for `evaluate` and
  * `predict`; a run with gaussianNoise killed with SIGKILL after its first epoch resumes to the same
  * history and weights, bit for bit, on the lean step (noise on the input only) and on the autodiff step.
+ *
+ * The runs, evaluations and predictions are the real program in this process (helpers/in-process.ts: what
+ * they check is the run's files and text, not a process's); the run that is SIGKILLed and its resume are
+ * real processes.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,12 +15,14 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { killAfterFirstEpoch, regtrainSync, SMALL_SLICE } from './helpers/cli';
 import { seededXdgCache } from './helpers/data';
+import { regtrainInProcess } from './helpers/in-process';
 import { scratchDir } from './helpers/scratch';
 
 const tmp = scratchDir('regtrain-layers-');
-const env = { ...process.env, XDG_CACHE_HOME: seededXdgCache(path.join(tmp, 'xdg')) };
+const xdg = seededXdgCache(path.join(tmp, 'xdg'));
+const env = { ...process.env, XDG_CACHE_HOME: xdg };
 
-const regtrain = (args: string[]) => regtrainSync(args, { cwd: tmp, env });
+const regtrain = (args: string[]) => regtrainInProcess(args, { cwd: tmp, env: { XDG_CACHE_HOME: xdg } });
 
 /** A spec file of the tutorial's shape with `middle` between the flatten layer and the output. */
 function writeSpec(file: string, middle: string[]): string {
@@ -97,11 +103,11 @@ const EACH: { name: string; middle: string[]; row: RegExp; step: RegExp; penalty
 ];
 
 for (const c of EACH) {
-  test(`a small run with ${c.name} trains on the step it names, lists it in the summary, and its saved model evaluates and predicts`, () => {
+  test(`a small run with ${c.name} trains on the step it names, lists it in the summary, and its saved model evaluates and predicts`, async () => {
     const spec = writeSpec(`${c.name}.yaml`, c.middle);
     const out = `run-${c.name}`;
-    const r = regtrain(['run', spec, ...TINY, '--out', out]);
-    assert.equal(r.status, 0, r.stderr);
+    const r = await regtrain(['run', spec, ...TINY, '--out', out]);
+    assert.equal(r.code, 0, r.stderr);
     const text = r.stdout + r.stderr;
     assert.match(text, c.row);
     assert.match(text, c.step);
@@ -114,15 +120,15 @@ for (const c of EACH) {
     if (c.penalty) assert.ok(epoch!.penalty > 0, JSON.stringify(epoch));
     else assert.equal(epoch!.penalty, 0);
     assert.ok(Math.abs(epoch!.loss - (epoch!.data_loss + epoch!.penalty)) < 1e-9, JSON.stringify(epoch));
-    const ev = regtrain(['evaluate', out, '--backend', 'wasm']);
-    assert.equal(ev.status, 0, ev.stderr);
+    const ev = await regtrain(['evaluate', out, '--backend', 'wasm']);
+    assert.equal(ev.code, 0, ev.stderr);
     assert.match(ev.stdout, /^Test: loss: \d\.\d{4} - accuracy: \d\.\d{4} \(100 images\)$/m);
     // The noise layers are the identity at inference: evaluate reproduces the run's own test accuracy.
     assert.match(ev.stdout, /^\(run reported accuracy (\d\.\d{4}) on the same 100 images\)$/m);
     const acc = /^Test: loss: \d\.\d{4} - accuracy: (\d\.\d{4})/m.exec(ev.stdout)![1];
     assert.equal(/run reported accuracy (\d\.\d{4})/.exec(ev.stdout)![1], acc);
-    const pr = regtrain(['predict', out, '--test-index', '0', '--backend', 'wasm']);
-    assert.equal(pr.status, 0, pr.stderr);
+    const pr = await regtrain(['predict', out, '--test-index', '0', '--backend', 'wasm']);
+    assert.equal(pr.code, 0, pr.stderr);
   });
 }
 
@@ -142,15 +148,17 @@ for (const [step, middle, stepLine] of [
     const name = step.split(' ')[1]!;
     const spec = writeSpec(`noisy-${name}.yaml`, [...middle]);
     const args = ['run', spec, ...SMALL_SLICE, '--backend', 'wasm'];
-    const whole = regtrain([...args, '--out', `noisy-${name}-whole`]);
-    assert.equal(whole.status, 0, whole.stderr);
+    const whole = await regtrain([...args, '--out', `noisy-${name}-whole`]);
+    assert.equal(whole.code, 0, whole.stderr);
     assert.match(whole.stdout + whole.stderr, stepLine);
     await killAfterFirstEpoch([...args, '--out', `noisy-${name}-killed`], tmp, env);
     assert.ok(
       fs.existsSync(path.join(tmp, `noisy-${name}-killed`, 'checkpoint.json')),
       'the first epoch left a checkpoint',
     );
-    const resumed = regtrain(['run', '--resume', `noisy-${name}-killed`, '-q']);
+    // A resume is a process of its own, as a user starts it (in this process, which has built models before,
+    // tfjs would name the new model's variables apart from the checkpoint's).
+    const resumed = regtrainSync(['run', '--resume', `noisy-${name}-killed`, '-q'], { cwd: tmp, env });
     assert.equal(resumed.status, 0, resumed.stderr);
     const read = (dir: string, file: string) => fs.readFileSync(path.join(tmp, dir, file));
     const history = (dir: string) =>

@@ -1,8 +1,9 @@
 /**
  * The messages of issue 12 (item 7), each as the user meets it: durations, signs, help texts,
  * the training-step announcement, `--resume` with `--set`, and hints that keep the user's
- * `--data-dir`. Help texts are read from the real commander program in process; the rest are
- * real child processes on tiny runs.
+ * `--data-dir`. Help texts are read from the real commander program in process; what a process shows
+ * (help's exit and trailing text, the line SIGINT leaves) comes from real child processes; runs and refusals
+ * whose text is checked are the real program in this process (helpers/in-process.ts).
  */
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
@@ -14,6 +15,7 @@ import { buildProgram } from '../src/cli';
 import { fmtSigned } from '../src/compare/format';
 import { fmtDuration } from '../src/train/callbacks/epoch-lines';
 import { finished, HINT, QUICK, startCli } from './helpers/cli';
+import { regtrainInProcess } from './helpers/in-process';
 import { scratchDir } from './helpers/scratch';
 
 const TINY = [
@@ -39,7 +41,12 @@ function start(args: string[]): ChildProcess {
   });
 }
 
-const regtrain = (args: string[]) => finished(start(args));
+/** `regtrain ...args` in this process, with the environment `start` gives a child. */
+const regtrain = (args: string[]) =>
+  regtrainInProcess(args, {
+    cwd: TMP,
+    env: { REGTRAIN_DATA_DIR: path.join(TMP, 'cache'), XDG_CACHE_HOME: path.join(TMP, 'xdg') },
+  });
 
 test('durations round before they are split: 119.7 s is 2m00s, 59.96 s is 1m00s, never 1m60s or 60.0s', () => {
   assert.equal(fmtDuration(4.2), '4.2s');

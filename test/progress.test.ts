@@ -1,6 +1,8 @@
 /**
  * Where long work is, in a few lines: a run's time left, a study's one-screen view with each
- * member's output in its log, and numbers formatted for a reader.
+ * member's output in its log, and numbers formatted for a reader. The study runs in a process of its own
+ * (its members are processes); the runs and the refusal whose text is checked are the real program in this
+ * process (helpers/in-process.ts).
  */
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
@@ -10,7 +12,8 @@ import { spawnSync } from 'node:child_process';
 import { epochLine, fmtLogValue } from '../src/train/callbacks/epoch-lines';
 import { fmtTimeLeft } from '../src/train/callbacks/progress-bar';
 import type { EpochRecord } from '../src/runformat';
-import { BIN, QUICK, ROOT, regtrainSync } from './helpers/cli';
+import { BIN, QUICK, ROOT } from './helpers/cli';
+import { regtrainInProcess } from './helpers/in-process';
 import { scratchDir } from './helpers/scratch';
 
 const TMP = scratchDir('regtrain-progress-');
@@ -53,9 +56,11 @@ test('a diverged epoch prints its numbers in exponent form, and a constant learn
   assert.deepEqual([0.01, 999999.5, 0.0001].map(fmtLogValue), ['0.0100', '999999.5000', '1.0000e-4']);
 });
 
-test('a constant learning rate shows on the first epoch line only, so the later lines of the quick run stay within 115 columns', () => {
-  const r = regtrainSync(['run', QUICK, '--out', path.join(TMP, 'quick'), '--backend', 'wasm'], { cwd: TMP });
-  assert.equal(r.status, 0, r.stderr);
+test('a constant learning rate shows on the first epoch line only, so the later lines of the quick run stay within 115 columns', async () => {
+  const r = await regtrainInProcess(['run', QUICK, '--out', path.join(TMP, 'quick'), '--backend', 'wasm'], {
+    cwd: TMP,
+  });
+  assert.equal(r.code, 0, r.stderr);
   const epochs = r.stdout.split('\n').filter((l) => l.startsWith('Epoch '));
   assert.equal(epochs.length, 3);
   assert.match(epochs[0]!, / - lr: 0\.0100$/);
@@ -109,7 +114,7 @@ test("a 12-member study's terminal output is one line per member and one progres
   }
 });
 
-test('a cosine decay longer than the run is warned about before training, naming the steps that would finish it', () => {
+test('a cosine decay longer than the run is warned about before training, naming the steps that would finish it', async () => {
   const spec = path.join(TMP, 'cosine.yaml');
   fs.writeFileSync(
     spec,
@@ -120,19 +125,22 @@ test('a cosine decay longer than the run is warned about before training, naming
         'optimizer: { sgd: { learningRate: { cosineDecay: { initialLearningRate: 0.1, decaySteps: 1000 } } } }\n',
       ),
   );
-  const r = regtrainSync(['run', spec, '--set', 'training.epochs=1', '--out', path.join(TMP, 'cosine'), '-q'], {
-    cwd: TMP,
-  });
-  assert.equal(r.status, 0, r.stderr);
+  // 320 training images in batches of 32: 10 steps.
+  const slice = ['data.trainLimit=320', 'data.validation.size=100', 'data.testLimit=100', 'training.epochs=1'];
+  const r = await regtrainInProcess(
+    ['run', spec, ...slice.flatMap((s) => ['--set', s]), '--out', path.join(TMP, 'cosine'), '-q'],
+    { cwd: TMP },
+  );
+  assert.equal(r.code, 0, r.stderr);
   assert.match(
     r.stderr,
-    /^warning: optimizer\.sgd\.learningRate\.cosineDecay: warmupSteps \+ decaySteps = 1000 steps, more than the 157 this run trains \(1 epochs × 157 steps\): the decay stops part-way; decaySteps: 157 would finish it$/m,
+    /^warning: optimizer\.sgd\.learningRate\.cosineDecay: warmupSteps \+ decaySteps = 1000 steps, more than the 10 this run trains \(1 epochs × 10 steps\): the decay stops part-way; decaySteps: 10 would finish it$/m,
   );
 });
 
-test('a --set that makes a section wrong is named in the error, with the spec line it lands on', () => {
-  const r = regtrainSync(['validate', QUICK, '--set', 'optimizer.adam.learningRate=0.1']);
-  assert.equal(r.status, 2);
+test('a --set that makes a section wrong is named in the error, with the spec line it lands on', async () => {
+  const r = await regtrainInProcess(['validate', QUICK, '--set', 'optimizer.adam.learningRate=0.1']);
+  assert.equal(r.code, 2);
   // quick.yaml's line 16, column 12: the `{ sgd: … }` the --set adds a second optimizer to.
   assert.equal(
     r.stderr,

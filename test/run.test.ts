@@ -1,7 +1,9 @@
 /**
- * `regtrain run` end to end, as a real child process on the real Fashion-MNIST files
- * (found in /usr/share/datasets/fashion-mnist, copied into a temp cache once for this file).
- * Every run is tiny: 500 training images, 100 validation, 500 test, 2 epochs, on wasm.
+ * `regtrain run` end to end on the real Fashion-MNIST files (found in /usr/share/datasets/fashion-mnist,
+ * copied into a temp cache once for this file). Every run is tiny: 500 training images, 100 validation,
+ * 500 test, 2 epochs, on wasm. What is a process's (its exit code and outputs, a signal, a failed run's exit)
+ * runs as a real child process; the rest (a run's numbers and files, refusals) is the real program in this
+ * process (helpers/in-process.ts).
  */
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,6 +15,7 @@ import type { EpochRecord, HistoryFile, MetricsFile } from '../src/runformat';
 import { finished, QUICK, ROOT, startCli, TINY_RUN, type CliResult } from './helpers/cli';
 import { seededDataDir } from './helpers/data';
 import { scratchDir } from './helpers/scratch';
+import { regtrainInProcess } from './helpers/in-process';
 import { readJson } from './helpers/run-files';
 
 const SPECS = path.join(ROOT, 'test', 'fixtures', 'specs');
@@ -35,6 +38,10 @@ function start(args: string[], cwd: string): ChildProcess {
 
 const regtrain = (args: string[], cwd: string): Promise<CliResult> =>
   finished(start(args, cwd), undefined, RUN_TIMEOUT);
+
+/** `regtrain ...args` in this process, with the environment `start` gives a child. */
+const inProcess = (args: string[], cwd: string) =>
+  regtrainInProcess(args, { cwd, env: { REGTRAIN_DATA_DIR: CACHE, XDG_CACHE_HOME: path.join(TMP, 'xdg') } });
 
 const history = (dir: string) => readJson<HistoryFile>(path.join(dir, 'history.json'));
 const metrics = (dir: string) => readJson<MetricsFile>(path.join(dir, 'metrics.json'));
@@ -267,10 +274,10 @@ test('--json prints only JSON lines: start, training, one epoch per epoch, test,
 
 test('two runs with the same spec, seed and backend give identical histories, metrics and weights', async () => {
   const cwd = workdir();
-  // The first is the run the first test checks; the second is made here.
+  // The first is the run the first test checks (a child process); the second is made here, in this process.
   const { out: a, r: ra } = await theTinyRun();
   const b = path.join(cwd, 'b');
-  const rb = await regtrain(['run', QUICK, ...TINY_RUN, '--out', b, '-q'], cwd);
+  const rb = await inProcess(['run', QUICK, ...TINY_RUN, '--out', b, '-q'], cwd);
   assert.equal(ra.code, 0, ra.stderr);
   assert.equal(rb.code, 0, rb.stderr);
   assert.deepEqual(numbers(history(b).epochs), numbers(history(a).epochs));
@@ -391,7 +398,7 @@ test('--out pointing at a non-empty directory exits 2 and leaves its files untou
     .readdirSync(out)
     .map((f) => [f, fs.readFileSync(path.join(out, f), 'utf8'), fs.statSync(path.join(out, f)).mtimeMs]);
 
-  const r = await regtrain(['run', QUICK, ...TINY_RUN, '--out', out], cwd);
+  const r = await inProcess(['run', QUICK, ...TINY_RUN, '--out', out], cwd);
   assert.equal(r.code, 2, r.stderr);
   assert.equal(r.stderr, `error: --out ${out}: exists and is not empty; regtrain never overwrites a run\n`);
   const afterFiles = fs
@@ -404,7 +411,7 @@ test('--out pointing at a file exits 2 and leaves the file untouched', async () 
   const cwd = workdir();
   const out = path.join(cwd, 'a-file');
   fs.writeFileSync(out, 'keep\n');
-  const r = await regtrain(['run', QUICK, ...TINY_RUN, '--out', out], cwd);
+  const r = await inProcess(['run', QUICK, ...TINY_RUN, '--out', out], cwd);
   assert.equal(r.code, 2, r.stderr);
   assert.equal(r.stderr, `error: --out ${out}: exists and is not a directory\n`);
   assert.equal(fs.readFileSync(out, 'utf8'), 'keep\n');
@@ -413,7 +420,7 @@ test('--out pointing at a file exits 2 and leaves the file untouched', async () 
 test('a spec error exits 2 before any run directory is created', async () => {
   const cwd = workdir();
   const out = path.join(cwd, 'run');
-  const r = await regtrain(['run', path.join(SPECS, 'negative-units.yaml'), '--backend', 'wasm', '--out', out], cwd);
+  const r = await inProcess(['run', path.join(SPECS, 'negative-units.yaml'), '--backend', 'wasm', '--out', out], cwd);
   assert.equal(r.code, 2, r.stderr);
   assert.equal(
     r.stderr,
@@ -423,7 +430,7 @@ test('a spec error exits 2 before any run directory is created', async () => {
   assert.ok(!fs.existsSync(out), '--out was created');
 
   // Without --out: no runs/ folder either; a bad --set is refused the same way.
-  const r2 = await regtrain(['run', QUICK, '--backend', 'wasm', '--set', 'training.epochs=0'], cwd);
+  const r2 = await inProcess(['run', QUICK, '--backend', 'wasm', '--set', 'training.epochs=0'], cwd);
   assert.equal(r2.code, 2, r2.stderr);
   assert.equal(r2.stderr, '! training.epochs: expected a positive integer, got 0 (--set training.epochs=0)\n');
   assert.deepEqual(fs.readdirSync(cwd), []);
@@ -431,7 +438,7 @@ test('a spec error exits 2 before any run directory is created', async () => {
 
 test('without --out the run directory is runs/<name>-<UTC timestamp> under the working directory', async () => {
   const cwd = workdir();
-  const r = await regtrain(['run', QUICK, ...TINY_RUN, '--set', 'training.epochs=1', '-q'], cwd);
+  const r = await inProcess(['run', QUICK, ...TINY_RUN, '--set', 'training.epochs=1', '-q'], cwd);
   assert.equal(r.code, 0, r.stderr);
   const runs = fs.readdirSync(path.join(cwd, 'runs'));
   assert.equal(runs.length, 1);
@@ -448,7 +455,7 @@ test('early stopping with restoreBestWeights stops after `patience` epochs witho
   // (from +∞), so with patience 2 training stops after epoch 3 and restores epoch 1's weights,
   // whatever the exact loss values are.
   const es = 'training.earlyStopping={monitor: val_loss, patience: 2, minDelta: 1000, restoreBestWeights: true}';
-  const r = await regtrain(['run', QUICK, ...TINY_RUN, '--set', 'training.epochs=6', '--set', es, '--out', out], cwd);
+  const r = await inProcess(['run', QUICK, ...TINY_RUN, '--set', 'training.epochs=6', '--set', es, '--out', out], cwd);
   assert.equal(r.code, 0, r.stderr);
   const m = metrics(out);
   const h = history(out);
@@ -470,7 +477,7 @@ test('early stopping on val_accuracy stops after patience epochs without an impr
   // On this slice val_accuracy climbs 0.16, 0.20, 0.34, 0.35, 0.49, 0.53, 0.56, …: with minDelta 0.1 only
   // epochs 1, 3 and 5 improve, and patience 2 ends training after epoch 7.
   const es = 'training.earlyStopping={monitor: val_accuracy, patience: 2, minDelta: 0.1, restoreBestWeights: true}';
-  const r = await regtrain(
+  const r = await inProcess(
     ['run', QUICK, ...TINY_RUN, '--set', 'training.epochs=8', '--set', es, '--out', out, '-q'],
     cwd,
   );
@@ -505,7 +512,7 @@ test('early stopping without restoreBestWeights keeps the last weights, records 
   const out = path.join(cwd, 'run');
   // As above, only epoch 1 improves; patience 5 is never reached in 3 epochs.
   const es = 'training.earlyStopping={monitor: val_loss, patience: 5, minDelta: 1000}';
-  const r = await regtrain(['run', QUICK, ...TINY_RUN, '--set', 'training.epochs=3', '--set', es, '--out', out], cwd);
+  const r = await inProcess(['run', QUICK, ...TINY_RUN, '--set', 'training.epochs=3', '--set', es, '--out', out], cwd);
   assert.equal(r.code, 0, r.stderr);
   const m = metrics(out);
   const h = history(out);
