@@ -3,7 +3,8 @@
  * stays on the lean step, the header names them, metrics.json records the average the model ends
  * with, and a run killed with SIGKILL after its first epoch resumes to the same history and weights,
  * bit for bit (the EMA's averages are optimizer state, SWA's average the callback's, both in the
- * checkpoint).
+ * checkpoint). The uninterrupted runs are made in this process (helpers/resume-runs.ts: the same backend and
+ * kernels); the killed runs and their resumes are real processes.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -12,12 +13,16 @@ import * as path from 'node:path';
 import { killAfterFirstEpoch, QUICK, regtrainSync, SMALL_SLICE } from './helpers/cli';
 import { MetricsFileSchema } from '../src/runformat';
 import { seededXdgCache } from './helpers/data';
+import { inProcessRegtrain } from './helpers/resume-runs';
 import { scratchDir } from './helpers/scratch';
 
 const tmp = scratchDir('regtrain-averaging-');
-const env = { ...process.env, XDG_CACHE_HOME: seededXdgCache(path.join(tmp, 'xdg')) };
+const xdg = seededXdgCache(path.join(tmp, 'xdg'));
+const env = { ...process.env, XDG_CACHE_HOME: xdg };
 
 const regtrain = (args: string[]) => regtrainSync(args, { cwd: tmp, env });
+/** The same in this process (the same backend and kernels as the killed run's process). */
+const regtrainHere = inProcessRegtrain(tmp, { XDG_CACHE_HOME: xdg });
 
 const read = (dir: string, file: string) => fs.readFileSync(path.join(tmp, dir, file));
 const history = (dir: string) =>
@@ -49,8 +54,8 @@ test('the tutorial’s model with clipnorm and the EMA trains on the lean step, 
     '--backend',
     'wasm',
   ];
-  const r = regtrain([...args, '--out', 'whole-ema']);
-  assert.equal(r.status, 0, r.stderr);
+  const r = await regtrainHere([...args, '--out', 'whole-ema']);
+  assert.equal(r.code, 0, r.stderr);
   const out = r.stdout + r.stderr;
   assert.match(out, /^Training step: lean step/m);
   assert.match(out, /^Gradient clipping \(sgd\): clipnorm 1 \(each variable's gradient scaled to norm ≤ 1\)$/m);
@@ -86,8 +91,8 @@ test('SWA on a batch-norm model with dropout ends with the average and its batch
     ].join('\n'),
   );
   const args = ['run', 'swa.yaml', '--backend', 'wasm'];
-  const r = regtrain([...args, '--out', 'whole-swa']);
-  assert.equal(r.status, 0, r.stderr);
+  const r = await regtrainHere([...args, '--out', 'whole-swa']);
+  assert.equal(r.code, 0, r.stderr);
   const out = r.stdout + r.stderr;
   assert.match(out, /^SWA: average of the weights at each epoch's end from epoch 1; /m);
   // SWALR (cos, 2 epochs) from 0.05: epoch 2 at halfway, 0.03; epoch 3 at 0.01.
