@@ -3,8 +3,8 @@
  * layers trains on the lean step, with the autodiff step's history to float32 rounding (both draw the same
  * masks), and a run killed with SIGKILL after its first epoch resumes to the same history and weights, bit
  * for bit; also with the EMA of the weights and global gradient clipping on (the lean step's own EMA and
- * clipping passes). The lean-step reference run is made in this process (helpers/resume-runs.ts); the
- * autodiff run (REGTRAIN_ACCEL=off), the killed run and its resume are real processes.
+ * clipping passes). The lean step's runs are made in this process (helpers/resume-runs.ts) but for the one
+ * killed; the autodiff run (REGTRAIN_ACCEL=off) is a real process too.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -87,8 +87,8 @@ for (const [name, sets] of [
     const killed = `killed-${tag}`;
     await killAfterFirstEpoch([...args, '--out', killed], tmp, env);
     assert.ok(fs.existsSync(path.join(tmp, killed, 'checkpoint.json')), 'the first epoch left a checkpoint');
-    const resumed = regtrain(['run', '--resume', killed, '-q']);
-    assert.equal(resumed.status, 0, resumed.stderr);
+    const resumed = await regtrainHere(['run', '--resume', killed, '-q']);
+    assert.equal(resumed.code, 0, resumed.stderr);
     assert.deepEqual(history(killed), history(`whole-${tag}`));
     assert.ok(read(killed, 'weights.bin').equals(read(`whole-${tag}`, 'weights.bin')), 'weights.bin is byte-identical');
   });

@@ -3,14 +3,14 @@
  * stays on the lean step, the header names them, metrics.json records the average the model ends
  * with, and a run killed with SIGKILL after its first epoch resumes to the same history and weights,
  * bit for bit (the EMA's averages are optimizer state, SWA's average the callback's, both in the
- * checkpoint). The uninterrupted runs are made in this process (helpers/resume-runs.ts: the same backend and
- * kernels); the killed runs and their resumes are real processes.
+ * checkpoint). The uninterrupted runs and the resumes are made in this process (helpers/resume-runs.ts: the same
+ * backend and kernels); the killed runs are real processes.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { killAfterFirstEpoch, QUICK, regtrainSync, SMALL_SLICE } from './helpers/cli';
+import { killAfterFirstEpoch, QUICK, SMALL_SLICE } from './helpers/cli';
 import { MetricsFileSchema } from '../src/runformat';
 import { seededXdgCache } from './helpers/data';
 import { inProcessRegtrain } from './helpers/resume-runs';
@@ -20,8 +20,7 @@ const tmp = scratchDir('regtrain-averaging-');
 const xdg = seededXdgCache(path.join(tmp, 'xdg'));
 const env = { ...process.env, XDG_CACHE_HOME: xdg };
 
-const regtrain = (args: string[]) => regtrainSync(args, { cwd: tmp, env });
-/** The same in this process (the same backend and kernels as the killed run's process). */
+/** regtrain in this process (the same backend and kernels as the killed runs' processes). */
 const regtrainHere = inProcessRegtrain(tmp, { XDG_CACHE_HOME: xdg });
 
 const read = (dir: string, file: string) => fs.readFileSync(path.join(tmp, dir, file));
@@ -34,8 +33,8 @@ const metrics = (dir: string) => MetricsFileSchema.parse(JSON.parse(read(dir, 'm
 async function assertResumesBitForBit(args: string[], name: string) {
   await killAfterFirstEpoch([...args, '--out', `killed-${name}`], tmp, env);
   assert.ok(fs.existsSync(path.join(tmp, `killed-${name}`, 'checkpoint.json')), 'the first epoch left a checkpoint');
-  const resumed = regtrain(['run', '--resume', `killed-${name}`, '-q']);
-  assert.equal(resumed.status, 0, resumed.stderr);
+  const resumed = await regtrainHere(['run', '--resume', `killed-${name}`, '-q']);
+  assert.equal(resumed.code, 0, resumed.stderr);
   assert.deepEqual(history(`killed-${name}`), history(`whole-${name}`));
   assert.ok(
     read(`killed-${name}`, 'weights.bin').equals(read(`whole-${name}`, 'weights.bin')),

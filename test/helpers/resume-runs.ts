@@ -1,14 +1,13 @@
 /**
  * For the resume tests: regtrain run in this process (test/helpers/in-process.ts) for the uninterrupted
- * reference runs and the refusals whose numbers, files and messages a test reads, while the run to be resumed
- * is a real process killed by a real signal. A child costs ~1 CPU-s a run; here a run costs ~0.3 after the first.
+ * reference runs, the resumes and the refusals whose numbers, files and messages a test reads, while the run to
+ * be resumed is a real process killed by a real signal. A child costs ~1 CPU-s a run; here a run costs ~0.3
+ * after the first.
  *
  * Like with like: the tfjs backend and the matmul kernels are chosen per process, and this process keeps the
  * kernels its first run installed, so a run on the reference step (REGTRAIN_ACCEL=off, read when the backend
- * starts) needs a process of its own: it is refused here rather than run on the wrong kernels. A resume that
- * trains needs one too: tfjs names the weights of a process's second model dense/kernel_1 and so on, and a
- * checkpoint's weights and optimizer slots are matched by name (a run's files, model.json and weights.bin,
- * are the same either way).
+ * starts) needs a process of its own: it is refused here rather than run on the wrong kernels. A resume can run
+ * here: a checkpoint names the weights as model.json does, whatever suffix tfjs gave them in this process.
  */
 import { regtrainInProcess, type InProcessResult } from './in-process';
 
