@@ -3,7 +3,8 @@
  * SIGINT/SIGTERM/SIGHUP (run saves on SIGHUP like SIGTERM), --out below a file or through a
  * dangling link, --timeout past Node's timer limit, REGTRAIN_BLAS_THREADS, and data sources
  * that would hang or eat memory (gzip bombs, endless bodies, FIFOs, /dev/zero, huge files,
- * malformed file: URLs). Real processes, real signals, a real HTTP server on 127.0.0.1.
+ * malformed file: URLs). Real processes, real signals, a real HTTP server on 127.0.0.1; bad input after the
+ * first --out case is checked in this process (test/helpers/in-process.ts: the same program and error boundary).
  */
 import { test, before, describe } from 'node:test';
 import assert from 'node:assert/strict';
@@ -17,6 +18,7 @@ import { FailureError } from '../src/errors';
 import { serve, tinyFiles, tinyManifest, tmpDir, writeTiny } from './fixtures/data/tiny';
 import { QUICK, launch, type Running } from './helpers/cli';
 import { seededDataDir } from './helpers/data';
+import { regtrainInProcess } from './helpers/in-process';
 import { scratchDir } from './helpers/scratch';
 
 const TINY = [
@@ -41,6 +43,13 @@ function start(args: string[]): Running {
 }
 
 const regtrain = (args: string[]) => start(args).done;
+
+/** The same command in this process: its exit code and what it wrote to stdout and stderr. */
+const regtrainHere = (args: string[]) =>
+  regtrainInProcess(args, {
+    cwd: TMP,
+    env: { REGTRAIN_DATA_DIR: path.join(TMP, 'cache'), XDG_CACHE_HOME: path.join(TMP, 'xdg') },
+  });
 
 async function until(what: string, cond: () => boolean, ms = 60_000): Promise<void> {
   const t0 = Date.now();
@@ -133,21 +142,22 @@ describe('--out, --timeout and REGTRAIN_BLAS_THREADS', () => {
       [dangling, `error: --out ${dangling}: ${dangling} is a symbolic link that leads nowhere`],
       [`${dangling}/run`, `error: --out ${dangling}/run: ${dangling} is a symbolic link that leads nowhere`],
     ];
-    for (const [out, line] of cases) {
-      const r = await regtrain(['run', QUICK, ...TINY, '--out', out]);
+    for (const [i, [out, line]] of cases.entries()) {
+      // The first through a real process (its exit code, its whole stderr), the others in this process.
+      const r = await (i === 0 ? regtrain : regtrainHere)(['run', QUICK, ...TINY, '--out', out]);
       assert.equal(r.code, 2, `${out}: ${r.stderr}`);
       assert.equal(r.stderr, `${line}\n`);
     }
   });
 
   test("data fetch --timeout past Node's timer limit (2^31 − 1 ms) is refused; the limit itself is accepted", async () => {
-    const over = await regtrain(['data', 'fetch', '--offline', '--timeout', '2147484']);
+    const over = await regtrainHere(['data', 'fetch', '--offline', '--timeout', '2147484']);
     assert.equal(over.code, 2);
     assert.equal(
       over.stderr,
       'error: --timeout 2147484: at most 2147483 seconds (~24.8 days, the longest timer Node.js can set)\n',
     );
-    const at = await regtrain(['data', 'fetch', '--offline', '--timeout', '2147483']);
+    const at = await regtrainHere(['data', 'fetch', '--offline', '--timeout', '2147483']);
     assert.equal(at.code, 0, at.stderr);
   });
 
@@ -299,7 +309,7 @@ describe('data sources and cache files that would hang or exhaust memory', () =>
       ],
     ];
     for (const [source, line] of cases) {
-      const r = await regtrain(['data', 'fetch', '--source', source, '--data-dir', path.join(TMP, 'url-cache')]);
+      const r = await regtrainHere(['data', 'fetch', '--source', source, '--data-dir', path.join(TMP, 'url-cache')]);
       assert.equal(r.code, 2, r.stderr);
       assert.equal(r.stderr, `${line}\n`);
     }

@@ -3,7 +3,8 @@
  * layers trains on the lean step, with the autodiff step's history to float32 rounding (both draw the same
  * masks), and a run killed with SIGKILL after its first epoch resumes to the same history and weights, bit
  * for bit; also with the EMA of the weights and global gradient clipping on (the lean step's own EMA and
- * clipping passes).
+ * clipping passes). The lean step's runs are made in this process (helpers/resume-runs.ts) but for the one
+ * killed; the autodiff run (REGTRAIN_ACCEL=off) is a real process too.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,10 +12,12 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { killAfterFirstEpoch, regtrainSync } from './helpers/cli';
 import { seededXdgCache } from './helpers/data';
+import { inProcessRegtrain } from './helpers/resume-runs';
 import { scratchDir } from './helpers/scratch';
 
 const tmp = scratchDir('regtrain-lean-dropout-');
-const env = { ...process.env, XDG_CACHE_HOME: seededXdgCache(path.join(tmp, 'xdg')) };
+const xdg = seededXdgCache(path.join(tmp, 'xdg'));
+const env = { ...process.env, XDG_CACHE_HOME: xdg };
 const SPEC = path.join(tmp, 'dropout.yaml');
 fs.writeFileSync(
   SPEC,
@@ -39,6 +42,8 @@ fs.writeFileSync(
 
 const regtrain = (args: string[], extraEnv: Record<string, string> = {}) =>
   regtrainSync(args, { cwd: tmp, env: { ...env, ...extraEnv } });
+/** The same in this process (the same backend and kernels as the killed run's process). */
+const regtrainHere = inProcessRegtrain(tmp, { XDG_CACHE_HOME: xdg });
 
 const read = (dir: string, file: string) => fs.readFileSync(path.join(tmp, dir, file));
 interface Epoch {
@@ -67,8 +72,8 @@ for (const [name, sets] of [
   const tag = sets.length ? 'ema-clip' : 'plain';
   test(`on the lean step, a run with ${name} agrees with the autodiff step and, killed with SIGKILL, resumes bit for bit`, async () => {
     const args = ['run', SPEC, ...sets, '--backend', 'wasm'];
-    const whole = regtrain([...args, '--out', `whole-${tag}`]);
-    assert.equal(whole.status, 0, whole.stderr);
+    const whole = await regtrainHere([...args, '--out', `whole-${tag}`]);
+    assert.equal(whole.code, 0, whole.stderr);
     assert.match(whole.stdout + whole.stderr, /^Training step: lean step/m);
     // The same masks on the autodiff step: the same losses, to float32 rounding over 96 steps.
     const autodiff = regtrain([...args, '--out', `autodiff-${tag}`], { REGTRAIN_ACCEL: 'off' });
@@ -82,8 +87,8 @@ for (const [name, sets] of [
     const killed = `killed-${tag}`;
     await killAfterFirstEpoch([...args, '--out', killed], tmp, env);
     assert.ok(fs.existsSync(path.join(tmp, killed, 'checkpoint.json')), 'the first epoch left a checkpoint');
-    const resumed = regtrain(['run', '--resume', killed, '-q']);
-    assert.equal(resumed.status, 0, resumed.stderr);
+    const resumed = await regtrainHere(['run', '--resume', killed, '-q']);
+    assert.equal(resumed.code, 0, resumed.stderr);
     assert.deepEqual(history(killed), history(`whole-${tag}`));
     assert.ok(read(killed, 'weights.bin').equals(read(`whole-${tag}`, 'weights.bin')), 'weights.bin is byte-identical');
   });

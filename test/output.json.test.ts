@@ -2,7 +2,9 @@
  * The output convention, command by command, on real child processes: with `--json`, stdout is
  * JSON Lines (one compact object per line; a command with one result prints one line), human
  * text goes to stderr, and a run's stream ends with exactly one `done`, `failed` or
- * `interrupted` event. Runs are tiny (600 images, wasm) on the real Fashion-MNIST files.
+ * `interrupted` event. Runs are tiny (600 images, wasm) on the real Fashion-MNIST files. A run's stream, its
+ * SIGINT and a study's launcher are real child processes; the other commands run in this process
+ * (test/helpers/in-process.ts: the same program, what it writes to stdout and stderr, the boundary's exit code).
  */
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,6 +13,7 @@ import * as path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { finished, HINT, QUICK, startCli } from './helpers/cli';
 import { seededDataDir } from './helpers/data';
+import { regtrainInProcess } from './helpers/in-process';
 import { scratchDir } from './helpers/scratch';
 
 const TINY = [
@@ -44,6 +47,13 @@ function start(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } =
 }
 
 const regtrain = (args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}) => finished(start(args, opts));
+
+/** The same command in this process: its exit code and what it wrote to stdout and stderr. */
+const regtrainHere = (args: string[], opts: { cwd?: string } = {}) =>
+  regtrainInProcess(args, {
+    cwd: opts.cwd ?? TMP,
+    env: { REGTRAIN_DATA_DIR: path.join(TMP, 'cache'), XDG_CACHE_HOME: path.join(TMP, 'xdg') },
+  });
 
 /** Every line of stdout is one JSON object (nothing else, no blank line); returns them. */
 function jsonLines(stdout: string): Record<string, unknown>[] {
@@ -90,7 +100,7 @@ test('run --json prints one compact JSON object per line, human text on stderr, 
 test('a run whose loss becomes non-finite ends its stream with a failed event giving the reason and exit code 1', async () => {
   const out = path.join(TMP, 'run-nan');
   // One 500-image batch per epoch at lr 1e7: the loss overflows a few epochs in (see run.test.ts; no validation split, whose loss would overflow first).
-  const r = await regtrain([
+  const r = await regtrainHere([
     'run',
     QUICK,
     ...TINY,
@@ -164,7 +174,7 @@ test('a SIGINT-ed run ends its stream with an interrupted event: the last comple
 
 test('a refused spec ends the stream with one failed event (exit 2) and creates nothing', async () => {
   const cwd = fs.mkdtempSync(path.join(TMP, 'w-'));
-  const r = await regtrain(['run', QUICK, '--json', '--set', 'training.epochs=0'], { cwd });
+  const r = await regtrainHere(['run', QUICK, '--json', '--set', 'training.epochs=0'], { cwd });
   assert.equal(r.code, 2, r.stderr);
   const reason = '! training.epochs: expected a positive integer, got 0 (--set training.epochs=0)';
   assert.equal(r.stdout, JSON.stringify({ event: 'failed', reason, exitCode: 2, runDir: null }) + '\n');
@@ -177,7 +187,7 @@ test('a run that fails before training leaves no run directory behind, and an em
   const emptySource = path.join(TMP, 'no-data');
   fs.mkdirSync(emptySource, { recursive: true });
   const noData = ['--data-dir', path.join(cwd, 'empty-cache'), '--source', emptySource];
-  const r = await regtrain(['run', QUICK, ...TINY, ...noData, '--json'], { cwd });
+  const r = await regtrainHere(['run', QUICK, ...TINY, ...noData, '--json'], { cwd });
   assert.equal(r.code, 1, r.stderr);
   const { events, last } = runStream(r.stdout);
   assert.equal(events[0]!.event, 'start');
@@ -189,13 +199,13 @@ test('a run that fails before training leaves no run directory behind, and an em
 
   const mine = path.join(cwd, 'mine');
   fs.mkdirSync(mine);
-  const r2 = await regtrain(['run', QUICK, ...TINY, ...noData, '--out', mine], { cwd });
+  const r2 = await regtrainHere(['run', QUICK, ...TINY, ...noData, '--out', mine], { cwd });
   assert.equal(r2.code, 1, r2.stderr);
   assert.deepEqual(fs.readdirSync(mine), []);
 });
 
 test('evaluate --json prints its one result as one line', async () => {
-  const r = await regtrain(['evaluate', RUN, '--json', '--backend', 'wasm']);
+  const r = await regtrainHere(['evaluate', RUN, '--json', '--backend', 'wasm']);
   assert.equal(r.code, 0, r.stderr);
   const [report, ...more] = jsonLines(r.stdout);
   assert.deepEqual(more, []);
@@ -216,7 +226,7 @@ test('evaluate --json prints its one result as one line', async () => {
 });
 
 test('validate --json prints the resolved spec as one line', async () => {
-  const r = await regtrain(['validate', QUICK, '--json']);
+  const r = await regtrainHere(['validate', QUICK, '--json']);
   assert.equal(r.code, 0, r.stderr);
   const [spec, ...more] = jsonLines(r.stdout);
   assert.deepEqual(more, []);
@@ -227,7 +237,7 @@ test('data fetch, verify and info --json each print one line', async () => {
   const dir = path.join(TMP, 'fetched');
   const results: Record<string, unknown>[] = [];
   for (const sub of ['fetch', 'verify', 'info']) {
-    const r = await regtrain(['data', sub, '--data-dir', dir, '--json', ...(sub === 'fetch' ? ['--offline'] : [])]);
+    const r = await regtrainHere(['data', sub, '--data-dir', dir, '--json', ...(sub === 'fetch' ? ['--offline'] : [])]);
     assert.equal(r.code, 0, `${sub}: ${r.stderr}`);
     const [result, ...more] = jsonLines(r.stdout);
     assert.deepEqual(more, [], sub);
@@ -248,11 +258,11 @@ test('plan --json prints one line; status --json one line per member; run-member
     fs.readFileSync(QUICK, 'utf8') + 'variants: { baseline: {}, wide: { model.layers.1.dense.units: 64 } }\n',
   );
   const studyDir = path.join(cwd, 'study');
-  const plan = await regtrain(['plan', spec, '--study-dir', studyDir, '--json'], { cwd });
+  const plan = await regtrainHere(['plan', spec, '--study-dir', studyDir, '--json'], { cwd });
   assert.equal(plan.code, 0, plan.stderr);
   assert.deepEqual(jsonLines(plan.stdout), [{ studyDir, artifact: path.join(studyDir, 'members.txt'), members: 2 }]);
 
-  const status = await regtrain(['status', studyDir, '--json']);
+  const status = await regtrainHere(['status', studyDir, '--json']);
   assert.equal(status.code, 0, status.stderr);
   assert.deepEqual(jsonLines(status.stdout), [
     { index: 0, name: 'baseline', state: 'not-started' },
@@ -261,13 +271,13 @@ test('plan --json prints one line; status --json one line per member; run-member
 
   // A finished member is skipped: its stream is one done line.
   fs.cpSync(RUN, path.join(studyDir, 'runs', 'baseline'), { recursive: true });
-  const skipped = await regtrain(['run-member', studyDir, '--index', '0', '--json']);
+  const skipped = await regtrainHere(['run-member', studyDir, '--index', '0', '--json']);
   assert.equal(skipped.code, 0, skipped.stderr);
   assert.deepEqual(jsonLines(skipped.stdout), [
     { event: 'done', runDir: path.join(studyDir, 'runs', 'baseline'), skipped: true, index: 0, member: 'baseline' },
   ]);
 
-  const bad = await regtrain(['run-member', studyDir, '--index', '7', '--json']);
+  const bad = await regtrainHere(['run-member', studyDir, '--index', '7', '--json']);
   assert.equal(bad.code, 2, bad.stderr);
   const reason = '--index 7: expected a member index from 0 to 1 (the study has 2 members)';
   assert.deepEqual(jsonLines(bad.stdout), [{ event: 'failed', reason, exitCode: 2, runDir: null }]);

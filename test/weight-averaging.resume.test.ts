@@ -3,21 +3,25 @@
  * stays on the lean step, the header names them, metrics.json records the average the model ends
  * with, and a run killed with SIGKILL after its first epoch resumes to the same history and weights,
  * bit for bit (the EMA's averages are optimizer state, SWA's average the callback's, both in the
- * checkpoint).
+ * checkpoint). The uninterrupted runs and the resumes are made in this process (helpers/resume-runs.ts: the same
+ * backend and kernels); the killed runs are real processes.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { killAfterFirstEpoch, QUICK, regtrainSync, SMALL_SLICE } from './helpers/cli';
+import { killAfterFirstEpoch, QUICK, SMALL_SLICE } from './helpers/cli';
 import { MetricsFileSchema } from '../src/runformat';
 import { seededXdgCache } from './helpers/data';
+import { inProcessRegtrain } from './helpers/resume-runs';
 import { scratchDir } from './helpers/scratch';
 
 const tmp = scratchDir('regtrain-averaging-');
-const env = { ...process.env, XDG_CACHE_HOME: seededXdgCache(path.join(tmp, 'xdg')) };
+const xdg = seededXdgCache(path.join(tmp, 'xdg'));
+const env = { ...process.env, XDG_CACHE_HOME: xdg };
 
-const regtrain = (args: string[]) => regtrainSync(args, { cwd: tmp, env });
+/** regtrain in this process (the same backend and kernels as the killed runs' processes). */
+const regtrainHere = inProcessRegtrain(tmp, { XDG_CACHE_HOME: xdg });
 
 const read = (dir: string, file: string) => fs.readFileSync(path.join(tmp, dir, file));
 const history = (dir: string) =>
@@ -29,8 +33,8 @@ const metrics = (dir: string) => MetricsFileSchema.parse(JSON.parse(read(dir, 'm
 async function assertResumesBitForBit(args: string[], name: string) {
   await killAfterFirstEpoch([...args, '--out', `killed-${name}`], tmp, env);
   assert.ok(fs.existsSync(path.join(tmp, `killed-${name}`, 'checkpoint.json')), 'the first epoch left a checkpoint');
-  const resumed = regtrain(['run', '--resume', `killed-${name}`, '-q']);
-  assert.equal(resumed.status, 0, resumed.stderr);
+  const resumed = await regtrainHere(['run', '--resume', `killed-${name}`, '-q']);
+  assert.equal(resumed.code, 0, resumed.stderr);
   assert.deepEqual(history(`killed-${name}`), history(`whole-${name}`));
   assert.ok(
     read(`killed-${name}`, 'weights.bin').equals(read(`whole-${name}`, 'weights.bin')),
@@ -49,8 +53,8 @@ test('the tutorial’s model with clipnorm and the EMA trains on the lean step, 
     '--backend',
     'wasm',
   ];
-  const r = regtrain([...args, '--out', 'whole-ema']);
-  assert.equal(r.status, 0, r.stderr);
+  const r = await regtrainHere([...args, '--out', 'whole-ema']);
+  assert.equal(r.code, 0, r.stderr);
   const out = r.stdout + r.stderr;
   assert.match(out, /^Training step: lean step/m);
   assert.match(out, /^Gradient clipping \(sgd\): clipnorm 1 \(each variable's gradient scaled to norm ≤ 1\)$/m);
@@ -86,8 +90,8 @@ test('SWA on a batch-norm model with dropout ends with the average and its batch
     ].join('\n'),
   );
   const args = ['run', 'swa.yaml', '--backend', 'wasm'];
-  const r = regtrain([...args, '--out', 'whole-swa']);
-  assert.equal(r.status, 0, r.stderr);
+  const r = await regtrainHere([...args, '--out', 'whole-swa']);
+  assert.equal(r.code, 0, r.stderr);
   const out = r.stdout + r.stderr;
   assert.match(out, /^SWA: average of the weights at each epoch's end from epoch 1; /m);
   // SWALR (cos, 2 epochs) from 0.05: epoch 2 at halfway, 0.03; epoch 3 at 0.01.

@@ -8,6 +8,21 @@ import { Callback, CallbackList, CallbackState, MissingStateError, TrainingConte
 import { PHASE, type CallbackDeclaration } from './declaration';
 
 /**
+ * A checkpoint names the weights (and the optimizer slots named after them: dense/kernel/momentum) as model.json
+ * does: dense/kernel. tfjs gives a variable a suffix when the process built a model before (dense/kernel_1), so
+ * in a process that trains twice (tests, a program using regtrain's modules) the names in memory differ from the
+ * saved ones; `save` and `load` map between them. In one CLI run they are the same.
+ */
+function savedNames(built: BuiltModel): { save: (name: string) => string; load: (name: string) => string } {
+  const pairs = built.model.weights.map((w) => [w.name, (w as { originalName?: string }).originalName ?? w.name]);
+  const rename = (from: 0 | 1, to: 0 | 1) => (name: string) => {
+    const p = pairs.find((p) => name === p[from] || name.startsWith(`${p[from]}/`));
+    return p ? p[to] + name.slice(p[from]!.length) : name;
+  };
+  return { save: rename(0, 1), load: rename(1, 0) };
+}
+
+/**
  * Writes a checkpoint at every epoch's end: the union of the loop's state, the optimizer's and
  * every other callback's, with the model's weights. Put it after the callbacks whose decisions
  * it must record (early stopping, learning-rate changes) and before those that only report.
@@ -22,13 +37,14 @@ export class CheckpointWriter implements Callback {
   ) {}
 
   async onEpochEnd(epoch: number, _logs: EpochRecord, ctx: TrainingContext): Promise<void> {
+    const { save } = savedNames(ctx.built);
     const arrays: NamedArray[] = snapshot(ctx.built.model).map((data, i) => ({
       group: 'weights',
-      name: ctx.built.model.weights[i]!.name,
+      name: save(ctx.built.model.weights[i]!.name),
       data,
     }));
     const { slots, ...optimizer } = ctx.step.optimizerState();
-    for (const s of slots) arrays.push({ group: 'optimizer', name: s.name, data: s.data });
+    for (const s of slots) arrays.push({ group: 'optimizer', name: save(s.name), data: s.data });
     const callbacks: Record<string, unknown> = {};
     for (const [name, state] of Object.entries(this.callbacks().states())) {
       callbacks[name] = state.json;
@@ -55,12 +71,13 @@ export function restoreCheckpoint(
   callbacks: CallbackList,
 ): LoopState {
   const where = `${runDir}/${CHECKPOINT_FILE}`;
+  const { save, load } = savedNames(built);
   const weights = cp.arrays.filter((a) => a.group === 'weights');
   const model = built.model.weights;
   const sizeOf = (i: number) => model[i]!.shape.reduce((a: number, b) => a * (b ?? 1), 1);
   if (
     weights.length !== model.length ||
-    weights.some((w, i) => w.name !== model[i]!.name || w.data.length !== sizeOf(i))
+    weights.some((w, i) => w.name !== save(model[i]!.name) || w.data.length !== sizeOf(i))
   ) {
     throw new InputError(`${where}: its weights do not fit the spec's model`);
   }
@@ -71,7 +88,7 @@ export function restoreCheckpoint(
   try {
     step.setOptimizerState({
       ...cp.body.optimizer,
-      slots: cp.arrays.filter((a) => a.group === 'optimizer').map((a) => ({ name: a.name, data: a.data })),
+      slots: cp.arrays.filter((a) => a.group === 'optimizer').map((a) => ({ name: load(a.name), data: a.data })),
     });
     const states: Record<string, CallbackState> = {};
     for (const [name, json] of Object.entries(cp.body.callbacks)) {
