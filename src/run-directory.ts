@@ -165,6 +165,20 @@ export interface ResumeFrom {
   checkpoint: Checkpoint | null;
 }
 
+/** Refuses to resume a run that ended: finished, or failed (unless `force`); `dir` as the user gave it. */
+function refuseEnded(dir: string, runDir: string, force: boolean): void {
+  if (!fs.existsSync(path.join(runDir, METRICS_FILE))) return;
+  const { status } = readMetrics(runDir).metrics;
+  if (status === 'complete')
+    throw new InputError(
+      `--resume ${dir}: the run already finished (a finished run keeps no checkpoint to go on from); to train it for more epochs, start a new run from its spec: ${regtrainCommand()} run ${shellQuote(path.join(dir, SPEC_FILE))} --set training.epochs=N`,
+    );
+  if (status === 'failed' && !force)
+    throw new InputError(
+      `--resume ${dir}: the run failed (non-finite loss); resuming would repeat it (--force to try anyway)`,
+    );
+}
+
 /**
  * `--resume DIR`: checks that the run is unfinished and its spec unchanged (spec.yaml against
  * run.json's hash, the original spec file and --set flags against spec.yaml), claims the
@@ -181,17 +195,7 @@ export function prepareResume(
   const runDir = path.resolve(dir);
   if (!fs.existsSync(runDir) || !fs.statSync(runDir).isDirectory())
     throw new InputError(`--resume ${dir}: no such run directory`);
-  if (fs.existsSync(path.join(runDir, METRICS_FILE))) {
-    const { status } = readMetrics(runDir).metrics;
-    if (status === 'complete')
-      throw new InputError(
-        `--resume ${dir}: the run already finished (a finished run keeps no checkpoint to go on from); to train it for more epochs, start a new run from its spec: ${regtrainCommand()} run ${shellQuote(path.join(dir, SPEC_FILE))} --set training.epochs=N`,
-      );
-    if (status === 'failed' && !force)
-      throw new InputError(
-        `--resume ${dir}: the run failed (non-finite loss); resuming would repeat it (--force to try anyway)`,
-      );
-  }
+  refuseEnded(dir, runDir, force);
   let savedText: string;
   try {
     savedText = readRegularFile(path.join(runDir, SPEC_FILE), { maxBytes: MAX_SPEC_BYTES }).toString('utf8');
@@ -263,6 +267,9 @@ export function prepareResume(
   // Claim the directory before writing anything in it; runExperiment releases it from here on.
   claimRunDir(runDir);
   try {
+    // Again under the lock: another process may have finished the run since the check above (two resumes of one
+    // run started at once: the first trains to the end and releases the lock, then the second takes it).
+    refuseEnded(dir, runDir, force);
     if (changed) {
       const specYaml = specToYaml(spec);
       writeRunFile(runDir, SPEC_FILE, specYaml);
