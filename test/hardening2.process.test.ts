@@ -16,21 +16,12 @@ import { parseBlasThreads } from '../src/accel/blas';
 import { fetchDataset, verifyCache } from '../src/data/fetch';
 import { FailureError } from '../src/errors';
 import { serve, tinyFiles, tinyManifest, tmpDir, writeTiny } from './fixtures/data/tiny';
-import { QUICK, launch, type Running } from './helpers/cli';
+import { QUICK, launch, sliceFlags, type Running } from './helpers/cli';
 import { seededDataDir } from './helpers/data';
 import { regtrainInProcess } from './helpers/in-process';
 import { scratchDir } from './helpers/scratch';
 
-const TINY = [
-  '--backend',
-  'wasm',
-  '--set',
-  'data.trainLimit=500',
-  '--set',
-  'data.validation.size=100',
-  '--set',
-  'data.testLimit=300',
-];
+const TINY = ['--backend', 'wasm', ...sliceFlags({ train: 500, validation: 100, test: 300 })];
 /** Signal numbers on Linux, for /proc/PID/status's SigCgt mask. */
 const SIGNUM: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 };
 

@@ -16,25 +16,13 @@ import { latticeHistogram } from '../src/train/weight-stats';
 import { readHistory, readOrigin, readStudy } from '../src/rundir';
 import { renderReport } from '../src/report';
 import type { MetricsFile } from '../src/runformat';
-import { finished, QUICK, startCli, type CliResult } from './helpers/cli';
+import { finished, QUICK, sliceFlags, startCli, type CliResult } from './helpers/cli';
 import { seededDataDir } from './helpers/data';
 import { DAMAGED_METRICS } from './helpers/damaged-metrics';
 import { scratchDir } from './helpers/scratch';
 import { readJson } from './helpers/run-files';
 
-const TINY = [
-  '--backend',
-  'wasm',
-  '--set',
-  'data.trainLimit=500',
-  '--set',
-  'data.validation.size=100',
-  '--set',
-  'data.testLimit=300',
-  '--set',
-  'training.epochs=2',
-  '-q',
-];
+const TINY = ['--backend', 'wasm', ...sliceFlags({ train: 500, validation: 100, test: 300, epochs: 2 }), '-q'];
 /** Kernel sizes of quick.yaml's dense layers: 784×200, 200×100, 100×50, 50×10. */
 const KERNEL_SIZES = [156800, 20000, 5000, 500];
 

@@ -18,23 +18,13 @@ import * as YAML from 'yaml';
 import { PNG } from 'pngjs';
 import { decodePng, inflatedSize } from '../src/images/png';
 import { readFirstLines, readRegularFile } from '../src/fsutil';
-import { BIN, finished, killAfterFirstEpoch, QUICK, startCli, type CliResult } from './helpers/cli';
+import { BIN, finished, killAfterFirstEpoch, QUICK, sliceFlags, startCli, type CliResult } from './helpers/cli';
 import { regtrainInProcess } from './helpers/in-process';
 import { HOSTILE_STUDY_SPEC } from './helpers/hostile-study';
 import { seededDataDir } from './helpers/data';
 import { scratchDir } from './helpers/scratch';
 
-const TINY = [
-  '--backend',
-  'wasm',
-  '--set',
-  'data.trainLimit=500',
-  '--set',
-  'data.validation.size=100',
-  '--set',
-  'data.testLimit=300',
-  '-q',
-];
+const TINY = ['--backend', 'wasm', ...sliceFlags({ train: 500, validation: 100, test: 300 }), '-q'];
 
 let TMP = '';
 /** A finished run with a best model. */

@@ -11,23 +11,12 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
-import { finished, HINT, QUICK, startCli } from './helpers/cli';
+import { finished, HINT, QUICK, sliceFlags, startCli } from './helpers/cli';
 import { seededDataDir } from './helpers/data';
 import { regtrainInProcess } from './helpers/in-process';
 import { scratchDir } from './helpers/scratch';
 
-const TINY = [
-  '--backend',
-  'wasm',
-  '--set',
-  'data.trainLimit=500',
-  '--set',
-  'data.validation.size=100',
-  '--set',
-  'data.testLimit=200',
-  '--set',
-  'training.epochs=2',
-];
+const TINY = ['--backend', 'wasm', ...sliceFlags({ train: 500, validation: 100, test: 200, epochs: 2 })];
 const TERMINAL = ['done', 'failed', 'interrupted'];
 
 let TMP = '';

@@ -11,32 +11,23 @@ export const BIN = path.join(ROOT, 'bin', 'regtrain');
 /** How regtrain's hints name it when it was started as `node bin/regtrain` (as these tests do), not found on PATH. */
 export const HINT = `node ${BIN}`;
 export const QUICK = path.join(ROOT, 'configs', 'quick.yaml');
+/** `--set` flags for a slice of the data: `train` training images, `validation` held out, `test` test images, and
+ * `epochs` when given. */
+export function sliceFlags(slice: { train: number; validation: number; test: number; epochs?: number }): string[] {
+  return [
+    ...['--set', `data.trainLimit=${slice.train}`],
+    ...['--set', `data.validation.size=${slice.validation}`],
+    ...['--set', `data.testLimit=${slice.test}`],
+    ...(slice.epochs === undefined ? [] : ['--set', `training.epochs=${slice.epochs}`]),
+  ];
+}
+
 /** A small real run, seconds long: 1,000 training images, 200 for validation, 300 for the test, 3 epochs. */
-export const SMALL_SLICE = [
-  '--set',
-  'data.trainLimit=1000',
-  '--set',
-  'data.validation.size=200',
-  '--set',
-  'data.testLimit=300',
-  '--set',
-  'training.epochs=3',
-];
+export const SMALL_SLICE = sliceFlags({ train: 1000, validation: 200, test: 300, epochs: 3 });
 
 /** A tiny real run on the wasm backend (so that runs compare number for number): 500 training images, 100 for
  * validation, 500 for the test, 2 epochs. */
-export const TINY_RUN = [
-  '--backend',
-  'wasm',
-  '--set',
-  'data.trainLimit=500',
-  '--set',
-  'data.validation.size=100',
-  '--set',
-  'data.testLimit=500',
-  '--set',
-  'training.epochs=2',
-];
+export const TINY_RUN = ['--backend', 'wasm', ...sliceFlags({ train: 500, validation: 100, test: 500, epochs: 2 })];
 
 export interface CliResult {
   code: number | null;
