@@ -14,6 +14,7 @@ import { toFashionMnist } from '../src/images/fashion-mnist';
 import { finished, QUICK, startCli, type CliResult } from './helpers/cli';
 import { runSeeds } from '../src/rng';
 import { seededDataDir } from './helpers/data';
+import { assertRefusal } from './helpers/run-files';
 import { scratchDir } from './helpers/scratch';
 
 const TINY = [
@@ -235,10 +236,7 @@ describe('predict on a trained run', () => {
 describe('predict refuses bad input with one line and exit 2', () => {
   /** predict must refuse with exit 2, exactly this one line on stderr, and nothing on stdout. */
   async function assertRefused(args: string[], message: string): Promise<void> {
-    const r = await regtrain(['predict', RUN, ...args]);
-    assert.equal(r.code, 2, `exit ${r.code}\n${r.stderr}`);
-    assert.equal(r.stdout, '');
-    assert.equal(r.stderr, `error: ${message}\n`);
+    assertRefusal(await regtrain(['predict', RUN, ...args]), message);
   }
 
   test('a truncated PNG is refused naming the file and where it ends', async () => {

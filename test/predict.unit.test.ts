@@ -11,6 +11,7 @@ import * as path from 'node:path';
 import { PNG } from 'pngjs';
 import { regtrainInProcess, type InProcessResult } from './helpers/in-process';
 import { tinyRunDir } from './helpers/tiny-rundir';
+import { assertRefusal } from './helpers/run-files';
 import { scratchDir } from './helpers/scratch';
 
 let TMP = '';
@@ -43,10 +44,7 @@ before(async () => {
 describe('predict refuses bad input with one line and exit 2', () => {
   /** predict must refuse with exit 2, exactly this one line on stderr, and nothing on stdout. */
   async function assertRefused(args: string[], message: string): Promise<void> {
-    const r = await regtrain(['predict', RUN, ...args]);
-    assert.equal(r.code, 2, `exit ${r.code}\n${r.stderr}`);
-    assert.equal(r.stdout, '');
-    assert.equal(r.stderr, `error: ${message}\n`);
+    assertRefusal(await regtrain(['predict', RUN, ...args]), message);
   }
 
   test('a readable picture is classified (the refusals below are of their input, not of this run)', async () => {

@@ -16,12 +16,17 @@ export interface ModelJson {
   userDefinedMetadata?: Record<string, unknown>;
 }
 
+/** A command's refusal: exit 2, nothing on stdout, and exactly `error: message` on stderr. */
+export function assertRefusal(r: { code: number | null; stdout: string; stderr: string }, message: string): void {
+  assert.equal(r.code, 2, `exit ${r.code}\n${r.stderr}`);
+  assert.equal(r.stdout, '');
+  assert.equal(r.stderr, `error: ${message}\n`);
+}
+
 /** `regtrain evaluate`'s result for a refused run directory: exit 2, exactly this one line, nothing on stdout. */
 export function assertEvaluateRefused(
   r: { code: number | null; stdout: string; stderr: string },
   message: string,
 ): void {
-  assert.equal(r.code, 2, `exit ${r.code}\n${r.stderr}`);
-  assert.equal(r.stdout, '');
-  assert.equal(r.stderr.replace(/^Backend: .*\n/m, ''), `error: ${message}\n`);
+  assertRefusal({ ...r, stderr: r.stderr.replace(/^Backend: .*\n/m, '') }, message);
 }
