@@ -13,12 +13,12 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BIN, QUICK, killAfterFirstEpoch, SMALL_SLICE } from './helpers/cli';
-import { seededDataDir } from './helpers/data';
+import { sharedDataDir } from './helpers/data';
 import { regtrainInProcess } from './helpers/in-process';
 import { scratchDir } from './helpers/scratch';
 
 const tmp = scratchDir('regtrain-augment-');
-const env = { ...process.env, REGTRAIN_DATA_DIR: seededDataDir(path.join(tmp, 'cache')) };
+const env = { ...process.env, REGTRAIN_DATA_DIR: sharedDataDir() };
 const spec = path.join(tmp, 'augmented.yaml');
 const small = [...SMALL_SLICE, '--backend', 'wasm'];
 

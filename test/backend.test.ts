@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { QUICK, regtrainSync } from './helpers/cli';
-import { seededDataDir } from './helpers/data';
+import { sharedDataDir } from './helpers/data';
 import { scratchDir } from './helpers/scratch';
 
 /**
@@ -11,7 +11,8 @@ import { scratchDir } from './helpers/scratch';
  * each is run where this machine has it and skipped with the reason where it does not.
  */
 const tmp = scratchDir('regtrain-backend-');
-seededDataDir(path.join(tmp, 'cache'));
+/** The verified data every test file shares: these runs only read it. */
+const dataDir = sharedDataDir();
 const tiny = [
   '--set',
   'data.trainLimit=300',
@@ -55,7 +56,7 @@ function run(
     ['run', QUICK, ...tiny, '--json', '--out', fs.mkdtempSync(path.join(tmp, 'run-')) + '/r', ...args],
     {
       cwd: tmp,
-      env: { ...process.env, REGTRAIN_DATA_DIR: path.join(tmp, 'cache'), ...env },
+      env: { ...process.env, REGTRAIN_DATA_DIR: dataDir, ...env },
     },
   );
   const events = Object.fromEntries(

@@ -6,12 +6,12 @@ import { applyCpuBudget, cgroupCpus, cpuBudget } from '../src/cpus';
 import { indexRanges } from '../src/commands/status';
 import { launch, regtrainSync } from './helpers/cli';
 import { regtrainHere, studyInProcess } from './helpers/cluster-study';
-import { seededDataDir } from './helpers/data';
+import { sharedDataDir } from './helpers/data';
 import { scratchDir } from './helpers/scratch';
 
 const tmp = scratchDir('regtrain-member-');
 // A verified, stamped cache: no member fetches the dataset or hashes a just-written copy again.
-const env: NodeJS.ProcessEnv = { ...process.env, REGTRAIN_DATA_DIR: seededDataDir(path.join(tmp, 'cache')) };
+const env: NodeJS.ProcessEnv = { ...process.env, REGTRAIN_DATA_DIR: sharedDataDir() };
 delete env.SLURM_ARRAY_TASK_ID;
 delete env.JOB_COMPLETION_INDEX;
 delete env.SLURM_CPUS_PER_TASK;

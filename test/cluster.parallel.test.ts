@@ -5,11 +5,11 @@ import * as path from 'node:path';
 import { clusterEnv } from './helpers/cluster-env';
 import { spawn, spawnSync } from 'node:child_process';
 import { regtrainHere, studyInProcess } from './helpers/cluster-study';
-import { seededDataDir } from './helpers/data';
+import { sharedDataDir } from './helpers/data';
 
 const { tmp, env: env } = clusterEnv('regtrain-parallel-');
 // A verified, stamped cache the members share: none fetches the dataset or hashes a just-written copy again.
-env.REGTRAIN_DATA_DIR = seededDataDir(path.join(tmp, 'cache'));
+env.REGTRAIN_DATA_DIR = sharedDataDir();
 
 const SPEC = `
 name: paralleltiny

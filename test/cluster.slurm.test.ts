@@ -4,12 +4,12 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BIN, ROOT, clusterEnv } from './helpers/cluster-env';
 import { regtrainHere, studyInProcess } from './helpers/cluster-study';
-import { seededDataDir } from './helpers/data';
+import { sharedDataDir } from './helpers/data';
 import { spawnSync } from 'node:child_process';
 
 const { tmp, env: env } = clusterEnv('regtrain-slurm-');
 // A verified, stamped cache the members share: none fetches the dataset or hashes a just-written copy again.
-env.REGTRAIN_DATA_DIR = seededDataDir(path.join(tmp, 'cache'));
+env.REGTRAIN_DATA_DIR = sharedDataDir();
 
 // Two members (2 variants, one seed: how many does not change what Slurm does with each; four cost ~12 CPU-s more)
 // of 10 epochs of ~0.05–0.1 s. The task a test requeues or cancels is frozen (SIGSTOP) the moment it is seen with a

@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { collectRuns, compareRuns, pairedT, tCdf, tQuantile, specDiff, type Group } from '../src/compare';
 import { readMetrics } from '../src/rundir';
 import { regtrain, regtrainSync } from './helpers/cli';
-import { seededDataDir } from './helpers/data';
+import { sharedDataDir } from './helpers/data';
 import { scratchDir } from './helpers/scratch';
 
 const ROOT = path.resolve(__dirname, '..', '..');
@@ -443,7 +443,7 @@ test('a finished run stores its test confusion matrix, whose diagonal gives its 
   const run = path.join(tmp, 'run');
   const env = {
     ...process.env,
-    REGTRAIN_DATA_DIR: seededDataDir(path.join(tmp, 'cache')),
+    REGTRAIN_DATA_DIR: sharedDataDir(),
     XDG_CACHE_HOME: path.join(tmp, 'xdg'),
   };
   const exec = (args: string[]) => regtrain(args, { cwd: tmp, env });

@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import * as tf from '../src/tf';
 import { initBackend } from '../src/backend';
 import { finished, QUICK, startCli, TINY_RUN, type CliResult } from './helpers/cli';
-import { seededDataDir } from './helpers/data';
+import { sharedDataDir } from './helpers/data';
 import { scratchDir } from './helpers/scratch';
 import { assertEvaluateRefused, readJson, metricsOf, type ModelJson } from './helpers/run-files';
 
@@ -57,7 +57,7 @@ async function assertRefused(dir: string, message: string): Promise<void> {
 
 before(async () => {
   TMP = scratchDir('regtrain-evaluate-test-');
-  CACHE = seededDataDir(path.join(TMP, 'data-cache'));
+  CACHE = sharedDataDir();
   RUN = path.join(TMP, 'run');
   const r = await regtrain(['run', QUICK, ...TINY_RUN, '--out', RUN, '-q']);
   assert.equal(r.code, 0, `the reference run failed:\n${r.stderr}`);

@@ -17,7 +17,7 @@ import { readHistory, readOrigin, readStudy } from '../src/rundir';
 import { renderReport } from '../src/report';
 import type { MetricsFile } from '../src/runformat';
 import { finished, QUICK, sliceFlags, startCli, type CliResult } from './helpers/cli';
-import { seededDataDir } from './helpers/data';
+import { sharedDataDir } from './helpers/data';
 import { DAMAGED_METRICS } from './helpers/damaged-metrics';
 import { scratchDir } from './helpers/scratch';
 import { readJson } from './helpers/run-files';
@@ -27,6 +27,8 @@ const TINY = ['--backend', 'wasm', ...sliceFlags({ train: 500, validation: 100, 
 const KERNEL_SIZES = [156800, 20000, 5000, 500];
 
 let TMP = '';
+/** The verified data every test file shares: these commands only read it. */
+let DATA = '';
 let RUN_A = '';
 let RUN_B = '';
 
@@ -34,7 +36,7 @@ function regtrain(args: string[], opts: { stdoutFd?: number } = {}): Promise<Cli
   return finished(
     startCli(args, {
       cwd: TMP,
-      env: { REGTRAIN_DATA_DIR: path.join(TMP, 'cache'), XDG_CACHE_HOME: path.join(TMP, 'xdg') },
+      env: { REGTRAIN_DATA_DIR: DATA, XDG_CACHE_HOME: path.join(TMP, 'xdg') },
       stdoutFd: opts.stdoutFd,
     }),
   );
@@ -57,7 +59,7 @@ function editMetrics(dir: string, edit: (m: Record<string, any>) => void): void 
 
 before(async () => {
   TMP = scratchDir('regtrain-h2-rundir-');
-  seededDataDir(path.join(TMP, 'cache'));
+  DATA = sharedDataDir();
   RUN_A = path.join(TMP, 'run-a');
   RUN_B = path.join(TMP, 'run-b');
   const a = await regtrain(['run', QUICK, ...TINY, '--out', RUN_A]);

@@ -21,7 +21,7 @@ import { readFirstLines, readRegularFile } from '../src/fsutil';
 import { BIN, finished, killAfterFirstEpoch, QUICK, sliceFlags, startCli, type CliResult } from './helpers/cli';
 import { regtrainInProcess } from './helpers/in-process';
 import { HOSTILE_STUDY_SPEC } from './helpers/hostile-study';
-import { seededDataDir } from './helpers/data';
+import { sharedDataDir } from './helpers/data';
 import { scratchDir } from './helpers/scratch';
 
 const TINY = ['--backend', 'wasm', ...sliceFlags({ train: 500, validation: 100, test: 300 }), '-q'];
@@ -83,7 +83,7 @@ function oneLine(r: { stderr: string }): string {
 
 before(async () => {
   TMP = scratchDir('regtrain-h3-');
-  ENV = { REGTRAIN_DATA_DIR: seededDataDir(path.join(TMP, 'cache')), XDG_CACHE_HOME: path.join(TMP, 'xdg') };
+  ENV = { REGTRAIN_DATA_DIR: sharedDataDir(), XDG_CACHE_HOME: path.join(TMP, 'xdg') };
   DONE = path.join(TMP, 'done');
   KILLED = path.join(TMP, 'killed');
   // Made in this process: the finished run is a fixture here (the processes are the refusals below).

@@ -12,7 +12,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { finished, HINT, QUICK, sliceFlags, startCli } from './helpers/cli';
-import { seededDataDir } from './helpers/data';
+import { sharedDataDir } from './helpers/data';
 import { regtrainInProcess } from './helpers/in-process';
 import { scratchDir } from './helpers/scratch';
 
@@ -20,18 +20,20 @@ const TINY = ['--backend', 'wasm', ...sliceFlags({ train: 500, validation: 100, 
 const TERMINAL = ['done', 'failed', 'interrupted'];
 
 let TMP = '';
+/** The verified data every test file shares: these commands only read it. */
+let DATA = '';
 /** The run every later test reads (evaluate, run-member). */
 let RUN = '';
 
 before(() => {
   TMP = scratchDir('regtrain-output-json-');
-  seededDataDir(path.join(TMP, 'cache'));
+  DATA = sharedDataDir();
 });
 
 function start(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): ChildProcess {
   return startCli(args, {
     cwd: opts.cwd ?? TMP,
-    env: { REGTRAIN_DATA_DIR: path.join(TMP, 'cache'), XDG_CACHE_HOME: path.join(TMP, 'xdg'), ...opts.env },
+    env: { REGTRAIN_DATA_DIR: DATA, XDG_CACHE_HOME: path.join(TMP, 'xdg'), ...opts.env },
   });
 }
 
@@ -41,7 +43,7 @@ const regtrain = (args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv 
 const regtrainHere = (args: string[], opts: { cwd?: string } = {}) =>
   regtrainInProcess(args, {
     cwd: opts.cwd ?? TMP,
-    env: { REGTRAIN_DATA_DIR: path.join(TMP, 'cache'), XDG_CACHE_HOME: path.join(TMP, 'xdg') },
+    env: { REGTRAIN_DATA_DIR: DATA, XDG_CACHE_HOME: path.join(TMP, 'xdg') },
   });
 
 /** Every line of stdout is one JSON object (nothing else, no blank line); returns them. */
@@ -128,7 +130,7 @@ test('a SIGINT-ed run ends its stream with an interrupted event: the last comple
     out,
     '--json',
     '--data-dir',
-    path.join(TMP, 'cache'),
+    DATA,
   ]);
   let sent = false;
   const r = await finished(child, (stdout) => {
@@ -142,7 +144,7 @@ test('a SIGINT-ed run ends its stream with an interrupted event: the last comple
   const epochs = (JSON.parse(fs.readFileSync(path.join(out, 'history.json'), 'utf8')) as { epochs: unknown[] }).epochs
     .length;
   assert.ok(epochs >= 1 && epochs < 200);
-  const resume = `${HINT} run --resume ${out} --backend wasm --data-dir ${path.join(TMP, 'cache')}`;
+  const resume = `${HINT} run --resume ${out} --backend wasm --data-dir ${DATA}`;
   assert.deepEqual(last, {
     event: 'interrupted',
     signal: 'SIGINT',

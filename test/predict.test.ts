@@ -13,7 +13,7 @@ import { decodePng, type GreyImage } from '../src/images/png';
 import { toFashionMnist } from '../src/images/fashion-mnist';
 import { finished, QUICK, startCli, type CliResult } from './helpers/cli';
 import { runSeeds } from '../src/rng';
-import { seededDataDir } from './helpers/data';
+import { sharedDataDir } from './helpers/data';
 import { assertRefusal } from './helpers/run-files';
 import { scratchDir } from './helpers/scratch';
 
@@ -93,7 +93,7 @@ const jsonLines = (stdout: string): Prediction[] =>
 
 before(async () => {
   TMP = scratchDir('regtrain-predict-test-');
-  CACHE = seededDataDir(path.join(TMP, 'data-cache'));
+  CACHE = sharedDataDir();
   RUN = path.join(TMP, 'run');
   const r = await regtrain(['run', QUICK, ...TINY, '--out', RUN, '-q']);
   assert.equal(r.code, 0, `the reference run failed:\n${r.stderr}`);

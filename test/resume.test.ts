@@ -3,12 +3,12 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BIN, QUICK as quick, killAfterFirstEpoch, launch, regtrainSync, SMALL_SLICE } from './helpers/cli';
-import { seededDataDir } from './helpers/data';
+import { sharedDataDir } from './helpers/data';
 import { inProcessRegtrain } from './helpers/resume-runs';
 import { scratchDir } from './helpers/scratch';
 
 const tmp = scratchDir('regtrain-resume-');
-const dataDir = seededDataDir(path.join(tmp, 'cache'));
+const dataDir = sharedDataDir();
 const env = { ...process.env, REGTRAIN_DATA_DIR: dataDir };
 const small = [...SMALL_SLICE, '--backend', 'wasm'];
 

@@ -13,7 +13,7 @@ import type { ChildProcess } from 'node:child_process';
 import * as YAML from 'yaml';
 import type { EpochRecord, HistoryFile, MetricsFile } from '../src/runformat';
 import { finished, QUICK, ROOT, startCli, TINY_RUN, type CliResult } from './helpers/cli';
-import { seededDataDir } from './helpers/data';
+import { sharedDataDir } from './helpers/data';
 import { scratchDir } from './helpers/scratch';
 import { regtrainInProcess } from './helpers/in-process';
 import { readJson } from './helpers/run-files';
@@ -26,7 +26,7 @@ let CACHE = '';
 
 before(() => {
   TMP = scratchDir('regtrain-run-test-');
-  CACHE = seededDataDir(path.join(TMP, 'data-cache'));
+  CACHE = sharedDataDir();
 });
 
 /** A fresh working directory for one test (also the parent of its --out). */

@@ -10,12 +10,12 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { regtrainHere, studyInProcess } from './helpers/cluster-study';
-import { seededDataDir } from './helpers/data';
+import { sharedDataDir } from './helpers/data';
 import { scratchDir } from './helpers/scratch';
 
 const TMP = scratchDir('regtrain-small-data-');
 const ENV = {
-  REGTRAIN_DATA_DIR: seededDataDir(path.join(TMP, 'cache')),
+  REGTRAIN_DATA_DIR: sharedDataDir(),
   XDG_CACHE_HOME: path.join(TMP, 'xdg'),
 };
 

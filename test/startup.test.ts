@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as nodeModule from 'node:module';
 import * as path from 'node:path';
 import { BIN, ROOT, QUICK, regtrainSync } from './helpers/cli';
-import { seededDataDir } from './helpers/data';
+import { sharedDataDir } from './helpers/data';
 import { scratchDir } from './helpers/scratch';
 
 // Commands that never touch a tensor start without tfjs (about half a CPU-second a process):
@@ -113,7 +113,7 @@ test("a run on regtrain's WebAssembly kernels finds their builds and starts the 
       cwd: tmp,
       env: {
         ...process.env,
-        REGTRAIN_DATA_DIR: seededDataDir(path.join(tmp, 'cache')),
+        REGTRAIN_DATA_DIR: sharedDataDir(),
         REGTRAIN_BLAS: 'off',
         REGTRAIN_GEMM_THREADS: '2',
         NODE_OPTIONS: `--require ${hook}`,

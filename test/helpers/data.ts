@@ -1,8 +1,10 @@
 /**
- * A test file's own Fashion-MNIST cache, ready before its first run: copied from one verified cache
- * that all test files share (fetched once per machine by `regtrain data fetch`), then hashed and
- * stamped here, once. Without it, the first run of each file decompressed and hashed 55 MB and the
- * runs of its next 2 s hashed them again (a file changed less than 2 s ago is not stamped).
+ * Fashion-MNIST for the tests: one verified cache that all test files share (fetched once per machine by
+ * `regtrain data fetch`, then stamped), which a file whose runs only read the data points REGTRAIN_DATA_DIR at
+ * (sharedDataDir); and a file's own copy of it (seededDataDir) where a file needs the cache at a place of its own
+ * (under XDG_CACHE_HOME, a container's mount) or may change it. A copy is hashed and stamped once, here (0.3 CPU-s:
+ * without it, the first run of each file decompressed and hashed 55 MB, and the runs of its next 2 s hashed them
+ * again, a file changed less than 2 s ago not being stamped).
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -16,7 +18,8 @@ function allOk(dir: string, opts: { trustStamp?: boolean; settleMs?: number }): 
   return verifyCache(dir, loadManifest(), opts).every((s) => s.state === 'ok');
 }
 
-/** The verified cache every test file shares, fetched and stamped the first time; only to be read. */
+/** The verified cache every test file shares (CI's three lanes too), fetched and stamped the first time; only to be
+ * read: a file that changes a cached file takes its own copy (seededDataDir). */
 export function sharedDataDir(): string {
   if (!allOk(SHARED, { trustStamp: true })) {
     const r = regtrainSync(['data', 'fetch', '--data-dir', SHARED]);
