@@ -129,6 +129,25 @@ function requireKoffi(): Koffi | string {
   }
 }
 
+/**
+ * Opens the library at `path` with OPENBLAS_NUM_THREADS set to `threads` for the load only (this process's
+ * environment as it was afterwards, so that processes regtrain starts do not inherit it). A threaded OpenBLAS starts
+ * its worker threads as it loads, one per CPU but one unless OPENBLAS_NUM_THREADS says otherwise, and each spins
+ * (sched_yield) for a while before it sleeps: about 0.07 CPU-s of every process that loads it, beside the main
+ * thread on a core it shares, for threads regtrain never uses (1 unless REGTRAIN_BLAS_THREADS or a scheduler's budget
+ * says more; openblas_set_num_threads starts more when asked).
+ */
+function loadStartingThreads(koffi: Koffi, path: string, threads: number): KoffiLib {
+  const before = process.env.OPENBLAS_NUM_THREADS;
+  process.env.OPENBLAS_NUM_THREADS = String(threads);
+  try {
+    return koffi.load(path);
+  } finally {
+    if (before === undefined) delete process.env.OPENBLAS_NUM_THREADS;
+    else process.env.OPENBLAS_NUM_THREADS = before;
+  }
+}
+
 function extentOk(arr: Float32Array, rows: number, cols: number, ld: number): boolean {
   if (rows === 0 || cols === 0) return true;
   return ld >= cols && (rows - 1) * ld + cols <= arr.length;
@@ -153,10 +172,11 @@ function tryLoad(threads?: number): BlasLoadResult {
     const koffi = requireKoffi();
     if (typeof koffi === 'string') return { ok: false, reason: koffi };
     const errors: string[] = [];
+    const want = threads ?? defaultThreads();
     for (const path of candidateLibraries()) {
       let lib: KoffiLib;
       try {
-        lib = koffi.load(path);
+        lib = loadStartingThreads(koffi, path, want);
       } catch (e) {
         errors.push(`${path}: ${(e as Error).message.split('\n')[0]}`);
         continue;
@@ -229,7 +249,7 @@ function tryLoad(threads?: number): BlasLoadResult {
         },
         getThreads: () => (getT ? Number(getT()) : 1),
       };
-      blas.setThreads(threads ?? defaultThreads());
+      blas.setThreads(want);
       return blas;
     }
     return { ok: false, reason: `no usable OpenBLAS: ${errors.join('; ')}` };
