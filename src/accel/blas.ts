@@ -133,7 +133,7 @@ function requireKoffi(): Koffi | string {
  * Opens the library at `path` with OPENBLAS_NUM_THREADS set to `threads` for the load only (this process's
  * environment as it was afterwards, so that processes regtrain starts do not inherit it). A threaded OpenBLAS starts
  * its worker threads as it loads, one per CPU but one unless OPENBLAS_NUM_THREADS says otherwise, and each spins
- * (sched_yield) for a while before it sleeps: about 0.07 CPU-s of every process that loads it, beside the main
+ * (sched_yield) for a while before it sleeps: about 0.1 CPU-s of every process that loads it, beside the main
  * thread on a core it shares, for threads regtrain never uses (1 unless REGTRAIN_BLAS_THREADS or a scheduler's budget
  * says more; openblas_set_num_threads starts more when asked).
  */
