@@ -2,7 +2,7 @@ import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { BIN, QUICK as quick, killAfterFirstEpoch, launch, regtrainSync, SMALL_SLICE } from './helpers/cli';
+import { BIN, QUICK as quick, killAfterFirstEpoch, launch, regtrainSync, sliceFlags, SMALL_SLICE } from './helpers/cli';
 import { sharedDataDir } from './helpers/data';
 import { inProcessRegtrain } from './helpers/resume-runs';
 import { scratchDir } from './helpers/scratch';
@@ -286,15 +286,7 @@ const runJsonBackend = (dir: string) => (JSON.parse(read(dir, 'run.json').toStri
 
 test('a resume without --backend keeps the backend and kernels run.json recorded, bit for bit, though auto would choose another', async () => {
   // Half the small slice: the pure-JS cpu backend is slow, and what is checked does not depend on the slice.
-  const onCpu = [
-    ...SMALL_SLICE,
-    '--set',
-    'data.trainLimit=500',
-    '--set',
-    'data.validation.size=100',
-    '--backend',
-    'cpu',
-  ];
+  const onCpu = [...sliceFlags({ train: 500, validation: 100, test: 300, epochs: 3 }), '--backend', 'cpu'];
   // The uninterrupted run on cpu in this process (the same kernels as a process of its own); the resume, which
   // chooses its backend when it starts, is a real process.
   const whole = await regtrainHere(['run', quick, ...onCpu, '--out', 'cpu-whole', '-q']);
