@@ -6,12 +6,13 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { QUICK, TINY_RUN } from './cli';
-import { seededDataDir } from './data';
+import { sharedDataDir } from './data';
 import { regtrainInProcess } from './in-process';
 
-/** Under `tmp`: a seeded dataset cache (`data-cache`) and a finished run (`run`) trained with `TINY_RUN` + `extra`. */
+/** Under `tmp`, a finished run (`run`) trained with `TINY_RUN` + `extra`; `cache`: the shared dataset cache it read
+ * (the callers only read it too). */
 export async function tinyRunDir(tmp: string, extra: string[] = []): Promise<{ run: string; cache: string }> {
-  const cache = seededDataDir(path.join(tmp, 'data-cache'));
+  const cache = sharedDataDir();
   const run = path.join(tmp, 'run');
   const r = await regtrainInProcess(['run', QUICK, ...TINY_RUN, ...extra, '--out', run, '-q'], {
     cwd: tmp,
