@@ -85,6 +85,8 @@ await esbuild.build({ ...common, bundle: true, entryPoints: ['src/tfjs-ops.ts'],
 
 // Step 2.
 await esbuild.build({ ...common, bundle: true, entryPoints: ['src/signals.ts'], outfile: 'dist/signals.js' });
+// bin/regtrain loads the CLI bundle through it, with V8's compiled code cached on disk (see the file).
+await esbuild.build({ ...common, bundle: true, entryPoints: ['src/code-cache.ts'], outfile: 'dist/code-cache.js' });
 
 await esbuild.build({
   ...common,
