@@ -56,10 +56,11 @@ test('a run that reaches its data loads tfjs (the check above can see it), and r
   );
   assert.notDeepEqual(tfjsModules(loaded), []);
   // One copy of each module: a second (dist/src/errors.js beside the bundle's) would fail the error boundary's
-  // instanceof checks. The signal handling comes first, on its own (build.mjs).
+  // instanceof checks. The signal handling comes first, on its own (build.mjs), then the loader of the bundle's code
+  // cache (src/code-cache.ts).
   assert.deepEqual(
     loaded.filter((m) => m.startsWith(ROOT + path.sep) && !m.includes(`${path.sep}node_modules${path.sep}`)),
-    [BIN, path.join(ROOT, 'dist', 'signals.js'), BUNDLE],
+    [BIN, path.join(ROOT, 'dist', 'signals.js'), path.join(ROOT, 'dist', 'code-cache.js'), BUNDLE],
   );
 });
 
@@ -72,7 +73,8 @@ test('a start keeps its compiled code in the temp directory where Node has a com
   assert.equal(r.status, 0, r.stderr);
   assert.equal(r.stderr, '');
   const cache = path.join(tmpdir, 'node-compile-cache');
-  // One file per module compiled: here the bundle, the one module `validate` loads after the call.
+  // One file per module compiled: here dist/code-cache.js, the one module `validate` loads after the call (the bundle
+  // is compiled by it, with regtrain's own cache: test/code-cache.test.ts).
   const files = fs.existsSync(cache)
     ? fs.readdirSync(cache, { recursive: true, withFileTypes: true }).filter((e) => e.isFile()).length
     : 0;
