@@ -8,12 +8,11 @@
  * written at the exit of a process that started without one, so it holds every function that process compiled.
  *
  * Where: `<os.tmpdir()>/regtrain-code-cache-<uid>/`, a directory of this user's alone (mode 0700; one that is not,
- * or a symbolic link, is not used), one file per command, bundle path and V8 version (each command compiles
- * functions of its own: a file written by `regtrain validate` would leave `run`'s compiled at every start), rewritten
- * when the bundle changes. A
- * file starts with its key (the bundle's path, device, inode, size, modification and change times in nanoseconds,
- * V8's version and the architecture) and the CRC-32 of the data after it: V8 gets only data written for this very
- * file, whole (it checks its own version, flags and the source's length, not the bytes).
+ * or a symbolic link, is not used). One file per command, bundle path and V8 version (each command compiles functions
+ * of its own: a file written by `regtrain validate` would leave `run`'s to compile at every start), rewritten when the
+ * bundle changes. A file starts with its key (the bundle's path, device, inode, size, modification and change times
+ * in nanoseconds, V8's version and the architecture) and the CRC-32 of the data after it: V8 gets only data written
+ * for this very file, whole (V8 checks its own version, its flags and the source's length, not the bytes).
  *
  * `REGTRAIN_CODE_CACHE=off` (or 0, false, no) loads the bundle with plain `require`. `NODE_DEBUG=regtrain-code-cache`
  * says on stderr what happened (hit, miss, refused, written).
