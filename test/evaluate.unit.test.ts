@@ -10,22 +10,16 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as YAML from 'yaml';
 import { HINT } from './helpers/cli';
-import { regtrainInProcess, type InProcessResult } from './helpers/in-process';
-import { tinyRunDir } from './helpers/tiny-rundir';
+import { tinyRunDir, type TinyRun } from './helpers/tiny-rundir';
 import { scratchDir } from './helpers/scratch';
 import { assertEvaluateRefused, readJson, metricsOf, type ModelJson } from './helpers/run-files';
 
 let TMP = '';
-let CACHE = '';
 /** The one real run this file copies. */
 let RUN = '';
 
-function regtrain(args: string[]): Promise<InProcessResult> {
-  return regtrainInProcess(args, {
-    cwd: TMP,
-    env: { REGTRAIN_DATA_DIR: CACHE, XDG_CACHE_HOME: path.join(TMP, 'xdg') },
-  });
-}
+/** `regtrain ...args` in this process, as the run was made (tinyRunDir). */
+let regtrain: TinyRun['regtrain'];
 
 /** A fresh copy of the real run, to tamper with. */
 function scenario(name: string): string {
@@ -57,7 +51,7 @@ async function assertRefused(dir: string, message: string): Promise<void> {
 
 before(async () => {
   TMP = scratchDir('regtrain-evaluate-unit-');
-  ({ run: RUN, cache: CACHE } = await tinyRunDir(TMP));
+  ({ run: RUN, regtrain } = await tinyRunDir(TMP));
 });
 
 describe('evaluate refuses tampered run directories with exit 2 and one clear line', () => {

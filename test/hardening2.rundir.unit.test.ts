@@ -11,13 +11,13 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DAMAGED_METRICS } from './helpers/damaged-metrics';
-import { regtrainInProcess } from './helpers/in-process';
-import { tinyRunDir } from './helpers/tiny-rundir';
+import { tinyRunDir, type TinyRun } from './helpers/tiny-rundir';
 import { scratchDir } from './helpers/scratch';
 import { readJson } from './helpers/run-files';
 
 let TMP = '';
-let CACHE = '';
+/** `regtrain ...args` in this process, as the run was made (tinyRunDir). */
+let regtrain: TinyRun['regtrain'];
 let RUN_A = '';
 
 const writeJson = (file: string, v: unknown) => fs.writeFileSync(file, JSON.stringify(v, null, 2));
@@ -31,10 +31,7 @@ function copyOf(name: string): string {
 
 /** evaluate must refuse `dir` with exit 2, exactly this one line, and nothing on stdout but the backend line. */
 async function refusedByEvaluate(dir: string, message: string): Promise<void> {
-  const r = await regtrainInProcess(['evaluate', dir, '--backend', 'wasm'], {
-    cwd: TMP,
-    env: { REGTRAIN_DATA_DIR: CACHE, XDG_CACHE_HOME: path.join(TMP, 'xdg') },
-  });
+  const r = await regtrain(['evaluate', dir, '--backend', 'wasm']);
   assert.equal(r.code, 2, r.stderr);
   assert.equal(r.stdout.replace(/^Backend: .*\n/, ''), '');
   assert.equal(r.stderr.replace(/^Backend: .*\n/m, ''), `error: ${message}\n`);
@@ -42,7 +39,7 @@ async function refusedByEvaluate(dir: string, message: string): Promise<void> {
 
 before(async () => {
   TMP = scratchDir('regtrain-h2-rundir-unit-');
-  ({ run: RUN_A, cache: CACHE } = await tinyRunDir(TMP));
+  ({ run: RUN_A, regtrain } = await tinyRunDir(TMP));
 });
 
 describe('run-dir files: one schema and one reader each; damage is one line, never a crash', () => {

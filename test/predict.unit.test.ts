@@ -9,21 +9,15 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { PNG } from 'pngjs';
-import { regtrainInProcess, type InProcessResult } from './helpers/in-process';
-import { tinyRunDir } from './helpers/tiny-rundir';
+import { tinyRunDir, type TinyRun } from './helpers/tiny-rundir';
 import { assertRefusal } from './helpers/run-files';
 import { scratchDir } from './helpers/scratch';
 
 let TMP = '';
-let CACHE = '';
 let RUN = '';
 
-function regtrain(args: string[]): Promise<InProcessResult> {
-  return regtrainInProcess(args, {
-    cwd: TMP,
-    env: { REGTRAIN_DATA_DIR: CACHE, XDG_CACHE_HOME: path.join(TMP, 'xdg') },
-  });
-}
+/** `regtrain ...args` in this process, as the run was made (tinyRunDir). */
+let regtrain: TinyRun['regtrain'];
 
 /** A readable 28×28 greyscale PNG (a diagonal gradient), written once. */
 function picturePng(): string {
@@ -38,7 +32,7 @@ function picturePng(): string {
 
 before(async () => {
   TMP = scratchDir('regtrain-predict-unit-');
-  ({ run: RUN, cache: CACHE } = await tinyRunDir(TMP));
+  ({ run: RUN, regtrain } = await tinyRunDir(TMP));
 });
 
 describe('predict refuses bad input with one line and exit 2', () => {

@@ -7,18 +7,23 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { QUICK, TINY_RUN } from './cli';
 import { sharedDataDir } from './data';
-import { regtrainInProcess } from './in-process';
+import { regtrainInProcess, type InProcessResult } from './in-process';
 
-/** Under `tmp`, a finished run (`run`) trained with `TINY_RUN` + `extra`; `cache`: the shared dataset cache it read
- * (the callers only read it too). */
-export async function tinyRunDir(tmp: string, extra: string[] = []): Promise<{ run: string; cache: string }> {
-  const cache = sharedDataDir();
+export interface TinyRun {
+  /** The finished run directory, `tmp`/run. */
+  run: string;
+  /** `regtrain ...args` in this process, where and as the run was made: in `tmp`, reading the shared dataset
+   * cache (which the callers only read too), with `tmp`/xdg as XDG_CACHE_HOME. */
+  regtrain(args: string[]): Promise<InProcessResult>;
+}
+
+/** Under `tmp`, a finished run trained with `TINY_RUN` + `extra`. */
+export async function tinyRunDir(tmp: string, extra: string[] = []): Promise<TinyRun> {
+  const env = { REGTRAIN_DATA_DIR: sharedDataDir(), XDG_CACHE_HOME: path.join(tmp, 'xdg') };
+  const regtrain = (args: string[]) => regtrainInProcess(args, { cwd: tmp, env });
   const run = path.join(tmp, 'run');
-  const r = await regtrainInProcess(['run', QUICK, ...TINY_RUN, ...extra, '--out', run, '-q'], {
-    cwd: tmp,
-    env: { REGTRAIN_DATA_DIR: cache, XDG_CACHE_HOME: path.join(tmp, 'xdg') },
-  });
+  const r = await regtrain(['run', QUICK, ...TINY_RUN, ...extra, '--out', run, '-q']);
   if (r.code !== 0 || !fs.existsSync(path.join(run, 'metrics.json')))
     throw new Error(`the reference run failed (exit ${r.code}):\n${r.stderr}`);
-  return { run, cache };
+  return { run, regtrain };
 }
