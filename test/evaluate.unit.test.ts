@@ -12,7 +12,7 @@ import * as YAML from 'yaml';
 import { HINT } from './helpers/cli';
 import { tinyRunDir, type TinyRun } from './helpers/tiny-rundir';
 import { scratchDir } from './helpers/scratch';
-import { assertEvaluateRefused, readJson, metricsOf, type ModelJson } from './helpers/run-files';
+import { assertEvaluateRefused, copyOfRun, readJson, metricsOf, type ModelJson } from './helpers/run-files';
 
 let TMP = '';
 /** The one real run this file copies. */
@@ -23,9 +23,7 @@ let regtrain: TinyRun['regtrain'];
 
 /** A fresh copy of the real run, to tamper with. */
 function scenario(name: string): string {
-  const dir = path.join(TMP, 'rundirs', name);
-  fs.cpSync(RUN, dir, { recursive: true });
-  return dir;
+  return copyOfRun(RUN, path.join(TMP, 'rundirs', name));
 }
 
 /** Byte offset of a weight in weights.bin (all float32, in manifest order). */

@@ -34,6 +34,7 @@ import { BIN, launch, type CliResult, type Running } from './helpers/cli';
 import { seededDataDir } from './helpers/data';
 import { scratchDir } from './helpers/scratch';
 import { ONE_EPOCH_SLICE, writeOneLayerSpec } from './helpers/one-layer-spec';
+import { copyOfRun } from './helpers/run-files';
 
 const TMP = scratchDir('regtrain-hardening-faults-');
 fs.chmodSync(TMP, 0o755); // an unprivileged child (uid 65534) must be able to walk in
@@ -362,12 +363,8 @@ describe('run directory faults (evaluate, compare)', () => {
   });
 
   /** A copy of the good run with `mutate` applied. */
-  function broken(name: string, mutate: (dir: string) => void): string {
-    const dir = path.join(TMP, `run-${name}`);
-    fs.cpSync(GOOD, dir, { recursive: true });
-    mutate(dir);
-    return dir;
-  }
+  const broken = (name: string, mutate: (dir: string) => void) =>
+    copyOfRun(GOOD, path.join(TMP, `run-${name}`), mutate);
   // Every case is checked in process (test/hardening.faults.unit.test.ts); two through the real boundary here.
   test('a broken run directory (short weights.bin, metrics.json null) is refused by evaluate with exit 2 and one line', async () => {
     const short = broken('short-weights', (d) => fs.truncateSync(path.join(d, 'weights.bin'), 1000));

@@ -14,6 +14,7 @@ import { seededDataDir } from './helpers/data';
 import { regtrainInProcess, type InProcessResult as Run } from './helpers/in-process';
 import { scratchDir } from './helpers/scratch';
 import { ONE_EPOCH_SLICE, writeOneLayerSpec } from './helpers/one-layer-spec';
+import { copyOfRun } from './helpers/run-files';
 
 const TMP = scratchDir('regtrain-hardening-faults-unit-');
 
@@ -51,12 +52,8 @@ describe('run directory faults (evaluate, compare)', () => {
   });
 
   /** A copy of the good run with `mutate` applied. */
-  function broken(name: string, mutate: (dir: string) => void): string {
-    const dir = path.join(TMP, `run-${name}`);
-    fs.cpSync(GOOD, dir, { recursive: true });
-    mutate(dir);
-    return dir;
-  }
+  const broken = (name: string, mutate: (dir: string) => void) =>
+    copyOfRun(GOOD, path.join(TMP, `run-${name}`), mutate);
   const editJson = (file: string, edit: (v: Record<string, unknown>) => unknown) =>
     fs.writeFileSync(file, JSON.stringify(edit(JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>)));
   const editModel = (dir: string, edit: (m: { weightsManifest: { paths: string[] }[] }) => void) =>

@@ -13,7 +13,7 @@ import * as path from 'node:path';
 import { DAMAGED_METRICS } from './helpers/damaged-metrics';
 import { tinyRunDir, type TinyRun } from './helpers/tiny-rundir';
 import { scratchDir } from './helpers/scratch';
-import { readJson } from './helpers/run-files';
+import { copyOfRun, readJson } from './helpers/run-files';
 
 let TMP = '';
 /** `regtrain ...args` in this process, as the run was made (tinyRunDir). */
@@ -24,9 +24,7 @@ const writeJson = (file: string, v: unknown) => fs.writeFileSync(file, JSON.stri
 
 /** A copy of the run to damage. */
 function copyOf(name: string): string {
-  const dir = path.join(TMP, 'cases', name);
-  fs.cpSync(RUN_A, dir, { recursive: true });
-  return dir;
+  return copyOfRun(RUN_A, path.join(TMP, 'cases', name));
 }
 
 /** evaluate must refuse `dir` with exit 2, exactly this one line, and nothing on stdout but the backend line. */

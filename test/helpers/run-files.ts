@@ -1,8 +1,15 @@
-/** Reading a run directory's files in tests, as the test expects them to be (the code under test validates them). */
+/** Reading and copying a run directory's files in tests, as the test expects them to be (the code under test validates them). */
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { MetricsFile } from '../../src/runformat';
+
+/** A fresh copy of the run directory `run` at `dir`, with `mutate` applied to it: a case to tamper with. */
+export function copyOfRun(run: string, dir: string, mutate: (dir: string) => void = () => {}): string {
+  fs.cpSync(run, dir, { recursive: true });
+  mutate(dir);
+  return dir;
+}
 
 export const readJson = <T>(file: string): T => JSON.parse(fs.readFileSync(file, 'utf8')) as T;
 
