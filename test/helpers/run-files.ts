@@ -1,4 +1,4 @@
-/** Reading and copying a run directory's files in tests, as the test expects them to be (the code under test validates them). */
+/** A run directory's files in tests, read as the test expects them (the code under test validates them), and copied. */
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
