@@ -87,7 +87,8 @@ function readCache(file: string, key: string): Buffer | undefined {
   return bytes.toString('latin1', prefix.length, newline) === String(zlib.crc32(data)) ? data : undefined;
 }
 
-/** Writes the header (key, CRC-32 of the data) and the data to `file` whole or not at all (a temporary file renamed over it); errors are ignored. */
+/** Writes the header (key, CRC-32 of the data) and the data to `file`, whole or not at all (a temporary file renamed
+ * over it); errors are ignored: the next start compiles, as without a cache. */
 function writeCache(file: string, key: string, data: Buffer): void {
   const temporary = `${file}.${process.pid}.tmp`;
   try {
