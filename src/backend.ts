@@ -1,6 +1,7 @@
 import * as path from 'node:path';
 import * as tf from './tf';
 import { FailureError, InputError } from './errors';
+import { switchedOff } from './env-switch';
 import { installAcceleratedKernels, type GemmChoice, type GemmKind } from './accel/kernels';
 import { registerWasmConvKernels } from './accel/conv';
 
@@ -43,7 +44,7 @@ export function kernelsLabel(k: Kernels): string {
 
 /** REGTRAIN_ACCEL=off keeps tfjs's own kernels and the reference training step (for comparisons). */
 export function accelerationDisabled(): boolean {
-  return /^(off|0|false|no)$/i.test(process.env.REGTRAIN_ACCEL ?? '');
+  return switchedOff('REGTRAIN_ACCEL');
 }
 
 function withKernels(name: string, reason: string, gemm: GemmChoice = 'auto'): BackendInfo {

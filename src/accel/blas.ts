@@ -17,6 +17,7 @@
  */
 import * as os from 'node:os';
 import { InputError } from '../errors';
+import { switchedOff } from '../env-switch';
 
 /** Minimal view of koffi's API that this module uses (koffi is optional, so no static import). */
 interface KoffiLib {
@@ -116,8 +117,7 @@ export function parseBlasThreads(raw: string | undefined, cpus: number = os.avai
 let cached: BlasLoadResult | undefined;
 
 function disabledByEnv(): boolean {
-  const v = (process.env.REGTRAIN_BLAS ?? '').toLowerCase();
-  return v === 'off' || v === '0' || v === 'false' || v === 'no';
+  return switchedOff('REGTRAIN_BLAS');
 }
 
 function requireKoffi(): Koffi | string {

@@ -1,5 +1,6 @@
 import * as v8 from 'node:v8';
 import { MAX_WASM_BYTES, readRegularFile } from '../fsutil';
+import { switchedOff } from '../env-switch';
 import type { HeapGemmOperands } from './blas';
 import { createGemmPool, gemmThreads, instantiateGemm, type GemmPool } from './gemm-pool';
 import { accelFile } from './files';
@@ -98,10 +99,6 @@ export const wasmGemmStats = { calls: 0, pooled: 0, workerBlocks: 0, recomputed:
 const BACKOFF_MIN = 32;
 const BACKOFF_MAX = 1024;
 
-function offByEnv(name: string): boolean {
-  return /^(off|0|false|no)$/i.test(process.env[name] ?? '');
-}
-
 const modules = new Map<string, WebAssembly.Module | string>();
 
 /** A build's module (compiled once), or why not; `shared`: the build importing a shared memory (gemm-pool.ts). */
@@ -141,8 +138,8 @@ export function gemmPool(kind: WasmGemmKind): GemmPool | { reason: string } {
 
 /** The build to use: relaxed SIMD unless switched off (REGTRAIN_RELAXED_SIMD=off) or unavailable. */
 export function chooseWasmGemm(): { kind: WasmGemmKind } | { reason: string } {
-  if (offByEnv('REGTRAIN_SIMD')) return { reason: 'disabled by REGTRAIN_SIMD' };
-  if (!offByEnv('REGTRAIN_RELAXED_SIMD') && typeof readModule('wasm-relaxed-simd') !== 'string')
+  if (switchedOff('REGTRAIN_SIMD')) return { reason: 'disabled by REGTRAIN_SIMD' };
+  if (!switchedOff('REGTRAIN_RELAXED_SIMD') && typeof readModule('wasm-relaxed-simd') !== 'string')
     return { kind: 'wasm-relaxed-simd' };
   const plain = readModule('wasm-simd');
   if (typeof plain === 'string') return { reason: `no wasm GEMM (${plain})` };

@@ -1,4 +1,5 @@
 import { MAX_WASM_BYTES, readRegularFile } from '../fsutil';
+import { switchedOff } from '../env-switch';
 import { accelFile } from './files';
 
 // The ES2022 lib has no WebAssembly types (they come with DOM); the few used here:
@@ -15,7 +16,7 @@ declare namespace WebAssembly {
 
 /** Whether REGTRAIN_SIMD turns our SIMD modules off (the JS loops serve). */
 export function simdOff(): boolean {
-  return /^(off|0|false|no)$/i.test(process.env.REGTRAIN_SIMD ?? '');
+  return switchedOff('REGTRAIN_SIMD');
 }
 
 /**
