@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { QUICK, regtrainSync } from './helpers/cli';
+import { QUICK, regtrainSync, sliceFlags } from './helpers/cli';
 import { sharedDataDir } from './helpers/data';
 import { scratchDir } from './helpers/scratch';
 
@@ -13,16 +13,7 @@ import { scratchDir } from './helpers/scratch';
 const tmp = scratchDir('regtrain-backend-');
 /** The verified data every test file shares: these runs only read it. */
 const dataDir = sharedDataDir();
-const tiny = [
-  '--set',
-  'data.trainLimit=300',
-  '--set',
-  'data.validation.size=100',
-  '--set',
-  'data.testLimit=100',
-  '--set',
-  'training.epochs=1',
-];
+const tiny = sliceFlags({ train: 300, validation: 100, test: 100, epochs: 1 });
 
 function hasModule(name: string): string | null {
   try {

@@ -11,6 +11,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { MetricsFile } from '../src/runformat';
 import { ECE_BINS } from '../src/evaluation/calibration';
+import { sliceFlags } from './helpers/cli';
 import { seededXdgCache } from './helpers/data';
 import { regtrainInProcess } from './helpers/in-process';
 import { scratchDir } from './helpers/scratch';
@@ -35,14 +36,7 @@ before(async () => {
     QUICK,
     '--backend',
     'wasm',
-    '--set',
-    'data.trainLimit=400',
-    '--set',
-    'data.validation.size=100',
-    '--set',
-    `data.testLimit=${TEST_COUNT}`,
-    '--set',
-    'training.epochs=1',
+    ...sliceFlags({ train: 400, validation: 100, test: TEST_COUNT, epochs: 1 }),
     '--out',
     path.join(TMP, 'run'),
     '-q',

@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { collectRuns, compareRuns, pairedT, tCdf, tQuantile, specDiff, type Group } from '../src/compare';
 import { readMetrics } from '../src/rundir';
-import { regtrain, regtrainSync } from './helpers/cli';
+import { regtrain, regtrainSync, sliceFlags } from './helpers/cli';
 import { sharedDataDir } from './helpers/data';
 import { scratchDir } from './helpers/scratch';
 
@@ -447,18 +447,7 @@ test('a finished run stores its test confusion matrix, whose diagonal gives its 
     XDG_CACHE_HOME: path.join(tmp, 'xdg'),
   };
   const exec = (args: string[]) => regtrain(args, { cwd: tmp, env });
-  const tiny = [
-    '--backend',
-    'wasm',
-    '--set',
-    'data.trainLimit=400',
-    '--set',
-    'data.validation.size=100',
-    '--set',
-    'data.testLimit=300',
-    '--set',
-    'training.epochs=1',
-  ];
+  const tiny = ['--backend', 'wasm', ...sliceFlags({ train: 400, validation: 100, test: 300, epochs: 1 })];
   const r = await exec(['run', path.join(ROOT, 'configs', 'quick.yaml'), ...tiny, '--out', run, '-q']);
   assert.equal(r.code, 0, r.stderr);
   const { metrics } = readMetrics(run);

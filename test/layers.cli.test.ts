@@ -13,7 +13,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { killAfterFirstEpoch, regtrainSync, SMALL_SLICE } from './helpers/cli';
+import { killAfterFirstEpoch, regtrainSync, sliceFlags, SMALL_SLICE } from './helpers/cli';
 import { seededXdgCache } from './helpers/data';
 import { regtrainInProcess } from './helpers/in-process';
 import { scratchDir } from './helpers/scratch';
@@ -42,18 +42,7 @@ function writeSpec(file: string, middle: string[]): string {
   return file;
 }
 
-const TINY = [
-  '--set',
-  'data.trainLimit=200',
-  '--set',
-  'data.validation.size=100',
-  '--set',
-  'data.testLimit=100',
-  '--set',
-  'training.epochs=1',
-  '--backend',
-  'wasm',
-];
+const TINY = [...sliceFlags({ train: 200, validation: 100, test: 100, epochs: 1 }), '--backend', 'wasm'];
 
 const EACH: { name: string; middle: string[]; row: RegExp; step: RegExp; penalty: boolean }[] = [
   {

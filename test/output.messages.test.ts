@@ -14,20 +14,11 @@ import type { Command } from 'commander';
 import { buildProgram } from '../src/cli';
 import { fmtSigned } from '../src/compare/format';
 import { fmtDuration } from '../src/train/callbacks/epoch-lines';
-import { finished, HINT, QUICK, startCli } from './helpers/cli';
+import { finished, HINT, QUICK, sliceFlags, startCli } from './helpers/cli';
 import { regtrainInProcess } from './helpers/in-process';
 import { scratchDir } from './helpers/scratch';
 
-const TINY = [
-  '--backend',
-  'wasm',
-  '--set',
-  'data.trainLimit=600',
-  '--set',
-  'data.validation.size=100',
-  '--set',
-  'data.testLimit=200',
-];
+const TINY = ['--backend', 'wasm', ...sliceFlags({ train: 600, validation: 100, test: 200 })];
 
 let TMP = '';
 before(() => {

@@ -11,25 +11,14 @@ import { PNG } from 'pngjs';
 import { imagesOf, loadDataset } from '../src/data/dataset';
 import { decodePng, type GreyImage } from '../src/images/png';
 import { toFashionMnist } from '../src/images/fashion-mnist';
-import { finished, QUICK, startCli, type CliResult } from './helpers/cli';
+import { finished, QUICK, sliceFlags, startCli, type CliResult } from './helpers/cli';
 import { runSeeds } from '../src/rng';
 import { sharedDataDir } from './helpers/data';
 import { assertRefusal } from './helpers/run-files';
 import { scratchDir } from './helpers/scratch';
 
 const TINY = [
-  ...[
-    '--backend',
-    'wasm',
-    '--set',
-    'data.trainLimit=600',
-    '--set',
-    'data.validation.size=100',
-    '--set',
-    'data.testLimit=200',
-    '--set',
-    'training.epochs=2',
-  ],
+  ...['--backend', 'wasm', ...sliceFlags({ train: 600, validation: 100, test: 200, epochs: 2 })],
   ...[
     '--set',
     'model.layers.1.dense.kernelRegularizer=null',

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as nodeModule from 'node:module';
 import * as path from 'node:path';
-import { BIN, ROOT, QUICK, regtrainSync } from './helpers/cli';
+import { BIN, ROOT, QUICK, regtrainSync, sliceFlags } from './helpers/cli';
 import { sharedDataDir } from './helpers/data';
 import { scratchDir } from './helpers/scratch';
 
@@ -106,7 +106,7 @@ test("a run on regtrain's WebAssembly kernels finds their builds and starts the 
     [
       'run',
       QUICK,
-      ...['--set', 'data.trainLimit=2048', '--set', 'data.validation.size=100', '--set', 'data.testLimit=100'],
+      ...sliceFlags({ train: 2048, validation: 100, test: 100 }),
       // Batch 512: products large enough for the two-thread pool (gemm-pool.ts).
       ...['--set', 'training.epochs=1', '--set', 'training.batchSize=512'],
       ...['--out', path.join(tmp, 'wasm-run'), '--json'],

@@ -31,7 +31,7 @@ import { crc32c, maskedCrc32c } from '../src/train/tensorboard/crc32c';
 import { frameRecord } from '../src/train/tensorboard/record';
 import { defaultBucketLimits, histogramOf, type Histogram } from '../src/train/tensorboard/histogram';
 import { TensorBoardWriter } from '../src/train/tensorboard/writer';
-import { QUICK } from './helpers/cli';
+import { QUICK, sliceFlags } from './helpers/cli';
 import { regtrainInProcess } from './helpers/in-process';
 import { scratchDir } from './helpers/scratch';
 
@@ -612,14 +612,7 @@ describe('regtrain run', () => {
     const args = [
       'run',
       QUICK,
-      '--set',
-      'data.trainLimit=1000',
-      '--set',
-      'data.validation.size=200',
-      '--set',
-      'data.testLimit=300',
-      '--set',
-      'training.epochs=2',
+      ...sliceFlags({ train: 1000, validation: 200, test: 300, epochs: 2 }),
       '--out',
       out,
       '-q',
