@@ -348,6 +348,8 @@ test('BLAS loading never throws; unknown backends are refused', () => {
 for (const optimizer of [
   { sgd: {} },
   { sgd: { weightDecay: 0.5 } },
+  // Clipping updates with l1 = l2 = 0 (the penalty gradient already in the clipped gradient) but still needs the sums.
+  { sgd: { clipnorm: 0.5 } },
   { adam: { amsgrad: true } },
   { adamw: { weightDecay: 0.1 } },
 ]) {

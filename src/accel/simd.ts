@@ -7,7 +7,19 @@ import { heapModuleLoader, simdOff } from './heap-module';
  * not wasm, its memory cannot be shared with us, simd.wasm was not built, or REGTRAIN_SIMD=off.
  */
 export interface Simd {
-  sgd(w: number, g: number, d: number, n: number, l1: number, l2x2: number, lr: number, wd: number, out: number): void;
+  /** Plain SGD with the penalty gradient folded in; `sums`: bit 1 writes f64 Σ|w| at `out`, bit 2 f64 Σw² after it. */
+  sgd(
+    w: number,
+    g: number,
+    d: number,
+    n: number,
+    l1: number,
+    l2x2: number,
+    lr: number,
+    wd: number,
+    out: number,
+    sums: number,
+  ): void;
   biasAct(c: number, rows: number, n: number, bias: number, relu: number): void;
   /** d ← d · step(a) elementwise over n floats (the relu gradient, as tfjs's mul(d, step(a))). */
   reluGrad(d: number, a: number, n: number): void;

@@ -6,54 +6,62 @@
 
   ;; One SGD pass over n floats (n a multiple of 4; the caller does the tail), lr negative:
   ;;   D = W' + lr·((G + l1·sign(W)) + l2x2·W), W' = W + (W·wd)·lr when wd ≠ 0 (decoupled decay),
-  ;; every operation rounded to float32, and at out: f64 Σ|W|, f64 ΣW² (the penalty's sums at the old weights).
+  ;; every operation rounded to float32, and at out: f64 Σ|W| when bit 1 of `sums` is set, f64 ΣW² when bit 2
+  ;; is (else 0), the penalty's sums at the old weights: a sum no penalty uses costs nothing. l1·sign(W) is
+  ;; ±l1 by W's sign bit and +0 at W = ±0, the product's own bits for l1 ≥ 0 (fewer operations than the
+  ;; product). Each sum runs in four float64 lanes (element i in lane i mod 4).
   (func (export "sgd")
     (param $w i32) (param $g i32) (param $d i32) (param $n i32)
-    (param $l1 f32) (param $l2x2 f32) (param $lr f32) (param $wd f32) (param $out i32)
-    (local $i i32) (local $end i32)
-    (local $vw v128) (local $s v128) (local $vg v128) (local $a v128) (local $q v128)
-    (local $abs v128) (local $sq v128)
-    (local $vl1 v128) (local $vl2 v128) (local $vlr v128) (local $one v128) (local $zero v128)
+    (param $l1 f32) (param $l2x2 f32) (param $lr f32) (param $wd f32) (param $out i32) (param $sums i32)
+    (local $i i32) (local $end i32) (local $sumAbs i32) (local $sumSq i32) (local $decay i32)
+    (local $vw v128) (local $vg v128) (local $a v128) (local $q v128)
+    (local $abs0 v128) (local $abs1 v128) (local $sq0 v128) (local $sq1 v128)
+    (local $vl1 v128) (local $vl2 v128) (local $vlr v128) (local $vwd v128) (local $signBit v128) (local $zero v128)
     (local.set $vl1 (f32x4.splat (local.get $l1)))
     (local.set $vl2 (f32x4.splat (local.get $l2x2)))
     (local.set $vlr (f32x4.splat (local.get $lr)))
-    (local.set $one (f32x4.splat (f32.const 1)))
+    (local.set $vwd (f32x4.splat (local.get $wd)))
+    (local.set $signBit (i32x4.splat (i32.const 0x80000000)))
     (local.set $zero (f32x4.splat (f32.const 0)))
-    (local.set $abs (f64x2.splat (f64.const 0)))
-    (local.set $sq (f64x2.splat (f64.const 0)))
+    (local.set $sumAbs (i32.and (local.get $sums) (i32.const 1)))
+    (local.set $sumSq (i32.and (local.get $sums) (i32.const 2)))
+    (local.set $decay (f32.ne (local.get $wd) (f32.const 0)))
     (local.set $end (i32.shl (local.get $n) (i32.const 2)))
     (block $done
       (loop $loop
         (br_if $done (i32.ge_u (local.get $i) (local.get $end)))
         (local.set $vw (v128.load (i32.add (local.get $w) (local.get $i))))
-        (local.set $s
-          (f32x4.sub
-            (v128.and (f32x4.gt (local.get $vw) (local.get $zero)) (local.get $one))
-            (v128.and (f32x4.lt (local.get $vw) (local.get $zero)) (local.get $one))))
-        ;; sums in float64: lanes 0,1 then lanes 2,3
-        (local.set $a (f32x4.abs (local.get $vw)))
-        (local.set $q (f32x4.mul (local.get $vw) (local.get $vw)))
-        (local.set $abs (f64x2.add (local.get $abs) (f64x2.promote_low_f32x4 (local.get $a))))
-        (local.set $abs (f64x2.add (local.get $abs)
-          (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $a) (local.get $a)))))
-        (local.set $sq (f64x2.add (local.get $sq) (f64x2.promote_low_f32x4 (local.get $q))))
-        (local.set $sq (f64x2.add (local.get $sq)
-          (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $q) (local.get $q)))))
         (local.set $vg
           (f32x4.add
-            (f32x4.add (v128.load (i32.add (local.get $g) (local.get $i))) (f32x4.mul (local.get $vl1) (local.get $s)))
+            (f32x4.add (v128.load (i32.add (local.get $g) (local.get $i)))
+              (v128.and (f32x4.ne (local.get $vw) (local.get $zero))
+                (v128.xor (local.get $vl1) (v128.and (local.get $vw) (local.get $signBit)))))
             (f32x4.mul (local.get $vl2) (local.get $vw))))
+        (if (local.get $sumAbs)
+          (then
+            (local.set $a (f32x4.abs (local.get $vw)))
+            (local.set $abs0 (f64x2.add (local.get $abs0) (f64x2.promote_low_f32x4 (local.get $a))))
+            (local.set $abs1 (f64x2.add (local.get $abs1)
+              (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $a) (local.get $a)))))))
+        (if (local.get $sumSq)
+          (then
+            (local.set $q (f32x4.mul (local.get $vw) (local.get $vw)))
+            (local.set $sq0 (f64x2.add (local.get $sq0) (f64x2.promote_low_f32x4 (local.get $q))))
+            (local.set $sq1 (f64x2.add (local.get $sq1)
+              (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $q) (local.get $q)))))))
         (local.set $a (local.get $vw))
-        (if (f32.ne (local.get $wd) (f32.const 0))
-          (then (local.set $a (f32x4.add (local.get $vw) (f32x4.mul (f32x4.mul (local.get $vw) (f32x4.splat (local.get $wd))) (local.get $vlr))))))
+        (if (local.get $decay)
+          (then (local.set $a (f32x4.add (local.get $vw) (f32x4.mul (f32x4.mul (local.get $vw) (local.get $vwd)) (local.get $vlr))))))
         (v128.store (i32.add (local.get $d) (local.get $i))
           (f32x4.add (local.get $a) (f32x4.mul (local.get $vlr) (local.get $vg))))
         (local.set $i (i32.add (local.get $i) (i32.const 16)))
         (br $loop)))
+    (local.set $abs0 (f64x2.add (local.get $abs0) (local.get $abs1)))
+    (local.set $sq0 (f64x2.add (local.get $sq0) (local.get $sq1)))
     (f64.store (local.get $out)
-      (f64.add (f64x2.extract_lane 0 (local.get $abs)) (f64x2.extract_lane 1 (local.get $abs))))
+      (f64.add (f64x2.extract_lane 0 (local.get $abs0)) (f64x2.extract_lane 1 (local.get $abs0))))
     (f64.store offset=8 (local.get $out)
-      (f64.add (f64x2.extract_lane 0 (local.get $sq)) (f64x2.extract_lane 1 (local.get $sq)))))
+      (f64.add (f64x2.extract_lane 0 (local.get $sq0)) (f64x2.extract_lane 1 (local.get $sq0)))))
 
   ;; One Adam pass over n floats (n a multiple of 4; the caller does the tail), Keras's update with
   ;; the penalty gradient folded in, every operation rounded to float32 as optimizers.ts's adamPass:

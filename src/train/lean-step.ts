@@ -391,7 +391,8 @@ export function createLeanStep(
    * assigned (tfjs-wasm caches XNNPACK operators with packed weights per tensor id, so rewriting a
    * weight's memory in place would leave stale packed copies behind: wrong losses from step 2 on).
    * Elsewhere (tfjs-node, or shared data) through copies. Plain SGD on wasm runs as a SIMD loop
-   * (simd.wat), bit-identical to the optimizer's JS loop.
+   * (simd.wat), bit-identical to the optimizer's JS loop. Returns Σ|w| and Σw² at the old weights; the
+   * SIMD loop leaves a sum at 0 when `penalty` has no factor for it (the other paths always sum).
    */
   const applyUpdate = (
     v: tf.Variable,
@@ -399,6 +400,7 @@ export function createLeanStep(
     l1: number,
     l2: number,
     lr: number,
+    penalty: { l1: number; l2: number } = { l1, l2 },
   ): { abs: number; sq: number } => {
     const backendName = tf.getBackend();
     const simd = backendName === 'wasm' ? stepSimd : null;
@@ -446,7 +448,8 @@ export function createLeanStep(
         // SIMD over the multiple of 4, the optimizer's JS loop over the last few (none for a multiple of 4).
         const n4 = v.size & ~3;
         const scratch = scratchSums();
-        simd.sgd(u.w, u.g, u.out, n4, l1, Math.fround(2 * l2), Math.fround(-lr), sgdDecay!, scratch.byteOffset);
+        const wanted = (penalty.l1 !== 0 ? 1 : 0) | (penalty.l2 !== 0 ? 2 : 0);
+        simd.sgd(u.w, u.g, u.out, n4, l1, Math.fround(2 * l2), Math.fround(-lr), sgdDecay!, scratch.byteOffset, wanted);
         sums = { abs: scratch[0]!, sq: scratch[1]! };
         if (n4 !== v.size) {
           const heap = wasm.wasm.HEAPF32;
@@ -602,7 +605,7 @@ export function createLeanStep(
    * batch's penalty, taken at the weights it was computed with (Keras logs data loss + it).
    */
   const update = (d: DensePlan, gK: tf.Tensor, gB: tf.Tensor | null, lr: number): number => {
-    const sums = applyUpdate(d.kernel, gK, Math.fround(d.l1), Math.fround(d.l2), lr);
+    const sums = applyUpdate(d.kernel, gK, Math.fround(d.l1), Math.fround(d.l2), lr, d);
     if (d.bias && gB) applyUpdate(d.bias, gB, 0, 0, lr);
     return d.l1 * sums.abs + d.l2 * sums.sq;
   };
@@ -631,7 +634,7 @@ export function createLeanStep(
         simd ? simdClipPasses(simd) : undefined,
       );
       for (const e of entries) {
-        const sums = applyUpdate(e.v, e.g, 0, 0, lr);
+        const sums = applyUpdate(e.v, e.g, 0, 0, lr, e.d ?? { l1: 0, l2: 0 });
         if (e.d) penalty += e.d.l1 * sums.abs + e.d.l2 * sums.sq;
       }
       return penalty;
@@ -644,7 +647,7 @@ export function createLeanStep(
     optimizer.clipGradients(grads);
     for (const { v, g, d } of grads) {
       const clipped = tf.tensor(g, v.shape);
-      const sums = applyUpdate(v, clipped, 0, 0, lr);
+      const sums = applyUpdate(v, clipped, 0, 0, lr, d ?? { l1: 0, l2: 0 });
       clipped.dispose();
       if (d) penalty += d.l1 * sums.abs + d.l2 * sums.sq;
     }
