@@ -363,9 +363,10 @@ export function createLeanStep(
 
   // On tfjs-wasm with the SIMD passes, the optimizer keeps its slots on the wasm heap, where
   // the Adam pass reads them (a kept tensor each, its view made again when the heap has grown).
-  const heapSlots = tf.getBackend() === 'wasm' && wasmSimd() !== null;
-  // The SIMD passes for the step being run: looked up once a step (runOn), not at each use.
-  let stepSimd: Simd | null = null;
+  // The SIMD passes, looked up once: REGTRAIN_SIMD is read as the step is made (an environment read costs
+  // microseconds, at every step ~1% of the tutorial's epoch), as it decides where the slots live.
+  const stepSimd: Simd | null = tf.getBackend() === 'wasm' ? wasmSimd() : null;
+  const heapSlots = stepSimd !== null;
   if (heapSlots) {
     optimizer.useSlotStore({
       allocate(size) {
@@ -828,7 +829,6 @@ export function createLeanStep(
   const runOn = (x: tf.Tensor2D | tf.Tensor3D, y: tf.Tensor1D | tf.Tensor2D, dropoutSeed: number): LeanStepResult => {
     const lr = optimizer.learningRate();
     const B = x.shape[0];
-    stepSimd = tf.getBackend() === 'wasm' ? wasmSimd() : null;
     const soft = y.rank === 2;
     if (y.shape[0] !== B) throw new Error(`lean step: ${y.shape[0]} labels for a batch of ${B}`);
     const matMul = direct && stepSimd ? installedMatMul('wasm') : null;
