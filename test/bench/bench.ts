@@ -20,7 +20,7 @@
  * Where tfjs-node loads (`npm run setup:tfjs-node`), its rows join 3, 4, 6 and 7, and the header names its TensorFlow.
  *
  * Options: --quick (fewer paths), --no-torch, --rounds N (default 5), --tutorial or --tutorial-only
- * (just 1 and 7) [--tutorial-epochs N], --cnn (just 1 and 6), --no-cnn, --no-epoch.
+ * (just 1 and 7) [--tutorial-epochs N] [--tutorial-rounds N, default 1], --cnn (just 1 and 6), --no-cnn, --no-epoch.
  */
 import { execFileSync, spawn } from 'node:child_process';
 import * as os from 'node:os';
@@ -33,7 +33,7 @@ import { resolveDataDir } from '../../src/data/fetch';
 import { benchDataLoad } from './data-bench';
 import { epochExtrasReport } from './epoch-bench';
 import { epochStepReport } from './epoch-step';
-import { availablePaths, benchRounds, findTorchPython, roundsTable, useBackend } from './train-bench';
+import { availablePaths, benchRounds, findTorchPython, median, roundsTable, useBackend } from './train-bench';
 import { cnnSection } from './cnn-bench';
 import { scratchDir } from '../helpers/scratch';
 
@@ -123,58 +123,90 @@ function torchVersion(py: string | null): string {
   }
 }
 
-async function tutorialEndToEnd(epochs: number, py: string | null, tensorflow: string | null): Promise<void> {
+/** One finished tutorial run of one path: its wall time, epochs and test accuracy. */
+interface TutorialResult {
+  total: number;
+  perEpoch: number[];
+  acc: number;
+  step: string;
+}
+
+/**
+ * The 60-epoch tutorial end to end, in `rounds` rounds: each round runs every path once (regtrain with
+ * OpenBLAS, without a native library, on tfjs-node where it loads, and PyTorch on one thread), PyTorch
+ * first in every other round so neither side always runs on the fresher machine; then each regtrain
+ * path's time ÷ PyTorch's in the same round, median with range.
+ */
+async function tutorialEndToEnd(
+  epochs: number,
+  py: string | null,
+  tensorflow: string | null,
+  rounds = 1,
+): Promise<void> {
   console.log(
-    `\n## The tutorial end to end: ${epochs} epochs, batch 32, 60,000 images + 5,000 validation each epoch, then the test set\n`,
+    `\n## The tutorial end to end: ${epochs} epochs, batch 32, 60,000 images + 5,000 validation each epoch, then the test set (${rounds} round${rounds === 1 ? '' : 's'})\n`,
   );
-  console.log('| run | total s | s per epoch (median) | test accuracy | step |');
-  console.log('| --- | ---: | ---: | ---: | --- |');
-  const row = (name: string, total: number, perEpoch: number[], acc: number, step: string) => {
-    const sorted = [...perEpoch].sort((a, b) => a - b);
-    console.log(
-      `| ${name} | ${total.toFixed(0)} | ${sorted[sorted.length >> 1]?.toFixed(2) ?? '—'} | ${acc.toFixed(4)} | ${step} |`,
-    );
-  };
+  console.log('| round | run | total s | s per epoch (median) | test accuracy | step |');
+  console.log('| ---: | --- | ---: | ---: | ---: | --- |');
   const set = ['--set', `training.epochs=${epochs}`];
-  if (loadBlas().ok) {
-    const r = await toolRun(set);
-    row(`regtrain ${r.backend} + OpenBLAS`, r.totalSeconds, r.epochSeconds, r.testAccuracy, r.step);
+  const tool = async (args: string[], env: Record<string, string> = {}): Promise<TutorialResult> => {
+    const r = await toolRun([...set, ...args], env);
+    return { total: r.totalSeconds, perEpoch: r.epochSeconds, acc: r.testAccuracy, step: r.step };
+  };
+  const paths: { name: string; run: () => Promise<TutorialResult> }[] = [];
+  if (loadBlas().ok) paths.push({ name: 'regtrain wasm + OpenBLAS', run: () => tool([]) });
+  paths.push({ name: 'regtrain wasm, REGTRAIN_BLAS=off', run: () => tool([], { REGTRAIN_BLAS: 'off' }) });
+  if (tensorflow)
+    paths.push({
+      name: `regtrain --backend tfjs-node (TensorFlow ${tensorflow})`,
+      run: () => tool(['--backend', 'tfjs-node']),
+    });
+  const torchName = 'PyTorch, 1 thread';
+  if (py) paths.push({ name: torchName, run: () => Promise.resolve(torchTutorial(py, epochs)) });
+  const times = new Map<string, number[]>(paths.map((p) => [p.name, []]));
+  for (let round = 1; round <= rounds; round++) {
+    const order = round % 2 === 1 ? paths : [...paths].reverse();
+    for (const p of order) {
+      const r = await p.run();
+      times.get(p.name)!.push(r.total);
+      const sorted = [...r.perEpoch].sort((a, b) => a - b);
+      console.log(
+        `| ${round} | ${p.name} | ${r.total.toFixed(0)} | ${sorted[sorted.length >> 1]?.toFixed(2) ?? '—'} | ${r.acc.toFixed(4)} | ${r.step} |`,
+      );
+    }
   }
-  const nb = await toolRun(set, { REGTRAIN_BLAS: 'off' });
-  row(`regtrain ${nb.backend}, REGTRAIN_BLAS=off`, nb.totalSeconds, nb.epochSeconds, nb.testAccuracy, nb.step);
-  if (tensorflow) {
-    const t = await toolRun([...set, '--backend', 'tfjs-node']);
-    row(
-      `regtrain --backend tfjs-node (TensorFlow ${tensorflow})`,
-      t.totalSeconds,
-      t.epochSeconds,
-      t.testAccuracy,
-      t.step,
+  if (!py) return void console.log('| | PyTorch | skipped: no python3 with torch | | | |');
+  const torchTimes = times.get(torchName)!;
+  console.log("\n| run | total ÷ PyTorch's in the same round: median (range) | per round |");
+  console.log('| --- | ---: | --- |');
+  for (const p of paths.filter((x) => x.name !== torchName)) {
+    const ratios = times.get(p.name)!.map((t, i) => t / torchTimes[i]!);
+    console.log(
+      `| ${p.name} | **${median(ratios).toFixed(2)}×** (${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)}) | ${ratios.map((x) => x.toFixed(2)).join(', ')} |`,
     );
   }
-  if (!py) return void console.log('| PyTorch | skipped: no python3 with torch | | | |');
+}
+
+/** torch_tutorial.py on one thread, timed from outside (its start-up included, as regtrain's). */
+function torchTutorial(py: string, epochs: number): TutorialResult {
   const script = path.join(repoRoot, 'test', 'bench', 'torch_tutorial.py');
   const t0 = performance.now();
   const out = execFileSync(
     py,
     [script, '--data', resolveDataDir(undefined, process.env), '--epochs', String(epochs), '--threads', '1'],
-    {
-      encoding: 'utf8',
-      timeout: 6 * 3600 * 1000,
-    },
+    { encoding: 'utf8', timeout: 6 * 3600 * 1000 },
   );
   const j = JSON.parse(out.trim().split('\n').pop()!) as {
     torch: string;
     epochSeconds: number[];
     testAccuracy: number;
   };
-  row(
-    `PyTorch ${j.torch}, 1 thread`,
-    (performance.now() - t0) / 1000,
-    j.epochSeconds,
-    j.testAccuracy,
-    'autograd + torch.optim.SGD',
-  );
+  return {
+    total: (performance.now() - t0) / 1000,
+    perEpoch: j.epochSeconds,
+    acc: j.testAccuracy,
+    step: `autograd + torch.optim.SGD (PyTorch ${j.torch})`,
+  };
 }
 
 async function main(): Promise<void> {
@@ -205,7 +237,12 @@ async function main(): Promise<void> {
   );
 
   if (process.argv.includes('--tutorial-only'))
-    return tutorialEndToEnd(Number(arg('--tutorial-epochs') ?? 60), py, tensorflow);
+    return tutorialEndToEnd(
+      Number(arg('--tutorial-epochs') ?? 60),
+      py,
+      tensorflow,
+      Number(arg('--tutorial-rounds') ?? 1),
+    );
   const cnn = async () =>
     console.log(
       `\n## The CNN of configs/cnn.yaml, training step (test/bench/cnn-bench.ts)\n\n${await cnnSection({ rounds: Number(arg('--rounds') ?? 5), torch, log: (s) => console.error(s) })}`,
@@ -255,7 +292,12 @@ async function main(): Promise<void> {
   }
   if (!process.argv.includes('--no-cnn')) await cnn();
   if (process.argv.includes('--tutorial'))
-    await tutorialEndToEnd(Number(arg('--tutorial-epochs') ?? 60), py, tensorflow);
+    await tutorialEndToEnd(
+      Number(arg('--tutorial-epochs') ?? 60),
+      py,
+      tensorflow,
+      Number(arg('--tutorial-rounds') ?? 1),
+    );
 }
 
 if (require.main === module && !process.env.NODE_TEST_CONTEXT) {
