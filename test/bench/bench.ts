@@ -151,11 +151,11 @@ async function tutorialEndToEnd(
   const set = ['--set', `training.epochs=${epochs}`];
   const tool = async (args: string[], env: Record<string, string> = {}): Promise<TutorialResult> => {
     const r = await toolRun([...set, ...args], env);
-    return { total: r.totalSeconds, perEpoch: r.epochSeconds, acc: r.testAccuracy, step: r.step };
+    return { total: r.totalSeconds, perEpoch: r.epochSeconds, acc: r.testAccuracy, step: `${r.backend}: ${r.step}` };
   };
   const paths: { name: string; run: () => Promise<TutorialResult> }[] = [];
-  if (loadBlas().ok) paths.push({ name: 'regtrain wasm + OpenBLAS', run: () => tool([]) });
-  paths.push({ name: 'regtrain wasm, REGTRAIN_BLAS=off', run: () => tool([], { REGTRAIN_BLAS: 'off' }) });
+  if (loadBlas().ok) paths.push({ name: 'regtrain + OpenBLAS', run: () => tool([]) });
+  paths.push({ name: 'regtrain, REGTRAIN_BLAS=off', run: () => tool([], { REGTRAIN_BLAS: 'off' }) });
   if (tensorflow)
     paths.push({
       name: `regtrain --backend tfjs-node (TensorFlow ${tensorflow})`,
