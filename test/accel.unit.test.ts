@@ -450,3 +450,48 @@ for (const gemm of ['wasm', 'openblas'] as const) {
     },
   );
 }
+
+test("wasm: the lean step rewrites weights in place, but replaces a weight tfjs-wasm's own MatMul kernel has read (whose packed copy it keeps)", async (t) => {
+  if (!(await useBackend('wasm'))) return t.skip('wasm backend unavailable');
+  const { wasmSimd } = await import('../src/accel/simd');
+  if (!wasmSimd()) return t.skip('simd.wasm not built');
+  uninstallAcceleratedKernels('wasm');
+  const model = buildTutorialModel(3);
+  const { x, y } = fakeData(32, 5);
+  const kernel = () => (model.layers[1] as unknown as { kernel: { read(): tf.Variable } }).kernel.read();
+  const ids = () => model.trainableWeights.map((w) => w.read().dataId);
+  try {
+    // The original kernels read (and pack) the weights.
+    tf.dispose(model.predict(x) as tf.Tensor);
+    assert.ok(installAcceleratedKernels('wasm').gemm !== null);
+    const step = createLeanStep(model, createOptimizer({ sgd: { learningRate: 0.5 } }), TUTORIAL_PENALTIES);
+    if ('unsupported' in step) throw new Error(step.unsupported);
+    const runStep = (): { replaced: number; kept: number } => {
+      const before = ids();
+      step.run(x, y);
+      const after = ids();
+      const replaced = after.filter((id, i) => id !== before[i]).length;
+      return { replaced, kept: after.length - replaced };
+    };
+    assert.deepEqual(runStep(), { replaced: 8, kept: 0 }, 'weights made before the GEMM went in');
+    assert.deepEqual(runStep(), { replaced: 0, kept: 8 }, 'weights only regtrain’s GEMM has read');
+    // A product the wrapper leaves to the original kernel (elu is not fused): it packs the first kernel.
+    const flat = tf.reshape(x, [32, 784]) as tf.Tensor2D;
+    const eluProduct = () => tf.fused.matMul({ a: flat, b: kernel() as tf.Tensor2D, activation: 'elu' });
+    tf.dispose(eluProduct());
+    assert.deepEqual(runStep(), { replaced: 8, kept: 0 }, 'weights made before the last fallback');
+    // The original kernel multiplies with the weights as they are now, not a packed copy of older ones.
+    const got = eluProduct();
+    const want = tf.elu(tf.matMul(flat, kernel()));
+    assert.ok(relMaxDiff(want.dataSync(), got.dataSync()) <= MATMUL_TOL);
+    // That product was another fallback: one more replacement, then in place again.
+    assert.deepEqual(runStep(), { replaced: 8, kept: 0 });
+    assert.deepEqual(runStep(), { replaced: 0, kept: 8 });
+    tf.dispose([flat, got, want]);
+    step.dispose();
+  } finally {
+    uninstallAcceleratedKernels('wasm');
+    tf.dispose([x, y]);
+    model.dispose();
+  }
+});

@@ -16,7 +16,7 @@
  * test/gemm.test.ts), not bit for bit.
  */
 import * as tf from '../tf';
-import { wasmSimd } from './simd';
+import { wasmSimd, type Simd } from './simd';
 import { loadBlas, type Blas } from './blas';
 import { arrayGemm, chooseWasmGemm, heapGemm, type WasmGemmKind } from './gemm';
 import { registerWasmConvKernels, wasmConvKernelWrappers } from './conv';
@@ -229,7 +229,8 @@ type Runner = (p: Plan, tA: boolean, tB: boolean, a: Mem, b: Mem, c: Mem, bias: 
 /** A GEMM for a backend: the runner for a call's backend object, or null (then tfjs's kernel runs). */
 interface Engine {
   kind: GemmKind;
-  runner(backend: unknown): Runner | null;
+  /** `passes`: simd.wat's bias and activation passes, when the caller has looked them up (else the runner does). */
+  runner(backend: unknown, passes?: Simd | null): Runner | null;
 }
 
 /** Counters, for tests and benchmarks: how many calls took the OpenBLAS or wasm GEMM path vs fell back. */
@@ -241,24 +242,34 @@ function count(kind: GemmKind): void {
 }
 
 function blasEngine(blas: Blas, backendName: string): Engine {
-  const run: Runner = (p, tA, tB, a, b, c, bias, act) => {
-    runBlas(blas, p, tA, tB, a, b, c);
-    if (!bias && act === 'linear') return;
-    const simd = backendName === 'wasm' && act !== 'relu6' ? wasmSimd() : null;
-    if (simd) {
-      // Byte addresses in the wasm heap (0 = no bias: malloc never returns address 0).
-      simd.biasAct(
-        c.base.byteOffset + 4 * c.offset,
-        p.batch * p.m,
-        p.n,
-        bias ? bias.base.byteOffset + 4 * bias.offset : 0,
-        act === 'relu' ? 1 : 0,
-      );
-    } else {
-      applyBiasActivation(c.base, c.offset, p.batch * p.m, p.n, bias ? bias.base : null, bias ? bias.offset : 0, act);
-    }
+  // A runner per kernel call: the SIMD passes are looked up at its first bias (an environment read, REGTRAIN_SIMD,
+  // costs microseconds). The lean step gives the passes it looked up once.
+  const runner = (_backend: unknown, given?: Simd | null): Runner => {
+    let passes = given;
+    return (p, tA, tB, a, b, c, bias, act) => {
+      runBlas(blas, p, tA, tB, a, b, c);
+      if (!bias && act === 'linear') return;
+      if (passes === undefined) passes = backendName === 'wasm' ? wasmSimd() : null;
+      biasActivation(p, c, bias, act, act !== 'relu6' ? passes : null);
+    };
   };
-  return { kind: 'openblas', runner: () => run };
+  return { kind: 'openblas', runner };
+}
+
+/** Bias and activation over the product C, rows of p.n: with simd.wat's pass on the wasm heap, else in JS. */
+function biasActivation(p: Plan, c: Mem, bias: Mem | null, act: string, simd: Simd | null): void {
+  if (simd) {
+    // Byte addresses in the wasm heap (0 = no bias: malloc never returns address 0).
+    simd.biasAct(
+      c.base.byteOffset + 4 * c.offset,
+      p.batch * p.m,
+      p.n,
+      bias ? bias.base.byteOffset + 4 * bias.offset : 0,
+      act === 'relu' ? 1 : 0,
+    );
+  } else {
+    applyBiasActivation(c.base, c.offset, p.batch * p.m, p.n, bias ? bias.base : null, bias ? bias.offset : 0, act);
+  }
 }
 
 interface WasmModuleBackend {
@@ -345,6 +356,37 @@ function wasmEngine(kind: WasmGemmKind, backendName: string, threads: number): E
   }
 }
 
+/**
+ * Which tensors may be rewritten in place on tfjs-wasm. Its own MatMul kernels (XNNPACK) create an
+ * operator per weight tensor, with a packed copy of the weights, and keep it by the tensor's id until the
+ * tensor is disposed: a tensor rewritten in place after one of them read it would be multiplied with its
+ * old values from then on. Per tfjs-wasm backend object, the first tensor id no original kernel can have
+ * read: the next id when the wrappers went in, moved on each time a wrapper hands a product to the original
+ * kernel (a weight made before is replaced by a fresh tensor once, and rewritten in place after that).
+ */
+const untouchedFromId = new WeakMap<object, number>();
+
+function markUntouchedFrom(backend: unknown): void {
+  const b = backend as { dataIdNextNumber?: number } | null;
+  if (b && typeof b === 'object') untouchedFromId.set(b, b.dataIdNextNumber ?? Number.POSITIVE_INFINITY);
+}
+
+function fellBack(backendName: string, backend: unknown): void {
+  accelStats.fallbacks++;
+  if (backendName === 'wasm') markUntouchedFrom(backend);
+}
+
+/**
+ * Whether the float32 tensor with tfjs-wasm's internal id `id` on `backend` can be rewritten in place:
+ * regtrain's GEMM runs this backend's matmuls, and the tensor was made after they went in and after the
+ * last product they left to the original kernel (so no XNNPACK operator holds a packed copy of it).
+ */
+export function rewritableInPlace(backend: object, id: number): boolean {
+  if (!installed.get('wasm')?.engine) return false;
+  // A backend made after the wrappers went in has met no original kernel: every tensor on it counts.
+  return id >= (untouchedFromId.get(backend) ?? 0);
+}
+
 interface Installed {
   originals: tf.KernelConfig[];
   gemm: GemmKind | null;
@@ -372,7 +414,7 @@ function batchMatMulFunc(engine: Engine, backendName: string, original: KernelFu
     const bm = p && acc ? acc.floats(b) : null;
     const run = p && acc && am && bm ? engine.runner(args.backend) : null;
     if (!p || !acc || !run) {
-      accelStats.fallbacks++;
+      fellBack(backendName, args.backend);
       return original(args);
     }
     const out = acc.alloc(p.outShape);
@@ -401,7 +443,7 @@ function fusedMatMulFunc(engine: Engine, backendName: string, original: KernelFu
     const inputsOk = p && acc && biasOk && acc.floats(a!) && acc.floats(b!) && (!bias || acc.floats(bias));
     const run = inputsOk ? engine.runner(args.backend) : null;
     if (!p || !acc || !run) {
-      accelStats.fallbacks++;
+      fellBack(backendName, args.backend);
       return original(args);
     }
     const out = acc.alloc(p.outShape);
@@ -561,6 +603,9 @@ export function installAcceleratedKernels(
       };
     }
     if (originals.length > 0) installed.set(backendName, { originals, gemm: result.gemm, engine, choice, result });
+    // The backend object if it is already made (tf.findBackend would start making it).
+    if (backendName === 'wasm')
+      markUntouchedFrom((tf.engine() as unknown as { registry: Record<string, unknown> }).registry.wasm);
     return result;
   } catch (e) {
     if (e instanceof InputError) throw e; // a malformed REGTRAIN_GEMM_THREADS
@@ -596,11 +641,12 @@ export type DirectMatMul = (
 /**
  * The GEMM installed under `backendName`'s BatchMatMul/_FusedMatMul as a plain call, for the lean step:
  * the same runner those kernels call (so the same bits), without tfjs's dispatch, for the current
- * backend object. Null when no GEMM is installed there.
+ * backend object. Null when no GEMM is installed there. `passes`: the SIMD passes for the bias and
+ * activation, as the caller looked them up (wasmSimd()); by default the runner looks them up.
  */
-export function installedMatMul(backendName: string): DirectMatMul | null {
+export function installedMatMul(backendName: string, passes?: Simd | null): DirectMatMul | null {
   const engine = installed.get(backendName)?.engine;
-  const run = engine && tf.getBackend() === backendName ? engine.runner(tf.backend()) : null;
+  const run = engine && tf.getBackend() === backendName ? engine.runner(tf.backend(), passes) : null;
   if (!engine || !run) return null;
   return (tA, tB, m, n, k, a, b, c, bias, act) => {
     run({ m, n, k, batch: 1, batchA: 1, batchB: 1, outShape: [m, n] }, tA, tB, a, b, c, bias, act);

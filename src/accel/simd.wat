@@ -13,7 +13,7 @@
   (func (export "sgd")
     (param $w i32) (param $g i32) (param $d i32) (param $n i32)
     (param $l1 f32) (param $l2x2 f32) (param $lr f32) (param $wd f32) (param $out i32) (param $sums i32)
-    (local $i i32) (local $end i32) (local $sumAbs i32) (local $sumSq i32) (local $decay i32)
+    (local $i i32) (local $end i32) (local $end16 i32) (local $sumAbs i32) (local $sumSq i32) (local $decay i32)
     (local $vw v128) (local $vg v128) (local $a v128) (local $q v128)
     (local $abs0 v128) (local $abs1 v128) (local $sq0 v128) (local $sq1 v128)
     (local $vl1 v128) (local $vl2 v128) (local $vlr v128) (local $vwd v128) (local $signBit v128) (local $zero v128)
@@ -27,6 +27,111 @@
     (local.set $sumSq (i32.and (local.get $sums) (i32.const 2)))
     (local.set $decay (f32.ne (local.get $wd) (f32.const 0)))
     (local.set $end (i32.shl (local.get $n) (i32.const 2)))
+    ;; Sixteen floats a turn while they last (four copies of the same steps, 16 bytes apart), then a vector a
+    ;; turn: each lane's sums in the same order either way. On the tutorial's first kernel (156,800 floats, the
+    ;; L1 sum) 77 → 58 µs against a vector a turn; with no sum 77 → 39 (the loop's own steps were half of it).
+    (local.set $end16 (i32.and (local.get $end) (i32.const -64)))
+    (block $done16
+      (loop $loop16
+        (br_if $done16 (i32.ge_u (local.get $i) (local.get $end16)))
+        (local.set $vw (v128.load (i32.add (local.get $w) (local.get $i))))
+        (local.set $vg
+          (f32x4.add
+            (f32x4.add (v128.load (i32.add (local.get $g) (local.get $i)))
+              (v128.and (f32x4.ne (local.get $vw) (local.get $zero))
+                (v128.xor (local.get $vl1) (v128.and (local.get $vw) (local.get $signBit)))))
+            (f32x4.mul (local.get $vl2) (local.get $vw))))
+        (if (local.get $sumAbs)
+          (then
+            (local.set $a (f32x4.abs (local.get $vw)))
+            (local.set $abs0 (f64x2.add (local.get $abs0) (f64x2.promote_low_f32x4 (local.get $a))))
+            (local.set $abs1 (f64x2.add (local.get $abs1)
+              (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $a) (local.get $a)))))))
+        (if (local.get $sumSq)
+          (then
+            (local.set $q (f32x4.mul (local.get $vw) (local.get $vw)))
+            (local.set $sq0 (f64x2.add (local.get $sq0) (f64x2.promote_low_f32x4 (local.get $q))))
+            (local.set $sq1 (f64x2.add (local.get $sq1)
+              (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $q) (local.get $q)))))))
+        (local.set $a (local.get $vw))
+        (if (local.get $decay)
+          (then (local.set $a (f32x4.add (local.get $vw) (f32x4.mul (f32x4.mul (local.get $vw) (local.get $vwd)) (local.get $vlr))))))
+        (v128.store (i32.add (local.get $d) (local.get $i))
+          (f32x4.add (local.get $a) (f32x4.mul (local.get $vlr) (local.get $vg))))
+        (local.set $vw (v128.load offset=16 (i32.add (local.get $w) (local.get $i))))
+        (local.set $vg
+          (f32x4.add
+            (f32x4.add (v128.load offset=16 (i32.add (local.get $g) (local.get $i)))
+              (v128.and (f32x4.ne (local.get $vw) (local.get $zero))
+                (v128.xor (local.get $vl1) (v128.and (local.get $vw) (local.get $signBit)))))
+            (f32x4.mul (local.get $vl2) (local.get $vw))))
+        (if (local.get $sumAbs)
+          (then
+            (local.set $a (f32x4.abs (local.get $vw)))
+            (local.set $abs0 (f64x2.add (local.get $abs0) (f64x2.promote_low_f32x4 (local.get $a))))
+            (local.set $abs1 (f64x2.add (local.get $abs1)
+              (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $a) (local.get $a)))))))
+        (if (local.get $sumSq)
+          (then
+            (local.set $q (f32x4.mul (local.get $vw) (local.get $vw)))
+            (local.set $sq0 (f64x2.add (local.get $sq0) (f64x2.promote_low_f32x4 (local.get $q))))
+            (local.set $sq1 (f64x2.add (local.get $sq1)
+              (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $q) (local.get $q)))))))
+        (local.set $a (local.get $vw))
+        (if (local.get $decay)
+          (then (local.set $a (f32x4.add (local.get $vw) (f32x4.mul (f32x4.mul (local.get $vw) (local.get $vwd)) (local.get $vlr))))))
+        (v128.store offset=16 (i32.add (local.get $d) (local.get $i))
+          (f32x4.add (local.get $a) (f32x4.mul (local.get $vlr) (local.get $vg))))
+        (local.set $vw (v128.load offset=32 (i32.add (local.get $w) (local.get $i))))
+        (local.set $vg
+          (f32x4.add
+            (f32x4.add (v128.load offset=32 (i32.add (local.get $g) (local.get $i)))
+              (v128.and (f32x4.ne (local.get $vw) (local.get $zero))
+                (v128.xor (local.get $vl1) (v128.and (local.get $vw) (local.get $signBit)))))
+            (f32x4.mul (local.get $vl2) (local.get $vw))))
+        (if (local.get $sumAbs)
+          (then
+            (local.set $a (f32x4.abs (local.get $vw)))
+            (local.set $abs0 (f64x2.add (local.get $abs0) (f64x2.promote_low_f32x4 (local.get $a))))
+            (local.set $abs1 (f64x2.add (local.get $abs1)
+              (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $a) (local.get $a)))))))
+        (if (local.get $sumSq)
+          (then
+            (local.set $q (f32x4.mul (local.get $vw) (local.get $vw)))
+            (local.set $sq0 (f64x2.add (local.get $sq0) (f64x2.promote_low_f32x4 (local.get $q))))
+            (local.set $sq1 (f64x2.add (local.get $sq1)
+              (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $q) (local.get $q)))))))
+        (local.set $a (local.get $vw))
+        (if (local.get $decay)
+          (then (local.set $a (f32x4.add (local.get $vw) (f32x4.mul (f32x4.mul (local.get $vw) (local.get $vwd)) (local.get $vlr))))))
+        (v128.store offset=32 (i32.add (local.get $d) (local.get $i))
+          (f32x4.add (local.get $a) (f32x4.mul (local.get $vlr) (local.get $vg))))
+        (local.set $vw (v128.load offset=48 (i32.add (local.get $w) (local.get $i))))
+        (local.set $vg
+          (f32x4.add
+            (f32x4.add (v128.load offset=48 (i32.add (local.get $g) (local.get $i)))
+              (v128.and (f32x4.ne (local.get $vw) (local.get $zero))
+                (v128.xor (local.get $vl1) (v128.and (local.get $vw) (local.get $signBit)))))
+            (f32x4.mul (local.get $vl2) (local.get $vw))))
+        (if (local.get $sumAbs)
+          (then
+            (local.set $a (f32x4.abs (local.get $vw)))
+            (local.set $abs0 (f64x2.add (local.get $abs0) (f64x2.promote_low_f32x4 (local.get $a))))
+            (local.set $abs1 (f64x2.add (local.get $abs1)
+              (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $a) (local.get $a)))))))
+        (if (local.get $sumSq)
+          (then
+            (local.set $q (f32x4.mul (local.get $vw) (local.get $vw)))
+            (local.set $sq0 (f64x2.add (local.get $sq0) (f64x2.promote_low_f32x4 (local.get $q))))
+            (local.set $sq1 (f64x2.add (local.get $sq1)
+              (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $q) (local.get $q)))))))
+        (local.set $a (local.get $vw))
+        (if (local.get $decay)
+          (then (local.set $a (f32x4.add (local.get $vw) (f32x4.mul (f32x4.mul (local.get $vw) (local.get $vwd)) (local.get $vlr))))))
+        (v128.store offset=48 (i32.add (local.get $d) (local.get $i))
+          (f32x4.add (local.get $a) (f32x4.mul (local.get $vlr) (local.get $vg))))
+        (local.set $i (i32.add (local.get $i) (i32.const 64)))
+        (br $loop16)))
     (block $done
       (loop $loop
         (br_if $done (i32.ge_u (local.get $i) (local.get $end)))

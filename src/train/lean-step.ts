@@ -50,7 +50,7 @@
  */
 import * as tf from '../tf';
 import { wasmSimd, type Simd } from '../accel/simd';
-import { installedMatMul, type DirectMatMul, type MatrixAt } from '../accel/kernels';
+import { installedMatMul, rewritableInPlace, type DirectMatMul, type MatrixAt } from '../accel/kernels';
 import { emaPass, Optimizer, type ClipPasses } from './optimizers';
 import { jsClipPasses } from './optimizers/clipping';
 import { adamOnHeap } from './optimizers/adam';
@@ -155,7 +155,7 @@ function ownFloats(t: tf.Tensor, exclusive: boolean): Float32Array | null {
 
 /** The parts of tfjs-wasm's backend the direct step reads: where each tensor's data is, and the heap. */
 interface WasmHeapBackend {
-  dataIdMap: { get(id: unknown): { memoryOffset: number; refCount: number } | undefined };
+  dataIdMap: { get(id: unknown): { id: number; memoryOffset: number; refCount: number } | undefined };
   wasm: { HEAPF32: Float32Array; HEAP32: Int32Array };
 }
 
@@ -388,9 +388,10 @@ export function createLeanStep(
   };
   /**
    * The optimizer's update of one variable with the penalty gradient l1·sign(w) + 2·l2·w folded in,
-   * in one pass over the tensors' memory: on cpu in place; on wasm into a fresh tensor that is then
-   * assigned (tfjs-wasm caches XNNPACK operators with packed weights per tensor id, so rewriting a
-   * weight's memory in place would leave stale packed copies behind: wrong losses from step 2 on).
+   * in one pass over the tensors' memory: on cpu in place; on wasm in place where no XNNPACK operator
+   * can hold a packed copy of the weight (rewritableInPlace: regtrain's GEMM runs the matmuls), else
+   * into a fresh tensor that is then assigned (a stale packed copy gave wrong losses from step 2 on).
+   * In place, no tensor is made, assigned and disposed per weight per step (3% of the tutorial's epoch).
    * Elsewhere (tfjs-node, or shared data) through copies. Plain SGD on wasm runs as a SIMD loop
    * (simd.wat), bit-identical to the optimizer's JS loop. Returns Σ|w| and Σw² at the old weights; the
    * SIMD loop leaves a sum at 0 when `penalty` has no factor for it (the other paths always sum).
@@ -424,7 +425,7 @@ export function createLeanStep(
       return sums;
     }
     let fresh: tf.Tensor | null = null;
-    if (wasm) {
+    if (wasm && !rewritableInPlace(wasm, wasm.dataIdMap.get(v.dataId)!.id)) {
       const b = wasm as unknown as { makeOutput(shape: number[], dtype: string): tf.TensorInfo };
       fresh = tf.engine().makeTensorFromTensorInfo(b.makeOutput(v.shape.slice(), 'float32'));
     }
@@ -437,7 +438,7 @@ export function createLeanStep(
         name: v.name,
         w: heapAddress(wasm, v, false)!,
         g: heapAddress(wasm, g, false)!,
-        out: heapAddress(wasm, fresh!, true)!,
+        out: fresh ? heapAddress(wasm, fresh, true)! : heapAddress(wasm, v, true)!,
         size: v.size,
         l1,
         l2,
@@ -831,7 +832,7 @@ export function createLeanStep(
     const B = x.shape[0];
     const soft = y.rank === 2;
     if (y.shape[0] !== B) throw new Error(`lean step: ${y.shape[0]} labels for a batch of ${B}`);
-    const matMul = direct && stepSimd ? installedMatMul('wasm') : null;
+    const matMul = direct && stepSimd ? installedMatMul('wasm', stepSimd) : null;
     // Each layer's dropout multipliers for this batch (rate 0 is the identity, as forward()'s `rate > 0`).
     const masks = dense.map((d) =>
       d.dropout

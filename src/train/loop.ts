@@ -43,6 +43,11 @@ export interface FitResult {
   nonFinite?: { epoch: number; step: number | null };
 }
 
+/**
+ * How often (ms) the loop lets signal handlers and the progress bar run between batches. A turn of the event
+ * loop costs ~10 µs: at every batch that was 2% of the tutorial's epoch (1,875 batches a second).
+ */
+const YIELD_EVERY_MS = 5;
 const nextTick = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 export async function fit(
@@ -94,6 +99,7 @@ export async function fit(
       let smoothingSum: number | null = null;
       let correct = 0;
       let seen = 0;
+      let lastYield = performance.now();
       for (let s = 0; s < steps; s++) {
         if (opts.shouldStop?.()) {
           stopReason = 'interrupted';
@@ -120,8 +126,10 @@ export async function fit(
         correct += r.correct;
         seen += b;
         callbacks.batchEnd(s + 1, { loss: lossSum / seen }, ctx);
-        // Let signal handlers and the progress bar run between batches.
-        await nextTick();
+        if (performance.now() - lastYield >= YIELD_EVERY_MS) {
+          await nextTick();
+          lastYield = performance.now();
+        }
       }
       ctx.trainSeconds = Number(process.hrtime.bigint() - started) / 1e9;
 
