@@ -131,6 +131,13 @@ export async function fit(
           lastYield = performance.now();
         }
       }
+      // A stop asked for while the batches ran is seen before the epoch ends, as one after any earlier batch
+      // (the loop yields every few ms, so the signal's handler may not have run yet): the epoch is not completed.
+      await nextTick();
+      if (opts.shouldStop?.()) {
+        stopReason = 'interrupted';
+        break;
+      }
       ctx.trainSeconds = Number(process.hrtime.bigint() - started) / 1e9;
 
       const penalties = penaltyValues(built);
