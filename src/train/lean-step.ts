@@ -434,11 +434,12 @@ export function createLeanStep(
     const adam = simd && heapSlots ? optimizer.adamStep(v.name, v.size, lr) : null;
     const sgdDecay = optimizer.plainSgdDecay(v.name);
     if (wasm && simd && (adam || sgdDecay !== null)) {
+      const w = heapAddress(wasm, v, false)!;
       const u = {
         name: v.name,
-        w: heapAddress(wasm, v, false)!,
+        w,
         g: heapAddress(wasm, g, false)!,
-        out: fresh ? heapAddress(wasm, fresh, true)! : heapAddress(wasm, v, true)!,
+        out: fresh ? heapAddress(wasm, fresh, true)! : w,
         size: v.size,
         l1,
         l2,
