@@ -287,7 +287,7 @@ async function main(): Promise<void> {
   if ('skipped' in r.torch) console.log(`\nPyTorch: skipped (${r.torch.skipped})`);
 
   if (!process.argv.includes('--no-epoch')) {
-    console.log('\n' + (await epochStepReport({ rounds, epochs: 4, torch, log: (s) => console.error(s) })));
+    console.log('\n' + (await epochStepReport({ rounds, epochs: 8, torch, log: (s) => console.error(s) })));
     console.log('\n' + (await epochExtrasReport({ rounds: quick ? 2 : 3, epochs: 4, log: (s) => console.error(s) })));
   }
   if (!process.argv.includes('--no-cnn')) await cnn();

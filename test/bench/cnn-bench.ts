@@ -22,7 +22,7 @@
  * same batch size (a `torch_cnn.py --serve` process kept running); the report gives the median ratio
  * over the rounds with its range.
  *
- * Run: npx tsc -p tsconfig.json && node dist/test/bench/cnn-bench.js [--rounds N] [--no-torch] [--profile] [--batch 64]
+ * Run: npm run build && node dist/test/bench/cnn-bench.js [--rounds N] [--no-torch] [--profile] [--batch 64]
  * --profile prints where a step's time goes, per tfjs kernel, for each path.
  */
 import { spawn } from 'node:child_process';

@@ -5,7 +5,7 @@
  * direct filter gradient), 'openblas' and 'wasm' (regtrain's kernels of src/accel/conv.ts).
  * The first layer's input gradient is listed for completeness: a training step never asks for it.
  *
- * Run: npx tsc -p tsconfig.json && node dist/test/bench/conv-kernel-bench.js [openblas,wasm,none] [--calls N]
+ * Run: npm run build && node dist/test/bench/conv-kernel-bench.js [openblas,wasm,none] [--calls N]
  */
 import * as tf from '../../src/tf';
 import { installAcceleratedKernels, uninstallAcceleratedKernels, type GemmChoice } from '../../src/accel/kernels';

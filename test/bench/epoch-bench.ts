@@ -12,7 +12,7 @@
  * 2. Which extra: the same pieces on the same model and data in this process, each timed alone
  *    (median of 7), next to the median training time of part 1.
  *
- * Run: npx tsc -p tsconfig.json && node dist/test/bench/epoch-bench.js [--rounds N] [--epochs N]
+ * Run: npm run build && node dist/test/bench/epoch-bench.js [--rounds N] [--epochs N]
  */
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';

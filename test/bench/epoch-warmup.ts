@@ -9,7 +9,7 @@
  * Reported per round and as medians with their ranges: run epochs 2–4 ÷ warm step (epoch-step.ts's ratio),
  * ÷ cold step, run epochs 5–E ÷ warm step, and cold ÷ warm step.
  *
- * Run: npx tsc -p tsconfig.json && node dist/test/bench/epoch-warmup.js [--rounds N] [--epochs E] [--batch B]
+ * Run: npm run build && node dist/test/bench/epoch-warmup.js [--rounds N] [--epochs E] [--batch B]
  * (REGTRAIN_BLAS_THREADS as for the run: the child process inherits it.)
  */
 import { execFileSync } from 'node:child_process';

@@ -12,7 +12,7 @@
  * alternating order; CPU time (process.cpuUsage, user + system) per step, the median over the
  * rounds, and each variant's ratio to its baseline of the same round (median and range).
  *
- * Run: npx tsc -p tsconfig.json && node dist/test/bench/lean-extras.js [--rounds N] [--steps N] [--batch N]
+ * Run: npm run build && node dist/test/bench/lean-extras.js [--rounds N] [--steps N] [--batch N]
  */
 import * as os from 'node:os';
 import * as path from 'node:path';

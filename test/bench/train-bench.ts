@@ -12,7 +12,7 @@
  * (OpenBLAS at 1 or 2 threads, regtrain's wasm SIMD GEMM with relaxed or plain SIMD, or tfjs's own) ×
  * step (model.fit, or the lean step of src/train/lean-step.ts).
  *
- * Run: npx tsc -p tsconfig.json && node dist/test/bench/train-bench.js [--quick] [--rounds N] [--no-torch]
+ * Run: npm run build && node dist/test/bench/train-bench.js [--quick] [--rounds N] [--no-torch]
  *      [--backends wasm,cpu] [--torch-threads 1,2] [--batches 32,128,256,512]
  * Env: REGTRAIN_BENCH_SECONDS (time per measurement, default 1), REGTRAIN_BENCH_ROUNDS (default 5).
  */
