@@ -1,10 +1,11 @@
 /**
  * Issue 23, goal 1, round 9: why a run's early epochs at batch 512 train slower than its later ones (and than the
- * step alone), batch by batch. With OpenBLAS on two threads, every GEMM is split between the main thread and
- * OpenBLAS's own thread, and a product ends when both halves have; on two vCPUs any third thread that runs takes a
- * core from one of them, and the product waits. V8 compiles hot JavaScript with TurboFan on a helper thread, 1–10 ms
- * a function, while the code keeps running: in a new process that happens for regtrain's and tfjs's per-batch code
- * during its first epochs.
+ * step alone), batch by batch. V8 compiles hot JavaScript with TurboFan on a helper thread while the code keeps
+ * running (1–35 ms a function here): in a new process that happens for regtrain's and tfjs's per-batch code over
+ * its first ~10 epochs. With OpenBLAS on two threads every product is split between the main thread and OpenBLAS's
+ * own thread and ends when both halves have; on two vCPUs (hyperthreads of one core) a batch during which a compile
+ * runs takes 2–4× its median, while on one BLAS thread the same compiles cost nothing visible. (Lowering V8's helper
+ * threads' priority did not remove the stalls: docs/bench-2026-12-07-round9-epoch-stalls.txt.)
  *
  * A child process (this file with --child, under `node --trace-opt`) trains the tutorial's model as `regtrain run
  * configs/article.yaml --set data.trainLimit=20000 --set training.batchSize=512` does (the spec, the data, the
@@ -108,7 +109,6 @@ function childRun(epochs: number): Promise<{ step: string; batches: Batch[] }> {
 
 interface EpochStalls {
   epoch: number;
-  batches: number;
   total: number;
   median: number;
   stall: number;
@@ -126,7 +126,6 @@ function stallsOf(batches: Batch[]): EpochStalls[] {
     const slow = full.filter((b) => b.ms > SLOW * m);
     return {
       epoch,
-      batches: all.length,
       total: all.reduce((a, b) => a + b.ms, 0),
       median: m,
       stall: slow.reduce((a, b) => a + b.ms - m, 0),
